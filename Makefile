@@ -1,0 +1,55 @@
+# twinaid: `make run` starts everything, `make test` checks everything. `make help` lists targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-embedded test-system lint format bench keys rebuild clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install twinaid with pinned dependencies
+
+run: install ## Start PostgreSQL, the broker, every API and worker, with demo data (Ctrl-C stops)
+	$(BIN)/python -m shared.devstack
+
+test: install lint ## Lint, then the whole suite on the embedded and (if present) system PostgreSQL
+	$(MAKE) test-embedded
+	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; \
+	then $(MAKE) test-system; else echo "no PostgreSQL at 127.0.0.1:5432: system run skipped"; fi
+
+test-embedded: install ## The suite against the embedded PostgreSQL from the wheel
+	TWINAID_TEST_PG=embedded $(BIN)/pytest -q
+
+test-system: install ## The suite against the PostgreSQL at 127.0.0.1:5432
+	TWINAID_TEST_PG=system $(BIN)/pytest -q
+
+lint: install ## ruff, mypy --strict and the import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install ## Format and auto-fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install ## Benchmarks: append throughput vs a naive route, relay throughput and latency
+	$(BIN)/python -m bench.append
+	$(BIN)/python -m bench.relay
+
+keys: install ## Issue an API key: make keys ORG=lille ROLES=member,logistics
+	$(BIN)/twinaid keys issue --organisation $(ORG) --roles $(ROLES)
+
+rebuild: install ## Drop and replay a service's read models: make rebuild SERVICE=registry
+	$(BIN)/twinaid rebuild $(SERVICE)
+
+clean: ## Remove the virtual environment and local data
+	rm -rf $(VENV) .data

@@ -1,0 +1,13 @@
+"""Composition root of the registry worker: `python -m services.registry.worker`."""
+
+from __future__ import annotations
+
+from shared import db, worker
+
+
+def main() -> None:
+    worker.main(service="registry", schema=[db.schema_text("services.registry")], handlers={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+-- shipments read models. The directory is this service's own copy of the registry's organisations.
+CREATE TABLE IF NOT EXISTS directory (
+    organisation_id text PRIMARY KEY,
+    name            text NOT NULL,
+    kind            text NOT NULL,
+    country         text NOT NULL,
+    source_position bigint NOT NULL
+);

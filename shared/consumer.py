@@ -1,0 +1,317 @@
+"""The consumer runner: idempotent handlers over other services' topics.
+
+For each message: parse it, then in ONE transaction record (consumer, event id) in the inbox and
+run the handler; the Kafka offset is committed only after that transaction. A message that cannot
+be parsed, or whose handler still fails after bounded retries, goes to the dead-letter table and
+the `<topic>.dlq` topic with the reason, and the consumer goes on.
+
+The runner also keeps, per upstream service, the contiguous prefix of positions it applied. When
+a later position arrives and the gap does not fill within a grace period (or on request), it
+catches up from the upstream's HTTP feed, so the system converges even if the broker lost data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared import kafka
+from shared.db import Database
+from shared.errors import ServiceUnavailable
+from shared.metrics import Metrics
+from shared.settings import Settings, topic_for
+
+log = logging.getLogger("twinaid.consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An upstream event as a consumer sees it, whichever path (Kafka or feed) brought it."""
+
+    upstream: str
+    event_id: uuid.UUID
+    position: int
+    event_type: str
+    stream_id: str
+    stream_version: int
+    occurred_at: datetime
+    data: Mapping[str, Any]
+    correlation_id: str | None
+    organisation: str | None
+
+
+Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[None]]
+
+
+class Unparseable(ValueError):
+    pass
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _header_map(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
+
+
+def parse_record(record: ConsumerRecord[bytes, bytes]) -> Incoming:
+    headers = _header_map(record)
+    try:
+        source = headers["ce_source"]
+        if not source.startswith("/twinaid/"):
+            raise Unparseable(f"unknown ce_source {source!r}")
+        data = json.loads(record.value or b"")
+        if not isinstance(data, dict):
+            raise Unparseable("the value is not a JSON object")
+        return Incoming(
+            upstream=source.removeprefix("/twinaid/"),
+            event_id=uuid.UUID(headers["ce_id"]),
+            position=int(headers["ce_position"]),
+            event_type=headers["ce_type"],
+            stream_id=headers["ce_subject"],
+            stream_version=int(headers.get("ce_streamversion", "0")),
+            occurred_at=datetime.fromisoformat(headers["ce_time"]),
+            data=data,
+            correlation_id=headers.get("ce_correlationid") or None,
+            organisation=headers.get("ce_organisation") or None,
+        )
+    except Unparseable:
+        raise
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise Unparseable(f"cannot parse the message: {exc!r}") from exc
+
+
+def parse_feed_event(upstream: str, raw: Mapping[str, Any]) -> Incoming:
+    meta = raw.get("metadata") or {}
+    return Incoming(
+        upstream=upstream,
+        event_id=uuid.UUID(raw["event_id"]),
+        position=int(raw["position"]),
+        event_type=raw["event_type"],
+        stream_id=raw["stream_id"],
+        stream_version=int(raw["stream_version"]),
+        occurred_at=datetime.fromisoformat(raw["occurred_at"]),
+        data=raw["data"],
+        correlation_id=meta.get("correlation_id"),
+        organisation=meta.get("organisation"),
+    )
+
+
+class ConsumerRunner:
+    def __init__(
+        self, *, service: str, settings: Settings, db: Database, metrics: Metrics,
+        handlers: Mapping[str, Mapping[str, Handler]],
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`handlers` maps an upstream service to {event type: handler}."""
+        self.name = service
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.handlers = handlers
+        self.topics = [topic_for(upstream) for upstream in handlers]
+        self.http = http
+        self.applied = 0
+        self.duplicates = 0
+        self.dead = 0
+        self._gap_since: dict[str, float] = {}
+        self._dlq: AIOKafkaProducer | None = None
+
+    # -- applying ------------------------------------------------------------------------
+
+    async def apply(self, incoming: Incoming) -> bool:
+        """Apply once: returns False when the event was already applied (a duplicate).
+
+        The inbox row is written last: the handler loads what it needs before the transaction's
+        first write, so events it appends sort after those they were decided on (see
+        shared/event_store.py on commit order).
+        """
+        handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
+        try:
+            async with self.db.transaction() as conn:
+                seen = await conn.fetchval(
+                    "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2",
+                    self.name, incoming.event_id)
+                if seen:
+                    raise _Duplicate
+                if handler is not None:
+                    await handler(conn, incoming)
+                fresh = await conn.fetchval(
+                    "INSERT INTO inbox (consumer, event_id, upstream, position)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+                    self.name, incoming.event_id, incoming.upstream, incoming.position)
+                if not fresh:
+                    raise _Duplicate  # a concurrent replica applied it first: roll ours back
+        except _Duplicate:
+            self.duplicates += 1
+            return False
+        self.applied += 1
+        return True
+
+    async def apply_with_retries(self, incoming: Incoming,
+                                 record: ConsumerRecord[bytes, bytes] | None) -> None:
+        attempts = max(1, self.settings.consumer_max_retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.apply(incoming)
+                return
+            except (ServiceUnavailable, OSError, asyncpg.InterfaceError):
+                raise  # the database is down: not the message's fault; retry the batch later
+            except Exception as exc:
+                if attempt == attempts:
+                    await self.dead_letter(record, f"handler failed {attempts} times: {exc!r}",
+                                           incoming=incoming)
+                    return
+                await asyncio.sleep(0.05 * 2**attempt)
+
+    async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | None, reason: str,
+                          *, incoming: Incoming | None = None) -> None:
+        topic = record.topic if record is not None else (
+            topic_for(incoming.upstream) if incoming else "unknown")
+        headers = _header_map(record) if record is not None else {}
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO dead_letters (consumer, topic, partition, \"offset\", key, value,"
+                " headers, reason) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+                self.name, topic, record.partition if record else None,
+                record.offset if record else None, record.key if record else None,
+                record.value if record else json.dumps(dict(incoming.data) if incoming else {})
+                .encode(), json.dumps(headers), reason)
+            if incoming is not None:
+                # Parked, not lost: the position counts as handled so catching up stops here.
+                await conn.execute(
+                    "INSERT INTO inbox (consumer, event_id, upstream, position)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    self.name, incoming.event_id, incoming.upstream, incoming.position)
+        self.dead += 1
+        self.metrics.dead_letters.inc()
+        log.warning("dead-lettered a message from %s", topic, extra={"reason": reason})
+        if self._dlq is not None and record is not None:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self._dlq.send_and_wait(
+                    f"{topic}.dlq", key=record.key, value=record.value,
+                    headers=[*(record.headers or ()), ("twinaid_dlq_reason", reason.encode())]),
+                    10)
+
+    # -- progress and catching up --------------------------------------------------------
+
+    async def advance(self, upstream: str) -> tuple[int, bool]:
+        """Move the contiguous prefix forward; returns it and whether a gap lies beyond it."""
+        async with self.db.transaction() as conn:
+            contiguous = await conn.fetchval(
+                "SELECT position FROM consumer_progress WHERE consumer = $1 AND upstream = $2"
+                " FOR UPDATE", self.name, upstream) or 0
+            rows = await conn.fetch(
+                "SELECT position FROM inbox WHERE consumer = $1 AND upstream = $2"
+                " AND position > $3 ORDER BY position LIMIT 100000",
+                self.name, upstream, contiguous)
+            start = contiguous
+            for row in rows:
+                if row["position"] != contiguous + 1:
+                    break
+                contiguous += 1
+            if contiguous != start:
+                await conn.execute(
+                    "INSERT INTO consumer_progress (consumer, upstream, position) VALUES ($1,$2,$3)"
+                    " ON CONFLICT (consumer, upstream) DO UPDATE SET position = excluded.position,"
+                    " updated_at = now()", self.name, upstream, contiguous)
+            beyond = len(rows) > (contiguous - start)
+        self.metrics.consumer_lag(self.name, upstream).set(len(rows) - (contiguous - start))
+        return contiguous, beyond
+
+    async def check_gaps(self) -> None:
+        now = time.monotonic()
+        for upstream in self.handlers:
+            _, gap = await self.advance(upstream)
+            if not gap:
+                self._gap_since.pop(upstream, None)
+                continue
+            since = self._gap_since.setdefault(upstream, now)
+            if now - since >= self.settings.consumer_gap_grace:
+                log.warning("a gap in %s did not fill: catching up from its feed", upstream)
+                await self.catch_up(upstream)
+                self._gap_since.pop(upstream, None)
+
+    async def catch_up(self, upstream: str) -> int:
+        """Apply everything after the contiguous prefix from the upstream's HTTP feed."""
+        base = self.settings.upstream_feeds.get(upstream)
+        if base is None or self.http is None:
+            log.warning("no feed configured for %s: cannot catch up", upstream)
+            return 0
+        headers = {"Authorization": f"Bearer {self.settings.feed_api_key or ''}"}
+        applied = 0
+        after, _ = await self.advance(upstream)
+        while True:
+            response = await self.http.get(f"{base}/v1/events",
+                                           params={"after": after, "limit": 500},
+                                           headers=headers, timeout=10)
+            response.raise_for_status()
+            page = response.json()
+            for raw in page["events"]:
+                incoming = parse_feed_event(upstream, raw)
+                before = self.applied
+                await self.apply_with_retries(incoming, None)
+                applied += self.applied - before
+            if not page["events"]:
+                break
+            after = page["next_after"]
+        await self.advance(upstream)
+        return applied
+
+    # -- the Kafka loop ------------------------------------------------------------------
+
+    async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            try:
+                incoming = parse_record(record)
+            except Unparseable as exc:
+                await self.dead_letter(record, str(exc))
+                continue
+            await self.apply_with_retries(incoming, record)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+            except (KafkaError, OSError, ServiceUnavailable, asyncpg.InterfaceError,
+                    TimeoutError) as exc:
+                log.warning("consumer interrupted, restarting: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        group = f"{self.name}.consumers"
+        consumer = kafka.consumer(self.settings, group=group, topics=self.topics)
+        self._dlq = kafka.producer(self.settings)
+        await consumer.start()
+        await self._dlq.start()
+        try:
+            while not stop.is_set():
+                batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = (
+                    await consumer.getmany(timeout_ms=500, max_records=200))
+                for records in batches.values():
+                    await self.handle_batch(records)
+                if batches:
+                    # After the database commits, never before.
+                    await consumer.commit()
+                await self.check_gaps()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._dlq.stop(), 5)
+            self._dlq = None

@@ -1,0 +1,87 @@
+"""Connection pools, database creation and schema application."""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from shared.errors import ServiceUnavailable
+
+SHARED_SCHEMA = "schema.sql"
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database (query such as ?host=/socket kept)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database named in `url` if it does not exist yet."""
+    name = urlsplit(url).path.lstrip("/")
+    admin = await asyncpg.connect(with_database(url, "postgres"))
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await admin.close()
+
+
+def schema_text(package: str, resource: str = SHARED_SCHEMA) -> str:
+    return (importlib.resources.files(package) / resource).read_text()
+
+
+async def apply_schema(conn: asyncpg.Connection, *scripts: str) -> None:
+    # Several processes may start at once: serialise DDL with a transaction-level lock.
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(7424001)")
+        for script in scripts:
+            await conn.execute(script)
+
+
+class Database:
+    """The pool of one service. Use cases run in `transaction()`, reads in `connection()`."""
+
+    def __init__(self, url: str, *, max_size: int = 20) -> None:
+        self.url = url
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=self.max_size, command_timeout=30,
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "Database.open() was not called"
+        return self._pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            conn_cm = self.pool.acquire(timeout=10)
+            conn = await conn_cm.__aenter__()
+        except (TimeoutError, OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError) as exc:
+            raise ServiceUnavailable("the database is not reachable") from exc
+        try:
+            yield conn
+        finally:
+            await conn_cm.__aexit__(None, None, None)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn

@@ -1,0 +1,359 @@
+"""Append-only event store: PostgreSQL for real, in memory for pure domain tests.
+
+Global order without skipping (the xid8 choice): writers never lock anything beyond their own
+rows. Each event row records its transaction id; the sealer (run by the relay leader) gives dense
+global positions only to events whose transaction is older than every transaction still running
+(`pg_snapshot_xmin`), in (transaction id, row id) order. A reader that follows the sealed
+positions therefore never passes an event that could still commit behind it. The alternative, a
+table lock held from append to commit, serialises every writer of a service; we keep writers
+parallel and pay a few milliseconds of sealing latency instead.
+
+Rule for use cases: load the streams you decide on before the transaction's first write, so the
+transaction id (assigned at the first write) is newer than the events you read.
+
+Both pass the same contract suite (tests/shared/test_event_store_contract.py). A store is bound
+to the connection of one use case; it never begins or commits a transaction itself.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+
+from shared import chain
+from shared.errors import Conflict
+from shared.events import Metadata, NewEvent, RecordedEvent
+
+S = TypeVar("S")
+
+
+class ConcurrencyConflict(Conflict):
+    """The stream moved on since the caller read it: reload and decide again."""
+
+    type_slug = "concurrency-conflict"
+    title = "The record was changed by someone else"
+
+    def __init__(self, *, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_id} is at version {actual}, not the expected {expected}",
+            extra={"stream_id": stream_id, "expected_version": expected, "actual_version": actual},
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class EventStore(Protocol):
+    async def append(
+        self, *, stream_type: str, stream_id: str, expected_version: int,
+        events: Sequence[NewEvent], metadata: Metadata, now: datetime,
+    ) -> list[RecordedEvent]:
+        """Append after `expected_version` (0 for a new stream). Raises ConcurrencyConflict."""
+        ...
+
+    async def read_stream(
+        self, stream_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of one stream in version order; `as_of` filters by occurred-at,
+        `known_at` by recorded-at."""
+        ...
+
+    async def read_all(
+        self, *, after: int, limit: int, stream_type: str | None = None,
+        event_type: str | None = None,
+    ) -> list[RecordedEvent]:
+        """Sealed events after a global position, in position order."""
+        ...
+
+    async def seal(self, *, limit: int = 1000) -> int:
+        """Give committed events their global position and chain hash; returns how many."""
+        ...
+
+    async def verify(self) -> chain.Verdict: ...
+
+
+def fold(events: Iterable[RecordedEvent], initial: S, evolve: Callable[[S, RecordedEvent], S]) -> S:
+    state = initial
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+COLUMNS = (
+    "e.event_id, e.stream_type, e.stream_id, e.stream_version, e.event_type, e.schema_version,"
+    " e.occurred_at, e.recorded_at, e.data, e.metadata"
+)
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def from_row(row: asyncpg.Record, *, position: int | None = None, hash: bytes | None = None,
+              ) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=row["event_id"],
+        stream_type=row["stream_type"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        data=_loads(row["data"]),
+        metadata=Metadata.from_dict(_loads(row["metadata"])),
+        position=position,
+        hash=hash,
+    )
+
+
+class PostgresEventStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def current_version(self, stream_id: str) -> int:
+        version = await self.conn.fetchval(
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id)
+        return int(version)
+
+    async def append(
+        self, *, stream_type: str, stream_id: str, expected_version: int,
+        events: Sequence[NewEvent], metadata: Metadata, now: datetime,
+    ) -> list[RecordedEvent]:
+        if not events:
+            return []
+        meta = json.dumps(metadata.as_dict())
+        n = len(events)
+        try:
+            # The version check and the insert are one statement; a concurrent writer that
+            # passes the check too is stopped by UNIQUE (stream_id, stream_version).
+            rows = await self.conn.fetch(
+                """
+                WITH cur AS (
+                    SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = $2
+                )
+                INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
+                                    schema_version, occurred_at, recorded_at, data, metadata)
+                SELECT ev.event_id, $1, $2, $3 + ev.ord, ev.event_type, ev.schema_version,
+                       ev.occurred_at, $4, ev.data::jsonb, $5::jsonb
+                FROM unnest($6::uuid[], $7::text[], $8::int[], $9::timestamptz[], $10::text[])
+                     WITH ORDINALITY AS ev(event_id, event_type, schema_version, occurred_at,
+                                           data, ord),
+                     cur
+                WHERE cur.v = $3
+                RETURNING event_id
+                """,
+                stream_type, stream_id, expected_version, now, meta,
+                [e.event_id for e in events], [e.event_type for e in events],
+                [e.schema_version for e in events], [e.occurred_at or now for e in events],
+                [json.dumps(e.data) for e in events],
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_event_id_key":
+                raise Conflict("an event with this id was already recorded") from exc
+            raise ConcurrencyConflict(
+                stream_id=stream_id, expected=expected_version, actual=expected_version + 1,
+            ) from exc
+        if len(rows) != n:
+            actual = await self.current_version(stream_id)
+            raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
+        return [
+            RecordedEvent(
+                event_id=e.event_id, stream_type=stream_type, stream_id=stream_id,
+                stream_version=expected_version + i + 1, event_type=e.event_type,
+                schema_version=e.schema_version, occurred_at=e.occurred_at or now,
+                recorded_at=now, data=e.data, metadata=metadata,
+            )
+            for i, e in enumerate(events)
+        ]
+
+    async def read_stream(
+        self, stream_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        rows = await self.conn.fetch(
+            f"""
+            SELECT {COLUMNS}, c.position, c.hash FROM events e
+            LEFT JOIN event_chain c ON c.event_id = e.event_id
+            WHERE e.stream_id = $1
+              AND ($2::timestamptz IS NULL OR e.occurred_at <= $2)
+              AND ($3::timestamptz IS NULL OR e.recorded_at <= $3)
+            ORDER BY e.stream_version
+            """,
+            stream_id, as_of, known_at,
+        )
+        return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
+
+    async def read_all(
+        self, *, after: int, limit: int, stream_type: str | None = None,
+        event_type: str | None = None,
+    ) -> list[RecordedEvent]:
+        rows = await self.conn.fetch(
+            f"""
+            SELECT {COLUMNS}, c.position, c.hash FROM event_chain c
+            JOIN events e ON e.event_id = c.event_id
+            WHERE c.position > $1
+              AND ($3::text IS NULL OR e.stream_type = $3)
+              AND ($4::text IS NULL OR e.event_type = $4)
+            ORDER BY c.position LIMIT $2
+            """,
+            after, limit, stream_type, event_type,
+        )
+        return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
+
+    async def head(self) -> tuple[int, bytes]:
+        row = await self.conn.fetchrow("SELECT position, hash FROM sealer_state")
+        return int(row["position"]), bytes(row["hash"])
+
+    async def seal(self, *, limit: int = 1000) -> int:
+        async with self.conn.transaction():  # a savepoint when the caller has a transaction
+            return await self._seal(limit)
+
+    async def _seal(self, limit: int) -> int:
+        state = await self.conn.fetchrow(
+            "SELECT last_tx, last_id, position, hash FROM sealer_state FOR UPDATE")
+        # Only transactions older than every one still running: none of them can commit an
+        # event that sorts before what we seal now.
+        rows = await self.conn.fetch(
+            f"""
+            SELECT e.id, e.tx_id, {COLUMNS} FROM events e
+            WHERE (e.tx_id, e.id) > ($1::xid8, $2::bigint)
+              AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY e.tx_id, e.id LIMIT $3
+            """,
+            state["last_tx"], state["last_id"], limit,
+        )
+        if not rows:
+            return 0
+        position = int(state["position"])
+        previous = bytes(state["hash"])
+        positions, ids, hashes = [], [], []
+        for row in rows:
+            position += 1
+            previous = chain.link(previous, from_row(row), position=position)
+            positions.append(position)
+            ids.append(row["event_id"])
+            hashes.append(previous)
+        await self.conn.execute(
+            "INSERT INTO event_chain (position, event_id, hash)"
+            " SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
+            positions, ids, hashes,
+        )
+        last = rows[-1]
+        await self.conn.execute(
+            "UPDATE sealer_state SET last_tx = $1, last_id = $2, position = $3, hash = $4",
+            last["tx_id"], last["id"], position, previous,
+        )
+        return len(rows)
+
+    async def _chain_entries(self) -> AsyncIterator[chain.ChainEntry]:
+        async for row in self.conn.cursor(
+            f"""
+            SELECT c.position, c.event_id AS sealed_id, c.hash AS sealed_hash,
+                   {COLUMNS}
+            FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
+            ORDER BY c.position
+            """,
+            prefetch=5000,
+        ):
+            event = from_row(row) if row["event_id"] is not None else None
+            yield chain.ChainEntry(position=row["position"], event_id=str(row["sealed_id"]),
+                                   hash=bytes(row["sealed_hash"]), event=event)
+
+    async def verify(self) -> chain.Verdict:
+        """Recompute the chain from the stored rows; reports the first bad position."""
+        if self.conn.is_in_transaction():
+            async with self.conn.transaction():
+                return await self._verify()
+        # one snapshot for the whole walk, however long the log
+        async with self.conn.transaction(isolation="repeatable_read", readonly=True):
+            return await self._verify()
+
+    async def _verify(self) -> chain.Verdict:
+        state = await self.conn.fetchrow("SELECT last_tx, last_id, position FROM sealer_state")
+        # Events the sealer already passed but never sealed were inserted behind its back;
+        # report the position of the first sealed event that follows each of them.
+        inserted = await self.conn.fetch(
+            """
+            SELECT coalesce((SELECT min(c2.position) FROM event_chain c2
+                             JOIN events e2 ON e2.event_id = c2.event_id
+                             WHERE (e2.tx_id, e2.id) > (e.tx_id, e.id)), $3 + 1) AS position
+            FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id
+            WHERE c.event_id IS NULL AND (e.tx_id, e.id) <= ($1::xid8, $2::bigint)
+            """,
+            state["last_tx"], state["last_id"], state["position"],
+        )
+        return chain.verify([entry async for entry in self._chain_entries()], unsealed_behind=[r["position"] for r in inserted],
+                            sealed_head=int(state["position"]))
+
+
+class InMemoryEventStore:
+    """For pure domain tests: same contract, one process, sealed at append."""
+
+    def __init__(self) -> None:
+        self._events: list[RecordedEvent] = []
+        self._hash = chain.GENESIS
+
+    async def append(
+        self, *, stream_type: str, stream_id: str, expected_version: int,
+        events: Sequence[NewEvent], metadata: Metadata, now: datetime,
+    ) -> list[RecordedEvent]:
+        actual = sum(1 for e in self._events if e.stream_id == stream_id)
+        if actual != expected_version:
+            raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
+        known = {e.event_id for e in self._events}
+        if any(e.event_id in known for e in events):
+            raise Conflict("an event with this id was already recorded")
+        recorded = []
+        for i, new in enumerate(events):
+            event = RecordedEvent(
+                event_id=new.event_id, stream_type=stream_type, stream_id=stream_id,
+                stream_version=expected_version + i + 1, event_type=new.event_type,
+                schema_version=new.schema_version, occurred_at=new.occurred_at or now,
+                recorded_at=now, data=json.loads(json.dumps(new.data)), metadata=metadata,
+            )
+            position = len(self._events) + 1
+            self._hash = chain.link(self._hash, event, position=position)
+            self._events.append(replace(event, position=position, hash=self._hash))
+            recorded.append(event)
+        return recorded
+
+    async def read_stream(
+        self, stream_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        return [
+            e for e in self._events
+            if e.stream_id == stream_id
+            and (as_of is None or e.occurred_at <= as_of)
+            and (known_at is None or e.recorded_at <= known_at)
+        ]
+
+    async def read_all(
+        self, *, after: int, limit: int, stream_type: str | None = None,
+        event_type: str | None = None,
+    ) -> list[RecordedEvent]:
+        selected = [
+            e for e in self._events[after:]
+            if (stream_type is None or e.stream_type == stream_type)
+            and (event_type is None or e.event_type == event_type)
+        ]
+        return selected[:limit]
+
+    async def seal(self, *, limit: int = 1000) -> int:
+        return 0
+
+    async def verify(self) -> chain.Verdict:
+        entries = [
+            chain.ChainEntry(position=e.position or 0, event_id=str(e.event_id),
+                             hash=e.hash or b"", event=e)
+            for e in self._events
+        ]
+        return chain.verify(entries, sealed_head=len(self._events))
+
+
+def new_event_id() -> uuid.UUID:
+    return uuid.uuid4()

@@ -1,0 +1,66 @@
+"""The shape of events in the log. Pure: no framework or driver imports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    actor: str | None = None
+    organisation: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    idempotency_key: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "actor": self.actor,
+            "organisation": self.organisation,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Metadata:
+        return cls(
+            actor=raw.get("actor"),
+            organisation=raw.get("organisation"),
+            correlation_id=raw.get("correlation_id"),
+            causation_id=raw.get("causation_id"),
+            idempotency_key=raw.get("idempotency_key"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A fact decided by the domain, not yet stored. `occurred_at` may lie in the past."""
+
+    event_type: str
+    data: Mapping[str, Any]
+    occurred_at: datetime | None = None
+    schema_version: int = 1
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored. `position` is the dense global position, None until sealed."""
+
+    event_id: uuid.UUID
+    stream_type: str
+    stream_id: str
+    stream_version: int
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    data: Mapping[str, Any]
+    metadata: Metadata
+    position: int | None = None
+    hash: bytes | None = None

@@ -1,0 +1,204 @@
+"""The relay: seals committed events (global position + hash chain) and publishes them.
+
+One relay per service publishes: the leader holds a session-level advisory lock on its own
+connection; other worker replicas wait for it. The leader wakes on NOTIFY and also polls, so a
+lost notification only costs latency. Its checkpoint lives in PostgreSQL and moves only after the
+broker acknowledged every message of a batch; after a crash the batch is sent again and
+consumers drop the duplicates by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared import kafka
+from shared.db import Database
+from shared.errors import ServiceUnavailable
+from shared.event_store import PostgresEventStore
+from shared.events import RecordedEvent
+from shared.metrics import Metrics
+from shared.settings import Settings, topic_for
+
+log = logging.getLogger("twinaid.relay")
+LEADER_LOCK = 7424100
+
+
+def headers_for(service: str, event: RecordedEvent) -> list[tuple[str, bytes]]:
+    """CloudEvents 1.0 binary mode: attributes as `ce_` headers, the data as the value."""
+    meta = event.metadata
+    attrs = {
+        "ce_specversion": "1.0",
+        "ce_id": str(event.event_id),
+        "ce_source": f"/twinaid/{service}",
+        "ce_type": event.event_type,
+        "ce_time": event.occurred_at.astimezone(UTC).isoformat(),
+        "ce_subject": event.stream_id,
+        "ce_streamtype": event.stream_type,
+        "ce_streamversion": str(event.stream_version),
+        "ce_position": str(event.position),
+        "ce_schemaversion": str(event.schema_version),
+        "ce_recordedat": event.recorded_at.astimezone(UTC).isoformat(),
+        "ce_chainhash": event.hash.hex() if event.hash else "",
+        "ce_correlationid": meta.correlation_id or "",
+        "ce_causationid": meta.causation_id or "",
+        "ce_organisation": meta.organisation or "",
+        "ce_actor": meta.actor or "",
+        "content-type": "application/json",
+    }
+    return [(k, v.encode()) for k, v in attrs.items()]
+
+
+class Relay:
+    def __init__(
+        self, *, service: str, settings: Settings, db: Database, metrics: Metrics,
+        producer_factory: Callable[[Settings], AIOKafkaProducer] = kafka.producer,
+    ) -> None:
+        self.service = service
+        self.topic = topic_for(service)
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.producer_factory = producer_factory
+        self.is_leader = False
+        self.published = 0
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Contend for leadership until `stop` is set; publish while leader."""
+        while not stop.is_set():
+            try:
+                await self._lead(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ServiceUnavailable,
+                    TimeoutError) as exc:
+                log.warning("relay lost its database connection: %s", exc)
+            self.is_leader = False
+            await _sleep_or_stop(stop, self.settings.relay_poll_interval)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        lock_conn: asyncpg.Connection = await asyncpg.connect(self.db.url)
+        try:
+            while not stop.is_set():
+                if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+                    break
+                await _sleep_or_stop(stop, self.settings.relay_poll_interval)
+            if stop.is_set():
+                return
+            self.is_leader = True
+            log.info("relay is the leader for %s", self.topic)
+            await lock_conn.add_listener("twinaid_appended", self._notified)
+            await lock_conn.add_listener("twinaid_sealed", self._notified)
+            await self._publish_while_leader(stop, lock_conn)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lock_conn.close(), 2)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _publish_while_leader(self, stop: asyncio.Event, lock_conn: asyncpg.Connection,
+                                    ) -> None:
+        producer: AIOKafkaProducer | None = None
+        try:
+            while not stop.is_set():
+                if lock_conn.is_closed():
+                    return
+                self._wake.clear()
+                sealed = await self.seal_once()
+                if producer is None:
+                    producer = await self._start_producer(stop)
+                    if producer is None:
+                        continue
+                try:
+                    published = await self.publish_once(producer)
+                except (KafkaError, TimeoutError) as exc:
+                    log.warning("publishing failed, will resend from the checkpoint: %r", exc)
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(producer.stop(), 5)
+                    producer = None
+                    await _sleep_or_stop(stop, 0.5)
+                    continue
+                if sealed == 0 and published == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
+                    # liveness of the lock connection: if it is gone, so is our leadership
+                    await asyncio.wait_for(lock_conn.fetchval("SELECT 1"), 5)
+        finally:
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 5)
+
+    async def _start_producer(self, stop: asyncio.Event) -> AIOKafkaProducer | None:
+        producer = self.producer_factory(self.settings)
+        try:
+            await asyncio.wait_for(producer.start(), 15)
+            return producer
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("broker unavailable: %r", exc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+            await _sleep_or_stop(stop, 1.0)
+            return None
+
+    async def seal_once(self) -> int:
+        total = 0
+        while True:
+            async with self.db.transaction() as conn:
+                n = await PostgresEventStore(conn).seal(limit=self.settings.relay_batch_size)
+            total += n
+            if n < self.settings.relay_batch_size:
+                return total
+
+    async def publish_once(self, producer: AIOKafkaProducer) -> int:
+        async with self.db.connection() as conn:
+            checkpoint = await conn.fetchval(
+                "SELECT position FROM relay_checkpoint WHERE topic = $1", self.topic) or 0
+            events = await PostgresEventStore(conn).read_all(
+                after=checkpoint, limit=self.settings.relay_batch_size)
+            head = await conn.fetchval("SELECT position FROM sealer_state")
+        self.metrics.relay_lag_events.set(max(0, int(head) - checkpoint))
+        if not events:
+            self.metrics.relay_lag_seconds.set(0)
+            return 0
+        age = (datetime.now(UTC) - events[0].recorded_at).total_seconds()
+        self.metrics.relay_lag_seconds.set(max(0.0, age))
+        started = time.monotonic()
+        pending = [
+            await producer.send(
+                self.topic,
+                key=event.stream_id.encode(),
+                value=json.dumps(event.data).encode(),
+                headers=headers_for(self.service, event),
+                timestamp_ms=int(event.recorded_at.timestamp() * 1000),
+            )
+            for event in events
+        ]
+        timeout = self.settings.relay_poll_interval + 30
+        await asyncio.wait_for(asyncio.gather(*pending), timeout)
+        last = events[-1].position
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO relay_checkpoint (topic, position) VALUES ($1, $2)"
+                " ON CONFLICT (topic) DO UPDATE"
+                " SET position = greatest(relay_checkpoint.position, excluded.position),"
+                " updated_at = now()",
+                self.topic, last)
+        self.published += len(events)
+        self.metrics.relay_published.inc(len(events))
+        log.debug("published %d events up to %s in %.3fs", len(events), last,
+                  time.monotonic() - started)
+        return len(events)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

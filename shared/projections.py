@@ -1,0 +1,55 @@
+"""Read models: derived from events in the same transaction, rebuildable from the log."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.event_store import COLUMNS, from_row
+from shared.events import RecordedEvent
+
+Apply = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    tables: tuple[str, ...]
+    handlers: Mapping[str, Apply]
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        for event in events:
+            handler = self.handlers.get(event.event_type)
+            if handler is not None:
+                await handler(conn, event)
+
+
+async def project(conn: asyncpg.Connection, projections: Sequence[Projection],
+                  events: Sequence[RecordedEvent]) -> None:
+    for projection in projections:
+        await projection.apply(conn, events)
+
+
+async def rebuild(conn: asyncpg.Connection, projections: Sequence[Projection]) -> int:
+    """Empty every read model and replay the whole log into it; returns events replayed.
+
+    Runs in one transaction holding a SHARE lock on `events`: writers wait, readers do not.
+    """
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE events IN SHARE MODE")
+        tables = [t for p in projections for t in p.tables]
+        if tables:
+            await conn.execute(f"TRUNCATE {', '.join(tables)}")
+        count = 0
+        # sealed events in position order, then the not yet sealed in commit-safe order
+        async for row in conn.cursor(
+            f"""
+            SELECT {COLUMNS} FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id
+            ORDER BY c.position NULLS LAST, e.tx_id, e.id
+            """, prefetch=2000,
+        ):
+            await project(conn, projections, [from_row(row)])
+            count += 1
+    return count

@@ -1,0 +1,126 @@
+-- The event log every service keeps in its own database. Idempotent: applied at every start.
+
+CREATE TABLE IF NOT EXISTS events (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- the writing transaction: readers order by (tx_id, id) and never pass a transaction
+    -- that may still commit (pg_snapshot_xmin), so no event is ever skipped
+    tx_id          xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    event_id       uuid NOT NULL UNIQUE,
+    stream_type    text NOT NULL,
+    stream_id      text NOT NULL,
+    stream_version integer NOT NULL CHECK (stream_version > 0),
+    event_type     text NOT NULL,
+    schema_version integer NOT NULL CHECK (schema_version > 0),
+    occurred_at    timestamptz NOT NULL,
+    recorded_at    timestamptz NOT NULL,
+    data           jsonb NOT NULL,
+    metadata       jsonb NOT NULL,
+    UNIQUE (stream_id, stream_version)
+);
+CREATE INDEX IF NOT EXISTS events_commit_order ON events (tx_id, id);
+CREATE INDEX IF NOT EXISTS events_correlation ON events ((metadata ->> 'correlation_id'));
+
+-- The dense global position and the hash chain, written only by the sealer (one leader).
+CREATE TABLE IF NOT EXISTS event_chain (
+    position  bigint PRIMARY KEY,
+    event_id  uuid NOT NULL UNIQUE,
+    hash      bytea NOT NULL,
+    sealed_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS sealer_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_tx   xid8 NOT NULL,
+    last_id   bigint NOT NULL,
+    position  bigint NOT NULL,
+    hash      bytea NOT NULL
+);
+INSERT INTO sealer_state (last_tx, last_id, position, hash)
+VALUES ('0'::xid8, 0, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
+ON CONFLICT DO NOTHING;
+
+CREATE OR REPLACE FUNCTION twinaid_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'table % is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+
+CREATE OR REPLACE TRIGGER events_append_only
+    BEFORE UPDATE OR DELETE ON events FOR EACH ROW EXECUTE FUNCTION twinaid_refuse_change();
+CREATE OR REPLACE TRIGGER events_no_truncate
+    BEFORE TRUNCATE ON events FOR EACH STATEMENT EXECUTE FUNCTION twinaid_refuse_change();
+CREATE OR REPLACE TRIGGER event_chain_append_only
+    BEFORE UPDATE OR DELETE ON event_chain FOR EACH ROW EXECUTE FUNCTION twinaid_refuse_change();
+CREATE OR REPLACE TRIGGER event_chain_no_truncate
+    BEFORE TRUNCATE ON event_chain FOR EACH STATEMENT EXECUTE FUNCTION twinaid_refuse_change();
+
+CREATE OR REPLACE FUNCTION twinaid_notify_appended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('twinaid_' || TG_ARGV[0], '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER events_notify
+    AFTER INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION twinaid_notify_appended('appended');
+CREATE OR REPLACE TRIGGER event_chain_notify
+    AFTER INSERT ON event_chain FOR EACH STATEMENT EXECUTE FUNCTION twinaid_notify_appended('sealed');
+
+-- Relay progress: the last position published to the topic.
+CREATE TABLE IF NOT EXISTS relay_checkpoint (
+    topic      text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- A write's Idempotency-Key, stored in the same transaction as the write itself.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    organisation text NOT NULL,
+    key          text NOT NULL,
+    request_hash bytea NOT NULL,
+    status_code  integer NOT NULL,
+    response     jsonb NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organisation, key)
+);
+
+-- Consumers: one inbox row per applied upstream event, written with the handler's effect.
+CREATE TABLE IF NOT EXISTS inbox (
+    consumer   text NOT NULL,
+    event_id   uuid NOT NULL,
+    upstream   text NOT NULL,
+    position   bigint NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id),
+    UNIQUE (consumer, upstream, position)
+);
+
+-- The contiguous prefix of upstream positions a consumer has applied.
+CREATE TABLE IF NOT EXISTS consumer_progress (
+    consumer   text NOT NULL,
+    upstream   text NOT NULL,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, upstream)
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consumer    text NOT NULL,
+    topic       text NOT NULL,
+    partition   integer,
+    "offset"    bigint,
+    key         bytea,
+    value       bytea,
+    headers     jsonb NOT NULL DEFAULT '{}',
+    reason      text NOT NULL,
+    failed_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id       text PRIMARY KEY,
+    secret_hash  bytea NOT NULL,
+    organisation text NOT NULL,
+    roles        text[] NOT NULL,
+    label        text NOT NULL DEFAULT '',
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    revoked_at   timestamptz
+);

@@ -1,0 +1,39 @@
+"""Settings from environment variables. Every variable a deployment may set is declared here."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("registry", "pledges", "shipments")
+
+
+def topic_for(service: str) -> str:
+    return f"{service}.events"
+
+
+def database_for(service: str) -> str:
+    return f"twinaid_{service}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        description="The service's own database (DATABASE_URL).",
+    )
+    database_pool_size: int = 20
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Apache Kafka: on. Tansu refuses InitProducerId, so the dev stack turns it off.
+    kafka_idempotence: bool = True
+    kafka_partitions: int = 4
+    relay_poll_interval: float = 1.0
+    relay_batch_size: int = 500
+    consumer_max_retries: int = 3
+    consumer_gap_grace: float = 2.0
+    # {"registry": "http://127.0.0.1:8101"}: where a consumer catches up over HTTP.
+    upstream_feeds: dict[str, str] = Field(default_factory=dict)
+    feed_api_key: str | None = None
+    auth_cache_ttl: float = 2.0
+    log_level: str = "INFO"

@@ -1,0 +1,87 @@
+"""The worker process of a service: its relay and its consumers, plus a tiny health endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from shared import db as dbmod
+from shared import kafka, logs
+from shared.consumer import ConsumerRunner, Handler
+from shared.metrics import Metrics
+from shared.outbox import Relay
+from shared.settings import Settings, topic_for
+
+log = logging.getLogger("twinaid.worker")
+
+
+class Worker:
+    def __init__(self, *, service: str, settings: Settings, schema: Sequence[str],
+                 handlers: Mapping[str, Mapping[str, Handler]]) -> None:
+        self.service = service
+        self.settings = settings
+        self.schema = schema
+        self.metrics = Metrics(service)
+        self.db = dbmod.Database(settings.database_url, max_size=5)
+        self.relay = Relay(service=service, settings=settings, db=self.db, metrics=self.metrics)
+        self.http = httpx.AsyncClient()
+        self.consumers = ConsumerRunner(
+            service=service, settings=settings, db=self.db, metrics=self.metrics,
+            handlers=handlers, http=self.http) if handlers else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await dbmod.ensure_database(self.settings.database_url)
+        await self.db.open()
+        try:
+            async with self.db.connection() as conn:
+                await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *self.schema)
+            await kafka.wait_for_broker(self.settings)
+            own = topic_for(self.service)
+            dlqs = [f"{t}.dlq" for t in (self.consumers.topics if self.consumers else [])]
+            await kafka.ensure_topics(self.settings, [own, *dlqs])
+            tasks = [asyncio.create_task(self.relay.run(stop), name="relay")]
+            if self.consumers is not None:
+                tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
+            health = await asyncio.start_server(self._health, "0.0.0.0",
+                                                int(os.environ.get("WORKER_HEALTH_PORT", "0")))
+            log.info("worker of %s running", self.service)
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                health.close()
+        finally:
+            await self.http.aclose()
+            await self.db.close()
+
+    async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(reader.readline(), 2)
+            body = json.dumps({"status": "alive", "service": self.service,
+                               "relay_leader": self.relay.is_leader}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+
+
+def main(*, service: str, schema: Sequence[str],
+         handlers: Mapping[str, Mapping[str, Handler]]) -> None:
+    settings = Settings()
+    logs.configure(f"{service}-worker", settings.log_level)
+    worker = Worker(service=service, settings=settings, schema=schema, handlers=handlers)
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+
+    asyncio.run(_run())
