@@ -1,0 +1,229 @@
+"""The PostgreSQL log: append-only in the database, commit-safe global order, tamper evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata, NewEvent
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+META = Metadata(actor="k", organisation="kharkiv", correlation_id="c")
+
+
+async def append(conn: asyncpg.Connection, stream: str, expected: int, n: int = 1) -> None:
+    await PostgresEventStore(conn).append(
+        stream_type="test", stream_id=stream, expected_version=expected,
+        events=[NewEvent("test.happened", {"n": i, "stream": stream}) for i in range(n)],
+        metadata=META, now=NOW)
+
+
+@pytest.fixture
+async def conn(db_url: str) -> asyncpg.Connection:
+    connection = await asyncpg.connect(db_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE events SET data = '{}'",
+    "DELETE FROM events",
+    "TRUNCATE events",
+    "UPDATE event_chain SET hash = '\\x00'",
+    "DELETE FROM event_chain",
+    "TRUNCATE event_chain CASCADE",
+])
+async def test_the_database_refuses_to_change_or_remove_logged_rows(
+    conn: asyncpg.Connection, statement: str,
+) -> None:
+    await append(conn, "s", 0, 2)
+    await PostgresEventStore(conn).seal()
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await conn.execute(statement)
+    assert await conn.fetchval("SELECT count(*) FROM events") == 2
+    assert await conn.fetchval("SELECT count(*) FROM event_chain") == 2
+
+
+async def test_a_tailing_reader_sees_every_event_of_eight_concurrent_writers_once_in_order(
+    db_url: str,
+) -> None:
+    writers, per_writer = 8, 60
+    pool = await asyncpg.create_pool(db_url, min_size=10, max_size=12)
+    seen: list[tuple[int, str, int]] = []
+    done = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        rng = random.Random(w)
+        for i in range(per_writer):
+            async with pool.acquire() as c, c.transaction():
+                await append(c, f"w{w}-{i}", 0)
+                # hold some transactions open so commits land out of position order
+                await asyncio.sleep(rng.choice([0, 0, 0.001, 0.02]))
+
+    async def sealer() -> None:
+        while not done.is_set():
+            async with pool.acquire() as c:
+                await PostgresEventStore(c).seal(limit=50)
+            await asyncio.sleep(0.002)
+
+    async def reader() -> None:
+        after = 0
+        while True:
+            async with pool.acquire() as c:
+                page = await PostgresEventStore(c).read_all(after=after, limit=37)
+            for e in page:
+                assert e.position is not None
+                seen.append((e.position, e.stream_id, e.stream_version))
+                after = e.position
+            if done.is_set() and not page and len(seen) >= writers * per_writer:
+                return
+            await asyncio.sleep(0.001)
+
+    async def writers_then_done() -> None:
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        async with pool.acquire() as c:
+            while await PostgresEventStore(c).seal():
+                pass
+        done.set()
+
+    try:
+        await asyncio.wait_for(asyncio.gather(writers_then_done(), sealer(), reader()), 120)
+        total = writers * per_writer
+        positions = [p for p, _, _ in seen]
+        assert positions == list(range(1, total + 1)), "skipped, repeated or reordered positions"
+        assert len({s for _, s, _ in seen}) == total
+        async with pool.acquire() as c:
+            assert await c.fetchval("SELECT count(*) FROM events") == total
+            verdict = await PostgresEventStore(c).verify()
+        assert verdict.intact and verdict.head_position == total
+    finally:
+        await pool.close()
+
+
+async def test_sealing_waits_for_a_transaction_that_is_still_open(db_url: str) -> None:
+    slow = await asyncpg.connect(db_url)
+    fast = await asyncpg.connect(db_url)
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await append(slow, "slow", 0)  # earlier transaction id, commits last
+        await append(fast, "fast", 0)
+        assert await PostgresEventStore(fast).seal() == 0, "sealed past an open transaction"
+        await tx.commit()
+        assert await PostgresEventStore(fast).seal() == 2
+        events = await PostgresEventStore(fast).read_all(after=0, limit=10)
+        assert [e.stream_id for e in events] == ["slow", "fast"]
+    finally:
+        await slow.close()
+        await fast.close()
+
+
+async def tampered(conn: asyncpg.Connection, sql: str) -> None:
+    """Change the log as a superuser would, with the append-only triggers disabled."""
+    async with conn.transaction():
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        await conn.execute("ALTER TABLE event_chain DISABLE TRIGGER USER")
+        await conn.execute(sql)
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+        await conn.execute("ALTER TABLE event_chain ENABLE TRIGGER USER")
+
+
+async def seeded(conn: asyncpg.Connection, n: int = 10) -> None:
+    for i in range(n):
+        await append(conn, f"s{i}", 0)
+    assert await PostgresEventStore(conn).seal() == n
+    assert (await PostgresEventStore(conn).verify()).intact
+
+
+async def event_at(conn: asyncpg.Connection, position: int) -> str:
+    return str(await conn.fetchval(
+        "SELECT event_id FROM event_chain WHERE position = $1", position))
+
+
+async def test_verify_names_the_position_of_a_modified_row(conn: asyncpg.Connection) -> None:
+    await seeded(conn)
+    eid = await event_at(conn, 4)
+    await tampered(conn, f"UPDATE events SET data = '{{\"n\": 99}}' WHERE event_id = '{eid}'")
+    verdict = await PostgresEventStore(conn).verify()
+    assert not verdict.intact
+    assert verdict.bad_position == 4 and verdict.head_position == 3
+    assert "modified" in (verdict.problem or "")
+
+
+async def test_verify_names_the_position_of_a_deleted_row(conn: asyncpg.Connection) -> None:
+    await seeded(conn)
+    eid = await event_at(conn, 6)
+    await tampered(conn, f"DELETE FROM events WHERE event_id = '{eid}'")
+    verdict = await PostgresEventStore(conn).verify()
+    assert (verdict.intact, verdict.bad_position) == (False, 6)
+    assert "deleted" in (verdict.problem or "")
+
+
+async def test_verify_names_the_position_of_a_deleted_row_and_its_chain_entry(
+    conn: asyncpg.Connection,
+) -> None:
+    await seeded(conn)
+    eid = await event_at(conn, 5)
+    await tampered(conn, f"DELETE FROM event_chain WHERE position = 5;"
+                         f" DELETE FROM events WHERE event_id = '{eid}'")
+    verdict = await PostgresEventStore(conn).verify()
+    assert (verdict.intact, verdict.bad_position) == (False, 5)
+
+
+async def test_verify_names_the_position_of_a_row_inserted_behind_the_sealer(
+    conn: asyncpg.Connection,
+) -> None:
+    await seeded(conn)
+    # a forged event slotted into history: it claims the transaction of position 3's event
+    await tampered(conn, """
+        INSERT INTO events (tx_id, event_id, stream_type, stream_id, stream_version,
+                            event_type, schema_version, occurred_at, recorded_at, data, metadata)
+        SELECT e.tx_id, gen_random_uuid(), 'test', 'forged', 1, 'test.happened', 1,
+               e.occurred_at, e.recorded_at, '{"n": 1}', e.metadata
+        FROM events e JOIN event_chain c ON c.event_id = e.event_id WHERE c.position = 3
+    """)
+    verdict = await PostgresEventStore(conn).verify()
+    assert not verdict.intact
+    assert "inserted" in (verdict.problem or "")
+    # it sorts after every sealed event of that transaction: reported where it would sit
+    assert verdict.bad_position == 4
+
+
+async def test_verify_names_the_position_of_a_forged_chain_row_appended(
+    conn: asyncpg.Connection,
+) -> None:
+    await seeded(conn)
+    await tampered(conn, """
+        INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
+                            schema_version, occurred_at, recorded_at, data, metadata)
+        VALUES ('00000000-0000-4000-8000-000000000001', 'test', 'forged', 1, 'test.happened', 1,
+                now(), now(), '{}', '{}');
+        INSERT INTO event_chain (position, event_id, hash)
+        VALUES (11, '00000000-0000-4000-8000-000000000001', '\\x01');
+    """)
+    verdict = await PostgresEventStore(conn).verify()
+    assert (verdict.intact, verdict.bad_position) == (False, 11)
+
+
+async def test_verify_names_the_position_of_swapped_rows(conn: asyncpg.Connection) -> None:
+    await seeded(conn)
+    await tampered(conn, """
+        UPDATE event_chain SET position = -1 WHERE position = 7;
+        UPDATE event_chain SET position = 7 WHERE position = 8;
+        UPDATE event_chain SET position = 8 WHERE position = -1;
+    """)
+    verdict = await PostgresEventStore(conn).verify()
+    assert (verdict.intact, verdict.bad_position) == (False, 7)
+    assert verdict.head_position == 6
+
+
+async def test_verify_names_a_truncated_tail(conn: asyncpg.Connection) -> None:
+    await seeded(conn)
+    await tampered(conn, "DELETE FROM event_chain WHERE position > 8")
+    verdict = await PostgresEventStore(conn).verify()
+    assert (verdict.intact, verdict.bad_position) == (False, 9)
