@@ -32,7 +32,7 @@ from shared import kafka
 from shared.db import Database
 from shared.errors import ServiceUnavailable
 from shared.metrics import Metrics
-from shared.settings import Settings, topic_for
+from shared.settings import Settings
 
 log = logging.getLogger("twinaid.consumer")
 
@@ -123,7 +123,7 @@ class ConsumerRunner:
         self.db = db
         self.metrics = metrics
         self.handlers = handlers
-        self.topics = [topic_for(upstream) for upstream in handlers]
+        self.topics = [settings.topic(upstream) for upstream in handlers]
         self.http = http
         self.applied = 0
         self.duplicates = 0
@@ -181,7 +181,7 @@ class ConsumerRunner:
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | None, reason: str,
                           *, incoming: Incoming | None = None) -> None:
         topic = record.topic if record is not None else (
-            topic_for(incoming.upstream) if incoming else "unknown")
+            self.settings.topic(incoming.upstream) if incoming else "unknown")
         headers = _header_map(record) if record is not None else {}
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -294,7 +294,7 @@ class ConsumerRunner:
                     await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        group = f"{self.name}.consumers"
+        group = f"{self.settings.kafka_topic_prefix}{self.name}.consumers"
         consumer = kafka.consumer(self.settings, group=group, topics=self.topics)
         self._dlq = kafka.producer(self.settings)
         await consumer.start()

@@ -27,7 +27,7 @@ from shared.errors import ServiceUnavailable
 from shared.event_store import PostgresEventStore
 from shared.events import RecordedEvent
 from shared.metrics import Metrics
-from shared.settings import Settings, topic_for
+from shared.settings import Settings
 
 log = logging.getLogger("twinaid.relay")
 LEADER_LOCK = 7424100
@@ -64,7 +64,7 @@ class Relay:
         producer_factory: Callable[[Settings], AIOKafkaProducer] = kafka.producer,
     ) -> None:
         self.service = service
-        self.topic = topic_for(service)
+        self.topic = settings.topic(service)
         self.settings = settings
         self.db = db
         self.metrics = metrics
@@ -128,8 +128,7 @@ class Relay:
                     await _sleep_or_stop(stop, 0.5)
                     continue
                 if sealed == 0 and published == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval)
+                    await _wait_any(self._wake, stop, timeout=self.settings.relay_poll_interval)
                     # liveness of the lock connection: if it is gone, so is our leadership
                     await asyncio.wait_for(lock_conn.fetchval("SELECT 1"), 5)
         finally:
@@ -197,6 +196,15 @@ class Relay:
         log.debug("published %d events up to %s in %.3fs", len(events), last,
                   time.monotonic() - started)
         return len(events)
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # Apache Kafka: on. Tansu refuses InitProducerId, so the dev stack turns it off.
     kafka_idempotence: bool = True
     kafka_partitions: int = 4
+    # namespaces topics and consumer groups on a shared cluster (and isolates tests)
+    kafka_topic_prefix: str = ""
     relay_poll_interval: float = 1.0
     relay_batch_size: int = 500
     consumer_max_retries: int = 3
@@ -37,3 +39,6 @@ class Settings(BaseSettings):
     feed_api_key: str | None = None
     auth_cache_ttl: float = 2.0
     log_level: str = "INFO"
+
+    def topic(self, service: str) -> str:
+        return self.kafka_topic_prefix + topic_for(service)

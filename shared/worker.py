@@ -17,7 +17,7 @@ from shared import kafka, logs
 from shared.consumer import ConsumerRunner, Handler
 from shared.metrics import Metrics
 from shared.outbox import Relay
-from shared.settings import Settings, topic_for
+from shared.settings import Settings
 
 log = logging.getLogger("twinaid.worker")
 
@@ -43,7 +43,7 @@ class Worker:
             async with self.db.connection() as conn:
                 await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *self.schema)
             await kafka.wait_for_broker(self.settings)
-            own = topic_for(self.service)
+            own = self.settings.topic(self.service)
             dlqs = [f"{t}.dlq" for t in (self.consumers.topics if self.consumers else [])]
             await kafka.ensure_topics(self.settings, [own, *dlqs])
             tasks = [asyncio.create_task(self.relay.run(stop), name="relay")]
