@@ -27,6 +27,9 @@ class Role(StrEnum):
     SERVICE = "service"
 
 
+_ROLES = frozenset(r.value for r in Role)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     key_id: str
@@ -122,7 +125,7 @@ class Authenticator:
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise Unauthenticated("the API key is not valid or was revoked")
         principal = Principal(key_id=key_id, organisation=row["organisation"],
-                              roles=frozenset(Role(r) for r in row["roles"] if r in Role))
+                              roles=frozenset(Role(r) for r in row["roles"] if r in _ROLES))
         if self.ttl > 0:
             self._cache[key_id] = (time.monotonic() + self.ttl, digest, principal)
         return principal

@@ -243,7 +243,11 @@ class ConsumerRunner:
             since = self._gap_since.setdefault(upstream, now)
             if now - since >= self.settings.consumer_gap_grace:
                 log.warning("a gap in %s did not fill: catching up from its feed", upstream)
-                await self.catch_up(upstream)
+                try:
+                    await self.catch_up(upstream)
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    log.warning("catching up from %s failed, will retry: %r", upstream, exc)
+                    continue
                 self._gap_since.pop(upstream, None)
 
     async def catch_up(self, upstream: str) -> int:

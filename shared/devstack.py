@@ -1,0 +1,452 @@
+"""`make run`: PostgreSQL, the broker, every service's API and worker, demo keys and demo data.
+
+`python -m shared.devstack [--exit-after-ready]`. Ctrl-C or SIGTERM stops everything and exits 0.
+Services are named by module strings only: shared never imports services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import asyncpg
+import httpx
+
+from shared import auth, kafka
+from shared import db as dbmod
+from shared.auth import Role
+from shared.infra import free_port, port_open, start_embedded_postgres, tansu_binary
+from shared.settings import SERVICES, Settings, database_for, topic_for
+
+HOST = "127.0.0.1"
+DEMO_LABEL = "demo"
+STOP_GRACE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoKey:
+    who: str
+    organisation: str
+    roles: tuple[Role, ...]
+
+
+# Organisation ids are the slugs of services/registry/demo.py.
+DEMO_KEYS = (
+    DemoKey("registry administrator", "twinaid", (Role.REGISTRY_ADMIN,)),
+    DemoKey("member: Lille", "lille", (Role.MEMBER,)),
+    DemoKey("member: Kharkiv", "kharkiv", (Role.MEMBER,)),
+    DemoKey("member: Leeds", "leeds", (Role.MEMBER,)),
+    DemoKey("member: Bucha", "bucha", (Role.MEMBER,)),
+    DemoKey("logistics: Lille convoys", "lille", (Role.LOGISTICS,)),
+    DemoKey("auditor", "twinaid-audit", (Role.AUDITOR,)),
+    DemoKey("service (the workers' FEED_API_KEY)", "twinaid", (Role.SERVICE,)),
+)
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived; a BaseException so that no `except Exception` swallows it."""
+
+
+class StartupFailed(Exception):
+    pass
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    health_url: str | None = None
+
+
+def _linux_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    return None
+
+
+_PRCTL = _linux_prctl()
+
+
+def _die_with_parent() -> None:
+    # If the stack itself is killed outright, its children get SIGTERM instead of lingering
+    # on their ports. PR_SET_PDEATHSIG = 1.
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_port(preferred: int) -> int:
+    return preferred if preferred > 0 and _bindable(preferred) else free_port()
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return "  (no log)"
+    return "\n".join(f"  | {line}" for line in text) or "  (empty log)"
+
+
+class DevStack:
+    def __init__(self, *, data_dir: Path, env: Mapping[str, str], start_timeout: float) -> None:
+        self.data_dir = data_dir
+        self.logs = data_dir / "logs"
+        self.env = dict(env)
+        self.start_timeout = start_timeout
+        self.children: list[Child] = []
+        self.broker: Child | None = None
+        self.server_url = ""
+        self.bootstrap = ""
+        self.idempotence = True
+        self.api_urls: dict[str, str] = {}
+        self.worker_urls: dict[str, str] = {}
+        self.tokens: list[tuple[DemoKey, str]] = []
+        self.demo_output: list[str] = []
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        given_db = self.env.get("DATABASE_URL")
+        if given_db:
+            self.server_url = given_db
+        else:
+            say(f"starting the embedded PostgreSQL (data in {self.data_dir / 'pg'})")
+            self.server_url = start_embedded_postgres(self.data_dir / "pg")
+        given_kafka = self.env.get("KAFKA_BOOTSTRAP_SERVERS")
+        if given_kafka:
+            self.bootstrap = given_kafka
+            self.idempotence = self.env.get("KAFKA_IDEMPOTENCE", "true").lower() in {
+                "1",
+                "true",
+                "yes",
+                "on",
+            }
+        else:
+            self.bootstrap = self._start_broker()
+            # Tansu refuses InitProducerId (KAFKA.md)
+            self.idempotence = False
+        self.tokens = [(key, auth.new_key()[1]) for key in DEMO_KEYS]
+        asyncio.run(self._prepare(fresh_broker=not given_kafka))
+        self._start_services()
+        self._wait_ready()
+        self._load_demo_data()
+
+    def _start_broker(self) -> str:
+        port = free_port()
+        url = f"tcp://{HOST}:{port}"
+        say(f"starting the Tansu broker on {HOST}:{port} (memory only)")
+        proc = self._spawn(
+            "tansu",
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            self.env,
+        )
+        self.broker = Child("tansu", proc, self.logs / "tansu.log")
+        deadline = time.monotonic() + 15
+        while not port_open(HOST, port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise StartupFailed(
+                    f"the Tansu broker did not start on port {port}:\n{tail(self.broker.log)}"
+                )
+            time.sleep(0.02)
+        return f"{HOST}:{port}"
+
+    async def _prepare(self, *, fresh_broker: bool) -> None:
+        """Databases, schemas, topics, and this run's demo keys (the previous run's revoked)."""
+        for service in SERVICES:
+            conn = await asyncpg.connect(await self._database(service))
+            try:
+                await dbmod.apply_schema(
+                    conn, dbmod.schema_text("shared"), dbmod.schema_text(f"services.{service}")
+                )
+                if fresh_broker:
+                    # A new memory-only broker has empty topics: republish the whole log.
+                    # Consumers are idempotent by event id, so the replay is harmless.
+                    await conn.execute(
+                        "DELETE FROM relay_checkpoint WHERE topic = $1", topic_for(service)
+                    )
+                async with conn.transaction():
+                    for key_id in await conn.fetch(
+                        "SELECT key_id FROM api_keys WHERE label = $1 AND revoked_at IS NULL",
+                        DEMO_LABEL,
+                    ):
+                        await auth.revoke(conn, key_id=key_id["key_id"])
+                    for key, token in self.tokens:
+                        await auth.issue(
+                            conn,
+                            organisation=key.organisation,
+                            roles=list(key.roles),
+                            label=DEMO_LABEL,
+                            token=token,
+                        )
+            finally:
+                await conn.close()
+        settings = self._settings()
+        await kafka.wait_for_broker(settings)
+        await kafka.ensure_topics(settings, [topic_for(s) for s in SERVICES])
+
+    async def _database(self, service: str) -> str:
+        url = dbmod.with_database(self.server_url, database_for(service))
+        await dbmod.ensure_database(url)
+        return url
+
+    def _settings(self) -> Settings:
+        return Settings(kafka_bootstrap_servers=self.bootstrap, kafka_idempotence=self.idempotence)
+
+    def _start_services(self) -> None:
+        base = int(self.env.get("TWINAID_PORT_BASE", "8100"))
+        for i, service in enumerate(SERVICES, start=1):
+            self.api_urls[service] = f"http://{HOST}:{pick_port(base + i if base else 0)}"
+            self.worker_urls[service] = f"http://{HOST}:{pick_port(base + 10 + i if base else 0)}"
+        service_token = next(t for k, t in self.tokens if Role.SERVICE in k.roles)
+        for service in SERVICES:
+            env = {
+                **self.env,
+                "DATABASE_URL": dbmod.with_database(self.server_url, database_for(service)),
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "KAFKA_IDEMPOTENCE": str(self.idempotence).lower(),
+                "UPSTREAM_FEEDS": json.dumps(
+                    {s: url for s, url in self.api_urls.items() if s != service}
+                ),
+                "FEED_API_KEY": service_token,
+                "PYTHONUNBUFFERED": "1",
+            }
+            api_port = self.api_urls[service].rpartition(":")[2]
+            self._add(
+                f"{service}-api",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    f"services.{service}.app:create_app",
+                    "--host",
+                    HOST,
+                    "--port",
+                    api_port,
+                ],
+                env,
+                f"{self.api_urls[service]}/readyz",
+            )
+            health_port = self.worker_urls[service].rpartition(":")[2]
+            self._add(
+                f"{service}-worker",
+                [sys.executable, "-m", f"services.{service}.worker"],
+                {**env, "WORKER_HEALTH_PORT": health_port},
+                self.worker_urls[service],
+            )
+
+    def _add(self, name: str, argv: list[str], env: Mapping[str, str], health_url: str) -> None:
+        proc = self._spawn(name, argv, env)
+        self.children.append(Child(name, proc, self.logs / f"{name}.log", health_url))
+
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+    ) -> subprocess.Popen[bytes]:
+        # Own process group: a terminal's Ctrl-C reaches only the stack, which stops the
+        # children in order (workers before the broker they talk to).
+        with open(self.logs / f"{name}.log", "wb") as out:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                process_group=0,
+                preexec_fn=_die_with_parent,
+            )
+
+    def _wait_ready(self) -> None:
+        pending = list(self.children)
+        deadline = time.monotonic() + self.start_timeout
+        with httpx.Client(timeout=1.0) as http:
+            while pending:
+                for child in list(pending):
+                    self._check_alive(child)
+                    assert child.health_url is not None
+                    with contextlib.suppress(httpx.HTTPError):
+                        if http.get(child.health_url).status_code == 200:
+                            pending.remove(child)
+                if pending and time.monotonic() > deadline:
+                    details = "\n".join(
+                        f"{c.name} ({c.health_url}), log {c.log}:\n{tail(c.log)}" for c in pending
+                    )
+                    raise StartupFailed(
+                        f"not ready after {self.start_timeout:.0f} s: "
+                        f"{', '.join(c.name for c in pending)}\n{details}"
+                    )
+                time.sleep(0.2)
+
+    def _check_alive(self, child: Child) -> None:
+        code = child.proc.poll()
+        if code is not None:
+            raise StartupFailed(
+                f"{child.name} exited with code {code}; log {child.log}:\n{tail(child.log)}"
+            )
+
+    def _load_demo_data(self) -> None:
+        admin = next(t for k, t in self.tokens if Role.REGISTRY_ADMIN in k.roles)
+        for service in SERVICES:
+            module = f"services.{service}.demo"
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                continue
+            say(f"loading demo data: {module}")
+            done = subprocess.run(
+                [sys.executable, "-m", module, "--url", self.api_urls[service], "--key", admin],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=self.env,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise StartupFailed(
+                    f"{module} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
+                )
+            self.demo_output += [f"  {line}" for line in done.stdout.splitlines()]
+
+    def watch(self) -> None:
+        """Return only by exception: Stopped on a signal, StartupFailed if a process dies."""
+        while True:
+            for child in [*self.children, *([self.broker] if self.broker else [])]:
+                self._check_alive(child)
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """SIGTERM the services, SIGKILL what is left after the grace period, then the broker."""
+        self._terminate(self.children)
+        if self.broker is not None:
+            self._terminate([self.broker])
+
+    @staticmethod
+    def _terminate(children: list[Child]) -> None:
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for child in children:
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{child.name} did not stop within {STOP_GRACE:.0f} s: killing it")
+                child.proc.kill()
+                child.proc.wait()
+
+    def summary(self, elapsed: float) -> str:
+        rows = [f"  {'service':<10} {'API':<24} {'docs':<30} worker health"]
+        for service in SERVICES:
+            api, worker = self.api_urls[service], self.worker_urls[service]
+            rows.append(f"  {service:<10} {api:<24} {api + '/docs':<30} {worker}")
+        keys = [f"  {'who':<38} {'organisation':<14} {'roles':<15} key"]
+        for key, token in self.tokens:
+            roles = ",".join(r.value for r in key.roles)
+            keys.append(f"  {key.who:<38} {key.organisation:<14} {roles:<15} {token}")
+        broker = f"{self.bootstrap} ({'Tansu, memory only' if self.broker else 'given'})"
+        kharkiv = next(t for k, t in self.tokens if k.organisation == "kharkiv")
+        return "\n".join(
+            [
+                "",
+                *rows,
+                "",
+                f"  PostgreSQL  {self.server_url}",
+                f"  Kafka       {broker}",
+                f"  logs        {self.logs}/",
+                "",
+                "Demo API keys (new at every start; the previous run's are revoked):",
+                *keys,
+                "",
+                *(["Demo data:", *self.demo_output, ""] if self.demo_output else []),
+                "Try:",
+                f"  curl -H 'Authorization: Bearer {kharkiv}' "
+                f"{self.api_urls['registry']}/v1/organisations/kharkiv",
+                f"  DATABASE_URL='{self.server_url}' twinaid keys list",
+                "",
+                f"twinaid ready in {elapsed:.1f} s",
+            ]
+        )
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.devstack", description=__doc__)
+    parser.add_argument(
+        "--exit-after-ready",
+        action="store_true",
+        default=os.environ.get("TWINAID_EXIT_AFTER_READY", "") not in {"", "0"},
+        help="start, load demo data, print, then stop everything (for tests)",
+    )
+    parser.add_argument(
+        "--start-timeout", type=float, default=float(os.environ.get("TWINAID_START_TIMEOUT", "60"))
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    stack = DevStack(
+        data_dir=Path(os.environ.get("TWINAID_DATA_DIR", ".data")),
+        env=os.environ,
+        start_timeout=args.start_timeout,
+    )
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    code = 0
+    try:
+        stack.start()
+        say(stack.summary(time.monotonic() - started))
+        if not args.exit_after_ready:
+            say("Ctrl-C stops everything.")
+            stack.watch()
+    except Stopped:
+        pass
+    except StartupFailed as exc:
+        print(f"twinaid: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        # A second Ctrl-C must not interrupt the orderly stop; stragglers get SIGKILL anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("stopping...")
+        stack.stop()
+        say("stopped")
+    # The embedded PostgreSQL stops in an atexit hook when this process exits.
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
