@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from shared import auth, kafka
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import free_port, port_open, start_embedded_postgres, tansu_binary
-from shared.settings import SERVICES, Settings, database_for, topic_for
+from shared.settings import SERVICES, Settings, database_for
 
 HOST = "127.0.0.1"
 DEMO_LABEL = "demo"
@@ -177,6 +178,7 @@ class DevStack:
 
     async def _prepare(self, *, fresh_broker: bool) -> None:
         """Databases, schemas, topics, and this run's demo keys (the previous run's revoked)."""
+        settings = self._settings()
         for service in SERVICES:
             conn = await asyncpg.connect(await self._database(service))
             try:
@@ -187,27 +189,26 @@ class DevStack:
                     # A new memory-only broker has empty topics: republish the whole log.
                     # Consumers are idempotent by event id, so the replay is harmless.
                     await conn.execute(
-                        "DELETE FROM relay_checkpoint WHERE topic = $1", topic_for(service)
+                        "DELETE FROM relay_checkpoint WHERE topic = $1", settings.topic(service)
                     )
-                async with conn.transaction():
-                    for key_id in await conn.fetch(
-                        "SELECT key_id FROM api_keys WHERE label = $1 AND revoked_at IS NULL",
-                        DEMO_LABEL,
-                    ):
-                        await auth.revoke(conn, key_id=key_id["key_id"])
-                    for key, token in self.tokens:
-                        await auth.issue(
-                            conn,
-                            organisation=key.organisation,
-                            roles=list(key.roles),
-                            label=DEMO_LABEL,
-                            token=token,
-                        )
+                await self._register_keys(conn)
             finally:
                 await conn.close()
-        settings = self._settings()
         await kafka.wait_for_broker(settings)
-        await kafka.ensure_topics(settings, [topic_for(s) for s in SERVICES])
+        await kafka.ensure_topics(settings, [settings.topic(s) for s in SERVICES])
+
+    async def _register_keys(self, conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            previous = await conn.fetch(
+                "SELECT key_id FROM api_keys WHERE label = $1 AND revoked_at IS NULL", DEMO_LABEL
+            )
+            for row in previous:
+                await auth.revoke(conn, key_id=row["key_id"])
+            for key, token in self.tokens:
+                roles = list(key.roles)
+                await auth.issue(
+                    conn, organisation=key.organisation, roles=roles, label=DEMO_LABEL, token=token
+                )
 
     async def _database(self, service: str) -> str:
         url = dbmod.with_database(self.server_url, database_for(service))
@@ -417,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "--start-timeout", type=float, default=float(os.environ.get("TWINAID_START_TIMEOUT", "60"))
     )
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", module="platformdirs")
     started = time.monotonic()
     stack = DevStack(
         data_dir=Path(os.environ.get("TWINAID_DATA_DIR", ".data")),

@@ -95,20 +95,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(503, ServiceUnavailable("the database is not reachable").problem(),
                                 headers={"Retry-After": "2"})
 
-    async def on_bug(_: Request, exc: Exception) -> Response:
-        log.error("unhandled error", exc_info=exc)
-        return problem_response(500, {
-            "type": "https://twinaid.example/problems/internal-error",
-            "title": "Internal error", "status": 500,
-            "detail": "an unexpected error occurred; quote the correlation id when reporting it"})
-
     app.add_exception_handler(TwinaidError, on_twinaid)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     for exc_type in (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
                      asyncpg.InterfaceError):
         app.add_exception_handler(exc_type, on_db_down)
-    app.add_exception_handler(Exception, on_bug)
+
+
+def internal_error() -> JSONResponse:
+    return problem_response(500, {
+        "type": "https://twinaid.example/problems/internal-error",
+        "title": "Internal error", "status": 500,
+        "detail": "an unexpected error occurred; quote the correlation id when reporting it"})
 
 
 class EdgeMiddleware:
@@ -137,17 +136,25 @@ class EdgeMiddleware:
         token = logs.correlation_id.set(cid)
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-correlation-id", cid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # A bug: log it with the correlation id, answer without internals.
+            log.error("unhandled error", exc_info=exc)
+            if started_response:
+                raise
+            await internal_error()(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
