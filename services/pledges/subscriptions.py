@@ -16,7 +16,8 @@ async def organisation_registered(conn: asyncpg.Connection, event: Incoming) -> 
         "INSERT INTO directory (organisation_id, name, kind, country, source_position)"
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organisation_id) DO UPDATE"
         " SET name = excluded.name, kind = excluded.kind, country = excluded.country,"
-        " source_position = excluded.source_position",
+        " source_position = excluded.source_position,"
+        " applied_events = directory.applied_events + 1",
         str(d["organisation_id"]), str(d["name"]), str(d["kind"]), str(d["country"]),
         event.position)
 

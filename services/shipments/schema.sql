@@ -4,5 +4,7 @@ CREATE TABLE IF NOT EXISTS directory (
     name            text NOT NULL,
     kind            text NOT NULL,
     country         text NOT NULL,
-    source_position bigint NOT NULL
+    source_position bigint NOT NULL,
+    -- how many registry events of this organisation were applied: equals its stream version
+    applied_events  integer NOT NULL DEFAULT 1
 );

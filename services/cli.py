@@ -1,0 +1,227 @@
+"""The `twinaid` command: API keys and read-model rebuilds, straight on the services' databases.
+
+A composition root, not part of a service: it may import every service.
+
+The server is DATABASE_URL; without it, the dev stack's embedded PostgreSQL if `.data/pg`
+(TWINAID_DATA_DIR) holds one, else postgresql://postgres@127.0.0.1:5432/postgres. Each service's
+database is `twinaid_<service>` on it, unless `--database SERVICE=URL` names another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import asyncpg
+
+from services.registry import projections as registry_projections
+from shared import auth
+from shared import db as dbmod
+from shared import projections as proj
+from shared.infra import start_embedded_postgres
+from shared.settings import SERVICES, database_for
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def server_url(env: Mapping[str, str]) -> str:
+    if env.get("DATABASE_URL"):
+        return env["DATABASE_URL"]
+    embedded = Path(env.get("TWINAID_DATA_DIR", ".data")) / "pg"
+    if (embedded / "PG_VERSION").exists():
+        return start_embedded_postgres(embedded)
+    return DEFAULT_SERVER
+
+
+def database_urls(overrides: Sequence[str], env: Mapping[str, str]) -> dict[str, str]:
+    """Every service's database URL; raises SystemExit on a malformed override."""
+    given: dict[str, str] = {}
+    for item in overrides:
+        service, sep, url = item.partition("=")
+        if not sep or service not in SERVICES or not url:
+            raise SystemExit(
+                f"twinaid: --database wants SERVICE=URL with SERVICE one of "
+                f"{', '.join(SERVICES)}; got {item!r}"
+            )
+        given[service] = url
+    if len(given) < len(SERVICES):
+        server = server_url(env)
+        for service in SERVICES:
+            given.setdefault(service, dbmod.with_database(server, database_for(service)))
+    return given
+
+
+def projections_of(service: str) -> tuple[proj.Projection, ...]:
+    if service == "registry":
+        return tuple(registry_projections.ALL)
+    module = f"services.{service}.projections"
+    if importlib.util.find_spec(module) is None:
+        return ()
+    return tuple(getattr(importlib.import_module(module), "ALL", ()))
+
+
+async def _connect(service: str, url: str) -> asyncpg.Connection:
+    """A connection to a service database with its schema applied (the services do the same)."""
+    await dbmod.ensure_database(url)
+    conn = await asyncpg.connect(url)
+    await dbmod.apply_schema(
+        conn, dbmod.schema_text("shared"), dbmod.schema_text(f"services.{service}")
+    )
+    return conn
+
+
+def parse_roles(text: str) -> list[auth.Role]:
+    names = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [n for n in names if n not in {r.value for r in auth.Role}]
+    if not names or unknown:
+        raise SystemExit(
+            f"twinaid: unknown role(s) {', '.join(unknown) or '(none given)'}; "
+            f"roles are {', '.join(r.value for r in auth.Role)}"
+        )
+    return [auth.Role(n) for n in names]
+
+
+async def keys_issue(
+    urls: Mapping[str, str], *, organisation: str, roles: list[auth.Role], label: str
+) -> auth.IssuedKey:
+    """Register one new key in every service database."""
+    _, token, _ = auth.new_key()
+    issued: auth.IssuedKey | None = None
+    for service, url in urls.items():
+        conn = await _connect(service, url)
+        try:
+            issued = await auth.issue(
+                conn, organisation=organisation, roles=roles, label=label, token=token
+            )
+        finally:
+            await conn.close()
+    assert issued is not None
+    return issued
+
+
+async def keys_revoke(urls: Mapping[str, str], *, key_id: str) -> list[str]:
+    """Revoke a key everywhere; returns the services where it was active."""
+    revoked = []
+    for service, url in urls.items():
+        conn = await _connect(service, url)
+        try:
+            if await auth.revoke(conn, key_id=key_id):
+                revoked.append(service)
+        finally:
+            await conn.close()
+    return revoked
+
+
+async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
+    """Every key (no secrets), with the services that know it."""
+    keys: dict[str, dict[str, object]] = {}
+    for service, url in urls.items():
+        conn = await _connect(service, url)
+        try:
+            rows = await conn.fetch(
+                "SELECT key_id, organisation, roles, label, created_at, revoked_at"
+                " FROM api_keys ORDER BY created_at, key_id"
+            )
+        finally:
+            await conn.close()
+        for row in rows:
+            entry = keys.setdefault(row["key_id"], {**dict(row), "services": []})
+            services = entry["services"]
+            assert isinstance(services, list)
+            services.append(service)
+    return list(keys.values())
+
+
+async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
+    """Replay the log into empty read models; returns (events replayed, rows per table)."""
+    projections = projections_of(service)
+    conn = await _connect(service, url)
+    try:
+        replayed = await proj.rebuild(conn, projections)
+        counts = {
+            table: int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+            for p in projections
+            for table in p.tables
+        }
+    finally:
+        await conn.close()
+    return replayed, counts
+
+
+def _print_keys(keys: list[dict[str, object]]) -> None:
+    print(f"{'key id':<18} {'organisation':<20} {'roles':<26} {'label':<10} {'status':<8} services")
+    for k in keys:
+        roles = ",".join(k["roles"]) if isinstance(k["roles"], list) else ""
+        status = "revoked" if k["revoked_at"] else "active"
+        services = ",".join(k["services"]) if isinstance(k["services"], list) else ""
+        print(
+            f"{k['key_id']!s:<18} {k['organisation']!s:<20} {roles:<26} {k['label']!s:<10} "
+            f"{status:<8} {services}"
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="twinaid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--database",
+        action="append",
+        default=[],
+        metavar="SERVICE=URL",
+        help="a service database elsewhere than twinaid_<service> on the server",
+    )
+    commands = p.add_subparsers(dest="command", required=True)
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    issue = keys.add_parser("issue", help="issue a key, valid in every service; prints it once")
+    issue.add_argument("--organisation", required=True)
+    issue.add_argument(
+        "--roles", required=True, help=f"comma-separated: {', '.join(r.value for r in auth.Role)}"
+    )
+    issue.add_argument("--label", default="")
+    revoke = keys.add_parser("revoke", help="revoke a key in every service")
+    revoke.add_argument("key_id")
+    keys.add_parser("list", help="list keys (never their secrets)")
+    rb = commands.add_parser("rebuild", help="empty a service's read models and replay its log")
+    rb.add_argument("service", choices=SERVICES)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    urls = database_urls(args.database, os.environ)
+    if args.command == "rebuild":
+        replayed, counts = asyncio.run(rebuild(args.service, urls[args.service]))
+        tables = ", ".join(f"{t}: {n} rows" for t, n in counts.items()) or "no read models"
+        print(f"rebuilt {args.service}: {replayed} events replayed ({tables})")
+    elif args.action == "issue":
+        roles = parse_roles(args.roles)
+        issued = asyncio.run(
+            keys_issue(urls, organisation=args.organisation, roles=roles, label=args.label)
+        )
+        print(
+            f"key {issued.key_id} for {args.organisation} "
+            f"({', '.join(r.value for r in roles)}) registered in {', '.join(urls)}; "
+            "it is shown once, store it now:",
+            file=sys.stderr,
+        )
+        print(issued.token)
+    elif args.action == "revoke":
+        revoked = asyncio.run(keys_revoke(urls, key_id=args.key_id))
+        if not revoked:
+            print(f"twinaid: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        print(f"key {args.key_id} revoked in {', '.join(revoked)}")
+    else:
+        _print_keys(asyncio.run(keys_list(urls)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
