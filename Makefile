@@ -11,7 +11,7 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,devstack]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install twinaid with pinned dependencies

@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -195,6 +196,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    warnings.filterwarnings("ignore", module="platformdirs")
     urls = database_urls(args.database, os.environ)
     if args.command == "rebuild":
         replayed, counts = asyncio.run(rebuild(args.service, urls[args.service]))

@@ -49,7 +49,8 @@ class Principal:
         if organisation != self.organisation and not self.has(*unless):
             raise Forbidden(
                 f"this key belongs to organisation {self.organisation} and may not act for"
-                f" {organisation}")
+                f" {organisation}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,14 @@ def parse_token(token: str) -> tuple[str, str]:
     return key_id, secret
 
 
-async def issue(conn: asyncpg.Connection, *, organisation: str, roles: list[Role],
-                label: str = "", token: str | None = None) -> IssuedKey:
+async def issue(
+    conn: asyncpg.Connection,
+    *,
+    organisation: str,
+    roles: list[Role],
+    label: str = "",
+    token: str | None = None,
+) -> IssuedKey:
     """Store a key. Pass `token` to register one key in several services' databases."""
     if token is None:
         key_id, token, digest = new_key()
@@ -87,14 +94,19 @@ async def issue(conn: asyncpg.Connection, *, organisation: str, roles: list[Role
     await conn.execute(
         "INSERT INTO api_keys (key_id, secret_hash, organisation, roles, label)"
         " VALUES ($1, $2, $3, $4, $5)",
-        key_id, digest, organisation, [r.value for r in roles], label,
+        key_id,
+        digest,
+        organisation,
+        [r.value for r in roles],
+        label,
     )
     return IssuedKey(key_id=key_id, token=token)
 
 
 async def revoke(conn: asyncpg.Connection, *, key_id: str) -> bool:
     status: str = await conn.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL", key_id)
+        "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL", key_id
+    )
     return status.endswith(" 1")
 
 
@@ -121,11 +133,16 @@ class Authenticator:
             raise Unauthenticated("the API key is not valid")
         row = await self.pool.fetchrow(
             "SELECT secret_hash, organisation, roles FROM api_keys"
-            " WHERE key_id = $1 AND revoked_at IS NULL", key_id)
+            " WHERE key_id = $1 AND revoked_at IS NULL",
+            key_id,
+        )
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise Unauthenticated("the API key is not valid or was revoked")
-        principal = Principal(key_id=key_id, organisation=row["organisation"],
-                              roles=frozenset(Role(r) for r in row["roles"] if r in _ROLES))
+        principal = Principal(
+            key_id=key_id,
+            organisation=row["organisation"],
+            roles=frozenset(Role(r) for r in row["roles"] if r in _ROLES),
+        )
         if self.ttl > 0:
             self._cache[key_id] = (time.monotonic() + self.ttl, digest, principal)
         return principal

@@ -77,7 +77,9 @@ class Verdict:
 
 
 def verify(
-    entries: Iterable[ChainEntry], *, unsealed_behind: Iterable[int] = (),
+    entries: Iterable[ChainEntry],
+    *,
+    unsealed_behind: Iterable[int] = (),
     sealed_head: int | None = None,
 ) -> Verdict:
     """Walk the chain in position order and report the first position where it breaks.
@@ -92,23 +94,35 @@ def verify(
         if entry.position != expected_position:
             kind = "deleted" if entry.position > expected_position else "reordered"
             return _broken(
-                checked, expected_position - 1, previous, expected_position,
+                checked,
+                expected_position - 1,
+                previous,
+                expected_position,
                 f"chain rows {kind}: expected position {expected_position}, found {entry.position}",
             )
         if entry.event is None:
             return _broken(
-                checked, entry.position - 1, previous, entry.position,
+                checked,
+                entry.position - 1,
+                previous,
+                entry.position,
                 f"event {entry.event_id} sealed at this position was deleted",
             )
         if str(entry.event.event_id) != entry.event_id:
             return _broken(
-                checked, entry.position - 1, previous, entry.position,
+                checked,
+                entry.position - 1,
+                previous,
+                entry.position,
                 "the event at this position is not the one sealed here (reordered or replaced)",
             )
         recomputed = link(previous, entry.event, position=entry.position)
         if recomputed != entry.hash:
             return _broken(
-                checked, entry.position - 1, previous, entry.position,
+                checked,
+                entry.position - 1,
+                previous,
+                entry.position,
                 "hash mismatch: the event was modified after it was sealed, or chain rows were"
                 " swapped",
             )
@@ -117,20 +131,33 @@ def verify(
         checked += 1
     if sealed_head is not None and sealed_head > expected_position - 1:
         return _broken(
-            checked, expected_position - 1, previous, expected_position,
+            checked,
+            expected_position - 1,
+            previous,
+            expected_position,
             f"the chain ends at {expected_position - 1} but {sealed_head} positions were sealed:"
             " its tail was deleted",
         )
     inserted = sorted(unsealed_behind)
     if inserted:
         return _broken(
-            checked, expected_position - 1, previous, inserted[0],
+            checked,
+            expected_position - 1,
+            previous,
+            inserted[0],
             "an event was inserted behind the sealer's back: it is in the log but in no chain",
         )
-    return Verdict(intact=True, checked=checked, head_position=expected_position - 1,
-                   head_hash=previous)
+    return Verdict(
+        intact=True, checked=checked, head_position=expected_position - 1, head_hash=previous
+    )
 
 
 def _broken(checked: int, head: int, head_hash: bytes, position: int, problem: str) -> Verdict:
-    return Verdict(intact=False, checked=checked, head_position=head, head_hash=head_hash,
-                   bad_position=position, problem=problem)
+    return Verdict(
+        intact=False,
+        checked=checked,
+        head_position=head,
+        head_hash=head_hash,
+        bad_position=position,
+        problem=problem,
+    )

@@ -113,7 +113,12 @@ def parse_feed_event(upstream: str, raw: Mapping[str, Any]) -> Incoming:
 
 class ConsumerRunner:
     def __init__(
-        self, *, service: str, settings: Settings, db: Database, metrics: Metrics,
+        self,
+        *,
+        service: str,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
         handlers: Mapping[str, Mapping[str, Handler]],
         http: httpx.AsyncClient | None = None,
     ) -> None:
@@ -145,7 +150,9 @@ class ConsumerRunner:
             async with self.db.transaction() as conn:
                 seen = await conn.fetchval(
                     "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2",
-                    self.name, incoming.event_id)
+                    self.name,
+                    incoming.event_id,
+                )
                 if seen:
                     raise _Duplicate
                 if handler is not None:
@@ -153,7 +160,11 @@ class ConsumerRunner:
                 fresh = await conn.fetchval(
                     "INSERT INTO inbox (consumer, event_id, upstream, position)"
                     " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
-                    self.name, incoming.event_id, incoming.upstream, incoming.position)
+                    self.name,
+                    incoming.event_id,
+                    incoming.upstream,
+                    incoming.position,
+                )
                 if not fresh:
                     raise _Duplicate  # a concurrent replica applied it first: roll ours back
         except _Duplicate:
@@ -162,8 +173,9 @@ class ConsumerRunner:
         self.applied += 1
         return True
 
-    async def apply_with_retries(self, incoming: Incoming,
-                                 record: ConsumerRecord[bytes, bytes] | None) -> None:
+    async def apply_with_retries(
+        self, incoming: Incoming, record: ConsumerRecord[bytes, bytes] | None
+    ) -> None:
         attempts = max(1, self.settings.consumer_max_retries)
         for attempt in range(1, attempts + 1):
             try:
@@ -173,52 +185,86 @@ class ConsumerRunner:
                 raise  # the database is down: not the message's fault; retry the batch later
             except Exception as exc:
                 if attempt == attempts:
-                    await self.dead_letter(record, f"handler failed {attempts} times: {exc!r}",
-                                           incoming=incoming)
+                    await self.dead_letter(
+                        record, f"handler failed {attempts} times: {exc!r}", incoming=incoming
+                    )
                     return
                 await asyncio.sleep(0.05 * 2**attempt)
 
-    async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | None, reason: str,
-                          *, incoming: Incoming | None = None) -> None:
-        topic = record.topic if record is not None else (
-            self.settings.topic(incoming.upstream) if incoming else "unknown")
+    async def dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes] | None,
+        reason: str,
+        *,
+        incoming: Incoming | None = None,
+    ) -> None:
+        topic = (
+            record.topic
+            if record is not None
+            else (self.settings.topic(incoming.upstream) if incoming else "unknown")
+        )
         headers = _header_map(record) if record is not None else {}
         async with self.db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO dead_letters (consumer, topic, partition, \"offset\", key, value,"
+                'INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value,'
                 " headers, reason) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
-                self.name, topic, record.partition if record else None,
-                record.offset if record else None, record.key if record else None,
-                record.value if record else json.dumps(dict(incoming.data) if incoming else {})
-                .encode(), json.dumps(headers), reason)
+                self.name,
+                topic,
+                record.partition if record else None,
+                record.offset if record else None,
+                record.key if record else None,
+                record.value
+                if record
+                else json.dumps(dict(incoming.data) if incoming else {}).encode(),
+                json.dumps(headers),
+                reason,
+            )
             if incoming is not None:
                 # Parked, not lost: the position counts as handled so catching up stops here.
                 await conn.execute(
                     "INSERT INTO inbox (consumer, event_id, upstream, position)"
                     " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    self.name, incoming.event_id, incoming.upstream, incoming.position)
+                    self.name,
+                    incoming.event_id,
+                    incoming.upstream,
+                    incoming.position,
+                )
         self.dead += 1
         self.metrics.dead_letters.inc()
         log.warning("dead-lettered a message from %s", topic, extra={"reason": reason})
         if self._dlq is not None and record is not None:
             with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._dlq.send_and_wait(
-                    f"{topic}.dlq", key=record.key, value=record.value,
-                    headers=[*(record.headers or ()), ("twinaid_dlq_reason", reason.encode())]),
-                    10)
+                await asyncio.wait_for(
+                    self._dlq.send_and_wait(
+                        f"{topic}.dlq",
+                        key=record.key,
+                        value=record.value,
+                        headers=[*(record.headers or ()), ("twinaid_dlq_reason", reason.encode())],
+                    ),
+                    10,
+                )
 
     # -- progress and catching up --------------------------------------------------------
 
     async def advance(self, upstream: str) -> tuple[int, bool]:
         """Move the contiguous prefix forward; returns it and whether a gap lies beyond it."""
         async with self.db.transaction() as conn:
-            contiguous = await conn.fetchval(
-                "SELECT position FROM consumer_progress WHERE consumer = $1 AND upstream = $2"
-                " FOR UPDATE", self.name, upstream) or 0
+            contiguous = (
+                await conn.fetchval(
+                    "SELECT position FROM consumer_progress WHERE consumer = $1 AND upstream = $2"
+                    " FOR UPDATE",
+                    self.name,
+                    upstream,
+                )
+                or 0
+            )
             rows = await conn.fetch(
                 "SELECT position FROM inbox WHERE consumer = $1 AND upstream = $2"
                 " AND position > $3 ORDER BY position LIMIT 100000",
-                self.name, upstream, contiguous)
+                self.name,
+                upstream,
+                contiguous,
+            )
             start = contiguous
             for row in rows:
                 if row["position"] != contiguous + 1:
@@ -228,7 +274,11 @@ class ConsumerRunner:
                 await conn.execute(
                     "INSERT INTO consumer_progress (consumer, upstream, position) VALUES ($1,$2,$3)"
                     " ON CONFLICT (consumer, upstream) DO UPDATE SET position = excluded.position,"
-                    " updated_at = now()", self.name, upstream, contiguous)
+                    " updated_at = now()",
+                    self.name,
+                    upstream,
+                    contiguous,
+                )
             beyond = len(rows) > (contiguous - start)
         self.metrics.consumer_lag(self.name, upstream).set(len(rows) - (contiguous - start))
         return contiguous, beyond
@@ -260,9 +310,12 @@ class ConsumerRunner:
         applied = 0
         after, _ = await self.advance(upstream)
         while True:
-            response = await self.http.get(f"{base}/v1/events",
-                                           params={"after": after, "limit": 500},
-                                           headers=headers, timeout=10)
+            response = await self.http.get(
+                f"{base}/v1/events",
+                params={"after": after, "limit": 500},
+                headers=headers,
+                timeout=10,
+            )
             response.raise_for_status()
             page = response.json()
             for raw in page["events"]:
@@ -291,8 +344,13 @@ class ConsumerRunner:
         while not stop.is_set():
             try:
                 await self._consume(stop)
-            except (KafkaError, OSError, ServiceUnavailable, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
+            except (
+                KafkaError,
+                OSError,
+                ServiceUnavailable,
+                asyncpg.InterfaceError,
+                TimeoutError,
+            ) as exc:
                 log.warning("consumer interrupted, restarting: %r", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
@@ -305,8 +363,9 @@ class ConsumerRunner:
         await self._dlq.start()
         try:
             while not stop.is_set():
-                batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = (
-                    await consumer.getmany(timeout_ms=500, max_records=200))
+                batches: dict[
+                    TopicPartition, list[ConsumerRecord[bytes, bytes]]
+                ] = await consumer.getmany(timeout_ms=500, max_records=200)
                 for records in batches.values():
                     await self.handle_batch(records)
                 if batches:

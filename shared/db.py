@@ -57,7 +57,10 @@ class Database:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self.max_size, command_timeout=30,
+            self.url,
+            min_size=1,
+            max_size=self.max_size,
+            command_timeout=30,
         )
 
     async def close(self) -> None:
@@ -74,7 +77,12 @@ class Database:
         try:
             conn_cm = self.pool.acquire(timeout=10)
             conn = await conn_cm.__aenter__()
-        except (TimeoutError, OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError) as exc:
+        except (
+            TimeoutError,
+            OSError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.ConnectionDoesNotExistError,
+        ) as exc:
             raise ServiceUnavailable("the database is not reachable") from exc
         try:
             yield conn

@@ -141,12 +141,7 @@ class DevStack:
         given_kafka = self.env.get("KAFKA_BOOTSTRAP_SERVERS")
         if given_kafka:
             self.bootstrap = given_kafka
-            self.idempotence = self.env.get("KAFKA_IDEMPOTENCE", "true").lower() in {
-                "1",
-                "true",
-                "yes",
-                "on",
-            }
+            self.idempotence = Settings().kafka_idempotence
         else:
             self.bootstrap = self._start_broker()
             # Tansu refuses InitProducerId (KAFKA.md)
@@ -237,40 +232,19 @@ class DevStack:
                 "PYTHONUNBUFFERED": "1",
             }
             api_port = self.api_urls[service].rpartition(":")[2]
-            self._add(
-                f"{service}-api",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    f"services.{service}.app:create_app",
-                    "--host",
-                    HOST,
-                    "--port",
-                    api_port,
-                ],
-                env,
-                f"{self.api_urls[service]}/readyz",
-            )
-            health_port = self.worker_urls[service].rpartition(":")[2]
-            self._add(
-                f"{service}-worker",
-                [sys.executable, "-m", f"services.{service}.worker"],
-                {**env, "WORKER_HEALTH_PORT": health_port},
-                self.worker_urls[service],
-            )
+            uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--host", HOST]
+            app = f"services.{service}.app:create_app"
+            ready = f"{self.api_urls[service]}/readyz"
+            self._add(f"{service}-api", [*uvicorn, "--port", api_port, app], env, ready)
+            worker_env = {**env, "WORKER_HEALTH_PORT": self.worker_urls[service].rpartition(":")[2]}
+            worker = [sys.executable, "-m", f"services.{service}.worker"]
+            self._add(f"{service}-worker", worker, worker_env, self.worker_urls[service])
 
     def _add(self, name: str, argv: list[str], env: Mapping[str, str], health_url: str) -> None:
         proc = self._spawn(name, argv, env)
         self.children.append(Child(name, proc, self.logs / f"{name}.log", health_url))
 
-    def _spawn(
-        self,
-        name: str,
-        argv: list[str],
-        env: Mapping[str, str],
-    ) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         # Own process group: a terminal's Ctrl-C reaches only the stack, which stops the
         # children in order (workers before the broker they talk to).
         with open(self.logs / f"{name}.log", "wb") as out:

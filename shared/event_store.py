@@ -50,21 +50,35 @@ class ConcurrencyConflict(Conflict):
 
 class EventStore(Protocol):
     async def append(
-        self, *, stream_type: str, stream_id: str, expected_version: int,
-        events: Sequence[NewEvent], metadata: Metadata, now: datetime,
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        metadata: Metadata,
+        now: datetime,
     ) -> list[RecordedEvent]:
         """Append after `expected_version` (0 for a new stream). Raises ConcurrencyConflict."""
         ...
 
     async def read_stream(
-        self, stream_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None,
+        self,
+        stream_id: str,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
     ) -> list[RecordedEvent]:
         """Events of one stream in version order; `as_of` filters by occurred-at,
         `known_at` by recorded-at."""
         ...
 
     async def read_all(
-        self, *, after: int, limit: int, stream_type: str | None = None,
+        self,
+        *,
+        after: int,
+        limit: int,
+        stream_type: str | None = None,
         event_type: str | None = None,
     ) -> list[RecordedEvent]:
         """Sealed events after a global position, in position order."""
@@ -94,8 +108,12 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def from_row(row: asyncpg.Record, *, position: int | None = None, hash: bytes | None = None,
-              ) -> RecordedEvent:
+def from_row(
+    row: asyncpg.Record,
+    *,
+    position: int | None = None,
+    hash: bytes | None = None,
+) -> RecordedEvent:
     return RecordedEvent(
         event_id=row["event_id"],
         stream_type=row["stream_type"],
@@ -118,12 +136,19 @@ class PostgresEventStore:
 
     async def current_version(self, stream_id: str) -> int:
         version = await self.conn.fetchval(
-            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id)
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
         return int(version)
 
     async def append(
-        self, *, stream_type: str, stream_id: str, expected_version: int,
-        events: Sequence[NewEvent], metadata: Metadata, now: datetime,
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        metadata: Metadata,
+        now: datetime,
     ) -> list[RecordedEvent]:
         if not events:
             return []
@@ -148,32 +173,50 @@ class PostgresEventStore:
                 WHERE cur.v = $3
                 RETURNING event_id
                 """,
-                stream_type, stream_id, expected_version, now, meta,
-                [e.event_id for e in events], [e.event_type for e in events],
-                [e.schema_version for e in events], [e.occurred_at or now for e in events],
+                stream_type,
+                stream_id,
+                expected_version,
+                now,
+                meta,
+                [e.event_id for e in events],
+                [e.event_type for e in events],
+                [e.schema_version for e in events],
+                [e.occurred_at or now for e in events],
                 [json.dumps(e.data) for e in events],
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_event_id_key":
                 raise Conflict("an event with this id was already recorded") from exc
             raise ConcurrencyConflict(
-                stream_id=stream_id, expected=expected_version, actual=expected_version + 1,
+                stream_id=stream_id,
+                expected=expected_version,
+                actual=expected_version + 1,
             ) from exc
         if len(rows) != n:
             actual = await self.current_version(stream_id)
             raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
         return [
             RecordedEvent(
-                event_id=e.event_id, stream_type=stream_type, stream_id=stream_id,
-                stream_version=expected_version + i + 1, event_type=e.event_type,
-                schema_version=e.schema_version, occurred_at=e.occurred_at or now,
-                recorded_at=now, data=e.data, metadata=metadata,
+                event_id=e.event_id,
+                stream_type=stream_type,
+                stream_id=stream_id,
+                stream_version=expected_version + i + 1,
+                event_type=e.event_type,
+                schema_version=e.schema_version,
+                occurred_at=e.occurred_at or now,
+                recorded_at=now,
+                data=e.data,
+                metadata=metadata,
             )
             for i, e in enumerate(events)
         ]
 
     async def read_stream(
-        self, stream_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None,
+        self,
+        stream_id: str,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
     ) -> list[RecordedEvent]:
         rows = await self.conn.fetch(
             f"""
@@ -184,12 +227,18 @@ class PostgresEventStore:
               AND ($3::timestamptz IS NULL OR e.recorded_at <= $3)
             ORDER BY e.stream_version
             """,
-            stream_id, as_of, known_at,
+            stream_id,
+            as_of,
+            known_at,
         )
         return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
 
     async def read_all(
-        self, *, after: int, limit: int, stream_type: str | None = None,
+        self,
+        *,
+        after: int,
+        limit: int,
+        stream_type: str | None = None,
         event_type: str | None = None,
     ) -> list[RecordedEvent]:
         rows = await self.conn.fetch(
@@ -201,7 +250,10 @@ class PostgresEventStore:
               AND ($4::text IS NULL OR e.event_type = $4)
             ORDER BY c.position LIMIT $2
             """,
-            after, limit, stream_type, event_type,
+            after,
+            limit,
+            stream_type,
+            event_type,
         )
         return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
 
@@ -215,7 +267,8 @@ class PostgresEventStore:
 
     async def _seal(self, limit: int) -> int:
         state = await self.conn.fetchrow(
-            "SELECT last_tx, last_id, position, hash FROM sealer_state FOR UPDATE")
+            "SELECT last_tx, last_id, position, hash FROM sealer_state FOR UPDATE"
+        )
         # Only transactions older than every one still running: none of them can commit an
         # event that sorts before what we seal now.
         rows = await self.conn.fetch(
@@ -225,7 +278,9 @@ class PostgresEventStore:
               AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
             ORDER BY e.tx_id, e.id LIMIT $3
             """,
-            state["last_tx"], state["last_id"], limit,
+            state["last_tx"],
+            state["last_id"],
+            limit,
         )
         if not rows:
             return 0
@@ -241,12 +296,17 @@ class PostgresEventStore:
         await self.conn.execute(
             "INSERT INTO event_chain (position, event_id, hash)"
             " SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
-            positions, ids, hashes,
+            positions,
+            ids,
+            hashes,
         )
         last = rows[-1]
         await self.conn.execute(
             "UPDATE sealer_state SET last_tx = $1, last_id = $2, position = $3, hash = $4",
-            last["tx_id"], last["id"], position, previous,
+            last["tx_id"],
+            last["id"],
+            position,
+            previous,
         )
         return len(rows)
 
@@ -261,8 +321,12 @@ class PostgresEventStore:
             prefetch=5000,
         ):
             event = from_row(row) if row["event_id"] is not None else None
-            yield chain.ChainEntry(position=row["position"], event_id=str(row["sealed_id"]),
-                                   hash=bytes(row["sealed_hash"]), event=event)
+            yield chain.ChainEntry(
+                position=row["position"],
+                event_id=str(row["sealed_id"]),
+                hash=bytes(row["sealed_hash"]),
+                event=event,
+            )
 
     async def verify(self) -> chain.Verdict:
         """Recompute the chain from the stored rows; reports the first bad position."""
@@ -285,10 +349,15 @@ class PostgresEventStore:
             FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id
             WHERE c.event_id IS NULL AND (e.tx_id, e.id) <= ($1::xid8, $2::bigint)
             """,
-            state["last_tx"], state["last_id"], state["position"],
+            state["last_tx"],
+            state["last_id"],
+            state["position"],
         )
-        return chain.verify([entry async for entry in self._chain_entries()], unsealed_behind=[r["position"] for r in inserted],
-                            sealed_head=int(state["position"]))
+        return chain.verify(
+            [entry async for entry in self._chain_entries()],
+            unsealed_behind=[r["position"] for r in inserted],
+            sealed_head=int(state["position"]),
+        )
 
 
 class InMemoryEventStore:
@@ -299,8 +368,14 @@ class InMemoryEventStore:
         self._hash = chain.GENESIS
 
     async def append(
-        self, *, stream_type: str, stream_id: str, expected_version: int,
-        events: Sequence[NewEvent], metadata: Metadata, now: datetime,
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        metadata: Metadata,
+        now: datetime,
     ) -> list[RecordedEvent]:
         actual = sum(1 for e in self._events if e.stream_id == stream_id)
         if actual != expected_version:
@@ -311,10 +386,16 @@ class InMemoryEventStore:
         recorded = []
         for i, new in enumerate(events):
             event = RecordedEvent(
-                event_id=new.event_id, stream_type=stream_type, stream_id=stream_id,
-                stream_version=expected_version + i + 1, event_type=new.event_type,
-                schema_version=new.schema_version, occurred_at=new.occurred_at or now,
-                recorded_at=now, data=json.loads(json.dumps(new.data)), metadata=metadata,
+                event_id=new.event_id,
+                stream_type=stream_type,
+                stream_id=stream_id,
+                stream_version=expected_version + i + 1,
+                event_type=new.event_type,
+                schema_version=new.schema_version,
+                occurred_at=new.occurred_at or now,
+                recorded_at=now,
+                data=json.loads(json.dumps(new.data)),
+                metadata=metadata,
             )
             position = len(self._events) + 1
             self._hash = chain.link(self._hash, event, position=position)
@@ -323,21 +404,31 @@ class InMemoryEventStore:
         return recorded
 
     async def read_stream(
-        self, stream_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None,
+        self,
+        stream_id: str,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
     ) -> list[RecordedEvent]:
         return [
-            e for e in self._events
+            e
+            for e in self._events
             if e.stream_id == stream_id
             and (as_of is None or e.occurred_at <= as_of)
             and (known_at is None or e.recorded_at <= known_at)
         ]
 
     async def read_all(
-        self, *, after: int, limit: int, stream_type: str | None = None,
+        self,
+        *,
+        after: int,
+        limit: int,
+        stream_type: str | None = None,
         event_type: str | None = None,
     ) -> list[RecordedEvent]:
         selected = [
-            e for e in self._events[after:]
+            e
+            for e in self._events[after:]
             if (stream_type is None or e.stream_type == stream_type)
             and (event_type is None or e.event_type == event_type)
         ]
@@ -348,8 +439,9 @@ class InMemoryEventStore:
 
     async def verify(self) -> chain.Verdict:
         entries = [
-            chain.ChainEntry(position=e.position or 0, event_id=str(e.event_id),
-                             hash=e.hash or b"", event=e)
+            chain.ChainEntry(
+                position=e.position or 0, event_id=str(e.event_id), hash=e.hash or b"", event=e
+            )
             for e in self._events
         ]
         return chain.verify(entries, sealed_head=len(self._events))

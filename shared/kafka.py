@@ -48,10 +48,18 @@ async def ensure_topics(settings: Settings, topics: list[str]) -> None:
         missing = [t for t in topics if t not in existing]
         if missing:
             try:
-                await admin.create_topics([
-                    NewTopic(name=t, num_partitions=settings.kafka_partitions, replication_factor=1)
-                    for t in missing
-                ])
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=t,
+                            num_partitions=settings.kafka_partitions,
+                            replication_factor=settings.kafka_replication_factor,
+                            # the log is the audit trail: Kafka keeps it (Tansu ignores this)
+                            topic_configs={"retention.ms": "-1"},
+                        )
+                        for t in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass
     finally:

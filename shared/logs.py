@@ -9,7 +9,8 @@ import sys
 from datetime import UTC, datetime
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "correlation_id", default=None)
+    "correlation_id", default=None
+)
 
 
 class JsonFormatter(logging.Formatter):

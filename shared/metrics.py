@@ -10,26 +10,47 @@ class Metrics:
         self.registry = CollectorRegistry()
         labels = {"service": service}
         self.requests = Counter(
-            "twinaid_http_requests", "HTTP requests", ["method", "route", "status"],
-            registry=self.registry).labels
+            "twinaid_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        ).labels
         self.request_seconds = Histogram(
-            "twinaid_http_request_seconds", "HTTP request duration", ["route"],
-            registry=self.registry).labels
+            "twinaid_http_request_seconds",
+            "HTTP request duration",
+            ["route"],
+            registry=self.registry,
+        ).labels
         self.appends = Counter(
-            "twinaid_events_appended", "Events appended", ["service"],
-            registry=self.registry).labels(**labels)
+            "twinaid_events_appended", "Events appended", ["service"], registry=self.registry
+        ).labels(**labels)
         self.relay_published = Counter(
-            "twinaid_relay_published", "Events published by the relay", ["service"],
-            registry=self.registry).labels(**labels)
+            "twinaid_relay_published",
+            "Events published by the relay",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)
         self.relay_lag_events = Gauge(
-            "twinaid_relay_lag_events", "Committed events not yet published", ["service"],
-            registry=self.registry).labels(**labels)
+            "twinaid_relay_lag_events",
+            "Committed events not yet published",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)
         self.relay_lag_seconds = Gauge(
-            "twinaid_relay_lag_seconds", "Age of the oldest unpublished event", ["service"],
-            registry=self.registry).labels(**labels)
+            "twinaid_relay_lag_seconds",
+            "Age of the oldest unpublished event",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)
         self.consumer_lag = Gauge(
-            "twinaid_consumer_lag_events", "Upstream events seen but not yet contiguous",
-            ["service", "upstream"], registry=self.registry).labels
+            "twinaid_consumer_lag_events",
+            "Upstream events seen but not yet contiguous",
+            ["service", "upstream"],
+            registry=self.registry,
+        ).labels
         self.dead_letters = Counter(
-            "twinaid_dead_letters", "Messages sent to the dead-letter table", ["service"],
-            registry=self.registry).labels(**labels)
+            "twinaid_dead_letters",
+            "Messages sent to the dead-letter table",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)

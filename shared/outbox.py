@@ -60,7 +60,12 @@ def headers_for(service: str, event: RecordedEvent) -> list[tuple[str, bytes]]:
 
 class Relay:
     def __init__(
-        self, *, service: str, settings: Settings, db: Database, metrics: Metrics,
+        self,
+        *,
+        service: str,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
         producer_factory: Callable[[Settings], AIOKafkaProducer] = kafka.producer,
     ) -> None:
         self.service = service
@@ -78,8 +83,13 @@ class Relay:
         while not stop.is_set():
             try:
                 await self._lead(stop)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ServiceUnavailable,
-                    TimeoutError) as exc:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                ServiceUnavailable,
+                TimeoutError,
+            ) as exc:
                 log.warning("relay lost its database connection: %s", exc)
             self.is_leader = False
             await _sleep_or_stop(stop, self.settings.relay_poll_interval)
@@ -105,8 +115,11 @@ class Relay:
     def _notified(self, *_: object) -> None:
         self._wake.set()
 
-    async def _publish_while_leader(self, stop: asyncio.Event, lock_conn: asyncpg.Connection,
-                                    ) -> None:
+    async def _publish_while_leader(
+        self,
+        stop: asyncio.Event,
+        lock_conn: asyncpg.Connection,
+    ) -> None:
         producer: AIOKafkaProducer | None = None
         try:
             while not stop.is_set():
@@ -159,10 +172,15 @@ class Relay:
 
     async def publish_once(self, producer: AIOKafkaProducer) -> int:
         async with self.db.connection() as conn:
-            checkpoint = await conn.fetchval(
-                "SELECT position FROM relay_checkpoint WHERE topic = $1", self.topic) or 0
+            checkpoint = (
+                await conn.fetchval(
+                    "SELECT position FROM relay_checkpoint WHERE topic = $1", self.topic
+                )
+                or 0
+            )
             events = await PostgresEventStore(conn).read_all(
-                after=checkpoint, limit=self.settings.relay_batch_size)
+                after=checkpoint, limit=self.settings.relay_batch_size
+            )
             head = await conn.fetchval("SELECT position FROM sealer_state")
         self.metrics.relay_lag_events.set(max(0, int(head) - checkpoint))
         if not events:
@@ -190,11 +208,14 @@ class Relay:
                 " ON CONFLICT (topic) DO UPDATE"
                 " SET position = greatest(relay_checkpoint.position, excluded.position),"
                 " updated_at = now()",
-                self.topic, last)
+                self.topic,
+                last,
+            )
         self.published += len(events)
         self.metrics.relay_published.inc(len(events))
-        log.debug("published %d events up to %s in %.3fs", len(events), last,
-                  time.monotonic() - started)
+        log.debug(
+            "published %d events up to %s in %.3fs", len(events), last, time.monotonic() - started
+        )
         return len(events)
 
 

@@ -26,8 +26,9 @@ class Projection:
                 await handler(conn, event)
 
 
-async def project(conn: asyncpg.Connection, projections: Sequence[Projection],
-                  events: Sequence[RecordedEvent]) -> None:
+async def project(
+    conn: asyncpg.Connection, projections: Sequence[Projection], events: Sequence[RecordedEvent]
+) -> None:
     for projection in projections:
         await projection.apply(conn, events)
 
@@ -48,7 +49,8 @@ async def rebuild(conn: asyncpg.Connection, projections: Sequence[Projection]) -
             f"""
             SELECT {COLUMNS} FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id
             ORDER BY c.position NULLS LAST, e.tx_id, e.id
-            """, prefetch=2000,
+            """,
+            prefetch=2000,
         ):
             await project(conn, projections, [from_row(row)])
             count += 1

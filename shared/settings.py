@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     # Apache Kafka: on. Tansu refuses InitProducerId, so the dev stack turns it off.
     kafka_idempotence: bool = True
     kafka_partitions: int = 4
+    kafka_replication_factor: int = 1
     # namespaces topics and consumer groups on a shared cluster (and isolates tests)
     kafka_topic_prefix: str = ""
     relay_poll_interval: float = 1.0
@@ -38,6 +39,8 @@ class Settings(BaseSettings):
     upstream_feeds: dict[str, str] = Field(default_factory=dict)
     feed_api_key: str | None = None
     auth_cache_ttl: float = 2.0
+    # the worker's health endpoint; 0 picks a free port
+    worker_health_port: int = 0
     log_level: str = "INFO"
 
     def topic(self, service: str) -> str:

@@ -52,8 +52,9 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def problem_response(status: int, body: dict[str, Any],
-                     headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
     cid = logs.correlation_id.get()
     if cid:
         body = {**body, "correlation_id": cid}
@@ -62,17 +63,22 @@ def problem_response(status: int, body: dict[str, Any],
 
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     invalid = [
-        {"name": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
-         "reason": err.get("msg", "invalid")}
+        {
+            "name": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "reason": err.get("msg", "invalid"),
+        }
         for err in exc.errors()
     ]
-    return problem_response(422, {
-        "type": "https://twinaid.example/problems/validation-error",
-        "title": "The request is not valid",
-        "status": 422,
-        "detail": "; ".join(f"{i['name']}: {i['reason']}" for i in invalid),
-        "invalid_params": invalid,
-    })
+    return problem_response(
+        422,
+        {
+            "type": "https://twinaid.example/problems/validation-error",
+            "title": "The request is not valid",
+            "status": 422,
+            "detail": "; ".join(f"{i['name']}: {i['reason']}" for i in invalid),
+            "invalid_params": invalid,
+        },
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -86,28 +92,47 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(exc.status_code, {
-            "type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
-            "detail": str(exc.detail)}, headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code,
+            {
+                "type": "about:blank",
+                "title": str(exc.detail),
+                "status": exc.status_code,
+                "detail": str(exc.detail),
+            },
+            headers=getattr(exc, "headers", None),
+        )
 
     async def on_db_down(_: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", exc)
-        return problem_response(503, ServiceUnavailable("the database is not reachable").problem(),
-                                headers={"Retry-After": "2"})
+        return problem_response(
+            503,
+            ServiceUnavailable("the database is not reachable").problem(),
+            headers={"Retry-After": "2"},
+        )
 
     app.add_exception_handler(TwinaidError, on_twinaid)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    for exc_type in (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-                     asyncpg.InterfaceError):
+    for exc_type in (
+        OSError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.ConnectionDoesNotExistError,
+        asyncpg.InterfaceError,
+    ):
         app.add_exception_handler(exc_type, on_db_down)
 
 
 def internal_error() -> JSONResponse:
-    return problem_response(500, {
-        "type": "https://twinaid.example/problems/internal-error",
-        "title": "Internal error", "status": 500,
-        "detail": "an unexpected error occurred; quote the correlation id when reporting it"})
+    return problem_response(
+        500,
+        {
+            "type": "https://twinaid.example/problems/internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "an unexpected error occurred; quote the correlation id when reporting it",
+        },
+    )
 
 
 class EdgeMiddleware:
@@ -126,9 +151,15 @@ class EdgeMiddleware:
             if name == b"x-correlation-id":
                 cid = value.decode("latin-1")[:128]
             elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                response = problem_response(413, {
-                    "type": "https://twinaid.example/problems/too-large", "title": "Body too large",
-                    "status": 413, "detail": f"bodies are limited to {MAX_BODY_BYTES} bytes"})
+                response = problem_response(
+                    413,
+                    {
+                        "type": "https://twinaid.example/problems/too-large",
+                        "title": "Body too large",
+                        "status": 413,
+                        "detail": f"bodies are limited to {MAX_BODY_BYTES} bytes",
+                    },
+                )
                 await response(scope, receive, send)
                 return
         if not cid or not cid.isprintable():
@@ -172,7 +203,8 @@ Ctx = Annotated[ServiceContext, Depends(context)]
 
 
 async def authenticate(
-    ctx: Ctx, authorization: Annotated[str | None, Header()] = None,
+    ctx: Ctx,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     assert ctx.auth is not None
     return await ctx.auth.authenticate(authorization)
@@ -181,18 +213,24 @@ async def authenticate(
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-def metadata_for(principal: Principal, *, idempotency_key: str | None = None,
-                 causation_id: str | None = None) -> Metadata:
-    return Metadata(actor=principal.key_id, organisation=principal.organisation,
-                    correlation_id=logs.correlation_id.get(), causation_id=causation_id,
-                    idempotency_key=idempotency_key)
+def metadata_for(
+    principal: Principal, *, idempotency_key: str | None = None, causation_id: str | None = None
+) -> Metadata:
+    return Metadata(
+        actor=principal.key_id,
+        organisation=principal.organisation,
+        correlation_id=logs.correlation_id.get(),
+        causation_id=causation_id,
+        idempotency_key=idempotency_key,
+    )
 
 
 UseCase = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any]]]
 
 
-async def execute_write(ctx: ServiceContext, request: Request, principal: Principal,
-                        use_case: UseCase) -> JSONResponse:
+async def execute_write(
+    ctx: ServiceContext, request: Request, principal: Principal, use_case: UseCase
+) -> JSONResponse:
     """Run one write use case in one transaction, honouring Idempotency-Key.
 
     The stored answer is written in the same transaction as the events, so a retried request
@@ -205,23 +243,30 @@ async def execute_write(ctx: ServiceContext, request: Request, principal: Princi
     if key is not None:
         stored = await idempotency.lookup(ctx.db.pool, organisation=org, key=key, digest=digest)
         if stored is not None:
-            return JSONResponse(stored.body, status_code=stored.status_code,
-                                headers={"Idempotent-Replayed": "true"})
+            return JSONResponse(
+                stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+            )
     meta = metadata_for(principal, idempotency_key=key)
     try:
         async with ctx.db.transaction() as conn:
             status, body = await use_case(conn, meta)
             if key is not None:
-                await idempotency.remember(conn, organisation=org, key=key, digest=digest,
-                                           response=idempotency.StoredResponse(status, body))
+                await idempotency.remember(
+                    conn,
+                    organisation=org,
+                    key=key,
+                    digest=digest,
+                    response=idempotency.StoredResponse(status, body),
+                )
     except asyncpg.UniqueViolationError as exc:
         if key is None or exc.constraint_name != "idempotency_keys_pkey":
             raise
         # A concurrent twin of this request won the race: answer as it did.
         stored = await idempotency.lookup(ctx.db.pool, organisation=org, key=key, digest=digest)
         assert stored is not None
-        return JSONResponse(stored.body, status_code=stored.status_code,
-                            headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(
+            stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+        )
     return JSONResponse(body, status_code=status)
 
 
@@ -262,7 +307,8 @@ def common_router() -> APIRouter:
 
     @router.get("/v1/events", tags=["events"])
     async def feed(
-        ctx: Ctx, caller: Caller,
+        ctx: Ctx,
+        caller: Caller,
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         stream_type: Annotated[str | None, Query(max_length=100)] = None,
@@ -272,7 +318,8 @@ def common_router() -> APIRouter:
         caller.require(Role.AUDITOR, Role.SERVICE)
         async with ctx.db.connection() as conn:
             events = await PostgresEventStore(conn).read_all(
-                after=after, limit=limit, stream_type=stream_type, event_type=event_type)
+                after=after, limit=limit, stream_type=stream_type, event_type=event_type
+            )
         last = events[-1].position if events else after
         return {"events": [event_json(e) for e in events], "next_after": last}
 
@@ -309,8 +356,13 @@ async def _broker_ok(ctx: ServiceContext) -> bool:
 
 
 def create_app(
-    *, service: str, settings: Settings, routers: Sequence[APIRouter], schema: Sequence[str],
-    title: str, description: str = "",
+    *,
+    service: str,
+    settings: Settings,
+    routers: Sequence[APIRouter],
+    schema: Sequence[str],
+    title: str,
+    description: str = "",
 ) -> FastAPI:
     """Build a service's app. Nothing connects until the lifespan starts."""
     logs.configure(service, settings.log_level)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 from collections.abc import Mapping, Sequence
 
@@ -23,8 +22,14 @@ log = logging.getLogger("twinaid.worker")
 
 
 class Worker:
-    def __init__(self, *, service: str, settings: Settings, schema: Sequence[str],
-                 handlers: Mapping[str, Mapping[str, Handler]]) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: Settings,
+        schema: Sequence[str],
+        handlers: Mapping[str, Mapping[str, Handler]],
+    ) -> None:
         self.service = service
         self.settings = settings
         self.schema = schema
@@ -32,9 +37,18 @@ class Worker:
         self.db = dbmod.Database(settings.database_url, max_size=5)
         self.relay = Relay(service=service, settings=settings, db=self.db, metrics=self.metrics)
         self.http = httpx.AsyncClient()
-        self.consumers = ConsumerRunner(
-            service=service, settings=settings, db=self.db, metrics=self.metrics,
-            handlers=handlers, http=self.http) if handlers else None
+        self.consumers = (
+            ConsumerRunner(
+                service=service,
+                settings=settings,
+                db=self.db,
+                metrics=self.metrics,
+                handlers=handlers,
+                http=self.http,
+            )
+            if handlers
+            else None
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         await dbmod.ensure_database(self.settings.database_url)
@@ -49,8 +63,9 @@ class Worker:
             tasks = [asyncio.create_task(self.relay.run(stop), name="relay")]
             if self.consumers is not None:
                 tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
-            health = await asyncio.start_server(self._health, "0.0.0.0",
-                                                int(os.environ.get("WORKER_HEALTH_PORT", "0")))
+            health = await asyncio.start_server(
+                self._health, "0.0.0.0", self.settings.worker_health_port
+            )
             log.info("worker of %s running", self.service)
             try:
                 await asyncio.gather(*tasks)
@@ -63,16 +78,20 @@ class Worker:
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(reader.readline(), 2)
-            body = json.dumps({"status": "alive", "service": self.service,
-                               "relay_leader": self.relay.is_leader}).encode()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            body = json.dumps(
+                {"status": "alive", "service": self.service, "relay_leader": self.relay.is_leader}
+            ).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
             await writer.drain()
         writer.close()
 
 
-def main(*, service: str, schema: Sequence[str],
-         handlers: Mapping[str, Mapping[str, Handler]]) -> None:
+def main(
+    *, service: str, schema: Sequence[str], handlers: Mapping[str, Mapping[str, Handler]]
+) -> None:
     settings = Settings()
     logs.configure(f"{service}-worker", settings.log_level)
     worker = Worker(service=service, settings=settings, schema=schema, handlers=handlers)

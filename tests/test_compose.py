@@ -32,9 +32,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 # What a user's .env holds: the compose file refuses to start without it.
 USER_ENV = {"POSTGRES_PASSWORD": "local-test-password"}
 # Variables a process reads that are not Settings fields, each with its reason.
-NOT_SETTINGS = {
-    "WORKER_HEALTH_PORT": "shared/worker.py opens its health endpoint there; workers only",
-}
+NOT_SETTINGS: dict[str, str] = {}
 ROLES = ("api", "worker")
 JOB_CONDITION = "service_completed_successfully"
 TOPIC_PATTERN = re.compile(r"\b[\w-]+\.events(?:\.dlq)?\b")

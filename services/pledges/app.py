@@ -12,5 +12,9 @@ SERVICE = "pledges"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
-        service=SERVICE, settings=settings or Settings(), routers=[],
-        schema=[db.schema_text("services.pledges")], title="twinaid pledges")
+        service=SERVICE,
+        settings=settings or Settings(),
+        routers=[],
+        schema=[db.schema_text("services.pledges")],
+        title="twinaid pledges",
+    )

@@ -18,8 +18,12 @@ async def organisation_registered(conn: asyncpg.Connection, event: Incoming) -> 
         " SET name = excluded.name, kind = excluded.kind, country = excluded.country,"
         " source_position = excluded.source_position,"
         " applied_events = directory.applied_events + 1",
-        str(d["organisation_id"]), str(d["name"]), str(d["kind"]), str(d["country"]),
-        event.position)
+        str(d["organisation_id"]),
+        str(d["name"]),
+        str(d["kind"]),
+        str(d["country"]),
+        event.position,
+    )
 
 
 HANDLERS: dict[str, dict[str, Handler]] = {

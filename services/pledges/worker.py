@@ -7,8 +7,11 @@ from shared import db, worker
 
 
 def main() -> None:
-    worker.main(service="pledges", schema=[db.schema_text("services.pledges")],
-                handlers=subscriptions.HANDLERS)
+    worker.main(
+        service="pledges",
+        schema=[db.schema_text("services.pledges")],
+        handlers=subscriptions.HANDLERS,
+    )
 
 
 if __name__ == "__main__":

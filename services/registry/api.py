@@ -23,8 +23,9 @@ OrgId = Annotated[str, Path(min_length=1, max_length=100)]
 class OrganisationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    organisation_id: Annotated[str | None, Field(min_length=1, max_length=100,
-                                                 pattern=r"^[a-z0-9][a-z0-9-]*$")] = None
+    organisation_id: Annotated[
+        str | None, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    ] = None
     name: Name
     kind: domain.OrganisationKind
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
@@ -33,17 +34,24 @@ class OrganisationIn(BaseModel):
 
 
 @router.post("/organisations", status_code=201)
-async def register_organisation(body: OrganisationIn, request: Request, ctx: Ctx,
-                                caller: Caller) -> JSONResponse:
+async def register_organisation(
+    body: OrganisationIn, request: Request, ctx: Ctx, caller: Caller
+) -> JSONResponse:
     """Register an organisation (registry administrators)."""
     caller.require(Role.REGISTRY_ADMIN)
     command = domain.RegisterOrganisation(
-        organisation_id=body.organisation_id or str(uuid.uuid4()), name=body.name,
-        kind=body.kind, country=body.country, region=body.region, aliases=tuple(body.aliases))
+        organisation_id=body.organisation_id or str(uuid.uuid4()),
+        name=body.name,
+        kind=body.kind,
+        country=body.country,
+        region=body.region,
+        aliases=tuple(body.aliases),
+    )
 
     async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-        return 201, await handlers.register_organisation(conn, command, metadata=meta,
-                                                         now=ctx.clock())
+        return 201, await handlers.register_organisation(
+            conn, command, metadata=meta, now=ctx.clock()
+        )
 
     return await execute_write(ctx, request, caller, use_case)
 

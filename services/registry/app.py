@@ -13,6 +13,10 @@ SERVICE = "registry"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
-        service=SERVICE, settings=settings or Settings(), routers=[api.router],
-        schema=[db.schema_text("services.registry")], title="twinaid registry",
-        description="Organisations and the lifecycle of their partnerships.")
+        service=SERVICE,
+        settings=settings or Settings(),
+        routers=[api.router],
+        schema=[db.schema_text("services.registry")],
+        title="twinaid registry",
+        description="Organisations and the lifecycle of their partnerships.",
+    )

@@ -11,7 +11,8 @@ from services.registry import events as ev
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import NewEvent, RecordedEvent
 
-ISO_COUNTRIES = frozenset("""
+ISO_COUNTRIES = frozenset(
+    """
 AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
 BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
 EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
@@ -20,7 +21,8 @@ LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
 NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
 SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
 TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
-""".split())
+""".split()
+)
 
 
 class OrganisationKind(StrEnum):
@@ -66,39 +68,54 @@ class RegisterOrganisation:
     aliases: tuple[str, ...] = ()
 
 
-def register(state: Organisation, command: RegisterOrganisation, *, now: datetime,
-             ) -> list[NewEvent]:
+def register(
+    state: Organisation,
+    command: RegisterOrganisation,
+    *,
+    now: datetime,
+) -> list[NewEvent]:
     """Raises Conflict if the id is taken, ValidationFailed on an unknown country."""
     if state.exists:
         raise Conflict(f"organisation {state.organisation_id} is already registered")
     if command.country not in ISO_COUNTRIES:
         raise ValidationFailed(f"{command.country!r} is not an ISO 3166-1 alpha-2 country code")
-    return [NewEvent(
-        event_type=ev.ORGANISATION_REGISTERED,
-        occurred_at=now,
-        data={
-            "organisation_id": command.organisation_id,
-            "name": command.name,
-            "kind": command.kind.value,
-            "country": command.country,
-            "region": command.region,
-            "aliases": list(command.aliases),
-        },
-    )]
+    return [
+        NewEvent(
+            event_type=ev.ORGANISATION_REGISTERED,
+            occurred_at=now,
+            data={
+                "organisation_id": command.organisation_id,
+                "name": command.name,
+                "kind": command.kind.value,
+                "country": command.country,
+                "region": command.region,
+                "aliases": list(command.aliases),
+            },
+        )
+    ]
 
 
 def evolve(state: Organisation, event: RecordedEvent) -> Organisation:
     data = event.data
     if event.event_type == ev.ORGANISATION_REGISTERED:
-        return replace(state, version=event.stream_version, name=data["name"], kind=data["kind"],
-                       country=data["country"], region=data.get("region"),
-                       aliases=tuple(data.get("aliases", ())))
+        return replace(
+            state,
+            version=event.stream_version,
+            name=data["name"],
+            kind=data["kind"],
+            country=data["country"],
+            region=data.get("region"),
+            aliases=tuple(data.get("aliases", ())),
+        )
     if event.event_type == ev.ORGANISATION_RENAMED:
-        return replace(state, version=event.stream_version, name=data["name"],
-                       aliases=(*state.aliases, state.name))
+        return replace(
+            state,
+            version=event.stream_version,
+            name=data["name"],
+            aliases=(*state.aliases, state.name),
+        )
     if event.event_type == ev.ORGANISATION_ALIAS_ADDED:
-        return replace(state, version=event.stream_version,
-                       aliases=(*state.aliases, data["alias"]))
+        return replace(state, version=event.stream_version, aliases=(*state.aliases, data["alias"]))
     return replace(state, version=event.stream_version)
 
 

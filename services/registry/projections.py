@@ -24,8 +24,14 @@ async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             search_names = excluded.search_names, version = excluded.version,
             updated_at = excluded.updated_at
         """,
-        d["organisation_id"], d["name"], d["kind"], d["country"], d.get("region"),
-        d.get("aliases", []), [domain.fold_name(n) for n in names], event.stream_version,
+        d["organisation_id"],
+        d["name"],
+        d["kind"],
+        d["country"],
+        d.get("region"),
+        d.get("aliases", []),
+        [domain.fold_name(n) for n in names],
+        event.stream_version,
         event.occurred_at,
     )
 

@@ -12,7 +12,9 @@ from shared.errors import NotFound
 async def organisation(conn: asyncpg.Connection, organisation_id: str) -> dict[str, Any]:
     row = await conn.fetchrow(
         "SELECT organisation_id, name, kind, country, region, aliases, version"
-        " FROM organisations WHERE organisation_id = $1", organisation_id)
+        " FROM organisations WHERE organisation_id = $1",
+        organisation_id,
+    )
     if row is None:
         raise NotFound(f"organisation {organisation_id} does not exist")
     return {**dict(row), "aliases": list(row["aliases"])}

@@ -12,5 +12,9 @@ SERVICE = "shipments"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
-        service=SERVICE, settings=settings or Settings(), routers=[],
-        schema=[db.schema_text("services.shipments")], title="twinaid shipments")
+        service=SERVICE,
+        settings=settings or Settings(),
+        routers=[],
+        schema=[db.schema_text("services.shipments")],
+        title="twinaid shipments",
+    )

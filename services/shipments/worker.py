@@ -7,8 +7,11 @@ from shared import db, worker
 
 
 def main() -> None:
-    worker.main(service="shipments", schema=[db.schema_text("services.shipments")],
-                handlers=subscriptions.HANDLERS)
+    worker.main(
+        service="shipments",
+        schema=[db.schema_text("services.shipments")],
+        handlers=subscriptions.HANDLERS,
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ class Proc:
 
     def start(self) -> Proc:
         with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(self.argv, env=self.env, stdout=out,
-                                          stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
         return self
 
     def signal(self, sig: signal.Signals) -> None:
@@ -71,18 +72,38 @@ class Stack:
 
     def api(self, service: str, db_url: str) -> Proc:
         port = free_port()
-        proc = Proc(f"{service}-api", [
-            sys.executable, "-m", "uvicorn", "--factory", f"services.{service}.app:create_app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            self.env(db_url), self.logs / f"{service}-api.log", port=port)
+        proc = Proc(
+            f"{service}-api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"services.{service}.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            self.env(db_url),
+            self.logs / f"{service}-api.log",
+            port=port,
+        )
         self.procs.append(proc.start())
         return proc
 
-    def worker(self, service: str, db_url: str, *, feeds: dict[str, str] | None = None,
-               feed_key: str = "") -> Proc:
+    def worker(
+        self, service: str, db_url: str, *, feeds: dict[str, str] | None = None, feed_key: str = ""
+    ) -> Proc:
         env = self.env(db_url, UPSTREAM_FEEDS=json.dumps(feeds or {}), FEED_API_KEY=feed_key)
-        proc = Proc(f"{service}-worker", [sys.executable, "-m", f"services.{service}.worker"],
-                    env, self.logs / f"{service}-worker.log")
+        proc = Proc(
+            f"{service}-worker",
+            [sys.executable, "-m", f"services.{service}.worker"],
+            env,
+            self.logs / f"{service}-worker.log",
+        )
         self.procs.append(proc.start())
         return proc
 

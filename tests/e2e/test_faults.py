@@ -67,12 +67,18 @@ async def eventually(check: object, timeout: float) -> None:
 
 
 def organisation(i: int) -> dict[str, object]:
-    return {"organisation_id": f"org-{i}", "name": f"Hromada {i}", "kind": "municipality",
-            "country": "UA"}
+    return {
+        "organisation_id": f"org-{i}",
+        "name": f"Hromada {i}",
+        "kind": "municipality",
+        "country": "UA",
+    }
 
 
 async def test_with_the_broker_paused_30_s_every_write_succeeds_and_nothing_is_lost(
-    stack: Stack, broker: tuple[str, subprocess.Popen[bytes]], dbs: tuple[str, str],
+    stack: Stack,
+    broker: tuple[str, subprocess.Popen[bytes]],
+    dbs: tuple[str, str],
 ) -> None:
     registry_db, pledges_db = dbs
     admin = await issue_key(registry_db, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
@@ -82,8 +88,10 @@ async def test_with_the_broker_paused_30_s_every_write_succeeds_and_nothing_is_l
     stack.worker("registry", registry_db)
     stack.worker("pledges", pledges_db, feeds={"registry": url}, feed_key=feed_key)
     statuses: list[int] = []
-    async with httpx.AsyncClient(base_url=url, timeout=10,
-                                 headers={"Authorization": f"Bearer {admin}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=10, headers={"Authorization": f"Bearer {admin}"}
+    ) as client:
+
         async def write(i: int) -> None:
             response = await client.post("/v1/organisations", json=organisation(i))
             statuses.append(response.status_code)
@@ -107,6 +115,7 @@ async def test_with_the_broker_paused_30_s_every_write_succeeds_and_nothing_is_l
     async def all_arrived() -> bool:
         rows = await fetch(pledges_db, "SELECT count(*) AS n FROM directory")
         return int(rows[0]["n"]) == total
+
     await eventually(all_arrived, timeout=90)
     applied = await fetch(pledges_db, "SELECT applied_events FROM directory")
     assert {r["applied_events"] for r in applied} == {1}, "an event was applied twice"
@@ -115,19 +124,24 @@ async def test_with_the_broker_paused_30_s_every_write_succeeds_and_nothing_is_l
 
 
 async def test_after_a_worker_is_killed_mid_batch_no_event_is_lost_or_applied_twice(
-    stack: Stack, dbs: tuple[str, str],
+    stack: Stack,
+    dbs: tuple[str, str],
 ) -> None:
     registry_db, pledges_db = dbs
     admin = await issue_key(registry_db, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
     feed_key = await issue_key(registry_db, organisation="pledges", roles=[Role.SERVICE])
     url = stack.wait_ready(stack.api("registry", registry_db))
     total = 600
-    async with httpx.AsyncClient(base_url=url, timeout=10,
-                                 headers={"Authorization": f"Bearer {admin}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=10, headers={"Authorization": f"Bearer {admin}"}
+    ) as client:
         for start in range(0, total, 50):
-            responses = await asyncio.gather(*(
-                client.post("/v1/organisations", json=organisation(i))
-                for i in range(start, start + 50)))
+            responses = await asyncio.gather(
+                *(
+                    client.post("/v1/organisations", json=organisation(i))
+                    for i in range(start, start + 50)
+                )
+            )
             assert {r.status_code for r in responses} == {201}
     relay = stack.worker("registry", registry_db)
     consumer = stack.worker("pledges", pledges_db, feeds={"registry": url}, feed_key=feed_key)
@@ -137,10 +151,12 @@ async def test_after_a_worker_is_killed_mid_batch_no_event_is_lost_or_applied_tw
 
     async def some_applied() -> bool:
         return await count() > 0
+
     await eventually(some_applied, timeout=60)
     consumer.signal(signal.SIGKILL)
-    published = await fetch(registry_db, "SELECT coalesce(max(position), 0) AS p"
-                                         " FROM relay_checkpoint")
+    published = await fetch(
+        registry_db, "SELECT coalesce(max(position), 0) AS p FROM relay_checkpoint"
+    )
     relay.signal(signal.SIGKILL)
     killed_at = await count()
     assert killed_at < total, "the kill came too late to be mid-batch"
@@ -149,6 +165,7 @@ async def test_after_a_worker_is_killed_mid_batch_no_event_is_lost_or_applied_tw
 
     async def all_arrived() -> bool:
         return await count() == total
+
     await eventually(all_arrived, timeout=90)
     applied = await fetch(pledges_db, "SELECT applied_events FROM directory")
     assert {r["applied_events"] for r in applied} == {1}, "an event was applied twice"

@@ -17,8 +17,14 @@ from shared.auth import Role, revoke
 from shared.testing import fresh_database, issue_key
 from tests.conftest import settings_for
 
-KHARKIV = {"organisation_id": "kharkiv", "name": "Kharkiv", "kind": "municipality",
-           "country": "UA", "region": "Kharkiv Oblast", "aliases": ["Charkiw", "Kharkov"]}
+KHARKIV = {
+    "organisation_id": "kharkiv",
+    "name": "Kharkiv",
+    "kind": "municipality",
+    "country": "UA",
+    "region": "Kharkiv Oblast",
+    "aliases": ["Charkiw", "Kharkov"],
+}
 
 
 @dataclass
@@ -86,8 +92,9 @@ async def test_readiness_fails_when_the_broker_is_unreachable(pg_server: str) ->
     assert ready.json()["checks"] == {"database": True, "broker": False}
 
 
-@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer nonsense",
-                                    "Bearer twa_0000_wrong"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer", "Basic abc", "Bearer nonsense", "Bearer twa_0000_wrong"]
+)
 async def test_a_request_without_a_valid_key_is_401(api: Api, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
     response = await api.client.post("/v1/organisations", json=KHARKIV, headers=headers)
@@ -106,16 +113,19 @@ async def test_a_revoked_key_is_refused(api: Api) -> None:
 
 
 async def test_a_key_lacking_the_role_is_403_and_stores_nothing(api: Api) -> None:
-    response = await api.client.post("/v1/organisations", json=KHARKIV,
-                                     headers=api.auth(api.member))
+    response = await api.client.post(
+        "/v1/organisations", json=KHARKIV, headers=api.auth(api.member)
+    )
     assert "registry_admin" in str(assert_problem(response, 403)["detail"])
     assert await api.count_events() == 0
 
 
 async def test_registers_and_reads_back_with_the_correlation_id_in_the_event(api: Api) -> None:
     response = await api.client.post(
-        "/v1/organisations", json=KHARKIV,
-        headers={**api.auth(api.admin), "X-Correlation-ID": "convoy-42"})
+        "/v1/organisations",
+        json=KHARKIV,
+        headers={**api.auth(api.admin), "X-Correlation-ID": "convoy-42"},
+    )
     assert response.status_code == 201, response.text
     assert response.headers["x-correlation-id"] == "convoy-42"
     got = await api.client.get("/v1/organisations/kharkiv", headers=api.auth(api.member))
@@ -138,20 +148,25 @@ async def test_registering_the_same_id_twice_is_a_409_problem(api: Api) -> None:
     assert await api.count_events() == 1
 
 
-@pytest.mark.parametrize("change", [
-    {"country": "XX"},
-    {"country": "ua"},
-    {"name": ""},
-    {"name": "K" * 201},
-    {"kind": "castle"},
-    {"surprise": True},
-    {"aliases": "Charkiw"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"country": "XX"},
+        {"country": "ua"},
+        {"name": ""},
+        {"name": "K" * 201},
+        {"kind": "castle"},
+        {"surprise": True},
+        {"aliases": "Charkiw"},
+    ],
+)
 async def test_bad_input_is_a_422_problem_naming_the_field_and_stores_nothing(
-    api: Api, change: dict[str, object],
+    api: Api,
+    change: dict[str, object],
 ) -> None:
-    response = await api.client.post("/v1/organisations", json={**KHARKIV, **change},
-                                     headers=api.auth(api.admin))
+    response = await api.client.post(
+        "/v1/organisations", json={**KHARKIV, **change}, headers=api.auth(api.admin)
+    )
     body = assert_problem(response, 422)
     field = next(iter(change))
     assert field in str(body.get("invalid_params", "")) + str(body["detail"])
@@ -160,8 +175,10 @@ async def test_bad_input_is_a_422_problem_naming_the_field_and_stores_nothing(
 
 async def test_a_body_that_is_not_json_is_a_400_problem(api: Api) -> None:
     response = await api.client.post(
-        "/v1/organisations", content=b"\xff\xfe{", headers={
-            **api.auth(api.admin), "Content-Type": "application/json"})
+        "/v1/organisations",
+        content=b"\xff\xfe{",
+        headers={**api.auth(api.admin), "Content-Type": "application/json"},
+    )
     assert_problem(response, 400)
 
 
@@ -182,8 +199,9 @@ async def test_a_retried_write_with_the_same_idempotency_key_returns_the_first_a
     assert first.json() == second.json()
     assert second.headers["idempotent-replayed"] == "true"
     assert await api.count_events() == 1
-    other = await api.client.post("/v1/organisations", json={**KHARKIV, "name": "Charkiw"},
-                                  headers=headers)
+    other = await api.client.post(
+        "/v1/organisations", json={**KHARKIV, "name": "Charkiw"}, headers=headers
+    )
     assert_problem(other, 422)
     assert await api.count_events() == 1
 
@@ -191,8 +209,9 @@ async def test_a_retried_write_with_the_same_idempotency_key_returns_the_first_a
 async def test_concurrent_retries_with_one_idempotency_key_append_once(api: Api) -> None:
     headers = {**api.auth(api.admin), "Idempotency-Key": "burst"}
     body = {**KHARKIV, "organisation_id": None}
-    responses = await asyncio.gather(*(
-        api.client.post("/v1/organisations", json=body, headers=headers) for _ in range(10)))
+    responses = await asyncio.gather(
+        *(api.client.post("/v1/organisations", json=body, headers=headers) for _ in range(10))
+    )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["organisation_id"] for r in responses}) == 1
     assert await api.count_events() == 1
@@ -204,8 +223,10 @@ async def test_the_same_idempotency_key_from_another_organisation_is_independent
     other_admin = await issue_key(api.url, organisation="cemr", roles=[Role.REGISTRY_ADMIN])
     for token, slug in ((api.admin, "kharkiv"), (other_admin, "lille")):
         response = await api.client.post(
-            "/v1/organisations", json={**KHARKIV, "organisation_id": slug},
-            headers={**api.auth(token), "Idempotency-Key": "same"})
+            "/v1/organisations",
+            json={**KHARKIV, "organisation_id": slug},
+            headers={**api.auth(token), "Idempotency-Key": "same"},
+        )
         assert response.status_code == 201
     assert await api.count_events() == 2
 
@@ -213,5 +234,7 @@ async def test_the_same_idempotency_key_from_another_organisation_is_independent
 async def test_metrics_count_requests_and_appends(api: Api) -> None:
     await api.client.post("/v1/organisations", json=KHARKIV, headers=api.auth(api.admin))
     text = (await api.client.get("/metrics")).text
-    assert 'twinaid_http_requests_total{method="POST",route="/v1/organisations",status="201"} 1.0' \
+    assert (
+        'twinaid_http_requests_total{method="POST",route="/v1/organisations",status="201"} 1.0'
         in text
+    )

@@ -8,13 +8,19 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 
-async def read_topic(bootstrap: str, topic: str, *, expect: int,
-                     timeout: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_topic(
+    bootstrap: str, topic: str, *, expect: int, timeout: float = 30
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` from the beginning, waiting until `expect` arrived."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-        session_timeout_ms=3000, heartbeat_interval_ms=1000)
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=1000,
+    )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
@@ -32,8 +38,14 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int,
     return records
 
 
-async def produce(bootstrap: str, topic: str, *, value: bytes, key: bytes | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    *,
+    value: bytes,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:

@@ -18,9 +18,13 @@ META = Metadata(actor="k", organisation="kharkiv", correlation_id="c")
 
 async def append(conn: asyncpg.Connection, stream: str, expected: int, n: int = 1) -> None:
     await PostgresEventStore(conn).append(
-        stream_type="test", stream_id=stream, expected_version=expected,
+        stream_type="test",
+        stream_id=stream,
+        expected_version=expected,
         events=[NewEvent("test.happened", {"n": i, "stream": stream}) for i in range(n)],
-        metadata=META, now=NOW)
+        metadata=META,
+        now=NOW,
+    )
 
 
 @pytest.fixture
@@ -30,16 +34,20 @@ async def conn(db_url: str) -> asyncpg.Connection:
     await connection.close()
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE events SET data = '{}'",
-    "DELETE FROM events",
-    "TRUNCATE events",
-    "UPDATE event_chain SET hash = '\\x00'",
-    "DELETE FROM event_chain",
-    "TRUNCATE event_chain CASCADE",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET data = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+        "UPDATE event_chain SET hash = '\\x00'",
+        "DELETE FROM event_chain",
+        "TRUNCATE event_chain CASCADE",
+    ],
+)
 async def test_the_database_refuses_to_change_or_remove_logged_rows(
-    conn: asyncpg.Connection, statement: str,
+    conn: asyncpg.Connection,
+    statement: str,
 ) -> None:
     await append(conn, "s", 0, 2)
     await PostgresEventStore(conn).seal()
@@ -141,8 +149,9 @@ async def seeded(conn: asyncpg.Connection, n: int = 10) -> None:
 
 
 async def event_at(conn: asyncpg.Connection, position: int) -> str:
-    return str(await conn.fetchval(
-        "SELECT event_id FROM event_chain WHERE position = $1", position))
+    return str(
+        await conn.fetchval("SELECT event_id FROM event_chain WHERE position = $1", position)
+    )
 
 
 async def test_verify_names_the_position_of_a_modified_row(conn: asyncpg.Connection) -> None:
@@ -169,8 +178,10 @@ async def test_verify_names_the_position_of_a_deleted_row_and_its_chain_entry(
 ) -> None:
     await seeded(conn)
     eid = await event_at(conn, 5)
-    await tampered(conn, f"DELETE FROM event_chain WHERE position = 5;"
-                         f" DELETE FROM events WHERE event_id = '{eid}'")
+    await tampered(
+        conn,
+        f"DELETE FROM event_chain WHERE position = 5; DELETE FROM events WHERE event_id = '{eid}'",
+    )
     verdict = await PostgresEventStore(conn).verify()
     assert (verdict.intact, verdict.bad_position) == (False, 5)
 
@@ -180,13 +191,16 @@ async def test_verify_names_the_position_of_a_row_inserted_behind_the_sealer(
 ) -> None:
     await seeded(conn)
     # a forged event slotted into history: it claims the transaction of position 3's event
-    await tampered(conn, """
+    await tampered(
+        conn,
+        """
         INSERT INTO events (tx_id, event_id, stream_type, stream_id, stream_version,
                             event_type, schema_version, occurred_at, recorded_at, data, metadata)
         SELECT e.tx_id, gen_random_uuid(), 'test', 'forged', 1, 'test.happened', 1,
                e.occurred_at, e.recorded_at, '{"n": 1}', e.metadata
         FROM events e JOIN event_chain c ON c.event_id = e.event_id WHERE c.position = 3
-    """)
+    """,
+    )
     verdict = await PostgresEventStore(conn).verify()
     assert not verdict.intact
     assert "inserted" in (verdict.problem or "")
@@ -198,25 +212,31 @@ async def test_verify_names_the_position_of_a_forged_chain_row_appended(
     conn: asyncpg.Connection,
 ) -> None:
     await seeded(conn)
-    await tampered(conn, """
+    await tampered(
+        conn,
+        """
         INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
                             schema_version, occurred_at, recorded_at, data, metadata)
         VALUES ('00000000-0000-4000-8000-000000000001', 'test', 'forged', 1, 'test.happened', 1,
                 now(), now(), '{}', '{}');
         INSERT INTO event_chain (position, event_id, hash)
         VALUES (11, '00000000-0000-4000-8000-000000000001', '\\x01');
-    """)
+    """,
+    )
     verdict = await PostgresEventStore(conn).verify()
     assert (verdict.intact, verdict.bad_position) == (False, 11)
 
 
 async def test_verify_names_the_position_of_swapped_rows(conn: asyncpg.Connection) -> None:
     await seeded(conn)
-    await tampered(conn, """
+    await tampered(
+        conn,
+        """
         UPDATE event_chain SET position = -1 WHERE position = 7;
         UPDATE event_chain SET position = 7 WHERE position = 8;
         UPDATE event_chain SET position = 8 WHERE position = -1;
-    """)
+    """,
+    )
     verdict = await PostgresEventStore(conn).verify()
     assert (verdict.intact, verdict.bad_position) == (False, 7)
     assert verdict.head_position == 6

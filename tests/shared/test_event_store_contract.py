@@ -8,8 +8,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from shared.event_store import ConcurrencyConflict, EventStore, InMemoryEventStore, \
-    PostgresEventStore
+from shared.event_store import (
+    ConcurrencyConflict,
+    EventStore,
+    InMemoryEventStore,
+    PostgresEventStore,
+)
 from shared.events import Metadata, NewEvent
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -29,15 +33,28 @@ async def store(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Ev
 
 
 def signed(year: int) -> NewEvent:
-    return NewEvent("registry.partnership-signed", {"year": year},
-                    occurred_at=datetime(year, 1, 1, tzinfo=UTC))
+    return NewEvent(
+        "registry.partnership-signed", {"year": year}, occurred_at=datetime(year, 1, 1, tzinfo=UTC)
+    )
 
 
 async def test_appends_and_reads_a_stream_in_version_order(store: EventStore) -> None:
-    await store.append(stream_type="partnership", stream_id="lille-kharkiv", expected_version=0,
-                       events=[signed(1978)], metadata=META, now=NOW)
-    await store.append(stream_type="partnership", stream_id="lille-kharkiv", expected_version=1,
-                       events=[signed(2022), signed(2023)], metadata=META, now=NOW)
+    await store.append(
+        stream_type="partnership",
+        stream_id="lille-kharkiv",
+        expected_version=0,
+        events=[signed(1978)],
+        metadata=META,
+        now=NOW,
+    )
+    await store.append(
+        stream_type="partnership",
+        stream_id="lille-kharkiv",
+        expected_version=1,
+        events=[signed(2022), signed(2023)],
+        metadata=META,
+        now=NOW,
+    )
     events = await store.read_stream("lille-kharkiv")
     assert [e.stream_version for e in events] == [1, 2, 3]
     assert [e.data["year"] for e in events] == [1978, 2022, 2023]
@@ -47,11 +64,23 @@ async def test_appends_and_reads_a_stream_in_version_order(store: EventStore) ->
 
 
 async def test_refuses_an_append_with_a_stale_expected_version(store: EventStore) -> None:
-    await store.append(stream_type="s", stream_id="a", expected_version=0,
-                       events=[signed(2000)], metadata=META, now=NOW)
+    await store.append(
+        stream_type="s",
+        stream_id="a",
+        expected_version=0,
+        events=[signed(2000)],
+        metadata=META,
+        now=NOW,
+    )
     with pytest.raises(ConcurrencyConflict) as caught:
-        await store.append(stream_type="s", stream_id="a", expected_version=0,
-                           events=[signed(2001)], metadata=META, now=NOW)
+        await store.append(
+            stream_type="s",
+            stream_id="a",
+            expected_version=0,
+            events=[signed(2001)],
+            metadata=META,
+            now=NOW,
+        )
     assert caught.value.actual == 1
     assert caught.value.status == 409
     assert len(await store.read_stream("a")) == 1
@@ -59,16 +88,28 @@ async def test_refuses_an_append_with_a_stale_expected_version(store: EventStore
 
 async def test_refuses_an_expected_version_beyond_the_stream(store: EventStore) -> None:
     with pytest.raises(ConcurrencyConflict):
-        await store.append(stream_type="s", stream_id="b", expected_version=3,
-                           events=[signed(2000)], metadata=META, now=NOW)
+        await store.append(
+            stream_type="s",
+            stream_id="b",
+            expected_version=3,
+            events=[signed(2000)],
+            metadata=META,
+            now=NOW,
+        )
     assert await store.read_stream("b") == []
 
 
 async def test_state_as_of_an_instant_uses_occurred_at_and_known_at_uses_recorded_at(
     store: EventStore,
 ) -> None:
-    await store.append(stream_type="s", stream_id="c", expected_version=0,
-                       events=[signed(1978), signed(2022)], metadata=META, now=NOW)
+    await store.append(
+        stream_type="s",
+        stream_id="c",
+        expected_version=0,
+        events=[signed(1978), signed(2022)],
+        metadata=META,
+        now=NOW,
+    )
     as_of_1990 = await store.read_stream("c", as_of=datetime(1990, 1, 1, tzinfo=UTC))
     assert [e.data["year"] for e in as_of_1990] == [1978]
     assert await store.read_stream("c", known_at=NOW - timedelta(seconds=1)) == []
@@ -76,8 +117,14 @@ async def test_state_as_of_an_instant_uses_occurred_at_and_known_at_uses_recorde
 
 async def test_reads_all_sealed_events_after_a_position_in_pages(store: EventStore) -> None:
     for i in range(5):
-        await store.append(stream_type="s", stream_id=f"s{i}", expected_version=0,
-                           events=[signed(2000 + i)], metadata=META, now=NOW)
+        await store.append(
+            stream_type="s",
+            stream_id=f"s{i}",
+            expected_version=0,
+            events=[signed(2000 + i)],
+            metadata=META,
+            now=NOW,
+        )
     await store.seal()
     first = await store.read_all(after=0, limit=2)
     rest = await store.read_all(after=first[-1].position or 0, limit=10)
@@ -89,8 +136,14 @@ async def test_reads_all_sealed_events_after_a_position_in_pages(store: EventSto
 
 async def test_verifies_an_untouched_chain_as_intact(store: EventStore) -> None:
     for i in range(3):
-        await store.append(stream_type="s", stream_id=f"v{i}", expected_version=0,
-                           events=[signed(2000 + i)], metadata=META, now=NOW)
+        await store.append(
+            stream_type="s",
+            stream_id=f"v{i}",
+            expected_version=0,
+            events=[signed(2000 + i)],
+            metadata=META,
+            now=NOW,
+        )
     await store.seal()
     verdict = await store.verify()
     assert verdict.intact

@@ -46,13 +46,15 @@ async def append_many(url: str, streams: int, per_stream: int) -> None:
         for v in range(per_stream):
             for s in range(streams):
                 await PostgresEventStore(conn).append(
-                    stream_type="organisation", stream_id=f"org-{s}", expected_version=v,
+                    stream_type="organisation",
+                    stream_id=f"org-{s}",
+                    expected_version=v,
                     events=[NewEvent("registry.organisation-renamed", {"v": v + 1})],
                     metadata=Metadata(actor="k", organisation="lille", correlation_id=f"c{s}"),
-                    now=NOW)
+                    now=NOW,
+                )
     finally:
         await conn.close()
-
 
 
 async def wait_for(condition: object, timeout: float = 20) -> None:
@@ -63,7 +65,9 @@ async def wait_for(condition: object, timeout: float = 20) -> None:
 
 
 async def test_publishes_every_event_once_keyed_by_stream_in_position_order_with_cloudevents(
-    settings: Settings, database: Database, kafka_bootstrap: str,
+    settings: Settings,
+    database: Database,
+    kafka_bootstrap: str,
 ) -> None:
     await append_many(settings.database_url, streams=5, per_stream=4)
     relay = Relay(service="registry", settings=settings, db=database, metrics=Metrics("registry"))
@@ -99,13 +103,15 @@ async def test_publishes_every_event_once_keyed_by_stream_in_position_order_with
 
 
 async def test_only_one_of_two_relays_publishes_and_the_other_takes_over_when_it_stops(
-    settings: Settings, kafka_bootstrap: str,
+    settings: Settings,
+    kafka_bootstrap: str,
 ) -> None:
     dbs = [Database(settings.database_url, max_size=3) for _ in range(2)]
     for d in dbs:
         await d.open()
-    relays = [Relay(service="registry", settings=settings, db=d, metrics=Metrics("registry"))
-              for d in dbs]
+    relays = [
+        Relay(service="registry", settings=settings, db=d, metrics=Metrics("registry")) for d in dbs
+    ]
     stops = [asyncio.Event(), asyncio.Event()]
     tasks = [asyncio.create_task(r.run(s)) for r, s in zip(relays, stops, strict=True)]
     try:
@@ -137,18 +143,27 @@ async def append_many_more(url: str) -> None:
     try:
         for s in range(5):
             await PostgresEventStore(conn).append(
-                stream_type="organisation", stream_id=f"late-{s}", expected_version=0,
+                stream_type="organisation",
+                stream_id=f"late-{s}",
+                expected_version=0,
                 events=[NewEvent("registry.organisation-registered", {"v": 1})],
-                metadata=Metadata(), now=NOW)
+                metadata=Metadata(),
+                now=NOW,
+            )
     finally:
         await conn.close()
 
 
 async def test_a_notification_wakes_the_relay_long_before_its_poll_interval(
-    db_url: str, kafka_bootstrap: str,
+    db_url: str,
+    kafka_bootstrap: str,
 ) -> None:
-    s = settings_for(db_url, kafka_bootstrap, kafka_topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-                     relay_poll_interval=30)
+    s = settings_for(
+        db_url,
+        kafka_bootstrap,
+        kafka_topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        relay_poll_interval=30,
+    )
     await kafka.ensure_topics(s, [s.topic("registry")])
     db = Database(db_url, max_size=3)
     await db.open()
