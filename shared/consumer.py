@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from shared import kafka
 from shared.db import Database
 from shared.errors import ServiceUnavailable
+from shared.events import Metadata
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -51,6 +52,15 @@ class Incoming:
     data: Mapping[str, Any]
     correlation_id: str | None
     organisation: str | None
+
+    def caused(self, *, actor: str) -> Metadata:
+        """Metadata for events this one causes downstream: same correlation, caused by it."""
+        return Metadata(
+            actor=actor,
+            organisation=self.organisation,
+            correlation_id=self.correlation_id,
+            causation_id=str(self.event_id),
+        )
 
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[None]]

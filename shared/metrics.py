@@ -22,7 +22,10 @@ class Metrics:
             registry=self.registry,
         ).labels
         self.appends = Counter(
-            "twinaid_events_appended", "Events appended", ["service"], registry=self.registry
+            "twinaid_events_committed",
+            "Events appended and committed to the log (counted by the sealer)",
+            ["service"],
+            registry=self.registry,
         ).labels(**labels)
         self.relay_published = Counter(
             "twinaid_relay_published",

@@ -167,6 +167,7 @@ class Relay:
             async with self.db.transaction() as conn:
                 n = await PostgresEventStore(conn).seal(limit=self.settings.relay_batch_size)
             total += n
+            self.metrics.appends.inc(n)
             if n < self.settings.relay_batch_size:
                 return total
 

@@ -1,4 +1,4 @@
-"""The worker process of a service: its relay and its consumers, plus a tiny health endpoint."""
+"""A service's worker process: its relay, its consumers, a tiny health and metrics endpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 from collections.abc import Mapping, Sequence
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db as dbmod
 from shared import kafka, logs
@@ -77,12 +78,18 @@ class Worker:
 
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(reader.readline(), 2)
-            body = json.dumps(
-                {"status": "alive", "service": self.service, "relay_leader": self.relay.is_leader}
-            ).encode()
+            request_line = await asyncio.wait_for(reader.readline(), 2)
+            if b" /metrics" in request_line:
+                body, kind = generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
+            else:
+                status = {
+                    "status": "alive",
+                    "service": self.service,
+                    "relay_leader": self.relay.is_leader,
+                }
+                body, kind = json.dumps(status).encode(), "application/json"
             writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: " + kind.encode() + b"\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
             )
             await writer.drain()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 
@@ -19,7 +20,7 @@ from services.registry.app import create_app as registry_app
 from shared import db as dbmod
 from shared import kafka
 from shared.auth import Role
-from shared.consumer import ConsumerRunner
+from shared.consumer import ConsumerRunner, Incoming
 from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata
@@ -265,6 +266,30 @@ async def test_catching_up_on_request_applies_only_what_is_missing(rig: Rig) -> 
     assert await rig.runner.catch_up("registry") == 2
     assert await rig.runner.catch_up("registry") == 0
     assert set(await directory(rig)) == {"bergamo", "druskininkai"}
+
+
+async def test_events_caused_downstream_keep_the_correlation_id_and_name_their_cause(
+    rig: Rig,
+) -> None:
+    caused: list[Metadata] = []
+
+    async def react(conn: asyncpg.Connection, event: Incoming) -> None:
+        caused.append(event.caused(actor="pledges-worker"))
+
+    rig.runner.handlers = {"registry": {"registry.organisation-registered": react}}
+    await register(rig, "lublin", "Lublin")
+    async with rig.registry_db.connection() as conn:
+        await PostgresEventStore(conn).seal()
+        [event] = await PostgresEventStore(conn).read_all(after=0, limit=10)
+    assert await rig.runner.catch_up("registry") == 1
+    assert caused == [
+        Metadata(
+            actor="pledges-worker",
+            organisation="twinaid",
+            correlation_id="corr-1",
+            causation_id=str(event.event_id),
+        )
+    ]
 
 
 async def test_the_event_feed_refuses_a_key_without_the_service_or_auditor_role(rig: Rig) -> None:
