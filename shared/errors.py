@@ -57,6 +57,12 @@ class Conflict(TwinaidError):
     title = "Conflict with the current state"
 
 
+class PreconditionFailed(TwinaidError):
+    status = 412
+    type_slug = "precondition-failed"
+    title = "If-Match does not match the current version"
+
+
 class IdempotencyKeyReused(TwinaidError):
     status = 422
     type_slug = "idempotency-key-reused"

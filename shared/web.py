@@ -258,12 +258,14 @@ async def execute_write(
                     digest=digest,
                     response=idempotency.StoredResponse(status, body),
                 )
-    except asyncpg.UniqueViolationError as exc:
-        if key is None or exc.constraint_name != "idempotency_keys_pkey":
+    except (asyncpg.UniqueViolationError, TwinaidError):
+        if key is None:
             raise
-        # A concurrent twin of this request won the race: answer as it did.
+        # A concurrent twin of this request may have won the race (and made ours conflict):
+        # answer as it did.
         stored = await idempotency.lookup(ctx.db.pool, organisation=org, key=key, digest=digest)
-        assert stored is not None
+        if stored is None:
+            raise
         return JSONResponse(
             stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
         )

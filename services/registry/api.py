@@ -3,41 +3,136 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.registry import domain, handlers, queries
-from shared.auth import Role
+from services.registry import events as ev
+from shared import pagination
+from shared.auth import Principal, Role
+from shared.errors import NotFound
 from shared.events import Metadata
-from shared.web import Caller, Ctx, execute_write
+from shared.web import Caller, Ctx, ServiceContext, execute_write
 
-router = APIRouter(prefix="/v1", tags=["organisations"])
+router = APIRouter(prefix="/v1")
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 OrgId = Annotated[str, Path(min_length=1, max_length=100)]
+PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
+Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(max_length=500)]
+IfMatch = Annotated[int | None, Header(description="the version you last read")]
+AsOf = Annotated[AwareDatetime | None, Query(description="state as of this instant")]
 
 
-class OrganisationIn(BaseModel):
+class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    organisation_id: Annotated[
-        str | None, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    ] = None
+
+class CoordinatesIn(_In):
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+
+
+class ContactIn(_In):
+    role: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Name
+    email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
+        None
+    )
+
+
+class OrganisationIn(_In):
+    organisation_id: Slug | None = None
     name: Name
     kind: domain.OrganisationKind
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
     region: Annotated[str | None, Field(max_length=200)] = None
     aliases: Annotated[list[Name], Field(max_length=50)] = []
+    coordinates: CoordinatesIn | None = None
+    parent_id: Slug | None = None
+    contacts: Annotated[list[ContactIn], Field(max_length=20)] = []
+    distinct: bool = Field(default=False, description="register despite a namesake")
 
 
-@router.post("/organisations", status_code=201)
+class RenameIn(_In):
+    name: Name
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+
+class AliasIn(_In):
+    alias: Name
+
+
+class CorrectionIn(_In):
+    kind: domain.OrganisationKind | None = None
+    country: Annotated[str | None, Field(pattern=r"^[A-Z]{2}$")] = None
+    region: Annotated[str | None, Field(max_length=200)] = None
+    coordinates: CoordinatesIn | None = None
+    parent_id: Slug | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class ContactsIn(_In):
+    contacts: Annotated[list[ContactIn], Field(max_length=20)]
+
+
+class EvidenceIn(_In):
+    reference: Annotated[str, Field(min_length=1, max_length=500)]
+    note: Annotated[str | None, Field(max_length=2000)] = None
+
+
+class PartnershipIn(_In):
+    partnership_id: Slug | None = None
+    organisations: Annotated[list[Slug], Field(min_length=2, max_length=2)]
+    kind: domain.PartnershipKind
+    programme: Annotated[str | None, Field(max_length=200)] = None
+    phase: Annotated[str | None, Field(max_length=100)] = None
+    fields: Annotated[list[domain.CooperationField], Field(max_length=20)] = []
+    occurred_at: AwareDatetime | None = None
+    evidence: EvidenceIn | None = None
+
+
+class TransitionIn(_In):
+    to: domain.PartnershipStatus
+    occurred_at: AwareDatetime | None = None
+    evidence: EvidenceIn | None = None
+
+
+def _acting_for(caller: Principal) -> str | None:
+    """None for registry administrators (they act for anyone), else the key's organisation."""
+    return None if caller.has(Role.REGISTRY_ADMIN) else caller.organisation
+
+
+async def _write(
+    ctx: ServiceContext,
+    request: Request,
+    caller: Principal,
+    status: int,
+    run: Callable[[asyncpg.Connection, Metadata], Awaitable[dict[str, Any]]],
+) -> JSONResponse:
+    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+        return status, await run(conn, meta)
+
+    return await execute_write(ctx, request, caller, use_case)
+
+
+def _sees_contacts(caller: Principal, organisation_id: str) -> bool:
+    return caller.has(Role.REGISTRY_ADMIN) or caller.organisation == organisation_id
+
+
+@router.post("/organisations", status_code=201, tags=["organisations"])
 async def register_organisation(
     body: OrganisationIn, request: Request, ctx: Ctx, caller: Caller
 ) -> JSONResponse:
-    """Register an organisation (registry administrators)."""
+    """Register an organisation (registry administrators). A namesake in the same country is
+    refused with 409 naming it, unless `distinct` is true."""
     caller.require(Role.REGISTRY_ADMIN)
     command = domain.RegisterOrganisation(
         organisation_id=body.organisation_id or str(uuid.uuid4()),
@@ -46,17 +141,294 @@ async def register_organisation(
         country=body.country,
         region=body.region,
         aliases=tuple(body.aliases),
+        coordinates=body.coordinates.model_dump() if body.coordinates else None,
+        parent_id=body.parent_id,
+        contacts=tuple(c.model_dump() for c in body.contacts),
+    )
+    return await _write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.register_organisation(
+            conn, command, distinct=body.distinct, metadata=meta, now=ctx.clock()
+        ),
     )
 
-    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-        return 201, await handlers.register_organisation(
-            conn, command, metadata=meta, now=ctx.clock()
+
+@router.get("/organisations", tags=["organisations"])
+async def search_organisations(
+    ctx: Ctx,
+    caller: Caller,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    kind: domain.OrganisationKind | None = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    region: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Search by name or alias (case- and accent-insensitive), kind, country and region."""
+    async with ctx.db.connection() as conn:
+        return await queries.search_organisations(
+            conn,
+            q=q,
+            kind=kind.value if kind else None,
+            country=country,
+            region=region,
+            cursor=cursor,
+            limit=limit,
         )
 
-    return await execute_write(ctx, request, caller, use_case)
 
-
-@router.get("/organisations/{organisation_id}")
-async def get_organisation(organisation_id: OrgId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+@router.get("/organisations/{organisation_id}", tags=["organisations"])
+async def get_organisation(
+    organisation_id: OrgId, ctx: Ctx, caller: Caller, as_of: AsOf = None
+) -> dict[str, Any]:
+    """One organisation; contacts only for itself and registry administrators."""
+    contacts = _sees_contacts(caller, organisation_id)
     async with ctx.db.connection() as conn:
-        return await queries.organisation(conn, organisation_id)
+        if as_of is None:
+            return await queries.organisation(conn, organisation_id, with_contacts=contacts)
+        state = domain.require_existing(
+            await handlers.load_organisation(conn, organisation_id, as_of=as_of)
+        )
+    folded = asdict(state)
+    folded["aliases"] = list(state.aliases)
+    folded["contacts"] = list(state.contacts)
+    if not contacts:
+        folded.pop("contacts")
+    return {**folded, "as_of": as_of.isoformat()}
+
+
+@router.post("/organisations/{organisation_id}/rename", tags=["organisations"])
+async def rename_organisation(
+    organisation_id: OrgId,
+    body: RenameIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Rename (registry administrators); the previous name stays findable as an alias."""
+    caller.require(Role.REGISTRY_ADMIN)
+    command = domain.RenameOrganisation(name=body.name, reason=body.reason)
+    return await _write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_organisation(
+            conn,
+            organisation_id,
+            lambda s: domain.rename(s, command, now=ctx.clock()),
+            if_match=if_match,
+            metadata=meta,
+            now=ctx.clock(),
+        ),
+    )
+
+
+@router.post("/organisations/{organisation_id}/aliases", tags=["organisations"])
+async def add_alias(
+    organisation_id: OrgId,
+    body: AliasIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Record another name or spelling (registry administrators)."""
+    caller.require(Role.REGISTRY_ADMIN)
+    command = domain.AddAlias(alias=body.alias)
+    return await _write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_organisation(
+            conn,
+            organisation_id,
+            lambda s: domain.add_alias(s, command, now=ctx.clock()),
+            if_match=if_match,
+            metadata=meta,
+            now=ctx.clock(),
+        ),
+    )
+
+
+@router.post("/organisations/{organisation_id}/corrections", tags=["organisations"])
+async def correct_organisation(
+    organisation_id: OrgId,
+    body: CorrectionIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Correct kind, country, region, coordinates or parent, with a reason (administrators)."""
+    caller.require(Role.REGISTRY_ADMIN)
+    changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
+    command = domain.CorrectOrganisation(changes=changes, reason=body.reason)
+    return await _write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.correct_organisation(
+            conn, organisation_id, command, if_match=if_match, metadata=meta, now=ctx.clock()
+        ),
+    )
+
+
+@router.put("/organisations/{organisation_id}/contacts", tags=["organisations"])
+async def change_contacts(
+    organisation_id: OrgId,
+    body: ContactsIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Replace the contacts (the organisation's own members or administrators)."""
+    caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
+    caller.require_acting_for(organisation_id, unless=(Role.REGISTRY_ADMIN,))
+    command = domain.ChangeContacts(contacts=tuple(c.model_dump() for c in body.contacts))
+    return await _write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_organisation(
+            conn,
+            organisation_id,
+            lambda s: domain.change_contacts(s, command, now=ctx.clock()),
+            if_match=if_match,
+            metadata=meta,
+            now=ctx.clock(),
+        ),
+    )
+
+
+@router.get("/organisations/{organisation_id}/network", tags=["partnerships"])
+async def organisation_network(
+    organisation_id: OrgId,
+    ctx: Ctx,
+    caller: Caller,
+) -> dict[str, Any]:
+    """Every partner of an organisation with the partnership and its status."""
+    async with ctx.db.connection() as conn:
+        return await queries.network(conn, organisation_id)
+
+
+@router.post("/partnerships", status_code=201, tags=["partnerships"])
+async def propose_partnership(
+    body: PartnershipIn, request: Request, ctx: Ctx, caller: Caller
+) -> JSONResponse:
+    """Propose a partnership: administrators for anyone, members for their own organisation."""
+    caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
+    now = ctx.clock()
+    command = domain.ProposePartnership(
+        partnership_id=body.partnership_id or str(uuid.uuid4()),
+        organisations=(body.organisations[0], body.organisations[1]),
+        kind=body.kind,
+        occurred_at=body.occurred_at or now,
+        programme=body.programme,
+        phase=body.phase,
+        fields=tuple(body.fields),
+        evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
+    )
+    return await _write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.propose_partnership(
+            conn, command, acting_for=_acting_for(caller), metadata=meta, now=now
+        ),
+    )
+
+
+@router.get("/partnerships", tags=["partnerships"])
+async def list_partnerships(
+    ctx: Ctx,
+    caller: Caller,
+    organisation: Annotated[str | None, Query(max_length=100)] = None,
+    status: domain.PartnershipStatus | None = None,
+    kind: domain.PartnershipKind | None = None,
+    programme: Annotated[str | None, Query(max_length=200)] = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    signed_year: Annotated[int | None, Query(ge=1900, le=2100)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Partnerships by organisation (either side), status, kind, programme, country, year."""
+    async with ctx.db.connection() as conn:
+        return await queries.partnerships(
+            conn,
+            organisation=organisation,
+            status=status.value if status else None,
+            kind=kind.value if kind else None,
+            programme=programme,
+            country=country,
+            signed_year=signed_year,
+            cursor=cursor,
+            limit=limit,
+        )
+
+
+@router.get("/partnerships/{partnership_id}", tags=["partnerships"])
+async def get_partnership(
+    partnership_id: PartnershipId, ctx: Ctx, caller: Caller, as_of: AsOf = None
+) -> dict[str, Any]:
+    async with ctx.db.connection() as conn:
+        if as_of is None:
+            return await queries.partnership(conn, partnership_id)
+        state = await handlers.load_partnership(conn, partnership_id, as_of=as_of)
+    if not state.exists:
+        raise NotFound(f"partnership {partnership_id} did not exist at {as_of.isoformat()}")
+    return {
+        "partnership_id": partnership_id,
+        "organisations": list(state.organisations),
+        "kind": state.kind,
+        "programme": state.programme,
+        "phase": state.phase,
+        "fields": list(state.fields),
+        "status": state.status.value,
+        "history": [{"status": s, "occurred_at": t.isoformat()} for s, t in state.history],
+        "version": state.version,
+        "as_of": as_of.isoformat(),
+    }
+
+
+@router.post("/partnerships/{partnership_id}/transitions", tags=["partnerships"])
+async def change_partnership_status(
+    partnership_id: PartnershipId,
+    body: TransitionIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Move a partnership along its lifecycle; 409 lists the transitions allowed from here."""
+    caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
+    now = ctx.clock()
+    command = domain.ChangeStatus(
+        to=body.to,
+        occurred_at=body.occurred_at or now,
+        evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
+    )
+    return await _write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_partnership_status(
+            conn,
+            partnership_id,
+            command,
+            acting_for=_acting_for(caller),
+            if_match=if_match,
+            metadata=meta,
+            now=now,
+        ),
+    )

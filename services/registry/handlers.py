@@ -1,7 +1,11 @@
-"""Registry use cases: load the stream, decide, append, project. The caller owns the transaction."""
+"""Registry use cases: load, decide, append, project. The caller owns the transaction.
+
+Every use case loads what it decides on before its first write (see shared/event_store.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,33 +14,213 @@ import asyncpg
 from services.registry import domain, projections
 from services.registry import events as ev
 from shared import projections as proj
+from shared.errors import NotFound, PreconditionFailed
 from shared.event_store import PostgresEventStore, fold
-from shared.events import Metadata
+from shared.events import Metadata, NewEvent
 
 
 async def load_organisation(
     conn: asyncpg.Connection, organisation_id: str, *, as_of: datetime | None = None
 ) -> domain.Organisation:
-    history = await PostgresEventStore(conn).read_stream(organisation_id, as_of=as_of)
-    return fold(history, domain.Organisation(organisation_id), domain.evolve)
+    history = await PostgresEventStore(conn).read_stream(
+        f"organisation-{organisation_id}", as_of=as_of
+    )
+    return fold(history, domain.Organisation(organisation_id), domain.evolve_organisation)
+
+
+async def load_partnership(
+    conn: asyncpg.Connection, partnership_id: str, *, as_of: datetime | None = None
+) -> domain.Partnership:
+    history = await PostgresEventStore(conn).read_stream(
+        f"partnership-{partnership_id}", as_of=as_of
+    )
+    return fold(history, domain.Partnership(partnership_id), domain.evolve_partnership)
+
+
+def check_if_match(version: int, if_match: int | None) -> None:
+    if if_match is not None and if_match != version:
+        raise PreconditionFailed(
+            f"the record is at version {version}, not {if_match}: reload it and retry",
+            extra={"current_version": version},
+        )
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    *,
+    stream_type: str,
+    stream_id: str,
+    version: int,
+    events: list[NewEvent],
+    metadata: Metadata,
+    now: datetime,
+) -> int:
+    if not events:
+        return version  # nothing new happened: an idempotent no-op
+    recorded = await PostgresEventStore(conn).append(
+        stream_type=stream_type,
+        stream_id=f"{stream_type}-{stream_id}",
+        expected_version=version,
+        events=events,
+        metadata=metadata,
+        now=now,
+    )
+    await proj.project(conn, projections.ALL, recorded)
+    return recorded[-1].stream_version
 
 
 async def register_organisation(
     conn: asyncpg.Connection,
     command: domain.RegisterOrganisation,
     *,
+    distinct: bool = False,
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
+    # one registration per country at a time, so two namesakes cannot slip in together
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('organisation-names:' || $1))", command.country
+    )
     state = await load_organisation(conn, command.organisation_id)
-    new_events = domain.register(state, command, now=now)
-    recorded = await PostgresEventStore(conn).append(
+    parent = (
+        await load_organisation(conn, command.parent_id) if command.parent_id is not None else None
+    )
+    namesake = (
+        None
+        if distinct
+        else await _namesake(conn, command.country, [command.name, *command.aliases])
+    )
+    events = domain.register(state, command, now=now, parent=parent, namesake=namesake)
+    version = await _record(
+        conn,
         stream_type=ev.STREAM_ORGANISATION,
         stream_id=command.organisation_id,
-        expected_version=state.version,
-        events=new_events,
+        version=0,
+        events=events,
         metadata=metadata,
         now=now,
     )
-    await proj.project(conn, projections.ALL, recorded)
-    return {"organisation_id": command.organisation_id, "version": recorded[-1].stream_version}
+    return {"organisation_id": command.organisation_id, "version": version}
+
+
+async def _namesake(
+    conn: asyncpg.Connection, country: str, names: list[str]
+) -> domain.Organisation | None:
+    organisation_id = await conn.fetchval(
+        "SELECT organisation_id FROM organisations WHERE country = $1 AND search_names && $2"
+        " ORDER BY organisation_id LIMIT 1",
+        country,
+        [domain.fold_name(n) for n in names],
+    )
+    return None if organisation_id is None else await load_organisation(conn, organisation_id)
+
+
+async def change_organisation(
+    conn: asyncpg.Connection,
+    organisation_id: str,
+    decide: Callable[[domain.Organisation], list[NewEvent]],
+    *,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = domain.require_existing(await load_organisation(conn, organisation_id))
+    check_if_match(state.version, if_match)
+    version = await _record(
+        conn,
+        stream_type=ev.STREAM_ORGANISATION,
+        stream_id=organisation_id,
+        version=state.version,
+        events=decide(state),
+        metadata=metadata,
+        now=now,
+    )
+    return {"organisation_id": organisation_id, "version": version}
+
+
+async def correct_organisation(
+    conn: asyncpg.Connection,
+    organisation_id: str,
+    command: domain.CorrectOrganisation,
+    *,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    parent_id = command.changes.get("parent_id")
+    parent = await load_organisation(conn, str(parent_id)) if parent_id else None
+    return await change_organisation(
+        conn,
+        organisation_id,
+        lambda s: domain.correct(s, command, now=now, parent=parent),
+        if_match=if_match,
+        metadata=metadata,
+        now=now,
+    )
+
+
+async def propose_partnership(
+    conn: asyncpg.Connection,
+    command: domain.ProposePartnership,
+    *,
+    acting_for: str | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await load_partnership(conn, command.partnership_id)
+    a, b = command.organisations
+    parties = (await load_organisation(conn, a), await load_organisation(conn, b))
+    events = domain.propose(state, command, now=now, acting_for=acting_for, parties=parties)
+    version = await _record(
+        conn,
+        stream_type=ev.STREAM_PARTNERSHIP,
+        stream_id=command.partnership_id,
+        version=0,
+        events=events,
+        metadata=metadata,
+        now=now,
+    )
+    return {"partnership_id": command.partnership_id, "status": "proposed", "version": version}
+
+
+async def change_partnership_status(
+    conn: asyncpg.Connection,
+    partnership_id: str,
+    command: domain.ChangeStatus,
+    *,
+    acting_for: str | None,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await load_partnership(conn, partnership_id)
+    if not state.exists:
+        raise NotFound(f"partnership {partnership_id} does not exist")
+    check_if_match(state.version, if_match)
+    twin = None
+    if command.to is domain.PartnershipStatus.SIGNED:
+        low, high = domain.pair_key(*state.organisations)
+        # one signing per pair and kind at a time: the check below cannot race
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"partnership:{low}:{high}:{state.kind}"
+        )
+        twin = await conn.fetchval(
+            "SELECT partnership_id FROM partnerships WHERE least(org_a, org_b) = $1"
+            " AND greatest(org_a, org_b) = $2 AND kind = $3 AND status = 'signed'"
+            " AND partnership_id <> $4",
+            low,
+            high,
+            state.kind,
+            partnership_id,
+        )
+    events = domain.change_status(state, command, now=now, acting_for=acting_for, active_twin=twin)
+    version = await _record(
+        conn,
+        stream_type=ev.STREAM_PARTNERSHIP,
+        stream_id=partnership_id,
+        version=state.version,
+        events=events,
+        metadata=metadata,
+        now=now,
+    )
+    return {"partnership_id": partnership_id, "status": command.to.value, "version": version}

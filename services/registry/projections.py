@@ -1,6 +1,8 @@
-"""Registry events -> read-model rows (idempotent upserts)."""
+"""Registry events -> read-model rows (idempotent upserts keyed by stream and version)."""
 
 from __future__ import annotations
+
+import json
 
 import asyncpg
 
@@ -10,36 +12,145 @@ from shared.events import RecordedEvent
 from shared.projections import Projection
 
 
+def _search_names(names: list[str]) -> list[str]:
+    return sorted({domain.fold_name(n) for n in names})
+
+
 async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d = event.data
     names = [d["name"], *d.get("aliases", [])]
     await conn.execute(
         """
-        INSERT INTO organisations (organisation_id, name, kind, country, region, aliases,
-                                   search_names, version, registered_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-        ON CONFLICT (organisation_id) DO UPDATE SET
-            name = excluded.name, kind = excluded.kind, country = excluded.country,
-            region = excluded.region, aliases = excluded.aliases,
-            search_names = excluded.search_names, version = excluded.version,
-            updated_at = excluded.updated_at
+        INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
+                                   aliases, search_names, coordinates, parent_id, version,
+                                   registered_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12)
+        ON CONFLICT (organisation_id) DO NOTHING
         """,
         d["organisation_id"],
         d["name"],
+        domain.fold_name(d["name"]),
         d["kind"],
         d["country"],
         d.get("region"),
         d.get("aliases", []),
-        [domain.fold_name(n) for n in names],
+        _search_names(names),
+        json.dumps(d.get("coordinates")),
+        d.get("parent_id"),
         event.stream_version,
-        event.occurred_at,
+        event.recorded_at,
     )
 
 
-ORGANISATIONS = Projection(
+async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    """Every later organisation event: recompute the row from the event's own facts."""
+    d = event.data
+    row = await conn.fetchrow(
+        "SELECT name, aliases, version FROM organisations WHERE organisation_id = $1",
+        d["organisation_id"],
+    )
+    if row is None or row["version"] >= event.stream_version:
+        return  # already applied
+    name, aliases = row["name"], list(row["aliases"])
+    sets: dict[str, object] = {}
+    if event.event_type == ev.ORGANISATION_RENAMED:
+        name, aliases = d["name"], [*aliases, d["previous_name"]]
+    elif event.event_type == ev.ORGANISATION_ALIAS_ADDED:
+        aliases = [*aliases, d["alias"]]
+    elif event.event_type == ev.ORGANISATION_CORRECTED:
+        sets = dict(d["changes"])
+        if "coordinates" in sets:
+            sets["coordinates"] = json.dumps(sets["coordinates"])
+    elif event.event_type == ev.ORGANISATION_CONTACTS_CHANGED:
+        sets = {"contacts": json.dumps(d["contacts"])}
+    columns = ["name", "name_folded", "aliases", "search_names", "version", "updated_at", *sets]
+    values = [
+        name,
+        domain.fold_name(name),
+        aliases,
+        _search_names([name, *aliases]),
+        event.stream_version,
+        event.recorded_at,
+        *sets.values(),
+    ]
+    assignments = ", ".join(
+        f"{c} = ${i + 2}" + ("::jsonb" if c in ("coordinates", "contacts") else "")
+        for i, c in enumerate(columns)
+    )
+    await conn.execute(
+        f"UPDATE organisations SET {assignments} WHERE organisation_id = $1",
+        d["organisation_id"],
+        *values,
+    )
+
+
+async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    d = event.data
+    history = [
+        {
+            "status": "proposed",
+            "occurred_at": event.occurred_at.isoformat(),
+            "evidence": d.get("evidence"),
+        }
+    ]
+    await conn.execute(
+        """
+        INSERT INTO partnerships (partnership_id, org_a, org_b, kind, programme, phase, fields,
+                                  status, proposed_at, changed_at, history, version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, 'proposed', $8, $8, $9::jsonb, $10)
+        ON CONFLICT (partnership_id) DO NOTHING
+        """,
+        d["partnership_id"],
+        d["organisations"][0],
+        d["organisations"][1],
+        d["kind"],
+        d.get("programme"),
+        d.get("phase"),
+        d.get("fields", []),
+        event.occurred_at,
+        json.dumps(history),
+        event.stream_version,
+    )
+
+
+async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    d = event.data
+    entry = {
+        "status": d["to_status"],
+        "occurred_at": event.occurred_at.isoformat(),
+        "evidence": d.get("evidence"),
+    }
+    await conn.execute(
+        """
+        UPDATE partnerships SET status = $2, changed_at = $3, version = $4,
+            history = history || $5::jsonb,
+            signed_at = CASE WHEN $2 = 'signed' THEN coalesce(signed_at, $3) ELSE signed_at END
+        WHERE partnership_id = $1 AND version < $4
+        """,
+        d["partnership_id"],
+        d["to_status"],
+        event.occurred_at,
+        event.stream_version,
+        json.dumps([entry]),
+    )
+
+
+DIRECTORY = Projection(
     name="organisations",
     tables=("organisations",),
-    handlers={ev.ORGANISATION_REGISTERED: _registered},
+    handlers={
+        ev.ORGANISATION_REGISTERED: _registered,
+        ev.ORGANISATION_RENAMED: _changed,
+        ev.ORGANISATION_ALIAS_ADDED: _changed,
+        ev.ORGANISATION_CORRECTED: _changed,
+        ev.ORGANISATION_CONTACTS_CHANGED: _changed,
+    },
 )
 
-ALL = (ORGANISATIONS,)
+PARTNERSHIPS = Projection(
+    name="partnerships",
+    tables=("partnerships",),
+    handlers={ev.PARTNERSHIP_PROPOSED: _proposed, ev.PARTNERSHIP_STATUS_CHANGED: _status_changed},
+)
+
+ALL = (DIRECTORY, PARTNERSHIPS)

@@ -1,20 +1,196 @@
-"""Registry read side."""
+"""Registry read side: the directory and the partnership network."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
 
+from services.registry import domain
+from shared import pagination
 from shared.errors import NotFound
 
+_ORG_COLUMNS = (
+    "organisation_id, name, kind, country, region, aliases, coordinates, parent_id, contacts,"
+    " version, name_folded"
+)
 
-async def organisation(conn: asyncpg.Connection, organisation_id: str) -> dict[str, Any]:
+
+def _organisation(row: asyncpg.Record, *, with_contacts: bool) -> dict[str, Any]:
+    out = {
+        "organisation_id": row["organisation_id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "country": row["country"],
+        "region": row["region"],
+        "aliases": list(row["aliases"]),
+        "coordinates": json.loads(row["coordinates"]) if row["coordinates"] else None,
+        "parent_id": row["parent_id"],
+        "version": row["version"],
+    }
+    if with_contacts:
+        out["contacts"] = json.loads(row["contacts"])
+    return out
+
+
+async def organisation(
+    conn: asyncpg.Connection, organisation_id: str, *, with_contacts: bool
+) -> dict[str, Any]:
     row = await conn.fetchrow(
-        "SELECT organisation_id, name, kind, country, region, aliases, version"
-        " FROM organisations WHERE organisation_id = $1",
-        organisation_id,
+        f"SELECT {_ORG_COLUMNS} FROM organisations WHERE organisation_id = $1", organisation_id
     )
     if row is None:
         raise NotFound(f"organisation {organisation_id} does not exist")
-    return {**dict(row), "aliases": list(row["aliases"])}
+    return _organisation(row, with_contacts=with_contacts)
+
+
+async def search_organisations(
+    conn: asyncpg.Connection,
+    *,
+    q: str | None,
+    kind: str | None,
+    country: str | None,
+    region: str | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """Name or any alias, case- and accent-insensitive, substring match; ordered by name."""
+    after = pagination.decode(cursor, arity=2)
+    pattern = (
+        None
+        if not q
+        else "%"
+        + domain.fold_name(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        + "%"
+    )
+    rows = await conn.fetch(
+        f"""
+        SELECT {_ORG_COLUMNS} FROM organisations
+        WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM unnest(search_names) n
+                                           WHERE n LIKE $1))
+          AND ($2::text IS NULL OR kind = $2)
+          AND ($3::text IS NULL OR country = $3)
+          AND ($4::text IS NULL OR lower(region) = lower($4))
+          AND ($5::text IS NULL OR (name_folded, organisation_id) > ($5, $6))
+        ORDER BY name_folded, organisation_id LIMIT $7
+        """,
+        pattern,
+        kind,
+        country,
+        region,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    items, next_cursor = pagination.page(
+        rows, limit=limit, key_of=lambda r: [r["name_folded"], r["organisation_id"]]
+    )
+    return {
+        "items": [_organisation(r, with_contacts=False) for r in items],
+        "next_cursor": next_cursor,
+    }
+
+
+_PARTNERSHIP_COLUMNS = (
+    "p.partnership_id, p.org_a, p.org_b, p.kind, p.programme, p.phase, p.fields, p.status,"
+    " p.proposed_at, p.signed_at, p.changed_at, p.history, p.version"
+)
+
+
+def _partnership(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "partnership_id": row["partnership_id"],
+        "organisations": [row["org_a"], row["org_b"]],
+        "kind": row["kind"],
+        "programme": row["programme"],
+        "phase": row["phase"],
+        "fields": list(row["fields"]),
+        "status": row["status"],
+        "proposed_at": row["proposed_at"].isoformat(),
+        "signed_at": row["signed_at"].isoformat() if row["signed_at"] else None,
+        "changed_at": row["changed_at"].isoformat(),
+        "history": json.loads(row["history"]),
+        "version": row["version"],
+    }
+
+
+async def partnership(conn: asyncpg.Connection, partnership_id: str) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        f"SELECT {_PARTNERSHIP_COLUMNS} FROM partnerships p WHERE partnership_id = $1",
+        partnership_id,
+    )
+    if row is None:
+        raise NotFound(f"partnership {partnership_id} does not exist")
+    return _partnership(row)
+
+
+async def partnerships(
+    conn: asyncpg.Connection,
+    *,
+    organisation: str | None,
+    status: str | None,
+    kind: str | None,
+    programme: str | None,
+    country: str | None,
+    signed_year: int | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """`country` matches either side; `organisation` either side too."""
+    after = pagination.decode(cursor, arity=1)
+    rows = await conn.fetch(
+        f"""
+        SELECT {_PARTNERSHIP_COLUMNS} FROM partnerships p
+        LEFT JOIN organisations a ON a.organisation_id = p.org_a
+        LEFT JOIN organisations b ON b.organisation_id = p.org_b
+        WHERE ($1::text IS NULL OR $1 IN (p.org_a, p.org_b))
+          AND ($2::text IS NULL OR p.status = $2)
+          AND ($3::text IS NULL OR p.kind = $3)
+          AND ($4::text IS NULL OR lower(p.programme) = lower($4))
+          AND ($5::text IS NULL OR $5 IN (a.country, b.country))
+          AND ($6::int IS NULL OR extract(year FROM p.signed_at AT TIME ZONE 'UTC') = $6)
+          AND ($7::text IS NULL OR p.partnership_id > $7)
+        ORDER BY p.partnership_id LIMIT $8
+        """,
+        organisation,
+        status,
+        kind,
+        programme,
+        country,
+        signed_year,
+        after[0] if after else None,
+        limit + 1,
+    )
+    items, next_cursor = pagination.page(rows, limit=limit, key_of=lambda r: [r["partnership_id"]])
+    return {"items": [_partnership(r) for r in items], "next_cursor": next_cursor}
+
+
+async def network(conn: asyncpg.Connection, organisation_id: str) -> dict[str, Any]:
+    """The partners around one organisation, each with the partnership that links them."""
+    centre = await organisation(conn, organisation_id, with_contacts=False)
+    rows = await conn.fetch(
+        f"""
+        SELECT {_PARTNERSHIP_COLUMNS}, o.organisation_id AS partner_id, o.name AS partner_name,
+               o.country AS partner_country, o.kind AS partner_kind
+        FROM partnerships p
+        JOIN organisations o ON o.organisation_id =
+             CASE WHEN p.org_a = $1 THEN p.org_b ELSE p.org_a END
+        WHERE $1 IN (p.org_a, p.org_b)
+        ORDER BY o.name_folded, p.partnership_id
+        """,
+        organisation_id,
+    )
+    return {
+        "organisation": centre,
+        "partners": [
+            {
+                "organisation_id": r["partner_id"],
+                "name": r["partner_name"],
+                "country": r["partner_country"],
+                "kind": r["partner_kind"],
+                "partnership": _partnership(r),
+            }
+            for r in rows
+        ],
+    }

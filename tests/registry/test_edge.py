@@ -224,7 +224,7 @@ async def test_the_same_idempotency_key_from_another_organisation_is_independent
     for token, slug in ((api.admin, "kharkiv"), (other_admin, "lille")):
         response = await api.client.post(
             "/v1/organisations",
-            json={**KHARKIV, "organisation_id": slug},
+            json={**KHARKIV, "organisation_id": slug, "name": slug.title(), "aliases": []},
             headers={**api.auth(token), "Idempotency-Key": "same"},
         )
         assert response.status_code == 201

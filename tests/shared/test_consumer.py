@@ -23,7 +23,7 @@ from shared.auth import Role
 from shared.consumer import ConsumerRunner, Incoming
 from shared.db import Database
 from shared.event_store import PostgresEventStore
-from shared.events import Metadata
+from shared.events import Metadata, NewEvent
 from shared.metrics import Metrics
 from shared.outbox import Relay, headers_for
 from shared.settings import Settings
@@ -197,11 +197,7 @@ async def test_an_event_whose_handler_keeps_failing_is_parked_after_bounded_retr
             stream_type="organisation",
             stream_id="broken",
             expected_version=0,
-            events=[
-                registry_domain.NewEvent(
-                    "registry.organisation-registered", {"organisation_id": "broken"}
-                )
-            ],
+            events=[NewEvent("registry.organisation-registered", {"organisation_id": "broken"})],
             metadata=Metadata(),
             now=NOW,
         )

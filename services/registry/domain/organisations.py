@@ -1,0 +1,330 @@
+"""Organisations: decide(state, command, now) -> events; evolve(state, event) -> state."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from services.registry import events as ev
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.events import NewEvent, RecordedEvent
+
+__all__ = [
+    "ISO_COUNTRIES",
+    "AddAlias",
+    "ChangeContacts",
+    "CorrectOrganisation",
+    "Organisation",
+    "OrganisationKind",
+    "RegisterOrganisation",
+    "RenameOrganisation",
+    "add_alias",
+    "change_contacts",
+    "correct",
+    "evolve_organisation",
+    "fold_name",
+    "register",
+    "rename",
+    "require_existing",
+]
+
+ISO_COUNTRIES = frozenset(
+    """
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+""".split()
+)
+
+CORRECTABLE = ("kind", "country", "region", "coordinates", "parent_id")
+
+
+class OrganisationKind(StrEnum):
+    MUNICIPALITY = "municipality"
+    REGION = "region"
+    NATIONAL_BODY = "national_body"
+    HOSPITAL = "hospital"
+    FOUNDATION = "foundation"
+    NGO = "ngo"
+    ASSOCIATION = "association"
+    COMPANY = "company"
+
+
+def fold_name(name: str) -> str:
+    """Case- and accent-insensitive form: 'Düsseldorf' and 'DUSSELDORF' fold alike."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(stripped.casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    organisation_id: str
+    version: int = 0
+    name: str = ""
+    kind: str = ""
+    country: str = ""
+    region: str | None = None
+    aliases: tuple[str, ...] = ()
+    coordinates: dict[str, float] | None = None
+    parent_id: str | None = None
+    contacts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterOrganisation:
+    organisation_id: str
+    name: str
+    kind: OrganisationKind
+    country: str
+    region: str | None = None
+    aliases: tuple[str, ...] = ()
+    coordinates: dict[str, float] | None = None
+    parent_id: str | None = None
+    contacts: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RenameOrganisation:
+    name: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddAlias:
+    alias: str
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectOrganisation:
+    changes: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeContacts:
+    contacts: tuple[dict[str, Any], ...]
+
+
+def _check_country(country: str) -> None:
+    if country not in ISO_COUNTRIES:
+        raise ValidationFailed(
+            f"{country!r} is not an ISO 3166-1 alpha-2 country code",
+            extra={"invalid_params": [{"name": "country", "reason": "unknown country code"}]},
+        )
+
+
+def register(
+    state: Organisation,
+    command: RegisterOrganisation,
+    *,
+    now: datetime,
+    parent: Organisation | None = None,
+    namesake: Organisation | None = None,
+) -> list[NewEvent]:
+    """Raises Conflict if the id is taken or `namesake` (an organisation of the same country
+    already known by one of these names) exists; ValidationFailed on bad references."""
+    if state.exists:
+        raise Conflict(f"organisation {state.organisation_id} is already registered")
+    _check_country(command.country)
+    if command.parent_id is not None:
+        _check_parent(state.organisation_id, command.parent_id, parent)
+    if namesake is not None:
+        raise Conflict(
+            f"{namesake.name} ({namesake.organisation_id}) in {namesake.country} is already"
+            ' registered under this name or alias; send "distinct": true if this is another'
+            " organisation",
+            extra={"existing_organisation_id": namesake.organisation_id},
+        )
+    events = [
+        NewEvent(
+            ev.ORGANISATION_REGISTERED,
+            occurred_at=now,
+            data=ev.payload(
+                ev.OrganisationRegistered(
+                    organisation_id=command.organisation_id,
+                    name=command.name,
+                    kind=command.kind.value,
+                    country=command.country,
+                    region=command.region,
+                    aliases=list(command.aliases),
+                    coordinates=ev.Coordinates(**command.coordinates)
+                    if command.coordinates
+                    else None,
+                    parent_id=command.parent_id,
+                )
+            ),
+        )
+    ]
+    if command.contacts:
+        events.append(_contacts_event(command.organisation_id, command.contacts, now))
+    return events
+
+
+def _check_parent(organisation_id: str, parent_id: str, parent: Organisation | None) -> None:
+    if parent_id == organisation_id:
+        raise ValidationFailed("an organisation cannot be its own parent")
+    if parent is None or not parent.exists:
+        raise ValidationFailed(
+            f"parent organisation {parent_id} does not exist",
+            extra={"invalid_params": [{"name": "parent_id", "reason": "unknown organisation"}]},
+        )
+
+
+def _contacts_event(
+    organisation_id: str, contacts: tuple[dict[str, Any], ...], now: datetime
+) -> NewEvent:
+    return NewEvent(
+        ev.ORGANISATION_CONTACTS_CHANGED,
+        occurred_at=now,
+        data=ev.payload(
+            ev.OrganisationContactsChanged(
+                organisation_id=organisation_id, contacts=[ev.Contact(**c) for c in contacts]
+            )
+        ),
+    )
+
+
+def rename(
+    state: Organisation,
+    command: RenameOrganisation,
+    *,
+    now: datetime,
+) -> list[NewEvent]:
+    """The previous name stays findable as an alias."""
+    require_existing(state)
+    if command.name == state.name:
+        return []
+    return [
+        NewEvent(
+            ev.ORGANISATION_RENAMED,
+            occurred_at=now,
+            data=ev.payload(
+                ev.OrganisationRenamed(
+                    organisation_id=state.organisation_id,
+                    name=command.name,
+                    previous_name=state.name,
+                    reason=command.reason,
+                )
+            ),
+        )
+    ]
+
+
+def add_alias(state: Organisation, command: AddAlias, *, now: datetime) -> list[NewEvent]:
+    require_existing(state)
+    if fold_name(command.alias) in {fold_name(n) for n in state.names}:
+        return []  # already known by that name: nothing new happened
+    return [
+        NewEvent(
+            ev.ORGANISATION_ALIAS_ADDED,
+            occurred_at=now,
+            data=ev.payload(
+                ev.OrganisationAliasAdded(
+                    organisation_id=state.organisation_id, alias=command.alias
+                )
+            ),
+        )
+    ]
+
+
+def correct(
+    state: Organisation,
+    command: CorrectOrganisation,
+    *,
+    now: datetime,
+    parent: Organisation | None = None,
+) -> list[NewEvent]:
+    require_existing(state)
+    unknown = set(command.changes) - set(CORRECTABLE)
+    if unknown:
+        raise ValidationFailed(f"these fields cannot be corrected: {', '.join(sorted(unknown))}")
+    if "country" in command.changes:
+        _check_country(str(command.changes["country"]))
+    if command.changes.get("parent_id") is not None:
+        _check_parent(state.organisation_id, str(command.changes["parent_id"]), parent)
+    if "kind" in command.changes and command.changes["kind"] not in set(OrganisationKind):
+        raise ValidationFailed(f"{command.changes['kind']!r} is not an organisation kind")
+    current = {
+        "kind": state.kind,
+        "country": state.country,
+        "region": state.region,
+        "coordinates": state.coordinates,
+        "parent_id": state.parent_id,
+    }
+    changes = {k: v for k, v in command.changes.items() if current[k] != v}
+    if not changes:
+        return []
+    return [
+        NewEvent(
+            ev.ORGANISATION_CORRECTED,
+            occurred_at=now,
+            data=ev.payload(
+                ev.OrganisationCorrected(
+                    organisation_id=state.organisation_id,
+                    changes=changes,
+                    previous={k: current[k] for k in changes},
+                    reason=command.reason,
+                )
+            ),
+        )
+    ]
+
+
+def change_contacts(
+    state: Organisation,
+    command: ChangeContacts,
+    *,
+    now: datetime,
+) -> list[NewEvent]:
+    require_existing(state)
+    if tuple(command.contacts) == state.contacts:
+        return []
+    return [_contacts_event(state.organisation_id, command.contacts, now)]
+
+
+def evolve_organisation(state: Organisation, event: RecordedEvent) -> Organisation:
+    data = event.data
+    state = replace(state, version=event.stream_version)
+    if event.event_type == ev.ORGANISATION_REGISTERED:
+        return replace(
+            state,
+            name=data["name"],
+            kind=data["kind"],
+            country=data["country"],
+            region=data.get("region"),
+            aliases=tuple(data.get("aliases", ())),
+            coordinates=data.get("coordinates"),
+            parent_id=data.get("parent_id"),
+        )
+    if event.event_type == ev.ORGANISATION_RENAMED:
+        return replace(state, name=data["name"], aliases=(*state.aliases, data["previous_name"]))
+    if event.event_type == ev.ORGANISATION_ALIAS_ADDED:
+        return replace(state, aliases=(*state.aliases, data["alias"]))
+    if event.event_type == ev.ORGANISATION_CORRECTED:
+        return replace(state, **data["changes"])
+    if event.event_type == ev.ORGANISATION_CONTACTS_CHANGED:
+        return replace(state, contacts=tuple(data["contacts"]))
+    return state
+
+
+def require_existing(state: Organisation) -> Organisation:
+    if not state.exists:
+        raise NotFound(f"organisation {state.organisation_id} does not exist")
+    return state
