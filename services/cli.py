@@ -21,12 +21,13 @@ from pathlib import Path
 
 import asyncpg
 
+from services.registry import events as registry_events
 from services.registry import projections as registry_projections
-from shared import auth
+from shared import auth, contracts
 from shared import db as dbmod
 from shared import projections as proj
 from shared.infra import start_embedded_postgres
-from shared.settings import SERVICES, database_for
+from shared.settings import SERVICES, database_for, topic_for
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -189,14 +190,34 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key in every service")
     revoke.add_argument("key_id")
     keys.add_parser("list", help="list keys (never their secrets)")
+    commands.add_parser("contracts", help="write every event type's JSON Schema document")
     rb = commands.add_parser("rebuild", help="empty a service's read models and replay its log")
     rb.add_argument("service", choices=SERVICES)
     return p
 
 
+CONTRACTS = {"registry": registry_events.SCHEMAS}
+
+
+def contract_folder(service: str) -> Path:
+    return Path(__file__).parent / service / "schemas"
+
+
+def write_contracts() -> list[Path]:
+    written = []
+    for service, schemas in CONTRACTS.items():
+        docs = contracts.documents(schemas, topic=topic_for(service))
+        written += contracts.write(contract_folder(service), docs)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", module="platformdirs")
+    if args.command == "contracts":
+        for path in write_contracts():
+            print(path)
+        return 0
     urls = database_urls(args.database, os.environ)
     if args.command == "rebuild":
         replayed, counts = asyncio.run(rebuild(args.service, urls[args.service]))

@@ -44,7 +44,12 @@ async def apply_schema(conn: asyncpg.Connection, *scripts: str) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7424001)")
         for script in scripts:
-            await conn.execute(script)
+            if _has_statements(script):
+                await conn.execute(script)
+
+
+def _has_statements(script: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in script.splitlines())
 
 
 class Database:

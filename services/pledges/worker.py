@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from services.pledges import subscriptions
-from shared import db, worker
+from shared import db, directory, worker
 
 
 def main() -> None:
     worker.main(
         service="pledges",
-        schema=[db.schema_text("services.pledges")],
+        schema=[directory.SCHEMA, db.schema_text("services.pledges")],
         handlers=subscriptions.HANDLERS,
     )
 

@@ -1,15 +1,19 @@
-"""Demo organisations from the four articles in the design sources, registered over HTTP.
+"""Demo organisations and partnerships from the four articles in the design sources, over HTTP.
 
 `python -m services.registry.demo --url http://127.0.0.1:8101 --key <registry_admin key>`.
-Safe to re-run: every request carries an Idempotency-Key, and 409 (already registered) is fine.
+Safe to re-run: every write carries an Idempotency-Key derived from its body, an organisation
+or partnership that exists already (409) is fine, and a partnership is only moved along the
+steps it has not made yet (read first with GET).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import httpx
@@ -35,8 +39,6 @@ class Org(NamedTuple):
         return {**self._asdict(), "aliases": list(self.aliases)}
 
 
-# Partnerships (Lille-Kharkiv since 1978, Bucha-Bergamo's Twinning Pact, ...) come when the
-# registry records them. Programmes (Bridges of Trust, U-LEAD with Europe) likewise.
 ORGANISATIONS: list[Org] = [
     # Lille and Kharkiv: generators and medicine convoys
     Org(
@@ -152,53 +154,3 @@ ORGANISATIONS: list[Org] = [
 ]
 
 
-def idempotency_key(body: dict[str, Any]) -> str:
-    # Tied to the body: a retry replays the first answer; edited demo data gets a new key
-    # (and a 409 if the organisation exists already) instead of a reused-key error.
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    return f"demo-organisation-{body['organisation_id']}-{digest}"
-
-
-def load(client: httpx.Client) -> tuple[int, int]:
-    """Register every organisation; returns (newly registered, already present).
-
-    Raises httpx.HTTPStatusError on any answer other than 201 or 409.
-    """
-    registered = present = 0
-    for org in ORGANISATIONS:
-        body = org.body()
-        response = client.post(
-            "/v1/organisations", json=body, headers={"Idempotency-Key": idempotency_key(body)}
-        )
-        if response.status_code == 409 or response.headers.get("Idempotent-Replayed") == "true":
-            present += 1
-        elif response.status_code == 201:
-            registered += 1
-        else:
-            raise httpx.HTTPStatusError(
-                f"{body['organisation_id']}: {response.status_code} {response.text}",
-                request=response.request,
-                response=response,
-            )
-    return registered, present
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.registry.demo", description=__doc__)
-    parser.add_argument("--url", required=True, help="the registry API, http://host:port")
-    parser.add_argument("--key", required=True, help="an API key with the registry_admin role")
-    args = parser.parse_args(argv)
-    with httpx.Client(
-        base_url=args.url, timeout=10, headers={"Authorization": f"Bearer {args.key}"}
-    ) as client:
-        try:
-            registered, present = load(client)
-        except httpx.HTTPError as exc:
-            print(f"registry demo data failed: {exc}", file=sys.stderr)
-            return 1
-    print(f"registry: {registered} organisations registered, {present} already present")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared import db, web
+from shared import db, directory, web
 from shared.settings import Settings
 
 SERVICE = "shipments"
@@ -15,6 +15,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service=SERVICE,
         settings=settings or Settings(),
         routers=[],
-        schema=[db.schema_text("services.shipments")],
+        schema=[directory.SCHEMA, db.schema_text("services.shipments")],
         title="twinaid shipments",
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from services.shipments import subscriptions
-from shared import db, worker
+from shared import db, directory, worker
 
 
 def main() -> None:
     worker.main(
         service="shipments",
-        schema=[db.schema_text("services.shipments")],
+        schema=[directory.SCHEMA, db.schema_text("services.shipments")],
         handlers=subscriptions.HANDLERS,
     )
 

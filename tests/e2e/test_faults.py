@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from shared import db as dbmod
+from shared import directory
 from shared.auth import Role
 from shared.infra import free_port, start_tansu
 from shared.testing import fresh_database, issue_key
@@ -37,7 +38,9 @@ def broker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 async def dbs(pg_server: str) -> AsyncIterator[tuple[str, str]]:
     async with (
         fresh_database(pg_server, dbmod.schema_text("services.registry")) as registry,
-        fresh_database(pg_server, dbmod.schema_text("services.pledges")) as pledges,
+        fresh_database(
+            pg_server, directory.SCHEMA, dbmod.schema_text("services.pledges")
+        ) as pledges,
     ):
         yield registry, pledges
 

@@ -18,6 +18,7 @@ from services.registry import domain as registry_domain
 from services.registry import handlers as registry_handlers
 from services.registry.app import create_app as registry_app
 from shared import db as dbmod
+from shared import directory as directory_model
 from shared import kafka
 from shared.auth import Role
 from shared.consumer import ConsumerRunner, Incoming
@@ -50,7 +51,9 @@ async def rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     async with (
         fresh_database(pg_server, dbmod.schema_text("services.registry")) as reg_url,
-        fresh_database(pg_server, dbmod.schema_text("services.pledges")) as pl_url,
+        fresh_database(
+            pg_server, directory_model.SCHEMA, dbmod.schema_text("services.pledges")
+        ) as pl_url,
     ):
         token = await issue_key(reg_url, organisation="pledges", roles=[Role.SERVICE])
         reg = settings_for(reg_url, kafka_bootstrap, kafka_topic_prefix=prefix)
@@ -296,3 +299,25 @@ async def test_the_event_feed_refuses_a_key_without_the_service_or_auditor_role(
     )
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_directory_follows_renames_and_counts_each_applied_event_once(rig: Rig) -> None:
+    await register(rig, "kyiv", "Kiev")
+    async with rig.registry_db.transaction() as conn:
+        await registry_handlers.change_organisation(
+            conn,
+            "kyiv",
+            lambda s: registry_domain.rename(
+                s, registry_domain.RenameOrganisation("Kyiv"), now=NOW
+            ),
+            if_match=None,
+            metadata=Metadata(),
+            now=NOW,
+        )
+    async with rig.registry_db.connection() as conn:
+        await PostgresEventStore(conn).seal()
+    assert await rig.runner.catch_up("registry") == 2
+    assert await rig.runner.catch_up("registry") == 0
+    async with rig.pledges_db.connection() as conn:
+        row = await conn.fetchrow("SELECT name, aliases, applied_events FROM directory")
+    assert (row["name"], list(row["aliases"]), row["applied_events"]) == ("Kyiv", ["Kiev"], 2)
