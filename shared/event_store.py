@@ -18,9 +18,7 @@ to the connection of one use case; it never begins or commits a transaction itse
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -358,94 +356,3 @@ class PostgresEventStore:
             unsealed_behind=[r["position"] for r in inserted],
             sealed_head=int(state["position"]),
         )
-
-
-class InMemoryEventStore:
-    """For pure domain tests: same contract, one process, sealed at append."""
-
-    def __init__(self) -> None:
-        self._events: list[RecordedEvent] = []
-        self._hash = chain.GENESIS
-
-    async def append(
-        self,
-        *,
-        stream_type: str,
-        stream_id: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        metadata: Metadata,
-        now: datetime,
-    ) -> list[RecordedEvent]:
-        actual = sum(1 for e in self._events if e.stream_id == stream_id)
-        if actual != expected_version:
-            raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
-        known = {e.event_id for e in self._events}
-        if any(e.event_id in known for e in events):
-            raise Conflict("an event with this id was already recorded")
-        recorded = []
-        for i, new in enumerate(events):
-            event = RecordedEvent(
-                event_id=new.event_id,
-                stream_type=stream_type,
-                stream_id=stream_id,
-                stream_version=expected_version + i + 1,
-                event_type=new.event_type,
-                schema_version=new.schema_version,
-                occurred_at=new.occurred_at or now,
-                recorded_at=now,
-                data=json.loads(json.dumps(new.data)),
-                metadata=metadata,
-            )
-            position = len(self._events) + 1
-            self._hash = chain.link(self._hash, event, position=position)
-            self._events.append(replace(event, position=position, hash=self._hash))
-            recorded.append(event)
-        return recorded
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        as_of: datetime | None = None,
-        known_at: datetime | None = None,
-    ) -> list[RecordedEvent]:
-        return [
-            e
-            for e in self._events
-            if e.stream_id == stream_id
-            and (as_of is None or e.occurred_at <= as_of)
-            and (known_at is None or e.recorded_at <= known_at)
-        ]
-
-    async def read_all(
-        self,
-        *,
-        after: int,
-        limit: int,
-        stream_type: str | None = None,
-        event_type: str | None = None,
-    ) -> list[RecordedEvent]:
-        selected = [
-            e
-            for e in self._events[after:]
-            if (stream_type is None or e.stream_type == stream_type)
-            and (event_type is None or e.event_type == event_type)
-        ]
-        return selected[:limit]
-
-    async def seal(self, *, limit: int = 1000) -> int:
-        return 0
-
-    async def verify(self) -> chain.Verdict:
-        entries = [
-            chain.ChainEntry(
-                position=e.position or 0, event_id=str(e.event_id), hash=e.hash or b"", event=e
-            )
-            for e in self._events
-        ]
-        return chain.verify(entries, sealed_head=len(self._events))
-
-
-def new_event_id() -> uuid.UUID:
-    return uuid.uuid4()

@@ -1,138 +1,31 @@
-"""The HTTP edge every service shares: problems, auth, correlation ids, health, metrics, feed."""
+"""The HTTP edge every service shares: app factory, correlation ids, metrics, idempotent writes."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import db as dbmod
-from shared import idempotency, logs
-from shared.auth import Authenticator, Principal, Role
-from shared.errors import ServiceUnavailable, TwinaidError
-from shared.event_store import PostgresEventStore
-from shared.events import Metadata, RecordedEvent
+from shared import idempotency, logs, problems, routes
+from shared.auth import Authenticator, Principal
+from shared.deps import Caller, Ctx, ServiceContext, metadata_for, utcnow
+from shared.errors import TwinaidError
+from shared.events import Metadata
 from shared.metrics import Metrics
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.web")
-PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 1_000_000
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class ServiceContext:
-    """Everything a request of one service may use; built once by the composition root."""
-
-    service: str
-    settings: Settings
-    db: dbmod.Database
-    metrics: Metrics
-    clock: Callable[[], datetime] = utcnow
-    auth: Authenticator | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def problem_response(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> JSONResponse:
-    cid = logs.correlation_id.get()
-    if cid:
-        body = {**body, "correlation_id": cid}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
-
-
-def _validation_problem(exc: RequestValidationError) -> JSONResponse:
-    invalid = [
-        {
-            "name": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
-            "reason": err.get("msg", "invalid"),
-        }
-        for err in exc.errors()
-    ]
-    return problem_response(
-        422,
-        {
-            "type": "https://twinaid.example/problems/validation-error",
-            "title": "The request is not valid",
-            "status": 422,
-            "detail": "; ".join(f"{i['name']}: {i['reason']}" for i in invalid),
-            "invalid_params": invalid,
-        },
-    )
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def on_twinaid(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, TwinaidError)
-        return problem_response(exc.status, exc.problem())
-
-    async def on_validation(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return _validation_problem(exc)
-
-    async def on_http(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        return problem_response(
-            exc.status_code,
-            {
-                "type": "about:blank",
-                "title": str(exc.detail),
-                "status": exc.status_code,
-                "detail": str(exc.detail),
-            },
-            headers=getattr(exc, "headers", None),
-        )
-
-    async def on_db_down(_: Request, exc: Exception) -> Response:
-        log.warning("database unavailable: %s", exc)
-        return problem_response(
-            503,
-            ServiceUnavailable("the database is not reachable").problem(),
-            headers={"Retry-After": "2"},
-        )
-
-    app.add_exception_handler(TwinaidError, on_twinaid)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    for exc_type in (
-        OSError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.ConnectionDoesNotExistError,
-        asyncpg.InterfaceError,
-    ):
-        app.add_exception_handler(exc_type, on_db_down)
-
-
-def internal_error() -> JSONResponse:
-    return problem_response(
-        500,
-        {
-            "type": "https://twinaid.example/problems/internal-error",
-            "title": "Internal error",
-            "status": 500,
-            "detail": "an unexpected error occurred; quote the correlation id when reporting it",
-        },
-    )
+__all__ = ["Caller", "Ctx", "ServiceContext", "create_app", "execute_write", "utcnow"]
 
 
 class EdgeMiddleware:
@@ -151,7 +44,7 @@ class EdgeMiddleware:
             if name == b"x-correlation-id":
                 cid = value.decode("latin-1")[:128]
             elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                response = problem_response(
+                response = problems.problem_response(
                     413,
                     {
                         "type": "https://twinaid.example/problems/too-large",
@@ -185,44 +78,13 @@ class EdgeMiddleware:
             log.error("unhandled error", exc_info=exc)
             if started_response:
                 raise
-            await internal_error()(scope, receive, send_with_id)
+            await problems.internal_error()(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             self.metrics.requests(scope["method"], path, str(status)).inc()
             self.metrics.request_seconds(path).observe(time.perf_counter() - started)
             logs.correlation_id.reset(token)
-
-
-def context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.ctx
-    return ctx
-
-
-Ctx = Annotated[ServiceContext, Depends(context)]
-
-
-async def authenticate(
-    ctx: Ctx,
-    authorization: Annotated[str | None, Header()] = None,
-) -> Principal:
-    assert ctx.auth is not None
-    return await ctx.auth.authenticate(authorization)
-
-
-Caller = Annotated[Principal, Depends(authenticate)]
-
-
-def metadata_for(
-    principal: Principal, *, idempotency_key: str | None = None, causation_id: str | None = None
-) -> Metadata:
-    return Metadata(
-        actor=principal.key_id,
-        organisation=principal.organisation,
-        correlation_id=logs.correlation_id.get(),
-        causation_id=causation_id,
-        idempotency_key=idempotency_key,
-    )
 
 
 UseCase = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any]]]
@@ -272,91 +134,6 @@ async def execute_write(
     return JSONResponse(body, status_code=status)
 
 
-def event_json(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "event_id": str(event.event_id),
-        "stream_type": event.stream_type,
-        "stream_id": event.stream_id,
-        "stream_version": event.stream_version,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "data": event.data,
-        "metadata": event.metadata.as_dict(),
-        "hash": event.hash.hex() if event.hash else None,
-    }
-
-
-def common_router() -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/healthz", tags=["health"])
-    async def healthz(ctx: Ctx) -> dict[str, str]:
-        return {"status": "alive", "service": ctx.service}
-
-    @router.get("/readyz", tags=["health"])
-    async def readyz(ctx: Ctx) -> Response:
-        checks = {"database": await _database_ok(ctx), "broker": await _broker_ok(ctx)}
-        ok = all(checks.values())
-        body = {"status": "ready" if ok else "not ready", "service": ctx.service, "checks": checks}
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @router.get("/metrics", tags=["health"], include_in_schema=False)
-    async def metrics(ctx: Ctx) -> Response:
-        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @router.get("/v1/events", tags=["events"])
-    async def feed(
-        ctx: Ctx,
-        caller: Caller,
-        after: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        stream_type: Annotated[str | None, Query(max_length=100)] = None,
-        event_type: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> dict[str, Any]:
-        """The sealed event log after a global position, in position order (stable cursor)."""
-        caller.require(Role.AUDITOR, Role.SERVICE)
-        async with ctx.db.connection() as conn:
-            events = await PostgresEventStore(conn).read_all(
-                after=after, limit=limit, stream_type=stream_type, event_type=event_type
-            )
-        last = events[-1].position if events else after
-        return {"events": [event_json(e) for e in events], "next_after": last}
-
-    @router.get("/v1/audit/verify", tags=["audit"])
-    async def verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
-        """Recompute the hash chain: intact up to a head, or the first bad position."""
-        caller.require(Role.AUDITOR)
-        async with ctx.db.connection() as conn:
-            verdict = await PostgresEventStore(conn).verify()
-        return verdict.as_dict()
-
-    return router
-
-
-async def _database_ok(ctx: ServiceContext) -> bool:
-    try:
-        async with ctx.db.connection() as conn:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), 2)
-        return True
-    except Exception:
-        return False
-
-
-async def _broker_ok(ctx: ServiceContext) -> bool:
-    for server in ctx.settings.kafka_bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
-        except (OSError, TimeoutError, ValueError):
-            continue
-        writer.close()
-        return True
-    return False
-
-
 def create_app(
     *,
     service: str,
@@ -386,13 +163,9 @@ def create_app(
 
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
     app.state.ctx = ctx
-    install_error_handlers(app)
+    problems.install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
-    app.include_router(common_router())
+    app.include_router(routes.common_router())
     for router in routers:
         app.include_router(router)
     return app
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))

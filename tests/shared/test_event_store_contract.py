@@ -11,10 +11,10 @@ import pytest
 from shared.event_store import (
     ConcurrencyConflict,
     EventStore,
-    InMemoryEventStore,
     PostgresEventStore,
 )
 from shared.events import Metadata, NewEvent
+from shared.memory_store import InMemoryEventStore
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 META = Metadata(actor="k1", organisation="lille", correlation_id="c-1")

@@ -1,0 +1,65 @@
+"""Request dependencies every route may use: the service context and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from shared import db as dbmod
+from shared import logs
+from shared.auth import Authenticator, Principal
+from shared.events import Metadata
+from shared.metrics import Metrics
+from shared.settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ServiceContext:
+    """Everything a request of one service may use; built once by the composition root."""
+
+    service: str
+    settings: Settings
+    db: dbmod.Database
+    metrics: Metrics
+    clock: Callable[[], datetime] = utcnow
+    auth: Authenticator | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ServiceContext, Depends(context)]
+
+
+async def authenticate(
+    ctx: Ctx,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    assert ctx.auth is not None
+    return await ctx.auth.authenticate(authorization)
+
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def metadata_for(
+    principal: Principal, *, idempotency_key: str | None = None, causation_id: str | None = None
+) -> Metadata:
+    return Metadata(
+        actor=principal.key_id,
+        organisation=principal.organisation,
+        correlation_id=logs.correlation_id.get(),
+        causation_id=causation_id,
+        idempotency_key=idempotency_key,
+    )

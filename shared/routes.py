@@ -1,0 +1,100 @@
+"""Routes every service has: health, readiness, metrics, the event feed and verification."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.auth import Role
+from shared.deps import Caller, Ctx, ServiceContext
+from shared.event_store import PostgresEventStore
+from shared.events import RecordedEvent
+
+
+def event_json(event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "event_id": str(event.event_id),
+        "stream_type": event.stream_type,
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "data": event.data,
+        "metadata": event.metadata.as_dict(),
+        "hash": event.hash.hex() if event.hash else None,
+    }
+
+
+def common_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["health"])
+    async def healthz(ctx: Ctx) -> dict[str, str]:
+        return {"status": "alive", "service": ctx.service}
+
+    @router.get("/readyz", tags=["health"])
+    async def readyz(ctx: Ctx) -> Response:
+        checks = {"database": await _database_ok(ctx), "broker": await _broker_ok(ctx)}
+        ok = all(checks.values())
+        body = {"status": "ready" if ok else "not ready", "service": ctx.service, "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics(ctx: Ctx) -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/events", tags=["events"])
+    async def feed(
+        ctx: Ctx,
+        caller: Caller,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        stream_type: Annotated[str | None, Query(max_length=100)] = None,
+        event_type: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """The sealed event log after a global position, in position order (stable cursor)."""
+        caller.require(Role.AUDITOR, Role.SERVICE)
+        async with ctx.db.connection() as conn:
+            events = await PostgresEventStore(conn).read_all(
+                after=after, limit=limit, stream_type=stream_type, event_type=event_type
+            )
+        last = events[-1].position if events else after
+        return {"events": [event_json(e) for e in events], "next_after": last}
+
+    @router.get("/v1/audit/verify", tags=["audit"])
+    async def verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        """Recompute the hash chain: intact up to a head, or the first bad position."""
+        caller.require(Role.AUDITOR)
+        async with ctx.db.connection() as conn:
+            verdict = await PostgresEventStore(conn).verify()
+        return verdict.as_dict()
+
+    return router
+
+
+async def _database_ok(ctx: ServiceContext) -> bool:
+    try:
+        async with ctx.db.connection() as conn:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), 2)
+        return True
+    except Exception:
+        return False
+
+
+async def _broker_ok(ctx: ServiceContext) -> bool:
+    for server in ctx.settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
