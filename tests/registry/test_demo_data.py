@@ -1,0 +1,166 @@
+"""The registry demo data: every partnership the four articles name, in the state they give it,
+loaded over HTTP into a registry on real PostgreSQL, and loaded again without changing a thing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from services.registry import demo
+from services.registry.app import create_app
+from shared import db as dbmod
+from shared.auth import Role
+from shared.testing import fresh_database, issue_key
+from tests.conftest import settings_for
+
+# The articles live beside the repository in the shared design sources, when it is checked out
+# there.
+SOURCES = Path(__file__).resolve().parents[3] / "shared" / "sources"
+LATEST = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+@dataclass
+class Registry:
+    client: httpx.AsyncClient
+    url: str
+
+    async def count_events(self) -> int:
+        conn = await asyncpg.connect(self.url)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM events"))
+        finally:
+            await conn.close()
+
+    async def partnership(self, partnership_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/partnerships/{partnership_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+async def registry(pg_server: str) -> AsyncIterator[Registry]:
+    async with fresh_database(pg_server, dbmod.schema_text("services.registry")) as url:
+        app = create_app(settings_for(url))
+        async with app.router.lifespan_context(app):
+            admin = await issue_key(url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(
+                transport=transport,
+                base_url="http://t",
+                headers={"Authorization": f"Bearer {admin}"},
+            ) as client:
+                yield Registry(client, url)
+
+
+def test_every_partnership_joins_demo_organisations_and_starts_proposed_in_the_past() -> None:
+    organisations = {o.organisation_id for o in demo.ORGANISATIONS}
+    ids = [p.partnership_id for p in demo.PARTNERSHIPS]
+    assert len(ids) == len(set(ids))
+    for p in demo.PARTNERSHIPS:
+        assert set(p.organisations) <= organisations, p.partnership_id
+        assert p.history[0].to == "proposed", p.partnership_id
+        dates = [step.occurred_at for step in p.history]
+        assert dates == sorted(dates) and dates[-1] <= LATEST, p.partnership_id
+
+
+@pytest.mark.skipif(not SOURCES.is_dir(), reason="the design sources are not checked out")
+def test_every_evidence_note_quotes_the_article_it_names_word_for_word() -> None:
+    for p in demo.PARTNERSHIPS:
+        text = " ".join((SOURCES / p.source).read_text().split())
+        for step in p.history:
+            for quote in step.quotes:
+                assert quote in text, (p.partnership_id, step.to, quote)
+
+
+async def test_loads_every_partnership_in_its_articles_state_and_a_second_run_changes_nothing(
+    registry: Registry,
+) -> None:
+    first = await demo.load(registry.client)
+    assert first == demo.Summary(
+        organisations_registered=len(demo.ORGANISATIONS),
+        organisations_present=0,
+        partnerships_proposed=len(demo.PARTNERSHIPS),
+        partnerships_present=0,
+        status_changes=sum(len(p.history) - 1 for p in demo.PARTNERSHIPS),
+        left_alone=(),
+    )
+
+    loaded = {
+        p.partnership_id: await registry.partnership(p.partnership_id) for p in demo.PARTNERSHIPS
+    }
+    assert loaded["leeds-kharkiv-twinning"]["status"] == "under_discussion"
+    assert loaded["irpin-miami-twinning"]["status"] == "agreed"
+    assert loaded["irpin-miami-twinning"]["signed_at"] is None
+    bucha_bergamo = loaded["bucha-bergamo-twinning"]
+    assert (bucha_bergamo["status"], bucha_bergamo["kind"]) == ("signed", "twinning")
+    assert bucha_bergamo["signed_at"].startswith("2022-06-01")
+    lille_kharkiv = loaded["lille-kharkiv-twinning"]
+    assert lille_kharkiv["status"] == "signed"
+    assert lille_kharkiv["signed_at"].startswith("1978-01-01")
+    assert sorted(lille_kharkiv["organisations"]) == ["kharkiv", "lille"]
+    fastiv = loaded["fastiv-druskininkai-bridges-of-trust"]
+    assert (fastiv["programme"], fastiv["kind"]) == ("Bridges of Trust", "programme_partnership")
+    assert fastiv["phase"]
+    assert loaded["poprad-uzhhorod-cooperation"]["status"] == "proposed"
+    programme = await registry.client.get(
+        "/v1/partnerships", params={"programme": "bridges of trust"}
+    )
+    assert [p["partnership_id"] for p in programme.json()["items"]] == [
+        "fastiv-druskininkai-bridges-of-trust"
+    ]
+
+    for p in demo.PARTNERSHIPS:
+        got = loaded[p.partnership_id]
+        assert got["status"] == p.status, p.partnership_id
+        assert [h["status"] for h in got["history"]] == [s.to for s in p.history]
+        for entry in got["history"]:
+            evidence = entry["evidence"]
+            assert evidence and evidence["reference"] == p.source, (p.partnership_id, entry)
+            assert evidence["note"], (p.partnership_id, entry)
+
+    events = await registry.count_events()
+    assert events == len(demo.ORGANISATIONS) + sum(len(p.history) for p in demo.PARTNERSHIPS)
+    again = await demo.load(registry.client)
+    assert again == demo.Summary(
+        organisations_registered=0,
+        organisations_present=len(demo.ORGANISATIONS),
+        partnerships_proposed=0,
+        partnerships_present=len(demo.PARTNERSHIPS),
+        status_changes=0,
+        left_alone=(),
+    )
+    assert await registry.count_events() == events
+
+
+async def test_a_rerun_finishes_what_an_earlier_run_began_and_leaves_later_changes_alone(
+    registry: Registry,
+) -> None:
+    """An interrupted run left Leeds-Kharkiv only proposed; someone has since suspended
+    Bucha-Bergamo. The loader completes the one and does not undo the other."""
+    await demo.load_organisations(registry.client)
+    leeds = next(p for p in demo.PARTNERSHIPS if p.partnership_id == "leeds-kharkiv-twinning")
+    proposed = await registry.client.post("/v1/partnerships", json=leeds.proposal())
+    assert proposed.status_code == 201, proposed.text
+    await demo.load(registry.client)
+    suspended = await registry.client.post(
+        "/v1/partnerships/bucha-bergamo-twinning/transitions",
+        json={"to": "suspended", "evidence": {"reference": "test"}},
+    )
+    assert suspended.status_code == 200, suspended.text
+    events = await registry.count_events()
+
+    again = await demo.load(registry.client)
+
+    assert again.left_alone == ("bucha-bergamo-twinning",)
+    assert again.status_changes == 0
+    assert (await registry.partnership("bucha-bergamo-twinning"))["status"] == "suspended"
+    assert (await registry.partnership("leeds-kharkiv-twinning"))["status"] == "under_discussion"
+    assert await registry.count_events() == events
