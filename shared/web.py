@@ -25,7 +25,15 @@ from shared.settings import Settings
 
 log = logging.getLogger("twinaid.web")
 MAX_BODY_BYTES = 1_000_000
-__all__ = ["Caller", "Ctx", "ServiceContext", "create_app", "execute_write", "utcnow"]
+__all__ = [
+    "Caller",
+    "Ctx",
+    "ServiceContext",
+    "create_app",
+    "execute_write",
+    "utcnow",
+    "write",
+]
 
 
 class EdgeMiddleware:
@@ -132,6 +140,21 @@ async def execute_write(
             stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
         )
     return JSONResponse(body, status_code=status)
+
+
+async def write(
+    ctx: ServiceContext,
+    request: Request,
+    caller: Principal,
+    status: int,
+    run: Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
+) -> JSONResponse:
+    """`execute_write` for a use case that answers with `status` and its result."""
+
+    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+        return status, await run(conn, meta)
+
+    return await execute_write(ctx, request, caller, use_case)
 
 
 def create_app(

@@ -3,124 +3,39 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import asyncpg
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.registry import domain, handlers, queries
 from services.registry import events as ev
-from shared import pagination
+from services.registry.requests import (
+    AliasIn,
+    AsOf,
+    ContactsIn,
+    CorrectionIn,
+    Cursor,
+    IfMatch,
+    Limit,
+    OrganisationIn,
+    OrgId,
+    PartnershipId,
+    PartnershipIn,
+    RenameIn,
+    TransitionIn,
+)
 from shared.auth import Principal, Role
 from shared.errors import NotFound
-from shared.events import Metadata
-from shared.web import Caller, Ctx, ServiceContext, execute_write
+from shared.web import Caller, Ctx, write
 
 router = APIRouter(prefix="/v1")
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-OrgId = Annotated[str, Path(min_length=1, max_length=100)]
-PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
-Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=500)]
-IfMatch = Annotated[int | None, Header(description="the version you last read")]
-AsOf = Annotated[AwareDatetime | None, Query(description="state as of this instant")]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CoordinatesIn(_In):
-    lat: Annotated[float, Field(ge=-90, le=90)]
-    lon: Annotated[float, Field(ge=-180, le=180)]
-
-
-class ContactIn(_In):
-    role: Annotated[str, Field(min_length=1, max_length=100)]
-    name: Name
-    email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
-        None
-    )
-
-
-class OrganisationIn(_In):
-    organisation_id: Slug | None = None
-    name: Name
-    kind: domain.OrganisationKind
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
-    region: Annotated[str | None, Field(max_length=200)] = None
-    aliases: Annotated[list[Name], Field(max_length=50)] = []
-    coordinates: CoordinatesIn | None = None
-    parent_id: Slug | None = None
-    contacts: Annotated[list[ContactIn], Field(max_length=20)] = []
-    distinct: bool = Field(default=False, description="register despite a namesake")
-
-
-class RenameIn(_In):
-    name: Name
-    reason: Annotated[str | None, Field(max_length=500)] = None
-
-
-class AliasIn(_In):
-    alias: Name
-
-
-class CorrectionIn(_In):
-    kind: domain.OrganisationKind | None = None
-    country: Annotated[str | None, Field(pattern=r"^[A-Z]{2}$")] = None
-    region: Annotated[str | None, Field(max_length=200)] = None
-    coordinates: CoordinatesIn | None = None
-    parent_id: Slug | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
-
-
-class ContactsIn(_In):
-    contacts: Annotated[list[ContactIn], Field(max_length=20)]
-
-
-class EvidenceIn(_In):
-    reference: Annotated[str, Field(min_length=1, max_length=500)]
-    note: Annotated[str | None, Field(max_length=2000)] = None
-
-
-class PartnershipIn(_In):
-    partnership_id: Slug | None = None
-    organisations: Annotated[list[Slug], Field(min_length=2, max_length=2)]
-    kind: domain.PartnershipKind
-    programme: Annotated[str | None, Field(max_length=200)] = None
-    phase: Annotated[str | None, Field(max_length=100)] = None
-    fields: Annotated[list[domain.CooperationField], Field(max_length=20)] = []
-    occurred_at: AwareDatetime | None = None
-    evidence: EvidenceIn | None = None
-
-
-class TransitionIn(_In):
-    to: domain.PartnershipStatus
-    occurred_at: AwareDatetime | None = None
-    evidence: EvidenceIn | None = None
 
 
 def _acting_for(caller: Principal) -> str | None:
     """None for registry administrators (they act for anyone), else the key's organisation."""
     return None if caller.has(Role.REGISTRY_ADMIN) else caller.organisation
-
-
-async def _write(
-    ctx: ServiceContext,
-    request: Request,
-    caller: Principal,
-    status: int,
-    run: Callable[[asyncpg.Connection, Metadata], Awaitable[dict[str, Any]]],
-) -> JSONResponse:
-    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-        return status, await run(conn, meta)
-
-    return await execute_write(ctx, request, caller, use_case)
 
 
 def _sees_contacts(caller: Principal, organisation_id: str) -> bool:
@@ -145,7 +60,7 @@ async def register_organisation(
         parent_id=body.parent_id,
         contacts=tuple(c.model_dump() for c in body.contacts),
     )
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
@@ -212,7 +127,7 @@ async def rename_organisation(
     """Rename (registry administrators); the previous name stays findable as an alias."""
     caller.require(Role.REGISTRY_ADMIN)
     command = domain.RenameOrganisation(name=body.name, reason=body.reason)
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
@@ -240,7 +155,7 @@ async def add_alias(
     """Record another name or spelling (registry administrators)."""
     caller.require(Role.REGISTRY_ADMIN)
     command = domain.AddAlias(alias=body.alias)
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
@@ -269,7 +184,7 @@ async def correct_organisation(
     caller.require(Role.REGISTRY_ADMIN)
     changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
     command = domain.CorrectOrganisation(changes=changes, reason=body.reason)
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
@@ -293,7 +208,7 @@ async def change_contacts(
     caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
     caller.require_acting_for(organisation_id, unless=(Role.REGISTRY_ADMIN,))
     command = domain.ChangeContacts(contacts=tuple(c.model_dump() for c in body.contacts))
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
@@ -337,7 +252,7 @@ async def propose_partnership(
         fields=tuple(body.fields),
         evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
     )
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
@@ -417,7 +332,7 @@ async def change_partnership_status(
         occurred_at=body.occurred_at or now,
         evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
     )
-    return await _write(
+    return await write(
         ctx,
         request,
         caller,
