@@ -100,6 +100,8 @@ def test_dev_stack_starts_with_demo_data_restarts_idempotently_and_stops_cleanly
     env = stack_env(tmp_path)
     command = [sys.executable, "-m", "shared.devstack"]
     organisations = len(demo.ORGANISATIONS)
+    # one event per organisation, one per partnership step (proposed included)
+    logged = organisations + sum(len(p.history) for p in demo.PARTNERSHIPS)
 
     # First start on an empty data directory: loads the demo data, then stops by itself.
     first = subprocess.run(
@@ -141,23 +143,25 @@ def test_dev_stack_starts_with_demo_data_restarts_idempotently_and_stops_cleanly
             docs = httpx.get(f"{api}/openapi.json")
             assert docs.status_code == 200, service
 
-        # One event per organisation, though the demo data was loaded twice; the relay
+        # One event per fact, though the demo data was loaded twice; the relay
         # republishes the log to the new memory-only broker and pledges' worker consumes it.
         registry_db = with_database(printed.database, "twinaid_registry")
         pledges_db = with_database(printed.database, "twinaid_pledges")
         deadline = time.monotonic() + 30
         while True:
             state = asyncio.run(registry_state(registry_db, pledges_db))
-            if state == (organisations, organisations, organisations):
+            if state == (logged, logged, organisations):
                 break
             assert time.monotonic() < deadline, f"(events, relayed, directory) = {state}"
             time.sleep(0.5)
 
         # the new memory-only broker carries the whole registry log, not only this run's events
-        records = asyncio.run(read_topic(printed.kafka, "registry.events", expect=organisations))
-        assert sorted(r.key for r in records) == sorted(
-            o.organisation_id.encode() for o in demo.ORGANISATIONS
+        records = asyncio.run(read_topic(printed.kafka, "registry.events", expect=logged))
+        assert sorted({r.key for r in records}) == sorted(
+            [f"organisation-{o.organisation_id}".encode() for o in demo.ORGANISATIONS]
+            + [f"partnership-{p.partnership_id}".encode() for p in demo.PARTNERSHIPS]
         )
+        assert len(records) == logged
 
         assert {c.name() for c in children} >= {"tansu"}
         assert len(children) == 7, [c.cmdline() for c in children]

@@ -71,7 +71,6 @@ def test_every_partnership_joins_demo_organisations_and_starts_proposed_in_the_p
         assert dates == sorted(dates) and dates[-1] <= LATEST, p.partnership_id
 
 
-@pytest.mark.skipif(not SOURCES.is_dir(), reason="the design sources are not checked out")
 def test_every_evidence_note_quotes_the_article_it_names_word_for_word() -> None:
     for p in demo.PARTNERSHIPS:
         text = " ".join((SOURCES / p.source).read_text().split())
