@@ -20,14 +20,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
 from shared import auth, contracts
 from shared import db as dbmod
 from shared import projections as proj
+from shared.consumer import ConsumerRunner
 from shared.infra import start_embedded_postgres
-from shared.settings import SERVICES, database_for, topic_for
+from shared.metrics import Metrics
+from shared.settings import SERVICES, Settings, database_for, topic_for
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -156,6 +159,28 @@ async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
     return replayed, counts
 
 
+async def catch_up(service: str, url: str, upstreams: Sequence[str]) -> dict[str, int]:
+    """Apply, from each upstream's HTTP feed, every event this service's consumers have not
+    applied (UPSTREAM_FEEDS and FEED_API_KEY come from the environment, as for the worker)."""
+    subscriptions = importlib.import_module(f"services.{service}.subscriptions")
+    settings = Settings(database_url=url)
+    db = dbmod.Database(url, max_size=2)
+    await db.open()
+    try:
+        async with httpx.AsyncClient() as http:
+            runner = ConsumerRunner(
+                service=service,
+                settings=settings,
+                db=db,
+                metrics=Metrics(service),
+                handlers=subscriptions.HANDLERS,
+                http=http,
+            )
+            return {u: await runner.catch_up(u) for u in upstreams or list(runner.handlers)}
+    finally:
+        await db.close()
+
+
 def _print_keys(keys: list[dict[str, object]]) -> None:
     print(f"{'key id':<18} {'organisation':<20} {'roles':<26} {'label':<10} {'status':<8} services")
     for k in keys:
@@ -191,6 +216,11 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     keys.add_parser("list", help="list keys (never their secrets)")
     commands.add_parser("contracts", help="write every event type's JSON Schema document")
+    cu = commands.add_parser(
+        "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
+    )
+    cu.add_argument("service", choices=[s for s in SERVICES if s != "registry"])
+    cu.add_argument("--upstream", action="append", default=[], choices=SERVICES)
     rb = commands.add_parser("rebuild", help="empty a service's read models and replay its log")
     rb.add_argument("service", choices=SERVICES)
     return p
@@ -219,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     urls = database_urls(args.database, os.environ)
-    if args.command == "rebuild":
+    if args.command == "catch-up":
+        applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream))
+        for upstream, n in applied.items():
+            print(f"{args.service}: {n} events applied from {upstream}'s feed")
+    elif args.command == "rebuild":
         replayed, counts = asyncio.run(rebuild(args.service, urls[args.service]))
         tables = ", ".join(f"{t}: {n} rows" for t, n in counts.items()) or "no read models"
         print(f"rebuilt {args.service}: {replayed} events replayed ({tables})")

@@ -107,14 +107,14 @@ class Stack:
         self.procs.append(proc.start())
         return proc
 
-    def wait_ready(self, proc: Proc, timeout: float = 30) -> str:
+    def wait_ready(self, proc: Proc, timeout: float = 30, path: str = "/readyz") -> str:
         url = f"http://127.0.0.1:{proc.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert proc.popen is not None and proc.popen.poll() is None, proc.tail()
             if port_open("127.0.0.1", proc.port or 0):
                 try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                         return url
                 except httpx.HTTPError:
                     pass
