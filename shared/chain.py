@@ -8,13 +8,14 @@ sealer (see ``shared.outbox``), never by writers, so concurrent appends never wa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import rfc8785
 
+from shared import signing
 from shared.events import RecordedEvent
 
 GENESIS = bytes(32)
@@ -64,6 +65,7 @@ class Verdict:
     head_hash: bytes
     bad_position: int | None = None
     problem: str | None = None
+    checkpoints_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class Verdict:
             "head_hash": self.head_hash.hex(),
             "bad_position": self.bad_position,
             "problem": self.problem,
+            "checkpoints_checked": self.checkpoints_checked,
         }
 
 
@@ -81,83 +84,88 @@ def verify(
     *,
     unsealed_behind: Iterable[int] = (),
     sealed_head: int | None = None,
+    held_checkpoints: Iterable[Mapping[str, Any]] = (),
 ) -> Verdict:
     """Walk the chain in position order and report the first position where it breaks.
 
     ``unsealed_behind`` lists positions of events found in the log that the chain never
     sealed although the sealer has already passed them: rows inserted behind its back.
+    Signed checkpoints found in the log, and ``held_checkpoints`` (copies an auditor kept
+    from earlier), must carry a valid signature and match the recomputed chain.
     """
-    previous = GENESIS
-    expected_position = 1
-    checked = 0
+    hashes: list[bytes] = []  # recomputed hash of position i + 1
+    checkpoints = 0
+
+    def broken(position: int, problem: str) -> Verdict:
+        head = len(hashes)
+        return Verdict(
+            intact=False,
+            checked=head,
+            head_position=head,
+            head_hash=hashes[-1] if hashes else GENESIS,
+            bad_position=position,
+            problem=problem,
+            checkpoints_checked=checkpoints,
+        )
+
+    def mismatch(checkpoint: Mapping[str, Any]) -> Verdict | None:
+        at = int(checkpoint["position"])
+        if not signing.signature_valid(checkpoint):
+            return broken(at, "a checkpoint's signature is not valid")
+        if at > len(hashes):
+            return broken(
+                len(hashes) + 1,
+                f"the log ends before the signed checkpoint at {at}: its tail was deleted",
+            )
+        if hashes[at - 1].hex() != checkpoint["hash"]:
+            return broken(at, "the chain no longer matches the checkpoint signed at this position")
+        return None
+
     for entry in entries:
-        if entry.position != expected_position:
-            kind = "deleted" if entry.position > expected_position else "reordered"
-            return _broken(
-                checked,
-                expected_position - 1,
-                previous,
-                expected_position,
-                f"chain rows {kind}: expected position {expected_position}, found {entry.position}",
+        expected = len(hashes) + 1
+        if entry.position != expected:
+            kind = "deleted" if entry.position > expected else "reordered"
+            return broken(
+                expected, f"chain rows {kind}: expected position {expected}, found {entry.position}"
             )
         if entry.event is None:
-            return _broken(
-                checked,
-                entry.position - 1,
-                previous,
-                entry.position,
-                f"event {entry.event_id} sealed at this position was deleted",
-            )
+            return broken(expected, f"event {entry.event_id} sealed here was deleted")
         if str(entry.event.event_id) != entry.event_id:
-            return _broken(
-                checked,
-                entry.position - 1,
-                previous,
-                entry.position,
-                "the event at this position is not the one sealed here (reordered or replaced)",
-            )
-        recomputed = link(previous, entry.event, position=entry.position)
+            return broken(expected, "the event here is not the one sealed here (replaced)")
+        recomputed = link(hashes[-1] if hashes else GENESIS, entry.event, position=expected)
         if recomputed != entry.hash:
-            return _broken(
-                checked,
-                entry.position - 1,
-                previous,
-                entry.position,
-                "hash mismatch: the event was modified after it was sealed, or chain rows were"
-                " swapped",
+            return broken(
+                expected,
+                "hash mismatch: the event was modified after it was sealed,"
+                " or chain rows were swapped",
             )
-        previous = recomputed
-        expected_position += 1
-        checked += 1
-    if sealed_head is not None and sealed_head > expected_position - 1:
-        return _broken(
-            checked,
-            expected_position - 1,
-            previous,
-            expected_position,
-            f"the chain ends at {expected_position - 1} but {sealed_head} positions were sealed:"
-            " its tail was deleted",
+        hashes.append(recomputed)
+        if entry.event.event_type == signing.CHECKPOINT:
+            found = mismatch(entry.event.data)
+            if found is not None:
+                return found
+            checkpoints += 1
+    for held in held_checkpoints:
+        found = mismatch(held)
+        if found is not None:
+            return found
+        checkpoints += 1
+    if sealed_head is not None and sealed_head > len(hashes):
+        return broken(
+            len(hashes) + 1,
+            f"the chain ends at {len(hashes)} but {sealed_head}"
+            " positions were sealed: its tail was deleted",
         )
     inserted = sorted(unsealed_behind)
     if inserted:
-        return _broken(
-            checked,
-            expected_position - 1,
-            previous,
+        return broken(
             inserted[0],
             "an event was inserted behind the sealer's back: it is in the log but in no chain",
         )
     return Verdict(
-        intact=True, checked=checked, head_position=expected_position - 1, head_hash=previous
-    )
-
-
-def _broken(checked: int, head: int, head_hash: bytes, position: int, problem: str) -> Verdict:
-    return Verdict(
-        intact=False,
-        checked=checked,
-        head_position=head,
-        head_hash=head_hash,
-        bad_position=position,
-        problem=problem,
+        intact=True,
+        checked=len(hashes),
+        head_position=len(hashes),
+        head_hash=hashes[-1] if hashes else GENESIS,
+        checkpoints_checked=checkpoints,
     )

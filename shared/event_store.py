@@ -18,7 +18,7 @@ to the connection of one use case; it never begins or commits a transaction itse
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -326,16 +326,18 @@ class PostgresEventStore:
                 event=event,
             )
 
-    async def verify(self) -> chain.Verdict:
-        """Recompute the chain from the stored rows; reports the first bad position."""
+    async def verify(self, *, held_checkpoints: Sequence[Mapping[str, Any]] = ()) -> chain.Verdict:
+        """Recompute the chain from the stored rows; reports the first bad position.
+
+        `held_checkpoints` are signed checkpoints an auditor kept: the log must still match."""
         if self.conn.is_in_transaction():
             async with self.conn.transaction():
-                return await self._verify()
+                return await self._verify(held_checkpoints)
         # one snapshot for the whole walk, however long the log
         async with self.conn.transaction(isolation="repeatable_read", readonly=True):
-            return await self._verify()
+            return await self._verify(held_checkpoints)
 
-    async def _verify(self) -> chain.Verdict:
+    async def _verify(self, held_checkpoints: Sequence[Mapping[str, Any]]) -> chain.Verdict:
         state = await self.conn.fetchrow("SELECT last_tx, last_id, position FROM sealer_state")
         # Events the sealer already passed but never sealed were inserted behind its back;
         # report the position of the first sealed event that follows each of them.
@@ -355,4 +357,5 @@ class PostgresEventStore:
             [entry async for entry in self._chain_entries()],
             unsealed_behind=[r["position"] for r in inserted],
             sealed_head=int(state["position"]),
+            held_checkpoints=held_checkpoints,
         )

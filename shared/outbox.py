@@ -21,11 +21,11 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared import kafka
+from shared import kafka, signing
 from shared.db import Database
 from shared.errors import ServiceUnavailable
 from shared.event_store import PostgresEventStore
-from shared.events import RecordedEvent
+from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -67,6 +67,7 @@ class Relay:
         db: Database,
         metrics: Metrics,
         producer_factory: Callable[[Settings], AIOKafkaProducer] = kafka.producer,
+        signer: signing.Signer | None = None,
     ) -> None:
         self.service = service
         self.topic = settings.topic(service)
@@ -76,7 +77,10 @@ class Relay:
         self.producer_factory = producer_factory
         self.is_leader = False
         self.published = 0
+        self.signer = signer
         self._wake = asyncio.Event()
+        self._checkpointed_at = 0.0
+        self._checkpointed_position = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Contend for leadership until `stop` is set; publish while leader."""
@@ -127,6 +131,7 @@ class Relay:
                     return
                 self._wake.clear()
                 sealed = await self.seal_once()
+                await self.checkpoint_if_due()
                 if producer is None:
                     producer = await self._start_producer(stop)
                     if producer is None:
@@ -170,6 +175,37 @@ class Relay:
             self.metrics.appends.inc(n)
             if n < self.settings.relay_batch_size:
                 return total
+
+    async def checkpoint_if_due(self) -> bool:
+        """Append a signed checkpoint of the chain head when the interval has passed and
+        something besides our own last checkpoint was sealed since."""
+        interval = self.settings.checkpoint_interval
+        if self.signer is None or interval <= 0:
+            return False
+        if time.monotonic() - self._checkpointed_at < interval:
+            return False
+        async with self.db.transaction() as conn:
+            store = PostgresEventStore(conn)
+            position, head = await store.head()
+            if position <= self._checkpointed_position + 1:
+                return False
+            stream = f"checkpoint-{self.service}"
+            version = await store.current_version(stream)
+            now = datetime.now(UTC)
+            data = self.signer.checkpoint(
+                service=self.service, position=position, head=head, at=now
+            )
+            await store.append(
+                stream_type=signing.STREAM_TYPE,
+                stream_id=stream,
+                expected_version=version,
+                events=[NewEvent(signing.CHECKPOINT, data)],
+                metadata=Metadata(actor=f"{self.service}-relay"),
+                now=now,
+            )
+        self._checkpointed_at = time.monotonic()
+        self._checkpointed_position = position
+        return True
 
     async def publish_once(self, producer: AIOKafkaProducer) -> int:
         async with self.db.connection() as conn:

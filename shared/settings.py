@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     upstream_feeds: dict[str, str] = Field(default_factory=dict)
     feed_api_key: str | None = None
     auth_cache_ttl: float = 2.0
+    # how often the relay signs and logs its chain head; 0 turns checkpoints off
+    checkpoint_interval: float = 60.0
+    # the service's Ed25519 key (base64 raw, created on first use); none: a key per process
+    signing_key_file: str | None = None
     # the worker's health endpoint; 0 picks a free port
     worker_health_port: int = 0
     log_level: str = "INFO"

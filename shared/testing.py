@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +14,7 @@ import asyncpg
 
 from shared import auth
 from shared import db as dbmod
+from shared.event_store import PostgresEventStore
 from shared.infra import start_embedded_postgres
 
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -48,6 +51,28 @@ async def fresh_database(server_url: str, *scripts: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+async def seal_everything(conn: asyncpg.Connection, *, timeout: float = 15) -> int:
+    """Seal until no committed event is left unsealed; returns how many were sealed.
+
+    Sealing waits for the oldest transaction running anywhere on the server (transaction ids
+    are server-wide), so one call may seal nothing while another session is mid-transaction.
+    """
+    store = PostgresEventStore(conn)
+    sealed = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        sealed += await store.seal()
+        unsealed = await conn.fetchval(
+            "SELECT count(*) FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id"
+            " WHERE c.event_id IS NULL"
+        )
+        if unsealed == 0:
+            return sealed
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{unsealed} events still unsealed after {timeout} s")
+        await asyncio.sleep(0.02)
 
 
 async def issue_key(url: str, *, organisation: str, roles: list[auth.Role]) -> str:

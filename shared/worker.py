@@ -8,12 +8,13 @@ import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db as dbmod
-from shared import kafka, logs
+from shared import kafka, logs, signing
 from shared.consumer import ConsumerRunner, Handler
 from shared.metrics import Metrics
 from shared.outbox import Relay
@@ -36,7 +37,13 @@ class Worker:
         self.schema = schema
         self.metrics = Metrics(service)
         self.db = dbmod.Database(settings.database_url, max_size=5)
-        self.relay = Relay(service=service, settings=settings, db=self.db, metrics=self.metrics)
+        self.relay = Relay(
+            service=service,
+            settings=settings,
+            db=self.db,
+            metrics=self.metrics,
+            signer=_signer(settings),
+        )
         self.http = httpx.AsyncClient()
         self.consumers = (
             ConsumerRunner(
@@ -94,6 +101,13 @@ class Worker:
             )
             await writer.drain()
         writer.close()
+
+
+def _signer(settings: Settings) -> signing.Signer:
+    if settings.signing_key_file:
+        return signing.Signer.from_file(Path(settings.signing_key_file))
+    log.warning("no SIGNING_KEY_FILE: checkpoints are signed with a key that dies with us")
+    return signing.Signer.generate()
 
 
 def main(

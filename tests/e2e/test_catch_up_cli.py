@@ -15,8 +15,7 @@ import pytest
 from shared import db as dbmod
 from shared import directory
 from shared.auth import Role
-from shared.event_store import PostgresEventStore
-from shared.testing import fresh_database, issue_key
+from shared.testing import fresh_database, issue_key, seal_everything
 from tests.e2e.processes import Stack
 
 
@@ -48,7 +47,7 @@ async def test_catch_up_applies_what_the_broker_never_delivered(
                 assert response.status_code == 201, response.text
             conn = await asyncpg.connect(registry_db)
             try:
-                assert await PostgresEventStore(conn).seal() == 2  # no worker runs here
+                assert await seal_everything(conn) == 2  # no worker runs here
             finally:
                 await conn.close()
             env = {"UPSTREAM_FEEDS": json.dumps({"registry": url}), "FEED_API_KEY": feed_key}

@@ -28,7 +28,7 @@ from shared.events import Metadata, NewEvent
 from shared.metrics import Metrics
 from shared.outbox import Relay, headers_for
 from shared.settings import Settings
-from shared.testing import fresh_database, issue_key
+from shared.testing import fresh_database, issue_key, seal_everything
 from tests.conftest import settings_for
 from tests.shared.kafka_helpers import produce, read_topic
 
@@ -229,7 +229,7 @@ async def test_a_gap_the_broker_never_fills_is_caught_up_from_the_upstream_feed(
     for slug in ("irpin", "miami", "kyiv", "paris"):
         await register(rig, slug, slug.title())
     async with rig.registry_db.connection() as conn:
-        await PostgresEventStore(conn).seal()
+        await seal_everything(conn)
         events = await PostgresEventStore(conn).read_all(after=0, limit=10)
     topic = rig.registry.topic("registry")
     for event in events:
@@ -261,7 +261,7 @@ async def test_catching_up_on_request_applies_only_what_is_missing(rig: Rig) -> 
     for slug in ("bergamo", "druskininkai"):
         await register(rig, slug, slug.title())
     async with rig.registry_db.connection() as conn:
-        await PostgresEventStore(conn).seal()
+        await seal_everything(conn)
     assert await rig.runner.catch_up("registry") == 2
     assert await rig.runner.catch_up("registry") == 0
     assert set(await directory(rig)) == {"bergamo", "druskininkai"}
@@ -278,7 +278,7 @@ async def test_events_caused_downstream_keep_the_correlation_id_and_name_their_c
     rig.runner.handlers = {"registry": {"registry.organisation-registered": react}}
     await register(rig, "lublin", "Lublin")
     async with rig.registry_db.connection() as conn:
-        await PostgresEventStore(conn).seal()
+        await seal_everything(conn)
         [event] = await PostgresEventStore(conn).read_all(after=0, limit=10)
     assert await rig.runner.catch_up("registry") == 1
     assert caused == [
@@ -315,7 +315,7 @@ async def test_the_directory_follows_renames_and_counts_each_applied_event_once(
             now=NOW,
         )
     async with rig.registry_db.connection() as conn:
-        await PostgresEventStore(conn).seal()
+        await seal_everything(conn)
     assert await rig.runner.catch_up("registry") == 2
     assert await rig.runner.catch_up("registry") == 0
     async with rig.pledges_db.connection() as conn:

@@ -11,6 +11,7 @@ import pytest
 
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
+from shared.testing import seal_everything
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 META = Metadata(actor="k", organisation="kharkiv", correlation_id="c")
@@ -50,7 +51,7 @@ async def test_the_database_refuses_to_change_or_remove_logged_rows(
     statement: str,
 ) -> None:
     await append(conn, "s", 0, 2)
-    await PostgresEventStore(conn).seal()
+    await seal_everything(conn)
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await conn.execute(statement)
     assert await conn.fetchval("SELECT count(*) FROM events") == 2
@@ -95,8 +96,7 @@ async def test_a_tailing_reader_sees_every_event_of_eight_concurrent_writers_onc
     async def writers_then_done() -> None:
         await asyncio.gather(*(writer(w) for w in range(writers)))
         async with pool.acquire() as c:
-            while await PostgresEventStore(c).seal():
-                pass
+            await seal_everything(c)
         done.set()
 
     try:
@@ -123,7 +123,7 @@ async def test_sealing_waits_for_a_transaction_that_is_still_open(db_url: str) -
         await append(fast, "fast", 0)
         assert await PostgresEventStore(fast).seal() == 0, "sealed past an open transaction"
         await tx.commit()
-        assert await PostgresEventStore(fast).seal() == 2
+        assert await seal_everything(fast) == 2
         events = await PostgresEventStore(fast).read_all(after=0, limit=10)
         assert [e.stream_id for e in events] == ["slow", "fast"]
     finally:
@@ -144,7 +144,7 @@ async def tampered(conn: asyncpg.Connection, sql: str) -> None:
 async def seeded(conn: asyncpg.Connection, n: int = 10) -> None:
     for i in range(n):
         await append(conn, f"s{i}", 0)
-    assert await PostgresEventStore(conn).seal() == n
+    assert await seal_everything(conn) == n
     assert (await PostgresEventStore(conn).verify()).intact
 
 

@@ -15,6 +15,7 @@ from shared.event_store import (
 )
 from shared.events import Metadata, NewEvent
 from shared.memory_store import InMemoryEventStore
+from shared.testing import seal_everything
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 META = Metadata(actor="k1", organisation="lille", correlation_id="c-1")
@@ -30,6 +31,13 @@ async def store(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Ev
         yield PostgresEventStore(conn)
     finally:
         await conn.close()
+
+
+async def seal(store: EventStore) -> None:
+    if isinstance(store, PostgresEventStore):
+        await seal_everything(store.conn)
+    else:
+        await store.seal()
 
 
 def signed(year: int) -> NewEvent:
@@ -125,7 +133,7 @@ async def test_reads_all_sealed_events_after_a_position_in_pages(store: EventSto
             metadata=META,
             now=NOW,
         )
-    await store.seal()
+    await seal(store)
     first = await store.read_all(after=0, limit=2)
     rest = await store.read_all(after=first[-1].position or 0, limit=10)
     assert [e.position for e in first + rest] == [1, 2, 3, 4, 5]
@@ -144,7 +152,7 @@ async def test_verifies_an_untouched_chain_as_intact(store: EventStore) -> None:
             metadata=META,
             now=NOW,
         )
-    await store.seal()
+    await seal(store)
     verdict = await store.verify()
     assert verdict.intact
     assert verdict.head_position == 3

@@ -1,0 +1,80 @@
+"""Signed checkpoints of the hash chain, with Ed25519 (library `cryptography`).
+
+At intervals the relay leader appends an `audit.chain-checkpoint` event: the chain head
+(position, hash, time) signed with the service's key. The event is sealed and published like
+any other, so copies reach every consumer and auditor; a later rewrite of the database no longer
+matches the checkpoints they already hold.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+CHECKPOINT = "audit.chain-checkpoint"
+STREAM_TYPE = "audit"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_file(cls, path: Path) -> Signer:
+        """Load the key kept in `path`, creating it (mode 600) the first time."""
+        if path.exists():
+            return cls(Ed25519PrivateKey.from_private_bytes(base64.b64decode(path.read_text())))
+        signer = cls.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = signer.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        path.touch(mode=0o600)
+        path.write_text(_b64(raw))
+        return signer
+
+    @property
+    def public_key(self) -> str:
+        return _b64(self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def checkpoint(
+        self, *, service: str, position: int, head: bytes, at: datetime
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "service": service,
+            "position": position,
+            "hash": head.hex(),
+            "signed_at": at.isoformat(),
+        }
+        signature = self.key.sign(rfc8785.dumps(body))
+        return {**body, "public_key": self.public_key, "signature": _b64(signature)}
+
+
+def signature_valid(checkpoint: Mapping[str, Any]) -> bool:
+    body: dict[str, Any] = {k: checkpoint[k] for k in ("service", "position", "hash", "signed_at")}
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(checkpoint["public_key"]))
+        key.verify(base64.b64decode(checkpoint["signature"]), rfc8785.dumps(body))
+    except (InvalidSignature, ValueError, KeyError):
+        return False
+    return True
