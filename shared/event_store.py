@@ -26,7 +26,7 @@ import asyncpg
 
 from shared import chain
 from shared.errors import Conflict
-from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.events import Metadata, NewEvent, RecordedEvent, Selection
 
 S = TypeVar("S")
 
@@ -76,8 +76,7 @@ class EventStore(Protocol):
         *,
         after: int,
         limit: int,
-        stream_type: str | None = None,
-        event_type: str | None = None,
+        where: Selection | None = None,
     ) -> list[RecordedEvent]:
         """Sealed events after a global position, in position order."""
         ...
@@ -236,9 +235,9 @@ class PostgresEventStore:
         *,
         after: int,
         limit: int,
-        stream_type: str | None = None,
-        event_type: str | None = None,
+        where: Selection | None = None,
     ) -> list[RecordedEvent]:
+        w = where or Selection()
         rows = await self.conn.fetch(
             f"""
             SELECT {COLUMNS}, c.position, c.hash FROM event_chain c
@@ -246,12 +245,20 @@ class PostgresEventStore:
             WHERE c.position > $1
               AND ($3::text IS NULL OR e.stream_type = $3)
               AND ($4::text IS NULL OR e.event_type = $4)
+              AND ($5::text IS NULL OR e.metadata ->> 'organisation' = $5)
+              AND ($6::text IS NULL OR e.metadata ->> 'correlation_id' = $6)
+              AND ($7::timestamptz IS NULL OR e.recorded_at >= $7)
+              AND ($8::timestamptz IS NULL OR e.recorded_at < $8)
             ORDER BY c.position LIMIT $2
             """,
             after,
             limit,
-            stream_type,
-            event_type,
+            w.stream_type,
+            w.event_type,
+            w.organisation,
+            w.correlation_id,
+            w.recorded_from,
+            w.recorded_to,
         )
         return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
 

@@ -64,3 +64,27 @@ class RecordedEvent:
     metadata: Metadata
     position: int | None = None
     hash: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which events of the log to read; every field given must match."""
+
+    stream_type: str | None = None
+    event_type: str | None = None
+    organisation: str | None = None
+    correlation_id: str | None = None
+    recorded_from: datetime | None = None
+    recorded_to: datetime | None = None
+
+    def matches(self, event: RecordedEvent) -> bool:
+        return (
+            (self.stream_type is None or event.stream_type == self.stream_type)
+            and (self.event_type is None or event.event_type == self.event_type)
+            and (self.organisation is None or event.metadata.organisation == self.organisation)
+            and (
+                self.correlation_id is None or event.metadata.correlation_id == self.correlation_id
+            )
+            and (self.recorded_from is None or event.recorded_at >= self.recorded_from)
+            and (self.recorded_to is None or event.recorded_at < self.recorded_to)
+        )

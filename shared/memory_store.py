@@ -10,7 +10,7 @@ from datetime import datetime
 from shared import chain
 from shared.errors import Conflict
 from shared.event_store import ConcurrencyConflict
-from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.events import Metadata, NewEvent, RecordedEvent, Selection
 
 
 class InMemoryEventStore:
@@ -72,20 +72,10 @@ class InMemoryEventStore:
         ]
 
     async def read_all(
-        self,
-        *,
-        after: int,
-        limit: int,
-        stream_type: str | None = None,
-        event_type: str | None = None,
+        self, *, after: int, limit: int, where: Selection | None = None
     ) -> list[RecordedEvent]:
-        selected = [
-            e
-            for e in self._events[after:]
-            if (stream_type is None or e.stream_type == stream_type)
-            and (event_type is None or e.event_type == event_type)
-        ]
-        return selected[:limit]
+        w = where or Selection()
+        return [e for e in self._events[after:] if w.matches(e)][:limit]
 
     async def seal(self, *, limit: int = 1000) -> int:
         return 0

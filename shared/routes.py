@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime
 
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
+from shared.errors import NotFound
 from shared.event_store import PostgresEventStore
-from shared.events import RecordedEvent
+from shared.events import RecordedEvent, Selection
 
 
 def event_json(event: RecordedEvent) -> dict[str, Any]:
@@ -58,15 +60,40 @@ def common_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         stream_type: Annotated[str | None, Query(max_length=100)] = None,
         event_type: Annotated[str | None, Query(max_length=200)] = None,
+        organisation: Annotated[str | None, Query(max_length=100)] = None,
+        correlation_id: Annotated[str | None, Query(max_length=128)] = None,
+        recorded_from: AwareDatetime | None = None,
+        recorded_to: AwareDatetime | None = None,
     ) -> dict[str, Any]:
-        """The sealed event log after a global position, in position order (stable cursor)."""
+        """The sealed event log after a global position, in position order: the cursor
+        (`next_after`) is stable; consumers catch up from this same feed."""
         caller.require(Role.AUDITOR, Role.SERVICE)
+        where = Selection(
+            stream_type=stream_type,
+            event_type=event_type,
+            organisation=organisation,
+            correlation_id=correlation_id,
+            recorded_from=recorded_from,
+            recorded_to=recorded_to,
+        )
         async with ctx.db.connection() as conn:
-            events = await PostgresEventStore(conn).read_all(
-                after=after, limit=limit, stream_type=stream_type, event_type=event_type
-            )
+            events = await PostgresEventStore(conn).read_all(after=after, limit=limit, where=where)
         last = events[-1].position if events else after
         return {"events": [event_json(e) for e in events], "next_after": last}
+
+    @router.get("/v1/audit/streams/{stream_id}", tags=["audit"])
+    async def history(
+        ctx: Ctx,
+        caller: Caller,
+        stream_id: Annotated[str, Path(max_length=200)],
+    ) -> dict[str, Any]:
+        """Every event of one record (e.g. `organisation-kharkiv`), with who, when and hash."""
+        caller.require(Role.AUDITOR)
+        async with ctx.db.connection() as conn:
+            events = await PostgresEventStore(conn).read_stream(stream_id)
+        if not events:
+            raise NotFound(f"no record {stream_id} in {ctx.service}")
+        return {"stream_id": stream_id, "events": [event_json(e) for e in events]}
 
     @router.get("/v1/audit/verify", tags=["audit"])
     async def verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from shared.event_store import (
     EventStore,
     PostgresEventStore,
 )
-from shared.events import Metadata, NewEvent
+from shared.events import Metadata, NewEvent, Selection
 from shared.memory_store import InMemoryEventStore
 from shared.testing import seal_everything
 
@@ -138,8 +138,15 @@ async def test_reads_all_sealed_events_after_a_position_in_pages(store: EventSto
     rest = await store.read_all(after=first[-1].position or 0, limit=10)
     assert [e.position for e in first + rest] == [1, 2, 3, 4, 5]
     assert [e.data["year"] for e in first + rest] == [2000, 2001, 2002, 2003, 2004]
-    only = await store.read_all(after=0, limit=10, stream_type="nope")
-    assert only == []
+    assert await store.read_all(after=0, limit=10, where=Selection(stream_type="nope")) == []
+    by_org = await store.read_all(after=0, limit=10, where=Selection(organisation="lille"))
+    assert len(by_org) == 5
+    assert await store.read_all(after=0, limit=10, where=Selection(organisation="leeds")) == []
+    correlated = await store.read_all(after=0, limit=10, where=Selection(correlation_id="c-1"))
+    assert len(correlated) == 5
+    window = Selection(recorded_from=NOW, recorded_to=NOW + timedelta(seconds=1))
+    assert len(await store.read_all(after=0, limit=10, where=window)) == 5
+    assert await store.read_all(after=0, limit=10, where=Selection(recorded_to=NOW)) == []
 
 
 async def test_verifies_an_untouched_chain_as_intact(store: EventStore) -> None:
