@@ -236,7 +236,12 @@ class DevStack:
             app = f"services.{service}.app:create_app"
             ready = f"{self.api_urls[service]}/readyz"
             self._add(f"{service}-api", [*uvicorn, "--port", api_port, app], env, ready)
-            worker_env = {**env, "WORKER_HEALTH_PORT": self.worker_urls[service].rpartition(":")[2]}
+            worker_env = {
+                **env,
+                "WORKER_HEALTH_PORT": self.worker_urls[service].rpartition(":")[2],
+                # the key that signs chain checkpoints stays with the data, across restarts
+                "SIGNING_KEY_FILE": str((self.data_dir / "keys" / f"{service}.ed25519").resolve()),
+            }
             worker = [sys.executable, "-m", f"services.{service}.worker"]
             self._add(f"{service}-worker", worker, worker_env, self.worker_urls[service])
 
