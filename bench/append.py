@@ -1,13 +1,17 @@
 """Append throughput through HTTP: the registry's POST /v1/organisations against a naive baseline.
 
-`python -m bench.append [--seconds 15] [--concurrency 32] [--pg embedded|system|URL]`
+`python -m bench.append [--seconds 15] [--rounds 3] [--concurrency 32] [--countries UA]
+[--pg embedded|system|URL] [--no-relay]`
 
-Targets, one after the other, each a single uvicorn process on a fresh database:
+Targets, each a single uvicorn process on a fresh database, loaded one at a time; the measured
+seconds are split into rounds in which the targets take turns, so that a change in the machine's
+background load (it is shared) hits every target alike:
   naive       bench/naive_app.py: POST /items, one jsonb INSERT, 201 with the id
   service     the real registry API (auth, validation, load stream, append, projection)
   +relay      the same, with the registry worker sealing and publishing to Tansu meanwhile
-The load client is its own process (bench/load.py). Prints figures and writes
-bench/results/append.json; the 0.75 ratio target is reported, never asserted.
+The load client is its own process (bench/load.py); every request registers a new organisation.
+Prints figures and writes bench/results/append.json; the 0.75 ratio target is reported, never
+asserted.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import asyncio
 import os
 import time
 import uuid
+from collections import Counter
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,31 +59,47 @@ from tests.e2e.processes import Proc
 
 TARGET_RATIO = 0.75
 WARMUP_S = 2.0
+ROUND_WARMUP_S = 1.0
+RELAY_SQL = (
+    "SELECT (SELECT count(*) FROM events) AS committed,"
+    " coalesce((SELECT max(position) FROM relay_checkpoint), 0) AS published"
+)
 
 
-async def measure(
-    name: str,
+@dataclass
+class Target:
+    """One started server and what one round of load against it measured."""
+
+    key: str
+    label: str
+    server: Proc
+    db_url: str
+    path: str
+    headers: dict[str, str]
+    count_sql: str
+    extra_pids: dict[str, int] = field(default_factory=dict)
+    relay: Poller | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def measure_round(
+    target: Target,
     *,
-    stack: BenchStack,
-    server: Proc,
-    db_url: str,
-    path: str,
-    headers: dict[str, str],
     args: argparse.Namespace,
     postmaster: int | None,
-    extra_pids: dict[str, int] | None = None,
-    count_sql: str,
-    relay: Poller | None = None,
-) -> dict[str, Any]:
-    """Drive one started server with the closed-loop load; returns its figures."""
-    assert server.popen is not None and server.port is not None
+    logs: Path,
+    seconds: float,
+    warmup: float,
+) -> None:
+    """Drive one started server with the closed-loop load for one round."""
+    assert target.server.popen is not None and target.server.port is not None
     meter = CpuMeter()
-    meter.watch("server", server.popen.pid)
+    meter.watch("server", target.server.popen.pid)
     meter.watch("postgres", postmaster, children=True)
     meter.watch("harness", os.getpid())
-    for label, pid in (extra_pids or {}).items():
+    for label, pid in target.extra_pids.items():
         meter.watch(label, pid)
-    waits = WaitSampler(db_url)
+    waits = WaitSampler(target.db_url)
 
     def on_start() -> None:
         meter.mark("start")
@@ -87,51 +109,85 @@ async def measure(
         meter.mark("end")
         waits.freeze()
 
-    say(f"  {name}: {WARMUP_S:g} s warm-up, then {args.seconds:g} s measured ...")
     try:
         load = await run_load(
             {
                 "mode": "closed",
                 "host": "127.0.0.1",
-                "port": server.port,
-                "path": path,
-                "headers": headers,
+                "port": target.server.port,
+                "path": target.path,
+                "headers": target.headers,
                 "countries": args.countries,
                 "concurrency": args.concurrency,
-                "warmup": WARMUP_S,
-                "seconds": args.seconds,
+                "warmup": warmup,
+                "seconds": seconds,
             },
-            logs=stack.logs,
+            logs=logs,
             on_start=on_start,
             on_end=on_end,
             on_pid=lambda pid: meter.watch("client", pid),
         )
     finally:
         await waits.stop()
-    async with connection(db_url) as conn:
-        rows = int(await conn.fetchval(count_sql))
-    latencies = load["latencies_ms"]
-    result: dict[str, Any] = {
-        "requests_per_s": round(len(latencies) / args.seconds, 1),
-        "latency_ms": summary(latencies),
-        "errors": load["errors"],
-        "statuses": load["statuses"],
-        "exceptions": load["exceptions"],
-        "rows_in_database_after_run": rows,
-        "cores_used": meter.cores(),
-        "postgres_active_backends": waits.summary(),
+    raw: dict[str, Any] = {
+        "seconds": seconds,
+        "load": load,
+        "cores": meter.cores(),
+        "waits": (dict(waits.counts), waits.samples),
     }
-    if relay is not None:
-        t0, t1 = meter.marks["start"][0], meter.marks["end"][0]
-        window = relay.between(t0, t1)
+    if target.relay is not None:
+        window = target.relay.between(meter.marks["start"][0], meter.marks["end"][0])
         if len(window) >= 2:
             (a0, first), (a1, last) = window[0], window[-1]
-            result["relay_published_per_s"] = round(
-                (last["published"] - first["published"]) / (a1 - a0), 1
-            )
-            lags = [row["committed"] - row["published"] for _, row in window]
-            result["relay_lag_events"] = summary(lags, digits=0)
-        result["relay_drain_after_load_s"] = await _drain(db_url)
+            raw["published_per_s"] = (last["published"] - first["published"]) / (a1 - a0)
+            raw["lags"] = [row["committed"] - row["published"] for _, row in window]
+        raw["drain_s"] = await _drain(target.db_url)
+    target.rounds.append(raw)
+
+
+def combine(target: Target) -> dict[str, Any]:
+    """One result from the target's rounds."""
+    rounds = target.rounds
+    seconds = sum(r["seconds"] for r in rounds)
+    latencies = [x for r in rounds for x in r["load"]["latencies_ms"]]
+    statuses: Counter[str] = Counter()
+    exceptions: Counter[str] = Counter()
+    waits: Counter[str] = Counter()
+    samples = 0
+    for r in rounds:
+        statuses.update(r["load"]["statuses"])
+        exceptions.update(r["load"]["exceptions"])
+        waits.update(r["waits"][0])
+        samples += r["waits"][1]
+    names = {name for r in rounds for name in r["cores"]}
+    cores = {
+        name: round(sum(r["cores"].get(name, 0.0) for r in rounds) / len(rounds), 2)
+        for name in sorted(names)
+    }
+    result: dict[str, Any] = {
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "requests_per_s_by_round": [
+            round(r["load"]["completed"] / r["seconds"], 1) for r in rounds
+        ],
+        "latency_ms": summary(latencies),
+        "errors": sum(r["load"]["errors"] for r in rounds),
+        "statuses": dict(statuses),
+        "exceptions": dict(exceptions),
+        "completed_per_second": [n for r in rounds for n in r["load"]["completed_per_second"]],
+        "cores_used": cores,
+        "postgres_active_backends": {
+            k: round(v / max(samples, 1), 2) for k, v in waits.most_common(6)
+        },
+    }
+    if target.relay is not None:
+        lags = [x for r in rounds for x in r.get("lags", [])]
+        rates = [r["published_per_s"] for r in rounds if "published_per_s" in r]
+        result["relay_published_per_s"] = round(sum(rates) / len(rates), 1) if rates else None
+        result["relay_lag_events"] = summary(lags, digits=0)
+        drains = [r["drain_s"] for r in rounds]
+        result["relay_drain_after_load_s"] = (
+            None if None in drains else max(d for d in drains if d is not None)
+        )
     return result
 
 
@@ -150,74 +206,55 @@ async def _drain(db_url: str, timeout: float = 30) -> float | None:
     return None
 
 
-async def run_naive(
-    stack: BenchStack, server_url: str, args: argparse.Namespace, postmaster: int | None
-) -> dict[str, Any]:
-    async with AsyncExitStack() as cleanup:
-        db_url = await cleanup.enter_async_context(fresh_database(server_url))
-        proc = stack.factory_app("naive-api", "bench.naive_app:create_app", db_url)
-        cleanup.callback(stack.stop, proc)
-        stack.wait_ready(proc)
-        return await measure(
-            "naive POST /items",
-            stack=stack,
-            server=proc,
-            db_url=db_url,
-            path="/items",
-            headers={},
-            args=args,
-            postmaster=postmaster,
-            count_sql="SELECT count(*) FROM bench_items",
-        )
+async def start_naive(stack: BenchStack, server_url: str, cleanup: AsyncExitStack) -> Target:
+    db_url = await cleanup.enter_async_context(fresh_database(server_url))
+    proc = stack.factory_app("naive-api", "bench.naive_app:create_app", db_url)
+    cleanup.callback(stack.stop, proc)
+    stack.wait_ready(proc)
+    return Target(
+        key="naive",
+        label="naive POST /items",
+        server=proc,
+        db_url=db_url,
+        path="/items",
+        headers={},
+        count_sql="SELECT count(*) FROM bench_items",
+    )
 
 
-async def run_service(
-    stack: BenchStack,
-    server_url: str,
-    args: argparse.Namespace,
-    postmaster: int | None,
-    *,
-    with_relay: bool,
-) -> dict[str, Any]:
-    async with AsyncExitStack() as cleanup:
-        db_url = await cleanup.enter_async_context(
-            fresh_database(server_url, dbmod.schema_text("services.registry"))
-        )
-        token = await issue_key(db_url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
-        headers = {"Authorization": f"Bearer {token}"}
-        api = stack.api("registry", db_url)
-        cleanup.callback(stack.stop, api)
-        url = stack.wait_ready(api)
-        extra: dict[str, int] = {}
-        relay: Poller | None = None
-        if with_relay:
-            worker = stack.worker("registry", db_url)
-            cleanup.callback(stack.stop, worker)
-            assert worker.popen is not None
-            extra["relay worker"] = worker.popen.pid
-            await wait_relay_leader(db_url)
-            await _first_publish(url, headers, db_url)
-            relay = Poller(
-                db_url,
-                "SELECT (SELECT count(*) FROM events) AS committed,"
-                " coalesce((SELECT max(position) FROM relay_checkpoint), 0) AS published",
-            )
-            relay.start()
-            cleanup.push_async_callback(relay.stop)
-        name = "registry + relay worker" if with_relay else "registry POST /v1/organisations"
-        return await measure(
-            name,
-            stack=stack,
-            server=api,
-            db_url=db_url,
-            path="/v1/organisations",
-            headers=headers,
-            args=args,
-            postmaster=postmaster,
-            extra_pids=extra,
-            count_sql="SELECT count(*) FROM events",
-            relay=relay,
-        )
+async def start_service(
+    stack: BenchStack, server_url: str, cleanup: AsyncExitStack, *, with_relay: bool
+) -> Target:
+    db_url = await cleanup.enter_async_context(
+        fresh_database(server_url, dbmod.schema_text("services.registry"))
+    )
+    token = await issue_key(db_url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
+    headers = {"Authorization": f"Bearer {token}"}
+    api = stack.api("registry", db_url)
+    cleanup.callback(stack.stop, api)
+    url = stack.wait_ready(api)
+    target = Target(
+        key="service_with_relay" if with_relay else "service",
+        label="registry + relay worker (same route)"
+        if with_relay
+        else "registry POST /v1/organisations",
+        server=api,
+        db_url=db_url,
+        path="/v1/organisations",
+        headers=headers,
+        count_sql="SELECT count(*) FROM events",
+    )
+    if with_relay:
+        worker = stack.worker("registry", db_url)
+        cleanup.callback(stack.stop, worker)
+        assert worker.popen is not None
+        target.extra_pids["relay worker"] = worker.popen.pid
+        await wait_relay_leader(db_url)
+        await _first_publish(url, headers, db_url)
+        target.relay = Poller(db_url, RELAY_SQL)
+        target.relay.start()
+        cleanup.push_async_callback(target.relay.stop)
+    return target
 
 
 async def _first_publish(url: str, headers: dict[str, str], db_url: str) -> None:
@@ -263,8 +300,8 @@ def report(
             ]
         )
     header(
-        f"Append throughput through HTTP: {args.concurrency} connections, {WARMUP_S:g} s warm-up,"
-        f" {args.seconds:g} s measured, targets run one after the other",
+        f"Append throughput through HTTP: {args.concurrency} connections, {args.seconds:g} s"
+        f" measured per target in {args.rounds} rounds; one target at a time, taking turns",
         env,
     )
     say()
@@ -310,6 +347,11 @@ def report(
             f" {r.get('relay_lag_events', {})}, drained {r.get('relay_drain_after_load_s')} s"
             " after the load stopped"
         )
+    say()
+    say("req/s by round, then second by second (does it hold as the tables grow?):")
+    for key, r in results.items():
+        say(f"  {labels[key]}: {r['requests_per_s_by_round']}")
+        say(f"    {' '.join(str(n) for n in r['completed_per_second'])}")
     for key, r in results.items():
         if r["errors"]:
             say(f"errors in {labels[key]}: statuses {r['statuses']}, exceptions {r['exceptions']}")
@@ -324,7 +366,8 @@ def report(
         "environment": env,
         "parameters": {
             "seconds": args.seconds,
-            "warmup_s": WARMUP_S,
+            "rounds": args.rounds,
+            "warmup_s": {"first_round": WARMUP_S, "later_rounds": ROUND_WARMUP_S},
             "concurrency": args.concurrency,
             "countries": args.countries,
             "pool_size": 20,
@@ -344,22 +387,40 @@ async def main_async(args: argparse.Namespace) -> None:
     postmaster = await postmaster_pid(server_url)
     logs = log_dir("append")
     port = free_port()
-    tansu = start_tansu(port, log_path=logs / "tansu.log")
     stack = BenchStack(kafka=f"127.0.0.1:{port}", prefix=f"bench{uuid.uuid4().hex[:8]}.", logs=logs)
-    results: dict[str, Any] = {}
-    try:
-        say("append benchmark (one target at a time):")
-        results["naive"] = await run_naive(stack, server_url, args, postmaster)
-        results["service"] = await run_service(
-            stack, server_url, args, postmaster, with_relay=False
-        )
+    async with AsyncExitStack() as cleanup:
+        tansu = start_tansu(port, log_path=logs / "tansu.log")
+        cleanup.callback(stop_popen, tansu)
+        cleanup.callback(stack.stop_all)
+        say("append benchmark: starting the targets (each on a fresh database) ...")
+        targets = [
+            await start_naive(stack, server_url, cleanup),
+            await start_service(stack, server_url, cleanup, with_relay=False),
+        ]
         if args.relay:
-            results["service_with_relay"] = await run_service(
-                stack, server_url, args, postmaster, with_relay=True
-            )
-    finally:
-        stack.stop_all()
-        stop_popen(tansu)
+            targets.append(await start_service(stack, server_url, cleanup, with_relay=True))
+        per_round = args.seconds / args.rounds
+        for i in range(args.rounds):
+            for target in targets:
+                warmup = WARMUP_S if i == 0 else ROUND_WARMUP_S
+                say(
+                    f"  round {i + 1}/{args.rounds}: {target.label}, {warmup:g} s warm-up,"
+                    f" {per_round:g} s measured"
+                )
+                await measure_round(
+                    target,
+                    args=args,
+                    postmaster=postmaster,
+                    logs=logs,
+                    seconds=per_round,
+                    warmup=warmup,
+                )
+        results = {target.key: combine(target) for target in targets}
+        for target in targets:
+            async with connection(target.db_url) as conn:
+                results[target.key]["rows_in_database_after_run"] = int(
+                    await conn.fetchval(target.count_sql)
+                )
     data = report(args, env, results, logs)
     if args.save:
         say(f"results: {write_results(args.save, data)}")
@@ -368,6 +429,13 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per target")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the measured seconds are split into this many rounds and the targets take turns,"
+        " so that a change in background load hits every target alike",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="client connections")
     parser.add_argument("--pg", default="embedded", help="embedded | system | a server URL")
     parser.add_argument(

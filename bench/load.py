@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 import uuid
@@ -162,10 +163,18 @@ async def closed_loop(
             done = loop.time()
             if start <= done < end:
                 tally.record(status, (time.perf_counter() - t0) * 1000, error)
+                if status is not None and 200 <= status < 300:
+                    per_second[int(done - start)] += 1
         conn.close()
 
+    per_second = [0] * max(1, math.ceil(seconds))
     await asyncio.gather(clock(), *(client(i) for i in range(concurrency)))
-    return {"window_s": seconds, "completed": len(tally.latencies_ms), **_tally_dict(tally)}
+    return {
+        "window_s": seconds,
+        "completed": len(tally.latencies_ms),
+        "completed_per_second": per_second,
+        **_tally_dict(tally),
+    }
 
 
 async def count_mode(target: Target, *, concurrency: int, total: int) -> dict[str, Any]:
