@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from services.audit import command as audit_command
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
 from shared import auth, contracts
@@ -216,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     keys.add_parser("list", help="list keys (never their secrets)")
     commands.add_parser("contracts", help="write every event type's JSON Schema document")
+    audit_command.register(commands)
     cu = commands.add_parser(
         "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
     )
@@ -248,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_contracts():
             print(path)
         return 0
+    if args.command == "audit" and args.action == "verify-export":
+        return audit_command.run(args, databases={}, scratch_server="")
     urls = database_urls(args.database, os.environ)
+    if args.command == "audit":
+        return audit_command.run(args, databases=urls, scratch_server=server_url(os.environ))
     if args.command == "catch-up":
         applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream))
         for upstream, n in applied.items():

@@ -79,6 +79,106 @@ class Verdict:
         }
 
 
+class Verifier:
+    """Walks a chain entry by entry (streaming: memory grows by 32 bytes an event)."""
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []  # recomputed hash of position i + 1
+        self.checkpoints = 0
+        self.failure: Verdict | None = None
+
+    @property
+    def head(self) -> bytes:
+        return self.hashes[-1] if self.hashes else GENESIS
+
+    def _broken(self, position: int, problem: str) -> Verdict:
+        head = len(self.hashes)
+        self.failure = Verdict(
+            intact=False,
+            checked=head,
+            head_position=head,
+            head_hash=self.head,
+            bad_position=position,
+            problem=problem,
+            checkpoints_checked=self.checkpoints,
+        )
+        return self.failure
+
+    def check_checkpoint(self, checkpoint: Mapping[str, Any]) -> Verdict | None:
+        at = int(checkpoint["position"])
+        if not signing.signature_valid(checkpoint):
+            return self._broken(at, "a checkpoint's signature is not valid")
+        if at > len(self.hashes):
+            return self._broken(
+                len(self.hashes) + 1,
+                f"the log ends before the signed checkpoint at {at}: its tail was deleted",
+            )
+        if self.hashes[at - 1].hex() != checkpoint["hash"]:
+            return self._broken(
+                at, "the chain no longer matches the checkpoint signed at this position"
+            )
+        self.checkpoints += 1
+        return None
+
+    def add(self, entry: ChainEntry) -> Verdict | None:
+        """Check one more entry; returns the failure, if this entry is where it breaks."""
+        if self.failure is not None:
+            return self.failure
+        expected = len(self.hashes) + 1
+        if entry.position != expected:
+            kind = "deleted" if entry.position > expected else "reordered"
+            return self._broken(
+                expected, f"chain rows {kind}: expected position {expected}, found {entry.position}"
+            )
+        if entry.event is None:
+            return self._broken(expected, f"event {entry.event_id} sealed here was deleted")
+        if str(entry.event.event_id) != entry.event_id:
+            return self._broken(expected, "the event here is not the one sealed here (replaced)")
+        recomputed = link(self.head, entry.event, position=expected)
+        if recomputed != entry.hash:
+            return self._broken(
+                expected,
+                "hash mismatch: the event was modified after it was"
+                " sealed, or chain rows were swapped",
+            )
+        self.hashes.append(recomputed)
+        if entry.event.event_type == signing.CHECKPOINT:
+            return self.check_checkpoint(entry.event.data)
+        return None
+
+    def finish(
+        self,
+        *,
+        unsealed_behind: Iterable[int] = (),
+        sealed_head: int | None = None,
+        held_checkpoints: Iterable[Mapping[str, Any]] = (),
+    ) -> Verdict:
+        if self.failure is not None:
+            return self.failure
+        for held in held_checkpoints:
+            if (found := self.check_checkpoint(held)) is not None:
+                return found
+        if sealed_head is not None and sealed_head > len(self.hashes):
+            return self._broken(
+                len(self.hashes) + 1,
+                f"the chain ends at {len(self.hashes)}"
+                f" but {sealed_head} positions were sealed: its tail was deleted",
+            )
+        inserted = sorted(unsealed_behind)
+        if inserted:
+            return self._broken(
+                inserted[0],
+                "an event was inserted behind the sealer's back: it is in the log but in no chain",
+            )
+        return Verdict(
+            intact=True,
+            checked=len(self.hashes),
+            head_position=len(self.hashes),
+            head_hash=self.head,
+            checkpoints_checked=self.checkpoints,
+        )
+
+
 def verify(
     entries: Iterable[ChainEntry],
     *,
@@ -93,79 +193,10 @@ def verify(
     Signed checkpoints found in the log, and ``held_checkpoints`` (copies an auditor kept
     from earlier), must carry a valid signature and match the recomputed chain.
     """
-    hashes: list[bytes] = []  # recomputed hash of position i + 1
-    checkpoints = 0
-
-    def broken(position: int, problem: str) -> Verdict:
-        head = len(hashes)
-        return Verdict(
-            intact=False,
-            checked=head,
-            head_position=head,
-            head_hash=hashes[-1] if hashes else GENESIS,
-            bad_position=position,
-            problem=problem,
-            checkpoints_checked=checkpoints,
-        )
-
-    def mismatch(checkpoint: Mapping[str, Any]) -> Verdict | None:
-        at = int(checkpoint["position"])
-        if not signing.signature_valid(checkpoint):
-            return broken(at, "a checkpoint's signature is not valid")
-        if at > len(hashes):
-            return broken(
-                len(hashes) + 1,
-                f"the log ends before the signed checkpoint at {at}: its tail was deleted",
-            )
-        if hashes[at - 1].hex() != checkpoint["hash"]:
-            return broken(at, "the chain no longer matches the checkpoint signed at this position")
-        return None
-
+    walker = Verifier()
     for entry in entries:
-        expected = len(hashes) + 1
-        if entry.position != expected:
-            kind = "deleted" if entry.position > expected else "reordered"
-            return broken(
-                expected, f"chain rows {kind}: expected position {expected}, found {entry.position}"
-            )
-        if entry.event is None:
-            return broken(expected, f"event {entry.event_id} sealed here was deleted")
-        if str(entry.event.event_id) != entry.event_id:
-            return broken(expected, "the event here is not the one sealed here (replaced)")
-        recomputed = link(hashes[-1] if hashes else GENESIS, entry.event, position=expected)
-        if recomputed != entry.hash:
-            return broken(
-                expected,
-                "hash mismatch: the event was modified after it was sealed,"
-                " or chain rows were swapped",
-            )
-        hashes.append(recomputed)
-        if entry.event.event_type == signing.CHECKPOINT:
-            found = mismatch(entry.event.data)
-            if found is not None:
-                return found
-            checkpoints += 1
-    for held in held_checkpoints:
-        found = mismatch(held)
-        if found is not None:
+        if (found := walker.add(entry)) is not None:
             return found
-        checkpoints += 1
-    if sealed_head is not None and sealed_head > len(hashes):
-        return broken(
-            len(hashes) + 1,
-            f"the chain ends at {len(hashes)} but {sealed_head}"
-            " positions were sealed: its tail was deleted",
-        )
-    inserted = sorted(unsealed_behind)
-    if inserted:
-        return broken(
-            inserted[0],
-            "an event was inserted behind the sealer's back: it is in the log but in no chain",
-        )
-    return Verdict(
-        intact=True,
-        checked=len(hashes),
-        head_position=len(hashes),
-        head_hash=hashes[-1] if hashes else GENESIS,
-        checkpoints_checked=checkpoints,
+    return walker.finish(
+        unsealed_behind=unsealed_behind, sealed_head=sealed_head, held_checkpoints=held_checkpoints
     )

@@ -53,6 +53,7 @@ def headers_for(service: str, event: RecordedEvent) -> list[tuple[str, bytes]]:
         "ce_causationid": meta.causation_id or "",
         "ce_organisation": meta.organisation or "",
         "ce_actor": meta.actor or "",
+        "ce_idempotencykey": meta.idempotency_key or "",
         "content-type": "application/json",
     }
     return [(k, v.encode()) for k, v in attrs.items()]
