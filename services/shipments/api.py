@@ -1,0 +1,225 @@
+"""Shipments write routes: HTTP <-> handlers. No SQL, no rules.
+
+Every write accepts `Idempotency-Key`; writes to an existing convoy accept `If-Match`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from services.shipments import domain, handlers
+from services.shipments.requests import (
+    CancelIn,
+    CloseIn,
+    ConvoyId,
+    ConvoyIn,
+    DeliveryIn,
+    EntriesIn,
+    IfMatch,
+    LineRef,
+    LoadIn,
+    UnloadIn,
+)
+from shared.web import Caller, Ctx, write
+
+router = APIRouter(prefix="/v1", tags=["convoys"])
+
+
+@router.post("/convoys", status_code=201)
+async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+    """Plan a convoy: origin, recipient, carrier, vehicles, drivers, departure (the logistics
+    role of the origin or the carrier)."""
+    now = ctx.clock()
+    command = domain.PlanConvoy(
+        convoy_id=body.convoy_id or str(uuid.uuid4()),
+        reference=body.reference,
+        origin_id=body.origin_id,
+        destination_id=body.destination_id,
+        carrier_id=body.carrier_id,
+        planned_departure=body.planned_departure,
+        vehicles=tuple(
+            domain.Vehicle(v.registration, v.type, Decimal(v.capacity_kg)) for v in body.vehicles
+        ),
+        drivers=tuple(d.model_dump() for d in body.drivers),
+        route=tuple(body.route),
+        note=body.note,
+        occurred_at=body.occurred_at or now,
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.plan_convoy(
+            conn, command, caller=caller, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/convoys/{convoy_id}/manifest", status_code=201)
+async def load_line(
+    convoy_id: ConvoyId,
+    body: LoadIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Load a quantity of a committed in-kind pledge line onto one of the convoy's vehicles.
+    Never more than remains on the line across all convoys (409 exceeds-remaining), never
+    over the vehicle's capacity (409 overweight)."""
+    now = ctx.clock()
+    command = domain.LoadLine(
+        manifest_line_id=body.manifest_line_id or str(uuid.uuid4()),
+        pledge_id=body.pledge_id,
+        line_id=body.line_id,
+        quantity=Decimal(body.quantity),
+        vehicle=body.vehicle,
+        weight_kg=Decimal(body.weight_kg) if body.weight_kg is not None else None,
+        occurred_at=body.occurred_at or now,
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.load_line(
+            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/convoys/{convoy_id}/manifest/{manifest_line_id}/unload")
+async def unload_line(
+    convoy_id: ConvoyId,
+    manifest_line_id: LineRef,
+    body: UnloadIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Take a line off before dispatch: its quantity goes back to the pledge line."""
+    now = ctx.clock()
+    command = domain.UnloadLine(
+        manifest_line_id=manifest_line_id, reason=body.reason, occurred_at=body.occurred_at or now
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.unload_line(
+            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/convoys/{convoy_id}/cancel")
+async def cancel_convoy(
+    convoy_id: ConvoyId,
+    body: CancelIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Cancel before dispatch; everything loaded goes back to its pledge line."""
+    now = ctx.clock()
+    command = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or now)
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.cancel_convoy(
+            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/convoys/{convoy_id}/entries")
+async def record_entries(
+    convoy_id: ConvoyId, body: EntriesIn, request: Request, ctx: Ctx, caller: Caller
+) -> JSONResponse:
+    """Field entries from the road (dispatch, checkpoint, border_crossing, custody_handoff,
+    incident, arrival), one or a batch, late and in any order. All or nothing: a refused entry
+    is named in the problem and nothing is stored. An entry sent again unchanged is answered as
+    the first time (`already_recorded` counts them)."""
+    now = ctx.clock()
+    entries = [entry.command() for entry in body.entries]
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.record_entries(
+            conn, convoy_id, entries, caller=caller, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/convoys/{convoy_id}/delivery", status_code=201)
+async def confirm_delivery(
+    convoy_id: ConvoyId,
+    body: DeliveryIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The recipient's proof of delivery: per manifest line, received in good condition,
+    damaged and short, which must add up to loaded minus lost (422 shows the arithmetic)."""
+    now = ctx.clock()
+    command = domain.ConfirmDelivery(
+        receiver_name=body.receiver.name,
+        receiver_role=body.receiver.role,
+        document_name=body.document.name if body.document else None,
+        document_sha256=body.document.sha256 if body.document else None,
+        lines=tuple(
+            domain.DeliveredQuantities(
+                manifest_line_id=x.manifest_line_id,
+                received=Decimal(x.received),
+                damaged=Decimal(x.damaged),
+                short=Decimal(x.short),
+            )
+            for x in body.lines
+        ),
+        occurred_at=body.occurred_at or now,
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.confirm_delivery(
+            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/convoys/{convoy_id}/close")
+async def close_convoy(
+    convoy_id: ConvoyId,
+    body: CloseIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Close a delivered convoy (or one whose load was lost): no road event is taken after."""
+    now = ctx.clock()
+    command = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or now)
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.close_convoy(
+            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
+        ),
+    )

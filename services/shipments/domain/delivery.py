@@ -1,0 +1,170 @@
+"""Proof of delivery by the recipient, and closing a convoy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from services.shipments import events as ev
+from services.shipments.domain import errors
+from services.shipments.domain.model import Convoy, ConvoyStatus, text
+from services.shipments.domain.planning import not_in_future, require_existing
+from shared.events import NewEvent
+
+__all__ = ["CloseConvoy", "ConfirmDelivery", "DeliveredQuantities", "close", "confirm_delivery"]
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredQuantities:
+    manifest_line_id: str
+    received: Decimal
+    damaged: Decimal
+    short: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmDelivery:
+    receiver_name: str
+    receiver_role: str
+    lines: tuple[DeliveredQuantities, ...]
+    occurred_at: datetime
+    document_name: str | None = None
+    document_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConvoy:
+    occurred_at: datetime
+    note: str | None = None
+
+
+def _covers_the_manifest(state: Convoy, command: ConfirmDelivery) -> None:
+    sent = [x.manifest_line_id for x in command.lines]
+    on_board = [x.manifest_line_id for x in state.loaded]
+    twice = sorted({i for i in sent if sent.count(i) > 1})
+    unknown = sorted(set(sent) - set(on_board))
+    missing = [i for i in on_board if i not in sent]
+    if twice or unknown or missing:
+        parts = []
+        if unknown:
+            parts.append(f"not on the manifest: {', '.join(unknown)}")
+        if twice:
+            parts.append(f"given twice: {', '.join(twice)}")
+        if missing:
+            parts.append(f"missing: {', '.join(missing)}")
+        raise errors.invalid(
+            "the delivery must give every manifest line once (" + "; ".join(parts) + ")",
+            name="lines",
+            reason="does not match the manifest",
+        )
+
+
+def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) -> list[NewEvent]:
+    """Per line, received + damaged + short must equal loaded - lost. Raises NotFound,
+    WrongStatus (not arrived, or confirmed already), ValidationFailed (lines that do not match
+    the manifest, future time), DeliveryArithmetic (with every line's sums)."""
+    require_existing(state)
+    status = state.status
+    if status is not ConvoyStatus.ARRIVED:
+        hint = "it was confirmed already" if state.delivery else "record its arrival first"
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} is {status.value}: {hint}",
+            extra={"current_status": status.value},
+        )
+    not_in_future(command.occurred_at, now)
+    arrived_at = state.arrived_at
+    if arrived_at is not None and command.occurred_at < arrived_at:
+        raise errors.invalid(
+            f"the delivery at {command.occurred_at.isoformat()} is before the arrival at"
+            f" {arrived_at.isoformat()}",
+            name="occurred_at",
+            reason="before arrival",
+        )
+    _covers_the_manifest(state, command)
+    lost = state.lost()
+    given = {x.manifest_line_id: x for x in command.lines}
+    lines, wrong, sums = [], [], []
+    for line in state.loaded:
+        q = given[line.manifest_line_id]
+        lost_here = lost.get(line.manifest_line_id, ZERO)
+        expected = line.quantity - lost_here
+        total = q.received + q.damaged + q.short
+        sums.append(
+            {
+                "manifest_line_id": line.manifest_line_id,
+                "item": line.item,
+                "unit": line.unit,
+                "loaded": text(line.quantity),
+                "lost": text(lost_here),
+                "expected": text(expected),
+                "received": text(q.received),
+                "damaged": text(q.damaged),
+                "short": text(q.short),
+                "total": text(total),
+            }
+        )
+        if total != expected:
+            wrong.append(
+                f"line {line.manifest_line_id} ({line.item}, {line.unit}): received"
+                f" {text(q.received)} + damaged {text(q.damaged)} + short {text(q.short)} ="
+                f" {text(total)}, but loaded {text(line.quantity)} - lost {text(lost_here)} ="
+                f" {text(expected)}"
+            )
+        lines.append(
+            ev.DeliveredLine(
+                manifest_line_id=line.manifest_line_id,
+                pledge_id=line.pledge_id,
+                line_id=line.line_id,
+                item=line.item,
+                unit=line.unit,
+                loaded=text(line.quantity),
+                received=text(q.received),
+                damaged=text(q.damaged),
+                short=text(q.short),
+                lost=text(lost_here),
+                correlation_id=line.correlation_id,
+            )
+        )
+    if wrong:
+        raise errors.DeliveryArithmetic(
+            "received + damaged + short must equal loaded - lost on every line; "
+            + "; ".join(wrong),
+            extra={"lines": sums},
+        )
+    document = (
+        ev.Document(name=command.document_name, sha256=command.document_sha256)
+        if command.document_name and command.document_sha256
+        else None
+    )
+    data = ev.DeliveryConfirmed(
+        convoy_id=state.convoy_id,
+        recipient_id=state.destination_id,
+        origin_id=state.origin_id,
+        carrier_id=state.carrier_id,
+        confirmed_by=ev.ConfirmedBy(name=command.receiver_name, role=command.receiver_role),
+        document=document,
+        lines=lines,
+    )
+    return [NewEvent(ev.DELIVERY_CONFIRMED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEvent]:
+    """Once delivered, or once everything on board was lost. Raises NotFound, WrongStatus."""
+    require_existing(state)
+    status = state.status
+    if status not in (ConvoyStatus.DELIVERED, ConvoyStatus.LOST):
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} is {status.value}: a convoy is closed after its delivery"
+            " is confirmed, or when everything on board was lost",
+            extra={"current_status": status.value},
+        )
+    not_in_future(command.occurred_at, now)
+    data = ev.ConvoyClosed(
+        convoy_id=state.convoy_id,
+        outcome="delivered" if status is ConvoyStatus.DELIVERED else "lost",
+        note=command.note,
+    )
+    return [NewEvent(ev.CONVOY_CLOSED, ev.payload(data), occurred_at=command.occurred_at)]

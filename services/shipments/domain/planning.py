@@ -1,0 +1,305 @@
+"""Planning and loading a convoy: plan, load, unload, cancel. Pure: time comes in as `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from services.shipments import events as ev
+from services.shipments.domain import errors
+from services.shipments.domain.model import (
+    CLOCK_SKEW,
+    Convoy,
+    ConvoyStatus,
+    PledgeLine,
+    Vehicle,
+    text,
+)
+from shared.errors import Conflict, NotFound
+from shared.events import NewEvent
+
+__all__ = [
+    "CancelConvoy",
+    "LoadLine",
+    "PlanConvoy",
+    "UnloadLine",
+    "cancel",
+    "line_weight",
+    "load",
+    "not_in_future",
+    "plan",
+    "require_existing",
+    "unload",
+]
+
+GRAMS = Decimal("0.001")
+BEFORE_DISPATCH = (ConvoyStatus.PLANNED, ConvoyStatus.LOADING)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConvoy:
+    convoy_id: str
+    reference: str
+    origin_id: str
+    destination_id: str
+    carrier_id: str
+    planned_departure: datetime
+    vehicles: tuple[Vehicle, ...]
+    occurred_at: datetime
+    drivers: tuple[Mapping[str, Any], ...] = ()
+    route: tuple[str, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLine:
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    quantity: Decimal
+    vehicle: str
+    occurred_at: datetime
+    weight_kg: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnloadLine:
+    manifest_line_id: str
+    occurred_at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelConvoy:
+    reason: str
+    occurred_at: datetime
+
+
+def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
+    if occurred_at > now + CLOCK_SKEW:
+        raise errors.invalid(
+            f"{field} {occurred_at.isoformat()} lies in the future (it is now"
+            f" {now.isoformat()}): record what already happened",
+            name=field,
+            reason="in the future",
+        )
+
+
+def require_existing(state: Convoy) -> Convoy:
+    if not state.exists:
+        raise NotFound(f"convoy {state.convoy_id} does not exist")
+    return state
+
+
+def _before_dispatch(state: Convoy, doing: str) -> None:
+    status = state.status
+    if status not in BEFORE_DISPATCH:
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} is {status.value}: {doing} only before dispatch",
+            extra={"current_status": status.value},
+        )
+
+
+def plan(state: Convoy, command: PlanConvoy, *, now: datetime) -> list[NewEvent]:
+    """Raises Conflict (id taken), ValidationFailed (same origin and destination, a vehicle
+    twice, a driver on an unknown vehicle, a future time)."""
+    if state.exists:
+        raise Conflict(f"convoy {command.convoy_id} already exists")
+    if command.origin_id == command.destination_id:
+        raise errors.invalid(
+            "a convoy goes from one organisation to another",
+            name="destination_id",
+            reason="same as origin",
+        )
+    registrations = [v.registration for v in command.vehicles]
+    twice = sorted({r for r in registrations if registrations.count(r) > 1})
+    if twice:
+        raise errors.invalid(
+            f"vehicle {', '.join(twice)} is listed twice", name="vehicles", reason="duplicate"
+        )
+    for i, driver in enumerate(command.drivers):
+        vehicle = driver.get("vehicle")
+        if vehicle is not None and vehicle not in registrations:
+            raise errors.invalid(
+                f"driver {i + 1} is assigned to vehicle {vehicle}, which is not on this convoy"
+                f" (vehicles: {', '.join(registrations)})",
+                name=f"drivers.{i}.vehicle",
+                reason="unknown vehicle",
+            )
+    not_in_future(command.occurred_at, now)
+    data = ev.ConvoyPlanned(
+        convoy_id=command.convoy_id,
+        reference=command.reference,
+        origin_id=command.origin_id,
+        destination_id=command.destination_id,
+        carrier_id=command.carrier_id,
+        planned_departure=command.planned_departure,
+        vehicles=[
+            ev.Vehicle(registration=v.registration, type=v.type, capacity_kg=text(v.capacity_kg))
+            for v in command.vehicles
+        ],
+        drivers=[ev.Driver(**d) for d in command.drivers],
+        route=list(command.route),
+        note=command.note,
+    )
+    return [NewEvent(ev.CONVOY_PLANNED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def line_weight(pledge_line: PledgeLine, quantity: Decimal, given: Decimal | None) -> Decimal:
+    """The weight of `quantity` of the line: as given, else prorated from the pledge's estimate,
+    else from the unit. Raises ValidationFailed when nothing tells it."""
+    if given is not None:
+        return given
+    if pledge_line.weight_kg is not None and pledge_line.quantity > 0:
+        share = pledge_line.weight_kg * quantity / pledge_line.quantity
+        return share.quantize(GRAMS, rounding=ROUND_HALF_UP)
+    if pledge_line.unit == "kg":
+        return quantity
+    if pledge_line.unit == "tonnes":
+        return quantity * 1000
+    raise errors.invalid(
+        f"the weight of {text(quantity)} {pledge_line.unit} of {pledge_line.item} is unknown:"
+        " the pledge gives no estimate, so send weight_kg",
+        name="weight_kg",
+        reason="required for this line",
+    )
+
+
+def _check_loadable(state: Convoy, command: LoadLine, line: PledgeLine | None) -> PledgeLine:
+    ref = f"{command.pledge_id}/{command.line_id}"
+    if line is None:
+        raise errors.invalid(
+            f"pledge line {ref} is not known to shipments: only committed in-kind lines"
+            " announced by pledges can be loaded (a fresh commitment takes a moment to arrive)",
+            name="line_id",
+            reason="unknown pledge line",
+        )
+    if line.status != "committed":
+        raise errors.NotLoadable(
+            f"pledge line {ref} is {line.status}: only committed lines can be loaded",
+            extra={"pledge_line_status": line.status},
+        )
+    if line.recipient_id != state.destination_id:
+        raise errors.invalid(
+            f"pledge line {ref} is pledged to {line.recipient_id}, but this convoy goes to"
+            f" {state.destination_id}",
+            name="line_id",
+            reason="another recipient",
+        )
+    return line
+
+
+def load(
+    state: Convoy,
+    command: LoadLine,
+    *,
+    now: datetime,
+    pledge_line: PledgeLine | None,
+    allocated: Decimal,
+) -> list[NewEvent]:
+    """`allocated` is what every convoy has loaded from the pledge line so far (the caller holds
+    the line's lock). Raises NotFound, WrongStatus, Conflict (manifest line id taken),
+    ValidationFailed (unknown vehicle or pledge line, another recipient, weight unknown,
+    future time), NotLoadable, ExceedsRemaining, Overweight."""
+    require_existing(state)
+    _before_dispatch(state, "loading happens")
+    if state.line(command.manifest_line_id) is not None:
+        raise Conflict(f"manifest line {command.manifest_line_id} already exists on this convoy")
+    vehicle = state.vehicle(command.vehicle)
+    if vehicle is None:
+        known = ", ".join(v.registration for v in state.vehicles)
+        raise errors.invalid(
+            f"vehicle {command.vehicle} is not on convoy {state.convoy_id} (vehicles: {known})",
+            name="vehicle",
+            reason="unknown vehicle",
+        )
+    not_in_future(command.occurred_at, now)
+    line = _check_loadable(state, command, pledge_line)
+    remaining = line.quantity - allocated
+    if command.quantity > remaining:
+        raise errors.ExceedsRemaining(
+            f"pledge line {line.pledge_id}/{line.line_id} ({line.item}) has {text(line.quantity)}"
+            f" {line.unit} committed, {text(allocated)} already loaded on convoys, so"
+            f" {text(max(remaining, Decimal(0)))} remain: {text(command.quantity)} is too many",
+            extra={
+                "committed": text(line.quantity),
+                "allocated": text(allocated),
+                "remaining": text(max(remaining, Decimal(0))),
+                "requested": text(command.quantity),
+            },
+        )
+    weight = line_weight(line, command.quantity, command.weight_kg)
+    on_board = state.vehicle_load(vehicle.registration)
+    if on_board + weight > vehicle.capacity_kg:
+        raise errors.Overweight(
+            f"vehicle {vehicle.registration} carries {text(on_board)} kg; adding {text(weight)}"
+            f" kg makes {text(on_board + weight)} kg, over its capacity of"
+            f" {text(vehicle.capacity_kg)} kg",
+            extra={
+                "vehicle": vehicle.registration,
+                "capacity_kg": text(vehicle.capacity_kg),
+                "on_board_kg": text(on_board),
+                "adding_kg": text(weight),
+            },
+        )
+    data = ev.ManifestLineLoaded(
+        convoy_id=state.convoy_id,
+        manifest_line_id=command.manifest_line_id,
+        pledge_id=line.pledge_id,
+        line_id=line.line_id,
+        donor_id=line.donor_id,
+        recipient_id=line.recipient_id,
+        item=line.item,
+        category=line.category,
+        unit=line.unit,
+        quantity=text(command.quantity),
+        weight_kg=text(weight),
+        vehicle=vehicle.registration,
+        correlation_id=line.correlation_id,
+    )
+    return [NewEvent(ev.MANIFEST_LINE_LOADED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEvent]:
+    """Gives the quantity back to the pledge line. Raises NotFound, WrongStatus."""
+    require_existing(state)
+    line = state.line(command.manifest_line_id)
+    if line is None:
+        raise NotFound(f"manifest line {command.manifest_line_id} is not on this convoy")
+    _before_dispatch(state, "unloading happens")
+    if line.state.value != "loaded":
+        raise errors.WrongStatus(f"manifest line {line.manifest_line_id} was already unloaded")
+    not_in_future(command.occurred_at, now)
+    data = ev.ManifestLineUnloaded(
+        convoy_id=state.convoy_id,
+        manifest_line_id=line.manifest_line_id,
+        pledge_id=line.pledge_id,
+        line_id=line.line_id,
+        quantity=text(line.quantity),
+        reason=command.reason,
+    )
+    return [NewEvent(ev.MANIFEST_LINE_UNLOADED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def cancel(state: Convoy, command: CancelConvoy, *, now: datetime) -> list[NewEvent]:
+    """Only before dispatch; every loaded quantity goes back to its pledge line."""
+    require_existing(state)
+    _before_dispatch(state, "a convoy can be cancelled")
+    not_in_future(command.occurred_at, now)
+    data = ev.ConvoyCancelled(
+        convoy_id=state.convoy_id,
+        reason=command.reason,
+        released=[
+            ev.ReleasedLine(
+                manifest_line_id=x.manifest_line_id,
+                pledge_id=x.pledge_id,
+                line_id=x.line_id,
+                quantity=text(x.quantity),
+            )
+            for x in state.loaded
+        ],
+    )
+    return [NewEvent(ev.CONVOY_CANCELLED, ev.payload(data), occurred_at=command.occurred_at)]

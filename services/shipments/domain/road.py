@@ -1,0 +1,279 @@
+"""Field entries from the road: dispatch, checkpoints, border crossings, custody hand-offs,
+incidents and arrival, uploaded in batches, late and in any order.
+
+Each entry carries the client's id. An entry sent again with the same content is answered as
+the first time and records nothing; the same id with other content is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from services.shipments import events as ev
+from services.shipments.domain import errors
+from services.shipments.domain.model import (
+    LOSS_KINDS,
+    Convoy,
+    ConvoyStatus,
+    PledgeLine,
+    dec,
+    evolve,
+    text,
+)
+from services.shipments.domain.planning import BEFORE_DISPATCH, not_in_future, require_existing
+from shared.events import Metadata, NewEvent, RecordedEvent
+
+__all__ = ["FieldEntry", "RoadDecision", "record_entries"]
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldEntry:
+    """`details` holds the kind's own fields as JSON (place, outcome, lines, note...)."""
+
+    entry_id: str
+    kind: str
+    occurred_at: datetime
+    details: Mapping[str, Any]
+
+    @property
+    def digest(self) -> str:
+        canonical = {
+            "entry_id": self.entry_id,
+            "kind": self.kind,
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
+            "details": self.details,
+        }
+        raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RoadDecision:
+    events: list[NewEvent]
+    answers: list[dict[str, Any]]  # in the order the entries were sent
+    replayed: int
+
+
+def _common(state: Convoy, entry: FieldEntry, now: datetime) -> None:
+    status = state.status
+    if status is ConvoyStatus.CLOSED:
+        raise errors.ConvoyClosed(
+            f"convoy {state.convoy_id} is closed: entry {entry.entry_id} ({entry.kind}) cannot"
+            " be recorded any more",
+            extra={"entry_id": entry.entry_id, "current_status": status.value},
+        )
+    if status is ConvoyStatus.CANCELLED:
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} was cancelled: entry {entry.entry_id} cannot be recorded",
+            extra={"entry_id": entry.entry_id, "current_status": status.value},
+        )
+    not_in_future(entry.occurred_at, now, f"entries[{entry.entry_id}].occurred_at")
+    if entry.kind == "dispatch":
+        return
+    if state.dispatched_at is None:
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} is {status.value}: record its dispatch before entry"
+            f" {entry.entry_id} ({entry.kind})",
+            extra={"entry_id": entry.entry_id, "current_status": status.value},
+        )
+    if entry.occurred_at < state.dispatched_at:
+        raise errors.invalid(
+            f"entry {entry.entry_id} ({entry.kind}) occurred at {entry.occurred_at.isoformat()},"
+            f" before the convoy was dispatched at {state.dispatched_at.isoformat()}",
+            name=f"entries[{entry.entry_id}].occurred_at",
+            reason="before dispatch",
+        )
+
+
+def _dispatch(
+    state: Convoy, entry: FieldEntry, pledge_lines: Mapping[tuple[str, str], PledgeLine]
+) -> dict[str, Any]:
+    if state.status not in BEFORE_DISPATCH:
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} is {state.status.value}: it was dispatched already",
+            extra={"entry_id": entry.entry_id, "current_status": state.status.value},
+        )
+    if not state.loaded:
+        raise errors.EmptyConvoy(
+            f"convoy {state.convoy_id} has nothing on its manifest: load pledge lines before"
+            " dispatching it",
+            extra={"entry_id": entry.entry_id},
+        )
+    withdrawn = sorted(
+        x.manifest_line_id
+        for x in state.loaded
+        if (p := pledge_lines.get((x.pledge_id, x.line_id))) is not None and p.status == "withdrawn"
+    )
+    if withdrawn:
+        raise errors.NotLoadable(
+            f"the pledges behind manifest line(s) {', '.join(withdrawn)} were withdrawn since"
+            " loading: unload them before dispatch",
+            extra={"entry_id": entry.entry_id, "manifest_line_ids": withdrawn},
+        )
+    last_loaded = max(x.loaded_at for x in state.loaded)
+    if entry.occurred_at < last_loaded:
+        raise errors.invalid(
+            f"dispatch at {entry.occurred_at.isoformat()} is before the last loading at"
+            f" {last_loaded.isoformat()}",
+            name=f"entries[{entry.entry_id}].occurred_at",
+            reason="before loading",
+        )
+    custody = entry.details.get("custody") or {"organisation_id": state.carrier_id}
+    return {
+        "manifest_lines": len(state.loaded),
+        "weight_kg": text(state.weight_kg),
+        "custody": custody,
+    }
+
+
+def _incident(state: Convoy, entry: FieldEntry) -> None:
+    d = entry.details
+    if d["kind"] in LOSS_KINDS and state.delivery is not None:
+        raise errors.WrongStatus(
+            f"the delivery of convoy {state.convoy_id} is confirmed: losses must be recorded"
+            f" before it (entry {entry.entry_id})",
+            extra={"entry_id": entry.entry_id, "current_status": state.status.value},
+        )
+    lost = state.lost()
+    for i, affected in enumerate(d.get("lines", ())):
+        field = f"entries[{entry.entry_id}].lines.{i}"
+        line = state.line(affected["manifest_line_id"])
+        if line is None or line.state.value != "loaded":
+            raise errors.invalid(
+                f"manifest line {affected['manifest_line_id']} is not on convoy {state.convoy_id}",
+                name=f"{field}.manifest_line_id",
+                reason="unknown manifest line",
+            )
+        quantity = dec(affected["quantity"])
+        already = lost.get(line.manifest_line_id, ZERO) if d["kind"] in LOSS_KINDS else ZERO
+        if already + quantity > line.quantity:
+            raise errors.invalid(
+                f"manifest line {line.manifest_line_id} ({line.item}) was loaded with"
+                f" {text(line.quantity)} {line.unit}; {text(already)} already recorded lost +"
+                f" {text(quantity)} = {text(already + quantity)} is more than was loaded",
+                name=f"{field}.quantity",
+                reason="more than loaded",
+            )
+
+
+def _arrival(state: Convoy, entry: FieldEntry) -> None:
+    if state.arrived_at is not None:
+        raise errors.WrongStatus(
+            f"convoy {state.convoy_id} arrived already, at {state.arrived_at.isoformat()}",
+            extra={"entry_id": entry.entry_id, "current_status": state.status.value},
+        )
+
+
+def _party_organisations(details: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for key in ("custody", "from_party", "to_party"):
+        party = details.get(key)
+        if party and party.get("organisation_id"):
+            out.append((key, str(party["organisation_id"])))
+    return out
+
+
+def _decide(
+    state: Convoy,
+    entry: FieldEntry,
+    *,
+    now: datetime,
+    known_organisations: Collection[str],
+    pledge_lines: Mapping[tuple[str, str], PledgeLine],
+) -> NewEvent:
+    _common(state, entry, now)
+    for key, organisation in _party_organisations(entry.details):
+        if organisation not in known_organisations:
+            raise errors.invalid(
+                f"organisation {organisation} is not in the registry",
+                name=f"entries[{entry.entry_id}].{key}.organisation_id",
+                reason="unknown organisation",
+            )
+    details = dict(entry.details)
+    if entry.kind == "dispatch":
+        details.update(_dispatch(state, entry, pledge_lines))
+    elif entry.kind == "incident":
+        _incident(state, entry)
+    elif entry.kind == "arrival":
+        _arrival(state, entry)
+    event_type = ev.ENTRY_EVENTS[entry.kind]
+    data = ev.SCHEMAS[event_type].model_validate(
+        {
+            "convoy_id": state.convoy_id,
+            "entry_id": entry.entry_id,
+            "entry_sha256": entry.digest,
+            **details,
+        }
+    )
+    return NewEvent(event_type, ev.payload(data), occurred_at=entry.occurred_at)
+
+
+def _provisional(state: Convoy, event: NewEvent, now: datetime) -> RecordedEvent:
+    """The event as it will be recorded, so that later entries of the batch see it."""
+    return RecordedEvent(
+        event_id=event.event_id,
+        stream_type=ev.STREAM_CONVOY,
+        stream_id=f"{ev.STREAM_CONVOY}-{state.convoy_id}",
+        stream_version=state.version + 1,
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        occurred_at=event.occurred_at or now,
+        recorded_at=now,
+        data=event.data,
+        metadata=Metadata(),
+    )
+
+
+def record_entries(
+    state: Convoy,
+    entries: Sequence[FieldEntry],
+    *,
+    now: datetime,
+    known_organisations: Collection[str] = (),
+    pledge_lines: Mapping[tuple[str, str], PledgeLine] | None = None,
+) -> RoadDecision:
+    """Decide a batch, all or nothing, taking the entries in the order they occurred.
+
+    `known_organisations` are the registered organisations among those the entries name;
+    `pledge_lines` what pledges last said of the lines on board. Raises NotFound,
+    EntryIdReused, ConvoyClosed, WrongStatus, EmptyConvoy, NotLoadable, ValidationFailed
+    (future or pre-dispatch times, unknown organisations or manifest lines, losses beyond
+    what was loaded); the problem names the entry."""
+    require_existing(state)
+    order = sorted(range(len(entries)), key=lambda i: entries[i].occurred_at)
+    answers: dict[int, dict[str, Any]] = {}
+    events: list[NewEvent] = []
+    replayed = 0
+    for i in order:
+        entry = entries[i]
+        seen = state.entry(entry.entry_id)
+        if seen is not None:
+            if seen.digest != entry.digest:
+                raise errors.EntryIdReused(
+                    f"entry {entry.entry_id} was recorded at {seen.recorded_at.isoformat()} with"
+                    " other content: a new entry needs a new id",
+                    extra={"entry_id": entry.entry_id, "event_id": seen.event_id},
+                )
+            answers[i] = seen.answer()
+            replayed += 1
+            continue
+        event = _decide(
+            state,
+            entry,
+            now=now,
+            known_organisations=known_organisations,
+            pledge_lines=pledge_lines or {},
+        )
+        state = evolve(state, _provisional(state, event, now))
+        events.append(event)
+        recorded = state.entries[-1]
+        answers[i] = recorded.answer()
+    return RoadDecision(events, [answers[i] for i in range(len(entries))], replayed)

@@ -1,0 +1,247 @@
+"""Facts the shipments service records, with the JSON Schema of each (see schemas/).
+
+Every event of a convoy lives in the stream `convoy-<convoy_id>`. Quantities and weights are
+decimals written as JSON strings; times travel in the envelope (`occurred_at`, `recorded_at`).
+Road events carry the field entry they came from (`entry_id`, `entry_sha256`), so a re-sent
+entry is recognised. `shipments.delivery-confirmed` is the contract pledges relies on
+(docs/cross-service-events.md): its shape does not change without a new schema version.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+STREAM_CONVOY = "convoy"
+
+CONVOY_PLANNED = "shipments.convoy-planned"
+MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
+MANIFEST_LINE_UNLOADED = "shipments.manifest-line-unloaded"
+CONVOY_DISPATCHED = "shipments.convoy-dispatched"
+CHECKPOINT_RECORDED = "shipments.checkpoint-recorded"
+BORDER_CROSSED = "shipments.border-crossed"
+CUSTODY_HANDED_OFF = "shipments.custody-handed-off"
+INCIDENT_REPORTED = "shipments.incident-reported"
+CONVOY_ARRIVED = "shipments.convoy-arrived"
+DELIVERY_CONFIRMED = "shipments.delivery-confirmed"
+CONVOY_CLOSED = "shipments.convoy-closed"
+CONVOY_CANCELLED = "shipments.convoy-cancelled"
+
+Decimal = Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="a decimal")]
+Unit = Literal["pieces", "kg", "tonnes", "boxes", "litres"]
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Coordinates(_Event):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Vehicle(_Event):
+    registration: str = Field(min_length=1, max_length=20)
+    type: str = Field(min_length=1, max_length=100)
+    capacity_kg: Decimal
+
+
+class Driver(_Event):
+    """Personal data: shown only to the carrier, the recipient and auditors."""
+
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=50)
+    licence_number: str | None = Field(default=None, max_length=50)
+    vehicle: str | None = Field(default=None, max_length=20, description="registration")
+
+
+class Person(_Event):
+    """Personal data, like drivers."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str | None = Field(default=None, max_length=100)
+
+
+class Party(_Event):
+    """Who holds the goods: a registered organisation, a named other body, and/or a person."""
+
+    organisation_id: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+    person: Person | None = None
+
+
+class _Entry(_Event):
+    convoy_id: str
+    entry_id: str = Field(description="the client-generated id of the field entry")
+    entry_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="digest of the entry sent")
+    note: Text | None = None
+
+
+class ConvoyPlanned(_Event):
+    convoy_id: str
+    reference: str = Field(description="a name people use for the convoy")
+    origin_id: str
+    destination_id: str = Field(description="the recipient organisation")
+    carrier_id: str
+    planned_departure: AwareDatetime
+    vehicles: list[Vehicle] = Field(min_length=1)
+    drivers: list[Driver] = []
+    route: list[str] = Field(default=[], description="planned places, in order")
+    note: Text | None = None
+
+
+class ManifestLineLoaded(_Event):
+    convoy_id: str
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    donor_id: str
+    recipient_id: str
+    item: str
+    category: str | None = None
+    unit: Unit
+    quantity: Decimal
+    weight_kg: Decimal
+    vehicle: str = Field(description="registration of the vehicle carrying the line")
+    correlation_id: str | None = Field(description="the pledge's correlation id")
+
+
+class ManifestLineUnloaded(_Event):
+    convoy_id: str
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    quantity: Decimal = Field(description="given back to the pledge line")
+    reason: Text | None = None
+
+
+class ConvoyDispatched(_Entry):
+    manifest_lines: int
+    weight_kg: Decimal
+    custody: Party = Field(description="who holds the goods from now on")
+
+
+class CheckpointRecorded(_Entry):
+    place: str = Field(min_length=1, max_length=200)
+    coordinates: Coordinates | None = None
+
+
+class BorderCrossed(_Entry):
+    crossing_point: str = Field(min_length=1, max_length=200)
+    from_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    to_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    customs_document: str | None = Field(default=None, max_length=100)
+    outcome: Literal["waiting", "cleared", "held"]
+    coordinates: Coordinates | None = None
+
+
+class CustodyHandedOff(_Entry):
+    from_party: Party
+    to_party: Party
+
+
+class AffectedLine(_Event):
+    manifest_line_id: str
+    quantity: Decimal
+
+
+class IncidentReported(_Entry):
+    kind: Literal["delay", "damage", "theft", "loss", "seizure"]
+    description: Text
+    place: str | None = Field(default=None, max_length=200)
+    delay_minutes: int | None = Field(default=None, ge=0)
+    lines: list[AffectedLine] = Field(
+        default=[], description="theft, loss and seizure: quantities that will not arrive"
+    )
+
+
+class ConvoyArrived(_Entry):
+    place: str | None = Field(default=None, max_length=200)
+
+
+class ConfirmedBy(_Event):
+    name: str
+    role: str
+
+
+class Document(_Event):
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DeliveredLine(_Event):
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    item: str
+    unit: Unit
+    loaded: Decimal
+    received: Decimal = Field(description="in good condition: what pledges counts")
+    damaged: Decimal
+    short: Decimal
+    lost: Decimal = Field(description="recorded lost by incidents on the road")
+    correlation_id: str | None
+
+
+class DeliveryConfirmed(_Event):
+    """received + damaged + short == loaded - lost, on every line."""
+
+    convoy_id: str
+    recipient_id: str
+    origin_id: str
+    carrier_id: str
+    confirmed_by: ConfirmedBy
+    document: Document | None
+    lines: list[DeliveredLine] = Field(min_length=1)
+
+
+class ConvoyClosed(_Event):
+    convoy_id: str
+    outcome: Literal["delivered", "lost"]
+    note: Text | None = None
+
+
+class ReleasedLine(_Event):
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    quantity: Decimal
+
+
+class ConvoyCancelled(_Event):
+    convoy_id: str
+    reason: Text
+    released: list[ReleasedLine] = Field(description="quantities given back to pledge lines")
+
+
+SCHEMAS: dict[str, type[_Event]] = {
+    CONVOY_PLANNED: ConvoyPlanned,
+    MANIFEST_LINE_LOADED: ManifestLineLoaded,
+    MANIFEST_LINE_UNLOADED: ManifestLineUnloaded,
+    CONVOY_DISPATCHED: ConvoyDispatched,
+    CHECKPOINT_RECORDED: CheckpointRecorded,
+    BORDER_CROSSED: BorderCrossed,
+    CUSTODY_HANDED_OFF: CustodyHandedOff,
+    INCIDENT_REPORTED: IncidentReported,
+    CONVOY_ARRIVED: ConvoyArrived,
+    DELIVERY_CONFIRMED: DeliveryConfirmed,
+    CONVOY_CLOSED: ConvoyClosed,
+    CONVOY_CANCELLED: ConvoyCancelled,
+}
+
+# The road events a field entry may produce, by the entry's kind.
+ENTRY_EVENTS: dict[str, str] = {
+    "dispatch": CONVOY_DISPATCHED,
+    "checkpoint": CHECKPOINT_RECORDED,
+    "border_crossing": BORDER_CROSSED,
+    "custody_handoff": CUSTODY_HANDED_OFF,
+    "incident": INCIDENT_REPORTED,
+    "arrival": CONVOY_ARRIVED,
+}
+
+
+def payload(event: _Event) -> dict[str, Any]:
+    """The JSON data of an event, validated by its model."""
+    return event.model_dump(mode="json")

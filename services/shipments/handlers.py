@@ -1,0 +1,297 @@
+"""Shipments use cases: load, check access, decide, append, project. The caller owns the
+transaction.
+
+Every use case loads the convoy stream it decides on before its first write (see
+shared/event_store.py). Loading takes a row lock on the pledge line right after that read: every
+load of the same line, on any convoy, waits for the one before it and then sees its allocation,
+so concurrent loads never take more than remains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.shipments import access, domain, projections, views
+from services.shipments import events as ev
+from shared import directory
+from shared import projections as proj
+from shared.auth import Principal
+from shared.errors import PreconditionFailed
+from shared.event_store import PostgresEventStore, fold
+from shared.events import Metadata, NewEvent
+
+PLEDGE_LINE_COLUMNS = (
+    "pledge_id, line_id, donor_id, recipient_id, item, category, unit, quantity, weight_kg,"
+    " status, correlation_id"
+)
+
+
+async def load_convoy(
+    conn: asyncpg.Connection, convoy_id: str, *, as_of: datetime | None = None
+) -> domain.Convoy:
+    history = await PostgresEventStore(conn).read_stream(
+        f"{ev.STREAM_CONVOY}-{convoy_id}", as_of=as_of
+    )
+    return fold(history, domain.Convoy(convoy_id), domain.evolve)
+
+
+def parties(state: domain.Convoy) -> access.Parties:
+    return access.Parties(state.origin_id, state.destination_id, state.carrier_id, state.donors)
+
+
+def check_if_match(version: int, if_match: int | None) -> None:
+    if if_match is not None and if_match != version:
+        raise PreconditionFailed(
+            f"the convoy is at version {version}, not {if_match}: reload it and retry",
+            extra={"current_version": version},
+        )
+
+
+def pledge_line(row: asyncpg.Record | None) -> domain.PledgeLine | None:
+    if row is None:
+        return None
+    return domain.PledgeLine(
+        pledge_id=row["pledge_id"],
+        line_id=row["line_id"],
+        donor_id=row["donor_id"],
+        recipient_id=row["recipient_id"],
+        item=row["item"],
+        category=row["category"],
+        unit=row["unit"],
+        quantity=Decimal(row["quantity"]),
+        weight_kg=Decimal(row["weight_kg"]) if row["weight_kg"] is not None else None,
+        status=row["status"],
+        correlation_id=row["correlation_id"],
+    )
+
+
+async def allocated(conn: asyncpg.Connection, pledge_id: str, line_id: str) -> Decimal:
+    """What every convoy holds of a pledge line: loaded and not given back."""
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(quantity), 0) FROM manifest_lines"
+        " WHERE pledge_id = $1 AND line_id = $2 AND state = 'loaded'",
+        pledge_id,
+        line_id,
+    )
+    return Decimal(total)
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    state: domain.Convoy,
+    events: list[NewEvent],
+    *,
+    metadata: Metadata,
+    now: datetime,
+) -> domain.Convoy:
+    """Append after the version `state` was read at, project, and return the new state."""
+    if not events:
+        return state  # nothing new happened: an idempotent no-op
+    recorded = await PostgresEventStore(conn).append(
+        stream_type=ev.STREAM_CONVOY,
+        stream_id=f"{ev.STREAM_CONVOY}-{state.convoy_id}",
+        expected_version=state.version,
+        events=events,
+        metadata=metadata,
+        now=now,
+    )
+    await proj.project(conn, projections.ALL, recorded)
+    return fold(recorded, state, domain.evolve)
+
+
+def _answer(state: domain.Convoy, **extra: Any) -> dict[str, Any]:
+    return {
+        "convoy_id": state.convoy_id,
+        "status": state.status.value,
+        "version": state.version,
+        **extra,
+    }
+
+
+async def plan_convoy(
+    conn: asyncpg.Connection,
+    command: domain.PlanConvoy,
+    *,
+    caller: Principal,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    """Raises Forbidden, ValidationFailed (unknown organisations, bad plan), Conflict."""
+    access.require_planner(caller, origin_id=command.origin_id, carrier_id=command.carrier_id)
+    for field in ("origin_id", "destination_id", "carrier_id"):
+        await directory.require(conn, getattr(command, field), field=field)
+    state = await load_convoy(conn, command.convoy_id)
+    events = domain.plan(state, command, now=now)
+    return _answer(await _record(conn, state, events, metadata=metadata, now=now))
+
+
+async def _existing(conn: asyncpg.Connection, convoy_id: str) -> domain.Convoy:
+    return domain.require_existing(await load_convoy(conn, convoy_id))
+
+
+async def load_line(
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    command: domain.LoadLine,
+    *,
+    caller: Principal,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await _existing(conn, convoy_id)
+    access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
+    check_if_match(state.version, if_match)
+    row = await conn.fetchrow(
+        f"SELECT {PLEDGE_LINE_COLUMNS} FROM pledge_lines WHERE pledge_id = $1 AND line_id = $2"
+        " FOR UPDATE",
+        command.pledge_id,
+        command.line_id,
+    )
+    line = pledge_line(row)
+    taken = await allocated(conn, command.pledge_id, command.line_id)
+    events = domain.load(state, command, now=now, pledge_line=line, allocated=taken)
+    assert line is not None  # domain.load refuses an unknown line
+    # the pledge's correlation id follows its goods onto the convoy
+    meta = replace(metadata, correlation_id=line.correlation_id or metadata.correlation_id)
+    state = await _record(conn, state, events, metadata=meta, now=now)
+    loaded = events[0].data
+    return _answer(
+        state,
+        manifest_line_id=command.manifest_line_id,
+        quantity=loaded["quantity"],
+        weight_kg=loaded["weight_kg"],
+        remaining_on_pledge_line=domain.text(line.quantity - taken - command.quantity),
+    )
+
+
+async def unload_line(
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    command: domain.UnloadLine,
+    *,
+    caller: Principal,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await _existing(conn, convoy_id)
+    access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
+    check_if_match(state.version, if_match)
+    events = domain.unload(state, command, now=now)
+    state = await _record(conn, state, events, metadata=metadata, now=now)
+    return _answer(state, manifest_line_id=command.manifest_line_id, given_back=events[0].data)
+
+
+async def cancel_convoy(
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    command: domain.CancelConvoy,
+    *,
+    caller: Principal,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await _existing(conn, convoy_id)
+    access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
+    check_if_match(state.version, if_match)
+    events = domain.cancel(state, command, now=now)
+    state = await _record(conn, state, events, metadata=metadata, now=now)
+    return _answer(state, released=events[0].data["released"])
+
+
+async def record_entries(
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    entries: Sequence[domain.FieldEntry],
+    *,
+    caller: Principal,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    """A batch of field entries, all or nothing; re-sent entries are answered as before."""
+    state = await _existing(conn, convoy_id)
+    access.require_road_writer(caller, parties(state))
+    named = sorted(
+        {
+            str(party["organisation_id"])
+            for entry in entries
+            for key in ("custody", "from_party", "to_party")
+            if (party := entry.details.get(key)) and party.get("organisation_id")
+        }
+    )
+    known = {
+        r["organisation_id"]
+        for r in await conn.fetch(
+            "SELECT organisation_id FROM directory WHERE organisation_id = ANY($1)", named
+        )
+    }
+    rows = await conn.fetch(
+        f"SELECT {PLEDGE_LINE_COLUMNS} FROM pledge_lines"
+        " WHERE (pledge_id, line_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [x.pledge_id for x in state.loaded],
+        [x.line_id for x in state.loaded],
+    )
+    lines = {(r["pledge_id"], r["line_id"]): line for r in rows if (line := pledge_line(r))}
+    decision = domain.record_entries(
+        state, entries, now=now, known_organisations=known, pledge_lines=lines
+    )
+    state = await _record(conn, state, decision.events, metadata=metadata, now=now)
+    return _answer(
+        state,
+        recorded=len(decision.events),
+        already_recorded=decision.replayed,
+        entries=decision.answers,
+    )
+
+
+async def confirm_delivery(
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    command: domain.ConfirmDelivery,
+    *,
+    caller: Principal,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await _existing(conn, convoy_id)
+    access.require_recipient(caller, parties(state))
+    check_if_match(state.version, if_match)
+    events = domain.confirm_delivery(state, command, now=now)
+    correlations = {x.correlation_id for x in state.loaded}
+    if len(correlations) == 1 and None not in correlations:
+        # everything on board answers one pledge: the delivery continues its flow
+        metadata = replace(metadata, correlation_id=correlations.pop())
+    state = await _record(conn, state, events, metadata=metadata, now=now)
+    document = views.document(state)
+    return _answer(
+        state,
+        outcome=document["delivery"]["outcome"],
+        discrepancies=document["discrepancies"],
+    )
+
+
+async def close_convoy(
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    command: domain.CloseConvoy,
+    *,
+    caller: Principal,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    state = await _existing(conn, convoy_id)
+    access.require_closer(caller, parties(state))
+    check_if_match(state.version, if_match)
+    events = domain.close(state, command, now=now)
+    state = await _record(conn, state, events, metadata=metadata, now=now)
+    return _answer(state)

@@ -1,0 +1,180 @@
+"""A convoy as trackers read it, built from its folded state: the read model stores this
+document, and `?as_of=` builds the same from the log. Who may see which parts is access.py's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.shipments import domain
+from services.shipments.domain import ConvoyStatus, dec, text
+
+ZERO = Decimal(0)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _news(entry: domain.Entry | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "kind": entry.kind,
+        "entry_id": entry.entry_id,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "recorded_at": entry.recorded_at.isoformat(),
+    }
+
+
+def position(state: domain.Convoy) -> dict[str, Any] | None:
+    entry = state.position
+    if entry is None:
+        return None
+    place = entry.data.get("place") or entry.data.get("crossing_point")
+    return {
+        "place": place,
+        "coordinates": entry.data.get("coordinates"),
+        "source": entry.kind,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "recorded_at": entry.recorded_at.isoformat(),
+    }
+
+
+def _lines(state: domain.Convoy) -> list[dict[str, Any]]:
+    lost = state.lost()
+    delivered = (
+        {x["manifest_line_id"]: x for x in state.delivery.data["lines"]} if state.delivery else {}
+    )
+    on_road = state.status in domain.ON_THE_ROAD or state.status is ConvoyStatus.ARRIVED
+    out = []
+    for line in state.lines:
+        lost_here = lost.get(line.manifest_line_id, ZERO)
+        active = line.state is domain.LineState.LOADED
+        got = delivered.get(line.manifest_line_id)
+        out.append(
+            {
+                "manifest_line_id": line.manifest_line_id,
+                "pledge_id": line.pledge_id,
+                "line_id": line.line_id,
+                "donor_id": line.donor_id,
+                "item": line.item,
+                "category": line.category,
+                "unit": line.unit,
+                "quantity": text(line.quantity),
+                "weight_kg": text(line.weight_kg),
+                "vehicle": line.vehicle,
+                "correlation_id": line.correlation_id,
+                "state": line.state.value,
+                "loaded_at": line.loaded_at.isoformat(),
+                "lost": text(lost_here),
+                # still on its way: neither lost nor delivered yet
+                "in_transit": text(line.quantity - lost_here) if active and on_road else "0",
+                "delivered": (
+                    {k: got[k] for k in ("received", "damaged", "short")} if got else None
+                ),
+            }
+        )
+    return out
+
+
+def discrepancies(state: domain.Convoy) -> list[dict[str, Any]]:
+    """Lines where less arrived in good condition than was loaded, with why."""
+    lost = state.lost()
+    delivered = (
+        {x["manifest_line_id"]: x for x in state.delivery.data["lines"]} if state.delivery else {}
+    )
+    out = []
+    for line in state.loaded:
+        lost_here = lost.get(line.manifest_line_id, ZERO)
+        got = delivered.get(line.manifest_line_id)
+        damaged = dec(got["damaged"]) if got else ZERO
+        short = dec(got["short"]) if got else ZERO
+        if lost_here == damaged == short == ZERO:
+            continue
+        out.append(
+            {
+                "manifest_line_id": line.manifest_line_id,
+                "pledge_id": line.pledge_id,
+                "line_id": line.line_id,
+                "donor_id": line.donor_id,
+                "item": line.item,
+                "unit": line.unit,
+                "loaded": text(line.quantity),
+                "received": got["received"] if got else None,
+                "damaged": text(damaged),
+                "short": text(short),
+                "lost": text(lost_here),
+            }
+        )
+    return out
+
+
+def _incidents(state: domain.Convoy) -> list[dict[str, Any]]:
+    return [
+        {
+            "entry_id": e.entry_id,
+            "kind": e.data["kind"],
+            "description": e.data["description"],
+            "place": e.data.get("place"),
+            "delay_minutes": e.data.get("delay_minutes"),
+            "lines": e.data.get("lines", []),
+            "occurred_at": e.occurred_at.isoformat(),
+            "recorded_at": e.recorded_at.isoformat(),
+        }
+        for e in state.road
+        if e.kind == "incident"
+    ]
+
+
+def document(state: domain.Convoy) -> dict[str, Any]:
+    """Everything about a convoy, personal data included (access.py redacts it)."""
+    delivery = state.delivery
+    return {
+        "convoy_id": state.convoy_id,
+        "reference": state.reference,
+        "status": state.status.value,
+        "origin_id": state.origin_id,
+        "destination_id": state.destination_id,
+        "carrier_id": state.carrier_id,
+        "planned_departure": _iso(state.planned_departure),
+        "planned_at": _iso(state.planned_at),
+        "dispatched_at": _iso(state.dispatched_at),
+        "arrived_at": _iso(state.arrived_at),
+        "delivered_at": _iso(delivery.occurred_at if delivery else None),
+        "closed_at": _iso(state.closed_at),
+        "cancelled_at": _iso(state.cancelled_at),
+        "cancel_reason": state.cancel_reason,
+        "route": list(state.route),
+        "note": state.note,
+        "vehicles": [
+            {
+                "registration": v.registration,
+                "type": v.type,
+                "capacity_kg": text(v.capacity_kg),
+                "load_kg": text(state.vehicle_load(v.registration)),
+            }
+            for v in state.vehicles
+        ],
+        "drivers": [dict(d) for d in state.drivers],
+        "manifest": _lines(state),
+        "weight_kg": text(state.weight_kg),
+        "position": position(state),
+        "custody": state.custody,
+        "last_news": _news(state.last_news),
+        "incidents": _incidents(state),
+        "delivery": (
+            {
+                "outcome": "partial" if delivery.partial else "full",
+                "occurred_at": delivery.occurred_at.isoformat(),
+                "recorded_at": delivery.recorded_at.isoformat(),
+                "confirmed_by": delivery.data["confirmed_by"],
+                "document": delivery.data["document"],
+            }
+            if delivery
+            else None
+        ),
+        "discrepancies": discrepancies(state),
+        "version": state.version,
+    }
