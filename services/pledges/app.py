@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.pledges import api
 from shared import db, directory, web
 from shared.settings import Settings
 
@@ -14,7 +15,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
         service=SERVICE,
         settings=settings or Settings(),
-        routers=[],
+        routers=[api.router],
         schema=[directory.SCHEMA, db.schema_text("services.pledges")],
         title="twinaid pledges",
+        description="Needs posted by recipients, pledges in kind and in money, what arrived.",
     )

@@ -1,0 +1,232 @@
+"""Needs: post, revise, close, cancel; read with coverage, as of an instant, and their history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from services.pledges import domain, handlers, queries
+from services.pledges.api import access
+from services.pledges.requests import (
+    AsOf,
+    Cursor,
+    EndIn,
+    IfMatch,
+    Limit,
+    NeedIn,
+    NeedRevisionIn,
+    NeedStatus,
+    RecordId,
+)
+from shared.event_store import PostgresEventStore
+from shared.routes import event_json
+from shared.web import Caller, Ctx, write
+
+router = APIRouter(tags=["needs"])
+
+
+@router.post("/needs", status_code=201)
+async def post_need(body: NeedIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+    """Post a need for your own organisation: goods (quantity and unit) or money (amount in
+    minor units and currency), with a priority, what it serves and an optional deadline."""
+    recipient = body.recipient_id or caller.organisation
+    acting_for = access.writer(caller, acting_as=recipient)
+    now = ctx.clock()
+    command = domain.PostNeed(
+        need_id=body.need_id or str(uuid.uuid4()),
+        recipient_id=recipient,
+        kind=body.kind,
+        category=body.category,
+        description=body.description,
+        occurred_at=body.occurred_at or now,
+        quantity=body.quantity,
+        unit=body.unit,
+        amount=body.amount,
+        currency=body.currency,
+        priority=body.priority,
+        serves=tuple(body.serves),
+        deadline=body.deadline,
+        internal_note=body.internal_note,
+        contact=body.contact.event() if body.contact else None,
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.post_need(
+            conn, command, acting_for=acting_for, metadata=meta, now=now
+        ),
+    )
+
+
+@router.get("/needs")
+async def list_needs(
+    ctx: Ctx,
+    caller: Caller,
+    recipient: str | None = None,
+    status: NeedStatus | None = None,
+    category: domain.Category | None = None,
+    priority: domain.Priority | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Needs, newest first, with their coverage; filter by recipient, status (open,
+    partly_covered, covered, closed, cancelled), category and priority."""
+    async with ctx.db.connection() as conn:
+        return await queries.needs(
+            conn,
+            recipient=recipient,
+            status=status,
+            category=category.value if category else None,
+            priority=priority.value if priority else None,
+            cursor=cursor,
+            limit=limit,
+            viewer=access.viewer(caller),
+        )
+
+
+def _need_as_of(state: domain.Need, viewer: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "need_id": state.need_id,
+        "recipient_id": state.recipient_id,
+        "kind": state.kind.value,
+        "category": state.category,
+        "description": state.description,
+        "target": (
+            {"quantity": domain.quantities.fmt(state.quantity), "unit": state.unit}
+            if state.quantity is not None
+            else {"amount": state.amount, "currency": state.currency}
+        ),
+        "priority": state.priority.value,
+        "serves": list(state.serves),
+        "deadline": state.deadline.isoformat() if state.deadline else None,
+        "state": state.state.value,
+        "version": state.version,
+        "correlation_id": state.correlation_id,
+    }
+    if queries.sees_internal(viewer, state.recipient_id):
+        out["internal_note"] = state.internal_note
+        out["contact"] = state.contact
+    return out
+
+
+@router.get("/needs/{need_id}")
+async def get_need(need_id: RecordId, ctx: Ctx, caller: Caller, as_of: AsOf = None) -> Any:
+    """One need with its coverage (target, pledged, committed, delivered, gap). With `as_of`,
+    the need as the recipient had stated it then (coverage is reported by the reports)."""
+    viewer = access.viewer(caller)
+    async with ctx.db.connection() as conn:
+        if as_of is None:
+            return await queries.need(conn, need_id, viewer=viewer)
+        state = domain.require_need(await handlers.load_need(conn, need_id, as_of=as_of))
+    return {**_need_as_of(state, viewer), "as_of": as_of.isoformat()}
+
+
+@router.get("/needs/{need_id}/history")
+async def need_history(need_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Every event of the need, in order (the recipient, auditors and administrators)."""
+    async with ctx.db.connection() as conn:
+        state = domain.require_need(await handlers.load_need(conn, need_id))
+        if not queries.sees_internal(access.viewer(caller), state.recipient_id):
+            caller.require(*access.READ_ALL)
+        events = await PostgresEventStore(conn).read_stream(f"need-{need_id}")
+    return {"need_id": need_id, "events": [event_json(e) for e in events]}
+
+
+@router.post("/needs/{need_id}/revisions")
+async def revise_need(
+    need_id: RecordId,
+    body: NeedRevisionIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Revise a need, with a reason: description, quantity or amount, priority, what it serves,
+    deadline, internal note. The unit, currency and kind stay: post a new need instead."""
+    acting_for = access.writer(caller)
+    now = ctx.clock()
+    changes = body.model_dump(exclude_unset=True, exclude={"reason", "occurred_at"})
+    if "serves" in changes:
+        changes["serves"] = tuple(s.value for s in body.serves or ())
+    command = domain.ReviseNeed(
+        changes=changes, reason=body.reason, occurred_at=body.occurred_at or now
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_need(
+            conn,
+            need_id,
+            lambda s: domain.revise_need(s, command, now=now, acting_for=acting_for),
+            if_match=if_match,
+            metadata=meta,
+            now=now,
+        ),
+    )
+
+
+async def _end(
+    need_id: str,
+    to: domain.NeedState,
+    body: EndIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: int | None,
+) -> JSONResponse:
+    acting_for = access.writer(caller)
+    now = ctx.clock()
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_need(
+            conn,
+            need_id,
+            lambda s: domain.end_need(
+                s,
+                to=to,
+                reason=body.reason,
+                occurred_at=body.occurred_at or now,
+                now=now,
+                acting_for=acting_for,
+            ),
+            if_match=if_match,
+            metadata=meta,
+            now=now,
+        ),
+    )
+
+
+@router.post("/needs/{need_id}/close")
+async def close_need(
+    need_id: RecordId,
+    body: EndIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The recipient is done with the need (usually covered); pledges no longer answer it."""
+    return await _end(need_id, domain.NeedState.CLOSED, body, request, ctx, caller, if_match)
+
+
+@router.post("/needs/{need_id}/cancel")
+async def cancel_need(
+    need_id: RecordId,
+    body: EndIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The need no longer exists; pledges already made keep their lines."""
+    return await _end(need_id, domain.NeedState.CANCELLED, body, request, ctx, caller, if_match)

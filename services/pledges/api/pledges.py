@@ -1,0 +1,304 @@
+"""Pledges: make, commit, amend a line, withdraw; money received (the recipient) and the donor's
+own figures; read one (now or as of an instant), list them, and their history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from services.pledges import domain, handlers, queries, views
+from services.pledges.api import access
+from services.pledges.requests import (
+    AmendIn,
+    AsOf,
+    CommitIn,
+    Cursor,
+    DonorFigureIn,
+    EndIn,
+    IfMatch,
+    Limit,
+    LineIn,
+    PledgeIn,
+    ReceiptIn,
+    RecordId,
+)
+from shared.errors import NotFound
+from shared.event_store import PostgresEventStore
+from shared.routes import event_json
+from shared.web import Caller, Ctx, write
+
+router = APIRouter(tags=["pledges"])
+
+
+def _line(i: int, body: LineIn) -> domain.LineSpec:
+    value = body.estimated_value
+    return domain.LineSpec(
+        line_id=body.line_id or str(i + 1),
+        kind=body.kind,
+        item=body.item,
+        category=body.category.value,
+        need_id=body.need_id,
+        quantity=body.quantity,
+        unit=body.unit,
+        weight_kg=body.weight_kg,
+        value_amount=value.amount if value else None,
+        value_currency=value.currency if value else None,
+        amount=body.amount,
+        currency=body.currency,
+    )
+
+
+@router.post("/pledges", status_code=201)
+async def make_pledge(body: PledgeIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+    """Pledge as your own organisation to a recipient: in-kind lines (item, quantity, unit,
+    optional weight and value) and money lines (amount in minor units, currency), optionally
+    answering needs and under a partnership. `commit: true` makes it binding at once."""
+    donor = body.donor_id or caller.organisation
+    acting_for = access.writer(caller, acting_as=donor)
+    now = ctx.clock()
+    command = domain.MakePledge(
+        pledge_id=body.pledge_id or str(uuid.uuid4()),
+        donor_id=donor,
+        recipient_id=body.recipient_id,
+        lines=tuple(_line(i, line) for i, line in enumerate(body.lines)),
+        occurred_at=body.occurred_at or now,
+        partnership_id=body.partnership_id,
+        description=body.description,
+        internal_note=body.internal_note,
+        contact=body.contact.event() if body.contact else None,
+        commit=body.commit,
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.make_pledge(
+            conn, command, acting_for=acting_for, metadata=meta, now=now
+        ),
+    )
+
+
+@router.get("/pledges")
+async def list_pledges(
+    ctx: Ctx,
+    caller: Caller,
+    donor: str | None = None,
+    recipient: str | None = None,
+    status: domain.PledgeStatus | None = None,
+    need: str | None = None,
+    partnership: str | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Pledges, newest first, each with its lines' progress."""
+    async with ctx.db.connection() as conn:
+        return await queries.pledges(
+            conn,
+            donor=donor,
+            recipient=recipient,
+            status=status.value if status else None,
+            need_id=need,
+            partnership_id=partnership,
+            cursor=cursor,
+            limit=limit,
+        )
+
+
+@router.get("/pledges/{pledge_id}")
+async def get_pledge(
+    pledge_id: RecordId, ctx: Ctx, caller: Caller, as_of: AsOf = None
+) -> dict[str, Any]:
+    """One pledge with every line: amendments, deliveries (received, damaged, short, lost),
+    money received, the donor's own figure and its difference from the recipient's."""
+    async with ctx.db.connection() as conn:
+        state = await handlers.load_pledge(conn, pledge_id, as_of=as_of)
+        if not state.exists:
+            when = f" at {as_of.isoformat()}" if as_of else ""
+            raise NotFound(f"pledge {pledge_id} did not exist{when}")
+        org_names = await queries.names(conn, [state.donor_id, state.recipient_id])
+    out = views.pledge_json(state, org_names=org_names, viewer=access.viewer(caller))
+    return {**out, "as_of": as_of.isoformat()} if as_of else out
+
+
+@router.get("/pledges/{pledge_id}/history")
+async def pledge_history(pledge_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Every event of the pledge, in order (donor, recipient, auditors, administrators)."""
+    async with ctx.db.connection() as conn:
+        state = domain.require_pledge(await handlers.load_pledge(conn, pledge_id))
+        if not queries.sees_internal(access.viewer(caller), state.donor_id, state.recipient_id):
+            caller.require(*access.READ_ALL)
+        events = await PostgresEventStore(conn).read_stream(f"pledge-{pledge_id}")
+    return {"pledge_id": pledge_id, "events": [event_json(e) for e in events]}
+
+
+async def _change(
+    ctx: Ctx,
+    request: Request,
+    caller: Caller,
+    pledge_id: str,
+    if_match: int | None,
+    decide: Any,
+) -> JSONResponse:
+    now = ctx.clock()
+    return await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.change_pledge(
+            conn, pledge_id, lambda s: decide(s, now), if_match=if_match, metadata=meta, now=now
+        ),
+    )
+
+
+@router.post("/pledges/{pledge_id}/commit")
+async def commit_pledge(
+    pledge_id: RecordId,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    body: CommitIn | None = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The donor makes its pledge binding; in-kind lines become loadable by shipments."""
+    acting_for = access.writer(caller)
+    at = body.occurred_at if body else None
+    return await _change(
+        ctx,
+        request,
+        caller,
+        pledge_id,
+        if_match,
+        lambda s, now: domain.commit(s, occurred_at=at or now, now=now, acting_for=acting_for),
+    )
+
+
+@router.post("/pledges/{pledge_id}/withdraw")
+async def withdraw_pledge(
+    pledge_id: RecordId,
+    body: EndIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The donor withdraws what remains of its pledge, with a reason."""
+    acting_for = access.writer(caller)
+    return await _change(
+        ctx,
+        request,
+        caller,
+        pledge_id,
+        if_match,
+        lambda s, now: domain.withdraw(
+            s,
+            reason=body.reason,
+            occurred_at=body.occurred_at or now,
+            now=now,
+            acting_for=acting_for,
+        ),
+    )
+
+
+@router.post("/pledges/{pledge_id}/lines/{line_id}/amendments")
+async def amend_line(
+    pledge_id: RecordId,
+    line_id: RecordId,
+    body: AmendIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The donor changes a line's quantity or amount, with a reason; the old figure is kept."""
+    acting_for = access.writer(caller)
+    return await _change(
+        ctx,
+        request,
+        caller,
+        pledge_id,
+        if_match,
+        lambda s, now: domain.amend_line(
+            s,
+            line_id,
+            size=body.size,
+            reason=body.reason,
+            occurred_at=body.occurred_at or now,
+            now=now,
+            acting_for=acting_for,
+        ),
+    )
+
+
+@router.post("/pledges/{pledge_id}/lines/{line_id}/receipts")
+async def receive_money(
+    pledge_id: RecordId,
+    line_id: RecordId,
+    body: ReceiptIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The recipient confirms money received on a money line; more than pledged is refused."""
+    acting_for = access.writer(caller)
+    return await _change(
+        ctx,
+        request,
+        caller,
+        pledge_id,
+        if_match,
+        lambda s, now: domain.receive_money(
+            s,
+            domain.ReceiveMoney(
+                line_id=line_id,
+                amount=body.amount,
+                currency=body.currency,
+                received_on=body.received_on,
+                reference=body.reference,
+                occurred_at=body.occurred_at or now,
+            ),
+            now=now,
+            acting_for=acting_for,
+        ),
+    )
+
+
+@router.post("/pledges/{pledge_id}/lines/{line_id}/donor-figures")
+async def report_donor_figure(
+    pledge_id: RecordId,
+    line_id: RecordId,
+    body: DonorFigureIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """The donor's own cumulative figure for a line (delivered or paid so far). Counted for
+    nothing; shown beside the recipient's confirmed figure with the difference."""
+    acting_for = access.writer(caller)
+    return await _change(
+        ctx,
+        request,
+        caller,
+        pledge_id,
+        if_match,
+        lambda s, now: domain.report_figure(
+            s,
+            domain.ReportFigure(
+                line_id=line_id,
+                reported_on=body.reported_on,
+                occurred_at=body.occurred_at or now,
+                quantity=body.quantity,
+                amount=body.amount,
+                currency=body.currency,
+                note=body.note,
+            ),
+            now=now,
+            acting_for=acting_for,
+        ),
+    )

@@ -1,0 +1,122 @@
+"""Reports as JSON or as CSV with HXL hashtags; money optionally converted with the caller's
+rate table (`convert_to=EUR&rate=GBP:1.165:2023-02-20`), stating each rate and its date."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+
+from services.pledges import domain, reports
+from services.pledges.tables import Conversion, Table
+from shared.web import Caller, Ctx
+
+router = APIRouter(tags=["reports"])
+
+Id = Annotated[str | None, Query(max_length=100)]
+
+
+def _filters(
+    date_from: Annotated[date | None, Query(alias="from", description="made or posted on")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="inclusive")] = None,
+    donor: Id = None,
+    recipient: Id = None,
+    partnership: Id = None,
+    programme: Annotated[str | None, Query(max_length=200)] = None,
+    category: domain.Category | None = None,
+) -> reports.Filters:
+    return reports.Filters(
+        date_from=date_from,
+        date_to=date_to,
+        donor=donor,
+        recipient=recipient,
+        partnership=partnership,
+        programme=programme,
+        category=category.value if category else None,
+    )
+
+
+Filters = Annotated[reports.Filters, Depends(_filters)]
+Format = Annotated[Literal["json", "csv"], Query(description="csv: header row, then HXL tags")]
+ConvertTo = Annotated[str | None, Query(max_length=3, description="ISO 4217 code")]
+Rates = Annotated[list[str], Query(description="CUR:RATE:YYYY-MM-DD, repeated", max_length=40)]
+
+
+def _answer(table: Table, fmt: str, money: list[str], conversion: Conversion | None) -> Response:
+    if conversion is not None:
+        conversion.apply(table, money)
+        if table.report.startswith("totals"):
+            table.summary = {"converted": reports.converted_summary(table, money)}
+    if fmt == "csv":
+        return Response(
+            table.as_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{table.report}.csv"'},
+        )
+    return JSONResponse(table.as_json())
+
+
+@router.get("/reports/needs", response_model=None)
+async def needs_report(
+    ctx: Ctx,
+    caller: Caller,
+    filters: Filters,
+    format: Format = "json",
+    convert_to: ConvertTo = None,
+    rate: Rates = [],  # noqa: B006 (FastAPI copies the default)
+) -> Response:
+    """Per need: target, pledged, committed, delivered and gap, in its unit or currency."""
+    conversion = Conversion.parse(convert_to, rate)
+    async with ctx.db.connection() as conn:
+        table = await reports.needs(conn, filters)
+    return _answer(table, format, reports.NEED_MONEY, conversion)
+
+
+@router.get("/reports/pledges", response_model=None)
+async def pledges_report(
+    ctx: Ctx,
+    caller: Caller,
+    filters: Filters,
+    format: Format = "json",
+    convert_to: ConvertTo = None,
+    rate: Rates = [],  # noqa: B006
+) -> Response:
+    """One row per pledge line: donor, recipient, item, quantities (delivered, damaged, short,
+    lost, remaining), value, currency, received, outstanding."""
+    conversion = Conversion.parse(convert_to, rate)
+    async with ctx.db.connection() as conn:
+        table = await reports.pledge_lines(conn, filters)
+    return _answer(table, format, ["value", "received", "outstanding"], conversion)
+
+
+@router.get("/reports/totals", response_model=None)
+async def totals_report(
+    ctx: Ctx,
+    caller: Caller,
+    filters: Filters,
+    by: reports.By = "recipient",
+    format: Format = "json",
+    convert_to: ConvertTo = None,
+    rate: Rates = [],  # noqa: B006
+) -> Response:
+    """Per recipient (with requested and funding gap from its needs) or per donor: in kind by
+    category and unit, money by currency."""
+    conversion = Conversion.parse(convert_to, rate)
+    async with ctx.db.connection() as conn:
+        table = await reports.totals(conn, filters, by=by)
+    return _answer(table, format, reports.TOTAL_MONEY, conversion)
+
+
+@router.get("/reference", tags=["reference"])
+async def reference(caller: Caller) -> dict[str, Any]:
+    """The closed lists the API accepts: units, ISO 4217 currencies with their minor units,
+    categories, what needs serve, priorities."""
+    return {
+        "units": [u.value for u in domain.quantities.Unit],
+        "currencies": dict(sorted(domain.money.CURRENCIES.items())),
+        "categories": [c.value for c in domain.Category],
+        "serves": [s.value for s in domain.Serves],
+        "priorities": [p.value for p in domain.Priority],
+    }

@@ -1,0 +1,243 @@
+"""What fulfils a pledge: money the recipient confirms, deliveries shipments reports, and the
+donor's own figure kept beside them (counted for nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from services.pledges import events as ev
+from services.pledges.domain import money, quantities
+from services.pledges.domain.history import evolve_events
+from services.pledges.domain.lines import LineKind
+from services.pledges.domain.needs import not_in_future
+from services.pledges.domain.pledges import line_update, require_pledge
+from services.pledges.domain.quantities import invalid
+from services.pledges.domain.state import Pledge, PledgeStatus
+from shared.errors import Conflict, Forbidden, ValidationFailed
+from shared.events import NewEvent
+
+__all__ = [
+    "DeliveredLine",
+    "ReceiveMoney",
+    "ReportFigure",
+    "UnusableDelivery",
+    "receive_money",
+    "record_deliveries",
+    "report_figure",
+]
+
+
+class UnusableDelivery(ValidationFailed):
+    """A delivery line that cannot count towards the pledge line it names."""
+
+    type_slug = "unusable-delivery"
+    title = "The delivery does not fit the pledge line it names"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveMoney:
+    line_id: str
+    amount: int
+    currency: str
+    received_on: date
+    reference: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFigure:
+    """The donor's cumulative figure for a line: delivered (in kind) or paid (money)."""
+
+    line_id: str
+    reported_on: date
+    occurred_at: datetime
+    quantity: Decimal | None = None
+    amount: int | None = None
+    currency: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredLine:
+    """One line of a `shipments.delivery-confirmed`, as pledges reads it."""
+
+    convoy_id: str
+    manifest_line_id: str
+    delivery_event_id: str
+    line_id: str
+    unit: str
+    loaded: Decimal
+    received: Decimal
+    damaged: Decimal
+    short: Decimal
+    lost: Decimal
+    recipient_id: str | None = None
+    confirmed_by: dict[str, Any] | None = None
+    document: dict[str, Any] | None = None
+
+
+def receive_money(
+    state: Pledge, command: ReceiveMoney, *, now: datetime, acting_for: str | None
+) -> list[NewEvent]:
+    """The recipient confirms money received on a money line. Raises NotFound, Forbidden (not
+    the recipient), ValidationFailed (an in-kind line, another currency, a bad amount), Conflict
+    (not committed, withdrawn, a reference recorded already, more than pledged)."""
+    require_pledge(state)
+    if acting_for is not None and acting_for != state.recipient_id:
+        raise Forbidden(f"only the recipient, {state.recipient_id}, confirms money received")
+    line = state.line(command.line_id)
+    if line.kind is not LineKind.MONEY:
+        raise invalid(
+            "line_id",
+            "in kind",
+            f"line {line.line_id} is in kind: it is fulfilled only by deliveries that shipments"
+            " reports",
+        )
+    money.require_currency(command.currency, field="currency")
+    if command.currency != line.currency:
+        raise invalid(
+            "currency",
+            "another currency",
+            f"line {line.line_id} is in {line.currency}, not {command.currency}",
+        )
+    money.require_amount(command.amount, field="amount")
+    not_in_future(command.occurred_at, now)
+    if command.received_on > now.date():
+        raise invalid("received_on", "in the future", "received_on lies in the future")
+    if state.status in (PledgeStatus.PLEDGED, PledgeStatus.WITHDRAWN):
+        raise Conflict(
+            f"pledge {state.pledge_id} is {state.status.value}: money is received only against"
+            " a committed pledge",
+            extra={"pledge_status": state.status.value},
+        )
+    if any(r.reference == command.reference for r in line.receipts):
+        raise Conflict(f"a receipt with reference {command.reference!r} is already recorded")
+    if line.received + command.amount > line.amount:
+        outstanding = line.outstanding
+        raise Conflict(
+            f"receiving {money.format_minor(command.amount, line.currency or '')}"
+            f" {line.currency} would exceed the line: only"
+            f" {money.format_minor(outstanding, line.currency or '')} {line.currency} of"
+            f" {line.describe()} is outstanding",
+            extra={"outstanding": outstanding, "currency": line.currency},
+        )
+    after = line.received + command.amount
+    data = ev.MoneyReceived(
+        pledge_id=state.pledge_id,
+        line_id=line.line_id,
+        amount=command.amount,
+        currency=command.currency,
+        received_on=command.received_on,
+        reference=command.reference,
+        received_total=after,
+        outstanding=line.amount - after,
+        pledge_status=PledgeStatus.PARTLY_FULFILLED.value,
+    )
+    first = NewEvent(ev.MONEY_RECEIVED, ev.payload(data), occurred_at=command.occurred_at)
+    status = evolve_events(state, [first]).status
+    final = ev.payload(data.model_copy(update={"pledge_status": status.value}))
+    return [replace(first, data=final)]
+
+
+def report_figure(
+    state: Pledge, command: ReportFigure, *, now: datetime, acting_for: str | None
+) -> list[NewEvent]:
+    """The donor's own cumulative figure. Raises NotFound, Forbidden (not the donor),
+    ValidationFailed (a figure of the wrong kind, unit or currency)."""
+    require_pledge(state)
+    if acting_for is not None and acting_for != state.donor_id:
+        raise Forbidden(f"only the donor, {state.donor_id}, reports its own figures")
+    line = state.line(command.line_id)
+    not_in_future(command.occurred_at, now)
+    if line.kind is LineKind.MONEY:
+        if command.amount is None or command.quantity is not None:
+            raise invalid("amount", "required", f"line {line.line_id} is money: report an amount")
+        if command.currency != line.currency:
+            raise invalid(
+                "currency", "another currency", f"line {line.line_id} is in {line.currency}"
+            )
+        money.require_amount(command.amount, field="amount", allow_zero=True)
+    else:
+        if command.quantity is None or command.amount is not None:
+            raise invalid(
+                "quantity", "required", f"line {line.line_id} is in kind: report a quantity"
+            )
+        assert line.unit is not None
+        quantities.require_quantity(command.quantity, line.unit, field="quantity", allow_zero=True)
+    data = ev.DonorFigureReported(
+        pledge_id=state.pledge_id,
+        line_id=line.line_id,
+        kind=line.kind.value,
+        quantity=quantities.fmt(command.quantity) if command.quantity is not None else None,
+        unit=line.unit.value if line.unit is not None else None,
+        amount=command.amount,
+        currency=line.currency if line.kind is LineKind.MONEY else None,
+        reported_on=command.reported_on,
+        note=command.note,
+    )
+    return [NewEvent(ev.DONOR_FIGURE_REPORTED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def _in_line_unit(delivered: DeliveredLine, unit: str) -> dict[str, Decimal]:
+    try:
+        return {
+            f: quantities.convert(getattr(delivered, f), delivered.unit, unit)
+            for f in ("loaded", "received", "damaged", "short", "lost")
+        }
+    except ValueError as exc:
+        raise UnusableDelivery(
+            f"manifest line {delivered.manifest_line_id} counts {delivered.unit}; pledge line"
+            f" {delivered.line_id} counts {unit}"
+        ) from exc
+
+
+def record_deliveries(
+    state: Pledge, delivered: Sequence[DeliveredLine], *, occurred_at: datetime
+) -> list[NewEvent]:
+    """Count confirmed deliveries towards this pledge's in-kind lines: once per (convoy,
+    manifest line), whatever else happened to the pledge meanwhile (goods that arrived did
+    arrive). Returns no events when every line was counted already. Raises UnusableDelivery for
+    an unknown pledge or line, a money line, or a unit that does not convert."""
+    if not state.exists:
+        raise UnusableDelivery(f"pledge {state.pledge_id} does not exist")
+    events: list[NewEvent] = []
+    touched: list[str] = []
+    for item in delivered:
+        current = evolve_events(state, events)
+        line = next((x for x in current.lines if x.line_id == item.line_id), None)
+        if line is None or line.kind is not LineKind.IN_KIND or line.unit is None:
+            raise UnusableDelivery(f"pledge {state.pledge_id} has no in-kind line {item.line_id}")
+        if (item.convoy_id, item.manifest_line_id) in line.delivery_keys():
+            continue  # counted already: the same delivery reported again
+        figures = _in_line_unit(item, line.unit.value)
+        data = ev.DeliveryRecorded(
+            pledge_id=state.pledge_id,
+            line_id=line.line_id,
+            convoy_id=item.convoy_id,
+            manifest_line_id=item.manifest_line_id,
+            delivery_event_id=item.delivery_event_id,
+            recipient_id=item.recipient_id,
+            unit=line.unit.value,
+            confirmed_by=item.confirmed_by,
+            document=item.document,
+            delivered_total=quantities.fmt(line.delivered + figures["received"]),
+            pledge_status=current.status.value,
+            **{k: quantities.fmt(v) for k, v in figures.items()},
+        )
+        event = NewEvent(ev.DELIVERY_RECORDED, ev.payload(data), occurred_at=occurred_at)
+        status = evolve_events(current, [event]).status
+        final = ev.payload(data.model_copy(update={"pledge_status": status.value}))
+        events.append(replace(event, data=final))
+        if line.line_id not in touched:
+            touched.append(line.line_id)
+    if not events or not state.committed:
+        return events
+    after = evolve_events(state, events)
+    return events + [
+        replace(line_update(after, after.line(line_id)), occurred_at=occurred_at)
+        for line_id in touched
+    ]

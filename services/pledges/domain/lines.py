@@ -1,0 +1,137 @@
+"""A pledge line: in kind (item, quantity, unit) or money (amount, currency), and its progress.
+
+Progress is what the recipient confirmed: goods received in good condition from deliveries
+reported by shipments, money received. The donor's own figure is kept beside it, never counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from services.pledges.domain import money, quantities
+from services.pledges.domain.quantities import ZERO, Unit
+
+__all__ = ["Amendment", "Delivery", "Line", "LineKind", "Receipt", "line_from_event"]
+
+
+class LineKind(StrEnum):
+    IN_KIND = "in_kind"
+    MONEY = "money"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    amount: int
+    received_on: date
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    convoy_id: str
+    manifest_line_id: str
+    loaded: Decimal
+    received: Decimal
+    damaged: Decimal
+    short: Decimal
+    lost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    previous: str
+    new: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    line_id: str
+    kind: LineKind
+    item: str
+    category: str
+    need_id: str | None = None
+    quantity: Decimal = ZERO
+    unit: Unit | None = None
+    weight_kg: Decimal | None = None
+    value_amount: int | None = None
+    value_currency: str | None = None
+    amount: int = 0
+    currency: str | None = None
+    deliveries: tuple[Delivery, ...] = ()
+    receipts: tuple[Receipt, ...] = ()
+    amendments: tuple[Amendment, ...] = ()
+    donor_figure: str | None = None  # the donor's latest figure, as recorded
+    donor_figure_on: date | None = None
+
+    @property
+    def delivered(self) -> Decimal:
+        """Received in good condition: what counts towards fulfilment."""
+        return sum((d.received for d in self.deliveries), ZERO)
+
+    def total(self, attribute: str) -> Decimal:
+        return sum((getattr(d, attribute) for d in self.deliveries), ZERO)
+
+    @property
+    def received(self) -> int:
+        return sum(r.amount for r in self.receipts)
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(ZERO, self.quantity - self.delivered)
+
+    @property
+    def outstanding(self) -> int:
+        return max(0, self.amount - self.received)
+
+    @property
+    def complete(self) -> bool:
+        if self.kind is LineKind.MONEY:
+            return self.received >= self.amount
+        return self.delivered >= self.quantity
+
+    @property
+    def started(self) -> bool:
+        return bool(self.receipts) or self.delivered > 0
+
+    def delivery_keys(self) -> frozenset[tuple[str, str]]:
+        return frozenset((d.convoy_id, d.manifest_line_id) for d in self.deliveries)
+
+    def size(self) -> str:
+        """The pledged size as written in events: a quantity string or an amount."""
+        if self.kind is LineKind.MONEY:
+            return str(self.amount)
+        return quantities.fmt(self.quantity)
+
+    def describe(self) -> str:
+        if self.kind is LineKind.MONEY:
+            assert self.currency is not None
+            return f"{money.format_minor(self.amount, self.currency)} {self.currency}"
+        assert self.unit is not None
+        return f"{quantities.fmt(self.quantity)} {self.unit.value}"
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return quantities.parse(value) if value is not None else None
+
+
+def line_from_event(d: dict[str, Any]) -> Line:
+    kind = LineKind(d["kind"])
+    return Line(
+        line_id=d["line_id"],
+        kind=kind,
+        item=d["item"],
+        category=d["category"],
+        need_id=d.get("need_id"),
+        quantity=_decimal(d.get("quantity")) or ZERO,
+        unit=Unit(d["unit"]) if d.get("unit") else None,
+        weight_kg=_decimal(d.get("weight_kg")),
+        value_amount=d.get("value_amount"),
+        value_currency=d.get("value_currency"),
+        amount=d.get("amount") or 0,
+        currency=d.get("currency"),
+    )

@@ -1,0 +1,352 @@
+"""Needs posted by recipients: decide(state, command, now) -> events; evolve.
+
+Coverage (open, partly covered, covered) is computed from pledges and deliveries by the read
+side (domain.coverage); the stream itself records only what the recipient says: the need, its
+revisions, and whether it was closed or cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from services.pledges import events as ev
+from services.pledges.domain import money, quantities
+from services.pledges.domain.quantities import Unit, invalid
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.events import NewEvent, RecordedEvent
+
+__all__ = [
+    "Category",
+    "Need",
+    "NeedKind",
+    "NeedState",
+    "PostNeed",
+    "Priority",
+    "ReviseNeed",
+    "Serves",
+    "end_need",
+    "evolve_need",
+    "not_in_future",
+    "post_need",
+    "require_need",
+    "revise_need",
+]
+
+
+class NeedKind(StrEnum):
+    ITEM = "item"
+    MONEY = "money"
+
+
+class Priority(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+
+
+class Category(StrEnum):
+    GENERATORS = "generators"
+    MEDICINES = "medicines"
+    ANTIBIOTICS = "antibiotics"
+    MEDICAL_EQUIPMENT = "medical_equipment"
+    FOOD = "food"
+    WATER = "water"
+    SHELTER = "shelter"
+    CLOTHING = "clothing"
+    HYGIENE = "hygiene"
+    FUEL = "fuel"
+    VEHICLES = "vehicles"
+    EQUIPMENT = "equipment"
+    OTHER = "other"
+
+
+class Serves(StrEnum):
+    HOSPITALS = "hospitals"
+    HEATING = "heating"
+    WATER = "water"
+    ELECTRICITY = "electricity"
+    SHELTER = "shelter"
+    SCHOOLS = "schools"
+    TRANSPORT = "transport"
+    REFUGEES = "refugees"
+    FOOD = "food"
+    CIVIL_PROTECTION = "civil_protection"
+    OTHER = "other"
+
+
+class NeedState(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    need_id: str
+    version: int = 0
+    recipient_id: str = ""
+    kind: NeedKind = NeedKind.ITEM
+    category: str = ""
+    description: str = ""
+    quantity: Decimal | None = None
+    unit: Unit | None = None
+    amount: int | None = None
+    currency: str | None = None
+    priority: Priority = Priority.NORMAL
+    serves: tuple[str, ...] = ()
+    deadline: date | None = None
+    internal_note: str | None = None
+    contact: dict[str, Any] | None = None
+    state: NeedState = NeedState.ACTIVE
+    correlation_id: str | None = None
+    posted_at: datetime | None = None
+    last_changed_at: datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+
+@dataclass(frozen=True, slots=True)
+class PostNeed:
+    need_id: str
+    recipient_id: str
+    kind: NeedKind
+    category: Category
+    description: str
+    occurred_at: datetime
+    quantity: Decimal | None = None
+    unit: Unit | None = None
+    amount: int | None = None
+    currency: str | None = None
+    priority: Priority = Priority.NORMAL
+    serves: tuple[Serves, ...] = ()
+    deadline: date | None = None
+    internal_note: str | None = None
+    contact: ev.Contact | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviseNeed:
+    """Only the fields given change; `changes` maps field -> new value."""
+
+    changes: dict[str, Any]
+    reason: str
+    occurred_at: datetime
+
+
+REVISABLE = ("description", "quantity", "amount", "priority", "serves", "deadline", "internal_note")
+
+
+def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
+    if occurred_at > now:
+        raise invalid(
+            field,
+            "in the future",
+            f"{field} {occurred_at.isoformat()} lies in the future: record what already happened",
+        )
+
+
+def _acting(acting_for: str | None, organisation: str, what: str) -> None:
+    if acting_for is not None and acting_for != organisation:
+        raise Forbidden(f"{acting_for} may not {what} for {organisation}")
+
+
+def _check_target(
+    kind: NeedKind,
+    quantity: Decimal | None,
+    unit: Unit | None,
+    amount: int | None,
+    currency: str | None,
+) -> None:
+    if kind is NeedKind.ITEM:
+        if quantity is None or unit is None or amount is not None or currency is not None:
+            raise ValidationFailed(
+                "an item need states a quantity and a unit, and no amount or currency",
+                extra={"invalid_params": [{"name": "quantity", "reason": "item need"}]},
+            )
+        quantities.require_quantity(quantity, unit, field="quantity")
+    else:
+        if amount is None or currency is None or quantity is not None or unit is not None:
+            raise ValidationFailed(
+                "a money need states an amount and a currency, and no quantity or unit",
+                extra={"invalid_params": [{"name": "amount", "reason": "money need"}]},
+            )
+        money.require_currency(currency, field="currency")
+        money.require_amount(amount, field="amount")
+
+
+def post_need(
+    state: Need, command: PostNeed, *, now: datetime, acting_for: str | None
+) -> list[NewEvent]:
+    """`acting_for` is the caller's organisation (None for an administrator). Raises Conflict
+    (id taken), Forbidden (another organisation's need), ValidationFailed."""
+    if state.exists:
+        raise Conflict(f"need {state.need_id} already exists")
+    _acting(acting_for, command.recipient_id, "post needs")
+    _check_target(command.kind, command.quantity, command.unit, command.amount, command.currency)
+    not_in_future(command.occurred_at, now)
+    if command.deadline is not None and command.deadline < command.occurred_at.date():
+        raise invalid("deadline", "before posting", "the deadline lies before the need was posted")
+    data = ev.NeedPosted(
+        need_id=command.need_id,
+        recipient_id=command.recipient_id,
+        kind=command.kind.value,
+        category=command.category.value,
+        description=command.description,
+        quantity=quantities.fmt(command.quantity) if command.quantity is not None else None,
+        unit=command.unit.value if command.unit is not None else None,
+        amount=command.amount,
+        currency=command.currency,
+        priority=command.priority.value,
+        serves=[s.value for s in command.serves],
+        deadline=command.deadline,
+        internal_note=command.internal_note,
+        contact=command.contact,
+    )
+    return [NewEvent(ev.NEED_POSTED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def require_need(state: Need) -> Need:
+    if not state.exists:
+        raise NotFound(f"need {state.need_id} does not exist")
+    return state
+
+
+def _require_active(state: Need, what: str) -> None:
+    if state.state is not NeedState.ACTIVE:
+        raise Conflict(
+            f"need {state.need_id} is {state.state.value}: it cannot be {what}",
+            extra={"need_state": state.state.value},
+        )
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return quantities.fmt(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
+    return value
+
+
+def revise_need(
+    state: Need, command: ReviseNeed, *, now: datetime, acting_for: str | None
+) -> list[NewEvent]:
+    """Raises NotFound, Forbidden, Conflict (closed or cancelled), ValidationFailed (a field
+    that cannot be revised, such as the unit or currency, or nothing that changes)."""
+    require_need(state)
+    _acting(acting_for, state.recipient_id, "revise needs")
+    _require_active(state, "revised")
+    not_in_future(command.occurred_at, now)
+    unknown = sorted(set(command.changes) - set(REVISABLE))
+    if unknown:
+        raise invalid(
+            unknown[0],
+            "not revisable",
+            f"{', '.join(unknown)} cannot be revised:"
+            " post a new need for another unit, currency or kind",
+        )
+    changes = {k: v for k, v in command.changes.items() if getattr(state, k) != v}
+    if not changes:
+        raise ValidationFailed("the revision changes nothing", extra={"invalid_params": []})
+    quantity = changes.get("quantity", state.quantity)
+    amount = changes.get("amount", state.amount)
+    _check_target(state.kind, quantity, state.unit, amount, state.currency)
+    deadline = changes.get("deadline")
+    if deadline is not None and state.posted_at and deadline < state.posted_at.date():
+        raise invalid("deadline", "before posting", "the deadline lies before the need was posted")
+    data = ev.NeedRevised(
+        need_id=state.need_id,
+        changes={k: _json(v) for k, v in changes.items()},
+        previous={k: _json(getattr(state, k)) for k in changes},
+        reason=command.reason,
+    )
+    return [NewEvent(ev.NEED_REVISED, ev.payload(data), occurred_at=command.occurred_at)]
+
+
+def end_need(
+    state: Need,
+    *,
+    to: NeedState,
+    reason: str,
+    occurred_at: datetime,
+    now: datetime,
+    acting_for: str | None,
+) -> list[NewEvent]:
+    """Close (done with) or cancel (no longer wanted) an active need, with a reason."""
+    require_need(state)
+    _acting(acting_for, state.recipient_id, "close or cancel needs")
+    _require_active(state, to.value)
+    not_in_future(occurred_at, now)
+    if to is NeedState.CLOSED:
+        return [
+            NewEvent(
+                ev.NEED_CLOSED,
+                ev.payload(ev.NeedClosed(need_id=state.need_id, reason=reason)),
+                occurred_at=occurred_at,
+            )
+        ]
+    if to is NeedState.CANCELLED:
+        return [
+            NewEvent(
+                ev.NEED_CANCELLED,
+                ev.payload(ev.NeedCancelled(need_id=state.need_id, reason=reason)),
+                occurred_at=occurred_at,
+            )
+        ]
+    raise ValueError(f"a need cannot be ended as {to.value}")
+
+
+def _revised(state: Need, changes: dict[str, Any]) -> Need:
+    updates: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "quantity":
+            updates[key] = quantities.parse(value)
+        elif key == "priority":
+            updates[key] = Priority(value)
+        elif key == "serves":
+            updates[key] = tuple(value)
+        elif key == "deadline":
+            updates[key] = date.fromisoformat(value) if value else None
+        else:
+            updates[key] = value
+    return replace(state, **updates)
+
+
+def evolve_need(state: Need, event: RecordedEvent) -> Need:
+    d = event.data
+    state = replace(state, version=event.stream_version, last_changed_at=event.occurred_at)
+    if event.event_type == ev.NEED_POSTED:
+        return replace(
+            state,
+            recipient_id=d["recipient_id"],
+            kind=NeedKind(d["kind"]),
+            category=d["category"],
+            description=d["description"],
+            quantity=quantities.parse(d["quantity"]) if d.get("quantity") else None,
+            unit=Unit(d["unit"]) if d.get("unit") else None,
+            amount=d.get("amount"),
+            currency=d.get("currency"),
+            priority=Priority(d["priority"]),
+            serves=tuple(d.get("serves", ())),
+            deadline=date.fromisoformat(d["deadline"]) if d.get("deadline") else None,
+            internal_note=d.get("internal_note"),
+            contact=d.get("contact"),
+            correlation_id=event.metadata.correlation_id,
+            posted_at=event.occurred_at,
+        )
+    if event.event_type == ev.NEED_REVISED:
+        return _revised(state, d["changes"])
+    if event.event_type == ev.NEED_CLOSED:
+        return replace(state, state=NeedState.CLOSED)
+    if event.event_type == ev.NEED_CANCELLED:
+        return replace(state, state=NeedState.CANCELLED)
+    return state

@@ -1,0 +1,100 @@
+"""Quantities: exact decimals with a unit from a closed list, never floats in arithmetic."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from shared.errors import ValidationFailed
+
+__all__ = [
+    "MAX_PLACES",
+    "MAX_QUANTITY",
+    "ZERO",
+    "Unit",
+    "comparable",
+    "convert",
+    "fmt",
+    "parse",
+    "require_quantity",
+]
+
+ZERO = Decimal(0)
+MAX_PLACES = 6
+MAX_QUANTITY = Decimal(10) ** 12
+
+
+class Unit(StrEnum):
+    PIECES = "pieces"
+    KG = "kg"
+    TONNES = "tonnes"
+    BOXES = "boxes"
+    LITRES = "litres"
+
+
+COUNTED = frozenset({Unit.PIECES, Unit.BOXES})
+# units of one dimension, with the factor to the first of them
+_MASS = {Unit.KG: Decimal(1), Unit.TONNES: Decimal(1000)}
+
+
+def invalid(field: str, reason: str, detail: str) -> ValidationFailed:
+    return ValidationFailed(detail, extra={"invalid_params": [{"name": field, "reason": reason}]})
+
+
+def parse(text: str | int | Decimal) -> Decimal:
+    """A decimal from its JSON form (a string such as "12.5", or an integer)."""
+    try:
+        value = Decimal(text) if not isinstance(text, Decimal) else text
+    except InvalidOperation as exc:
+        raise ValueError(f"{text!r} is not a decimal number") from exc
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def fmt(value: Decimal) -> str:
+    """The canonical JSON string: no exponent, no trailing zeros ("13000", "12.5")."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def require_quantity(
+    value: Decimal, unit: Unit | str, *, field: str, allow_zero: bool = False
+) -> None:
+    """Raises ValidationFailed for a zero (unless allowed), negative, too precise or too large
+    quantity, or a fraction of a counted unit (pieces, boxes)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        raise invalid(
+            field,
+            "must be positive" if not allow_zero else "must not be negative",
+            f"{field} must be {'greater than' if not allow_zero else 'at least'} zero,"
+            f" not {fmt(value)}",
+        )
+    if value > MAX_QUANTITY:
+        raise invalid(field, "too large", f"{field} {fmt(value)} exceeds {fmt(MAX_QUANTITY)}")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_PLACES:
+        raise invalid(
+            field, "too precise", f"{field} {value} has more than {MAX_PLACES} decimal places"
+        )
+    if Unit(unit) in COUNTED and value != value.to_integral_value():
+        raise invalid(
+            field,
+            "not a whole number",
+            f"{field} counts {unit}: {fmt(value)} is not a whole number",
+        )
+
+
+def comparable(a: Unit | str, b: Unit | str) -> bool:
+    """Whether quantities in `a` and `b` can be added up (the same unit, or both masses)."""
+    return Unit(a) == Unit(b) or (Unit(a) in _MASS and Unit(b) in _MASS)
+
+
+def convert(value: Decimal, source: Unit | str, target: Unit | str) -> Decimal:
+    """`value` in `source` expressed in `target`, exactly. Raises ValueError across dimensions."""
+    s, t = Unit(source), Unit(target)
+    if s == t:
+        return value
+    if s in _MASS and t in _MASS:
+        return value * _MASS[s] / _MASS[t]
+    raise ValueError(f"{s.value} cannot be expressed in {t.value}")

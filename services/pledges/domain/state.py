@@ -1,0 +1,69 @@
+"""The state of a pledge, folded from its events (see history.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from services.pledges.domain.lines import Line
+from shared.errors import NotFound
+
+__all__ = ["Pledge", "PledgeStatus"]
+
+
+class PledgeStatus(StrEnum):
+    PLEDGED = "pledged"
+    COMMITTED = "committed"
+    PARTLY_FULFILLED = "partly_fulfilled"
+    FULFILLED = "fulfilled"
+    WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class Pledge:
+    pledge_id: str
+    version: int = 0
+    donor_id: str = ""
+    recipient_id: str = ""
+    partnership_id: str | None = None
+    description: str | None = None
+    internal_note: str | None = None
+    contact: dict[str, Any] | None = None
+    lines: tuple[Line, ...] = ()
+    committed: bool = False
+    withdrawn: bool = False
+    withdrawal_reason: str | None = None
+    correlation_id: str | None = None
+    made_at: datetime | None = None
+    committed_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    last_changed_at: datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    @property
+    def status(self) -> PledgeStatus:
+        if self.withdrawn:
+            return PledgeStatus.WITHDRAWN
+        if not self.committed:
+            return PledgeStatus.PLEDGED
+        if all(line.complete for line in self.lines):
+            return PledgeStatus.FULFILLED
+        if any(line.started for line in self.lines):
+            return PledgeStatus.PARTLY_FULFILLED
+        return PledgeStatus.COMMITTED
+
+    def line(self, line_id: str) -> Line:
+        for line in self.lines:
+            if line.line_id == line_id:
+                return line
+        raise NotFound(f"pledge {self.pledge_id} has no line {line_id}")
+
+    def with_line(self, line: Line) -> Pledge:
+        return replace(
+            self, lines=tuple(line if x.line_id == line.line_id else x for x in self.lines)
+        )

@@ -1,0 +1,219 @@
+"""Pledges read side: needs with their coverage, pledges with their progress.
+
+`viewer` is the caller's organisation, or None for those who read everything (auditors and
+administrators). Internal notes and contacts are shown only to the organisations concerned
+(the recipient of a need; the donor and the recipient of a pledge) and to those who read all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.pledges import domain
+from shared import pagination
+from shared.errors import NotFound
+
+fmt = domain.quantities.fmt
+
+
+def sees_internal(viewer: str | None, *organisations: str) -> bool:
+    return viewer is None or viewer in organisations
+
+
+async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT organisation_id, name FROM directory WHERE organisation_id = ANY($1)",
+        sorted(set(ids)),
+    )
+    return {r["organisation_id"]: r["name"] for r in rows}
+
+
+def figure(value: Decimal | int, *, unit: str | None, currency: str | None) -> str | int:
+    """A quantity as its decimal string, an amount as integer minor units."""
+    if unit is not None:
+        return fmt(Decimal(value))
+    return int(value)
+
+
+def _need(row: asyncpg.Record, org_names: dict[str, str], viewer: str | None) -> dict[str, Any]:
+    unit, currency = row["unit"], row["currency"]
+
+    def f(value: Decimal) -> str | int:
+        return figure(value, unit=unit, currency=currency)
+
+    target: dict[str, Any] = (
+        {"quantity": f(row["target"]), "unit": unit}
+        if unit
+        else {
+            "amount": f(row["target"]),
+            "currency": currency,
+            "formatted": domain.money.format_minor(int(row["target"]), currency),
+        }
+    )
+    out: dict[str, Any] = {
+        "need_id": row["need_id"],
+        "recipient_id": row["recipient_id"],
+        "recipient_name": org_names.get(row["recipient_id"]),
+        "kind": row["kind"],
+        "category": row["category"],
+        "description": row["description"],
+        "target": target,
+        "priority": row["priority"],
+        "serves": list(row["serves"]),
+        "deadline": row["deadline"].isoformat() if row["deadline"] else None,
+        "status": row["status"],
+        "coverage": {
+            "pledged": f(row["pledged"]),
+            "committed": f(row["committed"]),
+            "delivered": f(row["delivered"]),
+            "gap": f(row["gap"]),
+        },
+        "revisions": json.loads(row["revisions"]),
+        "end_reason": row["end_reason"],
+        "posted_at": row["posted_at"].isoformat(),
+        "version": row["version"],
+        "correlation_id": row["correlation_id"],
+    }
+    if sees_internal(viewer, row["recipient_id"]):
+        out["internal_note"] = row["internal_note"]
+        out["contact"] = json.loads(row["contact"]) if row["contact"] else None
+    return out
+
+
+async def need(conn: asyncpg.Connection, need_id: str, *, viewer: str | None) -> dict[str, Any]:
+    row = await conn.fetchrow("SELECT * FROM needs WHERE need_id = $1", need_id)
+    if row is None:
+        raise NotFound(f"need {need_id} does not exist")
+    return _need(row, await names(conn, [row["recipient_id"]]), viewer)
+
+
+async def needs(
+    conn: asyncpg.Connection,
+    *,
+    recipient: str | None,
+    status: str | None,
+    category: str | None,
+    priority: str | None,
+    cursor: str | None,
+    limit: int,
+    viewer: str | None,
+) -> dict[str, Any]:
+    """Newest first."""
+    after = pagination.decode(cursor, arity=2)
+    rows = await conn.fetch(
+        """
+        SELECT * FROM needs
+        WHERE ($1::text IS NULL OR recipient_id = $1) AND ($2::text IS NULL OR status = $2)
+          AND ($3::text IS NULL OR category = $3) AND ($4::text IS NULL OR priority = $4)
+          AND ($5::timestamptz IS NULL OR (posted_at, need_id) < ($5, $6))
+        ORDER BY posted_at DESC, need_id DESC LIMIT $7
+        """,
+        recipient,
+        status,
+        category,
+        priority,
+        _timestamp(after[0]) if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    items, next_cursor = pagination.page(
+        rows, limit=limit, key_of=lambda r: [r["posted_at"].isoformat(), r["need_id"]]
+    )
+    org_names = await names(conn, [r["recipient_id"] for r in items])
+    return {"items": [_need(r, org_names, viewer) for r in items], "next_cursor": next_cursor}
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _line_summary(row: asyncpg.Record) -> dict[str, Any]:
+    base = {
+        "line_id": row["line_id"],
+        "kind": row["kind"],
+        "need_id": row["need_id"],
+        "item": row["item"],
+        "category": row["category"],
+    }
+    if row["kind"] == "money":
+        return {
+            **base,
+            "amount": row["amount"],
+            "currency": row["currency"],
+            "received": row["received"],
+            "outstanding": max(0, row["amount"] - row["received"]),
+        }
+    return {
+        **base,
+        "quantity": fmt(row["quantity"]),
+        "unit": row["unit"],
+        "delivered": fmt(row["delivered"]),
+        "remaining": fmt(max(Decimal(0), row["quantity"] - row["delivered"])),
+    }
+
+
+async def pledges(
+    conn: asyncpg.Connection,
+    *,
+    donor: str | None,
+    recipient: str | None,
+    status: str | None,
+    need_id: str | None,
+    partnership_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """Newest first, each with a summary of its lines (no internal notes: GET one for them)."""
+    after = pagination.decode(cursor, arity=2)
+    rows = await conn.fetch(
+        """
+        SELECT * FROM pledges p
+        WHERE ($1::text IS NULL OR donor_id = $1) AND ($2::text IS NULL OR recipient_id = $2)
+          AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR partnership_id = $4)
+          AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM pledge_lines l
+                                           WHERE l.pledge_id = p.pledge_id AND l.need_id = $5))
+          AND ($6::timestamptz IS NULL OR (made_at, pledge_id) < ($6, $7))
+        ORDER BY made_at DESC, pledge_id DESC LIMIT $8
+        """,
+        donor,
+        recipient,
+        status,
+        partnership_id,
+        need_id,
+        _timestamp(after[0]) if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    items, next_cursor = pagination.page(
+        rows, limit=limit, key_of=lambda r: [r["made_at"].isoformat(), r["pledge_id"]]
+    )
+    ids = [r["pledge_id"] for r in items]
+    lines = await conn.fetch(
+        "SELECT * FROM pledge_lines WHERE pledge_id = ANY($1) ORDER BY pledge_id, ordinal", ids
+    )
+    org_names = await names(conn, [o for r in items for o in (r["donor_id"], r["recipient_id"])])
+    return {
+        "items": [
+            {
+                "pledge_id": r["pledge_id"],
+                "donor_id": r["donor_id"],
+                "donor_name": org_names.get(r["donor_id"]),
+                "recipient_id": r["recipient_id"],
+                "recipient_name": org_names.get(r["recipient_id"]),
+                "partnership_id": r["partnership_id"],
+                "description": r["description"],
+                "status": r["status"],
+                "made_at": r["made_at"].isoformat(),
+                "version": r["version"],
+                "lines": [_line_summary(x) for x in lines if x["pledge_id"] == r["pledge_id"]],
+            }
+            for r in items
+        ],
+        "next_cursor": next_cursor,
+    }

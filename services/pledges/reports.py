@@ -1,0 +1,371 @@
+"""Reports: per need (target, pledged, committed, delivered, gap), per pledge line, and totals
+per recipient or donor (by category and unit in kind, by currency for money, with the funding
+gap). Filters: period, donor, recipient, partnership, programme, category.
+
+The period applies to when a pledge was made and a need posted (UTC dates, inclusive). A
+partnership or programme filter keeps pledges made under it, and needs of its parties.
+Totals count lines as need coverage does (domain.coverage): withdrawn lines keep only what
+arrived; requested and gap come from the recipient's needs (cancelled ones left out; closed
+ones requested, with no gap left to find).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+import asyncpg
+
+from services.pledges import domain, queries
+from services.pledges.tables import Column, Table
+
+fmt = domain.quantities.fmt
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    date_from: date | None = None
+    date_to: date | None = None
+    donor: str | None = None
+    recipient: str | None = None
+    partnership: str | None = None
+    programme: str | None = None
+    category: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items()}
+
+
+_LINES = """
+SELECT p.pledge_id, p.donor_id, p.recipient_id, p.partnership_id, pd.programme, p.status,
+       p.made_at, l.line_id, l.kind, l.need_id, l.item, l.category, l.unit, l.quantity,
+       l.weight_kg, l.value_amount, l.value_currency, l.currency, l.amount, l.delivered,
+       l.damaged, l.short, l.lost, l.received, l.donor_figure
+FROM pledge_lines l JOIN pledges p USING (pledge_id)
+LEFT JOIN partnership_directory pd ON pd.partnership_id = p.partnership_id
+WHERE ($1::date IS NULL OR (p.made_at AT TIME ZONE 'UTC')::date >= $1)
+  AND ($2::date IS NULL OR (p.made_at AT TIME ZONE 'UTC')::date <= $2)
+  AND ($3::text IS NULL OR p.donor_id = $3) AND ($4::text IS NULL OR p.recipient_id = $4)
+  AND ($5::text IS NULL OR p.partnership_id = $5)
+  AND ($6::text IS NULL OR lower(pd.programme) = lower($6))
+  AND ($7::text IS NULL OR l.category = $7)
+ORDER BY p.made_at, p.pledge_id, l.ordinal
+"""
+
+_NEEDS = """
+SELECT * FROM needs n
+WHERE ($1::date IS NULL OR (n.posted_at AT TIME ZONE 'UTC')::date >= $1)
+  AND ($2::date IS NULL OR (n.posted_at AT TIME ZONE 'UTC')::date <= $2)
+  AND ($3::text IS NULL OR n.recipient_id = $3) AND ($4::text IS NULL OR n.category = $4)
+  AND (($5::text IS NULL AND $6::text IS NULL) OR EXISTS (
+        SELECT 1 FROM partnership_directory pd
+        WHERE n.recipient_id IN (pd.org_a, pd.org_b)
+          AND ($5::text IS NULL OR pd.partnership_id = $5)
+          AND ($6::text IS NULL OR lower(pd.programme) = lower($6))))
+ORDER BY n.posted_at, n.need_id
+"""
+
+
+async def _lines(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _LINES,
+        f.date_from,
+        f.date_to,
+        f.donor,
+        f.recipient,
+        f.partnership,
+        f.programme,
+        f.category,
+    )
+    return rows
+
+
+async def _needs(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
+    if f.donor is not None:
+        return []  # needs have no donor
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _NEEDS, f.date_from, f.date_to, f.recipient, f.category, f.partnership, f.programme
+    )
+    return rows
+
+
+def _q(value: Decimal | None) -> str | None:
+    return fmt(value) if value is not None else None
+
+
+PLEDGE_COLUMNS = [
+    Column("pledge_id", "Pledge", "#meta+id+pledge"),
+    Column("line_id", "Line", "#meta+id+line"),
+    Column("date", "Pledged on", "#date+pledged"),
+    Column("donor_id", "Donor id", "#org+donor+code"),
+    Column("donor", "Donor", "#org+donor"),
+    Column("recipient_id", "Recipient id", "#org+recipient+code"),
+    Column("recipient", "Recipient", "#org+recipient"),
+    Column("partnership_id", "Partnership", "#meta+partnership"),
+    Column("programme", "Programme", "#meta+programme"),
+    Column("status", "Status", "#status"),
+    Column("kind", "Kind", "#meta+kind"),
+    Column("category", "Category", "#item+type"),
+    Column("item", "Item", "#item+name"),
+    Column("need_id", "Need", "#meta+need"),
+    Column("unit", "Unit", "#item+unit"),
+    Column("quantity", "Quantity", "#indicator+num+pledged", "quantity"),
+    Column("delivered", "Delivered in good condition", "#indicator+num+delivered", "quantity"),
+    Column("damaged", "Damaged", "#indicator+num+damaged", "quantity"),
+    Column("short", "Short", "#indicator+num+short", "quantity"),
+    Column("lost", "Lost", "#indicator+num+lost", "quantity"),
+    Column("remaining", "Remaining", "#indicator+num+remaining", "quantity"),
+    Column("weight_kg", "Estimated weight (kg)", "#indicator+num+weight", "quantity"),
+    Column("currency", "Currency", "#currency"),
+    Column("value", "Value", "#value", "money"),
+    Column("received", "Received", "#value+received", "money"),
+    Column("outstanding", "Outstanding", "#value+outstanding", "money"),
+    Column("donor_figure", "Donor's own figure", "#meta+donor_figure"),
+]
+
+
+async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
+    rows = await _lines(conn, f)
+    org_names = await queries.names(
+        conn, [o for r in rows for o in (r["donor_id"], r["recipient_id"])]
+    )
+    out = []
+    for r in rows:
+        money = r["kind"] == "money"
+        row = {
+            "pledge_id": r["pledge_id"],
+            "line_id": r["line_id"],
+            "date": r["made_at"].date().isoformat(),
+            "donor_id": r["donor_id"],
+            "donor": org_names.get(r["donor_id"], r["donor_id"]),
+            "recipient_id": r["recipient_id"],
+            "recipient": org_names.get(r["recipient_id"], r["recipient_id"]),
+            "partnership_id": r["partnership_id"],
+            "programme": r["programme"],
+            "status": r["status"],
+            "kind": r["kind"],
+            "category": r["category"],
+            "item": r["item"],
+            "need_id": r["need_id"],
+            "unit": r["unit"],
+            "quantity": _q(r["quantity"]),
+            "delivered": None if money else fmt(r["delivered"]),
+            "damaged": None if money else fmt(r["damaged"]),
+            "short": None if money else fmt(r["short"]),
+            "lost": None if money else fmt(r["lost"]),
+            "remaining": None if money else fmt(max(ZERO, r["quantity"] - r["delivered"])),
+            "weight_kg": _q(r["weight_kg"]),
+            "currency": r["currency"] if money else r["value_currency"],
+            "value": r["amount"] if money else r["value_amount"],
+            "received": r["received"] if money else None,
+            "outstanding": max(0, r["amount"] - r["received"]) if money else None,
+            "donor_figure": r["donor_figure"],
+        }
+        out.append(row)
+    return Table("pledges", list(PLEDGE_COLUMNS), out, f.as_json())
+
+
+NEED_COLUMNS = [
+    Column("need_id", "Need", "#meta+id"),
+    Column("posted_on", "Posted on", "#date+posted"),
+    Column("deadline", "Deadline", "#date+deadline"),
+    Column("recipient_id", "Recipient id", "#org+recipient+code"),
+    Column("recipient", "Recipient", "#org+recipient"),
+    Column("kind", "Kind", "#meta+kind"),
+    Column("category", "Category", "#item+type"),
+    Column("description", "Description", "#item+name"),
+    Column("priority", "Priority", "#meta+priority"),
+    Column("serves", "Serves", "#sector"),
+    Column("status", "Status", "#status"),
+    Column("unit", "Unit", "#item+unit"),
+    *(
+        Column(f"{k}_quantity", label, f"#indicator+num+{k}", "quantity")
+        for k, label in (
+            ("target", "Target"),
+            ("pledged", "Pledged"),
+            ("committed", "Committed"),
+            ("delivered", "Delivered"),
+            ("gap", "Gap"),
+        )
+    ),
+    Column("currency", "Currency", "#currency"),
+    *(
+        Column(f"{k}_amount", label, f"#value+{k}", "money")
+        for k, label in (
+            ("target", "Target amount"),
+            ("pledged", "Pledged amount"),
+            ("committed", "Committed amount"),
+            ("delivered", "Received amount"),
+            ("gap", "Funding gap"),
+        )
+    ),
+]
+NEED_MONEY = [
+    "target_amount",
+    "pledged_amount",
+    "committed_amount",
+    "delivered_amount",
+    "gap_amount",
+]
+
+
+async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
+    rows = await _needs(conn, f)
+    org_names = await queries.names(conn, [r["recipient_id"] for r in rows])
+    out = []
+    for r in rows:
+        money = r["kind"] == "money"
+        row: dict[str, Any] = {
+            "need_id": r["need_id"],
+            "posted_on": r["posted_at"].date().isoformat(),
+            "deadline": r["deadline"].isoformat() if r["deadline"] else None,
+            "recipient_id": r["recipient_id"],
+            "recipient": org_names.get(r["recipient_id"], r["recipient_id"]),
+            "kind": r["kind"],
+            "category": r["category"],
+            "description": r["description"],
+            "priority": r["priority"],
+            "serves": list(r["serves"]),
+            "status": r["status"],
+            "unit": r["unit"],
+            "currency": r["currency"],
+        }
+        for k in ("target", "pledged", "committed", "delivered", "gap"):
+            row[f"{k}_quantity"] = None if money else fmt(r[k])
+            row[f"{k}_amount"] = int(r[k]) if money else None
+        out.append(row)
+    return Table("needs", list(NEED_COLUMNS), out, f.as_json())
+
+
+By = Literal["recipient", "donor"]
+TOTAL_MONEY = ["requested", "pledged", "committed", "received", "outstanding", "funding_gap"]
+_QTY = (
+    "requested_quantity",
+    "pledged_quantity",
+    "committed_quantity",
+    "delivered_quantity",
+    "damaged",
+    "short",
+    "lost",
+    "gap_quantity",
+)
+
+
+def total_columns(by: By) -> list[Column]:
+    return [
+        Column("organisation_id", f"{by.title()} id", f"#org+{by}+code"),
+        Column("organisation", by.title(), f"#org+{by}"),
+        Column("kind", "Kind", "#meta+kind"),
+        Column("category", "Category", "#item+type"),
+        Column("unit", "Unit", "#item+unit"),
+        *(
+            Column(
+                k,
+                k.replace("_quantity", "").replace("_", " ").capitalize(),
+                f"#indicator+num+{k.replace('_quantity', '')}",
+                "quantity",
+            )
+            for k in _QTY
+        ),
+        Column("currency", "Currency", "#currency"),
+        *(
+            Column(
+                k,
+                k.replace("_", " ").capitalize(),
+                "#value+gap" if k == "funding_gap" else f"#value+{k}",
+                "money",
+            )
+            for k in TOTAL_MONEY
+        ),
+    ]
+
+
+def _group(
+    groups: dict[tuple[str, ...], dict[str, Any]], key: tuple[str, ...], kind: str
+) -> dict[str, Any]:
+    if key not in groups:
+        org, a, b = key
+        fields = _QTY if kind == "in_kind" else TOTAL_MONEY
+        groups[key] = {
+            "organisation_id": org,
+            "kind": kind,
+            "category": a if kind == "in_kind" else None,
+            "unit": b if kind == "in_kind" else None,
+            "currency": b if kind == "money" else None,
+            **dict.fromkeys(fields, ZERO if kind == "in_kind" else 0),
+        }
+    return groups[key]
+
+
+def _add_lines(
+    groups: dict[tuple[str, ...], dict[str, Any]], rows: Iterable[asyncpg.Record], by: By
+) -> None:
+    for r in rows:
+        org = r[f"{by}_id"]
+        binding = r["status"] in domain.BINDING
+        withdrawn = r["status"] == "withdrawn"
+        if r["kind"] == "money":
+            g = _group(groups, (org, "", r["currency"]), "money")
+            size = r["received"] if withdrawn else r["amount"]
+            g["pledged"] += size
+            g["committed"] += size if (binding or withdrawn) else 0
+            g["received"] += r["received"]
+            g["outstanding"] += max(0, r["amount"] - r["received"]) if binding else 0
+            continue
+        g = _group(groups, (org, r["category"], r["unit"]), "in_kind")
+        size = r["delivered"] if withdrawn else r["quantity"]
+        g["pledged_quantity"] += size
+        g["committed_quantity"] += size if (binding or withdrawn) else ZERO
+        for k in ("damaged", "short", "lost"):
+            g[k] += r[k]
+        g["delivered_quantity"] += r["delivered"]
+
+
+def _add_needs(
+    groups: dict[tuple[str, ...], dict[str, Any]], rows: Iterable[asyncpg.Record]
+) -> None:
+    for r in rows:
+        if r["state"] == "cancelled":
+            continue
+        gap = r["gap"] if r["state"] == "active" else ZERO
+        if r["kind"] == "money":
+            g = _group(groups, (r["recipient_id"], "", r["currency"]), "money")
+            g["requested"] += int(r["target"])
+            g["funding_gap"] += int(gap)
+        else:
+            g = _group(groups, (r["recipient_id"], r["category"], r["unit"]), "in_kind")
+            g["requested_quantity"] += r["target"]
+            g["gap_quantity"] += gap
+
+
+async def totals(conn: asyncpg.Connection, f: Filters, *, by: By) -> Table:
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    _add_lines(groups, await _lines(conn, f), by)
+    if by == "recipient":
+        _add_needs(groups, await _needs(conn, f))
+    org_names = await queries.names(conn, [k[0] for k in groups])
+    rows = []
+    for key in sorted(groups, key=lambda k: (k[0], groups[k]["kind"], k[1], k[2])):
+        row = groups[key]
+        row["organisation"] = org_names.get(key[0], key[0])
+        if row["kind"] == "in_kind":
+            row.update({k: fmt(row[k]) for k in _QTY})
+            if by == "donor":
+                row["requested_quantity"] = row["gap_quantity"] = None
+        elif by == "donor":
+            row["requested"] = row["funding_gap"] = None
+        rows.append(row)
+    return Table(f"totals-by-{by}", total_columns(by), rows, {**f.as_json(), "by": by})
+
+
+def converted_summary(table: Table, keys: list[str]) -> dict[str, Any]:
+    """Sums of the converted money columns, in the conversion's currency."""
+    assert table.conversion is not None
+    return {
+        "currency": table.conversion.target,
+        **{k: sum(r.get(f"{k}_converted") or 0 for r in table.rows) for k in keys},
+    }

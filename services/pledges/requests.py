@@ -1,0 +1,197 @@
+"""Request bodies and parameters of the pledges API: strict, bounded, unknown fields refused.
+
+Quantities are decimals (a JSON string such as "12.5", or an integer); amounts are JSON integers
+of minor units: a float is refused, so a fraction of a cent cannot slip in as 1234.5.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from fastapi import Header, Path, Query
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from services.pledges import domain
+from services.pledges import events as ev
+from shared import pagination
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError('a quantity is a decimal such as "12.5", not a boolean')
+    if isinstance(value, float):
+        value = repr(value)
+    if isinstance(value, int | str):
+        try:
+            parsed = Decimal(value) if not isinstance(value, str) else Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f'{value!r} is not a decimal number such as "12.5"') from exc
+        if not parsed.is_finite():
+            raise ValueError(f"{value!r} is not a finite number")
+        return parsed
+    return value
+
+
+def _minor_units(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value != int(value):
+            raise ValueError(
+                f"{value!r} has a fraction of a minor unit: amounts are integers of minor units"
+                " (cents for EUR, pence for GBP)"
+            )
+        raise ValueError(
+            f"{value!r} is not an integer: amounts are JSON integers of minor units (cents for"
+            " EUR, pence for GBP)"
+        )
+    return value
+
+
+Quantity = Annotated[Decimal, BeforeValidator(_quantity)]
+MinorUnits = Annotated[int, BeforeValidator(_minor_units)]
+Currency = Annotated[str, Field(min_length=1, max_length=8, description="ISO 4217, e.g. EUR")]
+Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+Note = Annotated[str | None, Field(max_length=4000)]
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+RecordId = Annotated[str, Path(min_length=1, max_length=100)]
+Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(max_length=500)]
+IfMatch = Annotated[int | None, Header(description="the version you last read")]
+NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
+AsOf = Annotated[AwareDatetime | None, Query(description="state as of this instant")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ContactIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Annotated[str | None, Field(max_length=100)] = None
+    email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
+        None
+    )
+    phone: Annotated[str | None, Field(max_length=50)] = None
+
+    def event(self) -> ev.Contact:
+        return ev.Contact(**self.model_dump())
+
+
+class NeedIn(_In):
+    need_id: Slug | None = None
+    recipient_id: Slug | None = Field(default=None, description="default: your organisation")
+    kind: domain.NeedKind
+    category: domain.Category
+    description: Text
+    quantity: Quantity | None = None
+    unit: domain.quantities.Unit | None = None
+    amount: MinorUnits | None = None
+    currency: Currency | None = None
+    priority: domain.Priority = domain.Priority.NORMAL
+    serves: Annotated[list[domain.Serves], Field(max_length=11)] = []
+    deadline: date | None = None
+    occurred_at: AwareDatetime | None = None
+    internal_note: Note = None
+    contact: ContactIn | None = None
+
+
+class NeedRevisionIn(_In):
+    """Give only the fields that change, and why."""
+
+    description: Text | None = None
+    quantity: Quantity | None = None
+    amount: MinorUnits | None = None
+    priority: domain.Priority | None = None
+    serves: Annotated[list[domain.Serves] | None, Field(max_length=11)] = None
+    deadline: date | None = None
+    internal_note: Note = None
+    reason: Reason
+    occurred_at: AwareDatetime | None = None
+
+
+class EndIn(_In):
+    reason: Reason
+    occurred_at: AwareDatetime | None = None
+
+
+class MoneyIn(_In):
+    amount: MinorUnits
+    currency: Currency
+
+
+class LineIn(_In):
+    line_id: Slug | None = Field(default=None, description="default: 1, 2, 3 in order")
+    kind: domain.LineKind
+    need_id: Slug | None = None
+    item: Annotated[str, Field(min_length=1, max_length=200)]
+    category: domain.Category
+    quantity: Quantity | None = None
+    unit: domain.quantities.Unit | None = None
+    weight_kg: Quantity | None = None
+    estimated_value: MoneyIn | None = None
+    amount: MinorUnits | None = None
+    currency: Currency | None = None
+
+
+class PledgeIn(_In):
+    pledge_id: Slug | None = None
+    donor_id: Slug | None = Field(default=None, description="default: your organisation")
+    recipient_id: Slug
+    partnership_id: Slug | None = None
+    description: Annotated[str | None, Field(max_length=2000)] = None
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=domain.MAX_LINES)]
+    commit: bool = Field(default=False, description="make it binding at once")
+    occurred_at: AwareDatetime | None = None
+    internal_note: Note = None
+    contact: ContactIn | None = None
+
+
+class CommitIn(_In):
+    occurred_at: AwareDatetime | None = None
+
+
+class AmendIn(_In):
+    """The new quantity (an in-kind line) or amount (a money line), and why."""
+
+    quantity: Quantity | None = None
+    amount: MinorUnits | None = None
+    reason: Reason
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_figure(self) -> AmendIn:
+        if (self.quantity is None) == (self.amount is None):
+            raise ValueError("give either the new quantity (in kind) or the new amount (money)")
+        return self
+
+    @property
+    def size(self) -> Decimal | int:
+        return self.quantity if self.quantity is not None else int(self.amount or 0)
+
+
+class ReceiptIn(_In):
+    amount: MinorUnits
+    currency: Currency
+    received_on: date
+    reference: Annotated[str, Field(min_length=1, max_length=200)]
+    occurred_at: AwareDatetime | None = None
+
+
+class DonorFigureIn(_In):
+    """Your cumulative figure: delivered so far (in kind) or paid so far (money)."""
+
+    quantity: Quantity | None = None
+    amount: MinorUnits | None = None
+    currency: Currency | None = None
+    reported_on: date
+    note: Note = None
+    occurred_at: AwareDatetime | None = None

@@ -1,0 +1,177 @@
+"""Report tables: JSON, or CSV with a row of HXL hashtags under the header (the Humanitarian
+Exchange Language, so tools such as HDX read the columns), and an optional conversion of money
+columns with a rate table the caller supplies, stating every rate and its date.
+
+In JSON, money is integer minor units and quantities decimal strings; in CSV, money is written
+in the major unit ("100000.00") beside its currency.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from services.pledges import domain
+from shared.errors import ValidationFailed
+
+ColumnKind = Literal["text", "quantity", "money", "converted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    hxl: str
+    kind: ColumnKind = "text"
+
+
+@dataclass
+class Table:
+    report: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    filters: dict[str, Any]
+    conversion: Conversion | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "report": self.report,
+            "filters": self.filters,
+            "conversion": self.conversion.as_json() if self.conversion else None,
+            "columns": [{"key": c.key, "label": c.label, "hxl": c.hxl} for c in self.columns],
+            "rows": self.rows,
+            **({"summary": self.summary} if self.summary else {}),
+        }
+
+    def as_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([c.label for c in self.columns])
+        writer.writerow([c.hxl for c in self.columns])
+        for row in self.rows:
+            writer.writerow([self._cell(c, row) for c in self.columns])
+        return out.getvalue()
+
+    def _cell(self, column: Column, row: dict[str, Any]) -> str:
+        value = row.get(column.key)
+        if value is None:
+            return ""
+        if column.kind == "money" and row.get("currency"):
+            return domain.money.format_minor(int(value), row["currency"])
+        if column.kind == "converted" and self.conversion is not None:
+            return domain.money.format_minor(int(value), self.conversion.target)
+        if isinstance(value, list):
+            return "; ".join(str(v) for v in value)
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """Converts money columns to `target` with the caller's rates (rate: target per unit)."""
+
+    target: str
+    rates: dict[str, domain.money.Rate]
+
+    @classmethod
+    def parse(cls, target: str | None, rates: list[str]) -> Conversion | None:
+        """`rates` as CUR:RATE:YYYY-MM-DD (one unit of CUR is worth RATE of the target on that
+        day). Raises ValidationFailed on a malformed entry, an unknown currency, or rates
+        without a target."""
+        if target is None:
+            if rates:
+                raise _bad("convert_to", "name the currency to convert to with convert_to")
+            return None
+        domain.money.require_currency(target, field="convert_to")
+        parsed: dict[str, domain.money.Rate] = {}
+        for text in rates:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise _bad(
+                    "rate", f"{text!r}: write CUR:RATE:YYYY-MM-DD, e.g. GBP:1.165:2023-02-20"
+                )
+            code, rate_text, on_text = parts
+            domain.money.require_currency(code, field="rate")
+            try:
+                rate = Decimal(rate_text)
+                on = date.fromisoformat(on_text)
+            except (InvalidOperation, ValueError) as exc:
+                raise _bad("rate", f"{text!r}: the rate or the date is malformed") from exc
+            if not rate.is_finite() or rate <= 0:
+                raise _bad("rate", f"{text!r}: a rate is a positive number")
+            if code in parsed:
+                raise _bad("rate", f"two rates for {code}")
+            parsed[code] = domain.money.Rate(currency=code, rate=rate, on=on)
+        return cls(target=target, rates=parsed)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "to": self.target,
+            "rates": [
+                {"currency": r.currency, "rate": str(r.rate), "date": r.on.isoformat()}
+                for r in self.rates.values()
+            ],
+        }
+
+    def apply(self, table: Table, keys: list[str]) -> None:
+        """Add the converted `keys` to every row that has a currency, with the rate and date
+        used. Raises ValidationFailed naming the currencies the rate table lacks."""
+        missing = sorted(
+            {
+                r["currency"]
+                for r in table.rows
+                if r.get("currency")
+                and r["currency"] != self.target
+                and r["currency"] not in self.rates
+            }
+        )
+        if missing:
+            raise _bad("rate", f"the rate table has no rate for {', '.join(missing)}")
+        for row in table.rows:
+            currency = row.get("currency")
+            rate = self.rates.get(currency) if currency else None
+            row["converted_currency"] = self.target if currency else None
+            row["rate"] = str(rate.rate) if rate else ("1" if currency else None)
+            row["rate_date"] = rate.on.isoformat() if rate else None
+            for key in keys:
+                value = row.get(key)
+                row[f"{key}_converted"] = (
+                    None
+                    if value is None or not currency
+                    else domain.money.convert(
+                        int(value),
+                        currency,
+                        target=self.target,
+                        rate=rate.rate if rate else Decimal(1),
+                    )
+                )
+        table.conversion = self
+        table.columns += [
+            Column("converted_currency", "Converted to", "#currency+converted"),
+            Column("rate", "Rate", "#meta+rate"),
+            Column("rate_date", "Rate date", "#date+rate"),
+        ] + [
+            Column(
+                f"{key}_converted",
+                f"{_label(table, key)} ({self.target})",
+                f"{_hxl(table, key)}+converted",
+                "converted",
+            )
+            for key in keys
+        ]
+
+
+def _label(table: Table, key: str) -> str:
+    return next(c.label for c in table.columns if c.key == key)
+
+
+def _hxl(table: Table, key: str) -> str:
+    return next(c.hxl for c in table.columns if c.key == key)
+
+
+def _bad(name: str, detail: str) -> ValidationFailed:
+    return ValidationFailed(detail, extra={"invalid_params": [{"name": name, "reason": detail}]})

@@ -1,0 +1,123 @@
+"""A pledge as JSON, from its folded state: now, or as of an instant (the audit view).
+
+In kind, the recipient's confirmed figure is what shipments reported received in good
+condition; money, what the recipient confirmed received. The donor's own figure stands beside
+it with the difference, so a gap between what was sent and what arrived is visible.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from services.pledges import domain
+from services.pledges.queries import sees_internal
+
+fmt = domain.quantities.fmt
+
+
+def _donor_figure(line: domain.Line, confirmed: Decimal | int) -> dict[str, Any] | None:
+    if line.donor_figure is None:
+        return None
+    if line.kind is domain.LineKind.MONEY:
+        reported: Decimal | int = int(line.donor_figure)
+        difference: Any = int(reported) - int(confirmed)
+    else:
+        reported = domain.quantities.parse(line.donor_figure)
+        difference = fmt(reported - Decimal(confirmed))
+    return {
+        "figure": line.donor_figure if line.kind is domain.LineKind.IN_KIND else int(reported),
+        "reported_on": line.donor_figure_on.isoformat() if line.donor_figure_on else None,
+        "difference": difference,
+    }
+
+
+def line_json(line: domain.Line) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "line_id": line.line_id,
+        "kind": line.kind.value,
+        "need_id": line.need_id,
+        "item": line.item,
+        "category": line.category,
+        "amendments": [
+            {"previous": a.previous, "new": a.new, "reason": a.reason} for a in line.amendments
+        ],
+    }
+    if line.kind is domain.LineKind.MONEY:
+        assert line.currency is not None
+        out |= {
+            "amount": line.amount,
+            "currency": line.currency,
+            "formatted": domain.money.format_minor(line.amount, line.currency),
+            "recipient_confirmed": line.received,
+            "outstanding": line.outstanding,
+            "receipts": [
+                {
+                    "amount": r.amount,
+                    "received_on": r.received_on.isoformat(),
+                    "reference": r.reference,
+                }
+                for r in line.receipts
+            ],
+            "donor_reported": _donor_figure(line, line.received),
+        }
+        return out
+    assert line.unit is not None
+    out |= {
+        "quantity": fmt(line.quantity),
+        "unit": line.unit.value,
+        "weight_kg": fmt(line.weight_kg) if line.weight_kg is not None else None,
+        "estimated_value": (
+            {"amount": line.value_amount, "currency": line.value_currency}
+            if line.value_amount is not None
+            else None
+        ),
+        "recipient_confirmed": fmt(line.delivered),
+        "damaged": fmt(line.total("damaged")),
+        "short": fmt(line.total("short")),
+        "lost": fmt(line.total("lost")),
+        "remaining": fmt(line.remaining),
+        "deliveries": [
+            {
+                "convoy_id": d.convoy_id,
+                "manifest_line_id": d.manifest_line_id,
+                "loaded": fmt(d.loaded),
+                "received": fmt(d.received),
+                "damaged": fmt(d.damaged),
+                "short": fmt(d.short),
+                "lost": fmt(d.lost),
+            }
+            for d in line.deliveries
+        ],
+        "donor_reported": _donor_figure(line, line.delivered),
+    }
+    return out
+
+
+def pledge_json(
+    state: domain.Pledge, *, org_names: dict[str, str], viewer: str | None
+) -> dict[str, Any]:
+    def at(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    out: dict[str, Any] = {
+        "pledge_id": state.pledge_id,
+        "donor_id": state.donor_id,
+        "donor_name": org_names.get(state.donor_id),
+        "recipient_id": state.recipient_id,
+        "recipient_name": org_names.get(state.recipient_id),
+        "partnership_id": state.partnership_id,
+        "description": state.description,
+        "status": state.status.value,
+        "made_at": at(state.made_at),
+        "committed_at": at(state.committed_at),
+        "withdrawn_at": at(state.withdrawn_at),
+        "withdrawal_reason": state.withdrawal_reason,
+        "lines": [line_json(line) for line in state.lines],
+        "version": state.version,
+        "correlation_id": state.correlation_id,
+    }
+    if sees_internal(viewer, state.donor_id, state.recipient_id):
+        out["internal_note"] = state.internal_note
+        out["contact"] = state.contact
+    return out
