@@ -4,18 +4,15 @@ gap). Filters: period, donor, recipient, partnership, programme, category.
 
 The period applies to when a pledge was made and a need posted (UTC dates, inclusive). A
 partnership or programme filter keeps pledges made under it, and needs of its parties.
-Totals count lines as need coverage does (domain.coverage): withdrawn lines keep only what
-arrived; requested and gap come from the recipient's needs (cancelled ones left out; closed
-ones requested, with no gap left to find).
+Totals (totals.py) count lines as need coverage does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
@@ -70,7 +67,7 @@ ORDER BY n.posted_at, n.need_id
 """
 
 
-async def _lines(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
+async def lines(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         _LINES,
         f.date_from,
@@ -84,7 +81,7 @@ async def _lines(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
     return rows
 
 
-async def _needs(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
+async def need_rows(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
     if f.donor is not None:
         return []  # needs have no donor
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -129,7 +126,7 @@ PLEDGE_COLUMNS = [
 
 
 async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
-    rows = await _lines(conn, f)
+    rows = await lines(conn, f)
     org_names = await queries.names(
         conn, [o for r in rows for o in (r["donor_id"], r["recipient_id"])]
     )
@@ -214,7 +211,7 @@ NEED_MONEY = [
 
 
 async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
-    rows = await _needs(conn, f)
+    rows = await need_rows(conn, f)
     org_names = await queries.names(conn, [r["recipient_id"] for r in rows])
     out = []
     for r in rows:
@@ -239,133 +236,3 @@ async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
             row[f"{k}_amount"] = int(r[k]) if money else None
         out.append(row)
     return Table("needs", list(NEED_COLUMNS), out, f.as_json())
-
-
-By = Literal["recipient", "donor"]
-TOTAL_MONEY = ["requested", "pledged", "committed", "received", "outstanding", "funding_gap"]
-_QTY = (
-    "requested_quantity",
-    "pledged_quantity",
-    "committed_quantity",
-    "delivered_quantity",
-    "damaged",
-    "short",
-    "lost",
-    "gap_quantity",
-)
-
-
-def total_columns(by: By) -> list[Column]:
-    return [
-        Column("organisation_id", f"{by.title()} id", f"#org+{by}+code"),
-        Column("organisation", by.title(), f"#org+{by}"),
-        Column("kind", "Kind", "#meta+kind"),
-        Column("category", "Category", "#item+type"),
-        Column("unit", "Unit", "#item+unit"),
-        *(
-            Column(
-                k,
-                k.replace("_quantity", "").replace("_", " ").capitalize(),
-                f"#indicator+num+{k.replace('_quantity', '')}",
-                "quantity",
-            )
-            for k in _QTY
-        ),
-        Column("currency", "Currency", "#currency"),
-        *(
-            Column(
-                k,
-                k.replace("_", " ").capitalize(),
-                "#value+gap" if k == "funding_gap" else f"#value+{k}",
-                "money",
-            )
-            for k in TOTAL_MONEY
-        ),
-    ]
-
-
-def _group(
-    groups: dict[tuple[str, ...], dict[str, Any]], key: tuple[str, ...], kind: str
-) -> dict[str, Any]:
-    if key not in groups:
-        org, a, b = key
-        fields = _QTY if kind == "in_kind" else TOTAL_MONEY
-        groups[key] = {
-            "organisation_id": org,
-            "kind": kind,
-            "category": a if kind == "in_kind" else None,
-            "unit": b if kind == "in_kind" else None,
-            "currency": b if kind == "money" else None,
-            **dict.fromkeys(fields, ZERO if kind == "in_kind" else 0),
-        }
-    return groups[key]
-
-
-def _add_lines(
-    groups: dict[tuple[str, ...], dict[str, Any]], rows: Iterable[asyncpg.Record], by: By
-) -> None:
-    for r in rows:
-        org = r[f"{by}_id"]
-        binding = r["status"] in domain.BINDING
-        withdrawn = r["status"] == "withdrawn"
-        if r["kind"] == "money":
-            g = _group(groups, (org, "", r["currency"]), "money")
-            size = r["received"] if withdrawn else r["amount"]
-            g["pledged"] += size
-            g["committed"] += size if (binding or withdrawn) else 0
-            g["received"] += r["received"]
-            g["outstanding"] += max(0, r["amount"] - r["received"]) if binding else 0
-            continue
-        g = _group(groups, (org, r["category"], r["unit"]), "in_kind")
-        size = r["delivered"] if withdrawn else r["quantity"]
-        g["pledged_quantity"] += size
-        g["committed_quantity"] += size if (binding or withdrawn) else ZERO
-        for k in ("damaged", "short", "lost"):
-            g[k] += r[k]
-        g["delivered_quantity"] += r["delivered"]
-
-
-def _add_needs(
-    groups: dict[tuple[str, ...], dict[str, Any]], rows: Iterable[asyncpg.Record]
-) -> None:
-    for r in rows:
-        if r["state"] == "cancelled":
-            continue
-        gap = r["gap"] if r["state"] == "active" else ZERO
-        if r["kind"] == "money":
-            g = _group(groups, (r["recipient_id"], "", r["currency"]), "money")
-            g["requested"] += int(r["target"])
-            g["funding_gap"] += int(gap)
-        else:
-            g = _group(groups, (r["recipient_id"], r["category"], r["unit"]), "in_kind")
-            g["requested_quantity"] += r["target"]
-            g["gap_quantity"] += gap
-
-
-async def totals(conn: asyncpg.Connection, f: Filters, *, by: By) -> Table:
-    groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    _add_lines(groups, await _lines(conn, f), by)
-    if by == "recipient":
-        _add_needs(groups, await _needs(conn, f))
-    org_names = await queries.names(conn, [k[0] for k in groups])
-    rows = []
-    for key in sorted(groups, key=lambda k: (k[0], groups[k]["kind"], k[1], k[2])):
-        row = groups[key]
-        row["organisation"] = org_names.get(key[0], key[0])
-        if row["kind"] == "in_kind":
-            row.update({k: fmt(row[k]) for k in _QTY})
-            if by == "donor":
-                row["requested_quantity"] = row["gap_quantity"] = None
-        elif by == "donor":
-            row["requested"] = row["funding_gap"] = None
-        rows.append(row)
-    return Table(f"totals-by-{by}", total_columns(by), rows, {**f.as_json(), "by": by})
-
-
-def converted_summary(table: Table, keys: list[str]) -> dict[str, Any]:
-    """Sums of the converted money columns, in the conversion's currency."""
-    assert table.conversion is not None
-    return {
-        "currency": table.conversion.target,
-        **{k: sum(r.get(f"{k}_converted") or 0 for r in table.rows) for k in keys},
-    }

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
-from services.pledges import domain, reports
+from services.pledges import domain, reports, totals
 from services.pledges.tables import Conversion, Table
 from shared.web import Caller, Ctx
 
@@ -48,7 +48,7 @@ def _answer(table: Table, fmt: str, money: list[str], conversion: Conversion | N
     if conversion is not None:
         conversion.apply(table, money)
         if table.report.startswith("totals"):
-            table.summary = {"converted": reports.converted_summary(table, money)}
+            table.summary = {"converted": totals.converted_summary(table, money)}
     if fmt == "csv":
         return Response(
             table.as_csv(),
@@ -96,7 +96,7 @@ async def totals_report(
     ctx: Ctx,
     caller: Caller,
     filters: Filters,
-    by: reports.By = "recipient",
+    by: totals.By = "recipient",
     format: Format = "json",
     convert_to: ConvertTo = None,
     rate: Rates = [],  # noqa: B006
@@ -105,8 +105,8 @@ async def totals_report(
     category and unit, money by currency."""
     conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await reports.totals(conn, filters, by=by)
-    return _answer(table, format, reports.TOTAL_MONEY, conversion)
+        table = await totals.totals(conn, filters, by=by)
+    return _answer(table, format, totals.TOTAL_MONEY, conversion)
 
 
 @router.get("/reference", tags=["reference"])

@@ -13,10 +13,10 @@ from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
 from services.pledges.domain.lines import LineKind
-from services.pledges.domain.needs import not_in_future
 from services.pledges.domain.pledges import line_update, require_pledge
 from services.pledges.domain.quantities import invalid
 from services.pledges.domain.state import Pledge, PledgeStatus
+from services.pledges.domain.vocabulary import not_in_future
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.events import NewEvent
 

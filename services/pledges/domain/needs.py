@@ -16,66 +16,27 @@ from typing import Any
 from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.quantities import Unit, invalid
+from services.pledges.domain.vocabulary import (
+    Category,
+    NeedKind,
+    Priority,
+    Serves,
+    not_in_future,
+)
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import NewEvent, RecordedEvent
 
 __all__ = [
-    "Category",
     "Need",
-    "NeedKind",
     "NeedState",
     "PostNeed",
-    "Priority",
     "ReviseNeed",
-    "Serves",
     "end_need",
     "evolve_need",
-    "not_in_future",
     "post_need",
     "require_need",
     "revise_need",
 ]
-
-
-class NeedKind(StrEnum):
-    ITEM = "item"
-    MONEY = "money"
-
-
-class Priority(StrEnum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    NORMAL = "normal"
-
-
-class Category(StrEnum):
-    GENERATORS = "generators"
-    MEDICINES = "medicines"
-    ANTIBIOTICS = "antibiotics"
-    MEDICAL_EQUIPMENT = "medical_equipment"
-    FOOD = "food"
-    WATER = "water"
-    SHELTER = "shelter"
-    CLOTHING = "clothing"
-    HYGIENE = "hygiene"
-    FUEL = "fuel"
-    VEHICLES = "vehicles"
-    EQUIPMENT = "equipment"
-    OTHER = "other"
-
-
-class Serves(StrEnum):
-    HOSPITALS = "hospitals"
-    HEATING = "heating"
-    WATER = "water"
-    ELECTRICITY = "electricity"
-    SHELTER = "shelter"
-    SCHOOLS = "schools"
-    TRANSPORT = "transport"
-    REFUGEES = "refugees"
-    FOOD = "food"
-    CIVIL_PROTECTION = "civil_protection"
-    OTHER = "other"
 
 
 class NeedState(StrEnum):
@@ -140,15 +101,6 @@ class ReviseNeed:
 
 
 REVISABLE = ("description", "quantity", "amount", "priority", "serves", "deadline", "internal_note")
-
-
-def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
-    if occurred_at > now:
-        raise invalid(
-            field,
-            "in the future",
-            f"{field} {occurred_at.isoformat()} lies in the future: record what already happened",
-        )
 
 
 def _acting(acting_for: str | None, organisation: str, what: str) -> None:

@@ -1,0 +1,206 @@
+"""Making a pledge: a donor, for itself, to a recipient; lines in kind or in money, optionally
+answering the recipient's needs and under a partnership the registry announced."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from services.pledges import events as ev
+from services.pledges.domain import money, quantities
+from services.pledges.domain.history import evolve_events
+from services.pledges.domain.lines import LineKind
+from services.pledges.domain.needs import Need, NeedState
+from services.pledges.domain.pledges import acting, commitment_events
+from services.pledges.domain.quantities import Unit, invalid
+from services.pledges.domain.state import Pledge
+from services.pledges.domain.vocabulary import NeedKind, not_in_future
+from shared.errors import Conflict
+from shared.events import NewEvent
+
+__all__ = ["MAX_LINES", "LineSpec", "MakePledge", "PartnershipRef", "make_pledge"]
+
+MAX_LINES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PartnershipRef:
+    """What the local copy of the registry knows of a partnership."""
+
+    partnership_id: str
+    organisations: tuple[str, str]
+    status: str
+    programme: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineSpec:
+    line_id: str
+    kind: LineKind
+    item: str
+    category: str
+    need_id: str | None = None
+    quantity: Decimal | None = None
+    unit: Unit | None = None
+    weight_kg: Decimal | None = None
+    value_amount: int | None = None
+    value_currency: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MakePledge:
+    pledge_id: str
+    donor_id: str
+    recipient_id: str
+    lines: tuple[LineSpec, ...]
+    occurred_at: datetime
+    partnership_id: str | None = None
+    description: str | None = None
+    internal_note: str | None = None
+    contact: ev.Contact | None = None
+    commit: bool = False
+
+
+def _check_in_kind(spec: LineSpec, f: str) -> None:
+    if spec.quantity is None or spec.unit is None:
+        raise invalid(f"{f}.quantity", "required", f"{f} is in kind: give a quantity and a unit")
+    if spec.amount is not None or spec.currency is not None:
+        raise invalid(
+            f"{f}.amount", "in kind", f"{f} is in kind: an amount belongs on a money line"
+        )
+    quantities.require_quantity(spec.quantity, spec.unit, field=f"{f}.quantity")
+    if spec.weight_kg is not None:
+        quantities.require_quantity(spec.weight_kg, Unit.KG, field=f"{f}.weight_kg")
+    if (spec.value_amount is None) != (spec.value_currency is None):
+        raise invalid(f"{f}.value", "incomplete", f"{f}: an estimated value needs its currency")
+    if spec.value_amount is not None and spec.value_currency is not None:
+        money.require_currency(spec.value_currency, field=f"{f}.value_currency")
+        money.require_amount(spec.value_amount, field=f"{f}.value_amount")
+
+
+def _check_money(spec: LineSpec, f: str) -> None:
+    if spec.amount is None or spec.currency is None:
+        raise invalid(f"{f}.amount", "required", f"{f} is money: give an amount and a currency")
+    if spec.quantity is not None or spec.unit is not None or spec.weight_kg is not None:
+        raise invalid(f"{f}.quantity", "money", f"{f} is money: a quantity belongs in kind")
+    money.require_currency(spec.currency, field=f"{f}.currency")
+    money.require_amount(spec.amount, field=f"{f}.amount")
+
+
+def _check_answer(spec: LineSpec, f: str, need: Need | None, recipient: str) -> None:
+    if need is None or not need.exists:
+        raise invalid(f"{f}.need_id", "unknown need", f"need {spec.need_id} does not exist")
+    if need.state is not NeedState.ACTIVE:
+        raise Conflict(
+            f"need {need.need_id} is {need.state.value}: pledges can no longer answer it",
+            extra={"need_state": need.state.value},
+        )
+    if need.recipient_id != recipient:
+        raise invalid(
+            f"{f}.need_id",
+            "another recipient",
+            f"need {need.need_id} belongs to {need.recipient_id}, not to {recipient}",
+        )
+    if spec.kind is LineKind.MONEY:
+        if need.kind is not NeedKind.MONEY or need.currency != spec.currency:
+            raise invalid(
+                f"{f}.need_id",
+                "does not match",
+                f"need {need.need_id} asks for {need.currency or 'goods'}: a {spec.currency}"
+                " line cannot count towards it",
+            )
+    elif (
+        need.kind is not NeedKind.ITEM
+        or need.unit is None
+        or spec.unit is None
+        or not quantities.comparable(need.unit, spec.unit)
+    ):
+        raise invalid(
+            f"{f}.need_id",
+            "does not match",
+            f"need {need.need_id} is counted in {need.unit or need.currency}: a line in"
+            f" {spec.unit} cannot count towards it",
+        )
+
+
+def make_pledge(
+    state: Pledge,
+    command: MakePledge,
+    *,
+    now: datetime,
+    acting_for: str | None,
+    needs: Mapping[str, Need],
+    partnership: PartnershipRef | None,
+) -> list[NewEvent]:
+    """`needs` holds every need a line answers (as loaded); `partnership` the named one if the
+    registry announced it. Raises Conflict, Forbidden (pledging as another organisation),
+    ValidationFailed."""
+    if state.exists:
+        raise Conflict(f"pledge {state.pledge_id} already exists")
+    acting(acting_for, command.donor_id, "pledge")
+    if command.donor_id == command.recipient_id:
+        raise invalid("recipient_id", "the donor", "a donor cannot pledge to itself")
+    if not command.lines or len(command.lines) > MAX_LINES:
+        raise invalid("lines", "1 to 100", f"a pledge has 1 to {MAX_LINES} lines")
+    not_in_future(command.occurred_at, now)
+    seen: set[str] = set()
+    for i, spec in enumerate(command.lines):
+        f = f"lines[{i}]"
+        if spec.line_id in seen:
+            raise invalid(f"{f}.line_id", "duplicate", f"line id {spec.line_id} is used twice")
+        seen.add(spec.line_id)
+        (_check_money if spec.kind is LineKind.MONEY else _check_in_kind)(spec, f)
+        if spec.need_id is not None:
+            _check_answer(spec, f, needs.get(spec.need_id), command.recipient_id)
+    if command.partnership_id is not None:
+        _check_partnership(command, partnership)
+    made = ev.PledgeMade(
+        pledge_id=command.pledge_id,
+        donor_id=command.donor_id,
+        recipient_id=command.recipient_id,
+        partnership_id=command.partnership_id,
+        description=command.description,
+        lines=[_line_event(spec) for spec in command.lines],
+        internal_note=command.internal_note,
+        contact=command.contact,
+    )
+    events = [NewEvent(ev.PLEDGE_MADE, ev.payload(made), occurred_at=command.occurred_at)]
+    if command.commit:
+        pledged = evolve_events(state, events)
+        events += commitment_events(pledged, command.occurred_at)
+    return events
+
+
+def _check_partnership(command: MakePledge, partnership: PartnershipRef | None) -> None:
+    pid = command.partnership_id
+    if partnership is None:
+        raise invalid("partnership_id", "unknown partnership", f"partnership {pid} is unknown")
+    if partnership.status == "terminated":
+        raise invalid("partnership_id", "ended", f"partnership {pid} has ended")
+    if not {command.donor_id, command.recipient_id} & set(partnership.organisations):
+        raise invalid(
+            "partnership_id",
+            "not a party",
+            f"neither {command.donor_id} nor {command.recipient_id} is a party to {pid}",
+        )
+
+
+def _line_event(spec: LineSpec) -> ev.Line:
+    return ev.Line(
+        line_id=spec.line_id,
+        kind=spec.kind.value,
+        need_id=spec.need_id,
+        item=spec.item,
+        category=spec.category,
+        quantity=quantities.fmt(spec.quantity) if spec.quantity is not None else None,
+        unit=spec.unit.value if spec.unit is not None else None,
+        weight_kg=quantities.fmt(spec.weight_kg) if spec.weight_kg is not None else None,
+        value_amount=spec.value_amount,
+        value_currency=spec.value_currency,
+        amount=spec.amount,
+        currency=spec.currency,
+    )

@@ -1,0 +1,37 @@
+"""Pledges events -> read-model rows. Idempotent: every update is guarded by the stream version,
+so replaying an event changes nothing; need coverage is recomputed from the rows it sums.
+`twinaid rebuild pledges` empties these tables and replays the log into them."""
+
+from __future__ import annotations
+
+from services.pledges import events as ev
+from services.pledges.projections import needs, pledges
+from shared.projections import Projection
+
+NEEDS = Projection(
+    name="needs",
+    tables=("needs",),
+    handlers={
+        ev.NEED_POSTED: needs.need_posted,
+        ev.NEED_REVISED: needs.need_changed,
+        ev.NEED_CLOSED: needs.need_changed,
+        ev.NEED_CANCELLED: needs.need_changed,
+    },
+)
+
+PLEDGES = Projection(
+    name="pledges",
+    tables=("pledges", "pledge_lines", "receipts", "deliveries"),
+    handlers={
+        ev.PLEDGE_MADE: pledges.pledge_made,
+        ev.PLEDGE_COMMITTED: pledges.pledge_committed,
+        ev.PLEDGE_WITHDRAWN: pledges.pledge_withdrawn,
+        ev.PLEDGE_LINE_AMENDED: pledges.line_amended,
+        ev.MONEY_RECEIVED: pledges.money_received,
+        ev.DONOR_FIGURE_REPORTED: pledges.donor_figure,
+        ev.DELIVERY_RECORDED: pledges.delivery_recorded,
+        ev.PLEDGE_LINE_UPDATED: pledges.line_updated,
+    },
+)
+
+ALL = (NEEDS, PLEDGES)
