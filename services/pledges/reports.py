@@ -191,13 +191,13 @@ NEED_COLUMNS = [
     ),
     Column("currency", "Currency", "#currency"),
     *(
-        Column(f"{k}_amount", label, f"#value+{k}", "money")
-        for k, label in (
-            ("target", "Target amount"),
-            ("pledged", "Pledged amount"),
-            ("committed", "Committed amount"),
-            ("delivered", "Received amount"),
-            ("gap", "Funding gap"),
+        Column(f"{k}_amount", label, f"#value+{tag}", "money")
+        for k, tag, label in (
+            ("target", "target", "Target amount"),
+            ("pledged", "pledged", "Pledged amount"),
+            ("committed", "committed", "Committed amount"),
+            ("delivered", "received", "Received amount"),
+            ("gap", "gap", "Funding gap"),
         )
     ),
 ]
