@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -136,8 +136,8 @@ class Entry:
             "kind": self.kind,
             "event_type": self.event_type,
             "event_id": self.event_id,
-            "occurred_at": self.occurred_at.isoformat(),
-            "recorded_at": self.recorded_at.isoformat(),
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
+            "recorded_at": self.recorded_at.astimezone(UTC).isoformat(),
         }
 
 
