@@ -238,7 +238,7 @@ def test_a_batch_is_taken_in_the_order_things_happened() -> None:
 
 def test_a_re_sent_entry_is_answered_as_the_first_time_and_decides_nothing() -> None:
     first, decision = road(dispatched(), checkpoint(3, "Wrocław", "cp-1"))
-    again, replay = road(first, checkpoint(3, "Wrocław", "cp-1"), at=NOW + DAY)
+    _, replay = road(first, checkpoint(3, "Wrocław", "cp-1"), at=NOW + DAY)
     assert replay.events == [] and replay.replayed == 1
     assert replay.answers == decision.answers
     with pytest.raises(domain.EntryIdReused):
