@@ -27,7 +27,12 @@ def decode(cursor: str | None, *, arity: int) -> list[Any] | None:
         key = json.loads(raw)
     except (binascii.Error, ValueError) as exc:
         raise ValidationFailed("the cursor is not valid: pass back next_cursor as given") from exc
-    if not isinstance(key, list) or len(key) != arity:
+    # our sort keys are text: anything else was not made by encode()
+    if (
+        not isinstance(key, list)
+        or len(key) != arity
+        or not all(isinstance(k, str) and "\x00" not in k for k in key)
+    ):
         raise ValidationFailed("the cursor is not valid: pass back next_cursor as given")
     return key
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -36,6 +37,82 @@ __all__ = [
 ]
 
 
+async def _reject(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    invalid: list[dict[str, str]] | None = None,
+) -> None:
+    slug = "too-large" if status == 413 else "validation-error"
+    body: dict[str, Any] = {
+        "type": f"https://twinaid.example/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if invalid:
+        body["invalid_params"] = invalid
+    await problems.problem_response(status, body)(scope, receive, send)
+
+
+def _nul_fields(body: bytes) -> list[str]:
+    """Dotted paths of the JSON strings that hold a NUL character."""
+    try:
+        document = json.loads(body, strict=False)  # a raw NUL is a control character
+    except ValueError:
+        return []
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append(path or "body")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}.{i}" if path else str(i))
+
+    walk(document, "")
+    return found
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None past MAX_BODY_BYTES (a chunked body has no Content-Length)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """Hand the buffered body to the app, then the client's later messages (disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await original()
+
+    return receive
+
+
 class EdgeMiddleware:
     """Correlation id in and out, request metrics, and a cap on body size."""
 
@@ -52,17 +129,51 @@ class EdgeMiddleware:
             if name == b"x-correlation-id":
                 cid = value.decode("latin-1")[:128]
             elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                response = problems.problem_response(
+                await _reject(
+                    scope,
+                    receive,
+                    send,
                     413,
-                    {
-                        "type": "https://twinaid.example/problems/too-large",
-                        "title": "Body too large",
-                        "status": 413,
-                        "detail": f"bodies are limited to {MAX_BODY_BYTES} bytes",
-                    },
+                    "Body too large",
+                    f"bodies are limited to {MAX_BODY_BYTES} bytes",
                 )
-                await response(scope, receive, send)
                 return
+        if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
+            await _reject(
+                scope,
+                receive,
+                send,
+                422,
+                "The request is not valid",
+                "NUL characters are not accepted in text",
+            )
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            body = await _read_body(receive)
+            if body is None:
+                await _reject(
+                    scope,
+                    receive,
+                    send,
+                    413,
+                    "Body too large",
+                    f"bodies are limited to {MAX_BODY_BYTES} bytes",
+                )
+                return
+            # PostgreSQL cannot store NUL in text: refuse it here, once, for every service
+            if b"\\u0000" in body or b"\x00" in body:
+                fields = _nul_fields(body)
+                await _reject(
+                    scope,
+                    receive,
+                    send,
+                    422,
+                    "The request is not valid",
+                    "NUL characters are not accepted in text: " + (", ".join(fields) or "body"),
+                    invalid=[{"name": f, "reason": "contains a NUL character"} for f in fields],
+                )
+                return
+            receive = _replay(body, receive)
         if not cid or not cid.isprintable():
             cid = str(uuid.uuid4())
         token = logs.correlation_id.set(cid)

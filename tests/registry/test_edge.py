@@ -238,3 +238,15 @@ async def test_metrics_count_requests_and_appends(api: Api) -> None:
         'twinaid_http_requests_total{method="POST",route="/v1/organisations",status="201"} 1.0'
         in text
     )
+
+
+async def test_an_oversized_body_is_a_413_problem_and_stores_nothing(api: Api) -> None:
+    huge = {**KHARKIV, "region": "x" * 1_100_000}
+    response = await api.client.post("/v1/organisations", json=huge, headers=api.auth(api.admin))
+    assert_problem(response, 413)
+    assert await api.count_events() == 0
+
+
+async def test_a_nul_character_in_the_query_is_a_422_problem(api: Api) -> None:
+    response = await api.client.get("/v1/organisations?q=Khar%00kiv", headers=api.auth(api.member))
+    assert "NUL" in str(assert_problem(response, 422)["detail"])
