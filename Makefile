@@ -9,9 +9,9 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,devstack]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,devstack]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install twinaid with pinned dependencies
