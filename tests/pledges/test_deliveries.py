@@ -1,0 +1,247 @@
+"""Confirmed deliveries from shipments, applied through the consumer runner on a real database:
+counted once, in whatever order they arrive, with the flow's correlation id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from services.pledges import subscriptions
+from shared.consumer import ConsumerRunner, Incoming
+from shared.db import Database
+from shared.metrics import Metrics
+from tests.conftest import settings_for
+from tests.pledges.conftest import (
+    GENERATORS_NEED,
+    PledgesApi,
+    assert_problem,
+    generators_pledge,
+    incoming,
+)
+
+PLEDGE = "/v1/pledges/lille-generators"
+
+
+@pytest.fixture
+async def runner(api: PledgesApi) -> AsyncIterator[ConsumerRunner]:
+    db = Database(api.url, max_size=2)
+    await db.open()
+    try:
+        yield ConsumerRunner(
+            service="pledges",
+            settings=settings_for(api.url),
+            db=db,
+            metrics=Metrics("pledges-test"),
+            handlers=subscriptions.HANDLERS,
+        )
+    finally:
+        await db.close()
+
+
+def delivery(
+    *lines: dict[str, Any], convoy_id: str = "convoy-1", event_id: uuid.UUID | None = None
+) -> Incoming:
+    return incoming(
+        "shipments",
+        "shipments.delivery-confirmed",
+        {
+            "convoy_id": convoy_id,
+            "recipient_id": "kharkiv",
+            "origin_id": "lille",
+            "carrier_id": "lille",
+            "confirmed_by": {"name": "Olena K.", "role": "warehouse", "phone": "kept out"},
+            "document": {"name": "pod.pdf", "sha256": "ab" * 32},
+            "lines": list(lines),
+        },
+        stream_id=f"convoy-{convoy_id}",
+        correlation_id="convoy-correlation",
+        event_id=event_id,
+    )
+
+
+def line(
+    manifest_line_id: str = "m1",
+    *,
+    received: str = "20",
+    damaged: str = "0",
+    short: str = "0",
+    lost: str = "0",
+    unit: str = "pieces",
+    line_id: str = "generators",
+) -> dict[str, Any]:
+    loaded = sum(float(x) for x in (received, damaged, short, lost))
+    return {
+        "manifest_line_id": manifest_line_id,
+        "pledge_id": "lille-generators",
+        "line_id": line_id,
+        "item": "Medium-sized generator",
+        "unit": unit,
+        "loaded": f"{loaded:g}",
+        "received": received,
+        "damaged": damaged,
+        "short": short,
+        "lost": lost,
+        "correlation_id": "kharkiv-generators",
+        "a_field_pledges_does_not_know": True,
+    }
+
+
+async def committed(api: PledgesApi, quantity: str = "100") -> None:
+    await api.ok(
+        "/v1/needs", GENERATORS_NEED, by="kharkiv", **{"X-Correlation-ID": "kharkiv-generators"}
+    )
+    body = generators_pledge(commit=True)
+    body["lines"][0]["quantity"] = quantity
+    await api.ok("/v1/pledges", body, by="lille")
+
+
+async def updates(api: PledgesApi) -> list[tuple[str, str, str, str]]:
+    return [
+        (e["quantity"], e["delivered"], e["remaining"], e["status"])
+        for e in await api.events("pledges.pledge-line-updated")
+    ]
+
+
+async def test_a_confirmed_delivery_counts_what_arrived_in_good_condition(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    event = delivery(line(received="20", damaged="1", short="1", lost="2"))
+    assert await runner.apply(event)
+    pledge = await api.get(PLEDGE)
+    generators = pledge["lines"][0]
+    assert (
+        generators["recipient_confirmed"],
+        generators["damaged"],
+        generators["short"],
+        generators["lost"],
+        generators["remaining"],
+    ) == ("20", "1", "1", "2", "80")
+    assert generators["deliveries"][0]["loaded"] == "24"
+    assert pledge["status"] == "partly_fulfilled"
+    need = await api.get("/v1/needs/kharkiv-generators")
+    assert need["coverage"]["delivered"] == "20"
+    assert await updates(api) == [
+        ("100", "0", "100", "committed"),
+        ("100", "20", "80", "committed"),
+    ]
+    [recorded] = await api.events("pledges.delivery-recorded")
+    assert recorded["confirmed_by"] == {"name": "Olena K.", "role": "warehouse"}
+    assert recorded["_meta"] == {
+        "actor": "pledges-consumer",
+        "organisation": None,
+        "correlation_id": "kharkiv-generators",
+        "causation_id": str(event.event_id),
+        "idempotency_key": None,
+    }
+
+
+async def test_a_delivery_arriving_twice_is_counted_once(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    event = delivery(line())
+    assert await runner.apply(event)
+    assert not await runner.apply(event), "the inbox drops the same event"
+    resent = delivery(line(), event_id=uuid.uuid4())  # the same delivery under a new event id
+    assert await runner.apply(resent)
+    assert len(await api.events("pledges.delivery-recorded")) == 1
+    assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "20"
+    rows = await api.fetch("SELECT count(*) AS n FROM deliveries")
+    assert rows[0]["n"] == 1
+
+
+async def test_two_convoys_for_one_line_both_count(api: PledgesApi, runner: ConsumerRunner) -> None:
+    await committed(api, quantity="50")
+    await runner.apply(delivery(line("m1", received="30"), convoy_id="convoy-1"))
+    await runner.apply(delivery(line("m1", received="20"), convoy_id="convoy-2"))
+    assert (await api.get(PLEDGE))["status"] == "fulfilled"
+    assert (await updates(api))[-1] == ("50", "50", "0", "fulfilled")
+
+
+async def test_a_delivery_before_an_amendment_bounds_it_and_counts_against_the_new_quantity(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    await runner.apply(delivery(line(received="30")))
+    path = f"{PLEDGE}/lines/generators/amendments"
+    too_low = await api.post(path, {"quantity": "20", "reason": "fewer"}, by="lille")
+    assert "already confirmed: 30" in assert_problem(too_low, 409)["detail"]
+    await api.ok(path, {"quantity": "50", "reason": "about fifty for the moment"}, by="lille")
+    assert (await updates(api))[-1] == ("50", "30", "20", "committed")
+
+
+async def test_a_delivery_after_an_amendment_counts_against_the_amended_quantity(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    await api.ok(
+        f"{PLEDGE}/lines/generators/amendments",
+        {"quantity": "50", "reason": "about fifty for the moment"},
+        by="lille",
+    )
+    await runner.apply(delivery(line(received="50")))
+    assert (await updates(api))[-1] == ("50", "50", "0", "fulfilled")
+    assert (await api.get("/v1/needs/kharkiv-generators"))["coverage"] == {
+        "pledged": "50",
+        "committed": "50",
+        "delivered": "50",
+        "gap": "50",
+    }
+
+
+async def test_goods_delivered_after_a_withdrawal_still_count(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    await api.ok(f"{PLEDGE}/withdraw", {"reason": "budget cut"}, by="lille")
+    await runner.apply(delivery(line(received="40")))
+    assert (await updates(api))[-1] == ("100", "40", "60", "withdrawn")
+    need = await api.get("/v1/needs/kharkiv-generators")
+    assert (need["coverage"]["pledged"], need["coverage"]["delivered"]) == ("40", "40")
+
+
+async def test_a_delivery_in_kilograms_counts_towards_a_line_in_tonnes(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    body = generators_pledge(commit=True, partnership_id=None)
+    body["lines"] = [
+        {
+            "line_id": "meds",
+            "kind": "in_kind",
+            "item": "Medicines",
+            "category": "medicines",
+            "quantity": "13",
+            "unit": "tonnes",
+        }
+    ]
+    await api.ok("/v1/pledges", body, by="lille")
+    await runner.apply(delivery(line(line_id="meds", received="6500", unit="kg")))
+    assert (await updates(api))[-1] == ("13", "6.5", "6.5", "committed")
+
+
+async def test_a_delivery_that_fits_no_line_is_parked_and_the_consumer_goes_on(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    bad = delivery(line(line_id="no-such-line"))
+    await runner.apply_with_retries(bad, None)
+    [dead] = await api.fetch("SELECT reason FROM dead_letters")
+    assert "UnusableDelivery" in dead["reason"] and "no-such-line" in dead["reason"]
+    assert await api.events("pledges.delivery-recorded") == []
+    assert await runner.apply(delivery(line(), convoy_id="convoy-2"))
+    assert len(await api.events("pledges.delivery-recorded")) == 1
+
+
+async def test_other_shipments_events_change_nothing(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    before = await api.count_events()
+    assert await runner.apply(
+        incoming("shipments", "shipments.convoy-dispatched", {"convoy_id": "convoy-1"})
+    )
+    assert await api.count_events() == before
