@@ -17,11 +17,7 @@ import contextlib
 import json
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
 
 import asyncpg
 import httpx
@@ -31,94 +27,23 @@ from aiokafka.errors import KafkaError
 from shared import kafka
 from shared.db import Database
 from shared.errors import ServiceUnavailable
-from shared.events import Metadata
+from shared.incoming import (
+    Handler,
+    Incoming,
+    Unparseable,
+    header_map,
+    parse_feed_event,
+    parse_record,
+)
 from shared.metrics import Metrics
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.consumer")
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """An upstream event as a consumer sees it, whichever path (Kafka or feed) brought it."""
-
-    upstream: str
-    event_id: uuid.UUID
-    position: int
-    event_type: str
-    stream_id: str
-    stream_version: int
-    occurred_at: datetime
-    data: Mapping[str, Any]
-    correlation_id: str | None
-    organisation: str | None
-
-    def caused(self, *, actor: str) -> Metadata:
-        """Metadata for events this one causes downstream: same correlation, caused by it."""
-        return Metadata(
-            actor=actor,
-            organisation=self.organisation,
-            correlation_id=self.correlation_id,
-            causation_id=str(self.event_id),
-        )
-
-
-Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[None]]
-
-
-class Unparseable(ValueError):
-    pass
+__all__ = ["ConsumerRunner", "Handler", "Incoming", "parse_feed_event", "parse_record"]
 
 
 class _Duplicate(Exception):
     pass
-
-
-def _header_map(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
-    return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
-
-
-def parse_record(record: ConsumerRecord[bytes, bytes]) -> Incoming:
-    headers = _header_map(record)
-    try:
-        source = headers["ce_source"]
-        if not source.startswith("/twinaid/"):
-            raise Unparseable(f"unknown ce_source {source!r}")
-        data = json.loads(record.value or b"")
-        if not isinstance(data, dict):
-            raise Unparseable("the value is not a JSON object")
-        return Incoming(
-            upstream=source.removeprefix("/twinaid/"),
-            event_id=uuid.UUID(headers["ce_id"]),
-            position=int(headers["ce_position"]),
-            event_type=headers["ce_type"],
-            stream_id=headers["ce_subject"],
-            stream_version=int(headers.get("ce_streamversion", "0")),
-            occurred_at=datetime.fromisoformat(headers["ce_time"]),
-            data=data,
-            correlation_id=headers.get("ce_correlationid") or None,
-            organisation=headers.get("ce_organisation") or None,
-        )
-    except Unparseable:
-        raise
-    except (KeyError, ValueError, UnicodeDecodeError) as exc:
-        raise Unparseable(f"cannot parse the message: {exc!r}") from exc
-
-
-def parse_feed_event(upstream: str, raw: Mapping[str, Any]) -> Incoming:
-    meta = raw.get("metadata") or {}
-    return Incoming(
-        upstream=upstream,
-        event_id=uuid.UUID(raw["event_id"]),
-        position=int(raw["position"]),
-        event_type=raw["event_type"],
-        stream_id=raw["stream_id"],
-        stream_version=int(raw["stream_version"]),
-        occurred_at=datetime.fromisoformat(raw["occurred_at"]),
-        data=raw["data"],
-        correlation_id=meta.get("correlation_id"),
-        organisation=meta.get("organisation"),
-    )
 
 
 class ConsumerRunner:
@@ -213,7 +138,7 @@ class ConsumerRunner:
             if record is not None
             else (self.settings.topic(incoming.upstream) if incoming else "unknown")
         )
-        headers = _header_map(record) if record is not None else {}
+        headers = header_map(record) if record is not None else {}
         async with self.db.transaction() as conn:
             await conn.execute(
                 'INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value,'
