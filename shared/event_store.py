@@ -18,15 +18,16 @@ to the connection of one use case; it never begins or commits a transaction itse
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from shared import chain
+from shared import chain, sealer
 from shared.errors import Conflict
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
+from shared.rows import COLUMNS, from_row
 
 S = TypeVar("S")
 
@@ -93,38 +94,6 @@ def fold(events: Iterable[RecordedEvent], initial: S, evolve: Callable[[S, Recor
     for event in events:
         state = evolve(state, event)
     return state
-
-
-COLUMNS = (
-    "e.event_id, e.stream_type, e.stream_id, e.stream_version, e.event_type, e.schema_version,"
-    " e.occurred_at, e.recorded_at, e.data, e.metadata"
-)
-
-
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def from_row(
-    row: asyncpg.Record,
-    *,
-    position: int | None = None,
-    hash: bytes | None = None,
-) -> RecordedEvent:
-    return RecordedEvent(
-        event_id=row["event_id"],
-        stream_type=row["stream_type"],
-        stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
-        event_type=row["event_type"],
-        schema_version=row["schema_version"],
-        occurred_at=row["occurred_at"],
-        recorded_at=row["recorded_at"],
-        data=_loads(row["data"]),
-        metadata=Metadata.from_dict(_loads(row["metadata"])),
-        position=position,
-        hash=hash,
-    )
 
 
 class PostgresEventStore:
@@ -263,106 +232,10 @@ class PostgresEventStore:
         return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
 
     async def head(self) -> tuple[int, bytes]:
-        row = await self.conn.fetchrow("SELECT position, hash FROM sealer_state")
-        return int(row["position"]), bytes(row["hash"])
+        return await sealer.head(self.conn)
 
     async def seal(self, *, limit: int = 1000) -> int:
-        async with self.conn.transaction():  # a savepoint when the caller has a transaction
-            return await self._seal(limit)
-
-    async def _seal(self, limit: int) -> int:
-        state = await self.conn.fetchrow(
-            "SELECT last_tx, last_id, position, hash FROM sealer_state FOR UPDATE"
-        )
-        # Only transactions older than every one still running: none of them can commit an
-        # event that sorts before what we seal now.
-        rows = await self.conn.fetch(
-            f"""
-            SELECT e.id, e.tx_id, {COLUMNS} FROM events e
-            WHERE (e.tx_id, e.id) > ($1::xid8, $2::bigint)
-              AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY e.tx_id, e.id LIMIT $3
-            """,
-            state["last_tx"],
-            state["last_id"],
-            limit,
-        )
-        if not rows:
-            return 0
-        position = int(state["position"])
-        previous = bytes(state["hash"])
-        positions, ids, hashes = [], [], []
-        for row in rows:
-            position += 1
-            previous = chain.link(previous, from_row(row), position=position)
-            positions.append(position)
-            ids.append(row["event_id"])
-            hashes.append(previous)
-        await self.conn.execute(
-            "INSERT INTO event_chain (position, event_id, hash)"
-            " SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
-            positions,
-            ids,
-            hashes,
-        )
-        last = rows[-1]
-        await self.conn.execute(
-            "UPDATE sealer_state SET last_tx = $1, last_id = $2, position = $3, hash = $4",
-            last["tx_id"],
-            last["id"],
-            position,
-            previous,
-        )
-        return len(rows)
-
-    async def _chain_entries(self) -> AsyncIterator[chain.ChainEntry]:
-        async for row in self.conn.cursor(
-            f"""
-            SELECT c.position, c.event_id AS sealed_id, c.hash AS sealed_hash,
-                   {COLUMNS}
-            FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
-            ORDER BY c.position
-            """,
-            prefetch=5000,
-        ):
-            event = from_row(row) if row["event_id"] is not None else None
-            yield chain.ChainEntry(
-                position=row["position"],
-                event_id=str(row["sealed_id"]),
-                hash=bytes(row["sealed_hash"]),
-                event=event,
-            )
+        return await sealer.seal(self.conn, limit=limit)
 
     async def verify(self, *, held_checkpoints: Sequence[Mapping[str, Any]] = ()) -> chain.Verdict:
-        """Recompute the chain from the stored rows; reports the first bad position.
-
-        `held_checkpoints` are signed checkpoints an auditor kept: the log must still match."""
-        if self.conn.is_in_transaction():
-            async with self.conn.transaction():
-                return await self._verify(held_checkpoints)
-        # one snapshot for the whole walk, however long the log
-        async with self.conn.transaction(isolation="repeatable_read", readonly=True):
-            return await self._verify(held_checkpoints)
-
-    async def _verify(self, held_checkpoints: Sequence[Mapping[str, Any]]) -> chain.Verdict:
-        state = await self.conn.fetchrow("SELECT last_tx, last_id, position FROM sealer_state")
-        # Events the sealer already passed but never sealed were inserted behind its back;
-        # report the position of the first sealed event that follows each of them.
-        inserted = await self.conn.fetch(
-            """
-            SELECT coalesce((SELECT min(c2.position) FROM event_chain c2
-                             JOIN events e2 ON e2.event_id = c2.event_id
-                             WHERE (e2.tx_id, e2.id) > (e.tx_id, e.id)), $3 + 1) AS position
-            FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id
-            WHERE c.event_id IS NULL AND (e.tx_id, e.id) <= ($1::xid8, $2::bigint)
-            """,
-            state["last_tx"],
-            state["last_id"],
-            state["position"],
-        )
-        return chain.verify(
-            [entry async for entry in self._chain_entries()],
-            unsealed_behind=[r["position"] for r in inserted],
-            sealed_head=int(state["position"]),
-            held_checkpoints=held_checkpoints,
-        )
+        return await sealer.verify(self.conn, held_checkpoints=held_checkpoints)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.event_store import COLUMNS, from_row
 from shared.events import RecordedEvent
+from shared.rows import COLUMNS, from_row
 
 Apply = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 

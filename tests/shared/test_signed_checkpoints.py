@@ -13,10 +13,11 @@ import pytest
 
 from shared import chain, signing
 from shared.db import Database
-from shared.event_store import PostgresEventStore, from_row
+from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 from shared.metrics import Metrics
 from shared.outbox import Relay
+from shared.rows import from_row
 from shared.testing import seal_everything
 from tests.conftest import settings_for
 
