@@ -146,9 +146,11 @@ class PledgesApi:
         out: dict[str, Any] = response.json()
         return out
 
-    async def get(self, path: str, *, by: str = "bucha", role: Role = Role.MEMBER,
-                  **params: Any) -> dict[str, Any]:
-        response = await self.client.get(path, params=params, headers=await self.as_(by, role))
+    async def get(
+        self, path: str, *, reader: str = "bucha", role: Role = Role.MEMBER, **params: Any
+    ) -> dict[str, Any]:
+        """GET as a member of `reader` (by default an organisation concerned by nothing)."""
+        response = await self.client.get(path, params=params, headers=await self.as_(reader, role))
         assert response.status_code == 200, response.text
         out: dict[str, Any] = response.json()
         return out

@@ -83,13 +83,13 @@ async def test_internal_notes_and_contacts_are_shown_only_to_those_concerned(
         ("bucha", Role.MEMBER, False),
         ("lille", Role.LOGISTICS, False),
     ]:
-        need = await api.get("/v1/needs/kharkiv-generators", by=who, role=role)
+        need = await api.get("/v1/needs/kharkiv-generators", reader=who, role=role)
         assert ("internal_note" in need) is sees, who
         assert need.get("contact") == ({**contact, "email": None} if sees else None)
-        listed = await api.get("/v1/needs", by=who, role=role)
+        listed = await api.get("/v1/needs", reader=who, role=role)
         assert ("internal_note" in listed["items"][0]) is sees
     for who, sees in [("lille", True), ("kharkiv", True), ("bucha", False)]:
-        pledge = await api.get(PLEDGE, by=who)
+        pledge = await api.get(PLEDGE, reader=who)
         assert pledge.get("internal_note") == ("budget line 2023-17" if sees else None)
 
 
@@ -144,9 +144,9 @@ async def test_a_pledge_as_of_an_instant_shows_it_before_later_changes(api: Pled
 async def test_a_records_history_is_for_those_concerned_and_auditors(api: PledgesApi) -> None:
     await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
     await api.ok("/v1/pledges", generators_pledge(), by="lille")
-    history = await api.get(f"{PLEDGE}/history", by="audit", role=Role.AUDITOR)
+    history = await api.get(f"{PLEDGE}/history", reader="audit", role=Role.AUDITOR)
     assert [e["event_type"] for e in history["events"]] == ["pledges.pledge-made"]
-    assert (await api.get("/v1/needs/kharkiv-generators/history", by="kharkiv"))["events"]
+    assert (await api.get("/v1/needs/kharkiv-generators/history", reader="kharkiv"))["events"]
     response = await api.client.get(f"{PLEDGE}/history", headers=await api.as_("bucha"))
     assert_problem(response, 403)
 
