@@ -14,6 +14,7 @@ from shared import logs
 from shared.auth import Authenticator, Principal
 from shared.events import Metadata
 from shared.metrics import Metrics
+from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
 
@@ -31,6 +32,7 @@ class ServiceContext:
     metrics: Metrics
     clock: Callable[[], datetime] = utcnow
     auth: Authenticator | None = None
+    rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=0, burst=1))
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,7 +49,9 @@ async def authenticate(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     assert ctx.auth is not None
-    return await ctx.auth.authenticate(authorization)
+    principal = await ctx.auth.authenticate(authorization)
+    ctx.rate_limiter.take(principal.key_id)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(authenticate)]

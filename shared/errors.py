@@ -12,10 +12,17 @@ class TwinaidError(Exception):
     type_slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+        self.headers = headers or {}
 
     def problem(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,17 @@ class IdempotencyKeyReused(TwinaidError):
     status = 422
     type_slug = "idempotency-key-reused"
     title = "Idempotency-Key already used with a different request"
+
+
+class TooManyRequests(TwinaidError):
+    status = 429
+    type_slug = "rate-limited"
+    title = "Too many requests for this key"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(
+            detail, extra={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
 
 
 class ServiceUnavailable(TwinaidError):

@@ -50,7 +50,7 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_twinaid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, TwinaidError)
-        return problem_response(exc.status, exc.problem())
+        return problem_response(exc.status, exc.problem(), headers=exc.headers or None)
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     upstream_feeds: dict[str, str] = Field(default_factory=dict)
     feed_api_key: str | None = None
     auth_cache_ttl: float = 2.0
+    # per API key and API process: sustained requests a second and burst; 0 turns it off
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
     # how often the relay signs and logs its chain head; 0 turns checkpoints off
     checkpoint_interval: float = 60.0
     # the service's Ed25519 key (base64 raw, created on first use); none: a key per process

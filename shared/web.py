@@ -22,6 +22,7 @@ from shared.deps import Caller, Ctx, ServiceContext, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.events import Metadata
 from shared.metrics import Metrics
+from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.web")
@@ -281,7 +282,15 @@ def create_app(
     logs.configure(service, settings.log_level)
     metrics = Metrics(service)
     database = dbmod.Database(settings.database_url, max_size=settings.database_pool_size)
-    ctx = ServiceContext(service=service, settings=settings, db=database, metrics=metrics)
+    ctx = ServiceContext(
+        service=service,
+        settings=settings,
+        db=database,
+        metrics=metrics,
+        rate_limiter=RateLimiter(
+            rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+        ),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -67,6 +67,7 @@ class Stack:
             "RELAY_POLL_INTERVAL": "0.5",
             "CONSUMER_GAP_GRACE": "1.0",
             "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_PER_SECOND": "0",  # these tests are about faults, not rate limits
             **extra,
         }
 

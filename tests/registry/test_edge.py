@@ -250,3 +250,31 @@ async def test_an_oversized_body_is_a_413_problem_and_stores_nothing(api: Api) -
 async def test_a_nul_character_in_the_query_is_a_422_problem(api: Api) -> None:
     response = await api.client.get("/v1/organisations?q=Khar%00kiv", headers=api.auth(api.member))
     assert "NUL" in str(assert_problem(response, 422)["detail"])
+
+
+async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(pg_server: str) -> None:
+    async with fresh_database(pg_server, dbmod.schema_text("services.registry")) as url:
+        app = create_app(settings_for(url, rate_limit_per_second=0.5, rate_limit_burst=3))
+        async with app.router.lifespan_context(app):
+            member = await issue_key(url, organisation="lille", roles=[Role.MEMBER])
+            other = await issue_key(url, organisation="leeds", roles=[Role.MEMBER])
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                statuses = [
+                    (
+                        await client.get(
+                            "/v1/organisations", headers={"Authorization": f"Bearer {member}"}
+                        )
+                    ).status_code
+                    for _ in range(4)
+                ]
+                limited = await client.get(
+                    "/v1/organisations", headers={"Authorization": f"Bearer {member}"}
+                )
+                fresh = await client.get(
+                    "/v1/organisations", headers={"Authorization": f"Bearer {other}"}
+                )
+    assert statuses == [200, 200, 200, 429]
+    assert_problem(limited, 429)
+    assert limited.headers["retry-after"] == "2"
+    assert fresh.status_code == 200, "the limit is per key"
