@@ -33,6 +33,7 @@ ORGANISATIONS = {
     "kharkiv": ("Kharkiv", "municipality", "UA"),
     "leeds": ("Leeds", "municipality", "GB"),
     "leeds-charity-lunch": ("Leeds Charity Lunch", "ngo", "GB"),
+    "leeds-community-foundation": ("Leeds Community Foundation", "foundation", "GB"),
     "bucha": ("Bucha", "municipality", "UA"),
     "transports-nord": ("Transports du Nord", "company", "FR"),
     "ukrposhta": ("Ukrposhta", "company", "UA"),
