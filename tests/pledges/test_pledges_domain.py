@@ -213,7 +213,7 @@ def test_receiving_more_money_than_pledged_is_refused() -> None:
     state = after_pledge(
         state, domain.receive_money(state, receipt(6_000), now=NOW, acting_for="kharkiv")
     )
-    with pytest.raises(Conflict, match="only 40.00 EUR of 100.00 EUR is outstanding"):
+    with pytest.raises(Conflict, match=r"only 40\.00 EUR of 100\.00 EUR is outstanding"):
         domain.receive_money(state, receipt(5_000, "wire-2"), now=NOW, acting_for="kharkiv")
 
 

@@ -155,7 +155,7 @@ async def test_a_report_converts_with_the_callers_rates_stating_rate_and_date(
         "/v1/reports/totals",
         params={"convert_to": "EUR", "rate": "GBP:1.165:2023-02-20", "format": "csv"},
     )
-    header, tags, *_ = list(csv.reader(io.StringIO(response.text)))
+    _header, tags, *_ = list(csv.reader(io.StringIO(response.text)))
     assert {"#currency+converted", "#meta+rate", "#date+rate", "#value+gap+converted"} <= set(tags)
 
 
