@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from services.shipments import access, domain, handlers, queries, views
+from services.shipments import access, domain, handlers, ledger, queries, views
 from services.shipments.requests import (
     AsOf,
     ConvoyId,
@@ -116,7 +116,7 @@ async def pledge_lines(
     """In-kind pledge lines as pledges announced them, with what convoys hold of each
     (`allocated`) and what may still be loaded (`loadable`)."""
     async with ctx.db.connection() as conn:
-        return await queries.pledge_lines(
+        return await ledger.pledge_lines(
             conn,
             donor=donor,
             recipient=recipient,
@@ -134,4 +134,4 @@ async def pledge_line(
 ) -> dict[str, Any]:
     """One pledge line with the quantity each convoy took of it."""
     async with ctx.db.connection() as conn:
-        return await queries.pledge_line(conn, pledge_id, line_id)
+        return await ledger.pledge_line_view(conn, pledge_id, line_id)

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from services.shipments import access, domain, projections, views
+from services.shipments import access, domain, ledger, projections, views
 from services.shipments import events as ev
 from shared import directory
 from shared import projections as proj
@@ -25,11 +24,6 @@ from shared.auth import Principal
 from shared.errors import PreconditionFailed
 from shared.event_store import PostgresEventStore, fold
 from shared.events import Metadata, NewEvent
-
-PLEDGE_LINE_COLUMNS = (
-    "pledge_id, line_id, donor_id, recipient_id, item, category, unit, quantity, weight_kg,"
-    " status, correlation_id"
-)
 
 
 async def load_convoy(
@@ -51,35 +45,6 @@ def check_if_match(version: int, if_match: int | None) -> None:
             f"the convoy is at version {version}, not {if_match}: reload it and retry",
             extra={"current_version": version},
         )
-
-
-def pledge_line(row: asyncpg.Record | None) -> domain.PledgeLine | None:
-    if row is None:
-        return None
-    return domain.PledgeLine(
-        pledge_id=row["pledge_id"],
-        line_id=row["line_id"],
-        donor_id=row["donor_id"],
-        recipient_id=row["recipient_id"],
-        item=row["item"],
-        category=row["category"],
-        unit=row["unit"],
-        quantity=Decimal(row["quantity"]),
-        weight_kg=Decimal(row["weight_kg"]) if row["weight_kg"] is not None else None,
-        status=row["status"],
-        correlation_id=row["correlation_id"],
-    )
-
-
-async def allocated(conn: asyncpg.Connection, pledge_id: str, line_id: str) -> Decimal:
-    """What every convoy holds of a pledge line: loaded and not given back."""
-    total = await conn.fetchval(
-        "SELECT coalesce(sum(quantity), 0) FROM manifest_lines"
-        " WHERE pledge_id = $1 AND line_id = $2 AND state = 'loaded'",
-        pledge_id,
-        line_id,
-    )
-    return Decimal(total)
 
 
 async def _record(
@@ -148,14 +113,8 @@ async def load_line(
     state = await _existing(conn, convoy_id)
     access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
     check_if_match(state.version, if_match)
-    row = await conn.fetchrow(
-        f"SELECT {PLEDGE_LINE_COLUMNS} FROM pledge_lines WHERE pledge_id = $1 AND line_id = $2"
-        " FOR UPDATE",
-        command.pledge_id,
-        command.line_id,
-    )
-    line = pledge_line(row)
-    taken = await allocated(conn, command.pledge_id, command.line_id)
+    line = await ledger.lock(conn, command.pledge_id, command.line_id)
+    taken = await ledger.allocated(conn, command.pledge_id, command.line_id)
     events = domain.load(state, command, now=now, pledge_line=line, allocated=taken)
     assert line is not None  # domain.load refuses an unknown line
     # the pledge's correlation id follows its goods onto the convoy
@@ -233,13 +192,7 @@ async def record_entries(
             "SELECT organisation_id FROM directory WHERE organisation_id = ANY($1)", named
         )
     }
-    rows = await conn.fetch(
-        f"SELECT {PLEDGE_LINE_COLUMNS} FROM pledge_lines"
-        " WHERE (pledge_id, line_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        [x.pledge_id for x in state.loaded],
-        [x.line_id for x in state.loaded],
-    )
-    lines = {(r["pledge_id"], r["line_id"]): line for r in rows if (line := pledge_line(r))}
+    lines = await ledger.lines(conn, [(x.pledge_id, x.line_id) for x in state.loaded])
     decision = domain.record_entries(
         state, entries, now=now, known_organisations=known, pledge_lines=lines
     )

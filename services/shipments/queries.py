@@ -1,22 +1,21 @@
-"""Shipments read side: convoys, their timelines and discrepancies, and the pledge lines known
-to shipments. Every answer is cut to what the caller may see (access.py)."""
+"""Shipments read side: convoys, their timelines and discrepancies (pledge lines: ledger.py).
+Every answer is cut to what the caller may see (access.py)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from services.shipments import access
-from services.shipments.domain import ON_THE_ROAD, text
+from services.shipments.domain import ON_THE_ROAD
 from shared import pagination
 from shared.auth import Principal
 from shared.errors import NotFound
 
-# $1: the caller's organisation (NULL: sees all); matches any part an organisation plays
+# {o}: an organisation (NULL: any); true when it plays a part in the convoy c
 INVOLVES = (
     "({o}::text IS NULL OR {o} IN (c.origin_id, c.destination_id, c.carrier_id)"
     " OR {o} = ANY(c.donors))"
@@ -210,99 +209,3 @@ async def discrepancies(
                 }
             )
     return {"items": items}
-
-
-def _pledge_line(row: asyncpg.Record) -> dict[str, Any]:
-    quantity, taken = Decimal(row["quantity"]), Decimal(row["allocated"])
-    loadable = max(quantity - taken, Decimal(0)) if row["status"] == "committed" else Decimal(0)
-    return {
-        "pledge_id": row["pledge_id"],
-        "line_id": row["line_id"],
-        "donor_id": row["donor_id"],
-        "recipient_id": row["recipient_id"],
-        "partnership_id": row["partnership_id"],
-        "item": row["item"],
-        "category": row["category"],
-        "unit": row["unit"],
-        "quantity": text(quantity),
-        "weight_kg": text(Decimal(row["weight_kg"])) if row["weight_kg"] is not None else None,
-        "delivered": text(Decimal(row["delivered"])),
-        "status": row["status"],
-        "allocated": text(taken),
-        "loadable": text(loadable),
-        "correlation_id": row["correlation_id"],
-        "updated_at": row["updated_at"].isoformat(),
-    }
-
-
-_LINES = """
-    SELECT p.*, coalesce((SELECT sum(m.quantity) FROM manifest_lines m
-                          WHERE m.pledge_id = p.pledge_id AND m.line_id = p.line_id
-                            AND m.state = 'loaded'), 0) AS allocated
-    FROM pledge_lines p
-"""
-
-
-async def pledge_lines(
-    conn: asyncpg.Connection,
-    *,
-    donor: str | None,
-    recipient: str | None,
-    status: str | None,
-    category: str | None,
-    loadable_only: bool,
-    cursor: str | None,
-    limit: int,
-) -> dict[str, Any]:
-    after = pagination.decode(cursor, arity=2)
-    rows = await conn.fetch(
-        f"""
-        SELECT * FROM ({_LINES}) l
-        WHERE ($1::text IS NULL OR l.donor_id = $1) AND ($2::text IS NULL OR l.recipient_id = $2)
-          AND ($3::text IS NULL OR l.status = $3) AND ($4::text IS NULL OR l.category = $4)
-          AND (NOT $5 OR (l.status = 'committed' AND l.quantity > l.allocated))
-          AND ($6::text IS NULL OR (l.pledge_id, l.line_id) > ($6, $7))
-        ORDER BY l.pledge_id, l.line_id LIMIT $8
-        """,
-        donor,
-        recipient,
-        status,
-        category,
-        loadable_only,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["pledge_id"], r["line_id"]]
-    )
-    return {"items": [_pledge_line(r) for r in items], "next_cursor": next_cursor}
-
-
-async def pledge_line(conn: asyncpg.Connection, pledge_id: str, line_id: str) -> dict[str, Any]:
-    """One line with what each convoy took of it (quantities only: no convoy details)."""
-    row = await conn.fetchrow(
-        f"SELECT * FROM ({_LINES}) l WHERE l.pledge_id = $1 AND l.line_id = $2", pledge_id, line_id
-    )
-    if row is None:
-        raise NotFound(f"pledge line {pledge_id}/{line_id} is not known to shipments")
-    allocations = await conn.fetch(
-        "SELECT m.convoy_id, m.manifest_line_id, m.quantity, m.state, c.status"
-        " FROM manifest_lines m JOIN convoys c USING (convoy_id)"
-        " WHERE m.pledge_id = $1 AND m.line_id = $2 ORDER BY m.loaded_at, m.convoy_id",
-        pledge_id,
-        line_id,
-    )
-    return {
-        **_pledge_line(row),
-        "allocations": [
-            {
-                "convoy_id": a["convoy_id"],
-                "manifest_line_id": a["manifest_line_id"],
-                "quantity": text(Decimal(a["quantity"])),
-                "state": a["state"],
-                "convoy_status": a["status"],
-            }
-            for a in allocations
-        ],
-    }

@@ -8,3 +8,4 @@ from services.shipments.domain.errors import *  # noqa: F403
 from services.shipments.domain.model import *  # noqa: F403
 from services.shipments.domain.planning import *  # noqa: F403
 from services.shipments.domain.road import *  # noqa: F403
+from services.shipments.domain.values import *  # noqa: F403

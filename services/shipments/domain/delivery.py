@@ -8,8 +8,9 @@ from decimal import Decimal
 
 from services.shipments import events as ev
 from services.shipments.domain import errors
-from services.shipments.domain.model import Convoy, ConvoyStatus, text
+from services.shipments.domain.model import Convoy, ConvoyStatus
 from services.shipments.domain.planning import not_in_future, require_existing
+from services.shipments.domain.values import text
 from shared.events import NewEvent
 
 __all__ = ["CloseConvoy", "ConfirmDelivery", "DeliveredQuantities", "close", "confirm_delivery"]

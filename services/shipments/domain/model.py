@@ -9,45 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from services.shipments import events as ev
+from services.shipments.domain.values import (
+    LOSS_KINDS,
+    Delivery,
+    Entry,
+    Line,
+    LineState,
+    Vehicle,
+    dec,
+)
 from shared.events import RecordedEvent
 
-__all__ = [
-    "CLOCK_SKEW",
-    "LOSS_KINDS",
-    "ON_THE_ROAD",
-    "Convoy",
-    "ConvoyStatus",
-    "Delivery",
-    "Entry",
-    "Line",
-    "LineState",
-    "PledgeLine",
-    "Vehicle",
-    "dec",
-    "evolve",
-    "text",
-]
+__all__ = ["ON_THE_ROAD", "Convoy", "ConvoyStatus", "evolve"]
 
-# Field devices' clocks run a little ahead at times; an entry further in the future is refused.
-CLOCK_SKEW = timedelta(minutes=2)
-LOSS_KINDS = frozenset({"theft", "loss", "seizure"})
 ZERO = Decimal(0)
-
-
-def dec(value: str | int | float | Decimal) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def text(value: Decimal) -> str:
-    """A decimal as contracts write it: plain digits, no exponent, no trailing zeros."""
-    out = format(value.normalize(), "f")
-    return "0" if out in ("-0", "") else out
 
 
 class ConvoyStatus(StrEnum):
@@ -65,93 +46,6 @@ class ConvoyStatus(StrEnum):
 
 
 ON_THE_ROAD = (ConvoyStatus.IN_TRANSIT, ConvoyStatus.AT_BORDER, ConvoyStatus.HELD)
-
-
-class LineState(StrEnum):
-    LOADED = "loaded"
-    UNLOADED = "unloaded"  # given back before dispatch
-    RELEASED = "released"  # given back when the convoy was cancelled
-
-
-@dataclass(frozen=True, slots=True)
-class Vehicle:
-    registration: str
-    type: str
-    capacity_kg: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class PledgeLine:
-    """An in-kind pledge line as pledges last announced it (pledges.pledge-line-updated)."""
-
-    pledge_id: str
-    line_id: str
-    donor_id: str
-    recipient_id: str
-    item: str
-    category: str | None
-    unit: str
-    quantity: Decimal
-    weight_kg: Decimal | None
-    status: str
-    correlation_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    manifest_line_id: str
-    pledge_id: str
-    line_id: str
-    donor_id: str
-    recipient_id: str
-    item: str
-    category: str | None
-    unit: str
-    quantity: Decimal
-    weight_kg: Decimal
-    vehicle: str
-    correlation_id: str | None
-    loaded_at: datetime
-    state: LineState = LineState.LOADED
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A road event from a field entry."""
-
-    entry_id: str
-    kind: str
-    event_type: str
-    event_id: str
-    occurred_at: datetime
-    recorded_at: datetime
-    digest: str
-    data: Mapping[str, Any]
-    version: int
-
-    def answer(self) -> dict[str, Any]:
-        """What the sender of the entry is told, the first time and every time after."""
-        return {
-            "entry_id": self.entry_id,
-            "kind": self.kind,
-            "event_type": self.event_type,
-            "event_id": self.event_id,
-            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
-            "recorded_at": self.recorded_at.astimezone(UTC).isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    occurred_at: datetime
-    recorded_at: datetime
-    data: Mapping[str, Any]
-
-    @property
-    def partial(self) -> bool:
-        return any(
-            dec(line[k]) > 0 for line in self.data["lines"] for k in ("damaged", "short", "lost")
-        )
 
 
 @dataclass(frozen=True, slots=True)

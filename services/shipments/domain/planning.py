@@ -10,14 +10,8 @@ from typing import Any
 
 from services.shipments import events as ev
 from services.shipments.domain import errors
-from services.shipments.domain.model import (
-    CLOCK_SKEW,
-    Convoy,
-    ConvoyStatus,
-    PledgeLine,
-    Vehicle,
-    text,
-)
+from services.shipments.domain.model import Convoy, ConvoyStatus
+from services.shipments.domain.values import CLOCK_SKEW, PledgeLine, Vehicle, text
 from shared.errors import Conflict, NotFound
 from shared.events import NewEvent
 

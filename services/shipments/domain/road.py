@@ -17,16 +17,9 @@ from typing import Any
 
 from services.shipments import events as ev
 from services.shipments.domain import errors
-from services.shipments.domain.model import (
-    LOSS_KINDS,
-    Convoy,
-    ConvoyStatus,
-    PledgeLine,
-    dec,
-    evolve,
-    text,
-)
+from services.shipments.domain.model import Convoy, ConvoyStatus, evolve
 from services.shipments.domain.planning import BEFORE_DISPATCH, not_in_future, require_existing
+from services.shipments.domain.values import LOSS_KINDS, PledgeLine, dec, text
 from shared.events import Metadata, NewEvent, RecordedEvent
 
 __all__ = ["FieldEntry", "RoadDecision", "record_entries"]
