@@ -34,18 +34,16 @@ async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
     return {r["organisation_id"]: r["name"] for r in rows}
 
 
-def figure(value: Decimal | int, *, unit: str | None, currency: str | None) -> str | int:
-    """A quantity as its decimal string, an amount as integer minor units."""
-    if unit is not None:
-        return fmt(Decimal(value))
-    return int(value)
+def figure(value: Decimal | int, *, unit: str | None) -> str | int:
+    """A quantity (a need with a unit) as its decimal string, an amount as integer minor units."""
+    return fmt(Decimal(value)) if unit is not None else int(value)
 
 
 def _need(row: asyncpg.Record, org_names: dict[str, str], viewer: str | None) -> dict[str, Any]:
     unit, currency = row["unit"], row["currency"]
 
     def f(value: Decimal) -> str | int:
-        return figure(value, unit=unit, currency=currency)
+        return figure(value, unit=unit)
 
     target: dict[str, Any] = (
         {"quantity": f(row["target"]), "unit": unit}

@@ -7,7 +7,6 @@ it with the difference, so a gap between what was sent and what arrived is visib
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from services.pledges import domain
@@ -16,20 +15,16 @@ from services.pledges.queries import sees_internal
 fmt = domain.quantities.fmt
 
 
-def _donor_figure(line: domain.Line, confirmed: Decimal | int) -> dict[str, Any] | None:
+def _donor_figure(line: domain.Line) -> dict[str, Any] | None:
+    """The donor's figure beside the recipient's confirmed one, and by how much they differ."""
     if line.donor_figure is None:
         return None
+    on = line.donor_figure_on.isoformat() if line.donor_figure_on else None
     if line.kind is domain.LineKind.MONEY:
-        reported: Decimal | int = int(line.donor_figure)
-        difference: Any = int(reported) - int(confirmed)
-    else:
-        reported = domain.quantities.parse(line.donor_figure)
-        difference = fmt(reported - Decimal(confirmed))
-    return {
-        "figure": line.donor_figure if line.kind is domain.LineKind.IN_KIND else int(reported),
-        "reported_on": line.donor_figure_on.isoformat() if line.donor_figure_on else None,
-        "difference": difference,
-    }
+        paid = int(line.donor_figure)
+        return {"figure": paid, "reported_on": on, "difference": paid - line.received}
+    sent = domain.quantities.parse(line.donor_figure)
+    return {"figure": fmt(sent), "reported_on": on, "difference": fmt(sent - line.delivered)}
 
 
 def line_json(line: domain.Line) -> dict[str, Any]:
@@ -59,7 +54,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
                 }
                 for r in line.receipts
             ],
-            "donor_reported": _donor_figure(line, line.received),
+            "donor_reported": _donor_figure(line),
         }
         return out
     assert line.unit is not None
@@ -89,7 +84,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
             }
             for d in line.deliveries
         ],
-        "donor_reported": _donor_figure(line, line.delivered),
+        "donor_reported": _donor_figure(line),
     }
     return out
 

@@ -4,6 +4,8 @@ own figures; read one (now or as of an instant), list them, and their history.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,6 +29,7 @@ from services.pledges.requests import (
 )
 from shared.errors import NotFound
 from shared.event_store import PostgresEventStore
+from shared.events import NewEvent
 from shared.routes import event_json
 from shared.web import Caller, Ctx, write
 
@@ -141,7 +144,7 @@ async def _change(
     caller: Caller,
     pledge_id: str,
     if_match: int | None,
-    decide: Any,
+    decide: Callable[[domain.Pledge, datetime], list[NewEvent]],
 ) -> JSONResponse:
     now = ctx.clock()
     return await write(
