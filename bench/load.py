@@ -29,6 +29,11 @@ class HttpError(Exception):
     pass
 
 
+# uvicorn closes a keep-alive connection after 5 s idle; a request sent as it does so is lost
+# (the server never reads it), so a connection idle this long is replaced before use.
+MAX_IDLE_S = 3.0
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection; one request at a time."""
 
@@ -37,8 +42,11 @@ class Connection:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used_at = 0.0
 
     async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.used_at > MAX_IDLE_S:
+            self.close()
         if self.writer is None or self.writer.is_closing():
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -64,6 +72,7 @@ class Connection:
         except BaseException:
             self.close()
             raise
+        self.used_at = time.monotonic()
         if close:
             self.close()
         return status, payload
