@@ -216,3 +216,44 @@ async def test_an_administrator_records_for_any_organisation_under_its_own_key(
     )
     [event] = await api.events()
     assert (event["recipient_id"], event["_meta"]["organisation"]) == ("kharkiv", "twinaid")
+
+
+async def test_a_revised_need_keeps_its_revisions_and_recomputes_its_coverage(
+    api: PledgesApi,
+) -> None:
+    posted = {**GENERATORS_NEED, "occurred_at": "2023-02-01T00:00:00+00:00"}
+    await api.ok("/v1/needs", posted, by="kharkiv")
+    await api.ok("/v1/pledges", generators_pledge(), by="lille")
+    assert (await api.get("/v1/needs/kharkiv-generators"))["status"] == "covered"
+    await api.ok(
+        "/v1/needs/kharkiv-generators/revisions",
+        {
+            "quantity": "140",
+            "deadline": "2023-03-31",
+            "serves": ["heating"],
+            "reason": "two more substations hit",
+        },
+        by="kharkiv",
+    )
+    need = await api.get("/v1/needs/kharkiv-generators")
+    assert (need["status"], need["target"]["quantity"], need["coverage"]["gap"]) == (
+        "partly_covered",
+        "140",
+        "40",
+    )
+    assert (need["deadline"], need["serves"]) == ("2023-03-31", ["heating"])
+    [revision] = need["revisions"]
+    assert revision["reason"] == "two more substations hit"
+    assert revision["previous"] == {
+        "quantity": "100",
+        "deadline": None,
+        "serves": ["heating", "water", "hospitals"],
+    }
+    other = await api.post(
+        "/v1/needs/kharkiv-generators/revisions", {"priority": "normal", "reason": "r"}, by="lille"
+    )
+    assert_problem(other, 403)
+    unit = await api.post(
+        "/v1/needs/kharkiv-generators/revisions", {"unit": "kg", "reason": "r"}, by="kharkiv"
+    )
+    assert_problem(unit, 422)
