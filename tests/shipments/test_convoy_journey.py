@@ -132,7 +132,15 @@ async def test_a_medicine_convoy_goes_from_plan_to_a_partial_delivery_and_is_clo
     )
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed"
+    events = await api.count()
     late = await api.entries(
         "c1", entry("checkpoint", "2022-06-10T08:00:00+03:00", "e-late", place="Poltava")
     )
     assert_problem(late, 409, "convoy-closed")
+    resent = await api.entries(
+        "c1",
+        entry("arrival", "2022-06-11T10:00:00+03:00", "e-arrival", place="Kharkiv central depot"),
+    )
+    assert resent.status_code == 200, resent.text  # answered as before, even now
+    assert resent.json()["already_recorded"] == 1
+    assert await api.count() == events

@@ -213,3 +213,17 @@ async def test_the_pledge_lines_view_shows_what_may_still_be_loaded(api: Shipmen
     ]
     loadable = await api.client.get("/v1/pledge-lines", params={"loadable": True}, headers=headers)
     assert [i["pledge_id"] for i in loadable.json()["items"]] == ["p1"]
+
+
+async def test_a_load_against_a_stale_version_is_refused_with_the_current_one(
+    api: ShipmentsApi,
+) -> None:
+    await api.pledge_line()
+    await api.plan("c1")
+    assert (await api.load(manifest_line_id="m1", quantity="1")).status_code == 201
+    stale = await api.client.post(
+        "/v1/convoys/c1/manifest",
+        json={"pledge_id": "p1", "line_id": "l1", "quantity": "1", "vehicle": "GH-482-LK"},
+        headers={**await api.as_("lille", Role.LOGISTICS), "If-Match": "1"},
+    )
+    assert assert_problem(stale, 412)["current_version"] == 2

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shared import pagination
 from shared.auth import Role
 from tests.shipments.conftest import DRIVERS, ShipmentsApi, assert_problem, entry
 
@@ -81,6 +82,11 @@ async def test_convoys_by_pledge_donor_recipient_carrier_status_and_period(
     page = first.json()
     rest = await ids(api, auditor, limit=2, cursor=page["next_cursor"])
     assert [c["convoy_id"] for c in page["items"]] + rest == ["c-march", "c-june", "c-bucha"]
+    forged = pagination.encode(["not a date", "c-june"])
+    response = await api.client.get(
+        "/v1/convoys", params={"cursor": forged}, headers=await api.as_(*auditor)
+    )
+    assert_problem(response, 422)
 
 
 async def test_drivers_and_named_people_are_shown_only_to_carrier_recipient_and_auditors(
