@@ -63,7 +63,9 @@ CREATE INDEX IF NOT EXISTS pledges_donor ON pledges (donor_id);
 CREATE INDEX IF NOT EXISTS pledges_recipient ON pledges (recipient_id);
 CREATE INDEX IF NOT EXISTS pledges_order ON pledges (made_at, pledge_id);
 
+-- The first column of every read model is its key: the audit's replay compares rows by it.
 CREATE TABLE IF NOT EXISTS pledge_lines (
+    line_key        text GENERATED ALWAYS AS (pledge_id || '/' || line_id) STORED PRIMARY KEY,
     pledge_id       text NOT NULL,
     line_id         text NOT NULL,
     ordinal         integer NOT NULL,
@@ -87,7 +89,7 @@ CREATE TABLE IF NOT EXISTS pledge_lines (
     donor_figure    text,
     donor_figure_on date,
     amendments      jsonb NOT NULL DEFAULT '[]',
-    PRIMARY KEY (pledge_id, line_id)
+    UNIQUE (pledge_id, line_id)
 );
 CREATE INDEX IF NOT EXISTS pledge_lines_need ON pledge_lines (need_id) WHERE need_id IS NOT NULL;
 
