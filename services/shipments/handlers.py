@@ -178,14 +178,7 @@ async def record_entries(
     """A batch of field entries, all or nothing; re-sent entries are answered as before."""
     state = await _existing(conn, convoy_id)
     access.require_road_writer(caller, parties(state))
-    named = sorted(
-        {
-            str(party["organisation_id"])
-            for entry in entries
-            for key in ("custody", "from_party", "to_party")
-            if (party := entry.details.get(key)) and party.get("organisation_id")
-        }
-    )
+    named = sorted({org for entry in entries for _, org in entry.organisations()})
     known = {
         r["organisation_id"]
         for r in await conn.fetch(

@@ -47,6 +47,15 @@ class FieldEntry:
         raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest()
 
+    def organisations(self) -> list[tuple[str, str]]:
+        """(field, organisation id) of every registered organisation the entry names."""
+        out = []
+        for key in ("custody", "from_party", "to_party"):
+            party = self.details.get(key)
+            if party and party.get("organisation_id"):
+                out.append((key, str(party["organisation_id"])))
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class RoadDecision:
@@ -165,15 +174,6 @@ def _arrival(state: Convoy, entry: FieldEntry) -> None:
         )
 
 
-def _party_organisations(details: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for key in ("custody", "from_party", "to_party"):
-        party = details.get(key)
-        if party and party.get("organisation_id"):
-            out.append((key, str(party["organisation_id"])))
-    return out
-
-
 def _decide(
     state: Convoy,
     entry: FieldEntry,
@@ -183,7 +183,7 @@ def _decide(
     pledge_lines: Mapping[tuple[str, str], PledgeLine],
 ) -> NewEvent:
     _common(state, entry, now)
-    for key, organisation in _party_organisations(entry.details):
+    for key, organisation in entry.organisations():
         if organisation not in known_organisations:
             raise errors.invalid(
                 f"organisation {organisation} is not in the registry",
