@@ -26,7 +26,7 @@ import httpx
 from services.shipments.demo_data import CONVOYS, DemoConvoy, Load, Want
 
 WAIT_FOR_LINES = 60.0
-SETTLED_AFTER = 8.0
+SETTLED_AFTER = 5.0
 POLL_EVERY = 1.0
 WHOLE_UNITS = ("pieces", "boxes")
 
