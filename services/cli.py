@@ -25,6 +25,7 @@ import httpx
 from services.audit import command as audit_command
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
+from services.shipments import events as shipments_events
 from shared import auth, contracts
 from shared import db as dbmod
 from shared import projections as proj
@@ -228,7 +229,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-CONTRACTS = {"registry": registry_events.SCHEMAS}
+CONTRACTS = {
+    "registry": registry_events.SCHEMAS,
+    "shipments": shipments_events.SCHEMAS,
+}
 
 
 def contract_folder(service: str) -> Path:
