@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 
 from services.audit import command as audit_command
+from services.pledges import events as pledges_events
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
 from services.shipments import events as shipments_events
@@ -231,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
 
 CONTRACTS = {
     "registry": registry_events.SCHEMAS,
+    "pledges": pledges_events.SCHEMAS,
     "shipments": shipments_events.SCHEMAS,
 }
 

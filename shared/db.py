@@ -20,9 +20,13 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
 async def ensure_database(url: str) -> None:
     """Create the database named in `url` if it does not exist yet."""
-    name = urlsplit(url).path.lstrip("/")
+    name = database_name(url)
     admin = await asyncpg.connect(with_database(url, "postgres"))
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)

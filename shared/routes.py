@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
@@ -32,6 +32,23 @@ def event_json(event: RecordedEvent) -> dict[str, Any]:
         "metadata": event.metadata.as_dict(),
         "hash": event.hash.hex() if event.hash else None,
     }
+
+
+class Checkpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(max_length=50)
+    position: int = Field(ge=1)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signed_at: str = Field(max_length=64)
+    public_key: str = Field(max_length=100)
+    signature: str = Field(max_length=200)
+
+
+class HeldCheckpoints(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoints: list[Checkpoint] = Field(max_length=10_000)
 
 
 def common_router() -> APIRouter:
@@ -101,6 +118,16 @@ def common_router() -> APIRouter:
         caller.require(Role.AUDITOR)
         async with ctx.db.connection() as conn:
             verdict = await PostgresEventStore(conn).verify()
+        return verdict.as_dict()
+
+    @router.post("/v1/audit/verify", tags=["audit"])
+    async def verify_against(body: HeldCheckpoints, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        """Verify, and check the log still matches signed checkpoints the auditor kept
+        (a rewrite that also recomputed the chain, or cut its tail, fails here)."""
+        caller.require(Role.AUDITOR)
+        held = [c.model_dump() for c in body.checkpoints]
+        async with ctx.db.connection() as conn:
+            verdict = await PostgresEventStore(conn).verify(held_checkpoints=held)
         return verdict.as_dict()
 
     return router

@@ -159,7 +159,6 @@ async def compare(service: str, *, live_url: str, rebuilt_url: str) -> list[dict
 async def drop(server: str, url: str) -> None:
     admin = await asyncpg.connect(dbmod.with_database(server, "postgres"))
     try:
-        name = url.rsplit("/", 1)[1].split("?")[0]
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{dbmod.database_name(url)}" WITH (FORCE)')
     finally:
         await admin.close()
