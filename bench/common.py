@@ -423,6 +423,9 @@ async def environment(server_url: str, pg_mode: str) -> dict[str, Any]:
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
+        "source_tree": "exported (git archive) from that commit"
+        if os.environ.get("BENCH_SOURCE_COMMIT")
+        else "the working tree",
         "uncommitted_changes_outside_bench": changed,
         "cores": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
