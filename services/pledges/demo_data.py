@@ -192,6 +192,30 @@ PLEDGES: list[DemoPledge] = [
     ),
     DemoPledge(
         body={
+            "pledge_id": "leeds-ukraine-aid-appeal-vans",
+            "donor_id": "leeds-charity-lunch",
+            "recipient_id": "kharkiv",
+            "description": "\u201cBack in March, The Ukraine Aid Appeal, sponsored by the Leeds"
+            " Charity Lunch, took two vans over to the country in a week-long trip\u201d. The"
+            " article gives no load: 300 boxes of donations stand in, and Kharkiv, the city"
+            " Leeds is in talks with, stands in for the destination it does not name.",
+            "lines": [
+                {
+                    "line_id": "vans",
+                    "kind": "in_kind",
+                    "item": "Donated goods (two vans)",
+                    "category": "food",
+                    "quantity": "300",
+                    "unit": "boxes",
+                    "weight_kg": "2400",
+                }
+            ],
+            "occurred_at": "2022-03-01T00:00:00+00:00",
+        },
+        commit_at="2022-03-01T00:00:00+00:00",
+    ),
+    DemoPledge(
+        body={
             "pledge_id": "leeds-together-for-ukraine-appeal",
             "donor_id": "leeds-community-foundation",
             "recipient_id": "kharkiv",

@@ -33,6 +33,7 @@ ORGANISATIONS = {
     "fondation-de-lille": ("Fondation de Lille", "foundation", "FR"),
     "leeds": ("Leeds", "municipality", "GB"),
     "leeds-community-foundation": ("Leeds Community Foundation", "foundation", "GB"),
+    "leeds-charity-lunch": ("Leeds Charity Lunch", "ngo", "GB"),
     "fastiv": ("Fastiv", "municipality", "UA"),
     "druskininkai": ("Druskininkai", "municipality", "LT"),
     "bucha": ("Bucha", "municipality", "UA"),

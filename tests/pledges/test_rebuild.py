@@ -81,4 +81,4 @@ async def test_every_read_model_is_keyed_by_its_first_column(api: PledgesApi) ->
         )
         assert row["n"] == row["d"], table
     [lines] = await api.fetch("SELECT count(*) AS n FROM pledge_lines")
-    assert lines["n"] == 6
+    assert lines["n"] == 7
