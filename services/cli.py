@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from pydantic import BaseModel
 
 from services.audit import command as audit_command
 from services.pledges import events as pledges_events
@@ -230,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-CONTRACTS = {
+CONTRACTS: dict[str, Mapping[str, type[BaseModel]]] = {
     "registry": registry_events.SCHEMAS,
     "pledges": pledges_events.SCHEMAS,
     "shipments": shipments_events.SCHEMAS,

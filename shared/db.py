@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,12 +45,26 @@ def schema_text(package: str, resource: str = SHARED_SCHEMA) -> str:
 
 
 async def apply_schema(conn: asyncpg.Connection, *scripts: str) -> None:
+    """Apply DDL scripts once per distinct set: a restart with an unchanged schema takes no
+    lock at all (DDL takes exclusive table locks that would stall writers under load)."""
+    digest = hashlib.sha256("\x00".join(scripts).encode()).hexdigest()
+    if await conn.fetchval("SELECT to_regclass('twinaid_schema_applied') IS NOT NULL") and (
+        await conn.fetchval("SELECT true FROM twinaid_schema_applied WHERE digest = $1", digest)
+    ):
+        return
     # Several processes may start at once: serialise DDL with a transaction-level lock.
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7424001)")
         for script in scripts:
             if _has_statements(script):
                 await conn.execute(script)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS twinaid_schema_applied"
+            " (digest text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.execute(
+            "INSERT INTO twinaid_schema_applied (digest) VALUES ($1) ON CONFLICT DO NOTHING", digest
+        )
 
 
 def _has_statements(script: str) -> bool:
@@ -86,8 +101,10 @@ class Database:
         try:
             conn_cm = self.pool.acquire(timeout=10)
             conn = await conn_cm.__aenter__()
+        except TimeoutError as exc:
+            # every connection is busy: overload, not an outage
+            raise ServiceUnavailable("the service is busy: retry shortly") from exc
         except (
-            TimeoutError,
             OSError,
             asyncpg.CannotConnectNowError,
             asyncpg.ConnectionDoesNotExistError,

@@ -36,7 +36,7 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:  # async: no worker thread
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 

@@ -36,6 +36,8 @@ def consumer(settings: Settings, *, group: str, topics: list[str]) -> AIOKafkaCo
         session_timeout_ms=6000,
         heartbeat_interval_ms=2000,
         max_poll_records=200,
+        # Tansu holds a fetch this long even when data is there (Apache Kafka answers at once)
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
 

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     kafka_idempotence: bool = True
     kafka_partitions: int = 4
     kafka_replication_factor: int = 1
+    kafka_fetch_max_wait_ms: int = 50
     # namespaces topics and consumer groups on a shared cluster (and isolates tests)
     kafka_topic_prefix: str = ""
     relay_poll_interval: float = 1.0

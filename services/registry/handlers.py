@@ -77,10 +77,14 @@ async def register_organisation(
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
-    # one registration per country at a time, so two namesakes cannot slip in together
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('organisation-names:' || $1))", command.country
-    )
+    # one registration per name and country at a time (two namesakes cannot slip in
+    # together); locks taken in a fixed order, so registrations sharing names cannot deadlock
+    names = sorted({domain.fold_name(n) for n in (command.name, *command.aliases)})
+    for name in names:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            f"organisation-name:{command.country}:{name}",
+        )
     state = await load_organisation(conn, command.organisation_id)
     parent = (
         await load_organisation(conn, command.parent_id) if command.parent_id is not None else None
@@ -106,13 +110,15 @@ async def register_organisation(
 async def _namesake(
     conn: asyncpg.Connection, country: str, names: list[str]
 ) -> domain.Organisation | None:
-    organisation_id = await conn.fetchval(
-        "SELECT organisation_id FROM organisations WHERE country = $1 AND search_names && $2"
-        " ORDER BY organisation_id LIMIT 1",
+    # no ORDER BY/LIMIT: the planner would walk the primary key instead of the GIN index
+    found = await conn.fetch(
+        "SELECT organisation_id FROM organisations WHERE country = $1 AND search_names && $2",
         country,
         [domain.fold_name(n) for n in names],
     )
-    return None if organisation_id is None else await load_organisation(conn, organisation_id)
+    if not found:
+        return None
+    return await load_organisation(conn, min(r["organisation_id"] for r in found))
 
 
 async def change_organisation(

@@ -17,7 +17,8 @@ ALTER TABLE organisations ADD COLUMN IF NOT EXISTS coordinates jsonb;
 ALTER TABLE organisations ADD COLUMN IF NOT EXISTS parent_id text;
 ALTER TABLE organisations ADD COLUMN IF NOT EXISTS contacts jsonb NOT NULL DEFAULT '[]';
 CREATE INDEX IF NOT EXISTS organisations_country ON organisations (country, kind);
-CREATE INDEX IF NOT EXISTS organisations_names ON organisations USING gin (search_names);
+CREATE INDEX IF NOT EXISTS organisations_names ON organisations USING gin (search_names)
+    WITH (fastupdate = off);  -- registrations look names up at once: no pending list
 CREATE INDEX IF NOT EXISTS organisations_order ON organisations (name_folded, organisation_id);
 
 CREATE TABLE IF NOT EXISTS partnerships (
