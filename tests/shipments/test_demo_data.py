@@ -48,14 +48,14 @@ LINES: list[dict[str, Any]] = [
     },
 ]
 LEEDS_LINE = {
-    "pledge_id": "ukraine-aid-appeal-vans",
-    "line_id": "donations",
+    "pledge_id": "leeds-ukraine-aid-appeal-vans",
+    "line_id": "vans",
     "donor_id": "leeds-charity-lunch",
-    "item": "Donated first-aid kits, hygiene packs and food",
+    "item": "Donated goods (two vans)",
     "category": "food",
     "unit": "boxes",
-    "quantity": "301",
-    "weight_kg": None,
+    "quantity": "300",
+    "weight_kg": "2400",
 }
 
 
@@ -81,7 +81,7 @@ def test_the_demo_draws_on_lines_the_pledges_demo_commits() -> None:
         if load.want.pledge_id is not None
     }
     assert wanted <= committed
-    assert {(x["pledge_id"], x["line_id"]) for x in LINES} == committed
+    assert {(x["pledge_id"], x["line_id"]) for x in [*LINES, LEEDS_LINE]} == committed
 
 
 def test_every_road_entry_lies_in_the_past_in_order_and_has_a_unique_id() -> None:
@@ -161,7 +161,7 @@ async def test_the_leeds_vans_leave_once_a_leeds_in_kind_line_is_committed(
     assert vans["status"] == "closed"
     assert [(m["vehicle"], m["quantity"]) for m in vans["manifest"]] == [
         ("YK71 LRB", "150"),
-        ("YK19 UAA", "151"),
+        ("YK19 UAA", "150"),
     ]
     assert vans["delivery"]["outcome"] == "full"
     timeline = (await operator.get("/v1/convoys/leeds-kharkiv-vans-2022-03/timeline")).json()
