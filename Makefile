@@ -28,7 +28,7 @@ test-embedded: install ## The suite against the embedded PostgreSQL from the whe
 	TWINAID_TEST_PG=embedded $(BIN)/pytest -q
 
 test-system: install ## The suite against the PostgreSQL at 127.0.0.1:5432
-	TWINAID_TEST_PG=system $(BIN)/pytest -q
+	TWINAID_TEST_PG=system $(BIN)/pytest -q -m "not once"
 
 lint: install ## ruff, mypy --strict and the import-linter contracts
 	$(BIN)/ruff check .

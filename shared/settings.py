@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # the worker's health endpoint; 0 picks a free port
     worker_health_port: int = 0
     log_level: str = "INFO"
+    # browser origins allowed to call this API (the convoy board), e.g. ["http://127.0.0.1:8103"]
+    cors_origins: list[str] = Field(default_factory=list)
+    # where browsers reach each service's API: {"registry": "http://127.0.0.1:8101", ...}
+    public_urls: dict[str, str] = Field(default_factory=dict)
 
     def topic(self, service: str) -> str:
         return self.kafka_topic_prefix + topic_for(service)

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -308,6 +309,21 @@ def create_app(
     app.state.ctx = ctx
     problems.install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Correlation-ID",
+                "Last-Event-ID",
+            ],
+            expose_headers=["X-Correlation-ID", "Retry-After"],
+        )
     app.include_router(routes.common_router())
     for router in routers:
         app.include_router(router)
