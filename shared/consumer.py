@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import asyncpg
 import httpx
@@ -56,6 +56,7 @@ class ConsumerRunner:
         metrics: Metrics,
         handlers: Mapping[str, Mapping[str, Handler]],
         http: httpx.AsyncClient | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         """`handlers` maps an upstream service to {event type: handler}."""
         self.name = service
@@ -65,6 +66,7 @@ class ConsumerRunner:
         self.handlers = handlers
         self.topics = [settings.topic(upstream) for upstream in handlers]
         self.http = http
+        self.after_commit = after_commit  # e.g. wake this process's relay
         self.applied = 0
         self.duplicates = 0
         self.dead = 0
@@ -106,6 +108,8 @@ class ConsumerRunner:
             self.duplicates += 1
             return False
         self.applied += 1
+        if self.after_commit is not None:
+            self.after_commit()
         return True
 
     async def apply_with_retries(

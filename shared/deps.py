@@ -14,6 +14,7 @@ from shared import logs
 from shared.auth import Authenticator, Principal
 from shared.events import Metadata
 from shared.metrics import Metrics
+from shared.notify import Notifier
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
@@ -32,6 +33,7 @@ class ServiceContext:
     metrics: Metrics
     clock: Callable[[], datetime] = utcnow
     auth: Authenticator | None = None
+    notifier: Notifier | None = None
     rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=0, burst=1))
     extras: dict[str, Any] = field(default_factory=dict)
 

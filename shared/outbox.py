@@ -111,13 +111,16 @@ class Relay:
             self.is_leader = True
             log.info("relay is the leader for %s", self.topic)
             await lock_conn.add_listener("twinaid_appended", self._notified)
-            await lock_conn.add_listener("twinaid_sealed", self._notified)
             await self._publish_while_leader(stop, lock_conn)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(lock_conn.close(), 2)
 
     def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something in this process appended events: look now rather than at the next poll."""
         self._wake.set()
 
     async def _publish_while_leader(
@@ -132,7 +135,8 @@ class Relay:
                     return
                 self._wake.clear()
                 sealed = await self.seal_once()
-                await self.checkpoint_if_due()
+                if await self.checkpoint_if_due():
+                    self._wake.set()  # seal and publish the checkpoint straight away
                 if producer is None:
                     producer = await self._start_producer(stop)
                     if producer is None:

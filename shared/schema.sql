@@ -59,8 +59,9 @@ BEGIN
     PERFORM pg_notify('twinaid_' || TG_ARGV[0], '');
     RETURN NULL;
 END $$;
-CREATE OR REPLACE TRIGGER events_notify
-    AFTER INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION twinaid_notify_appended('appended');
+-- No NOTIFY from writers' transactions (it would make them commit one at a time): API
+-- processes notify after their commit (shared/notify.py); the relay also polls.
+DROP TRIGGER IF EXISTS events_notify ON events;
 CREATE OR REPLACE TRIGGER event_chain_notify
     AFTER INSERT ON event_chain FOR EACH STATEMENT EXECUTE FUNCTION twinaid_notify_appended('sealed');
 

@@ -23,6 +23,7 @@ from shared.deps import Caller, Ctx, ServiceContext, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.events import Metadata
 from shared.metrics import Metrics
+from shared.notify import Notifier
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
@@ -252,6 +253,8 @@ async def execute_write(
         return JSONResponse(
             stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
         )
+    if ctx.notifier is not None:
+        ctx.notifier.poke()  # committed: wake the relay
     return JSONResponse(body, status_code=status)
 
 
@@ -300,9 +303,12 @@ def create_app(
         async with database.connection() as conn:
             await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *schema)
         ctx.auth = Authenticator(database.pool, ttl=settings.auth_cache_ttl)
+        ctx.notifier = Notifier(settings.database_url)
+        await ctx.notifier.start()
         try:
             yield
         finally:
+            await ctx.notifier.stop()
             await database.close()
 
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")

@@ -53,6 +53,7 @@ class Worker:
                 metrics=self.metrics,
                 handlers=handlers,
                 http=self.http,
+                after_commit=self.relay.wake,
             )
             if handlers
             else None

@@ -17,6 +17,7 @@ from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 from shared.metrics import Metrics
+from shared.notify import Notifier
 from shared.outbox import Relay
 from shared.settings import Settings
 from tests.conftest import settings_for
@@ -174,8 +175,14 @@ async def test_a_notification_wakes_the_relay_long_before_its_poll_interval(
         await wait_for(lambda: relay.is_leader)
         await asyncio.sleep(0.3)
         await append_many_more(db_url)
+        await asyncio.sleep(1)
+        assert relay.published == 0, "without a notification it waits for its poll"
+        notifier = Notifier(db_url)  # what every API process does after a write commits
+        await notifier.start()
+        notifier.poke()
         # a 30 s poll interval: only NOTIFY can get it there within 5 s
         await wait_for(lambda: relay.published == 5, timeout=5)
+        await notifier.stop()
     finally:
         stop.set()
         await task
