@@ -76,41 +76,69 @@ class ConsumerRunner:
     # -- applying ------------------------------------------------------------------------
 
     async def apply(self, incoming: Incoming) -> bool:
-        """Apply once: returns False when the event was already applied (a duplicate).
-
-        The inbox row is written last: the handler loads what it needs before the transaction's
-        first write, so events it appends sort after those they were decided on (see
-        shared/event_store.py on commit order).
-        """
-        handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
+        """Apply once, in its own transaction: False when it was already applied."""
         try:
             async with self.db.transaction() as conn:
-                seen = await conn.fetchval(
-                    "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2",
-                    self.name,
-                    incoming.event_id,
-                )
-                if seen:
-                    raise _Duplicate
-                if handler is not None:
-                    await handler(conn, incoming)
-                fresh = await conn.fetchval(
-                    "INSERT INTO inbox (consumer, event_id, upstream, position)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
-                    self.name,
-                    incoming.event_id,
-                    incoming.upstream,
-                    incoming.position,
-                )
-                if not fresh:
-                    raise _Duplicate  # a concurrent replica applied it first: roll ours back
+                fresh = await self._apply_in(conn, incoming)
         except _Duplicate:
-            self.duplicates += 1
+            fresh = False
+        self._count(applied=int(fresh), duplicates=int(not fresh))
+        return fresh
+
+    async def apply_batch(
+        self, batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]]
+    ) -> None:
+        """Apply a fetched batch in ONE transaction (one commit, not one per event). If any
+        handler fails, or a replica raced us to an event, nothing of the batch is kept and each
+        event goes the careful way: its own transaction, bounded retries, dead letters."""
+        applied = duplicates = 0
+        try:
+            async with self.db.transaction() as conn:
+                for incoming, _ in batch:
+                    if await self._apply_in(conn, incoming):
+                        applied += 1
+                    else:
+                        duplicates += 1
+        except (ServiceUnavailable, OSError, asyncpg.InterfaceError):
+            raise
+        except Exception:
+            for incoming, record in batch:
+                await self.apply_with_retries(incoming, record)
+            return
+        self._count(applied=applied, duplicates=duplicates)
+
+    async def _apply_in(self, conn: asyncpg.Connection, incoming: Incoming) -> bool:
+        """The inbox row is written last: the handler loads what it needs before the
+        transaction's first write, so events it appends sort after those they were decided on
+        (see shared/event_store.py on commit order). Raises _Duplicate when another replica
+        applied the event meanwhile (the caller must roll back the handler's effect)."""
+        seen = await conn.fetchval(
+            "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2",
+            self.name,
+            incoming.event_id,
+        )
+        if seen:
             return False
-        self.applied += 1
-        if self.after_commit is not None:
-            self.after_commit()
+        handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
+        if handler is not None:
+            await handler(conn, incoming)
+        fresh = await conn.fetchval(
+            "INSERT INTO inbox (consumer, event_id, upstream, position)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+            self.name,
+            incoming.event_id,
+            incoming.upstream,
+            incoming.position,
+        )
+        if not fresh:
+            raise _Duplicate
         return True
+
+    def _count(self, *, applied: int, duplicates: int) -> None:
+        self.applied += applied
+        self.duplicates += duplicates
+        if applied and self.after_commit is not None:
+            self.after_commit()
 
     async def apply_with_retries(
         self, incoming: Incoming, record: ConsumerRecord[bytes, bytes] | None
@@ -257,11 +285,11 @@ class ConsumerRunner:
             )
             response.raise_for_status()
             page = response.json()
-            for raw in page["events"]:
-                incoming = parse_feed_event(upstream, raw)
-                before = self.applied
-                await self.apply_with_retries(incoming, None)
-                applied += self.applied - before
+            before = self.applied
+            await self.apply_batch(
+                [(parse_feed_event(upstream, raw), None) for raw in page["events"]]
+            )
+            applied += self.applied - before
             if not page["events"]:
                 break
             after = page["next_after"]
@@ -271,13 +299,14 @@ class ConsumerRunner:
     # -- the Kafka loop ------------------------------------------------------------------
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]] = []
         for record in records:
             try:
-                incoming = parse_record(record)
+                batch.append((parse_record(record), record))
             except Unparseable as exc:
                 await self.dead_letter(record, str(exc))
-                continue
-            await self.apply_with_retries(incoming, record)
+        if batch:
+            await self.apply_batch(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

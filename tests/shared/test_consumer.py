@@ -21,7 +21,8 @@ from shared import db as dbmod
 from shared import directory as directory_model
 from shared import kafka
 from shared.auth import Role
-from shared.consumer import ConsumerRunner, Incoming
+from shared.consumer import ConsumerRunner, Incoming, parse_feed_event
+from shared.routes import event_json
 from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
@@ -321,3 +322,19 @@ async def test_the_directory_follows_renames_and_counts_each_applied_event_once(
     async with rig.pledges_db.connection() as conn:
         row = await conn.fetchrow("SELECT name, aliases, applied_events FROM directory")
     assert (row["name"], list(row["aliases"]), row["applied_events"]) == ("Kyiv", ["Kiev"], 2)
+
+
+async def test_a_batch_is_applied_in_one_go_and_a_copy_inside_it_counts_once(rig: Rig) -> None:
+    for slug in ("chortkiv", "talsi"):
+        await register(rig, slug, slug.title())
+    async with rig.registry_db.connection() as conn:
+        await seal_everything(conn)
+        events = await PostgresEventStore(conn).read_all(after=0, limit=10)
+    feed = [event_json(e) for e in events]
+    batch = [(parse_feed_event("registry", raw), None) for raw in [*feed, feed[0]]]
+    await rig.runner.apply_batch(batch)
+    assert (rig.runner.applied, rig.runner.duplicates) == (2, 1)
+    await rig.runner.apply_batch(batch)
+    assert (rig.runner.applied, rig.runner.duplicates) == (2, 4)
+    async with rig.pledges_db.connection() as conn:
+        assert await conn.fetchval("SELECT sum(applied_events) FROM directory") == 2
