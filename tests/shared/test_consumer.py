@@ -22,12 +22,12 @@ from shared import directory as directory_model
 from shared import kafka
 from shared.auth import Role
 from shared.consumer import ConsumerRunner, Incoming, parse_feed_event
-from shared.routes import event_json
 from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 from shared.metrics import Metrics
 from shared.outbox import Relay, headers_for
+from shared.routes import event_json
 from shared.settings import Settings
 from shared.testing import fresh_database, issue_key, seal_everything
 from tests.conftest import settings_for
