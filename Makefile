@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-embedded test-system lint format bench keys rebuild clean
+.PHONY: help install run test test-embedded test-system lint format bench loadgen chaos proof keys rebuild clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,15 @@ format: install ## Format and auto-fix with ruff
 bench: install ## Benchmarks: append throughput vs a naive route, relay throughput and latency
 	$(BIN)/python -m bench.append
 	$(BIN)/python -m bench.relay
+
+loadgen: install ## Realistic load on every service and the naive baseline: make loadgen SECONDS=60 RATE=20
+	$(BIN)/python -m bench.loadgen --seconds $(or $(SECONDS),60) --rate $(or $(RATE),20)
+
+chaos: install ## Faults under load (kills, broker pause, PostgreSQL restart, replicas), then the audit
+	$(BIN)/python -m bench.loadgen_chaos --seconds 60 --pause 30 --out bench/results/chaos.json
+
+proof: install ## The proof suite at full size: each fault under load, then the full audit
+	TWINAID_PROOF_SECONDS=60 TWINAID_PROOF_PAUSE=30 $(BIN)/pytest -q -m once tests/proof
 
 keys: install ## Issue an API key: make keys ORG=lille ROLES=member,logistics
 	$(BIN)/twinaid keys issue --organisation $(ORG) --roles $(ROLES)
