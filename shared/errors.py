@@ -91,3 +91,12 @@ class ServiceUnavailable(TwinaidError):
     status = 503
     type_slug = "unavailable"
     title = "A dependency is unavailable; retry later"
+
+
+def check_if_match(version: int, if_match: int | None) -> None:
+    """`If-Match: <version>` on an update: refuse it when the record moved on."""
+    if if_match is not None and if_match != version:
+        raise PreconditionFailed(
+            f"the record is at version {version}, not {if_match}: reload it and retry",
+            extra={"current_version": version},
+        )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
-from shared.events import RecordedEvent
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.rows import COLUMNS, from_row
 
 Apply = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
@@ -31,6 +33,33 @@ async def project(
 ) -> None:
     for projection in projections:
         await projection.apply(conn, events)
+
+
+async def record(
+    conn: asyncpg.Connection,
+    projections: Sequence[Projection],
+    *,
+    stream_type: str,
+    stream_id: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    metadata: Metadata,
+    now: datetime,
+) -> list[RecordedEvent]:
+    """Append to `<stream_type>-<stream_id>` and project, in the caller's transaction.
+    No events: nothing happened (an idempotent no-op)."""
+    if not events:
+        return []
+    recorded = await PostgresEventStore(conn).append(
+        stream_type=stream_type,
+        stream_id=f"{stream_type}-{stream_id}",
+        expected_version=expected_version,
+        events=events,
+        metadata=metadata,
+        now=now,
+    )
+    await project(conn, projections, recorded)
+    return recorded
 
 
 async def rebuild(conn: asyncpg.Connection, projections: Sequence[Projection]) -> int:

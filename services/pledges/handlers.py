@@ -17,9 +17,8 @@ import asyncpg
 
 from services.pledges import domain, partnerships, projections
 from services.pledges import events as ev
-from shared import directory
+from shared import directory, errors
 from shared import projections as proj
-from shared.errors import PreconditionFailed
 from shared.event_store import PostgresEventStore, fold
 from shared.events import Metadata, NewEvent
 
@@ -38,14 +37,6 @@ async def load_pledge(
     return fold(history, domain.Pledge(pledge_id), domain.evolve_pledge)
 
 
-def check_if_match(version: int, if_match: int | None) -> None:
-    if if_match is not None and if_match != version:
-        raise PreconditionFailed(
-            f"the record is at version {version}, not {if_match}: reload it and retry",
-            extra={"current_version": version},
-        )
-
-
 async def _lock_need(conn: asyncpg.Connection, need_id: str) -> None:
     # a pledge answering a need and the need's closing cannot cross each other
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('need:' || $1))", need_id)
@@ -61,18 +52,18 @@ async def _record(
     metadata: Metadata,
     now: datetime,
 ) -> int:
-    if not events:
-        return version
-    recorded = await PostgresEventStore(conn).append(
+    """Append after `version` and project; returns the stream's new version."""
+    recorded = await proj.record(
+        conn,
+        projections.ALL,
         stream_type=stream_type,
-        stream_id=f"{stream_type}-{stream_id}",
+        stream_id=stream_id,
         expected_version=version,
         events=events,
         metadata=metadata,
         now=now,
     )
-    await proj.project(conn, projections.ALL, recorded)
-    return recorded[-1].stream_version
+    return recorded[-1].stream_version if recorded else version
 
 
 def _correlated(metadata: Metadata, correlation_id: str | None) -> Metadata:
@@ -119,7 +110,7 @@ async def change_need(
     """`decide(state) -> events`: a revision, a closing or a cancellation."""
     await _lock_need(conn, need_id)
     state = domain.require_need(await load_need(conn, need_id))
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     events = decide(state)
     version = await _record(
         conn,
@@ -187,7 +178,7 @@ async def change_pledge(
 ) -> dict[str, Any]:
     """`decide(state) -> events`: commit, amend, withdraw, receive money, report a figure."""
     state = domain.require_pledge(await load_pledge(conn, pledge_id))
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     events = decide(state)
     version = await _record(
         conn,

@@ -5,7 +5,7 @@ Every use case loads what it decides on before its first write (see shared/event
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +13,9 @@ import asyncpg
 
 from services.registry import domain, projections
 from services.registry import events as ev
+from shared import errors
 from shared import projections as proj
-from shared.errors import NotFound, PreconditionFailed
+from shared.errors import NotFound
 from shared.event_store import PostgresEventStore, fold
 from shared.events import Metadata, NewEvent
 
@@ -37,36 +38,28 @@ async def load_partnership(
     return fold(history, domain.Partnership(partnership_id), domain.evolve_partnership)
 
 
-def check_if_match(version: int, if_match: int | None) -> None:
-    if if_match is not None and if_match != version:
-        raise PreconditionFailed(
-            f"the record is at version {version}, not {if_match}: reload it and retry",
-            extra={"current_version": version},
-        )
-
-
 async def _record(
     conn: asyncpg.Connection,
     *,
     stream_type: str,
     stream_id: str,
     version: int,
-    events: list[NewEvent],
+    events: Sequence[NewEvent],
     metadata: Metadata,
     now: datetime,
 ) -> int:
-    if not events:
-        return version  # nothing new happened: an idempotent no-op
-    recorded = await PostgresEventStore(conn).append(
+    """Append after `version` and project; returns the stream's new version."""
+    recorded = await proj.record(
+        conn,
+        projections.ALL,
         stream_type=stream_type,
-        stream_id=f"{stream_type}-{stream_id}",
+        stream_id=stream_id,
         expected_version=version,
         events=events,
         metadata=metadata,
         now=now,
     )
-    await proj.project(conn, projections.ALL, recorded)
-    return recorded[-1].stream_version
+    return recorded[-1].stream_version if recorded else version
 
 
 async def register_organisation(
@@ -131,7 +124,7 @@ async def change_organisation(
     now: datetime,
 ) -> dict[str, Any]:
     state = domain.require_existing(await load_organisation(conn, organisation_id))
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     version = await _record(
         conn,
         stream_type=ev.STREAM_ORGANISATION,
@@ -202,7 +195,7 @@ async def change_partnership_status(
     state = await load_partnership(conn, partnership_id)
     if not state.exists:
         raise NotFound(f"partnership {partnership_id} does not exist")
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     twin = None
     if command.to is domain.PartnershipStatus.SIGNED:
         low, high = domain.pair_key(*state.organisations)

@@ -18,10 +18,9 @@ import asyncpg
 
 from services.shipments import access, domain, ledger, projections, views
 from services.shipments import events as ev
-from shared import directory
+from shared import directory, errors
 from shared import projections as proj
 from shared.auth import Principal
-from shared.errors import PreconditionFailed
 from shared.event_store import PostgresEventStore, fold
 from shared.events import Metadata, NewEvent
 
@@ -39,14 +38,6 @@ def parties(state: domain.Convoy) -> access.Parties:
     return access.Parties(state.origin_id, state.destination_id, state.carrier_id, state.donors)
 
 
-def check_if_match(version: int, if_match: int | None) -> None:
-    if if_match is not None and if_match != version:
-        raise PreconditionFailed(
-            f"the convoy is at version {version}, not {if_match}: reload it and retry",
-            extra={"current_version": version},
-        )
-
-
 async def _record(
     conn: asyncpg.Connection,
     state: domain.Convoy,
@@ -56,17 +47,16 @@ async def _record(
     now: datetime,
 ) -> domain.Convoy:
     """Append after the version `state` was read at, project, and return the new state."""
-    if not events:
-        return state  # nothing new happened: an idempotent no-op
-    recorded = await PostgresEventStore(conn).append(
+    recorded = await proj.record(
+        conn,
+        projections.ALL,
         stream_type=ev.STREAM_CONVOY,
-        stream_id=f"{ev.STREAM_CONVOY}-{state.convoy_id}",
+        stream_id=state.convoy_id,
         expected_version=state.version,
         events=events,
         metadata=metadata,
         now=now,
     )
-    await proj.project(conn, projections.ALL, recorded)
     return fold(recorded, state, domain.evolve)
 
 
@@ -112,7 +102,7 @@ async def load_line(
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
     access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     line = await ledger.lock(conn, command.pledge_id, command.line_id)
     taken = await ledger.allocated(conn, command.pledge_id, command.line_id)
     events = domain.load(state, command, now=now, pledge_line=line, allocated=taken)
@@ -142,7 +132,7 @@ async def unload_line(
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
     access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     events = domain.unload(state, command, now=now)
     state = await _record(conn, state, events, metadata=metadata, now=now)
     return _answer(state, manifest_line_id=command.manifest_line_id, given_back=events[0].data)
@@ -160,7 +150,7 @@ async def cancel_convoy(
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
     access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     events = domain.cancel(state, command, now=now)
     state = await _record(conn, state, events, metadata=metadata, now=now)
     return _answer(state, released=events[0].data["released"])
@@ -210,7 +200,7 @@ async def confirm_delivery(
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
     access.require_recipient(caller, parties(state))
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     events = domain.confirm_delivery(state, command, now=now)
     correlations = {x.correlation_id for x in state.loaded}
     if len(correlations) == 1 and None not in correlations:
@@ -237,7 +227,7 @@ async def close_convoy(
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
     access.require_closer(caller, parties(state))
-    check_if_match(state.version, if_match)
+    errors.check_if_match(state.version, if_match)
     events = domain.close(state, command, now=now)
     state = await _record(conn, state, events, metadata=metadata, now=now)
     return _answer(state)
