@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import chain
+from shared import chain, directory
 from shared import db as dbmod
 from shared import projections as proj
 from shared.events import RecordedEvent
@@ -78,7 +79,10 @@ async def replay(
         )
         await dbmod.ensure_database(scratch_url)
         conn = await asyncpg.connect(scratch_url)
-        await dbmod.apply_schema(conn, schema_of(service))
+        # the log's own tables too: some projections fold a stream's history from them
+        await dbmod.apply_schema(
+            conn, dbmod.schema_text("shared"), directory.SCHEMA, schema_of(service)
+        )
     try:
         batch: list[RecordedEvent] = []
         async for event in events:
@@ -117,7 +121,28 @@ async def replay(
 async def _project(
     conn: asyncpg.Connection, projections: Sequence[Projection], events: list[RecordedEvent]
 ) -> None:
+    """Write the replayed events into the scratch log, then fold them into the read models."""
     async with conn.transaction():
+        await conn.executemany(
+            "INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,"
+            " schema_version, occurred_at, recorded_at, data, metadata)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb)",
+            [
+                (
+                    e.event_id,
+                    e.stream_type,
+                    e.stream_id,
+                    e.stream_version,
+                    e.event_type,
+                    e.schema_version,
+                    e.occurred_at,
+                    e.recorded_at,
+                    json.dumps(e.data),
+                    json.dumps(e.metadata.as_dict()),
+                )
+                for e in events
+            ],
+        )
         await proj.project(conn, projections, events)
 
 
