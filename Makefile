@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-embedded test-system lint format bench loadgen chaos proof keys rebuild clean
+.PHONY: help install browser run test test-embedded test-system lint format bench loadgen chaos proof keys rebuild clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install twinaid with pinned dependencies
 
+browser: ## Debian's chromium for the convoy board's browser tests (once; needs root)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
 run: install ## Start PostgreSQL, the broker, every API and worker, with demo data (Ctrl-C stops)
 	$(BIN)/python -m shared.devstack
 
@@ -24,7 +27,7 @@ test: install lint ## Lint, then the whole suite on the embedded and (if present
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; \
 	then $(MAKE) test-system; else echo "no PostgreSQL at 127.0.0.1:5432: system run skipped"; fi
 
-test-embedded: install ## The suite against the embedded PostgreSQL from the wheel
+test-embedded: install browser ## The suite against the embedded PostgreSQL from the wheel
 	TWINAID_TEST_PG=embedded $(BIN)/pytest -q
 
 test-system: install ## The suite against the PostgreSQL at 127.0.0.1:5432
