@@ -230,6 +230,14 @@ class DevStack:
                     {s: url for s, url in self.api_urls.items() if s != service}
                 ),
                 "FEED_API_KEY": service_token,
+                # the convoy board, served by shipments, calls every API from the browser
+                "CORS_ORIGINS": json.dumps(
+                    [
+                        self.api_urls["shipments"],
+                        self.api_urls["shipments"].replace(HOST, "localhost"),
+                    ]
+                ),
+                "PUBLIC_URLS": json.dumps(self.api_urls),
                 "PYTHONUNBUFFERED": "1",
             }
             api_port = self.api_urls[service].rpartition(":")[2]
@@ -359,6 +367,9 @@ class DevStack:
             [
                 "",
                 *rows,
+                "",
+                f"  Convoy board  {self.api_urls['shipments']}/board/"
+                "  (sign in with a demo key below)",
                 "",
                 f"  PostgreSQL  {self.server_url}",
                 f"  Kafka       {broker}",

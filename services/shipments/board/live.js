@@ -1,0 +1,70 @@
+// One live stream per signed-in tab: the shipments updates every page may listen to.
+
+import { session, urlOf } from "./api.js";
+import { announce } from "./dom.js";
+import { openStream } from "./sse.js";
+
+const subscribers = new Set();
+let stream = null;
+let state = "off";
+const TEXT = {
+  off: "Live updates off",
+  connecting: "Connecting to live updates…",
+  live: "Live",
+  reconnecting: "Reconnecting to live updates…",
+  refused: "Live updates refused for this key",
+};
+
+function show() {
+  const el = document.getElementById("live");
+  if (!el) return;
+  el.dataset.state = state;
+  el.textContent = TEXT[state];
+}
+
+export function liveState() {
+  return state;
+}
+
+export function startLive() {
+  stopLive();
+  stream = openStream({
+    url: `${urlOf("shipments")}/v1/tracking/updates`,
+    key: session.key,
+    onEvent(event) {
+      if (event.type !== "convoy-update") return;
+      let update;
+      try {
+        update = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      for (const listener of subscribers) listener(update);
+    },
+    onState(next, info) {
+      const was = state;
+      state = next;
+      show();
+      if (next === "reconnecting" && was === "live") announce("Live updates interrupted; reconnecting.");
+      if (next === "live" && was === "reconnecting") {
+        announce("Live updates back.");
+        // nothing seen before the drop: what happened meanwhile was not replayed
+        if (!info?.resumed) for (const listener of subscribers) listener({ resync: true });
+      }
+    },
+  });
+}
+
+export function stopLive() {
+  if (stream) stream.close();
+  stream = null;
+  state = "off";
+  show();
+}
+
+/** listener(update) for each convoy update, or ({resync: true}) when the page should reload
+ * what it shows; returns the unsubscribe function. */
+export function subscribe(listener) {
+  subscribers.add(listener);
+  return () => subscribers.delete(listener);
+}
