@@ -73,7 +73,7 @@ def common_router() -> APIRouter:
     async def feed(
         ctx: Ctx,
         caller: Caller,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         stream_type: Annotated[str | None, Query(max_length=100)] = None,
         event_type: Annotated[str | None, Query(max_length=200)] = None,

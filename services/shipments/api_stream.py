@@ -23,7 +23,7 @@ KEEPALIVE_SECONDS = 15.0
 def _start(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is None:
         return after
-    if not last_event_id.strip().isdigit():
+    if not last_event_id.strip().isdigit() or int(last_event_id) > 2**63 - 1:
         raise ValidationFailed(
             "Last-Event-ID must be the id of an update this stream sent (a position)",
             extra={"invalid_params": [{"name": "Last-Event-ID", "reason": "not a position"}]},
@@ -42,7 +42,9 @@ async def updates(
     caller: Caller,
     convoy_id: Annotated[str | None, Query(max_length=100)] = None,
     organisation: OrgFilter = None,
-    after: Annotated[int | None, Query(ge=0, description="replay from this position")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="replay from this position")
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events (`event: convoy-update`), one per event of a convoy the caller may
