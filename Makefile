@@ -43,9 +43,10 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Benchmarks: append throughput vs a naive route, relay throughput and latency
+bench: install ## Benchmarks: append throughput vs a naive route, relay throughput and latency, replay
 	$(BIN)/python -m bench.append
 	$(BIN)/python -m bench.relay
+	$(BIN)/python -m bench.replay
 
 loadgen: install ## Realistic load on every service and the naive baseline: make loadgen SECONDS=60 RATE=20
 	$(BIN)/python -m bench.loadgen --seconds $(or $(SECONDS),60) --rate $(or $(RATE),20)
