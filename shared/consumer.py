@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared import kafka
-from shared.db import Database
+from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.incoming import (
     Handler,
@@ -39,6 +39,8 @@ from shared.metrics import Metrics
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.consumer")
+# not the message's fault: retry the batch later rather than park the message
+_DATABASE_TROUBLE: tuple[type[Exception], ...] = (ServiceUnavailable, *CONNECTION_LOST)
 __all__ = ["ConsumerRunner", "Handler", "Incoming", "parse_feed_event", "parse_record"]
 
 
@@ -99,7 +101,7 @@ class ConsumerRunner:
                         applied += 1
                     else:
                         duplicates += 1
-        except (ServiceUnavailable, OSError, asyncpg.InterfaceError):
+        except _DATABASE_TROUBLE:
             raise
         except Exception:
             for incoming, record in batch:
@@ -148,7 +150,7 @@ class ConsumerRunner:
             try:
                 await self.apply(incoming)
                 return
-            except (ServiceUnavailable, OSError, asyncpg.InterfaceError):
+            except _DATABASE_TROUBLE:
                 raise  # the database is down: not the message's fault; retry the batch later
             except Exception as exc:
                 if attempt == attempts:
@@ -312,13 +314,7 @@ class ConsumerRunner:
         while not stop.is_set():
             try:
                 await self._consume(stop)
-            except (
-                KafkaError,
-                OSError,
-                ServiceUnavailable,
-                asyncpg.InterfaceError,
-                TimeoutError,
-            ) as exc:
+            except (KafkaError, ServiceUnavailable, asyncpg.PostgresError, *CONNECTION_LOST) as exc:
                 log.warning("consumer interrupted, restarting: %r", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)

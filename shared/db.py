@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +14,18 @@ import asyncpg
 from shared.errors import ServiceUnavailable
 
 SHARED_SCHEMA = "schema.sql"
+log = logging.getLogger("twinaid.db")
+
+# What a restart or loss of the database looks like to a client: retry later, never crash.
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
 
 
 def with_database(url: str, database: str) -> str:
@@ -113,7 +126,11 @@ class Database:
         try:
             yield conn
         finally:
-            await conn_cm.__aexit__(None, None, None)
+            try:
+                await conn_cm.__aexit__(None, None, None)
+            except CONNECTION_LOST as exc:
+                # the pool has terminated the broken connection; do not mask what happened
+                log.warning("dropped a broken database connection: %r", exc)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

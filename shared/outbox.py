@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared import kafka, signing
-from shared.db import Database
+from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent, RecordedEvent
@@ -88,13 +88,7 @@ class Relay:
         while not stop.is_set():
             try:
                 await self._lead(stop)
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                ServiceUnavailable,
-                TimeoutError,
-            ) as exc:
+            except (asyncpg.PostgresError, ServiceUnavailable, *CONNECTION_LOST) as exc:
                 log.warning("relay lost its database connection: %s", exc)
             self.is_leader = False
             await _sleep_or_stop(stop, self.settings.relay_poll_interval)

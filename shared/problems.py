@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import logs
+from shared.db import CONNECTION_LOST
 from shared.errors import ServiceUnavailable, TwinaidError
 
 log = logging.getLogger("twinaid.web")
@@ -80,12 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TwinaidError, on_twinaid)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    for exc_type in (
-        OSError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.ConnectionDoesNotExistError,
-        asyncpg.InterfaceError,
-    ):
+    for exc_type in CONNECTION_LOST:
         app.add_exception_handler(exc_type, on_db_down)
 
 
