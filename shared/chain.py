@@ -3,6 +3,11 @@
 Each sealed event gets ``hash = sha256(previous_hash || sha256(canonical(event)))`` where the
 canonical form covers its position and every stored field. The chain is computed by the single
 sealer (see ``shared.outbox``), never by writers, so concurrent appends never wait on each other.
+
+Writers store an event's data and metadata as their RFC 8785 text (``encode``), so the canonical
+body of a stored event can also be rendered from its columns byte for byte, without parsing and
+canonicalising again: ``Verifier.add_rendered`` accepts such a rendering only when it hashes to
+exactly what was sealed, and anything else is checked in full with ``Verifier.add``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import rfc8785
 
 from shared import signing
+from shared.errors import ValidationFailed
 from shared.events import RecordedEvent
 
 GENESIS = bytes(32)
@@ -42,9 +48,21 @@ def canonical(event: RecordedEvent, *, position: int) -> bytes:
     return rfc8785.dumps(body)
 
 
+def encode(value: Any) -> str:
+    """The RFC 8785 text of a JSON value: how event data and metadata are stored. A value that
+    has no canonical form (an integer beyond 2**53, NaN) is refused before anything is stored."""
+    try:
+        return rfc8785.dumps(value).decode()
+    except rfc8785.CanonicalizationError as exc:
+        raise ValidationFailed(f"the event cannot be stored as canonical JSON: {exc}") from exc
+
+
+def link_content(previous: bytes, content: bytes) -> bytes:
+    return hashlib.sha256(previous + hashlib.sha256(content).digest()).digest()
+
+
 def link(previous: bytes, event: RecordedEvent, *, position: int) -> bytes:
-    content = hashlib.sha256(canonical(event, position=position)).digest()
-    return hashlib.sha256(previous + content).digest()
+    return link_content(previous, canonical(event, position=position))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +84,8 @@ class Verdict:
     bad_position: int | None = None
     problem: str | None = None
     checkpoints_checked: int = 0
+    # events whose stored form was canonicalised again with rfc8785 (not rendered byte for byte)
+    recanonicalised: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +96,7 @@ class Verdict:
             "bad_position": self.bad_position,
             "problem": self.problem,
             "checkpoints_checked": self.checkpoints_checked,
+            "recanonicalised": self.recanonicalised,
         }
 
 
@@ -85,6 +106,7 @@ class Verifier:
     def __init__(self) -> None:
         self.hashes: list[bytes] = []  # recomputed hash of position i + 1
         self.checkpoints = 0
+        self.recanonicalised = 0
         self.failure: Verdict | None = None
 
     @property
@@ -101,6 +123,7 @@ class Verifier:
             bad_position=position,
             problem=problem,
             checkpoints_checked=self.checkpoints,
+            recanonicalised=self.recanonicalised,
         )
         return self.failure
 
@@ -120,10 +143,26 @@ class Verifier:
         self.checkpoints += 1
         return None
 
+    def add_rendered(self, position: int, stored_hash: bytes, body: bytes | None) -> bool:
+        """The fast path: `body` is the canonical body rendered from the stored columns of the
+        event sealed at `position`. True when it hashes, chained, to exactly the stored hash: the
+        stored event is then byte for byte what was sealed, and is accepted. False changes
+        nothing: the caller checks the entry in full with `add` (which canonicalises the event
+        again and names what is wrong, if anything is). A checkpoint event accepted here must
+        still have its signature checked (`check_checkpoint`)."""
+        if self.failure is not None or body is None or position != len(self.hashes) + 1:
+            return False
+        recomputed = link_content(self.head, body)
+        if recomputed != stored_hash:
+            return False
+        self.hashes.append(recomputed)
+        return True
+
     def add(self, entry: ChainEntry) -> Verdict | None:
         """Check one more entry; returns the failure, if this entry is where it breaks."""
         if self.failure is not None:
             return self.failure
+        self.recanonicalised += 1
         expected = len(self.hashes) + 1
         if entry.position != expected:
             kind = "deleted" if entry.position > expected else "reordered"
@@ -176,6 +215,7 @@ class Verifier:
             head_position=len(self.hashes),
             head_hash=self.head,
             checkpoints_checked=self.checkpoints,
+            recanonicalised=self.recanonicalised,
         )
 
 

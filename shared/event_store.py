@@ -17,7 +17,6 @@ to the connection of one use case; it never begins or commits a transaction itse
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -118,7 +117,9 @@ class PostgresEventStore:
     ) -> list[RecordedEvent]:
         if not events:
             return []
-        meta = json.dumps(metadata.as_dict())
+        # RFC 8785 text, so the sealed body can be rendered from the columns (shared/chain.py)
+        meta = chain.encode(metadata.as_dict())
+        data = [chain.encode(e.data) for e in events]
         n = len(events)
         try:
             # The version check and the insert are one statement; a concurrent writer that
@@ -131,7 +132,7 @@ class PostgresEventStore:
                 INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
                                     schema_version, occurred_at, recorded_at, data, metadata)
                 SELECT ev.event_id, $1, $2, $3 + ev.ord, ev.event_type, ev.schema_version,
-                       ev.occurred_at, $4, ev.data::jsonb, $5::jsonb
+                       ev.occurred_at, $4, ev.data::json, $5::json
                 FROM unnest($6::uuid[], $7::text[], $8::int[], $9::timestamptz[], $10::text[])
                      WITH ORDINALITY AS ev(event_id, event_type, schema_version, occurred_at,
                                            data, ord),
@@ -148,7 +149,7 @@ class PostgresEventStore:
                 [e.event_type for e in events],
                 [e.schema_version for e in events],
                 [e.occurred_at or now for e in events],
-                [json.dumps(e.data) for e in events],
+                data,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_event_id_key":
@@ -237,5 +238,8 @@ class PostgresEventStore:
     async def seal(self, *, limit: int = 1000) -> int:
         return await sealer.seal(self.conn, limit=limit)
 
-    async def verify(self, *, held_checkpoints: Sequence[Mapping[str, Any]] = ()) -> chain.Verdict:
-        return await sealer.verify(self.conn, held_checkpoints=held_checkpoints)
+    async def verify(
+        self, *, held_checkpoints: Sequence[Mapping[str, Any]] = (), deep: bool = False
+    ) -> chain.Verdict:
+        """See sealer.verify: `deep` canonicalises every event again instead of rendering it."""
+        return await sealer.verify(self.conn, held_checkpoints=held_checkpoints, deep=deep)

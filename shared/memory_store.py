@@ -47,7 +47,7 @@ class InMemoryEventStore:
                 schema_version=new.schema_version,
                 occurred_at=new.occurred_at or now,
                 recorded_at=now,
-                data=json.loads(json.dumps(new.data)),
+                data=json.loads(chain.encode(new.data)),
                 metadata=metadata,
             )
             position = len(self._events) + 1

@@ -13,10 +13,23 @@ CREATE TABLE IF NOT EXISTS events (
     schema_version integer NOT NULL CHECK (schema_version > 0),
     occurred_at    timestamptz NOT NULL,
     recorded_at    timestamptz NOT NULL,
-    data           jsonb NOT NULL,
-    metadata       jsonb NOT NULL,
+    -- RFC 8785 text, kept as written (json, not jsonb): the sealed canonical body can be
+    -- rendered from the columns byte for byte (shared/chain.py, shared/sealer.py)
+    data           json NOT NULL,
+    metadata       json NOT NULL,
     UNIQUE (stream_id, stream_version)
 );
+-- Logs created when these columns were jsonb keep their rows; those are verified by
+-- canonicalising them again (rfc8785) rather than by rendering.
+DO $$
+BEGIN
+    IF (SELECT data_type FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'events'
+          AND column_name = 'data') = 'jsonb' THEN
+        ALTER TABLE events ALTER COLUMN data TYPE json USING data::json,
+                           ALTER COLUMN metadata TYPE json USING metadata::json;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS events_commit_order ON events (tx_id, id);
 CREATE INDEX IF NOT EXISTS events_correlation ON events ((metadata ->> 'correlation_id'));
 

@@ -8,13 +8,49 @@ still commit behind it. See shared/event_store.py for the trade-off.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from shared import chain
+from shared import chain, signing
 from shared.rows import COLUMNS, from_row
+
+PAGE = 5000
+
+# The canonical body of chain.canonical (keys in RFC 8785 order), rendered by PostgreSQL from
+# the stored columns: data and metadata are stored as their RFC 8785 text (chain.encode), strings
+# go through to_json, instants through to_char in chain._instant's format. The rendering is
+# never trusted: a row is accepted only if it hashes to exactly what was sealed, and any row
+# that does not (an older row stored in another form, or a tampered one) is canonicalised
+# again from its parsed values with rfc8785, as the sealer did.
+_INSTANT = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+_RENDERED_BODY = (
+    """'{"data":' || e.data::text || ',"event_id":"' || e.event_id::text"""
+    """ || '","event_type":' || to_json(e.event_type)::text"""
+    """ || ',"metadata":' || e.metadata::text"""
+    """ || ',"occurred_at":"' || """
+    + _INSTANT.format("e.occurred_at")
+    + """ || '","position":' || c.position::text"""
+    """ || ',"recorded_at":"' || """
+    + _INSTANT.format("e.recorded_at")
+    + """ || '","schema_version":' || e.schema_version::text"""
+    """ || ',"stream_id":' || to_json(e.stream_id)::text"""
+    """ || ',"stream_type":' || to_json(e.stream_type)::text"""
+    """ || ',"stream_version":' || e.stream_version::text || '}'"""
+)
+_RENDERED_SQL = f"""
+SELECT c.position, c.hash, e.stream_type, e.stream_id, e.stream_version, e.event_type,
+       {_RENDERED_BODY} AS body
+FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
+ORDER BY c.position
+"""
+_ENTRY_SQL = f"""
+SELECT c.position, c.event_id AS sealed_id, c.hash AS sealed_hash, {COLUMNS}
+FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
+WHERE c.position = $1
+"""
 
 
 async def head(conn: asyncpg.Connection) -> tuple[int, bytes]:
@@ -81,33 +117,75 @@ async def _chain_entries(conn: asyncpg.Connection) -> AsyncIterator[chain.ChainE
         FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
         ORDER BY c.position
         """,
-        prefetch=5000,
+        prefetch=PAGE,
     ):
-        event = from_row(row) if row["event_id"] is not None else None
-        yield chain.ChainEntry(
-            position=row["position"],
-            event_id=str(row["sealed_id"]),
-            hash=bytes(row["sealed_hash"]),
-            event=event,
-        )
+        yield _entry(row)
+
+
+def _entry(row: asyncpg.Record) -> chain.ChainEntry:
+    return chain.ChainEntry(
+        position=row["position"],
+        event_id=str(row["sealed_id"]),
+        hash=bytes(row["sealed_hash"]),
+        event=from_row(row) if row["event_id"] is not None else None,
+    )
+
+
+Observer = Callable[[Sequence[asyncpg.Record]], None]
 
 
 async def verify(
-    conn: asyncpg.Connection, *, held_checkpoints: Sequence[Mapping[str, Any]] = ()
+    conn: asyncpg.Connection,
+    *,
+    held_checkpoints: Sequence[Mapping[str, Any]] = (),
+    deep: bool = False,
+    observe: Observer | None = None,
 ) -> chain.Verdict:
     """Recompute the chain from the stored rows; reports the first bad position.
 
-    `held_checkpoints` are signed checkpoints an auditor kept: the log must still match."""
+    `held_checkpoints` are signed checkpoints an auditor kept: the log must still match.
+    By default each event's canonical body is rendered from its stored columns and hashed (see
+    _RENDERED_BODY); an event whose rendering does not hash to its sealed hash is canonicalised
+    again with rfc8785 before anything is reported. `deep` canonicalises every event again.
+    The verdicts are the same either way. `observe` (not with `deep`) sees each page of rows
+    (position, hash, stream_type, stream_id, stream_version, event_type, body) once it has been
+    checked, e.g. to fold the log in the same pass."""
     if conn.is_in_transaction():
         async with conn.transaction():
-            return await _verify(conn, held_checkpoints)
+            return await _verify(conn, held_checkpoints, deep, observe)
     # one snapshot for the whole walk, however long the log
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        return await _verify(conn, held_checkpoints)
+        return await _verify(conn, held_checkpoints, deep, observe)
+
+
+async def _walk_rendered(
+    conn: asyncpg.Connection, walker: chain.Verifier, observe: Observer | None
+) -> None:
+    add_rendered = walker.add_rendered
+    checkpoint = signing.CHECKPOINT
+    cursor = await conn.cursor(_RENDERED_SQL)
+    while page := await cursor.fetch(PAGE):
+        for position, stored_hash, _, _, _, event_type, body in page:
+            if add_rendered(position, stored_hash, body.encode() if body is not None else None):
+                if event_type == checkpoint:
+                    if walker.check_checkpoint(json.loads(body)["data"]) is not None:
+                        break
+                continue
+            # not byte for byte what was sealed: canonicalise it again, as the sealer did
+            row = await conn.fetchrow(_ENTRY_SQL, position)
+            if walker.add(_entry(row)) is not None:
+                break
+        if observe is not None:
+            observe(page)
+        if walker.failure is not None:
+            return
 
 
 async def _verify(
-    conn: asyncpg.Connection, held_checkpoints: Sequence[Mapping[str, Any]]
+    conn: asyncpg.Connection,
+    held_checkpoints: Sequence[Mapping[str, Any]],
+    deep: bool,
+    observe: Observer | None,
 ) -> chain.Verdict:
     state = await conn.fetchrow("SELECT last_tx, last_id, position FROM sealer_state")
     # Events the sealer already passed but never sealed were inserted behind its back;
@@ -124,8 +202,14 @@ async def _verify(
         state["last_id"],
         state["position"],
     )
-    return chain.verify(
-        [entry async for entry in _chain_entries(conn)],
+    walker = chain.Verifier()
+    if deep:
+        async for entry in _chain_entries(conn):
+            if walker.add(entry) is not None:
+                break
+    else:
+        await _walk_rendered(conn, walker, observe)
+    return walker.finish(
         unsealed_behind=[r["position"] for r in inserted],
         sealed_head=int(state["position"]),
         held_checkpoints=held_checkpoints,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -126,7 +125,7 @@ async def _project(
         await conn.executemany(
             "INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,"
             " schema_version, occurred_at, recorded_at, data, metadata)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb)",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10::json)",
             [
                 (
                     e.event_id,
@@ -137,8 +136,8 @@ async def _project(
                     e.schema_version,
                     e.occurred_at,
                     e.recorded_at,
-                    json.dumps(e.data),
-                    json.dumps(e.metadata.as_dict()),
+                    chain.encode(e.data),
+                    chain.encode(e.metadata.as_dict()),
                 )
                 for e in events
             ],

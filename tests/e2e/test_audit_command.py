@@ -179,7 +179,7 @@ async def test_replay_names_the_position_of_a_row_modified_behind_the_applicatio
     conn = await asyncpg.connect(running.db)
     try:
         await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
-        await conn.execute("""UPDATE events SET data = jsonb_set(data, '{name}', '"Milano"')
+        await conn.execute("""UPDATE events SET data = jsonb_set(data::jsonb, '{name}', '"Milano"')
                               WHERE stream_id = 'organisation-bergamo'""")
         await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
         position = await conn.fetchval(

@@ -41,7 +41,7 @@ NOW = datetime(2026, 11, 24, tzinfo=UTC)
 # each: the SQL run with triggers off, and the position both checks must name
 TAMPERING = {
     "modify a field": (
-        "UPDATE events SET data = jsonb_set(data, '{n}', '99') WHERE event_id ="
+        "UPDATE events SET data = jsonb_set(data::jsonb, '{n}', '99') WHERE event_id ="
         " (SELECT event_id FROM event_chain WHERE position = 3)",
         3,
     ),

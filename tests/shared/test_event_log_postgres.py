@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
+from shared import chain
+from shared import db as dbmod
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
-from shared.testing import seal_everything
+from shared.testing import fresh_database, seal_everything
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 META = Metadata(actor="k", organisation="kharkiv", correlation_id="c")
@@ -141,6 +144,16 @@ async def tampered(conn: asyncpg.Connection, sql: str) -> None:
         await conn.execute("ALTER TABLE event_chain ENABLE TRIGGER USER")
 
 
+async def verified(conn: asyncpg.Connection) -> chain.Verdict:
+    """Verify both ways, rendering each event's canonical body from its columns (the default)
+    and canonicalising every event again (deep): the verdicts must be the same."""
+    rendered = await PostgresEventStore(conn).verify()
+    deep = await PostgresEventStore(conn).verify(deep=True)
+    same = dataclasses.replace(deep, recanonicalised=rendered.recanonicalised)
+    assert rendered == same, f"rendered {rendered} but deep {deep}"
+    return rendered
+
+
 async def seeded(conn: asyncpg.Connection, n: int = 10) -> None:
     for i in range(n):
         await append(conn, f"s{i}", 0)
@@ -158,7 +171,7 @@ async def test_verify_names_the_position_of_a_modified_row(conn: asyncpg.Connect
     await seeded(conn)
     eid = await event_at(conn, 4)
     await tampered(conn, f"UPDATE events SET data = '{{\"n\": 99}}' WHERE event_id = '{eid}'")
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert not verdict.intact
     assert verdict.bad_position == 4 and verdict.head_position == 3
     assert "modified" in (verdict.problem or "")
@@ -168,7 +181,7 @@ async def test_verify_names_the_position_of_a_deleted_row(conn: asyncpg.Connecti
     await seeded(conn)
     eid = await event_at(conn, 6)
     await tampered(conn, f"DELETE FROM events WHERE event_id = '{eid}'")
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert (verdict.intact, verdict.bad_position) == (False, 6)
     assert "deleted" in (verdict.problem or "")
 
@@ -182,7 +195,7 @@ async def test_verify_names_the_position_of_a_deleted_row_and_its_chain_entry(
         conn,
         f"DELETE FROM event_chain WHERE position = 5; DELETE FROM events WHERE event_id = '{eid}'",
     )
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert (verdict.intact, verdict.bad_position) == (False, 5)
 
 
@@ -201,7 +214,7 @@ async def test_verify_names_the_position_of_a_row_inserted_behind_the_sealer(
         FROM events e JOIN event_chain c ON c.event_id = e.event_id WHERE c.position = 3
     """,
     )
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert not verdict.intact
     assert "inserted" in (verdict.problem or "")
     # it sorts after every sealed event of that transaction: reported where it would sit
@@ -223,7 +236,7 @@ async def test_verify_names_the_position_of_a_forged_chain_row_appended(
         VALUES (11, '00000000-0000-4000-8000-000000000001', '\\x01');
     """,
     )
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert (verdict.intact, verdict.bad_position) == (False, 11)
 
 
@@ -237,7 +250,7 @@ async def test_verify_names_the_position_of_swapped_rows(conn: asyncpg.Connectio
         UPDATE event_chain SET position = 8 WHERE position = -1;
     """,
     )
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert (verdict.intact, verdict.bad_position) == (False, 7)
     assert verdict.head_position == 6
 
@@ -245,5 +258,80 @@ async def test_verify_names_the_position_of_swapped_rows(conn: asyncpg.Connectio
 async def test_verify_names_a_truncated_tail(conn: asyncpg.Connection) -> None:
     await seeded(conn)
     await tampered(conn, "DELETE FROM event_chain WHERE position > 8")
-    verdict = await PostgresEventStore(conn).verify()
+    verdict = await verified(conn)
     assert (verdict.intact, verdict.bad_position) == (False, 9)
+
+
+async def test_an_untouched_log_verifies_without_canonicalising_any_event_again(
+    conn: asyncpg.Connection,
+) -> None:
+    await seeded(conn, 12)
+    rendered = await PostgresEventStore(conn).verify()
+    deep = await PostgresEventStore(conn).verify(deep=True)
+    assert rendered.intact and rendered.head_position == 12
+    assert (rendered.head_hash, rendered.recanonicalised) == (deep.head_hash, 0)
+    assert deep.recanonicalised == 12
+
+
+async def test_events_stored_in_another_json_form_are_canonicalised_again_and_verify(
+    conn: asyncpg.Connection,
+) -> None:
+    """Rows written before data was stored as RFC 8785 text (or by hand, in any JSON spelling):
+    the sealer hashed their canonical form, so their rendering cannot match; verify falls back
+    to rfc8785 for exactly those rows and finds the log intact."""
+    await append(conn, "a", 0, 2)
+    await conn.execute(
+        """
+        INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
+                            schema_version, occurred_at, recorded_at, data, metadata)
+        VALUES (gen_random_uuid(), 'test', 'b', 1, 'test.happened', 1, now(), now(),
+                '{ "z": [1.0, 2.50, "\u00e9"],  "a": {"y": 1e2, "x": null} }',
+                '{"organisation": "kharkiv", "actor": "k"}')
+        """
+    )
+    await append(conn, "c", 0)
+    assert await seal_everything(conn) == 4
+    verdict = await verified(conn)
+    assert verdict.intact and verdict.head_position == 4
+    assert verdict.recanonicalised == 1
+
+
+async def test_a_log_kept_in_jsonb_columns_is_migrated_and_still_verifies(pg_server: str) -> None:
+    """Databases created when data and metadata were jsonb: applying the schema turns the
+    columns into json, and the chain sealed over them still verifies."""
+    current = dbmod.schema_text("shared")
+    start = current.index("-- Logs created when these columns were jsonb")
+    end = current.index("END $$;", start) + len("END $$;")
+    old = (
+        (current[:start] + current[end:])
+        .replace("data           json NOT NULL", "data           jsonb NOT NULL")
+        .replace("metadata       json NOT NULL", "metadata       jsonb NOT NULL")
+    )
+    assert "jsonb NOT NULL" in old
+    async with fresh_database(pg_server) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DROP TABLE events, event_chain, sealer_state CASCADE")
+            await conn.execute("DROP TABLE twinaid_schema_applied")
+            await dbmod.apply_schema(conn, old)
+            column = "SELECT data_type FROM information_schema.columns WHERE table_name = 'events'"
+            assert await conn.fetchval(column + " AND column_name = 'data'") == "jsonb"
+            for i in range(5):
+                await append(conn, f"old{i}", 0)
+            assert await seal_everything(conn) == 5
+            before = await PostgresEventStore(conn).verify()
+
+            await dbmod.apply_schema(conn, dbmod.schema_text("shared"))
+            # as a service restarting on the new code: statements prepared before are stale
+            await conn.close()
+            conn = await asyncpg.connect(url)
+            assert await conn.fetchval(column + " AND column_name = 'data'") == "json"
+            assert await conn.fetchval(column + " AND column_name = 'metadata'") == "json"
+            await append(conn, "new", 0)
+            assert await seal_everything(conn) == 1
+            after = await verified(conn)
+            assert after.intact and after.head_position == 6
+            assert after.recanonicalised == 5, "jsonb's spelling is not RFC 8785: all 5 again"
+            assert before.intact and before.head_position == 5
+        finally:
+            await conn.close()

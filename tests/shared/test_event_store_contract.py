@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from shared.errors import ValidationFailed
 from shared.event_store import (
     ConcurrencyConflict,
     EventStore,
@@ -164,3 +165,23 @@ async def test_verifies_an_untouched_chain_as_intact(store: EventStore) -> None:
     assert verdict.intact
     assert verdict.head_position == 3
     assert len(verdict.head_hash) == 32 and verdict.head_hash != bytes(32)
+
+
+@pytest.mark.parametrize("data", [{"n": 2**60}, {"n": [1, float("nan")]}, {"n": float("inf")}])
+async def test_refuses_data_without_a_canonical_form_and_stores_nothing(
+    store: EventStore, data: dict[str, object]
+) -> None:
+    """The chain hashes RFC 8785 text: a value it cannot represent is refused at the append,
+    never left for the sealer to choke on."""
+    with pytest.raises(ValidationFailed, match="canonical JSON"):
+        await store.append(
+            stream_type="s",
+            stream_id="huge",
+            expected_version=0,
+            events=[NewEvent("s.happened", data)],
+            metadata=META,
+            now=NOW,
+        )
+    assert await store.read_stream("huge") == []
+    await seal(store)
+    assert (await store.verify()).head_position == 0
