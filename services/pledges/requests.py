@@ -41,6 +41,9 @@ def _quantity(value: Any) -> Any:
     return value
 
 
+MAX_MINOR_UNITS = 2**53 - 1  # RFC 8785 (and JavaScript) represent integers exactly up to this
+
+
 def _minor_units(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value != int(value):
@@ -51,6 +54,11 @@ def _minor_units(value: Any) -> Any:
         raise ValueError(
             f"{value!r} is not an integer: amounts are JSON integers of minor units (cents for"
             " EUR, pence for GBP)"
+        )
+    if abs(value) > MAX_MINOR_UNITS:
+        raise ValueError(
+            f"{value} is too large: JSON carries integers exactly only up to {MAX_MINOR_UNITS:,}"
+            " minor units"
         )
     return value
 

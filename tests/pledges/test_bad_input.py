@@ -64,6 +64,11 @@ def _money_line(**changes: Any) -> dict[str, Any]:
             "amount",
             "not an integer",
         ),
+        (
+            {"kind": "money", "quantity": None, "unit": None, "amount": 2**60, "currency": "EUR"},
+            "amount",
+            "too large",
+        ),
         ({"priority": "urgent"}, "priority", "critical"),
         ({"surprise": True}, "surprise", "Extra inputs"),
     ],
@@ -104,6 +109,7 @@ async def test_posting_a_need_for_another_organisation_is_forbidden(api: Pledges
         (_money_line(currency="ECU"), "lines[0].currency", "ISO 4217"),
         (_money_line(amount=1234.5), "lines.0.amount", "fraction of a minor unit"),
         (_money_line(amount=-100), "lines[0].amount", "greater than zero"),
+        (_money_line(amount=2**53), "lines.0.amount", "too large"),
         (_money_line(quantity="3", unit="pieces"), "lines[0].quantity", "is money"),
     ],
 )
