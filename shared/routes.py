@@ -16,6 +16,14 @@ from shared.errors import NotFound
 from shared.event_store import PostgresEventStore
 from shared.events import RecordedEvent, Selection
 
+Deep = Annotated[
+    bool,
+    Query(
+        description="canonicalise every event again with rfc8785 instead of hashing the"
+        " canonical body rendered from its stored columns (slower; the verdict is the same)"
+    ),
+]
+
 
 def event_json(event: RecordedEvent) -> dict[str, Any]:
     return {
@@ -113,21 +121,23 @@ def common_router() -> APIRouter:
         return {"stream_id": stream_id, "events": [event_json(e) for e in events]}
 
     @router.get("/v1/audit/verify", tags=["audit"])
-    async def verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    async def verify(ctx: Ctx, caller: Caller, deep: Deep = False) -> dict[str, Any]:
         """Recompute the hash chain: intact up to a head, or the first bad position."""
         caller.require(Role.AUDITOR)
         async with ctx.db.connection() as conn:
-            verdict = await PostgresEventStore(conn).verify()
+            verdict = await PostgresEventStore(conn).verify(deep=deep)
         return verdict.as_dict()
 
     @router.post("/v1/audit/verify", tags=["audit"])
-    async def verify_against(body: HeldCheckpoints, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    async def verify_against(
+        body: HeldCheckpoints, ctx: Ctx, caller: Caller, deep: Deep = False
+    ) -> dict[str, Any]:
         """Verify, and check the log still matches signed checkpoints the auditor kept
         (a rewrite that also recomputed the chain, or cut its tail, fails here)."""
         caller.require(Role.AUDITOR)
         held = [c.model_dump() for c in body.checkpoints]
         async with ctx.db.connection() as conn:
-            verdict = await PostgresEventStore(conn).verify(held_checkpoints=held)
+            verdict = await PostgresEventStore(conn).verify(held_checkpoints=held, deep=deep)
         return verdict.as_dict()
 
     return router

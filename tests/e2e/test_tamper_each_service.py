@@ -203,13 +203,16 @@ async def test_verify_and_replay_name_the_position_of_each_kind_of_tampering(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
                 # the auditor hands the service the checkpoints it kept
-                verdict = (
-                    await client.post(
-                        "/v1/audit/verify",
-                        json={"checkpoints": held},
-                        headers={"Authorization": f"Bearer {auditor}"},
-                    )
-                ).json()
+                verdict, deep = [
+                    (
+                        await client.post(
+                            "/v1/audit/verify" + query,
+                            json={"checkpoints": held},
+                            headers={"Authorization": f"Bearer {auditor}"},
+                        )
+                    ).json()
+                    for query in ("", "?deep=true")
+                ]
                 # the replay reads only the feed, never the database: what it cannot see
                 # (a row inserted outside the chain) it cannot name
                 report, _ = await replay.replay(
@@ -220,6 +223,8 @@ async def test_verify_and_replay_name_the_position_of_each_kind_of_tampering(
                     progress=lambda n: None,
                 )
         assert (verdict["intact"], verdict["bad_position"]) == (False, position), verdict
+        same = {**deep, "recanonicalised": verdict["recanonicalised"]}
+        assert verdict == same, f"rendered {verdict}, canonicalised again {deep}"
         assert report.verdict is not None
         if kind == "insert a row":
             assert report.verdict.intact, "the forged row is in no chain, so not in the feed"

@@ -93,5 +93,8 @@ async def test_the_feed_filters_by_correlation_and_time_and_verify_reports_the_h
     assert naive.status_code == 422
     verdict = (await c.get("/v1/audit/verify", headers=headers)).json()
     assert verdict["intact"] and verdict["head_position"] == 2
+    assert verdict["recanonicalised"] == 0, "stored as RFC 8785 text: hashed as rendered"
+    deep = (await c.get("/v1/audit/verify?deep=true", headers=headers)).json()
+    assert deep == {**verdict, "recanonicalised": 2}
     denied = await c.get("/v1/audit/verify", headers={"Authorization": auth["member"]})
     assert denied.status_code == 403
