@@ -13,15 +13,27 @@ from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.rows import COLUMNS, from_row
 
 Apply = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
+ApplyBatch = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
+REBUILD_BATCH = 500  # events handed to a projection at once while rebuilding
 
 
 @dataclass(frozen=True)
 class Projection:
+    """`handlers` by event type, one event at a time. `batch`, when given, takes the events
+    of those types in order, several at once, and must leave the same rows as the handlers
+    would (rebuilds and replays hand over hundreds at a time)."""
+
     name: str
     tables: tuple[str, ...]
     handlers: Mapping[str, Apply]
+    batch: ApplyBatch | None = None
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        if self.batch is not None:
+            mine = [e for e in events if e.event_type in self.handlers]
+            if mine:
+                await self.batch(conn, mine)
+            return
         for event in events:
             handler = self.handlers.get(event.event_type)
             if handler is not None:
@@ -74,13 +86,13 @@ async def rebuild(conn: asyncpg.Connection, projections: Sequence[Projection]) -
             await conn.execute(f"TRUNCATE {', '.join(tables)}")
         count = 0
         # sealed events in position order, then the not yet sealed in commit-safe order
-        async for row in conn.cursor(
+        cursor = await conn.cursor(
             f"""
             SELECT {COLUMNS} FROM events e LEFT JOIN event_chain c ON c.event_id = e.event_id
             ORDER BY c.position NULLS LAST, e.tx_id, e.id
-            """,
-            prefetch=2000,
-        ):
-            await project(conn, projections, [from_row(row)])
-            count += 1
+            """
+        )
+        while page := await cursor.fetch(REBUILD_BATCH):
+            await project(conn, projections, [from_row(row) for row in page])
+            count += len(page)
     return count

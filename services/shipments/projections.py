@@ -7,26 +7,40 @@ model says exactly what the rules decide on, however late and out of order road 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import asyncpg
 
 from services.shipments import domain, views
 from services.shipments import events as ev
-from shared.event_store import PostgresEventStore, fold
+from shared.event_store import fold
 from shared.events import RecordedEvent
 from shared.projections import Projection
+from shared.rows import COLUMNS, from_row
 
 
-async def _state_at(conn: asyncpg.Connection, event: RecordedEvent) -> domain.Convoy:
-    history = await PostgresEventStore(conn).read_stream(event.stream_id)
-    upto = [e for e in history if e.stream_version <= event.stream_version]
-    return fold(upto, domain.Convoy(event.data["convoy_id"]), domain.evolve)
-
-
-async def _convoy(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    state = await _state_at(conn, event)
-    news = state.last_news
-    await conn.execute(
+async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """The rows of every convoy `events` touch, from its state after the last of them, and one
+    timeline row per event. The same rows as one write per event: a convoy's row keeps its
+    latest version, and its manifest lines are only ever added, with only their state changing
+    afterwards. A few statements for the whole batch, however many convoys it touches."""
+    last: dict[str, int] = {}
+    for event in events:
+        last[event.stream_id] = event.stream_version
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM events e WHERE e.stream_id = ANY($1::text[])"
+        " ORDER BY e.stream_id, e.stream_version",
+        list(last),
+    )
+    histories: dict[str, list[RecordedEvent]] = {}
+    for row in rows:
+        if row["stream_version"] <= last[row["stream_id"]]:
+            histories.setdefault(row["stream_id"], []).append(from_row(row))
+    states = [
+        fold(history, domain.Convoy(history[0].data["convoy_id"]), domain.evolve)
+        for history in histories.values()
+    ]
+    await conn.executemany(
         """
         INSERT INTO convoys (convoy_id, reference, status, origin_id, destination_id, carrier_id,
                              donors, pledges, planned_departure, dispatched_at, last_news_at,
@@ -39,20 +53,7 @@ async def _convoy(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             version = excluded.version
         WHERE convoys.version < excluded.version
         """,
-        state.convoy_id,
-        state.reference,
-        state.status.value,
-        state.origin_id,
-        state.destination_id,
-        state.carrier_id,
-        sorted(state.donors),
-        sorted({x.pledge_id for x in state.loaded}),
-        state.planned_departure,
-        state.dispatched_at,
-        news.occurred_at if news else None,
-        max((e.recorded_at for e in state.entries), default=None),
-        json.dumps(views.document(state)),
-        state.version,
+        [_convoy_row(state) for state in states],
     )
     await conn.executemany(
         """
@@ -76,24 +77,54 @@ async def _convoy(conn: asyncpg.Connection, event: RecordedEvent) -> None:
                 x.state.value,
                 x.loaded_at,
             )
+            for state in states
             for x in state.lines
         ],
     )
-    await conn.execute(
+    await conn.executemany(
         """
         INSERT INTO convoy_timeline (event_id, convoy_id, stream_version, event_type, entry_id,
                                      occurred_at, recorded_at, data)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
         ON CONFLICT (event_id) DO NOTHING
         """,
-        event.event_id,
+        [
+            (
+                e.event_id,
+                e.data["convoy_id"],
+                e.stream_version,
+                e.event_type,
+                e.data.get("entry_id"),
+                e.occurred_at,
+                e.recorded_at,
+                json.dumps(e.data),
+            )
+            for e in events
+        ],
+    )
+
+
+async def _convoy(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await _convoys(conn, [event])
+
+
+def _convoy_row(state: domain.Convoy) -> tuple[object, ...]:
+    news = state.last_news
+    return (
         state.convoy_id,
-        event.stream_version,
-        event.event_type,
-        event.data.get("entry_id"),
-        event.occurred_at,
-        event.recorded_at,
-        json.dumps(event.data),
+        state.reference,
+        state.status.value,
+        state.origin_id,
+        state.destination_id,
+        state.carrier_id,
+        sorted(state.donors),
+        sorted({x.pledge_id for x in state.loaded}),
+        state.planned_departure,
+        state.dispatched_at,
+        news.occurred_at if news else None,
+        max((e.recorded_at for e in state.entries), default=None),
+        json.dumps(views.document(state)),
+        state.version,
     )
 
 
@@ -101,6 +132,7 @@ CONVOYS = Projection(
     name="convoys",
     tables=("convoys", "manifest_lines", "convoy_timeline"),
     handlers=dict.fromkeys(ev.SCHEMAS, _convoy),
+    batch=_convoys,
 )
 
 ALL = (CONVOYS,)

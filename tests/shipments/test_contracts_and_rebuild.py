@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from services.shipments import events as ev
 from services.shipments import projections
 from shared import contracts
+from shared import projections as proj
 from shared.auth import Role
 from shared.projections import rebuild
 from tests.shipments.conftest import ShipmentsApi, entry
@@ -95,20 +97,43 @@ async def test_rebuilding_replays_the_log_into_the_same_rows_and_keeps_the_pledg
         json={"reason": "no driver"},
         headers=await api.as_("lille", Role.LOGISTICS),
     )
+    await api.load("c1", manifest_line_id="m2", quantity="3")
+    unloaded = await api.client.post(
+        "/v1/convoys/c1/manifest/m2/unload",
+        json={"reason": "the room is needed"},
+        headers=await api.as_("lille", Role.LOGISTICS),
+    )
+    assert unloaded.status_code == 200, unloaded.text
     await api.entries(
         "c1",
         entry("checkpoint", "2022-06-08T12:00:00+02:00", "late", place="Kraków"),
         entry("dispatch", "2022-06-07T06:10:00+02:00", "d"),
+        entry(
+            "incident",
+            "2022-06-09T02:00:00+03:00",
+            "t",
+            incident="theft",
+            description="one box taken at a night stop",
+            lines=[{"manifest_line_id": "m1", "quantity": "1"}],
+        ),
         entry("arrival", "2022-06-10T10:00:00+03:00", "a"),
     )
     conn = await asyncpg.connect(api.url)
     try:
         before = await snapshot(conn)
-        assert len(before["convoy_timeline"]) == 8
-        await conn.execute("UPDATE convoys SET status = 'corrupted'")
-        await conn.execute("DELETE FROM manifest_lines")
-        replayed = await rebuild(conn, projections.ALL)
-        assert replayed == 8
-        assert await snapshot(conn) == before
+        assert len(before["convoy_timeline"]) == 11
+        assert {r[1]: r[10] for r in before["manifest_lines"] if r[0] == "c1"} == {
+            "m1": "loaded",
+            "m2": "unloaded",
+        }
+        # rebuilds hand the projection hundreds of events at once, replays smaller batches:
+        # whatever the batch, the same rows as one write per event
+        for size in (500, 3, 1):
+            await conn.execute("UPDATE convoys SET status = 'corrupted'")
+            await conn.execute("DELETE FROM manifest_lines")
+            with patch.object(proj, "REBUILD_BATCH", size):
+                replayed = await rebuild(conn, projections.ALL)
+            assert replayed == 11
+            assert await snapshot(conn) == before, f"batches of {size}"
     finally:
         await conn.close()
