@@ -2,7 +2,8 @@
 1,000,000 events across registry, pledges and shipments; the `eventsourcing` library's
 PostgreSQL read rate measured in the same run as the comparison.
 
-`python -m bench.replay [--events 1000000] [--pg embedded|system|URL] [--rebuild-events 4000]
+`python -m bench.replay [--events 1000000] [--pg embedded|system|URL] [--rebuild-events 0]
+[--replay-events 4000]
 [--es-events 200000] [--profile-events 30000]`
 
 1. Generation: each service gets a fresh database (shared schema + its own) and a history shaped
@@ -23,11 +24,10 @@ PostgreSQL read rate measured in the same run as the comparison.
              type) over the same pages: the 100,000 events/s target
    deep      (a) canonicalising every event again with rfc8785 (chain.Verifier on from_row, as
              `verify(deep=True)` and the Kafka/feed replay do) and the same fold
-   rebuild   (c) shared.projections.rebuild with the service's real projections, on a database
-             holding the first --rebuild-events events of the same history (the projections
-             cost several SQL round trips an event: the whole history would take many minutes);
-             and services.audit.replay.replay of that log into a scratch database, as
-             `twinaid audit replay` does
+   rebuild   (c) shared.projections.rebuild with the service's real projections over the whole
+             generated history (or its first --rebuild-events events, in a database of their
+             own); and services.audit.replay.replay of the first --replay-events events into a
+             scratch database, as `twinaid audit replay` does
    When (a) misses the target: µs per event of each step (timed alone, no profiler) and a
    cProfile of (a) say where the time goes.
 3. eventsourcing: --es-events events with the same payloads written through its
@@ -1177,10 +1177,10 @@ async def worker(spec: Mapping[str, Any]) -> None:
 
 
 async def measure_rebuild(
-    clock: Clock, server: str, url: str, service: str, events: int
+    clock: Clock, server: str, url: str, service: str, events: int, replay_events: int
 ) -> dict[str, Any]:
-    """projections.rebuild over the whole log of `url`, then audit replay of the same log into
-    a scratch database."""
+    """projections.rebuild over the whole log of `url`, then audit replay of its first
+    `replay_events` events into a scratch database."""
     projections = audit_replay.projections_of(service)
     out: dict[str, Any] = {"events": events}
     m: dict[str, float] = {}
@@ -1196,7 +1196,7 @@ async def measure_rebuild(
 
     async def source() -> AsyncIterator[RecordedEvent]:
         async with connection(url) as reader:
-            async for page in pages(reader):
+            async for page in pages(reader, replay_events):
                 for row in page:
                     yield from_row(row, position=row["position"], hash=bytes(row["sealed_hash"]))
 
@@ -1509,7 +1509,8 @@ async def main_async(args: argparse.Namespace) -> None:
         "parameters": {
             "events": args.events,
             "per_service": counts,
-            "rebuild_events_per_service": args.rebuild_events,
+            "rebuild_events_per_service": args.rebuild_events or "all",
+            "replay_events_per_service": args.replay_events,
             "eventsourcing_events": args.es_events,
             "cursor_page": PAGE,
             "checkpoint_every": CHECKPOINT_EVERY,
@@ -1602,13 +1603,17 @@ async def main_async(args: argparse.Namespace) -> None:
             }
         measured_total = totals
 
+        which = (
+            f"the first {args.rebuild_events:,} events" if args.rebuild_events else "every event"
+        )
         say(
-            f"measuring (c): rebuilds on the first {args.rebuild_events:,} events of each service,"
-            " with its real projections ..."
+            f"measuring (c): rebuilds of {which}"
+            " of each service with its real projections, and audit replays of the first"
+            f" {args.replay_events:,} into a scratch database ..."
         )
         rebuilds: dict[str, Any] = {}
         for service in SERVICES:
-            n = min(args.rebuild_events, counts[service])
+            n = min(args.rebuild_events or counts[service], counts[service])
             if n == counts[service]:
                 url = urls[service]
             else:
@@ -1616,7 +1621,9 @@ async def main_async(args: argparse.Namespace) -> None:
                     fresh_database(server, audit_replay.schema_of(service))
                 )
                 await generate_all([(service, url, n)])
-            rebuilds[service] = await measure_rebuild(clock, server, url, service, n)
+            rebuilds[service] = await measure_rebuild(
+                clock, server, url, service, n, min(args.replay_events, n)
+            )
             r = rebuilds[service]
             replay_rate = r["replay"].get("events_per_second")
             say(
@@ -1630,12 +1637,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "events": rb_events,
             "seconds": round(rb_seconds, 3),
             "events_per_second": round(rb_events / rb_seconds) if rb_seconds else None,
-            "full_history_estimate_seconds": round(
-                sum(
-                    counts[s] / max(rebuilds[s]["rebuild"]["events_per_second"], 1)
-                    for s in SERVICES
-                )
-            ),
+            "whole_history": rb_events == sum(counts.values()),
         }
 
         verify_rate = measured_total["verify"]["events_per_second"]
@@ -1710,8 +1712,9 @@ def report(results: Mapping[str, Any], counts: Mapping[str, int]) -> None:
         if "error" in rb[s]["replay"]:
             say(f"  audit replay of {s} failed: {rb[s]['replay']['error']}")
     say(
-        f"rebuilding the full history with the projections would take about"
-        f" {rb['total']['full_history_estimate_seconds']:,} s"
+        f"read-model rebuild of {rb['total']['events']:,} events"
+        + (" (the whole history)" if rb["total"]["whole_history"] else "")
+        + f": {rb['total']['seconds']:,.1f} s, {rb['total']['events_per_second']:,} events/s"
     )
     t = results["target"]
     say()
@@ -1778,8 +1781,14 @@ def main() -> None:
     parser.add_argument(
         "--rebuild-events",
         type=int,
+        default=0,
+        help="events per service for the read-model rebuilds (c); 0: the whole history",
+    )
+    parser.add_argument(
+        "--replay-events",
+        type=int,
         default=4_000,
-        help="events per service for the read-model rebuilds (c)",
+        help="events per service replayed by the audit replay into a scratch database (c)",
     )
     parser.add_argument(
         "--es-events",
