@@ -186,6 +186,9 @@ class World:
     rng: random.Random
     counter: int = 0
     orgs: list[str] = field(default_factory=list)
+    # needs posted so far: (need id, "money" or "item", its currency or unit); pledge lines
+    # cover only needs they are comparable with, as the pledges service requires
+    needs: list[tuple[str, str, str]] = field(default_factory=list)
 
     def next_id(self, prefix: str) -> str:
         self.counter += 1
@@ -312,6 +315,8 @@ def need(w: World, nid: str) -> Iterator[Step]:
     category, item, unit, _ = rng.choice(ITEMS)
     money = rng.random() < 0.25
     quantity = str(rng.choice((50, 120, 400, 1000, 13000)))
+    currency = rng.choice(CURRENCIES)
+    w.needs.append((nid, "money", currency) if money else (nid, "item", unit))
     yield (
         pev.NEED_POSTED,
         {
@@ -323,7 +328,7 @@ def need(w: World, nid: str) -> Iterator[Step]:
             "quantity": None if money else quantity,
             "unit": None if money else unit,
             "amount": rng.randrange(10**5, 10**8) if money else None,
-            "currency": rng.choice(CURRENCIES) if money else None,
+            "currency": currency if money else None,
             "priority": rng.choice(("critical", "high", "normal", "normal")),
             "serves": rng.sample(["hospitals", "displaced_people", "children"], k=2),
             "deadline": (T0.date() + timedelta(days=rng.randrange(30, 400))).isoformat(),
@@ -362,13 +367,23 @@ def pledge(w: World, pid: str) -> Iterator[Step]:
     lines: list[dict[str, Any]] = []
     for i in range(rng.randint(1, 3)):
         category, item, unit, kg = rng.choice(ITEMS)
-        if rng.random() < 0.3:
+        currency = rng.choice(CURRENCIES)
+        money = rng.random() < 0.3
+        need_id = None
+        if w.needs and rng.random() < 0.5:  # covers a recent need, in its unit or currency
+            need_id, kind, measure = rng.choice(w.needs[-500:])
+            money = kind == "money"
+            if money:
+                currency = measure
+            else:
+                category, item, unit, kg = rng.choice([x for x in ITEMS if x[2] == measure])
+        if money:
             amount = rng.randrange(10**4, 10**7)
             lines.append(
                 {
                     "line_id": f"L{i + 1}",
                     "kind": "money",
-                    "need_id": rng.choice((None, f"need-{rng.randrange(10**6):07d}")),
+                    "need_id": need_id,
                     "item": f"{item} (purchase)",
                     "category": category,
                     "quantity": None,
@@ -377,7 +392,7 @@ def pledge(w: World, pid: str) -> Iterator[Step]:
                     "value_amount": None,
                     "value_currency": None,
                     "amount": amount,
-                    "currency": rng.choice(CURRENCIES),
+                    "currency": currency,
                 }
             )
         else:
@@ -386,7 +401,7 @@ def pledge(w: World, pid: str) -> Iterator[Step]:
                 {
                     "line_id": f"L{i + 1}",
                     "kind": "in_kind",
-                    "need_id": rng.choice((None, f"need-{rng.randrange(10**6):07d}")),
+                    "need_id": need_id,
                     "item": item,
                     "category": category,
                     "quantity": str(qty),
