@@ -84,6 +84,17 @@ def _has_statements(script: str) -> bool:
     return any(line.strip() and not line.strip().startswith("--") for line in script.splitlines())
 
 
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """What a connection gets on its way back to the pool, beyond what asyncpg always does
+    (roll back an open transaction, drop listener callbacks): nothing. asyncpg's default
+    (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) costs a round trip
+    per request, and no pooled connection ever carries session state: locks are
+    transaction-level (`pg_advisory_xact_lock`), cursors live inside transactions, LISTEN and
+    session locks use connections of their own (shared/outbox.py, shared/notify.py). Keep it
+    so: never `SET` (only `SET LOCAL`), `LISTEN` or take a session lock on a pooled connection.
+    """
+
+
 class Database:
     """The pool of one service. Use cases run in `transaction()`, reads in `connection()`."""
 
@@ -98,6 +109,7 @@ class Database:
             min_size=1,
             max_size=self.max_size,
             command_timeout=30,
+            reset=_no_session_reset,
         )
 
     async def close(self) -> None:

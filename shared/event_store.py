@@ -95,6 +95,74 @@ def fold(events: Iterable[RecordedEvent], initial: S, evolve: Callable[[S, Recor
     return state
 
 
+# twinaid_append (shared/schema.sql) with the arguments of `append_arguments`, from $1: for a
+# statement of its own, or inside a service's function that appends as part of one statement.
+APPEND_CALL = "twinaid_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+
+def append_arguments(
+    *,
+    stream_type: str,
+    stream_id: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    metadata: Metadata,
+    now: datetime,
+) -> tuple[Any, ...]:
+    """The arguments of twinaid_append. Data and metadata as RFC 8785 text, so the sealed body
+    can be rendered from the columns (shared/chain.py); ValidationFailed when a value has no
+    canonical form."""
+    return (
+        stream_type,
+        stream_id,
+        expected_version,
+        now,
+        chain.encode(metadata.as_dict()),
+        [e.event_id for e in events],
+        [e.event_type for e in events],
+        [e.schema_version for e in events],
+        [e.occurred_at or now for e in events],
+        [chain.encode(e.data) for e in events],
+    )
+
+
+def recorded(
+    *,
+    stream_type: str,
+    stream_id: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    metadata: Metadata,
+    now: datetime,
+) -> list[RecordedEvent]:
+    """The events as twinaid_append stored them."""
+    return [
+        RecordedEvent(
+            event_id=e.event_id,
+            stream_type=stream_type,
+            stream_id=stream_id,
+            stream_version=expected_version + i + 1,
+            event_type=e.event_type,
+            schema_version=e.schema_version,
+            occurred_at=e.occurred_at or now,
+            recorded_at=now,
+            data=e.data,
+            metadata=metadata,
+        )
+        for i, e in enumerate(events)
+    ]
+
+
+def append_conflict(
+    exc: asyncpg.UniqueViolationError, *, stream_id: str, expected: int
+) -> Conflict:
+    """What a unique violation during an append means: a reused event id, or a concurrent
+    writer that took the version first."""
+    if exc.constraint_name == "events_event_id_key":
+        return Conflict("an event with this id was already recorded")
+    return ConcurrencyConflict(stream_id=stream_id, expected=expected, actual=expected + 1)
+
+
 class PostgresEventStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -117,66 +185,34 @@ class PostgresEventStore:
     ) -> list[RecordedEvent]:
         if not events:
             return []
-        # RFC 8785 text, so the sealed body can be rendered from the columns (shared/chain.py)
-        meta = chain.encode(metadata.as_dict())
-        data = [chain.encode(e.data) for e in events]
-        n = len(events)
         try:
-            # The version check and the insert are one statement; a concurrent writer that
-            # passes the check too is stopped by UNIQUE (stream_id, stream_version).
-            rows = await self.conn.fetch(
-                """
-                WITH cur AS (
-                    SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = $2
-                )
-                INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
-                                    schema_version, occurred_at, recorded_at, data, metadata)
-                SELECT ev.event_id, $1, $2, $3 + ev.ord, ev.event_type, ev.schema_version,
-                       ev.occurred_at, $4, ev.data::json, $5::json
-                FROM unnest($6::uuid[], $7::text[], $8::int[], $9::timestamptz[], $10::text[])
-                     WITH ORDINALITY AS ev(event_id, event_type, schema_version, occurred_at,
-                                           data, ord),
-                     cur
-                WHERE cur.v = $3
-                RETURNING event_id
-                """,
-                stream_type,
-                stream_id,
-                expected_version,
-                now,
-                meta,
-                [e.event_id for e in events],
-                [e.event_type for e in events],
-                [e.schema_version for e in events],
-                [e.occurred_at or now for e in events],
-                data,
+            # The version check and the insert are one statement (twinaid_append in
+            # shared/schema.sql); a concurrent writer that passes the check too is stopped by
+            # UNIQUE (stream_id, stream_version).
+            appended = await self.conn.fetchval(
+                f"SELECT {APPEND_CALL}",
+                *append_arguments(
+                    stream_type=stream_type,
+                    stream_id=stream_id,
+                    expected_version=expected_version,
+                    events=events,
+                    metadata=metadata,
+                    now=now,
+                ),
             )
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "events_event_id_key":
-                raise Conflict("an event with this id was already recorded") from exc
-            raise ConcurrencyConflict(
-                stream_id=stream_id,
-                expected=expected_version,
-                actual=expected_version + 1,
-            ) from exc
-        if len(rows) != n:
+            raise append_conflict(exc, stream_id=stream_id, expected=expected_version) from exc
+        if appended != len(events):
             actual = await self.current_version(stream_id)
             raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
-        return [
-            RecordedEvent(
-                event_id=e.event_id,
-                stream_type=stream_type,
-                stream_id=stream_id,
-                stream_version=expected_version + i + 1,
-                event_type=e.event_type,
-                schema_version=e.schema_version,
-                occurred_at=e.occurred_at or now,
-                recorded_at=now,
-                data=e.data,
-                metadata=metadata,
-            )
-            for i, e in enumerate(events)
-        ]
+        return recorded(
+            stream_type=stream_type,
+            stream_id=stream_id,
+            expected_version=expected_version,
+            events=events,
+            metadata=metadata,
+            now=now,
+        )
 
     async def read_stream(
         self,

@@ -138,3 +138,32 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     revoked_at   timestamptz
 );
+
+-- Append to one stream after an expected version: the statement PostgresEventStore.append
+-- runs (shared/event_store.py), kept here so that a service's own function can append within
+-- one statement too (lock, check, append and project in one round trip: see
+-- services/registry/schema.sql). Returns how many events it appended: none when the stream is
+-- not at p_expected; a concurrent writer that passes the check too is stopped by
+-- UNIQUE (stream_id, stream_version). plpgsql, so the plan is cached per connection.
+CREATE OR REPLACE FUNCTION twinaid_append(
+    p_stream_type text, p_stream_id text, p_expected integer, p_recorded_at timestamptz,
+    p_metadata text, p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
+    p_occurred_at timestamptz[], p_data text[]
+) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    appended integer;
+BEGIN
+    WITH cur AS (
+        SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = p_stream_id
+    )
+    INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
+                        schema_version, occurred_at, recorded_at, data, metadata)
+    SELECT ev.event_id, p_stream_type, p_stream_id, p_expected + ev.ord::integer, ev.event_type,
+           ev.schema_version, ev.occurred_at, p_recorded_at, ev.data::json, p_metadata::json
+    FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_occurred_at, p_data)
+         WITH ORDINALITY AS ev(event_id, event_type, schema_version, occurred_at, data, ord),
+         cur
+    WHERE cur.v = p_expected;
+    GET DIAGNOSTICS appended = ROW_COUNT;
+    RETURN appended;
+END $$;

@@ -210,15 +210,25 @@ class EdgeMiddleware:
 
 
 UseCase = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any]]]
+# A use case as one statement, atomic without a transaction around it; None when it cannot
+# decide alone, and then it wrote nothing.
+Attempt = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any] | None]]
 
 
 async def execute_write(
-    ctx: ServiceContext, request: Request, principal: Principal, use_case: UseCase
+    ctx: ServiceContext,
+    request: Request,
+    principal: Principal,
+    use_case: UseCase,
+    *,
+    attempt: Attempt | None = None,
 ) -> JSONResponse:
     """Run one write use case in one transaction, honouring Idempotency-Key.
 
     The stored answer is written in the same transaction as the events, so a retried request
-    after a timeout gets the first answer and appends nothing.
+    after a timeout gets the first answer and appends nothing. Without a key, `attempt` (the
+    use case's one-statement form) runs first, outside any transaction: BEGIN and COMMIT are
+    two round trips of their own; the use case runs when the attempt cannot decide.
     """
     raw_key = request.headers.get("idempotency-key")
     key = idempotency.check_key(raw_key) if raw_key is not None else None
@@ -232,16 +242,23 @@ async def execute_write(
             )
     meta = metadata_for(principal, idempotency_key=key)
     try:
-        async with ctx.db.transaction() as conn:
-            status, body = await use_case(conn, meta)
-            if key is not None:
-                await idempotency.remember(
-                    conn,
-                    organisation=org,
-                    key=key,
-                    digest=digest,
-                    response=idempotency.StoredResponse(status, body),
-                )
+        done = None
+        if attempt is not None and key is None:
+            async with ctx.db.connection() as conn:
+                done = await attempt(conn, meta)
+        if done is not None:
+            status, body = done
+        else:
+            async with ctx.db.transaction() as conn:
+                status, body = await use_case(conn, meta)
+                if key is not None:
+                    await idempotency.remember(
+                        conn,
+                        organisation=org,
+                        key=key,
+                        digest=digest,
+                        response=idempotency.StoredResponse(status, body),
+                    )
     except (asyncpg.UniqueViolationError, TwinaidError):
         if key is None:
             raise
@@ -264,13 +281,24 @@ async def write(
     caller: Principal,
     status: int,
     run: Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
+    *,
+    attempt: Callable[[asyncpg.Connection, Metadata], Awaitable[Any | None]] | None = None,
 ) -> JSONResponse:
-    """`execute_write` for a use case that answers with `status` and its result."""
+    """`execute_write` for a use case that answers with `status` and its result; `attempt`
+    is its one-statement form (None: it cannot decide alone)."""
 
     async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
         return status, await run(conn, meta)
 
-    return await execute_write(ctx, request, caller, use_case)
+    one_statement: Attempt | None = None
+    if attempt is not None:
+        tried = attempt
+
+        async def one_statement(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any] | None:
+            result = await tried(conn, meta)
+            return None if result is None else (status, result)
+
+    return await execute_write(ctx, request, caller, use_case, attempt=one_statement)
 
 
 def create_app(

@@ -60,13 +60,17 @@ async def register_organisation(
         parent_id=body.parent_id,
         contacts=tuple(c.model_dump() for c in body.contacts),
     )
+    now = ctx.clock()
     return await write(
         ctx,
         request,
         caller,
         201,
         lambda conn, meta: handlers.register_organisation(
-            conn, command, distinct=body.distinct, metadata=meta, now=ctx.clock()
+            conn, command, distinct=body.distinct, metadata=meta, now=now
+        ),
+        attempt=lambda conn, meta: handlers.register_in_one_statement(
+            conn, command, distinct=body.distinct, metadata=meta, now=now
         ),
     )
 

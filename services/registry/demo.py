@@ -521,6 +521,10 @@ class Summary(NamedTuple):
     left_alone: tuple[str, ...]  # suspended or ended since: not moved
 
 
+# a 429 is waited out this many times before it counts as a refusal
+RATE_LIMITED_RETRIES = 10
+
+
 def _digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -543,6 +547,17 @@ def _refused(what: str, response: httpx.Response) -> httpx.HTTPStatusError:
     )
 
 
+async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; a 429 (the key's rate limit: nothing was done) is waited out as its
+    Retry-After says, then sent again."""
+    for _ in range(RATE_LIMITED_RETRIES):
+        response = await client.request(method, url, **kwargs)
+        if response.status_code != 429:
+            break
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    return response
+
+
 def _replayed(response: httpx.Response) -> bool:
     return bool(response.headers.get("Idempotent-Replayed") == "true")
 
@@ -555,8 +570,8 @@ async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int]:
     registered = present = 0
     for org in ORGANISATIONS:
         body = org.body()
-        response = await client.post(
-            "/v1/organisations", json=body, headers=_keyed(idempotency_key(body))
+        response = await _send(
+            client, "POST", "/v1/organisations", json=body, headers=_keyed(idempotency_key(body))
         )
         if response.status_code == 409 or _replayed(response):
             present += 1
@@ -568,7 +583,7 @@ async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int]:
 
 
 async def _status(client: httpx.AsyncClient, partnership_id: str) -> str | None:
-    response = await client.get(f"/v1/partnerships/{partnership_id}")
+    response = await _send(client, "GET", f"/v1/partnerships/{partnership_id}")
     if response.status_code == 404:
         return None
     if response.status_code != 200:
@@ -588,8 +603,12 @@ async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[
     status = await _status(client, pid)
     if status is None:
         body = p.proposal()
-        response = await client.post(
-            "/v1/partnerships", json=body, headers=_keyed(f"demo-partnership-{pid}-{_digest(body)}")
+        response = await _send(
+            client,
+            "POST",
+            "/v1/partnerships",
+            json=body,
+            headers=_keyed(f"demo-partnership-{pid}-{_digest(body)}"),
         )
         if response.status_code == 201:
             proposed = not _replayed(response)
@@ -605,7 +624,9 @@ async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[
         if FORWARD.index(status) >= FORWARD.index(step.to):
             continue
         body = p.transition(step)
-        response = await client.post(
+        response = await _send(
+            client,
+            "POST",
             f"/v1/partnerships/{pid}/transitions",
             json=body,
             headers=_keyed(f"demo-partnership-{pid}-{step.to}-{_digest(body)}"),

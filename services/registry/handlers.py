@@ -16,7 +16,7 @@ from services.registry import events as ev
 from shared import errors
 from shared import projections as proj
 from shared.errors import NotFound
-from shared.event_store import PostgresEventStore, fold
+from shared.event_store import PostgresEventStore, append_arguments, fold, recorded
 from shared.events import Metadata, NewEvent
 
 
@@ -70,14 +70,8 @@ async def register_organisation(
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
-    # one registration per name and country at a time (two namesakes cannot slip in
-    # together); locks taken in a fixed order, so registrations sharing names cannot deadlock
-    names = sorted({domain.fold_name(n) for n in (command.name, *command.aliases)})
-    for name in names:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            f"organisation-name:{command.country}:{name}",
-        )
+    for key in _name_locks(command):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
     state = await load_organisation(conn, command.organisation_id)
     parent = (
         await load_organisation(conn, command.parent_id) if command.parent_id is not None else None
@@ -98,6 +92,74 @@ async def register_organisation(
         now=now,
     )
     return {"organisation_id": command.organisation_id, "version": version}
+
+
+def _name_locks(command: domain.RegisterOrganisation) -> list[str]:
+    """One registration per name and country at a time (two namesakes cannot slip in
+    together); locks taken in a fixed order, so registrations sharing names cannot deadlock."""
+    names = sorted({domain.fold_name(n) for n in (command.name, *command.aliases)})
+    return [f"organisation-name:{command.country}:{name}" for name in names]
+
+
+async def register_in_one_statement(
+    conn: asyncpg.Connection,
+    command: domain.RegisterOrganisation,
+    *,
+    distinct: bool = False,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """`register_organisation` as one statement (registry_register_organisation in schema.sql),
+    atomic without a transaction around it: the usual registration is one round trip instead of
+    eight. Same locks, checks, events and read-model row. None when it cannot decide alone (a
+    parent to check, a namesake, the id taken, a command the domain refuses) and then nothing
+    was written: run `register_organisation`, which decides and explains."""
+    if command.parent_id is not None:
+        return None
+    stream_id = f"{ev.STREAM_ORGANISATION}-{command.organisation_id}"
+    try:
+        # what the ordinary path decides when the id is new and there is no namesake
+        events = domain.register(domain.Organisation(command.organisation_id), command, now=now)
+        append = append_arguments(
+            stream_type=ev.STREAM_ORGANISATION,
+            stream_id=stream_id,
+            expected_version=0,
+            events=events,
+            metadata=metadata,
+            now=now,
+        )
+    except errors.TwinaidError:
+        return None  # the ordinary path raises it, after its own checks
+    row = projections.new_organisation_row(
+        recorded(
+            stream_type=ev.STREAM_ORGANISATION,
+            stream_id=stream_id,
+            expected_version=0,
+            events=events,
+            metadata=metadata,
+            now=now,
+        )
+    )
+    if row is None:
+        return None
+    names = [command.name, *command.aliases]
+    namesakes = None if distinct else [domain.fold_name(n) for n in names]
+    try:
+        outcome = await conn.fetchval(
+            "SELECT registry_register_organisation("
+            + ", ".join(f"${i}" for i in range(1, 4 + len(append) + len(row)))
+            + ")",
+            _name_locks(command),
+            command.country,
+            namesakes,
+            *append,
+            *row,
+        )
+    except asyncpg.UniqueViolationError:
+        return None  # a concurrent registration of the same id got there first
+    if outcome is not None:
+        return None
+    return {"organisation_id": command.organisation_id, "version": len(events)}
 
 
 async def _namesake(

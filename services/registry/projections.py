@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -16,17 +18,20 @@ def _search_names(names: list[str]) -> list[str]:
     return sorted({domain.fold_name(n) for n in names})
 
 
-async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+REGISTERED_SQL = """
+    INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
+                               aliases, search_names, coordinates, parent_id, version,
+                               registered_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12)
+    ON CONFLICT (organisation_id) DO NOTHING
+"""
+
+
+def _registered_values(event: RecordedEvent) -> tuple[Any, ...]:
+    """$1 .. $12 of REGISTERED_SQL."""
     d = event.data
     names = [d["name"], *d.get("aliases", [])]
-    await conn.execute(
-        """
-        INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
-                                   aliases, search_names, coordinates, parent_id, version,
-                                   registered_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12)
-        ON CONFLICT (organisation_id) DO NOTHING
-        """,
+    return (
         d["organisation_id"],
         d["name"],
         domain.fold_name(d["name"]),
@@ -40,6 +45,29 @@ async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         event.stream_version,
         event.recorded_at,
     )
+
+
+async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(REGISTERED_SQL, *_registered_values(event))
+
+
+def new_organisation_row(events: Sequence[RecordedEvent]) -> tuple[Any, ...] | None:
+    """The organisations row DIRECTORY leaves after the first events of an organisation's
+    stream, registered and then maybe its contacts (what a registration appends), as the values
+    of registry_register_organisation's row (services/registry/schema.sql): REGISTERED_SQL's
+    $1 .. $12, then the contacts, as `_changed` would set them. None for any other sequence."""
+    if not events or events[0].event_type != ev.ORGANISATION_REGISTERED:
+        return None
+    values = list(_registered_values(events[0]))
+    contacts: list[Any] = []
+    for event in events[1:]:
+        if event.event_type != ev.ORGANISATION_CONTACTS_CHANGED:
+            return None
+        contacts = event.data["contacts"]
+    values[10] = events[-1].stream_version  # _changed: version and updated_at of the last event
+    if events[-1].recorded_at != events[0].recorded_at:
+        return None
+    return (*values, json.dumps(contacts))
 
 
 async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:

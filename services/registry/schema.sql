@@ -40,3 +40,57 @@ CREATE INDEX IF NOT EXISTS partnerships_a ON partnerships (org_a);
 CREATE INDEX IF NOT EXISTS partnerships_b ON partnerships (org_b);
 CREATE INDEX IF NOT EXISTS partnerships_pair ON partnerships
     (least(org_a, org_b), greatest(org_a, org_b), kind) WHERE status = 'signed';
+
+-- A registration in one statement (handlers.register_in_one_statement): the ordinary path's
+-- name locks, namesake check, append to a new stream and read-model row, with no round trip
+-- between them and no transaction around them (one statement is atomic on its own). Each
+-- statement of a plpgsql function takes a fresh snapshot, so the namesake check sees what a
+-- registration that held one of the locks before us committed. Returns NULL when registered,
+-- else why not ('namesake': a namesake in the country; 'taken': the stream is not new), and
+-- then nothing was written: the ordinary path decides and explains.
+CREATE OR REPLACE FUNCTION registry_register_organisation(
+    -- the ordinary path's advisory lock keys, in its order; the folded names to look for in
+    -- p_country (NULL: no namesake check, `distinct`)
+    p_locks text[], p_country text, p_namesakes text[],
+    -- twinaid_append's arguments (shared/schema.sql)
+    p_stream_type text, p_stream_id text, p_expected integer, p_recorded_at timestamptz,
+    p_metadata text, p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
+    p_occurred_at timestamptz[], p_data text[],
+    -- the organisations row (projections.new_organisation_row)
+    p_organisation_id text, p_name text, p_name_folded text, p_kind text, p_org_country text,
+    p_region text, p_aliases text[], p_search_names text[], p_coordinates text,
+    p_parent_id text, p_version integer, p_registered_at timestamptz, p_contacts text
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    lock_key text;
+    found boolean;
+BEGIN
+    FOREACH lock_key IN ARRAY p_locks LOOP
+        PERFORM pg_advisory_xact_lock(hashtext(lock_key));
+    END LOOP;
+    IF p_namesakes IS NOT NULL THEN
+        -- Only the GIN index, as in handlers._namesake. EXECUTE: planned at each call for the
+        -- table as it is, where a plan cached with the function would keep the sequential
+        -- scan it chose while the table was empty (until an ANALYZE), however large it grew.
+        EXECUTE 'WITH named AS MATERIALIZED ('
+                ' SELECT country FROM organisations WHERE search_names && $1'
+                ') SELECT EXISTS (SELECT 1 FROM named WHERE country = $2)'
+            INTO found USING p_namesakes, p_country;
+        IF found THEN
+            RETURN 'namesake';
+        END IF;
+    END IF;
+    IF twinaid_append(p_stream_type, p_stream_id, p_expected, p_recorded_at, p_metadata,
+                      p_event_ids, p_event_types, p_schema_versions, p_occurred_at, p_data)
+       <> cardinality(p_event_ids) THEN
+        RETURN 'taken';
+    END IF;
+    INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
+                               aliases, search_names, coordinates, parent_id, version,
+                               registered_at, updated_at, contacts)
+    VALUES (p_organisation_id, p_name, p_name_folded, p_kind, p_org_country, p_region,
+            p_aliases, p_search_names, p_coordinates::jsonb, p_parent_id, p_version,
+            p_registered_at, p_registered_at, p_contacts::jsonb)
+    ON CONFLICT (organisation_id) DO NOTHING;
+    RETURN NULL;
+END $$;

@@ -61,3 +61,80 @@ async def test_rebuilding_the_read_models_replays_the_log_to_the_same_rows(
     replayed = await rebuild(conn, projections.ALL)
     assert replayed == 3
     assert await snapshot(conn) == before
+
+
+def _command(slug: str, name: str, **extra: object) -> domain.RegisterOrganisation:
+    return domain.RegisterOrganisation(
+        organisation_id=slug,
+        name=name,
+        kind=domain.OrganisationKind.MUNICIPALITY,
+        country="UA",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_registration_in_one_statement_leaves_the_rows_a_rebuild_makes(
+    conn: asyncpg.Connection,
+) -> None:
+    """handlers.register_in_one_statement writes the read-model row itself (one round trip):
+    the same row as the projection, with aliases, coordinates, region and contacts."""
+    commands = [
+        _command("bucha", "Bucha"),
+        _command(
+            "kharkiv",
+            "Kharkiv",
+            region="Kharkiv Oblast",
+            aliases=("Charkiw", "Kharkov"),
+            coordinates={"lat": 49.9935, "lon": 36.2304},
+            contacts=({"role": "mayor's office", "name": "Ihor Terekhov", "email": "a@b.ua"},),
+        ),
+        _command("fastiv", "Fastiv", contacts=({"role": "twinning", "name": "O. K."},)),
+    ]
+    for command in commands:
+        done = await handlers.register_in_one_statement(
+            conn, command, metadata=Metadata(actor="admin"), now=NOW
+        )
+        assert done == {
+            "organisation_id": command.organisation_id,
+            "version": 2 if command.contacts else 1,
+        }
+    before = await snapshot(conn)
+    assert [r[0] for r in before] == ["bucha", "fastiv", "kharkiv"]
+    assert await rebuild(conn, projections.ALL) == 5
+    assert await snapshot(conn) == before
+    history = await handlers.load_organisation(conn, "kharkiv")
+    assert history.version == 2 and history.contacts and history.aliases == ("Charkiw", "Kharkov")
+
+
+async def test_a_registration_in_one_statement_leaves_what_it_cannot_decide_untouched(
+    conn: asyncpg.Connection,
+) -> None:
+    """A namesake, a taken id, a parent to check, a command the domain refuses: None, nothing
+    written, and the ordinary path (register_organisation) decides."""
+    meta = Metadata(actor="admin")
+    assert await handlers.register_in_one_statement(
+        conn, _command("kharkiv", "Kharkiv"), metadata=meta, now=NOW
+    )
+    events = await conn.fetchval("SELECT count(*) FROM events")
+    undecided = [
+        _command("kharkiv-2", "KHARKIV"),  # a namesake in the country
+        _command("kharkiv-3", "Kharkov", aliases=("Kharkiv",)),  # by an alias
+        _command("kharkiv", "Somewhere else"),  # the id is taken
+        _command("kharkiv-oblast", "Kharkiv Oblast", parent_id="kharkiv"),  # a parent
+        domain.RegisterOrganisation(
+            organisation_id="nowhere",
+            name="Nowhere",
+            kind=domain.OrganisationKind.MUNICIPALITY,
+            country="XX",  # not a country
+        ),
+    ]
+    for command in undecided:
+        assert (
+            await handlers.register_in_one_statement(conn, command, metadata=meta, now=NOW) is None
+        ), command
+    assert await conn.fetchval("SELECT count(*) FROM events") == events
+    assert await conn.fetchval("SELECT count(*) FROM organisations") == 1
+    # `distinct` registers a namesake, as the ordinary path does
+    assert await handlers.register_in_one_statement(
+        conn, _command("kharkiv-2", "KHARKIV"), distinct=True, metadata=meta, now=NOW
+    ) == {"organisation_id": "kharkiv-2", "version": 1}
