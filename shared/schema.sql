@@ -95,6 +95,10 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (organisation, key)
 );
+-- the API key that wrote, and its roles: an answer is replayed only to a caller that could
+-- have made the write (NULL on rows stored before this was kept)
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS key_id text;
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS roles text[];
 
 -- Consumers: one inbox row per applied upstream event, written with the handler's effect.
 CREATE TABLE IF NOT EXISTS inbox (

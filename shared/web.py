@@ -233,9 +233,8 @@ async def execute_write(
     raw_key = request.headers.get("idempotency-key")
     key = idempotency.check_key(raw_key) if raw_key is not None else None
     digest = idempotency.request_hash(request.method, request.url.path, await request.body())
-    org = principal.organisation
     if key is not None:
-        stored = await idempotency.lookup(ctx.db.pool, organisation=org, key=key, digest=digest)
+        stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
         if stored is not None:
             return JSONResponse(
                 stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
@@ -254,7 +253,7 @@ async def execute_write(
                 if key is not None:
                     await idempotency.remember(
                         conn,
-                        organisation=org,
+                        caller=principal,
                         key=key,
                         digest=digest,
                         response=idempotency.StoredResponse(status, body),
@@ -264,7 +263,7 @@ async def execute_write(
             raise
         # A concurrent twin of this request may have won the race (and made ours conflict):
         # answer as it did.
-        stored = await idempotency.lookup(ctx.db.pool, organisation=org, key=key, digest=digest)
+        stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
         if stored is None:
             raise
         return JSONResponse(

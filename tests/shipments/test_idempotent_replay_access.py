@@ -1,45 +1,62 @@
-"""An Idempotency-Key replays a stored answer only to a key that may make the write.
+"""An Idempotency-Key replays a stored answer only to a caller that could have made the write.
 
-Known to fail: shared/web.py (execute_write) looks stored answers up by organisation and key
-before the use case runs, and shipments authorizes inside its use cases (the rules need the
-convoy's parties), so any key of the same organisation that sends the same Idempotency-Key and
-body gets the stored 2xx (`Idempotent-Replayed: true`) whatever its roles. Nothing is appended.
-The registry and pledges check roles in the route, before the lookup. Strict: remove the marker
-once the fix (replay only to the key id that wrote, or authorize first) is in.
+Shipments authorizes inside its use cases (the rules need the convoy's parties), after the
+stored answer is looked up; so the lookup itself refuses another key of the same organisation
+that lacks a role the writing key held. The same key, or a rotated key with the same roles,
+still gets its retry answered.
 """
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
 from shared.auth import Role
+from shared.testing import issue_key
 from tests.shipments.conftest import DEPARTURE, DRIVERS, TRUCKS, ShipmentsApi, assert_problem
 
+BODY: dict[str, Any] = {
+    "convoy_id": "c1",
+    "reference": "Lille - Kharkiv medicines",
+    "origin_id": "lille",
+    "destination_id": "kharkiv",
+    "carrier_id": "transports-nord",
+    "planned_departure": DEPARTURE,
+    "vehicles": TRUCKS,
+    "drivers": DRIVERS,
+    "occurred_at": "2022-06-01T09:00:00+02:00",
+}
+RETRY = {"Idempotency-Key": "plan-c1"}
 
-@pytest.mark.xfail(strict=True, reason="idempotent replay precedes authorization (shared/web.py)")
+
 async def test_a_key_without_the_logistics_role_gets_403_not_the_planners_stored_answer(
     api: ShipmentsApi,
 ) -> None:
-    body = {
-        "convoy_id": "c1",
-        "reference": "Lille - Kharkiv medicines",
-        "origin_id": "lille",
-        "destination_id": "kharkiv",
-        "carrier_id": "transports-nord",
-        "planned_departure": DEPARTURE,
-        "vehicles": TRUCKS,
-        "drivers": DRIVERS,
-        "occurred_at": "2022-06-01T09:00:00+02:00",
-    }
-    retry = {"Idempotency-Key": "plan-c1"}
     planned = await api.client.post(
-        "/v1/convoys", json=body, headers={**await api.as_("lille", Role.LOGISTICS), **retry}
+        "/v1/convoys", json=BODY, headers={**await api.as_("lille", Role.LOGISTICS), **RETRY}
     )
     assert planned.status_code == 201, planned.text
     events = await api.count()
     for role in (Role.AUDITOR, Role.MEMBER, Role.SERVICE):
         replayed = await api.client.post(
-            "/v1/convoys", json=body, headers={**await api.as_("lille", role), **retry}
+            "/v1/convoys", json=BODY, headers={**await api.as_("lille", role), **RETRY}
         )
         assert await api.count() == events
-        assert_problem(replayed, 403)
+        problem = assert_problem(replayed, 403)
+        assert "logistics" in problem["detail"]
+        assert "Idempotent-Replayed" not in replayed.headers
+
+
+async def test_the_same_key_and_a_rotated_key_with_the_role_get_the_first_answer(
+    api: ShipmentsApi,
+) -> None:
+    writer = await api.as_("lille", Role.LOGISTICS)
+    planned = await api.client.post("/v1/convoys", json=BODY, headers={**writer, **RETRY})
+    assert planned.status_code == 201, planned.text
+    events = await api.count()
+    rotated = await issue_key(api.url, organisation="lille", roles=[Role.LOGISTICS, Role.MEMBER])
+    for headers in (writer, {"Authorization": f"Bearer {rotated}"}):
+        again = await api.client.post("/v1/convoys", json=BODY, headers={**headers, **RETRY})
+        assert again.status_code == 201, again.text
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == planned.json()
+    assert await api.count() == events
