@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.resources
 import logging
@@ -95,6 +96,9 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     """
 
 
+ACQUIRE_TIMEOUT_S = 10.0
+
+
 class Database:
     """The pool of one service. Use cases run in `transaction()`, reads in `connection()`."""
 
@@ -123,9 +127,12 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        pool = self.pool
         try:
-            conn_cm = self.pool.acquire(timeout=10)
-            conn = await conn_cm.__aenter__()
+            # asyncio.timeout, not acquire(timeout=): asyncpg wraps a timed acquire in
+            # wait_for, a task of its own per request on the write path
+            async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
+                conn = await pool.acquire()
         except TimeoutError as exc:
             # every connection is busy: overload, not an outage
             raise ServiceUnavailable("the service is busy: retry shortly") from exc
@@ -139,7 +146,7 @@ class Database:
             yield conn
         finally:
             try:
-                await conn_cm.__aexit__(None, None, None)
+                await pool.release(conn)
             except CONNECTION_LOST as exc:
                 # the pool has terminated the broken connection; do not mask what happened
                 log.warning("dropped a broken database connection: %r", exc)

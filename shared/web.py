@@ -232,7 +232,7 @@ async def execute_write(
     """
     raw_key = request.headers.get("idempotency-key")
     key = idempotency.check_key(raw_key) if raw_key is not None else None
-    digest = idempotency.request_hash(request.method, request.url.path, await request.body())
+    digest = idempotency.request_hash(request.method, request.scope["path"], await request.body())
     if key is not None:
         stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
         if stored is not None:

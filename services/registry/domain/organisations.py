@@ -60,6 +60,8 @@ class OrganisationKind(StrEnum):
 
 def fold_name(name: str) -> str:
     """Case- and accent-insensitive form: 'Düsseldorf' and 'DUSSELDORF' fold alike."""
+    if name.isascii():  # NFKD leaves ASCII as it is, with nothing to strip
+        return " ".join(name.casefold().split())
     decomposed = unicodedata.normalize("NFKD", name)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
