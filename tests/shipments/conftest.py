@@ -50,6 +50,22 @@ DRIVERS = [
 ]
 
 
+def plan_body(convoy_id: str = "c1", **fields: Any) -> dict[str, Any]:
+    """The body of POST /v1/convoys for the usual Lille - Kharkiv convoy."""
+    return {
+        "convoy_id": convoy_id,
+        "reference": "Lille - Kharkiv medicines",
+        "origin_id": "lille",
+        "destination_id": "kharkiv",
+        "carrier_id": "transports-nord",
+        "planned_departure": DEPARTURE,
+        "vehicles": TRUCKS,
+        "drivers": DRIVERS,
+        "occurred_at": "2022-06-01T09:00:00+02:00",
+        **fields,
+    }
+
+
 @dataclass
 class ShipmentsApi:
     """An HTTP client on a shipments app with its own database, keys made on demand, and the
@@ -148,18 +164,7 @@ class ShipmentsApi:
     # -- the usual steps, as the origin's logistics team -----------------------------------
 
     async def plan(self, convoy_id: str = "c1", **fields: Any) -> dict[str, Any]:
-        body = {
-            "convoy_id": convoy_id,
-            "reference": "Lille - Kharkiv medicines",
-            "origin_id": "lille",
-            "destination_id": "kharkiv",
-            "carrier_id": "transports-nord",
-            "planned_departure": DEPARTURE,
-            "vehicles": TRUCKS,
-            "drivers": DRIVERS,
-            "occurred_at": "2022-06-01T09:00:00+02:00",
-            **fields,
-        }
+        body = plan_body(convoy_id, **fields)
         response = await self.client.post(
             "/v1/convoys", json=body, headers=await self.as_("lille", Role.LOGISTICS)
         )

@@ -8,23 +8,11 @@ still gets its retry answered.
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared.auth import Role
 from shared.testing import issue_key
-from tests.shipments.conftest import DEPARTURE, DRIVERS, TRUCKS, ShipmentsApi, assert_problem
+from tests.shipments.conftest import ShipmentsApi, assert_problem, plan_body
 
-BODY: dict[str, Any] = {
-    "convoy_id": "c1",
-    "reference": "Lille - Kharkiv medicines",
-    "origin_id": "lille",
-    "destination_id": "kharkiv",
-    "carrier_id": "transports-nord",
-    "planned_departure": DEPARTURE,
-    "vehicles": TRUCKS,
-    "drivers": DRIVERS,
-    "occurred_at": "2022-06-01T09:00:00+02:00",
-}
+BODY = plan_body("c1")
 RETRY = {"Idempotency-Key": "plan-c1"}
 
 
