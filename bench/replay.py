@@ -18,8 +18,9 @@ PostgreSQL read rate measured in the same run as the comparison.
    decode    (b) + shared.rows.from_row into RecordedEvent (on as many events as eventsourcing
              reads back, for the comparison)
    verify    (a) shared.sealer.verify as `twinaid audit verify` runs it (each event's canonical
-             body rendered by PostgreSQL from the stored RFC 8785 columns, SHA-256 chained in
-             this process, anything that does not match canonicalised again with rfc8785;
+             body rendered from the stored RFC 8785 columns and SHA-256 hashed by PostgreSQL, the
+             digests chained in this process while the server prepares the next page, anything
+             that does not match canonicalised again with rfc8785;
              checkpoint signatures), with a fold per stream (version continuity, counts per
              type) over the same pages: the 100,000 events/s target
    deep      (a) canonicalising every event again with rfc8785 (chain.Verifier on from_row, as

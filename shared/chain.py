@@ -6,8 +6,8 @@ sealer (see ``shared.outbox``), never by writers, so concurrent appends never wa
 
 Writers store an event's data and metadata as their RFC 8785 text (``encode``), so the canonical
 body of a stored event can also be rendered from its columns byte for byte, without parsing and
-canonicalising again: ``Verifier.add_rendered`` accepts such a rendering only when it hashes to
-exactly what was sealed, and anything else is checked in full with ``Verifier.add``.
+canonicalising again: ``Verifier.add_digest`` accepts the SHA-256 of such a rendering only when
+it chains to exactly what was sealed, and anything else is checked in full with ``Verifier.add``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from shared.errors import ValidationFailed
 from shared.events import RecordedEvent
 
 GENESIS = bytes(32)
+_sha256 = hashlib.sha256
 
 
 def _instant(value: datetime) -> str:
@@ -143,20 +144,26 @@ class Verifier:
         self.checkpoints += 1
         return None
 
-    def add_rendered(self, position: int, stored_hash: bytes, body: bytes | None) -> bool:
-        """The fast path: `body` is the canonical body rendered from the stored columns of the
-        event sealed at `position`. True when it hashes, chained, to exactly the stored hash: the
-        stored event is then byte for byte what was sealed, and is accepted. False changes
-        nothing: the caller checks the entry in full with `add` (which canonicalises the event
-        again and names what is wrong, if anything is). A checkpoint event accepted here must
-        still have its signature checked (`check_checkpoint`)."""
-        if self.failure is not None or body is None or position != len(self.hashes) + 1:
+    def add_digest(self, position: int, stored_hash: bytes, digest: bytes | None) -> bool:
+        """The fast path: `digest` is the SHA-256 of the canonical body rendered from the stored
+        columns of the event sealed at `position`. True when it chains to exactly the stored
+        hash: the stored event is then byte for byte what was sealed, and is accepted. False
+        changes nothing: the caller checks the entry in full with `add` (which canonicalises the
+        event again and names what is wrong, if anything is). A checkpoint event accepted here
+        must still have its signature checked (`check_checkpoint`)."""
+        if self.failure is not None or digest is None or position != len(self.hashes) + 1:
             return False
-        recomputed = link_content(self.head, body)
+        recomputed = _sha256(self.head + digest).digest()
         if recomputed != stored_hash:
             return False
         self.hashes.append(recomputed)
         return True
+
+    def add_rendered(self, position: int, stored_hash: bytes, body: bytes | None) -> bool:
+        """`add_digest` given the rendered body itself."""
+        return self.add_digest(
+            position, stored_hash, None if body is None else _sha256(body).digest()
+        )
 
     def add(self, entry: ChainEntry) -> Verdict | None:
         """Check one more entry; returns the failure, if this entry is where it breaks."""

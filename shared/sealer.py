@@ -8,6 +8,8 @@ still commit behind it. See shared/event_store.py for the trade-off.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from shared import chain, signing
+from shared import db as dbmod
 from shared.rows import COLUMNS, from_row
 
 PAGE = 5000
@@ -40,10 +43,16 @@ _RENDERED_BODY = (
     """ || ',"stream_type":' || to_json(e.stream_type)::text"""
     """ || ',"stream_version":' || e.stream_version::text || '}'"""
 )
+# PostgreSQL renders each body and hashes it (sha256 of its UTF-8 bytes, as chain.link_content
+# does): the verifier chains 32-byte digests instead of receiving and hashing whole bodies, and
+# the server's rendering runs on its own core meanwhile. Bodies travel only for checkpoints,
+# whose signatures the verifier checks ($1: signing.CHECKPOINT).
 _RENDERED_SQL = f"""
 SELECT c.position, c.hash, e.stream_type, e.stream_id, e.stream_version, e.event_type,
-       {_RENDERED_BODY} AS body
+       sha256(convert_to(r.body, 'UTF8')) AS digest,
+       CASE WHEN e.event_type = $1 THEN r.body END AS body
 FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
+CROSS JOIN LATERAL (SELECT {_RENDERED_BODY} AS body) r
 ORDER BY c.position
 """
 _ENTRY_SQL = f"""
@@ -148,8 +157,8 @@ async def verify(
     _RENDERED_BODY); an event whose rendering does not hash to its sealed hash is canonicalised
     again with rfc8785 before anything is reported. `deep` canonicalises every event again.
     The verdicts are the same either way. `observe` (not with `deep`) sees each page of rows
-    (position, hash, stream_type, stream_id, stream_version, event_type, body) once it has been
-    checked, e.g. to fold the log in the same pass."""
+    (position, hash, stream_type, stream_id, stream_version, event_type, digest, and body for
+    checkpoints only) once it has been checked, e.g. to fold the log in the same pass."""
     if conn.is_in_transaction():
         async with conn.transaction():
             return await _verify(conn, held_checkpoints, deep, observe)
@@ -161,24 +170,37 @@ async def verify(
 async def _walk_rendered(
     conn: asyncpg.Connection, walker: chain.Verifier, observe: Observer | None
 ) -> None:
-    add_rendered = walker.add_rendered
+    add_digest = walker.add_digest
     checkpoint = signing.CHECKPOINT
-    cursor = await conn.cursor(_RENDERED_SQL)
-    while page := await cursor.fetch(PAGE):
-        for position, stored_hash, _, _, _, event_type, body in page:
-            if add_rendered(position, stored_hash, body.encode() if body is not None else None):
-                if event_type == checkpoint:
-                    if walker.check_checkpoint(json.loads(body)["data"]) is not None:
-                        break
-                continue
-            # not byte for byte what was sealed: canonicalise it again, as the sealer did
-            row = await conn.fetchrow(_ENTRY_SQL, position)
-            if walker.add(_entry(row)) is not None:
-                break
-        if observe is not None:
-            observe(page)
-        if walker.failure is not None:
-            return
+    cursor = await conn.cursor(_RENDERED_SQL, checkpoint)
+    pending = asyncio.ensure_future(cursor.fetch(PAGE))
+    try:
+        while page := await pending:
+            # ask for the next page before checking this one: the server renders and hashes it
+            # meanwhile, on its own core (sleep(0) lets the request go out)
+            pending = asyncio.ensure_future(cursor.fetch(PAGE))
+            await asyncio.sleep(0)
+            for position, stored_hash, _, _, _, event_type, digest, body in page:
+                if add_digest(position, stored_hash, digest):
+                    if event_type == checkpoint:
+                        if walker.check_checkpoint(json.loads(body)["data"]) is not None:
+                            break
+                    continue
+                # not byte for byte what was sealed: canonicalise it again, as the sealer did
+                # (once the page in flight has arrived: one query at a time on a connection)
+                await asyncio.wait([pending])
+                row = await conn.fetchrow(_ENTRY_SQL, position)
+                if walker.add(_entry(row)) is not None:
+                    break
+            if observe is not None:
+                observe(page)
+            if walker.failure is not None:
+                return
+    finally:
+        if not pending.done():
+            pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *dbmod.CONNECTION_LOST):
+            await pending
 
 
 async def _verify(

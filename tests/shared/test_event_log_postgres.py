@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from shared import chain
+from shared import chain, sealer
 from shared import db as dbmod
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
@@ -294,6 +294,38 @@ async def test_events_stored_in_another_json_form_are_canonicalised_again_and_ve
     verdict = await verified(conn)
     assert verdict.intact and verdict.head_position == 4
     assert verdict.recanonicalised == 1
+
+
+async def test_verify_walks_page_after_page_while_the_next_is_in_flight(
+    conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk asks for the next page before checking the current one; a row that must be
+    canonicalised again (the connection's one query at a time) and a tampered row, both past
+    the first pages, are still found at their positions."""
+    monkeypatch.setattr(sealer, "PAGE", 3)
+    for i in range(7):
+        await append(conn, f"p{i}", 0)
+    await conn.execute(
+        """
+        INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
+                            schema_version, occurred_at, recorded_at, data, metadata)
+        VALUES (gen_random_uuid(), 'test', 'spelled', 1, 'test.happened', 1, now(), now(),
+                '{ "b": 1.50,  "a": 2 }', '{"organisation": "kharkiv", "actor": "k"}')
+        """
+    )
+    for i in range(6):
+        await append(conn, f"q{i}", 0)
+    assert await seal_everything(conn) == 14
+    intact = await verified(conn)
+    assert (intact.intact, intact.head_position, intact.recanonicalised) == (True, 14, 1)
+
+    eid = await event_at(conn, 11)
+    await tampered(conn, f"UPDATE events SET data = '{{\"n\": 99}}' WHERE event_id = '{eid}'")
+    broken = await verified(conn)
+    assert (broken.intact, broken.bad_position, broken.head_position) == (False, 11, 10)
+    assert broken.recanonicalised == 2, "the respelled row, then the tampered one"
+    # the connection is left usable: no fetch still in flight
+    assert await conn.fetchval("SELECT count(*) FROM event_chain") == 14
 
 
 async def test_a_log_kept_in_jsonb_columns_is_migrated_and_still_verifies(pg_server: str) -> None:
