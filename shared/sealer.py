@@ -21,6 +21,7 @@ from shared import db as dbmod
 from shared.rows import COLUMNS, from_row
 
 PAGE = 5000
+SLICE = 500  # rows checked between two looks at the socket
 
 # The canonical body of chain.canonical (keys in RFC 8785 order), rendered by PostgreSQL from
 # the stored columns: data and metadata are stored as their RFC 8785 text (chain.encode), strings
@@ -156,7 +157,7 @@ async def verify(
     By default each event's canonical body is rendered from its stored columns and hashed (see
     _RENDERED_BODY); an event whose rendering does not hash to its sealed hash is canonicalised
     again with rfc8785 before anything is reported. `deep` canonicalises every event again.
-    The verdicts are the same either way. `observe` (not with `deep`) sees each page of rows
+    The verdicts are the same either way. `observe` (not with `deep`) sees each slice of rows
     (position, hash, stream_type, stream_id, stream_version, event_type, digest, and body for
     checkpoints only) once it has been checked, e.g. to fold the log in the same pass."""
     if conn.is_in_transaction():
@@ -177,25 +178,30 @@ async def _walk_rendered(
     try:
         while page := await pending:
             # ask for the next page before checking this one: the server renders and hashes it
-            # meanwhile, on its own core (sleep(0) lets the request go out)
+            # meanwhile, on its own core (sleep(0) lets the request go out, and after each
+            # slice lets the rows that arrived meanwhile be read, so the server never waits on
+            # a full socket)
             pending = asyncio.ensure_future(cursor.fetch(PAGE))
-            await asyncio.sleep(0)
-            for position, stored_hash, _, _, _, event_type, digest, body in page:
-                if add_digest(position, stored_hash, digest):
-                    if event_type == checkpoint:
-                        if walker.check_checkpoint(json.loads(body)["data"]) is not None:
-                            break
-                    continue
-                # not byte for byte what was sealed: canonicalise it again, as the sealer did
-                # (once the page in flight has arrived: one query at a time on a connection)
-                await asyncio.wait([pending])
-                row = await conn.fetchrow(_ENTRY_SQL, position)
-                if walker.add(_entry(row)) is not None:
-                    break
-            if observe is not None:
-                observe(page)
-            if walker.failure is not None:
-                return
+            for start in range(0, len(page), SLICE):
+                await asyncio.sleep(0)
+                rows = page[start : start + SLICE]
+                for position, stored_hash, _, _, _, event_type, digest, body in rows:
+                    if add_digest(position, stored_hash, digest):
+                        if event_type == checkpoint:
+                            if walker.check_checkpoint(json.loads(body)["data"]) is not None:
+                                break
+                        continue
+                    # not byte for byte what was sealed: canonicalise it again, as the sealer
+                    # did (once the page in flight has arrived: one query at a time on a
+                    # connection)
+                    await asyncio.wait([pending])
+                    row = await conn.fetchrow(_ENTRY_SQL, position)
+                    if walker.add(_entry(row)) is not None:
+                        break
+                if observe is not None:
+                    observe(rows)
+                if walker.failure is not None:
+                    return
     finally:
         if not pending.done():
             pending.cancel()
