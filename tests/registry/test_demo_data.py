@@ -4,6 +4,7 @@ loaded over HTTP into a registry on real PostgreSQL, and loaded again without ch
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +29,11 @@ LATEST = datetime(2026, 11, 24, tzinfo=UTC)
 
 @dataclass
 class Registry:
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # the loader's: one registry_admin key, as `make run` gives it
     url: str
+    # the test's own requests, with a key of their own: the per-key rate limit the loader
+    # spends (and waits out) is not theirs to wait for
+    checker: httpx.AsyncClient
 
     async def count_events(self) -> int:
         conn = await asyncpg.connect(self.url)
@@ -39,25 +43,61 @@ class Registry:
             await conn.close()
 
     async def partnership(self, partnership_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/partnerships/{partnership_id}")
+        response = await self.checker.get(f"/v1/partnerships/{partnership_id}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
 
+@asynccontextmanager
+async def registry_at(url: str, **settings: Any) -> AsyncIterator[Registry]:
+    app = create_app(settings_for(url, **settings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+        def client(token: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                transport=transport,
+                base_url="http://t",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+        loader = await issue_key(url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
+        checker = await issue_key(url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
+        async with client(loader) as loading, client(checker) as checking:
+            yield Registry(loading, url, checking)
+
+
 @pytest.fixture
 async def registry(pg_server: str) -> AsyncIterator[Registry]:
     async with fresh_database(pg_server, dbmod.schema_text("services.registry")) as url:
-        app = create_app(settings_for(url))
-        async with app.router.lifespan_context(app):
-            admin = await issue_key(url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(
-                transport=transport,
-                base_url="http://t",
-                headers={"Authorization": f"Bearer {admin}"},
-            ) as client:
-                yield Registry(client, url)
+        async with registry_at(url) as reg:
+            yield reg
+
+
+async def test_the_loader_waits_out_its_key_s_rate_limit_and_loads_everything(
+    pg_server: str,
+) -> None:
+    """`make run` loads the demo with one key: over the key's rate limit the registry answers
+    429 with Retry-After (and does nothing), and the loader waits and sends again."""
+    async with (
+        fresh_database(pg_server, dbmod.schema_text("services.registry")) as url,
+        registry_at(url, rate_limit_per_second=100, rate_limit_burst=30) as reg,
+    ):
+        limited = 0
+
+        async def count(response: httpx.Response) -> None:
+            nonlocal limited
+            limited += response.status_code == 429
+
+        reg.client.event_hooks["response"].append(count)
+        summary = await demo.load(reg.client)
+        assert limited > 0, "the limit was never reached: this test proves nothing"
+        assert summary.organisations_registered == len(demo.ORGANISATIONS)
+        assert summary.partnerships_proposed == len(demo.PARTNERSHIPS)
+        assert await reg.count_events() == len(demo.ORGANISATIONS) + sum(
+            len(p.history) for p in demo.PARTNERSHIPS
+        )
 
 
 def test_every_partnership_joins_demo_organisations_and_starts_proposed_in_the_past() -> None:
@@ -109,7 +149,7 @@ async def test_loads_every_partnership_in_its_articles_state_and_a_second_run_ch
     assert (fastiv["programme"], fastiv["kind"]) == ("Bridges of Trust", "programme_partnership")
     assert fastiv["phase"]
     assert loaded["poprad-uzhhorod-cooperation"]["status"] == "proposed"
-    programme = await registry.client.get(
+    programme = await registry.checker.get(
         "/v1/partnerships", params={"programme": "bridges of trust"}
     )
     assert [p["partnership_id"] for p in programme.json()["items"]] == [
@@ -146,10 +186,10 @@ async def test_a_rerun_finishes_what_an_earlier_run_began_and_leaves_later_chang
     Bucha-Bergamo. The loader completes the one and does not undo the other."""
     await demo.load_organisations(registry.client)
     leeds = next(p for p in demo.PARTNERSHIPS if p.partnership_id == "leeds-kharkiv-twinning")
-    proposed = await registry.client.post("/v1/partnerships", json=leeds.proposal())
+    proposed = await registry.checker.post("/v1/partnerships", json=leeds.proposal())
     assert proposed.status_code == 201, proposed.text
     await demo.load(registry.client)
-    suspended = await registry.client.post(
+    suspended = await registry.checker.post(
         "/v1/partnerships/bucha-bergamo-twinning/transitions",
         json={"to": "suspended", "evidence": {"reference": "test"}},
     )
