@@ -58,8 +58,13 @@ def encode(value: Any) -> str:
         raise ValidationFailed(f"the event cannot be stored as canonical JSON: {exc}") from exc
 
 
+def link_digest(previous: bytes, digest: bytes) -> bytes:
+    """The next hash of the chain, given the SHA-256 of the event's canonical body."""
+    return _sha256(previous + digest).digest()
+
+
 def link_content(previous: bytes, content: bytes) -> bytes:
-    return hashlib.sha256(previous + hashlib.sha256(content).digest()).digest()
+    return link_digest(previous, _sha256(content).digest())
 
 
 def link(previous: bytes, event: RecordedEvent, *, position: int) -> bytes:
@@ -153,17 +158,11 @@ class Verifier:
         must still have its signature checked (`check_checkpoint`)."""
         if self.failure is not None or digest is None or position != len(self.hashes) + 1:
             return False
-        recomputed = _sha256(self.head + digest).digest()
+        recomputed = link_digest(self.head, digest)
         if recomputed != stored_hash:
             return False
         self.hashes.append(recomputed)
         return True
-
-    def add_rendered(self, position: int, stored_hash: bytes, body: bytes | None) -> bool:
-        """`add_digest` given the rendered body itself."""
-        return self.add_digest(
-            position, stored_hash, None if body is None else _sha256(body).digest()
-        )
 
     def add(self, entry: ChainEntry) -> Verdict | None:
         """Check one more entry; returns the failure, if this entry is where it breaks."""
