@@ -25,6 +25,8 @@ from tests.conftest import settings_for
 # there.
 SOURCES = Path(__file__).resolve().parents[3] / "shared" / "sources"
 LATEST = datetime(2026, 11, 24, tzinfo=UTC)
+# one event per organisation registered, one per step of each partnership's history
+DEMO_EVENTS = len(demo.ORGANISATIONS) + sum(len(p.history) for p in demo.PARTNERSHIPS)
 
 
 @dataclass
@@ -95,9 +97,7 @@ async def test_the_loader_waits_out_its_key_s_rate_limit_and_loads_everything(
         assert limited > 0, "the limit was never reached: this test proves nothing"
         assert summary.organisations_registered == len(demo.ORGANISATIONS)
         assert summary.partnerships_proposed == len(demo.PARTNERSHIPS)
-        assert await reg.count_events() == len(demo.ORGANISATIONS) + sum(
-            len(p.history) for p in demo.PARTNERSHIPS
-        )
+        assert await reg.count_events() == DEMO_EVENTS
 
 
 def test_every_partnership_joins_demo_organisations_and_starts_proposed_in_the_past() -> None:
@@ -166,7 +166,7 @@ async def test_loads_every_partnership_in_its_articles_state_and_a_second_run_ch
             assert evidence["note"], (p.partnership_id, entry)
 
     events = await registry.count_events()
-    assert events == len(demo.ORGANISATIONS) + sum(len(p.history) for p in demo.PARTNERSHIPS)
+    assert events == DEMO_EVENTS
     again = await demo.load(registry.client)
     assert again == demo.Summary(
         organisations_registered=0,
