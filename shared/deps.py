@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,6 +14,7 @@ from fastapi.security.base import SecurityBase
 from shared import db as dbmod
 from shared import logs
 from shared.auth import Authenticator, Principal
+from shared.batching import GroupCommit
 from shared.events import Metadata
 from shared.metrics import Metrics
 from shared.notify import Notifier
@@ -38,6 +39,17 @@ class ServiceContext:
     notifier: Notifier | None = None
     rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=0, burst=1))
     extras: dict[str, Any] = field(default_factory=dict)
+    group_commits: dict[str, GroupCommit[Any, Any]] = field(default_factory=dict)
+
+    def group_commit(
+        self, name: str, run: Callable[[list[Any]], Awaitable[Sequence[Any]]]
+    ) -> GroupCommit[Any, Any]:
+        """The service's group commit for one kind of write (shared/batching.py), made on
+        first use; the app closes them at shutdown."""
+        batcher = self.group_commits.get(name)
+        if batcher is None:
+            batcher = self.group_commits[name] = GroupCommit(run)
+        return batcher
 
 
 async def context(request: Request) -> ServiceContext:  # async: no worker thread

@@ -210,9 +210,10 @@ class EdgeMiddleware:
 
 
 UseCase = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any]]]
-# A use case as one statement, atomic without a transaction around it; None when it cannot
-# decide alone, and then it wrote nothing.
-Attempt = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any] | None]]
+# A use case as one statement, atomic without a transaction around it (it takes its own
+# connection, or joins a group commit: shared/batching.py); None when it cannot decide alone,
+# and then it wrote nothing.
+Attempt = Callable[[Metadata], Awaitable[tuple[int, Any] | None]]
 
 
 async def execute_write(
@@ -243,8 +244,7 @@ async def execute_write(
     try:
         done = None
         if attempt is not None and key is None:
-            async with ctx.db.connection() as conn:
-                done = await attempt(conn, meta)
+            done = await attempt(meta)
         if done is not None:
             status, body = done
         else:
@@ -281,7 +281,7 @@ async def write(
     status: int,
     run: Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
     *,
-    attempt: Callable[[asyncpg.Connection, Metadata], Awaitable[Any | None]] | None = None,
+    attempt: Callable[[Metadata], Awaitable[Any | None]] | None = None,
 ) -> JSONResponse:
     """`execute_write` for a use case that answers with `status` and its result; `attempt`
     is its one-statement form (None: it cannot decide alone)."""
@@ -293,8 +293,8 @@ async def write(
     if attempt is not None:
         tried = attempt
 
-        async def one_statement(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any] | None:
-            result = await tried(conn, meta)
+        async def one_statement(meta: Metadata) -> tuple[int, Any] | None:
+            result = await tried(meta)
             return None if result is None else (status, result)
 
     return await execute_write(ctx, request, caller, use_case, attempt=one_statement)
@@ -335,6 +335,8 @@ def create_app(
         try:
             yield
         finally:
+            for batcher in ctx.group_commits.values():
+                await batcher.close()
             await ctx.notifier.stop()
             await database.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -28,7 +29,8 @@ from services.registry.requests import (
 )
 from shared.auth import Principal, Role
 from shared.errors import NotFound
-from shared.web import Caller, Ctx, write
+from shared.events import Metadata
+from shared.web import Caller, Ctx, ServiceContext, write
 
 router = APIRouter(prefix="/v1")
 
@@ -61,6 +63,18 @@ async def register_organisation(
         contacts=tuple(c.model_dump() for c in body.contacts),
     )
     now = ctx.clock()
+
+    async def attempt(meta: Metadata) -> dict[str, Any] | None:
+        prepared = handlers.prepare_registration(
+            command, distinct=body.distinct, metadata=meta, now=now
+        )
+        if prepared is None:
+            return None
+        answer: dict[str, Any] | None = await ctx.group_commit(
+            "registrations", partial(_register_together, ctx)
+        ).submit(prepared)
+        return answer
+
     return await write(
         ctx,
         request,
@@ -69,10 +83,16 @@ async def register_organisation(
         lambda conn, meta: handlers.register_organisation(
             conn, command, distinct=body.distinct, metadata=meta, now=now
         ),
-        attempt=lambda conn, meta: handlers.register_in_one_statement(
-            conn, command, distinct=body.distinct, metadata=meta, now=now
-        ),
+        attempt=attempt,
     )
+
+
+async def _register_together(
+    ctx: ServiceContext, registrations: list[handlers.Registration]
+) -> list[dict[str, Any] | None]:
+    """Registrations that arrived together, in one statement (group commit)."""
+    async with ctx.db.connection() as conn:
+        return await handlers.register_together(conn, registrations)
 
 
 @router.get("/organisations", tags=["organisations"])

@@ -6,6 +6,7 @@ Every use case loads what it decides on before its first write (see shared/event
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from services.registry import domain, projections
 from services.registry import events as ev
 from shared import errors
 from shared import projections as proj
+from shared.db import CONNECTION_LOST
 from shared.errors import NotFound
 from shared.event_store import PostgresEventStore, append_arguments, fold, recorded
 from shared.events import Metadata, NewEvent
@@ -101,24 +103,29 @@ def _name_locks(command: domain.RegisterOrganisation) -> list[str]:
     return [f"organisation-name:{command.country}:{name}" for name in names]
 
 
-async def register_in_one_statement(
-    conn: asyncpg.Connection,
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A registration ready for registry_register_organisations: its arguments (one
+    registry_registration, services/registry/schema.sql) and the answer once registered."""
+
+    arguments: tuple[Any, ...]
+    answer: dict[str, Any]
+
+
+def prepare_registration(
     command: domain.RegisterOrganisation,
     *,
     distinct: bool = False,
     metadata: Metadata,
     now: datetime,
-) -> dict[str, Any] | None:
-    """`register_organisation` as one statement (registry_register_organisation in schema.sql),
-    atomic without a transaction around it: the usual registration is one round trip instead of
-    eight. Same locks, checks, events and read-model row. None when it cannot decide alone (a
-    parent to check, a namesake, the id taken, a command the domain refuses) and then nothing
-    was written: run `register_organisation`, which decides and explains."""
+) -> Registration | None:
+    """What the ordinary path decides when the id is new and there is no namesake, as the
+    arguments of one statement; None when that cannot be decided without reading (a parent to
+    check) or the domain refuses the command: the ordinary path decides and explains."""
     if command.parent_id is not None:
         return None
     stream_id = f"{ev.STREAM_ORGANISATION}-{command.organisation_id}"
     try:
-        # what the ordinary path decides when the id is new and there is no namesake
         events = domain.register(domain.Organisation(command.organisation_id), command, now=now)
         append = append_arguments(
             stream_type=ev.STREAM_ORGANISATION,
@@ -142,24 +149,56 @@ async def register_in_one_statement(
     )
     if row is None:
         return None
-    names = [command.name, *command.aliases]
-    namesakes = None if distinct else [domain.fold_name(n) for n in names]
+    namesakes = (
+        None if distinct else [domain.fold_name(n) for n in (command.name, *command.aliases)]
+    )
+    return Registration(
+        arguments=(_name_locks(command), command.country, namesakes, *append, *row),
+        answer={"organisation_id": command.organisation_id, "version": len(events)},
+    )
+
+
+async def register_together(
+    conn: asyncpg.Connection, registrations: Sequence[Registration]
+) -> list[dict[str, Any] | None]:
+    """Registrations as one statement (registry_register_organisations): the same locks,
+    checks, events and read-model rows as each would have alone, one round trip and one commit
+    for all. Each gets its answer, or None when it could not be decided alone (a namesake, the
+    id taken) and wrote nothing. When the statement fails on the server (a concurrent
+    registration of the same id, a deadlock) nothing is written and every one gets None; a
+    lost connection is raised, as the statement may have committed."""
     try:
-        outcome = await conn.fetchval(
-            "SELECT registry_register_organisation("
-            + ", ".join(f"${i}" for i in range(1, 4 + len(append) + len(row)))
-            + ")",
-            _name_locks(command),
-            command.country,
-            namesakes,
-            *append,
-            *row,
+        outcomes = await conn.fetchval(
+            "SELECT registry_register_organisations($1::registry_registration[])",
+            [r.arguments for r in registrations],
         )
-    except asyncpg.UniqueViolationError:
-        return None  # a concurrent registration of the same id got there first
-    if outcome is not None:
+    except asyncpg.PostgresError as exc:
+        if isinstance(exc, CONNECTION_LOST):
+            raise
+        return [None] * len(registrations)
+    return [
+        r.answer if outcome is None else None
+        for r, outcome in zip(registrations, outcomes, strict=True)
+    ]
+
+
+async def register_in_one_statement(
+    conn: asyncpg.Connection,
+    command: domain.RegisterOrganisation,
+    *,
+    distinct: bool = False,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """`register_organisation` as one statement, atomic without a transaction around it: the
+    usual registration is one round trip instead of eight. Same locks, checks, events and
+    read-model row. None when it cannot decide alone (a parent to check, a namesake, the id
+    taken, a command the domain refuses) and then nothing was written: run
+    `register_organisation`, which decides and explains."""
+    registration = prepare_registration(command, distinct=distinct, metadata=metadata, now=now)
+    if registration is None:
         return None
-    return {"organisation_id": command.organisation_id, "version": len(events)}
+    return (await register_together(conn, [registration]))[0]
 
 
 async def _namesake(

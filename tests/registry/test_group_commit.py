@@ -1,0 +1,183 @@
+"""Registrations that arrive together are written as one statement (group commit), and each is
+decided exactly as it would be alone: real PostgreSQL, real registry app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from services.registry import domain, handlers
+from shared import db as dbmod
+from shared.events import Metadata
+from shared.testing import fresh_database
+from tests.registry.conftest import RegistryApi
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+META = Metadata(actor="admin", organisation="twinaid")
+
+
+@pytest.fixture
+async def url(pg_server: str) -> AsyncIterator[str]:
+    async with fresh_database(pg_server, dbmod.schema_text("services.registry")) as database:
+        yield database
+
+
+@pytest.fixture
+async def conn(url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(url)
+    yield connection
+    await connection.close()
+
+
+def prepared(slug: str, name: str, **extra: object) -> handlers.Registration:
+    registration = handlers.prepare_registration(
+        domain.RegisterOrganisation(
+            organisation_id=slug,
+            name=name,
+            kind=domain.OrganisationKind.MUNICIPALITY,
+            country="UA",
+            **extra,  # type: ignore[arg-type]
+        ),
+        metadata=META,
+        now=NOW,
+    )
+    assert registration is not None
+    return registration
+
+
+async def ids(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch("SELECT organisation_id FROM organisations ORDER BY 1")
+    return [r["organisation_id"] for r in rows]
+
+
+async def test_each_registration_of_a_batch_is_decided_as_it_would_be_alone(
+    conn: asyncpg.Connection,
+) -> None:
+    """A namesake of an earlier item of the same batch, an id already taken: those two wrote
+    nothing and get None (the ordinary path decides and explains); the rest are registered,
+    events and read-model rows, in one statement."""
+    assert await handlers.register_together(conn, [prepared("kharkiv", "Kharkiv")]) == [
+        {"organisation_id": "kharkiv", "version": 1}
+    ]
+    answers = await handlers.register_together(
+        conn,
+        [
+            prepared("bucha", "Bucha"),
+            prepared("bucha-2", "BUCHA"),  # a namesake of the item before it
+            prepared("kharkiv", "Kharkiv city"),  # the id is taken
+            prepared("fastiv", "Fastiv", contacts=({"role": "twinning", "name": "O. K."},)),
+        ],
+    )
+    assert answers == [
+        {"organisation_id": "bucha", "version": 1},
+        None,
+        None,
+        {"organisation_id": "fastiv", "version": 2},
+    ]
+    assert await ids(conn) == ["bucha", "fastiv", "kharkiv"]
+    streams = await conn.fetch(
+        "SELECT stream_id, count(*) AS n, count(DISTINCT tx_id) AS txs FROM events"
+        " GROUP BY stream_id ORDER BY 1"
+    )
+    assert [(r["stream_id"], r["n"]) for r in streams] == [
+        ("organisation-bucha", 1),
+        ("organisation-fastiv", 2),
+        ("organisation-kharkiv", 1),
+    ]
+    # bucha and fastiv were written by one transaction: one commit for the batch
+    assert (
+        await conn.fetchval(
+            "SELECT count(DISTINCT tx_id) FROM events"
+            " WHERE stream_id IN ('organisation-bucha', 'organisation-fastiv')"
+        )
+        == 1
+    )
+
+
+async def test_a_batch_that_fails_on_the_server_writes_nothing_and_sends_every_item_back(
+    url: str, conn: asyncpg.Connection
+) -> None:
+    """Another transaction registers the id `lviv` under another name and commits while the
+    batch waits on it: the batch's insert breaks the stream's uniqueness, the whole statement
+    is rolled back (odesa too) and every item gets None, to be decided alone."""
+    other = await asyncpg.connect(url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        assert await handlers.register_together(other, [prepared("lviv", "Lemberg")]) == [
+            {"organisation_id": "lviv", "version": 1}
+        ]
+        batch = asyncio.create_task(
+            handlers.register_together(conn, [prepared("odesa", "Odesa"), prepared("lviv", "Lviv")])
+        )
+        await asyncio.sleep(0.3)
+        assert not batch.done()  # waiting on the uncommitted lviv stream
+        await transaction.commit()
+        assert await asyncio.wait_for(batch, 10) == [None, None]
+    finally:
+        await other.close()
+    assert await ids(conn) == ["lviv"]
+    assert await conn.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_a_batch_waits_for_the_name_locks_and_then_sees_the_namesakes(
+    url: str, conn: asyncpg.Connection
+) -> None:
+    """The batch takes every item's name locks first: while another registration of the same
+    names is uncommitted it waits, and afterwards finds the namesakes."""
+    other = await asyncpg.connect(url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await handlers.register_together(
+            other, [prepared("zaporizhzhia", "Zaporizhzhia"), prepared("mykolaiv", "Mykolaiv")]
+        )
+        batch = asyncio.create_task(
+            handlers.register_together(
+                conn,
+                [prepared("mykolaiv-2", "Mykolaiv"), prepared("zaporizhzhia-2", "Zaporizhzhia")],
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not batch.done()
+        await transaction.commit()
+        assert await asyncio.wait_for(batch, 10) == [None, None]
+    finally:
+        await other.close()
+    assert await ids(conn) == ["mykolaiv", "zaporizhzhia"]
+
+
+async def test_concurrent_registrations_through_the_api_are_grouped_and_all_recorded(
+    api: RegistryApi,
+) -> None:
+    """60 registrations at once: every one answered 201 with its own id and version, every one
+    in the log and the directory, in fewer statements than registrations."""
+    responses = await asyncio.gather(
+        *(
+            api.client.post(
+                "/v1/organisations",
+                json={
+                    "organisation_id": f"hromada-{i}",
+                    "name": f"Hromada {i}",
+                    "kind": "municipality",
+                    "country": "UA",
+                },
+                headers=api.as_admin,
+            )
+            for i in range(60)
+        )
+    )
+    assert [r.status_code for r in responses] == [201] * 60
+    assert sorted(r.json()["organisation_id"] for r in responses) == sorted(
+        f"hromada-{i}" for i in range(60)
+    )
+    assert all(r.json()["version"] == 1 for r in responses)
+    assert await api.count("events") == 60
+    assert await api.count("organisations") == 60
+    batcher = api.app.state.ctx.group_commits["registrations"]
+    assert batcher.items == 60
+    assert batcher.batches < 60
