@@ -1,13 +1,16 @@
 """Append throughput through HTTP: the registry's POST /v1/organisations against a naive baseline.
 
 `python -m bench.append [--seconds 15] [--rounds 3] [--concurrency 32] [--countries UA]
-[--pg embedded|system|URL] [--no-relay]`
+[--pg embedded|system|URL] [--no-relay] [--no-naive-no-reset]`
 
 Targets, each a single uvicorn process on a fresh database, loaded one at a time; the measured
 seconds are split into rounds in which the targets take turns, so that a change in the machine's
 background load (it is shared) hits every target alike:
-  naive       bench/naive_app.py: POST /items, one jsonb INSERT, 201 with the id
-  service     the real registry API (auth, validation, load stream, append, projection)
+  naive       bench/naive_app.py: POST /items, one jsonb INSERT, 201 with the id (the baseline)
+  naive, no reset   the same on a pool that skips asyncpg's reset query, as the services' does
+              (what the service gains from its pool alone: a second ratio, for reference)
+  service     the real registry API (auth, validation, namesake check, append, projection;
+              registrations that arrive together share one statement: shared/batching.py)
   +relay      the same, with the registry worker sealing and publishing to Tansu meanwhile
 The load client is its own process (bench/load.py); every request registers a new organisation.
 Prints figures and writes bench/results/append.json; the 0.75 ratio target is reported, never
@@ -58,6 +61,12 @@ from shared.testing import fresh_database, issue_key
 from tests.e2e.processes import Proc
 
 TARGET_RATIO = 0.75
+LABELS = {
+    "naive": "naive POST /items",
+    "naive_no_reset": "naive, pool without reset query",
+    "service": "registry POST /v1/organisations",
+    "service_with_relay": "registry + relay worker (same route)",
+}
 WARMUP_S = 2.0
 ROUND_WARMUP_S = 1.0
 RELAY_SQL = (
@@ -79,6 +88,7 @@ class Target:
     count_sql: str
     extra_pids: dict[str, int] = field(default_factory=dict)
     relay: Poller | None = None
+    group_commit: bool = False  # the server groups its writes: read its batch counters
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -100,6 +110,7 @@ async def measure_round(
     for label, pid in target.extra_pids.items():
         meter.watch(label, pid)
     waits = WaitSampler(target.db_url)
+    grouped_before = await _group_commit(target)
 
     def on_start() -> None:
         meter.mark("start")
@@ -142,7 +153,24 @@ async def measure_round(
             raw["published_per_s"] = (last["published"] - first["published"]) / (a1 - a0)
             raw["lags"] = [row["committed"] - row["published"] for _, row in window]
         raw["drain_s"] = await _drain(target.db_url)
+    grouped_after = await _group_commit(target)
+    if grouped_before is not None and grouped_after is not None:
+        raw["group_commit"] = [a - b for a, b in zip(grouped_after, grouped_before, strict=True)]
     target.rounds.append(raw)
+
+
+async def _group_commit(target: Target) -> tuple[float, float] | None:
+    """The server's group-commit counters (statements, writes they carried) from /metrics."""
+    if not target.group_commit:
+        return None
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"http://127.0.0.1:{target.server.port}/metrics")).text
+    found = {}
+    for line in text.splitlines():
+        for name in ("batches", "items"):
+            if line.startswith(f'twinaid_group_commit_{name}_total{{kind="registrations"}}'):
+                found[name] = float(line.rsplit(" ", 1)[1])
+    return found.get("batches", 0.0), found.get("items", 0.0)
 
 
 def combine(target: Target) -> dict[str, Any]:
@@ -179,6 +207,15 @@ def combine(target: Target) -> dict[str, Any]:
             k: round(v / max(samples, 1), 2) for k, v in waits.most_common(6)
         },
     }
+    grouped = [r["group_commit"] for r in rounds if "group_commit" in r]
+    if grouped:
+        statements = sum(g[0] for g in grouped)
+        writes = sum(g[1] for g in grouped)
+        result["group_commit"] = {
+            "statements": int(statements),
+            "writes": int(writes),
+            "writes_per_statement": round(writes / statements, 1) if statements else None,
+        }
     if target.relay is not None:
         lags = [x for r in rounds for x in r.get("lags", [])]
         rates = [r["published_per_s"] for r in rounds if "published_per_s" in r]
@@ -206,14 +243,21 @@ async def _drain(db_url: str, timeout: float = 30) -> float | None:
     return None
 
 
-async def start_naive(stack: BenchStack, server_url: str, cleanup: AsyncExitStack) -> Target:
+async def start_naive(
+    stack: BenchStack, server_url: str, cleanup: AsyncExitStack, *, no_reset: bool = False
+) -> Target:
     db_url = await cleanup.enter_async_context(fresh_database(server_url))
-    proc = stack.factory_app("naive-api", "bench.naive_app:create_app", db_url)
+    proc = stack.factory_app(
+        "naive-no-reset-api" if no_reset else "naive-api",
+        "bench.naive_app:create_app",
+        db_url,
+        **({"NAIVE_NO_RESET": "1"} if no_reset else {}),
+    )
     cleanup.callback(stack.stop, proc)
     stack.wait_ready(proc)
     return Target(
-        key="naive",
-        label="naive POST /items",
+        key="naive_no_reset" if no_reset else "naive",
+        label=LABELS["naive_no_reset" if no_reset else "naive"],
         server=proc,
         db_url=db_url,
         path="/items",
@@ -243,6 +287,7 @@ async def start_service(
         path="/v1/organisations",
         headers=headers,
         count_sql="SELECT count(*) FROM events",
+        group_commit=True,
     )
     if with_relay:
         worker = stack.worker("registry", db_url)
@@ -277,11 +322,7 @@ async def _first_publish(url: str, headers: dict[str, str], db_url: str) -> None
 def report(
     args: argparse.Namespace, env: dict[str, Any], results: dict[str, Any], logs: Path
 ) -> dict[str, Any]:
-    labels = {
-        "naive": "naive POST /items",
-        "service": "registry POST /v1/organisations",
-        "service_with_relay": "registry + relay worker (same route)",
-    }
+    labels = LABELS
     rows = []
     for key, r in results.items():
         cores = r["cores_used"]
@@ -334,6 +375,14 @@ def report(
             f"ratio service/naive: {ratio:.2f}  (target >= {TARGET_RATIO}: "
             f"{met(ratio >= TARGET_RATIO)})"
         )
+        if results.get("naive_no_reset", {}).get("requests_per_s"):
+            same_pool = (
+                results["service"]["requests_per_s"] / results["naive_no_reset"]["requests_per_s"]
+            )
+            say(
+                f"ratio service/naive on a pool that skips the reset query, as the service's"
+                f" does: {same_pool:.2f}"
+            )
     if (
         "service_with_relay" in results
         and "service" in results
@@ -347,6 +396,13 @@ def report(
             f" {r.get('relay_lag_events', {})}, drained {r.get('relay_drain_after_load_s')} s"
             " after the load stopped"
         )
+    for key, r in results.items():
+        if "group_commit" in r:
+            g = r["group_commit"]
+            say(
+                f"{labels[key]}: {g['writes']} registrations in {g['statements']} statements"
+                f" (group commit: {g['writes_per_statement']} a statement, warm-ups included)"
+            )
     say()
     say("req/s by round, then second by second (does it hold as the tables grow?):")
     for key, r in results.items():
@@ -375,6 +431,14 @@ def report(
         },
         "results": results,
         "ratio_service_over_naive": ratio,
+        "ratio_service_over_naive_no_reset": (
+            round(
+                results["service"]["requests_per_s"] / results["naive_no_reset"]["requests_per_s"],
+                3,
+            )
+            if results.get("naive_no_reset", {}).get("requests_per_s") and "service" in results
+            else None
+        ),
         "target_ratio": TARGET_RATIO,
         "target_met": None if ratio is None else ratio >= TARGET_RATIO,
     }
@@ -393,10 +457,10 @@ async def main_async(args: argparse.Namespace) -> None:
         cleanup.callback(stop_popen, tansu)
         cleanup.callback(stack.stop_all)
         say("append benchmark: starting the targets (each on a fresh database) ...")
-        targets = [
-            await start_naive(stack, server_url, cleanup),
-            await start_service(stack, server_url, cleanup, with_relay=False),
-        ]
+        targets = [await start_naive(stack, server_url, cleanup)]
+        if args.naive_no_reset:
+            targets.append(await start_naive(stack, server_url, cleanup, no_reset=True))
+        targets.append(await start_service(stack, server_url, cleanup, with_relay=False))
         if args.relay:
             targets.append(await start_service(stack, server_url, cleanup, with_relay=True))
         per_round = args.seconds / args.rounds
@@ -444,6 +508,13 @@ def main() -> None:
         default=["UA"],
         help="countries the organisations take turns in (default UA: the registry takes one lock"
         " per country, so one country is the contended case)",
+    )
+    parser.add_argument(
+        "--no-naive-no-reset",
+        dest="naive_no_reset",
+        action="store_false",
+        help="skip the naive route on a pool without asyncpg's reset query (the services' pool"
+        " skips it; the plain naive route, the issue's baseline, pays it)",
     )
     parser.add_argument(
         "--no-relay",

@@ -60,7 +60,7 @@ class BenchStack(Stack):
                 env.pop(name, None)
         return env
 
-    def factory_app(self, name: str, factory: str, db_url: str) -> Proc:
+    def factory_app(self, name: str, factory: str, db_url: str, **extra_env: str) -> Proc:
         """Any `uvicorn --factory` app, started exactly as Stack.api starts a service."""
         port = free_port()
         proc = Proc(
@@ -78,7 +78,7 @@ class BenchStack(Stack):
                 "--log-level",
                 "warning",
             ],
-            self.env(db_url),
+            self.env(db_url, **extra_env),
             self.logs / f"{name}.log",
             port=port,
         )

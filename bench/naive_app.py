@@ -1,14 +1,17 @@
 """The baseline for bench.append: the least a FastAPI + asyncpg route can do to store a write.
 
 `uvicorn --factory bench.naive_app:create_app`. `POST /items` inserts the JSON body as one jsonb
-row (one autocommitted statement) and answers 201 with its id. Same pool as a service (size from
-Settings, 20 by default; same create_pool options as shared.db.Database), same uvicorn, same
-DATABASE_URL. No auth, no validation model, no event log, no projection, no middleware.
+row (one autocommitted statement) and answers 201 with its id. Same pool size as a service
+(Settings, 20 by default) and the same command_timeout, same uvicorn, same DATABASE_URL; the
+rest of the pool is asyncpg's defaults, as a naive route takes them: each release runs asyncpg's
+reset query (a round trip the services' pool skips, shared.db._no_session_reset). No auth, no
+validation model, no event log, no projection, no middleware, no grouping of writes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -29,9 +32,16 @@ CREATE TABLE IF NOT EXISTS bench_items (
 """
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """The services' choice (shared.db._no_session_reset), for the NAIVE_NO_RESET=1 variant."""
+
+
 def create_app() -> FastAPI:
     settings = Settings()
     state: dict[str, asyncpg.Pool] = {}
+    # NAIVE_NO_RESET=1: the same route on a pool that skips the reset query, as the services'
+    # pool does (bench.append reports it beside the plain naive route)
+    no_reset = os.environ.get("NAIVE_NO_RESET") == "1"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +51,7 @@ def create_app() -> FastAPI:
             min_size=1,
             max_size=settings.database_pool_size,
             command_timeout=30,
+            **({"reset": _no_reset} if no_reset else {}),
         )
         await pool.execute(TABLE)
         state["pool"] = pool

@@ -37,7 +37,7 @@ class Principal:
     roles: frozenset[Role]
 
     def has(self, *roles: Role) -> bool:
-        return any(r in self.roles for r in roles)
+        return not self.roles.isdisjoint(roles)
 
     def require(self, *roles: Role) -> None:
         if not self.has(*roles):

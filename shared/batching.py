@@ -31,10 +31,12 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 64,
         max_in_flight: int = 4,
+        observe: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
         self._run = run
+        self._observe = observe  # told each batch's size
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
@@ -70,6 +72,8 @@ class GroupCommit(Generic[T, R]):
                 continue
             self.batches += 1
             self.items += len(batch)
+            if self._observe is not None:
+                self._observe(len(batch))
             try:
                 results = await self._run([item for item, _ in batch])
                 if len(results) != len(batch):

@@ -48,7 +48,14 @@ class ServiceContext:
         first use; the app closes them at shutdown."""
         batcher = self.group_commits.get(name)
         if batcher is None:
-            batcher = self.group_commits[name] = GroupCommit(run)
+            batches = self.metrics.group_commit_batches(name)
+            items = self.metrics.group_commit_items(name)
+
+            def observe(size: int) -> None:
+                batches.inc()
+                items.inc(size)
+
+            batcher = self.group_commits[name] = GroupCommit(run, observe=observe)
         return batcher
 
 

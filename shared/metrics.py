@@ -57,3 +57,15 @@ class Metrics:
             ["service"],
             registry=self.registry,
         ).labels(**labels)
+        self.group_commit_batches = Counter(
+            "twinaid_group_commit_batches",
+            "Statements run by a group commit (shared/batching.py)",
+            ["kind"],
+            registry=self.registry,
+        ).labels
+        self.group_commit_items = Counter(
+            "twinaid_group_commit_items",
+            "Writes those statements carried (items / batches: the mean batch)",
+            ["kind"],
+            registry=self.registry,
+        ).labels

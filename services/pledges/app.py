@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
         service=SERVICE,
         settings=settings or Settings(),
-        routers=[api.router],
+        routers=api.routers,
         schema=[directory.SCHEMA, db.schema_text("services.pledges")],
         title="twinaid pledges",
         description="Needs posted by recipients, pledges in kind and in money, what arrived.",

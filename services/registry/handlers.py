@@ -110,6 +110,10 @@ class Registration:
 
     arguments: tuple[Any, ...]
     answer: dict[str, Any]
+    organisation_id: str
+    country: str
+    names: frozenset[str]  # its folded names: what makes a later registration its namesake
+    namesakes: frozenset[str] | None  # the folded names it must not share (None: `distinct`)
 
 
 def prepare_registration(
@@ -149,12 +153,15 @@ def prepare_registration(
     )
     if row is None:
         return None
-    namesakes = (
-        None if distinct else [domain.fold_name(n) for n in (command.name, *command.aliases)]
-    )
+    names = [domain.fold_name(n) for n in (command.name, *command.aliases)]
+    namesakes = None if distinct else names
     return Registration(
         arguments=(_name_locks(command), command.country, namesakes, *append, *row),
         answer={"organisation_id": command.organisation_id, "version": len(events)},
+        organisation_id=command.organisation_id,
+        country=command.country,
+        names=frozenset(names),
+        namesakes=None if namesakes is None else frozenset(namesakes),
     )
 
 
@@ -163,23 +170,38 @@ async def register_together(
 ) -> list[dict[str, Any] | None]:
     """Registrations as one statement (registry_register_organisations): the same locks,
     checks, events and read-model rows as each would have alone, one round trip and one commit
-    for all. Each gets its answer, or None when it could not be decided alone (a namesake, the
-    id taken) and wrote nothing. When the statement fails on the server (a concurrent
-    registration of the same id, a deadlock) nothing is written and every one gets None; a
-    lost connection is raised, as the statement may have committed."""
+    for all. Each gets its answer, or None when it could not be decided here (a namesake, the
+    id taken, or a namesake or repeated id of an earlier item of the same call) and wrote
+    nothing. When the statement fails on the server (a concurrent registration of the same id,
+    a deadlock) nothing is written and every one gets None; a lost connection is raised, as
+    the statement may have committed."""
+    # Within one statement no item may be another's namesake or repeat its id: a later one
+    # stays out (None) and decides on the ordinary path, after this statement committed.
+    together: list[int] = []
+    ids: set[str] = set()
+    names: set[tuple[str, str]] = set()
+    for index, r in enumerate(registrations):
+        if r.organisation_id in ids or (
+            r.namesakes is not None and any((r.country, n) in names for n in r.namesakes)
+        ):
+            continue
+        together.append(index)
+        ids.add(r.organisation_id)
+        names.update((r.country, n) for n in r.names)
+    answers: list[dict[str, Any] | None] = [None] * len(registrations)
     try:
         outcomes = await conn.fetchval(
             "SELECT registry_register_organisations($1::registry_registration[])",
-            [r.arguments for r in registrations],
+            [registrations[i].arguments for i in together],
         )
     except asyncpg.PostgresError as exc:
         if isinstance(exc, CONNECTION_LOST):
             raise
-        return [None] * len(registrations)
-    return [
-        r.answer if outcome is None else None
-        for r, outcome in zip(registrations, outcomes, strict=True)
-    ]
+        return answers
+    for index, outcome in zip(together, outcomes, strict=True):
+        if outcome is None:
+            answers[index] = registrations[index].answer
+    return answers
 
 
 async def register_in_one_statement(

@@ -41,68 +41,22 @@ CREATE INDEX IF NOT EXISTS partnerships_b ON partnerships (org_b);
 CREATE INDEX IF NOT EXISTS partnerships_pair ON partnerships
     (least(org_a, org_b), greatest(org_a, org_b), kind) WHERE status = 'signed';
 
--- A registration in one statement (handlers.register_in_one_statement): the ordinary path's
--- name locks, namesake check, append to a new stream and read-model row, with no round trip
--- between them and no transaction around them (one statement is atomic on its own). Each
--- statement of a plpgsql function takes a fresh snapshot, so the namesake check sees what a
--- registration that held one of the locks before us committed. Returns NULL when registered,
--- else why not ('namesake': a namesake in the country; 'taken': the stream is not new), and
--- then nothing was written: the ordinary path decides and explains.
-CREATE OR REPLACE FUNCTION registry_register_organisation(
-    -- the ordinary path's advisory lock keys, in its order; the folded names to look for in
-    -- p_country (NULL: no namesake check, `distinct`)
-    p_locks text[], p_country text, p_namesakes text[],
-    -- twinaid_append's arguments (shared/schema.sql)
-    p_stream_type text, p_stream_id text, p_expected integer, p_recorded_at timestamptz,
-    p_metadata text, p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
-    p_occurred_at timestamptz[], p_data text[],
-    -- the organisations row (projections.new_organisation_row)
-    p_organisation_id text, p_name text, p_name_folded text, p_kind text, p_org_country text,
-    p_region text, p_aliases text[], p_search_names text[], p_coordinates text,
-    p_parent_id text, p_version integer, p_registered_at timestamptz, p_contacts text
-) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    lock_key text;
-    found boolean;
-BEGIN
-    FOREACH lock_key IN ARRAY p_locks LOOP
-        PERFORM pg_advisory_xact_lock(hashtext(lock_key));
-    END LOOP;
-    IF p_namesakes IS NOT NULL THEN
-        -- Only the GIN index, as in handlers._namesake. EXECUTE: planned at each call for the
-        -- table as it is, where a plan cached with the function would keep the sequential
-        -- scan it chose while the table was empty (until an ANALYZE), however large it grew.
-        EXECUTE 'WITH named AS MATERIALIZED ('
-                ' SELECT country FROM organisations WHERE search_names && $1'
-                ') SELECT EXISTS (SELECT 1 FROM named WHERE country = $2)'
-            INTO found USING p_namesakes, p_country;
-        IF found THEN
-            RETURN 'namesake';
-        END IF;
-    END IF;
-    IF twinaid_append(p_stream_type, p_stream_id, p_expected, p_recorded_at, p_metadata,
-                      p_event_ids, p_event_types, p_schema_versions, p_occurred_at, p_data)
-       <> cardinality(p_event_ids) THEN
-        RETURN 'taken';
-    END IF;
-    INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
-                               aliases, search_names, coordinates, parent_id, version,
-                               registered_at, updated_at, contacts)
-    VALUES (p_organisation_id, p_name, p_name_folded, p_kind, p_org_country, p_region,
-            p_aliases, p_search_names, p_coordinates::jsonb, p_parent_id, p_version,
-            p_registered_at, p_registered_at, p_contacts::jsonb)
-    ON CONFLICT (organisation_id) DO NOTHING;
-    RETURN NULL;
-END $$;
-
--- Registrations that arrive together, as one statement (group commit, shared/batching.py;
--- handlers.register_together): one round trip and one commit for all of them. An item is
--- registry_register_organisation's arguments, in its order. Every item's name locks are taken
--- first, in one order for the whole batch (byte order, as Python sorts them for the ordinary
--- path), so batches and ordinary registrations never wait on each other in a cycle; then each
--- item runs as it would alone, seeing the items before it (a namesake within the batch is a
--- namesake). Returns each item's outcome (NULL: registered); an item with an outcome wrote
--- nothing, and decides again on the ordinary path. If the statement fails, nothing is written.
+-- Registrations in one statement (handlers.register_together; several when they arrive
+-- together: group commit, shared/batching.py): the ordinary path's name locks, namesake check,
+-- append to a new stream and read-model row, for every item at once, with no round trip between
+-- them and no transaction around them (one statement is atomic on its own). An item is a
+-- registry_registration: the lock keys, the folded names to look for in its country (NULL: no
+-- namesake check, `distinct`), twinaid_append's arguments (shared/schema.sql) and the
+-- organisations row (projections.new_organisation_row).
+--
+-- Every item's locks are taken first, in one order for the whole statement (byte order, as
+-- Python sorts them for the ordinary path), so statements and ordinary registrations never wait
+-- on each other in a cycle. The checks run after the locks, in a statement of their own with a
+-- fresh snapshot: they see what a registration that held one of the locks before us committed.
+-- Items of one statement never conflict with each other (handlers.register_together keeps
+-- namesakes and repeated ids of one batch apart). Returns each item's outcome: NULL when
+-- registered, else why not ('namesake': a namesake in the country; 'taken': the stream is not
+-- new), and then that item wrote nothing: the ordinary path decides and explains.
 DO $$
 BEGIN
     CREATE TYPE registry_registration AS (
@@ -117,12 +71,17 @@ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 
+-- the one-registration function this replaced
+DROP FUNCTION IF EXISTS registry_register_organisation(
+    text[], text, text[], text, text, integer, timestamptz, text, uuid[], text[], integer[],
+    timestamptz[], text[], text, text, text, text, text, text, text[], text[], text, text,
+    integer, timestamptz, text);
+
 CREATE OR REPLACE FUNCTION registry_register_organisations(p_items registry_registration[])
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     lock_key text;
-    item registry_registration;
-    outcomes text[] := '{}';
+    outcomes text[];
 BEGIN
     FOR lock_key IN
         SELECT DISTINCT k COLLATE "C" FROM unnest(p_items) AS i, unnest(i.locks) AS k
@@ -130,14 +89,42 @@ BEGIN
     LOOP
         PERFORM pg_advisory_xact_lock(hashtext(lock_key));
     END LOOP;
-    FOREACH item IN ARRAY p_items LOOP
-        outcomes := outcomes || registry_register_organisation(
-            item.locks, item.country, item.namesakes,
-            item.stream_type, item.stream_id, item.expected, item.recorded_at, item.metadata,
-            item.event_ids, item.event_types, item.schema_versions, item.occurred_at, item.data,
-            item.organisation_id, item.name, item.name_folded, item.kind, item.org_country,
-            item.region, item.aliases, item.search_names, item.coordinates, item.parent_id,
-            item.version, item.registered_at, item.contacts);
-    END LOOP;
+    -- Namesakes through the GIN index only, as in handlers._namesake. EXECUTE: planned at each
+    -- call for the table as it is (once a statement, for all its items), where a plan cached
+    -- with the function would keep the sequential scan it chose while the table was empty.
+    EXECUTE $q$
+        SELECT array_agg(CASE
+            WHEN i.namesakes IS NOT NULL AND EXISTS (
+                -- OFFSET 0: the names alone, never ANDed with the country index (which would
+                -- walk every organisation of the country)
+                SELECT 1 FROM (SELECT o.country FROM organisations o
+                               WHERE o.search_names && i.namesakes OFFSET 0) AS named
+                WHERE named.country = i.country)
+            THEN 'namesake'
+            WHEN EXISTS (SELECT 1 FROM events e WHERE e.stream_id = i.stream_id)
+            THEN 'taken'
+        END ORDER BY i.ordinality)
+        FROM unnest($1) WITH ORDINALITY AS i
+    $q$ INTO outcomes USING p_items;
+    -- what twinaid_append would append, for the items that can be registered, in item order
+    INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
+                        schema_version, occurred_at, recorded_at, data, metadata)
+    SELECT ev.event_id, i.stream_type, i.stream_id, i.expected + ev.ord::integer, ev.event_type,
+           ev.schema_version, ev.occurred_at, i.recorded_at, ev.data::json, i.metadata::json
+    FROM unnest(p_items) WITH ORDINALITY AS i,
+         unnest(i.event_ids, i.event_types, i.schema_versions, i.occurred_at, i.data)
+             WITH ORDINALITY AS ev(event_id, event_type, schema_version, occurred_at, data, ord)
+    WHERE outcomes[i.ordinality::integer] IS NULL
+    ORDER BY i.ordinality, ev.ord;
+    INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
+                               aliases, search_names, coordinates, parent_id, version,
+                               registered_at, updated_at, contacts)
+    SELECT i.organisation_id, i.name, i.name_folded, i.kind, i.org_country, i.region,
+           i.aliases, i.search_names, i.coordinates::jsonb, i.parent_id, i.version,
+           i.registered_at, i.registered_at, i.contacts::jsonb
+    FROM unnest(p_items) WITH ORDINALITY AS i
+    WHERE outcomes[i.ordinality::integer] IS NULL
+    ORDER BY i.ordinality
+    ON CONFLICT (organisation_id) DO NOTHING;
     RETURN outcomes;
 END $$;

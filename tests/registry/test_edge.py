@@ -240,6 +240,26 @@ async def test_metrics_count_requests_and_appends(api: Api) -> None:
     )
 
 
+async def test_metrics_count_each_request_and_made_up_methods_as_other(api: Api) -> None:
+    """Each request counts once in its series (the series are kept, not looked up again), and
+    a method a client makes up does not make a series of its own."""
+    for _ in range(3):
+        await api.client.post("/v1/organisations", json={}, headers=api.auth(api.admin))
+    for method in ("BREW", "PROPFIND", "BREW"):
+        await api.client.request(method, "/v1/organisations", headers=api.auth(api.admin))
+    text = (await api.client.get("/metrics")).text
+    assert (
+        'twinaid_http_requests_total{method="POST",route="/v1/organisations",status="422"} 3.0'
+        in text
+    )
+    assert (
+        'twinaid_http_requests_total{method="OTHER",route="/v1/organisations",status="405"} 3.0'
+        in text
+    )
+    assert "BREW" not in text and "PROPFIND" not in text
+    assert 'twinaid_http_request_seconds_count{route="/v1/organisations"} 6.0' in text
+
+
 async def test_an_oversized_body_is_a_413_problem_and_stores_nothing(api: Api) -> None:
     huge = {**KHARKIV, "region": "x" * 1_100_000}
     response = await api.client.post("/v1/organisations", json=huge, headers=api.auth(api.admin))

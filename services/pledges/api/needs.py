@@ -25,7 +25,7 @@ from shared.event_store import PostgresEventStore
 from shared.routes import event_json
 from shared.web import Caller, Ctx, write
 
-router = APIRouter(tags=["needs"])
+router = APIRouter(prefix="/v1", tags=["needs"])
 
 
 @router.post("/needs", status_code=201)

@@ -33,7 +33,7 @@ from shared.events import NewEvent
 from shared.routes import event_json
 from shared.web import Caller, Ctx, write
 
-router = APIRouter(tags=["pledges"])
+router = APIRouter(prefix="/v1", tags=["pledges"])
 
 
 def _line(i: int, body: LineIn) -> domain.LineSpec:

@@ -13,7 +13,7 @@ from services.pledges import domain, reports, totals
 from services.pledges.tables import Conversion, Table
 from shared.web import Caller, Ctx
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(prefix="/v1", tags=["reports"])
 
 Id = Annotated[str | None, Query(max_length=100)]
 
