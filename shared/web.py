@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import db as dbmod
 from shared import idempotency, logs, problems, routes
 from shared.auth import Authenticator, Principal
-from shared.deps import Caller, Ctx, ServiceContext, metadata_for, utcnow
+from shared.deps import Caller, Ctx, ServiceContext, context_of, header, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.events import Metadata
 from shared.metrics import Metrics
@@ -35,6 +35,7 @@ __all__ = [
     "Caller",
     "Ctx",
     "ServiceContext",
+    "context_of",
     "create_app",
     "execute_write",
     "utcnow",
@@ -248,10 +249,13 @@ async def execute_write(
     use case's one-statement form) runs first, outside any transaction: BEGIN and COMMIT are
     two round trips of their own; the use case runs when the attempt cannot decide.
     """
-    raw_key = request.headers.get("idempotency-key")
+    raw_key = header(request, b"idempotency-key")
     key = idempotency.check_key(raw_key) if raw_key is not None else None
-    digest = idempotency.request_hash(request.method, request.scope["path"], await request.body())
+    digest = b""
     if key is not None:
+        digest = idempotency.request_hash(
+            request.method, request.scope["path"], await request.body()
+        )
         stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
         if stored is not None:
             return JSONResponse(
