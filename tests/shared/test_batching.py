@@ -30,6 +30,13 @@ class Recorder:
         return [2 * i for i in items]
 
 
+def held(**limits: int) -> tuple[Recorder, GroupCommit[int, int]]:
+    """A batcher whose batches wait at the recorder's gate until the test opens it."""
+    run = Recorder()
+    run.gate.clear()
+    return run, GroupCommit(run, **limits)
+
+
 async def test_a_lone_item_runs_at_once_in_a_batch_of_its_own() -> None:
     run = Recorder()
     batcher = GroupCommit(run)
@@ -38,9 +45,7 @@ async def test_a_lone_item_runs_at_once_in_a_batch_of_its_own() -> None:
 
 
 async def test_items_that_arrive_while_the_slots_are_busy_run_together_in_order() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_in_flight=1)
+    run, batcher = held(max_in_flight=1)
     first = asyncio.create_task(batcher.submit(1))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -54,9 +59,7 @@ async def test_items_that_arrive_while_the_slots_are_busy_run_together_in_order(
 
 
 async def test_no_batch_is_larger_than_max_batch() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_batch=4, max_in_flight=1)
+    run, batcher = held(max_batch=4, max_in_flight=1)
     tasks = [asyncio.create_task(batcher.submit(i)) for i in range(10)]
     await asyncio.sleep(0)
     run.gate.set()
@@ -65,9 +68,7 @@ async def test_no_batch_is_larger_than_max_batch() -> None:
 
 
 async def test_up_to_max_in_flight_batches_run_at_once() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_in_flight=3)
+    run, batcher = held(max_in_flight=3)
     tasks = []
     for i in range(5):
         tasks.append(asyncio.create_task(batcher.submit(i)))
@@ -80,9 +81,7 @@ async def test_up_to_max_in_flight_batches_run_at_once() -> None:
 
 
 async def test_an_error_reaches_every_item_of_its_batch_and_the_next_batch_still_runs() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_in_flight=1)
+    run, batcher = held(max_in_flight=1)
     failing = [asyncio.create_task(batcher.submit(i)) for i in range(3)]
     await asyncio.sleep(0)
     run.fail = ConnectionResetError("lost")
@@ -106,9 +105,7 @@ async def test_a_wrong_number_of_answers_is_an_error_not_a_shifted_answer() -> N
 
 
 async def test_an_item_cancelled_while_it_waits_is_left_out_of_its_batch() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_in_flight=1)
+    run, batcher = held(max_in_flight=1)
     first = asyncio.create_task(batcher.submit(1))
     await asyncio.sleep(0)
     second = asyncio.create_task(batcher.submit(2))
@@ -127,9 +124,7 @@ async def test_an_item_queued_as_the_last_batch_ends_is_not_stranded() -> None:
     """A batch task that finds the queue empty stops counting itself in that same step: an
     item submitted in the same turn of the loop, right after, still starts a batch (a done
     callback, a turn later, would leave it waiting for nobody)."""
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_in_flight=1)
+    run, batcher = held(max_in_flight=1)
     first = asyncio.create_task(batcher.submit(1))
     await asyncio.sleep(0)
     await asyncio.sleep(0)  # the batch of [1] waits at the gate
@@ -147,9 +142,7 @@ async def test_an_item_queued_as_the_last_batch_ends_is_not_stranded() -> None:
 
 
 async def test_close_cancels_what_waits_and_what_runs() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = GroupCommit(run, max_in_flight=1)
+    _, batcher = held(max_in_flight=1)
     running = asyncio.create_task(batcher.submit(1))
     await asyncio.sleep(0)
     waiting = asyncio.create_task(batcher.submit(2))
