@@ -30,11 +30,11 @@ class Recorder:
         return [2 * i for i in items]
 
 
-def held(**limits: int) -> tuple[Recorder, GroupCommit[int, int]]:
+def held(*, max_batch: int = 64, max_in_flight: int = 4) -> tuple[Recorder, GroupCommit[int, int]]:
     """A batcher whose batches wait at the recorder's gate until the test opens it."""
     run = Recorder()
     run.gate.clear()
-    return run, GroupCommit(run, **limits)
+    return run, GroupCommit(run, max_batch=max_batch, max_in_flight=max_in_flight)
 
 
 async def test_a_lone_item_runs_at_once_in_a_batch_of_its_own() -> None:
