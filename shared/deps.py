@@ -59,15 +59,9 @@ class ServiceContext:
         return batcher
 
 
-def context_of(request: Request) -> ServiceContext:
-    """The service context, for a route that takes the Request anyway: a hot route saves the
-    resolution of a dependency (FastAPI computes a cache key for each on every request)."""
+async def context(request: Request) -> ServiceContext:  # async: no worker thread
     ctx: ServiceContext = request.app.state.ctx
     return ctx
-
-
-async def context(request: Request) -> ServiceContext:  # async: no worker thread
-    return context_of(request)
 
 
 def header(request: Request, name: bytes) -> str | None:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import db as dbmod
 from shared import idempotency, logs, problems, routes
 from shared.auth import Authenticator, Principal
-from shared.deps import Caller, Ctx, ServiceContext, context_of, header, metadata_for, utcnow
+from shared.deps import Caller, Ctx, ServiceContext, header, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.events import Metadata
 from shared.metrics import Metrics
@@ -35,7 +35,6 @@ __all__ = [
     "Caller",
     "Ctx",
     "ServiceContext",
-    "context_of",
     "create_app",
     "execute_write",
     "utcnow",

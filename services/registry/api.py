@@ -30,7 +30,7 @@ from services.registry.requests import (
 from shared.auth import Principal, Role
 from shared.errors import NotFound
 from shared.events import Metadata
-from shared.web import Caller, Ctx, ServiceContext, context_of, write
+from shared.web import Caller, Ctx, ServiceContext, write
 
 router = APIRouter(prefix="/v1")
 
@@ -46,11 +46,10 @@ def _sees_contacts(caller: Principal, organisation_id: str) -> bool:
 
 @router.post("/organisations", status_code=201, tags=["organisations"])
 async def register_organisation(
-    body: OrganisationIn, request: Request, caller: Caller
+    body: OrganisationIn, request: Request, ctx: Ctx, caller: Caller
 ) -> JSONResponse:
     """Register an organisation (registry administrators). A namesake in the same country is
     refused with 409 naming it, unless `distinct` is true."""
-    ctx = context_of(request)  # not a Ctx dependency: the busiest write route saves its cost
     caller.require(Role.REGISTRY_ADMIN)
     command = domain.RegisterOrganisation(
         organisation_id=body.organisation_id or str(uuid.uuid4()),
