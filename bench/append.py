@@ -1,7 +1,7 @@
 """Append throughput through HTTP: the registry's POST /v1/organisations against a naive baseline.
 
 `python -m bench.append [--seconds 15] [--rounds 3] [--concurrency 32] [--countries UA]
-[--pg embedded|system|URL] [--no-relay] [--no-naive-no-reset]`
+[--pg embedded|system|URL] [--no-relay] [--no-naive-no-reset] [--no-default-gc]`
 
 Targets, each a single uvicorn process on a fresh database, loaded one at a time; the measured
 seconds are split into rounds in which the targets take turns, so that a change in the machine's
@@ -11,6 +11,8 @@ background load (it is shared) hits every target alike:
               (what the service gains from its pool alone: a second ratio, for reference)
   service     the real registry API (auth, validation, namesake check, append, projection;
               registrations that arrive together share one statement: shared/batching.py)
+  default GC  the same registry with GC_GEN0_THRESHOLD=0: CPython's collector as it comes,
+              not tuned as the services tune it (shared/runtime.py): what the tuning gives
   +relay      the same, with the registry worker sealing and publishing to Tansu meanwhile
 The load client is its own process (bench/load.py); every request registers a new organisation.
 Prints figures and writes bench/results/append.json; the 0.75 ratio target is reported, never
@@ -65,6 +67,7 @@ LABELS = {
     "naive": "naive POST /items",
     "naive_no_reset": "naive, pool without reset query",
     "service": "registry POST /v1/organisations",
+    "service_default_gc": "registry, Python's default GC",
     "service_with_relay": "registry + relay worker (same route)",
 }
 WARMUP_S = 2.0
@@ -110,7 +113,7 @@ async def measure_round(
     for label, pid in target.extra_pids.items():
         meter.watch(label, pid)
     waits = WaitSampler(target.db_url)
-    grouped_before = await _group_commit(target)
+    counters_before = await _server_counters(target)
 
     def on_start() -> None:
         meter.mark("start")
@@ -153,24 +156,40 @@ async def measure_round(
             raw["published_per_s"] = (last["published"] - first["published"]) / (a1 - a0)
             raw["lags"] = [row["committed"] - row["published"] for _, row in window]
         raw["drain_s"] = await _drain(target.db_url)
-    grouped_after = await _group_commit(target)
-    if grouped_before is not None and grouped_after is not None:
-        raw["group_commit"] = [a - b for a, b in zip(grouped_after, grouped_before, strict=True)]
+    counters_after = await _server_counters(target)
+    if counters_before is not None and counters_after is not None:
+        raw["counters"] = {
+            k: counters_after[k] - counters_before.get(k, 0.0) for k in counters_after
+        }
     target.rounds.append(raw)
 
 
-async def _group_commit(target: Target) -> tuple[float, float] | None:
-    """The server's group-commit counters (statements, writes they carried) from /metrics."""
+SERVER_COUNTERS = {
+    # what the service's /metrics counts, by the name this bench gives it
+    "statements": 'twinaid_group_commit_batches_total{kind="registrations"}',
+    "writes": 'twinaid_group_commit_items_total{kind="registrations"}',
+    "gc_young": 'python_gc_collections_total{generation="0"}',
+    "gc_middle": 'python_gc_collections_total{generation="1"}',
+    "gc_full": 'python_gc_collections_total{generation="2"}',
+    "gc_objects_collected": None,  # summed over the generations
+}
+
+
+async def _server_counters(target: Target) -> dict[str, float] | None:
+    """The service's group-commit and garbage-collector counters, from its /metrics."""
     if not target.group_commit:
         return None
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(f"http://127.0.0.1:{target.server.port}/metrics")).text
-    found = {}
+    found = dict.fromkeys(SERVER_COUNTERS, 0.0)
+    by_series = {series: name for name, series in SERVER_COUNTERS.items() if series}
     for line in text.splitlines():
-        for name in ("batches", "items"):
-            if line.startswith(f'twinaid_group_commit_{name}_total{{kind="registrations"}}'):
-                found[name] = float(line.rsplit(" ", 1)[1])
-    return found.get("batches", 0.0), found.get("items", 0.0)
+        series, _, value = line.rpartition(" ")
+        if series in by_series:
+            found[by_series[series]] = float(value)
+        elif series.startswith("python_gc_objects_collected_total{"):
+            found["gc_objects_collected"] += float(value)
+    return found
 
 
 def combine(target: Target) -> dict[str, Any]:
@@ -207,14 +226,25 @@ def combine(target: Target) -> dict[str, Any]:
             k: round(v / max(samples, 1), 2) for k, v in waits.most_common(6)
         },
     }
-    grouped = [r["group_commit"] for r in rounds if "group_commit" in r]
-    if grouped:
-        statements = sum(g[0] for g in grouped)
-        writes = sum(g[1] for g in grouped)
+    counted = [r["counters"] for r in rounds if "counters" in r]
+    if counted:
+        total = {k: sum(c.get(k, 0.0) for c in counted) for k in SERVER_COUNTERS}
+        statements, writes = total["statements"], total["writes"]
         result["group_commit"] = {
             "statements": int(statements),
             "writes": int(writes),
             "writes_per_statement": round(writes / statements, 1) if statements else None,
+        }
+        result["garbage_collector"] = {
+            "collections": {
+                "young": int(total["gc_young"]),
+                "middle": int(total["gc_middle"]),
+                "full": int(total["gc_full"]),
+            },
+            "young_collections_per_1000_writes": (
+                round(1000 * total["gc_young"] / writes, 1) if writes else None
+            ),
+            "objects_collected": int(total["gc_objects_collected"]),
         }
     if target.relay is not None:
         lags = [x for r in rounds for x in r.get("lags", [])]
@@ -267,21 +297,33 @@ async def start_naive(
 
 
 async def start_service(
-    stack: BenchStack, server_url: str, cleanup: AsyncExitStack, *, with_relay: bool
+    stack: BenchStack,
+    server_url: str,
+    cleanup: AsyncExitStack,
+    *,
+    with_relay: bool,
+    default_gc: bool = False,
 ) -> Target:
     db_url = await cleanup.enter_async_context(
         fresh_database(server_url, dbmod.schema_text("services.registry"))
     )
     token = await issue_key(db_url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
     headers = {"Authorization": f"Bearer {token}"}
-    api = stack.api("registry", db_url)
+    if default_gc:  # the same app with CPython's collector as it comes
+        api = stack.factory_app(
+            "registry-default-gc-api",
+            "services.registry.app:create_app",
+            db_url,
+            GC_GEN0_THRESHOLD="0",
+        )
+    else:
+        api = stack.api("registry", db_url)
     cleanup.callback(stack.stop, api)
     url = stack.wait_ready(api)
+    key = "service_with_relay" if with_relay else "service_default_gc" if default_gc else "service"
     target = Target(
-        key="service_with_relay" if with_relay else "service",
-        label="registry + relay worker (same route)"
-        if with_relay
-        else "registry POST /v1/organisations",
+        key=key,
+        label=LABELS[key],
         server=api,
         db_url=db_url,
         path="/v1/organisations",
@@ -403,6 +445,27 @@ def report(
                 f"{labels[key]}: {g['writes']} registrations in {g['statements']} statements"
                 f" (group commit: {g['writes_per_statement']} a statement, warm-ups included)"
             )
+    for key, r in results.items():
+        if "garbage_collector" in r:
+            g = r["garbage_collector"]
+            c = g["collections"]
+            say(
+                f"{labels[key]}: garbage collections young/middle/full {c['young']}/{c['middle']}"
+                f"/{c['full']} ({g['young_collections_per_1000_writes']} young a 1,000 writes),"
+                f" {g['objects_collected']} objects collected by them (warm-ups included)"
+            )
+    if (
+        "service_default_gc" in results
+        and "service" in results
+        and results["service_default_gc"]["requests_per_s"]
+    ):
+        gain = (
+            results["service"]["requests_per_s"] / results["service_default_gc"]["requests_per_s"]
+        )
+        say(
+            f"the services' GC tuning (shared/runtime.py): x{gain:.2f} req/s against"
+            " CPython's default"
+        )
     say()
     say("req/s by round, then second by second (does it hold as the tables grow?):")
     for key, r in results.items():
@@ -461,6 +524,10 @@ async def main_async(args: argparse.Namespace) -> None:
         if args.naive_no_reset:
             targets.append(await start_naive(stack, server_url, cleanup, no_reset=True))
         targets.append(await start_service(stack, server_url, cleanup, with_relay=False))
+        if args.default_gc:
+            targets.append(
+                await start_service(stack, server_url, cleanup, with_relay=False, default_gc=True)
+            )
         if args.relay:
             targets.append(await start_service(stack, server_url, cleanup, with_relay=True))
         per_round = args.seconds / args.rounds
@@ -515,6 +582,12 @@ def main() -> None:
         action="store_false",
         help="skip the naive route on a pool without asyncpg's reset query (the services' pool"
         " skips it; the plain naive route, the issue's baseline, pays it)",
+    )
+    parser.add_argument(
+        "--no-default-gc",
+        dest="default_gc",
+        action="store_false",
+        help="skip the registry with CPython's garbage collector as it comes (GC_GEN0_THRESHOLD=0)",
     )
     parser.add_argument(
         "--no-relay",

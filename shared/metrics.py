@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
 
 
 class Metrics:
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
+        GCCollector(registry=self.registry)  # python_gc_*: see shared/runtime.py
         labels = {"service": service}
         self.requests = Counter(
             "twinaid_http_requests",

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # the worker's health endpoint; 0 picks a free port
     worker_health_port: int = 0
     log_level: str = "INFO"
+    # CPython's young-generation GC threshold in API and worker processes (shared/runtime.py);
+    # 0 leaves the collector as Python sets it (700, no freeze)
+    gc_gen0_threshold: int = 10_000
     # browser origins allowed to call this API (the convoy board), e.g. ["http://127.0.0.1:8103"]
     cors_origins: list[str] = Field(default_factory=list)
     # where browsers reach each service's API: {"registry": "http://127.0.0.1:8101", ...}

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import db as dbmod
-from shared import idempotency, logs, problems, routes
+from shared import idempotency, logs, problems, routes, runtime
 from shared.auth import Authenticator, Principal
 from shared.deps import Caller, Ctx, ServiceContext, header, metadata_for, utcnow
 from shared.errors import TwinaidError
@@ -352,6 +352,7 @@ def create_app(
         ctx.auth = Authenticator(database.pool, ttl=settings.auth_cache_ttl)
         ctx.notifier = Notifier(settings.database_url)
         await ctx.notifier.start()
+        runtime.tune_gc(settings.gc_gen0_threshold)
         try:
             yield
         finally:

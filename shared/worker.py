@@ -14,7 +14,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db as dbmod
-from shared import kafka, logs, signing
+from shared import kafka, logs, runtime, signing
 from shared.consumer import ConsumerRunner, Handler
 from shared.metrics import Metrics
 from shared.outbox import Relay
@@ -75,6 +75,7 @@ class Worker:
             health = await asyncio.start_server(
                 self._health, "0.0.0.0", self.settings.worker_health_port
             )
+            runtime.tune_gc(self.settings.gc_gen0_threshold)
             log.info("worker of %s running", self.service)
             try:
                 await asyncio.gather(*tasks)
