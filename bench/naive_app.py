@@ -4,8 +4,12 @@
 row (one autocommitted statement) and answers 201 with its id. Same pool size as a service
 (Settings, 20 by default) and the same command_timeout, same uvicorn, same DATABASE_URL; the
 rest of the pool is asyncpg's defaults, as a naive route takes them: each release runs asyncpg's
-reset query (a round trip the services' pool skips, shared.db._no_session_reset). No auth, no
+reset query (a round trip the services' pool skips, shared.db._no_session_reset), and CPython's
+garbage collector as it comes (the services tune it: shared/runtime.py). No auth, no
 validation model, no event log, no projection, no middleware, no grouping of writes.
+
+NAIVE_AS_SERVICES=1: the same route with the services' process settings, their pool's (no
+reset query) and their collector's, for a second, reference ratio (bench.append reports it).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from fastapi import Body, FastAPI
 from fastapi.responses import JSONResponse
 
 from shared import db as dbmod
+from shared import runtime
 from shared.settings import Settings
 
 TABLE = """
@@ -33,15 +38,13 @@ CREATE TABLE IF NOT EXISTS bench_items (
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
-    """The services' choice (shared.db._no_session_reset), for the NAIVE_NO_RESET=1 variant."""
+    """The services' choice (shared.db._no_session_reset), for NAIVE_AS_SERVICES=1."""
 
 
 def create_app() -> FastAPI:
     settings = Settings()
     state: dict[str, asyncpg.Pool] = {}
-    # NAIVE_NO_RESET=1: the same route on a pool that skips the reset query, as the services'
-    # pool does (bench.append reports it beside the plain naive route)
-    no_reset = os.environ.get("NAIVE_NO_RESET") == "1"
+    as_services = os.environ.get("NAIVE_AS_SERVICES") == "1"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,10 +54,12 @@ def create_app() -> FastAPI:
             min_size=1,
             max_size=settings.database_pool_size,
             command_timeout=30,
-            **({"reset": _no_reset} if no_reset else {}),
+            **({"reset": _no_reset} if as_services else {}),
         )
         await pool.execute(TABLE)
         state["pool"] = pool
+        if as_services:
+            runtime.tune_gc(settings.gc_gen0_threshold)
         try:
             yield
         finally:
