@@ -6,12 +6,14 @@ and it is compared in constant time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 import asyncpg
 
@@ -111,12 +113,18 @@ async def revoke(conn: asyncpg.Connection, *, key_id: str) -> bool:
 
 
 class Authenticator:
-    """Resolves bearer tokens, caching positive answers for `ttl` seconds."""
+    """Resolves bearer tokens, caching positive answers for `ttl` seconds.
+
+    Requests of one key that find no fresh cache entry at the same moment (under load, every
+    request in flight when the entry expires) share one lookup instead of each taking a
+    pooled connection for the same row."""
 
     def __init__(self, pool: asyncpg.Pool, *, ttl: float) -> None:
         self.pool = pool
         self.ttl = ttl
         self._cache: dict[str, tuple[float, bytes, Principal]] = {}
+        self._lookups: dict[str, asyncio.Future[asyncpg.Record | None]] = {}
+        self.queries = 0  # lookups that went to the database
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -131,11 +139,7 @@ class Authenticator:
             if hmac.compare_digest(cached[1], digest):
                 return cached[2]
             raise Unauthenticated("the API key is not valid")
-        row = await self.pool.fetchrow(
-            "SELECT secret_hash, organisation, roles FROM api_keys"
-            " WHERE key_id = $1 AND revoked_at IS NULL",
-            key_id,
-        )
+        row = await self._lookup(key_id)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise Unauthenticated("the API key is not valid or was revoked")
         principal = Principal(
@@ -146,3 +150,28 @@ class Authenticator:
         if self.ttl > 0:
             self._cache[key_id] = (time.monotonic() + self.ttl, digest, principal)
         return principal
+
+    async def _lookup(self, key_id: str) -> asyncpg.Record | None:
+        """The key's row, one query at a time a key: who comes while it runs waits for it.
+        Shielded: a waiter that gives up (a client gone) does not cancel it for the rest."""
+        pending = self._lookups.get(key_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(key_id))
+            self._lookups[key_id] = pending
+            pending.add_done_callback(partial(self._looked_up, key_id))
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, key_id: str) -> asyncpg.Record | None:
+        self.queries += 1
+        row: asyncpg.Record | None = await self.pool.fetchrow(
+            "SELECT secret_hash, organisation, roles FROM api_keys"
+            " WHERE key_id = $1 AND revoked_at IS NULL",
+            key_id,
+        )
+        return row
+
+    def _looked_up(self, key_id: str, done: asyncio.Future[asyncpg.Record | None]) -> None:
+        if self._lookups.get(key_id) is done:
+            del self._lookups[key_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: raised to the waiters, if any are left
