@@ -81,6 +81,7 @@ CREATE OR REPLACE FUNCTION registry_register_organisations(p_items registry_regi
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     lock_key text;
+    names text[];
     outcomes text[];
 BEGIN
     FOR lock_key IN
@@ -89,23 +90,31 @@ BEGIN
     LOOP
         PERFORM pg_advisory_xact_lock(hashtext(lock_key));
     END LOOP;
-    -- Namesakes through the GIN index only, as in handlers._namesake. EXECUTE: planned at each
-    -- call for the table as it is (once a statement, for all its items), where a plan cached
-    -- with the function would keep the sequential scan it chose while the table was empty.
+    -- Namesakes through the GIN index only, as in handlers._namesake: one probe for the names
+    -- of every item, then each item's own check among the few organisations found. EXECUTE
+    -- plans the probe at each call with the names as values: the planner estimates `&&` from
+    -- the column's statistics and takes the index. Checked item by item against a name only
+    -- known per row, it would guess 1% of the table matches and, once ANALYZE has seen a large
+    -- table, scan all of it for every item (tests/registry/test_group_commit.py).
+    SELECT array_agg(DISTINCT n) INTO names
+    FROM unnest(p_items) AS i, unnest(i.namesakes) AS n;
     EXECUTE $q$
+        WITH named AS MATERIALIZED (
+            -- OFFSET 0: the names alone, never ANDed with the country index (which would walk
+            -- every organisation of the country)
+            SELECT o.country, o.search_names FROM organisations o
+            WHERE o.search_names && $2 OFFSET 0
+        )
         SELECT array_agg(CASE
             WHEN i.namesakes IS NOT NULL AND EXISTS (
-                -- OFFSET 0: the names alone, never ANDed with the country index (which would
-                -- walk every organisation of the country)
-                SELECT 1 FROM (SELECT o.country FROM organisations o
-                               WHERE o.search_names && i.namesakes OFFSET 0) AS named
-                WHERE named.country = i.country)
+                SELECT 1 FROM named
+                WHERE named.country = i.country AND named.search_names && i.namesakes)
             THEN 'namesake'
             WHEN EXISTS (SELECT 1 FROM events e WHERE e.stream_id = i.stream_id)
             THEN 'taken'
         END ORDER BY i.ordinality)
         FROM unnest($1) WITH ORDINALITY AS i
-    $q$ INTO outcomes USING p_items;
+    $q$ INTO outcomes USING p_items, coalesce(names, '{}');
     -- what twinaid_append would append, for the items that can be registered, in item order
     INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
                         schema_version, occurred_at, recorded_at, data, metadata)
