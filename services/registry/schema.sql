@@ -77,8 +77,12 @@ DROP FUNCTION IF EXISTS registry_register_organisation(
     timestamptz[], text[], text, text, text, text, text, text, text[], text[], text, text,
     integer, timestamptz, text);
 
+-- enable_seqscan off while it runs: every lookup here is by key or name, through an index.
+-- Where the table was never analysed (PostgreSQL's autovacuum off), the planner prices the
+-- names probe by guesswork, and up to some tens of thousands of organisations a scan of all of
+-- them came out cheaper on paper: 1.3 ms of a 2 ms statement at 4,500.
 CREATE OR REPLACE FUNCTION registry_register_organisations(p_items registry_registration[])
-RETURNS text[] LANGUAGE plpgsql AS $$
+RETURNS text[] LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     lock_key text;
     names text[];
@@ -93,7 +97,7 @@ BEGIN
     -- Namesakes through the GIN index only, as in handlers._namesake: one probe for the names
     -- of every item, then each item's own check among the few organisations found. EXECUTE
     -- plans the probe at each call with the names as values: the planner estimates `&&` from
-    -- the column's statistics and takes the index. Checked item by item against a name only
+    -- the column's statistics. Checked item by item against a name only
     -- known per row, it would guess 1% of the table matches and, once ANALYZE has seen a large
     -- table, scan all of it for every item (tests/registry/test_group_commit.py).
     SELECT array_agg(DISTINCT n) INTO names
