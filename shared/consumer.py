@@ -44,6 +44,36 @@ _DATABASE_TROUBLE: tuple[type[Exception], ...] = (ServiceUnavailable, *CONNECTIO
 __all__ = ["ConsumerRunner", "Handler", "Incoming", "parse_feed_event", "parse_record"]
 
 
+# The contiguous prefix of applied upstream positions: from the saved one, as far as the inbox
+# holds every next position (positions are unique a consumer and upstream, so the k-th row
+# after the saved prefix continues it exactly when its position is prefix + k).
+ADVANCE_SQL = """
+WITH saved AS (
+    SELECT coalesce((SELECT position FROM consumer_progress
+                     WHERE consumer = $1 AND upstream = $2), 0) AS start
+), ahead AS (
+    SELECT i.position, row_number() OVER (ORDER BY i.position) AS k
+    FROM inbox i, saved
+    WHERE i.consumer = $1 AND i.upstream = $2 AND i.position > saved.start
+    ORDER BY i.position
+    LIMIT 100000
+), reached AS (
+    SELECT saved.start,
+           coalesce((SELECT max(a.position) FROM ahead a WHERE a.position = saved.start + a.k),
+                    saved.start) AS contiguous,
+           (SELECT count(*) FROM ahead) AS ahead
+    FROM saved
+), progress AS (
+    INSERT INTO consumer_progress (consumer, upstream, position)
+    SELECT $1, $2, contiguous FROM reached WHERE contiguous > start
+    ON CONFLICT (consumer, upstream) DO UPDATE
+        SET position = greatest(consumer_progress.position, excluded.position),
+            updated_at = now()
+)
+SELECT start, contiguous, ahead FROM reached
+"""
+
+
 class _Duplicate(Exception):
     pass
 
@@ -90,17 +120,35 @@ class ConsumerRunner:
     async def apply_batch(
         self, batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]]
     ) -> None:
-        """Apply a fetched batch in ONE transaction (one commit, not one per event). If any
-        handler fails, or a replica raced us to an event, nothing of the batch is kept and each
-        event goes the careful way: its own transaction, bounded retries, dead letters."""
+        """Apply a fetched batch in ONE transaction (one commit, not one per event): one query
+        for which events the inbox already holds, the handlers in order, then one insert of
+        the new inbox rows. If any handler fails, or a replica raced us to an event, nothing
+        of the batch is kept and each event goes the careful way: its own transaction,
+        bounded retries, dead letters."""
         applied = duplicates = 0
         try:
             async with self.db.transaction() as conn:
+                seen = set(
+                    await conn.fetchval(
+                        "SELECT coalesce(array_agg(event_id::text), '{}') FROM inbox"
+                        " WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+                        self.name,
+                        [incoming.event_id for incoming, _ in batch],
+                    )
+                )
+                fresh: list[Incoming] = []
                 for incoming, _ in batch:
-                    if await self._apply_in(conn, incoming):
-                        applied += 1
-                    else:
+                    if str(incoming.event_id) in seen:  # applied before, or twice in the batch
                         duplicates += 1
+                        continue
+                    seen.add(str(incoming.event_id))
+                    handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
+                    if handler is not None:
+                        await handler(conn, incoming)
+                    fresh.append(incoming)
+                if fresh and await self._remember(conn, fresh) != len(fresh):
+                    raise _Duplicate  # a replica applied one of them meanwhile
+                applied = len(fresh)
         except _DATABASE_TROUBLE:
             raise
         except Exception:
@@ -108,6 +156,21 @@ class ConsumerRunner:
                 await self.apply_with_retries(incoming, record)
             return
         self._count(applied=applied, duplicates=duplicates)
+
+    async def _remember(self, conn: asyncpg.Connection, applied: list[Incoming]) -> int:
+        """The inbox rows of events just applied; how many were new."""
+        written: int = await conn.fetchval(
+            "WITH written AS ("
+            " INSERT INTO inbox (consumer, event_id, upstream, position)"
+            " SELECT $1, e, u, p FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS t(e, u, p)"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+            ") SELECT count(*) FROM written",
+            self.name,
+            [i.event_id for i in applied],
+            [i.upstream for i in applied],
+            [i.position for i in applied],
+        )
+        return written
 
     async def _apply_in(self, conn: asyncpg.Connection, incoming: Incoming) -> bool:
         """The inbox row is written last: the handler loads what it needs before the
@@ -216,41 +279,15 @@ class ConsumerRunner:
     # -- progress and catching up --------------------------------------------------------
 
     async def advance(self, upstream: str) -> tuple[int, bool]:
-        """Move the contiguous prefix forward; returns it and whether a gap lies beyond it."""
-        async with self.db.transaction() as conn:
-            contiguous = (
-                await conn.fetchval(
-                    "SELECT position FROM consumer_progress WHERE consumer = $1 AND upstream = $2"
-                    " FOR UPDATE",
-                    self.name,
-                    upstream,
-                )
-                or 0
-            )
-            rows = await conn.fetch(
-                "SELECT position FROM inbox WHERE consumer = $1 AND upstream = $2"
-                " AND position > $3 ORDER BY position LIMIT 100000",
-                self.name,
-                upstream,
-                contiguous,
-            )
-            start = contiguous
-            for row in rows:
-                if row["position"] != contiguous + 1:
-                    break
-                contiguous += 1
-            if contiguous != start:
-                await conn.execute(
-                    "INSERT INTO consumer_progress (consumer, upstream, position) VALUES ($1,$2,$3)"
-                    " ON CONFLICT (consumer, upstream) DO UPDATE SET position = excluded.position,"
-                    " updated_at = now()",
-                    self.name,
-                    upstream,
-                    contiguous,
-                )
-            beyond = len(rows) > (contiguous - start)
-        self.metrics.consumer_lag(self.name, upstream).set(len(rows) - (contiguous - start))
-        return contiguous, beyond
+        """Move the contiguous prefix forward; returns it and whether a gap lies beyond it.
+        One statement (it runs after every fetch): replicas that advance at the same time
+        each save what they found, and the saved prefix only ever grows."""
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow(ADVANCE_SQL, self.name, upstream)
+        assert row is not None
+        start, contiguous, ahead = row["start"], row["contiguous"], row["ahead"]
+        self.metrics.consumer_lag(self.name, upstream).set(ahead - (contiguous - start))
+        return contiguous, ahead > contiguous - start
 
     async def check_gaps(self) -> None:
         now = time.monotonic()
@@ -330,9 +367,10 @@ class ConsumerRunner:
                 batches: dict[
                     TopicPartition, list[ConsumerRecord[bytes, bytes]]
                 ] = await consumer.getmany(timeout_ms=500, max_records=200)
-                for records in batches.values():
+                # every partition's records in one transaction (each partition's in its order)
+                records = [record for part in batches.values() for record in part]
+                if records:
                     await self.handle_batch(records)
-                if batches:
                     # After the database commits, never before.
                     await consumer.commit()
                 await self.check_gaps()

@@ -338,3 +338,38 @@ async def test_a_batch_is_applied_in_one_go_and_a_copy_inside_it_counts_once(rig
     assert (rig.runner.applied, rig.runner.duplicates) == (2, 4)
     async with rig.pledges_db.connection() as conn:
         assert await conn.fetchval("SELECT sum(applied_events) FROM directory") == 2
+
+
+async def test_the_contiguous_prefix_advances_only_over_positions_all_present(rig: Rig) -> None:
+    """advance: from the saved prefix as far as every next position is in the inbox; a gap
+    beyond is reported; the saved prefix never moves back."""
+
+    async def applied(*positions: int) -> None:
+        async with rig.pledges_db.connection() as conn:
+            await conn.executemany(
+                "INSERT INTO inbox (consumer, event_id, upstream, position)"
+                " VALUES ($1, $2, $3, $4)",
+                [(rig.runner.name, uuid.uuid4(), "registry", p) for p in positions],
+            )
+
+    assert await rig.runner.advance("registry") == (0, False)
+    await applied(1, 2, 3, 5, 6)
+    assert await rig.runner.advance("registry") == (3, True)
+    assert await rig.runner.advance("registry") == (3, True)
+    await applied(4)
+    assert await rig.runner.advance("registry") == (6, False)
+    async with rig.pledges_db.connection() as conn:
+        saved = await conn.fetchval(
+            "SELECT position FROM consumer_progress WHERE consumer = $1 AND upstream = 'registry'",
+            rig.runner.name,
+        )
+        assert saved == 6
+        await conn.execute(  # a replica that got further meanwhile
+            "UPDATE consumer_progress SET position = 9 WHERE consumer = $1", rig.runner.name
+        )
+    await applied(7)
+    assert await rig.runner.advance("registry") == (9, False)
+    await applied(8, 9, 11)
+    assert await rig.runner.advance("registry") == (9, True)
+    await applied(10)
+    assert await rig.runner.advance("registry") == (11, False)
