@@ -20,6 +20,7 @@ import pytest
 from services.registry.app import create_app
 from shared.auth import Role
 from shared.testing import fresh_database, issue_key
+from tests import asgi
 from tests.conftest import settings_for
 from tests.shared.kafka_helpers import produce, read_topic
 from tests.shared.test_consumer import Rig, directory, register, rig, running, wait_for
@@ -169,46 +170,20 @@ async def test_cr_lf_in_headers_never_reaches_a_response_header_or_the_log(
 ) -> None:
     # httpx refuses CR/LF in header values itself, so send them through the raw ASGI scope
     injected = "abc\r\nSet-Cookie: owned=1"
-    seen: dict[str, object] = {}
     app = api.client._transport.app  # type: ignore[attr-defined]
-    body = json.dumps(KHARKIV).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/organisations",
-        "raw_path": b"/v1/organisations",
-        "query_string": b"",
-        "root_path": "",
-        "server": ("t", 80),
-        "client": ("127.0.0.1", 1),
-        "headers": [
-            (b"host", b"t"),
-            (b"content-type", b"application/json"),
+    answer = await asgi.request(
+        app,
+        "POST",
+        "/v1/organisations",
+        headers=[
             (b"authorization", api.admin["Authorization"].encode()),
             (header.lower().encode(), injected.encode()),
         ],
-    }
-    sent = False
-
-    async def receive() -> dict[str, object]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, object]) -> None:
-        if message["type"] == "http.response.start":
-            seen["status"] = message["status"]
-            seen["headers"] = message.get("headers", [])
-
-    await app(scope, receive, send)
-    status = seen["status"]
-    assert isinstance(status, int) and status < 500
-    for name, value in seen["headers"]:  # type: ignore[attr-defined]
+        body=json.dumps(KHARKIV).encode(),
+    )
+    status = answer.status
+    assert 0 < status < 500
+    for name, value in answer.headers:
         assert b"\r" not in value and b"\n" not in value, (name, value)
         assert name.lower() != b"set-cookie"
     conn = await asyncpg.connect(api.url)

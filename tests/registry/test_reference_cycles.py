@@ -23,6 +23,7 @@ from services.registry.app import create_app
 from shared import db as dbmod
 from shared.auth import Role
 from shared.testing import fresh_database, issue_key
+from tests import asgi
 from tests.conftest import settings_for
 
 WAVES = 5
@@ -33,46 +34,14 @@ async def call(
     app: FastAPI, method: str, path: str, headers: dict[str, str], body: Any = None
 ) -> int:
     """One request through the app's ASGI interface; its status."""
-    raw = b"" if body is None else json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"registry"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(raw)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("registry", 80),
-        "state": {},
-    }
-    received = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await asyncio.Event().wait()  # the client never disconnects
-        raise AssertionError("unreachable")
-
-    status = 0
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
-    return status
+    answer = await asgi.request(
+        app,
+        method,
+        path,
+        headers=[(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        body=b"" if body is None else json.dumps(body).encode(),
+    )
+    return answer.status
 
 
 class Registry:
