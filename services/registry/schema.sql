@@ -97,9 +97,9 @@ BEGIN
     -- Namesakes through the GIN index only, as in handlers._namesake: one probe for the names
     -- of every item, then each item's own check among the few organisations found. EXECUTE
     -- plans the probe at each call with the names as values: the planner estimates `&&` from
-    -- the column's statistics. Checked item by item against a name only
-    -- known per row, it would guess 1% of the table matches and, once ANALYZE has seen a large
-    -- table, scan all of it for every item (tests/registry/test_group_commit.py).
+    -- the column's statistics. Checked item by item against names known only per row, it
+    -- guessed that 1% of the table matched and, once ANALYZE had seen a large table, scanned
+    -- all of it for every item (tests/registry/test_group_commit.py).
     SELECT array_agg(DISTINCT n) INTO names
     FROM unnest(p_items) AS i, unnest(i.namesakes) AS n;
     EXECUTE $q$
