@@ -123,12 +123,13 @@ class Relay:
         lock_conn: asyncpg.Connection,
     ) -> None:
         producer: AIOKafkaProducer | None = None
+        alive_at = time.monotonic()
         try:
             while not stop.is_set():
                 if lock_conn.is_closed():
                     return
                 self._wake.clear()
-                sealed = await self.seal_once()
+                await self.seal_once()
                 if await self.checkpoint_if_due():
                     self._wake.set()  # seal and publish the checkpoint straight away
                 if producer is None:
@@ -144,10 +145,16 @@ class Relay:
                     producer = None
                     await _sleep_or_stop(stop, 0.5)
                     continue
-                if sealed == 0 and published == 0:
+                # A page short of full: everything sealed is published. What commits from now
+                # on wakes us (the wake was cleared before sealing), so wait rather than run an
+                # empty round of queries first, as it did after every round that found events.
+                if published < self.settings.relay_batch_size:
                     await _wait_any(self._wake, stop, timeout=self.settings.relay_poll_interval)
-                    # liveness of the lock connection: if it is gone, so is our leadership
-                    await asyncio.wait_for(lock_conn.fetchval("SELECT 1"), 5)
+                    # liveness of the lock connection, once a poll interval: if it is gone,
+                    # so is our leadership
+                    if time.monotonic() - alive_at >= self.settings.relay_poll_interval:
+                        await asyncio.wait_for(lock_conn.fetchval("SELECT 1"), 5)
+                        alive_at = time.monotonic()
         finally:
             if producer is not None:
                 with contextlib.suppress(Exception):
