@@ -20,7 +20,7 @@ from shared.errors import NotFound
 
 PLEDGE_LINE_COLUMNS = (
     "pledge_id, line_id, donor_id, recipient_id, item, category, unit, quantity, weight_kg,"
-    " status, correlation_id"
+    " status, correlation_id, committed_at"
 )
 
 
@@ -39,6 +39,7 @@ def pledge_line(row: asyncpg.Record | None) -> domain.PledgeLine | None:
         weight_kg=Decimal(row["weight_kg"]) if row["weight_kg"] is not None else None,
         status=row["status"],
         correlation_id=row["correlation_id"],
+        committed_at=row["committed_at"],
     )
 
 
@@ -98,6 +99,7 @@ def _pledge_line(row: asyncpg.Record) -> dict[str, Any]:
         "allocated": text(taken),
         "loadable": text(loadable),
         "correlation_id": row["correlation_id"],
+        "committed_at": row["committed_at"].isoformat() if row["committed_at"] else None,
         "updated_at": row["updated_at"].isoformat(),
     }
 

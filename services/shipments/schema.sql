@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS pledge_lines (
     updated_at      timestamptz NOT NULL,
     PRIMARY KEY (pledge_id, line_id)
 );
+-- when pledges committed the line: the occurred_at of the first announcement saying `committed`
+ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS committed_at timestamptz;
 CREATE INDEX IF NOT EXISTS pledge_lines_recipient ON pledge_lines (recipient_id, status);
 CREATE INDEX IF NOT EXISTS pledge_lines_donor ON pledge_lines (donor_id, status);
 

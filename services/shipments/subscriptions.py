@@ -3,7 +3,9 @@
 From pledges, shipments keeps its own copy of every in-kind pledge line it may load from
 (`pledges.pledge-line-updated`, docs/cross-service-events.md). A tolerant reader: it reads only
 the fields it needs and ignores the rest. A line's newer announcement (higher position) wins,
-so a late or replayed older one changes nothing.
+so a late or replayed older one changes nothing. The line's commitment instant is the
+occurred_at of the first announcement saying `committed` (pledges sends one in the commitment's
+transaction, dated as the commitment): no load may be dated before it.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ async def pledge_line_updated(conn: asyncpg.Connection, event: Incoming) -> None
         """
         INSERT INTO pledge_lines (pledge_id, line_id, donor_id, recipient_id, partnership_id,
                                   item, category, unit, quantity, weight_kg, delivered,
-                                  remaining, status, correlation_id, source_position, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                                  remaining, status, correlation_id, source_position, updated_at,
+                                  committed_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                CASE WHEN $13 = 'committed' THEN $16::timestamptz END)
         ON CONFLICT (pledge_id, line_id) DO UPDATE SET
             donor_id = excluded.donor_id, recipient_id = excluded.recipient_id,
             partnership_id = excluded.partnership_id, item = excluded.item,
@@ -56,7 +60,8 @@ async def pledge_line_updated(conn: asyncpg.Connection, event: Incoming) -> None
             weight_kg = excluded.weight_kg, delivered = excluded.delivered,
             remaining = excluded.remaining, status = excluded.status,
             correlation_id = coalesce(excluded.correlation_id, pledge_lines.correlation_id),
-            source_position = excluded.source_position, updated_at = excluded.updated_at
+            source_position = excluded.source_position, updated_at = excluded.updated_at,
+            committed_at = least(pledge_lines.committed_at, excluded.committed_at)
         WHERE pledge_lines.source_position < excluded.source_position
         """,
         line.pledge_id,

@@ -95,7 +95,7 @@ class ShipmentsApi:
                 event_type=event_type,
                 stream_id=meta.get("stream_id", "stream"),
                 stream_version=1,
-                occurred_at=datetime(2022, 5, 1, tzinfo=UTC),
+                occurred_at=meta.get("occurred_at", datetime(2022, 5, 1, tzinfo=UTC)),
                 data=data,
                 correlation_id=meta.get("correlation_id"),
                 organisation=meta.get("organisation"),
@@ -116,6 +116,7 @@ class ShipmentsApi:
         """Announce an in-kind pledge line as pledges does; returns its data."""
         correlation_id = fields.pop("correlation_id", f"corr-{fields.get('pledge_id', 'p1')}")
         position = fields.pop("position", None)
+        occurred_at = fields.pop("occurred_at", None)
         data = {
             "pledge_id": "p1",
             "line_id": "l1",
@@ -135,6 +136,8 @@ class ShipmentsApi:
         meta: dict[str, Any] = {"correlation_id": correlation_id}
         if position is not None:
             meta["position"] = position
+        if occurred_at is not None:
+            meta["occurred_at"] = occurred_at
         await self.feed(
             "pledges",
             "pledges.pledge-line-updated",

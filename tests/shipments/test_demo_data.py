@@ -3,6 +3,7 @@ lines the pledges demo commits, and loaded again without changing a thing."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +57,7 @@ LEEDS_LINE = {
     "unit": "boxes",
     "quantity": "300",
     "weight_kg": "2400",
+    "occurred_at": datetime(2022, 3, 1, tzinfo=UTC),  # committed as the pledges demo does
 }
 
 

@@ -188,6 +188,17 @@ def test_a_line_that_is_not_committed_cannot_be_loaded(status: str) -> None:
         )
 
 
+def test_rejects_a_load_dated_before_its_pledge_line_was_committed() -> None:
+    line = replace(GENERATORS, committed_at=T0 + timedelta(hours=2))
+    command = domain.LoadLine("m1", "p1", "l1", Decimal(1), "GH-482-LK", T0 + timedelta(hours=1))
+    with pytest.raises(domain.LoadBeforeCommitment) as refused:
+        domain.load(planned(), command, now=NOW, pledge_line=line, allocated=Decimal(0))
+    assert refused.value.status == 409
+    assert refused.value.extra["committed_at"] == "2022-06-01T10:00:00+00:00"
+    at_commitment = replace(command, occurred_at=T0 + timedelta(hours=2))
+    assert domain.load(planned(), at_commitment, now=NOW, pledge_line=line, allocated=Decimal(0))
+
+
 def test_an_overweight_vehicle_is_refused_with_the_sum_in_the_detail() -> None:
     with pytest.raises(domain.Overweight) as refused:
         loaded("13", vehicle="FD-117-PR")  # 13 x 80 kg on a 1000 kg van

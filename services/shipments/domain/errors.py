@@ -10,6 +10,7 @@ __all__ = [
     "EmptyConvoy",
     "EntryIdReused",
     "ExceedsRemaining",
+    "LoadBeforeCommitment",
     "NotLoadable",
     "Overweight",
     "WrongStatus",
@@ -37,6 +38,11 @@ class NotLoadable(Conflict):
 class ExceedsRemaining(Conflict):
     type_slug = "exceeds-remaining"
     title = "More than remains on the pledge line"
+
+
+class LoadBeforeCommitment(Conflict):
+    type_slug = "load-before-commitment"
+    title = "The load is dated before the pledge line was committed"
 
 
 class Overweight(Conflict):

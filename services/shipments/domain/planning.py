@@ -183,6 +183,15 @@ def _check_loadable(state: Convoy, command: LoadLine, line: PledgeLine | None) -
             name="line_id",
             reason="another recipient",
         )
+    if line.committed_at is not None and command.occurred_at < line.committed_at:
+        raise errors.LoadBeforeCommitment(
+            f"pledge line {ref} was committed at {line.committed_at.isoformat()}: goods are"
+            f" loaded after their commitment, not at {command.occurred_at.isoformat()}",
+            extra={
+                "committed_at": line.committed_at.isoformat(),
+                "occurred_at": command.occurred_at.isoformat(),
+            },
+        )
     return line
 
 
@@ -197,7 +206,8 @@ def load(
     """`allocated` is what every convoy has loaded from the pledge line so far (the caller holds
     the line's lock). Raises NotFound, WrongStatus, Conflict (manifest line id taken),
     ValidationFailed (unknown vehicle or pledge line, another recipient, weight unknown,
-    future time), NotLoadable, ExceedsRemaining, Overweight."""
+    future time), NotLoadable, LoadBeforeCommitment (dated before the line's commitment),
+    ExceedsRemaining, Overweight."""
     require_existing(state)
     _before_dispatch(state, "loading happens")
     if state.line(command.manifest_line_id) is not None:

@@ -67,6 +67,8 @@ class PledgeLine:
     weight_kg: Decimal | None
     status: str
     correlation_id: str | None
+    # None for a line shipments learned of before it kept the commitment instant
+    committed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
