@@ -21,7 +21,7 @@ from shared.testing import fresh_database, issue_key
 from tests.conftest import settings_for
 from tests.pledges.conftest import PledgesApi, seed_registry
 
-SOURCES = Path(__file__).resolve().parents[3] / "shared" / "sources"
+SOURCES = Path(__file__).resolve().parents[2] / "docs" / "sources"  # the articles
 
 
 @pytest.fixture

@@ -18,13 +18,15 @@ from services.registry import demo
 from services.registry.app import create_app
 from shared import db as dbmod
 from shared.auth import Role
+from shared.ratelimit import RateLimiter
 from shared.testing import fresh_database, issue_key
+from tests.clock import ManualClock
 from tests.conftest import settings_for
 
-# The articles live beside the repository in the shared design sources, when it is checked out
-# there.
-SOURCES = Path(__file__).resolve().parents[3] / "shared" / "sources"
+# the articles the demo data comes from, kept in the repository with their sources named
+SOURCES = Path(__file__).resolve().parents[2] / "docs" / "sources"
 LATEST = datetime(2026, 11, 24, tzinfo=UTC)
+BURST = 30  # of the loader's key in the rate-limit test
 # one event per organisation registered, one per step of each partnership's history
 DEMO_EVENTS = len(demo.ORGANISATIONS) + sum(len(p.history) for p in demo.PARTNERSHIPS)
 
@@ -36,6 +38,7 @@ class Registry:
     # the test's own requests, with a key of their own: the per-key rate limit the loader
     # spends (and waits out) is not theirs to wait for
     checker: httpx.AsyncClient
+    limiter: RateLimiter
 
     async def count_events(self) -> int:
         conn = await asyncpg.connect(self.url)
@@ -67,7 +70,7 @@ async def registry_at(url: str, **settings: Any) -> AsyncIterator[Registry]:
         loader = await issue_key(url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
         checker = await issue_key(url, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
         async with client(loader) as loading, client(checker) as checking:
-            yield Registry(loading, url, checking)
+            yield Registry(loading, url, checking, app.state.ctx.rate_limiter)
 
 
 @pytest.fixture
@@ -81,20 +84,33 @@ async def test_the_loader_waits_out_its_key_s_rate_limit_and_loads_everything(
     pg_server: str,
 ) -> None:
     """`make run` loads the demo with one key: over the key's rate limit the registry answers
-    429 with Retry-After (and does nothing), and the loader waits and sends again."""
+    429 with Retry-After (and does nothing), and the loader waits and sends again.
+
+    The limiter runs on a clock that stands still until a 429 is answered, then moves on by
+    the Retry-After the loader waits out: every BURST-th request is over the limit, however
+    fast or slow the machine."""
     async with (
         fresh_database(pg_server, dbmod.schema_text("services.registry")) as url,
-        registry_at(url, rate_limit_per_second=100, rate_limit_burst=30) as reg,
+        registry_at(url, rate_limit_per_second=100, rate_limit_burst=BURST) as reg,
     ):
-        limited = 0
+        clock = ManualClock()
+        reg.limiter.clock = clock
+        limited = answered = 0
 
         async def count(response: httpx.Response) -> None:
-            nonlocal limited
-            limited += response.status_code == 429
+            nonlocal limited, answered
+            if response.status_code == 429:
+                limited += 1
+                assert response.headers["content-type"] == "application/problem+json"
+                clock.advance(float(response.headers["Retry-After"]))
+            else:
+                answered += 1
 
         reg.client.event_hooks["response"].append(count)
         summary = await demo.load(reg.client)
-        assert limited > 0, "the limit was never reached: this test proves nothing"
+        assert answered > BURST, "the limit was never reached: this test proves nothing"
+        # BURST answered, one refused and waited out, BURST answered again, ...
+        assert limited == (answered - 1) // BURST
         assert summary.organisations_registered == len(demo.ORGANISATIONS)
         assert summary.partnerships_proposed == len(demo.PARTNERSHIPS)
         assert await reg.count_events() == DEMO_EVENTS

@@ -15,6 +15,7 @@ from services.registry.app import create_app
 from shared import db as dbmod
 from shared.auth import Role, revoke
 from shared.testing import fresh_database, issue_key
+from tests.clock import ManualClock
 from tests.conftest import settings_for
 
 KHARKIV = {
@@ -275,6 +276,8 @@ async def test_a_nul_character_in_the_query_is_a_422_problem(api: Api) -> None:
 async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(pg_server: str) -> None:
     async with fresh_database(pg_server, dbmod.schema_text("services.registry")) as url:
         app = create_app(settings_for(url, rate_limit_per_second=0.5, rate_limit_burst=3))
+        # no time passes for the limiter: what it answers does not depend on the machine's speed
+        app.state.ctx.rate_limiter.clock = ManualClock()
         async with app.router.lifespan_context(app):
             member = await issue_key(url, organisation="lille", roles=[Role.MEMBER])
             other = await issue_key(url, organisation="leeds", roles=[Role.MEMBER])
