@@ -1,4 +1,9 @@
-"""The live stream of convoy updates for screens: Server-Sent Events, resumable."""
+"""The live stream of convoy updates for screens: Server-Sent Events, resumable.
+
+A stream lives no longer than its key: the key is checked again through the authenticator
+requests use, about once a second and so at most the authenticator's cache lifetime
+(`auth_cache_ttl`) after it was revoked, and a refused key ends the stream with `event: closed`
+and a problem saying why."""
 
 from __future__ import annotations
 
@@ -7,17 +12,19 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.shipments import live
 from services.shipments.requests import OrgFilter
-from shared.errors import ValidationFailed
+from shared.deps import ServiceContext, header
+from shared.errors import Unauthenticated, ValidationFailed
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", lifespan=live.lifespan)
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 1.0  # how often the key is checked again (its cache answers in between)
 
 
 def _start(last_event_id: str | None, after: int | None) -> int | None:
@@ -31,6 +38,21 @@ def _start(last_event_id: str | None, after: int | None) -> int | None:
     return int(last_event_id)
 
 
+async def _key_refused(ctx: ServiceContext, authorization: str | None) -> str | None:
+    """The closing event when the stream's key is no longer valid (revoked), else None."""
+    assert ctx.auth is not None
+    try:
+        await ctx.auth.authenticate(authorization)
+    except Unauthenticated as refused:
+        problem = {
+            **refused.problem(),
+            "detail": f"{refused.detail}: this stream ends",
+            "reason": "key revoked",
+        }
+        return f"event: closed\ndata: {json.dumps(problem)}\n\n"
+    return None
+
+
 @router.get(
     "/tracking/updates",
     tags=["tracking"],
@@ -38,6 +60,7 @@ def _start(last_event_id: str | None, after: int | None) -> int | None:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def updates(
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     convoy_id: Annotated[str | None, Query(max_length=100)] = None,
@@ -50,18 +73,27 @@ async def updates(
     """Server-Sent Events (`event: convoy-update`), one per event of a convoy the caller may
     read, filtered by convoy or organisation. Each id is a log position: reconnect with
     `Last-Event-ID` (browsers do it themselves) to resume where the stream stopped. Without
-    it, the stream starts with what happens next (or after `after`)."""
+    it, the stream starts with what happens next (or after `after`). When the key is revoked
+    the stream ends within the key cache's lifetime with `event: closed`, a problem whose
+    `reason` says why; a screen should not reconnect with that key."""
     start = _start(last_event_id, after)
     who = live.Filter(caller=caller, convoy_id=convoy_id, organisation=organisation)
     if start is None:
         async with ctx.db.connection() as conn:
             start = await live.head(conn)
     signal: live.SealedSignal = ctx.extras["sealed"]
+    authorization = header(request, b"authorization")
 
     async def stream(position: int) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        quiet_since = time.monotonic()
+        quiet_since = checked = time.monotonic()
         while True:
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                closing = await _key_refused(ctx, authorization)
+                if closing is not None:
+                    yield closing
+                    return
+                checked = time.monotonic()
             async with ctx.db.connection() as conn:
                 found, scanned = await live.updates_after(conn, position, who)
             for pos, update in found:

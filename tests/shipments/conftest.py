@@ -217,9 +217,15 @@ def entry(
 
 
 @pytest.fixture
-async def api(pg_server: str) -> AsyncIterator[ShipmentsApi]:
+def settings_overrides() -> dict[str, Any]:
+    """Settings a test module changes for its app (override this fixture there)."""
+    return {}
+
+
+@pytest.fixture
+async def api(pg_server: str, settings_overrides: dict[str, Any]) -> AsyncIterator[ShipmentsApi]:
     async with fresh_database(pg_server, *SCHEMAS) as url:
-        settings = settings_for(url)
+        settings = settings_for(url, **settings_overrides)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             db = Database(url, max_size=2)

@@ -66,6 +66,12 @@ class Screen:
                     event[field] = value
         raise AssertionError("the stream ended")
 
+    async def ended(self, timeout: float = 2.0) -> None:
+        """The server closed the stream, sending nothing more."""
+        async with asyncio.timeout(timeout):
+            rest = [line async for line in self.lines]
+        assert not any(line.startswith(("data", "event")) for line in rest), rest
+
     async def nothing(self, within: float = 1.5) -> None:
         with pytest.raises(TimeoutError):
             await self.next(timeout=within)

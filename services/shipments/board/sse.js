@@ -83,7 +83,17 @@ export function openStream({ url, key, onEvent, onState }) {
       throw error;
     }
     onState("live", { resumed: lastEventId !== null });
+    let closed = null;
     const parser = new EventParser((event) => {
+      // the server ends the stream of a key it no longer accepts (revoked), saying why
+      if (event.type === "closed") {
+        try {
+          closed = JSON.parse(event.data);
+        } catch {
+          closed = { status: 401 };
+        }
+        return;
+      }
       lastEventId = event.lastEventId;
       onEvent(event);
     });
@@ -93,6 +103,12 @@ export function openStream({ url, key, onEvent, onState }) {
       if (done) break;
       parser.push(value);
       if (parser.retry !== null) retry = parser.retry;
+    }
+    if (closed) {
+      throw Object.assign(new Error(closed.detail || "the stream was closed"), {
+        status: closed.status || 401,
+        problem: closed,
+      });
     }
   }
 
