@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.registry import domain, handlers, queries
+from services.registry import domain, handlers, projections, queries
 from services.registry import events as ev
 from services.registry.requests import (
     AliasIn,
@@ -32,7 +34,18 @@ from shared.errors import NotFound
 from shared.events import Metadata
 from shared.web import Caller, Ctx, ServiceContext, write
 
-router = APIRouter(prefix="/v1")
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Before the first request: the name skeletons of rows written before they were kept
+    (the namesake probe looks them up; only Python's ICU computes them)."""
+    ctx: ServiceContext = app.state.ctx
+    async with ctx.db.connection() as conn:
+        await projections.fill_name_skeletons(conn)
+    yield
+
+
+router = APIRouter(prefix="/v1", lifespan=_lifespan)
 
 
 def _acting_for(caller: Principal) -> str | None:

@@ -72,17 +72,14 @@ async def register_organisation(
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
-    for key in _name_locks(command):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+    keys = _name_keys(command)
+    for lock in _name_locks(command.country, keys):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
     state = await load_organisation(conn, command.organisation_id)
     parent = (
         await load_organisation(conn, command.parent_id) if command.parent_id is not None else None
     )
-    namesake = (
-        None
-        if distinct
-        else await _namesake(conn, command.country, [command.name, *command.aliases])
-    )
+    namesake = None if distinct else await _namesake(conn, command.country, keys)
     events = domain.register(state, command, now=now, parent=parent, namesake=namesake)
     version = await _record(
         conn,
@@ -96,11 +93,16 @@ async def register_organisation(
     return {"organisation_id": command.organisation_id, "version": version}
 
 
-def _name_locks(command: domain.RegisterOrganisation) -> list[str]:
-    """One registration per name and country at a time (two namesakes cannot slip in
-    together); locks taken in a fixed order, so registrations sharing names cannot deadlock."""
-    names = sorted({domain.fold_name(n) for n in (command.name, *command.aliases)})
-    return [f"organisation-name:{command.country}:{name}" for name in names]
+def _name_keys(command: domain.RegisterOrganisation) -> list[str]:
+    """The keys of its name and aliases (domain.name_keys): a namesake shares one of them."""
+    return projections.name_skeletons([command.name, *command.aliases])
+
+
+def _name_locks(country: str, keys: list[str]) -> list[str]:
+    """One registration per name key and country at a time (two namesakes cannot slip in
+    together); locks taken in a fixed order (`keys` sorted), so registrations sharing keys
+    cannot deadlock."""
+    return [f"organisation-name:{country}:{key}" for key in keys]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +114,8 @@ class Registration:
     answer: dict[str, Any]
     organisation_id: str
     country: str
-    names: frozenset[str]  # its folded names: what makes a later registration its namesake
-    namesakes: frozenset[str] | None  # the folded names it must not share (None: `distinct`)
+    names: frozenset[str]  # its name keys: what makes a later registration its namesake
+    namesakes: frozenset[str] | None  # the name keys it must not share (None: `distinct`)
 
 
 def prepare_registration(
@@ -153,10 +155,10 @@ def prepare_registration(
     )
     if row is None:
         return None
-    names = [domain.fold_name(n) for n in (command.name, *command.aliases)]
+    names = _name_keys(command)
     namesakes = None if distinct else names
     return Registration(
-        arguments=(_name_locks(command), command.country, namesakes, *append, *row),
+        arguments=(_name_locks(command.country, names), command.country, namesakes, *append, *row),
         answer={"organisation_id": command.organisation_id, "version": len(events)},
         organisation_id=command.organisation_id,
         country=command.country,
@@ -224,18 +226,19 @@ async def register_in_one_statement(
 
 
 async def _namesake(
-    conn: asyncpg.Connection, country: str, names: list[str]
+    conn: asyncpg.Connection, country: str, keys: list[str]
 ) -> domain.Organisation | None:
+    """The first organisation of `country` one of whose names shares one of `keys`."""
     # Only the GIN index: with `country = $1` in the same scan the (generic, prepared) plan
     # ANDs in the country index, which walks every organisation of the country (all of them
     # in a one-country registry: slower with every registration). No ORDER BY/LIMIT either:
     # the planner would walk the primary key.
     found = await conn.fetch(
         "WITH named AS MATERIALIZED ("
-        " SELECT organisation_id, country FROM organisations WHERE search_names && $2"
+        " SELECT organisation_id, country FROM organisations WHERE name_skeletons && $2"
         ") SELECT organisation_id FROM named WHERE country = $1",
         country,
-        [domain.fold_name(n) for n in names],
+        keys,
     )
     if not found:
         return None

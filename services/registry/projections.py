@@ -18,17 +18,22 @@ def _search_names(names: list[str]) -> list[str]:
     return sorted({domain.fold_name(n) for n in names})
 
 
+def name_skeletons(names: list[str]) -> list[str]:
+    """The name_skeletons column: every key of every name (domain.name_keys)."""
+    return sorted({k for n in names for k in domain.name_keys(n)})
+
+
 REGISTERED_SQL = """
     INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
                                aliases, search_names, coordinates, parent_id, version,
-                               registered_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12)
+                               registered_at, updated_at, name_skeletons)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12, $13)
     ON CONFLICT (organisation_id) DO NOTHING
 """
 
 
 def _registered_values(event: RecordedEvent) -> tuple[Any, ...]:
-    """$1 .. $12 of REGISTERED_SQL."""
+    """$1 .. $13 of REGISTERED_SQL."""
     d = event.data
     names = [d["name"], *d.get("aliases", [])]
     return (
@@ -44,6 +49,7 @@ def _registered_values(event: RecordedEvent) -> tuple[Any, ...]:
         d.get("parent_id"),
         event.stream_version,
         event.recorded_at,
+        name_skeletons(names),
     )
 
 
@@ -54,8 +60,9 @@ async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 def new_organisation_row(events: Sequence[RecordedEvent]) -> tuple[Any, ...] | None:
     """The organisations row DIRECTORY leaves after the first events of an organisation's
     stream, registered and then maybe its contacts (what a registration appends), as the values
-    of registry_register_organisation's row (services/registry/schema.sql): REGISTERED_SQL's
-    $1 .. $12, then the contacts, as `_changed` would set them. None for any other sequence."""
+    of registry_register_organisations's row (services/registry/schema.sql): REGISTERED_SQL's
+    $1 .. $12, then the contacts, as `_changed` would set them, then $13 (the name skeletons).
+    None for any other sequence."""
     if not events or events[0].event_type != ev.ORGANISATION_REGISTERED:
         return None
     values = list(_registered_values(events[0]))
@@ -67,7 +74,7 @@ def new_organisation_row(events: Sequence[RecordedEvent]) -> tuple[Any, ...] | N
     values[10] = events[-1].stream_version  # _changed: version and updated_at of the last event
     if events[-1].recorded_at != events[0].recorded_at:
         return None
-    return (*values, json.dumps(contacts))
+    return (*values[:12], json.dumps(contacts), values[12])
 
 
 async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -91,12 +98,22 @@ async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             sets["coordinates"] = json.dumps(sets["coordinates"])
     elif event.event_type == ev.ORGANISATION_CONTACTS_CHANGED:
         sets = {"contacts": json.dumps(d["contacts"])}
-    columns = ["name", "name_folded", "aliases", "search_names", "version", "updated_at", *sets]
+    columns = [
+        "name",
+        "name_folded",
+        "aliases",
+        "search_names",
+        "name_skeletons",
+        "version",
+        "updated_at",
+        *sets,
+    ]
     values = [
         name,
         domain.fold_name(name),
         aliases,
         _search_names([name, *aliases]),
+        name_skeletons([name, *aliases]),
         event.stream_version,
         event.recorded_at,
         *sets.values(),
@@ -110,6 +127,25 @@ async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         d["organisation_id"],
         *values,
     )
+
+
+async def fill_name_skeletons(conn: asyncpg.Connection) -> int:
+    """Computes name_skeletons where it is NULL (rows written before the column existed);
+    returns how many rows it filled. Safe to run by several processes at once."""
+    rows = await conn.fetch(
+        "SELECT organisation_id, name, aliases FROM organisations WHERE name_skeletons IS NULL"
+    )
+    if not rows:
+        return 0
+    keys = {r["organisation_id"]: name_skeletons([r["name"], *r["aliases"]]) for r in rows}
+    await conn.execute(
+        "UPDATE organisations o"
+        " SET name_skeletons = ARRAY(SELECT jsonb_array_elements_text(f.value))"
+        " FROM jsonb_each($1::jsonb) AS f"
+        " WHERE o.organisation_id = f.key AND o.name_skeletons IS NULL",  # renamed meanwhile
+        json.dumps(keys),
+    )
+    return len(rows)
 
 
 async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:

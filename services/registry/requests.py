@@ -5,12 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Header, Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.registry import domain
 from shared import pagination
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _visible(name: str) -> str:
+    hidden = domain.hidden_characters(name)
+    if hidden:
+        raise ValueError(
+            f"holds characters that do not show as themselves: {', '.join(hidden)};"
+            " an organisation's names and aliases must read as they look"
+        )
+    return name
+
+
+# an organisation's name or alias: no invisible, control or bidirectional characters
+OrgName = Annotated[Name, AfterValidator(_visible)]
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 OrgId = Annotated[str, Path(min_length=1, max_length=100)]
 PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -39,11 +53,11 @@ class ContactIn(_In):
 
 class OrganisationIn(_In):
     organisation_id: Slug | None = None
-    name: Name
+    name: OrgName
     kind: domain.OrganisationKind
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
     region: Annotated[str | None, Field(max_length=200)] = None
-    aliases: Annotated[list[Name], Field(max_length=50)] = []
+    aliases: Annotated[list[OrgName], Field(max_length=50)] = []
     coordinates: CoordinatesIn | None = None
     parent_id: Slug | None = None
     contacts: Annotated[list[ContactIn], Field(max_length=20)] = []
@@ -51,12 +65,12 @@ class OrganisationIn(_In):
 
 
 class RenameIn(_In):
-    name: Name
+    name: OrgName
     reason: Annotated[str | None, Field(max_length=500)] = None
 
 
 class AliasIn(_In):
-    alias: Name
+    alias: OrgName
 
 
 class CorrectionIn(_In):

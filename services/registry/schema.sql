@@ -16,8 +16,14 @@ ALTER TABLE organisations ADD COLUMN IF NOT EXISTS name_folded text NOT NULL DEF
 ALTER TABLE organisations ADD COLUMN IF NOT EXISTS coordinates jsonb;
 ALTER TABLE organisations ADD COLUMN IF NOT EXISTS parent_id text;
 ALTER TABLE organisations ADD COLUMN IF NOT EXISTS contacts jsonb NOT NULL DEFAULT '[]';
+-- the keys of every name and alias (domain.name_keys, UTS #39 skeletons): what namesakes share.
+-- NULL on rows written before the column existed: the API fills them in at start-up
+-- (projections.fill_name_skeletons), as only Python's ICU computes them.
+ALTER TABLE organisations ADD COLUMN IF NOT EXISTS name_skeletons text[];
 CREATE INDEX IF NOT EXISTS organisations_country ON organisations (country, kind);
-CREATE INDEX IF NOT EXISTS organisations_names ON organisations USING gin (search_names)
+-- the namesake probe looks skeletons up, no longer folded names
+DROP INDEX IF EXISTS organisations_names;
+CREATE INDEX IF NOT EXISTS organisations_skeletons ON organisations USING gin (name_skeletons)
     WITH (fastupdate = off);  -- registrations look names up at once: no pending list
 CREATE INDEX IF NOT EXISTS organisations_order ON organisations (name_folded, organisation_id);
 
@@ -45,9 +51,9 @@ CREATE INDEX IF NOT EXISTS partnerships_pair ON partnerships
 -- together: group commit, shared/batching.py): the ordinary path's name locks, namesake check,
 -- append to a new stream and read-model row, for every item at once, with no round trip between
 -- them and no transaction around them (one statement is atomic on its own). An item is a
--- registry_registration: the lock keys, the folded names to look for in its country (NULL: no
+-- registry_registration: the lock keys, the name keys to look for in its country (NULL: no
 -- namesake check, `distinct`), twinaid_append's arguments (shared/schema.sql) and the
--- organisations row (projections.new_organisation_row).
+-- organisations row (projections.new_organisation_row), its name_skeletons last.
 --
 -- Every item's locks are taken first, in one order for the whole statement (byte order, as
 -- Python sorts them for the ordinary path), so statements and ordinary registrations never wait
@@ -66,9 +72,20 @@ BEGIN
         occurred_at timestamptz[], data text[],
         organisation_id text, name text, name_folded text, kind text, org_country text,
         region text, aliases text[], search_names text[], coordinates text,
-        parent_id text, version integer, registered_at timestamptz, contacts text
+        parent_id text, version integer, registered_at timestamptz, contacts text,
+        name_skeletons text[]
     );
 EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+-- a type made before name_skeletons existed gets it, last, as above
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = 'registry_registration'::regclass AND attname = 'name_skeletons'
+    ) THEN
+        ALTER TYPE registry_registration ADD ATTRIBUTE name_skeletons text[];
+    END IF;
 END $$;
 
 -- the one-registration function this replaced
@@ -94,8 +111,8 @@ BEGIN
     LOOP
         PERFORM pg_advisory_xact_lock(hashtext(lock_key));
     END LOOP;
-    -- Namesakes through the GIN index only, as in handlers._namesake: one probe for the names
-    -- of every item, then each item's own check among the few organisations found. EXECUTE
+    -- Namesakes through the GIN index only, as in handlers._namesake: one probe for the name
+    -- keys of every item, then each item's own check among the few organisations found. EXECUTE
     -- plans the probe at each call with the names as values: the planner estimates `&&` from
     -- the column's statistics. Checked item by item against names known only per row, it
     -- guessed that 1% of the table matched and, once ANALYZE had seen a large table, scanned
@@ -106,13 +123,13 @@ BEGIN
         WITH named AS MATERIALIZED (
             -- OFFSET 0: the names alone, never ANDed with the country index (which would walk
             -- every organisation of the country)
-            SELECT o.country, o.search_names FROM organisations o
-            WHERE o.search_names && $2 OFFSET 0
+            SELECT o.country, o.name_skeletons FROM organisations o
+            WHERE o.name_skeletons && $2 OFFSET 0
         )
         SELECT array_agg(CASE
             WHEN i.namesakes IS NOT NULL AND EXISTS (
                 SELECT 1 FROM named
-                WHERE named.country = i.country AND named.search_names && i.namesakes)
+                WHERE named.country = i.country AND named.name_skeletons && i.namesakes)
             THEN 'namesake'
             WHEN EXISTS (SELECT 1 FROM events e WHERE e.stream_id = i.stream_id)
             THEN 'taken'
@@ -131,10 +148,10 @@ BEGIN
     ORDER BY i.ordinality, ev.ord;
     INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
                                aliases, search_names, coordinates, parent_id, version,
-                               registered_at, updated_at, contacts)
+                               registered_at, updated_at, contacts, name_skeletons)
     SELECT i.organisation_id, i.name, i.name_folded, i.kind, i.org_country, i.region,
            i.aliases, i.search_names, i.coordinates::jsonb, i.parent_id, i.version,
-           i.registered_at, i.registered_at, i.contacts::jsonb
+           i.registered_at, i.registered_at, i.contacts::jsonb, i.name_skeletons
     FROM unnest(p_items) WITH ORDINALITY AS i
     WHERE outcomes[i.ordinality::integer] IS NULL
     ORDER BY i.ordinality

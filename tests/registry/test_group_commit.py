@@ -193,12 +193,15 @@ async def test_a_batch_finds_namesakes_through_the_index_in_a_large_directory(
     every item (the append benchmark fell from about 1,300 to 150 registrations a second at
     30,000 organisations); on a table never analysed (autovacuum off) a scan came out cheaper
     on paper up to tens of thousands of organisations."""
+    keys = [domain.name_keys(f"Hromada {g}") for g in range(1, organisations + 1)]
     await conn.execute(
         "INSERT INTO organisations (organisation_id, name, name_folded, kind, country,"
-        " search_names, version, registered_at, updated_at)"
+        " search_names, name_skeletons, version, registered_at, updated_at)"
         " SELECT 'hromada-' || g, 'Hromada ' || g, 'hromada ' || g, 'municipality', 'UA',"
-        " ARRAY['hromada ' || g], 1, now(), now() FROM generate_series(1, $1::integer) AS g",
-        organisations,
+        " ARRAY['hromada ' || g], ARRAY[k.first, k.second], 1, now(), now()"
+        " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(first, second, g)",
+        [k[0] for k in keys],
+        [k[-1] for k in keys],
     )
     if analysed:
         await conn.execute("ANALYZE organisations")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from services.registry import events as ev
+from services.registry.domain.names import fold_name
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import NewEvent, RecordedEvent
 
@@ -25,7 +25,6 @@ __all__ = [
     "change_contacts",
     "correct",
     "evolve_organisation",
-    "fold_name",
     "register",
     "rename",
     "require_existing",
@@ -56,15 +55,6 @@ class OrganisationKind(StrEnum):
     NGO = "ngo"
     ASSOCIATION = "association"
     COMPANY = "company"
-
-
-def fold_name(name: str) -> str:
-    """Case- and accent-insensitive form: 'Düsseldorf' and 'DUSSELDORF' fold alike."""
-    if name.isascii():  # NFKD leaves ASCII as it is, with nothing to strip
-        return " ".join(name.casefold().split())
-    decomposed = unicodedata.normalize("NFKD", name)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(stripped.casefold().split())
 
 
 @dataclass(frozen=True, slots=True)
