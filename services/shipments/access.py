@@ -6,9 +6,15 @@
 - Confirm delivery: the recipient (member or logistics role).
 - Close: the origin or the recipient (member or logistics), or the carrier's logistics role.
 - Read: the origin, recipient, carrier and the donors of the lines on board; auditors read all.
-- Drivers and other named people: only the carrier, the recipient and auditors.
-- Delivered quantities and discrepancies: the sender, the recipient and the carrier for every
-  line; a donor for its own lines.
+- Drivers and other named people (persons holding the goods, who confirmed the delivery):
+  only the carrier, the recipient and auditors.
+- Delivered, damaged, short, lost and in-transit quantities and discrepancies: the sender, the
+  recipient and the carrier for every line; a donor for its own lines (what was loaded is on
+  the manifest for every reader).
+
+One function, seen_by, cuts every view of a convoy to this: the convoy, as of an instant, its
+timeline, the live stream and the lists. The raw event feed is for auditors and services only
+(shared/routes.py).
 
 Registry administrators (platform operators) may act for any organisation, as in the registry,
 e.g. to record what a team reported by phone; every event names the key that wrote it.
@@ -115,33 +121,84 @@ def sees_every_line(caller: Principal, parties: Parties) -> bool:
     )
 
 
-def redact_party(party: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+# a line's figures once it left: what arrived (and how), what was lost, what is still on the road
+LINE_FIGURES = ("delivered", "received", "damaged", "short", "lost", "in_transit")
+
+
+def line_donors(document: Mapping[str, Any]) -> dict[str, str]:
+    """manifest line id -> donor, from a convoy document: event data that lists lines (a
+    delivery, an incident) names the manifest line, not its donor."""
+    return {line["manifest_line_id"]: line["donor_id"] for line in document.get("manifest", ())}
+
+
+def _person(person: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return {**person, "name": WITHHELD} if person else person
+
+
+def _party(party: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if not party or not party.get("person"):
         return party
-    return {**party, "person": {**party["person"], "name": WITHHELD}}
+    return {**party, "person": _person(party["person"])}
 
 
-def redact_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    """An event's data without named people (drivers, persons holding the goods)."""
-    out = dict(data)
-    if "drivers" in out:
-        out["drivers"] = [{"vehicle": d.get("vehicle"), "name": WITHHELD} for d in out["drivers"]]
+def _without_people(data: dict[str, Any]) -> dict[str, Any]:
+    if "drivers" in data:
+        data["drivers"] = [{"vehicle": d.get("vehicle"), "name": WITHHELD} for d in data["drivers"]]
     for key in ("custody", "from_party", "to_party"):
-        if key in out:
-            out[key] = redact_party(out[key])
+        if key in data:
+            data[key] = _party(data[key])
+    if "confirmed_by" in data:
+        data["confirmed_by"] = _person(data["confirmed_by"])
+    if data.get("delivery"):
+        data["delivery"] = _without_people(dict(data["delivery"]))
+    return data
+
+
+def _own_figures(data: dict[str, Any], own: str, donors: Mapping[str, str]) -> dict[str, Any]:
+    def mine(line: Mapping[str, Any]) -> bool:
+        return (line.get("donor_id") or donors.get(line["manifest_line_id"])) == own
+
+    def hidden(line: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: (None if k in LINE_FIGURES else v) for k, v in line.items()}
+
+    if "manifest" in data:
+        data["manifest"] = [x if mine(x) else hidden(x) for x in data["manifest"]]
+    if "discrepancies" in data:
+        data["discrepancies"] = [x for x in data["discrepancies"] if mine(x)]
+    if "lines" in data:
+        # delivered lines keep what was loaded; an incident's lines are all lost quantities
+        delivered = all("received" in x for x in data["lines"])
+        data["lines"] = (
+            [x if mine(x) else hidden(x) for x in data["lines"]]
+            if delivered
+            else [x for x in data["lines"] if mine(x)]
+        )
+    if "incidents" in data:
+        data["incidents"] = [_own_figures(dict(x), own, donors) for x in data["incidents"]]
+    return data
+
+
+def seen_by(
+    caller: Principal,
+    parties: Parties,
+    data: Mapping[str, Any],
+    *,
+    donors: Mapping[str, str],
+) -> dict[str, Any]:
+    """A convoy's document, or the data of one of its events, as this caller may see it: the
+    one redaction every view of a convoy goes through (the convoy, as of an instant, its
+    timeline, the live stream, lists). Named people (drivers, persons holding the goods, who
+    confirmed the delivery) are withheld unless the caller sees personal data; another
+    donor's line keeps what was loaded but not what arrived, was damaged, short or lost.
+    `donors`: manifest line id -> donor (line_donors of the convoy's document)."""
+    out = dict(data)
+    if not sees_personal_data(caller, parties):
+        out = _without_people(out)
+    if not sees_every_line(caller, parties):
+        out = _own_figures(out, caller.organisation, donors)
     return out
 
 
 def convoy_for(caller: Principal, document: Mapping[str, Any], parties: Parties) -> dict[str, Any]:
     """The convoy document as this caller may see it."""
-    doc = dict(document)
-    if not sees_personal_data(caller, parties):
-        doc = redact_data(doc)
-    if not sees_every_line(caller, parties):
-        own = caller.organisation
-        doc["manifest"] = [
-            line if line["donor_id"] == own else {**line, "delivered": None}
-            for line in doc["manifest"]
-        ]
-        doc["discrepancies"] = [d for d in doc["discrepancies"] if d["donor_id"] == own]
-    return doc
+    return seen_by(caller, parties, document, donors=line_donors(document))

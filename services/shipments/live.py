@@ -121,10 +121,10 @@ async def updates_after(
         if not who.admits(row):
             continue
         parties = queries.parties_of(row)
-        data = json.loads(row["data"])
-        if not access.sees_personal_data(who.caller, parties):
-            data = access.redact_data(data)
-        convoy = access.convoy_for(who.caller, json.loads(row["document"]), parties)
+        document = json.loads(row["document"])
+        donors = access.line_donors(document)
+        data = access.seen_by(who.caller, parties, json.loads(row["data"]), donors=donors)
+        convoy = access.seen_by(who.caller, parties, document, donors=donors)
         out.append(
             (
                 row["position"],

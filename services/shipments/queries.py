@@ -161,7 +161,7 @@ async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) 
         raise NotFound(f"convoy {convoy_id} does not exist")
     parties = parties_of(row)
     access.require_read(caller, parties, convoy_id)
-    personal = access.sees_personal_data(caller, parties)
+    donors = access.line_donors(json.loads(row["document"]))
     rows = await conn.fetch(
         "SELECT event_id, stream_version, event_type, entry_id, occurred_at, recorded_at, data"
         " FROM convoy_timeline WHERE convoy_id = $1 ORDER BY occurred_at, stream_version",
@@ -178,7 +178,7 @@ async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) 
                 "occurred_at": r["occurred_at"].isoformat(),
                 "recorded_at": r["recorded_at"].isoformat(),
                 "version": r["stream_version"],
-                "data": data if personal else access.redact_data(data),
+                "data": access.seen_by(caller, parties, data, donors=donors),
             }
         )
     return {"convoy_id": convoy_id, "entries": entries}
