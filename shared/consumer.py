@@ -8,6 +8,12 @@ the `<topic>.dlq` topic with the reason, and the consumer goes on.
 The runner also keeps, per upstream service, the contiguous prefix of positions it applied. When
 a later position arrives and the gap does not fill within a grace period (or on request), it
 catches up from the upstream's HTTP feed, so the system converges even if the broker lost data.
+
+A broker that restarted empty (kafka.BrokerEpoch: our marker topic is gone) holds neither our
+committed offsets nor, until the relays republish, the records: the runner then restarts its
+Kafka consumer reading every partition from the beginning (what the old one committed there
+may be a stale offset of the old broker), and catches up from every upstream's feed. The inbox
+drops what was already applied.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from collections.abc import Callable, Mapping
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from shared import kafka
@@ -78,6 +85,23 @@ class _Duplicate(Exception):
     pass
 
 
+class BrokerReset(Exception):
+    """The broker lost our marker: restart the Kafka consumer from the beginning."""
+
+
+class _RewindIfReset(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner, consumer: AIOKafkaConsumer) -> None:
+        self.runner = runner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.runner.rewinding and assigned:
+            await self.consumer.seek_to_beginning(*assigned)
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -104,6 +128,15 @@ class ConsumerRunner:
         self.dead = 0
         self._gap_since: dict[str, float] = {}
         self._dlq: AIOKafkaProducer | None = None
+        group = f"{settings.kafka_topic_prefix}{service}.consumers"
+        self.epoch = kafka.BrokerEpoch(settings, marker=f"{group}.epoch")
+        self._epoch_checked_at = -kafka.EPOCH_CHECK_INTERVAL
+        # after a broker reset: upstreams still to catch up from their feeds, whether the
+        # group's offsets are still to be rewound (until a commit after the rewind)
+        self.resetting = False
+        self.rewinding = False
+        self.resync: set[str] = set()
+        self.broker_resets = 0
 
     # -- applying ------------------------------------------------------------------------
 
@@ -289,7 +322,42 @@ class ConsumerRunner:
         self.metrics.consumer_lag(self.name, upstream).set(ahead - (contiguous - start))
         return contiguous, ahead > contiguous - start
 
+    def begin_reset(self) -> None:
+        log.warning("the broker restarted empty: rewinding and catching up from the feeds")
+        self.resetting = self.rewinding = True
+        self.resync = set(self.handlers)
+        self.broker_resets += 1
+
+    async def check_broker(self, *, running: bool) -> None:
+        """Every EPOCH_CHECK_INTERVAL: a broker found reset begins a reset (raising BrokerReset
+        when a Kafka consumer is running, for its positions are the old broker's); once every
+        feed was caught up and the rewound offsets committed, the broker is marked as ours."""
+        if time.monotonic() - self._epoch_checked_at < kafka.EPOCH_CHECK_INTERVAL:
+            return
+        lost = await self.epoch.lost()
+        self._epoch_checked_at = time.monotonic()
+        if not lost:
+            return
+        if not self.resetting:
+            self.begin_reset()
+            if running:
+                raise BrokerReset
+        elif not self.resync and not self.rewinding:
+            await self.epoch.mark()
+            self.resetting = False
+
+    async def resync_from_feeds(self) -> None:
+        for upstream in sorted(self.resync):
+            try:
+                await self.catch_up(upstream)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                log.warning("catching up from %s failed, will retry: %r", upstream, exc)
+                continue
+            self.resync.discard(upstream)
+
     async def check_gaps(self) -> None:
+        if self.resync:
+            await self.resync_from_feeds()
         now = time.monotonic()
         for upstream in self.handlers:
             _, gap = await self.advance(upstream)
@@ -351,18 +419,28 @@ class ConsumerRunner:
         while not stop.is_set():
             try:
                 await self._consume(stop)
-            except (KafkaError, ServiceUnavailable, asyncpg.PostgresError, *CONNECTION_LOST) as exc:
+            except BrokerReset:
+                continue
+            except (
+                KafkaError,
+                OSError,  # TimeoutError too: the broker check
+                ServiceUnavailable,
+                asyncpg.PostgresError,
+                *CONNECTION_LOST,
+            ) as exc:
                 log.warning("consumer interrupted, restarting: %r", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        await self.check_broker(running=False)
         group = f"{self.settings.kafka_topic_prefix}{self.name}.consumers"
-        consumer = kafka.consumer(self.settings, group=group, topics=self.topics)
+        consumer = kafka.consumer(self.settings, group=group, topics=[])
+        consumer.subscribe(self.topics, listener=_RewindIfReset(self, consumer))
         self._dlq = kafka.producer(self.settings)
-        await consumer.start()
-        await self._dlq.start()
         try:
+            await consumer.start()
+            await self._dlq.start()
             while not stop.is_set():
                 batches: dict[
                     TopicPartition, list[ConsumerRecord[bytes, bytes]]
@@ -373,7 +451,9 @@ class ConsumerRunner:
                     await self.handle_batch(records)
                     # After the database commits, never before.
                     await consumer.commit()
+                    self.rewinding = False
                 await self.check_gaps()
+                await self.check_broker(running=True)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 5)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from shared.settings import Settings
 
@@ -41,12 +42,34 @@ def consumer(settings: Settings, *, group: str, topics: list[str]) -> AIOKafkaCo
     )
 
 
-async def ensure_topics(settings: Settings, topics: list[str]) -> None:
-    """Create topics explicitly (auto-creation would pick its own partition count)."""
+# How often a relay or a consumer asks the broker whether it is still the one it wrote to.
+EPOCH_CHECK_INTERVAL = 2.0
+
+
+async def ensure_topics(
+    settings: Settings, topics: list[str], *, partitions: int | None = None
+) -> None:
+    """Create topics explicitly (auto-creation would pick its own partition count).
+
+    With `partitions`, an existing topic with another count (auto-created by a client that
+    asked for it first, after a broker reset) is deleted and created again: only do this while
+    republishing it from the start."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        if partitions is not None:
+            present = [t for t in topics if t in existing]
+            wrong = [
+                d["topic"]
+                for d in (await admin.describe_topics(present) if present else [])
+                if len(d["partitions"]) != partitions
+            ]
+            if wrong:
+                log.warning("recreating %s with %d partitions", wrong, partitions)
+                with contextlib.suppress(UnknownTopicOrPartitionError):
+                    await admin.delete_topics(wrong)
+                existing -= set(wrong)
         missing = [t for t in topics if t not in existing]
         if missing:
             try:
@@ -80,3 +103,37 @@ async def wait_for_broker(settings: Settings, *, timeout: float = 30) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+class BrokerEpoch:
+    """Tells whether the broker is still the one this client wrote to.
+
+    A memory-only broker (Tansu) comes back from a restart empty: topics, records, groups and
+    committed offsets gone, while clients reconnect to the same address as if nothing happened.
+    The client marks the broker with a topic of its own that nobody produces to or subscribes
+    to, so no auto-creation brings it back: when the marker is missing, the broker is new (or
+    was emptied) and what it acknowledged before is lost. A fresh broker looks the same.
+    Cluster ids do not help: Tansu answers the same one after every restart.
+    """
+
+    def __init__(self, settings: Settings, *, marker: str) -> None:
+        self.settings = settings
+        self.marker = marker
+
+    async def lost(self) -> bool:
+        """True when the marker is missing. Raises KafkaError/OSError when the broker is down."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=5000
+        )
+        await asyncio.wait_for(admin.start(), 10)
+        try:
+            return self.marker not in set(await asyncio.wait_for(admin.list_topics(), 10))
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(admin.close(), 5)
+
+    async def mark(self) -> None:
+        """Call once what the lost broker held has been dealt with (not before: a crash in
+        between must find the marker still missing)."""
+        settings = self.settings.model_copy(update={"kafka_partitions": 1})
+        await ensure_topics(settings, [self.marker])

@@ -5,6 +5,10 @@ connection; other worker replicas wait for it. The leader wakes on NOTIFY and al
 lost notification only costs latency. Its checkpoint lives in PostgreSQL and moves only after the
 broker acknowledged every message of a batch; after a crash the batch is sent again and
 consumers drop the duplicates by event id.
+
+A broker that lost what it acknowledged (a memory-only broker restarted, see KAFKA.md) is
+noticed by a marker topic (kafka.BrokerEpoch): the leader then recreates its topic and
+republishes its whole log; consumers drop what they already applied.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ class Relay:
         self._wake = asyncio.Event()
         self._checkpointed_at = 0.0
         self._checkpointed_position = 0
+        self.epoch = kafka.BrokerEpoch(settings, marker=f"{self.topic}.epoch")
+        self._epoch_checked_at = -kafka.EPOCH_CHECK_INTERVAL
+        self.broker_resets = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Contend for leadership until `stop` is set; publish while leader."""
@@ -137,8 +144,10 @@ class Relay:
                     if producer is None:
                         continue
                 try:
+                    if time.monotonic() - self._epoch_checked_at >= kafka.EPOCH_CHECK_INTERVAL:
+                        await self.check_broker()
                     published = await self.publish_once(producer)
-                except (KafkaError, TimeoutError) as exc:
+                except (KafkaError, OSError, TimeoutError) as exc:
                     log.warning("publishing failed, will resend from the checkpoint: %r", exc)
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(producer.stop(), 5)
@@ -171,6 +180,23 @@ class Relay:
                 await asyncio.wait_for(producer.stop(), 5)
             await _sleep_or_stop(stop, 1.0)
             return None
+
+    async def check_broker(self) -> bool:
+        """If the broker lost this relay's topic (restarted empty), recreate the topic and
+        start publishing again from the first event; True when it did."""
+        lost = await self.epoch.lost()
+        self._epoch_checked_at = time.monotonic()
+        if not lost:
+            return False
+        log.warning("the broker does not hold %s any more: republishing the log", self.topic)
+        async with self.db.connection() as conn:
+            await conn.execute("DELETE FROM relay_checkpoint WHERE topic = $1", self.topic)
+        await kafka.ensure_topics(
+            self.settings, [self.topic], partitions=self.settings.kafka_partitions
+        )
+        await self.epoch.mark()
+        self.broker_resets += 1
+        return True
 
     async def seal_once(self) -> int:
         total = 0
