@@ -6,35 +6,63 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from shared.errors import ValidationFailed
 
 MAX_LIMIT = 200
 T = TypeVar("T")
+# what a sort key is made of: text, or an instant (written as ISO 8601 with its offset)
+Part = type[str] | type[datetime]
 
 
 def encode(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def decode(cursor: str | None, *, arity: int) -> list[Any] | None:
-    """The sort key inside a cursor; raises ValidationFailed on anything not made by encode."""
+def decode(cursor: str | None, *, parts: Sequence[Part]) -> list[Any] | None:
+    """The sort key inside a cursor, each part as the type given (an instant in UTC).
+
+    Raises ValidationFailed (422, naming the `cursor` query parameter) on anything encode()
+    could not have made for this key: not base64 or JSON, another shape, a part of another
+    type, text PostgreSQL cannot take (NUL, unpaired surrogates), an instant without an offset
+    or one that leaves the years 1 to 9999 in UTC."""
     if cursor is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
     except (binascii.Error, ValueError) as exc:
-        raise ValidationFailed("the cursor is not valid: pass back next_cursor as given") from exc
-    # our sort keys are text: anything else was not made by encode()
-    if (
-        not isinstance(key, list)
-        or len(key) != arity
-        or not all(isinstance(k, str) and "\x00" not in k for k in key)
-    ):
-        raise ValidationFailed("the cursor is not valid: pass back next_cursor as given")
-    return key
+        raise _invalid("it is not base64url JSON") from exc
+    if not isinstance(key, list) or len(key) != len(parts):
+        raise _invalid(f"it does not hold a sort key of {len(parts)} parts")
+    return [_part(value, kind) for value, kind in zip(key, parts, strict=True)]
+
+
+def _part(value: Any, kind: Part) -> str | datetime:
+    if not isinstance(value, str) or "\x00" in value:
+        raise _invalid("a part of its sort key is not text")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise _invalid("a part of its sort key is not text") from exc
+    if kind is str:
+        return value
+    try:
+        instant = datetime.fromisoformat(value)
+        if instant.tzinfo is None:
+            raise ValueError("no offset")
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise _invalid("a part of its sort key is not an instant") from exc
+
+
+def _invalid(why: str) -> ValidationFailed:
+    reason = f"not a cursor this list gave ({why}): pass back next_cursor as given"
+    return ValidationFailed(
+        f"cursor: {reason}", extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]}
+    )
 
 
 def page(

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
@@ -61,6 +62,12 @@ async def _reject(
     if invalid:
         body["invalid_params"] = invalid
     await problems.problem_response(status, body)(scope, receive, send)
+
+
+def _nul_parameters(scope: Scope) -> list[str]:
+    """`query.<name>` of each query parameter with a NUL character in its name or value."""
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return sorted({f"query.{k}" for k, v in pairs if "\x00" in k or "\x00" in v})
 
 
 def _nul_fields(body: bytes) -> list[str]:
@@ -160,13 +167,16 @@ class EdgeMiddleware:
                 )
                 return
         if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
+            names = _nul_parameters(scope)
             await _reject(
                 scope,
                 receive,
                 send,
                 422,
                 "The request is not valid",
-                "NUL characters are not accepted in text",
+                "NUL characters are not accepted in text"
+                + (": " + ", ".join(names) if names else ""),
+                invalid=[{"name": n, "reason": "contains a NUL character"} for n in names],
             )
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):

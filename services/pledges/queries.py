@@ -103,7 +103,7 @@ async def needs(
     viewer: str | None,
 ) -> dict[str, Any]:
     """Newest first."""
-    after = pagination.decode(cursor, arity=2)
+    after = pagination.decode(cursor, parts=(datetime, str))
     rows = await conn.fetch(
         """
         SELECT * FROM needs
@@ -116,7 +116,7 @@ async def needs(
         status,
         category,
         priority,
-        _timestamp(after[0]) if after else None,
+        after[0] if after else None,
         after[1] if after else None,
         limit + 1,
     )
@@ -125,10 +125,6 @@ async def needs(
     )
     org_names = await names(conn, [r["recipient_id"] for r in items])
     return {"items": [_need(r, org_names, viewer) for r in items], "next_cursor": next_cursor}
-
-
-def _timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def _line_summary(row: asyncpg.Record) -> dict[str, Any]:
@@ -168,7 +164,7 @@ async def pledges(
     limit: int,
 ) -> dict[str, Any]:
     """Newest first, each with a summary of its lines (no internal notes: GET one for them)."""
-    after = pagination.decode(cursor, arity=2)
+    after = pagination.decode(cursor, parts=(datetime, str))
     rows = await conn.fetch(
         """
         SELECT * FROM pledges p
@@ -184,7 +180,7 @@ async def pledges(
         status,
         partnership_id,
         need_id,
-        _timestamp(after[0]) if after else None,
+        after[0] if after else None,
         after[1] if after else None,
         limit + 1,
     )

@@ -56,7 +56,7 @@ async def search_organisations(
     limit: int,
 ) -> dict[str, Any]:
     """Name or any alias, case- and accent-insensitive, substring match; ordered by name."""
-    after = pagination.decode(cursor, arity=2)
+    after = pagination.decode(cursor, parts=(str, str))
     pattern = (
         None
         if not q
@@ -138,7 +138,7 @@ async def partnerships(
     limit: int,
 ) -> dict[str, Any]:
     """`country` matches either side; `organisation` either side too."""
-    after = pagination.decode(cursor, arity=1)
+    after = pagination.decode(cursor, parts=(str,))
     rows = await conn.fetch(
         f"""
         SELECT {_PARTNERSHIP_COLUMNS} FROM partnerships p

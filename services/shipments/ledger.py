@@ -123,7 +123,7 @@ async def pledge_lines(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    after = pagination.decode(cursor, arity=2)
+    after = pagination.decode(cursor, parts=(str, str))
     rows = await conn.fetch(
         f"""
         SELECT * FROM ({_LINES}) l

@@ -13,7 +13,7 @@ from services.shipments import access
 from services.shipments.domain import ON_THE_ROAD
 from shared import pagination
 from shared.auth import Principal
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import NotFound
 
 # {o}: an organisation (NULL: any); true when it plays a part in the convoy c
 INVOLVES = (
@@ -89,11 +89,7 @@ async def convoys(
     limit: int = 50,
 ) -> dict[str, Any]:
     """Newest departure first (dispatch time, else planned departure)."""
-    after = pagination.decode(cursor, arity=2)
-    try:
-        departs = datetime.fromisoformat(after[0]) if after else None
-    except ValueError as exc:
-        raise ValidationFailed("the cursor is not valid: pass back next_cursor as given") from exc
+    after = pagination.decode(cursor, parts=(datetime, str))
     rows = await conn.fetch(
         f"""
         SELECT {_CONVOY} FROM convoys c
@@ -121,7 +117,7 @@ async def convoys(
         origin,
         departs_from,
         departs_to,
-        departs,
+        after[0] if after else None,
         after[1] if after else None,
         limit + 1,
     )
