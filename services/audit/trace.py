@@ -1,4 +1,9 @@
-"""Trace one need, pledge, convoy or correlation id across every service, in time order."""
+"""Trace one need, pledge, convoy or correlation id across every service, in time order.
+
+The story of a need or a pledge includes the road of every convoy that carried its lines: the
+convoy's whole stream (planned, dispatched, checkpoints, border crossings, custody hand-offs,
+incidents, arrival, delivery, closing), leaving out only what was loaded or unloaded there for
+other pledges."""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ import httpx
 
 from services.audit import sources
 from shared.events import RecordedEvent
+
+CONVOY = "convoy"
+# a convoy's events about one manifest line: in a trace only when the line is the traced one's
+LINE_EVENTS = frozenset({"shipments.manifest-line-loaded", "shipments.manifest-line-unloaded"})
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,43 @@ class Step:
             "organisation": e.metadata.organisation,
             "correlation_id": e.metadata.correlation_id,
             "causation_id": e.metadata.causation_id,
+            "what": what(e),
         }
+
+
+def _party(party: Mapping[str, Any] | None) -> str:
+    if not party:
+        return "-"
+    person = (party.get("person") or {}).get("name")
+    body = party.get("organisation_id") or party.get("name") or "-"
+    return f"{body} ({person})" if person else str(body)
+
+
+def what(event: RecordedEvent) -> str:
+    """One line on what a convoy event says happened on the road ("" for other events)."""
+    d = event.data
+    match event.event_type.removeprefix("shipments."):
+        case "convoy-planned":
+            return f"{d['origin_id']} -> {d['destination_id']} by {d['carrier_id']}"
+        case "manifest-line-loaded":
+            return f"{d['quantity']} {d['unit']} of {d['pledge_id']}/{d['line_id']}"
+        case "convoy-dispatched":
+            return f"held by {_party(d.get('custody'))}"
+        case "checkpoint-recorded":
+            return str(d["place"])
+        case "border-crossed":
+            return f"{d['crossing_point']}: {d['outcome']}"
+        case "custody-handed-off":
+            return f"{_party(d['from_party'])} -> {_party(d['to_party'])}"
+        case "incident-reported":
+            return f"{d['kind']}: {d['description']}"
+        case "convoy-arrived":
+            return str(d.get("place") or "")
+        case "delivery-confirmed":
+            return f"confirmed by {d['confirmed_by']['name']} ({d['confirmed_by']['role']})"
+        case "convoy-closed" | "convoy-cancelled":
+            return str(d.get("outcome") or d.get("reason") or "")
+    return ""
 
 
 def mentions(value: Any, target: str) -> bool:
@@ -72,16 +117,30 @@ async def trace(
         for e in events
         if _about(e, target) or e.metadata.correlation_id in correlations
     ]
-    return sorted(steps, key=lambda s: (s.event.occurred_at, s.event.recorded_at))
+    found = {s.event.event_id for s in steps}
+    convoys = {s.event.stream_id for s in steps if s.event.stream_type == CONVOY}
+    steps += [
+        Step(service, e)
+        for service, events in histories.items()
+        for e in events
+        if e.stream_type == CONVOY
+        and e.stream_id in convoys
+        and e.event_id not in found
+        and e.event_type not in LINE_EVENTS
+    ]
+    return sorted(
+        steps, key=lambda s: (s.event.occurred_at, s.event.recorded_at, s.event.position or 0)
+    )
 
 
 def table(steps: Iterable[Step]) -> str:
-    lines = [f"{'when (occurred)':<26} {'service':<10} {'event':<40} {'record':<34} by"]
+    lines = [f"{'when (occurred)':<26} {'service':<10} {'event':<40} {'record':<34} by: what"]
     for s in steps:
         e = s.event
         who = f"{e.metadata.organisation or '-'} ({e.metadata.actor or '-'})"
+        said = what(e)
         lines.append(
             f"{e.occurred_at.isoformat()[:26]:<26} {s.service:<10} "
-            f"{e.event_type:<40} {e.stream_id[:34]:<34} {who}"
+            f"{e.event_type:<40} {e.stream_id[:34]:<34} {who}" + (f": {said}" if said else "")
         )
     return "\n".join(lines)
