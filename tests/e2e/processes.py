@@ -1,12 +1,15 @@
-"""Services as separate processes, for end-to-end and fault tests."""
+"""Services as separate processes, for end-to-end and fault tests; `make run` as a process."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,3 +128,71 @@ class Stack:
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+
+
+# -- `make run` (python -m shared.devstack) as a process, and what it prints -------------------
+
+KEY_LINE = re.compile(r"^\s+(?P<who>.+?)\s{2,}(?P<org>\S+)\s+(?P<roles>\S+)\s+(?P<key>twa_\S+)$")
+API_LINE = re.compile(
+    r"^\s+(?P<service>registry|pledges|shipments)\s+(?P<api>http://\S+)\s+\S+\s+(?P<worker>\S+)$"
+)
+PG_LINE = re.compile(r"^\s+PostgreSQL\s+(?P<url>\S+)$")
+KAFKA_LINE = re.compile(r"^\s+Kafka\s+(?P<bootstrap>\S+) ")
+READY = "twinaid ready in"
+
+
+class Printed:
+    def __init__(self, stdout: str) -> None:
+        self.text = stdout
+        lines = stdout.splitlines()
+        rows = [m for line in lines if (m := API_LINE.match(line))]
+        self.apis = {m["service"]: m["api"] for m in rows}
+        self.workers = {m["service"]: m["worker"] for m in rows}
+        self.keys = {
+            m["who"]: (m["org"], m["roles"], m["key"])
+            for line in lines
+            if (m := KEY_LINE.match(line))
+        }
+        self.database = next(m["url"] for line in lines if (m := PG_LINE.match(line)))
+        self.kafka = next(m["bootstrap"] for line in lines if (m := KAFKA_LINE.match(line)))
+
+    def key(self, organisation: str, role: str) -> str:
+        return next(
+            k for org, roles, k in self.keys.values() if org == organisation and role == roles
+        )
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "TWINAID_DATA_DIR": str(data_dir), "TWINAID_PORT_BASE": "0"}
+    env["PYTHONUNBUFFERED"] = "1"
+    for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "TWINAID_EXIT_AFTER_READY"):
+        env.pop(name, None)
+    return env
+
+
+def read_until_ready(
+    proc: subprocess.Popen[str], timeout: float, sink: list[str] | None = None
+) -> str:
+    """What the stack printed up to "ready"; every line, then and later, also goes to `sink`."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = [] if sink is None else sink
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        if line.startswith(READY):
+            return "".join(seen)
+    raise AssertionError("the dev stack never said it was ready:\n" + "".join(seen))

@@ -3,81 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import re
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import asyncpg
 import httpx
 import psutil
+import pytest
 
 from services.registry import demo
+from shared import devstack
 from shared.db import with_database
+from tests.e2e.processes import Printed, read_until_ready, stack_env
 from tests.shared.kafka_helpers import read_topic
-
-KEY_LINE = re.compile(r"^\s+(?P<who>.+?)\s{2,}(?P<org>\S+)\s+(?P<roles>\S+)\s+(?P<key>twa_\S+)$")
-API_LINE = re.compile(r"^\s+(?P<service>registry|pledges|shipments)\s+(?P<api>http://\S+)\s")
-PG_LINE = re.compile(r"^\s+PostgreSQL\s+(?P<url>\S+)$")
-KAFKA_LINE = re.compile(r"^\s+Kafka\s+(?P<bootstrap>\S+) ")
-READY = "twinaid ready in"
-
-
-class Printed:
-    def __init__(self, stdout: str) -> None:
-        self.text = stdout
-        lines = stdout.splitlines()
-        self.apis = {m["service"]: m["api"] for line in lines if (m := API_LINE.match(line))}
-        self.keys = {
-            m["who"]: (m["org"], m["roles"], m["key"])
-            for line in lines
-            if (m := KEY_LINE.match(line))
-        }
-        self.database = next(m["url"] for line in lines if (m := PG_LINE.match(line)))
-        self.kafka = next(m["bootstrap"] for line in lines if (m := KAFKA_LINE.match(line)))
-
-    def key(self, organisation: str, role: str) -> str:
-        return next(
-            k for org, roles, k in self.keys.values() if org == organisation and role == roles
-        )
-
-
-def stack_env(data_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "TWINAID_DATA_DIR": str(data_dir), "TWINAID_PORT_BASE": "0"}
-    env["PYTHONUNBUFFERED"] = "1"
-    for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "TWINAID_EXIT_AFTER_READY"):
-        env.pop(name, None)
-    return env
-
-
-def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> str:
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        seen.append(line)
-        if line.startswith(READY):
-            return "".join(seen)
-    raise AssertionError("the dev stack never said it was ready:\n" + "".join(seen))
 
 
 async def registry_state(registry_db: str, pledges_db: str) -> tuple[int, bool, int]:
@@ -179,3 +121,42 @@ def test_dev_stack_starts_with_demo_data_restarts_idempotently_and_stops_cleanly
     lingering = [c.pid for c in children if c.is_running() and c.status() != "zombie"]
     assert lingering == []
     assert not (tmp_path / "pg" / "postmaster.pid").exists(), "PostgreSQL outlived the stack"
+
+
+def test_a_configured_port_that_is_taken_stops_the_start_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        # the registry's API is the base + 1
+        env = {**stack_env(tmp_path), "TWINAID_PORT_BASE": str(taken - 1)}
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.devstack", "--exit-after-ready"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"port {taken} (the registry API) is in use" in done.stderr
+    assert "TWINAID_PORT_BASE" in done.stderr
+    assert not (tmp_path / "pg").exists(), "it started PostgreSQL before claiming its ports"
+
+
+def test_a_port_the_previous_run_left_in_time_wait_is_claimed_again() -> None:
+    with socket.socket() as listener:
+        # as uvicorn's and asyncio's servers bind (Linux lets a port be had again only if the
+        # socket that left it in TIME_WAIT allowed address reuse too)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server side closes first: its end of the port waits in TIME_WAIT
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what the stack did before: it then took another port
+    assert devstack.claim_port(port, "the registry API") == port
