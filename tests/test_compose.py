@@ -236,6 +236,19 @@ def test_every_long_running_service_has_a_healthcheck_and_jobs_never_restart() -
         assert check["test"][0] in ("CMD", "CMD-SHELL"), f"{name}: healthcheck form"
 
 
+def test_every_long_running_service_and_worker_is_restarted_when_it_dies() -> None:
+    # "on-failure" would leave a process killed by a signal it exits 0 on (SIGTERM) down
+    restarting = {"always", "unless-stopped"}
+    long_running = {name for name in services() if name not in jobs()}
+    assert {name for name, _, _ in processes()} <= long_running
+    assert {"postgres", "kafka"} <= long_running
+    for name in sorted(long_running):
+        policy = str(services()[name].get("restart", "no"))
+        assert policy in restarting, f"{name} has restart: {policy}"
+        deploy = services()[name].get("deploy", {}).get("restart_policy", {})
+        assert deploy.get("condition", "any") == "any", f"{name}: deploy restart_policy"
+
+
 def test_api_commands_run_their_services_app_factory_with_uvicorn() -> None:
     for name, svc, role in processes():
         if role != "api":
