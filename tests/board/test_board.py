@@ -368,6 +368,38 @@ async def test_the_audit_page_verifies_each_chain_and_traces_a_pledge_from_need_
     await expect(journey.filter(has_text="Delivery recorded on the pledge")).to_have_class(REACHED)
 
 
+async def test_the_trace_of_a_pledge_shows_the_road_of_the_convoy_that_carried_it(
+    tab: Tab,
+) -> None:
+    page = tab.page
+    await tab.sign_in("auditor", at="#/audit?trace=leeds-ukraine-aid-appeal-vans")
+    journey = page.locator("ol.journey li")
+    for milestone in ("Loaded on a convoy", "On the road", "Arrived", "Delivery confirmed"):
+        await expect(journey.filter(has_text=milestone)).to_have_class(REACHED)
+    rows = page.locator("table.trace tbody tr")
+    await expect(rows.filter(has_text="convoy-arrived")).to_have_count(1)
+    found = await rows.evaluate_all("rows => rows.map(r => r.dataset.eventType)")
+    road = [t for t in found if t.startswith("shipments.") and "manifest-line" not in t]
+    # the vans' whole week, in the order it happened: the pledge's id is in none of these
+    assert road == [
+        "shipments.convoy-planned",
+        "shipments.convoy-dispatched",
+        "shipments.border-crossed",
+        "shipments.checkpoint-recorded",
+        "shipments.checkpoint-recorded",
+        "shipments.border-crossed",
+        "shipments.checkpoint-recorded",
+        "shipments.convoy-arrived",
+        "shipments.delivery-confirmed",
+        "shipments.convoy-closed",
+    ]
+    border = rows.filter(has_text="Dorohusk - Yahodyn")
+    await expect(border).to_have_attribute("data-event-type", "shipments.border-crossed")
+    await expect(border.locator('td[data-label="By"]')).to_contain_text("key ")
+    checkpoints = page.locator('table.trace tr[data-event-type="shipments.checkpoint-recorded"]')
+    await expect(checkpoints.filter(has_text="Lviv")).to_have_count(1)
+
+
 async def test_the_board_fits_a_phone(tab: Tab, tmp_path: Path) -> None:
     page = tab.page
     await page.set_viewport_size({"width": 390, "height": 844})

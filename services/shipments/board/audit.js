@@ -4,7 +4,7 @@
 import { all, api, nameOf, session } from "./api.js";
 import { announce, errorBox, h, replace, short, time, when } from "./dom.js";
 import { field } from "./forms.js";
-import { eventName } from "./labels.js";
+import { eventName, eventSummary } from "./labels.js";
 import { SERVICES, trace } from "./trace.js";
 
 function section(id, title, ...content) {
@@ -58,6 +58,8 @@ const MILESTONES = [
   ["Pledged", (t) => t === "pledges.pledge-made"],
   ["Committed", (t) => t === "pledges.pledge-committed"],
   ["Loaded on a convoy", (t) => t === "shipments.manifest-line-loaded"],
+  ["On the road", (t) => t === "shipments.convoy-dispatched"],
+  ["Arrived", (t) => t === "shipments.convoy-arrived"],
   ["Delivery confirmed", (t) => t === "shipments.delivery-confirmed"],
   ["Delivery recorded on the pledge", (t) => t === "pledges.delivery-recorded"],
 ];
@@ -97,7 +99,13 @@ function stepsTable(steps) {
             { "data-event-type": event.event_type },
             h("td", { "data-label": "Occurred" }, time(event.occurred_at)),
             h("td", { "data-label": "Service" }, service),
-            h("td", { "data-label": "Event" }, eventName(event.event_type), h("span", { class: "sub" }, event.event_type)),
+            h(
+              "td",
+              { "data-label": "Event" },
+              eventName(event.event_type),
+              eventSummary(event.event_type, event.data) ? h("span", { class: "what" }, `: ${eventSummary(event.event_type, event.data)}`) : null,
+              h("span", { class: "sub" }, event.event_type),
+            ),
             h("td", { "data-label": "Record" }, event.stream_id, h("span", { class: "sub" }, `position ${event.position} · v${event.stream_version}`)),
             h("td", { "data-label": "By" }, nameOf(event.metadata.organisation), h("span", { class: "sub" }, `key ${event.metadata.actor || "—"}`)),
             h("td", { "data-label": "Recorded" }, time(event.recorded_at)),

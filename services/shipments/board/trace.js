@@ -1,11 +1,14 @@
 // A small `twinaid audit trace` (services/audit/trace.py) in the browser: the events about a
-// pledge (or need, convoy, correlation id), and every event sharing a correlation id with
-// them, from every service's feed, in the order things happened.
+// pledge (or need, convoy, correlation id), every event sharing a correlation id with them,
+// and the road of every convoy that carried its lines, from every service, in the order things
+// happened.
 
 import { ApiError, api, query } from "./api.js";
 
 export const SERVICES = ["registry", "pledges", "shipments"];
 const PAGE = 1000;
+// a convoy's events about one manifest line: in a trace only when the line is the traced one's
+const LINE_EVENTS = new Set(["shipments.manifest-line-loaded", "shipments.manifest-line-unloaded"]);
 
 function mentions(value, target) {
   if (typeof value === "string") return value === target;
@@ -69,12 +72,11 @@ export async function trace(target, progress = () => {}) {
   for (const e of pledge) for (const line of e.data.lines || []) if (line.need_id) needIds.add(line.need_id);
   for (const needId of needIds) add("pledges", await stream("pledges", `need-${needId}`));
 
-  // the convoys that carried it: only their events that name it
+  // the convoys that carried it: their loads of it, and their road
+  const convoyIds = new Set();
   if (pledge.length) {
     const convoys = await api("shipments", `/v1/convoys${query({ pledge_id: target, limit: 200 })}`);
-    for (const c of convoys.items) {
-      add("shipments", (await stream("shipments", `convoy-${c.convoy_id}`)).filter((e) => about(e, target)));
-    }
+    for (const c of convoys.items) convoyIds.add(`convoy-${c.convoy_id}`);
   }
 
   const correlations = new Set([target]);
@@ -83,6 +85,17 @@ export async function trace(target, progress = () => {}) {
     progress(`events with correlation id ${id}`);
     const pages = await Promise.all(SERVICES.map((s) => correlated(s, id).then((events) => [s, events])));
     for (const [service, events] of pages) add(service, events);
+  }
+
+  // the whole road of each convoy found (a need's pledges reach their convoys by correlation)
+  for (const { event } of found.values()) if (event.stream_type === "convoy") convoyIds.add(event.stream_id);
+  for (const convoyId of convoyIds) {
+    progress(`the road of ${convoyId}`);
+    const events = await stream("shipments", convoyId);
+    add(
+      "shipments",
+      events.filter((e) => !LINE_EVENTS.has(e.event_type) || about(e, target) || found.has(`shipments:${e.event_id}`)),
+    );
   }
   const at = (iso) => new Date(iso).getTime();
   return [...found.values()].sort(
