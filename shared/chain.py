@@ -13,6 +13,8 @@ it chains to exactly what was sealed, and anything else is checked in full with 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +31,9 @@ _sha256 = hashlib.sha256
 
 
 def _instant(value: datetime) -> str:
+    # asyncpg reads PostgreSQL's -infinity and infinity as naive datetimes: no instant at all
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()} is not an instant (no time zone: an infinity?)")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -49,13 +54,53 @@ def canonical(event: RecordedEvent, *, position: int) -> bytes:
     return rfc8785.dumps(body)
 
 
+# What the log holds, so that every stored row can be read back and sealed (the same rules as
+# the events_sealable CHECK constraint in shared/schema.sql): numbers within +-MAX_NUMBER (a
+# float such as 1e20 is written by RFC 8785 as 100000000000000000000, which reads back as an
+# integer beyond 2**53 that has no canonical form), no NUL character (PostgreSQL's jsonb and
+# text cannot hold it), nesting at most MAX_DEPTH deep.
+MAX_NUMBER = 2**53 - 1
+MAX_DEPTH = 64
+# Cheap signs that a canonical text may break a rule; only then is the value walked.
+_SUSPECT = re.compile(r"\d{16}|e\+|\\u0000")
+
+
 def encode(value: Any) -> str:
     """The RFC 8785 text of a JSON value: how event data and metadata are stored. A value that
-    has no canonical form (an integer beyond 2**53, NaN) is refused before anything is stored."""
+    has no canonical form (an integer beyond 2**53, NaN), or that breaks a rule of the log
+    (MAX_NUMBER, MAX_DEPTH, a NUL character), is refused (ValidationFailed) before anything is
+    stored."""
     try:
-        return rfc8785.dumps(value).decode()
-    except rfc8785.CanonicalizationError as exc:
+        text = rfc8785.dumps(value).decode()
+    except (rfc8785.CanonicalizationError, RecursionError) as exc:
         raise ValidationFailed(f"the event cannot be stored as canonical JSON: {exc}") from exc
+    if _SUSPECT.search(text) or text.count("[") + text.count("{") > MAX_DEPTH:
+        problem = unstorable(json.loads(text))
+        if problem is not None:
+            raise ValidationFailed(f"the event cannot be stored: {problem}")
+    return text
+
+
+def unstorable(value: Any, depth: int = 0) -> str | None:
+    """Which rule of the log a parsed JSON value breaks, if any (see MAX_NUMBER). The root is
+    at depth 0, the items of a container one deeper than the container."""
+    if depth > MAX_DEPTH:
+        return f"values are nested more than {MAX_DEPTH} deep"
+    if isinstance(value, str):
+        return "a text holds a NUL character" if "\x00" in value else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        if not -MAX_NUMBER <= value <= MAX_NUMBER:
+            return f"the number {value} is beyond +-{MAX_NUMBER} (write it as a string)"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return "a key holds a NUL character"
+        if (found := unstorable(item, depth + 1)) is not None:
+            return found
+    return None
 
 
 def link_digest(previous: bytes, digest: bytes) -> bytes:
@@ -179,7 +224,10 @@ class Verifier:
             return self._broken(expected, f"event {entry.event_id} sealed here was deleted")
         if str(entry.event.event_id) != entry.event_id:
             return self._broken(expected, "the event here is not the one sealed here (replaced)")
-        recomputed = link(self.head, entry.event, position=expected)
+        try:
+            recomputed = link(self.head, entry.event, position=expected)
+        except (ValueError, ArithmeticError, TypeError, AttributeError, RecursionError) as exc:
+            return self._broken(expected, f"the event here has no canonical form: {exc}")
         if recomputed != entry.hash:
             return self._broken(
                 expected,

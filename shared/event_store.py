@@ -23,8 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from shared import chain, sealer
-from shared.errors import Conflict
+from shared import chain, instants, sealer
+from shared.errors import Conflict, ValidationFailed
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
 from shared.rows import COLUMNS, from_row
 
@@ -100,6 +100,36 @@ def fold(events: Iterable[RecordedEvent], initial: S, evolve: Callable[[S, Recor
 APPEND_CALL = "twinaid_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 
+# What the database answers to a row the chain could not seal (events_sealable_v1 in
+# shared/schema.sql; a JSON text jsonb cannot read fails the check with a data error).
+REFUSED_BY_DATABASE = (asyncpg.CheckViolationError, asyncpg.DataError)
+
+
+class Unstorable(ValidationFailed):
+    """An event the log cannot hold, because the chain could not seal it (see
+    shared/instants.py and chain.encode for the rules). The API's request models refuse such
+    values first; this is the same rule one layer down, also enforced by the database."""
+
+    type_slug = "unstorable-event"
+    title = "The event cannot be stored in the log"
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"the event cannot be stored: {problem}")
+
+
+def check_storable(events: Sequence[NewEvent], *, now: datetime) -> None:
+    """Raises Unstorable for an instant outside the log's range or data that is not a JSON
+    object; chain.encode refuses what breaks the log's JSON rules."""
+    problem = instants.storable(now, field="recorded_at")
+    for event in events:
+        if problem is None and event.occurred_at is not None:
+            problem = instants.storable(event.occurred_at, field="occurred_at")
+        if problem is None and not isinstance(event.data, Mapping):
+            problem = f"the data of {event.event_type} is not a JSON object"
+    if problem is not None:
+        raise Unstorable(problem)
+
+
 def append_arguments(
     *,
     stream_type: str,
@@ -110,8 +140,9 @@ def append_arguments(
     now: datetime,
 ) -> tuple[Any, ...]:
     """The arguments of twinaid_append. Data and metadata as RFC 8785 text, so the sealed body
-    can be rendered from the columns (shared/chain.py); ValidationFailed when a value has no
-    canonical form."""
+    can be rendered from the columns (shared/chain.py); ValidationFailed (Unstorable) when a
+    value has no canonical form or the log cannot hold it (check_storable)."""
+    check_storable(events, now=now)
     return (
         stream_type,
         stream_id,
@@ -202,6 +233,8 @@ class PostgresEventStore:
             )
         except asyncpg.UniqueViolationError as exc:
             raise append_conflict(exc, stream_id=stream_id, expected=expected_version) from exc
+        except REFUSED_BY_DATABASE as exc:
+            raise Unstorable(f"the database refused it: {exc}") from exc
         if appended != len(events):
             actual = await self.current_version(stream_id)
             raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from shared import chain
 from shared.errors import Conflict
-from shared.event_store import ConcurrencyConflict
+from shared.event_store import ConcurrencyConflict, check_storable
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
 
 
@@ -36,6 +36,10 @@ class InMemoryEventStore:
         known = {e.event_id for e in self._events}
         if any(e.event_id in known for e in events):
             raise Conflict("an event with this id was already recorded")
+        # what the database refuses (events_sealable_v1), refused here too, before anything
+        check_storable(events, now=now)
+        stored_metadata = Metadata.from_dict(json.loads(chain.encode(metadata.as_dict())))
+        stored = [json.loads(chain.encode(new.data)) for new in events]
         recorded = []
         for i, new in enumerate(events):
             event = RecordedEvent(
@@ -47,8 +51,8 @@ class InMemoryEventStore:
                 schema_version=new.schema_version,
                 occurred_at=new.occurred_at or now,
                 recorded_at=now,
-                data=json.loads(chain.encode(new.data)),
-                metadata=metadata,
+                data=stored[i],
+                metadata=stored_metadata,
             )
             position = len(self._events) + 1
             self._hash = chain.link(self._hash, event, position=position)

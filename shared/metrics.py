@@ -8,6 +8,7 @@ from prometheus_client.gc_collector import GCCollector
 
 class Metrics:
     def __init__(self, service: str) -> None:
+        self.service = service
         self.registry = CollectorRegistry()
         GCCollector(registry=self.registry)  # python_gc_*: see shared/runtime.py
         labels = {"service": service}
@@ -53,6 +54,26 @@ class Metrics:
             ["service", "upstream"],
             registry=self.registry,
         ).labels
+        # a committed event the sealer cannot seal (shared/sealer.py Watch): 1 with its
+        # position, event id and reason as labels while it blocks the chain
+        self.sealer_blocked = Gauge(
+            "twinaid_sealer_blocked",
+            "1 while a committed event cannot be sealed: nothing after it is published",
+            ["service", "position", "event_id", "reason"],
+            registry=self.registry,
+        )
+        self.sealer_blocked_position = Gauge(
+            "twinaid_sealer_blocked_position",
+            "Chain position of the event the sealer cannot seal; 0 when none",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)
+        self.sealer_failures = Counter(
+            "twinaid_sealer_failures",
+            "Sealing rounds stopped by an event the chain cannot seal",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)
         self.dead_letters = Counter(
             "twinaid_dead_letters",
             "Messages sent to the dead-letter table",

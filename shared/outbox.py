@@ -25,7 +25,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared import kafka, signing
+from shared import kafka, sealer, signing
 from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.event_store import PostgresEventStore
@@ -86,6 +86,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._checkpointed_at = 0.0
         self._checkpointed_position = 0
+        self.sealing = sealer.Watch(metrics)
         self.epoch = kafka.BrokerEpoch(settings, marker=f"{self.topic}.epoch")
         self._epoch_checked_at = -kafka.EPOCH_CHECK_INTERVAL
         self.broker_resets = 0
@@ -200,13 +201,19 @@ class Relay:
 
     async def seal_once(self) -> int:
         total = 0
-        while True:
-            async with self.db.transaction() as conn:
-                n = await PostgresEventStore(conn).seal(limit=self.settings.relay_batch_size)
+        while self.sealing.due():
+            try:
+                async with self.db.transaction() as conn:
+                    n = await PostgresEventStore(conn).seal(limit=self.settings.relay_batch_size)
+            except sealer.Unsealable as exc:
+                self.sealing.failed(exc)  # reported; retried after a backoff, never fatal
+                return total
+            self.sealing.passed()
             total += n
             self.metrics.appends.inc(n)
             if n < self.settings.relay_batch_size:
                 return total
+        return total
 
     async def checkpoint_if_due(self) -> bool:
         """Append a signed checkpoint of the chain head when the interval has passed and

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from shared import instants
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound
@@ -48,7 +49,7 @@ class Checkpoint(BaseModel):
     service: str = Field(max_length=50)
     position: int = Field(ge=1)
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    signed_at: str = Field(max_length=64)
+    signed_at: Annotated[instants.PastInstantText, Field(max_length=64)]
     public_key: str = Field(max_length=100)
     signature: str = Field(max_length=200)
 
@@ -87,8 +88,8 @@ def common_router() -> APIRouter:
         event_type: Annotated[str | None, Query(max_length=200)] = None,
         organisation: Annotated[str | None, Query(max_length=100)] = None,
         correlation_id: Annotated[str | None, Query(max_length=128)] = None,
-        recorded_from: AwareDatetime | None = None,
-        recorded_to: AwareDatetime | None = None,
+        recorded_from: instants.QueryInstant | None = None,
+        recorded_to: instants.QueryInstant | None = None,
     ) -> dict[str, Any]:
         """The sealed event log after a global position, in position order: the cursor
         (`next_after`) is stable; consumers catch up from this same feed."""

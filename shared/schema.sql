@@ -30,6 +30,36 @@ BEGIN
                            ALTER COLUMN metadata TYPE json USING metadata::json;
     END IF;
 END $$;
+-- What the chain can seal, refused at append whoever writes (shared/chain.py, shared/instants.py
+-- hold the same rules for the stores): instants in [1900-01-01, 2200-01-01) UTC (never
+-- -infinity or infinity, which asyncpg reads as naive datetimes), data and metadata JSON
+-- objects whose numbers lie within +-(2^53 - 1), with no NUL character, nested at most 64 deep.
+-- IMMUTABLE: the answer depends on the value only.
+CREATE OR REPLACE FUNCTION twinaid_sealable_json(j json) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN json_typeof(j) IS DISTINCT FROM 'object' THEN false
+        -- \u0000 not itself escaped: checked before the cast to jsonb, which cannot hold it
+        WHEN j::text ~ '(^|[^\\])(\\\\)*\\u0000' THEN false
+        ELSE NOT jsonb_path_exists(j::jsonb, 'strict $.**{65 to last}')
+         AND NOT jsonb_path_exists(j::jsonb, 'strict $.** ? (@.type() == "number"
+                 && (@ > 9007199254740991 || @ < -9007199254740991))')
+    END
+$$;
+-- NOT VALID: a database that holds a row written before this rule (which the sealer reports
+-- and waits on, see shared/sealer.py) still starts; every new row is checked.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'events'::regclass AND conname = 'events_sealable_v1') THEN
+        ALTER TABLE events ADD CONSTRAINT events_sealable_v1 CHECK (
+            occurred_at >= '1900-01-01 00:00:00+00' AND occurred_at < '2200-01-01 00:00:00+00'
+            AND recorded_at >= '1900-01-01 00:00:00+00' AND recorded_at < '2200-01-01 00:00:00+00'
+            -- (::json: a log created with jsonb columns gets them turned into json above)
+            AND twinaid_sealable_json(data::json) AND twinaid_sealable_json(metadata::json)
+        ) NOT VALID;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS events_commit_order ON events (tx_id, id);
 CREATE INDEX IF NOT EXISTS events_correlation ON events ((metadata ->> 'correlation_id'));
 

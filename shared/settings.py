@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # the worker's health endpoint; 0 picks a free port
     worker_health_port: int = 0
     log_level: str = "INFO"
+    # how far ahead of this server's clock a client's "it happened at" may lie (shared/instants.py)
+    clock_skew_seconds: float = 300.0
     # CPython's young-generation GC threshold in API and worker processes (shared/runtime.py);
     # 0 leaves the collector as Python sets it (700, no freeze)
     gc_gen0_threshold: int = 10_000

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import db as dbmod
-from shared import idempotency, logs, problems, routes, runtime
+from shared import idempotency, instants, logs, problems, routes, runtime
 from shared.auth import Authenticator, Principal
 from shared.deps import Caller, Ctx, ServiceContext, header, metadata_for, utcnow
 from shared.errors import TwinaidError
@@ -341,6 +341,7 @@ def create_app(
 ) -> FastAPI:
     """Build a service's app. Nothing connects until the lifespan starts."""
     logs.configure(service, settings.log_level)
+    instants.configure(clock_skew_seconds=settings.clock_skew_seconds)
     metrics = Metrics(service)
     database = dbmod.Database(settings.database_url, max_size=settings.database_pool_size)
     ctx = ServiceContext(

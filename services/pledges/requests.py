@@ -6,13 +6,11 @@ of minor units: a float is refused, so a fraction of a cent cannot slip in as 12
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, Path, Query
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,7 +20,7 @@ from pydantic import (
 
 from services.pledges import domain
 from services.pledges import events as ev
-from shared import pagination
+from shared import instants, pagination
 
 
 def _quantity(value: Any) -> Any:
@@ -75,7 +73,7 @@ Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
 IfMatch = Annotated[int | None, Header(description="the version you last read")]
 NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
-AsOf = Annotated[AwareDatetime | None, Query(description="state as of this instant")]
+AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
 class _In(BaseModel):
@@ -106,8 +104,8 @@ class NeedIn(_In):
     currency: Currency | None = None
     priority: domain.Priority = domain.Priority.NORMAL
     serves: Annotated[list[domain.Serves], Field(max_length=11)] = []
-    deadline: date | None = None
-    occurred_at: AwareDatetime | None = None
+    deadline: instants.PlanDate | None = None
+    occurred_at: instants.PastInstant | None = None
     internal_note: Note = None
     contact: ContactIn | None = None
 
@@ -120,15 +118,15 @@ class NeedRevisionIn(_In):
     amount: MinorUnits | None = None
     priority: domain.Priority | None = None
     serves: Annotated[list[domain.Serves] | None, Field(max_length=11)] = None
-    deadline: date | None = None
+    deadline: instants.PlanDate | None = None
     internal_note: Note = None
     reason: Reason
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
 
 
 class EndIn(_In):
     reason: Reason
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
 
 
 class MoneyIn(_In):
@@ -158,13 +156,13 @@ class PledgeIn(_In):
     description: Annotated[str | None, Field(max_length=2000)] = None
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=domain.MAX_LINES)]
     commit: bool = Field(default=False, description="make it binding at once")
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
     internal_note: Note = None
     contact: ContactIn | None = None
 
 
 class CommitIn(_In):
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
 
 
 class AmendIn(_In):
@@ -173,7 +171,7 @@ class AmendIn(_In):
     quantity: Quantity | None = None
     amount: MinorUnits | None = None
     reason: Reason
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
 
     @model_validator(mode="after")
     def _one_figure(self) -> AmendIn:
@@ -189,9 +187,9 @@ class AmendIn(_In):
 class ReceiptIn(_In):
     amount: MinorUnits
     currency: Currency
-    received_on: date
+    received_on: instants.PastDate
     reference: Annotated[str, Field(min_length=1, max_length=200)]
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
 
 
 class DonorFigureIn(_In):
@@ -200,6 +198,6 @@ class DonorFigureIn(_In):
     quantity: Quantity | None = None
     amount: MinorUnits | None = None
     currency: Currency | None = None
-    reported_on: date
+    reported_on: instants.PastDate
     note: Note = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from services.pledges import domain
+from shared import instants
 from shared.errors import ValidationFailed
 
 ColumnKind = Literal["text", "quantity", "money", "converted"]
@@ -103,6 +104,7 @@ class Conversion:
                 raise _bad("rate", f"{text!r}: the rate or the date is malformed") from exc
             if not rate.is_finite() or rate <= 0:
                 raise _bad("rate", f"{text!r}: a rate is a positive number")
+            instants.check_past_date(on, field="rate")
             if code in parsed:
                 raise _bad("rate", f"two rates for {code}")
             parsed[code] = domain.money.Rate(currency=code, rate=rate, on=on)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Header, Path, Query
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.registry import domain
-from shared import pagination
+from shared import instants, pagination
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -31,7 +31,7 @@ PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
 IfMatch = Annotated[int | None, Header(description="the version you last read")]
-AsOf = Annotated[AwareDatetime | None, Query(description="state as of this instant")]
+AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
 class _In(BaseModel):
@@ -98,11 +98,11 @@ class PartnershipIn(_In):
     programme: Annotated[str | None, Field(max_length=200)] = None
     phase: Annotated[str | None, Field(max_length=100)] = None
     fields: Annotated[list[domain.CooperationField], Field(max_length=20)] = []
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
     evidence: EvidenceIn | None = None
 
 
 class TransitionIn(_In):
     to: domain.PartnershipStatus
-    occurred_at: AwareDatetime | None = None
+    occurred_at: instants.PastInstant | None = None
     evidence: EvidenceIn | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from services.shipments import access, domain, handlers, ledger, queries, views
 from services.shipments.requests import (
@@ -16,6 +15,7 @@ from services.shipments.requests import (
     LineRef,
     OrgFilter,
 )
+from shared import instants
 from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
@@ -33,8 +33,8 @@ async def list_convoys(
     recipient: OrgFilter = None,
     carrier: OrgFilter = None,
     origin: OrgFilter = None,
-    departs_from: Annotated[AwareDatetime | None, Query()] = None,
-    departs_to: Annotated[AwareDatetime | None, Query()] = None,
+    departs_from: Annotated[instants.QueryInstant | None, Query()] = None,
+    departs_to: Annotated[instants.QueryInstant | None, Query()] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from shared.event_store import (
     ConcurrencyConflict,
     EventStore,
     PostgresEventStore,
+    Unstorable,
 )
 from shared.events import Metadata, NewEvent, Selection
 from shared.memory_store import InMemoryEventStore
@@ -185,3 +187,139 @@ async def test_refuses_data_without_a_canonical_form_and_stores_nothing(
     assert await store.read_stream("huge") == []
     await seal(store)
     assert (await store.verify()).head_position == 0
+
+
+def at(moment: datetime) -> NewEvent:
+    return NewEvent("s.happened", {"at": moment.isoformat()}, occurred_at=moment)
+
+
+OUTSIDE_THE_LOG = {
+    "year-1": datetime(1, 1, 1, tzinfo=UTC),  # asyncpg would write it as -infinity
+    "just-before-1900": datetime(1899, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    "year-2200": datetime(2200, 1, 1, tzinfo=UTC),
+    "year-9999": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # infinity
+    "1900-at-plus-one": datetime(1900, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+    "naive": datetime(2022, 3, 1, 9, 30),
+}
+
+
+@pytest.mark.parametrize("occurred_at", OUTSIDE_THE_LOG.values(), ids=OUTSIDE_THE_LOG.keys())
+async def test_refuses_an_instant_the_chain_cannot_seal_and_stores_nothing(
+    store: EventStore, occurred_at: datetime
+) -> None:
+    with pytest.raises(Unstorable, match="occurred_at"):
+        await store.append(
+            stream_type="s",
+            stream_id="when",
+            expected_version=0,
+            events=[signed(2000), at(occurred_at)],
+            metadata=META,
+            now=NOW,
+        )
+    assert await store.read_stream("when") == []
+    await seal(store)
+    assert (await store.verify()).head_position == 0
+
+
+@pytest.mark.parametrize("now", [datetime(1, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)])
+async def test_refuses_a_recording_instant_outside_the_log_s_range(
+    store: EventStore, now: datetime
+) -> None:
+    with pytest.raises(Unstorable, match="recorded_at"):
+        await store.append(
+            stream_type="s",
+            stream_id="when",
+            expected_version=0,
+            events=[signed(2000)],
+            metadata=META,
+            now=now,
+        )
+    assert await store.read_stream("when") == []
+
+
+async def test_stores_seals_and_verifies_the_first_and_last_instants_of_the_log(
+    store: EventStore,
+) -> None:
+    first = datetime(1900, 1, 1, tzinfo=UTC)
+    last = datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    await store.append(
+        stream_type="s",
+        stream_id="edges",
+        expected_version=0,
+        events=[
+            at(first),
+            at(last),
+            at(datetime(1900, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+        ],
+        metadata=META,
+        now=NOW,
+    )
+    await seal(store)
+    assert [e.occurred_at for e in await store.read_stream("edges")] == [first, last, first]
+    verdict = await store.verify()
+    assert verdict.intact and verdict.head_position == 3
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+BEYOND_THE_LOG = {
+    # RFC 8785 writes 1e20 as 100000000000000000000, which reads back as an integer too large
+    # for a canonical form: stored, it would stop the sealer
+    "float-1e20": {"n": 1e20},
+    "float-1e300": {"n": -1e300},
+    "just-past-2**53": {"n": 2.0**53},
+    "nul-in-text": {"note": "a\x00b"},
+    "nul-in-a-key": {"a\x00": 1},
+    "nested-65-deep": {"n": _nested(64)},  # the 1 sits at depth 65
+    "not-an-object": [1, 2],
+}
+
+
+@pytest.mark.parametrize("data", BEYOND_THE_LOG.values(), ids=BEYOND_THE_LOG.keys())
+async def test_refuses_data_the_log_cannot_hold_and_stores_nothing(
+    store: EventStore, data: object
+) -> None:
+    with pytest.raises(ValidationFailed, match="cannot be stored"):
+        await store.append(
+            stream_type="s",
+            stream_id="odd",
+            expected_version=0,
+            events=[NewEvent("s.happened", cast(Mapping[str, Any], data))],
+            metadata=META,
+            now=NOW,
+        )
+    assert await store.read_stream("odd") == []
+    await seal(store)
+    assert (await store.verify()).head_position == 0
+
+
+async def test_stores_seals_and_verifies_data_at_the_edges_of_the_log_s_rules(
+    store: EventStore,
+) -> None:
+    data = {
+        "largest": 2**53 - 1,
+        "smallest": -(2**53 - 1),
+        "float": 9007199254740991.0,
+        "tiny": 5e-324,
+        "deep": _nested(63),  # the 1 sits at depth 64
+        "escaped": "\\u0000 is six characters here",
+        "digits": "12345678901234567890",
+    }
+    await store.append(
+        stream_type="s",
+        stream_id="edges",
+        expected_version=0,
+        events=[NewEvent("s.happened", data)],
+        metadata=META,
+        now=NOW,
+    )
+    await seal(store)
+    (stored,) = await store.read_stream("edges")
+    assert stored.data == data
+    verdict = await store.verify()
+    assert verdict.intact and verdict.head_position == 1

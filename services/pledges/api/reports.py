@@ -3,7 +3,6 @@ rate table (`convert_to=EUR&rate=GBP:1.165:2023-02-20`), stating each rate and i
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.pledges import domain, reports, totals
 from services.pledges.tables import Conversion, Table
+from shared import instants
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -19,8 +19,12 @@ Id = Annotated[str | None, Query(max_length=100)]
 
 
 def _filters(
-    date_from: Annotated[date | None, Query(alias="from", description="made or posted on")] = None,
-    date_to: Annotated[date | None, Query(alias="to", description="inclusive")] = None,
+    date_from: Annotated[
+        instants.QueryDate | None, Query(alias="from", description="made or posted on")
+    ] = None,
+    date_to: Annotated[
+        instants.QueryDate | None, Query(alias="to", description="inclusive")
+    ] = None,
     donor: Id = None,
     recipient: Id = None,
     partnership: Id = None,
