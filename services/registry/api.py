@@ -9,6 +9,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -32,7 +33,7 @@ from services.registry.requests import (
 from shared.auth import Principal, Role
 from shared.errors import NotFound
 from shared.events import Metadata
-from shared.web import Caller, Ctx, ServiceContext, write
+from shared.web import Caller, Ctx, ServiceContext, execute_write, write
 
 
 @asynccontextmanager
@@ -347,12 +348,30 @@ async def get_partnership(
         "fields": list(state.fields),
         "status": state.status.value,
         "history": [{"status": s, "occurred_at": t.isoformat()} for s, t in state.history],
+        "agreements": [
+            {
+                "organisation_id": a.organisation_id,
+                "to_status": a.to_status,
+                "occurred_at": a.occurred_at.isoformat(),
+                "actor": a.actor,
+            }
+            for a in state.agreements
+        ],
         "version": state.version,
         "as_of": as_of.isoformat(),
     }
 
 
-@router.post("/partnerships/{partnership_id}/transitions", tags=["partnerships"])
+@router.post(
+    "/partnerships/{partnership_id}/transitions",
+    tags=["partnerships"],
+    responses={
+        202: {
+            "description": "The caller's organisation agreed; the status waits for the other's"
+            " (`awaiting_agreement_of`)"
+        }
+    },
+)
 async def change_partnership_status(
     partnership_id: PartnershipId,
     body: TransitionIn,
@@ -361,7 +380,12 @@ async def change_partnership_status(
     caller: Caller,
     if_match: IfMatch = None,
 ) -> JSONResponse:
-    """Move a partnership along its lifecycle; 409 lists the transitions allowed from here."""
+    """Move a partnership along its lifecycle; 409 lists the transitions allowed from here.
+
+    To `agreed` or `signed` both organisations consent: a member's request records its own
+    organisation's agreement (202 with `awaiting_agreement_of` until the other organisation
+    agrees too; the request that completes the pair moves it, 200). A registry administrator
+    moves it at once, with `evidence` of both organisations' agreement (422 without)."""
     caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
     now = ctx.clock()
     command = domain.ChangeStatus(
@@ -369,12 +393,9 @@ async def change_partnership_status(
         occurred_at=body.occurred_at or now,
         evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_partnership_status(
+
+    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+        result = await handlers.change_partnership_status(
             conn,
             partnership_id,
             command,
@@ -382,5 +403,7 @@ async def change_partnership_status(
             if_match=if_match,
             metadata=meta,
             now=now,
-        ),
-    )
+        )
+        return (202 if "awaiting_agreement_of" in result else 200), result
+
+    return await execute_write(ctx, request, caller, use_case)

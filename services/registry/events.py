@@ -19,6 +19,7 @@ ORGANISATION_CORRECTED = "registry.organisation-corrected"
 ORGANISATION_CONTACTS_CHANGED = "registry.organisation-contacts-changed"
 PARTNERSHIP_PROPOSED = "registry.partnership-proposed"
 PARTNERSHIP_STATUS_CHANGED = "registry.partnership-status-changed"
+PARTNERSHIP_AGREEMENT_RECORDED = "registry.partnership-agreement-recorded"
 
 
 class _Event(BaseModel):
@@ -98,6 +99,19 @@ class PartnershipStatusChanged(_Event):
     evidence: Evidence | None = None
 
 
+class PartnershipAgreementRecorded(_Event):
+    """One organisation of the partnership agreed, with its own key, that it becomes
+    `to_status`; the partnership moves there once both have (a status-changed event)."""
+
+    partnership_id: str
+    organisations: list[str] = Field(min_length=2, max_length=2)
+    kind: str
+    organisation_id: str = Field(description="the organisation that agreed: one of the two")
+    from_status: str
+    to_status: Literal["agreed", "signed"]
+    evidence: Evidence | None = None
+
+
 SCHEMAS: dict[str, type[_Event]] = {
     ORGANISATION_REGISTERED: OrganisationRegistered,
     ORGANISATION_RENAMED: OrganisationRenamed,
@@ -106,6 +120,7 @@ SCHEMAS: dict[str, type[_Event]] = {
     ORGANISATION_CONTACTS_CHANGED: OrganisationContactsChanged,
     PARTNERSHIP_PROPOSED: PartnershipProposed,
     PARTNERSHIP_STATUS_CHANGED: PartnershipStatusChanged,
+    PARTNERSHIP_AGREEMENT_RECORDED: PartnershipAgreementRecorded,
 }
 
 

@@ -323,6 +323,9 @@ async def change_partnership_status(
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
+    """The partnership's status and version after the command. A member's move to agreed or
+    signed that waits for the other organisation's agreement answers the unchanged status with
+    `awaiting_agreement_of` (the other organisation) and `agreed` (the caller's)."""
     state = await load_partnership(conn, partnership_id)
     if not state.exists:
         raise NotFound(f"partnership {partnership_id} does not exist")
@@ -353,4 +356,15 @@ async def change_partnership_status(
         metadata=metadata,
         now=now,
     )
+    if acting_for is not None and not any(
+        e.event_type == ev.PARTNERSHIP_STATUS_CHANGED for e in events
+    ):
+        if command.to in domain.CONSENTED:
+            return {
+                "partnership_id": partnership_id,
+                "status": state.status.value,
+                "version": version,
+                "agreed": [acting_for],
+                "awaiting_agreement_of": [state.other(acting_for)],
+            }
     return {"partnership_id": partnership_id, "status": command.to.value, "version": version}

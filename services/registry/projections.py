@@ -155,6 +155,7 @@ async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             "status": "proposed",
             "occurred_at": event.occurred_at.isoformat(),
             "evidence": d.get("evidence"),
+            "actor": event.metadata.actor,
         }
     ]
     await conn.execute(
@@ -183,6 +184,7 @@ async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         "status": d["to_status"],
         "occurred_at": event.occurred_at.isoformat(),
         "evidence": d.get("evidence"),
+        "actor": event.metadata.actor,
     }
     await conn.execute(
         """
@@ -196,6 +198,24 @@ async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         event.occurred_at,
         event.stream_version,
         json.dumps([entry]),
+    )
+
+
+async def _agreement_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    d = event.data
+    entry = {
+        "organisation_id": d["organisation_id"],
+        "to_status": d["to_status"],
+        "occurred_at": event.occurred_at.isoformat(),
+        "evidence": d.get("evidence"),
+        "actor": event.metadata.actor,
+    }
+    await conn.execute(
+        "UPDATE partnerships SET agreements = agreements || $2::jsonb, version = $3"
+        " WHERE partnership_id = $1 AND version < $3",
+        d["partnership_id"],
+        json.dumps([entry]),
+        event.stream_version,
     )
 
 
@@ -214,7 +234,11 @@ DIRECTORY = Projection(
 PARTNERSHIPS = Projection(
     name="partnerships",
     tables=("partnerships",),
-    handlers={ev.PARTNERSHIP_PROPOSED: _proposed, ev.PARTNERSHIP_STATUS_CHANGED: _status_changed},
+    handlers={
+        ev.PARTNERSHIP_PROPOSED: _proposed,
+        ev.PARTNERSHIP_STATUS_CHANGED: _status_changed,
+        ev.PARTNERSHIP_AGREEMENT_RECORDED: _agreement_recorded,
+    },
 )
 
 ALL = (DIRECTORY, PARTNERSHIPS)

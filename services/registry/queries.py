@@ -94,7 +94,7 @@ async def search_organisations(
 
 _PARTNERSHIP_COLUMNS = (
     "p.partnership_id, p.org_a, p.org_b, p.kind, p.programme, p.phase, p.fields, p.status,"
-    " p.proposed_at, p.signed_at, p.changed_at, p.history, p.version"
+    " p.proposed_at, p.signed_at, p.changed_at, p.history, p.agreements, p.version"
 )
 
 
@@ -111,6 +111,7 @@ def _partnership(row: asyncpg.Record) -> dict[str, Any]:
         "signed_at": row["signed_at"].isoformat() if row["signed_at"] else None,
         "changed_at": row["changed_at"].isoformat(),
         "history": json.loads(row["history"]),
+        "agreements": json.loads(row["agreements"]),
         "version": row["version"],
     }
 

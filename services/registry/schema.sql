@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS partnerships (
     history        jsonb NOT NULL DEFAULT '[]',
     version        integer NOT NULL
 );
+-- every organisation's recorded agreement to become agreed or signed, in order
+ALTER TABLE partnerships ADD COLUMN IF NOT EXISTS agreements jsonb NOT NULL DEFAULT '[]';
 CREATE INDEX IF NOT EXISTS partnerships_a ON partnerships (org_a);
 CREATE INDEX IF NOT EXISTS partnerships_b ON partnerships (org_b);
 CREATE INDEX IF NOT EXISTS partnerships_pair ON partnerships

@@ -73,6 +73,10 @@ DRUSKININKAI = {
     "country": "LT",
 }
 
+# what a registry administrator shows when it records both organisations' agreement
+ADMIN_EVIDENCE = {"reference": "council resolutions of both organisations", "note": "on file"}
+CONSENTED = ("agreed", "signed")
+
 
 @dataclass
 class RegistryApi:
@@ -115,7 +119,12 @@ class RegistryApi:
         return partnership_id
 
     async def move(self, partnership_id: str, to: str, occurred_at: str | None = None) -> None:
-        body = {"to": to} if occurred_at is None else {"to": to, "occurred_at": occurred_at}
+        """As a registry administrator: to agreed or signed with evidence of both agreements."""
+        body: dict[str, Any] = {"to": to}
+        if occurred_at is not None:
+            body["occurred_at"] = occurred_at
+        if to in CONSENTED:
+            body["evidence"] = ADMIN_EVIDENCE
         response = await self.client.post(
             f"/v1/partnerships/{partnership_id}/transitions", json=body, headers=self.as_admin
         )

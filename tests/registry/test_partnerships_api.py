@@ -9,7 +9,9 @@ import pytest
 
 from shared.auth import Role
 from tests.registry.conftest import (
+    ADMIN_EVIDENCE,
     BRNO,
+    CONSENTED,
     DRUSKININKAI,
     FASTIV,
     KHARKIV,
@@ -41,6 +43,11 @@ async def transition(
     headers: dict[str, str] | None = None,
     **body: Any,
 ) -> Any:
+    """As a registry administrator unless `headers` say otherwise; an administrator's move to
+    agreed or signed carries evidence unless `body` gives its own (None: none)."""
+    if headers is None and to in CONSENTED:
+        body.setdefault("evidence", ADMIN_EVIDENCE)
+    body = {k: v for k, v in body.items() if v is not None}
     return await api.client.post(
         f"/v1/partnerships/{partnership_id}/transitions",
         json={"to": to, **body},
@@ -282,12 +289,20 @@ async def test_a_stale_if_match_on_a_transition_is_a_412_problem(cities: Registr
     await api.move("lille-kharkiv", "under_discussion")
     before = await api.count()
     stale = await transition(
-        api, "lille-kharkiv", "agreed", headers={**api.as_admin, "If-Match": "1"}
+        api,
+        "lille-kharkiv",
+        "agreed",
+        headers={**api.as_admin, "If-Match": "1"},
+        evidence=ADMIN_EVIDENCE,
     )
     assert assert_problem(stale, 412)["current_version"] == 2
     assert await api.count() == before
     fresh = await transition(
-        api, "lille-kharkiv", "agreed", headers={**api.as_admin, "If-Match": "2"}
+        api,
+        "lille-kharkiv",
+        "agreed",
+        headers={**api.as_admin, "If-Match": "2"},
+        evidence=ADMIN_EVIDENCE,
     )
     assert fresh.status_code == 200, fresh.text
 
@@ -481,8 +496,10 @@ async def test_a_member_of_leeds_proposes_leeds_and_kharkiv_and_moves_it(
     moved = await transition(api, "leeds-kharkiv", "under_discussion", headers=leeds)
     assert moved.status_code == 200, moved.text
     kharkiv = await api.as_("kharkiv", Role.MEMBER)
-    agreed = await transition(api, "leeds-kharkiv", "agreed", headers=kharkiv)
-    assert agreed.status_code == 200, agreed.text
+    kharkiv_agrees = await transition(api, "leeds-kharkiv", "agreed", headers=kharkiv)
+    assert kharkiv_agrees.status_code == 202, kharkiv_agrees.text
+    leeds_agrees = await transition(api, "leeds-kharkiv", "agreed", headers=leeds)
+    assert leeds_agrees.status_code == 200, leeds_agrees.text
     assert (await get(api, "leeds-kharkiv"))["status"] == "agreed"
 
 

@@ -17,6 +17,8 @@ from shared.events import Metadata, NewEvent, RecordedEvent
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 S = domain.PartnershipStatus
+# an administrator's record of both organisations' agreement (needed for agreed and signed)
+BOTH_AGREED = ev.Evidence(reference="council resolutions of both organisations")
 T = TypeVar("T")
 
 
@@ -109,7 +111,10 @@ def test_an_allowed_transition_records_one_status_change_from_and_to(
     state = partnership_in(src)
     when = datetime(1979, 6, 1, tzinfo=UTC)
     events = domain.change_status(
-        state, domain.ChangeStatus(to=dst, occurred_at=when), now=NOW, acting_for=None
+        state,
+        domain.ChangeStatus(to=dst, occurred_at=when, evidence=BOTH_AGREED),
+        now=NOW,
+        acting_for=None,
     )
     assert [e.event_type for e in events] == [ev.PARTNERSHIP_STATUS_CHANGED]
     assert events[0].data["from_status"] == src.value
@@ -282,7 +287,10 @@ def test_a_full_lifecycle_folds_into_its_dated_history() -> None:
     path = [S.UNDER_DISCUSSION, S.AGREED, S.SIGNED, S.SUSPENDED, S.SIGNED, S.TERMINATED]
     for to, when in zip(path, days[1:], strict=True):
         events = domain.change_status(
-            state, domain.ChangeStatus(to=to, occurred_at=when), now=NOW, acting_for=None
+            state,
+            domain.ChangeStatus(to=to, occurred_at=when, evidence=BOTH_AGREED),
+            now=NOW,
+            acting_for=None,
         )
         state = apply(state, events, domain.evolve_partnership)
     assert state.status is S.TERMINATED

@@ -12,7 +12,9 @@ from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import NewEvent, RecordedEvent
 
 __all__ = [
+    "CONSENTED",
     "TRANSITIONS",
+    "Agreement",
     "ChangeStatus",
     "CooperationField",
     "Partnership",
@@ -68,9 +70,22 @@ TRANSITIONS: dict[PartnershipStatus, tuple[PartnershipStatus, ...]] = {
 }
 
 
+# Statuses that bind both organisations: each agrees with its own key, or a registry
+# administrator records them with evidence of both organisations' agreement.
+CONSENTED = frozenset({S.AGREED, S.SIGNED})
+
+
 def pair_key(a: str, b: str) -> tuple[str, str]:
     first, second = sorted((a, b))
     return first, second
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    organisation_id: str
+    to_status: str
+    occurred_at: datetime
+    actor: str | None  # the key that recorded it
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +100,23 @@ class Partnership:
     status: PartnershipStatus = PartnershipStatus.PROPOSED
     last_changed_at: datetime | None = None
     history: tuple[tuple[str, datetime], ...] = ()
+    agreements: tuple[Agreement, ...] = ()  # every one recorded, in order
+    pending_from: int = 0  # agreements[pending_from:] were recorded since the last change
 
     @property
     def exists(self) -> bool:
         return self.version > 0
+
+    def agreement(self, organisation_id: str, to: PartnershipStatus) -> Agreement | None:
+        """`organisation_id`'s agreement to move to `to`, recorded since the last change."""
+        for agreement in self.agreements[self.pending_from :]:
+            if (agreement.organisation_id, agreement.to_status) == (organisation_id, to.value):
+                return agreement
+        return None
+
+    def other(self, organisation_id: str) -> str:
+        a, b = self.organisations
+        return b if organisation_id == a else a
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +208,11 @@ def change_status(
     active_twin: str | None = None,
 ) -> list[NewEvent]:
     """`active_twin` is another partnership of the same kind between the same pair that is
-    signed now, if any. Raises NotFound, Forbidden, ValidationFailed, Conflict (a transition
-    that does not make sense from the current status, naming the allowed ones)."""
+    signed now, if any. To agreed or signed (CONSENTED), a member records its organisation's
+    agreement, and the status changes with the second organisation's; a registry administrator
+    (`acting_for` None) changes it at once, with evidence. Raises NotFound, Forbidden,
+    ValidationFailed (no evidence from an administrator, dates), Conflict (a transition that
+    does not make sense from the current status, naming the allowed ones)."""
     if not state.exists:
         raise NotFound(f"partnership {state.partnership_id} does not exist")
     if acting_for is not None and acting_for not in state.organisations:
@@ -210,15 +241,33 @@ def change_status(
             " already active",
             extra={"active_partnership_id": active_twin},
         )
-    return [
+    if command.to not in CONSENTED:
+        return [_status_changed(state, command, command.occurred_at)]
+    if acting_for is None:
+        if command.evidence is None:
+            raise ValidationFailed(
+                f"a registry administrator moves a partnership to {command.to.value} only with"
+                " evidence that both organisations agreed (a document or article); otherwise"
+                " each organisation records its agreement with its own key",
+                extra={
+                    "invalid_params": [
+                        {"name": "evidence", "reason": "required from a registry administrator"}
+                    ]
+                },
+            )
+        return [_status_changed(state, command, command.occurred_at)]
+    if state.agreement(acting_for, command.to) is not None:
+        return []  # on record already; the other organisation has not agreed yet
+    events = [
         NewEvent(
-            ev.PARTNERSHIP_STATUS_CHANGED,
+            ev.PARTNERSHIP_AGREEMENT_RECORDED,
             occurred_at=command.occurred_at,
             data=ev.payload(
-                ev.PartnershipStatusChanged(
+                ev.PartnershipAgreementRecorded(
                     partnership_id=state.partnership_id,
                     organisations=list(state.organisations),
                     kind=state.kind,
+                    organisation_id=acting_for,
                     from_status=state.status.value,
                     to_status=command.to.value,
                     evidence=command.evidence,
@@ -226,6 +275,27 @@ def change_status(
             ),
         )
     ]
+    theirs = state.agreement(state.other(acting_for), command.to)
+    if theirs is not None:  # the second agreement: the change happened with it
+        events.append(_status_changed(state, command, max(command.occurred_at, theirs.occurred_at)))
+    return events
+
+
+def _status_changed(state: Partnership, command: ChangeStatus, occurred_at: datetime) -> NewEvent:
+    return NewEvent(
+        ev.PARTNERSHIP_STATUS_CHANGED,
+        occurred_at=occurred_at,
+        data=ev.payload(
+            ev.PartnershipStatusChanged(
+                partnership_id=state.partnership_id,
+                organisations=list(state.organisations),
+                kind=state.kind,
+                from_status=state.status.value,
+                to_status=command.to.value,
+                evidence=command.evidence,
+            )
+        ),
+    )
 
 
 def evolve_partnership(state: Partnership, event: RecordedEvent) -> Partnership:
@@ -251,5 +321,14 @@ def evolve_partnership(state: Partnership, event: RecordedEvent) -> Partnership:
             status=to,
             last_changed_at=event.occurred_at,
             history=(*state.history, (to.value, event.occurred_at)),
+            pending_from=len(state.agreements),
         )
+    if event.event_type == ev.PARTNERSHIP_AGREEMENT_RECORDED:
+        agreement = Agreement(
+            organisation_id=data["organisation_id"],
+            to_status=data["to_status"],
+            occurred_at=event.occurred_at,
+            actor=event.metadata.actor,
+        )
+        return replace(state, agreements=(*state.agreements, agreement))
     return state
