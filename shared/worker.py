@@ -1,4 +1,9 @@
-"""A service's worker process: its relay, its consumers, a tiny health and metrics endpoint."""
+"""A service's worker process: its relay, its consumers, a tiny health and metrics endpoint.
+
+`GET /` (or any path) answers 200 while the process runs, `GET /readyz` 503 while the sealer is
+blocked by an event the chain cannot seal (both name it: position, event id, reason), and
+`GET /metrics` the Prometheus metrics. A blocked sealer never stops the process.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import logging
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -85,20 +91,31 @@ class Worker:
             await self.http.aclose()
             await self.db.close()
 
+    def health(self, *, readiness: bool) -> tuple[int, dict[str, Any]]:
+        """Alive (200) as long as the process runs; `/readyz` is 503 while the sealer is
+        blocked by an event it cannot seal. Both name that event and why."""
+        sealing = self.relay.sealing.as_dict()
+        ready = not sealing["blocked"]
+        status = {
+            "status": ("ready" if ready else "not ready") if readiness else "alive",
+            "service": self.service,
+            "relay_leader": self.relay.is_leader,
+            "sealer": sealing,
+        }
+        return (200 if ready or not readiness else 503), status
+
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             request_line = await asyncio.wait_for(reader.readline(), 2)
+            code = 200
             if b" /metrics" in request_line:
                 body, kind = generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
             else:
-                status = {
-                    "status": "alive",
-                    "service": self.service,
-                    "relay_leader": self.relay.is_leader,
-                }
+                code, status = self.health(readiness=b" /readyz" in request_line)
                 body, kind = json.dumps(status).encode(), "application/json"
+            reason = b"OK" if code == 200 else b"Service Unavailable"
             writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: " + kind.encode() + b"\r\n"
+                b"HTTP/1.1 %d %s\r\nContent-Type: " % (code, reason) + kind.encode() + b"\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
             )
             await writer.drain()
