@@ -155,7 +155,7 @@ def prepare_registration(
     )
     if row is None:
         return None
-    names = _name_keys(command)
+    names: list[str] = row[-1]  # its name_skeletons: _name_keys(command), computed once
     namesakes = None if distinct else names
     return Registration(
         arguments=(_name_locks(command.country, names), command.country, namesakes, *append, *row),
