@@ -23,6 +23,7 @@ represent alike. (asyncpg writes Python's smallest and largest datetimes as Post
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -87,8 +88,14 @@ def plan_latest_date() -> date:
     return (now() + PLAN_HORIZON).date()
 
 
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def _refuse_numbers(value: Any) -> Any:
-    if isinstance(value, bool | int | float):
+    # pydantic takes a number, or a string of one, as a Unix time in seconds or milliseconds
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
         raise PydanticCustomError(
             "instant_format",
             "write an RFC 3339 string such as 2022-03-01T09:30:00+02:00, not a number",
@@ -180,7 +187,14 @@ def _past_text(value: Any, handler: Callable[[Any], Any]) -> Any:
 PastInstantText = Annotated[
     str,
     WrapValidator(_past_text),
-    WithJsonSchema({"type": "string", "format": "date-time", "x-earliest": "1900-01-01T00:00:00Z"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "x-earliest": "1900-01-01T00:00:00Z",
+            "x-latest": _PAST.latest_doc,
+        }
+    ),
 ]
 
 
