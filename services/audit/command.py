@@ -185,11 +185,21 @@ def _table(reports: list[replay.Replay], action: str) -> str:
                     else "no differences with the live read models"
                 )
             )
-            lines += [
-                " " * 13 + f"{d['table']} {d['key']}: {d['kind']} {d['columns']}"
-                for d in r.differences
-            ]
+            lines += [" " * 13 + _difference(d) for d in r.differences]
     return "\n".join(lines)
+
+
+def _difference(d: dict[str, Any]) -> str:
+    """`table key: column live <value> rebuilt <value>`, or the whole row a side lacks."""
+    key = ", ".join(f"{c}={v}" for c, v in d["key"].items())
+    where = f"{d['table']} [{key}]"
+    if d["column"] is None:
+        row = d["live"] if d["rebuilt"] is None else d["rebuilt"]
+        return f"{where}: {d['kind']}: {json.dumps(row, sort_keys=True, ensure_ascii=False)}"
+    live, rebuilt = (
+        json.dumps(d[side], sort_keys=True, ensure_ascii=False) for side in ("live", "rebuilt")
+    )
+    return f"{where} {d['column']}: live {live}, rebuilt {rebuilt}"
 
 
 def run(args: argparse.Namespace, *, databases: Mapping[str, str], scratch_server: str) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -146,38 +149,132 @@ async def _project(
 
 
 async def compare(service: str, *, live_url: str, rebuilt_url: str) -> list[dict[str, Any]]:
-    """Every row that differs between the live read models and the rebuilt ones."""
+    """Every value that differs between the live read models and the rebuilt ones.
+
+    Rows are matched by their table's primary key (read from the catalog); JSON values are
+    compared with their numbers as numbers (23.0 is 23). Each difference names the table,
+    the key, the column and both values; a row only one side has is one difference, with the
+    whole row on that side."""
     differences: list[dict[str, Any]] = []
-    live = await asyncpg.connect(live_url)
-    rebuilt = await asyncpg.connect(rebuilt_url)
+    live = await _reader(live_url)
+    rebuilt = await _reader(rebuilt_url)
     try:
         for table in (t for p in projections_of(service) for t in p.tables):
-            query = f'SELECT * FROM "{table}" ORDER BY 1'
-            ours = {r[0]: dict(r) for r in await rebuilt.fetch(query)}
-            theirs = {r[0]: dict(r) for r in await live.fetch(query)}
-            for key in sorted(set(ours) | set(theirs), key=str):
-                a, b = theirs.get(key), ours.get(key)
-                if a == b:
+            key = await primary_key(rebuilt, table)
+            theirs = await _rows(live, table, key)
+            ours = await _rows(rebuilt, table, key)
+            for k in sorted(theirs.keys() | ours.keys(), key=repr):
+                a, b = theirs.get(k), ours.get(k)
+                where = {
+                    "service": service,
+                    "table": table,
+                    "key": dict(zip(key, (shown(v) for v in k), strict=True)),
+                }
+                if a is None or b is None:
+                    differences.append(
+                        {
+                            **where,
+                            "kind": "missing from live" if a is None else "not in the log",
+                            "column": None,
+                            "live": shown(a),
+                            "rebuilt": shown(b),
+                        }
+                    )
                     continue
-                kind = (
-                    "missing from live"
-                    if a is None
-                    else ("not in the log" if b is None else "differs")
-                )
-                changed = sorted(k for k in (a or b or {}) if a and b and a[k] != b[k])
-                differences.append(
-                    {
-                        "service": service,
-                        "table": table,
-                        "key": str(key),
-                        "kind": kind,
-                        "columns": changed,
-                    }
-                )
+                for column in sorted(a.keys() | b.keys()):
+                    if not same(a.get(column), b.get(column)):
+                        differences.append(
+                            {
+                                **where,
+                                "kind": "differs",
+                                "column": column,
+                                "live": shown(a.get(column)),
+                                "rebuilt": shown(b.get(column)),
+                            }
+                        )
     finally:
         await live.close()
         await rebuilt.close()
     return differences
+
+
+async def _reader(url: str) -> asyncpg.Connection:
+    """A connection that hands JSON over parsed, every number as a Decimal."""
+    conn = await asyncpg.connect(url)
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind,
+            schema="pg_catalog",
+            encoder=json.dumps,
+            decoder=lambda text: json.loads(text, parse_float=Decimal, parse_int=Decimal),
+        )
+    return conn
+
+
+async def primary_key(conn: asyncpg.Connection, table: str) -> list[str]:
+    """The columns of `table`'s primary key, in key order; every column if it has none."""
+    columns: list[str] = [
+        r["attname"]
+        for r in await conn.fetch(
+            """
+            SELECT a.attname FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = $1::regclass AND i.indisprimary
+            ORDER BY array_position(i.indkey::int2[], a.attnum)
+            """,
+            f'"{table}"',
+        )
+    ]
+    if columns:
+        return columns
+    return [
+        r["attname"]
+        for r in await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0"
+            " AND NOT attisdropped ORDER BY attnum",
+            f'"{table}"',
+        )
+    ]
+
+
+async def _rows(
+    conn: asyncpg.Connection, table: str, key: Sequence[str]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    rows = await conn.fetch(f'SELECT * FROM "{table}"')
+    return {tuple(_hashable(r[c]) for c in key): dict(r) for r in rows}
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(shown(value), sort_keys=True) if isinstance(value, dict | list) else value
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as values: numbers by value (Decimal("23.0") is 23), everything else by type and
+    value, inside JSON objects and arrays too (true is not 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | Decimal) and isinstance(b, int | Decimal):
+        return a == b or (Decimal(a).is_nan() and Decimal(b).is_nan())
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+def shown(value: Any) -> Any:
+    """`value` as JSON can carry it: numbers as numbers, instants in ISO 8601, ids as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return int(value) if value.is_finite() and value == value.to_integral() else float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [shown(v) for v in value]
+    return str(value)
 
 
 async def drop(server: str, url: str) -> None:
