@@ -104,7 +104,11 @@ async def running(
                 assert r.status_code == 201, r.text
                 r = await c.post(
                     "/v1/partnerships/bucha-bergamo/transitions",
-                    json={"to": "signed", "occurred_at": "2022-06-02T00:00:00Z"},
+                    json={
+                        "to": "signed",
+                        "occurred_at": "2022-06-02T00:00:00Z",
+                        "evidence": {"reference": "both councils' resolutions"},
+                    },
                     headers={"X-Correlation-ID": "pact-2022"},
                 )
                 assert r.status_code == 200, r.text
