@@ -180,8 +180,8 @@ async def test_a_notification_wakes_the_relay_long_before_its_poll_interval(
         notifier = Notifier(db_url)  # what every API process does after a write commits
         await notifier.start()
         notifier.poke()
-        # a 30 s poll interval: only NOTIFY can get it there within 5 s
-        await wait_for(lambda: relay.published == 5, timeout=5)
+        # a 30 s poll interval: only NOTIFY can get it there within 15 s
+        await wait_for(lambda: relay.published == 5, timeout=15)
         await notifier.stop()
     finally:
         stop.set()

@@ -47,7 +47,8 @@ class Screen:
         self.lines = response.aiter_lines()
         self.retry: int | None = None
 
-    async def next(self, timeout: float = 2.0) -> dict[str, Any]:
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        # generous by default: a slow machine must not fail a test that is not about speed
         event: dict[str, Any] = {}
         async with asyncio.timeout(timeout):
             async for line in self.lines:
@@ -66,7 +67,7 @@ class Screen:
                     event[field] = value
         raise AssertionError("the stream ended")
 
-    async def ended(self, timeout: float = 2.0) -> None:
+    async def ended(self, timeout: float = 10.0) -> None:
         """The server closed the stream, sending nothing more."""
         async with asyncio.timeout(timeout):
             rest = [line async for line in self.lines]
