@@ -8,6 +8,10 @@ Scenarios (each on a fresh set of databases and its own broker):
 - pg-restart: stop PostgreSQL (fast shutdown) for a few seconds and start it again.
 - replicas: two APIs and two workers per service; the load spread over both APIs; one relay
   leader killed on the way.
+- kill-each-child: `make run` itself (python -m shared.devstack, its embedded PostgreSQL and
+  memory-only broker) under the load; an API, a worker, the broker and PostgreSQL SIGKILLed in
+  turn, the stack's own supervisor restarting each. Reports the time to heal of each kind of
+  child (until every API is ready and every worker answers, on the URLs printed at start-up).
 
 After each: wait until everything is relayed and applied, then count acknowledged writes found
 in the log, events found at every consumer, duplicates applied, and run `twinaid audit replay`
@@ -20,15 +24,45 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
+import httpx
+import psutil
+
+from bench.common import connection
 from bench.loadgen import Client, LoadGen, World, figures, parse_mix, timeline
-from bench.loadgen_stack import Postgres, ProofStack, audit, converge, integrity
-from shared.settings import SERVICES
+from bench.loadgen_stack import (
+    CONSUMES,
+    Keys,
+    Postgres,
+    ProofStack,
+    audit,
+    converge,
+    integrity,
+    issue_keys,
+)
+from shared.db import with_database
+from shared.settings import SERVICES, database_for
+from tests.e2e.processes import Printed, read_until_ready, stack_env
 
-SCENARIOS = ("kills", "broker-pause", "pg-restart", "replicas")
+# on the proof's own stack of processes (this harness restarts what it kills)
+PROOF_STACK_SCENARIOS = ("kills", "broker-pause", "pg-restart", "replicas")
+# on `make run` itself (its supervisor restarts what is killed)
+SCENARIOS = (*PROOF_STACK_SCENARIOS, "kill-each-child")
+CHILD_KINDS = ("API", "worker", "broker", "PostgreSQL")
+HEAL_WITHIN = 30.0
 
 
 class Marks:
@@ -157,9 +191,219 @@ async def scenario(
         await stack.drop()
 
 
+@dataclass
+class _Server:
+    url: str
+
+
+class DevStackRun:
+    """`make run` as the system under test: its own data directory and free ports."""
+
+    def __init__(self) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="twinaid-chaos-"))
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self.printed: Printed | None = None
+        self.pg = _Server("")
+        self.dbs: dict[str, str] = {}
+        self.keys: Keys | None = None
+
+    def start(self, timeout: float = 180) -> None:
+        env = {**stack_env(self.data_dir), "RATE_LIMIT_PER_SECOND": "0"}
+        with open(self.data_dir / "stderr.log", "w") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "shared.devstack"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        self.printed = Printed(read_until_ready(self.proc, timeout, sink=self.output))
+        self.pg = _Server(self.printed.database)
+        self.dbs = {s: with_database(self.printed.database, database_for(s)) for s in SERVICES}
+
+    def api_url(self, service: str, i: int = 0) -> str:
+        assert self.printed is not None
+        return self.printed.apis[service]
+
+    def api_ports(self, service: str) -> list[int]:
+        return [urlsplit(self.api_url(service)).port or 0]
+
+    def child(self, kind: str, service: str) -> psutil.Process:
+        """The process of that kind now running (the service's, for an API or a worker)."""
+        assert self.proc is not None
+        if kind == "PostgreSQL":
+            pid = (self.data_dir / "pg" / "postmaster.pid").read_text().split()[0]
+            return psutil.Process(int(pid))
+        wanted = {
+            "API": f"services.{service}.app:create_app",
+            "worker": f"services.{service}.worker",
+        }.get(kind)
+        for p in psutil.Process(self.proc.pid).children(recursive=True):
+            if (p.name() == "tansu") if kind == "broker" else (wanted in p.cmdline()):
+                return p
+        raise LookupError(f"no {kind} of {service} running")
+
+    def answering(self) -> bool:
+        """Every API ready and every worker answering, on the URLs printed at start-up."""
+        assert self.printed is not None
+        try:
+            for service in SERVICES:
+                api = self.printed.apis[service]
+                if httpx.get(f"{api}/readyz", timeout=2).status_code != 200:
+                    return False
+                if httpx.get(self.printed.workers[service], timeout=2).status_code != 200:
+                    return False
+        except httpx.HTTPError:
+            return False
+        return True
+
+    async def logged(self) -> dict[str, list[str]]:
+        """Every service's event ids now."""
+        ids = {}
+        for service, url in self.dbs.items():
+            async with connection(url) as conn:
+                rows = await conn.fetch("SELECT event_id::text FROM events")
+            ids[service] = [r[0] for r in rows]
+        return ids
+
+    async def applied_everywhere(self, logged: dict[str, list[str]]) -> bool:
+        """Whether every consumer applied every one of `logged` of its upstreams."""
+        try:
+            for service, upstreams in CONSUMES.items():
+                async with connection(self.dbs[service]) as conn:
+                    for upstream in upstreams:
+                        n = await conn.fetchval(
+                            "SELECT count(*) FROM inbox WHERE consumer = $1 AND upstream = $2"
+                            " AND event_id = ANY($3::uuid[])",
+                            service,
+                            upstream,
+                            logged[upstream],
+                        )
+                        if n != len(logged[upstream]):
+                            return False
+        except (OSError, asyncpg.PostgresError):
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def tail_logs(self) -> str:
+        said = "".join(self.output)[-3000:]
+        logs = sorted((self.data_dir / "logs").glob("*.log"))
+        return said + "\n".join(f"== {p.name}\n{p.read_text()[-1500:]}" for p in logs)
+
+
+async def kill_each_child(
+    stack: DevStackRun, marks: Marks, seconds: float, rng: random.Random
+) -> dict[str, dict[str, float | None]]:
+    """SIGKILL one child of each kind in turn, each once the previous one healed. Per kind, the
+    seconds until the stack answered again on its URLs (`answering`), and until every consumer
+    had applied every event logged until then, during the outage too (`caught_up`); None: not
+    within a minute."""
+    healed: dict[str, dict[str, float | None]] = {}
+    for kind in CHILD_KINDS:
+        await asyncio.sleep(seconds / (len(CHILD_KINDS) + 2))
+        service = rng.choice(SERVICES)
+        victim = stack.child(kind, service)
+        victim.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(victim.wait, 10)
+        killed_at = time.monotonic()
+        named = f"{service} {kind}" if kind in ("API", "worker") else kind
+        marks.add(f"SIGKILL {named}")
+        took: dict[str, float | None] = {"answering": None, "caught_up": None}
+        healed[kind] = took
+        logged: dict[str, list[str]] = {}
+        while time.monotonic() - killed_at < 60 and None in took.values():
+            if took["answering"] is None:
+                if await asyncio.to_thread(stack.answering):
+                    took["answering"] = round(time.monotonic() - killed_at, 1)
+                    marks.add(f"{named}: answering again ({took['answering']} s)")
+                    logged = await stack.logged()
+            elif await stack.applied_everywhere(logged):
+                took["caught_up"] = round(time.monotonic() - killed_at, 1)
+                marks.add(f"{named}: consumers caught up ({took['caught_up']} s)")
+            await asyncio.sleep(0.25)
+    return healed
+
+
+async def devstack_scenario(
+    name: str, *, seconds: float, rate: float, seed: int = 11, mix: str | None = None
+) -> dict[str, Any]:
+    """The same load, checks and audit as `scenario`, on `make run` with kill_each_child."""
+    stack = DevStackRun()
+    rng = random.Random(seed)
+    try:
+        await asyncio.to_thread(stack.start)
+        world = World.make(uuid.uuid4().hex[:6], cities=4, donors=6)
+        keys = stack.keys = await issue_keys(stack.dbs, world.organisations())
+        client = Client({s: stack.api_ports(s) for s in SERVICES})
+        gen = LoadGen(
+            client,
+            world,
+            member=keys.member,
+            logistics=keys.logistics,
+            auditor=keys.auditor,
+            admin=keys.admin,
+            seed=seed,
+        )
+        await gen.register()
+        await converge(stack)
+        marks = Marks()
+        load = asyncio.create_task(gen.run(seconds=seconds, rate=rate, mix=parse_mix(mix)))
+        gen.began = marks.began
+        heal = await kill_each_child(stack, marks, seconds, rng)
+        await load
+        client.close()
+        converged = await converge(stack, timeout=180)
+        marks.add(f"converged ({converged:.1f} s after the load)")
+        checks = await integrity(stack, gen.acknowledged)
+        replayed = await asyncio.to_thread(audit, stack, "replay")
+        compared = await asyncio.to_thread(audit, stack, "compare")
+        statuses = figures(gen.samples, seconds)["statuses"]
+        said = "".join(stack.output)
+        return {
+            "scenario": name,
+            "seconds": seconds,
+            "rate": rate,
+            "replicas": 1,
+            "faults": marks.items,
+            "heal_seconds": heal,
+            "supervisor_restarts": said.count(" restarted (pid "),
+            "load": figures(gen.samples, seconds),
+            "timeline": timeline(gen.samples),
+            "answers_500": int(statuses.get("500", 0)),
+            "transport_errors": int(statuses.get("0", 0)),
+            **checks,
+            "replay": replayed,
+            "compare": compared,
+            "read_model_differences": len(compared["differences"]),
+            "unexpected": gen.unexpected[:20],
+        }
+    except Exception:
+        print(stack.tail_logs())
+        raise
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+def healed_in_time(r: dict[str, Any]) -> bool:
+    times = [t for kind in r.get("heal_seconds", {}).values() for t in kind.values()]
+    return all(t is not None and t <= HEAL_WITHIN for t in times)
+
+
 def passed(r: dict[str, Any]) -> bool:
     return bool(
-        r["acknowledged"] == r["in_log"]
+        healed_in_time(r)
+        and r["acknowledged"] == r["in_log"]
         and r["upstream_events"] == r["at_every_consumer"]
         and r["duplicates"] == 0
         and r["duplicates_applied_by_consumers"] == 0
@@ -208,7 +452,8 @@ async def run_all(
     only: list[str],
     pg_url: str | None,
 ) -> list[dict[str, Any]]:
-    pg = Postgres(pg_url)
+    # the proof's embedded PostgreSQL, started only if a scenario on the proof stack runs
+    pg = Postgres(pg_url) if set(only) & set(PROOF_STACK_SCENARIOS) else None
     plans: dict[str, tuple[Fault, int]] = {
         "kills": (kills, 1),
         "broker-pause": (broker_pause(pause), 1),
@@ -217,7 +462,12 @@ async def run_all(
     }
     results = []
     for name in only:
+        if name == "kill-each-child":
+            print(f"scenario {name}: {seconds:.0f} s at {rate:g} operations/s ...", flush=True)
+            results.append(await devstack_scenario(name, seconds=seconds, rate=rate))
+            continue
         fault, n = plans[name]
+        assert pg is not None
         length = max(seconds, pause + 10) if name == "broker-pause" else seconds
         print(f"scenario {name}: {length:.0f} s at {rate:g} operations/s ...", flush=True)
         results.append(await scenario(name, fault, pg=pg, seconds=length, rate=rate, replicas_n=n))
@@ -247,6 +497,15 @@ def main() -> None:
         )
     )
     print(table(HEADERS, summary_rows(results)))
+    for r in results:
+        if "heal_seconds" in r:
+            heal = ", ".join(
+                f"{kind} {t['answering']} s (consumers caught up {t['caught_up']} s)"
+                for kind, t in r["heal_seconds"].items()
+            )
+            print(
+                f"{r['scenario']}: time to heal: {heal}; acknowledged writes lost: {len(r['lost'])}"
+            )
     if args.out:
         with open(args.out, "w") as out:
             json.dump(results, out, indent=2, default=str)

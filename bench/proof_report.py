@@ -46,6 +46,10 @@ def plot(result: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def _seconds(t: float | None) -> str:
+    return "not within a minute" if t is None else str(t)
+
+
 def chaos_section(results: list[dict[str, Any]], docs: Path) -> list[str]:
     lines = [
         "## Faults under load",
@@ -63,6 +67,23 @@ def chaos_section(results: list[dict[str, Any]], docs: Path) -> list[str]:
             f" | {r.get('answers_500')} | {r.get('read_model_differences')} | {p95} |"
         )
     lines.append("")
+    for r in results:
+        if "heal_seconds" in r:  # kill-each-child: `make run` and its supervisor
+            lines += [
+                f"`make run` healing itself ({r['scenario']}): each kind of child SIGKILLed"
+                " under the load, its supervisor restarting it. Seconds until every API is"
+                " ready and every worker answers again on the URLs printed at start-up, and"
+                " until every consumer applied every event logged until then"
+                f" (acknowledged writes lost: {len(r['lost'])}).",
+                "",
+                "| child killed | answering again (s) | consumers caught up (s) |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {kind} | {_seconds(t['answering'])} | {_seconds(t['caught_up'])} |"
+                for kind, t in r["heal_seconds"].items()
+            ]
+            lines.append("")
     for r in results:
         png = f"chaos-{r['scenario']}.png"
         plot(r, docs / png)
