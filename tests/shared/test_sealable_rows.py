@@ -42,6 +42,8 @@ ACCEPTED = {
     "largest-integer": (GOOD[0], '{"n":9007199254740991,"m":-9007199254740991}', "{}"),
     "nested-64-deep": (GOOD[0], '{"a":' + nested(63) + "}", "{}"),
     "an-escaped-backslash-before-u0000": (GOOD[0], '{"a":"\\\\u0000"}', "{}"),
+    "a-surrogate-pair": (GOOD[0], '{"a":"\\ud83d\\ude00"}', "{}"),
+    "a-tiny-float": (GOOD[0], '{"a":1.5e-300,"b":"1e5 and 12345678901234567 as text"}', "{}"),
 }
 INSERT = (
     "INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,"
