@@ -145,15 +145,22 @@ class Relay:
                     if producer is None:
                         continue
                 try:
-                    if time.monotonic() - self._epoch_checked_at >= kafka.EPOCH_CHECK_INTERVAL:
-                        await self.check_broker()
-                    published = await self.publish_once(producer)
+                    due = time.monotonic() - self._epoch_checked_at >= kafka.EPOCH_CHECK_INTERVAL
+                    reset = due and await self.check_broker()
+                    published = 0 if reset else await self.publish_once(producer)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     log.warning("publishing failed, will resend from the checkpoint: %r", exc)
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(producer.stop(), 5)
                     producer = None
                     await _sleep_or_stop(stop, 0.5)
+                    continue
+                if reset:
+                    # a new producer: this one's metadata may still hold the partitions of the
+                    # topic before it was recreated, and the broker takes records for them
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(producer.stop(), 5)
+                    producer = None
                     continue
                 # A page short of full: everything sealed is published. What commits from now
                 # on wakes us (the wake was cleared before sealing), so wait rather than run an

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +27,7 @@ from shared.consumer import ConsumerRunner, Incoming, parse_feed_event
 from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
+from shared.infra import free_port, start_tansu
 from shared.metrics import Metrics
 from shared.outbox import Relay, headers_for
 from shared.routes import event_json
@@ -49,6 +52,12 @@ class Rig:
 
 @pytest.fixture
 async def rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
+    async with rigged(pg_server, kafka_bootstrap) as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def rigged(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     async with (
         fresh_database(pg_server, dbmod.schema_text("services.registry")) as reg_url,
@@ -375,3 +384,57 @@ async def test_the_contiguous_prefix_advances_only_over_positions_all_present(ri
     assert await rig.runner.advance("registry") == (9, True)
     await applied(10)
     assert await rig.runner.advance("registry") == (11, False)
+
+
+@pytest.fixture
+def own_broker() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A broker of this test's own, which it restarts (memory only: it comes back empty)."""
+    port = free_port()
+    procs = [start_tansu(port)]
+    try:
+        yield port, procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+async def test_after_the_broker_restarts_empty_every_event_is_applied_once_without_help(
+    pg_server: str, own_broker: tuple[int, list[subprocess.Popen[bytes]]]
+) -> None:
+    port, procs = own_broker
+    async with rigged(pg_server, f"127.0.0.1:{port}") as rig:
+        for slug in ("kherson", "mykolaiv", "odesa"):
+            await register(rig, slug, slug.title())
+        stop, tasks = await running(rig, rig.relay, rig.runner)
+        try:
+
+            async def applied(n: int) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    return len(await directory(rig)) == n
+
+                return check
+
+            await wait_for(await applied(3))
+            procs[0].terminate()
+            procs[0].wait(10)
+            procs.append(start_tansu(port))  # same address, nothing in it
+            for slug in ("izmail", "ochakiv"):
+                await register(rig, slug, slug.title())
+            await wait_for(await applied(5), timeout=60)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+        # the relay met a broker new to it twice (at its start, then after the restart); the
+        # consumer's was marked by the rig, as a broker it already knew
+        assert (rig.relay.broker_resets, rig.runner.broker_resets) == (2, 1)
+        async with rig.pledges_db.connection() as conn:
+            assert set(await conn.fetchval("SELECT array_agg(applied_events) FROM directory")) == {
+                1
+            }
+            assert await conn.fetchval("SELECT count(*) FROM inbox") == 5
+            assert await conn.fetchval("SELECT position FROM consumer_progress") == 5
+        # the relay republished its whole log to the new broker, on a topic it created
+        records = await read_topic(rig.bootstrap, rig.registry.topic("registry"), expect=5)
+        positions = sorted(int(dict(r.headers)["ce_position"]) for r in records)
+        assert positions == [1, 2, 3, 4, 5]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import kafka
 from shared.db import Database
@@ -21,7 +22,7 @@ from shared.notify import Notifier
 from shared.outbox import Relay
 from shared.settings import Settings
 from tests.conftest import settings_for
-from tests.shared.kafka_helpers import read_topic
+from tests.shared.kafka_helpers import produce, read_topic
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -187,3 +188,35 @@ async def test_a_notification_wakes_the_relay_long_before_its_poll_interval(
         stop.set()
         await task
         await db.close()
+
+
+async def test_on_a_broker_new_to_it_the_relay_recreates_its_topic_with_its_partition_count(
+    db_url: str, database: Database, kafka_bootstrap: str
+) -> None:
+    settings = settings_for(
+        db_url, kafka_bootstrap, kafka_topic_prefix=f"t{uuid.uuid4().hex[:8]}.", kafka_partitions=2
+    )
+    topic = settings.topic("registry")
+    # a client asked for the topic first (as consumers do after a broker restart): the broker
+    # auto-created it with its own partition count
+    await produce(kafka_bootstrap, topic, value=b"{}", key=b"stray", headers=[])
+    await append_many(settings.database_url, streams=3, per_stream=2)
+    relay = Relay(service="registry", settings=settings, db=database, metrics=Metrics("registry"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_for(lambda: relay.published == 6)
+    finally:
+        stop.set()
+        await task
+    assert relay.broker_resets == 1
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == 2
+    records = await read_topic(kafka_bootstrap, topic, expect=6)
+    assert sorted(int(dict(r.headers)["ce_position"]) for r in records) == list(range(1, 7))
+    assert not await relay.check_broker(), "the broker is marked as the relay's own now"
