@@ -178,6 +178,10 @@ class Verifier:
         )
         return self.failure
 
+    def unreadable(self, position: int, reason: str) -> Verdict:
+        """The row sealed at `position` cannot even be read (e.g. an instant before year 1)."""
+        return self.failure or self._broken(position, f"the event here cannot be read: {reason}")
+
     def check_checkpoint(self, checkpoint: Mapping[str, Any]) -> Verdict | None:
         at = int(checkpoint["position"])
         if not signing.signature_valid(checkpoint):

@@ -281,8 +281,12 @@ async def _walk_rendered(
                     # did (once the page in flight has arrived: one query at a time on a
                     # connection)
                     await asyncio.wait([pending])
-                    row = await conn.fetchrow(_ENTRY_SQL, position)
-                    if walker.add(_entry(row)) is not None:
+                    try:
+                        entry = _entry(await conn.fetchrow(_ENTRY_SQL, position))
+                    except _ROW_FAILURES as exc:
+                        walker.unreadable(position, _why(exc))
+                        break
+                    if walker.add(entry) is not None:
                         break
                 if observe is not None:
                     observe(rows)
@@ -293,6 +297,20 @@ async def _walk_rendered(
             pending.cancel()
         with contextlib.suppress(asyncio.CancelledError, *dbmod.CONNECTION_LOST):
             await pending
+
+
+async def _walk_one_by_one(conn: asyncpg.Connection, walker: chain.Verifier) -> None:
+    position = len(walker.hashes) + 1
+    while walker.failure is None:
+        try:
+            row = await conn.fetchrow(_ENTRY_SQL, position)
+        except _ROW_FAILURES as exc:
+            walker.unreadable(position, _why(exc))
+            return
+        if row is None:
+            return
+        walker.add(_entry(row))
+        position += 1
 
 
 async def _verify(
@@ -318,9 +336,12 @@ async def _verify(
     )
     walker = chain.Verifier()
     if deep:
-        async for entry in _chain_entries(conn):
-            if walker.add(entry) is not None:
-                break
+        try:
+            async for entry in _chain_entries(conn):
+                if walker.add(entry) is not None:
+                    break
+        except _ROW_FAILURES:  # a page holds a row asyncpg cannot read: find it
+            await _walk_one_by_one(conn, walker)
     else:
         await _walk_rendered(conn, walker, observe)
     return walker.finish(

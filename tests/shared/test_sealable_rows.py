@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from shared.event_store import REFUSED_BY_DATABASE
+from shared.event_store import REFUSED_BY_DATABASE, PostgresEventStore
 from shared.testing import seal_everything
 
 GOOD = ("2022-03-01 09:00:00+00", "{}", "{}")
@@ -101,3 +101,31 @@ async def test_the_database_accepts_the_edges_of_the_log_s_rules_and_they_seal(
     assert await seal_everything(conn) == len(ACCEPTED)
     stored = await conn.fetchval("SELECT count(*) FROM events")
     assert stored == len(ACCEPTED)
+
+
+TAMPERED = {
+    "minus-infinity": ("occurred_at = '-infinity'", "not an instant"),
+    "before-year-1": ("occurred_at = '0001-01-01 00:00:00+00 BC'", "cannot be read"),
+    "huge-number": ("data = '{\"n\":100000000000000000000}'", "no canonical form"),
+}
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["rendered", "deep"])
+@pytest.mark.parametrize("change", TAMPERED.values(), ids=TAMPERED.keys())
+async def test_a_sealed_row_made_unsealable_is_reported_by_verify_not_raised(
+    conn: asyncpg.Connection, change: tuple[str, str], deep: bool
+) -> None:
+    """A superuser who drops the constraint and the trigger can still write anything: verify
+    names the position instead of failing on a row it cannot read or canonicalise."""
+    for _ in range(3):
+        await write(conn, INSERT, GOOD)
+    assert await seal_everything(conn) == 3
+    second = await conn.fetchval("SELECT event_id FROM event_chain WHERE position = 2")
+    assignment, problem = change
+    await conn.execute("ALTER TABLE events DROP CONSTRAINT events_sealable_v1")
+    await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+    await conn.execute(f"UPDATE events SET {assignment} WHERE event_id = $1", second)
+    await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
+    verdict = await PostgresEventStore(conn).verify(deep=deep)
+    assert not verdict.intact and verdict.bad_position == 2
+    assert verdict.problem is not None and problem in verdict.problem
