@@ -434,6 +434,8 @@ class ConsumerRunner:
 
     async def _consume(self, stop: asyncio.Event) -> None:
         await self.check_broker(running=False)
+        if self.resync:  # the feeds first: they hold everything, the new broker not yet
+            await self.resync_from_feeds()
         group = f"{self.settings.kafka_topic_prefix}{self.name}.consumers"
         consumer = kafka.consumer(self.settings, group=group, topics=[])
         consumer.subscribe(self.topics, listener=_RewindIfReset(self, consumer))
@@ -447,12 +449,24 @@ class ConsumerRunner:
                 ] = await consumer.getmany(timeout_ms=500, max_records=200)
                 # every partition's records in one transaction (each partition's in its order)
                 records = [record for part in batches.values() for record in part]
+                try:
+                    if records:
+                        await self.handle_batch(records)
+                    await self.check_gaps()
+                except (ServiceUnavailable, asyncpg.PostgresError, *CONNECTION_LOST) as exc:
+                    # The database's trouble, not the broker's: keep our place in the group
+                    # (leaving and joining again costs seconds) and fetch the batch again.
+                    log.warning("database unavailable, will retry the batch: %r", exc)
+                    for tp, part in batches.items():
+                        if part:
+                            consumer.seek(tp, part[0].offset)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+                    continue
                 if records:
-                    await self.handle_batch(records)
                     # After the database commits, never before.
                     await consumer.commit()
                     self.rewinding = False
-                await self.check_gaps()
                 await self.check_broker(running=True)
         finally:
             with contextlib.suppress(Exception):

@@ -48,6 +48,7 @@ STOP_GRACE = 10.0
 BACKOFF_FIRST = 0.5
 BACKOFF_LAST = 15.0
 STABLE_AFTER = 30.0
+PG_BACKOFF_LAST = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +423,9 @@ class DevStack:
             self.postgres_restarts += 1
             say(f"supervisor: the embedded PostgreSQL restarted (pid {self.postgres.pid()})")
         else:
-            self.postgres_backoff = min(self.postgres_backoff * 2, BACKOFF_LAST)
+            # most often the killed server's backends still hold its shared memory for a
+            # moment: try again soon rather than back off as far as for a crashing child
+            self.postgres_backoff = min(self.postgres_backoff * 2, PG_BACKOFF_LAST)
             self.postgres_restart_at = now + self.postgres_backoff
 
     def stop(self) -> None:

@@ -10,6 +10,7 @@ write is in the registry's log and every consumer holds every registry event exa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -155,7 +156,10 @@ def test_the_stack_heals_each_kind_of_child_killed_under_writes_on_the_same_urls
             killed_at = time.monotonic()
             while not healed(printed, writer):
                 elapsed = time.monotonic() - killed_at
-                assert elapsed < HEAL_WITHIN, f"not healed {elapsed:.0f} s after killing the {kind}"
+                assert elapsed < HEAL_WITHIN, (
+                    f"not healed {elapsed:.0f} s after killing the {kind}: "
+                    f"{asyncio.run(diagnosis(printed, list(writer.acknowledged)))}"
+                )
                 time.sleep(0.5)
             heal_times[kind] = round(time.monotonic() - killed_at, 1)
             replacement = find()
@@ -182,6 +186,7 @@ def test_the_stack_heals_each_kind_of_child_killed_under_writes_on_the_same_urls
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, (tmp_path / "stderr.log").read_text()
     finally:
+        (tmp_path / "stack.out").write_text("".join(output))  # what the supervisor said
         if writer is not None:
             writer.halt.set()
         if proc.poll() is None:  # a failed assertion: stop it in order, PostgreSQL too
@@ -222,3 +227,29 @@ async def in_log_once(printed: Printed, slugs: list[str]) -> list[str]:
             await conn.close()
         wrong += [f"{service}: {s}" for s in slugs if applied.get(s) != 1]
     return wrong
+
+
+async def diagnosis(printed: Printed, slugs: list[str]) -> dict[str, object]:
+    """Where the pipeline stands, for a failure's message."""
+    found: dict[str, object] = {}
+    for service in ("registry", *CONSUMERS):
+        conn = await asyncpg.connect(with_database(printed.database, f"twinaid_{service}"))
+        try:
+            found[service] = dict(
+                await conn.fetchrow(
+                    "SELECT (SELECT count(*) FROM events) AS logged,"
+                    " (SELECT count(*) FROM event_chain) AS sealed,"
+                    " (SELECT max(position) FROM relay_checkpoint) AS relayed,"
+                    " (SELECT count(*) FROM inbox WHERE upstream = 'registry') AS from_registry,"
+                    " (SELECT max(position) FROM consumer_progress"
+                    "  WHERE upstream = 'registry') AS registry_prefix"
+                )
+                or {}
+            )
+        finally:
+            await conn.close()
+    found["consumers"] = await consumers_state(printed, slugs)
+    for service, api in printed.apis.items():
+        with contextlib.suppress(httpx.HTTPError):
+            found[f"{service} ready"] = httpx.get(f"{api}/readyz", timeout=2).text
+    return found
