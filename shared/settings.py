@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     checkpoint_interval: float = 60.0
     # the service's Ed25519 key (base64 raw, created on first use); none: a key per process
     signing_key_file: str | None = None
+    # the pinned public keys (base64 raw Ed25519) of every service whose events or checkpoints
+    # this process checks: {"registry": ["..."], ...}; never taken from a message (shared/keys.py)
+    trusted_keys: dict[str, list[str]] = Field(default_factory=dict)
     # the worker's health endpoint; 0 picks a free port
     worker_health_port: int = 0
     log_level: str = "INFO"

@@ -69,6 +69,17 @@ class Signer:
         signature = self.key.sign(rfc8785.dumps(body))
         return {**body, "public_key": self.public_key, "signature": _b64(signature)}
 
+    def announce_change(self, new: Signer, *, service: str, at: datetime) -> dict[str, Any]:
+        """The data of an `audit.signing-key-changed` event: `new` replaces this key, signed by
+        this (the previous) key, so whoever trusts this key can trust the new one."""
+        body: dict[str, Any] = {
+            "service": service,
+            "previous_public_key": self.public_key,
+            "public_key": new.public_key,
+            "announced_at": at.isoformat(),
+        }
+        return {**body, "signature": _b64(self.key.sign(rfc8785.dumps(body)))}
+
 
 def signature_valid(checkpoint: Mapping[str, Any]) -> bool:
     body: dict[str, Any] = {k: checkpoint[k] for k in ("service", "position", "hash", "signed_at")}
