@@ -34,7 +34,7 @@ from types import FrameType
 import asyncpg
 import httpx
 
-from shared import auth, kafka
+from shared import auth, kafka, signing
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import EmbeddedPostgres, free_port, port_open, tansu_binary
@@ -166,6 +166,7 @@ class DevStack:
         self.worker_urls: dict[str, str] = {}
         self.tokens: list[tuple[DemoKey, str]] = []
         self.demo_output: list[str] = []
+        self.trusted_keys: dict[str, list[str]] = {}
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -186,6 +187,7 @@ class DevStack:
             # Tansu refuses InitProducerId (KAFKA.md)
             self.idempotence = False
         self.tokens = [(key, auth.new_key()[1]) for key in DEMO_KEYS]
+        self.trusted_keys = pin_signing_keys(self.data_dir / "keys")
         asyncio.run(self._prepare())
         self._start_services()
         self._wait_ready()
@@ -277,6 +279,8 @@ class DevStack:
                     ]
                 ),
                 "PUBLIC_URLS": json.dumps(self.api_urls),
+                # every process checks every service's events and checkpoints against these
+                "TRUSTED_KEYS": json.dumps(self.trusted_keys),
                 "PYTHONUNBUFFERED": "1",
             }
             api_port = self.api_urls[service].rpartition(":")[2]
@@ -288,7 +292,9 @@ class DevStack:
                 **env,
                 "WORKER_HEALTH_PORT": self.worker_urls[service].rpartition(":")[2],
                 # the key that signs chain checkpoints stays with the data, across restarts
-                "SIGNING_KEY_FILE": str((self.data_dir / "keys" / f"{service}.ed25519").resolve()),
+                "SIGNING_KEY_FILE": str(
+                    signing_key_file(self.data_dir / "keys", service).resolve()
+                ),
             }
             worker = [sys.executable, "-m", f"services.{service}.worker"]
             self._add(f"{service}-worker", worker, worker_env, self.worker_urls[service])
@@ -470,6 +476,8 @@ class DevStack:
                 f"  PostgreSQL  {self.server_url}",
                 f"  Kafka       {broker}",
                 f"  logs        {self.logs}/",
+                f"  key pins    {pins_file(self.data_dir / 'keys').resolve()}"
+                "  (TRUSTED_KEYS; twinaid audit --trusted-keys FILE)",
                 "",
                 "Demo API keys (new at every start; the previous run's are revoked):",
                 *keys,
@@ -483,6 +491,38 @@ class DevStack:
                 f"twinaid ready in {elapsed:.1f} s",
             ]
         )
+
+
+def signing_key_file(keys_dir: Path, service: str) -> Path:
+    return keys_dir / f"{service}.ed25519"
+
+
+def pins_file(keys_dir: Path) -> Path:
+    return keys_dir / "trusted_keys.json"
+
+
+def pin_signing_keys(keys_dir: Path) -> dict[str, list[str]]:
+    """Each service's signing key (kept in `keys_dir` across restarts, created the first time)
+    and the pins of their public keys, kept in `keys_dir`/trusted_keys.json in TRUSTED_KEYS'
+    form. A service is pinned once, to the key it first had: a later key is trusted only
+    through a change its log announces, signed by the pinned key (twinaid keys rotate-signing),
+    exactly as on a real deployment, whose pins an operator writes."""
+    path = pins_file(keys_dir)
+    pins: dict[str, list[str]] = {}
+    with contextlib.suppress(OSError, ValueError):
+        previous = json.loads(path.read_text())
+        if isinstance(previous, dict):
+            pins = {
+                str(s): [str(k) for k in keys]
+                for s, keys in previous.items()
+                if isinstance(keys, list) and keys
+            }
+    for service in SERVICES:
+        key = signing.Signer.from_file(signing_key_file(keys_dir, service)).public_key
+        pins.setdefault(service, [key])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(pins, indent=2) + "\n")
+    return pins
 
 
 def say(message: str) -> None:
