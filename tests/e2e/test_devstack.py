@@ -126,12 +126,13 @@ def test_dev_stack_starts_with_demo_data_restarts_idempotently_and_stops_cleanly
 def test_a_configured_port_that_is_taken_stops_the_start_with_a_clear_error(
     tmp_path: Path,
 ) -> None:
+    base = _free_block()
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        taken = holder.getsockname()[1]
         # the registry's API is the base + 1
-        env = {**stack_env(tmp_path), "TWINAID_PORT_BASE": str(taken - 1)}
+        holder.bind(("127.0.0.1", base + 1))
+        holder.listen()
+        taken = base + 1
+        env = {**stack_env(tmp_path), "TWINAID_PORT_BASE": str(base)}
         done = subprocess.run(
             [sys.executable, "-m", "shared.devstack", "--exit-after-ready"],
             env=env,
@@ -143,6 +144,20 @@ def test_a_configured_port_that_is_taken_stops_the_start_with_a_clear_error(
     assert f"port {taken} (the registry API) is in use" in done.stderr
     assert "TWINAID_PORT_BASE" in done.stderr
     assert not (tmp_path / "pg").exists(), "it started PostgreSQL before claiming its ports"
+
+
+def _free_block(size: int = 21) -> int:
+    """A base below the ephemeral range (where other tests' connections take ports at random)
+    whose `size` ports are all free now."""
+    for base in range(20_000, 30_000, size):
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free block of ports below the ephemeral range")
 
 
 def test_a_port_the_previous_run_left_in_time_wait_is_claimed_again() -> None:
