@@ -12,6 +12,7 @@ it chains to exactly what was sealed, and anything else is checked in full with 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -22,6 +23,7 @@ from typing import Any
 
 import rfc8785
 
+from shared import keys as keysmod
 from shared import signing
 from shared.errors import ValidationFailed
 from shared.events import RecordedEvent
@@ -137,6 +139,8 @@ class Verdict:
     checkpoints_checked: int = 0
     # events whose stored form was canonicalised again with rfc8785 (not rendered byte for byte)
     recanonicalised: int = 0
+    # why checkpoint signatures were not checked against pinned keys (none pinned), if so
+    warning: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -148,17 +152,39 @@ class Verdict:
             "problem": self.problem,
             "checkpoints_checked": self.checkpoints_checked,
             "recanonicalised": self.recanonicalised,
+            "warning": self.warning,
         }
 
 
-class Verifier:
-    """Walks a chain entry by entry (streaming: memory grows by 32 bytes an event)."""
+# the log's events whose data the verifier reads, besides hashing them
+SIGNED = (signing.CHECKPOINT, keysmod.KEY_CHANGED)
 
-    def __init__(self) -> None:
+
+def unpinned_warning(service: str | None) -> str:
+    return (
+        f"checkpoint signatures not checked: no pinned key for {service or 'this log'}"
+        " (TRUSTED_KEYS); each was checked only against the key it carries, which a rewrite"
+        " can replace"
+    )
+
+
+class Verifier:
+    """Walks a chain entry by entry (streaming: memory grows by 32 bytes an event).
+
+    With `keys` pinning keys for `service`, a checkpoint counts only if signed by one of them
+    or by a key announced since in this log (`audit.signing-key-changed`, signed by a key
+    already trusted); `keys` is extended as announcements are met, so pass a ring of its own.
+    Without a pinned key, checkpoints are checked against the key they carry and the verdict
+    says so in its `warning`."""
+
+    def __init__(self, *, service: str | None = None, keys: keysmod.KeyRing | None = None) -> None:
         self.hashes: list[bytes] = []  # recomputed hash of position i + 1
         self.checkpoints = 0
         self.recanonicalised = 0
         self.failure: Verdict | None = None
+        self.service = service
+        self.keys = keys if keys is not None and service and keys.keys(service) else None
+        self.warning = None if self.keys is not None else unpinned_warning(service)
 
     @property
     def head(self) -> bytes:
@@ -175,6 +201,7 @@ class Verifier:
             problem=problem,
             checkpoints_checked=self.checkpoints,
             recanonicalised=self.recanonicalised,
+            warning=self.warning,
         )
         return self.failure
 
@@ -182,10 +209,46 @@ class Verifier:
         """The row sealed at `position` cannot even be read (e.g. an instant before year 1)."""
         return self.failure or self._broken(position, f"the event here cannot be read: {reason}")
 
+    def signed(self, event_type: str, data: Mapping[str, Any]) -> Verdict | None:
+        """Check a checkpoint or a key change of the log, just added at the head."""
+        if event_type == signing.CHECKPOINT:
+            return self.check_checkpoint(data)
+        if event_type == keysmod.KEY_CHANGED and self.keys is not None:
+            assert self.service is not None
+            try:
+                self.keys.announce(self.service, data)
+            except keysmod.UntrustedKey as exc:
+                return self._broken(
+                    len(self.hashes),
+                    f"key change at {len(self.hashes)} to key {data.get('public_key')} is not"
+                    f" signed by a key trusted for {self.service}: {exc.reason}",
+                )
+        return None
+
+    def _signature_problem(self, checkpoint: Mapping[str, Any]) -> str | None:
+        if self.keys is None:
+            valid = signing.signature_valid(checkpoint)
+            return None if valid else "has a signature that is not valid (with the key it carries)"
+        assert self.service is not None
+        key = str(checkpoint.get("public_key"))
+        if checkpoint.get("service") != self.service:
+            return f"is of {checkpoint.get('service')}, in {self.service}'s log"
+        if not self.keys.trusts(self.service, key):
+            return f"signed by key {key}, which is neither pinned nor announced"
+        try:
+            body = rfc8785.dumps({k: checkpoint[k] for k in signing.SIGNED_FIELDS})
+            signature = base64.b64decode(str(checkpoint["signature"]), validate=True)
+            self.keys.verify(self.service, key, signature, body)
+        except (KeyError, ValueError, TypeError, rfc8785.CanonicalizationError):
+            return "is malformed"
+        except keysmod.UntrustedKey as exc:
+            return f"has a signature that is not valid ({exc.reason})"
+        return None
+
     def check_checkpoint(self, checkpoint: Mapping[str, Any]) -> Verdict | None:
         at = int(checkpoint["position"])
-        if not signing.signature_valid(checkpoint):
-            return self._broken(at, "a checkpoint's signature is not valid")
+        if (problem := self._signature_problem(checkpoint)) is not None:
+            return self._broken(at, f"checkpoint at {at} {problem}")
         if at > len(self.hashes):
             return self._broken(
                 len(self.hashes) + 1,
@@ -239,8 +302,8 @@ class Verifier:
                 " sealed, or chain rows were swapped",
             )
         self.hashes.append(recomputed)
-        if entry.event.event_type == signing.CHECKPOINT:
-            return self.check_checkpoint(entry.event.data)
+        if entry.event.event_type in SIGNED:
+            return self.signed(entry.event.event_type, entry.event.data)
         return None
 
     def finish(
@@ -274,6 +337,7 @@ class Verifier:
             head_hash=self.head,
             checkpoints_checked=self.checkpoints,
             recanonicalised=self.recanonicalised,
+            warning=self.warning,
         )
 
 
@@ -283,15 +347,18 @@ def verify(
     unsealed_behind: Iterable[int] = (),
     sealed_head: int | None = None,
     held_checkpoints: Iterable[Mapping[str, Any]] = (),
+    service: str | None = None,
+    keys: keysmod.KeyRing | None = None,
 ) -> Verdict:
     """Walk the chain in position order and report the first position where it breaks.
 
     ``unsealed_behind`` lists positions of events found in the log that the chain never
     sealed although the sealer has already passed them: rows inserted behind its back.
     Signed checkpoints found in the log, and ``held_checkpoints`` (copies an auditor kept
-    from earlier), must carry a valid signature and match the recomputed chain.
+    from earlier), must carry a valid signature and match the recomputed chain; see Verifier
+    for `service` and `keys`.
     """
-    walker = Verifier()
+    walker = Verifier(service=service, keys=keys)
     for entry in entries:
         if (found := walker.add(entry)) is not None:
             return found

@@ -26,6 +26,7 @@ import asyncpg
 from shared import chain, instants, sealer
 from shared.errors import Conflict, ValidationFailed
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
+from shared.keys import KeyRing
 from shared.rows import COLUMNS, from_row
 
 S = TypeVar("S")
@@ -308,7 +309,15 @@ class PostgresEventStore:
         return await sealer.seal(self.conn, limit=limit)
 
     async def verify(
-        self, *, held_checkpoints: Sequence[Mapping[str, Any]] = (), deep: bool = False
+        self,
+        *,
+        held_checkpoints: Sequence[Mapping[str, Any]] = (),
+        deep: bool = False,
+        service: str | None = None,
+        keys: KeyRing | None = None,
     ) -> chain.Verdict:
-        """See sealer.verify: `deep` canonicalises every event again instead of rendering it."""
-        return await sealer.verify(self.conn, held_checkpoints=held_checkpoints, deep=deep)
+        """See sealer.verify: `deep` canonicalises every event again instead of rendering it;
+        checkpoints are checked against the keys `keys` pins for `service`."""
+        return await sealer.verify(
+            self.conn, held_checkpoints=held_checkpoints, deep=deep, service=service, keys=keys
+        )

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import instants
+from shared import instants, keys
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound
@@ -123,10 +123,12 @@ def common_router() -> APIRouter:
 
     @router.get("/v1/audit/verify", tags=["audit"])
     async def verify(ctx: Ctx, caller: Caller, deep: Deep = False) -> dict[str, Any]:
-        """Recompute the hash chain: intact up to a head, or the first bad position."""
+        """Recompute the hash chain: intact up to a head, or the first bad position. Signed
+        checkpoints count only if signed by the service's pinned key (TRUSTED_KEYS) or a key
+        its log announced since; with none pinned, `warning` says they were not checked."""
         caller.require(Role.AUDITOR)
         async with ctx.db.connection() as conn:
-            verdict = await PostgresEventStore(conn).verify(deep=deep)
+            verdict = await PostgresEventStore(conn).verify(deep=deep, **_pins(ctx))
         return verdict.as_dict()
 
     @router.post("/v1/audit/verify", tags=["audit"])
@@ -138,10 +140,17 @@ def common_router() -> APIRouter:
         caller.require(Role.AUDITOR)
         held = [c.model_dump() for c in body.checkpoints]
         async with ctx.db.connection() as conn:
-            verdict = await PostgresEventStore(conn).verify(held_checkpoints=held, deep=deep)
+            verdict = await PostgresEventStore(conn).verify(
+                held_checkpoints=held, deep=deep, **_pins(ctx)
+            )
         return verdict.as_dict()
 
     return router
+
+
+def _pins(ctx: ServiceContext) -> dict[str, Any]:
+    # a ring of its own per walk: the walk extends it with the key changes it meets
+    return {"service": ctx.service, "keys": keys.KeyRing.pinned(ctx.settings.trusted_keys)}
 
 
 async def _database_ok(ctx: ServiceContext) -> bool:

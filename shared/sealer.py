@@ -19,8 +19,9 @@ from typing import Any
 
 import asyncpg
 
-from shared import chain, signing
+from shared import chain
 from shared import db as dbmod
+from shared.keys import KeyRing
 from shared.metrics import Metrics
 from shared.rows import COLUMNS, from_row
 
@@ -51,12 +52,12 @@ _RENDERED_BODY = (
 )
 # PostgreSQL renders each body and hashes it (sha256 of its UTF-8 bytes, as chain.link_content
 # does): the verifier chains 32-byte digests instead of receiving and hashing whole bodies, and
-# the server's rendering runs on its own core meanwhile. Bodies travel only for checkpoints,
-# whose signatures the verifier checks ($1: signing.CHECKPOINT).
+# the server's rendering runs on its own core meanwhile. Bodies travel only for checkpoints and
+# key changes, whose signatures the verifier checks ($1: chain.SIGNED).
 _RENDERED_SQL = f"""
 SELECT c.position, c.hash, e.stream_type, e.stream_id, e.stream_version, e.event_type,
        sha256(convert_to(r.body, 'UTF8')) AS digest,
-       CASE WHEN e.event_type = $1 THEN r.body END AS body
+       CASE WHEN e.event_type = ANY($1::text[]) THEN r.body END AS body
 FROM event_chain c LEFT JOIN events e ON e.event_id = c.event_id
 CROSS JOIN LATERAL (SELECT {_RENDERED_BODY} AS body) r
 ORDER BY c.position
@@ -236,30 +237,36 @@ async def verify(
     held_checkpoints: Sequence[Mapping[str, Any]] = (),
     deep: bool = False,
     observe: Observer | None = None,
+    service: str | None = None,
+    keys: KeyRing | None = None,
 ) -> chain.Verdict:
     """Recompute the chain from the stored rows; reports the first bad position.
 
     `held_checkpoints` are signed checkpoints an auditor kept: the log must still match.
+    Checkpoints count only if signed by a key `keys` pins for `service` or one the log
+    announced since (chain.Verifier; without a pinned key the verdict carries a warning).
     By default each event's canonical body is rendered from its stored columns and hashed (see
     _RENDERED_BODY); an event whose rendering does not hash to its sealed hash is canonicalised
     again with rfc8785 before anything is reported. `deep` canonicalises every event again.
     The verdicts are the same either way. `observe` (not with `deep`) sees each slice of rows
     (position, hash, stream_type, stream_id, stream_version, event_type, digest, and body for
-    checkpoints only) once it has been checked, e.g. to fold the log in the same pass."""
+    checkpoints and key changes only) once it has been checked, e.g. to fold the log in the
+    same pass."""
+    walker = chain.Verifier(service=service, keys=keys)
     if conn.is_in_transaction():
         async with conn.transaction():
-            return await _verify(conn, held_checkpoints, deep, observe)
+            return await _verify(conn, walker, held_checkpoints, deep, observe)
     # one snapshot for the whole walk, however long the log
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        return await _verify(conn, held_checkpoints, deep, observe)
+        return await _verify(conn, walker, held_checkpoints, deep, observe)
 
 
 async def _walk_rendered(
     conn: asyncpg.Connection, walker: chain.Verifier, observe: Observer | None
 ) -> None:
     add_digest = walker.add_digest
-    checkpoint = signing.CHECKPOINT
-    cursor = await conn.cursor(_RENDERED_SQL, checkpoint)
+    signed = chain.SIGNED
+    cursor = await conn.cursor(_RENDERED_SQL, list(signed))
     pending = asyncio.ensure_future(cursor.fetch(PAGE))
     try:
         while page := await pending:
@@ -273,8 +280,8 @@ async def _walk_rendered(
                 rows = page[start : start + SLICE]
                 for position, stored_hash, _, _, _, event_type, digest, body in rows:
                     if add_digest(position, stored_hash, digest):
-                        if event_type == checkpoint:
-                            if walker.check_checkpoint(json.loads(body)["data"]) is not None:
+                        if event_type in signed:
+                            if walker.signed(event_type, json.loads(body)["data"]) is not None:
                                 break
                         continue
                     # not byte for byte what was sealed: canonicalise it again, as the sealer
@@ -315,6 +322,7 @@ async def _walk_one_by_one(conn: asyncpg.Connection, walker: chain.Verifier) -> 
 
 async def _verify(
     conn: asyncpg.Connection,
+    walker: chain.Verifier,
     held_checkpoints: Sequence[Mapping[str, Any]],
     deep: bool,
     observe: Observer | None,
@@ -334,7 +342,6 @@ async def _verify(
         state["last_id"],
         state["position"],
     )
-    walker = chain.Verifier()
     if deep:
         try:
             async for entry in _chain_entries(conn):

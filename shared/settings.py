@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import keys
 
 SERVICES = ("registry", "pledges", "shipments")
 
@@ -62,6 +64,18 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     # where browsers reach each service's API: {"registry": "http://127.0.0.1:8101", ...}
     public_urls: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _pinned_keys_are_keys(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for service, raws in value.items():
+            for raw in raws:
+                try:
+                    keys.public_key(raw)
+                except ValueError as exc:
+                    reason = f"{raw!r} pinned for {service} is not a base64 Ed25519 public key"
+                    raise ValueError(f"{reason} ({exc})") from None
+        return value
 
     def topic(self, service: str) -> str:
         return self.kafka_topic_prefix + topic_for(service)
