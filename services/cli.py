@@ -17,6 +17,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +25,7 @@ import httpx
 from pydantic import BaseModel
 
 from services.audit import command as audit_command
+from services.audit import signing_keys
 from services.pledges import events as pledges_events
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
@@ -147,6 +149,16 @@ async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
     return list(keys.values())
 
 
+async def rotate_signing(service: str, url: str, key_file: Path) -> signing_keys.Rotation:
+    conn = await _connect(service, url)
+    try:
+        return await signing_keys.rotate(
+            conn, service=service, key_file=key_file, now=datetime.now(UTC)
+        )
+    finally:
+        await conn.close()
+
+
 async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
     """Replay the log into empty read models; returns (events replayed, rows per table)."""
     projections = projections_of(service)
@@ -219,6 +231,18 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key in every service")
     revoke.add_argument("key_id")
     keys.add_parser("list", help="list keys (never their secrets)")
+    rotate = keys.add_parser(
+        "rotate-signing",
+        help="give a service a new checkpoint signing key, announced in its log signed by the"
+        " old one (then restart its worker)",
+    )
+    rotate.add_argument("service", choices=SERVICES)
+    rotate.add_argument(
+        "--key-file",
+        type=Path,
+        help="the worker's SIGNING_KEY_FILE (default: the dev stack's"
+        " $TWINAID_DATA_DIR/keys/SERVICE.ed25519)",
+    )
     commands.add_parser("contracts", help="write every event type's JSON Schema document")
     audit_command.register(commands)
     cu = commands.add_parser(
@@ -270,6 +294,20 @@ def main(argv: list[str] | None = None) -> int:
         replayed, counts = asyncio.run(rebuild(args.service, urls[args.service]))
         tables = ", ".join(f"{t}: {n} rows" for t, n in counts.items()) or "no read models"
         print(f"rebuilt {args.service}: {replayed} events replayed ({tables})")
+    elif args.action == "rotate-signing":
+        data_dir = Path(os.environ.get("TWINAID_DATA_DIR", ".data"))
+        key_file = args.key_file or data_dir / "keys" / f"{args.service}.ed25519"
+        try:
+            done = asyncio.run(rotate_signing(args.service, urls[args.service], key_file))
+        except signing_keys.RotationRefused as exc:
+            print(f"twinaid: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"{done.service}: signing key {done.previous_public_key} replaced by"
+            f" {done.public_key} in {done.key_file} (the old one kept in"
+            f" {done.previous_key_file}); the change is in {done.service}'s log, signed by"
+            f" the old key. Restart {done.service}'s worker to sign with the new key."
+        )
     elif args.action == "issue":
         roles = parse_roles(args.roles)
         issued = asyncio.run(

@@ -49,11 +49,16 @@ class Signer:
         if path.exists():
             return cls(Ed25519PrivateKey.from_private_bytes(base64.b64decode(path.read_text())))
         signer = cls.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        raw = signer.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        path.touch(mode=0o600)
-        path.write_text(_b64(raw))
+        signer.save(path)
         return signer
+
+    def save(self, path: Path) -> None:
+        """Write the private key to `path` (mode 600), replacing what it held."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(_b64(raw))
 
     @property
     def public_key(self) -> str:

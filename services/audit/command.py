@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from services.audit import export, replay, sources, trace
+from shared import keys
 from shared.events import RecordedEvent, Selection
 from shared.settings import SERVICES, topic_for
 
@@ -37,6 +38,14 @@ def register(commands: Any) -> None:
         help="an auditor key (default: $TWINAID_AUDIT_KEY)",
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--trusted-keys",
+        type=Path,
+        metavar="FILE",
+        help="the pinned public keys that sign checkpoints, JSON like TRUSTED_KEYS"
+        ' ({"registry": ["<base64>"], ...}; make run writes .data/keys/trusted_keys.json);'
+        " default: $TRUSTED_KEYS",
+    )
     common.add_argument(
         "--service",
         action="append",
@@ -83,6 +92,28 @@ def _feeds(given: list[str]) -> dict[str, str]:
     return feeds
 
 
+def pinned_keys(given: Path | None, env: Mapping[str, str]) -> dict[str, list[str]]:
+    """The pins of --trusted-keys FILE, else of $TRUSTED_KEYS, else none; SystemExit naming
+    what is wrong with them."""
+    where = str(given) if given else "$TRUSTED_KEYS"
+    try:
+        text = given.read_text() if given else env.get("TRUSTED_KEYS", "")
+    except OSError as exc:
+        raise SystemExit(f"twinaid: cannot read the pinned keys {where}: {exc.strerror}") from None
+    if not text.strip():
+        return {}
+    try:
+        pins = json.loads(text)
+        if not isinstance(pins, dict) or not all(
+            isinstance(k, list) and all(isinstance(raw, str) for raw in k) for k in pins.values()
+        ):
+            raise ValueError('not {"service": ["<base64 public key>", ...], ...}')
+        keys.KeyRing.pinned(pins)
+    except ValueError as exc:
+        raise SystemExit(f"twinaid: the pinned keys in {where} are not usable: {exc}") from None
+    return {str(service): list(raws) for service, raws in pins.items()}
+
+
 def _progress(service: str, quiet: bool) -> Any:
     def show(n: int) -> None:
         if not quiet:
@@ -124,6 +155,7 @@ async def _run(
                 )
             return 0, {"exported": n, "file": str(args.file), "format": fmt}
         held = json.loads(args.checkpoints.read_text()) if args.checkpoints else []
+        pins = pinned_keys(args.trusted_keys, os.environ)
         reports = []
         for service in args.service or SERVICES:
             events = _source(args, client, feeds[service], service)
@@ -133,6 +165,7 @@ async def _run(
                 events,
                 scratch_server=scratch_server,
                 held_checkpoints=mine,
+                keys=keys.KeyRing.pinned(pins),
                 progress=_progress(service, args.json),
             )
             try:
@@ -174,6 +207,8 @@ def _table(reports: list[replay.Replay], action: str) -> str:
         )
         rate = f"{r.events / r.seconds:,.0f}" if r.seconds else "-"
         lines.append(f"{r.service:<10} {r.events:>9,} {rate:>9}  {status}")
+        if v and v.warning:
+            lines.append(" " * 11 + f"WARNING: {v.warning}")
         if r.rows:
             lines.append(" " * 11 + "rebuilt: " + ", ".join(f"{t} {n}" for t, n in r.rows.items()))
         if action == "compare":

@@ -19,6 +19,7 @@ from shared import chain, directory
 from shared import db as dbmod
 from shared import projections as proj
 from shared.events import RecordedEvent
+from shared.keys import KeyRing
 from shared.projections import Projection
 
 BATCH = 2000
@@ -64,14 +65,16 @@ async def replay(
     *,
     scratch_server: str | None,
     held_checkpoints: Sequence[dict[str, Any]] = (),
+    keys: KeyRing | None = None,
     progress: Callable[[int], None] = print,
 ) -> tuple[Replay, str | None]:
     """Verify the chain while folding every event into fresh read models in a scratch
     database on `scratch_server` (skipped when None). Returns the report and the scratch
-    database URL (the caller drops it)."""
+    database URL (the caller drops it). Checkpoints are checked against the keys `keys` pins
+    for `service` and the key changes the log announces (chain.Verifier)."""
     report = Replay(service)
     projections = projections_of(service)
-    verifier = chain.Verifier()
+    verifier = chain.Verifier(service=service, keys=keys)
     started = time.perf_counter()
     scratch_url = None
     conn = None

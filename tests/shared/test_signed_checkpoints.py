@@ -11,10 +11,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.audit import signing_keys
 from shared import chain, signing
 from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
+from shared.keys import KeyRing
 from shared.metrics import Metrics
 from shared.outbox import Relay
 from shared.rows import from_row
@@ -176,3 +178,113 @@ async def test_the_signing_key_is_kept_in_its_file_across_restarts(tmp_path: Any
     first = signing.Signer.from_file(path)
     assert signing.Signer.from_file(path).public_key == first.public_key
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def pinned(*signers: signing.Signer) -> KeyRing:
+    return KeyRing.pinned({"registry": [s.public_key for s in signers]})
+
+
+async def verdicts(conn: asyncpg.Connection, ring: KeyRing | None) -> list[chain.Verdict]:
+    """The rendered walk and the deep walk, each with a ring of its own."""
+    pins = {"registry": list(ring.keys("registry"))} if ring else None
+    return [
+        await PostgresEventStore(conn).verify(
+            deep=deep, service="registry", keys=KeyRing.pinned(pins) if pins else None
+        )
+        for deep in (False, True)
+    ]
+
+
+async def test_a_database_rewritten_and_resigned_with_a_new_key_fails_against_the_pinned_key(
+    conn: asyncpg.Connection,
+    db_url: str,
+) -> None:
+    owner = signing.Signer.generate()
+    await append(conn, 4)
+    await seal_everything(conn)
+    await checkpoint(db_url, owner)
+    await seal_everything(conn)
+    await rewrite_history(
+        conn,
+        sql=f"""
+        UPDATE events SET data = '{{"i": 999}}' WHERE event_id =
+            (SELECT event_id FROM event_chain WHERE position = 2);
+        DELETE FROM event_chain WHERE event_id IN
+            (SELECT event_id FROM events WHERE event_type = '{signing.CHECKPOINT}');
+        DELETE FROM events WHERE event_type = '{signing.CHECKPOINT}'""",
+    )
+    forger = signing.Signer.generate()
+    await checkpoint(db_url, forger)
+    await seal_everything(conn)
+
+    for verdict in await verdicts(conn, None):
+        assert verdict.intact and verdict.checkpoints_checked == 1, "fools an unpinned verify"
+        assert "no pinned key for registry" in (verdict.warning or "")
+    for verdict in await verdicts(conn, pinned(owner)):
+        assert (verdict.intact, verdict.bad_position) == (False, 4)
+        assert verdict.problem == (
+            f"checkpoint at 4 signed by key {forger.public_key}, which is neither pinned nor"
+            " announced"
+        )
+        assert verdict.warning is None
+
+
+async def test_a_key_change_announced_by_the_pinned_key_lets_the_new_key_sign(
+    conn: asyncpg.Connection,
+    db_url: str,
+) -> None:
+    old, new = signing.Signer.generate(), signing.Signer.generate()
+    await append(conn, 2)
+    await seal_everything(conn)
+    await checkpoint(db_url, old)
+    async with conn.transaction():
+        await signing_keys.announce(conn, service="registry", previous=old, new=new, now=NOW)
+    await append(conn, 2, prefix="later")
+    await seal_everything(conn)
+    await checkpoint(db_url, new)
+    await seal_everything(conn)
+
+    for verdict in await verdicts(conn, pinned(old)):
+        assert verdict.intact and verdict.checkpoints_checked == 2, verdict.problem
+        assert verdict.warning is None
+    # a checkpoint an auditor kept, signed by the new key, is checked after the announcement
+    held = await held_checkpoints(conn)
+    verdict = await PostgresEventStore(conn).verify(
+        held_checkpoints=held, service="registry", keys=pinned(old)
+    )
+    assert verdict.intact and verdict.checkpoints_checked == 4
+    # the pins decide: pinned to the new key only, the old key's checkpoint is a stranger's
+    for verdict in await verdicts(conn, pinned(new)):
+        assert (verdict.intact, verdict.bad_position) == (False, 2)
+        assert f"signed by key {old.public_key}, which is neither pinned" in (verdict.problem or "")
+
+
+async def test_a_key_change_signed_by_an_untrusted_key_fails_and_trusts_nothing(
+    conn: asyncpg.Connection,
+    db_url: str,
+) -> None:
+    owner, intruder, theirs = (signing.Signer.generate() for _ in range(3))
+    await append(conn, 2)
+    await seal_everything(conn)
+    async with conn.transaction():
+        await signing_keys.announce(
+            conn, service="registry", previous=intruder, new=theirs, now=NOW
+        )
+    await seal_everything(conn)
+    await checkpoint(db_url, theirs)
+    await seal_everything(conn)
+
+    for verdict in await verdicts(conn, pinned(owner)):
+        assert (verdict.intact, verdict.bad_position) == (False, 3)
+        assert verdict.problem == (
+            f"key change at 3 to key {theirs.public_key} is not signed by a key trusted for"
+            f" registry: key {intruder.public_key} is neither pinned nor announced for registry"
+        )
+    # with the intruder's key pinned, its change is followed; a checkpoint of another service
+    # is still refused in this log, even signed by a trusted key
+    other = owner.checkpoint(service="pledges", position=2, head=bytes(32), at=NOW)
+    verdict = await PostgresEventStore(conn).verify(
+        held_checkpoints=[other], service="registry", keys=pinned(owner, intruder)
+    )
+    assert verdict.checkpoints_checked == 1
+    assert verdict.problem == "checkpoint at 2 is of pledges, in registry's log"
