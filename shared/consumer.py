@@ -24,6 +24,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -31,17 +33,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from shared import kafka
+from shared import authenticity, chain, kafka, published
 from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.incoming import (
     Handler,
+    Implausible,
     Incoming,
     Unparseable,
     header_map,
     parse_feed_event,
     parse_record,
 )
+from shared.keys import KeyRing
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -113,14 +117,20 @@ class ConsumerRunner:
         handlers: Mapping[str, Mapping[str, Handler]],
         http: httpx.AsyncClient | None = None,
         after_commit: Callable[[], None] | None = None,
+        contracts: Mapping[str, Path] | None = None,
     ) -> None:
-        """`handlers` maps an upstream service to {event type: handler}."""
+        """`handlers` maps an upstream service to {event type: handler}; `contracts` an
+        upstream to the folder of its published JSON Schemas (services/<upstream>/schemas)."""
         self.name = service
         self.settings = settings
         self.db = db
         self.metrics = metrics
         self.handlers = handlers
         self.topics = [settings.topic(upstream) for upstream in handlers]
+        self.upstream_of = {settings.topic(upstream): upstream for upstream in handlers}
+        self.ring = KeyRing.pinned(settings.trusted_keys)
+        self.contracts = {u: published.Contract(path) for u, path in (contracts or {}).items()}
+        self.quarantined = 0
         self.http = http
         self.after_commit = after_commit  # e.g. wake this process's relay
         self.applied = 0
@@ -194,14 +204,16 @@ class ConsumerRunner:
         """The inbox rows of events just applied; how many were new."""
         written: int = await conn.fetchval(
             "WITH written AS ("
-            " INSERT INTO inbox (consumer, event_id, upstream, position)"
-            " SELECT $1, e, u, p FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS t(e, u, p)"
+            " INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
+            " SELECT $1, e, u, p, h"
+            " FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bytea[]) AS t(e, u, p, h)"
             " ON CONFLICT DO NOTHING RETURNING 1"
             ") SELECT count(*) FROM written",
             self.name,
             [i.event_id for i in applied],
             [i.upstream for i in applied],
             [i.position for i in applied],
+            [i.chain_hash for i in applied],
         )
         return written
 
@@ -221,12 +233,13 @@ class ConsumerRunner:
         if handler is not None:
             await handler(conn, incoming)
         fresh = await conn.fetchval(
-            "INSERT INTO inbox (consumer, event_id, upstream, position)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+            "INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
             self.name,
             incoming.event_id,
             incoming.upstream,
             incoming.position,
+            incoming.chain_hash,
         )
         if not fresh:
             raise _Duplicate
@@ -248,6 +261,9 @@ class ConsumerRunner:
                 return
             except _DATABASE_TROUBLE:
                 raise  # the database is down: not the message's fault; retry the batch later
+            except Implausible as exc:
+                await self.quarantine(record, incoming, exc.reason, authentic=True)
+                return
             except Exception as exc:
                 if attempt == attempts:
                     await self.dead_letter(
@@ -255,6 +271,170 @@ class ConsumerRunner:
                     )
                     return
                 await asyncio.sleep(0.05 * 2**attempt)
+
+    # -- checking what arrives ----------------------------------------------------------
+
+    async def checked(
+        self,
+        batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]],
+        *,
+        from_feed: bool = False,
+    ) -> list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]]:
+        """The events of `batch` that pass every check, in order; the others quarantined.
+        From Kafka: chain link and signature (shared/authenticity.py). From the feed (which
+        carries no signatures): the chain link to the previous position, set by `catch_up`.
+        Both: against what was applied (a position taken by another event, a break of the
+        link to the applied previous position) and the upstream's published schema."""
+        failed: dict[int, str] = {}
+        parked: dict[int, str] = {}
+        if self.settings.consumer_verify:
+            if from_feed:
+                for n, (incoming, _) in enumerate(batch):
+                    if incoming.previous_hash is not None and (
+                        problem := authenticity.link_problem(incoming)
+                    ):
+                        failed[n] = f"from the feed: {problem}"
+            else:
+                members: dict[str, list[int]] = {}
+                for n, (incoming, _) in enumerate(batch):
+                    members.setdefault(incoming.upstream, []).append(n)
+                for indexes in members.values():
+                    found = authenticity.verify(self.ring, [batch[n][0] for n in indexes])
+                    failed.update({indexes[k]: reason for k, reason in found.items()})
+            await self._against_applied(batch, failed)
+        for n, (incoming, _) in enumerate(batch):
+            contract = self.contracts.get(incoming.upstream)
+            if n in failed or contract is None:
+                continue
+            problem = contract.problem(incoming.event_type, incoming.schema_version, incoming.data)
+            if problem is not None:
+                parked[n] = f"breaks the published schema of {incoming.event_type}: {problem}"
+        if from_feed and failed:  # what follows a break of the chain cannot be checked
+            first = min(failed)
+            failed = {first: failed[first]}
+            batch = batch[: first + 1]
+        passed = []
+        for n, (incoming, record) in enumerate(batch):
+            if n in failed:
+                await self.quarantine(record, incoming, failed[n])
+            elif n in parked:
+                await self.quarantine(record, incoming, parked[n], authentic=True)
+            else:
+                passed.append((incoming, record))
+        return passed
+
+    async def _against_applied(
+        self,
+        batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]],
+        failed: dict[int, str],
+    ) -> None:
+        """A position applied as another event is a clash, never a duplicate; an event whose
+        previous hash is not the one applied at the position before does not belong."""
+        wanted = [
+            (i.upstream, p)
+            for n, (i, _) in enumerate(batch)
+            if n not in failed
+            for p in (i.position, i.position - 1)
+        ]
+        if not wanted:
+            return
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT upstream, position, event_id, hash FROM inbox WHERE consumer = $1"
+                " AND (upstream, position) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))",
+                self.name,
+                [u for u, _ in wanted],
+                [p for _, p in wanted],
+            )
+        held = {(r["upstream"], r["position"]): (r["event_id"], r["hash"]) for r in rows}
+        for n, (incoming, _) in enumerate(batch):
+            if n in failed:
+                continue
+            at = held.get((incoming.upstream, incoming.position))
+            if at is not None:
+                if at[0] != incoming.event_id:
+                    failed[n] = f"position {incoming.position} was applied as event {at[0]}"
+                continue
+            before = held.get((incoming.upstream, incoming.position - 1))
+            if (
+                before is not None
+                and before[1] is not None
+                and incoming.previous_hash is not None
+                and bytes(before[1]) != incoming.previous_hash
+            ):
+                failed[n] = f"does not link to position {incoming.position - 1} as applied"
+
+    async def quarantine(
+        self,
+        record: ConsumerRecord[bytes, bytes] | None,
+        incoming: Incoming | None,
+        reason: str,
+        *,
+        upstream: str | None = None,
+        authentic: bool = False,
+    ) -> None:
+        """Keep a message that failed a check, with the reason, in the quarantine table and
+        the `.dlq` topic. An authentic event (its upstream signed it, but it is implausible)
+        is parked: its position counts as handled. Anything else is not applied and its
+        position not taken: the authentic event is fetched from the upstream's feed."""
+        source = incoming.upstream if incoming is not None else upstream or "unknown"
+        topic = record.topic if record is not None else self.settings.topic(source)
+        headers = header_map(record) if record is not None else {}
+        position: int | None = incoming.position if incoming is not None else None
+        if position is None:
+            with contextlib.suppress(KeyError, ValueError):
+                position = int(headers["ce_position"])
+        if record is not None:
+            value = record.value
+        else:
+            value = json.dumps(dict(incoming.data) if incoming else {}).encode()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                'INSERT INTO quarantine (consumer, upstream, topic, partition, "offset",'
+                " position, event_id, key, value, headers, reason, authentic)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)",
+                self.name,
+                source,
+                topic,
+                record.partition if record else None,
+                record.offset if record else None,
+                position,
+                str(incoming.event_id) if incoming else headers.get("ce_id"),
+                record.key if record else None,
+                value,
+                json.dumps(headers),
+                reason,
+                authentic,
+            )
+            if authentic and incoming is not None:
+                await conn.execute(
+                    "INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    self.name,
+                    incoming.event_id,
+                    incoming.upstream,
+                    incoming.position,
+                    incoming.chain_hash,
+                )
+        self.quarantined += 1
+        self.metrics.quarantined.labels(service=self.name, upstream=source).inc()
+        log.warning("quarantined a message from %s at position %s: %s", topic, position, reason)
+        if record is not None and not authentic and source in self.handlers:
+            self.resync.add(source)  # the authentic event, from the upstream's feed
+        await self._to_dlq(record, reason)
+
+    async def _to_dlq(self, record: ConsumerRecord[bytes, bytes] | None, reason: str) -> None:
+        if self._dlq is not None and record is not None:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(
+                    self._dlq.send_and_wait(
+                        f"{record.topic}.dlq",
+                        key=record.key,
+                        value=record.value,
+                        headers=[*(record.headers or ()), ("twinaid_dlq_reason", reason.encode())],
+                    ),
+                    10,
+                )
 
     async def dead_letter(
         self,
@@ -297,17 +477,7 @@ class ConsumerRunner:
         self.dead += 1
         self.metrics.dead_letters.inc()
         log.warning("dead-lettered a message from %s", topic, extra={"reason": reason})
-        if self._dlq is not None and record is not None:
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(
-                    self._dlq.send_and_wait(
-                        f"{topic}.dlq",
-                        key=record.key,
-                        value=record.value,
-                        headers=[*(record.headers or ()), ("twinaid_dlq_reason", reason.encode())],
-                    ),
-                    10,
-                )
+        await self._to_dlq(record, reason)
 
     # -- progress and catching up --------------------------------------------------------
 
@@ -383,6 +553,7 @@ class ConsumerRunner:
         headers = {"Authorization": f"Bearer {self.settings.feed_api_key or ''}"}
         applied = 0
         after, _ = await self.advance(upstream)
+        previous = chain.GENESIS if after == 0 else await self._applied_hash(upstream, after)
         while True:
             response = await self.http.get(
                 f"{base}/v1/events",
@@ -393,25 +564,52 @@ class ConsumerRunner:
             response.raise_for_status()
             page = response.json()
             before = self.applied
-            await self.apply_batch(
-                [(parse_feed_event(upstream, raw), None) for raw in page["events"]]
-            )
+            batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]] = []
+            for raw in page["events"]:
+                incoming = replace(parse_feed_event(upstream, raw), previous_hash=previous)
+                previous = incoming.chain_hash
+                batch.append((incoming, None))
+            passed = await self.checked(batch, from_feed=True)
+            if passed:
+                await self.apply_batch(passed)
             applied += self.applied - before
-            if not page["events"]:
+            if not page["events"] or len(passed) < len(batch):
                 break
             after = page["next_after"]
         await self.advance(upstream)
         return applied
 
+    async def _applied_hash(self, upstream: str, position: int) -> bytes | None:
+        async with self.db.connection() as conn:
+            found = await conn.fetchval(
+                "SELECT hash FROM inbox WHERE consumer = $1 AND upstream = $2 AND position = $3",
+                self.name,
+                upstream,
+                position,
+            )
+        return bytes(found) if found is not None else None
+
     # -- the Kafka loop ------------------------------------------------------------------
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """The upstream of a message is the topic it came from, never one of its headers."""
         batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]] = []
+        limit = self.settings.consumer_max_event_bytes
         for record in records:
+            upstream = self.upstream_of.get(record.topic)
+            if upstream is None:
+                await self.dead_letter(record, f"{record.topic} is not a topic this consumer reads")
+                continue
+            size = len(record.value or b"")
+            if size > limit:
+                reason = f"oversize: {size} bytes, more than the {limit} an event may have"
+                await self.quarantine(record, None, reason, upstream=upstream)
+                continue
             try:
-                batch.append((parse_record(record), record))
+                batch.append((parse_record(record, upstream=upstream), record))
             except Unparseable as exc:
                 await self.dead_letter(record, str(exc))
+        batch = await self.checked(batch)
         if batch:
             await self.apply_batch(batch)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -12,7 +14,7 @@ from typing import Any
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from shared.events import Metadata
+from shared.events import Metadata, RecordedEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,36 @@ class Incoming:
     data: Mapping[str, Any]
     correlation_id: str | None
     organisation: str | None
+    # What the chain hashes and the relay signs (shared/authenticity.py); a test that builds
+    # an Incoming for a handler leaves them out.
+    stream_type: str = ""
+    schema_version: int = 1
+    recorded_at: datetime | None = None
+    metadata: Metadata | None = None
+    chain_hash: bytes | None = None
+    previous_hash: bytes | None = None
+    signature: bytes | None = None
+    signing_key: str | None = None
+    size: int = 0
+
+    def as_recorded(self) -> RecordedEvent:
+        """The event as the upstream stored it: what its chain hash covers."""
+        if self.recorded_at is None or self.metadata is None:
+            raise ValueError("the message lacks its recorded time or metadata")
+        return RecordedEvent(
+            event_id=self.event_id,
+            stream_type=self.stream_type,
+            stream_id=self.stream_id,
+            stream_version=self.stream_version,
+            event_type=self.event_type,
+            schema_version=self.schema_version,
+            occurred_at=self.occurred_at,
+            recorded_at=self.recorded_at,
+            data=self.data,
+            metadata=self.metadata,
+            position=self.position,
+            hash=self.chain_hash,
+        )
 
     def caused(self, *, actor: str) -> Metadata:
         """Metadata for events this one causes downstream: same correlation, caused by it."""
@@ -47,21 +79,45 @@ class Unparseable(ValueError):
     pass
 
 
+class Implausible(Exception):
+    """Raised by a handler for an authentic event it must not apply (it contradicts what the
+    consumer holds, or exceeds what the upstream told it): the event is quarantined."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_METADATA_HEADERS = {
+    "actor": "ce_actor",
+    "organisation": "ce_organisation",
+    "correlation_id": "ce_correlationid",
+    "causation_id": "ce_causationid",
+    "idempotency_key": "ce_idempotencykey",
+}
+
+
+def _hex(value: str | None) -> bytes | None:
+    return bytes.fromhex(value) if value else None
+
+
 def header_map(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
 
 
-def parse_record(record: ConsumerRecord[bytes, bytes]) -> Incoming:
+def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Incoming:
+    """The message as an Incoming of `upstream`: the service whose topic it came from (never
+    a header of the message)."""
     headers = header_map(record)
     try:
-        source = headers["ce_source"]
-        if not source.startswith("/twinaid/"):
-            raise Unparseable(f"unknown ce_source {source!r}")
         data = json.loads(record.value or b"")
         if not isinstance(data, dict):
             raise Unparseable("the value is not a JSON object")
+        metadata = Metadata(**{k: headers.get(h) or None for k, h in _METADATA_HEADERS.items()})
+        recorded = headers.get("ce_recordedat")
+        signature = headers.get("ce_signature")
         return Incoming(
-            upstream=source.removeprefix("/twinaid/"),
+            upstream=upstream,
             event_id=uuid.UUID(headers["ce_id"]),
             position=int(headers["ce_position"]),
             event_type=headers["ce_type"],
@@ -69,12 +125,21 @@ def parse_record(record: ConsumerRecord[bytes, bytes]) -> Incoming:
             stream_version=int(headers.get("ce_streamversion", "0")),
             occurred_at=datetime.fromisoformat(headers["ce_time"]),
             data=data,
-            correlation_id=headers.get("ce_correlationid") or None,
-            organisation=headers.get("ce_organisation") or None,
+            correlation_id=metadata.correlation_id,
+            organisation=metadata.organisation,
+            stream_type=headers.get("ce_streamtype", ""),
+            schema_version=int(headers.get("ce_schemaversion", "1")),
+            recorded_at=datetime.fromisoformat(recorded) if recorded else None,
+            metadata=metadata,
+            chain_hash=_hex(headers.get("ce_chainhash")),
+            previous_hash=_hex(headers.get("ce_prevhash")),
+            signature=base64.b64decode(signature, validate=True) if signature else None,
+            signing_key=headers.get("ce_signingkey") or None,
+            size=len(record.value or b""),
         )
     except Unparseable:
         raise
-    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, binascii.Error) as exc:
         raise Unparseable(f"cannot parse the message: {exc!r}") from exc
 
 
@@ -91,4 +156,9 @@ def parse_feed_event(upstream: str, raw: Mapping[str, Any]) -> Incoming:
         data=raw["data"],
         correlation_id=meta.get("correlation_id"),
         organisation=meta.get("organisation"),
+        stream_type=raw.get("stream_type", ""),
+        schema_version=int(raw.get("schema_version", 1)),
+        recorded_at=datetime.fromisoformat(raw["recorded_at"]) if raw.get("recorded_at") else None,
+        metadata=Metadata.from_dict(meta),
+        chain_hash=_hex(raw.get("hash")),
     )

@@ -74,6 +74,12 @@ class Metrics:
             ["service"],
             registry=self.registry,
         ).labels(**labels)
+        self.quarantined = Counter(
+            "twinaid_quarantined",
+            "Upstream messages quarantined: not authentic, inconsistent or implausible",
+            ["service", "upstream"],
+            registry=self.registry,
+        )
         self.dead_letters = Counter(
             "twinaid_dead_letters",
             "Messages sent to the dead-letter table",

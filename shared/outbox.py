@@ -20,12 +20,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared import kafka, sealer, signing
+from shared import authenticity, chain, kafka, sealer, signing
 from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.event_store import PostgresEventStore
@@ -37,8 +38,14 @@ log = logging.getLogger("twinaid.relay")
 LEADER_LOCK = 7424100
 
 
-def headers_for(service: str, event: RecordedEvent) -> list[tuple[str, bytes]]:
-    """CloudEvents 1.0 binary mode: attributes as `ce_` headers, the data as the value."""
+def headers_for(
+    service: str, event: RecordedEvent, *, signer: signing.Signer, previous: bytes
+) -> list[tuple[str, bytes]]:
+    """CloudEvents 1.0 binary mode: attributes as `ce_` headers, the data as the value; every
+    field the chain hashes, so a consumer can recompute the hash, plus the relay's signature
+    of it and the previous position's hash (shared/authenticity.py)."""
+    if event.position is None or event.hash is None:
+        raise ValueError("only a sealed event is published")
     meta = event.metadata
     attrs = {
         "ce_specversion": "1.0",
@@ -60,7 +67,17 @@ def headers_for(service: str, event: RecordedEvent) -> list[tuple[str, bytes]]:
         "ce_idempotencykey": meta.idempotency_key or "",
         "content-type": "application/json",
     }
-    return [(k, v.encode()) for k, v in attrs.items()]
+    signed = authenticity.signature_headers(signer, service, event.position, event.hash, previous)
+    return [*((k, v.encode()) for k, v in attrs.items()), *signed]
+
+
+def signer_for(settings: Settings) -> signing.Signer:
+    """The service's key (SIGNING_KEY_FILE); without one, a key that dies with the process
+    (nobody pinned it: consumers will not apply what it signs)."""
+    if settings.signing_key_file:
+        return signing.Signer.from_file(Path(settings.signing_key_file))
+    log.warning("no SIGNING_KEY_FILE: events are signed with a key that dies with us")
+    return signing.Signer.generate()
 
 
 class Relay:
@@ -82,7 +99,9 @@ class Relay:
         self.producer_factory = producer_factory
         self.is_leader = False
         self.published = 0
-        self.signer = signer
+        # checkpoints only with a key given by the worker; every published event is signed
+        self.checkpoint_signer = signer
+        self.signer = signer if signer is not None else signer_for(settings)
         self._wake = asyncio.Event()
         self._checkpointed_at = 0.0
         self._checkpointed_position = 0
@@ -226,7 +245,7 @@ class Relay:
         """Append a signed checkpoint of the chain head when the interval has passed and
         something besides our own last checkpoint was sealed since."""
         interval = self.settings.checkpoint_interval
-        if self.signer is None or interval <= 0:
+        if self.checkpoint_signer is None or interval <= 0:
             return False
         if time.monotonic() - self._checkpointed_at < interval:
             return False
@@ -238,7 +257,7 @@ class Relay:
             stream = f"checkpoint-{self.service}"
             version = await store.current_version(stream)
             now = datetime.now(UTC)
-            data = self.signer.checkpoint(
+            data = self.checkpoint_signer.checkpoint(
                 service=self.service, position=position, head=head, at=now
             )
             await store.append(
@@ -265,6 +284,14 @@ class Relay:
                 after=checkpoint, limit=self.settings.relay_batch_size
             )
             head = await conn.fetchval("SELECT position FROM sealer_state")
+            previous = chain.GENESIS
+            if events and checkpoint > 0:
+                previous = (
+                    await conn.fetchval(
+                        "SELECT hash FROM event_chain WHERE position = $1", checkpoint
+                    )
+                    or chain.GENESIS
+                )
         self.metrics.relay_lag_events.set(max(0, int(head) - checkpoint))
         if not events:
             self.metrics.relay_lag_seconds.set(0)
@@ -272,16 +299,19 @@ class Relay:
         age = (datetime.now(UTC) - events[0].recorded_at).total_seconds()
         self.metrics.relay_lag_seconds.set(max(0.0, age))
         started = time.monotonic()
-        pending = [
-            await producer.send(
-                self.topic,
-                key=event.stream_id.encode(),
-                value=json.dumps(event.data).encode(),
-                headers=headers_for(self.service, event),
-                timestamp_ms=int(event.recorded_at.timestamp() * 1000),
+        pending = []
+        for event in events:
+            headers = headers_for(self.service, event, signer=self.signer, previous=previous)
+            previous = event.hash or b""
+            pending.append(
+                await producer.send(
+                    self.topic,
+                    key=event.stream_id.encode(),
+                    value=json.dumps(event.data).encode(),
+                    headers=headers,
+                    timestamp_ms=int(event.recorded_at.timestamp() * 1000),
+                )
             )
-            for event in events
-        ]
         timeout = self.settings.relay_poll_interval + 30
         await asyncio.wait_for(asyncio.gather(*pending), timeout)
         last = events[-1].position

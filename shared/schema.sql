@@ -164,6 +164,29 @@ CREATE TABLE IF NOT EXISTS consumer_progress (
     PRIMARY KEY (consumer, upstream)
 );
 
+-- The chain hash of each applied upstream event: the next one must link to it.
+ALTER TABLE inbox ADD COLUMN IF NOT EXISTS hash bytea;
+
+-- Consumers: upstream messages that failed a check (not authentic, inconsistent, implausible),
+-- kept with the reason. authentic: the upstream did sign it (parked, its position handled);
+-- otherwise the authentic event for the position is fetched from the upstream's feed.
+CREATE TABLE IF NOT EXISTS quarantine (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consumer       text NOT NULL,
+    upstream       text NOT NULL,
+    topic          text NOT NULL,
+    partition      integer,
+    "offset"       bigint,
+    position       bigint,
+    event_id       text,
+    key            bytea,
+    value          bytea,
+    headers        jsonb NOT NULL DEFAULT '{}',
+    reason         text NOT NULL,
+    authentic      boolean NOT NULL DEFAULT false,
+    quarantined_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     consumer    text NOT NULL,

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     relay_batch_size: int = 500
     consumer_max_retries: int = 3
     consumer_gap_grace: float = 2.0
+    # consumers check every upstream event's chain link and signature against trusted_keys
+    # (shared/authenticity.py); false only for a benchmark's baseline
+    consumer_verify: bool = True
+    # a consumed event larger than this is quarantined unread
+    consumer_max_event_bytes: int = 262_144
     # {"registry": "http://127.0.0.1:8101"}: where a consumer catches up over HTTP.
     upstream_feeds: dict[str, str] = Field(default_factory=dict)
     feed_api_key: str | None = None

@@ -13,17 +13,16 @@ import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db as dbmod
-from shared import kafka, logs, runtime, signing
+from shared import kafka, logs, runtime
 from shared.consumer import ConsumerRunner, Handler
 from shared.metrics import Metrics
-from shared.outbox import Relay
+from shared.outbox import Relay, signer_for
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.worker")
@@ -48,7 +47,7 @@ class Worker:
             settings=settings,
             db=self.db,
             metrics=self.metrics,
-            signer=_signer(settings),
+            signer=signer_for(settings),
         )
         self.http = httpx.AsyncClient()
         self.consumers = (
@@ -120,13 +119,6 @@ class Worker:
             )
             await writer.drain()
         writer.close()
-
-
-def _signer(settings: Settings) -> signing.Signer:
-    if settings.signing_key_file:
-        return signing.Signer.from_file(Path(settings.signing_key_file))
-    log.warning("no SIGNING_KEY_FILE: checkpoints are signed with a key that dies with us")
-    return signing.Signer.generate()
 
 
 def main(

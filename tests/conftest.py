@@ -1,13 +1,27 @@
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from shared import chain, outbox, signing
+from shared.events import RecordedEvent
 from shared.infra import free_port, start_tansu
-from shared.settings import Settings
+from shared.settings import SERVICES, Settings
 from shared.testing import fresh_database, test_server_url
+
+# One signing key for the test session, pinned for every service: every relay (in this process
+# or one a test starts, which inherits the environment) signs with it and every consumer trusts
+# it. Tests of trust make keys of their own.
+SESSION_KEY_FILE = Path(tempfile.mkdtemp(prefix="twinaid-keys-")) / "session.ed25519"
+SESSION_SIGNER = signing.Signer.from_file(SESSION_KEY_FILE)
+os.environ["SIGNING_KEY_FILE"] = str(SESSION_KEY_FILE)
+os.environ["TRUSTED_KEYS"] = json.dumps({s: [SESSION_SIGNER.public_key] for s in SERVICES})
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +63,19 @@ def settings_for(db_url: str, kafka: str = "127.0.0.1:1", **overrides: object) -
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def published_headers(
+    service: str,
+    event: RecordedEvent,
+    *,
+    previous: bytes = chain.GENESIS,
+    signer: signing.Signer = SESSION_SIGNER,
+) -> tuple[list[tuple[str, bytes]], bytes]:
+    """The headers a relay publishes `event` with, signed by `signer`, and its chain hash: a
+    test-made event (no hash) is sealed onto `previous` first."""
+    assert event.position is not None
+    if event.hash is None:
+        event = replace(event, hash=chain.link(previous, event, position=event.position))
+    assert event.hash is not None
+    return outbox.headers_for(service, event, signer=signer, previous=previous), event.hash

@@ -14,8 +14,8 @@ from shared.consumer import ConsumerRunner
 from shared.db import Database
 from shared.events import Metadata, RecordedEvent
 from shared.metrics import Metrics
-from shared.outbox import Relay, headers_for
-from tests.conftest import settings_for
+from shared.outbox import Relay
+from tests.conftest import published_headers, settings_for
 from tests.pledges.conftest import GENERATORS_NEED, PledgesApi, generators_pledge
 from tests.shared.kafka_helpers import produce, read_topic
 
@@ -80,7 +80,7 @@ async def test_a_delivery_sent_twice_by_the_broker_counts_once_and_shipments_hea
             settings.topic("shipments"),
             value=json.dumps(event.data).encode(),
             key=event.stream_id.encode(),
-            headers=headers_for("shipments", event),
+            headers=published_headers("shipments", event)[0],
         )
     db = Database(api.url, max_size=3)
     await db.open()

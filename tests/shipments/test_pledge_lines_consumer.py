@@ -15,13 +15,13 @@ import pytest
 from services.shipments import subscriptions
 from shared import db as dbmod
 from shared import directory, kafka
+from shared.chain import GENESIS
 from shared.consumer import ConsumerRunner
 from shared.db import Database
 from shared.events import Metadata, RecordedEvent
 from shared.metrics import Metrics
-from shared.outbox import headers_for
 from shared.testing import fresh_database
-from tests.conftest import settings_for
+from tests.conftest import published_headers, settings_for
 from tests.shared.kafka_helpers import produce
 
 LINE = {
@@ -42,6 +42,9 @@ LINE = {
 }
 
 
+_CHAIN: dict[int, bytes] = {0: GENESIS}  # the hash a test's announcement at a position got
+
+
 def announcement(data: dict[str, Any], position: int) -> tuple[bytes, list[tuple[str, bytes]]]:
     event = RecordedEvent(
         event_id=uuid.uuid4(),
@@ -56,7 +59,8 @@ def announcement(data: dict[str, Any], position: int) -> tuple[bytes, list[tuple
         metadata=Metadata(actor="k", organisation="lille", correlation_id="need-generators"),
         position=position,
     )
-    return json.dumps(data).encode(), headers_for("pledges", event)
+    headers, _CHAIN[position] = published_headers("pledges", event, previous=_CHAIN[position - 1])
+    return json.dumps(data).encode(), headers
 
 
 @pytest.fixture
