@@ -5,19 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.helpers import create_ssl_context
 
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.kafka")
 
 
+def security(settings: Settings) -> dict[str, Any]:
+    """How every client of ours authenticates to the broker (producers, consumers, admin)."""
+    protocol = settings.kafka_security_protocol
+    found: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        found |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    if protocol.endswith("SSL"):
+        found["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return found
+
+
 def producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        **security(settings),
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
         linger_ms=2,
@@ -31,6 +50,7 @@ def consumer(settings: Settings, *, group: str, topics: list[str]) -> AIOKafkaCo
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        **security(settings),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -54,7 +74,9 @@ async def ensure_topics(
     With `partitions`, an existing topic with another count (auto-created by a client that
     asked for it first, after a broker reset) is deleted and created again: only do this while
     republishing it from the start."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **security(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -123,7 +145,9 @@ class BrokerEpoch:
     async def lost(self) -> bool:
         """True when the marker is missing. Raises KafkaError/OSError when the broker is down."""
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=5000
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            request_timeout_ms=5000,
+            **security(self.settings),
         )
         await asyncio.wait_for(admin.start(), 10)
         try:

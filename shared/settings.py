@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import keys
@@ -19,7 +21,8 @@ def database_for(service: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # errors name the variable, never its value: some hold secrets (passwords, keys)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -34,6 +37,15 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = 50
     # namespaces topics and consumer groups on a shared cluster (and isolates tests)
     kafka_topic_prefix: str = ""
+    # A broker that authenticates its clients (docker-compose.yml: SASL_PLAINTEXT, SCRAM-SHA-512,
+    # one principal per service whose ACLs allow only its own topic and what it consumes). The
+    # password comes from the environment; the dev broker (Tansu) takes PLAINTEXT.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # CA bundle that signed the broker's certificate (SSL and SASL_SSL); none: the system's
+    kafka_ssl_cafile: str | None = None
     relay_poll_interval: float = 1.0
     relay_batch_size: int = 500
     consumer_max_retries: int = 3
@@ -81,6 +93,16 @@ class Settings(BaseSettings):
                     reason = f"{raw!r} pinned for {service} is not a base64 Ed25519 public key"
                     raise ValueError(f"{reason} ({exc})") from None
         return value
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
+                " KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     def topic(self, service: str) -> str:
         return self.kafka_topic_prefix + topic_for(service)
