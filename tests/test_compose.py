@@ -25,12 +25,19 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from shared import signing
 from shared.settings import SERVICES, Settings, database_for, topic_for
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 # What a user's .env holds: the compose file refuses to start without it.
-USER_ENV = {"POSTGRES_PASSWORD": "local-test-password"}
+PINS = {svc: [signing.Signer.generate().public_key] for svc in SERVICES}
+USER_ENV = {
+    "POSTGRES_PASSWORD": "local-test-password",
+    "KAFKA_ADMIN_PASSWORD": "admin-test-password",
+    **{f"KAFKA_{svc.upper()}_PASSWORD": f"{svc}-test-password" for svc in SERVICES},
+    "TRUSTED_KEYS": json.dumps(PINS),
+}
 # Variables a process reads that are not Settings fields, each with its reason.
 NOT_SETTINGS: dict[str, str] = {}
 ROLES = ("api", "worker")
@@ -512,3 +519,185 @@ def test_named_volumes_are_declared_and_used_and_bind_mounts_exist() -> None:
             else:
                 used.add(source)
     assert used == declared
+
+
+# -- Kafka: authentication, one principal per service, ACLs (issue 17) --------------------
+
+ACL_FILE = ROOT / "deploy" / "kafka-acls.txt"
+
+
+def broker_properties() -> dict[str, str]:
+    """The broker's server properties as the apache/kafka image derives them from KAFKA_*."""
+    props = {}
+    for key, value in environment("kafka").items():
+        if key.startswith("KAFKA_") and "=" not in value:
+            name = key.removeprefix("KAFKA_")
+            name = re.sub(r"(?<!_)_(?!_)", ".", name).replace("___", "-").replace("__", "_")
+            props[name.lower()] = value
+    return props
+
+
+def listeners(value: str) -> dict[str, str]:
+    """{listener name: host:port} of a listeners property."""
+    return dict(item.split("://", 1) for item in value.split(","))
+
+
+def acls() -> set[tuple[str, str, str, str]]:
+    """(principal, resource, name, operation) of every line of deploy/kafka-acls.txt."""
+    found = set()
+    for line in ACL_FILE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        principal, resource, name, operations = line.split()
+        found |= {(principal, resource, name, op) for op in operations.split(",")}
+    return found
+
+
+def expected_acls(svc: str) -> set[tuple[str, str, str, str]]:
+    """What `svc`'s worker does on the broker, by the code: publish its topic (shared/outbox.py,
+    whose marker is `<topic>.epoch`), consume its upstreams in the group `<svc>.consumers`
+    (shared/consumer.py, marker `<group>.epoch`), write their dead letters; the worker creates
+    its topics when missing (shared/worker.py) and the markers (shared/kafka.py)."""
+    own = topic_for(svc)
+    rights = {
+        ("topic", own, "Write"),
+        ("topic", own, "Describe"),
+        ("topic", own, "Create"),
+        ("topic", f"{own}.epoch", "Create"),
+        ("topic", f"{own}.epoch", "Describe"),
+    }
+    if upstreams(svc):
+        group = f"{svc}.consumers"
+        rights |= {
+            ("group", group, "Read"),
+            ("topic", f"{group}.epoch", "Create"),
+            ("topic", f"{group}.epoch", "Describe"),
+        }
+    for upstream in upstreams(svc):
+        theirs = topic_for(upstream)
+        rights |= {("topic", theirs, "Read"), ("topic", theirs, "Describe")}
+        rights |= {("topic", f"{theirs}.dlq", op) for op in ("Write", "Describe", "Create")}
+    return {(svc, *right) for right in rights}
+
+
+def test_the_acl_names_are_the_ones_the_code_uses() -> None:
+    consumer = (ROOT / "shared" / "consumer.py").read_text()
+    outbox = (ROOT / "shared" / "outbox.py").read_text()
+    assert 'f"{settings.kafka_topic_prefix}{service}.consumers"' in consumer
+    assert 'marker=f"{group}.epoch"' in consumer
+    assert 'marker=f"{self.topic}.epoch"' in outbox
+    assert 'f"{record.topic}.dlq"' in consumer
+
+
+def test_each_services_principal_may_do_exactly_what_its_worker_does_and_nothing_else() -> None:
+    granted = acls()
+    assert {principal for principal, *_ in granted} == set(SERVICES)
+    for svc in SERVICES:
+        mine = {acl for acl in granted if acl[0] == svc}
+        expected = expected_acls(svc)
+        assert mine == expected, f"{svc}: missing {expected - mine}, extra {mine - expected}"
+    # nobody may delete history, alter configs or the cluster
+    assert {acl[3] for acl in granted} <= {"Read", "Write", "Describe", "Create"}
+    # whoever writes a service's topic is that service; only its consumers read it
+    for svc in SERVICES:
+        writers = {p for p, r, n, op in granted if (r, n, op) == ("topic", topic_for(svc), "Write")}
+        assert writers == {svc}
+        readers = {p for p, r, n, op in granted if (r, n, op) == ("topic", topic_for(svc), "Read")}
+        assert readers == {other for other in SERVICES if svc in upstreams(other)}
+
+
+def test_the_broker_refuses_unauthenticated_clients_and_authorizes_by_acl_only() -> None:
+    props = broker_properties()
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    bound = listeners(props["listeners"])
+    assert set(bound) == set(protocols), "every listener has its protocol"
+    assert set(listeners(props["advertised.listeners"])) <= set(bound)
+    for name, protocol in protocols.items():
+        assert protocol in {"SASL_PLAINTEXT", "SASL_SSL"}, f"listener {name} takes {protocol}"
+    # the services' listeners take SCRAM; PLAIN (whose users live in the JAAS file) is only for
+    # the broker's own listeners, where the one user is admin
+    internal = {props["inter.broker.listener.name"], props["controller.listener.names"]}
+    for name in bound:
+        mechanisms = props.get(f"listener.name.{name.lower()}.sasl.enabled.mechanisms")
+        mechanisms = mechanisms or props["sasl.enabled.mechanisms"]
+        assert mechanisms == ("PLAIN" if name in internal else "SCRAM-SHA-512"), name
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
+    jaas = (ROOT / "deploy" / "kafka-broker.sh").read_text()
+    assert re.findall(r"\buser_(\w+)=", jaas) == ["admin"]
+    assert '"${KAFKA_ADMIN_PASSWORD}"' in jaas and "unset KAFKA_ADMIN_PASSWORD" in jaas
+    kafka = services()["kafka"]
+    assert kafka["entrypoint"] == ["bash", "/deploy/kafka-broker.sh"]
+    assert "./deploy/kafka-broker.sh:/deploy/kafka-broker.sh:ro" in kafka["volumes"]
+    client = "/tmp/admin.properties"  # noqa: S108 (inside the broker's container)
+    assert f"--command-config {client}" in kafka["healthcheck"]["test"][1]
+    assert f"cat > {client}" in jaas
+    subprocess.run(["bash", "-n", str(ROOT / "deploy" / "kafka-broker.sh")], check=True)
+
+
+def test_workers_log_in_as_their_own_principal_and_apis_get_no_kafka_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    props = broker_properties()
+    clients = {
+        host_port: name for name, host_port in listeners(props["advertised.listeners"]).items()
+    }
+    for name, svc, role in processes():
+        with monkeypatch.context() as patch:
+            settings = settings_of(name, patch)
+        assert settings.trusted_keys == PINS, f"{name}: every service's pinned key"
+        if role == "api":
+            assert settings.kafka_sasl_password is None and settings.kafka_sasl_username is None
+            continue
+        assert settings.kafka_security_protocol == "SASL_PLAINTEXT", name
+        assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512", name
+        assert settings.kafka_sasl_username == svc, name
+        password = settings.kafka_sasl_password
+        assert password and password.get_secret_value() == USER_ENV[f"KAFKA_{svc.upper()}_PASSWORD"]
+        listener = clients[settings.kafka_bootstrap_servers]
+        assert listener not in {props["inter.broker.listener.name"]}, name
+
+
+def test_the_access_job_gives_each_principal_its_password_and_exactly_the_listed_acls(
+    tmp_path: Path,
+) -> None:
+    job = services()["kafka-access"]
+    assert job["entrypoint"] == ["bash", "/deploy/kafka-access.sh"]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in job["volumes"]}
+    env = environment("kafka-access")
+    assert (ROOT / mounts[env["ACL_FILE"]]).resolve() == ACL_FILE
+    for name, _, role in processes():
+        if role == "worker":
+            assert depends_on(name).get("kafka-access") == JOB_CONDITION, name
+    # run it against stand-ins of the Kafka tools that record their arguments
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("kafka-configs.sh", "kafka-acls.sh"):
+        stand_in = bin_dir / tool
+        stand_in.write_text(f'#!/usr/bin/env bash\necho "{tool} $*" >> "{calls}"\n')
+        stand_in.chmod(0o755)
+    script = ROOT / mounts["/deploy/kafka-access.sh"]
+    run_env = {**env, "ACL_FILE": str(ACL_FILE), "KAFKA_BIN": str(bin_dir), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["bash", str(script)], env=run_env, check=True, timeout=30)
+    lines = calls.read_text().splitlines()
+    for svc in SERVICES:
+        password = USER_ENV[f"KAFKA_{svc.upper()}_PASSWORD"]
+        assert any(
+            f"--entity-name {svc}" in line and f"password={password}]" in line
+            for line in lines
+            if line.startswith("kafka-configs.sh")
+        ), svc
+    added = set()
+    for line in lines:
+        if line.startswith("kafka-acls.sh") and " --add " in line:
+            args = line.split()
+            principal = args[args.index("--allow-principal") + 1].removeprefix("User:")
+            resource = next(a for a in args if a in ("--topic", "--group"))
+            name = args[args.index(resource) + 1]
+            ops = [args[i + 1] for i, a in enumerate(args) if a == "--operation"]
+            added |= {(principal, resource.removeprefix("--"), name, op) for op in ops}
+            assert "--command-config" in args
+    assert added == acls()
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
