@@ -30,7 +30,7 @@ from services.pledges import events as pledges_events
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
 from services.shipments import events as shipments_events
-from shared import auth, contracts
+from shared import auth, contracts, signing
 from shared import db as dbmod
 from shared import projections as proj
 from shared.consumer import ConsumerRunner
@@ -236,13 +236,19 @@ def parser() -> argparse.ArgumentParser:
         help="give a service a new checkpoint signing key, announced in its log signed by the"
         " old one (then restart its worker)",
     )
-    rotate.add_argument("service", choices=SERVICES)
-    rotate.add_argument(
-        "--key-file",
-        type=Path,
-        help="the worker's SIGNING_KEY_FILE (default: the dev stack's"
-        " $TWINAID_DATA_DIR/keys/SERVICE.ed25519)",
+    pin = keys.add_parser(
+        "signing-pin",
+        help="print the public key (a TRUSTED_KEYS pin) of a service's signing key file,"
+        " creating the key the first time",
     )
+    for signing_command in (rotate, pin):
+        signing_command.add_argument("service", choices=SERVICES)
+        signing_command.add_argument(
+            "--key-file",
+            type=Path,
+            help="the worker's SIGNING_KEY_FILE (default: the dev stack's"
+            " $TWINAID_DATA_DIR/keys/SERVICE.ed25519)",
+        )
     commands.add_parser("contracts", help="write every event type's JSON Schema document")
     audit_command.register(commands)
     cu = commands.add_parser(
@@ -274,6 +280,12 @@ def write_contracts() -> list[Path]:
     return written
 
 
+def _key_file(args: argparse.Namespace) -> Path:
+    data_dir = Path(os.environ.get("TWINAID_DATA_DIR", ".data"))
+    given: Path | None = args.key_file
+    return given or data_dir / "keys" / f"{args.service}.ed25519"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", module="platformdirs")
@@ -283,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "audit" and args.action == "verify-export":
         return audit_command.run(args, databases={}, scratch_server="")
+    if args.command == "keys" and args.action == "signing-pin":
+        try:
+            print(signing.Signer.from_file(_key_file(args)).public_key)
+        except (OSError, ValueError) as exc:
+            print(f"twinaid: no usable signing key in {_key_file(args)}: {exc}", file=sys.stderr)
+            return 1
+        return 0
     urls = database_urls(args.database, os.environ)
     if args.command == "audit":
         return audit_command.run(args, databases=urls, scratch_server=server_url(os.environ))
@@ -295,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         tables = ", ".join(f"{t}: {n} rows" for t, n in counts.items()) or "no read models"
         print(f"rebuilt {args.service}: {replayed} events replayed ({tables})")
     elif args.action == "rotate-signing":
-        data_dir = Path(os.environ.get("TWINAID_DATA_DIR", ".data"))
-        key_file = args.key_file or data_dir / "keys" / f"{args.service}.ed25519"
+        key_file = _key_file(args)
         try:
             done = asyncio.run(rotate_signing(args.service, urls[args.service], key_file))
         except signing_keys.RotationRefused as exc:
