@@ -12,8 +12,11 @@ from shared.keys import KeyRing
 
 def pin(key_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "keys", "signing-pin", "pledges"]
-        + ["--key-file", str(key_file)],
+        [
+            *(sys.executable, "-m", "services.cli", "keys", "signing-pin", "pledges"),
+            "--key-file",
+            str(key_file),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
