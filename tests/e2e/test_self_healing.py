@@ -233,7 +233,11 @@ async def diagnosis(printed: Printed, slugs: list[str]) -> dict[str, object]:
     """Where the pipeline stands, for a failure's message."""
     found: dict[str, object] = {}
     for service in ("registry", *CONSUMERS):
-        conn = await asyncpg.connect(with_database(printed.database, f"twinaid_{service}"))
+        try:
+            conn = await asyncpg.connect(with_database(printed.database, f"twinaid_{service}"))
+        except (OSError, asyncpg.PostgresError) as exc:
+            found["PostgreSQL"] = f"unreachable: {exc!r}"
+            return found
         try:
             found[service] = dict(
                 await conn.fetchrow(
