@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from services.audit import export, replay, sources, trace
+from services.audit import copies, export, replay, sources, trace
 from shared import keys
 from shared.events import RecordedEvent, Selection
 from shared.settings import SERVICES, topic_for
@@ -176,6 +176,16 @@ async def _run(
             finally:
                 if scratch is not None:
                     await replay.drop(scratch_server, scratch)
+            if args.action == "compare":
+                crossed = await copies.compare(
+                    service,
+                    live_url=databases[service],
+                    scratch_server=scratch_server,
+                    events_of=lambda upstream: _source(args, client, feeds[upstream], upstream),
+                    pins=pins,
+                )
+                report.copies = crossed.rows
+                report.differences += crossed.differences
             reports.append(report)
         if not args.json:
             print(file=sys.stderr)
@@ -211,6 +221,9 @@ def _table(reports: list[replay.Replay], action: str) -> str:
             lines.append(" " * 11 + f"WARNING: {v.warning}")
         if r.rows:
             lines.append(" " * 11 + "rebuilt: " + ", ".join(f"{t} {n}" for t, n in r.rows.items()))
+        if r.copies:
+            rebuilt = ", ".join(f"{t} {n}" for t, n in r.copies.items())
+            lines.append(" " * 11 + f"copies rebuilt from the upstreams' logs: {rebuilt}")
         if action == "compare":
             lines.append(
                 " " * 11
@@ -218,6 +231,7 @@ def _table(reports: list[replay.Replay], action: str) -> str:
                     f"{len(r.differences)} differences"
                     if r.differences
                     else "no differences with the live read models"
+                    + (" and copies" if r.copies else "")
                 )
             )
             lines += [" " * 13 + _difference(d) for d in r.differences]
@@ -227,7 +241,8 @@ def _table(reports: list[replay.Replay], action: str) -> str:
 def _difference(d: dict[str, Any]) -> str:
     """`table key: column live <value> rebuilt <value>`, or the whole row a side lacks."""
     key = ", ".join(f"{c}={v}" for c, v in d["key"].items())
-    where = f"{d['table']} [{key}]"
+    copy_of = f" (copy of {d['copy_of']} facts)" if d.get("copy_of") else ""
+    where = f"{d['table']}{copy_of} [{key}]"
     if d["column"] is None:
         row = d["live"] if d["rebuilt"] is None else d["rebuilt"]
         return f"{where}: {d['kind']}: {json.dumps(row, sort_keys=True, ensure_ascii=False)}"

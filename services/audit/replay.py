@@ -46,6 +46,8 @@ class Replay:
     verdict: chain.Verdict | None = None
     rows: dict[str, int] = field(default_factory=dict)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    # copies of upstream facts rebuilt from the upstreams' logs (compare): rows per table
+    copies: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class Replay:
             "events_per_second": round(self.events / self.seconds) if self.seconds else None,
             "chain": self.verdict.as_dict() if self.verdict else None,
             "rows": self.rows,
+            "copies": self.copies,
             "differences": self.differences,
         }
 
@@ -159,49 +162,65 @@ async def compare(service: str, *, live_url: str, rebuilt_url: str) -> list[dict
     the key, the column and both values; a row only one side has is one difference, with the
     whole row on that side."""
     differences: list[dict[str, Any]] = []
-    live = await _reader(live_url)
-    rebuilt = await _reader(rebuilt_url)
+    live = await reader(live_url)
+    rebuilt = await reader(rebuilt_url)
     try:
         for table in (t for p in projections_of(service) for t in p.tables):
-            key = await primary_key(rebuilt, table)
-            theirs = await _rows(live, table, key)
-            ours = await _rows(rebuilt, table, key)
-            for k in sorted(theirs.keys() | ours.keys(), key=repr):
-                a, b = theirs.get(k), ours.get(k)
-                where = {
-                    "service": service,
-                    "table": table,
-                    "key": dict(zip(key, (shown(v) for v in k), strict=True)),
-                }
-                if a is None or b is None:
-                    differences.append(
-                        {
-                            **where,
-                            "kind": "missing from live" if a is None else "not in the log",
-                            "column": None,
-                            "live": shown(a),
-                            "rebuilt": shown(b),
-                        }
-                    )
-                    continue
-                for column in sorted(a.keys() | b.keys()):
-                    if not same(a.get(column), b.get(column)):
-                        differences.append(
-                            {
-                                **where,
-                                "kind": "differs",
-                                "column": column,
-                                "live": shown(a.get(column)),
-                                "rebuilt": shown(b.get(column)),
-                            }
-                        )
+            differences += await diff_table(live, rebuilt, {"service": service}, table)
     finally:
         await live.close()
         await rebuilt.close()
     return differences
 
 
-async def _reader(url: str) -> asyncpg.Connection:
+async def diff_table(
+    live: asyncpg.Connection,
+    rebuilt: asyncpg.Connection,
+    where: dict[str, Any],
+    table: str,
+    *,
+    key: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The differences of one table (see compare), each starting with `where`. Rows are
+    matched by `key` (default: the primary key); only `columns` are compared (default: all)."""
+    key = list(key) if key else await primary_key(rebuilt, table)
+    theirs = await _rows(live, table, key, columns)
+    ours = await _rows(rebuilt, table, key, columns)
+    differences: list[dict[str, Any]] = []
+    for k in sorted(theirs.keys() | ours.keys(), key=repr):
+        a, b = theirs.get(k), ours.get(k)
+        found = {
+            **where,
+            "table": table,
+            "key": dict(zip(key, (shown(v) for v in k), strict=True)),
+        }
+        if a is None or b is None:
+            differences.append(
+                {
+                    **found,
+                    "kind": "missing from live" if a is None else "not in the log",
+                    "column": None,
+                    "live": shown(a),
+                    "rebuilt": shown(b),
+                }
+            )
+            continue
+        for column in sorted(a.keys() | b.keys()):
+            if not same(a.get(column), b.get(column)):
+                differences.append(
+                    {
+                        **found,
+                        "kind": "differs",
+                        "column": column,
+                        "live": shown(a.get(column)),
+                        "rebuilt": shown(b.get(column)),
+                    }
+                )
+    return differences
+
+
+async def reader(url: str) -> asyncpg.Connection:
     """A connection that hands JSON over parsed, every number as a Decimal."""
     conn = await asyncpg.connect(url)
     for kind in ("json", "jsonb"):
@@ -241,9 +260,10 @@ async def primary_key(conn: asyncpg.Connection, table: str) -> list[str]:
 
 
 async def _rows(
-    conn: asyncpg.Connection, table: str, key: Sequence[str]
+    conn: asyncpg.Connection, table: str, key: Sequence[str], columns: Sequence[str] | None
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    rows = await conn.fetch(f'SELECT * FROM "{table}"')
+    chosen = ", ".join(f'"{c}"' for c in dict.fromkeys([*key, *columns])) if columns else "*"
+    rows = await conn.fetch(f'SELECT {chosen} FROM "{table}"')
     return {tuple(_hashable(r[c]) for c in key): dict(r) for r in rows}
 
 

@@ -321,3 +321,117 @@ async def test_compare_names_the_key_column_and_both_values_of_each_change(
     for service in ("pledges", "shipments"):
         loaded.twinaid("rebuild", service)
     assert loaded.differences(expect=0) == []
+
+
+async def test_compare_rebuilds_each_services_copies_of_upstream_facts_from_their_logs(
+    loaded: Loaded,
+) -> None:
+    reports = {r["service"]: r for r in json.loads(loaded.compare("--json", expect=0))}
+    for service, tables in (
+        ("pledges", ("directory", "partnership_directory", "deliveries")),
+        ("shipments", ("directory", "pledge_lines")),
+    ):
+        copies = reports[service]["copies"]
+        assert set(copies) == set(tables), copies
+        for table in tables:
+            [live] = await loaded.execute(service, f"SELECT count(*) AS n FROM {table}")
+            assert copies[table] == live["n"] > 0, (service, table)
+        assert reports[service]["differences"] == []
+    assert reports["registry"]["copies"] == {}
+    assert "no differences with the live read models and copies" in loaded.compare(expect=0)
+
+
+async def test_compare_names_a_copy_changed_or_forged_behind_the_consumer(
+    loaded: Loaded,
+) -> None:
+    [bucha] = await loaded.execute(
+        "pledges", "SELECT name FROM directory WHERE organisation_id = 'bucha'"
+    )
+    [line] = await loaded.execute(
+        "shipments",
+        "SELECT pledge_id, line_id, quantity FROM pledge_lines ORDER BY pledge_id, line_id LIMIT 1",
+    )
+    [delivery] = await loaded.execute(
+        "pledges", "SELECT * FROM deliveries ORDER BY convoy_id, manifest_line_id LIMIT 1"
+    )
+    await loaded.execute(
+        "pledges", "UPDATE directory SET name = 'Butcha' WHERE organisation_id = 'bucha'"
+    )
+    await loaded.execute(
+        "shipments",
+        "UPDATE pledge_lines SET quantity = quantity + 950 WHERE pledge_id = $1 AND line_id = $2",
+        line["pledge_id"],
+        line["line_id"],
+    )
+    # the forgery as it lands: a delivery of 1,000 that shipments never confirmed
+    forged_key = {
+        "pledge_id": delivery["pledge_id"],
+        "line_id": delivery["line_id"],
+        "convoy_id": "convoy-forged",
+        "manifest_line_id": "ml-forged",
+    }
+    await loaded.execute(
+        "pledges",
+        "INSERT INTO deliveries (event_id, pledge_id, line_id, convoy_id, manifest_line_id,"
+        " unit, loaded, received, damaged, short, lost, occurred_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 1000, 1000, 0, 0, 0, now())",
+        uuid.uuid4(),
+        *forged_key.values(),
+        delivery["unit"],
+    )
+    try:
+        differences = loaded.differences(expect=1)
+        crossed = {
+            (
+                d["service"],
+                d["copy_of"],
+                d["table"],
+                json.dumps(d["key"]),
+                d["kind"],
+                d["column"],
+            ): d
+            for d in differences
+            if "copy_of" in d
+        }
+        renamed = crossed[
+            (
+                "pledges",
+                "registry",
+                "directory",
+                json.dumps({"organisation_id": "bucha"}),
+                "differs",
+                "name",
+            )
+        ]
+        assert (renamed["live"], renamed["rebuilt"]) == ("Butcha", bucha["name"])
+        key = json.dumps({"pledge_id": line["pledge_id"], "line_id": line["line_id"]})
+        grown = crossed[("shipments", "pledges", "pledge_lines", key, "differs", "quantity")]
+        assert Decimal(str(grown["live"])) == line["quantity"] + 950
+        assert Decimal(str(grown["rebuilt"])) == line["quantity"]
+        forged = crossed[
+            ("pledges", "shipments", "deliveries", json.dumps(forged_key), "not in the log", None)
+        ]
+        assert forged["rebuilt"] is None and forged["live"]["loaded"] == 1000
+        assert len(crossed) == 3, crossed
+
+        out = loaded.compare(expect=1)
+        assert (
+            "directory (copy of registry facts) [organisation_id=bucha] name:"
+            f' live "Butcha", rebuilt "{bucha["name"]}"'
+        ) in out, out
+        assert "deliveries (copy of shipments facts) [pledge_id=" in out, out
+    finally:
+        await loaded.execute(
+            "pledges",
+            "UPDATE directory SET name = $1 WHERE organisation_id = 'bucha'",
+            bucha["name"],
+        )
+        await loaded.execute(
+            "shipments",
+            "UPDATE pledge_lines SET quantity = $3 WHERE pledge_id = $1 AND line_id = $2",
+            line["pledge_id"],
+            line["line_id"],
+            line["quantity"],
+        )
+        await loaded.execute("pledges", "DELETE FROM deliveries WHERE convoy_id = 'convoy-forged'")
+    assert loaded.differences(expect=0) == []

@@ -1,0 +1,254 @@
+"""Audit of what crossed between services: each service's copies of upstream facts, rebuilt
+from the upstreams' verified logs and compared with the live copies.
+
+The consumers write these tables from other services' events (their subscriptions), so a
+replay of the service's own log cannot rebuild them: a forged message a consumer applied, or a
+row changed behind its back, shows only against the upstream's own log. Each copy is rebuilt in
+a scratch database by the same handlers the consumer runs, fed with the upstream's events in
+position order after their chain (and its checkpoints, against the pinned keys) verified.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from services.audit import replay
+from services.pledges import partnerships
+from services.shipments import subscriptions as shipments_subscriptions
+from shared import chain, directory
+from shared import db as dbmod
+from shared.consumer import Handler, Incoming
+from shared.events import RecordedEvent
+from shared.incoming import Implausible
+from shared.keys import KeyRing
+
+DELIVERY_CONFIRMED = "shipments.delivery-confirmed"
+DELIVERY_COLUMNS = ("unit", "loaded", "received", "damaged", "short", "lost")
+
+
+@dataclass(frozen=True)
+class Copy:
+    """`table` of a service holds facts of `upstream`, written by `handlers` (event type ->
+    handler); rows are matched by `key` (default: the primary key) on `columns` (default:
+    all)."""
+
+    upstream: str
+    table: str
+    handlers: Mapping[str, Handler]
+    key: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+
+
+class _DeliveryLine(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    unit: str
+    loaded: Decimal
+    received: Decimal
+    damaged: Decimal = Decimal(0)
+    short: Decimal = Decimal(0)
+    lost: Decimal = Decimal(0)
+
+
+class _Delivery(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    convoy_id: str
+    lines: list[_DeliveryLine]
+
+
+async def _delivered(conn: asyncpg.Connection, event: Incoming) -> None:
+    """What pledges must have counted of a confirmed delivery: one row per manifest line (pledges
+    records it in its own log, so its deliveries are compared by line, not by event id)."""
+    delivery = _Delivery.model_validate(dict(event.data))
+    for line in delivery.lines:
+        await conn.execute(
+            "INSERT INTO deliveries (event_id, pledge_id, line_id, convoy_id, manifest_line_id,"
+            " unit, loaded, received, damaged, short, lost, occurred_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " ON CONFLICT (pledge_id, line_id, convoy_id, manifest_line_id) DO NOTHING",
+            uuid.uuid4(),
+            line.pledge_id,
+            line.line_id,
+            delivery.convoy_id,
+            line.manifest_line_id,
+            line.unit,
+            line.loaded,
+            line.received,
+            line.damaged,
+            line.short,
+            line.lost,
+            event.occurred_at,
+        )
+
+
+COPIES: dict[str, tuple[Copy, ...]] = {
+    "pledges": (
+        Copy("registry", "directory", directory.HANDLERS),
+        Copy("registry", "partnership_directory", partnerships.HANDLERS),
+        Copy(
+            "shipments",
+            "deliveries",
+            {DELIVERY_CONFIRMED: _delivered},
+            key=("pledge_id", "line_id", "convoy_id", "manifest_line_id"),
+            columns=DELIVERY_COLUMNS,
+        ),
+    ),
+    "shipments": (
+        Copy("registry", "directory", directory.HANDLERS),
+        Copy(
+            "pledges",
+            "pledge_lines",
+            {
+                shipments_subscriptions.PLEDGE_LINE_UPDATED: (
+                    shipments_subscriptions.pledge_line_updated
+                )
+            },
+        ),
+    ),
+}
+
+
+def incoming(upstream: str, event: RecordedEvent) -> Incoming:
+    return Incoming(
+        upstream=upstream,
+        event_id=event.event_id,
+        position=event.position or 0,
+        event_type=event.event_type,
+        stream_id=event.stream_id,
+        stream_version=event.stream_version,
+        occurred_at=event.occurred_at,
+        data=event.data,
+        correlation_id=event.metadata.correlation_id,
+        organisation=event.metadata.organisation,
+        stream_type=event.stream_type,
+        schema_version=event.schema_version,
+        recorded_at=event.recorded_at,
+        metadata=event.metadata,
+        chain_hash=event.hash,
+    )
+
+
+@dataclass
+class Copies:
+    """The copies of one service: rows rebuilt per table, and every difference found."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    differences: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def compare(
+    service: str,
+    *,
+    live_url: str,
+    scratch_server: str,
+    events_of: Callable[[str], AsyncIterator[RecordedEvent]],
+    pins: Mapping[str, Sequence[str]],
+) -> Copies:
+    """Rebuild `service`'s copies from each upstream's log (`events_of(upstream)`, verified
+    against `pins`) and diff them with the live ones (see replay.diff_table; each difference
+    also names the upstream). A copy whose upstream log does not verify is not compared: one
+    difference says why."""
+    found = Copies()
+    copies = COPIES.get(service, ())
+    if not copies:
+        return found
+    scratch = dbmod.with_database(
+        scratch_server, f"twinaid_audit_copies_{service}_{uuid.uuid4().hex[:8]}"
+    )
+    await dbmod.ensure_database(scratch)
+    try:
+        broken = await _rebuild(service, copies, scratch, events_of, pins)
+        live = await replay.reader(live_url)
+        rebuilt = await replay.reader(scratch)
+        try:
+            for copy in copies:
+                where = {"service": service, "copy_of": copy.upstream}
+                if copy.upstream in broken:
+                    found.differences.append(
+                        {
+                            **where,
+                            "table": copy.table,
+                            "key": {},
+                            "kind": f"not compared: {broken[copy.upstream]}",
+                            "column": None,
+                            "live": None,
+                            "rebuilt": None,
+                        }
+                    )
+                    continue
+                found.rows[copy.table] = int(
+                    await rebuilt.fetchval(f'SELECT count(*) FROM "{copy.table}"')
+                )
+                found.differences += await replay.diff_table(
+                    live,
+                    rebuilt,
+                    where,
+                    copy.table,
+                    key=copy.key or None,
+                    columns=copy.columns or None,
+                )
+        finally:
+            await live.close()
+            await rebuilt.close()
+    finally:
+        await replay.drop(scratch_server, scratch)
+    return found
+
+
+async def _rebuild(
+    service: str,
+    copies: Sequence[Copy],
+    scratch: str,
+    events_of: Callable[[str], AsyncIterator[RecordedEvent]],
+    pins: Mapping[str, Sequence[str]],
+) -> dict[str, str]:
+    """Fill the scratch copies; returns {upstream: why its log was not used}."""
+    broken: dict[str, str] = {}
+    conn = await asyncpg.connect(scratch)
+    try:
+        await dbmod.apply_schema(
+            conn, dbmod.schema_text("shared"), directory.SCHEMA, replay.schema_of(service)
+        )
+        for upstream in dict.fromkeys(c.upstream for c in copies):
+            handlers = {
+                t: h for c in copies if c.upstream == upstream for t, h in c.handlers.items()
+            }
+            verifier = chain.Verifier(service=upstream, keys=KeyRing.pinned(pins))
+            async for event in events_of(upstream):
+                entry = chain.ChainEntry(
+                    position=event.position or 0,
+                    event_id=str(event.event_id),
+                    hash=event.hash or b"",
+                    event=event,
+                )
+                if verifier.add(entry) is not None:
+                    break
+                handler = handlers.get(event.event_type)
+                if handler is None:
+                    continue
+                try:
+                    async with conn.transaction():
+                        await handler(conn, incoming(upstream, event))
+                except (Implausible, ValidationError, KeyError, ValueError, TypeError):
+                    # the live consumer quarantines it too: it is in no copy
+                    continue
+            verdict = verifier.finish()
+            if not verdict.intact:
+                broken[upstream] = (
+                    f"{upstream}'s log is broken at position {verdict.bad_position}:"
+                    f" {verdict.problem}"
+                )
+    finally:
+        await conn.close()
+    return broken
