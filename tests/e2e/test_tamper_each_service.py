@@ -33,7 +33,7 @@ from shared.metrics import Metrics
 from shared.outbox import Relay
 from shared.rows import from_row
 from shared.testing import fresh_database, issue_key, seal_everything
-from tests.conftest import settings_for
+from tests.conftest import SESSION_SIGNER, settings_for
 
 APPS = {"registry": registry_app, "pledges": pledges_app, "shipments": shipments_app}
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
@@ -101,7 +101,8 @@ async def original(
                     settings=settings_for(url, checkpoint_interval=1e-6),
                     db=db,
                     metrics=Metrics(service),
-                    signer=signing.Signer.generate(),
+                    # the key the services' TRUSTED_KEYS pin: verify checks against it
+                    signer=SESSION_SIGNER,
                 )
                 assert await relay.checkpoint_if_due()
             finally:
