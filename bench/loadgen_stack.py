@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 from bench.common import BenchStack, connection, log_dir, stop_popen
-from shared import auth, directory, kafka
+from shared import auth, devstack, directory, kafka
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import free_port, start_embedded_postgres, start_tansu
@@ -190,7 +190,9 @@ class ProofStack:
             "RELAY_POLL_INTERVAL": "0.5",
             "CONSUMER_GAP_GRACE": "2.0",
             "KAFKA_IDEMPOTENCE": "false",
-            "SIGNING_KEY_FILE": str(self.logs / f"{service}.ed25519"),
+            # each service's own key, and every service's pinned, as make run does
+            "SIGNING_KEY_FILE": str(devstack.signing_key_file(self.logs, service)),
+            "TRUSTED_KEYS": json.dumps(devstack.pin_signing_keys(self.logs)),
         }
 
     def start_api(self, service: str) -> Proc:
