@@ -11,6 +11,7 @@ import asyncpg
 
 from shared.consumer import Handler, Incoming
 from shared.errors import ValidationFailed
+from shared.incoming import Implausible
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS directory (
@@ -26,17 +27,25 @@ ALTER TABLE directory ADD COLUMN IF NOT EXISTS aliases text[] NOT NULL DEFAULT '
 
 
 async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
+    """A new organisation. One the directory already holds is registered again only with the
+    same name, kind and country (a republished event); anything else would overwrite it, and
+    is refused (Implausible: the consumer quarantines it)."""
     d = event.data
+    values = (str(d["organisation_id"]), str(d["name"]), str(d["kind"]), str(d["country"]))
+    held = await conn.fetchrow(
+        "SELECT name, kind, country FROM directory WHERE organisation_id = $1", values[0]
+    )
+    if held is not None and tuple(held) != values[1:]:
+        raise Implausible(
+            f"organisation {values[0]} is already registered as {held['name']!r}"
+            f" ({held['kind']}, {held['country']}): a second registration may not overwrite it"
+        )
     await conn.execute(
         "INSERT INTO directory (organisation_id, name, kind, country, aliases, source_position)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (organisation_id) DO UPDATE"
-        " SET name = excluded.name, kind = excluded.kind, country = excluded.country,"
-        " aliases = excluded.aliases, source_position = excluded.source_position,"
+        " SET aliases = excluded.aliases, source_position = excluded.source_position,"
         " applied_events = directory.applied_events + 1",
-        str(d["organisation_id"]),
-        str(d["name"]),
-        str(d["kind"]),
-        str(d["country"]),
+        *values,
         [str(a) for a in d.get("aliases", [])],
         event.position,
     )

@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,7 +37,10 @@ class Worker:
         settings: Settings,
         schema: Sequence[str],
         handlers: Mapping[str, Mapping[str, Handler]],
+        contracts: Mapping[str, Path] | None = None,
     ) -> None:
+        """`contracts`: each upstream's folder of published JSON Schemas, which its events
+        must follow to be applied."""
         self.service = service
         self.settings = settings
         self.schema = schema
@@ -59,6 +63,7 @@ class Worker:
                 handlers=handlers,
                 http=self.http,
                 after_commit=self.relay.wake,
+                contracts=contracts,
             )
             if handlers
             else None
@@ -122,11 +127,21 @@ class Worker:
 
 
 def main(
-    *, service: str, schema: Sequence[str], handlers: Mapping[str, Mapping[str, Handler]]
+    *,
+    service: str,
+    schema: Sequence[str],
+    handlers: Mapping[str, Mapping[str, Handler]],
+    contracts: Mapping[str, Path] | None = None,
 ) -> None:
     settings = Settings()
     logs.configure(f"{service}-worker", settings.log_level)
-    worker = Worker(service=service, settings=settings, schema=schema, handlers=handlers)
+    worker = Worker(
+        service=service,
+        settings=settings,
+        schema=schema,
+        handlers=handlers,
+        contracts=contracts,
+    )
 
     async def _run() -> None:
         stop = asyncio.Event()

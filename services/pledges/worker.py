@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.pledges import subscriptions
 from shared import db, directory, worker
+
+SERVICES = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -11,6 +15,8 @@ def main() -> None:
         service="pledges",
         schema=[directory.SCHEMA, db.schema_text("services.pledges")],
         handlers=subscriptions.HANDLERS,
+        # the published contract of each upstream: services/<upstream>/schemas
+        contracts={u: SERVICES / u / "schemas" for u in subscriptions.HANDLERS},
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,13 +220,17 @@ async def test_a_key_over_its_rate_limit_gets_429_problem_with_retry_after(pg_se
     _record("rate-limit", {"200": statuses.count(200), "429": len(limited)})
 
 
+def _fresh() -> bytes:
+    return str(uuid.uuid4()).encode()
+
+
 def _with(headers: list[tuple[str, bytes]], **changes: bytes | None) -> list[tuple[str, bytes]]:
     kept = [(k, v) for k, v in headers if k not in changes]
     return kept + [(k, v) for k, v in changes.items() if v is not None]
 
 
 @pytest.mark.once
-async def test_hostile_kafka_messages_are_dead_lettered_and_a_replay_is_applied_once(
+async def test_hostile_kafka_messages_are_dead_lettered_or_quarantined_and_a_replay_is_applied_once(
     rig: Rig,
 ) -> None:
     topic = rig.registry.topic("registry")
@@ -239,24 +244,43 @@ async def test_hostile_kafka_messages_are_dead_lettered_and_a_replay_is_applied_
         await wait_for(bucha_arrived)
         first = (await read_topic(rig.bootstrap, topic, expect=1))[0]
         good = list(first.headers)
-        hostile: dict[bytes, tuple[bytes, list[tuple[str, bytes]]]] = {
+        value = first.value or b""
+        overwrite = json.dumps({**json.loads(value), "name": "Hacked", "country": "RU"}).encode()
+        unreadable: dict[bytes, tuple[bytes, list[tuple[str, bytes]]]] = {
             b"not-json": (b"\xff\xfe not json", good),
             b"json-list": (b"[1, 2, 3]", good),
-            b"oversized": (b"{" + b"x" * 500_000, good),
-            b"no-id": (first.value or b"", _with(good, ce_id=None)),
-            b"id-not-uuid": (first.value or b"", _with(good, ce_id=b"'; DROP TABLE inbox; --")),
-            b"position-not-int": (first.value or b"", _with(good, ce_position=b"abc")),
-            b"time-not-time": (first.value or b"", _with(good, ce_time=b"yesterday")),
-            b"foreign-source": (first.value or b"", _with(good, ce_source=b"/evil/registry")),
+            b"no-id": (value, _with(good, ce_id=None)),
+            b"id-not-uuid": (value, _with(good, ce_id=b"'; DROP TABLE inbox; --")),
+            b"position-not-int": (value, _with(good, ce_position=b"abc")),
+            b"time-not-time": (value, _with(good, ce_time=b"yesterday")),
         }
-        for key, (value, headers) in hostile.items():
-            await produce(rig.bootstrap, topic, value=value, key=key, headers=headers)
-        # the broker hands the valid event over again
-        await produce(rig.bootstrap, topic, value=first.value, key=first.key, headers=good)
+        forged: dict[bytes, tuple[bytes, list[tuple[str, bytes]]]] = {
+            b"oversized": (b"{" + b"x" * 500_000, good),
+            # Bucha overwritten at the next position, before the real event there
+            b"next-position": (overwrite, _with(good, ce_id=_fresh(), ce_position=b"2")),
+            b"far-future": (
+                value,
+                _with(good, ce_id=_fresh(), ce_position=b"1000000000", ce_chainhash=b"0" * 64),
+            ),
+            b"spoofed-source": (
+                overwrite,
+                _with(good, ce_id=_fresh(), ce_position=b"2", ce_source=b"/twinaid/shipments"),
+            ),
+            b"unsigned": (value, _with(good, ce_signature=None)),
+        }
+        for key, (data, headers) in {**unreadable, **forged}.items():
+            await produce(rig.bootstrap, topic, value=data, key=key, headers=headers)
+        # the broker hands the valid event over again, from another source: the topic decides
+        replayed = _with(good, ce_source=b"/evil/registry")
+        await produce(rig.bootstrap, topic, value=first.value, key=first.key, headers=replayed)
         await register(rig, "irpin", "Irpin")
 
         async def all_seen() -> bool:
-            return "irpin" in await directory(rig) and rig.runner.dead >= len(hostile)
+            return (
+                "irpin" in await directory(rig)
+                and rig.runner.dead >= len(unreadable)
+                and rig.runner.quarantined >= len(forged)
+            )
 
         await wait_for(all_seen, timeout=60)
     finally:
@@ -264,9 +288,25 @@ async def test_hostile_kafka_messages_are_dead_lettered_and_a_replay_is_applied_
         await asyncio.gather(*tasks)
     async with rig.pledges_db.connection() as conn:
         dead = await conn.fetch("SELECT key, reason FROM dead_letters ORDER BY id")
+        held = await conn.fetch("SELECT key, reason, authentic FROM quarantine ORDER BY id")
         inbox = await conn.fetchval("SELECT count(*) FROM inbox")
-    assert sorted(bytes(d["key"]) for d in dead) == sorted(hostile)
+    assert sorted(bytes(d["key"]) for d in dead) == sorted(unreadable)
     assert all(d["reason"] for d in dead), "each dead letter says why"
+    assert sorted(bytes(q["key"]) for q in held) == sorted(forged)
+    reasons = {bytes(q["key"]): q["reason"] for q in held}
+    assert reasons[b"oversized"].startswith("oversize: 500001 bytes")
+    assert reasons[b"unsigned"] == "not signed"
+    for key in (b"next-position", b"far-future", b"spoofed-source"):
+        assert "chain hash does not match" in reasons[key]
+    assert not any(q["authentic"] for q in held)
     assert await directory(rig) == {"bucha": "Bucha", "irpin": "Irpin"}, "nothing else changed"
     assert inbox == 2 and rig.runner.applied == 2, "the replayed event was applied once"
-    _record("kafka", {"dead_lettered": len(dead), "applied": rig.runner.applied, "inbox": inbox})
+    _record(
+        "kafka",
+        {
+            "dead_lettered": len(dead),
+            "quarantined": len(held),
+            "applied": rig.runner.applied,
+            "inbox": inbox,
+        },
+    )

@@ -1,0 +1,353 @@
+"""Consumers apply only authentic upstream events (issue 17): each attack of the issue against
+the real broker and PostgreSQL ends with nothing forged applied, the authentic event applied and
+the forgery in quarantine with its reason.
+
+The registry's relay signs with the registry's key; the pledges consumer trusts the registry's
+and shipments' keys only (each its own), and an attacker holds a key of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.pledges import subscriptions
+from services.registry.app import create_app as registry_app
+from shared import db as dbmod
+from shared import directory as directory_model
+from shared import kafka
+from shared.auth import Role
+from shared.chain import GENESIS
+from shared.consumer import ConsumerRunner
+from shared.db import Database
+from shared.events import Metadata, RecordedEvent
+from shared.metrics import Metrics
+from shared.outbox import Relay
+from shared.signing import Signer
+from shared.testing import fresh_database, issue_key
+from tests.conftest import published_headers, settings_for
+from tests.pledges.test_broker import delivery_event
+from tests.shared.kafka_helpers import produce
+from tests.shared.test_consumer import NOW, Rig, directory, register, wait_for
+
+REGISTRY_KEY = Signer.generate()
+SHIPMENTS_KEY = Signer.generate()
+ATTACKER = Signer.generate()
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+
+
+@pytest.fixture
+async def rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
+    async with trust_rig(pg_server, kafka_bootstrap) as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def trust_rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    pins = {"registry": [REGISTRY_KEY.public_key], "shipments": [SHIPMENTS_KEY.public_key]}
+    async with (
+        fresh_database(pg_server, dbmod.schema_text("services.registry")) as reg_url,
+        fresh_database(
+            pg_server, directory_model.SCHEMA, dbmod.schema_text("services.pledges")
+        ) as pl_url,
+    ):
+        token = await issue_key(reg_url, organisation="pledges", roles=[Role.SERVICE])
+        reg = settings_for(
+            reg_url, kafka_bootstrap, kafka_topic_prefix=prefix, checkpoint_interval=0
+        )
+        pl = settings_for(
+            pl_url,
+            kafka_bootstrap,
+            kafka_topic_prefix=prefix,
+            upstream_feeds={"registry": "http://registry"},
+            feed_api_key=token,
+            trusted_keys=pins,
+        )
+        topics = [reg.topic(s) for s in ("registry", "shipments")]
+        await kafka.ensure_topics(reg, [*topics, *(t + ".dlq" for t in topics)])
+        app = registry_app(reg)
+        async with app.router.lifespan_context(app):
+            http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+            reg_db, pl_db = Database(reg_url, max_size=3), Database(pl_url, max_size=3)
+            await reg_db.open()
+            await pl_db.open()
+            runner = ConsumerRunner(
+                service="pledges",
+                settings=pl,
+                db=pl_db,
+                metrics=Metrics("pledges"),
+                handlers=subscriptions.HANDLERS,
+                http=http,
+                contracts={u: SERVICES / u / "schemas" for u in ("registry", "shipments")},
+            )
+            relay = Relay(
+                service="registry",
+                settings=reg,
+                db=reg_db,
+                metrics=Metrics("r"),
+                signer=REGISTRY_KEY,
+            )
+            await runner.epoch.mark()
+            try:
+                yield Rig(reg, pl, reg_db, pl_db, runner, relay, kafka_bootstrap)
+            finally:
+                await http.aclose()
+                await reg_db.close()
+                await pl_db.close()
+
+
+def organisation(slug: str, name: str, position: int, **data: Any) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=uuid.uuid4(),
+        stream_type="organisation",
+        stream_id=f"organisation-{slug}",
+        stream_version=1,
+        event_type="registry.organisation-registered",
+        schema_version=1,
+        occurred_at=NOW,
+        recorded_at=NOW,
+        data={
+            "organisation_id": slug,
+            "name": name,
+            "kind": "municipality",
+            "country": "UA",
+            **data,
+        },
+        metadata=Metadata(actor="admin", organisation="twinaid", correlation_id="corr-1"),
+        position=position,
+    )
+
+
+async def send(
+    rig: Rig,
+    service: str,
+    event: RecordedEvent,
+    *,
+    previous: bytes = GENESIS,
+    signer: Signer,
+    **changes: bytes | None,
+) -> bytes:
+    """Publish `event` on `service`'s topic as a relay holding `signer` would, with header
+    `changes` (None drops a header); returns its chain hash."""
+    headers, hashed = published_headers(service, event, previous=previous, signer=signer)
+    headers = [(k, v) for k, v in headers if k not in changes]
+    headers += [(k, v) for k, v in changes.items() if v is not None]
+    await produce(
+        rig.bootstrap,
+        rig.registry.topic(service),
+        value=json.dumps(event.data).encode(),
+        key=event.stream_id.encode(),
+        headers=headers,
+    )
+    return hashed
+
+
+async def head_hash(rig: Rig) -> tuple[int, bytes]:
+    async with rig.registry_db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1"
+        )
+    assert row is not None
+    return int(row["position"]), bytes(row["hash"])
+
+
+async def quarantined(rig: Rig) -> list[dict[str, Any]]:
+    async with rig.pledges_db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT upstream, topic, position, event_id, reason, authentic, partition,"
+            ' "offset" FROM quarantine ORDER BY id'
+        )
+    return [dict(r) for r in rows]
+
+
+async def inbox(rig: Rig, upstream: str = "registry") -> dict[int, str]:
+    async with rig.pledges_db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT position, event_id FROM inbox WHERE upstream = $1", upstream
+        )
+    return {int(r["position"]): str(r["event_id"]) for r in rows}
+
+
+async def registry_ids(rig: Rig) -> dict[int, str]:
+    async with rig.registry_db.connection() as conn:
+        rows = await conn.fetch("SELECT position, event_id FROM event_chain")
+    return {int(r["position"]): str(r["event_id"]) for r in rows}
+
+
+@contextlib.asynccontextmanager
+async def running(rig: Rig) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.run(stop)) for p in (rig.relay, rig.runner)]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def settled(rig: Rig, names: dict[str, str], quarantine: int) -> None:
+    async def done() -> bool:
+        return await directory(rig) == names and rig.runner.quarantined >= quarantine
+
+    await wait_for(done, timeout=60)
+
+
+async def test_forged_and_overwriting_registrations_and_a_spoofed_source_are_quarantined(
+    rig: Rig,
+) -> None:
+    await register(rig, "kharkiv", "Kharkiv")
+    await register(rig, "bucha", "Bucha")
+    async with running(rig):
+        await settled(rig, {"kharkiv": "Kharkiv", "bucha": "Bucha"}, 0)
+        position, hashed = await head_hash(rig)
+        # a registration the registry never made, well linked, signed by the attacker's key
+        atlantis = organisation("atlantis", "Atlantis", position + 1)
+        await send(rig, "registry", atlantis, previous=hashed, signer=ATTACKER)
+        # Bucha overwritten, with a zero chain hash and no signature
+        hacked = organisation("bucha", "Hacked", position + 1, country="RU")
+        await send(
+            rig,
+            "registry",
+            hacked,
+            previous=hashed,
+            signer=REGISTRY_KEY,
+            ce_chainhash=b"0" * 64,
+            ce_signature=None,
+        )
+        # shipments' key, its source header, on the registry's topic
+        shipped = organisation("shipped", "Shipped", position + 1)
+        await send(
+            rig,
+            "registry",
+            shipped,
+            previous=hashed,
+            signer=SHIPMENTS_KEY,
+            ce_source=b"/twinaid/shipments",
+        )
+        await register(rig, "irpin", "Irpin")
+        await settled(rig, {"kharkiv": "Kharkiv", "bucha": "Bucha", "irpin": "Irpin"}, 3)
+    assert await inbox(rig) == await registry_ids(rig), "every real event applied, only they"
+    forged = await quarantined(rig)
+    assert [f["position"] for f in forged] == [position + 1] * 3
+    assert all(f["topic"] == rig.registry.topic("registry") and not f["authentic"] for f in forged)
+    assert all(f["partition"] is not None and f["offset"] is not None for f in forged)
+    reasons = {f["event_id"]: f["reason"] for f in forged}
+    assert reasons == {
+        str(atlantis.event_id): f"key {ATTACKER.public_key} is neither pinned nor announced"
+        " for registry",
+        str(hacked.event_id): "the chain hash does not match the event and its previous hash",
+        str(shipped.event_id): f"key {SHIPMENTS_KEY.public_key} is neither pinned nor"
+        " announced for registry",
+    }
+
+
+async def test_forgeries_at_the_next_positions_do_not_displace_the_real_events(
+    rig: Rig,
+) -> None:
+    await register(rig, "kharkiv", "Kharkiv")
+    async with running(rig):
+        await settled(rig, {"kharkiv": "Kharkiv"}, 0)
+        position, hashed = await head_hash(rig)
+        for n in (1, 2):  # an unknown type at the next two positions, chained, before the real
+            forged = replace(organisation("x", "X", position + n), event_type="registry.noise")
+            hashed = await send(rig, "registry", forged, previous=hashed, signer=ATTACKER)
+        await register(rig, "lviv", "Lviv")
+        await register(rig, "odesa", "Odesa")
+        await settled(rig, {"kharkiv": "Kharkiv", "lviv": "Lviv", "odesa": "Odesa"}, 2)
+    assert await inbox(rig) == await registry_ids(rig)
+    assert [f["position"] for f in await quarantined(rig)] == [position + 1, position + 2]
+
+
+async def test_a_far_future_position_leaves_no_gap_and_an_oversize_one_is_not_read(
+    rig: Rig,
+) -> None:
+    await register(rig, "kharkiv", "Kharkiv")
+    async with running(rig):
+        await settled(rig, {"kharkiv": "Kharkiv"}, 0)
+        far = organisation("far", "Far", 1_000_000_000)
+        await send(rig, "registry", far, signer=ATTACKER, ce_chainhash=b"0" * 64)
+        huge = organisation("huge", "x" * 400_000, 2)
+        await send(rig, "registry", huge, signer=ATTACKER)
+        await register(rig, "irpin", "Irpin")
+        await settled(rig, {"kharkiv": "Kharkiv", "irpin": "Irpin"}, 2)
+        contiguous, gap = await rig.runner.advance("registry")
+    assert (contiguous, gap) == (2, False), "no gap waits for the forged position"
+    lag = rig.runner.metrics.registry.get_sample_value(
+        "twinaid_consumer_lag_events", {"service": "pledges", "upstream": "registry"}
+    )
+    assert lag == 0
+    forged = await quarantined(rig)
+    reasons = {f["position"]: f["reason"] for f in forged}
+    assert reasons == {
+        1_000_000_000: "the chain hash does not match the event and its previous hash",
+        2: "oversize: 400080 bytes, more than the 262144 an event may have",
+    }
+    assert await inbox(rig) == await registry_ids(rig)
+
+
+async def test_a_forged_delivery_is_quarantined_and_the_authentic_one_applied(
+    rig: Rig,
+) -> None:
+    delivery = delivery_event(position=1)
+    lines = [{**line, "loaded": "1000", "received": "1000"} for line in delivery.data["lines"]]
+    claimed = {**delivery.data, "lines": lines}
+    forged = replace(delivery, event_id=uuid.uuid4(), data=claimed, position=1000)
+    async with running(rig):
+        await send(rig, "shipments", forged, signer=SHIPMENTS_KEY, ce_chainhash=b"0" * 64)
+        await send(rig, "shipments", delivery, signer=SHIPMENTS_KEY)
+
+        async def both_seen() -> bool:
+            return rig.runner.quarantined >= 1 and 1 in await inbox(rig, "shipments")
+
+        await wait_for(both_seen, timeout=60)
+    assert await inbox(rig, "shipments") == {1: str(delivery.event_id)}
+    [q] = await quarantined(rig)
+    assert (q["position"], q["event_id"]) == (1000, str(forged.event_id))
+    assert "chain hash does not match" in q["reason"]
+    async with rig.pledges_db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 0, "pledges reacted to nothing"
+
+
+async def test_an_authentic_event_breaking_the_published_schema_is_parked_not_applied(
+    rig: Rig,
+) -> None:
+    bad = organisation("nowhere", "Nowhere", 1, country="Ukraine")
+    good = organisation("lviv", "Lviv", 2)
+    clash = organisation("clash", "Clash", 2)
+    lvov = organisation("lviv", "Lvov", 3)
+    async with running(rig):
+        hashed = await send(rig, "registry", bad, signer=REGISTRY_KEY)
+        good_hash = await send(rig, "registry", good, previous=hashed, signer=REGISTRY_KEY)
+        await settled(rig, {"lviv": "Lviv"}, 1)
+        # the registry's key, position 2 again as another event: a clash, not a duplicate
+        await send(rig, "registry", clash, previous=hashed, signer=REGISTRY_KEY)
+        await settled(rig, {"lviv": "Lviv"}, 2)
+        # the registry's key, Lviv registered again under another name: not an overwrite
+        await send(rig, "registry", lvov, previous=good_hash, signer=REGISTRY_KEY)
+        await settled(rig, {"lviv": "Lviv"}, 3)
+    parked, clashed, overwrite = await quarantined(rig)
+    assert parked["authentic"] and parked["position"] == 1
+    assert "breaks the published schema" in parked["reason"]
+    assert "data.country does not match" in parked["reason"]
+    assert not clashed["authentic"]
+    assert clashed["reason"] == f"position 2 was applied as event {good.event_id}"
+    assert overwrite["authentic"] and overwrite["position"] == 3
+    assert overwrite["reason"] == (
+        "organisation lviv is already registered as 'Lviv' (municipality, UA):"
+        " a second registration may not overwrite it"
+    )
+    assert await inbox(rig) == {
+        1: str(bad.event_id),
+        2: str(good.event_id),
+        3: str(lvov.event_id),
+    }
