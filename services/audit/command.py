@@ -201,7 +201,8 @@ def _source(
     if args.source == "kafka":
         if not args.kafka:
             raise SystemExit("twinaid: --kafka (or $KAFKA_BOOTSTRAP_SERVERS) is needed")
-        return sources.from_kafka(args.kafka, args.topic_prefix + topic_for(service))
+        pins = keys.KeyRing.pinned(pinned_keys(args.trusted_keys, os.environ))
+        return sources.from_kafka(args.kafka, args.topic_prefix + topic_for(service), keys=pins)
     return sources.from_feed(client, url, key=args.key)
 
 

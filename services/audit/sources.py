@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from shared import authenticity
 from shared.events import Metadata, RecordedEvent
+from shared.incoming import Incoming, Unparseable, parse_record
+from shared.keys import KeyRing
 
 PAGE = 1000
 Progress = Callable[[int], None]
@@ -86,15 +91,50 @@ def from_record(headers: dict[str, str], value: bytes) -> RecordedEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message of a topic that is not its service's authentic event, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    position: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.topic} partition {self.partition} offset {self.offset}"
+            f" position {self.position if self.position is not None else '?'}: {self.reason}"
+        )
+
+
+def _to_stderr(rejected: Rejected) -> None:
+    print(f"twinaid: not authentic, left out: {rejected}", file=sys.stderr)
+
+
+def service_of(topic: str) -> str:
+    """`<prefix>registry.events` -> registry."""
+    return topic.removesuffix(".events").rsplit(".", 1)[-1]
+
+
 async def from_kafka(
     bootstrap: str,
     topic: str,
     *,
+    keys: KeyRing | None = None,
+    named: Callable[[Rejected], None] = _to_stderr,
     idle_ms: int = 2000,
 ) -> AsyncIterator[RecordedEvent]:
-    """Every message of `topic` from the earliest offset, without joining a group (nothing is
-    committed), de-duplicated by position and yielded in position order. Stops when the
-    topic has been quiet for `idle_ms` (end offsets are not trusted: see KAFKA.md)."""
+    """Every authentic event of `topic` from the earliest offset, without joining a group
+    (nothing is committed), de-duplicated by position and yielded in position order. Stops
+    when the topic has been quiet for `idle_ms` (end offsets are not trusted: see KAFKA.md).
+
+    Each message is checked as a consumer checks it (shared/authenticity.py): its chain hash
+    recomputed from the message, its link, and its signature against the keys `keys` pins for
+    the topic's service (without pins for it, links only). A message that fails, cannot be
+    read, or takes a position another authentic event holds is named (topic, partition,
+    offset, position, reason) through `named` and left out."""
+    service = service_of(topic)
     # no group: every partition, nothing committed
     consumer = AIOKafkaConsumer(
         topic,
@@ -104,19 +144,40 @@ async def from_kafka(
         group_id=None,
     )
     await consumer.start()
+    received: list[tuple[Incoming, ConsumerRecord[bytes, bytes]]] = []
+
+    def reject(record: ConsumerRecord[bytes, bytes], position: int | None, why: str) -> None:
+        named(Rejected(record.topic, record.partition, record.offset, position, why))
+
     try:
-        by_position: dict[int, RecordedEvent] = {}
         while True:
             batch = await consumer.getmany(timeout_ms=idle_ms, max_records=5000)
             if not batch:
                 break
             for records in batch.values():
                 for record in records:
-                    headers = {k: v.decode() for k, v in (record.headers or ())}
-                    event = from_record(headers, record.value or b"null")
-                    assert event.position is not None
-                    by_position.setdefault(event.position, event)
+                    try:
+                        received.append((parse_record(record, upstream=service), record))
+                    except Unparseable as exc:
+                        reject(record, None, str(exc))
     finally:
         await consumer.stop()
+    messages = [incoming for incoming, _ in received]
+    if keys is not None and keys.keys(service):
+        failed = authenticity.verify(keys, messages)
+    else:
+        failed = {
+            n: problem
+            for n, incoming in enumerate(messages)
+            if (problem := authenticity.link_problem(incoming)) is not None
+        }
+    by_position: dict[int, Incoming] = {}
+    for n, (incoming, record) in enumerate(received):
+        if n in failed:
+            reject(record, incoming.position, failed[n])
+            continue
+        held = by_position.setdefault(incoming.position, incoming)
+        if held.event_id != incoming.event_id:
+            reject(record, incoming.position, f"the position holds event {held.event_id}")
     for position in sorted(by_position):
-        yield by_position[position]
+        yield by_position[position].as_recorded()

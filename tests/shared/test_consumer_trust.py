@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.audit import sources
 from services.pledges import subscriptions
 from services.registry.app import create_app as registry_app
 from shared import db as dbmod
@@ -30,6 +31,7 @@ from shared.chain import GENESIS
 from shared.consumer import ConsumerRunner
 from shared.db import Database
 from shared.events import Metadata, RecordedEvent
+from shared.keys import KeyRing
 from shared.metrics import Metrics
 from shared.outbox import Relay
 from shared.signing import Signer
@@ -43,6 +45,7 @@ REGISTRY_KEY = Signer.generate()
 SHIPMENTS_KEY = Signer.generate()
 ATTACKER = Signer.generate()
 SERVICES = Path(__file__).resolve().parents[2] / "services"
+PINS = {"registry": [REGISTRY_KEY.public_key], "shipments": [SHIPMENTS_KEY.public_key]}
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ async def rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
 @contextlib.asynccontextmanager
 async def trust_rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    pins = {"registry": [REGISTRY_KEY.public_key], "shipments": [SHIPMENTS_KEY.public_key]}
+    pins = PINS
     async with (
         fresh_database(pg_server, dbmod.schema_text("services.registry")) as reg_url,
         fresh_database(
@@ -195,6 +198,25 @@ async def running(rig: Rig) -> AsyncIterator[None]:
         await asyncio.gather(*tasks)
 
 
+async def audited(rig: Rig, service: str) -> tuple[dict[int, str], set[tuple[Any, ...]]]:
+    """What `twinaid audit replay --source kafka` reads of the topic: the authentic events
+    ({position: event id}) and the messages it names as not authentic."""
+    named: list[sources.Rejected] = []
+    events = sources.from_kafka(
+        rig.bootstrap,
+        rig.registry.topic(service),
+        keys=KeyRing.pinned(PINS),
+        named=named.append,
+        idle_ms=1000,
+    )
+    read = {e.position or 0: str(e.event_id) async for e in events}
+    return read, {(n.topic, n.partition, n.offset, n.position, n.reason) for n in named}
+
+
+def as_named(rows: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    return {(r["topic"], r["partition"], r["offset"], r["position"], r["reason"]) for r in rows}
+
+
 async def settled(rig: Rig, names: dict[str, str], quarantine: int) -> None:
     async def done() -> bool:
         return await directory(rig) == names and rig.runner.quarantined >= quarantine
@@ -241,6 +263,7 @@ async def test_forged_and_overwriting_registrations_and_a_spoofed_source_are_qua
     assert [f["position"] for f in forged] == [position + 1] * 3
     assert all(f["topic"] == rig.registry.topic("registry") and not f["authentic"] for f in forged)
     assert all(f["partition"] is not None and f["offset"] is not None for f in forged)
+    assert await audited(rig, "registry") == (await registry_ids(rig), as_named(forged))
     reasons = {f["event_id"]: f["reason"] for f in forged}
     assert reasons == {
         str(atlantis.event_id): f"key {ATTACKER.public_key} is neither pinned nor announced"
@@ -265,7 +288,9 @@ async def test_forgeries_at_the_next_positions_do_not_displace_the_real_events(
         await register(rig, "odesa", "Odesa")
         await settled(rig, {"kharkiv": "Kharkiv", "lviv": "Lviv", "odesa": "Odesa"}, 2)
     assert await inbox(rig) == await registry_ids(rig)
-    assert [f["position"] for f in await quarantined(rig)] == [position + 1, position + 2]
+    forged = await quarantined(rig)
+    assert [f["position"] for f in forged] == [position + 1, position + 2]
+    assert await audited(rig, "registry") == (await registry_ids(rig), as_named(forged))
 
 
 async def test_a_far_future_position_leaves_no_gap_and_an_oversize_one_is_not_read(
@@ -287,6 +312,10 @@ async def test_a_far_future_position_leaves_no_gap_and_an_oversize_one_is_not_re
     )
     assert lag == 0
     forged = await quarantined(rig)
+    read, named = await audited(rig, "registry")
+    assert read == await registry_ids(rig)
+    # the auditor does not bound sizes: it names the oversize message by its signature
+    assert {n[:4] for n in named} == {n[:4] for n in as_named(forged)}
     reasons = {f["position"]: f["reason"] for f in forged}
     assert reasons == {
         1_000_000_000: "the chain hash does not match the event and its previous hash",
@@ -312,6 +341,7 @@ async def test_a_forged_delivery_is_quarantined_and_the_authentic_one_applied(
         await wait_for(both_seen, timeout=60)
     assert await inbox(rig, "shipments") == {1: str(delivery.event_id)}
     [q] = await quarantined(rig)
+    assert await audited(rig, "shipments") == ({1: str(delivery.event_id)}, as_named([q]))
     assert (q["position"], q["event_id"]) == (1000, str(forged.event_id))
     assert "chain hash does not match" in q["reason"]
     async with rig.pledges_db.connection() as conn:
