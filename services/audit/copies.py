@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.audit import replay
 from services.pledges import partnerships
+from services.pledges import subscriptions as pledges_subscriptions
 from services.shipments import subscriptions as shipments_subscriptions
 from shared import chain, directory
 from shared import db as dbmod
@@ -102,6 +103,18 @@ COPIES: dict[str, tuple[Copy, ...]] = {
             {DELIVERY_CONFIRMED: _delivered},
             key=("pledge_id", "line_id", "convoy_id", "manifest_line_id"),
             columns=DELIVERY_COLUMNS,
+        ),
+        Copy(
+            "shipments",
+            "convoy_lines",
+            {
+                pledges_subscriptions.MANIFEST_LINE_LOADED: (
+                    pledges_subscriptions.manifest_line_loaded
+                ),
+                pledges_subscriptions.MANIFEST_LINE_UNLOADED: (
+                    pledges_subscriptions.manifest_line_unloaded
+                ),
+            },
         ),
     ),
     "shipments": (

@@ -121,3 +121,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     occurred_at      timestamptz NOT NULL,
     UNIQUE (pledge_id, line_id, convoy_id, manifest_line_id)
 );
+
+-- The manifest lines shipments loaded on its convoys (shipments.manifest-line-loaded, less what
+-- was unloaded): a confirmed delivery counts only for a line loaded on its convoy, and never
+-- more than was loaded on it.
+CREATE TABLE IF NOT EXISTS convoy_lines (
+    convoy_id        text NOT NULL,
+    manifest_line_id text NOT NULL,
+    pledge_id        text NOT NULL,
+    line_id          text NOT NULL,
+    unit             text NOT NULL,
+    loaded           numeric NOT NULL,
+    source_position  bigint NOT NULL,
+    PRIMARY KEY (convoy_id, manifest_line_id)
+);

@@ -1,8 +1,10 @@
 """Reactions to other services' events: {upstream: {event type: handler}}.
 
-Registry events keep the local directory of organisations and partnerships. A confirmed
-delivery from shipments counts towards the pledge lines it names, once per (convoy, manifest
-line), whatever order it arrives in; an unknown event type is ignored.
+Registry events keep the local directory of organisations and partnerships. Shipments' loaded
+and unloaded manifest lines keep what each convoy carries (convoy_lines); a confirmed delivery
+counts towards the pledge lines it names, once per (convoy, manifest line), and only for a line
+loaded on its convoy, never more than was loaded (else it is quarantined: Implausible); an
+unknown event type is ignored.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.pledges import domain, handlers, partnerships
 from shared import directory
 from shared.consumer import Handler, Incoming
+from shared.incoming import Implausible
 
 ACTOR = "pledges-consumer"
+MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
+MANIFEST_LINE_UNLOADED = "shipments.manifest-line-unloaded"
 Figure = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -55,8 +60,75 @@ def _only(raw: dict[str, Any] | None, *fields: str) -> dict[str, Any] | None:
     return {f: raw.get(f) for f in fields}
 
 
+class _Loaded(_Tolerant):
+    """The fields of `shipments.manifest-line-loaded` (and -unloaded) that pledges reads."""
+
+    convoy_id: str
+    manifest_line_id: str
+    pledge_id: str
+    line_id: str
+    unit: str = ""
+    quantity: Figure
+
+
+async def manifest_line_loaded(conn: asyncpg.Connection, event: Incoming) -> None:
+    line = _Loaded.model_validate(event.data)
+    await conn.execute(
+        "INSERT INTO convoy_lines (convoy_id, manifest_line_id, pledge_id, line_id, unit,"
+        " loaded, source_position) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (convoy_id, manifest_line_id) DO UPDATE SET pledge_id = excluded.pledge_id,"
+        " line_id = excluded.line_id, unit = excluded.unit, loaded = excluded.loaded,"
+        " source_position = excluded.source_position",
+        line.convoy_id,
+        line.manifest_line_id,
+        line.pledge_id,
+        line.line_id,
+        line.unit,
+        line.quantity,
+        event.position,
+    )
+
+
+async def manifest_line_unloaded(conn: asyncpg.Connection, event: Incoming) -> None:
+    line = _Loaded.model_validate(event.data)
+    await conn.execute(
+        "UPDATE convoy_lines SET loaded = greatest(loaded - $3, 0), source_position = $4"
+        " WHERE convoy_id = $1 AND manifest_line_id = $2",
+        line.convoy_id,
+        line.manifest_line_id,
+        line.quantity,
+        event.position,
+    )
+
+
+async def _plausible(conn: asyncpg.Connection, delivery: _Delivery) -> None:
+    """Raises Implausible unless each line of the delivery was loaded on its convoy, for the
+    pledge line it names, and claims no more than was loaded."""
+    for line in delivery.lines:
+        known = await conn.fetchrow(
+            "SELECT pledge_id, line_id, loaded FROM convoy_lines"
+            " WHERE convoy_id = $1 AND manifest_line_id = $2",
+            delivery.convoy_id,
+            line.manifest_line_id,
+        )
+        where = f"convoy {delivery.convoy_id}, manifest line {line.manifest_line_id}"
+        if known is None:
+            raise Implausible(f"{where}: shipments never said it was loaded")
+        if (known["pledge_id"], known["line_id"]) != (line.pledge_id, line.line_id):
+            raise Implausible(
+                f"{where} carries {known['pledge_id']}/{known['line_id']},"
+                f" not {line.pledge_id}/{line.line_id}"
+            )
+        claimed = max(line.loaded, line.received + line.damaged)
+        if claimed > known["loaded"]:
+            raise Implausible(
+                f"{where}: {claimed} delivered or loaded, but {known['loaded']} were loaded"
+            )
+
+
 async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
     delivery = _Delivery.model_validate(event.data)
+    await _plausible(conn, delivery)
     by_pledge: dict[str, list[domain.DeliveredLine]] = {}
     correlation_ids: dict[str, str | None] = {}
     for line in delivery.lines:
@@ -90,5 +162,9 @@ async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
 
 HANDLERS: dict[str, dict[str, Handler]] = {
     "registry": {**directory.HANDLERS, **partnerships.HANDLERS},
-    "shipments": {"shipments.delivery-confirmed": delivery_confirmed},
+    "shipments": {
+        MANIFEST_LINE_LOADED: manifest_line_loaded,
+        MANIFEST_LINE_UNLOADED: manifest_line_unloaded,
+        "shipments.delivery-confirmed": delivery_confirmed,
+    },
 }

@@ -328,7 +328,7 @@ async def test_compare_rebuilds_each_services_copies_of_upstream_facts_from_thei
 ) -> None:
     reports = {r["service"]: r for r in json.loads(loaded.compare("--json", expect=0))}
     for service, tables in (
-        ("pledges", ("directory", "partnership_directory", "deliveries")),
+        ("pledges", ("directory", "partnership_directory", "deliveries", "convoy_lines")),
         ("shipments", ("directory", "pledge_lines")),
     ):
         copies = reports[service]["copies"]

@@ -78,6 +78,27 @@ def incoming(
     )
 
 
+def loading(delivery: Incoming) -> list[Incoming]:
+    """What shipments announced before `delivery`: each of its lines loaded on its convoy, as
+    much as the line says was loaded (pledges counts a delivery only for such a line)."""
+    return [
+        incoming(
+            "shipments",
+            "shipments.manifest-line-loaded",
+            {
+                "convoy_id": delivery.data["convoy_id"],
+                "manifest_line_id": line["manifest_line_id"],
+                "pledge_id": line["pledge_id"],
+                "line_id": line["line_id"],
+                "unit": line["unit"],
+                "quantity": line["loaded"],
+            },
+            stream_id=delivery.stream_id,
+        )
+        for line in delivery.data["lines"]
+    ]
+
+
 def registry_events() -> list[Incoming]:
     """What the registry announces about the organisations and partnerships above."""
     out = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from services.pledges import subscriptions
@@ -73,14 +74,29 @@ async def test_a_delivery_sent_twice_by_the_broker_counts_once_and_shipments_hea
     await kafka.ensure_topics(
         settings, [*upstream, *(f"{t}.dlq" for t in upstream), settings.topic("pledges")]
     )
-    event = delivery_event(position=1)
+    line = delivery_event(position=1).data["lines"][0]
+    loading = replace(
+        delivery_event(position=1),
+        event_id=uuid.uuid4(),
+        event_type="shipments.manifest-line-loaded",
+        data={"convoy_id": "lille-1", **line, "quantity": line["loaded"]},
+    )
+    headers, loaded_hash = published_headers("shipments", loading)
+    await produce(
+        kafka_bootstrap,
+        settings.topic("shipments"),
+        value=json.dumps(loading.data).encode(),
+        key=loading.stream_id.encode(),
+        headers=headers,
+    )
+    event = delivery_event(position=2)
     for _ in range(2):  # the broker hands the same message over twice
         await produce(
             kafka_bootstrap,
             settings.topic("shipments"),
             value=json.dumps(event.data).encode(),
             key=event.stream_id.encode(),
-            headers=published_headers("shipments", event)[0],
+            headers=published_headers("shipments", event, previous=loaded_hash)[0],
         )
     db = Database(api.url, max_size=3)
     await db.open()
@@ -100,7 +116,7 @@ async def test_a_delivery_sent_twice_by_the_broker_counts_once_and_shipments_hea
         stop.set()
         await asyncio.gather(*tasks)
         await db.close()
-    assert (runner.applied, runner.duplicates) == (1, 1)
+    assert (runner.applied, runner.duplicates) == (2, 1)
     assert len(await api.events("pledges.delivery-recorded")) == 1
     updates = [r for r in published if dict(r.headers)["ce_type"] == b"pledges.pledge-line-updated"]
     assert [json.loads(r.value)["remaining"] for r in updates] == ["100", "52"]

@@ -20,6 +20,7 @@ from tests.pledges.conftest import (
     assert_problem,
     generators_pledge,
     incoming,
+    loading,
 )
 
 PLEDGE = "/v1/pledges/lille-generators"
@@ -89,6 +90,13 @@ def line(
     }
 
 
+async def loaded(runner: ConsumerRunner, delivery: Incoming) -> Incoming:
+    """`delivery`, once shipments' loading of its lines was applied."""
+    for event in loading(delivery):
+        await runner.apply(event)
+    return delivery
+
+
 async def committed(api: PledgesApi, quantity: str = "100") -> None:
     await api.ok(
         "/v1/needs", GENERATORS_NEED, by="kharkiv", **{"X-Correlation-ID": "kharkiv-generators"}
@@ -110,7 +118,7 @@ async def test_a_confirmed_delivery_counts_what_arrived_in_good_condition(
 ) -> None:
     await committed(api)
     event = delivery(line(received="20", damaged="1", short="1", lost="2"))
-    assert await runner.apply(event)
+    assert await runner.apply(await loaded(runner, event))
     pledge = await api.get(PLEDGE)
     generators = pledge["lines"][0]
     assert (
@@ -144,10 +152,10 @@ async def test_a_delivery_arriving_twice_is_counted_once(
 ) -> None:
     await committed(api)
     event = delivery(line())
-    assert await runner.apply(event)
-    assert not await runner.apply(event), "the inbox drops the same event"
+    assert await runner.apply(await loaded(runner, event))
+    assert not await runner.apply(await loaded(runner, event)), "the inbox drops the same event"
     resent = delivery(line(), event_id=uuid.uuid4())  # the same delivery under a new event id
-    assert await runner.apply(resent)
+    assert await runner.apply(await loaded(runner, resent))
     assert len(await api.events("pledges.delivery-recorded")) == 1
     assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "20"
     rows = await api.fetch("SELECT count(*) AS n FROM deliveries")
@@ -156,8 +164,9 @@ async def test_a_delivery_arriving_twice_is_counted_once(
 
 async def test_two_convoys_for_one_line_both_count(api: PledgesApi, runner: ConsumerRunner) -> None:
     await committed(api, quantity="50")
-    await runner.apply(delivery(line("m1", received="30"), convoy_id="convoy-1"))
-    await runner.apply(delivery(line("m1", received="20"), convoy_id="convoy-2"))
+    for convoy, received in (("convoy-1", "30"), ("convoy-2", "20")):
+        event = delivery(line("m1", received=received), convoy_id=convoy)
+        await runner.apply(await loaded(runner, event))
     assert (await api.get(PLEDGE))["status"] == "fulfilled"
     assert (await updates(api))[-1] == ("50", "50", "0", "fulfilled")
 
@@ -166,7 +175,7 @@ async def test_a_delivery_before_an_amendment_bounds_it_and_counts_against_the_n
     api: PledgesApi, runner: ConsumerRunner
 ) -> None:
     await committed(api)
-    await runner.apply(delivery(line(received="30")))
+    await runner.apply(await loaded(runner, delivery(line(received="30"))))
     path = f"{PLEDGE}/lines/generators/amendments"
     too_low = await api.post(path, {"quantity": "20", "reason": "fewer"}, by="lille")
     assert "already confirmed: 30" in assert_problem(too_low, 409)["detail"]
@@ -183,7 +192,7 @@ async def test_a_delivery_after_an_amendment_counts_against_the_amended_quantity
         {"quantity": "50", "reason": "about fifty for the moment"},
         by="lille",
     )
-    await runner.apply(delivery(line(received="50")))
+    await runner.apply(await loaded(runner, delivery(line(received="50"))))
     assert (await updates(api))[-1] == ("50", "50", "0", "fulfilled")
     assert (await api.get("/v1/needs/kharkiv-generators"))["coverage"] == {
         "pledged": "50",
@@ -198,7 +207,7 @@ async def test_goods_delivered_after_a_withdrawal_still_count(
 ) -> None:
     await committed(api)
     await api.ok(f"{PLEDGE}/withdraw", {"reason": "budget cut"}, by="lille")
-    await runner.apply(delivery(line(received="40")))
+    await runner.apply(await loaded(runner, delivery(line(received="40"))))
     assert (await updates(api))[-1] == ("100", "40", "60", "withdrawn")
     need = await api.get("/v1/needs/kharkiv-generators")
     assert (need["coverage"]["pledged"], need["coverage"]["delivered"]) == ("40", "40")
@@ -219,7 +228,8 @@ async def test_a_delivery_in_kilograms_counts_towards_a_line_in_tonnes(
         }
     ]
     await api.ok("/v1/pledges", body, by="lille")
-    await runner.apply(delivery(line(line_id="meds", received="6500", unit="kg")))
+    event = delivery(line(line_id="meds", received="6500", unit="kg"))
+    await runner.apply(await loaded(runner, event))
     assert (await updates(api))[-1] == ("13", "6.5", "6.5", "committed")
 
 
@@ -228,11 +238,11 @@ async def test_a_delivery_that_fits_no_line_is_parked_and_the_consumer_goes_on(
 ) -> None:
     await committed(api)
     bad = delivery(line(line_id="no-such-line"))
-    await runner.apply_with_retries(bad, None)
+    await runner.apply_with_retries(await loaded(runner, bad), None)
     [dead] = await api.fetch("SELECT reason FROM dead_letters")
     assert "UnusableDelivery" in dead["reason"] and "no-such-line" in dead["reason"]
     assert await api.events("pledges.delivery-recorded") == []
-    assert await runner.apply(delivery(line(), convoy_id="convoy-2"))
+    assert await runner.apply(await loaded(runner, delivery(line(), convoy_id="convoy-2")))
     assert len(await api.events("pledges.delivery-recorded")) == 1
 
 
@@ -245,3 +255,36 @@ async def test_other_shipments_events_change_nothing(
         incoming("shipments", "shipments.convoy-dispatched", {"convoy_id": "convoy-1"})
     )
     assert await api.count_events() == before
+
+
+async def test_a_delivery_on_a_line_never_loaded_or_beyond_its_load_is_quarantined(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    unknown = delivery(line(received="20"), convoy_id="convoy-9")  # no loading announced
+    await runner.apply_with_retries(unknown, None)
+    await loaded(runner, delivery(line(received="50")))  # 50 loaded on convoy-1, line m1
+    inflated = delivery(line(received="1000"))  # the same line, claiming 1,000
+    await runner.apply_with_retries(inflated, None)
+    other_line = delivery(line(received="20", line_id="meds"))  # m1 carries generators
+    await runner.apply_with_retries(other_line, None)
+    held = await api.fetch("SELECT event_id, reason, authentic FROM quarantine ORDER BY id")
+    assert [(q["event_id"], q["reason"]) for q in held] == [
+        (
+            str(unknown.event_id),
+            "convoy convoy-9, manifest line m1: shipments never said it was loaded",
+        ),
+        (
+            str(inflated.event_id),
+            "convoy convoy-1, manifest line m1: 1000 delivered or loaded, but 50 were loaded",
+        ),
+        (
+            str(other_line.event_id),
+            "convoy convoy-1, manifest line m1 carries lille-generators/generators,"
+            " not lille-generators/meds",
+        ),
+    ]
+    assert await api.events("pledges.delivery-recorded") == []
+    assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "0"
+    assert await runner.apply(await loaded(runner, delivery(line(received="50"))))
+    assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "50"

@@ -7,7 +7,7 @@ import asyncpg
 from services.pledges import demo, projections, subscriptions
 from shared import projections as proj
 from shared.auth import Role
-from tests.pledges.conftest import PledgesApi, incoming
+from tests.pledges.conftest import PledgesApi, incoming, loading
 from tests.pledges.test_deliveries import line
 
 
@@ -34,6 +34,8 @@ async def test_rebuilding_the_read_models_from_the_log_gives_the_same_rows(
             "shipments", "shipments.delivery-confirmed", {"convoy_id": "c1", "lines": [delivered]}
         )
         async with conn.transaction():
+            for loaded in loading(event):  # what shipments loaded on the convoy, first
+                await subscriptions.manifest_line_loaded(conn, loaded)
             await subscriptions.delivery_confirmed(conn, event)
         before = await dump(conn)
         assert len(before["deliveries"]) == 1 and len(before["needs"]) == 4

@@ -327,25 +327,45 @@ async def test_a_far_future_position_leaves_no_gap_and_an_oversize_one_is_not_re
 async def test_a_forged_delivery_is_quarantined_and_the_authentic_one_applied(
     rig: Rig,
 ) -> None:
-    delivery = delivery_event(position=1)
-    lines = [{**line, "loaded": "1000", "received": "1000"} for line in delivery.data["lines"]]
+    line = delivery_event(position=1).data["lines"][0]
+    loading = replace(
+        delivery_event(position=1),
+        event_id=uuid.uuid4(),
+        event_type="shipments.manifest-line-loaded",
+        data={
+            **{k: line[k] for k in ("manifest_line_id", "pledge_id", "line_id", "item", "unit")},
+            "convoy_id": "lille-1",
+            "donor_id": "lille",
+            "recipient_id": "kharkiv",
+            "quantity": "50",
+            "weight_kg": "900",
+            "vehicle": "AA 1234 BB",
+            "correlation_id": "kharkiv-generators",
+        },
+    )
+    delivery = delivery_event(position=2)
+    lines = [{**line, "loaded": "1000", "received": "1000"}]
     claimed = {**delivery.data, "lines": lines}
     forged = replace(delivery, event_id=uuid.uuid4(), data=claimed, position=1000)
     async with running(rig):
         await send(rig, "shipments", forged, signer=SHIPMENTS_KEY, ce_chainhash=b"0" * 64)
-        await send(rig, "shipments", delivery, signer=SHIPMENTS_KEY)
+        hashed = await send(rig, "shipments", loading, signer=SHIPMENTS_KEY)
+        await send(rig, "shipments", delivery, previous=hashed, signer=SHIPMENTS_KEY)
 
-        async def both_seen() -> bool:
-            return rig.runner.quarantined >= 1 and 1 in await inbox(rig, "shipments")
+        async def all_seen() -> bool:
+            return rig.runner.quarantined >= 1 and 2 in await inbox(rig, "shipments")
 
-        await wait_for(both_seen, timeout=60)
-    assert await inbox(rig, "shipments") == {1: str(delivery.event_id)}
+        await wait_for(all_seen, timeout=60)
+    authentic = {1: str(loading.event_id), 2: str(delivery.event_id)}
+    assert await inbox(rig, "shipments") == authentic
     [q] = await quarantined(rig)
-    assert await audited(rig, "shipments") == ({1: str(delivery.event_id)}, as_named([q]))
+    assert await audited(rig, "shipments") == (authentic, as_named([q]))
     assert (q["position"], q["event_id"]) == (1000, str(forged.event_id))
     assert "chain hash does not match" in q["reason"]
     async with rig.pledges_db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") == 0, "pledges reacted to nothing"
+        loaded = await conn.fetchval("SELECT loaded FROM convoy_lines")
+    assert loaded == 50, "what shipments loaded, not what the forgery claimed"
 
 
 async def test_an_authentic_event_breaking_the_published_schema_is_parked_not_applied(
