@@ -9,12 +9,18 @@ also from the event's recorded_at) to the consumer's effect (inbox.applied_at in
 database, joined on event id). Burst: with the relay stopped, N writes as fast as possible; then
 the relay starts and the drain is timed. Prints figures and writes bench/results/relay.json; the
 p99 < 100 ms target is reported, never asserted.
+
+Consumer verification (chain links and relay signatures, shared/authenticity.py) on and off in
+the same run: the steady phase and a consumer burst (N events published with the consumer
+stopped, then drained by it) run first with CONSUMER_VERIFY=false, then again with it on; the
+ratio of the two drain rates is reported against its target (>= 0.8).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import time
@@ -51,10 +57,12 @@ from bench.common import (
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import free_port, start_tansu
+from shared.signing import Signer
 from shared.testing import fresh_database, issue_key
 from tests.e2e.processes import Proc
 
 TARGET_P99_MS = 100.0
+TARGET_DRAIN_RATIO = 0.8  # the consumer's burst drain with verification, to without
 WARMUP_WRITES = 100
 BURST_SAMPLE_S = 0.02
 CONSUMER = "pledges"
@@ -91,6 +99,7 @@ class Rig:
         self.countries = countries
         self.postmaster = postmaster
         self.broker = broker
+        self.feed_key = ""
         self.relay: Proc | None = None
         self.consumer: Proc | None = None
 
@@ -332,6 +341,58 @@ async def burst(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def start_consumer(rig: Rig, *, verify: bool) -> None:
+    """(Re)start the pledges worker, checking what it consumes (CONSUMER_VERIFY) or not."""
+    if rig.consumer is not None:
+        rig.stack.stop(rig.consumer)
+    os.environ["CONSUMER_VERIFY"] = "true" if verify else "false"
+    rig.consumer = rig.stack.worker(
+        CONSUMER, rig.pledges_db, feeds={"registry": rig.url}, feed_key=rig.feed_key
+    )
+
+
+async def consumer_burst(rig: Rig, args: argparse.Namespace, *, verify: bool) -> dict[str, Any]:
+    """The consumer's own drain: N writes published with the consumer stopped, then the
+    consumer (verifying or not) starts and applies them; events/s from its first to its last."""
+    mode = "with" if verify else "without"
+    say(f"  consumer burst {mode} verification: {args.burst} writes with the consumer stopped ...")
+    assert rig.consumer is not None
+    rig.stack.stop(rig.consumer)
+    rig.consumer = None
+    _, _, _, applied0 = await rig.progress()
+    await run_load(
+        rig.load_config(mode="count", total=args.burst, concurrency=32), logs=rig.stack.logs
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        committed, _, published, _ = await rig.progress()
+        if published >= committed:
+            break
+        await asyncio.sleep(0.05)
+    applied = Poller(rig.pledges_db, APPLIED_SQL, every=BURST_SAMPLE_S)
+    applied.start()
+    started = time.monotonic()
+    start_consumer(rig, verify=verify)
+    try:
+        while time.monotonic() < started + 120:
+            await asyncio.sleep(0.05)
+            if applied.latest().get("applied", 0) >= committed:
+                break
+    finally:
+        await applied.stop()
+    samples = applied.samples
+    t0 = next((t for t, row in samples if row["applied"] > applied0), None)
+    t1 = next((t for t, row in samples if row["applied"] >= committed), None)
+    n = committed - applied0
+    return {
+        "verify": verify,
+        "events": n,
+        "first_applied_s": round(t0 - started, 2) if t0 is not None else None,
+        "all_applied_s": round(t1 - started, 2) if t1 is not None else None,
+        "consumer_per_s": round(n / (t1 - t0), 1) if t0 is not None and t1 and t1 > t0 else None,
+    }
+
+
 def gap_warnings(logs: Path) -> int:
     path = logs / "pledges-worker.log"
     if not path.exists():
@@ -379,6 +440,35 @@ def report(args: argparse.Namespace, env: dict[str, Any], result: dict[str, Any]
         f" {result['gap_warnings']} 'gap did not fill' warnings"
     )
     say(f"CPU cores used during the window: {s['cores_used']}")
+    off = result.get("steady_without_verification")
+    if off:
+        p99_off = off["end_to_end"]["from_response_ms"].get("p99")
+        say(
+            f"the same without consumer verification: p99 write -> consumer effect {p99_off} ms"
+            f" (target met: {met(off['target_met'])})"
+        )
+    c = result.get("consumer_burst")
+    if c:
+        say()
+        say(
+            table(
+                ["consumer burst", "events", "first (s)", "all (s)", "events/s"],
+                [
+                    [
+                        f"verification {mode}",
+                        c[mode]["events"],
+                        c[mode]["first_applied_s"],
+                        c[mode]["all_applied_s"],
+                        c[mode]["consumer_per_s"],
+                    ]
+                    for mode in ("off", "on")
+                ],
+            )
+        )
+        say(
+            f"consumer drain with verification / without: {c['ratio_on_to_off']}"
+            f" (target >= {TARGET_DRAIN_RATIO}: {met(c['target_met'])})"
+        )
     b = result.get("burst")
     if b:
         t = b["seconds_after_worker_start"]
@@ -413,12 +503,22 @@ def report(args: argparse.Namespace, env: dict[str, Any], result: dict[str, Any]
     say(f"logs: {result['logs']}")
 
 
+def pin_a_key(logs: Path) -> None:
+    """Every process of the run signs with one key, pinned for the registry: what the
+    consumer checks when its verification is on."""
+    key_file = logs / "registry.ed25519"
+    signer = Signer.from_file(key_file)
+    os.environ["SIGNING_KEY_FILE"] = str(key_file)
+    os.environ["TRUSTED_KEYS"] = json.dumps({"registry": [signer.public_key]})
+
+
 async def main_async(args: argparse.Namespace) -> None:
     cancel_on_sigterm()
     server_url = pg_server(args.pg)
     env = await environment(server_url, args.pg)
     postmaster = await postmaster_pid(server_url)
     logs = log_dir("relay")
+    pin_a_key(logs)
     port = free_port()
     stack = BenchStack(kafka=f"127.0.0.1:{port}", prefix=f"bench{uuid.uuid4().hex[:8]}.", logs=logs)
     async with AsyncExitStack() as cleanup:
@@ -447,15 +547,30 @@ async def main_async(args: argparse.Namespace) -> None:
             broker=tansu.pid,
             countries=args.countries,
         )
+        rig.feed_key = feed_key
         rig.relay = stack.worker("registry", registry_db)
-        rig.consumer = stack.worker(
-            CONSUMER, pledges_db, feeds={"registry": url}, feed_key=feed_key
-        )
         await wait_relay_leader(registry_db)
-        await run_load(rig.load_config(mode="count", total=WARMUP_WRITES, concurrency=4), logs=logs)
-        if await rig.settle(timeout=90) is None:
-            raise RuntimeError(f"the warm-up writes did not reach the consumer; logs in {logs}")
-        result: dict[str, Any] = {"steady": await steady(rig, args)}
+        result: dict[str, Any] = {}
+        bursts: dict[str, Any] = {}
+        # the same run, the same relay and topic: the consumer without, then with verification
+        for verify in (False, True):
+            start_consumer(rig, verify=verify)
+            await run_load(
+                rig.load_config(mode="count", total=WARMUP_WRITES, concurrency=4), logs=logs
+            )
+            if await rig.settle(timeout=90) is None:
+                raise RuntimeError(f"the warm-up writes did not reach the consumer; logs in {logs}")
+            say(f"consumer verification {'on' if verify else 'off'}:")
+            key = "steady" if verify else "steady_without_verification"
+            result[key] = await steady(rig, args)
+            if args.burst > 0:
+                bursts["on" if verify else "off"] = await consumer_burst(rig, args, verify=verify)
+        if bursts:
+            on, off = bursts["on"]["consumer_per_s"], bursts["off"]["consumer_per_s"]
+            bursts["ratio_on_to_off"] = round(on / off, 3) if on and off else None
+            bursts["target_ratio"] = TARGET_DRAIN_RATIO
+            bursts["target_met"] = bool(on and off and on / off >= TARGET_DRAIN_RATIO)
+            result["consumer_burst"] = bursts
         if args.burst > 0:
             result["burst"] = await burst(rig, args)
         result["gap_warnings"] = gap_warnings(logs)
