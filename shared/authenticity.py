@@ -7,14 +7,21 @@ an auditor) recomputes the hash from the message itself (`Incoming.as_recorded`,
 canonical body the upstream's chain hashes) and its previous hash, and checks the signature with
 the keys pinned for the upstream (shared/keys.py) -- never with the key a message names.
 
-One signature per contiguous linked run is enough: the last event's signed hash commits, through
-the links, to every event of the run. An event outside a linked run is checked on its own. The
+Events of consecutive positions land in different partitions (by stream), so a consumer rarely
+holds a contiguous run of positions. The relay therefore also keeps a lane per partition and
+publish batch: lane = sha256(previous lane || chain hash), starting from LANE_START, and signs
+{"service", "position", "hash", "lane"}; each message carries the previous lane (ce_laneprev).
+A consumer recomputes the lanes of the records of a partition in offset order; one signature per
+run of records whose lanes follow each other is enough: the last record's signed lane commits,
+by collision resistance, to every chain hash of the run, and each chain hash to its event. A
+record outside such a run, or in a run whose last signature fails, is checked on its own. The
 same functions serve the relay (`signature_headers`), the consumers and `audit replay`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Sequence
 
 import rfc8785
@@ -22,24 +29,41 @@ import rfc8785
 from shared import chain, keys, signing
 from shared.incoming import Incoming
 
+LANE_START = bytes(32)
 
-def signed_body(service: str, position: int, chain_hash: bytes) -> bytes:
+
+def lane(previous: bytes, chain_hash: bytes) -> bytes:
+    """The lane after an event: commits to every chain hash of the lane so far."""
+    return hashlib.sha256(previous + chain_hash).digest()
+
+
+def signed_body(service: str, position: int, chain_hash: bytes, lane: bytes) -> bytes:
     """The bytes a relay signs for the event at `position` of `service`'s chain."""
-    return rfc8785.dumps({"service": service, "position": position, "hash": chain_hash.hex()})
+    return rfc8785.dumps(
+        {"service": service, "position": position, "hash": chain_hash.hex(), "lane": lane.hex()}
+    )
 
 
 def signature_headers(
-    signer: signing.Signer, service: str, position: int, chain_hash: bytes, previous: bytes
-) -> list[tuple[str, bytes]]:
-    """The headers that let a consumer check a published event: its signature, the key that
-    made it (a hint: the consumer trusts only the keys pinned for `service`) and the previous
-    position's chain hash."""
-    signature = signer.key.sign(signed_body(service, position, chain_hash))
-    return [
+    signer: signing.Signer,
+    service: str,
+    position: int,
+    chain_hash: bytes,
+    previous: bytes,
+    lane_before: bytes,
+) -> tuple[list[tuple[str, bytes]], bytes]:
+    """The headers that let a consumer check a published event -- its signature, the key that
+    made it (a hint: the consumer trusts only the keys pinned for `service`), the previous
+    position's chain hash and the lane before it in its partition -- and the lane after it."""
+    after = lane(lane_before, chain_hash)
+    signature = signer.key.sign(signed_body(service, position, chain_hash, after))
+    headers = [
         ("ce_signature", base64.b64encode(signature)),
         ("ce_signingkey", signer.public_key.encode()),
         ("ce_prevhash", previous.hex().encode()),
+        ("ce_laneprev", lane_before.hex().encode()),
     ]
+    return headers, after
 
 
 def link_problem(event: Incoming, *, previous: bytes | None = None) -> str | None:
@@ -66,15 +90,16 @@ def link_problem(event: Incoming, *, previous: bytes | None = None) -> str | Non
 
 def signature_problem(ring: keys.KeyRing, event: Incoming) -> str | None:
     """Why the event's signature is not one of its upstream's trusted keys, if it is not."""
-    if event.signature is None or event.chain_hash is None:
+    if event.signature is None or event.chain_hash is None or event.lane_previous is None:
         return "not signed"
     key = event.signing_key or ""
+    after = lane(event.lane_previous, event.chain_hash)
     try:
         ring.verify(
             event.upstream,
             key,
             event.signature,
-            signed_body(event.upstream, event.position, event.chain_hash),
+            signed_body(event.upstream, event.position, event.chain_hash, after),
         )
     except keys.UntrustedKey as exc:
         return exc.reason
@@ -91,24 +116,31 @@ def _follow_key_changes(ring: keys.KeyRing, events: Sequence[Incoming]) -> None:
 
 
 def verify(ring: keys.KeyRing, events: Sequence[Incoming]) -> dict[int, str]:
-    """Check events of ONE upstream (any order); returns {index: reason} of those that fail.
-    Links are checked for each event; signatures once per contiguous linked run, each event of
-    a run whose last signature fails on its own. Key changes of authentic events are followed
-    (in position order), so later events may be signed by the announced key."""
+    """Check events of ONE upstream, each partition's in offset order (as fetched); returns
+    {index: reason} of those that fail. The chain link is checked for each event; signatures
+    once per run of a partition's records whose lanes follow each other, each event of a run
+    whose last signature fails on its own. Key changes of authentic events are followed (runs
+    in the order of their last positions), so later events may be signed by an announced key."""
     failed: dict[int, str] = {}
     runs: list[list[int]] = []
-    for i in sorted(range(len(events)), key=lambda i: events[i].position):
-        event = events[i]
+    open_runs: dict[int | None, tuple[list[int], bytes]] = {}  # partition -> run, its lane
+    for i, event in enumerate(events):
         if (problem := link_problem(event)) is not None:
             failed[i] = problem
             continue
-        if runs:
-            last = events[runs[-1][-1]]
-            if last.position + 1 == event.position and event.previous_hash == last.chain_hash:
-                runs[-1].append(i)
-                continue
-        runs.append([i])
-    for run in runs:
+        assert event.chain_hash is not None  # link_problem says so
+        current = open_runs.get(event.partition)
+        if event.lane_previous is None:
+            runs.append([i])
+            continue
+        after = lane(event.lane_previous, event.chain_hash)
+        if current is not None and current[1] == event.lane_previous:
+            current[0].append(i)
+            open_runs[event.partition] = (current[0], after)
+        else:
+            runs.append([i])
+            open_runs[event.partition] = (runs[-1], after)
+    for run in sorted(runs, key=lambda r: events[r[-1]].position):
         members = [events[i] for i in run]
         if signature_problem(ring, members[-1]) is None:
             _follow_key_changes(ring, members)

@@ -41,6 +41,8 @@ class Incoming:
     previous_hash: bytes | None = None
     signature: bytes | None = None
     signing_key: str | None = None
+    lane_previous: bytes | None = None
+    partition: int | None = None
     size: int = 0
 
     def as_recorded(self) -> RecordedEvent:
@@ -135,6 +137,8 @@ def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Inco
             previous_hash=_hex(headers.get("ce_prevhash")),
             signature=base64.b64decode(signature, validate=True) if signature else None,
             signing_key=headers.get("ce_signingkey") or None,
+            lane_previous=_hex(headers.get("ce_laneprev")),
+            partition=record.partition,
             size=len(record.value or b""),
         )
     except Unparseable:

@@ -25,6 +25,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared import authenticity, chain, kafka, sealer, signing
 from shared.db import CONNECTION_LOST, Database
@@ -36,14 +37,21 @@ from shared.settings import Settings
 
 log = logging.getLogger("twinaid.relay")
 LEADER_LOCK = 7424100
+_PARTITIONER = DefaultPartitioner()
 
 
 def headers_for(
-    service: str, event: RecordedEvent, *, signer: signing.Signer, previous: bytes
-) -> list[tuple[str, bytes]]:
+    service: str,
+    event: RecordedEvent,
+    *,
+    signer: signing.Signer,
+    previous: bytes,
+    lane: bytes = authenticity.LANE_START,
+) -> tuple[list[tuple[str, bytes]], bytes]:
     """CloudEvents 1.0 binary mode: attributes as `ce_` headers, the data as the value; every
     field the chain hashes, so a consumer can recompute the hash, plus the relay's signature
-    of it and the previous position's hash (shared/authenticity.py)."""
+    of it, the previous position's hash and the lane of its partition before it
+    (shared/authenticity.py). Returns the headers and the lane after the event."""
     if event.position is None or event.hash is None:
         raise ValueError("only a sealed event is published")
     meta = event.metadata
@@ -67,8 +75,10 @@ def headers_for(
         "ce_idempotencykey": meta.idempotency_key or "",
         "content-type": "application/json",
     }
-    signed = authenticity.signature_headers(signer, service, event.position, event.hash, previous)
-    return [*((k, v.encode()) for k, v in attrs.items()), *signed]
+    signed, after = authenticity.signature_headers(
+        signer, service, event.position, event.hash, previous, lane
+    )
+    return [*((k, v.encode()) for k, v in attrs.items()), *signed], after
 
 
 def signer_for(settings: Settings) -> signing.Signer:
@@ -299,16 +309,29 @@ class Relay:
         age = (datetime.now(UTC) - events[0].recorded_at).total_seconds()
         self.metrics.relay_lag_seconds.set(max(0.0, age))
         started = time.monotonic()
+        # the partition of each stream, as the producer would pick it, so that the lanes of
+        # this batch (one a partition) follow the records a consumer reads of each partition
+        partitions = sorted(await producer.partitions_for(self.topic))
+        lanes: dict[int, bytes] = {}
         pending = []
         for event in events:
-            headers = headers_for(self.service, event, signer=self.signer, previous=previous)
+            key = event.stream_id.encode()
+            partition = _PARTITIONER(key, partitions, partitions)
+            headers, lanes[partition] = headers_for(
+                self.service,
+                event,
+                signer=self.signer,
+                previous=previous,
+                lane=lanes.get(partition, authenticity.LANE_START),
+            )
             previous = event.hash or b""
             pending.append(
                 await producer.send(
                     self.topic,
-                    key=event.stream_id.encode(),
+                    key=key,
                     value=json.dumps(event.data).encode(),
                     headers=headers,
+                    partition=partition,
                     timestamp_ms=int(event.recorded_at.timestamp() * 1000),
                 )
             )

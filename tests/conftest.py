@@ -78,4 +78,5 @@ def published_headers(
     if event.hash is None:
         event = replace(event, hash=chain.link(previous, event, position=event.position))
     assert event.hash is not None
-    return outbox.headers_for(service, event, signer=signer, previous=previous), event.hash
+    headers, _ = outbox.headers_for(service, event, signer=signer, previous=previous)
+    return headers, event.hash
