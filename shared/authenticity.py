@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Sequence
 
 import rfc8785
@@ -80,12 +81,38 @@ def link_problem(event: Incoming, *, previous: bytes | None = None) -> str | Non
     if event.position == 1 and before != chain.GENESIS:
         return "position 1 does not follow the chain's genesis"
     try:
+        if event.raw_data is not None and (
+            chain.link_content(before, _canonical_as_published(event)) == event.chain_hash
+        ):
+            return None
         computed = chain.link(before, event.as_recorded(), position=event.position)
     except (ValueError, TypeError) as exc:
         return f"the event has no canonical form: {exc}"
     if computed != event.chain_hash:
         return "the chain hash does not match the event and its previous hash"
     return None
+
+
+def _canonical_as_published(event: Incoming) -> bytes:
+    """The event's canonical body (chain.canonical) built around the message's value as its
+    data: the relay publishes the data as its RFC 8785 text, and the other fields are texts,
+    integers and nulls, which json writes as RFC 8785 does with sorted keys. A cheap path only:
+    whatever does not hash to the chain hash this way is canonicalised again in full."""
+    recorded = event.as_recorded()
+    rest = {
+        "event_id": str(recorded.event_id),
+        "event_type": recorded.event_type,
+        "metadata": recorded.metadata.as_dict(),
+        "occurred_at": chain._instant(recorded.occurred_at),
+        "position": event.position,
+        "recorded_at": chain._instant(recorded.recorded_at),
+        "schema_version": recorded.schema_version,
+        "stream_id": recorded.stream_id,
+        "stream_type": recorded.stream_type,
+        "stream_version": recorded.stream_version,
+    }
+    tail = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b'{"data":' + (event.raw_data or b"") + b"," + tail[1:].encode()
 
 
 def signature_problem(ring: keys.KeyRing, event: Incoming) -> str | None:

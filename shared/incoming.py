@@ -44,6 +44,8 @@ class Incoming:
     lane_previous: bytes | None = None
     partition: int | None = None
     size: int = 0
+    # the message's value as published: the RFC 8785 text of the data (shared/outbox.py)
+    raw_data: bytes | None = None
 
     def as_recorded(self) -> RecordedEvent:
         """The event as the upstream stored it: what its chain hash covers."""
@@ -140,6 +142,7 @@ def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Inco
             lane_previous=_hex(headers.get("ce_laneprev")),
             partition=record.partition,
             size=len(record.value or b""),
+            raw_data=record.value,
         )
     except Unparseable:
         raise

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import rfc8785
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -329,7 +329,8 @@ class Relay:
                 await producer.send(
                     self.topic,
                     key=key,
-                    value=json.dumps(event.data).encode(),
+                    # the data as the chain hashes it (RFC 8785): a consumer checks it as is
+                    value=rfc8785.dumps(event.data),
                     headers=headers,
                     partition=partition,
                     timestamp_ms=int(event.recorded_at.timestamp() * 1000),
