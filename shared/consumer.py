@@ -45,7 +45,7 @@ from shared.incoming import (
     parse_feed_event,
     parse_record,
 )
-from shared.keys import KeyRing
+from shared.keys import KEY_CHANGED, KeyRing, UntrustedKey
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -188,6 +188,7 @@ class ConsumerRunner:
                     handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
                     if handler is not None:
                         await handler(conn, incoming)
+                    await self._follow_key_change(conn, incoming)
                     fresh.append(incoming)
                 if fresh and await self._remember(conn, fresh) != len(fresh):
                     raise _Duplicate  # a replica applied one of them meanwhile
@@ -232,6 +233,7 @@ class ConsumerRunner:
         handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
         if handler is not None:
             await handler(conn, incoming)
+        await self._follow_key_change(conn, incoming)
         fresh = await conn.fetchval(
             "INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
@@ -273,6 +275,35 @@ class ConsumerRunner:
                 await asyncio.sleep(0.05 * 2**attempt)
 
     # -- checking what arrives ----------------------------------------------------------
+
+    async def _follow_key_change(self, conn: asyncpg.Connection, incoming: Incoming) -> None:
+        """An upstream's announced key change, applied: trusted from now on, and kept, so that
+        a restarted consumer trusts it too (load_key_changes)."""
+        if incoming.event_type != KEY_CHANGED:
+            return
+        with contextlib.suppress(UntrustedKey):
+            self.ring.announce(incoming.upstream, incoming.data)
+        await conn.execute(
+            "INSERT INTO consumer_key_changes (consumer, upstream, position, announcement)"
+            " VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
+            self.name,
+            incoming.upstream,
+            incoming.position,
+            json.dumps(dict(incoming.data)),
+        )
+
+    async def load_key_changes(self) -> None:
+        """Trust again the key changes this consumer applied before (each still has to be
+        signed by a key trusted by then: pinned, or announced before it)."""
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT upstream, announcement FROM consumer_key_changes WHERE consumer = $1"
+                " ORDER BY upstream, position",
+                self.name,
+            )
+        for row in rows:
+            with contextlib.suppress(UntrustedKey):
+                self.ring.announce(row["upstream"], json.loads(row["announcement"]))
 
     async def checked(
         self,
@@ -631,6 +662,7 @@ class ConsumerRunner:
                     await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        await self.load_key_changes()
         await self.check_broker(running=False)
         if self.resync:  # the feeds first: they hold everything, the new broker not yet
             await self.resync_from_feeds()

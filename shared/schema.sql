@@ -167,6 +167,16 @@ CREATE TABLE IF NOT EXISTS consumer_progress (
 -- The chain hash of each applied upstream event: the next one must link to it.
 ALTER TABLE inbox ADD COLUMN IF NOT EXISTS hash bytea;
 
+-- Consumers: the key changes (audit.signing-key-changed) each applied of its upstreams, so that
+-- a restarted consumer still trusts the keys they announced.
+CREATE TABLE IF NOT EXISTS consumer_key_changes (
+    consumer     text NOT NULL,
+    upstream     text NOT NULL,
+    position     bigint NOT NULL,
+    announcement jsonb NOT NULL,
+    PRIMARY KEY (consumer, upstream, position)
+);
+
 -- Consumers: upstream messages that failed a check (not authentic, inconsistent, implausible),
 -- kept with the reason. authentic: the upstream did sign it (parked, its position handled);
 -- otherwise the authentic event for the position is fetched from the upstream's feed.

@@ -30,8 +30,9 @@ from shared.auth import Role
 from shared.chain import GENESIS
 from shared.consumer import ConsumerRunner
 from shared.db import Database
-from shared.events import Metadata, RecordedEvent
-from shared.keys import KeyRing
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.keys import KEY_CHANGED, KeyRing
 from shared.metrics import Metrics
 from shared.outbox import Relay
 from shared.signing import Signer
@@ -401,3 +402,44 @@ async def test_an_authentic_event_breaking_the_published_schema_is_parked_not_ap
         2: str(good.event_id),
         3: str(lvov.event_id),
     }
+
+
+async def test_a_key_change_the_upstream_announces_is_followed_and_kept_across_a_restart(
+    rig: Rig,
+) -> None:
+    new_key = Signer.generate()
+    await register(rig, "kharkiv", "Kharkiv")
+    change = REGISTRY_KEY.announce_change(new_key, service="registry", at=NOW)
+    async with rig.registry_db.transaction() as conn:
+        await PostgresEventStore(conn).append(
+            stream_type="audit",
+            stream_id="signing-key-registry",
+            expected_version=0,
+            events=[NewEvent(KEY_CHANGED, change)],
+            metadata=Metadata(actor="admin"),
+            now=NOW,
+        )
+    async with running(rig):
+        await wait_for(lambda: _applied(rig, 2))
+    rig.relay.signer = new_key  # the registry signs with its new key from now on
+    await register(rig, "lviv", "Lviv")
+    async with running(rig):
+        await settled(rig, {"kharkiv": "Kharkiv", "lviv": "Lviv"}, 0)
+    restarted = ConsumerRunner(
+        service="pledges",
+        settings=rig.pledges,
+        db=rig.pledges_db,
+        metrics=Metrics("pledges"),
+        handlers=subscriptions.HANDLERS,
+    )
+    rig.runner = restarted
+    await register(rig, "odesa", "Odesa")
+    async with running(rig):
+        await settled(rig, {"kharkiv": "Kharkiv", "lviv": "Lviv", "odesa": "Odesa"}, 0)
+    assert restarted.quarantined == 0, "the restarted consumer trusts the announced key"
+    assert await quarantined(rig) == []
+    assert await inbox(rig) == await registry_ids(rig)
+
+
+async def _applied(rig: Rig, count: int) -> bool:
+    return len(await inbox(rig)) >= count
