@@ -39,6 +39,26 @@ LineKind = Literal["in_kind", "money"]
 PledgeStatus = Literal["pledged", "committed", "partly_fulfilled", "fulfilled", "withdrawn"]
 
 
+# Bounds a consumer enforces through the published schemas; never below what the API accepts
+# (services/pledges/requests.py: slugs 100, item 200, description 2000, notes 4000, reasons
+# 1000, receipt reference 200, at most MAX_LINES lines and 11 groups served).
+MAX_ID = 200
+MAX_NAME = 200
+MAX_LABEL = 100
+MAX_TEXT = 2000
+MAX_NOTE = 4000
+MAX_REASON = 1000
+MAX_LINES = 100
+MAX_SERVES = 11
+
+Id = Annotated[str, Field(max_length=MAX_ID)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Label = Annotated[str, Field(max_length=MAX_LABEL)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Note = Annotated[str, Field(max_length=MAX_NOTE)]
+Reason = Annotated[str, Field(max_length=MAX_REASON)]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,45 +71,45 @@ class Contact(_Event):
 
 
 class NeedPosted(_Event):
-    need_id: str
-    recipient_id: str
+    need_id: Id
+    recipient_id: Id
     kind: Literal["item", "money"]
-    category: str
-    description: str
+    category: Label
+    description: Text
     quantity: Quantity | None = Field(description="item needs: the quantity sought")
     unit: UnitName | None
     amount: Amount | None = Field(description="money needs: the target")
     currency: Currency | None
     priority: Literal["critical", "high", "normal"]
-    serves: list[str]
+    serves: list[Label] = Field(max_length=MAX_SERVES)
     deadline: date | None
-    internal_note: str | None = None
+    internal_note: Note | None = None
     contact: Contact | None = None
 
 
 class NeedRevised(_Event):
-    need_id: str
+    need_id: Id
     changes: dict[str, Any] = Field(description="field -> revised value")
     previous: dict[str, Any] = Field(description="field -> value before the revision")
-    reason: str
+    reason: Reason
 
 
 class NeedClosed(_Event):
-    need_id: str
-    reason: str
+    need_id: Id
+    reason: Reason
 
 
 class NeedCancelled(_Event):
-    need_id: str
-    reason: str
+    need_id: Id
+    reason: Reason
 
 
 class Line(_Event):
-    line_id: str
+    line_id: Id
     kind: LineKind
-    need_id: str | None = Field(description="the need this line answers, if any")
-    item: str = Field(description="what is given; for money, what it pays for")
-    category: str
+    need_id: Id | None = Field(description="the need this line answers, if any")
+    item: Name = Field(description="what is given; for money, what it pays for")
+    category: Label
     quantity: Quantity | None = Field(description="in kind")
     unit: UnitName | None
     weight_kg: Quantity | None = Field(description="estimated weight of the whole line")
@@ -100,25 +120,25 @@ class Line(_Event):
 
 
 class PledgeMade(_Event):
-    pledge_id: str
-    donor_id: str
-    recipient_id: str
-    partnership_id: str | None
-    description: str | None
-    lines: list[Line] = Field(min_length=1)
-    internal_note: str | None = None
+    pledge_id: Id
+    donor_id: Id
+    recipient_id: Id
+    partnership_id: Id | None
+    description: Text | None
+    lines: list[Line] = Field(min_length=1, max_length=MAX_LINES)
+    internal_note: Note | None = None
     contact: Contact | None = None
 
 
 class PledgeCommitted(_Event):
-    pledge_id: str
-    donor_id: str
-    recipient_id: str
+    pledge_id: Id
+    donor_id: Id
+    recipient_id: Id
 
 
 class PledgeLineAmended(_Event):
-    pledge_id: str
-    line_id: str
+    pledge_id: Id
+    line_id: Id
     kind: LineKind
     previous_quantity: Quantity | None
     quantity: Quantity | None
@@ -127,23 +147,23 @@ class PledgeLineAmended(_Event):
     amount: Amount | None
     currency: Currency | None
     weight_kg: Quantity | None = Field(description="the line's estimated weight, rescaled")
-    reason: str
+    reason: Reason
     pledge_status: PledgeStatus
 
 
 class PledgeWithdrawn(_Event):
-    pledge_id: str
-    reason: str
+    pledge_id: Id
+    reason: Reason
     previous_status: PledgeStatus
 
 
 class MoneyReceived(_Event):
-    pledge_id: str
-    line_id: str
+    pledge_id: Id
+    line_id: Id
     amount: Amount
     currency: Currency
     received_on: date
-    reference: str
+    reference: Name
     received_total: Amount
     outstanding: Amount
     pledge_status: PledgeStatus
@@ -153,37 +173,37 @@ class DonorFigureReported(_Event):
     """The donor's own figure for a line (delivered or paid so far); counted for nothing, kept
     beside the recipient's confirmed figure."""
 
-    pledge_id: str
-    line_id: str
+    pledge_id: Id
+    line_id: Id
     kind: LineKind
     quantity: Quantity | None
     unit: UnitName | None
     amount: Amount | None
     currency: Currency | None
     reported_on: date
-    note: str | None
+    note: Note | None
 
 
 class ConfirmedBy(_Event):
-    name: str
-    role: str | None = None
+    name: Name
+    role: Label | None = None
 
 
 class Document(_Event):
-    name: str
-    sha256: str
+    name: Name
+    sha256: str = Field(max_length=64)
 
 
 class DeliveryRecorded(_Event):
     """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
     line's unit. Only `received` (good condition) counts towards fulfilment."""
 
-    pledge_id: str
-    line_id: str
-    convoy_id: str
-    manifest_line_id: str
-    delivery_event_id: str
-    recipient_id: str | None
+    pledge_id: Id
+    line_id: Id
+    convoy_id: Id
+    manifest_line_id: Id
+    delivery_event_id: Id
+    recipient_id: Id | None
     unit: UnitName
     loaded: Quantity
     received: Quantity
@@ -199,13 +219,13 @@ class DeliveryRecorded(_Event):
 class PledgeLineUpdated(_Event):
     """What may still be loaded from a committed in-kind line (docs/cross-service-events.md)."""
 
-    pledge_id: str
-    line_id: str
-    donor_id: str
-    recipient_id: str
-    partnership_id: str | None
-    item: str
-    category: str
+    pledge_id: Id
+    line_id: Id
+    donor_id: Id
+    recipient_id: Id
+    partnership_id: Id | None
+    item: Name
+    category: Label
     unit: UnitName
     quantity: Quantity = Field(description="the line's current committed quantity")
     weight_kg: Quantity | None

@@ -5,7 +5,7 @@ Names are stable; a changed shape gets a new schema version and an upcaster.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,22 @@ ORGANISATION_CONTACTS_CHANGED = "registry.organisation-contacts-changed"
 PARTNERSHIP_PROPOSED = "registry.partnership-proposed"
 PARTNERSHIP_STATUS_CHANGED = "registry.partnership-status-changed"
 PARTNERSHIP_AGREEMENT_RECORDED = "registry.partnership-agreement-recorded"
+
+
+# Bounds a consumer enforces through the published schemas; never below what the API accepts
+# (services/registry/requests.py: slugs 100, names 200, reasons 500, evidence 500/2000).
+MAX_ID = 200
+MAX_NAME = 200
+MAX_LABEL = 100
+MAX_REASON = 500
+MAX_ALIASES = 50
+MAX_CONTACTS = 20
+MAX_FIELDS = 20
+
+Id = Annotated[str, Field(max_length=MAX_ID)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Label = Annotated[str, Field(max_length=MAX_LABEL)]
+Reason = Annotated[str, Field(max_length=MAX_REASON)]
 
 
 class _Event(BaseModel):
@@ -43,56 +59,56 @@ class Evidence(_Event):
 
 
 class OrganisationRegistered(_Event):
-    organisation_id: str
-    name: str
-    kind: str
+    organisation_id: Id
+    name: Name
+    kind: Label
     country: str = Field(pattern=r"^[A-Z]{2}$")
-    region: str | None = None
-    aliases: list[str] = []
+    region: Name | None = None
+    aliases: list[Name] = Field(default=[], max_length=MAX_ALIASES)
     coordinates: Coordinates | None = None
-    parent_id: str | None = None
+    parent_id: Id | None = None
 
 
 class OrganisationRenamed(_Event):
-    organisation_id: str
-    name: str
-    previous_name: str
-    reason: str | None = None
+    organisation_id: Id
+    name: Name
+    previous_name: Name
+    reason: Reason | None = None
 
 
 class OrganisationAliasAdded(_Event):
-    organisation_id: str
-    alias: str
+    organisation_id: Id
+    alias: Name
 
 
 class OrganisationCorrected(_Event):
-    organisation_id: str
+    organisation_id: Id
     changes: dict[str, Any] = Field(description="field -> corrected value")
     previous: dict[str, Any] = Field(description="field -> value before the correction")
-    reason: str
+    reason: Reason
 
 
 class OrganisationContactsChanged(_Event):
-    organisation_id: str
-    contacts: list[Contact]
+    organisation_id: Id
+    contacts: list[Contact] = Field(max_length=MAX_CONTACTS)
 
 
 class PartnershipProposed(_Event):
-    partnership_id: str
-    organisations: list[str] = Field(min_length=2, max_length=2)
-    kind: str
-    programme: str | None = None
-    phase: str | None = None
-    fields: list[str] = []
-    proposed_by: str
+    partnership_id: Id
+    organisations: list[Id] = Field(min_length=2, max_length=2)
+    kind: Label
+    programme: Name | None = None
+    phase: Label | None = None
+    fields: list[Label] = Field(default=[], max_length=MAX_FIELDS)
+    proposed_by: Id
     evidence: Evidence | None = None
 
 
 class PartnershipStatusChanged(_Event):
-    partnership_id: str
-    organisations: list[str] = Field(min_length=2, max_length=2)
-    kind: str
-    from_status: str
+    partnership_id: Id
+    organisations: list[Id] = Field(min_length=2, max_length=2)
+    kind: Label
+    from_status: Label
     to_status: Literal[
         "proposed", "under_discussion", "agreed", "signed", "suspended", "terminated"
     ]
@@ -103,11 +119,11 @@ class PartnershipAgreementRecorded(_Event):
     """One organisation of the partnership agreed, with its own key, that it becomes
     `to_status`; the partnership moves there once both have (a status-changed event)."""
 
-    partnership_id: str
-    organisations: list[str] = Field(min_length=2, max_length=2)
-    kind: str
-    organisation_id: str = Field(description="the organisation that agreed: one of the two")
-    from_status: str
+    partnership_id: Id
+    organisations: list[Id] = Field(min_length=2, max_length=2)
+    kind: Label
+    organisation_id: Id = Field(description="the organisation that agreed: one of the two")
+    from_status: Label
     to_status: Literal["agreed", "signed"]
     evidence: Evidence | None = None
 

@@ -32,6 +32,21 @@ Decimal = Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="a
 Unit = Literal["pieces", "kg", "tonnes", "boxes", "litres"]
 Text = Annotated[str, Field(max_length=2000)]
 
+# Bounds a consumer enforces through the published schemas; never below what the API accepts
+# (services/shipments/requests.py: slugs and refs 100, names 200, registrations 20, at most 30
+# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident; pledge items 200).
+MAX_ID = 200
+MAX_NAME = 200
+MAX_LABEL = 100
+MAX_VEHICLES = 30
+MAX_DRIVERS = 60
+MAX_ROUTE = 50
+MAX_LINES = 500
+
+Id = Annotated[str, Field(max_length=MAX_ID)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Label = Annotated[str, Field(max_length=MAX_LABEL)]
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,52 +82,54 @@ class Person(_Event):
 class Party(_Event):
     """Who holds the goods: a registered organisation, a named other body, and/or a person."""
 
-    organisation_id: str | None = None
+    organisation_id: Id | None = None
     name: str | None = Field(default=None, max_length=200)
     person: Person | None = None
 
 
 class _Entry(_Event):
-    convoy_id: str
-    entry_id: str = Field(description="the client-generated id of the field entry")
+    convoy_id: Id
+    entry_id: Id = Field(description="the client-generated id of the field entry")
     entry_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="digest of the entry sent")
     note: Text | None = None
 
 
 class ConvoyPlanned(_Event):
-    convoy_id: str
-    reference: str = Field(description="a name people use for the convoy")
-    origin_id: str
-    destination_id: str = Field(description="the recipient organisation")
-    carrier_id: str
+    convoy_id: Id
+    reference: Name = Field(description="a name people use for the convoy")
+    origin_id: Id
+    destination_id: Id = Field(description="the recipient organisation")
+    carrier_id: Id
     planned_departure: AwareDatetime
-    vehicles: list[Vehicle] = Field(min_length=1)
-    drivers: list[Driver] = []
-    route: list[str] = Field(default=[], description="planned places, in order")
+    vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
+    drivers: list[Driver] = Field(default=[], max_length=MAX_DRIVERS)
+    route: list[Name] = Field(
+        default=[], max_length=MAX_ROUTE, description="planned places, in order"
+    )
     note: Text | None = None
 
 
 class ManifestLineLoaded(_Event):
-    convoy_id: str
-    manifest_line_id: str
-    pledge_id: str
-    line_id: str
-    donor_id: str
-    recipient_id: str
-    item: str
-    category: str | None = None
+    convoy_id: Id
+    manifest_line_id: Id
+    pledge_id: Id
+    line_id: Id
+    donor_id: Id
+    recipient_id: Id
+    item: Name
+    category: Label | None = None
     unit: Unit
     quantity: Decimal
     weight_kg: Decimal
-    vehicle: str = Field(description="registration of the vehicle carrying the line")
-    correlation_id: str | None = Field(description="the pledge's correlation id")
+    vehicle: Label = Field(description="registration of the vehicle carrying the line")
+    correlation_id: Id | None = Field(description="the pledge's correlation id")
 
 
 class ManifestLineUnloaded(_Event):
-    convoy_id: str
-    manifest_line_id: str
-    pledge_id: str
-    line_id: str
+    convoy_id: Id
+    manifest_line_id: Id
+    pledge_id: Id
+    line_id: Id
     quantity: Decimal = Field(description="given back to the pledge line")
     reason: Text | None = None
 
@@ -143,7 +160,7 @@ class CustodyHandedOff(_Entry):
 
 
 class AffectedLine(_Event):
-    manifest_line_id: str
+    manifest_line_id: Id
     quantity: Decimal
 
 
@@ -153,7 +170,9 @@ class IncidentReported(_Entry):
     place: str | None = Field(default=None, max_length=200)
     delay_minutes: int | None = Field(default=None, ge=0)
     lines: list[AffectedLine] = Field(
-        default=[], description="theft, loss and seizure: quantities that will not arrive"
+        default=[],
+        max_length=MAX_LINES,
+        description="theft, loss and seizure: quantities that will not arrive",
     )
 
 
@@ -162,56 +181,56 @@ class ConvoyArrived(_Entry):
 
 
 class ConfirmedBy(_Event):
-    name: str
-    role: str
+    name: Name
+    role: Label
 
 
 class Document(_Event):
-    name: str
+    name: Name
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class DeliveredLine(_Event):
-    manifest_line_id: str
-    pledge_id: str
-    line_id: str
-    item: str
+    manifest_line_id: Id
+    pledge_id: Id
+    line_id: Id
+    item: Name
     unit: Unit
     loaded: Decimal
     received: Decimal = Field(description="in good condition: what pledges counts")
     damaged: Decimal
     short: Decimal
     lost: Decimal = Field(description="recorded lost by incidents on the road")
-    correlation_id: str | None
+    correlation_id: Id | None
 
 
 class DeliveryConfirmed(_Event):
     """received + damaged + short == loaded - lost, on every line."""
 
-    convoy_id: str
-    recipient_id: str
-    origin_id: str
-    carrier_id: str
+    convoy_id: Id
+    recipient_id: Id
+    origin_id: Id
+    carrier_id: Id
     confirmed_by: ConfirmedBy
     document: Document | None
-    lines: list[DeliveredLine] = Field(min_length=1)
+    lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class ConvoyClosed(_Event):
-    convoy_id: str
+    convoy_id: Id
     outcome: Literal["delivered", "lost"]
     note: Text | None = None
 
 
 class ReleasedLine(_Event):
-    manifest_line_id: str
-    pledge_id: str
-    line_id: str
+    manifest_line_id: Id
+    pledge_id: Id
+    line_id: Id
     quantity: Decimal
 
 
 class ConvoyCancelled(_Event):
-    convoy_id: str
+    convoy_id: Id
     reason: Text
     released: list[ReleasedLine] = Field(description="quantities given back to pledge lines")
 
