@@ -447,6 +447,8 @@ def audit(stack: System, action: str = "compare") -> dict[str, Any]:
         **os.environ,
         "DATABASE_URL": dbmod.with_database(stack.pg.url, "postgres"),
         "TWINAID_AUDIT_KEY": stack.keys.auditor,
+        # an auditor checks the checkpoints against the keys the deployment pinned
+        "TRUSTED_KEYS": json.dumps(devstack.pin_signing_keys(stack.logs)),
     }
     reports: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
@@ -454,7 +456,9 @@ def audit(stack: System, action: str = "compare") -> dict[str, Any]:
         command = [sys.executable, "-m", "services.cli"]
         command += ["--database", f"{service}={stack.dbs[service]}"]
         command += ["audit", action, "--json", "--service", service]
-        command += ["--url", f"{service}={stack.api_url(service)}"]
+        # every service's API: compare rebuilds a service's copies from its upstreams' feeds
+        for name in SERVICES:
+            command += ["--url", f"{name}={stack.api_url(name)}"]
         done = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False
         )
