@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Gives each service its Kafka principal and exactly the rights of deploy/kafka-acls.txt, run by
-# the one-shot `kafka-access` service of docker-compose.yml inside the apache/kafka image, as
-# the super user `admin` over the broker's PLAIN listener. Idempotent: passwords are set again
-# (rotate one by changing its variable and running the job), ACLs already present stay.
+# Gives each service, and the read-only `auditor`, its Kafka principal and exactly the rights of
+# deploy/kafka-acls.txt, run by the one-shot `kafka-access` service of docker-compose.yml inside
+# the apache/kafka image, as the super user `admin` over the broker's PLAIN listener. Idempotent:
+# passwords are set again (rotate one by changing its variable and running the job), ACLs
+# already present stay.
 set -euo pipefail
 : "${BOOTSTRAP_SERVERS:?}" "${KAFKA_ADMIN_PASSWORD:?}" "${ACL_FILE:?}"
 : "${KAFKA_REGISTRY_PASSWORD:?}" "${KAFKA_PLEDGES_PASSWORD:?}" "${KAFKA_SHIPMENTS_PASSWORD:?}"
+: "${KAFKA_AUDITOR_PASSWORD:?}"
 bin=${KAFKA_BIN:-/opt/kafka/bin}  # tests run the script against stand-ins
 umask 077
 admin=$(mktemp)
@@ -20,6 +22,7 @@ declare -A passwords=(
   [registry]="${KAFKA_REGISTRY_PASSWORD}"
   [pledges]="${KAFKA_PLEDGES_PASSWORD}"
   [shipments]="${KAFKA_SHIPMENTS_PASSWORD}"
+  [auditor]="${KAFKA_AUDITOR_PASSWORD}"
 )
 for principal in "${!passwords[@]}"; do
   "${bin}/kafka-configs.sh" --bootstrap-server "${BOOTSTRAP_SERVERS}" --command-config "${admin}" \

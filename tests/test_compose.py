@@ -36,6 +36,7 @@ USER_ENV = {
     "POSTGRES_PASSWORD": "local-test-password",
     "KAFKA_ADMIN_PASSWORD": "admin-test-password",
     **{f"KAFKA_{svc.upper()}_PASSWORD": f"{svc}-test-password" for svc in SERVICES},
+    "KAFKA_AUDITOR_PASSWORD": "auditor-test-password",
     "TRUSTED_KEYS": json.dumps(PINS),
 }
 # Variables a process reads that are not Settings fields, each with its reason.
@@ -524,6 +525,8 @@ def test_named_volumes_are_declared_and_used_and_bind_mounts_exist() -> None:
 # -- Kafka: authentication, one principal per service, ACLs (issue 17) --------------------
 
 ACL_FILE = ROOT / "deploy" / "kafka-acls.txt"
+# `twinaid audit replay|compare --source kafka` logs in as this principal (services/audit/)
+AUDITOR = "auditor"
 
 
 def broker_properties() -> dict[str, str]:
@@ -591,7 +594,7 @@ def test_the_acl_names_are_the_ones_the_code_uses() -> None:
 
 def test_each_services_principal_may_do_exactly_what_its_worker_does_and_nothing_else() -> None:
     granted = acls()
-    assert {principal for principal, *_ in granted} == set(SERVICES)
+    assert {principal for principal, *_ in granted} == {*SERVICES, AUDITOR}
     for svc in SERVICES:
         mine = {acl for acl in granted if acl[0] == svc}
         expected = expected_acls(svc)
@@ -603,7 +606,19 @@ def test_each_services_principal_may_do_exactly_what_its_worker_does_and_nothing
         writers = {p for p, r, n, op in granted if (r, n, op) == ("topic", topic_for(svc), "Write")}
         assert writers == {svc}
         readers = {p for p, r, n, op in granted if (r, n, op) == ("topic", topic_for(svc), "Read")}
-        assert readers == {other for other in SERVICES if svc in upstreams(other)}
+        assert readers == {other for other in SERVICES if svc in upstreams(other)} | {AUDITOR}
+
+
+def test_the_auditor_may_only_read_and_describe_the_three_event_topics() -> None:
+    mine = {acl for acl in acls() if acl[0] == AUDITOR}
+    expected = {
+        (AUDITOR, "topic", topic_for(svc), op) for svc in SERVICES for op in ("Read", "Describe")
+    }
+    assert mine == expected, f"missing {expected - mine}, extra {mine - expected}"
+    # no group right is needed: the audit reads every partition without joining a group
+    sources = (ROOT / "services" / "audit" / "sources.py").read_text()
+    assert "group_id=None" in sources
+    assert "enable_auto_commit=False" in sources
 
 
 def test_the_broker_refuses_unauthenticated_clients_and_authorizes_by_acl_only() -> None:
@@ -682,13 +697,16 @@ def test_the_access_job_gives_each_principal_its_password_and_exactly_the_listed
     run_env = {**env, "ACL_FILE": str(ACL_FILE), "KAFKA_BIN": str(bin_dir), "PATH": "/usr/bin:/bin"}
     subprocess.run(["bash", str(script)], env=run_env, check=True, timeout=30)
     lines = calls.read_text().splitlines()
-    for svc in SERVICES:
-        password = USER_ENV[f"KAFKA_{svc.upper()}_PASSWORD"]
+    for principal in (*SERVICES, AUDITOR):
+        password = USER_ENV[f"KAFKA_{principal.upper()}_PASSWORD"]
+        assert env[f"KAFKA_{principal.upper()}_PASSWORD"] == password, principal
         assert any(
-            f"--entity-name {svc}" in line and f"password={password}]" in line
+            f"--entity-name {principal}" in line
+            and "SCRAM-SHA-512=" in line
+            and f"password={password}]" in line
             for line in lines
             if line.startswith("kafka-configs.sh")
-        ), svc
+        ), principal
     added = set()
     for line in lines:
         if line.startswith("kafka-acls.sh") and " --add " in line:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from services.audit import copies, export, replay, sources, trace
-from shared import keys
+from shared import kafka, keys
 from shared.events import RecordedEvent, Selection
-from shared.settings import SERVICES, topic_for
+from shared.settings import SERVICES, Settings, topic_for
 
 DEFAULT_FEEDS = {s: f"http://127.0.0.1:{8101 + i}" for i, s in enumerate(SERVICES)}
 
@@ -195,6 +196,21 @@ async def _run(
         )
 
 
+def kafka_security() -> dict[str, Any]:
+    """How the auditor logs in to the broker, the way the workers do (shared/kafka.py
+    `security`): KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME (the
+    compose deployment's read-only principal is `auditor`), KAFKA_SASL_PASSWORD and
+    KAFKA_SSL_CAFILE from the environment; without them, plaintext and no authentication (the
+    dev broker). SystemExit naming the variables, never a password, when they are not usable."""
+    try:
+        return kafka.security(Settings())
+    except ValidationError as exc:
+        problems = "; ".join(
+            ": ".join([*(str(part).upper() for part in e["loc"]), e["msg"]]) for e in exc.errors()
+        )
+        raise SystemExit(f"twinaid: the environment's Kafka settings: {problems}") from None
+
+
 def _source(
     args: argparse.Namespace, client: httpx.AsyncClient, url: str, service: str
 ) -> AsyncIterator[RecordedEvent]:
@@ -202,7 +218,12 @@ def _source(
         if not args.kafka:
             raise SystemExit("twinaid: --kafka (or $KAFKA_BOOTSTRAP_SERVERS) is needed")
         pins = keys.KeyRing.pinned(pinned_keys(args.trusted_keys, os.environ))
-        return sources.from_kafka(args.kafka, args.topic_prefix + topic_for(service), keys=pins)
+        return sources.from_kafka(
+            args.kafka,
+            args.topic_prefix + topic_for(service),
+            keys=pins,
+            security=kafka_security(),
+        )
     return sources.from_feed(client, url, key=args.key)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -124,6 +124,7 @@ async def from_kafka(
     keys: KeyRing | None = None,
     named: Callable[[Rejected], None] = _to_stderr,
     idle_ms: int = 2000,
+    security: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[RecordedEvent]:
     """Every authentic event of `topic` from the earliest offset, without joining a group
     (nothing is committed), de-duplicated by position and yielded in position order. Stops
@@ -133,7 +134,10 @@ async def from_kafka(
     recomputed from the message, its link, and its signature against the keys `keys` pins for
     the topic's service (without pins for it, links only). A message that fails, cannot be
     read, or takes a position another authentic event holds is named (topic, partition,
-    offset, position, reason) through `named` and left out."""
+    offset, position, reason) through `named` and left out.
+
+    `security` is how the client authenticates to the broker, as shared/kafka.py `security`
+    gives it (security_protocol, sasl_*, ssl_context); none: plaintext, no authentication."""
     service = service_of(topic)
     # no group: every partition, nothing committed
     consumer = AIOKafkaConsumer(
@@ -142,14 +146,16 @@ async def from_kafka(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         group_id=None,
+        **(security or {}),
     )
-    await consumer.start()
     received: list[tuple[Incoming, ConsumerRecord[bytes, bytes]]] = []
 
     def reject(record: ConsumerRecord[bytes, bytes], position: int | None, why: str) -> None:
         named(Rejected(record.topic, record.partition, record.offset, position, why))
 
     try:
+        # inside: a start refused (broker unreachable, login or ACL refused) closes the client
+        await consumer.start()
         while True:
             batch = await consumer.getmany(timeout_ms=idle_ms, max_records=5000)
             if not batch:
