@@ -201,6 +201,7 @@ class DevStackRun:
 
     def __init__(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="twinaid-chaos-"))
+        self.keys_dir = self.data_dir / "keys"
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self.printed: Printed | None = None
@@ -302,6 +303,15 @@ class DevStackRun:
         return said + "\n".join(f"== {p.name}\n{p.read_text()[-1500:]}" for p in logs)
 
 
+async def _logged(stack: DevStackRun) -> dict[str, list[str]]:
+    """What every service logged; nothing while a database still refuses connections (an API
+    can answer ready from a pooled connection while a restarted PostgreSQL is recovering)."""
+    try:
+        return await stack.logged()
+    except (OSError, asyncpg.PostgresError):
+        return {}
+
+
 async def kill_each_child(
     stack: DevStackRun, marks: Marks, seconds: float, rng: random.Random
 ) -> dict[str, dict[str, float | None]]:
@@ -324,10 +334,9 @@ async def kill_each_child(
         logged: dict[str, list[str]] = {}
         while time.monotonic() - killed_at < 60 and None in took.values():
             if took["answering"] is None:
-                if await asyncio.to_thread(stack.answering):
+                if await asyncio.to_thread(stack.answering) and (logged := await _logged(stack)):
                     took["answering"] = round(time.monotonic() - killed_at, 1)
                     marks.add(f"{named}: answering again ({took['answering']} s)")
-                    logged = await stack.logged()
             elif await stack.applied_everywhere(logged):
                 took["caught_up"] = round(time.monotonic() - killed_at, 1)
                 marks.add(f"{named}: consumers caught up ({took['caught_up']} s)")

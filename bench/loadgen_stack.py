@@ -77,6 +77,7 @@ class System(Protocol):
     pg: Server
     dbs: dict[str, str]
     keys: Keys | None
+    keys_dir: Path  # where each service's signing key is kept (devstack.signing_key_file)
 
     def api_url(self, service: str, i: int = 0) -> str: ...
 
@@ -148,6 +149,7 @@ class ProofStack:
         self.pg = pg
         self.run = f"{name}_{uuid.uuid4().hex[:6]}"
         self.logs = log_dir(name)
+        self.keys_dir = self.logs
         self.broker_port = free_port()
         self.broker: subprocess.Popen[bytes] | None = None
         self.stack = BenchStack(kafka=f"127.0.0.1:{self.broker_port}", prefix="", logs=self.logs)
@@ -448,7 +450,7 @@ def audit(stack: System, action: str = "compare") -> dict[str, Any]:
         "DATABASE_URL": dbmod.with_database(stack.pg.url, "postgres"),
         "TWINAID_AUDIT_KEY": stack.keys.auditor,
         # an auditor checks the checkpoints against the keys the deployment pinned
-        "TRUSTED_KEYS": json.dumps(devstack.pin_signing_keys(stack.logs)),
+        "TRUSTED_KEYS": json.dumps(devstack.pin_signing_keys(stack.keys_dir)),
     }
     reports: list[dict[str, Any]] = []
     errors: dict[str, str] = {}

@@ -63,6 +63,8 @@ from tests.e2e.processes import Proc
 
 TARGET_P99_MS = 100.0
 TARGET_DRAIN_RATIO = 0.8  # the consumer's burst drain with verification, to without
+# twice the consumers' session timeout (shared/kafka.py: 6 s)
+GROUP_SETTLE_S = 12.0
 WARMUP_WRITES = 100
 BURST_SAMPLE_S = 0.02
 CONSUMER = "pledges"
@@ -561,6 +563,10 @@ async def main_async(args: argparse.Namespace) -> None:
         # the same run, the same relay and topic: the consumer without, then with verification
         for verify in (False, True):
             start_consumer(rig, verify=verify)
+            # The group drops the stopped consumer's member only ~1.6 session timeouts later
+            # (KAFKA.md) and rebalances then, stalling the new one for seconds: wait that out,
+            # then warm up, so the phase measures the consumer, not the group's rebalance.
+            await asyncio.sleep(GROUP_SETTLE_S)
             await run_load(
                 rig.load_config(mode="count", total=WARMUP_WRITES, concurrency=4), logs=logs
             )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import rfc8785
 
@@ -133,7 +133,32 @@ def signature_problem(ring: keys.KeyRing, event: Incoming) -> str | None:
     return None
 
 
-def _follow_key_changes(ring: keys.KeyRing, events: Sequence[Incoming]) -> None:
+def head_problem(
+    ring: keys.KeyRing, upstream: str, head: object, *, position: int, chain_hash: bytes | None
+) -> str | None:
+    """Why a feed page's `signed_head` does not show its last event (at `position`, with
+    `chain_hash`) to be `upstream`'s own, if it does not: it must name that event and be
+    signed by a key pinned or announced for `upstream` (the feed's own key is never taken)."""
+    if not isinstance(head, Mapping):
+        return "the page carries no signed head"
+    try:
+        if head["service"] != upstream:
+            return f"the page's signed head is of {str(head['service'])[:100]!r}"
+        if head["position"] != position or head["hash"] != (chain_hash or b"").hex():
+            return f"the page's signed head does not name its last event (position {position})"
+        body = rfc8785.dumps({k: head[k] for k in signing.SIGNED_FIELDS})
+        signature = base64.b64decode(str(head["signature"]), validate=True)
+        ring.verify(upstream, str(head["public_key"]), signature, body)
+    except (KeyError, ValueError, TypeError, rfc8785.CanonicalizationError):
+        return "the page's signed head is malformed"
+    except keys.UntrustedKey as exc:
+        return f"the page's signed head: {exc.reason}"
+    return None
+
+
+def follow_key_changes(ring: keys.KeyRing, events: Sequence[Incoming]) -> None:
+    """Trust the keys that `events` announce, each announcement checked against the keys
+    already trusted (so a forged one extends no trust)."""
     for event in events:
         if event.event_type == keys.KEY_CHANGED:
             try:
@@ -170,11 +195,11 @@ def verify(ring: keys.KeyRing, events: Sequence[Incoming]) -> dict[int, str]:
     for run in sorted(runs, key=lambda r: events[r[-1]].position):
         members = [events[i] for i in run]
         if signature_problem(ring, members[-1]) is None:
-            _follow_key_changes(ring, members)
+            follow_key_changes(ring, members)
             continue
         for i, event in zip(run, members, strict=True):
             if (problem := signature_problem(ring, event)) is not None:
                 failed[i] = problem
             else:
-                _follow_key_changes(ring, [event])
+                follow_key_changes(ring, [event])
     return failed

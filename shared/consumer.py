@@ -310,12 +310,14 @@ class ConsumerRunner:
         batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]],
         *,
         from_feed: bool = False,
+        signed_head: object = None,
     ) -> list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]]:
         """The events of `batch` that pass every check, in order; the others quarantined.
-        From Kafka: chain link and signature (shared/authenticity.py). From the feed (which
-        carries no signatures): the chain link to the previous position, set by `catch_up`.
-        Both: against what was applied (a position taken by another event, a break of the
-        link to the applied previous position) and the upstream's published schema."""
+        From Kafka: chain link and signature (shared/authenticity.py). From the feed: the
+        chain link to the previous position (set by `catch_up`) for each event, and the page's
+        `signed_head` for the last, signed by a key trusted for the upstream. Both: against
+        what was applied (a position taken by another event, a break of the link to the
+        applied previous position) and the upstream's published schema."""
         failed: dict[int, str] = {}
         parked: dict[int, str] = {}
         if self.settings.consumer_verify:
@@ -325,6 +327,20 @@ class ConsumerRunner:
                         problem := authenticity.link_problem(incoming)
                     ):
                         failed[n] = f"from the feed: {problem}"
+                if batch and not failed:
+                    last = batch[-1][0]
+                    # a key the page's own events announce may sign its head (each
+                    # announcement is signed by a key trusted before it)
+                    authenticity.follow_key_changes(self.ring, [i for i, _ in batch])
+                    problem = authenticity.head_problem(
+                        self.ring,
+                        last.upstream,
+                        signed_head,
+                        position=last.position,
+                        chain_hash=last.chain_hash,
+                    )
+                    if problem is not None:  # nothing of the page is shown authentic
+                        failed[0] = f"from the feed: {problem}"
             else:
                 members: dict[str, list[int]] = {}
                 for n, (incoming, _) in enumerate(batch):
@@ -600,7 +616,7 @@ class ConsumerRunner:
                 incoming = replace(parse_feed_event(upstream, raw), previous_hash=previous)
                 previous = incoming.chain_hash
                 batch.append((incoming, None))
-            passed = await self.checked(batch, from_feed=True)
+            passed = await self.checked(batch, from_feed=True, signed_head=page.get("signed_head"))
             if passed:
                 await self.apply_batch(passed)
             applied += self.applied - before
@@ -699,8 +715,6 @@ class ConsumerRunner:
                     self.rewinding = False
                 await self.check_broker(running=True)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 5)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._dlq.stop(), 5)
+            await kafka.stop_quietly(consumer.stop())
+            await kafka.stop_quietly(self._dlq.stop())
             self._dlq = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -12,7 +13,7 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
 from shared import db as dbmod
-from shared import logs
+from shared import logs, signing
 from shared.auth import Authenticator, Principal
 from shared.batching import GroupCommit
 from shared.events import Metadata
@@ -40,6 +41,15 @@ class ServiceContext:
     rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=0, burst=1))
     extras: dict[str, Any] = field(default_factory=dict)
     group_commits: dict[str, GroupCommit[Any, Any]] = field(default_factory=dict)
+    signing_key: signing.KeyFile | None = None
+
+    def signer(self) -> signing.Signer | None:
+        """The service's signing key (SIGNING_KEY_FILE, shared with its worker), if it has one:
+        the feed signs the last event of each page with it."""
+        if self.signing_key is None:
+            path = self.settings.signing_key_file
+            self.signing_key = signing.KeyFile(Path(path) if path else None)
+        return self.signing_key.current()
 
     def group_commit(
         self, name: str, run: Callable[[list[Any]], Awaitable[Sequence[Any]]]

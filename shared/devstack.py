@@ -281,6 +281,11 @@ class DevStack:
                 "PUBLIC_URLS": json.dumps(self.api_urls),
                 # every process checks every service's events and checkpoints against these
                 "TRUSTED_KEYS": json.dumps(self.trusted_keys),
+                # the service's key stays with the data, across restarts: its worker signs
+                # checkpoints and published events with it, its API the pages of its feed
+                "SIGNING_KEY_FILE": str(
+                    signing_key_file(self.data_dir / "keys", service).resolve()
+                ),
                 "PYTHONUNBUFFERED": "1",
             }
             api_port = self.api_urls[service].rpartition(":")[2]
@@ -291,10 +296,6 @@ class DevStack:
             worker_env = {
                 **env,
                 "WORKER_HEALTH_PORT": self.worker_urls[service].rpartition(":")[2],
-                # the key that signs chain checkpoints stays with the data, across restarts
-                "SIGNING_KEY_FILE": str(
-                    signing_key_file(self.data_dir / "keys", service).resolve()
-                ),
             }
             worker = [sys.executable, "-m", f"services.{service}.worker"]
             self._add(f"{service}-worker", worker, worker_env, self.worker_urls[service])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -31,6 +32,21 @@ def security(settings: Settings) -> dict[str, Any]:
     if protocol.endswith("SSL"):
         found["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
     return found
+
+
+async def stop_quietly(closing: Awaitable[object], timeout: float = 5) -> None:
+    """Await a client's stop or close, whatever it raises: a client stopped because its broker
+    went away may fail to stop, and aiokafka's fetcher can even raise the CancelledError of its
+    own cancelled fetch task out of `stop()`. Only a cancellation of the caller itself goes on."""
+    try:
+        await asyncio.wait_for(closing, timeout)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("a Kafka client's stop raised the cancellation of its own task")
+    except Exception as exc:
+        log.debug("a Kafka client did not stop cleanly: %r", exc)
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:
@@ -153,8 +169,7 @@ class BrokerEpoch:
         try:
             return self.marker not in set(await asyncio.wait_for(admin.list_topics(), 10))
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(admin.close(), 5)
+            await stop_quietly(admin.close())
 
     async def mark(self) -> None:
         """Call once what the lost broker held has been dealt with (not before: a crash in

@@ -179,16 +179,14 @@ class Relay:
                     published = 0 if reset else await self.publish_once(producer)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     log.warning("publishing failed, will resend from the checkpoint: %r", exc)
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(producer.stop(), 5)
+                    await kafka.stop_quietly(producer.stop())
                     producer = None
                     await _sleep_or_stop(stop, 0.5)
                     continue
                 if reset:
                     # a new producer: this one's metadata may still hold the partitions of the
                     # topic before it was recreated, and the broker takes records for them
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(producer.stop(), 5)
+                    await kafka.stop_quietly(producer.stop())
                     producer = None
                     continue
                 # A page short of full: everything sealed is published. What commits from now
@@ -203,8 +201,7 @@ class Relay:
                         alive_at = time.monotonic()
         finally:
             if producer is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), 5)
+                await kafka.stop_quietly(producer.stop())
 
     async def _start_producer(self, stop: asyncio.Event) -> AIOKafkaProducer | None:
         producer = self.producer_factory(self.settings)
@@ -213,8 +210,7 @@ class Relay:
             return producer
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("broker unavailable: %r", exc)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 5)
+            await kafka.stop_quietly(producer.stop())
             await _sleep_or_stop(stop, 1.0)
             return None
 

@@ -92,7 +92,9 @@ def common_router() -> APIRouter:
         recorded_to: instants.QueryInstant | None = None,
     ) -> dict[str, Any]:
         """The sealed event log after a global position, in position order: the cursor
-        (`next_after`) is stable; consumers catch up from this same feed."""
+        (`next_after`) is stable; consumers catch up from this same feed. `signed_head` is the
+        page's last position and chain hash signed with the service's key (the data of a chain
+        checkpoint): with the hash links of the page, it shows every event of it authentic."""
         caller.require(Role.AUDITOR, Role.SERVICE)
         where = Selection(
             stream_type=stream_type,
@@ -105,7 +107,14 @@ def common_router() -> APIRouter:
         async with ctx.db.connection() as conn:
             events = await PostgresEventStore(conn).read_all(after=after, limit=limit, where=where)
         last = events[-1].position if events else after
-        return {"events": [event_json(e) for e in events], "next_after": last}
+        head = None
+        if events and events[-1].hash is not None and (signer := ctx.signer()) is not None:
+            # the last event's chain hash, signed: with the chain links of the events before it,
+            # a consumer catching up knows the whole page is this service's own
+            head = signer.checkpoint(
+                service=ctx.service, position=last or 0, head=events[-1].hash, at=ctx.clock()
+            )
+        return {"events": [event_json(e) for e in events], "next_after": last, "signed_head": head}
 
     @router.get("/v1/audit/streams/{stream_id}", tags=["audit"])
     async def history(

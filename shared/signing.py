@@ -88,6 +88,30 @@ class Signer:
         return {**body, "signature": _b64(self.key.sign(rfc8785.dumps(body)))}
 
 
+class KeyFile:
+    """A signing key another process keeps (the worker's SIGNING_KEY_FILE), read again when the
+    file changes (a key rotation installs a new one); None while there is no file. Never
+    creates one: the worker owns the key."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._signer: Signer | None = None
+
+    def current(self) -> Signer | None:
+        if self.path is None:
+            return None
+        try:
+            stat = self.path.stat()
+            seen = (stat.st_mtime_ns, stat.st_size)
+            if seen != self._seen:
+                self._signer = Signer.from_file(self.path) if stat.st_size else None
+                self._seen = seen
+        except (OSError, ValueError):
+            return None
+        return self._signer
+
+
 def signature_valid(checkpoint: Mapping[str, Any]) -> bool:
     """Whether the key the checkpoint carries signed it: says nothing of who holds that key
     (a rewrite re-signs with a key of its own); chain.Verifier checks pinned keys instead."""

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,13 +24,14 @@ from services.audit import replay
 from services.pledges import partnerships
 from services.pledges import subscriptions as pledges_subscriptions
 from services.shipments import subscriptions as shipments_subscriptions
-from shared import chain, directory
+from shared import chain, directory, published
 from shared import db as dbmod
 from shared.consumer import Handler, Incoming
 from shared.events import RecordedEvent
 from shared.incoming import Implausible
 from shared.keys import KeyRing
 
+SERVICES_DIR = Path(__file__).resolve().parents[1]
 DELIVERY_CONFIRMED = "shipments.delivery-confirmed"
 DELIVERY_COLUMNS = ("unit", "loaded", "received", "damaged", "short", "lost")
 
@@ -238,6 +240,8 @@ async def _rebuild(
                 t: h for c in copies if c.upstream == upstream for t, h in c.handlers.items()
             }
             verifier = chain.Verifier(service=upstream, keys=KeyRing.pinned(pins))
+            # the schemas the upstream publishes, which the live consumer holds events to
+            contract = published.Contract(SERVICES_DIR / upstream / "schemas")
             async for event in events_of(upstream):
                 entry = chain.ChainEntry(
                     position=event.position or 0,
@@ -250,6 +254,8 @@ async def _rebuild(
                 handler = handlers.get(event.event_type)
                 if handler is None:
                     continue
+                if contract.problem(event.event_type, event.schema_version, event.data):
+                    continue  # the live consumer parks it in quarantine: it is in no copy
                 try:
                     async with conn.transaction():
                         await handler(conn, incoming(upstream, event))

@@ -177,13 +177,34 @@ async def from_kafka(
             for n, incoming in enumerate(messages)
             if (problem := authenticity.link_problem(incoming)) is not None
         }
-    by_position: dict[int, Incoming] = {}
+    candidates: dict[int, dict[uuid.UUID, tuple[Incoming, ConsumerRecord[bytes, bytes]]]] = {}
     for n, (incoming, record) in enumerate(received):
         if n in failed:
             reject(record, incoming.position, failed[n])
             continue
-        held = by_position.setdefault(incoming.position, incoming)
-        if held.event_id != incoming.event_id:
-            reject(record, incoming.position, f"the position holds event {held.event_id}")
-    for position in sorted(by_position):
-        yield by_position[position].as_recorded()
+        candidates.setdefault(incoming.position, {}).setdefault(
+            incoming.event_id, (incoming, record)
+        )
+    chosen = _chain_through(candidates)
+    for position, found in candidates.items():
+        held = chosen[position]
+        for event_id, (_, record) in found.items():
+            if event_id != held.event_id:
+                reject(record, position, f"the position holds event {held.event_id}")
+    for position in sorted(chosen):
+        yield chosen[position].as_recorded()
+
+
+def _chain_through(
+    candidates: dict[int, dict[uuid.UUID, tuple[Incoming, ConsumerRecord[bytes, bytes]]]],
+) -> dict[int, Incoming]:
+    """One event per position: where authentic messages disagree on a position (the upstream's
+    key signed two events for it), the one the next position's event links to, else the first
+    received; from the last position down, so the chain kept is the one that goes on."""
+    chosen: dict[int, Incoming] = {}
+    for position in sorted(candidates, reverse=True):
+        found = [incoming for incoming, _ in candidates[position].values()]
+        after = chosen.get(position + 1)
+        linked = [i for i in found if after is not None and i.chain_hash == after.previous_hash]
+        chosen[position] = (linked or found)[0]
+    return chosen

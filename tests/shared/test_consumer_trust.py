@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -19,13 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from services.audit import sources
+from services.audit import copies, sources
 from services.pledges import subscriptions
+from services.pledges.app import create_app as pledges_app
 from services.registry.app import create_app as registry_app
+from shared import chain, kafka
 from shared import db as dbmod
 from shared import directory as directory_model
-from shared import kafka
 from shared.auth import Role
 from shared.chain import GENESIS
 from shared.consumer import ConsumerRunner
@@ -35,14 +38,25 @@ from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.keys import KEY_CHANGED, KeyRing
 from shared.metrics import Metrics
 from shared.outbox import Relay
+from shared.routes import event_json
 from shared.signing import Signer
 from shared.testing import fresh_database, issue_key
 from tests.conftest import published_headers, settings_for
+from tests.pledges.conftest import (
+    GENERATORS_NEED,
+    PledgesApi,
+    generators_pledge,
+    seed_registry,
+)
 from tests.pledges.test_broker import delivery_event
 from tests.shared.kafka_helpers import produce
 from tests.shared.test_consumer import NOW, Rig, directory, register, wait_for
 
 REGISTRY_KEY = Signer.generate()
+# the registry's worker and API share its key: the relay signs what it publishes, the API the
+# last event of each page of its feed
+REGISTRY_KEY_FILE = Path(tempfile.mkdtemp(prefix="twinaid-trust-")) / "registry.ed25519"
+REGISTRY_KEY.save(REGISTRY_KEY_FILE)
 SHIPMENTS_KEY = Signer.generate()
 ATTACKER = Signer.generate()
 SERVICES = Path(__file__).resolve().parents[2] / "services"
@@ -67,7 +81,11 @@ async def trust_rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
     ):
         token = await issue_key(reg_url, organisation="pledges", roles=[Role.SERVICE])
         reg = settings_for(
-            reg_url, kafka_bootstrap, kafka_topic_prefix=prefix, checkpoint_interval=0
+            reg_url,
+            kafka_bootstrap,
+            kafka_topic_prefix=prefix,
+            checkpoint_interval=0,
+            signing_key_file=str(REGISTRY_KEY_FILE),
         )
         pl = settings_for(
             pl_url,
@@ -214,6 +232,29 @@ async def audited(rig: Rig, service: str) -> tuple[dict[int, str], set[tuple[Any
     return read, {(n.topic, n.partition, n.offset, n.position, n.reason) for n in named}
 
 
+async def compared(rig: Rig, pg_server: str) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """What `twinaid audit compare --source kafka` says of pledges' copies of upstream facts:
+    rows rebuilt per table from the upstreams' authentic events, and every difference."""
+
+    def events_of(upstream: str) -> Any:
+        return sources.from_kafka(
+            rig.bootstrap,
+            rig.registry.topic(upstream),
+            keys=KeyRing.pinned(PINS),
+            named=lambda _: None,
+            idle_ms=1000,
+        )
+
+    found = await copies.compare(
+        "pledges",
+        live_url=rig.pledges.database_url,
+        scratch_server=pg_server,
+        events_of=events_of,
+        pins=PINS,
+    )
+    return found.rows, found.differences
+
+
 def as_named(rows: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
     return {(r["topic"], r["partition"], r["offset"], r["position"], r["reason"]) for r in rows}
 
@@ -227,6 +268,7 @@ async def settled(rig: Rig, names: dict[str, str], quarantine: int) -> None:
 
 async def test_forged_and_overwriting_registrations_and_a_spoofed_source_are_quarantined(
     rig: Rig,
+    pg_server: str,
 ) -> None:
     await register(rig, "kharkiv", "Kharkiv")
     await register(rig, "bucha", "Bucha")
@@ -273,10 +315,13 @@ async def test_forged_and_overwriting_registrations_and_a_spoofed_source_are_qua
         str(shipped.event_id): f"key {SHIPMENTS_KEY.public_key} is neither pinned nor"
         " announced for registry",
     }
+    rows, differences = await compared(rig, pg_server)
+    assert (rows["directory"], differences) == (3, []), "compare: the copies are the registry's"
 
 
 async def test_forgeries_at_the_next_positions_do_not_displace_the_real_events(
     rig: Rig,
+    pg_server: str,
 ) -> None:
     await register(rig, "kharkiv", "Kharkiv")
     async with running(rig):
@@ -292,10 +337,13 @@ async def test_forgeries_at_the_next_positions_do_not_displace_the_real_events(
     forged = await quarantined(rig)
     assert [f["position"] for f in forged] == [position + 1, position + 2]
     assert await audited(rig, "registry") == (await registry_ids(rig), as_named(forged))
+    rows, differences = await compared(rig, pg_server)
+    assert (rows["directory"], differences) == (3, [])
 
 
 async def test_a_far_future_position_leaves_no_gap_and_an_oversize_one_is_not_read(
     rig: Rig,
+    pg_server: str,
 ) -> None:
     await register(rig, "kharkiv", "Kharkiv")
     async with running(rig):
@@ -323,10 +371,13 @@ async def test_a_far_future_position_leaves_no_gap_and_an_oversize_one_is_not_re
         2: "oversize: 400080 bytes, more than the 262144 an event may have",
     }
     assert await inbox(rig) == await registry_ids(rig)
+    rows, differences = await compared(rig, pg_server)
+    assert (rows["directory"], differences) == (2, [])
 
 
 async def test_a_forged_delivery_is_quarantined_and_the_authentic_one_applied(
     rig: Rig,
+    pg_server: str,
 ) -> None:
     line = delivery_event(position=1).data["lines"][0]
     loading = replace(
@@ -348,13 +399,26 @@ async def test_a_forged_delivery_is_quarantined_and_the_authentic_one_applied(
     lines = [{**line, "loaded": "1000", "received": "1000"}]
     claimed = {**delivery.data, "lines": lines}
     forged = replace(delivery, event_id=uuid.uuid4(), data=claimed, position=1000)
+    # Kharkiv's need and Lille's committed pledge of 100 generators, through the pledges API
+    await seed_registry(rig.pledges.database_url)
+    app = pledges_app(rig.pledges)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            api = PledgesApi(client, app, rig.pledges.database_url)
+            await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+            await api.ok("/v1/pledges", generators_pledge(commit=True), by="lille")
     async with running(rig):
         await send(rig, "shipments", forged, signer=SHIPMENTS_KEY, ce_chainhash=b"0" * 64)
         hashed = await send(rig, "shipments", loading, signer=SHIPMENTS_KEY)
         await send(rig, "shipments", delivery, previous=hashed, signer=SHIPMENTS_KEY)
 
         async def all_seen() -> bool:
-            return rig.runner.quarantined >= 1 and 2 in await inbox(rig, "shipments")
+            return (
+                rig.runner.quarantined >= 1
+                and 2 in await inbox(rig, "shipments")
+                and await received(rig) != []
+            )
 
         await wait_for(all_seen, timeout=60)
     authentic = {1: str(loading.event_id), 2: str(delivery.event_id)}
@@ -364,13 +428,25 @@ async def test_a_forged_delivery_is_quarantined_and_the_authentic_one_applied(
     assert (q["position"], q["event_id"]) == (1000, str(forged.event_id))
     assert "chain hash does not match" in q["reason"]
     async with rig.pledges_db.connection() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM events") == 0, "pledges reacted to nothing"
         loaded = await conn.fetchval("SELECT loaded FROM convoy_lines")
     assert loaded == 50, "what shipments loaded, not what the forgery claimed"
+    assert await received(rig) == [(50, 48)], "the authentic delivery counted, the forged not"
+    rows, differences = await compared(rig, pg_server)
+    # the test put the directory in place itself (not through the registry's log): only the
+    # copies of shipments' facts are the subject here
+    crossed = [d for d in differences if d["copy_of"] == "shipments"]
+    assert (rows["convoy_lines"], rows["deliveries"], crossed) == (1, 1, [])
+
+
+async def received(rig: Rig) -> list[tuple[int, int]]:
+    async with rig.pledges_db.connection() as conn:
+        rows = await conn.fetch("SELECT loaded, received FROM deliveries")
+    return [(int(r["loaded"]), int(r["received"])) for r in rows]
 
 
 async def test_an_authentic_event_breaking_the_published_schema_is_parked_not_applied(
     rig: Rig,
+    pg_server: str,
 ) -> None:
     bad = organisation("nowhere", "Nowhere", 1, country="Ukraine")
     good = organisation("lviv", "Lviv", 2)
@@ -402,10 +478,13 @@ async def test_an_authentic_event_breaking_the_published_schema_is_parked_not_ap
         2: str(good.event_id),
         3: str(lvov.event_id),
     }
+    rows, differences = await compared(rig, pg_server)
+    assert (rows.get("directory"), [d["kind"] for d in differences]) == (1, [])
 
 
 async def test_a_key_change_the_upstream_announces_is_followed_and_kept_across_a_restart(
     rig: Rig,
+    pg_server: str,
 ) -> None:
     new_key = Signer.generate()
     await register(rig, "kharkiv", "Kharkiv")
@@ -439,7 +518,83 @@ async def test_a_key_change_the_upstream_announces_is_followed_and_kept_across_a
     assert restarted.quarantined == 0, "the restarted consumer trusts the announced key"
     assert await quarantined(rig) == []
     assert await inbox(rig) == await registry_ids(rig)
+    rows, differences = await compared(rig, pg_server)
+    assert (rows["directory"], differences) == (3, [])
 
 
 async def _applied(rig: Rig, count: int) -> bool:
     return len(await inbox(rig)) >= count
+
+
+def forged_feed(page: dict[str, Any]) -> httpx.AsyncClient:
+    """An attacker's server in place of the registry's feed, answering `page` to everything."""
+    app = FastAPI()
+
+    @app.get("/v1/events")
+    async def events() -> dict[str, Any]:
+        return page
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+
+
+async def test_a_feed_page_is_applied_only_under_the_upstreams_signed_head(
+    rig: Rig, pg_server: str
+) -> None:
+    await register(rig, "kharkiv", "Kharkiv")
+    async with running(rig):
+        await settled(rig, {"kharkiv": "Kharkiv"}, 0)
+    await register(rig, "lviv", "Lviv")  # position 2: sealed, not relayed
+    async with rig.registry_db.transaction() as conn:
+        await PostgresEventStore(conn).seal()
+        previous = bytes(await conn.fetchval("SELECT hash FROM event_chain WHERE position = 1"))
+    assert (await head_hash(rig))[0] == 2
+    # Atlantis at position 2, well linked to the applied position 1, under heads the registry's
+    # key never signed: none, the attacker's, and the registry's head of the real page
+    atlantis = organisation("atlantis", "Atlantis", 2)
+    atlantis = replace(atlantis, hash=chain.link(previous, atlantis, position=2))
+    forged_page = {"events": [event_json(atlantis)], "next_after": 2}
+    real_page = (
+        await rig.runner.http.get(  # type: ignore[union-attr]
+            "http://registry/v1/events",
+            params={"after": 1},
+            headers={"Authorization": f"Bearer {rig.pledges.feed_api_key}"},
+        )
+    ).json()
+    heads = {
+        "no head": None,
+        "attacker": ATTACKER.checkpoint(service="registry", position=2, head=atlantis.hash, at=NOW),
+        "real head": real_page["signed_head"],
+        "other service": SHIPMENTS_KEY.checkpoint(
+            service="shipments", position=2, head=atlantis.hash or b"", at=NOW
+        ),
+    }
+    real_feed = rig.runner.http
+    for head in heads.values():
+        rig.runner.http = forged_feed({**forged_page, "signed_head": head})
+        try:
+            assert await rig.runner.catch_up("registry") == 0
+        finally:
+            await rig.runner.http.aclose()
+    assert await directory(rig) == {"kharkiv": "Kharkiv"}, "nothing of a forged page applied"
+    reasons = [q["reason"] for q in await quarantined(rig)]
+    assert reasons == [
+        "from the feed: the page carries no signed head",
+        f"from the feed: the page's signed head: key {ATTACKER.public_key} is neither pinned"
+        " nor announced for registry",
+        "from the feed: the page's signed head does not name its last event (position 2)",
+        "from the feed: the page's signed head is of 'shipments'",
+    ]
+    rig.runner.http = real_feed
+    assert await rig.runner.catch_up("registry") == 1, "the authentic page is applied"
+    assert await directory(rig) == {"kharkiv": "Kharkiv", "lviv": "Lviv"}
+    assert await inbox(rig) == await registry_ids(rig)
+    async with running(rig):  # the relay publishes position 2: already applied, a duplicate
+        await wait_for(lambda: _relayed(rig, 2))
+        rows, differences = await compared(rig, pg_server)
+    assert (rows["directory"], differences) == (2, [])
+
+
+async def _relayed(rig: Rig, position: int) -> bool:
+    async with rig.registry_db.connection() as conn:
+        done = await conn.fetchval("SELECT coalesce(max(position), 0) FROM relay_checkpoint")
+    return bool(done >= position)
