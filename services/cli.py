@@ -81,8 +81,8 @@ async def _connect(service: str, url: str) -> asyncpg.Connection:
     """A connection to a service database with its schema applied (the services do the same)."""
     await dbmod.ensure_database(url)
     conn = await asyncpg.connect(url)
-    await dbmod.apply_schema(
-        conn, dbmod.schema_text("shared"), dbmod.schema_text(f"services.{service}")
+    await dbmod.migrate(
+        conn, service, dbmod.schema_text("shared"), dbmod.schema_text(f"services.{service}")
     )
     return conn
 

@@ -58,6 +58,12 @@ def schema_text(package: str, resource: str = SHARED_SCHEMA) -> str:
     return (importlib.resources.files(package) / resource).read_text()
 
 
+async def migrate(conn: asyncpg.Connection, service: str, *scripts: str) -> None:
+    """Bring `service`'s database to the current release's schema: what every process of the
+    service (API, worker) and the commands run at start-up. `scripts`: that schema's DDL."""
+    await apply_schema(conn, *scripts)
+
+
 async def apply_schema(conn: asyncpg.Connection, *scripts: str) -> None:
     """Apply DDL scripts once per distinct set: a restart with an unchanged schema takes no
     lock at all (DDL takes exclusive table locks that would stall writers under load)."""

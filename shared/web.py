@@ -359,7 +359,7 @@ def create_app(
         await dbmod.ensure_database(settings.database_url)
         await database.open()
         async with database.connection() as conn:
-            await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *schema)
+            await dbmod.migrate(conn, service, dbmod.schema_text("shared"), *schema)
         ctx.auth = Authenticator(database.pool, ttl=settings.auth_cache_ttl)
         ctx.notifier = Notifier(settings.database_url)
         await ctx.notifier.start()

@@ -74,7 +74,7 @@ class Worker:
         await self.db.open()
         try:
             async with self.db.connection() as conn:
-                await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *self.schema)
+                await dbmod.migrate(conn, self.service, dbmod.schema_text("shared"), *self.schema)
             await kafka.wait_for_broker(self.settings)
             own = self.settings.topic(self.service)
             dlqs = [f"{t}.dlq" for t in (self.consumers.topics if self.consumers else [])]
