@@ -1,16 +1,44 @@
-"""Prometheus metrics, one registry per process (built by the composition root)."""
+"""Prometheus metrics, one registry per process (built by the composition root), and the small
+HTTP endpoint that serves them apart from an API (METRICS_PORT) and a worker's probes.
+
+`/metrics` asks for `Authorization: Bearer <METRICS_TOKEN>` when that setting is given, on
+whichever port it is served.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from pydantic import SecretStr
+
+from shared.errors import Unauthenticated
 
 
 class Metrics:
     def __init__(self, service: str) -> None:
         self.service = service
         self.registry = CollectorRegistry()
-        GCCollector(registry=self.registry)  # python_gc_*: see shared/runtime.py
+        # the standard series: process_* (CPU, memory, open fds, start time), python_info,
+        # python_gc_* (see shared/runtime.py)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         labels = {"service": service}
         self.requests = Counter(
             "twinaid_http_requests",
@@ -98,3 +126,99 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         ).labels
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# a response of the small endpoint: status, content type, body, extra headers
+Answer = tuple[int, str, bytes, dict[str, str]]
+Route = Callable[[str, dict[str, str]], Awaitable[Answer]]
+PROBLEM = "application/problem+json"
+
+
+def scrape_allowed(token: SecretStr | None, authorization: str | None) -> bool:
+    """Whether a request for /metrics may have them: always without a token, else only with
+    `Authorization: Bearer <token>` (compared in constant time)."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
+def refused() -> Unauthenticated:
+    return Unauthenticated(
+        "/metrics needs Authorization: Bearer <METRICS_TOKEN>",
+        headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+    )
+
+
+def metrics_answer(metrics: Metrics, token: SecretStr | None, headers: dict[str, str]) -> Answer:
+    if not scrape_allowed(token, headers.get("authorization")):
+        problem = refused()
+        return 401, PROBLEM, json.dumps(problem.problem()).encode(), problem.headers
+    return 200, CONTENT_TYPE_LATEST, metrics.exposition(), {}
+
+
+def not_found(path: str) -> Answer:
+    body = {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": f"nothing at {path[:100]}",
+    }
+    return 404, PROBLEM, json.dumps(body).encode(), {}
+
+
+def metrics_only(metrics: Metrics, token: SecretStr | None) -> Route:
+    """The routes of an API's separate metrics port: /metrics, nothing else."""
+
+    async def route(path: str, headers: dict[str, str]) -> Answer:
+        if path == "/metrics":
+            return metrics_answer(metrics, token, headers)
+        return not_found(path)
+
+    return route
+
+
+async def serve(host: str, port: int, route: Route) -> asyncio.Server:
+    """A minimal HTTP/1.1 server (GET, one request a connection) answering `route(path,
+    headers)`: for scrapes and probes, which need no framework."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                method, path, headers = await _request(reader)
+                if method not in ("GET", "HEAD"):
+                    code, kind, body, extra = 405, PROBLEM, b"", {"Allow": "GET, HEAD"}
+                else:
+                    code, kind, body, extra = await route(path, headers)
+                head = [
+                    f"HTTP/1.1 {code} {HTTPStatus(code).phrase}",
+                    f"Content-Type: {kind}",
+                    f"Content-Length: {len(body)}",
+                    "Connection: close",
+                    *(f"{name}: {value}" for name, value in extra.items()),
+                ]
+                writer.write("\r\n".join(head).encode() + b"\r\n\r\n")
+                if method != "HEAD":
+                    writer.write(body)
+                await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, host, port)
+
+
+async def _request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]]:
+    """The method, path (without its query) and headers (names in lower case) of a request."""
+    method, _, rest = (await reader.readline()).decode("latin-1").partition(" ")
+    path = rest.partition(" ")[0].partition("?")[0]
+    headers: dict[str, str] = {}
+    for _ in range(100):
+        line = (await reader.readline()).decode("latin-1").strip()
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return method, path, headers

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import instants, keys
@@ -16,6 +16,7 @@ from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound
 from shared.event_store import PostgresEventStore
 from shared.events import RecordedEvent, Selection
+from shared.metrics import refused, scrape_allowed
 
 Deep = Annotated[
     bool,
@@ -75,8 +76,15 @@ def common_router() -> APIRouter:
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics", tags=["health"], include_in_schema=False)
-    async def metrics(ctx: Ctx) -> Response:
-        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(ctx: Ctx, request: Request) -> Response:
+        """Prometheus metrics; with METRICS_TOKEN a bearer of it only, with METRICS_PORT on
+        that port only (shared/metrics.py serves it there; this one answers 404)."""
+        if ctx.settings.metrics_port is not None:
+            raise NotFound("/metrics is served on this service's metrics port")
+        authorization = request.headers.get("authorization")
+        if not scrape_allowed(ctx.settings.metrics_token, authorization):
+            raise refused()
+        return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/events", tags=["events"])
     async def feed(

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # the worker's health endpoint; 0 picks a free port
     worker_health_port: int = 0
     log_level: str = "INFO"
+    # /metrics (an API's, a worker's) asks for `Authorization: Bearer <token>` when given
+    metrics_token: SecretStr | None = None
+    # an API serves /metrics on this port of its own (its public port then answers 404 there)
+    metrics_port: int | None = None
     # how far ahead of this server's clock a client's "it happened at" may lie (shared/instants.py)
     clock_skew_seconds: float = 300.0
     # CPython's young-generation GC threshold in API and worker processes (shared/runtime.py);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -24,12 +25,14 @@ from shared.auth import Authenticator, Principal
 from shared.deps import Caller, Ctx, ServiceContext, header, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.events import Metadata
-from shared.metrics import Metrics
+from shared.metrics import Metrics, metrics_only
+from shared.metrics import serve as serve_metrics
 from shared.notify import Notifier
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.web")
+access_log = logging.getLogger("twinaid.access")
 MAX_BODY_BYTES = 1_000_000
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 __all__ = [
@@ -152,59 +155,12 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = None
+        cid, too_large = None, False
         for name, value in scope.get("headers", ()):
             if name == b"x-correlation-id":
                 cid = value.decode("latin-1")[:128]
             elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                await _reject(
-                    scope,
-                    receive,
-                    send,
-                    413,
-                    "Body too large",
-                    f"bodies are limited to {MAX_BODY_BYTES} bytes",
-                )
-                return
-        if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
-            names = _nul_parameters(scope)
-            await _reject(
-                scope,
-                receive,
-                send,
-                422,
-                "The request is not valid",
-                "NUL characters are not accepted in text"
-                + (": " + ", ".join(names) if names else ""),
-                invalid=[{"name": n, "reason": "contains a NUL character"} for n in names],
-            )
-            return
-        if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await _read_body(receive)
-            if body is None:
-                await _reject(
-                    scope,
-                    receive,
-                    send,
-                    413,
-                    "Body too large",
-                    f"bodies are limited to {MAX_BODY_BYTES} bytes",
-                )
-                return
-            # PostgreSQL cannot store NUL in text: refuse it here, once, for every service
-            if b"\\u0000" in body or b"\x00" in body:
-                fields = _nul_fields(body)
-                await _reject(
-                    scope,
-                    receive,
-                    send,
-                    422,
-                    "The request is not valid",
-                    "NUL characters are not accepted in text: " + (", ".join(fields) or "body"),
-                    invalid=[{"name": f, "reason": "contains a NUL character"} for f in fields],
-                )
-                return
-            receive = _replay(body, receive)
+                too_large = True
         if not cid or not cid.isprintable():
             cid = str(uuid.uuid4())
         token = logs.correlation_id.set(cid)
@@ -222,18 +178,101 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
-        except Exception as exc:
-            # A bug: log it with the correlation id, answer without internals.
-            log.error("unhandled error", exc_info=exc)
-            if started_response:
-                raise
-            await problems.internal_error()(scope, receive, send_with_id)
+            admitted = await _admit(scope, receive, send_with_id, too_large=too_large)
+            if admitted is None:
+                return
+            try:
+                await self.app(scope, admitted, send_with_id)
+            except Exception as exc:
+                # A bug: log it with the correlation id, answer without internals.
+                log.error("unhandled error", exc_info=exc)
+                if started_response:
+                    raise
+                await problems.internal_error()(scope, admitted, send_with_id)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                self._observe(scope["method"], path, status, time.perf_counter() - started)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self._observe(scope["method"], path, status, time.perf_counter() - started)
+            _access(scope, status, time.perf_counter() - started)
             logs.correlation_id.reset(token)
+
+
+def _access(scope: Scope, status: int, seconds: float) -> None:
+    """One access line a request (uvicorn's own access log is off: shared/logs.py), with the
+    request's correlation id."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    method, path = scope["method"], scope["path"][:500]
+    access_log.info(
+        "%s %s %d",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "route": getattr(scope.get("route"), "path", None),
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        },
+    )
+
+
+async def _admit(scope: Scope, receive: Receive, send: Send, *, too_large: bool) -> Receive | None:
+    """The request's `receive` (its body read and checked when it has one), or None when it was
+    refused here (413 for a body too large, 422 for NUL characters)."""
+    if too_large:
+        await _reject(
+            scope,
+            receive,
+            send,
+            413,
+            "Body too large",
+            f"bodies are limited to {MAX_BODY_BYTES} bytes",
+        )
+        return None
+    if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
+        names = _nul_parameters(scope)
+        await _reject(
+            scope,
+            receive,
+            send,
+            422,
+            "The request is not valid",
+            "NUL characters are not accepted in text" + (": " + ", ".join(names) if names else ""),
+            invalid=[{"name": n, "reason": "contains a NUL character"} for n in names],
+        )
+        return None
+    if scope["method"] in ("POST", "PUT", "PATCH"):
+        body = await _read_body(receive)
+        if body is None:
+            await _reject(
+                scope,
+                receive,
+                send,
+                413,
+                "Body too large",
+                f"bodies are limited to {MAX_BODY_BYTES} bytes",
+            )
+            return None
+        # PostgreSQL cannot store NUL in text: refuse it here, once, for every service
+        if b"\\u0000" in body or b"\x00" in body:
+            fields = _nul_fields(body)
+            await _reject(
+                scope,
+                receive,
+                send,
+                422,
+                "The request is not valid",
+                "NUL characters are not accepted in text: " + (", ".join(fields) or "body"),
+                invalid=[{"name": f, "reason": "contains a NUL character"} for f in fields],
+            )
+            return None
+        return _replay(body, receive)
+    return receive
 
 
 UseCase = Callable[[asyncpg.Connection, Metadata], Awaitable[tuple[int, Any]]]
@@ -356,6 +395,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # METRICS_PORT: /metrics there (from the start, the database reachable or not), and
+        # not on the public port (shared/routes.py)
+        async with contextlib.AsyncExitStack() as scrapes:
+            if settings.metrics_port is not None:
+                route = metrics_only(metrics, settings.metrics_token)
+                server = await serve_metrics("0.0.0.0", settings.metrics_port, route)
+                scrapes.callback(server.close)
+            async with _running(app):
+                yield
+
+    @asynccontextmanager
+    async def _running(app: FastAPI) -> AsyncIterator[None]:
         await dbmod.ensure_database(settings.database_url)
         await database.open()
         async with database.connection() as conn:

@@ -1,32 +1,74 @@
 """A service's worker process: its relay, its consumers, a tiny health and metrics endpoint.
 
-`GET /` (or any path) answers 200 while the process runs, `GET /readyz` 503 while the sealer is
-blocked by an event the chain cannot seal (both name it: position, event id, reason), and
-`GET /metrics` the Prometheus metrics. A blocked sealer never stops the process.
+On WORKER_HEALTH_PORT (once the database is migrated and the broker answered):
+- `GET /healthz` liveness: 200 while the process and its event loop answer, 503 once stopping;
+  `GET /` answers the same (the dev stack and tests wait for a worker on its bare URL);
+- `GET /readyz` readiness: 503 naming its reasons unless the database answers a `SELECT 1`
+  within 2 s, the sealer is not blocked by an event the chain cannot seal (position, event id,
+  reason), and the consumer loop is not stuck restarting after failures;
+- `GET /metrics` the Prometheus metrics (with METRICS_TOKEN: to a bearer of it only);
+- 404 elsewhere. A blocked sealer or an unreachable database never stops the process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db as dbmod
 from shared import kafka, logs, runtime
-from shared.consumer import ConsumerRunner, Handler
-from shared.metrics import Metrics
+from shared.consumer import BrokerReset, ConsumerRunner, Handler
+from shared.metrics import Answer, Metrics, metrics_answer, not_found
+from shared.metrics import serve as serve_http
 from shared.outbox import Relay, signer_for
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.worker")
+DATABASE_CHECK_TIMEOUT_S = 2.0
+# the consumer loop is stuck when it failed this many times in a row, each attempt failing
+# within SETTLED_S of its start, and the current attempt is younger than that too
+STUCK_AFTER_FAILURES = 3
+SETTLED_S = 30.0
+
+
+class WatchedConsumers(ConsumerRunner):
+    """The consumer loop, its restarts watched for the worker's readiness."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failures_in_a_row = 0
+        self.last_failure: str | None = None
+        self._attempt_started = time.monotonic()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        self._attempt_started = started = time.monotonic()
+        try:
+            await super()._consume(stop)
+        except BrokerReset:
+            raise  # a restart by design (the broker came back empty), no failure
+        except Exception as exc:
+            settled = time.monotonic() - started >= SETTLED_S
+            self.failures_in_a_row = 1 if settled else self.failures_in_a_row + 1
+            self.last_failure = repr(exc)[:300]
+            raise
+
+    def stuck(self) -> str | None:
+        """Why the loop is not consuming, when it keeps failing at its start."""
+        young = time.monotonic() - self._attempt_started < SETTLED_S
+        if self.failures_in_a_row >= STUCK_AFTER_FAILURES and young:
+            return (
+                f"the consumer loop failed {self.failures_in_a_row} times in a row,"
+                f" last: {self.last_failure}"
+            )
+        return None
 
 
 class Worker:
@@ -46,6 +88,7 @@ class Worker:
         self.schema = schema
         self.metrics = Metrics(service)
         self.db = dbmod.Database(settings.database_url, max_size=5)
+        self.stopping: asyncio.Event | None = None
         self.relay = Relay(
             service=service,
             settings=settings,
@@ -55,7 +98,7 @@ class Worker:
         )
         self.http = httpx.AsyncClient()
         self.consumers = (
-            ConsumerRunner(
+            WatchedConsumers(
                 service=service,
                 settings=settings,
                 db=self.db,
@@ -70,6 +113,7 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stopping = stop
         await dbmod.ensure_database(self.settings.database_url)
         await self.db.open()
         try:
@@ -82,9 +126,7 @@ class Worker:
             tasks = [asyncio.create_task(self.relay.run(stop), name="relay")]
             if self.consumers is not None:
                 tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
-            health = await asyncio.start_server(
-                self._health, "0.0.0.0", self.settings.worker_health_port
-            )
+            health = await serve_http("0.0.0.0", self.settings.worker_health_port, self._route)
             runtime.tune_gc(self.settings.gc_gen0_threshold)
             log.info("worker of %s running", self.service)
             try:
@@ -95,35 +137,58 @@ class Worker:
             await self.http.aclose()
             await self.db.close()
 
-    def health(self, *, readiness: bool) -> tuple[int, dict[str, Any]]:
-        """Alive (200) as long as the process runs; `/readyz` is 503 while the sealer is
-        blocked by an event it cannot seal. Both name that event and why."""
+    async def health(self, *, readiness: bool) -> tuple[int, dict[str, Any]]:
+        """Liveness (`readiness=False`): 200 until the worker is stopping. Readiness: 503 with
+        its reasons unless the database answers, the sealer is not blocked and the consumer
+        loop is not stuck restarting. Both name the sealer's state (position, event id and
+        reason of the event it cannot seal)."""
         sealing = self.relay.sealing.as_dict()
-        ready = not sealing["blocked"]
-        status = {
-            "status": ("ready" if ready else "not ready") if readiness else "alive",
+        stopping = self.stopping is not None and self.stopping.is_set()
+        status: dict[str, Any] = {
+            "status": "stopping" if stopping else "alive",
             "service": self.service,
             "relay_leader": self.relay.is_leader,
             "sealer": sealing,
         }
-        return (200 if ready or not readiness else 503), status
+        if not readiness:
+            return (503 if stopping else 200), status
+        reasons = ["the worker is stopping"] if stopping else []
+        database = await self._database_answers()
+        if database is not None:
+            reasons.append(database)
+        if sealing["blocked"]:
+            reasons.append(f"the sealer is blocked at position {sealing.get('position')}")
+        stuck = self.consumers.stuck() if self.consumers is not None else None
+        if stuck is not None:
+            reasons.append(stuck)
+        status["status"] = "not ready" if reasons else "ready"
+        status["checks"] = {
+            "database": database is None,
+            "sealer": not sealing["blocked"],
+            "consumers": stuck is None,
+        }
+        status["reasons"] = reasons
+        return (503 if reasons else 200), status
 
-    async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            request_line = await asyncio.wait_for(reader.readline(), 2)
-            code = 200
-            if b" /metrics" in request_line:
-                body, kind = generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
-            else:
-                code, status = self.health(readiness=b" /readyz" in request_line)
-                body, kind = json.dumps(status).encode(), "application/json"
-            reason = b"OK" if code == 200 else b"Service Unavailable"
-            writer.write(
-                b"HTTP/1.1 %d %s\r\nContent-Type: " % (code, reason) + kind.encode() + b"\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
-            await writer.drain()
-        writer.close()
+    async def _database_answers(self) -> str | None:
+        """None when the database answers `SELECT 1` in time, else why not."""
+        try:
+            async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
+                async with self.db.connection() as conn:
+                    await conn.fetchval("SELECT 1")
+        except TimeoutError:
+            return f"the database did not answer within {DATABASE_CHECK_TIMEOUT_S:g} s"
+        except Exception as exc:
+            return f"the database is not reachable: {exc!r}"[:300]
+        return None
+
+    async def _route(self, path: str, headers: dict[str, str]) -> Answer:
+        if path == "/metrics":
+            return metrics_answer(self.metrics, self.settings.metrics_token, headers)
+        if path in ("/", "/healthz", "/readyz"):
+            code, status = await self.health(readiness=path == "/readyz")
+            return code, "application/json", json.dumps(status).encode(), {}
+        return not_found(path)
 
 
 def main(
