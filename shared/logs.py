@@ -17,6 +17,7 @@ import contextvars
 import logging
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
@@ -76,6 +77,9 @@ def configure(service: str, level: str) -> None:
     root.handlers = [h for h in root.handlers if not isinstance(h, _Ours)] + [handler]
     root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # what would reach stderr as plain text otherwise: warnings, an exception ending the process
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     # uvicorn's own handlers write plain text: its messages go to ours instead, and its access
     # log is off (no handler: uvicorn then skips it), as EdgeMiddleware writes a richer one
     for name in ("uvicorn", "uvicorn.error"):
@@ -94,3 +98,10 @@ def configure(service: str, level: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("twinaid").critical("the process ends: %r", exc, exc_info=(kind, exc, tb))

@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,37 +32,37 @@ from shared.settings import Settings
 
 log = logging.getLogger("twinaid.worker")
 DATABASE_CHECK_TIMEOUT_S = 2.0
-# the consumer loop is stuck when it failed this many times in a row, each attempt failing
-# within SETTLED_S of its start, and the current attempt is younger than that too
+# the consumer loop is stuck when it failed this many times in a row without consuming
 STUCK_AFTER_FAILURES = 3
-SETTLED_S = 30.0
 
 
 class WatchedConsumers(ConsumerRunner):
-    """The consumer loop, its restarts watched for the worker's readiness."""
+    """The consumer loop, its restarts watched for the worker's readiness: a failure counts
+    until the loop consumes again (a round of fetching from the broker)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.failures_in_a_row = 0
         self.last_failure: str | None = None
-        self._attempt_started = time.monotonic()
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        self._attempt_started = started = time.monotonic()
         try:
             await super()._consume(stop)
         except BrokerReset:
             raise  # a restart by design (the broker came back empty), no failure
         except Exception as exc:
-            settled = time.monotonic() - started >= SETTLED_S
-            self.failures_in_a_row = 1 if settled else self.failures_in_a_row + 1
+            self.failures_in_a_row += 1
             self.last_failure = repr(exc)[:300]
             raise
 
+    async def check_broker(self, *, running: bool) -> None:
+        if running:  # called after each round of fetching: the loop consumes
+            self.failures_in_a_row = 0
+        await super().check_broker(running=running)
+
     def stuck(self) -> str | None:
-        """Why the loop is not consuming, when it keeps failing at its start."""
-        young = time.monotonic() - self._attempt_started < SETTLED_S
-        if self.failures_in_a_row >= STUCK_AFTER_FAILURES and young:
+        """Why the loop is not consuming, when it keeps failing before it does."""
+        if self.failures_in_a_row >= STUCK_AFTER_FAILURES:
             return (
                 f"the consumer loop failed {self.failures_in_a_row} times in a row,"
                 f" last: {self.last_failure}"
