@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from services.audit import command as audit_command
 from services.audit import signing_keys
+from services.ops import command as ops_command
 from services.pledges import events as pledges_events
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
@@ -251,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
         )
     commands.add_parser("contracts", help="write every event type's JSON Schema document")
     audit_command.register(commands)
+    ops_command.register(commands)
     cu = commands.add_parser(
         "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
     )
@@ -305,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     urls = database_urls(args.database, os.environ)
     if args.command == "audit":
         return audit_command.run(args, databases=urls, scratch_server=server_url(os.environ))
+    if args.command in ("backup", "restore"):
+        return ops_command.run(args, urls=urls, env=os.environ)
     if args.command == "catch-up":
         applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream))
         for upstream, n in applied.items():

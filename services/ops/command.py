@@ -1,0 +1,219 @@
+"""`twinaid backup TARGET` and `twinaid restore SOURCE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from services.audit.command import pinned_keys
+from services.ops import backup as backupmod
+from services.ops import restore as restoremod
+from shared import devstack
+from shared.settings import SERVICES
+
+
+def register(commands: Any) -> None:
+    b = commands.add_parser(
+        "backup",
+        help="write each service's database, signing key and latest signed checkpoints to a"
+        " directory or a .tar.gz, with a manifest",
+    )
+    b.add_argument("target", type=Path, help="a new directory, or a file ending in .tar.gz")
+    b.add_argument("--service", action="append", choices=SERVICES, help="default: every one")
+    b.add_argument(
+        "--key-file",
+        action="append",
+        default=[],
+        metavar="SERVICE=PATH",
+        help="a service's SIGNING_KEY_FILE (default: $SIGNING_KEY_FILE, else the dev stack's"
+        " $TWINAID_DATA_DIR/keys/SERVICE.ed25519)",
+    )
+    b.add_argument(
+        "--trusted-keys",
+        type=Path,
+        help="the pinned public keys (default: $TRUSTED_KEYS, else the dev stack's)",
+    )
+    b.add_argument("--without-keys", action="store_true", help="no signing keys in the backup")
+    b.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=backupmod.DEFAULT_CHECKPOINTS,
+        metavar="N",
+        help="the latest N signed checkpoints of each log",
+    )
+    b.add_argument("--json", action="store_true", help="print the manifest")
+    r = commands.add_parser(
+        "restore",
+        help="load a backup into empty databases, then verify each log against the pinned"
+        " keys and the kept checkpoints and compare it with the manifest",
+    )
+    r.add_argument("source", type=Path, help="a backup directory or .tar.gz")
+    r.add_argument("--service", action="append", choices=SERVICES, help="default: every one")
+    r.add_argument(
+        "--replace", action="store_true", help="drop target databases (and key files) that hold"
+    )
+    r.add_argument(
+        "--install-keys",
+        type=Path,
+        metavar="DIR",
+        help="put the backed-up signing keys and pins in DIR (SERVICE.ed25519,"
+        " trusted_keys.json: the dev stack's layout)",
+    )
+    r.add_argument(
+        "--trusted-keys",
+        type=Path,
+        help="the pins to verify with (default: $TRUSTED_KEYS, else the backup's)",
+    )
+    r.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="signed checkpoints kept elsewhere (JSON), checked besides the backup's",
+    )
+    r.add_argument("--json", action="store_true")
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("TWINAID_DATA_DIR", ".data"))
+
+
+def backup_keys(args: argparse.Namespace, env: Mapping[str, str]) -> backupmod.Keys | None:
+    if args.without_keys:
+        return None
+    files: dict[str, Path] = {}
+    for item in args.key_file:
+        service, sep, path = item.partition("=")
+        if not sep or service not in SERVICES or not path:
+            raise SystemExit(f"twinaid: --key-file wants SERVICE=PATH, got {item!r}")
+        files[service] = Path(path)
+    keys_dir = _data_dir(env) / "keys"
+    for service in SERVICES:
+        default = devstack.signing_key_file(keys_dir, service)
+        if service in files:
+            continue
+        if env.get("SIGNING_KEY_FILE"):
+            files[service] = Path(env["SIGNING_KEY_FILE"])
+        elif default.exists():
+            files[service] = default
+    pins: str | None = None
+    if args.trusted_keys is not None or env.get("TRUSTED_KEYS"):
+        pins = json.dumps(pinned_keys(args.trusted_keys, env), indent=2) + "\n"
+    elif devstack.pins_file(keys_dir).exists():
+        pins = devstack.pins_file(keys_dir).read_text()
+    return backupmod.Keys(files, pins)
+
+
+def _backup(args: argparse.Namespace, urls: Mapping[str, str], env: Mapping[str, str]) -> int:
+    chosen = {s: u for s, u in urls.items() if not args.service or s in args.service}
+    keys = backup_keys(args, env)
+    manifest = backupmod.backup(chosen, args.target, keys=keys, checkpoints=args.keep_checkpoints)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    for service, entry in manifest["services"].items():
+        key = "its signing key" if entry["signing_key"] else "NO signing key"
+        print(
+            f"{service}: {entry['events']:,} events, head {entry['head']['position']}"
+            f" {entry['head']['hash'][:16]}.., {len(entry['tables'])} tables,"
+            f" {len(entry['checkpoint_positions'])} signed checkpoints, {key}"
+        )
+    print(
+        f"backed up to {args.target} in {manifest['seconds']:.1f} s. Keep the keys/ folder and"
+        f" {backupmod.CHECKPOINTS} apart from the database backups."
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace, urls: Mapping[str, str], env: Mapping[str, str]) -> int:
+    started = time.monotonic()
+    try:
+        with restoremod.opened(args.source) as folder:
+            manifest = restoremod.read_manifest(folder, args.service)
+            services = args.service or list(manifest["services"])
+            if args.trusted_keys is not None or env.get("TRUSTED_KEYS"):
+                pins, pins_from = pinned_keys(args.trusted_keys, env), "given"
+            elif (folder / backupmod.PINS).exists():
+                pins, pins_from = pinned_keys(folder / backupmod.PINS, {}), "the backup's"
+            else:
+                pins, pins_from = {}, "none"
+            held = restoremod.held_checkpoints(folder, args.checkpoints)
+            planned = (
+                restoremod.planned_keys(
+                    folder, manifest, services, args.install_keys, replace=args.replace
+                )
+                if args.install_keys
+                else []
+            )
+            reports = asyncio.run(
+                restoremod.restore(
+                    {s: urls[s] for s in services},
+                    folder,
+                    manifest,
+                    replace=args.replace,
+                    pins=pins,
+                    held=held,
+                )
+            )
+            installed = restoremod.install_keys(planned)
+    except restoremod.Refused as exc:
+        print(f"twinaid: restore refused: {exc}", file=sys.stderr)
+        return 2
+    ok = all(r["ok"] for r in reports)
+    result = {
+        "verdict": "same history" if ok else "DIFFERS",
+        "ok": ok,
+        "seconds": round(time.monotonic() - started, 3),
+        "backup_created_at": manifest["created_at"],
+        "pins": pins_from,
+        "keys_installed": installed,
+        "services": reports,
+    }
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0 if ok else 1
+
+
+def _table(result: Mapping[str, Any]) -> str:
+    lines = []
+    for r in result["services"]:
+        chain = r["chain"]
+        state = (
+            f"intact up to {chain['head_position']}, {chain['checkpoints_checked']} signed"
+            f" checkpoints ({r['held_checkpoints']} kept)"
+            if chain["intact"]
+            else f"BROKEN at {chain['bad_position']}: {chain['problem']}"
+        )
+        head = (
+            "head as in the manifest"
+            if r["head_matches"]
+            else (
+                f"head {r['head']['position']} {r['head']['hash'][:16]}.. but the manifest says"
+                f" {r['manifest_head']['position']} {r['manifest_head']['hash'][:16]}.."
+            )
+        )
+        lines.append(
+            f"{r['service']:<10} {r['events']:>9,} events  {state}; {head};"
+            f" loaded in {r['seconds_load']:.1f} s, verified in {r['seconds_verify']:.1f} s"
+        )
+        if chain["warning"]:
+            lines.append(" " * 11 + f"WARNING: {chain['warning']}")
+        for table, counts in r["rows_differ"].items():
+            lines.append(
+                " " * 11 + f"{table}: {counts['restored']} rows, the backup had {counts['backup']}"
+            )
+    lines += [f"keys installed: {path}" for path in result["keys_installed"]]
+    lines.append(
+        f"verdict: {result['verdict']} (restored in {result['seconds']:.1f} s; backup of"
+        f" {result['backup_created_at']}; pins: {result['pins']})"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, *, urls: Mapping[str, str], env: Mapping[str, str]) -> int:
+    if args.command == "backup":
+        return _backup(args, urls, env)
+    return _restore(args, urls, env)

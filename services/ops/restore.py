@@ -1,0 +1,324 @@
+"""`twinaid restore`: a backup (services/ops/backup.py) back into a server, then proof that it
+holds the same history.
+
+Each service's database is brought to the release's schema by the service's own set-up
+(`migrate`), then every table is loaded with COPY in one transaction. A target that holds data
+is refused, unless told to replace it (the log is append-only: replacing drops the database).
+
+Events keep everything the chain seals; only `tx_id`, the writing transaction's id (which the
+sealer orders by, and which belongs to the server that wrote it), is renumbered: the restored
+server's transaction ids start lower than the old ones, and a new write must sort after
+everything restored, or the sealer would never reach it. Sealed events (and the sealer's last
+one) take ids 1 and 2, events not yet sealed at the backup 3, 4, ... in their order, and the
+server's transaction counter is moved past them.
+
+Then each log is verified (shared/sealer.py verify, with the pinned keys and against the
+checkpoints kept: the backup's and any given) and its head, rows and counts compared with the
+manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from services.ops.backup import (
+    APPEND_ONLY,
+    CHECKPOINTS,
+    FORMAT,
+    MANIFEST,
+    PINS,
+    is_archive,
+    key_path,
+    schema_scripts,
+    sha256_of,
+    table_path,
+    tables,
+)
+from shared import db as dbmod
+from shared import devstack
+from shared.event_store import PostgresEventStore
+from shared.keys import KeyRing
+
+
+class Refused(Exception):
+    """The restore would lose or mix data, or the backup is not whole: nothing was written."""
+
+
+@contextlib.contextmanager
+def opened(source: Path) -> Iterator[Path]:
+    """The backup's folder: `source` itself, or a .tar.gz unpacked in a temporary folder."""
+    if not source.exists():
+        raise Refused(f"no backup at {source}")
+    if not is_archive(source):
+        yield source
+        return
+    folder = Path(tempfile.mkdtemp(prefix="twinaid-restore-"))
+    try:
+        with tarfile.open(source, "r:gz") as tar:
+            tar.extractall(folder, filter="data")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_manifest(folder: Path, services: Sequence[str] | None) -> dict[str, Any]:
+    """The manifest, once every file it lists that is present has its sha256 and every
+    database file of `services` (None: all) is present; Refused naming what is wrong."""
+    try:
+        manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise Refused(f"{folder / MANIFEST} is not a readable manifest: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise Refused(f"{folder} is not a {FORMAT} backup (format {manifest.get('format')!r})")
+    services = services or list(manifest["services"])
+    unknown = [s for s in services if s not in manifest["services"]]
+    if unknown:
+        raise Refused(f"the backup holds no {', '.join(unknown)}")
+    needed = {table_path(s, t) for s in services for t in manifest["services"][s]["tables"]}
+    for name, digest in manifest["files"].items():
+        path = folder / name
+        if not path.exists():
+            if name in needed:
+                raise Refused(f"{name} is missing from the backup")
+            continue  # a key or the checkpoints, kept apart
+        if sha256_of(path) != digest:
+            raise Refused(f"{name} does not match its sha256 in the manifest: changed since")
+    return manifest
+
+
+async def holds_data(url: str) -> str | None:
+    """The first table of the database at `url` that holds data, if it exists and one does
+    (the row the schema set-up puts in sealer_state is not data)."""
+    admin = await asyncpg.connect(dbmod.with_database(url, "postgres"))
+    try:
+        name = dbmod.database_name(url)
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return None
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(url)
+    try:
+        for table in await tables(conn):
+            query = f'SELECT EXISTS (SELECT 1 FROM "{table}")'
+            if table == "sealer_state":
+                query = "SELECT EXISTS (SELECT 1 FROM sealer_state WHERE position > 0)"
+            if await conn.fetchval(query):
+                return table
+    finally:
+        await conn.close()
+    return None
+
+
+async def drop_database(url: str) -> None:
+    admin = await asyncpg.connect(dbmod.with_database(url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{dbmod.database_name(url)}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _columns(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+# tx_id renumbered (see the module's docstring): $1 is the sealer's last transaction
+_TX_ID = """CASE WHEN r.tx_id < $1::text::xid8 THEN '1'::xid8
+                 WHEN r.tx_id = $1::text::xid8 THEN '2'::xid8
+                 ELSE (2 + dense_rank() OVER (PARTITION BY r.tx_id > $1::text::xid8
+                                              ORDER BY r.tx_id))::text::xid8 END"""
+
+
+async def _load_events(conn: asyncpg.Connection, path: Path, columns: Sequence[str]) -> int:
+    """Load the events through a scratch table, renumbering tx_id; returns the highest
+    transaction id given."""
+    last_tx = await conn.fetchval("SELECT last_tx::text FROM sealer_state") or "0"
+    await conn.execute(
+        "CREATE TEMP TABLE twinaid_restored_events ON COMMIT DROP AS"
+        f" SELECT {_columns(columns)} FROM events WITH NO DATA"
+    )
+    await conn.copy_to_table(
+        "twinaid_restored_events", source=str(path), columns=list(columns), format="csv"
+    )
+    chosen = ", ".join(_TX_ID if c == "tx_id" else f'r."{c}"' for c in columns)
+    await conn.execute(
+        f"INSERT INTO events ({_columns(columns)}) OVERRIDING SYSTEM VALUE"
+        f" SELECT {chosen} FROM twinaid_restored_events r ORDER BY r.id",
+        last_tx,
+    )
+    await conn.execute("UPDATE sealer_state SET last_tx = '2'")
+    later = await conn.fetchval(
+        "SELECT count(DISTINCT tx_id) FROM twinaid_restored_events WHERE tx_id > $1::text::xid8",
+        last_tx,
+    )
+    return 2 + int(later)
+
+
+async def load_service(
+    service: str, url: str, folder: Path, entry: Mapping[str, Any]
+) -> dict[str, int]:
+    """Schema, then every table of the backup in one transaction; returns rows per table."""
+    await dbmod.ensure_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await dbmod.migrate(conn, service, *schema_scripts(service))
+        present = await tables(conn)
+        missing = [t for t in entry["tables"] if t not in present]
+        if missing:
+            raise Refused(f"{service}: this release has no table {', '.join(missing)}")
+        loaded: dict[str, int] = {}
+        highest_tx = 0
+        async with conn.transaction():
+            # events last: their transaction ids are renumbered from the restored sealer_state
+            for table in sorted(entry["tables"], key=lambda t: t == "events"):
+                columns = entry["tables"][table]["columns"]
+                path = folder / table_path(service, table)
+                if table not in APPEND_ONLY:
+                    await conn.execute(f'DELETE FROM "{table}"')  # what the set-up put there
+                if table == "events":
+                    highest_tx = await _load_events(conn, path, columns)
+                else:
+                    await conn.copy_to_table(
+                        table, source=str(path), columns=list(columns), format="csv"
+                    )
+                loaded[table] = int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+            for sequence, value in entry["sequences"].items():
+                await conn.execute("SELECT setval($1::regclass, $2, true)", sequence, value)
+        # new transactions must come after every restored one (one id each)
+        while int(await conn.fetchval("SELECT pg_current_xact_id()")) <= highest_tx:
+            pass
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return loaded
+
+
+async def verify_service(
+    service: str,
+    url: str,
+    entry: Mapping[str, Any],
+    *,
+    loaded: Mapping[str, int],
+    pins: Mapping[str, Sequence[str]],
+    held: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The restored log verified, and compared with the manifest."""
+    conn = await asyncpg.connect(url)
+    try:
+        verdict = await PostgresEventStore(conn).verify(
+            held_checkpoints=held, service=service, keys=KeyRing.pinned(pins)
+        )
+    finally:
+        await conn.close()
+    head = entry["head"]
+    expected = {t: int(v["rows"]) for t, v in entry["tables"].items()}
+    rows_differ = {
+        t: {"backup": n, "restored": loaded.get(t)}
+        for t, n in expected.items()
+        if loaded.get(t) != n
+    }
+    head_matches = (
+        verdict.head_position == head["position"] and verdict.head_hash.hex() == head["hash"]
+    )
+    return {
+        "service": service,
+        "events": loaded.get("events", 0),
+        "rows": dict(loaded),
+        "rows_differ": rows_differ,
+        "head": {"position": verdict.head_position, "hash": verdict.head_hash.hex()},
+        "manifest_head": dict(head),
+        "head_matches": head_matches,
+        "held_checkpoints": len(held),
+        "chain": verdict.as_dict(),
+        "ok": verdict.intact and head_matches and not rows_differ,
+    }
+
+
+def held_checkpoints(folder: Path, given: Path | None) -> list[dict[str, Any]]:
+    """The backup's checkpoints (if still with it) and those in `given` (a JSON list, or
+    {"checkpoints": [...]} as POST /v1/audit/verify takes)."""
+    held: list[dict[str, Any]] = []
+    for path in (folder / CHECKPOINTS, given):
+        if path is None or (path == folder / CHECKPOINTS and not path.exists()):
+            continue
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise Refused(f"the checkpoints in {path} are not readable: {exc}") from None
+        found = found.get("checkpoints", []) if isinstance(found, dict) else found
+        if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
+            raise Refused(f"{path} holds no list of checkpoints")
+        held += [c for c in found if c not in held]
+    return held
+
+
+def planned_keys(
+    folder: Path, manifest: Mapping[str, Any], services: Sequence[str], into: Path, *, replace: bool
+) -> list[tuple[Path, Path]]:
+    """(backed-up file, where it goes) for each key of `services` and the pins; Refused if one
+    is not with the backup or would replace another key without `replace`."""
+    wanted = [
+        (folder / key_path(s), devstack.signing_key_file(into, s))
+        for s in services
+        if manifest["services"][s].get("signing_key")
+    ]
+    if (folder / PINS).exists():
+        wanted.append((folder / PINS, devstack.pins_file(into)))
+    for source, target in wanted:
+        if not source.exists():
+            raise Refused(f"{source.name} is not with the backup (kept apart?): install it by hand")
+        if target.exists() and target.read_bytes() != source.read_bytes() and not replace:
+            raise Refused(f"{target} holds another key: pass --replace to overwrite it")
+    return wanted
+
+
+def install_keys(planned: Sequence[tuple[Path, Path]]) -> list[str]:
+    for source, target in planned:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch(mode=0o600)
+        target.chmod(0o600)
+        shutil.copyfile(source, target)
+    return [str(target) for _, target in planned]
+
+
+async def restore(
+    urls: Mapping[str, str],
+    folder: Path,
+    manifest: Mapping[str, Any],
+    *,
+    replace: bool,
+    pins: Mapping[str, Sequence[str]],
+    held: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Load every service of `urls` and verify it; Refused before writing anything if a target
+    holds data (without `replace`)."""
+    for service, url in urls.items():
+        table = await holds_data(url)
+        if table is not None and not replace:
+            raise Refused(
+                f"{service}'s database {dbmod.database_name(url)} is not empty (table {table}"
+                " holds rows): restore into a new database, or pass --replace to drop it first"
+            )
+    reports = []
+    for service, url in urls.items():
+        entry = manifest["services"][service]
+        started = time.monotonic()
+        if replace:
+            await drop_database(url)
+        loaded = await load_service(service, url, folder, entry)
+        loaded_at = time.monotonic()
+        mine = [c for c in held if c.get("service") == service]
+        report = await verify_service(service, url, entry, loaded=loaded, pins=pins, held=mine)
+        report["seconds_load"] = round(loaded_at - started, 3)
+        report["seconds_verify"] = round(time.monotonic() - loaded_at, 3)
+        reports.append(report)
+    return reports
