@@ -1,4 +1,4 @@
-"""Connection pools, database creation and schema application."""
+"""Connection pools, database creation, migrations and schema application."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from shared import migrations
 from shared.errors import ServiceUnavailable
 
 SHARED_SCHEMA = "schema.sql"
@@ -58,10 +59,18 @@ def schema_text(package: str, resource: str = SHARED_SCHEMA) -> str:
     return (importlib.resources.files(package) / resource).read_text()
 
 
-async def migrate(conn: asyncpg.Connection, service: str, *scripts: str) -> None:
+async def migrate(conn: asyncpg.Connection, service: str, *scripts: str) -> list[str]:
     """Bring `service`'s database to the current release's schema: what every process of the
-    service (API, worker) and the commands run at start-up. `scripts`: that schema's DDL."""
-    await apply_schema(conn, *scripts)
+    service (API, worker) and the commands run at start-up. The service's versioned migrations
+    (shared/migrations.py) apply what is pending, under their lock, on connections of their
+    own to the database `conn` reached; with nothing pending (every restart) it only reads.
+    Returns the migration ids applied.
+
+    `scripts`, the caller's schema DDL, are no longer run here: they are the same schema
+    (tests/shared/test_migrations.py proves it) and what scratch databases use (apply_schema).
+    """
+    del scripts
+    return await migrations.migrate(conn, service)
 
 
 async def apply_schema(conn: asyncpg.Connection, *scripts: str) -> None:
