@@ -328,6 +328,7 @@ def test_the_environments_parse_as_settings_for_their_own_service(
             secret = original_name(overlay, "Secret", refs["KAFKA_SASL_PASSWORD"][1])
             assert secret == f"twinaid-{svc}-kafka", name
             assert "FEED_API_KEY" not in env or refs["FEED_API_KEY"][0] == "Secret", name
+        assert "METRICS_TOKEN" not in env or refs["METRICS_TOKEN"][0] == "Secret", name
         with monkeypatch.context() as patch:
             for field in Settings.model_fields:
                 patch.delenv(field.upper(), raising=False)
@@ -514,7 +515,7 @@ def test_everything_is_denied_unless_a_policy_lets_it(overlay: str) -> None:
             )
 
 
-def test_apis_reach_only_postgresql_and_dns_and_take_8000_from_the_workers_that_read_them(
+def test_apis_reach_only_postgresql_and_dns_take_8000_from_their_readers_metrics_from_monitoring(
     overlay: str,
 ) -> None:
     for svc in SERVICES:
@@ -525,9 +526,18 @@ def test_apis_reach_only_postgresql_and_dns_and_take_8000_from_the_workers_that_
         assert all("namespaceSelector" in peer for peer in egress), f"{api} reaches its namespace"
         readers = {f"{other}-worker" for other in SERVICES if svc in upstreams(other)}
         assert reachable_pods(overlay, api, "ingress", API_PORT) == readers, api
+        # /metrics on a port of its own, which only the monitoring namespace reaches
+        spec = container(overlay, svc, "api")
+        metrics = int(env_of(overlay, svc, "api")["METRICS_PORT"])
+        assert port_number(spec, "metrics") == metrics != API_PORT, api
+        assert not reachable_pods(overlay, api, "ingress", metrics), api
         for rule in rules(overlay, api, "ingress"):
-            spec = container(overlay, svc, "api")
-            assert {port_number(spec, p["port"]) for p in rule["ports"]} == {API_PORT}, api
+            ports = {port_number(spec, p["port"]) for p in rule["ports"]}
+            assert ports in ({API_PORT}, {metrics}), api
+            if ports == {metrics}:
+                assert [peer["namespaceSelector"]["matchLabels"] for peer in rule["from"]] == [
+                    {"twinaid.io/monitoring": "true"}
+                ], api
 
 
 def test_workers_reach_postgresql_kafka_dns_and_exactly_their_upstreams_feeds(
