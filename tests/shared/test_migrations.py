@@ -6,6 +6,8 @@ migrate` lists and applies."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services import migrate_command
 from services.registry.demo import ORGANISATIONS
 from shared import db as dbmod
 from shared import directory, migrations
@@ -287,3 +290,167 @@ async def test_a_previous_release_database_is_upgraded_with_its_chain_intact(
         more = await write_demo(conn, service, 9)
         final = await store.verify()
         assert final.intact and final.checked == written + more
+
+
+# -- starting together, the lock, failures ---------------------------------------------------
+
+
+async def test_starters_racing_apply_each_migration_once(pg_server: str) -> None:
+    """Four processes' start-ups at once (two through a pool, as the APIs and workers do):
+    every one returns with the schema in place, and each migration ran exactly once."""
+    async with empty_database(pg_server) as url:
+        pool = dbmod.Database(url, max_size=2)
+        await pool.open()
+
+        async def through_pool() -> list[str]:
+            async with pool.connection() as conn:
+                return await dbmod.migrate(conn, "pledges", "ignored")
+
+        async def direct() -> list[str]:
+            async with connected(url) as conn:
+                return await dbmod.migrate(conn, "pledges")
+
+        try:
+            results = await asyncio.gather(through_pool(), through_pool(), direct(), direct())
+        finally:
+            await pool.close()
+        async with connected(url) as conn:
+            logged = await conn.fetch(
+                "SELECT migration_id FROM _yoyo_log WHERE operation = 'apply'"
+            )
+            assert await migrations.pending_ids(conn, "pledges") == []
+            assert await conn.fetchval("SELECT count(*) FROM yoyo_lock") == 0
+    ids = migrations.ids_of("pledges")
+    assert sorted(i for applied in results for i in applied) == sorted(ids)
+    assert sorted(r["migration_id"] for r in logged) == sorted(ids)
+
+
+@pytest.fixture
+def extra_migration(tmp_path: Path) -> Any:
+    """Registry's migrations plus one more of the test's, written by `write(sql)`."""
+    folder = tmp_path / "more"
+    folder.mkdir()
+    sources = dict(migrations.SOURCES)
+    migrations.SOURCES = {**sources, "registry": (*sources["registry"], str(folder))}
+    migrations._migrations.pop("registry", None)
+
+    def write(sql: str) -> str:
+        (folder / "test_9999_extra.sql").write_text(f"-- depends: registry_0001_baseline\n{sql}\n")
+        migrations._migrations.pop("registry", None)
+        return "test_9999_extra"
+
+    yield write
+    migrations.SOURCES = sources
+    migrations._migrations.pop("registry", None)
+
+
+async def table_exists(conn: asyncpg.Connection, name: str) -> bool:
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
+
+
+async def test_nothing_pending_takes_no_lock(pg_server: str, extra_migration: Any) -> None:
+    """A restart with nothing pending returns at once while another session holds both yoyo's
+    lock and an exclusive lock on the event log; a pending migration waits for the lock."""
+    async with (
+        empty_database(pg_server) as url,
+        connected(url) as conn,
+        connected(url) as holder,
+    ):
+        await dbmod.migrate(conn, "registry")
+        pid = await holder.fetchval("SELECT pg_backend_pid()")
+        await holder.execute(
+            "INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), $1)", pid
+        )
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            assert await asyncio.wait_for(dbmod.migrate(conn, "registry"), 60) == []
+
+        extra = extra_migration("CREATE TABLE extra_things (id integer PRIMARY KEY);")
+        waiting = asyncio.create_task(dbmod.migrate(conn, "registry"))
+        await asyncio.sleep(1.0)
+        assert not waiting.done()
+        async with connected(url) as other:
+            assert not await table_exists(other, "extra_things")
+        await holder.execute("DELETE FROM yoyo_lock")
+        assert await asyncio.wait_for(waiting, 60) == [extra]
+        assert await table_exists(conn, "extra_things")
+
+
+async def test_a_lock_left_by_a_dead_process_is_taken_over(
+    pg_server: str, extra_migration: Any
+) -> None:
+    """A starter killed while it held the lock left its row; its session is gone, so the next
+    starter takes the lock over instead of waiting for ever."""
+    async with empty_database(pg_server) as url, connected(url) as conn:
+        await dbmod.migrate(conn, "registry")
+        async with connected(url) as dead:
+            gone = await dead.fetchval("SELECT pg_backend_pid()")
+            await dead.execute(
+                "INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), $1)", gone
+            )
+        extra = extra_migration("CREATE TABLE extra_things (id integer PRIMARY KEY);")
+        assert await asyncio.wait_for(dbmod.migrate(conn, "registry"), 60) == [extra]
+        assert await conn.fetchval("SELECT count(*) FROM yoyo_lock") == 0
+
+
+async def test_a_failing_migration_is_rolled_back_and_named(
+    pg_server: str, extra_migration: Any
+) -> None:
+    async with empty_database(pg_server) as url, connected(url) as conn:
+        await dbmod.migrate(conn, "registry")
+        extra = extra_migration(
+            "CREATE TABLE extra_things (id integer PRIMARY KEY);\n"
+            "ALTER TABLE no_such_table ADD COLUMN x integer;"
+        )
+        with pytest.raises(migrations.MigrationFailed, match=f"migration {extra} failed") as e:
+            await dbmod.migrate(conn, "registry")
+        assert "no_such_table" in str(e.value)
+        assert not await table_exists(conn, "extra_things")
+        assert await migrations.pending_ids(conn, "registry") == [extra]
+        assert await conn.fetchval("SELECT count(*) FROM yoyo_lock") == 0
+
+
+# -- twinaid migrate -------------------------------------------------------------------------
+
+
+def migrate_args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    migrate_command.register(p.add_subparsers(dest="command", required=True))
+    return p.parse_args(["migrate", *argv])
+
+
+async def test_the_migrate_command_lists_and_applies(
+    pg_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with empty_database(pg_server) as reg, empty_database(pg_server) as ship:
+        databases = {"registry": reg, "pledges": "postgresql://unused/none", "shipments": ship}
+        only = ("--service", "registry", "--service", "shipments")
+
+        def run(*argv: str) -> tuple[int, str]:
+            code = migrate_command.run(migrate_args(*argv), databases=databases)
+            return code, capsys.readouterr().out
+
+        code, listed = await asyncio.to_thread(run, *only, "--list")
+        assert code == 0
+        for service in ("registry", "shipments"):
+            for i in migrations.ids_of(service):
+                assert any(i in line and "pending" in line for line in listed.splitlines())
+        code, applied = await asyncio.to_thread(run, *only)
+        assert code == 0
+        assert f"registry: applied {', '.join(migrations.ids_of('registry'))}" in applied
+        assert f"shipments: applied {', '.join(migrations.ids_of('shipments'))}" in applied
+        code, listed = await asyncio.to_thread(run, *only, "--list")
+        assert "pending" not in listed
+        for service in ("registry", "shipments"):
+            for i in migrations.ids_of(service):
+                assert any(
+                    line.split()[:1] == [i] and "UTC" in line for line in listed.splitlines()
+                )
+        code, again = await asyncio.to_thread(run, *only)
+        assert again.splitlines() == [
+            "registry: up to date, nothing to apply",
+            "shipments: up to date, nothing to apply",
+        ]
+        async with connected(ship) as conn:
+            assert await table_exists(conn, "convoys")
+            assert await table_exists(conn, "directory")
