@@ -107,7 +107,7 @@ class BearerKey(SecurityBase):
         ctx: ServiceContext = request.app.state.ctx
         assert ctx.auth is not None
         principal = await ctx.auth.authenticate(header(request, b"authorization"))
-        ctx.rate_limiter.take(principal.key_id)
+        await ctx.rate_limiter.take(principal.key_id)
         return principal
 
 

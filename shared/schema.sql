@@ -248,3 +248,12 @@ BEGIN
     GET DIAGNOSTICS appended = ROW_COUNT;
     RETURN appended;
 END $$;
+
+-- Each API key's rate-limit bucket, shared by every replica of the API (shared/ratelimit.py):
+-- `tokens` left when last spent from, `at` then (the database's clock). One row per key, so
+-- bounded by the number of keys issued, whatever the traffic.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    key_id text PRIMARY KEY,
+    tokens double precision NOT NULL,
+    at     timestamptz NOT NULL
+);

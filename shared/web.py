@@ -389,7 +389,7 @@ def create_app(
         db=database,
         metrics=metrics,
         rate_limiter=RateLimiter(
-            rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+            database, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
         ),
     )
 
