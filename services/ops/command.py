@@ -201,6 +201,12 @@ def _table(result: Mapping[str, Any]) -> str:
         )
         if chain["warning"]:
             lines.append(" " * 11 + f"WARNING: {chain['warning']}")
+        if r["tables_passed_over"]:
+            lines.append(
+                " " * 11
+                + "empty tables this release no longer has, passed over: "
+                + ", ".join(r["tables_passed_over"])
+            )
         for table, counts in r["rows_differ"].items():
             lines.append(
                 " " * 11 + f"{table}: {counts['restored']} rows, the backup had {counts['backup']}"

@@ -172,14 +172,17 @@ async def load_service(
     try:
         await dbmod.migrate(conn, service, *schema_scripts(service))
         present = await tables(conn)
+        # a table this release no longer has is refused if it held rows, else passed over
         missing = [t for t in entry["tables"] if t not in present]
-        if missing:
-            raise Refused(f"{service}: this release has no table {', '.join(missing)}")
+        lost = [t for t in missing if entry["tables"][t]["rows"]]
+        if lost:
+            raise Refused(f"{service}: this release has no table {', '.join(lost)}")
         loaded: dict[str, int] = {}
         highest_tx = 0
         async with conn.transaction():
             # events last: their transaction ids are renumbered from the restored sealer_state
-            for table in sorted(entry["tables"], key=lambda t: t == "events"):
+            wanted = [t for t in entry["tables"] if t not in missing]
+            for table in sorted(wanted, key=lambda t: t == "events"):
                 columns = entry["tables"][table]["columns"]
                 path = folder / table_path(service, table)
                 if table not in APPEND_ONLY:
@@ -224,7 +227,7 @@ async def verify_service(
     rows_differ = {
         t: {"backup": n, "restored": loaded.get(t)}
         for t, n in expected.items()
-        if loaded.get(t) != n
+        if loaded.get(t, 0) != n
     }
     head_matches = (
         verdict.head_position == head["position"] and verdict.head_hash.hex() == head["hash"]
@@ -233,6 +236,7 @@ async def verify_service(
         "service": service,
         "events": loaded.get("events", 0),
         "rows": dict(loaded),
+        "tables_passed_over": sorted(set(expected) - set(loaded)),
         "rows_differ": rows_differ,
         "head": {"position": verdict.head_position, "hash": verdict.head_hash.hex()},
         "manifest_head": dict(head),
