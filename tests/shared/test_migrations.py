@@ -454,3 +454,19 @@ async def test_the_migrate_command_lists_and_applies(
         async with connected(ship) as conn:
             assert await table_exists(conn, "convoys")
             assert await table_exists(conn, "directory")
+
+
+async def test_a_database_migrated_by_a_newer_release_is_named(
+    pg_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rolled-back deployment starts on a database a newer release migrated: it runs, and
+    says which migrations it does not know."""
+    async with empty_database(pg_server) as url, connected(url) as conn:
+        await dbmod.migrate(conn, "shipments")
+        await conn.execute(
+            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc)"
+            " VALUES ('x', 'shipments_9999_from_the_future', now())"
+        )
+        with caplog.at_level("WARNING", logger="twinaid.migrations"):
+            assert await dbmod.migrate(conn, "shipments") == []
+    assert "shipments_9999_from_the_future" in caplog.text
