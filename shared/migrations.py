@@ -18,7 +18,7 @@ holds the lock, a starter looks again at what is pending, so each migration runs
 names the PostgreSQL backend of the session holding it (not a client's process id, which
 another machine may share): a row whose session is gone, left by a process killed while it
 migrated, is taken over instead of blocking every later start (yoyo's own lock needs
-`yoyo break-lock` then). With nothing pending, nothing is locked at all (`pending_ids` reads
+`yoyo break-lock` then). With nothing pending, nothing is locked at all (`migrate` reads
 the applied ids on the caller's own connection): a restart takes no lock DDL would need.
 """
 
