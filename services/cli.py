@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 from pydantic import BaseModel
 
+from services import migrate_command
 from services.audit import command as audit_command
 from services.audit import signing_keys
 from services.ops import command as ops_command
@@ -253,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("contracts", help="write every event type's JSON Schema document")
     audit_command.register(commands)
     ops_command.register(commands)
+    migrate_command.register(commands)
     cu = commands.add_parser(
         "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
     )
@@ -309,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         return audit_command.run(args, databases=urls, scratch_server=server_url(os.environ))
     if args.command in ("backup", "restore"):
         return ops_command.run(args, urls=urls, env=os.environ)
+    if args.command == "migrate":
+        return migrate_command.run(args, databases=urls)
     if args.command == "catch-up":
         applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream))
         for upstream, n in applied.items():
