@@ -5,10 +5,15 @@ replicas of an API admit what ONE bucket allows, not N times it. Each request sp
 token with one statement on a pooled connection (no explicit transaction): an upsert that
 refills the key's bucket by the time elapsed on the database's clock and spends a token only
 if a whole one is there. The row is locked for that statement alone, so two replicas cannot
-both spend the last token; a refused request writes nothing.
+both spend the last token; a refused request changes nothing.
 
-A bucket is a row per key (`tokens`, `at`: the level and when it was last spent from), so the
-table holds at most one row per API key ever issued: it does not grow with traffic."""
+The table is UNLOGGED: no WAL, so a statement's commit waits for no disk flush, and the row
+lock that serialises one key's requests is held for microseconds (a logged table doubled the
+statement's cost and held the lock through the flush). What that gives up is harmless: after
+a crash of PostgreSQL (or on a promoted standby) the table starts empty, every bucket full.
+
+A bucket is a row per key (`tokens`, `at`: its level and the time of that level), so the table
+holds at most one row per API key ever issued: it does not grow with traffic."""
 
 from __future__ import annotations
 
