@@ -246,14 +246,17 @@ class DevStackRun:
         raise LookupError(f"no {kind} of {service} running")
 
     def answering(self) -> bool:
-        """Every API ready and every worker answering, on the URLs printed at start-up."""
+        """Every API and every worker ready (`/readyz`), on the URLs printed at start-up."""
         assert self.printed is not None
         try:
             for service in SERVICES:
                 api = self.printed.apis[service]
                 if httpx.get(f"{api}/readyz", timeout=2).status_code != 200:
                     return False
-                if httpx.get(self.printed.workers[service], timeout=2).status_code != 200:
+                if (
+                    httpx.get(f"{self.printed.workers[service]}/readyz", timeout=2).status_code
+                    != 200
+                ):
                     return False
         except httpx.HTTPError:
             return False

@@ -515,18 +515,17 @@ def test_everything_is_denied_unless_a_policy_lets_it(overlay: str) -> None:
             )
 
 
-def test_apis_reach_postgresql_the_broker_for_readyz_take_8000_from_readers_metrics_from_monitoring(
+def test_apis_reach_postgresql_not_the_broker_take_8000_from_readers_metrics_from_monitoring(
     overlay: str,
 ) -> None:
     for svc in SERVICES:
         api = f"{svc}-api"
         outside = external_ports(overlay, api)
-        # the broker only for /readyz's TCP connect (shared/routes.py): no Kafka credentials
-        kafka_port = int(env_of(overlay, svc, "api")["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":")[1])
+        # never the broker: an API's worker relays what it writes, its /readyz checks its
+        # database only (shared/routes.py)
         assert outside == {
             "kube-system": {53},
             "twinaid-postgres": {postgres_port(svc)},
-            "twinaid-kafka": {kafka_port},
         }, api
         egress = [peer for rule in rules(overlay, api, "egress") for peer in peers(rule, "egress")]
         assert all("namespaceSelector" in peer for peer in egress), f"{api} reaches its namespace"

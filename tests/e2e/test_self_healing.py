@@ -92,13 +92,13 @@ async def consumers_state(printed: Printed, slugs: list[str]) -> dict[str, objec
 
 
 def healed(printed: Printed, writer: Writer) -> bool:
-    """Every API ready and every worker answering on the URLs printed at start-up, and every
+    """Every API and every worker ready on the URLs printed at start-up, and every
     write acknowledged so far applied at every consumer."""
     try:
         for service, api in printed.apis.items():
             if httpx.get(f"{api}/readyz", timeout=2).status_code != 200:
                 return False
-            if httpx.get(printed.workers[service], timeout=2).status_code != 200:
+            if httpx.get(f"{printed.workers[service]}/readyz", timeout=2).status_code != 200:
                 return False
         state = asyncio.run(consumers_state(printed, list(writer.acknowledged)))
     except (httpx.HTTPError, OSError, asyncpg.PostgresError):

@@ -72,7 +72,8 @@ async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
 
 CATALOG: dict[str, str] = {
     "relations": """
-        SELECT c.relname, c.relkind::text, coalesce(pg_get_viewdef(c.oid), '')
+        SELECT c.relname, c.relkind::text, c.relpersistence::text,
+            coalesce(pg_get_viewdef(c.oid), '')
         FROM pg_class c
         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r','p','v','m','c')
     """,
