@@ -7,6 +7,8 @@ version when every event was applied exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import asyncpg
 
 from shared.consumer import Handler, Incoming
@@ -23,7 +25,26 @@ CREATE TABLE IF NOT EXISTS directory (
     applied_events  integer NOT NULL DEFAULT 1
 );
 ALTER TABLE directory ADD COLUMN IF NOT EXISTS aliases text[] NOT NULL DEFAULT '{}';
+-- where the organisation is, WGS 84 degrees (the registry's `coordinates`); both or neither
+ALTER TABLE directory ADD COLUMN IF NOT EXISTS lat double precision;
+ALTER TABLE directory ADD COLUMN IF NOT EXISTS lon double precision;
 """
+
+
+def _coordinates(value: object) -> tuple[float | None, float | None]:
+    """(lat, lon) of the registry's `{"lat", "lon"}`, (None, None) for null. Anything else
+    (a string, a boolean, NaN, out of range) is Implausible: the registry never sends it."""
+    if value is None:
+        return None, None
+    if isinstance(value, Mapping) and set(value) == {"lat", "lon"}:
+        lat, lon = value["lat"], value["lon"]
+        if (
+            all(isinstance(x, int | float) and not isinstance(x, bool) for x in (lat, lon))
+            and -90 <= lat <= 90
+            and -180 <= lon <= 180
+        ):
+            return float(lat), float(lon)
+    raise Implausible(f"coordinates {value!r} are not a latitude and longitude in range")
 
 
 async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
@@ -32,6 +53,7 @@ async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
     is refused (Implausible: the consumer quarantines it)."""
     d = event.data
     values = (str(d["organisation_id"]), str(d["name"]), str(d["kind"]), str(d["country"]))
+    lat, lon = _coordinates(d.get("coordinates"))
     held = await conn.fetchrow(
         "SELECT name, kind, country FROM directory WHERE organisation_id = $1", values[0]
     )
@@ -41,13 +63,15 @@ async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
             f" ({held['kind']}, {held['country']}): a second registration may not overwrite it"
         )
     await conn.execute(
-        "INSERT INTO directory (organisation_id, name, kind, country, aliases, source_position)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (organisation_id) DO UPDATE"
-        " SET aliases = excluded.aliases, source_position = excluded.source_position,"
+        "INSERT INTO directory (organisation_id, name, kind, country, aliases, source_position,"
+        " lat, lon) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (organisation_id)"
+        " DO UPDATE SET aliases = excluded.aliases, source_position = excluded.source_position,"
         " applied_events = directory.applied_events + 1",
         *values,
         [str(a) for a in d.get("aliases", [])],
         event.position,
+        lat,
+        lon,
     )
 
 
@@ -78,14 +102,34 @@ async def alias_added(conn: asyncpg.Connection, event: Incoming) -> None:
 
 
 async def corrected(conn: asyncpg.Connection, event: Incoming) -> None:
+    """Kind, country and coordinates as corrected (coordinates null: no longer known)."""
     changes = event.data.get("changes", {})
+    located = "coordinates" in changes
+    lat, lon = _coordinates(changes["coordinates"]) if located else (None, None)
     await _update(
         conn,
         event,
-        "kind = coalesce($3, kind), country = coalesce($4, country)",
+        "kind = coalesce($3, kind), country = coalesce($4, country),"
+        " lat = CASE WHEN $5 THEN $6 ELSE lat END, lon = CASE WHEN $5 THEN $7 ELSE lon END",
         changes.get("kind"),
         changes.get("country"),
+        located,
+        lat,
+        lon,
     )
+
+
+async def locations(
+    conn: asyncpg.Connection, organisation_ids: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Where the registry says each of these organisations is, `{"lat", "lon"}`; one it gives
+    no coordinates for (or never announced) is not in the answer."""
+    rows = await conn.fetch(
+        "SELECT organisation_id, lat, lon FROM directory"
+        " WHERE organisation_id = ANY($1::text[]) AND lat IS NOT NULL AND lon IS NOT NULL",
+        list(organisation_ids),
+    )
+    return {r["organisation_id"]: {"lat": r["lat"], "lon": r["lon"]} for r in rows}
 
 
 async def counted(conn: asyncpg.Connection, event: Incoming) -> None:

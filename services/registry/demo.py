@@ -34,9 +34,17 @@ class Org(NamedTuple):
     country: str
     region: str | None
     aliases: tuple[str, ...] = ()
+    # (lat, lon), 4 decimals (about 10 m): the centre of the town the organisation is in (the
+    # sources give no addresses); a region's or a ministry's: its seat's
+    centre: tuple[float, float] | None = None
+
+    @property
+    def coordinates(self) -> dict[str, float] | None:
+        return None if self.centre is None else {"lat": self.centre[0], "lon": self.centre[1]}
 
     def body(self) -> dict[str, Any]:
-        return {**self._asdict(), "aliases": list(self.aliases)}
+        fields = {k: v for k, v in self._asdict().items() if k != "centre"}
+        return {**fields, "aliases": list(self.aliases), "coordinates": self.coordinates}
 
 
 ORGANISATIONS: list[Org] = [
@@ -48,8 +56,17 @@ ORGANISATIONS: list[Org] = [
         "UA",
         "Kharkiv Oblast",
         ("Charkiw", "Kharkov", "Kharkiv City Council", "Харків", "Харьков"),
+        centre=(49.9935, 36.2304),
     ),
-    Org("lille", "Lille", CITY, "FR", "Hauts-de-France", ("Ville de Lille", "Rijsel")),
+    Org(
+        "lille",
+        "Lille",
+        CITY,
+        "FR",
+        "Hauts-de-France",
+        ("Ville de Lille", "Rijsel"),
+        centre=(50.6292, 3.0573),
+    ),
     Org(
         "chu-lille",
         "CHU de Lille",
@@ -57,6 +74,7 @@ ORGANISATIONS: list[Org] = [
         "FR",
         "Hauts-de-France",
         ("Centre hospitalier universitaire de Lille", "Lille University Hospital"),
+        centre=(50.6100, 3.0340),
     ),
     Org(
         "fondation-de-lille",
@@ -65,23 +83,50 @@ ORGANISATIONS: list[Org] = [
         "FR",
         "Hauts-de-France",
         ("Lille Foundation",),
+        centre=(50.6292, 3.0573),
     ),
     # Leeds and Kharkiv: vans of donations, the Leeds Together for Ukraine appeal
-    Org("leeds", "Leeds", CITY, "GB", "West Yorkshire", ("Leeds City Council",)),
+    Org(
+        "leeds",
+        "Leeds",
+        CITY,
+        "GB",
+        "West Yorkshire",
+        ("Leeds City Council",),
+        centre=(53.8008, -1.5491),
+    ),
     Org(
         "leeds-community-foundation",
         "Leeds Community Foundation",
         FOUNDATION,
         "GB",
         "West Yorkshire",
+        centre=(53.8008, -1.5491),
     ),
-    Org("leeds-charity-lunch", "Leeds Charity Lunch", NGO, "GB", "West Yorkshire"),
-    Org("brno", "Brno", CITY, "CZ", "South Moravian Region", ("Brünn",)),
+    Org(
+        "leeds-charity-lunch",
+        "Leeds Charity Lunch",
+        NGO,
+        "GB",
+        "West Yorkshire",
+        centre=(53.8008, -1.5491),
+    ),
+    Org("brno", "Brno", CITY, "CZ", "South Moravian Region", ("Brünn",), centre=(49.1951, 16.6068)),
     # The 2022 wave of new sister cities
-    Org("kyiv", "Kyiv", CITY, "UA", "Kyiv", ("Kiev", "Kiew", "Kijów", "Київ")),
-    Org("paris", "Paris", CITY, "FR", "Île-de-France", ("Ville de Paris",)),
-    Org("hamburg", "Hamburg", CITY, "DE", "Hamburg", ("Hambourg",)),
-    Org("madrid", "Madrid", CITY, "ES", "Community of Madrid"),
+    Org(
+        "kyiv",
+        "Kyiv",
+        CITY,
+        "UA",
+        "Kyiv",
+        ("Kiev", "Kiew", "Kijów", "Київ"),
+        centre=(50.4501, 30.5234),
+    ),
+    Org(
+        "paris", "Paris", CITY, "FR", "Île-de-France", ("Ville de Paris",), centre=(48.8566, 2.3522)
+    ),
+    Org("hamburg", "Hamburg", CITY, "DE", "Hamburg", ("Hambourg",), centre=(53.5511, 9.9937)),
+    Org("madrid", "Madrid", CITY, "ES", "Community of Madrid", centre=(40.4168, -3.7038)),
     Org(
         "chernivtsi",
         "Chernivtsi",
@@ -89,23 +134,56 @@ ORGANISATIONS: list[Org] = [
         "UA",
         "Chernivtsi Oblast",
         ("Czernowitz", "Cernăuți", "Чернівці"),
+        centre=(48.2921, 25.9358),
     ),
-    Org("dusseldorf", "Düsseldorf", CITY, "DE", "North Rhine-Westphalia"),
-    Org("mannheim", "Mannheim", CITY, "DE", "Baden-Württemberg"),
-    Org("metz", "Metz", CITY, "FR", "Grand Est"),
-    Org("lublin", "Lublin", CITY, "PL", "Lublin Voivodeship"),
-    Org("chernihiv", "Chernihiv", CITY, "UA", "Chernihiv Oblast", ("Chernigov", "Чернігів")),
-    Org("rzeszow", "Rzeszów", CITY, "PL", "Subcarpathian Voivodeship"),
-    Org("rivne", "Rivne", CITY, "UA", "Rivne Oblast", ("Rovno", "Рівне")),
-    Org("federal-way", "Federal Way", CITY, "US", "Washington"),
-    Org("bourges", "Bourges", CITY, "FR", "Centre-Val de Loire"),
-    Org("korosten", "Korosten", CITY, "UA", "Zhytomyr Oblast", ("Коростень",)),
-    Org("gdynia", "Gdynia", CITY, "PL", "Pomeranian Voivodeship"),
-    Org("pardubice", "Pardubice", CITY, "CZ", "Pardubice Region"),
-    Org("zhytomyr", "Zhytomyr", CITY, "UA", "Zhytomyr Oblast", ("Zhitomir", "Житомир")),
-    Org("poprad", "Poprad", CITY, "SK", "Prešov Region", ("Poprád",)),
+    Org("dusseldorf", "Düsseldorf", CITY, "DE", "North Rhine-Westphalia", centre=(51.2277, 6.7735)),
+    Org("mannheim", "Mannheim", CITY, "DE", "Baden-Württemberg", centre=(49.4875, 8.4660)),
+    Org("metz", "Metz", CITY, "FR", "Grand Est", centre=(49.1193, 6.1757)),
+    Org("lublin", "Lublin", CITY, "PL", "Lublin Voivodeship", centre=(51.2465, 22.5684)),
     Org(
-        "uzhhorod", "Uzhhorod", CITY, "UA", "Zakarpattia Oblast", ("Uzhgorod", "Ungvár", "Ужгород")
+        "chernihiv",
+        "Chernihiv",
+        CITY,
+        "UA",
+        "Chernihiv Oblast",
+        ("Chernigov", "Чернігів"),
+        centre=(51.4982, 31.2893),
+    ),
+    Org("rzeszow", "Rzeszów", CITY, "PL", "Subcarpathian Voivodeship", centre=(50.0412, 21.9991)),
+    Org(
+        "rivne", "Rivne", CITY, "UA", "Rivne Oblast", ("Rovno", "Рівне"), centre=(50.6199, 26.2516)
+    ),
+    Org("federal-way", "Federal Way", CITY, "US", "Washington", centre=(47.3223, -122.3126)),
+    Org("bourges", "Bourges", CITY, "FR", "Centre-Val de Loire", centre=(47.0810, 2.3988)),
+    Org(
+        "korosten",
+        "Korosten",
+        CITY,
+        "UA",
+        "Zhytomyr Oblast",
+        ("Коростень",),
+        centre=(50.9502, 28.6384),
+    ),
+    Org("gdynia", "Gdynia", CITY, "PL", "Pomeranian Voivodeship", centre=(54.5189, 18.5305)),
+    Org("pardubice", "Pardubice", CITY, "CZ", "Pardubice Region", centre=(50.0343, 15.7812)),
+    Org(
+        "zhytomyr",
+        "Zhytomyr",
+        CITY,
+        "UA",
+        "Zhytomyr Oblast",
+        ("Zhitomir", "Житомир"),
+        centre=(50.2547, 28.6587),
+    ),
+    Org("poprad", "Poprad", CITY, "SK", "Prešov Region", ("Poprád",), centre=(49.0614, 20.2980)),
+    Org(
+        "uzhhorod",
+        "Uzhhorod",
+        CITY,
+        "UA",
+        "Zakarpattia Oblast",
+        ("Uzhgorod", "Ungvár", "Ужгород"),
+        centre=(48.6208, 22.2879),
     ),
     Org(
         "mindev-ukraine",
@@ -114,8 +192,17 @@ ORGANISATIONS: list[Org] = [
         "UA",
         None,
         ("Minregion",),
+        centre=(50.4501, 30.5234),
     ),
-    Org("mississippi", "State of Mississippi", REGION, "US", "Mississippi", ("Mississippi",)),
+    Org(
+        "mississippi",
+        "State of Mississippi",
+        REGION,
+        "US",
+        "Mississippi",
+        ("Mississippi",),
+        centre=(32.2988, -90.1848),
+    ),
     Org(
         "khmelnytskyi-region",
         "Khmelnytskyi region",
@@ -123,14 +210,46 @@ ORGANISATIONS: list[Org] = [
         "UA",
         "Khmelnytskyi Oblast",
         ("Khmelnytskyi Oblast", "Khmelnytska oblast", "Хмельницька область"),
+        centre=(49.4229, 26.9871),
     ),
-    Org("bucha", "Bucha", CITY, "UA", "Kyiv Oblast", ("Буча",)),
-    Org("bergamo", "Bergamo", CITY, "IT", "Lombardy", ("Comune di Bergamo",)),
-    Org("irpin", "Irpin", CITY, "UA", "Kyiv Oblast", ("Irpen", "Irpin City Council", "Ірпінь")),
-    Org("miami", "Miami", CITY, "US", "Florida", ("City of Miami",)),
-    Org("chortkiv", "Chortkiv", CITY, "UA", "Ternopil Oblast", ("Czortków", "Чортків")),
-    Org("talsi", "Talsi", CITY, "LV", "Talsi Municipality"),
-    Org("bergisch-gladbach", "Bergisch Gladbach", CITY, "DE", "North Rhine-Westphalia"),
+    Org("bucha", "Bucha", CITY, "UA", "Kyiv Oblast", ("Буча",), centre=(50.5436, 30.2131)),
+    Org(
+        "bergamo",
+        "Bergamo",
+        CITY,
+        "IT",
+        "Lombardy",
+        ("Comune di Bergamo",),
+        centre=(45.6983, 9.6773),
+    ),
+    Org(
+        "irpin",
+        "Irpin",
+        CITY,
+        "UA",
+        "Kyiv Oblast",
+        ("Irpen", "Irpin City Council", "Ірпінь"),
+        centre=(50.5218, 30.2506),
+    ),
+    Org("miami", "Miami", CITY, "US", "Florida", ("City of Miami",), centre=(25.7617, -80.1918)),
+    Org(
+        "chortkiv",
+        "Chortkiv",
+        CITY,
+        "UA",
+        "Ternopil Oblast",
+        ("Czortków", "Чортків"),
+        centre=(49.0172, 25.7983),
+    ),
+    Org("talsi", "Talsi", CITY, "LV", "Talsi Municipality", centre=(57.2447, 22.5889)),
+    Org(
+        "bergisch-gladbach",
+        "Bergisch Gladbach",
+        CITY,
+        "DE",
+        "North Rhine-Westphalia",
+        centre=(50.9918, 7.1361),
+    ),
     # CEMR's Bridges of Trust: Fastiv and Druskininkai
     Org(
         "cemr",
@@ -139,10 +258,26 @@ ORGANISATIONS: list[Org] = [
         "BE",
         "Brussels",
         ("CEMR", "CCRE", "European section of United Cities and Local Governments"),
+        centre=(50.8503, 4.3517),
     ),
-    Org("platforma", "PLATFORMA", ASSOCIATION, "BE", "Brussels"),
-    Org("fastiv", "Fastiv", CITY, "UA", "Kyiv Oblast", ("Fastov", "Фастів")),
-    Org("fastiv-hospital", "Fastiv hospital", HOSPITAL, "UA", "Kyiv Oblast"),
+    Org("platforma", "PLATFORMA", ASSOCIATION, "BE", "Brussels", centre=(50.8503, 4.3517)),
+    Org(
+        "fastiv",
+        "Fastiv",
+        CITY,
+        "UA",
+        "Kyiv Oblast",
+        ("Fastov", "Фастів"),
+        centre=(50.0760, 29.9177),
+    ),
+    Org(
+        "fastiv-hospital",
+        "Fastiv hospital",
+        HOSPITAL,
+        "UA",
+        "Kyiv Oblast",
+        centre=(50.0760, 29.9177),
+    ),
     Org(
         "druskininkai",
         "Druskininkai",
@@ -150,6 +285,7 @@ ORGANISATIONS: list[Org] = [
         "LT",
         "Alytus County",
         ("Druskininkai municipality", "Druskieniki"),
+        centre=(54.0157, 23.9712),
     ),
 ]
 
@@ -519,6 +655,8 @@ class Summary(NamedTuple):
     partnerships_present: int
     status_changes: int
     left_alone: tuple[str, ...]  # suspended or ended since: not moved
+    # present without coordinates (registered by a demo that had none): given them now
+    organisations_located: int = 0
 
 
 # a 429 is waited out this many times before it counts as a refusal
@@ -562,24 +700,56 @@ def _replayed(response: httpx.Response) -> bool:
     return bool(response.headers.get("Idempotent-Replayed") == "true")
 
 
-async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int]:
-    """Register every organisation; returns (newly registered, already present).
+async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int, int]:
+    """Register every organisation; returns (newly registered, already present, present
+    without coordinates and given them: `_locate`).
 
     Raises httpx.HTTPStatusError on any answer other than 201 or 409.
     """
-    registered = present = 0
+    registered = present = located = 0
     for org in ORGANISATIONS:
         body = org.body()
         response = await _send(
             client, "POST", "/v1/organisations", json=body, headers=_keyed(idempotency_key(body))
         )
-        if response.status_code == 409 or _replayed(response):
+        if response.status_code == 409:
+            present += 1
+            located += await _locate(client, org)
+        elif _replayed(response):
             present += 1
         elif response.status_code == 201:
             registered += 1
         else:
             raise _refused(body["organisation_id"], response)
-    return registered, present
+    return registered, present, located
+
+
+LOCATED_REASON = "demo data: the centre of the town it is in, from the design sources"
+
+
+async def _locate(client: httpx.AsyncClient, org: Org) -> bool:
+    """An organisation registered by an earlier demo without coordinates gets them (a
+    correction); True if it did. One that has coordinates, whatever they are, is left alone,
+    and so is a 409 that was not this organisation (a namesake: 404 here)."""
+    oid = org.organisation_id
+    response = await _send(client, "GET", f"/v1/organisations/{oid}")
+    if response.status_code == 404 or org.coordinates is None:
+        return False
+    if response.status_code != 200:
+        raise _refused(oid, response)
+    if response.json().get("coordinates") is not None:
+        return False
+    body = {"coordinates": org.coordinates, "reason": LOCATED_REASON}
+    corrected = await _send(
+        client,
+        "POST",
+        f"/v1/organisations/{oid}/corrections",
+        json=body,
+        headers=_keyed(f"demo-location-{oid}-{_digest(body)}"),
+    )
+    if corrected.status_code != 200:
+        raise _refused(f"{oid} (coordinates)", corrected)
+    return not _replayed(corrected)
 
 
 async def _status(client: httpx.AsyncClient, partnership_id: str) -> str | None:
@@ -650,7 +820,7 @@ async def load(client: httpx.AsyncClient) -> Summary:
     `client` carries the base URL and a registry_admin key. Raises httpx.HTTPStatusError on any
     refusal other than "already there".
     """
-    registered, present = await load_organisations(client)
+    registered, present, located = await load_organisations(client)
     proposed = already = changes = 0
     left_alone: list[str] = []
     for partnership in PARTNERSHIPS:
@@ -660,7 +830,7 @@ async def load(client: httpx.AsyncClient) -> Summary:
         changes += moved
         if left:
             left_alone.append(partnership.partnership_id)
-    return Summary(registered, present, proposed, already, changes, tuple(left_alone))
+    return Summary(registered, present, proposed, already, changes, tuple(left_alone), located)
 
 
 async def _load_from(url: str, key: str) -> Summary:
@@ -683,6 +853,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"registry: {summary.organisations_registered} organisations registered,"
         f" {summary.organisations_present} already present"
+        + (
+            f", {summary.organisations_located} given their coordinates"
+            if summary.organisations_located
+            else ""
+        )
     )
     print(
         f"registry: {summary.partnerships_proposed} partnerships proposed,"

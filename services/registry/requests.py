@@ -39,8 +39,15 @@ class _In(BaseModel):
 
 
 class CoordinatesIn(_In):
-    lat: Annotated[float, Field(ge=-90, le=90)]
-    lon: Annotated[float, Field(ge=-180, le=180)]
+    """Where an organisation is (its town's centre, its premises): WGS 84 degrees, JSON numbers
+    only (no strings, booleans, NaN or infinities)."""
+
+    lat: Annotated[
+        float, Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="latitude")
+    ]
+    lon: Annotated[
+        float, Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="longitude")
+    ]
 
 
 class ContactIn(_In):

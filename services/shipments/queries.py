@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from services.shipments import access
+from services.shipments import access, views
 from services.shipments.domain import ON_THE_ROAD
-from shared import pagination
+from shared import directory, pagination
 from shared.auth import Principal
 from shared.errors import NotFound
 
@@ -69,7 +69,14 @@ async def convoy(conn: asyncpg.Connection, caller: Principal, convoy_id: str) ->
     if row is None:
         raise NotFound(f"convoy {convoy_id} does not exist")
     access.require_read(caller, parties_of(row), convoy_id)
-    return _document(caller, row)
+    return await located(conn, _document(caller, row))
+
+
+async def located(conn: asyncpg.Connection, document: dict[str, Any]) -> dict[str, Any]:
+    """A convoy document with its origin's and destination's locations from the directory
+    (views.with_locations)."""
+    ends = [document["origin_id"], document["destination_id"]]
+    return views.with_locations(document, await directory.locations(conn, ends))
 
 
 async def convoys(

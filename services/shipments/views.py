@@ -3,6 +3,7 @@ document, and `?as_of=` builds the same from the log. Who may see which parts is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -177,4 +178,23 @@ def document(state: domain.Convoy) -> dict[str, Any]:
         ),
         "discrepancies": discrepancies(state),
         "version": state.version,
+    }
+
+
+def with_locations(
+    document: Mapping[str, Any], places: Mapping[str, Mapping[str, float]]
+) -> dict[str, Any]:
+    """The document with where its origin and destination are, `{"lat", "lon"}` or None:
+    `places` (organisation id -> coordinates) is the directory's, as the registry says now
+    (directory.locations). Not part of `document`: where an organisation is belongs to the
+    registry, not to the convoy's log, and may be corrected after the convoy was planned."""
+
+    def at(organisation_id: str) -> dict[str, float] | None:
+        place = places.get(organisation_id)
+        return None if place is None else {"lat": place["lat"], "lon": place["lon"]}
+
+    return {
+        **document,
+        "origin_location": at(document["origin_id"]),
+        "destination_location": at(document["destination_id"]),
     }
