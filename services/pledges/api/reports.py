@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
-from services.pledges import domain, reports, totals
+from services.pledges import domain, iati, partnerships, reports, totals
 from services.pledges.tables import Conversion, Table
 from shared import instants
+from shared.errors import NotFound, ValidationFailed
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -111,6 +112,43 @@ async def totals_report(
     async with ctx.db.connection() as conn:
         table = await totals.totals(conn, filters, by=by)
     return _answer(table, format, totals.TOTAL_MONEY, conversion)
+
+
+@router.get(
+    "/exports/iati",
+    response_model=None,
+    tags=["exports"],
+    responses={200: {"content": {"application/xml": {}}, "description": "IATI 2.03 XML"}},
+)
+async def iati_export(
+    ctx: Ctx, caller: Caller, organisation: Id = None, partnership: Id = None
+) -> Response:
+    """IATI 2.03 activity XML of one organisation (its needs, the pledges it made or received)
+    or one partnership (pledges made under it, its parties' needs): needs and pledges as
+    activities, their pledges, commitments and money or goods that arrived as transactions
+    (docs/exports.md, "IATI"). Like the reports, readable with any key; internal notes and
+    contacts are never exported."""
+    if (organisation is None) == (partnership is None):
+        detail = "name either organisation or partnership (one of them)"
+        raise ValidationFailed(
+            detail,
+            extra={"invalid_params": [{"name": "organisation", "reason": detail}]},
+        )
+    async with ctx.db.connection() as conn:
+        if organisation is not None and not await iati.organisation_known(conn, organisation):
+            raise NotFound(f"organisation {organisation} is not in the registry")
+        if partnership is not None and await partnerships.lookup(conn, partnership) is None:
+            raise NotFound(f"partnership {partnership} is not in the registry")
+        data = await iati.load(conn, organisation=organisation, partnership=partnership)
+    subject = f"organisation {organisation}" if organisation else f"partnership {partnership}"
+    if data.empty:
+        raise NotFound(f"{subject} has no needs or pledges to publish")
+    name = f"iati-{organisation or partnership}.xml"
+    return Response(
+        iati.document(data, generated_at=ctx.clock()),
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/reference", tags=["reference"])
