@@ -1,12 +1,15 @@
-"""Shipments read routes: tracking views, timelines, discrepancies, loadable pledge lines."""
+"""Shipments read routes: tracking views, timelines, discrepancies, deliveries, loadable
+pledge lines; convoys, a convoy's manifest, deliveries and discrepancies also as HXL-tagged CSV
+(`format=csv`), a convoy's steps as EPCIS 2.0 JSON-LD (docs/exports.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
 
-from services.shipments import access, domain, handlers, ledger, queries, views
+from services.shipments import access, domain, epcis, handlers, ledger, queries, tables, views
 from services.shipments.requests import (
     AsOf,
     ConvoyId,
@@ -15,15 +18,31 @@ from services.shipments.requests import (
     LineRef,
     OrgFilter,
 )
-from shared import instants
+from shared import hxl, instants
 from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1")
 
+Format = Annotated[
+    Literal["json", "csv"],
+    Query(description="csv: a header row, then a row of HXL hashtags, then the rows"),
+]
 
-@router.get("/convoys", tags=["tracking"])
+
+def _csv(
+    name: str, columns: list[hxl.Column], rows: list[dict[str, Any]], **headers: str
+) -> Response:
+    return Response(
+        hxl.to_csv(columns, rows),
+        media_type=hxl.MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"', **headers},
+    )
+
+
+@router.get("/convoys", tags=["tracking"], response_model=None)
 async def list_convoys(
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     status: domain.ConvoyStatus | None = None,
@@ -37,12 +56,14 @@ async def list_convoys(
     departs_to: Annotated[instants.QueryInstant | None, Query()] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> dict[str, Any]:
+    format: Format = "json",
+) -> dict[str, Any] | Response:
     """Convoys the caller plays a part in (auditors: all), by status, by any organisation's
     part (`organisation`), pledge, donor, recipient, carrier, origin and departure period;
-    newest departure first."""
+    newest departure first. As CSV, the page's convoys with the next page in a `Link`
+    header."""
     async with ctx.db.connection() as conn:
-        return await queries.convoys(
+        page = await queries.convoys(
             conn,
             caller,
             status=status.value if status else None,
@@ -57,6 +78,14 @@ async def list_convoys(
             cursor=cursor,
             limit=limit,
         )
+        if format == "json":
+            return page
+        rows = await tables.named(conn, [tables.convoy_row(x) for x in page["items"]])
+    links = {}
+    if page["next_cursor"]:
+        url = request.url.include_query_params(cursor=page["next_cursor"])
+        links["Link"] = f'<{url}>; rel="next"'
+    return _csv("convoys", tables.CONVOYS, rows, **links)
 
 
 @router.get("/tracking/in-transit", tags=["tracking"])
@@ -67,23 +96,44 @@ async def in_transit(ctx: Ctx, caller: Caller, organisation: OrgFilter = None) -
         return await queries.in_transit(conn, caller, organisation=organisation, now=ctx.clock())
 
 
-@router.get("/convoys/{convoy_id}", tags=["tracking"])
+@router.get("/convoys/{convoy_id}", tags=["tracking"], response_model=None)
 async def get_convoy(
-    convoy_id: ConvoyId, ctx: Ctx, caller: Caller, as_of: AsOf = None
-) -> dict[str, Any]:
+    convoy_id: ConvoyId, ctx: Ctx, caller: Caller, as_of: AsOf = None, format: Format = "json"
+) -> dict[str, Any] | Response:
     """A convoy: status, position (last checkpoint), custody holder, manifest with what is
     lost, in transit and delivered per line, incidents, delivery and discrepancies. Drivers
     and named people only for the carrier, the recipient and auditors. `as_of` folds the
-    log up to that instant."""
+    log up to that instant. As CSV: its manifest, a row per line with what became of it."""
     async with ctx.db.connection() as conn:
         if as_of is None:
-            return await queries.convoy(conn, caller, convoy_id)
-        state = await handlers.load_convoy(conn, convoy_id, as_of=as_of)
-    if not state.exists:
-        raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
-    parties = handlers.parties(state)
-    access.require_read(caller, parties, convoy_id)
-    return {**access.convoy_for(caller, views.document(state), parties), "as_of": as_of.isoformat()}
+            document = await queries.convoy(conn, caller, convoy_id)
+        else:
+            state = await handlers.load_convoy(conn, convoy_id, as_of=as_of)
+            if not state.exists:
+                raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
+            parties = handlers.parties(state)
+            access.require_read(caller, parties, convoy_id)
+            document = {
+                **access.convoy_for(caller, views.document(state), parties),
+                "as_of": as_of.isoformat(),
+            }
+        if format == "json":
+            return document
+        rows = await tables.named(conn, tables.manifest_rows(document))
+    return _csv(f"convoy-{convoy_id}-manifest", tables.MANIFEST, rows)
+
+
+@router.get("/convoys/{convoy_id}/epcis", tags=["tracking"], response_model=None)
+async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Response:
+    """The convoy's steps as a GS1 EPCIS 2.0 JSON-LD document (CBV business steps and
+    dispositions, a quantity per manifest line), showing exactly what the convoy view and its
+    timeline show the caller."""
+    async with ctx.db.connection() as conn:
+        document = await queries.convoy(conn, caller, convoy_id)
+        timeline = await queries.timeline(conn, caller, convoy_id)
+    return JSONResponse(
+        epcis.document(document, timeline, now=ctx.clock()), media_type=epcis.MEDIA_TYPE
+    )
 
 
 @router.get("/convoys/{convoy_id}/timeline", tags=["tracking"])
@@ -93,12 +143,33 @@ async def timeline(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> dict[str, A
         return await queries.timeline(conn, caller, convoy_id)
 
 
-@router.get("/discrepancies", tags=["tracking"])
-async def discrepancies(ctx: Ctx, caller: Caller, organisation: OrgFilter = None) -> dict[str, Any]:
+@router.get("/discrepancies", tags=["tracking"], response_model=None)
+async def discrepancies(
+    ctx: Ctx, caller: Caller, organisation: OrgFilter = None, format: Format = "json"
+) -> dict[str, Any] | Response:
     """Lines that arrived damaged or short, or were lost on the road: the sender, recipient
     and carrier see every line of their convoys, a donor its own lines."""
     async with ctx.db.connection() as conn:
-        return await queries.discrepancies(conn, caller, organisation=organisation)
+        found = await queries.discrepancies(conn, caller, organisation=organisation)
+        if format == "json":
+            return found
+        rows = await tables.named(conn, [tables.discrepancy_row(x) for x in found["items"]])
+    return _csv("discrepancies", tables.DISCREPANCIES, rows)
+
+
+@router.get("/deliveries", tags=["tracking"], response_model=None)
+async def deliveries(
+    ctx: Ctx, caller: Caller, organisation: OrgFilter = None, format: Format = "json"
+) -> dict[str, Any] | Response:
+    """Every line of every confirmed delivery of the caller's convoys (by any organisation's
+    part), newest delivery first: loaded, lost, received, damaged, short. Another donor's
+    line keeps what was loaded, not what became of it."""
+    async with ctx.db.connection() as conn:
+        rows = await tables.deliveries(conn, caller, organisation=organisation)
+        if format == "json":
+            return {"items": rows}
+        rows = await tables.named(conn, rows)
+    return _csv("deliveries", tables.DELIVERIES, rows)
 
 
 @router.get("/pledge-lines", tags=["pledge lines"])

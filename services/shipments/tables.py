@@ -1,0 +1,236 @@
+"""Convoys, a convoy's manifest, deliveries and discrepancies as HXL-tagged CSV
+(shared/hxl.py), built from the convoy documents exactly as the caller may read them (every
+row comes from access.convoy_for / seen_by: another donor's figures are empty cells).
+
+HXL (docs/exports.md, "HXL for convoys"): the convoy is `#activity` (+code its id, +name its
+reference); FTS-style organisations: donors `#org+funder`, the recipient `#org+impl`, the
+origin `#org+origin`, the carrier `#org+carrier` (+code the registry id, the bare tag its
+name); goods `#item+name`, `#item+type` (category), `#item+unit`, `#item+code` (the class
+identifier the EPCIS export uses); quantities `#indicator+num+<what>`; dates `#date+<what>`;
+last position `#loc+name`, `#geo+lat`, `#geo+lon`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import asyncpg
+
+from services.shipments import access, epcis, queries
+from shared.auth import Principal
+from shared.hxl import Column
+
+CONVOY = [
+    Column("convoy_id", "Convoy", "#activity+code"),
+    Column("reference", "Reference", "#activity+name"),
+]
+RECIPIENT = [
+    Column("destination_id", "Recipient id", "#org+impl+code"),
+    Column("recipient", "Recipient", "#org+impl"),
+]
+ORIGIN = [
+    Column("origin_id", "Origin id", "#org+origin+code"),
+    Column("origin", "Origin", "#org+origin"),
+]
+DONOR = [
+    Column("donor_id", "Donor id", "#org+funder+code"),
+    Column("donor", "Donor", "#org+funder"),
+]
+LINE = [
+    Column("manifest_line_id", "Manifest line", "#meta+id+manifest_line"),
+    Column("pledge_id", "Pledge", "#meta+id+pledge"),
+    Column("line_id", "Pledge line", "#meta+id+line"),
+    *DONOR,
+    Column("item_code", "Item class", "#item+code"),
+    Column("category", "Category", "#item+type"),
+    Column("item", "Item", "#item+name"),
+    Column("unit", "Unit", "#item+unit"),
+]
+FIGURES = [
+    Column("lost", "Lost on the road", "#indicator+num+lost"),
+    Column("received", "Received in good condition", "#indicator+num+received"),
+    Column("damaged", "Damaged", "#indicator+num+damaged"),
+    Column("short", "Short", "#indicator+num+short"),
+]
+
+CONVOYS = [
+    *CONVOY,
+    Column("status", "Status", "#status"),
+    *ORIGIN,
+    *RECIPIENT,
+    Column("carrier_id", "Carrier id", "#org+carrier+code"),
+    Column("carrier", "Carrier", "#org+carrier"),
+    Column("donors", "Donor ids", "#org+funder+code"),
+    Column("donor_names", "Donors", "#org+funder"),
+    Column("planned_departure", "Planned departure", "#date+planned"),
+    Column("dispatched_at", "Dispatched", "#date+dispatched"),
+    Column("arrived_at", "Arrived", "#date+arrived"),
+    Column("delivered_at", "Delivered", "#date+delivered"),
+    Column("weight_kg", "Weight (kg)", "#indicator+num+weight"),
+    Column("place", "Last seen at", "#loc+name"),
+    Column("lat", "Latitude", "#geo+lat"),
+    Column("lon", "Longitude", "#geo+lon"),
+    Column("last_news_at", "Last news", "#date+news"),
+    Column("custody_id", "Custody holder id", "#org+custody+code"),
+    Column("delivery_outcome", "Delivery", "#status+delivery"),
+    Column("discrepancies", "Discrepant lines", "#indicator+num+discrepancies"),
+]
+MANIFEST = [
+    *CONVOY,
+    *RECIPIENT,
+    *LINE,
+    Column("vehicle", "Vehicle", "#meta+vehicle"),
+    Column("state", "Line state", "#status"),
+    Column("loaded_at", "Loaded", "#date+loaded"),
+    Column("quantity", "Loaded quantity", "#indicator+num+loaded"),
+    Column("weight_kg", "Weight (kg)", "#indicator+num+weight"),
+    Column("in_transit", "In transit", "#indicator+num+in_transit"),
+    *FIGURES,
+]
+DELIVERIES = [
+    *CONVOY,
+    *ORIGIN,
+    *RECIPIENT,
+    Column("delivered_at", "Delivered", "#date+delivered"),
+    Column("outcome", "Delivery", "#status+delivery"),
+    Column("confirmed_by", "Confirmed by", "#contact+name"),
+    Column("confirmed_role", "Role", "#contact+role"),
+    *LINE,
+    Column("loaded", "Loaded quantity", "#indicator+num+loaded"),
+    *FIGURES,
+]
+DISCREPANCIES = [
+    *CONVOY,
+    Column("status", "Status", "#status"),
+    *ORIGIN,
+    *RECIPIENT,
+    *LINE,
+    Column("loaded", "Loaded quantity", "#indicator+num+loaded"),
+    *FIGURES,
+]
+
+
+async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
+    """Organisation id -> name as the registry holds it."""
+    rows = await conn.fetch(
+        "SELECT organisation_id, name FROM directory WHERE organisation_id = ANY($1)",
+        sorted(set(ids)),
+    )
+    return {r["organisation_id"]: r["name"] for r in rows}
+
+
+def _orgs(rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    keys = ("origin_id", "destination_id", "carrier_id", "donor_id", "custody_id")
+    found = {str(r[k]) for r in rows for k in keys if r.get(k)}
+    return found | {d for r in rows for d in r.get("donors", ())}
+
+
+def _name(rows: list[dict[str, Any]], known: Mapping[str, str]) -> list[dict[str, Any]]:
+    for row in rows:
+        for key, name in (
+            ("origin_id", "origin"),
+            ("destination_id", "recipient"),
+            ("carrier_id", "carrier"),
+            ("donor_id", "donor"),
+        ):
+            if row.get(key):
+                row[name] = known.get(row[key], row[key])
+        if "donors" in row:
+            row["donor_names"] = [known.get(d, d) for d in row["donors"]]
+    return rows
+
+
+async def named(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _name(rows, await names(conn, _orgs(rows)))
+
+
+def convoy_row(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of the convoys table from a convoy summary (queries.summary)."""
+    position = summary.get("position") or {}
+    coordinates = position.get("coordinates") or {}
+    return {
+        **summary,
+        "place": position.get("place"),
+        "lat": coordinates.get("lat"),
+        "lon": coordinates.get("lon"),
+        "last_news_at": (summary.get("last_news") or {}).get("occurred_at"),
+        "custody_id": (summary.get("custody") or {}).get("organisation_id"),
+    }
+
+
+def _line(line: Mapping[str, Any]) -> dict[str, Any]:
+    return {**line, "item_code": epcis.class_uri(line["pledge_id"], line["line_id"])}
+
+
+def manifest_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per manifest line of a convoy document already cut for the caller."""
+    rows = []
+    for line in document["manifest"]:
+        delivered = line.get("delivered") or {}
+        rows.append(
+            {
+                "convoy_id": document["convoy_id"],
+                "reference": document["reference"],
+                "destination_id": document["destination_id"],
+                **_line(line),
+                **{k: delivered.get(k) for k in ("received", "damaged", "short")},
+            }
+        )
+    return rows
+
+
+def delivery_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per line a delivery confirmed, from a convoy document cut for the caller."""
+    delivery = document.get("delivery")
+    if not delivery:
+        return []
+    confirmed = delivery.get("confirmed_by") or {}
+    rows = []
+    for line in document["manifest"]:
+        if line["state"] != "loaded":
+            continue
+        delivered = line.get("delivered") or {}
+        rows.append(
+            {
+                "convoy_id": document["convoy_id"],
+                "reference": document["reference"],
+                "origin_id": document["origin_id"],
+                "destination_id": document["destination_id"],
+                "delivered_at": delivery["occurred_at"],
+                "outcome": delivery["outcome"],
+                "confirmed_by": confirmed.get("name"),
+                "confirmed_role": confirmed.get("role"),
+                **_line(line),
+                "loaded": line["quantity"],
+                **{k: delivered.get(k) for k in ("received", "damaged", "short")},
+            }
+        )
+    return rows
+
+
+def discrepancy_row(item: Mapping[str, Any]) -> dict[str, Any]:
+    return _line(item)
+
+
+async def deliveries(
+    conn: asyncpg.Connection, caller: Principal, *, organisation: str | None
+) -> list[dict[str, Any]]:
+    """Every delivered line of the convoys the caller reads, newest delivery first."""
+    rows = await conn.fetch(
+        f"""
+        SELECT c.convoy_id, c.origin_id, c.destination_id, c.carrier_id, c.donors, c.document
+        FROM convoys c
+        WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
+          AND {queries.INVOLVES.format(o="$1")} AND {queries.INVOLVES.format(o="$2")}
+        ORDER BY (c.document -> 'delivery' ->> 'occurred_at')::timestamptz DESC, c.convoy_id
+        """,
+        access.visible_to(caller),
+        organisation,
+    )
+    out = []
+    for row in rows:
+        document = access.convoy_for(caller, json.loads(row["document"]), queries.parties_of(row))
+        out += delivery_rows(document)
+    return out

@@ -1,0 +1,45 @@
+"""Tables as CSV with a row of HXL hashtags under the header (the Humanitarian Exchange
+Language, so that HDX, libhxl and the OCHA tools read the columns): the generic part every
+service's CSV exports share. FTS-style attributes: `#org+funder` for whoever gives,
+`#org+impl` for whoever receives and implements, `+code` on identifiers, `#indicator+num+...`
+for quantities, `#value+...` for money, `#date+...` for dates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MEDIA_TYPE = "text/csv; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    hxl: str
+
+
+def cell(value: Any) -> str:
+    """None is an empty cell; a list is its items joined with "; "."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "; ".join(cell(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_csv(columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]) -> str:
+    """The header row, the HXL hashtag row, then one row per mapping (CRLF, RFC 4180)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([c.label for c in columns])
+    writer.writerow([c.hxl for c in columns])
+    for row in rows:
+        writer.writerow([cell(row.get(c.key)) for c in columns])
+    return out.getvalue()
