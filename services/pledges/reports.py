@@ -5,6 +5,11 @@ gap). Filters: period, donor, recipient, partnership, programme, category.
 The period applies to when a pledge was made and a need posted (UTC dates, inclusive). A
 partnership or programme filter keeps pledges made under it, and needs of its parties.
 Totals (totals.py) count lines as need coverage does.
+
+HXL hashtags follow the FTS style (docs/exports.md, "HXL for pledges"): the donor is
+`#org+funder`, the recipient `#org+impl` (each with `+code` for the registry id), money
+`#value+required|pledged|committed|received|paid|outstanding|gap`, the category's DAC purpose
+code `#sector+code` (the IATI mapping), the recipient's country `#country+code`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from services.pledges import domain, queries
+from services.pledges.iati import SECTORS
 from services.pledges.tables import Column, Table
 
 fmt = domain.quantities.fmt
@@ -94,19 +100,51 @@ def _q(value: Decimal | None) -> str | None:
     return fmt(value) if value is not None else None
 
 
+async def countries(conn: asyncpg.Connection, ids: list[str]) -> dict[str, str]:
+    """Each organisation's country (ISO 3166-1 alpha-2) as the registry holds it."""
+    rows = await conn.fetch(
+        "SELECT organisation_id, country FROM directory WHERE organisation_id = ANY($1)",
+        sorted(set(ids)),
+    )
+    return {r["organisation_id"]: r["country"] for r in rows}
+
+
+def sector(category: str | None) -> str | None:
+    """The category's OECD DAC 5-digit purpose code (services/pledges/iati.py SECTORS)."""
+    return SECTORS[category].code if category in SECTORS else None
+
+
+def _committed(r: asyncpg.Record, value: int | None) -> int | None:
+    """A line's committed value as the totals count it: all of it once binding, what arrived
+    once withdrawn (goods valued pro rata from the donor's estimate), nothing while pledged."""
+    if value is None:
+        return None
+    if r["status"] in domain.BINDING:
+        return value
+    if r["status"] != "withdrawn":
+        return 0
+    if r["kind"] == "money":
+        return int(r["received"])
+    if not r["quantity"]:
+        return 0
+    return int((Decimal(value) * r["delivered"] / r["quantity"]).to_integral_value())
+
+
 PLEDGE_COLUMNS = [
     Column("pledge_id", "Pledge", "#meta+id+pledge"),
     Column("line_id", "Line", "#meta+id+line"),
     Column("date", "Pledged on", "#date+pledged"),
-    Column("donor_id", "Donor id", "#org+donor+code"),
-    Column("donor", "Donor", "#org+donor"),
-    Column("recipient_id", "Recipient id", "#org+recipient+code"),
-    Column("recipient", "Recipient", "#org+recipient"),
-    Column("partnership_id", "Partnership", "#meta+partnership"),
-    Column("programme", "Programme", "#meta+programme"),
+    Column("donor_id", "Donor id", "#org+funder+code"),
+    Column("donor", "Donor", "#org+funder"),
+    Column("recipient_id", "Recipient id", "#org+impl+code"),
+    Column("recipient", "Recipient", "#org+impl"),
+    Column("country", "Recipient country", "#country+code"),
+    Column("partnership_id", "Partnership", "#activity+code+partnership"),
+    Column("programme", "Programme", "#activity+name+programme"),
     Column("status", "Status", "#status"),
     Column("kind", "Kind", "#meta+kind"),
     Column("category", "Category", "#item+type"),
+    Column("sector", "DAC sector", "#sector+code"),
     Column("item", "Item", "#item+name"),
     Column("need_id", "Need", "#meta+need"),
     Column("unit", "Unit", "#item+unit"),
@@ -118,11 +156,14 @@ PLEDGE_COLUMNS = [
     Column("remaining", "Remaining", "#indicator+num+remaining", "quantity"),
     Column("weight_kg", "Estimated weight (kg)", "#indicator+num+weight", "quantity"),
     Column("currency", "Currency", "#currency"),
-    Column("value", "Value", "#value", "money"),
+    Column("value", "Value", "#value+pledged", "money"),
+    Column("committed", "Committed", "#value+committed", "money"),
     Column("received", "Received", "#value+received", "money"),
     Column("outstanding", "Outstanding", "#value+outstanding", "money"),
     Column("donor_figure", "Donor's own figure", "#meta+donor_figure"),
 ]
+
+PLEDGE_MONEY = ["value", "committed", "received", "outstanding"]
 
 
 async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
@@ -130,9 +171,11 @@ async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
     org_names = await queries.names(
         conn, [o for r in rows for o in (r["donor_id"], r["recipient_id"])]
     )
+    org_countries = await countries(conn, [r["recipient_id"] for r in rows])
     out = []
     for r in rows:
         money = r["kind"] == "money"
+        value = r["amount"] if money else r["value_amount"]
         row = {
             "pledge_id": r["pledge_id"],
             "line_id": r["line_id"],
@@ -141,11 +184,13 @@ async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
             "donor": org_names.get(r["donor_id"], r["donor_id"]),
             "recipient_id": r["recipient_id"],
             "recipient": org_names.get(r["recipient_id"], r["recipient_id"]),
+            "country": org_countries.get(r["recipient_id"]),
             "partnership_id": r["partnership_id"],
             "programme": r["programme"],
             "status": r["status"],
             "kind": r["kind"],
             "category": r["category"],
+            "sector": sector(r["category"]),
             "item": r["item"],
             "need_id": r["need_id"],
             "unit": r["unit"],
@@ -157,7 +202,8 @@ async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
             "remaining": None if money else fmt(max(ZERO, r["quantity"] - r["delivered"])),
             "weight_kg": _q(r["weight_kg"]),
             "currency": r["currency"] if money else r["value_currency"],
-            "value": r["amount"] if money else r["value_amount"],
+            "value": value,
+            "committed": _committed(r, value),
             "received": r["received"] if money else None,
             "outstanding": max(0, r["amount"] - r["received"]) if money else None,
             "donor_figure": r["donor_figure"],
@@ -170,13 +216,15 @@ NEED_COLUMNS = [
     Column("need_id", "Need", "#meta+id"),
     Column("posted_on", "Posted on", "#date+posted"),
     Column("deadline", "Deadline", "#date+deadline"),
-    Column("recipient_id", "Recipient id", "#org+recipient+code"),
-    Column("recipient", "Recipient", "#org+recipient"),
+    Column("recipient_id", "Recipient id", "#org+impl+code"),
+    Column("recipient", "Recipient", "#org+impl"),
+    Column("country", "Country", "#country+code"),
     Column("kind", "Kind", "#meta+kind"),
     Column("category", "Category", "#item+type"),
+    Column("sector", "DAC sector", "#sector+code"),
     Column("description", "Description", "#item+name"),
     Column("priority", "Priority", "#meta+priority"),
-    Column("serves", "Serves", "#sector"),
+    Column("serves", "Serves", "#meta+serves"),
     Column("status", "Status", "#status"),
     Column("unit", "Unit", "#item+unit"),
     *(
@@ -193,7 +241,7 @@ NEED_COLUMNS = [
     *(
         Column(f"{k}_amount", label, f"#value+{tag}", "money")
         for k, tag, label in (
-            ("target", "target", "Target amount"),
+            ("target", "required", "Target amount"),
             ("pledged", "pledged", "Pledged amount"),
             ("committed", "committed", "Committed amount"),
             ("delivered", "received", "Received amount"),
@@ -213,6 +261,7 @@ NEED_MONEY = [
 async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
     rows = await need_rows(conn, f)
     org_names = await queries.names(conn, [r["recipient_id"] for r in rows])
+    org_countries = await countries(conn, [r["recipient_id"] for r in rows])
     out = []
     for r in rows:
         money = r["kind"] == "money"
@@ -222,8 +271,10 @@ async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
             "deadline": r["deadline"].isoformat() if r["deadline"] else None,
             "recipient_id": r["recipient_id"],
             "recipient": org_names.get(r["recipient_id"], r["recipient_id"]),
+            "country": org_countries.get(r["recipient_id"]),
             "kind": r["kind"],
             "category": r["category"],
+            "sector": sector(r["category"]),
             "description": r["description"],
             "priority": r["priority"],
             "serves": list(r["serves"]),

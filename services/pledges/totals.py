@@ -3,6 +3,10 @@
 Lines count as need coverage counts them (domain.coverage): withdrawn lines keep only what
 arrived. Requested and gap come from the recipient's needs: cancelled ones are left out, closed
 ones count as requested with no gap left to find. A donor's totals have neither.
+
+HXL (FTS style): the organisation is `#org+impl` per recipient, `#org+funder` per donor; what
+arrived is `#value+received` for a recipient and `#value+paid` for a donor; requested is
+`#value+required`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Literal
 import asyncpg
 
 from services.pledges import domain, queries
-from services.pledges.reports import Filters, lines, need_rows
+from services.pledges.reports import Filters, countries, lines, need_rows, sector
 from services.pledges.tables import Column, Table
 
 fmt = domain.quantities.fmt
@@ -34,12 +38,27 @@ _QTY = (
 )
 
 
+ORG_TAG = {"recipient": "#org+impl", "donor": "#org+funder"}
+MONEY_TAG = {
+    "requested": "#value+required",
+    "funding_gap": "#value+gap",
+}
+
+
+def _money_tag(key: str, by: By) -> str:
+    if key == "received" and by == "donor":
+        return "#value+paid"
+    return MONEY_TAG.get(key, f"#value+{key}")
+
+
 def total_columns(by: By) -> list[Column]:
     return [
-        Column("organisation_id", f"{by.title()} id", f"#org+{by}+code"),
-        Column("organisation", by.title(), f"#org+{by}"),
+        Column("organisation_id", f"{by.title()} id", f"{ORG_TAG[by]}+code"),
+        Column("organisation", by.title(), ORG_TAG[by]),
+        Column("country", "Country", "#country+code"),
         Column("kind", "Kind", "#meta+kind"),
         Column("category", "Category", "#item+type"),
+        Column("sector", "DAC sector", "#sector+code"),
         Column("unit", "Unit", "#item+unit"),
         *(
             Column(
@@ -52,12 +71,7 @@ def total_columns(by: By) -> list[Column]:
         ),
         Column("currency", "Currency", "#currency"),
         *(
-            Column(
-                k,
-                k.replace("_", " ").capitalize(),
-                "#value+gap" if k == "funding_gap" else f"#value+{k}",
-                "money",
-            )
+            Column(k, k.replace("_", " ").capitalize(), _money_tag(k, by), "money")
             for k in TOTAL_MONEY
         ),
     ]
@@ -127,10 +141,13 @@ async def totals(conn: asyncpg.Connection, f: Filters, *, by: By) -> Table:
     if by == "recipient":
         _add_needs(groups, await need_rows(conn, f))
     org_names = await queries.names(conn, [k[0] for k in groups])
+    org_countries = await countries(conn, [k[0] for k in groups])
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], groups[k]["kind"], k[1], k[2])):
         row = groups[key]
         row["organisation"] = org_names.get(key[0], key[0])
+        row["country"] = org_countries.get(key[0])
+        row["sector"] = sector(row["category"])
         if row["kind"] == "in_kind":
             row.update({k: fmt(row[k]) for k in _QTY})
             if by == "donor":

@@ -114,19 +114,19 @@ async def test_csv_has_a_header_row_then_hxl_hashtags(api: PledgesApi) -> None:
     assert response.headers["content-type"].startswith("text/csv")
     header, tags, *rows = list(csv.reader(io.StringIO(response.text)))
     assert {
-        "#org+donor",
-        "#org+recipient",
+        "#org+funder",
+        "#org+impl",
         "#item+name",
-        "#value",
+        "#value+pledged",
         "#currency",
         "#date+pledged",
     } <= set(tags)
     assert len(header) == len(tags)
     [row] = [dict(zip(tags, r, strict=True)) for r in rows]
     assert (
-        row["#org+donor"],
-        row["#org+recipient"],
-        row["#value"],
+        row["#org+funder"],
+        row["#org+impl"],
+        row["#value+pledged"],
         row["#currency"],
         row["#date+pledged"],
     ) == ("Leeds Community Foundation", "Kharkiv", "140000.00", "GBP", "2022-04-01")

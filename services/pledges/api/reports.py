@@ -93,7 +93,7 @@ async def pledges_report(
     conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
         table = await reports.pledge_lines(conn, filters)
-    return _answer(table, format, ["value", "received", "outstanding"], conversion)
+    return _answer(table, format, reports.PLEDGE_MONEY, conversion)
 
 
 @router.get("/reports/totals", response_model=None)
