@@ -22,13 +22,15 @@ from shared.web import Caller, Ctx
 
 ASSETS = Path(__file__).with_name("board")
 BOARD_SERVICES = ("registry", "pledges", "shipments")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png)$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png|json)$")
 _TYPES = {
     "html": "text/html; charset=utf-8",
     "js": "text/javascript; charset=utf-8",
     "css": "text/css; charset=utf-8",
     "svg": "image/svg+xml",
     "png": "image/png",
+    # the message catalogues, i18n-<lang>.json
+    "json": "application/json",
 }
 
 router = APIRouter(prefix="/board", tags=["board"])

@@ -1,5 +1,7 @@
 // The three APIs as the browser reaches them, with the key kept in this tab's session only.
 
+import { t } from "./i18n.js";
+
 const KEY = "twinaid.board.key";
 let config = null;
 
@@ -74,7 +76,7 @@ async function problemOf(response) {
 export async function api(service, path, options = {}) {
   const base = urlOf(service);
   if (!base) {
-    throw new ApiError(0, { title: `The ${service} API is not configured for this board` }, service);
+    throw new ApiError(0, { title: t("api.not_configured", { service }) }, service);
   }
   const key = options.key ?? session.key;
   const headers = { Accept: "application/json", ...(options.headers || {}) };
@@ -95,7 +97,7 @@ export async function api(service, path, options = {}) {
     });
   } catch (error) {
     if (error.name === "AbortError") throw error;
-    throw new ApiError(0, { title: `The ${service} API cannot be reached`, detail: String(error.message || error) }, service);
+    throw new ApiError(0, { title: t("api.unreachable", { service }), detail: String(error.message || error) }, service);
   }
   if (!response.ok) {
     const error = new ApiError(response.status, await problemOf(response), service);

@@ -5,9 +5,10 @@ import { ApiError, loadConfig, onSignedOut, session, whoami } from "./api.js";
 import { auditPage } from "./audit.js";
 import { boardPage } from "./board.js";
 import { convoyPage } from "./convoy.js";
-import { errorBox, h, replace } from "./dom.js";
+import { errorBox, h, offsetName, replace } from "./dom.js";
 import { field } from "./forms.js";
-import { startLive, stopLive } from "./live.js";
+import { LANGUAGES, ZONES, browserZone, currentLanguage, loadLanguage, remember, t, term, translateStatic, zone } from "./i18n.js";
+import { showLive, startLive, stopLive } from "./live.js";
 import { municipalityPage } from "./municipality.js";
 
 const ROUTES = [
@@ -22,15 +23,15 @@ let cleanup = null;
 let generation = 0;
 
 function signInPage(message) {
-  document.title = "Sign in · twinaid convoys";
+  document.title = `${t("signin.title")} · ${t("page.title")}`;
   const form = h(
     "form",
     { class: "record signin", novalidate: true, "aria-labelledby": "signin-h" },
-    h("h1", { id: "signin-h", tabindex: "-1" }, "Sign in"),
-    h("p", {}, "Paste your twinaid API key. It stays in this browser tab only and is forgotten when the tab closes."),
+    h("h1", { id: "signin-h", tabindex: "-1" }, t("signin.title")),
+    h("p", {}, t("signin.intro")),
     h("div", { class: "form-errors", tabindex: "-1", hidden: true }),
-    field({ name: "key", label: "API key", type: "password", required: true, autocomplete: "off", spellcheck: "false", hint: "It looks like twa_<id>_<secret>." }),
-    h("button", { type: "submit" }, "Sign in"),
+    field({ name: "key", label: t("signin.key"), type: "password", required: true, autocomplete: "off", spellcheck: "false", hint: t("signin.key_hint") }),
+    h("button", { type: "submit" }, t("signin.button")),
   );
   const input = form.querySelector("input");
   const error = form.querySelector(".field-error");
@@ -44,7 +45,7 @@ function signInPage(message) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const key = input.value.trim();
-    if (!key) return fail("Enter your API key.");
+    if (!key) return fail(t("signin.empty"));
     const button = form.querySelector("button");
     button.disabled = true;
     try {
@@ -52,7 +53,7 @@ function signInPage(message) {
       session.key = key;
     } catch (e) {
       const detail = e instanceof ApiError ? e.problem.detail || e.message : String(e);
-      fail(e instanceof ApiError && e.status === 401 ? `This key was refused: ${detail}.` : `Could not sign in: ${detail}`);
+      fail(e instanceof ApiError && e.status === 401 ? t("signin.refused", { detail }) : t("signin.failed", { detail }));
       return;
     } finally {
       button.disabled = false;
@@ -65,7 +66,7 @@ function signInPage(message) {
   input.focus();
 }
 
-function signedIn() {
+function signedIn({ live = true } = {}) {
   const who = session.who;
   const nav = document.getElementById("nav");
   nav.hidden = false;
@@ -73,11 +74,11 @@ function signedIn() {
   replace(
     document.getElementById("who"),
     h("span", { class: "org" }, who.organisation),
-    h("span", { class: "roles" }, ` · ${who.roles.join(", ")}`),
+    h("span", { class: "roles" }, ` · ${who.roles.map(term).join(", ")}`),
     " ",
-    h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
+    h("button", { type: "button", class: "link", onclick: signOut }, t("signin.sign_out")),
   );
-  startLive();
+  if (live) startLive();
 }
 
 function signOut(message) {
@@ -107,10 +108,10 @@ async function render() {
     else link.removeAttribute("aria-current");
   }
   if (!found) {
-    replace(main(), h("h1", { tabindex: "-1" }, "Not found"), h("p", {}, h("a", { href: "#/board" }, "Back to the board")));
+    replace(main(), h("h1", { tabindex: "-1" }, t("notfound.title")), h("p", {}, h("a", { href: "#/board" }, t("notfound.back"))));
     return;
   }
-  document.title = "twinaid convoys";
+  document.title = t("page.title");
   const [match, page] = found;
   try {
     const done = await page(main(), params, match[1] ? decodeURIComponent(match[1]) : null);
@@ -130,7 +131,50 @@ function focusHeading() {
   if (heading) heading.focus({ preventScroll: false });
 }
 
+/** The language and time zone choices in the header; a change is remembered and redraws. */
+function preferences() {
+  const language = h(
+    "select",
+    { id: "pref-language" },
+    Object.entries(LANGUAGES).map(([code, name]) => h("option", { value: code, lang: code, selected: code === currentLanguage() }, name)),
+  );
+  const zones = [...new Set([browserZone(), zone(), ...ZONES])];
+  const timeZone = h(
+    "select",
+    { id: "pref-zone" },
+    zones.map((z) => h("option", { value: z, selected: z === zone() }, z)),
+  );
+  const redraw = async () => {
+    remember(language.value, timeZone.value);
+    await loadLanguage(language.value);
+    translateStatic();
+    showLive();
+    preferences();
+    if (session.who) signedIn({ live: false });
+    await render();
+  };
+  language.addEventListener("change", redraw);
+  timeZone.addEventListener("change", redraw);
+  replace(
+    document.getElementById("prefs"),
+    h("label", { for: "pref-language", class: "visually-hidden" }, t("prefs.language")),
+    language,
+    h("label", { for: "pref-zone", class: "pref-zone-label" }, t("prefs.times_in")),
+    timeZone,
+    h("span", { id: "zone-offset", class: "zone-offset" }, offsetName()),
+  );
+}
+
 async function start() {
+  try {
+    await loadLanguage();
+  } catch (error) {
+    replace(main(), errorBox(error));
+    return;
+  }
+  translateStatic();
+  showLive();
+  preferences();
   // the skip link must not change the address: the address is the page
   document.querySelector(".skip").addEventListener("click", (event) => {
     event.preventDefault();
@@ -139,17 +183,17 @@ async function start() {
   try {
     await loadConfig();
   } catch (error) {
-    replace(main(), errorBox(error, "the board's configuration"));
+    replace(main(), errorBox(error, t("what.configuration")));
     return;
   }
-  onSignedOut(() => signOut("Your key is no longer accepted: sign in again."));
+  onSignedOut(() => signOut(t("signin.expired")));
   if (session.key) {
     try {
       session.who = await whoami(session.key);
       signedIn();
     } catch (error) {
       session.key = null;
-      signInPage(error instanceof ApiError && error.status === 401 ? "Your key is no longer accepted: sign in again." : null);
+      signInPage(error instanceof ApiError && error.status === 401 ? t("signin.expired") : null);
       return;
     }
   }

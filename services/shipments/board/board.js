@@ -1,11 +1,14 @@
 // The board: convoys with their last checkpoint, custody and age of news, updated live.
 
 import { all, api, loadDirectory, nameOf, query } from "./api.js";
-import { ago, announce, errorBox, h, label, loading, replace, time } from "./dom.js";
+import { csvButton, fileName } from "./csv.js";
+import { ago, announce, errorBox, fromZoned, h, label, loading, replace, time } from "./dom.js";
+import { t, zone } from "./i18n.js";
 import { ON_THE_ROAD, STALE_AFTER_SECONDS, STATUSES, eventName, eventSummary, party, place, statusBadge } from "./labels.js";
 import { subscribe } from "./live.js";
 
 const ROAD = "road";
+const COLUMNS = ["col.convoy", "col.from_to", "col.status", "col.last_checkpoint", "col.custody", "col.last_news"];
 const ALL = "all";
 
 function readFilters(params) {
@@ -19,10 +22,12 @@ function readFilters(params) {
 
 function startOfDay(value, plusDays = 0) {
   if (!value) return null;
-  const date = new Date(`${value}T00:00:00`);
-  if (Number.isNaN(date.getTime())) return null;
-  date.setDate(date.getDate() + plusDays);
-  return date;
+  // a day of the page's time zone: its midnight, as an instant
+  const date = fromZoned(value);
+  if (!date) return null;
+  if (!plusDays) return date;
+  const next = new Date(Date.UTC(...value.split("-").map((v, i) => Number(v) - (i === 1 ? 1 : 0))) + plusDays * 86400_000);
+  return fromZoned(next.toISOString().slice(0, 10));
 }
 
 function departs(convoy) {
@@ -58,8 +63,8 @@ function organisationOptions(select, selected, convoys, directory) {
   const option = (id) => h("option", { value: id, selected: id === selected }, nameOf(id));
   const others = directory.map((o) => o.organisation_id).filter((id) => !seen.has(id)).sort(byName);
   select.append(
-    h("optgroup", { label: "In these convoys" }, [...seen].sort(byName).map(option)),
-    others.length ? h("optgroup", { label: "Every organisation" }, others.map(option)) : null,
+    h("optgroup", { label: t("board.in_these_convoys") }, [...seen].sort(byName).map(option)),
+    others.length ? h("optgroup", { label: t("board.every_organisation") }, others.map(option)) : null,
   );
 }
 
@@ -81,12 +86,12 @@ export async function boardPage(main, params) {
   const isStale = (convoy) => ON_THE_ROAD.includes(convoy.status) && (ageOf(convoy) ?? 0) > STALE_AFTER_SECONDS;
 
   // -- filters ---------------------------------------------------------------------------
-  const orgSelect = h("select", { id: "filter-organisation", name: "organisation" }, h("option", { value: "" }, "Any organisation"));
+  const orgSelect = h("select", { id: "filter-organisation", name: "organisation" }, h("option", { value: "" }, t("board.any_organisation")));
   const statusSelect = h(
     "select",
     { id: "filter-status", name: "status" },
-    h("option", { value: ROAD }, "On the road (in transit, at a border, held)"),
-    h("option", { value: ALL }, "Any status"),
+    h("option", { value: ROAD }, t("board.on_the_road_option")),
+    h("option", { value: ALL }, t("board.any_status")),
     STATUSES.map((s) => h("option", { value: s }, label(s))),
   );
   statusSelect.value = filters.status;
@@ -94,12 +99,13 @@ export async function boardPage(main, params) {
   const toInput = h("input", { id: "filter-to", name: "to", type: "date", value: filters.to });
   const form = h(
     "form",
-    { class: "filters", role: "search", "aria-label": "Filter convoys" },
-    h("div", { class: "field" }, h("label", { for: "filter-organisation" }, "Organisation"), orgSelect),
-    h("div", { class: "field" }, h("label", { for: "filter-status" }, "Status"), statusSelect),
-    h("div", { class: "field" }, h("label", { for: "filter-from" }, "Departing from"), fromInput),
-    h("div", { class: "field" }, h("label", { for: "filter-to" }, "Departing until"), toInput),
-    h("div", { class: "field actions" }, h("button", { type: "submit" }, "Apply")),
+    { class: "filters", role: "search", "aria-label": t("board.filter") },
+    h("div", { class: "field" }, h("label", { for: "filter-organisation" }, t("board.organisation")), orgSelect),
+    h("div", { class: "field" }, h("label", { for: "filter-status" }, t("board.status")), statusSelect),
+    h("div", { class: "field" }, h("label", { for: "filter-from" }, t("board.departing_from")), fromInput),
+    h("div", { class: "field" }, h("label", { for: "filter-to" }, t("board.departing_until")), toInput),
+    h("div", { class: "field actions" }, h("button", { type: "submit" }, t("board.apply"))),
+    h("p", { class: "hint zone-hint" }, t("board.days_in_zone", { zone: zone() })),
   );
   form.addEventListener("submit", (event) => {
     // reloads in place (focus stays on the filter); the address keeps the filters for sharing
@@ -123,19 +129,19 @@ export async function boardPage(main, params) {
   const table = h(
     "table",
     { class: "board", "aria-describedby": "board-count" },
-    h("caption", { class: "visually-hidden" }, "Convoys, one per row"),
+    h("caption", { class: "visually-hidden" }, t("board.caption")),
     h(
       "thead",
       {},
       h(
         "tr",
         {},
-        ["Convoy", "From → to", "Status", "Last checkpoint", "Custody", "Last news"].map((t) => h("th", { scope: "col" }, t)),
+        COLUMNS.map((key) => h("th", { scope: "col" }, t(key))),
       ),
     ),
     body,
   );
-  const content = h("div", { class: "board-content" }, loading("convoys"));
+  const content = h("div", { class: "board-content" }, loading(t("what.convoys")));
   const heading = h("h1", { tabindex: "-1" });
   replace(main, heading, form, content);
 
@@ -144,9 +150,9 @@ export async function boardPage(main, params) {
     const age = ageOf(convoy);
     const stale = isStale(convoy);
     return [
-      h("span", { class: "age" }, age === null ? "no news yet" : ago(age)),
+      h("span", { class: "age" }, age === null ? t("board.no_news_yet") : ago(age)),
       convoy.last_news ? h("span", { class: "muted" }, ` · ${label(convoy.last_news.kind)}`) : null,
-      stale ? h("span", { class: "badge stale-badge" }, "Stale") : null,
+      stale ? h("span", { class: "badge stale-badge" }, t("board.stale")) : null,
     ];
   }
 
@@ -156,20 +162,20 @@ export async function boardPage(main, params) {
       { "data-convoy-id": convoy.convoy_id, class: isStale(convoy) ? "stale" : null },
       h(
         "td",
-        { "data-label": "Convoy" },
+        { "data-label": t("col.convoy") },
         h("a", { href: `#/convoys/${encodeURIComponent(convoy.convoy_id)}` }, convoy.reference || convoy.convoy_id),
-        h("span", { class: "sub" }, `carrier ${nameOf(convoy.carrier_id)}${convoy.weight_kg ? ` · ${Number(convoy.weight_kg).toLocaleString("en-GB")} kg` : ""}`),
+        h("span", { class: "sub" }, t("board.carrier", { carrier: nameOf(convoy.carrier_id) }), convoy.weight_kg ? ` · ${t("unit.weight_kg", { n: Number(convoy.weight_kg) })}` : ""),
       ),
-      h("td", { "data-label": "From → to" }, `${nameOf(convoy.origin_id)} → ${nameOf(convoy.destination_id)}`),
-      h("td", { "data-label": "Status" }, statusBadge(convoy.status)),
+      h("td", { "data-label": t("col.from_to") }, `${nameOf(convoy.origin_id)} → ${nameOf(convoy.destination_id)}`),
+      h("td", { "data-label": t("col.status") }, statusBadge(convoy.status)),
       h(
         "td",
-        { "data-label": "Last checkpoint", class: "checkpoint" },
+        { "data-label": t("col.last_checkpoint"), class: "checkpoint" },
         place(convoy.position),
         convoy.position ? h("span", { class: "sub" }, time(convoy.position.occurred_at)) : null,
       ),
-      h("td", { "data-label": "Custody" }, party(convoy.custody)),
-      h("td", { "data-label": "Last news", class: "news" }, ageCell(convoy)),
+      h("td", { "data-label": t("col.custody") }, party(convoy.custody)),
+      h("td", { "data-label": t("col.last_news"), class: "news" }, ageCell(convoy)),
     );
     return tr;
   }
@@ -191,8 +197,31 @@ export async function boardPage(main, params) {
     const stale = [...rows.values()].filter((r) => isStale(r.convoy)).length;
     count.textContent =
       n === 0
-        ? "No convoy matches these filters."
-        : `${n} convoy${n === 1 ? "" : "s"}${stale ? `, ${stale} with stale news (none for over ${STALE_AFTER_SECONDS / 3600} h)` : ""}.`;
+        ? t("board.none")
+        : stale
+          ? t("board.count_stale", { count: n, n, stale, hours: STALE_AFTER_SECONDS / 3600 })
+          : t("board.count", { count: n, n });
+  }
+
+  /** The rows shown, in their order, as CSV: the same columns, instants in UTC. */
+  function boardCsv() {
+    const shown = [...body.querySelectorAll("tr")].map((tr) => rows.get(tr.dataset.convoyId)?.convoy).filter(Boolean);
+    const header = [t("col.convoy"), t("col.reference"), t("col.from"), t("col.to"), t("col.status"), t("col.last_checkpoint"), t("col.last_checkpoint_at"), t("col.custody"), t("col.last_news_at"), t("col.stale")];
+    return [
+      header,
+      shown.map((c) => [
+        c.convoy_id,
+        c.reference || "",
+        nameOf(c.origin_id),
+        nameOf(c.destination_id),
+        c.status,
+        c.position?.place || "",
+        c.position?.occurred_at ? new Date(c.position.occurred_at).toISOString() : "",
+        party(c.custody),
+        c.last_news?.occurred_at ? new Date(c.last_news.occurred_at).toISOString() : "",
+        isStale(c) ? "yes" : "no",
+      ]),
+    ];
   }
 
   function upsert(convoy, { flash = false } = {}) {
@@ -229,7 +258,7 @@ export async function boardPage(main, params) {
     if (upsert(update.convoy, { flash: true })) {
       showCount();
       const what = eventSummary(update.event_type, update.data);
-      announce(`${update.convoy.reference || update.convoy_id}: ${eventName(update.event_type)}${what ? `, ${what}` : ""}.`);
+      announce(t("announce.update", { convoy: update.convoy.reference || update.convoy_id, event: what ? `${eventName(update.event_type)}, ${what}` : eventName(update.event_type) }));
     }
   });
 
@@ -237,8 +266,8 @@ export async function boardPage(main, params) {
   async function load() {
     const mine = ++generation;
     loaded = false;
-    heading.textContent = filters.status === ROAD ? "Convoys on the road" : "Convoys";
-    replace(content, loading("convoys"));
+    heading.textContent = filters.status === ROAD ? t("board.title_road") : t("board.title");
+    replace(content, loading(t("what.convoys")));
     try {
       const [directory, items] = await Promise.all([
         loadDirectory(),
@@ -261,10 +290,10 @@ export async function boardPage(main, params) {
       for (const convoy of items) upsert(convoy);
       loaded = true;
       for (const update of pending.splice(0)) upsert(update.convoy, { flash: true });
-      replace(content, count, h("div", { class: "table-wrap" }, table));
+      replace(content, h("div", { class: "count-bar" }, count, csvButton(fileName("convoys", filters.status, filters.organisation), boardCsv, { id: "board-csv" })), h("div", { class: "table-wrap" }, table));
       showCount();
     } catch (error) {
-      if (mine === generation) replace(content, errorBox(error, "the convoys"));
+      if (mine === generation) replace(content, errorBox(error, t("what.convoys")));
     }
   }
 

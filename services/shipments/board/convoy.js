@@ -1,13 +1,100 @@
 // A convoy: summary, route sketch, manifest, timeline, incidents, delivery, and the forms.
 
-import { api, loadDirectory, nameOf, session } from "./api.js";
-import { ago, announce, day, duration, errorBox, h, label, loading, quantity, replace, short, time } from "./dom.js";
+import { ApiError, api, loadDirectory, nameOf, session } from "./api.js";
+import { csvButton, fileName } from "./csv.js";
+import { ago, announce, day, duration, errorBox, h, hashValue, label, loading, quantity, replace, time, utc, when } from "./dom.js";
+import { t, zone } from "./i18n.js";
 import { ON_THE_ROAD, eventName, eventSummary, party, place, statusBadge } from "./labels.js";
 import { subscribe } from "./live.js";
 import { checkpointForm, deliveryForm, mayConfirmDelivery, mayRecordRoad } from "./record.js";
 import { routeSketch } from "./route.js";
 
 const LATE_AFTER_MS = 60_000;
+const MANIFEST_COLUMNS = ["col.line", "col.item", "col.donor", "col.pledge_line", "col.quantity", "col.weight", "col.vehicle", "col.state", "col.lost", "col.in_transit", "col.delivered"];
+
+/** The convoy's events as its service's chain holds them (position, hash), for auditor keys;
+ * null for other keys (the audit history is an auditor's). */
+async function chainOfConvoy(convoyId) {
+  if (!session.has("auditor")) return null;
+  try {
+    const answer = await api("shipments", `/v1/audit/streams/convoy-${encodeURIComponent(convoyId)}`);
+    return new Map(answer.events.map((e) => [e.event_id, e]));
+  } catch (error) {
+    if (error instanceof ApiError) return null;
+    throw error;
+  }
+}
+
+function chainNote(chain) {
+  return chain ? null : h("p", { class: "muted" }, t("convoy.chain_for_auditors"));
+}
+
+/** An event's place in its service's chain: position, when recorded (UTC) and full hash. */
+function chainOf(chain, entry) {
+  const event = chain?.get(entry.event_id);
+  if (!event) return null;
+  return h(
+    "span",
+    { class: "chain", "data-position": event.position },
+    h("span", {}, t("chain.position", { position: event.position })),
+    " · ",
+    h("span", {}, t("chain.recorded_utc", { at: utc(event.recorded_at) })),
+    " · ",
+    event.hash ? [h("span", {}, t("chain.hash")), " ", hashValue(event.hash, { label: t("chain.hash_of", { position: event.position }) })] : h("span", { class: "muted" }, t("chain.not_sealed")),
+  );
+}
+
+const iso = (value) => (value ? new Date(value).toISOString() : "");
+
+function manifestCsv(c) {
+  const header = [...MANIFEST_COLUMNS.slice(0, 5).map((key) => t(key)), t("col.unit"), ...MANIFEST_COLUMNS.slice(5).map((key) => t(key))];
+  const rows = c.manifest.map((line) => [
+    line.manifest_line_id,
+    line.item,
+    nameOf(line.donor_id),
+    `${line.pledge_id} / ${line.line_id}`,
+    line.quantity,
+    line.unit,
+    line.weight_kg,
+    line.vehicle,
+    line.state,
+    line.lost,
+    line.in_transit,
+    line.delivered ? t("convoy.delivered_line", { received: line.delivered.received, damaged: line.delivered.damaged, short: line.delivered.short }) : "",
+  ]);
+  return [header, rows];
+}
+
+function timelineCsv(entries, chain) {
+  const header = [t("col.occurred_utc"), t("col.event"), t("col.what"), t("col.recorded_utc"), t("col.position"), t("col.hash")];
+  const rows = entries.map((e) => {
+    const event = chain?.get(e.event_id);
+    return [iso(e.occurred_at), eventName(e.event_type), eventSummary(e.event_type, e.data), iso(e.recorded_at), event?.position ?? "", event?.hash ?? ""];
+  });
+  return [header, rows];
+}
+
+function deliveryCsv(c) {
+  const d = c.delivery;
+  const header = ["col.line", "col.item", "col.donor", "col.loaded", "col.unit", "col.received", "col.damaged", "col.short", "col.lost", "convoy.outcome", "convoy.confirmed", "convoy.by"].map((key) => t(key));
+  const rows = c.manifest
+    .filter((line) => line.state === "loaded")
+    .map((line) => [
+      line.manifest_line_id,
+      line.item,
+      nameOf(line.donor_id),
+      line.quantity,
+      line.unit,
+      line.delivered?.received ?? "",
+      line.delivered?.damaged ?? "",
+      line.delivered?.short ?? "",
+      line.lost,
+      d ? d.outcome : "",
+      d ? iso(d.occurred_at) : "",
+      d?.confirmed_by ? `${d.confirmed_by.name} (${d.confirmed_by.role})` : "",
+    ]);
+  return [header, rows];
+}
 
 function dl(pairs) {
   return h(
@@ -24,74 +111,75 @@ function section(id, title, ...content) {
 function summary(c) {
   const age = c.last_news ? (Date.now() - new Date(c.last_news.occurred_at).getTime()) / 1000 : null;
   return dl([
-    ["From", nameOf(c.origin_id)],
-    ["To", nameOf(c.destination_id)],
-    ["Carrier", nameOf(c.carrier_id)],
-    ["Planned departure", time(c.planned_departure)],
-    ["Dispatched", c.dispatched_at ? time(c.dispatched_at) : null],
-    ["Arrived", c.arrived_at ? time(c.arrived_at) : null],
-    ["Delivered", c.delivered_at ? time(c.delivered_at) : null],
-    ["Closed", c.closed_at ? time(c.closed_at) : null],
-    ["Cancelled", c.cancelled_at ? [time(c.cancelled_at), c.cancel_reason ? ` — ${c.cancel_reason}` : ""] : null],
-    ["Weight", c.weight_kg ? `${Number(c.weight_kg).toLocaleString("en-GB")} kg` : null],
-    ["Last checkpoint", c.position ? [place(c.position), " · ", time(c.position.occurred_at)] : "—"],
-    ["Custody", party(c.custody)],
-    ["Last news", c.last_news ? `${label(c.last_news.kind)}, ${ago(age)}` : "none yet"],
-    ["Planned route", c.route && c.route.length ? c.route.join(" → ") : null],
-    ["Note", c.note],
-    ["Version", String(c.version)],
+    [t("convoy.from"), nameOf(c.origin_id)],
+    [t("convoy.to"), nameOf(c.destination_id)],
+    [t("convoy.carrier"), nameOf(c.carrier_id)],
+    [t("convoy.planned_departure"), time(c.planned_departure)],
+    [t("convoy.dispatched"), c.dispatched_at ? time(c.dispatched_at) : null],
+    [t("convoy.arrived"), c.arrived_at ? time(c.arrived_at) : null],
+    [t("convoy.delivered"), c.delivered_at ? time(c.delivered_at) : null],
+    [t("convoy.closed"), c.closed_at ? time(c.closed_at) : null],
+    [t("convoy.cancelled"), c.cancelled_at ? [time(c.cancelled_at), c.cancel_reason ? ` — ${c.cancel_reason}` : ""] : null],
+    [t("convoy.weight"), c.weight_kg ? t("unit.weight_kg", { n: Number(c.weight_kg) }) : null],
+    [t("col.last_checkpoint"), c.position ? [place(c.position), " · ", time(c.position.occurred_at)] : "—"],
+    [t("col.custody"), party(c.custody)],
+    [t("col.last_news"), c.last_news ? `${label(c.last_news.kind)}, ${ago(age)}` : t("convoy.no_news")],
+    [t("convoy.planned_route"), c.route && c.route.length ? c.route.join(" → ") : null],
+    [t("convoy.note"), c.note],
+    [t("convoy.version"), String(c.version)],
   ]);
 }
 
 function manifest(c) {
-  if (!c.manifest.length) return h("p", { class: "muted" }, "Nothing loaded.");
+  if (!c.manifest.length) return h("p", { class: "muted" }, t("convoy.nothing_loaded"));
   const rows = c.manifest.map((line) =>
     h(
       "tr",
       { class: line.state !== "loaded" ? "muted" : null },
-      h("td", { "data-label": "Line" }, line.manifest_line_id),
-      h("td", { "data-label": "Item" }, line.item, h("span", { class: "sub" }, label(line.category))),
-      h("td", { "data-label": "Donor" }, nameOf(line.donor_id)),
+      h("td", { "data-label": t("col.line") }, line.manifest_line_id),
+      h("td", { "data-label": t("col.item") }, line.item, h("span", { class: "sub" }, label(line.category))),
+      h("td", { "data-label": t("col.donor") }, nameOf(line.donor_id)),
       h(
         "td",
-        { "data-label": "Pledge line" },
+        { "data-label": t("col.pledge_line") },
         session.has("auditor")
           ? h("a", { href: `#/audit?trace=${encodeURIComponent(line.pledge_id)}` }, `${line.pledge_id} / ${line.line_id}`)
           : `${line.pledge_id} / ${line.line_id}`,
       ),
-      h("td", { "data-label": "Quantity", class: "num" }, quantity(line.quantity, line.unit)),
-      h("td", { "data-label": "Weight", class: "num" }, quantity(line.weight_kg, "kg")),
-      h("td", { "data-label": "Vehicle" }, line.vehicle),
-      h("td", { "data-label": "State" }, label(line.state)),
-      h("td", { "data-label": "Lost", class: "num" }, quantity(line.lost)),
-      h("td", { "data-label": "In transit", class: "num" }, quantity(line.in_transit)),
+      h("td", { "data-label": t("col.quantity"), class: "num" }, quantity(line.quantity, line.unit)),
+      h("td", { "data-label": t("col.weight"), class: "num" }, quantity(line.weight_kg, "kg")),
+      h("td", { "data-label": t("col.vehicle") }, line.vehicle),
+      h("td", { "data-label": t("col.state") }, label(line.state)),
+      h("td", { "data-label": t("col.lost"), class: "num" }, quantity(line.lost)),
+      h("td", { "data-label": t("col.in_transit"), class: "num" }, quantity(line.in_transit)),
       h(
         "td",
-        { "data-label": "Delivered" },
+        { "data-label": t("col.delivered") },
         line.delivered
-          ? `${quantity(line.delivered.received)} received, ${quantity(line.delivered.damaged)} damaged, ${quantity(line.delivered.short)} short`
+          ? t("convoy.delivered_line", { received: quantity(line.delivered.received), damaged: quantity(line.delivered.damaged), short: quantity(line.delivered.short) })
           : "—",
       ),
     ),
   );
-  const heads = ["Line", "Item", "Donor", "Pledge line", "Quantity", "Weight", "Vehicle", "State", "Lost", "In transit", "Delivered"];
+  const heads = MANIFEST_COLUMNS.map((key) => t(key));
   return [
     h(
       "div",
       { class: "table-wrap" },
-      h("table", { class: "stacked" }, h("caption", { class: "visually-hidden" }, "Manifest lines"), h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
+      h("table", { class: "stacked manifest" }, h("caption", { class: "visually-hidden" }, t("convoy.manifest_caption")), h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
     ),
     h(
       "p",
       { class: "muted" },
-      "Vehicles: ",
-      c.vehicles.map((v, i) => [i ? "; " : "", `${v.registration} (${v.type}, ${quantity(v.load_kg)} of ${quantity(v.capacity_kg, "kg")})`]),
+      t("convoy.vehicles"),
+      " ",
+      c.vehicles.map((v, i) => [i ? "; " : "", t("convoy.vehicle", { registration: v.registration, type: v.type, load: quantity(v.load_kg), capacity: quantity(v.capacity_kg, "kg") })]),
     ),
   ];
 }
 
-function timeline(entries) {
-  if (!entries.length) return h("p", { class: "muted" }, "No event yet.");
+function timeline(entries, chain) {
+  if (!entries.length) return h("p", { class: "muted" }, t("convoy.no_event"));
   return h(
     "ol",
     { class: "timeline" },
@@ -104,15 +192,16 @@ function timeline(entries) {
         h("span", { class: "what" }, h("strong", {}, eventName(e.event_type)), " ", eventSummary(e.event_type, e.data)),
         e.data && e.data.note ? h("span", { class: "note" }, e.data.note) : null,
         Math.abs(late) > LATE_AFTER_MS
-          ? h("span", { class: "recorded" }, "recorded ", time(e.recorded_at), ` (${duration(late / 1000)} later)`)
+          ? h("span", { class: "recorded" }, t("convoy.recorded"), " ", time(e.recorded_at), ` (${t("convoy.later", { duration: duration(late / 1000) })})`)
           : null,
+        chainOf(chain, e),
       );
     }),
   );
 }
 
 function incidents(c) {
-  if (!c.incidents.length) return h("p", { class: "muted" }, "None reported.");
+  if (!c.incidents.length) return h("p", { class: "muted" }, t("convoy.no_incident"));
   return h(
     "ul",
     { class: "incidents" },
@@ -122,9 +211,9 @@ function incidents(c) {
         {},
         h("strong", {}, label(i.kind)),
         `: ${i.description}`,
-        i.place ? ` at ${i.place}` : "",
-        i.delay_minutes ? ` (${i.delay_minutes} min delay)` : "",
-        i.lines.length ? ` — lines ${i.lines.map((l) => `${l.manifest_line_id}: ${quantity(l.quantity)}`).join(", ")}` : "",
+        i.place ? ` ${t("summary.at_place", { place: i.place })}` : "",
+        i.delay_minutes ? ` (${t("summary.delay", { minutes: i.delay_minutes })})` : "",
+        i.lines.length ? ` — ${t("convoy.incident_lines", { lines: i.lines.map((l) => `${l.manifest_line_id}: ${quantity(l.quantity)}`).join(", ") })}` : "",
         " · ",
         time(i.occurred_at),
       ),
@@ -136,28 +225,28 @@ function delivery(c) {
   const d = c.delivery;
   const parts = [];
   if (!d) {
-    parts.push(h("p", { class: "muted" }, c.status === "arrived" ? "Arrived; the recipient has not confirmed the delivery yet." : "Not delivered yet."));
+    parts.push(h("p", { class: "muted" }, c.status === "arrived" ? t("convoy.awaiting_confirmation") : t("convoy.not_delivered")));
   } else {
     parts.push(
       dl([
-        ["Outcome", d.outcome === "partial" ? "partial: not everything arrived in good condition" : "full"],
-        ["Confirmed", time(d.occurred_at)],
-        ["By", d.confirmed_by ? `${d.confirmed_by.name} (${d.confirmed_by.role})` : "—"],
-        ["Receipt", d.document ? [d.document.name, h("span", { class: "muted" }, ` sha256 ${short(d.document.sha256)}`)] : null],
+        [t("convoy.outcome"), d.outcome === "partial" ? t("convoy.outcome_partial") : t("convoy.outcome_full")],
+        [t("convoy.confirmed"), time(d.occurred_at)],
+        [t("convoy.by"), d.confirmed_by ? `${d.confirmed_by.name} (${d.confirmed_by.role})` : "—"],
+        [t("convoy.receipt"), d.document ? [d.document.name, h("span", { class: "muted" }, " sha256 "), hashValue(d.document.sha256, { label: t("convoy.receipt") })] : null],
       ]),
     );
   }
   if (c.discrepancies.length) {
-    const heads = ["Line", "Item", "Donor", "Loaded", "Received", "Damaged", "Short", "Lost"];
+    const heads = ["col.line", "col.item", "col.donor", "col.loaded", "col.received", "col.damaged", "col.short", "col.lost"].map((key) => t(key));
     parts.push(
-      h("h3", {}, "Discrepancies"),
+      h("h3", {}, t("convoy.discrepancies")),
       h(
         "div",
         { class: "table-wrap" },
         h(
           "table",
           { class: "stacked discrepancies" },
-          h("caption", { class: "visually-hidden" }, "Lines where less arrived in good condition than was loaded"),
+          h("caption", { class: "visually-hidden" }, t("convoy.discrepancies_caption")),
           h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
           h(
             "tbody",
@@ -166,14 +255,14 @@ function delivery(c) {
               h(
                 "tr",
                 {},
-                h("td", { "data-label": "Line" }, x.manifest_line_id),
-                h("td", { "data-label": "Item" }, x.item),
-                h("td", { "data-label": "Donor" }, nameOf(x.donor_id)),
-                h("td", { "data-label": "Loaded", class: "num" }, quantity(x.loaded, x.unit)),
-                h("td", { "data-label": "Received", class: "num" }, quantity(x.received)),
-                h("td", { "data-label": "Damaged", class: "num" }, quantity(x.damaged)),
-                h("td", { "data-label": "Short", class: "num" }, quantity(x.short)),
-                h("td", { "data-label": "Lost", class: "num" }, quantity(x.lost)),
+                h("td", { "data-label": t("col.line") }, x.manifest_line_id),
+                h("td", { "data-label": t("col.item") }, x.item),
+                h("td", { "data-label": t("col.donor") }, nameOf(x.donor_id)),
+                h("td", { "data-label": t("col.loaded"), class: "num" }, quantity(x.loaded, x.unit)),
+                h("td", { "data-label": t("col.received"), class: "num" }, quantity(x.received)),
+                h("td", { "data-label": t("col.damaged"), class: "num" }, quantity(x.damaged)),
+                h("td", { "data-label": t("col.short"), class: "num" }, quantity(x.short)),
+                h("td", { "data-label": t("col.lost"), class: "num" }, quantity(x.lost)),
               ),
             ),
           ),
@@ -186,24 +275,33 @@ function delivery(c) {
 
 export async function convoyPage(main, _params, convoyId) {
   const path = `/v1/convoys/${encodeURIComponent(convoyId)}`;
-  const heading = h("h1", { tabindex: "-1" }, `Convoy ${convoyId}`);
-  const body = h("div", { class: "convoy" }, loading("the convoy"));
+  const heading = h("h1", { tabindex: "-1" }, t("convoy.title", { id: convoyId }));
+  const body = h("div", { class: "convoy" }, loading(t("what.convoy")));
+  const printTitle = h("div", { class: "print-only print-title" });
   const actions = h("section", { "aria-labelledby": "actions-h", class: "actions", hidden: true });
-  replace(main, h("p", {}, h("a", { href: "#/board" }, "← Board")), heading, body, actions);
-  const current = { convoy: null, entries: [], forms: "" };
+  replace(main, h("p", { class: "back" }, h("a", { href: "#/board" }, t("convoy.back"))), printTitle, heading, body, actions);
+  const current = { convoy: null, entries: [], chain: null, forms: "" };
 
   function render() {
     const c = current.convoy;
     replace(heading, c.reference || c.convoy_id, " ", statusBadge(c.status));
     replace(
+      printTitle,
+      h("p", { class: "print-heading" }, t("print.title", { id: c.convoy_id })),
+      h("p", {}, `${nameOf(c.origin_id)} → ${nameOf(c.destination_id)}`),
+      h("p", {}, t("print.printed", { date: when(new Date().toISOString()), zone: zone(), utc: utc(new Date().toISOString()) })),
+    );
+    const csv = (what, make) => csvButton(fileName(c.convoy_id, what), make, { id: `csv-${what}` });
+    replace(
       body,
-      h("p", { class: "muted" }, `${c.convoy_id} · planned ${day(c.planned_at)}`),
-      section("summary", "Summary", summary(c)),
-      section("route", "Route", routeSketch(current.entries)),
-      section("manifest", "Manifest", manifest(c)),
-      section("timeline", "Timeline", h("p", { class: "muted" }, "In the order things happened, with when each was recorded where that was later."), timeline(current.entries)),
-      section("incidents", "Incidents", incidents(c)),
-      section("delivery", "Delivery", delivery(c)),
+      h("p", { class: "muted" }, `${c.convoy_id} · ${t("convoy.planned_on", { day: day(c.planned_at) })}`),
+      h("p", { class: "exports no-print" }, csv("manifest", () => manifestCsv(c)), csv("timeline", () => timelineCsv(current.entries, current.chain)), csv("delivery", () => deliveryCsv(c)), h("button", { type: "button", class: "secondary", id: "print", onclick: () => print() }, t("print.button"))),
+      section("summary", t("convoy.summary"), summary(c)),
+      section("route", t("convoy.route"), routeSketch(current.entries, { convoy: c })),
+      section("manifest", t("convoy.manifest"), manifest(c)),
+      section("timeline", t("convoy.timeline"), h("p", { class: "muted" }, t("convoy.timeline_intro")), chainNote(current.chain), timeline(current.entries, current.chain)),
+      section("incidents", t("convoy.incidents"), incidents(c)),
+      section("delivery", t("convoy.delivery"), delivery(c)),
     );
     const road = ON_THE_ROAD.includes(c.status) && mayRecordRoad(c);
     const deliver = c.status === "arrived" && mayConfirmDelivery(c);
@@ -213,7 +311,7 @@ export async function convoyPage(main, _params, convoyId) {
       const why = !road && !deliver ? h("p", { class: "muted" }, whyNoForms(c)) : null;
       replace(
         actions,
-        h("h2", { id: "actions-h" }, "Record"),
+        h("h2", { id: "actions-h" }, t("convoy.record")),
         why,
         road ? checkpointForm(() => current.convoy, reload) : null,
         deliver ? deliveryForm(() => current.convoy, reload) : null,
@@ -223,9 +321,10 @@ export async function convoyPage(main, _params, convoyId) {
   }
 
   async function reload() {
-    const [convoy, timelineAnswer] = await Promise.all([api("shipments", path), api("shipments", `${path}/timeline`)]);
+    const [convoy, timelineAnswer, chain] = await Promise.all([api("shipments", path), api("shipments", `${path}/timeline`), chainOfConvoy(convoyId)]);
     current.convoy = convoy;
     current.entries = timelineAnswer.entries;
+    current.chain = chain;
     render();
   }
 
@@ -240,7 +339,8 @@ export async function convoyPage(main, _params, convoyId) {
     pendingReload = setTimeout(async () => {
       try {
         await reload();
-        announce(`This convoy: ${eventName(update.event_type)}${eventSummary(update.event_type, update.data) ? `, ${eventSummary(update.event_type, update.data)}` : ""}.`);
+        const what = eventSummary(update.event_type, update.data);
+        announce(t("announce.this_convoy", { event: what ? `${eventName(update.event_type)}, ${what}` : eventName(update.event_type) }));
       } catch {
         /* the next update or a reload tries again */
       }
@@ -250,9 +350,9 @@ export async function convoyPage(main, _params, convoyId) {
   try {
     await loadDirectory();
     await reload();
-    document.title = `${current.convoy.reference || convoyId} · twinaid convoys`;
+    document.title = `${current.convoy.reference || convoyId} · ${t("page.title")}`;
   } catch (error) {
-    replace(body, errorBox(error, "this convoy"));
+    replace(body, errorBox(error, t("what.convoy")));
   }
   return () => {
     unsubscribe();
@@ -261,9 +361,9 @@ export async function convoyPage(main, _params, convoyId) {
 }
 
 function whyNoForms(c) {
-  const who = session.who ? `${session.who.organisation} (${session.who.roles.join(", ")})` : "this key";
-  if (["delivered", "closed", "cancelled", "lost"].includes(c.status)) return `Nothing left to record: the convoy is ${label(c.status)}.`;
-  if (["planned", "loading"].includes(c.status)) return "Checkpoints are recorded once the convoy is on the road.";
-  if (c.status === "arrived") return `Only the recipient (${nameOf(c.destination_id)}) confirms the delivery; ${who} may not.`;
-  return `Road events are recorded by the carrier or the logistics team of the origin or the recipient; ${who} may not.`;
+  const who = session.who ? `${session.who.organisation} (${session.who.roles.map(label).join(", ")})` : t("convoy.this_key");
+  if (["delivered", "closed", "cancelled", "lost"].includes(c.status)) return t("convoy.why_done", { status: label(c.status) });
+  if (["planned", "loading"].includes(c.status)) return t("convoy.why_not_on_road");
+  if (c.status === "arrived") return t("convoy.why_recipient", { recipient: nameOf(c.destination_id), who });
+  return t("convoy.why_road", { who });
 }

@@ -1,4 +1,7 @@
-// Building the page without innerHTML (data from the APIs is only ever text), and formatting.
+// Building the page without innerHTML (data from the APIs is only ever text), and formatting
+// in the chosen language (Intl) and the one time zone of the page (i18n.js).
+
+import { locale, number, t, term, unitName, zone } from "./i18n.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -42,7 +45,7 @@ export function announce(message) {
 }
 
 export function loading(what) {
-  return h("p", { class: "loading", role: "status" }, `Loading ${what}…`);
+  return h("p", { class: "loading", role: "status" }, t("loading.what", { what }));
 }
 
 export function errorBox(error, what) {
@@ -50,41 +53,52 @@ export function errorBox(error, what) {
   return h(
     "div",
     { class: "error-box", role: "alert" },
-    h("p", {}, h("strong", {}, what ? `Could not load ${what}: ` : ""), error.message || String(error)),
+    h("p", {}, h("strong", {}, what ? t("error.could_not_load", { what }) : ""), error.message || String(error)),
     problem.detail && problem.detail !== error.message ? h("p", {}, problem.detail) : null,
-    problem.correlation_id ? h("p", { class: "muted" }, `Correlation id: ${problem.correlation_id}`) : null,
+    problem.correlation_id ? h("p", { class: "muted" }, t("error.correlation", { id: problem.correlation_id })) : null,
   );
 }
 
-// -- formatting -------------------------------------------------------------------------------
+// -- formatting: one locale, one time zone --------------------------------------------------
 
-const WHEN = new Intl.DateTimeFormat("en-GB", {
-  year: "numeric",
-  month: "short",
-  day: "numeric",
-  hour: "2-digit",
-  minute: "2-digit",
-  timeZoneName: "short",
-});
-const DAY = new Intl.DateTimeFormat("en-GB", { year: "numeric", month: "short", day: "numeric" });
+const formats = new Map();
+function format(kind, timeZone = zone()) {
+  const key = `${kind}|${locale()}|${timeZone}`;
+  if (!formats.has(key)) {
+    const options = {
+      when: { dateStyle: "medium", timeStyle: "short" },
+      day: { dateStyle: "medium" },
+      utc: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" },
+    }[kind];
+    formats.set(key, new Intl.DateTimeFormat(locale(), { ...options, timeZone }));
+  }
+  return formats.get(key);
+}
 
+/** "14 Jun 2022, 10:30" in the page's time zone (named once on the page, next to the choice). */
 export function when(iso) {
-  return iso ? WHEN.format(new Date(iso)) : "—";
+  return iso ? format("when").format(new Date(iso)) : "—";
 }
 
 export function day(iso) {
-  return iso ? DAY.format(new Date(iso)) : "—";
+  return iso ? format("day").format(new Date(iso)) : "—";
+}
+
+/** "2022-06-14 08:30:00 UTC": for audit views and hashes, where UTC matters. */
+export function utc(iso) {
+  if (!iso) return "—";
+  return `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC`;
 }
 
 /** <time> with the instant in its datetime attribute. */
-export function time(iso, format = when) {
-  return iso ? h("time", { datetime: iso }, format(iso)) : h("span", {}, "—");
+export function time(iso, formatter = when) {
+  return iso ? h("time", { datetime: iso, title: utc(iso) }, formatter(iso)) : h("span", {}, "—");
 }
 
 /** "3 h 20 min", "2 d 4 h", "1 y 3 mo" */
 export function duration(seconds) {
   const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return "just now";
+  if (s < 60) return t("time.just_now");
   const units = [
     ["y", 365 * 86400],
     ["mo", 30 * 86400],
@@ -96,7 +110,7 @@ export function duration(seconds) {
   let rest = s;
   for (const [name, size] of units) {
     if (rest >= size) {
-      parts.push(`${Math.floor(rest / size)} ${name}`);
+      parts.push(t(`time.unit.${name}`, { n: Math.floor(rest / size) }));
       rest %= size;
     }
     if (parts.length === 2) break;
@@ -106,19 +120,20 @@ export function duration(seconds) {
 
 /** "just now", "3 h 20 min ago" */
 export function ago(seconds) {
-  const text = duration(seconds);
-  return text === "just now" ? text : `${text} ago`;
+  if (Math.round(seconds) < 60) return t("time.just_now");
+  return t("time.ago", { duration: duration(seconds) });
 }
 
+/** A value from the data in words (statuses, kinds, categories). */
 export function label(value) {
-  return value ? String(value).replaceAll("_", " ") : "—";
+  return term(value);
 }
 
 export function quantity(value, unit) {
   if (value === null || value === undefined) return "—";
   const n = Number(value);
-  const shown = Number.isFinite(n) ? n.toLocaleString("en-GB", { maximumFractionDigits: 3 }) : value;
-  return unit ? `${shown} ${unit}` : shown;
+  const shown = Number.isFinite(n) ? number(n) : value;
+  return unit ? `${shown} ${unitName(unit)}` : shown;
 }
 
 /** Minor units (as the pledges API counts money) in their currency. */
@@ -126,33 +141,93 @@ export function money(minor, currency, digits = 2) {
   if (minor === null || minor === undefined) return "—";
   const major = Number(minor) / 10 ** digits;
   try {
-    return new Intl.NumberFormat("en-GB", {
+    return new Intl.NumberFormat(locale(), {
       style: "currency",
       currency,
       minimumFractionDigits: digits,
       maximumFractionDigits: digits,
     }).format(major);
   } catch {
-    return `${major.toFixed(digits)} ${currency}`;
+    return `${number(major, { minimumFractionDigits: digits, maximumFractionDigits: digits })} ${currency}`;
   }
 }
 
-export function short(hash) {
-  return hash ? `${hash.slice(0, 12)}…` : "—";
+/** A full hash, never cut: wraps where it must, selectable, with a button that copies it. */
+export function hashValue(hex, { label: name } = {}) {
+  if (!hex) return h("span", { class: "muted" }, "—");
+  const button = h("button", { type: "button", class: "copy", "aria-label": t("hash.copy_label", { what: name || t("hash.hash") }) }, t("hash.copy"));
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(hex);
+      button.textContent = t("hash.copied");
+    } catch {
+      // no clipboard here (plain http to another host): select it for Ctrl+C
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      button.textContent = t("hash.selected");
+    }
+    setTimeout(() => (button.textContent = t("hash.copy")), 2000);
+  });
+  const code = h("code", { class: "hash-value", translate: "no" }, hex);
+  return h("span", { class: "hash" }, code, " ", button);
 }
 
-/** "2026-11-24T10:30" for <input type="datetime-local"> from a Date, in local time. */
-export function localInput(date = new Date()) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return (
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
-    `T${pad(date.getHours())}:${pad(date.getMinutes())}`
-  );
+// -- the page's time zone for typed dates ---------------------------------------------------
+
+function wallParts(date, timeZone) {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(date);
+  return Object.fromEntries(parts.map((p) => [p.type, p.value]));
 }
 
-/** The ISO instant (with offset) of a datetime-local value, or null when empty. */
+/** How far `timeZone` is ahead of UTC at `date`, in ms. */
+export function offsetOf(date, timeZone = zone()) {
+  const p = wallParts(date, timeZone);
+  const wall = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
+  return wall - Math.floor(date.getTime() / 1000) * 1000;
+}
+
+/** "UTC+03:00" */
+export function offsetName(date = new Date(), timeZone = zone()) {
+  const minutes = Math.round(offsetOf(date, timeZone) / 60000);
+  const sign = minutes < 0 ? "−" : "+";
+  const abs = Math.abs(minutes);
+  return `UTC${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+/** "2026-11-24T10:30" for <input type="datetime-local">: the wall time in the page's zone. */
+export function zonedInput(date = new Date(), timeZone = zone()) {
+  const p = wallParts(date, timeZone);
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+
+/** The instant of a wall time ("2026-11-24T10:30", or a day "2026-11-24") in the page's zone. */
+export function fromZoned(value, timeZone = zone()) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(value || "");
+  if (!match) return null;
+  const [y, mo, d, hh = 0, mi = 0, ss = 0] = match.slice(1).map((v) => (v === undefined ? 0 : Number(v)));
+  const wall = Date.UTC(y, mo - 1, d, hh, mi, ss);
+  // the offset at the instant itself: twice, so a wall time next to a DST change settles
+  let instant = wall - offsetOf(new Date(wall), timeZone);
+  instant = wall - offsetOf(new Date(instant), timeZone);
+  return new Date(instant);
+}
+
+/** The UTC ISO instant of a datetime-local value read in the page's zone, or null when empty. */
 export function fromLocalInput(value) {
   if (!value) return null;
-  const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? value : date.toISOString();
+  const date = fromZoned(value);
+  return date ? date.toISOString() : value;
 }
+
+export const localInput = zonedInput;

@@ -1,6 +1,7 @@
 // Labelled inputs, and the API's problem+json shown next to the fields it names.
 
 import { h } from "./dom.js";
+import { t } from "./i18n.js";
 
 let counter = 0;
 
@@ -27,7 +28,7 @@ export function field({ name, label, type = "text", value = "", required = false
   return h(
     "div",
     { class: "field" },
-    h("label", { for: id }, label, required ? h("span", { class: "required" }, " (required)") : null),
+    h("label", { for: id }, label, required ? h("span", { class: "required" }, ` ${t("form.required")}`) : null),
     hint ? h("p", { id: `${id}-hint`, class: "hint" }, hint) : null,
     control,
     h("p", { id: `${id}-error`, class: "field-error", hidden: true }),
@@ -40,12 +41,12 @@ export function summary() {
 
 /** A friendlier sentence for the validation messages people meet most. */
 export function reasonText(reason) {
-  const text = String(reason || "not valid");
+  const text = String(reason || t("form.not_valid"));
   if (text.includes("should match pattern") && text.includes("\\d{1,9}")) {
-    return "Enter a number of 0 or more, with at most 3 decimals (e.g. 12.5)";
+    return t("form.decimal");
   }
-  if (text.includes("should match pattern")) return "This is not in the expected format";
-  if (text === "Field required" || text === "String should have at least 1 character") return "This is required";
+  if (text.includes("should match pattern")) return t("form.format");
+  if (text === "Field required" || text === "String should have at least 1 character") return t("form.is_required");
   if (text.startsWith("Value error, ")) return text.slice("Value error, ".length);
   return text;
 }
@@ -117,7 +118,7 @@ export function showProblems(form, error, { normalise = (n) => n, extra = [] } =
       ? h("ul", {}, unplaced.map((p) => h("li", {}, `${p.name}: ${reasonText(p.reason)}`)))
       : null,
     links.length ? h("ul", { class: "error-links" }, links) : null,
-    problem.correlation_id ? h("p", { class: "muted" }, `Correlation id: ${problem.correlation_id}`) : null,
+    problem.correlation_id ? h("p", { class: "muted" }, t("error.correlation", { id: problem.correlation_id })) : null,
   );
   box.hidden = false;
   box.setAttribute("role", "alert");

@@ -1,7 +1,8 @@
-// How convoys, parties and road events read on the page.
+// How convoys, parties and road events read on the page (the words: i18n-<lang>.json).
 
 import { nameOf } from "./api.js";
 import { h, label, quantity } from "./dom.js";
+import { has, t } from "./i18n.js";
 
 export const ON_THE_ROAD = ["in_transit", "at_border", "held"];
 export const STATUSES = [
@@ -35,26 +36,12 @@ export function party(p) {
 
 export function place(position) {
   if (!position || !position.place) return "—";
-  return position.source === "border_crossing" ? `${position.place} (border)` : position.place;
+  return position.source === "border_crossing" ? t("place.border", { place: position.place }) : position.place;
 }
 
-const EVENTS = {
-  "shipments.convoy-planned": "Planned",
-  "shipments.manifest-line-loaded": "Line loaded",
-  "shipments.manifest-line-unloaded": "Line unloaded",
-  "shipments.convoy-dispatched": "Dispatched",
-  "shipments.checkpoint-recorded": "Checkpoint",
-  "shipments.border-crossed": "Border",
-  "shipments.custody-handed-off": "Custody handed off",
-  "shipments.incident-reported": "Incident",
-  "shipments.convoy-arrived": "Arrived",
-  "shipments.delivery-confirmed": "Delivery confirmed",
-  "shipments.convoy-closed": "Closed",
-  "shipments.convoy-cancelled": "Cancelled",
-};
-
 export function eventName(type) {
-  return EVENTS[type] || label(String(type).replace(/^[a-z]+\./, "").replaceAll("-", " "));
+  const key = `event.${String(type).replace(/^[a-z]+\./, "")}`;
+  return has(key) ? t(key) : label(String(type).replace(/^[a-z]+\./, "").replaceAll("-", "_"));
 }
 
 /** One line saying what a road event recorded. */
@@ -62,25 +49,38 @@ export function eventSummary(type, data) {
   const d = data || {};
   switch (type) {
     case "shipments.convoy-planned":
-      return `${d.reference || ""}${d.route && d.route.length ? ` via ${d.route.join(", ")}` : ""}`;
+      return d.route && d.route.length ? t("summary.planned_via", { reference: d.reference || "", route: d.route.join(", ") }) : d.reference || "";
     case "shipments.manifest-line-loaded":
-      return `${quantity(d.quantity, d.unit)} ${d.item || ""} on ${d.vehicle || "?"} (pledge ${d.pledge_id}/${d.line_id}, ${nameOf(d.donor_id)})`;
+      return t("summary.line_loaded", {
+        quantity: quantity(d.quantity, d.unit),
+        item: d.item || "",
+        vehicle: d.vehicle || "?",
+        pledge: `${d.pledge_id}/${d.line_id}`,
+        donor: nameOf(d.donor_id),
+      });
     case "shipments.manifest-line-unloaded":
-      return `line ${d.manifest_line_id}${d.reason ? `: ${d.reason}` : ""}`;
+      return d.reason ? t("summary.line_unloaded_reason", { line: d.manifest_line_id, reason: d.reason }) : t("summary.line_unloaded", { line: d.manifest_line_id });
     case "shipments.convoy-dispatched":
-      return `custody: ${party(d.custody)}`;
+      return t("summary.custody", { party: party(d.custody) });
     case "shipments.checkpoint-recorded":
       return d.place || "";
-    case "shipments.border-crossed":
-      return `${d.crossing_point || ""}${d.from_country || d.to_country ? ` (${d.from_country || "?"} → ${d.to_country || "?"})` : ""}: ${label(d.outcome)}${d.customs_document ? `, customs ${d.customs_document}` : ""}`;
+    case "shipments.border-crossed": {
+      const countries = d.from_country || d.to_country ? ` (${d.from_country || "?"} → ${d.to_country || "?"})` : "";
+      const customs = d.customs_document ? t("summary.customs", { document: d.customs_document }) : "";
+      return `${d.crossing_point || ""}${countries}: ${label(d.outcome)}${customs}`;
+    }
     case "shipments.custody-handed-off":
       return `${party(d.from_party)} → ${party(d.to_party)}`;
     case "shipments.incident-reported":
-      return `${label(d.kind)}: ${d.description || ""}${d.delay_minutes ? ` (${d.delay_minutes} min)` : ""}${d.place ? ` at ${d.place}` : ""}`;
+      return [
+        `${label(d.kind)}: ${d.description || ""}`,
+        d.delay_minutes ? ` (${t("summary.delay", { minutes: d.delay_minutes })})` : "",
+        d.place ? ` ${t("summary.at_place", { place: d.place })}` : "",
+      ].join("");
     case "shipments.convoy-arrived":
       return d.place || "";
     case "shipments.delivery-confirmed":
-      return d.confirmed_by ? `by ${d.confirmed_by.name} (${d.confirmed_by.role})` : "";
+      return d.confirmed_by ? t("summary.confirmed_by", { name: d.confirmed_by.name, role: d.confirmed_by.role }) : "";
     case "shipments.convoy-closed":
       return label(d.outcome);
     case "shipments.convoy-cancelled":

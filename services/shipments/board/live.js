@@ -2,24 +2,18 @@
 
 import { session, urlOf } from "./api.js";
 import { announce } from "./dom.js";
+import { t } from "./i18n.js";
 import { openStream } from "./sse.js";
 
 const subscribers = new Set();
 let stream = null;
 let state = "off";
-const TEXT = {
-  off: "Live updates off",
-  connecting: "Connecting to live updates…",
-  live: "Live",
-  reconnecting: "Reconnecting to live updates…",
-  refused: "Live updates refused for this key",
-};
 
-function show() {
+export function showLive() {
   const el = document.getElementById("live");
   if (!el) return;
   el.dataset.state = state;
-  el.textContent = TEXT[state];
+  el.textContent = t(`live.${state}`);
 }
 
 export function liveState() {
@@ -44,10 +38,10 @@ export function startLive() {
     onState(next, info) {
       const was = state;
       state = next;
-      show();
-      if (next === "reconnecting" && was === "live") announce("Live updates interrupted; reconnecting.");
+      showLive();
+      if (next === "reconnecting" && was === "live") announce(t("live.interrupted"));
       if (next === "live" && was === "reconnecting") {
-        announce("Live updates back.");
+        announce(t("live.back"));
         // nothing seen before the drop: what happened meanwhile was not replayed
         if (!info?.resumed) for (const listener of subscribers) listener({ resync: true });
       }
@@ -59,7 +53,7 @@ export function stopLive() {
   if (stream) stream.close();
   stream = null;
   state = "off";
-  show();
+  showLive();
 }
 
 /** listener(update) for each convoy update, or ({resync: true}) when the page should reload

@@ -3,6 +3,7 @@
 
 import { all, api, loadDirectory, nameOf, organisation, session } from "./api.js";
 import { day, errorBox, h, label, loading, money, quantity, replace } from "./dom.js";
+import { locale, t } from "./i18n.js";
 
 const OPEN = ["open", "partly_covered"];
 let minorUnits = null;
@@ -19,15 +20,15 @@ function section(id, title, ...content) {
 }
 
 function partnerships(network) {
-  if (!network.partners.length) return h("p", { class: "muted" }, "No partnership recorded.");
-  const heads = ["Partner", "Kind", "Status", "Since", "Programme"];
+  if (!network.partners.length) return h("p", { class: "muted" }, t("municipality.no_partnership"));
+  const heads = ["col.partner", "col.kind", "col.status", "col.since", "col.programme"].map((key) => t(key));
   return h(
     "div",
     { class: "table-wrap" },
     h(
       "table",
       { class: "stacked" },
-      h("caption", { class: "visually-hidden" }, "Partnerships"),
+      h("caption", { class: "visually-hidden" }, t("municipality.partnerships")),
       h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
       h(
         "tbody",
@@ -36,11 +37,11 @@ function partnerships(network) {
           h(
             "tr",
             {},
-            h("td", { "data-label": "Partner" }, p.name, h("span", { class: "sub" }, `${label(p.kind)} · ${p.country || ""}`)),
-            h("td", { "data-label": "Kind" }, label(p.partnership.kind)),
-            h("td", { "data-label": "Status" }, h("span", { class: `badge partnership-${p.partnership.status}` }, label(p.partnership.status))),
-            h("td", { "data-label": "Since" }, day(p.partnership.signed_at || p.partnership.changed_at || p.partnership.proposed_at)),
-            h("td", { "data-label": "Programme" }, [p.partnership.programme, p.partnership.phase].filter(Boolean).join(", ") || "—"),
+            h("td", { "data-label": t("col.partner") }, p.name, h("span", { class: "sub" }, `${label(p.kind)} · ${p.country || ""}`)),
+            h("td", { "data-label": t("col.kind") }, label(p.partnership.kind)),
+            h("td", { "data-label": t("col.status") }, h("span", { class: `badge partnership-${p.partnership.status}` }, label(p.partnership.status))),
+            h("td", { "data-label": t("col.since") }, day(p.partnership.signed_at || p.partnership.changed_at || p.partnership.proposed_at)),
+            h("td", { "data-label": t("col.programme") }, [p.partnership.programme ? label(p.partnership.programme) : null, p.partnership.phase].filter(Boolean).join(", ") || "—"),
           ),
         ),
       ),
@@ -62,7 +63,7 @@ export function coverageBar(need, digits) {
     ["committed", cap(committed) - cap(delivered)],
     ["pledged", cap(pledged) - cap(committed)],
   ];
-  const words = `Pledged ${fmt(pledged)}, committed ${fmt(committed)}, delivered ${fmt(delivered)}, gap ${fmt(gap)}, of ${fmt(target)}`;
+  const words = t("coverage.words", { pledged: fmt(pledged), committed: fmt(committed), delivered: fmt(delivered), gap: fmt(gap), target: fmt(target) });
   const bar = h("div", { class: "bar", role: "img", "aria-label": words });
   for (const [kind, value] of parts) {
     if (value <= 0) continue;
@@ -77,26 +78,26 @@ export function coverageBar(need, digits) {
     h(
       "p",
       { class: "coverage-words" },
-      h("span", {}, `Pledged ${fmt(pledged)}`),
-      h("span", {}, `Committed ${fmt(committed)}`),
-      h("span", {}, `Delivered ${fmt(delivered)}`),
-      h("span", { class: gap > 0 ? "gap" : null }, `Gap ${fmt(gap)}`),
-      h("span", { class: "muted" }, `of ${fmt(target)}`),
+      h("span", {}, t("coverage.pledged", { amount: fmt(pledged) })),
+      h("span", {}, t("coverage.committed", { amount: fmt(committed) })),
+      h("span", {}, t("coverage.delivered", { amount: fmt(delivered) })),
+      h("span", { class: gap > 0 ? "gap" : null }, t("coverage.gap", { amount: fmt(gap) })),
+      h("span", { class: "muted" }, t("coverage.of", { amount: fmt(target) })),
     ),
   );
 }
 
 function needs(items, units) {
   const open = items.filter((n) => OPEN.includes(n.status));
-  if (!open.length) return h("p", { class: "muted" }, `No open need (${items.length} in all).`);
+  if (!open.length) return h("p", { class: "muted" }, t("municipality.no_open_need", { count: items.length, n: items.length }));
   return [
     h(
       "p",
       { class: "legend", "aria-hidden": "true" },
-      h("span", { class: "key delivered" }), "delivered ",
-      h("span", { class: "key committed" }), "committed ",
-      h("span", { class: "key pledged" }), "pledged ",
-      h("span", { class: "key gap" }), "gap",
+      h("span", { class: "key delivered" }), `${t("coverage.key_delivered")} `,
+      h("span", { class: "key committed" }), `${t("coverage.key_committed")} `,
+      h("span", { class: "key pledged" }), `${t("coverage.key_pledged")} `,
+      h("span", { class: "key gap" }), t("coverage.key_gap"),
     ),
     h(
       "ul",
@@ -115,7 +116,7 @@ function needs(items, units) {
             h("span", { class: "badge" }, label(n.status)),
           ),
           h("p", { class: "description" }, n.description),
-          h("p", { class: "muted" }, `${n.need_id} · posted ${day(n.posted_at)}${n.deadline ? ` · deadline ${day(n.deadline)}` : ""}`),
+          h("p", { class: "muted" }, `${n.need_id} · ${t("municipality.posted", { day: day(n.posted_at) })}${n.deadline ? ` · ${t("municipality.deadline", { day: day(n.deadline) })}` : ""}`),
           coverageBar(n, units[n.target.currency] ?? 2),
         ),
       ),
@@ -125,14 +126,14 @@ function needs(items, units) {
 
 function moneyTable(report, units) {
   const rows = report.rows.filter((r) => r.kind === "money");
-  if (!rows.length) return h("p", { class: "muted" }, "No money requested or pledged.");
+  if (!rows.length) return h("p", { class: "muted" }, t("municipality.no_money"));
   const cols = [
-    ["requested", "Requested"],
-    ["pledged", "Pledged"],
-    ["committed", "Committed"],
-    ["received", "Received"],
-    ["outstanding", "Outstanding"],
-    ["funding_gap", "Funding gap"],
+    ["requested", t("money.requested")],
+    ["pledged", t("money.pledged")],
+    ["committed", t("money.committed")],
+    ["received", t("money.received")],
+    ["outstanding", t("money.outstanding")],
+    ["funding_gap", t("money.funding_gap")],
   ];
   return h(
     "div",
@@ -140,8 +141,8 @@ function moneyTable(report, units) {
     h(
       "table",
       { class: "stacked money" },
-      h("caption", { class: "visually-hidden" }, "Money by currency"),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Currency"), cols.map(([, t]) => h("th", { scope: "col" }, t)))),
+      h("caption", { class: "visually-hidden" }, t("municipality.money")),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("money.currency")), cols.map(([, t]) => h("th", { scope: "col" }, t)))),
       h(
         "tbody",
         {},
@@ -149,7 +150,7 @@ function moneyTable(report, units) {
           h(
             "tr",
             {},
-            h("th", { scope: "row", "data-label": "Currency" }, r.currency),
+            h("th", { scope: "row", "data-label": t("money.currency") }, r.currency),
             cols.map(([k, t]) => h("td", { "data-label": t, class: "num" }, money(r[k], r.currency, units[r.currency] ?? 2))),
           ),
         ),
@@ -160,7 +161,7 @@ function moneyTable(report, units) {
 
 export async function municipalityPage(main, _params, id) {
   const directory = await loadDirectory();
-  const municipalities = directory.filter((o) => o.kind === "municipality").sort((a, b) => a.name.localeCompare(b.name));
+  const municipalities = directory.filter((o) => o.kind === "municipality").sort((a, b) => a.name.localeCompare(b.name, locale()));
   const own = session.who && organisation(session.who.organisation);
   const chosen = id || (own && own.kind === "municipality" ? own.organisation_id : municipalities[0]?.organisation_id || "kharkiv");
   if (!id) {
@@ -178,36 +179,36 @@ export async function municipalityPage(main, _params, id) {
     location.hash = `#/municipalities/${encodeURIComponent(picker.value)}`;
   });
   const facts = h("div", {});
-  const partnersBox = h("div", {}, loading("partnerships"));
-  const needsBox = h("div", {}, loading("needs"));
-  const moneyBox = h("div", {}, loading("money"));
+  const partnersBox = h("div", {}, loading(t("what.partnerships")));
+  const needsBox = h("div", {}, loading(t("what.needs")));
+  const moneyBox = h("div", {}, loading(t("what.money")));
   replace(
     main,
     h("h1", { tabindex: "-1" }, nameOf(chosen)),
-    h("div", { class: "field inline" }, h("label", { for: "municipality-picker" }, "Municipality"), picker),
+    h("div", { class: "field inline" }, h("label", { for: "municipality-picker" }, t("municipality.picker")), picker),
     facts,
-    section("partnerships", "Partnerships", partnersBox),
-    section("needs", "Open needs", needsBox),
-    section("money", "Money by currency", moneyBox),
-    h("p", {}, h("a", { href: `#/board?status=all&organisation=${encodeURIComponent(chosen)}` }, `Convoys of ${nameOf(chosen)} on the board`)),
+    section("partnerships", t("municipality.partnerships"), partnersBox),
+    section("needs", t("municipality.open_needs"), needsBox),
+    section("money", t("municipality.money"), moneyBox),
+    h("p", {}, h("a", { href: `#/board?status=all&organisation=${encodeURIComponent(chosen)}` }, t("municipality.convoys_link", { name: nameOf(chosen) }))),
   );
-  document.title = `${nameOf(chosen)} · twinaid convoys`;
+  document.title = `${nameOf(chosen)} · ${t("page.title")}`;
 
   const org = organisation(chosen);
   if (org) {
-    replace(facts, h("p", { class: "muted" }, [label(org.kind), org.region, org.country].filter(Boolean).join(" · "), org.aliases?.length ? ` · also ${org.aliases.join(", ")}` : ""));
+    replace(facts, h("p", { class: "muted" }, [label(org.kind), org.region, org.country].filter(Boolean).join(" · "), org.aliases?.length ? ` · ${t("municipality.also", { names: org.aliases.join(", ") })}` : ""));
   }
   const enc = encodeURIComponent(chosen);
   await Promise.all([
     api("registry", `/v1/organisations/${enc}/network`)
       .then((network) => replace(partnersBox, partnerships(network)))
-      .catch((error) => replace(partnersBox, errorBox(error, "the partnerships"))),
+      .catch((error) => replace(partnersBox, errorBox(error, t("what.partnerships")))),
     Promise.all([all("pledges", "/v1/needs", { recipient: chosen }), currencies()])
       .then(([items, units]) => replace(needsBox, needs(items, units)))
-      .catch((error) => replace(needsBox, errorBox(error, "the needs"))),
+      .catch((error) => replace(needsBox, errorBox(error, t("what.needs")))),
     Promise.all([api("pledges", `/v1/reports/totals?recipient=${enc}`), currencies()])
       .then(([report, units]) => replace(moneyBox, moneyTable(report, units)))
-      .catch((error) => replace(moneyBox, errorBox(error, "the money"))),
+      .catch((error) => replace(moneyBox, errorBox(error, t("what.money")))),
   ]);
   return () => {};
 }

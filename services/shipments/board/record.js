@@ -2,7 +2,8 @@
 // the judge: what it refuses is shown next to the field it names.
 
 import { ApiError, api, session } from "./api.js";
-import { announce, fromLocalInput, h, localInput, quantity } from "./dom.js";
+import { announce, fromLocalInput, h, localInput, offsetName, quantity, utc } from "./dom.js";
+import { t, unitName, zone } from "./i18n.js";
 import { busy, clearProblems, digest, field, sha256, showProblems, summary } from "./forms.js";
 
 /** Mirrors services/shipments/access.py, to offer only forms the key may use. */
@@ -44,24 +45,46 @@ function entryField(name) {
   return name.replace(/^entries(\.\d+(\.checkpoint)?|\[[^\]]*\])\.?/, "");
 }
 
+/** "When": a wall time in the page's one time zone (named), and the UTC instant it is sent as. */
+function whenField() {
+  const wrap = field({ name: "occurred_at", label: t("record.when"), type: "datetime-local", value: localInput(), hint: t("record.when_hint", { zone: zone(), offset: offsetName() }) });
+  const input = wrap.querySelector("input");
+  const sent = h("p", { class: "hint utc-preview", "aria-live": "polite" });
+  const show = () => {
+    const at = fromLocalInput(input.value);
+    sent.textContent = at && !Number.isNaN(new Date(at).getTime()) ? t("record.sent_as", { utc: utc(at) }) : "";
+  };
+  input.addEventListener("input", show);
+  input.addEventListener("change", show);
+  show();
+  input.after(sent);
+  return wrap;
+}
+
+function setWhen(form, value) {
+  const input = form.querySelector('[data-field="occurred_at"]');
+  input.value = value;
+  input.dispatchEvent(new Event("change"));
+}
+
 export function checkpointForm(getConvoy, reload) {
   // one id per entry: re-sent unchanged after a lost answer, it is recorded once
   let entryId = newId();
   const form = h(
     "form",
     { class: "record", id: "checkpoint-form", novalidate: true, "aria-labelledby": "checkpoint-h" },
-    h("h3", { id: "checkpoint-h" }, "Record a checkpoint"),
+    h("h3", { id: "checkpoint-h" }, t("record.checkpoint_title")),
     summary(),
-    field({ name: "place", label: "Place", required: true, autocomplete: "off" }),
-    field({ name: "occurred_at", label: "When", type: "datetime-local", value: localInput(), hint: "Your local time; may be in the past for an entry made later." }),
+    field({ name: "place", label: t("record.place"), required: true, autocomplete: "off" }),
+    whenField(),
     h(
       "div",
       { class: "pair" },
-      field({ name: "coordinates.lat", label: "Latitude", type: "number", step: "any", inputmode: "decimal", hint: "−90 to 90, optional" }),
-      field({ name: "coordinates.lon", label: "Longitude", type: "number", step: "any", inputmode: "decimal", hint: "−180 to 180, optional" }),
+      field({ name: "coordinates.lat", label: t("record.latitude"), type: "number", step: "any", inputmode: "decimal", hint: t("record.latitude_hint") }),
+      field({ name: "coordinates.lon", label: t("record.longitude"), type: "number", step: "any", inputmode: "decimal", hint: t("record.longitude_hint") }),
     ),
-    field({ name: "note", label: "Note", type: "textarea" }),
-    h("button", { type: "submit" }, "Record checkpoint"),
+    field({ name: "note", label: t("record.note"), type: "textarea" }),
+    h("button", { type: "submit" }, t("record.checkpoint_button")),
     h("p", { class: "form-done", role: "status" }),
   );
   form.addEventListener("submit", async (event) => {
@@ -96,8 +119,8 @@ export function checkpointForm(getConvoy, reload) {
       }
       entryId = newId();
       form.reset();
-      form.querySelector('[data-field="occurred_at"]').value = localInput();
-      done(form, `Checkpoint at ${entry.place} recorded.`);
+      setWhen(form, localInput());
+      done(form, t("record.checkpoint_done", { place: entry.place }));
       await reload().catch(() => {});
     });
   });
@@ -111,7 +134,7 @@ function arithmetic(error, lines) {
     .filter((x) => x.total !== x.expected)
     .map((x) => ({
       name: `lines.${index.get(x.manifest_line_id)}.received`,
-      reason: `received ${x.received} + damaged ${x.damaged} + short ${x.short} = ${x.total} ${x.unit}, but loaded ${x.loaded} − lost ${x.lost} = ${x.expected}`,
+      reason: t("record.arithmetic", { received: x.received, damaged: x.damaged, short: x.short, total: x.total, unit: x.unit, loaded: x.loaded, lost: x.lost, expected: x.expected }),
     }));
 }
 
@@ -127,7 +150,7 @@ export function deliveryForm(getConvoy, reload) {
     fileDigest.textContent = "";
     if (!file) return;
     if (!globalThis.crypto?.subtle) {
-      fileDigest.textContent = "This page cannot compute a digest here (it needs https or this machine).";
+      fileDigest.textContent = t("record.no_digest");
       return;
     }
     const hex = await sha256(await file.arrayBuffer());
@@ -139,28 +162,28 @@ export function deliveryForm(getConvoy, reload) {
     return h(
       "fieldset",
       { class: "line" },
-      h("legend", {}, `${line.item} — ${line.manifest_line_id} (${line.vehicle}): loaded ${quantity(line.quantity, line.unit)}${Number(line.lost) ? `, lost ${quantity(line.lost)}` : ""}`),
+      h("legend", {}, t(Number(line.lost) ? "record.line_legend_lost" : "record.line_legend", { item: line.item, line: line.manifest_line_id, vehicle: line.vehicle, loaded: quantity(line.quantity, line.unit), lost: quantity(line.lost) })),
       h(
         "div",
         { class: "triple" },
-        field({ name: `lines.${i}.received`, label: `Received in good condition (${line.unit})`, value: String(expected), inputmode: "decimal", autocomplete: "off" }),
-        field({ name: `lines.${i}.damaged`, label: `Damaged (${line.unit})`, value: "0", inputmode: "decimal", autocomplete: "off" }),
-        field({ name: `lines.${i}.short`, label: `Short (${line.unit})`, value: "0", inputmode: "decimal", autocomplete: "off" }),
+        field({ name: `lines.${i}.received`, label: t("record.received", { unit: unitName(line.unit) }), value: String(expected), inputmode: "decimal", autocomplete: "off" }),
+        field({ name: `lines.${i}.damaged`, label: t("record.damaged", { unit: unitName(line.unit) }), value: "0", inputmode: "decimal", autocomplete: "off" }),
+        field({ name: `lines.${i}.short`, label: t("record.short", { unit: unitName(line.unit) }), value: "0", inputmode: "decimal", autocomplete: "off" }),
       ),
     );
   });
   const form = h(
     "form",
     { class: "record", id: "delivery-form", novalidate: true, "aria-labelledby": "delivery-h" },
-    h("h3", { id: "delivery-h" }, "Confirm the delivery"),
-    h("p", { class: "hint" }, "Per line, received + damaged + short must equal what was loaded less what was lost on the road."),
+    h("h3", { id: "delivery-h" }, t("record.delivery_title")),
+    h("p", { class: "hint" }, t("record.delivery_rule")),
     summary(),
-    h("div", { "data-field": "lines", id: "delivery-lines", tabindex: "-1", "aria-label": "Manifest lines", "aria-describedby": "delivery-lines-error" }, rows),
+    h("div", { "data-field": "lines", id: "delivery-lines", tabindex: "-1", "aria-label": t("convoy.manifest_caption"), "aria-describedby": "delivery-lines-error" }, rows),
     h("p", { id: "delivery-lines-error", class: "field-error", hidden: true }),
-    h("div", { class: "pair" }, field({ name: "receiver.name", label: "Received by", required: true }), field({ name: "receiver.role", label: "Their role", required: true })),
-    field({ name: "occurred_at", label: "When", type: "datetime-local", value: localInput() }),
-    h("div", { class: "field" }, h("label", { for: "receipt-file" }, "Scanned receipt (optional)"), h("p", { id: "receipt-hint", class: "hint" }, "Only its SHA-256 digest and name are sent."), fileInput, fileDigest),
-    h("button", { type: "submit" }, "Confirm delivery"),
+    h("div", { class: "pair" }, field({ name: "receiver.name", label: t("record.received_by"), required: true }), field({ name: "receiver.role", label: t("record.their_role"), required: true })),
+    whenField(),
+    h("div", { class: "field" }, h("label", { for: "receipt-file" }, t("record.receipt")), h("p", { id: "receipt-hint", class: "hint" }, t("record.receipt_hint")), fileInput, fileDigest),
+    h("button", { type: "submit" }, t("record.delivery_button")),
     h("p", { class: "form-done", role: "status" }),
   );
   form.addEventListener("submit", async (event) => {
@@ -193,7 +216,7 @@ export function deliveryForm(getConvoy, reload) {
         if (error.status === 412) await reload().catch(() => {});
         return;
       }
-      done(form, "Delivery confirmed.");
+      done(form, t("record.delivery_done"));
       await reload().catch(() => {});
     });
   });

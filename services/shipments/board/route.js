@@ -1,6 +1,9 @@
-// A route sketch from checkpoint coordinates: inline SVG, no map tiles (no internet needed).
+// A route sketch: the convoy's origin and destination (where the registry places them) with
+// the coordinates recorded on the road; inline SVG, no map tiles (no internet needed).
 
+import { nameOf } from "./api.js";
 import { h, svg, when } from "./dom.js";
+import { number, t, term } from "./i18n.js";
 
 const WIDTH = 640;
 const PAD = 36;
@@ -12,7 +15,7 @@ export function stops(entries) {
     const c = e.data && e.data.coordinates;
     if (!c || typeof c.lat !== "number" || typeof c.lon !== "number") continue;
     out.push({
-      place: e.data.place || e.data.crossing_point || "(unnamed)",
+      place: e.data.place || e.data.crossing_point || t("route.unnamed"),
       lat: c.lat,
       lon: c.lon,
       kind: e.event_type === "shipments.border-crossed" ? "border" : "checkpoint",
@@ -67,17 +70,54 @@ function graticule(projection) {
   return lines;
 }
 
-/** The sketch and, beside it, the same stops as a list (for screen readers and small screens). */
-export function routeSketch(entries, { id = "route" } = {}) {
+function located(location) {
+  return location && typeof location.lat === "number" && typeof location.lon === "number" ? location : null;
+}
+
+/** The origin and destination of a convoy view that carries their coordinates, else null. */
+export function ends(convoy) {
+  if (!convoy) return { origin: null, destination: null };
+  const origin = located(convoy.origin_location);
+  const destination = located(convoy.destination_location);
+  return {
+    origin: origin ? { place: nameOf(convoy.origin_id), lat: origin.lat, lon: origin.lon, kind: "origin" } : null,
+    destination: destination ? { place: nameOf(convoy.destination_id), lat: destination.lat, lon: destination.lon, kind: "destination" } : null,
+  };
+}
+
+const REACHED = ["arrived", "delivered", "closed"];
+
+function endMark(p, [x, y], anchorRight) {
+  // a square for the origin, a square with a ring for the destination: not a stop of the road
+  const shape =
+    p.kind === "origin"
+      ? svg("rect", { x: x - 7, y: y - 7, width: 14, height: 14, class: "end origin" })
+      : [svg("circle", { cx: x, cy: y, r: 10, class: "end destination-ring" }), svg("rect", { x: x - 5, y: y - 5, width: 10, height: 10, class: "end destination" })];
+  return svg(
+    "g",
+    { class: `end-mark ${p.kind}`, "data-place": p.place },
+    svg("title", {}, t(`route.${p.kind}_title`, { place: p.place })),
+    shape,
+    svg("text", { x: x + (anchorRight ? -12 : 12), y: y + (p.kind === "origin" ? 18 : -12), class: `stop-label end-label ${p.kind}`, "text-anchor": anchorRight ? "end" : "start" }, p.place),
+  );
+}
+
+const coordinates = (p) => `${number(p.lat, { minimumFractionDigits: 3, maximumFractionDigits: 3 })}, ${number(p.lon, { minimumFractionDigits: 3, maximumFractionDigits: 3 })}`;
+
+/** The sketch and, beside it, the same stops as a list (for screen readers and small screens).
+ * With `convoy` (its view: origin_location, destination_location), its ends are drawn too. */
+export function routeSketch(entries, { id = "route", convoy = null } = {}) {
   const points = stops(entries);
-  if (!points.length) {
-    return h("p", { class: "muted" }, "No checkpoint with coordinates yet: nothing to draw.");
+  const { origin, destination } = ends(convoy);
+  if (!points.length && !origin && !destination) {
+    return h("p", { class: "muted" }, t("route.nothing"));
   }
-  const projection = project(points);
+  const all = [origin, ...points, destination].filter(Boolean);
+  const projection = project(all);
   const HEIGHT = projection.height;
   const xy = points.map(projection.at);
   const last = points.length - 1;
-  const labelled = new Set();
+  const labelled = new Set([origin?.place, destination?.place].filter(Boolean));
   let nth = 0;
   const marks = points.map((p, i) => {
     const [x, y] = xy[i];
@@ -97,42 +137,65 @@ export function routeSketch(entries, { id = "route" } = {}) {
     labelled.add(p.place);
     return svg("g", {}, svg("title", {}, `${p.place}, ${when(p.occurred_at)}`), shape, text);
   });
+  const line = (pts) => pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ");
+  // the road recorded, from the origin; the rest to the destination is drawn as still to go
+  const road = [origin ? projection.at(origin) : null, ...xy].filter(Boolean);
+  const reached = convoy && REACHED.includes(convoy.status);
+  const toGo = destination ? [road.length ? road[road.length - 1] : null, projection.at(destination)].filter(Boolean) : [];
+  if (reached && toGo.length === 2) road.push(toGo[1]);
   const titleId = `${id}-title`;
   const descId = `${id}-desc`;
-  const description = `From ${points[0].place} to ${points[last].place} through ${points.length} recorded points; last seen at ${points[last].place}.`;
+  const description = [
+    origin && destination ? t("route.desc_ends", { origin: origin.place, destination: destination.place }) : "",
+    points.length ? t("route.desc", { first: points[0].place, last: points[last].place, count: points.length, n: points.length }) : t("route.desc_no_stop"),
+  ].filter(Boolean).join(" ");
   return h(
     "figure",
     { class: "route" },
     svg(
       "svg",
       { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-labelledby": `${titleId} ${descId}`, class: "route-svg", id },
-      svg("title", { id: titleId }, "Route sketch from checkpoint coordinates"),
+      svg("title", { id: titleId }, origin || destination ? t("route.title_ends") : t("route.title")),
       svg("desc", { id: descId }, description),
       svg("rect", { x: 0, y: 0, width: WIDTH, height: HEIGHT, class: "sea" }),
       graticule(projection),
-      svg("polyline", { points: xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "), class: "track" }),
+      road.length > 1 ? svg("polyline", { points: line(road), class: "track" }) : null,
+      !reached && toGo.length === 2 ? svg("polyline", { points: line(toGo), class: "to-go" }) : null,
       marks,
+      origin ? endMark(origin, projection.at(origin), projection.at(origin)[0] > WIDTH - 120) : null,
+      destination ? endMark(destination, projection.at(destination), projection.at(destination)[0] > WIDTH - 120) : null,
     ),
     h(
       "figcaption",
       {},
-      h("span", { class: "muted" }, "Sketch, not a map: straight lines between recorded coordinates. "),
-      h(
-        "ol",
-        { class: "stops" },
-        points.map((p, i) =>
-          h(
-            "li",
-            {},
-            h("strong", {}, p.place),
-            p.kind === "border" ? ` (border${p.outcome ? `: ${p.outcome}` : ""})` : "",
-            i === last ? " — last seen" : "",
-            " · ",
-            h("time", { datetime: p.occurred_at }, when(p.occurred_at)),
-            h("span", { class: "muted" }, ` · ${p.lat.toFixed(3)}, ${p.lon.toFixed(3)}`),
-          ),
-        ),
-      ),
+      h("span", { class: "muted" }, t(origin || destination ? "route.caption_ends" : "route.caption")),
+      origin || destination
+        ? h(
+            "p",
+            { class: "ends" },
+            origin ? [h("span", { class: "origin" }, t("route.from"), " ", h("strong", {}, origin.place)), h("span", { class: "muted" }, ` · ${coordinates(origin)}`)] : null,
+            origin && destination ? h("br") : null,
+            destination ? [h("span", { class: "destination" }, t("route.to"), " ", h("strong", {}, destination.place)), h("span", { class: "muted" }, ` · ${coordinates(destination)}`)] : null,
+          )
+        : null,
+      points.length
+        ? h(
+            "ol",
+            { class: "stops" },
+            points.map((p, i) =>
+              h(
+                "li",
+                {},
+                h("strong", {}, p.place),
+                p.kind === "border" ? ` (${p.outcome ? t("route.border_outcome", { outcome: term(p.outcome) }) : t("route.border")})` : "",
+                i === last ? ` — ${t("route.last_seen")}` : "",
+                " · ",
+                h("time", { datetime: p.occurred_at }, when(p.occurred_at)),
+                h("span", { class: "muted" }, ` · ${coordinates(p)}`),
+              ),
+            ),
+          )
+        : h("p", { class: "muted" }, t("route.no_stop")),
     ),
   );
 }

@@ -4,6 +4,7 @@
 // happened.
 
 import { ApiError, api, query } from "./api.js";
+import { t } from "./i18n.js";
 
 export const SERVICES = ["registry", "pledges", "shipments"];
 const PAGE = 1000;
@@ -57,7 +58,7 @@ export async function trace(target, progress = () => {}) {
     for (const event of events) found.set(`${service}:${event.event_id}`, { service, event });
   };
 
-  progress("the pledge, need and convoy records");
+  progress(t("trace.reading_records"));
   const [pledge, need, convoy] = await Promise.all([
     stream("pledges", `pledge-${target}`),
     stream("pledges", `need-${target}`),
@@ -82,7 +83,7 @@ export async function trace(target, progress = () => {}) {
   const correlations = new Set([target]);
   for (const { event } of found.values()) if (event.metadata.correlation_id) correlations.add(event.metadata.correlation_id);
   for (const id of correlations) {
-    progress(`events with correlation id ${id}`);
+    progress(t("trace.reading_correlation", { id }));
     const pages = await Promise.all(SERVICES.map((s) => correlated(s, id).then((events) => [s, events])));
     for (const [service, events] of pages) add(service, events);
   }
@@ -90,7 +91,7 @@ export async function trace(target, progress = () => {}) {
   // the whole road of each convoy found (a need's pledges reach their convoys by correlation)
   for (const { event } of found.values()) if (event.stream_type === "convoy") convoyIds.add(event.stream_id);
   for (const convoyId of convoyIds) {
-    progress(`the road of ${convoyId}`);
+    progress(t("trace.reading_road", { id: convoyId }));
     const events = await stream("shipments", convoyId);
     add(
       "shipments",
