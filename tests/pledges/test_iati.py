@@ -4,15 +4,20 @@ for what happened (transaction types, roles, sectors, statuses, country)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import httpx
 import pytest
 import xmlschema
 
+from services import exports_command
 from services.pledges import domain, iati, subscriptions
 from shared.auth import Role
 from shared.consumer import ConsumerRunner
@@ -160,7 +165,11 @@ async def export(api: PledgesApi, reader: str = "bucha", **params: str) -> ET.El
     assert response.headers["content-type"] == "application/xml"
     SCHEMA.validate(response.text)  # raises on the first error
     assert b"board minutes" not in response.content
-    return ET.fromstring(response.content)  # noqa: S314 (our own document, just validated)
+    return parse(response.content)
+
+
+def parse(document: bytes) -> ET.Element:
+    return ET.fromstring(document)  # noqa: S314 (our own export)
 
 
 def at(element: ET.Element | None, path: str, name: str) -> str | None:
@@ -398,3 +407,68 @@ async def test_any_key_reads_the_export_as_it_reads_the_reports(api: PledgesApi)
         )
         assert response.status_code == 200, (reader, response.text)
         SCHEMA.validate(response.text)
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="twinaid")
+    exports_command.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["export", *argv])
+
+
+async def test_the_cli_writes_the_export_to_a_file(
+    api: PledgesApi, runner: ConsumerRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await scenario(api, runner)
+    token = (await api.as_("bucha"))["Authorization"].removeprefix("Bearer ")
+    transport = httpx.ASGITransport(app=api.app)
+    out = tmp_path / "kharkiv.xml"
+    args = cli("iati", "--organisation", "kharkiv", "--out", str(out), "--url", "http://t")
+    assert await exports_command.export(args, env={"TWINAID_KEY": token}, transport=transport) == 0
+    SCHEMA.validate(out.read_text())
+    via_api = await api.client.get(
+        "/v1/exports/iati", params={"organisation": "kharkiv"}, headers=await api.as_("bucha")
+    )
+    assert activities(parse(out.read_bytes())).keys() == activities(parse(via_api.content)).keys()
+    partnership = tmp_path / "partnership.xml"
+    env = {"TWINAID_KEY": token, "TWINAID_PLEDGES_URL": "http://t"}
+    args = cli("iati", "--partnership", "lille-kharkiv-twinning", "--out", str(partnership))
+    assert await exports_command.export(args, env=env, transport=transport) == 0
+    SCHEMA.validate(partnership.read_text())
+    capsys.readouterr()
+
+    args = cli("iati", "--organisation", "nowhere", "--url", "http://t", "--key", token)
+    assert await exports_command.export(args, env={}, transport=transport) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "404" in err and "organisation nowhere" in err
+    args = cli("iati", "--organisation", "kharkiv", "--url", "http://t", "--key", "twa_bad")
+    assert await exports_command.export(args, env={}, transport=transport) == 1
+    assert " 401 " in capsys.readouterr().err
+
+
+def test_the_cli_fails_in_one_line_without_a_key_or_a_service(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = cli("iati", "--organisation", "kharkiv")
+    assert asyncio.run(exports_command.export(args, env={})) == 1
+    assert (
+        capsys.readouterr().err
+        == "twinaid: export iati: no API key: pass --key or set TWINAID_KEY\n"
+    )
+    assert exports_command.request(args, {}) == (
+        "http://127.0.0.1:8102/v1/exports/iati",
+        {"organisation": "kharkiv"},
+    )
+    epcis = cli("epcis", "--convoy", "a/b")
+    assert exports_command.request(epcis, {"TWINAID_SHIPMENTS_URL": "http://s:1/"}) == (
+        "http://s:1/v1/convoys/a%2Fb/epcis",
+        {},
+    )
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable = cli("epcis", "--convoy", "c1", "--url", f"http://127.0.0.1:{port}", "--key", "k")
+    assert exports_command.run(unreachable) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("twinaid: export epcis: cannot reach") and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        cli("iati", "--organisation", "a", "--partnership", "b")
