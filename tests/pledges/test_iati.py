@@ -18,7 +18,7 @@ import pytest
 import xmlschema
 
 from services import exports_command
-from services.pledges import domain, iati, subscriptions
+from services.pledges import demo, domain, iati, subscriptions
 from shared.auth import Role
 from shared.consumer import ConsumerRunner
 from shared.db import Database
@@ -472,3 +472,20 @@ def test_the_cli_fails_in_one_line_without_a_key_or_a_service(
     assert err.startswith("twinaid: export epcis: cannot reach") and err.count("\n") == 1
     with pytest.raises(SystemExit):
         cli("iati", "--organisation", "a", "--partnership", "b")
+
+
+async def test_the_demo_data_exports_valid_iati_for_every_party(api: PledgesApi) -> None:
+    api.client.headers.update(await api.as_("twinaid", Role.REGISTRY_ADMIN))
+    await demo.load(api.client)
+    for organisation in ("kharkiv", "lille", "chu-lille", "leeds-community-foundation"):
+        root = await export(api, organisation=organisation)
+        assert_codes_valid(root)
+    root = await export(api, partnership="lille-kharkiv-twinning")
+    assert_codes_valid(root)
+    leeds = activities(await export(api, organisation="leeds-community-foundation"))
+    [appeal] = leeds.values()
+    # Leeds's GBP 140,000 appeal: committed, then received in full
+    assert {(t[0], t[2], t[3]) for t in transactions(appeal)} == {
+        ("2", "140000.00", "GBP"),
+        ("3", "140000.00", "GBP"),
+    }
