@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 from pydantic import BaseModel
 
-from services import migrate_command
+from services import exports_command, migrate_command
 from services.audit import command as audit_command
 from services.audit import signing_keys
 from services.ops import command as ops_command
@@ -255,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
     audit_command.register(commands)
     ops_command.register(commands)
     migrate_command.register(commands)
+    exports_command.register(commands)
     cu = commands.add_parser(
         "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
     )
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"twinaid: no usable signing key in {_key_file(args)}: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "export":
+        return exports_command.run(args)
     urls = database_urls(args.database, os.environ)
     if args.command == "audit":
         return audit_command.run(args, databases=urls, scratch_server=server_url(os.environ))
