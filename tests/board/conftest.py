@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,9 +194,12 @@ class Tab:
             await self.page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
-@pytest.fixture
-async def tab(browser: Browser, running: Running) -> AsyncIterator[Tab]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+@asynccontextmanager
+async def opened_tab(browser: Browser, running: Running, **options: Any) -> AsyncIterator[Tab]:
+    """A fresh browser context (options: locale, timezone_id, viewport...) whose page must
+    log no error and call no host but the stack's."""
+    options.setdefault("viewport", {"width": 1280, "height": 900})
+    context = await browser.new_context(**options)
     page = await context.new_page()
     page.set_default_timeout(5000)
     opened = Tab(page, running)
@@ -222,3 +225,9 @@ async def tab(browser: Browser, running: Running) -> AsyncIterator[Tab]:
     assert opened.errors == [], opened.errors
     # every request went to the stack: no CDN, no map tiles
     assert opened.hosts <= {"127.0.0.1"}, opened.hosts
+
+
+@pytest.fixture
+async def tab(browser: Browser, running: Running) -> AsyncIterator[Tab]:
+    async with opened_tab(browser, running) as opened:
+        yield opened

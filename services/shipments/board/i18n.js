@@ -1,7 +1,7 @@
 // The board's words (message catalogues i18n-<lang>.json, the same keys in each), its
 // language (the browser's, or the one chosen and remembered), and its one time zone.
 //
-// t("key", {name: value}) fills {name} placeholders; a message given as an object is chosen by
+// t(key, {name: value}) fills {name} placeholders; a message given as an object is chosen by
 // Intl.PluralRules from params.count ({"one": ..., "few": ..., "many": ..., "other": ...}).
 // A key missing from the catalogue shows as ⟦key⟧: visible on the page, and found by the tests.
 
@@ -61,11 +61,15 @@ export function locale() {
 export function zone() {
   const kept = stored(ZONE_KEY);
   if (kept && validZone(kept)) return kept;
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  return browserZone();
 }
 
+// older names some browsers still report: shown as Ukraine writes its capital today
+const RENAMED = { "Europe/Kiev": "Europe/Kyiv", "Europe/Uzhgorod": "Europe/Kyiv", "Europe/Zaporozhye": "Europe/Kyiv" };
+
 export function browserZone() {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const own = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  return RENAMED[own] && validZone(RENAMED[own]) ? RENAMED[own] : own;
 }
 
 function validZone(name) {
