@@ -113,10 +113,8 @@ async def get_convoy(
                 raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
             parties = handlers.parties(state)
             access.require_read(caller, parties, convoy_id)
-            document = {
-                **access.convoy_for(caller, views.document(state), parties),
-                "as_of": as_of.isoformat(),
-            }
+            located = await queries.located(conn, views.document(state))
+            document = {**access.convoy_for(caller, located, parties), "as_of": as_of.isoformat()}
         if format == "json":
             return document
         rows = await tables.named(conn, tables.manifest_rows(document))

@@ -5,6 +5,7 @@ shows the change without an event of its own."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.auth import Role
@@ -85,3 +86,17 @@ async def test_a_correction_with_no_coordinates_among_its_changes_keeps_them(
     )
     assert applied
     assert ends(await api.convoy()) == (None, KHARKIV)
+
+
+async def test_the_convoy_as_of_an_instant_shows_its_ends_too(api: ShipmentsApi) -> None:
+    await locate(api, "lille", LILLE)
+    await locate(api, "kharkiv", KHARKIV)
+    await api.plan()
+    as_of = datetime.now(UTC).isoformat()
+    response = await api.client.get(
+        "/v1/convoys/c1",
+        params={"as_of": as_of},
+        headers=await api.as_("lille", Role.LOGISTICS),
+    )
+    assert response.status_code == 200, response.text
+    assert ends(response.json()) == (LILLE, KHARKIV)
