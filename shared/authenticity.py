@@ -8,8 +8,9 @@ canonical body the upstream's chain hashes) and its previous hash, and checks th
 the keys pinned for the upstream (shared/keys.py) -- never with the key a message names.
 
 Events of consecutive positions land in different partitions (by stream), so a consumer rarely
-holds a contiguous run of positions. The relay therefore also keeps a lane per partition and
-publish batch: lane = sha256(previous lane || chain hash), starting from LANE_START, and signs
+holds a contiguous run of positions. The relay therefore also keeps a lane per partition,
+continued from one publish batch to the next while publishing succeeds (any failure, and every
+new relay, starts again from LANE_START): lane = sha256(previous lane || chain hash), and signs
 {"service", "position", "hash", "lane"}; each message carries the previous lane (ce_laneprev).
 A consumer recomputes the lanes of the records of a partition in offset order; one signature per
 run of records whose lanes follow each other is enough: the last record's signed lane commits,

@@ -119,6 +119,11 @@ class Relay:
         self.epoch = kafka.BrokerEpoch(settings, marker=f"{self.topic}.epoch")
         self._epoch_checked_at = -kafka.EPOCH_CHECK_INTERVAL
         self.broker_resets = 0
+        # each partition's lane after what this relay last published to it (authenticity.py):
+        # it goes on across publish batches, so a consumer draining a backlog checks one
+        # signature per run of records it fetched, not one per publish batch; any failure to
+        # publish starts every lane again
+        self._lanes: dict[int, bytes] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Contend for leadership until `stop` is set; publish while leader."""
@@ -305,10 +310,11 @@ class Relay:
         age = (datetime.now(UTC) - events[0].recorded_at).total_seconds()
         self.metrics.relay_lag_seconds.set(max(0.0, age))
         started = time.monotonic()
-        # the partition of each stream, as the producer would pick it, so that the lanes of
-        # this batch (one a partition) follow the records a consumer reads of each partition
+        # the partition of each stream, as the producer would pick it, so that the lanes (one
+        # a partition) follow the records a consumer reads of each partition
         partitions = sorted(await producer.partitions_for(self.topic))
-        lanes: dict[int, bytes] = {}
+        lanes = self._lanes
+        self._lanes = {}  # until the whole batch is acknowledged
         pending = []
         for event in events:
             key = event.stream_id.encode()
@@ -334,6 +340,7 @@ class Relay:
             )
         timeout = self.settings.relay_poll_interval + 30
         await asyncio.wait_for(asyncio.gather(*pending), timeout)
+        self._lanes = lanes
         last = events[-1].position
         async with self.db.connection() as conn:
             await conn.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import tempfile
 import uuid
@@ -20,13 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.audit import copies, sources
 from services.pledges import subscriptions
 from services.pledges.app import create_app as pledges_app
 from services.registry.app import create_app as registry_app
-from shared import chain, kafka
+from shared import authenticity, chain, kafka
 from shared import db as dbmod
 from shared import directory as directory_model
 from shared.auth import Role
@@ -35,6 +37,7 @@ from shared.consumer import ConsumerRunner
 from shared.db import Database
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.incoming import parse_record
 from shared.keys import KEY_CHANGED, KeyRing
 from shared.metrics import Metrics
 from shared.outbox import Relay
@@ -598,3 +601,40 @@ async def _relayed(rig: Rig, position: int) -> bool:
     async with rig.registry_db.connection() as conn:
         done = await conn.fetchval("SELECT coalesce(max(position), 0) FROM relay_checkpoint")
     return bool(done >= position)
+
+
+async def test_a_partitions_lane_goes_on_across_publish_batches(rig: Rig) -> None:
+    """Eight registrations, each published in a batch of its own: in every partition each
+    record's lane follows the one before, so a consumer reading them checks one signature per
+    run of a partition's records, however the relay batched them."""
+    slugs = [f"town-{n}" for n in range(8)]
+    async with running(rig):
+        for n, slug in enumerate(slugs, start=1):
+            await register(rig, slug, slug.title())
+            await wait_for(lambda n=n: _relayed(rig, n))
+    consumer = AIOKafkaConsumer(
+        rig.registry.topic("registry"),
+        bootstrap_servers=rig.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        fetched = await consumer.getmany(timeout_ms=3000, max_records=100)
+    finally:
+        await consumer.stop()
+    by_partition = {
+        tp.partition: [parse_record(r, upstream="registry") for r in records]
+        for tp, records in fetched.items()
+    }
+    assert sum(len(p) for p in by_partition.values()) == 8
+    followed = 0
+    for records in by_partition.values():
+        for before, after in itertools.pairwise(records):
+            assert before.lane_previous is not None and before.chain_hash is not None
+            assert after.lane_previous == authenticity.lane(before.lane_previous, before.chain_hash)
+            followed += 1
+    assert followed == 8 - len(by_partition), "every record after a partition's first follows"
+    for records in by_partition.values():
+        assert authenticity.verify(KeyRing.pinned(PINS), records) == {}
