@@ -138,6 +138,8 @@ class ConsumerRunner:
         self.dead = 0
         self._gap_since: dict[str, float] = {}
         self._dlq: AIOKafkaProducer | None = None
+        # the event ids `checked` found applied at their own positions (its last call)
+        self._seen_at_positions: set[str] = set()
         group = f"{settings.kafka_topic_prefix}{service}.consumers"
         self.epoch = kafka.BrokerEpoch(settings, marker=f"{group}.epoch")
         self._epoch_checked_at = -kafka.EPOCH_CHECK_INTERVAL
@@ -161,24 +163,33 @@ class ConsumerRunner:
         return fresh
 
     async def apply_batch(
-        self, batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]]
+        self,
+        batch: list[tuple[Incoming, ConsumerRecord[bytes, bytes] | None]],
+        *,
+        seen: set[str] | None = None,
     ) -> None:
         """Apply a fetched batch in ONE transaction (one commit, not one per event): one query
         for which events the inbox already holds, the handlers in order, then one insert of
         the new inbox rows. If any handler fails, or a replica raced us to an event, nothing
         of the batch is kept and each event goes the careful way: its own transaction,
-        bounded retries, dead letters."""
+        bounded retries, dead letters. `seen`: the batch's event ids the inbox held when
+        `checked` looked (it reads the inbox at each event's position anyway): given, the
+        inbox is not read again; a replica that applied one meanwhile is caught by the
+        inbox insert's count, as ever."""
         applied = duplicates = 0
         try:
             async with self.db.transaction() as conn:
-                seen = set(
-                    await conn.fetchval(
-                        "SELECT coalesce(array_agg(event_id::text), '{}') FROM inbox"
-                        " WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
-                        self.name,
-                        [incoming.event_id for incoming, _ in batch],
+                if seen is None:
+                    seen = set(
+                        await conn.fetchval(
+                            "SELECT coalesce(array_agg(event_id::text), '{}') FROM inbox"
+                            " WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+                            self.name,
+                            [incoming.event_id for incoming, _ in batch],
+                        )
                     )
-                )
+                else:
+                    seen = set(seen)
                 fresh: list[Incoming] = []
                 for incoming, _ in batch:
                     if str(incoming.event_id) in seen:  # applied before, or twice in the batch
@@ -320,6 +331,7 @@ class ConsumerRunner:
         applied previous position) and the upstream's published schema."""
         failed: dict[int, str] = {}
         parked: dict[int, str] = {}
+        self._seen_at_positions = set()
         if self.settings.consumer_verify:
             if from_feed:
                 for n, (incoming, _) in enumerate(batch):
@@ -401,6 +413,8 @@ class ConsumerRunner:
             if at is not None:
                 if at[0] != incoming.event_id:
                     failed[n] = f"position {incoming.position} was applied as event {at[0]}"
+                else:
+                    self._seen_at_positions.add(str(incoming.event_id))
                 continue
             before = held.get((incoming.upstream, incoming.position - 1))
             if (
@@ -658,7 +672,9 @@ class ConsumerRunner:
                 await self.dead_letter(record, str(exc))
         batch = await self.checked(batch)
         if batch:
-            await self.apply_batch(batch)
+            # verified: checked read the inbox at every event's position, its own included
+            seen = self._seen_at_positions if self.settings.consumer_verify else None
+            await self.apply_batch(batch, seen=seen)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

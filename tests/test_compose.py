@@ -28,6 +28,9 @@ import yaml
 from shared import signing
 from shared.settings import SERVICES, Settings, database_for, topic_for
 
+# no database at all: CI runs it once
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 # What a user's .env holds: the compose file refuses to start without it.

@@ -25,6 +25,9 @@ from shared.settings import SERVICES
 from tests.deploy.test_k8s import IMAGE_UID
 from tests.test_compose import dockerfile_instructions, openapi_paths
 
+# no database at all: CI runs it once
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CONSTRAINTS = ROOT / "constraints.txt"

@@ -31,6 +31,9 @@ import yaml
 from shared.settings import SERVICES, Settings, database_for, topic_for
 from tests.test_compose import PINS, acls, command, environment, processes, upstreams
 
+# no database at all: CI runs it once
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "production")

@@ -21,6 +21,9 @@ from shared.db import with_database
 from tests.e2e.processes import Printed, read_until_ready, stack_env
 from tests.shared.kafka_helpers import read_topic
 
+# `make run` brings its own embedded PostgreSQL whatever TWINAID_TEST_PG says: CI runs it once
+pytestmark = pytest.mark.once
+
 
 async def registry_state(registry_db: str, pledges_db: str) -> tuple[int, bool, int]:
     """(facts in the registry log, whether the relay published the whole log, organisations in

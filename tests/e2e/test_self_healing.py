@@ -22,9 +22,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import psutil
+import pytest
 
 from shared.db import with_database
 from tests.e2e.processes import Printed, read_until_ready, stack_env
+
+# `make run` brings its own embedded PostgreSQL whatever TWINAID_TEST_PG says: CI runs it once
+pytestmark = pytest.mark.once
 
 HEAL_WITHIN = 30.0
 CONSUMERS = ("pledges", "shipments")  # both apply every registry event to their directory

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -236,14 +236,19 @@ class Relay:
     def __init__(self, target: str) -> None:
         parts = urlsplit(target)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 5432
+        # the embedded server is reached on its Unix socket (`?host=<directory>`)
+        socket_dir = dict(parse_qsl(parts.query)).get("host", "")
+        self.socket = f"{socket_dir}/.s.PGSQL.{self.port}" if socket_dir.startswith("/") else None
         self.listen = free_port()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
     def url(self, database_url: str) -> str:
+        """`database_url` through the relay: TCP to its port, whatever the server listens on."""
         parts = urlsplit(database_url)
         netloc = f"{parts.username}@127.0.0.1:{self.listen}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
     async def open(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.listen)
@@ -257,7 +262,10 @@ class Relay:
         await self.server.wait_closed()
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(self.host, self.port)
+        if self.socket is not None:
+            server_r, server_w = await asyncio.open_unix_connection(self.socket)
+        else:
+            server_r, server_w = await asyncio.open_connection(self.host, self.port)
         self.writers |= {client_w, server_w}
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
