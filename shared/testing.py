@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import asyncpg
 
-from shared import auth
+from shared import auth, migrations
 from shared import db as dbmod
 from shared.event_store import PostgresEventStore
 from shared.infra import start_embedded_postgres
+from shared.settings import SERVICES
 
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -32,17 +34,57 @@ def test_server_url() -> str:
     return mode
 
 
+# One template database per server and schema, made once per test session (per process): each
+# fresh database is a copy of it, which costs a file copy instead of running the DDL and the
+# migrations' bookkeeping again for every test.
+_templates: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+async def _template(server_url: str, scripts: tuple[str, ...]) -> str:
+    """The name of a database holding the shared schema and `scripts` (made by the service's
+    migrations as well when `scripts` hold a service's schema, so an app or worker started on
+    a copy finds nothing pending), never connected to after it is made."""
+    key = (server_url, scripts)
+    if key in _templates:
+        return _templates[key]
+    name = f"tpl_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    url = dbmod.with_database(server_url, name)
+    await dbmod.ensure_database(url)
+    service = next((s for s in SERVICES if dbmod.schema_text(f"services.{s}") in scripts), None)
+    conn = await asyncpg.connect(url)
+    try:
+        await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *scripts)
+        if service is not None:
+            await migrations.migrate(conn, service)
+    finally:
+        await conn.close()
+    _templates[key] = name
+    return name
+
+
+async def drop_templates() -> None:
+    """Drop the template databases this process made (at the end of a test session)."""
+    for (server_url, _), name in list(_templates.items()):
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            admin = await asyncpg.connect(dbmod.with_database(server_url, "postgres"))
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+    _templates.clear()
+
+
 @asynccontextmanager
 async def fresh_database(server_url: str, *scripts: str) -> AsyncIterator[str]:
     """A new empty database with the shared schema and `scripts` applied; dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    url = dbmod.with_database(server_url, name)
-    await dbmod.ensure_database(url)
-    conn = await asyncpg.connect(url)
+    template = await _template(server_url, scripts)
+    admin = await asyncpg.connect(dbmod.with_database(server_url, "postgres"))
     try:
-        await dbmod.apply_schema(conn, dbmod.schema_text("shared"), *scripts)
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     finally:
-        await conn.close()
+        await admin.close()
+    url = dbmod.with_database(server_url, name)
     try:
         yield url
     finally:

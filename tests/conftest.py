@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -13,7 +14,7 @@ from shared import chain, outbox, signing
 from shared.events import RecordedEvent
 from shared.infra import free_port, start_tansu
 from shared.settings import SERVICES, Settings
-from shared.testing import fresh_database, test_server_url
+from shared.testing import drop_templates, fresh_database, test_server_url
 
 # One signing key for the test session, pinned for every service: every relay (in this process
 # or one a test starts, which inherits the environment) signs with it and every consumer trusts
@@ -80,3 +81,8 @@ def published_headers(
     assert event.hash is not None
     headers, _ = outbox.headers_for(service, event, signer=signer, previous=previous)
     return headers, event.hash
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The template databases fresh_database copied from go with the session."""
+    asyncio.run(drop_templates())

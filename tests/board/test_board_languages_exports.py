@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,12 @@ NOT_FOUND = {
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # A4 (210 mm) less the print stylesheet's 12 mm margins, at 96 px per inch
 A4_CONTENT_PX = round((210 - 2 * 12) / 25.4 * 96)
+# how each catalogue says "year-month-day": the day inputs' placeholder, in ISO order
+BOARD = Path(__file__).resolve().parents[2] / "services" / "shipments" / "board"
+DAY_FORMAT = {
+    lang: json.loads((BOARD / f"i18n-{lang}.json").read_text())["board.date_format"]
+    for lang in LOCALES
+}
 
 
 async def sign_in(tab: Tab, who: str, at: str = "") -> None:
@@ -101,6 +108,11 @@ async def test_every_page_speaks_the_browser_language_with_no_untranslated_key(
         # the time zone is named on the page, and is the browser's
         await expect(page.locator("#pref-zone")).to_have_value("Europe/Kyiv")
         await expect(page.locator(".zone-hint")).to_contain_text("Europe/Kyiv")
+        # days are typed and shown in ISO order, said in the page's language: never the
+        # browser's own date picker order (mm/dd/yyyy beside a Ukrainian page)
+        for day in (page.locator("#filter-from"), page.locator("#filter-to")):
+            await expect(day).to_have_attribute("type", "text")
+            await expect(day).to_have_attribute("placeholder", DAY_FORMAT[lang])
         if lang == "uk":
             await tab.screenshot(tmp_path, "board-uk.png")
 

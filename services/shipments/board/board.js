@@ -95,8 +95,12 @@ export async function boardPage(main, params) {
     STATUSES.map((s) => h("option", { value: s }, label(s))),
   );
   statusSelect.value = filters.status;
-  const fromInput = h("input", { id: "filter-from", name: "from", type: "date", value: filters.from });
-  const toInput = h("input", { id: "filter-to", name: "to", type: "date", value: filters.to });
+  // ISO days (2022-06-14) in every language: a browser's date picker would show its own locale's
+  // order (mm/dd/yyyy beside a Ukrainian page), the one thing no reader can be sure of
+  const dayInput = (id, name, value) =>
+    h("input", { id, name, type: "text", value, autocomplete: "off", size: 10, pattern: "\\d{4}-\\d{2}-\\d{2}", placeholder: t("board.date_format"), title: t("board.date_format") });
+  const fromInput = dayInput("filter-from", "from", filters.from);
+  const toInput = dayInput("filter-to", "to", filters.to);
   const form = h(
     "form",
     { class: "filters", role: "search", "aria-label": t("board.filter") },

@@ -205,15 +205,16 @@ export function offsetName(date = new Date(), timeZone = zone()) {
   return `UTC${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
 }
 
-/** "2026-11-24T10:30" for <input type="datetime-local">: the wall time in the page's zone. */
+/** "2026-11-24 10:30", the wall time in the page's zone, for the "when" inputs (ISO order in
+ * every language; "T" in place of the space is read too). */
 export function zonedInput(date = new Date(), timeZone = zone()) {
   const p = wallParts(date, timeZone);
-  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
 }
 
 /** The instant of a wall time ("2026-11-24T10:30", or a day "2026-11-24") in the page's zone. */
 export function fromZoned(value, timeZone = zone()) {
-  const match = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(value || "");
+  const match = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec((value || "").trim());
   if (!match) return null;
   const [y, mo, d, hh = 0, mi = 0, ss = 0] = match.slice(1).map((v) => (v === undefined ? 0 : Number(v)));
   const wall = Date.UTC(y, mo - 1, d, hh, mi, ss);

@@ -47,7 +47,7 @@ function entryField(name) {
 
 /** "When": a wall time in the page's one time zone (named), and the UTC instant it is sent as. */
 function whenField() {
-  const wrap = field({ name: "occurred_at", label: t("record.when"), type: "datetime-local", value: localInput(), hint: t("record.when_hint", { zone: zone(), offset: offsetName() }) });
+  const wrap = field({ name: "occurred_at", label: t("record.when"), type: "text", autocomplete: "off", pattern: "\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}", placeholder: t("record.when_format"), value: localInput(), hint: t("record.when_hint", { zone: zone(), offset: offsetName() }) });
   const input = wrap.querySelector("input");
   const sent = h("p", { class: "hint utc-preview", "aria-live": "polite" });
   const show = () => {
