@@ -20,6 +20,10 @@ from shared.infra import free_port, start_tansu
 from shared.testing import fresh_database, issue_key
 from tests.e2e.processes import Stack
 
+# processes, the broker and kills: what they prove does not depend on the PostgreSQL version
+# (the event store is tested on both): CI runs it once
+pytestmark = pytest.mark.once
+
 
 @pytest.fixture
 def broker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:

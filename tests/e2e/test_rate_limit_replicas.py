@@ -22,6 +22,10 @@ from shared.infra import free_port
 from shared.testing import fresh_database, issue_key
 from tests.e2e.processes import Proc, Stack
 
+# two API processes sharing one bucket: the bucket's SQL runs on both PostgreSQL versions in
+# tests/shared/test_ratelimit.py; CI runs this once
+pytestmark = pytest.mark.once
+
 RATE = 1.0  # tokens a second
 BURST = 5
 WINDOW_S = 3.0  # how long the alternating test keeps asking after its first answer
