@@ -221,18 +221,17 @@ def _access(scope: Scope, status: int, seconds: float) -> None:
     )
 
 
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    await _reject(
+        scope, receive, send, 413, "Body too large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
+    )
+
+
 async def _admit(scope: Scope, receive: Receive, send: Send, *, too_large: bool) -> Receive | None:
     """The request's `receive` (its body read and checked when it has one), or None when it was
     refused here (413 for a body too large, 422 for NUL characters)."""
     if too_large:
-        await _reject(
-            scope,
-            receive,
-            send,
-            413,
-            "Body too large",
-            f"bodies are limited to {MAX_BODY_BYTES} bytes",
-        )
+        await _too_large(scope, receive, send)
         return None
     if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
         names = _nul_parameters(scope)
@@ -249,14 +248,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, *, too_large: bool)
     if scope["method"] in ("POST", "PUT", "PATCH"):
         body = await _read_body(receive)
         if body is None:
-            await _reject(
-                scope,
-                receive,
-                send,
-                413,
-                "Body too large",
-                f"bodies are limited to {MAX_BODY_BYTES} bytes",
-            )
+            await _too_large(scope, receive, send)
             return None
         # PostgreSQL cannot store NUL in text: refuse it here, once, for every service
         if b"\\u0000" in body or b"\x00" in body:
