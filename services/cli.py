@@ -292,7 +292,8 @@ def _key_file(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(exports_command.spelled_as_subcommand(given))
     warnings.filterwarnings("ignore", module="platformdirs")
     if args.command == "contracts":
         for path in write_contracts():

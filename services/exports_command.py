@@ -33,6 +33,23 @@ class ExportFailed(Exception):
     """Why the export failed, in one line."""
 
 
+def spelled_as_subcommand(argv: list[str]) -> list[str]:
+    """`twinaid export --format iati ...` (or `--format=iati`) as `twinaid export iati ...`:
+    both spellings work."""
+    if "export" not in argv:
+        return argv
+    at = argv.index("export") + 1
+    if "audit" in argv[: at - 1]:  # `twinaid audit export --format jsonl` is another command
+        return argv
+    rest = argv[at:]
+    for n, word in enumerate(rest):
+        if word == "--format" and n + 1 < len(rest):
+            return [*argv[:at], rest[n + 1], *rest[:n], *rest[n + 2 :]]
+        if word.startswith("--format="):
+            return [*argv[:at], word.partition("=")[2], *rest[:n], *rest[n + 1 :]]
+    return argv
+
+
 def register(commands: Any) -> None:
     export = commands.add_parser("export", help="IATI XML or EPCIS JSON-LD from the services")
     formats = export.add_subparsers(dest="format", required=True)

@@ -489,3 +489,16 @@ async def test_the_demo_data_exports_valid_iati_for_every_party(api: PledgesApi)
         ("2", "140000.00", "GBP"),
         ("3", "140000.00", "GBP"),
     }
+
+
+def test_the_cli_takes_the_format_as_an_option_too() -> None:
+    for argv in (
+        ["export", "--format", "iati", "--organisation", "kharkiv"],
+        ["export", "--format=iati", "--organisation", "kharkiv"],
+        ["export", "iati", "--organisation", "kharkiv"],
+    ):
+        words = exports_command.spelled_as_subcommand(argv)
+        args = cli(*words[1:])
+        assert (args.format, args.organisation) == ("iati", "kharkiv"), argv
+    audit = ["audit", "export", "--format", "csv", "--service", "registry"]
+    assert exports_command.spelled_as_subcommand(audit) == audit
