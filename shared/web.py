@@ -19,8 +19,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import (
+    contract_routes,
+    idempotency,
+    instants,
+    logs,
+    problems,
+    routes,
+    runtime,
+    webhook_routes,
+)
 from shared import db as dbmod
-from shared import idempotency, instants, logs, problems, routes, runtime
 from shared.auth import Authenticator, Principal
 from shared.deps import Caller, Ctx, ServiceContext, header, metadata_for, utcnow
 from shared.errors import TwinaidError
@@ -434,7 +443,12 @@ def create_app(
             ],
             expose_headers=["X-Correlation-ID", "Retry-After"],
         )
-    for router in (*routers, routes.common_router()):
+    for router in (
+        *routers,
+        routes.common_router(),
+        contract_routes.router(),
+        webhook_routes.router(),
+    ):
         _add_routes(app, router)
     return app
 
