@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared import published
+
 
 def file_name(event_type: str, version: int = 1) -> str:
     return f"{event_type}.v{version}.json"
@@ -24,7 +26,7 @@ def documents(schemas: Mapping[str, type[BaseModel]], *, topic: str) -> dict[str
     for event_type, model in sorted(schemas.items()):
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"https://twinaid.example/schemas/{file_name(event_type)}",
+            "$id": published.schema_id(event_type),
             "title": event_type,
             "description": f"`data` of a {event_type} event (schema version 1) on {topic}",
             **model.model_json_schema(),

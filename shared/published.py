@@ -1,6 +1,15 @@
-"""An upstream's published event contract (services/<upstream>/schemas/*.json), as a consumer
-reads it: types, required fields, sizes and ranges enforced; unknown fields allowed (a tolerant
-reader: `additionalProperties` is not enforced, so an upstream may add fields). Pure.
+"""The published event contract: where each event type's JSON Schema lives, its `$id`, the
+path every service serves it at, and an upstream's schemas as a consumer reads them (types,
+required fields, sizes and ranges enforced; unknown fields allowed: a tolerant reader, so
+`additionalProperties` is not enforced and an upstream may add fields). Pure.
+
+Schema ids are stable URNs, `urn:twinaid:schema:<event type>.v<N>`, the same in every
+deployment (a service's base URL is not): the CloudEvents header `ce_dataschema` of each
+published event carries it, and every service serves the document at
+`/schemas/<event type>.v<N>.json` (`schema_path`). The schemas of a service's own events are
+generated from its models into services/<name>/schemas/ (`twinaid contracts`); those of the
+events every service appends (the chain checkpoint, the signing key change) into
+shared/schemas/ (`python -m shared.asyncapi --schemas`).
 
 A small validator for the keywords the published schemas use (they are generated from the
 upstreams' pydantic models): type, required, properties, items, anyOf, oneOf, allOf, $ref to
@@ -9,12 +18,100 @@ upstreams' pydantic models): type, required, properties, items, anyOf, oneOf, al
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared import keys, signing
+from shared.settings import SERVICES
+
+ROOT = Path(__file__).resolve().parents[1]
+# the events every service appends to its own log and publishes on its own topic
+SHARED_FOLDER = ROOT / "shared" / "schemas"
+SCHEMA_URN = "urn:twinaid:schema:"
+SCHEMA_ROUTE = "/schemas/"
+
+
+def schema_id(event_type: str, version: int = 1) -> str:
+    """The `$id` of an event type's schema, and its events' `ce_dataschema`."""
+    return f"{SCHEMA_URN}{event_type}.v{version}"
+
+
+def schema_path(identifier: str) -> str:
+    """The path, relative to any service's base URL, that serves the schema `identifier`."""
+    return SCHEMA_ROUTE + identifier.removeprefix(SCHEMA_URN) + ".json"
+
+
+def service_folder(service: str) -> Path:
+    return ROOT / "services" / service / "schemas"
+
+
+def folders() -> dict[str, Path]:
+    """{owner: folder of its schemas}: each service's own events, then "shared" (the events
+    every service publishes)."""
+    return {**{s: service_folder(s) for s in SERVICES}, "shared": SHARED_FOLDER}
+
+
+def schema_files() -> dict[str, Path]:
+    """{file name (`<event type>.v<N>.json`): path} of every published schema."""
+    return {p.name: p for folder in folders().values() for p in sorted(folder.glob("*.json"))}
+
+
+_Key = Annotated[str, Field(max_length=100)]
+_Signature = Annotated[str, Field(max_length=200)]
+_Instant = Annotated[str, Field(max_length=64)]
+
+
+class ChainCheckpoint(BaseModel):
+    """A relay's signed checkpoint of its log's chain head (shared/signing.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(max_length=50, description="the service whose log this is")
+    position: int = Field(ge=1, description="the position of the chain head signed")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="the chain hash at `position`")
+    signed_at: _Instant = Field(description="ISO 8601 instant of the signature")
+    public_key: _Key = Field(description="base64 raw Ed25519 key (a hint: verify with pins)")
+    signature: _Signature = Field(
+        description="base64 Ed25519 signature of the RFC 8785 text of"
+        " {service, position, hash, signed_at}"
+    )
+
+
+class SigningKeyChanged(BaseModel):
+    """A service's announcement of its new signing key, signed by the previous one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(max_length=50)
+    previous_public_key: _Key
+    public_key: _Key
+    announced_at: _Instant
+    signature: _Signature = Field(
+        description="base64 Ed25519 signature, by the previous key, of the RFC 8785 text of"
+        " {service, previous_public_key, public_key, announced_at}"
+    )
+
+
+SHARED_SCHEMAS: dict[str, type[BaseModel]] = {
+    signing.CHECKPOINT: ChainCheckpoint,
+    keys.KEY_CHANGED: SigningKeyChanged,
+}
+
+
+def idempotency_digest(organisation: str | None, key: str) -> str:
+    """What an event's metadata keeps of the caller's Idempotency-Key: a digest scoped to the
+    organisation (keys are scoped to it too), never the key itself, for the metadata goes to
+    the broker and the feeds. The organisation can still match its own key to its events."""
+    text = f"{organisation or ''}\n{key}".encode()
+    return "sha256:" + hashlib.sha256(text).hexdigest()
+
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -48,15 +145,16 @@ class Contract:
         self._schemas: dict[str, dict[str, Any] | None] = {}
 
     def schema(self, event_type: str, version: int) -> dict[str, Any] | None:
+        """The schema of the upstream's own type, else of a type every service publishes."""
         name = f"{event_type}.v{version}.json"
         if name not in self._schemas:
-            path = self.folder / name
-            self._schemas[name] = json.loads(path.read_text()) if path.is_file() else None
+            found = [p for p in (self.folder / name, SHARED_FOLDER / name) if p.is_file()]
+            self._schemas[name] = json.loads(found[0].read_text()) if found else None
         return self._schemas[name]
 
     def problem(self, event_type: str, version: int, data: Mapping[str, Any]) -> str | None:
-        """Why `data` breaks the published schema of its type, if it does. A type the upstream
-        publishes no schema for (a checkpoint, a key change) is not checked here."""
+        """Why `data` breaks the published schema of its type, if it does. A type with no
+        published schema (an older upstream's new type) is not checked here."""
         schema = self.schema(event_type, version)
         if schema is None:
             return None
