@@ -85,6 +85,20 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     # where browsers reach each service's API: {"registry": "http://127.0.0.1:8101", ...}
     public_urls: dict[str, str] = Field(default_factory=dict)
+    # Webhooks (shared/webhooks.py). A URL naming a loopback, private, link-local or otherwise
+    # non-public address (or a name resolving to one) is refused, at subscription and at each
+    # delivery, unless its host is listed here exactly (e.g. ["127.0.0.1"] for tests)
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    # how often the worker's dispatcher looks for events to deliver, and the wait per attempt
+    webhook_poll_interval: float = 1.0
+    webhook_timeout: float = 10.0
+    # after a failed attempt the next waits base * 2^(failures - 1) seconds, at most max
+    webhook_retry_base: float = 5.0
+    webhook_retry_max: float = 3600.0
+    # a subscription failing for this long is marked `failing` (it keeps being retried at max)
+    webhook_failing_after: float = 86_400.0
+    webhook_batch_size: int = Field(default=100, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=8, ge=1, le=100)
 
     @field_validator("trusted_keys")
     @classmethod

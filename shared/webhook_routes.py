@@ -1,9 +1,312 @@
-"""Placeholder: every service's webhook subscription routes; issue 21."""
+"""Every service's webhook subscription routes (`/v1/webhooks`), for its own events.
+
+An organisation's keys manage its organisation's subscriptions only (another organisation's
+answer 404, as if they did not exist). What a subscription delivers is decided by the key that
+created it (shared/webhooks.py says the rule); its signing secret is shown once, at creation.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from shared import webhooks
+from shared.deps import Caller, Ctx, ServiceContext
+from shared.errors import NotFound, ValidationFailed
+
+TAG = "webhooks"
+EventType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$", max_length=200)]
+StreamId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+SubscriptionId = Annotated[str, Path(pattern=r"^wh_[0-9a-f]{16}$", max_length=19)]
+Position = Annotated[int, Field(ge=1, le=2**63 - 1)]
+EXAMPLE: JsonDict = {
+    "url": "https://partner.lille.fr/twinaid/webhooks",
+    "event_types": ["shipments.convoy-dispatched", "shipments.delivery-confirmed"],
+    "streams": ["convoy-lille-kharkiv-2022-06"],
+    "own_records": True,
+    "description": "Lille's logistics desk: our convoys on the road",
+}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every 4xx of this API answers (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    correlation_id: str | None = None
+    invalid_params: list[dict[str, str]] | None = None
+
+
+_REASONS = {
+    401: "No valid API key (send `Authorization: Bearer <API key>`)",
+    404: "No subscription by that id for the caller's organisation",
+    422: "The request is not valid",
+    429: "Too many requests for this key",
+}
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {
+            "model": Problem,
+            "description": _REASONS[code],
+            "content": {"application/problem+json": {}},
+        }
+        for code in codes
+    }
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+
+    url: str = Field(
+        max_length=2000,
+        description="http:// or https://; no credentials or fragment. Hosts that are not public"
+        " (loopback, private, link-local; names resolving to them) are refused unless the"
+        " service's WEBHOOK_ALLOWED_HOSTS lists them",
+    )
+    event_types: list[EventType] = Field(
+        default=[], max_length=100, description="only these event types (none: every type)"
+    )
+    streams: list[StreamId] = Field(
+        default=[],
+        max_length=100,
+        description="only events of these records, by stream id (e.g. `convoy-<id>`,"
+        " `need-<id>`, `pledge-<id>`, `organisation-<id>`; none: every record)",
+    )
+    own_records: bool = Field(
+        default=False, description="only records the caller's organisation is a party to"
+    )
+    description: str = Field(default="", max_length=500)
+    from_position: Position | None = Field(
+        default=None,
+        description="deliver from this log position on (1: the whole log the key may read);"
+        " none: only events recorded from now on",
+    )
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"from_position": 1}]}
+    )
+
+    from_position: Position = Field(
+        description="send again every event from this log position on, in order"
+    )
+
+
+class WebhookOut(BaseModel):
+    subscription_id: str = Field(examples=["wh_5f0c2a9e1b7d4c30"])
+    url: str
+    event_types: list[str]
+    streams: list[str]
+    own_records: bool
+    description: str
+    created_at: datetime
+    after_position: int = Field(description="the last log position handled (delivered or left out)")
+    status: Literal["active", "failing", "disabled"] = Field(
+        description="failing: deliveries failed for longer than WEBHOOK_FAILING_AFTER (they go"
+        " on); disabled: the API key that subscribed was revoked or expired"
+    )
+    failing_since: datetime | None
+    attempts: int = Field(description="failed attempts at the next event to deliver")
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="the Standard Webhooks signing secret (whsec_...): shown only this once",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: int
+    position: int
+    event_id: str
+    event_type: str
+    attempt: int = Field(description="1 for the first attempt at this event, then 2, 3...")
+    attempted_at: datetime
+    outcome: Literal["delivered", "failed"]
+    status_code: int | None = Field(description="the receiver's HTTP status, if it answered")
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_after: int = Field(description="pass as `after` for the next page")
+
+
+def _out(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: row[k] for k in WebhookOut.model_fields}
+
+
+def _invalid(name: str, reason: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{name}: {reason}", extra={"invalid_params": [{"name": name, "reason": reason}]}
+    )
+
+
+async def _check_position(conn: asyncpg.Connection, name: str, position: int) -> None:
+    head = await webhooks.head(conn)
+    if position > head + 1:
+        raise _invalid(name, f"the log's last position is {head}: start at {head + 1} at most")
+
+
+def _check_types(ctx: ServiceContext, event_types: list[str]) -> None:
+    for t in event_types:
+        if not t.startswith((f"{ctx.service}.", "audit.")):
+            raise _invalid(
+                "event_types", f"{t} is not an event of {ctx.service} (its types: {ctx.service}.*)"
+            )
+
+
+async def _subscription(ctx: ServiceContext, organisation: str, sid: str) -> asyncpg.Record:
+    async with ctx.db.connection() as conn:
+        row = await webhooks.one(conn, organisation=organisation, subscription_id=sid)
+    if row is None:
+        raise NotFound(f"no webhook {sid} for {organisation}")
+    return row
 
 
 def router() -> APIRouter:
-    return APIRouter()
+    r = APIRouter(prefix="/v1/webhooks", tags=[TAG])
+
+    @r.post(
+        "",
+        operation_id="createWebhook",
+        status_code=201,
+        response_model=WebhookCreated,
+        summary="Subscribe a URL to this service's events",
+        description="Deliveries follow the Standard Webhooks specification (webhook-id,"
+        " webhook-timestamp, webhook-signature), in log order, retried with exponential backoff."
+        " The subscription receives only what the calling key could read through this API,"
+        " redacted the same way. The signing secret is in this answer only.",
+        responses=_problems(401, 422, 429),
+    )
+    async def create_webhook(body: WebhookIn, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        try:
+            webhooks.check_url(body.url, allowed_hosts=ctx.settings.webhook_allowed_hosts)
+        except ValueError as exc:
+            raise _invalid("url", str(exc)) from None
+        _check_types(ctx, body.event_types)
+        async with ctx.db.connection() as conn:
+            if body.from_position is not None:
+                await _check_position(conn, "from_position", body.from_position)
+            row, secret = await webhooks.create(
+                conn,
+                principal=caller,
+                url=body.url,
+                event_types=sorted(set(body.event_types)),
+                streams=sorted(set(body.streams)),
+                own_records=body.own_records,
+                description=body.description,
+                from_position=body.from_position,
+            )
+        return {**_out(row), "secret": secret}
+
+    @r.get(
+        "",
+        operation_id="listWebhooks",
+        response_model=WebhookList,
+        summary="The caller's organisation's webhook subscriptions",
+        description="Every live subscription of the caller's organisation, oldest first,"
+        " without secrets.",
+        responses=_problems(401, 429),
+    )
+    async def list_webhooks(ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        async with ctx.db.connection() as conn:
+            rows = await webhooks.listed(conn, organisation=caller.organisation)
+        return {"items": [_out(row) for row in rows]}
+
+    @r.get(
+        "/{subscription_id}",
+        operation_id="getWebhook",
+        response_model=WebhookOut,
+        summary="One webhook subscription",
+        description="Its filters, cursor and delivery state (active, failing, disabled).",
+        responses=_problems(401, 404, 422, 429),
+    )
+    async def get_webhook(subscription_id: SubscriptionId, ctx: Ctx, caller: Caller) -> Any:
+        return _out(await _subscription(ctx, caller.organisation, subscription_id))
+
+    @r.delete(
+        "/{subscription_id}",
+        operation_id="deleteWebhook",
+        status_code=204,
+        response_class=Response,
+        summary="Stop a webhook subscription",
+        description="Nothing more is delivered; the delivery log is kept.",
+        responses=_problems(401, 404, 422, 429),
+    )
+    async def delete_webhook(subscription_id: SubscriptionId, ctx: Ctx, caller: Caller) -> Response:
+        async with ctx.db.connection() as conn:
+            gone = await webhooks.delete(
+                conn, organisation=caller.organisation, subscription_id=subscription_id
+            )
+        if not gone:
+            raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
+        return Response(status_code=204)
+
+    @r.get(
+        "/{subscription_id}/deliveries",
+        operation_id="listWebhookDeliveries",
+        response_model=DeliveryPage,
+        summary="Every delivery attempt of a subscription, with its outcome",
+        description="Attempts in the order they were made (delivered, or failed with the"
+        " receiver's status or the error), paged by delivery id.",
+        responses=_problems(401, 404, 422, 429),
+    )
+    async def list_deliveries(
+        subscription_id: SubscriptionId,
+        ctx: Ctx,
+        caller: Caller,
+        after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        await _subscription(ctx, caller.organisation, subscription_id)
+        async with ctx.db.connection() as conn:
+            rows = await webhooks.deliveries(
+                conn, subscription_id=subscription_id, after=after, limit=limit
+            )
+        items = [{**dict(row), "event_id": str(row["event_id"])} for row in rows]
+        return {"items": items, "next_after": rows[-1]["delivery_id"] if rows else after}
+
+    @r.post(
+        "/{subscription_id}/replay",
+        operation_id="replayWebhook",
+        response_model=WebhookOut,
+        summary="Deliver again from a log position",
+        description="Every event from `from_position` on that the subscription selects is"
+        " sent again, in order, with its same webhook-id; failures so far are forgotten.",
+        responses=_problems(401, 404, 422, 429),
+    )
+    async def replay_webhook(
+        subscription_id: SubscriptionId, body: ReplayIn, ctx: Ctx, caller: Caller
+    ) -> Any:
+        async with ctx.db.connection() as conn:
+            await _check_position(conn, "from_position", body.from_position)
+            row = await webhooks.replay(
+                conn,
+                organisation=caller.organisation,
+                subscription_id=subscription_id,
+                from_position=body.from_position,
+            )
+        if row is None:
+            raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
+        return _out(row)
+
+    return r

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from shared import db as dbmod
-from shared import kafka, logs, runtime
+from shared import kafka, logs, runtime, webhooks
 from shared.consumer import BrokerReset, ConsumerRunner, Handler
 from shared.metrics import Answer, Metrics, metrics_answer, not_found
 from shared.metrics import serve as serve_http
@@ -79,9 +79,11 @@ class Worker:
         schema: Sequence[str],
         handlers: Mapping[str, Mapping[str, Handler]],
         contracts: Mapping[str, Path] | None = None,
+        webhook_access: webhooks.Access | None = None,
     ) -> None:
         """`contracts`: each upstream's folder of published JSON Schemas, which its events
-        must follow to be applied."""
+        must follow to be applied. `webhook_access`: the service's read policy for its own
+        events, which decides what each webhook subscriber receives (shared/webhooks.py)."""
         self.service = service
         self.settings = settings
         self.schema = schema
@@ -96,6 +98,9 @@ class Worker:
             signer=signer_for(settings),
         )
         self.http = httpx.AsyncClient()
+        self.webhooks = webhooks.Dispatcher(
+            service=service, settings=settings, db=self.db, access=webhook_access
+        )
         self.consumers = (
             WatchedConsumers(
                 service=service,
@@ -122,7 +127,10 @@ class Worker:
             own = self.settings.topic(self.service)
             dlqs = [f"{t}.dlq" for t in (self.consumers.topics if self.consumers else [])]
             await kafka.ensure_topics(self.settings, [own, *dlqs])
-            tasks = [asyncio.create_task(self.relay.run(stop), name="relay")]
+            tasks = [
+                asyncio.create_task(self.relay.run(stop), name="relay"),
+                asyncio.create_task(self.webhooks.run(stop), name="webhooks"),
+            ]
             if self.consumers is not None:
                 tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
             health = await serve_http("0.0.0.0", self.settings.worker_health_port, self._route)
@@ -196,6 +204,7 @@ def main(
     schema: Sequence[str],
     handlers: Mapping[str, Mapping[str, Handler]],
     contracts: Mapping[str, Path] | None = None,
+    webhook_access: webhooks.Access | None = None,
 ) -> None:
     settings = Settings()
     logs.configure(f"{service}-worker", settings.log_level)
@@ -205,6 +214,7 @@ def main(
         schema=schema,
         handlers=handlers,
         contracts=contracts,
+        webhook_access=webhook_access,
     )
 
     async def _run() -> None:

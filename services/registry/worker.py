@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from services.registry import webhook_access
 from shared import db, worker
 
 
 def main() -> None:
-    worker.main(service="registry", schema=[db.schema_text("services.registry")], handlers={})
+    worker.main(
+        service="registry",
+        schema=[db.schema_text("services.registry")],
+        handlers={},
+        webhook_access=webhook_access.seen,
+    )
 
 
 if __name__ == "__main__":

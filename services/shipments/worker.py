@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.shipments import subscriptions
+from services.shipments import subscriptions, webhook_access
 from shared import db, directory, worker
 
 SERVICES = Path(__file__).resolve().parent.parent
@@ -17,6 +17,7 @@ def main() -> None:
         handlers=subscriptions.HANDLERS,
         # the published contract of each upstream: services/<upstream>/schemas
         contracts={u: SERVICES / u / "schemas" for u in subscriptions.HANDLERS},
+        webhook_access=webhook_access.seen,
     )
 
 
