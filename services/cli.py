@@ -1,10 +1,17 @@
-"""The `twinaid` command: API keys and read-model rebuilds, straight on the services' databases.
+"""The `twinaid` command: API keys, rebuilds, audits, backups, migrations and exports.
 
-A composition root, not part of a service: it may import every service.
-
-The server is DATABASE_URL; without it, the dev stack's embedded PostgreSQL if `.data/pg`
-(TWINAID_DATA_DIR) holds one, else postgresql://postgres@127.0.0.1:5432/postgres. Each service's
-database is `twinaid_<service>` on it, unless `--database SERVICE=URL` names another.
+Settings come from a flag, else an environment variable, else the config file (--config FILE,
+$TWINAID_CONFIG, ~/.config/twinaid/config.toml), else the dev stack's defaults:
+  APIs     --url, TWINAID_REGISTRY_URL / _PLEDGES_URL / _SHIPMENTS_URL, TWINAID_PORT_BASE
+           (service n on base + n), [urls] or port_base in the file; default ports 8101-8103
+  API key  --key, TWINAID_API_KEY (audit: TWINAID_AUDIT_KEY first), api_key / audit_key
+  database --database SERVICE=URL, DATABASE_URL, database_url; else the dev stack's embedded
+           PostgreSQL if .data/pg (TWINAID_DATA_DIR) holds one, else
+           postgresql://postgres@127.0.0.1:5432/postgres, each service's database being
+           twinaid_<service> on that server
+`twinaid config` shows what a run would use and where each value came from. Every command
+answers --json; errors are one line on standard error (--debug or TWINAID_DEBUG=1: the
+traceback). Progress bars go to standard error, on a terminal only (TWINAID_PROGRESS=0|1).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -19,14 +27,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 from pydantic import BaseModel
 
-from services import exports_command, migrate_command
+from services import cli_support, exports_command, migrate_command
 from services.audit import command as audit_command
 from services.audit import signing_keys
+from services.cli_support import Failed
 from services.ops import command as ops_command
 from services.pledges import events as pledges_events
 from services.registry import events as registry_events
@@ -41,30 +51,46 @@ from shared.metrics import Metrics
 from shared.settings import SERVICES, Settings, database_for, topic_for
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+# roles that act for the operator, not for a partner organisation: their keys may name an
+# organisation the registry does not hold (the dev stack's "twinaid", "twinaid-audit")
+OPERATOR_ROLES = frozenset({auth.Role.REGISTRY_ADMIN, auth.Role.AUDITOR, auth.Role.SERVICE})
 
 
-def server_url(env: Mapping[str, str]) -> str:
+def version() -> str:
+    try:
+        return importlib.metadata.version("twinaid")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def server_url(env: Mapping[str, str], configured: str | None = None) -> str:
+    """DATABASE_URL, else the config file's database_url, else the dev stack's server."""
     if env.get("DATABASE_URL"):
         return env["DATABASE_URL"]
+    if configured:
+        return configured
     embedded = Path(env.get("TWINAID_DATA_DIR", ".data")) / "pg"
     if (embedded / "PG_VERSION").exists():
         return start_embedded_postgres(embedded)
     return DEFAULT_SERVER
 
 
-def database_urls(overrides: Sequence[str], env: Mapping[str, str]) -> dict[str, str]:
-    """Every service's database URL; raises SystemExit on a malformed override."""
+def database_urls(
+    overrides: Sequence[str], env: Mapping[str, str], configured: str | None = None
+) -> dict[str, str]:
+    """Every service's database URL; Failed on a malformed override."""
     given: dict[str, str] = {}
     for item in overrides:
         service, sep, url = item.partition("=")
         if not sep or service not in SERVICES or not url:
-            raise SystemExit(
-                f"twinaid: --database wants SERVICE=URL with SERVICE one of "
-                f"{', '.join(SERVICES)}; got {item!r}"
+            raise Failed(
+                f"--database wants SERVICE=URL with SERVICE one of {', '.join(SERVICES)};"
+                f" got {item!r}",
+                code=2,
             )
         given[service] = url
     if len(given) < len(SERVICES):
-        server = server_url(env)
+        server = server_url(env, configured)
         for service in SERVICES:
             given.setdefault(service, dbmod.with_database(server, database_for(service)))
     return given
@@ -93,17 +119,51 @@ def parse_roles(text: str) -> list[auth.Role]:
     names = [r.strip() for r in text.split(",") if r.strip()]
     unknown = [n for n in names if n not in {r.value for r in auth.Role}]
     if not names or unknown:
-        raise SystemExit(
-            f"twinaid: unknown role(s) {', '.join(unknown) or '(none given)'}; "
-            f"roles are {', '.join(r.value for r in auth.Role)}"
+        raise Failed(
+            f"unknown role(s) {', '.join(unknown) or '(none given)'};"
+            f" roles are {', '.join(r.value for r in auth.Role)}",
+            code=2,
         )
     return [auth.Role(n) for n in names]
+
+
+async def check_organisation(registry_url: str, organisation: str, roles: list[auth.Role]) -> None:
+    """Failed unless the registry holds `organisation`, or every role is an operator's; the
+    message names registered organisations the text is a name or an alias of."""
+    if set(roles) <= OPERATOR_ROLES:
+        return
+    conn = await _connect("registry", registry_url)
+    try:
+        if await conn.fetchval(
+            "SELECT 1 FROM organisations WHERE organisation_id = $1", organisation
+        ):
+            return
+        similar = [
+            r["organisation_id"]
+            for r in await conn.fetch(
+                "SELECT organisation_id FROM organisations"
+                " WHERE lower(organisation_id) = lower($1) OR lower(name) = lower($1)"
+                " OR EXISTS (SELECT 1 FROM unnest(aliases) a WHERE lower(a) = lower($1))"
+                " ORDER BY organisation_id LIMIT 5",
+                organisation,
+            )
+        ]
+    finally:
+        await conn.close()
+    hint = f" (did you mean {' or '.join(similar)}?)" if similar else ""
+    raise Failed(
+        f"keys issue: no organisation {organisation!r} in the registry{hint}; register it"
+        " first (POST /v1/organisations), or give only operator roles"
+        f" ({', '.join(sorted(OPERATOR_ROLES))}). Nothing was issued."
+    )
 
 
 async def keys_issue(
     urls: Mapping[str, str], *, organisation: str, roles: list[auth.Role], label: str
 ) -> auth.IssuedKey:
-    """Register one new key in every service database."""
+    """Register one new key in every service database, once the registry knows the
+    organisation (check_organisation); Failed and nothing stored otherwise."""
+    await check_organisation(urls["registry"], organisation, roles)
     _, token, _ = auth.new_key()
     issued: auth.IssuedKey | None = None
     for service, url in urls.items():
@@ -131,20 +191,24 @@ async def keys_revoke(urls: Mapping[str, str], *, key_id: str) -> list[str]:
     return revoked
 
 
+KEY_COLUMNS = ("key_id", "organisation", "roles", "label", "created_at", "revoked_at")
+# shown when the table has them (keys that expire and record their use)
+OPTIONAL_KEY_COLUMNS = ("expires_at", "last_used_at")
+
+
 async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
     """Every key (no secrets), with the services that know it."""
     keys: dict[str, dict[str, object]] = {}
     for service, url in urls.items():
         conn = await _connect(service, url)
         try:
-            rows = await conn.fetch(
-                "SELECT key_id, organisation, roles, label, created_at, revoked_at"
-                " FROM api_keys ORDER BY created_at, key_id"
-            )
+            rows = await conn.fetch("SELECT * FROM api_keys ORDER BY created_at, key_id")
         finally:
             await conn.close()
         for row in rows:
-            entry = keys.setdefault(row["key_id"], {**dict(row), "services": []})
+            shown = {c: row[c] for c in KEY_COLUMNS}
+            shown.update({c: row[c] for c in OPTIONAL_KEY_COLUMNS if c in row})
+            entry = keys.setdefault(row["key_id"], {**shown, "services": []})
             services = entry["services"]
             assert isinstance(services, list)
             services.append(service)
@@ -162,11 +226,16 @@ async def rotate_signing(service: str, url: str, key_file: Path) -> signing_keys
 
 
 async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
-    """Replay the log into empty read models; returns (events replayed, rows per table)."""
+    """Replay the log into empty read models; returns (events replayed, rows per table).
+    A progress bar on a terminal (cli_support.bars)."""
     projections = projections_of(service)
     conn = await _connect(service, url)
     try:
-        replayed = await proj.rebuild(conn, projections)
+        total = int(await conn.fetchval("SELECT count(*) FROM events"))
+        with cli_support.bars() as bars:
+            shown = bars.task(f"rebuilding {service}", total=total)
+            replayed = await proj.rebuild(conn, projections, shown)
+            shown(replayed)
         counts = {
             table: int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
             for p in projections
@@ -177,11 +246,18 @@ async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
     return replayed, counts
 
 
-async def catch_up(service: str, url: str, upstreams: Sequence[str]) -> dict[str, int]:
+async def catch_up(
+    service: str, url: str, upstreams: Sequence[str], config: cli_support.Config
+) -> dict[str, int]:
     """Apply, from each upstream's HTTP feed, every event this service's consumers have not
-    applied (UPSTREAM_FEEDS and FEED_API_KEY come from the environment, as for the worker)."""
+    applied. UPSTREAM_FEEDS and FEED_API_KEY come from the environment, as for the worker;
+    without them, the configured API URLs and key (cli_support.Config)."""
     subscriptions = importlib.import_module(f"services.{service}.subscriptions")
     settings = Settings(database_url=url)
+    if not settings.upstream_feeds:
+        settings = settings.model_copy(update={"upstream_feeds": dict(config.urls)})
+    if not settings.feed_api_key and config.api_key:
+        settings = settings.model_copy(update={"feed_api_key": config.api_key})
     db = dbmod.Database(url, max_size=2)
     await db.open()
     try:
@@ -199,21 +275,50 @@ async def catch_up(service: str, url: str, upstreams: Sequence[str]) -> dict[str
         await db.close()
 
 
-def _print_keys(keys: list[dict[str, object]]) -> None:
-    print(f"{'key id':<18} {'organisation':<20} {'roles':<26} {'label':<10} {'status':<8} services")
+def _keys_table(keys: list[dict[str, object]]) -> str:
+    lines = [
+        f"{'key id':<18} {'organisation':<20} {'roles':<26} {'label':<10} {'status':<8} services"
+    ]
     for k in keys:
         roles = ",".join(k["roles"]) if isinstance(k["roles"], list) else ""
         status = "revoked" if k["revoked_at"] else "active"
+        expires = k.get("expires_at")
+        if status == "active" and isinstance(expires, datetime) and expires <= datetime.now(UTC):
+            status = "expired"
         services = ",".join(k["services"]) if isinstance(k["services"], list) else ""
-        print(
+        lines.append(
             f"{k['key_id']!s:<18} {k['organisation']!s:<20} {roles:<26} {k['label']!s:<10} "
             f"{status:<8} {services}"
         )
+    return "\n".join(lines)
+
+
+def _keys_json(keys: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [
+        {c: v.isoformat() if isinstance(v, datetime) else v for c, v in k.items()} for k in keys
+    ]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli_support.Parser(
         prog="twinaid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--version", action="version", version=f"twinaid {version()}")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a TOML config file (default: $TWINAID_CONFIG, else ~/.config/twinaid/config.toml)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable JSON on standard output, for every command",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (also TWINAID_DEBUG=1)",
     )
     p.add_argument(
         "--database",
@@ -222,16 +327,27 @@ def parser() -> argparse.ArgumentParser:
         metavar="SERVICE=URL",
         help="a service database elsewhere than twinaid_<service> on the server",
     )
-    commands = p.add_subparsers(dest="command", required=True)
-    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
-    issue = keys.add_parser("issue", help="issue a key, valid in every service; prints it once")
-    issue.add_argument("--organisation", required=True)
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of")
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="one of"
+    )
+    issue = keys.add_parser(
+        "issue",
+        help="issue a key, valid in every service, for an organisation the registry holds;"
+        " prints it once",
+    )
+    issue.add_argument(
+        "--organisation",
+        required=True,
+        metavar="ID",
+        help="the organisation's id in the registry (operator roles alone may name another)",
+    )
     issue.add_argument(
         "--roles", required=True, help=f"comma-separated: {', '.join(r.value for r in auth.Role)}"
     )
-    issue.add_argument("--label", default="")
+    issue.add_argument("--label", default="", help="a note on what the key is for")
     revoke = keys.add_parser("revoke", help="revoke a key in every service")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id (`keys list`; twa_<key id>_...)")
     keys.add_parser("list", help="list keys (never their secrets)")
     rotate = keys.add_parser(
         "rotate-signing",
@@ -244,14 +360,23 @@ def parser() -> argparse.ArgumentParser:
         " creating the key the first time",
     )
     for signing_command in (rotate, pin):
-        signing_command.add_argument("service", choices=SERVICES)
+        signing_command.add_argument("service", choices=SERVICES, help="whose signing key")
         signing_command.add_argument(
             "--key-file",
             type=Path,
             help="the worker's SIGNING_KEY_FILE (default: the dev stack's"
             " $TWINAID_DATA_DIR/keys/SERVICE.ed25519)",
         )
-    commands.add_parser("contracts", help="write every event type's JSON Schema document")
+    c = commands.add_parser("contracts", help="write every event type's JSON Schema document")
+    c.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write into DIR/<service>/ (default: each service's schemas/ folder in the source)",
+    )
+    commands.add_parser(
+        "config", help="show the settings a run uses (URLs, keys, database) and where each is from"
+    )
     audit_command.register(commands)
     ops_command.register(commands)
     migrate_command.register(commands)
@@ -259,10 +384,20 @@ def parser() -> argparse.ArgumentParser:
     cu = commands.add_parser(
         "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
     )
-    cu.add_argument("service", choices=[s for s in SERVICES if s != "registry"])
-    cu.add_argument("--upstream", action="append", default=[], choices=SERVICES)
+    cu.add_argument(
+        "service", choices=[s for s in SERVICES if s != "registry"], help="the catching up one"
+    )
+    cu.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        choices=SERVICES,
+        help="only from these upstreams (default: every one it consumes)",
+    )
     rb = commands.add_parser("rebuild", help="empty a service's read models and replay its log")
-    rb.add_argument("service", choices=SERVICES)
+    rb.add_argument("service", choices=SERVICES, help="whose read models")
+    for leaf in cli_support.leaves(p):
+        cli_support.common_options(leaf)
     return p
 
 
@@ -277,11 +412,11 @@ def contract_folder(service: str) -> Path:
     return Path(__file__).parent / service / "schemas"
 
 
-def write_contracts() -> list[Path]:
+def write_contracts(out: Path | None = None) -> list[Path]:
     written = []
     for service, schemas in CONTRACTS.items():
         docs = contracts.documents(schemas, topic=topic_for(service))
-        written += contracts.write(contract_folder(service), docs)
+        written += contracts.write(out / service if out else contract_folder(service), docs)
     return written
 
 
@@ -295,70 +430,160 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(exports_command.spelled_as_subcommand(given))
     warnings.filterwarnings("ignore", module="platformdirs")
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("TWINAID_DEBUG") == "1"
+    return cli_support.guarded(lambda: run(args), debug=debug)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command `args` names; Failed (or an exception cli_support.describe knows) on an
+    anticipated failure."""
+    config = cli_support.load(os.environ, args.config)
+    args.settings = config
+    if args.command == "config":
+        cli_support.emit(args, config.as_dict(), lambda: _config_text(config))
+        return 0
     if args.command == "contracts":
-        for path in write_contracts():
-            print(path)
+        paths = write_contracts(args.out)
+        cli_support.emit(
+            args, {"written": [str(path) for path in paths]}, "\n".join(map(str, paths))
+        )
         return 0
     if args.command == "audit" and args.action == "verify-export":
         return audit_command.run(args, databases={}, scratch_server="")
     if args.command == "keys" and args.action == "signing-pin":
+        key_file = _key_file(args)
         try:
-            print(signing.Signer.from_file(_key_file(args)).public_key)
+            public_key = signing.Signer.from_file(key_file).public_key
         except (OSError, ValueError) as exc:
-            print(f"twinaid: no usable signing key in {_key_file(args)}: {exc}", file=sys.stderr)
-            return 1
+            raise Failed(f"no usable signing key in {key_file}: {exc}") from None
+        cli_support.emit(
+            args,
+            {"service": args.service, "key_file": str(key_file), "public_key": public_key},
+            public_key,
+        )
         return 0
     if args.command == "export":
         return exports_command.run(args)
-    urls = database_urls(args.database, os.environ)
+    urls = database_urls(args.database, os.environ, config.database_url)
+    try:
+        return _on_databases(args, config, urls)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise Failed(cli_support.database_unreachable(exc, list(urls.values()))) from exc
+
+
+def _on_databases(
+    args: argparse.Namespace, config: cli_support.Config, urls: Mapping[str, str]
+) -> int:
+    """The commands that open the services' databases."""
     if args.command == "audit":
-        return audit_command.run(args, databases=urls, scratch_server=server_url(os.environ))
+        return audit_command.run(
+            args,
+            databases=urls,
+            scratch_server=server_url(os.environ, config.database_url),
+        )
     if args.command in ("backup", "restore"):
         return ops_command.run(args, urls=urls, env=os.environ)
     if args.command == "migrate":
         return migrate_command.run(args, databases=urls)
     if args.command == "catch-up":
-        applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream))
-        for upstream, n in applied.items():
-            print(f"{args.service}: {n} events applied from {upstream}'s feed")
+        applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream, config))
+        cli_support.emit(
+            args,
+            {"service": args.service, "applied": applied},
+            "\n".join(
+                f"{args.service}: {n} events applied from {upstream}'s feed"
+                for upstream, n in applied.items()
+            ),
+        )
     elif args.command == "rebuild":
         replayed, counts = asyncio.run(rebuild(args.service, urls[args.service]))
         tables = ", ".join(f"{t}: {n} rows" for t, n in counts.items()) or "no read models"
-        print(f"rebuilt {args.service}: {replayed} events replayed ({tables})")
+        cli_support.emit(
+            args,
+            {"service": args.service, "events_replayed": replayed, "rows": counts},
+            f"rebuilt {args.service}: {replayed} events replayed ({tables})",
+        )
     elif args.action == "rotate-signing":
-        key_file = _key_file(args)
-        try:
-            done = asyncio.run(rotate_signing(args.service, urls[args.service], key_file))
-        except signing_keys.RotationRefused as exc:
-            print(f"twinaid: {exc}", file=sys.stderr)
-            return 1
-        print(
-            f"{done.service}: signing key {done.previous_public_key} replaced by"
-            f" {done.public_key} in {done.key_file} (the old one kept in"
-            f" {done.previous_key_file}); the change is in {done.service}'s log, signed by"
-            f" the old key. Restart {done.service}'s worker to sign with the new key."
-        )
+        return _rotate(args, urls)
     elif args.action == "issue":
-        roles = parse_roles(args.roles)
-        issued = asyncio.run(
-            keys_issue(urls, organisation=args.organisation, roles=roles, label=args.label)
-        )
-        print(
-            f"key {issued.key_id} for {args.organisation} "
-            f"({', '.join(r.value for r in roles)}) registered in {', '.join(urls)}; "
-            "it is shown once, store it now:",
-            file=sys.stderr,
-        )
-        print(issued.token)
+        return _issue(args, urls)
     elif args.action == "revoke":
         revoked = asyncio.run(keys_revoke(urls, key_id=args.key_id))
         if not revoked:
-            print(f"twinaid: no active key {args.key_id}", file=sys.stderr)
-            return 1
-        print(f"key {args.key_id} revoked in {', '.join(revoked)}")
+            raise Failed(f"no active key {args.key_id}")
+        cli_support.emit(
+            args,
+            {"key_id": args.key_id, "revoked_in": revoked},
+            f"key {args.key_id} revoked in {', '.join(revoked)}",
+        )
     else:
-        _print_keys(asyncio.run(keys_list(urls)))
+        keys = asyncio.run(keys_list(urls))
+        cli_support.emit(args, _keys_json(keys), lambda: _keys_table(keys))
     return 0
+
+
+def _issue(args: argparse.Namespace, urls: Mapping[str, str]) -> int:
+    roles = parse_roles(args.roles)
+    issued = asyncio.run(
+        keys_issue(urls, organisation=args.organisation, roles=roles, label=args.label)
+    )
+    said = (
+        f"key {issued.key_id} for {args.organisation} ({', '.join(r.value for r in roles)})"
+        f" registered in {', '.join(urls)}; it is shown once, store it now"
+    )
+    print(said + ("." if cli_support.wants_json(args) else ":"), file=sys.stderr)
+    cli_support.emit(
+        args,
+        {
+            "key_id": issued.key_id,
+            "organisation": args.organisation,
+            "roles": [r.value for r in roles],
+            "label": args.label,
+            "services": list(urls),
+            "token": issued.token,
+        },
+        issued.token,
+    )
+    return 0
+
+
+def _rotate(args: argparse.Namespace, urls: Mapping[str, str]) -> int:
+    key_file = _key_file(args)
+    try:
+        done = asyncio.run(rotate_signing(args.service, urls[args.service], key_file))
+    except signing_keys.RotationRefused as exc:
+        raise Failed(str(exc)) from None
+    cli_support.emit(
+        args,
+        {
+            "service": done.service,
+            "public_key": done.public_key,
+            "previous_public_key": done.previous_public_key,
+            "key_file": str(done.key_file),
+            "previous_key_file": str(done.previous_key_file),
+        },
+        f"{done.service}: signing key {done.previous_public_key} replaced by"
+        f" {done.public_key} in {done.key_file} (the old one kept in"
+        f" {done.previous_key_file}); the change is in {done.service}'s log, signed by"
+        f" the old key. Restart {done.service}'s worker to sign with the new key.",
+    )
+    return 0
+
+
+def _config_text(config: cli_support.Config) -> str:
+    shown: dict[str, Any] = config.as_dict()
+    origin = config.origin
+    lines = [f"config file   {shown['file'] or '(none)'}"]
+    for service, url in config.urls.items():
+        lines.append(f"{service + ' API':<13} {url}  ({origin[f'{service}_url']})")
+    for name in ("api_key", "audit_key", "database_url"):
+        value = shown[name]
+        lines.append(
+            f"{name:<13} {value or '(not set)'}" + (f"  ({origin[name]})" if value else "")
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

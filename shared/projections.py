@@ -74,8 +74,13 @@ async def record(
     return recorded
 
 
-async def rebuild(conn: asyncpg.Connection, projections: Sequence[Projection]) -> int:
-    """Empty every read model and replay the whole log into it; returns events replayed.
+async def rebuild(
+    conn: asyncpg.Connection,
+    projections: Sequence[Projection],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Empty every read model and replay the whole log into it; returns events replayed
+    (`progress` hears the count after each batch).
 
     Runs in one transaction holding a SHARE lock on `events`: writers wait, readers do not.
     """
@@ -95,4 +100,6 @@ async def rebuild(conn: asyncpg.Connection, projections: Sequence[Projection]) -
         while page := await cursor.fetch(REBUILD_BATCH):
             await project(conn, projections, [from_row(row) for row in page])
             count += len(page)
+            if progress is not None:
+                progress(count)
     return count

@@ -1,4 +1,8 @@
-"""`twinaid audit replay|compare|trace|export|verify-export`."""
+"""`twinaid audit replay|compare|trace|export|verify-export`.
+
+The APIs and the auditor key come from --url / --key, else the environment or the config file
+(services/cli_support.py: TWINAID_<SERVICE>_URL, TWINAID_PORT_BASE, TWINAID_AUDIT_KEY, then
+TWINAID_API_KEY)."""
 
 from __future__ import annotations
 
@@ -7,19 +11,22 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
+from services import cli_support
 from services.audit import copies, export, replay, sources, trace
 from shared import kafka, keys
 from shared.events import RecordedEvent, Selection
 from shared.settings import SERVICES, Settings, topic_for
 
-DEFAULT_FEEDS = {s: f"http://127.0.0.1:{8101 + i}" for i, s in enumerate(SERVICES)}
+DEFAULT_FEEDS = {
+    s: f"http://127.0.0.1:{cli_support.PORT_BASE + n}" for n, s in enumerate(SERVICES, start=1)
+}
 
 
 def register(commands: Any) -> None:
@@ -31,14 +38,13 @@ def register(commands: Any) -> None:
         action="append",
         default=[],
         metavar="SERVICE=URL",
-        help="a service's API (default: the dev stack's ports)",
+        help="a service's API (default: $TWINAID_<SERVICE>_URL, $TWINAID_PORT_BASE, the config"
+        " file, else the dev stack's ports)",
     )
     common.add_argument(
         "--key",
-        default=os.environ.get("TWINAID_AUDIT_KEY"),
-        help="an auditor key (default: $TWINAID_AUDIT_KEY)",
+        help="an auditor key (default: $TWINAID_AUDIT_KEY, $TWINAID_API_KEY, the config file)",
     )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
     common.add_argument(
         "--trusted-keys",
         type=Path,
@@ -64,33 +70,89 @@ def register(commands: Any) -> None:
                 else "replay, then diff rebuilt and live read models"
             ),
         )
-        p.add_argument("--source", choices=("feed", "kafka"), default="feed")
-        p.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
-        p.add_argument("--topic-prefix", default=os.environ.get("KAFKA_TOPIC_PREFIX", ""))
+        p.add_argument(
+            "--source",
+            choices=("feed", "kafka"),
+            default="feed",
+            help="read the history from each API's event feed (default) or from Kafka",
+        )
+        p.add_argument(
+            "--kafka",
+            default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+            metavar="HOST:PORT",
+            help="the broker, with --source kafka (default: $KAFKA_BOOTSTRAP_SERVERS)",
+        )
+        p.add_argument(
+            "--topic-prefix",
+            default=os.environ.get("KAFKA_TOPIC_PREFIX", ""),
+            help="the topics' prefix, with --source kafka (default: $KAFKA_TOPIC_PREFIX)",
+        )
         p.add_argument(
             "--checkpoints", type=Path, help="a JSON list of signed checkpoints kept from earlier"
         )
     t = actions.add_parser("trace", parents=[common], help="the causal chain of one id")
     t.add_argument("target", help="a need, pledge, convoy or correlation id")
     e = actions.add_parser("export", parents=[common], help="JSON Lines or CSV with hashes")
-    e.add_argument("service", choices=SERVICES)
-    e.add_argument("file", type=Path)
-    e.add_argument("--format", choices=("jsonl", "csv"))
+    e.add_argument("service", choices=SERVICES, help="whose history")
+    e.add_argument("file", type=Path, help="the file to write")
+    e.add_argument(
+        "--format", choices=("jsonl", "csv"), help="default: csv for a .csv file, else jsonl"
+    )
     for option in ("stream-type", "event-type", "organisation", "correlation-id"):
-        e.add_argument(f"--{option}")
+        e.add_argument(f"--{option}", help=f"only the events of this {option.replace('-', ' ')}")
     v = actions.add_parser("verify-export", help="check an export on its own")
-    v.add_argument("file", type=Path)
-    v.add_argument("--json", action="store_true")
+    v.add_argument("file", type=Path, help="a file `audit export` wrote")
 
 
-def _feeds(given: list[str]) -> dict[str, str]:
-    feeds = dict(DEFAULT_FEEDS)
+def _feeds(given: list[str], config: cli_support.Config) -> dict[str, str]:
+    feeds = {s: config.url(s) for s in SERVICES}
     for item in given:
         service, _, url = item.partition("=")
         if service not in SERVICES or not url:
-            raise SystemExit(f"twinaid: --url wants SERVICE=URL, got {item!r}")
+            raise cli_support.Failed(
+                f"--url wants SERVICE=URL with SERVICE one of {', '.join(SERVICES)}, got {item!r}",
+                code=2,
+            )
         feeds[service] = url.rstrip("/")
     return feeds
+
+
+async def feed_head(client: httpx.AsyncClient, url: str, *, key: str) -> int:
+    """The last position of a service's feed, found with one-event pages: doubling, then
+    halving (about 2 log2 n requests), for a progress bar's total."""
+
+    async def beyond(after: int) -> bool:
+        response = await client.get(
+            f"{url}/v1/events",
+            params={"after": after, "limit": 1},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return bool(response.json()["events"])
+
+    if not await beyond(0):
+        return 0
+    low, high = 0, 1024  # an event lies beyond low; none beyond high (once found)
+    while await beyond(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if await beyond(middle) else (low, middle)
+    return high
+
+
+async def counted(
+    events: AsyncIterator[RecordedEvent], shown: Callable[[int], None], *, every: int = 200
+) -> AsyncIterator[RecordedEvent]:
+    """`events`, telling `shown` how many went by (every `every` and at the end)."""
+    n = 0
+    async for event in events:
+        yield event
+        n += 1
+        if n % every == 0:
+            shown(n)
+    shown(n)
 
 
 def pinned_keys(given: Path | None, env: Mapping[str, str]) -> dict[str, list[str]]:
@@ -115,85 +177,126 @@ def pinned_keys(given: Path | None, env: Mapping[str, str]) -> dict[str, list[st
     return {str(service): list(raws) for service, raws in pins.items()}
 
 
-def _progress(service: str, quiet: bool) -> Any:
-    def show(n: int) -> None:
-        if not quiet:
-            print(f"\r{service}: {n:>10,} events read", end="", file=sys.stderr, flush=True)
-
-    return show
-
-
 async def _run(
     args: argparse.Namespace, databases: Mapping[str, str], scratch_server: str
 ) -> tuple[int, Any]:
-    feeds = _feeds(getattr(args, "url", []))
     if args.action == "verify-export":
         result = export.verify_export(args.file)
         return (0 if result["intact"] else 1), result
-    if not args.key:
-        raise SystemExit("twinaid: an auditor key is needed (--key or $TWINAID_AUDIT_KEY)")
+    config = cli_support.config_of(args)
+    feeds = _feeds(getattr(args, "url", []), config)
+    key = config.key(args.key, audit=True)
+    if not key:
+        raise cli_support.Failed(
+            "an auditor key is needed: --key, $TWINAID_AUDIT_KEY, $TWINAID_API_KEY or"
+            " audit_key in the config file"
+        )
     async with httpx.AsyncClient() as client:
         if args.action == "trace":
-            chosen = {s: u for s, u in feeds.items() if not args.service or s in args.service}
-            steps = await trace.trace(client, chosen, key=args.key, target=args.target)
-            return (0 if steps else 1), (
-                [s.as_dict() for s in steps] if args.json else trace.table(steps)
-            )
+            return await _trace(args, client, feeds, key)
         if args.action == "export":
-            where = Selection(
-                stream_type=args.stream_type,
-                event_type=args.event_type,
-                organisation=args.organisation,
-                correlation_id=args.correlation_id,
-            )
-            fmt = args.format or ("csv" if args.file.suffix == ".csv" else "jsonl")
-            with args.file.open("w", newline="") as out:
-                n = await export.export(
-                    sources.from_feed(client, feeds[args.service], key=args.key),
-                    where,
-                    fmt=fmt,
-                    out=out,
-                )
-            return 0, {"exported": n, "file": str(args.file), "format": fmt}
-        held = json.loads(args.checkpoints.read_text()) if args.checkpoints else []
+            return await _export(args, client, feeds[args.service], key)
+        held = _held_checkpoints(args.checkpoints)
         pins = pinned_keys(args.trusted_keys, os.environ)
         reports = []
-        for service in args.service or SERVICES:
-            events = _source(args, client, feeds[service], service)
-            mine = [c for c in held if c.get("service") == service]
-            report, scratch = await replay.replay(
-                service,
-                events,
-                scratch_server=scratch_server,
-                held_checkpoints=mine,
-                keys=keys.KeyRing.pinned(pins),
-                progress=_progress(service, args.json),
-            )
-            try:
-                if args.action == "compare" and scratch is not None:
-                    report.differences = await replay.compare(
-                        service, live_url=databases[service], rebuilt_url=scratch
-                    )
-            finally:
-                if scratch is not None:
-                    await replay.drop(scratch_server, scratch)
-            if args.action == "compare":
-                crossed = await copies.compare(
-                    service,
-                    live_url=databases[service],
-                    scratch_server=scratch_server,
-                    events_of=lambda upstream: _source(args, client, feeds[upstream], upstream),
-                    pins=pins,
+        with cli_support.bars() as bars:
+            for service in args.service or SERVICES:
+                total = (
+                    await feed_head(client, feeds[service], key=key)
+                    if bars.shown and args.source == "feed"
+                    else None
                 )
-                report.copies = crossed.rows
-                report.differences += crossed.differences
-            reports.append(report)
-        if not args.json:
-            print(file=sys.stderr)
+                shown = bars.task(f"replaying {service}", total=total)
+                events = _source(args, client, feeds[service], service, key)
+                mine = [c for c in held if c.get("service") == service]
+                report, scratch = await replay.replay(
+                    service,
+                    events,
+                    scratch_server=scratch_server,
+                    held_checkpoints=mine,
+                    keys=keys.KeyRing.pinned(pins),
+                    progress=shown,
+                )
+                shown(report.events)
+                try:
+                    if args.action == "compare" and scratch is not None:
+                        report.differences = await replay.compare(
+                            service, live_url=databases[service], rebuilt_url=scratch
+                        )
+                finally:
+                    if scratch is not None:
+                        await replay.drop(scratch_server, scratch)
+                if args.action == "compare":
+                    crossed = await copies.compare(
+                        service,
+                        live_url=databases[service],
+                        scratch_server=scratch_server,
+                        events_of=lambda upstream: _source(
+                            args, client, feeds[upstream], upstream, key
+                        ),
+                        pins=pins,
+                    )
+                    report.copies = crossed.rows
+                    report.differences += crossed.differences
+                reports.append(report)
         ok = all(r.verdict and r.verdict.intact and not r.differences for r in reports)
         return (0 if ok else 1), (
-            [r.as_dict() for r in reports] if args.json else _table(reports, args.action)
+            [r.as_dict() for r in reports]
+            if cli_support.wants_json(args)
+            else _table(reports, args.action)
         )
+
+
+def _held_checkpoints(path: Path | None) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    try:
+        held = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise cli_support.Failed(f"the checkpoints in {path} are not JSON: {exc}") from None
+    if not isinstance(held, list) or not all(isinstance(c, dict) for c in held):
+        raise cli_support.Failed(f"the checkpoints in {path} are not a JSON list of objects")
+    return held
+
+
+async def _trace(
+    args: argparse.Namespace, client: httpx.AsyncClient, feeds: Mapping[str, str], key: str
+) -> tuple[int, Any]:
+    chosen = {s: u for s, u in feeds.items() if not args.service or s in args.service}
+    steps = await trace.trace(client, chosen, key=key, target=args.target)
+    if not steps:
+        print(
+            f"twinaid: audit trace: {args.target} not found in the history of {', '.join(chosen)}",
+            file=sys.stderr,
+        )
+        return 1, ([] if cli_support.wants_json(args) else None)
+    return 0, ([s.as_dict() for s in steps] if cli_support.wants_json(args) else trace.table(steps))
+
+
+async def _export(
+    args: argparse.Namespace, client: httpx.AsyncClient, url: str, key: str
+) -> tuple[int, Any]:
+    where = Selection(
+        stream_type=args.stream_type,
+        event_type=args.event_type,
+        organisation=args.organisation,
+        correlation_id=args.correlation_id,
+    )
+    fmt = args.format or ("csv" if args.file.suffix == ".csv" else "jsonl")
+    with cli_support.bars() as bars:
+        total = await feed_head(client, url, key=key) if bars.shown else None
+        shown = bars.task(f"exporting {args.service}", total=total)
+        with args.file.open("w", newline="") as out:
+            n = await export.export(
+                counted(sources.from_feed(client, url, key=key), shown),
+                where,
+                fmt=fmt,
+                out=out,
+            )
+    result = {"exported": n, "file": str(args.file), "format": fmt}
+    if cli_support.wants_json(args):
+        return 0, result
+    return 0, f"{n} events of {args.service} exported to {args.file} ({fmt})"
 
 
 def kafka_security() -> dict[str, Any]:
@@ -212,7 +315,7 @@ def kafka_security() -> dict[str, Any]:
 
 
 def _source(
-    args: argparse.Namespace, client: httpx.AsyncClient, url: str, service: str
+    args: argparse.Namespace, client: httpx.AsyncClient, url: str, service: str, key: str
 ) -> AsyncIterator[RecordedEvent]:
     if args.source == "kafka":
         if not args.kafka:
@@ -224,7 +327,7 @@ def _source(
             keys=pins,
             security=kafka_security(),
         )
-    return sources.from_feed(client, url, key=args.key)
+    return sources.from_feed(client, url, key=key)
 
 
 def _table(reports: list[replay.Replay], action: str) -> str:
@@ -232,7 +335,7 @@ def _table(reports: list[replay.Replay], action: str) -> str:
     for r in reports:
         v = r.verdict
         status = (
-            f"intact up to {v.head_position}, head {v.head_hash.hex()[:16]}..,"
+            f"intact up to {v.head_position}, head {v.head_hash.hex()},"
             f" {v.checkpoints_checked} signed checkpoints"
             if v and v.intact
             else f"BROKEN at position {v.bad_position if v else '?'}: {v.problem if v else ''}"
@@ -276,9 +379,10 @@ def _difference(d: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, *, databases: Mapping[str, str], scratch_server: str) -> int:
     code, output = asyncio.run(_run(args, databases, scratch_server))
-    print(
-        json.dumps(output, indent=2, default=str)
-        if getattr(args, "json", False) or not isinstance(output, str)
-        else output
-    )
+    if output is not None:
+        print(
+            json.dumps(output, indent=2, default=str, ensure_ascii=False)
+            if cli_support.wants_json(args) or not isinstance(output, str)
+            else output
+        )
     return code

@@ -23,6 +23,11 @@ from shared.keys import KeyRing
 from shared.projections import Projection
 
 BATCH = 2000
+PROGRESS_EVERY = 500  # events between two progress reports
+
+
+def _quiet(done: int) -> None:
+    pass
 
 
 def projections_of(service: str) -> tuple[Projection, ...]:
@@ -69,11 +74,12 @@ async def replay(
     scratch_server: str | None,
     held_checkpoints: Sequence[dict[str, Any]] = (),
     keys: KeyRing | None = None,
-    progress: Callable[[int], None] = print,
+    progress: Callable[[int], None] = _quiet,
 ) -> tuple[Replay, str | None]:
     """Verify the chain while folding every event into fresh read models in a scratch
     database on `scratch_server` (skipped when None). Returns the report and the scratch
-    database URL (the caller drops it). Checkpoints are checked against the keys `keys` pins
+    database URL (the caller drops it); `progress` hears how many events were read, every
+    PROGRESS_EVERY. Checkpoints are checked against the keys `keys` pins
     for `service` and the key changes the log announces (chain.Verifier)."""
     report = Replay(service)
     projections = projections_of(service)
@@ -108,7 +114,7 @@ async def replay(
                 if len(batch) >= BATCH:
                     await _project(conn, projections, batch)
                     batch = []
-            if report.events % 10_000 == 0:
+            if report.events % PROGRESS_EVERY == 0:
                 progress(report.events)
         if conn is not None and batch:
             await _project(conn, projections, batch)

@@ -34,7 +34,9 @@ class Step:
             "recorded_at": e.recorded_at.isoformat(),
             "event_type": e.event_type,
             "stream_id": e.stream_id,
+            "event_id": str(e.event_id),
             "position": e.position,
+            "hash": e.hash.hex() if e.hash else None,
             "actor": e.metadata.actor,
             "organisation": e.metadata.organisation,
             "correlation_id": e.metadata.correlation_id,
@@ -134,13 +136,22 @@ async def trace(
 
 
 def table(steps: Iterable[Step]) -> str:
-    lines = [f"{'when (occurred)':<26} {'service':<10} {'event':<40} {'record':<34} by: what"]
+    """One line per step, ids and instants whole: when it happened, when it was recorded
+    (a field entry can be recorded long after), where, what, by whom."""
+    steps = list(steps)
+    record = max([len("record"), *(len(s.event.stream_id) for s in steps)])
+    event = max([len("event"), *(len(s.event.event_type) for s in steps)])
+    lines = [
+        f"{'occurred at':<32} {'recorded at':<32} {'service':<10} {'event':<{event}}"
+        f" {'record':<{record}} by: what"
+    ]
     for s in steps:
         e = s.event
         who = f"{e.metadata.organisation or '-'} ({e.metadata.actor or '-'})"
         said = what(e)
         lines.append(
-            f"{e.occurred_at.isoformat()[:26]:<26} {s.service:<10} "
-            f"{e.event_type:<40} {e.stream_id[:34]:<34} {who}" + (f": {said}" if said else "")
+            f"{e.occurred_at.isoformat():<32} {e.recorded_at.isoformat():<32} {s.service:<10}"
+            f" {e.event_type:<{event}} {e.stream_id:<{record}} {who}"
+            + (f": {said}" if said else "")
         )
     return "\n".join(lines)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from services import cli_support
 from services.audit.command import pinned_keys
 from services.ops import backup as backupmod
 from services.ops import restore as restoremod
@@ -47,7 +47,6 @@ def register(commands: Any) -> None:
         metavar="N",
         help="the latest N signed checkpoints of each log",
     )
-    b.add_argument("--json", action="store_true", help="print the manifest")
     r = commands.add_parser(
         "restore",
         help="load a backup into empty databases, then verify each log against the pinned"
@@ -75,7 +74,6 @@ def register(commands: Any) -> None:
         type=Path,
         help="signed checkpoints kept elsewhere (JSON), checked besides the backup's",
     )
-    r.add_argument("--json", action="store_true")
 
 
 def _data_dir(env: Mapping[str, str]) -> Path:
@@ -112,14 +110,14 @@ def _backup(args: argparse.Namespace, urls: Mapping[str, str], env: Mapping[str,
     chosen = {s: u for s, u in urls.items() if not args.service or s in args.service}
     keys = backup_keys(args, env)
     manifest = backupmod.backup(chosen, args.target, keys=keys, checkpoints=args.keep_checkpoints)
-    if args.json:
+    if cli_support.wants_json(args):
         print(json.dumps(manifest, indent=2))
         return 0
     for service, entry in manifest["services"].items():
         key = "its signing key" if entry["signing_key"] else "NO signing key"
         print(
             f"{service}: {entry['events']:,} events, head {entry['head']['position']}"
-            f" {entry['head']['hash'][:16]}.., {len(entry['tables'])} tables,"
+            f" {entry['head']['hash']}, {len(entry['tables'])} tables,"
             f" {len(entry['checkpoint_positions'])} signed checkpoints, {key}"
         )
     print(
@@ -161,8 +159,7 @@ def _restore(args: argparse.Namespace, urls: Mapping[str, str], env: Mapping[str
             )
             installed = restoremod.install_keys(planned)
     except restoremod.Refused as exc:
-        print(f"twinaid: restore refused: {exc}", file=sys.stderr)
-        return 2
+        raise cli_support.Failed(f"restore refused: {exc}", code=2) from None
     ok = all(r["ok"] for r in reports)
     result = {
         "verdict": "same history" if ok else "DIFFERS",
@@ -173,7 +170,7 @@ def _restore(args: argparse.Namespace, urls: Mapping[str, str], env: Mapping[str
         "keys_installed": installed,
         "services": reports,
     }
-    print(json.dumps(result, indent=2) if args.json else _table(result))
+    print(json.dumps(result, indent=2) if cli_support.wants_json(args) else _table(result))
     return 0 if ok else 1
 
 
@@ -191,8 +188,8 @@ def _table(result: Mapping[str, Any]) -> str:
             "head as in the manifest"
             if r["head_matches"]
             else (
-                f"head {r['head']['position']} {r['head']['hash'][:16]}.. but the manifest says"
-                f" {r['manifest_head']['position']} {r['manifest_head']['hash'][:16]}.."
+                f"head {r['head']['position']} {r['head']['hash']} but the manifest says"
+                f" {r['manifest_head']['position']} {r['manifest_head']['hash']}"
             )
         )
         lines.append(

@@ -452,7 +452,8 @@ def test_the_cli_fails_in_one_line_without_a_key_or_a_service(
     assert asyncio.run(exports_command.export(args, env={})) == 1
     assert (
         capsys.readouterr().err
-        == "twinaid: export iati: no API key: pass --key or set TWINAID_KEY\n"
+        == "twinaid: export iati: no API key: pass --key, set TWINAID_KEY or TWINAID_API_KEY,"
+        " or api_key in the config file\n"
     )
     assert exports_command.request(args, {}) == (
         "http://127.0.0.1:8102/v1/exports/iati",

@@ -55,9 +55,25 @@ async def principal(url: str, token: str) -> Principal | None:
         await pool.close()
 
 
+async def register(registry_url: str, organisation_id: str, name: str, country: str) -> None:
+    conn = await asyncpg.connect(registry_url)
+    try:
+        command = domain.RegisterOrganisation(
+            organisation_id=organisation_id, name=name,
+            kind=domain.OrganisationKind.MUNICIPALITY, country=country,
+        )  # fmt: skip
+        async with conn.transaction():
+            await handlers.register_organisation(
+                conn, command, metadata=Metadata(actor="test"), now=datetime.now(UTC)
+            )
+    finally:
+        await conn.close()
+
+
 async def test_an_issued_key_works_in_every_service_until_it_is_revoked(
     service_dbs: dict[str, str],
 ) -> None:
+    await register(service_dbs["registry"], "lille", "Lille", "FR")
     code, out, err = await twinaid(
         service_dbs, "keys", "issue", "--organisation", "lille", "--roles", "member,logistics",
         "--label", "convoys",
