@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
 from shared import db as dbmod
-from shared import logs, signing
+from shared import logs, published, signing
 from shared.auth import Authenticator, Principal
 from shared.batching import GroupCommit
 from shared.events import Metadata
@@ -115,6 +115,32 @@ authenticate = BearerKey()
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
+def etag(version: int) -> str:
+    """The ETag of a versioned record: its stream version, quoted (a strong validator, as
+    If-Match compares strongly; every viewer's representation of a version has the same one)."""
+    return f'"{version}"'
+
+
+async def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            max_length=20,
+            pattern=r'^("[0-9]{1,18}"|[0-9]{1,18})$',
+            description='the ETag you last read (`"3"`), or its bare version number (`3`):'
+            " the write is refused with 412 if the record has moved on since",
+            examples=['"3"'],
+        ),
+    ] = None,
+) -> int | None:  # async: no worker thread
+    return None if if_match is None else int(if_match.strip('"'))
+
+
+# the version an update expects (If-Match: an ETag or a bare number), None without the header
+IfMatch = Annotated[int | None, Depends(_if_match)]
+
+
 def metadata_for(
     principal: Principal, *, idempotency_key: str | None = None, causation_id: str | None = None
 ) -> Metadata:
@@ -123,5 +149,7 @@ def metadata_for(
         organisation=principal.organisation,
         correlation_id=logs.correlation_id.get(),
         causation_id=causation_id,
-        idempotency_key=idempotency_key,
+        # a digest: event metadata reaches the broker and the feeds, the caller's key must not
+        idempotency_key=idempotency_key
+        and published.idempotency_digest(principal.organisation, idempotency_key),
     )
