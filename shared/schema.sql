@@ -219,6 +219,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     revoked_at   timestamptz
 );
+-- Keys' lifecycle (issue 21, migration shared_0003_api_key_lifecycle): when a key stops working
+-- (NULL: never, as `twinaid keys issue` makes them), when its secret was last replaced, and
+-- when it was last used here (written at most once a minute per API process: shared/auth.py).
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS rotated_at timestamptz;
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS last_used_at timestamptz;
+-- an organisation's keys, listed oldest first (GET /v1/organisations/{id}/api-keys)
+CREATE INDEX IF NOT EXISTS api_keys_organisation ON api_keys (organisation, created_at, key_id);
 
 -- Append to one stream after an expected version: the statement PostgresEventStore.append
 -- runs (shared/event_store.py), kept here so that a service's own function can append within

@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.pledges import domain, handlers, partnerships
-from shared import directory
+from shared import api_keys, directory
 from shared.consumer import Handler, Incoming
 from shared.incoming import Implausible
 
@@ -161,7 +161,8 @@ async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
 
 
 HANDLERS: dict[str, dict[str, Handler]] = {
-    "registry": {**directory.HANDLERS, **partnerships.HANDLERS},
+    # the registry's organisations, partnerships and API keys (issued, rotated, revoked)
+    "registry": {**directory.HANDLERS, **partnerships.HANDLERS, **api_keys.HANDLERS},
     "shipments": {
         MANIFEST_LINE_LOADED: manifest_line_loaded,
         MANIFEST_LINE_UNLOADED: manifest_line_unloaded,

@@ -1,7 +1,311 @@
-"""Placeholder: organisations manage their own API keys over HTTP (filled in by issue 21)."""
+"""Organisations manage their own API keys over HTTP (issue 21): issue, list, rotate, revoke.
+
+An `org_admin` key manages its own organisation's keys, a `registry_admin` key any
+organisation's; auditors read the lists. Every change is an event of the registry's log
+(`registry.api-key-issued`, `-rotated`, `-revoked`); the key works at the registry at once and
+at pledges and shipments once they applied the event (shared/api_keys.py has the policy).
+The secret is in the answer of an issue or a rotation only: never listed, never stored (only
+its SHA-256), never in an event or a log line. Those two writes do not honour Idempotency-Key
+(a stored answer would keep the secret): a retry issues another key, which the list shows.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.registry import api_key_handlers as handlers
+from services.registry.domain import api_keys as keys
+from shared import api_keys as policy
+from shared import instants, pagination
+from shared.auth import Principal, Role
+from shared.deps import Caller, Ctx, ServiceContext, metadata_for
+from shared.problems import problem_responses
+from shared.web import write
+
+router = APIRouter(prefix="/v1")
+
+OrgId = Annotated[
+    str, Path(min_length=1, max_length=100, description="the organisation whose keys these are")
+]
+KeyId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9a-f]+$",
+        description="the key's id: the part after `twa_` of the token",
+    ),
+]
+Label = Annotated[str, Field(min_length=1, max_length=100, description="what the key is for")]
+Expiry = Annotated[
+    instants.PlanInstant | None,
+    Field(
+        description=f"when the key stops working; default {policy.DEFAULT_LIFETIME.days} days"
+        f" ahead, at most {policy.MAX_LIFETIME.days} days ahead",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="a retry with the same key and body gets the first answer",
+    ),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class IssueApiKeyIn(_In):
+    roles: list[Role] = Field(
+        min_length=1,
+        max_length=5,
+        description="an org_admin grants member, logistics or org_admin only",
+    )
+    label: Label
+    expires_at: Expiry = None
+
+
+class RotateApiKeyIn(_In):
+    expires_at: Expiry = None
+
+
+class RevokeApiKeyIn(_In):
+    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+
+
+class ApiKey(BaseModel):
+    """A key as listed: never its secret."""
+
+    key_id: str
+    organisation_id: str
+    roles: list[str]
+    label: str
+    status: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    expires_at: datetime | None = Field(description="null: never (keys the operator issued)")
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="the last use at the registry (to the minute: recorded at most once a"
+        " minute); pledges and shipments record uses of their own"
+    )
+
+
+class IssuedApiKey(ApiKey):
+    token: str = Field(
+        description="the full key for `Authorization: Bearer <token>`: shown in this answer"
+        " only, keep it now (the registry keeps only a hash)"
+    )
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKey]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+def _manager(caller: Principal) -> keys.Manager:
+    return keys.Manager(key_id=caller.key_id, organisation=caller.organisation, roles=caller.roles)
+
+
+LILLE_KEY = {
+    "roles": ["member"],
+    "label": "Lille pledge sync (city hall ERP)",
+    "expires_at": "2027-03-01T00:00:00Z",
+}
+
+
+@router.post(
+    "/organisations/{organisation_id}/api-keys",
+    status_code=201,
+    operation_id="issueApiKey",
+    response_model=IssuedApiKey,
+    tags=["api-keys"],
+    summary="Issue an API key for the organisation",
+    description="A new key of the organisation with the roles and label given, expiring at"
+    f" `expires_at` (default {policy.DEFAULT_LIFETIME.days} days ahead, at most"
+    f" {policy.MAX_LIFETIME.days}). Its `token` is shown in this answer only. org_admin keys"
+    " issue for their own organisation, with the roles member, logistics or org_admin;"
+    " registry administrators for any organisation, any role. Recorded as"
+    " `registry.api-key-issued`; the key works here at once, at pledges and shipments once"
+    " their consumers applied the event (about a second). Idempotency-Key is not honoured.",
+    responses=problem_responses(403, 404, 422),
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": LILLE_KEY}}}},
+)
+async def issue_api_key(
+    organisation_id: OrgId, body: IssueApiKeyIn, ctx: Ctx, caller: Caller
+) -> dict[str, Any]:
+    now = ctx.clock()
+    async with ctx.db.transaction() as conn:
+        answer = await handlers.issue(
+            conn,
+            organisation_id=organisation_id,
+            roles=body.roles,
+            label=body.label,
+            expires_at=body.expires_at,
+            manager=_manager(caller),
+            metadata=metadata_for(caller),
+            now=now,
+        )
+    if ctx.notifier is not None:
+        ctx.notifier.poke()
+    return answer
+
+
+@router.get(
+    "/organisations/{organisation_id}/api-keys",
+    operation_id="listApiKeys",
+    response_model=ApiKeyPage,
+    tags=["api-keys"],
+    summary="List the organisation's API keys",
+    description="The organisation's keys, oldest first, with label, roles, status, expiry and"
+    " last use: never a secret. Revoked keys only with `include_revoked`. For the"
+    " organisation's org_admin keys, registry administrators and auditors.",
+    responses=problem_responses(403, 404, 422),
+)
+async def list_api_keys(
+    organisation_id: OrgId,
+    ctx: Ctx,
+    caller: Caller,
+    include_revoked: Annotated[bool, Query(description="list revoked keys too")] = False,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
+) -> dict[str, Any]:
+    async with ctx.db.connection() as conn:
+        return await handlers.listed(
+            conn,
+            organisation_id=organisation_id,
+            include_revoked=include_revoked,
+            cursor=cursor,
+            limit=limit,
+            manager=_manager(caller),
+            now=ctx.clock(),
+        )
+
+
+@router.get(
+    "/organisations/{organisation_id}/api-keys/{key_id}",
+    operation_id="getApiKey",
+    response_model=ApiKey,
+    tags=["api-keys"],
+    summary="One of the organisation's API keys",
+    description="The key's label, roles, status, expiry and last use (never its secret). Another"
+    " organisation's key is not found here.",
+    responses=problem_responses(403, 404, 422),
+)
+async def get_api_key(
+    organisation_id: OrgId, key_id: KeyId, ctx: Ctx, caller: Caller
+) -> dict[str, Any]:
+    async with ctx.db.connection() as conn:
+        return await handlers.one(
+            conn,
+            organisation_id=organisation_id,
+            key_id=key_id,
+            manager=_manager(caller),
+            now=ctx.clock(),
+        )
+
+
+@router.post(
+    "/organisations/{organisation_id}/api-keys/{key_id}/rotate",
+    operation_id="rotateApiKey",
+    response_model=IssuedApiKey,
+    tags=["api-keys"],
+    summary="Rotate an API key: a new secret, the old one refused",
+    description="Replaces the key's secret (the new `token` is shown in this answer only) and"
+    " renews its expiry (`expires_at`, default"
+    f" {policy.DEFAULT_LIFETIME.days} days ahead); the key id, roles and label stay. The old"
+    " secret is refused here at once, at pledges and shipments once they applied"
+    " `registry.api-key-rotated`. An expired key may be rotated, a revoked one not (409). An"
+    " org_admin rotates only keys whose roles it could grant. Idempotency-Key is not honoured.",
+    responses=problem_responses(403, 404, 409, 422),
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"example": {"expires_at": "2027-06-01T00:00:00Z"}}}
+        }
+    },
+)
+async def rotate_api_key(
+    organisation_id: OrgId,
+    key_id: KeyId,
+    ctx: Ctx,
+    caller: Caller,
+    body: RotateApiKeyIn | None = None,
+) -> dict[str, Any]:
+    now = ctx.clock()
+    async with ctx.db.transaction() as conn:
+        answer = await handlers.rotate(
+            conn,
+            organisation_id=organisation_id,
+            key_id=key_id,
+            expires_at=body.expires_at if body else None,
+            manager=_manager(caller),
+            metadata=metadata_for(caller),
+            now=now,
+        )
+    _forget(ctx, key_id)
+    return answer
+
+
+@router.post(
+    "/organisations/{organisation_id}/api-keys/{key_id}/revoke",
+    operation_id="revokeApiKey",
+    response_model=ApiKey,
+    tags=["api-keys"],
+    summary="Revoke an API key for good",
+    description="The key stops working: here at once, at pledges and shipments once they"
+    " applied `registry.api-key-revoked`. An org_admin revokes any key of its own organisation."
+    " A key revoked already: 409. Honours Idempotency-Key.",
+    responses=problem_responses(403, 404, 409, 422),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"example": {"reason": "the laptop holding it was stolen"}}
+            }
+        }
+    },
+)
+async def revoke_api_key(
+    organisation_id: OrgId,
+    key_id: KeyId,
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    body: RevokeApiKeyIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    del idempotency_key  # read by execute_write; declared for the document
+    now = ctx.clock()
+    answer = await write(
+        ctx,
+        request,
+        caller,
+        200,
+        lambda conn, meta: handlers.revoke(
+            conn,
+            organisation_id=organisation_id,
+            key_id=key_id,
+            reason=body.reason if body else None,
+            manager=_manager(caller),
+            metadata=meta,
+            now=now,
+        ),
+    )
+    _forget(ctx, key_id)
+    return answer
+
+
+def _forget(ctx: ServiceContext, key_id: str) -> None:
+    """This process answers the change at once (other replicas within AUTH_CACHE_TTL); the
+    relay is woken to publish it."""
+    if ctx.auth is not None:
+        ctx.auth.forget(key_id)
+    if ctx.notifier is not None:
+        ctx.notifier.poke()

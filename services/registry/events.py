@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 STREAM_ORGANISATION = "organisation"
 STREAM_PARTNERSHIP = "partnership"
+STREAM_API_KEY = "api_key"
 
 ORGANISATION_REGISTERED = "registry.organisation-registered"
 ORGANISATION_RENAMED = "registry.organisation-renamed"
@@ -20,6 +21,9 @@ ORGANISATION_CONTACTS_CHANGED = "registry.organisation-contacts-changed"
 PARTNERSHIP_PROPOSED = "registry.partnership-proposed"
 PARTNERSHIP_STATUS_CHANGED = "registry.partnership-status-changed"
 PARTNERSHIP_AGREEMENT_RECORDED = "registry.partnership-agreement-recorded"
+API_KEY_ISSUED = "registry.api-key-issued"
+API_KEY_ROTATED = "registry.api-key-rotated"
+API_KEY_REVOKED = "registry.api-key-revoked"
 
 
 # Bounds a consumer enforces through the published schemas; never below what the API accepts
@@ -128,6 +132,52 @@ class PartnershipAgreementRecorded(_Event):
     evidence: Evidence | None = None
 
 
+KeyId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+RoleName = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class KeyActor(_Event):
+    """Who made a key change: the key that asked, and its organisation."""
+
+    key_id: Annotated[str, Field(min_length=1, max_length=64)]
+    organisation: Id
+
+
+class ApiKeyIssued(_Event):
+    """A new API key of `organisation_id`. `secret_sha256` is what the other services check
+    the key's secret against (never the secret, which only its holder saw)."""
+
+    key_id: KeyId
+    organisation_id: Id
+    roles: list[RoleName] = Field(min_length=1, max_length=10)
+    label: Label
+    expires_at: AwareDatetime | None = Field(description="when it stops working (null: never)")
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the secret")
+    by: KeyActor
+
+
+class ApiKeyRotated(_Event):
+    """The key's secret replaced (the previous one refused from now on) and its expiry
+    renewed; roles and label as they are, repeated so the event stands on its own."""
+
+    key_id: KeyId
+    organisation_id: Id
+    roles: list[RoleName] = Field(min_length=1, max_length=10)
+    label: Label
+    expires_at: AwareDatetime | None = Field(description="when it stops working (null: never)")
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the new secret")
+    by: KeyActor
+
+
+class ApiKeyRevoked(_Event):
+    """The key stops working for good."""
+
+    key_id: KeyId
+    organisation_id: Id
+    reason: Reason | None = None
+    by: KeyActor
+
+
 SCHEMAS: dict[str, type[_Event]] = {
     ORGANISATION_REGISTERED: OrganisationRegistered,
     ORGANISATION_RENAMED: OrganisationRenamed,
@@ -137,6 +187,9 @@ SCHEMAS: dict[str, type[_Event]] = {
     PARTNERSHIP_PROPOSED: PartnershipProposed,
     PARTNERSHIP_STATUS_CHANGED: PartnershipStatusChanged,
     PARTNERSHIP_AGREEMENT_RECORDED: PartnershipAgreementRecorded,
+    API_KEY_ISSUED: ApiKeyIssued,
+    API_KEY_ROTATED: ApiKeyRotated,
+    API_KEY_REVOKED: ApiKeyRevoked,
 }
 
 

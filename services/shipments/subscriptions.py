@@ -16,7 +16,7 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import directory
+from shared import api_keys, directory
 from shared.consumer import Handler, Incoming
 
 PLEDGE_LINE_UPDATED = "pledges.pledge-line-updated"
@@ -84,6 +84,7 @@ async def pledge_line_updated(conn: asyncpg.Connection, event: Incoming) -> None
 
 
 HANDLERS: dict[str, dict[str, Handler]] = {
-    "registry": dict(directory.HANDLERS),
+    # the registry's organisations and API keys (issued, rotated, revoked)
+    "registry": {**directory.HANDLERS, **api_keys.HANDLERS},
     "pledges": {PLEDGE_LINE_UPDATED: pledge_line_updated},
 }

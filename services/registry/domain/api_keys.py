@@ -1,0 +1,178 @@
+"""Organisations' API keys: who may issue, rotate and revoke which keys, and what each records.
+
+Pure: the caller's key (`Manager`), the key's current state and `now` come in; events come
+out. The policy itself (lifetimes, grantable roles) is shared/api_keys.py's, which every
+service reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.registry import events as ev
+from shared import api_keys as policy
+from shared.auth import Role
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.events import NewEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Manager:
+    """The key asking for a change."""
+
+    key_id: str
+    organisation: str
+    roles: frozenset[Role]
+
+    def actor(self) -> ev.KeyActor:
+        return ev.KeyActor(key_id=self.key_id, organisation=self.organisation)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as the registry holds it (its row); `organisation_id` None: no such key."""
+
+    key_id: str
+    organisation_id: str | None = None
+    roles: tuple[str, ...] = ()
+    label: str = ""
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    version: int = 0  # of its stream, api_key-<key id> (0: issued outside the log, or none)
+
+
+def check_manages(manager: Manager, organisation_id: str) -> None:
+    """Forbidden unless `manager` may manage `organisation_id`'s keys."""
+    if manager.roles.isdisjoint(policy.MANAGERS):
+        raise Forbidden("this key lacks the role needed here (one of: org_admin, registry_admin)")
+    if Role.REGISTRY_ADMIN not in manager.roles and organisation_id != manager.organisation:
+        raise Forbidden(
+            f"this key belongs to organisation {manager.organisation} and may not manage the"
+            f" keys of {organisation_id}"
+        )
+
+
+def check_reads(manager: Manager, organisation_id: str) -> None:
+    """Forbidden unless `manager` may list `organisation_id`'s keys (auditors read all)."""
+    if Role.AUDITOR in manager.roles:
+        return
+    check_manages(manager, organisation_id)
+
+
+def expiry(requested: datetime | None, *, now: datetime) -> datetime:
+    """When a key issued or rotated `now` expires: `requested`, or DEFAULT_LIFETIME ahead.
+    ValidationFailed (naming `expires_at`) unless it lies after now and at most MAX_LIFETIME
+    ahead."""
+    if requested is None:
+        return now + policy.DEFAULT_LIFETIME
+    latest = now + policy.MAX_LIFETIME
+    if requested <= now or requested > latest:
+        reason = (
+            "must lie in the future"
+            if requested <= now
+            else f"must be at most {policy.MAX_LIFETIME.days} days ahead"
+            f" (by {latest.astimezone(UTC).isoformat()})"
+        )
+        raise ValidationFailed(
+            f"expires_at {reason}",
+            extra={"invalid_params": [{"name": "expires_at", "reason": reason}]},
+        )
+    return requested
+
+
+def _check_grants(manager: Manager, roles: Sequence[str], *, doing: str) -> None:
+    allowed = {r.value for r in policy.grantable(manager.roles)}
+    beyond = sorted(set(roles) - allowed)
+    if beyond:
+        raise Forbidden(
+            f"this key may not {doing} a key with the role(s) {', '.join(beyond)}"
+            f" (it may grant: {', '.join(sorted(allowed))})"
+        )
+
+
+def issue(
+    *,
+    key_id: str,
+    organisation_id: str,
+    roles: Sequence[Role],
+    label: str,
+    expires_at: datetime | None,
+    secret_sha256: str,
+    manager: Manager,
+    now: datetime,
+) -> list[NewEvent]:
+    check_manages(manager, organisation_id)
+    names = sorted({r.value for r in roles})
+    if not names:
+        raise ValidationFailed(
+            "a key needs at least one role",
+            extra={"invalid_params": [{"name": "roles", "reason": "empty"}]},
+        )
+    _check_grants(manager, names, doing="issue")
+    data = ev.ApiKeyIssued(
+        key_id=key_id,
+        organisation_id=organisation_id,
+        roles=names,
+        label=label,
+        expires_at=expiry(expires_at, now=now),
+        secret_sha256=secret_sha256,
+        by=manager.actor(),
+    )
+    return [NewEvent(ev.API_KEY_ISSUED, ev.payload(data), occurred_at=now)]
+
+
+def require_key_of(state: ApiKey, organisation_id: str) -> ApiKey:
+    """NotFound unless the key exists and belongs to `organisation_id` (another
+    organisation's key is not found here, not forbidden: its id says nothing)."""
+    if state.organisation_id != organisation_id:
+        raise NotFound(f"organisation {organisation_id} has no API key {state.key_id}")
+    return state
+
+
+def rotate(
+    state: ApiKey,
+    *,
+    organisation_id: str,
+    expires_at: datetime | None,
+    secret_sha256: str,
+    manager: Manager,
+    now: datetime,
+) -> list[NewEvent]:
+    check_manages(manager, organisation_id)
+    require_key_of(state, organisation_id)
+    if state.revoked_at is not None:
+        raise Conflict(
+            f"API key {state.key_id} was revoked at {state.revoked_at.isoformat()}: issue a new"
+            " one instead"
+        )
+    _check_grants(manager, state.roles, doing="rotate")
+    data = ev.ApiKeyRotated(
+        key_id=state.key_id,
+        organisation_id=organisation_id,
+        roles=list(state.roles),
+        label=state.label,
+        expires_at=expiry(expires_at, now=now),
+        secret_sha256=secret_sha256,
+        by=manager.actor(),
+    )
+    return [NewEvent(ev.API_KEY_ROTATED, ev.payload(data), occurred_at=now)]
+
+
+def revoke(
+    state: ApiKey,
+    *,
+    organisation_id: str,
+    reason: str | None,
+    manager: Manager,
+    now: datetime,
+) -> list[NewEvent]:
+    check_manages(manager, organisation_id)
+    require_key_of(state, organisation_id)
+    if state.revoked_at is not None:
+        raise Conflict(f"API key {state.key_id} was already revoked at {state.revoked_at}")
+    data = ev.ApiKeyRevoked(
+        key_id=state.key_id, organisation_id=organisation_id, reason=reason, by=manager.actor()
+    )
+    return [NewEvent(ev.API_KEY_REVOKED, ev.payload(data), occurred_at=now)]
