@@ -49,6 +49,7 @@ NO_KEY, REVOKED = "no key", "revoked key"
 # The callers, as labelled in the table: every role of the acting organisation and of another.
 MEMBER, LOGISTICS = "member (own)", "logistics (own)"
 ADMINS = frozenset({"registry_admin (own)", "registry_admin (other)"})
+ORG_ADMIN = "org_admin (own)"  # manages its own organisation's API keys, nothing else
 AUDITORS = frozenset({"auditor (own)", "auditor (other)"})
 
 
@@ -178,7 +179,30 @@ REGISTRY = {
         ),
     ),
     "POST /v1/partnerships/{partnership_id}/transitions": Case(may(MEMBER, ADMINS), _transition),
+    # an organisation's keys: its own org_admin, and registry administrators (issue 21)
+    "POST /v1/organisations/{organisation_id}/api-keys": Case(
+        may(ORG_ADMIN, ADMINS),
+        plain(
+            f"/v1/organisations/{OWN}/api-keys", lambda n: {"roles": ["member"], "label": f"k{n}"}
+        ),
+    ),
+    "POST /v1/organisations/{organisation_id}/api-keys/{key_id}/rotate": Case(
+        may(ORG_ADMIN, ADMINS), lambda s, n: _key_action(s, n, "rotate")
+    ),
+    "POST /v1/organisations/{organisation_id}/api-keys/{key_id}/revoke": Case(
+        may(ORG_ADMIN, ADMINS), lambda s, n: _key_action(s, n, "revoke")
+    ),
 }
+
+
+async def _key_action(s: Setup, n: int, action: str) -> Target:
+    made = await s.ok(
+        f"/v1/organisations/{OWN}/api-keys",
+        {"roles": ["member"], "label": f"to {action} {n}"},
+        org=OWN,
+        role=Role.REGISTRY_ADMIN,
+    )
+    return f"/v1/organisations/{OWN}/api-keys/{made['key_id']}/{action}", {}
 
 
 async def _registry_world(s: Setup) -> None:
