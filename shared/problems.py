@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import logs
@@ -16,6 +17,132 @@ from shared.errors import ServiceUnavailable, TwinaidError
 
 log = logging.getLogger("twinaid.web")
 PROBLEM = "application/problem+json"
+# every 401 names the scheme to use (RFC 9110, 11.6.1): an API key as a bearer token
+WWW_AUTHENTICATE = 'Bearer realm="twinaid"'
+
+
+class InvalidParam(BaseModel):
+    """One refused input: where it is (`lat`, `lines.0.quantity`, `query.limit`) and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=500, description="dotted path of the field or parameter")
+    reason: str = Field(max_length=2000)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: every 4xx and 5xx of every service has this shape, as
+    `application/problem+json`. `type` is a stable URI naming the kind of problem (e.g.
+    `https://twinaid.example/problems/conflict`); other members (`current_version`,
+    `retry_after`, `allowed`, ...) give details of that kind."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://twinaid.example/problems/validation-error",
+                    "title": "The request is not valid",
+                    "status": 422,
+                    "detail": "lines.0.quantity: Input should be greater than 0",
+                    "invalid_params": [
+                        {"name": "lines.0.quantity", "reason": "Input should be greater than 0"}
+                    ],
+                    "correlation_id": "5b0e0c1e-8d0e-4a52-9a55-3f0c2d1f6a10",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(max_length=500, description="URI of the kind of problem")
+    title: str = Field(max_length=500, description="short summary of the kind of problem")
+    status: int = Field(ge=400, le=599, description="the HTTP status code")
+    detail: str | None = Field(
+        default=None, max_length=10_000, description="what went wrong in this request"
+    )
+    correlation_id: str | None = Field(
+        default=None, max_length=128, description="quote it when reporting the problem"
+    )
+    invalid_params: list[InvalidParam] | None = Field(
+        default=None, max_length=1000, description="422: each refused input"
+    )
+    current_version: int | None = Field(
+        default=None, ge=0, description="412: the record's version now (its ETag unquoted)"
+    )
+    retry_after: int | None = Field(default=None, ge=0, description="429: seconds to wait")
+
+
+_DESCRIPTIONS = {
+    400: "The request is malformed (e.g. a body that is not JSON)",
+    401: "No valid API key: send `Authorization: Bearer <API key>`",
+    403: "The key may not do this (a role it lacks, or another organisation's record)",
+    404: "No such record, or none the key may see",
+    409: "Conflicts with the record's current state (the problem says which rule)",
+    412: "If-Match names a version that is no longer the record's current one",
+    413: "The body is larger than the limit (1,000,000 bytes)",
+    422: "An input is not valid (`invalid_params` names each one) or an Idempotency-Key was"
+    " used before with another request",
+    429: "Too many requests for this key: wait `Retry-After` seconds",
+    500: "A bug: quote the correlation id when reporting it",
+    503: "A dependency (the database) is unavailable: retry after `Retry-After` seconds",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "the scheme to authenticate with",
+            "schema": {"type": "string", "maxLength": 100, "pattern": "^Bearer"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "seconds to wait before the next request with this key",
+            "schema": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 86400},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "seconds to wait before retrying",
+            "schema": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 86400},
+        }
+    },
+}
+# what every operation may answer: no or a bad key, over the rate limit, a bug, no database
+ALWAYS = (401, 429, 500, 503)
+
+
+def problem_responses(*statuses: int, public: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The `responses` entries of an operation's errors, each `application/problem+json` with
+    the one `Problem` schema; 401, 429, 500 and 503 come with every operation that takes an API
+    key (`public=True`: 500 and 503 only). Use as `responses={**problem_responses(404, 422)}`
+    or merged with a success entry (`documented`)."""
+    wanted = sorted({*statuses, *(ALWAYS if not public else (500, 503))})
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in wanted:
+        entry: dict[str, Any] = {"model": Problem, "description": _DESCRIPTIONS[status]}
+        if status in _HEADERS:
+            entry["headers"] = _HEADERS[status]
+        out[status] = entry
+    return out
+
+
+def documented(
+    model: Any,
+    *errors: int,
+    status: int = 200,
+    description: str = "",
+    headers: dict[str, Any] | None = None,
+    public: bool = False,
+    content: dict[str, Any] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """`responses` for a route that returns a Response itself (the write path answers with a
+    JSONResponse, not re-validated through a response_model): its success `model` under
+    `status`, and its errors as `problem_responses` does."""
+    success: dict[str, Any] = {"model": model, "description": description or "Success"}
+    if headers:
+        success["headers"] = headers
+    if content:
+        success["content"] = content  # other media types beside the model's JSON (CSV)
+    return {status: success, **problem_responses(*errors, public=public)}
 
 
 def problem_response(
@@ -47,10 +174,19 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+def _with_challenge(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
+    """A 401's headers with `WWW-Authenticate` (every 401 carries it); others' as they are."""
+    if status != 401:
+        return headers or None
+    return {"WWW-Authenticate": WWW_AUTHENTICATE, **(headers or {})}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_twinaid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, TwinaidError)
-        return problem_response(exc.status, exc.problem(), headers=exc.headers or None)
+        return problem_response(
+            exc.status, exc.problem(), headers=_with_challenge(exc.status, exc.headers)
+        )
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -66,7 +202,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "status": exc.status_code,
                 "detail": str(exc.detail),
             },
-            headers=getattr(exc, "headers", None),
+            headers=_with_challenge(exc.status_code, getattr(exc, "headers", None)),
         )
 
     async def on_db_down(_: Request, exc: Exception) -> Response:
@@ -94,3 +230,33 @@ def internal_error() -> JSONResponse:
             "detail": "an unexpected error occurred; quote the correlation id when reporting it",
         },
     )
+
+
+# the response header of a versioned record's read or write
+ETAG = {
+    "ETag": {
+        "description": 'the record\'s version as a strong ETag (`"3"`): send it back in'
+        " If-Match to update only that version",
+        "schema": {"type": "string", "maxLength": 20, "pattern": '^"[0-9]+"$'},
+    }
+}
+# `openapi_extra` of a write that honours Idempotency-Key (shared/web.py reads the header
+# itself: declaring it as a parameter would cost the write path a resolution per request)
+IDEMPOTENT: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "any unique string (a UUID) per intended write: a retry with the same"
+            " key and body gets the first answer again (`Idempotent-Replayed: true`) and stores"
+            " nothing twice; the same key with another body is refused with 422",
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "pattern": r"^[^\x00-\x1f\x7f]+$",
+            },
+        }
+    ]
+}

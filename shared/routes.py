@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import instants, keys
+from shared import instants, keys, problems, responses
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound
@@ -48,7 +48,7 @@ class Checkpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: str = Field(max_length=50)
-    position: int = Field(ge=1)
+    position: int = Field(ge=1, le=2**63 - 1)
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     signed_at: Annotated[instants.PastInstantText, Field(max_length=64)]
     public_key: str = Field(max_length=100)
@@ -56,7 +56,25 @@ class Checkpoint(BaseModel):
 
 
 class HeldCheckpoints(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "checkpoints": [
+                        {
+                            "service": "pledges",
+                            "position": 1200,
+                            "hash": "9f2c" * 16,
+                            "signed_at": "2023-03-01T12:00:00+00:00",
+                            "public_key": "q9J3oU6l0a4yOqkqGmR9m1yZ9a5q8Wn1m2d3e4f5g6h=",
+                            "signature": "3q2+7w" * 14,
+                        }
+                    ]
+                }
+            ]
+        },
+    )
 
     checkpoints: list[Checkpoint] = Field(max_length=10_000)
 
@@ -64,12 +82,27 @@ class HeldCheckpoints(BaseModel):
 def common_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz", tags=["health"])
+    @router.get(
+        "/healthz",
+        tags=["health"],
+        operation_id="getHealth",
+        responses=problems.documented(responses.Health, public=True),
+    )
     async def healthz(ctx: Ctx) -> dict[str, str]:
+        """Alive while the process serves requests (no key needed)."""
         return {"status": "alive", "service": ctx.service}
 
-    @router.get("/readyz", tags=["health"])
+    @router.get(
+        "/readyz",
+        tags=["health"],
+        operation_id="getReadiness",
+        responses={
+            **problems.documented(responses.Readiness, public=True),
+            503: {"model": responses.Readiness, "description": "A dependency is not reached"},
+        },
+    )
     async def readyz(ctx: Ctx) -> Response:
+        """Ready when the database answers (no key needed); 503 with the failing check."""
         # The database only: an API writes its events to the log and never talks to the
         # broker (its worker relays them), so a broker outage must not take the APIs out of
         # service; the workers' readiness says whether the broker is reached.
@@ -89,7 +122,12 @@ def common_router() -> APIRouter:
             raise refused()
         return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/events", tags=["events"])
+    @router.get(
+        "/v1/events",
+        tags=["events"],
+        operation_id="listEvents",
+        responses=problems.documented(responses.EventPage, 403, 422),
+    )
     async def feed(
         ctx: Ctx,
         caller: Caller,
@@ -127,7 +165,12 @@ def common_router() -> APIRouter:
             )
         return {"events": [event_json(e) for e in events], "next_after": last, "signed_head": head}
 
-    @router.get("/v1/audit/streams/{stream_id}", tags=["audit"])
+    @router.get(
+        "/v1/audit/streams/{stream_id}",
+        tags=["audit"],
+        operation_id="getStreamHistory",
+        responses=problems.documented(responses.StreamHistory, 403, 404, 422),
+    )
     async def history(
         ctx: Ctx,
         caller: Caller,
@@ -141,7 +184,12 @@ def common_router() -> APIRouter:
             raise NotFound(f"no record {stream_id} in {ctx.service}")
         return {"stream_id": stream_id, "events": [event_json(e) for e in events]}
 
-    @router.get("/v1/audit/verify", tags=["audit"])
+    @router.get(
+        "/v1/audit/verify",
+        tags=["audit"],
+        operation_id="verifyChain",
+        responses=problems.documented(responses.Verdict, 403, 422),
+    )
     async def verify(ctx: Ctx, caller: Caller, deep: Deep = False) -> dict[str, Any]:
         """Recompute the hash chain: intact up to a head, or the first bad position. Signed
         checkpoints count only if signed by the service's pinned key (TRUSTED_KEYS) or a key
@@ -151,7 +199,12 @@ def common_router() -> APIRouter:
             verdict = await PostgresEventStore(conn).verify(deep=deep, **_pins(ctx))
         return verdict.as_dict()
 
-    @router.post("/v1/audit/verify", tags=["audit"])
+    @router.post(
+        "/v1/audit/verify",
+        tags=["audit"],
+        operation_id="verifyChainAgainstCheckpoints",
+        responses=problems.documented(responses.Verdict, 403, 413, 422),
+    )
     async def verify_against(
         body: HeldCheckpoints, ctx: Ctx, caller: Caller, deep: Deep = False
     ) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from shared import (
     idempotency,
     instants,
     logs,
+    openapi,
     problems,
     routes,
     runtime,
@@ -31,7 +32,7 @@ from shared import (
 )
 from shared import db as dbmod
 from shared.auth import Authenticator, Principal
-from shared.deps import Caller, Ctx, ServiceContext, header, metadata_for, utcnow
+from shared.deps import Caller, Ctx, ServiceContext, etag, header, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.events import Metadata
 from shared.metrics import Metrics, metrics_only
@@ -307,9 +308,7 @@ async def execute_write(
         )
         stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
         if stored is not None:
-            return JSONResponse(
-                stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
-            )
+            return _answer(stored.body, stored.status_code, replayed=True)
     meta = metadata_for(principal, idempotency_key=key)
     try:
         done = None
@@ -336,12 +335,20 @@ async def execute_write(
         stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
         if stored is None:
             raise
-        return JSONResponse(
-            stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        return _answer(stored.body, stored.status_code, replayed=True)
     if ctx.notifier is not None:
         ctx.notifier.poke()  # committed: wake the relay
-    return JSONResponse(body, status_code=status)
+    return _answer(body, status)
+
+
+def _answer(body: Any, status: int, *, replayed: bool = False) -> JSONResponse:
+    """A write's answer; with the record's ETag when it names the record's new version."""
+    headers: dict[str, str] = {}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if isinstance(body, dict) and isinstance(version := body.get("version"), int):
+        headers["ETag"] = etag(version)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 async def write(
@@ -424,7 +431,14 @@ def create_app(
             await ctx.notifier.stop()
             await database.close()
 
-    app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
+    app = FastAPI(
+        title=title,
+        description=description,
+        lifespan=lifespan,
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.ctx = ctx
     problems.install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
@@ -441,7 +455,7 @@ def create_app(
                 "X-Correlation-ID",
                 "Last-Event-ID",
             ],
-            expose_headers=["X-Correlation-ID", "Retry-After"],
+            expose_headers=["X-Correlation-ID", "Retry-After", "ETag", "WWW-Authenticate"],
         )
     for router in (
         *routers,
@@ -450,6 +464,7 @@ def create_app(
         webhook_routes.router(),
     ):
         _add_routes(app, router)
+    openapi.install(app, service=service, settings=settings)
     return app
 
 
@@ -462,6 +477,7 @@ def _add_routes(app: FastAPI, router: APIRouter) -> None:
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"{route!r}: only plain API routes are added to an app here")
+        openapi.name_operations([route])
         app.router.routes.append(route)
     # what else an include carries: the router's lifespan, run inside the app's (as
     # include_router nests it; services/shipments/live.py needs the service context open)

@@ -9,18 +9,20 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from fastapi import Header, Path, Query
+from fastapi import Path, Query
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 
 from services.pledges import domain
 from services.pledges import events as ev
 from shared import instants, pagination
+from shared.deps import IfMatch as IfMatch  # the routes import it from here
 
 
 def _quantity(value: Any) -> Any:
@@ -61,8 +63,38 @@ def _minor_units(value: Any) -> Any:
     return value
 
 
-Quantity = Annotated[Decimal, BeforeValidator(_quantity)]
-MinorUnits = Annotated[int, BeforeValidator(_minor_units)]
+# as documented: the parser takes a JSON number or a decimal string; the domain then bounds it
+# (quantities.MAX_QUANTITY, MAX_PLACES) with a 422 naming the field
+Quantity = Annotated[
+    Decimal,
+    BeforeValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 1e12},
+                {
+                    "type": "string",
+                    "maxLength": 40,
+                    "pattern": r"^\s*[0-9]*\.?[0-9]+\s*$",
+                },
+            ],
+            "description": 'a decimal quantity: a JSON number or a string such as "12.5"',
+        }
+    ),
+]
+MinorUnits = Annotated[
+    int,
+    BeforeValidator(_minor_units),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "format": "int64",
+            "minimum": -MAX_MINOR_UNITS,
+            "maximum": MAX_MINOR_UNITS,
+            "description": "an amount in minor units (cents for EUR, pence for GBP)",
+        }
+    ),
+]
 Currency = Annotated[str, Field(min_length=1, max_length=8, description="ISO 4217, e.g. EUR")]
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -71,7 +103,6 @@ Reason = Annotated[str, Field(min_length=1, max_length=1000)]
 RecordId = Annotated[str, Path(min_length=1, max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
-IfMatch = Annotated[int | None, Header(description="the version you last read")]
 NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
 AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
@@ -93,6 +124,23 @@ class ContactIn(_In):
 
 
 class NeedIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "need_id": "kharkiv-generators-2023",
+                    "kind": "item",
+                    "category": "generators",
+                    "description": "Medium generators for heating points and water pumping",
+                    "quantity": "100",
+                    "unit": "pieces",
+                    "priority": "critical",
+                    "serves": ["heating", "water"],
+                }
+            ]
+        }
+    )
+
     need_id: Slug | None = None
     recipient_id: Slug | None = Field(default=None, description="default: your organisation")
     kind: domain.NeedKind
@@ -113,6 +161,12 @@ class NeedIn(_In):
 class NeedRevisionIn(_In):
     """Give only the fields that change, and why."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"quantity": "120", "reason": "two more heating points opened"}]
+        }
+    )
+
     description: Text | None = None
     quantity: Quantity | None = None
     amount: MinorUnits | None = None
@@ -125,6 +179,10 @@ class NeedRevisionIn(_In):
 
 
 class EndIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "covered by Lille's convoy of March 2023"}]}
+    )
+
     reason: Reason
     occurred_at: instants.PastInstant | None = None
 
@@ -149,6 +207,33 @@ class LineIn(_In):
 
 
 class PledgeIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pledge_id": "lille-kharkiv-generators-2023",
+                    "recipient_id": "kharkiv",
+                    "partnership_id": "lille-kharkiv-twinning",
+                    "description": "Generators bought on the municipal budget",
+                    "lines": [
+                        {
+                            "line_id": "generators",
+                            "kind": "in_kind",
+                            "need_id": "kharkiv-generators-2023",
+                            "item": "Medium generator 5 kVA",
+                            "category": "generators",
+                            "quantity": "50",
+                            "unit": "pieces",
+                            "weight_kg": "4750",
+                            "estimated_value": {"amount": 5000000, "currency": "EUR"},
+                        }
+                    ],
+                    "commit": True,
+                }
+            ]
+        }
+    )
+
     pledge_id: Slug | None = None
     donor_id: Slug | None = Field(default=None, description="default: your organisation")
     recipient_id: Slug
@@ -162,11 +247,21 @@ class PledgeIn(_In):
 
 
 class CommitIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"occurred_at": "2023-02-20T09:00:00Z"}]}
+    )
+
     occurred_at: instants.PastInstant | None = None
 
 
 class AmendIn(_In):
     """The new quantity (an in-kind line) or amount (a money line), and why."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"quantity": "45", "reason": "five generators went to Bucha instead"}]
+        }
+    )
 
     quantity: Quantity | None = None
     amount: MinorUnits | None = None
@@ -185,6 +280,19 @@ class AmendIn(_In):
 
 
 class ReceiptIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": 10000000,
+                    "currency": "EUR",
+                    "received_on": "2023-03-15",
+                    "reference": "donation call, second convoy",
+                }
+            ]
+        }
+    )
+
     amount: MinorUnits
     currency: Currency
     received_on: instants.PastDate
@@ -194,6 +302,18 @@ class ReceiptIn(_In):
 
 class DonorFigureIn(_In):
     """Your cumulative figure: delivered so far (in kind) or paid so far (money)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "reported_on": "2023-03-20",
+                    "quantity": "50",
+                    "note": "all delivered by our count",
+                }
+            ]
+        }
+    )
 
     quantity: Quantity | None = None
     amount: MinorUnits | None = None

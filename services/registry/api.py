@@ -10,11 +10,12 @@ from functools import partial
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.registry import domain, handlers, projections, queries
 from services.registry import events as ev
+from services.registry import responses as R
 from services.registry.requests import (
     AliasIn,
     AsOf,
@@ -30,7 +31,9 @@ from services.registry.requests import (
     RenameIn,
     TransitionIn,
 )
+from shared import problems
 from shared.auth import Principal, Role
+from shared.deps import etag
 from shared.errors import NotFound
 from shared.events import Metadata
 from shared.web import Caller, Ctx, ServiceContext, execute_write, write
@@ -58,7 +61,22 @@ def _sees_contacts(caller: Principal, organisation_id: str) -> bool:
     return caller.has(Role.REGISTRY_ADMIN) or caller.organisation == organisation_id
 
 
-@router.post("/organisations", status_code=201, tags=["organisations"])
+@router.post(
+    "/organisations",
+    status_code=201,
+    tags=["organisations"],
+    responses=problems.documented(
+        R.OrganisationChanged,
+        403,
+        409,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Registered",
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def register_organisation(
     body: OrganisationIn, request: Request, ctx: Ctx, caller: Caller
 ) -> JSONResponse:
@@ -109,7 +127,9 @@ async def _register_together(
         return await handlers.register_together(conn, registrations)
 
 
-@router.get("/organisations", tags=["organisations"])
+@router.get(
+    "/organisations", tags=["organisations"], responses=problems.documented(R.OrganisationPage, 422)
+)
 async def search_organisations(
     ctx: Ctx,
     caller: Caller,
@@ -133,15 +153,22 @@ async def search_organisations(
         )
 
 
-@router.get("/organisations/{organisation_id}", tags=["organisations"])
+@router.get(
+    "/organisations/{organisation_id}",
+    tags=["organisations"],
+    responses=problems.documented(R.Organisation, 404, 422, headers=problems.ETAG),
+)
 async def get_organisation(
-    organisation_id: OrgId, ctx: Ctx, caller: Caller, as_of: AsOf = None
+    organisation_id: OrgId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
-    """One organisation; contacts only for itself and registry administrators."""
+    """One organisation; contacts only for itself and registry administrators. Its ETag is its
+    version: send it in If-Match to update only what you read."""
     contacts = _sees_contacts(caller, organisation_id)
     async with ctx.db.connection() as conn:
         if as_of is None:
-            return await queries.organisation(conn, organisation_id, with_contacts=contacts)
+            found = await queries.organisation(conn, organisation_id, with_contacts=contacts)
+            response.headers["ETag"] = etag(found["version"])
+            return found
         state = domain.require_existing(
             await handlers.load_organisation(conn, organisation_id, as_of=as_of)
         )
@@ -153,7 +180,14 @@ async def get_organisation(
     return {**folded, "as_of": as_of.isoformat()}
 
 
-@router.post("/organisations/{organisation_id}/rename", tags=["organisations"])
+@router.post(
+    "/organisations/{organisation_id}/rename",
+    tags=["organisations"],
+    responses=problems.documented(
+        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def rename_organisation(
     organisation_id: OrgId,
     body: RenameIn,
@@ -181,7 +215,14 @@ async def rename_organisation(
     )
 
 
-@router.post("/organisations/{organisation_id}/aliases", tags=["organisations"])
+@router.post(
+    "/organisations/{organisation_id}/aliases",
+    tags=["organisations"],
+    responses=problems.documented(
+        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def add_alias(
     organisation_id: OrgId,
     body: AliasIn,
@@ -209,7 +250,14 @@ async def add_alias(
     )
 
 
-@router.post("/organisations/{organisation_id}/corrections", tags=["organisations"])
+@router.post(
+    "/organisations/{organisation_id}/corrections",
+    tags=["organisations"],
+    responses=problems.documented(
+        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def correct_organisation(
     organisation_id: OrgId,
     body: CorrectionIn,
@@ -233,7 +281,14 @@ async def correct_organisation(
     )
 
 
-@router.put("/organisations/{organisation_id}/contacts", tags=["organisations"])
+@router.put(
+    "/organisations/{organisation_id}/contacts",
+    tags=["organisations"],
+    responses=problems.documented(
+        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def change_contacts(
     organisation_id: OrgId,
     body: ContactsIn,
@@ -262,7 +317,12 @@ async def change_contacts(
     )
 
 
-@router.get("/organisations/{organisation_id}/network", tags=["partnerships"])
+@router.get(
+    "/organisations/{organisation_id}/network",
+    tags=["partnerships"],
+    responses=problems.documented(R.Network, 404, 422),
+    operation_id="getOrganisationNetwork",
+)
 async def organisation_network(
     organisation_id: OrgId,
     ctx: Ctx,
@@ -273,7 +333,23 @@ async def organisation_network(
         return await queries.network(conn, organisation_id)
 
 
-@router.post("/partnerships", status_code=201, tags=["partnerships"])
+@router.post(
+    "/partnerships",
+    status_code=201,
+    tags=["partnerships"],
+    responses=problems.documented(
+        R.PartnershipChanged,
+        403,
+        404,
+        409,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Proposed",
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def propose_partnership(
     body: PartnershipIn, request: Request, ctx: Ctx, caller: Caller
 ) -> JSONResponse:
@@ -301,7 +377,9 @@ async def propose_partnership(
     )
 
 
-@router.get("/partnerships", tags=["partnerships"])
+@router.get(
+    "/partnerships", tags=["partnerships"], responses=problems.documented(R.PartnershipPage, 422)
+)
 async def list_partnerships(
     ctx: Ctx,
     caller: Caller,
@@ -329,13 +407,21 @@ async def list_partnerships(
         )
 
 
-@router.get("/partnerships/{partnership_id}", tags=["partnerships"])
+@router.get(
+    "/partnerships/{partnership_id}",
+    tags=["partnerships"],
+    responses=problems.documented(R.Partnership, 404, 422, headers=problems.ETAG),
+)
 async def get_partnership(
-    partnership_id: PartnershipId, ctx: Ctx, caller: Caller, as_of: AsOf = None
+    partnership_id: PartnershipId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
+    """One partnership: its two organisations, kind, programme, status with its history and
+    each organisation's agreements; with `as_of`, as it stood then. Its ETag is its version."""
     async with ctx.db.connection() as conn:
         if as_of is None:
-            return await queries.partnership(conn, partnership_id)
+            found = await queries.partnership(conn, partnership_id)
+            response.headers["ETag"] = etag(found["version"])
+            return found
         state = await handlers.load_partnership(conn, partnership_id, as_of=as_of)
     if not state.exists:
         raise NotFound(f"partnership {partnership_id} did not exist at {as_of.isoformat()}")
@@ -366,11 +452,17 @@ async def get_partnership(
     "/partnerships/{partnership_id}/transitions",
     tags=["partnerships"],
     responses={
+        **problems.documented(
+            R.PartnershipChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+        ),
         202: {
+            "model": R.PartnershipAwaiting,
             "description": "The caller's organisation agreed; the status waits for the other's"
-            " (`awaiting_agreement_of`)"
-        }
+            " (`awaiting_agreement_of`)",
+            "headers": problems.ETAG,
+        },
     },
+    openapi_extra=problems.IDEMPOTENT,
 )
 async def change_partnership_status(
     partnership_id: PartnershipId,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Path, Query
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.registry import domain
 from shared import instants, pagination
+from shared.deps import IfMatch as IfMatch  # the routes import it from here
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -30,7 +31,6 @@ OrgId = Annotated[str, Path(min_length=1, max_length=100)]
 PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
-IfMatch = Annotated[int | None, Header(description="the version you last read")]
 AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
@@ -59,6 +59,22 @@ class ContactIn(_In):
 
 
 class OrganisationIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organisation_id": "kharkiv",
+                    "name": "Kharkiv",
+                    "kind": "municipality",
+                    "country": "UA",
+                    "region": "Kharkiv Oblast",
+                    "aliases": ["Charkiw", "Kharkov"],
+                    "coordinates": {"lat": 49.9935, "lon": 36.2304},
+                }
+            ]
+        }
+    )
+
     organisation_id: Slug | None = None
     name: OrgName
     kind: domain.OrganisationKind
@@ -72,15 +88,35 @@ class OrganisationIn(_In):
 
 
 class RenameIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Kyiv", "reason": "official transliteration since 1995"}]
+        }
+    )
+
     name: OrgName
     reason: Annotated[str | None, Field(max_length=500)] = None
 
 
 class AliasIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"alias": "Charkiw"}]})
+
     alias: OrgName
 
 
 class CorrectionIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "region": "Kyiv Oblast",
+                    "coordinates": {"lat": 50.5436, "lon": 30.2131},
+                    "reason": "Bucha is in Kyiv Oblast",
+                }
+            ]
+        }
+    )
+
     kind: domain.OrganisationKind | None = None
     country: Annotated[str | None, Field(pattern=r"^[A-Z]{2}$")] = None
     region: Annotated[str | None, Field(max_length=200)] = None
@@ -90,6 +126,22 @@ class CorrectionIn(_In):
 
 
 class ContactsIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "contacts": [
+                        {
+                            "role": "international relations",
+                            "name": "Marc Leroy",
+                            "email": "relations@lille.example",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     contacts: Annotated[list[ContactIn], Field(max_length=20)]
 
 
@@ -99,6 +151,20 @@ class EvidenceIn(_In):
 
 
 class PartnershipIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "partnership_id": "lille-kharkiv-twinning",
+                    "organisations": ["lille", "kharkiv"],
+                    "kind": "twinning",
+                    "fields": ["humanitarian_aid"],
+                    "occurred_at": "1978-06-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+
     partnership_id: Slug | None = None
     organisations: Annotated[list[Slug], Field(min_length=2, max_length=2)]
     kind: domain.PartnershipKind
@@ -110,6 +176,18 @@ class PartnershipIn(_In):
 
 
 class TransitionIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": "signed",
+                    "occurred_at": "2022-05-19T10:00:00Z",
+                    "evidence": {"reference": "Twinning Pact, Bucha and Bergamo"},
+                }
+            ]
+        }
+    )
+
     to: domain.PartnershipStatus
     occurred_at: instants.PastInstant | None = None
     evidence: EvidenceIn | None = None

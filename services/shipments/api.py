@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.shipments import domain, handlers
+from services.shipments import responses as R
 from services.shipments.requests import (
     CancelIn,
     CloseIn,
@@ -24,12 +25,28 @@ from services.shipments.requests import (
     LoadIn,
     UnloadIn,
 )
+from shared import problems
 from shared.web import Caller, Ctx, write
 
 router = APIRouter(prefix="/v1", tags=["convoys"])
 
 
-@router.post("/convoys", status_code=201)
+@router.post(
+    "/convoys",
+    status_code=201,
+    responses=problems.documented(
+        R.ConvoyChanged,
+        403,
+        404,
+        409,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Planned",
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     """Plan a convoy: origin, recipient, carrier, vehicles, drivers, departure (the logistics
     role of the origin or the carrier)."""
@@ -60,7 +77,24 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
     )
 
 
-@router.post("/convoys/{convoy_id}/manifest", status_code=201)
+@router.post(
+    "/convoys/{convoy_id}/manifest",
+    status_code=201,
+    responses=problems.documented(
+        R.LineLoaded,
+        403,
+        404,
+        409,
+        412,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Loaded",
+    ),
+    operation_id="loadManifestLine",
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def load_line(
     convoy_id: ConvoyId,
     body: LoadIn,
@@ -93,7 +127,14 @@ async def load_line(
     )
 
 
-@router.post("/convoys/{convoy_id}/manifest/{manifest_line_id}/unload")
+@router.post(
+    "/convoys/{convoy_id}/manifest/{manifest_line_id}/unload",
+    responses=problems.documented(
+        R.LineUnloaded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    operation_id="unloadManifestLine",
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def unload_line(
     convoy_id: ConvoyId,
     manifest_line_id: LineRef,
@@ -119,7 +160,13 @@ async def unload_line(
     )
 
 
-@router.post("/convoys/{convoy_id}/cancel")
+@router.post(
+    "/convoys/{convoy_id}/cancel",
+    responses=problems.documented(
+        R.ConvoyCancelled, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def cancel_convoy(
     convoy_id: ConvoyId,
     body: CancelIn,
@@ -142,7 +189,13 @@ async def cancel_convoy(
     )
 
 
-@router.post("/convoys/{convoy_id}/entries")
+@router.post(
+    "/convoys/{convoy_id}/entries",
+    responses=problems.documented(
+        R.EntriesRecorded, 403, 404, 409, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def record_entries(
     convoy_id: ConvoyId, body: EntriesIn, request: Request, ctx: Ctx, caller: Caller
 ) -> JSONResponse:
@@ -163,7 +216,23 @@ async def record_entries(
     )
 
 
-@router.post("/convoys/{convoy_id}/delivery", status_code=201)
+@router.post(
+    "/convoys/{convoy_id}/delivery",
+    status_code=201,
+    responses=problems.documented(
+        R.DeliveryConfirmed,
+        403,
+        404,
+        409,
+        412,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Delivery confirmed",
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def confirm_delivery(
     convoy_id: ConvoyId,
     body: DeliveryIn,
@@ -202,7 +271,13 @@ async def confirm_delivery(
     )
 
 
-@router.post("/convoys/{convoy_id}/close")
+@router.post(
+    "/convoys/{convoy_id}/close",
+    responses=problems.documented(
+        R.ConvoyChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def close_convoy(
     convoy_id: ConvoyId,
     body: CloseIn,

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from services.shipments import live
 from services.shipments.requests import OrgFilter
+from shared import problems
 from shared.deps import ServiceContext, header
 from shared.errors import Unauthenticated, ValidationFailed
 from shared.web import Caller, Ctx
@@ -57,7 +58,17 @@ async def _key_refused(ctx: ServiceContext, authorization: str | None) -> str | 
     "/tracking/updates",
     tags=["tracking"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "Server-Sent Events: `event: convoy-update` with the event's JSON as"
+            " data, each `id` a log position; a comment line every 15 s keeps it open",
+            "content": {
+                "text/event-stream": {"schema": {"type": "string", "maxLength": 1_000_000_000}}
+            },
+        },
+        **problems.problem_responses(422),
+    },
+    operation_id="streamTrackingUpdates",
 )
 async def updates(
     request: Request,

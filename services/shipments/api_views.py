@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.shipments import access, domain, epcis, handlers, ledger, queries, tables, views
+from services.shipments import responses as R
 from services.shipments.requests import (
     AsOf,
     ConvoyId,
@@ -18,7 +19,8 @@ from services.shipments.requests import (
     LineRef,
     OrgFilter,
 )
-from shared import hxl, instants
+from shared import hxl, instants, problems
+from shared.deps import etag
 from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
@@ -40,7 +42,16 @@ def _csv(
     )
 
 
-@router.get("/convoys", tags=["tracking"], response_model=None)
+@router.get(
+    "/convoys",
+    tags=["tracking"],
+    response_model=None,
+    responses=problems.documented(
+        R.ConvoyPage,
+        422,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+)
 async def list_convoys(
     request: Request,
     ctx: Ctx,
@@ -88,7 +99,12 @@ async def list_convoys(
     return _csv("convoys", tables.CONVOYS, rows, **links)
 
 
-@router.get("/tracking/in-transit", tags=["tracking"])
+@router.get(
+    "/tracking/in-transit",
+    tags=["tracking"],
+    responses=problems.documented(R.InTransit, 422),
+    operation_id="listInTransit",
+)
 async def in_transit(ctx: Ctx, caller: Caller, organisation: OrgFilter = None) -> dict[str, Any]:
     """Every convoy on the road (in transit, at a border, held) with its last checkpoint,
     custody holder and the age of its last news, stalest first. Lost convoys are not here."""
@@ -96,17 +112,36 @@ async def in_transit(ctx: Ctx, caller: Caller, organisation: OrgFilter = None) -
         return await queries.in_transit(conn, caller, organisation=organisation, now=ctx.clock())
 
 
-@router.get("/convoys/{convoy_id}", tags=["tracking"], response_model=None)
+@router.get(
+    "/convoys/{convoy_id}",
+    tags=["tracking"],
+    response_model=None,
+    responses=problems.documented(
+        R.Convoy,
+        403,
+        404,
+        422,
+        headers=problems.ETAG,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+)
 async def get_convoy(
-    convoy_id: ConvoyId, ctx: Ctx, caller: Caller, as_of: AsOf = None, format: Format = "json"
+    convoy_id: ConvoyId,
+    ctx: Ctx,
+    caller: Caller,
+    response: Response,
+    as_of: AsOf = None,
+    format: Format = "json",
 ) -> dict[str, Any] | Response:
     """A convoy: status, position (last checkpoint), custody holder, manifest with what is
     lost, in transit and delivered per line, incidents, delivery and discrepancies. Drivers
     and named people only for the carrier, the recipient and auditors. `as_of` folds the
-    log up to that instant. As CSV: its manifest, a row per line with what became of it."""
+    log up to that instant. As CSV: its manifest, a row per line with what became of it. Its
+    ETag (JSON, now) is its version: send it in If-Match to change only what you read."""
     async with ctx.db.connection() as conn:
         if as_of is None:
             document = await queries.convoy(conn, caller, convoy_id)
+            response.headers["ETag"] = etag(document["version"])
         else:
             state = await handlers.load_convoy(conn, convoy_id, as_of=as_of)
             if not state.exists:
@@ -121,7 +156,13 @@ async def get_convoy(
     return _csv(f"convoy-{convoy_id}-manifest", tables.MANIFEST, rows)
 
 
-@router.get("/convoys/{convoy_id}/epcis", tags=["tracking"], response_model=None)
+@router.get(
+    "/convoys/{convoy_id}/epcis",
+    tags=["tracking"],
+    response_model=None,
+    responses=problems.documented(R.EpcisDocument, 403, 404, 422),
+    operation_id="exportConvoyEpcis",
+)
 async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Response:
     """The convoy's steps as a GS1 EPCIS 2.0 JSON-LD document (CBV business steps and
     dispositions, a quantity per manifest line), showing exactly what the convoy view and its
@@ -134,14 +175,29 @@ async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Respons
     )
 
 
-@router.get("/convoys/{convoy_id}/timeline", tags=["tracking"])
+@router.get(
+    "/convoys/{convoy_id}/timeline",
+    tags=["tracking"],
+    responses=problems.documented(R.ConvoyTimeline, 403, 404, 422),
+    operation_id="getConvoyTimeline",
+)
 async def timeline(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Every event of the convoy ordered by when it occurred, each with when it was recorded."""
     async with ctx.db.connection() as conn:
         return await queries.timeline(conn, caller, convoy_id)
 
 
-@router.get("/discrepancies", tags=["tracking"], response_model=None)
+@router.get(
+    "/discrepancies",
+    tags=["tracking"],
+    response_model=None,
+    responses=problems.documented(
+        R.DiscrepancyPage,
+        422,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+    operation_id="listDiscrepancies",
+)
 async def discrepancies(
     ctx: Ctx, caller: Caller, organisation: OrgFilter = None, format: Format = "json"
 ) -> dict[str, Any] | Response:
@@ -155,7 +211,17 @@ async def discrepancies(
     return _csv("discrepancies", tables.DISCREPANCIES, rows)
 
 
-@router.get("/deliveries", tags=["tracking"], response_model=None)
+@router.get(
+    "/deliveries",
+    tags=["tracking"],
+    response_model=None,
+    responses=problems.documented(
+        R.DeliveryPage,
+        422,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+    operation_id="listDeliveries",
+)
 async def deliveries(
     ctx: Ctx, caller: Caller, organisation: OrgFilter = None, format: Format = "json"
 ) -> dict[str, Any] | Response:
@@ -170,7 +236,12 @@ async def deliveries(
     return _csv("deliveries", tables.DELIVERIES, rows)
 
 
-@router.get("/pledge-lines", tags=["pledge lines"])
+@router.get(
+    "/pledge-lines",
+    tags=["pledge lines"],
+    responses=problems.documented(R.PledgeLinePage, 422),
+    operation_id="listPledgeLines",
+)
 async def pledge_lines(
     ctx: Ctx,
     caller: Caller,
@@ -197,7 +268,12 @@ async def pledge_lines(
         )
 
 
-@router.get("/pledge-lines/{pledge_id}/{line_id}", tags=["pledge lines"])
+@router.get(
+    "/pledge-lines/{pledge_id}/{line_id}",
+    tags=["pledge lines"],
+    responses=problems.documented(R.PledgeLine, 404, 422),
+    operation_id="getPledgeLine",
+)
 async def pledge_line(
     pledge_id: LineRef, line_id: LineRef, ctx: Ctx, caller: Caller
 ) -> dict[str, Any]:

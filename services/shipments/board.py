@@ -16,6 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
+from services.shipments import responses as R
+from shared import problems
 from shared.errors import NotFound
 from shared.settings import Settings
 from shared.web import Caller, Ctx
@@ -67,13 +69,23 @@ async def board_root() -> RedirectResponse:
     return RedirectResponse("/board/", status_code=308)
 
 
-@router.get("/config.json")
+@router.get(
+    "/config.json",
+    responses=problems.documented(R.BoardConfig, public=True),
+    operation_id="getBoardConfig",
+)
 async def board_config(request: Request, ctx: Ctx) -> dict[str, str | None]:
     """The APIs' browser-facing URLs (`PUBLIC_URLS`); no key needed."""
     return public_urls(ctx.settings, request)
 
 
-@router.get("/whoami")
+@router.get(
+    "/whoami",
+    responses=problems.documented(
+        R.WhoAmI,
+    ),
+    operation_id="getWhoAmI",
+)
 async def whoami(caller: Caller) -> dict[str, Any]:
     """The organisation and roles of the key sent: the board shows what they allow."""
     return {

@@ -8,11 +8,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import Header, Path, Query
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.shipments import domain
 from shared import instants, pagination
+from shared.deps import IfMatch as IfMatch  # the routes import it from here
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Note = Annotated[str | None, Field(max_length=2000)]
@@ -29,7 +30,6 @@ LineRef = Annotated[str, Path(min_length=1, max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
 OrgFilter = Annotated[str | None, Query(max_length=100)]
-IfMatch = Annotated[int | None, Header(description="the version you last read")]
 AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
@@ -68,6 +68,29 @@ class DriverIn(_In):
 
 
 class ConvoyIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "convoy_id": "lille-kharkiv-medicines-2023-03",
+                    "reference": "Lille - Kharkiv medicines, second convoy",
+                    "origin_id": "lille",
+                    "destination_id": "kharkiv",
+                    "carrier_id": "lille",
+                    "planned_departure": "2030-03-06T06:00:00+01:00",
+                    "vehicles": [
+                        {
+                            "registration": "GH-482-LK",
+                            "type": "semi-trailer truck",
+                            "capacity_kg": "13000",
+                        }
+                    ],
+                    "route": ["Lille", "Kraków", "Kharkiv"],
+                }
+            ]
+        }
+    )
+
     convoy_id: Slug | None = None
     reference: Name
     origin_id: Slug
@@ -84,6 +107,21 @@ class ConvoyIn(_In):
 
 
 class LoadIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "manifest_line_id": "antibiotics-1",
+                    "pledge_id": "chu-lille-antibiotics",
+                    "line_id": "1",
+                    "quantity": "300",
+                    "vehicle": "GH-482-LK",
+                    "weight_kg": "1800",
+                }
+            ]
+        }
+    )
+
     manifest_line_id: Ref | None = None
     pledge_id: Ref
     line_id: Ref
@@ -99,16 +137,26 @@ class LoadIn(_In):
 
 
 class UnloadIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "no room left"}]})
+
     reason: Note = None
     occurred_at: instants.PastInstant | None = None
 
 
 class CancelIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "the road through Rzeszów is closed"}]}
+    )
+
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
     occurred_at: instants.PastInstant | None = None
 
 
 class CloseIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"note": "delivered and signed for"}]}
+    )
+
     note: Note = None
     occurred_at: instants.PastInstant | None = None
 
@@ -216,6 +264,24 @@ FieldEntryIn = Annotated[
 
 
 class EntriesIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "entries": [
+                        {
+                            "entry_id": "lille-kharkiv-2023-03-07",
+                            "kind": "checkpoint",
+                            "occurred_at": "2023-03-09T06:15:00Z",
+                            "place": "Poltava",
+                            "coordinates": {"lat": 49.5883, "lon": 34.5514},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     entries: Annotated[list[FieldEntryIn], Field(min_length=1, max_length=500)]
 
 
@@ -237,6 +303,27 @@ class DeliveredLineIn(_In):
 
 
 class DeliveryIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "receiver": {
+                        "name": "Olha Kravchenko",
+                        "role": "head of the municipal medical warehouse",
+                    },
+                    "lines": [
+                        {
+                            "manifest_line_id": "antibiotics-1",
+                            "received": "298",
+                            "damaged": "2",
+                            "short": "0",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     receiver: ReceiverIn
     document: DocumentIn | None = Field(default=None, description="a scanned receipt")
     lines: Annotated[list[DeliveredLineIn], Field(min_length=1, max_length=500)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import domain, handlers, queries
+from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
     AsOf,
@@ -21,6 +22,8 @@ from services.pledges.requests import (
     NeedStatus,
     RecordId,
 )
+from shared import problems
+from shared.deps import etag
 from shared.event_store import PostgresEventStore
 from shared.routes import event_json
 from shared.web import Caller, Ctx, write
@@ -28,7 +31,14 @@ from shared.web import Caller, Ctx, write
 router = APIRouter(prefix="/v1", tags=["needs"])
 
 
-@router.post("/needs", status_code=201)
+@router.post(
+    "/needs",
+    status_code=201,
+    responses=problems.documented(
+        R.NeedChanged, 403, 409, 413, 422, status=201, headers=problems.ETAG, description="Posted"
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def post_need(body: NeedIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     """Post a need for your own organisation: goods (quantity and unit) or money (amount in
     minor units and currency), with a priority, what it serves and an optional deadline."""
@@ -63,11 +73,11 @@ async def post_need(body: NeedIn, request: Request, ctx: Ctx, caller: Caller) ->
     )
 
 
-@router.get("/needs")
+@router.get("/needs", responses=problems.documented(R.NeedPage, 422))
 async def list_needs(
     ctx: Ctx,
     caller: Caller,
-    recipient: str | None = None,
+    recipient: Annotated[str | None, Query(max_length=100)] = None,
     status: NeedStatus | None = None,
     category: domain.Category | None = None,
     priority: domain.Priority | None = None,
@@ -114,19 +124,30 @@ def _need_as_of(state: domain.Need, viewer: str | None) -> dict[str, Any]:
     return out
 
 
-@router.get("/needs/{need_id}")
-async def get_need(need_id: RecordId, ctx: Ctx, caller: Caller, as_of: AsOf = None) -> Any:
+@router.get(
+    "/needs/{need_id}", responses=problems.documented(R.Need, 404, 422, headers=problems.ETAG)
+)
+async def get_need(
+    need_id: RecordId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
+) -> Any:
     """One need with its coverage (target, pledged, committed, delivered, gap). With `as_of`,
-    the need as the recipient had stated it then (coverage is reported by the reports)."""
+    the need as the recipient had stated it then (coverage is reported by the reports). Its
+    ETag is its version."""
     viewer = access.viewer(caller)
     async with ctx.db.connection() as conn:
         if as_of is None:
-            return await queries.need(conn, need_id, viewer=viewer)
+            found = await queries.need(conn, need_id, viewer=viewer)
+            response.headers["ETag"] = etag(found["version"])
+            return found
         state = domain.require_need(await handlers.load_need(conn, need_id, as_of=as_of))
     return {**_need_as_of(state, viewer), "as_of": as_of.isoformat()}
 
 
-@router.get("/needs/{need_id}/history")
+@router.get(
+    "/needs/{need_id}/history",
+    responses=problems.documented(R.NeedHistory, 403, 404, 422),
+    operation_id="getNeedHistory",
+)
 async def need_history(need_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Every event of the need, in order (the recipient, auditors and administrators)."""
     async with ctx.db.connection() as conn:
@@ -137,7 +158,11 @@ async def need_history(need_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str,
     return {"need_id": need_id, "events": [event_json(e) for e in events]}
 
 
-@router.post("/needs/{need_id}/revisions")
+@router.post(
+    "/needs/{need_id}/revisions",
+    responses=problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def revise_need(
     need_id: RecordId,
     body: NeedRevisionIn,
@@ -206,7 +231,11 @@ async def _end(
     )
 
 
-@router.post("/needs/{need_id}/close")
+@router.post(
+    "/needs/{need_id}/close",
+    responses=problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def close_need(
     need_id: RecordId,
     body: EndIn,
@@ -219,7 +248,11 @@ async def close_need(
     return await _end(need_id, domain.NeedState.CLOSED, body, request, ctx, caller, if_match)
 
 
-@router.post("/needs/{need_id}/cancel")
+@router.post(
+    "/needs/{need_id}/cancel",
+    responses=problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def cancel_need(
     need_id: RecordId,
     body: EndIn,

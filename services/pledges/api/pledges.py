@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import domain, handlers, queries, views
+from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
     AmendIn,
@@ -27,6 +28,8 @@ from services.pledges.requests import (
     ReceiptIn,
     RecordId,
 )
+from shared import problems
+from shared.deps import etag
 from shared.errors import NotFound
 from shared.event_store import PostgresEventStore
 from shared.events import NewEvent
@@ -54,7 +57,22 @@ def _line(i: int, body: LineIn) -> domain.LineSpec:
     )
 
 
-@router.post("/pledges", status_code=201)
+@router.post(
+    "/pledges",
+    status_code=201,
+    responses=problems.documented(
+        R.PledgeChanged,
+        403,
+        404,
+        409,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Pledged",
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def make_pledge(body: PledgeIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     """Pledge as your own organisation to a recipient: in-kind lines (item, quantity, unit,
     optional weight and value) and money lines (amount in minor units, currency), optionally
@@ -85,15 +103,15 @@ async def make_pledge(body: PledgeIn, request: Request, ctx: Ctx, caller: Caller
     )
 
 
-@router.get("/pledges")
+@router.get("/pledges", responses=problems.documented(R.PledgePage, 422))
 async def list_pledges(
     ctx: Ctx,
     caller: Caller,
-    donor: str | None = None,
-    recipient: str | None = None,
+    donor: Annotated[str | None, Query(max_length=100)] = None,
+    recipient: Annotated[str | None, Query(max_length=100)] = None,
     status: domain.PledgeStatus | None = None,
-    need: str | None = None,
-    partnership: str | None = None,
+    need: Annotated[str | None, Query(max_length=100)] = None,
+    partnership: Annotated[str | None, Query(max_length=100)] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
@@ -111,12 +129,15 @@ async def list_pledges(
         )
 
 
-@router.get("/pledges/{pledge_id}")
+@router.get(
+    "/pledges/{pledge_id}", responses=problems.documented(R.Pledge, 404, 422, headers=problems.ETAG)
+)
 async def get_pledge(
-    pledge_id: RecordId, ctx: Ctx, caller: Caller, as_of: AsOf = None
+    pledge_id: RecordId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
     """One pledge with every line: amendments, deliveries (received, damaged, short, lost),
-    money received, the donor's own figure and its difference from the recipient's."""
+    money received, the donor's own figure and its difference from the recipient's. Its ETag
+    is its version: send it in If-Match to change only what you read."""
     async with ctx.db.connection() as conn:
         state = await handlers.load_pledge(conn, pledge_id, as_of=as_of)
         if not state.exists:
@@ -124,10 +145,17 @@ async def get_pledge(
             raise NotFound(f"pledge {pledge_id} did not exist{when}")
         org_names = await queries.names(conn, [state.donor_id, state.recipient_id])
     out = views.pledge_json(state, org_names=org_names, viewer=access.viewer(caller))
-    return {**out, "as_of": as_of.isoformat()} if as_of else out
+    if as_of:
+        return {**out, "as_of": as_of.isoformat()}
+    response.headers["ETag"] = etag(state.version)
+    return out
 
 
-@router.get("/pledges/{pledge_id}/history")
+@router.get(
+    "/pledges/{pledge_id}/history",
+    responses=problems.documented(R.PledgeHistory, 403, 404, 422),
+    operation_id="getPledgeHistory",
+)
 async def pledge_history(pledge_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Every event of the pledge, in order (donor, recipient, auditors, administrators)."""
     async with ctx.db.connection() as conn:
@@ -158,7 +186,13 @@ async def _change(
     )
 
 
-@router.post("/pledges/{pledge_id}/commit")
+@router.post(
+    "/pledges/{pledge_id}/commit",
+    responses=problems.documented(
+        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def commit_pledge(
     pledge_id: RecordId,
     request: Request,
@@ -180,7 +214,13 @@ async def commit_pledge(
     )
 
 
-@router.post("/pledges/{pledge_id}/withdraw")
+@router.post(
+    "/pledges/{pledge_id}/withdraw",
+    responses=problems.documented(
+        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def withdraw_pledge(
     pledge_id: RecordId,
     body: EndIn,
@@ -207,7 +247,14 @@ async def withdraw_pledge(
     )
 
 
-@router.post("/pledges/{pledge_id}/lines/{line_id}/amendments")
+@router.post(
+    "/pledges/{pledge_id}/lines/{line_id}/amendments",
+    responses=problems.documented(
+        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    operation_id="amendPledgeLine",
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def amend_line(
     pledge_id: RecordId,
     line_id: RecordId,
@@ -237,7 +284,13 @@ async def amend_line(
     )
 
 
-@router.post("/pledges/{pledge_id}/lines/{line_id}/receipts")
+@router.post(
+    "/pledges/{pledge_id}/lines/{line_id}/receipts",
+    responses=problems.documented(
+        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def receive_money(
     pledge_id: RecordId,
     line_id: RecordId,
@@ -271,7 +324,13 @@ async def receive_money(
     )
 
 
-@router.post("/pledges/{pledge_id}/lines/{line_id}/donor-figures")
+@router.post(
+    "/pledges/{pledge_id}/lines/{line_id}/donor-figures",
+    responses=problems.documented(
+        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
 async def report_donor_figure(
     pledge_id: RecordId,
     line_id: RecordId,

@@ -7,10 +7,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import StringConstraints
 
 from services.pledges import domain, iati, partnerships, reports, totals
+from services.pledges import responses as R
 from services.pledges.tables import Conversion, Table
-from shared import instants
+from shared import instants, problems
 from shared.errors import NotFound, ValidationFailed
 from shared.web import Caller, Ctx
 
@@ -46,7 +48,8 @@ def _filters(
 Filters = Annotated[reports.Filters, Depends(_filters)]
 Format = Annotated[Literal["json", "csv"], Query(description="csv: header row, then HXL tags")]
 ConvertTo = Annotated[str | None, Query(max_length=3, description="ISO 4217 code")]
-Rates = Annotated[list[str], Query(description="CUR:RATE:YYYY-MM-DD, repeated", max_length=40)]
+Rate = Annotated[str, StringConstraints(max_length=60)]
+Rates = Annotated[list[Rate], Query(description="CUR:RATE:YYYY-MM-DD, repeated", max_length=40)]
 
 
 def _answer(table: Table, fmt: str, money: list[str], conversion: Conversion | None) -> Response:
@@ -63,7 +66,16 @@ def _answer(table: Table, fmt: str, money: list[str], conversion: Conversion | N
     return JSONResponse(table.as_json())
 
 
-@router.get("/reports/needs", response_model=None)
+@router.get(
+    "/reports/needs",
+    response_model=None,
+    responses=problems.documented(
+        R.NeedsReport,
+        422,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+    operation_id="getNeedsReport",
+)
 async def needs_report(
     ctx: Ctx,
     caller: Caller,
@@ -79,7 +91,16 @@ async def needs_report(
     return _answer(table, format, reports.NEED_MONEY, conversion)
 
 
-@router.get("/reports/pledges", response_model=None)
+@router.get(
+    "/reports/pledges",
+    response_model=None,
+    responses=problems.documented(
+        R.PledgesReport,
+        422,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+    operation_id="getPledgesReport",
+)
 async def pledges_report(
     ctx: Ctx,
     caller: Caller,
@@ -96,7 +117,16 @@ async def pledges_report(
     return _answer(table, format, reports.PLEDGE_MONEY, conversion)
 
 
-@router.get("/reports/totals", response_model=None)
+@router.get(
+    "/reports/totals",
+    response_model=None,
+    responses=problems.documented(
+        R.TotalsReport,
+        422,
+        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+    ),
+    operation_id="getTotalsReport",
+)
 async def totals_report(
     ctx: Ctx,
     caller: Caller,
@@ -118,7 +148,16 @@ async def totals_report(
     "/exports/iati",
     response_model=None,
     tags=["exports"],
-    responses={200: {"content": {"application/xml": {}}, "description": "IATI 2.03 XML"}},
+    responses={
+        200: {
+            "content": {
+                "application/xml": {"schema": {"type": "string", "maxLength": 100_000_000}}
+            },
+            "description": "IATI 2.03 XML",
+        },
+        **problems.problem_responses(404, 422),
+    },
+    operation_id="exportIati",
 )
 async def iati_export(
     ctx: Ctx, caller: Caller, organisation: Id = None, partnership: Id = None
@@ -151,7 +190,14 @@ async def iati_export(
     )
 
 
-@router.get("/reference", tags=["reference"])
+@router.get(
+    "/reference",
+    tags=["reference"],
+    responses=problems.documented(
+        R.Reference,
+    ),
+    operation_id="getReference",
+)
 async def reference(caller: Caller) -> dict[str, Any]:
     """The closed lists the API accepts: units, ISO 4217 currencies with their minor units,
     categories, what needs serve, priorities."""

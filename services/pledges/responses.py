@@ -1,0 +1,443 @@
+"""What the pledges API answers.
+
+Documentation of what the routes answer (FastAPI puts them in the OpenAPI document; a generated
+client parses answers into them). The routes build their answers as they did and are not
+re-validated through these models on the way out: the write path answers with a JSONResponse
+as it is. Amounts in minor units are integers; quantities, weights and rates are decimal strings
+("6.5"); instants are RFC 3339 text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.responses import RecordedEventOut
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class NeedPageItemTarget(_Out):
+    quantity: str
+    unit: str
+
+
+class NeedPageItemCoverage(_Out):
+    pledged: str
+    committed: str
+    delivered: str
+    gap: str
+
+
+class NeedPageItemContact(_Out):
+    name: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class NeedPageItem(_Out):
+    need_id: str
+    recipient_id: str
+    recipient_name: str
+    kind: str
+    category: str
+    description: str
+    target: NeedPageItemTarget
+    priority: str
+    serves: list[str]
+    deadline: str | None
+    status: str
+    coverage: NeedPageItemCoverage
+    revisions: list[Any]
+    end_reason: str | None
+    posted_at: str
+    version: int
+    correlation_id: str
+    internal_note: str | None = None
+    contact: NeedPageItemContact | None = None
+
+
+class NeedPage(_Out):
+    items: list[NeedPageItem]
+    next_cursor: str | None
+
+
+class NeedTarget(_Out):
+    quantity: str | None = None
+    unit: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    formatted: str | None = None
+
+
+class NeedCoverage(_Out):
+    pledged: str | int
+    committed: str | int
+    delivered: str | int
+    gap: str | int
+
+
+class NeedRevisionChanges(_Out):
+    serves: list[str] | None = None
+    deadline: str | None = None
+    quantity: str | None = None
+
+
+class NeedRevision(_Out):
+    reason: str | None = None
+    changes: NeedRevisionChanges | None = None
+    previous: NeedRevisionChanges | None = None
+    occurred_at: str | None = None
+
+
+class Need(_Out):
+    need_id: str
+    recipient_id: str
+    recipient_name: str
+    kind: str
+    category: str
+    description: str
+    target: NeedTarget
+    priority: str
+    serves: list[str]
+    deadline: str | None
+    status: str
+    coverage: NeedCoverage
+    revisions: list[NeedRevision]
+    end_reason: str | None
+    posted_at: str
+    version: int
+    correlation_id: str
+    internal_note: str | None = None
+    contact: NeedPageItemContact | None = None
+
+
+class NeedHistory(_Out):
+    need_id: str
+    events: list[RecordedEventOut] | None = None
+
+
+class PledgePageItemLine(_Out):
+    line_id: str
+    kind: str | None = None
+    need_id: str
+    item: str | None = None
+    category: str | None = None
+    quantity: str | None = None
+    unit: str | None = None
+    delivered: str | None = None
+    remaining: str | None = None
+
+
+class PledgePageItem(_Out):
+    pledge_id: str
+    donor_id: str
+    donor_name: str | None = None
+    recipient_id: str
+    recipient_name: str | None = None
+    partnership_id: str
+    description: str | None = None
+    status: str
+    made_at: str | None = None
+    version: int
+    lines: list[PledgePageItemLine] | None = None
+
+
+class PledgePage(_Out):
+    items: list[PledgePageItem] | None = None
+    next_cursor: str | None = None
+
+
+class PledgeLineAmendment(_Out):
+    previous: str | None = None
+    new: str | None = None
+    reason: str | None = None
+
+
+class PledgeLineDelivery(_Out):
+    convoy_id: str
+    manifest_line_id: str
+    loaded: str
+    received: str
+    damaged: str
+    short: str
+    lost: str
+
+
+class PledgeLineDonorReported(_Out):
+    figure: str | int | None = None
+    reported_on: str | None = None
+    difference: str | int | None = None
+
+
+class PledgeLineReceipt(_Out):
+    amount: int | None = None
+    received_on: str | None = None
+    reference: str | None = None
+
+
+class PledgeLine(_Out):
+    line_id: str
+    kind: str
+    need_id: str | None
+    item: str
+    category: str
+    amendments: list[PledgeLineAmendment]
+    quantity: str | None = None
+    unit: str | None = None
+    weight_kg: str | None = None
+    estimated_value: str | None = None
+    recipient_confirmed: str | int
+    damaged: str | None = None
+    short: str | None = None
+    lost: str | None = None
+    remaining: str | None = None
+    deliveries: list[PledgeLineDelivery] | None = None
+    donor_reported: PledgeLineDonorReported | None
+    amount: int | None = None
+    currency: str | None = None
+    formatted: str | None = None
+    outstanding: int | None = None
+    receipts: list[PledgeLineReceipt] | None = None
+
+
+class Pledge(_Out):
+    pledge_id: str
+    donor_id: str
+    donor_name: str
+    recipient_id: str
+    recipient_name: str
+    partnership_id: str | None
+    description: str | None
+    status: str
+    made_at: str
+    committed_at: str | None
+    withdrawn_at: str | None
+    withdrawal_reason: str | None
+    lines: list[PledgeLine]
+    version: int
+    correlation_id: str
+    internal_note: str | None = None
+    contact: str | None = None
+    as_of: str | None = None
+
+
+class PledgeHistory(_Out):
+    pledge_id: str
+    events: list[RecordedEventOut] | None = None
+
+
+class NeedsReportFilters(_Out):
+    date_from: str | None = None
+    date_to: str | None = None
+    donor: str | None = None
+    recipient: str | None = None
+    partnership: str | None = None
+    programme: str | None = None
+    category: str | None = None
+
+
+class NeedsReportColumn(_Out):
+    key: str
+    label: str
+    hxl: str
+
+
+class NeedsReportRow(_Out):
+    need_id: str
+    posted_on: str
+    deadline: str | None
+    recipient_id: str
+    recipient: str
+    country: str
+    kind: str
+    category: str
+    sector: str
+    description: str
+    priority: str
+    serves: list[str]
+    status: str
+    unit: str | None
+    currency: str | None
+    target_quantity: str | None
+    target_amount: int | None
+    pledged_quantity: str | None
+    pledged_amount: int | None
+    committed_quantity: str | None
+    committed_amount: int | None
+    delivered_quantity: str | None
+    delivered_amount: int | None
+    gap_quantity: str | None
+    gap_amount: int | None
+
+
+class NeedsReport(_Out):
+    report: str | None = None
+    filters: NeedsReportFilters | None = None
+    conversion: str | None = None
+    columns: list[NeedsReportColumn] | None = None
+    rows: list[NeedsReportRow] | None = None
+
+
+class PledgesReportFilters(_Out):
+    date_from: str | None
+    date_to: str | None
+    donor: str | None
+    recipient: str | None
+    partnership: str | None
+    programme: str | None
+    category: str | None
+
+
+class PledgesReportRow(_Out):
+    pledge_id: str
+    line_id: str
+    date: str
+    donor_id: str
+    donor: str
+    recipient_id: str
+    recipient: str
+    country: str
+    partnership_id: str | None
+    programme: str | None
+    status: str
+    kind: str
+    category: str
+    sector: str
+    item: str
+    need_id: str | None
+    unit: str | None
+    quantity: str | None
+    delivered: str | None
+    damaged: str | None
+    short: str | None
+    lost: str | None
+    remaining: str | None
+    weight_kg: str | None
+    currency: str | None
+    value: int | None
+    committed: int | None
+    received: int | None
+    outstanding: int | None
+    donor_figure: str | None
+
+
+class PledgesReport(_Out):
+    report: str
+    filters: PledgesReportFilters
+    conversion: str | None
+    columns: list[NeedsReportColumn]
+    rows: list[PledgesReportRow]
+
+
+class TotalsReportFilters(_Out):
+    date_from: str | None = None
+    date_to: str | None = None
+    donor: str | None = None
+    recipient: str | None = None
+    partnership: str | None = None
+    programme: str | None = None
+    category: str | None = None
+    by: str | None = None
+
+
+class TotalsReportConversionRate(_Out):
+    currency: str | None = None
+    rate: str | None = None
+    date: str | None = None
+
+
+class TotalsReportConversion(_Out):
+    to: str | None = None
+    rates: list[TotalsReportConversionRate] | None = None
+
+
+class TotalsReportRow(_Out):
+    organisation_id: str
+    kind: str
+    category: str | None
+    unit: str | None
+    currency: str | None
+    requested_quantity: str | None = None
+    pledged_quantity: str | None = None
+    committed_quantity: str | None = None
+    delivered_quantity: str | None = None
+    damaged: str | None = None
+    short: str | None = None
+    lost: str | None = None
+    gap_quantity: str | None = None
+    organisation: str
+    country: str
+    sector: str | None
+    requested: int | None = None
+    pledged: int | None = None
+    committed: int | None = None
+    received: int | None = None
+    outstanding: int | None = None
+    funding_gap: int | None = None
+    converted_currency: str | None = None
+    rate: str | None = None
+    rate_date: str | None = None
+    requested_converted: int | None = None
+    pledged_converted: int | None = None
+    committed_converted: int | None = None
+    received_converted: int | None = None
+    outstanding_converted: int | None = None
+    funding_gap_converted: int | None = None
+
+
+class TotalsReportSummaryConverted(_Out):
+    currency: str | None = None
+    requested: int | None = None
+    pledged: int | None = None
+    committed: int | None = None
+    received: int | None = None
+    outstanding: int | None = None
+    funding_gap: int | None = None
+
+
+class TotalsReportSummary(_Out):
+    converted: TotalsReportSummaryConverted | None = None
+
+
+class TotalsReport(_Out):
+    report: str | None = None
+    filters: TotalsReportFilters | None = None
+    conversion: TotalsReportConversion | None = None
+    columns: list[NeedsReportColumn] | None = None
+    rows: list[TotalsReportRow] | None = None
+    summary: TotalsReportSummary | None = None
+
+
+class NeedChanged(_Out):
+    need_id: str
+    status: str
+    version: int
+    correlation_id: str
+
+
+class NeedEnded(_Out):
+    need_id: str
+    version: int
+    correlation_id: str
+
+
+class PledgeChanged(_Out):
+    pledge_id: str
+    status: str
+    version: int
+    correlation_id: str
+
+
+class Reference(_Out):
+    """The closed lists the API accepts."""
+
+    units: list[str]
+    currencies: dict[str, int] = Field(description="ISO 4217 code: its minor-unit digits")
+    categories: list[str]
+    serves: list[str]
+    priorities: list[str]

@@ -1,0 +1,93 @@
+"""What the routes every service has answer (shared/routes.py), and the models other modules
+share: documentation for the OpenAPI document and generated clients, not re-validated on the
+way out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Health(_Out):
+    status: str = Field(description="`alive` while the process serves")
+    service: str
+
+
+class Readiness(_Out):
+    status: str = Field(description="`ready`, or `not ready` (503)")
+    service: str
+    checks: dict[str, bool] = Field(description="each dependency checked: reachable or not")
+
+
+class EventMetadataOut(_Out):
+    actor: str | None = Field(description="the key (or process) that recorded it")
+    organisation: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class RecordedEventOut(_Out):
+    """One event of a service's sealed log."""
+
+    position: int | None = Field(description="global position in the service's log")
+    event_id: str
+    stream_type: str
+    stream_id: str
+    stream_version: int = Field(description="the record's version after this event")
+    event_type: str = Field(description="dotted, past tense: `pledges.pledge-committed`")
+    schema_version: int
+    occurred_at: str
+    recorded_at: str
+    data: dict[str, Any] = Field(description="the event's data, as its JSON Schema says")
+    metadata: EventMetadataOut
+    hash: str | None = Field(description="the chain hash (hex) sealing it; null until sealed")
+
+
+class StreamHistory(_Out):
+    stream_id: str
+    events: list[RecordedEventOut]
+
+
+class Verdict(_Out):
+    """The hash chain recomputed: intact up to a head, or the first bad position."""
+
+    intact: bool
+    checked: int
+    head_position: int
+    head_hash: str
+    bad_position: int | None
+    problem: str | None
+    checkpoints_checked: int
+    recanonicalised: int
+    warning: str | None
+
+
+class SignedHead(_Out):
+    """A page's last position and chain hash, signed with the service's Ed25519 key."""
+
+    service: str
+    position: int
+    hash: str
+    signed_at: str
+    public_key: str
+    signature: str
+
+
+class EventPage(_Out):
+    events: list[RecordedEventOut]
+    next_after: int = Field(description="the cursor for the next page (`after`)")
+    signed_head: SignedHead | None
+
+
+class Written(_Out):
+    """The answer of a write to a versioned record: its id and new version (also its ETag)."""
+
+    version: int = Field(
+        description='the record\'s version after the write; its ETag is `"<version>"`'
+    )
