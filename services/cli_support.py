@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -347,6 +347,9 @@ def database_unreachable(exc: BaseException, urls: Sequence[str]) -> str:
 
 def _server(url: str) -> str:
     parsed = urlsplit(url)
+    socket_dir = parse_qs(parsed.query).get("host", [""])[0]
+    if not parsed.hostname and socket_dir:
+        return f"{socket_dir} (Unix socket)"
     return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}"
 
 
