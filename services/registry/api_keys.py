@@ -30,7 +30,13 @@ from shared.web import write
 router = APIRouter(prefix="/v1")
 
 OrgId = Annotated[
-    str, Path(min_length=1, max_length=100, description="the organisation whose keys these are")
+    str,
+    Path(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the organisation whose keys these are",
+    ),
 ]
 KeyId = Annotated[
     str,
@@ -84,7 +90,7 @@ class RevokeApiKeyIn(_In):
 class ApiKey(BaseModel):
     """A key as listed: never its secret."""
 
-    key_id: str
+    key_id: str = Field(pattern=r"^[0-9a-f]+$", max_length=64)
     organisation_id: str
     roles: list[str]
     label: str
@@ -101,8 +107,9 @@ class ApiKey(BaseModel):
 
 class IssuedApiKey(ApiKey):
     token: str = Field(
+        pattern=r"^twa_[0-9a-f]+_[A-Za-z0-9_-]+$",
         description="the full key for `Authorization: Bearer <token>`: shown in this answer"
-        " only, keep it now (the registry keeps only a hash)"
+        " only, keep it now (the registry keeps only a hash)",
     )
 
 
@@ -175,7 +182,7 @@ async def list_api_keys(
     ctx: Ctx,
     caller: Caller,
     include_revoked: Annotated[bool, Query(description="list revoked keys too")] = False,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500, pattern=r"^[A-Za-z0-9_-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
     async with ctx.db.connection() as conn:
