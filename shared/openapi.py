@@ -188,12 +188,12 @@ def _finish_operation(operation: dict[str, Any], *, keyed: bool) -> None:
                 "content": {problems.PROBLEM: {"schema": dict(_PROBLEM_REF)}},
             }
     for status, response in responses.items():
-        content = response.get("content")
-        if not content:
-            continue
         if status[0] in "45":
             # every error is problem+json, FastAPI's validation shape included
             response["content"] = {problems.PROBLEM: {"schema": dict(_PROBLEM_REF)}}
+            continue
+        content = response.get("content")
+        if not content:
             continue
         for media in content.values():
             schema = media.get("schema")

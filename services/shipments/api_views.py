@@ -216,7 +216,7 @@ async def discrepancies(
     tags=["tracking"],
     response_model=None,
     responses=problems.documented(
-        R.DeliveryPage,
+        R.DeliveredLinePage,
         422,
         content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
     ),

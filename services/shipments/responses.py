@@ -229,13 +229,13 @@ class ConvoyTimeline(_Out):
     entries: list[ConvoyTimelineEntry]
 
 
-class DeliveryPageItemDelivered(_Out):
+class DeliveredLineFigures(_Out):
     short: str | None = None
     damaged: str | None = None
     received: str | None = None
 
 
-class DeliveryPageItem(_Out):
+class DeliveredLine(_Out):
     convoy_id: str
     reference: str | None = None
     origin_id: str
@@ -253,7 +253,7 @@ class DeliveryPageItem(_Out):
     category: str | None = None
     donor_id: str
     quantity: str | None = None
-    delivered: DeliveryPageItemDelivered | None = None
+    delivered: DeliveredLineFigures | None = None
     loaded_at: str | None = None
     pledge_id: str
     weight_kg: str | None = None
@@ -267,8 +267,8 @@ class DeliveryPageItem(_Out):
     short: str | None = None
 
 
-class DeliveryPage(_Out):
-    items: list[DeliveryPageItem] | None = None
+class DeliveredLinePage(_Out):
+    items: list[DeliveredLine] | None = None
 
 
 class DiscrepancyPageItem(_Out):
