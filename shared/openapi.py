@@ -178,8 +178,12 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
 def _finish_operation(operation: dict[str, Any], *, keyed: bool) -> None:
+    if not operation.get("description") and operation.get("summary"):
+        # a route with a written summary and no docstring: the summary says what it does
+        operation["description"] = operation["summary"]
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted = problems.problem_responses(public=not keyed)
+    described = problems.problem_responses(401, 429, 503)
     for status, entry in wanted.items():
         if str(status) not in responses:
             responses[str(status)] = {
@@ -191,6 +195,8 @@ def _finish_operation(operation: dict[str, Any], *, keyed: bool) -> None:
         if status[0] in "45":
             # every error is problem+json, FastAPI's validation shape included
             response["content"] = {problems.PROBLEM: {"schema": dict(_PROBLEM_REF)}}
+            for name, header in described.get(int(status), {}).get("headers", {}).items():
+                response.setdefault("headers", {}).setdefault(name, header)
             continue
         content = response.get("content")
         if not content:

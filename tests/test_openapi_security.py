@@ -1,5 +1,6 @@
 """The OpenAPI document tells integrators which operations need an API key: every one except
-health, readiness (and the board's static configuration), as an HTTP bearer scheme."""
+health, readiness, the published contract (the AsyncAPI document and the event schemas) and the
+board's static configuration, as an HTTP bearer scheme."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import importlib
 
 import pytest
 
+CONTRACT = {"GET /asyncapi.json", "GET /schemas", "GET /schemas/{name}"}
 PUBLIC = {
-    "registry": {"GET /healthz", "GET /readyz"},
-    "pledges": {"GET /healthz", "GET /readyz"},
-    "shipments": {"GET /healthz", "GET /readyz", "GET /board/config.json"},
+    "registry": {"GET /healthz", "GET /readyz", *CONTRACT},
+    "pledges": {"GET /healthz", "GET /readyz", *CONTRACT},
+    "shipments": {"GET /healthz", "GET /readyz", "GET /board/config.json", *CONTRACT},
 }
 
 

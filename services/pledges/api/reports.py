@@ -147,6 +147,7 @@ async def totals_report(
 @router.get(
     "/exports/iati",
     response_model=None,
+    response_class=Response,
     tags=["exports"],
     responses={
         200: {
