@@ -315,7 +315,11 @@ def kafka_security() -> dict[str, Any]:
 
 
 def _source(
-    args: argparse.Namespace, client: httpx.AsyncClient, url: str, service: str, key: str
+    args: argparse.Namespace,
+    client: httpx.AsyncClient,
+    url: str,
+    service: str,
+    key: str | None = None,
 ) -> AsyncIterator[RecordedEvent]:
     if args.source == "kafka":
         if not args.kafka:
@@ -327,7 +331,7 @@ def _source(
             keys=pins,
             security=kafka_security(),
         )
-    return sources.from_feed(client, url, key=key)
+    return sources.from_feed(client, url, key=key or args.key)
 
 
 def _table(reports: list[replay.Replay], action: str) -> str:
