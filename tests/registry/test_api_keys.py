@@ -356,6 +356,7 @@ async def test_the_cli_s_keys_stay_as_they_were(api: RegistryApi) -> None:
     assert (await api.client.get("/v1/organisations", headers=bearer(token))).status_code == 401
 
 
+@pytest.mark.once  # the document only: no database
 def test_the_routes_are_declared_for_partners() -> None:
     from services.registry.app import create_app
     from tests.conftest import settings_for
