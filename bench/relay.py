@@ -25,8 +25,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,8 @@ from tests.e2e.processes import Proc
 
 TARGET_P99_MS = 100.0
 TARGET_DRAIN_RATIO = 0.8  # the consumer's burst drain with verification, to without
-# twice the consumers' session timeout (shared/kafka.py: 6 s)
+# twice the consumers' session timeout (shared/kafka.py: 6 s): a consumer's group settles
+# (its topics found, its partitions assigned, a late rebalance done) before a phase measures it
 GROUP_SETTLE_S = 12.0
 WARMUP_WRITES = 100
 BURST_SAMPLE_S = 0.02
@@ -546,13 +547,15 @@ def pin_a_key(logs: Path) -> None:
     os.environ["TRUSTED_KEYS"] = json.dumps({"registry": [signer.public_key]})
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    cancel_on_sigterm()
-    server_url = pg_server(args.pg)
-    env = await environment(server_url, args.pg)
-    postmaster = await postmaster_pid(server_url)
-    logs = log_dir("relay")
-    pin_a_key(logs)
+@asynccontextmanager
+async def fresh_rig(
+    args: argparse.Namespace, server_url: str, postmaster: int | None, logs: Path, *, verify: bool
+) -> AsyncIterator[Rig]:
+    """A stack of its own: a new broker, new registry and pledges databases, the registry API,
+    its relay and the pledges consumer (verifying or not), warmed up. Tansu, the dev broker,
+    gets slower with every batch a topic holds (bench/broker.py measures it: its produce and
+    fetch scan what is stored); Apache Kafka finds an offset through its segment index. A phase
+    on the broker of the previous phases would measure the dev broker's age, not the path."""
     port = free_port()
     stack = BenchStack(kafka=f"127.0.0.1:{port}", prefix=f"bench{uuid.uuid4().hex[:8]}.", logs=logs)
     async with AsyncExitStack() as cleanup:
@@ -567,7 +570,6 @@ async def main_async(args: argparse.Namespace) -> None:
         cleanup.callback(stack.stop_all)
         admin = await issue_key(registry_db, organisation="twinaid", roles=[Role.REGISTRY_ADMIN])
         feed_key = await issue_key(registry_db, organisation=CONSUMER, roles=[Role.SERVICE])
-        say("relay benchmark: starting the broker, the registry API and both workers ...")
         api = stack.api("registry", registry_db)
         url = stack.wait_ready(api)
         rig = Rig(
@@ -584,47 +586,48 @@ async def main_async(args: argparse.Namespace) -> None:
         rig.feed_key = feed_key
         rig.relay = stack.worker("registry", registry_db)
         await wait_relay_leader(registry_db)
-        result: dict[str, Any] = {}
-        bursts: dict[str, Any] = {}
-        # A first start of the consumer finds a broker new to it and catches up from the feed
-        # while it joins its group: not what is measured. Both phases below restart it.
-        start_consumer(rig, verify=False)
+        # the consumer's first start joins its group and finds its topics: not what is measured
+        start_consumer(rig, verify=verify)
+        await asyncio.sleep(GROUP_SETTLE_S)
         await run_load(rig.load_config(mode="count", total=WARMUP_WRITES, concurrency=4), logs=logs)
         if await rig.settle(timeout=90) is None:
             raise RuntimeError(f"the warm-up writes did not reach the consumer; logs in {logs}")
-        # The same run, the same relay and topic, the consumer without and with verification,
-        # in the order off, on, on, off: the history grows during the run and whatever drifts
-        # with it (table sizes, the machine's state) weighs on both modes alike.
-        phases: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        drains: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        for verify in (False, True, True, False):
-            start_consumer(rig, verify=verify)
-            # The group drops the stopped consumer's member only ~1.6 session timeouts later
-            # (KAFKA.md) and rebalances then, stalling the new one for seconds: wait that out,
-            # then warm up, so the phase measures the consumer, not the group's rebalance.
-            await asyncio.sleep(GROUP_SETTLE_S)
-            await run_load(
-                rig.load_config(mode="count", total=WARMUP_WRITES, concurrency=4), logs=logs
-            )
-            if await rig.settle(timeout=90) is None:
-                raise RuntimeError(f"the warm-up writes did not reach the consumer; logs in {logs}")
+        yield rig
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    cancel_on_sigterm()
+    server_url = pg_server(args.pg)
+    env = await environment(server_url, args.pg)
+    postmaster = await postmaster_pid(server_url)
+    logs = log_dir("relay")
+    pin_a_key(logs)
+    say("relay benchmark: each phase starts its own broker, registry API and both workers ...")
+    result: dict[str, Any] = {}
+    bursts: dict[str, Any] = {}
+    # The consumer without and with verification, in the order off, on, on, off, each phase on
+    # a stack of its own (fresh_rig): whatever drifts with the machine weighs on both alike.
+    phases: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    drains: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for verify in (False, True, True, False):
+        async with fresh_rig(args, server_url, postmaster, logs, verify=verify) as rig:
             say(f"consumer verification {'on' if verify else 'off'}:")
             phases[verify].append(await steady(rig, args))
             if args.burst > 0:
                 drains[verify].append(await consumer_burst(rig, args, verify=verify))
-        result["steady"] = pooled(phases[True])
-        result["steady_without_verification"] = pooled(phases[False])
-        if args.burst > 0:
-            bursts = {"on": pooled_drain(drains[True]), "off": pooled_drain(drains[False])}
-            on, off = bursts["on"]["consumer_per_s"], bursts["off"]["consumer_per_s"]
-            bursts["ratio_on_to_off"] = round(on / off, 3) if on and off else None
-            bursts["target_ratio"] = TARGET_DRAIN_RATIO
-            bursts["target_met"] = bool(on and off and on / off >= TARGET_DRAIN_RATIO)
-            result["consumer_burst"] = bursts
-        if args.burst > 0:
+    result["steady"] = pooled(phases[True])
+    result["steady_without_verification"] = pooled(phases[False])
+    if args.burst > 0:
+        bursts = {"on": pooled_drain(drains[True]), "off": pooled_drain(drains[False])}
+        on, off = bursts["on"]["consumer_per_s"], bursts["off"]["consumer_per_s"]
+        bursts["ratio_on_to_off"] = round(on / off, 3) if on and off else None
+        bursts["target_ratio"] = TARGET_DRAIN_RATIO
+        bursts["target_met"] = bool(on and off and on / off >= TARGET_DRAIN_RATIO)
+        result["consumer_burst"] = bursts
+        async with fresh_rig(args, server_url, postmaster, logs, verify=True) as rig:
             result["burst"] = await burst(rig, args)
-        result["gap_warnings"] = gap_warnings(logs)
-        result["logs"] = str(logs)
+    result["gap_warnings"] = gap_warnings(logs)
+    result["logs"] = str(logs)
     report(args, env, result)
     data = {
         "benchmark": "relay",
