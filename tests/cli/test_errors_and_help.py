@@ -16,6 +16,9 @@ import pytest
 from services import cli, cli_support
 from tests.cli.conftest import Stack, twinaid
 
+# the command's behaviour, not SQL that differs between PostgreSQL versions: one CI pass
+pytestmark = pytest.mark.once
+
 TWINAID = str(Path(sys.executable).parent / "twinaid")
 
 
@@ -32,7 +35,6 @@ def free_port() -> int:
         return port
 
 
-@pytest.mark.once
 def test_the_version_is_the_installed_package_s() -> None:
     done = subprocess.run([TWINAID, "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
@@ -40,7 +42,6 @@ def test_the_version_is_the_installed_package_s() -> None:
     assert cli.version()[0].isdigit()
 
 
-@pytest.mark.once
 def test_every_command_and_option_has_help() -> None:
     missing = []
 
@@ -63,7 +64,6 @@ def test_every_command_and_option_has_help() -> None:
         assert "--json" in leaf._option_string_actions, leaf.prog
 
 
-@pytest.mark.once
 def test_bad_arguments_are_one_line_naming_the_help_with_exit_code_2(
     capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch
 ) -> None:
@@ -77,7 +77,6 @@ def test_bad_arguments_are_one_line_naming_the_help_with_exit_code_2(
     assert ran.code == 2 and "--url wants SERVICE=URL" in one_line(ran.err)
 
 
-@pytest.mark.once
 def test_a_url_where_nothing_listens_is_one_line_from_the_installed_command(
     environment: pytest.MonkeyPatch,
 ) -> None:
@@ -96,7 +95,6 @@ def test_a_url_where_nothing_listens_is_one_line_from_the_installed_command(
     )
 
 
-@pytest.mark.once
 def test_a_host_name_that_does_not_resolve_is_one_line(
     capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch
 ) -> None:
@@ -130,7 +128,6 @@ def test_a_wrong_key_and_a_key_without_the_role_are_one_line_each(
     assert ran.code == 1 and "an auditor key is needed" in one_line(ran.err)
 
 
-@pytest.mark.once
 def test_a_database_server_that_is_down_is_named_without_its_password(
     capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch
 ) -> None:
@@ -151,7 +148,6 @@ def test_a_database_server_that_is_down_is_named_without_its_password(
             assert f"cannot reach the database server 127.0.0.1:{port}: connection" in line
 
 
-@pytest.mark.once
 def test_files_that_are_missing_or_not_json_are_one_line(
     capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -162,7 +158,6 @@ def test_files_that_are_missing_or_not_json_are_one_line(
     assert ran.code == 1 and "no usable signing key" in one_line(ran.err)
 
 
-@pytest.mark.once
 def test_debug_shows_the_traceback_instead(
     capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch
 ) -> None:
@@ -177,7 +172,6 @@ def test_debug_shows_the_traceback_instead(
         cli.main(argv)
 
 
-@pytest.mark.once
 def test_an_unexpected_error_is_named_a_bug_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
