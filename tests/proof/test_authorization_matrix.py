@@ -10,6 +10,12 @@ the callers the policy names must get a 2xx and append events; every other valid
 appending nothing; no key and a revoked key a 401; every 4xx is problem+json, nothing is a 5xx.
 `POST /v1/audit/verify` is a read with a body (auditors): 200 appending nothing.
 
+Webhook subscriptions (`/v1/webhooks`, every service) are rows, not events: their `Case` names
+the table (`Rows`), and a write there must append nothing to the log; an accepted one changes
+exactly one row, its caller's organisation's (a new one bound to the calling key, or the target
+named in its path), a refused one changes none. Another organisation's subscription is not
+visible (`Hidden`): its keys get 404, the very answer an id that does not exist gets.
+
 The table is printed (pytest -s) and written to docs/proof/authorization-matrix.md.
 """
 
@@ -17,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,7 +70,7 @@ def _ago(days: float) -> str:
 
 
 Body = dict[str, Any]
-Target = tuple[str, Body]
+Target = tuple[str, Body | None]  # the path, and the JSON body (None: no body)
 
 
 @dataclass
@@ -87,12 +95,37 @@ Prepare = Callable[[Setup, int], Awaitable[Target]]
 
 
 @dataclass(frozen=True)
+class Rows:
+    """A write that stores rows of `table` (with `organisation` and `key_id` columns, keyed by
+    `key`) instead of appending events."""
+
+    table: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """Callers to whom the target does not exist: 404, as for `absent(path)`, the same call on
+    a target that was never made."""
+
+    who: frozenset[str]
+    absent: Callable[[str], str]
+
+
+@dataclass(frozen=True)
 class Case:
-    """`may`: the caller labels allowed to make this call; `read`: it appends nothing."""
+    """`may`: the caller labels allowed to make this call; `read`: it appends nothing;
+    `rows`: it stores a row there and appends nothing; `hidden`: who gets 404 rather than 403."""
 
     may: frozenset[str]
     prepare: Prepare
     read: bool = False
+    rows: Rows | None = None
+    hidden: Hidden | None = None
+
+
+def label(role: Role, side: str) -> str:
+    return f"{role.value} ({side})"
 
 
 def may(*callers: str | frozenset[str]) -> frozenset[str]:
@@ -112,6 +145,53 @@ def plain(path: str, body: Callable[[int], Body]) -> Prepare:
 
 
 VERIFY = Case(AUDITORS, plain("/v1/audit/verify", lambda n: {"checkpoints": []}), read=True)
+
+
+# -- webhooks (shared/webhook_routes.py, docs/webhooks.md), the same in every service: any valid
+# key subscribes, for its own organisation (the request names none: a key of leeds subscribes
+# leeds, bound to that key, which decides what is delivered); a subscription is its
+# organisation's: any key of that organisation stops or replays it, whichever key made it, and
+# every key of another organisation, registry administrators included, gets 404 --
+
+OWN_KEYS = frozenset(label(role, "own") for role in Role)
+OTHER_KEYS = frozenset(label(role, "other") for role in Role)
+SUBSCRIPTIONS = Rows("webhook_subscriptions", "subscription_id")
+SUBSCRIPTION_ID = re.compile(r"wh_[0-9a-f]{16}")
+NOT_LILLES = Hidden(
+    OTHER_KEYS, lambda path: SUBSCRIPTION_ID.sub(f"wh_{secrets.token_hex(8)}", path)
+)
+
+
+def _hook(n: int) -> Body:
+    # a name, not an address: checked when resolved, at delivery (no worker runs here)
+    return {"url": f"https://hooks.lille.example/{n}", "description": f"matrix {n}"}
+
+
+async def _on_subscription(s: Setup, n: int, action: str) -> str:
+    # made by lille's logistics desk: the callers are other keys, of every role
+    made = await s.ok("/v1/webhooks", _hook(n), org=OWN, role=Role.LOGISTICS)
+    return f"/v1/webhooks/{made['subscription_id']}{action}"
+
+
+async def _delete_hook(s: Setup, n: int) -> Target:
+    return await _on_subscription(s, n, ""), None
+
+
+async def _replay_hook(s: Setup, n: int) -> Target:
+    return await _on_subscription(s, n, "/replay"), {"from_position": 1}
+
+
+WEBHOOKS = {
+    "POST /v1/webhooks": Case(
+        OWN_KEYS | OTHER_KEYS, plain("/v1/webhooks", _hook), rows=SUBSCRIPTIONS
+    ),
+    "DELETE /v1/webhooks/{subscription_id}": Case(
+        OWN_KEYS, _delete_hook, rows=SUBSCRIPTIONS, hidden=NOT_LILLES
+    ),
+    "POST /v1/webhooks/{subscription_id}/replay": Case(
+        OWN_KEYS, _replay_hook, rows=SUBSCRIPTIONS, hidden=NOT_LILLES
+    ),
+}
 
 
 # -- registry: administrators register and correct; members act for their own organisation --
@@ -134,6 +214,7 @@ async def _transition(s: Setup, n: int) -> Target:
 
 REGISTRY = {
     "POST /v1/audit/verify": VERIFY,
+    **WEBHOOKS,
     "POST /v1/organisations": Case(
         ADMINS,
         plain(
@@ -293,6 +374,7 @@ async def _receipt(s: Setup, n: int) -> Target:
 PLEDGES_MAY = may(MEMBER, ADMINS)
 PLEDGES = {
     "POST /v1/audit/verify": VERIFY,
+    **WEBHOOKS,
     "POST /v1/needs": Case(PLEDGES_MAY, plain("/v1/needs", _need)),
     "POST /v1/needs/{need_id}/revisions": Case(
         PLEDGES_MAY, _on_need("revisions", {"quantity": "60", "reason": "a second hospital"})
@@ -393,6 +475,7 @@ def _on_convoy(stage: str, action: str, body: Body, *, inbound: bool = False) ->
 PLANNERS = may(LOGISTICS, ADMINS)
 SHIPMENTS = {
     "POST /v1/audit/verify": VERIFY,
+    **WEBHOOKS,
     "POST /v1/convoys": Case(PLANNERS, plain("/v1/convoys", _convoy)),
     "POST /v1/convoys/{convoy_id}/manifest": Case(
         PLANNERS, _on_convoy("planned", "manifest", _load(OUTBOUND[0]))
@@ -481,17 +564,20 @@ def write_endpoints(openapi: dict[str, Any]) -> list[str]:
 def expected(case: Case, who: str) -> str:
     if who in (NO_KEY, REVOKED):
         return "401"
-    return "2xx" if who in case.may else "403"
+    if who in case.may:
+        return "2xx"
+    return "404" if case.hidden and who in case.hidden.who else "403"
 
 
 Cell = dict[str, Any]
+Snapshot = dict[str, tuple[str, str, str]]  # row id -> (organisation, key_id, the whole row)
 
 
 async def _keys(url: str) -> dict[str, str | None]:
     keys: dict[str, str | None] = {NO_KEY: None}
     for role in Role:
         for org, side in ((OWN, "own"), (OTHER, "other")):
-            keys[f"{role.value} ({side})"] = await issue_key(url, organisation=org, roles=[role])
+            keys[label(role, side)] = await issue_key(url, organisation=org, roles=[role])
     revoked = await issue_key(url, organisation=OWN, roles=list(Role))
     conn = await asyncpg.connect(url)
     try:
@@ -500,6 +586,81 @@ async def _keys(url: str) -> dict[str, str | None]:
         await conn.close()
     keys[REVOKED] = revoked
     return keys
+
+
+async def _snapshot(conn: asyncpg.Connection, rows: Rows | None) -> Snapshot:
+    if rows is None:
+        return {}
+    found = await conn.fetch(
+        f"SELECT {rows.key} AS id, organisation, key_id, to_jsonb(t)::text AS row"
+        f" FROM {rows.table} t"
+    )
+    return {r["id"]: (r["organisation"], r["key_id"], r["row"]) for r in found}
+
+
+def _changed(before: Snapshot, after: Snapshot) -> list[Body]:
+    return [
+        {
+            "id": rid,
+            "organisation": (after.get(rid) or before[rid])[0],
+            "key_id": (after.get(rid) or before[rid])[1],
+            "new": rid not in before,
+        }
+        for rid in sorted(before.keys() | after.keys())
+        if before.get(rid) != after.get(rid)
+    ]
+
+
+def _answer(response: httpx.Response, ids: list[str]) -> Any:
+    """What a refusal says, its ids and correlation id left out: for comparing two."""
+    text = response.text
+    for rid in ids:
+        text = text.replace(rid, "<id>")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = text
+    if isinstance(body, dict):
+        body.pop("correlation_id", None)
+    return response.status_code, response.headers.get("content-type"), body
+
+
+async def _call(
+    client: httpx.AsyncClient,
+    counter: asyncpg.Connection,
+    case: Case,
+    method: str,
+    target: Target,
+    token: str | None,
+) -> Cell:
+    path, body = target
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    before = await counter.fetchval("SELECT count(*) FROM events")
+    stored = await _snapshot(counter, case.rows)
+    response = await client.request(method, path, json=body, headers=headers)
+    after = await counter.fetchval("SELECT count(*) FROM events")
+    changed = _changed(stored, await _snapshot(counter, case.rows))
+    as_absent = None
+    if case.hidden is not None and response.status_code == 404:
+        twin = case.hidden.absent(path)
+        ids = [
+            p
+            for a, b in zip(path.split("/"), twin.split("/"), strict=True)
+            if a != b
+            for p in (a, b)
+        ]
+        absent = await client.request(method, twin, json=body, headers=headers)
+        as_absent = _answer(response, ids) == _answer(absent, ids)
+    return {
+        "path": path,
+        "status": response.status_code,
+        "events_added": after - before,
+        "rows": case.rows is not None,
+        "rows_changed": changed,
+        "as_absent": as_absent,
+        "problem_json": response.headers.get("content-type") == "application/problem+json",
+        "detail": response.text[:300] if response.is_error else "",
+    }
 
 
 async def _matrix(service: str, pg_server: str) -> list[Cell]:
@@ -528,25 +689,18 @@ async def _matrix(service: str, pg_server: str) -> list[Cell]:
                         method = endpoint.split(" ")[0]
                         for who, token in keys.items():
                             n += 1
-                            path, body = await case.prepare(setup, n)
-                            headers = {"Authorization": f"Bearer {token}"} if token else {}
-                            before = await counter.fetchval("SELECT count(*) FROM events")
-                            response = await client.request(
-                                method, path, json=body, headers=headers
-                            )
-                            after = await counter.fetchval("SELECT count(*) FROM events")
+                            target = await case.prepare(setup, n)
+                            cell = await _call(client, counter, case, method, target, token)
                             cells.append(
                                 {
                                     "service": service,
                                     "endpoint": endpoint,
                                     "who": who,
+                                    "org": OTHER if who.endswith("(other)") else OWN,
+                                    "key_id": token.split("_")[1] if token else None,
                                     "expected": expected(case, who),
                                     "read": case.read,
-                                    "status": response.status_code,
-                                    "events_added": after - before,
-                                    "problem_json": response.headers.get("content-type")
-                                    == "application/problem+json",
-                                    "detail": response.text[:300] if response.is_error else "",
+                                    **cell,
                                 }
                             )
             finally:
@@ -554,24 +708,43 @@ async def _matrix(service: str, pg_server: str) -> list[Cell]:
     return cells
 
 
+def _stored_wrong(c: Cell) -> str | None:
+    """Why an accepted row write did not change exactly its own row, or None."""
+    changed = c["rows_changed"]
+    if len(changed) != 1:
+        return f"changed {len(changed)} rows, not 1"
+    row = changed[0]
+    if row["organisation"] != c["org"]:
+        return f"changed a row of {row['organisation']}"
+    if row["new"] and row["key_id"] != c["key_id"]:
+        return "stored a row bound to another key"
+    if not row["new"] and row["id"] not in c["path"].split("/"):
+        return f"changed {row['id']}, which its path does not name"
+    return None
+
+
 def violations(cells: list[Cell]) -> list[str]:
     found = []
     for c in cells:
-        status, grew = c["status"], c["events_added"]
+        status, grew, changed = c["status"], c["events_added"], c["rows_changed"]
         where = f"{c['service']} {c['endpoint']} as {c['who']}: {status}"
         if grew:
             where += f" +{grew}"
         if c["expected"] == "2xx":
             if not 200 <= status < 300:
                 found.append(f"{where} (expected 2xx: {c['detail']})")
-            elif c["read"] and grew:
-                found.append(f"{where} (a read appended events)")
-            elif not c["read"] and not grew:
+            elif (c["read"] or c["rows"]) and grew:
+                found.append(f"{where} (appended events: it may not)")
+            elif c["rows"] and (wrong := _stored_wrong(c)):
+                found.append(f"{where} ({wrong})")
+            elif not c["read"] and not c["rows"] and not grew:
                 found.append(f"{where} (accepted but appended nothing)")
         elif status != int(c["expected"]):
             found.append(f"{where} (expected {c['expected']}: {c['detail']})")
-        elif grew:
-            found.append(f"{where} (refused but appended {grew} event(s))")
+        elif grew or changed:
+            found.append(f"{where} (refused but stored {grew} event(s), {len(changed)} row(s))")
+        elif c["expected"] == "404" and not c["as_absent"]:
+            found.append(f"{where} (not the answer a target that does not exist gets)")
         if status >= 400 and not c["problem_json"]:
             found.append(f"{where} (not problem+json)")
     return found
@@ -579,19 +752,31 @@ def violations(cells: list[Cell]) -> list[str]:
 
 def figures(cells: list[Cell]) -> dict[str, Any]:
     ok = [c for c in cells if 200 <= c["status"] < 300]
+    hidden = [c for c in cells if c["status"] == 404 and c["expected"] == "404"]
     return {
         "endpoints": len({(c["service"], c["endpoint"]) for c in cells}),
         "calls": len(cells),
         "accepted": len(ok),
-        "accepted_writes": sum(1 for c in ok if not c["read"]),
+        "accepted_writes": sum(1 for c in ok if not c["read"] and not c["rows"]),
+        "accepted_row_writes": sum(1 for c in ok if c["rows"]),
         "accepted_reads": sum(1 for c in ok if c["read"]),
         "refused_403": sum(1 for c in cells if c["status"] == 403),
+        "not_visible_404": len(hidden),
         "refused_401": sum(1 for c in cells if c["status"] == 401),
         "other": sum(
-            1 for c in cells if not 200 <= c["status"] < 300 and c["status"] not in (401, 403)
+            1
+            for c in cells
+            if not 200 <= c["status"] < 300 and c["status"] not in (401, 403) and c not in hidden
         ),
         "violations": violations(cells),
     }
+
+
+def _mark(c: Cell) -> str:
+    mark = f"{c['status']}" + (f" +{c['events_added']}" if c["events_added"] else "")
+    if c["rows_changed"]:
+        mark += f" r{len(c['rows_changed'])}"
+    return f"**{mark}**" if c["expected"] == "2xx" else mark
 
 
 def as_markdown(cells: list[Cell]) -> str:
@@ -604,11 +789,23 @@ def as_markdown(cells: list[Cell]) -> str:
         "role, with no key and with a revoked key. Each call gets a valid body and a target that",
         "exists, in a state where the action is allowed, made beforehand through the API (fresh",
         "per call): a refusal can only come from authorization. Each cell is the HTTP status;",
-        "`+n` marks n events appended; **bold** marks the callers the policy in",
-        "tests/proof/test_authorization_matrix.py allows (2xx expected, events appended;",
-        "`POST /v1/audit/verify` is a read for auditors); every other key must get 403 and no key",
-        "or a revoked key 401, appending nothing. `!` marks a cell that differs from the policy.",
-        "Generated by tests/proof/test_authorization_matrix.py.",
+        "`+n` marks n events appended, `rn` n rows stored or changed; **bold** marks the callers",
+        "the policy in tests/proof/test_authorization_matrix.py allows (2xx expected, events",
+        "appended; `POST /v1/audit/verify` is a read for auditors); every other key must get 403",
+        "and no key or a revoked key 401, appending nothing.",
+        "",
+        "Webhook subscriptions (`/v1/webhooks`, in every service) are rows of",
+        "`webhook_subscriptions`, not events: their writes must append nothing, and an accepted",
+        "one changes exactly one row, of the caller's organisation (a new one bound to the calling",
+        "key, or the subscription its path names); a refused one changes none. Any valid key",
+        "subscribes, for its own organisation (the request names none: a key of",
+        f"`{OTHER}` subscribes `{OTHER}`). A subscription (made here by a `{OWN}` logistics key)",
+        f"is stopped or replayed by any key of `{OWN}`; to every key of another organisation,",
+        "registry administrators included, it is not visible: 404, the same answer (type, title,",
+        "detail) as for a subscription id that does not exist.",
+        "",
+        "`!` marks a cell that differs from the policy. Generated by",
+        "tests/proof/test_authorization_matrix.py.",
         "",
         "| service | endpoint | " + " | ".join(who) + " |",
         "|---|---|" + "---|" * len(who),
@@ -616,9 +813,7 @@ def as_markdown(cells: list[Cell]) -> str:
     bad = {(c["service"], c["endpoint"], c["who"]) for c in cells if violations([c])}
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for c in cells:
-        mark = f"{c['status']}" + (f" +{c['events_added']}" if c["events_added"] else "")
-        if c["expected"] == "2xx":
-            mark = f"**{mark}**"
+        mark = _mark(c)
         if (c["service"], c["endpoint"], c["who"]) in bad:
             mark += " !"
         rows.setdefault((c["service"], c["endpoint"]), {})[c["who"]] = mark
@@ -630,9 +825,11 @@ def as_markdown(cells: list[Cell]) -> str:
     lines += [
         "",
         f"{f['endpoints']} write endpoints, {f['calls']} calls: {f['accepted']} accepted"
-        f" ({f['accepted_writes']} writes, {f['accepted_reads']} audit reads),"
-        f" {f['refused_403']} refused with 403, {f['refused_401']} with 401, {f['other']} other"
-        f" answers, {len(f['violations'])} violations.",
+        f" ({f['accepted_writes']} writes appending events, {f['accepted_row_writes']} webhook"
+        f" writes storing their row only, {f['accepted_reads']} audit reads),"
+        f" {f['refused_403']} refused with 403, {f['not_visible_404']} with 404 (not visible),"
+        f" {f['refused_401']} with 401, {f['other']} other answers,"
+        f" {len(f['violations'])} violations.",
         "",
     ]
     lines += [f"- {v}" for v in f["violations"]]
