@@ -277,8 +277,15 @@ def router() -> APIRouter:
         after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        await _subscription(ctx, caller.organisation, subscription_id)
+        subscription = await _subscription(ctx, caller.organisation, subscription_id)
         async with ctx.db.connection() as conn:
+            # the log of a subscription names the events it was sent: another key of the
+            # organisation sees it only if it reads at least what the subscribing key reads
+            # (a member never learns, from an auditor's subscription, what the raw feed holds)
+            if subscription["key_id"] != caller.key_id and not caller.has(*webhooks.FEED_ROLES):
+                reader = await webhooks.reader_of(conn, subscription["key_id"])
+                if reader is None or reader.has(*webhooks.FEED_ROLES):
+                    raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
             rows = await webhooks.deliveries(
                 conn, subscription_id=subscription_id, after=after, limit=limit
             )

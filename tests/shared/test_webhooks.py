@@ -475,3 +475,22 @@ def test_every_webhook_operation_is_declared_for_partners() -> None:
             assert "$ref" in json.dumps(op["responses"][success]["content"])
     create = document["components"]["schemas"]["WebhookIn"]
     assert create["examples"][0]["url"].startswith("https://")
+
+
+async def test_an_auditors_delivery_log_is_not_shown_to_the_organisations_other_keys(
+    stack: Stack,
+) -> None:
+    """The delivery log names each event sent: from a subscription of a key that reads the raw
+    feed (an auditor's), a member of the same organisation would learn what the feed holds."""
+    audited = await stack.subscribe("lille", Role.AUDITOR, "/lille-audit")
+    mine = await stack.subscribe("lille", Role.LOGISTICS, "/lille-logistics")
+    hidden = f"/v1/webhooks/{audited['subscription_id']}/deliveries"
+    refused = await stack.get("lille", Role.MEMBER, hidden)
+    assert refused.status_code == 404
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await stack.get("lille", Role.AUDITOR, hidden)).status_code == 200
+    # a subscription of a key that reads no more than the caller's: its log is the org's
+    shown = await stack.get(
+        "lille", Role.MEMBER, f"/v1/webhooks/{mine['subscription_id']}/deliveries"
+    )
+    assert shown.status_code == 200 and shown.json()["items"] == []
