@@ -66,6 +66,7 @@ DEMO_KEYS = (
     DemoKey("member: Leeds", "leeds", (Role.MEMBER,)),
     DemoKey("member: Bucha", "bucha", (Role.MEMBER,)),
     DemoKey("logistics: Lille convoys", "lille", (Role.LOGISTICS,)),
+    DemoKey("key administrator: Lille (org_admin)", "lille", (Role.ORG_ADMIN,)),
     DemoKey("logistics: Kharkiv", "kharkiv", (Role.LOGISTICS,)),
     DemoKey("auditor", "twinaid-audit", (Role.AUDITOR,)),
     DemoKey("service (the workers' FEED_API_KEY)", "twinaid", (Role.SERVICE,)),
