@@ -24,7 +24,7 @@ from services.audit import replay
 from services.pledges import partnerships
 from services.pledges import subscriptions as pledges_subscriptions
 from services.shipments import subscriptions as shipments_subscriptions
-from shared import chain, directory, published
+from shared import api_keys, chain, directory, published
 from shared import db as dbmod
 from shared.consumer import Handler, Incoming
 from shared.events import RecordedEvent
@@ -47,6 +47,8 @@ class Copy:
     handlers: Mapping[str, Handler]
     key: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+    # the live table also holds rows written by other means: only the logged ones are compared
+    logged_only: bool = False
 
 
 class _DeliveryLine(BaseModel):
@@ -95,9 +97,30 @@ async def _delivered(conn: asyncpg.Connection, event: Incoming) -> None:
         )
 
 
+# The API keys a consumer learned from the registry's api-key events (issued, rotated, revoked
+# over HTTP). The same table holds keys an operator issued with `twinaid keys issue`, straight
+# into every database and in no log: those are not compared, nor when each key was last used.
+_API_KEYS = Copy(
+    "registry",
+    "api_keys",
+    api_keys.HANDLERS,
+    columns=(
+        "secret_hash",
+        "organisation",
+        "roles",
+        "label",
+        "created_at",
+        "expires_at",
+        "rotated_at",
+        "revoked_at",
+    ),
+    logged_only=True,
+)
+
 COPIES: dict[str, tuple[Copy, ...]] = {
     "pledges": (
         Copy("registry", "directory", directory.HANDLERS),
+        _API_KEYS,
         Copy("registry", "partnership_directory", partnerships.HANDLERS),
         Copy(
             "shipments",
@@ -121,6 +144,7 @@ COPIES: dict[str, tuple[Copy, ...]] = {
     ),
     "shipments": (
         Copy("registry", "directory", directory.HANDLERS),
+        _API_KEYS,
         Copy(
             "pledges",
             "pledge_lines",
@@ -212,6 +236,7 @@ async def compare(
                     copy.table,
                     key=copy.key or None,
                     columns=copy.columns or None,
+                    logged_only=copy.logged_only,
                 )
         finally:
             await live.close()

@@ -187,12 +187,17 @@ async def diff_table(
     *,
     key: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
+    logged_only: bool = False,
 ) -> list[dict[str, Any]]:
     """The differences of one table (see compare), each starting with `where`. Rows are
-    matched by `key` (default: the primary key); only `columns` are compared (default: all)."""
+    matched by `key` (default: the primary key); only `columns` are compared (default: all);
+    `logged_only`: live rows the log does not account for are left out (a table that also
+    holds rows written by other means)."""
     key = list(key) if key else await primary_key(rebuilt, table)
     theirs = await _rows(live, table, key, columns)
     ours = await _rows(rebuilt, table, key, columns)
+    if logged_only:
+        theirs = {k: row for k, row in theirs.items() if k in ours}
     differences: list[dict[str, Any]] = []
     for k in sorted(theirs.keys() | ours.keys(), key=repr):
         a, b = theirs.get(k), ours.get(k)

@@ -15,6 +15,7 @@ import pytest
 
 from shared import db as dbmod
 from shared import signing
+from shared.auth import parse_token
 from tests.cli.conftest import Stack, twinaid
 
 # the command's behaviour, not SQL that differs between PostgreSQL versions: one CI pass
@@ -86,7 +87,7 @@ def test_keys_are_issued_for_registered_organisations_only_and_listed_in_json(
     assert isinstance(listed, list)
     mine = next(k for k in listed if k["key_id"] == issued["key_id"])
     assert mine["label"] == "city hall" and mine["revoked_at"] is None
-    assert issued["token"].split("_")[2] not in json.dumps(listed)
+    assert parse_token(issued["token"])[1] not in json.dumps(listed)
     text = twinaid(capsys, *db, "keys", "list").out
     assert any(line.startswith(issued["key_id"]) and "active" in line for line in text.splitlines())
 
