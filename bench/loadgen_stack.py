@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 from bench.common import BenchStack, connection, log_dir, stop_popen
-from shared import auth, devstack, directory, kafka
+from shared import auth, devstack, directory, kafka, published
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import free_port, start_embedded_postgres, start_tansu
@@ -381,10 +381,20 @@ async def integrity(stack: System, acknowledged: dict[str, set[str]]) -> dict[st
     for service, cids in acknowledged.items():
         rows = await _fetch(
             stack.dbs[service],
-            "SELECT metadata->>'idempotency_key' AS cid, count(DISTINCT tx_id) AS txs"
-            " FROM events WHERE metadata->>'idempotency_key' IS NOT NULL GROUP BY 1",
+            "SELECT metadata->>'idempotency_key' AS cid, metadata->>'organisation' AS org,"
+            " count(DISTINCT tx_id) AS txs"
+            " FROM events WHERE metadata->>'idempotency_key' IS NOT NULL GROUP BY 1, 2",
         )
-        found = {r["cid"]: int(r["txs"]) for r in rows}
+        # the log keeps a digest of each key scoped to the writer's organisation, never the key
+        # (shared/published.py): the acknowledged keys are looked up by their digest
+        organisations = {r["org"] for r in rows}
+        digests = {
+            published.idempotency_digest(org, cid): cid for cid in cids for org in organisations
+        }
+        found: dict[str, int] = {}
+        for r in rows:
+            cid = digests.get(r["cid"], r["cid"])
+            found[cid] = found.get(cid, 0) + int(r["txs"])
         report["acknowledged"] += len(cids)
         report["in_log"] += len(cids & found.keys())
         report["lost"] += sorted(f"{service}:{c}" for c in cids - found.keys())[:20]
