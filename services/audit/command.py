@@ -50,8 +50,8 @@ def register(commands: Any) -> None:
         type=Path,
         metavar="FILE",
         help="the pinned public keys that sign checkpoints, JSON like TRUSTED_KEYS"
-        ' ({"registry": ["<base64>"], ...}; make run writes .data/keys/trusted_keys.json);'
-        " default: $TRUSTED_KEYS",
+        ' ({"registry": ["<base64>"], ...}); default: $TRUSTED_KEYS, else the file make run'
+        " writes ($TWINAID_DATA_DIR/keys/trusted_keys.json) when it exists",
     )
     common.add_argument(
         "--service",
@@ -156,8 +156,12 @@ async def counted(
 
 
 def pinned_keys(given: Path | None, env: Mapping[str, str]) -> dict[str, list[str]]:
-    """The pins of --trusted-keys FILE, else of $TRUSTED_KEYS, else none; SystemExit naming
-    what is wrong with them."""
+    """The pins of --trusted-keys FILE, else of $TRUSTED_KEYS, else of the file `make run`
+    writes on this machine ($TWINAID_DATA_DIR/keys/trusted_keys.json, if there), else none;
+    SystemExit naming what is wrong with them."""
+    if given is None and not env.get("TRUSTED_KEYS", "").strip():
+        local = Path(env.get("TWINAID_DATA_DIR", ".data")) / "keys" / "trusted_keys.json"
+        given = local if local.is_file() else None
     where = str(given) if given else "$TRUSTED_KEYS"
     try:
         text = given.read_text() if given else env.get("TRUSTED_KEYS", "")

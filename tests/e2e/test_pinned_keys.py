@@ -42,10 +42,13 @@ class Registry:
     owner: str  # the pinned public key
     worker: Proc
 
-    def cli(self, *args: str, expect: int = 0) -> str:
+    def cli(self, *args: str, expect: int = 0, data_dir: Path | None = None) -> str:
         command = [sys.executable, "-m", "services.cli", "--database", f"registry={self.db}"]
         env = {**os.environ, "TWINAID_AUDIT_KEY": self.auditor}
         env.pop("TRUSTED_KEYS", None)
+        # nor the pins a local `make run` wrote (the default when neither is given), unless
+        # `data_dir` is that of a stack
+        env["TWINAID_DATA_DIR"] = str(data_dir or self.pins_file.parent / "no-dev-stack")
         done = subprocess.run(
             [*command, *args], env=env, capture_output=True, text=True, timeout=120
         )
@@ -152,6 +155,13 @@ async def test_the_intact_log_verifies_against_the_pinned_key_without_a_warning(
     assert verdict["warning"] is None
     chain = registry.replay("--trusted-keys", str(registry.pins_file))
     assert chain["intact"] and chain["warning"] is None
+    # with neither --trusted-keys nor $TRUSTED_KEYS: the pins `make run` wrote in its data dir
+    args = ("audit", "replay", "--service", "registry", "--url", f"registry={registry.url}")
+    data_dir = registry.pins_file.parent.parent
+    [report] = json.loads(registry.cli(*args, "--json", data_dir=data_dir))
+    assert report["chain"]["intact"] and report["chain"]["warning"] is None
+    [report] = json.loads(registry.cli(*args, "--json"))
+    assert "no pinned key" in report["chain"]["warning"]
 
 
 async def test_a_rewritten_log_resigned_with_a_new_key_fails_plain_verify_naming_the_key(
