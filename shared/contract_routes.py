@@ -19,9 +19,10 @@ SCHEMA_MEDIA_TYPE = "application/schema+json"
 SchemaFile = Annotated[
     str,
     Path(
-        description="`<event type>.v<N>.json`",
-        max_length=120,
-        pattern=r"^[a-z0-9][a-z0-9.-]*\.v[0-9]+\.json$",
+        description="`<event type>.v<N>.json`, or the schema's `$id` itself"
+        " (`urn:twinaid:schema:<event type>.v<N>`)",
+        max_length=160,
+        pattern=r"^(urn:twinaid:schema:)?[a-z0-9][a-z0-9.-]*\.v[0-9]+(\.json)?$",
         examples=["registry.organisation-registered.v1.json"],
     ),
 ]
@@ -105,6 +106,9 @@ def router() -> APIRouter:
         },
     )
     async def event_schema(name: SchemaFile) -> Response:
+        # the `$id` resolves here too: /schemas/urn:twinaid:schema:<type>.v<N>
+        if name.startswith(published.SCHEMA_URN) or not name.endswith(".json"):
+            name = published.schema_path(name).removeprefix(published.SCHEMA_ROUTE)
         path = published.schema_files().get(name)
         if path is None:
             raise NotFound(f"no published schema {name}: GET /schemas lists them")

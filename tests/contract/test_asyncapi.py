@@ -128,6 +128,9 @@ async def test_each_schema_is_served_at_the_path_its_id_maps_to(
             served = answer.json()
             assert served["$id"] == entry["id"]
             assert served == json.loads(files[Path(entry["path"]).name].read_text())
+        # the `$id` (a URN) resolves at /schemas/<$id> too
+        by_id = await clients["pledges"].get(f"/schemas/{entry['id']}")
+        assert by_id.status_code == 200 and by_id.json()["$id"] == entry["id"], entry
 
 
 async def test_an_unknown_or_malformed_schema_name_is_a_problem(
