@@ -299,6 +299,16 @@ def _keys_json(keys: list[dict[str, object]]) -> list[dict[str, object]]:
     ]
 
 
+def _label(text: str) -> str:
+    """A key's label as the registry's key events carry it (a longer one could never be
+    rotated over HTTP): argparse names the limit."""
+    if len(text) > registry_events.MAX_LABEL:
+        raise argparse.ArgumentTypeError(
+            f"at most {registry_events.MAX_LABEL} characters (this one has {len(text)})"
+        )
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = cli_support.Parser(
         prog="twinaid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -345,7 +355,12 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument(
         "--roles", required=True, help=f"comma-separated: {', '.join(r.value for r in auth.Role)}"
     )
-    issue.add_argument("--label", default="", help="a note on what the key is for")
+    issue.add_argument(
+        "--label",
+        default="",
+        type=_label,
+        help=f"a note on what the key is for (at most {registry_events.MAX_LABEL} characters)",
+    )
     revoke = keys.add_parser("revoke", help="revoke a key in every service")
     revoke.add_argument("key_id", help="the key's id (`keys list`; twa_<key id>_...)")
     keys.add_parser("list", help="list keys (never their secrets)")

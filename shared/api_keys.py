@@ -24,6 +24,7 @@ Policy:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -48,6 +49,8 @@ COLUMNS = (
     "key_id, organisation, roles, label, created_at, expires_at, rotated_at, revoked_at,"
     " last_used_at"
 )
+
+log = logging.getLogger("twinaid.api_keys")
 
 
 def grantable(roles: frozenset[Role]) -> frozenset[Role]:
@@ -242,10 +245,21 @@ async def rotated(conn: asyncpg.Connection, event: Incoming) -> None:
 
 
 async def revoked(conn: asyncpg.Connection, event: Incoming) -> None:
-    """The key stops working here. A key this service never held has nothing to revoke."""
+    """The key stops working here. A key this service never held has nothing to revoke. A
+    revocation is applied even to a key held here under another organisation (which no event
+    could have put there): stopping a key is always safe, so it never fails open."""
     key = _Revoked.model_validate(dict(event.data))
-    if await _held(conn, key) is not None:
-        await store_revoked(conn, key_id=key.key_id, at=event.occurred_at)
+    held = await conn.fetchrow("SELECT organisation FROM api_keys WHERE key_id = $1", key.key_id)
+    if held is None:
+        return
+    if held["organisation"] != key.organisation_id:
+        log.warning(
+            "API key %s is held here under %s, revoked by the registry for %s: revoked anyway",
+            key.key_id,
+            held["organisation"],
+            key.organisation_id,
+        )
+    await store_revoked(conn, key_id=key.key_id, at=event.occurred_at)
 
 
 HANDLERS: dict[str, Handler] = {ISSUED: issued, ROTATED: rotated, REVOKED: revoked}

@@ -75,6 +75,10 @@ def test_bad_arguments_are_one_line_naming_the_help_with_exit_code_2(
     assert ran.code == 2 and "--database wants SERVICE=URL" in one_line(ran.err)
     ran = twinaid(capsys, "audit", "trace", "x", "--key", "k", "--url", "pledges")
     assert ran.code == 2 and "--url wants SERVICE=URL" in one_line(ran.err)
+    # a label the registry's key events could not carry (its rotation would fail later)
+    long = "x" * 101
+    ran = twinaid(capsys, "keys", "issue", "--organisation", "lille", "--label", long)
+    assert ran.code == 2 and "--label: at most 100 characters" in one_line(ran.err)
 
 
 def test_a_url_where_nothing_listens_is_one_line_from_the_installed_command(
