@@ -16,8 +16,10 @@ from typing import Any
 import asyncpg
 
 from services.pledges import domain
+from services.pledges import events as ev
 from shared import pagination
 from shared.errors import NotFound
+from shared.event_store import PostgresEventStore, fold
 
 fmt = domain.quantities.fmt
 
@@ -89,6 +91,70 @@ async def need(conn: asyncpg.Connection, need_id: str, *, viewer: str | None) ->
     if row is None:
         raise NotFound(f"need {need_id} does not exist")
     return _need(row, await names(conn, [row["recipient_id"]]), viewer)
+
+
+async def need_as_of(
+    conn: asyncpg.Connection, need_id: str, *, as_of: datetime, viewer: str | None
+) -> dict[str, Any]:
+    """The need as its recipient had stated it at `as_of`, in the keys of the current read.
+
+    Coverage is not kept per instant (the reports give it for a period), so `coverage` is null
+    and `status` is null for a need still active then, closed or cancelled if it had ended;
+    `state` (active, closed, cancelled) says which. Raises NotFound if it was not posted yet.
+    """
+    history = await PostgresEventStore(conn).read_stream(f"need-{need_id}", as_of=as_of)
+    state = domain.require_need(fold(history, domain.Need(need_id), domain.evolve_need))
+    revisions: list[dict[str, Any]] = []
+    end_reason: str | None = None
+    for event in history:
+        if event.event_type == ev.NEED_REVISED:
+            revisions.append(
+                {
+                    "occurred_at": event.occurred_at.isoformat(),
+                    "changes": event.data["changes"],
+                    "previous": event.data["previous"],
+                    "reason": event.data["reason"],
+                }
+            )
+        elif event.event_type in (ev.NEED_CLOSED, ev.NEED_CANCELLED):
+            end_reason = event.data["reason"]
+    if state.unit is not None and state.quantity is not None:
+        target: dict[str, Any] = {"quantity": fmt(state.quantity), "unit": state.unit.value}
+    else:
+        assert state.amount is not None and state.currency is not None
+        target = {
+            "amount": state.amount,
+            "currency": state.currency,
+            "formatted": domain.money.format_minor(state.amount, state.currency),
+        }
+    ended = state.state is not domain.NeedState.ACTIVE
+    org_names = await names(conn, [state.recipient_id])
+    assert state.posted_at is not None
+    out: dict[str, Any] = {
+        "need_id": state.need_id,
+        "recipient_id": state.recipient_id,
+        "recipient_name": org_names.get(state.recipient_id),
+        "kind": state.kind.value,
+        "category": state.category,
+        "description": state.description,
+        "target": target,
+        "priority": state.priority.value,
+        "serves": list(state.serves),
+        "deadline": state.deadline.isoformat() if state.deadline else None,
+        "status": state.state.value if ended else None,
+        "coverage": None,
+        "revisions": revisions,
+        "end_reason": end_reason,
+        "posted_at": state.posted_at.isoformat(),
+        "version": state.version,
+        "correlation_id": state.correlation_id,
+        "state": state.state.value,
+        "as_of": as_of.isoformat(),
+    }
+    if sees_internal(viewer, state.recipient_id):
+        out["internal_note"] = state.internal_note
+        out["contact"] = state.contact
+    return out
 
 
 async def needs(

@@ -9,8 +9,6 @@ as it is. Amounts in minor units are integers; quantities, weights and rates are
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.responses import RecordedEventOut
@@ -20,53 +18,10 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class NeedPageItemTarget(_Out):
-    quantity: str
-    unit: str
-
-
-class NeedPageItemCoverage(_Out):
-    pledged: str
-    committed: str
-    delivered: str
-    gap: str
-
-
-class NeedPageItemContact(_Out):
-    name: str | None = None
-    role: str | None = None
-    email: str | None = None
-    phone: str | None = None
-
-
-class NeedPageItem(_Out):
-    need_id: str
-    recipient_id: str
-    recipient_name: str
-    kind: str
-    category: str
-    description: str
-    target: NeedPageItemTarget
-    priority: str
-    serves: list[str]
-    deadline: str | None
-    status: str
-    coverage: NeedPageItemCoverage
-    revisions: list[Any]
-    end_reason: str | None
-    posted_at: str
-    version: int
-    correlation_id: str
-    internal_note: str | None = None
-    contact: NeedPageItemContact | None = None
-
-
-class NeedPage(_Out):
-    items: list[NeedPageItem]
-    next_cursor: str | None
-
-
 class NeedTarget(_Out):
+    """Goods: quantity (a decimal string) and unit; money: amount (minor units), currency and
+    the amount formatted in major units."""
+
     quantity: str | None = None
     unit: str | None = None
     amount: int | None = None
@@ -75,6 +30,8 @@ class NeedTarget(_Out):
 
 
 class NeedCoverage(_Out):
+    """Decimal strings for goods, integer minor units for money."""
+
     pledged: str | int
     committed: str | int
     delivered: str | int
@@ -94,10 +51,17 @@ class NeedRevision(_Out):
     occurred_at: str | None = None
 
 
-class Need(_Out):
+class NeedPageItemContact(_Out):
+    name: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class NeedPageItem(_Out):
     need_id: str
     recipient_id: str
-    recipient_name: str
+    recipient_name: str | None
     kind: str
     category: str
     description: str
@@ -116,6 +80,40 @@ class Need(_Out):
     contact: NeedPageItemContact | None = None
 
 
+class NeedPage(_Out):
+    items: list[NeedPageItem]
+    next_cursor: str | None
+
+
+class Need(_Out):
+    need_id: str
+    recipient_id: str
+    recipient_name: str | None
+    kind: str
+    category: str
+    description: str
+    target: NeedTarget
+    priority: str
+    serves: list[str]
+    deadline: str | None
+    status: str | None = Field(
+        description="open, partly_covered, covered, closed or cancelled; with `as_of`, closed"
+        " or cancelled if the need had ended by then, else null (coverage is in the reports)"
+    )
+    coverage: NeedCoverage | None = Field(description="now; null with `as_of`")
+    revisions: list[NeedRevision]
+    end_reason: str | None
+    posted_at: str
+    version: int
+    correlation_id: str | None
+    internal_note: str | None = None
+    contact: NeedPageItemContact | None = None
+    state: str | None = Field(
+        default=None, description="with `as_of`: active, closed or cancelled, as stated then"
+    )
+    as_of: str | None = None
+
+
 class NeedHistory(_Out):
     need_id: str
     events: list[RecordedEventOut] | None = None
@@ -124,7 +122,7 @@ class NeedHistory(_Out):
 class PledgePageItemLine(_Out):
     line_id: str
     kind: str | None = None
-    need_id: str
+    need_id: str | None
     item: str | None = None
     category: str | None = None
     quantity: str | None = None
@@ -139,7 +137,7 @@ class PledgePageItem(_Out):
     donor_name: str | None = None
     recipient_id: str
     recipient_name: str | None = None
-    partnership_id: str
+    partnership_id: str | None
     description: str | None = None
     status: str
     made_at: str | None = None
@@ -180,6 +178,11 @@ class PledgeLineReceipt(_Out):
     reference: str | None = None
 
 
+class PledgeLineValue(_Out):
+    amount: int
+    currency: str
+
+
 class PledgeLine(_Out):
     line_id: str
     kind: str
@@ -190,7 +193,7 @@ class PledgeLine(_Out):
     quantity: str | None = None
     unit: str | None = None
     weight_kg: str | None = None
-    estimated_value: str | None = None
+    estimated_value: PledgeLineValue | None = None
     recipient_confirmed: str | int
     damaged: str | None = None
     short: str | None = None
@@ -208,9 +211,9 @@ class PledgeLine(_Out):
 class Pledge(_Out):
     pledge_id: str
     donor_id: str
-    donor_name: str
+    donor_name: str | None
     recipient_id: str
-    recipient_name: str
+    recipient_name: str | None
     partnership_id: str | None
     description: str | None
     status: str
@@ -220,15 +223,26 @@ class Pledge(_Out):
     withdrawal_reason: str | None
     lines: list[PledgeLine]
     version: int
-    correlation_id: str
+    correlation_id: str | None
     internal_note: str | None = None
-    contact: str | None = None
+    contact: NeedPageItemContact | None = None
     as_of: str | None = None
 
 
 class PledgeHistory(_Out):
     pledge_id: str
     events: list[RecordedEventOut] | None = None
+
+
+class TotalsReportConversionRate(_Out):
+    currency: str | None = None
+    rate: str | None = None
+    date: str | None = None
+
+
+class TotalsReportConversion(_Out):
+    to: str | None = None
+    rates: list[TotalsReportConversionRate] | None = None
 
 
 class NeedsReportFilters(_Out):
@@ -278,7 +292,7 @@ class NeedsReportRow(_Out):
 class NeedsReport(_Out):
     report: str | None = None
     filters: NeedsReportFilters | None = None
-    conversion: str | None = None
+    conversion: TotalsReportConversion | None = None
     columns: list[NeedsReportColumn] | None = None
     rows: list[NeedsReportRow] | None = None
 
@@ -329,7 +343,7 @@ class PledgesReportRow(_Out):
 class PledgesReport(_Out):
     report: str
     filters: PledgesReportFilters
-    conversion: str | None
+    conversion: TotalsReportConversion | None
     columns: list[NeedsReportColumn]
     rows: list[PledgesReportRow]
 
@@ -343,17 +357,6 @@ class TotalsReportFilters(_Out):
     programme: str | None = None
     category: str | None = None
     by: str | None = None
-
-
-class TotalsReportConversionRate(_Out):
-    currency: str | None = None
-    rate: str | None = None
-    date: str | None = None
-
-
-class TotalsReportConversion(_Out):
-    to: str | None = None
-    rates: list[TotalsReportConversionRate] | None = None
 
 
 class TotalsReportRow(_Out):

@@ -119,8 +119,8 @@ class Network(_Out):
 
 
 class PartnershipPageItemHistoryEvidence(_Out):
-    note: str
-    reference: str
+    note: str | None = None
+    reference: str | None = None
 
 
 class PartnershipPageItemHistory(_Out):
@@ -152,8 +152,8 @@ class PartnershipPage(_Out):
 
 
 class PartnershipHistoryEvidence(_Out):
-    note: str | None
-    reference: str
+    note: str | None = None
+    reference: str | None = None
 
 
 class PartnershipHistory(_Out):
@@ -165,7 +165,7 @@ class PartnershipHistory(_Out):
 
 class PartnershipAgreement(_Out):
     actor: str
-    evidence: str | None = None
+    evidence: PartnershipHistoryEvidence | None = None
     to_status: str
     occurred_at: str
     organisation_id: str

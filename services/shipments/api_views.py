@@ -156,10 +156,15 @@ async def get_convoy(
     return _csv(f"convoy-{convoy_id}-manifest", tables.MANIFEST, rows)
 
 
+class _JsonLd(JSONResponse):
+    media_type = epcis.MEDIA_TYPE  # the document declares the model under it
+
+
 @router.get(
     "/convoys/{convoy_id}/epcis",
     tags=["tracking"],
     response_model=None,
+    response_class=_JsonLd,
     responses=problems.documented(R.EpcisDocument, 403, 404, 422),
     operation_id="exportConvoyEpcis",
 )

@@ -33,13 +33,13 @@ class ConvoyPageItemPosition(_Out):
 
 class ConvoyPageItemCustodyPerson(_Out):
     name: str
-    role: str
+    role: str | None = None
 
 
 class ConvoyPageItemCustody(_Out):
     name: str | None
     person: ConvoyPageItemCustodyPerson | None
-    organisation_id: str
+    organisation_id: str | None
 
 
 class ConvoyPageItemLastNews(_Out):
@@ -83,7 +83,7 @@ class ConvoyCustodyPerson(_Out):
 class ConvoyCustody(_Out):
     name: str | None
     person: ConvoyCustodyPerson | None
-    organisation_id: str
+    organisation_id: str | None
 
 
 class ConvoyDriver(_Out):
@@ -137,7 +137,7 @@ class ConvoyPositionCoordinates(_Out):
 
 
 class ConvoyPosition(_Out):
-    place: str
+    place: str | None
     source: str
     coordinates: ConvoyPositionCoordinates | None
     occurred_at: str

@@ -99,31 +99,6 @@ async def list_needs(
         )
 
 
-def _need_as_of(state: domain.Need, viewer: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "need_id": state.need_id,
-        "recipient_id": state.recipient_id,
-        "kind": state.kind.value,
-        "category": state.category,
-        "description": state.description,
-        "target": (
-            {"quantity": domain.quantities.fmt(state.quantity), "unit": state.unit}
-            if state.quantity is not None
-            else {"amount": state.amount, "currency": state.currency}
-        ),
-        "priority": state.priority.value,
-        "serves": list(state.serves),
-        "deadline": state.deadline.isoformat() if state.deadline else None,
-        "state": state.state.value,
-        "version": state.version,
-        "correlation_id": state.correlation_id,
-    }
-    if queries.sees_internal(viewer, state.recipient_id):
-        out["internal_note"] = state.internal_note
-        out["contact"] = state.contact
-    return out
-
-
 @router.get(
     "/needs/{need_id}", responses=problems.documented(R.Need, 404, 422, headers=problems.ETAG)
 )
@@ -131,16 +106,16 @@ async def get_need(
     need_id: RecordId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> Any:
     """One need with its coverage (target, pledged, committed, delivered, gap). With `as_of`,
-    the need as the recipient had stated it then (coverage is reported by the reports). Its
-    ETag is its version."""
+    the need as the recipient had stated it then, in the same keys: coverage is null (the
+    reports give it for a period), status is null unless the need had ended, and `state` says
+    active, closed or cancelled. Its ETag is its version."""
     viewer = access.viewer(caller)
     async with ctx.db.connection() as conn:
         if as_of is None:
             found = await queries.need(conn, need_id, viewer=viewer)
             response.headers["ETag"] = etag(found["version"])
             return found
-        state = domain.require_need(await handlers.load_need(conn, need_id, as_of=as_of))
-    return {**_need_as_of(state, viewer), "as_of": as_of.isoformat()}
+        return await queries.need_as_of(conn, need_id, as_of=as_of, viewer=viewer)
 
 
 @router.get(
