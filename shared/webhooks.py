@@ -7,8 +7,8 @@ What a subscriber receives (the rule, enforced here for every service):
     receives every event as the feed shows it (data, metadata, chain hash);
   * any other key receives an event only if the service's `Access` function (its API's read
     policy: services/<name>/webhook_access.py) lets that key read the record, and receives the
-    event's data redacted as the API redacts it for that key (pledges: internal notes and
-    contacts only for the organisations concerned; shipments: convoy parties only, named
+    event's data redacted as the API redacts it for that key (pledges: a record's events
+    only for the organisations concerned, as its history; shipments: convoy parties only, named
     people and other donors' figures withheld by `access.seen_by`; registry: contacts only for
     the organisation itself and registry administrators), never the metadata or hash;
   * a service that declares no `Access` delivers to feed readers only;

@@ -1,15 +1,16 @@
-"""What a webhook subscriber's key sees of a pledges event: the API's rule for needs and pledges.
+"""What a webhook subscriber's key sees of a pledges event: the API's rule for a record's events.
 
-Every key reads needs and pledges; internal notes and contacts only for the organisations
-concerned (a need's recipient; a pledge's donor and recipient) and those who read everything
-(`access.viewer`, `queries.sees_internal`), so they are cut from the event's data, revisions
-included, for anyone else. Other events (checkpoints, key changes) reach the feed's readers
-only (shared/webhooks.py)."""
+The API shows a need's or a pledge's events only through its history (`GET /needs/{id}/history`,
+`GET /pledges/{id}/history`), to the organisations concerned (a need's recipient; a pledge's
+donor and recipient) and those who read everything (auditors, administrators: `access.viewer`,
+`queries.sees_internal`), and answers 403 to anyone else. A subscriber receives a record's
+events under the same rule: whole, or not at all. Another organisation reads the record's
+current view (GET /needs/{id}, /pledges/{id}), never its events: they hold what no view shows
+it (who confirmed a delivery, its document, a donor's note on its figures, internal notes,
+contacts). Other events (checkpoints, key changes) reach the feed's readers only
+(shared/webhooks.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 import asyncpg
 
@@ -21,15 +22,6 @@ from shared.events import RecordedEvent
 from shared.webhooks import Seen
 
 NOTHING = Seen(frozenset(), None)
-INTERNAL = ("internal_note", "contact")
-
-
-def _without_internal(data: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in data.items() if k not in INTERNAL}
-    for key in ("changes", "previous"):  # a need's revision: field -> value
-        if isinstance(out.get(key), Mapping):
-            out[key] = {k: v for k, v in out[key].items() if k not in INTERNAL}
-    return out
 
 
 async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent) -> Seen:
@@ -50,5 +42,8 @@ async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent
         return NOTHING
     if not parties:
         return NOTHING
-    internal = queries.sees_internal(access.viewer(reader), *parties)
-    return Seen(frozenset(parties), event.data if internal else _without_internal(event.data))
+    # the history's rule (services/pledges/api/needs.py, pledges.py): parties and readers of
+    # everything get the events whole, anyone else nothing
+    if queries.sees_internal(access.viewer(reader), *parties):
+        return Seen(frozenset(parties), event.data)
+    return Seen(frozenset(parties), None)
