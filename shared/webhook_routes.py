@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from shared import webhooks
@@ -20,8 +20,18 @@ from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
 
 TAG = "webhooks"
+
+
+def _storable(value: str) -> str:
+    """Text PostgreSQL stores (no NUL) and UTF-8 encodes (no lone surrogate)."""
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError("may not hold NUL characters or unpaired surrogates")
+    return value
+
+
+Storable = AfterValidator(_storable)
 EventType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$", max_length=200)]
-StreamId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+StreamId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$"), Storable]
 SubscriptionId = Annotated[str, Path(pattern=r"^wh_[0-9a-f]{16}$", max_length=19)]
 Position = Annotated[int, Field(ge=1, le=2**63 - 1)]
 EXAMPLE: JsonDict = {
@@ -66,7 +76,7 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
-    url: str = Field(
+    url: Annotated[str, Storable] = Field(
         max_length=2000,
         description="http:// or https://; no credentials or fragment. Hosts that are not public"
         " (loopback, private, link-local; names resolving to them) are refused unless the"
@@ -84,7 +94,7 @@ class WebhookIn(BaseModel):
     own_records: bool = Field(
         default=False, description="only records the caller's organisation is a party to"
     )
-    description: str = Field(default="", max_length=500)
+    description: Annotated[str, Storable] = Field(default="", max_length=500)
     from_position: Position | None = Field(
         default=None,
         description="deliver from this log position on (1: the whole log the key may read);"

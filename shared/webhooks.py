@@ -20,24 +20,32 @@ Delivery (the Standard Webhooks specification): a POST of the JSON payload
 `{"type", "timestamp", "data"}` with `webhook-id` (the event id: the same on every retry and
 replay, so receivers de-duplicate), `webhook-timestamp` (Unix seconds of the attempt) and
 `webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with the subscription's
-`whsec_` secret, signed by the `standardwebhooks` library). A 2xx answer is a delivery; any
-other answer, a timeout or a refused address is a failure, logged with its outcome, and the
-same event is tried again after `webhook_retry_base * 2^(failures - 1)` seconds (at most
+`whsec_` secret, signed by the `standardwebhooks` library). The URL's host is resolved once
+per attempt, every address checked, and the request sent to that address (the URL's Host, and
+for https its name for SNI and the certificate), so a name cannot answer a public address to
+the check and a private one to the connection. A 2xx answer is a delivery; any other answer,
+a timeout (`webhook_timeout` for the whole attempt) or a refused address is a failure, logged
+with a generic reason for the subscriber (the details go to the server's log), and the same
+event is tried again after `webhook_retry_base * 2^(failures - 1)` seconds (at most
 `webhook_retry_max`), never skipped: events arrive in log order. A subscription failing for
 longer than `webhook_failing_after` is marked `failing` and keeps being retried.
 
-Each subscription has its own cursor (the last position handled): a round reads at most a
+Each subscription has its own cursor (the last position handled): a claim reads at most a
 batch of events after it, so its cost depends on the new events only, not on the log's length.
-Several worker replicas share the work: a subscription is leased to one at a time.
+Subscriptions are served independently, each claim for a bounded time (Dispatcher.budget_s),
+so one slow receiver delays no other. Several worker replicas share the work: a subscription
+is leased to one at a time, and a lease holder's updates name its lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ipaddress
 import json
 import logging
+import re
 import secrets
 import socket
 import time
@@ -80,19 +88,77 @@ Access = Callable[[asyncpg.Connection, Principal, RecordedEvent], Awaitable[Seen
 
 # -- addresses ---------------------------------------------------------------------------------
 
+# IPv6 addresses that carry an IPv4 address a translator or a relay turns into a connection to
+# it are checked through that IPv4 address: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible
+# (::a.b.c.d), NAT64's well-known prefix (RFC 6052: 64:ff9b::/96, the last 32 bits), 6to4
+# (2002::/16) and Teredo (2001::/32, server and client). The local-use NAT64 prefix (RFC 8215:
+# 64:ff9b:1::/48, the IPv4 address where the operator chose) is refused outright.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+HOST_NAME = re.compile(
+    r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$"
+)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo, compatible)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    if int(ip) >> 32 == 0:  # ::a.b.c.d (:: and ::1 among them)
+        return [ipaddress.IPv4Address(int(ip))]
+    return []
+
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL:
+            return False
+        inner = _embedded_ipv4(ip)
+        if inner:
+            return all(v4.is_global and not v4.is_multicast for v4 in inner)
     return ip.is_global and not ip.is_multicast
 
 
+def _ascii_host(url: str) -> str:
+    """The URL's host as it goes on the wire (IDNA, lower case; an IPv6 literal without its
+    brackets). Raises ValueError for a URL httpx would not send or a host no resolver takes."""
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii").lower()
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if not host:
+        raise ValueError("the URL names no host")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        return host
+    try:
+        host.encode("idna")  # every label 1 to 63 characters
+    except UnicodeError:
+        raise ValueError(
+            "the host name is not valid (a label empty or over 63 characters)"
+        ) from None
+    if len(host) > 253 or not HOST_NAME.match(host):
+        raise ValueError("the host name is not valid (letters, digits, hyphens, dots)")
+    return host
+
+
 def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
-    """The URL as given, if a webhook may target it. Raises ValueError saying why not: not
-    http(s), no host, credentials or a fragment in it, or a host that is loopback, private,
-    link-local or otherwise not public (an IP literal or `localhost`) and not listed in
-    WEBHOOK_ALLOWED_HOSTS. Names are resolved again at each delivery (address_refused)."""
+    """The URL as given, if a webhook may target it. Raises ValueError saying why not: not a URL
+    httpx sends (control characters...), not http(s), no host or one no resolver takes (a label
+    over 63 characters...), credentials or a fragment in it, or a host that is loopback,
+    private, link-local or otherwise not public (an IP literal, IPv4 inside IPv6 among them,
+    or `localhost`) and not listed in WEBHOOK_ALLOWED_HOSTS. Names are resolved at each
+    delivery, and the delivery goes to the address checked then (resolve_checked)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
@@ -100,16 +166,16 @@ def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
         raise ValueError(f"not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise ValueError("a webhook URL starts with http:// or https://")
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         raise ValueError("the URL names no host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("the URL may not hold credentials: verify the signature instead")
     if parts.fragment:
         raise ValueError("the URL may not have a fragment (#...)")
-    if host in allowed_hosts:
+    host = _ascii_host(url)
+    if host in allowed_hosts or parts.hostname in allowed_hosts:
         return url
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost" or host.endswith((".localhost", ".localhost.")):
         raise ValueError(f"{host} is not a public address (WEBHOOK_ALLOWED_HOSTS lists exceptions)")
     try:
         public = _public(host)
@@ -120,22 +186,45 @@ def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
     return url
 
 
-async def address_refused(url: str, *, allowed_hosts: Sequence[str]) -> str | None:
-    """Why a delivery to `url` may not be made now (its name resolves to an address that is not
-    public, or does not resolve), or None."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if host in allowed_hosts:
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+class Refused(Exception):
+    """A delivery that may not be made: `reason` is what its subscriber is told (generic), the
+    exception's text what the server logs (names, addresses)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the system's resolver gives for `host` (IP literals as they are)."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(address[0]) for *_, address in found]
+
+
+async def resolve_checked(
+    url: str, *, allowed_hosts: Sequence[str], resolve: Resolver = system_resolver
+) -> str:
+    """The one address a delivery to `url` connects to: its host resolved once, every address
+    it resolves to public (unless the host is in WEBHOOK_ALLOWED_HOSTS). Raises Refused."""
+    target = httpx.URL(url)
+    host = _ascii_host(url)
+    port = target.port or (443 if target.scheme == "https" else 80)
     try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(await resolve(host, port))
     except OSError as exc:
-        return f"{host} does not resolve: {exc}"
-    for *_, address in found:
-        if not _public(str(address[0])):
-            return f"{host} resolves to {address[0]}, which is not a public address"
-    return None
+        raise Refused("name not resolved", f"{host} does not resolve: {exc}") from None
+    if not addresses:
+        raise Refused("name not resolved", f"{host} resolves to no address")
+    if host not in allowed_hosts and target.host not in allowed_hosts:
+        for address in addresses:
+            if not _public(address):
+                raise Refused(
+                    "address not allowed", f"{host} resolves to {address}, not a public address"
+                )
+    return addresses[0].split("%", 1)[0]
 
 
 # -- subscriptions -----------------------------------------------------------------------------
@@ -350,6 +439,9 @@ class Outcome:
     duration_ms: int
 
 
+# Every update of a claimed subscription names the lease it holds (`leased_until` as claimed or
+# last extended): once the lease has lapsed and another dispatcher claimed the subscription,
+# the late one's updates change nothing.
 CLAIM = f"""
 UPDATE webhook_subscriptions SET leased_until = now() + make_interval(secs => $1)
 WHERE subscription_id IN (
@@ -357,8 +449,9 @@ WHERE subscription_id IN (
     WHERE deleted_at IS NULL AND status <> 'disabled' AND next_attempt_at <= now()
       AND (leased_until IS NULL OR leased_until < now())
       AND after_position < (SELECT coalesce(max(position), 0) FROM event_chain)
+      AND NOT (subscription_id = ANY($3::text[]))
     ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING {SUBSCRIPTION}, secret
+RETURNING {SUBSCRIPTION}, secret, leased_until
 """
 
 LOG_ATTEMPT = """
@@ -370,7 +463,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 DELIVERED = """
 UPDATE webhook_subscriptions SET after_position = $3, attempts = 0, status = 'active',
     failing_since = NULL, last_error = NULL, leased_until = now() + make_interval(secs => $4)
-WHERE subscription_id = $1 AND revision = $2 AND deleted_at IS NULL
+WHERE subscription_id = $1 AND revision = $2 AND deleted_at IS NULL AND leased_until = $5
+RETURNING leased_until
 """
 
 FAILED = """
@@ -379,24 +473,30 @@ UPDATE webhook_subscriptions SET after_position = $3, attempts = attempts + 1,
     next_attempt_at = now() + make_interval(secs => $5),
     status = CASE WHEN now() - coalesce(failing_since, now()) >= make_interval(secs => $6)
                   THEN 'failing' ELSE status END
-WHERE subscription_id = $1 AND revision = $2 AND deleted_at IS NULL
+WHERE subscription_id = $1 AND revision = $2 AND deleted_at IS NULL AND leased_until = $7
 RETURNING status
 """
 
 RELEASE = """
 UPDATE webhook_subscriptions SET after_position = $3, leased_until = NULL
-WHERE subscription_id = $1 AND revision = $2 AND deleted_at IS NULL
+WHERE subscription_id = $1 AND revision = $2 AND deleted_at IS NULL AND leased_until = $4
 """
 
 DISABLE = """
 UPDATE webhook_subscriptions SET status = 'disabled', last_error = $3, leased_until = NULL
-WHERE subscription_id = $1 AND revision = $2
+WHERE subscription_id = $1 AND revision = $2 AND leased_until = $4
 """
 
 
 class Dispatcher:
     """Delivers each subscription's events in log order, one subscription per task (at most
-    `webhook_concurrency` at once); runs in the service's worker beside the relay."""
+    `webhook_concurrency` at once); runs in the service's worker beside the relay.
+
+    Subscriptions are served independently: a slot freed is filled at once, whatever the
+    others do. One attempt lasts at most `webhook_timeout` (resolving, connecting, sending,
+    the answer's status), and one claim serves for at most `budget_s` (then the subscription
+    goes back in the queue, behind those waiting): a slow receiver holds one slot, never the
+    others' deliveries, and never outlives its lease (`lease_s`)."""
 
     def __init__(
         self,
@@ -406,31 +506,46 @@ class Dispatcher:
         db: dbmod.Database,
         access: Access | None = None,
         http: httpx.AsyncClient | None = None,
+        resolve: Resolver = system_resolver,
+        budget_s: float = 30.0,
     ) -> None:
         self.service = service
         self.settings = settings
         self.db = db
         self.access = access
+        self.resolve = resolve
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(follow_redirects=False)
-        # how long a claimed subscription stays this dispatcher's without news from it
-        self.lease_s = settings.webhook_timeout + 30.0
+        # no environment proxies (the request goes to the address checked); no connection kept
+        # (one to an address serves one host name: its TLS was verified for that name)
+        self.http = http or httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        self.budget_s = budget_s
+        # how long a claimed subscription stays this dispatcher's without news from it: the
+        # budget, one more attempt begun just before it ends, and time for the database
+        self.lease_s = budget_s + settings.webhook_timeout + 30.0
         self._wake = asyncio.Event()
+        self._serving: dict[str, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until `stop`; a failing round (the database away) is logged and retried."""
+        """Serve subscriptions until `stop`, each in its own task, claiming more as soon as a
+        slot is free; a failing claim (the database away) is logged and retried."""
         try:
             while not stop.is_set():
-                try:
-                    served = await self.round()
-                except Exception:
-                    log.exception("a webhook round failed; trying again")
-                    served = 0
-                if served:
-                    continue  # more may be waiting: a full batch, or another subscription
+                free = self.settings.webhook_concurrency - len(self._serving)
+                claimed = 0
+                if free > 0:
+                    try:
+                        claimed = len(self._start(await self._claim(free)))
+                    except Exception:
+                        log.exception("claiming webhook subscriptions failed; trying again")
+                if claimed:
+                    continue  # more may be waiting
                 self._wake.clear()
                 waits = [asyncio.ensure_future(e.wait()) for e in (stop, self._wake)]
                 try:
@@ -443,24 +558,58 @@ class Dispatcher:
                     for w in waits:
                         w.cancel()
         finally:
+            serving = list(self._serving.values())
+            for task in serving:
+                task.cancel()  # its lease lapses; an attempt cut short is sent again
+            await asyncio.gather(*serving, return_exceptions=True)
             if self._own_http:
                 await self.http.aclose()
 
     async def round(self) -> int:
-        """Serve the subscriptions due now; how many were served."""
-        async with self.db.connection() as conn:
-            due = await conn.fetch(CLAIM, self.lease_s, self.settings.webhook_concurrency)
-        await asyncio.gather(*(self._serve(row) for row in due))
+        """Serve the subscriptions due now, waiting for them all; how many were served."""
+        due = await self._claim(self.settings.webhook_concurrency)
+        await asyncio.gather(*self._start(due), return_exceptions=True)
         return len(due)
 
+    async def _claim(self, limit: int) -> list[asyncpg.Record]:
+        async with self.db.connection() as conn:
+            return list(await conn.fetch(CLAIM, self.lease_s, limit, list(self._serving)))
+
+    def _start(self, due: Sequence[asyncpg.Record]) -> list[asyncio.Task[None]]:
+        started = []
+        for sub in due:
+            sid = sub["subscription_id"]
+            task = asyncio.create_task(self._serve_logged(sub), name=f"webhook {sid}")
+            self._serving[sid] = task
+            task.add_done_callback(functools.partial(self._done, sid))
+            started.append(task)
+        return started
+
+    def _done(self, sid: str, _: asyncio.Task[None]) -> None:
+        self._serving.pop(sid, None)
+        self._wake.set()  # a free slot: claim again
+
+    async def _serve_logged(self, sub: asyncpg.Record) -> None:
+        try:
+            await self._serve(sub)
+        except Exception:
+            # the database away mid-serving: the lease lapses and the subscription is served
+            # again (an event delivered but not recorded is sent again, with its same id)
+            log.exception("serving webhook %s failed", sub["subscription_id"])
+
     async def _serve(self, sub: asyncpg.Record) -> None:
-        sid, revision = sub["subscription_id"], sub["revision"]
+        sid, revision, lease = sub["subscription_id"], sub["revision"], sub["leased_until"]
+        claimed_at = time.monotonic()
         async with self.db.connection() as conn:
             reader = await reader_of(conn, sub["key_id"])
             if reader is None:
                 log.warning("webhook %s disabled: its API key was revoked or expired", sid)
                 await conn.execute(
-                    DISABLE, sid, revision, "the API key that subscribed was revoked or expired"
+                    DISABLE,
+                    sid,
+                    revision,
+                    "the API key that subscribed was revoked or expired",
+                    lease,
                 )
                 return
             events = await PostgresEventStore(conn).read_all(
@@ -486,55 +635,84 @@ class Dispatcher:
         for event, body in plan:
             assert event.position is not None
             if body is not None:
+                if time.monotonic() - claimed_at >= self.budget_s:
+                    break  # this claim's time is up: back in the queue, behind the others
                 outcome = await self._attempt(sub["url"], sub["secret"], event, body)
-                if not await self._record(sub, event, attempts + 1, outcome, position):
+                lease = await self._record(sub, lease, event, attempts + 1, outcome, position)
+                if lease is None:
                     return
                 attempts = 0
             position = event.position
         async with self.db.connection() as conn:
-            await conn.execute(RELEASE, sid, revision, position)
+            await conn.execute(RELEASE, sid, revision, position, lease)
 
     async def _attempt(
         self, url: str, secret: str, event: RecordedEvent, body: dict[str, Any]
     ) -> Outcome:
+        """One delivery, within `webhook_timeout` all told. Its error, if any, is generic (what
+        the subscriber sees); the details (names, addresses, exceptions) go to the log."""
         started = time.monotonic()
 
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        refused = await address_refused(url, allowed_hosts=self.settings.webhook_allowed_hosts)
-        if refused is not None:
-            return Outcome(False, None, refused, took())
+        def failed(reason: str, detail: str, code: int | None = None) -> Outcome:
+            log.info("webhook delivery of %s to %s failed: %s", event.event_id, url, detail)
+            return Outcome(False, code, reason, took())
+
+        try:
+            async with asyncio.timeout(self.settings.webhook_timeout):
+                code = await self._post(url, secret, event, body)
+        except Refused as exc:
+            return failed(exc.reason, str(exc))
+        except TimeoutError:
+            return failed("timed out", f"no answer within {self.settings.webhook_timeout} s")
+        except httpx.TimeoutException as exc:
+            return failed("timed out", f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            return failed("connection failed", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a URL httpx will not send, a resolver's UnicodeError...
+            return failed("delivery failed", f"{type(exc).__name__}: {exc}")
+        if 200 <= code < 300:
+            return Outcome(True, code, None, took())
+        return failed(f"HTTP {code}", f"the receiver answered {code}", code)
+
+    async def _post(self, url: str, secret: str, event: RecordedEvent, body: dict[str, Any]) -> int:
+        """POST the event to the address its host resolves to and passed the check (never a
+        second resolution, which could answer another address): the URL's host replaced by
+        that address, the original `Host` header, and for https the original name for TLS
+        (SNI and the certificate's check). The answer's status only: its body is never read."""
+        address = await resolve_checked(
+            url, allowed_hosts=self.settings.webhook_allowed_hosts, resolve=self.resolve
+        )
+        target = httpx.URL(url)
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
         headers = signed(secret, msg_id=str(event.event_id), at=datetime.now(UTC), body=text)
         headers["user-agent"] = f"twinaid-{self.service}-webhooks"
-        try:
-            # the answer's status only: its body is never read (a receiver cannot flood us)
-            async with self.http.stream(
-                "POST",
-                url,
-                content=text.encode(),
-                headers=headers,
-                timeout=self.settings.webhook_timeout,
-            ) as answer:
-                code = answer.status_code
-        except httpx.HTTPError as exc:
-            return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR], took())
-        if 200 <= code < 300:
-            return Outcome(True, code, None, took())
-        return Outcome(False, code, f"the receiver answered {code}", took())
+        headers["host"] = target.netloc.decode("ascii")
+        extensions = {"sni_hostname": target.raw_host.decode("ascii")}
+        async with self.http.stream(
+            "POST",
+            target.copy_with(host=address),
+            content=text.encode(),
+            headers=headers,
+            timeout=self.settings.webhook_timeout,
+            extensions=extensions if target.scheme == "https" else None,
+        ) as answer:
+            return answer.status_code
 
     async def _record(
         self,
         sub: asyncpg.Record,
+        lease: datetime,
         event: RecordedEvent,
         attempt: int,
         outcome: Outcome,
         position_before: int,
-    ) -> bool:
-        """Log the attempt and move the subscription on (delivered) or back off (failed);
-        False when the serving stops here: a failure, or the subscription replayed or
-        deleted meanwhile (its new state wins)."""
+    ) -> datetime | None:
+        """Log the attempt and move the subscription on (delivered: the lease, extended) or
+        back off (failed); None when the serving stops here: a failure, or the subscription
+        replayed, deleted or leased to another dispatcher meanwhile (their state wins)."""
         sid, revision = sub["subscription_id"], sub["revision"]
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -551,10 +729,10 @@ class Dispatcher:
                 outcome.duration_ms,
             )
             if outcome.delivered:
-                moved: str = await conn.execute(
-                    DELIVERED, sid, revision, event.position, self.lease_s
+                extended: datetime | None = await conn.fetchval(
+                    DELIVERED, sid, revision, event.position, self.lease_s, lease
                 )
-                return moved.endswith(" 1")
+                return extended
             s = self.settings
             delay = min(s.webhook_retry_base * 2 ** min(attempt - 1, 60), s.webhook_retry_max)
             status = await conn.fetchval(
@@ -565,7 +743,8 @@ class Dispatcher:
                 outcome.error,
                 delay,
                 s.webhook_failing_after,
+                lease,
             )
         if status == "failing" and sub["status"] != "failing":
             log.warning("webhook %s is failing: %s", sid, outcome.error)
-        return False
+        return None

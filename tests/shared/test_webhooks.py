@@ -10,14 +10,21 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from services.shipments import subscriptions
@@ -60,6 +67,8 @@ class Receiver:
     secrets: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    delays: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
+    tls: dict[str, str] = field(default_factory=dict)  # uvicorn's ssl_certfile, ssl_keyfile
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
 
@@ -80,6 +89,7 @@ class Receiver:
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         path = scope["path"]
+        await asyncio.sleep(self.delays.get(path, 0))
         try:
             payload = Webhook(self.secrets[path]).verify(body, headers)
         except (KeyError, WebhookVerificationError) as exc:
@@ -93,7 +103,12 @@ class Receiver:
 
     async def start(self) -> None:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", interface="asgi3"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            interface="asgi3",
+            **self.tls,  # type: ignore[arg-type]
         )
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve())
@@ -246,7 +261,9 @@ async def test_a_receiver_down_for_a_while_gets_every_event_in_order_once_back(
     delivered = [d for d in log if d["outcome"] == "delivered"]
     assert len(failed) >= 2 and all(d["position"] == planned[0][0] for d in failed)
     assert [d["attempt"] for d in failed] == list(range(1, len(failed) + 1))
-    assert "ConnectError" in failed[0]["error"] and failed[0]["status_code"] is None
+    # the reason only: the connection's details (addresses, resolver text) stay in the logs
+    assert {d["error"] for d in failed} == {"connection failed"}
+    assert all(d["status_code"] is None for d in failed)
     assert [d["position"] for d in delivered] == [p for p, _, _ in planned]
     assert [d["status_code"] for d in delivered] == [204, 204, 204]
     assert delivered[0]["attempt"] == len(failed) + 1
@@ -422,14 +439,25 @@ async def test_the_secret_is_shown_once_and_another_organisation_sees_no_subscri
         ({"url": "https://partner.example/hook", "event_types": ["Not A Type"]}, "event_types.0"),
         ({"url": "https://partner.example/hook", "from_position": 99}, "from_position"),
         ({"url": "https://partner.example/hook", "secret": "mine"}, "secret"),
+        ({"url": "https://partner.example/\x01"}, "url"),
+        ({"url": "https://" + "a" * 64 + ".partner.example/hook"}, "url"),
+        ({"url": "http://[64:ff9b::7f00:1]/hook"}, "url"),
+        ({"url": "http://[::127.0.0.1]/hook"}, "url"),
+        ({"url": "http://[2002:a00:7::1]/hook"}, "url"),
+        ({"url": "https://partner.example/\x00"}, "url"),
+        ({"url": "https://partner.example/\ud800"}, "url"),
+        ({"url": "https://partner.example/hook", "description": "a\x00b"}, "description"),
+        ({"url": "https://partner.example/hook", "description": "a\udc00b"}, "description"),
+        ({"url": "https://partner.example/hook", "streams": ["convoy-\x00"]}, "streams.0"),
+        ({"url": "https://partner.example/hook", "streams": ["convoy-\ud800"]}, "streams.0"),
     ],
 )
 async def test_a_bad_subscription_is_refused_with_a_problem_and_stores_nothing(
     stack: Stack, body: dict[str, Any], name: str
 ) -> None:
-    answer = await stack.api.client.post(
-        "/v1/webhooks", json=body, headers=await stack.api.as_("lille", Role.MEMBER)
-    )
+    headers = {**await stack.api.as_("lille", Role.MEMBER), "content-type": "application/json"}
+    # JSON escapes (\u0000, \ud800): NUL and lone surrogates reach the server as sent
+    answer = await stack.api.client.post("/v1/webhooks", content=json.dumps(body), headers=headers)
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
@@ -494,3 +522,349 @@ async def test_an_auditors_delivery_log_is_not_shown_to_the_organisations_other_
         "lille", Role.MEMBER, f"/v1/webhooks/{mine['subscription_id']}/deliveries"
     )
     assert shown.status_code == 200 and shown.json()["items"] == []
+
+
+# -- addresses (no database) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[64:ff9b::7f00:1]",  # NAT64 of 127.0.0.1
+        "[64:ff9b::a00:7]",  # NAT64 of 10.0.0.7
+        "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+        "[64:ff9b:1::808:808]",  # local-use NAT64: refused whatever it holds
+        "[2002:7f00:1::]",  # 6to4 of 127.0.0.1
+        "[2002:c0a8:101::1]",  # 6to4 of 192.168.1.1
+        "[2001:0:4136:e378:8000:63bf:80ff:fffe]",  # Teredo, client 127.0.0.1
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[::10.0.0.7]",
+        "[::ffff:127.0.0.1]",  # IPv4-mapped
+    ],
+)
+def test_an_ipv6_address_carrying_a_private_ipv4_one_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="not a public address"):
+        webhooks.check_url(f"https://{host}/hook", allowed_hosts=[])
+
+
+@pytest.mark.parametrize(
+    "host", ["[64:ff9b::808:808]", "[2002:808:808::1]", "[::ffff:8.8.8.8]", "[2606:4700::1111]"]
+)
+def test_an_ipv6_address_carrying_a_public_ipv4_one_is_accepted(host: str) -> None:
+    assert webhooks.check_url(f"https://{host}/hook", allowed_hosts=[])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/\x01",
+        "https://example.com/\x7f",
+        "https://" + "a" * 64 + ".example.com/hook",
+        "https://exa mple.com/hook",
+        "https://a..b.example/hook",
+    ],
+)
+def test_a_url_httpx_or_a_resolver_would_not_take_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"not a valid URL|host name is not valid"):
+        webhooks.check_url(url, allowed_hosts=[])
+
+
+# -- delivery limits, addresses, errors -----------------------------------------------------------
+
+
+async def subscription(stack: Stack, sid: str) -> asyncpg.Record:
+    conn = await asyncpg.connect(stack.api.url)
+    try:
+        row: asyncpg.Record = await conn.fetchrow(
+            "SELECT * FROM webhook_subscriptions WHERE subscription_id = $1", sid
+        )
+        return row
+    finally:
+        await conn.close()
+
+
+async def test_a_url_no_delivery_can_take_fails_its_own_attempts_not_the_dispatcher(
+    stack: Stack,
+) -> None:
+    """URLs stored before the checks refused them (control characters; a label over 63
+    characters, which the resolver's IDNA codec refuses): each attempt fails, logged with a
+    generic reason, its lease released; the other subscription of the round is delivered."""
+    await stack.receiver.start()
+    good = await stack.subscribe("kharkiv", Role.MEMBER, "/kharkiv")
+    bad = [await stack.subscribe("lille", Role.LOGISTICS, f"/bad{i}") for i in (1, 2)]
+    urls = ["https://partner.example/\x01", "http://" + "a" * 64 + ".partner.example/hook"]
+    conn = await asyncpg.connect(stack.api.url)
+    try:
+        for sub, url in zip(bad, urls, strict=True):
+            await conn.execute(
+                "UPDATE webhook_subscriptions SET url = $2 WHERE subscription_id = $1",
+                sub["subscription_id"],
+                url,
+            )
+    finally:
+        await conn.close()
+    await stack.api.plan("c1")
+    await stack.seal()
+    assert await stack.dispatcher.round() == 3
+    assert [r.body["data"]["stream_id"] for r in stack.receiver.at("/kharkiv")] == ["convoy-c1"]
+    for sub in bad:
+        row = await subscription(stack, sub["subscription_id"])
+        assert row["last_error"] == "delivery failed" and row["attempts"] == 1
+        assert row["leased_until"] is None
+    assert (await subscription(stack, good["subscription_id"]))["leased_until"] is None
+
+
+async def test_a_slow_receiver_does_not_hold_another_organisations_deliveries(
+    stack: Stack,
+) -> None:
+    """Lille's receiver takes 0.3 s an event (under the timeout): 8 events hold its
+    subscription 2.4 s. Meanwhile an event for Kharkiv's subscriber goes out at once, not at
+    the end of Lille's batch; Lille's claim stops at its budget (1 s) and is taken up again."""
+    await stack.receiver.start()
+    stack.receiver.delays["/slow"] = 0.3
+    await stack.subscribe("lille", Role.LOGISTICS, "/slow")
+    await stack.subscribe("kharkiv", Role.MEMBER, "/fast")
+    for n in range(8):
+        await stack.api.plan(f"c{n}")
+    await stack.seal()
+    settings = stack.settings.model_copy(update={"webhook_timeout": 1.0})
+    dispatcher = webhooks.Dispatcher(
+        service="shipments",
+        settings=settings,
+        db=stack.dispatcher.db,
+        access=shipments_access.seen,
+        budget_s=1.0,
+    )
+    assert dispatcher.lease_s > dispatcher.budget_s + settings.webhook_timeout
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await until(lambda: len(stack.receiver.at("/fast")) == 8)
+        await stack.api.plan("c8")
+        await stack.seal()
+        sealed = loop.time()
+        await until(lambda: len(stack.receiver.at("/fast")) == 9)
+        waited = loop.time() - sealed
+        slow_then = len(stack.receiver.at("/slow"))
+        await until(lambda: len(stack.receiver.at("/slow")) == 9)
+    finally:
+        stop.set()
+        await running
+    assert waited < 1.0, waited
+    assert slow_then < 9  # Lille's deliveries were still going on
+    got = [r.body["data"]["stream_id"] for r in stack.receiver.at("/slow")]
+    assert got == [f"convoy-c{n}" for n in range(9)]  # in order, across claims
+
+
+async def test_an_attempt_ends_at_the_timeout_even_if_the_receiver_dribbles(
+    stack: Stack,
+) -> None:
+    """A receiver sending its answer's headers a byte every 0.1 s (each read within any read
+    timeout) is cut at WEBHOOK_TIMEOUT all told, a failed attempt saying `timed out`."""
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(50):
+                if reader.at_eof():  # the dispatcher hung up
+                    break
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+        writer.close()
+
+    server = await asyncio.start_server(dribble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    answer = await stack.api.client.post(
+        "/v1/webhooks",
+        json={"url": f"http://127.0.0.1:{port}/dribble"},
+        headers=await stack.api.as_("lille", Role.LOGISTICS),
+    )
+    assert answer.status_code == 201, answer.text
+    await stack.api.plan("c1")
+    await stack.seal()
+    settings = stack.settings.model_copy(update={"webhook_timeout": 0.5})
+    dispatcher = webhooks.Dispatcher(
+        service="shipments", settings=settings, db=stack.dispatcher.db, access=shipments_access.seen
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        assert await dispatcher.round() == 1
+    finally:
+        took = loop.time() - started
+        await dispatcher.http.aclose()
+        server.close()
+    assert took < 2.0, took
+    log = (
+        await stack.get(
+            "lille", Role.MEMBER, f"/v1/webhooks/{answer.json()['subscription_id']}/deliveries"
+        )
+    ).json()["items"]
+    assert [(d["outcome"], d["error"]) for d in log] == [("failed", "timed out")]
+    assert log[0]["duration_ms"] < 1500
+
+
+@dataclass
+class Resolver:
+    """A DNS answer per name (what a name server says), counting the questions."""
+
+    answers: dict[str, list[str] | OSError]
+    asked: list[str] = field(default_factory=list)
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        answer = self.answers[host]
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+
+async def test_a_delivery_goes_to_the_address_checked_and_names_are_resolved_once(
+    stack: Stack,
+) -> None:
+    """The dispatcher resolves each name once per attempt, checks every address, and connects
+    to the one checked, with the URL's Host: `hooks.partner.test` (which no system resolver
+    knows, allowed here to stand for a partner's public name) reaches the receiver on
+    127.0.0.1 only through the dispatcher's own answer; a name answering 127.0.0.1 without
+    being allowed is refused before any connection, and a name that does not resolve fails;
+    the subscriber sees the reason only, never the resolver's text or the address."""
+    await stack.receiver.start()
+    port = stack.receiver.port
+    resolver = Resolver(
+        {
+            "hooks.partner.test": ["127.0.0.1"],
+            "rebind.partner.test": ["127.0.0.1"],
+            "gone.partner.test": OSError("[Errno -2] Name or service not known: ns1.corp.internal"),
+        }
+    )
+    settings = stack.settings.model_copy(
+        update={"webhook_allowed_hosts": ["127.0.0.1", "hooks.partner.test"]}
+    )
+    dispatcher = webhooks.Dispatcher(
+        service="shipments",
+        settings=settings,
+        db=stack.dispatcher.db,
+        access=shipments_access.seen,
+        resolve=resolver,
+    )
+    subs = {}
+    for name in ("hooks", "rebind", "gone"):
+        answer = await stack.api.client.post(
+            "/v1/webhooks",
+            json={"url": f"http://{name}.partner.test:{port}/{name}"},
+            headers=await stack.api.as_("lille", Role.LOGISTICS),
+        )
+        assert answer.status_code == 201, answer.text
+        subs[name] = answer.json()
+        stack.receiver.secrets[f"/{name}"] = answer.json()["secret"]
+    await stack.api.plan("c1")
+    await stack.seal()
+    try:
+        assert await dispatcher.round() == 3
+    finally:
+        await dispatcher.http.aclose()
+    delivered = stack.receiver.at("/hooks")
+    assert len(delivered) == 1 and delivered[0].headers["host"] == f"hooks.partner.test:{port}"
+    assert stack.receiver.at("/rebind") == [] and stack.receiver.at("/gone") == []
+    assert sorted(resolver.asked) == [
+        "gone.partner.test",
+        "hooks.partner.test",
+        "rebind.partner.test",
+    ]
+    for name, reason in (("rebind", "address not allowed"), ("gone", "name not resolved")):
+        sid = subs[name]["subscription_id"]
+        shown = (await stack.get("lille", Role.MEMBER, f"/v1/webhooks/{sid}")).json()
+        log = (await stack.get("lille", Role.MEMBER, f"/v1/webhooks/{sid}/deliveries")).json()
+        assert shown["last_error"] == reason
+        assert [d["error"] for d in log["items"]] == [reason]
+
+
+def certificate_for(name: str, into: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate for `name` it signed: (CA file, certificate file, key file)."""
+    now = datetime.now(UTC)
+
+    def made(subject: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        made("test CA", ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        made(name, key)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = (into / "ca.pem", into / "cert.pem", into / "key.pem")
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+async def test_an_https_delivery_to_the_checked_address_verifies_the_urls_name(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Over https the dispatcher connects to the address it checked (127.0.0.1) and still
+    verifies the certificate against the URL's name (sent as SNI): a certificate for
+    `hooks.partner.test` passes, and the same server under another name is refused."""
+    ca, cert, key = certificate_for("hooks.partner.test", tmp_path)
+    receiver = Receiver(free_port(), tls={"ssl_certfile": str(cert), "ssl_keyfile": str(key)})
+    await receiver.start()
+    names = ("hooks.partner.test", "other.partner.test")
+    resolver = Resolver({name: ["127.0.0.1"] for name in names})
+    settings = stack.settings.model_copy(update={"webhook_allowed_hosts": list(names)})
+    dispatcher = webhooks.Dispatcher(
+        service="shipments",
+        settings=settings,
+        db=stack.dispatcher.db,
+        access=shipments_access.seen,
+        resolve=resolver,
+        http=httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=str(ca)),
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ),
+    )
+    subs = {}
+    for name in names:
+        answer = await stack.api.client.post(
+            "/v1/webhooks",
+            json={"url": f"https://{name}:{receiver.port}/{name}"},
+            headers=await stack.api.as_("lille", Role.LOGISTICS),
+        )
+        assert answer.status_code == 201, answer.text
+        subs[name] = answer.json()["subscription_id"]
+        receiver.secrets[f"/{name}"] = answer.json()["secret"]
+    await stack.api.plan("c1")
+    await stack.seal()
+    try:
+        assert await dispatcher.round() == 2
+    finally:
+        await dispatcher.http.aclose()
+        await receiver.stop()
+    assert len(receiver.at("/hooks.partner.test")) == 1
+    assert receiver.at("/other.partner.test") == []
+    other = await subscription(stack, subs["other.partner.test"])
+    assert other["last_error"] == "connection failed"
