@@ -56,10 +56,13 @@ HEADERS: dict[str, dict[str, Any]] = {
     "ce_organisation": {"description": "the organisation that acted"},
     "ce_actor": {"description": "the API key id or process that acted"},
     "ce_idempotencykey": {
-        "pattern": "^sha256:[0-9a-f]{64}$",
+        # an older event keeps the raw key (any printable text): a replay must still validate
+        "maxLength": 200,
+        "pattern": "^[^\\x00-\\x1f\\x7f]+$",
         "description": "`sha256:` and the hex SHA-256 of the organisation, a newline and the"
         " caller's Idempotency-Key, when the write had one: the key itself never reaches the"
-        " broker (an event recorded before this rule keeps the key it was hashed with)",
+        " broker. An event recorded before this rule keeps the caller's raw key (1 to 200"
+        " printable characters), so a replay of the log still carries it",
     },
     "ce_signature": {
         "contentEncoding": "base64",

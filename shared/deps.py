@@ -13,7 +13,7 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
 from shared import db as dbmod
-from shared import logs, published, signing
+from shared import errors, logs, published, signing
 from shared.auth import Authenticator, Principal
 from shared.batching import GroupCommit
 from shared.events import Metadata
@@ -126,15 +126,21 @@ async def _if_match(
         str | None,
         Header(
             alias="If-Match",
-            max_length=20,
-            pattern=r'^("[0-9]{1,18}"|[0-9]{1,18})$',
+            max_length=22,
+            pattern=r'^(\*|W/"[0-9]{1,18}"|"[0-9]{1,18}"|[0-9]{1,18})$',
             description='the ETag you last read (`"3"`), or its bare version number (`3`):'
-            " the write is refused with 412 if the record has moved on since",
+            " the write is refused with 412 if the record has moved on since. A weak tag"
+            ' (`W/"3"`, as a compressing proxy may hand on) never matches, as If-Match compares'
+            " strongly (412); `*` matches whatever version the record is at",
             examples=['"3"'],
         ),
     ] = None,
 ) -> int | None:  # async: no worker thread
-    return None if if_match is None else int(if_match.strip('"'))
+    if if_match is None or if_match == "*":
+        return None  # the update is refused with 404 anyway when the record does not exist
+    if if_match.startswith("W/"):
+        return errors.WEAK_TAG
+    return int(if_match.strip('"'))
 
 
 # the version an update expects (If-Match: an ETag or a bare number), None without the header

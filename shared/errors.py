@@ -93,10 +93,15 @@ class ServiceUnavailable(TwinaidError):
     title = "A dependency is unavailable; retry later"
 
 
+# what If-Match carries for a weak ETag (W/"3"): it matches no version, If-Match compares strongly
+WEAK_TAG = -1
+
+
 def check_if_match(version: int, if_match: int | None) -> None:
     """`If-Match: <version>` on an update: refuse it when the record moved on."""
     if if_match is not None and if_match != version:
+        moved = "a weak ETag never matches" if if_match == WEAK_TAG else f"not {if_match}"
         raise PreconditionFailed(
-            f"the record is at version {version}, not {if_match}: reload it and retry",
+            f"the record is at version {version}, {moved}: reload it and retry",
             extra={"current_version": version},
         )

@@ -3,9 +3,10 @@
 FastAPI writes the document from the routes; this module finishes it once, at first request:
 short camelCase operationIds, every error as `application/problem+json` with the one `Problem`
 schema (FastAPI's own `HTTPValidationError` shape is never answered, so it is not documented),
-the errors every keyed operation may meet (401, 429, 500, 503), `servers`, global tags with
-descriptions, and integer formats. Swagger UI and ReDoc are served from the files of the pinned
-`fastapi-offline` package: the pages name no outside URL.
+the errors every keyed operation may meet (401, 429, 500, 503) and those the edge answers
+before any route (413 for a body too large, 422 for a NUL in the path or query), `servers`,
+global tags with descriptions, and integer formats. Swagger UI and ReDoc are served from the
+files of the pinned `fastapi-offline` package: the pages name no outside URL.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def document(app: FastAPI, *, service: str, settings: Settings) -> dict[str, Any
             for tag in operation.get("tags", []):
                 if tag not in used_tags:
                     used_tags.append(tag)
-            _finish_operation(operation, keyed="security" in operation)
+            _finish_operation(operation, keyed="security" in operation, method=method)
     # a tag missing from TAGS shows undescribed (tests/contract names it)
     doc["tags"] = [{"name": t, "description": TAGS.get(t, "")} for t in used_tags]
     for dropped in ("HTTPValidationError", "ValidationError"):
@@ -177,12 +178,23 @@ def document(app: FastAPI, *, service: str, settings: Settings) -> dict[str, Any
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
-def _finish_operation(operation: dict[str, Any], *, keyed: bool) -> None:
+def _edge_statuses(operation: dict[str, Any], *, method: str) -> list[int]:
+    """What the edge (shared/web.py EdgeMiddleware) may answer before the route runs: 413 for
+    a body over the limit on any POST, PUT or PATCH, 422 for a NUL in the path or query."""
+    out = []
+    if "requestBody" in operation or method in ("post", "put", "patch"):
+        out.append(413)
+    if any(p.get("in") in ("path", "query") for p in operation.get("parameters", [])):
+        out.append(422)
+    return out
+
+
+def _finish_operation(operation: dict[str, Any], *, keyed: bool, method: str) -> None:
     if not operation.get("description") and operation.get("summary"):
         # a route with a written summary and no docstring: the summary says what it does
         operation["description"] = operation["summary"]
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    wanted = problems.problem_responses(public=not keyed)
+    wanted = problems.problem_responses(*_edge_statuses(operation, method=method), public=not keyed)
     described = problems.problem_responses(401, 429, 503)
     for status, entry in wanted.items():
         if str(status) not in responses:

@@ -14,14 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.registry import api_key_handlers as handlers
 from services.registry.domain import api_keys as keys
 from shared import api_keys as policy
-from shared import instants, pagination
+from shared import instants, pagination, problems
 from shared.auth import Principal, Role
 from shared.deps import Caller, Ctx, ServiceContext, metadata_for
 from shared.problems import problem_responses
@@ -53,14 +53,6 @@ Expiry = Annotated[
     Field(
         description=f"when the key stops working; default {policy.DEFAULT_LIFETIME.days} days"
         f" ahead, at most {policy.MAX_LIFETIME.days} days ahead",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="a retry with the same key and body gets the first answer",
     ),
 ]
 
@@ -272,11 +264,12 @@ async def rotate_api_key(
     " A key revoked already: 409. Honours Idempotency-Key.",
     responses=problem_responses(403, 404, 409, 422),
     openapi_extra={
+        **problems.IDEMPOTENT,
         "requestBody": {
             "content": {
                 "application/json": {"example": {"reason": "the laptop holding it was stolen"}}
             }
-        }
+        },
     },
 )
 async def revoke_api_key(
@@ -286,9 +279,8 @@ async def revoke_api_key(
     ctx: Ctx,
     caller: Caller,
     body: RevokeApiKeyIn | None = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    del idempotency_key  # read by execute_write; declared for the document
+    # Idempotency-Key is read (and checked) by `write`; problems.IDEMPOTENT documents it
     now = ctx.clock()
     answer = await write(
         ctx,
