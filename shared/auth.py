@@ -189,6 +189,8 @@ class Authenticator:
         self._lookups: dict[str, asyncio.Future[asyncpg.Record | None]] = {}
         self._used: dict[str, float] = {}  # key id -> monotonic time its use was last written
         self._writes: set[asyncio.Task[None]] = set()
+        # key id -> times forget() was called: a lookup that began before a forget is not cached
+        self._generation: dict[str, int] = {}
         self.queries = 0  # lookups that went to the database
         self.uses_recorded = 0  # writes of last_used_at
 
@@ -211,6 +213,7 @@ class Authenticator:
             self._check_expiry(key_id, cached.expires_at)
             self._note_use(key_id)
             return cached.principal
+        generation = self._generation.get(key_id, 0)
         row = await self._lookup(key_id)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise Unauthenticated("the API key is not valid")
@@ -227,7 +230,9 @@ class Authenticator:
             organisation=row["organisation"],
             roles=frozenset(Role(r) for r in row["roles"] if r in _ROLES),
         )
-        if self.ttl > 0:
+        # a lookup that began before the key was forgotten (rotated or revoked meanwhile) may
+        # hold the old row: it answers its own request, and is not kept for later ones
+        if self.ttl > 0 and self._generation.get(key_id, 0) == generation:
             self._cache[key_id] = _Cached(
                 time.monotonic() + self.ttl, digest, principal, expires_at
             )
@@ -236,8 +241,10 @@ class Authenticator:
 
     def forget(self, key_id: str) -> None:
         """Drop the cached answer for a key (rotated or revoked here): its next request is
-        looked up again."""
+        looked up again, by a query of its own (not one begun before)."""
         self._cache.pop(key_id, None)
+        self._lookups.pop(key_id, None)
+        self._generation[key_id] = self._generation.get(key_id, 0) + 1
 
     def _check_expiry(self, key_id: str, expires_at: datetime | None) -> None:
         if expires_at is not None and expires_at <= self.clock():

@@ -84,3 +84,45 @@ async def test_without_a_cache_every_later_request_looks_again_and_sees_a_revoca
     with pytest.raises(Unauthenticated):
         await authenticator.authenticate(f"Bearer {key.token}")
     assert authenticator.queries == 2
+
+
+async def test_a_lookup_begun_before_the_key_was_forgotten_is_not_kept(pool: asyncpg.Pool) -> None:
+    """The registry forgets a key it rotated or revoked; a lookup already under way may bring
+    the row as it was: it answers its own request and is not cached for the next ones, which
+    query again; a request coming after the forget does not wait for the old query."""
+    key = await issued(pool)
+    authenticator = Authenticator(pool, ttl=60.0)
+
+    async def blocked(*, late: bool) -> None:
+        blocker = await pool.acquire()
+        transaction = blocker.transaction()
+        await transaction.start()
+        try:
+            # the lookup's SELECT waits behind this lock, as a slow query would
+            await blocker.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+            early = asyncio.create_task(authenticator.authenticate(f"Bearer {key.token}"))
+            await asyncio.sleep(0.2)
+            assert not early.done()
+            authenticator.forget(key.key_id)
+            after = (
+                asyncio.create_task(authenticator.authenticate(f"Bearer {key.token}"))
+                if late
+                else None
+            )
+            await asyncio.sleep(0.1)
+        finally:
+            await transaction.rollback()
+            await pool.release(blocker)
+        assert (await early).organisation == "kharkiv"
+        if after is not None:
+            assert (await after).organisation == "kharkiv"
+
+    await blocked(late=False)
+    assert authenticator.queries == 1
+    await authenticator.authenticate(f"Bearer {key.token}")
+    assert authenticator.queries == 2  # the early answer was not kept: queried again
+    authenticator.forget(key.key_id)
+    await blocked(late=True)
+    assert authenticator.queries == 4  # the request after the forget queried on its own
+    await authenticator.authenticate(f"Bearer {key.token}")
+    assert authenticator.queries == 4  # and its answer is the one kept
