@@ -56,13 +56,15 @@ HEADERS: dict[str, dict[str, Any]] = {
     "ce_organisation": {"description": "the organisation that acted"},
     "ce_actor": {"description": "the API key id or process that acted"},
     "ce_idempotencykey": {
-        # an older event keeps the raw key (any printable text): a replay must still validate
+        # an older event keeps the raw key (any printable text), and older relays sent an
+        # absent attribute as an empty string: a replay of those must still validate
         "maxLength": 200,
-        "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+        "pattern": "^[^\\x00-\\x1f\\x7f]*$",
         "description": "`sha256:` and the hex SHA-256 of the organisation, a newline and the"
         " caller's Idempotency-Key, when the write had one: the key itself never reaches the"
         " broker. An event recorded before this rule keeps the caller's raw key (1 to 200"
-        " printable characters), so a replay of the log still carries it",
+        " printable characters), so a replay of the log still carries it; relays before it"
+        " sent an empty string when the write had none",
     },
     "ce_signature": {
         "contentEncoding": "base64",

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from shared import webhooks
+from shared import webhook_addresses, webhooks
+from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
 
@@ -209,7 +210,7 @@ def router() -> APIRouter:
     )
     async def create_webhook(body: WebhookIn, ctx: Ctx, caller: Caller) -> dict[str, Any]:
         try:
-            webhooks.check_url(body.url, allowed_hosts=ctx.settings.webhook_allowed_hosts)
+            webhook_addresses.check_url(body.url, allowed_hosts=ctx.settings.webhook_allowed_hosts)
         except ValueError as exc:
             raise _invalid("url", str(exc)) from None
         _check_types(ctx, body.event_types)
@@ -289,12 +290,16 @@ def router() -> APIRouter:
     ) -> dict[str, Any]:
         subscription = await _subscription(ctx, caller.organisation, subscription_id)
         async with ctx.db.connection() as conn:
-            # the log of a subscription names the events it was sent: another key of the
-            # organisation sees it only if it reads at least what the subscribing key reads
-            # (a member never learns, from an auditor's subscription, what the raw feed holds)
+            # the log of a subscription names the events it was sent: a key that reads beyond
+            # its organisation's records (the raw feed: auditor, service; any record: registry
+            # administrator) has its log shown to itself and to keys that read as far, never to
+            # the organisation's other keys (a member would learn what those read)
             if subscription["key_id"] != caller.key_id and not caller.has(*webhooks.FEED_ROLES):
                 reader = await webhooks.reader_of(conn, subscription["key_id"])
-                if reader is None or reader.has(*webhooks.FEED_ROLES):
+                if reader is None or (
+                    reader.has(*webhooks.FEED_ROLES)
+                    or (reader.has(Role.REGISTRY_ADMIN) and not caller.has(Role.REGISTRY_ADMIN))
+                ):
                     raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
             rows = await webhooks.deliveries(
                 conn, subscription_id=subscription_id, after=after, limit=limit

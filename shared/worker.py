@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from shared import db as dbmod
-from shared import kafka, logs, runtime, webhooks
+from shared import kafka, logs, runtime, webhook_dispatch, webhooks
 from shared.consumer import BrokerReset, ConsumerRunner, Handler
 from shared.metrics import Answer, Metrics, metrics_answer, not_found
 from shared.metrics import serve as serve_http
@@ -98,7 +98,7 @@ class Worker:
             signer=signer_for(settings),
         )
         self.http = httpx.AsyncClient()
-        self.webhooks = webhooks.Dispatcher(
+        self.webhooks = webhook_dispatch.Dispatcher(
             service=service, settings=settings, db=self.db, access=webhook_access
         )
         self.consumers = (

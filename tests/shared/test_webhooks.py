@@ -30,7 +30,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from services.shipments import subscriptions
 from services.shipments import webhook_access as shipments_access
 from services.shipments.app import create_app
-from shared import webhooks
+from shared import webhook_addresses, webhook_dispatch
 from shared.auth import Role
 from shared.consumer import ConsumerRunner
 from shared.db import Database
@@ -132,7 +132,7 @@ class Stack:
     api: ShipmentsApi
     settings: Any
     receiver: Receiver
-    dispatcher: webhooks.Dispatcher
+    dispatcher: webhook_dispatch.Dispatcher
 
     async def subscribe(
         self, organisation: str, role: Role, path: str, **fields: Any
@@ -202,7 +202,7 @@ async def stack(pg_server: str) -> AsyncIterator[Stack]:
             )
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             receiver = Receiver(free_port())
-            dispatcher = webhooks.Dispatcher(
+            dispatcher = webhook_dispatch.Dispatcher(
                 service="shipments", settings=settings, db=db, access=shipments_access.seen
             )
             try:
@@ -517,11 +517,17 @@ async def test_an_auditors_delivery_log_is_not_shown_to_the_organisations_other_
     assert refused.status_code == 404
     assert refused.headers["content-type"] == "application/problem+json"
     assert (await stack.get("lille", Role.AUDITOR, hidden)).status_code == 200
-    # a subscription of a key that reads no more than the caller's: its log is the org's
+    # a subscription of a key that reads only its organisation's records: the organisation's
     shown = await stack.get(
         "lille", Role.MEMBER, f"/v1/webhooks/{mine['subscription_id']}/deliveries"
     )
     assert shown.status_code == 200 and shown.json()["items"] == []
+    # an administrator (who reads any organisation's records) has its log to itself too
+    administered = await stack.subscribe("lille", Role.REGISTRY_ADMIN, "/lille-admin")
+    admin_log = f"/v1/webhooks/{administered['subscription_id']}/deliveries"
+    assert (await stack.get("lille", Role.MEMBER, admin_log)).status_code == 404
+    assert (await stack.get("lille", Role.REGISTRY_ADMIN, admin_log)).status_code == 200
+    assert (await stack.get("lille", Role.AUDITOR, admin_log)).status_code == 200
 
 
 # -- addresses (no database) ----------------------------------------------------------------------
@@ -544,14 +550,14 @@ async def test_an_auditors_delivery_log_is_not_shown_to_the_organisations_other_
 )
 def test_an_ipv6_address_carrying_a_private_ipv4_one_is_refused(host: str) -> None:
     with pytest.raises(ValueError, match="not a public address"):
-        webhooks.check_url(f"https://{host}/hook", allowed_hosts=[])
+        webhook_addresses.check_url(f"https://{host}/hook", allowed_hosts=[])
 
 
 @pytest.mark.parametrize(
     "host", ["[64:ff9b::808:808]", "[2002:808:808::1]", "[::ffff:8.8.8.8]", "[2606:4700::1111]"]
 )
 def test_an_ipv6_address_carrying_a_public_ipv4_one_is_accepted(host: str) -> None:
-    assert webhooks.check_url(f"https://{host}/hook", allowed_hosts=[])
+    assert webhook_addresses.check_url(f"https://{host}/hook", allowed_hosts=[])
 
 
 @pytest.mark.parametrize(
@@ -566,7 +572,7 @@ def test_an_ipv6_address_carrying_a_public_ipv4_one_is_accepted(host: str) -> No
 )
 def test_a_url_httpx_or_a_resolver_would_not_take_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match=r"not a valid URL|host name is not valid"):
-        webhooks.check_url(url, allowed_hosts=[])
+        webhook_addresses.check_url(url, allowed_hosts=[])
 
 
 # -- delivery limits, addresses, errors -----------------------------------------------------------
@@ -628,7 +634,7 @@ async def test_a_slow_receiver_does_not_hold_another_organisations_deliveries(
         await stack.api.plan(f"c{n}")
     await stack.seal()
     settings = stack.settings.model_copy(update={"webhook_timeout": 1.0})
-    dispatcher = webhooks.Dispatcher(
+    dispatcher = webhook_dispatch.Dispatcher(
         service="shipments",
         settings=settings,
         db=stack.dispatcher.db,
@@ -686,7 +692,7 @@ async def test_an_attempt_ends_at_the_timeout_even_if_the_receiver_dribbles(
     await stack.api.plan("c1")
     await stack.seal()
     settings = stack.settings.model_copy(update={"webhook_timeout": 0.5})
-    dispatcher = webhooks.Dispatcher(
+    dispatcher = webhook_dispatch.Dispatcher(
         service="shipments", settings=settings, db=stack.dispatcher.db, access=shipments_access.seen
     )
     loop = asyncio.get_running_loop()
@@ -743,7 +749,7 @@ async def test_a_delivery_goes_to_the_address_checked_and_names_are_resolved_onc
     settings = stack.settings.model_copy(
         update={"webhook_allowed_hosts": ["127.0.0.1", "hooks.partner.test"]}
     )
-    dispatcher = webhooks.Dispatcher(
+    dispatcher = webhook_dispatch.Dispatcher(
         service="shipments",
         settings=settings,
         db=stack.dispatcher.db,
@@ -834,7 +840,7 @@ async def test_an_https_delivery_to_the_checked_address_verifies_the_urls_name(
     names = ("hooks.partner.test", "other.partner.test")
     resolver = Resolver({name: ["127.0.0.1"] for name in names})
     settings = stack.settings.model_copy(update={"webhook_allowed_hosts": list(names)})
-    dispatcher = webhooks.Dispatcher(
+    dispatcher = webhook_dispatch.Dispatcher(
         service="shipments",
         settings=settings,
         db=stack.dispatcher.db,

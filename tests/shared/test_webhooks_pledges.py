@@ -14,7 +14,7 @@ import pytest
 from services.pledges import webhook_access
 from services.pledges.app import create_app
 from shared import db as dbmod
-from shared import directory, webhooks
+from shared import directory, webhook_dispatch
 from shared.auth import Principal, Role
 from shared.events import Metadata, RecordedEvent
 from shared.testing import fresh_database, seal_everything
@@ -108,7 +108,7 @@ async def test_a_pledges_events_never_reach_an_unrelated_organisations_subscript
         await receiver.start()
         db = dbmod.Database(url, max_size=4)
         await db.open()
-        dispatcher = webhooks.Dispatcher(
+        dispatcher = webhook_dispatch.Dispatcher(
             service="pledges", settings=settings, db=db, access=webhook_access.seen
         )
         try:
