@@ -9,22 +9,25 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Out(BaseModel):
+class Out(BaseModel):
+    """What every answer model derives from: it documents the fields an answer has and lets a
+    client keep any it does not know (answers may grow)."""
+
     model_config = ConfigDict(extra="allow")
 
 
-class Health(_Out):
+class Health(Out):
     status: str = Field(description="`alive` while the process serves")
     service: str
 
 
-class Readiness(_Out):
+class Readiness(Out):
     status: str = Field(description="`ready`, or `not ready` (503)")
     service: str
     checks: dict[str, bool] = Field(description="each dependency checked: reachable or not")
 
 
-class EventMetadataOut(_Out):
+class EventMetadataOut(Out):
     actor: str | None = Field(description="the key (or process) that recorded it")
     organisation: str | None = None
     correlation_id: str | None = None
@@ -32,7 +35,7 @@ class EventMetadataOut(_Out):
     idempotency_key: str | None = None
 
 
-class RecordedEventOut(_Out):
+class RecordedEventOut(Out):
     """One event of a service's sealed log."""
 
     position: int | None = Field(description="global position in the service's log")
@@ -49,12 +52,12 @@ class RecordedEventOut(_Out):
     hash: str | None = Field(description="the chain hash (hex) sealing it; null until sealed")
 
 
-class StreamHistory(_Out):
+class StreamHistory(Out):
     stream_id: str
     events: list[RecordedEventOut]
 
 
-class Verdict(_Out):
+class Verdict(Out):
     """The hash chain recomputed: intact up to a head, or the first bad position."""
 
     intact: bool
@@ -68,7 +71,7 @@ class Verdict(_Out):
     warning: str | None
 
 
-class SignedHead(_Out):
+class SignedHead(Out):
     """A page's last position and chain hash, signed with the service's Ed25519 key."""
 
     service: str
@@ -79,13 +82,13 @@ class SignedHead(_Out):
     signature: str
 
 
-class EventPage(_Out):
+class EventPage(Out):
     events: list[RecordedEventOut]
     next_after: int = Field(description="the cursor for the next page (`after`)")
     signed_head: SignedHead | None
 
 
-class Written(_Out):
+class Written(Out):
     """The answer of a write to a versioned record: its id and new version (also its ETag)."""
 
     version: int = Field(

@@ -9,16 +9,12 @@ as it is. Amounts in minor units are integers; quantities, weights and rates are
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from shared.responses import RecordedEventOut
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
+from shared.responses import Out, RecordedEventOut
 
 
-class NeedTarget(_Out):
+class NeedTarget(Out):
     """Goods: quantity (a decimal string) and unit; money: amount (minor units), currency and
     the amount formatted in major units."""
 
@@ -29,7 +25,7 @@ class NeedTarget(_Out):
     formatted: str | None = None
 
 
-class NeedCoverage(_Out):
+class NeedCoverage(Out):
     """Decimal strings for goods, integer minor units for money."""
 
     pledged: str | int
@@ -38,27 +34,27 @@ class NeedCoverage(_Out):
     gap: str | int
 
 
-class NeedRevisionChanges(_Out):
+class NeedRevisionChanges(Out):
     serves: list[str] | None = None
     deadline: str | None = None
     quantity: str | None = None
 
 
-class NeedRevision(_Out):
+class NeedRevision(Out):
     reason: str | None = None
     changes: NeedRevisionChanges | None = None
     previous: NeedRevisionChanges | None = None
     occurred_at: str | None = None
 
 
-class NeedPageItemContact(_Out):
+class NeedPageItemContact(Out):
     name: str | None = None
     role: str | None = None
     email: str | None = None
     phone: str | None = None
 
 
-class NeedPageItem(_Out):
+class NeedPageItem(Out):
     need_id: str
     recipient_id: str
     recipient_name: str | None
@@ -80,12 +76,12 @@ class NeedPageItem(_Out):
     contact: NeedPageItemContact | None = None
 
 
-class NeedPage(_Out):
+class NeedPage(Out):
     items: list[NeedPageItem]
     next_cursor: str | None
 
 
-class Need(_Out):
+class Need(Out):
     need_id: str
     recipient_id: str
     recipient_name: str | None
@@ -114,12 +110,12 @@ class Need(_Out):
     as_of: str | None = None
 
 
-class NeedHistory(_Out):
+class NeedHistory(Out):
     need_id: str
     events: list[RecordedEventOut] | None = None
 
 
-class PledgePageItemLine(_Out):
+class PledgePageItemLine(Out):
     line_id: str
     kind: str | None = None
     need_id: str | None
@@ -131,7 +127,7 @@ class PledgePageItemLine(_Out):
     remaining: str | None = None
 
 
-class PledgePageItem(_Out):
+class PledgePageItem(Out):
     pledge_id: str
     donor_id: str
     donor_name: str | None = None
@@ -145,18 +141,18 @@ class PledgePageItem(_Out):
     lines: list[PledgePageItemLine] | None = None
 
 
-class PledgePage(_Out):
+class PledgePage(Out):
     items: list[PledgePageItem] | None = None
     next_cursor: str | None = None
 
 
-class PledgeLineAmendment(_Out):
+class PledgeLineAmendment(Out):
     previous: str | None = None
     new: str | None = None
     reason: str | None = None
 
 
-class PledgeLineDelivery(_Out):
+class PledgeLineDelivery(Out):
     convoy_id: str
     manifest_line_id: str
     loaded: str
@@ -166,24 +162,24 @@ class PledgeLineDelivery(_Out):
     lost: str
 
 
-class PledgeLineDonorReported(_Out):
+class PledgeLineDonorReported(Out):
     figure: str | int | None = None
     reported_on: str | None = None
     difference: str | int | None = None
 
 
-class PledgeLineReceipt(_Out):
+class PledgeLineReceipt(Out):
     amount: int | None = None
     received_on: str | None = None
     reference: str | None = None
 
 
-class PledgeLineValue(_Out):
+class PledgeLineValue(Out):
     amount: int
     currency: str
 
 
-class PledgeLine(_Out):
+class PledgeLine(Out):
     line_id: str
     kind: str
     need_id: str | None
@@ -208,7 +204,7 @@ class PledgeLine(_Out):
     receipts: list[PledgeLineReceipt] | None = None
 
 
-class Pledge(_Out):
+class Pledge(Out):
     pledge_id: str
     donor_id: str
     donor_name: str | None
@@ -229,23 +225,23 @@ class Pledge(_Out):
     as_of: str | None = None
 
 
-class PledgeHistory(_Out):
+class PledgeHistory(Out):
     pledge_id: str
     events: list[RecordedEventOut] | None = None
 
 
-class TotalsReportConversionRate(_Out):
+class TotalsReportConversionRate(Out):
     currency: str | None = None
     rate: str | None = None
     date: str | None = None
 
 
-class TotalsReportConversion(_Out):
+class TotalsReportConversion(Out):
     to: str | None = None
     rates: list[TotalsReportConversionRate] | None = None
 
 
-class NeedsReportFilters(_Out):
+class NeedsReportFilters(Out):
     date_from: str | None = None
     date_to: str | None = None
     donor: str | None = None
@@ -255,13 +251,13 @@ class NeedsReportFilters(_Out):
     category: str | None = None
 
 
-class NeedsReportColumn(_Out):
+class NeedsReportColumn(Out):
     key: str
     label: str
     hxl: str
 
 
-class NeedsReportRow(_Out):
+class NeedsReportRow(Out):
     need_id: str
     posted_on: str
     deadline: str | None
@@ -289,7 +285,7 @@ class NeedsReportRow(_Out):
     gap_amount: int | None
 
 
-class NeedsReport(_Out):
+class NeedsReport(Out):
     report: str | None = None
     filters: NeedsReportFilters | None = None
     conversion: TotalsReportConversion | None = None
@@ -297,7 +293,7 @@ class NeedsReport(_Out):
     rows: list[NeedsReportRow] | None = None
 
 
-class PledgesReportFilters(_Out):
+class PledgesReportFilters(Out):
     date_from: str | None
     date_to: str | None
     donor: str | None
@@ -307,7 +303,7 @@ class PledgesReportFilters(_Out):
     category: str | None
 
 
-class PledgesReportRow(_Out):
+class PledgesReportRow(Out):
     pledge_id: str
     line_id: str
     date: str
@@ -340,7 +336,7 @@ class PledgesReportRow(_Out):
     donor_figure: str | None
 
 
-class PledgesReport(_Out):
+class PledgesReport(Out):
     report: str
     filters: PledgesReportFilters
     conversion: TotalsReportConversion | None
@@ -348,7 +344,7 @@ class PledgesReport(_Out):
     rows: list[PledgesReportRow]
 
 
-class TotalsReportFilters(_Out):
+class TotalsReportFilters(Out):
     date_from: str | None = None
     date_to: str | None = None
     donor: str | None = None
@@ -359,7 +355,7 @@ class TotalsReportFilters(_Out):
     by: str | None = None
 
 
-class TotalsReportRow(_Out):
+class TotalsReportRow(Out):
     organisation_id: str
     kind: str
     category: str | None
@@ -393,7 +389,7 @@ class TotalsReportRow(_Out):
     funding_gap_converted: int | None = None
 
 
-class TotalsReportSummaryConverted(_Out):
+class TotalsReportSummaryConverted(Out):
     currency: str | None = None
     requested: int | None = None
     pledged: int | None = None
@@ -403,11 +399,11 @@ class TotalsReportSummaryConverted(_Out):
     funding_gap: int | None = None
 
 
-class TotalsReportSummary(_Out):
+class TotalsReportSummary(Out):
     converted: TotalsReportSummaryConverted | None = None
 
 
-class TotalsReport(_Out):
+class TotalsReport(Out):
     report: str | None = None
     filters: TotalsReportFilters | None = None
     conversion: TotalsReportConversion | None = None
@@ -416,27 +412,27 @@ class TotalsReport(_Out):
     summary: TotalsReportSummary | None = None
 
 
-class NeedChanged(_Out):
+class NeedChanged(Out):
     need_id: str
     status: str
     version: int
     correlation_id: str
 
 
-class NeedEnded(_Out):
+class NeedEnded(Out):
     need_id: str
     version: int
     correlation_id: str
 
 
-class PledgeChanged(_Out):
+class PledgeChanged(Out):
     pledge_id: str
     status: str
     version: int
     correlation_id: str
 
 
-class Reference(_Out):
+class Reference(Out):
     """The closed lists the API accepts."""
 
     units: list[str]

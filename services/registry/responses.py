@@ -11,19 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from shared.responses import Out
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class OrganisationPageItemCoordinates(_Out):
+class OrganisationPageItemCoordinates(Out):
     lat: float
     lon: float
 
 
-class OrganisationPageItem(_Out):
+class OrganisationPageItem(Out):
     organisation_id: str
     name: str
     kind: str
@@ -35,18 +31,18 @@ class OrganisationPageItem(_Out):
     version: int
 
 
-class OrganisationPage(_Out):
+class OrganisationPage(Out):
     items: list[OrganisationPageItem]
     next_cursor: str | None
 
 
-class OrganisationContact(_Out):
+class OrganisationContact(Out):
     name: str
     role: str
     email: str | None
 
 
-class Organisation(_Out):
+class Organisation(Out):
     organisation_id: str
     name: str
     kind: str
@@ -60,12 +56,12 @@ class Organisation(_Out):
     as_of: str | None = None
 
 
-class NetworkOrganisationCoordinates(_Out):
+class NetworkOrganisationCoordinates(Out):
     lat: float | None = None
     lon: float | None = None
 
 
-class NetworkOrganisation(_Out):
+class NetworkOrganisation(Out):
     organisation_id: str
     name: str | None = None
     kind: str | None = None
@@ -77,19 +73,19 @@ class NetworkOrganisation(_Out):
     version: int
 
 
-class NetworkPartnerPartnershipHistoryEvidence(_Out):
+class NetworkPartnerPartnershipHistoryEvidence(Out):
     note: str | None = None
     reference: str | None = None
 
 
-class NetworkPartnerPartnershipHistory(_Out):
+class NetworkPartnerPartnershipHistory(Out):
     actor: str
     status: str
     evidence: NetworkPartnerPartnershipHistoryEvidence | None
     occurred_at: str
 
 
-class NetworkPartnerPartnership(_Out):
+class NetworkPartnerPartnership(Out):
     partnership_id: str
     organisations: list[str]
     kind: str
@@ -105,7 +101,7 @@ class NetworkPartnerPartnership(_Out):
     version: int
 
 
-class NetworkPartner(_Out):
+class NetworkPartner(Out):
     organisation_id: str
     name: str
     country: str
@@ -113,24 +109,24 @@ class NetworkPartner(_Out):
     partnership: NetworkPartnerPartnership
 
 
-class Network(_Out):
+class Network(Out):
     organisation: NetworkOrganisation | None = None
     partners: list[NetworkPartner] | None = None
 
 
-class PartnershipPageItemHistoryEvidence(_Out):
+class PartnershipPageItemHistoryEvidence(Out):
     note: str | None = None
     reference: str | None = None
 
 
-class PartnershipPageItemHistory(_Out):
+class PartnershipPageItemHistory(Out):
     actor: str
     status: str
     evidence: PartnershipPageItemHistoryEvidence | None
     occurred_at: str
 
 
-class PartnershipPageItem(_Out):
+class PartnershipPageItem(Out):
     partnership_id: str
     organisations: list[str]
     kind: str
@@ -146,24 +142,24 @@ class PartnershipPageItem(_Out):
     version: int
 
 
-class PartnershipPage(_Out):
+class PartnershipPage(Out):
     items: list[PartnershipPageItem]
     next_cursor: str | None
 
 
-class PartnershipHistoryEvidence(_Out):
+class PartnershipHistoryEvidence(Out):
     note: str | None = None
     reference: str | None = None
 
 
-class PartnershipHistory(_Out):
+class PartnershipHistory(Out):
     actor: str | None = None
     status: str
     evidence: PartnershipHistoryEvidence | None = None
     occurred_at: str
 
 
-class PartnershipAgreement(_Out):
+class PartnershipAgreement(Out):
     actor: str
     evidence: PartnershipHistoryEvidence | None = None
     to_status: str
@@ -171,7 +167,7 @@ class PartnershipAgreement(_Out):
     organisation_id: str
 
 
-class Partnership(_Out):
+class Partnership(Out):
     partnership_id: str
     organisations: list[str]
     kind: str
@@ -188,18 +184,18 @@ class Partnership(_Out):
     as_of: str | None = None
 
 
-class OrganisationChanged(_Out):
+class OrganisationChanged(Out):
     organisation_id: str
     version: int
 
 
-class PartnershipChanged(_Out):
+class PartnershipChanged(Out):
     partnership_id: str
     status: str
     version: int
 
 
-class PartnershipAwaiting(_Out):
+class PartnershipAwaiting(Out):
     partnership_id: str
     status: str
     version: int

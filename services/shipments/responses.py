@@ -11,19 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from shared.responses import Out
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ConvoyPageItemPositionCoordinates(_Out):
+class ConvoyPageItemPositionCoordinates(Out):
     lat: float | None = None
     lon: float | None = None
 
 
-class ConvoyPageItemPosition(_Out):
+class ConvoyPageItemPosition(Out):
     place: str | None = None
     source: str | None = None
     coordinates: ConvoyPageItemPositionCoordinates | None = None
@@ -31,25 +29,25 @@ class ConvoyPageItemPosition(_Out):
     recorded_at: str | None = None
 
 
-class ConvoyPageItemCustodyPerson(_Out):
+class ConvoyPageItemCustodyPerson(Out):
     name: str
     role: str | None = None
 
 
-class ConvoyPageItemCustody(_Out):
+class ConvoyPageItemCustody(Out):
     name: str | None
     person: ConvoyPageItemCustodyPerson | None
     organisation_id: str | None
 
 
-class ConvoyPageItemLastNews(_Out):
+class ConvoyPageItemLastNews(Out):
     kind: str
     entry_id: str
     occurred_at: str
     recorded_at: str
 
 
-class ConvoyPageItem(_Out):
+class ConvoyPageItem(Out):
     convoy_id: str
     reference: str
     status: str
@@ -70,35 +68,35 @@ class ConvoyPageItem(_Out):
     discrepancies: int
 
 
-class ConvoyPage(_Out):
+class ConvoyPage(Out):
     items: list[ConvoyPageItem]
     next_cursor: str | None
 
 
-class ConvoyCustodyPerson(_Out):
+class ConvoyCustodyPerson(Out):
     name: str
     role: str | None
 
 
-class ConvoyCustody(_Out):
+class ConvoyCustody(Out):
     name: str | None
     person: ConvoyCustodyPerson | None
     organisation_id: str | None
 
 
-class ConvoyDriver(_Out):
+class ConvoyDriver(Out):
     vehicle: str | None
     name: str
     phone: str | None = None
     licence_number: str | None = None
 
 
-class ConvoyDeliveryDocument(_Out):
+class ConvoyDeliveryDocument(Out):
     name: str
     sha256: str
 
 
-class ConvoyDelivery(_Out):
+class ConvoyDelivery(Out):
     outcome: str
     document: ConvoyDeliveryDocument | None
     occurred_at: str
@@ -106,13 +104,13 @@ class ConvoyDelivery(_Out):
     confirmed_by: ConvoyPageItemCustodyPerson
 
 
-class ConvoyManifestDelivered(_Out):
+class ConvoyManifestDelivered(Out):
     short: str
     damaged: str
     received: str
 
 
-class ConvoyManifest(_Out):
+class ConvoyManifest(Out):
     item: str
     lost: str | None
     unit: str
@@ -131,12 +129,12 @@ class ConvoyManifest(_Out):
     manifest_line_id: str
 
 
-class ConvoyPositionCoordinates(_Out):
+class ConvoyPositionCoordinates(Out):
     lat: float
     lon: float
 
 
-class ConvoyPosition(_Out):
+class ConvoyPosition(Out):
     place: str | None
     source: str
     coordinates: ConvoyPositionCoordinates | None
@@ -144,19 +142,19 @@ class ConvoyPosition(_Out):
     recorded_at: str
 
 
-class ConvoyVehicle(_Out):
+class ConvoyVehicle(Out):
     type: str
     load_kg: str
     capacity_kg: str
     registration: str
 
 
-class ConvoyIncidentLine(_Out):
+class ConvoyIncidentLine(Out):
     quantity: str
     manifest_line_id: str
 
 
-class ConvoyIncident(_Out):
+class ConvoyIncident(Out):
     kind: str
     lines: list[ConvoyIncidentLine]
     place: str | None
@@ -167,7 +165,7 @@ class ConvoyIncident(_Out):
     delay_minutes: int | None
 
 
-class ConvoyDiscrepancie(_Out):
+class ConvoyDiscrepancie(Out):
     item: str
     lost: str
     unit: str
@@ -181,7 +179,7 @@ class ConvoyDiscrepancie(_Out):
     manifest_line_id: str
 
 
-class Convoy(_Out):
+class Convoy(Out):
     note: str | None
     route: list[str]
     status: str
@@ -214,7 +212,7 @@ class Convoy(_Out):
     as_of: str | None = None
 
 
-class ConvoyTimelineEntry(_Out):
+class ConvoyTimelineEntry(Out):
     event_id: str
     event_type: str
     entry_id: str | None
@@ -224,18 +222,18 @@ class ConvoyTimelineEntry(_Out):
     data: dict[str, Any]
 
 
-class ConvoyTimeline(_Out):
+class ConvoyTimeline(Out):
     convoy_id: str
     entries: list[ConvoyTimelineEntry]
 
 
-class DeliveredLineFigures(_Out):
+class DeliveredLineFigures(Out):
     short: str | None = None
     damaged: str | None = None
     received: str | None = None
 
 
-class DeliveredLine(_Out):
+class DeliveredLine(Out):
     convoy_id: str
     reference: str | None = None
     origin_id: str
@@ -267,11 +265,11 @@ class DeliveredLine(_Out):
     short: str | None = None
 
 
-class DeliveredLinePage(_Out):
+class DeliveredLinePage(Out):
     items: list[DeliveredLine] | None = None
 
 
-class DiscrepancyPageItem(_Out):
+class DiscrepancyPageItem(Out):
     convoy_id: str
     reference: str
     status: str
@@ -290,11 +288,11 @@ class DiscrepancyPageItem(_Out):
     manifest_line_id: str
 
 
-class DiscrepancyPage(_Out):
+class DiscrepancyPage(Out):
     items: list[DiscrepancyPageItem]
 
 
-class PledgeLinePageItem(_Out):
+class PledgeLinePageItem(Out):
     pledge_id: str
     line_id: str
     donor_id: str
@@ -314,12 +312,12 @@ class PledgeLinePageItem(_Out):
     updated_at: str
 
 
-class PledgeLinePage(_Out):
+class PledgeLinePage(Out):
     items: list[PledgeLinePageItem]
     next_cursor: str | None
 
 
-class PledgeLineAllocation(_Out):
+class PledgeLineAllocation(Out):
     convoy_id: str
     manifest_line_id: str
     quantity: str
@@ -327,7 +325,7 @@ class PledgeLineAllocation(_Out):
     convoy_status: str
 
 
-class PledgeLine(_Out):
+class PledgeLine(Out):
     pledge_id: str
     line_id: str
     donor_id: str
@@ -348,20 +346,20 @@ class PledgeLine(_Out):
     allocations: list[PledgeLineAllocation]
 
 
-class InTransitItemCustody(_Out):
+class InTransitItemCustody(Out):
     name: str | None = None
     person: str | None = None
     organisation_id: str
 
 
-class InTransitItemLastNews(_Out):
+class InTransitItemLastNews(Out):
     kind: str | None = None
     entry_id: str
     occurred_at: str | None = None
     recorded_at: str | None = None
 
 
-class InTransitItem(_Out):
+class InTransitItem(Out):
     convoy_id: str
     reference: str | None = None
     status: str
@@ -383,32 +381,32 @@ class InTransitItem(_Out):
     age_of_last_news_seconds: int | None = None
 
 
-class InTransit(_Out):
+class InTransit(Out):
     items: list[InTransitItem] | None = None
     as_of: str | None = None
 
 
-class ConvoyChanged(_Out):
+class ConvoyChanged(Out):
     convoy_id: str
     status: str
     version: int
 
 
-class ConvoyCancelledReleased(_Out):
+class ConvoyCancelledReleased(Out):
     manifest_line_id: str
     pledge_id: str
     line_id: str
     quantity: str | None = None
 
 
-class ConvoyCancelled(_Out):
+class ConvoyCancelled(Out):
     convoy_id: str
     status: str
     version: int
     released: list[ConvoyCancelledReleased] | None = None
 
 
-class DeliveryConfirmedDiscrepancie(_Out):
+class DeliveryConfirmedDiscrepancie(Out):
     manifest_line_id: str
     pledge_id: str
     line_id: str
@@ -422,7 +420,7 @@ class DeliveryConfirmedDiscrepancie(_Out):
     lost: str
 
 
-class DeliveryConfirmed(_Out):
+class DeliveryConfirmed(Out):
     convoy_id: str
     status: str
     version: int
@@ -430,7 +428,7 @@ class DeliveryConfirmed(_Out):
     discrepancies: list[DeliveryConfirmedDiscrepancie]
 
 
-class EntriesRecordedEntry(_Out):
+class EntriesRecordedEntry(Out):
     entry_id: str
     kind: str
     event_type: str
@@ -439,7 +437,7 @@ class EntriesRecordedEntry(_Out):
     recorded_at: str
 
 
-class EntriesRecorded(_Out):
+class EntriesRecorded(Out):
     convoy_id: str
     status: str
     version: int
@@ -448,7 +446,7 @@ class EntriesRecorded(_Out):
     entries: list[EntriesRecordedEntry]
 
 
-class LineLoaded(_Out):
+class LineLoaded(Out):
     convoy_id: str
     status: str
     version: int
@@ -458,7 +456,7 @@ class LineLoaded(_Out):
     remaining_on_pledge_line: str
 
 
-class LineUnloadedGivenBack(_Out):
+class LineUnloadedGivenBack(Out):
     convoy_id: str
     manifest_line_id: str
     pledge_id: str
@@ -467,7 +465,7 @@ class LineUnloadedGivenBack(_Out):
     reason: str
 
 
-class LineUnloaded(_Out):
+class LineUnloaded(Out):
     convoy_id: str
     status: str
     version: int
@@ -475,7 +473,7 @@ class LineUnloaded(_Out):
     given_back: LineUnloadedGivenBack
 
 
-class EpcisDocument(_Out):
+class EpcisDocument(Out):
     """An EPCIS 2.0 JSON-LD document (docs/exports.md, "EPCIS"): the convoy's events as GS1
     ObjectEvents, extended with `twinaid:` members."""
 
@@ -489,7 +487,7 @@ class EpcisDocument(_Out):
     epcisBody: dict[str, Any]
 
 
-class BoardConfig(_Out):
+class BoardConfig(Out):
     """The APIs' browser-facing URLs (`PUBLIC_URLS`), null where not configured."""
 
     registry: str | None = None
@@ -497,7 +495,7 @@ class BoardConfig(_Out):
     shipments: str | None = None
 
 
-class WhoAmI(_Out):
+class WhoAmI(Out):
     key_id: str
     organisation: str
     roles: list[str]
