@@ -39,9 +39,8 @@ from shared import directory
 from shared.auth import Role
 from shared.consumer import ConsumerRunner
 from shared.db import Database
-from shared.event_store import PostgresEventStore
 from shared.metrics import Metrics
-from shared.testing import fresh_database, issue_key
+from shared.testing import fresh_database, issue_key, seal_everything
 from tests.conftest import settings_for
 from tests.pledges.conftest import seed_registry
 from tests.shipments import conftest as shipments_fixtures
@@ -160,8 +159,7 @@ async def _auditor(url: str) -> dict[str, str]:
     the audit routes have something to show."""
     conn = await asyncpg.connect(url)
     try:
-        while await PostgresEventStore(conn).seal():
-            pass
+        await seal_everything(conn)
     finally:
         await conn.close()
     token = await issue_key(url, organisation="cour-des-comptes", roles=[Role.AUDITOR])

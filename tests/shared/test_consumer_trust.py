@@ -43,7 +43,7 @@ from shared.metrics import Metrics
 from shared.outbox import Relay
 from shared.routes import event_json
 from shared.signing import Signer
-from shared.testing import fresh_database, issue_key
+from shared.testing import fresh_database, issue_key, seal_everything
 from tests.conftest import published_headers, settings_for
 from tests.pledges.conftest import (
     GENERATORS_NEED,
@@ -547,8 +547,8 @@ async def test_a_feed_page_is_applied_only_under_the_upstreams_signed_head(
     async with running(rig):
         await settled(rig, {"kharkiv": "Kharkiv"}, 0)
     await register(rig, "lviv", "Lviv")  # position 2: sealed, not relayed
-    async with rig.registry_db.transaction() as conn:
-        await PostgresEventStore(conn).seal()
+    async with rig.registry_db.connection() as conn:
+        await seal_everything(conn)  # waits out other sessions' transactions on the server
         previous = bytes(await conn.fetchval("SELECT hash FROM event_chain WHERE position = 1"))
     assert (await head_hash(rig))[0] == 2
     # Atlantis at position 2, well linked to the applied position 1, under heads the registry's
