@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import keys, signing
+from shared import keys, privacy, signing
 from shared.settings import SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +102,7 @@ class SigningKeyChanged(BaseModel):
 SHARED_SCHEMAS: dict[str, type[BaseModel]] = {
     signing.CHECKPOINT: ChainCheckpoint,
     keys.KEY_CHANGED: SigningKeyChanged,
+    privacy.SUBJECT_ERASED: privacy.SubjectErased,
 }
 
 

@@ -25,6 +25,7 @@ from shared import (
     instants,
     logs,
     openapi,
+    privacy_routes,
     problems,
     routes,
     runtime,
@@ -462,6 +463,7 @@ def create_app(
         routes.common_router(),
         contract_routes.router(),
         webhook_routes.router(),
+        privacy_routes.router(),
     ):
         _add_routes(app, router)
     openapi.install(app, service=service, settings=settings)

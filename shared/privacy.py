@@ -1,0 +1,483 @@
+"""Personal data, encrypted per person in the log (crypto-shredding), erasable for good.
+
+Each data subject (a contact, a driver, a receiver...) gets a key of their own, an AES-256-GCM
+key in `privacy_subjects` of the service that recorded them. What the log, the outbox, the
+broker, the read models and the webhooks hold of a person is a *sealed person*:
+
+    {"subject_id": "shipments-3f0c...", "sealed": "<base64: nonce | ciphertext>",
+     "personal": ["name", "phone"], ...the fields kept in clear (a vehicle, a role)}
+
+The chain covers the ciphertext, so nothing done to the key later changes what verifies.
+`reveal` turns sealed persons back into their fields for the views allowed to show them; after
+`erase` destroyed the key, every view, history, export, replay and rebuild shows the personal
+fields as ERASED, and a `privacy.subject-erased` event records that it happened (who asked,
+when, the legal basis: no personal data).
+
+A subject is one person as one organisation recorded them: the same name recorded again by the
+same organisation is the same subject (found through `fingerprint`, a keyed hash that is
+destroyed with the key, so an erased subject cannot be linked to a name again). Namesakes of
+one organisation share a subject.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.projections import Projection
+
+SUBJECT_ERASED = "privacy.subject-erased"
+STREAM_TYPE = "subject"
+ERASED = "(erased)"  # what a view shows in place of an erased personal field
+SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"
+DEFAULT_RETENTION = timedelta(days=730)
+
+LegalBasis = Literal[
+    "gdpr-art-17",  # the person asked (right to erasure; UK GDPR the same)
+    "gdpr-art-21",  # the person objected
+    "retention",  # the retention period ran out (the worker)
+    "legal-obligation",
+    "other",
+]
+
+
+class SubjectErased(BaseModel):
+    """A subject's key was destroyed: their personal fields are unreadable from now on,
+    everywhere. Names no one: the subject id is a random identifier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject_id: str = Field(pattern=SUBJECT_ID)
+    recorded_by: str = Field(max_length=100, description="the organisation that recorded them")
+    requested_by: str = Field(
+        max_length=100, description="who asked: an organisation or `retention`"
+    )
+    legal_basis: LegalBasis
+    erased_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    subject_id: str
+    organisation_id: str
+    created_at: datetime
+    last_recorded_at: datetime
+    erased_at: datetime | None
+    erased_by: str | None
+    legal_basis: str | None
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "subject_id": self.subject_id,
+            "organisation_id": self.organisation_id,
+            "created_at": self.created_at.isoformat(),
+            "last_recorded_at": self.last_recorded_at.isoformat(),
+            "erased": self.erased_at is not None,
+            "erased_at": self.erased_at.isoformat() if self.erased_at else None,
+            "erased_by": self.erased_by,
+            "legal_basis": self.legal_basis,
+        }
+
+
+_SUBJECT_COLUMNS = (
+    "subject_id, organisation_id, created_at, last_recorded_at, erased_at, erased_by, legal_basis"
+)
+
+
+def _subject(row: asyncpg.Record) -> Subject:
+    return Subject(**{k: row[k] for k in _SUBJECT_COLUMNS.split(", ")})
+
+
+# -- sealing --------------------------------------------------------------------------------
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, Mapping) and "subject_id" in value and "sealed" in value
+
+
+def _normal(name: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+async def _pepper(conn: asyncpg.Connection) -> bytes:
+    row = await conn.fetchval("SELECT pepper FROM privacy_pepper")
+    if row is None:
+        await conn.execute(
+            "INSERT INTO privacy_pepper (pepper) VALUES ($1) ON CONFLICT DO NOTHING",
+            secrets.token_bytes(32),
+        )
+        row = await conn.fetchval("SELECT pepper FROM privacy_pepper")
+    return bytes(row)
+
+
+async def fingerprint(conn: asyncpg.Connection, organisation: str, name: str) -> bytes:
+    text = f"{organisation}\n{_normal(name)}".encode()
+    return hmac.new(await _pepper(conn), text, hashlib.sha256).digest()
+
+
+async def subject_for(
+    conn: asyncpg.Connection, *, service: str, organisation: str, name: str, now: datetime
+) -> tuple[str, bytes]:
+    """The subject id and key of the person `name` as `organisation` records them: the
+    existing subject (not erased), or a new one."""
+    print_ = await fingerprint(conn, organisation, name)
+    row = await conn.fetchrow(
+        "UPDATE privacy_subjects SET last_recorded_at = greatest(last_recorded_at, $2)"
+        " WHERE fingerprint = $1 RETURNING subject_id, data_key",
+        print_,
+        now,
+    )
+    if row is None:
+        subject_id = f"{service}-{secrets.token_hex(16)}"
+        row = await conn.fetchrow(
+            "INSERT INTO privacy_subjects (subject_id, organisation_id, fingerprint, data_key,"
+            " created_at, last_recorded_at) VALUES ($1, $2, $3, $4, $5, $5)"
+            " ON CONFLICT (fingerprint) DO UPDATE"
+            " SET last_recorded_at = greatest(privacy_subjects.last_recorded_at, $5)"
+            " RETURNING subject_id, data_key",
+            subject_id,
+            organisation,
+            print_,
+            AESGCM.generate_key(bit_length=256),
+            now,
+        )
+    return str(row["subject_id"]), bytes(row["data_key"])
+
+
+def encrypt(key: bytes, subject_id: str, fields: Mapping[str, Any]) -> str:
+    nonce = os.urandom(12)
+    plain = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    sealed = AESGCM(key).encrypt(nonce, plain.encode(), subject_id.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def decrypt(key: bytes, subject_id: str, sealed: str) -> dict[str, Any]:
+    """ValueError when the ciphertext is not this subject's (altered, or another's)."""
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        plain = AESGCM(key).decrypt(raw[:12], raw[12:], subject_id.encode())
+    except (InvalidTag, ValueError) as exc:
+        raise ValueError(f"the sealed fields of {subject_id} do not decrypt") from exc
+    fields = json.loads(plain)
+    if not isinstance(fields, dict):
+        raise ValueError(f"the sealed fields of {subject_id} are not an object")
+    return fields
+
+
+async def seal_person(
+    conn: asyncpg.Connection,
+    person: Mapping[str, Any],
+    *,
+    service: str,
+    organisation: str,
+    personal: Collection[str],
+    now: datetime,
+    name_field: str = "name",
+) -> dict[str, Any]:
+    """`person` with its `personal` fields encrypted under its subject's key; the others kept
+    in clear. Already sealed: returned as it is. The subject is found or created by the
+    `name_field`'s value within `organisation` (the organisation recording the person)."""
+    if is_sealed(person):
+        return dict(person)
+    name = person.get(name_field)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a person needs a {name_field}")
+    subject_id, key = await subject_for(
+        conn, service=service, organisation=organisation, name=name, now=now
+    )
+    hidden = {k: v for k, v in person.items() if k in personal and v is not None}
+    out = {k: v for k, v in person.items() if k not in personal}
+    out["subject_id"] = subject_id
+    out["personal"] = sorted(hidden)
+    out["sealed"] = encrypt(key, subject_id, hidden)
+    return out
+
+
+# -- revealing ------------------------------------------------------------------------------
+
+
+def subjects_in(value: Any) -> set[str]:
+    """Every subject id of a sealed person anywhere in `value` (JSON: dicts and lists)."""
+    found: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Mapping):
+            if is_sealed(v):
+                found.add(str(v["subject_id"]))
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, list | tuple):
+            for item in v:
+                walk(item)
+
+    walk(value)
+    return found
+
+
+async def keys_of(conn: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, bytes | None]:
+    """Each known subject's key; None for an erased one (unknown subjects are left out)."""
+    wanted = sorted(set(subjects))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT subject_id, data_key FROM privacy_subjects WHERE subject_id = ANY($1::text[])",
+        wanted,
+    )
+    return {
+        str(r["subject_id"]): bytes(r["data_key"]) if r["data_key"] is not None else None
+        for r in rows
+    }
+
+
+def opened(person: Mapping[str, Any], key: bytes | None, *, held: bool = True) -> dict[str, Any]:
+    """A sealed person as a view shows it: the clear fields, the subject id, `erased`, and the
+    personal fields: decrypted; ERASED for each once the key is destroyed; `(held by
+    <service>)` when another service recorded the person (`held` false: no key here)."""
+    subject_id = str(person["subject_id"])
+    out = {k: v for k, v in person.items() if k not in ("sealed", "personal")}
+    out["erased"] = held and key is None
+    fields: dict[str, Any] | None = None
+    if key is not None:
+        try:
+            fields = decrypt(key, subject_id, str(person["sealed"]))
+        except ValueError:
+            fields = None
+    if fields is None:
+        names = person.get("personal")
+        shown = ERASED if held else f"(held by {subject_id.split('-')[0]})"
+        for name in names if isinstance(names, list) else ["name"]:
+            out[str(name)] = shown
+    else:
+        out.update(fields)
+    return out
+
+
+def opened_with(value: Any, keys: Mapping[str, bytes | None]) -> Any:
+    """`value` with every sealed person in it opened with `keys` (see `opened`; a subject
+    missing from `keys` is another service's)."""
+    if isinstance(value, Mapping):
+        if is_sealed(value):
+            sid = str(value["subject_id"])
+            return opened(value, keys.get(sid), held=sid in keys)
+        return {k: opened_with(v, keys) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [opened_with(v, keys) for v in value]
+    return value
+
+
+async def reveal(conn: asyncpg.Connection, value: Any) -> Any:
+    """`value` with every sealed person opened: decrypted with this service's keys, ERASED
+    where the subject was erased. A person sealed by another service (a receiver's name that
+    came with a shipments event) shows ERASED here too, with `erased` false: its owner's API
+    shows it to whom may see it."""
+    subjects = subjects_in(value)
+    if not subjects:
+        return value
+    return opened_with(value, await keys_of(conn, subjects))
+
+
+def withheld(value: Any) -> Any:
+    """`value` with every sealed person's ciphertext removed, for readers who may not see
+    personal data: the subject id and clear fields stay."""
+    if isinstance(value, Mapping):
+        if is_sealed(value):
+            return {k: v for k, v in value.items() if k not in ("sealed",)}
+        return {k: withheld(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [withheld(v) for v in value]
+    return value
+
+
+# -- the subjects ---------------------------------------------------------------------------
+
+
+async def subject(conn: asyncpg.Connection, subject_id: str) -> Subject | None:
+    row = await conn.fetchrow(
+        f"SELECT {_SUBJECT_COLUMNS} FROM privacy_subjects WHERE subject_id = $1", subject_id
+    )
+    return None if row is None else _subject(row)
+
+
+async def find(conn: asyncpg.Connection, *, organisation: str | None, name: str) -> list[Subject]:
+    """The subjects (not erased) recorded under `name`: by `organisation`, or by any
+    organisation of the service (None)."""
+    if organisation is not None:
+        prints = [await fingerprint(conn, organisation, name)]
+    else:
+        orgs = await conn.fetch(
+            "SELECT DISTINCT organisation_id FROM privacy_subjects WHERE data_key IS NOT NULL"
+        )
+        prints = [await fingerprint(conn, str(r["organisation_id"]), name) for r in orgs]
+    rows = await conn.fetch(
+        f"SELECT {_SUBJECT_COLUMNS} FROM privacy_subjects WHERE fingerprint = ANY($1::bytea[])"
+        " ORDER BY created_at, subject_id",
+        prints,
+    )
+    return [_subject(r) for r in rows]
+
+
+async def occurrences(conn: asyncpg.Connection, subject_id: str) -> list[dict[str, Any]]:
+    """Every event holding the subject (privacy_occurrences, kept by `projection`), with the
+    subject as each recorded them, opened."""
+    rows = await conn.fetch(
+        "SELECT e.event_id, e.event_type, e.stream_id, e.recorded_at, e.data"
+        " FROM privacy_occurrences o JOIN events e ON e.event_id = o.event_id"
+        " WHERE o.subject_id = $1 ORDER BY e.id",
+        subject_id,
+    )
+    keys = await keys_of(conn, [subject_id])
+    out = []
+    for row in rows:
+        data = json.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
+        persons: list[dict[str, Any]] = []
+        _collect(data, subject_id, persons)
+        out.append(
+            {
+                "event_id": str(row["event_id"]),
+                "event_type": row["event_type"],
+                "stream_id": row["stream_id"],
+                "recorded_at": row["recorded_at"].isoformat(),
+                "persons": [
+                    opened(p, keys.get(subject_id), held=subject_id in keys) for p in persons
+                ],
+            }
+        )
+    return out
+
+
+async def _record_occurrences(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    subjects: list[str] = []
+    event_ids: list[Any] = []
+    streams: list[str] = []
+    for event in events:
+        for sid in sorted(subjects_in(event.data)):
+            subjects.append(sid)
+            event_ids.append(event.event_id)
+            streams.append(event.stream_id)
+    if subjects:
+        await conn.execute(
+            "INSERT INTO privacy_occurrences (subject_id, event_id, stream_id)"
+            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING",
+            subjects,
+            event_ids,
+            streams,
+        )
+
+
+def projection(event_types: Iterable[str]) -> Projection:
+    """Which events and records hold each subject (privacy_occurrences): for access requests
+    and retention. A service lists the event types that may carry persons."""
+    types = sorted(set(event_types))
+
+    async def one(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        await _record_occurrences(conn, [event])
+
+    return Projection(
+        name="privacy",
+        tables=("privacy_occurrences",),
+        handlers=dict.fromkeys(types, one),
+        batch=_record_occurrences,
+    )
+
+
+def _collect(value: Any, subject_id: str, into: list[dict[str, Any]]) -> None:
+    if isinstance(value, Mapping):
+        if is_sealed(value) and value["subject_id"] == subject_id:
+            into.append(dict(value))
+            return
+        for v in value.values():
+            _collect(v, subject_id, into)
+    elif isinstance(value, list):
+        for v in value:
+            _collect(v, subject_id, into)
+
+
+async def erase(
+    conn: asyncpg.Connection,
+    subject_id: str,
+    *,
+    requested_by: str,
+    legal_basis: LegalBasis,
+    metadata: Metadata,
+    now: datetime,
+) -> Subject | None:
+    """Destroy the subject's key and fingerprint, record a `privacy.subject-erased` event, and
+    drop the stored answers of idempotent writes that showed the person. None: no such subject.
+    Erasing an erased subject changes nothing (its first erasure stands)."""
+    row = await conn.fetchrow(
+        "UPDATE privacy_subjects SET data_key = NULL, fingerprint = NULL, erased_at = $2,"
+        " erased_by = $3, legal_basis = $4 WHERE subject_id = $1 AND erased_at IS NULL"
+        f" RETURNING {_SUBJECT_COLUMNS}",
+        subject_id,
+        now,
+        requested_by,
+        legal_basis,
+    )
+    if row is None:
+        return await subject(conn, subject_id)
+    erased = _subject(row)
+    event = SubjectErased(
+        subject_id=subject_id,
+        recorded_by=erased.organisation_id,
+        requested_by=requested_by,
+        legal_basis=legal_basis,
+        erased_at=now,
+    )
+    await PostgresEventStore(conn).append(
+        stream_type=STREAM_TYPE,
+        stream_id=f"{STREAM_TYPE}-{subject_id}",
+        expected_version=0,
+        events=[NewEvent(SUBJECT_ERASED, event.model_dump(mode="json"), occurred_at=now)],
+        metadata=metadata,
+        now=now,
+    )
+    # an idempotent write's stored answer is a view, shown to the writer on a retry: it may
+    # show the person in clear
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE strpos(response::text, $1) > 0", f'"{subject_id}"'
+    )
+    return erased
+
+
+async def erase_expired(
+    conn: asyncpg.Connection,
+    *,
+    due_sql: str,
+    retention: timedelta,
+    now: datetime,
+    metadata: Metadata,
+    limit: int = 100,
+) -> list[str]:
+    """Erase, with legal basis `retention`, the subjects `due_sql` names: a query of the
+    service taking $1 (the cut-off instant: now - retention) and $2 (a limit), answering
+    `subject_id`s. Returns the ids erased."""
+    rows = await conn.fetch(due_sql, now - retention, limit)
+    erased = []
+    for row in rows:
+        done = await erase(
+            conn,
+            str(row["subject_id"]),
+            requested_by="retention",
+            legal_basis="retention",
+            metadata=metadata,
+            now=now,
+        )
+        if done is not None and done.erased_at == now:
+            erased.append(done.subject_id)
+    return erased
