@@ -20,19 +20,32 @@ def file_name(event_type: str, version: int = 1) -> str:
     return f"{event_type}.v{version}.json"
 
 
-def documents(schemas: Mapping[str, type[BaseModel]], *, topic: str) -> dict[str, str]:
-    """{file name: JSON text} for every event type of one topic."""
+def version_of(model: type[BaseModel]) -> int:
+    """An event model's schema version: its `SCHEMA_VERSION` class attribute, 1 without one.
+    Events are written with their type's current version (NewEvent.schema_version)."""
+    return int(getattr(model, "SCHEMA_VERSION", 1))
+
+
+def documents(
+    schemas: Mapping[str, type[BaseModel]],
+    *,
+    topic: str,
+    previous: Mapping[tuple[str, int], type[BaseModel]] | None = None,
+) -> dict[str, str]:
+    """{file name: JSON text} for every event type of one topic: its current version
+    (`schemas`) and the older versions still in logs (`previous`, by type and version)."""
     out = {}
-    for event_type, model in sorted(schemas.items()):
+    every = {(t, version_of(m)): m for t, m in schemas.items()} | dict(previous or {})
+    for (event_type, version), model in sorted(every.items()):
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": published.schema_id(event_type),
+            "$id": published.schema_id(event_type, version),
             "title": event_type,
-            "description": f"`data` of a {event_type} event (schema version 1) on {topic}",
+            "description": f"`data` of a {event_type} event (schema version {version}) on {topic}",
             **model.model_json_schema(),
         }
         schema["title"] = event_type
-        out[file_name(event_type)] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        out[file_name(event_type, version)] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out
 
 
