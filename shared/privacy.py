@@ -47,6 +47,7 @@ STREAM_TYPE = "subject"
 ERASED = "(erased)"  # what a view shows in place of an erased personal field
 SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"
 DEFAULT_RETENTION = timedelta(days=730)
+RETENTION_BATCH = 100  # subjects erased per transaction by the worker
 
 LegalBasis = Literal[
     "gdpr-art-17",  # the person asked (right to erasure; UK GDPR the same)
@@ -462,7 +463,7 @@ async def erase_expired(
     retention: timedelta,
     now: datetime,
     metadata: Metadata,
-    limit: int = 100,
+    limit: int = RETENTION_BATCH,
 ) -> list[str]:
     """Erase, with legal basis `retention`, the subjects `due_sql` names: a query of the
     service taking $1 (the cut-off instant: now - retention) and $2 (a limit), answering

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     webhook_failing_after: float = 86_400.0
     webhook_batch_size: int = Field(default=100, ge=1, le=1000)
     webhook_concurrency: int = Field(default=8, ge=1, le=100)
+    # Personal data (shared/privacy.py): a person recorded only in records that ended (closed
+    # convoys, closed needs and pledges, replaced contacts) is erased this many days after the
+    # record ended, by the worker, which looks every `retention_interval` seconds
+    personal_data_retention_days: int = Field(default=730, ge=1, le=36_500)
+    retention_interval: float = Field(default=3600.0, gt=0)
 
     @field_validator("trusted_keys")
     @classmethod

@@ -13,18 +13,22 @@ On WORKER_HEALTH_PORT (once the database is migrated and the broker answered):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from shared import db as dbmod
-from shared import kafka, logs, runtime, webhook_dispatch, webhooks
+from shared import kafka, logs, privacy, runtime, webhook_dispatch, webhooks
 from shared.consumer import BrokerReset, ConsumerRunner, Handler
+from shared.events import Metadata
 from shared.metrics import Answer, Metrics, metrics_answer, not_found
 from shared.metrics import serve as serve_http
 from shared.outbox import Relay, signer_for
@@ -80,10 +84,13 @@ class Worker:
         handlers: Mapping[str, Mapping[str, Handler]],
         contracts: Mapping[str, Path] | None = None,
         webhook_access: webhooks.Access | None = None,
+        retention_due: str | None = None,
     ) -> None:
-        """`contracts`: each upstream's folder of published JSON Schemas, which its events
-        must follow to be applied. `webhook_access`: the service's read policy for its own
-        events, which decides what each webhook subscriber receives (shared/webhooks.py)."""
+        """`retention_due`: the service's query of the subjects whose retention ran out
+        (shared/privacy.py erase_expired). `contracts`: each upstream's folder of published
+        JSON Schemas, which its events must follow to be applied. `webhook_access`: the
+        service's read policy for its own events, which decides what each webhook subscriber
+        receives (shared/webhooks.py)."""
         self.service = service
         self.settings = settings
         self.schema = schema
@@ -97,6 +104,7 @@ class Worker:
             metrics=self.metrics,
             signer=signer_for(settings),
         )
+        self.retention_due = retention_due
         self.http = httpx.AsyncClient()
         self.webhooks = webhook_dispatch.Dispatcher(
             service=service, settings=settings, db=self.db, access=webhook_access
@@ -131,6 +139,8 @@ class Worker:
                 asyncio.create_task(self.relay.run(stop), name="relay"),
                 asyncio.create_task(self.webhooks.run(stop), name="webhooks"),
             ]
+            if self.retention_due is not None:
+                tasks.append(asyncio.create_task(self._retention(stop), name="retention"))
             if self.consumers is not None:
                 tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
             health = await serve_http("0.0.0.0", self.settings.worker_health_port, self._route)
@@ -143,6 +153,32 @@ class Worker:
         finally:
             await self.http.aclose()
             await self.db.close()
+
+    async def _retention(self, stop: asyncio.Event) -> None:
+        """Erase the people whose retention period ran out, now and every
+        `retention_interval` seconds (a failed round is logged and tried again next time)."""
+        period = timedelta(days=self.settings.personal_data_retention_days)
+        due = self.retention_due or ""
+        while not stop.is_set():
+            try:
+                while True:
+                    async with self.db.transaction() as conn:
+                        erased = await privacy.erase_expired(
+                            conn,
+                            due_sql=due,
+                            retention=period,
+                            now=datetime.now(UTC),
+                            metadata=Metadata(actor=f"{self.service}-worker:retention"),
+                        )
+                    if erased:
+                        log.info("retention: %d people erased", len(erased))
+                        self.relay.wake()
+                    if len(erased) < privacy.RETENTION_BATCH:
+                        break
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("retention round failed, tried again later: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.retention_interval)
 
     async def health(self, *, readiness: bool) -> tuple[int, dict[str, Any]]:
         """Liveness (`readiness=False`): 200 until the worker is stopping. Readiness: 503 with
@@ -205,6 +241,7 @@ def main(
     handlers: Mapping[str, Mapping[str, Handler]],
     contracts: Mapping[str, Path] | None = None,
     webhook_access: webhooks.Access | None = None,
+    retention_due: str | None = None,
 ) -> None:
     settings = Settings()
     logs.configure(f"{service}-worker", settings.log_level)
@@ -215,6 +252,7 @@ def main(
         handlers=handlers,
         contracts=contracts,
         webhook_access=webhook_access,
+        retention_due=retention_due,
     )
 
     async def _run() -> None:
