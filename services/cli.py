@@ -423,6 +423,13 @@ CONTRACTS: dict[str, Mapping[str, type[BaseModel]]] = {
 }
 
 
+PREVIOUS: dict[str, Mapping[tuple[str, int], type[BaseModel]]] = {
+    "registry": registry_events.PREVIOUS,
+    "pledges": pledges_events.PREVIOUS,
+    "shipments": shipments_events.PREVIOUS,
+}
+
+
 def contract_folder(service: str) -> Path:
     return Path(__file__).parent / service / "schemas"
 
@@ -430,7 +437,7 @@ def contract_folder(service: str) -> Path:
 def write_contracts(out: Path | None = None) -> list[Path]:
     written = []
     for service, schemas in CONTRACTS.items():
-        docs = contracts.documents(schemas, topic=topic_for(service))
+        docs = contracts.documents(schemas, topic=topic_for(service), previous=PREVIOUS[service])
         written += contracts.write(out / service if out else contract_folder(service), docs)
     return written
 

@@ -253,3 +253,7 @@ SCHEMAS: dict[str, type[_Event]] = {
 def payload(event: _Event) -> dict[str, Any]:
     """The JSON data of an event, validated by its model."""
     return event.model_dump(mode="json")
+
+
+# Older schema versions of event types still in logs: {(type, version): model}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {}

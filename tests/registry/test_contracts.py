@@ -14,7 +14,9 @@ from shared import contracts
 
 @pytest.mark.parametrize("service", sorted(cli.CONTRACTS))
 def test_the_committed_json_schemas_equal_the_event_models(service: str) -> None:
-    docs = contracts.documents(cli.CONTRACTS[service], topic=f"{service}.events")
+    docs = contracts.documents(
+        cli.CONTRACTS[service], topic=f"{service}.events", previous=cli.PREVIOUS[service]
+    )
     folder = cli.contract_folder(service)
     committed = {p.name: p.read_text() for p in folder.glob("*.json")}
     assert committed == docs, "run `twinaid contracts` and commit services/*/schemas"
