@@ -1,0 +1,184 @@
+"""Personal data sealed per subject (shared/privacy.py): what the log holds, what views show,
+erasure, access, retention, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from shared import privacy
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata, NewEvent
+from shared.projections import project
+from shared.testing import seal_everything
+
+NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+OLHA = {"name": "Olha Kravchenko", "role": "head of the municipal medical warehouse"}
+PHONE = "+380 57 700 1234"
+PERSONAL = ("name", "phone", "email")
+
+
+async def _seal(conn: asyncpg.Connection, person: dict[str, object], org: str = "kharkiv") -> dict:
+    return await privacy.seal_person(
+        conn, person, service="shipments", organisation=org, personal=PERSONAL, now=NOW
+    )
+
+
+async def _record(conn: asyncpg.Connection, stream: str, data: dict[str, object]) -> None:
+    recorded = await PostgresEventStore(conn).append(
+        stream_type="convoy",
+        stream_id=stream,
+        expected_version=0,
+        events=[NewEvent("shipments.delivery-confirmed", data, occurred_at=NOW)],
+        metadata=Metadata(actor="test"),
+        now=NOW,
+    )
+    await project(conn, [privacy.projection(["shipments.delivery-confirmed"])], recorded)
+
+
+async def test_a_sealed_person_holds_no_personal_value_in_clear_and_reveals_to_it(
+    db_url: str,
+) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        sealed = await _seal(conn, {**OLHA, "phone": PHONE, "email": None})
+        assert sealed["role"] == OLHA["role"], "a role names a function: kept in clear"
+        assert sealed["personal"] == ["name", "phone"], "absent fields are not sealed"
+        text = json.dumps(sealed)
+        assert "Olha" not in text and "700 1234" not in text
+        assert sealed["subject_id"].startswith("shipments-")
+        assert await privacy.reveal(conn, {"confirmed_by": sealed}) == {
+            "confirmed_by": {
+                "role": OLHA["role"],
+                "subject_id": sealed["subject_id"],
+                "erased": False,
+                "name": "Olha Kravchenko",
+                "phone": PHONE,
+            }
+        }
+        again = await _seal(conn, {"name": "  olha   KRAVCHENKO "})
+        assert again["subject_id"] == sealed["subject_id"], "the same person, one subject"
+        other_org = await _seal(conn, OLHA, org="lille")
+        assert other_org["subject_id"] != sealed["subject_id"], "subjects are per organisation"
+        assert await _seal(conn, sealed) == sealed, "sealing a sealed person changes nothing"
+        with pytest.raises(ValueError):
+            await _seal(conn, {"name": "  ", "phone": PHONE})
+    finally:
+        await conn.close()
+
+
+async def test_a_tampered_or_foreign_ciphertext_never_reveals(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        olha = await _seal(conn, OLHA)
+        other = await _seal(conn, {"name": "Serhii Bondarenko"})
+        swapped = {**olha, "sealed": other["sealed"]}  # another subject's ciphertext
+        shown = await privacy.reveal(conn, swapped)
+        assert shown["name"] == privacy.ERASED and "Serhii" not in json.dumps(shown)
+        foreign = {**olha, "subject_id": "pledges-" + "0" * 32}
+        assert (await privacy.reveal(conn, foreign))["name"] == "(held by pledges)"
+        assert privacy.withheld({"x": [olha]}) == {
+            "x": [{k: v for k, v in olha.items() if k != "sealed"}]
+        }
+    finally:
+        await conn.close()
+
+
+async def test_erasure_destroys_the_key_records_an_event_and_the_log_still_verifies(
+    db_url: str,
+) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with conn.transaction():
+            olha = await _seal(conn, {**OLHA, "phone": PHONE})
+            await _record(conn, "convoy-1", {"convoy_id": "1", "confirmed_by": olha})
+            await conn.execute(
+                "INSERT INTO idempotency_keys (organisation, key, request_hash, status_code,"
+                " response, created_at) VALUES ('kharkiv', 'k1', 'h'::bytea, 201, $1, $2)",
+                json.dumps({"confirmed_by": {**OLHA, "subject_id": olha["subject_id"]}}),
+                NOW,
+            )
+        sid = olha["subject_id"]
+        found = await privacy.occurrences(conn, sid)
+        assert [o["stream_id"] for o in found] == ["convoy-1"]
+        assert found[0]["persons"][0]["name"] == "Olha Kravchenko"
+        assert [
+            s.subject_id
+            for s in await privacy.find(conn, organisation="kharkiv", name="Olha Kravchenko")
+        ] == [sid]
+        async with conn.transaction():
+            erased = await privacy.erase(
+                conn,
+                sid,
+                requested_by="kharkiv",
+                legal_basis="gdpr-art-17",
+                metadata=Metadata(actor="test"),
+                now=NOW + timedelta(days=1),
+            )
+        assert erased is not None and erased.erased_at == NOW + timedelta(days=1)
+        row = await conn.fetchrow(
+            "SELECT data_key, fingerprint FROM privacy_subjects WHERE subject_id = $1", sid
+        )
+        assert (row["data_key"], row["fingerprint"]) == (None, None)
+        assert await privacy.find(conn, organisation="kharkiv", name="Olha Kravchenko") == []
+        shown = await privacy.reveal(conn, olha)
+        assert (shown["name"], shown["phone"], shown["erased"]) == (
+            privacy.ERASED,
+            privacy.ERASED,
+            True,
+        )
+        assert shown["role"] == OLHA["role"]
+        events = await conn.fetch(
+            "SELECT event_type, data::text AS data FROM events WHERE stream_id = $1",
+            f"subject-{sid}",
+        )
+        assert [e["event_type"] for e in events] == [privacy.SUBJECT_ERASED]
+        assert json.loads(events[0]["data"])["legal_basis"] == "gdpr-art-17"
+        dumped = await conn.fetchval("SELECT string_agg(response::text, '') FROM idempotency_keys")
+        assert dumped is None, "a stored answer that showed the person is dropped"
+        again = await privacy.erase(
+            conn,
+            sid,
+            requested_by="lille",
+            legal_basis="other",
+            metadata=Metadata(actor="test"),
+            now=NOW + timedelta(days=2),
+        )
+        assert again is not None and again.erased_by == "kharkiv", "the first erasure stands"
+        await seal_everything(conn)
+        verdict = await PostgresEventStore(conn).verify()
+        assert verdict.intact, verdict.problem
+    finally:
+        await conn.close()
+
+
+async def test_retention_erases_only_the_subjects_its_query_names(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        old = await _seal(conn, {"name": "Taras Melnyk"})
+        recent = await _seal(conn, {"name": "Iryna Shevchenko"})
+        await conn.execute(
+            "UPDATE privacy_subjects SET last_recorded_at = $2 WHERE subject_id = $1",
+            old["subject_id"],
+            NOW - timedelta(days=800),
+        )
+        due = (
+            "SELECT subject_id FROM privacy_subjects WHERE erased_at IS NULL"
+            " AND last_recorded_at < $1 ORDER BY subject_id LIMIT $2"
+        )
+        erased = await privacy.erase_expired(
+            conn,
+            due_sql=due,
+            retention=privacy.DEFAULT_RETENTION,
+            now=NOW,
+            metadata=Metadata(actor="worker"),
+        )
+        assert erased == [old["subject_id"]]
+        assert (await privacy.reveal(conn, recent))["name"] == "Iryna Shevchenko"
+        subject = await privacy.subject(conn, old["subject_id"])
+        assert subject is not None and subject.legal_basis == "retention"
+    finally:
+        await conn.close()
