@@ -57,6 +57,8 @@ TAGS: dict[str, str] = {
     " Schema of every event type, served without a key",
     "webhooks": "Subscriptions of an organisation's URLs to event types (Standard Webhooks"
     " signatures), their delivery log and replay",
+    "privacy": "Personal data held about a person: find, export (access request) and erase"
+    " (crypto-shredding: the person's key is destroyed, the log still verifies)",
     "api-keys": "An organisation's own API keys: issue, list, rotate and revoke, with expiry,"
     " labels and last use",
 }

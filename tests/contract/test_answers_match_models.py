@@ -35,7 +35,7 @@ from services.shipments import subscriptions as shipments_subscriptions
 from services.shipments.app import create_app as shipments_app
 from services.shipments.demo_data import CONVOYS
 from shared import db as dbmod
-from shared import directory
+from shared import directory, privacy
 from shared.auth import Role
 from shared.consumer import ConsumerRunner
 from shared.db import Database
@@ -137,6 +137,10 @@ class Checker:
         await self.get("listEvents", {"after": events["next_after"]}, audit=True)
         for stream_id in sorted({e["stream_id"] for e in events["events"]})[:5]:
             await self.get("getStreamHistory", audit=True, stream_id=stream_id)
+        everything = await self.get("listEvents", {"limit": 1000}, audit=True)
+        subjects = sorted(privacy.subjects_in([e["data"] for e in everything["events"]]))
+        if subjects:  # the service records people (the registry's contacts, drivers...)
+            await self.get("exportSubject", subject_id=subjects[0])
         listing = await self.get("listEventSchemas")
         for entry in listing["schemas"][:3]:
             await self.get("getEventSchema", name=entry["path"].removeprefix("/schemas/"))

@@ -160,6 +160,10 @@ def test_writes_declare_idempotency_key_and_updates_if_match(
                 continue
             if "/api-keys" in path:
                 continue
+            # a search reads; an erasure is idempotent by itself (erasing again answers the
+            # first erasure)
+            if path.startswith("/v1/privacy"):
+                continue
             where = f"{service} {method.upper()} {path}"
             headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             assert "Idempotency-Key" in headers, where
