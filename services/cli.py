@@ -1,4 +1,5 @@
-"""The `twinaid` command: API keys, rebuilds, audits, backups, migrations and exports.
+"""The `twinaid` command: API keys, rebuilds, audits, backups, migrations, exports and personal
+data (privacy).
 
 Settings come from a flag, else an environment variable, else the config file (--config FILE,
 $TWINAID_CONFIG, ~/.config/twinaid/config.toml), else the dev stack's defaults:
@@ -33,7 +34,7 @@ import asyncpg
 import httpx
 from pydantic import BaseModel
 
-from services import cli_support, exports_command, migrate_command
+from services import cli_support, exports_command, migrate_command, privacy_command
 from services.audit import command as audit_command
 from services.audit import signing_keys
 from services.cli_support import Failed
@@ -396,6 +397,7 @@ def parser() -> argparse.ArgumentParser:
     ops_command.register(commands)
     migrate_command.register(commands)
     exports_command.register(commands)
+    privacy_command.register(commands)
     cu = commands.add_parser(
         "catch-up", help="apply what a service's consumers missed, from the upstream feeds"
     )
@@ -486,6 +488,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "export":
         return exports_command.run(args)
+    if args.command == "privacy" and args.action != "migrate":
+        return privacy_command.run(args)
     urls = database_urls(args.database, os.environ, config.database_url)
     try:
         return _on_databases(args, config, urls)
@@ -509,6 +513,10 @@ def _on_databases(
         return ops_command.run(args, urls=urls, env=os.environ)
     if args.command == "migrate":
         return migrate_command.run(args, databases=urls)
+    if args.command == "privacy":
+        return privacy_command.run_migrate(
+            args, databases=urls, connect=_connect, projections=projections_of(args.service)
+        )
     if args.command == "catch-up":
         applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream, config))
         cli_support.emit(
