@@ -7,7 +7,8 @@
 - Close: the origin or the recipient (member or logistics), or the carrier's logistics role.
 - Read: the origin, recipient, carrier and the donors of the lines on board; auditors read all.
 - Drivers and other named people (persons holding the goods, who confirmed the delivery):
-  only the carrier, the recipient and auditors.
+  only the carrier, the recipient and auditors; they are sealed in the log and the read
+  models (services/shipments/privacy.py) and opened for them (`revealed`).
 - Delivered, damaged, short, lost and in-transit quantities and discrepancies: the sender, the
   recipient and the carrier for every line; a donor for its own lines (what was loaded is on
   the manifest for every reader).
@@ -24,13 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
+
+from shared import privacy
 from shared.auth import Principal, Role
 from shared.errors import Forbidden
 
 OPERATOR = Role.REGISTRY_ADMIN
 WITHHELD = "(withheld)"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +137,31 @@ def line_donors(document: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _person(person: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    return {**person, "name": WITHHELD} if person else person
+    """A person (sealed, or in clear as version 1 events hold them) as one who may not see
+    personal data sees them: the clear fields (a role), the name withheld, no ciphertext and
+    no subject id (which would tell the same person across convoys)."""
+    if not person:
+        return person
+    personal = person.get("personal") if privacy.is_sealed(person) else None
+    hidden = {"sealed", "personal", "subject_id", "erased", *(personal or ())}
+    return {**{k: v for k, v in person.items() if k not in hidden}, "name": WITHHELD}
 
 
 def _party(party: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if not party or not party.get("person"):
         return party
     return {**party, "person": _person(party["person"])}
+
+
+def _no_sealed(value: Any) -> Any:
+    """Any sealed person left anywhere in `value`, withheld."""
+    if isinstance(value, Mapping):
+        if privacy.is_sealed(value):
+            return _person(value)
+        return {k: _no_sealed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_sealed(v) for v in value]
+    return value
 
 
 def _without_people(data: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +174,8 @@ def _without_people(data: dict[str, Any]) -> dict[str, Any]:
         data["confirmed_by"] = _person(data["confirmed_by"])
     if data.get("delivery"):
         data["delivery"] = _without_people(dict(data["delivery"]))
-    return data
+    out: dict[str, Any] = _no_sealed(data)
+    return out
 
 
 def _own_figures(data: dict[str, Any], own: str, donors: Mapping[str, str]) -> dict[str, Any]:
@@ -188,9 +212,10 @@ def seen_by(
     """A convoy's document, or the data of one of its events, as this caller may see it: the
     one redaction every view of a convoy goes through (the convoy, as of an instant, its
     timeline, the live stream, lists). Named people (drivers, persons holding the goods, who
-    confirmed the delivery) are withheld unless the caller sees personal data; another
-    donor's line keeps what was loaded but not what arrived, was damaged, short or lost.
-    `donors`: manifest line id -> donor (line_donors of the convoy's document)."""
+    confirmed the delivery) are withheld unless the caller sees personal data, and stay
+    sealed otherwise: `revealed` opens them; another donor's line keeps what was loaded but
+    not what arrived, was damaged, short or lost. `donors`: manifest line id -> donor
+    (line_donors of the convoy's document)."""
     out = dict(data)
     if not sees_personal_data(caller, parties):
         out = _without_people(out)
@@ -202,3 +227,11 @@ def seen_by(
 def convoy_for(caller: Principal, document: Mapping[str, Any], parties: Parties) -> dict[str, Any]:
     """The convoy document as this caller may see it."""
     return seen_by(caller, parties, document, donors=line_donors(document))
+
+
+async def revealed(conn: asyncpg.Connection, answer: T) -> T:
+    """An answer built from `seen_by`, the sealed persons it still holds (those its caller may
+    see) opened: decrypted, or `(erased)` once erased (shared/privacy.py). Every view calls it
+    last."""
+    opened: T = await privacy.reveal(conn, answer)
+    return opened

@@ -61,7 +61,7 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
         vehicles=tuple(
             domain.Vehicle(v.registration, v.type, Decimal(v.capacity_kg)) for v in body.vehicles
         ),
-        drivers=tuple(d.model_dump() for d in body.drivers),
+        drivers=tuple(d.model_dump() for d in body.drivers),  # sealed by the handler
         route=tuple(body.route),
         note=body.note,
         occurred_at=body.occurred_at or now,
@@ -245,8 +245,7 @@ async def confirm_delivery(
     damaged and short, which must add up to loaded minus lost (422 shows the arithmetic)."""
     now = ctx.clock()
     command = domain.ConfirmDelivery(
-        receiver_name=body.receiver.name,
-        receiver_role=body.receiver.role,
+        confirmed_by=body.receiver.model_dump(),  # sealed by the handler
         document_name=body.document.name if body.document else None,
         document_sha256=body.document.sha256 if body.document else None,
         lines=tuple(

@@ -149,7 +149,8 @@ async def get_convoy(
             parties = handlers.parties(state)
             access.require_read(caller, parties, convoy_id)
             located = await queries.located(conn, views.document(state))
-            document = {**access.convoy_for(caller, located, parties), "as_of": as_of.isoformat()}
+            seen = access.convoy_for(caller, located, parties)
+            document = {**await access.revealed(conn, seen), "as_of": as_of.isoformat()}
         if format == "json":
             return document
         rows = await tables.named(conn, tables.manifest_rows(document))

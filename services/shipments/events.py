@@ -9,7 +9,7 @@ entry is recognised. `shipments.delivery-confirmed` is the contract pledges reli
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -63,19 +63,37 @@ class Vehicle(_Event):
     capacity_kg: Decimal
 
 
-class Driver(_Event):
-    """Personal data: shown only to the carrier, the recipient and auditors."""
+SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
+MAX_SEALED = 4096
 
-    name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=50)
-    licence_number: str | None = Field(default=None, max_length=50)
+
+class _Sealed(_Event):
+    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
+    the person's own key, which erasure destroys; `personal` names them. Other fields (a
+    vehicle, a role) stay in clear. Views decrypt it for those who may see personal data."""
+
+    subject_id: str = Field(
+        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
+    )
+    sealed: str = Field(
+        max_length=MAX_SEALED,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
+    )
+
+
+class Driver(_Sealed):
+    """Personal data (name, phone, licence number), sealed; shown only to the carrier, the
+    recipient and auditors."""
+
+    personal: list[Literal["name", "phone", "licence_number"]] = Field(max_length=3)
     vehicle: str | None = Field(default=None, max_length=20, description="registration")
 
 
-class Person(_Event):
-    """Personal data, like drivers."""
+class Person(_Sealed):
+    """Personal data (name), sealed, like drivers; the role in clear."""
 
-    name: str = Field(min_length=1, max_length=200)
+    personal: list[Literal["name"]] = Field(max_length=1)
     role: str | None = Field(default=None, max_length=100)
 
 
@@ -95,6 +113,8 @@ class _Entry(_Event):
 
 
 class ConvoyPlanned(_Event):
+    SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
+
     convoy_id: Id
     reference: Name = Field(description="a name people use for the convoy")
     origin_id: Id
@@ -135,6 +155,8 @@ class ManifestLineUnloaded(_Event):
 
 
 class ConvoyDispatched(_Entry):
+    SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
+
     manifest_lines: int
     weight_kg: Decimal
     custody: Party = Field(description="who holds the goods from now on")
@@ -155,6 +177,8 @@ class BorderCrossed(_Entry):
 
 
 class CustodyHandedOff(_Entry):
+    SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
+
     from_party: Party
     to_party: Party
 
@@ -180,8 +204,10 @@ class ConvoyArrived(_Entry):
     place: str | None = Field(default=None, max_length=200)
 
 
-class ConfirmedBy(_Event):
-    name: Name
+class ConfirmedBy(_Sealed):
+    """Who signed for the goods: their name sealed (personal data), their role in clear."""
+
+    personal: list[Literal["name"]] = Field(max_length=1)
     role: Label
 
 
@@ -206,6 +232,8 @@ class DeliveredLine(_Event):
 
 class DeliveryConfirmed(_Event):
     """received + damaged + short == loaded - lost, on every line."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
     convoy_id: Id
     recipient_id: Id
@@ -266,5 +294,78 @@ def payload(event: _Event) -> dict[str, Any]:
     return event.model_dump(mode="json")
 
 
+# Event types carrying persons (their current versions seal them)
+PERSONAL_TYPES = (CONVOY_PLANNED, CONVOY_DISPATCHED, CUSTODY_HANDED_OFF, DELIVERY_CONFIRMED)
+
+
+class V1:
+    """Version 1 of the event types that carry persons: names, phones and licence numbers in
+    clear. Logs written before persons were sealed hold them; they fold and show as ever."""
+
+    class Driver(_Event):
+        """Personal data: shown only to the carrier, the recipient and auditors."""
+
+        name: str = Field(min_length=1, max_length=200)
+        phone: str | None = Field(default=None, max_length=50)
+        licence_number: str | None = Field(default=None, max_length=50)
+        vehicle: str | None = Field(default=None, max_length=20, description="registration")
+
+    class Person(_Event):
+        """Personal data, like drivers."""
+
+        name: str = Field(min_length=1, max_length=200)
+        role: str | None = Field(default=None, max_length=100)
+
+    class Party(_Event):
+        """Who holds the goods: a registered organisation, a named other body, and/or a person."""
+
+        organisation_id: Id | None = None
+        name: str | None = Field(default=None, max_length=200)
+        person: V1.Person | None = None
+
+    class ConfirmedBy(_Event):
+        name: Name
+        role: Label
+
+    class ConvoyPlanned(_Event):
+        convoy_id: Id
+        reference: Name = Field(description="a name people use for the convoy")
+        origin_id: Id
+        destination_id: Id = Field(description="the recipient organisation")
+        carrier_id: Id
+        planned_departure: AwareDatetime
+        vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
+        drivers: list[V1.Driver] = Field(default=[], max_length=MAX_DRIVERS)
+        route: list[Name] = Field(
+            default=[], max_length=MAX_ROUTE, description="planned places, in order"
+        )
+        note: Text | None = None
+
+    class ConvoyDispatched(_Entry):
+        manifest_lines: int
+        weight_kg: Decimal
+        custody: V1.Party = Field(description="who holds the goods from now on")
+
+    class CustodyHandedOff(_Entry):
+        from_party: V1.Party
+        to_party: V1.Party
+
+    class DeliveryConfirmed(_Event):
+        """received + damaged + short == loaded - lost, on every line."""
+
+        convoy_id: Id
+        recipient_id: Id
+        origin_id: Id
+        carrier_id: Id
+        confirmed_by: V1.ConfirmedBy
+        document: Document | None
+        lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
+
+
 # Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+    (CONVOY_PLANNED, 1): V1.ConvoyPlanned,
+    (CONVOY_DISPATCHED, 1): V1.ConvoyDispatched,
+    (CUSTODY_HANDED_OFF, 1): V1.CustodyHandedOff,
+    (DELIVERY_CONFIRMED, 1): V1.DeliveryConfirmed,
+}

@@ -1,5 +1,5 @@
-"""Shipments use cases: load, check access, decide, append, project. The caller owns the
-transaction.
+"""Shipments use cases: load, check access, seal the persons named, decide, append, project.
+The caller owns the transaction.
 
 Every use case loads the convoy stream it decides on before its first write (see
 shared/event_store.py). Loading takes a row lock on the pledge line right after that read: every
@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from services.shipments import access, domain, ledger, projections, views
+from services.shipments import access, domain, ledger, privacy, projections, views
 from services.shipments import events as ev
 from shared import directory, errors
 from shared import projections as proj
@@ -82,7 +82,8 @@ async def plan_convoy(
     for field in ("origin_id", "destination_id", "carrier_id"):
         await directory.require(conn, getattr(command, field), field=field)
     state = await load_convoy(conn, command.convoy_id)
-    events = domain.plan(state, command, now=now)
+    drivers = await privacy.seal_drivers(conn, command.drivers, carrier=command.carrier_id, now=now)
+    events = domain.plan(state, replace(command, drivers=drivers), now=now)
     return _answer(await _record(conn, state, events, metadata=metadata, now=now))
 
 
@@ -177,7 +178,11 @@ async def record_entries(
     }
     lines = await ledger.lines(conn, [(x.pledge_id, x.line_id) for x in state.loaded])
     decision = domain.record_entries(
-        state, entries, now=now, known_organisations=known, pledge_lines=lines
+        state,
+        [await _sealed(conn, state, entry, now=now) for entry in entries],
+        now=now,
+        known_organisations=known,
+        pledge_lines=lines,
     )
     state = await _record(conn, state, decision.events, metadata=metadata, now=now)
     return _answer(
@@ -186,6 +191,17 @@ async def record_entries(
         already_recorded=decision.replayed,
         entries=decision.answers,
     )
+
+
+async def _sealed(
+    conn: asyncpg.Connection, state: domain.Convoy, entry: domain.FieldEntry, *, now: datetime
+) -> domain.FieldEntry:
+    """The entry with the persons it names sealed as the carrier records them; its digest as
+    sent kept, to recognise it re-sent after entries recorded persons in clear."""
+    details = await privacy.seal_parties(conn, entry.details, carrier=state.carrier_id, now=now)
+    if details == entry.details:
+        return entry
+    return replace(entry, details=details, sent_digest=entry.digest)
 
 
 async def confirm_delivery(
@@ -201,7 +217,10 @@ async def confirm_delivery(
     state = await _existing(conn, convoy_id)
     access.require_recipient(caller, parties(state))
     errors.check_if_match(state.version, if_match)
-    events = domain.confirm_delivery(state, command, now=now)
+    receiver = await privacy.seal_receiver(
+        conn, command.confirmed_by, recipient=state.destination_id, now=now
+    )
+    events = domain.confirm_delivery(state, replace(command, confirmed_by=receiver), now=now)
     correlations = {x.correlation_id for x in state.loaded}
     if len(correlations) == 1 and None not in correlations:
         # everything on board answers one pledge: the delivery continues its flow

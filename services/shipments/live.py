@@ -139,4 +139,6 @@ async def updates_after(
                 },
             )
         )
+    opened = await access.revealed(conn, [update for _, update in out])
+    out = [(pos, update) for (pos, _), update in zip(out, opened, strict=True)]
     return out, (rows[-1]["position"] if rows else position)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from services.shipments import domain, views
+from services.shipments import domain, privacy, views
 from services.shipments import events as ev
 from shared.event_store import fold
 from shared.events import RecordedEvent
@@ -135,4 +135,5 @@ CONVOYS = Projection(
     batch=_convoys,
 )
 
-ALL = (CONVOYS,)
+# privacy: which events hold each person (privacy_occurrences), for exports and retention
+ALL = (CONVOYS, privacy.PROJECTION)

@@ -1,5 +1,5 @@
 """Shipments read side: convoys, their timelines and discrepancies (pledge lines: ledger.py).
-Every answer is cut to what the caller may see (access.py)."""
+Every answer is cut to what the caller may see (access.py), the persons it may see opened."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ async def convoy(conn: asyncpg.Connection, caller: Principal, convoy_id: str) ->
     if row is None:
         raise NotFound(f"convoy {convoy_id} does not exist")
     access.require_read(caller, parties_of(row), convoy_id)
-    return await located(conn, _document(caller, row))
+    return await access.revealed(conn, await located(conn, _document(caller, row)))
 
 
 async def located(conn: asyncpg.Connection, document: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +131,8 @@ async def convoys(
     items, next_cursor = pagination.page(
         rows, limit=limit, key_of=lambda r: [r["departs"].isoformat(), r["convoy_id"]]
     )
-    return {"items": [summary(_document(caller, r)) for r in items], "next_cursor": next_cursor}
+    found = [summary(_document(caller, r)) for r in items]
+    return {"items": await access.revealed(conn, found), "next_cursor": next_cursor}
 
 
 async def in_transit(
@@ -154,7 +155,7 @@ async def in_transit(
         item = summary(_document(caller, row))
         item["age_of_last_news_seconds"] = max(0, int((now - last).total_seconds()))
         items.append(item)
-    return {"items": items, "as_of": now.isoformat()}
+    return {"items": await access.revealed(conn, items), "as_of": now.isoformat()}
 
 
 async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) -> dict[str, Any]:
@@ -184,7 +185,7 @@ async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) 
                 "data": access.seen_by(caller, parties, data, donors=donors),
             }
         )
-    return {"convoy_id": convoy_id, "entries": entries}
+    return {"convoy_id": convoy_id, "entries": await access.revealed(conn, entries)}
 
 
 async def discrepancies(

@@ -30,8 +30,15 @@ class ConvoyPageItemPosition(Out):
 
 
 class ConvoyPageItemCustodyPerson(Out):
+    """A named person: to those who may see personal data, their name (`(erased)` once
+    erased); to others `(withheld)`, without subject."""
+
     name: str
     role: str | None = None
+    subject_id: str | None = Field(
+        default=None, description="the person's subject (personal data export and erasure)"
+    )
+    erased: bool | None = Field(default=None, description="true: erased, `(erased)` shown")
 
 
 class ConvoyPageItemCustody(Out):
@@ -76,6 +83,10 @@ class ConvoyPage(Out):
 class ConvoyCustodyPerson(Out):
     name: str
     role: str | None
+    subject_id: str | None = Field(
+        default=None, description="the person's subject (personal data export and erasure)"
+    )
+    erased: bool | None = Field(default=None, description="true: erased, `(erased)` shown")
 
 
 class ConvoyCustody(Out):
@@ -85,10 +96,16 @@ class ConvoyCustody(Out):
 
 
 class ConvoyDriver(Out):
+    """`(withheld)` to those who may not see personal data; `(erased)` once erased."""
+
     vehicle: str | None
     name: str
     phone: str | None = None
     licence_number: str | None = None
+    subject_id: str | None = Field(
+        default=None, description="the person's subject (personal data export and erasure)"
+    )
+    erased: bool | None = Field(default=None, description="true: erased, `(erased)` shown")
 
 
 class ConvoyDeliveryDocument(Out):
@@ -348,7 +365,7 @@ class PledgeLine(Out):
 
 class InTransitItemCustody(Out):
     name: str | None = None
-    person: str | None = None
+    person: ConvoyPageItemCustodyPerson | None = None
     organisation_id: str
 
 

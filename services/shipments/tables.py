@@ -232,5 +232,5 @@ async def deliveries(
     out = []
     for row in rows:
         document = access.convoy_for(caller, json.loads(row["document"]), queries.parties_of(row))
-        out += delivery_rows(document)
+        out += delivery_rows(await access.revealed(conn, document))
     return out

@@ -3,7 +3,8 @@
 A convoy's event reaches a key only if `access.require_read` lets it read the convoy (its
 origin, recipient, carrier, donors of lines on board; auditors and administrators), with its
 data cut by `access.seen_by` as the timeline cuts it; parties as the read model holds them
-when the event is delivered, as the API answers then. Other events (checkpoints, key changes)
+when the event is delivered, as the API answers then; the persons the reader may see opened
+(or `(erased)`), as the API shows them. Other events (checkpoints, key changes)
 reach the feed's readers only (shared/webhooks.py)."""
 
 from __future__ import annotations
@@ -36,4 +37,5 @@ async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent
     if not (access.reads_everything(reader) or reader.organisation in parties.involved):
         return Seen(parties.involved, None)
     donors = access.line_donors(json.loads(row["document"]))
-    return Seen(parties.involved, access.seen_by(reader, parties, event.data, donors=donors))
+    data = access.seen_by(reader, parties, event.data, donors=donors)
+    return Seen(parties.involved, await access.revealed(conn, data))

@@ -24,13 +24,16 @@ READ_MODELS = ("convoys", "manifest_lines", "convoy_timeline")
 
 
 def test_the_committed_json_schemas_equal_the_event_models() -> None:
-    docs = contracts.documents(ev.SCHEMAS, topic="shipments.events")
+    docs = contracts.documents(ev.SCHEMAS, topic="shipments.events", previous=ev.PREVIOUS)
     committed = {p.name: p.read_text() for p in FOLDER.glob("*.json")}
     assert committed == docs, "regenerate services/shipments/schemas from the models"
 
 
-def test_the_delivery_event_has_exactly_the_fields_of_the_cross_service_contract() -> None:
-    doc = json.loads((FOLDER / "shipments.delivery-confirmed.v1.json").read_text())
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_delivery_event_has_exactly_the_fields_of_the_cross_service_contract(
+    version: int,
+) -> None:
+    doc = json.loads((FOLDER / f"shipments.delivery-confirmed.v{version}.json").read_text())
     assert sorted(doc["required"]) == sorted(
         [
             "convoy_id",
@@ -59,6 +62,11 @@ def test_the_delivery_event_has_exactly_the_fields_of_the_cross_service_contract
         ]
     )
     assert line["properties"]["unit"]["enum"] == ["pieces", "kg", "tonnes", "boxes", "litres"]
+    # who confirmed: in clear in version 1; version 2 seals the name (the role stays clear)
+    confirmed = doc["$defs"]["ConfirmedBy"]
+    assert sorted(confirmed["required"]) == (
+        ["name", "role"] if version == 1 else ["personal", "role", "sealed", "subject_id"]
+    )
 
 
 def test_an_event_payload_that_breaks_its_contract_is_refused() -> None:

@@ -3,6 +3,8 @@ a border, a hand-off, an incident, arrival, proof of delivery, closing."""
 
 from __future__ import annotations
 
+import json
+
 from shared.auth import Role
 from tests.shipments.conftest import ShipmentsApi, assert_problem, entry
 
@@ -103,12 +105,20 @@ async def test_a_medicine_convoy_goes_from_plan_to_a_partial_delivery_and_is_clo
     assert delivery.json()["outcome"] == "partial"
 
     [confirmed] = await api.events("shipments.delivery-confirmed")
+    # who signed is sealed in the event (their role in clear), opened for those who may see it
+    sealed = confirmed.pop("confirmed_by")
+    assert "Koval" not in json.dumps(sealed) and sealed["role"] == "head pharmacist"
+    assert await api.reveal(sealed) == {
+        "name": "Natalia Koval",
+        "role": "head pharmacist",
+        "subject_id": sealed["subject_id"],
+        "erased": False,
+    }
     assert confirmed == {
         "convoy_id": "c1",
         "recipient_id": "kharkiv",
         "origin_id": "lille",
         "carrier_id": "transports-nord",
-        "confirmed_by": {"name": "Natalia Koval", "role": "head pharmacist"},
         "document": {"name": "receipt-c1.pdf", "sha256": "ab" * 32},
         "lines": [
             {

@@ -313,8 +313,13 @@ def arrived(quantity: str = "10", *before: domain.FieldEntry) -> domain.Convoy:
 
 def delivery(received: str, damaged: str = "0", short: str = "0") -> domain.ConfirmDelivery:
     return domain.ConfirmDelivery(
-        receiver_name="Natalia Koval",
-        receiver_role="warehouse manager",
+        # the receiver as the write path hands them over: sealed, the role in clear
+        confirmed_by={
+            "subject_id": "shipments-" + "0" * 32,
+            "personal": ["name"],
+            "sealed": "c2VhbGVk",
+            "role": "warehouse manager",
+        },
         lines=(
             domain.DeliveredQuantities("m1", Decimal(received), Decimal(damaged), Decimal(short)),
         ),

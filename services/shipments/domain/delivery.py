@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from services.shipments import events as ev
 from services.shipments.domain import errors
@@ -28,8 +30,10 @@ class DeliveredQuantities:
 
 @dataclass(frozen=True, slots=True)
 class ConfirmDelivery:
-    receiver_name: str
-    receiver_role: str
+    """`confirmed_by`: the receiver as the recipient records them, sealed (name) with their
+    role in clear (services/shipments/privacy.py)."""
+
+    confirmed_by: Mapping[str, Any]
     lines: tuple[DeliveredQuantities, ...]
     occurred_at: datetime
     document_name: str | None = None
@@ -145,7 +149,7 @@ def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) 
         recipient_id=state.destination_id,
         origin_id=state.origin_id,
         carrier_id=state.carrier_id,
-        confirmed_by=ev.ConfirmedBy(name=command.receiver_name, role=command.receiver_role),
+        confirmed_by=ev.ConfirmedBy.model_validate(command.confirmed_by),
         document=document,
         lines=lines,
     )

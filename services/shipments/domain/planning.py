@@ -43,6 +43,7 @@ class PlanConvoy:
     planned_departure: datetime
     vehicles: tuple[Vehicle, ...]
     occurred_at: datetime
+    # sealed as the carrier records them (services/shipments/privacy.py); the vehicle in clear
     drivers: tuple[Mapping[str, Any], ...] = ()
     route: tuple[str, ...] = ()
     note: str | None = None
@@ -135,7 +136,7 @@ def plan(state: Convoy, command: PlanConvoy, *, now: datetime) -> list[NewEvent]
             ev.Vehicle(registration=v.registration, type=v.type, capacity_kg=text(v.capacity_kg))
             for v in command.vehicles
         ],
-        drivers=[ev.Driver(**d) for d in command.drivers],
+        drivers=[ev.Driver.model_validate(d) for d in command.drivers],
         route=list(command.route),
         note=command.note,
     )

@@ -27,25 +27,46 @@ __all__ = ["FieldEntry", "RoadDecision", "record_entries"]
 ZERO = Decimal(0)
 
 
+def _unsealed(value: Any) -> Any:
+    """`value` with each sealed person (shared/privacy.py) reduced to its subject id and clear
+    fields: the same person sent again is the same subject, whatever the ciphertext."""
+    if isinstance(value, Mapping):
+        if "subject_id" in value and "sealed" in value:
+            return {k: v for k, v in value.items() if k not in ("sealed", "personal")}
+        return {k: _unsealed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unsealed(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class FieldEntry:
-    """`details` holds the kind's own fields as JSON (place, outcome, lines, note...)."""
+    """`details` holds the kind's own fields as JSON (place, outcome, lines, note...), the
+    persons of its parties sealed. `sent_digest`: the digest of the entry as sent, persons in
+    clear, which entries recorded before persons were sealed carry."""
 
     entry_id: str
     kind: str
     occurred_at: datetime
     details: Mapping[str, Any]
+    sent_digest: str | None = None
 
     @property
     def digest(self) -> str:
+        """What the recorded event carries: a person counts by their subject, never their
+        name (a digest of a name could be matched against guessed names)."""
         canonical = {
             "entry_id": self.entry_id,
             "kind": self.kind,
             "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
-            "details": self.details,
+            "details": _unsealed(self.details),
         }
         raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest()
+
+    def same_as(self, digest: str) -> bool:
+        """Whether an entry recorded with `digest` is this one sent again."""
+        return digest in (self.digest, self.sent_digest)
 
     def organisations(self) -> list[tuple[str, str]]:
         """(field, organisation id) of every registered organisation the entry names."""
@@ -249,7 +270,7 @@ def record_entries(
         entry = entries[i]
         seen = state.entry(entry.entry_id)
         if seen is not None:
-            if seen.digest != entry.digest:
+            if not entry.same_as(seen.digest):
                 raise errors.EntryIdReused(
                     f"entry {entry.entry_id} was recorded at {seen.recorded_at.isoformat()} with"
                     " other content: a new entry needs a new id",

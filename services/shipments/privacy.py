@@ -1,0 +1,148 @@
+"""The people a convoy names, sealed (shared/privacy.py): drivers, persons holding the goods,
+who signed for the delivery.
+
+Each is sealed in the write path, in the transaction, before the domain decides: drivers and
+the persons of a custody (dispatch, hand-off) as the convoy's carrier records them, the receiver
+who confirmed the delivery as the recipient records them. Names, phones and licence numbers are
+personal; a driver's vehicle and a person's role stay in clear.
+
+Retention (`RETENTION_DUE`, the worker's): a person is erased once every convoy naming them was
+closed or cancelled longer ago than the retention period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.shipments import events as ev
+from shared import privacy
+
+SERVICE = "shipments"
+DRIVER = ("name", "phone", "licence_number")  # a driver's personal fields
+PERSON = ("name",)  # a person's (custody, receiver): the role stays in clear
+PARTIES = ("custody", "from_party", "to_party")  # where road entries name persons
+
+# The event types that carry persons (privacy_occurrences, the export, retention)
+PERSONAL_TYPES = ev.PERSONAL_TYPES
+PROJECTION = privacy.projection(PERSONAL_TYPES)
+
+# Subjects (not erased) recorded only in convoys closed or cancelled before $1 (the cut-off),
+# at most $2. A convoy still open, or one the read model does not know, keeps its people.
+RETENTION_DUE = f"""
+SELECT s.subject_id FROM privacy_subjects s
+WHERE s.erased_at IS NULL AND s.last_recorded_at < $1
+  AND EXISTS (SELECT 1 FROM privacy_occurrences o WHERE o.subject_id = s.subject_id)
+  AND NOT EXISTS (
+      SELECT 1 FROM privacy_occurrences o
+      LEFT JOIN convoys c ON o.stream_id = '{ev.STREAM_CONVOY}-' || c.convoy_id
+      WHERE o.subject_id = s.subject_id
+        AND (c.convoy_id IS NULL OR c.status NOT IN ('closed', 'cancelled')
+             OR coalesce((c.document ->> 'closed_at')::timestamptz,
+                         (c.document ->> 'cancelled_at')::timestamptz) IS NULL
+             OR coalesce((c.document ->> 'closed_at')::timestamptz,
+                         (c.document ->> 'cancelled_at')::timestamptz) >= $1))
+ORDER BY s.last_recorded_at, s.subject_id
+LIMIT $2
+"""
+
+
+async def seal(
+    conn: asyncpg.Connection,
+    person: Mapping[str, Any],
+    *,
+    organisation: str,
+    personal: Sequence[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """`person` sealed as `organisation` records them (sealed already: as it is)."""
+    return await privacy.seal_person(
+        conn, person, service=SERVICE, organisation=organisation, personal=personal, now=now
+    )
+
+
+async def seal_drivers(
+    conn: asyncpg.Connection, drivers: Sequence[Mapping[str, Any]], *, carrier: str, now: datetime
+) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        [await seal(conn, d, organisation=carrier, personal=DRIVER, now=now) for d in drivers]
+    )
+
+
+async def seal_party(
+    conn: asyncpg.Connection, party: Mapping[str, Any] | None, *, carrier: str, now: datetime
+) -> Mapping[str, Any] | None:
+    """A custody party with its person sealed (a party naming no person: as it is)."""
+    if not party or not party.get("person"):
+        return party
+    person = await seal(conn, party["person"], organisation=carrier, personal=PERSON, now=now)
+    return {**party, "person": person}
+
+
+async def seal_parties(
+    conn: asyncpg.Connection, details: Mapping[str, Any], *, carrier: str, now: datetime
+) -> dict[str, Any]:
+    """A road entry's details with the persons of its parties sealed."""
+    out = dict(details)
+    for key in PARTIES:
+        if out.get(key):
+            out[key] = await seal_party(conn, out[key], carrier=carrier, now=now)
+    return out
+
+
+async def seal_receiver(
+    conn: asyncpg.Connection, receiver: Mapping[str, Any], *, recipient: str, now: datetime
+) -> dict[str, Any]:
+    return await seal(conn, receiver, organisation=recipient, personal=PERSON, now=now)
+
+
+def _clear(person: Any) -> bool:
+    return isinstance(person, Mapping) and not privacy.is_sealed(person) and "name" in person
+
+
+async def _carrier(conn: asyncpg.Connection, convoy_id: str) -> str:
+    carrier = await conn.fetchval(
+        "SELECT data ->> 'carrier_id' FROM events WHERE stream_id = $1 AND event_type = $2"
+        " ORDER BY id LIMIT 1",
+        f"{ev.STREAM_CONVOY}-{convoy_id}",
+        ev.CONVOY_PLANNED,
+    )
+    if carrier is None:
+        raise ValueError(f"convoy {convoy_id} has no plan in this log: no carrier to record by")
+    return str(carrier)
+
+
+async def seal_v1(
+    conn: asyncpg.Connection, event_type: str, data: Mapping[str, Any], *, now: datetime
+) -> dict[str, Any] | None:
+    """The version 2 payload of a version 1 event holding persons in clear: each sealed as the
+    organisation that recorded them (drivers and custody persons: the convoy's carrier; the
+    receiver: the recipient), everything else as it was (the entry's digest too: a re-sent
+    entry is still recognised). None when the event holds no person in clear. Raises
+    ValueError for a payload its version 1 schema refuses."""
+    if event_type not in PERSONAL_TYPES:
+        return None
+    out = dict(data)
+    if event_type == ev.CONVOY_PLANNED:
+        drivers = list(out.get("drivers") or [])
+        if not any(_clear(d) for d in drivers):
+            return None
+        out["drivers"] = list(await seal_drivers(conn, drivers, carrier=out["carrier_id"], now=now))
+    elif event_type == ev.DELIVERY_CONFIRMED:
+        if not _clear(out.get("confirmed_by")):
+            return None
+        out["confirmed_by"] = await seal_receiver(
+            conn, out["confirmed_by"], recipient=out["recipient_id"], now=now
+        )
+    else:
+        if not any(_clear((out.get(k) or {}).get("person")) for k in PARTIES):
+            return None
+        carrier = await _carrier(conn, str(out["convoy_id"]))
+        out = await seal_parties(conn, out, carrier=carrier, now=now)
+    try:
+        return ev.payload(ev.SCHEMAS[event_type].model_validate(out))
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise ValueError(f"{event_type}: not a version 1 payload: {exc}") from exc
