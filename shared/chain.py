@@ -8,6 +8,14 @@ Writers store an event's data and metadata as their RFC 8785 text (``encode``), 
 body of a stored event can also be rendered from its columns byte for byte, without parsing and
 canonicalising again: ``Verifier.add_digest`` accepts the SHA-256 of such a rendering only when
 it chains to exactly what was sealed, and anything else is checked in full with ``Verifier.add``.
+
+Redactions (shared/privacy_migration.py): an event rewritten in place after it was sealed (its
+personal data sealed, issue 20) keeps its chain hash, which covers the SHA-256 of its ORIGINAL
+body. A `privacy.log-redacted` statement, appended after the rewrite and signed with the
+service's key, lists each redacted position with the digest of the body as sealed (`before`) and
+as it is now (`after`). The verifier links such a position with `before` (the original body is
+not needed) and requires the body now to hash to `after`; a position that does not hash is held
+until a statement signed by a trusted key covers it, and fails the verdict otherwise.
 """
 
 from __future__ import annotations
@@ -118,6 +126,102 @@ def link(previous: bytes, event: RecordedEvent, *, position: int) -> bytes:
     return link_content(previous, canonical(event, position=position))
 
 
+def body_digest(event: RecordedEvent, *, position: int) -> bytes:
+    """The SHA-256 of the event's canonical body: what its chain link covers."""
+    return _sha256(canonical(event, position=position)).digest()
+
+
+# -- redactions (see the module's docstring) ----------------------------------------------------
+
+LOG_REDACTED = "privacy.log-redacted"
+# what a redaction statement's signature covers
+REDACTION_SIGNED_FIELDS = (
+    "service",
+    "redactions",
+    "head_position",
+    "head_hash",
+    "reason",
+    "redacted_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """An event rewritten in place at `position`: the SHA-256 of its canonical body as it was
+    sealed (`before`, which its chain link covers) and as it is now (`after`)."""
+
+    position: int
+    event_id: str
+    before: bytes
+    after: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "event_id": self.event_id,
+            "before_sha256": self.before.hex(),
+            "after_sha256": self.after.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Redaction:
+        """ValueError, KeyError or TypeError when `raw` is not one."""
+        before = bytes.fromhex(str(raw["before_sha256"]))
+        after = bytes.fromhex(str(raw["after_sha256"]))
+        if len(before) != 32 or len(after) != 32:
+            raise ValueError("a redaction's digests are SHA-256 digests")
+        position = raw["position"]
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise ValueError("a redaction's position is a position of the chain")
+        return cls(position=position, event_id=str(raw["event_id"]), before=before, after=after)
+
+
+def redaction_statement_body(statement: Mapping[str, Any]) -> bytes:
+    """The bytes a service signs in a `privacy.log-redacted` statement (KeyError if a field
+    is missing)."""
+    return rfc8785.dumps({k: statement[k] for k in REDACTION_SIGNED_FIELDS})
+
+
+def sign_redactions(
+    signer: signing.Signer,
+    *,
+    service: str,
+    redactions: Iterable[Redaction],
+    head_position: int,
+    head_hash: bytes,
+    reason: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """The data of a `privacy.log-redacted` event, signed with the service's key."""
+    body: dict[str, Any] = {
+        "service": service,
+        "redactions": [r.as_dict() for r in sorted(redactions, key=lambda r: r.position)],
+        "head_position": head_position,
+        "head_hash": head_hash.hex(),
+        "reason": reason,
+        "redacted_at": _instant(at),
+    }
+    signature = signer.key.sign(redaction_statement_body(body))
+    return {
+        **body,
+        "public_key": signer.public_key,
+        "signature": base64.b64encode(signature).decode(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A position whose event does not hash to what was sealed: failed, unless a redaction
+    statement met later covers it."""
+
+    event_id: str
+    previous: bytes  # the chain hash before it
+    sealed: bytes  # its stored chain hash
+    digest: bytes | None  # the SHA-256 of its canonical body now (None: it has none)
+    problem: str
+    claimed: bool  # its body is the redacted form a recorded redaction names
+
+
 @dataclass(frozen=True, slots=True)
 class ChainEntry:
     """One row of the chain as stored: the event it seals may be missing (deleted)."""
@@ -141,6 +245,8 @@ class Verdict:
     recanonicalised: int = 0
     # why checkpoint signatures were not checked against pinned keys (none pinned), if so
     warning: str | None = None
+    # redacted positions checked against a signed redaction statement (chain.Redaction)
+    redactions_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -157,7 +263,7 @@ class Verdict:
 
 
 # the log's events whose data the verifier reads, besides hashing them
-SIGNED = (signing.CHECKPOINT, keysmod.KEY_CHANGED)
+SIGNED = (signing.CHECKPOINT, keysmod.KEY_CHANGED, LOG_REDACTED)
 
 
 def unpinned_warning(service: str | None) -> str:
@@ -175,34 +281,69 @@ class Verifier:
     or by a key announced since in this log (`audit.signing-key-changed`, signed by a key
     already trusted); `keys` is extended as announcements are met, so pass a ring of its own.
     Without a pinned key, checkpoints are checked against the key they carry and the verdict
-    says so in its `warning`."""
+    says so in its `warning`.
 
-    def __init__(self, *, service: str | None = None, keys: keysmod.KeyRing | None = None) -> None:
+    An event that does not hash to what was sealed is held (the walk goes on with its sealed
+    hash) until a redaction statement (`privacy.log-redacted`, signed like a checkpoint) covers
+    it: its body must hash to the statement's `after` digest and the statement's `before`
+    digest must link to its sealed hash. Held at the end, or when anything else fails, it is
+    the verdict's failure. `redactions` (position: Redaction, e.g. the log_redactions table)
+    are the redactions known ahead: such a position is accepted on the fast path
+    (`add_digest`) and, while held, reported as not covered rather than as a mismatch."""
+
+    def __init__(
+        self,
+        *,
+        service: str | None = None,
+        keys: keysmod.KeyRing | None = None,
+        redactions: Mapping[int, Redaction] | None = None,
+    ) -> None:
         self.hashes: list[bytes] = []  # recomputed hash of position i + 1
         self.checkpoints = 0
         self.recanonicalised = 0
+        self.redactions_checked = 0
         self.failure: Verdict | None = None
         self.service = service
         self.keys = keys if keys is not None and service and keys.keys(service) else None
         self.warning = None if self.keys is not None else unpinned_warning(service)
+        self.redactions = dict(redactions or {})
+        self.held: dict[int, _Held] = {}  # positions not hashing as sealed, not yet covered
 
     @property
     def head(self) -> bytes:
         return self.hashes[-1] if self.hashes else GENESIS
 
-    def _broken(self, position: int, problem: str) -> Verdict:
-        head = len(self.hashes)
-        self.failure = Verdict(
-            intact=False,
+    def _verdict(
+        self, *, head: int, head_hash: bytes, bad: int | None = None, problem: str | None = None
+    ) -> Verdict:
+        return Verdict(
+            intact=bad is None,
             checked=head,
             head_position=head,
-            head_hash=self.head,
-            bad_position=position,
+            head_hash=head_hash,
+            bad_position=bad,
             problem=problem,
             checkpoints_checked=self.checkpoints,
             recanonicalised=self.recanonicalised,
             warning=self.warning,
+            redactions_checked=self.redactions_checked,
         )
+
+    def _fail_held(self, position: int) -> Verdict:
+        held = self.held[position]
+        self.failure = self._verdict(
+            head=position - 1, head_hash=held.previous, bad=position, problem=held.problem
+        )
+        return self.failure
+
+    def _broken(self, position: int, problem: str) -> Verdict:
+        # an earlier event that does not hash as sealed, and is no known redaction, is the
+        # first failure (a statement met later could still have covered a known one)
+        unclaimed = [p for p, h in self.held.items() if not h.claimed and p < position]
+        if unclaimed:
+            return self._fail_held(min(unclaimed))
+        head = len(self.hashes)
+        self.failure = self._verdict(head=head, head_hash=self.head, bad=position, problem=problem)
         return self.failure
 
     def unreadable(self, position: int, reason: str) -> Verdict:
@@ -210,9 +351,12 @@ class Verifier:
         return self.failure or self._broken(position, f"the event here cannot be read: {reason}")
 
     def signed(self, event_type: str, data: Mapping[str, Any]) -> Verdict | None:
-        """Check a checkpoint or a key change of the log, just added at the head."""
+        """Check a checkpoint, a key change or a redaction statement of the log, just added at
+        the head."""
         if event_type == signing.CHECKPOINT:
             return self.check_checkpoint(data)
+        if event_type == LOG_REDACTED:
+            return self.check_redactions(data)
         if event_type == keysmod.KEY_CHANGED and self.keys is not None:
             assert self.service is not None
             try:
@@ -225,23 +369,38 @@ class Verifier:
                 )
         return None
 
-    def _signature_problem(self, checkpoint: Mapping[str, Any]) -> str | None:
+    def _signature_problem(
+        self, document: Mapping[str, Any], fields: tuple[str, ...] = signing.SIGNED_FIELDS
+    ) -> str | None:
+        key = str(document.get("public_key"))
         if self.keys is None:
-            valid = signing.signature_valid(checkpoint)
-            return None if valid else "has a signature that is not valid (with the key it carries)"
-        assert self.service is not None
-        key = str(checkpoint.get("public_key"))
-        if checkpoint.get("service") != self.service:
-            return f"is of {checkpoint.get('service')}, in {self.service}'s log"
-        if not self.keys.trusts(self.service, key):
-            return f"signed by key {key}, which is neither pinned nor announced"
+            if fields == signing.SIGNED_FIELDS:
+                valid = signing.signature_valid(document)
+                return (
+                    None if valid else "has a signature that is not valid (with the key it carries)"
+                )
+            service = str(document.get("service"))
+            try:
+                ring = keysmod.KeyRing.pinned({service: [key]})
+            except (ValueError, TypeError):
+                return "is malformed"
+        else:
+            assert self.service is not None
+            service = self.service
+            ring = self.keys
+            if document.get("service") != self.service:
+                return f"is of {document.get('service')}, in {self.service}'s log"
+            if not ring.trusts(self.service, key):
+                return f"signed by key {key}, which is neither pinned nor announced"
         try:
-            body = rfc8785.dumps({k: checkpoint[k] for k in signing.SIGNED_FIELDS})
-            signature = base64.b64decode(str(checkpoint["signature"]), validate=True)
-            self.keys.verify(self.service, key, signature, body)
+            body = rfc8785.dumps({k: document[k] for k in fields})
+            signature = base64.b64decode(str(document["signature"]), validate=True)
+            ring.verify(service, key, signature, body)
         except (KeyError, ValueError, TypeError, rfc8785.CanonicalizationError):
             return "is malformed"
         except keysmod.UntrustedKey as exc:
+            if self.keys is None:
+                return "has a signature that is not valid (with the key it carries)"
             return f"has a signature that is not valid ({exc.reason})"
         return None
 
@@ -261,19 +420,76 @@ class Verifier:
         self.checkpoints += 1
         return None
 
+    def check_redactions(self, statement: Mapping[str, Any]) -> Verdict | None:
+        """A redaction statement, just added at the head: signed by a key trusted for the
+        service (as a checkpoint), naming the chain head before it as it is; each redaction it
+        lists covers the held position it matches (see the class)."""
+        at = len(self.hashes)
+        problem = self._signature_problem(statement, REDACTION_SIGNED_FIELDS)
+        if problem is not None:
+            return self._broken(at, f"redaction statement at {at} {problem}")
+        try:
+            redactions = [Redaction.from_dict(r) for r in statement["redactions"]]
+            head = statement["head_position"]
+            if not isinstance(head, int) or isinstance(head, bool) or not 0 <= head < at:
+                raise ValueError("its head is not a position before it")
+            if any(r.position > head for r in redactions):
+                raise ValueError("it names a position after its head")
+        except (KeyError, ValueError, TypeError) as exc:
+            return self._broken(at, f"redaction statement at {at} is malformed: {exc}")
+        named = self.hashes[head - 1] if head else GENESIS
+        if named.hex() != statement["head_hash"]:
+            return self._broken(
+                at, f"the chain no longer matches the head the redaction statement at {at} names"
+            )
+        for redaction in redactions:
+            held = self.held.get(redaction.position)
+            if (
+                held is not None
+                and held.event_id == redaction.event_id
+                and held.digest == redaction.after
+                and link_digest(held.previous, redaction.before) == held.sealed
+            ):
+                del self.held[redaction.position]
+                self.redactions_checked += 1
+        return None
+
+    def _not_covered(self, position: int) -> str:
+        return (
+            f"the event at {position} was redacted (its body is the redacted form recorded),"
+            " but no redaction statement signed by a key trusted for"
+            f" {self.service or 'this log'} covers it"
+        )
+
     def add_digest(self, position: int, stored_hash: bytes, digest: bytes | None) -> bool:
         """The fast path: `digest` is the SHA-256 of the canonical body rendered from the stored
         columns of the event sealed at `position`. True when it chains to exactly the stored
-        hash: the stored event is then byte for byte what was sealed, and is accepted. False
-        changes nothing: the caller checks the entry in full with `add` (which canonicalises the
-        event again and names what is wrong, if anything is). A checkpoint event accepted here
-        must still have its signature checked (`check_checkpoint`)."""
+        hash (the stored event is then byte for byte what was sealed), or when it is the
+        redacted form of a known redaction whose original chains to it (held until a statement
+        covers it): the event is accepted. False changes nothing: the caller checks the entry
+        in full with `add` (which canonicalises the event again and names what is wrong, if
+        anything is). A checkpoint event accepted here must still have its signature checked
+        (`check_checkpoint`)."""
         if self.failure is not None or digest is None or position != len(self.hashes) + 1:
             return False
         recomputed = link_digest(self.head, digest)
         if recomputed != stored_hash:
-            return False
-        self.hashes.append(recomputed)
+            claim = self.redactions.get(position)
+            if (
+                claim is None
+                or claim.after != digest
+                or link_digest(self.head, claim.before) != stored_hash
+            ):
+                return False
+            self.held[position] = _Held(
+                event_id=claim.event_id,
+                previous=self.head,
+                sealed=stored_hash,
+                digest=digest,
+                problem=self._not_covered(position),
+                claimed=True,
+            )
+        self.hashes.append(stored_hash)
         return True
 
     def add(self, entry: ChainEntry) -> Verdict | None:
@@ -292,15 +508,34 @@ class Verifier:
         if str(entry.event.event_id) != entry.event_id:
             return self._broken(expected, "the event here is not the one sealed here (replaced)")
         try:
-            recomputed = link(self.head, entry.event, position=expected)
+            digest = body_digest(entry.event, position=expected)
         except (ValueError, ArithmeticError, TypeError, AttributeError, RecursionError) as exc:
             return self._broken(expected, f"the event here has no canonical form: {exc}")
+        recomputed = link_digest(self.head, digest)
         if recomputed != entry.hash:
-            return self._broken(
-                expected,
+            mismatch = (
                 "hash mismatch: the event was modified after it was"
-                " sealed, or chain rows were swapped",
+                " sealed, or chain rows were swapped"
             )
+            if entry.event.event_type in SIGNED:  # never redacted: what it says is read
+                return self._broken(expected, mismatch)
+            claim = self.redactions.get(expected)
+            claimed = (
+                claim is not None
+                and claim.after == digest
+                and claim.event_id == entry.event_id
+                and link_digest(self.head, claim.before) == entry.hash
+            )
+            self.held[expected] = _Held(
+                event_id=entry.event_id,
+                previous=self.head,
+                sealed=entry.hash,
+                digest=digest,
+                problem=self._not_covered(expected) if claimed else mismatch,
+                claimed=claimed,
+            )
+            self.hashes.append(entry.hash)
+            return None
         self.hashes.append(recomputed)
         if entry.event.event_type in SIGNED:
             return self.signed(entry.event.event_type, entry.event.data)
@@ -315,6 +550,8 @@ class Verifier:
     ) -> Verdict:
         if self.failure is not None:
             return self.failure
+        if self.held:  # not covered by any statement: the first is where the chain breaks
+            return self._fail_held(min(self.held))
         for held in held_checkpoints:
             if (found := self.check_checkpoint(held)) is not None:
                 return found
@@ -330,15 +567,7 @@ class Verifier:
                 inserted[0],
                 "an event was inserted behind the sealer's back: it is in the log but in no chain",
             )
-        return Verdict(
-            intact=True,
-            checked=len(self.hashes),
-            head_position=len(self.hashes),
-            head_hash=self.head,
-            checkpoints_checked=self.checkpoints,
-            recanonicalised=self.recanonicalised,
-            warning=self.warning,
-        )
+        return self._verdict(head=len(self.hashes), head_hash=self.head)
 
 
 def verify(
@@ -349,6 +578,7 @@ def verify(
     held_checkpoints: Iterable[Mapping[str, Any]] = (),
     service: str | None = None,
     keys: keysmod.KeyRing | None = None,
+    redactions: Mapping[int, Redaction] | None = None,
 ) -> Verdict:
     """Walk the chain in position order and report the first position where it breaks.
 
@@ -358,7 +588,7 @@ def verify(
     from earlier), must carry a valid signature and match the recomputed chain; see Verifier
     for `service` and `keys`.
     """
-    walker = Verifier(service=service, keys=keys)
+    walker = Verifier(service=service, keys=keys, redactions=redactions)
     for entry in entries:
         if (found := walker.add(entry)) is not None:
             return found

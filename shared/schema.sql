@@ -342,3 +342,18 @@ CREATE TABLE IF NOT EXISTS privacy_occurrences (
     PRIMARY KEY (subject_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS privacy_occurrences_by_stream ON privacy_occurrences (stream_id);
+
+-- Events rewritten in place after they were sealed (shared/privacy_migration.py: personal data
+-- written in clear before issue 20, sealed since): the SHA-256 of the canonical body as sealed
+-- (its chain link covers it) and as it is now, and the `privacy.log-redacted` statement, signed
+-- with the service's key, that lists them. A lookup for the verifier only: each row counts only
+-- if that signed statement in the log names it (shared/chain.py Verifier).
+CREATE TABLE IF NOT EXISTS log_redactions (
+    position           bigint PRIMARY KEY,
+    event_id           uuid NOT NULL UNIQUE,
+    before_sha256      bytea NOT NULL CHECK (length(before_sha256) = 32),
+    after_sha256       bytea NOT NULL CHECK (length(after_sha256) = 32),
+    statement_event_id uuid NOT NULL,
+    reason             text NOT NULL,
+    redacted_at        timestamptz NOT NULL
+);

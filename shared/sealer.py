@@ -248,17 +248,40 @@ async def verify(
     By default each event's canonical body is rendered from its stored columns and hashed (see
     _RENDERED_BODY); an event whose rendering does not hash to its sealed hash is canonicalised
     again with rfc8785 before anything is reported. `deep` canonicalises every event again.
-    The verdicts are the same either way. `observe` (not with `deep`) sees each slice of rows
+    The verdicts are the same either way. Events rewritten by a redaction (log_redactions,
+    shared/privacy_migration.py) are checked against the signed statement that covers them
+    (chain.Verifier). `observe` (not with `deep`) sees each slice of rows
     (position, hash, stream_type, stream_id, stream_version, event_type, digest, and body for
     checkpoints and key changes only) once it has been checked, e.g. to fold the log in the
     same pass."""
-    walker = chain.Verifier(service=service, keys=keys)
     if conn.is_in_transaction():
         async with conn.transaction():
+            walker = chain.Verifier(service=service, keys=keys, redactions=await redactions(conn))
             return await _verify(conn, walker, held_checkpoints, deep, observe)
     # one snapshot for the whole walk, however long the log
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        walker = chain.Verifier(service=service, keys=keys, redactions=await redactions(conn))
         return await _verify(conn, walker, held_checkpoints, deep, observe)
+
+
+async def redactions(conn: asyncpg.Connection) -> dict[int, chain.Redaction]:
+    """The redactions recorded in log_redactions (shared/privacy_migration.py), by position:
+    claims only, each checked against the signed statement in the log (chain.Verifier). None
+    in a database made before that table."""
+    if await conn.fetchval("SELECT to_regclass('log_redactions')") is None:
+        return {}
+    rows = await conn.fetch(
+        "SELECT position, event_id, before_sha256, after_sha256 FROM log_redactions"
+    )
+    return {
+        int(r["position"]): chain.Redaction(
+            position=int(r["position"]),
+            event_id=str(r["event_id"]),
+            before=bytes(r["before_sha256"]),
+            after=bytes(r["after_sha256"]),
+        )
+        for r in rows
+    }
 
 
 async def _walk_rendered(
