@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from services.registry import domain, handlers, projections, queries
 from services.registry import events as ev
+from services.registry import privacy as personal
 from services.registry import responses as R
 from services.registry.requests import (
     AliasIn,
@@ -167,14 +168,16 @@ async def get_organisation(
     async with ctx.db.connection() as conn:
         if as_of is None:
             found = await queries.organisation(conn, organisation_id, with_contacts=contacts)
+            if contacts:  # sealed in the read model: opened (or "(erased)") for those who see them
+                found["contacts"] = await personal.shown(conn, found["contacts"])
             response.headers["ETag"] = etag(found["version"])
             return found
         state = domain.require_existing(
             await handlers.load_organisation(conn, organisation_id, as_of=as_of)
         )
-    folded = asdict(state)
-    folded["aliases"] = list(state.aliases)
-    folded["contacts"] = list(state.contacts)
+        folded = asdict(state)
+        folded["aliases"] = list(state.aliases)
+        folded["contacts"] = await personal.shown(conn, state.contacts) if contacts else []
     if not contacts:
         folded.pop("contacts")
     return {**folded, "as_of": as_of.isoformat()}
@@ -300,19 +303,14 @@ async def change_contacts(
     """Replace the contacts (the organisation's own members or administrators)."""
     caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
     caller.require_acting_for(organisation_id, unless=(Role.REGISTRY_ADMIN,))
-    command = domain.ChangeContacts(contacts=tuple(c.model_dump() for c in body.contacts))
+    contacts = [c.model_dump() for c in body.contacts]
     return await write(
         ctx,
         request,
         caller,
         200,
-        lambda conn, meta: handlers.change_organisation(
-            conn,
-            organisation_id,
-            lambda s: domain.change_contacts(s, command, now=ctx.clock()),
-            if_match=if_match,
-            metadata=meta,
-            now=ctx.clock(),
+        lambda conn, meta: handlers.change_contacts(
+            conn, organisation_id, contacts, if_match=if_match, metadata=meta, now=ctx.clock()
         ),
     )
 

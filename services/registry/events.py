@@ -5,9 +5,11 @@ Names are stable; a changed shape gets a new schema version and an upcaster.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.privacy import SUBJECT_ID
 
 STREAM_ORGANISATION = "organisation"
 STREAM_PARTNERSHIP = "partnership"
@@ -52,9 +54,22 @@ class Coordinates(_Event):
 
 
 class Contact(_Event):
+    # a contact in clear: what version 1 of a contacts change held (still in older logs)
     role: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=254)
+
+
+class SealedContact(_Event):
+    """A contact as the log holds it (shared/privacy.py): the role in clear, the name and
+    email encrypted under the person's own key, which erasure destroys."""
+
+    role: str = Field(min_length=1, max_length=100, description="a function, kept in clear")
+    subject_id: str = Field(pattern=SUBJECT_ID, max_length=100)
+    personal: list[Literal["name", "email"]] = Field(
+        min_length=1, max_length=2, description="the fields sealed"
+    )
+    sealed: str = Field(max_length=4000, description="base64 of nonce and AES-256-GCM ciphertext")
 
 
 class Evidence(_Event):
@@ -93,6 +108,16 @@ class OrganisationCorrected(_Event):
 
 
 class OrganisationContactsChanged(_Event):
+    """The organisation's contacts now (replacing the previous ones), each sealed."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    organisation_id: Id
+    contacts: list[SealedContact] = Field(max_length=MAX_CONTACTS)
+
+
+class OrganisationContactsChangedV1(_Event):
+    # version 1: the contacts in clear (no docstring: its published schema stays as it was)
     organisation_id: Id
     contacts: list[Contact] = Field(max_length=MAX_CONTACTS)
 
@@ -199,4 +224,6 @@ def payload(event: _Event) -> dict[str, Any]:
 
 
 # Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+    (ORGANISATION_CONTACTS_CHANGED, 1): OrganisationContactsChangedV1,
+}

@@ -6,13 +6,13 @@ Every use case loads what it decides on before its first write (see shared/event
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.registry import domain, projections
+from services.registry import domain, privacy, projections
 from services.registry import events as ev
 from shared import errors
 from shared import projections as proj
@@ -72,6 +72,9 @@ async def register_organisation(
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
+    # the contacts sealed in this transaction, before the domain decides (shared/privacy.py)
+    contacts = await privacy.seal_contacts(conn, command.organisation_id, command.contacts, now=now)
+    command = replace(command, contacts=contacts)
     keys = _name_keys(command)
     for lock in _name_locks(command.country, keys):
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
@@ -127,9 +130,10 @@ def prepare_registration(
 ) -> Registration | None:
     """What the ordinary path decides when the id is new and there is no namesake, as the
     arguments of one statement; None when that cannot be decided without reading (a parent to
-    check) or the domain refuses the command: the ordinary path decides and explains."""
-    if command.parent_id is not None:
-        return None
+    check, contacts to seal) or the domain refuses the command: the ordinary path decides and
+    explains."""
+    if command.parent_id is not None or command.contacts:
+        return None  # a parent to check, contacts to seal in the transaction
     stream_id = f"{ev.STREAM_ORGANISATION}-{command.organisation_id}"
     try:
         events = domain.register(domain.Organisation(command.organisation_id), command, now=now)
@@ -262,6 +266,39 @@ async def change_organisation(
         stream_id=organisation_id,
         version=state.version,
         events=decide(state),
+        metadata=metadata,
+        now=now,
+    )
+    return {"organisation_id": organisation_id, "version": version}
+
+
+async def change_contacts(
+    conn: asyncpg.Connection,
+    organisation_id: str,
+    contacts: Sequence[dict[str, Any]],
+    *,
+    if_match: int | None,
+    metadata: Metadata,
+    now: datetime,
+) -> dict[str, Any]:
+    """Replace the contacts (given in clear): sealed here, in the write's transaction; the
+    same people as now change nothing (no event)."""
+
+    async def decide(state: domain.Organisation) -> list[NewEvent]:
+        held = state.contacts
+        if not await privacy.same_people(conn, held, contacts):
+            held = await privacy.seal_contacts(conn, organisation_id, contacts, now=now)
+        return domain.change_contacts(state, domain.ChangeContacts(contacts=held), now=now)
+
+    state = domain.require_existing(await load_organisation(conn, organisation_id))
+    errors.check_if_match(state.version, if_match)
+    events = await decide(state)
+    version = await _record(
+        conn,
+        stream_type=ev.STREAM_ORGANISATION,
+        stream_id=organisation_id,
+        version=state.version,
+        events=events,
         metadata=metadata,
         now=now,
     )

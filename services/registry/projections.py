@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from services.registry import domain
+from services.registry import domain, privacy
 from services.registry import events as ev
 from shared.events import RecordedEvent
 from shared.projections import Projection
@@ -241,4 +241,7 @@ PARTNERSHIPS = Projection(
     },
 )
 
-ALL = (DIRECTORY, PARTNERSHIPS)
+# which events hold each person (privacy_occurrences): access requests, retention
+PRIVACY = privacy.projection()
+
+ALL = (DIRECTORY, PARTNERSHIPS, PRIVACY)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from shared.responses import Out
 
 
@@ -37,9 +39,13 @@ class OrganisationPage(Out):
 
 
 class OrganisationContact(Out):
-    name: str
+    name: str = Field(description='the name; "(erased)" once the person was erased')
     role: str
-    email: str | None
+    email: str | None = Field(default=None, description='"(erased)" once erased')
+    subject_id: str | None = Field(
+        default=None, description="the person's id for access and erasure (/v1/privacy)"
+    )
+    erased: bool | None = Field(default=None, description="whether the person was erased")
 
 
 class Organisation(Out):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.registry import webhook_access
+from services.registry import privacy, webhook_access
 from shared import db, worker
 
 
@@ -12,6 +12,7 @@ def main() -> None:
         schema=[db.schema_text("services.registry")],
         handlers={},
         webhook_access=webhook_access.seen,
+        retention_due=privacy.RETENTION_DUE,
     )
 
 

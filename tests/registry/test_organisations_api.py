@@ -28,6 +28,12 @@ CONTACTS = [
 ]
 
 
+def people(contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The contacts as they were given (a view adds each one's subject id and `erased`)."""
+    assert all(c["subject_id"].startswith("registry-") and not c["erased"] for c in contacts)
+    return [{k: c[k] for k in ("role", "name", "email")} for c in contacts]
+
+
 async def search(api: RegistryApi, **params: Any) -> list[str]:
     response = await api.client.get("/v1/organisations", params=params, headers=api.as_admin)
     assert response.status_code == 200, response.text
@@ -53,7 +59,7 @@ async def test_registers_an_organisation_with_aliases_coordinates_parent_and_con
     assert got["parent_id"] == "lille"
     assert got["aliases"] == ["Centre hospitalier universitaire de Lille"]
     assert got["coordinates"] == {"lat": 50.61, "lon": 3.03}
-    assert got["contacts"] == CONTACTS
+    assert people(got["contacts"]) == CONTACTS
     kharkiv = (await api.client.get("/v1/organisations/kharkiv", headers=api.as_admin)).json()
     assert kharkiv["aliases"] == ["Charkiw", "Kharkov", "Kharkow"]
     assert kharkiv["coordinates"] == {"lat": 49.9935, "lon": 36.2304}
@@ -78,7 +84,7 @@ async def test_contacts_are_shown_to_the_organisation_itself_and_to_registry_adm
     await api.register(LILLE, {**CHU_LILLE, "contacts": CONTACTS})
     for headers in (api.as_admin, await api.as_("chu-lille", Role.MEMBER)):
         got = await api.client.get("/v1/organisations/chu-lille", headers=headers)
-        assert got.json()["contacts"] == CONTACTS
+        assert people(got.json()["contacts"]) == CONTACTS
 
 
 @pytest.mark.parametrize(
@@ -125,7 +131,7 @@ async def test_a_member_replaces_its_own_organisations_contacts(api: RegistryApi
     )
     assert response.status_code == 200, response.text
     got = await api.client.get("/v1/organisations/lille", headers=headers)
-    assert got.json()["contacts"] == CONTACTS[:1]
+    assert people(got.json()["contacts"]) == CONTACTS[:1]
 
 
 async def test_a_member_may_not_change_another_organisations_contacts(api: RegistryApi) -> None:

@@ -182,14 +182,17 @@ def _check_parent(organisation_id: str, parent_id: str, parent: Organisation | N
 def _contacts_event(
     organisation_id: str, contacts: tuple[dict[str, Any], ...], now: datetime
 ) -> NewEvent:
+    """`contacts` sealed (shared/privacy.py: the handlers seal them before deciding)."""
     return NewEvent(
         ev.ORGANISATION_CONTACTS_CHANGED,
         occurred_at=now,
         data=ev.payload(
             ev.OrganisationContactsChanged(
-                organisation_id=organisation_id, contacts=[ev.Contact(**c) for c in contacts]
+                organisation_id=organisation_id,
+                contacts=[ev.SealedContact(**c) for c in contacts],
             )
         ),
+        schema_version=ev.OrganisationContactsChanged.SCHEMA_VERSION,
     )
 
 
@@ -285,6 +288,8 @@ def change_contacts(
     *,
     now: datetime,
 ) -> list[NewEvent]:
+    """`command.contacts` sealed; the very contacts the state holds (the handler passes them
+    when the people did not change) change nothing."""
     require_existing(state)
     if tuple(command.contacts) == state.contacts:
         return []
