@@ -51,6 +51,8 @@ Label = Annotated[str, Field(max_length=MAX_LABEL)]
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    SCHEMA_VERSION: ClassVar[int] = 1  # the version events of the type are written with
+
 
 class Coordinates(_Event):
     lat: float = Field(ge=-90, le=90)
@@ -287,6 +289,11 @@ ENTRY_EVENTS: dict[str, str] = {
     "incident": INCIDENT_REPORTED,
     "arrival": CONVOY_ARRIVED,
 }
+
+
+def version(event_type: str) -> int:
+    """The schema version an event of this type is written with (NewEvent.schema_version)."""
+    return SCHEMAS[event_type].SCHEMA_VERSION
 
 
 def payload(event: _Event) -> dict[str, Any]:

@@ -153,7 +153,14 @@ def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) 
         document=document,
         lines=lines,
     )
-    return [NewEvent(ev.DELIVERY_CONFIRMED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [
+        NewEvent(
+            ev.DELIVERY_CONFIRMED,
+            ev.payload(data),
+            occurred_at=command.occurred_at,
+            schema_version=ev.version(ev.DELIVERY_CONFIRMED),
+        )
+    ]
 
 
 def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEvent]:

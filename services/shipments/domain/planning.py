@@ -140,7 +140,14 @@ def plan(state: Convoy, command: PlanConvoy, *, now: datetime) -> list[NewEvent]
         route=list(command.route),
         note=command.note,
     )
-    return [NewEvent(ev.CONVOY_PLANNED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [
+        NewEvent(
+            ev.CONVOY_PLANNED,
+            ev.payload(data),
+            occurred_at=command.occurred_at,
+            schema_version=ev.version(ev.CONVOY_PLANNED),
+        )
+    ]
 
 
 def line_weight(pledge_line: PledgeLine, quantity: Decimal, given: Decimal | None) -> Decimal:

@@ -227,7 +227,12 @@ def _decide(
             **details,
         }
     )
-    return NewEvent(event_type, ev.payload(data), occurred_at=entry.occurred_at)
+    return NewEvent(
+        event_type,
+        ev.payload(data),
+        occurred_at=entry.occurred_at,
+        schema_version=ev.version(event_type),
+    )
 
 
 def _provisional(state: Convoy, event: NewEvent, now: datetime) -> RecordedEvent:
