@@ -17,6 +17,11 @@ run of records whose lanes follow each other is enough: the last record's signed
 by collision resistance, to every chain hash of the run, and each chain hash to its event. A
 record outside such a run, or in a run whose last signature fails, is checked on its own. The
 same functions serve the relay (`signature_headers`), the consumers and `audit replay`.
+
+An event rewritten in place after it was sealed (shared/privacy_migration.py: personal data
+written in clear, sealed since) no longer hashes to its chain hash; published again, it carries
+its redaction (`ce_redaction`: the digests of its body as sealed and as it is now, signed by
+its upstream), and links with the original digest (`redaction_problem`).
 """
 
 from __future__ import annotations
@@ -68,10 +73,15 @@ def signature_headers(
     return headers, after
 
 
-def link_problem(event: Incoming, *, previous: bytes | None = None) -> str | None:
+def link_problem(
+    event: Incoming, *, previous: bytes | None = None, ring: keys.KeyRing | None = None
+) -> str | None:
     """Why the event's chain hash is not the link of its previous hash and its own body, if
     it is not. `previous`: the hash the consumer knows for the position before (else the
-    message's own `ce_prevhash`)."""
+    message's own `ce_prevhash`). An event rewritten in place after it was sealed links with
+    its original body's digest if it carries a redaction its upstream signed (see
+    `redaction_problem`; `ring`: the keys trusted for the upstream, else only the key the
+    redaction names is checked, as `signing.signature_valid` does)."""
     if event.chain_hash is None:
         return "no chain hash"
     before = previous if previous is not None else event.previous_hash
@@ -90,7 +100,39 @@ def link_problem(event: Incoming, *, previous: bytes | None = None) -> str | Non
     except (ValueError, TypeError) as exc:
         return f"the event has no canonical form: {exc}"
     if computed != event.chain_hash:
+        if event.redaction is not None:
+            return redaction_problem(event, before, ring)
         return "the chain hash does not match the event and its previous hash"
+    return None
+
+
+def redaction_problem(event: Incoming, previous: bytes, ring: keys.KeyRing | None) -> str | None:
+    """Why a redacted event (shared/privacy_migration.py: rewritten in place, its personal
+    data sealed) is not its upstream's, if it is not: the digest of its body as sealed
+    (`before_sha256`) must link `previous` to its chain hash, its body now must hash to
+    `after_sha256`, and the upstream must have signed that redaction (chain.redaction_body)
+    with a key `ring` trusts for it (without `ring`, the key the redaction names)."""
+    carried = event.redaction or {}
+    try:
+        redaction = chain.Redaction.from_dict(
+            {**carried, "position": event.position, "event_id": str(event.event_id)}
+        )
+        signature = base64.b64decode(str(carried["signature"]), validate=True)
+        key = str(carried["public_key"])
+        digest = chain.body_digest(event.as_recorded(), position=event.position)
+        trusted = ring if ring is not None else keys.KeyRing.pinned({event.upstream: [key]})
+    except (KeyError, ValueError, TypeError) as exc:
+        return f"the event's redaction is malformed: {exc}"
+    if chain.link_digest(previous, redaction.before) != event.chain_hash:
+        return "the chain hash does not match the event's original digest and its previous hash"
+    if digest != redaction.after:
+        return "the event matches neither the body that was sealed nor its redacted form"
+    try:
+        trusted.verify(
+            event.upstream, key, signature, chain.redaction_body(event.upstream, redaction)
+        )
+    except keys.UntrustedKey as exc:
+        return f"the event's redaction: {exc.reason}"
     return None
 
 
@@ -178,7 +220,7 @@ def verify(ring: keys.KeyRing, events: Sequence[Incoming]) -> dict[int, str]:
     runs: list[list[int]] = []
     open_runs: dict[int | None, tuple[list[int], bytes]] = {}  # partition -> run, its lane
     for i, event in enumerate(events):
-        if (problem := link_problem(event)) is not None:
+        if (problem := link_problem(event, ring=ring)) is not None:
             failed[i] = problem
             continue
         assert event.chain_hash is not None  # link_problem says so

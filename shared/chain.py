@@ -176,6 +176,12 @@ class Redaction:
         return cls(position=position, event_id=str(raw["event_id"]), before=before, after=after)
 
 
+def redaction_body(service: str, redaction: Redaction) -> bytes:
+    """The bytes a service signs for ONE redaction (each entry of a statement carries its own
+    signature, so a consumer that receives the redacted event again can check it alone)."""
+    return rfc8785.dumps({"service": service, **redaction.as_dict()})
+
+
 def redaction_statement_body(statement: Mapping[str, Any]) -> bytes:
     """The bytes a service signs in a `privacy.log-redacted` statement (KeyError if a field
     is missing)."""
@@ -195,7 +201,13 @@ def sign_redactions(
     """The data of a `privacy.log-redacted` event, signed with the service's key."""
     body: dict[str, Any] = {
         "service": service,
-        "redactions": [r.as_dict() for r in sorted(redactions, key=lambda r: r.position)],
+        "redactions": [
+            {
+                **r.as_dict(),
+                "signature": base64.b64encode(signer.key.sign(redaction_body(service, r))).decode(),
+            }
+            for r in sorted(redactions, key=lambda r: r.position)
+        ],
         "head_position": head_position,
         "head_hash": head_hash.hex(),
         "reason": reason,

@@ -46,6 +46,10 @@ class Incoming:
     size: int = 0
     # the message's value as published: the RFC 8785 text of the data (shared/outbox.py)
     raw_data: bytes | None = None
+    # an event rewritten in place after it was sealed (shared/privacy_migration.py): the
+    # digests of its body as sealed and as it is now, and the upstream's signature of them
+    # (`ce_redaction` header, or the feed's `redaction`; shared/authenticity.py checks it)
+    redaction: Mapping[str, Any] | None = None
 
     def as_recorded(self) -> RecordedEvent:
         """The event as the upstream stored it: what its chain hash covers."""
@@ -120,6 +124,9 @@ def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Inco
         metadata = Metadata(**{k: headers.get(h) or None for k, h in _METADATA_HEADERS.items()})
         recorded = headers.get("ce_recordedat")
         signature = headers.get("ce_signature")
+        redaction = json.loads(headers["ce_redaction"]) if headers.get("ce_redaction") else None
+        if redaction is not None and not isinstance(redaction, dict):
+            raise Unparseable("the ce_redaction header is not a JSON object")
         return Incoming(
             upstream=upstream,
             event_id=uuid.UUID(headers["ce_id"]),
@@ -143,6 +150,7 @@ def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Inco
             partition=record.partition,
             size=len(record.value or b""),
             raw_data=record.value,
+            redaction=redaction,
         )
     except Unparseable:
         raise
@@ -168,4 +176,5 @@ def parse_feed_event(upstream: str, raw: Mapping[str, Any]) -> Incoming:
         recorded_at=datetime.fromisoformat(raw["recorded_at"]) if raw.get("recorded_at") else None,
         metadata=Metadata.from_dict(meta),
         chain_hash=_hex(raw.get("hash")),
+        redaction=raw["redaction"] if isinstance(raw.get("redaction"), Mapping) else None,
     )

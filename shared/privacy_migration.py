@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +71,12 @@ class Redacted(BaseModel):
     )
     after_sha256: str = Field(
         pattern=r"^[0-9a-f]{64}$", description="SHA-256 of its canonical body as it is now"
+    )
+    signature: str = Field(
+        max_length=200,
+        description="base64 Ed25519 signature, by the statement's key, of the RFC 8785 text of"
+        " {service, position, event_id, before_sha256, after_sha256}: what a consumer receiving"
+        " the event again checks (shared/authenticity.py)",
     )
 
 
@@ -276,10 +283,53 @@ async def _state(
     )
     await conn.executemany(
         "INSERT INTO log_redactions (position, event_id, before_sha256, after_sha256,"
-        " statement_event_id, reason, redacted_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        " statement_event_id, reason, redacted_at, public_key, signature)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
-            (r.position, r.event_id, r.before, r.after, recorded.event_id, reason, now)
-            for r in redactions
+            (
+                int(r["position"]),
+                uuid.UUID(str(r["event_id"])),
+                bytes.fromhex(str(r["before_sha256"])),
+                bytes.fromhex(str(r["after_sha256"])),
+                recorded.event_id,
+                reason,
+                now,
+                signer.public_key,
+                str(r["signature"]),
+            )
+            for r in data["redactions"]
         ],
     )
     return str(recorded.event_id)
+
+
+REDACTION_HEADER = "ce_redaction"
+
+
+async def carried(conn: asyncpg.Connection, positions: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """What an event rewritten by a redaction carries when it is published again (the relay's
+    `ce_redaction` header, the feed's `redaction` field), by position: the digests of its body
+    as sealed and as it is now, the key that signed the redaction and its signature
+    (shared/authenticity.py redaction_problem checks them). Positions not redacted are left
+    out."""
+    if not positions:
+        return {}
+    rows = await conn.fetch(
+        "SELECT position, before_sha256, after_sha256, public_key, signature"
+        " FROM log_redactions WHERE position = ANY($1::bigint[])",
+        list(positions),
+    )
+    return {
+        int(r["position"]): {
+            "before_sha256": bytes(r["before_sha256"]).hex(),
+            "after_sha256": bytes(r["after_sha256"]).hex(),
+            "public_key": r["public_key"],
+            "signature": r["signature"],
+        }
+        for r in rows
+    }
+
+
+def header(redaction: dict[str, Any]) -> tuple[str, bytes]:
+    """The `ce_redaction` header of a redacted event (see `carried`)."""
+    return REDACTION_HEADER, json.dumps(redaction, sort_keys=True).encode()

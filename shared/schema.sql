@@ -355,5 +355,9 @@ CREATE TABLE IF NOT EXISTS log_redactions (
     after_sha256       bytea NOT NULL CHECK (length(after_sha256) = 32),
     statement_event_id uuid NOT NULL,
     reason             text NOT NULL,
-    redacted_at        timestamptz NOT NULL
+    redacted_at        timestamptz NOT NULL,
+    -- the statement's key and its signature of this redaction alone (chain.redaction_body):
+    -- carried with the event when it is published again (shared/authenticity.py)
+    public_key         text NOT NULL,
+    signature          text NOT NULL
 );

@@ -7,20 +7,24 @@ nothing."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import ConsumerRecord
 
 from services.audit import replay
 from services.shipments.demo_data import MEDICINES
-from shared import chain, privacy, privacy_migration, sealer, signing
+from shared import authenticity, chain, outbox, privacy, privacy_migration, sealer, signing
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.incoming import Incoming, parse_record
 from shared.keys import KeyRing
 from shared.rows import COLUMNS, from_row
 from shared.testing import seal_everything
@@ -328,11 +332,13 @@ async def test_a_redaction_no_trusted_statement_covers_fails(conn: asyncpg.Conne
         await conn.fetchrow(f"SELECT {COLUMNS} FROM events e WHERE e.event_id = $1", event.event_id)
     )
     await conn.execute(
-        "INSERT INTO log_redactions VALUES ($1, $2, $3, $4, gen_random_uuid(), 'x', now())",
+        "INSERT INTO log_redactions VALUES"
+        " ($1, $2, $3, $4, gen_random_uuid(), 'x', now(), $5, 'x')",
         at,
         event.event_id,
         chain.body_digest(event, position=at),
         chain.body_digest(rewritten, position=at),
+        signer.public_key,
     )
     verdict = await verify(conn, signer)
     assert not verdict.intact and verdict.bad_position == at, verdict
@@ -454,3 +460,92 @@ async def test_a_broken_log_is_refused_and_nothing_is_rewritten(conn: asyncpg.Co
     # the trigger is back: the log is append-only again
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await conn.execute("UPDATE events SET data = '{}'")
+
+
+def published(
+    events: list[RecordedEvent],
+    signer: signing.Signer,
+    carried: Callable[[int], dict[str, Any] | None],
+) -> list[Incoming]:
+    """The log as the relay publishes it again (one partition, in position order), each
+    redacted position with the redaction `carried` gives it, read back as a consumer does."""
+    out = []
+    previous, lane = chain.GENESIS, authenticity.LANE_START
+    for offset, event in enumerate(events):
+        assert event.position is not None and event.hash is not None
+        headers, lane = outbox.headers_for(
+            SERVICE, event, signer=signer, previous=previous, lane=lane
+        )
+        if (redaction := carried(event.position)) is not None:
+            headers.append(privacy_migration.header(redaction))
+        record = ConsumerRecord(
+            topic="registry.events",
+            partition=0,
+            offset=offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=event.stream_id.encode(),
+            value=chain.encode(dict(event.data)).encode(),
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=0,
+            headers=headers,
+        )
+        out.append(parse_record(record, upstream=SERVICE))
+        previous = event.hash
+    return out
+
+
+async def test_a_redacted_event_published_again_is_authentic_only_with_its_signed_redaction(
+    conn: asyncpg.Connection,
+) -> None:
+    signer = signing.Signer.generate()
+    await old_log(conn, signer)
+    report = await privacy_migration.migrate(
+        conn, service=SERVICE, signer=signer, seal_v1=seal_v1, now=LATER
+    )
+    await seal_everything(conn)
+    events = await logged(conn)
+    redactions = await privacy_migration.carried(conn, [e.position or 0 for e in events])
+    assert sorted(redactions) == report.positions
+    ring = pinned(signer)
+
+    # carried (relay republishing the log; a new consumer catching up from the start)
+    messages = published(events, signer, redactions.get)
+    assert authenticity.verify(pinned(signer), messages) == {}
+    for message in messages:  # the feed's path: each event's link to the one before
+        assert authenticity.link_problem(message, ring=ring) is None
+    # not carried: each redacted position is a forgery, as before
+    failed = authenticity.verify(pinned(signer), published(events, signer, lambda _: None))
+    assert sorted(events[n].position or 0 for n in failed) == report.positions
+    # signed by a key no one pinned
+    intruder = signing.Signer.generate()
+
+    def forged(position: int) -> dict[str, Any] | None:
+        found = redactions.get(position)
+        if found is None:
+            return None
+        event = events[position - 1]
+        body = chain.redaction_body(
+            SERVICE,
+            chain.Redaction.from_dict(
+                {**found, "position": position, "event_id": str(event.event_id)}
+            ),
+        )
+        signature = base64.b64encode(intruder.key.sign(body)).decode()
+        return {**found, "public_key": intruder.public_key, "signature": signature}
+
+    failed = authenticity.verify(pinned(signer), published(events, signer, forged))
+    assert sorted(events[n].position or 0 for n in failed) == report.positions
+    assert all("neither pinned nor announced" in reason for reason in failed.values())
+    # a redacted body altered afterwards, its true redaction carried: refused
+    at = report.positions[0]
+    altered = [
+        dataclasses.replace(e, data={**e.data, "organisation_id": "org-x"})
+        if e.position == at
+        else e
+        for e in events
+    ]
+    failed = authenticity.verify(pinned(signer), published(altered, signer, redactions.get))
+    assert [events[n].position for n in failed] == [at]
+    assert "neither the body that was sealed nor its redacted form" in failed[at - 1]
