@@ -45,10 +45,18 @@ class Step:
         }
 
 
+def _person(person: Mapping[str, Any] | None) -> str | None:
+    """A person's name as older events hold it; a sealed person's subject id (the feed holds
+    the name encrypted: the service's views and /v1/privacy show it to whom may see it)."""
+    if not person:
+        return None
+    return str(person.get("name") or person.get("subject_id") or "a person")
+
+
 def _party(party: Mapping[str, Any] | None) -> str:
     if not party:
         return "-"
-    person = (party.get("person") or {}).get("name")
+    person = _person(party.get("person"))
     body = party.get("organisation_id") or party.get("name") or "-"
     return f"{body} ({person})" if person else str(body)
 
@@ -74,7 +82,7 @@ def what(event: RecordedEvent) -> str:
         case "convoy-arrived":
             return str(d.get("place") or "")
         case "delivery-confirmed":
-            return f"confirmed by {d['confirmed_by']['name']} ({d['confirmed_by']['role']})"
+            return f"confirmed by {_person(d['confirmed_by'])} ({d['confirmed_by']['role']})"
         case "convoy-closed" | "convoy-cancelled":
             return str(d.get("outcome") or d.get("reason") or "")
     return ""
