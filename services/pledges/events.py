@@ -9,7 +9,7 @@ and an upcaster. `pledges.pledge-line-updated` is the contract shipments relies 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,13 +64,41 @@ class _Event(BaseModel):
 
 
 class Contact(_Event):
+    # a contact in clear: what version 1 of need-posted and pledge-made held (older logs)
     name: str = Field(min_length=1, max_length=200)
     role: str | None = Field(default=None, max_length=100)
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=50)
 
 
-class NeedPosted(_Event):
+SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
+MAX_SEALED = 4096
+
+
+class _Sealed(_Event):
+    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
+    the person's own key, which erasure destroys; `personal` names them. A role stays in
+    clear. Views decrypt it for those who may see personal data."""
+
+    subject_id: str = Field(
+        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
+    )
+    sealed: str = Field(
+        max_length=MAX_SEALED,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
+    )
+
+
+class SealedContact(_Sealed):
+    """A need's or a pledge's contact: name, email and phone sealed, recorded by the need's
+    recipient or the pledge's donor; the role in clear."""
+
+    personal: list[Literal["name", "email", "phone"]] = Field(min_length=1, max_length=3)
+    role: str | None = Field(default=None, max_length=100)
+
+
+class _NeedPosted(_Event):
     need_id: Id
     recipient_id: Id
     kind: Literal["item", "money"]
@@ -84,6 +112,17 @@ class NeedPosted(_Event):
     serves: list[Label] = Field(max_length=MAX_SERVES)
     deadline: date | None
     internal_note: Note | None = None
+
+
+class NeedPosted(_NeedPosted):
+    """A need, its contact sealed (version 1: in clear)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    contact: SealedContact | None = None
+
+
+class NeedPostedV1(_NeedPosted):
     contact: Contact | None = None
 
 
@@ -119,7 +158,7 @@ class Line(_Event):
     currency: Currency | None
 
 
-class PledgeMade(_Event):
+class _PledgeMade(_Event):
     pledge_id: Id
     donor_id: Id
     recipient_id: Id
@@ -127,6 +166,17 @@ class PledgeMade(_Event):
     description: Text | None
     lines: list[Line] = Field(min_length=1, max_length=MAX_LINES)
     internal_note: Note | None = None
+
+
+class PledgeMade(_PledgeMade):
+    """A pledge, its contact sealed (version 1: in clear)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    contact: SealedContact | None = None
+
+
+class PledgeMadeV1(_PledgeMade):
     contact: Contact | None = None
 
 
@@ -185,7 +235,17 @@ class DonorFigureReported(_Event):
 
 
 class ConfirmedBy(_Event):
+    # who signed for the goods in clear: version 1 of delivery-recorded (older logs)
     name: Name
+    role: Label | None = None
+
+
+class SealedConfirmedBy(_Sealed):
+    """Who signed for the goods as shipments sealed them (a shipments subject: erasure there
+    reaches this copy), or as pledges sealed a name that came in clear from an older shipments
+    event; the role in clear."""
+
+    personal: list[Literal["name"]] = Field(max_length=1)
     role: Label | None = None
 
 
@@ -197,6 +257,8 @@ class Document(_Event):
 class DeliveryRecorded(_Event):
     """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
     line's unit. Only `received` (good condition) counts towards fulfilment."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # who confirmed sealed (version 1: in clear, V1 below)
 
     pledge_id: Id
     line_id: Id
@@ -210,7 +272,7 @@ class DeliveryRecorded(_Event):
     damaged: Quantity
     short: Quantity
     lost: Quantity
-    confirmed_by: ConfirmedBy | None
+    confirmed_by: SealedConfirmedBy | None
     document: Document | None
     delivered_total: Quantity
     pledge_status: PledgeStatus
@@ -255,5 +317,31 @@ def payload(event: _Event) -> dict[str, Any]:
     return event.model_dump(mode="json")
 
 
+class DeliveryRecordedV1(_Event):
+    """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
+    line's unit. Only `received` (good condition) counts towards fulfilment."""
+
+    pledge_id: Id
+    line_id: Id
+    convoy_id: Id
+    manifest_line_id: Id
+    delivery_event_id: Id
+    recipient_id: Id | None
+    unit: UnitName
+    loaded: Quantity
+    received: Quantity
+    damaged: Quantity
+    short: Quantity
+    lost: Quantity
+    confirmed_by: ConfirmedBy | None
+    document: Document | None
+    delivered_total: Quantity
+    pledge_status: PledgeStatus
+
+
 # Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+    (NEED_POSTED, 1): NeedPostedV1,
+    (PLEDGE_MADE, 1): PledgeMadeV1,
+    (DELIVERY_RECORDED, 1): DeliveryRecordedV1,
+}

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.pledges import domain, partnerships, projections
+from services.pledges import domain, partnerships, privacy, projections
 from services.pledges import events as ev
 from shared import directory, errors
 from shared import projections as proj
@@ -80,6 +80,9 @@ async def post_need(
 ) -> dict[str, Any]:
     state = await load_need(conn, command.need_id)
     await directory.require(conn, command.recipient_id, field="recipient_id")
+    # the contact sealed in this transaction, as the recipient records it (shared/privacy.py)
+    contact = await privacy.seal_contact(conn, command.recipient_id, command.contact, now=now)
+    command = replace(command, contact=contact)
     events = domain.post_need(state, command, now=now, acting_for=acting_for)
     version = await _record(
         conn,
@@ -144,6 +147,9 @@ async def make_pledge(
         if command.partnership_id is not None
         else None
     )
+    # the contact sealed in this transaction, as the donor records it (shared/privacy.py)
+    contact = await privacy.seal_contact(conn, command.donor_id, command.contact, now=now)
+    command = replace(command, contact=contact)
     events = domain.make_pledge(
         state, command, now=now, acting_for=acting_for, needs=needs, partnership=partnership
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.pledges import domain
+from services.pledges import domain, privacy
 from services.pledges import events as ev
 from shared import pagination
 from shared.errors import NotFound
@@ -90,7 +90,9 @@ async def need(conn: asyncpg.Connection, need_id: str, *, viewer: str | None) ->
     row = await conn.fetchrow("SELECT * FROM needs WHERE need_id = $1", need_id)
     if row is None:
         raise NotFound(f"need {need_id} does not exist")
-    return _need(row, await names(conn, [row["recipient_id"]]), viewer)
+    out = _need(row, await names(conn, [row["recipient_id"]]), viewer)
+    await privacy.shown_contacts(conn, [out])  # sealed in the read model: opened for the viewer
+    return out
 
 
 async def need_as_of(
@@ -153,7 +155,7 @@ async def need_as_of(
     }
     if sees_internal(viewer, state.recipient_id):
         out["internal_note"] = state.internal_note
-        out["contact"] = state.contact
+        out["contact"] = await privacy.shown_contact(conn, state.contact)
     return out
 
 
@@ -190,7 +192,9 @@ async def needs(
         rows, limit=limit, key_of=lambda r: [r["posted_at"].isoformat(), r["need_id"]]
     )
     org_names = await names(conn, [r["recipient_id"] for r in items])
-    return {"items": [_need(r, org_names, viewer) for r in items], "next_cursor": next_cursor}
+    answers = [_need(r, org_names, viewer) for r in items]
+    await privacy.shown_contacts(conn, answers)  # only the viewer's own needs carry one
+    return {"items": answers, "next_cursor": next_cursor}
 
 
 def _line_summary(row: asyncpg.Record) -> dict[str, Any]:

@@ -48,10 +48,14 @@ class NeedRevision(Out):
 
 
 class NeedPageItemContact(Out):
-    name: str | None = None
+    name: str | None = Field(default=None, description='"(erased)" once the person was erased')
     role: str | None = None
     email: str | None = None
     phone: str | None = None
+    subject_id: str | None = Field(
+        default=None, description="the person's id for access and erasure (/v1/privacy)"
+    )
+    erased: bool | None = Field(default=None, description="whether the person was erased")
 
 
 class NeedPageItem(Out):

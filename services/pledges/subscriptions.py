@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.pledges import domain, handlers, partnerships
+from services.pledges import domain, handlers, partnerships, privacy
 from shared import api_keys, directory
 from shared.consumer import Handler, Incoming
 from shared.incoming import Implausible
@@ -129,6 +129,11 @@ async def _plausible(conn: asyncpg.Connection, delivery: _Delivery) -> None:
 async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
     delivery = _Delivery.model_validate(event.data)
     await _plausible(conn, delivery)
+    # who signed: v2 sealed by shipments, kept as it came (erasure there reaches it); v1 in
+    # clear, sealed here as the recipient records them (services/pledges/privacy.py)
+    confirmed_by = await privacy.sealed_confirmed_by(
+        conn, delivery.confirmed_by, recipient_id=delivery.recipient_id, now=datetime.now(UTC)
+    )
     by_pledge: dict[str, list[domain.DeliveredLine]] = {}
     correlation_ids: dict[str, str | None] = {}
     for line in delivery.lines:
@@ -145,7 +150,7 @@ async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
                 short=line.short,
                 lost=line.lost,
                 recipient_id=delivery.recipient_id,
-                confirmed_by=_only(delivery.confirmed_by, "name", "role"),
+                confirmed_by=confirmed_by,
                 document=_only(delivery.document, "name", "sha256"),
             )
         )

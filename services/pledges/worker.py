@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.pledges import subscriptions, webhook_access
+from services.pledges import privacy, subscriptions, webhook_access
 from shared import db, directory, worker
 
 SERVICES = Path(__file__).resolve().parent.parent
@@ -18,6 +18,7 @@ def main() -> None:
         # the published contract of each upstream: services/<upstream>/schemas
         contracts={u: SERVICES / u / "schemas" for u in subscriptions.HANDLERS},
         webhook_access=webhook_access.seen,
+        retention_due=privacy.RETENTION_DUE,
     )
 
 

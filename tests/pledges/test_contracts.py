@@ -30,17 +30,25 @@ def documented_fields(event_type: str) -> set[str]:
 
 
 def test_the_committed_json_schemas_equal_the_event_models() -> None:
-    docs = contracts.documents(ev.SCHEMAS, topic="pledges.events")
+    docs = contracts.documents(ev.SCHEMAS, topic="pledges.events", previous=ev.PREVIOUS)
     committed = {p.name: p.read_text() for p in FOLDER.glob("*.json")}
     assert committed == docs, "regenerate services/pledges/schemas from the models"
 
 
 def test_every_event_type_has_a_schema_naming_its_required_fields() -> None:
     for event_type, model in ev.SCHEMAS.items():
-        doc = json.loads((FOLDER / contracts.file_name(event_type)).read_text())
+        version = contracts.version_of(model)
+        doc = json.loads((FOLDER / contracts.file_name(event_type, version)).read_text())
         assert doc["title"] == event_type
         required = {n for n, f in model.model_fields.items() if f.is_required()}
         assert set(doc.get("required", [])) == required
+    for (event_type, version), model in ev.PREVIOUS.items():
+        assert version < contracts.version_of(ev.SCHEMAS[event_type])
+        doc = json.loads((FOLDER / contracts.file_name(event_type, version)).read_text())
+        assert doc["title"] == event_type
+        assert set(doc.get("required", [])) == {
+            n for n, f in model.model_fields.items() if f.is_required()
+        }
 
 
 def test_pledge_line_updated_carries_exactly_the_fields_shipments_relies_on() -> None:

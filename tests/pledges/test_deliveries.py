@@ -137,7 +137,14 @@ async def test_a_confirmed_delivery_counts_what_arrived_in_good_condition(
         ("100", "20", "80", "committed"),
     ]
     [recorded] = await api.events("pledges.delivery-recorded")
-    assert recorded["confirmed_by"] == {"name": "Olena K.", "role": "warehouse"}
+    # a version 1 delivery names who signed in clear: pledges seals the name (the recipient
+    # records them), keeps the role in clear and drops what it does not read (the phone)
+    sealed = recorded["confirmed_by"]
+    assert sealed["role"] == "warehouse" and sealed["personal"] == ["name"]
+    assert sealed["subject_id"].startswith("pledges-") and "Olena" not in str(recorded)
+    history = await api.get(f"{PLEDGE}/history", reader="kharkiv")
+    shown = history["events"][-2]["data"]["confirmed_by"]
+    assert (shown["name"], shown["role"], shown["erased"]) == ("Olena K.", "warehouse", False)
     assert recorded["_meta"] == {
         "actor": "pledges-consumer",
         "organisation": None,

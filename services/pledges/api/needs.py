@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import domain, handlers, queries
+from services.pledges import domain, handlers, privacy, queries
 from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
@@ -60,7 +60,7 @@ async def post_need(body: NeedIn, request: Request, ctx: Ctx, caller: Caller) ->
         serves=tuple(body.serves),
         deadline=body.deadline,
         internal_note=body.internal_note,
-        contact=body.contact.event() if body.contact else None,
+        contact=body.contact.model_dump() if body.contact else None,
     )
     return await write(
         ctx,
@@ -130,7 +130,9 @@ async def need_history(need_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str,
         if not queries.sees_internal(access.viewer(caller), state.recipient_id):
             caller.require(*access.READ_ALL)
         events = await PostgresEventStore(conn).read_stream(f"need-{need_id}")
-    return {"need_id": need_id, "events": [event_json(e) for e in events]}
+        # those who see the need's contact: opened, or "(erased)"
+        shown = await privacy.revealed(conn, [event_json(e) for e in events])
+    return {"need_id": need_id, "events": shown}
 
 
 @router.post(

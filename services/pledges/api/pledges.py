@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import domain, handlers, queries, views
+from services.pledges import domain, handlers, privacy, queries, views
 from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
@@ -89,7 +89,7 @@ async def make_pledge(body: PledgeIn, request: Request, ctx: Ctx, caller: Caller
         partnership_id=body.partnership_id,
         description=body.description,
         internal_note=body.internal_note,
-        contact=body.contact.event() if body.contact else None,
+        contact=body.contact.model_dump() if body.contact else None,
         commit=body.commit,
     )
     return await write(
@@ -144,7 +144,8 @@ async def get_pledge(
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"pledge {pledge_id} did not exist{when}")
         org_names = await queries.names(conn, [state.donor_id, state.recipient_id])
-    out = views.pledge_json(state, org_names=org_names, viewer=access.viewer(caller))
+        out = views.pledge_json(state, org_names=org_names, viewer=access.viewer(caller))
+        await privacy.shown_contacts(conn, [out])  # only for those who see it (pledge_json)
     if as_of:
         return {**out, "as_of": as_of.isoformat()}
     response.headers["ETag"] = etag(state.version)
@@ -163,7 +164,9 @@ async def pledge_history(pledge_id: RecordId, ctx: Ctx, caller: Caller) -> dict[
         if not queries.sees_internal(access.viewer(caller), state.donor_id, state.recipient_id):
             caller.require(*access.READ_ALL)
         events = await PostgresEventStore(conn).read_stream(f"pledge-{pledge_id}")
-    return {"pledge_id": pledge_id, "events": [event_json(e) for e in events]}
+        # those who see the pledge's persons: each opened, "(erased)" or held by shipments
+        shown = await privacy.revealed(conn, [event_json(e) for e in events])
+    return {"pledge_id": pledge_id, "events": shown}
 
 
 async def _change(

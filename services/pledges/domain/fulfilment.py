@@ -228,7 +228,12 @@ def record_deliveries(
             pledge_status=current.status.value,
             **{k: quantities.fmt(v) for k, v in figures.items()},
         )
-        event = NewEvent(ev.DELIVERY_RECORDED, ev.payload(data), occurred_at=occurred_at)
+        event = NewEvent(
+            ev.DELIVERY_RECORDED,
+            ev.payload(data),
+            occurred_at=occurred_at,
+            schema_version=ev.DeliveryRecorded.SCHEMA_VERSION,
+        )
         status = evolve_events(current, [event]).status
         final = ev.payload(data.model_copy(update={"pledge_status": status.value}))
         events.append(replace(event, data=final))

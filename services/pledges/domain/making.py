@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from services.pledges import events as ev
 from services.pledges.domain import money, quantities
@@ -61,7 +62,7 @@ class MakePledge:
     partnership_id: str | None = None
     description: str | None = None
     internal_note: str | None = None
-    contact: ev.Contact | None = None
+    contact: dict[str, Any] | None = None  # sealed (the handler seals it)
     commit: bool = False
 
 
@@ -168,7 +169,14 @@ def make_pledge(
         internal_note=command.internal_note,
         contact=command.contact,
     )
-    events = [NewEvent(ev.PLEDGE_MADE, ev.payload(made), occurred_at=command.occurred_at)]
+    events = [
+        NewEvent(
+            ev.PLEDGE_MADE,
+            ev.payload(made),
+            occurred_at=command.occurred_at,
+            schema_version=ev.PledgeMade.SCHEMA_VERSION,
+        )
+    ]
     if command.commit:
         pledged = evolve_events(state, events)
         events += commitment_events(pledged, command.occurred_at)

@@ -88,7 +88,7 @@ class PostNeed:
     serves: tuple[Serves, ...] = ()
     deadline: date | None = None
     internal_note: str | None = None
-    contact: ev.Contact | None = None
+    contact: dict[str, Any] | None = None  # sealed (the handler seals it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,14 @@ def post_need(
         internal_note=command.internal_note,
         contact=command.contact,
     )
-    return [NewEvent(ev.NEED_POSTED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [
+        NewEvent(
+            ev.NEED_POSTED,
+            ev.payload(data),
+            occurred_at=command.occurred_at,
+            schema_version=ev.NeedPosted.SCHEMA_VERSION,
+        )
+    ]
 
 
 def require_need(state: Need) -> Need:

@@ -5,6 +5,7 @@ so replaying an event changes nothing; need coverage is recomputed from the rows
 from __future__ import annotations
 
 from services.pledges import events as ev
+from services.pledges import privacy
 from services.pledges.projections import needs, pledges
 from shared.projections import Projection
 
@@ -34,4 +35,7 @@ PLEDGES = Projection(
     },
 )
 
-ALL = (NEEDS, PLEDGES)
+# which events hold each person (privacy_occurrences): access requests, retention
+PRIVACY = privacy.projection()
+
+ALL = (NEEDS, PLEDGES, PRIVACY)
