@@ -336,7 +336,7 @@ class ConsumerRunner:
             if from_feed:
                 for n, (incoming, _) in enumerate(batch):
                     if incoming.previous_hash is not None and (
-                        problem := authenticity.link_problem(incoming)
+                        problem := authenticity.link_problem(incoming, ring=self.ring)
                     ):
                         failed[n] = f"from the feed: {problem}"
                 if batch and not failed:
@@ -700,21 +700,39 @@ class ConsumerRunner:
             await self.resync_from_feeds()
         group = f"{self.settings.kafka_topic_prefix}{self.name}.consumers"
         consumer = kafka.consumer(self.settings, group=group, topics=[])
+        busy_wait = self.settings.kafka_fetch_max_wait_ms
+        idle_wait = max(busy_wait, self.settings.kafka_idle_fetch_max_wait_ms)
+        idle_after = self.settings.consumer_idle_after
         consumer.subscribe(self.topics, listener=_RewindIfReset(self, consumer))
         self._dlq = kafka.producer(self.settings)
         try:
             await consumer.start()
             await self._dlq.start()
+            quiet, heard_at, gaps_at = False, time.monotonic(), 0.0
             while not stop.is_set():
                 batches: dict[
                     TopicPartition, list[ConsumerRecord[bytes, bytes]]
-                ] = await consumer.getmany(timeout_ms=500, max_records=200)
+                ] = await consumer.getmany(timeout_ms=1000, max_records=200)
                 # every partition's records in one transaction (each partition's in its order)
                 records = [record for part in batches.values() for record in part]
+                now = time.monotonic()
+                # idle: fetches wait longer (settings.kafka_idle_fetch_max_wait_ms)
+                if records:
+                    heard_at = now
+                    if quiet:
+                        quiet = False
+                        kafka.set_fetch_wait(consumer, busy_wait)
+                elif not quiet and now - heard_at >= idle_after:
+                    quiet = True
+                    kafka.set_fetch_wait(consumer, idle_wait)
                 try:
                     if records:
                         await self.handle_batch(records)
-                    await self.check_gaps()
+                    # gaps change only with records; one left open, or a resync, is looked
+                    # at every round; and every GAP_CHECK_INTERVAL in any case
+                    if records or self.resync or self._gap_since or now - gaps_at > 10.0:
+                        await self.check_gaps()
+                        gaps_at = now
                 except (ServiceUnavailable, asyncpg.PostgresError, *CONNECTION_LOST) as exc:
                     # The database's trouble, not the broker's: keep our place in the group
                     # (leaving and joining again costs seconds) and fetch the batch again.

@@ -293,7 +293,8 @@ class DevStack:
                 "PYTHONUNBUFFERED": "1",
             }
             api_port = self.api_urls[service].rpartition(":")[2]
-            uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--host", HOST]
+            # uvicorn --factory, waking once a second when idle (shared/serve.py)
+            uvicorn = [sys.executable, "-m", "shared.serve", "--host", HOST]
             app = f"services.{service}.app:create_app"
             ready = f"{self.api_urls[service]}/readyz"
             self._add(f"{service}-api", [*uvicorn, "--port", api_port, app], env, ready)
@@ -382,7 +383,7 @@ class DevStack:
         """Supervise until a signal (Stopped): restart what dies, with backoff."""
         while True:
             self.supervise_once()
-            time.sleep(0.2)
+            time.sleep(1.0)  # a death is noticed within a second; idle costs next to nothing
 
     def supervise_once(self) -> None:
         now = time.monotonic()

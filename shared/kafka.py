@@ -176,3 +176,11 @@ class BrokerEpoch:
         between must find the marker still missing)."""
         settings = self.settings.model_copy(update={"kafka_partitions": 1})
         await ensure_topics(settings, [self.marker])
+
+
+def set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
+    """Change how long a running consumer's fetch requests wait for records (aiokafka reads
+    its fetcher's fetch_max_wait_ms at every request and has no public setter for it)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+        fetcher._fetch_max_wait_ms = wait_ms

@@ -119,6 +119,8 @@ class Relay:
         self.checkpoint_signer = signer
         self.signer = signer if signer is not None else signer_for(settings)
         self._wake = asyncio.Event()
+        # called when this relay sealed events (the worker wakes its webhook dispatcher)
+        self.on_sealed: Callable[[], None] | None = None
         self._checkpointed_at = 0.0
         self._checkpointed_position = 0
         self.sealing = sealer.Watch(metrics)
@@ -172,12 +174,23 @@ class Relay:
     ) -> None:
         producer: AIOKafkaProducer | None = None
         alive_at = time.monotonic()
+        retry = HELD_BACK_RETRY / 2
         try:
             while not stop.is_set():
                 if lock_conn.is_closed():
                     return
                 self._wake.clear()
-                await self.seal_once()
+                sealed = await self.seal_once()
+                if sealed and self.on_sealed is not None:
+                    self.on_sealed()
+                # committed events left unsealed behind an older transaction still open (one
+                # that appends nothing does not wake us when it ends): look again soon rather
+                # than at the next poll
+                held_back = (
+                    sealed < self.settings.relay_batch_size
+                    and self.sealing.due()
+                    and await lock_conn.fetchval(_UNSEALED_SQL)
+                )
                 if await self.checkpoint_if_due():
                     self._wake.set()  # seal and publish the checkpoint straight away
                 if producer is None:
@@ -204,7 +217,11 @@ class Relay:
                 # on wakes us (the wake was cleared before sealing), so wait rather than run an
                 # empty round of queries first, as it did after every round that found events.
                 if published < self.settings.relay_batch_size:
-                    await _wait_any(self._wake, stop, timeout=self.settings.relay_poll_interval)
+                    # held back: again in 20 ms, then 40, 80... (a long transaction, e.g. a
+                    # backup's, is not polled for at 50 Hz), at most the poll interval
+                    poll = self.settings.relay_poll_interval
+                    retry = min(poll, retry * 2) if held_back else HELD_BACK_RETRY / 2
+                    await _wait_any(self._wake, stop, timeout=retry if held_back else poll)
                     # liveness of the lock connection, once a poll interval: if it is gone,
                     # so is our leadership
                     if time.monotonic() - alive_at >= self.settings.relay_poll_interval:
@@ -372,6 +389,13 @@ async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+HELD_BACK_RETRY = 0.02  # seconds: a look again at events an open transaction held back
+_UNSEALED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM events e, sealer_state s"
+    " WHERE (e.tx_id, e.id) > (s.last_tx, s.last_id))"
+)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

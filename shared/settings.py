@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     kafka_partitions: int = 4
     kafka_replication_factor: int = 1
     kafka_fetch_max_wait_ms: int = 50
+    # after CONSUMER_IDLE_AFTER seconds without records a consumer's fetches wait this long
+    # instead (back to the above with the next record). Apache Kafka answers a fetch as soon as
+    # a record arrives, so this costs nothing there; Tansu waits out the full time, so on the
+    # dev broker the first record after a quiet spell may take up to this long to arrive
+    kafka_idle_fetch_max_wait_ms: int = 1000
+    consumer_idle_after: float = 5.0
     # namespaces topics and consumer groups on a shared cluster (and isolates tests)
     kafka_topic_prefix: str = ""
     # A broker that authenticates its clients (docker-compose.yml: SASL_PLAINTEXT, SCRAM-SHA-512,
@@ -46,7 +52,9 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     # CA bundle that signed the broker's certificate (SSL and SASL_SSL); none: the system's
     kafka_ssl_cafile: str | None = None
-    relay_poll_interval: float = 1.0
+    # the relay wakes on NOTIFY of each commit that appends; the poll is a fallback (and how
+    # often a standby replica tries for leadership, and the leader checks its lock connection)
+    relay_poll_interval: float = 3.0
     relay_batch_size: int = 500
     consumer_max_retries: int = 3
     consumer_gap_grace: float = 2.0
@@ -89,8 +97,9 @@ class Settings(BaseSettings):
     # non-public address (or a name resolving to one) is refused, at subscription and at each
     # delivery, unless its host is listed here exactly (e.g. ["127.0.0.1"] for tests)
     webhook_allowed_hosts: list[str] = Field(default_factory=list)
-    # how often the worker's dispatcher looks for events to deliver, and the wait per attempt
-    webhook_poll_interval: float = 1.0
+    # how often the worker's dispatcher looks for events to deliver (its relay also wakes it
+    # when it seals events: the poll is for retries and other replicas), and the wait per attempt
+    webhook_poll_interval: float = 5.0
     webhook_timeout: float = 10.0
     # after a failed attempt the next waits base * 2^(failures - 1) seconds, at most max
     webhook_retry_base: float = 5.0

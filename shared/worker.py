@@ -105,6 +105,7 @@ class Worker:
             signer=signer_for(settings),
         )
         self.retention_due = retention_due
+        self.relay.on_sealed = self.webhooks_wake
         self.http = httpx.AsyncClient()
         self.webhooks = webhook_dispatch.Dispatcher(
             service=service, settings=settings, db=self.db, access=webhook_access
@@ -153,6 +154,9 @@ class Worker:
         finally:
             await self.http.aclose()
             await self.db.close()
+
+    def webhooks_wake(self) -> None:
+        self.webhooks.wake()
 
     async def _retention(self, stop: asyncio.Event) -> None:
         """Erase the people whose retention period ran out, now and every
