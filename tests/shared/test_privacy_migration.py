@@ -13,17 +13,18 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 
-from services.audit import replay
+from services.audit import export, replay
 from services.shipments.demo_data import MEDICINES
 from shared import authenticity, chain, outbox, privacy, privacy_migration, sealer, signing
 from shared.event_store import PostgresEventStore
-from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.events import Metadata, NewEvent, RecordedEvent, Selection
 from shared.incoming import Incoming, parse_record
 from shared.keys import KeyRing
 from shared.rows import COLUMNS, from_row
@@ -549,3 +550,49 @@ async def test_a_redacted_event_published_again_is_authentic_only_with_its_signe
     failed = authenticity.verify(pinned(signer), published(altered, signer, redactions.get))
     assert [events[n].position for n in failed] == [at]
     assert "neither the body that was sealed nor its redacted form" in failed[at - 1]
+
+
+async def test_an_export_of_a_migrated_log_verifies_on_its_own(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    signer = signing.Signer.generate()
+    await old_log(conn, signer)
+    report = await privacy_migration.migrate(
+        conn, service=SERVICE, signer=signer, seal_v1=seal_v1, now=LATER
+    )
+    await seal_everything(conn)
+    events = await logged(conn)
+    for fmt in ("jsonl", "csv"):
+        path = tmp_path / f"contacts.{fmt}"
+        with path.open("w", newline="") as out:
+            count = await export.export(
+                stream_of(events), Selection(event_type=CONTACT_TYPE), fmt=fmt, out=out
+            )
+        # the five contact events and the statement that covers the four rewritten
+        assert count == 6
+        assert not any(name in path.read_text() for name in NAMES)
+        assert export.verify_export(path) == {"intact": True, "checked": 6}
+        # a rewritten line altered: caught, at its line
+        lines = path.read_text().splitlines(keepends=True)
+        first = 1 if fmt == "csv" else 0  # the csv header
+        wanted = report.positions[1]
+        at = next(
+            n
+            for n, text in enumerate(lines)
+            if text.startswith((f"{wanted},", f'{{"position": {wanted},'))
+        )
+        lines[at] = lines[at].replace("org-", "org-x", 1)
+        path.write_text("".join(lines))
+        verdict = export.verify_export(path)
+        assert not verdict["intact"] and verdict["position"] == report.positions[1], verdict
+        assert verdict["line"] == at - first + 1
+    # without the statement (cut out of the export), the rewritten lines do not verify
+    path = tmp_path / "cut.jsonl"
+    with path.open("w") as out:
+        await export.export(
+            stream_of(events), Selection(event_type=CONTACT_TYPE), fmt="jsonl", out=out
+        )
+    kept = [t for t in path.read_text().splitlines(keepends=True) if chain.LOG_REDACTED not in t]
+    path.write_text("".join(kept))
+    verdict = export.verify_export(path)
+    assert not verdict["intact"] and verdict["position"] == report.positions[0]
