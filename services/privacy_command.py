@@ -26,7 +26,6 @@ import importlib
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -37,7 +36,7 @@ import httpx
 
 from services import cli_support
 from services.cli_support import Failed
-from shared import outbox, privacy
+from shared import chain, keys, outbox, privacy, privacy_migration, sealer
 from shared.projections import Projection
 from shared.settings import SERVICES, Settings
 
@@ -344,40 +343,49 @@ def _signing_key_file(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
     return Path(env.get("TWINAID_DATA_DIR", ".data")) / "keys" / f"{args.service}.ed25519"
 
 
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _plain(asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
-
-
 Connect = Callable[[str, str], Awaitable[asyncpg.Connection]]
 
 
 async def _migrate(
-    service: str, url: str, key_file: Path, connect: Connect, projections: Sequence[Projection]
-) -> Any:
-    # looked up when run: the migration and the services' seal_v1 serve this action alone
-    migration = importlib.import_module("shared.privacy_migration")
+    service: str,
+    url: str,
+    key_file: Path,
+    connect: Connect,
+    projections: Sequence[Projection],
+) -> privacy_migration.Report:
+    # the service's seal_v1 (services/<service>/privacy.py), found by name: the command serves
+    # every service
     seal_v1 = importlib.import_module(f"services.{service}.privacy").seal_v1
-    signer = outbox.signer_for(Settings(database_url=url, signing_key_file=str(key_file)))
+    settings = Settings(database_url=url, signing_key_file=str(key_file))
+    signer = outbox.signer_for(settings)
+    pins = keys.KeyRing.pinned(settings.trusted_keys) if settings.trusted_keys else None
     conn = await connect(service, url)
     try:
-        return await migration.migrate(
+        report = await privacy_migration.migrate(
             conn,
             service=service,
             signer=signer,
             seal_v1=seal_v1,
             now=datetime.now(UTC),
             projections=list(projections),
+            trusted_keys=pins,
         )
+        # the signed statement gets its position now (else at the worker's next sealing):
+        # a verify right after already finds it
+        while await sealer.seal(conn, limit=5000):
+            pass
+        return report
+    except privacy_migration.Refused as exc:
+        verdict = exc.args[0] if exc.args else None
+        where = (
+            f": {verdict.problem} at position {verdict.bad_position}"
+            if isinstance(verdict, chain.Verdict)
+            else ""
+        )
+        raise Failed(
+            f"privacy migrate: {service}'s log does not verify{where}; nothing was rewritten"
+            " (twinaid audit replay tells more)"
+        ) from None
     finally:
         await conn.close()
 
@@ -400,19 +408,40 @@ def run_migrate(
     report = asyncio.run(
         _migrate(args.service, databases[args.service], key_file, connect, projections)
     )
-    shown = _plain(report)
-    cli_support.emit(
-        args,
-        {"service": args.service, "report": shown},
-        lambda: _migrate_text(args.service, shown),
-    )
+    cli_support.emit(args, report.as_dict(), lambda: _migrate_text(report))
     return 0
 
 
-def _migrate_text(service: str, report: Any) -> str:
-    if isinstance(report, Mapping):
-        return f"{service}: " + ", ".join(f"{k}: {v}" for k, v in report.items())
-    return f"{service}: {report}"
+def _migrate_text(report: privacy_migration.Report) -> str:
+    if not report.rewritten:
+        said = (
+            f"{report.service}: nothing to rewrite ({report.examined} version-1 events looked"
+            " at hold no person in clear)"
+        )
+    else:
+        said = (
+            f"{report.service}: {report.rewritten} of {report.examined} version-1 events"
+            f" rewritten sealed (positions {_ranges(report.positions)}), recorded in the signed"
+            f" statement {report.statement_event_id} (chain head {report.head_position} before)"
+        )
+    if report.rebuilt is not None:
+        said += f"; read models rebuilt ({report.rebuilt} events replayed)"
+    if report.unsealed:
+        said += (
+            f"; {report.unsealed} version-1 events written meanwhile are not sealed yet:"
+            " run it again"
+        )
+    return said
+
+
+def _ranges(positions: Sequence[int]) -> str:
+    spans: list[list[int]] = []
+    for p in sorted(positions):
+        if spans and p == spans[-1][1] + 1:
+            spans[-1][1] = p
+        else:
+            spans.append([p, p])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 # --- entry

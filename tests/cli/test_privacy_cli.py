@@ -6,18 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from shared import auth
+from services.registry import events as registry_events
+from shared import auth, sealer
+from shared import db as dbmod
 from shared.auth import Role
-from shared.settings import SERVICES
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata, NewEvent
+from shared.keys import KeyRing
+from shared.settings import SERVICES, Settings
+from shared.testing import seal_everything
 from tests.cli.conftest import Stack, twinaid
 
 # the command's behaviour, not SQL that differs between PostgreSQL versions: one CI pass
@@ -336,3 +346,95 @@ def test_bad_ids_unknown_subjects_missing_keys_and_arguments_are_one_line(
     # an auditor reads logs, not people
     ran = twinaid(capsys, "privacy", "find", "--name", "Olha Kravchenko", "--key", keys.auditor)
     assert ran.code == 1 and "this API key may not do that" in one_line(ran.err)
+
+
+async def old_registry_log(url: str) -> None:
+    """A registry log written before contacts were sealed: Kharkiv registered, then its
+    contacts changed with Olha Kravchenko in clear (version 1)."""
+    await dbmod.ensure_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await dbmod.migrate(
+            conn, "registry", dbmod.schema_text("shared"), dbmod.schema_text("services.registry")
+        )
+        store = PostgresEventStore(conn)
+        when = datetime(2022, 3, 1, 9, 0, tzinfo=UTC)
+        registered = {"organisation_id": "kharkiv", "name": "Kharkiv", "kind": "municipality"}
+        await store.append(
+            stream_type="organisation",
+            stream_id="organisation-kharkiv",
+            expected_version=0,
+            events=[
+                NewEvent(registry_events.ORGANISATION_REGISTERED, {**registered, "country": "UA"}),
+                NewEvent(
+                    registry_events.ORGANISATION_CONTACTS_CHANGED,
+                    {"organisation_id": "kharkiv", "contacts": [OLHA]},
+                    schema_version=1,
+                ),
+            ],
+            metadata=Metadata(actor="registry-admin", organisation="twinaid"),
+            now=when,
+        )
+        await seal_everything(conn)
+    finally:
+        await conn.close()
+
+
+async def log_state(url: str) -> tuple[str, str, bool]:
+    """(the log's event data, the read model's contacts, whether the log verifies against the
+    pinned keys)."""
+    conn = await asyncpg.connect(url)
+    try:
+        logged = await conn.fetchval("SELECT string_agg(data::text, ' ') FROM events")
+        shown = await conn.fetchval("SELECT string_agg(t::text, ' ') FROM organisations t")
+        await seal_everything(conn)  # the command seals its statement unless a transaction
+        # elsewhere on the server is older (the worker would seal it then)
+        pins = KeyRing.pinned(Settings().trusted_keys)
+        verdict = await sealer.verify(conn, service="registry", keys=pins)
+    finally:
+        await conn.close()
+    return str(logged), str(shown), verdict.intact
+
+
+async def drop(server: str, url: str) -> None:
+    conn = await asyncpg.connect(dbmod.with_database(server, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dbmod.database_name(url)}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def test_migrate_seals_the_clear_contacts_of_an_old_log_which_still_verifies(
+    capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch, stack: Stack,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    url = dbmod.with_database(stack.server, f"twinaid_old_{uuid.uuid4().hex[:12]}")
+    asyncio.run(old_registry_log(url))
+    try:
+        logged, shown, intact = asyncio.run(log_state(url))
+        assert "Olha Kravchenko" in logged and intact  # the old log, in clear
+        db = ["--database", f"registry={url}"]
+        # without the service's signing key nothing is done
+        missing = tmp_path / "nowhere.ed25519"
+        ran = twinaid(capsys, *db, "privacy", "migrate", "registry", "--key-file", str(missing))
+        assert ran.code == 1 and ran.out == ""
+        assert one_line(ran.err).startswith(f"twinaid: no signing key {missing}:")
+        assert asyncio.run(log_state(url))[0] == logged
+
+        # signed with the service's key ($SIGNING_KEY_FILE, pinned in TRUSTED_KEYS)
+        assert os.environ["SIGNING_KEY_FILE"]
+        report = as_json(capsys, *db, "privacy", "migrate", "registry", "--json")
+        assert report["service"] == "registry" and report["rewritten"] == 1
+        assert report["statement_event_id"] and report["rebuilt"] is not None
+        logged, shown, intact = asyncio.run(log_state(url))
+        assert intact
+        for clear in (OLHA["name"], "Kravchenko", OLHA["email"]):
+            assert clear not in logged and clear not in shown
+        assert OLHA["role"] in logged  # a function, kept in clear
+        # the person is now a subject of the registry, with their own key
+        again = twinaid(capsys, *db, "privacy", "migrate", "registry")
+        assert again.code == 0, again.err
+        assert again.out.startswith("registry: nothing to rewrite")
+        assert asyncio.run(log_state(url))[2]
+    finally:
+        asyncio.run(drop(stack.server, url))
