@@ -5,6 +5,12 @@ decimals written as JSON strings; times travel in the envelope (`occurred_at`, `
 Road events carry the field entry they came from (`entry_id`, `entry_sha256`), so a re-sent
 entry is recognised. `shipments.delivery-confirmed` is the contract pledges relies on
 (docs/cross-service-events.md): its shape does not change without a new schema version.
+
+People (drivers, persons holding the goods, who signed for them) are personal data: since
+schema version 2 of the four types naming them (PERSONAL_TYPES) each is a sealed person
+(shared/privacy.py, services/shipments/privacy.py), their name, phone and licence number
+encrypted under their own key, a vehicle or a role in clear. Version 1 (`V1`, in clear) stays
+in older logs and is published beside it.
 """
 
 from __future__ import annotations

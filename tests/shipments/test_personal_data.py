@@ -467,3 +467,22 @@ async def test_version_1_events_with_people_in_clear_still_fold_and_show(
     convoy = (await _get(api, CARRIER, "/v1/convoys/old")).json()  # Lille: only the origin here
     assert {d["name"] for d in convoy["drivers"]} == {"(withheld)"}
     assert KARIM not in (await _get(api, CARRIER, "/v1/convoys/old/timeline")).text
+
+
+async def test_an_organisation_finds_the_people_it_recorded_and_no_others(
+    story: ShipmentsApi,
+) -> None:
+    subjects = await _subjects(story)
+
+    async def find(who: tuple[str, Role], name: str) -> list[str]:
+        response = await story.client.post(
+            "/v1/privacy/subjects/search", json={"name": name}, headers=await story.as_(*who)
+        )
+        assert response.status_code == 200, response.text
+        return [s["subject_id"] for s in response.json()["items"]]
+
+    assert await find(CARRIER, KARIM) == [subjects[KARIM]]
+    assert await find(CARRIER, ESCORT["name"]) == [subjects[ESCORT["name"]]]
+    assert await find(RECIPIENT, RECEIVER["name"]) == [subjects[RECEIVER["name"]]]
+    assert await find(RECIPIENT, KARIM) == []  # Lille's driver, not Kharkiv's record
+    assert await find(("leeds", Role.MEMBER), RECEIVER["name"]) == []
