@@ -25,12 +25,18 @@ export function statusBadge(status) {
   return h("span", { class: `badge status-${status}${warn ? " warn" : ""}` }, label(status));
 }
 
+// A person's name as the API shows it ("(withheld)", "(erased)" included); in the raw feed a
+// person is sealed: its subject id stands in for the name.
+export function who(person) {
+  return person.name || person.subject_id || "—";
+}
+
 export function party(p) {
   if (!p) return "—";
   const parts = [];
   if (p.organisation_id) parts.push(nameOf(p.organisation_id));
   if (p.name) parts.push(p.name);
-  if (p.person) parts.push(p.person.role ? `${p.person.name} (${p.person.role})` : p.person.name);
+  if (p.person) parts.push(p.person.role ? `${who(p.person)} (${p.person.role})` : who(p.person));
   return parts.join(" · ") || "—";
 }
 
@@ -80,7 +86,7 @@ export function eventSummary(type, data) {
     case "shipments.convoy-arrived":
       return d.place || "";
     case "shipments.delivery-confirmed":
-      return d.confirmed_by ? t("summary.confirmed_by", { name: d.confirmed_by.name, role: d.confirmed_by.role }) : "";
+      return d.confirmed_by ? t("summary.confirmed_by", { name: who(d.confirmed_by), role: d.confirmed_by.role }) : "";
     case "shipments.convoy-closed":
       return label(d.outcome);
     case "shipments.convoy-cancelled":
