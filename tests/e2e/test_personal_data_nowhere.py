@@ -52,8 +52,17 @@ from tests.e2e.processes import Printed, read_until_ready, stack_env
 # `make run` brings its own embedded PostgreSQL whatever TWINAID_TEST_PG says: CI runs it once
 pytestmark = pytest.mark.once
 
-ERASED = ("Olha Kravchenko", "Karim Benali")  # the receiver, a driver
+OLHA = "Olha Kravchenko"  # the receiver of the medicines; Kharkiv's contact too, below
+ERASED = (OLHA, "Karim Benali", "Andrii Melnyk")  # the receiver, a driver, an escort leader
 KEPT = "Sophie Lemaire"  # another driver of the same convoy: not erased, still shown
+# the demo names Olha as a receiver only: Kharkiv records her as its contact in the registry
+# and on a need in pledges too, with an email and a phone, so that each service holds her
+OLHA_CONTACT = {
+    "name": OLHA,
+    "role": "head of the municipal medical warehouse",
+    "email": "o.kravchenko@kharkiv.example",
+}
+OLHA_PHONE = "+380 57 725 11 00"
 VEHICLE = "GH-482-LK"  # Karim Benali's truck: a vehicle, kept in clear
 PERSON_KEYS = {"drivers", "receiver", "contacts", "contact", "person", "escort_leader", "escort"}
 PER_PARAMETER = 6  # ids tried per path parameter
@@ -357,26 +366,58 @@ def test_an_erased_person_is_nowhere_in_clear_and_every_log_still_verifies(
 ) -> None:
     people = demo_people(shipments_demo, registry_demo, pledges_demo)
     assert set(ERASED) | {KEPT} <= set(people), sorted(people)
+    people[OLHA].emails.add(OLHA_CONTACT["email"])
+    people[OLHA].phones.add(OLHA_PHONE)
     erased = [people[name] for name in ERASED]
-    assert all(p.phones or p.emails for p in erased[1:])  # the driver has a phone
+    assert all(p.phones for p in erased[1:2])  # the driver has a phone
     admin = stack.key("twinaid", "registry_admin")
     auditor = stack.key("twinaid-audit", "auditor")
+    kharkiv = stack.key("kharkiv", "member")
     for name in list(os.environ):
         if name.startswith("TWINAID_") or name == "DATABASE_URL":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(stack.data_dir / "no-config"))
     urls = [a for s, u in stack.printed.apis.items() for a in ("--url", f"{s}={u}")]
+    apis = stack.printed.apis
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {kharkiv}"}) as client:
+        done = client.put(
+            f"{apis['registry']}/v1/organisations/kharkiv/contacts",
+            json={"contacts": [OLHA_CONTACT]},
+        )
+        assert done.status_code == 200, done.text
+        need = {
+            "need_id": "kharkiv-insulin-2024",
+            "kind": "item",
+            "category": "medicines",
+            "description": "Insulin and dressings for the municipal medical warehouse",
+            "quantity": "40",
+            "unit": "boxes",
+            "priority": "high",
+            "contact": {**OLHA_CONTACT, "phone": OLHA_PHONE},
+        }
+        done = client.post(f"{apis['pledges']}/v1/needs", json=need)
+        assert done.status_code == 201, done.text
     wait_settled(stack)
 
-    # the operator finds each person in every service that recorded them, and erases them
-    subjects: list[str] = []
+    # the operator finds each person in every service that recorded them, and erases them:
+    # Olha by name (every subject Kharkiv recorded under her name, in every service), the
+    # others by id
+    found: dict[str, list[dict[str, Any]]] = {}
     for person in erased:
         code, out, err = twinaid(
             capsys, "privacy", "find", "--name", person.name, *urls, "--key", admin, "--json"
         )
         assert code == 0, f"{person.name} was never recorded as a subject: {err}"
-        subjects += [s["subject_id"] for s in json.loads(out)]
-    for subject in subjects:
+        found[person.name] = json.loads(out)
+    assert {s["service"] for s in found[OLHA]} == set(SERVICES), found[OLHA]
+    code, out, err = twinaid(
+        capsys, "privacy", "erase", "--name", OLHA, "--organisation", "kharkiv", "--yes",
+        "--basis", "gdpr-art-17", *urls, "--key", admin, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert {e["subject_id"] for e in json.loads(out)} == {s["subject_id"] for s in found[OLHA]}
+    subjects = [s["subject_id"] for p in erased for s in found[p.name]]
+    for subject in subjects[len(found[OLHA]) :]:
         code, out, err = twinaid(
             capsys, "privacy", "erase", subject, "--basis", "gdpr-art-17", *urls, "--key", admin
         )
@@ -396,7 +437,7 @@ def test_an_erased_person_is_nowhere_in_clear_and_every_log_still_verifies(
         views = Views(
             client,
             stack.printed.apis,
-            [admin, stack.key("lille", "logistics"), stack.key("kharkiv", "member")],
+            [admin, stack.key("lille", "logistics"), kharkiv],
         )
         views.crawl(subjects)
         verdicts = {
