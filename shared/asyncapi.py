@@ -82,6 +82,14 @@ HEADERS: dict[str, dict[str, Any]] = {
         "pattern": "^[0-9a-f]{64}$",
         "description": "the partition's lane before this record",
     },
+    "ce_redaction": {
+        "contentMediaType": "application/json",
+        "description": "only on an event rewritten in place after it was sealed (its personal data"
+        " sealed, shared/privacy_migration.py): {before_sha256, after_sha256, public_key,"
+        " signature}, the SHA-256 of its canonical body as sealed (which ce_chainhash links) and"
+        " as published now, signed by the service's key (RFC 8785 text of {service, position,"
+        " event_id, before_sha256, after_sha256}); verify with the pinned keys",
+    },
     "content-type": {"const": "application/json", "description": "the payload's media type"},
 }
 # attributes every message carries; the others are omitted when absent (never empty)

@@ -271,6 +271,7 @@ class Verdict:
             "checkpoints_checked": self.checkpoints_checked,
             "recanonicalised": self.recanonicalised,
             "warning": self.warning,
+            "redactions_checked": self.redactions_checked,
         }
 
 

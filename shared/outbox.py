@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import rfc8785
@@ -27,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from shared import authenticity, chain, kafka, published, sealer, signing
+from shared import authenticity, chain, kafka, privacy_migration, published, sealer, signing
 from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.event_store import PostgresEventStore
@@ -47,6 +48,7 @@ def headers_for(
     signer: signing.Signer,
     previous: bytes,
     lane: bytes = authenticity.LANE_START,
+    redaction: Mapping[str, Any] | None = None,
 ) -> tuple[list[tuple[str, bytes]], bytes]:
     """CloudEvents 1.0 binary mode: attributes as `ce_` headers, the data as the value; every
     field the chain hashes, so a consumer can recompute the hash, plus the relay's signature
@@ -84,6 +86,8 @@ def headers_for(
         signer, service, event.position, event.hash, previous, lane
     )
     present = [(k, v.encode()) for k, v in attrs.items() if v is not None]
+    if redaction is not None:  # rewritten in place after it was sealed: how it still links
+        present.append(privacy_migration.header(redaction))
     return [*present, *signed], after
 
 
@@ -317,6 +321,7 @@ class Relay:
             events = await PostgresEventStore(conn).read_all(
                 after=checkpoint, limit=self.settings.relay_batch_size
             )
+            redactions = await privacy_migration.carried(conn, [e.position or 0 for e in events])
             head = await conn.fetchval("SELECT position FROM sealer_state")
             previous = chain.GENESIS
             if events and checkpoint > 0:
@@ -348,6 +353,7 @@ class Relay:
                 signer=self.signer,
                 previous=previous,
                 lane=lanes.get(partition, authenticity.LANE_START),
+                redaction=redactions.get(event.position or 0),
             )
             previous = event.hash or b""
             pending.append(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -330,6 +330,6 @@ async def carried(conn: asyncpg.Connection, positions: Sequence[int]) -> dict[in
     }
 
 
-def header(redaction: dict[str, Any]) -> tuple[str, bytes]:
+def header(redaction: Mapping[str, Any]) -> tuple[str, bytes]:
     """The `ce_redaction` header of a redacted event (see `carried`)."""
-    return REDACTION_HEADER, json.dumps(redaction, sort_keys=True).encode()
+    return REDACTION_HEADER, json.dumps(dict(redaction), sort_keys=True).encode()

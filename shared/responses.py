@@ -35,6 +35,20 @@ class EventMetadataOut(Out):
     idempotency_key: str | None = None
 
 
+class RedactionOut(Out):
+    """An event rewritten in place after it was sealed (shared/privacy_migration.py)."""
+
+    before_sha256: str = Field(
+        description="SHA-256 of its canonical body as sealed: what `hash` links"
+    )
+    after_sha256: str = Field(description="SHA-256 of its canonical body as shown")
+    public_key: str = Field(description="the key that signed it (a hint: verify with pins)")
+    signature: str = Field(
+        description="base64 Ed25519 signature of the RFC 8785 text of {service, position,"
+        " event_id, before_sha256, after_sha256}"
+    )
+
+
 class RecordedEventOut(Out):
     """One event of a service's sealed log."""
 
@@ -50,6 +64,11 @@ class RecordedEventOut(Out):
     data: dict[str, Any] = Field(description="the event's data, as its JSON Schema says")
     metadata: EventMetadataOut
     hash: str | None = Field(description="the chain hash (hex) sealing it; null until sealed")
+    redaction: RedactionOut | None = Field(
+        default=None,
+        description="only on an event rewritten in place after it was sealed (its personal"
+        " data sealed): how it still links to its chain hash",
+    )
 
 
 class StreamHistory(Out):
@@ -69,6 +88,10 @@ class Verdict(Out):
     checkpoints_checked: int
     recanonicalised: int
     warning: str | None
+    redactions_checked: int = Field(
+        description="events rewritten in place (their personal data sealed) checked against"
+        " the signed privacy.log-redacted statement that covers them"
+    )
 
 
 class SignedHead(Out):

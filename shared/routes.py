@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import instants, keys, problems, responses
+from shared import instants, keys, privacy_migration, problems, responses
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound
@@ -27,7 +28,11 @@ Deep = Annotated[
 ]
 
 
-def event_json(event: RecordedEvent) -> dict[str, Any]:
+def event_json(event: RecordedEvent, redaction: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The event as the feed and the history show it; `redaction`: how an event rewritten in
+    place after it was sealed still links (shared/privacy_migration.py carried)."""
+    if redaction is not None:
+        return {**event_json(event), "redaction": dict(redaction)}
     return {
         "position": event.position,
         "event_id": str(event.event_id),
@@ -155,6 +160,7 @@ def common_router() -> APIRouter:
         )
         async with ctx.db.connection() as conn:
             events = await PostgresEventStore(conn).read_all(after=after, limit=limit, where=where)
+            redactions = await privacy_migration.carried(conn, [e.position or 0 for e in events])
         last = events[-1].position if events else after
         head = None
         if events and events[-1].hash is not None and (signer := ctx.signer()) is not None:
@@ -163,7 +169,11 @@ def common_router() -> APIRouter:
             head = signer.checkpoint(
                 service=ctx.service, position=last or 0, head=events[-1].hash, at=ctx.clock()
             )
-        return {"events": [event_json(e) for e in events], "next_after": last, "signed_head": head}
+        return {
+            "events": [event_json(e, redactions.get(e.position or 0)) for e in events],
+            "next_after": last,
+            "signed_head": head,
+        }
 
     @router.get(
         "/v1/audit/streams/{stream_id}",

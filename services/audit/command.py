@@ -345,6 +345,7 @@ def _table(reports: list[replay.Replay], action: str) -> str:
         status = (
             f"intact up to {v.head_position}, head {v.head_hash.hex()},"
             f" {v.checkpoints_checked} signed checkpoints"
+            + (f", {v.redactions_checked} redacted events" if v.redactions_checked else "")
             if v and v.intact
             else f"BROKEN at position {v.bad_position if v else '?'}: {v.problem if v else ''}"
         )

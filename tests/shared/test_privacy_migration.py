@@ -17,18 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import ConsumerRecord
 
 from services.audit import export, replay
+from services.registry.app import create_app as registry_app
 from services.shipments.demo_data import MEDICINES
 from shared import authenticity, chain, outbox, privacy, privacy_migration, sealer, signing
+from shared import db as dbmod
+from shared.auth import Role
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
-from shared.incoming import Incoming, parse_record
+from shared.incoming import Incoming, parse_feed_event, parse_record
 from shared.keys import KeyRing
 from shared.rows import COLUMNS, from_row
-from shared.testing import seal_everything
+from shared.testing import fresh_database, issue_key, seal_everything
+from tests.conftest import settings_for
 
 pytestmark = pytest.mark.once
 
@@ -475,10 +480,13 @@ def published(
     for offset, event in enumerate(events):
         assert event.position is not None and event.hash is not None
         headers, lane = outbox.headers_for(
-            SERVICE, event, signer=signer, previous=previous, lane=lane
+            SERVICE,
+            event,
+            signer=signer,
+            previous=previous,
+            lane=lane,
+            redaction=carried(event.position),
         )
-        if (redaction := carried(event.position)) is not None:
-            headers.append(privacy_migration.header(redaction))
         record = ConsumerRecord(
             topic="registry.events",
             partition=0,
@@ -596,3 +604,89 @@ async def test_an_export_of_a_migrated_log_verifies_on_its_own(
     path.write_text("".join(kept))
     verdict = export.verify_export(path)
     assert not verdict["intact"] and verdict["position"] == report.positions[0]
+
+
+async def test_the_api_says_intact_and_its_feed_carries_the_redactions(
+    pg_server: str, tmp_path: Path
+) -> None:
+    """GET /v1/audit/verify of the registry after a migration, and its feed caught up from
+    the start as a consumer does (each link to the one before, the page's signed head)."""
+    signer = signing.Signer.generate()
+    key_file = tmp_path / "signing.key"
+    signer.save(key_file)
+    async with fresh_database(pg_server, dbmod.schema_text("services.registry")) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            first = await old_log(conn, signer)
+            report = await privacy_migration.migrate(
+                conn, service=SERVICE, signer=signer, seal_v1=seal_v1, now=LATER
+            )
+            await seal_everything(conn)
+            settings = settings_for(
+                url,
+                signing_key_file=str(key_file),
+                trusted_keys={SERVICE: [signer.public_key]},
+            )
+            auditor = await issue_key(url, organisation="twinaid", roles=[Role.AUDITOR])
+            app = registry_app(settings)
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+                    bearer = {"Authorization": f"Bearer {auditor}"}
+                    for deep in ("false", "true"):
+                        answer = await api.get(
+                            "/v1/audit/verify", params={"deep": deep}, headers=bearer
+                        )
+                        assert answer.status_code == 200, answer.text
+                        verdict = answer.json()
+                        assert verdict["intact"] and verdict["warning"] is None, verdict
+                        assert verdict["checkpoints_checked"] == 2
+                    held = await api.post(
+                        "/v1/audit/verify", json={"checkpoints": [first]}, headers=bearer
+                    )
+                    assert held.status_code == 200 and held.json()["intact"], held.text
+
+                    page = await api.get("/v1/events", params={"limit": 1000}, headers=bearer)
+                    assert page.status_code == 200, page.text
+                    body = page.json()
+                    carried = [e["position"] for e in body["events"] if "redaction" in e]
+                    assert carried == report.positions
+                    ring = pinned(signer)
+                    previous = chain.GENESIS
+                    for raw in body["events"]:
+                        incoming = dataclasses.replace(
+                            parse_feed_event(SERVICE, raw), previous_hash=previous
+                        )
+                        assert authenticity.link_problem(incoming, ring=ring) is None, raw
+                        # the same event without what it carries is no longer its own
+                        if "redaction" in raw:
+                            bare = dataclasses.replace(incoming, redaction=None)
+                            assert authenticity.link_problem(bare, ring=ring) is not None
+                        previous = bytes.fromhex(raw["hash"])
+                    last = body["events"][-1]
+                    assert (
+                        authenticity.head_problem(
+                            ring,
+                            SERVICE,
+                            body["signed_head"],
+                            position=last["position"],
+                            chain_hash=bytes.fromhex(last["hash"]),
+                        )
+                        is None
+                    )
+
+                    # a migrated event tampered with afterwards: caught at its position
+                    at = report.positions[2]
+                    await tamper(
+                        conn,
+                        "UPDATE events e SET data = json_build_object('organisation_id',"
+                        " 'org-2', 'contact', json_build_object('name', 'Someone Else'))"
+                        " FROM event_chain c WHERE c.event_id = e.event_id AND c.position = $1",
+                        at,
+                    )
+                    answer = await api.get("/v1/audit/verify", headers=bearer)
+                    assert answer.status_code == 200
+                    assert answer.json()["intact"] is False
+                    assert answer.json()["bad_position"] == at
+        finally:
+            await conn.close()
