@@ -8,6 +8,16 @@
   scheduled time whatever happened to earlier ones (latency is measured from the schedule, so a
   stalled server cannot hide its queue), on as many connections as that needs.
 
+What is sent: without `requests` in the config, every request registers a new organisation at
+`path` (the registry's body; bench.append). With `requests`, a list of {"path", "body"} templates
+(string.Template: ${id} a unique id, ${n} the request's number in the rotation, ${worker},
+${seq}): the n-th request the process sends, counted across its connections from `offset`, takes
+template n modulo their number (bench.writes: pledges to many needs, entries to many convoys,
+one confirmation per arrived convoy). The result says how many requests were `sent`, warm-up
+included (the next run's `offset`), and keeps a few refused responses' bodies (`error_samples`).
+"count" mode also stops sending after `max_seconds`, when given; "closed" mode sends a request
+refused with a 409 holding `retry_on` again (bench.writes: writes racing for one record).
+
 It prints `START` and `END` (the measured window) on stdout for the harness and writes its result
 as JSON to `out`. The HTTP/1.1 client is a minimal keep-alive one over asyncio streams: on two
 cores, httpx would spend several times more CPU per request, taken from the server under test.
@@ -22,6 +32,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from string import Template
 from typing import Any
 
 
@@ -115,18 +126,54 @@ class Target:
 
 
 @dataclass
+class Templated(Target):
+    """Requests made from templates in rotation (config `requests`), numbered from `offset`."""
+
+    templates: list[tuple[Template, Template]] = field(default_factory=list)
+    offset: int = 0
+    sent: int = 0
+
+    def request(self, worker: int, seq: int) -> tuple[str, bytes, bytes]:
+        n = self.offset + self.sent
+        self.sent += 1
+        ident = f"b{self.run_id}-{worker}-{seq}"
+        path, body_template = self.templates[n % len(self.templates)]
+        values = {"id": ident, "n": n, "worker": worker, "seq": seq}
+        body = body_template.substitute(values).encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        head = (
+            f"POST {path.substitute(values)} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        ).encode()
+        return ident, head, body
+
+
+def sent(target: Target) -> dict[str, int]:
+    return {"sent": target.sent} if isinstance(target, Templated) else {}
+
+
+@dataclass
 class Tally:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     exceptions: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
 
-    def record(self, status: int | None, latency_ms: float, error: str | None = None) -> None:
+    def record(
+        self,
+        status: int | None,
+        latency_ms: float,
+        error: str | None = None,
+        payload: bytes = b"",
+    ) -> None:
         if status is not None:
             self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
             if 200 <= status < 300:
                 self.latencies_ms.append(latency_ms)
                 return
+            if len(self.error_samples) < 5:
+                self.error_samples.append(f"{status} {payload[:500].decode(errors='replace')}")
         self.errors += 1
         if error is not None:
             self.exceptions[error] = self.exceptions.get(error, 0) + 1
@@ -143,7 +190,11 @@ async def closed_loop(
     concurrency: int,
     warmup: float,
     seconds: float,
+    retry_on: bytes = b"",
 ) -> dict[str, Any]:
+    """`retry_on`: a 409 whose body holds these bytes is sent again until it succeeds (or the
+    window ends), as a client retries a write that lost a race; its latency counts from the
+    first send."""
     tally = Tally()
     loop = asyncio.get_running_loop()
     begin = loop.time()
@@ -164,42 +215,54 @@ async def closed_loop(
             t0 = time.perf_counter()
             status: int | None = None
             error: str | None = None
+            payload = b""
             try:
-                status, _ = await conn.post(head, body)
+                status, payload = await conn.post(head, body)
+                while status == 409 and retry_on and retry_on in payload and loop.time() < end:
+                    retried[0] += 1  # sent again as it was: the wait is the request's latency
+                    status, payload = await conn.post(head, body)
             except (OSError, asyncio.IncompleteReadError, HttpError, ValueError) as exc:
                 error = type(exc).__name__
                 await asyncio.sleep(0.01)
             done = loop.time()
             if start <= done < end:
-                tally.record(status, (time.perf_counter() - t0) * 1000, error)
+                tally.record(status, (time.perf_counter() - t0) * 1000, error, payload)
                 if status is not None and 200 <= status < 300:
                     per_second[int(done - start)] += 1
         conn.close()
 
     per_second = [0] * max(1, math.ceil(seconds))
+    retried = [0]
     await asyncio.gather(clock(), *(client(i) for i in range(concurrency)))
     return {
         "window_s": seconds,
         "completed": len(tally.latencies_ms),
         "completed_per_second": per_second,
         **_tally_dict(tally),
+        **sent(target),
+        **({"retried": retried[0]} if retry_on else {}),
     }
 
 
-async def count_mode(target: Target, *, concurrency: int, total: int) -> dict[str, Any]:
+async def count_mode(
+    target: Target, *, concurrency: int, total: int, max_seconds: float | None = None
+) -> dict[str, Any]:
     tally = Tally()
     remaining = iter(range(total))
     marker("START")
     t0 = time.perf_counter()
+    deadline = t0 + max_seconds if max_seconds is not None else math.inf
 
     async def client(worker: int) -> None:
         conn = Connection(target.host, target.port)
         for seq in remaining:
+            if time.perf_counter() >= deadline:
+                break
             _, head, body = target.request(worker, seq)
             r0 = time.perf_counter()
             try:
-                status, _ = await conn.post(head, body)
-                tally.record(status, (time.perf_counter() - r0) * 1000)
+                status, payload = await conn.post(head, body)
+                tally.record(status, (time.perf_counter() - r0) * 1000, payload=payload)
             except (OSError, asyncio.IncompleteReadError, HttpError, ValueError) as exc:
                 tally.record(None, 0, type(exc).__name__)
         conn.close()
@@ -207,7 +270,12 @@ async def count_mode(target: Target, *, concurrency: int, total: int) -> dict[st
     await asyncio.gather(*(client(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - t0
     marker("END")
-    return {"elapsed_s": elapsed, "completed": len(tally.latencies_ms), **_tally_dict(tally)}
+    return {
+        "elapsed_s": elapsed,
+        "completed": len(tally.latencies_ms),
+        **_tally_dict(tally),
+        **sent(target),
+    }
 
 
 async def rate_mode(target: Target, *, rate: float, seconds: float) -> dict[str, Any]:
@@ -280,17 +348,33 @@ def _tally_dict(tally: Tally) -> dict[str, Any]:
         "statuses": tally.statuses,
         "errors": tally.errors,
         "exceptions": tally.exceptions,
+        "error_samples": tally.error_samples,
     }
 
 
-async def run(config: dict[str, Any]) -> dict[str, Any]:
-    target = Target(
-        host=config["host"],
-        port=int(config["port"]),
-        path=config["path"],
-        headers=dict(config.get("headers", {})),
-        countries=list(config.get("countries", ["UA"])),
+def make_target(config: dict[str, Any]) -> Target:
+    common: dict[str, Any] = {
+        "host": config["host"],
+        "port": int(config["port"]),
+        "headers": dict(config.get("headers", {})),
+    }
+    if "requests" not in config:
+        return Target(
+            path=config["path"], countries=list(config.get("countries", ["UA"])), **common
+        )
+    templates = [(Template(r["path"]), Template(r["body"])) for r in config["requests"]]
+    if not templates:
+        raise SystemExit("`requests` lists no template")
+    return Templated(
+        path=config["requests"][0]["path"],
+        templates=templates,
+        offset=int(config.get("offset", 0)),
+        **common,
     )
+
+
+async def run(config: dict[str, Any]) -> dict[str, Any]:
+    target = make_target(config)
     mode = config["mode"]
     if mode == "closed":
         return await closed_loop(
@@ -298,10 +382,15 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             concurrency=int(config["concurrency"]),
             warmup=float(config["warmup"]),
             seconds=float(config["seconds"]),
+            retry_on=str(config.get("retry_on", "")).encode(),
         )
     if mode == "count":
+        max_seconds = config.get("max_seconds")
         return await count_mode(
-            target, concurrency=int(config["concurrency"]), total=int(config["total"])
+            target,
+            concurrency=int(config["concurrency"]),
+            total=int(config["total"]),
+            max_seconds=None if max_seconds is None else float(max_seconds),
         )
     if mode == "rate":
         return await rate_mode(target, rate=float(config["rate"]), seconds=float(config["seconds"]))
