@@ -9,10 +9,13 @@ with each person a sealed person, schema version 2), without re-chaining:
   which the migration records, without the original body; every checkpoint signed before the
   migration stays valid (no chain hash changes);
 - each rewrite is recorded as a redaction (position, event id, `before` and `after` =
-  the digest of the body now) in ONE `privacy.log-redacted` event appended to the log, signed
-  with the service's signing key (as chain checkpoints are) and naming the chain head before
-  the rewrite and the reason; the same redactions in the `log_redactions` table, for the
-  verifier's fast lookup (each counts only if that signed statement names it);
+  the digest of the body now) in ONE `privacy.log-redacted` event appended to the log (one per
+  STATEMENT_SIZE redactions: a consumer reads no event beyond 256 KiB), signed with the
+  service's signing key (as chain checkpoints are) and naming the chain head before the
+  rewrite and the reason; each redaction is signed on its own too (what travels with the
+  event when it is published again, see `carried`); the same redactions in the
+  `log_redactions` table, for the verifier's fast lookup (each counts only if that signed
+  statement names it);
 - verification (shared/chain.py Verifier, GET /v1/audit/verify, `twinaid audit`) links a
   redacted position with `before`, requires its body now to hash to `after`, and fails a
   redaction no statement signed by a pinned or announced key of the service covers, and a body
@@ -54,6 +57,9 @@ DEFAULT_REASON = (
     " the original bodies' digests keep the chain verifiable"
 )
 PAGE = 1000
+# redactions a statement lists (about 330 bytes each): a statement stays well under what a
+# consumer reads of an event (settings.consumer_max_event_bytes, 256 KiB); more make several
+STATEMENT_SIZE = 500
 # never rewritten: the verifier reads what they say
 _NEVER = (*chain.SIGNED,)
 
@@ -110,7 +116,8 @@ class Report:
     examined: int = 0  # sealed v1 events of the log looked at
     rewritten: int = 0
     positions: list[int] = field(default_factory=list)
-    statement_event_id: str | None = None
+    statement_event_id: str | None = None  # the first statement (the only one, mostly)
+    statement_event_ids: list[str] = field(default_factory=list)
     head_position: int = 0  # the chain head before the rewrite
     unsealed: int = 0  # v1 events left unsealed (written meanwhile): run again once sealed
     rebuilt: int | None = None  # events replayed into the read models, if rebuilt
@@ -122,6 +129,7 @@ class Report:
             "rewritten": self.rewritten,
             "positions": self.positions,
             "statement_event_id": self.statement_event_id,
+            "statement_event_ids": self.statement_event_ids,
             "head_position": self.head_position,
             "unsealed": self.unsealed,
             "rebuilt": self.rebuilt,
@@ -166,10 +174,12 @@ async def migrate(
     projections: Sequence[proj.Projection] | None = None,
     reason: str = DEFAULT_REASON,
     trusted_keys: keys.KeyRing | None = None,
+    statement_size: int = STATEMENT_SIZE,
 ) -> Report:
     """Rewrite every sealed v1 event of the log whose `seal_v1` payload differs into that
     payload (schema version 2), record the redactions (log_redactions and one signed
-    `privacy.log-redacted` event), then rebuild `projections` if given. One transaction;
+    `privacy.log-redacted` event, or one per `statement_size` redactions), then rebuild
+    `projections` if given. One transaction;
     Refused (nothing done) if the log does not verify first (against `trusted_keys`' pins
     for `service` when given). A second run rewrites nothing."""
     report = Report(service)
@@ -233,16 +243,20 @@ async def migrate(
                 list(_NEVER),
             )
         )
-        if redactions:
-            report.statement_event_id = await _state(
-                conn,
-                service=service,
-                signer=signer,
-                redactions=redactions,
-                head=(report.head_position, head_hash),
-                reason=reason,
-                now=now,
+        for start in range(0, len(redactions), statement_size):
+            report.statement_event_ids.append(
+                await _state(
+                    conn,
+                    service=service,
+                    signer=signer,
+                    redactions=redactions[start : start + statement_size],
+                    head=(report.head_position, head_hash),
+                    reason=reason,
+                    now=now,
+                )
             )
+        if redactions:
+            report.statement_event_id = report.statement_event_ids[0]
             report.rewritten = len(redactions)
             report.positions = [r.position for r in redactions]
         if projections is not None:

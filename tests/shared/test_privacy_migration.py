@@ -690,3 +690,72 @@ async def test_the_api_says_intact_and_its_feed_carries_the_redactions(
                     assert answer.json()["bad_position"] == at
         finally:
             await conn.close()
+
+
+async def test_many_redactions_are_listed_in_several_statements(conn: asyncpg.Connection) -> None:
+    """A statement stays under what a consumer reads of an event: past `statement_size`
+    redactions, the migration appends several, each covering its own."""
+    signer = signing.Signer.generate()
+    await old_log(conn, signer)
+    report = await privacy_migration.migrate(
+        conn, service=SERVICE, signer=signer, seal_v1=seal_v1, now=LATER, statement_size=3
+    )
+    await seal_everything(conn)
+    assert report.rewritten == 4 and len(report.statement_event_ids) == 2
+    assert report.statement_event_id == report.statement_event_ids[0]
+    listed = [
+        [r["position"] for r in json.loads(row["data"])["redactions"]]
+        for row in await conn.fetch(
+            "SELECT e.data FROM events e JOIN event_chain c ON c.event_id = e.event_id"
+            " WHERE e.event_type = $1 ORDER BY c.position",
+            privacy_migration.LOG_REDACTED,
+        )
+    ]
+    assert listed == [report.positions[:3], report.positions[3:]]
+    verdict = await verify(conn, signer, deep=True)
+    assert verdict.intact and verdict.redactions_checked == 4, verdict
+    # the second statement replaced by one signed by the service's own key that lists
+    # nothing: the redaction it no longer covers fails, where it is
+    second = uuid.UUID(report.statement_event_ids[1])
+    data = json.loads(await conn.fetchval("SELECT data FROM events WHERE event_id = $1", second))
+    emptied = chain.sign_redactions(
+        signer,
+        service=SERVICE,
+        redactions=[],
+        head_position=data["head_position"],
+        head_hash=bytes.fromhex(data["head_hash"]),
+        reason=data["reason"],
+        at=LATER,
+    )
+    await tamper(
+        conn,
+        "UPDATE events SET data = $2::json WHERE event_id = $1",
+        second,
+        chain.encode(emptied),
+    )
+    # (the statement itself no longer hashes as sealed: it is the first failure)
+    verdict = await verify(conn, signer)
+    assert not verdict.intact and verdict.bad_position == report.head_position + 2
+    # a log that sealed it that way (as a migration that listed too few would have): the
+    # redaction no statement covers is the failure, where it is
+    entries = []
+    previous = chain.GENESIS
+    for event in await logged(conn):
+        assert event.position is not None and event.hash is not None
+        sealed = event.hash
+        if event.position >= report.head_position + 2:  # sealed again from the statement on
+            sealed = chain.link(previous, event, position=event.position)
+        entries.append(
+            chain.ChainEntry(
+                position=event.position, event_id=str(event.event_id), hash=sealed, event=event
+            )
+        )
+        previous = sealed
+    verdict = chain.verify(
+        entries,
+        service=SERVICE,
+        keys=pinned(signer),
+        redactions=await sealer.redactions(conn),
+    )
+    assert not verdict.intact and verdict.bad_position == report.positions[3], verdict
+    assert verdict.problem is not None and "no redaction statement signed" in verdict.problem
