@@ -233,6 +233,8 @@ async def test_old_events_are_sealed_in_place_and_the_chain_still_verifies(
         assert verdict.intact, verdict
         assert verdict.redactions_checked == 4 and verdict.warning is None
         assert verdict.checkpoints_checked == 3  # two in the log, one held
+        # rendered: each redacted position accepted on the fast path (log_redactions)
+        assert verdict.recanonicalised == (verdict.head_position if deep else 0)
         assert verdict.head_position == before.head_position + 1  # the statement
     # an auditor replaying the log from a feed or a topic (no log_redactions table) too
     audit, _ = await replay.replay(
