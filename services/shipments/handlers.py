@@ -196,9 +196,16 @@ async def record_entries(
 async def _sealed(
     conn: asyncpg.Connection, state: domain.Convoy, entry: domain.FieldEntry, *, now: datetime
 ) -> domain.FieldEntry:
-    """The entry with the persons it names sealed as the carrier records them; its digest as
-    sent kept, to recognise it re-sent after entries recorded persons in clear."""
-    details = await privacy.seal_parties(conn, entry.details, carrier=state.carrier_id, now=now)
+    """A new entry with the persons it names sealed as the carrier records them; an entry
+    sent again with them as it recorded them (privacy.as_recorded), to compare digests. Its
+    digest as sent is kept too: entries recorded before persons were sealed carry that one."""
+    seen = state.entry(entry.entry_id)
+    if seen is None:
+        details = await privacy.seal_parties(conn, entry.details, carrier=state.carrier_id, now=now)
+    else:
+        details = await privacy.as_recorded(
+            conn, entry.details, seen.data, carrier=state.carrier_id
+        )
     if details == entry.details:
         return entry
     return replace(entry, details=details, sent_digest=entry.digest)

@@ -93,6 +93,42 @@ async def seal_parties(
     return out
 
 
+async def as_recorded(
+    conn: asyncpg.Connection,
+    details: Mapping[str, Any],
+    recorded: Mapping[str, Any],
+    *,
+    carrier: str,
+) -> dict[str, Any]:
+    """The details of a road entry sent again, each person in clear replaced by the sealed
+    person the entry recorded (its subject and clear fields: what its digest covers) when it
+    is the same: the carrier's subject of that name, or an erased subject (nothing is left to
+    tell a name by). Another person stays in clear, so the digests differ. Nobody is sealed
+    anew: re-sending an entry never records an erased person again."""
+    out = dict(details)
+    for key in PARTIES:
+        party = out.get(key)
+        person = party.get("person") if isinstance(party, Mapping) else None
+        was = (recorded.get(key) or {}).get("person")
+        if not _clear(person) or not privacy.is_sealed(was):
+            continue
+        assert isinstance(party, Mapping) and isinstance(person, Mapping)
+        assert isinstance(was, Mapping)
+        subject_id = str(was["subject_id"])
+        row = await conn.fetchrow(
+            "SELECT fingerprint FROM privacy_subjects WHERE subject_id = $1", subject_id
+        )
+        if row is None:
+            continue
+        if row["fingerprint"] is not None and bytes(row["fingerprint"]) != (
+            await privacy.fingerprint(conn, carrier, str(person["name"]))
+        ):
+            continue
+        clear = {k: v for k, v in person.items() if k not in PERSON}
+        out[key] = {**party, "person": {**clear, "subject_id": subject_id, "sealed": ""}}
+    return out
+
+
 async def seal_receiver(
     conn: asyncpg.Connection, receiver: Mapping[str, Any], *, recipient: str, now: datetime
 ) -> dict[str, Any]:

@@ -486,3 +486,31 @@ async def test_an_organisation_finds_the_people_it_recorded_and_no_others(
     assert await find(RECIPIENT, RECEIVER["name"]) == [subjects[RECEIVER["name"]]]
     assert await find(RECIPIENT, KARIM) == []  # Lille's driver, not Kharkiv's record
     assert await find(("leeds", Role.MEMBER), RECEIVER["name"]) == []
+
+
+async def test_an_entry_sent_again_is_recognised_by_its_people_and_never_records_them_anew(
+    story: ShipmentsApi,
+) -> None:
+    api = story
+    events, subjects = await api.count(), await api.count("privacy_subjects")
+    again = await api.entries("c1", *MEDICINES.entries, who=CARRIER)
+    assert again.status_code == 200, again.text
+    assert again.json()["already_recorded"] == len(MEDICINES.entries)
+    # the same entry id with another person: other content, refused
+    other = {**HANDOFF, "to_party": {**HANDOFF["to_party"], "person": {"name": "Ihor Petrenko"}}}
+    assert_problem(await api.entries("c1", other, who=CARRIER), 409, "entry-id-reused")
+    # once the escort is erased, a device sending the entry again is answered as before, and
+    # their name is not recorded again (no new subject: nothing links it back)
+    escort = (await _subjects(api))[ESCORT["name"]]
+    assert (await _erase(api, escort, CARRIER)).status_code == 200
+    again = await api.entries("c1", *MEDICINES.entries, who=CARRIER)
+    assert again.status_code == 200, again.text
+    assert again.json()["already_recorded"] == len(MEDICINES.entries)
+    assert await api.count("privacy_subjects") == subjects
+    assert await api.count() == events + 1  # the erasure's event, nothing else
+    found = await api.client.post(
+        "/v1/privacy/subjects/search",
+        json={"name": ESCORT["name"]},
+        headers=await api.as_(*CARRIER),
+    )
+    assert found.status_code == 200 and found.json()["items"] == []
