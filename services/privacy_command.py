@@ -376,15 +376,10 @@ async def _migrate(
             pass
         return report
     except privacy_migration.Refused as exc:
-        verdict = exc.args[0] if exc.args else None
-        where = (
-            f": {verdict.problem} at position {verdict.bad_position}"
-            if isinstance(verdict, chain.Verdict)
-            else ""
-        )
+        verdict: chain.Verdict = exc.verdict
         raise Failed(
-            f"privacy migrate: {service}'s log does not verify{where}; nothing was rewritten"
-            " (twinaid audit replay tells more)"
+            f"privacy migrate: {service}'s log does not verify: {verdict.problem} at position"
+            f" {verdict.bad_position}; nothing was rewritten (twinaid audit replay tells more)"
         ) from None
     finally:
         await conn.close()
@@ -413,6 +408,7 @@ def run_migrate(
 
 
 def _migrate_text(report: privacy_migration.Report) -> str:
+    statements = report.statement_event_ids or [str(report.statement_event_id)]
     if not report.rewritten:
         said = (
             f"{report.service}: nothing to rewrite ({report.examined} version-1 events looked"
@@ -422,7 +418,8 @@ def _migrate_text(report: privacy_migration.Report) -> str:
         said = (
             f"{report.service}: {report.rewritten} of {report.examined} version-1 events"
             f" rewritten sealed (positions {_ranges(report.positions)}), recorded in the signed"
-            f" statement {report.statement_event_id} (chain head {report.head_position} before)"
+            f" {'statements' if len(statements) > 1 else 'statement'} {', '.join(statements)}"
+            f" (chain head {report.head_position} before)"
         )
     if report.rebuilt is not None:
         said += f"; read models rebuilt ({report.rebuilt} events replayed)"

@@ -464,9 +464,46 @@ def test_migrate_seals_the_clear_contacts_of_an_old_log_which_still_verifies(
             assert clear not in logged and clear not in shown
         assert OLHA["role"] in logged  # a function, kept in clear
         # the person is now a subject of the registry, with their own key
+        assert report["positions"] == [2]
         again = twinaid(capsys, *db, "privacy", "migrate", "registry")
         assert again.code == 0, again.err
         assert again.out.startswith("registry: nothing to rewrite")
         assert asyncio.run(log_state(url))[2]
+    finally:
+        asyncio.run(drop(stack.server, url))
+
+
+async def tamper(url: str) -> None:
+    """The clear contact altered in place, past the append-only trigger, as an intruder with
+    the database's owner rights could."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+            await conn.execute(
+                "UPDATE events SET data = replace(data::text, 'Olha', 'Olga')::json"
+                " WHERE event_type = $1",
+                registry_events.ORGANISATION_CONTACTS_CHANGED,
+            )
+            await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
+    finally:
+        await conn.close()
+
+
+def test_migrate_refuses_a_log_that_does_not_verify_and_rewrites_nothing(
+    capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch, stack: Stack
+) -> None:
+    url = dbmod.with_database(stack.server, f"twinaid_old_{uuid.uuid4().hex[:12]}")
+    asyncio.run(old_registry_log(url))
+    try:
+        asyncio.run(tamper(url))
+        logged, _, intact = asyncio.run(log_state(url))
+        assert not intact and "Olga Kravchenko" in logged
+        ran = twinaid(capsys, "--database", f"registry={url}", "privacy", "migrate", "registry")
+        assert ran.code == 1 and ran.out == ""
+        line = one_line(ran.err)
+        assert line.startswith("twinaid: privacy migrate: registry's log does not verify: ")
+        assert "at position 2; nothing was rewritten" in line
+        assert asyncio.run(log_state(url))[0] == logged
     finally:
         asyncio.run(drop(stack.server, url))
