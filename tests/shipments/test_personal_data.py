@@ -21,12 +21,14 @@ import pytest
 
 from services.shipments import events as ev
 from services.shipments import privacy as personal
-from services.shipments import projections
+from services.shipments import projections, requests
 from services.shipments.demo_data import MEDICINES
-from shared import privacy
+from shared import privacy, privacy_migration, sealer, signing
 from shared import projections as proj
 from shared.auth import Role
 from shared.events import Metadata, NewEvent
+from shared.keys import KeyRing
+from shared.testing import seal_everything
 from tests.shipments.conftest import ShipmentsApi, assert_problem
 
 PLAN = {**MEDICINES.plan, "convoy_id": "c1"}  # Lille carries to Kharkiv
@@ -514,3 +516,102 @@ async def test_an_entry_sent_again_is_recognised_by_its_people_and_never_records
         headers=await api.as_(*CARRIER),
     )
     assert found.status_code == 200 and found.json()["items"] == []
+
+
+async def test_an_old_log_naming_people_in_clear_is_sealed_by_the_migration_with_seal_v1(
+    api: ShipmentsApi,
+) -> None:
+    """Events written before persons were sealed (version 1), rewritten in place by
+    shared/privacy_migration.py through seal_v1: the people nowhere in clear, the log still
+    verifies against the signed statement, the views show them to whom may see them, and a
+    road entry re-sent as the device first sent it is still recognised."""
+    dispatch = {
+        "entry_id": "old-d",
+        "kind": "dispatch",
+        "occurred_at": "2022-06-14T06:20:00+02:00",
+        "custody": {"organisation_id": "lille", "person": {"name": KARIM, "role": "driver"}},
+    }
+    sent = requests.DispatchIn.model_validate(dispatch).command()
+    handoff = {**HANDOFF, "entry_id": "old-h"}
+    handed = requests.CustodyHandoffIn.model_validate(handoff).command()
+    plan = {k: v for k, v in PLAN.items() if k != "occurred_at"}
+    old = [
+        (ev.CONVOY_PLANNED, ev.V1.ConvoyPlanned.model_validate({**plan, "convoy_id": "old"})),
+        (
+            ev.CONVOY_DISPATCHED,
+            ev.V1.ConvoyDispatched.model_validate(
+                {
+                    "convoy_id": "old",
+                    "entry_id": sent.entry_id,
+                    "entry_sha256": sent.digest,  # as the old code recorded it: names in clear
+                    "manifest_lines": 0,
+                    "weight_kg": "0",
+                    **sent.details,
+                }
+            ),
+        ),
+        (
+            ev.CUSTODY_HANDED_OFF,
+            ev.V1.CustodyHandedOff.model_validate(
+                {
+                    "convoy_id": "old",
+                    "entry_id": handed.entry_id,
+                    "entry_sha256": handed.digest,
+                    **handed.details,
+                }
+            ),
+        ),
+    ]
+    occurred = {
+        ev.CONVOY_PLANNED: datetime.fromisoformat(PLAN["occurred_at"]),
+        ev.CONVOY_DISPATCHED: sent.occurred_at,
+        ev.CUSTODY_HANDED_OFF: handed.occurred_at,
+    }
+    signer = signing.Signer.generate()
+    conn = await asyncpg.connect(api.url)
+    try:
+        async with conn.transaction():
+            await proj.record(
+                conn,
+                projections.ALL,
+                stream_type=ev.STREAM_CONVOY,
+                stream_id="old",
+                expected_version=0,
+                events=[
+                    NewEvent(t, ev.payload(m), occurred_at=occurred[t], schema_version=1)
+                    for t, m in old
+                ],
+                metadata=Metadata(actor="before-issue-20", organisation="lille"),
+                now=datetime.now(UTC),
+            )
+        await seal_everything(conn)
+        assert (await _in_clear(api.url, KARIM)).keys() >= {"events", "convoys"}
+        report = await privacy_migration.migrate(
+            conn,
+            service="shipments",
+            signer=signer,
+            seal_v1=personal.seal_v1,
+            now=datetime.now(UTC),
+            projections=projections.ALL,
+        )
+        assert report.rewritten == 3, report
+        await seal_everything(conn)  # the signed statement naming the rewrites
+        pins = KeyRing.pinned({"shipments": [signer.public_key]})
+        verdict = await sealer.verify(conn, service="shipments", keys=pins)
+        assert verdict.intact, verdict
+        versions = await conn.fetch(
+            "SELECT DISTINCT schema_version FROM events WHERE stream_id = 'convoy-old'"
+        )
+        assert [r[0] for r in versions] == [2]
+    finally:
+        await conn.close()
+    for value in PEOPLE[:3]:
+        assert await _in_clear(api.url, value) == {}, value
+    convoy = (await _get(api, RECIPIENT, "/v1/convoys/old")).json()
+    assert [d["name"] for d in convoy["drivers"]] == [KARIM, SOPHIE]
+    assert convoy["custody"]["person"]["name"] == ESCORT["name"]
+    timeline = (await _get(api, RECIPIENT, "/v1/convoys/old/timeline")).text
+    assert KARIM in timeline and ESCORT["name"] in timeline
+    again = await api.entries("old", dispatch, handoff, who=CARRIER)
+    assert again.status_code == 200, again.text
+    assert again.json()["already_recorded"] == 2
