@@ -67,9 +67,12 @@ class EventStore(Protocol):
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
+        after_version: int = 0,
+        limit: int | None = None,
     ) -> list[RecordedEvent]:
         """Events of one stream in version order; `as_of` filters by occurred-at,
-        `known_at` by recorded-at."""
+        `known_at` by recorded-at; a page: the versions after `after_version`, at most
+        `limit` of them (None: all)."""
         ...
 
     async def read_all(
@@ -254,6 +257,8 @@ class PostgresEventStore:
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
+        after_version: int = 0,
+        limit: int | None = None,
     ) -> list[RecordedEvent]:
         rows = await self.conn.fetch(
             f"""
@@ -262,11 +267,15 @@ class PostgresEventStore:
             WHERE e.stream_id = $1
               AND ($2::timestamptz IS NULL OR e.occurred_at <= $2)
               AND ($3::timestamptz IS NULL OR e.recorded_at <= $3)
+              AND e.stream_version > $4
             ORDER BY e.stream_version
+            LIMIT $5
             """,
             stream_id,
             as_of,
             known_at,
+            after_version,
+            limit,
         )
         return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
 

@@ -66,14 +66,18 @@ class InMemoryEventStore:
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
+        after_version: int = 0,
+        limit: int | None = None,
     ) -> list[RecordedEvent]:
-        return [
+        found = [
             e
             for e in self._events
             if e.stream_id == stream_id
+            and e.stream_version > after_version
             and (as_of is None or e.occurred_at <= as_of)
             and (known_at is None or e.recorded_at <= known_at)
         ]
+        return found if limit is None else found[:limit]
 
     async def read_all(
         self, *, after: int, limit: int, where: Selection | None = None

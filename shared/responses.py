@@ -74,6 +74,10 @@ class RecordedEventOut(Out):
 class StreamHistory(Out):
     stream_id: str
     events: list[RecordedEventOut]
+    next_after: int | None = Field(
+        description="the last version of this page, to pass as `after` for the next one; null"
+        " on the last page"
+    )
 
 
 class Verdict(Out):

@@ -28,6 +28,9 @@ Deep = Annotated[
 ]
 
 
+HISTORY_PAGE = 500  # events of a record's history per page, unless asked otherwise
+
+
 def event_json(event: RecordedEvent, redaction: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The event as the feed and the history show it; `redaction`: how an event rewritten in
     place after it was sealed still links (shared/privacy_migration.py carried)."""
@@ -185,14 +188,25 @@ def common_router() -> APIRouter:
         ctx: Ctx,
         caller: Caller,
         stream_id: Annotated[str, Path(max_length=200)],
+        after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
     ) -> dict[str, Any]:
-        """Every event of one record (e.g. `organisation-kharkiv`), with who, when and hash."""
+        """Every event of one record (e.g. `organisation-kharkiv`), with who, when and hash,
+        in version order, a page at a time: pass `next_after` back as `after` for the next
+        page (null: that was the last)."""
         caller.require(Role.AUDITOR)
         async with ctx.db.connection() as conn:
-            events = await PostgresEventStore(conn).read_stream(stream_id)
-        if not events:
-            raise NotFound(f"no record {stream_id} in {ctx.service}")
-        return {"stream_id": stream_id, "events": [event_json(e) for e in events]}
+            store = PostgresEventStore(conn)
+            events = await store.read_stream(stream_id, after_version=after, limit=limit + 1)
+            if not events and (after == 0 or not await store.read_stream(stream_id, limit=1)):
+                raise NotFound(f"no record {stream_id} in {ctx.service}")
+        more = len(events) > limit
+        events = events[:limit]
+        return {
+            "stream_id": stream_id,
+            "events": [event_json(e) for e in events],
+            "next_after": events[-1].stream_version if more else None,
+        }
 
     @router.get(
         "/v1/audit/verify",

@@ -72,6 +72,12 @@ async def test_appends_and_reads_a_stream_in_version_order(store: EventStore) ->
     assert events[0].metadata == META
     assert events[0].occurred_at == datetime(1978, 1, 1, tzinfo=UTC)
     assert events[0].recorded_at == NOW
+    # a page: after a version, at most `limit`
+    page = await store.read_stream("lille-kharkiv", after_version=1, limit=1)
+    assert [e.stream_version for e in page] == [2]
+    rest = await store.read_stream("lille-kharkiv", after_version=2, limit=10)
+    assert [e.data["year"] for e in rest] == [2023]
+    assert await store.read_stream("lille-kharkiv", after_version=3) == []
 
 
 async def test_refuses_an_append_with_a_stale_expected_version(store: EventStore) -> None:

@@ -17,8 +17,16 @@ const MANIFEST_COLUMNS = ["col.line", "col.item", "col.donor", "col.pledge_line"
 async function chainOfConvoy(convoyId) {
   if (!session.has("auditor")) return null;
   try {
-    const answer = await api("shipments", `/v1/audit/streams/convoy-${encodeURIComponent(convoyId)}`);
-    return new Map(answer.events.map((e) => [e.event_id, e]));
+    const events = [];
+    let after = 0; // the history comes a page at a time
+    for (;;) {
+      const path = `/v1/audit/streams/convoy-${encodeURIComponent(convoyId)}?after=${after}&limit=1000`;
+      const answer = await api("shipments", path);
+      events.push(...answer.events);
+      if (answer.next_after == null) break;
+      after = answer.next_after;
+    }
+    return new Map(events.map((e) => [e.event_id, e]));
   } catch (error) {
     if (error instanceof ApiError) return null;
     throw error;

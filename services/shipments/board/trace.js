@@ -29,8 +29,15 @@ function about(event, target) {
 
 async function stream(service, streamId) {
   try {
-    const answer = await api(service, `/v1/audit/streams/${encodeURIComponent(streamId)}`);
-    return answer.events;
+    const events = [];
+    let after = 0; // the history comes a page at a time
+    for (;;) {
+      const path = `/v1/audit/streams/${encodeURIComponent(streamId)}?after=${after}&limit=1000`;
+      const answer = await api(service, path);
+      events.push(...answer.events);
+      if (answer.next_after == null) return events;
+      after = answer.next_after;
+    }
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) return [];
     throw error;
