@@ -63,6 +63,7 @@ format: install ## Format and auto-fix with ruff
 
 bench: install ## Benchmarks: append throughput vs a naive route, relay throughput and latency, replay
 	$(BIN)/python -m bench.append
+	$(BIN)/python -m bench.writes
 	$(BIN)/python -m bench.relay
 	$(BIN)/python -m bench.replay
 

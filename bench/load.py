@@ -16,7 +16,8 @@ template n modulo their number (bench.writes: pledges to many needs, entries to 
 one confirmation per arrived convoy). The result says how many requests were `sent`, warm-up
 included (the next run's `offset`), and keeps a few refused responses' bodies (`error_samples`).
 "count" mode also stops sending after `max_seconds`, when given; "closed" mode sends a request
-refused with a 409 holding `retry_on` again (bench.writes: writes racing for one record).
+refused with a 409 holding `retry_on` again (bench.writes: writes racing for one record) and,
+with `abandon_after`, drops requests still unanswered that long after the window.
 
 It prints `START` and `END` (the measured window) on stdout for the harness and writes its result
 as JSON to `out`. The HTTP/1.1 client is a minimal keep-alive one over asyncio streams: on two
@@ -191,10 +192,12 @@ async def closed_loop(
     warmup: float,
     seconds: float,
     retry_on: bytes = b"",
+    abandon_after: float | None = None,
 ) -> dict[str, Any]:
     """`retry_on`: a 409 whose body holds these bytes is sent again until it succeeds (or the
     window ends), as a client retries a write that lost a race; its latency counts from the
-    first send."""
+    first send. `abandon_after`: requests still unanswered this long after the window are
+    dropped (their connections closed) instead of awaited."""
     tally = Tally()
     loop = asyncio.get_running_loop()
     begin = loop.time()
@@ -233,7 +236,17 @@ async def closed_loop(
 
     per_second = [0] * max(1, math.ceil(seconds))
     retried = [0]
-    await asyncio.gather(clock(), *(client(i) for i in range(concurrency)))
+    abandoned: dict[str, int] = {}
+    if abandon_after is None:
+        await asyncio.gather(clock(), *(client(i) for i in range(concurrency)))
+    else:
+        clients = [asyncio.create_task(client(i)) for i in range(concurrency)]
+        await clock()
+        _, pending = await asyncio.wait(clients, timeout=abandon_after)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        abandoned["abandoned"] = len(pending)
     return {
         "window_s": seconds,
         "completed": len(tally.latencies_ms),
@@ -241,6 +254,7 @@ async def closed_loop(
         **_tally_dict(tally),
         **sent(target),
         **({"retried": retried[0]} if retry_on else {}),
+        **abandoned,
     }
 
 
@@ -383,6 +397,9 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             warmup=float(config["warmup"]),
             seconds=float(config["seconds"]),
             retry_on=str(config.get("retry_on", "")).encode(),
+            abandon_after=(
+                None if config.get("abandon_after") is None else float(config["abandon_after"])
+            ),
         )
     if mode == "count":
         max_seconds = config.get("max_seconds")
