@@ -37,14 +37,24 @@ class Org(NamedTuple):
     # (lat, lon), 4 decimals (about 10 m): the centre of the town the organisation is in (the
     # sources give no addresses); a region's or a ministry's: its seat's
     centre: tuple[float, float] | None = None
+    # the people the sources name as the organisation's contacts (personal data: sealed in the
+    # registry's log, shown only to the organisation and registry administrators)
+    contacts: tuple[dict[str, str], ...] = ()
 
     @property
     def coordinates(self) -> dict[str, float] | None:
         return None if self.centre is None else {"lat": self.centre[0], "lon": self.centre[1]}
 
     def body(self) -> dict[str, Any]:
-        fields = {k: v for k, v in self._asdict().items() if k != "centre"}
-        return {**fields, "aliases": list(self.aliases), "coordinates": self.coordinates}
+        fields = {k: v for k, v in self._asdict().items() if k not in ("centre", "contacts")}
+        body = {**fields, "aliases": list(self.aliases), "coordinates": self.coordinates}
+        if self.contacts:  # only then: the other bodies (and their idempotency keys) as before
+            body["contacts"] = [dict(c) for c in self.contacts]
+        return body
+
+
+# Kharkiv's municipal medical warehouse received Lille's convoy (services/shipments/demo_data.py)
+OLHA_KRAVCHENKO = {"role": "head of the municipal medical warehouse", "name": "Olha Kravchenko"}
 
 
 ORGANISATIONS: list[Org] = [
@@ -57,6 +67,7 @@ ORGANISATIONS: list[Org] = [
         "Kharkiv Oblast",
         ("Charkiw", "Kharkov", "Kharkiv City Council", "Харків", "Харьков"),
         centre=(49.9935, 36.2304),
+        contacts=(OLHA_KRAVCHENKO,),
     ),
     Org(
         "lille",

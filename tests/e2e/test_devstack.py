@@ -49,8 +49,13 @@ def test_dev_stack_starts_with_demo_data_restarts_idempotently_and_stops_cleanly
     env = stack_env(tmp_path)
     command = [sys.executable, "-m", "shared.devstack"]
     organisations = len(demo.ORGANISATIONS)
-    # one event per organisation, one per partnership step (proposed included)
-    logged = organisations + sum(len(p.history) for p in demo.PARTNERSHIPS)
+    # one event per organisation (and one for its contacts when it has some), one per
+    # partnership step (proposed included)
+    logged = (
+        organisations
+        + sum(1 for o in demo.ORGANISATIONS if o.contacts)
+        + sum(len(p.history) for p in demo.PARTNERSHIPS)
+    )
 
     # First start on an empty data directory: loads the demo data, then stops by itself.
     first = subprocess.run(

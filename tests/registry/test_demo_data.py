@@ -28,7 +28,12 @@ SOURCES = Path(__file__).resolve().parents[2] / "docs" / "sources"
 LATEST = datetime(2026, 11, 24, tzinfo=UTC)
 BURST = 30  # of the loader's key in the rate-limit test
 # one event per organisation registered, one per step of each partnership's history
-DEMO_EVENTS = len(demo.ORGANISATIONS) + sum(len(p.history) for p in demo.PARTNERSHIPS)
+# a registration, and its contacts when it has some; each partnership's history
+DEMO_EVENTS = (
+    len(demo.ORGANISATIONS)
+    + sum(1 for o in demo.ORGANISATIONS if o.contacts)
+    + sum(len(p.history) for p in demo.PARTNERSHIPS)
+)
 
 
 @dataclass
