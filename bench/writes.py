@@ -1,7 +1,7 @@
 """Every write kind through HTTP, each against the naive route in the same run (issue 19, point 3).
 
-`python -m bench.writes [--seconds 30] [--rounds 3] [--concurrency 32] [--pg embedded|system|URL]
-[--quick]`
+`python -m bench.writes [--seconds 12] [--rounds 3] [--concurrency 32] [--pg embedded|system|URL]
+[--quick]` (--quick: the long convoy and the sweep stop at 1,000 events, 50 sweep writes)
 
 Each service runs as its own uvicorn process on a fresh database, its cases on records of their
 own (one process a service, not one a case: four pools of 20 are what PostgreSQL's 100
@@ -15,6 +15,8 @@ services' own routes. Cases:
                      32 convoys in transit
   one long convoy    single checkpoints to one convoy that has 10,000 events already
   confirmations      POST /v1/convoys/{id}/delivery, each request a different arrived convoy
+                     (seeded before each round for as many as the last round's rate needs), each
+                     client a receiver of its own
 The baseline is bench/naive_app.py (POST /items: the body stored as one jsonb row), sent the same
 bodies as the case it is compared with, in the same round. The measured seconds are split into
 rounds in which the targets take turns, so that the machine's background load hits all alike.
@@ -24,10 +26,11 @@ first) is sent again at once, as a client would, its latency counting from the f
 table gives how many were re-sent. Requests still unanswered 2 s after a window are dropped by
 the client, and the next target waits until the server has finished them (idle again).
 
-A history sweep then times sequential writes (one client, one request at a time) at 10, 1,000
-and 10,000 events of history: single checkpoints to one convoy (events in its stream) and
-single-line pledges to one need (pledge lines answering it); "flat within 20 %" compares the
-median at the largest history with the one at the smallest.
+A history sweep first (the long convoy grows to its size there) times sequential writes (one
+client, one request at a time) at 10, 1,000 and 10,000 events of history: single checkpoints to
+one convoy (events in its stream) and single-line pledges to one need (pledge lines answering
+it); "flat within 20 %" compares the median at the largest history with the one at the
+smallest.
 
 Prints a table and writes bench/results/writes.json. Targets (each case >= 0.75 of the naive
 route, one need and one convoy >= 0.5; flat within 20 %) are reported, never asserted.
@@ -87,7 +90,7 @@ ENTRIES_PER_BATCH = 5
 SEED_BATCH = 500  # entries a seeding request carries (the route's maximum)
 RETRY_ON = "concurrency-conflict"  # a 409 for a lost race is sent again, as a client would
 PLEDGE_SEED_LINES = 100  # lines a seeding pledge carries (a pledge's maximum)
-FIRST_GUESS_PER_S = 150.0  # confirmations a second, before a round has measured it
+FIRST_GUESS_PER_S = 250.0  # confirmations a second, before a round has measured it
 ABANDON_AFTER_S = 2.0  # requests unanswered this long after a window are dropped by the client
 
 ORGANISATIONS = {
@@ -837,6 +840,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 )
                 case.sent += int(measured["load"].get("sent", 0))
                 case.rounds.append(measured)
+                short = case.sent - case.notes.get("arrived_convoys_seeded", case.sent)
+                if short > 0:
+                    case.notes["requests_past_the_seeded_convoys"] = short
+                    say(f"    {short} requests found no arrived convoy left (404): seed more")
         results = {}
         for case in cases:
             service = combine(case.rounds, case.key, case.label)
