@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # record ended, by the worker, which looks every `retention_interval` seconds
     personal_data_retention_days: int = Field(default=730, ge=1, le=36_500)
     retention_interval: float = Field(default=3600.0, gt=0)
+    # the stored answer of an idempotent write is replayed to retries for this long, then
+    # dropped by the worker (it may show people; Stripe keeps its keys 24 hours)
+    idempotency_keep_hours: float = Field(default=72.0, gt=0)
 
     @field_validator("trusted_keys")
     @classmethod

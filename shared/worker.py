@@ -140,8 +140,7 @@ class Worker:
                 asyncio.create_task(self.relay.run(stop), name="relay"),
                 asyncio.create_task(self.webhooks.run(stop), name="webhooks"),
             ]
-            if self.retention_due is not None:
-                tasks.append(asyncio.create_task(self._retention(stop), name="retention"))
+            tasks.append(asyncio.create_task(self._retention(stop), name="retention"))
             if self.consumers is not None:
                 tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
             health = await serve_http("0.0.0.0", self.settings.worker_health_port, self._route)
@@ -159,13 +158,21 @@ class Worker:
         self.webhooks.wake()
 
     async def _retention(self, stop: asyncio.Event) -> None:
-        """Erase the people whose retention period ran out, now and every
-        `retention_interval` seconds (a failed round is logged and tried again next time)."""
+        """Erase the people whose retention period ran out, and drop the stored answers of
+        idempotent writes older than IDEMPOTENCY_KEEP_HOURS (they may show people; a retry
+        that late is a new request), now and every `retention_interval` seconds (a failed
+        round is logged and tried again next time)."""
         period = timedelta(days=self.settings.personal_data_retention_days)
-        due = self.retention_due or ""
+        keep = timedelta(hours=self.settings.idempotency_keep_hours)
+        due = self.retention_due
         while not stop.is_set():
             try:
-                while True:
+                async with self.db.connection() as conn:
+                    await conn.execute(
+                        "DELETE FROM idempotency_keys WHERE created_at < $1",
+                        datetime.now(UTC) - keep,
+                    )
+                while due is not None:
                     async with self.db.transaction() as conn:
                         erased = await privacy.erase_expired(
                             conn,

@@ -3,6 +3,7 @@ erasure, access, retention, on a real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,8 @@ from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 from shared.projections import project
 from shared.testing import seal_everything
+from shared.worker import Worker
+from tests.conftest import settings_for
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 OLHA = {"name": "Olha Kravchenko", "role": "head of the municipal medical warehouse"}
@@ -182,3 +185,46 @@ async def test_retention_erases_only_the_subjects_its_query_names(db_url: str) -
         assert subject is not None and subject.legal_basis == "retention"
     finally:
         await conn.close()
+
+
+async def test_the_worker_erases_who_is_due_and_drops_old_stored_answers(db_url: str) -> None:
+    settings = settings_for(db_url, idempotency_keep_hours=1, retention_interval=3600)
+    due = (
+        "SELECT subject_id FROM privacy_subjects WHERE erased_at IS NULL"
+        " AND last_recorded_at < $1 ORDER BY subject_id LIMIT $2"
+    )
+    worker = Worker(
+        service="shipments", settings=settings, schema=[], handlers={}, retention_due=due
+    )
+    await worker.db.open()
+    try:
+        async with worker.db.connection() as conn:
+            old = await _seal(conn, {"name": "Taras Melnyk"})
+            await conn.execute(
+                "UPDATE privacy_subjects SET last_recorded_at = now() - interval '800 days'"
+            )
+            recent = await _seal(conn, {"name": "Iryna Shevchenko"})
+            for key, age in (("old", "2 hours"), ("recent", "10 minutes")):
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (organisation, key, request_hash, status_code,"
+                    f" response, created_at) VALUES ('kharkiv', $1, 'h'::bytea, 201, '{{}}',"
+                    f" now() - interval '{age}')",
+                    key,
+                )
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker._retention(stop))
+        async with worker.db.connection() as conn:
+            for _ in range(200):
+                keys = await conn.fetch("SELECT key FROM idempotency_keys ORDER BY key")
+                erased = await privacy.subject(conn, old["subject_id"])
+                if len(keys) == 1 and erased is not None and erased.erased_at is not None:
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            assert [k["key"] for k in keys] == ["recent"], "answers older than the hour dropped"
+            assert erased is not None and erased.legal_basis == "retention"
+            assert (await privacy.reveal(conn, recent))["name"] == "Iryna Shevchenko"
+    finally:
+        await worker.http.aclose()
+        await worker.db.close()
