@@ -175,4 +175,6 @@ async def seal_v1(
         sealed = await sealed_confirmed_by(
             conn, person, recipient_id=str(owner) if owner else None, now=now
         )
-    return model.model_validate({**data, field: sealed}).model_dump(mode="json")
+    out = {**data, field: sealed}  # only the person changes
+    model.model_validate(out)
+    return out

@@ -69,7 +69,11 @@ class SealedContact(_Event):
     personal: list[Literal["name", "email"]] = Field(
         min_length=1, max_length=2, description="the fields sealed"
     )
-    sealed: str = Field(max_length=4000, description="base64 of nonce and AES-256-GCM ciphertext")
+    sealed: str = Field(
+        max_length=4096,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
+    )
 
 
 class Evidence(_Event):

@@ -123,5 +123,6 @@ async def seal_v1(
         return None
     organisation_id = str(data["organisation_id"])
     sealed = await seal_contacts(conn, organisation_id, contacts, now=now)
-    out = {**data, "contacts": list(sealed)}
-    return ev.payload(ev.OrganisationContactsChanged.model_validate(out))
+    out = {**data, "contacts": list(sealed)}  # only the contacts change
+    ev.OrganisationContactsChanged.model_validate(out)
+    return out
