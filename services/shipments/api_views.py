@@ -18,6 +18,7 @@ from services.shipments.requests import (
     Limit,
     LineRef,
     OrgFilter,
+    TimelineLimit,
 )
 from shared import hxl, instants, problems
 from shared.deps import etag
@@ -25,6 +26,8 @@ from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1")
+PAGE = 100  # the default page of the lists (at most pagination.MAX_LIMIT)
+TIMELINE_PAGE = 200  # a convoy's timeline (at most TIMELINE_MAX, requests.py)
 
 Format = Annotated[
     Literal["json", "csv"],
@@ -40,6 +43,14 @@ def _csv(
         media_type=hxl.MEDIA_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"', **headers},
     )
+
+
+def _next(request: Request, page: dict[str, Any]) -> dict[str, str]:
+    """The `Link` header naming a CSV page's next page (none on the last)."""
+    if not page["next_cursor"]:
+        return {}
+    url = request.url.include_query_params(cursor=page["next_cursor"])
+    return {"Link": f'<{url}>; rel="next"'}
 
 
 @router.get(
@@ -92,11 +103,7 @@ async def list_convoys(
         if format == "json":
             return page
         rows = await tables.named(conn, [tables.convoy_row(x) for x in page["items"]])
-    links = {}
-    if page["next_cursor"]:
-        url = request.url.include_query_params(cursor=page["next_cursor"])
-        links["Link"] = f'<{url}>; rel="next"'
-    return _csv("convoys", tables.CONVOYS, rows, **links)
+    return _csv("convoys", tables.CONVOYS, rows, **_next(request, page))
 
 
 @router.get(
@@ -105,11 +112,20 @@ async def list_convoys(
     responses=problems.documented(R.InTransit, 422),
     operation_id="listInTransit",
 )
-async def in_transit(ctx: Ctx, caller: Caller, organisation: OrgFilter = None) -> dict[str, Any]:
-    """Every convoy on the road (in transit, at a border, held) with its last checkpoint,
-    custody holder and the age of its last news, stalest first. Lost convoys are not here."""
+async def in_transit(
+    ctx: Ctx,
+    caller: Caller,
+    organisation: OrgFilter = None,
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
+) -> dict[str, Any]:
+    """Convoys on the road (in transit, at a border, held) with their last checkpoint,
+    custody holder and the age of their last news, stalest first, a page at a time (follow
+    `next_cursor`). Lost convoys are not here."""
     async with ctx.db.connection() as conn:
-        return await queries.in_transit(conn, caller, organisation=organisation, now=ctx.clock())
+        return await queries.in_transit(
+            conn, caller, organisation=organisation, now=ctx.clock(), cursor=cursor, limit=limit
+        )
 
 
 @router.get(
@@ -175,7 +191,7 @@ async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Respons
     timeline show the caller."""
     async with ctx.db.connection() as conn:
         document = await queries.convoy(conn, caller, convoy_id)
-        timeline = await queries.timeline(conn, caller, convoy_id)
+        timeline = await queries.timeline(conn, caller, convoy_id, limit=None)
     return JSONResponse(
         epcis.document(document, timeline, now=ctx.clock()), media_type=epcis.MEDIA_TYPE
     )
@@ -187,10 +203,18 @@ async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Respons
     responses=problems.documented(R.ConvoyTimeline, 403, 404, 422),
     operation_id="getConvoyTimeline",
 )
-async def timeline(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Every event of the convoy ordered by when it occurred, each with when it was recorded."""
+async def timeline(
+    convoy_id: ConvoyId,
+    ctx: Ctx,
+    caller: Caller,
+    cursor: Cursor = None,
+    limit: TimelineLimit = TIMELINE_PAGE,
+) -> dict[str, Any]:
+    """The convoy's events ordered by when they occurred, each with when it was recorded, a
+    page at a time: follow `next_cursor` (null on the last page). An entry recorded late, with
+    an earlier time than the page already read, is in the pages read again from the start."""
     async with ctx.db.connection() as conn:
-        return await queries.timeline(conn, caller, convoy_id)
+        return await queries.timeline(conn, caller, convoy_id, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -205,16 +229,25 @@ async def timeline(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> dict[str, A
     operation_id="listDiscrepancies",
 )
 async def discrepancies(
-    ctx: Ctx, caller: Caller, organisation: OrgFilter = None, format: Format = "json"
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    organisation: OrgFilter = None,
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
+    format: Format = "json",
 ) -> dict[str, Any] | Response:
     """Lines that arrived damaged or short, or were lost on the road: the sender, recipient
-    and carrier see every line of their convoys, a donor its own lines."""
+    and carrier see every line of their convoys, a donor its own lines. Newest departure
+    first, a page at a time (`next_cursor`; as CSV, the next page in a `Link` header)."""
     async with ctx.db.connection() as conn:
-        found = await queries.discrepancies(conn, caller, organisation=organisation)
+        found = await queries.discrepancies(
+            conn, caller, organisation=organisation, cursor=cursor, limit=limit
+        )
         if format == "json":
             return found
         rows = await tables.named(conn, [tables.discrepancy_row(x) for x in found["items"]])
-    return _csv("discrepancies", tables.DISCREPANCIES, rows)
+    return _csv("discrepancies", tables.DISCREPANCIES, rows, **_next(request, found))
 
 
 @router.get(
@@ -229,17 +262,26 @@ async def discrepancies(
     operation_id="listDeliveries",
 )
 async def deliveries(
-    ctx: Ctx, caller: Caller, organisation: OrgFilter = None, format: Format = "json"
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    organisation: OrgFilter = None,
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
+    format: Format = "json",
 ) -> dict[str, Any] | Response:
     """Every line of every confirmed delivery of the caller's convoys (by any organisation's
-    part), newest delivery first: loaded, lost, received, damaged, short. Another donor's
-    line keeps what was loaded, not what became of it."""
+    part), newest delivery first, a page at a time (`next_cursor`; as CSV, the next page in a
+    `Link` header): loaded, lost, received, damaged, short. Another donor's line keeps what
+    was loaded, not what became of it."""
     async with ctx.db.connection() as conn:
-        rows = await tables.deliveries(conn, caller, organisation=organisation)
+        page = await tables.deliveries(
+            conn, caller, organisation=organisation, cursor=cursor, limit=limit
+        )
         if format == "json":
-            return {"items": rows}
-        rows = await tables.named(conn, rows)
-    return _csv("deliveries", tables.DELIVERIES, rows)
+            return page
+        rows = await tables.named(conn, page["items"])
+    return _csv("deliveries", tables.DELIVERIES, rows, **_next(request, page))
 
 
 @router.get(

@@ -4,6 +4,7 @@ Every answer is cut to what the caller may see (access.py), the persons it may s
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from services.shipments import access, views
 from services.shipments.domain import ON_THE_ROAD
 from shared import directory, pagination
 from shared.auth import Principal
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 
 # {o}: an organisation (NULL: any); true when it plays a part in the convoy c
 INVOLVES = (
@@ -136,30 +137,75 @@ async def convoys(
 
 
 async def in_transit(
-    conn: asyncpg.Connection, caller: Principal, *, organisation: str | None, now: datetime
+    conn: asyncpg.Connection,
+    caller: Principal,
+    *,
+    organisation: str | None,
+    now: datetime,
+    cursor: str | None = None,
+    limit: int = 100,
 ) -> dict[str, Any]:
-    """Every convoy on the road (in transit, at a border, held), stalest news first."""
+    """Convoys on the road (in transit, at a border, held), stalest news first, a page at a
+    time (keyset: time of the last news, convoy id)."""
+    after = pagination.decode(cursor, parts=(datetime, str))
     rows = await conn.fetch(
         f"""
         SELECT {_CONVOY} FROM convoys c
         WHERE c.status = ANY($3) AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
+          AND ($4::timestamptz IS NULL
+               OR (coalesce(c.last_news_at, c.dispatched_at), c.convoy_id) > ($4, $5))
         ORDER BY coalesce(c.last_news_at, c.dispatched_at), c.convoy_id
+        LIMIT $6
         """,
         access.visible_to(caller),
         organisation,
         [s.value for s in ON_THE_ROAD],
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    page, next_cursor = pagination.page(
+        rows,
+        limit=limit,
+        key_of=lambda r: [(r["last_news_at"] or r["dispatched_at"]).isoformat(), r["convoy_id"]],
     )
     items = []
-    for row in rows:
+    for row in page:
         last = row["last_news_at"] or row["dispatched_at"]
         item = summary(_document(caller, row))
         item["age_of_last_news_seconds"] = max(0, int((now - last).total_seconds()))
         items.append(item)
-    return {"items": await access.revealed(conn, items), "as_of": now.isoformat()}
+    return {
+        "items": await access.revealed(conn, items),
+        "as_of": now.isoformat(),
+        "next_cursor": next_cursor,
+    }
 
 
-async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) -> dict[str, Any]:
-    """Every event of the convoy in the order things happened, with when each was recorded."""
+def _version(text: str) -> int:
+    """A stream version from a timeline cursor (written as digits), else 422 as for any cursor
+    this list could not have given."""
+    if not text.isdigit() or len(text) > 18:
+        reason = "not a cursor this list gave (its version is not one): pass back next_cursor"
+        raise ValidationFailed(
+            f"cursor: {reason}",
+            extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]},
+        )
+    return int(text)
+
+
+async def timeline(
+    conn: asyncpg.Connection,
+    caller: Principal,
+    convoy_id: str,
+    *,
+    cursor: str | None = None,
+    limit: int | None = 200,
+) -> dict[str, Any]:
+    """The convoy's events in the order things happened, with when each was recorded, a page
+    at a time (keyset: occurred at, stream version; `limit` None: every event, for exports)."""
+    after = pagination.decode(cursor, parts=(datetime, str))
+    after_version = _version(after[1]) if after else None
     row = await conn.fetchrow(f"SELECT {_CONVOY} FROM convoys c WHERE convoy_id = $1", convoy_id)
     if row is None:
         raise NotFound(f"convoy {convoy_id} does not exist")
@@ -168,11 +214,21 @@ async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) 
     donors = access.line_donors(json.loads(row["document"]))
     rows = await conn.fetch(
         "SELECT event_id, stream_version, event_type, entry_id, occurred_at, recorded_at, data"
-        " FROM convoy_timeline WHERE convoy_id = $1 ORDER BY occurred_at, stream_version",
+        " FROM convoy_timeline WHERE convoy_id = $1"
+        " AND ($2::timestamptz IS NULL OR (occurred_at, stream_version) > ($2, $3))"
+        " ORDER BY occurred_at, stream_version LIMIT $4",
         convoy_id,
+        after[0] if after else None,
+        after_version,
+        None if limit is None else limit + 1,
+    )
+    page, next_cursor = pagination.page(
+        rows,
+        limit=len(rows) if limit is None else limit,
+        key_of=lambda r: [r["occurred_at"].isoformat(), str(r["stream_version"])],
     )
     entries = []
-    for r in rows:
+    for r in page:
         data = json.loads(r["data"])
         entries.append(
             {
@@ -185,35 +241,113 @@ async def timeline(conn: asyncpg.Connection, caller: Principal, convoy_id: str) 
                 "data": access.seen_by(caller, parties, data, donors=donors),
             }
         )
-    return {"convoy_id": convoy_id, "entries": await access.revealed(conn, entries)}
+    return {
+        "convoy_id": convoy_id,
+        "entries": await access.revealed(conn, entries),
+        "next_cursor": next_cursor,
+    }
+
+
+LineRows = Callable[[asyncpg.Record], Awaitable[list[dict[str, Any]]]]
+
+
+async def line_page(
+    conn: asyncpg.Connection,
+    *,
+    fetch: Callable[[datetime | None, str | None, bool, int], Awaitable[list[asyncpg.Record]]],
+    instant_of: Callable[[asyncpg.Record], datetime],
+    lines_of: LineRows,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of lines of convoys (deliveries, discrepancies), keyset on (the convoy's instant,
+    its id, the line's place in its manifest): the cursor names the last line given. `fetch`
+    (instant, convoy id, whether that convoy itself is included, how many) gives the convoys
+    after a point, in order; `lines_of` a convoy's lines as the caller sees them, in manifest
+    order, each with its manifest_line_id."""
+    after = pagination.decode(cursor, parts=(datetime, str, str))
+    at, convoy_id = (after[0], after[1]) if after else (None, None)
+    resume_line = after[2] if after else None
+    inclusive = after is not None
+    found: list[tuple[dict[str, Any], list[str]]] = []
+    while len(found) <= limit:
+        batch = limit + 1
+        rows = await fetch(at, convoy_id, inclusive, batch)
+        for row in rows:
+            lines = await lines_of(row)
+            if resume_line is not None and row["convoy_id"] == convoy_id and inclusive:
+                ids = [line["manifest_line_id"] for line in lines]
+                lines = lines[ids.index(resume_line) + 1 :] if resume_line in ids else []
+            key = [instant_of(row).isoformat(), row["convoy_id"]]
+            found += [(line, [*key, line["manifest_line_id"]]) for line in lines]
+            if len(found) > limit:
+                break
+        if len(rows) < batch:
+            break
+        at, convoy_id, inclusive = instant_of(rows[-1]), rows[-1]["convoy_id"], False
+    items = [line for line, _ in found[:limit]]
+    more = len(found) > limit
+    return items, pagination.encode(found[limit - 1][1]) if more else None
+
+
+def _departs(row: asyncpg.Record) -> datetime:
+    departs: datetime = row["departs"]
+    return departs
 
 
 async def discrepancies(
-    conn: asyncpg.Connection, caller: Principal, *, organisation: str | None
+    conn: asyncpg.Connection,
+    caller: Principal,
+    *,
+    organisation: str | None,
+    cursor: str | None = None,
+    limit: int = 100,
 ) -> dict[str, Any]:
-    """Lines that arrived damaged, short or not at all, across the caller's convoys."""
-    rows = await conn.fetch(
-        f"""
-        SELECT {_CONVOY} FROM convoys c
-        WHERE jsonb_array_length(c.document -> 'discrepancies') > 0
-          AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
-        ORDER BY coalesce(c.dispatched_at, c.planned_departure) DESC, c.convoy_id
-        """,
-        access.visible_to(caller),
-        organisation,
-    )
-    items = []
-    for row in rows:
-        doc = _document(caller, row)
-        for line in doc["discrepancies"]:
-            items.append(
-                {
-                    "convoy_id": doc["convoy_id"],
-                    "reference": doc["reference"],
-                    "status": doc["status"],
-                    "origin_id": doc["origin_id"],
-                    "destination_id": doc["destination_id"],
-                    **line,
-                }
+    """Lines that arrived damaged, short or not at all, across the caller's convoys: newest
+    departure first, then by convoy id and manifest order, a page at a time."""
+
+    async def fetch(
+        at: datetime | None, convoy_id: str | None, inclusive: bool, n: int
+    ) -> list[asyncpg.Record]:
+        return list(
+            await conn.fetch(
+                f"""
+                SELECT {_CONVOY} FROM convoys c
+                WHERE jsonb_array_length(c.document -> 'discrepancies') > 0
+                  AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
+                  AND ($3::timestamptz IS NULL
+                       OR coalesce(c.dispatched_at, c.planned_departure) < $3
+                       OR (coalesce(c.dispatched_at, c.planned_departure) = $3
+                           AND (c.convoy_id > $4 OR ($5 AND c.convoy_id = $4))))
+                ORDER BY coalesce(c.dispatched_at, c.planned_departure) DESC, c.convoy_id
+                LIMIT $6
+                """,
+                access.visible_to(caller),
+                organisation,
+                at,
+                convoy_id,
+                inclusive,
+                n,
             )
-    return {"items": items}
+        )
+
+    async def lines_of(row: asyncpg.Record) -> list[dict[str, Any]]:
+        doc = _document(caller, row)
+        order = {line["manifest_line_id"]: i for i, line in enumerate(doc["manifest"])}
+        lines = sorted(doc["discrepancies"], key=lambda x: order.get(x["manifest_line_id"], -1))
+        return [
+            {
+                "convoy_id": doc["convoy_id"],
+                "reference": doc["reference"],
+                "status": doc["status"],
+                "origin_id": doc["origin_id"],
+                "destination_id": doc["destination_id"],
+                **line,
+            }
+            for line in lines
+        ]
+
+    items, next_cursor = await line_page(
+        conn, fetch=fetch, instant_of=_departs, lines_of=lines_of, cursor=cursor, limit=limit
+    )
+    return {"items": items, "next_cursor": next_cursor}

@@ -28,6 +28,8 @@ Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 ConvoyId = Annotated[str, Path(min_length=1, max_length=100)]
 LineRef = Annotated[str, Path(min_length=1, max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+TIMELINE_MAX = 1000  # a timeline's entries are small and a convoy may have 10,000
+TimelineLimit = Annotated[int, Query(ge=1, le=TIMELINE_MAX)]
 Cursor = Annotated[str | None, Query(max_length=500)]
 OrgFilter = Annotated[str | None, Query(max_length=100)]
 AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]

@@ -242,6 +242,9 @@ class ConvoyTimelineEntry(Out):
 class ConvoyTimeline(Out):
     convoy_id: str
     entries: list[ConvoyTimelineEntry]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class DeliveredLineFigures(Out):
@@ -283,7 +286,10 @@ class DeliveredLine(Out):
 
 
 class DeliveredLinePage(Out):
-    items: list[DeliveredLine] | None = None
+    items: list[DeliveredLine]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class DiscrepancyPageItem(Out):
@@ -307,6 +313,9 @@ class DiscrepancyPageItem(Out):
 
 class DiscrepancyPage(Out):
     items: list[DiscrepancyPageItem]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class PledgeLinePageItem(Out):
@@ -401,6 +410,9 @@ class InTransitItem(Out):
 class InTransit(Out):
     items: list[InTransitItem] | None = None
     as_of: str | None = None
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class ConvoyChanged(Out):

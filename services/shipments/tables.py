@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -215,22 +216,53 @@ def discrepancy_row(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def deliveries(
-    conn: asyncpg.Connection, caller: Principal, *, organisation: str | None
-) -> list[dict[str, Any]]:
-    """Every delivered line of the convoys the caller reads, newest delivery first."""
-    rows = await conn.fetch(
-        f"""
-        SELECT c.convoy_id, c.origin_id, c.destination_id, c.carrier_id, c.donors, c.document
-        FROM convoys c
-        WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
-          AND {queries.INVOLVES.format(o="$1")} AND {queries.INVOLVES.format(o="$2")}
-        ORDER BY (c.document -> 'delivery' ->> 'occurred_at')::timestamptz DESC, c.convoy_id
-        """,
-        access.visible_to(caller),
-        organisation,
-    )
-    out = []
-    for row in rows:
+    conn: asyncpg.Connection,
+    caller: Principal,
+    *,
+    organisation: str | None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """Delivered lines of the convoys the caller reads, newest delivery first, then by convoy
+    id and manifest order, a page at a time: `items` and `next_cursor`."""
+
+    async def fetch(
+        at: datetime | None, convoy_id: str | None, inclusive: bool, n: int
+    ) -> list[asyncpg.Record]:
+        return list(
+            await conn.fetch(
+                f"""
+                SELECT * FROM (
+                    SELECT c.convoy_id, c.origin_id, c.destination_id, c.carrier_id, c.donors,
+                           c.document,
+                           (c.document -> 'delivery' ->> 'occurred_at')::timestamptz AS delivered
+                    FROM convoys c
+                    WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
+                      AND {queries.INVOLVES.format(o="$1")} AND {queries.INVOLVES.format(o="$2")}
+                ) d
+                WHERE $3::timestamptz IS NULL OR d.delivered < $3
+                   OR (d.delivered = $3 AND (d.convoy_id > $4 OR ($5 AND d.convoy_id = $4)))
+                ORDER BY d.delivered DESC, d.convoy_id
+                LIMIT $6
+                """,
+                access.visible_to(caller),
+                organisation,
+                at,
+                convoy_id,
+                inclusive,
+                n,
+            )
+        )
+
+    async def lines_of(row: asyncpg.Record) -> list[dict[str, Any]]:
         document = access.convoy_for(caller, json.loads(row["document"]), queries.parties_of(row))
-        out += delivery_rows(await access.revealed(conn, document))
-    return out
+        return delivery_rows(await access.revealed(conn, document))
+
+    def delivered(row: asyncpg.Record) -> datetime:
+        at: datetime = row["delivered"]
+        return at
+
+    items, next_cursor = await queries.line_page(
+        conn, fetch=fetch, instant_of=delivered, lines_of=lines_of, cursor=cursor, limit=limit
+    )
+    return {"items": items, "next_cursor": next_cursor}

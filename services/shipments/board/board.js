@@ -10,6 +10,7 @@ import { subscribe } from "./live.js";
 const ROAD = "road";
 const COLUMNS = ["col.convoy", "col.from_to", "col.status", "col.last_checkpoint", "col.custody", "col.last_news"];
 const ALL = "all";
+const MAX_ROWS = 1000; // as many convoys as the board lists (api.js `all`)
 
 function readFilters(params) {
   return {
@@ -266,6 +267,19 @@ export async function boardPage(main, params) {
     }
   });
 
+  /** The convoys on the road, their pages followed (up to MAX_ROWS, as the other lists). */
+  async function inTransit(organisation) {
+    const items = [];
+    let cursor = null;
+    do {
+      const answer = await api("shipments", `/v1/tracking/in-transit${query({ organisation, limit: 200, cursor })}`);
+      if (!items.length) skew = new Date(answer.as_of).getTime() - Date.now();
+      items.push(...answer.items);
+      cursor = answer.next_cursor;
+    } while (cursor && items.length < MAX_ROWS);
+    return items;
+  }
+
   let generation = 0;
   async function load() {
     const mine = ++generation;
@@ -276,10 +290,7 @@ export async function boardPage(main, params) {
       const [directory, items] = await Promise.all([
         loadDirectory(),
         filters.status === ROAD
-          ? api("shipments", `/v1/tracking/in-transit${query({ organisation: filters.organisation })}`).then((answer) => {
-              skew = new Date(answer.as_of).getTime() - Date.now();
-              return answer.items;
-            })
+          ? inTransit(filters.organisation)
           : all("shipments", "/v1/convoys", {
               status: filters.status === ALL ? "" : filters.status,
               organisation: filters.organisation,

@@ -1,6 +1,6 @@
 // A convoy: summary, route sketch, manifest, timeline, incidents, delivery, and the forms.
 
-import { ApiError, api, loadDirectory, nameOf, session } from "./api.js";
+import { ApiError, api, loadDirectory, nameOf, query, session } from "./api.js";
 import { csvButton, fileName } from "./csv.js";
 import { ago, announce, day, duration, errorBox, h, hashValue, label, loading, quantity, replace, time, utc, when } from "./dom.js";
 import { t, zone } from "./i18n.js";
@@ -31,6 +31,18 @@ async function chainOfConvoy(convoyId) {
     if (error instanceof ApiError) return null;
     throw error;
   }
+}
+
+/** Every entry of a convoy's timeline, in order: its pages followed to the last. */
+async function timelineOf(path) {
+  const entries = [];
+  let cursor = null;
+  do {
+    const page = await api("shipments", `${path}/timeline${query({ limit: 1000, cursor })}`);
+    entries.push(...page.entries);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return entries;
 }
 
 function chainNote(chain) {
@@ -329,9 +341,9 @@ export async function convoyPage(main, _params, convoyId) {
   }
 
   async function reload() {
-    const [convoy, timelineAnswer, chain] = await Promise.all([api("shipments", path), api("shipments", `${path}/timeline`), chainOfConvoy(convoyId)]);
+    const [convoy, entries, chain] = await Promise.all([api("shipments", path), timelineOf(path), chainOfConvoy(convoyId)]);
     current.convoy = convoy;
-    current.entries = timelineAnswer.entries;
+    current.entries = entries;
     current.chain = chain;
     render();
   }
