@@ -91,9 +91,10 @@ from services.audit import replay as audit_replay
 from services.pledges import events as pev
 from services.registry import events as rev
 from services.shipments import events as sev
-from shared import chain, sealer, signing
+from shared import chain, privacy, sealer, signing
 from shared import db as dbmod
 from shared import projections as proj
+from shared.contracts import version_of
 from shared.events import Metadata, RecordedEvent
 from shared.rows import COLUMNS, from_row
 from shared.testing import fresh_database
@@ -114,6 +115,60 @@ SCHEMAS: dict[str, Mapping[str, Any]] = {
     "pledges": pev.SCHEMAS,
     "shipments": sev.SCHEMAS,
 }
+
+PREVIOUS: dict[str, Mapping[tuple[str, int], Any]] = {
+    "registry": rev.PREVIOUS,
+    "pledges": pev.PREVIOUS,
+    "shipments": sev.PREVIOUS,
+}
+# where the generated payloads name people, and which of their fields are personal: sealed as
+# the services seal them (shared/privacy.py) in the event types of schema version 2
+PERSONS: dict[str, tuple[str, ...]] = {
+    "contacts": ("name", "email"),
+    "contact": ("name", "email", "phone"),
+    "drivers": ("name", "phone", "licence_number"),
+    "person": ("name",),
+    "confirmed_by": ("name",),
+}
+
+
+class Sealer:
+    """Seals the people of a generated payload, one subject (and key) per name, as a
+    service's privacy_subjects would (no database: the keys are not kept)."""
+
+    def __init__(self, service: str, rng: random.Random) -> None:
+        self.service = service
+        self.rng = rng
+        self.subjects: dict[str, tuple[str, bytes]] = {}
+
+    def person(self, value: dict[str, Any], personal: tuple[str, ...]) -> dict[str, Any]:
+        name = str(value.get("name"))
+        if name not in self.subjects:
+            sid = f"{self.service}-{self.rng.getrandbits(128):032x}"
+            self.subjects[name] = (sid, self.rng.randbytes(32))
+        sid, key = self.subjects[name]
+        hidden = {k: v for k, v in value.items() if k in personal and v is not None}
+        out = {k: v for k, v in value.items() if k not in personal}
+        out.update(
+            subject_id=sid, personal=sorted(hidden), sealed=privacy.encrypt(key, sid, hidden)
+        )
+        return out
+
+    def payload(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if k in PERSONS and isinstance(v, dict):
+                    out[k] = self.person(v, PERSONS[k])
+                elif k in PERSONS and isinstance(v, list):
+                    out[k] = [self.person(p, PERSONS[k]) for p in v]
+                else:
+                    out[k] = self.payload(v)
+            return out
+        if isinstance(value, list):
+            return [self.payload(v) for v in value]
+        return value
+
 
 # -- vocabulary -------------------------------------------------------------------------------
 
@@ -724,6 +779,7 @@ class Draft:
     recorded_at: datetime
     data: dict[str, Any]
     metadata: dict[str, str | None]
+    schema_version: int = 1
 
 
 def drafts(service: str, seed: int) -> Iterator[Draft]:
@@ -735,6 +791,7 @@ def drafts(service: str, seed: int) -> Iterator[Draft]:
     active: list[Stream] = []
     clock = 0  # µs since T0
     validated: set[str] = set()
+    sealer = Sealer(service, rng)
 
     def start() -> Stream:
         pick = rng.random()
@@ -755,8 +812,14 @@ def drafts(service: str, seed: int) -> Iterator[Draft]:
             active.pop()
             continue
         event_type, data, lag = step
+        model = SCHEMAS[service][event_type]
+        version = version_of(model)
+        if version > 1:  # people sealed, as the service writes them
+            if event_type not in validated:
+                PREVIOUS[service][event_type, 1].model_validate(data)
+            data = sealer.payload(data)
         if event_type not in validated:  # realistic payloads: the service's own model accepts it
-            SCHEMAS[service][event_type].model_validate(data)
+            model.model_validate(data)
             validated.add(event_type)
         clock += rng.randrange(1, 40_000_000)
         recorded = T0 + timedelta(microseconds=clock)
@@ -771,6 +834,7 @@ def drafts(service: str, seed: int) -> Iterator[Draft]:
             occurred_at=recorded - timedelta(seconds=lag) if lag else recorded,
             recorded_at=recorded,
             data=data,
+            schema_version=version,
             metadata={
                 "actor": s.actor,
                 "organisation": s.organisation,
@@ -864,7 +928,7 @@ async def generate(
                     f'{{"data":{data},"event_id":"{d.event_id}","event_type":'
                     f'{_encode(d.event_type)},"metadata":{meta},"occurred_at":'
                     f'"{_instant(d.occurred_at)}","position":{position},"recorded_at":'
-                    f'"{_instant(d.recorded_at)}","schema_version":1,"stream_id":'
+                    f'"{_instant(d.recorded_at)}","schema_version":{d.schema_version},"stream_id":'
                     f'{_encode(d.stream_id)},"stream_type":{_encode(d.stream_type)},'
                     f'"stream_version":{d.stream_version}}}'
                 ).encode()
@@ -876,7 +940,7 @@ async def generate(
                         d.stream_id,
                         d.stream_version,
                         d.event_type,
-                        1,
+                        d.schema_version,
                         d.occurred_at,
                         d.recorded_at,
                         data,
@@ -940,7 +1004,7 @@ def _recorded(d: Draft) -> RecordedEvent:
         stream_id=d.stream_id,
         stream_version=d.stream_version,
         event_type=d.event_type,
-        schema_version=1,
+        schema_version=d.schema_version,
         occurred_at=d.occurred_at,
         recorded_at=d.recorded_at,
         data=d.data,
