@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from shared import webhook_addresses, webhooks
+from shared import pagination, webhook_addresses, webhooks
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
@@ -141,6 +141,9 @@ class WebhookCreated(WebhookOut):
 
 class WebhookList(BaseModel):
     items: list[WebhookOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -234,14 +237,30 @@ def router() -> APIRouter:
         operation_id="listWebhooks",
         response_model=WebhookList,
         summary="The caller's organisation's webhook subscriptions",
-        description="Every live subscription of the caller's organisation, oldest first,"
-        " without secrets.",
-        responses=_problems(401, 429),
+        description="The live subscriptions of the caller's organisation, oldest first,"
+        " without secrets, a page at a time: follow `next_cursor` (null on the last page).",
+        responses=_problems(401, 422, 429),
     )
-    async def list_webhooks(ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    async def list_webhooks(
+        ctx: Ctx,
+        caller: Caller,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 100,
+    ) -> dict[str, Any]:
+        after = pagination.decode(cursor, parts=(datetime, str))
         async with ctx.db.connection() as conn:
-            rows = await webhooks.listed(conn, organisation=caller.organisation)
-        return {"items": [_out(row) for row in rows]}
+            rows = await webhooks.listed(
+                conn,
+                organisation=caller.organisation,
+                after=(after[0], after[1]) if after else None,
+                limit=limit + 1,
+            )
+        page, next_cursor = pagination.page(
+            rows,
+            limit=limit,
+            key_of=lambda row: [row["created_at"].isoformat(), row["subscription_id"]],
+        )
+        return {"items": [_out(row) for row in page], "next_cursor": next_cursor}
 
     @r.get(
         "/{subscription_id}",

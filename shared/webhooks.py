@@ -129,12 +129,25 @@ async def head(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM event_chain"))
 
 
-async def listed(conn: asyncpg.Connection, *, organisation: str) -> list[asyncpg.Record]:
+async def listed(
+    conn: asyncpg.Connection,
+    *,
+    organisation: str,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 100,
+) -> list[asyncpg.Record]:
+    """The organisation's live subscriptions, oldest first, after (created_at, id), at most
+    `limit`."""
     return list(
         await conn.fetch(
             f"SELECT {SUBSCRIPTION} FROM webhook_subscriptions"
-            " WHERE organisation = $1 AND deleted_at IS NULL ORDER BY created_at, subscription_id",
+            " WHERE organisation = $1 AND deleted_at IS NULL"
+            " AND ($2::timestamptz IS NULL OR (created_at, subscription_id) > ($2, $3))"
+            " ORDER BY created_at, subscription_id LIMIT $4",
             organisation,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
         )
     )
 

@@ -26,6 +26,13 @@ CARRIER = ("transports-nord", Role.LOGISTICS)
 T0 = datetime(2022, 6, 7, 8, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Pages walked one item at a time and a hundred convoys made are many requests a second
+    from one key: the rate limit is not what these tests are about."""
+    return {"rate_limit_per_second": 100_000.0, "rate_limit_burst": 100_000}
+
+
 def at(minutes: float) -> str:
     return (T0 + timedelta(minutes=minutes)).isoformat()
 
