@@ -20,7 +20,6 @@ from pydantic import (
 )
 
 from services.pledges import domain
-from services.pledges import events as ev
 from shared import instants, pagination
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 
@@ -118,9 +117,6 @@ class ContactIn(_In):
         None
     )
     phone: Annotated[str | None, Field(max_length=50)] = None
-
-    def event(self) -> ev.Contact:
-        return ev.Contact(**self.model_dump())
 
 
 class NeedIn(_In):
