@@ -186,7 +186,9 @@ class Worker:
                         self.relay.wake()
                     if len(erased) < privacy.RETENTION_BATCH:
                         break
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (asyncpg.PostgresError, *dbmod.CONNECTION_LOST) as exc:
+                if stop.is_set():
+                    return  # the pool closes as the worker stops
                 log.warning("retention round failed, tried again later: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.retention_interval)
