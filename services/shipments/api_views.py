@@ -150,7 +150,9 @@ async def get_convoy(
     format: Format = "json",
 ) -> dict[str, Any] | Response:
     """A convoy: status, position (last checkpoint), custody holder, manifest with what is
-    lost, in transit and delivered per line, incidents, delivery and discrepancies. Drivers
+    lost, in transit and delivered per line (GET .../manifest pages through it), its latest
+    100 incidents (`incidents_total` counts them all; the timeline has every one), delivery
+    and discrepancies. Drivers
     and named people only for the carrier, the recipient and auditors. `as_of` folds the
     log up to that instant. As CSV: its manifest, a row per line with what became of it. Its
     ETag (JSON, now) is its version: send it in If-Match to change only what you read."""
@@ -168,7 +170,7 @@ async def get_convoy(
             seen = access.convoy_for(caller, located, parties)
             document = {**await access.revealed(conn, seen), "as_of": as_of.isoformat()}
         if format == "json":
-            return document
+            return views.recent_incidents(document)
         rows = await tables.named(conn, tables.manifest_rows(document))
     return _csv(f"convoy-{convoy_id}-manifest", tables.MANIFEST, rows)
 
@@ -215,6 +217,26 @@ async def timeline(
     an earlier time than the page already read, is in the pages read again from the start."""
     async with ctx.db.connection() as conn:
         return await queries.timeline(conn, caller, convoy_id, cursor=cursor, limit=limit)
+
+
+@router.get(
+    "/convoys/{convoy_id}/manifest",
+    tags=["tracking"],
+    responses=problems.documented(R.ConvoyManifestPage, 403, 404, 422),
+    operation_id="listManifestLines",
+)
+async def manifest(
+    convoy_id: ConvoyId,
+    ctx: Ctx,
+    caller: Caller,
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
+) -> dict[str, Any]:
+    """The convoy's manifest lines in the order they were loaded, each with what is lost, in
+    transit and delivered of it, as the convoy's view shows them to the caller, a page at a
+    time: follow `next_cursor` (null on the last page)."""
+    async with ctx.db.connection() as conn:
+        return await queries.manifest(conn, caller, convoy_id, cursor=cursor, limit=limit)
 
 
 @router.get(

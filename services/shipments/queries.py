@@ -182,16 +182,47 @@ async def in_transit(
     }
 
 
+def _not_given(why: str) -> ValidationFailed:
+    """A cursor that decodes but that this list could not have given: 422, as for any other."""
+    reason = f"not a cursor this list gave ({why}): pass back next_cursor as given"
+    return ValidationFailed(
+        f"cursor: {reason}", extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]}
+    )
+
+
 def _version(text: str) -> int:
-    """A stream version from a timeline cursor (written as digits), else 422 as for any cursor
-    this list could not have given."""
+    """A stream version from a timeline cursor (written as digits)."""
     if not text.isdigit() or len(text) > 18:
-        reason = "not a cursor this list gave (its version is not one): pass back next_cursor"
-        raise ValidationFailed(
-            f"cursor: {reason}",
-            extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]},
-        )
+        raise _not_given("its version is not one")
     return int(text)
+
+
+async def manifest(
+    conn: asyncpg.Connection,
+    caller: Principal,
+    convoy_id: str,
+    *,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """The convoy's manifest lines as its view shows them to the caller, in the order they
+    were loaded, a page at a time (keyset: the last line given; lines are never removed from a
+    manifest, an unloaded line stays with its state)."""
+    after = pagination.decode(cursor, parts=(str,))
+    document = await convoy(conn, caller, convoy_id)
+    lines: list[dict[str, Any]] = document["manifest"]
+    start = 0
+    if after:
+        ids = [line["manifest_line_id"] for line in lines]
+        if after[0] not in ids:
+            raise _not_given("it names no line of this convoy")
+        start = ids.index(after[0]) + 1
+    items, next_cursor = pagination.page(
+        lines[start : start + limit + 1],
+        limit=limit,
+        key_of=lambda line: [line["manifest_line_id"]],
+    )
+    return {"convoy_id": convoy_id, "items": items, "next_cursor": next_cursor}
 
 
 async def timeline(

@@ -209,7 +209,10 @@ class Convoy(Out):
     vehicles: list[ConvoyVehicle]
     closed_at: str | None
     convoy_id: str
-    incidents: list[ConvoyIncident]
+    incidents: list[ConvoyIncident] = Field(
+        description="the latest 100 incidents, in the order they occurred (all: the timeline)"
+    )
+    incidents_total: int = Field(description="how many incidents the convoy has")
     last_news: ConvoyPageItemLastNews | None
     origin_id: str
     reference: str
@@ -227,6 +230,14 @@ class Convoy(Out):
     origin_location: ConvoyPositionCoordinates | None
     destination_location: ConvoyPositionCoordinates | None
     as_of: str | None = None
+
+
+class ConvoyManifestPage(Out):
+    convoy_id: str
+    items: list[ConvoyManifest]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class ConvoyTimelineEntry(Out):

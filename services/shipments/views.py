@@ -12,6 +12,7 @@ from services.shipments import domain
 from services.shipments.domain import ConvoyStatus, dec, text
 
 ZERO = Decimal(0)
+INCIDENTS_SHOWN = 100  # a convoy's view embeds its latest incidents; its timeline has them all
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -197,4 +198,15 @@ def with_locations(
         **document,
         "origin_location": at(document["origin_id"]),
         "destination_location": at(document["destination_id"]),
+    }
+
+
+def recent_incidents(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A convoy's view as answered: its latest INCIDENTS_SHOWN incidents (in the order they
+    occurred) and how many there are (`incidents_total`); the timeline pages through them all."""
+    incidents = document["incidents"]
+    return {
+        **document,
+        "incidents": incidents[-INCIDENTS_SHOWN:],
+        "incidents_total": len(incidents),
     }

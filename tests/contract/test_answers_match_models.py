@@ -301,17 +301,15 @@ async def test_every_shipments_answer_matches_its_declared_schema(shipments: Che
         await shipments.get("getConvoy", {"as_of": EARLIER}, convoy_id=cid)
         await shipments.get("exportConvoyEpcis", convoy_id=cid)
         await shipments.get("getConvoyTimeline", convoy_id=cid)
+        await shipments.get("getConvoyTimeline", {"limit": 2}, convoy_id=cid)
+        await shipments.pages("listManifestLines", convoy_id=cid)
     lines = await shipments.pages("listPledgeLines")
     assert lines
     for line in lines:
         await shipments.get("getPledgeLine", pledge_id=line["pledge_id"], line_id=line["line_id"])
-    for operation_id in (
-        "listInTransit",
-        "listDiscrepancies",
-        "listDeliveries",
-        "getBoardConfig",
-        "getWhoAmI",
-    ):
+    for operation_id in ("listInTransit", "listDiscrepancies", "listDeliveries"):
+        await shipments.pages(operation_id)
+    for operation_id in ("getBoardConfig", "getWhoAmI"):
         await shipments.get(operation_id)
     await shipments.common()
     shipments.verdict()

@@ -1,7 +1,8 @@
-"""Every list of shipments is paged (issue 19, point 7): a convoy's timeline, deliveries,
-discrepancies and the convoys on the road answer a bounded page by default and a keyset
-cursor (`cursor`, `next_cursor`); walking the pages with a small limit gives every item exactly
-once, in the list's order; a cursor the list did not give is a 422 problem."""
+"""Every list of shipments is paged (issue 19, point 7): a convoy's timeline and manifest,
+deliveries, discrepancies and the convoys on the road answer a bounded page by default and a
+keyset cursor (`cursor`, `next_cursor`); walking the pages with a small limit gives every item
+exactly once, in the list's order; a cursor the list did not give is a 422 problem. A convoy's
+view embeds only its latest incidents (the timeline has them all)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from services.shipments.api_views import PAGE, TIMELINE_PAGE
 from services.shipments.requests import TIMELINE_MAX
+from services.shipments.views import INCIDENTS_SHOWN
 from shared import pagination
 from shared.auth import Role
 from tests.shipments.conftest import ShipmentsApi, assert_problem, entry
@@ -311,3 +313,66 @@ async def test_convoys_on_the_road_are_bounded_by_default(stocked: ShipmentsApi)
         f"r{n:03}" for n in range(total)
     ]
     assert rest["next_cursor"] is None
+
+
+async def test_a_manifest_comes_in_pages_in_the_order_it_was_loaded(stocked: ShipmentsApi) -> None:
+    api = stocked
+    lines = PAGE + 4
+    await on_the_road(api, "big", lines=lines)
+    expected = [f"big-m{k:03}" for k in range(lines)]
+    path = "/v1/convoys/big/manifest"
+    headers = await api.as_(*ORIGIN)
+    first = (await api.client.get(path, headers=headers)).json()
+    assert len(first["items"]) == PAGE and first["next_cursor"]  # bounded by default
+    assert first["convoy_id"] == "big"
+    for who in (ORIGIN, RECIPIENT, CARRIER):
+        whole, pages = await walk(api, path, who)
+        assert [x["manifest_line_id"] for x in whole] == expected and pages == 2
+        # the lines as the convoy's view shows them to the same key
+        assert whole == (await api.convoy("big", who=who))["manifest"]
+    for limit in (1, 3, pagination.MAX_LIMIT):
+        items, pages = await walk(api, path, ORIGIN, limit=limit)
+        assert [x["manifest_line_id"] for x in items] == expected
+        assert pages == -(-lines // limit)
+    await refuses_cursors(
+        api, path, ORIGIN, ["~~", b64(["no-such-line"]), b64(["big-m000", "x"]), b64([3])]
+    )
+    # a cursor of another convoy's manifest names no line of this one
+    await on_the_road(api, "small", lines=2)
+    small = (
+        await api.client.get("/v1/convoys/small/manifest", params={"limit": 1}, headers=headers)
+    ).json()
+    await refuses_cursors(api, path, ORIGIN, [small["next_cursor"]])
+    outsider = await api.client.get(path, headers=await api.as_("bucha", Role.MEMBER))
+    assert_problem(outsider, 403)
+    assert_problem(await api.client.get("/v1/convoys/none/manifest", headers=headers), 404)
+
+
+async def test_the_convoy_view_embeds_its_latest_incidents_the_timeline_has_them_all(
+    stocked: ShipmentsApi,
+) -> None:
+    api = stocked
+    await on_the_road(api, "c1")
+    count = INCIDENTS_SHOWN + 5
+    delays = [
+        entry("incident", at(1 + i), f"delay-{i:03}", incident="delay", description=f"#{i}")
+        for i in range(count)
+    ]
+    recorded = await api.entries("c1", *delays)
+    assert recorded.status_code == 200, recorded.text
+    view = await api.convoy("c1")
+    assert view["incidents_total"] == count
+    assert [x["entry_id"] for x in view["incidents"]] == [
+        f"delay-{i:03}" for i in range(count - INCIDENTS_SHOWN, count)
+    ]
+    earlier = (
+        await api.client.get(
+            "/v1/convoys/c1", params={"as_of": at(3.5)}, headers=await api.as_(*ORIGIN)
+        )
+    ).json()
+    assert earlier["incidents_total"] == 3
+    assert [x["entry_id"] for x in earlier["incidents"]] == ["delay-000", "delay-001", "delay-002"]
+    timeline, _ = await walk(api, "/v1/convoys/c1/timeline", ORIGIN, field="entries", limit=40)
+    assert [e["entry_id"] for e in timeline if (e["entry_id"] or "").startswith("delay-")] == [
+        f"delay-{i:03}" for i in range(count)
+    ]

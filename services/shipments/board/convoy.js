@@ -222,7 +222,9 @@ function timeline(entries, chain) {
 
 function incidents(c) {
   if (!c.incidents.length) return h("p", { class: "muted" }, t("convoy.no_incident"));
-  return h(
+  // the view embeds the latest incidents only; the timeline (every page) has them all
+  const more = c.incidents_total > c.incidents.length ? h("p", { class: "muted" }, t("convoy.incidents_recent", { shown: c.incidents.length, total: c.incidents_total })) : null;
+  return [more, h(
     "ul",
     { class: "incidents" },
     c.incidents.map((i) =>
@@ -238,7 +240,7 @@ function incidents(c) {
         time(i.occurred_at),
       ),
     ),
-  );
+  )];
 }
 
 function delivery(c) {
