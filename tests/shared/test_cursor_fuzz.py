@@ -46,7 +46,15 @@ ROLES = [Role.MEMBER, Role.LOGISTICS, Role.REGISTRY_ADMIN, Role.AUDITOR]
 STREAMS = {"/v1/tracking/updates"}  # answers with a never-ending body
 # lists whose sort key starts with an instant: the cursor of issue 16, base64 of ["zzz","zzz"],
 # gave a 500 on them
-SORTED_BY_TIME = {"/v1/needs", "/v1/pledges", "/v1/convoys"}
+SORTED_BY_TIME = {
+    "/v1/needs",
+    "/v1/pledges",
+    "/v1/convoys",
+    "/v1/deliveries",
+    "/v1/discrepancies",
+    "/v1/tracking/in-transit",
+    "/v1/webhooks",
+}
 
 
 def b64(value: Any) -> str:
@@ -329,9 +337,16 @@ def _cases(service: Service) -> Iterator[tuple[str, str, str | bytes]]:
 async def test_every_service_has_list_routes_with_cursors_to_fuzz(service: Service) -> None:
     cursors = paged(service)
     expected = {
-        "registry": ["/v1/organisations", "/v1/partnerships"],
-        "pledges": ["/v1/needs", "/v1/pledges"],
-        "shipments": ["/v1/convoys", "/v1/pledge-lines"],
+        "registry": ["/v1/organisations", "/v1/partnerships", "/v1/webhooks"],
+        "pledges": ["/v1/needs", "/v1/pledges", "/v1/webhooks"],
+        "shipments": [
+            "/v1/convoys",
+            "/v1/deliveries",
+            "/v1/discrepancies",
+            "/v1/pledge-lines",
+            "/v1/tracking/in-transit",
+            "/v1/webhooks",
+        ],
     }[service.name]
     assert sorted(cursors) == expected
     assert "/v1/events" in service.routes
