@@ -141,7 +141,7 @@ async def test_replay_verifies_the_chain_and_compare_finds_no_difference(
     chain = report["chain"]
     assert chain["intact"] and chain["head_position"] == 5  # type: ignore[index]
     assert chain["checkpoints_checked"] == 1  # type: ignore[index]
-    assert report["rows"] == {"organisations": 2, "partnerships": 1}
+    assert report["rows"] == {"organisations": 2, "partnerships": 1, "privacy_occurrences": 0}
     assert running.replay("compare")["differences"] == []
 
 
