@@ -72,7 +72,9 @@ class Contact(_Event):
 
 
 SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
-MAX_SEALED = 4096
+# base64 of nonce, tag and the fields' JSON: a contact's 504 characters may take 6 bytes each
+# in JSON (control characters escaped), about 4,100 characters of base64
+MAX_SEALED = 8192
 
 
 class _Sealed(_Event):

@@ -144,6 +144,19 @@ async def shown_contacts(conn: asyncpg.Connection, answers: list[dict[str, Any]]
             answer["contact"] = _contact_shown(next(opened))
 
 
+WITHHELD = "(withheld)"
+
+
+def receiver_withheld(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A delivery's data as a pledge's donor sees it: who signed for the goods is the
+    recipient's (and shipments') to show, so the donor gets the role alone, no name and no
+    subject id (which would tell the same person across deliveries)."""
+    person = data.get("confirmed_by")
+    if not isinstance(person, Mapping):
+        return dict(data)
+    return {**data, "confirmed_by": {"role": person.get("role"), "name": WITHHELD}}
+
+
 async def revealed(conn: asyncpg.Connection, value: Any) -> Any:
     """A history's events (or any JSON) with every person opened, for those who may see the
     record's persons; a person shipments holds shows "(held by shipments)"."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.pledges import queries
+from services.pledges import privacy, queries
 from services.pledges.api import access
-from services.pledges.events import STREAM_NEED, STREAM_PLEDGE
+from services.pledges.events import DELIVERY_RECORDED, STREAM_NEED, STREAM_PLEDGE
 from shared.auth import Principal
 from shared.events import RecordedEvent
 from shared.webhooks import Seen
@@ -45,5 +45,10 @@ async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent
     # the history's rule (services/pledges/api/needs.py, pledges.py): parties and readers of
     # everything get the events whole, anyone else nothing
     if queries.sees_internal(access.viewer(reader), *parties):
+        if event.event_type == DELIVERY_RECORDED and access.viewer(reader) not in (
+            None,
+            parties[-1],
+        ):  # a pledge's donor: who signed for the goods withheld, as in the history
+            return Seen(frozenset(parties), privacy.receiver_withheld(event.data))
         return Seen(frozenset(parties), event.data)
     return Seen(frozenset(parties), None)

@@ -369,6 +369,15 @@ async def test_a_v2_delivery_keeps_shipments_sealed_receiver_and_shows_it_held_b
         "name": personal.HELD_ELSEWHERE,
         "erased": False,
     }
+    # the donor reads the pledge's history too, but who signed for the goods is the
+    # recipient's to show: the role alone, no name and no subject id
+    donors = await api.get(f"{PLEDGE}/history", reader="lille")
+    assert [
+        e["data"]["confirmed_by"]
+        for e in donors["events"]
+        if e["event_type"] == ev.DELIVERY_RECORDED
+    ] == [{"role": OLHA["role"], "name": personal.WITHHELD}]
+    assert subject not in json.dumps(donors)
     # its occurrence is recorded (an access request at shipments names this copy too)
     [occurrence] = await api.fetch(
         "SELECT stream_id FROM privacy_occurrences WHERE subject_id = $1", subject
@@ -482,3 +491,16 @@ async def test_seal_v1_turns_clear_persons_into_sealed_ones_and_old_events_still
         assert (opened["name"], opened["role"]) == (OLHA["name"], OLHA["role"])
     finally:
         await conn.close()
+
+
+async def test_a_contact_of_the_longest_escaped_values_is_sealed_never_a_500(
+    api: PledgesApi,
+) -> None:
+    """Control characters take six bytes each in the sealed JSON: the longest contact the
+    request model admits still fits the event's sealed field."""
+    worst = {"name": "\x01" * 200, "email": "\x02" * 240 + "@a.example", "phone": "\x03" * 50}
+    answer = await api.post("/v1/needs", {**GENERATORS_NEED, "contact": worst}, by="kharkiv")
+    assert answer.status_code in (201, 422), answer.text
+    if answer.status_code == 201:
+        [need] = await api.events(ev.NEED_POSTED)
+        assert need["contact"]["personal"] == ["email", "name", "phone"]

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import domain, handlers, privacy, queries, views
+from services.pledges import events as ev
 from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
@@ -164,8 +165,16 @@ async def pledge_history(pledge_id: RecordId, ctx: Ctx, caller: Caller) -> dict[
         if not queries.sees_internal(access.viewer(caller), state.donor_id, state.recipient_id):
             caller.require(*access.READ_ALL)
         events = await PostgresEventStore(conn).read_stream(f"pledge-{pledge_id}")
+        answer = [event_json(e) for e in events]
+        if access.viewer(caller) not in (None, state.recipient_id):  # the donor
+            answer = [
+                {**e, "data": privacy.receiver_withheld(e["data"])}
+                if e["event_type"] == ev.DELIVERY_RECORDED
+                else e
+                for e in answer
+            ]
         # those who see the pledge's persons: each opened, "(erased)" or held by shipments
-        shown = await privacy.revealed(conn, [event_json(e) for e in events])
+        shown = await privacy.revealed(conn, answer)
     return {"pledge_id": pledge_id, "events": shown}
 
 
