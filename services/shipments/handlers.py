@@ -179,7 +179,7 @@ async def record_entries(
     lines = await ledger.lines(conn, [(x.pledge_id, x.line_id) for x in state.loaded])
     decision = domain.record_entries(
         state,
-        [await _sealed(conn, state, entry, now=now) for entry in entries],
+        [await _sealed(conn, state, entry, caller=caller, now=now) for entry in entries],
         now=now,
         known_organisations=known,
         pledge_lines=lines,
@@ -194,21 +194,32 @@ async def record_entries(
 
 
 async def _sealed(
-    conn: asyncpg.Connection, state: domain.Convoy, entry: domain.FieldEntry, *, now: datetime
+    conn: asyncpg.Connection,
+    state: domain.Convoy,
+    entry: domain.FieldEntry,
+    *,
+    caller: Principal,
+    now: datetime,
 ) -> domain.FieldEntry:
     """A new entry with the persons it names sealed as the carrier records them; an entry
     sent again with them as it recorded them (privacy.as_recorded), to compare digests. Its
-    digest as sent is kept too: entries recorded before persons were sealed carry that one."""
+    digest as sent is kept too: entries recorded before persons were sealed carry that one.
+
+    A caller who may not see people re-sending an entry is answered on the recorded persons,
+    never on the names it sent: not by their digest either (it would tell a right guess)."""
     seen = state.entry(entry.entry_id)
     if seen is None:
         details = await privacy.seal_parties(conn, entry.details, carrier=state.carrier_id, now=now)
-    else:
-        details = await privacy.as_recorded(
-            conn, entry.details, seen.data, carrier=state.carrier_id
-        )
+        if details == entry.details:
+            return entry
+        return replace(entry, details=details, sent_digest=entry.digest)
+    sees = access.sees_personal_data(caller, parties(state))
+    details = await privacy.as_recorded(
+        conn, entry.details, seen.data, carrier=state.carrier_id, sees_people=sees
+    )
     if details == entry.details:
         return entry
-    return replace(entry, details=details, sent_digest=entry.digest)
+    return replace(entry, details=details, sent_digest=entry.digest if sees else None)
 
 
 async def confirm_delivery(

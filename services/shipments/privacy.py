@@ -99,32 +99,45 @@ async def as_recorded(
     recorded: Mapping[str, Any],
     *,
     carrier: str,
+    sees_people: bool,
 ) -> dict[str, Any]:
-    """The details of a road entry sent again, each person in clear replaced by the sealed
-    person the entry recorded (its subject and clear fields: what its digest covers) when it
+    """The details of a road entry sent again, each person in clear replaced by the person
+    the entry recorded (sealed: its subject and clear fields, what its digest covers) when it
     is the same: the carrier's subject of that name, or an erased subject (nothing is left to
     tell a name by). Another person stays in clear, so the digests differ. Nobody is sealed
-    anew: re-sending an entry never records an erased person again."""
+    anew: re-sending an entry never records an erased person again.
+
+    A caller who may not see people (`sees_people` false: the origin's logistics key) gets
+    no comparison of names at all: the recorded person is taken as the one sent, whatever
+    name was sent, so a right and a wrong guess are answered alike (no name oracle)."""
     out = dict(details)
     for key in PARTIES:
         party = out.get(key)
         person = party.get("person") if isinstance(party, Mapping) else None
         was = (recorded.get(key) or {}).get("person")
-        if not _clear(person) or not privacy.is_sealed(was):
+        if not _clear(person):
             continue
         assert isinstance(party, Mapping) and isinstance(person, Mapping)
+        clear = {k: v for k, v in person.items() if k not in PERSON}
+        if not sees_people and _clear(was):
+            # recorded in clear (version 1, not migrated yet): its name, not the one sent
+            assert isinstance(was, Mapping)
+            out[key] = {**party, "person": {**clear, "name": was["name"]}}
+            continue
+        if not privacy.is_sealed(was):
+            continue
         assert isinstance(was, Mapping)
         subject_id = str(was["subject_id"])
-        row = await conn.fetchrow(
-            "SELECT fingerprint FROM privacy_subjects WHERE subject_id = $1", subject_id
-        )
-        if row is None:
-            continue
-        if row["fingerprint"] is not None and bytes(row["fingerprint"]) != (
-            await privacy.fingerprint(conn, carrier, str(person["name"]))
-        ):
-            continue
-        clear = {k: v for k, v in person.items() if k not in PERSON}
+        if sees_people:
+            row = await conn.fetchrow(
+                "SELECT fingerprint FROM privacy_subjects WHERE subject_id = $1", subject_id
+            )
+            if row is None:
+                continue
+            if row["fingerprint"] is not None and bytes(row["fingerprint"]) != (
+                await privacy.fingerprint(conn, carrier, str(person["name"]))
+            ):
+                continue
         out[key] = {**party, "person": {**clear, "subject_id": subject_id, "sealed": ""}}
     return out
 

@@ -615,3 +615,50 @@ async def test_an_old_log_naming_people_in_clear_is_sealed_by_the_migration_with
     again = await api.entries("old", dispatch, handoff, who=CARRIER)
     assert again.status_code == 200, again.text
     assert again.json()["already_recorded"] == 2
+
+
+# -- the review's findings (names confirmed by re-sending, clear-name digests, who records) --
+
+ORIGIN = ("lille", Role.LOGISTICS)  # of a convoy another organisation carries
+CARRIED_BY = ("transports-nord", Role.LOGISTICS)
+DISPATCH = next(e for e in MEDICINES.entries if e["kind"] == "dispatch")
+
+
+async def _carried(api: ShipmentsApi, who: tuple[str, Role] = CARRIED_BY) -> None:
+    """c2: Lille to Kharkiv carried by Transports du Nord, dispatched, the escort taking over
+    on the road, the entries recorded by `who`."""
+    await api.pledge_line(
+        pledge_id="chu", donor_id="chu-lille", unit="boxes", quantity="100", weight_kg="600"
+    )
+    plan = {**PLAN, "convoy_id": "c2", "carrier_id": "transports-nord"}
+    planned = await api.client.post("/v1/convoys", json=plan, headers=await api.as_(*CARRIED_BY))
+    assert planned.status_code == 201, planned.text
+    loaded = await api.load("c2", manifest_line_id="m1", pledge_id="chu", quantity="100")
+    assert loaded.status_code == 201, loaded.text
+    road = await api.entries("c2", DISPATCH, HANDOFF, who=who)
+    assert road.status_code == 200, road.text
+
+
+def _handoff_by(name: str) -> dict[str, Any]:
+    to = HANDOFF["to_party"]
+    return {**HANDOFF, "to_party": {**to, "person": {**to["person"], "name": name}}}
+
+
+async def test_who_may_not_see_people_cannot_confirm_a_name_by_sending_an_entry_again(
+    api: ShipmentsApi,
+) -> None:
+    await _carried(api)
+    events, subjects = await api.count(), await api.count("privacy_subjects")
+    right = await api.entries("c2", _handoff_by(ESCORT["name"]), who=ORIGIN)
+    wrong = await api.entries("c2", _handoff_by("Ihor Petrenko"), who=ORIGIN)
+    # the origin does not see people: a right and a wrong guess are answered alike
+    assert (right.status_code, right.json()) == (wrong.status_code, wrong.json())
+    assert right.status_code == 200 and right.json()["already_recorded"] == 1
+    assert await api.count() == events  # nothing recorded
+    assert await api.count("privacy_subjects") == subjects  # nobody recorded
+    # who sees people still has the other person refused (the same id, other content)
+    again = await api.entries("c2", _handoff_by(ESCORT["name"]), who=CARRIED_BY)
+    assert again.status_code == 200 and again.json()["already_recorded"] == 1
+    refused = await api.entries("c2", _handoff_by("Ihor Petrenko"), who=CARRIED_BY)
+    assert_problem(refused, 409, "entry-id-reused")
+    assert await api.count() == events
