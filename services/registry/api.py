@@ -51,6 +51,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(prefix="/v1", lifespan=_lifespan)
+PAGE = 100  # the default page of the organisation network (at most pagination.MAX_LIMIT)
 
 
 def _acting_for(caller: Principal) -> str | None:
@@ -325,10 +326,13 @@ async def organisation_network(
     organisation_id: OrgId,
     ctx: Ctx,
     caller: Caller,
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
 ) -> dict[str, Any]:
-    """Every partner of an organisation with the partnership and its status."""
+    """The partners of an organisation with the partnership and its status, by partner name,
+    a page at a time: pass `next_cursor` back as `cursor` (null: that was the last page)."""
     async with ctx.db.connection() as conn:
-        return await queries.network(conn, organisation_id)
+        return await queries.network(conn, organisation_id, cursor=cursor, limit=limit)
 
 
 @router.post(

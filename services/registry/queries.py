@@ -167,22 +167,35 @@ async def partnerships(
     return {"items": [_partnership(r) for r in items], "next_cursor": next_cursor}
 
 
-async def network(conn: asyncpg.Connection, organisation_id: str) -> dict[str, Any]:
-    """The partners around one organisation, each with the partnership that links them."""
+async def network(
+    conn: asyncpg.Connection, organisation_id: str, *, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """The partners around one organisation, each with the partnership that links them, by
+    partner name (folded) then partnership id, a page at a time (keyset on that pair)."""
+    after = pagination.decode(cursor, parts=(str, str))
     centre = await organisation(conn, organisation_id, with_contacts=False)
     rows = await conn.fetch(
         f"""
         SELECT {_PARTNERSHIP_COLUMNS}, o.organisation_id AS partner_id, o.name AS partner_name,
-               o.country AS partner_country, o.kind AS partner_kind
+               o.country AS partner_country, o.kind AS partner_kind,
+               o.name_folded AS partner_folded
         FROM partnerships p
         JOIN organisations o ON o.organisation_id =
              CASE WHEN p.org_a = $1 THEN p.org_b ELSE p.org_a END
         WHERE $1 IN (p.org_a, p.org_b)
-        ORDER BY o.name_folded, p.partnership_id
+          AND ($2::text IS NULL OR (o.name_folded, p.partnership_id) > ($2, $3))
+        ORDER BY o.name_folded, p.partnership_id LIMIT $4
         """,
         organisation_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    rows, next_cursor = pagination.page(
+        rows, limit=limit, key_of=lambda r: [r["partner_folded"], r["partnership_id"]]
     )
     return {
+        "next_cursor": next_cursor,
         "organisation": centre,
         "partners": [
             {

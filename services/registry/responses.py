@@ -118,6 +118,7 @@ class NetworkPartner(Out):
 class Network(Out):
     organisation: NetworkOrganisation | None = None
     partners: list[NetworkPartner] | None = None
+    next_cursor: str | None
 
 
 class PartnershipPageItemHistoryEvidence(Out):

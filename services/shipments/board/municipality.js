@@ -19,6 +19,19 @@ function section(id, title, ...content) {
   return h("section", { "aria-labelledby": `${id}-h` }, h("h2", { id: `${id}-h` }, title), ...content);
 }
 
+/** An organisation's network with every page of its partners followed (up to `max`). */
+async function networkOf(enc, max = 1000) {
+  const path = `/v1/organisations/${enc}/network?limit=200`;
+  const network = await api("registry", path);
+  let cursor = network.next_cursor;
+  while (cursor && network.partners.length < max) {
+    const page = await api("registry", `${path}&cursor=${encodeURIComponent(cursor)}`);
+    network.partners.push(...page.partners);
+    cursor = page.next_cursor;
+  }
+  return network;
+}
+
 function partnerships(network) {
   if (!network.partners.length) return h("p", { class: "muted" }, t("municipality.no_partnership"));
   const heads = ["col.partner", "col.kind", "col.status", "col.since", "col.programme"].map((key) => t(key));
@@ -200,7 +213,7 @@ export async function municipalityPage(main, _params, id) {
   }
   const enc = encodeURIComponent(chosen);
   await Promise.all([
-    api("registry", `/v1/organisations/${enc}/network`)
+    networkOf(enc)
       .then((network) => replace(partnersBox, partnerships(network)))
       .catch((error) => replace(partnersBox, errorBox(error, t("what.partnerships")))),
     Promise.all([all("pledges", "/v1/needs", { recipient: chosen }), currencies()])
