@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from services.shipments import domain
 from services.shipments import events as ev
 from shared import privacy
 
@@ -25,6 +26,11 @@ SERVICE = "shipments"
 DRIVER = ("name", "phone", "licence_number")  # a driver's personal fields
 PERSON = ("name",)  # a person's (custody, receiver): the role stays in clear
 PARTIES = ("custody", "from_party", "to_party")  # where road entries name persons
+# the road entries naming persons: their kind and the fields sent (services/shipments/requests.py)
+ENTRIES = {
+    ev.CONVOY_DISPATCHED: ("dispatch", ("note", "custody")),
+    ev.CUSTODY_HANDED_OFF: ("custody_handoff", ("note", "from_party", "to_party")),
+}
 
 # The event types that carry persons (privacy_occurrences, the export, retention)
 PERSONAL_TYPES = ev.PERSONAL_TYPES
@@ -164,14 +170,40 @@ async def _carrier(conn: asyncpg.Connection, convoy_id: str) -> str:
     return str(carrier)
 
 
+async def _entry_digest(conn: asyncpg.Connection, event_type: str, data: Mapping[str, Any]) -> str:
+    """The digest a road entry recorded with `data` (its persons sealed) has as new entries
+    have it: the entry as the device sent it (its kind, instant and fields), each person
+    counted by their subject (domain.FieldEntry.digest)."""
+    kind, fields = ENTRIES[event_type]
+    occurred_at = await conn.fetchval(
+        "SELECT occurred_at FROM events WHERE stream_id = $1 AND event_type = $2"
+        " AND data ->> 'entry_id' = $3 ORDER BY id LIMIT 1",
+        f"{ev.STREAM_CONVOY}-{data['convoy_id']}",
+        event_type,
+        str(data["entry_id"]),
+    )
+    if occurred_at is None:
+        raise ValueError(f"{event_type}: entry {data['entry_id']} is not in this log")
+    entry = domain.FieldEntry(
+        entry_id=str(data["entry_id"]),
+        kind=kind,
+        occurred_at=occurred_at,
+        details={k: data.get(k) for k in fields},
+    )
+    return entry.digest
+
+
 async def seal_v1(
     conn: asyncpg.Connection, event_type: str, data: Mapping[str, Any], *, now: datetime
 ) -> dict[str, Any] | None:
     """The version 2 payload of a version 1 event holding persons in clear: each sealed as the
     organisation that recorded them (drivers and custody persons: the convoy's carrier; the
-    receiver: the recipient), everything else as it was (the entry's digest too: a re-sent
-    entry is still recognised). None when the event holds no person in clear. Raises
-    ValueError for a payload its version 1 schema refuses."""
+    receiver: the recipient), everything else as it was, but a road entry's digest: version 1
+    computed it over the names in clear (shown to every reader of the timeline, it would
+    confirm a guessed name); it is computed again as new entries compute it, over the sealed
+    persons' subjects, so a re-sent entry is still recognised. None when the event holds no
+    person in clear. Raises ValueError for a payload its version 1 schema refuses, or a road
+    entry this log does not hold."""
     if event_type not in PERSONAL_TYPES:
         return None
     out = dict(data)
@@ -191,6 +223,7 @@ async def seal_v1(
             return None
         carrier = await _carrier(conn, str(out["convoy_id"]))
         out = await seal_parties(conn, out, carrier=carrier, now=now)
+        out["entry_sha256"] = await _entry_digest(conn, event_type, out)
     try:
         return ev.payload(ev.SCHEMAS[event_type].model_validate(out))
     except ValueError as exc:  # pydantic's ValidationError is one

@@ -412,9 +412,12 @@ async def test_seal_v1_turns_a_clear_payload_into_its_sealed_version_of_the_same
                 text = json.dumps(v2, ensure_ascii=False)
                 assert not [p for p in PEOPLE if p in text], event_type
                 assert await personal.seal_v1(conn, event_type, v2, now=now) is None
-                # everything but the persons as it was; opened, the persons as they were
+                # everything but the persons (and a road entry's digest over them) as it was;
+                # opened, the persons as they were
                 opened = await privacy.reveal(conn, v2)
-                assert _clear(opened) == _clear(v1), event_type
+                assert _clear({**opened, "entry_sha256": None}) == _clear(
+                    {**v1, "entry_sha256": None}
+                ), event_type
                 # the same people as the organisations that recorded them: the same subjects
                 found = privacy.subjects_in(v2)
                 assert found <= set(subjects.values()) and found, event_type
@@ -518,13 +521,13 @@ async def test_an_entry_sent_again_is_recognised_by_its_people_and_never_records
     assert found.status_code == 200 and found.json()["items"] == []
 
 
-async def test_an_old_log_naming_people_in_clear_is_sealed_by_the_migration_with_seal_v1(
-    api: ShipmentsApi,
-) -> None:
-    """Events written before persons were sealed (version 1), rewritten in place by
-    shared/privacy_migration.py through seal_v1: the people nowhere in clear, the log still
-    verifies against the signed statement, the views show them to whom may see them, and a
-    road entry re-sent as the device first sent it is still recognised."""
+OldEntries = tuple[dict[str, Any], dict[str, Any], Any, Any]
+
+
+async def _old_log(api: ShipmentsApi) -> OldEntries:
+    """Convoy `old` as version 1 recorded it, people in clear: planned, dispatched with Karim
+    holding the goods, handed off to the escort. Returns the dispatch and hand-off entries as
+    sent and their commands."""
     dispatch = {
         "entry_id": "old-d",
         "kind": "dispatch",
@@ -567,7 +570,6 @@ async def test_an_old_log_naming_people_in_clear_is_sealed_by_the_migration_with
         ev.CONVOY_DISPATCHED: sent.occurred_at,
         ev.CUSTODY_HANDED_OFF: handed.occurred_at,
     }
-    signer = signing.Signer.generate()
     conn = await asyncpg.connect(api.url)
     try:
         async with conn.transaction():
@@ -584,6 +586,22 @@ async def test_an_old_log_naming_people_in_clear_is_sealed_by_the_migration_with
                 metadata=Metadata(actor="before-issue-20", organisation="lille"),
                 now=datetime.now(UTC),
             )
+    finally:
+        await conn.close()
+    return dispatch, handoff, sent, handed
+
+
+async def test_an_old_log_naming_people_in_clear_is_sealed_by_the_migration_with_seal_v1(
+    api: ShipmentsApi,
+) -> None:
+    """Events written before persons were sealed (version 1), rewritten in place by
+    shared/privacy_migration.py through seal_v1: the people nowhere in clear, the log still
+    verifies against the signed statement, the views show them to whom may see them, and a
+    road entry re-sent as the device first sent it is still recognised."""
+    dispatch, handoff, _, _ = await _old_log(api)
+    signer = signing.Signer.generate()
+    conn = await asyncpg.connect(api.url)
+    try:
         await seal_everything(conn)
         assert (await _in_clear(api.url, KARIM)).keys() >= {"events", "convoys"}
         report = await privacy_migration.migrate(
@@ -662,3 +680,68 @@ async def test_who_may_not_see_people_cannot_confirm_a_name_by_sending_an_entry_
     refused = await api.entries("c2", _handoff_by("Ihor Petrenko"), who=CARRIED_BY)
     assert_problem(refused, 409, "entry-id-reused")
     assert await api.count() == events
+
+
+async def test_seal_v1_computes_an_old_entrys_digest_again_over_the_subject_not_the_name(
+    api: ShipmentsApi,
+) -> None:
+    """Version 1 digested a road entry with its persons in clear, and every reader of the
+    timeline sees the digest: migrated, it is the digest a new entry naming the same sealed
+    person has, and the entry sent again is still recognised."""
+    dispatch, handoff, sent, handed = await _old_log(api)
+    conn = await asyncpg.connect(api.url)
+    try:
+        async with conn.transaction():
+            v1 = json.loads(
+                await conn.fetchval(
+                    "SELECT data FROM events WHERE event_type = $1", ev.CUSTODY_HANDED_OFF
+                )
+            )
+            assert v1["entry_sha256"] == handed.digest  # over the names in clear
+            v2 = await personal.seal_v1(conn, ev.CUSTODY_HANDED_OFF, v1, now=datetime.now(UTC))
+        assert v2 is not None
+        person = v2["to_party"]["person"]
+        assert privacy.is_sealed(person)
+        new = requests.CustodyHandoffIn.model_validate(handoff).command()
+        new_digest = type(new)(
+            entry_id=new.entry_id,
+            kind=new.kind,
+            occurred_at=new.occurred_at,
+            details={**new.details, "to_party": {**new.details["to_party"], "person": person}},
+        ).digest
+        assert v2["entry_sha256"] == new_digest
+        assert v2["entry_sha256"] != handed.digest
+        # the whole log migrated: no digest over a name left, re-sent entries still recognised
+        await seal_everything(conn)
+        report = await privacy_migration.migrate(
+            conn,
+            service="shipments",
+            signer=signing.Signer.generate(),
+            seal_v1=personal.seal_v1,
+            now=datetime.now(UTC),
+            projections=projections.ALL,
+        )
+        assert report.rewritten == 3, report
+        digests = {
+            r["event_type"]: r["d"]
+            for r in await conn.fetch(
+                "SELECT event_type, data ->> 'entry_sha256' AS d FROM events"
+                " WHERE stream_id = 'convoy-old' AND data ->> 'entry_sha256' IS NOT NULL"
+            )
+        }
+    finally:
+        await conn.close()
+    assert digests[ev.CUSTODY_HANDED_OFF] == new_digest
+    assert digests[ev.CONVOY_DISPATCHED] != sent.digest
+    timeline = (await _get(api, RECIPIENT, "/v1/convoys/old/timeline")).text
+    assert new_digest in timeline
+    assert handed.digest not in timeline and sent.digest not in timeline
+    events = await api.count()
+    again = await api.entries("old", dispatch, handoff, who=CARRIER)
+    assert again.status_code == 200, again.text
+    assert again.json()["already_recorded"] == 2
+    assert await api.count() == events
+    # another person under the same entry id is still other content
+    other = {**_handoff_by("Ihor Petrenko"), "entry_id": handoff["entry_id"]}
+    refused = await api.entries("old", other, who=CARRIER)
+    assert_problem(refused, 409, "entry-id-reused")
