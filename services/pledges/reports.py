@@ -15,7 +15,7 @@ code `#sector+code` (the IATI mapping), the recipient's country `#country+code`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,8 @@ import asyncpg
 from services.pledges import domain, queries
 from services.pledges.iati import SECTORS
 from services.pledges.tables import Column, Table
+from shared import pagination
+from shared.errors import ValidationFailed
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
@@ -45,7 +47,7 @@ class Filters:
 
 _LINES = """
 SELECT p.pledge_id, p.donor_id, p.recipient_id, p.partnership_id, pd.programme, p.status,
-       p.made_at, l.line_id, l.kind, l.need_id, l.item, l.category, l.unit, l.quantity,
+       p.made_at, l.ordinal, l.line_id, l.kind, l.need_id, l.item, l.category, l.unit, l.quantity,
        l.weight_kg, l.value_amount, l.value_currency, l.currency, l.amount, l.delivered,
        l.damaged, l.short, l.lost, l.received, l.donor_figure
 FROM pledge_lines l JOIN pledges p USING (pledge_id)
@@ -56,7 +58,9 @@ WHERE ($1::date IS NULL OR (p.made_at AT TIME ZONE 'UTC')::date >= $1)
   AND ($5::text IS NULL OR p.partnership_id = $5)
   AND ($6::text IS NULL OR lower(pd.programme) = lower($6))
   AND ($7::text IS NULL OR l.category = $7)
+  AND ($8::timestamptz IS NULL OR (p.made_at, p.pledge_id, l.ordinal) > ($8, $9, $10::int))
 ORDER BY p.made_at, p.pledge_id, l.ordinal
+LIMIT $11
 """
 
 _NEEDS = """
@@ -69,11 +73,37 @@ WHERE ($1::date IS NULL OR (n.posted_at AT TIME ZONE 'UTC')::date >= $1)
         WHERE n.recipient_id IN (pd.org_a, pd.org_b)
           AND ($5::text IS NULL OR pd.partnership_id = $5)
           AND ($6::text IS NULL OR lower(pd.programme) = lower($6))))
+  AND ($7::timestamptz IS NULL OR (n.posted_at, n.need_id) > ($7, $8))
 ORDER BY n.posted_at, n.need_id
+LIMIT $9
 """
+LINE_KEY: tuple[pagination.Part, ...] = (datetime, str, str)  # made at, pledge, line ordinal
+NEED_KEY: tuple[pagination.Part, ...] = (datetime, str)  # posted at, need
 
 
-async def lines(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
+def line_after(cursor: str | None) -> list[Any] | None:
+    """The sort key of a pledges report's cursor: made at, pledge id, the line's ordinal."""
+    after = pagination.decode(cursor, parts=LINE_KEY)
+    if after is not None:
+        if not (after[2].isascii() and after[2].isdigit() and len(after[2]) <= 9):
+            reason = "not a cursor this list gave (its line is not a number): pass back next_cursor"
+            raise ValidationFailed(
+                f"cursor: {reason}",
+                extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]},
+            )
+        after[2] = int(after[2])
+    return after
+
+
+async def lines(
+    conn: asyncpg.Connection,
+    f: Filters,
+    *,
+    after: list[Any] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Pledge lines by made at, pledge, ordinal: those after the key `after` (line_after), at
+    most `limit` (None: all, for the totals)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         _LINES,
         f.date_from,
@@ -83,15 +113,32 @@ async def lines(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
         f.partnership,
         f.programme,
         f.category,
+        *(after or (None, None, None)),
+        limit,
     )
     return rows
 
 
-async def need_rows(conn: asyncpg.Connection, f: Filters) -> list[asyncpg.Record]:
+async def need_rows(
+    conn: asyncpg.Connection,
+    f: Filters,
+    *,
+    after: list[Any] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Needs by posted at, need: those after the key `after`, at most `limit` (None: all)."""
     if f.donor is not None:
         return []  # needs have no donor
     rows: list[asyncpg.Record] = await conn.fetch(
-        _NEEDS, f.date_from, f.date_to, f.recipient, f.category, f.partnership, f.programme
+        _NEEDS,
+        f.date_from,
+        f.date_to,
+        f.recipient,
+        f.category,
+        f.partnership,
+        f.programme,
+        *(after or (None, None)),
+        limit,
     )
     return rows
 
@@ -166,8 +213,15 @@ PLEDGE_COLUMNS = [
 PLEDGE_MONEY = ["value", "committed", "received", "outstanding"]
 
 
-async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
-    rows = await lines(conn, f)
+async def pledge_lines(
+    conn: asyncpg.Connection, f: Filters, *, cursor: str | None, limit: int
+) -> Table:
+    """A page of the report's rows (keyset on made at, pledge, line ordinal)."""
+    rows, next_cursor = pagination.page(
+        await lines(conn, f, after=line_after(cursor), limit=limit + 1),
+        limit=limit,
+        key_of=lambda r: [r["made_at"].isoformat(), r["pledge_id"], str(r["ordinal"])],
+    )
     org_names = await queries.names(
         conn, [o for r in rows for o in (r["donor_id"], r["recipient_id"])]
     )
@@ -209,7 +263,9 @@ async def pledge_lines(conn: asyncpg.Connection, f: Filters) -> Table:
             "donor_figure": r["donor_figure"],
         }
         out.append(row)
-    return Table("pledges", list(PLEDGE_COLUMNS), out, f.as_json())
+    return Table(
+        "pledges", list(PLEDGE_COLUMNS), out, f.as_json(), paged=True, next_cursor=next_cursor
+    )
 
 
 NEED_COLUMNS = [
@@ -258,8 +314,13 @@ NEED_MONEY = [
 ]
 
 
-async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
-    rows = await need_rows(conn, f)
+async def needs(conn: asyncpg.Connection, f: Filters, *, cursor: str | None, limit: int) -> Table:
+    """A page of the report's rows (keyset on posted at, need)."""
+    rows, next_cursor = pagination.page(
+        await need_rows(conn, f, after=pagination.decode(cursor, parts=NEED_KEY), limit=limit + 1),
+        limit=limit,
+        key_of=lambda r: [r["posted_at"].isoformat(), r["need_id"]],
+    )
     org_names = await queries.names(conn, [r["recipient_id"] for r in rows])
     org_countries = await countries(conn, [r["recipient_id"] for r in rows])
     out = []
@@ -286,4 +347,4 @@ async def needs(conn: asyncpg.Connection, f: Filters) -> Table:
             row[f"{k}_quantity"] = None if money else fmt(r[k])
             row[f"{k}_amount"] = int(r[k]) if money else None
         out.append(row)
-    return Table("needs", list(NEED_COLUMNS), out, f.as_json())
+    return Table("needs", list(NEED_COLUMNS), out, f.as_json(), paged=True, next_cursor=next_cursor)

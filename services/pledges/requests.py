@@ -101,6 +101,11 @@ Note = Annotated[str | None, Field(max_length=4000)]
 Reason = Annotated[str, Field(min_length=1, max_length=1000)]
 RecordId = Annotated[str, Path(min_length=1, max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+HISTORY_PAGE = 500  # the default page of a need's or pledge's history
+HISTORY_MAX = 1000
+# a record's history, version-ordered as the audit history: `after` a version, `limit` events
+After = Annotated[int, Query(ge=0, le=2**31 - 1, description="the version to read after")]
+HistoryLimit = Annotated[int, Query(ge=1, le=HISTORY_MAX)]
 Cursor = Annotated[str | None, Query(max_length=500)]
 NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
 AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]

@@ -117,6 +117,7 @@ class Need(Out):
 class NeedHistory(Out):
     need_id: str
     events: list[RecordedEventOut] | None = None
+    next_after: int | None
 
 
 class PledgePageItemLine(Out):
@@ -232,6 +233,7 @@ class Pledge(Out):
 class PledgeHistory(Out):
     pledge_id: str
     events: list[RecordedEventOut] | None = None
+    next_after: int | None
 
 
 class TotalsReportConversionRate(Out):
@@ -295,6 +297,7 @@ class NeedsReport(Out):
     conversion: TotalsReportConversion | None = None
     columns: list[NeedsReportColumn] | None = None
     rows: list[NeedsReportRow] | None = None
+    next_cursor: str | None
 
 
 class PledgesReportFilters(Out):
@@ -346,6 +349,7 @@ class PledgesReport(Out):
     conversion: TotalsReportConversion | None
     columns: list[NeedsReportColumn]
     rows: list[PledgesReportRow]
+    next_cursor: str | None
 
 
 class TotalsReportFilters(Out):

@@ -38,6 +38,8 @@ class Table:
     filters: dict[str, Any]
     conversion: Conversion | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    paged: bool = False  # a page of the report: `next_cursor` names the next (None: the last)
+    next_cursor: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class Table:
             "columns": [{"key": c.key, "label": c.label, "hxl": c.hxl} for c in self.columns],
             "rows": self.rows,
             **({"summary": self.summary} if self.summary else {}),
+            **({"next_cursor": self.next_cursor} if self.paged else {}),
         }
 
     def as_csv(self) -> str:

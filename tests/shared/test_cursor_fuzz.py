@@ -54,6 +54,8 @@ SORTED_BY_TIME = {
     "/v1/discrepancies",
     "/v1/tracking/in-transit",
     "/v1/webhooks",
+    "/v1/reports/needs",
+    "/v1/reports/pledges",
 }
 
 
@@ -338,7 +340,13 @@ async def test_every_service_has_list_routes_with_cursors_to_fuzz(service: Servi
     cursors = paged(service)
     expected = {
         "registry": ["/v1/organisations", "/v1/partnerships", "/v1/webhooks"],
-        "pledges": ["/v1/needs", "/v1/pledges", "/v1/webhooks"],
+        "pledges": [
+            "/v1/needs",
+            "/v1/pledges",
+            "/v1/reports/needs",
+            "/v1/reports/pledges",
+            "/v1/webhooks",
+        ],
         "shipments": [
             "/v1/convoys",
             "/v1/deliveries",

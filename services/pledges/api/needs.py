@@ -12,9 +12,12 @@ from services.pledges import domain, handlers, privacy, queries
 from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
+    HISTORY_PAGE,
+    After,
     AsOf,
     Cursor,
     EndIn,
+    HistoryLimit,
     IfMatch,
     Limit,
     NeedIn,
@@ -123,16 +126,32 @@ async def get_need(
     responses=problems.documented(R.NeedHistory, 403, 404, 422),
     operation_id="getNeedHistory",
 )
-async def need_history(need_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Every event of the need, in order (the recipient, auditors and administrators)."""
+async def need_history(
+    need_id: RecordId,
+    ctx: Ctx,
+    caller: Caller,
+    after: After = 0,
+    limit: HistoryLimit = HISTORY_PAGE,
+) -> dict[str, Any]:
+    """Every event of the need in version order, a page at a time: pass `next_after` back as
+    `after` for the next page (null: that was the last). For the recipient, auditors and
+    administrators."""
     async with ctx.db.connection() as conn:
         state = domain.require_need(await handlers.load_need(conn, need_id))
         if not queries.sees_internal(access.viewer(caller), state.recipient_id):
             caller.require(*access.READ_ALL)
-        events = await PostgresEventStore(conn).read_stream(f"need-{need_id}")
+        events = await PostgresEventStore(conn).read_stream(
+            f"need-{need_id}", after_version=after, limit=limit + 1
+        )
+        more = len(events) > limit
+        events = events[:limit]
         # those who see the need's contact: opened, or "(erased)"
         shown = await privacy.revealed(conn, [event_json(e) for e in events])
-    return {"need_id": need_id, "events": shown}
+    return {
+        "need_id": need_id,
+        "events": shown,
+        "next_after": events[-1].stream_version if more else None,
+    }
 
 
 @router.post(

@@ -16,12 +16,15 @@ from services.pledges import events as ev
 from services.pledges import responses as R
 from services.pledges.api import access
 from services.pledges.requests import (
+    HISTORY_PAGE,
+    After,
     AmendIn,
     AsOf,
     CommitIn,
     Cursor,
     DonorFigureIn,
     EndIn,
+    HistoryLimit,
     IfMatch,
     Limit,
     LineIn,
@@ -158,13 +161,25 @@ async def get_pledge(
     responses=problems.documented(R.PledgeHistory, 403, 404, 422),
     operation_id="getPledgeHistory",
 )
-async def pledge_history(pledge_id: RecordId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Every event of the pledge, in order (donor, recipient, auditors, administrators)."""
+async def pledge_history(
+    pledge_id: RecordId,
+    ctx: Ctx,
+    caller: Caller,
+    after: After = 0,
+    limit: HistoryLimit = HISTORY_PAGE,
+) -> dict[str, Any]:
+    """Every event of the pledge in version order, a page at a time: pass `next_after` back
+    as `after` for the next page (null: that was the last). For the donor, the recipient,
+    auditors and administrators."""
     async with ctx.db.connection() as conn:
         state = domain.require_pledge(await handlers.load_pledge(conn, pledge_id))
         if not queries.sees_internal(access.viewer(caller), state.donor_id, state.recipient_id):
             caller.require(*access.READ_ALL)
-        events = await PostgresEventStore(conn).read_stream(f"pledge-{pledge_id}")
+        events = await PostgresEventStore(conn).read_stream(
+            f"pledge-{pledge_id}", after_version=after, limit=limit + 1
+        )
+        more = len(events) > limit
+        events = events[:limit]
         answer = [event_json(e) for e in events]
         if access.viewer(caller) not in (None, state.recipient_id):  # the donor
             answer = [
@@ -175,7 +190,11 @@ async def pledge_history(pledge_id: RecordId, ctx: Ctx, caller: Caller) -> dict[
             ]
         # those who see the pledge's persons: each opened, "(erased)" or held by shipments
         shown = await privacy.revealed(conn, answer)
-    return {"pledge_id": pledge_id, "events": shown}
+    return {
+        "pledge_id": pledge_id,
+        "events": shown,
+        "next_after": events[-1].stream_version if more else None,
+    }
 
 
 async def _change(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
 
 from services.pledges import domain, iati, partnerships, reports, totals
 from services.pledges import responses as R
+from services.pledges.requests import Cursor, Limit
 from services.pledges.tables import Conversion, Table
 from shared import instants, problems
 from shared.errors import NotFound, ValidationFailed
@@ -19,6 +20,7 @@ from shared.web import Caller, Ctx
 router = APIRouter(prefix="/v1", tags=["reports"])
 
 Id = Annotated[str | None, Query(max_length=100)]
+PAGE = 100  # the default page of the needs and pledges reports (at most pagination.MAX_LIMIT)
 
 
 def _filters(
@@ -52,17 +54,23 @@ Rate = Annotated[str, StringConstraints(max_length=60)]
 Rates = Annotated[list[Rate], Query(description="CUR:RATE:YYYY-MM-DD, repeated", max_length=40)]
 
 
-def _answer(table: Table, fmt: str, money: list[str], conversion: Conversion | None) -> Response:
+def _answer(
+    table: Table,
+    fmt: str,
+    money: list[str],
+    conversion: Conversion | None,
+    request: Request | None = None,
+) -> Response:
     if conversion is not None:
         conversion.apply(table, money)
         if table.report.startswith("totals"):
             table.summary = {"converted": totals.converted_summary(table, money)}
     if fmt == "csv":
-        return Response(
-            table.as_csv(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{table.report}.csv"'},
-        )
+        headers = {"Content-Disposition": f'attachment; filename="{table.report}.csv"'}
+        if request is not None and table.next_cursor:  # a page: the next one in a Link header
+            url = request.url.include_query_params(cursor=table.next_cursor)
+            headers["Link"] = f'<{url}>; rel="next"'
+        return Response(table.as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
     return JSONResponse(table.as_json())
 
 
@@ -77,18 +85,23 @@ def _answer(table: Table, fmt: str, money: list[str], conversion: Conversion | N
     operation_id="getNeedsReport",
 )
 async def needs_report(
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     filters: Filters,
     format: Format = "json",
     convert_to: ConvertTo = None,
     rate: Rates = [],  # noqa: B006 (FastAPI copies the default)
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
 ) -> Response:
-    """Per need: target, pledged, committed, delivered and gap, in its unit or currency."""
+    """Per need: target, pledged, committed, delivered and gap, in its unit or currency; by
+    posting date, a page at a time: pass `next_cursor` back as `cursor` (null: the last page).
+    As CSV, the page's rows with the next page in a `Link` header."""
     conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await reports.needs(conn, filters)
-    return _answer(table, format, reports.NEED_MONEY, conversion)
+        table = await reports.needs(conn, filters, cursor=cursor, limit=limit)
+    return _answer(table, format, reports.NEED_MONEY, conversion, request)
 
 
 @router.get(
@@ -102,19 +115,24 @@ async def needs_report(
     operation_id="getPledgesReport",
 )
 async def pledges_report(
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     filters: Filters,
     format: Format = "json",
     convert_to: ConvertTo = None,
     rate: Rates = [],  # noqa: B006
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
 ) -> Response:
     """One row per pledge line: donor, recipient, item, quantities (delivered, damaged, short,
-    lost, remaining), value, currency, received, outstanding."""
+    lost, remaining), value, currency, received, outstanding; by pledge date, a page at a
+    time: pass `next_cursor` back as `cursor` (null: the last page). As CSV, the page's rows
+    with the next page in a `Link` header."""
     conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await reports.pledge_lines(conn, filters)
-    return _answer(table, format, reports.PLEDGE_MONEY, conversion)
+        table = await reports.pledge_lines(conn, filters, cursor=cursor, limit=limit)
+    return _answer(table, format, reports.PLEDGE_MONEY, conversion, request)
 
 
 @router.get(
