@@ -8,7 +8,10 @@
 - Read: the origin, recipient, carrier and the donors of the lines on board; auditors read all.
 - Drivers and other named people (persons holding the goods, who confirmed the delivery):
   only the carrier, the recipient and auditors; they are sealed in the log and the read
-  models (services/shipments/privacy.py) and opened for them (`revealed`).
+  models (services/shipments/privacy.py) and opened for them (`revealed`). Each is recorded
+  by the organisation whose key typed them (`recorder`), which answers access and erasure
+  requests for them; a registry administrator's writes record them as the carrier's (the
+  receiver: the recipient's).
 - Delivered, damaged, short, lost and in-transit quantities and discrepancies: the sender, the
   recipient and the carrier for every line; a donor for its own lines (what was loaded is on
   the manifest for every reader).
@@ -109,6 +112,22 @@ def require_closer(caller: Principal, parties: Parties) -> None:
         or _acts(caller, (parties.carrier_id,), Role.LOGISTICS),
         "a convoy is closed by its origin, its recipient or its carrier's logistics role",
     )
+
+
+def recorder(organisation: str | None, writers: Collection[str], *, default: str) -> str:
+    """The organisation recording the people a write names (services/shipments/privacy.py):
+    the writing key's `organisation`, which typed them and answers access and erasure
+    requests for them; for a registry administrator acting for another organisation (not one
+    of `writers`, the organisations that may make this write), `default`: the carrier for
+    drivers and custody persons, the recipient for who confirmed the delivery."""
+    return organisation if organisation is not None and organisation in writers else default
+
+
+def road_recorder(organisation: str | None, parties: Parties) -> str:
+    """Who records the persons of road entries an `organisation`'s key writes
+    (require_road_writer)."""
+    writers = (parties.carrier_id, parties.origin_id, parties.destination_id)
+    return recorder(organisation, writers, default=parties.carrier_id)
 
 
 def sees_personal_data(caller: Principal, parties: Parties) -> bool:

@@ -82,7 +82,9 @@ async def plan_convoy(
     for field in ("origin_id", "destination_id", "carrier_id"):
         await directory.require(conn, getattr(command, field), field=field)
     state = await load_convoy(conn, command.convoy_id)
-    drivers = await privacy.seal_drivers(conn, command.drivers, carrier=command.carrier_id, now=now)
+    writers = (command.origin_id, command.carrier_id)
+    recorder = access.recorder(caller.organisation, writers, default=command.carrier_id)
+    drivers = await privacy.seal_drivers(conn, command.drivers, recorder=recorder, now=now)
     events = domain.plan(state, replace(command, drivers=drivers), now=now)
     return _answer(await _record(conn, state, events, metadata=metadata, now=now))
 
@@ -201,22 +203,22 @@ async def _sealed(
     caller: Principal,
     now: datetime,
 ) -> domain.FieldEntry:
-    """A new entry with the persons it names sealed as the carrier records them; an entry
-    sent again with them as it recorded them (privacy.as_recorded), to compare digests. Its
-    digest as sent is kept too: entries recorded before persons were sealed carry that one.
+    """A new entry with the persons it names sealed as the caller's organisation records them
+    (access.road_recorder); an entry sent again with them as it recorded them
+    (privacy.as_recorded), to compare digests. Its digest as sent is kept too: entries
+    recorded before persons were sealed carry that one.
 
     A caller who may not see people re-sending an entry is answered on the recorded persons,
     never on the names it sent: not by their digest either (it would tell a right guess)."""
     seen = state.entry(entry.entry_id)
     if seen is None:
-        details = await privacy.seal_parties(conn, entry.details, carrier=state.carrier_id, now=now)
+        recorder = access.road_recorder(caller.organisation, parties(state))
+        details = await privacy.seal_parties(conn, entry.details, recorder=recorder, now=now)
         if details == entry.details:
             return entry
         return replace(entry, details=details, sent_digest=entry.digest)
     sees = access.sees_personal_data(caller, parties(state))
-    details = await privacy.as_recorded(
-        conn, entry.details, seen.data, carrier=state.carrier_id, sees_people=sees
-    )
+    details = await privacy.as_recorded(conn, entry.details, seen.data, sees_people=sees)
     if details == entry.details:
         return entry
     return replace(entry, details=details, sent_digest=entry.digest if sees else None)
@@ -235,9 +237,11 @@ async def confirm_delivery(
     state = await _existing(conn, convoy_id)
     access.require_recipient(caller, parties(state))
     errors.check_if_match(state.version, if_match)
-    receiver = await privacy.seal_receiver(
-        conn, command.confirmed_by, recipient=state.destination_id, now=now
+    # the recipient's key, or a registry administrator's for it: the recipient records them
+    recorder = access.recorder(
+        caller.organisation, (state.destination_id,), default=state.destination_id
     )
+    receiver = await privacy.seal_receiver(conn, command.confirmed_by, recorder=recorder, now=now)
     events = domain.confirm_delivery(state, replace(command, confirmed_by=receiver), now=now)
     correlations = {x.correlation_id for x in state.loaded}
     if len(correlations) == 1 and None not in correlations:

@@ -1,10 +1,13 @@
 """The people a convoy names, sealed (shared/privacy.py): drivers, persons holding the goods,
 who signed for the delivery.
 
-Each is sealed in the write path, in the transaction, before the domain decides: drivers and
-the persons of a custody (dispatch, hand-off) as the convoy's carrier records them, the receiver
-who confirmed the delivery as the recipient records them. Names, phones and licence numbers are
-personal; a driver's vehicle and a person's role stay in clear.
+Each is sealed in the write path, in the transaction, before the domain decides, as recorded by
+the organisation whose key typed them (services/shipments/access.py `recorder`: the origin's
+or the carrier's logistics key planning the drivers, any road writer naming the persons of a
+custody at dispatch or hand-off, the recipient the receiver who confirmed the delivery); that
+organisation finds, exports and erases them. A registry administrator acting for others records
+drivers and custody persons as the carrier's, the receiver as the recipient's. Names, phones
+and licence numbers are personal; a driver's vehicle and a person's role stay in clear.
 
 Retention (`RETENTION_DUE`, the worker's): a person is erased once every convoy naming them was
 closed or cancelled longer ago than the retention period.
@@ -12,13 +15,14 @@ closed or cancelled longer ago than the retention period.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.shipments import domain
+from services.shipments import access, domain
 from services.shipments import events as ev
 from shared import privacy
 
@@ -71,31 +75,32 @@ async def seal(
 
 
 async def seal_drivers(
-    conn: asyncpg.Connection, drivers: Sequence[Mapping[str, Any]], *, carrier: str, now: datetime
+    conn: asyncpg.Connection, drivers: Sequence[Mapping[str, Any]], *, recorder: str, now: datetime
 ) -> tuple[dict[str, Any], ...]:
     return tuple(
-        [await seal(conn, d, organisation=carrier, personal=DRIVER, now=now) for d in drivers]
+        [await seal(conn, d, organisation=recorder, personal=DRIVER, now=now) for d in drivers]
     )
 
 
 async def seal_party(
-    conn: asyncpg.Connection, party: Mapping[str, Any] | None, *, carrier: str, now: datetime
+    conn: asyncpg.Connection, party: Mapping[str, Any] | None, *, recorder: str, now: datetime
 ) -> Mapping[str, Any] | None:
     """A custody party with its person sealed (a party naming no person: as it is)."""
     if not party or not party.get("person"):
         return party
-    person = await seal(conn, party["person"], organisation=carrier, personal=PERSON, now=now)
+    person = await seal(conn, party["person"], organisation=recorder, personal=PERSON, now=now)
     return {**party, "person": person}
 
 
 async def seal_parties(
-    conn: asyncpg.Connection, details: Mapping[str, Any], *, carrier: str, now: datetime
+    conn: asyncpg.Connection, details: Mapping[str, Any], *, recorder: str, now: datetime
 ) -> dict[str, Any]:
-    """A road entry's details with the persons of its parties sealed."""
+    """A road entry's details with the persons of its parties sealed as `recorder` records
+    them."""
     out = dict(details)
     for key in PARTIES:
         if out.get(key):
-            out[key] = await seal_party(conn, out[key], carrier=carrier, now=now)
+            out[key] = await seal_party(conn, out[key], recorder=recorder, now=now)
     return out
 
 
@@ -104,14 +109,14 @@ async def as_recorded(
     details: Mapping[str, Any],
     recorded: Mapping[str, Any],
     *,
-    carrier: str,
     sees_people: bool,
 ) -> dict[str, Any]:
     """The details of a road entry sent again, each person in clear replaced by the person
     the entry recorded (sealed: its subject and clear fields, what its digest covers) when it
-    is the same: the carrier's subject of that name, or an erased subject (nothing is left to
-    tell a name by). Another person stays in clear, so the digests differ. Nobody is sealed
-    anew: re-sending an entry never records an erased person again.
+    is the same: that name's subject as the organisation that recorded the entry recorded it
+    (whoever sends it again), or an erased subject (nothing is left to tell a name by).
+    Another person stays in clear, so the digests differ. Nobody is sealed anew: re-sending
+    an entry never records an erased person again.
 
     A caller who may not see people (`sees_people` false: the origin's logistics key) gets
     no comparison of names at all: the recorded person is taken as the one sent, whatever
@@ -136,12 +141,13 @@ async def as_recorded(
         subject_id = str(was["subject_id"])
         if sees_people:
             row = await conn.fetchrow(
-                "SELECT fingerprint FROM privacy_subjects WHERE subject_id = $1", subject_id
+                "SELECT organisation_id, fingerprint FROM privacy_subjects WHERE subject_id = $1",
+                subject_id,
             )
             if row is None:
                 continue
             if row["fingerprint"] is not None and bytes(row["fingerprint"]) != (
-                await privacy.fingerprint(conn, carrier, str(person["name"]))
+                await privacy.fingerprint(conn, str(row["organisation_id"]), str(person["name"]))
             ):
                 continue
         out[key] = {**party, "person": {**clear, "subject_id": subject_id, "sealed": ""}}
@@ -149,41 +155,44 @@ async def as_recorded(
 
 
 async def seal_receiver(
-    conn: asyncpg.Connection, receiver: Mapping[str, Any], *, recipient: str, now: datetime
+    conn: asyncpg.Connection, receiver: Mapping[str, Any], *, recorder: str, now: datetime
 ) -> dict[str, Any]:
-    return await seal(conn, receiver, organisation=recipient, personal=PERSON, now=now)
+    return await seal(conn, receiver, organisation=recorder, personal=PERSON, now=now)
 
 
 def _clear(person: Any) -> bool:
     return isinstance(person, Mapping) and not privacy.is_sealed(person) and "name" in person
 
 
-async def _carrier(conn: asyncpg.Connection, convoy_id: str) -> str:
-    carrier = await conn.fetchval(
-        "SELECT data ->> 'carrier_id' FROM events WHERE stream_id = $1 AND event_type = $2"
-        " ORDER BY id LIMIT 1",
+async def _written(
+    conn: asyncpg.Connection, convoy_id: str, event_type: str, entry_id: str | None = None
+) -> asyncpg.Record | None:
+    """The first event of `event_type` of the convoy (the road entry `entry_id`'s): its data,
+    the organisation of the key that wrote it and when it occurred."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT data, metadata ->> 'organisation' AS organisation, occurred_at FROM events"
+        " WHERE stream_id = $1 AND event_type = $2"
+        " AND ($3::text IS NULL OR data ->> 'entry_id' = $3) ORDER BY id LIMIT 1",
         f"{ev.STREAM_CONVOY}-{convoy_id}",
-        ev.CONVOY_PLANNED,
+        event_type,
+        entry_id,
     )
-    if carrier is None:
+    return row
+
+
+async def _parties(conn: asyncpg.Connection, convoy_id: str) -> access.Parties:
+    row = await _written(conn, convoy_id, ev.CONVOY_PLANNED)
+    if row is None:
         raise ValueError(f"convoy {convoy_id} has no plan in this log: no carrier to record by")
-    return str(carrier)
+    plan = json.loads(row["data"])
+    return access.Parties(plan["origin_id"], plan["destination_id"], plan["carrier_id"])
 
 
-async def _entry_digest(conn: asyncpg.Connection, event_type: str, data: Mapping[str, Any]) -> str:
+def _entry_digest(event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> str:
     """The digest a road entry recorded with `data` (its persons sealed) has as new entries
     have it: the entry as the device sent it (its kind, instant and fields), each person
     counted by their subject (domain.FieldEntry.digest)."""
     kind, fields = ENTRIES[event_type]
-    occurred_at = await conn.fetchval(
-        "SELECT occurred_at FROM events WHERE stream_id = $1 AND event_type = $2"
-        " AND data ->> 'entry_id' = $3 ORDER BY id LIMIT 1",
-        f"{ev.STREAM_CONVOY}-{data['convoy_id']}",
-        event_type,
-        str(data["entry_id"]),
-    )
-    if occurred_at is None:
-        raise ValueError(f"{event_type}: entry {data['entry_id']} is not in this log")
     entry = domain.FieldEntry(
         entry_id=str(data["entry_id"]),
         kind=kind,
@@ -197,8 +206,9 @@ async def seal_v1(
     conn: asyncpg.Connection, event_type: str, data: Mapping[str, Any], *, now: datetime
 ) -> dict[str, Any] | None:
     """The version 2 payload of a version 1 event holding persons in clear: each sealed as the
-    organisation that recorded them (drivers and custody persons: the convoy's carrier; the
-    receiver: the recipient), everything else as it was, but a road entry's digest: version 1
+    organisation that recorded them (that of the key that wrote the event, as new writes do;
+    for a registry administrator's: the carrier for drivers and custody persons; the receiver:
+    the recipient), everything else as it was, but a road entry's digest: version 1
     computed it over the names in clear (shown to every reader of the timeline, it would
     confirm a guessed name); it is computed again as new entries compute it, over the sealed
     persons' subjects, so a re-sent entry is still recognised. None when the event holds no
@@ -211,19 +221,29 @@ async def seal_v1(
         drivers = list(out.get("drivers") or [])
         if not any(_clear(d) for d in drivers):
             return None
-        out["drivers"] = list(await seal_drivers(conn, drivers, carrier=out["carrier_id"], now=now))
+        planned = await _written(conn, str(out["convoy_id"]), event_type)
+        recorder = access.recorder(
+            planned["organisation"] if planned else None,
+            (out["origin_id"], out["carrier_id"]),
+            default=out["carrier_id"],
+        )
+        out["drivers"] = list(await seal_drivers(conn, drivers, recorder=recorder, now=now))
     elif event_type == ev.DELIVERY_CONFIRMED:
         if not _clear(out.get("confirmed_by")):
             return None
         out["confirmed_by"] = await seal_receiver(
-            conn, out["confirmed_by"], recipient=out["recipient_id"], now=now
+            conn, out["confirmed_by"], recorder=out["recipient_id"], now=now
         )
     else:
         if not any(_clear((out.get(k) or {}).get("person")) for k in PARTIES):
             return None
-        carrier = await _carrier(conn, str(out["convoy_id"]))
-        out = await seal_parties(conn, out, carrier=carrier, now=now)
-        out["entry_sha256"] = await _entry_digest(conn, event_type, out)
+        convoy_id, entry_id = str(out["convoy_id"]), str(out["entry_id"])
+        written = await _written(conn, convoy_id, event_type, entry_id)
+        if written is None:
+            raise ValueError(f"{event_type}: entry {entry_id} is not in this log")
+        recorder = access.road_recorder(written["organisation"], await _parties(conn, convoy_id))
+        out = await seal_parties(conn, out, recorder=recorder, now=now)
+        out["entry_sha256"] = _entry_digest(event_type, out, occurred_at=written["occurred_at"])
     try:
         return ev.payload(ev.SCHEMAS[event_type].model_validate(out))
     except ValueError as exc:  # pydantic's ValidationError is one

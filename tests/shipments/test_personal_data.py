@@ -5,9 +5,9 @@ verifies), exported on request, erased by retention once their convoys ended lon
 Real PostgreSQL, the shipments app over ASGI.
 
 The people are the demo's (services/shipments/demo_data.py): the June 2022 Lille - Kharkiv
-medicines convoy's drivers Karim Benali and Sophie Lemaire (recorded by the carrier, Lille),
-the escort team leader Andrii Melnyk who took the goods over, and Olha Kravchenko who signed
-for them (recorded by the recipient, Kharkiv).
+medicines convoy's drivers Karim Benali and Sophie Lemaire and the escort team leader Andrii
+Melnyk who took the goods over (recorded by Lille, origin and carrier, whose key typed them),
+and Olha Kravchenko who signed for them (recorded by the recipient, Kharkiv).
 """
 
 from __future__ import annotations
@@ -745,3 +745,81 @@ async def test_seal_v1_computes_an_old_entrys_digest_again_over_the_subject_not_
     other = {**_handoff_by("Ihor Petrenko"), "entry_id": handoff["entry_id"]}
     refused = await api.entries("old", other, who=CARRIER)
     assert_problem(refused, 409, "entry-id-reused")
+
+
+async def _subject_ids(api: ShipmentsApi, convoy_id: str) -> dict[str, str]:
+    convoy = (await _get(api, AUDITOR, f"/v1/convoys/{convoy_id}")).json()
+    out = {d["name"]: d["subject_id"] for d in convoy["drivers"]}
+    person = (convoy["custody"] or {}).get("person")
+    if person:
+        out[person["name"]] = person["subject_id"]
+    return out
+
+
+async def _search(api: ShipmentsApi, who: tuple[str, Role], name: str) -> list[str]:
+    response = await api.client.post(
+        "/v1/privacy/subjects/search", json={"name": name}, headers=await api.as_(*who)
+    )
+    assert response.status_code == 200, response.text
+    return [s["subject_id"] for s in response.json()["items"]]
+
+
+async def test_the_organisation_whose_key_typed_a_person_records_them_and_answers_for_them(
+    api: ShipmentsApi,
+) -> None:
+    """Lille, the origin, plans a convoy Transports du Nord carries, with its drivers: Lille
+    recorded them, finds, exports and erases them; to the carrier they do not exist (404).
+    Kharkiv's logistics key names the escort taking the goods over: Kharkiv's person."""
+    await api.pledge_line(
+        pledge_id="chu", donor_id="chu-lille", unit="boxes", quantity="100", weight_kg="600"
+    )
+    plan = {**PLAN, "convoy_id": "c2", "carrier_id": "transports-nord"}
+    planned = await api.client.post("/v1/convoys", json=plan, headers=await api.as_(*ORIGIN))
+    assert planned.status_code == 201, planned.text
+    loaded = await api.load("c2", manifest_line_id="m1", pledge_id="chu", quantity="100")
+    assert loaded.status_code == 201, loaded.text
+    assert (await api.entries("c2", DISPATCH, who=CARRIED_BY)).status_code == 200
+    handed = await api.entries("c2", HANDOFF, who=("kharkiv", Role.LOGISTICS))
+    assert handed.status_code == 200, handed.text
+    subjects = await _subject_ids(api, "c2")
+    karim, escort = subjects[KARIM], subjects[ESCORT["name"]]
+
+    assert await _search(api, ORIGIN, KARIM) == [karim]
+    assert await _search(api, CARRIED_BY, KARIM) == []
+    assert await _search(api, ("kharkiv", Role.LOGISTICS), ESCORT["name"]) == [escort]
+    assert await _search(api, CARRIED_BY, ESCORT["name"]) == []
+    for who in (CARRIED_BY, ("transports-nord", Role.MEMBER)):
+        exported = await api.client.get(
+            f"/v1/privacy/subjects/{karim}", headers=await api.as_(*who)
+        )
+        assert_problem(exported, 404)
+        assert_problem(await _erase(api, karim, who), 404)
+    assert_problem(await _erase(api, escort, CARRIED_BY), 404)
+    export = (await _get(api, ORIGIN, f"/v1/privacy/subjects/{karim}")).json()
+    assert export["organisation_id"] == "lille"
+    assert [(o["event_type"], o["stream_id"]) for o in export["occurrences"]] == [
+        (ev.CONVOY_PLANNED, "convoy-c2")
+    ]
+    assert export["occurrences"][0]["persons"][0]["name"] == KARIM
+    export = (await _get(api, ("kharkiv", Role.MEMBER), f"/v1/privacy/subjects/{escort}")).json()
+    assert export["organisation_id"] == "kharkiv"
+    erased = await _erase(api, karim, ORIGIN)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["erased_by"] == "lille"
+
+    # the escort sent again, by the carrier (who sees people): recognised as Kharkiv's person
+    events = await api.count()
+    again = await api.entries("c2", HANDOFF, who=CARRIED_BY)
+    assert again.status_code == 200 and again.json()["already_recorded"] == 1, again.text
+    refused = await api.entries("c2", _handoff_by("Ihor Petrenko"), who=CARRIED_BY)
+    assert_problem(refused, 409, "entry-id-reused")
+    assert await api.count() == events
+
+    # a registry administrator acting for others records drivers as the carrier's
+    admin = ("leeds", Role.REGISTRY_ADMIN)
+    plan = {**PLAN, "convoy_id": "c3", "carrier_id": "transports-nord", "drivers": [DRIVERS[1]]}
+    planned = await api.client.post("/v1/convoys", json=plan, headers=await api.as_(*admin))
+    assert planned.status_code == 201, planned.text
+    sophie = (await _subject_ids(api, "c3"))[SOPHIE]
+    assert await _search(api, CARRIED_BY, SOPHIE) == [sophie]
+    assert sophie not in await _search(api, ORIGIN, SOPHIE)  # Lille's Sophie is c2's

@@ -43,7 +43,8 @@ class PlanConvoy:
     planned_departure: datetime
     vehicles: tuple[Vehicle, ...]
     occurred_at: datetime
-    # sealed as the carrier records them (services/shipments/privacy.py); the vehicle in clear
+    # sealed as the organisation planning records them (services/shipments/privacy.py); the
+    # vehicle in clear
     drivers: tuple[Mapping[str, Any], ...] = ()
     route: tuple[str, ...] = ()
     note: str | None = None
