@@ -59,6 +59,8 @@ WHERE ($1::date IS NULL OR (p.made_at AT TIME ZONE 'UTC')::date >= $1)
   AND ($6::text IS NULL OR lower(pd.programme) = lower($6))
   AND ($7::text IS NULL OR l.category = $7)
   AND ($8::timestamptz IS NULL OR (p.made_at, p.pledge_id, l.ordinal) > ($8, $9, $10::int))
+  AND ($12::text[] IS NULL OR p.donor_id = ANY($12))
+  AND ($13::text[] IS NULL OR p.recipient_id = ANY($13))
 ORDER BY p.made_at, p.pledge_id, l.ordinal
 LIMIT $11
 """
@@ -74,6 +76,7 @@ WHERE ($1::date IS NULL OR (n.posted_at AT TIME ZONE 'UTC')::date >= $1)
           AND ($5::text IS NULL OR pd.partnership_id = $5)
           AND ($6::text IS NULL OR lower(pd.programme) = lower($6))))
   AND ($7::timestamptz IS NULL OR (n.posted_at, n.need_id) > ($7, $8))
+  AND ($10::text[] IS NULL OR n.recipient_id = ANY($10))
 ORDER BY n.posted_at, n.need_id
 LIMIT $9
 """
@@ -101,9 +104,11 @@ async def lines(
     *,
     after: list[Any] | None = None,
     limit: int | None = None,
+    donors: list[str] | None = None,
+    recipients: list[str] | None = None,
 ) -> list[asyncpg.Record]:
     """Pledge lines by made at, pledge, ordinal: those after the key `after` (line_after), at
-    most `limit` (None: all, for the totals)."""
+    most `limit` (None: all), of these donors and recipients only (None: any)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         _LINES,
         f.date_from,
@@ -115,6 +120,8 @@ async def lines(
         f.category,
         *(after or (None, None, None)),
         limit,
+        donors,
+        recipients,
     )
     return rows
 
@@ -125,8 +132,10 @@ async def need_rows(
     *,
     after: list[Any] | None = None,
     limit: int | None = None,
+    recipients: list[str] | None = None,
 ) -> list[asyncpg.Record]:
-    """Needs by posted at, need: those after the key `after`, at most `limit` (None: all)."""
+    """Needs by posted at, need: those after the key `after`, at most `limit` (None: all), of
+    these recipients only (None: any)."""
     if f.donor is not None:
         return []  # needs have no donor
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -139,8 +148,68 @@ async def need_rows(
         f.programme,
         *(after or (None, None)),
         limit,
+        recipients,
     )
     return rows
+
+
+async def line_organisations(
+    conn: asyncpg.Connection, f: Filters, *, by: str, after: str | None, limit: int
+) -> list[str]:
+    """The donors or recipients (`by`) of the lines the filters keep, by id, after `after`."""
+    column = {"donor": "donor_id", "recipient": "recipient_id"}[by]
+    return [
+        r["org"]
+        for r in await conn.fetch(
+            f'SELECT DISTINCT {column} COLLATE "C" AS org FROM ({_LINES}) x'
+            # in code point order, as the totals sort the merged ids (C collation)
+            f' WHERE $14::text IS NULL OR {column} > $14 COLLATE "C"'
+            " ORDER BY org LIMIT $15",
+            f.date_from,
+            f.date_to,
+            f.donor,
+            f.recipient,
+            f.partnership,
+            f.programme,
+            f.category,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            after,
+            limit,
+        )
+    ]
+
+
+async def need_organisations(
+    conn: asyncpg.Connection, f: Filters, *, after: str | None, limit: int
+) -> list[str]:
+    """The recipients of the needs the filters keep, by id, after `after`."""
+    if f.donor is not None:
+        return []  # needs have no donor
+    return [
+        r["org"]
+        for r in await conn.fetch(
+            f'SELECT DISTINCT recipient_id COLLATE "C" AS org FROM ({_NEEDS}) y'
+            ' WHERE $11::text IS NULL OR recipient_id > $11 COLLATE "C"'
+            " ORDER BY org LIMIT $12",
+            f.date_from,
+            f.date_to,
+            f.recipient,
+            f.category,
+            f.partnership,
+            f.programme,
+            None,
+            None,
+            None,
+            None,
+            after,
+            limit,
+        )
+    ]
 
 
 def _q(value: Decimal | None) -> str | None:

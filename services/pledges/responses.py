@@ -418,6 +418,7 @@ class TotalsReport(Out):
     columns: list[NeedsReportColumn] | None = None
     rows: list[TotalsReportRow] | None = None
     summary: TotalsReportSummary | None = None
+    next_cursor: str | None
 
 
 class NeedChanged(Out):

@@ -18,8 +18,17 @@ from typing import Any, Literal
 import asyncpg
 
 from services.pledges import domain, queries
-from services.pledges.reports import Filters, countries, lines, need_rows, sector
+from services.pledges.reports import (
+    Filters,
+    countries,
+    line_organisations,
+    lines,
+    need_organisations,
+    need_rows,
+    sector,
+)
 from services.pledges.tables import Column, Table
+from shared import pagination
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
@@ -135,11 +144,26 @@ def _add_needs(
             g["gap_quantity"] += gap
 
 
-async def totals(conn: asyncpg.Connection, f: Filters, *, by: By) -> Table:
-    groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    _add_lines(groups, await lines(conn, f), by)
+async def totals(
+    conn: asyncpg.Connection, f: Filters, *, by: By, cursor: str | None, limit: int
+) -> Table:
+    """A page of `limit` organisations (by id, keyset), each with all its rows: in kind one per
+    category and unit, money one per currency (closed lists: a page's rows are bounded)."""
+    after = pagination.decode(cursor, parts=(str,))
+    start = after[0] if after else None
+    found = set(await line_organisations(conn, f, by=by, after=start, limit=limit + 1))
     if by == "recipient":
-        _add_needs(groups, await need_rows(conn, f))
+        found |= set(await need_organisations(conn, f, after=start, limit=limit + 1))
+    organisations, next_cursor = pagination.page(
+        sorted(found)[: limit + 1], limit=limit, key_of=lambda o: [o]
+    )
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    if organisations:
+        donors = organisations if by == "donor" else None
+        recipients = organisations if by == "recipient" else None
+        _add_lines(groups, await lines(conn, f, donors=donors, recipients=recipients), by)
+        if by == "recipient":
+            _add_needs(groups, await need_rows(conn, f, recipients=organisations))
     org_names = await queries.names(conn, [k[0] for k in groups])
     org_countries = await countries(conn, [k[0] for k in groups])
     rows = []
@@ -155,11 +179,18 @@ async def totals(conn: asyncpg.Connection, f: Filters, *, by: By) -> Table:
         elif by == "donor":
             row["requested"] = row["funding_gap"] = None
         rows.append(row)
-    return Table(f"totals-by-{by}", total_columns(by), rows, {**f.as_json(), "by": by})
+    return Table(
+        f"totals-by-{by}",
+        total_columns(by),
+        rows,
+        {**f.as_json(), "by": by},
+        paged=True,
+        next_cursor=next_cursor,
+    )
 
 
 def converted_summary(table: Table, keys: list[str]) -> dict[str, Any]:
-    """Sums of the converted money columns, in the conversion's currency."""
+    """Sums of the converted money columns of the page's rows, in the conversion's currency."""
     assert table.conversion is not None
     return {
         "currency": table.conversion.target,

@@ -17,7 +17,13 @@ from services.pledges.api.reports import PAGE
 from services.pledges.requests import HISTORY_MAX, HISTORY_PAGE
 from shared import pagination
 from shared.auth import Role
-from tests.pledges.conftest import GENERATORS_NEED, PledgesApi, assert_problem, generators_pledge
+from tests.pledges.conftest import (
+    GENERATORS_NEED,
+    ORGANISATIONS,
+    PledgesApi,
+    assert_problem,
+    generators_pledge,
+)
 
 pytestmark = pytest.mark.once  # keyset SQL any supported PostgreSQL runs alike
 
@@ -25,9 +31,10 @@ AUDITOR = ("twinaid", Role.AUDITOR)
 
 
 async def walk(
-    api: PledgesApi, path: str, *, field: str = "rows", **params: Any
+    api: PledgesApi, path: str, *, field: str = "rows", bounded: bool = True, **params: Any
 ) -> tuple[list[dict[str, Any]], int]:
-    """Every item of a list paged by cursor, its pages followed; and how many pages."""
+    """Every item of a list paged by cursor, its pages followed; and how many pages.
+    `bounded`: `limit` bounds the items of a page (the totals: the organisations)."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     pages = 0
@@ -35,7 +42,7 @@ async def walk(
         body = await api.get(path, **params, **({"cursor": cursor} if cursor else {}))
         pages += 1
         assert pages <= 1000, "the pages go on: a cursor that does not move on"
-        if "limit" in params:
+        if "limit" in params and bounded:
             assert len(body[field]) <= params["limit"]
         items += body[field]
         cursor = body["next_cursor"]
@@ -219,7 +226,7 @@ async def test_a_pledge_history_walked_a_page_at_a_time_gives_every_event_once_i
     assert whole["events"] == events and whole["next_after"] is None
 
 
-@pytest.mark.parametrize("path", ["/v1/reports/needs", "/v1/reports/pledges"])
+@pytest.mark.parametrize("path", ["/v1/reports/needs", "/v1/reports/pledges", "/v1/reports/totals"])
 @pytest.mark.parametrize(
     "cursor",
     [
@@ -252,3 +259,74 @@ async def test_a_history_page_out_of_bounds_is_a_422_problem(
         f"/v1/{kind}/{record}/history", params=params, headers=await api.as_(*AUDITOR)
     )
     assert_problem(answer, 422)
+
+
+async def test_the_totals_walked_a_page_at_a_time_give_each_organisation_once_whole(
+    api: PledgesApi,
+) -> None:
+    """A page of totals is a page of organisations, each with all its rows."""
+    units = (await api.get("/v1/reference"))["units"]
+    for org in ORGANISATIONS:
+        for k, unit in enumerate(units[:2]):
+            need_id = "kharkiv-generators" if (org, k) == ("kharkiv", 0) else f"{org}-{k}"
+            body = {**GENERATORS_NEED, "need_id": need_id, "unit": unit}
+            await api.ok("/v1/needs", body, by=org)
+    await api.ok("/v1/pledges", generators_pledge(), by="lille")
+    for donor in ("leeds", "fondation-de-lille", "chu-lille"):
+        body = generators_pledge(pledge_id=f"{donor}-generators", partnership_id=None)
+        await api.ok("/v1/pledges", body, by=donor)
+    for by, organisations in (
+        ("recipient", sorted(ORGANISATIONS)),
+        ("donor", sorted(["lille", "leeds", "fondation-de-lille", "chu-lille"])),
+    ):
+        whole = await api.get("/v1/reports/totals", by=by, limit=pagination.MAX_LIMIT)
+        assert whole["next_cursor"] is None
+        rows, _ = await walk(api, "/v1/reports/totals", bounded=False, by=by, limit=2)
+        assert rows == whole["rows"]
+        for limit in (1, 3):
+            seen: list[str] = []
+            cursor = None
+            for _ in range(len(organisations) + 1):
+                page = await api.get(
+                    "/v1/reports/totals",
+                    by=by,
+                    limit=limit,
+                    **({"cursor": cursor} if cursor else {}),
+                )
+                on_page = list(dict.fromkeys(r["organisation_id"] for r in page["rows"]))
+                assert len(on_page) <= limit and not set(on_page) & set(seen)
+                seen += on_page
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert seen == organisations, by
+        assert sorted({r["organisation_id"] for r in whole["rows"]}) == organisations
+        if by == "recipient":
+            whole_recipients = whole["rows"]
+    # one recipient's totals (the board's municipality page): one page
+    kharkiv = await api.get("/v1/reports/totals", recipient="kharkiv", limit=1)
+    assert kharkiv["next_cursor"] is None
+    assert {r["organisation_id"] for r in kharkiv["rows"]} == {"kharkiv"}
+    assert kharkiv["rows"] == [r for r in whole_recipients if r["organisation_id"] == "kharkiv"]
+
+
+async def test_every_paged_list_answers_a_bounded_page_by_default(api: PledgesApi) -> None:
+    """The documented default page of each list, below its documented maximum."""
+    paths = api.app.openapi()["paths"]
+    defaults = {}
+    for path in (
+        "/v1/reports/needs",
+        "/v1/reports/pledges",
+        "/v1/reports/totals",
+        "/v1/needs/{need_id}/history",
+        "/v1/pledges/{pledge_id}/history",
+    ):
+        limit = next(p for p in paths[path]["get"]["parameters"] if p["name"] == "limit")
+        defaults[path] = (limit["schema"]["default"], limit["schema"]["maximum"])
+    assert defaults == {
+        "/v1/reports/needs": (PAGE, pagination.MAX_LIMIT),
+        "/v1/reports/pledges": (PAGE, pagination.MAX_LIMIT),
+        "/v1/reports/totals": (PAGE, pagination.MAX_LIMIT),
+        "/v1/needs/{need_id}/history": (HISTORY_PAGE, HISTORY_MAX),
+        "/v1/pledges/{pledge_id}/history": (HISTORY_PAGE, HISTORY_MAX),
+    }

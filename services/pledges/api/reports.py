@@ -149,17 +149,23 @@ async def totals_report(
     ctx: Ctx,
     caller: Caller,
     filters: Filters,
+    request: Request,
     by: totals.By = "recipient",
     format: Format = "json",
     convert_to: ConvertTo = None,
     rate: Rates = [],  # noqa: B006
+    cursor: Cursor = None,
+    limit: Limit = PAGE,
 ) -> Response:
     """Per recipient (with requested and funding gap from its needs) or per donor: in kind by
-    category and unit, money by currency."""
+    category and unit, money by currency; a page of `limit` organisations by id with all
+    their rows: pass `next_cursor` back as `cursor` (null: the last page). The converted
+    summary sums the page's rows. As CSV, the page's rows with the next page in a `Link`
+    header."""
     conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await totals.totals(conn, filters, by=by)
-    return _answer(table, format, totals.TOTAL_MONEY, conversion)
+        table = await totals.totals(conn, filters, by=by, cursor=cursor, limit=limit)
+    return _answer(table, format, totals.TOTAL_MONEY, conversion, request)
 
 
 @router.get(
