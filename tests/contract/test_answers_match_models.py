@@ -246,6 +246,10 @@ async def test_every_registry_answer_matches_its_declared_schema(registry: Check
         await registry.get("getOrganisation", organisation_id=oid)
         await registry.get("getOrganisation", {"as_of": EARLIER}, organisation_id=oid)
         await registry.get("getOrganisationNetwork", organisation_id=oid)
+        one = await registry.get("getOrganisationNetwork", {"limit": 1}, organisation_id=oid)
+        if one and one["next_cursor"]:  # the next page too
+            query = {"limit": 1, "cursor": one["next_cursor"]}
+            await registry.get("getOrganisationNetwork", query, organisation_id=oid)
     partnerships = await registry.pages("listPartnerships")
     assert len(partnerships) == len(registry_demo.PARTNERSHIPS)
     for partnership in partnerships:
@@ -273,6 +277,10 @@ async def test_every_pledges_answer_matches_its_declared_schema(pledges: Checker
             pledges.failures.append(f"getNeed {nid} as_of: {sorted(then)} vs {sorted(now)}")
         await pledges.get("getNeed", {"as_of": EARLIER}, need_id=nid)
         await pledges.get("getNeedHistory", need_id=nid)
+        one = await pledges.get("getNeedHistory", {"limit": 1}, need_id=nid)
+        if one and one["next_after"]:  # the next page too
+            query = {"limit": 1, "after": one["next_after"]}
+            await pledges.get("getNeedHistory", query, need_id=nid)
     for status in ("open", "partly_covered", "covered"):
         await pledges.get("listNeeds", {"status": status})
     made = await pledges.pages("listPledges")
@@ -283,9 +291,16 @@ async def test_every_pledges_answer_matches_its_declared_schema(pledges: Checker
         await pledges.get("getPledge", {"as_of": _now()}, pledge_id=pid)
         await pledges.get("getPledge", {"as_of": EARLIER}, pledge_id=pid)
         await pledges.get("getPledgeHistory", pledge_id=pid)
+        one = await pledges.get("getPledgeHistory", {"limit": 1}, pledge_id=pid)
+        if one and one["next_after"]:  # the next page too
+            query = {"limit": 1, "after": one["next_after"]}
+            await pledges.get("getPledgeHistory", query, pledge_id=pid)
     for report in ("getNeedsReport", "getPledgesReport", "getTotalsReport"):
         await pledges.get(report)
         await pledges.get(report, {"convert_to": "EUR", "rate": ["GBP:1.17", "UAH:0.025"]})
+        page = await pledges.get(report, {"limit": 1})
+        assert page["next_cursor"], f"{report}: the demo fills more than one page of one"
+        await pledges.get(report, {"limit": 1, "cursor": page["next_cursor"]})
     await pledges.get("getReference")
     await pledges.common()
     pledges.verdict()
