@@ -430,30 +430,53 @@ async def integrity(stack: System, acknowledged: dict[str, set[str]]) -> dict[st
         await converge(stack, timeout=60)
         upstream_events, at_consumers, missing = await _at_consumers(stack)
     caused_twice = 0
+    twice: list[str] = []
+    held_by_registry = {
+        str(r["stream_id"]).removeprefix("organisation-"): int(r["n"])
+        for r in await _fetch(
+            stack.dbs["registry"],
+            "SELECT stream_id, count(*) AS n FROM events WHERE event_type = ANY($1::text[])"
+            " GROUP BY stream_id",
+            sorted(directory.HANDLERS),
+        )
+    }
     for service in SERVICES:
-        caused_twice += (
-            await _fetch(
-                stack.dbs[service],
-                "SELECT count(*) AS n FROM (SELECT 1 FROM events"
-                " WHERE metadata->>'causation_id' IS NOT NULL"
-                " GROUP BY metadata->>'causation_id', stream_id, event_type"
-                # one reaction may append several events (a delivery of two lines of a pledge);
-                # a second transaction is the same event applied twice
-                " HAVING count(DISTINCT tx_id) > 1) d",
-            )
-        )[0]["n"]
+        rows = await _fetch(
+            stack.dbs[service],
+            "SELECT metadata->>'causation_id' AS cause, stream_id, event_type,"
+            " count(DISTINCT tx_id) AS txs FROM events"
+            " WHERE metadata->>'causation_id' IS NOT NULL"
+            " GROUP BY metadata->>'causation_id', stream_id, event_type"
+            # one reaction may append several events (a delivery of two lines of a pledge);
+            # a second transaction is the same event applied twice
+            " HAVING count(DISTINCT tx_id) > 1",
+        )
+        caused_twice += len(rows)
+        twice += [
+            f"{service}: {r['event_type']} on {r['stream_id']} caused by {r['cause']}"
+            f" in {r['txs']} transactions"
+            for r in rows
+        ]
         if service != "registry":
-            caused_twice += (
-                await _fetch(
-                    stack.dbs[service],
-                    "SELECT count(*) AS n FROM directory WHERE applied_events > 1",
-                )
-            )[0]["n"]
+            # each organisation's copy applied as many registry events as the registry holds
+            # of it (registered, renamed, contacts changed...), no more
+            applied = await _fetch(
+                stack.dbs[service], "SELECT organisation_id, applied_events FROM directory"
+            )
+            for r in applied:
+                held = held_by_registry.get(r["organisation_id"], 0)
+                if r["applied_events"] > held:
+                    caused_twice += 1
+                    twice.append(
+                        f"{service}: directory {r['organisation_id']} applied"
+                        f" {r['applied_events']} events of the registry's {held}"
+                    )
     report.update(
         upstream_events=upstream_events,
         at_every_consumer=at_consumers,
         missing_at_consumers=missing,
         duplicates_applied_by_consumers=int(caused_twice),
+        duplicate_reactions=twice[:20],
     )
     dead = 0
     for url in stack.dbs.values():
