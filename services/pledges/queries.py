@@ -24,6 +24,16 @@ from shared.event_store import PostgresEventStore, fold
 fmt = domain.quantities.fmt
 
 
+# a record's view embeds its latest revisions, amendments, receipts and deliveries (and how
+# many there are, `<list>_total`): its history (GET .../history, paged) has them all
+RECENT = 100
+
+
+def recent(items: list[Any]) -> list[Any]:
+    """The latest RECENT of a record's list, in their order."""
+    return items[-RECENT:]
+
+
 def sees_internal(viewer: str | None, *organisations: str) -> bool:
     return viewer is None or viewer in organisations
 
@@ -74,7 +84,8 @@ def _need(row: asyncpg.Record, org_names: dict[str, str], viewer: str | None) ->
             "delivered": f(row["delivered"]),
             "gap": f(row["gap"]),
         },
-        "revisions": json.loads(row["revisions"]),
+        "revisions": recent(revisions := json.loads(row["revisions"])),
+        "revisions_total": len(revisions),
         "end_reason": row["end_reason"],
         "posted_at": row["posted_at"].isoformat(),
         "version": row["version"],
@@ -145,7 +156,8 @@ async def need_as_of(
         "deadline": state.deadline.isoformat() if state.deadline else None,
         "status": state.state.value if ended else None,
         "coverage": None,
-        "revisions": revisions,
+        "revisions": recent(revisions),
+        "revisions_total": len(revisions),
         "end_reason": end_reason,
         "posted_at": state.posted_at.isoformat(),
         "version": state.version,

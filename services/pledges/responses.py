@@ -71,7 +71,8 @@ class NeedPageItem(Out):
     deadline: str | None
     status: str
     coverage: NeedCoverage
-    revisions: list[NeedRevision]
+    revisions: list[NeedRevision] = Field(description="the latest 100 (the history has all)")
+    revisions_total: int = Field(description="how many revisions the need has")
     end_reason: str | None
     posted_at: str
     version: int
@@ -101,7 +102,8 @@ class Need(Out):
         " or cancelled if the need had ended by then, else null (coverage is in the reports)"
     )
     coverage: NeedCoverage | None = Field(description="now; null with `as_of`")
-    revisions: list[NeedRevision]
+    revisions: list[NeedRevision] = Field(description="the latest 100 (the history has all)")
+    revisions_total: int = Field(description="how many revisions the need has")
     end_reason: str | None
     posted_at: str
     version: int
@@ -190,7 +192,8 @@ class PledgeLine(Out):
     need_id: str | None
     item: str
     category: str
-    amendments: list[PledgeLineAmendment]
+    amendments: list[PledgeLineAmendment] = Field(description="the latest 100")
+    amendments_total: int = Field(description="how many amendments the line has")
     quantity: str | None = None
     unit: str | None = None
     weight_kg: str | None = None
@@ -200,13 +203,19 @@ class PledgeLine(Out):
     short: str | None = None
     lost: str | None = None
     remaining: str | None = None
-    deliveries: list[PledgeLineDelivery] | None = None
+    deliveries: list[PledgeLineDelivery] | None = Field(
+        default=None, description="the latest 100 (the history has all)"
+    )
+    deliveries_total: int | None = Field(default=None, description="how many deliveries")
     donor_reported: PledgeLineDonorReported | None
     amount: int | None = None
     currency: str | None = None
     formatted: str | None = None
     outstanding: int | None = None
-    receipts: list[PledgeLineReceipt] | None = None
+    receipts: list[PledgeLineReceipt] | None = Field(
+        default=None, description="the latest 100 (the history has all)"
+    )
+    receipts_total: int | None = Field(default=None, description="how many receipts")
 
 
 class Pledge(Out):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.pledges import domain
-from services.pledges.queries import sees_internal
+from services.pledges.queries import recent, sees_internal
 
 fmt = domain.quantities.fmt
 
@@ -35,8 +35,10 @@ def line_json(line: domain.Line) -> dict[str, Any]:
         "item": line.item,
         "category": line.category,
         "amendments": [
-            {"previous": a.previous, "new": a.new, "reason": a.reason} for a in line.amendments
+            {"previous": a.previous, "new": a.new, "reason": a.reason}
+            for a in recent(list(line.amendments))
         ],
+        "amendments_total": len(line.amendments),
     }
     if line.kind is domain.LineKind.MONEY:
         assert line.currency is not None
@@ -52,8 +54,9 @@ def line_json(line: domain.Line) -> dict[str, Any]:
                     "received_on": r.received_on.isoformat(),
                     "reference": r.reference,
                 }
-                for r in line.receipts
+                for r in recent(list(line.receipts))
             ],
+            "receipts_total": len(line.receipts),
             "donor_reported": _donor_figure(line),
         }
         return out
@@ -82,8 +85,9 @@ def line_json(line: domain.Line) -> dict[str, Any]:
                 "short": fmt(d.short),
                 "lost": fmt(d.lost),
             }
-            for d in line.deliveries
+            for d in recent(list(line.deliveries))
         ],
+        "deliveries_total": len(line.deliveries),
         "donor_reported": _donor_figure(line),
     }
     return out

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from services.pledges import events as ev
 from services.pledges.api.reports import PAGE
+from services.pledges.queries import RECENT
 from services.pledges.requests import HISTORY_MAX, HISTORY_PAGE
 from shared import pagination
 from shared.auth import Role
@@ -205,6 +207,15 @@ async def test_a_need_history_walked_a_page_at_a_time_gives_every_event_once_in_
     small, pages = await history(api, path, limit=7)
     assert small == events and pages == -(-(HISTORY_PAGE + 2) // 7)
     assert (await api.get(path, reader="kharkiv", limit=HISTORY_MAX))["next_after"] is None
+    # the need's view and the list embed its latest revisions only, and say how many
+    for view in (
+        await api.get("/v1/needs/kharkiv-generators"),
+        (await api.get("/v1/needs", recipient="kharkiv"))["items"][0],
+    ):
+        assert view["revisions_total"] == HISTORY_PAGE + 1
+        assert [r["reason"] for r in view["revisions"]] == [
+            f"revision {k}" for k in range(HISTORY_PAGE + 1 - RECENT, HISTORY_PAGE + 1)
+        ]
 
 
 async def test_a_pledge_history_walked_a_page_at_a_time_gives_every_event_once_in_order(
@@ -330,3 +341,52 @@ async def test_every_paged_list_answers_a_bounded_page_by_default(api: PledgesAp
         "/v1/needs/{need_id}/history": (HISTORY_PAGE, HISTORY_MAX),
         "/v1/pledges/{pledge_id}/history": (HISTORY_PAGE, HISTORY_MAX),
     }
+
+
+async def test_a_pledge_line_embeds_its_latest_amendments_and_receipts_only(
+    api: PledgesApi,
+) -> None:
+    """A line's view is bounded however long its history: the latest RECENT amendments and
+    receipts, with how many there are (the pledge's history pages through them all)."""
+    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    money = {
+        "line_id": "funds",
+        "kind": "money",
+        "item": "Convoy funding",
+        "category": "medicines",
+        "amount": 10_000_000,
+        "currency": "EUR",
+    }
+    lines = [*generators_pledge()["lines"], money]
+    await api.ok("/v1/pledges", generators_pledge(lines=lines, commit=True), by="lille")
+    count = RECENT + 2
+    for k in range(count):
+        await api.ok(
+            "/v1/pledges/lille-generators/lines/generators/amendments",
+            {"quantity": str(99 - k % 50), "reason": f"amendment {k}"},
+            by="lille",
+        )
+        await api.ok(
+            "/v1/pledges/lille-generators/lines/funds/receipts",
+            {
+                "amount": 100,
+                "currency": "EUR",
+                "received_on": "2023-02-22",
+                "reference": f"SEPA {k}",
+            },
+            by="kharkiv",
+        )
+    generators, funds = (await api.get("/v1/pledges/lille-generators", reader="lille"))["lines"]
+    assert generators["amendments_total"] == count
+    assert [a["reason"] for a in generators["amendments"]] == [
+        f"amendment {k}" for k in range(count - RECENT, count)
+    ]
+    assert generators["deliveries"] == [] and generators["deliveries_total"] == 0
+    assert funds["receipts_total"] == count and funds["recipient_confirmed"] == 100 * count
+    assert [r["reference"] for r in funds["receipts"]] == [
+        f"SEPA {k}" for k in range(count - RECENT, count)
+    ]
+    events, _ = await history(api, "/v1/pledges/lille-generators/history", limit=50)
+    assert [e["stream_version"] for e in events] == list(range(1, len(events) + 1))
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count(ev.PLEDGE_LINE_AMENDED) == kinds.count(ev.MONEY_RECEIVED) == count
