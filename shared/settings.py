@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -17,7 +18,9 @@ def topic_for(service: str) -> str:
 
 
 def database_for(service: str) -> str:
-    return f"twinaid_{service}"
+    """A service's database on a shared server: twinaid_<service>, or
+    <TWINAID_DATABASE_PREFIX>_<service> (several stacks on one server, e.g. tests)."""
+    return f"{os.environ.get('TWINAID_DATABASE_PREFIX') or 'twinaid'}_{service}"
 
 
 class Settings(BaseSettings):

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,11 +48,13 @@ from services.pledges import demo_data as pledges_demo
 from services.registry import demo as registry_demo
 from services.shipments import demo_data as shipments_demo
 from shared.db import with_database
-from shared.settings import SERVICES, database_for
+from shared.settings import SERVICES
+from shared.testing import SYSTEM_PG
 from tests.e2e.processes import Printed, read_until_ready, stack_env
 
-# `make run` brings its own embedded PostgreSQL whatever TWINAID_TEST_PG says: CI runs it once
-pytestmark = pytest.mark.once
+# the stack as `make run` starts it: its embedded PostgreSQL, or (TWINAID_TEST_PG=system) the
+# server at 127.0.0.1:5432 with databases of its own (TWINAID_DATABASE_PREFIX), dropped after
+SYSTEM = os.environ.get("TWINAID_TEST_PG") == "system"
 
 OLHA = "Olha Kravchenko"  # the receiver of the medicines; Kharkiv's contact too, below
 ERASED = (OLHA, "Karim Benali", "Andrii Melnyk")  # the receiver, a driver, an escort leader
@@ -118,12 +121,13 @@ def demo_people(*modules: ModuleType) -> dict[str, Person]:
 class Running:
     data_dir: Path
     printed: Printed
+    prefix: str = "twinaid"  # of its databases' names (shared/settings.py database_for)
 
     def key(self, organisation: str, role: str) -> str:
         return self.printed.key(organisation, role)
 
     def database(self, service: str) -> str:
-        return with_database(self.printed.database, database_for(service))
+        return with_database(self.printed.database, f"{self.prefix}_{service}")
 
 
 @pytest.fixture
@@ -133,6 +137,10 @@ def stack() -> Iterator[Running]:
     # root) then panics at its next checkpoint, e.g. when `audit replay` creates a database
     data_dir = Path(tempfile.mkdtemp(prefix="twinaid-nowhere-"))
     env = {**stack_env(data_dir), "RATE_LIMIT_PER_SECOND": "0"}
+    prefix = "twinaid"
+    if SYSTEM:
+        prefix = f"t_nowhere_{uuid.uuid4().hex[:8]}"
+        env.update(DATABASE_URL=SYSTEM_PG, TWINAID_DATABASE_PREFIX=prefix)
     with open(data_dir / "stack-stderr.txt", "w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shared.devstack"],
@@ -142,7 +150,7 @@ def stack() -> Iterator[Running]:
             text=True,
         )
     try:
-        yield Running(data_dir, Printed(read_until_ready(proc, timeout=120)))
+        yield Running(data_dir, Printed(read_until_ready(proc, timeout=120)), prefix)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -152,6 +160,17 @@ def stack() -> Iterator[Running]:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(data_dir, ignore_errors=True)
+        if SYSTEM:
+            asyncio.run(_drop(prefix))
+
+
+async def _drop(prefix: str) -> None:
+    admin = await asyncpg.connect(SYSTEM_PG)
+    try:
+        for service in SERVICES:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def _settled(stack: Running) -> str:
