@@ -435,7 +435,10 @@ async def get_partnership(
         "phase": state.phase,
         "fields": list(state.fields),
         "status": state.status.value,
-        "history": [{"status": s, "occurred_at": t.isoformat()} for s, t in state.history],
+        "history": [
+            {"status": s, "occurred_at": t.isoformat()} for s, t in queries.recent(state.history)
+        ],
+        "history_total": len(state.history),
         "agreements": [
             {
                 "organisation_id": a.organisation_id,
@@ -443,8 +446,9 @@ async def get_partnership(
                 "occurred_at": a.occurred_at.isoformat(),
                 "actor": a.actor,
             }
-            for a in state.agreements
+            for a in queries.recent(state.agreements)
         ],
+        "agreements_total": len(state.agreements),
         "version": state.version,
         "as_of": as_of.isoformat(),
     }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -11,6 +12,7 @@ from services.registry import domain
 from shared import pagination
 from shared.errors import NotFound
 
+T = TypeVar("T")
 _ORG_COLUMNS = (
     "organisation_id, name, kind, country, region, aliases, coordinates, parent_id, contacts,"
     " version, name_folded"
@@ -98,7 +100,19 @@ _PARTNERSHIP_COLUMNS = (
 )
 
 
+# a partnership's view embeds its latest status changes and agreements (signed and suspended
+# may alternate without end), and how many there are; its audit history has them all
+RECENT = 100
+
+
+def recent(items: Sequence[T]) -> list[T]:
+    """The latest RECENT of a record's list, in their order."""
+    return list(items[-RECENT:])
+
+
 def _partnership(row: asyncpg.Record) -> dict[str, Any]:
+    history = json.loads(row["history"])
+    agreements = json.loads(row["agreements"])
     return {
         "partnership_id": row["partnership_id"],
         "organisations": [row["org_a"], row["org_b"]],
@@ -110,8 +124,10 @@ def _partnership(row: asyncpg.Record) -> dict[str, Any]:
         "proposed_at": row["proposed_at"].isoformat(),
         "signed_at": row["signed_at"].isoformat() if row["signed_at"] else None,
         "changed_at": row["changed_at"].isoformat(),
-        "history": json.loads(row["history"]),
-        "agreements": json.loads(row["agreements"]),
+        "history": recent(history),
+        "history_total": len(history),
+        "agreements": recent(agreements),
+        "agreements_total": len(agreements),
         "version": row["version"],
     }
 

@@ -102,8 +102,12 @@ class NetworkPartnerPartnership(Out):
     proposed_at: str
     signed_at: str | None
     changed_at: str
-    history: list[NetworkPartnerPartnershipHistory]
-    agreements: list[Any]
+    history: list[NetworkPartnerPartnershipHistory] = Field(
+        description="the latest 100 status changes"
+    )
+    history_total: int = Field(description="how many status changes the partnership has")
+    agreements: list[Any] = Field(description="the latest 100 agreements")
+    agreements_total: int = Field(description="how many agreements were recorded")
     version: int
 
 
@@ -144,8 +148,10 @@ class PartnershipPageItem(Out):
     proposed_at: str
     signed_at: str | None
     changed_at: str
-    history: list[PartnershipPageItemHistory]
-    agreements: list[Any]
+    history: list[PartnershipPageItemHistory] = Field(description="the latest 100 status changes")
+    history_total: int = Field(description="how many status changes the partnership has")
+    agreements: list[Any] = Field(description="the latest 100 agreements")
+    agreements_total: int = Field(description="how many agreements were recorded")
     version: int
 
 
@@ -185,8 +191,10 @@ class Partnership(Out):
     proposed_at: str | None = None
     signed_at: str | None = None
     changed_at: str | None = None
-    history: list[PartnershipHistory]
-    agreements: list[PartnershipAgreement]
+    history: list[PartnershipHistory] = Field(description="the latest 100 status changes")
+    history_total: int = Field(description="how many status changes the partnership has")
+    agreements: list[PartnershipAgreement] = Field(description="the latest 100 agreements")
+    agreements_total: int = Field(description="how many agreements were recorded")
     version: int
     as_of: str | None = None
 

@@ -5,12 +5,15 @@ a cursor the list did not give is a 422 problem."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from services.registry.api import PAGE
+from services.registry.queries import RECENT
 from shared import pagination
+from shared.auth import Role
 from tests.registry.conftest import KHARKIV, RegistryApi, assert_problem
 
 pytestmark = pytest.mark.once  # keyset SQL any supported PostgreSQL runs alike
@@ -105,3 +108,50 @@ async def test_a_cursor_the_network_did_not_give_is_a_422_problem(
     )
     problem = assert_problem(answer, 422)
     assert [p["name"] for p in problem["invalid_params"]] == ["query.cursor"]
+
+
+async def test_a_partnership_embeds_its_latest_status_changes_and_agreements_only(
+    api: RegistryApi,
+) -> None:
+    """Signed and suspended may alternate without end: a partnership's view stays bounded,
+    the latest RECENT status changes and agreements with how many there are."""
+    await partners(api, ["Lyon"])
+    cycles = RECENT // 2 + 3
+
+    async def signed_by_both() -> None:
+        """Each organisation agrees with its own member's key (two agreements recorded)."""
+        for org, status in (("kharkiv", 202), ("p000", 200)):
+            answer = await api.client.post(
+                "/v1/partnerships/kharkiv-p000/transitions",
+                json={"to": "signed"},
+                headers=await api.as_(org, Role.MEMBER),
+            )
+            assert answer.status_code == status, answer.text
+
+    await signed_by_both()
+    for _ in range(cycles):
+        await api.move("kharkiv-p000", "suspended")
+        await signed_by_both()
+    changes = 2 + 2 * cycles  # proposed, signed, then each suspension and resumption
+    now = datetime.now(UTC).isoformat()
+    views = [
+        (await api.client.get("/v1/partnerships/kharkiv-p000", headers=api.as_admin)).json(),
+        (
+            await api.client.get(
+                "/v1/partnerships/kharkiv-p000", params={"as_of": now}, headers=api.as_admin
+            )
+        ).json(),
+        (await api.client.get("/v1/partnerships", headers=api.as_admin)).json()["items"][0],
+        (await walk(api, "/v1/organisations/kharkiv/network"))[0][0]["partnership"],
+    ]
+    for view in views:
+        assert view["history_total"] == changes, view
+        assert len(view["history"]) == RECENT
+        assert [h["status"] for h in view["history"]] == ["suspended", "signed"] * (RECENT // 2)
+        assert view["agreements_total"] == 2 + 2 * cycles
+        assert [a["organisation_id"] for a in view["agreements"]] == ["kharkiv", "p000"] * (
+            RECENT // 2
+        )
+    assert [h["occurred_at"] for h in views[0]["history"]] == [
+        h["occurred_at"] for h in views[1]["history"]
+    ]
