@@ -47,6 +47,7 @@ STREAM_TYPE = "subject"
 ERASED = "(erased)"  # what a view shows in place of an erased personal field
 SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"
 DEFAULT_RETENTION = timedelta(days=730)
+RECORDED_GRAIN = timedelta(hours=1)  # how exactly a subject's last_recorded_at is kept
 RETENTION_BATCH = 100  # subjects erased per transaction by the worker
 
 LegalBasis = Literal[
@@ -138,13 +139,24 @@ async def subject_for(
     """The subject id and key of the person `name` as `organisation` records them: the
     existing subject (not erased), or a new one."""
     print_ = await fingerprint(conn, organisation, name)
+    # read, not locked: many writes naming one person at once (a warehouse head confirming
+    # every delivery) do not queue on the subject's row; its last_recorded_at is kept to the
+    # hour (retention counts in days). A write that read the key just before an erasure
+    # seals under a destroyed key: erased too.
     row = await conn.fetchrow(
-        "UPDATE privacy_subjects SET last_recorded_at = greatest(last_recorded_at, $2)"
-        " WHERE fingerprint = $1 RETURNING subject_id, data_key",
+        "SELECT subject_id, data_key, last_recorded_at FROM privacy_subjects"
+        " WHERE fingerprint = $1",
         print_,
-        now,
     )
-    if row is None:
+    if row is not None and row["data_key"] is not None:
+        if row["last_recorded_at"] < now - RECORDED_GRAIN:
+            await conn.execute(
+                "UPDATE privacy_subjects SET last_recorded_at = greatest(last_recorded_at, $2)"
+                " WHERE subject_id = $1",
+                row["subject_id"],
+                now,
+            )
+    else:
         subject_id = f"{service}-{secrets.token_hex(16)}"
         row = await conn.fetchrow(
             "INSERT INTO privacy_subjects (subject_id, organisation_id, fingerprint, data_key,"
