@@ -121,6 +121,9 @@ PREVIOUS: dict[str, Mapping[tuple[str, int], Any]] = {
     "pledges": pev.PREVIOUS,
     "shipments": sev.PREVIOUS,
 }
+# TWINAID_BENCH_CLEAR_PERSONS=1: people in clear (schema version 1), as before issue 20, to
+# measure what sealing costs a replay in the same conditions
+CLEAR_PERSONS = os.environ.get("TWINAID_BENCH_CLEAR_PERSONS", "") not in ("", "0")
 # where the generated payloads name people, and which of their fields are personal: sealed as
 # the services seal them (shared/privacy.py) in the event types of schema version 2
 PERSONS: dict[str, tuple[str, ...]] = {
@@ -814,6 +817,8 @@ def drafts(service: str, seed: int) -> Iterator[Draft]:
         event_type, data, lag = step
         model = SCHEMAS[service][event_type]
         version = version_of(model)
+        if CLEAR_PERSONS and version > 1:  # the history as written before people were sealed
+            model, version = PREVIOUS[service][event_type, 1], 1
         if version > 1:  # people sealed, as the service writes them
             if event_type not in validated:
                 PREVIOUS[service][event_type, 1].model_validate(data)
