@@ -247,6 +247,12 @@ async def test_a_receiver_down_for_a_while_gets_every_event_in_order_once_back(
         assert stack.receiver.received == []
         await stack.receiver.start()
         await until(lambda: len(stack.receiver.at("/lille")) == 3)
+
+        async def recorded() -> bool:  # the last answer received is recorded after it
+            answer = await stack.get("lille", Role.MEMBER, log_path)
+            return bool(answer.json()["after_position"] == planned[-1][0])
+
+        await until(recorded)
     got = stack.receiver.at("/lille")
     assert [r.body["data"]["position"] for r in got] == [p for p, _, _ in planned]
     assert [r.headers["webhook-id"] for r in got] == [e for _, e, _ in planned]
