@@ -361,3 +361,13 @@ CREATE TABLE IF NOT EXISTS log_redactions (
     public_key         text NOT NULL,
     signature          text NOT NULL
 );
+
+-- Snapshots of folded streams (shared/snapshots.py): a cache of a stream's state at a version,
+-- as JSON in a versioned `format`. Dropping them changes nothing but speed; the projection that
+-- saves them lists this table, so a rebuild empties it and recreates them.
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id      text PRIMARY KEY,
+    stream_version integer NOT NULL,
+    format         text NOT NULL,
+    state          jsonb NOT NULL
+);

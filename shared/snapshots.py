@@ -1,0 +1,199 @@
+"""Snapshots of folded streams: a cache, so that loading a record costs the same at any history
+size (issue 19 point 1).
+
+A snapshot is a stream's state folded up to a version, as JSON, tagged with its format (a name
+carrying a version, e.g. `shipments.convoy.v1`). Loading takes the stream's snapshot of the
+current format, if any, and folds the events after its version onto it; a snapshot of another
+format, or ahead of the version asked for, is ignored (the stream is folded from its start).
+The projection that folds a stream anyway saves its state after each write, in the same
+transaction as the events.
+
+Snapshots are a cache: dropping them changes nothing but speed. The projection that saves them
+lists `snapshots` among its tables, so a rebuild empties the table and recreates them. Bump the
+format whenever the state's shape, or what its evolve folds into it, changes. Reads of the past
+(`as_of`) fold the log from its start: snapshots hold only the latest state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import asyncpg
+
+from shared.event_store import EventStore, fold
+from shared.events import RecordedEvent
+from shared.rows import COLUMNS, from_row
+
+__all__ = [
+    "TABLE",
+    "InMemorySnapshots",
+    "Kind",
+    "PostgresSnapshots",
+    "Snapshot",
+    "SnapshotStore",
+    "load",
+    "load_many",
+    "save",
+]
+
+S = TypeVar("S")
+TABLE = "snapshots"
+
+
+@dataclass(frozen=True)
+class Kind(Generic[S]):
+    """How a kind of stream folds and how its state is written down. `format` names the
+    state's JSON shape with its version; `initial` gives the state of a stream with no event
+    from the stream's id; decode(encode(state)) must equal state."""
+
+    format: str
+    initial: Callable[[str], S]
+    evolve: Callable[[S, RecordedEvent], S]
+    encode: Callable[[S], Mapping[str, Any]]
+    decode: Callable[[Mapping[str, Any]], S]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stream_id: str
+    stream_version: int
+    format: str
+    state: Mapping[str, Any]
+
+
+class SnapshotStore(Protocol):
+    async def get(self, stream_ids: Sequence[str], format: str) -> dict[str, Snapshot]:
+        """The snapshots of `format` of these streams, by stream id (others are left out)."""
+        ...
+
+    async def put(self, snapshots: Sequence[Snapshot]) -> None:
+        """Keep each unless its stream holds a later one of the same format."""
+        ...
+
+
+class PostgresSnapshots:
+    """The `snapshots` table (shared/schema.sql), on the caller's connection and transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def get(self, stream_ids: Sequence[str], format: str) -> dict[str, Snapshot]:
+        rows = await self.conn.fetch(
+            "SELECT stream_id, stream_version, format, state::text AS state FROM snapshots"
+            " WHERE stream_id = ANY($1::text[]) AND format = $2",
+            list(stream_ids),
+            format,
+        )
+        return {
+            r["stream_id"]: Snapshot(
+                r["stream_id"], r["stream_version"], r["format"], json.loads(r["state"])
+            )
+            for r in rows
+        }
+
+    async def put(self, snapshots: Sequence[Snapshot]) -> None:
+        if not snapshots:
+            return
+        await self.conn.executemany(
+            """
+            INSERT INTO snapshots (stream_id, stream_version, format, state)
+            VALUES ($1, $2, $3, $4::jsonb)
+            ON CONFLICT (stream_id) DO UPDATE SET
+                stream_version = excluded.stream_version, format = excluded.format,
+                state = excluded.state
+            WHERE snapshots.format <> excluded.format
+               OR snapshots.stream_version <= excluded.stream_version
+            """,
+            [
+                (
+                    s.stream_id,
+                    s.stream_version,
+                    s.format,
+                    json.dumps(s.state, separators=(",", ":")),
+                )
+                for s in snapshots
+            ],
+        )
+
+
+class InMemorySnapshots:
+    """For pure tests, beside shared/memory_store.py. States are kept as JSON text, so what
+    comes back went through the same round trip as with PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[int, str, str]] = {}
+
+    async def get(self, stream_ids: Sequence[str], format: str) -> dict[str, Snapshot]:
+        out = {}
+        for stream_id in stream_ids:
+            row = self.rows.get(stream_id)
+            if row is not None and row[1] == format:
+                out[stream_id] = Snapshot(stream_id, row[0], row[1], json.loads(row[2]))
+        return out
+
+    async def put(self, snapshots: Sequence[Snapshot]) -> None:
+        for s in snapshots:
+            row = self.rows.get(s.stream_id)
+            if row is None or row[1] != s.format or row[0] <= s.stream_version:
+                self.rows[s.stream_id] = (s.stream_version, s.format, json.dumps(s.state))
+
+
+def _start(
+    kind: Kind[S], stream_id: str, snapshot: Snapshot | None, up_to: int | None
+) -> tuple[S, int]:
+    """The state to fold from and its version: the snapshot's, unless it is ahead."""
+    if snapshot is None or (up_to is not None and snapshot.stream_version > up_to):
+        return kind.initial(stream_id), 0
+    return kind.decode(snapshot.state), snapshot.stream_version
+
+
+async def load(
+    events: EventStore, snapshots: SnapshotStore, kind: Kind[S], stream_id: str
+) -> tuple[S, int]:
+    """The stream's latest state and its version: its snapshot, if any, and the events after."""
+    found = (await snapshots.get([stream_id], kind.format)).get(stream_id)
+    state, version = _start(kind, stream_id, found, None)
+    after = await events.read_stream(stream_id, after_version=version)
+    if after:
+        version = after[-1].stream_version
+    return fold(after, state, kind.evolve), version
+
+
+async def load_many(
+    conn: asyncpg.Connection, kind: Kind[S], up_to: Mapping[str, int]
+) -> dict[str, S]:
+    """The state of each stream at the version `up_to` gives it, from its snapshot and the
+    events between: two statements however many streams."""
+    found = await PostgresSnapshots(conn).get(list(up_to), kind.format)
+    starts = {sid: _start(kind, sid, found.get(sid), v) for sid, v in up_to.items()}
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS} FROM unnest($1::text[], $2::int[], $3::int[]) AS w(stream_id, after, upto)
+        JOIN events e ON e.stream_id = w.stream_id
+                     AND e.stream_version > w.after AND e.stream_version <= w.upto
+        ORDER BY e.stream_id, e.stream_version
+        """,
+        list(starts),
+        [version for _, version in starts.values()],
+        [up_to[sid] for sid in starts],
+    )
+    states = {sid: state for sid, (state, _) in starts.items()}
+    for row in rows:
+        event = from_row(row)
+        states[event.stream_id] = kind.evolve(states[event.stream_id], event)
+    return states
+
+
+async def save(
+    snapshots: SnapshotStore, kind: Kind[S], states: Mapping[str, tuple[int, S]]
+) -> None:
+    """Keep `states` (stream id -> (version, state)) as the streams' snapshots."""
+    await snapshots.put(
+        [
+            Snapshot(stream_id, version, kind.format, kind.encode(state))
+            for stream_id, (version, state) in states.items()
+        ]
+    )
