@@ -18,20 +18,50 @@ import asyncpg
 
 from services.shipments import access, domain, ledger, privacy, projections, views
 from services.shipments import events as ev
-from shared import directory, errors
+from shared import directory, errors, snapshots
 from shared import projections as proj
 from shared.auth import Principal
 from shared.event_store import PostgresEventStore, fold
 from shared.events import Metadata, NewEvent
+from shared.rows import COLUMNS, from_row
 
 
 async def load_convoy(
     conn: asyncpg.Connection, convoy_id: str, *, as_of: datetime | None = None
 ) -> domain.Convoy:
-    history = await PostgresEventStore(conn).read_stream(
-        f"{ev.STREAM_CONVOY}-{convoy_id}", as_of=as_of
+    """The convoy now: its snapshot and the events after it (shared/snapshots.py). As of an
+    instant: folded from the start of its log (a snapshot holds only the latest state)."""
+    stream_id = f"{ev.STREAM_CONVOY}-{convoy_id}"
+    store = PostgresEventStore(conn)
+    if as_of is not None:
+        history = await store.read_stream(stream_id, as_of=as_of)
+        return fold(history, domain.Convoy(convoy_id), domain.evolve)
+    state, _ = await snapshots.load(
+        store, snapshots.PostgresSnapshots(conn), projections.CONVOY, stream_id
     )
-    return fold(history, domain.Convoy(convoy_id), domain.evolve)
+    return state
+
+
+async def recorded_entries(
+    conn: asyncpg.Connection, convoy_id: str, entry_ids: Sequence[str]
+) -> dict[str, domain.Entry]:
+    """The convoy's road entries recorded under these ids, by id, as the log holds them (the
+    timeline finds them: the state keeps no list of entries)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS} FROM convoy_timeline t JOIN events e ON e.event_id = t.event_id
+        WHERE t.convoy_id = $1 AND t.entry_id = ANY($2::text[]) AND e.event_type = ANY($3)
+        ORDER BY e.stream_version
+        """,
+        convoy_id,
+        sorted(set(entry_ids)),
+        list(ev.ENTRY_EVENTS.values()),
+    )
+    found: dict[str, domain.Entry] = {}
+    for row in rows:
+        entry = domain.entry_of(from_row(row))
+        found.setdefault(entry.entry_id, entry)
+    return found
 
 
 def parties(state: domain.Convoy) -> access.Parties:
@@ -179,12 +209,17 @@ async def record_entries(
         )
     }
     lines = await ledger.lines(conn, [(x.pledge_id, x.line_id) for x in state.loaded])
+    recorded = await recorded_entries(conn, convoy_id, [entry.entry_id for entry in entries])
     decision = domain.record_entries(
         state,
-        [await _sealed(conn, state, entry, caller=caller, now=now) for entry in entries],
+        [
+            await _sealed(conn, state, entry, recorded.get(entry.entry_id), caller=caller, now=now)
+            for entry in entries
+        ],
         now=now,
         known_organisations=known,
         pledge_lines=lines,
+        recorded=recorded,
     )
     state = await _record(conn, state, decision.events, metadata=metadata, now=now)
     return _answer(
@@ -199,6 +234,7 @@ async def _sealed(
     conn: asyncpg.Connection,
     state: domain.Convoy,
     entry: domain.FieldEntry,
+    seen: domain.Entry | None,
     *,
     caller: Principal,
     now: datetime,
@@ -209,8 +245,8 @@ async def _sealed(
     recorded before persons were sealed carry that one.
 
     A caller who may not see people re-sending an entry is answered on the recorded persons,
-    never on the names it sent: not by their digest either (it would tell a right guess)."""
-    seen = state.entry(entry.entry_id)
+    never on the names it sent: not by their digest either (it would tell a right guess).
+    `seen`: the entry recorded under its id, if any."""
     if seen is None:
         recorder = access.road_recorder(caller.organisation, parties(state))
         details = await privacy.seal_parties(conn, entry.details, recorder=recorder, now=now)

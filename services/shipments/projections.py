@@ -2,6 +2,8 @@
 
 A convoy's row is its folded state up to the event being projected (views.document), so the read
 model says exactly what the rules decide on, however late and out of order road entries came.
+The state comes from the convoy's snapshot and the events after it (shared/snapshots.py), and
+its new snapshot is saved with the rows: a write costs the same at any history size.
 """
 
 from __future__ import annotations
@@ -13,33 +15,38 @@ import asyncpg
 
 from services.shipments import domain, privacy, views
 from services.shipments import events as ev
-from shared.event_store import fold
+from services.shipments.domain import codec
+from shared import snapshots
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.rows import COLUMNS, from_row
+
+CONVOY_PREFIX = f"{ev.STREAM_CONVOY}-"
+# a convoy's state, snapshotted (its format: domain/codec.py)
+CONVOY = snapshots.Kind(
+    format=codec.FORMAT,
+    initial=lambda stream_id: domain.Convoy(stream_id.removeprefix(CONVOY_PREFIX)),
+    evolve=domain.evolve,
+    encode=codec.encode,
+    decode=codec.decode,
+)
 
 
 async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-    """The rows of every convoy `events` touch, from its state after the last of them, and one
-    timeline row per event. The same rows as one write per event: a convoy's row keeps its
+    """The rows of every convoy `events` touch, from its state after the last of them (its
+    snapshot and the events after it; the new snapshot is saved), and one timeline row per
+    event. The same rows as one write per event: a convoy's row keeps its
     latest version, and its manifest lines are only ever added, with only their state changing
     afterwards. A few statements for the whole batch, however many convoys it touches."""
     last: dict[str, int] = {}
     for event in events:
         last[event.stream_id] = event.stream_version
-    rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM events e WHERE e.stream_id = ANY($1::text[])"
-        " ORDER BY e.stream_id, e.stream_version",
-        list(last),
+    folded = await snapshots.load_many(conn, CONVOY, last)
+    await snapshots.save(
+        snapshots.PostgresSnapshots(conn),
+        CONVOY,
+        {sid: (last[sid], state) for sid, state in folded.items()},
     )
-    histories: dict[str, list[RecordedEvent]] = {}
-    for row in rows:
-        if row["stream_version"] <= last[row["stream_id"]]:
-            histories.setdefault(row["stream_id"], []).append(from_row(row))
-    states = [
-        fold(history, domain.Convoy(history[0].data["convoy_id"]), domain.evolve)
-        for history in histories.values()
-    ]
+    states = list(folded.values())
     await conn.executemany(
         """
         INSERT INTO convoys (convoy_id, reference, status, origin_id, destination_id, carrier_id,
@@ -122,7 +129,7 @@ def _convoy_row(state: domain.Convoy) -> tuple[object, ...]:
         state.planned_departure,
         state.dispatched_at,
         news.occurred_at if news else None,
-        max((e.recorded_at for e in state.entries), default=None),
+        state.last_recorded_at,
         json.dumps(views.document(state)),
         state.version,
     )
@@ -130,7 +137,8 @@ def _convoy_row(state: domain.Convoy) -> tuple[object, ...]:
 
 CONVOYS = Projection(
     name="convoys",
-    tables=("convoys", "manifest_lines", "convoy_timeline"),
+    # snapshots: a rebuild empties them with the rows and recreates them
+    tables=("convoys", "manifest_lines", "convoy_timeline", snapshots.TABLE),
     handlers=dict.fromkeys(ev.SCHEMAS, _convoy),
     batch=_convoys,
 )

@@ -84,3 +84,6 @@ CREATE TABLE IF NOT EXISTS convoy_timeline (
 );
 CREATE INDEX IF NOT EXISTS convoy_timeline_order
     ON convoy_timeline (convoy_id, occurred_at, stream_version);
+-- a re-sent road entry is looked up by its id (handlers.recorded_entries): the convoy's state
+-- keeps no list of its entries
+CREATE INDEX IF NOT EXISTS convoy_timeline_entry ON convoy_timeline (convoy_id, entry_id);

@@ -12,7 +12,8 @@ from services.shipments import domain
 from services.shipments.domain import ConvoyStatus, dec, text
 
 ZERO = Decimal(0)
-INCIDENTS_SHOWN = 100  # a convoy's view embeds its latest incidents; its timeline has them all
+# a convoy's view embeds its latest incidents (the state keeps those); its timeline has them all
+INCIDENTS_SHOWN = domain.INCIDENTS_KEPT
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -114,6 +115,7 @@ def discrepancies(state: domain.Convoy) -> list[dict[str, Any]]:
 
 
 def _incidents(state: domain.Convoy) -> list[dict[str, Any]]:
+    """The latest INCIDENTS_SHOWN incidents, in the order they occurred."""
     return [
         {
             "entry_id": e.entry_id,
@@ -125,8 +127,7 @@ def _incidents(state: domain.Convoy) -> list[dict[str, Any]]:
             "occurred_at": e.occurred_at.isoformat(),
             "recorded_at": e.recorded_at.isoformat(),
         }
-        for e in state.road
-        if e.kind == "incident"
+        for e in state.incidents
     ]
 
 
@@ -166,6 +167,7 @@ def document(state: domain.Convoy) -> dict[str, Any]:
         "custody": state.custody,
         "last_news": _news(state.last_news),
         "incidents": _incidents(state),
+        "incidents_total": state.incident_count,
         "delivery": (
             {
                 "outcome": "partial" if delivery.partial else "full",
@@ -203,10 +205,12 @@ def with_locations(
 
 def recent_incidents(document: Mapping[str, Any]) -> dict[str, Any]:
     """A convoy's view as answered: its latest INCIDENTS_SHOWN incidents (in the order they
-    occurred) and how many there are (`incidents_total`); the timeline pages through them all."""
+    occurred) and how many there are (`incidents_total`); the timeline pages through them all.
+    `document` has them so already; a row written before it kept only those (rebuilt since or
+    not) is cut here."""
     incidents = document["incidents"]
     return {
         **document,
         "incidents": incidents[-INCIDENTS_SHOWN:],
-        "incidents_total": len(incidents),
+        "incidents_total": document.get("incidents_total", len(incidents)),
     }

@@ -34,23 +34,25 @@ GENERATORS = domain.PledgeLine(
 )
 
 
+def as_recorded(state: domain.Convoy, event: NewEvent, *, at: datetime = NOW) -> RecordedEvent:
+    """`event` recorded after `state`."""
+    return RecordedEvent(
+        event_id=event.event_id,
+        stream_type="convoy",
+        stream_id=f"convoy-{state.convoy_id}",
+        stream_version=state.version + 1,
+        event_type=event.event_type,
+        schema_version=1,
+        occurred_at=event.occurred_at or at,
+        recorded_at=at,
+        data=event.data,
+        metadata=Metadata(),
+    )
+
+
 def fold(state: domain.Convoy, events: list[NewEvent], *, at: datetime = NOW) -> domain.Convoy:
     for event in events:
-        state = domain.evolve(
-            state,
-            RecordedEvent(
-                event_id=event.event_id,
-                stream_type="convoy",
-                stream_id=f"convoy-{state.convoy_id}",
-                stream_version=state.version + 1,
-                event_type=event.event_type,
-                schema_version=1,
-                occurred_at=event.occurred_at or at,
-                recorded_at=at,
-                data=event.data,
-                metadata=Metadata(),
-            ),
-        )
+        state = domain.evolve(state, as_recorded(state, event, at=at))
     return state
 
 
@@ -93,10 +95,18 @@ def loaded(quantity: str = "10", manifest_line_id: str = "m1", **changes: Any) -
 
 
 def road(
-    state: domain.Convoy, *entries: domain.FieldEntry, at: datetime = NOW
+    state: domain.Convoy,
+    *entries: domain.FieldEntry,
+    at: datetime = NOW,
+    recorded: dict[str, domain.Entry] | None = None,
 ) -> tuple[domain.Convoy, domain.RoadDecision]:
+    """`recorded`: the entries of the convoy already recorded under the ids sent (the log's)."""
     decision = domain.record_entries(
-        state, entries, now=at, known_organisations={"ukrposhta", "transports-nord"}
+        state,
+        entries,
+        now=at,
+        known_organisations={"ukrposhta", "transports-nord"},
+        recorded=recorded,
     )
     return fold(state, decision.events, at=at), decision
 
@@ -248,12 +258,24 @@ def test_a_batch_is_taken_in_the_order_things_happened() -> None:
 
 
 def test_a_re_sent_entry_is_answered_as_the_first_time_and_decides_nothing() -> None:
-    first, decision = road(dispatched(), checkpoint(3, "Wrocław", "cp-1"))
-    _, replay = road(first, checkpoint(3, "Wrocław", "cp-1"), at=NOW + DAY)
+    before = dispatched()
+    first, decision = road(before, checkpoint(3, "Wrocław", "cp-1"))
+    log = {"cp-1": domain.entry_of(as_recorded(before, decision.events[0]))}
+    _, replay = road(first, checkpoint(3, "Wrocław", "cp-1"), at=NOW + DAY, recorded=log)
     assert replay.events == [] and replay.replayed == 1
     assert replay.answers == decision.answers
     with pytest.raises(domain.EntryIdReused):
-        road(first, checkpoint(3, "Dresden", "cp-1"))
+        road(first, checkpoint(3, "Dresden", "cp-1"), recorded=log)
+
+
+def test_entries_of_one_batch_see_each_other() -> None:
+    _, decision = road(
+        dispatched(), checkpoint(3, "Wrocław", "cp-1"), checkpoint(3, "Wrocław", "cp-1")
+    )
+    assert len(decision.events) == 1 and decision.replayed == 1
+    assert decision.answers[0] == decision.answers[1]
+    with pytest.raises(domain.EntryIdReused):
+        road(dispatched(), checkpoint(3, "Wrocław", "cp-1"), checkpoint(4, "Dresden", "cp-1"))
 
 
 def test_the_digest_of_an_entry_does_not_depend_on_the_time_zone_it_was_written_in() -> None:

@@ -1,8 +1,14 @@
 """A convoy's state, folded from its events, and what follows from it (status, losses, custody).
 
 Road events may be recorded late and in any order, so whatever depends on the course of the
-trip (status, position, custody) is read from the road entries sorted by when they occurred,
-never by when they were recorded.
+trip (status, position, custody) follows the road entries in the order they occurred (recording
+order breaks ties: the key (occurred_at, version)), never the order they were recorded in.
+
+The state is flat: it keeps what the rules and the views read of the road, summaries updated
+entry by entry (the latest news, place, custody, border crossing and incidents, the first
+arrival, the losses per line), never the list of every entry, so folding one more event costs
+the same however long the convoy's history is. Whether an entry id was recorded already is
+asked of the log (road.record_entries takes the entries found).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from services.shipments.domain.values import (
 )
 from shared.events import RecordedEvent
 
-__all__ = ["ON_THE_ROAD", "Convoy", "ConvoyStatus", "evolve"]
+__all__ = ["INCIDENTS_KEPT", "ON_THE_ROAD", "Convoy", "ConvoyStatus", "entry_of", "evolve"]
 
 ZERO = Decimal(0)
+# the latest incidents a convoy's state keeps (in road order) for its view; the timeline has all
+INCIDENTS_KEPT = 100
 
 
 class ConvoyStatus(StrEnum):
@@ -63,7 +71,20 @@ class Convoy:
     route: tuple[str, ...] = ()
     note: str | None = None
     lines: tuple[Line, ...] = ()
-    entries: tuple[Entry, ...] = ()
+    # the road, summarised (see the module's docstring): entries recorded, and by road order
+    # the latest entry, place (checkpoint or border crossing), custody change (dispatch or
+    # hand-off) and border crossing, the first arrival, the latest INCIDENTS_KEPT incidents
+    entry_count: int = 0
+    last_news: Entry | None = None
+    position: Entry | None = None
+    custody_change: Entry | None = None
+    last_border: Entry | None = None
+    first_arrival: Entry | None = None
+    incidents: tuple[Entry, ...] = ()
+    incident_count: int = 0
+    # quantity recorded stolen, lost or seized, per manifest line, in the order first recorded
+    losses: tuple[tuple[str, Decimal], ...] = ()
+    last_recorded_at: datetime | None = None
     dispatched_at: datetime | None = None
     delivery: Delivery | None = None
     closed_at: datetime | None = None
@@ -95,23 +116,9 @@ class Convoy:
     def weight_kg(self) -> Decimal:
         return sum((x.weight_kg for x in self.loaded), ZERO)
 
-    def entry(self, entry_id: str) -> Entry | None:
-        return next((e for e in self.entries if e.entry_id == entry_id), None)
-
-    @property
-    def road(self) -> list[Entry]:
-        """Road entries in the order they occurred (recording order breaks ties)."""
-        return sorted(self.entries, key=lambda e: (e.occurred_at, e.version))
-
     def lost(self) -> dict[str, Decimal]:
         """Quantity recorded stolen, lost or seized, per manifest line."""
-        out: dict[str, Decimal] = {}
-        for e in self.entries:
-            if e.kind == "incident" and e.data["kind"] in LOSS_KINDS:
-                for affected in e.data["lines"]:
-                    key = affected["manifest_line_id"]
-                    out[key] = out.get(key, ZERO) + dec(affected["quantity"])
-        return out
+        return dict(self.losses)
 
     @property
     def all_lost(self) -> bool:
@@ -123,7 +130,7 @@ class Convoy:
 
     @property
     def arrived_at(self) -> datetime | None:
-        return next((e.occurred_at for e in self.road if e.kind == "arrival"), None)
+        return self.first_arrival.occurred_at if self.first_arrival is not None else None
 
     @property
     def status(self) -> ConvoyStatus:
@@ -137,38 +144,90 @@ class Convoy:
             return ConvoyStatus.LOADING if self.loaded else ConvoyStatus.PLANNED
         if self.all_lost:
             return ConvoyStatus.LOST
-        status = ConvoyStatus.IN_TRANSIT
-        for e in self.road:
-            if e.kind == "arrival":
-                return ConvoyStatus.ARRIVED
-            if e.kind == "border_crossing":
-                status = {
-                    "waiting": ConvoyStatus.AT_BORDER,
-                    "cleared": ConvoyStatus.IN_TRANSIT,
-                    "held": ConvoyStatus.HELD,
-                }[e.data["outcome"]]
-        return status
-
-    @property
-    def position(self) -> Entry | None:
-        """The last place the convoy was seen: a checkpoint or a border crossing."""
-        places = [e for e in self.road if e.kind in ("checkpoint", "border_crossing")]
-        return places[-1] if places else None
+        if self.first_arrival is not None:
+            return ConvoyStatus.ARRIVED
+        if self.last_border is not None:
+            return {
+                "waiting": ConvoyStatus.AT_BORDER,
+                "cleared": ConvoyStatus.IN_TRANSIT,
+                "held": ConvoyStatus.HELD,
+            }[self.last_border.data["outcome"]]
+        return ConvoyStatus.IN_TRANSIT
 
     @property
     def custody(self) -> Mapping[str, Any] | None:
-        holder: Mapping[str, Any] | None = None
-        for e in self.road:
-            if e.kind == "dispatch":
-                holder = e.data["custody"]
-            elif e.kind == "custody_handoff":
-                holder = e.data["to_party"]
+        e = self.custody_change
+        if e is None:
+            return None
+        holder: Mapping[str, Any] = (
+            e.data["custody"] if e.kind == "dispatch" else e.data["to_party"]
+        )
         return holder
 
-    @property
-    def last_news(self) -> Entry | None:
-        road = self.road
-        return road[-1] if road else None
+
+def _key(entry: Entry) -> tuple[datetime, int]:
+    """Road order: when it occurred, recording order breaking ties."""
+    return (entry.occurred_at, entry.version)
+
+
+def _later(kept: Entry | None, entry: Entry) -> Entry:
+    return entry if kept is None or _key(entry) > _key(kept) else kept
+
+
+def _earlier(kept: Entry | None, entry: Entry) -> Entry:
+    return entry if kept is None or _key(entry) < _key(kept) else kept
+
+
+def _with_incident(kept: tuple[Entry, ...], entry: Entry) -> tuple[Entry, ...]:
+    """The latest INCIDENTS_KEPT of `kept` and `entry`, in road order."""
+    key = _key(entry)
+    at = len(kept)
+    while at > 0 and _key(kept[at - 1]) > key:
+        at -= 1
+    return (*kept[:at], entry, *kept[at:])[-INCIDENTS_KEPT:]
+
+
+def _with_losses(
+    losses: tuple[tuple[str, Decimal], ...], data: Mapping[str, Any]
+) -> tuple[tuple[str, Decimal], ...]:
+    out = dict(losses)
+    for affected in data["lines"]:
+        key = affected["manifest_line_id"]
+        out[key] = out.get(key, ZERO) + dec(affected["quantity"])
+    return tuple(out.items())
+
+
+def _on_the_road(state: Convoy, entry: Entry) -> Convoy:
+    """`state` with one more road entry, whenever it occurred."""
+    kind = entry.kind
+    changes: dict[str, Any] = {
+        "entry_count": state.entry_count + 1,
+        "last_news": _later(state.last_news, entry),
+        "last_recorded_at": (
+            entry.recorded_at
+            if state.last_recorded_at is None or entry.recorded_at > state.last_recorded_at
+            else state.last_recorded_at
+        ),
+    }
+    if kind in ("checkpoint", "border_crossing"):
+        changes["position"] = _later(state.position, entry)
+    if kind == "border_crossing":
+        changes["last_border"] = _later(state.last_border, entry)
+    elif kind in ("dispatch", "custody_handoff"):
+        changes["custody_change"] = _later(state.custody_change, entry)
+    elif kind == "arrival":
+        changes["first_arrival"] = _earlier(state.first_arrival, entry)
+    elif kind == "incident":
+        changes["incidents"] = _with_incident(state.incidents, entry)
+        changes["incident_count"] = state.incident_count + 1
+        if entry.data["kind"] in LOSS_KINDS:
+            changes["losses"] = _with_losses(state.losses, entry.data)
+    return replace(state, **changes)
+
+
+def entry_of(event: RecordedEvent) -> Entry:
+    """The road entry a road event records."""
+    return _entry(event, _KIND_OF[event.event_type])
 
 
 def _entry(event: RecordedEvent, kind: str) -> Entry:
@@ -241,8 +300,7 @@ def evolve(state: Convoy, event: RecordedEvent) -> Convoy:
             state, lines=_set_line_state(state, {d["manifest_line_id"]}, LineState.UNLOADED)
         )
     if t in _KIND_OF:
-        entry = _entry(event, _KIND_OF[t])
-        state = replace(state, entries=(*state.entries, entry))
+        state = _on_the_road(state, _entry(event, _KIND_OF[t]))
         if t == ev.CONVOY_DISPATCHED:
             state = replace(state, dispatched_at=event.occurred_at)
         return state

@@ -2,7 +2,9 @@
 incidents and arrival, uploaded in batches, late and in any order.
 
 Each entry carries the client's id. An entry sent again with the same content is answered as
-the first time and records nothing; the same id with other content is refused.
+the first time and records nothing; the same id with other content is refused. The convoy's
+state does not keep every entry: the caller looks the batch's ids up in the log and hands the
+entries found to record_entries (`recorded`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 
 from services.shipments import events as ev
 from services.shipments.domain import errors
-from services.shipments.domain.model import Convoy, ConvoyStatus, evolve
+from services.shipments.domain.model import Convoy, ConvoyStatus, entry_of, evolve
 from services.shipments.domain.planning import BEFORE_DISPATCH, not_in_future, require_existing
-from services.shipments.domain.values import LOSS_KINDS, PledgeLine, dec, text
+from services.shipments.domain.values import LOSS_KINDS, Entry, PledgeLine, dec, text
 from shared.events import Metadata, NewEvent, RecordedEvent
 
 __all__ = ["FieldEntry", "RoadDecision", "record_entries"]
@@ -258,11 +260,14 @@ def record_entries(
     now: datetime,
     known_organisations: Collection[str] = (),
     pledge_lines: Mapping[tuple[str, str], PledgeLine] | None = None,
+    recorded: Mapping[str, Entry] | None = None,
 ) -> RoadDecision:
     """Decide a batch, all or nothing, taking the entries in the order they occurred.
 
-    `known_organisations` are the registered organisations among those the entries name;
-    `pledge_lines` what pledges last said of the lines on board. Raises NotFound,
+    `recorded`: the entries of the convoy already recorded under the batch's ids, by id (the
+    caller looks them up in the log; the state keeps no list of entries). `known_organisations`
+    are the registered organisations among those the entries name; `pledge_lines` what
+    pledges last said of the lines on board. Raises NotFound,
     EntryIdReused, ConvoyClosed, WrongStatus, EmptyConvoy, NotLoadable, ValidationFailed
     (future or pre-dispatch times, unknown organisations or manifest lines, losses beyond
     what was loaded); the problem names the entry."""
@@ -271,9 +276,10 @@ def record_entries(
     answers: dict[int, dict[str, Any]] = {}
     events: list[NewEvent] = []
     replayed = 0
+    seen_by_id: dict[str, Entry] = dict(recorded or {})
     for i in order:
         entry = entries[i]
-        seen = state.entry(entry.entry_id)
+        seen = seen_by_id.get(entry.entry_id)
         if seen is not None:
             if not entry.same_as(seen.digest):
                 raise errors.EntryIdReused(
@@ -291,8 +297,10 @@ def record_entries(
             known_organisations=known_organisations,
             pledge_lines=pledge_lines or {},
         )
-        state = evolve(state, _provisional(state, event, now))
+        provisional = _provisional(state, event, now)
+        state = evolve(state, provisional)
         events.append(event)
-        recorded = state.entries[-1]
-        answers[i] = recorded.answer()
+        new = entry_of(provisional)
+        seen_by_id[new.entry_id] = new  # later entries of the batch see it
+        answers[i] = new.answer()
     return RoadDecision(events, [answers[i] for i in range(len(entries))], replayed)
