@@ -27,6 +27,7 @@ import httpx
 
 from shared import db as dbmod
 from shared import kafka, logs, privacy, runtime, webhook_dispatch, webhooks
+from shared.auth import USE_RECORDED_EVERY
 from shared.consumer import BrokerReset, ConsumerRunner, Handler
 from shared.events import Metadata
 from shared.metrics import Answer, Metrics, metrics_answer, not_found
@@ -38,6 +39,10 @@ log = logging.getLogger("twinaid.worker")
 DATABASE_CHECK_TIMEOUT_S = 2.0
 # the consumer loop is stuck when it failed this many times in a row without consuming
 STUCK_AFTER_FAILURES = 3
+# how often a worker reports its keys' last uses to the registry (KeyUseReporter), and at
+# most how many a request (the registry's limit)
+KEY_USES_REPORTED_EVERY = USE_RECORDED_EVERY
+MAX_USES_REPORTED = 1000
 
 
 class WatchedConsumers(ConsumerRunner):
@@ -72,6 +77,96 @@ class WatchedConsumers(ConsumerRunner):
                 f" last: {self.last_failure}"
             )
         return None
+
+
+class KeyUseReporter:
+    """Tells the registry when this service's keys were last used (issue 21 point 4): the
+    registry lists the latest use in any service, while each API process records a key's use
+    only in its own database (shared/auth.py). Every `every` seconds, the keys whose
+    `last_used_at` changed since the last report go to the registry's POST /v1/api-key-uses
+    (at UPSTREAM_FEEDS' registry, with FEED_API_KEY, a `service` key), at most
+    MAX_USES_REPORTED a request. Nothing changed: no request. A failed report is logged and
+    sent again next time; a restarted worker reports every key once more (the registry keeps
+    the latest, so that changes nothing). Not an event: a use changes nothing in the domain."""
+
+    # a use recorded up to this long before the last one reported may still come (written by
+    # an API process off the request's path): looked at again, sent only if it changed
+    LATE = timedelta(minutes=5)
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: Settings,
+        db: dbmod.Database,
+        http: httpx.AsyncClient,
+        every: float = KEY_USES_REPORTED_EVERY,
+    ) -> None:
+        self.service = service
+        self.registry = settings.upstream_feeds.get("registry")
+        self.token = settings.feed_api_key
+        self.db = db
+        self.http = http
+        self.every = every
+        self.reported: dict[str, datetime] = {}  # key id -> the last use the registry has
+        self.requests = 0
+
+    @property
+    def configured(self) -> bool:
+        return self.service != "registry" and bool(self.registry) and bool(self.token)
+
+    async def report(self) -> int:
+        """Send what changed since the last report; returns how many keys were sent. Raises
+        httpx.HTTPError when the registry refused or could not be reached."""
+        since = max(self.reported.values(), default=None)
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT key_id, last_used_at FROM api_keys WHERE last_used_at IS NOT NULL"
+                " AND ($1::timestamptz IS NULL OR last_used_at > $1)",
+                since - self.LATE if since is not None else None,
+            )
+        changed = [
+            (r["key_id"], r["last_used_at"])
+            for r in rows
+            if self.reported.get(r["key_id"]) != r["last_used_at"]
+        ]
+        for start in range(0, len(changed), MAX_USES_REPORTED):
+            batch = changed[start : start + MAX_USES_REPORTED]
+            self.requests += 1
+            response = await self.http.post(
+                f"{self.registry}/v1/api-key-uses",
+                json={
+                    "service": self.service,
+                    "uses": [
+                        {"key_id": k, "last_used_at": at.astimezone(UTC).isoformat()}
+                        for k, at in batch
+                    ],
+                },
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+            self.reported.update(batch)
+        return len(changed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.service == "registry":
+            return  # its own API processes write its rows
+        if not self.configured:
+            log.info(
+                "keys' last uses are not reported to the registry (no registry in"
+                " UPSTREAM_FEEDS, or no FEED_API_KEY)"
+            )
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.every)
+            if stop.is_set():
+                return
+            try:
+                await self.report()
+            except (httpx.HTTPError, asyncpg.PostgresError, *dbmod.CONNECTION_LOST) as exc:
+                log.warning("could not report keys' last uses to the registry: %r", exc)
 
 
 class Worker:
@@ -110,6 +205,9 @@ class Worker:
         self.webhooks = webhook_dispatch.Dispatcher(
             service=service, settings=settings, db=self.db, access=webhook_access
         )
+        self.key_uses = KeyUseReporter(
+            service=service, settings=settings, db=self.db, http=self.http
+        )
         self.consumers = (
             WatchedConsumers(
                 service=service,
@@ -141,6 +239,7 @@ class Worker:
                 asyncio.create_task(self.webhooks.run(stop), name="webhooks"),
             ]
             tasks.append(asyncio.create_task(self._retention(stop), name="retention"))
+            tasks.append(asyncio.create_task(self.key_uses.run(stop), name="key-uses"))
             if self.consumers is not None:
                 tasks.append(asyncio.create_task(self.consumers.run(stop), name="consumers"))
             health = await serve_http("0.0.0.0", self.settings.worker_health_port, self._route)

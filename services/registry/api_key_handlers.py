@@ -8,7 +8,7 @@ while deciding), which also covers keys the operator issued outside the log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +22,21 @@ from shared.errors import NotFound
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 
+REGISTRY = "registry"
+
 
 def _instant(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def view(row: asyncpg.Record, *, now: datetime) -> dict[str, Any]:
-    """A key as answered (JSON values): never its secret nor the secret's hash."""
+def view(
+    row: asyncpg.Record, *, now: datetime, used: Mapping[str, datetime] | None = None
+) -> dict[str, Any]:
+    """A key as answered (JSON values): never its secret nor the secret's hash. `used`: when
+    the other services last saw it (uses_of); `last_used_at` is the latest of every service."""
+    last_used_in = dict(used or {})
+    if row["last_used_at"] is not None:
+        last_used_in[REGISTRY] = row["last_used_at"]
     return {
         "key_id": row["key_id"],
         "organisation_id": row["organisation"],
@@ -39,8 +47,54 @@ def view(row: asyncpg.Record, *, now: datetime) -> dict[str, Any]:
         "expires_at": _instant(row["expires_at"]),
         "rotated_at": _instant(row["rotated_at"]),
         "revoked_at": _instant(row["revoked_at"]),
-        "last_used_at": _instant(row["last_used_at"]),
+        "last_used_at": _instant(max(last_used_in.values(), default=None)),
+        "last_used_in": {s: _instant(at) for s, at in sorted(last_used_in.items())},
     }
+
+
+async def uses_of(
+    conn: asyncpg.Connection, key_ids: Sequence[str]
+) -> dict[str, dict[str, datetime]]:
+    """When each key was last used at each other service, as their workers reported it."""
+    found: dict[str, dict[str, datetime]] = {}
+    for r in await conn.fetch(
+        "SELECT key_id, service, last_used_at FROM api_key_uses WHERE key_id = ANY($1)",
+        list(key_ids),
+    ):
+        found.setdefault(r["key_id"], {})[r["service"]] = r["last_used_at"]
+    return found
+
+
+async def record_uses(
+    conn: asyncpg.Connection,
+    *,
+    service: str,
+    uses: Sequence[tuple[str, datetime]],
+    now: datetime,
+) -> int:
+    """Keep the latest use of each key at `service` (a worker's report): greatest of what was
+    held and what comes, so a late or repeated report never moves it back; a use said to lie
+    ahead of `now` counts as now. Keys the registry does not hold are left out. No event: a
+    use changes nothing in the domain. Returns how many keys it names that the registry holds."""
+    latest: dict[str, datetime] = {}
+    for key_id, at in uses:
+        if key_id not in latest or at > latest[key_id]:
+            latest[key_id] = at
+    if service == REGISTRY or not latest:
+        return 0
+    status: str = await conn.execute(
+        "INSERT INTO api_key_uses (key_id, service, last_used_at)"
+        " SELECT u.key_id, $1, least(u.at, $4)"
+        " FROM unnest($2::text[], $3::timestamptz[]) AS u(key_id, at)"
+        " JOIN api_keys k ON k.key_id = u.key_id"
+        " ON CONFLICT (key_id, service) DO UPDATE"
+        " SET last_used_at = greatest(api_key_uses.last_used_at, EXCLUDED.last_used_at)",
+        service,
+        list(latest),
+        list(latest.values()),
+        now,
+    )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def _require_organisation(conn: asyncpg.Connection, organisation_id: str) -> None:
@@ -91,7 +145,8 @@ async def _record(
 async def _answer(conn: asyncpg.Connection, key_id: str, *, now: datetime) -> dict[str, Any]:
     row = await api_keys.row_of(conn, key_id)
     assert row is not None
-    return view(row, now=now)
+    used = await uses_of(conn, [key_id])
+    return view(row, now=now, used=used.get(key_id))
 
 
 async def issue(
@@ -198,7 +253,8 @@ async def one(
     row = await api_keys.row_of(conn, key_id)
     if row is None or row["organisation"] != organisation_id:
         raise NotFound(f"organisation {organisation_id} has no API key {key_id}")
-    return view(row, now=now)
+    used = await uses_of(conn, [key_id])
+    return view(row, now=now, used=used.get(key_id))
 
 
 async def listed(
@@ -225,4 +281,8 @@ async def listed(
     items, next_cursor = pagination.page(
         rows, limit=limit, key_of=lambda r: [r["created_at"].isoformat(), r["key_id"]]
     )
-    return {"items": [view(r, now=now) for r in items], "next_cursor": next_cursor}
+    used = await uses_of(conn, [r["key_id"] for r in items])
+    return {
+        "items": [view(r, now=now, used=used.get(r["key_id"])) for r in items],
+        "next_cursor": next_cursor,
+    }

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.registry import api_key_handlers as handlers
 from services.registry.domain import api_keys as keys
@@ -28,6 +28,8 @@ from shared.problems import problem_responses
 from shared.web import write
 
 router = APIRouter(prefix="/v1")
+# the most key uses one report may carry (a worker sends more in several)
+MAX_USES_REPORTED = 1000
 
 OrgId = Annotated[
     str,
@@ -92,8 +94,14 @@ class ApiKey(BaseModel):
     rotated_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None = Field(
-        description="the last use at the registry (to the minute: recorded at most once a"
-        " minute); pledges and shipments record uses of their own"
+        description="the latest use in any service (to the minute: each API process records a"
+        " use at most once a minute, and the workers of pledges and shipments report theirs to"
+        " the registry about once a minute, so a use there shows within about two minutes)"
+    )
+    last_used_in: dict[str, datetime] = Field(
+        description="the last use at each service that saw the key (registry, pledges,"
+        " shipments); `last_used_at` is the latest of them",
+        json_schema_extra={"example": {"registry": "2026-03-01T09:12:00Z"}},
     )
 
 
@@ -108,6 +116,24 @@ class IssuedApiKey(ApiKey):
 class ApiKeyPage(BaseModel):
     items: list[ApiKey]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class ApiKeyUse(_In):
+    key_id: str = Field(pattern=r"^[0-9a-f]+$", min_length=1, max_length=64)
+    last_used_at: AwareDatetime = Field(description="its last use at the reporting service")
+
+
+class ReportApiKeyUsesIn(_In):
+    service: str = Field(
+        pattern=r"^[a-z][a-z0-9-]*$",
+        max_length=50,
+        description="the reporting service (pledges, shipments): where the keys were used",
+    )
+    uses: list[ApiKeyUse] = Field(max_length=MAX_USES_REPORTED)
+
+
+class ApiKeyUsesRecorded(BaseModel):
+    recorded: int = Field(ge=0, description="how many of the keys named the registry holds")
 
 
 def _manager(caller: Principal) -> keys.Manager:
@@ -299,6 +325,46 @@ async def revoke_api_key(
     )
     _forget(ctx, key_id)
     return answer
+
+
+@router.post(
+    "/api-key-uses",
+    operation_id="reportApiKeyUses",
+    response_model=ApiKeyUsesRecorded,
+    tags=["api-keys"],
+    summary="Report when keys were last used at another service (service keys only)",
+    description="What the workers of pledges and shipments send about once a minute (only"
+    " the keys whose use changed): each key's last use at that service, from its own database."
+    " The registry keeps the latest of each (a late or repeated report never moves it back; a"
+    " use ahead of the registry's clock counts as now) and lists, for each key, the latest use"
+    " in any service. Keys the registry does not hold are left out. Not an event: using a key"
+    " changes nothing in the domain. For `service` keys only.",
+    responses=problem_responses(403, 422),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "service": "pledges",
+                        "uses": [
+                            {"key_id": "3f9a0c1d2e4b5a69", "last_used_at": "2026-03-01T09:12:00Z"}
+                        ],
+                    }
+                }
+            }
+        }
+    },
+)
+async def report_api_key_uses(body: ReportApiKeyUsesIn, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    caller.require(Role.SERVICE)
+    async with ctx.db.transaction() as conn:
+        recorded = await handlers.record_uses(
+            conn,
+            service=body.service,
+            uses=[(u.key_id, u.last_used_at) for u in body.uses],
+            now=ctx.clock(),
+        )
+    return {"recorded": recorded}
 
 
 def _forget(ctx: ServiceContext, key_id: str) -> None:

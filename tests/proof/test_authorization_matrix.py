@@ -320,6 +320,19 @@ REGISTRY = {
     "POST /v1/organisations/{organisation_id}/api-keys/{key_id}/revoke": Case(
         may(ORG_ADMIN, ADMINS), lambda s, n: _key_action(s, n, "revoke")
     ),
+    # the workers of pledges and shipments report their keys' last uses: service keys only,
+    # and no event (a use changes nothing in the domain)
+    "POST /v1/api-key-uses": Case(
+        may(label(Role.SERVICE, "own"), label(Role.SERVICE, "other")),
+        plain(
+            "/v1/api-key-uses",
+            lambda n: {
+                "service": "pledges",
+                "uses": [{"key_id": f"{n:x}", "last_used_at": _ago(0)}],
+            },
+        ),
+        read=True,
+    ),
 }
 
 
@@ -881,7 +894,7 @@ def as_markdown(cells: list[Cell]) -> str:
         "",
         f"{f['endpoints']} write endpoints, {f['calls']} calls: {f['accepted']} accepted"
         f" ({f['accepted_writes']} writes appending events, {f['accepted_row_writes']} webhook"
-        f" writes storing their row only, {f['accepted_reads']} audit reads),"
+        f" writes storing their row only, {f['accepted_reads']} audit reads and key-use reports),"
         f" {f['refused_403']} refused with 403, {f['not_visible_404']} with 404 (not visible),"
         f" {f['refused_401']} with 401, {f['other']} other answers,"
         f" {len(f['violations'])} violations.",
