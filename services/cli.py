@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +42,17 @@ from services.audit import signing_keys
 from services.cli_support import Failed
 from services.ops import command as ops_command
 from services.pledges import events as pledges_events
+from services.registry import api_key_handlers as key_handlers
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
+from services.registry.domain import api_keys as keys_domain
 from services.shipments import events as shipments_events
-from shared import auth, contracts, signing
+from shared import api_keys as shared_api_keys
+from shared import auth, contracts, errors, notify, signing
 from shared import db as dbmod
 from shared import projections as proj
 from shared.consumer import ConsumerRunner
+from shared.events import Metadata
 from shared.infra import start_embedded_postgres
 from shared.metrics import Metrics
 from shared.settings import SERVICES, Settings, database_for, topic_for
@@ -55,6 +61,11 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 # roles that act for the operator, not for a partner organisation: their keys may name an
 # organisation the registry does not hold (the dev stack's "twinaid", "twinaid-audit")
 OPERATOR_ROLES = frozenset({auth.Role.REGISTRY_ADMIN, auth.Role.AUDITOR, auth.Role.SERVICE})
+# who `twinaid keys issue` and `revoke` name in the registry's key events (with the account)
+OPERATOR_ACTOR = "operator"
+OPERATOR_ORGANISATION = "twinaid"
+DURATION = re.compile(r"^(\d+)([mhdw])$")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def version() -> str:
@@ -159,33 +170,135 @@ async def check_organisation(registry_url: str, organisation: str, roles: list[a
     )
 
 
+def operator() -> keys_domain.Manager:
+    """Who changes keys with `twinaid keys`: the operator (a registry administrator, with no
+    key of its own), named in the registry's key events by the account running the command."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return keys_domain.Manager(
+        key_id=f"{OPERATOR_ACTOR}:{user}"[:64],
+        organisation=OPERATOR_ORGANISATION,
+        roles=frozenset({auth.Role.REGISTRY_ADMIN}),
+    )
+
+
+def _metadata(action: str, by: keys_domain.Manager) -> Metadata:
+    return Metadata(actor=f"twinaid keys {action} ({by.key_id})", organisation=by.organisation)
+
+
+async def _in_registry_log(
+    url: str, change: Callable[[asyncpg.Connection], Awaitable[dict[str, Any] | None]]
+) -> dict[str, Any] | None:
+    """`change` in one transaction of the registry's database, which its relay is then woken
+    to publish (as the registry's API does after a write)."""
+    conn = await _connect("registry", url)
+    try:
+        async with conn.transaction():
+            answer = await change(conn)
+        await conn.execute(f"NOTIFY {notify.CHANNEL}")
+    finally:
+        await conn.close()
+    return answer
+
+
 async def keys_issue(
-    urls: Mapping[str, str], *, organisation: str, roles: list[auth.Role], label: str
-) -> auth.IssuedKey:
-    """Register one new key in every service database, once the registry knows the
-    organisation (check_organisation); Failed and nothing stored otherwise."""
+    urls: Mapping[str, str],
+    *,
+    organisation: str,
+    roles: list[auth.Role],
+    label: str,
+    expires_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Issue a key as the registry's `registry.api-key-issued` event (the operator its actor,
+    in the auditable log), once the registry knows the organisation (check_organisation;
+    Failed and nothing stored otherwise). The key works at once in every service: its row is
+    written into pledges' and shipments' databases too, as their consumers will apply the event
+    (which then finds it held with the same secret: nothing more to do). Returns the key as
+    the registry answers it, with its `token`."""
     await check_organisation(urls["registry"], organisation, roles)
-    _, token, _ = auth.new_key()
-    issued: auth.IssuedKey | None = None
+    now = datetime.now(UTC)
+    by = operator()
+
+    async def issue(conn: asyncpg.Connection) -> dict[str, Any]:
+        return await key_handlers.issue(
+            conn,
+            organisation_id=organisation,
+            roles=roles,
+            label=label,
+            expires_at=expires_at,
+            manager=by,
+            metadata=_metadata("issue", by),
+            now=now,
+            by_operator=True,
+        )
+
+    try:
+        answer = await _in_registry_log(urls["registry"], issue)
+    except errors.ValidationFailed as exc:
+        raise Failed(f"keys issue: {exc}. Nothing was issued.", code=2) from None
+    assert answer is not None
+    key_id, digest = auth.digest_of(answer["token"])
     for service, url in urls.items():
+        if service == "registry":
+            continue
         conn = await _connect(service, url)
         try:
-            issued = await auth.issue(
-                conn, organisation=organisation, roles=roles, label=label, token=token
-            )
+            held = await conn.fetchval("SELECT secret_hash FROM api_keys WHERE key_id = $1", key_id)
+            if held is None:
+                await shared_api_keys.store_issued(
+                    conn,
+                    key_id=key_id,
+                    digest=digest,
+                    organisation=organisation,
+                    roles=answer["roles"],
+                    label=answer["label"],
+                    expires_at=expires_at,
+                    at=now,
+                )
+            elif bytes(held) != digest:  # no event could have made it: never overwritten
+                raise Failed(f"{service} holds a key {key_id} with another secret")
         finally:
             await conn.close()
-    assert issued is not None
-    return issued
+    return answer
 
 
-async def keys_revoke(urls: Mapping[str, str], *, key_id: str) -> list[str]:
-    """Revoke a key everywhere; returns the services where it was active."""
-    revoked = []
+async def keys_revoke(
+    urls: Mapping[str, str], *, key_id: str, reason: str | None = None
+) -> list[str]:
+    """Revoke a key as the registry's `registry.api-key-revoked` event (the operator its
+    actor), and at once in every service's copy (the consumers applying the event later keep
+    that revocation). Returns the services where it was active."""
+    now = datetime.now(UTC)
+    by = operator()
+
+    async def revoke(conn: asyncpg.Connection) -> dict[str, Any] | None:
+        row = await shared_api_keys.row_of(conn, key_id)
+        if row is None or row["revoked_at"] is not None:
+            return None  # not in the registry (nothing to log), or revoked there already
+        return await key_handlers.revoke(
+            conn,
+            organisation_id=row["organisation"],
+            key_id=key_id,
+            reason=reason,
+            manager=by,
+            metadata=_metadata("revoke", by),
+            now=now,
+        )
+
+    revoked = ["registry"] if await _in_registry_log(urls["registry"], revoke) else []
     for service, url in urls.items():
+        if service == "registry":
+            continue
         conn = await _connect(service, url)
         try:
-            if await auth.revoke(conn, key_id=key_id):
+            status = await conn.execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
+                key_id,
+                now,
+            )
+            if status.endswith(" 1"):
                 revoked.append(service)
         finally:
             await conn.close()
@@ -198,8 +311,10 @@ OPTIONAL_KEY_COLUMNS = ("expires_at", "last_used_at")
 
 
 async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
-    """Every key (no secrets), with the services that know it."""
-    keys: dict[str, dict[str, object]] = {}
+    """Every key (no secrets), with the services that know it. `last_used_at` is its latest
+    use in any service (`last_used_in`: at each); a key revoked in one service shows revoked
+    (its revocation is on its way to the others)."""
+    keys: dict[str, dict[str, Any]] = {}
     for service, url in urls.items():
         conn = await _connect(service, url)
         try:
@@ -209,10 +324,15 @@ async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
         for row in rows:
             shown = {c: row[c] for c in KEY_COLUMNS}
             shown.update({c: row[c] for c in OPTIONAL_KEY_COLUMNS if c in row})
-            entry = keys.setdefault(row["key_id"], {**shown, "services": []})
-            services = entry["services"]
-            assert isinstance(services, list)
-            services.append(service)
+            entry = keys.setdefault(row["key_id"], {**shown, "last_used_in": {}, "services": []})
+            entry["services"].append(service)
+            if entry["revoked_at"] is None:
+                entry["revoked_at"] = shown["revoked_at"]
+            used = shown.get("last_used_at")
+            if used is not None:
+                entry["last_used_in"][service] = used
+                if entry.get("last_used_at") is None or used > entry["last_used_at"]:
+                    entry["last_used_at"] = used
     return list(keys.values())
 
 
@@ -276,28 +396,61 @@ async def catch_up(
         await db.close()
 
 
+def _when(value: object, absent: str) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return absent
+
+
 def _keys_table(keys: list[dict[str, object]]) -> str:
-    lines = [
-        f"{'key id':<18} {'organisation':<20} {'roles':<26} {'label':<10} {'status':<8} services"
-    ]
+    """One line a key, every id in full: key id, organisation, roles, label, status, when it
+    expires (never), when it was last used in any service (- : not yet), the services."""
+    header = ("key id", "organisation", "roles", "label", "status", "expires", "last used")
+    lines: list[tuple[str, ...]] = []
+    now = datetime.now(UTC)
     for k in keys:
         roles = ",".join(k["roles"]) if isinstance(k["roles"], list) else ""
-        status = "revoked" if k["revoked_at"] else "active"
         expires = k.get("expires_at")
-        if status == "active" and isinstance(expires, datetime) and expires <= datetime.now(UTC):
+        status = "revoked" if k["revoked_at"] else "active"
+        if status == "active" and isinstance(expires, datetime) and expires <= now:
             status = "expired"
-        services = ",".join(k["services"]) if isinstance(k["services"], list) else ""
         lines.append(
-            f"{k['key_id']!s:<18} {k['organisation']!s:<20} {roles:<26} {k['label']!s:<10} "
-            f"{status:<8} {services}"
+            (
+                str(k["key_id"]),
+                str(k["organisation"]),
+                roles,
+                str(k["label"]) or "-",
+                status,
+                _when(expires, "never"),
+                _when(k.get("last_used_at"), "-"),
+            )
         )
-    return "\n".join(lines)
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    services = [",".join(k["services"]) if isinstance(k["services"], list) else "" for k in keys]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + "  " + s
+        for row, s in zip([header, *lines], ["services", *services], strict=True)
+    )
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
 
 
 def _keys_json(keys: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [
-        {c: v.isoformat() if isinstance(v, datetime) else v for c, v in k.items()} for k in keys
-    ]
+    return [{c: _json_value(v) for c, v in k.items()} for k in keys]
+
+
+def _reason(text: str) -> str:
+    if not text.strip() or len(text) > registry_events.MAX_REASON:
+        raise argparse.ArgumentTypeError(
+            f"1 to {registry_events.MAX_REASON} characters (this one has {len(text)})"
+        )
+    return text
 
 
 def _label(text: str) -> str:
@@ -308,6 +461,32 @@ def _label(text: str) -> str:
             f"at most {registry_events.MAX_LABEL} characters (this one has {len(text)})"
         )
     return text
+
+
+def expiry(text: str, *, now: datetime | None = None) -> datetime | None:
+    """`--expires`: `never` (None), a duration from now (90d, 12h, 30m, 2w) or an instant
+    (2027-03-01, 2027-03-01T12:00:00Z; a date or a time without an offset is UTC); it must
+    lie ahead."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    if text.lower() == "never":
+        return None
+    if duration := DURATION.fullmatch(text.lower()):
+        amount, unit = duration.groups()
+        at = now + timedelta(**{DURATION_UNITS[unit]: int(amount)})
+    else:
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is neither a duration (90d, 12h, 30m, 2w), an instant"
+                " (2027-03-01T12:00:00Z) nor `never`"
+            ) from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+    if at <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ahead: a key must expire later")
+    return at
 
 
 def parser() -> argparse.ArgumentParser:
@@ -362,9 +541,29 @@ def parser() -> argparse.ArgumentParser:
         type=_label,
         help=f"a note on what the key is for (at most {registry_events.MAX_LABEL} characters)",
     )
-    revoke = keys.add_parser("revoke", help="revoke a key in every service")
+    issue.add_argument(
+        "--expires",
+        type=expiry,
+        default=None,
+        metavar="WHEN",
+        help="when the key stops working: a duration from now (90d, 12h, 30m, 2w), an instant"
+        " (2027-03-01 or 2027-03-01T12:00:00Z; UTC unless an offset is given) or `never`"
+        " (the default, for the operator's own keys: a partner's key had better expire)",
+    )
+    revoke = keys.add_parser(
+        "revoke", help="revoke a key in every service (an event of the registry's log)"
+    )
     revoke.add_argument("key_id", help="the key's id (`keys list`; twa_<key id>_...)")
-    keys.add_parser("list", help="list keys (never their secrets)")
+    revoke.add_argument(
+        "--reason",
+        type=_reason,
+        default=None,
+        help=f"why, kept in the registry's event (at most {registry_events.MAX_REASON} characters)",
+    )
+    keys.add_parser(
+        "list",
+        help="list keys (never their secrets): status, expiry, last use in any service",
+    )
     rotate = keys.add_parser(
         "rotate-signing",
         help="give a service a new checkpoint signing key, announced in its log signed by the"
@@ -540,7 +739,7 @@ def _on_databases(
     elif args.action == "issue":
         return _issue(args, urls)
     elif args.action == "revoke":
-        revoked = asyncio.run(keys_revoke(urls, key_id=args.key_id))
+        revoked = asyncio.run(keys_revoke(urls, key_id=args.key_id, reason=args.reason))
         if not revoked:
             raise Failed(f"no active key {args.key_id}")
         cli_support.emit(
@@ -557,24 +756,33 @@ def _on_databases(
 def _issue(args: argparse.Namespace, urls: Mapping[str, str]) -> int:
     roles = parse_roles(args.roles)
     issued = asyncio.run(
-        keys_issue(urls, organisation=args.organisation, roles=roles, label=args.label)
+        keys_issue(
+            urls,
+            organisation=args.organisation,
+            roles=roles,
+            label=args.label,
+            expires_at=args.expires,
+        )
     )
+    expires = issued["expires_at"]
     said = (
-        f"key {issued.key_id} for {args.organisation} ({', '.join(r.value for r in roles)})"
-        f" registered in {', '.join(urls)}; it is shown once, store it now"
+        f"key {issued['key_id']} for {args.organisation} ({', '.join(r.value for r in roles)}),"
+        f" expiring {expires or 'never'}, registered in {', '.join(urls)} and recorded in the"
+        " registry's log; it is shown once, store it now"
     )
     print(said + ("." if cli_support.wants_json(args) else ":"), file=sys.stderr)
     cli_support.emit(
         args,
         {
-            "key_id": issued.key_id,
+            "key_id": issued["key_id"],
             "organisation": args.organisation,
             "roles": [r.value for r in roles],
             "label": args.label,
+            "expires_at": expires,
             "services": list(urls),
-            "token": issued.token,
+            "token": issued["token"],
         },
-        issued.token,
+        issued["token"],
     )
     return 0
 

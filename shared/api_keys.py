@@ -13,7 +13,8 @@ the relay's delay (RELAY_POLL_INTERVAL, woken at each commit) plus their key cac
 Policy:
 - Lifetime: an HTTP-issued key expires DEFAULT_LIFETIME (90 days) after its issue or rotation
   unless the request names an earlier or later `expires_at`, at most MAX_LIFETIME (365 days)
-  ahead. Keys the operator issues with `twinaid keys issue` have no expiry (NULL).
+  ahead. Keys the operator issues with `twinaid keys issue` expire at its `--expires`, never
+  without it (NULL); they are events of the log too, the operator their actor.
 - Who: a `registry_admin` manages any organisation's keys and may grant any role; an
   `org_admin` manages its own organisation's keys only, and grants only ORG_GRANTABLE roles
   (member, logistics, org_admin): never registry_admin, auditor or service, which reach beyond

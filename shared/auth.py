@@ -2,9 +2,11 @@
 
 Only a SHA-256 of the secret is stored (secrets are 256-bit random, so a slow hash adds nothing),
 and it is compared in constant time. A key may expire (`expires_at`; NULL: never, as the
-operator's `twinaid keys issue` makes them); an expired or revoked key is refused with 401
-saying which. Each API process records a key's last use in `last_used_at` at most once a
-minute (USE_RECORDED_EVERY), off the request's path: never a write per request.
+operator's `twinaid keys issue` makes them without `--expires`); an expired or revoked key is
+refused with 401 saying which. Each API process records a key's last use in `last_used_at` at
+most once a minute (USE_RECORDED_EVERY), off the request's path: never a write per request; the
+workers of pledges and shipments report those uses to the registry (shared/worker.py
+KeyUseReporter), whose list shows the latest use in any service.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from services.registry import events as ev
 from services.registry.domain import api_keys as keys
 from shared import api_keys, auth, pagination
 from shared import projections as proj
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 
@@ -159,22 +159,39 @@ async def issue(
     manager: keys.Manager,
     metadata: Metadata,
     now: datetime,
+    by_operator: bool = False,
 ) -> dict[str, Any]:
     """The new key as answered, with its `token` (the only time it is shown). Forbidden,
-    NotFound (an organisation the registry does not hold) or ValidationFailed first."""
+    NotFound (an organisation the registry does not hold) or ValidationFailed first.
+
+    `by_operator`: `twinaid keys issue`, run by whoever runs the databases. Its key expires
+    at `expires_at` exactly (None: never; it must lie ahead), not under the HTTP policy, and
+    may name an organisation the registry does not hold (the CLI lets only operator roles do
+    that: the dev stack's `twinaid`)."""
     keys.check_manages(manager, organisation_id)
-    await _require_organisation(conn, organisation_id)
+    if not by_operator:
+        await _require_organisation(conn, organisation_id)
+    elif expires_at is not None and expires_at <= now:
+        raise ValidationFailed(
+            "expires_at must lie in the future",
+            extra={"invalid_params": [{"name": "expires_at", "reason": "in the past"}]},
+        )
     key_id, token, digest = auth.new_key()
     events = keys.issue(
         key_id=key_id,
         organisation_id=organisation_id,
         roles=roles,
         label=label,
-        expires_at=expires_at,
+        expires_at=None if by_operator else expires_at,
         secret_sha256=digest.hex(),
         manager=manager,
         now=now,
     )
+    if by_operator:  # the expiry asked for, not the HTTP default
+        data = ev.ApiKeyIssued.model_validate(events[0].data).model_copy(
+            update={"expires_at": expires_at}
+        )
+        events = [NewEvent(ev.API_KEY_ISSUED, ev.payload(data), occurred_at=now)]
     await _record(conn, key_id, 0, events, metadata=metadata, now=now)
     issued = ev.ApiKeyIssued.model_validate(events[0].data)
     await api_keys.store_issued(

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from shared import db as dbmod
@@ -95,6 +98,153 @@ def test_keys_are_issued_for_registered_organisations_only_and_listed_in_json(
     assert revoked == {"key_id": issued["key_id"], "revoked_in": list(stack.databases)}
     ran = twinaid(capsys, *db, "keys", "revoke", issued["key_id"])
     assert (ran.code, ran.err) == (1, f"twinaid: no active key {issued['key_id']}\n")
+
+
+async def _fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    return asyncio.run(_fetch(url, sql, *args))
+
+
+def status_at(stack: Stack, service: str, token: str) -> int:
+    path = {"registry": "/v1/organisations", "pledges": "/v1/pledges"}[service]
+    return httpx.get(
+        stack.urls[service] + path, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).status_code
+
+
+def test_key_changes_are_events_of_the_registry_s_log_with_the_operator_as_actor(
+    capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch, stack: Stack
+) -> None:
+    """`keys issue` and `keys revoke` are auditable like the HTTP routes: an event of the
+    registry's log each, the operator its actor; the key works (and stops) at once in every
+    service; `--expires` takes a duration or an instant."""
+    db = stack.database_flags()
+    before = datetime.now(UTC)
+    issued = as_json(
+        capsys, *db, "keys", "issue", "--organisation", "lille", "--roles", "member",
+        "--label", "ERP sync", "--expires", "90d", "--json",
+    )  # fmt: skip
+    expires = datetime.fromisoformat(issued["expires_at"])
+    assert timedelta(days=90) <= expires - before < timedelta(days=90, minutes=1)
+    key_id, token = issued["key_id"], issued["token"]
+    for url in stack.databases.values():
+        [row] = fetch(url, "SELECT expires_at, label FROM api_keys WHERE key_id = $1", key_id)
+        assert (row["expires_at"], row["label"]) == (expires, "ERP sync")
+    # works at once everywhere (make run's bootstrap needs no relay)
+    assert status_at(stack, "registry", token) == 200
+    assert status_at(stack, "pledges", token) == 200
+
+    [event] = fetch(
+        stack.databases["registry"],
+        "SELECT event_type, data, metadata FROM events WHERE stream_id = $1",
+        f"api_key-{key_id}",
+    )
+    data, metadata = json.loads(event["data"]), json.loads(event["metadata"])
+    assert event["event_type"] == "registry.api-key-issued"
+    assert data["organisation_id"] == "lille" and data["roles"] == ["member"]
+    assert datetime.fromisoformat(data["expires_at"]) == expires
+    assert data["by"]["key_id"].startswith("operator:") and data["by"]["organisation"] == "twinaid"
+    assert metadata["actor"] == f"twinaid keys issue ({data['by']['key_id']})"
+    assert parse_token(token)[1] not in event["data"]
+
+    # an instant; never (the default); refused when not ahead
+    at = as_json(
+        capsys, *db, "keys", "issue", "--organisation", "lille", "--roles", "logistics",
+        "--expires", "2031-05-01T12:00:00Z", "--json",
+    )  # fmt: skip
+    assert at["expires_at"] == "2031-05-01T12:00:00+00:00"
+    operator = as_json(
+        capsys, *db, "keys", "issue", "--organisation", "twinaid", "--roles", "service", "--json"
+    )
+    assert operator["expires_at"] is None
+    [logged] = fetch(
+        stack.databases["registry"],
+        "SELECT data FROM events WHERE stream_id = $1",
+        f"api_key-{operator['key_id']}",
+    )
+    assert json.loads(logged["data"])["expires_at"] is None
+    for wrong in ("2001-01-01", "soon", "0d"):
+        ran = twinaid(capsys, *db, "keys", "issue", "--organisation", "lille", "--roles",
+                      "member", "--expires", wrong)  # fmt: skip
+        assert ran.code == 2 and "--expires" in ran.err, ran.err
+
+    revoked = as_json(capsys, *db, "keys", "revoke", key_id, "--reason", "ERP replaced", "--json")
+    assert revoked == {"key_id": key_id, "revoked_in": list(stack.databases)}
+    assert status_at(stack, "registry", token) == 401
+    assert status_at(stack, "pledges", token) == 401
+    types = fetch(
+        stack.databases["registry"],
+        "SELECT event_type, data FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        f"api_key-{key_id}",
+    )
+    assert [t["event_type"] for t in types] == [
+        "registry.api-key-issued",
+        "registry.api-key-revoked",
+    ]
+    assert json.loads(types[1]["data"])["reason"] == "ERP replaced"
+    # the same revocation arriving from the log later changes nothing in pledges' copy
+    revoked_at = {
+        s: fetch(url, "SELECT revoked_at FROM api_keys WHERE key_id = $1", key_id)[0][0]
+        for s, url in stack.databases.items()
+    }
+    assert len(set(revoked_at.values())) == 1
+
+
+def test_keys_list_shows_expiry_and_the_latest_use_in_any_service(
+    capsys: pytest.CaptureFixture[str], environment: pytest.MonkeyPatch, stack: Stack
+) -> None:
+    db = stack.database_flags()
+    issued = as_json(
+        capsys, *db, "keys", "issue", "--organisation", "kharkiv", "--roles", "member",
+        "--label", "warehouse", "--expires", "2031-05-01", "--json",
+    )  # fmt: skip
+    key_id = issued["key_id"]
+    # used long ago at the registry, and now at pledges only
+    fetch(
+        stack.databases["registry"],
+        "UPDATE api_keys SET last_used_at = '2026-01-02T03:04:05Z' WHERE key_id = $1",
+        key_id,
+    )
+    assert status_at(stack, "pledges", issued["token"]) == 200
+    deadline = time.monotonic() + 10
+    while True:
+        listed = as_json(capsys, *db, "keys", "list", "--json")
+        mine = next(k for k in listed if k["key_id"] == key_id)
+        if "pledges" in mine["last_used_in"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    pledges_use = datetime.fromisoformat(mine["last_used_in"]["pledges"])
+    assert datetime.fromisoformat(mine["last_used_at"]) == pledges_use
+    assert mine["last_used_in"]["registry"] == "2026-01-02T03:04:05+00:00"
+    assert mine["expires_at"] == "2031-05-01T00:00:00+00:00"
+
+    text = twinaid(capsys, *db, "keys", "list").out
+    header, *lines = text.splitlines()
+    assert header.split() == [
+        "key", "id", "organisation", "roles", "label", "status", "expires", "last", "used",
+        "services",
+    ]  # fmt: skip
+    [line] = [line for line in lines if line.startswith(key_id + " ")]
+    assert line.split() == [
+        key_id, "kharkiv", "member", "warehouse", "active", "2031-05-01T00:00:00Z",
+        pledges_use.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "registry,pledges,shipments",
+    ]  # fmt: skip
+    # full ids, never cut: a never-used operator key with a long organisation id
+    long_org = "city-audit-office-of-the-municipality-of-lille"
+    other = as_json(
+        capsys, *db, "keys", "issue", "--organisation", long_org, "--roles", "auditor", "--json"
+    )
+    text = twinaid(capsys, *db, "keys", "list").out
+    [line] = [line for line in text.splitlines() if line.startswith(other["key_id"] + " ")]
+    assert line.split()[1] == long_org and line.split()[5:7] == ["never", "-"]
 
 
 def test_trace_shows_full_ids_and_when_each_step_was_recorded_or_says_not_found(

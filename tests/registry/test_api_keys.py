@@ -339,11 +339,12 @@ async def test_the_list_pages_with_a_cursor(api: RegistryApi) -> None:
     assert len(seen) == 4 and set(made) <= set(seen)  # the admin's own key and the three
 
 
-async def test_the_cli_s_keys_stay_as_they_were(api: RegistryApi) -> None:
-    """A key issued straight into the database (`twinaid keys issue`) never expires, is listed,
-    and can be rotated over HTTP, which then records it in the log."""
+async def test_keys_issued_outside_the_log_stay_as_they_were(api: RegistryApi) -> None:
+    """A key issued straight into the database (as `twinaid keys issue` did before its keys
+    were events of the log; shared.testing.issue_key still does) never expires, is listed, and
+    can be rotated over HTTP, which then records it in the log."""
     admin = await lille_admin(api)
-    token = await api.key("lille", Role.LOGISTICS)  # as the CLI does: auth.issue
+    token = await api.key("lille", Role.LOGISTICS)  # straight into the table: auth.issue
     key_id = parse_token(token)[0]
     listed = (await api.client.get(keys_of("lille"), headers=admin)).json()["items"]
     assert {k["key_id"]: k["expires_at"] for k in listed}[key_id] is None
