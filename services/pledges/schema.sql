@@ -92,6 +92,12 @@ CREATE TABLE IF NOT EXISTS pledge_lines (
     UNIQUE (pledge_id, line_id)
 );
 CREATE INDEX IF NOT EXISTS pledge_lines_need ON pledge_lines (need_id) WHERE need_id IS NOT NULL;
+-- The line's part of its need's figures (domain.share), in the need's unit or currency: a change
+-- to the line adds the difference to the need's pledged, committed and delivered, which are
+-- never summed again over every line (pledges_0002_line_shares).
+ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS share_pledged numeric NOT NULL DEFAULT 0;
+ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS share_committed numeric NOT NULL DEFAULT 0;
+ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS share_delivered numeric NOT NULL DEFAULT 0;
 
 CREATE TABLE IF NOT EXISTS receipts (
     event_id    uuid PRIMARY KEY,

@@ -1,5 +1,6 @@
 """Pledges events -> read-model rows. Idempotent: every update is guarded by the stream version,
-so replaying an event changes nothing; need coverage is recomputed from the rows it sums.
+so replaying an event changes nothing; a need's coverage adds up its lines' shares, each line
+keeping its own (a change adds the difference).
 `twinaid rebuild pledges` empties these tables and replays the log into them."""
 
 from __future__ import annotations

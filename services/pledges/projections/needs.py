@@ -1,4 +1,4 @@
-"""Need events -> the `needs` rows, and their coverage recomputed from the pledge lines."""
+"""Need events -> the `needs` rows; their coverage kept from the pledge lines' shares."""
 
 from __future__ import annotations
 
@@ -16,30 +16,71 @@ def _dec(value: str | None) -> Decimal | None:
     return domain.quantities.parse(value) if value is not None else None
 
 
-async def refresh_need(conn: asyncpg.Connection, need_id: str) -> None:
-    """Recompute a need's coverage from the pledge lines that answer it."""
+def line_contribution(row: asyncpg.Record) -> domain.Contribution:
+    """A pledge line as the coverage counts it (row: the line's unit, quantity, amount,
+    delivered, received and its pledge's status)."""
+    money = row["unit"] is None
+    return domain.Contribution(
+        pledge_status=row["status"],
+        size=Decimal(row["amount"]) if money else row["quantity"],
+        delivered=Decimal(row["received"]) if money else row["delivered"],
+        unit=row["unit"],
+    )
+
+
+def _shares(row: asyncpg.Record) -> domain.Share:
+    return domain.Share(row["share_pledged"], row["share_committed"], row["share_delivered"])
+
+
+async def recompute_need(conn: asyncpg.Connection, need_id: str) -> None:
+    """Every line's share of the need and the need's figures, from the lines (a need posted:
+    once; the lines are counted as they change, `count_changes`)."""
     need = await conn.fetchrow("SELECT target, unit, state FROM needs WHERE need_id = $1", need_id)
     if need is None:
         return
     rows = await conn.fetch(
-        "SELECT l.unit, l.quantity, l.amount, l.delivered, l.received, p.status"
-        " FROM pledge_lines l JOIN pledges p USING (pledge_id) WHERE l.need_id = $1",
+        "SELECT l.pledge_id, l.line_id, l.unit, l.quantity, l.amount, l.delivered, l.received,"
+        " p.status FROM pledge_lines l JOIN pledges p USING (pledge_id) WHERE l.need_id = $1"
+        " ORDER BY l.pledge_id, l.line_id",
         need_id,
     )
-    cov = domain.coverage(
-        target=need["target"],
-        unit=need["unit"],
-        need_state=need["state"],
-        contributions=[
-            domain.Contribution(
-                pledge_status=r["status"],
-                size=r["quantity"] if r["unit"] else Decimal(r["amount"]),
-                delivered=r["delivered"] if r["unit"] else Decimal(r["received"]),
-                unit=r["unit"],
-            )
-            for r in rows
-        ],
+    sums = domain.Share()
+    parts: dict[tuple[str, str], domain.Share] = {}
+    for r in rows:
+        part = parts[r["pledge_id"], r["line_id"]] = domain.share(
+            line_contribution(r), unit=need["unit"]
+        )
+        sums += part
+    await _store_shares(conn, parts)
+    await _store_figures(
+        conn,
+        need_id,
+        domain.summarise(target=need["target"], need_state=need["state"], sums=sums),
     )
+
+
+async def _store_shares(
+    conn: asyncpg.Connection, parts: dict[tuple[str, str], domain.Share]
+) -> None:
+    """Each line's share ({(pledge id, line id): share}), in one statement."""
+    if not parts:
+        return
+    keys = sorted(parts)
+    await conn.execute(
+        "UPDATE pledge_lines l SET share_pledged = u.pledged, share_committed = u.committed,"
+        " share_delivered = u.delivered"
+        " FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[])"
+        " AS u(pledge_id, line_id, pledged, committed, delivered)"
+        " WHERE l.pledge_id = u.pledge_id AND l.line_id = u.line_id",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [parts[k].pledged for k in keys],
+        [parts[k].committed for k in keys],
+        [parts[k].delivered for k in keys],
+    )
+
+
+async def _store_figures(conn: asyncpg.Connection, need_id: str, cov: domain.Coverage) -> None:
     await conn.execute(
         "UPDATE needs SET pledged = $2, committed = $3, delivered = $4, gap = $5, status = $6"
         " WHERE need_id = $1",
@@ -50,6 +91,73 @@ async def refresh_need(conn: asyncpg.Connection, need_id: str) -> None:
         cov.gap,
         cov.status,
     )
+
+
+async def _refigure(conn: asyncpg.Connection, need: asyncpg.Record) -> None:
+    """Gap and status again from a need row's target, state and sums, where they changed."""
+    cov = domain.summarise(target=need["target"], need_state=need["state"], sums=_shares(need))
+    if (cov.gap, cov.status) != (need["gap"], need["status"]):
+        await conn.execute(
+            "UPDATE needs SET gap = $2, status = $3 WHERE need_id = $1",
+            need["need_id"],
+            cov.gap,
+            cov.status,
+        )
+
+
+async def count_changes(conn: asyncpg.Connection, pledge_id: str) -> None:
+    """A pledge changed (made, committed, withdrawn, a line amended, money or goods arrived):
+    each of its lines answering a need gets its share again, and the needs the difference
+    (in need order, as every writer takes them). O(the pledge's lines), whatever the need."""
+    rows = await conn.fetch(
+        """
+        SELECT l.line_id, l.need_id, l.unit, l.quantity, l.amount, l.delivered, l.received,
+               l.share_pledged, l.share_committed, l.share_delivered, p.status,
+               n.unit AS need_unit, n.need_id IS NOT NULL AS known
+        FROM pledge_lines l JOIN pledges p USING (pledge_id)
+        LEFT JOIN needs n ON n.need_id = l.need_id
+        WHERE l.pledge_id = $1 AND l.need_id IS NOT NULL
+        """,
+        pledge_id,
+    )
+    changes: dict[str, domain.Share] = {}
+    parts: dict[tuple[str, str], domain.Share] = {}
+    for r in rows:
+        if not r["known"]:
+            continue  # a need not posted yet (never, in log order) counts its lines when it is
+        part = domain.share(line_contribution(r), unit=r["need_unit"])
+        change = part - _shares(r)
+        if change:
+            parts[pledge_id, r["line_id"]] = part
+            changes[r["need_id"]] = changes.get(r["need_id"], domain.Share()) + change
+    await _store_shares(conn, parts)
+    for need_id in sorted(changes):
+        change = changes[need_id]
+        # the need's row is the one every pledge to it writes: touched last, held briefly
+        need = await conn.fetchrow(
+            "UPDATE needs SET pledged = pledged + $2, committed = committed + $3,"
+            " delivered = delivered + $4 WHERE need_id = $1"
+            " RETURNING need_id, target, state, gap, status,"
+            " pledged AS share_pledged, committed AS share_committed,"
+            " delivered AS share_delivered",
+            need_id,
+            change.pledged,
+            change.committed,
+            change.delivered,
+        )
+        if need is not None:
+            await _refigure(conn, need)
+
+
+async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:
+    need = await conn.fetchrow(
+        "SELECT need_id, target, state, gap, status, pledged AS share_pledged,"
+        " committed AS share_committed, delivered AS share_delivered"
+        " FROM needs WHERE need_id = $1",
+        need_id,
+    )
+    if need is not None:
+        await _refigure(conn, need)
 
 
 async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -81,7 +189,7 @@ async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         event.occurred_at,
         event.stream_version,
     )
-    await refresh_need(conn, d["need_id"])
+    await recompute_need(conn, d["need_id"])
 
 
 async def need_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -138,4 +246,5 @@ async def need_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             state,
             d["reason"],
         )
-    await refresh_need(conn, d["need_id"])
+    # the target or the state changed, never the unit: the sums stand
+    await _refigure_need(conn, d["need_id"])

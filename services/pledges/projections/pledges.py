@@ -1,5 +1,6 @@
 """Pledge events -> `pledges`, `pledge_lines`, `receipts` and `deliveries` rows; each change
-to a line that answers a need recomputes that need's coverage."""
+to a line that answers a need adds the line's new share less its old one to that need's
+coverage (projections/needs.py count_changes)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,8 @@ import json
 
 import asyncpg
 
-from services.pledges.projections.needs import refresh_need
+from services.pledges.projections.needs import count_changes
 from shared.events import RecordedEvent
-
-
-async def _refresh_needs_of(conn: asyncpg.Connection, pledge_id: str) -> None:
-    for row in await conn.fetch(
-        "SELECT DISTINCT need_id FROM pledge_lines WHERE pledge_id = $1 AND need_id IS NOT NULL"
-        " ORDER BY need_id",
-        pledge_id,
-    ):
-        await refresh_need(conn, row["need_id"])
 
 
 async def pledge_made(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -67,7 +59,7 @@ async def pledge_made(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             line.get("currency"),
             line.get("amount"),
         )
-    await _refresh_needs_of(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"])
 
 
 async def _advance(conn: asyncpg.Connection, event: RecordedEvent, status: str | None) -> bool:
@@ -89,7 +81,7 @@ async def pledge_committed(conn: asyncpg.Connection, event: RecordedEvent) -> No
             event.data["pledge_id"],
             event.occurred_at,
         )
-        await _refresh_needs_of(conn, event.data["pledge_id"])
+        await count_changes(conn, event.data["pledge_id"])
 
 
 async def pledge_withdrawn(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -100,7 +92,7 @@ async def pledge_withdrawn(conn: asyncpg.Connection, event: RecordedEvent) -> No
             event.occurred_at,
             event.data["reason"],
         )
-        await _refresh_needs_of(conn, event.data["pledge_id"])
+        await count_changes(conn, event.data["pledge_id"])
 
 
 async def line_amended(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -124,7 +116,7 @@ async def line_amended(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         json.dumps([amendment]),
         d.get("weight_kg"),
     )
-    await _refresh_needs_of(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"])
 
 
 async def money_received(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -148,7 +140,7 @@ async def money_received(conn: asyncpg.Connection, event: RecordedEvent) -> None
         d["line_id"],
         d["amount"],
     )
-    await _refresh_needs_of(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"])
 
 
 async def donor_figure(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -201,7 +193,7 @@ async def delivery_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> N
         d["line_id"],
         *figures,
     )
-    await _refresh_needs_of(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"])
 
 
 async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
