@@ -37,9 +37,15 @@ async def load_pledge(
     return fold(history, domain.Pledge(pledge_id), domain.evolve_pledge)
 
 
-async def _lock_need(conn: asyncpg.Connection, need_id: str) -> None:
-    # a pledge answering a need and the need's closing cannot cross each other
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('need:' || $1))", need_id)
+async def _lock_need(conn: asyncpg.Connection, need_id: str, *, shared: bool = False) -> None:
+    """A pledge answering a need and the need's closing (or revision, or cancellation) cannot
+    cross each other: a change to the need takes its lock alone, a pledge shares it with the
+    other pledges to the need. A pledge decides on the need's state (active, its recipient,
+    unit or currency), never on what others pledged (no rule caps pledges at the target), so
+    pledges to one need run side by side; a change waits for those under way, and those
+    after it see it."""
+    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await conn.execute(f"SELECT {lock}(hashtext('need:' || $1))", need_id)
 
 
 async def _record(
@@ -137,7 +143,7 @@ async def make_pledge(
 ) -> dict[str, Any]:
     answered = list(dict.fromkeys(s.need_id for s in command.lines if s.need_id is not None))
     for need_id in sorted(answered):
-        await _lock_need(conn, need_id)
+        await _lock_need(conn, need_id, shared=True)
     state = await load_pledge(conn, command.pledge_id)
     needs = {need_id: await load_need(conn, need_id) for need_id in answered}
     await directory.require(conn, command.donor_id, field="donor_id")
