@@ -1,8 +1,11 @@
 """A partner city's developer generates a Python client from each service's OpenAPI document
-(openapi-python-client, pinned) and uses it: against the pledges API in process on real
-PostgreSQL, a pledge is made, a retry with the same Idempotency-Key is answered the same and
-stores nothing twice, a conflict (409) and a validation error (422) arrive as the Problem model,
-and an update with a stale ETag in If-Match is refused (412) while the current one is taken."""
+(openapi-python-client, pinned) and uses it over HTTP against the three services behind uvicorn
+on 127.0.0.1, on real PostgreSQL (the `twinaid` command's tests' stack): through the pledges
+client a pledge is made, a retry with the same Idempotency-Key is answered the same and stores
+nothing twice, a conflict (409) and a validation error (422) arrive as the Problem model, and an
+update with a stale ETag in If-Match is refused (412) while the current one is taken; through
+the registry client Lille reads its organisation with its ETag; through the shipments client a
+logistics key lists convoys and reads an unknown one as a 404 Problem."""
 
 from __future__ import annotations
 
@@ -15,21 +18,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
+import asyncpg
 import pytest
-from fastapi import FastAPI
 
 from services.pledges.app import create_app as pledges_app
 from services.registry.app import create_app as registry_app
 from services.shipments.app import create_app as shipments_app
-from shared import db as dbmod
-from shared import directory
 from shared.auth import Role
-from shared.testing import fresh_database, issue_key
+from shared.testing import issue_key
+from tests.cli import conftest as served
+from tests.cli.conftest import Stack
 from tests.conftest import settings_for
-from tests.pledges.conftest import seed_registry
 
 pytestmark = pytest.mark.once
+
+# the three APIs behind uvicorn on 127.0.0.1 on fresh databases, Lille, Kharkiv and their
+# partnership registered and known to the pledges service (tests/cli/conftest.py)
+stack = served.stack
 
 APPS = {"registry": registry_app, "pledges": pledges_app, "shipments": shipments_app}
 # no formatting pass over the output (speed); the IATI export's XML arrives as bytes (the
@@ -96,18 +101,11 @@ def test_every_client_names_its_operations_after_the_operation_ids(
 
 
 class Partner:
-    """The pledges client as Lille's software holds it, talking to the app in process."""
+    """A generated client as Lille's software holds it, talking HTTP to a running service."""
 
-    def __init__(self, module: ModuleType, app: FastAPI, key: str) -> None:
+    def __init__(self, module: ModuleType, base_url: str, key: str) -> None:
         self.module = module
-        self.client = module.AuthenticatedClient(base_url="http://pledges", token=key)
-        self.client.set_async_httpx_client(
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://pledges",
-                headers={"Authorization": f"Bearer {key}"},
-            )
-        )
+        self.client = module.AuthenticatedClient(base_url=base_url, token=key)
 
     def api(self, name: str) -> Any:
         return importlib.import_module(f"{self.module.__name__}.api.{name}")
@@ -118,26 +116,22 @@ class Partner:
 
 @pytest.fixture
 async def partner(
-    clients: dict[str, ModuleType], pg_server: str
+    clients: dict[str, ModuleType], stack: Stack
 ) -> AsyncIterator[tuple[Partner, str]]:
-    async with fresh_database(
-        pg_server, directory.SCHEMA, dbmod.schema_text("services.pledges")
-    ) as url:
-        app = pledges_app(settings_for(url, rate_limit_per_second=0))
-        async with app.router.lifespan_context(app):
-            await seed_registry(url)
-            key = await issue_key(url, organisation="lille", roles=[Role.MEMBER])
-            partner = Partner(clients["pledges"], app, key)
-            try:
-                yield partner, url
-            finally:
-                await partner.client.get_async_httpx_client().aclose()
+    """The pledges client with a key of Lille's, and the pledges service's database."""
+    url = stack.databases["pledges"]
+    key = await issue_key(url, organisation="lille", roles=[Role.MEMBER])
+    partner = Partner(clients["pledges"], stack.urls["pledges"], key)
+    try:
+        yield partner, url
+    finally:
+        await partner.client.get_async_httpx_client().aclose()
 
 
 PLEDGE = {
     "pledge_id": "lille-kharkiv-generators-2023",
     "recipient_id": "kharkiv",
-    "partnership_id": "lille-kharkiv-twinning",
+    "partnership_id": served.PARTNERSHIP["partnership_id"],
     "description": "Generators bought on the municipal budget",
     "lines": [
         {
@@ -154,8 +148,6 @@ PLEDGE = {
 
 
 async def _events(url: str, stream_id: str) -> int:
-    import asyncpg
-
     conn = await asyncpg.connect(url)
     try:
         count: int = await conn.fetchval(
@@ -250,3 +242,42 @@ async def test_every_401_names_the_bearer_scheme(partner: tuple[Partner, str]) -
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"].startswith("Bearer")
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_lille_reads_its_organisation_through_the_registry_client(
+    clients: dict[str, ModuleType], stack: Stack
+) -> None:
+    lille = Partner(clients["registry"], stack.urls["registry"], stack.member)
+    try:
+        get_organisation = lille.api("organisations.get_organisation")
+        read = await get_organisation.asyncio_detailed("lille", client=lille.client)
+        assert read.status_code == 200, read.content
+        assert isinstance(read.parsed, lille.model("Organisation"))
+        assert read.parsed.organisation_id == "lille" and read.parsed.name == "Lille"
+        assert read.headers["etag"] == f'"{read.parsed.version}"'
+        unknown = await get_organisation.asyncio_detailed("atlantis", client=lille.client)
+        assert unknown.status_code == 404 and isinstance(unknown.parsed, lille.model("Problem"))
+        assert unknown.parsed.status == 404
+    finally:
+        await lille.client.get_async_httpx_client().aclose()
+
+
+async def test_a_carrier_lists_and_reads_convoys_through_the_shipments_client(
+    clients: dict[str, ModuleType], stack: Stack
+) -> None:
+    key = await issue_key(
+        stack.databases["shipments"], organisation="lille", roles=[Role.LOGISTICS]
+    )
+    carrier = Partner(clients["shipments"], stack.urls["shipments"], key)
+    try:
+        page = await carrier.api("tracking.list_convoys").asyncio_detailed(client=carrier.client)
+        assert page.status_code == 200, page.content
+        assert isinstance(page.parsed, carrier.model("ConvoyPage"))
+        assert page.parsed.items == [] and page.parsed.next_cursor is None
+        unknown = await carrier.api("tracking.get_convoy").asyncio_detailed(
+            "no-such-convoy", client=carrier.client
+        )
+        assert unknown.status_code == 404 and isinstance(unknown.parsed, carrier.model("Problem"))
+        assert unknown.parsed.status == 404 and unknown.parsed.correlation_id
+    finally:
+        await carrier.client.get_async_httpx_client().aclose()
