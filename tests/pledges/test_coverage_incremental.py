@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import services.pledges as service_package
 from services.pledges import domain, projections, subscriptions
-from services.pledges.projections.needs import line_contribution
+from services.pledges.projections.needs import ADD_CHANGE, line_contribution
 from shared import projections as proj
 from tests.pledges.conftest import PledgesApi, incoming, loading
 from tests.pledges.test_rebuild import dump
@@ -320,10 +320,11 @@ async def test_pledges_to_one_need_run_side_by_side_and_a_closing_cuts_them_off(
         statuses.append((await api.post("/v1/pledges", body, by="lille")).status_code)
 
     async def close() -> None:
-        await asyncio.sleep(0.05)
+        while len(statuses) < 3:  # some pledges recorded, the others still under way
+            await asyncio.sleep(0.001)
         await api.ok("/v1/needs/flour/close", {"reason": "enough"}, by="kharkiv")
 
-    await asyncio.gather(*(pledge(i) for i in range(40)), close())
+    await asyncio.gather(*(pledge(i) for i in range(60)), close())
     assert set(statuses) <= {201, 409} and 201 in statuses
     rows = await api.fetch(
         "SELECT e.stream_id, e.event_type, e.id FROM events e"
@@ -337,5 +338,38 @@ async def test_pledges_to_one_need_run_side_by_side_and_a_closing_cuts_them_off(
     try:
         assert await kept(conn, "flour") == await recomputed(conn, "flour")
         assert (await kept(conn, "flour"))[-1] == "closed"
+    finally:
+        await conn.close()
+
+
+async def test_the_statement_adding_a_change_figures_as_the_domain_does(api: PledgesApi) -> None:
+    """ADD_CHANGE writes the gap and status in SQL, beside the sums: as domain.summarise."""
+    conn = await asyncpg.connect(api.url)
+    cases = [
+        (target, state, pledged, change)
+        for target in (Decimal("100"), Decimal("0.5"))
+        for state in ("active", "closed", "cancelled")
+        for pledged in (Decimal(0), Decimal("0.25"), Decimal("100"))
+        for change in (Decimal(0), Decimal("0.25"), Decimal("-0.25"), Decimal("99.75"))
+        if pledged + change >= 0
+    ]
+    try:
+        for i, (target, state, pledged, change) in enumerate(cases):
+            need_id = f"n{i}"
+            await conn.execute(
+                "INSERT INTO needs (need_id, recipient_id, kind, category, description, target,"
+                " priority, state, status, gap, pledged, posted_at, changed_at, version)"
+                " VALUES ($1, 'kharkiv', 'item', 'food', 'd', $2, 'normal', $3, 'open', 0, $4,"
+                " now(), now(), 1)",
+                need_id,
+                target,
+                state,
+                pledged,
+            )
+            await conn.execute(ADD_CHANGE, need_id, change, Decimal(0), Decimal(0))
+            sums = domain.Share(pledged=pledged + change)
+            want = domain.summarise(target=target, need_state=state, sums=sums)
+            row = await kept(conn, need_id)
+            assert row == (want.pledged, want.committed, want.delivered, want.gap, want.status)
     finally:
         await conn.close()

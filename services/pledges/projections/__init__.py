@@ -24,16 +24,8 @@ NEEDS = Projection(
 PLEDGES = Projection(
     name="pledges",
     tables=("pledges", "pledge_lines", "receipts", "deliveries"),
-    handlers={
-        ev.PLEDGE_MADE: pledges.pledge_made,
-        ev.PLEDGE_COMMITTED: pledges.pledge_committed,
-        ev.PLEDGE_WITHDRAWN: pledges.pledge_withdrawn,
-        ev.PLEDGE_LINE_AMENDED: pledges.line_amended,
-        ev.MONEY_RECEIVED: pledges.money_received,
-        ev.DONOR_FIGURE_REPORTED: pledges.donor_figure,
-        ev.DELIVERY_RECORDED: pledges.delivery_recorded,
-        ev.PLEDGE_LINE_UPDATED: pledges.line_updated,
-    },
+    handlers=pledges.HANDLERS,
+    batch=pledges.apply_batch,
 )
 
 # which events hold each person (privacy_occurrences): access requests, retention

@@ -105,10 +105,34 @@ async def _refigure(conn: asyncpg.Connection, need: asyncpg.Record) -> None:
         )
 
 
-async def count_changes(conn: asyncpg.Connection, pledge_id: str) -> None:
+# The difference a pledge makes to its need's sums ($2 pledged, $3 committed, $4 delivered), and
+# the gap and status after it as domain.summarise gives them (the test holds the two together):
+# the need's row is the one every pledge to it writes, so one statement, the last before commit,
+# holds it from its update to the commit and no longer.
+ADD_CHANGE = """
+UPDATE needs SET
+    pledged = pledged + $2,
+    committed = committed + $3,
+    delivered = delivered + $4,
+    gap = greatest(0, target - (pledged + $2)),
+    status = CASE WHEN state <> 'active' THEN state
+                  WHEN pledged + $2 = 0 THEN 'open'
+                  WHEN pledged + $2 < target THEN 'partly_covered'
+                  ELSE 'covered' END
+WHERE need_id = $1
+"""
+
+
+Changes = dict[str, domain.Share]  # need id -> what its sums gain
+
+
+async def count_changes(
+    conn: asyncpg.Connection, pledge_id: str, into: Changes | None = None
+) -> None:
     """A pledge changed (made, committed, withdrawn, a line amended, money or goods arrived):
-    each of its lines answering a need gets its share again, and the needs the difference
-    (in need order, as every writer takes them). O(the pledge's lines), whatever the need."""
+    each of its lines answering a need gets its share again, and the needs the difference,
+    now or, given `into`, gathered there for `add_changes` after the batch of events.
+    O(the pledge's lines), whatever the need."""
     rows = await conn.fetch(
         """
         SELECT l.line_id, l.need_id, l.unit, l.quantity, l.amount, l.delivered, l.received,
@@ -120,7 +144,7 @@ async def count_changes(conn: asyncpg.Connection, pledge_id: str) -> None:
         """,
         pledge_id,
     )
-    changes: dict[str, domain.Share] = {}
+    changes: Changes = {} if into is None else into
     parts: dict[tuple[str, str], domain.Share] = {}
     for r in rows:
         if not r["known"]:
@@ -131,22 +155,18 @@ async def count_changes(conn: asyncpg.Connection, pledge_id: str) -> None:
             parts[pledge_id, r["line_id"]] = part
             changes[r["need_id"]] = changes.get(r["need_id"], domain.Share()) + change
     await _store_shares(conn, parts)
+    if into is None:
+        await add_changes(conn, changes)
+
+
+async def add_changes(conn: asyncpg.Connection, changes: Changes) -> None:
+    """Each need's sums gain their change, in need order (as every writer takes them)."""
     for need_id in sorted(changes):
         change = changes[need_id]
-        # the need's row is the one every pledge to it writes: touched last, held briefly
-        need = await conn.fetchrow(
-            "UPDATE needs SET pledged = pledged + $2, committed = committed + $3,"
-            " delivered = delivered + $4 WHERE need_id = $1"
-            " RETURNING need_id, target, state, gap, status,"
-            " pledged AS share_pledged, committed AS share_committed,"
-            " delivered AS share_delivered",
-            need_id,
-            change.pledged,
-            change.committed,
-            change.delivered,
-        )
-        if need is not None:
-            await _refigure(conn, need)
+        if change:
+            await conn.execute(
+                ADD_CHANGE, need_id, change.pledged, change.committed, change.delivered
+            )
 
 
 async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:

@@ -5,14 +5,19 @@ coverage (projections/needs.py count_changes)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from services.pledges.projections.needs import count_changes
+from services.pledges import events as ev
+from services.pledges.projections.needs import Changes, add_changes, count_changes
 from shared.events import RecordedEvent
+from shared.projections import Apply
 
 
-async def pledge_made(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def pledge_made(
+    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
+) -> None:
     d = event.data
     inserted = await conn.fetchval(
         """
@@ -59,7 +64,7 @@ async def pledge_made(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             line.get("currency"),
             line.get("amount"),
         )
-    await count_changes(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"], changes)
 
 
 async def _advance(conn: asyncpg.Connection, event: RecordedEvent, status: str | None) -> bool:
@@ -74,17 +79,21 @@ async def _advance(conn: asyncpg.Connection, event: RecordedEvent, status: str |
     return bool(applied)
 
 
-async def pledge_committed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def pledge_committed(
+    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
+) -> None:
     if await _advance(conn, event, "committed"):
         await conn.execute(
             "UPDATE pledges SET committed_at = $2 WHERE pledge_id = $1",
             event.data["pledge_id"],
             event.occurred_at,
         )
-        await count_changes(conn, event.data["pledge_id"])
+        await count_changes(conn, event.data["pledge_id"], changes)
 
 
-async def pledge_withdrawn(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def pledge_withdrawn(
+    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
+) -> None:
     if await _advance(conn, event, "withdrawn"):
         await conn.execute(
             "UPDATE pledges SET withdrawn_at = $2, withdrawal_reason = $3 WHERE pledge_id = $1",
@@ -92,10 +101,12 @@ async def pledge_withdrawn(conn: asyncpg.Connection, event: RecordedEvent) -> No
             event.occurred_at,
             event.data["reason"],
         )
-        await count_changes(conn, event.data["pledge_id"])
+        await count_changes(conn, event.data["pledge_id"], changes)
 
 
-async def line_amended(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def line_amended(
+    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
+) -> None:
     d = event.data
     if not await _advance(conn, event, d["pledge_status"]):
         return
@@ -116,10 +127,12 @@ async def line_amended(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         json.dumps([amendment]),
         d.get("weight_kg"),
     )
-    await count_changes(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"], changes)
 
 
-async def money_received(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def money_received(
+    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
+) -> None:
     d = event.data
     if not await _advance(conn, event, d["pledge_status"]):
         return
@@ -140,7 +153,7 @@ async def money_received(conn: asyncpg.Connection, event: RecordedEvent) -> None
         d["line_id"],
         d["amount"],
     )
-    await count_changes(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"], changes)
 
 
 async def donor_figure(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -158,7 +171,9 @@ async def donor_figure(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     )
 
 
-async def delivery_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def delivery_recorded(
+    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
+) -> None:
     d = event.data
     if not await _advance(conn, event, d["pledge_status"]):
         return
@@ -193,8 +208,44 @@ async def delivery_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> N
         d["line_id"],
         *figures,
     )
-    await count_changes(conn, d["pledge_id"])
+    await count_changes(conn, d["pledge_id"], changes)
 
 
 async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await _advance(conn, event, None)  # derived from the events beside it: nothing new
+
+
+Counting = Callable[[asyncpg.Connection, RecordedEvent, Changes | None], Awaitable[None]]
+# the events that change what a pledge's lines count towards their needs
+COUNTING: dict[str, Counting] = {
+    ev.PLEDGE_MADE: pledge_made,
+    ev.PLEDGE_COMMITTED: pledge_committed,
+    ev.PLEDGE_WITHDRAWN: pledge_withdrawn,
+    ev.PLEDGE_LINE_AMENDED: line_amended,
+    ev.MONEY_RECEIVED: money_received,
+    ev.DELIVERY_RECORDED: delivery_recorded,
+}
+HANDLERS: dict[str, Apply] = {
+    ev.PLEDGE_MADE: pledge_made,
+    ev.PLEDGE_COMMITTED: pledge_committed,
+    ev.PLEDGE_WITHDRAWN: pledge_withdrawn,
+    ev.PLEDGE_LINE_AMENDED: line_amended,
+    ev.MONEY_RECEIVED: money_received,
+    ev.DELIVERY_RECORDED: delivery_recorded,
+    ev.DONOR_FIGURE_REPORTED: donor_figure,
+    ev.PLEDGE_LINE_UPDATED: line_updated,
+}
+
+
+async def apply_batch(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """The events in order, as their handlers apply them, their needs' sums changed once at
+    the end: a pledge's request writes its need's row (the one every pledge to that need
+    writes) in its last statement, a rebuild once a need a batch."""
+    changes: Changes = {}
+    for event in events:
+        counting = COUNTING.get(event.event_type)
+        if counting is not None:
+            await counting(conn, event, changes)
+        else:
+            await HANDLERS[event.event_type](conn, event)
+    await add_changes(conn, changes)
