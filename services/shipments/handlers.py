@@ -47,14 +47,18 @@ async def recorded_entries(
 ) -> dict[str, domain.Entry]:
     """The convoy's road entries recorded under these ids, by id, as the log holds them (the
     timeline finds them: the state keeps no list of entries)."""
+    # planned afresh each time (a statement of its own, not the connection's cached one): a
+    # plan cached while the timeline was small would go on scanning it whole as it grows
+    lookup = await conn.prepare(
+        "SELECT event_id FROM convoy_timeline WHERE convoy_id = $1 AND entry_id = ANY($2::text[])"
+    )
+    ids = await lookup.fetch(convoy_id, sorted(set(entry_ids)))
+    if not ids:
+        return {}
     rows = await conn.fetch(
-        f"""
-        SELECT {COLUMNS} FROM convoy_timeline t JOIN events e ON e.event_id = t.event_id
-        WHERE t.convoy_id = $1 AND t.entry_id = ANY($2::text[]) AND e.event_type = ANY($3)
-        ORDER BY e.stream_version
-        """,
-        convoy_id,
-        sorted(set(entry_ids)),
+        f"SELECT {COLUMNS} FROM events e WHERE e.event_id = ANY($1::uuid[])"
+        " AND e.event_type = ANY($2::text[]) ORDER BY e.stream_version",
+        [r["event_id"] for r in ids],
         list(ev.ENTRY_EVENTS.values()),
     )
     found: dict[str, domain.Entry] = {}
