@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -35,6 +37,7 @@ from shared import db as dbmod
 from shared.auth import Authenticator, Principal
 from shared.deps import Caller, Ctx, ServiceContext, etag, header, metadata_for, utcnow
 from shared.errors import TwinaidError
+from shared.event_store import ConcurrencyConflict
 from shared.events import Metadata
 from shared.metrics import Metrics, metrics_only
 from shared.metrics import serve as serve_metrics
@@ -45,6 +48,12 @@ from shared.settings import Settings
 log = logging.getLogger("twinaid.web")
 access_log = logging.getLogger("twinaid.access")
 MAX_BODY_BYTES = 1_000_000
+# a write that lost a race to another writer of its record, without If-Match: run again up to
+# this many times (each lost race is another writer's commit: N writers at once all get through
+# with N - 1), after a jittered pause that doubles from RACE_PAUSE seconds up to RACE_PAUSE_MAX
+RACE_RETRIES = 10
+RACE_PAUSE = 0.002
+RACE_PAUSE_MAX = 0.05
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 __all__ = [
     "Caller",
@@ -311,23 +320,30 @@ async def execute_write(
         if stored is not None:
             return _answer(stored.body, stored.status_code, replayed=True)
     meta = metadata_for(principal, idempotency_key=key)
+    # a caller that did not condition on a version (no If-Match, or `*`) asked for its write
+    # whatever the record's version: a race lost to another writer is run again, on the state
+    # that writer left, instead of being answered 409 (with If-Match it stays 409/412)
+    condition = header(request, b"if-match")
+    retries = RACE_RETRIES if condition is None or condition.strip() == "*" else 0
     try:
-        done = None
-        if attempt is not None and key is None:
-            done = await attempt(meta)
-        if done is not None:
-            status, body = done
-        else:
-            async with ctx.db.transaction() as conn:
-                status, body = await use_case(conn, meta)
+        for tries_left in range(retries, -1, -1):
+            try:
+                status, body = await _run_once(
+                    ctx, principal, use_case, attempt, meta, key=key, digest=digest
+                )
+                break
+            except ConcurrencyConflict:
+                if tries_left == 0:
+                    raise
                 if key is not None:
-                    await idempotency.remember(
-                        conn,
-                        caller=principal,
-                        key=key,
-                        digest=digest,
-                        response=idempotency.StoredResponse(status, body),
+                    # the race may have been lost to this request's own twin: answer as it did
+                    stored = await idempotency.lookup(
+                        ctx.db.pool, caller=principal, key=key, digest=digest
                     )
+                    if stored is not None:
+                        return _answer(stored.body, stored.status_code, replayed=True)
+                pause = min(RACE_PAUSE * 2 ** (retries - tries_left), RACE_PAUSE_MAX)
+                await asyncio.sleep(random.uniform(0, pause))  # noqa: S311 (a jitter, no secret)
     except (asyncpg.UniqueViolationError, TwinaidError):
         if key is None:
             raise
@@ -340,6 +356,35 @@ async def execute_write(
     if ctx.notifier is not None:
         ctx.notifier.poke()  # committed: wake the relay
     return _answer(body, status)
+
+
+async def _run_once(
+    ctx: ServiceContext,
+    principal: Principal,
+    use_case: UseCase,
+    attempt: Attempt | None,
+    meta: Metadata,
+    *,
+    key: str | None,
+    digest: bytes,
+) -> tuple[int, Any]:
+    """One try of a write: its one-statement form when it has one (no key), else the use
+    case in a transaction of its own, with the stored answer under the key."""
+    if attempt is not None and key is None:
+        done = await attempt(meta)
+        if done is not None:
+            return done
+    async with ctx.db.transaction() as conn:
+        status, body = await use_case(conn, meta)
+        if key is not None:
+            await idempotency.remember(
+                conn,
+                caller=principal,
+                key=key,
+                digest=digest,
+                response=idempotency.StoredResponse(status, body),
+            )
+    return status, body
 
 
 def _answer(body: Any, status: int, *, replayed: bool = False) -> JSONResponse:
