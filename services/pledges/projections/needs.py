@@ -45,13 +45,13 @@ async def recompute_need(conn: asyncpg.Connection, need_id: str) -> None:
         need_id,
     )
     sums = domain.Share()
-    parts: dict[tuple[str, str], domain.Share] = {}
+    parts: dict[str, dict[str, domain.Share]] = {}
     for r in rows:
-        part = parts[r["pledge_id"], r["line_id"]] = domain.share(
-            line_contribution(r), unit=need["unit"]
-        )
+        part = domain.share(line_contribution(r), unit=need["unit"])
+        parts.setdefault(r["pledge_id"], {})[r["line_id"]] = part
         sums += part
-    await _store_shares(conn, parts)
+    for pledge_id, lines in parts.items():
+        await _store_shares(conn, pledge_id, lines)
     await _store_figures(
         conn,
         need_id,
@@ -60,23 +60,24 @@ async def recompute_need(conn: asyncpg.Connection, need_id: str) -> None:
 
 
 async def _store_shares(
-    conn: asyncpg.Connection, parts: dict[tuple[str, str], domain.Share]
+    conn: asyncpg.Connection, pledge_id: str, parts: dict[str, domain.Share]
 ) -> None:
-    """Each line's share ({(pledge id, line id): share}), in one statement."""
+    """The shares of a pledge's lines ({line id: share}), in one statement (through the
+    pledge's own lines: the need's may be many)."""
     if not parts:
         return
-    keys = sorted(parts)
+    lines = sorted(parts)
     await conn.execute(
         "UPDATE pledge_lines l SET share_pledged = u.pledged, share_committed = u.committed,"
         " share_delivered = u.delivered"
-        " FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[])"
-        " AS u(pledge_id, line_id, pledged, committed, delivered)"
-        " WHERE l.pledge_id = u.pledge_id AND l.line_id = u.line_id",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [parts[k].pledged for k in keys],
-        [parts[k].committed for k in keys],
-        [parts[k].delivered for k in keys],
+        " FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[])"
+        " AS u(line_id, pledged, committed, delivered)"
+        " WHERE l.pledge_id = $1 AND l.line_id = u.line_id",
+        pledge_id,
+        lines,
+        [parts[k].pledged for k in lines],
+        [parts[k].committed for k in lines],
+        [parts[k].delivered for k in lines],
     )
 
 
@@ -145,16 +146,16 @@ async def count_changes(
         pledge_id,
     )
     changes: Changes = {} if into is None else into
-    parts: dict[tuple[str, str], domain.Share] = {}
+    parts: dict[str, domain.Share] = {}
     for r in rows:
         if not r["known"]:
             continue  # a need not posted yet (never, in log order) counts its lines when it is
         part = domain.share(line_contribution(r), unit=r["need_unit"])
         change = part - _shares(r)
         if change:
-            parts[pledge_id, r["line_id"]] = part
+            parts[r["line_id"]] = part
             changes[r["need_id"]] = changes.get(r["need_id"], domain.Share()) + change
-    await _store_shares(conn, parts)
+    await _store_shares(conn, pledge_id, parts)
     if into is None:
         await add_changes(conn, changes)
 
