@@ -15,7 +15,7 @@ from fastapi.security.base import SecurityBase
 from shared import db as dbmod
 from shared import errors, logs, published, signing
 from shared.auth import Authenticator, Principal
-from shared.batching import GroupCommit
+from shared.batching import GroupCommit, KeyedGroupCommit
 from shared.events import Metadata
 from shared.metrics import Metrics
 from shared.notify import Notifier
@@ -40,7 +40,10 @@ class ServiceContext:
     notifier: Notifier | None = None
     rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=0, burst=1))
     extras: dict[str, Any] = field(default_factory=dict)
-    group_commits: dict[str, GroupCommit[Any, Any]] = field(default_factory=dict)
+    # by name: a kind of write's group commit, or its group commit per record (keyed)
+    group_commits: dict[str, GroupCommit[Any, Any] | KeyedGroupCommit[Any, Any, Any]] = field(
+        default_factory=dict
+    )
     signing_key: signing.KeyFile | None = None
 
     def signer(self) -> signing.Signer | None:
@@ -58,15 +61,31 @@ class ServiceContext:
         first use; the app closes them at shutdown."""
         batcher = self.group_commits.get(name)
         if batcher is None:
-            batches = self.metrics.group_commit_batches(name)
-            items = self.metrics.group_commit_items(name)
-
-            def observe(size: int) -> None:
-                batches.inc()
-                items.inc(size)
-
-            batcher = self.group_commits[name] = GroupCommit(run, observe=observe)
+            batcher = self.group_commits[name] = GroupCommit(run, observe=self._observer(name))
+        assert isinstance(batcher, GroupCommit), f"{name} is a group commit per record"
         return batcher
+
+    def keyed_group_commit(
+        self, name: str, run: Callable[[Any, list[Any]], Awaitable[Sequence[Any]]]
+    ) -> KeyedGroupCommit[Any, Any, Any]:
+        """The service's group commit per record for one kind of write (shared/batching.py:
+        `run` gets the record's key and the batch), made on first use; closed at shutdown.
+        Its batches count in the same metrics as a group commit's, under `name`."""
+        batcher = self.group_commits.get(name)
+        if batcher is None:
+            batcher = self.group_commits[name] = KeyedGroupCommit(run, observe=self._observer(name))
+        assert isinstance(batcher, KeyedGroupCommit), f"{name} is a group commit of all records"
+        return batcher
+
+    def _observer(self, name: str) -> Callable[[int], None]:
+        batches = self.metrics.group_commit_batches(name)
+        items = self.metrics.group_commit_items(name)
+
+        def observe(size: int) -> None:
+            batches.inc()
+            items.inc(size)
+
+        return observe
 
 
 async def context(request: Request) -> ServiceContext:  # async: no worker thread

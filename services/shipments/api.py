@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -26,7 +28,10 @@ from services.shipments.requests import (
     UnloadIn,
 )
 from shared import problems
-from shared.web import Caller, Ctx, write
+from shared.deps import header
+from shared.errors import TwinaidError
+from shared.events import Metadata
+from shared.web import Caller, Ctx, ServiceContext, write
 
 router = APIRouter(prefix="/v1", tags=["convoys"])
 
@@ -205,6 +210,22 @@ async def record_entries(
     the first time (`already_recorded` counts them)."""
     now = ctx.clock()
     entries = [entry.command() for entry in body.entries]
+
+    async def attempt(meta: Metadata) -> dict[str, Any] | None:
+        # without If-Match (and Idempotency-Key: write() then never attempts), the requests
+        # to one convoy that arrive together are decided in one transaction (group commit per
+        # convoy), each answered as alone
+        if header(request, b"if-match") is not None:
+            return None
+        together = ctx.keyed_group_commit("road-entries", partial(_entries_together, ctx))
+        answer = await together.submit(
+            convoy_id, handlers.EntriesRequest(entries, caller, meta, now)
+        )
+        if isinstance(answer, TwinaidError):
+            raise answer
+        result: dict[str, Any] = answer
+        return result
+
     return await write(
         ctx,
         request,
@@ -213,7 +234,16 @@ async def record_entries(
         lambda conn, meta: handlers.record_entries(
             conn, convoy_id, entries, caller=caller, metadata=meta, now=now
         ),
+        attempt=attempt,
     )
+
+
+async def _entries_together(
+    ctx: ServiceContext, convoy_id: str, requests: list[handlers.EntriesRequest]
+) -> list[dict[str, Any] | TwinaidError]:
+    """Requests of road entries to one convoy that arrived together, in one transaction."""
+    async with ctx.db.transaction() as conn:
+        return await handlers.record_entries_together(conn, convoy_id, requests)
 
 
 @router.post(

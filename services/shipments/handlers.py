@@ -10,7 +10,7 @@ so concurrent loads never take more than remains.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +21,8 @@ from services.shipments import events as ev
 from shared import directory, errors, snapshots
 from shared import projections as proj
 from shared.auth import Principal
-from shared.event_store import PostgresEventStore, fold
-from shared.events import Metadata, NewEvent
+from shared.event_store import ConcurrencyConflict, PostgresEventStore, fold
+from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.rows import COLUMNS, from_row
 
 
@@ -232,6 +232,94 @@ async def record_entries(
         already_recorded=decision.replayed,
         entries=decision.answers,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesRequest:
+    """One request's road entries, as record_entries takes them."""
+
+    entries: Sequence[domain.FieldEntry]
+    caller: Principal
+    metadata: Metadata
+    now: datetime
+
+
+async def record_entries_together(
+    conn: asyncpg.Connection, convoy_id: str, requests: Sequence[EntriesRequest]
+) -> list[dict[str, Any] | errors.TwinaidError]:
+    """Requests of road entries to one convoy that arrived together (a group commit per
+    convoy), in one transaction the caller owns: the convoy loaded once, each request decided
+    in turn on the state the previous ones left, its events appended with its own metadata,
+    and everything projected once. Each request is answered as record_entries would have
+    answered it alone, in this order: its answer, or the error it raises (a refusal undoes
+    that request only: it runs in a savepoint). A lost race for the convoy (ConcurrencyConflict)
+    or a failure of the database fails the whole batch."""
+    state = await load_convoy(conn, convoy_id)
+    stream_id = f"{ev.STREAM_CONVOY}-{convoy_id}"
+    store = PostgresEventStore(conn)
+    every = [entry for request in requests for entry in request.entries]
+    named = sorted({org for entry in every for _, org in entry.organisations()})
+    known = {
+        r["organisation_id"]
+        for r in await conn.fetch(
+            "SELECT organisation_id FROM directory WHERE organisation_id = ANY($1)", named
+        )
+    }
+    lines = await ledger.lines(conn, [(x.pledge_id, x.line_id) for x in state.loaded])
+    recorded = await recorded_entries(conn, convoy_id, [entry.entry_id for entry in every])
+    outcomes: list[dict[str, Any] | errors.TwinaidError] = []
+    appended: list[RecordedEvent] = []
+    for request in requests:
+        try:
+            async with conn.transaction():  # a savepoint: a refusal undoes this request only
+                domain.require_existing(state)
+                access.require_road_writer(request.caller, parties(state))
+                decision = domain.record_entries(
+                    state,
+                    [
+                        await _sealed(
+                            conn,
+                            state,
+                            entry,
+                            recorded.get(entry.entry_id),
+                            caller=request.caller,
+                            now=request.now,
+                        )
+                        for entry in request.entries
+                    ],
+                    now=request.now,
+                    known_organisations=known,
+                    pledge_lines=lines,
+                    recorded=recorded,
+                )
+                new = await store.append(
+                    stream_type=ev.STREAM_CONVOY,
+                    stream_id=stream_id,
+                    expected_version=state.version,
+                    events=decision.events,
+                    metadata=request.metadata,
+                    now=request.now,
+                )
+        except ConcurrencyConflict:
+            raise  # the convoy moved on under the batch: every request runs again
+        except errors.TwinaidError as refused:
+            outcomes.append(refused)
+            continue
+        state = fold(new, state, domain.evolve)
+        for event in new:
+            entry = domain.entry_of(event)
+            recorded.setdefault(entry.entry_id, entry)  # later requests see it
+        appended.extend(new)
+        outcomes.append(
+            _answer(
+                state,
+                recorded=len(decision.events),
+                already_recorded=decision.replayed,
+                entries=decision.answers,
+            )
+        )
+    await proj.project(conn, projections.ALL, appended)
+    return outcomes
 
 
 async def _sealed(

@@ -2,16 +2,75 @@
 
 A write without If-Match that loses the race for the convoy's next version is run again on
 the state the winner left (shared/web.py), so concurrent writers all succeed; with If-Match the
-caller conditioned on a version, and a stale one is refused as before."""
+caller conditioned on a version, and a stale one is refused as before.
+
+Road entries without Idempotency-Key or If-Match go further: the requests to one convoy that
+arrive together are decided in one transaction (a group commit per convoy,
+handlers.record_entries_together), each answered as it would have been alone."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
+import asyncpg
 import httpx
 
+from services.shipments import domain, handlers, views
 from shared.auth import Role
-from tests.shipments.conftest import ShipmentsApi, assert_problem
+from shared.event_store import PostgresEventStore, fold
+from tests.shipments.conftest import ShipmentsApi, assert_problem, entry
+
+DISPATCH = "2022-06-07T06:10:00+02:00"
+
+
+async def on_the_road(api: ShipmentsApi) -> None:
+    await api.pledge_line(quantity="50")
+    await api.plan("c1")
+    assert (await api.load(manifest_line_id="m1", quantity="10")).status_code == 201
+    response = await api.entries("c1", entry("dispatch", DISPATCH, "d"))
+    assert response.status_code == 200, response.text
+
+
+def checkpoint(minute: int, entry_id: str, place: str = "Lviv") -> dict[str, Any]:
+    return entry(
+        "checkpoint",
+        f"2022-06-08T{minute // 60:02}:{minute % 60:02}:00+02:00",
+        entry_id,
+        place=place,
+    )
+
+
+async def read_models_match_a_full_fold(api: ShipmentsApi) -> domain.Convoy:
+    """The convoy's row and snapshot as a fold of its whole log gives them."""
+    conn = await asyncpg.connect(api.url)
+    try:
+        log = await PostgresEventStore(conn).read_stream("convoy-c1")
+        full = fold(log, domain.Convoy("c1"), domain.evolve)
+        assert await handlers.load_convoy(conn, "c1") == full
+        row = await conn.fetchrow(
+            "SELECT document::text AS document, version FROM convoys WHERE convoy_id = 'c1'"
+        )
+        assert row["version"] == full.version == len(log)
+        assert json.loads(row["document"]) == json.loads(json.dumps(views.document(full)))
+        snapshot = await conn.fetchval(
+            "SELECT stream_version FROM snapshots WHERE stream_id = 'convoy-c1'"
+        )
+        assert snapshot == full.version
+        timeline = await conn.fetchval(
+            "SELECT count(*) FROM convoy_timeline WHERE convoy_id = 'c1'"
+        )
+        assert timeline == len(log)
+        return full
+    finally:
+        await conn.close()
+
+
+def together(api: ShipmentsApi) -> tuple[int, int]:
+    """(batches, requests) of road entries decided together so far."""
+    batcher = api.app.state.ctx.group_commits.get("road-entries")
+    return (0, 0) if batcher is None else batcher.counts
 
 
 async def test_concurrent_loads_without_if_match_to_one_convoy_all_succeed(
@@ -60,3 +119,96 @@ async def test_with_if_match_a_lost_race_and_a_stale_version_are_refused_as_befo
     stale = await load(9)
     assert_problem(stale, 412)
     assert len(await api.events("shipments.manifest-line-loaded")) == 1
+
+
+async def test_32_single_entries_at_once_to_one_convoy_are_all_recorded_once(
+    api: ShipmentsApi,
+) -> None:
+    await on_the_road(api)
+    before = (await api.convoy("c1"))["version"]
+    batches, requests = together(api)
+    responses = await asyncio.gather(
+        *(api.entries("c1", checkpoint(i, f"cp-{i:02}")) for i in range(32))
+    )
+    assert [r.status_code for r in responses] == [200] * 32, [
+        r.text for r in responses if r.status_code != 200
+    ]
+    versions = [r.json()["version"] for r in responses]
+    assert sorted(versions) == list(range(before + 1, before + 33))
+    assert [r.headers["ETag"] for r in responses] == [f'"{v}"' for v in versions]
+    for i, response in enumerate(responses):
+        body = response.json()
+        assert (body["recorded"], body["already_recorded"]) == (1, 0)
+        assert [e["entry_id"] for e in body["entries"]] == [f"cp-{i:02}"]
+    after = together(api)
+    assert after[1] - requests == 32 and after[0] - batches < 32  # some went together
+    full = await read_models_match_a_full_fold(api)
+    assert full.version == before + 32
+    conn = await asyncpg.connect(api.url)
+    try:
+        ids = await conn.fetch(
+            "SELECT entry_id, count(*) AS n FROM convoy_timeline"
+            " WHERE convoy_id = 'c1' AND entry_id LIKE 'cp-%' GROUP BY entry_id"
+        )
+    finally:
+        await conn.close()
+    assert sorted((r["entry_id"], r["n"]) for r in ids) == [(f"cp-{i:02}", 1) for i in range(32)]
+
+
+async def test_a_batch_answers_each_request_as_it_would_have_been_answered_alone(
+    api: ShipmentsApi,
+) -> None:
+    """A batch held behind a first one (the convoy's row locked by the test), then run: a new
+    entry, an id reused with other content, the new entry sent again, a caller who may not
+    write road entries, a re-sent entry recorded before the batch, and another new entry."""
+    await on_the_road(api)
+    earlier = checkpoint(1, "cp-early")
+    assert (await api.entries("c1", earlier)).status_code == 200
+    before = (await api.convoy("c1"))["version"]
+    events = await api.count()
+    lock = await asyncpg.connect(api.url)
+    try:
+        holding = lock.transaction()
+        await holding.start()
+        await lock.execute("SELECT 1 FROM convoys WHERE convoy_id = 'c1' FOR UPDATE")
+        first = asyncio.create_task(api.entries("c1", checkpoint(2, "first")))
+        await asyncio.sleep(0.3)  # its batch waits for the lock; the next ones queue behind it
+        sent = [
+            ("new", (checkpoint(3, "new"),), None),
+            ("reused", (checkpoint(4, "new", place="Rivne"),), None),
+            ("again", (checkpoint(3, "new"),), None),
+            ("stranger", (checkpoint(5, "stranger"),), ("bucha", Role.LOGISTICS)),
+            ("early", (earlier,), None),
+            ("last", (checkpoint(6, "last"),), None),
+        ]
+        tasks = {}
+        for name, entries, who in sent:
+            await api.as_(*(who or ("transports-nord", Role.LOGISTICS)))  # its key, made first
+            tasks[name] = asyncio.create_task(api.entries("c1", *entries, who=who))
+            await asyncio.sleep(0.05)  # queued in this order
+        await holding.rollback()
+    finally:
+        await lock.close()
+    assert (await first).status_code == 200
+    answers = {name: await task for name, task in tasks.items()}
+    # the dispatch, cp-early and `first` alone, then the six at once
+    assert together(api) == (4, 9)
+    new = answers["new"]
+    assert new.status_code == 200, new.text
+    assert (new.json()["version"], new.json()["recorded"]) == (before + 2, 1)
+    reused = assert_problem(answers["reused"], 409, "entry-id-reused")
+    assert reused["entry_id"] == "new"
+    again = answers["again"]
+    assert again.status_code == 200, again.text
+    assert again.json() == {**new.json(), "recorded": 0, "already_recorded": 1}
+    assert again.headers["ETag"] == f'"{before + 2}"'
+    assert_problem(answers["stranger"], 403)
+    early = answers["early"]
+    assert early.status_code == 200, early.text
+    assert (early.json()["version"], early.json()["already_recorded"]) == (before + 2, 1)
+    last = answers["last"]
+    assert last.status_code == 200, last.text
+    assert last.json()["version"] == before + 3
+    assert await api.count() == events + 3  # first, new, last
+    full = await read_models_match_a_full_fold(api)
+    assert full.version == before + 3
