@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import services.pledges as service_package
 from services.pledges import domain, projections, subscriptions
-from services.pledges.projections.needs import ADD_CHANGE, line_contribution
+from services.pledges.projections.needs import add_changes, line_contribution
 from shared import projections as proj
 from tests.pledges.conftest import PledgesApi, incoming, loading
 from tests.pledges.test_rebuild import dump
@@ -343,14 +343,14 @@ async def test_pledges_to_one_need_run_side_by_side_and_a_closing_cuts_them_off(
 
 
 async def test_the_statement_adding_a_change_figures_as_the_domain_does(api: PledgesApi) -> None:
-    """ADD_CHANGE writes the gap and status in SQL, beside the sums: as domain.summarise."""
+    """A change added to a need's sums leaves the gap and status domain.summarise gives."""
     conn = await asyncpg.connect(api.url)
     cases = [
         (target, state, pledged, change)
         for target in (Decimal("100"), Decimal("0.5"))
         for state in ("active", "closed", "cancelled")
         for pledged in (Decimal(0), Decimal("0.25"), Decimal("100"))
-        for change in (Decimal(0), Decimal("0.25"), Decimal("-0.25"), Decimal("99.75"))
+        for change in (Decimal("0.25"), Decimal("-0.25"), Decimal("99.75"))
         if pledged + change >= 0
     ]
     try:
@@ -366,7 +366,7 @@ async def test_the_statement_adding_a_change_figures_as_the_domain_does(api: Ple
                 state,
                 pledged,
             )
-            await conn.execute(ADD_CHANGE, need_id, change, Decimal(0), Decimal(0))
+            await add_changes(conn, {need_id: domain.Share(pledged=change)})
             sums = domain.Share(pledged=pledged + change)
             want = domain.summarise(target=target, need_state=state, sums=sums)
             row = await kept(conn, need_id)

@@ -106,21 +106,18 @@ async def _refigure(conn: asyncpg.Connection, need: asyncpg.Record) -> None:
         )
 
 
-# The difference a pledge makes to its need's sums ($2 pledged, $3 committed, $4 delivered), and
-# the gap and status after it as domain.summarise gives them (the test holds the two together):
-# the need's row is the one every pledge to it writes, so one statement, the last before commit,
-# holds it from its update to the commit and no longer.
+# The difference a pledge makes to its need's sums ($2 pledged, $3 committed, $4 delivered); the
+# gap and status after it come from domain.summarise (_refigure), the one place that rule lives.
+# The need's row is the one every pledge to it writes, so these are the last statements before
+# the commit: the row is held from the update to the commit and no longer.
 ADD_CHANGE = """
 UPDATE needs SET
     pledged = pledged + $2,
     committed = committed + $3,
-    delivered = delivered + $4,
-    gap = greatest(0, target - (pledged + $2)),
-    status = CASE WHEN state <> 'active' THEN state
-                  WHEN pledged + $2 = 0 THEN 'open'
-                  WHEN pledged + $2 < target THEN 'partly_covered'
-                  ELSE 'covered' END
+    delivered = delivered + $4
 WHERE need_id = $1
+RETURNING need_id, target, state, gap, status, pledged AS share_pledged,
+          committed AS share_committed, delivered AS share_delivered
 """
 
 
@@ -165,9 +162,11 @@ async def add_changes(conn: asyncpg.Connection, changes: Changes) -> None:
     for need_id in sorted(changes):
         change = changes[need_id]
         if change:
-            await conn.execute(
+            need = await conn.fetchrow(
                 ADD_CHANGE, need_id, change.pledged, change.committed, change.delivered
             )
+            if need is not None:
+                await _refigure(conn, need)
 
 
 async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:
