@@ -253,7 +253,19 @@ async def record_entries_together(
     and everything projected once. Each request is answered as record_entries would have
     answered it alone, in this order: its answer, or the error it raises (a refusal undoes
     that request only: it runs in a savepoint). A lost race for the convoy (ConcurrencyConflict)
-    or a failure of the database fails the whole batch."""
+    or a failure of the database fails the whole batch. A batch of one is record_entries
+    itself: its refusal is raised (the caller's transaction undoes it), with no savepoint."""
+    if len(requests) == 1:
+        [alone] = requests
+        answer = await record_entries(
+            conn,
+            convoy_id,
+            alone.entries,
+            caller=alone.caller,
+            metadata=alone.metadata,
+            now=alone.now,
+        )
+        return [answer]
     state = await load_convoy(conn, convoy_id)
     stream_id = f"{ev.STREAM_CONVOY}-{convoy_id}"
     store = PostgresEventStore(conn)

@@ -16,8 +16,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from services.shipments import domain, handlers, views
+from shared import projections as shared_projections
 from shared.auth import Role
 from shared.event_store import PostgresEventStore, fold
 from tests.shipments.conftest import ShipmentsApi, assert_problem, entry
@@ -212,3 +214,38 @@ async def test_a_batch_answers_each_request_as_it_would_have_been_answered_alone
     assert await api.count() == events + 3  # first, new, last
     full = await read_models_match_a_full_fold(api)
     assert full.version == before + 3
+
+
+async def test_a_failed_batch_reaches_each_request_as_the_error_it_would_have_got_alone(
+    api: ShipmentsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database lost while the batch projects: every request of the batch gets the 503
+    a request alone gets (one sent with an Idempotency-Key takes the ordinary path), and
+    nothing of the batch is stored."""
+    await on_the_road(api)
+    events = await api.count()
+
+    async def lost(*_: object) -> None:
+        raise asyncpg.PostgresConnectionError("connection lost while projecting")
+
+    monkeypatch.setattr(shared_projections, "project", lost)
+    headers = {
+        **await api.as_("transports-nord", Role.LOGISTICS),
+        "Idempotency-Key": "alone-1",
+    }
+    alone = await api.client.post(
+        "/v1/convoys/c1/entries", json={"entries": [checkpoint(1, "alone")]}, headers=headers
+    )
+    assert_problem(alone, 503)
+    before = together(api)
+    responses = await asyncio.gather(
+        *(api.entries("c1", checkpoint(2 + i, f"cp-{i}")) for i in range(8))
+    )
+    for response in responses:
+        assert_problem(response, 503)
+        assert response.json()["type"] == alone.json()["type"]
+        assert response.headers["Retry-After"] == alone.headers["Retry-After"]
+    assert together(api)[1] - before[1] == 8
+    assert await api.count() == events
+    monkeypatch.undo()
+    await read_models_match_a_full_fold(api)
