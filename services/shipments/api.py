@@ -242,8 +242,14 @@ async def _entries_together(
     ctx: ServiceContext, convoy_id: str, requests: list[handlers.EntriesRequest]
 ) -> list[dict[str, Any] | TwinaidError]:
     """Requests of road entries to one convoy that arrived together, in one transaction."""
-    async with ctx.db.transaction() as conn:
-        return await handlers.record_entries_together(conn, convoy_id, requests)
+    try:
+        async with ctx.db.transaction() as conn:
+            return await handlers.record_entries_together(conn, convoy_id, requests)
+    except handlers.SavepointsNeeded:
+        async with ctx.db.transaction() as conn:
+            return await handlers.record_entries_together(
+                conn, convoy_id, requests, savepoints=True
+            )
 
 
 @router.post(

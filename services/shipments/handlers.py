@@ -9,6 +9,7 @@ so concurrent loads never take more than remains.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,7 +22,16 @@ from services.shipments import events as ev
 from shared import directory, errors, snapshots
 from shared import projections as proj
 from shared.auth import Principal
-from shared.event_store import ConcurrencyConflict, PostgresEventStore, fold
+from shared.event_store import (
+    APPEND_CALL,
+    REFUSED_BY_DATABASE,
+    ConcurrencyConflict,
+    PostgresEventStore,
+    append_arguments,
+    append_conflict,
+    fold,
+)
+from shared.event_store import recorded as recorded_as
 from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.rows import COLUMNS, from_row
 
@@ -244,17 +254,58 @@ class EntriesRequest:
     now: datetime
 
 
+async def _append_all(
+    conn: asyncpg.Connection,
+    stream_id: str,
+    pending: Sequence[tuple[Any, ...]],
+    appended: Sequence[RecordedEvent],
+) -> None:
+    """Every request's append (twinaid_append's arguments, each after the version the one
+    before leaves), in one round trip, then a check that each took its versions: an append
+    that found the stream moved on inserts nothing, and the events counted would be fewer."""
+    if not pending:
+        return
+    try:
+        await conn.executemany(f"SELECT {APPEND_CALL}", pending)
+    except asyncpg.UniqueViolationError as exc:
+        expected = int(pending[0][2])
+        raise append_conflict(exc, stream_id=stream_id, expected=expected) from exc
+    except REFUSED_BY_DATABASE as exc:
+        raise SavepointsNeeded from exc
+    stored = await conn.fetchval(
+        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_id = ANY($2::uuid[])",
+        stream_id,
+        [e.event_id for e in appended],
+    )
+    if stored != len(appended):
+        actual = await PostgresEventStore(conn).current_version(stream_id)
+        raise ConcurrencyConflict(stream_id=stream_id, expected=int(pending[0][2]), actual=actual)
+
+
+class SavepointsNeeded(Exception):
+    """A request of a batch was refused by the database outside a savepoint, which undid the
+    whole transaction: run the batch again in a new one, with `savepoints=True`."""
+
+
 async def record_entries_together(
-    conn: asyncpg.Connection, convoy_id: str, requests: Sequence[EntriesRequest]
+    conn: asyncpg.Connection,
+    convoy_id: str,
+    requests: Sequence[EntriesRequest],
+    *,
+    savepoints: bool = False,
 ) -> list[dict[str, Any] | errors.TwinaidError]:
     """Requests of road entries to one convoy that arrived together (a group commit per
     convoy), in one transaction the caller owns: the convoy loaded once, each request decided
     in turn on the state the previous ones left, its events appended with its own metadata,
     and everything projected once. Each request is answered as record_entries would have
-    answered it alone, in this order: its answer, or the error it raises (a refusal undoes
-    that request only: it runs in a savepoint). A lost race for the convoy (ConcurrencyConflict)
-    or a failure of the database fails the whole batch. A batch of one is record_entries
-    itself: its refusal is raised (the caller's transaction undoes it), with no savepoint."""
+    answered it alone, in this order: its answer, or the error it raises. A refusal undoes
+    that request only: a request that writes before it is decided (it seals persons) runs in
+    a savepoint. The appends go together, in one round trip, after every request is decided;
+    should the database refuse one of them (what check_storable lets through), the batch
+    raises SavepointsNeeded, to be run again with each request in a savepoint, appending
+    alone. A lost race for the convoy (ConcurrencyConflict) or a failure of the
+    database fails the whole batch. A batch of one is record_entries itself: its refusal is
+    raised (the caller's transaction undoes it)."""
     if len(requests) == 1:
         [alone] = requests
         answer = await record_entries(
@@ -281,9 +332,15 @@ async def record_entries_together(
     recorded = await recorded_entries(conn, convoy_id, [entry.entry_id for entry in every])
     outcomes: list[dict[str, Any] | errors.TwinaidError] = []
     appended: list[RecordedEvent] = []
+    pending: list[tuple[Any, ...]] = []  # the appends of the requests decided, in order
     for request in requests:
+        # a savepoint when the request writes before it is decided (it seals the persons its
+        # entries name), or when asked (see SavepointsNeeded); else its refusal wrote nothing
+        guarded = savepoints or any(
+            entry.details.get(key) for entry in request.entries for key in privacy.PARTIES
+        )
         try:
-            async with conn.transaction():  # a savepoint: a refusal undoes this request only
+            async with conn.transaction() if guarded else contextlib.nullcontext():
                 domain.require_existing(state)
                 access.require_road_writer(request.caller, parties(state))
                 decision = domain.record_entries(
@@ -304,14 +361,20 @@ async def record_entries_together(
                     pledge_lines=lines,
                     recorded=recorded,
                 )
-                new = await store.append(
-                    stream_type=ev.STREAM_CONVOY,
-                    stream_id=stream_id,
-                    expected_version=state.version,
-                    events=decision.events,
-                    metadata=request.metadata,
-                    now=request.now,
-                )
+                append: dict[str, Any] = {
+                    "stream_type": ev.STREAM_CONVOY,
+                    "stream_id": stream_id,
+                    "expected_version": state.version,
+                    "events": decision.events,
+                    "metadata": request.metadata,
+                    "now": request.now,
+                }
+                if savepoints:  # each request's append in its savepoint: refused alone
+                    new = await store.append(**append)
+                else:  # appended with the others' after the loop; what it will record
+                    if decision.events:
+                        pending.append(append_arguments(**append))  # Unstorable: refused
+                    new = recorded_as(**append)
         except ConcurrencyConflict:
             raise  # the convoy moved on under the batch: every request runs again
         except errors.TwinaidError as refused:
@@ -330,6 +393,7 @@ async def record_entries_together(
                 entries=decision.answers,
             )
         )
+    await _append_all(conn, stream_id, pending, appended)
     await proj.project(conn, projections.ALL, appended)
     return outcomes
 

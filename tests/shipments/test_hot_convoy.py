@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,9 +20,12 @@ import httpx
 import pytest
 
 from services.shipments import domain, handlers, views
+from services.shipments.requests import EntriesIn
+from shared import event_store
 from shared import projections as shared_projections
-from shared.auth import Role
-from shared.event_store import PostgresEventStore, fold
+from shared.auth import Principal, Role
+from shared.event_store import ConcurrencyConflict, PostgresEventStore, fold
+from shared.events import Metadata
 from tests.shipments.conftest import ShipmentsApi, assert_problem, entry
 
 DISPATCH = "2022-06-07T06:10:00+02:00"
@@ -248,4 +252,106 @@ async def test_a_failed_batch_reaches_each_request_as_the_error_it_would_have_go
     assert together(api)[1] - before[1] == 8
     assert await api.count() == events
     monkeypatch.undo()
+    await read_models_match_a_full_fold(api)
+
+
+async def held_batch(
+    api: ShipmentsApi, *sent: tuple[str, dict[str, Any]]
+) -> tuple[httpx.Response, dict[str, httpx.Response]]:
+    """A first request held (the convoy's row locked by the test) while `sent` (name, entry)
+    queue behind it in this order: the answers of the first and of the batch that follows."""
+    lock = await asyncpg.connect(api.url)
+    try:
+        holding = lock.transaction()
+        await holding.start()
+        await lock.execute("SELECT 1 FROM convoys WHERE convoy_id = 'c1' FOR UPDATE")
+        first = asyncio.create_task(api.entries("c1", checkpoint(0, "held-first")))
+        await asyncio.sleep(0.3)
+        tasks = {}
+        for name, sent_entry in sent:
+            tasks[name] = asyncio.create_task(api.entries("c1", sent_entry))
+            await asyncio.sleep(0.05)
+        await holding.rollback()
+    finally:
+        await lock.close()
+    return await first, {name: await task for name, task in tasks.items()}
+
+
+async def test_an_append_the_database_refuses_runs_the_batch_again_in_savepoints(
+    api: ShipmentsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch appends in one round trip; the database refusing one request's events (data
+    it cannot read as JSON: what check_storable would let through) undoes the transaction, and
+    the batch runs again with each request in a savepoint: that request alone is refused."""
+    await on_the_road(api)
+    real = event_store.append_arguments
+
+    def spoiled(**append: Any) -> tuple[Any, ...]:
+        arguments = real(**append)
+        if any(e.data.get("entry_id") == "bad" for e in append["events"]):
+            return (*arguments[:-1], ["{not json"])
+        return arguments
+
+    monkeypatch.setattr(event_store, "append_arguments", spoiled)
+    monkeypatch.setattr(handlers, "append_arguments", spoiled)
+    events = await api.count()
+    first, answers = await held_batch(
+        api,
+        ("good", checkpoint(1, "good")),
+        ("bad", checkpoint(2, "bad")),
+        ("later", checkpoint(3, "later")),
+    )
+    assert first.status_code == 200, first.text
+    version = first.json()["version"]
+    assert answers["good"].status_code == 200, answers["good"].text
+    assert answers["good"].json()["version"] == version + 1
+    assert_problem(answers["bad"], 422, "unstorable-event")
+    assert answers["later"].status_code == 200, answers["later"].text
+    assert answers["later"].json()["version"] == version + 2
+    assert await api.count() == events + 3
+    monkeypatch.undo()
+    await read_models_match_a_full_fold(api)
+
+
+async def test_a_batch_whose_convoy_moved_on_before_its_appends_fails_as_a_lost_race(
+    api: ShipmentsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer commits to the convoy after the batch loaded it and before the batch
+    appends: the batch raises ConcurrencyConflict and stores nothing (over HTTP its requests
+    run again: shared/web.py)."""
+    await on_the_road(api)
+    found = handlers.recorded_entries
+
+    once: list[bool] = []
+
+    async def meanwhile(*args: Any) -> Any:
+        if not once:  # the other writer's own request looks its entries up too
+            once.append(True)
+            response = await api.entries("c1", checkpoint(50, "other-writer"))
+            assert response.status_code == 200, response.text
+        return await found(*args)
+
+    caller = Principal("k", "transports-nord", frozenset({Role.LOGISTICS}))
+    requests = []
+    for i in range(3):
+        body = EntriesIn.model_validate({"entries": [checkpoint(10 + i, f"b{i}")]})
+        requests.append(
+            handlers.EntriesRequest(
+                [e.command() for e in body.entries],
+                caller,
+                Metadata(actor="k"),
+                datetime.now(UTC),
+            )
+        )
+    events = await api.count()
+    monkeypatch.setattr(handlers, "recorded_entries", meanwhile)
+    conn = await asyncpg.connect(api.url)
+    try:
+        with pytest.raises(ConcurrencyConflict):
+            async with conn.transaction():
+                await handlers.record_entries_together(conn, "c1", requests)
+    finally:
+        await conn.close()
+    monkeypatch.undo()
+    assert await api.count() == events + 1  # the other writer's entry only
     await read_models_match_a_full_fold(api)
