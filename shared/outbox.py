@@ -312,25 +312,18 @@ class Relay:
 
     async def publish_once(self, producer: AIOKafkaProducer) -> int:
         async with self.db.connection() as conn:
-            checkpoint = (
-                await conn.fetchval(
-                    "SELECT position FROM relay_checkpoint WHERE topic = $1", self.topic
-                )
-                or 0
-            )
+            # where we are, in one round trip: a relay round runs on every commit under load
+            at = await conn.fetchrow(_WHERE_SQL, self.topic)
+            checkpoint, head = int(at["checkpoint"]), int(at["head"] or 0)
             events = await PostgresEventStore(conn).read_all(
                 after=checkpoint, limit=self.settings.relay_batch_size
             )
-            redactions = await privacy_migration.carried(conn, [e.position or 0 for e in events])
-            head = await conn.fetchval("SELECT position FROM sealer_state")
-            previous = chain.GENESIS
-            if events and checkpoint > 0:
-                previous = (
-                    await conn.fetchval(
-                        "SELECT hash FROM event_chain WHERE position = $1", checkpoint
-                    )
-                    or chain.GENESIS
-                )
+            redactions = (
+                await privacy_migration.carried(conn, [e.position or 0 for e in events])
+                if events and at["redacted_ahead"]
+                else {}
+            )
+            previous = bytes(at["previous"]) if checkpoint > 0 and at["previous"] else chain.GENESIS
         self.metrics.relay_lag_events.set(max(0, int(head) - checkpoint))
         if not events:
             self.metrics.relay_lag_seconds.set(0)
@@ -397,6 +390,15 @@ async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
             waiter.cancel()
 
 
+# the relay's checkpoint, the sealed head, the chain hash at the checkpoint (what the next event
+# links to) and whether any event after it was rewritten by a redaction
+_WHERE_SQL = """
+SELECT c.position AS checkpoint,
+       (SELECT position FROM sealer_state) AS head,
+       (SELECT hash FROM event_chain WHERE position = c.position) AS previous,
+       EXISTS (SELECT 1 FROM log_redactions r WHERE r.position > c.position) AS redacted_ahead
+FROM (SELECT coalesce((SELECT position FROM relay_checkpoint WHERE topic = $1), 0) AS position) c
+"""
 HELD_BACK_RETRY = 0.02  # seconds: a look again at events an open transaction held back
 _UNSEALED_SQL = (
     "SELECT EXISTS (SELECT 1 FROM events e, sealer_state s"
