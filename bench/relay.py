@@ -57,6 +57,7 @@ from bench.common import (
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import free_port, start_tansu
+from shared.settings import Settings
 from shared.signing import Signer
 from shared.testing import fresh_database, issue_key
 from tests.e2e.processes import Proc
@@ -640,8 +641,17 @@ async def main_async(args: argparse.Namespace) -> None:
             "burst": args.burst,
             "warmup_writes": WARMUP_WRITES,
             "lag_sample_interval_s": 0.1,
-            "settings": "service defaults (relay_poll_interval 1.0 s,"
-            " relay_batch_size 500, consumer_gap_grace 2.0 s)",
+            "settings": "the services' settings ({})".format(
+                ", ".join(
+                    f"{name} {getattr(Settings(), name)}"
+                    for name in (
+                        "relay_poll_interval",
+                        "relay_batch_size",
+                        "consumer_gap_grace",
+                        "kafka_fetch_max_wait_ms",
+                    )
+                )
+            ),
         },
         **result,
     }
