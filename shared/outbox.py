@@ -318,11 +318,9 @@ class Relay:
             events = await PostgresEventStore(conn).read_all(
                 after=checkpoint, limit=self.settings.relay_batch_size
             )
-            redactions = (
-                await privacy_migration.carried(conn, [e.position or 0 for e in events])
-                if events and at["redacted_ahead"]
-                else {}
-            )
+            # read after the events: an event read rewritten in place by a redaction has its
+            # log_redactions row committed with it, so it is found here
+            redactions = await privacy_migration.carried(conn, [e.position or 0 for e in events])
             previous = bytes(at["previous"]) if checkpoint > 0 and at["previous"] else chain.GENESIS
         self.metrics.relay_lag_events.set(max(0, int(head) - checkpoint))
         if not events:
@@ -390,13 +388,12 @@ async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
             waiter.cancel()
 
 
-# the relay's checkpoint, the sealed head, the chain hash at the checkpoint (what the next event
-# links to) and whether any event after it was rewritten by a redaction
+# the relay's checkpoint, the sealed head and the chain hash at the checkpoint (what the next
+# event links to)
 _WHERE_SQL = """
 SELECT c.position AS checkpoint,
        (SELECT position FROM sealer_state) AS head,
-       (SELECT hash FROM event_chain WHERE position = c.position) AS previous,
-       EXISTS (SELECT 1 FROM log_redactions r WHERE r.position > c.position) AS redacted_ahead
+       (SELECT hash FROM event_chain WHERE position = c.position) AS previous
 FROM (SELECT coalesce((SELECT position FROM relay_checkpoint WHERE topic = $1), 0) AS position) c
 """
 HELD_BACK_RETRY = 0.02  # seconds: a look again at events an open transaction held back

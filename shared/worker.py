@@ -125,11 +125,16 @@ class KeyUseReporter:
                 " AND ($1::timestamptz IS NULL OR last_used_at > $1)",
                 since - self.LATE if since is not None else None,
             )
-        changed = [
-            (r["key_id"], r["last_used_at"])
-            for r in rows
-            if self.reported.get(r["key_id"]) != r["last_used_at"]
-        ]
+        # oldest first: should a later chunk fail, what was reported is older than what was
+        # not, so the next round (after the latest reported) still finds the rest
+        changed = sorted(
+            (
+                (r["key_id"], r["last_used_at"])
+                for r in rows
+                if self.reported.get(r["key_id"]) != r["last_used_at"]
+            ),
+            key=lambda use: (use[1], use[0]),
+        )
         for start in range(0, len(changed), MAX_USES_REPORTED):
             batch = changed[start : start + MAX_USES_REPORTED]
             self.requests += 1

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.registry import api_key_handlers as handlers
 from services.registry.domain import api_keys as keys
@@ -120,14 +120,15 @@ class ApiKeyPage(BaseModel):
 
 class ApiKeyUse(_In):
     key_id: str = Field(pattern=r"^[0-9a-f]+$", min_length=1, max_length=64)
-    last_used_at: AwareDatetime = Field(description="its last use at the reporting service")
+    # bounded as every instant the API takes (shared/instants.py): one ahead of now counts as now
+    last_used_at: instants.PlanInstant = Field(description="its last use at the reporting service")
 
 
 class ReportApiKeyUsesIn(_In):
-    service: str = Field(
-        pattern=r"^[a-z][a-z0-9-]*$",
-        max_length=50,
-        description="the reporting service (pledges, shipments): where the keys were used",
+    # only the services that hold copies of the keys report (a service key names no service
+    # of its own: any name would let it grow api_key_uses without bound)
+    service: Literal["pledges", "shipments"] = Field(
+        description="the reporting service: where the keys were used"
     )
     uses: list[ApiKeyUse] = Field(max_length=MAX_USES_REPORTED)
 

@@ -29,7 +29,6 @@ from services.shipments.requests import (
 )
 from shared import problems
 from shared.deps import header
-from shared.errors import TwinaidError
 from shared.events import Metadata
 from shared.web import Caller, Ctx, ServiceContext, write
 
@@ -221,7 +220,7 @@ async def record_entries(
         answer = await together.submit(
             convoy_id, handlers.EntriesRequest(entries, caller, meta, now)
         )
-        if isinstance(answer, TwinaidError):
+        if isinstance(answer, Exception):
             raise answer
         result: dict[str, Any] = answer
         return result
@@ -240,7 +239,7 @@ async def record_entries(
 
 async def _entries_together(
     ctx: ServiceContext, convoy_id: str, requests: list[handlers.EntriesRequest]
-) -> list[dict[str, Any] | TwinaidError]:
+) -> list[dict[str, Any] | Exception]:
     """Requests of road entries to one convoy that arrived together, in one transaction."""
     try:
         async with ctx.db.transaction() as conn:

@@ -10,6 +10,7 @@ so concurrent loads never take more than remains.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,6 +35,8 @@ from shared.event_store import (
 from shared.event_store import recorded as recorded_as
 from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.rows import COLUMNS, from_row
+
+log = logging.getLogger("twinaid.shipments")
 
 
 async def load_convoy(
@@ -293,7 +296,7 @@ async def record_entries_together(
     requests: Sequence[EntriesRequest],
     *,
     savepoints: bool = False,
-) -> list[dict[str, Any] | errors.TwinaidError]:
+) -> list[dict[str, Any] | Exception]:
     """Requests of road entries to one convoy that arrived together (a group commit per
     convoy), in one transaction the caller owns: the convoy loaded once, each request decided
     in turn on the state the previous ones left, its events appended with its own metadata,
@@ -330,7 +333,7 @@ async def record_entries_together(
     }
     lines = await ledger.lines(conn, [(x.pledge_id, x.line_id) for x in state.loaded])
     recorded = await recorded_entries(conn, convoy_id, [entry.entry_id for entry in every])
-    outcomes: list[dict[str, Any] | errors.TwinaidError] = []
+    outcomes: list[dict[str, Any] | Exception] = []
     appended: list[RecordedEvent] = []
     pending: list[tuple[Any, ...]] = []  # the appends of the requests decided, in order
     for request in requests:
@@ -379,6 +382,14 @@ async def record_entries_together(
             raise  # the convoy moved on under the batch: every request runs again
         except errors.TwinaidError as refused:
             outcomes.append(refused)
+            continue
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            raise  # the database's trouble (the transaction may be lost): every request's
+        except Exception as failed:
+            # raised before anything of it was written (its appends wait for the loop's end;
+            # a savepoint undid what sealing wrote): the others are answered as alone
+            log.exception("road entries of one request of a batch failed")
+            outcomes.append(failed)
             continue
         state = fold(new, state, domain.evolve)
         for event in new:

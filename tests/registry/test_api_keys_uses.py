@@ -121,7 +121,8 @@ async def test_a_key_used_only_at_pledges_shows_its_last_use_once_the_worker_rep
     seen = await listed(api, admin, key["key_id"])
     assert datetime.fromisoformat(seen["last_used_at"]) == later
     before = datetime.now(UTC)
-    ahead = {"key_id": key["key_id"], "last_used_at": "2999-01-01T00:00:00Z"}
+    # (a year ahead: an instant beyond what the API takes, ten years, is a 422, below)
+    ahead = {"key_id": key["key_id"], "last_used_at": (before + timedelta(days=365)).isoformat()}
     response = await api.client.post(
         USES, json={"service": "shipments", "uses": [ahead]}, headers=bearer(service)
     )
@@ -178,6 +179,19 @@ async def test_only_service_keys_report_uses(api: RegistryApi, role: Role) -> No
         {"service": "pledges", "uses": [{"key_id": "not hex", "last_used_at": "2026-01-01"}]},
         {"service": "Pledges!", "uses": []},
         {"service": "pledges", "uses": [{"key_id": "ab", "last_used_at": "2026-01-01T00:00"}]},
+        # only the services holding copies of the keys: any other name would grow the table
+        {"service": "x1", "uses": []},
+        {"service": "registry", "uses": []},
+        # instants the database cannot hold, or no instant at all
+        {
+            "service": "pledges",
+            "uses": [{"key_id": "ab", "last_used_at": "0001-01-01T00:00+14:00"}],
+        },
+        {
+            "service": "pledges",
+            "uses": [{"key_id": "ab", "last_used_at": "9999-12-31T23:59-14:00"}],
+        },
+        {"service": "pledges", "uses": [{"key_id": "ab", "last_used_at": 1767225600}]},
     ):
         assert_problem(await api.client.post(USES, json=bad, headers=service), 422)
 

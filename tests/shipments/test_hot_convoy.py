@@ -355,3 +355,47 @@ async def test_a_batch_whose_convoy_moved_on_before_its_appends_fails_as_a_lost_
     monkeypatch.undo()
     assert await api.count() == events + 1  # the other writer's entry only
     await read_models_match_a_full_fold(api)
+
+
+async def test_a_fault_of_one_request_of_a_batch_is_its_own_and_the_others_are_recorded(
+    api: ShipmentsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request of a batch fails with something no rule foresaw (a bug, not a refusal): it
+    gets that error alone, and the others are decided, appended and projected as alone."""
+    await on_the_road(api)
+    decide = domain.record_entries
+
+    def faulty(state: domain.Convoy, entries: Any, **kwargs: Any) -> Any:
+        if any(e.entry_id == "b1" for e in entries):
+            raise ValueError("a fault of this request's own")
+        return decide(state, entries, **kwargs)
+
+    caller = Principal("k", "transports-nord", frozenset({Role.LOGISTICS}))
+    requests = []
+    for i in range(3):
+        body = EntriesIn.model_validate({"entries": [checkpoint(10 + i, f"b{i}")]})
+        requests.append(
+            handlers.EntriesRequest(
+                [e.command() for e in body.entries],
+                caller,
+                Metadata(actor="k"),
+                datetime.now(UTC),
+            )
+        )
+    events = await api.count()
+    version = (await read_models_match_a_full_fold(api)).version
+    monkeypatch.setattr(domain, "record_entries", faulty)
+    conn = await asyncpg.connect(api.url)
+    try:
+        async with conn.transaction():
+            outcomes = await handlers.record_entries_together(conn, "c1", requests)
+    finally:
+        await conn.close()
+    monkeypatch.undo()
+    assert isinstance(outcomes[1], ValueError)
+    first, third = outcomes[0], outcomes[2]
+    assert isinstance(first, dict) and isinstance(third, dict)
+    assert (first["version"], third["version"]) == (version + 1, version + 2)
+    assert await api.count() == events + 2
+    full = await read_models_match_a_full_fold(api)
+    assert full.version == version + 2
