@@ -48,6 +48,23 @@ def checkpoint(minute: int, entry_id: str, place: str = "Lviv") -> dict[str, Any
     )
 
 
+def three_requests() -> list[handlers.EntriesRequest]:
+    """Three requests of one checkpoint each (b0, b1, b2) by the carrier, as a batch holds them."""
+    caller = Principal("k", "transports-nord", frozenset({Role.LOGISTICS}))
+    requests = []
+    for i in range(3):
+        body = EntriesIn.model_validate({"entries": [checkpoint(10 + i, f"b{i}")]})
+        requests.append(
+            handlers.EntriesRequest(
+                [e.command() for e in body.entries],
+                caller,
+                Metadata(actor="k"),
+                datetime.now(UTC),
+            )
+        )
+    return requests
+
+
 async def read_models_match_a_full_fold(api: ShipmentsApi) -> domain.Convoy:
     """The convoy's row and snapshot as a fold of its whole log gives them."""
     conn = await asyncpg.connect(api.url)
@@ -331,18 +348,7 @@ async def test_a_batch_whose_convoy_moved_on_before_its_appends_fails_as_a_lost_
             assert response.status_code == 200, response.text
         return await found(*args)
 
-    caller = Principal("k", "transports-nord", frozenset({Role.LOGISTICS}))
-    requests = []
-    for i in range(3):
-        body = EntriesIn.model_validate({"entries": [checkpoint(10 + i, f"b{i}")]})
-        requests.append(
-            handlers.EntriesRequest(
-                [e.command() for e in body.entries],
-                caller,
-                Metadata(actor="k"),
-                datetime.now(UTC),
-            )
-        )
+    requests = three_requests()
     events = await api.count()
     monkeypatch.setattr(handlers, "recorded_entries", meanwhile)
     conn = await asyncpg.connect(api.url)
@@ -370,18 +376,7 @@ async def test_a_fault_of_one_request_of_a_batch_is_its_own_and_the_others_are_r
             raise ValueError("a fault of this request's own")
         return decide(state, entries, **kwargs)
 
-    caller = Principal("k", "transports-nord", frozenset({Role.LOGISTICS}))
-    requests = []
-    for i in range(3):
-        body = EntriesIn.model_validate({"entries": [checkpoint(10 + i, f"b{i}")]})
-        requests.append(
-            handlers.EntriesRequest(
-                [e.command() for e in body.entries],
-                caller,
-                Metadata(actor="k"),
-                datetime.now(UTC),
-            )
-        )
+    requests = three_requests()
     events = await api.count()
     version = (await read_models_match_a_full_fold(api)).version
     monkeypatch.setattr(domain, "record_entries", faulty)
