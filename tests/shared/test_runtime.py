@@ -40,4 +40,5 @@ def test_the_process_freezes_once(monkeypatch: pytest.MonkeyPatch) -> None:
     made_since = [[] for _ in range(100)]  # what a second freeze would take
     runtime.tune_gc(30_000)
     assert gc.get_threshold() == (30_000, 11, 12)
-    assert gc.get_freeze_count() == frozen, made_since
+    # nothing more frozen (what was frozen may still be freed, so the count may go down)
+    assert gc.get_freeze_count() <= frozen, made_since
