@@ -16,9 +16,11 @@ from shared import db as dbmod
 from shared import errors, logs, published, signing
 from shared.auth import Authenticator, Principal
 from shared.batching import GroupCommit, KeyedGroupCommit
+from shared.commands import Handlers
 from shared.events import Metadata
 from shared.metrics import Metrics
 from shared.notify import Notifier
+from shared.projections import Projection
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
@@ -45,6 +47,9 @@ class ServiceContext:
         default_factory=dict
     )
     signing_key: signing.KeyFile | None = None
+    # the service's command handlers and the projections their unit of work runs (app.py)
+    handlers: Handlers | None = None
+    projections: Sequence[Projection] = ()
 
     def signer(self) -> signing.Signer | None:
         """The service's signing key (SIGNING_KEY_FILE, shared with its worker), if it has one:

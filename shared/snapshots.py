@@ -23,6 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 
+from shared.codec import Event
 from shared.event_store import EventStore, fold
 from shared.events import RecordedEvent
 from shared.rows import COLUMNS, from_row
@@ -33,6 +34,7 @@ __all__ = [
     "Kind",
     "PostgresSnapshots",
     "Snapshot",
+    "SnapshotFormat",
     "SnapshotStore",
     "load",
     "load_many",
@@ -54,6 +56,20 @@ class Kind(Generic[S]):
     evolve: Callable[[S, RecordedEvent], S]
     encode: Callable[[S], Mapping[str, Any]]
     decode: Callable[[Mapping[str, Any]], S]
+
+
+@dataclass(frozen=True)
+class SnapshotFormat(Generic[S]):
+    """How a repository's state is written down (shared/repository.py): `format` names the
+    state's JSON shape with its version; decode(encode(state)) must equal state. `initial`
+    and `evolve` (on decoded events) are the repository's own when left out; given, they
+    must fold as the repository's do."""
+
+    format: str
+    encode: Callable[[S], Mapping[str, Any]]
+    decode: Callable[[Mapping[str, Any]], S]
+    initial: Callable[[str], S] | None = None
+    evolve: Callable[[S, Event[Any]], S] | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from shared import (
 )
 from shared import db as dbmod
 from shared.auth import Authenticator, Principal
+from shared.commands import Command, Handlers
 from shared.deps import Caller, Ctx, ServiceContext, etag, header, metadata_for, utcnow
 from shared.errors import TwinaidError
 from shared.event_store import ConcurrencyConflict
@@ -42,7 +43,9 @@ from shared.events import Metadata
 from shared.metrics import Metrics, metrics_only
 from shared.metrics import serve as serve_metrics
 from shared.notify import Notifier
+from shared.projections import Projection
 from shared.ratelimit import RateLimiter
+from shared.repository import PostgresUnitOfWork
 from shared.settings import Settings
 
 log = logging.getLogger("twinaid.web")
@@ -402,15 +405,28 @@ async def write(
     request: Request,
     caller: Principal,
     status: int,
-    run: Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
+    run: Command | Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
     *,
     attempt: Callable[[Metadata], Awaitable[Any | None]] | None = None,
 ) -> JSONResponse:
-    """`execute_write` for a use case that answers with `status` and its result; `attempt`
-    is its one-statement form (None: it cannot decide alone)."""
+    """`execute_write` for a command (its handler in ctx.handlers runs in a
+    PostgresUnitOfWork on the write's transaction, with ctx.projections) or a use case
+    callable, answering with `status` and the result; `attempt` is its one-statement form
+    (None: it cannot decide alone)."""
+    if isinstance(run, Command):
+        command, handlers = run, ctx.handlers
+        if handlers is None:
+            raise LookupError(f"{ctx.service} has no command handlers")
 
-    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-        return status, await run(conn, meta)
+        async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+            uow = PostgresUnitOfWork(conn, ctx.projections, meta, ctx.clock())
+            return status, await handlers.handle(command, uow)
+
+    else:
+        call = run
+
+        async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+            return status, await call(conn, meta)
 
     one_statement: Attempt | None = None
     if attempt is not None:
@@ -431,8 +447,11 @@ def create_app(
     schema: Sequence[str],
     title: str,
     description: str = "",
+    handlers: Handlers | None = None,
+    projections: Sequence[Projection] = (),
 ) -> FastAPI:
-    """Build a service's app. Nothing connects until the lifespan starts."""
+    """Build a service's app. Nothing connects until the lifespan starts. `handlers` run the
+    commands routes send with `write`, with `projections` in their unit of work."""
     logs.configure(service, settings.log_level)
     instants.configure(clock_skew_seconds=settings.clock_skew_seconds)
     metrics = Metrics(service)
@@ -445,6 +464,8 @@ def create_app(
         rate_limiter=RateLimiter(
             database, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
         ),
+        handlers=handlers,
+        projections=projections,
     )
 
     @asynccontextmanager

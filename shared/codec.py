@@ -1,0 +1,267 @@
+"""Typed events: one codec turns stored and consumed payloads into the event type's model.
+
+Each event type has one CURRENT model, a pydantic model declaring `EVENT_TYPE` (its stable
+dotted name) and `SCHEMA_VERSION` (1 unless given). Events are written with the current
+version; an older version stays in the log as it was written (the chain covers the stored
+form) and is upcast when read: `upcasters[(type, n)]` turns version n's data into version
+n + 1's, one step at a time, and the current model validates the result. Adding a version:
+bump the model's SCHEMA_VERSION, change its fields, and register the upcaster from the
+previous version (STYLE.md rule 13; docs/ARCHITECTURE.md).
+
+Nothing else indexes raw payloads: readers match on the payload's type. Pure: no framework
+or driver imports.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import ValidationFailed
+from shared.events import Metadata, NewEvent, RecordedEvent
+
+__all__ = ["Event", "EventCodec", "UndecodableEvent", "Upcaster", "event_type_of"]
+
+P = TypeVar("P", bound=BaseModel)
+# the data of version n of an event type -> the data of version n + 1 (it may change its
+# argument: the codec hands it a copy)
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+NO_UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[P]):
+    """A stored or consumed event, decoded: the stored envelope, untouched (chain hashes,
+    audit, JSON out), and the payload as the model of its type's CURRENT version."""
+
+    recorded: RecordedEvent
+    payload: P
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self.recorded.event_id
+
+    @property
+    def event_type(self) -> str:
+        return self.recorded.event_type
+
+    @property
+    def stream_type(self) -> str:
+        return self.recorded.stream_type
+
+    @property
+    def stream_id(self) -> str:
+        return self.recorded.stream_id
+
+    @property
+    def stream_version(self) -> int:
+        return self.recorded.stream_version
+
+    @property
+    def schema_version(self) -> int:
+        """The version the event was stored with (the payload is the current version's)."""
+        return self.recorded.schema_version
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.recorded.occurred_at
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.recorded.recorded_at
+
+    @property
+    def metadata(self) -> Metadata:
+        return self.recorded.metadata
+
+    @property
+    def position(self) -> int | None:
+        return self.recorded.position
+
+
+class UndecodableEvent(ValidationFailed):
+    """An event the codec cannot turn into its model: an unknown type, a version without an
+    upcaster path (or newer than the model), or data its model refuses."""
+
+    type_slug = "undecodable-event"
+    title = "The event cannot be decoded"
+
+    def __init__(
+        self,
+        *,
+        event_type: str,
+        schema_version: int,
+        reason: str,
+        event_id: uuid.UUID | None = None,
+    ) -> None:
+        named = f"{event_type} v{schema_version}"
+        if event_id is not None:
+            named = f"event {event_id} ({named})"
+        super().__init__(
+            f"{named} cannot be decoded: {reason}",
+            extra={
+                "event_id": None if event_id is None else str(event_id),
+                "event_type": event_type,
+                "schema_version": schema_version,
+            },
+        )
+        self.event_id = event_id
+        self.event_type = event_type
+        self.schema_version = schema_version
+        self.reason = reason
+
+
+def event_type_of(model: type[BaseModel]) -> tuple[str, int]:
+    """A model's (EVENT_TYPE, SCHEMA_VERSION); TypeError when it declares no EVENT_TYPE."""
+    event_type = getattr(model, "EVENT_TYPE", None)
+    if not isinstance(event_type, str) or not event_type:
+        raise TypeError(f"{model.__name__} declares no EVENT_TYPE")
+    version = getattr(model, "SCHEMA_VERSION", 1)
+    if not isinstance(version, int) or version < 1:
+        raise TypeError(f"{model.__name__}.SCHEMA_VERSION must be a positive integer")
+    return event_type, version
+
+
+class EventCodec:
+    """Encodes event models as NewEvents and decodes stored or consumed events into the
+    current model of their type, upcasting older versions."""
+
+    def __init__(
+        self,
+        models: Iterable[type[BaseModel]],
+        *,
+        upcasters: Mapping[tuple[str, int], Upcaster] = NO_UPCASTERS,
+    ) -> None:
+        """Each model is the CURRENT model of its type (TypeError for two of one type, or an
+        upcaster of a type the codec does not know or from a version not below the current)."""
+        self._models: dict[str, type[BaseModel]] = {}
+        self._versions: dict[str, int] = {}
+        for model in models:
+            event_type, version = event_type_of(model)
+            if event_type in self._models:
+                raise TypeError(
+                    f"two models of {event_type}: {model.__name__} and"
+                    f" {self._models[event_type].__name__}"
+                )
+            self._models[event_type] = model
+            self._versions[event_type] = version
+        for event_type, version in upcasters:
+            if event_type not in self._versions:
+                raise TypeError(f"an upcaster of {event_type}, a type the codec does not know")
+            if not 1 <= version < self._versions[event_type]:
+                raise TypeError(
+                    f"an upcaster of {event_type} from version {version}: the current version"
+                    f" is {self._versions[event_type]}"
+                )
+        self._upcasters = dict(upcasters)
+
+    def event_types(self) -> list[str]:
+        return sorted(self._models)
+
+    def knows(self, event_type: str) -> bool:
+        return event_type in self._models
+
+    def version(self, event_type: str) -> int:
+        """The current version of a type (LookupError for a type the codec does not know)."""
+        try:
+            return self._versions[event_type]
+        except KeyError:
+            raise LookupError(f"the codec does not know {event_type}") from None
+
+    def model(self, event_type: str) -> type[BaseModel]:
+        """The current model of a type (LookupError for a type the codec does not know)."""
+        try:
+            return self._models[event_type]
+        except KeyError:
+            raise LookupError(f"the codec does not know {event_type}") from None
+
+    def new(
+        self,
+        payload: BaseModel,
+        *,
+        occurred_at: datetime | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> NewEvent:
+        """The payload as an event to append, with its type's current version. TypeError for
+        a model that is not the codec's current model of its type."""
+        event_type, _ = event_type_of(type(payload))
+        if self._models.get(event_type) is not type(payload):
+            raise TypeError(
+                f"{type(payload).__name__} is not the codec's current model of {event_type}"
+            )
+        return NewEvent(
+            event_type=event_type,
+            data=payload.model_dump(mode="json"),
+            occurred_at=occurred_at,
+            schema_version=self._versions[event_type],
+            event_id=event_id or uuid.uuid4(),
+        )
+
+    def decode(self, event: RecordedEvent) -> Event[Any]:
+        """The event with its payload as the current model; UndecodableEvent naming it."""
+        payload = self._decode(
+            event.event_type, event.schema_version, event.data, event_id=event.event_id
+        )
+        return Event(event, payload)
+
+    def decode_data(
+        self, event_type: str, schema_version: int, data: Mapping[str, Any]
+    ) -> BaseModel:
+        """A payload alone (a consumed message's), as the current model of its type."""
+        return self._decode(event_type, schema_version, data, event_id=None)
+
+    def decode_all(self, events: Iterable[RecordedEvent]) -> list[Event[Any]]:
+        """Every event decoded, in order; the first that cannot be raises UndecodableEvent."""
+        return [self.decode(e) for e in events]
+
+    def _decode(
+        self,
+        event_type: str,
+        schema_version: int,
+        data: Mapping[str, Any],
+        *,
+        event_id: uuid.UUID | None,
+    ) -> BaseModel:
+        def undecodable(reason: str) -> UndecodableEvent:
+            return UndecodableEvent(
+                event_type=event_type,
+                schema_version=schema_version,
+                reason=reason,
+                event_id=event_id,
+            )
+
+        model = self._models.get(event_type)
+        if model is None:
+            raise undecodable("the type is unknown here")
+        current = self._versions[event_type]
+        if schema_version > current:
+            raise undecodable(f"the newest version known here is {current}")
+        if schema_version < 1:
+            raise undecodable("versions start at 1")
+        if not isinstance(data, Mapping):
+            raise undecodable("the data is not a JSON object")
+        raw: dict[str, Any] = data if isinstance(data, dict) else dict(data)
+        if schema_version < current:
+            raw = copy.deepcopy(raw)  # the stored form stays untouched
+            for version in range(schema_version, current):
+                upcast = self._upcasters.get((event_type, version))
+                if upcast is None:
+                    raise undecodable(f"no upcaster from version {version} to {version + 1}")
+                try:
+                    raw = upcast(raw)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise undecodable(f"upcasting from version {version} failed: {exc!r}") from exc
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise undecodable(problems) from exc

@@ -1,0 +1,228 @@
+"""One repository seam: stream naming, loading (a fold, from a snapshot when there is one) and
+append-with-projection, over the EventStore protocol, inside a unit of work.
+
+A unit of work is what one use case runs in: the event store and snapshots bound to its
+transaction, the request's metadata and clock, and the service's projections. Handlers take
+it as their second argument; PostgresUnitOfWork runs them for real (the route's or the
+consumer's transaction), InMemoryUnitOfWork in fast handler tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import asyncpg
+from pydantic import BaseModel
+
+from shared.codec import Event, EventCodec
+from shared.event_store import EventStore, PostgresEventStore
+from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.memory_store import InMemoryEventStore
+from shared.projections import Projection, project
+from shared.snapshots import (
+    InMemorySnapshots,
+    PostgresSnapshots,
+    Snapshot,
+    SnapshotFormat,
+    SnapshotStore,
+)
+
+__all__ = [
+    "InMemoryUnitOfWork",
+    "PostgresUnitOfWork",
+    "Repository",
+    "UnitOfWork",
+]
+
+S = TypeVar("S")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnitOfWork(Protocol):
+    """What a handler runs in: one transaction's store and snapshots, the request's metadata
+    (actor, organisation, correlation, idempotency key) and instant, and the projections."""
+
+    @property
+    def store(self) -> EventStore: ...
+
+    @property
+    def snapshots(self) -> SnapshotStore | None: ...
+
+    @property
+    def metadata(self) -> Metadata: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+    async def project(self, events: Sequence[RecordedEvent]) -> None:
+        """The service's projections of these just-appended events, in the same transaction."""
+        ...
+
+
+class PostgresUnitOfWork:
+    """A unit of work on one connection, inside the transaction its caller owns; `conn` is
+    there for the handler's own ports (queries, locks)."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        projections: Sequence[Projection],
+        metadata: Metadata,
+        now: datetime,
+    ) -> None:
+        self.conn = conn
+        self.projections = projections
+        self.metadata = metadata
+        self.now = now
+        self.store = PostgresEventStore(conn)
+        self.snapshots = PostgresSnapshots(conn)
+
+    async def project(self, events: Sequence[RecordedEvent]) -> None:
+        await project(self.conn, self.projections, events)
+
+
+class InMemoryUnitOfWork:
+    """For handler tests: an in-memory store and snapshots (fresh ones unless given);
+    `project` keeps the events it is handed in `projected`, in order."""
+
+    def __init__(
+        self,
+        store: InMemoryEventStore | None = None,
+        metadata: Metadata | None = None,
+        now: datetime | None = None,
+        *,
+        snapshots: InMemorySnapshots | None = None,
+    ) -> None:
+        self.store = store if store is not None else InMemoryEventStore()
+        self.metadata = metadata if metadata is not None else Metadata()
+        self.now = now if now is not None else _utcnow()
+        self.snapshots: InMemorySnapshots | None = (
+            snapshots if snapshots is not None else InMemorySnapshots()
+        )
+        self.projected: list[RecordedEvent] = []
+
+    async def project(self, events: Sequence[RecordedEvent]) -> None:
+        self.projected.extend(events)
+
+
+def _version(state: Any) -> int:
+    version = state.version
+    assert isinstance(version, int)
+    return version
+
+
+class Repository(Generic[S]):
+    """The records of one stream type: `initial(record_id)` is a record with no event,
+    `evolve` folds one decoded event into a state, `version(state)` is the stream version the
+    state was folded to. With a `snapshot` format, loads start from the record's snapshot
+    (when the unit of work has a snapshot store) and `save_snapshot` keeps one."""
+
+    def __init__(
+        self,
+        *,
+        stream_type: str,
+        codec: EventCodec,
+        initial: Callable[[str], S],
+        evolve: Callable[[S, Event[Any]], S],
+        version: Callable[[S], int] = _version,
+        snapshot: SnapshotFormat[S] | None = None,
+    ) -> None:
+        self.stream_type = stream_type
+        self.codec = codec
+        self.initial = initial
+        self.evolve = evolve
+        self.version = version
+        self.snapshot = snapshot
+
+    def stream_id(self, record_id: str) -> str:
+        """The stream of a record: the only place stream ids are spelled."""
+        return f"{self.stream_type}-{record_id}"
+
+    def record_id(self, stream_id: str) -> str:
+        """The record of one of this type's streams (ValueError for another type's)."""
+        prefix = f"{self.stream_type}-"
+        if not stream_id.startswith(prefix):
+            raise ValueError(f"{stream_id} is not a {self.stream_type} stream")
+        return stream_id[len(prefix) :]
+
+    async def load(self, uow: UnitOfWork, record_id: str, *, as_of: datetime | None = None) -> S:
+        """The record now: from its snapshot (with a format and a snapshot store) plus the
+        events after it; `as_of`: folded from the start over the events that occurred by
+        then. A record with no event is `initial(record_id)`."""
+        stream_id = self.stream_id(record_id)
+        state, after = self.initial(record_id), 0
+        if as_of is None and self.snapshot is not None and uow.snapshots is not None:
+            found = (await uow.snapshots.get([stream_id], self.snapshot.format)).get(stream_id)
+            if found is not None:
+                state, after = self.snapshot.decode(found.state), found.stream_version
+        events = await uow.store.read_stream(stream_id, as_of=as_of, after_version=after)
+        return self.fold(state, events)
+
+    async def history(
+        self,
+        uow: UnitOfWork,
+        record_id: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+    ) -> list[Event[Any]]:
+        """A page of the record's events, decoded: the versions after `after_version`, at most
+        `limit` of them (None: all)."""
+        events = await uow.store.read_stream(
+            self.stream_id(record_id), after_version=after_version, limit=limit
+        )
+        return self.codec.decode_all(events)
+
+    async def append(
+        self,
+        uow: UnitOfWork,
+        record_id: str,
+        *,
+        expected_version: int,
+        events: Sequence[BaseModel | NewEvent],
+        metadata: Metadata | None = None,
+    ) -> list[RecordedEvent]:
+        """Append after `expected_version` (0: a new record) and project, in the unit of
+        work; models are encoded by the codec (a NewEvent is taken as it is, e.g. one with an
+        occurred_at in the past from `codec.new`). No events: nothing happened ([]).
+        Raises ConcurrencyConflict when the stream moved on."""
+        if not events:
+            return []
+        new = [e if isinstance(e, NewEvent) else self.codec.new(e) for e in events]
+        recorded = await uow.store.append(
+            stream_type=self.stream_type,
+            stream_id=self.stream_id(record_id),
+            expected_version=expected_version,
+            events=new,
+            metadata=metadata if metadata is not None else uow.metadata,
+            now=uow.now,
+        )
+        await uow.project(recorded)
+        return recorded
+
+    def fold(self, state: S, events: Sequence[RecordedEvent]) -> S:
+        """The state with these stored events decoded and evolved into it, in order."""
+        for event in self.codec.decode_all(events):
+            state = self.evolve(state, event)
+        return state
+
+    async def save_snapshot(self, uow: UnitOfWork, record_id: str, state: S) -> None:
+        """Keep `state` as the record's snapshot (a no-op without a format or a snapshot
+        store); a later snapshot of the same format already kept stays."""
+        if self.snapshot is None or uow.snapshots is None:
+            return
+        await uow.snapshots.put(
+            [
+                Snapshot(
+                    self.stream_id(record_id),
+                    self.version(state),
+                    self.snapshot.format,
+                    self.snapshot.encode(state),
+                )
+            ]
+        )
