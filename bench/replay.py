@@ -23,8 +23,8 @@ PostgreSQL read rate measured in the same run as the comparison.
              that does not match canonicalised again with rfc8785;
              checkpoint signatures), with a fold per stream (version continuity, counts per
              type) over the same pages: the 100,000 events/s target
-   deep      (a) canonicalising every event again with rfc8785 (chain.Verifier on from_row, as
-             `verify(deep=True)` and the Kafka/feed replay do) and the same fold
+   deep      (a) canonicalising every event again with rfc8785 (chain_verifier.Verifier on from_row,
+             as `verify(deep=True)` and the Kafka/feed replay do) and the same fold
    rebuild   (c) shared.projections.rebuild with the service's real projections over the whole
              generated history (or its first --rebuild-events events, in a database of their
              own); and services.audit.replay.replay of the first --replay-events events into a
@@ -91,7 +91,7 @@ from services.audit import replay as audit_replay
 from services.pledges import events as pev
 from services.registry import events as rev
 from services.shipments import events as sev
-from shared import chain, privacy, sealer, signing
+from shared import chain, chain_verifier, privacy, sealer, signing
 from shared import db as dbmod
 from shared import projections as proj
 from shared.contracts import version_of
@@ -1104,9 +1104,10 @@ async def scan_verify(conn: asyncpg.Connection, limit: int | None = None) -> Sca
 async def scan_deep(
     conn: asyncpg.Connection, limit: int | None = None, *, sealed_head: int | None = None
 ) -> Scan:
-    """(a) canonicalising every event again: read, from_row, chain.Verifier, the same fold."""
+    """(a) canonicalising every event again: read, from_row, chain_verifier.Verifier, the same
+    fold."""
     out = Scan()
-    verifier = chain.Verifier()
+    verifier = chain_verifier.Verifier()
     versions: dict[str, int] = {}
     counts: dict[str, int] = {}
     gaps = 0

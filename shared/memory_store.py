@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from shared import chain
+from shared import chain, chain_verifier
 from shared.errors import Conflict
 from shared.event_store import ConcurrencyConflict, check_storable
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
@@ -95,4 +95,4 @@ class InMemoryEventStore:
             )
             for e in self._events
         ]
-        return chain.verify(entries, sealed_head=len(self._events))
+        return chain_verifier.verify(entries, sealed_head=len(self._events))

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import chain
+from shared import chain, chain_verifier
 from shared import db as dbmod
 from shared.keys import KeyRing
 from shared.metrics import Metrics
@@ -244,30 +244,34 @@ async def verify(
 
     `held_checkpoints` are signed checkpoints an auditor kept: the log must still match.
     Checkpoints count only if signed by a key `keys` pins for `service` or one the log
-    announced since (chain.Verifier; without a pinned key the verdict carries a warning).
+    announced since (chain_verifier.Verifier; without a pinned key the verdict warns).
     By default each event's canonical body is rendered from its stored columns and hashed (see
     _RENDERED_BODY); an event whose rendering does not hash to its sealed hash is canonicalised
     again with rfc8785 before anything is reported. `deep` canonicalises every event again.
     The verdicts are the same either way. Events rewritten by a redaction (log_redactions,
     shared/privacy_migration.py) are checked against the signed statement that covers them
-    (chain.Verifier). `observe` (not with `deep`) sees each slice of rows
+    (chain_verifier.Verifier). `observe` (not with `deep`) sees each slice of rows
     (position, hash, stream_type, stream_id, stream_version, event_type, digest, and body for
     checkpoints and key changes only) once it has been checked, e.g. to fold the log in the
     same pass."""
     if conn.is_in_transaction():
         async with conn.transaction():
-            walker = chain.Verifier(service=service, keys=keys, redactions=await redactions(conn))
+            walker = chain_verifier.Verifier(
+                service=service, keys=keys, redactions=await redactions(conn)
+            )
             return await _verify(conn, walker, held_checkpoints, deep, observe)
     # one snapshot for the whole walk, however long the log
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        walker = chain.Verifier(service=service, keys=keys, redactions=await redactions(conn))
+        walker = chain_verifier.Verifier(
+            service=service, keys=keys, redactions=await redactions(conn)
+        )
         return await _verify(conn, walker, held_checkpoints, deep, observe)
 
 
 async def redactions(conn: asyncpg.Connection) -> dict[int, chain.Redaction]:
     """The redactions recorded in log_redactions (shared/privacy_migration.py), by position:
-    claims only, each checked against the signed statement in the log (chain.Verifier). None
-    in a database made before that table."""
+    claims only, each checked against the signed statement in the log (chain_verifier.Verifier).
+    None in a database made before that table."""
     if await conn.fetchval("SELECT to_regclass('log_redactions')") is None:
         return {}
     rows = await conn.fetch(
@@ -285,7 +289,7 @@ async def redactions(conn: asyncpg.Connection) -> dict[int, chain.Redaction]:
 
 
 async def _walk_rendered(
-    conn: asyncpg.Connection, walker: chain.Verifier, observe: Observer | None
+    conn: asyncpg.Connection, walker: chain_verifier.Verifier, observe: Observer | None
 ) -> None:
     add_digest = walker.add_digest
     signed = chain.SIGNED
@@ -329,7 +333,7 @@ async def _walk_rendered(
             await pending
 
 
-async def _walk_one_by_one(conn: asyncpg.Connection, walker: chain.Verifier) -> None:
+async def _walk_one_by_one(conn: asyncpg.Connection, walker: chain_verifier.Verifier) -> None:
     position = len(walker.hashes) + 1
     while walker.failure is None:
         try:
@@ -345,7 +349,7 @@ async def _walk_one_by_one(conn: asyncpg.Connection, walker: chain.Verifier) -> 
 
 async def _verify(
     conn: asyncpg.Connection,
-    walker: chain.Verifier,
+    walker: chain_verifier.Verifier,
     held_checkpoints: Sequence[Mapping[str, Any]],
     deep: bool,
     observe: Observer | None,

@@ -114,7 +114,8 @@ class KeyFile:
 
 def signature_valid(checkpoint: Mapping[str, Any]) -> bool:
     """Whether the key the checkpoint carries signed it: says nothing of who holds that key
-    (a rewrite re-signs with a key of its own); chain.Verifier checks pinned keys instead."""
+    (a rewrite re-signs with a key of its own); chain_verifier.Verifier checks pinned keys
+    instead."""
     body: dict[str, Any] = {k: checkpoint[k] for k in SIGNED_FIELDS}
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(checkpoint["public_key"]))

@@ -24,7 +24,7 @@ from services.audit import replay
 from services.pledges import partnerships
 from services.pledges import subscriptions as pledges_subscriptions
 from services.shipments import subscriptions as shipments_subscriptions
-from shared import api_keys, chain, directory, published
+from shared import api_keys, chain, chain_verifier, directory, published
 from shared import db as dbmod
 from shared.consumer import Handler, Incoming
 from shared.events import RecordedEvent
@@ -264,7 +264,7 @@ async def _rebuild(
             handlers = {
                 t: h for c in copies if c.upstream == upstream for t, h in c.handlers.items()
             }
-            verifier = chain.Verifier(service=upstream, keys=KeyRing.pinned(pins))
+            verifier = chain_verifier.Verifier(service=upstream, keys=KeyRing.pinned(pins))
             # the schemas the upstream publishes, which the live consumer holds events to
             contract = published.Contract(SERVICES_DIR / upstream / "schemas")
             async for event in events_of(upstream):

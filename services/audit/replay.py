@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import chain, directory
+from shared import chain, chain_verifier, directory
 from shared import db as dbmod
 from shared import projections as proj
 from shared.events import RecordedEvent
@@ -80,10 +80,10 @@ async def replay(
     database on `scratch_server` (skipped when None). Returns the report and the scratch
     database URL (the caller drops it); `progress` hears how many events were read, every
     PROGRESS_EVERY. Checkpoints are checked against the keys `keys` pins
-    for `service` and the key changes the log announces (chain.Verifier)."""
+    for `service` and the key changes the log announces (chain_verifier.Verifier)."""
     report = Replay(service)
     projections = projections_of(service)
-    verifier = chain.Verifier(service=service, keys=keys)
+    verifier = chain_verifier.Verifier(service=service, keys=keys)
     started = time.perf_counter()
     scratch_url = None
     conn = None

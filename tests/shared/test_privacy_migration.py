@@ -24,7 +24,16 @@ from aiokafka import ConsumerRecord
 from services.audit import export, replay
 from services.registry.app import create_app as registry_app
 from services.shipments.demo_data import MEDICINES
-from shared import authenticity, chain, outbox, privacy, privacy_migration, sealer, signing
+from shared import (
+    authenticity,
+    chain,
+    chain_verifier,
+    outbox,
+    privacy,
+    privacy_migration,
+    sealer,
+    signing,
+)
 from shared import db as dbmod
 from shared.auth import Role
 from shared.event_store import PostgresEventStore
@@ -753,7 +762,7 @@ async def test_many_redactions_are_listed_in_several_statements(conn: asyncpg.Co
             )
         )
         previous = sealed
-    verdict = chain.verify(
+    verdict = chain_verifier.verify(
         entries,
         service=SERVICE,
         keys=pinned(signer),
