@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.shipments import api, api_stream, api_views, board
+from services.shipments import api
 from shared import db, directory, web
 from shared.settings import Settings
 
@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
         service=SERVICE,
         settings=settings or Settings(),
-        routers=[api.router, api_views.router, api_stream.router, board.router],
+        routers=api.ROUTERS,
         schema=[directory.SCHEMA, db.schema_text("services.shipments")],
         title="twinaid shipments",
         description="Convoys from committed pledges to proof of delivery, tracked live.",

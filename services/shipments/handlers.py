@@ -18,8 +18,9 @@ from typing import Any
 
 import asyncpg
 
-from services.shipments import access, domain, ledger, privacy, projections, views
+from services.shipments import auth, domain, privacy, projections, views
 from services.shipments import events as ev
+from services.shipments.queries import pledge_lines as ledger
 from shared import directory, errors, snapshots
 from shared import projections as proj
 from shared.auth import Principal
@@ -81,8 +82,8 @@ async def recorded_entries(
     return found
 
 
-def parties(state: domain.Convoy) -> access.Parties:
-    return access.Parties(state.origin_id, state.destination_id, state.carrier_id, state.donors)
+def parties(state: domain.Convoy) -> auth.Parties:
+    return auth.Parties(state.origin_id, state.destination_id, state.carrier_id, state.donors)
 
 
 async def _record(
@@ -125,12 +126,12 @@ async def plan_convoy(
     now: datetime,
 ) -> dict[str, Any]:
     """Raises Forbidden, ValidationFailed (unknown organisations, bad plan), Conflict."""
-    access.require_planner(caller, origin_id=command.origin_id, carrier_id=command.carrier_id)
+    auth.require_planner(caller, origin_id=command.origin_id, carrier_id=command.carrier_id)
     for field in ("origin_id", "destination_id", "carrier_id"):
         await directory.require(conn, getattr(command, field), field=field)
     state = await load_convoy(conn, command.convoy_id)
     writers = (command.origin_id, command.carrier_id)
-    recorder = access.recorder(caller.organisation, writers, default=command.carrier_id)
+    recorder = auth.recorder(caller.organisation, writers, default=command.carrier_id)
     drivers = await privacy.seal_drivers(conn, command.drivers, recorder=recorder, now=now)
     events = domain.plan(state, replace(command, drivers=drivers), now=now)
     return _answer(await _record(conn, state, events, metadata=metadata, now=now))
@@ -151,7 +152,7 @@ async def load_line(
     now: datetime,
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
-    access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
+    auth.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
     errors.check_if_match(state.version, if_match)
     line = await ledger.lock(conn, command.pledge_id, command.line_id)
     taken = await ledger.allocated(conn, command.pledge_id, command.line_id)
@@ -181,7 +182,7 @@ async def unload_line(
     now: datetime,
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
-    access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
+    auth.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
     errors.check_if_match(state.version, if_match)
     events = domain.unload(state, command, now=now)
     state = await _record(conn, state, events, metadata=metadata, now=now)
@@ -199,7 +200,7 @@ async def cancel_convoy(
     now: datetime,
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
-    access.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
+    auth.require_planner(caller, origin_id=state.origin_id, carrier_id=state.carrier_id)
     errors.check_if_match(state.version, if_match)
     events = domain.cancel(state, command, now=now)
     state = await _record(conn, state, events, metadata=metadata, now=now)
@@ -217,7 +218,7 @@ async def record_entries(
 ) -> dict[str, Any]:
     """A batch of field entries, all or nothing; re-sent entries are answered as before."""
     state = await _existing(conn, convoy_id)
-    access.require_road_writer(caller, parties(state))
+    auth.require_road_writer(caller, parties(state))
     named = sorted({org for entry in entries for _, org in entry.organisations()})
     known = {
         r["organisation_id"]
@@ -345,7 +346,7 @@ async def record_entries_together(
         try:
             async with conn.transaction() if guarded else contextlib.nullcontext():
                 domain.require_existing(state)
-                access.require_road_writer(request.caller, parties(state))
+                auth.require_road_writer(request.caller, parties(state))
                 decision = domain.record_entries(
                     state,
                     [
@@ -419,7 +420,7 @@ async def _sealed(
     now: datetime,
 ) -> domain.FieldEntry:
     """A new entry with the persons it names sealed as the caller's organisation records them
-    (access.road_recorder); an entry sent again with them as it recorded them
+    (auth.road_recorder); an entry sent again with them as it recorded them
     (privacy.as_recorded), to compare digests. Its digest as sent is kept too: entries
     recorded before persons were sealed carry that one.
 
@@ -427,12 +428,12 @@ async def _sealed(
     never on the names it sent: not by their digest either (it would tell a right guess).
     `seen`: the entry recorded under its id, if any."""
     if seen is None:
-        recorder = access.road_recorder(caller.organisation, parties(state))
+        recorder = auth.road_recorder(caller.organisation, parties(state))
         details = await privacy.seal_parties(conn, entry.details, recorder=recorder, now=now)
         if details == entry.details:
             return entry
         return replace(entry, details=details, sent_digest=entry.digest)
-    sees = access.sees_personal_data(caller, parties(state))
+    sees = auth.sees_personal_data(caller, parties(state))
     details = await privacy.as_recorded(conn, entry.details, seen.data, sees_people=sees)
     if details == entry.details:
         return entry
@@ -450,10 +451,10 @@ async def confirm_delivery(
     now: datetime,
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
-    access.require_recipient(caller, parties(state))
+    auth.require_recipient(caller, parties(state))
     errors.check_if_match(state.version, if_match)
     # the recipient's key, or a registry administrator's for it: the recipient records them
-    recorder = access.recorder(
+    recorder = auth.recorder(
         caller.organisation, (state.destination_id,), default=state.destination_id
     )
     receiver = await privacy.seal_receiver(conn, command.confirmed_by, recorder=recorder, now=now)
@@ -482,7 +483,7 @@ async def close_convoy(
     now: datetime,
 ) -> dict[str, Any]:
     state = await _existing(conn, convoy_id)
-    access.require_closer(caller, parties(state))
+    auth.require_closer(caller, parties(state))
     errors.check_if_match(state.version, if_match)
     events = domain.close(state, command, now=now)
     state = await _record(conn, state, events, metadata=metadata, now=now)

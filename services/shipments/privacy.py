@@ -2,7 +2,7 @@
 who signed for the delivery.
 
 Each is sealed in the write path, in the transaction, before the domain decides, as recorded by
-the organisation whose key typed them (services/shipments/access.py `recorder`: the origin's
+the organisation whose key typed them (services/shipments/auth.py `recorder`: the origin's
 or the carrier's logistics key planning the drivers, any road writer naming the persons of a
 custody at dispatch or hand-off, the recipient the receiver who confirmed the delivery); that
 organisation finds, exports and erases them. A registry administrator acting for others records
@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from services.shipments import access, domain
+from services.shipments import auth, domain
 from services.shipments import events as ev
 from shared import privacy
 
@@ -180,12 +180,12 @@ async def _written(
     return row
 
 
-async def _parties(conn: asyncpg.Connection, convoy_id: str) -> access.Parties:
+async def _parties(conn: asyncpg.Connection, convoy_id: str) -> auth.Parties:
     row = await _written(conn, convoy_id, ev.CONVOY_PLANNED)
     if row is None:
         raise ValueError(f"convoy {convoy_id} has no plan in this log: no carrier to record by")
     plan = json.loads(row["data"])
-    return access.Parties(plan["origin_id"], plan["destination_id"], plan["carrier_id"])
+    return auth.Parties(plan["origin_id"], plan["destination_id"], plan["carrier_id"])
 
 
 def _entry_digest(event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> str:
@@ -222,7 +222,7 @@ async def seal_v1(
         if not any(_clear(d) for d in drivers):
             return None
         planned = await _written(conn, str(out["convoy_id"]), event_type)
-        recorder = access.recorder(
+        recorder = auth.recorder(
             planned["organisation"] if planned else None,
             (out["origin_id"], out["carrier_id"]),
             default=out["carrier_id"],
@@ -241,7 +241,7 @@ async def seal_v1(
         written = await _written(conn, convoy_id, event_type, entry_id)
         if written is None:
             raise ValueError(f"{event_type}: entry {entry_id} is not in this log")
-        recorder = access.road_recorder(written["organisation"], await _parties(conn, convoy_id))
+        recorder = auth.road_recorder(written["organisation"], await _parties(conn, convoy_id))
         out = await seal_parties(conn, out, recorder=recorder, now=now)
         out["entry_sha256"] = _entry_digest(event_type, out, occurred_at=written["occurred_at"])
     try:

@@ -1,5 +1,5 @@
 """A convoy as trackers read it, built from its folded state: the read model stores this
-document, and `?as_of=` builds the same from the log. Who may see which parts is access.py's."""
+document, and `?as_of=` builds the same from the log. Who may see which parts is auth.py's."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def _incidents(state: domain.Convoy) -> list[dict[str, Any]]:
 
 
 def document(state: domain.Convoy) -> dict[str, Any]:
-    """Everything about a convoy, personal data included (access.py redacts it)."""
+    """Everything about a convoy, personal data included (auth.py redacts it)."""
     delivery = state.delivery
     return {
         "convoy_id": state.convoy_id,

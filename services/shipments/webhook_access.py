@@ -1,8 +1,8 @@
 """What a webhook subscriber's key sees of a shipments event: the convoy timeline's rule.
 
-A convoy's event reaches a key only if `access.require_read` lets it read the convoy (its
+A convoy's event reaches a key only if `auth.require_read` lets it read the convoy (its
 origin, recipient, carrier, donors of lines on board; auditors and administrators), with its
-data cut by `access.seen_by` as the timeline cuts it; parties as the read model holds them
+data cut by `auth.seen_by` as the timeline cuts it; parties as the read model holds them
 when the event is delivered, as the API answers then; the persons the reader may see opened
 (or `(erased)`), as the API shows them. Other events (checkpoints, key changes)
 reach the feed's readers only (shared/webhooks.py)."""
@@ -13,7 +13,7 @@ import json
 
 import asyncpg
 
-from services.shipments import access, queries
+from services.shipments import auth, queries
 from services.shipments.events import STREAM_CONVOY
 from shared.auth import Principal
 from shared.events import RecordedEvent
@@ -34,8 +34,8 @@ async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent
     if row is None:
         return NOTHING
     parties = queries.parties_of(row)
-    if not (access.reads_everything(reader) or reader.organisation in parties.involved):
+    if not (auth.reads_everything(reader) or reader.organisation in parties.involved):
         return Seen(parties.involved, None)
-    donors = access.line_donors(json.loads(row["document"]))
-    data = access.seen_by(reader, parties, event.data, donors=donors)
-    return Seen(parties.involved, await access.revealed(conn, data))
+    donors = auth.line_donors(json.loads(row["document"]))
+    data = auth.seen_by(reader, parties, event.data, donors=donors)
+    return Seen(parties.involved, await auth.revealed(conn, data))

@@ -33,7 +33,7 @@ from services.registry.app import create_app as registry_app
 from services.shipments import demo as shipments_demo
 from services.shipments import subscriptions as shipments_subscriptions
 from services.shipments.app import create_app as shipments_app
-from services.shipments.demo_data import CONVOYS
+from services.shipments.demo.data import CONVOYS
 from shared import db as dbmod
 from shared import directory, privacy
 from shared.auth import Role

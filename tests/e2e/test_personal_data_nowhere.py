@@ -44,9 +44,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services import cli
-from services.pledges import demo_data as pledges_demo
+from services.pledges.demo import data as pledges_demo
 from services.registry import demo as registry_demo
-from services.shipments import demo_data as shipments_demo
+from services.shipments.demo import data as shipments_demo
 from shared.db import with_database
 from shared.settings import SERVICES
 from shared.testing import SYSTEM_PG

@@ -23,7 +23,7 @@ from aiokafka import ConsumerRecord
 
 from services.audit import export, replay
 from services.registry.app import create_app as registry_app
-from services.shipments.demo_data import MEDICINES
+from services.shipments.demo.data import MEDICINES
 from shared import (
     authenticity,
     chain,

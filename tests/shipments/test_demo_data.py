@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.pledges import demo_data as pledges_demo
+from services.pledges.demo import data as pledges_demo
 from services.shipments import demo
-from services.shipments.demo_data import CONVOYS
+from services.shipments.demo.data import CONVOYS
 from shared.auth import Role
 from tests.shipments.conftest import ShipmentsApi
 

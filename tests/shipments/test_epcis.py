@@ -20,7 +20,7 @@ import referencing
 import referencing.exceptions
 from jsonschema.validators import Draft7Validator
 
-from services.shipments import epcis
+from services.shipments.formats import epcis
 from shared.auth import Role
 from tests.shipments.conftest import ShipmentsApi, entry
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.shipments.api_views import PAGE, TIMELINE_PAGE
+from services.shipments.api.tracking import PAGE, TIMELINE_PAGE
 from services.shipments.requests import TIMELINE_MAX
 from services.shipments.views import INCIDENTS_SHOWN
 from shared import pagination

@@ -22,7 +22,7 @@ import pytest
 from services.shipments import events as ev
 from services.shipments import privacy as personal
 from services.shipments import projections, requests
-from services.shipments.demo_data import MEDICINES
+from services.shipments.demo.data import MEDICINES
 from shared import privacy, privacy_migration, sealer, signing
 from shared import projections as proj
 from shared.auth import Role

@@ -1,6 +1,6 @@
-"""Shipments read routes: tracking views, timelines, discrepancies, deliveries, loadable
-pledge lines; convoys, a convoy's manifest, deliveries and discrepancies also as HXL-tagged CSV
-(`format=csv`), a convoy's steps as EPCIS 2.0 JSON-LD (docs/exports.md)."""
+"""Shipments read routes: tracking views, timelines, discrepancies, deliveries; convoys, a
+convoy's manifest, deliveries and discrepancies also as HXL-tagged CSV (`format=csv`), a
+convoy's steps as EPCIS 2.0 JSON-LD (docs/exports.md)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.shipments import access, domain, epcis, handlers, ledger, queries, tables, views
+from services.shipments import auth, domain, handlers, queries, views
 from services.shipments import responses as R
+from services.shipments.formats import epcis
+from services.shipments.formats import hxl as tables
+from services.shipments.queries import deliveries as deliveries_query
 from services.shipments.requests import (
     AsOf,
     ConvoyId,
     Cursor,
     Limit,
-    LineRef,
     OrgFilter,
     TimelineLimit,
 )
@@ -165,10 +167,10 @@ async def get_convoy(
             if not state.exists:
                 raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
             parties = handlers.parties(state)
-            access.require_read(caller, parties, convoy_id)
+            auth.require_read(caller, parties, convoy_id)
             located = await queries.located(conn, views.document(state))
-            seen = access.convoy_for(caller, located, parties)
-            document = {**await access.revealed(conn, seen), "as_of": as_of.isoformat()}
+            seen = auth.convoy_for(caller, located, parties)
+            document = {**await auth.revealed(conn, seen), "as_of": as_of.isoformat()}
         if format == "json":
             return views.recent_incidents(document)
         rows = await tables.named(conn, tables.manifest_rows(document))
@@ -297,56 +299,10 @@ async def deliveries(
     `Link` header): loaded, lost, received, damaged, short. Another donor's line keeps what
     was loaded, not what became of it."""
     async with ctx.db.connection() as conn:
-        page = await tables.deliveries(
+        page = await deliveries_query.deliveries(
             conn, caller, organisation=organisation, cursor=cursor, limit=limit
         )
         if format == "json":
             return page
         rows = await tables.named(conn, page["items"])
     return _csv("deliveries", tables.DELIVERIES, rows, **_next(request, page))
-
-
-@router.get(
-    "/pledge-lines",
-    tags=["pledge lines"],
-    responses=problems.documented(R.PledgeLinePage, 422),
-    operation_id="listPledgeLines",
-)
-async def pledge_lines(
-    ctx: Ctx,
-    caller: Caller,
-    donor: OrgFilter = None,
-    recipient: OrgFilter = None,
-    status: Annotated[str | None, Query(pattern=r"^(committed|withdrawn|fulfilled)$")] = None,
-    category: Annotated[str | None, Query(max_length=100)] = None,
-    loadable: bool = False,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> dict[str, Any]:
-    """In-kind pledge lines as pledges announced them, with what convoys hold of each
-    (`allocated`) and what may still be loaded (`loadable`)."""
-    async with ctx.db.connection() as conn:
-        return await ledger.pledge_lines(
-            conn,
-            donor=donor,
-            recipient=recipient,
-            status=status,
-            category=category,
-            loadable_only=loadable,
-            cursor=cursor,
-            limit=limit,
-        )
-
-
-@router.get(
-    "/pledge-lines/{pledge_id}/{line_id}",
-    tags=["pledge lines"],
-    responses=problems.documented(R.PledgeLine, 404, 422),
-    operation_id="getPledgeLine",
-)
-async def pledge_line(
-    pledge_id: LineRef, line_id: LineRef, ctx: Ctx, caller: Caller
-) -> dict[str, Any]:
-    """One pledge line with the quantity each convoy took of it."""
-    async with ctx.db.connection() as conn:
-        return await ledger.pledge_line_view(conn, pledge_id, line_id)

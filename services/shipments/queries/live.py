@@ -1,4 +1,4 @@
-"""Live convoy updates: what the stream sends, and the signal that wakes it.
+"""Live convoy updates: what the stream sends (api/updates.py serves it, woken by its signal).
 
 An update's id is the global log position of the convoy event it reports. Positions go only to
 committed events, in commit-safe order (the sealer, shared/event_store.py), so a screen that
@@ -8,73 +8,15 @@ resumes after position N misses nothing and sees nothing twice. Streams wake on 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI
 
-from services.shipments import access, queries
+from services.shipments import auth, queries
 from services.shipments import events as ev
 from shared.auth import Principal
-from shared.deps import ServiceContext
-
-log = logging.getLogger("twinaid.shipments.live")
-CHANNEL = "twinaid_sealed"
-
-
-class SealedSignal:
-    """One LISTEN connection per process, waking every open stream when the sealer runs."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn: asyncpg.Connection | None = None
-        self._waiters: set[asyncio.Event] = set()
-
-    async def start(self) -> None:
-        try:
-            self._conn = await asyncpg.connect(self.url)
-            await self._conn.add_listener(CHANNEL, self._wake)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("no NOTIFY for live updates, polling only: %r", exc)
-            self._conn = None
-
-    async def stop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.close(timeout=2)
-            self._conn = None
-
-    def _wake(self, *_: object) -> None:
-        for waiter in self._waiters:
-            waiter.set()
-
-    async def wait(self, timeout: float) -> None:
-        """Until the next sealing, or `timeout` seconds."""
-        waiter = asyncio.Event()
-        self._waiters.add(waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout)
-        finally:
-            self._waiters.discard(waiter)
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    ctx: ServiceContext = app.state.ctx
-    signal = SealedSignal(ctx.settings.database_url)
-    await signal.start()
-    ctx.extras["sealed"] = signal
-    try:
-        yield
-    finally:
-        await signal.stop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +33,7 @@ class Filter:
         parties = queries.parties_of(row)
         if self.organisation is not None and self.organisation not in parties.involved:
             return False
-        return access.reads_everything(self.caller) or self.caller.organisation in (
-            parties.involved
-        )
+        return auth.reads_everything(self.caller) or self.caller.organisation in (parties.involved)
 
 
 async def head(conn: asyncpg.Connection) -> int:
@@ -122,9 +62,9 @@ async def updates_after(
             continue
         parties = queries.parties_of(row)
         document = json.loads(row["document"])
-        donors = access.line_donors(document)
-        data = access.seen_by(who.caller, parties, json.loads(row["data"]), donors=donors)
-        convoy = access.seen_by(who.caller, parties, document, donors=donors)
+        donors = auth.line_donors(document)
+        data = auth.seen_by(who.caller, parties, json.loads(row["data"]), donors=donors)
+        convoy = auth.seen_by(who.caller, parties, document, donors=donors)
         out.append(
             (
                 row["position"],
@@ -139,6 +79,6 @@ async def updates_after(
                 },
             )
         )
-    opened = await access.revealed(conn, [update for _, update in out])
+    opened = await auth.revealed(conn, [update for _, update in out])
     out = [(pos, update) for (pos, _), update in zip(out, opened, strict=True)]
     return out, (rows[-1]["position"] if rows else position)

@@ -7,22 +7,79 @@ and a problem saying why."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+import asyncpg
+from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from services.shipments import live
+from services.shipments.queries import live
 from services.shipments.requests import OrgFilter
 from shared import problems
 from shared.deps import ServiceContext, header
 from shared.errors import Unauthenticated, ValidationFailed
 from shared.web import Caller, Ctx
 
-router = APIRouter(prefix="/v1", lifespan=live.lifespan)
+log = logging.getLogger("twinaid.shipments.live")
+CHANNEL = "twinaid_sealed"
+
+
+class SealedSignal:
+    """One LISTEN connection per process, waking every open stream when the sealer runs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: asyncpg.Connection | None = None
+        self._waiters: set[asyncio.Event] = set()
+
+    async def start(self) -> None:
+        try:
+            self._conn = await asyncpg.connect(self.url)
+            await self._conn.add_listener(CHANNEL, self._wake)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("no NOTIFY for live updates, polling only: %r", exc)
+            self._conn = None
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None
+
+    def _wake(self, *_: object) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next sealing, or `timeout` seconds."""
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), timeout)
+        finally:
+            self._waiters.discard(waiter)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    ctx: ServiceContext = app.state.ctx
+    signal = SealedSignal(ctx.settings.database_url)
+    await signal.start()
+    ctx.extras["sealed"] = signal
+    try:
+        yield
+    finally:
+        await signal.stop()
+
+
+router = APIRouter(prefix="/v1", lifespan=lifespan)
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 RECHECK_SECONDS = 1.0  # how often the key is checked again (its cache answers in between)
@@ -92,7 +149,7 @@ async def updates(
     if start is None:
         async with ctx.db.connection() as conn:
             start = await live.head(conn)
-    signal: live.SealedSignal = ctx.extras["sealed"]
+    signal: SealedSignal = ctx.extras["sealed"]
     authorization = header(request, b"authorization")
 
     async def stream(position: int) -> AsyncIterator[str]:

@@ -1,6 +1,6 @@
 """Convoys, a convoy's manifest, deliveries and discrepancies as HXL-tagged CSV
 (shared/hxl.py), built from the convoy documents exactly as the caller may read them (every
-row comes from access.convoy_for / seen_by: another donor's figures are empty cells).
+row comes from auth.convoy_for / seen_by: another donor's figures are empty cells).
 
 HXL (docs/exports.md, "HXL for convoys"): the convoy is `#activity` (+code its id, +name its
 reference); FTS-style organisations: donors `#org+funder`, the recipient `#org+impl`, the
@@ -12,15 +12,12 @@ last position `#loc+name`, `#geo+lat`, `#geo+lon`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.shipments import access, epcis, queries
-from shared.auth import Principal
+from services.shipments.formats import epcis
 from shared.hxl import Column
 
 CONVOY = [
@@ -213,56 +210,3 @@ def delivery_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def discrepancy_row(item: Mapping[str, Any]) -> dict[str, Any]:
     return _line(item)
-
-
-async def deliveries(
-    conn: asyncpg.Connection,
-    caller: Principal,
-    *,
-    organisation: str | None,
-    cursor: str | None = None,
-    limit: int = 100,
-) -> dict[str, Any]:
-    """Delivered lines of the convoys the caller reads, newest delivery first, then by convoy
-    id and manifest order, a page at a time: `items` and `next_cursor`."""
-
-    async def fetch(
-        at: datetime | None, convoy_id: str | None, inclusive: bool, n: int
-    ) -> list[asyncpg.Record]:
-        return list(
-            await conn.fetch(
-                f"""
-                SELECT * FROM (
-                    SELECT c.convoy_id, c.origin_id, c.destination_id, c.carrier_id, c.donors,
-                           c.document,
-                           (c.document -> 'delivery' ->> 'occurred_at')::timestamptz AS delivered
-                    FROM convoys c
-                    WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
-                      AND {queries.INVOLVES.format(o="$1")} AND {queries.INVOLVES.format(o="$2")}
-                ) d
-                WHERE $3::timestamptz IS NULL OR d.delivered < $3
-                   OR (d.delivered = $3 AND (d.convoy_id > $4 OR ($5 AND d.convoy_id = $4)))
-                ORDER BY d.delivered DESC, d.convoy_id
-                LIMIT $6
-                """,
-                access.visible_to(caller),
-                organisation,
-                at,
-                convoy_id,
-                inclusive,
-                n,
-            )
-        )
-
-    async def lines_of(row: asyncpg.Record) -> list[dict[str, Any]]:
-        document = access.convoy_for(caller, json.loads(row["document"]), queries.parties_of(row))
-        return delivery_rows(await access.revealed(conn, document))
-
-    def delivered(row: asyncpg.Record) -> datetime:
-        at: datetime = row["delivered"]
-        return at
-
-    items, next_cursor = await queries.line_page(
-        conn, fetch=fetch, instant_of=delivered, lines_of=lines_of, cursor=cursor, limit=limit
-    )
-    return {"items": items, "next_cursor": next_cursor}

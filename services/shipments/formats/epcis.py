@@ -1,6 +1,6 @@
 """A convoy's steps as a GS1 EPCIS 2.0 JSON-LD document (CBV 2.0 business steps and
 dispositions), built from the convoy and its timeline exactly as the caller may read them:
-both come through access.seen_by, so nothing here can show more than the convoy view and the
+both come through auth.seen_by, so nothing here can show more than the convoy view and the
 timeline (another donor's figures and named people stay cut).
 
 Mapping (docs/exports.md, "EPCIS"):
@@ -32,76 +32,32 @@ sender's offset): eventTimeZoneOffset is +00:00.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from services.shipments import events as ev
 from services.shipments.domain import LOSS_KINDS, dec
+from services.shipments.formats.gs1 import (
+    BORDER,
+    CONTEXT,
+    CONVOY,
+    INCIDENT_DISPOSITION,
+    MEDIA_TYPE,
+    PLEDGE,
+    UOM,
+    class_uri,
+    geo_uri,
+    organisation_uri,
+)
+from services.shipments.formats.gs1 import ids as _id
+from services.shipments.formats.gs1 import ni as _ni
+from services.shipments.formats.gs1 import number as _number
+from services.shipments.formats.gs1 import offset as _offset
 
-CONTEXT_URL = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
-NAMESPACE = "https://twinaid.example/epcis/"
-IDS = "https://twinaid.example/id/"
-CONTEXT: list[Any] = [CONTEXT_URL, {"twinaid": NAMESPACE}]
-MEDIA_TYPE = "application/ld+json"
-
-UOM = {"pieces": "H87", "boxes": "XBX", "kg": "KGM", "tonnes": "TNE", "litres": "LTR"}
-INCIDENT_DISPOSITION = {
-    "damage": "damaged",
-    "theft": "stolen",
-    "loss": "unknown",
-    "seizure": "unavailable",
-    "delay": "in_transit",
-}
-BORDER = {
-    "waiting": ("inspecting", "in_transit"),
-    "cleared": ("inspecting", "in_transit"),
-    "held": ("holding", "in_transit"),
-}
-# bizTransaction types of our own (CBV has no pledge nor convoy)
-PLEDGE = "twinaid:pledge"
-CONVOY = "twinaid:convoy"
-
-
-def _id(*parts: str) -> str:
-    return IDS + "/".join(quote(p, safe="") for p in parts)
-
-
-def organisation_uri(organisation_id: str) -> str:
-    return _id("organisation", organisation_id)
-
-
-def class_uri(pledge_id: str, line_id: str) -> str:
-    """The class of the objects of one pledge line (no GTIN: see the module's docstring)."""
-    return _id("pledge-line", pledge_id, line_id)
-
-
-def geo_uri(coordinates: Mapping[str, Any]) -> str:
-    """RFC 5870."""
-    return f"geo:{float(coordinates['lat'])},{float(coordinates['lon'])}"
-
-
-def _number(value: str | Decimal) -> int | float:
-    d = dec(value)
-    return int(d) if d == d.to_integral_value() else float(d)
-
-
-def _offset(t: datetime) -> str:
-    delta = t.utcoffset()
-    minutes = int(delta.total_seconds() // 60) if delta is not None else 0
-    sign = "-" if minutes < 0 else "+"
-    minutes = abs(minutes)
-    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _ni(sha256_hex: str) -> str:
-    """RFC 6920 named information URI of a SHA-256 digest."""
-    raw = base64.urlsafe_b64encode(bytes.fromhex(sha256_hex)).decode().rstrip("=")
-    return f"ni:///sha-256;{raw}"
+__all__ = ["MEDIA_TYPE", "class_uri", "document", "geo_uri", "organisation_uri"]
 
 
 class _Builder:
@@ -123,7 +79,7 @@ class _Builder:
         return {"id": organisation_uri(organisation_id)}
 
     def visible(self, manifest_line_id: str) -> bool:
-        """False for a line whose figures the caller may not see (access.seen_by cut them)."""
+        """False for a line whose figures the caller may not see (auth.seen_by cut them)."""
         line = self.lines.get(manifest_line_id)
         return line is not None and line.get("lost") is not None
 
@@ -429,7 +385,7 @@ def document(
     convoy: Mapping[str, Any], timeline: Mapping[str, Any], *, now: datetime
 ) -> dict[str, Any]:
     """The EPCISDocument of a convoy, from its document and timeline as the caller reads them
-    (queries.convoy and queries.timeline: both cut by access.seen_by)."""
+    (queries.convoy and queries.timeline: both cut by auth.seen_by)."""
     builder = _Builder(convoy)
     events = [e for entry in timeline["entries"] for e in builder.events(entry)]
     return {

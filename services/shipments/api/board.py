@@ -22,7 +22,7 @@ from shared.errors import NotFound
 from shared.settings import Settings
 from shared.web import Caller, Ctx
 
-ASSETS = Path(__file__).with_name("board")
+ASSETS = Path(__file__).resolve().parent.parent / "board"  # a data folder: no Python
 BOARD_SERVICES = ("registry", "pledges", "shipments")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png|json)$")
 _TYPES = {

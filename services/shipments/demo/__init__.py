@@ -1,4 +1,4 @@
-"""Demo convoys from the articles in the design sources (demo_data.py), over HTTP.
+"""Demo convoys from the articles in the design sources (demo/data.py), over HTTP.
 
 `python -m services.shipments.demo --url http://127.0.0.1:8103 --key <registry_admin key>`.
 Runs after the registry and pledges demos. Pledge lines reach shipments asynchronously (pledges'
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from services.shipments.demo_data import CONVOYS, DemoConvoy, Load, Want
+from services.shipments.demo.data import CONVOYS, DemoConvoy, Load, Want
 
 WAIT_FOR_LINES = 60.0
 SETTLED_AFTER = 5.0
@@ -325,7 +325,3 @@ def main(argv: list[str] | None = None) -> int:
     for line in report(summary):
         print(line)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

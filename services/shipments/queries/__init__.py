@@ -1,5 +1,5 @@
 """Shipments read side: convoys, their timelines and discrepancies (pledge lines: ledger.py).
-Every answer is cut to what the caller may see (access.py), the persons it may see opened."""
+Every answer is cut to what the caller may see (auth.py), the persons it may see opened."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from services.shipments import access, views
+from services.shipments import auth, views
 from services.shipments.domain import ON_THE_ROAD
 from shared import directory, pagination
 from shared.auth import Principal
@@ -23,14 +23,14 @@ INVOLVES = (
 )
 
 
-def parties_of(row: asyncpg.Record) -> access.Parties:
-    return access.Parties(
+def parties_of(row: asyncpg.Record) -> auth.Parties:
+    return auth.Parties(
         row["origin_id"], row["destination_id"], row["carrier_id"], frozenset(row["donors"])
     )
 
 
 def _document(caller: Principal, row: asyncpg.Record) -> dict[str, Any]:
-    return access.convoy_for(caller, json.loads(row["document"]), parties_of(row))
+    return auth.convoy_for(caller, json.loads(row["document"]), parties_of(row))
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +69,8 @@ async def convoy(conn: asyncpg.Connection, caller: Principal, convoy_id: str) ->
     row = await conn.fetchrow(f"SELECT {_CONVOY} FROM convoys c WHERE convoy_id = $1", convoy_id)
     if row is None:
         raise NotFound(f"convoy {convoy_id} does not exist")
-    access.require_read(caller, parties_of(row), convoy_id)
-    return await access.revealed(conn, await located(conn, _document(caller, row)))
+    auth.require_read(caller, parties_of(row), convoy_id)
+    return await auth.revealed(conn, await located(conn, _document(caller, row)))
 
 
 async def located(conn: asyncpg.Connection, document: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +115,7 @@ async def convoys(
         ORDER BY coalesce(c.dispatched_at, c.planned_departure) DESC, c.convoy_id DESC
         LIMIT $13
         """,
-        access.visible_to(caller),
+        auth.visible_to(caller),
         organisation,
         status,
         pledge_id,
@@ -133,7 +133,7 @@ async def convoys(
         rows, limit=limit, key_of=lambda r: [r["departs"].isoformat(), r["convoy_id"]]
     )
     found = [summary(_document(caller, r)) for r in items]
-    return {"items": await access.revealed(conn, found), "next_cursor": next_cursor}
+    return {"items": await auth.revealed(conn, found), "next_cursor": next_cursor}
 
 
 async def in_transit(
@@ -157,7 +157,7 @@ async def in_transit(
         ORDER BY coalesce(c.last_news_at, c.dispatched_at), c.convoy_id
         LIMIT $6
         """,
-        access.visible_to(caller),
+        auth.visible_to(caller),
         organisation,
         [s.value for s in ON_THE_ROAD],
         after[0] if after else None,
@@ -176,7 +176,7 @@ async def in_transit(
         item["age_of_last_news_seconds"] = max(0, int((now - last).total_seconds()))
         items.append(item)
     return {
-        "items": await access.revealed(conn, items),
+        "items": await auth.revealed(conn, items),
         "as_of": now.isoformat(),
         "next_cursor": next_cursor,
     }
@@ -241,8 +241,8 @@ async def timeline(
     if row is None:
         raise NotFound(f"convoy {convoy_id} does not exist")
     parties = parties_of(row)
-    access.require_read(caller, parties, convoy_id)
-    donors = access.line_donors(json.loads(row["document"]))
+    auth.require_read(caller, parties, convoy_id)
+    donors = auth.line_donors(json.loads(row["document"]))
     rows = await conn.fetch(
         "SELECT event_id, stream_version, event_type, entry_id, occurred_at, recorded_at, data"
         " FROM convoy_timeline WHERE convoy_id = $1"
@@ -269,12 +269,12 @@ async def timeline(
                 "occurred_at": r["occurred_at"].isoformat(),
                 "recorded_at": r["recorded_at"].isoformat(),
                 "version": r["stream_version"],
-                "data": access.seen_by(caller, parties, data, donors=donors),
+                "data": auth.seen_by(caller, parties, data, donors=donors),
             }
         )
     return {
         "convoy_id": convoy_id,
-        "entries": await access.revealed(conn, entries),
+        "entries": await auth.revealed(conn, entries),
         "next_cursor": next_cursor,
     }
 
@@ -353,7 +353,7 @@ async def discrepancies(
                 ORDER BY coalesce(c.dispatched_at, c.planned_departure) DESC, c.convoy_id
                 LIMIT $6
                 """,
-                access.visible_to(caller),
+                auth.visible_to(caller),
                 organisation,
                 at,
                 convoy_id,

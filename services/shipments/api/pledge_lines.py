@@ -1,0 +1,61 @@
+"""Pledge lines as shipments knows them: what convoys hold of each and what may still be loaded."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.shipments import responses as R
+from services.shipments.queries import pledge_lines as ledger
+from services.shipments.requests import Cursor, Limit, LineRef, OrgFilter
+from shared import problems
+from shared.web import Caller, Ctx
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get(
+    "/pledge-lines",
+    tags=["pledge lines"],
+    responses=problems.documented(R.PledgeLinePage, 422),
+    operation_id="listPledgeLines",
+)
+async def pledge_lines(
+    ctx: Ctx,
+    caller: Caller,
+    donor: OrgFilter = None,
+    recipient: OrgFilter = None,
+    status: Annotated[str | None, Query(pattern=r"^(committed|withdrawn|fulfilled)$")] = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    loadable: bool = False,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """In-kind pledge lines as pledges announced them, with what convoys hold of each
+    (`allocated`) and what may still be loaded (`loadable`)."""
+    async with ctx.db.connection() as conn:
+        return await ledger.pledge_lines(
+            conn,
+            donor=donor,
+            recipient=recipient,
+            status=status,
+            category=category,
+            loadable_only=loadable,
+            cursor=cursor,
+            limit=limit,
+        )
+
+
+@router.get(
+    "/pledge-lines/{pledge_id}/{line_id}",
+    tags=["pledge lines"],
+    responses=problems.documented(R.PledgeLine, 404, 422),
+    operation_id="getPledgeLine",
+)
+async def pledge_line(
+    pledge_id: LineRef, line_id: LineRef, ctx: Ctx, caller: Caller
+) -> dict[str, Any]:
+    """One pledge line with the quantity each convoy took of it."""
+    async with ctx.db.connection() as conn:
+        return await ledger.pledge_line_view(conn, pledge_id, line_id)
