@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.pledges import domain, partnerships, privacy, projections
+from services.pledges import domain, privacy, projections, queries
 from services.pledges import events as ev
 from shared import directory, errors
 from shared import projections as proj
@@ -149,7 +149,7 @@ async def make_pledge(
     await directory.require(conn, command.donor_id, field="donor_id")
     await directory.require(conn, command.recipient_id, field="recipient_id")
     partnership = (
-        await partnerships.lookup(conn, command.partnership_id)
+        await queries.partnership(conn, command.partnership_id)
         if command.partnership_id is not None
         else None
     )

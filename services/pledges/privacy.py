@@ -10,7 +10,7 @@ here, as the delivery's recipient records them.
 
 The log, the broker, the read models (`needs.contact`, `pledges.contact`,
 `deliveries.confirmed_by`) and the webhooks hold persons sealed; the views reveal them to those
-who see contacts today (`queries.sees_internal`: the organisations concerned, auditors and
+who see contacts today (`auth.sees_internal`: the organisations concerned, auditors and
 administrators); the exports (IATI, HXL tables and reports) carry no persons.
 
 Retention (`RETENTION_DUE`, the worker's): a person is erased once every need and pledge naming

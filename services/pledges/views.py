@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.pledges import domain
-from services.pledges.queries import recent, sees_internal
+from services.pledges.auth import sees_internal
+from services.pledges.queries import recent
 
 fmt = domain.quantities.fmt
 

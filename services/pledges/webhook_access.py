@@ -2,8 +2,8 @@
 
 The API shows a need's or a pledge's events only through its history (`GET /needs/{id}/history`,
 `GET /pledges/{id}/history`), to the organisations concerned (a need's recipient; a pledge's
-donor and recipient) and those who read everything (auditors, administrators: `access.viewer`,
-`queries.sees_internal`), and answers 403 to anyone else. A subscriber receives a record's
+donor and recipient) and those who read everything (auditors, administrators: `auth.viewer`,
+`auth.sees_internal`), and answers 403 to anyone else. A subscriber receives a record's
 events under the same rule: whole, or not at all. Another organisation reads the record's
 current view (GET /needs/{id}, /pledges/{id}), never its events: they hold what no view shows
 it (who confirmed a delivery, its document, a donor's note on its figures, internal notes,
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.pledges import privacy, queries
-from services.pledges.api import access
+from services.pledges import auth, privacy
 from services.pledges.events import DELIVERY_RECORDED, STREAM_NEED, STREAM_PLEDGE
 from shared.auth import Principal
 from shared.events import RecordedEvent
@@ -44,8 +43,8 @@ async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent
         return NOTHING
     # the history's rule (services/pledges/api/needs.py, pledges.py): parties and readers of
     # everything get the events whole, anyone else nothing
-    if queries.sees_internal(access.viewer(reader), *parties):
-        if event.event_type == DELIVERY_RECORDED and access.viewer(reader) not in (
+    if auth.sees_internal(auth.viewer(reader), *parties):
+        if event.event_type == DELIVERY_RECORDED and auth.viewer(reader) not in (
             None,
             parties[-1],
         ):  # a pledge's donor: who signed for the goods withheld, as in the history

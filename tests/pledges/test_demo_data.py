@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.pledges import demo, demo_data
+from services.pledges import demo
 from services.pledges.app import create_app
+from services.pledges.demo import data as demo_data
 from shared import db as dbmod
 from shared import directory
 from shared.auth import Role

@@ -18,7 +18,8 @@ import pytest
 import xmlschema
 
 from services import exports_command
-from services.pledges import demo, domain, iati, subscriptions
+from services.pledges import demo, domain, subscriptions
+from services.pledges.formats import iati
 from shared.auth import Role
 from shared.consumer import ConsumerRunner
 from shared.db import Database

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import domain, handlers, privacy, queries
+from services.pledges import auth, domain, handlers, privacy, queries
 from services.pledges import responses as R
-from services.pledges.api import access
+from services.pledges.auth import Viewing, Writing
 from services.pledges.requests import (
     HISTORY_PAGE,
     After,
@@ -42,11 +42,13 @@ router = APIRouter(prefix="/v1", tags=["needs"])
     ),
     openapi_extra=problems.IDEMPOTENT,
 )
-async def post_need(body: NeedIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+async def post_need(
+    body: NeedIn, request: Request, ctx: Ctx, caller: Caller, writer: Writing
+) -> JSONResponse:
     """Post a need for your own organisation: goods (quantity and unit) or money (amount in
     minor units and currency), with a priority, what it serves and an optional deadline."""
     recipient = body.recipient_id or caller.organisation
-    acting_for = access.writer(caller, acting_as=recipient)
+    acting_for = writer.acting_as(recipient)
     now = ctx.clock()
     command = domain.PostNeed(
         need_id=body.need_id or str(uuid.uuid4()),
@@ -80,6 +82,7 @@ async def post_need(body: NeedIn, request: Request, ctx: Ctx, caller: Caller) ->
 async def list_needs(
     ctx: Ctx,
     caller: Caller,
+    viewer: Viewing,
     recipient: Annotated[str | None, Query(max_length=100)] = None,
     status: NeedStatus | None = None,
     category: domain.Category | None = None,
@@ -98,7 +101,7 @@ async def list_needs(
             priority=priority.value if priority else None,
             cursor=cursor,
             limit=limit,
-            viewer=access.viewer(caller),
+            viewer=viewer,
         )
 
 
@@ -106,13 +109,17 @@ async def list_needs(
     "/needs/{need_id}", responses=problems.documented(R.Need, 404, 422, headers=problems.ETAG)
 )
 async def get_need(
-    need_id: RecordId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
+    need_id: RecordId,
+    ctx: Ctx,
+    caller: Caller,
+    viewer: Viewing,
+    response: Response,
+    as_of: AsOf = None,
 ) -> Any:
     """One need with its coverage (target, pledged, committed, delivered, gap). With `as_of`,
     the need as the recipient had stated it then, in the same keys: coverage is null (the
     reports give it for a period), status is null unless the need had ended, and `state` says
     active, closed or cancelled. Its ETag is its version."""
-    viewer = access.viewer(caller)
     async with ctx.db.connection() as conn:
         if as_of is None:
             found = await queries.need(conn, need_id, viewer=viewer)
@@ -130,6 +137,7 @@ async def need_history(
     need_id: RecordId,
     ctx: Ctx,
     caller: Caller,
+    viewer: Viewing,
     after: After = 0,
     limit: HistoryLimit = HISTORY_PAGE,
 ) -> dict[str, Any]:
@@ -138,8 +146,7 @@ async def need_history(
     administrators."""
     async with ctx.db.connection() as conn:
         state = domain.require_need(await handlers.load_need(conn, need_id))
-        if not queries.sees_internal(access.viewer(caller), state.recipient_id):
-            caller.require(*access.READ_ALL)
+        auth.require_party(caller, state.recipient_id)
         events = await PostgresEventStore(conn).read_stream(
             f"need-{need_id}", after_version=after, limit=limit + 1
         )
@@ -165,11 +172,12 @@ async def revise_need(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Revise a need, with a reason: description, quantity or amount, priority, what it serves,
     deadline, internal note. The unit, currency and kind stay: post a new need instead."""
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     now = ctx.clock()
     changes = body.model_dump(exclude_unset=True, exclude={"reason", "occurred_at"})
     if "serves" in changes:
@@ -200,9 +208,10 @@ async def _end(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: auth.Writer,
     if_match: int | None,
 ) -> JSONResponse:
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     now = ctx.clock()
     return await write(
         ctx,
@@ -238,10 +247,13 @@ async def close_need(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The recipient is done with the need (usually covered); pledges no longer answer it."""
-    return await _end(need_id, domain.NeedState.CLOSED, body, request, ctx, caller, if_match)
+    return await _end(
+        need_id, domain.NeedState.CLOSED, body, request, ctx, caller, writer, if_match
+    )
 
 
 @router.post(
@@ -255,7 +267,10 @@ async def cancel_need(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The need no longer exists; pledges already made keep their lines."""
-    return await _end(need_id, domain.NeedState.CANCELLED, body, request, ctx, caller, if_match)
+    return await _end(
+        need_id, domain.NeedState.CANCELLED, body, request, ctx, caller, writer, if_match
+    )

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import domain, handlers, privacy, queries, views
+from services.pledges import auth, domain, handlers, privacy, queries, views
 from services.pledges import events as ev
 from services.pledges import responses as R
-from services.pledges.api import access
+from services.pledges.auth import Viewing, Writing
 from services.pledges.requests import (
     HISTORY_PAGE,
     After,
@@ -77,12 +77,14 @@ def _line(i: int, body: LineIn) -> domain.LineSpec:
     ),
     openapi_extra=problems.IDEMPOTENT,
 )
-async def make_pledge(body: PledgeIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+async def make_pledge(
+    body: PledgeIn, request: Request, ctx: Ctx, caller: Caller, writer: Writing
+) -> JSONResponse:
     """Pledge as your own organisation to a recipient: in-kind lines (item, quantity, unit,
     optional weight and value) and money lines (amount in minor units, currency), optionally
     answering needs and under a partnership. `commit: true` makes it binding at once."""
     donor = body.donor_id or caller.organisation
-    acting_for = access.writer(caller, acting_as=donor)
+    acting_for = writer.acting_as(donor)
     now = ctx.clock()
     command = domain.MakePledge(
         pledge_id=body.pledge_id or str(uuid.uuid4()),
@@ -137,7 +139,12 @@ async def list_pledges(
     "/pledges/{pledge_id}", responses=problems.documented(R.Pledge, 404, 422, headers=problems.ETAG)
 )
 async def get_pledge(
-    pledge_id: RecordId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
+    pledge_id: RecordId,
+    ctx: Ctx,
+    caller: Caller,
+    viewer: Viewing,
+    response: Response,
+    as_of: AsOf = None,
 ) -> dict[str, Any]:
     """One pledge with every line: amendments, deliveries (received, damaged, short, lost),
     money received, the donor's own figure and its difference from the recipient's. Its ETag
@@ -148,7 +155,7 @@ async def get_pledge(
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"pledge {pledge_id} did not exist{when}")
         org_names = await queries.names(conn, [state.donor_id, state.recipient_id])
-        out = views.pledge_json(state, org_names=org_names, viewer=access.viewer(caller))
+        out = views.pledge_json(state, org_names=org_names, viewer=viewer)
         await privacy.shown_contacts(conn, [out])  # only for those who see it (pledge_json)
     if as_of:
         return {**out, "as_of": as_of.isoformat()}
@@ -165,6 +172,7 @@ async def pledge_history(
     pledge_id: RecordId,
     ctx: Ctx,
     caller: Caller,
+    viewer: Viewing,
     after: After = 0,
     limit: HistoryLimit = HISTORY_PAGE,
 ) -> dict[str, Any]:
@@ -173,15 +181,14 @@ async def pledge_history(
     auditors and administrators."""
     async with ctx.db.connection() as conn:
         state = domain.require_pledge(await handlers.load_pledge(conn, pledge_id))
-        if not queries.sees_internal(access.viewer(caller), state.donor_id, state.recipient_id):
-            caller.require(*access.READ_ALL)
+        auth.require_party(caller, state.donor_id, state.recipient_id)
         events = await PostgresEventStore(conn).read_stream(
             f"pledge-{pledge_id}", after_version=after, limit=limit + 1
         )
         more = len(events) > limit
         events = events[:limit]
         answer = [event_json(e) for e in events]
-        if access.viewer(caller) not in (None, state.recipient_id):  # the donor
+        if viewer not in (None, state.recipient_id):  # the donor
             answer = [
                 {**e, "data": privacy.receiver_withheld(e["data"])}
                 if e["event_type"] == ev.DELIVERY_RECORDED
@@ -229,11 +236,12 @@ async def commit_pledge(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     body: CommitIn | None = None,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor makes its pledge binding; in-kind lines become loadable by shipments."""
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     at = body.occurred_at if body else None
     return await _change(
         ctx,
@@ -258,10 +266,11 @@ async def withdraw_pledge(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor withdraws what remains of its pledge, with a reason."""
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     return await _change(
         ctx,
         request,
@@ -293,10 +302,11 @@ async def amend_line(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor changes a line's quantity or amount, with a reason; the old figure is kept."""
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     return await _change(
         ctx,
         request,
@@ -329,10 +339,11 @@ async def receive_money(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The recipient confirms money received on a money line; more than pledged is refused."""
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     return await _change(
         ctx,
         request,
@@ -369,11 +380,12 @@ async def report_donor_figure(
     request: Request,
     ctx: Ctx,
     caller: Caller,
+    writer: Writing,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor's own cumulative figure for a line (delivered or paid so far). Counted for
     nothing; shown beside the recipient's confirmed figure with the difference."""
-    acting_for = access.writer(caller)
+    acting_for = writer.acting_for
     return await _change(
         ctx,
         request,

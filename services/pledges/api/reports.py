@@ -3,18 +3,18 @@ rate table (`convert_to=EUR&rate=GBP:1.165:2023-02-20`), stating each rate and i
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
 
-from services.pledges import domain, iati, partnerships, reports, totals
+from services.pledges import domain
 from services.pledges import responses as R
+from services.pledges.formats.tables import Conversion, Table
+from services.pledges.queries import report_rows, reports, totals
 from services.pledges.requests import Cursor, Limit
-from services.pledges.tables import Conversion, Table
 from shared import instants, problems
-from shared.errors import NotFound, ValidationFailed
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -35,8 +35,8 @@ def _filters(
     partnership: Id = None,
     programme: Annotated[str | None, Query(max_length=200)] = None,
     category: domain.Category | None = None,
-) -> reports.Filters:
-    return reports.Filters(
+) -> report_rows.Filters:
+    return report_rows.Filters(
         date_from=date_from,
         date_to=date_to,
         donor=donor,
@@ -47,7 +47,7 @@ def _filters(
     )
 
 
-Filters = Annotated[reports.Filters, Depends(_filters)]
+Filters = Annotated[report_rows.Filters, Depends(_filters)]
 Format = Annotated[Literal["json", "csv"], Query(description="csv: header row, then HXL tags")]
 ConvertTo = Annotated[str | None, Query(max_length=3, description="ISO 4217 code")]
 Rate = Annotated[str, StringConstraints(max_length=60)]
@@ -166,70 +166,3 @@ async def totals_report(
     async with ctx.db.connection() as conn:
         table = await totals.totals(conn, filters, by=by, cursor=cursor, limit=limit)
     return _answer(table, format, totals.TOTAL_MONEY, conversion, request)
-
-
-@router.get(
-    "/exports/iati",
-    response_model=None,
-    response_class=Response,
-    tags=["exports"],
-    responses={
-        200: {
-            "content": {
-                "application/xml": {"schema": {"type": "string", "maxLength": 100_000_000}}
-            },
-            "description": "IATI 2.03 XML",
-        },
-        **problems.problem_responses(404, 422),
-    },
-    operation_id="exportIati",
-)
-async def iati_export(
-    ctx: Ctx, caller: Caller, organisation: Id = None, partnership: Id = None
-) -> Response:
-    """IATI 2.03 activity XML of one organisation (its needs, the pledges it made or received)
-    or one partnership (pledges made under it, its parties' needs): needs and pledges as
-    activities, their pledges, commitments and money or goods that arrived as transactions
-    (docs/exports.md, "IATI"). Like the reports, readable with any key; internal notes and
-    contacts are never exported."""
-    if (organisation is None) == (partnership is None):
-        detail = "name either organisation or partnership (one of them)"
-        raise ValidationFailed(
-            detail,
-            extra={"invalid_params": [{"name": "organisation", "reason": detail}]},
-        )
-    async with ctx.db.connection() as conn:
-        if organisation is not None and not await iati.organisation_known(conn, organisation):
-            raise NotFound(f"organisation {organisation} is not in the registry")
-        if partnership is not None and await partnerships.lookup(conn, partnership) is None:
-            raise NotFound(f"partnership {partnership} is not in the registry")
-        data = await iati.load(conn, organisation=organisation, partnership=partnership)
-    subject = f"organisation {organisation}" if organisation else f"partnership {partnership}"
-    if data.empty:
-        raise NotFound(f"{subject} has no needs or pledges to publish")
-    name = f"iati-{organisation or partnership}.xml"
-    return Response(
-        iati.document(data, generated_at=ctx.clock()),
-        media_type="application/xml",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
-@router.get(
-    "/reference",
-    tags=["reference"],
-    responses=problems.documented(
-        R.Reference,
-    ),
-    operation_id="getReference",
-)
-async def reference(caller: Caller) -> dict[str, Any]:
-    """The closed lists the API accepts: units, ISO 4217 currencies with their minor units,
-    categories, what needs serve, priorities."""
-    return {
-        "units": [u.value for u in domain.quantities.Unit],
-        "currencies": dict(sorted(domain.money.CURRENCIES.items())),
-        "categories": [c.value for c in domain.Category],
-        "serves": [s.value for s in domain.Serves],
-        "priorities": [p.value for p in domain.Priority],
-    }

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import asyncpg
 
 from services.pledges import domain, queries
-from services.pledges.reports import (
+from services.pledges.formats.tables import Column, Table
+from services.pledges.queries.report_rows import (
     Filters,
     countries,
     line_organisations,
@@ -27,7 +28,6 @@ from services.pledges.reports import (
     need_rows,
     sector,
 )
-from services.pledges.tables import Column, Table
 from shared import pagination
 
 fmt = domain.quantities.fmt

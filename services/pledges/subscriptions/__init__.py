@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.pledges import domain, handlers, partnerships, privacy
+from services.pledges import domain, handlers, privacy
+from services.pledges.subscriptions import partnerships
 from shared import api_keys, directory
 from shared.consumer import Handler, Incoming
 from shared.incoming import Implausible

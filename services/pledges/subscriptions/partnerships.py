@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.pledges import domain
 from shared.consumer import Handler, Incoming
 
 
@@ -50,19 +49,3 @@ HANDLERS: dict[str, Handler] = {
     "registry.partnership-proposed": proposed,
     "registry.partnership-status-changed": status_changed,
 }
-
-
-async def lookup(conn: asyncpg.Connection, partnership_id: str) -> domain.PartnershipRef | None:
-    row = await conn.fetchrow(
-        "SELECT org_a, org_b, status, programme FROM partnership_directory"
-        " WHERE partnership_id = $1",
-        partnership_id,
-    )
-    if row is None:
-        return None
-    return domain.PartnershipRef(
-        partnership_id=partnership_id,
-        organisations=(row["org_a"], row["org_b"]),
-        status=row["status"],
-        programme=row["programme"],
-    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.pledges import domain, privacy
+from services.pledges import auth, domain, privacy
 from services.pledges import events as ev
 from shared import pagination
 from shared.errors import NotFound
@@ -32,10 +32,6 @@ RECENT = 100
 def recent(items: list[Any]) -> list[Any]:
     """The latest RECENT of a record's list, in their order."""
     return items[-RECENT:]
-
-
-def sees_internal(viewer: str | None, *organisations: str) -> bool:
-    return viewer is None or viewer in organisations
 
 
 async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
@@ -91,7 +87,7 @@ def _need(row: asyncpg.Record, org_names: dict[str, str], viewer: str | None) ->
         "version": row["version"],
         "correlation_id": row["correlation_id"],
     }
-    if sees_internal(viewer, row["recipient_id"]):
+    if auth.sees_internal(viewer, row["recipient_id"]):
         out["internal_note"] = row["internal_note"]
         out["contact"] = json.loads(row["contact"]) if row["contact"] else None
     return out
@@ -165,7 +161,7 @@ async def need_as_of(
         "state": state.state.value,
         "as_of": as_of.isoformat(),
     }
-    if sees_internal(viewer, state.recipient_id):
+    if auth.sees_internal(viewer, state.recipient_id):
         out["internal_note"] = state.internal_note
         out["contact"] = await privacy.shown_contact(conn, state.contact)
     return out
@@ -293,3 +289,23 @@ async def pledges(
         ],
         "next_cursor": next_cursor,
     }
+
+
+async def partnership(
+    conn: asyncpg.Connection, partnership_id: str
+) -> domain.PartnershipRef | None:
+    """The registry's partnership as this service's copy holds it
+    (subscriptions/partnerships.py)."""
+    row = await conn.fetchrow(
+        "SELECT org_a, org_b, status, programme FROM partnership_directory"
+        " WHERE partnership_id = $1",
+        partnership_id,
+    )
+    if row is None:
+        return None
+    return domain.PartnershipRef(
+        partnership_id=partnership_id,
+        organisations=(row["org_a"], row["org_b"]),
+        status=row["status"],
+        programme=row["programme"],
+    )

@@ -64,7 +64,7 @@ NEEDS: list[dict[str, Any]] = [
         "serves": ["hospitals"],
         "deadline": "2023-03-01",
         "occurred_at": LILLE_ARTICLE,
-        # who receives the medicines (services/shipments/demo_data.py: she signed for Lille's
+        # who receives the medicines (services/shipments/demo/data.py: she signed for Lille's
         # convoy): personal data, sealed in the log, shown to Kharkiv and auditors only
         "contact": {"name": "Olha Kravchenko", "role": "head of the municipal medical warehouse"},
     },

@@ -1,4 +1,4 @@
-"""Demo needs and pledges from the articles in the design sources (demo_data.py), over HTTP.
+"""Demo needs and pledges from the articles in the design sources (demo/data.py), over HTTP.
 
 `python -m services.pledges.demo --url http://127.0.0.1:8102 --key <registry_admin key>`.
 Runs after the registry demo, while this service's copy of the registry may still be filling:
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from services.pledges.demo_data import NEEDS, PLEDGES, DemoPledge
+from services.pledges.demo.data import NEEDS, PLEDGES, DemoPledge
 
 WAIT_FOR_REGISTRY = 30.0
 RETRY_EVERY = 1.0
@@ -175,7 +175,3 @@ def main(argv: list[str] | None = None) -> int:
         f" present, {summary.changes} later steps (amendments, commitments, figures, receipts)"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
