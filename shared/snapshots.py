@@ -36,6 +36,7 @@ __all__ = [
     "Snapshot",
     "SnapshotFormat",
     "SnapshotStore",
+    "fold_many",
     "load",
     "load_many",
     "save",
@@ -158,12 +159,16 @@ class InMemorySnapshots:
 
 
 def _start(
-    kind: Kind[S], stream_id: str, snapshot: Snapshot | None, up_to: int | None
+    initial: Callable[[str], S],
+    decode: Callable[[Mapping[str, Any]], S],
+    stream_id: str,
+    snapshot: Snapshot | None,
+    up_to: int | None,
 ) -> tuple[S, int]:
     """The state to fold from and its version: the snapshot's, unless it is ahead."""
     if snapshot is None or (up_to is not None and snapshot.stream_version > up_to):
-        return kind.initial(stream_id), 0
-    return kind.decode(snapshot.state), snapshot.stream_version
+        return initial(stream_id), 0
+    return decode(snapshot.state), snapshot.stream_version
 
 
 async def load(
@@ -171,7 +176,7 @@ async def load(
 ) -> tuple[S, int]:
     """The stream's latest state and its version: its snapshot, if any, and the events after."""
     found = (await snapshots.get([stream_id], kind.format)).get(stream_id)
-    state, version = _start(kind, stream_id, found, None)
+    state, version = _start(kind.initial, kind.decode, stream_id, found, None)
     after = await events.read_stream(stream_id, after_version=version)
     if after:
         version = after[-1].stream_version
@@ -183,8 +188,30 @@ async def load_many(
 ) -> dict[str, S]:
     """The state of each stream at the version `up_to` gives it, from its snapshot and the
     events between: two statements however many streams."""
-    found = await PostgresSnapshots(conn).get(list(up_to), kind.format)
-    starts = {sid: _start(kind, sid, found.get(sid), v) for sid, v in up_to.items()}
+    return await fold_many(
+        conn,
+        up_to,
+        format=kind.format,
+        initial=kind.initial,
+        decode=kind.decode,
+        evolve=kind.evolve,
+    )
+
+
+async def fold_many(
+    conn: asyncpg.Connection,
+    up_to: Mapping[str, int],
+    *,
+    format: str | None,
+    initial: Callable[[str], S],
+    decode: Callable[[Mapping[str, Any]], S],
+    evolve: Callable[[S, RecordedEvent], S],
+) -> dict[str, S]:
+    """load_many's fold, by stream id: from each stream's snapshot of `format` (None: from
+    the start) and its events up to the version `up_to` gives it; `initial` takes the
+    stream's id."""
+    found = {} if format is None else await PostgresSnapshots(conn).get(list(up_to), format)
+    starts = {sid: _start(initial, decode, sid, found.get(sid), v) for sid, v in up_to.items()}
     if len(starts) == 1:
         # one stream (a write): the shape of read_stream, which its unique index serves however
         # small the table was when the statement's plan was cached
@@ -212,7 +239,7 @@ async def load_many(
     states = {sid: state for sid, (state, _) in starts.items()}
     for row in rows:
         event = from_row(row)
-        states[event.stream_id] = kind.evolve(states[event.stream_id], event)
+        states[event.stream_id] = evolve(states[event.stream_id], event)
     return states
 
 

@@ -234,3 +234,30 @@ async def test_the_repository_alone_names_streams(case: Case) -> None:
     [stored] = await case.uow.store.read_stream("tally-kharkiv-1")
     assert (stored.stream_type, stored.stream_id) == ("tally", "tally-kharkiv-1")
     assert await case.uow.store.read_stream("kharkiv-1") == []
+
+
+async def test_load_many_folds_each_record_up_to_a_version_from_its_snapshot(
+    db_url: str,
+) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        uow = PostgresUnitOfWork(conn, [], META, NOW)
+        await SNAPSHOTTED.append(uow, "a", expected_version=0, events=[Counted(n=1), Counted(n=2)])
+        await SNAPSHOTTED.append(uow, "a", expected_version=2, events=[Counted(n=4)])
+        await SNAPSHOTTED.append(uow, "b", expected_version=0, events=[Counted(n=8), Reset()])
+        # a's snapshot (marked, to show it is the start) at 2; b's ahead of the version asked
+        await SNAPSHOTTED.save_snapshots(
+            uow.snapshots, {"a": Tally("a", 2, 30, 2), "b": Tally("b", 2, 0, 0)}
+        )
+        states = await SNAPSHOTTED.load_many(conn, {"a": 3, "b": 1})
+        assert states == {"a": Tally("a", 3, 34, 3), "b": Tally("b", 1, 8, 1)}
+        # without a format: folded from the start, the same as a plain load
+        plain = await TALLIES.load_many(conn, {"a": 3, "b": 2, "none": 0})
+        assert plain == {
+            "a": await TALLIES.load(uow, "a"),
+            "b": await TALLIES.load(uow, "b"),
+            "none": Tally("none"),
+        }
+        assert await SNAPSHOTTED.load_many(conn, {}) == {}
+    finally:
+        await conn.close()
