@@ -36,12 +36,12 @@ import httpx
 
 from services import cli_support
 from services.cli_support import Failed
-from shared import chain, keys, outbox, privacy, privacy_migration, sealer
+from shared import chain, keys, outbox, privacy, privacy_migration, privacy_subjects, sealer
 from shared.projections import Projection
 from shared.settings import SERVICES, Settings
 
 TIMEOUT = 30.0
-BASES = [str(basis) for basis in get_args(privacy.LegalBasis)]
+BASES = [str(basis) for basis in get_args(privacy_subjects.LegalBasis)]
 SUBJECT = re.compile(privacy.SUBJECT_ID)
 
 

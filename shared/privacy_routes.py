@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import privacy
+from shared import privacy, privacy_subjects
 from shared.auth import Principal, Role
 from shared.deps import Caller, Ctx, metadata_for
 from shared.errors import Forbidden, NotFound
@@ -47,7 +47,7 @@ class ErasureIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"legal_basis": "gdpr-art-17"}]}
     )
 
-    legal_basis: privacy.LegalBasis = Field(
+    legal_basis: privacy_subjects.LegalBasis = Field(
         description="gdpr-art-17: the person asked; gdpr-art-21: they objected; retention,"
         " legal-obligation, other"
     )
@@ -88,8 +88,8 @@ def _operator(caller: Principal) -> bool:
 
 
 def _may_handle(
-    caller: Principal, subject: privacy.Subject | None, subject_id: str
-) -> privacy.Subject:
+    caller: Principal, subject: privacy_subjects.Subject | None, subject_id: str
+) -> privacy_subjects.Subject:
     if subject is None or not (
         _operator(caller)
         or (caller.organisation == subject.organisation_id and caller.has(*_RECORDERS))
@@ -119,7 +119,7 @@ def router() -> APIRouter:
                 raise Forbidden(f"{caller.organisation} may look only among its own records")
             organisation = caller.organisation
         async with ctx.db.connection() as conn:
-            found = await privacy.find(conn, organisation=organisation, name=body.name)
+            found = await privacy_subjects.find(conn, organisation=organisation, name=body.name)
         return {"items": [s.json() for s in found]}
 
     @r.get(
@@ -133,8 +133,10 @@ def router() -> APIRouter:
     )
     async def export_subject(subject_id: SubjectId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
         async with ctx.db.connection() as conn:
-            subject = _may_handle(caller, await privacy.subject(conn, subject_id), subject_id)
-            found = await privacy.occurrences(conn, subject_id)
+            subject = _may_handle(
+                caller, await privacy_subjects.subject(conn, subject_id), subject_id
+            )
+            found = await privacy_subjects.occurrences(conn, subject_id)
         return {**subject.json(), "service": ctx.service, "occurrences": found}
 
     @r.post(
@@ -151,8 +153,8 @@ def router() -> APIRouter:
         subject_id: SubjectId, body: ErasureIn, ctx: Ctx, caller: Caller
     ) -> dict[str, Any]:
         async with ctx.db.transaction() as conn:
-            _may_handle(caller, await privacy.subject(conn, subject_id), subject_id)
-            erased = await privacy.erase(
+            _may_handle(caller, await privacy_subjects.subject(conn, subject_id), subject_id)
+            erased = await privacy_subjects.erase(
                 conn,
                 subject_id,
                 requested_by=caller.organisation,

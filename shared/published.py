@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import keys, privacy, privacy_migration, signing
+from shared import keys, privacy_migration, privacy_subjects, signing
 from shared.settings import SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ class SigningKeyChanged(BaseModel):
 SHARED_SCHEMAS: dict[str, type[BaseModel]] = {
     signing.CHECKPOINT: ChainCheckpoint,
     keys.KEY_CHANGED: SigningKeyChanged,
-    privacy.SUBJECT_ERASED: privacy.SubjectErased,
+    privacy_subjects.SUBJECT_ERASED: privacy_subjects.SubjectErased,
     privacy_migration.LOG_REDACTED: privacy_migration.LogRedacted,
 }
 

@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 
 from shared import db as dbmod
-from shared import kafka, logs, privacy, runtime, webhook_dispatch, webhooks
+from shared import kafka, logs, privacy_subjects, runtime, webhook_dispatch, webhooks
 from shared.auth import USE_RECORDED_EVERY
 from shared.consumer import BrokerReset, ConsumerRunner, Handler
 from shared.events import Metadata
@@ -187,7 +187,7 @@ class Worker:
         retention_due: str | None = None,
     ) -> None:
         """`retention_due`: the service's query of the subjects whose retention ran out
-        (shared/privacy.py erase_expired). `contracts`: each upstream's folder of published
+        (privacy_subjects.erase_expired). `contracts`: each upstream's folder of published
         JSON Schemas, which its events must follow to be applied. `webhook_access`: the
         service's read policy for its own events, which decides what each webhook subscriber
         receives (shared/webhooks.py)."""
@@ -278,7 +278,7 @@ class Worker:
                     )
                 while due is not None:
                     async with self.db.transaction() as conn:
-                        erased = await privacy.erase_expired(
+                        erased = await privacy_subjects.erase_expired(
                             conn,
                             due_sql=due,
                             retention=period,
@@ -288,7 +288,7 @@ class Worker:
                     if erased:
                         log.info("retention: %d people erased", len(erased))
                         self.relay.wake()
-                    if len(erased) < privacy.RETENTION_BATCH:
+                    if len(erased) < privacy_subjects.RETENTION_BATCH:
                         break
             except (asyncpg.PostgresError, *dbmod.CONNECTION_LOST) as exc:
                 if stop.is_set():

@@ -25,7 +25,7 @@ import pytest
 from services.pledges import events as ev
 from services.pledges import privacy as personal
 from services.pledges import projections, subscriptions
-from shared import privacy
+from shared import privacy, privacy_subjects
 from shared.auth import Role
 from shared.consumer import ConsumerRunner, Incoming
 from shared.db import Database
@@ -238,7 +238,7 @@ async def test_erasure_by_the_recording_organisation_shows_erased_everywhere_and
     verdict = (await api.client.get("/v1/audit/verify", headers=auditor)).json()
     assert verdict["intact"] and verdict["head_position"] == await api.count_events(), verdict
     # erasure events name no one
-    for erasure in await api.events(privacy.SUBJECT_ERASED):
+    for erasure in await api.events(privacy_subjects.SUBJECT_ERASED):
         assert not [v for v in PERSONAL_VALUES if v in json.dumps(erasure)]
 
 
@@ -263,7 +263,7 @@ async def test_retention_erases_the_people_of_ended_needs_and_pledges_only_after
         assert await due(later) == [olha], "the pledge still runs"
         await api.ok(f"{PLEDGE}/withdraw", {"reason": "the convoy was cancelled"}, by="lille")
         assert await due(later) == sorted([olha, karim])
-        erased = await privacy.erase_expired(
+        erased = await privacy_subjects.erase_expired(
             conn,
             due_sql=personal.RETENTION_DUE,
             retention=retention,
@@ -427,7 +427,7 @@ async def test_seal_v1_turns_clear_persons_into_sealed_ones_and_old_events_still
         assert not [v for v in PERSONAL_VALUES if v in json.dumps(sealed)]
         opened = await privacy.reveal(conn, sealed["contact"])
         assert {k: opened[k] for k in OLHA} == OLHA
-        [subject] = await privacy.find(conn, organisation="kharkiv", name=OLHA["name"])
+        [subject] = await privacy_subjects.find(conn, organisation="kharkiv", name=OLHA["name"])
         assert subject.subject_id == sealed["contact"]["subject_id"], "the recipient's subject"
         assert await personal.seal_v1(conn, ev.NEED_POSTED, sealed, now=now) is None
         assert await personal.seal_v1(conn, ev.NEED_CLOSED, posted_v1, now=now) is None
@@ -460,7 +460,7 @@ async def test_seal_v1_turns_clear_persons_into_sealed_ones_and_old_events_still
         sealed_pledge = await personal.seal_v1(conn, ev.PLEDGE_MADE, pledge_v1, now=now)
         assert sealed_pledge is not None
         assert sealed_pledge["contact"]["personal"] == ["name", "phone"]
-        [karim] = await privacy.find(conn, organisation="lille", name=KARIM["name"])
+        [karim] = await privacy_subjects.find(conn, organisation="lille", name=KARIM["name"])
         assert karim.subject_id == sealed_pledge["contact"]["subject_id"], "the donor's subject"
 
         delivered_v1 = {

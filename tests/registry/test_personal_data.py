@@ -18,7 +18,7 @@ import asyncpg
 from services.registry import events as ev
 from services.registry import privacy as personal
 from services.registry import projections
-from shared import privacy
+from shared import privacy, privacy_subjects
 from shared.auth import Role
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
@@ -179,7 +179,7 @@ async def test_erasure_by_the_recording_organisation_shows_erased_everywhere_and
     try:
         assert (
             await conn.fetchval(
-                "SELECT count(*) FROM events WHERE event_type = $1", privacy.SUBJECT_ERASED
+                "SELECT count(*) FROM events WHERE event_type = $1", privacy_subjects.SUBJECT_ERASED
             )
             == 1
         )
@@ -231,7 +231,7 @@ async def test_retention_erases_a_replaced_contact_only_after_the_period(
 
         assert await due(now) == [], "replaced today: kept for the period"
         assert await due(now + retention + timedelta(days=1)) == [olha], "Andrii is current"
-        erased = await privacy.erase_expired(
+        erased = await privacy_subjects.erase_expired(
             conn,
             due_sql=personal.RETENTION_DUE,
             retention=retention,
@@ -288,7 +288,7 @@ async def test_a_version_1_event_with_clear_contacts_still_folds_and_seals_on_mi
         )
         assert await personal.seal_v1(conn, ev.ORGANISATION_RENAMED, v1, now=now) is None
         # sealed again by the same organisation: the same subjects as the API would use
-        found = await privacy.find(conn, organisation="kharkiv", name=OLHA["name"])
+        found = await privacy_subjects.find(conn, organisation="kharkiv", name=OLHA["name"])
         assert [s.subject_id for s in found] == [sealed["contacts"][0]["subject_id"]]
     finally:
         await conn.close()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from shared import privacy
+from shared import privacy, privacy_subjects
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 from shared.projections import project
@@ -105,15 +105,17 @@ async def test_erasure_destroys_the_key_records_an_event_and_the_log_still_verif
                 NOW,
             )
         sid = olha["subject_id"]
-        found = await privacy.occurrences(conn, sid)
+        found = await privacy_subjects.occurrences(conn, sid)
         assert [o["stream_id"] for o in found] == ["convoy-1"]
         assert found[0]["persons"][0]["name"] == "Olha Kravchenko"
         assert [
             s.subject_id
-            for s in await privacy.find(conn, organisation="kharkiv", name="Olha Kravchenko")
+            for s in await privacy_subjects.find(
+                conn, organisation="kharkiv", name="Olha Kravchenko"
+            )
         ] == [sid]
         async with conn.transaction():
-            erased = await privacy.erase(
+            erased = await privacy_subjects.erase(
                 conn,
                 sid,
                 requested_by="kharkiv",
@@ -126,7 +128,9 @@ async def test_erasure_destroys_the_key_records_an_event_and_the_log_still_verif
             "SELECT data_key, fingerprint FROM privacy_subjects WHERE subject_id = $1", sid
         )
         assert (row["data_key"], row["fingerprint"]) == (None, None)
-        assert await privacy.find(conn, organisation="kharkiv", name="Olha Kravchenko") == []
+        assert (
+            await privacy_subjects.find(conn, organisation="kharkiv", name="Olha Kravchenko") == []
+        )
         shown = await privacy.reveal(conn, olha)
         assert (shown["name"], shown["phone"], shown["erased"]) == (
             privacy.ERASED,
@@ -138,11 +142,11 @@ async def test_erasure_destroys_the_key_records_an_event_and_the_log_still_verif
             "SELECT event_type, data::text AS data FROM events WHERE stream_id = $1",
             f"subject-{sid}",
         )
-        assert [e["event_type"] for e in events] == [privacy.SUBJECT_ERASED]
+        assert [e["event_type"] for e in events] == [privacy_subjects.SUBJECT_ERASED]
         assert json.loads(events[0]["data"])["legal_basis"] == "gdpr-art-17"
         dumped = await conn.fetchval("SELECT string_agg(response::text, '') FROM idempotency_keys")
         assert dumped is None, "a stored answer that showed the person is dropped"
-        again = await privacy.erase(
+        again = await privacy_subjects.erase(
             conn,
             sid,
             requested_by="lille",
@@ -172,16 +176,16 @@ async def test_retention_erases_only_the_subjects_its_query_names(db_url: str) -
             "SELECT subject_id FROM privacy_subjects WHERE erased_at IS NULL"
             " AND last_recorded_at < $1 ORDER BY subject_id LIMIT $2"
         )
-        erased = await privacy.erase_expired(
+        erased = await privacy_subjects.erase_expired(
             conn,
             due_sql=due,
-            retention=privacy.DEFAULT_RETENTION,
+            retention=privacy_subjects.DEFAULT_RETENTION,
             now=NOW,
             metadata=Metadata(actor="worker"),
         )
         assert erased == [old["subject_id"]]
         assert (await privacy.reveal(conn, recent))["name"] == "Iryna Shevchenko"
-        subject = await privacy.subject(conn, old["subject_id"])
+        subject = await privacy_subjects.subject(conn, old["subject_id"])
         assert subject is not None and subject.legal_basis == "retention"
     finally:
         await conn.close()
@@ -216,7 +220,7 @@ async def test_the_worker_erases_who_is_due_and_drops_old_stored_answers(db_url:
         async with worker.db.connection() as conn:
             for _ in range(200):
                 keys = await conn.fetch("SELECT key FROM idempotency_keys ORDER BY key")
-                erased = await privacy.subject(conn, old["subject_id"])
+                erased = await privacy_subjects.subject(conn, old["subject_id"])
                 if len(keys) == 1 and erased is not None and erased.erased_at is not None:
                     break
                 await asyncio.sleep(0.05)

@@ -23,7 +23,7 @@ from services.shipments import events as ev
 from services.shipments import privacy as personal
 from services.shipments import projections, requests
 from services.shipments.demo.data import MEDICINES
-from shared import privacy, privacy_migration, sealer, signing
+from shared import privacy, privacy_migration, privacy_subjects, sealer, signing
 from shared import projections as proj
 from shared.auth import Role
 from shared.events import Metadata, NewEvent
@@ -303,7 +303,7 @@ async def test_retention_erases_the_people_of_convoys_ended_longer_ago_than_the_
     async def erase_at(now: datetime) -> set[str]:
         async with conn.transaction():
             return set(
-                await privacy.erase_expired(
+                await privacy_subjects.erase_expired(
                     conn,
                     due_sql=personal.RETENTION_DUE,
                     retention=period,
