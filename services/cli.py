@@ -42,10 +42,10 @@ from services.audit import signing_keys
 from services.cli_support import Failed
 from services.ops import command as ops_command
 from services.pledges import events as pledges_events
-from services.registry import api_key_handlers as key_handlers
 from services.registry import events as registry_events
 from services.registry import projections as registry_projections
 from services.registry.domain import api_keys as keys_domain
+from services.registry.handlers import api_keys as key_handlers
 from services.shipments import events as shipments_events
 from shared import api_keys as shared_api_keys
 from shared import auth, contracts, errors, notify, signing

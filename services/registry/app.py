@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registry import api, api_keys
+from services.registry import api
 from shared import db, web
 from shared.settings import Settings
 
@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return web.create_app(
         service=SERVICE,
         settings=settings or Settings(),
-        routers=[api.router, api_keys.router],
+        routers=list(api.ROUTERS),
         schema=[db.schema_text("services.registry")],
         title="twinaid registry",
         description="Organisations and the lifecycle of their partnerships.",

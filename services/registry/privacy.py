@@ -3,7 +3,7 @@
 A contact's name and email are sealed under the person's own key, recorded by the organisation
 whose contact they are; the role stays in clear (it names a function). The log, the broker,
 the `organisations` read model and the webhooks hold the sealed contact; the organisation view
-reveals it to the organisation itself and registry administrators (`api._sees_contacts`).
+reveals it to the organisation itself and registry administrators (`auth.sees_contacts`).
 
 Retention: a contact no longer among any organisation's current contacts (replaced) is erased
 once the replacement is older than the retention period (`RETENTION_DUE`, run by the worker).

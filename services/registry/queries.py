@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from services.registry import domain
-from shared import pagination
+from services.registry import domain, views
+from services.registry.domain import api_keys as keys
+from services.registry.views import recent
+from shared import api_keys, pagination
 from shared.errors import NotFound
 
-T = TypeVar("T")
 _ORG_COLUMNS = (
     "organisation_id, name, kind, country, region, aliases, coordinates, parent_id, contacts,"
     " version, name_folded"
@@ -98,16 +100,6 @@ _PARTNERSHIP_COLUMNS = (
     "p.partnership_id, p.org_a, p.org_b, p.kind, p.programme, p.phase, p.fields, p.status,"
     " p.proposed_at, p.signed_at, p.changed_at, p.history, p.agreements, p.version"
 )
-
-
-# a partnership's view embeds its latest status changes and agreements (signed and suspended
-# may alternate without end), and how many there are; its audit history has them all
-RECENT = 100
-
-
-def recent(items: Sequence[T]) -> list[T]:
-    """The latest RECENT of a record's list, in their order."""
-    return list(items[-RECENT:])
 
 
 def _partnership(row: asyncpg.Record) -> dict[str, Any]:
@@ -223,4 +215,73 @@ async def network(
             }
             for r in rows
         ],
+    }
+
+
+async def require_organisation(conn: asyncpg.Connection, organisation_id: str) -> None:
+    """NotFound unless the registry holds the organisation."""
+    if not await conn.fetchval(
+        "SELECT true FROM organisations WHERE organisation_id = $1", organisation_id
+    ):
+        raise NotFound(f"organisation {organisation_id} does not exist")
+
+
+async def key_uses(
+    conn: asyncpg.Connection, key_ids: Sequence[str]
+) -> dict[str, dict[str, datetime]]:
+    """When each key was last used at each other service, as their workers reported it."""
+    found: dict[str, dict[str, datetime]] = {}
+    for r in await conn.fetch(
+        "SELECT key_id, service, last_used_at FROM api_key_uses WHERE key_id = ANY($1)",
+        list(key_ids),
+    ):
+        found.setdefault(r["key_id"], {})[r["service"]] = r["last_used_at"]
+    return found
+
+
+async def api_key(
+    conn: asyncpg.Connection,
+    *,
+    organisation_id: str,
+    key_id: str,
+    manager: keys.Manager,
+    now: datetime,
+) -> dict[str, Any]:
+    """One of the organisation's keys; another organisation's key is not found here."""
+    keys.check_reads(manager, organisation_id)
+    row = await api_keys.row_of(conn, key_id)
+    if row is None or row["organisation"] != organisation_id:
+        raise NotFound(f"organisation {organisation_id} has no API key {key_id}")
+    used = await key_uses(conn, [key_id])
+    return views.api_key(row, now=now, used=used.get(key_id))
+
+
+async def api_keys_of(
+    conn: asyncpg.Connection,
+    *,
+    organisation_id: str,
+    include_revoked: bool,
+    cursor: str | None,
+    limit: int,
+    manager: keys.Manager,
+    now: datetime,
+) -> dict[str, Any]:
+    """An organisation's keys, oldest first, a page at a time (`next_cursor`)."""
+    keys.check_reads(manager, organisation_id)
+    after = pagination.decode(cursor, parts=(datetime, str))
+    await require_organisation(conn, organisation_id)
+    rows = await api_keys.rows_of(
+        conn,
+        organisation_id,
+        include_revoked=include_revoked,
+        after=(after[0], after[1]) if after else None,
+        limit=limit + 1,
+    )
+    items, next_cursor = pagination.page(
+        rows, limit=limit, key_of=lambda r: [r["created_at"].isoformat(), r["key_id"]]
+    )
+    used = await key_uses(conn, [r["key_id"] for r in items])
+    return {
+        "items": [views.api_key(r, now=now, used=used.get(r["key_id"])) for r in items],
+        "next_cursor": next_cursor,
     }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.registry import domain
+from shared import api_keys as policy
 from shared import instants, pagination
+from shared.auth import Role
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -191,3 +193,68 @@ class TransitionIn(_In):
     to: domain.PartnershipStatus
     occurred_at: instants.PastInstant | None = None
     evidence: EvidenceIn | None = None
+
+
+# API keys (api/api_keys.py)
+# the most key uses one report may carry (a worker sends more in several)
+MAX_USES_REPORTED = 1000
+
+KeyOwnerId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the organisation whose keys these are",
+    ),
+]
+KeyId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9a-f]+$",
+        description="the key's id: the part after `twa_` of the token",
+    ),
+]
+Label = Annotated[str, Field(min_length=1, max_length=100, description="what the key is for")]
+Expiry = Annotated[
+    instants.PlanInstant | None,
+    Field(
+        description=f"when the key stops working; default {policy.DEFAULT_LIFETIME.days} days"
+        f" ahead, at most {policy.MAX_LIFETIME.days} days ahead",
+    ),
+]
+
+
+class IssueApiKeyIn(_In):
+    roles: list[Role] = Field(
+        min_length=1,
+        max_length=5,
+        description="an org_admin grants member, logistics or org_admin only",
+    )
+    label: Label
+    expires_at: Expiry = None
+
+
+class RotateApiKeyIn(_In):
+    expires_at: Expiry = None
+
+
+class RevokeApiKeyIn(_In):
+    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+
+
+class ApiKeyUse(_In):
+    key_id: str = Field(pattern=r"^[0-9a-f]+$", min_length=1, max_length=64)
+    # bounded as every instant the API takes (shared/instants.py): one ahead of now counts as now
+    last_used_at: instants.PlanInstant = Field(description="its last use at the reporting service")
+
+
+class ReportApiKeyUsesIn(_In):
+    # only the services that hold copies of the keys report (a service key names no service
+    # of its own: any name would let it grow api_key_uses without bound)
+    service: Literal["pledges", "shipments"] = Field(
+        description="the reporting service: where the keys were used"
+    )
+    uses: list[ApiKeyUse] = Field(max_length=MAX_USES_REPORTED)

@@ -9,9 +9,10 @@ as it is. Amounts in minor units are integers; quantities, weights and rates are
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from shared.responses import Out
 
@@ -216,3 +217,44 @@ class PartnershipAwaiting(Out):
     version: int
     agreed: list[str]
     awaiting_agreement_of: list[str]
+
+
+class ApiKey(BaseModel):
+    """A key as listed: never its secret."""
+
+    key_id: str = Field(pattern=r"^[0-9a-f]+$", max_length=64)
+    organisation_id: str
+    roles: list[str]
+    label: str
+    status: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    expires_at: datetime | None = Field(description="null: never (keys the operator issued)")
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="the latest use in any service (to the minute: each API process records a"
+        " use at most once a minute, and the workers of pledges and shipments report theirs to"
+        " the registry about once a minute, so a use there shows within about two minutes)"
+    )
+    last_used_in: dict[str, datetime] = Field(
+        description="the last use at each service that saw the key (registry, pledges,"
+        " shipments); `last_used_at` is the latest of them",
+        json_schema_extra={"example": {"registry": "2026-03-01T09:12:00Z"}},
+    )
+
+
+class IssuedApiKey(ApiKey):
+    token: str = Field(
+        pattern=r"^twa_[0-9a-f]+_[A-Za-z0-9_-]+$",
+        description="the full key for `Authorization: Bearer <token>`: shown in this answer"
+        " only, keep it now (the registry keeps only a hash)",
+    )
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKey]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class ApiKeyUsesRecorded(BaseModel):
+    recorded: int = Field(ge=0, description="how many of the keys named the registry holds")

@@ -13,17 +13,13 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.auth import sees_contacts
 from services.registry.events import STREAM_ORGANISATION, STREAM_PARTNERSHIP
-from shared.auth import Principal, Role
+from shared.auth import Principal
 from shared.events import RecordedEvent
 from shared.webhooks import Seen
 
 NOTHING = Seen(frozenset(), None)
-
-
-def sees_contacts(reader: Principal, organisation_id: str) -> bool:
-    """The rule of the registry API's organisation view (services/registry/api.py)."""
-    return reader.has(Role.REGISTRY_ADMIN) or reader.organisation == organisation_id
 
 
 def _without_contacts(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.registry import privacy, webhook_access
+from services.registry import privacy, subscriptions, webhook_access
 from shared import db, worker
 
 
@@ -10,7 +10,7 @@ def main() -> None:
     worker.main(
         service="registry",
         schema=[db.schema_text("services.registry")],
-        handlers={},
+        handlers=subscriptions.HANDLERS,
         webhook_access=webhook_access.seen,
         retention_due=privacy.RETENTION_DUE,
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.registry.api import PAGE
-from services.registry.queries import RECENT
+from services.registry.api.organisations import PAGE
+from services.registry.views import RECENT
 from shared import pagination
 from shared.auth import Role
 from tests.registry.conftest import KHARKIV, RegistryApi, assert_problem

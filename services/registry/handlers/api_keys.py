@@ -8,61 +8,20 @@ while deciding), which also covers keys the operator issued outside the log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from services.registry import events as ev
+from services.registry import queries, views
 from services.registry.domain import api_keys as keys
-from shared import api_keys, auth, pagination
+from shared import api_keys, auth
 from shared import projections as proj
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
-
-REGISTRY = "registry"
-
-
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def view(
-    row: asyncpg.Record, *, now: datetime, used: Mapping[str, datetime] | None = None
-) -> dict[str, Any]:
-    """A key as answered (JSON values): never its secret nor the secret's hash. `used`: when
-    the other services last saw it (uses_of); `last_used_at` is the latest of every service."""
-    last_used_in = dict(used or {})
-    if row["last_used_at"] is not None:
-        last_used_in[REGISTRY] = row["last_used_at"]
-    return {
-        "key_id": row["key_id"],
-        "organisation_id": row["organisation"],
-        "roles": sorted(row["roles"]),
-        "label": row["label"],
-        "status": api_keys.status_of(row, now),
-        "created_at": _instant(row["created_at"]),
-        "expires_at": _instant(row["expires_at"]),
-        "rotated_at": _instant(row["rotated_at"]),
-        "revoked_at": _instant(row["revoked_at"]),
-        "last_used_at": _instant(max(last_used_in.values(), default=None)),
-        "last_used_in": {s: _instant(at) for s, at in sorted(last_used_in.items())},
-    }
-
-
-async def uses_of(
-    conn: asyncpg.Connection, key_ids: Sequence[str]
-) -> dict[str, dict[str, datetime]]:
-    """When each key was last used at each other service, as their workers reported it."""
-    found: dict[str, dict[str, datetime]] = {}
-    for r in await conn.fetch(
-        "SELECT key_id, service, last_used_at FROM api_key_uses WHERE key_id = ANY($1)",
-        list(key_ids),
-    ):
-        found.setdefault(r["key_id"], {})[r["service"]] = r["last_used_at"]
-    return found
 
 
 async def record_uses(
@@ -80,7 +39,7 @@ async def record_uses(
     for key_id, at in uses:
         if key_id not in latest or at > latest[key_id]:
             latest[key_id] = at
-    if service == REGISTRY or not latest:
+    if service == views.REGISTRY or not latest:
         return 0
     status: str = await conn.execute(
         "INSERT INTO api_key_uses (key_id, service, last_used_at)"
@@ -95,13 +54,6 @@ async def record_uses(
         now,
     )
     return int(status.rsplit(" ", 1)[-1])
-
-
-async def _require_organisation(conn: asyncpg.Connection, organisation_id: str) -> None:
-    if not await conn.fetchval(
-        "SELECT true FROM organisations WHERE organisation_id = $1", organisation_id
-    ):
-        raise NotFound(f"organisation {organisation_id} does not exist")
 
 
 async def load_key(conn: asyncpg.Connection, key_id: str) -> keys.ApiKey:
@@ -145,8 +97,8 @@ async def _record(
 async def _answer(conn: asyncpg.Connection, key_id: str, *, now: datetime) -> dict[str, Any]:
     row = await api_keys.row_of(conn, key_id)
     assert row is not None
-    used = await uses_of(conn, [key_id])
-    return view(row, now=now, used=used.get(key_id))
+    used = await queries.key_uses(conn, [key_id])
+    return views.api_key(row, now=now, used=used.get(key_id))
 
 
 async def issue(
@@ -170,7 +122,7 @@ async def issue(
     that: the dev stack's `twinaid`)."""
     keys.check_manages(manager, organisation_id)
     if not by_operator:
-        await _require_organisation(conn, organisation_id)
+        await queries.require_organisation(conn, organisation_id)
     elif expires_at is not None and expires_at <= now:
         raise ValidationFailed(
             "expires_at must lie in the future",
@@ -256,50 +208,3 @@ async def revoke(
     await _record(conn, key_id, state.version, events, metadata=metadata, now=now)
     await api_keys.store_revoked(conn, key_id=key_id, at=now)
     return await _answer(conn, key_id, now=now)
-
-
-async def one(
-    conn: asyncpg.Connection,
-    *,
-    organisation_id: str,
-    key_id: str,
-    manager: keys.Manager,
-    now: datetime,
-) -> dict[str, Any]:
-    keys.check_reads(manager, organisation_id)
-    row = await api_keys.row_of(conn, key_id)
-    if row is None or row["organisation"] != organisation_id:
-        raise NotFound(f"organisation {organisation_id} has no API key {key_id}")
-    used = await uses_of(conn, [key_id])
-    return view(row, now=now, used=used.get(key_id))
-
-
-async def listed(
-    conn: asyncpg.Connection,
-    *,
-    organisation_id: str,
-    include_revoked: bool,
-    cursor: str | None,
-    limit: int,
-    manager: keys.Manager,
-    now: datetime,
-) -> dict[str, Any]:
-    """An organisation's keys, oldest first, a page at a time (`next_cursor`)."""
-    keys.check_reads(manager, organisation_id)
-    after = pagination.decode(cursor, parts=(datetime, str))
-    await _require_organisation(conn, organisation_id)
-    rows = await api_keys.rows_of(
-        conn,
-        organisation_id,
-        include_revoked=include_revoked,
-        after=(after[0], after[1]) if after else None,
-        limit=limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["created_at"].isoformat(), r["key_id"]]
-    )
-    used = await uses_of(conn, [r["key_id"] for r in items])
-    return {
-        "items": [view(r, now=now, used=used.get(r["key_id"])) for r in items],
-        "next_cursor": next_cursor,
-    }

@@ -11,135 +11,30 @@ its SHA-256), never in an event or a log line. Those two writes do not honour Id
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from services.registry import api_key_handlers as handlers
-from services.registry.domain import api_keys as keys
+from services.registry import queries
+from services.registry.auth import Service, manager
+from services.registry.handlers import api_keys as handlers
+from services.registry.requests import (
+    IssueApiKeyIn,
+    KeyId,
+    ReportApiKeyUsesIn,
+    RevokeApiKeyIn,
+    RotateApiKeyIn,
+)
+from services.registry.requests import KeyOwnerId as OrgId
+from services.registry.responses import ApiKey, ApiKeyPage, ApiKeyUsesRecorded, IssuedApiKey
 from shared import api_keys as policy
-from shared import instants, pagination, problems
-from shared.auth import Principal, Role
+from shared import pagination, problems
 from shared.deps import Caller, Ctx, ServiceContext, metadata_for
 from shared.problems import problem_responses
 from shared.web import write
 
 router = APIRouter(prefix="/v1")
-# the most key uses one report may carry (a worker sends more in several)
-MAX_USES_REPORTED = 1000
-
-OrgId = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=100,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="the organisation whose keys these are",
-    ),
-]
-KeyId = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[0-9a-f]+$",
-        description="the key's id: the part after `twa_` of the token",
-    ),
-]
-Label = Annotated[str, Field(min_length=1, max_length=100, description="what the key is for")]
-Expiry = Annotated[
-    instants.PlanInstant | None,
-    Field(
-        description=f"when the key stops working; default {policy.DEFAULT_LIFETIME.days} days"
-        f" ahead, at most {policy.MAX_LIFETIME.days} days ahead",
-    ),
-]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class IssueApiKeyIn(_In):
-    roles: list[Role] = Field(
-        min_length=1,
-        max_length=5,
-        description="an org_admin grants member, logistics or org_admin only",
-    )
-    label: Label
-    expires_at: Expiry = None
-
-
-class RotateApiKeyIn(_In):
-    expires_at: Expiry = None
-
-
-class RevokeApiKeyIn(_In):
-    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
-
-
-class ApiKey(BaseModel):
-    """A key as listed: never its secret."""
-
-    key_id: str = Field(pattern=r"^[0-9a-f]+$", max_length=64)
-    organisation_id: str
-    roles: list[str]
-    label: str
-    status: Literal["active", "expired", "revoked"]
-    created_at: datetime
-    expires_at: datetime | None = Field(description="null: never (keys the operator issued)")
-    rotated_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None = Field(
-        description="the latest use in any service (to the minute: each API process records a"
-        " use at most once a minute, and the workers of pledges and shipments report theirs to"
-        " the registry about once a minute, so a use there shows within about two minutes)"
-    )
-    last_used_in: dict[str, datetime] = Field(
-        description="the last use at each service that saw the key (registry, pledges,"
-        " shipments); `last_used_at` is the latest of them",
-        json_schema_extra={"example": {"registry": "2026-03-01T09:12:00Z"}},
-    )
-
-
-class IssuedApiKey(ApiKey):
-    token: str = Field(
-        pattern=r"^twa_[0-9a-f]+_[A-Za-z0-9_-]+$",
-        description="the full key for `Authorization: Bearer <token>`: shown in this answer"
-        " only, keep it now (the registry keeps only a hash)",
-    )
-
-
-class ApiKeyPage(BaseModel):
-    items: list[ApiKey]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
-
-
-class ApiKeyUse(_In):
-    key_id: str = Field(pattern=r"^[0-9a-f]+$", min_length=1, max_length=64)
-    # bounded as every instant the API takes (shared/instants.py): one ahead of now counts as now
-    last_used_at: instants.PlanInstant = Field(description="its last use at the reporting service")
-
-
-class ReportApiKeyUsesIn(_In):
-    # only the services that hold copies of the keys report (a service key names no service
-    # of its own: any name would let it grow api_key_uses without bound)
-    service: Literal["pledges", "shipments"] = Field(
-        description="the reporting service: where the keys were used"
-    )
-    uses: list[ApiKeyUse] = Field(max_length=MAX_USES_REPORTED)
-
-
-class ApiKeyUsesRecorded(BaseModel):
-    recorded: int = Field(ge=0, description="how many of the keys named the registry holds")
-
-
-def _manager(caller: Principal) -> keys.Manager:
-    return keys.Manager(key_id=caller.key_id, organisation=caller.organisation, roles=caller.roles)
-
 
 LILLE_KEY = {
     "roles": ["member"],
@@ -176,7 +71,7 @@ async def issue_api_key(
             roles=body.roles,
             label=body.label,
             expires_at=body.expires_at,
-            manager=_manager(caller),
+            manager=manager(caller),
             metadata=metadata_for(caller),
             now=now,
         )
@@ -205,13 +100,13 @@ async def list_api_keys(
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
     async with ctx.db.connection() as conn:
-        return await handlers.listed(
+        return await queries.api_keys_of(
             conn,
             organisation_id=organisation_id,
             include_revoked=include_revoked,
             cursor=cursor,
             limit=limit,
-            manager=_manager(caller),
+            manager=manager(caller),
             now=ctx.clock(),
         )
 
@@ -230,11 +125,11 @@ async def get_api_key(
     organisation_id: OrgId, key_id: KeyId, ctx: Ctx, caller: Caller
 ) -> dict[str, Any]:
     async with ctx.db.connection() as conn:
-        return await handlers.one(
+        return await queries.api_key(
             conn,
             organisation_id=organisation_id,
             key_id=key_id,
-            manager=_manager(caller),
+            manager=manager(caller),
             now=ctx.clock(),
         )
 
@@ -272,7 +167,7 @@ async def rotate_api_key(
             organisation_id=organisation_id,
             key_id=key_id,
             expires_at=body.expires_at if body else None,
-            manager=_manager(caller),
+            manager=manager(caller),
             metadata=metadata_for(caller),
             now=now,
         )
@@ -319,7 +214,7 @@ async def revoke_api_key(
             organisation_id=organisation_id,
             key_id=key_id,
             reason=body.reason if body else None,
-            manager=_manager(caller),
+            manager=manager(caller),
             metadata=meta,
             now=now,
         ),
@@ -356,8 +251,9 @@ async def revoke_api_key(
         }
     },
 )
-async def report_api_key_uses(body: ReportApiKeyUsesIn, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    caller.require(Role.SERVICE)
+async def report_api_key_uses(
+    body: ReportApiKeyUsesIn, ctx: Ctx, caller: Service
+) -> dict[str, Any]:
     async with ctx.db.transaction() as conn:
         recorded = await handlers.record_uses(
             conn,

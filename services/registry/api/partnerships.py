@@ -1,0 +1,178 @@
+"""Partnership routes: propose, list, read (now or as of an instant), and move along the
+lifecycle. HTTP <-> handlers and queries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.registry import domain, handlers, queries, views
+from services.registry import events as ev
+from services.registry import responses as R
+from services.registry.auth import Member, acting_for
+from services.registry.requests import (
+    AsOf,
+    Cursor,
+    IfMatch,
+    Limit,
+    PartnershipId,
+    PartnershipIn,
+    TransitionIn,
+)
+from shared import problems
+from shared.deps import etag
+from shared.errors import NotFound
+from shared.events import Metadata
+from shared.web import Caller, Ctx, execute_write, write
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/partnerships",
+    status_code=201,
+    tags=["partnerships"],
+    responses=problems.documented(
+        R.PartnershipChanged,
+        403,
+        404,
+        409,
+        413,
+        422,
+        status=201,
+        headers=problems.ETAG,
+        description="Proposed",
+    ),
+    openapi_extra=problems.IDEMPOTENT,
+)
+async def propose_partnership(
+    body: PartnershipIn, request: Request, ctx: Ctx, caller: Member
+) -> JSONResponse:
+    """Propose a partnership: administrators for anyone, members for their own organisation."""
+    now = ctx.clock()
+    command = domain.ProposePartnership(
+        partnership_id=body.partnership_id or str(uuid.uuid4()),
+        organisations=(body.organisations[0], body.organisations[1]),
+        kind=body.kind,
+        occurred_at=body.occurred_at or now,
+        programme=body.programme,
+        phase=body.phase,
+        fields=tuple(body.fields),
+        evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
+    )
+    return await write(
+        ctx,
+        request,
+        caller,
+        201,
+        lambda conn, meta: handlers.propose_partnership(
+            conn, command, acting_for=acting_for(caller), metadata=meta, now=now
+        ),
+    )
+
+
+@router.get(
+    "/partnerships", tags=["partnerships"], responses=problems.documented(R.PartnershipPage, 422)
+)
+async def list_partnerships(
+    ctx: Ctx,
+    caller: Caller,
+    organisation: Annotated[str | None, Query(max_length=100)] = None,
+    status: domain.PartnershipStatus | None = None,
+    kind: domain.PartnershipKind | None = None,
+    programme: Annotated[str | None, Query(max_length=200)] = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    signed_year: Annotated[int | None, Query(ge=1900, le=2100)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Partnerships by organisation (either side), status, kind, programme, country, year."""
+    async with ctx.db.connection() as conn:
+        return await queries.partnerships(
+            conn,
+            organisation=organisation,
+            status=status.value if status else None,
+            kind=kind.value if kind else None,
+            programme=programme,
+            country=country,
+            signed_year=signed_year,
+            cursor=cursor,
+            limit=limit,
+        )
+
+
+@router.get(
+    "/partnerships/{partnership_id}",
+    tags=["partnerships"],
+    responses=problems.documented(R.Partnership, 404, 422, headers=problems.ETAG),
+)
+async def get_partnership(
+    partnership_id: PartnershipId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
+) -> dict[str, Any]:
+    """One partnership: its two organisations, kind, programme, status with its history and
+    each organisation's agreements; with `as_of`, as it stood then. Its ETag is its version."""
+    async with ctx.db.connection() as conn:
+        if as_of is None:
+            found = await queries.partnership(conn, partnership_id)
+            response.headers["ETag"] = etag(found["version"])
+            return found
+        state = await handlers.load_partnership(conn, partnership_id, as_of=as_of)
+    if not state.exists:
+        raise NotFound(f"partnership {partnership_id} did not exist at {as_of.isoformat()}")
+    return views.partnership_as_of(state, as_of=as_of)
+
+
+@router.post(
+    "/partnerships/{partnership_id}/transitions",
+    tags=["partnerships"],
+    responses={
+        **problems.documented(
+            R.PartnershipChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+        ),
+        202: {
+            "model": R.PartnershipAwaiting,
+            "description": "The caller's organisation agreed; the status waits for the other's"
+            " (`awaiting_agreement_of`)",
+            "headers": problems.ETAG,
+        },
+    },
+    openapi_extra=problems.IDEMPOTENT,
+)
+async def change_partnership_status(
+    partnership_id: PartnershipId,
+    body: TransitionIn,
+    request: Request,
+    ctx: Ctx,
+    caller: Member,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Move a partnership along its lifecycle; 409 lists the transitions allowed from here.
+
+    To `agreed` or `signed` both organisations consent: a member's request records its own
+    organisation's agreement (202 with `awaiting_agreement_of` until the other organisation
+    agrees too; the request that completes the pair moves it, 200). A registry administrator
+    moves it at once, with `evidence` of both organisations' agreement (422 without)."""
+    now = ctx.clock()
+    command = domain.ChangeStatus(
+        to=body.to,
+        occurred_at=body.occurred_at or now,
+        evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
+    )
+
+    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+        result = await handlers.change_partnership_status(
+            conn,
+            partnership_id,
+            command,
+            acting_for=acting_for(caller),
+            if_match=if_match,
+            metadata=meta,
+            now=now,
+        )
+        return (202 if "awaiting_agreement_of" in result else 200), result
+
+    return await execute_write(ctx, request, caller, use_case)

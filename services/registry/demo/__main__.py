@@ -1,0 +1,7 @@
+"""`python -m services.registry.demo --url ... --key ...`: load the demo over HTTP."""
+
+import sys
+
+from services.registry.demo.scenario import main
+
+sys.exit(main())
