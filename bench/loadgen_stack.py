@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 from bench.common import BenchStack, connection, log_dir, stop_popen
-from shared import auth, devstack, directory, kafka, published
+from shared import auth, devstack_keys, directory, kafka, published
 from shared import db as dbmod
 from shared.auth import Role
 from shared.infra import free_port, start_embedded_postgres, start_tansu
@@ -77,7 +77,7 @@ class System(Protocol):
     pg: Server
     dbs: dict[str, str]
     keys: Keys | None
-    keys_dir: Path  # where each service's signing key is kept (devstack.signing_key_file)
+    keys_dir: Path  # where each service's signing key is kept (devstack_keys.signing_key_file)
 
     def api_url(self, service: str, i: int = 0) -> str: ...
 
@@ -193,8 +193,8 @@ class ProofStack:
             "CONSUMER_GAP_GRACE": "2.0",
             "KAFKA_IDEMPOTENCE": "false",
             # each service's own key, and every service's pinned, as make run does
-            "SIGNING_KEY_FILE": str(devstack.signing_key_file(self.logs, service)),
-            "TRUSTED_KEYS": json.dumps(devstack.pin_signing_keys(self.logs)),
+            "SIGNING_KEY_FILE": str(devstack_keys.signing_key_file(self.logs, service)),
+            "TRUSTED_KEYS": json.dumps(devstack_keys.pin_signing_keys(self.logs)),
         }
 
     def start_api(self, service: str) -> Proc:
@@ -494,7 +494,7 @@ def audit(stack: System, action: str = "compare") -> dict[str, Any]:
         "DATABASE_URL": dbmod.with_database(stack.pg.url, "postgres"),
         "TWINAID_AUDIT_KEY": stack.keys.auditor,
         # an auditor checks the checkpoints against the keys the deployment pinned
-        "TRUSTED_KEYS": json.dumps(devstack.pin_signing_keys(stack.keys_dir)),
+        "TRUSTED_KEYS": json.dumps(devstack_keys.pin_signing_keys(stack.keys_dir)),
     }
     reports: list[dict[str, Any]] = []
     errors: dict[str, str] = {}

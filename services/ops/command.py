@@ -14,7 +14,7 @@ from services import cli_support
 from services.audit.command import pinned_keys
 from services.ops import backup as backupmod
 from services.ops import restore as restoremod
-from shared import devstack
+from shared import devstack_keys
 from shared.settings import SERVICES
 
 
@@ -91,7 +91,7 @@ def backup_keys(args: argparse.Namespace, env: Mapping[str, str]) -> backupmod.K
         files[service] = Path(path)
     keys_dir = _data_dir(env) / "keys"
     for service in SERVICES:
-        default = devstack.signing_key_file(keys_dir, service)
+        default = devstack_keys.signing_key_file(keys_dir, service)
         if service in files:
             continue
         if env.get("SIGNING_KEY_FILE"):
@@ -101,8 +101,8 @@ def backup_keys(args: argparse.Namespace, env: Mapping[str, str]) -> backupmod.K
     pins: str | None = None
     if args.trusted_keys is not None or env.get("TRUSTED_KEYS"):
         pins = json.dumps(pinned_keys(args.trusted_keys, env), indent=2) + "\n"
-    elif devstack.pins_file(keys_dir).exists():
-        pins = devstack.pins_file(keys_dir).read_text()
+    elif devstack_keys.pins_file(keys_dir).exists():
+        pins = devstack_keys.pins_file(keys_dir).read_text()
     return backupmod.Keys(files, pins)
 
 

@@ -45,7 +45,7 @@ from services.ops.backup import (
     tables,
 )
 from shared import db as dbmod
-from shared import devstack
+from shared import devstack_keys
 from shared.event_store import PostgresEventStore
 from shared.keys import KeyRing
 
@@ -271,12 +271,12 @@ def planned_keys(
     """(backed-up file, where it goes) for each key of `services` and the pins; Refused if one
     is not with the backup or would replace another key without `replace`."""
     wanted = [
-        (folder / key_path(s), devstack.signing_key_file(into, s))
+        (folder / key_path(s), devstack_keys.signing_key_file(into, s))
         for s in services
         if manifest["services"][s].get("signing_key")
     ]
     if (folder / PINS).exists():
-        wanted.append((folder / PINS, devstack.pins_file(into)))
+        wanted.append((folder / PINS, devstack_keys.pins_file(into)))
     for source, target in wanted:
         if not source.exists():
             raise Refused(f"{source.name} is not with the backup (kept apart?): install it by hand")
