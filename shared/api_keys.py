@@ -28,12 +28,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
+from shared import consumed
 from shared.auth import Role
+from shared.codec import EventCodec
 from shared.consumer import Handler, Incoming
 from shared.incoming import Implausible
 
@@ -158,30 +160,41 @@ def status_of(row: asyncpg.Record | dict[str, Any], now: datetime) -> str:
 # -- pledges' and shipments' copy, from the registry's events ---------------------------------
 
 
-class _Tolerant(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+KeyId = Annotated[str, Field(min_length=1, max_length=64)]
+OrganisationId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class _Key(_Tolerant):
+class _Key(consumed.Tolerant):
     """The fields of `registry.api-key-issued` and `-rotated` that a consumer reads."""
 
-    key_id: str = Field(min_length=1, max_length=64)
-    organisation_id: str = Field(min_length=1, max_length=200)
+    key_id: KeyId
+    organisation_id: OrganisationId
     roles: list[str] = Field(max_length=20)
     label: str = Field(default="", max_length=100)
     expires_at: AwareDatetime | None = None
     secret_sha256: Sha256
 
 
-class _Revoked(_Tolerant):
-    key_id: str = Field(min_length=1, max_length=64)
-    organisation_id: str = Field(min_length=1, max_length=200)
+class Issued(_Key):
+    EVENT_TYPE: ClassVar[str] = ISSUED
 
 
-async def _held(conn: asyncpg.Connection, key: _Key | _Revoked) -> asyncpg.Record | None:
+class Rotated(_Key):
+    EVENT_TYPE: ClassVar[str] = ROTATED
+
+
+class Revoked(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = REVOKED
+
+    key_id: KeyId
+    organisation_id: OrganisationId
+
+
+CODEC = EventCodec([Issued, Rotated, Revoked])
+
+
+async def _held(conn: asyncpg.Connection, key: _Key | Revoked) -> asyncpg.Record | None:
     """The row this service holds for the key; Implausible when it belongs to another
     organisation (an event may never move a key)."""
     held: asyncpg.Record | None = await conn.fetchrow(
@@ -199,7 +212,7 @@ async def _held(conn: asyncpg.Connection, key: _Key | _Revoked) -> asyncpg.Recor
 async def issued(conn: asyncpg.Connection, event: Incoming) -> None:
     """A new key. One already held (the operator's CLI writes every database) is issued
     again only with the same secret; anything else would take it over: Implausible."""
-    key = _Key.model_validate(dict(event.data))
+    key = consumed.read(CODEC, event, Issued)
     digest = bytes.fromhex(key.secret_sha256)
     held = await _held(conn, key)
     if held is not None:
@@ -221,7 +234,7 @@ async def issued(conn: asyncpg.Connection, event: Incoming) -> None:
 async def rotated(conn: asyncpg.Connection, event: Incoming) -> None:
     """The key's new secret and expiry. A key this service never held (issued by the
     operator into the registry only) is taken from the event; a revoked one stays revoked."""
-    key = _Key.model_validate(dict(event.data))
+    key = consumed.read(CODEC, event, Rotated)
     at = event.occurred_at
     digest = bytes.fromhex(key.secret_sha256)
     held = await _held(conn, key)
@@ -249,7 +262,7 @@ async def revoked(conn: asyncpg.Connection, event: Incoming) -> None:
     """The key stops working here. A key this service never held has nothing to revoke. A
     revocation is applied even to a key held here under another organisation (which no event
     could have put there): stopping a key is always safe, so it never fails open."""
-    key = _Revoked.model_validate(dict(event.data))
+    key = consumed.read(CODEC, event, Revoked)
     held = await conn.fetchrow("SELECT organisation FROM api_keys WHERE key_id = $1", key.key_id)
     if held is None:
         return

@@ -1,16 +1,22 @@
 """A consuming service's own copy of the registry's organisations (pledges and shipments).
 
-A tolerant reader of registry events: it reads only the fields it needs. `applied_events`
-counts the registry events applied per organisation, so it equals the organisation's stream
-version when every event was applied exactly once.
+A tolerant reader of registry events: its own models of the fields it reads
+(shared/consumed.py), decoded by (type, version) through CODEC, so a new version of a registry
+event needs only its upcaster there. `applied_events` counts the registry events applied per
+organisation, so it equals the organisation's stream version when every event was applied
+exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, ClassVar
 
 import asyncpg
+from pydantic import BeforeValidator, Field
 
+from shared import consumed
+from shared.codec import EventCodec
 from shared.consumer import Handler, Incoming
 from shared.errors import ValidationFailed
 from shared.incoming import Implausible
@@ -31,11 +37,13 @@ ALTER TABLE directory ADD COLUMN IF NOT EXISTS lon double precision;
 """
 
 
-def _coordinates(value: object) -> tuple[float | None, float | None]:
-    """(lat, lon) of the registry's `{"lat", "lon"}`, (None, None) for null. Anything else
-    (a string, a boolean, NaN, out of range) is Implausible: the registry never sends it."""
+def _coordinates(value: object) -> tuple[float, float] | None:
+    """(lat, lon) of the registry's `{"lat", "lon"}`, None for null. Anything else (a string,
+    a boolean, NaN, out of range, another key) is Implausible, raised through the model (an
+    exception pydantic does not wrap): the registry never sends it, and the consumer
+    quarantines the event."""
     if value is None:
-        return None, None
+        return None
     if isinstance(value, Mapping) and set(value) == {"lat", "lon"}:
         lat, lon = value["lat"], value["lon"]
         if (
@@ -47,13 +55,83 @@ def _coordinates(value: object) -> tuple[float | None, float | None]:
     raise Implausible(f"coordinates {value!r} are not a latitude and longitude in range")
 
 
+# The fields of the registry's organisation events the directory reads, with the bounds of the
+# registry's published schemas (services/registry/events.py)
+Id = Annotated[str, Field(max_length=200)]
+Name = Annotated[str, Field(max_length=200)]
+Label = Annotated[str, Field(max_length=100)]
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+Located = Annotated[tuple[float, float] | None, BeforeValidator(_coordinates)]
+
+
+class Registered(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "registry.organisation-registered"
+
+    organisation_id: Id
+    name: Name
+    kind: Label
+    country: Country
+    aliases: list[Name] = Field(default=[], max_length=50)
+    coordinates: Located = None
+
+
+class Renamed(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "registry.organisation-renamed"
+
+    organisation_id: Id
+    name: Name
+    previous_name: Name
+
+
+class AliasAdded(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "registry.organisation-alias-added"
+
+    organisation_id: Id
+    alias: Name
+
+
+class Changes(consumed.Tolerant):
+    """What a correction changed that the directory keeps; `coordinates` given as null: no
+    longer known (left out: unchanged)."""
+
+    kind: Label | None = None
+    country: Country | None = None
+    coordinates: Located = None
+
+
+class Corrected(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "registry.organisation-corrected"
+
+    organisation_id: Id
+    changes: Changes = Changes()
+
+
+class ContactsChanged(consumed.Tolerant):
+    """Version 2 sealed the contacts (version 1: in clear); the directory keeps neither."""
+
+    EVENT_TYPE: ClassVar[str] = "registry.organisation-contacts-changed"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    organisation_id: Id
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+CODEC = EventCodec(
+    [Registered, Renamed, AliasAdded, Corrected, ContactsChanged],
+    upcasters={(ContactsChanged.EVENT_TYPE, 1): _same},  # only the contacts' form changed
+)
+
+
 async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
     """A new organisation. One the directory already holds is registered again only with the
     same name, kind and country (a republished event); anything else would overwrite it, and
     is refused (Implausible: the consumer quarantines it)."""
-    d = event.data
-    values = (str(d["organisation_id"]), str(d["name"]), str(d["kind"]), str(d["country"]))
-    lat, lon = _coordinates(d.get("coordinates"))
+    org = consumed.read(CODEC, event, Registered)
+    values = (org.organisation_id, org.name, org.kind, org.country)
+    lat, lon = org.coordinates or (None, None)
     held = await conn.fetchrow(
         "SELECT name, kind, country FROM directory WHERE organisation_id = $1", values[0]
     )
@@ -68,7 +146,7 @@ async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
         " DO UPDATE SET aliases = excluded.aliases, source_position = excluded.source_position,"
         " applied_events = directory.applied_events + 1",
         *values,
-        [str(a) for a in d.get("aliases", [])],
+        org.aliases,
         event.position,
         lat,
         lon,
@@ -76,43 +154,54 @@ async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
 
 
 async def _update(
-    conn: asyncpg.Connection, event: Incoming, assignments: str, *values: object
+    conn: asyncpg.Connection,
+    event: Incoming,
+    organisation_id: str,
+    assignments: str,
+    *values: object,
 ) -> None:
     await conn.execute(
         f"UPDATE directory SET {assignments}, source_position = $2,"
         " applied_events = applied_events + 1 WHERE organisation_id = $1",
-        str(event.data["organisation_id"]),
+        organisation_id,
         event.position,
         *values,
     )
 
 
 async def renamed(conn: asyncpg.Connection, event: Incoming) -> None:
+    org = consumed.read(CODEC, event, Renamed)
     await _update(
         conn,
         event,
+        org.organisation_id,
         "name = $3, aliases = array_append(aliases, $4)",
-        str(event.data["name"]),
-        str(event.data["previous_name"]),
+        org.name,
+        org.previous_name,
     )
 
 
 async def alias_added(conn: asyncpg.Connection, event: Incoming) -> None:
-    await _update(conn, event, "aliases = array_append(aliases, $3)", str(event.data["alias"]))
+    org = consumed.read(CODEC, event, AliasAdded)
+    await _update(
+        conn, event, org.organisation_id, "aliases = array_append(aliases, $3)", org.alias
+    )
 
 
 async def corrected(conn: asyncpg.Connection, event: Incoming) -> None:
     """Kind, country and coordinates as corrected (coordinates null: no longer known)."""
-    changes = event.data.get("changes", {})
-    located = "coordinates" in changes
-    lat, lon = _coordinates(changes["coordinates"]) if located else (None, None)
+    org = consumed.read(CODEC, event, Corrected)
+    changes = org.changes
+    located = "coordinates" in changes.model_fields_set
+    lat, lon = changes.coordinates or (None, None)
     await _update(
         conn,
         event,
+        org.organisation_id,
         "kind = coalesce($3, kind), country = coalesce($4, country),"
         " lat = CASE WHEN $5 THEN $6 ELSE lat END, lon = CASE WHEN $5 THEN $7 ELSE lon END",
-        changes.get("kind"),
-        changes.get("country"),
+        changes.kind,
+        changes.country,
         located,
         lat,
         lon,
@@ -134,15 +223,16 @@ async def locations(
 
 async def counted(conn: asyncpg.Connection, event: Incoming) -> None:
     """Events of an organisation the directory keeps nothing of (contacts: personal data)."""
-    await _update(conn, event, "name = name")
+    org = consumed.read(CODEC, event, ContactsChanged)
+    await _update(conn, event, org.organisation_id, "name = name")
 
 
 HANDLERS: dict[str, Handler] = {
-    "registry.organisation-registered": registered,
-    "registry.organisation-renamed": renamed,
-    "registry.organisation-alias-added": alias_added,
-    "registry.organisation-corrected": corrected,
-    "registry.organisation-contacts-changed": counted,
+    Registered.EVENT_TYPE: registered,
+    Renamed.EVENT_TYPE: renamed,
+    AliasAdded.EVENT_TYPE: alias_added,
+    Corrected.EVENT_TYPE: corrected,
+    ContactsChanged.EVENT_TYPE: counted,
 }
 
 

@@ -15,17 +15,18 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, ValidationError
 
 from services.audit import replay
-from services.pledges import partnerships
 from services.pledges import subscriptions as pledges_subscriptions
+from services.pledges.subscriptions import partnerships
 from services.shipments import subscriptions as shipments_subscriptions
-from shared import api_keys, chain, chain_verifier, directory, published
+from shared import api_keys, chain, chain_verifier, consumed, directory, published
 from shared import db as dbmod
+from shared.codec import EventCodec, UndecodableEvent
 from shared.consumer import Handler, Incoming
 from shared.events import RecordedEvent
 from shared.incoming import Implausible
@@ -51,13 +52,16 @@ class Copy:
     logged_only: bool = False
 
 
-class _DeliveryLine(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+# The fields of shipments' delivery-confirmed that pledges counts, with the bounds of its
+# published schema (services/shipments/events.py)
+_Id = Annotated[str, Field(max_length=200)]
 
-    manifest_line_id: str
-    pledge_id: str
-    line_id: str
-    unit: str
+
+class _DeliveryLine(consumed.Tolerant):
+    manifest_line_id: _Id
+    pledge_id: _Id
+    line_id: _Id
+    unit: str = Field(max_length=20)
     loaded: Decimal
     received: Decimal
     damaged: Decimal = Decimal(0)
@@ -65,17 +69,27 @@ class _DeliveryLine(BaseModel):
     lost: Decimal = Decimal(0)
 
 
-class _Delivery(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class _Delivery(consumed.Tolerant):
+    """Version 2 sealed who confirmed (version 1: in clear); the lines stayed as they were."""
 
-    convoy_id: str
-    lines: list[_DeliveryLine]
+    EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    convoy_id: _Id
+    lines: list[_DeliveryLine] = Field(max_length=500)
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+_DELIVERIES = EventCodec([_Delivery], upcasters={(DELIVERY_CONFIRMED, 1): _same})
 
 
 async def _delivered(conn: asyncpg.Connection, event: Incoming) -> None:
     """What pledges must have counted of a confirmed delivery: one row per manifest line (pledges
     records it in its own log, so its deliveries are compared by line, not by event id)."""
-    delivery = _Delivery.model_validate(dict(event.data))
+    delivery = consumed.read(_DELIVERIES, event, _Delivery)
     for line in delivery.lines:
         await conn.execute(
             "INSERT INTO deliveries (event_id, pledge_id, line_id, convoy_id, manifest_line_id,"
@@ -284,7 +298,14 @@ async def _rebuild(
                 try:
                     async with conn.transaction():
                         await handler(conn, incoming(upstream, event))
-                except (Implausible, ValidationError, KeyError, ValueError, TypeError):
+                except (
+                    Implausible,
+                    UndecodableEvent,
+                    ValidationError,
+                    KeyError,
+                    ValueError,
+                    TypeError,
+                ):
                     # the live consumer quarantines it too: it is in no copy
                     continue
             verdict = verifier.finish()
