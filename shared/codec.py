@@ -6,7 +6,9 @@ version; an older version stays in the log as it was written (the chain covers t
 form) and is upcast when read: `upcasters[(type, n)]` turns version n's data into version
 n + 1's, one step at a time, and the current model validates the result. Adding a version:
 bump the model's SCHEMA_VERSION, change its fields, and register the upcaster from the
-previous version (STYLE.md rule 13; docs/ARCHITECTURE.md).
+previous version (STYLE.md rule 13; docs/ARCHITECTURE.md). A version no upcaster can turn
+into the current one (a person in clear that only the write path can seal) decodes into a
+model of its own, given in `previous`, and readers match both.
 
 Nothing else indexes raw payloads: readers match on the payload's type. Pure: no framework
 or driver imports.
@@ -33,6 +35,7 @@ P = TypeVar("P", bound=BaseModel)
 # argument: the codec hands it a copy)
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 NO_UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+NO_PREVIOUS: Mapping[tuple[str, int], type[BaseModel]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +140,14 @@ class EventCodec:
         models: Iterable[type[BaseModel]],
         *,
         upcasters: Mapping[tuple[str, int], Upcaster] = NO_UPCASTERS,
+        previous: Mapping[tuple[str, int], type[BaseModel]] = NO_PREVIOUS,
     ) -> None:
-        """Each model is the CURRENT model of its type (TypeError for two of one type, or an
-        upcaster of a type the codec does not know or from a version not below the current)."""
+        """Each model is the CURRENT model of its type. `previous[(type, n)]` is the model
+        version n of a type decodes into as it is, when no upcaster can make the current
+        version of it (e.g. a person in clear that only the write path can seal): readers
+        then match both models. TypeError for two models of one type, or an upcaster or
+        previous model of a type the codec does not know, of a version not below the
+        current, or both for one version."""
         self._models: dict[str, type[BaseModel]] = {}
         self._versions: dict[str, int] = {}
         for model in models:
@@ -151,15 +159,19 @@ class EventCodec:
                 )
             self._models[event_type] = model
             self._versions[event_type] = version
-        for event_type, version in upcasters:
-            if event_type not in self._versions:
-                raise TypeError(f"an upcaster of {event_type}, a type the codec does not know")
-            if not 1 <= version < self._versions[event_type]:
-                raise TypeError(
-                    f"an upcaster of {event_type} from version {version}: the current version"
-                    f" is {self._versions[event_type]}"
-                )
+        for what, keys in (("an upcaster", upcasters), ("a previous model", previous)):
+            for event_type, version in keys:
+                if event_type not in self._versions:
+                    raise TypeError(f"{what} of {event_type}, a type the codec does not know")
+                if not 1 <= version < self._versions[event_type]:
+                    raise TypeError(
+                        f"{what} of {event_type} version {version}: the current version is"
+                        f" {self._versions[event_type]}"
+                    )
+        if both := set(upcasters) & set(previous):
+            raise TypeError(f"both an upcaster and a previous model for {sorted(both)}")
         self._upcasters = dict(upcasters)
+        self._previous = dict(previous)
 
     def event_types(self) -> list[str]:
         return sorted(self._models)
@@ -188,16 +200,28 @@ class EventCodec:
         occurred_at: datetime | None = None,
         event_id: uuid.UUID | None = None,
     ) -> NewEvent:
-        """The payload as an event to append, with its type's current version. TypeError for
-        a model that is not the codec's current model of its type."""
-        event_type, _ = event_type_of(type(payload))
-        if self._models.get(event_type) is not type(payload):
-            raise TypeError(
-                f"{type(payload).__name__} is not the codec's current model of {event_type}"
-            )
+        """The payload as an event to append, with its type's current version. The payload's
+        model is the codec's model of its type, or one declaring the same type and current
+        version whose data the codec's model decodes (a service may read with a wider model
+        than it writes with); TypeError otherwise: what is written always decodes."""
+        event_type, version = event_type_of(type(payload))
+        model = self._models.get(event_type)
+        data = payload.model_dump(mode="json")
+        if model is not type(payload):
+            if model is None or version != self._versions[event_type]:
+                raise TypeError(
+                    f"{type(payload).__name__} is not a model of the current version of"
+                    f" {event_type}"
+                )
+            try:
+                model.model_validate(data)
+            except ValidationError as exc:
+                raise TypeError(
+                    f"{type(payload).__name__} writes what {model.__name__} cannot read: {exc}"
+                ) from exc
         return NewEvent(
             event_type=event_type,
-            data=payload.model_dump(mode="json"),
+            data=data,
             occurred_at=occurred_at,
             schema_version=self._versions[event_type],
             event_id=event_id or uuid.uuid4(),
@@ -247,7 +271,8 @@ class EventCodec:
         if not isinstance(data, Mapping):
             raise undecodable("the data is not a JSON object")
         raw: dict[str, Any] = data if isinstance(data, dict) else dict(data)
-        if schema_version < current:
+        model = self._previous.get((event_type, schema_version), model)
+        if schema_version < current and (event_type, schema_version) not in self._previous:
             raw = copy.deepcopy(raw)  # the stored form stays untouched
             for version in range(schema_version, current):
                 upcast = self._upcasters.get((event_type, version))

@@ -170,8 +170,59 @@ def test_the_codec_knows_its_types_and_refuses_mistakes_when_built_or_writing() 
         EventCodec([Counted], upcasters={("test.weighed", 1): v1_to_v2})
     with pytest.raises(TypeError, match="current version is 1"):
         EventCodec([Counted], upcasters={("test.counted", 1): v1_to_v2})
-    # writing: only the codec's current model of a type
-    with pytest.raises(TypeError):
+    # writing: only the codec's current model of a type, or one whose data it reads
+    with pytest.raises(TypeError, match="CountedAgain writes what Counted cannot read"):
         CODEC.new(CountedAgain())
     with pytest.raises(TypeError):
         CODEC.new(Untyped(n=1))
+
+
+class Signed(BaseModel):
+    """Version 2 seals the signer, which no upcaster can do; version 1 decodes as SignedV1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    EVENT_TYPE: ClassVar[str] = "test.signed"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    sealed_signer: str
+
+
+class SignedV1(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    EVENT_TYPE: ClassVar[str] = "test.signed"
+
+    signer: str
+
+
+class SignedWritten(BaseModel):
+    """What the write path builds: the same type and current version, a model of its own."""
+
+    EVENT_TYPE: ClassVar[str] = "test.signed"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    sealed_signer: str
+
+
+def test_a_version_no_upcaster_can_reach_decodes_into_its_own_previous_model() -> None:
+    codec = EventCodec([Signed], previous={("test.signed", 1): SignedV1})
+    assert codec.decode(stored("test.signed", 1, {"signer": "Olena"})).payload == SignedV1(
+        signer="Olena"
+    )
+    assert codec.decode(stored("test.signed", 2, {"sealed_signer": "b64"})).payload == Signed(
+        sealed_signer="b64"
+    )
+    with pytest.raises(UndecodableEvent, match="signer: Field required"):
+        codec.decode(stored("test.signed", 1, {"sealed_signer": "b64"}))
+    with pytest.raises(TypeError, match="both an upcaster and a previous model"):
+        EventCodec(
+            [Signed],
+            upcasters={("test.signed", 1): v1_to_v2},
+            previous={("test.signed", 1): SignedV1},
+        )
+    with pytest.raises(TypeError, match=r"a previous model of test\.signed version 2"):
+        EventCodec([Signed], previous={("test.signed", 2): SignedV1})
+    # written with another model of the same type and current version; never an old version
+    new = codec.new(SignedWritten(sealed_signer="b64"))
+    assert (new.event_type, new.schema_version) == ("test.signed", 2)
+    with pytest.raises(TypeError, match=r"not a model of the current version of test\.signed"):
+        codec.new(SignedV1(signer="Olena"))
