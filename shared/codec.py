@@ -240,6 +240,15 @@ class EventCodec:
         """A payload alone (a consumed message's), as the current model of its type."""
         return self._decode(event_type, schema_version, data, event_id=None)
 
+    def payload(self, event: RecordedEvent, model: type[P]) -> P:
+        """The stored event's payload, known to be a `model` (for a reader bound to one type,
+        e.g. a projection's handler); TypeError when it decodes to another model (a reader
+        bound to the wrong type: a bug), UndecodableEvent as `decode`."""
+        found = self.decode(event).payload
+        if not isinstance(found, model):
+            raise TypeError(f"{event.event_type} decodes to {type(found).__name__}, not {model}")
+        return found
+
     def decode_all(self, events: Iterable[RecordedEvent]) -> list[Event[Any]]:
         """Every event decoded, in order; the first that cannot be raises UndecodableEvent."""
         return [self.decode(e) for e in events]

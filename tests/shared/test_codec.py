@@ -226,3 +226,12 @@ def test_a_version_no_upcaster_can_reach_decodes_into_its_own_previous_model() -
     assert (new.event_type, new.schema_version) == ("test.signed", 2)
     with pytest.raises(TypeError, match=r"not a model of the current version of test\.signed"):
         codec.new(SignedV1(signer="Olena"))
+
+
+def test_a_reader_bound_to_one_type_gets_its_payload_typed() -> None:
+    weighed = stored("test.weighed", 1, {"item": "rice", "kilos": 2})
+    assert CODEC.payload(weighed, Weighed) == Weighed(item="rice", grams=2000)
+    with pytest.raises(TypeError, match=r"test\.weighed decodes to Weighed, not"):
+        CODEC.payload(weighed, Counted)
+    with pytest.raises(UndecodableEvent):
+        CODEC.payload(stored("test.counted", 1, {"n": "many"}), Counted)
