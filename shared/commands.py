@@ -13,9 +13,10 @@ handler never sees FastAPI.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.repository import UnitOfWork
+if TYPE_CHECKING:  # pure at run time: a service's commands module imports no driver
+    from shared.repository import UnitOfWork
 
 __all__ = ["Command", "Handler", "Handlers"]
 
@@ -28,7 +29,7 @@ class Command:
 
 C = TypeVar("C", bound=Command)
 R = TypeVar("R")
-Handler = Callable[[C, UnitOfWork], Awaitable[R]]
+Handler = Callable[[C, "UnitOfWork"], Awaitable[R]]
 
 
 class Handlers:

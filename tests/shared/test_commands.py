@@ -3,8 +3,11 @@ type inside a unit of work."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -18,6 +21,7 @@ from shared.repository import InMemoryUnitOfWork, Repository, UnitOfWork
 pytestmark = pytest.mark.once  # pure Python, the in-memory store
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Opened(BaseModel):
@@ -112,3 +116,16 @@ async def test_a_command_without_a_handler_is_a_lookup_error() -> None:
     with pytest.raises(LookupError, match="no handler for OpenTwice"):
         await found.handle(OpenTwice("a", "Lille"), uow)
     assert uow.projected == [] and await uow.store.read_stream("account-a") == []
+
+
+def test_commands_and_the_codec_import_no_driver_or_framework() -> None:
+    """A service's commands, events and domain import them: they stay pure at run time."""
+    probe = (
+        "import sys, shared.codec, shared.commands; "
+        "print(sorted(m for m in ('asyncpg', 'fastapi', 'starlette', 'aiokafka', 'httpx')"
+        " if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert found.stdout.strip() == "[]"
