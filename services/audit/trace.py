@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel
 
 from services.audit import sources
+from shared import consumed
+from shared.codec import EventCodec, UndecodableEvent
 from shared.events import RecordedEvent
 
 CONVOY = "convoy"
@@ -45,46 +48,171 @@ class Step:
         }
 
 
-def _person(person: Mapping[str, Any] | None) -> str | None:
+# The fields of shipments' convoy events a trace tells (services/shipments/events.py), read
+# through the audit's own models: version 2 of the types naming persons sealed them (version 1
+# held them in clear); a person is told by name when the event holds one, else by subject.
+class _Person(consumed.Tolerant):
+    name: str | None = None
+    subject_id: str | None = None
+    role: str | None = None
+
+
+class _Party(consumed.Tolerant):
+    organisation_id: str | None = None
+    name: str | None = None
+    person: _Person | None = None
+
+
+class _Planned(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.convoy-planned"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    origin_id: str
+    destination_id: str
+    carrier_id: str
+
+
+class _Loaded(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.manifest-line-loaded"
+
+    quantity: str
+    unit: str
+    pledge_id: str
+    line_id: str
+
+
+class _Dispatched(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.convoy-dispatched"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    custody: _Party | None = None
+
+
+class _Checkpoint(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.checkpoint-recorded"
+
+    place: str
+
+
+class _Border(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.border-crossed"
+
+    crossing_point: str
+    outcome: str
+
+
+class _HandedOff(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.custody-handed-off"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    from_party: _Party
+    to_party: _Party
+
+
+class _Incident(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.incident-reported"
+
+    kind: str
+    description: str
+
+
+class _Arrived(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.convoy-arrived"
+
+    place: str | None = None
+
+
+class _Confirmed(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.delivery-confirmed"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    confirmed_by: _Person
+
+
+class _Closed(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.convoy-closed"
+
+    outcome: str | None = None
+
+
+class _Cancelled(consumed.Tolerant):
+    EVENT_TYPE: ClassVar[str] = "shipments.convoy-cancelled"
+
+    reason: str | None = None
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+_ROAD: list[type[BaseModel]] = [
+    _Planned,
+    _Loaded,
+    _Dispatched,
+    _Checkpoint,
+    _Border,
+    _HandedOff,
+    _Incident,
+    _Arrived,
+    _Confirmed,
+    _Closed,
+    _Cancelled,
+]
+ROAD = EventCodec(
+    _ROAD,
+    upcasters={(m.EVENT_TYPE, 1): _same for m in (_Planned, _Dispatched, _HandedOff, _Confirmed)},
+)
+
+
+def _person(person: _Person | None) -> str | None:
     """A person's name as older events hold it; a sealed person's subject id (the feed holds
     the name encrypted: the service's views and /v1/privacy show it to whom may see it)."""
-    if not person:
+    if person is None:
         return None
-    return str(person.get("name") or person.get("subject_id") or "a person")
+    return person.name or person.subject_id or "a person"
 
 
-def _party(party: Mapping[str, Any] | None) -> str:
-    if not party:
+def _party(party: _Party | None) -> str:
+    if party is None:
         return "-"
-    person = _person(party.get("person"))
-    body = party.get("organisation_id") or party.get("name") or "-"
-    return f"{body} ({person})" if person else str(body)
+    person = _person(party.person)
+    body = party.organisation_id or party.name or "-"
+    return f"{body} ({person})" if person else body
 
 
 def what(event: RecordedEvent) -> str:
-    """One line on what a convoy event says happened on the road ("" for other events)."""
-    d = event.data
-    match event.event_type.removeprefix("shipments."):
-        case "convoy-planned":
-            return f"{d['origin_id']} -> {d['destination_id']} by {d['carrier_id']}"
-        case "manifest-line-loaded":
-            return f"{d['quantity']} {d['unit']} of {d['pledge_id']}/{d['line_id']}"
-        case "convoy-dispatched":
-            return f"held by {_party(d.get('custody'))}"
-        case "checkpoint-recorded":
-            return str(d["place"])
-        case "border-crossed":
-            return f"{d['crossing_point']}: {d['outcome']}"
-        case "custody-handed-off":
-            return f"{_party(d['from_party'])} -> {_party(d['to_party'])}"
-        case "incident-reported":
-            return f"{d['kind']}: {d['description']}"
-        case "convoy-arrived":
-            return str(d.get("place") or "")
-        case "delivery-confirmed":
-            return f"confirmed by {_person(d['confirmed_by'])} ({d['confirmed_by']['role']})"
-        case "convoy-closed" | "convoy-cancelled":
-            return str(d.get("outcome") or d.get("reason") or "")
+    """One line on what a convoy event says happened on the road ("" for other events, and
+    for one the audit's models cannot read)."""
+    if not ROAD.knows(event.event_type):
+        return ""
+    try:
+        payload = ROAD.decode(event).payload
+    except UndecodableEvent:
+        return ""
+    match payload:
+        case _Planned():
+            return f"{payload.origin_id} -> {payload.destination_id} by {payload.carrier_id}"
+        case _Loaded():
+            return f"{payload.quantity} {payload.unit} of {payload.pledge_id}/{payload.line_id}"
+        case _Dispatched():
+            return f"held by {_party(payload.custody)}"
+        case _Checkpoint():
+            return payload.place
+        case _Border():
+            return f"{payload.crossing_point}: {payload.outcome}"
+        case _HandedOff():
+            return f"{_party(payload.from_party)} -> {_party(payload.to_party)}"
+        case _Incident():
+            return f"{payload.kind}: {payload.description}"
+        case _Arrived():
+            return payload.place or ""
+        case _Confirmed():
+            person = payload.confirmed_by
+            return f"confirmed by {_person(person)} ({person.role})"
+        case _Closed():
+            return payload.outcome or ""
+        case _Cancelled():
+            return payload.reason or ""
     return ""
 
 
