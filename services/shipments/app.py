@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.shipments import api
+from services.shipments import api, handlers, projections
 from shared import db, directory, web
 from shared.settings import Settings
 
@@ -16,6 +16,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service=SERVICE,
         settings=settings or Settings(),
         routers=api.ROUTERS,
+        handlers=handlers.HANDLERS,
+        projections=projections.ALL,
         schema=[directory.SCHEMA, db.schema_text("services.shipments")],
         title="twinaid shipments",
         description="Convoys from committed pledges to proof of delivery, tracked live.",

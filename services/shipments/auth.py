@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from services.shipments.domain import Convoy
 from shared import privacy
 from shared.auth import Principal, Role
 from shared.errors import Forbidden
@@ -85,6 +86,16 @@ def require_planner(caller: Principal, *, origin_id: str, carrier_id: str) -> No
         caller.has(OPERATOR) or _acts(caller, (origin_id, carrier_id), Role.LOGISTICS),
         "planning and loading a convoy takes the logistics role of its origin or its carrier",
     )
+
+
+def require_planning(caller: Principal, parties: Parties) -> None:
+    """require_planner for an existing convoy: loading, unloading, cancelling."""
+    require_planner(caller, origin_id=parties.origin_id, carrier_id=parties.carrier_id)
+
+
+def parties(convoy: Convoy) -> Parties:
+    """The organisations a convoy involves, as every rule of this module takes them."""
+    return Parties(convoy.origin_id, convoy.destination_id, convoy.carrier_id, convoy.donors)
 
 
 def require_road_writer(caller: Principal, parties: Parties) -> None:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from shared.codec import Event, EventCodec, UndecodableEvent
+from shared.events import RecordedEvent
 
 STREAM_CONVOY = "convoy"
 
@@ -121,6 +124,7 @@ class _Entry(_Event):
 
 
 class ConvoyPlanned(_Event):
+    EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
     convoy_id: Id
@@ -138,6 +142,7 @@ class ConvoyPlanned(_Event):
 
 
 class ManifestLineLoaded(_Event):
+    EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_LOADED
     convoy_id: Id
     manifest_line_id: Id
     pledge_id: Id
@@ -154,6 +159,7 @@ class ManifestLineLoaded(_Event):
 
 
 class ManifestLineUnloaded(_Event):
+    EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_UNLOADED
     convoy_id: Id
     manifest_line_id: Id
     pledge_id: Id
@@ -163,6 +169,7 @@ class ManifestLineUnloaded(_Event):
 
 
 class ConvoyDispatched(_Entry):
+    EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
     manifest_lines: int
@@ -171,11 +178,13 @@ class ConvoyDispatched(_Entry):
 
 
 class CheckpointRecorded(_Entry):
+    EVENT_TYPE: ClassVar[str] = CHECKPOINT_RECORDED
     place: str = Field(min_length=1, max_length=200)
     coordinates: Coordinates | None = None
 
 
 class BorderCrossed(_Entry):
+    EVENT_TYPE: ClassVar[str] = BORDER_CROSSED
     crossing_point: str = Field(min_length=1, max_length=200)
     from_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     to_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
@@ -185,6 +194,7 @@ class BorderCrossed(_Entry):
 
 
 class CustodyHandedOff(_Entry):
+    EVENT_TYPE: ClassVar[str] = CUSTODY_HANDED_OFF
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
     from_party: Party
@@ -197,6 +207,7 @@ class AffectedLine(_Event):
 
 
 class IncidentReported(_Entry):
+    EVENT_TYPE: ClassVar[str] = INCIDENT_REPORTED
     kind: Literal["delay", "damage", "theft", "loss", "seizure"]
     description: Text
     place: str | None = Field(default=None, max_length=200)
@@ -209,6 +220,7 @@ class IncidentReported(_Entry):
 
 
 class ConvoyArrived(_Entry):
+    EVENT_TYPE: ClassVar[str] = CONVOY_ARRIVED
     place: str | None = Field(default=None, max_length=200)
 
 
@@ -241,6 +253,7 @@ class DeliveredLine(_Event):
 class DeliveryConfirmed(_Event):
     """received + damaged + short == loaded - lost, on every line."""
 
+    EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
     convoy_id: Id
@@ -253,6 +266,7 @@ class DeliveryConfirmed(_Event):
 
 
 class ConvoyClosed(_Event):
+    EVENT_TYPE: ClassVar[str] = CONVOY_CLOSED
     convoy_id: Id
     outcome: Literal["delivered", "lost"]
     note: Text | None = None
@@ -266,6 +280,7 @@ class ReleasedLine(_Event):
 
 
 class ConvoyCancelled(_Event):
+    EVENT_TYPE: ClassVar[str] = CONVOY_CANCELLED
     convoy_id: Id
     reason: Text
     released: list[ReleasedLine] = Field(description="quantities given back to pledge lines")
@@ -341,6 +356,7 @@ class V1:
         role: Label
 
     class ConvoyPlanned(_Event):
+        EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
         convoy_id: Id
         reference: Name = Field(description="a name people use for the convoy")
         origin_id: Id
@@ -355,17 +371,20 @@ class V1:
         note: Text | None = None
 
     class ConvoyDispatched(_Entry):
+        EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
         manifest_lines: int
         weight_kg: Decimal
         custody: V1.Party = Field(description="who holds the goods from now on")
 
     class CustodyHandedOff(_Entry):
+        EVENT_TYPE: ClassVar[str] = CUSTODY_HANDED_OFF
         from_party: V1.Party
         to_party: V1.Party
 
     class DeliveryConfirmed(_Event):
         """received + damaged + short == loaded - lost, on every line."""
 
+        EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
         convoy_id: Id
         recipient_id: Id
         origin_id: Id
@@ -382,3 +401,41 @@ PREVIOUS: dict[tuple[str, int], type[_Event]] = {
     (CUSTODY_HANDED_OFF, 1): V1.CustodyHandedOff,
     (DELIVERY_CONFIRMED, 1): V1.DeliveryConfirmed,
 }
+
+
+class _Codec(EventCodec):
+    """The codec of the shipments log. Version 1 of the four types naming persons (PREVIOUS)
+    has no upcaster: version 2 seals each person under a key of their own, which only the
+    write path (or the privacy migration, privacy.seal_v1) can create. A version 1 event is
+    decoded with its own model instead: readers take both (e.g. `case ConvoyPlanned() |
+    V1.ConvoyPlanned()`), as they showed both before."""
+
+    def decode(self, event: RecordedEvent) -> Event[Any]:
+        older = PREVIOUS.get((event.event_type, event.schema_version))
+        if older is None:
+            return super().decode(event)
+        try:
+            return Event(event, older.model_validate(event.data))
+        except ValidationError as exc:
+            raise UndecodableEvent(
+                event_type=event.event_type,
+                schema_version=event.schema_version,
+                reason=str(exc),
+                event_id=event.event_id,
+            ) from exc
+
+
+# Every event of the log decoded into its model (shared/codec.py)
+CODEC = _Codec(SCHEMAS.values())
+
+# a payload of a road entry, in either version
+EntryPayload = (
+    ConvoyDispatched
+    | V1.ConvoyDispatched
+    | CheckpointRecorded
+    | BorderCrossed
+    | CustodyHandedOff
+    | V1.CustodyHandedOff
+    | IncidentReported
+    | ConvoyArrived
+)

@@ -2,8 +2,10 @@
 
 A convoy's row is its folded state up to the event being projected (views.document), so the read
 model says exactly what the rules decide on, however late and out of order road entries came.
-The state comes from the convoy's snapshot and the events after it (shared/snapshots.py), and
-its new snapshot is saved with the rows: a write costs the same at any history size.
+The state comes from the convoy's snapshot and the events after it (its repository,
+handlers/repositories.py), and its new snapshot is saved with the rows: a write costs the same
+at any history size. A handler keeps the state after its events as the snapshot before it
+appends them (handlers/common.py record): the projection then folds nothing.
 """
 
 from __future__ import annotations
@@ -15,20 +17,10 @@ import asyncpg
 
 from services.shipments import domain, privacy, views
 from services.shipments import events as ev
-from services.shipments.domain import codec
+from services.shipments.handlers.repositories import CONVOYS as REPOSITORY
 from shared import snapshots
 from shared.events import RecordedEvent
 from shared.projections import Projection
-
-CONVOY_PREFIX = f"{ev.STREAM_CONVOY}-"
-# a convoy's state, snapshotted (its format: domain/codec.py)
-CONVOY = snapshots.Kind(
-    format=codec.FORMAT,
-    initial=lambda stream_id: domain.Convoy(stream_id.removeprefix(CONVOY_PREFIX)),
-    evolve=domain.evolve,
-    encode=codec.encode,
-    decode=codec.decode,
-)
 
 
 async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
@@ -39,13 +31,9 @@ async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) ->
     afterwards. A few statements for the whole batch, however many convoys it touches."""
     last: dict[str, int] = {}
     for event in events:
-        last[event.stream_id] = event.stream_version
-    folded = await snapshots.load_many(conn, CONVOY, last)
-    await snapshots.save(
-        snapshots.PostgresSnapshots(conn),
-        CONVOY,
-        {sid: (last[sid], state) for sid, state in folded.items()},
-    )
+        last[REPOSITORY.record_id(event.stream_id)] = event.stream_version
+    folded = await REPOSITORY.load_many(conn, last)
+    await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), folded)
     states = list(folded.values())
     await conn.executemany(
         """
@@ -98,15 +86,15 @@ async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) ->
         [
             (
                 e.event_id,
-                e.data["convoy_id"],
+                REPOSITORY.record_id(e.stream_id),
                 e.stream_version,
                 e.event_type,
-                e.data.get("entry_id"),
+                e.payload.entry_id if isinstance(e.payload, ev.EntryPayload) else None,
                 e.occurred_at,
                 e.recorded_at,
-                json.dumps(e.data),
+                json.dumps(e.recorded.data),  # the stored form, as the timeline shows it
             )
-            for e in events
+            for e in REPOSITORY.codec.decode_all(events)
         ],
     )
 
@@ -139,7 +127,7 @@ CONVOYS = Projection(
     name="convoys",
     # snapshots: a rebuild empties them with the rows and recreates them
     tables=("convoys", "manifest_lines", "convoy_timeline", snapshots.TABLE),
-    handlers=dict.fromkeys(ev.SCHEMAS, _convoy),
+    handlers=dict.fromkeys(ev.CODEC.event_types(), _convoy),
     batch=_convoys,
 )
 

@@ -16,14 +16,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.shipments import subscriptions
+from services.shipments import domain, handlers, projections, subscriptions
 from services.shipments.app import create_app
 from shared import db as dbmod
 from shared import directory, privacy
 from shared.auth import Role
 from shared.consumer import ConsumerRunner, Incoming
 from shared.db import Database
+from shared.events import Metadata
 from shared.metrics import Metrics
+from shared.repository import PostgresUnitOfWork
 from shared.testing import fresh_database, issue_key
 from tests.conftest import settings_for
 
@@ -264,3 +266,13 @@ def assert_problem(response: httpx.Response, status: int, slug: str | None = Non
     if slug is not None:
         assert body["type"].endswith("/" + slug), body
     return body
+
+
+def unit_of_work(conn: asyncpg.Connection) -> PostgresUnitOfWork:
+    """A unit of work on `conn`, with the service's projections (as `write` builds one)."""
+    return PostgresUnitOfWork(conn, projections.ALL, Metadata(), datetime.now(UTC))
+
+
+async def load_convoy(conn: asyncpg.Connection, convoy_id: str) -> domain.Convoy:
+    """The convoy as the write path loads it: its snapshot and the events after it."""
+    return await handlers.CONVOYS.load(unit_of_work(conn), convoy_id)

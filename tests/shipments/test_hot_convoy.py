@@ -23,10 +23,17 @@ from services.shipments import domain, handlers, views
 from services.shipments.requests import EntriesIn
 from shared import event_store
 from shared import projections as shared_projections
+from shared import repository as shared_repository
 from shared.auth import Principal, Role
-from shared.event_store import ConcurrencyConflict, PostgresEventStore, fold
+from shared.event_store import ConcurrencyConflict, PostgresEventStore
 from shared.events import Metadata
-from tests.shipments.conftest import ShipmentsApi, assert_problem, entry
+from tests.shipments.conftest import (
+    ShipmentsApi,
+    assert_problem,
+    entry,
+    load_convoy,
+    unit_of_work,
+)
 
 DISPATCH = "2022-06-07T06:10:00+02:00"
 
@@ -70,8 +77,8 @@ async def read_models_match_a_full_fold(api: ShipmentsApi) -> domain.Convoy:
     conn = await asyncpg.connect(api.url)
     try:
         log = await PostgresEventStore(conn).read_stream("convoy-c1")
-        full = fold(log, domain.Convoy("c1"), domain.evolve)
-        assert await handlers.load_convoy(conn, "c1") == full
+        full = handlers.CONVOYS.fold(domain.Convoy("c1"), log)
+        assert await load_convoy(conn, "c1") == full
         row = await conn.fetchrow(
             "SELECT document::text AS document, version FROM convoys WHERE convoy_id = 'c1'"
         )
@@ -250,6 +257,7 @@ async def test_a_failed_batch_reaches_each_request_as_the_error_it_would_have_go
         raise asyncpg.PostgresConnectionError("connection lost while projecting")
 
     monkeypatch.setattr(shared_projections, "project", lost)
+    monkeypatch.setattr(shared_repository, "project", lost)  # the unit of work's
     headers = {
         **await api.as_("transports-nord", Role.LOGISTICS),
         "Idempotency-Key": "alone-1",
@@ -310,7 +318,7 @@ async def test_an_append_the_database_refuses_runs_the_batch_again_in_savepoints
         return arguments
 
     monkeypatch.setattr(event_store, "append_arguments", spoiled)
-    monkeypatch.setattr(handlers, "append_arguments", spoiled)
+    monkeypatch.setattr(handlers.road, "append_arguments", spoiled)
     events = await api.count()
     first, answers = await held_batch(
         api,
@@ -337,7 +345,7 @@ async def test_a_batch_whose_convoy_moved_on_before_its_appends_fails_as_a_lost_
     appends: the batch raises ConcurrencyConflict and stores nothing (over HTTP its requests
     run again: shared/web.py)."""
     await on_the_road(api)
-    found = handlers.recorded_entries
+    found = handlers.ports.recorded_entries
 
     once: list[bool] = []
 
@@ -350,12 +358,12 @@ async def test_a_batch_whose_convoy_moved_on_before_its_appends_fails_as_a_lost_
 
     requests = three_requests()
     events = await api.count()
-    monkeypatch.setattr(handlers, "recorded_entries", meanwhile)
+    monkeypatch.setattr(handlers.ports, "recorded_entries", meanwhile)
     conn = await asyncpg.connect(api.url)
     try:
         with pytest.raises(ConcurrencyConflict):
             async with conn.transaction():
-                await handlers.record_entries_together(conn, "c1", requests)
+                await handlers.record_entries_together(unit_of_work(conn), "c1", requests)
     finally:
         await conn.close()
     monkeypatch.undo()
@@ -383,7 +391,7 @@ async def test_a_fault_of_one_request_of_a_batch_is_its_own_and_the_others_are_r
     conn = await asyncpg.connect(api.url)
     try:
         async with conn.transaction():
-            outcomes = await handlers.record_entries_together(conn, "c1", requests)
+            outcomes = await handlers.record_entries_together(unit_of_work(conn), "c1", requests)
     finally:
         await conn.close()
     monkeypatch.undo()

@@ -42,7 +42,7 @@ def as_recorded(state: domain.Convoy, event: NewEvent, *, at: datetime = NOW) ->
         stream_id=f"convoy-{state.convoy_id}",
         stream_version=state.version + 1,
         event_type=event.event_type,
-        schema_version=1,
+        schema_version=event.schema_version,
         occurred_at=event.occurred_at or at,
         recorded_at=at,
         data=event.data,
@@ -52,7 +52,7 @@ def as_recorded(state: domain.Convoy, event: NewEvent, *, at: datetime = NOW) ->
 
 def fold(state: domain.Convoy, events: list[NewEvent], *, at: datetime = NOW) -> domain.Convoy:
     for event in events:
-        state = domain.evolve(state, as_recorded(state, event, at=at))
+        state = domain.evolve(state, ev.CODEC.decode(as_recorded(state, event, at=at)))
     return state
 
 
@@ -260,7 +260,7 @@ def test_a_batch_is_taken_in_the_order_things_happened() -> None:
 def test_a_re_sent_entry_is_answered_as_the_first_time_and_decides_nothing() -> None:
     before = dispatched()
     first, decision = road(before, checkpoint(3, "Wrocław", "cp-1"))
-    log = {"cp-1": domain.entry_of(as_recorded(before, decision.events[0]))}
+    log = {"cp-1": domain.entry_of(ev.CODEC.decode(as_recorded(before, decision.events[0])))}
     _, replay = road(first, checkpoint(3, "Wrocław", "cp-1"), at=NOW + DAY, recorded=log)
     assert replay.events == [] and replay.replayed == 1
     assert replay.answers == decision.answers

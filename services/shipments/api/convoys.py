@@ -1,4 +1,5 @@
-"""Shipments write routes: HTTP <-> handlers. No SQL, no rules.
+"""Shipments write routes: each validates its request, builds a command (commands.py) and
+sends it with `write` to its handler (handlers/). No SQL, no rules.
 
 Every write accepts `Idempotency-Key`; writes to an existing convoy accept `If-Match`.
 """
@@ -13,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.shipments import domain, handlers
+from services.shipments import commands, domain, handlers
 from services.shipments import responses as R
 from services.shipments.requests import (
     CancelIn,
@@ -30,6 +31,7 @@ from services.shipments.requests import (
 from shared import problems
 from shared.deps import header
 from shared.events import Metadata
+from shared.repository import PostgresUnitOfWork
 from shared.web import Caller, Ctx, ServiceContext, write
 
 router = APIRouter(prefix="/v1", tags=["convoys"])
@@ -55,7 +57,7 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
     """Plan a convoy: origin, recipient, carrier, vehicles, drivers, departure (the logistics
     role of the origin or the carrier)."""
     now = ctx.clock()
-    command = domain.PlanConvoy(
+    plan = domain.PlanConvoy(
         convoy_id=body.convoy_id or str(uuid.uuid4()),
         reference=body.reference,
         origin_id=body.origin_id,
@@ -70,15 +72,7 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
         note=body.note,
         occurred_at=body.occurred_at or now,
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.plan_convoy(
-            conn, command, caller=caller, metadata=meta, now=now
-        ),
-    )
+    return await write(ctx, request, caller, 201, commands.PlanConvoy(plan, caller))
 
 
 @router.post(
@@ -111,7 +105,7 @@ async def load_line(
     Never more than remains on the line across all convoys (409 exceeds-remaining), never
     over the vehicle's capacity (409 overweight)."""
     now = ctx.clock()
-    command = domain.LoadLine(
+    load = domain.LoadLine(
         manifest_line_id=body.manifest_line_id or str(uuid.uuid4()),
         pledge_id=body.pledge_id,
         line_id=body.line_id,
@@ -120,15 +114,8 @@ async def load_line(
         weight_kg=Decimal(body.weight_kg) if body.weight_kg is not None else None,
         occurred_at=body.occurred_at or now,
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.load_line(
-            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
-        ),
-    )
+    command = commands.LoadLine(convoy_id, load, caller, if_match)
+    return await write(ctx, request, caller, 201, command)
 
 
 @router.post(
@@ -149,19 +136,13 @@ async def unload_line(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Take a line off before dispatch: its quantity goes back to the pledge line."""
-    now = ctx.clock()
-    command = domain.UnloadLine(
-        manifest_line_id=manifest_line_id, reason=body.reason, occurred_at=body.occurred_at or now
+    unload = domain.UnloadLine(
+        manifest_line_id=manifest_line_id,
+        reason=body.reason,
+        occurred_at=body.occurred_at or ctx.clock(),
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.unload_line(
-            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
-        ),
-    )
+    command = commands.UnloadLine(convoy_id, unload, caller, if_match)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
@@ -180,17 +161,9 @@ async def cancel_convoy(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Cancel before dispatch; everything loaded goes back to its pledge line."""
-    now = ctx.clock()
-    command = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or now)
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.cancel_convoy(
-            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
-        ),
-    )
+    cancel = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or ctx.clock())
+    command = commands.CancelConvoy(convoy_id, cancel, caller, if_match)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
@@ -208,7 +181,7 @@ async def record_entries(
     is named in the problem and nothing is stored. An entry sent again unchanged is answered as
     the first time (`already_recorded` counts them)."""
     now = ctx.clock()
-    entries = [entry.command() for entry in body.entries]
+    entries = tuple(entry.command() for entry in body.entries)
 
     async def attempt(meta: Metadata) -> dict[str, Any] | None:
         # without If-Match (and Idempotency-Key: write() then never attempts), the requests
@@ -225,16 +198,8 @@ async def record_entries(
         result: dict[str, Any] = answer
         return result
 
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.record_entries(
-            conn, convoy_id, entries, caller=caller, metadata=meta, now=now
-        ),
-        attempt=attempt,
-    )
+    command = commands.RecordEntries(convoy_id, entries, caller)
+    return await write(ctx, request, caller, 200, command, attempt=attempt)
 
 
 async def _entries_together(
@@ -243,12 +208,12 @@ async def _entries_together(
     """Requests of road entries to one convoy that arrived together, in one transaction."""
     try:
         async with ctx.db.transaction() as conn:
-            return await handlers.record_entries_together(conn, convoy_id, requests)
+            uow = PostgresUnitOfWork(conn, ctx.projections, Metadata(), ctx.clock())
+            return await handlers.record_entries_together(uow, convoy_id, requests)
     except handlers.SavepointsNeeded:
         async with ctx.db.transaction() as conn:
-            return await handlers.record_entries_together(
-                conn, convoy_id, requests, savepoints=True
-            )
+            uow = PostgresUnitOfWork(conn, ctx.projections, Metadata(), ctx.clock())
+            return await handlers.record_entries_together(uow, convoy_id, requests, savepoints=True)
 
 
 @router.post(
@@ -279,7 +244,7 @@ async def confirm_delivery(
     """The recipient's proof of delivery: per manifest line, received in good condition,
     damaged and short, which must add up to loaded minus lost (422 shows the arithmetic)."""
     now = ctx.clock()
-    command = domain.ConfirmDelivery(
+    delivery = domain.ConfirmDelivery(
         confirmed_by=body.receiver.model_dump(),  # sealed by the handler
         document_name=body.document.name if body.document else None,
         document_sha256=body.document.sha256 if body.document else None,
@@ -294,15 +259,8 @@ async def confirm_delivery(
         ),
         occurred_at=body.occurred_at or now,
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.confirm_delivery(
-            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
-        ),
-    )
+    command = commands.ConfirmDelivery(convoy_id, delivery, caller, if_match)
+    return await write(ctx, request, caller, 201, command)
 
 
 @router.post(
@@ -321,14 +279,6 @@ async def close_convoy(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Close a delivered convoy (or one whose load was lost): no road event is taken after."""
-    now = ctx.clock()
-    command = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or now)
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.close_convoy(
-            conn, convoy_id, command, caller=caller, if_match=if_match, metadata=meta, now=now
-        ),
-    )
+    close = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or ctx.clock())
+    command = commands.CloseConvoy(convoy_id, close, caller, if_match)
+    return await write(ctx, request, caller, 200, command)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.shipments import auth, domain, handlers, queries, views
+from services.shipments import domain, queries, views
 from services.shipments import responses as R
 from services.shipments.formats import epcis
 from services.shipments.formats import hxl as tables
@@ -24,7 +24,6 @@ from services.shipments.requests import (
 )
 from shared import hxl, instants, problems
 from shared.deps import etag
-from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1")
@@ -163,14 +162,7 @@ async def get_convoy(
             document = await queries.convoy(conn, caller, convoy_id)
             response.headers["ETag"] = etag(document["version"])
         else:
-            state = await handlers.load_convoy(conn, convoy_id, as_of=as_of)
-            if not state.exists:
-                raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
-            parties = handlers.parties(state)
-            auth.require_read(caller, parties, convoy_id)
-            located = await queries.located(conn, views.document(state))
-            seen = auth.convoy_for(caller, located, parties)
-            document = {**await auth.revealed(conn, seen), "as_of": as_of.isoformat()}
+            document = await queries.convoy_as_of(conn, caller, convoy_id, as_of)
         if format == "json":
             return views.recent_incidents(document)
         rows = await tables.named(conn, tables.manifest_rows(document))

@@ -30,7 +30,7 @@ from services.shipments.domain.values import (
     Vehicle,
     dec,
 )
-from shared.events import RecordedEvent
+from shared.codec import Event
 
 __all__ = ["INCIDENTS_KEPT", "ON_THE_ROAD", "Convoy", "ConvoyStatus", "entry_of", "evolve"]
 
@@ -188,16 +188,16 @@ def _with_incident(kept: tuple[Entry, ...], entry: Entry) -> tuple[Entry, ...]:
 
 
 def _with_losses(
-    losses: tuple[tuple[str, Decimal], ...], data: Mapping[str, Any]
+    losses: tuple[tuple[str, Decimal], ...], incident: ev.IncidentReported
 ) -> tuple[tuple[str, Decimal], ...]:
     out = dict(losses)
-    for affected in data["lines"]:
-        key = affected["manifest_line_id"]
-        out[key] = out.get(key, ZERO) + dec(affected["quantity"])
+    for affected in incident.lines:
+        key = affected.manifest_line_id
+        out[key] = out.get(key, ZERO) + dec(affected.quantity)
     return tuple(out.items())
 
 
-def _on_the_road(state: Convoy, entry: Entry) -> Convoy:
+def _on_the_road(state: Convoy, entry: Entry, payload: ev.EntryPayload) -> Convoy:
     """`state` with one more road entry, whenever it occurred."""
     kind = entry.kind
     changes: dict[str, Any] = {
@@ -217,48 +217,49 @@ def _on_the_road(state: Convoy, entry: Entry) -> Convoy:
         changes["custody_change"] = _later(state.custody_change, entry)
     elif kind == "arrival":
         changes["first_arrival"] = _earlier(state.first_arrival, entry)
-    elif kind == "incident":
+    elif isinstance(payload, ev.IncidentReported):
         changes["incidents"] = _with_incident(state.incidents, entry)
         changes["incident_count"] = state.incident_count + 1
-        if entry.data["kind"] in LOSS_KINDS:
-            changes["losses"] = _with_losses(state.losses, entry.data)
+        if payload.kind in LOSS_KINDS:
+            changes["losses"] = _with_losses(state.losses, payload)
     return replace(state, **changes)
 
 
-def entry_of(event: RecordedEvent) -> Entry:
+def entry_of(event: Event[Any]) -> Entry:
     """The road entry a road event records."""
     return _entry(event, _KIND_OF[event.event_type])
 
 
-def _entry(event: RecordedEvent, kind: str) -> Entry:
+def _entry(event: Event[Any], kind: str) -> Entry:
+    payload: ev.EntryPayload = event.payload
     return Entry(
-        entry_id=event.data["entry_id"],
+        entry_id=payload.entry_id,
         kind=kind,
         event_type=event.event_type,
         event_id=str(event.event_id),
         occurred_at=event.occurred_at,
         recorded_at=event.recorded_at,
-        digest=event.data["entry_sha256"],
-        data=event.data,
+        digest=payload.entry_sha256,
+        data=event.recorded.data,  # the stored form, as views show it
         version=event.stream_version,
     )
 
 
-def _line(event: RecordedEvent) -> Line:
-    d = event.data
+def _line(event: Event[ev.ManifestLineLoaded]) -> Line:
+    p = event.payload
     return Line(
-        manifest_line_id=d["manifest_line_id"],
-        pledge_id=d["pledge_id"],
-        line_id=d["line_id"],
-        donor_id=d["donor_id"],
-        recipient_id=d["recipient_id"],
-        item=d["item"],
-        category=d.get("category"),
-        unit=d["unit"],
-        quantity=dec(d["quantity"]),
-        weight_kg=dec(d["weight_kg"]),
-        vehicle=d["vehicle"],
-        correlation_id=d.get("correlation_id"),
+        manifest_line_id=p.manifest_line_id,
+        pledge_id=p.pledge_id,
+        line_id=p.line_id,
+        donor_id=p.donor_id,
+        recipient_id=p.recipient_id,
+        item=p.item,
+        category=p.category,
+        unit=p.unit,
+        quantity=dec(p.quantity),
+        weight_kg=dec(p.weight_kg),
+        vehicle=p.vehicle,
+        correlation_id=p.correlation_id,
         loaded_at=event.occurred_at,
     )
 
@@ -273,47 +274,50 @@ def _set_line_state(state: Convoy, ids: set[str], to: LineState) -> tuple[Line, 
 _KIND_OF = {event_type: kind for kind, event_type in ev.ENTRY_EVENTS.items()}
 
 
-def evolve(state: Convoy, event: RecordedEvent) -> Convoy:
-    d = event.data
+def evolve(state: Convoy, event: Event[Any]) -> Convoy:
+    """`state` with one more event of its log, decoded (events.CODEC)."""
     state = replace(state, version=event.stream_version)
-    t = event.event_type
-    if t == ev.CONVOY_PLANNED:
-        return replace(
-            state,
-            reference=d["reference"],
-            origin_id=d["origin_id"],
-            destination_id=d["destination_id"],
-            carrier_id=d["carrier_id"],
-            planned_departure=datetime.fromisoformat(d["planned_departure"]),
-            planned_at=event.occurred_at,
-            vehicles=tuple(
-                Vehicle(v["registration"], v["type"], dec(v["capacity_kg"])) for v in d["vehicles"]
-            ),
-            drivers=tuple(d.get("drivers", ())),
-            route=tuple(d.get("route", ())),
-            note=d.get("note"),
-        )
-    if t == ev.MANIFEST_LINE_LOADED:
-        return replace(state, lines=(*state.lines, _line(event)))
-    if t == ev.MANIFEST_LINE_UNLOADED:
-        return replace(
-            state, lines=_set_line_state(state, {d["manifest_line_id"]}, LineState.UNLOADED)
-        )
-    if t in _KIND_OF:
-        state = _on_the_road(state, _entry(event, _KIND_OF[t]))
-        if t == ev.CONVOY_DISPATCHED:
-            state = replace(state, dispatched_at=event.occurred_at)
+    match event.payload:
+        case ev.ConvoyPlanned() | ev.V1.ConvoyPlanned() as p:
+            return replace(
+                state,
+                reference=p.reference,
+                origin_id=p.origin_id,
+                destination_id=p.destination_id,
+                carrier_id=p.carrier_id,
+                planned_departure=p.planned_departure,
+                planned_at=event.occurred_at,
+                vehicles=tuple(
+                    Vehicle(v.registration, v.type, dec(v.capacity_kg)) for v in p.vehicles
+                ),
+                # as stored (sealed, or in clear in version 1): views show them so
+                drivers=tuple(event.recorded.data.get("drivers", ())),
+                route=tuple(p.route),
+                note=p.note,
+            )
+        case ev.ManifestLineLoaded():
+            return replace(state, lines=(*state.lines, _line(event)))
+        case ev.ManifestLineUnloaded() as p:
+            return replace(
+                state, lines=_set_line_state(state, {p.manifest_line_id}, LineState.UNLOADED)
+            )
+        case ev.DeliveryConfirmed() | ev.V1.DeliveryConfirmed():
+            delivery = Delivery(event.occurred_at, event.recorded_at, event.recorded.data)
+            return replace(state, delivery=delivery)
+        case ev.ConvoyClosed():
+            return replace(state, closed_at=event.occurred_at)
+        case ev.ConvoyCancelled() as p:
+            released = {r.manifest_line_id for r in p.released}
+            return replace(
+                state,
+                cancelled_at=event.occurred_at,
+                cancel_reason=p.reason,
+                lines=_set_line_state(state, released, LineState.RELEASED),
+            )
+    kind = _KIND_OF.get(event.event_type)
+    if kind is None:
         return state
-    if t == ev.DELIVERY_CONFIRMED:
-        return replace(state, delivery=Delivery(event.occurred_at, event.recorded_at, d))
-    if t == ev.CONVOY_CLOSED:
-        return replace(state, closed_at=event.occurred_at)
-    if t == ev.CONVOY_CANCELLED:
-        released = {r["manifest_line_id"] for r in d["released"]}
-        return replace(
-            state,
-            cancelled_at=event.occurred_at,
-            cancel_reason=d["reason"],
-            lines=_set_line_state(state, released, LineState.RELEASED),
-        )
+    state = _on_the_road(state, _entry(event, kind), event.payload)
+    if isinstance(event.payload, ev.ConvoyDispatched | ev.V1.ConvoyDispatched):
+        state = replace(state, dispatched_at=event.occurred_at)
     return state

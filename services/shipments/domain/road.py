@@ -22,6 +22,7 @@ from services.shipments.domain import errors
 from services.shipments.domain.model import Convoy, ConvoyStatus, entry_of, evolve
 from services.shipments.domain.planning import BEFORE_DISPATCH, not_in_future, require_existing
 from services.shipments.domain.values import LOSS_KINDS, Entry, PledgeLine, dec, text
+from shared.codec import Event
 from shared.events import Metadata, NewEvent, RecordedEvent
 
 __all__ = ["FieldEntry", "RoadDecision", "record_entries"]
@@ -204,7 +205,8 @@ def _decide(
     now: datetime,
     known_organisations: Collection[str],
     pledge_lines: Mapping[tuple[str, str], PledgeLine],
-) -> NewEvent:
+) -> tuple[NewEvent, ev.EntryPayload]:
+    """The event recording the entry, and its payload."""
     _common(state, entry, now)
     for key, organisation in entry.organisations():
         if organisation not in known_organisations:
@@ -221,7 +223,7 @@ def _decide(
     elif entry.kind == "arrival":
         _arrival(state, entry)
     event_type = ev.ENTRY_EVENTS[entry.kind]
-    data = ev.SCHEMAS[event_type].model_validate(
+    data: ev.EntryPayload = ev.SCHEMAS[event_type].model_validate(  # type: ignore[assignment]
         {
             "convoy_id": state.convoy_id,
             "entry_id": entry.entry_id,
@@ -229,12 +231,7 @@ def _decide(
             **details,
         }
     )
-    return NewEvent(
-        event_type,
-        ev.payload(data),
-        occurred_at=entry.occurred_at,
-        schema_version=ev.version(event_type),
-    )
+    return ev.CODEC.new(data, occurred_at=entry.occurred_at), data
 
 
 def _provisional(state: Convoy, event: NewEvent, now: datetime) -> RecordedEvent:
@@ -290,14 +287,14 @@ def record_entries(
             answers[i] = seen.answer()
             replayed += 1
             continue
-        event = _decide(
+        event, payload = _decide(
             state,
             entry,
             now=now,
             known_organisations=known_organisations,
             pledge_lines=pledge_lines or {},
         )
-        provisional = _provisional(state, event, now)
+        provisional = Event(_provisional(state, event, now), payload)
         state = evolve(state, provisional)
         events.append(event)
         new = entry_of(provisional)

@@ -12,9 +12,12 @@ import asyncpg
 
 from services.shipments import auth, views
 from services.shipments.domain import ON_THE_ROAD
+from services.shipments.handlers.repositories import CONVOYS
 from shared import directory, pagination
 from shared.auth import Principal
 from shared.errors import NotFound, ValidationFailed
+from shared.events import Metadata
+from shared.repository import PostgresUnitOfWork
 
 # {o}: an organisation (NULL: any); true when it plays a part in the convoy c
 INVOLVES = (
@@ -71,6 +74,21 @@ async def convoy(conn: asyncpg.Connection, caller: Principal, convoy_id: str) ->
         raise NotFound(f"convoy {convoy_id} does not exist")
     auth.require_read(caller, parties_of(row), convoy_id)
     return await auth.revealed(conn, await located(conn, _document(caller, row)))
+
+
+async def convoy_as_of(
+    conn: asyncpg.Connection, caller: Principal, convoy_id: str, as_of: datetime
+) -> dict[str, Any]:
+    """The convoy as its log stood at `as_of`, folded from the start (a snapshot holds only
+    the latest state). Raises NotFound (no event by then), Forbidden."""
+    reading = PostgresUnitOfWork(conn, (), Metadata(), as_of)
+    state = await CONVOYS.load(reading, convoy_id, as_of=as_of)
+    if not state.exists:
+        raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
+    parties = auth.parties(state)
+    auth.require_read(caller, parties, convoy_id)
+    seen = auth.convoy_for(caller, await located(conn, views.document(state)), parties)
+    return {**await auth.revealed(conn, seen), "as_of": as_of.isoformat()}
 
 
 async def located(conn: asyncpg.Connection, document: dict[str, Any]) -> dict[str, Any]:
