@@ -175,15 +175,17 @@ async def write(
     ctx: ServiceContext,
     request: Request,
     caller: Principal,
-    status: int,
+    status: int | Callable[[Any], int],
     run: Command | Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
     *,
     attempt: Callable[[Metadata], Awaitable[Any | None]] | None = None,
 ) -> JSONResponse:
     """`execute_write` for a command (its handler in ctx.handlers runs in a
     PostgresUnitOfWork on the write's transaction, with ctx.projections) or a use case
-    callable, answering with `status` and the result; `attempt` is its one-statement form
-    (None: it cannot decide alone)."""
+    callable, answering with the result and `status`, or the status `status(result)` gives
+    (an answer whose status depends on the outcome, e.g. 202 while waiting for another
+    party); `attempt` is its one-statement form (None: it cannot decide alone)."""
+    status_of = status if callable(status) else lambda _: status
     if isinstance(run, Command):
         command, handlers = run, ctx.handlers
         if handlers is None:
@@ -191,13 +193,15 @@ async def write(
 
         async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
             uow = PostgresUnitOfWork(conn, ctx.projections, meta, ctx.clock())
-            return status, await handlers.handle(command, uow)
+            result = await handlers.handle(command, uow)
+            return status_of(result), result
 
     else:
         call = run
 
         async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-            return status, await call(conn, meta)
+            result = await call(conn, meta)
+            return status_of(result), result
 
     one_statement: Attempt | None = None
     if attempt is not None:
@@ -205,7 +209,7 @@ async def write(
 
         async def one_statement(meta: Metadata) -> tuple[int, Any] | None:
             result = await tried(meta)
-            return None if result is None else (status, result)
+            return None if result is None else (status_of(result), result)
 
     return await execute_write(ctx, request, caller, use_case, attempt=one_statement)
 

@@ -81,6 +81,21 @@ async def open_account(command: Open, uow: UnitOfWork) -> dict[str, Any]:
     return {"id": command.account_id, "version": recorded[-1].stream_version}
 
 
+@dataclass(frozen=True)
+class Knock(Command):
+    account_id: str
+
+
+@HANDLERS.register(Knock)
+async def knock(command: Knock, uow: UnitOfWork) -> dict[str, Any]:
+    account = await ACCOUNTS.load(uow, command.account_id)
+    return {"id": command.account_id, "waiting": account.version == 0}
+
+
+def answered(result: dict[str, Any]) -> int:
+    return 202 if result["waiting"] else 200
+
+
 async def _keep(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await conn.execute("INSERT INTO opened VALUES ($1, $2)", event.stream_id, event.stream_version)
 
@@ -101,6 +116,12 @@ def router() -> APIRouter:
     ) -> JSONResponse:
         command = Open(account_id, body.name, caller.organisation)
         return await write(ctx, request, caller, 201, command)
+
+    @routes.post("/accounts/{account_id}/knock")
+    async def knock_route(
+        account_id: str, request: Request, ctx: Ctx, caller: Caller
+    ) -> JSONResponse:
+        return await write(ctx, request, caller, answered, Knock(account_id))
 
     return routes
 
@@ -168,3 +189,11 @@ async def test_an_idempotency_key_replays_a_commands_first_answer(client: Client
     assert first.json() == second.json() == {"id": "c", "version": 1}
     assert second.headers["Idempotent-Replayed"] == "true"
     assert await client.conn.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_the_answers_status_may_depend_on_the_outcome(client: Client) -> None:
+    waiting = await client.http.post("/accounts/d/knock", headers=client.headers)
+    assert (waiting.status_code, waiting.json()) == (202, {"id": "d", "waiting": True})
+    await client.http.post("/accounts/d", json={"name": "Lviv"}, headers=client.headers)
+    opened = await client.http.post("/accounts/d/knock", headers=client.headers)
+    assert (opened.status_code, opened.json()) == (200, {"id": "d", "waiting": False})
