@@ -2,11 +2,12 @@
 size (issue 19 point 1).
 
 A snapshot is a stream's state folded up to a version, as JSON, tagged with its format (a name
-carrying a version, e.g. `shipments.convoy.v1`). Loading takes the stream's snapshot of the
-current format, if any, and folds the events after its version onto it; a snapshot of another
-format, or ahead of the version asked for, is ignored (the stream is folded from its start).
-The projection that folds a stream anyway saves its state after each write, in the same
-transaction as the events.
+carrying a version, e.g. `shipments.convoy.v1`). A repository given a SnapshotFormat
+(shared/repository.py) loads a record from its snapshot of the current format, if any, and the
+events after its version; a snapshot of another format, or ahead of the version asked for, is
+ignored (the stream is folded from its start). The handler or projection that folds a record
+anyway saves its state after each write (Repository.save_snapshot, save_snapshots), in the
+same transaction as the events.
 
 Snapshots are a cache: dropping them changes nothing but speed. The projection that saves them
 lists `snapshots` among its tables, so a rebuild empties the table and recreates them. Bump the
@@ -24,39 +25,21 @@ from typing import Any, Generic, Protocol, TypeVar
 import asyncpg
 
 from shared.codec import Event
-from shared.event_store import EventStore, fold
 from shared.events import RecordedEvent
 from shared.rows import COLUMNS, from_row
 
 __all__ = [
     "TABLE",
     "InMemorySnapshots",
-    "Kind",
     "PostgresSnapshots",
     "Snapshot",
     "SnapshotFormat",
     "SnapshotStore",
     "fold_many",
-    "load",
-    "load_many",
-    "save",
 ]
 
 S = TypeVar("S")
 TABLE = "snapshots"
-
-
-@dataclass(frozen=True)
-class Kind(Generic[S]):
-    """How a kind of stream folds and how its state is written down. `format` names the
-    state's JSON shape with its version; `initial` gives the state of a stream with no event
-    from the stream's id; decode(encode(state)) must equal state."""
-
-    format: str
-    initial: Callable[[str], S]
-    evolve: Callable[[S, RecordedEvent], S]
-    encode: Callable[[S], Mapping[str, Any]]
-    decode: Callable[[Mapping[str, Any]], S]
 
 
 @dataclass(frozen=True)
@@ -171,33 +154,6 @@ def _start(
     return decode(snapshot.state), snapshot.stream_version
 
 
-async def load(
-    events: EventStore, snapshots: SnapshotStore, kind: Kind[S], stream_id: str
-) -> tuple[S, int]:
-    """The stream's latest state and its version: its snapshot, if any, and the events after."""
-    found = (await snapshots.get([stream_id], kind.format)).get(stream_id)
-    state, version = _start(kind.initial, kind.decode, stream_id, found, None)
-    after = await events.read_stream(stream_id, after_version=version)
-    if after:
-        version = after[-1].stream_version
-    return fold(after, state, kind.evolve), version
-
-
-async def load_many(
-    conn: asyncpg.Connection, kind: Kind[S], up_to: Mapping[str, int]
-) -> dict[str, S]:
-    """The state of each stream at the version `up_to` gives it, from its snapshot and the
-    events between: two statements however many streams."""
-    return await fold_many(
-        conn,
-        up_to,
-        format=kind.format,
-        initial=kind.initial,
-        decode=kind.decode,
-        evolve=kind.evolve,
-    )
-
-
 async def fold_many(
     conn: asyncpg.Connection,
     up_to: Mapping[str, int],
@@ -207,9 +163,10 @@ async def fold_many(
     decode: Callable[[Mapping[str, Any]], S],
     evolve: Callable[[S, RecordedEvent], S],
 ) -> dict[str, S]:
-    """load_many's fold, by stream id: from each stream's snapshot of `format` (None: from
-    the start) and its events up to the version `up_to` gives it; `initial` takes the
-    stream's id."""
+    """The state of each stream at the version `up_to` gives it, by stream id: from its
+    snapshot of `format` (None: from the start; one ahead of that version is ignored) and its
+    events between, in two statements however many streams; `initial` takes the stream's
+    id. Repository.load_many is this fold for a repository's records."""
     found = {} if format is None else await PostgresSnapshots(conn).get(list(up_to), format)
     starts = {sid: _start(initial, decode, sid, found.get(sid), v) for sid, v in up_to.items()}
     if len(starts) == 1:
@@ -241,15 +198,3 @@ async def fold_many(
         event = from_row(row)
         states[event.stream_id] = evolve(states[event.stream_id], event)
     return states
-
-
-async def save(
-    snapshots: SnapshotStore, kind: Kind[S], states: Mapping[str, tuple[int, S]]
-) -> None:
-    """Keep `states` (stream id -> (version, state)) as the streams' snapshots."""
-    await snapshots.put(
-        [
-            Snapshot(stream_id, version, kind.format, kind.encode(state))
-            for stream_id, (version, state) in states.items()
-        ]
-    )
