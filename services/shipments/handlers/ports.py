@@ -76,10 +76,12 @@ class Ports(Protocol):
 
 
 def ports_of(uow: UnitOfWork) -> Ports:
-    given: Ports | None = getattr(uow, "ports_of", None)
+    given: Ports | None = getattr(uow, "ports", None)
     if given is not None:
         return given
-    conn: asyncpg.Connection = getattr(uow, "conn")  # noqa: B009 (PostgresUnitOfWork's)
+    conn: asyncpg.Connection | None = getattr(uow, "conn", None)  # PostgresUnitOfWork's
+    if conn is None:
+        raise LookupError("a unit of work without a connection needs its own `ports`")
     return PostgresPorts(conn)
 
 
@@ -171,6 +173,7 @@ class InMemoryPorts:
     allocations: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     store: EventStore | None = None  # the unit of work's, where recorded entries are found
     locked: list[tuple[str, str]] = field(default_factory=list)
+    subjects: dict[str, str] = field(default_factory=dict)  # subject id -> name sealed
 
     async def require_organisation(self, organisation_id: str, *, field: str) -> None:
         if organisation_id not in self.organisations:
@@ -213,12 +216,9 @@ class InMemoryPorts:
         hidden = {k: v for k, v in person.items() if k in personal and v is not None}
         out = {k: v for k, v in person.items() if k not in personal}
         sealed = base64.b64encode(json.dumps(hidden, sort_keys=True).encode()).decode()
-        return {
-            **out,
-            "subject_id": f"person-{digest}",
-            "personal": sorted(hidden),
-            "sealed": sealed,
-        }
+        subject_id = f"person-{digest}"
+        self.subjects[subject_id] = str(person["name"])
+        return {**out, "subject_id": subject_id, "personal": sorted(hidden), "sealed": sealed}
 
     async def seal_drivers(
         self, drivers: Sequence[Mapping[str, Any]], *, recorder: str, now: datetime
@@ -244,4 +244,16 @@ class InMemoryPorts:
     async def as_recorded(
         self, details: Mapping[str, Any], recorded: Mapping[str, Any], *, sees_people: bool
     ) -> dict[str, Any]:
-        return dict(details)
+        """privacy.as_recorded's rule: a person in clear who is the recorded subject (for a
+        caller who may not see people: whoever was sent) becomes that subject."""
+        out = dict(details)
+        for key in privacy.PARTIES:
+            party = out.get(key) or {}
+            person, was = party.get("person"), (recorded.get(key) or {}).get("person")
+            if not person or "sealed" in person or not was or "subject_id" not in was:
+                continue
+            if sees_people and self.subjects.get(was["subject_id"]) != person.get("name"):
+                continue
+            clear = {k: v for k, v in person.items() if k not in privacy.PERSON}
+            out[key] = {**party, "person": {**clear, "subject_id": was["subject_id"], "sealed": ""}}
+        return out
