@@ -8,10 +8,13 @@ and an upcaster. `pledges.pledge-line-updated` is the contract shipments relies 
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any, ClassVar, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.codec import EventCodec, event_type_of
+from shared.events import NewEvent, RecordedEvent
 
 STREAM_NEED = "need"
 STREAM_PLEDGE = "pledge"
@@ -57,6 +60,9 @@ Label = Annotated[str, Field(max_length=MAX_LABEL)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Note = Annotated[str, Field(max_length=MAX_NOTE)]
 Reason = Annotated[str, Field(max_length=MAX_REASON)]
+
+
+E = TypeVar("E", bound=BaseModel)
 
 
 class _Event(BaseModel):
@@ -119,6 +125,7 @@ class _NeedPosted(_Event):
 class NeedPosted(_NeedPosted):
     """A need, its contact sealed (version 1: in clear)."""
 
+    EVENT_TYPE: ClassVar[str] = NEED_POSTED
     SCHEMA_VERSION: ClassVar[int] = 2
 
     contact: SealedContact | None = None
@@ -129,6 +136,7 @@ class NeedPostedV1(_NeedPosted):
 
 
 class NeedRevised(_Event):
+    EVENT_TYPE: ClassVar[str] = NEED_REVISED
     need_id: Id
     changes: dict[str, Any] = Field(description="field -> revised value")
     previous: dict[str, Any] = Field(description="field -> value before the revision")
@@ -136,11 +144,13 @@ class NeedRevised(_Event):
 
 
 class NeedClosed(_Event):
+    EVENT_TYPE: ClassVar[str] = NEED_CLOSED
     need_id: Id
     reason: Reason
 
 
 class NeedCancelled(_Event):
+    EVENT_TYPE: ClassVar[str] = NEED_CANCELLED
     need_id: Id
     reason: Reason
 
@@ -173,6 +183,7 @@ class _PledgeMade(_Event):
 class PledgeMade(_PledgeMade):
     """A pledge, its contact sealed (version 1: in clear)."""
 
+    EVENT_TYPE: ClassVar[str] = PLEDGE_MADE
     SCHEMA_VERSION: ClassVar[int] = 2
 
     contact: SealedContact | None = None
@@ -183,12 +194,14 @@ class PledgeMadeV1(_PledgeMade):
 
 
 class PledgeCommitted(_Event):
+    EVENT_TYPE: ClassVar[str] = PLEDGE_COMMITTED
     pledge_id: Id
     donor_id: Id
     recipient_id: Id
 
 
 class PledgeLineAmended(_Event):
+    EVENT_TYPE: ClassVar[str] = PLEDGE_LINE_AMENDED
     pledge_id: Id
     line_id: Id
     kind: LineKind
@@ -204,12 +217,14 @@ class PledgeLineAmended(_Event):
 
 
 class PledgeWithdrawn(_Event):
+    EVENT_TYPE: ClassVar[str] = PLEDGE_WITHDRAWN
     pledge_id: Id
     reason: Reason
     previous_status: PledgeStatus
 
 
 class MoneyReceived(_Event):
+    EVENT_TYPE: ClassVar[str] = MONEY_RECEIVED
     pledge_id: Id
     line_id: Id
     amount: Amount
@@ -225,6 +240,7 @@ class DonorFigureReported(_Event):
     """The donor's own figure for a line (delivered or paid so far); counted for nothing, kept
     beside the recipient's confirmed figure."""
 
+    EVENT_TYPE: ClassVar[str] = DONOR_FIGURE_REPORTED
     pledge_id: Id
     line_id: Id
     kind: LineKind
@@ -256,11 +272,9 @@ class Document(_Event):
     sha256: str = Field(max_length=64)
 
 
-class DeliveryRecorded(_Event):
+class _DeliveryRecorded(_Event):
     """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
     line's unit. Only `received` (good condition) counts towards fulfilment."""
-
-    SCHEMA_VERSION: ClassVar[int] = 2  # who confirmed sealed (version 1: in clear, V1 below)
 
     pledge_id: Id
     line_id: Id
@@ -274,15 +288,25 @@ class DeliveryRecorded(_Event):
     damaged: Quantity
     short: Quantity
     lost: Quantity
-    confirmed_by: SealedConfirmedBy | None
+    confirmed_by: object  # who signed for the goods: each version says how (kept in place)
     document: Document | None
     delivered_total: Quantity
     pledge_status: PledgeStatus
 
 
+class DeliveryRecorded(_DeliveryRecorded):
+    __doc__ = _DeliveryRecorded.__doc__
+
+    EVENT_TYPE: ClassVar[str] = DELIVERY_RECORDED
+    SCHEMA_VERSION: ClassVar[int] = 2  # who confirmed sealed (version 1: in clear, V1 below)
+
+    confirmed_by: SealedConfirmedBy | None
+
+
 class PledgeLineUpdated(_Event):
     """What may still be loaded from a committed in-kind line (docs/cross-service-events.md)."""
 
+    EVENT_TYPE: ClassVar[str] = PLEDGE_LINE_UPDATED
     pledge_id: Id
     line_id: Id
     donor_id: Id
@@ -314,31 +338,24 @@ SCHEMAS: dict[str, type[_Event]] = {
 }
 
 
-def payload(event: _Event) -> dict[str, Any]:
-    """The JSON data of an event, validated by its model."""
-    return event.model_dump(mode="json")
+def decoded(event: RecordedEvent, model: type[E]) -> E:
+    """A stored event's payload, decoded (CODEC, below) and known to be a `model`."""
+    payload = CODEC.decode(event).payload
+    if not isinstance(payload, model):
+        raise TypeError(f"{event.event_type} decodes to {type(payload).__name__}, not {model}")
+    return payload
 
 
-class DeliveryRecordedV1(_Event):
-    """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
-    line's unit. Only `received` (good condition) counts towards fulfilment."""
+def new(event: BaseModel, *, occurred_at: datetime | None = None) -> NewEvent:
+    """An event to append: its model's type and schema version, its data as JSON."""
+    event_type, version = event_type_of(type(event))
+    return NewEvent(event_type, event.model_dump(mode="json"), occurred_at, version)
 
-    pledge_id: Id
-    line_id: Id
-    convoy_id: Id
-    manifest_line_id: Id
-    delivery_event_id: Id
-    recipient_id: Id | None
-    unit: UnitName
-    loaded: Quantity
-    received: Quantity
-    damaged: Quantity
-    short: Quantity
-    lost: Quantity
+
+class DeliveryRecordedV1(_DeliveryRecorded):
+    __doc__ = _DeliveryRecorded.__doc__
+
     confirmed_by: ConfirmedBy | None
-    document: Document | None
-    delivered_total: Quantity
-    pledge_status: PledgeStatus
 
 
 # Older schema versions of event types still in logs: {(type, version): model}
@@ -347,3 +364,44 @@ PREVIOUS: dict[tuple[str, int], type[_Event]] = {
     (PLEDGE_MADE, 1): PledgeMadeV1,
     (DELIVERY_RECORDED, 1): DeliveryRecordedV1,
 }
+
+
+# What readers get (shared/codec.py): the current model of each type, except the three whose
+# version 1 named a person in clear. Sealing needs the database (privacy.seal_v1 migrates such
+# events), so no upcaster can turn one into version 2: readers get these models instead, the
+# person sealed (version 2) or in clear (version 1), every other field as the current version.
+class NeedPostedRead(_NeedPosted):
+    EVENT_TYPE: ClassVar[str] = NEED_POSTED
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    contact: SealedContact | Contact | None = None
+
+
+class PledgeMadeRead(_PledgeMade):
+    EVENT_TYPE: ClassVar[str] = PLEDGE_MADE
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    contact: SealedContact | Contact | None = None
+
+
+class DeliveryRecordedRead(_DeliveryRecorded):
+    EVENT_TYPE: ClassVar[str] = DELIVERY_RECORDED
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    confirmed_by: SealedConfirmedBy | ConfirmedBy | None
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 of a type whose version 2 only sealed its person: the fields are the same."""
+    return data
+
+
+READ: dict[str, type[_Event]] = {
+    NEED_POSTED: NeedPostedRead,
+    PLEDGE_MADE: PledgeMadeRead,
+    DELIVERY_RECORDED: DeliveryRecordedRead,
+}
+CODEC = EventCodec(
+    [READ.get(event_type, model) for event_type, model in SCHEMAS.items()],
+    upcasters={key: _same for key in PREVIOUS},
+)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.pledges import auth, privacy
+from services.pledges import auth, handlers, privacy
 from services.pledges.events import DELIVERY_RECORDED, STREAM_NEED, STREAM_PLEDGE
 from shared.auth import Principal
 from shared.events import RecordedEvent
@@ -28,13 +28,13 @@ async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent
     if event.stream_type == STREAM_NEED:
         row = await conn.fetchrow(
             "SELECT recipient_id FROM needs WHERE need_id = $1",
-            event.stream_id.removeprefix(f"{STREAM_NEED}-"),
+            handlers.NEEDS.record_id(event.stream_id),
         )
         parties = (row["recipient_id"],) if row else ()
     elif event.stream_type == STREAM_PLEDGE:
         row = await conn.fetchrow(
             "SELECT donor_id, recipient_id FROM pledges WHERE pledge_id = $1",
-            event.stream_id.removeprefix(f"{STREAM_PLEDGE}-"),
+            handlers.PLEDGES.record_id(event.stream_id),
         )
         parties = (row["donor_id"], row["recipient_id"]) if row else ()
     else:

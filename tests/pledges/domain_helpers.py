@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.pledges import domain
+from services.pledges import events as ev
 from services.pledges.domain.quantities import Unit
 from shared.events import Metadata, NewEvent, RecordedEvent
 
@@ -38,13 +39,13 @@ def recorded(
 
 def after_need(state: domain.Need, events: Sequence[NewEvent]) -> domain.Need:
     for event in recorded(events, after_version=state.version, correlation_id="need-corr"):
-        state = domain.evolve_need(state, event)
+        state = domain.evolve_need(state, ev.CODEC.decode(event))
     return state
 
 
 def after_pledge(state: domain.Pledge, events: Sequence[NewEvent]) -> domain.Pledge:
     for event in recorded(events, after_version=state.version, correlation_id="need-corr"):
-        state = domain.evolve_pledge(state, event)
+        state = domain.evolve_pledge(state, ev.CODEC.decode(event))
     return state
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import auth, domain, handlers, privacy, queries
+from services.pledges import auth, commands, domain, handlers, privacy, queries
 from services.pledges import responses as R
 from services.pledges.auth import Viewing, Writing
 from services.pledges.requests import (
@@ -27,11 +27,12 @@ from services.pledges.requests import (
 )
 from shared import problems
 from shared.deps import etag
-from shared.event_store import PostgresEventStore
 from shared.routes import event_json
 from shared.web import Caller, Ctx, write
 
 router = APIRouter(prefix="/v1", tags=["needs"])
+
+CHANGED = problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)
 
 
 @router.post(
@@ -48,15 +49,13 @@ async def post_need(
     """Post a need for your own organisation: goods (quantity and unit) or money (amount in
     minor units and currency), with a priority, what it serves and an optional deadline."""
     recipient = body.recipient_id or caller.organisation
-    acting_for = writer.acting_as(recipient)
-    now = ctx.clock()
-    command = domain.PostNeed(
+    need = domain.PostNeed(
         need_id=body.need_id or str(uuid.uuid4()),
         recipient_id=recipient,
         kind=body.kind,
         category=body.category,
         description=body.description,
-        occurred_at=body.occurred_at or now,
+        occurred_at=body.occurred_at,
         quantity=body.quantity,
         unit=body.unit,
         amount=body.amount,
@@ -67,15 +66,8 @@ async def post_need(
         internal_note=body.internal_note,
         contact=body.contact.model_dump() if body.contact else None,
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.post_need(
-            conn, command, acting_for=acting_for, metadata=meta, now=now
-        ),
-    )
+    command = commands.PostNeed(need, acting_for=writer.acting_as(recipient))
+    return await write(ctx, request, caller, 201, command)
 
 
 @router.get("/needs", responses=problems.documented(R.NeedPage, 422))
@@ -125,7 +117,8 @@ async def get_need(
             found = await queries.need(conn, need_id, viewer=viewer)
             response.headers["ETag"] = etag(found["version"])
             return found
-        return await queries.need_as_of(conn, need_id, as_of=as_of, viewer=viewer)
+        state, history = await handlers.need_as_of(conn, need_id, as_of=as_of)
+        return await queries.need_as_of(conn, state, history, as_of=as_of, viewer=viewer)
 
 
 @router.get(
@@ -145,25 +138,23 @@ async def need_history(
     `after` for the next page (null: that was the last). For the recipient, auditors and
     administrators."""
     async with ctx.db.connection() as conn:
-        state = domain.require_need(await handlers.load_need(conn, need_id))
+        state = domain.require_need(await handlers.NEEDS.load(handlers.reading(conn), need_id))
         auth.require_party(caller, state.recipient_id)
-        events = await PostgresEventStore(conn).read_stream(
-            f"need-{need_id}", after_version=after, limit=limit + 1
+        events, next_after = await handlers.history_page(
+            handlers.NEEDS, conn, need_id, after=after, limit=limit
         )
-        more = len(events) > limit
-        events = events[:limit]
         # those who see the need's contact: opened, or "(erased)"
         shown = await privacy.revealed(conn, [event_json(e) for e in events])
     return {
         "need_id": need_id,
         "events": shown,
-        "next_after": events[-1].stream_version if more else None,
+        "next_after": next_after,
     }
 
 
 @router.post(
     "/needs/{need_id}/revisions",
-    responses=problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG),
+    responses=CHANGED,
     openapi_extra=problems.IDEMPOTENT,
 )
 async def revise_need(
@@ -177,68 +168,17 @@ async def revise_need(
 ) -> JSONResponse:
     """Revise a need, with a reason: description, quantity or amount, priority, what it serves,
     deadline, internal note. The unit, currency and kind stay: post a new need instead."""
-    acting_for = writer.acting_for
-    now = ctx.clock()
     changes = body.model_dump(exclude_unset=True, exclude={"reason", "occurred_at"})
     if "serves" in changes:
         changes["serves"] = tuple(s.value for s in body.serves or ())
-    command = domain.ReviseNeed(
-        changes=changes, reason=body.reason, occurred_at=body.occurred_at or now
-    )
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_need(
-            conn,
-            need_id,
-            lambda s: domain.revise_need(s, command, now=now, acting_for=acting_for),
-            if_match=if_match,
-            metadata=meta,
-            now=now,
-        ),
-    )
-
-
-async def _end(
-    need_id: str,
-    to: domain.NeedState,
-    body: EndIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: auth.Writer,
-    if_match: int | None,
-) -> JSONResponse:
-    acting_for = writer.acting_for
-    now = ctx.clock()
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_need(
-            conn,
-            need_id,
-            lambda s: domain.end_need(
-                s,
-                to=to,
-                reason=body.reason,
-                occurred_at=body.occurred_at or now,
-                now=now,
-                acting_for=acting_for,
-            ),
-            if_match=if_match,
-            metadata=meta,
-            now=now,
-        ),
-    )
+    revision = domain.ReviseNeed(changes=changes, reason=body.reason, occurred_at=body.occurred_at)
+    command = commands.ReviseNeed(need_id, writer.acting_for, if_match, revision=revision)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
     "/needs/{need_id}/close",
-    responses=problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG),
+    responses=CHANGED,
     openapi_extra=problems.IDEMPOTENT,
 )
 async def close_need(
@@ -251,14 +191,15 @@ async def close_need(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The recipient is done with the need (usually covered); pledges no longer answer it."""
-    return await _end(
-        need_id, domain.NeedState.CLOSED, body, request, ctx, caller, writer, if_match
+    command = commands.CloseNeed(
+        need_id, writer.acting_for, if_match, reason=body.reason, occurred_at=body.occurred_at
     )
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
     "/needs/{need_id}/cancel",
-    responses=problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG),
+    responses=CHANGED,
     openapi_extra=problems.IDEMPOTENT,
 )
 async def cancel_need(
@@ -271,6 +212,7 @@ async def cancel_need(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The need no longer exists; pledges already made keep their lines."""
-    return await _end(
-        need_id, domain.NeedState.CANCELLED, body, request, ctx, caller, writer, if_match
+    command = commands.CancelNeed(
+        need_id, writer.acting_for, if_match, reason=body.reason, occurred_at=body.occurred_at
     )
+    return await write(ctx, request, caller, 200, command)

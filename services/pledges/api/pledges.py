@@ -4,14 +4,12 @@ own figures; read one (now or as of an instant), list them, and their history.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import auth, domain, handlers, privacy, queries, views
+from services.pledges import auth, commands, domain, handlers, privacy, queries, views
 from services.pledges import events as ev
 from services.pledges import responses as R
 from services.pledges.auth import Viewing, Writing
@@ -35,8 +33,6 @@ from services.pledges.requests import (
 from shared import problems
 from shared.deps import etag
 from shared.errors import NotFound
-from shared.event_store import PostgresEventStore
-from shared.events import NewEvent
 from shared.routes import event_json
 from shared.web import Caller, Ctx, write
 
@@ -84,29 +80,20 @@ async def make_pledge(
     optional weight and value) and money lines (amount in minor units, currency), optionally
     answering needs and under a partnership. `commit: true` makes it binding at once."""
     donor = body.donor_id or caller.organisation
-    acting_for = writer.acting_as(donor)
-    now = ctx.clock()
-    command = domain.MakePledge(
+    pledge = domain.MakePledge(
         pledge_id=body.pledge_id or str(uuid.uuid4()),
         donor_id=donor,
         recipient_id=body.recipient_id,
         lines=tuple(_line(i, line) for i, line in enumerate(body.lines)),
-        occurred_at=body.occurred_at or now,
+        occurred_at=body.occurred_at,
         partnership_id=body.partnership_id,
         description=body.description,
         internal_note=body.internal_note,
         contact=body.contact.model_dump() if body.contact else None,
         commit=body.commit,
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.make_pledge(
-            conn, command, acting_for=acting_for, metadata=meta, now=now
-        ),
-    )
+    command = commands.MakePledge(pledge, acting_for=writer.acting_as(donor))
+    return await write(ctx, request, caller, 201, command)
 
 
 @router.get("/pledges", responses=problems.documented(R.PledgePage, 422))
@@ -150,7 +137,7 @@ async def get_pledge(
     money received, the donor's own figure and its difference from the recipient's. Its ETag
     is its version: send it in If-Match to change only what you read."""
     async with ctx.db.connection() as conn:
-        state = await handlers.load_pledge(conn, pledge_id, as_of=as_of)
+        state = await handlers.PLEDGES.load(handlers.reading(conn), pledge_id, as_of=as_of)
         if not state.exists:
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"pledge {pledge_id} did not exist{when}")
@@ -180,13 +167,12 @@ async def pledge_history(
     as `after` for the next page (null: that was the last). For the donor, the recipient,
     auditors and administrators."""
     async with ctx.db.connection() as conn:
-        state = domain.require_pledge(await handlers.load_pledge(conn, pledge_id))
+        pledge = await handlers.PLEDGES.load(handlers.reading(conn), pledge_id)
+        state = domain.require_pledge(pledge)
         auth.require_party(caller, state.donor_id, state.recipient_id)
-        events = await PostgresEventStore(conn).read_stream(
-            f"pledge-{pledge_id}", after_version=after, limit=limit + 1
+        events, next_after = await handlers.history_page(
+            handlers.PLEDGES, conn, pledge_id, after=after, limit=limit
         )
-        more = len(events) > limit
-        events = events[:limit]
         answer = [event_json(e) for e in events]
         if viewer not in (None, state.recipient_id):  # the donor
             answer = [
@@ -200,37 +186,14 @@ async def pledge_history(
     return {
         "pledge_id": pledge_id,
         "events": shown,
-        "next_after": events[-1].stream_version if more else None,
+        "next_after": next_after,
     }
 
 
-async def _change(
-    ctx: Ctx,
-    request: Request,
-    caller: Caller,
-    pledge_id: str,
-    if_match: int | None,
-    decide: Callable[[domain.Pledge, datetime], list[NewEvent]],
-) -> JSONResponse:
-    now = ctx.clock()
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_pledge(
-            conn, pledge_id, lambda s: decide(s, now), if_match=if_match, metadata=meta, now=now
-        ),
-    )
+CHANGED = problems.documented(R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)
 
 
-@router.post(
-    "/pledges/{pledge_id}/commit",
-    responses=problems.documented(
-        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
+@router.post("/pledges/{pledge_id}/commit", responses=CHANGED, openapi_extra=problems.IDEMPOTENT)
 async def commit_pledge(
     pledge_id: RecordId,
     request: Request,
@@ -241,25 +204,12 @@ async def commit_pledge(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor makes its pledge binding; in-kind lines become loadable by shipments."""
-    acting_for = writer.acting_for
     at = body.occurred_at if body else None
-    return await _change(
-        ctx,
-        request,
-        caller,
-        pledge_id,
-        if_match,
-        lambda s, now: domain.commit(s, occurred_at=at or now, now=now, acting_for=acting_for),
-    )
+    command = commands.CommitPledge(pledge_id, writer.acting_for, if_match, occurred_at=at)
+    return await write(ctx, request, caller, 200, command)
 
 
-@router.post(
-    "/pledges/{pledge_id}/withdraw",
-    responses=problems.documented(
-        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
+@router.post("/pledges/{pledge_id}/withdraw", responses=CHANGED, openapi_extra=problems.IDEMPOTENT)
 async def withdraw_pledge(
     pledge_id: RecordId,
     body: EndIn,
@@ -270,28 +220,15 @@ async def withdraw_pledge(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor withdraws what remains of its pledge, with a reason."""
-    acting_for = writer.acting_for
-    return await _change(
-        ctx,
-        request,
-        caller,
-        pledge_id,
-        if_match,
-        lambda s, now: domain.withdraw(
-            s,
-            reason=body.reason,
-            occurred_at=body.occurred_at or now,
-            now=now,
-            acting_for=acting_for,
-        ),
+    command = commands.WithdrawPledge(
+        pledge_id, writer.acting_for, if_match, reason=body.reason, occurred_at=body.occurred_at
     )
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
     "/pledges/{pledge_id}/lines/{line_id}/amendments",
-    responses=problems.documented(
-        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
+    responses=CHANGED,
     operation_id="amendPledgeLine",
     openapi_extra=problems.IDEMPOTENT,
 )
@@ -306,30 +243,21 @@ async def amend_line(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor changes a line's quantity or amount, with a reason; the old figure is kept."""
-    acting_for = writer.acting_for
-    return await _change(
-        ctx,
-        request,
-        caller,
+    command = commands.AmendLine(
         pledge_id,
+        writer.acting_for,
         if_match,
-        lambda s, now: domain.amend_line(
-            s,
-            line_id,
-            size=body.size,
-            reason=body.reason,
-            occurred_at=body.occurred_at or now,
-            now=now,
-            acting_for=acting_for,
-        ),
+        line_id=line_id,
+        size=body.size,
+        reason=body.reason,
+        occurred_at=body.occurred_at,
     )
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
     "/pledges/{pledge_id}/lines/{line_id}/receipts",
-    responses=problems.documented(
-        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
+    responses=CHANGED,
     openapi_extra=problems.IDEMPOTENT,
 )
 async def receive_money(
@@ -343,34 +271,21 @@ async def receive_money(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """The recipient confirms money received on a money line; more than pledged is refused."""
-    acting_for = writer.acting_for
-    return await _change(
-        ctx,
-        request,
-        caller,
-        pledge_id,
-        if_match,
-        lambda s, now: domain.receive_money(
-            s,
-            domain.ReceiveMoney(
-                line_id=line_id,
-                amount=body.amount,
-                currency=body.currency,
-                received_on=body.received_on,
-                reference=body.reference,
-                occurred_at=body.occurred_at or now,
-            ),
-            now=now,
-            acting_for=acting_for,
-        ),
+    receipt = domain.ReceiveMoney(
+        line_id=line_id,
+        amount=body.amount,
+        currency=body.currency,
+        received_on=body.received_on,
+        reference=body.reference,
+        occurred_at=body.occurred_at,
     )
+    command = commands.ReceiveMoney(pledge_id, writer.acting_for, if_match, receipt=receipt)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
     "/pledges/{pledge_id}/lines/{line_id}/donor-figures",
-    responses=problems.documented(
-        R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
+    responses=CHANGED,
     openapi_extra=problems.IDEMPOTENT,
 )
 async def report_donor_figure(
@@ -385,25 +300,14 @@ async def report_donor_figure(
 ) -> JSONResponse:
     """The donor's own cumulative figure for a line (delivered or paid so far). Counted for
     nothing; shown beside the recipient's confirmed figure with the difference."""
-    acting_for = writer.acting_for
-    return await _change(
-        ctx,
-        request,
-        caller,
-        pledge_id,
-        if_match,
-        lambda s, now: domain.report_figure(
-            s,
-            domain.ReportFigure(
-                line_id=line_id,
-                reported_on=body.reported_on,
-                occurred_at=body.occurred_at or now,
-                quantity=body.quantity,
-                amount=body.amount,
-                currency=body.currency,
-                note=body.note,
-            ),
-            now=now,
-            acting_for=acting_for,
-        ),
+    figure = domain.ReportFigure(
+        line_id=line_id,
+        reported_on=body.reported_on,
+        occurred_at=body.occurred_at,
+        quantity=body.quantity,
+        amount=body.amount,
+        currency=body.currency,
+        note=body.note,
     )
+    command = commands.ReportDonorFigure(pledge_id, writer.acting_for, if_match, figure=figure)
+    return await write(ctx, request, caller, 200, command)

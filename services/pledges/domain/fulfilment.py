@@ -45,7 +45,7 @@ class ReceiveMoney:
     currency: str
     received_on: date
     reference: str
-    occurred_at: datetime
+    occurred_at: datetime | None = None  # None: now
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class ReportFigure:
 
     line_id: str
     reported_on: date
-    occurred_at: datetime
+    occurred_at: datetime | None = None  # None: now
     quantity: Decimal | None = None
     amount: int | None = None
     currency: str | None = None
@@ -105,7 +105,8 @@ def receive_money(
             f"line {line.line_id} is in {line.currency}, not {command.currency}",
         )
     money.require_amount(command.amount, field="amount")
-    not_in_future(command.occurred_at, now)
+    occurred_at = command.occurred_at or now
+    not_in_future(occurred_at, now)
     if command.received_on > now.date():
         raise invalid("received_on", "in the future", "received_on lies in the future")
     if state.status in (PledgeStatus.PLEDGED, PledgeStatus.WITHDRAWN):
@@ -137,10 +138,10 @@ def receive_money(
         outstanding=line.amount - after,
         pledge_status=PledgeStatus.PARTLY_FULFILLED.value,
     )
-    first = NewEvent(ev.MONEY_RECEIVED, ev.payload(data), occurred_at=command.occurred_at)
-    status = evolve_events(state, [first]).status
-    final = ev.payload(data.model_copy(update={"pledge_status": status.value}))
-    return [replace(first, data=final)]
+    status = evolve_events(state, [ev.new(data, occurred_at=occurred_at)]).status
+    return [
+        ev.new(data.model_copy(update={"pledge_status": status.value}), occurred_at=occurred_at)
+    ]
 
 
 def report_figure(
@@ -152,7 +153,8 @@ def report_figure(
     if acting_for is not None and acting_for != state.donor_id:
         raise Forbidden(f"only the donor, {state.donor_id}, reports its own figures")
     line = state.line(command.line_id)
-    not_in_future(command.occurred_at, now)
+    occurred_at = command.occurred_at or now
+    not_in_future(occurred_at, now)
     if line.kind is LineKind.MONEY:
         if command.amount is None or command.quantity is not None:
             raise invalid("amount", "required", f"line {line.line_id} is money: report an amount")
@@ -179,7 +181,7 @@ def report_figure(
         reported_on=command.reported_on,
         note=command.note,
     )
-    return [NewEvent(ev.DONOR_FIGURE_REPORTED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [ev.new(data, occurred_at=occurred_at)]
 
 
 def _in_line_unit(delivered: DeliveredLine, unit: str) -> dict[str, Decimal]:
@@ -228,15 +230,9 @@ def record_deliveries(
             pledge_status=current.status.value,
             **{k: quantities.fmt(v) for k, v in figures.items()},
         )
-        event = NewEvent(
-            ev.DELIVERY_RECORDED,
-            ev.payload(data),
-            occurred_at=occurred_at,
-            schema_version=ev.DeliveryRecorded.SCHEMA_VERSION,
-        )
-        status = evolve_events(current, [event]).status
-        final = ev.payload(data.model_copy(update={"pledge_status": status.value}))
-        events.append(replace(event, data=final))
+        status = evolve_events(current, [ev.new(data, occurred_at=occurred_at)]).status
+        final = data.model_copy(update={"pledge_status": status.value})
+        events.append(ev.new(final, occurred_at=occurred_at))
         if line.line_id not in touched:
             touched.append(line.line_id)
     if not events or not state.committed:

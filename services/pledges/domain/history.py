@@ -4,112 +4,111 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
 
 from services.pledges import events as ev
 from services.pledges.domain import quantities
 from services.pledges.domain.lines import Amendment, Delivery, Receipt, line_from_event
 from services.pledges.domain.state import Pledge
-from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.codec import Event
+from shared.events import NewEvent
 
 __all__ = ["evolve_events", "evolve_pledge"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def evolve_pledge(state: Pledge, event: RecordedEvent) -> Pledge:
-    d = event.data
+def evolve_pledge(state: Pledge, event: Event[Any]) -> Pledge:
     state = replace(state, version=event.stream_version)
-    kind = event.event_type
-    if kind == ev.PLEDGE_MADE:
-        return replace(
-            state,
-            donor_id=d["donor_id"],
-            recipient_id=d["recipient_id"],
-            partnership_id=d.get("partnership_id"),
-            description=d.get("description"),
-            internal_note=d.get("internal_note"),
-            contact=d.get("contact"),
-            lines=tuple(line_from_event(line) for line in d["lines"]),
-            correlation_id=event.metadata.correlation_id,
-            made_at=event.occurred_at,
-            last_changed_at=event.occurred_at,
-        )
-    if kind == ev.PLEDGE_COMMITTED:
-        return replace(
-            state,
-            committed=True,
-            committed_at=event.occurred_at,
-            last_changed_at=_later(state.last_changed_at, event.occurred_at),
-        )
-    if kind == ev.PLEDGE_WITHDRAWN:
-        return replace(
-            state,
-            withdrawn=True,
-            withdrawal_reason=d["reason"],
-            withdrawn_at=event.occurred_at,
-            last_changed_at=_later(state.last_changed_at, event.occurred_at),
-        )
-    if kind == ev.PLEDGE_LINE_AMENDED:
-        line = state.line(d["line_id"])
-        if d["kind"] == "money":
-            change = Amendment(str(d["previous_amount"]), str(d["amount"]), d["reason"])
-            line = replace(line, amount=int(d["amount"]))
-        else:
-            change = Amendment(d["previous_quantity"], d["quantity"], d["reason"])
-            weight = d.get("weight_kg")
-            line = replace(
-                line,
-                quantity=quantities.parse(d["quantity"]),
-                weight_kg=quantities.parse(weight) if weight is not None else None,
-            )
-        line = replace(line, amendments=(*line.amendments, change))
-        state = replace(state, last_changed_at=_later(state.last_changed_at, event.occurred_at))
-        return state.with_line(line)
-    if kind == ev.MONEY_RECEIVED:
-        line = state.line(d["line_id"])
-        receipt = Receipt(int(d["amount"]), date.fromisoformat(d["received_on"]), d["reference"])
-        return state.with_line(replace(line, receipts=(*line.receipts, receipt)))
-    if kind == ev.DONOR_FIGURE_REPORTED:
-        line = state.line(d["line_id"])
-        figure = d["quantity"] if d.get("quantity") is not None else str(d["amount"])
-        on = date.fromisoformat(d["reported_on"])
-        return state.with_line(replace(line, donor_figure=figure, donor_figure_on=on))
-    if kind == ev.DELIVERY_RECORDED:
-        line = state.line(d["line_id"])
-        delivery = Delivery(
-            convoy_id=d["convoy_id"],
-            manifest_line_id=d["manifest_line_id"],
-            **{
-                f: quantities.parse(d[f])
-                for f in ("loaded", "received", "damaged", "short", "lost")
-            },
-        )
-        return state.with_line(replace(line, deliveries=(*line.deliveries, delivery)))
-    return state
+    return _apply(state, event.payload, event.occurred_at, event.metadata.correlation_id)
 
 
 def evolve_events(state: Pledge, events: Sequence[NewEvent]) -> Pledge:
     """The state after events decided but not yet recorded (to decide what follows them)."""
-    base = state.version
-    for i, event in enumerate(events, start=1):
-        state = evolve_pledge(
-            state,
-            RecordedEvent(
-                event_id=event.event_id,
-                stream_type=ev.STREAM_PLEDGE,
-                stream_id=f"{ev.STREAM_PLEDGE}-{state.pledge_id}",
-                stream_version=base + i,
-                event_type=event.event_type,
-                schema_version=event.schema_version,
-                occurred_at=event.occurred_at or _EPOCH,
-                recorded_at=event.occurred_at or _EPOCH,
-                data=event.data,
-                metadata=Metadata(correlation_id=state.correlation_id),
-            ),
-        )
+    for event in events:
+        payload = ev.CODEC.decode_data(event.event_type, event.schema_version, event.data)
+        assert event.occurred_at is not None  # every decision dates its events
+        state = _apply(state, payload, event.occurred_at, state.correlation_id)
     return state
+
+
+def _apply(
+    state: Pledge, payload: BaseModel, occurred_at: datetime, correlation_id: str | None
+) -> Pledge:
+    match payload:
+        case ev.PledgeMadeRead() as p:
+            return replace(
+                state,
+                donor_id=p.donor_id,
+                recipient_id=p.recipient_id,
+                partnership_id=p.partnership_id,
+                description=p.description,
+                internal_note=p.internal_note,
+                contact=p.contact.model_dump(mode="json") if p.contact else None,
+                lines=tuple(line_from_event(line) for line in p.lines),
+                correlation_id=correlation_id,
+                made_at=occurred_at,
+                last_changed_at=occurred_at,
+            )
+        case ev.PledgeCommitted():
+            return replace(
+                state,
+                committed=True,
+                committed_at=occurred_at,
+                last_changed_at=_later(state.last_changed_at, occurred_at),
+            )
+        case ev.PledgeWithdrawn() as p:
+            return replace(
+                state,
+                withdrawn=True,
+                withdrawal_reason=p.reason,
+                withdrawn_at=occurred_at,
+                last_changed_at=_later(state.last_changed_at, occurred_at),
+            )
+        case ev.PledgeLineAmended() as p:
+            return _amended(state, p, occurred_at)
+        case ev.MoneyReceived() as p:
+            line = state.line(p.line_id)
+            receipt = Receipt(p.amount, p.received_on, p.reference)
+            return state.with_line(replace(line, receipts=(*line.receipts, receipt)))
+        case ev.DonorFigureReported() as p:
+            line = state.line(p.line_id)
+            figure = p.quantity if p.quantity is not None else str(p.amount)
+            on = p.reported_on
+            return state.with_line(replace(line, donor_figure=figure, donor_figure_on=on))
+        case ev.DeliveryRecordedRead() as p:
+            line = state.line(p.line_id)
+            delivery = Delivery(
+                convoy_id=p.convoy_id,
+                manifest_line_id=p.manifest_line_id,
+                loaded=quantities.parse(p.loaded),
+                received=quantities.parse(p.received),
+                damaged=quantities.parse(p.damaged),
+                short=quantities.parse(p.short),
+                lost=quantities.parse(p.lost),
+            )
+            return state.with_line(replace(line, deliveries=(*line.deliveries, delivery)))
+    return state
+
+
+def _amended(state: Pledge, p: ev.PledgeLineAmended, occurred_at: datetime) -> Pledge:
+    line = state.line(p.line_id)
+    if p.kind == "money":
+        change = Amendment(str(p.previous_amount), str(p.amount), p.reason)
+        line = replace(line, amount=int(p.amount or 0))
+    else:
+        assert p.quantity is not None and p.previous_quantity is not None
+        change = Amendment(p.previous_quantity, p.quantity, p.reason)
+        line = replace(
+            line,
+            quantity=quantities.parse(p.quantity),
+            weight_kg=quantities.parse(p.weight_kg) if p.weight_kg is not None else None,
+        )
+    line = replace(line, amendments=(*line.amendments, change))
+    state = replace(state, last_changed_at=_later(state.last_changed_at, occurred_at))
+    return state.with_line(line)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
+from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.quantities import ZERO, Unit
 
@@ -115,23 +115,18 @@ class Line:
         return f"{quantities.fmt(self.quantity)} {self.unit.value}"
 
 
-def _decimal(value: Any) -> Decimal | None:
-    return quantities.parse(value) if value is not None else None
-
-
-def line_from_event(d: dict[str, Any]) -> Line:
-    kind = LineKind(d["kind"])
+def line_from_event(line: ev.Line) -> Line:
     return Line(
-        line_id=d["line_id"],
-        kind=kind,
-        item=d["item"],
-        category=d["category"],
-        need_id=d.get("need_id"),
-        quantity=_decimal(d.get("quantity")) or ZERO,
-        unit=Unit(d["unit"]) if d.get("unit") else None,
-        weight_kg=_decimal(d.get("weight_kg")),
-        value_amount=d.get("value_amount"),
-        value_currency=d.get("value_currency"),
-        amount=d.get("amount") or 0,
-        currency=d.get("currency"),
+        line_id=line.line_id,
+        kind=LineKind(line.kind),
+        item=line.item,
+        category=line.category,
+        need_id=line.need_id,
+        quantity=quantities.parse(line.quantity) if line.quantity is not None else ZERO,
+        unit=Unit(line.unit) if line.unit else None,
+        weight_kg=quantities.parse(line.weight_kg) if line.weight_kg is not None else None,
+        value_amount=line.value_amount,
+        value_currency=line.value_currency,
+        amount=line.amount or 0,
+        currency=line.currency,
     )

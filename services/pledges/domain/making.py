@@ -58,7 +58,7 @@ class MakePledge:
     donor_id: str
     recipient_id: str
     lines: tuple[LineSpec, ...]
-    occurred_at: datetime
+    occurred_at: datetime | None  # None: now
     partnership_id: str | None = None
     description: str | None = None
     internal_note: str | None = None
@@ -147,7 +147,8 @@ def make_pledge(
         raise invalid("recipient_id", "the donor", "a donor cannot pledge to itself")
     if not command.lines or len(command.lines) > MAX_LINES:
         raise invalid("lines", "1 to 100", f"a pledge has 1 to {MAX_LINES} lines")
-    not_in_future(command.occurred_at, now)
+    occurred_at = command.occurred_at or now
+    not_in_future(occurred_at, now)
     seen: set[str] = set()
     for i, spec in enumerate(command.lines):
         f = f"lines[{i}]"
@@ -169,17 +170,10 @@ def make_pledge(
         internal_note=command.internal_note,
         contact=command.contact,
     )
-    events = [
-        NewEvent(
-            ev.PLEDGE_MADE,
-            ev.payload(made),
-            occurred_at=command.occurred_at,
-            schema_version=ev.PledgeMade.SCHEMA_VERSION,
-        )
-    ]
+    events = [ev.new(made, occurred_at=occurred_at)]
     if command.commit:
         pledged = evolve_events(state, events)
-        events += commitment_events(pledged, command.occurred_at)
+        events += commitment_events(pledged, occurred_at)
     return events
 
 

@@ -23,8 +23,9 @@ from services.pledges.domain.vocabulary import (
     Serves,
     not_in_future,
 )
+from shared.codec import Event
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from shared.events import NewEvent, RecordedEvent
+from shared.events import NewEvent
 
 __all__ = [
     "Need",
@@ -79,7 +80,7 @@ class PostNeed:
     kind: NeedKind
     category: Category
     description: str
-    occurred_at: datetime
+    occurred_at: datetime | None  # None: now
     quantity: Decimal | None = None
     unit: Unit | None = None
     amount: int | None = None
@@ -97,7 +98,7 @@ class ReviseNeed:
 
     changes: dict[str, Any]
     reason: str
-    occurred_at: datetime
+    occurred_at: datetime | None = None  # None: now
 
 
 REVISABLE = ("description", "quantity", "amount", "priority", "serves", "deadline", "internal_note")
@@ -141,8 +142,9 @@ def post_need(
         raise Conflict(f"need {state.need_id} already exists")
     _acting(acting_for, command.recipient_id, "post needs")
     _check_target(command.kind, command.quantity, command.unit, command.amount, command.currency)
-    not_in_future(command.occurred_at, now)
-    if command.deadline is not None and command.deadline < command.occurred_at.date():
+    occurred_at = command.occurred_at or now
+    not_in_future(occurred_at, now)
+    if command.deadline is not None and command.deadline < occurred_at.date():
         raise invalid("deadline", "before posting", "the deadline lies before the need was posted")
     data = ev.NeedPosted(
         need_id=command.need_id,
@@ -160,14 +162,7 @@ def post_need(
         internal_note=command.internal_note,
         contact=command.contact,
     )
-    return [
-        NewEvent(
-            ev.NEED_POSTED,
-            ev.payload(data),
-            occurred_at=command.occurred_at,
-            schema_version=ev.NeedPosted.SCHEMA_VERSION,
-        )
-    ]
+    return [ev.new(data, occurred_at=occurred_at)]
 
 
 def require_need(state: Need) -> Need:
@@ -204,7 +199,8 @@ def revise_need(
     require_need(state)
     _acting(acting_for, state.recipient_id, "revise needs")
     _require_active(state, "revised")
-    not_in_future(command.occurred_at, now)
+    occurred_at = command.occurred_at or now
+    not_in_future(occurred_at, now)
     unknown = sorted(set(command.changes) - set(REVISABLE))
     if unknown:
         raise invalid(
@@ -228,7 +224,7 @@ def revise_need(
         previous={k: _json(getattr(state, k)) for k in changes},
         reason=command.reason,
     )
-    return [NewEvent(ev.NEED_REVISED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [ev.new(data, occurred_at=occurred_at)]
 
 
 def end_need(
@@ -247,20 +243,11 @@ def end_need(
     not_in_future(occurred_at, now)
     if to is NeedState.CLOSED:
         return [
-            NewEvent(
-                ev.NEED_CLOSED,
-                ev.payload(ev.NeedClosed(need_id=state.need_id, reason=reason)),
-                occurred_at=occurred_at,
-            )
+            ev.new(ev.NeedClosed(need_id=state.need_id, reason=reason), occurred_at=occurred_at)
         ]
     if to is NeedState.CANCELLED:
-        return [
-            NewEvent(
-                ev.NEED_CANCELLED,
-                ev.payload(ev.NeedCancelled(need_id=state.need_id, reason=reason)),
-                occurred_at=occurred_at,
-            )
-        ]
+        ended = ev.NeedCancelled(need_id=state.need_id, reason=reason)
+        return [ev.new(ended, occurred_at=occurred_at)]
     raise ValueError(f"a need cannot be ended as {to.value}")
 
 
@@ -280,32 +267,32 @@ def _revised(state: Need, changes: dict[str, Any]) -> Need:
     return replace(state, **updates)
 
 
-def evolve_need(state: Need, event: RecordedEvent) -> Need:
-    d = event.data
+def evolve_need(state: Need, event: Event[Any]) -> Need:
     state = replace(state, version=event.stream_version, last_changed_at=event.occurred_at)
-    if event.event_type == ev.NEED_POSTED:
-        return replace(
-            state,
-            recipient_id=d["recipient_id"],
-            kind=NeedKind(d["kind"]),
-            category=d["category"],
-            description=d["description"],
-            quantity=quantities.parse(d["quantity"]) if d.get("quantity") else None,
-            unit=Unit(d["unit"]) if d.get("unit") else None,
-            amount=d.get("amount"),
-            currency=d.get("currency"),
-            priority=Priority(d["priority"]),
-            serves=tuple(d.get("serves", ())),
-            deadline=date.fromisoformat(d["deadline"]) if d.get("deadline") else None,
-            internal_note=d.get("internal_note"),
-            contact=d.get("contact"),
-            correlation_id=event.metadata.correlation_id,
-            posted_at=event.occurred_at,
-        )
-    if event.event_type == ev.NEED_REVISED:
-        return _revised(state, d["changes"])
-    if event.event_type == ev.NEED_CLOSED:
-        return replace(state, state=NeedState.CLOSED)
-    if event.event_type == ev.NEED_CANCELLED:
-        return replace(state, state=NeedState.CANCELLED)
+    match event.payload:
+        case ev.NeedPostedRead() as p:
+            return replace(
+                state,
+                recipient_id=p.recipient_id,
+                kind=NeedKind(p.kind),
+                category=p.category,
+                description=p.description,
+                quantity=quantities.parse(p.quantity) if p.quantity else None,
+                unit=Unit(p.unit) if p.unit else None,
+                amount=p.amount,
+                currency=p.currency,
+                priority=Priority(p.priority),
+                serves=tuple(p.serves),
+                deadline=p.deadline,
+                internal_note=p.internal_note,
+                contact=p.contact.model_dump(mode="json") if p.contact else None,
+                correlation_id=event.metadata.correlation_id,
+                posted_at=event.occurred_at,
+            )
+        case ev.NeedRevised() as p:
+            return _revised(state, p.changes)
+        case ev.NeedClosed():
+            return replace(state, state=NeedState.CLOSED)
+        case ev.NeedCancelled():
+            return replace(state, state=NeedState.CANCELLED)
     return state

@@ -66,7 +66,7 @@ def line_update(state: Pledge, line: Line) -> NewEvent:
         remaining=quantities.fmt(line.remaining),
         status=status,
     )
-    return NewEvent(ev.PLEDGE_LINE_UPDATED, ev.payload(data))
+    return ev.new(data)
 
 
 def _in_kind_updates(state: Pledge, occurred_at: datetime) -> list[NewEvent]:
@@ -91,7 +91,7 @@ def commitment_events(state: Pledge, occurred_at: datetime) -> list[NewEvent]:
     committed = ev.PledgeCommitted(
         pledge_id=state.pledge_id, donor_id=state.donor_id, recipient_id=state.recipient_id
     )
-    events = [NewEvent(ev.PLEDGE_COMMITTED, ev.payload(committed), occurred_at=occurred_at)]
+    events = [ev.new(committed, occurred_at=occurred_at)]
     return events + _in_kind_updates(evolve_events(state, events), occurred_at)
 
 
@@ -179,7 +179,7 @@ def amend_line(
         reason=reason,
         pledge_status=after.status.value,
     )
-    events = [NewEvent(ev.PLEDGE_LINE_AMENDED, ev.payload(data), occurred_at=occurred_at)]
+    events = [ev.new(data, occurred_at=occurred_at)]
     if state.committed and line.kind is LineKind.IN_KIND:
         later = evolve_events(state, events)
         events.append(replace(line_update(later, later.line(line_id)), occurred_at=occurred_at))
@@ -210,7 +210,7 @@ def withdraw(
     data = ev.PledgeWithdrawn(
         pledge_id=state.pledge_id, reason=reason, previous_status=state.status.value
     )
-    events = [NewEvent(ev.PLEDGE_WITHDRAWN, ev.payload(data), occurred_at=occurred_at)]
+    events = [ev.new(data, occurred_at=occurred_at)]
     if state.committed:  # its lines were loadable: tell shipments they no longer are
         events += _in_kind_updates(evolve_events(state, events), occurred_at)
     return events

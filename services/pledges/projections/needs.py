@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -181,90 +183,96 @@ async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:
 
 
 async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d = event.data
-    target = _dec(d["quantity"]) if d["kind"] == "item" else Decimal(d["amount"])
+    p = ev.decoded(event, ev.NeedPostedRead)
+    target = _dec(p.quantity) if p.kind == "item" else Decimal(p.amount or 0)
     await conn.execute(
         """
         INSERT INTO needs (need_id, recipient_id, kind, category, description, unit, currency,
                            target, priority, serves, deadline, state, status, gap, internal_note,
                            contact, correlation_id, posted_at, changed_at, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::date, 'active', 'open', $8,
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::date, 'active', 'open', $8,
                 $12, $13::jsonb, $14, $15, $15, $16)
         ON CONFLICT (need_id) DO NOTHING
         """,
-        d["need_id"],
-        d["recipient_id"],
-        d["kind"],
-        d["category"],
-        d["description"],
-        d.get("unit"),
-        d.get("currency"),
+        p.need_id,
+        p.recipient_id,
+        p.kind,
+        p.category,
+        p.description,
+        p.unit,
+        p.currency,
         target,
-        d["priority"],
-        d.get("serves", []),
-        d.get("deadline"),
-        d.get("internal_note"),
-        json.dumps(d.get("contact")),
+        p.priority,
+        p.serves,
+        p.deadline,
+        p.internal_note,
+        json.dumps(p.contact.model_dump(mode="json") if p.contact else None),
         event.metadata.correlation_id,
         event.occurred_at,
         event.stream_version,
     )
-    await recompute_need(conn, d["need_id"])
+    await recompute_need(conn, p.need_id)
 
 
 async def need_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d = event.data
+    payload = ev.CODEC.decode(event).payload
+    assert isinstance(payload, ev.NeedRevised | ev.NeedClosed | ev.NeedCancelled)
     applied = await conn.fetchval(
         "UPDATE needs SET version = $2, changed_at = $3 WHERE need_id = $1 AND version < $2"
         " RETURNING true",
-        d["need_id"],
+        payload.need_id,
         event.stream_version,
         event.occurred_at,
     )
     if not applied:
         return
-    if event.event_type == ev.NEED_REVISED:
-        changes = d["changes"]
-        target = changes.get("quantity", changes.get("amount"))
-        await conn.execute(
-            """
-            UPDATE needs SET
-                description = coalesce($2, description),
-                target = coalesce($3::text::numeric, target),
-                priority = coalesce($4, priority),
-                serves = coalesce($5, serves),
-                deadline = CASE WHEN $6 THEN $7::text::date ELSE deadline END,
-                internal_note = CASE WHEN $8 THEN $9 ELSE internal_note END,
-                revisions = revisions || $10::jsonb
-            WHERE need_id = $1
-            """,
-            d["need_id"],
-            changes.get("description"),
-            None if target is None else str(target),
-            changes.get("priority"),
-            changes.get("serves"),
-            "deadline" in changes,
-            changes.get("deadline"),
-            "internal_note" in changes,
-            changes.get("internal_note"),
-            json.dumps(
-                [
-                    {
-                        "occurred_at": event.occurred_at.isoformat(),
-                        "changes": changes,
-                        "previous": d["previous"],
-                        "reason": d["reason"],
-                    }
-                ]
-            ),
-        )
-    else:
-        state = "closed" if event.event_type == ev.NEED_CLOSED else "cancelled"
-        await conn.execute(
-            "UPDATE needs SET state = $2, end_reason = $3 WHERE need_id = $1",
-            d["need_id"],
-            state,
-            d["reason"],
-        )
+    match payload:
+        case ev.NeedRevised(changes=changes) as p:
+            await _revised(conn, p, changes, event.occurred_at)
+        case ev.NeedClosed() | ev.NeedCancelled() as p:
+            await conn.execute(
+                "UPDATE needs SET state = $2, end_reason = $3 WHERE need_id = $1",
+                p.need_id,
+                "closed" if isinstance(p, ev.NeedClosed) else "cancelled",
+                p.reason,
+            )
     # the target or the state changed, never the unit: the sums stand
-    await _refigure_need(conn, d["need_id"])
+    await _refigure_need(conn, payload.need_id)
+
+
+async def _revised(
+    conn: asyncpg.Connection, p: ev.NeedRevised, changes: dict[str, Any], at: datetime
+) -> None:
+    target = changes.get("quantity", changes.get("amount"))
+    await conn.execute(
+        """
+        UPDATE needs SET
+            description = coalesce($2, description),
+            target = coalesce($3::text::numeric, target),
+            priority = coalesce($4, priority),
+            serves = coalesce($5, serves),
+            deadline = CASE WHEN $6 THEN $7::text::date ELSE deadline END,
+            internal_note = CASE WHEN $8 THEN $9 ELSE internal_note END,
+            revisions = revisions || $10::jsonb
+        WHERE need_id = $1
+        """,
+        p.need_id,
+        changes.get("description"),
+        None if target is None else str(target),
+        changes.get("priority"),
+        changes.get("serves"),
+        "deadline" in changes,
+        changes.get("deadline"),
+        "internal_note" in changes,
+        changes.get("internal_note"),
+        json.dumps(
+            [
+                {
+                    "occurred_at": at.isoformat(),
+                    "changes": changes,
+                    "previous": p.previous,
+                    "reason": p.reason,
+                }
+            ]
+        ),
+    )

@@ -18,7 +18,7 @@ from shared.projections import Apply
 async def pledge_made(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
-    d = event.data
+    p = ev.decoded(event, ev.PledgeMadeRead)
     inserted = await conn.fetchval(
         """
         INSERT INTO pledges (pledge_id, donor_id, recipient_id, partnership_id, description,
@@ -27,20 +27,20 @@ async def pledge_made(
         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, 'pledged', $8, $9, $8, $10)
         ON CONFLICT (pledge_id) DO NOTHING RETURNING true
         """,
-        d["pledge_id"],
-        d["donor_id"],
-        d["recipient_id"],
-        d.get("partnership_id"),
-        d.get("description"),
-        d.get("internal_note"),
-        json.dumps(d.get("contact")),
+        p.pledge_id,
+        p.donor_id,
+        p.recipient_id,
+        p.partnership_id,
+        p.description,
+        p.internal_note,
+        json.dumps(p.contact.model_dump(mode="json") if p.contact else None),
         event.occurred_at,
         event.metadata.correlation_id,
         event.stream_version,
     )
     if not inserted:
         return
-    for ordinal, line in enumerate(d["lines"]):
+    for ordinal, line in enumerate(p.lines):
         await conn.execute(
             """
             INSERT INTO pledge_lines (pledge_id, line_id, ordinal, kind, need_id, item, category,
@@ -49,29 +49,31 @@ async def pledge_made(
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::numeric, $10::text::numeric, $11,
                     $12, $13, $14)
             """,
-            d["pledge_id"],
-            line["line_id"],
+            p.pledge_id,
+            line.line_id,
             ordinal,
-            line["kind"],
-            line.get("need_id"),
-            line["item"],
-            line["category"],
-            line.get("unit"),
-            line.get("quantity"),
-            line.get("weight_kg"),
-            line.get("value_amount"),
-            line.get("value_currency"),
-            line.get("currency"),
-            line.get("amount"),
+            line.kind,
+            line.need_id,
+            line.item,
+            line.category,
+            line.unit,
+            line.quantity,
+            line.weight_kg,
+            line.value_amount,
+            line.value_currency,
+            line.currency,
+            line.amount,
         )
-    await count_changes(conn, d["pledge_id"], changes)
+    await count_changes(conn, p.pledge_id, changes)
 
 
-async def _advance(conn: asyncpg.Connection, event: RecordedEvent, status: str | None) -> bool:
+async def _advance(
+    conn: asyncpg.Connection, event: RecordedEvent, pledge_id: str, status: str | None
+) -> bool:
     applied = await conn.fetchval(
         "UPDATE pledges SET version = $2, changed_at = greatest(changed_at, $3),"
         " status = coalesce($4, status) WHERE pledge_id = $1 AND version < $2 RETURNING true",
-        event.data["pledge_id"],
+        pledge_id,
         event.stream_version,
         event.occurred_at,
         status,
@@ -82,102 +84,105 @@ async def _advance(conn: asyncpg.Connection, event: RecordedEvent, status: str |
 async def pledge_committed(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
-    if await _advance(conn, event, "committed"):
+    p = ev.decoded(event, ev.PledgeCommitted)
+    if await _advance(conn, event, p.pledge_id, "committed"):
         await conn.execute(
             "UPDATE pledges SET committed_at = $2 WHERE pledge_id = $1",
-            event.data["pledge_id"],
+            p.pledge_id,
             event.occurred_at,
         )
-        await count_changes(conn, event.data["pledge_id"], changes)
+        await count_changes(conn, p.pledge_id, changes)
 
 
 async def pledge_withdrawn(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
-    if await _advance(conn, event, "withdrawn"):
+    p = ev.decoded(event, ev.PledgeWithdrawn)
+    if await _advance(conn, event, p.pledge_id, "withdrawn"):
         await conn.execute(
             "UPDATE pledges SET withdrawn_at = $2, withdrawal_reason = $3 WHERE pledge_id = $1",
-            event.data["pledge_id"],
+            p.pledge_id,
             event.occurred_at,
-            event.data["reason"],
+            p.reason,
         )
-        await count_changes(conn, event.data["pledge_id"], changes)
+        await count_changes(conn, p.pledge_id, changes)
 
 
 async def line_amended(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
-    d = event.data
-    if not await _advance(conn, event, d["pledge_status"]):
+    p = ev.decoded(event, ev.PledgeLineAmended)
+    if not await _advance(conn, event, p.pledge_id, p.pledge_status):
         return
+    in_kind = p.kind == "in_kind"
     amendment = {
         "occurred_at": event.occurred_at.isoformat(),
-        "previous": d["previous_quantity"] if d["kind"] == "in_kind" else d["previous_amount"],
-        "new": d["quantity"] if d["kind"] == "in_kind" else d["amount"],
-        "reason": d["reason"],
+        "previous": p.previous_quantity if in_kind else p.previous_amount,
+        "new": p.quantity if in_kind else p.amount,
+        "reason": p.reason,
     }
     await conn.execute(
         "UPDATE pledge_lines SET quantity = coalesce($3::text::numeric, quantity),"
         " amount = coalesce($4, amount), amendments = amendments || $5::jsonb,"
         " weight_kg = $6::text::numeric WHERE pledge_id = $1 AND line_id = $2",
-        d["pledge_id"],
-        d["line_id"],
-        d.get("quantity"),
-        d.get("amount"),
+        p.pledge_id,
+        p.line_id,
+        p.quantity,
+        p.amount,
         json.dumps([amendment]),
-        d.get("weight_kg"),
+        p.weight_kg,
     )
-    await count_changes(conn, d["pledge_id"], changes)
+    await count_changes(conn, p.pledge_id, changes)
 
 
 async def money_received(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
-    d = event.data
-    if not await _advance(conn, event, d["pledge_status"]):
+    p = ev.decoded(event, ev.MoneyReceived)
+    if not await _advance(conn, event, p.pledge_id, p.pledge_status):
         return
     await conn.execute(
         "INSERT INTO receipts (event_id, pledge_id, line_id, amount, currency, received_on,"
-        " reference) VALUES ($1, $2, $3, $4, $5, $6::text::date, $7)",
+        " reference) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         event.event_id,
-        d["pledge_id"],
-        d["line_id"],
-        d["amount"],
-        d["currency"],
-        d["received_on"],
-        d["reference"],
+        p.pledge_id,
+        p.line_id,
+        p.amount,
+        p.currency,
+        p.received_on,
+        p.reference,
     )
     await conn.execute(
         "UPDATE pledge_lines SET received = received + $3 WHERE pledge_id = $1 AND line_id = $2",
-        d["pledge_id"],
-        d["line_id"],
-        d["amount"],
+        p.pledge_id,
+        p.line_id,
+        p.amount,
     )
-    await count_changes(conn, d["pledge_id"], changes)
+    await count_changes(conn, p.pledge_id, changes)
 
 
 async def donor_figure(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d = event.data
-    if not await _advance(conn, event, None):
+    p = ev.decoded(event, ev.DonorFigureReported)
+    if not await _advance(conn, event, p.pledge_id, None):
         return
-    figure = d["quantity"] if d.get("quantity") is not None else str(d["amount"])
+    figure = p.quantity if p.quantity is not None else str(p.amount)
     await conn.execute(
-        "UPDATE pledge_lines SET donor_figure = $3, donor_figure_on = $4::text::date"
+        "UPDATE pledge_lines SET donor_figure = $3, donor_figure_on = $4"
         " WHERE pledge_id = $1 AND line_id = $2",
-        d["pledge_id"],
-        d["line_id"],
+        p.pledge_id,
+        p.line_id,
         figure,
-        d["reported_on"],
+        p.reported_on,
     )
 
 
 async def delivery_recorded(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
-    d = event.data
-    if not await _advance(conn, event, d["pledge_status"]):
+    p = ev.decoded(event, ev.DeliveryRecordedRead)
+    if not await _advance(conn, event, p.pledge_id, p.pledge_status):
         return
-    figures = [d[f] for f in ("loaded", "received", "damaged", "short", "lost")]
+    figures = [p.loaded, p.received, p.damaged, p.short, p.lost]
     await conn.execute(
         """
         INSERT INTO deliveries (event_id, pledge_id, line_id, convoy_id, manifest_line_id, unit,
@@ -187,14 +192,14 @@ async def delivery_recorded(
                 $10::text::numeric, $11::text::numeric, $12::jsonb, $13::jsonb, $14)
         """,
         event.event_id,
-        d["pledge_id"],
-        d["line_id"],
-        d["convoy_id"],
-        d["manifest_line_id"],
-        d["unit"],
+        p.pledge_id,
+        p.line_id,
+        p.convoy_id,
+        p.manifest_line_id,
+        p.unit,
         *figures,
-        json.dumps(d.get("confirmed_by")),
-        json.dumps(d.get("document")),
+        json.dumps(p.confirmed_by.model_dump(mode="json") if p.confirmed_by else None),
+        json.dumps(p.document.model_dump(mode="json") if p.document else None),
         event.occurred_at,
     )
     await conn.execute(
@@ -204,15 +209,16 @@ async def delivery_recorded(
             short = short + $6::text::numeric, lost = lost + $7::text::numeric
         WHERE pledge_id = $1 AND line_id = $2
         """,
-        d["pledge_id"],
-        d["line_id"],
+        p.pledge_id,
+        p.line_id,
         *figures,
     )
-    await count_changes(conn, d["pledge_id"], changes)
+    await count_changes(conn, p.pledge_id, changes)
 
 
 async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    await _advance(conn, event, None)  # derived from the events beside it: nothing new
+    p = ev.decoded(event, ev.PledgeLineUpdated)
+    await _advance(conn, event, p.pledge_id, None)  # derived from the events beside it
 
 
 Counting = Callable[[asyncpg.Connection, RecordedEvent, Changes | None], Awaitable[None]]

@@ -8,7 +8,7 @@ administrators). Internal notes and contacts are shown only to the organisations
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,8 +18,8 @@ import asyncpg
 from services.pledges import auth, domain, privacy
 from services.pledges import events as ev
 from shared import pagination
+from shared.codec import Event
 from shared.errors import NotFound
-from shared.event_store import PostgresEventStore, fold
 
 fmt = domain.quantities.fmt
 
@@ -103,30 +103,36 @@ async def need(conn: asyncpg.Connection, need_id: str, *, viewer: str | None) ->
 
 
 async def need_as_of(
-    conn: asyncpg.Connection, need_id: str, *, as_of: datetime, viewer: str | None
+    conn: asyncpg.Connection,
+    state: domain.Need,
+    history: Sequence[Event[Any]],
+    *,
+    as_of: datetime,
+    viewer: str | None,
 ) -> dict[str, Any]:
-    """The need as its recipient had stated it at `as_of`, in the keys of the current read.
+    """The need as its recipient had stated it at `as_of` (`state`, folded from `history`, its
+    events up to then), in the keys of the current read.
 
     Coverage is not kept per instant (the reports give it for a period), so `coverage` is null
     and `status` is null for a need still active then, closed or cancelled if it had ended;
     `state` (active, closed, cancelled) says which. Raises NotFound if it was not posted yet.
     """
-    history = await PostgresEventStore(conn).read_stream(f"need-{need_id}", as_of=as_of)
-    state = domain.require_need(fold(history, domain.Need(need_id), domain.evolve_need))
+    domain.require_need(state)
     revisions: list[dict[str, Any]] = []
     end_reason: str | None = None
     for event in history:
-        if event.event_type == ev.NEED_REVISED:
-            revisions.append(
-                {
-                    "occurred_at": event.occurred_at.isoformat(),
-                    "changes": event.data["changes"],
-                    "previous": event.data["previous"],
-                    "reason": event.data["reason"],
-                }
-            )
-        elif event.event_type in (ev.NEED_CLOSED, ev.NEED_CANCELLED):
-            end_reason = event.data["reason"]
+        match event.payload:
+            case ev.NeedRevised() as p:
+                revisions.append(
+                    {
+                        "occurred_at": event.occurred_at.isoformat(),
+                        "changes": p.changes,
+                        "previous": p.previous,
+                        "reason": p.reason,
+                    }
+                )
+            case ev.NeedClosed() | ev.NeedCancelled() as p:
+                end_reason = p.reason
     if state.unit is not None and state.quantity is not None:
         target: dict[str, Any] = {"quantity": fmt(state.quantity), "unit": state.unit.value}
     else:

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.pledges import domain, handlers, privacy
+from services.pledges import commands, domain, handlers, privacy, projections
 from services.pledges.subscriptions import partnerships
 from shared import api_keys, directory
 from shared.consumer import Handler, Incoming
 from shared.incoming import Implausible
+from shared.repository import PostgresUnitOfWork
 
 ACTOR = "pledges-consumer"
 MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
@@ -156,14 +157,12 @@ async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
             )
         )
         correlation_ids.setdefault(line.pledge_id, line.correlation_id)
-    await handlers.record_deliveries(
-        conn,
-        by_pledge,
-        correlation_ids=correlation_ids,
-        caused=event.caused(actor=ACTOR),
-        occurred_at=event.occurred_at,
-        now=datetime.now(UTC),
+    command = commands.RecordDelivery(
+        by_pledge, correlation_ids=correlation_ids, occurred_at=event.occurred_at
     )
+    caused = event.caused(actor=ACTOR)
+    uow = PostgresUnitOfWork(conn, projections.ALL, caused, datetime.now(UTC))
+    await handlers.HANDLERS.handle(command, uow)
 
 
 HANDLERS: dict[str, dict[str, Handler]] = {

@@ -5,30 +5,43 @@ events, kept by the consumer (like shared/directory.py); not rebuilt from this s
 from __future__ import annotations
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict
 
 from shared.consumer import Handler, Incoming
 
 
+class _Partnership(BaseModel):
+    """The fields of `registry.partnership-proposed` (and -status-changed) pledges reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    partnership_id: str
+    organisations: tuple[str, str]
+    kind: str
+    programme: str | None = None
+    to_status: str = ""
+
+
 async def proposed(conn: asyncpg.Connection, event: Incoming) -> None:
-    d = event.data
-    a, b = (str(o) for o in d["organisations"])
+    p = _Partnership.model_validate(event.data)
+    a, b = p.organisations
     await conn.execute(
         "INSERT INTO partnership_directory (partnership_id, org_a, org_b, kind, programme,"
         " status, source_position) VALUES ($1, $2, $3, $4, $5, 'proposed', $6)"
         # a later status change may have arrived first: keep its status, add the programme
         " ON CONFLICT (partnership_id) DO UPDATE SET programme = excluded.programme",
-        str(d["partnership_id"]),
+        p.partnership_id,
         a,
         b,
-        str(d["kind"]),
-        d.get("programme"),
+        p.kind,
+        p.programme,
         event.position,
     )
 
 
 async def status_changed(conn: asyncpg.Connection, event: Incoming) -> None:
-    d = event.data
-    a, b = (str(o) for o in d["organisations"])
+    p = _Partnership.model_validate(event.data)
+    a, b = p.organisations
     # a change may overtake its proposal (catching up from the feed): the row starts from it
     await conn.execute(
         "INSERT INTO partnership_directory (partnership_id, org_a, org_b, kind, status,"
@@ -36,11 +49,11 @@ async def status_changed(conn: asyncpg.Connection, event: Incoming) -> None:
         " ON CONFLICT (partnership_id) DO UPDATE SET status = excluded.status,"
         " source_position = excluded.source_position"
         " WHERE partnership_directory.source_position < excluded.source_position",
-        str(d["partnership_id"]),
+        p.partnership_id,
         a,
         b,
-        str(d["kind"]),
-        str(d["to_status"]),
+        p.kind,
+        p.to_status,
         event.position,
     )
 
