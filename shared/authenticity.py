@@ -8,15 +8,19 @@ canonical body the upstream's chain hashes) and its previous hash, and checks th
 the keys pinned for the upstream (shared/keys.py) -- never with the key a message names.
 
 Events of consecutive positions land in different partitions (by stream), so a consumer rarely
-holds a contiguous run of positions. The relay therefore also keeps a lane per partition,
-continued from one publish batch to the next while publishing succeeds (any failure, and every
-new relay, starts again from LANE_START): lane = sha256(previous lane || chain hash), and signs
-{"service", "position", "hash", "lane"}; each message carries the previous lane (ce_laneprev).
-A consumer recomputes the lanes of the records of a partition in offset order; one signature per
-run of records whose lanes follow each other is enough: the last record's signed lane commits,
-by collision resistance, to every chain hash of the run, and each chain hash to its event. A
-record outside such a run, or in a run whose last signature fails, is checked on its own. The
-same functions serve the relay (`signature_headers`), the consumers and `audit replay`.
+holds a contiguous run of positions of one partition. The relay therefore also keeps a lane per
+partition, continued from one publish batch to the next while publishing succeeds (any failure,
+and every new relay, starts again from LANE_START): lane = sha256(previous lane || chain hash),
+and signs {"service", "position", "hash", "lane"}; each message carries the previous lane
+(ce_laneprev). A verified signature thus shows authentic, by collision resistance, the event's
+chain hash (and through its previous hash the event one position before, and so on down the
+chain) and its lane (and through the lane before it the partition's previous record, and so
+on). A consumer checks one signature per event of a fetch that no other event of it commits to
+by chain or lane -- in a steady stream of consecutive positions, one a fetch; draining a
+backlog, about one a fetch too, the partitions' runs joined by the positions between them --
+and checks on its own any event left unshown. Every event must still link and carry its own
+signature. The same functions serve the relay (`signature_headers`), the consumers and
+`audit replay`.
 
 An event rewritten in place after it was sealed (shared/privacy_migration.py: personal data
 written in clear, sealed since) no longer hashes to its chain hash; published again, it carries
@@ -29,7 +33,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 import rfc8785
 
@@ -139,23 +144,41 @@ def redaction_problem(event: Incoming, previous: bytes, ring: keys.KeyRing | Non
 def _canonical_as_published(event: Incoming) -> bytes:
     """The event's canonical body (chain.canonical) built around the message's value as its
     data: the relay publishes the data as its RFC 8785 text, and the other fields are texts,
-    integers and nulls, which json writes as RFC 8785 does with sorted keys. A cheap path only:
+    integers and nulls, written here as RFC 8785 writes them, keys in order. A cheap path only:
     whatever does not hash to the chain hash this way is canonicalised again in full."""
-    recorded = event.as_recorded()
-    rest = {
-        "event_id": str(recorded.event_id),
-        "event_type": recorded.event_type,
-        "metadata": recorded.metadata.as_dict(),
-        "occurred_at": chain._instant(recorded.occurred_at),
-        "position": event.position,
-        "recorded_at": chain._instant(recorded.recorded_at),
-        "schema_version": recorded.schema_version,
-        "stream_id": recorded.stream_id,
-        "stream_type": recorded.stream_type,
-        "stream_version": recorded.stream_version,
-    }
-    tail = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return b'{"data":' + (event.raw_data or b"") + b"," + tail[1:].encode()
+    meta, recorded = event.metadata, event.recorded_at
+    if meta is None or recorded is None:
+        event.as_recorded()  # raises what the full path would
+        raise ValueError("the message lacks its recorded time or metadata")
+    tail = (
+        f',"event_id":"{event.event_id}","event_type":{_text(event.event_type)}'
+        f',"metadata":{{"actor":{_nullable(meta.actor)}'
+        f',"causation_id":{_nullable(meta.causation_id)}'
+        f',"correlation_id":{_nullable(meta.correlation_id)}'
+        f',"idempotency_key":{_nullable(meta.idempotency_key)}'
+        f',"organisation":{_nullable(meta.organisation)}}}'
+        f',"occurred_at":"{_utc(event.occurred_at)}","position":{event.position:d}'
+        f',"recorded_at":"{_utc(recorded)}","schema_version":{event.schema_version:d}'
+        f',"stream_id":{_text(event.stream_id)},"stream_type":{_text(event.stream_type)}'
+        f',"stream_version":{event.stream_version:d}}}'
+    )
+    return b'{"data":' + (event.raw_data or b"") + tail.encode()
+
+
+# a JSON string as RFC 8785 writes one (json's C encoder, without ASCII escapes: the same for
+# every text a header or a feed can carry; anything else fails the hash and takes the full path)
+_text: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _nullable(value: str | None) -> str:
+    return "null" if value is None else _text(value)
+
+
+def _utc(value: datetime) -> str:
+    """chain._instant's text (isoformat is several times faster than strftime)."""
+    if value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()} is not an instant")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def signature_problem(ring: keys.KeyRing, event: Incoming) -> str | None:
@@ -211,38 +234,107 @@ def follow_key_changes(ring: keys.KeyRing, events: Sequence[Incoming]) -> None:
 
 
 def verify(ring: keys.KeyRing, events: Sequence[Incoming]) -> dict[int, str]:
-    """Check events of ONE upstream, each partition's in offset order (as fetched); returns
-    {index: reason} of those that fail. The chain link is checked for each event; signatures
-    once per run of a partition's records whose lanes follow each other, each event of a run
-    whose last signature fails on its own. Key changes of authentic events are followed (runs
-    in the order of their last positions), so later events may be signed by an announced key."""
+    """Check events of ONE upstream (a fetch's, a whole topic's, in any order); returns
+    {index: reason} of those that fail. Each event must link (its chain hash recomputed from
+    itself) and carry its relay's signature; signatures are checked only as far as needed:
+    from the highest position down, each event not yet shown authentic has its signature
+    checked, and one that verifies shows authentic every event it commits to (`_Commitments`).
+    A steady stream of consecutive positions takes one signature a fetch, a backlog about one
+    a partition a fetch. Key changes of authentic events are followed in position order, and a
+    signature refused before a key was followed is checked again."""
     failed: dict[int, str] = {}
-    runs: list[list[int]] = []
-    open_runs: dict[int | None, tuple[list[int], bytes]] = {}  # partition -> run, its lane
+    usable: list[int] = []
     for i, event in enumerate(events):
-        if (problem := link_problem(event, ring=ring)) is not None:
-            failed[i] = problem
-            continue
-        assert event.chain_hash is not None  # link_problem says so
-        current = open_runs.get(event.partition)
-        if event.lane_previous is None:
-            runs.append([i])
-            continue
-        after = lane(event.lane_previous, event.chain_hash)
-        if current is not None and current[1] == event.lane_previous:
-            current[0].append(i)
-            open_runs[event.partition] = (current[0], after)
+        problem = link_problem(event, ring=ring)
+        if problem is None and (event.signature is None or event.lane_previous is None):
+            problem = "not signed"
+        if problem is None:
+            usable.append(i)
         else:
-            runs.append([i])
-            open_runs[event.partition] = (runs[-1], after)
-    for run in sorted(runs, key=lambda r: events[r[-1]].position):
-        members = [events[i] for i in run]
-        if signature_problem(ring, members[-1]) is None:
-            follow_key_changes(ring, members)
-            continue
-        for i, event in zip(run, members, strict=True):
-            if (problem := signature_problem(ring, event)) is not None:
-                failed[i] = problem
-            else:
-                follow_key_changes(ring, [event])
+            failed[i] = problem
+    graph = _Commitments(events, usable)
+    refused: dict[int, str] = {}
+    # from the top: an unshown event can be shown only by its own signature (or a refused one)
+    order = sorted(usable, key=lambda i: events[i].position, reverse=True)
+    pending = True
+    while pending:
+        pending = False
+        for i in order:
+            if i in graph.shown or i in refused:
+                continue
+            if (problem := signature_problem(ring, events[i])) is not None:
+                refused[i] = problem
+                continue
+            if _follow(ring, events, graph.show(i), graph.shown):
+                refused.clear()  # a key trusted now may sign what was refused
+                pending = True
+                break
+    failed.update({i: refused[i] for i in usable if i not in graph.shown})
     return failed
+
+
+def _follow(
+    ring: keys.KeyRing, events: Sequence[Incoming], new: Sequence[int], shown: set[int]
+) -> bool:
+    """When events just shown authentic (`new`) change a key: follow every key change shown
+    so far, in position order (one may be signed by a key another announces); whether the
+    ring trusts a key it did not before."""
+    if not any(events[i].event_type == keys.KEY_CHANGED for i in new):
+        return False
+    changes = sorted(
+        (events[i] for i in shown if events[i].event_type == keys.KEY_CHANGED),
+        key=lambda e: e.position,
+    )
+    before = {u: len(ring.keys(u)) for u in {e.upstream for e in changes}}
+    follow_key_changes(ring, changes)
+    return any(len(ring.keys(u)) > n for u, n in before.items())
+
+
+class _Commitments:
+    """What each linked event's signature would show authentic. A verified signature covers
+    an event's position, chain hash and lane after it; the chain hash covers its previous hash,
+    which is the chain hash of the event one position before (and so its body); the lane after
+    it covers the lane before it, which is the lane after the event before it in its partition
+    (lane = sha256(lane before || chain hash)). So an event whose lane is shown shows the events
+    its previous hash and its lane name, and one whose chain hash only is shown (reached by a
+    previous hash) shows the one its previous hash names: nothing is taken from a header that
+    no verified signature covers."""
+
+    def __init__(self, events: Sequence[Incoming], usable: Sequence[int]) -> None:
+        self.events = events
+        self.by_hash: dict[tuple[int, bytes], list[int]] = {}
+        self.by_lane: dict[bytes, list[int]] = {}
+        for i in usable:
+            event = events[i]
+            assert event.chain_hash is not None and event.lane_previous is not None
+            self.by_hash.setdefault((event.position, event.chain_hash), []).append(i)
+            self.by_lane.setdefault(lane(event.lane_previous, event.chain_hash), []).append(i)
+        self.shown: set[int] = set()
+        self._lane_shown: set[int] = set()
+
+    def _before(self, i: int, *, with_lane: bool) -> list[int]:
+        event = self.events[i]
+        found = list(self.by_hash.get((event.position - 1, event.previous_hash or b""), ()))
+        if with_lane:
+            found += [j for j in self.by_lane.get(event.lane_previous or b"", ()) if j != i]
+        return found
+
+    def show(self, i: int) -> list[int]:
+        """Mark event `i` (its signature verified) and what it commits to as authentic;
+        returns the events newly shown."""
+        new: list[int] = []
+        stack = [(i, True)]
+        while stack:
+            j, with_lane = stack.pop()
+            if j in (self._lane_shown if with_lane else self.shown):
+                continue
+            if j not in self.shown:
+                self.shown.add(j)
+                new.append(j)
+            if with_lane:
+                self._lane_shown.add(j)
+            stack.extend((k, False) for k in self._before(j, with_lane=False))
+            if with_lane:
+                lanes = self.by_lane.get(self.events[j].lane_previous or b"", ())
+                stack.extend((k, True) for k in lanes if k != j)
+        return new

@@ -1,0 +1,166 @@
+"""Applying upstream events once: the handler's effect and the event's inbox row (consumer,
+event id, upstream, position, chain hash) in ONE transaction, a batch at a time, or one event at
+a time with bounded retries when a batch fails. A layer of the consumer runner
+(shared/consumer.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from shared.consumer_checks import Batch, Checking, against_applied, held_at
+from shared.db import CONNECTION_LOST
+from shared.errors import ServiceUnavailable
+from shared.incoming import Implausible, Incoming
+
+# not the message's fault: retry the batch later rather than park the message
+DATABASE_TROUBLE: tuple[type[Exception], ...] = (ServiceUnavailable, *CONNECTION_LOST)
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class Applying(Checking):
+    applied: int
+    duplicates: int
+    after_commit: Callable[[], None] | None
+
+    async def apply(self, incoming: Incoming) -> bool:
+        """Apply once, in its own transaction: False when it was already applied."""
+        try:
+            async with self.db.transaction() as conn:
+                fresh = await self._apply_in(conn, incoming)
+        except _Duplicate:
+            fresh = False
+        self._count(applied=int(fresh), duplicates=int(not fresh))
+        return fresh
+
+    async def apply_batch(self, batch: Batch, *, against_what_was_applied: bool = False) -> None:
+        """Apply a fetched batch in ONE transaction (one commit, not one per event): one query
+        of what the inbox already holds, the handlers in order, then one insert of the new
+        inbox rows. With `against_what_was_applied` that query reads the inbox at each event's
+        position and the one before, and an event that clashes with it (`against_applied`) is
+        quarantined, not applied; else it reads the batch's event ids. If any handler fails, or
+        a replica raced us to an event (the inbox insert's count says so), nothing of the batch
+        is kept and each event goes the careful way: its own transaction, bounded retries,
+        dead letters."""
+        applied = duplicates = 0
+        clashes: dict[int, str] = {}
+        try:
+            async with self.db.transaction() as conn:
+                events = [incoming for incoming, _ in batch]
+                if against_what_was_applied:
+                    held = await held_at(conn, self.name, events)
+                    clashes, seen = against_applied(events, held)
+                else:
+                    seen = set(
+                        await conn.fetchval(
+                            "SELECT coalesce(array_agg(event_id::text), '{}') FROM inbox"
+                            " WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+                            self.name,
+                            [incoming.event_id for incoming in events],
+                        )
+                    )
+                fresh: list[Incoming] = []
+                for n, incoming in enumerate(events):
+                    if n in clashes:
+                        continue
+                    if str(incoming.event_id) in seen:  # applied before, or twice in the batch
+                        duplicates += 1
+                        continue
+                    seen.add(str(incoming.event_id))
+                    handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
+                    if handler is not None:
+                        await handler(conn, incoming)
+                    await self._follow_key_change(conn, incoming)
+                    fresh.append(incoming)
+                if fresh and await self._remember(conn, fresh) != len(fresh):
+                    raise _Duplicate  # a replica applied one of them meanwhile
+                applied = len(fresh)
+        except DATABASE_TROUBLE:
+            raise
+        except Exception:
+            for n, (incoming, record) in enumerate(batch):
+                if n not in clashes:
+                    await self.apply_with_retries(incoming, record)
+        else:
+            self._count(applied=applied, duplicates=duplicates)
+        for n, reason in clashes.items():
+            await self.quarantine(batch[n][1], batch[n][0], reason)
+
+    async def _remember(self, conn: asyncpg.Connection, applied: list[Incoming]) -> int:
+        """The inbox rows of events just applied; how many were new."""
+        written: int = await conn.fetchval(
+            "WITH written AS ("
+            " INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
+            " SELECT $1, e, u, p, h"
+            " FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bytea[]) AS t(e, u, p, h)"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+            ") SELECT count(*) FROM written",
+            self.name,
+            [i.event_id for i in applied],
+            [i.upstream for i in applied],
+            [i.position for i in applied],
+            [i.chain_hash for i in applied],
+        )
+        return written
+
+    async def _apply_in(self, conn: asyncpg.Connection, incoming: Incoming) -> bool:
+        """The inbox row is written last: the handler loads what it needs before the
+        transaction's first write, so events it appends sort after those they were decided on
+        (see shared/event_store.py on commit order). Raises _Duplicate when another replica
+        applied the event meanwhile (the caller must roll back the handler's effect)."""
+        seen = await conn.fetchval(
+            "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2",
+            self.name,
+            incoming.event_id,
+        )
+        if seen:
+            return False
+        handler = self.handlers.get(incoming.upstream, {}).get(incoming.event_type)
+        if handler is not None:
+            await handler(conn, incoming)
+        await self._follow_key_change(conn, incoming)
+        fresh = await conn.fetchval(
+            "INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            self.name,
+            incoming.event_id,
+            incoming.upstream,
+            incoming.position,
+            incoming.chain_hash,
+        )
+        if not fresh:
+            raise _Duplicate
+        return True
+
+    def _count(self, *, applied: int, duplicates: int) -> None:
+        self.applied += applied
+        self.duplicates += duplicates
+        if applied and self.after_commit is not None:
+            self.after_commit()
+
+    async def apply_with_retries(
+        self, incoming: Incoming, record: ConsumerRecord[bytes, bytes] | None
+    ) -> None:
+        attempts = max(1, self.settings.consumer_max_retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.apply(incoming)
+                return
+            except DATABASE_TROUBLE:
+                raise  # the database is down: not the message's fault; retry the batch later
+            except Implausible as exc:
+                await self.quarantine(record, incoming, exc.reason, authentic=True)
+                return
+            except Exception as exc:
+                if attempt == attempts:
+                    await self.dead_letter(
+                        record, f"handler failed {attempts} times: {exc!r}", incoming=incoming
+                    )
+                    return
+                await asyncio.sleep(0.05 * 2**attempt)
