@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from services import cli_support
+from services import cli_errors, cli_support
 
 SERVICE = {"iati": "pledges", "epcis": "shipments"}
 TIMEOUT = 60.0
@@ -112,9 +112,9 @@ async def fetch(
                 url, params=params, headers={"Authorization": f"Bearer {key}"}
             )
     except httpx.HTTPError as exc:
-        raise ExportFailed(cli_support.describe(exc)) from exc
+        raise ExportFailed(cli_errors.describe(exc)) from exc
     if response.status_code != 200:
-        raise ExportFailed(cli_support.describe_response(response))
+        raise ExportFailed(cli_errors.describe_response(response))
     return response.content
 
 

@@ -21,24 +21,18 @@ with the service's signing key (--key-file, else $SIGNING_KEY_FILE, else the dev
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import os
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote
 
-import asyncpg
 import httpx
 
-from services import cli_support
+from services import cli_errors, cli_support
 from services.cli_support import Failed
-from shared import chain, keys, outbox, privacy, privacy_migration, privacy_subjects, sealer
-from shared.projections import Projection
-from shared.settings import SERVICES, Settings
+from shared import privacy, privacy_subjects
+from shared.settings import SERVICES
 
 TIMEOUT = 30.0
 BASES = [str(basis) for basis in get_args(privacy_subjects.LegalBasis)]
@@ -55,14 +49,7 @@ def register(commands: Any) -> None:
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", help="one of")
     api = argparse.ArgumentParser(add_help=False)
-    api.add_argument(
-        "--url",
-        action="append",
-        default=[],
-        metavar="SERVICE=URL",
-        help="a service's API (default: $TWINAID_<SERVICE>_URL, $TWINAID_PORT_BASE, the config"
-        " file, else the dev stack's ports)",
-    )
+    cli_support.add_url_option(api)
     api.add_argument(
         "--key",
         help="an API key: a registry administrator's, or a member, logistics or org_admin key"
@@ -143,7 +130,7 @@ class Api:
 
     def __init__(self, args: argparse.Namespace, client: httpx.Client) -> None:
         config = cli_support.config_of(args)
-        self.urls = _urls(getattr(args, "url", []), config)
+        self.urls = cli_support.service_urls(getattr(args, "url", []), config)
         key = config.key(args.key)
         if not key:
             raise Failed(
@@ -164,7 +151,7 @@ class Api:
                 f"{self.urls[service]}/v1/privacy/subjects/search", json=body, headers=self.headers
             )
             if response.status_code != 200:
-                raise Failed(cli_support.describe_response(response))
+                raise Failed(cli_errors.describe_response(response))
             found += [{"service": service, **item} for item in response.json()["items"]]
         return found
 
@@ -196,25 +183,12 @@ class Api:
                 " recorded by another organisation)"
             )
         if response.status_code != 200:
-            raise Failed(cli_support.describe_response(response))
+            raise Failed(cli_errors.describe_response(response))
 
 
 def _is_problem(response: httpx.Response) -> bool:
     content_type: str = response.headers.get("content-type", "")
     return content_type.startswith("application/problem+json")
-
-
-def _urls(given: Sequence[str], config: cli_support.Config) -> dict[str, str]:
-    urls = {s: config.url(s) for s in SERVICES}
-    for item in given:
-        service, _, url = item.partition("=")
-        if service not in SERVICES or not url:
-            raise Failed(
-                f"--url wants SERVICE=URL with SERVICE one of {', '.join(SERVICES)}, got {item!r}",
-                code=2,
-            )
-        urls[service] = url.rstrip("/")
-    return urls
 
 
 def service_of(subject_id: str) -> str:
@@ -331,121 +305,12 @@ def _erased_text(e: Mapping[str, Any]) -> str:
     return f"{e['subject_id']}: {_status(e)}; recorded by {e['organisation_id']}"
 
 
-# --- migrate (on the database)
-
-
-def _signing_key_file(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
-    given: Path | None = args.key_file
-    if given is not None:
-        return given
-    if env.get("SIGNING_KEY_FILE"):
-        return Path(env["SIGNING_KEY_FILE"])
-    return Path(env.get("TWINAID_DATA_DIR", ".data")) / "keys" / f"{args.service}.ed25519"
-
-
-Connect = Callable[[str, str], Awaitable[asyncpg.Connection]]
-
-
-async def _migrate(
-    service: str,
-    url: str,
-    key_file: Path,
-    connect: Connect,
-    projections: Sequence[Projection],
-) -> privacy_migration.Report:
-    # the service's seal_v1 (services/<service>/privacy.py), found by name: the command serves
-    # every service
-    seal_v1 = importlib.import_module(f"services.{service}.privacy").seal_v1
-    settings = Settings(database_url=url, signing_key_file=str(key_file))
-    signer = outbox.signer_for(settings)
-    pins = keys.KeyRing.pinned(settings.trusted_keys) if settings.trusted_keys else None
-    conn = await connect(service, url)
-    try:
-        report = await privacy_migration.migrate(
-            conn,
-            service=service,
-            signer=signer,
-            seal_v1=seal_v1,
-            now=datetime.now(UTC),
-            projections=list(projections),
-            trusted_keys=pins,
-        )
-        # the signed statement gets its position now (else at the worker's next sealing):
-        # a verify right after already finds it
-        while await sealer.seal(conn, limit=5000):
-            pass
-        return report
-    except privacy_migration.Refused as exc:
-        verdict: chain.Verdict = exc.verdict
-        raise Failed(
-            f"privacy migrate: {service}'s log does not verify: {verdict.problem} at position"
-            f" {verdict.bad_position}; nothing was rewritten (twinaid audit replay tells more)"
-        ) from None
-    finally:
-        await conn.close()
-
-
-def run_migrate(
-    args: argparse.Namespace,
-    *,
-    databases: Mapping[str, str],
-    connect: Connect,
-    projections: Sequence[Projection],
-) -> int:
-    """`privacy migrate SERVICE` on the database `twinaid` resolved; `connect` opens it with
-    its schema applied, `projections` are the service's (rebuilt by the migration)."""
-    key_file = _signing_key_file(args, os.environ)
-    if not key_file.is_file():
-        raise Failed(
-            f"no signing key {key_file}: the rewrite is signed with {args.service}'s key; give"
-            " its file with --key-file or $SIGNING_KEY_FILE"
-        )
-    report = asyncio.run(
-        _migrate(args.service, databases[args.service], key_file, connect, projections)
-    )
-    cli_support.emit(args, report.as_dict(), lambda: _migrate_text(report))
-    return 0
-
-
-def _migrate_text(report: privacy_migration.Report) -> str:
-    statements = report.statement_event_ids or [str(report.statement_event_id)]
-    if not report.rewritten:
-        said = (
-            f"{report.service}: nothing to rewrite ({report.examined} version-1 events looked"
-            " at hold no person in clear)"
-        )
-    else:
-        said = (
-            f"{report.service}: {report.rewritten} of {report.examined} version-1 events"
-            f" rewritten sealed (positions {_ranges(report.positions)}), recorded in the signed"
-            f" {'statements' if len(statements) > 1 else 'statement'} {', '.join(statements)}"
-            f" (chain head {report.head_position} before)"
-        )
-    if report.rebuilt is not None:
-        said += f"; read models rebuilt ({report.rebuilt} events replayed)"
-    if report.unsealed:
-        said += (
-            f"; {report.unsealed} version-1 events written meanwhile are not sealed yet:"
-            " run it again"
-        )
-    return said
-
-
-def _ranges(positions: Sequence[int]) -> str:
-    spans: list[list[int]] = []
-    for p in sorted(positions):
-        if spans and p == spans[-1][1] + 1:
-            spans[-1][1] = p
-        else:
-            spans.append([p, p])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
 # --- entry
 
 
 def run(args: argparse.Namespace) -> int:
-    """find, export, erase (over the APIs); `migrate` is run_migrate, on the database."""
+    """find, export, erase (over the APIs); `migrate` is privacy_migrate_command.run, on the
+    database."""
     if args.action != "find":
         _one_target(args)
         if args.subject is not None:

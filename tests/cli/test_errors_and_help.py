@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services import cli, cli_support
+from services import cli, cli_errors, cli_support
 from tests.cli.conftest import Stack, twinaid
 
 # the command's behaviour, not SQL that differs between PostgreSQL versions: one CI pass
@@ -182,7 +182,7 @@ def test_an_unexpected_error_is_named_a_bug_in_one_line(
     def broken() -> int:
         raise ZeroDivisionError("division by zero")
 
-    assert cli_support.guarded(broken, debug=False) == 1
+    assert cli_errors.guarded(broken, debug=False) == 1
     line = one_line(capsys.readouterr().err)
     assert line.startswith("twinaid: unexpected ZeroDivisionError: division by zero; this is a bug")
     assert "--debug" in line
