@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registry import api
+from services.registry import api, handlers, projections
 from shared import db, web
 from shared.settings import Settings
 
@@ -16,6 +16,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service=SERVICE,
         settings=settings or Settings(),
         routers=list(api.ROUTERS),
+        handlers=handlers.HANDLERS,
+        projections=projections.ALL,
         schema=[db.schema_text("services.registry")],
         title="twinaid registry",
         description="Organisations and the lifecycle of their partnerships.",

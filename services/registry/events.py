@@ -5,10 +5,13 @@ Names are stable; a changed shape gets a new schema version and an upcaster.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from shared.codec import Event, EventCodec, UndecodableEvent
+from shared.events import RecordedEvent
 from shared.privacy import SUBJECT_ID
 
 STREAM_ORGANISATION = "organisation"
@@ -47,6 +50,8 @@ Reason = Annotated[str, Field(max_length=MAX_REASON)]
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    EVENT_TYPE: ClassVar[str]  # its stable dotted name (the codec's key)
+
 
 class Coordinates(_Event):
     lat: float = Field(ge=-90, le=90)
@@ -82,6 +87,8 @@ class Evidence(_Event):
 
 
 class OrganisationRegistered(_Event):
+    EVENT_TYPE: ClassVar[str] = ORGANISATION_REGISTERED
+
     organisation_id: Id
     name: Name
     kind: Label
@@ -93,6 +100,8 @@ class OrganisationRegistered(_Event):
 
 
 class OrganisationRenamed(_Event):
+    EVENT_TYPE: ClassVar[str] = ORGANISATION_RENAMED
+
     organisation_id: Id
     name: Name
     previous_name: Name
@@ -100,11 +109,15 @@ class OrganisationRenamed(_Event):
 
 
 class OrganisationAliasAdded(_Event):
+    EVENT_TYPE: ClassVar[str] = ORGANISATION_ALIAS_ADDED
+
     organisation_id: Id
     alias: Name
 
 
 class OrganisationCorrected(_Event):
+    EVENT_TYPE: ClassVar[str] = ORGANISATION_CORRECTED
+
     organisation_id: Id
     changes: dict[str, Any] = Field(description="field -> corrected value")
     previous: dict[str, Any] = Field(description="field -> value before the correction")
@@ -114,6 +127,7 @@ class OrganisationCorrected(_Event):
 class OrganisationContactsChanged(_Event):
     """The organisation's contacts now (replacing the previous ones), each sealed."""
 
+    EVENT_TYPE: ClassVar[str] = ORGANISATION_CONTACTS_CHANGED
     SCHEMA_VERSION: ClassVar[int] = 2
 
     organisation_id: Id
@@ -122,11 +136,16 @@ class OrganisationContactsChanged(_Event):
 
 class OrganisationContactsChangedV1(_Event):
     # version 1: the contacts in clear (no docstring: its published schema stays as it was)
+    EVENT_TYPE: ClassVar[str] = ORGANISATION_CONTACTS_CHANGED
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     organisation_id: Id
     contacts: list[Contact] = Field(max_length=MAX_CONTACTS)
 
 
 class PartnershipProposed(_Event):
+    EVENT_TYPE: ClassVar[str] = PARTNERSHIP_PROPOSED
+
     partnership_id: Id
     organisations: list[Id] = Field(min_length=2, max_length=2)
     kind: Label
@@ -138,6 +157,8 @@ class PartnershipProposed(_Event):
 
 
 class PartnershipStatusChanged(_Event):
+    EVENT_TYPE: ClassVar[str] = PARTNERSHIP_STATUS_CHANGED
+
     partnership_id: Id
     organisations: list[Id] = Field(min_length=2, max_length=2)
     kind: Label
@@ -151,6 +172,8 @@ class PartnershipStatusChanged(_Event):
 class PartnershipAgreementRecorded(_Event):
     """One organisation of the partnership agreed, with its own key, that it becomes
     `to_status`; the partnership moves there once both have (a status-changed event)."""
+
+    EVENT_TYPE: ClassVar[str] = PARTNERSHIP_AGREEMENT_RECORDED
 
     partnership_id: Id
     organisations: list[Id] = Field(min_length=2, max_length=2)
@@ -176,6 +199,8 @@ class ApiKeyIssued(_Event):
     """A new API key of `organisation_id`. `secret_sha256` is what the other services check
     the key's secret against (never the secret, which only its holder saw)."""
 
+    EVENT_TYPE: ClassVar[str] = API_KEY_ISSUED
+
     key_id: KeyId
     organisation_id: Id
     roles: list[RoleName] = Field(min_length=1, max_length=10)
@@ -189,6 +214,8 @@ class ApiKeyRotated(_Event):
     """The key's secret replaced (the previous one refused from now on) and its expiry
     renewed; roles and label as they are, repeated so the event stands on its own."""
 
+    EVENT_TYPE: ClassVar[str] = API_KEY_ROTATED
+
     key_id: KeyId
     organisation_id: Id
     roles: list[RoleName] = Field(min_length=1, max_length=10)
@@ -201,33 +228,61 @@ class ApiKeyRotated(_Event):
 class ApiKeyRevoked(_Event):
     """The key stops working for good."""
 
+    EVENT_TYPE: ClassVar[str] = API_KEY_REVOKED
+
     key_id: KeyId
     organisation_id: Id
     reason: Reason | None = None
     by: KeyActor
 
 
-SCHEMAS: dict[str, type[_Event]] = {
-    ORGANISATION_REGISTERED: OrganisationRegistered,
-    ORGANISATION_RENAMED: OrganisationRenamed,
-    ORGANISATION_ALIAS_ADDED: OrganisationAliasAdded,
-    ORGANISATION_CORRECTED: OrganisationCorrected,
-    ORGANISATION_CONTACTS_CHANGED: OrganisationContactsChanged,
-    PARTNERSHIP_PROPOSED: PartnershipProposed,
-    PARTNERSHIP_STATUS_CHANGED: PartnershipStatusChanged,
-    PARTNERSHIP_AGREEMENT_RECORDED: PartnershipAgreementRecorded,
-    API_KEY_ISSUED: ApiKeyIssued,
-    API_KEY_ROTATED: ApiKeyRotated,
-    API_KEY_REVOKED: ApiKeyRevoked,
-}
-
-
-def payload(event: _Event) -> dict[str, Any]:
-    """The JSON data of an event, validated by its model."""
-    return event.model_dump(mode="json")
-
+MODELS: tuple[type[_Event], ...] = (
+    OrganisationRegistered,
+    OrganisationRenamed,
+    OrganisationAliasAdded,
+    OrganisationCorrected,
+    OrganisationContactsChanged,
+    PartnershipProposed,
+    PartnershipStatusChanged,
+    PartnershipAgreementRecorded,
+    ApiKeyIssued,
+    ApiKeyRotated,
+    ApiKeyRevoked,
+)
+# the current model of each event type (its published schema: schemas/, `twinaid contracts`)
+SCHEMAS: dict[str, type[_Event]] = {m.EVENT_TYPE: m for m in MODELS}
 
 # Older schema versions of event types still in logs: {(type, version): model}
 PREVIOUS: dict[tuple[str, int], type[_Event]] = {
     (ORGANISATION_CONTACTS_CHANGED, 1): OrganisationContactsChangedV1,
 }
+
+
+class RegistryCodec(EventCodec):
+    """The registry's events as their models. A contacts change of version 1 holds its
+    contacts in clear: sealing them takes each person's key from the database (the privacy
+    migration seals them in place, as version 2), which no pure upcaster can do, so until
+    then it decodes as its own model, OrganisationContactsChangedV1 (readers take both)."""
+
+    def decode(self, event: RecordedEvent) -> Event[Any]:
+        if (event.event_type, event.schema_version) in PREVIOUS:
+            return Event(
+                event, self.decode_data(event.event_type, event.schema_version, event.data)
+            )
+        return super().decode(event)
+
+    def decode_data(
+        self, event_type: str, schema_version: int, data: Mapping[str, Any]
+    ) -> BaseModel:
+        previous = PREVIOUS.get((event_type, schema_version))
+        if previous is None:
+            return super().decode_data(event_type, schema_version, data)
+        try:
+            return previous.model_validate(data)
+        except ValidationError as exc:
+            raise UndecodableEvent(
+                event_type=event_type, schema_version=schema_version, reason=str(exc)
+            ) from exc
+
+
+CODEC = RegistryCodec(MODELS)

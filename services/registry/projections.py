@@ -34,19 +34,19 @@ REGISTERED_SQL = """
 
 def _registered_values(event: RecordedEvent) -> tuple[Any, ...]:
     """$1 .. $13 of REGISTERED_SQL."""
-    d = event.data
-    names = [d["name"], *d.get("aliases", [])]
+    d: ev.OrganisationRegistered = ev.CODEC.decode(event).payload
+    names = [d.name, *d.aliases]
     return (
-        d["organisation_id"],
-        d["name"],
-        domain.fold_name(d["name"]),
-        d["kind"],
-        d["country"],
-        d.get("region"),
-        d.get("aliases", []),
+        d.organisation_id,
+        d.name,
+        domain.fold_name(d.name),
+        d.kind,
+        d.country,
+        d.region,
+        d.aliases,
         _search_names(names),
-        json.dumps(d.get("coordinates")),
-        d.get("parent_id"),
+        json.dumps(d.coordinates.model_dump() if d.coordinates else None),
+        d.parent_id,
         event.stream_version,
         event.recorded_at,
         name_skeletons(names),
@@ -70,34 +70,42 @@ def new_organisation_row(events: Sequence[RecordedEvent]) -> tuple[Any, ...] | N
     for event in events[1:]:
         if event.event_type != ev.ORGANISATION_CONTACTS_CHANGED:
             return None
-        contacts = event.data["contacts"]
+        contacts = _contacts(ev.CODEC.decode(event).payload)
     values[10] = events[-1].stream_version  # _changed: version and updated_at of the last event
     if events[-1].recorded_at != events[0].recorded_at:
         return None
     return (*values[:12], json.dumps(contacts), values[12])
 
 
+def _contacts(
+    payload: ev.OrganisationContactsChanged | ev.OrganisationContactsChangedV1,
+) -> list[dict[str, Any]]:
+    """As recorded: sealed, or in clear in a log older than sealing."""
+    return [c.model_dump(mode="json", exclude_unset=True) for c in payload.contacts]
+
+
 async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     """Every later organisation event: recompute the row from the event's own facts."""
-    d = event.data
+    payload = ev.CODEC.decode(event).payload
     row = await conn.fetchrow(
         "SELECT name, aliases, version FROM organisations WHERE organisation_id = $1",
-        d["organisation_id"],
+        payload.organisation_id,
     )
     if row is None or row["version"] >= event.stream_version:
         return  # already applied
     name, aliases = row["name"], list(row["aliases"])
     sets: dict[str, object] = {}
-    if event.event_type == ev.ORGANISATION_RENAMED:
-        name, aliases = d["name"], [*aliases, d["previous_name"]]
-    elif event.event_type == ev.ORGANISATION_ALIAS_ADDED:
-        aliases = [*aliases, d["alias"]]
-    elif event.event_type == ev.ORGANISATION_CORRECTED:
-        sets = dict(d["changes"])
-        if "coordinates" in sets:
-            sets["coordinates"] = json.dumps(sets["coordinates"])
-    elif event.event_type == ev.ORGANISATION_CONTACTS_CHANGED:
-        sets = {"contacts": json.dumps(d["contacts"])}
+    match payload:
+        case ev.OrganisationRenamed():
+            name, aliases = payload.name, [*aliases, payload.previous_name]
+        case ev.OrganisationAliasAdded():
+            aliases = [*aliases, payload.alias]
+        case ev.OrganisationCorrected():
+            sets = dict(payload.changes)
+            if "coordinates" in sets:
+                sets["coordinates"] = json.dumps(sets["coordinates"])
+        case ev.OrganisationContactsChanged() | ev.OrganisationContactsChangedV1():
+            sets = {"contacts": json.dumps(_contacts(payload))}
     columns = [
         "name",
         "name_folded",
@@ -124,7 +132,7 @@ async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     )
     await conn.execute(
         f"UPDATE organisations SET {assignments} WHERE organisation_id = $1",
-        d["organisation_id"],
+        payload.organisation_id,
         *values,
     )
 
@@ -148,13 +156,17 @@ async def fill_name_skeletons(conn: asyncpg.Connection) -> int:
     return len(rows)
 
 
+def _evidence(evidence: ev.Evidence | None) -> dict[str, Any] | None:
+    return None if evidence is None else evidence.model_dump(mode="json")
+
+
 async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d = event.data
+    d: ev.PartnershipProposed = ev.CODEC.decode(event).payload
     history = [
         {
             "status": "proposed",
             "occurred_at": event.occurred_at.isoformat(),
-            "evidence": d.get("evidence"),
+            "evidence": _evidence(d.evidence),
             "actor": event.metadata.actor,
         }
     ]
@@ -165,13 +177,13 @@ async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         VALUES ($1, $2, $3, $4, $5, $6, $7, 'proposed', $8, $8, $9::jsonb, $10)
         ON CONFLICT (partnership_id) DO NOTHING
         """,
-        d["partnership_id"],
-        d["organisations"][0],
-        d["organisations"][1],
-        d["kind"],
-        d.get("programme"),
-        d.get("phase"),
-        d.get("fields", []),
+        d.partnership_id,
+        d.organisations[0],
+        d.organisations[1],
+        d.kind,
+        d.programme,
+        d.phase,
+        d.fields,
         event.occurred_at,
         json.dumps(history),
         event.stream_version,
@@ -179,11 +191,11 @@ async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 
 
 async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d = event.data
+    d: ev.PartnershipStatusChanged = ev.CODEC.decode(event).payload
     entry = {
-        "status": d["to_status"],
+        "status": d.to_status,
         "occurred_at": event.occurred_at.isoformat(),
-        "evidence": d.get("evidence"),
+        "evidence": _evidence(d.evidence),
         "actor": event.metadata.actor,
     }
     await conn.execute(
@@ -193,8 +205,8 @@ async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> Non
             signed_at = CASE WHEN $2 = 'signed' THEN coalesce(signed_at, $3) ELSE signed_at END
         WHERE partnership_id = $1 AND version < $4
         """,
-        d["partnership_id"],
-        d["to_status"],
+        d.partnership_id,
+        d.to_status,
         event.occurred_at,
         event.stream_version,
         json.dumps([entry]),
@@ -202,18 +214,18 @@ async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> Non
 
 
 async def _agreement_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d = event.data
+    d: ev.PartnershipAgreementRecorded = ev.CODEC.decode(event).payload
     entry = {
-        "organisation_id": d["organisation_id"],
-        "to_status": d["to_status"],
+        "organisation_id": d.organisation_id,
+        "to_status": d.to_status,
         "occurred_at": event.occurred_at.isoformat(),
-        "evidence": d.get("evidence"),
+        "evidence": _evidence(d.evidence),
         "actor": event.metadata.actor,
     }
     await conn.execute(
         "UPDATE partnerships SET agreements = agreements || $2::jsonb, version = $3"
         " WHERE partnership_id = $1 AND version < $3",
-        d["partnership_id"],
+        d.partnership_id,
         json.dumps([entry]),
         event.stream_version,
     )

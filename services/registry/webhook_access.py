@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.auth import sees_contacts
-from services.registry.events import STREAM_ORGANISATION, STREAM_PARTNERSHIP
+from services.registry.events import CODEC, STREAM_ORGANISATION, STREAM_PARTNERSHIP
 from shared.auth import Principal
 from shared.events import RecordedEvent
 from shared.webhooks import Seen
@@ -32,10 +32,11 @@ def _without_contacts(data: Mapping[str, Any]) -> dict[str, Any]:
 
 async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent) -> Seen:
     del conn  # the event names its organisations
+    # the organisations from the typed payload; the data sent is the stored form's JSON
     if event.stream_type == STREAM_ORGANISATION:
-        organisation = str(event.data.get("organisation_id", ""))
+        organisation = CODEC.decode(event).payload.organisation_id
         data = event.data if sees_contacts(reader, organisation) else _without_contacts(event.data)
         return Seen(frozenset({organisation}), data)
     if event.stream_type == STREAM_PARTNERSHIP:
-        return Seen(frozenset(event.data.get("organisations", ())), event.data)
+        return Seen(frozenset(CODEC.decode(event).payload.organisations), event.data)
     return NOTHING

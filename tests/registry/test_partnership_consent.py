@@ -29,17 +29,19 @@ def fold(state: domain.Partnership, events: Sequence[NewEvent], actor: str) -> d
     for event in events:
         state = domain.evolve_partnership(
             state,
-            RecordedEvent(
-                event_id=uuid.uuid4(),
-                stream_type="partnership",
-                stream_id=f"partnership-{state.partnership_id}",
-                stream_version=state.version + 1,
-                event_type=event.event_type,
-                schema_version=1,
-                occurred_at=event.occurred_at or NOW,
-                recorded_at=NOW,
-                data=event.data,
-                metadata=Metadata(actor=actor),
+            ev.CODEC.decode(
+                RecordedEvent(
+                    event_id=uuid.uuid4(),
+                    stream_type="partnership",
+                    stream_id=f"partnership-{state.partnership_id}",
+                    stream_version=state.version + 1,
+                    event_type=event.event_type,
+                    schema_version=1,
+                    occurred_at=event.occurred_at or NOW,
+                    recorded_at=NOW,
+                    data=event.data,
+                    metadata=Metadata(actor=actor),
+                )
             ),
         )
     return state

@@ -12,6 +12,7 @@ import pytest
 
 from services.registry import domain
 from services.registry import events as ev
+from shared.codec import Event
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.events import Metadata, NewEvent, RecordedEvent
 
@@ -40,9 +41,9 @@ def recorded(events: Sequence[NewEvent], *, after_version: int = 0) -> list[Reco
     ]
 
 
-def apply(state: T, events: Sequence[NewEvent], evolve: Callable[[T, RecordedEvent], T]) -> T:
+def apply(state: T, events: Sequence[NewEvent], evolve: Callable[[T, Event[Any]], T]) -> T:
     version: int = getattr(state, "version")  # noqa: B009
-    for event in recorded(events, after_version=version):
+    for event in ev.CODEC.decode_all(recorded(events, after_version=version)):
         state = evolve(state, event)
     return state
 

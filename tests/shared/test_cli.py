@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from services.registry import domain, handlers
+from services.registry import commands, domain, handlers
 from shared.auth import Authenticator, Principal, Role, parse_token
 from shared.db import schema_text
 from shared.errors import Unauthenticated
@@ -63,8 +63,11 @@ async def register(registry_url: str, organisation_id: str, name: str, country: 
             kind=domain.OrganisationKind.MUNICIPALITY, country=country,
         )  # fmt: skip
         async with conn.transaction():
-            await handlers.register_organisation(
-                conn, command, metadata=Metadata(actor="test"), now=datetime.now(UTC)
+            await handlers.run(
+                conn,
+                commands.RegisterOrganisation(command),
+                metadata=Metadata(actor="test"),
+                now=datetime.now(UTC),
             )
     finally:
         await conn.close()
@@ -134,8 +137,11 @@ async def test_rebuild_restores_the_registry_read_models_from_the_log(
                 country=country, aliases=("Charkiw",) if org_id == "kharkiv" else (),
             )  # fmt: skip
             async with conn.transaction():
-                await handlers.register_organisation(
-                    conn, command, metadata=Metadata(actor="test"), now=datetime.now(UTC)
+                await handlers.run(
+                    conn,
+                    commands.RegisterOrganisation(command),
+                    metadata=Metadata(actor="test"),
+                    now=datetime.now(UTC),
                 )
         before = [dict(r) for r in await conn.fetch("SELECT * FROM organisations ORDER BY 1")]
         await conn.execute("DELETE FROM organisations WHERE organisation_id = 'lille'")

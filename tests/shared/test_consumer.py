@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from services.pledges import subscriptions
+from services.registry import commands as registry_commands
 from services.registry import domain as registry_domain
 from services.registry import handlers as registry_handlers
 from services.registry.app import create_app as registry_app
@@ -107,13 +108,15 @@ async def rigged(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
 
 async def register(rig: Rig, slug: str, name: str) -> None:
     async with rig.registry_db.transaction() as conn:
-        await registry_handlers.register_organisation(
+        await registry_handlers.run(
             conn,
-            registry_domain.RegisterOrganisation(
-                organisation_id=slug,
-                name=name,
-                kind=registry_domain.OrganisationKind.MUNICIPALITY,
-                country="UA",
+            registry_commands.RegisterOrganisation(
+                registry_domain.RegisterOrganisation(
+                    organisation_id=slug,
+                    name=name,
+                    kind=registry_domain.OrganisationKind.MUNICIPALITY,
+                    country="UA",
+                )
             ),
             metadata=Metadata(actor="admin", organisation="twinaid", correlation_id="corr-1"),
             now=NOW,
@@ -321,13 +324,11 @@ async def test_the_event_feed_refuses_a_key_without_the_service_or_auditor_role(
 async def test_the_directory_follows_renames_and_counts_each_applied_event_once(rig: Rig) -> None:
     await register(rig, "kyiv", "Kiev")
     async with rig.registry_db.transaction() as conn:
-        await registry_handlers.change_organisation(
+        await registry_handlers.run(
             conn,
-            "kyiv",
-            lambda s: registry_domain.rename(
-                s, registry_domain.RenameOrganisation("Kyiv"), now=NOW
+            registry_commands.RenameOrganisation(
+                "kyiv", registry_domain.RenameOrganisation("Kyiv")
             ),
-            if_match=None,
             metadata=Metadata(),
             now=NOW,
         )

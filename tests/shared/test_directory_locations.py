@@ -19,6 +19,7 @@ import pytest
 
 from services.audit import copies, sources
 from services.pledges import subscriptions as pledges_subscriptions
+from services.registry import commands as registry_commands
 from services.registry import domain as registry_domain
 from services.registry import handlers as registry_handlers
 from services.registry.app import create_app as registry_app
@@ -128,14 +129,16 @@ async def rig(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[Rig]:
 
 async def register(rig: Rig, slug: str, name: str, coordinates: dict[str, float] | None) -> None:
     async with rig.registry_db.transaction() as conn:
-        await registry_handlers.register_organisation(
+        await registry_handlers.run(
             conn,
-            registry_domain.RegisterOrganisation(
-                organisation_id=slug,
-                name=name,
-                kind=registry_domain.OrganisationKind.MUNICIPALITY,
-                country="UA",
-                coordinates=coordinates,
+            registry_commands.RegisterOrganisation(
+                registry_domain.RegisterOrganisation(
+                    organisation_id=slug,
+                    name=name,
+                    kind=registry_domain.OrganisationKind.MUNICIPALITY,
+                    country="UA",
+                    coordinates=coordinates,
+                )
             ),
             metadata=META,
             now=NOW,
@@ -144,11 +147,11 @@ async def register(rig: Rig, slug: str, name: str, coordinates: dict[str, float]
 
 async def correct(rig: Rig, slug: str, **changes: Any) -> None:
     async with rig.registry_db.transaction() as conn:
-        await registry_handlers.correct_organisation(
+        await registry_handlers.run(
             conn,
-            slug,
-            registry_domain.CorrectOrganisation(changes=changes, reason="surveyed"),
-            if_match=None,
+            registry_commands.CorrectOrganisation(
+                slug, registry_domain.CorrectOrganisation(changes=changes, reason="surveyed")
+            ),
             metadata=META,
             now=NOW,
         )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from services.registry import domain, handlers, projections
+from services.registry import commands, domain, handlers, projections, queries
 from shared import db as dbmod
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata
@@ -41,14 +41,16 @@ async def test_rebuilding_the_read_models_replays_the_log_to_the_same_rows(
     }
     for i, (slug, (name, aliases)) in enumerate(names.items()):
         async with conn.transaction():
-            await handlers.register_organisation(
+            await handlers.run(
                 conn,
-                domain.RegisterOrganisation(
-                    organisation_id=slug,
-                    name=name,
-                    kind=domain.OrganisationKind.MUNICIPALITY,
-                    country="UA",
-                    aliases=tuple(aliases),
+                commands.RegisterOrganisation(
+                    domain.RegisterOrganisation(
+                        organisation_id=slug,
+                        name=name,
+                        kind=domain.OrganisationKind.MUNICIPALITY,
+                        country="UA",
+                        aliases=tuple(aliases),
+                    )
                 ),
                 metadata=Metadata(actor="admin"),
                 now=NOW,
@@ -111,7 +113,7 @@ async def test_a_registration_in_one_statement_leaves_the_rows_a_rebuild_makes(
     assert [r[0] for r in before] == ["bucha", "fastiv", "kharkiv"]
     assert await rebuild(conn, projections.ALL) == 3
     assert await snapshot(conn) == before
-    history = await handlers.load_organisation(conn, "kharkiv")
+    history = await queries.organisation_as_of(conn, "kharkiv", NOW)
     assert history.version == 1 and history.aliases == ("Charkiw", "Kharkov")
 
 

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.registry import queries
+from services.registry import commands, handlers, queries
 from services.registry.auth import Service, manager
-from services.registry.handlers import api_keys as handlers
+from services.registry.handlers import api_keys as key_handlers
 from services.registry.requests import (
     IssueApiKeyIn,
     KeyId,
@@ -30,6 +30,8 @@ from services.registry.requests import KeyOwnerId as OrgId
 from services.registry.responses import ApiKey, ApiKeyPage, ApiKeyUsesRecorded, IssuedApiKey
 from shared import api_keys as policy
 from shared import pagination, problems
+from shared.auth import Principal
+from shared.commands import Command
 from shared.deps import Caller, Ctx, ServiceContext, metadata_for
 from shared.problems import problem_responses
 from shared.web import write
@@ -63,21 +65,14 @@ LILLE_KEY = {
 async def issue_api_key(
     organisation_id: OrgId, body: IssueApiKeyIn, ctx: Ctx, caller: Caller
 ) -> dict[str, Any]:
-    now = ctx.clock()
-    async with ctx.db.transaction() as conn:
-        answer = await handlers.issue(
-            conn,
-            organisation_id=organisation_id,
-            roles=body.roles,
-            label=body.label,
-            expires_at=body.expires_at,
-            manager=manager(caller),
-            metadata=metadata_for(caller),
-            now=now,
-        )
-    if ctx.notifier is not None:
-        ctx.notifier.poke()
-    return answer
+    command = commands.IssueApiKey(
+        organisation_id=organisation_id,
+        roles=body.roles,
+        label=body.label,
+        expires_at=body.expires_at,
+        manager=manager(caller),
+    )
+    return await _with_secret(ctx, caller, command)
 
 
 @router.get(
@@ -160,17 +155,13 @@ async def rotate_api_key(
     caller: Caller,
     body: RotateApiKeyIn | None = None,
 ) -> dict[str, Any]:
-    now = ctx.clock()
-    async with ctx.db.transaction() as conn:
-        answer = await handlers.rotate(
-            conn,
-            organisation_id=organisation_id,
-            key_id=key_id,
-            expires_at=body.expires_at if body else None,
-            manager=manager(caller),
-            metadata=metadata_for(caller),
-            now=now,
-        )
+    command = commands.RotateApiKey(
+        organisation_id=organisation_id,
+        key_id=key_id,
+        expires_at=body.expires_at if body else None,
+        manager=manager(caller),
+    )
+    answer = await _with_secret(ctx, caller, command)
     _forget(ctx, key_id)
     return answer
 
@@ -203,22 +194,13 @@ async def revoke_api_key(
     body: RevokeApiKeyIn | None = None,
 ) -> JSONResponse:
     # Idempotency-Key is read (and checked) by `write`; problems.IDEMPOTENT documents it
-    now = ctx.clock()
-    answer = await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.revoke(
-            conn,
-            organisation_id=organisation_id,
-            key_id=key_id,
-            reason=body.reason if body else None,
-            manager=manager(caller),
-            metadata=meta,
-            now=now,
-        ),
+    command = commands.RevokeApiKey(
+        organisation_id=organisation_id,
+        key_id=key_id,
+        reason=body.reason if body else None,
+        manager=manager(caller),
     )
+    answer = await write(ctx, request, caller, 200, command)
     _forget(ctx, key_id)
     return answer
 
@@ -255,13 +237,25 @@ async def report_api_key_uses(
     body: ReportApiKeyUsesIn, ctx: Ctx, caller: Service
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as conn:
-        recorded = await handlers.record_uses(
+        recorded = await key_handlers.record_uses(
             conn,
             service=body.service,
             uses=[(u.key_id, u.last_used_at) for u in body.uses],
             now=ctx.clock(),
         )
     return {"recorded": recorded}
+
+
+async def _with_secret(ctx: ServiceContext, caller: Principal, command: Command) -> dict[str, Any]:
+    """A command whose answer holds a key's secret, in a transaction of its own: never under
+    an Idempotency-Key (its stored answer would keep the secret)."""
+    async with ctx.db.transaction() as conn:
+        answer: dict[str, Any] = await handlers.run(
+            conn, command, metadata=metadata_for(caller), now=ctx.clock()
+        )
+    if ctx.notifier is not None:
+        ctx.notifier.poke()
+    return answer
 
 
 def _forget(ctx: ServiceContext, key_id: str) -> None:

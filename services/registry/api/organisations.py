@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.registry import domain, handlers, projections, queries, views
+from services.registry import commands, domain, handlers, projections, queries, views
 from services.registry import privacy as personal
 from services.registry import responses as R
 from services.registry.auth import Admin, ContactsEditor, sees_contacts
@@ -69,7 +69,7 @@ async def register_organisation(
 ) -> JSONResponse:
     """Register an organisation (registry administrators). A namesake in the same country is
     refused with 409 naming it, unless `distinct` is true."""
-    command = domain.RegisterOrganisation(
+    registration = domain.RegisterOrganisation(
         organisation_id=body.organisation_id or str(uuid.uuid4()),
         name=body.name,
         kind=body.kind,
@@ -80,11 +80,12 @@ async def register_organisation(
         parent_id=body.parent_id,
         contacts=tuple(c.model_dump() for c in body.contacts),
     )
+    command = commands.RegisterOrganisation(registration, distinct=body.distinct)
     now = ctx.clock()
 
     async def attempt(meta: Metadata) -> dict[str, Any] | None:
         prepared = handlers.prepare_registration(
-            command, distinct=body.distinct, metadata=meta, now=now
+            registration, distinct=body.distinct, metadata=meta, now=now
         )
         if prepared is None:
             return None
@@ -93,16 +94,7 @@ async def register_organisation(
         ).submit(prepared)
         return answer
 
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.register_organisation(
-            conn, command, distinct=body.distinct, metadata=meta, now=now
-        ),
-        attempt=attempt,
-    )
+    return await write(ctx, request, caller, 201, command, attempt=attempt)
 
 
 async def _register_together(
@@ -158,7 +150,7 @@ async def get_organisation(
             response.headers["ETag"] = etag(found["version"])
             return found
         state = domain.require_existing(
-            await handlers.load_organisation(conn, organisation_id, as_of=as_of)
+            await queries.organisation_as_of(conn, organisation_id, as_of)
         )
         shown = await personal.shown(conn, state.contacts) if contacts else None
     return views.organisation_as_of(state, contacts=shown, as_of=as_of)
@@ -181,21 +173,9 @@ async def rename_organisation(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Rename (registry administrators); the previous name stays findable as an alias."""
-    command = domain.RenameOrganisation(name=body.name, reason=body.reason)
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_organisation(
-            conn,
-            organisation_id,
-            lambda s: domain.rename(s, command, now=ctx.clock()),
-            if_match=if_match,
-            metadata=meta,
-            now=ctx.clock(),
-        ),
-    )
+    rename = domain.RenameOrganisation(name=body.name, reason=body.reason)
+    command = commands.RenameOrganisation(organisation_id, rename, if_match)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
@@ -215,21 +195,8 @@ async def add_alias(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Record another name or spelling (registry administrators)."""
-    command = domain.AddAlias(alias=body.alias)
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_organisation(
-            conn,
-            organisation_id,
-            lambda s: domain.add_alias(s, command, now=ctx.clock()),
-            if_match=if_match,
-            metadata=meta,
-            now=ctx.clock(),
-        ),
-    )
+    command = commands.AddAlias(organisation_id, domain.AddAlias(alias=body.alias), if_match)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.post(
@@ -250,16 +217,9 @@ async def correct_organisation(
 ) -> JSONResponse:
     """Correct kind, country, region, coordinates or parent, with a reason (administrators)."""
     changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
-    command = domain.CorrectOrganisation(changes=changes, reason=body.reason)
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.correct_organisation(
-            conn, organisation_id, command, if_match=if_match, metadata=meta, now=ctx.clock()
-        ),
-    )
+    correction = domain.CorrectOrganisation(changes=changes, reason=body.reason)
+    command = commands.CorrectOrganisation(organisation_id, correction, if_match)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.put(
@@ -279,16 +239,9 @@ async def change_contacts(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Replace the contacts (the organisation's own members or administrators)."""
-    contacts = [c.model_dump() for c in body.contacts]
-    return await write(
-        ctx,
-        request,
-        caller,
-        200,
-        lambda conn, meta: handlers.change_contacts(
-            conn, organisation_id, contacts, if_match=if_match, metadata=meta, now=ctx.clock()
-        ),
-    )
+    contacts = tuple(c.model_dump() for c in body.contacts)
+    command = commands.ChangeContacts(organisation_id, contacts, if_match)
+    return await write(ctx, request, caller, 200, command)
 
 
 @router.get(

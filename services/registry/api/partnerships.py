@@ -10,13 +10,14 @@ import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.registry import domain, handlers, queries, views
+from services.registry import commands, domain, handlers, queries, views
 from services.registry import events as ev
 from services.registry import responses as R
 from services.registry.auth import Member, acting_for
 from services.registry.requests import (
     AsOf,
     Cursor,
+    EvidenceIn,
     IfMatch,
     Limit,
     PartnershipId,
@@ -53,26 +54,18 @@ async def propose_partnership(
     body: PartnershipIn, request: Request, ctx: Ctx, caller: Member
 ) -> JSONResponse:
     """Propose a partnership: administrators for anyone, members for their own organisation."""
-    now = ctx.clock()
-    command = domain.ProposePartnership(
+    proposal = domain.ProposePartnership(
         partnership_id=body.partnership_id or str(uuid.uuid4()),
         organisations=(body.organisations[0], body.organisations[1]),
         kind=body.kind,
-        occurred_at=body.occurred_at or now,
+        occurred_at=body.occurred_at or ctx.clock(),
         programme=body.programme,
         phase=body.phase,
         fields=tuple(body.fields),
-        evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
+        evidence=_evidence(body.evidence),
     )
-    return await write(
-        ctx,
-        request,
-        caller,
-        201,
-        lambda conn, meta: handlers.propose_partnership(
-            conn, command, acting_for=acting_for(caller), metadata=meta, now=now
-        ),
-    )
+    command = commands.ProposePartnership(proposal, acting_for=acting_for(caller))
+    return await write(ctx, request, caller, 201, command)
 
 
 @router.get(
@@ -120,7 +113,7 @@ async def get_partnership(
             found = await queries.partnership(conn, partnership_id)
             response.headers["ETag"] = etag(found["version"])
             return found
-        state = await handlers.load_partnership(conn, partnership_id, as_of=as_of)
+        state = await queries.partnership_as_of(conn, partnership_id, as_of)
     if not state.exists:
         raise NotFound(f"partnership {partnership_id} did not exist at {as_of.isoformat()}")
     return views.partnership_as_of(state, as_of=as_of)
@@ -157,22 +150,21 @@ async def change_partnership_status(
     agrees too; the request that completes the pair moves it, 200). A registry administrator
     moves it at once, with `evidence` of both organisations' agreement (422 without)."""
     now = ctx.clock()
-    command = domain.ChangeStatus(
-        to=body.to,
-        occurred_at=body.occurred_at or now,
-        evidence=ev.Evidence(**body.evidence.model_dump()) if body.evidence else None,
+    change = domain.ChangeStatus(
+        to=body.to, occurred_at=body.occurred_at or now, evidence=_evidence(body.evidence)
+    )
+    command = commands.ChangePartnershipStatus(
+        partnership_id, change, acting_for=acting_for(caller), if_match=if_match
     )
 
+    # the answer's status depends on the outcome (202: waiting for the other organisation),
+    # which `write` cannot say: execute_write, with the handler run as `write` runs it
     async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-        result = await handlers.change_partnership_status(
-            conn,
-            partnership_id,
-            command,
-            acting_for=acting_for(caller),
-            if_match=if_match,
-            metadata=meta,
-            now=now,
-        )
+        result = await handlers.run(conn, command, metadata=meta, now=now)
         return (202 if "awaiting_agreement_of" in result else 200), result
 
     return await execute_write(ctx, request, caller, use_case)
+
+
+def _evidence(evidence: EvidenceIn | None) -> ev.Evidence | None:
+    return None if evidence is None else ev.Evidence(**evidence.model_dump())

@@ -8,12 +8,14 @@ service reads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from services.registry import events as ev
 from shared import api_keys as policy
 from shared.auth import Role
+from shared.codec import Event
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import NewEvent
 
@@ -92,6 +94,17 @@ def _check_grants(manager: Manager, roles: Sequence[str], *, doing: str) -> None
         )
 
 
+def _operator_expiry(requested: datetime | None, *, now: datetime) -> datetime | None:
+    """An operator's key expires when asked (None: never), not under the HTTP policy; it must
+    lie ahead (ValidationFailed naming `expires_at`)."""
+    if requested is not None and requested <= now:
+        raise ValidationFailed(
+            "expires_at must lie in the future",
+            extra={"invalid_params": [{"name": "expires_at", "reason": "in the past"}]},
+        )
+    return requested
+
+
 def issue(
     *,
     key_id: str,
@@ -102,7 +115,10 @@ def issue(
     secret_sha256: str,
     manager: Manager,
     now: datetime,
+    by_operator: bool = False,
 ) -> list[NewEvent]:
+    """`by_operator`: `twinaid keys issue`, run by whoever runs the databases: the key expires
+    at `expires_at` exactly (None: never), not under the HTTP policy."""
     check_manages(manager, organisation_id)
     names = sorted({r.value for r in roles})
     if not names:
@@ -116,11 +132,13 @@ def issue(
         organisation_id=organisation_id,
         roles=names,
         label=label,
-        expires_at=expiry(expires_at, now=now),
+        expires_at=(
+            _operator_expiry(expires_at, now=now) if by_operator else expiry(expires_at, now=now)
+        ),
         secret_sha256=secret_sha256,
         by=manager.actor(),
     )
-    return [NewEvent(ev.API_KEY_ISSUED, ev.payload(data), occurred_at=now)]
+    return [ev.CODEC.new(data, occurred_at=now)]
 
 
 def require_key_of(state: ApiKey, organisation_id: str) -> ApiKey:
@@ -157,7 +175,7 @@ def rotate(
         secret_sha256=secret_sha256,
         by=manager.actor(),
     )
-    return [NewEvent(ev.API_KEY_ROTATED, ev.payload(data), occurred_at=now)]
+    return [ev.CODEC.new(data, occurred_at=now)]
 
 
 def revoke(
@@ -175,4 +193,20 @@ def revoke(
     data = ev.ApiKeyRevoked(
         key_id=state.key_id, organisation_id=organisation_id, reason=reason, by=manager.actor()
     )
-    return [NewEvent(ev.API_KEY_REVOKED, ev.payload(data), occurred_at=now)]
+    return [ev.CODEC.new(data, occurred_at=now)]
+
+
+def evolve_key(state: ApiKey, event: Event[Any]) -> ApiKey:
+    state = replace(state, version=event.stream_version)
+    match event.payload:
+        case ev.ApiKeyIssued() | ev.ApiKeyRotated() as e:
+            return replace(
+                state,
+                organisation_id=e.organisation_id,
+                roles=tuple(e.roles),
+                label=e.label,
+                expires_at=e.expires_at,
+            )
+        case ev.ApiKeyRevoked():
+            return replace(state, revoked_at=event.occurred_at)
+    return state

@@ -9,8 +9,9 @@ from typing import Any
 
 from services.registry import events as ev
 from services.registry.domain.names import fold_name
+from shared.codec import Event
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.events import NewEvent, RecordedEvent
+from shared.events import NewEvent
 
 __all__ = [
     "ISO_COUNTRIES",
@@ -145,23 +146,18 @@ def register(
             extra={"existing_organisation_id": namesake.organisation_id},
         )
     events = [
-        NewEvent(
-            ev.ORGANISATION_REGISTERED,
-            occurred_at=now,
-            data=ev.payload(
-                ev.OrganisationRegistered(
-                    organisation_id=command.organisation_id,
-                    name=command.name,
-                    kind=command.kind.value,
-                    country=command.country,
-                    region=command.region,
-                    aliases=list(command.aliases),
-                    coordinates=ev.Coordinates(**command.coordinates)
-                    if command.coordinates
-                    else None,
-                    parent_id=command.parent_id,
-                )
+        ev.CODEC.new(
+            ev.OrganisationRegistered(
+                organisation_id=command.organisation_id,
+                name=command.name,
+                kind=command.kind.value,
+                country=command.country,
+                region=command.region,
+                aliases=list(command.aliases),
+                coordinates=ev.Coordinates(**command.coordinates) if command.coordinates else None,
+                parent_id=command.parent_id,
             ),
+            occurred_at=now,
         )
     ]
     if command.contacts:
@@ -183,16 +179,12 @@ def _contacts_event(
     organisation_id: str, contacts: tuple[dict[str, Any], ...], now: datetime
 ) -> NewEvent:
     """`contacts` sealed (shared/privacy.py: the handlers seal them before deciding)."""
-    return NewEvent(
-        ev.ORGANISATION_CONTACTS_CHANGED,
-        occurred_at=now,
-        data=ev.payload(
-            ev.OrganisationContactsChanged(
-                organisation_id=organisation_id,
-                contacts=[ev.SealedContact(**c) for c in contacts],
-            )
+    return ev.CODEC.new(
+        ev.OrganisationContactsChanged(
+            organisation_id=organisation_id,
+            contacts=[ev.SealedContact(**c) for c in contacts],
         ),
-        schema_version=ev.OrganisationContactsChanged.SCHEMA_VERSION,
+        occurred_at=now,
     )
 
 
@@ -207,17 +199,14 @@ def rename(
     if command.name == state.name:
         return []
     return [
-        NewEvent(
-            ev.ORGANISATION_RENAMED,
-            occurred_at=now,
-            data=ev.payload(
-                ev.OrganisationRenamed(
-                    organisation_id=state.organisation_id,
-                    name=command.name,
-                    previous_name=state.name,
-                    reason=command.reason,
-                )
+        ev.CODEC.new(
+            ev.OrganisationRenamed(
+                organisation_id=state.organisation_id,
+                name=command.name,
+                previous_name=state.name,
+                reason=command.reason,
             ),
+            occurred_at=now,
         )
     ]
 
@@ -227,14 +216,9 @@ def add_alias(state: Organisation, command: AddAlias, *, now: datetime) -> list[
     if fold_name(command.alias) in {fold_name(n) for n in state.names}:
         return []  # already known by that name: nothing new happened
     return [
-        NewEvent(
-            ev.ORGANISATION_ALIAS_ADDED,
+        ev.CODEC.new(
+            ev.OrganisationAliasAdded(organisation_id=state.organisation_id, alias=command.alias),
             occurred_at=now,
-            data=ev.payload(
-                ev.OrganisationAliasAdded(
-                    organisation_id=state.organisation_id, alias=command.alias
-                )
-            ),
         )
     ]
 
@@ -267,17 +251,14 @@ def correct(
     if not changes:
         return []
     return [
-        NewEvent(
-            ev.ORGANISATION_CORRECTED,
-            occurred_at=now,
-            data=ev.payload(
-                ev.OrganisationCorrected(
-                    organisation_id=state.organisation_id,
-                    changes=changes,
-                    previous={k: current[k] for k in changes},
-                    reason=command.reason,
-                )
+        ev.CODEC.new(
+            ev.OrganisationCorrected(
+                organisation_id=state.organisation_id,
+                changes=changes,
+                previous={k: current[k] for k in changes},
+                reason=command.reason,
             ),
+            occurred_at=now,
         )
     ]
 
@@ -296,28 +277,30 @@ def change_contacts(
     return [_contacts_event(state.organisation_id, command.contacts, now)]
 
 
-def evolve_organisation(state: Organisation, event: RecordedEvent) -> Organisation:
-    data = event.data
+def evolve_organisation(state: Organisation, event: Event[Any]) -> Organisation:
     state = replace(state, version=event.stream_version)
-    if event.event_type == ev.ORGANISATION_REGISTERED:
-        return replace(
-            state,
-            name=data["name"],
-            kind=data["kind"],
-            country=data["country"],
-            region=data.get("region"),
-            aliases=tuple(data.get("aliases", ())),
-            coordinates=data.get("coordinates"),
-            parent_id=data.get("parent_id"),
-        )
-    if event.event_type == ev.ORGANISATION_RENAMED:
-        return replace(state, name=data["name"], aliases=(*state.aliases, data["previous_name"]))
-    if event.event_type == ev.ORGANISATION_ALIAS_ADDED:
-        return replace(state, aliases=(*state.aliases, data["alias"]))
-    if event.event_type == ev.ORGANISATION_CORRECTED:
-        return replace(state, **data["changes"])
-    if event.event_type == ev.ORGANISATION_CONTACTS_CHANGED:
-        return replace(state, contacts=tuple(data["contacts"]))
+    match event.payload:
+        case ev.OrganisationRegistered() as e:
+            return replace(
+                state,
+                name=e.name,
+                kind=e.kind,
+                country=e.country,
+                region=e.region,
+                aliases=tuple(e.aliases),
+                coordinates=e.coordinates.model_dump() if e.coordinates else None,
+                parent_id=e.parent_id,
+            )
+        case ev.OrganisationRenamed() as e:
+            return replace(state, name=e.name, aliases=(*state.aliases, e.previous_name))
+        case ev.OrganisationAliasAdded() as e:
+            return replace(state, aliases=(*state.aliases, e.alias))
+        case ev.OrganisationCorrected() as e:
+            return replace(state, **e.changes)
+        case ev.OrganisationContactsChanged() | ev.OrganisationContactsChangedV1() as e:
+            # as recorded: sealed, or in clear in a log older than sealing
+            contacts = (c.model_dump(mode="json", exclude_unset=True) for c in e.contacts)
+            return replace(state, contacts=tuple(contacts))
     return state
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from services.registry import events as ev
 from services.registry.domain.organisations import Organisation
+from shared.codec import Event
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from shared.events import NewEvent, RecordedEvent
+from shared.events import NewEvent
 
 __all__ = [
     "CONSENTED",
@@ -180,21 +182,18 @@ def propose(
         raise Forbidden(f"{acting_for} may only propose partnerships it is part of")
     _not_in_future(command.occurred_at, now, "occurred_at")
     return [
-        NewEvent(
-            ev.PARTNERSHIP_PROPOSED,
-            occurred_at=command.occurred_at,
-            data=ev.payload(
-                ev.PartnershipProposed(
-                    partnership_id=command.partnership_id,
-                    organisations=[a, b],
-                    kind=command.kind.value,
-                    programme=command.programme,
-                    phase=command.phase,
-                    fields=[f.value for f in command.fields],
-                    proposed_by=acting_for or "registry",
-                    evidence=command.evidence,
-                )
+        ev.CODEC.new(
+            ev.PartnershipProposed(
+                partnership_id=command.partnership_id,
+                organisations=[a, b],
+                kind=command.kind.value,
+                programme=command.programme,
+                phase=command.phase,
+                fields=[f.value for f in command.fields],
+                proposed_by=acting_for or "registry",
+                evidence=command.evidence,
             ),
+            occurred_at=command.occurred_at,
         )
     ]
 
@@ -259,20 +258,17 @@ def change_status(
     if state.agreement(acting_for, command.to) is not None:
         return []  # on record already; the other organisation has not agreed yet
     events = [
-        NewEvent(
-            ev.PARTNERSHIP_AGREEMENT_RECORDED,
-            occurred_at=command.occurred_at,
-            data=ev.payload(
-                ev.PartnershipAgreementRecorded(
-                    partnership_id=state.partnership_id,
-                    organisations=list(state.organisations),
-                    kind=state.kind,
-                    organisation_id=acting_for,
-                    from_status=state.status.value,
-                    to_status=command.to.value,
-                    evidence=command.evidence,
-                )
+        ev.CODEC.new(
+            ev.PartnershipAgreementRecorded(
+                partnership_id=state.partnership_id,
+                organisations=list(state.organisations),
+                kind=state.kind,
+                organisation_id=acting_for,
+                from_status=state.status.value,
+                to_status=command.to.value,
+                evidence=command.evidence,
             ),
+            occurred_at=command.occurred_at,
         )
     ]
     theirs = state.agreement(state.other(acting_for), command.to)
@@ -282,53 +278,50 @@ def change_status(
 
 
 def _status_changed(state: Partnership, command: ChangeStatus, occurred_at: datetime) -> NewEvent:
-    return NewEvent(
-        ev.PARTNERSHIP_STATUS_CHANGED,
-        occurred_at=occurred_at,
-        data=ev.payload(
-            ev.PartnershipStatusChanged(
-                partnership_id=state.partnership_id,
-                organisations=list(state.organisations),
-                kind=state.kind,
-                from_status=state.status.value,
-                to_status=command.to.value,
-                evidence=command.evidence,
-            )
+    return ev.CODEC.new(
+        ev.PartnershipStatusChanged(
+            partnership_id=state.partnership_id,
+            organisations=list(state.organisations),
+            kind=state.kind,
+            from_status=state.status.value,
+            to_status=command.to.value,
+            evidence=command.evidence,
         ),
+        occurred_at=occurred_at,
     )
 
 
-def evolve_partnership(state: Partnership, event: RecordedEvent) -> Partnership:
-    data = event.data
+def evolve_partnership(state: Partnership, event: Event[Any]) -> Partnership:
     state = replace(state, version=event.stream_version)
-    if event.event_type == ev.PARTNERSHIP_PROPOSED:
-        a, b = data["organisations"]
-        return replace(
-            state,
-            organisations=(a, b),
-            kind=data["kind"],
-            programme=data.get("programme"),
-            phase=data.get("phase"),
-            fields=tuple(data.get("fields", ())),
-            status=S.PROPOSED,
-            last_changed_at=event.occurred_at,
-            history=((S.PROPOSED.value, event.occurred_at),),
-        )
-    if event.event_type == ev.PARTNERSHIP_STATUS_CHANGED:
-        to = PartnershipStatus(data["to_status"])
-        return replace(
-            state,
-            status=to,
-            last_changed_at=event.occurred_at,
-            history=(*state.history, (to.value, event.occurred_at)),
-            pending_from=len(state.agreements),
-        )
-    if event.event_type == ev.PARTNERSHIP_AGREEMENT_RECORDED:
-        agreement = Agreement(
-            organisation_id=data["organisation_id"],
-            to_status=data["to_status"],
-            occurred_at=event.occurred_at,
-            actor=event.metadata.actor,
-        )
-        return replace(state, agreements=(*state.agreements, agreement))
+    match event.payload:
+        case ev.PartnershipProposed() as e:
+            a, b = e.organisations
+            return replace(
+                state,
+                organisations=(a, b),
+                kind=e.kind,
+                programme=e.programme,
+                phase=e.phase,
+                fields=tuple(e.fields),
+                status=S.PROPOSED,
+                last_changed_at=event.occurred_at,
+                history=((S.PROPOSED.value, event.occurred_at),),
+            )
+        case ev.PartnershipStatusChanged() as e:
+            to = PartnershipStatus(e.to_status)
+            return replace(
+                state,
+                status=to,
+                last_changed_at=event.occurred_at,
+                history=(*state.history, (to.value, event.occurred_at)),
+                pending_from=len(state.agreements),
+            )
+        case ev.PartnershipAgreementRecorded() as e:
+            agreement = Agreement(
+                organisation_id=e.organisation_id,
+                to_status=e.to_status,
+                occurred_at=event.occurred_at,
+                actor=event.metadata.actor,
+            )
+            return replace(state, agreements=(*state.agreements, agreement))
     return state

@@ -9,19 +9,20 @@ while deciding), which also covers keys the operator issued outside the log.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.registry import events as ev
-from services.registry import queries, views
+from services.registry import commands, views
 from services.registry.domain import api_keys as keys
-from shared import api_keys, auth
-from shared import projections as proj
-from shared.errors import ValidationFailed
-from shared.event_store import PostgresEventStore
-from shared.events import Metadata, NewEvent
+from services.registry.handlers import common, ports
+from services.registry.handlers.common import API_KEYS, HANDLERS, ORGANISATIONS
+from shared import auth
+from shared.errors import NotFound
+from shared.events import Metadata
+from shared.repository import UnitOfWork
 
 
 async def record_uses(
@@ -56,49 +57,83 @@ async def record_uses(
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def load_key(conn: asyncpg.Connection, key_id: str) -> keys.ApiKey:
-    """The key's state from its row, locked until the transaction ends."""
-    row = await api_keys.row_of(conn, key_id, for_update=True)
-    if row is None:
+async def _key(uow: UnitOfWork, key_id: str) -> keys.ApiKey:
+    """The key's state from its row, locked until the transaction ends, at the version of its
+    stream (0: issued outside the log, or no such key)."""
+    held = await ports.of(uow).api_key(key_id)  # locked first: the version read after it
+    if held is None:
         return keys.ApiKey(key_id)
-    version = await PostgresEventStore(conn).current_version(f"{ev.STREAM_API_KEY}-{key_id}")
-    return keys.ApiKey(
+    return replace(held, version=(await API_KEYS.load(uow, key_id)).version)
+
+
+@HANDLERS.register(commands.IssueApiKey)
+async def issue_api_key(command: commands.IssueApiKey, uow: UnitOfWork) -> dict[str, Any]:
+    """The new key as answered, with its `token` (the only time it is shown). Forbidden,
+    NotFound (an organisation the registry does not hold, unless `by_operator`) or
+    ValidationFailed first."""
+    keys.check_manages(command.manager, command.organisation_id)
+    if not command.by_operator:
+        if not (await ORGANISATIONS.load(uow, command.organisation_id)).exists:
+            raise NotFound(f"organisation {command.organisation_id} does not exist")
+    key_id, token, digest = auth.new_key()
+    events = keys.issue(
         key_id=key_id,
-        organisation_id=row["organisation"],
-        roles=tuple(row["roles"]),
-        label=row["label"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        version=version,
+        organisation_id=command.organisation_id,
+        roles=command.roles,
+        label=command.label,
+        expires_at=command.expires_at,
+        secret_sha256=digest.hex(),
+        manager=command.manager,
+        now=uow.now,
+        by_operator=command.by_operator,
     )
-
-
-async def _record(
-    conn: asyncpg.Connection,
-    key_id: str,
-    version: int,
-    events: Sequence[NewEvent],
-    *,
-    metadata: Metadata,
-    now: datetime,
-) -> None:
-    await proj.record(
-        conn,
-        (),
-        stream_type=ev.STREAM_API_KEY,
-        stream_id=key_id,
-        expected_version=version,
-        events=events,
-        metadata=metadata,
-        now=now,
+    [issued] = API_KEYS.codec.decode_all(
+        await API_KEYS.append(uow, key_id, expected_version=0, events=events)
     )
+    found = ports.of(uow)
+    await found.key_issued(issued.payload, at=uow.now)
+    return {**await found.key_answer(key_id, now=uow.now), "token": token}
 
 
-async def _answer(conn: asyncpg.Connection, key_id: str, *, now: datetime) -> dict[str, Any]:
-    row = await api_keys.row_of(conn, key_id)
-    assert row is not None
-    used = await queries.key_uses(conn, [key_id])
-    return views.api_key(row, now=now, used=used.get(key_id))
+@HANDLERS.register(commands.RotateApiKey)
+async def rotate_api_key(command: commands.RotateApiKey, uow: UnitOfWork) -> dict[str, Any]:
+    """The key with its new `token` (shown once) and expiry; its previous secret is refused
+    from the commit on (here; elsewhere once they applied the event)."""
+    keys.check_manages(command.manager, command.organisation_id)
+    state = await _key(uow, command.key_id)
+    token, digest = auth.new_secret(command.key_id)
+    events = keys.rotate(
+        state,
+        organisation_id=command.organisation_id,
+        expires_at=command.expires_at,
+        secret_sha256=digest.hex(),
+        manager=command.manager,
+        now=uow.now,
+    )
+    recorded = await API_KEYS.append(
+        uow, command.key_id, expected_version=state.version, events=events
+    )
+    [rotated] = API_KEYS.codec.decode_all(recorded)
+    found = ports.of(uow)
+    await found.key_rotated(rotated.payload, at=uow.now)
+    return {**await found.key_answer(command.key_id, now=uow.now), "token": token}
+
+
+@HANDLERS.register(commands.RevokeApiKey)
+async def revoke_api_key(command: commands.RevokeApiKey, uow: UnitOfWork) -> dict[str, Any]:
+    keys.check_manages(command.manager, command.organisation_id)
+    state = await _key(uow, command.key_id)
+    events = keys.revoke(
+        state,
+        organisation_id=command.organisation_id,
+        reason=command.reason,
+        manager=command.manager,
+        now=uow.now,
+    )
+    await API_KEYS.append(uow, command.key_id, expected_version=state.version, events=events)
+    found = ports.of(uow)
+    await found.key_revoked(command.key_id, at=uow.now)
+    return await found.key_answer(command.key_id, now=uow.now)
 
 
 async def issue(
@@ -113,81 +148,17 @@ async def issue(
     now: datetime,
     by_operator: bool = False,
 ) -> dict[str, Any]:
-    """The new key as answered, with its `token` (the only time it is shown). Forbidden,
-    NotFound (an organisation the registry does not hold) or ValidationFailed first.
-
-    `by_operator`: `twinaid keys issue`, run by whoever runs the databases. Its key expires
-    at `expires_at` exactly (None: never; it must lie ahead), not under the HTTP policy, and
-    may name an organisation the registry does not hold (the CLI lets only operator roles do
-    that: the dev stack's `twinaid`)."""
-    keys.check_manages(manager, organisation_id)
-    if not by_operator:
-        await queries.require_organisation(conn, organisation_id)
-    elif expires_at is not None and expires_at <= now:
-        raise ValidationFailed(
-            "expires_at must lie in the future",
-            extra={"invalid_params": [{"name": "expires_at", "reason": "in the past"}]},
-        )
-    key_id, token, digest = auth.new_key()
-    events = keys.issue(
-        key_id=key_id,
+    """IssueApiKey on the caller's transaction (`twinaid keys issue`: services/keys_admin.py)."""
+    command = commands.IssueApiKey(
         organisation_id=organisation_id,
         roles=roles,
         label=label,
-        expires_at=None if by_operator else expires_at,
-        secret_sha256=digest.hex(),
-        manager=manager,
-        now=now,
-    )
-    if by_operator:  # the expiry asked for, not the HTTP default
-        data = ev.ApiKeyIssued.model_validate(events[0].data).model_copy(
-            update={"expires_at": expires_at}
-        )
-        events = [NewEvent(ev.API_KEY_ISSUED, ev.payload(data), occurred_at=now)]
-    await _record(conn, key_id, 0, events, metadata=metadata, now=now)
-    issued = ev.ApiKeyIssued.model_validate(events[0].data)
-    await api_keys.store_issued(
-        conn,
-        key_id=key_id,
-        digest=digest,
-        organisation=organisation_id,
-        roles=issued.roles,
-        label=issued.label,
-        expires_at=issued.expires_at,
-        at=now,
-    )
-    return {**await _answer(conn, key_id, now=now), "token": token}
-
-
-async def rotate(
-    conn: asyncpg.Connection,
-    *,
-    organisation_id: str,
-    key_id: str,
-    expires_at: datetime | None,
-    manager: keys.Manager,
-    metadata: Metadata,
-    now: datetime,
-) -> dict[str, Any]:
-    """The key with its new `token` (shown once) and expiry; its previous secret is refused
-    from the commit on (here; elsewhere once they applied the event)."""
-    keys.check_manages(manager, organisation_id)
-    state = await load_key(conn, key_id)
-    token, digest = auth.new_secret(key_id)
-    events = keys.rotate(
-        state,
-        organisation_id=organisation_id,
         expires_at=expires_at,
-        secret_sha256=digest.hex(),
         manager=manager,
-        now=now,
+        by_operator=by_operator,
     )
-    await _record(conn, key_id, state.version, events, metadata=metadata, now=now)
-    rotated = ev.ApiKeyRotated.model_validate(events[0].data)
-    await api_keys.store_rotated(
-        conn, key_id=key_id, digest=digest, expires_at=rotated.expires_at, at=now
-    )
-    return {**await _answer(conn, key_id, now=now), "token": token}
+    answer: dict[str, Any] = await common.run(conn, command, metadata=metadata, now=now)
+    return answer
 
 
 async def revoke(
@@ -200,11 +171,9 @@ async def revoke(
     metadata: Metadata,
     now: datetime,
 ) -> dict[str, Any]:
-    keys.check_manages(manager, organisation_id)
-    state = await load_key(conn, key_id)
-    events = keys.revoke(
-        state, organisation_id=organisation_id, reason=reason, manager=manager, now=now
+    """RevokeApiKey on the caller's transaction (`twinaid keys revoke`)."""
+    command = commands.RevokeApiKey(
+        organisation_id=organisation_id, key_id=key_id, reason=reason, manager=manager
     )
-    await _record(conn, key_id, state.version, events, metadata=metadata, now=now)
-    await api_keys.store_revoked(conn, key_id=key_id, at=now)
-    return await _answer(conn, key_id, now=now)
+    answer: dict[str, Any] = await common.run(conn, command, metadata=metadata, now=now)
+    return answer
