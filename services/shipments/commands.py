@@ -20,63 +20,56 @@ __all__ = [
     "CloseConvoy",
     "ConfirmDelivery",
     "LoadLine",
+    "OnConvoy",
     "PlanConvoy",
     "RecordEntries",
     "UnloadLine",
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlanConvoy(Command):
     plan: domain.PlanConvoy
     caller: Principal
 
 
-@dataclass(frozen=True, slots=True)
-class LoadLine(Command):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnConvoy(Command):
+    """A command on an existing convoy (registered handlers take its subclasses)."""
+
     convoy_id: str
+    caller: Principal
+    if_match: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadLine(OnConvoy):
     load: domain.LoadLine
-    caller: Principal
-    if_match: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class UnloadLine(Command):
-    convoy_id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnloadLine(OnConvoy):
     unload: domain.UnloadLine
-    caller: Principal
-    if_match: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelConvoy(Command):
-    convoy_id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelConvoy(OnConvoy):
     cancel: domain.CancelConvoy
-    caller: Principal
-    if_match: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RecordEntries(Command):
-    """A batch of field entries from the road, all or nothing (no If-Match: entries are
-    recorded late and in any order)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordEntries(OnConvoy):
+    """A batch of field entries from the road, all or nothing (entries are recorded late and
+    in any order: If-Match is never asked)."""
 
-    convoy_id: str
     entries: tuple[domain.FieldEntry, ...]
-    caller: Principal
 
 
-@dataclass(frozen=True, slots=True)
-class ConfirmDelivery(Command):
-    convoy_id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmDelivery(OnConvoy):
     delivery: domain.ConfirmDelivery
-    caller: Principal
-    if_match: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CloseConvoy(Command):
-    convoy_id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseConvoy(OnConvoy):
     close: domain.CloseConvoy
-    caller: Principal
-    if_match: int | None = None

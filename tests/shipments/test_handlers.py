@@ -26,6 +26,7 @@ from shared.repository import InMemoryUnitOfWork
 pytestmark = pytest.mark.once
 
 NOW = datetime(2022, 6, 9, 12, 0, tzinfo=UTC)
+ON_C1: dict[str, Any] = {"convoy_id": "c1"}
 T0 = datetime(2022, 6, 1, 8, 0, tzinfo=UTC)
 LILLE = Principal("k-lille", "lille", frozenset({Role.LOGISTICS}))
 CARRIER = Principal("k-tn", "transports-nord", frozenset({Role.LOGISTICS}))
@@ -107,23 +108,23 @@ def road(*entries: tuple[str, str, dict[str, Any]]) -> commands.RecordEntries:
     """Entries (kind, id, details), an hour apart from the day after loading."""
     start = T0 + timedelta(days=1)
     return commands.RecordEntries(
-        "c1",
-        tuple(
+        convoy_id="c1",
+        entries=tuple(
             domain.FieldEntry(entry_id, kind, start + timedelta(hours=i), details)
             for i, (kind, entry_id, details) in enumerate(entries)
         ),
-        CARRIER,
+        caller=CARRIER,
     )
 
 
 async def loaded_convoy(world: World) -> None:
-    await world.run(commands.PlanConvoy(plan(), LILLE))
-    await world.run(commands.LoadLine("c1", load(), LILLE))
+    await world.run(commands.PlanConvoy(plan=plan(), caller=LILLE))
+    await world.run(commands.LoadLine(convoy_id="c1", load=load(), caller=LILLE))
 
 
 async def test_planning_records_the_plan_with_its_drivers_sealed() -> None:
     world = World()
-    answer = await world.run(commands.PlanConvoy(plan(), LILLE))
+    answer = await world.run(commands.PlanConvoy(plan=plan(), caller=LILLE))
     assert answer == {"convoy_id": "c1", "status": "planned", "version": 1}
     [planned] = await world.log()
     assert isinstance(planned.payload, ev.ConvoyPlanned)
@@ -137,21 +138,21 @@ async def test_planning_records_the_plan_with_its_drivers_sealed() -> None:
 async def test_planning_refuses_a_stranger_an_unknown_organisation_and_a_taken_id() -> None:
     world = World()
     with pytest.raises(Forbidden):
-        await world.run(commands.PlanConvoy(plan(), STRANGER))
+        await world.run(commands.PlanConvoy(plan=plan(), caller=STRANGER))
     with pytest.raises(ValidationFailed) as unknown:
-        await world.run(commands.PlanConvoy(plan(carrier_id="nobody"), LILLE))
+        await world.run(commands.PlanConvoy(plan=plan(carrier_id="nobody"), caller=LILLE))
     assert unknown.value.extra["invalid_params"][0]["name"] == "carrier_id"
     assert await world.log() == []
-    await world.run(commands.PlanConvoy(plan(), LILLE))
+    await world.run(commands.PlanConvoy(plan=plan(), caller=LILLE))
     with pytest.raises(Conflict):  # the id is taken
-        await world.run(commands.PlanConvoy(plan(), CARRIER))
+        await world.run(commands.PlanConvoy(plan=plan(), caller=CARRIER))
     assert len(await world.log()) == 1
 
 
 async def test_loading_takes_the_line_locked_and_answers_what_remains() -> None:
     world = World()
-    await world.run(commands.PlanConvoy(plan(), LILLE))
-    answer = await world.run(commands.LoadLine("c1", load("10"), CARRIER))
+    await world.run(commands.PlanConvoy(plan=plan(), caller=LILLE))
+    answer = await world.run(commands.LoadLine(convoy_id="c1", load=load("10"), caller=CARRIER))
     assert answer["version"] == 2 and answer["status"] == "loading"
     assert answer["quantity"] == "10" and answer["weight_kg"] == "800"
     assert answer["remaining_on_pledge_line"] == "40"
@@ -160,11 +161,11 @@ async def test_loading_takes_the_line_locked_and_answers_what_remains() -> None:
     assert loaded.metadata.correlation_id == "corr-p1"  # the pledge's flow continues
     world.ports.allocations[("p1", "l1")] = Decimal(45)  # other convoys took 45 meanwhile
     with pytest.raises(domain.ExceedsRemaining):
-        await world.run(commands.LoadLine("c1", load("10", "m2"), CARRIER))
+        await world.run(commands.LoadLine(convoy_id="c1", load=load("10", "m2"), caller=CARRIER))
     with pytest.raises(Forbidden):
-        await world.run(commands.LoadLine("c1", load("1", "m3"), KHARKIV))
+        await world.run(commands.LoadLine(convoy_id="c1", load=load("1", "m3"), caller=KHARKIV))
     with pytest.raises(NotFound):
-        await world.run(commands.LoadLine("c9", load("1", "m3"), CARRIER))
+        await world.run(commands.LoadLine(convoy_id="c9", load=load("1", "m3"), caller=CARRIER))
     assert len(await world.log()) == 2
 
 
@@ -173,8 +174,12 @@ async def test_a_stale_if_match_is_refused_and_stores_nothing() -> None:
     await loaded_convoy(world)
     unload = domain.UnloadLine("m1", T0 + timedelta(hours=2), reason="wrong truck")
     with pytest.raises(PreconditionFailed):
-        await world.run(commands.UnloadLine("c1", unload, LILLE, if_match=1))
-    answer = await world.run(commands.UnloadLine("c1", unload, LILLE, if_match=2))
+        await world.run(
+            commands.UnloadLine(convoy_id="c1", unload=unload, caller=LILLE, if_match=1)
+        )
+    answer = await world.run(
+        commands.UnloadLine(convoy_id="c1", unload=unload, caller=LILLE, if_match=2)
+    )
     assert answer["given_back"]["quantity"] == "10" and answer["status"] == "planned"
     assert len(await world.log()) == 3
 
@@ -183,7 +188,7 @@ async def test_cancelling_releases_everything_loaded() -> None:
     world = World()
     await loaded_convoy(world)
     cancel = domain.CancelConvoy("the border closed", T0 + timedelta(hours=3))
-    answer = await world.run(commands.CancelConvoy("c1", cancel, LILLE))
+    answer = await world.run(commands.CancelConvoy(convoy_id="c1", cancel=cancel, caller=LILLE))
     assert answer["status"] == "cancelled"
     assert answer["released"] == [
         {"manifest_line_id": "m1", "pledge_id": "p1", "line_id": "l1", "quantity": "10"}
@@ -207,7 +212,11 @@ async def test_road_entries_are_recorded_once_and_a_re_sent_one_is_answered_as_b
     with pytest.raises(domain.EntryIdReused):
         await world.run(road(("checkpoint", "cp", {"place": "Rivne"})))
     with pytest.raises(Forbidden):
-        await world.run(commands.RecordEntries("c1", road(("arrival", "a", {})).entries, STRANGER))
+        await world.run(
+            commands.RecordEntries(
+                convoy_id="c1", entries=road(("arrival", "a", {})).entries, caller=STRANGER
+            )
+        )
     assert len(await world.log()) == 4
 
 
@@ -232,15 +241,19 @@ async def test_delivery_and_closing() -> None:
         occurred_at=T0 + timedelta(days=2),
     )
     with pytest.raises(Forbidden):  # only the recipient confirms
-        await world.run(commands.ConfirmDelivery("c1", delivery, CARRIER))
-    answer = await world.run(commands.ConfirmDelivery("c1", delivery, KHARKIV))
+        await world.run(commands.ConfirmDelivery(convoy_id="c1", delivery=delivery, caller=CARRIER))
+    answer = await world.run(
+        commands.ConfirmDelivery(convoy_id="c1", delivery=delivery, caller=KHARKIV)
+    )
     assert answer["status"] == "delivered" and answer["outcome"] == "partial"
     assert [x["manifest_line_id"] for x in answer["discrepancies"]] == ["m1"]
     delivered = (await world.log())[-1]
     assert delivered.payload.confirmed_by.role == "head of the warehouse"
     assert delivered.metadata.correlation_id == "corr-p1"
     close = domain.CloseConvoy(occurred_at=T0 + timedelta(days=3))
-    closed = await world.run(commands.CloseConvoy("c1", close, KHARKIV, if_match=5))
+    closed = await world.run(
+        commands.CloseConvoy(convoy_id="c1", close=close, caller=KHARKIV, if_match=5)
+    )
     assert closed == {"convoy_id": "c1", "status": "closed", "version": 6}
 
 
@@ -254,7 +267,7 @@ class Racing(InMemoryPorts):
         if self.armed:
             self.armed = False
             unload = domain.UnloadLine("m1", T0 + timedelta(hours=2))
-            await self.world.run(commands.UnloadLine("c1", unload, CARRIER))
+            await self.world.run(commands.UnloadLine(convoy_id="c1", unload=unload, caller=CARRIER))
         return await super().lock_pledge_line(pledge_id, line_id)
 
 
@@ -262,11 +275,11 @@ async def test_a_convoy_moved_on_under_a_write_is_a_concurrency_conflict() -> No
     ports = Racing()
     world = World(ports)
     ports.world = world
-    await world.run(commands.PlanConvoy(plan(), LILLE))
-    await world.run(commands.LoadLine("c1", load(), LILLE))
+    await world.run(commands.PlanConvoy(plan=plan(), caller=LILLE))
+    await world.run(commands.LoadLine(convoy_id="c1", load=load(), caller=LILLE))
     ports.armed = True
     with pytest.raises(ConcurrencyConflict):
-        await world.run(commands.LoadLine("c1", load("5", "m2"), LILLE))
+        await world.run(commands.LoadLine(convoy_id="c1", load=load("5", "m2"), caller=LILLE))
     log = await world.log()
     assert [e.event_type for e in log] == [
         ev.CONVOY_PLANNED,

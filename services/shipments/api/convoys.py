@@ -7,11 +7,14 @@ Every write accepts `Idempotency-Key`; writes to an existing convoy accept `If-M
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from services.shipments import commands, domain, handlers
@@ -29,29 +32,67 @@ from services.shipments.requests import (
     UnloadIn,
 )
 from shared import problems
+from shared.auth import Principal
+from shared.commands import Command
 from shared.deps import header
 from shared.events import Metadata
 from shared.repository import PostgresUnitOfWork
 from shared.web import Caller, Ctx, ServiceContext, write
 
 router = APIRouter(prefix="/v1", tags=["convoys"])
+CHANGE_ERRORS = (403, 404, 409, 412, 413, 422)
+
+
+def _documented(
+    answer: type[Any],
+    status: int = 200,
+    description: str = "",
+    *,
+    errors: Sequence[int] = CHANGE_ERRORS,
+) -> dict[str, Any]:
+    """A write route's documented answers: `answer` with the convoy's ETag under `status`,
+    its problems, and Idempotency-Key."""
+    return {
+        "responses": problems.documented(
+            answer, *errors, status=status, headers=problems.ETAG, description=description
+        ),
+        "openapi_extra": problems.IDEMPOTENT,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ConvoyWrite:
+    """A write to an existing convoy: which, who asks, at which version they read it
+    (If-Match), and when the request came."""
+
+    convoy_id: str
+    request: Request
+    ctx: ServiceContext
+    caller: Principal
+    if_match: int | None
+    now: datetime
+
+    def target(self) -> dict[str, Any]:
+        """The fields every command on an existing convoy carries (commands.OnConvoy)."""
+        return {"convoy_id": self.convoy_id, "caller": self.caller, "if_match": self.if_match}
+
+    async def send(self, status: int, command: Command) -> JSONResponse:
+        return await write(self.ctx, self.request, self.caller, status, command)
+
+
+async def _convoy_write(
+    convoy_id: ConvoyId, request: Request, ctx: Ctx, caller: Caller, if_match: IfMatch = None
+) -> ConvoyWrite:
+    return ConvoyWrite(convoy_id, request, ctx, caller, if_match, ctx.clock())
+
+
+ToConvoy = Annotated[ConvoyWrite, Depends(_convoy_write)]
 
 
 @router.post(
     "/convoys",
     status_code=201,
-    responses=problems.documented(
-        R.ConvoyChanged,
-        403,
-        404,
-        409,
-        413,
-        422,
-        status=201,
-        headers=problems.ETAG,
-        description="Planned",
-    ),
-    openapi_extra=problems.IDEMPOTENT,
+    **_documented(R.ConvoyChanged, 201, "Planned", errors=(403, 404, 409, 413, 422)),
 )
 async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     """Plan a convoy: origin, recipient, carrier, vehicles, drivers, departure (the logistics
@@ -72,39 +113,19 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
         note=body.note,
         occurred_at=body.occurred_at or now,
     )
-    return await write(ctx, request, caller, 201, commands.PlanConvoy(plan, caller))
+    return await write(ctx, request, caller, 201, commands.PlanConvoy(plan=plan, caller=caller))
 
 
 @router.post(
     "/convoys/{convoy_id}/manifest",
     status_code=201,
-    responses=problems.documented(
-        R.LineLoaded,
-        403,
-        404,
-        409,
-        412,
-        413,
-        422,
-        status=201,
-        headers=problems.ETAG,
-        description="Loaded",
-    ),
     operation_id="loadManifestLine",
-    openapi_extra=problems.IDEMPOTENT,
+    **_documented(R.LineLoaded, 201, "Loaded"),
 )
-async def load_line(
-    convoy_id: ConvoyId,
-    body: LoadIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    if_match: IfMatch = None,
-) -> JSONResponse:
+async def load_line(body: LoadIn, to: ToConvoy) -> JSONResponse:
     """Load a quantity of a committed in-kind pledge line onto one of the convoy's vehicles.
     Never more than remains on the line across all convoys (409 exceeds-remaining), never
     over the vehicle's capacity (409 overweight)."""
-    now = ctx.clock()
     load = domain.LoadLine(
         manifest_line_id=body.manifest_line_id or str(uuid.uuid4()),
         pledge_id=body.pledge_id,
@@ -112,19 +133,15 @@ async def load_line(
         quantity=Decimal(body.quantity),
         vehicle=body.vehicle,
         weight_kg=Decimal(body.weight_kg) if body.weight_kg is not None else None,
-        occurred_at=body.occurred_at or now,
+        occurred_at=body.occurred_at or to.now,
     )
-    command = commands.LoadLine(convoy_id, load, caller, if_match)
-    return await write(ctx, request, caller, 201, command)
+    return await to.send(201, commands.LoadLine(load=load, **to.target()))
 
 
 @router.post(
     "/convoys/{convoy_id}/manifest/{manifest_line_id}/unload",
-    responses=problems.documented(
-        R.LineUnloaded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
     operation_id="unloadManifestLine",
-    openapi_extra=problems.IDEMPOTENT,
+    **_documented(R.LineUnloaded),
 )
 async def unload_line(
     convoy_id: ConvoyId,
@@ -141,37 +158,22 @@ async def unload_line(
         reason=body.reason,
         occurred_at=body.occurred_at or ctx.clock(),
     )
-    command = commands.UnloadLine(convoy_id, unload, caller, if_match)
+    command = commands.UnloadLine(
+        unload=unload, convoy_id=convoy_id, caller=caller, if_match=if_match
+    )
     return await write(ctx, request, caller, 200, command)
 
 
-@router.post(
-    "/convoys/{convoy_id}/cancel",
-    responses=problems.documented(
-        R.ConvoyCancelled, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def cancel_convoy(
-    convoy_id: ConvoyId,
-    body: CancelIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    if_match: IfMatch = None,
-) -> JSONResponse:
+@router.post("/convoys/{convoy_id}/cancel", **_documented(R.ConvoyCancelled))
+async def cancel_convoy(body: CancelIn, to: ToConvoy) -> JSONResponse:
     """Cancel before dispatch; everything loaded goes back to its pledge line."""
-    cancel = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or ctx.clock())
-    command = commands.CancelConvoy(convoy_id, cancel, caller, if_match)
-    return await write(ctx, request, caller, 200, command)
+    cancel = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or to.now)
+    return await to.send(200, commands.CancelConvoy(cancel=cancel, **to.target()))
 
 
 @router.post(
     "/convoys/{convoy_id}/entries",
-    responses=problems.documented(
-        R.EntriesRecorded, 403, 404, 409, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
+    **_documented(R.EntriesRecorded, errors=(403, 404, 409, 413, 422)),
 )
 async def record_entries(
     convoy_id: ConvoyId, body: EntriesIn, request: Request, ctx: Ctx, caller: Caller
@@ -198,7 +200,7 @@ async def record_entries(
         result: dict[str, Any] = answer
         return result
 
-    command = commands.RecordEntries(convoy_id, entries, caller)
+    command = commands.RecordEntries(convoy_id=convoy_id, entries=entries, caller=caller)
     return await write(ctx, request, caller, 200, command, attempt=attempt)
 
 
@@ -219,31 +221,11 @@ async def _entries_together(
 @router.post(
     "/convoys/{convoy_id}/delivery",
     status_code=201,
-    responses=problems.documented(
-        R.DeliveryConfirmed,
-        403,
-        404,
-        409,
-        412,
-        413,
-        422,
-        status=201,
-        headers=problems.ETAG,
-        description="Delivery confirmed",
-    ),
-    openapi_extra=problems.IDEMPOTENT,
+    **_documented(R.DeliveryConfirmed, 201, "Delivery confirmed"),
 )
-async def confirm_delivery(
-    convoy_id: ConvoyId,
-    body: DeliveryIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    if_match: IfMatch = None,
-) -> JSONResponse:
+async def confirm_delivery(body: DeliveryIn, to: ToConvoy) -> JSONResponse:
     """The recipient's proof of delivery: per manifest line, received in good condition,
     damaged and short, which must add up to loaded minus lost (422 shows the arithmetic)."""
-    now = ctx.clock()
     delivery = domain.ConfirmDelivery(
         confirmed_by=body.receiver.model_dump(),  # sealed by the handler
         document_name=body.document.name if body.document else None,
@@ -257,28 +239,13 @@ async def confirm_delivery(
             )
             for x in body.lines
         ),
-        occurred_at=body.occurred_at or now,
+        occurred_at=body.occurred_at or to.now,
     )
-    command = commands.ConfirmDelivery(convoy_id, delivery, caller, if_match)
-    return await write(ctx, request, caller, 201, command)
+    return await to.send(201, commands.ConfirmDelivery(delivery=delivery, **to.target()))
 
 
-@router.post(
-    "/convoys/{convoy_id}/close",
-    responses=problems.documented(
-        R.ConvoyChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def close_convoy(
-    convoy_id: ConvoyId,
-    body: CloseIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    if_match: IfMatch = None,
-) -> JSONResponse:
+@router.post("/convoys/{convoy_id}/close", **_documented(R.ConvoyChanged))
+async def close_convoy(body: CloseIn, to: ToConvoy) -> JSONResponse:
     """Close a delivered convoy (or one whose load was lost): no road event is taken after."""
-    close = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or ctx.clock())
-    command = commands.CloseConvoy(convoy_id, close, caller, if_match)
-    return await write(ctx, request, caller, 200, command)
+    close = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or to.now)
+    return await to.send(200, commands.CloseConvoy(close=close, **to.target()))

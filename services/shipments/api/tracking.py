@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -36,34 +37,37 @@ Format = Annotated[
 ]
 
 
-def _csv(
-    name: str, columns: list[hxl.Column], rows: list[dict[str, Any]], **headers: str
+CSV = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
+
+
+def _listing(answer: type[Any], *errors: int) -> dict[str, Any]:
+    """A read route answering JSON (`answer`) or HXL-tagged CSV (`format=csv`)."""
+    return {
+        "tags": ["tracking"],
+        "response_model": None,
+        "responses": problems.documented(answer, *errors, 422, content=CSV),
+    }
+
+
+async def _csv(
+    conn: asyncpg.Connection,
+    name: str,
+    columns: list[hxl.Column],
+    rows: list[dict[str, Any]],
+    *,
+    page: dict[str, Any] | None = None,
+    request: Request | None = None,
 ) -> Response:
-    return Response(
-        hxl.to_csv(columns, rows),
-        media_type=hxl.MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"', **headers},
-    )
+    """The rows as CSV, organisations named; a page's next page in a `Link` header."""
+    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    if page is not None and request is not None and page["next_cursor"]:
+        url = request.url.include_query_params(cursor=page["next_cursor"])
+        headers["Link"] = f'<{url}>; rel="next"'
+    named = await tables.named(conn, rows)
+    return Response(hxl.to_csv(columns, named), media_type=hxl.MEDIA_TYPE, headers=headers)
 
 
-def _next(request: Request, page: dict[str, Any]) -> dict[str, str]:
-    """The `Link` header naming a CSV page's next page (none on the last)."""
-    if not page["next_cursor"]:
-        return {}
-    url = request.url.include_query_params(cursor=page["next_cursor"])
-    return {"Link": f'<{url}>; rel="next"'}
-
-
-@router.get(
-    "/convoys",
-    tags=["tracking"],
-    response_model=None,
-    responses=problems.documented(
-        R.ConvoyPage,
-        422,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
-    ),
-)
+@router.get("/convoys", **_listing(R.ConvoyPage))
 async def list_convoys(
     request: Request,
     ctx: Ctx,
@@ -103,8 +107,8 @@ async def list_convoys(
         )
         if format == "json":
             return page
-        rows = await tables.named(conn, [tables.convoy_row(x) for x in page["items"]])
-    return _csv("convoys", tables.CONVOYS, rows, **_next(request, page))
+        rows = [tables.convoy_row(x) for x in page["items"]]
+        return await _csv(conn, "convoys", tables.CONVOYS, rows, page=page, request=request)
 
 
 @router.get(
@@ -139,7 +143,7 @@ async def in_transit(
         404,
         422,
         headers=problems.ETAG,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
+        content=CSV,
     ),
 )
 async def get_convoy(
@@ -165,8 +169,8 @@ async def get_convoy(
             document = await queries.convoy_as_of(conn, caller, convoy_id, as_of)
         if format == "json":
             return views.recent_incidents(document)
-        rows = await tables.named(conn, tables.manifest_rows(document))
-    return _csv(f"convoy-{convoy_id}-manifest", tables.MANIFEST, rows)
+        rows = tables.manifest_rows(document)
+        return await _csv(conn, f"convoy-{convoy_id}-manifest", tables.MANIFEST, rows)
 
 
 class _JsonLd(JSONResponse):
@@ -233,17 +237,7 @@ async def manifest(
         return await queries.manifest(conn, caller, convoy_id, cursor=cursor, limit=limit)
 
 
-@router.get(
-    "/discrepancies",
-    tags=["tracking"],
-    response_model=None,
-    responses=problems.documented(
-        R.DiscrepancyPage,
-        422,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
-    ),
-    operation_id="listDiscrepancies",
-)
+@router.get("/discrepancies", operation_id="listDiscrepancies", **_listing(R.DiscrepancyPage))
 async def discrepancies(
     request: Request,
     ctx: Ctx,
@@ -262,21 +256,12 @@ async def discrepancies(
         )
         if format == "json":
             return found
-        rows = await tables.named(conn, [tables.discrepancy_row(x) for x in found["items"]])
-    return _csv("discrepancies", tables.DISCREPANCIES, rows, **_next(request, found))
+        rows = [tables.discrepancy_row(x) for x in found["items"]]
+        columns = tables.DISCREPANCIES
+        return await _csv(conn, "discrepancies", columns, rows, page=found, request=request)
 
 
-@router.get(
-    "/deliveries",
-    tags=["tracking"],
-    response_model=None,
-    responses=problems.documented(
-        R.DeliveredLinePage,
-        422,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
-    ),
-    operation_id="listDeliveries",
-)
+@router.get("/deliveries", operation_id="listDeliveries", **_listing(R.DeliveredLinePage))
 async def deliveries(
     request: Request,
     ctx: Ctx,
@@ -296,5 +281,5 @@ async def deliveries(
         )
         if format == "json":
             return page
-        rows = await tables.named(conn, page["items"])
-    return _csv("deliveries", tables.DELIVERIES, rows, **_next(request, page))
+        columns = tables.DELIVERIES
+        return await _csv(conn, "deliveries", columns, page["items"], page=page, request=request)

@@ -189,7 +189,9 @@ async def record_entries_together(
     raised (the caller's transaction undoes it)."""
     if len(requests) == 1:
         [alone] = requests
-        command = commands.RecordEntries(convoy_id, tuple(alone.entries), alone.caller)
+        command = commands.RecordEntries(
+            convoy_id=convoy_id, entries=tuple(alone.entries), caller=alone.caller
+        )
         one = PostgresUnitOfWork(uow.conn, uow.projections, alone.metadata, alone.now)
         return [await record_entries(command, one)]
     world = ports_of(uow)
