@@ -37,13 +37,10 @@ class ReviseNeed(NeedChange):
 
 
 @dataclass(frozen=True, slots=True)
-class CloseNeed(NeedChange):
-    reason: str
-    occurred_at: datetime | None
+class EndNeed(NeedChange):
+    """Close (done with) or cancel (no longer wanted) an active need."""
 
-
-@dataclass(frozen=True, slots=True)
-class CancelNeed(NeedChange):
+    to: domain.NeedState
     reason: str
     occurred_at: datetime | None
 

@@ -145,7 +145,9 @@ async def test_a_pledge_to_a_closed_need_or_under_an_unknown_partnership_is_refu
     world = World()
     await world.run(need())
     closed = await world.run(
-        commands.CloseNeed("n1", "kharkiv", None, reason="covered", occurred_at=None)
+        commands.EndNeed(
+            "n1", "kharkiv", None, to=domain.NeedState.CLOSED, reason="covered", occurred_at=None
+        )
     )
     assert closed["version"] == 2
     assert world.ports.locks == [("n1", False)]  # a change takes the need's lock alone

@@ -22,7 +22,6 @@ Id = Annotated[str | None, Query(max_length=100)]
     "/exports/iati",
     response_model=None,
     response_class=Response,
-    tags=["exports"],
     responses={
         200: {
             "content": {

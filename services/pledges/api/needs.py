@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -176,43 +177,46 @@ async def revise_need(
     return await write(ctx, request, caller, 200, command)
 
 
-@router.post(
-    "/needs/{need_id}/close",
-    responses=CHANGED,
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def close_need(
-    need_id: RecordId,
-    body: EndIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    """The recipient is done with the need (usually covered); pledges no longer answer it."""
-    command = commands.CloseNeed(
-        need_id, writer.acting_for, if_match, reason=body.reason, occurred_at=body.occurred_at
-    )
-    return await write(ctx, request, caller, 200, command)
+def _ending(to: domain.NeedState) -> Callable[..., Awaitable[JSONResponse]]:
+    """The route that closes or cancels a need (the two differ only in `to`)."""
+
+    async def end(
+        need_id: RecordId,
+        body: EndIn,
+        request: Request,
+        ctx: Ctx,
+        caller: Caller,
+        writer: Writing,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        command = commands.EndNeed(
+            need_id,
+            writer.acting_for,
+            if_match,
+            to=to,
+            reason=body.reason,
+            occurred_at=body.occurred_at,
+        )
+        return await write(ctx, request, caller, 200, command)
+
+    return end
 
 
-@router.post(
-    "/needs/{need_id}/cancel",
-    responses=CHANGED,
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def cancel_need(
-    need_id: RecordId,
-    body: EndIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    """The need no longer exists; pledges already made keep their lines."""
-    command = commands.CancelNeed(
-        need_id, writer.acting_for, if_match, reason=body.reason, occurred_at=body.occurred_at
-    )
-    return await write(ctx, request, caller, 200, command)
+ENDINGS = {
+    "close": (
+        domain.NeedState.CLOSED,
+        "The recipient is done with the need (usually covered); pledges no longer answer it.",
+    ),
+    "cancel": (
+        domain.NeedState.CANCELLED,
+        "The need no longer exists; pledges already made keep their lines.",
+    ),
+}
+for _verb, (_to, _doc) in ENDINGS.items():
+    router.post(
+        f"/needs/{{need_id}}/{_verb}",
+        name=f"{_verb}_need",
+        description=_doc,
+        responses=CHANGED,
+        openapi_extra=problems.IDEMPOTENT,
+    )(_ending(_to))

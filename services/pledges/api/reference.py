@@ -16,7 +16,6 @@ router = APIRouter(prefix="/v1", tags=["reference"])
 
 @router.get(
     "/reference",
-    tags=["reference"],
     responses=problems.documented(
         R.Reference,
     ),

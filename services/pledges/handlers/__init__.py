@@ -47,6 +47,23 @@ def _version(recorded: list[RecordedEvent], before: int) -> int:
     return recorded[-1].stream_version if recorded else before
 
 
+async def _append(
+    repository: Repository[Any],
+    uow: UnitOfWork,
+    record_id: str,
+    *,
+    after: int,
+    correlation_id: str | None,
+    events: list[NewEvent],
+) -> list[RecordedEvent]:
+    """Append after version `after`, with the record's correlation id (the request's if it
+    has none)."""
+    meta = _correlated(uow.metadata, correlation_id)
+    return await repository.append(
+        uow, record_id, expected_version=after, events=events, metadata=meta
+    )
+
+
 @HANDLERS.register(commands.PostNeed)
 async def post_need(command: commands.PostNeed, uow: UnitOfWork) -> dict[str, Any]:
     need, port = command.need, ports(uow)
@@ -77,12 +94,13 @@ async def _changing_need(command: commands.NeedChange, uow: UnitOfWork) -> domai
 async def _record_need(
     uow: UnitOfWork, state: domain.Need, events: list[NewEvent]
 ) -> dict[str, Any]:
-    recorded = await NEEDS.append(
+    recorded = await _append(
+        NEEDS,
         uow,
         state.need_id,
-        expected_version=state.version,
+        after=state.version,
+        correlation_id=state.correlation_id,
         events=events,
-        metadata=_correlated(uow.metadata, state.correlation_id),
     )
     return {
         "need_id": state.need_id,
@@ -99,25 +117,18 @@ async def revise_need(command: commands.ReviseNeed, uow: UnitOfWork) -> dict[str
     return await _record_need(uow, state, events)
 
 
-async def end_need(
-    command: commands.CloseNeed | commands.CancelNeed, uow: UnitOfWork
-) -> dict[str, Any]:
-    """The handler of both CloseNeed and CancelNeed."""
+@HANDLERS.register(commands.EndNeed)
+async def end_need(command: commands.EndNeed, uow: UnitOfWork) -> dict[str, Any]:
     state = await _changing_need(command, uow)
-    closing = isinstance(command, commands.CloseNeed)
     events = domain.end_need(
         state,
-        to=domain.NeedState.CLOSED if closing else domain.NeedState.CANCELLED,
+        to=command.to,
         reason=command.reason,
         occurred_at=command.occurred_at or uow.now,
         now=uow.now,
         acting_for=command.acting_for,
     )
     return await _record_need(uow, state, events)
-
-
-HANDLERS.register(commands.CloseNeed)(end_need)
-HANDLERS.register(commands.CancelNeed)(end_need)
 
 
 @HANDLERS.register(commands.MakePledge)
@@ -168,12 +179,13 @@ async def _changing_pledge(command: commands.PledgeChange, uow: UnitOfWork) -> d
 async def _record_pledge(
     uow: UnitOfWork, state: domain.Pledge, events: list[NewEvent]
 ) -> dict[str, Any]:
-    recorded = await PLEDGES.append(
+    recorded = await _append(
+        PLEDGES,
         uow,
         state.pledge_id,
-        expected_version=state.version,
+        after=state.version,
+        correlation_id=state.correlation_id,
         events=events,
-        metadata=_correlated(uow.metadata, state.correlation_id),
     )
     after = PLEDGES.fold(state, recorded)
     return {
@@ -249,12 +261,8 @@ async def record_delivery(command: commands.RecordDelivery, uow: UnitOfWork) -> 
             state, command.delivered[pledge_id], occurred_at=command.occurred_at
         )
         correlation = state.correlation_id or command.correlation_ids.get(pledge_id)
-        await PLEDGES.append(
-            uow,
-            pledge_id,
-            expected_version=state.version,
-            events=events,
-            metadata=_correlated(uow.metadata, correlation),
+        await _append(
+            PLEDGES, uow, pledge_id, after=state.version, correlation_id=correlation, events=events
         )
         appended += len(events)
     return appended
