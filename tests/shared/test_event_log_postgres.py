@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from shared import chain, sealer
+from shared import chain, chain_walk
 from shared import db as dbmod
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
@@ -302,7 +302,7 @@ async def test_verify_walks_page_after_page_while_the_next_is_in_flight(
     """The walk asks for the next page before checking the current one; a row that must be
     canonicalised again (the connection's one query at a time) and a tampered row, both past
     the first pages, are still found at their positions."""
-    monkeypatch.setattr(sealer, "PAGE", 3)
+    monkeypatch.setattr(chain_walk, "PAGE", 3)
     for i in range(7):
         await append(conn, f"p{i}", 0)
     await conn.execute(
