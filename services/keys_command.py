@@ -18,7 +18,7 @@ from services import cli_support, keys_admin
 from services.audit import signing_keys
 from services.cli_support import Failed
 from services.registry import events as registry_events
-from shared import auth, signing
+from shared import auth, devstack_keys, signing
 from shared.settings import SERVICES
 
 DURATION = re.compile(r"^(\d+)([mhdw])$")
@@ -149,9 +149,9 @@ def expiry(text: str, *, now: datetime | None = None) -> datetime | None:
 
 
 def _key_file(args: argparse.Namespace) -> Path:
-    data_dir = Path(os.environ.get("TWINAID_DATA_DIR", ".data"))
     given: Path | None = args.key_file
-    return given or data_dir / "keys" / f"{args.service}.ed25519"
+    keys_dir = devstack_keys.default_keys_dir(os.environ)
+    return given or devstack_keys.signing_key_file(keys_dir, args.service)
 
 
 def signing_pin(args: argparse.Namespace) -> int:

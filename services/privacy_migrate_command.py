@@ -19,7 +19,7 @@ import asyncpg
 
 from services import cli_support
 from services.cli_support import Failed
-from shared import chain, keys, outbox, privacy_migration, sealer
+from shared import chain, devstack_keys, keys, outbox, privacy_migration, sealer
 from shared.projections import Projection
 from shared.settings import Settings
 
@@ -30,7 +30,7 @@ def _signing_key_file(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
         return given
     if env.get("SIGNING_KEY_FILE"):
         return Path(env["SIGNING_KEY_FILE"])
-    return Path(env.get("TWINAID_DATA_DIR", ".data")) / "keys" / f"{args.service}.ed25519"
+    return devstack_keys.signing_key_file(devstack_keys.default_keys_dir(env), args.service)
 
 
 Connect = Callable[[str, str], Awaitable[asyncpg.Connection]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,11 @@ DEMO_KEYS = (
     DemoKey("auditor", "twinaid-audit", (Role.AUDITOR,)),
     DemoKey("service (the workers' FEED_API_KEY)", "twinaid", (Role.SERVICE,)),
 )
+
+
+def default_keys_dir(env: Mapping[str, str]) -> Path:
+    """Where the dev stack keeps its keys: $TWINAID_DATA_DIR/keys (.data/keys by default)."""
+    return Path(env.get("TWINAID_DATA_DIR", ".data")) / "keys"
 
 
 def signing_key_file(keys_dir: Path, service: str) -> Path:

@@ -76,10 +76,6 @@ def register(commands: Any) -> None:
     )
 
 
-def _data_dir(env: Mapping[str, str]) -> Path:
-    return Path(env.get("TWINAID_DATA_DIR", ".data"))
-
-
 def backup_keys(args: argparse.Namespace, env: Mapping[str, str]) -> backupmod.Keys | None:
     if args.without_keys:
         return None
@@ -89,7 +85,7 @@ def backup_keys(args: argparse.Namespace, env: Mapping[str, str]) -> backupmod.K
         if not sep or service not in SERVICES or not path:
             raise SystemExit(f"twinaid: --key-file wants SERVICE=PATH, got {item!r}")
         files[service] = Path(path)
-    keys_dir = _data_dir(env) / "keys"
+    keys_dir = devstack_keys.default_keys_dir(env)
     for service in SERVICES:
         default = devstack_keys.signing_key_file(keys_dir, service)
         if service in files:
