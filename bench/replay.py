@@ -1401,7 +1401,9 @@ def _part(filename: str, name: str) -> str:
     if f.endswith("shared/sealer.py"):
         return "shared/sealer.py (the rendered walk)"
     if f.endswith("shared/chain.py"):
-        return "shared/chain.py (canonical body, Verifier bookkeeping)"
+        return "shared/chain.py (canonical body)"
+    if f.endswith("shared/chain_verifier.py"):
+        return "shared/chain_verifier.py (Verifier bookkeeping)"
     if "json" in f or "_json" in name:
         return "JSON decoding of data + metadata (json)"
     if "strftime" in name or "astimezone" in name:

@@ -16,7 +16,7 @@ with each person a sealed person, schema version 2), without re-chaining:
   event when it is published again, see `carried`); the same redactions in the
   `log_redactions` table, for the verifier's fast lookup (each counts only if that signed
   statement names it);
-- verification (shared/chain.py Verifier, GET /v1/audit/verify, `twinaid audit`) links a
+- verification (shared/chain_verifier.py Verifier, GET /v1/audit/verify, `twinaid audit`) links a
   redacted position with `before`, requires its body now to hash to `after`, and fails a
   redaction no statement signed by a pinned or announced key of the service covers, and a body
   that matches neither.

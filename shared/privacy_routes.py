@@ -1,5 +1,6 @@
 """Every service's personal-data routes (`/v1/privacy`): find a person's subjects, export what
-is held about one (GDPR article 15), erase one (article 17). See shared/privacy.py.
+is held about one (GDPR article 15), erase one (article 17). See shared/privacy.py and
+shared/privacy_subjects.py.
 
 Who: a registry administrator (platform operator) for any subject; otherwise the organisation
 that recorded the person (its member, logistics or org_admin keys), and 404 for any other
