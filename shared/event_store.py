@@ -17,9 +17,9 @@ to the connection of one use case; it never begins or commits a transaction itse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -28,8 +28,6 @@ from shared.errors import Conflict, ValidationFailed
 from shared.events import Metadata, NewEvent, RecordedEvent, Selection
 from shared.keys import KeyRing
 from shared.rows import COLUMNS, from_row
-
-S = TypeVar("S")
 
 
 class ConcurrencyConflict(Conflict):
@@ -90,13 +88,6 @@ class EventStore(Protocol):
         ...
 
     async def verify(self) -> chain.Verdict: ...
-
-
-def fold(events: Iterable[RecordedEvent], initial: S, evolve: Callable[[S, RecordedEvent], S]) -> S:
-    state = initial
-    for event in events:
-        state = evolve(state, event)
-    return state
 
 
 # twinaid_append (shared/schema.sql) with the arguments of `append_arguments`, from $1: for a
