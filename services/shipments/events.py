@@ -15,6 +15,7 @@ in older logs and is published beside it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -423,6 +424,17 @@ class _Codec(EventCodec):
                 reason=str(exc),
                 event_id=event.event_id,
             ) from exc
+
+    def decode_kept(self, event_type: str, data: Mapping[str, Any]) -> BaseModel:
+        """A payload kept without its version (a convoy snapshot keeps an entry's data
+        alone): as the current version, else as the older one it is."""
+        try:
+            return self.decode_data(event_type, self.version(event_type), data)
+        except UndecodableEvent:
+            older = [m for (t, _), m in PREVIOUS.items() if t == event_type]
+            if not older:
+                raise
+            return older[0].model_validate(data)
 
 
 # Every event of the log decoded into its model (shared/codec.py)

@@ -24,6 +24,7 @@ import asyncpg
 
 from services.shipments import auth, domain
 from services.shipments import events as ev
+from services.shipments.handlers.repositories import CONVOYS
 from shared import privacy
 
 SERVICE = "shipments"
@@ -173,7 +174,7 @@ async def _written(
         "SELECT data, metadata ->> 'organisation' AS organisation, occurred_at FROM events"
         " WHERE stream_id = $1 AND event_type = $2"
         " AND ($3::text IS NULL OR data ->> 'entry_id' = $3) ORDER BY id LIMIT 1",
-        f"{ev.STREAM_CONVOY}-{convoy_id}",
+        CONVOYS.stream_id(convoy_id),
         event_type,
         entry_id,
     )

@@ -8,7 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from services.shipments import domain
+from services.shipments import events as ev
 from services.shipments.domain import ConvoyStatus, dec, text
 
 ZERO = Decimal(0)
@@ -18,6 +21,17 @@ INCIDENTS_SHOWN = domain.INCIDENTS_KEPT
 
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
+
+
+def _json(value: BaseModel | None) -> dict[str, Any] | None:
+    """A part of an event's payload as the log stores it."""
+    return value.model_dump(mode="json", exclude_unset=True) if value is not None else None
+
+
+def _delivered(state: domain.Convoy) -> dict[str, ev.DeliveredLine]:
+    """The delivered lines by manifest line ({} before the delivery)."""
+    lines = state.delivery.payload.lines if state.delivery else []
+    return {x.manifest_line_id: x for x in lines}
 
 
 def _news(entry: domain.Entry | None) -> dict[str, Any] | None:
@@ -35,10 +49,12 @@ def position(state: domain.Convoy) -> dict[str, Any] | None:
     entry = state.position
     if entry is None:
         return None
-    place = entry.data.get("place") or entry.data.get("crossing_point")
+    seen = entry.payload
+    assert isinstance(seen, ev.CheckpointRecorded | ev.BorderCrossed)
+    place = seen.place if isinstance(seen, ev.CheckpointRecorded) else seen.crossing_point
     return {
         "place": place,
-        "coordinates": entry.data.get("coordinates"),
+        "coordinates": _json(seen.coordinates),
         "source": entry.kind,
         "occurred_at": entry.occurred_at.isoformat(),
         "recorded_at": entry.recorded_at.isoformat(),
@@ -47,9 +63,7 @@ def position(state: domain.Convoy) -> dict[str, Any] | None:
 
 def _lines(state: domain.Convoy) -> list[dict[str, Any]]:
     lost = state.lost()
-    delivered = (
-        {x["manifest_line_id"]: x for x in state.delivery.data["lines"]} if state.delivery else {}
-    )
+    delivered = _delivered(state)
     on_road = state.status in domain.ON_THE_ROAD or state.status is ConvoyStatus.ARRIVED
     out = []
     for line in state.lines:
@@ -75,7 +89,9 @@ def _lines(state: domain.Convoy) -> list[dict[str, Any]]:
                 # still on its way: neither lost nor delivered yet
                 "in_transit": text(line.quantity - lost_here) if active and on_road else "0",
                 "delivered": (
-                    {k: got[k] for k in ("received", "damaged", "short")} if got else None
+                    {"received": got.received, "damaged": got.damaged, "short": got.short}
+                    if got
+                    else None
                 ),
             }
         )
@@ -85,15 +101,13 @@ def _lines(state: domain.Convoy) -> list[dict[str, Any]]:
 def discrepancies(state: domain.Convoy) -> list[dict[str, Any]]:
     """Lines where less arrived in good condition than was loaded, with why."""
     lost = state.lost()
-    delivered = (
-        {x["manifest_line_id"]: x for x in state.delivery.data["lines"]} if state.delivery else {}
-    )
+    delivered = _delivered(state)
     out = []
     for line in state.loaded:
         lost_here = lost.get(line.manifest_line_id, ZERO)
         got = delivered.get(line.manifest_line_id)
-        damaged = dec(got["damaged"]) if got else ZERO
-        short = dec(got["short"]) if got else ZERO
+        damaged = dec(got.damaged) if got else ZERO
+        short = dec(got.short) if got else ZERO
         if lost_here == damaged == short == ZERO:
             continue
         out.append(
@@ -105,7 +119,7 @@ def discrepancies(state: domain.Convoy) -> list[dict[str, Any]]:
                 "item": line.item,
                 "unit": line.unit,
                 "loaded": text(line.quantity),
-                "received": got["received"] if got else None,
+                "received": got.received if got else None,
                 "damaged": text(damaged),
                 "short": text(short),
                 "lost": text(lost_here),
@@ -116,19 +130,23 @@ def discrepancies(state: domain.Convoy) -> list[dict[str, Any]]:
 
 def _incidents(state: domain.Convoy) -> list[dict[str, Any]]:
     """The latest INCIDENTS_SHOWN incidents, in the order they occurred."""
-    return [
-        {
-            "entry_id": e.entry_id,
-            "kind": e.data["kind"],
-            "description": e.data["description"],
-            "place": e.data.get("place"),
-            "delay_minutes": e.data.get("delay_minutes"),
-            "lines": e.data.get("lines", []),
-            "occurred_at": e.occurred_at.isoformat(),
-            "recorded_at": e.recorded_at.isoformat(),
-        }
-        for e in state.incidents
-    ]
+    out = []
+    for e in state.incidents:
+        incident = e.payload
+        assert isinstance(incident, ev.IncidentReported)
+        out.append(
+            {
+                "entry_id": e.entry_id,
+                "kind": incident.kind,
+                "description": incident.description,
+                "place": incident.place,
+                "delay_minutes": incident.delay_minutes,
+                "lines": [_json(x) for x in incident.lines],
+                "occurred_at": e.occurred_at.isoformat(),
+                "recorded_at": e.recorded_at.isoformat(),
+            }
+        )
+    return out
 
 
 def document(state: domain.Convoy) -> dict[str, Any]:
@@ -173,8 +191,8 @@ def document(state: domain.Convoy) -> dict[str, Any]:
                 "outcome": "partial" if delivery.partial else "full",
                 "occurred_at": delivery.occurred_at.isoformat(),
                 "recorded_at": delivery.recorded_at.isoformat(),
-                "confirmed_by": delivery.data["confirmed_by"],
-                "document": delivery.data["document"],
+                "confirmed_by": _json(delivery.payload.confirmed_by),
+                "document": _json(delivery.payload.document),
             }
             if delivery
             else None

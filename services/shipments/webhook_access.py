@@ -14,7 +14,7 @@ import json
 import asyncpg
 
 from services.shipments import auth, queries
-from services.shipments.events import STREAM_CONVOY
+from services.shipments.handlers.repositories import CONVOYS
 from shared.auth import Principal
 from shared.events import RecordedEvent
 from shared.webhooks import Seen
@@ -23,9 +23,9 @@ NOTHING = Seen(frozenset(), None)
 
 
 async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent) -> Seen:
-    if event.stream_type != STREAM_CONVOY:
+    if event.stream_type != CONVOYS.stream_type:
         return NOTHING
-    convoy_id = event.stream_id.removeprefix(f"{STREAM_CONVOY}-")
+    convoy_id = CONVOYS.record_id(event.stream_id)
     row = await conn.fetchrow(
         "SELECT origin_id, destination_id, carrier_id, donors, document FROM convoys"
         " WHERE convoy_id = $1",

@@ -147,11 +147,13 @@ class Convoy:
         if self.first_arrival is not None:
             return ConvoyStatus.ARRIVED
         if self.last_border is not None:
+            border = self.last_border.payload
+            assert isinstance(border, ev.BorderCrossed)
             return {
                 "waiting": ConvoyStatus.AT_BORDER,
                 "cleared": ConvoyStatus.IN_TRANSIT,
                 "held": ConvoyStatus.HELD,
-            }[self.last_border.data["outcome"]]
+            }[border.outcome]
         return ConvoyStatus.IN_TRANSIT
 
     @property
@@ -159,10 +161,14 @@ class Convoy:
         e = self.custody_change
         if e is None:
             return None
-        holder: Mapping[str, Any] = (
-            e.data["custody"] if e.kind == "dispatch" else e.data["to_party"]
-        )
-        return holder
+        match e.payload:
+            case ev.ConvoyDispatched() | ev.V1.ConvoyDispatched() as dispatched:
+                holder = dispatched.custody
+            case ev.CustodyHandedOff() | ev.V1.CustodyHandedOff() as handed:
+                holder = handed.to_party
+            case _:
+                return None
+        return holder.model_dump(mode="json", exclude_unset=True)  # the party as stored
 
 
 def _key(entry: Entry) -> tuple[datetime, int]:
@@ -242,6 +248,7 @@ def _entry(event: Event[Any], kind: str) -> Entry:
         digest=payload.entry_sha256,
         data=event.recorded.data,  # the stored form, as views show it
         version=event.stream_version,
+        decoded=payload,
     )
 
 
@@ -291,7 +298,7 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
                     Vehicle(v.registration, v.type, dec(v.capacity_kg)) for v in p.vehicles
                 ),
                 # as stored (sealed, or in clear in version 1): views show them so
-                drivers=tuple(event.recorded.data.get("drivers", ())),
+                drivers=tuple(d.model_dump(mode="json", exclude_unset=True) for d in p.drivers),
                 route=tuple(p.route),
                 note=p.note,
             )
@@ -301,8 +308,8 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
             return replace(
                 state, lines=_set_line_state(state, {p.manifest_line_id}, LineState.UNLOADED)
             )
-        case ev.DeliveryConfirmed() | ev.V1.DeliveryConfirmed():
-            delivery = Delivery(event.occurred_at, event.recorded_at, event.recorded.data)
+        case ev.DeliveryConfirmed() | ev.V1.DeliveryConfirmed() as p:
+            delivery = Delivery(event.occurred_at, event.recorded_at, event.recorded.data, p)
             return replace(state, delivery=delivery)
         case ev.ConvoyClosed():
             return replace(state, closed_at=event.occurred_at)

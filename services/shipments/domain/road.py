@@ -235,11 +235,12 @@ def _decide(
 
 
 def _provisional(state: Convoy, event: NewEvent, now: datetime) -> RecordedEvent:
-    """The event as it will be recorded, so that later entries of the batch see it."""
+    """The event as it will be recorded, so that later entries of the batch see it (its
+    stream is left unnamed: naming streams is the repository's, handlers/repositories.py)."""
     return RecordedEvent(
         event_id=event.event_id,
         stream_type=ev.STREAM_CONVOY,
-        stream_id=f"{ev.STREAM_CONVOY}-{state.convoy_id}",
+        stream_id="",
         stream_version=state.version + 1,
         event_type=event.event_type,
         schema_version=event.schema_version,

@@ -4,11 +4,13 @@ the pledge lines it draws on. Quantities are Decimals; contracts write them as s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from services.shipments import events as ev
 
 __all__ = [
     "CLOCK_SKEW",
@@ -89,9 +91,14 @@ class Line:
     state: LineState = LineState.LOADED
 
 
+def _kept(event_type: str, data: Mapping[str, Any]) -> Any:
+    return ev.CODEC.decode_kept(event_type, data)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A road event from a field entry."""
+    """A road event from a field entry: `data` its payload as stored (what views show),
+    `payload` the same decoded (events.py; what rules read)."""
 
     entry_id: str
     kind: str
@@ -102,6 +109,16 @@ class Entry:
     digest: str
     data: Mapping[str, Any]
     version: int
+    # the decoded payload: given by the fold, decoded from `data` when first asked after a
+    # snapshot (which keeps `data` alone)
+    decoded: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def payload(self) -> ev.EntryPayload:
+        if self.decoded is None:
+            object.__setattr__(self, "decoded", _kept(self.event_type, self.data))
+        payload: ev.EntryPayload = self.decoded
+        return payload
 
     def answer(self) -> dict[str, Any]:
         """What the sender of the entry is told, the first time and every time after."""
@@ -117,12 +134,24 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """The proof of delivery: `data` as stored (views show it), `payload` decoded."""
+
     occurred_at: datetime
     recorded_at: datetime
     data: Mapping[str, Any]
+    decoded: Any = field(default=None, compare=False, repr=False)  # as Entry's
+
+    @property
+    def payload(self) -> ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed:
+        if self.decoded is None:
+            object.__setattr__(self, "decoded", _kept(ev.DELIVERY_CONFIRMED, self.data))
+        payload: ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed = self.decoded
+        return payload
 
     @property
     def partial(self) -> bool:
         return any(
-            dec(line[k]) > 0 for line in self.data["lines"] for k in ("damaged", "short", "lost")
+            dec(getattr(line, k)) > 0
+            for line in self.payload.lines
+            for k in ("damaged", "short", "lost")
         )
