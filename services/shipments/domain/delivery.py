@@ -153,14 +153,7 @@ def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) 
         document=document,
         lines=lines,
     )
-    return [
-        NewEvent(
-            ev.DELIVERY_CONFIRMED,
-            ev.payload(data),
-            occurred_at=command.occurred_at,
-            schema_version=ev.version(ev.DELIVERY_CONFIRMED),
-        )
-    ]
+    return [ev.CODEC.new(data, occurred_at=command.occurred_at)]
 
 
 def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEvent]:
@@ -179,4 +172,4 @@ def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEven
         outcome="delivered" if status is ConvoyStatus.DELIVERED else "lost",
         note=command.note,
     )
-    return [NewEvent(ev.CONVOY_CLOSED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [ev.CODEC.new(data, occurred_at=command.occurred_at)]

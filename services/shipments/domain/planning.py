@@ -141,14 +141,7 @@ def plan(state: Convoy, command: PlanConvoy, *, now: datetime) -> list[NewEvent]
         route=list(command.route),
         note=command.note,
     )
-    return [
-        NewEvent(
-            ev.CONVOY_PLANNED,
-            ev.payload(data),
-            occurred_at=command.occurred_at,
-            schema_version=ev.version(ev.CONVOY_PLANNED),
-        )
-    ]
+    return [ev.CODEC.new(data, occurred_at=command.occurred_at)]
 
 
 def line_weight(pledge_line: PledgeLine, quantity: Decimal, given: Decimal | None) -> Decimal:
@@ -273,7 +266,7 @@ def load(
         vehicle=vehicle.registration,
         correlation_id=line.correlation_id,
     )
-    return [NewEvent(ev.MANIFEST_LINE_LOADED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [ev.CODEC.new(data, occurred_at=command.occurred_at)]
 
 
 def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEvent]:
@@ -294,7 +287,7 @@ def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEven
         quantity=text(line.quantity),
         reason=command.reason,
     )
-    return [NewEvent(ev.MANIFEST_LINE_UNLOADED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [ev.CODEC.new(data, occurred_at=command.occurred_at)]
 
 
 def cancel(state: Convoy, command: CancelConvoy, *, now: datetime) -> list[NewEvent]:
@@ -315,4 +308,4 @@ def cancel(state: Convoy, command: CancelConvoy, *, now: datetime) -> list[NewEv
             for x in state.loaded
         ],
     )
-    return [NewEvent(ev.CONVOY_CANCELLED, ev.payload(data), occurred_at=command.occurred_at)]
+    return [ev.CODEC.new(data, occurred_at=command.occurred_at)]
