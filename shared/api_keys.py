@@ -209,6 +209,19 @@ async def _held(conn: asyncpg.Connection, key: _Key | Revoked) -> asyncpg.Record
     return held
 
 
+async def _store_new(conn: asyncpg.Connection, key: _Key, digest: bytes, *, at: datetime) -> None:
+    await store_issued(
+        conn,
+        key_id=key.key_id,
+        digest=digest,
+        organisation=key.organisation_id,
+        roles=key.roles,
+        label=key.label,
+        expires_at=key.expires_at,
+        at=at,
+    )
+
+
 async def issued(conn: asyncpg.Connection, event: Incoming) -> None:
     """A new key. One already held (the operator's CLI writes every database) is issued
     again only with the same secret; anything else would take it over: Implausible."""
@@ -219,16 +232,7 @@ async def issued(conn: asyncpg.Connection, event: Incoming) -> None:
         if bytes(held["secret_hash"]) != digest:
             raise Implausible(f"API key {key.key_id} is held here with another secret")
         return
-    await store_issued(
-        conn,
-        key_id=key.key_id,
-        digest=digest,
-        organisation=key.organisation_id,
-        roles=key.roles,
-        label=key.label,
-        expires_at=key.expires_at,
-        at=event.occurred_at,
-    )
+    await _store_new(conn, key, digest, at=event.occurred_at)
 
 
 async def rotated(conn: asyncpg.Connection, event: Incoming) -> None:
@@ -239,16 +243,7 @@ async def rotated(conn: asyncpg.Connection, event: Incoming) -> None:
     digest = bytes.fromhex(key.secret_sha256)
     held = await _held(conn, key)
     if held is None:
-        await store_issued(
-            conn,
-            key_id=key.key_id,
-            digest=digest,
-            organisation=key.organisation_id,
-            roles=key.roles,
-            label=key.label,
-            expires_at=key.expires_at,
-            at=at,
-        )
+        await _store_new(conn, key, digest, at=at)
         await store_rotated(
             conn, key_id=key.key_id, digest=digest, expires_at=key.expires_at, at=at
         )
