@@ -166,7 +166,7 @@ async def steady(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
     meter = rig.meter()
     progress = Poller(rig.registry_db, PROGRESS_SQL, every=0.1)
     applied = Poller(rig.pledges_db, APPLIED_SQL, every=0.1)
-    feed_before = await rig.feed_requests()
+    feed_before, gaps_before = await rig.feed_requests(), gap_warnings(rig.stack.logs)
     progress.start()
     applied.start()
     try:
@@ -181,7 +181,7 @@ async def steady(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await progress.stop()
         await applied.stop()
-    feed_after = await rig.feed_requests()
+    feed_after, gaps_after = await rig.feed_requests(), gap_warnings(rig.stack.logs)
     t0, t1 = meter.marks["start"][0], meter.marks["end"][0]
     window = progress.between(t0, t1)
     lags = [row["committed"] - row["published"] for _, row in window]
@@ -220,6 +220,7 @@ async def steady(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
         "target_met": p99 is not None and p99 < TARGET_P99_MS,
         "settled_after_load_s": settled,
         "consumer_feed_requests_during_run": feed_after - feed_before,
+        "gap_warnings_during_run": gaps_after - gaps_before,
         "cores_used": meter.cores(),
     }
 
@@ -375,6 +376,7 @@ async def consumer_burst(rig: Rig, args: argparse.Namespace, *, verify: bool) ->
             break
         await asyncio.sleep(0.05)
     applied = Poller(rig.pledges_db, APPLIED_SQL, every=BURST_SAMPLE_S)
+    feed_before, gaps_before = await rig.feed_requests(), gap_warnings(rig.stack.logs)
     applied.start()
     started = time.monotonic()
     start_consumer(rig, verify=verify)
@@ -385,6 +387,7 @@ async def consumer_burst(rig: Rig, args: argparse.Namespace, *, verify: bool) ->
                 break
     finally:
         await applied.stop()
+    feed_after, gaps_after = await rig.feed_requests(), gap_warnings(rig.stack.logs)
     samples = applied.samples
     t0 = next((t for t, row in samples if row["applied"] > applied0), None)
     t1 = next((t for t, row in samples if row["applied"] >= committed), None)
@@ -395,6 +398,9 @@ async def consumer_burst(rig: Rig, args: argparse.Namespace, *, verify: bool) ->
         "first_applied_s": round(t0 - started, 2) if t0 is not None else None,
         "all_applied_s": round(t1 - started, 2) if t1 is not None else None,
         "consumer_per_s": round(n / (t1 - t0), 1) if t0 is not None and t1 and t1 > t0 else None,
+        # a gap the consumer did not see filled sends it to the registry's feed mid-drain
+        "feed_requests": feed_after - feed_before,
+        "gap_warnings": gaps_after - gaps_before,
     }
 
 
@@ -410,6 +416,8 @@ def pooled(phases: list[dict[str, Any]]) -> dict[str, Any]:
     first["end_to_end"]["not_applied"] = sum(p["end_to_end"]["not_applied"] for p in phases)
     first["phases"] = len(phases)
     first["p99_ms_per_phase"] = each
+    for key in ("consumer_feed_requests_during_run", "gap_warnings_during_run"):
+        first[key] = sum(p[key] for p in phases)
     p99 = latency.get("p99")
     first["target_met"] = p99 is not None and p99 < TARGET_P99_MS
     return first
@@ -421,6 +429,8 @@ def pooled_drain(drains: list[dict[str, Any]]) -> dict[str, Any]:
     first = dict(drains[0])
     first["runs_per_s"] = rates
     first["consumer_per_s"] = round(sum(rates) / len(rates), 1) if all(rates) else None
+    for key in ("feed_requests", "gap_warnings"):
+        first[key] = sum(d[key] for d in drains)
     return first
 
 
@@ -470,25 +480,38 @@ def report(args: argparse.Namespace, env: dict[str, Any], result: dict[str, Any]
         f" {s['p99_ms_per_phase']} ms)"
     )
     say(
-        "consumer catch-ups over the HTTP feed during the run:"
+        "consumer catch-ups over the HTTP feed during the steady phases:"
         f" {s['consumer_feed_requests_during_run']} requests,"
-        f" {result['gap_warnings']} 'gap did not fill' warnings"
+        f" {s['gap_warnings_during_run']} 'gap did not fill' warnings"
+        f" ({result['gap_warnings']} in the whole run)"
     )
     say(f"CPU cores used during the window: {s['cores_used']}")
     off = result.get("steady_without_verification")
     if off:
-        p99_off = off["end_to_end"]["from_response_ms"].get("p99")
+        latency = off["end_to_end"]["from_response_ms"]
         say(
-            f"the same without consumer verification: p99 write -> consumer effect {p99_off} ms"
+            "the same without consumer verification: p99 write -> consumer effect"
+            f" {latency.get('p99')} ms, p50 {latency.get('p50')} ms"
             f" (target met: {met(off['target_met'])}; each phase's p99:"
-            f" {off['p99_ms_per_phase']} ms)"
+            f" {off['p99_ms_per_phase']} ms); feed requests"
+            f" {off['consumer_feed_requests_during_run']}, 'gap did not fill' warnings"
+            f" {off['gap_warnings_during_run']}"
         )
+        say(f"  CPU cores used during its window: {off['cores_used']}")
     c = result.get("consumer_burst")
     if c:
         say()
         say(
             table(
-                ["consumer burst", "events", "first (s)", "all (s)", "events/s"],
+                [
+                    "consumer burst",
+                    "events",
+                    "first (s)",
+                    "all (s)",
+                    "events/s",
+                    "feed requests",
+                    "gap warnings",
+                ],
                 [
                     [
                         f"verification {mode}",
@@ -496,6 +519,8 @@ def report(args: argparse.Namespace, env: dict[str, Any], result: dict[str, Any]
                         c[mode]["first_applied_s"],
                         c[mode]["all_applied_s"],
                         c[mode]["consumer_per_s"],
+                        c[mode]["feed_requests"],
+                        c[mode]["gap_warnings"],
                     ]
                     for mode in ("off", "on")
                 ],

@@ -47,8 +47,9 @@ class Applying(Checking):
         quarantined, not applied; else it reads the batch's event ids. If any handler fails, or
         a replica raced us to an event (the inbox insert's count says so), nothing of the batch
         is kept and each event goes the careful way: its own transaction, bounded retries,
-        dead letters."""
+        dead letters. `after_commit` is called only when the handlers appended events."""
         applied = duplicates = 0
+        appended = False
         clashes: dict[int, str] = {}
         try:
             async with self.db.transaction() as conn:
@@ -78,8 +79,7 @@ class Applying(Checking):
                         await handler(conn, incoming)
                     await self._follow_key_change(conn, incoming)
                     fresh.append(incoming)
-                if fresh and await self._remember(conn, fresh) != len(fresh):
-                    raise _Duplicate  # a replica applied one of them meanwhile
+                appended = bool(fresh) and await self._remember(conn, fresh)
                 applied = len(fresh)
         except DATABASE_TROUBLE:
             raise
@@ -88,26 +88,32 @@ class Applying(Checking):
                 if n not in clashes:
                     await self.apply_with_retries(incoming, record)
         else:
-            self._count(applied=applied, duplicates=duplicates)
+            self._count(applied=applied, duplicates=duplicates, appended=appended)
         for n, reason in clashes.items():
             await self.quarantine(batch[n][1], batch[n][0], reason)
 
-    async def _remember(self, conn: asyncpg.Connection, applied: list[Incoming]) -> int:
-        """The inbox rows of events just applied; how many were new."""
-        written: int = await conn.fetchval(
+    async def _remember(self, conn: asyncpg.Connection, applied: list[Incoming]) -> bool:
+        """Write the inbox rows of events just applied; whether the transaction appended
+        events to this service's own log (its relay has something to seal). Raises _Duplicate
+        unless every row was new (a replica applied one of them meanwhile)."""
+        row = await conn.fetchrow(
             "WITH written AS ("
             " INSERT INTO inbox (consumer, event_id, upstream, position, hash)"
             " SELECT $1, e, u, p, h"
             " FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bytea[]) AS t(e, u, p, h)"
             " ON CONFLICT DO NOTHING RETURNING 1"
-            ") SELECT count(*) FROM written",
+            ") SELECT (SELECT count(*) FROM written) AS written,"
+            " EXISTS (SELECT 1 FROM events WHERE tx_id = pg_current_xact_id()) AS appended",
             self.name,
             [i.event_id for i in applied],
             [i.upstream for i in applied],
             [i.position for i in applied],
             [i.chain_hash for i in applied],
         )
-        return written
+        assert row is not None
+        if row["written"] != len(applied):
+            raise _Duplicate
+        return bool(row["appended"])
 
     async def _apply_in(self, conn: asyncpg.Connection, incoming: Incoming) -> bool:
         """The inbox row is written last: the handler loads what it needs before the
@@ -138,10 +144,12 @@ class Applying(Checking):
             raise _Duplicate
         return True
 
-    def _count(self, *, applied: int, duplicates: int) -> None:
+    def _count(self, *, applied: int, duplicates: int, appended: bool = True) -> None:
+        """Count; `after_commit` (the worker wakes its relay) when the events applied appended
+        any of this service's own (a batch tells, a single event is taken to)."""
         self.applied += applied
         self.duplicates += duplicates
-        if applied and self.after_commit is not None:
+        if applied and appended and self.after_commit is not None:
             self.after_commit()
 
     async def apply_with_retries(
