@@ -176,7 +176,8 @@ async def seal_v1(
     elif event_type == ev.PLEDGE_MADE:
         owner, field, model = data.get("donor_id"), "contact", ev.PledgeMade
     elif event_type == ev.DELIVERY_RECORDED:
-        owner, field, model = data.get("recipient_id"), "confirmed_by", ev.DeliveryRecorded
+        owner, field = data.get("recipient_id"), "confirmed_by"
+        model = ev.PREVIOUS[ev.DELIVERY_RECORDED, 2]
     else:
         return None
     person = data.get(field)

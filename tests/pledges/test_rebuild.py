@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import asyncpg
 
-from services.pledges import demo, projections, subscriptions
+from services.pledges import demo, domain, handlers, projections, subscriptions
+from services.pledges import events as ev
 from shared import projections as proj
 from shared.auth import Role
+from shared.event_store import PostgresEventStore
+from shared.events import Metadata
 from tests.pledges.conftest import PledgesApi, incoming, loading
 from tests.pledges.test_deliveries import line
 
@@ -84,3 +92,82 @@ async def test_every_read_model_is_keyed_by_its_first_column(api: PledgesApi) ->
         assert row["n"] == row["d"], table
     [lines] = await api.fetch("SELECT count(*) AS n FROM pledge_lines")
     assert lines["n"] == 7
+
+
+async def test_a_log_holding_delivery_recorded_2_and_3_builds_the_same_read_models(
+    api: PledgesApi,
+) -> None:
+    """Version 2 of pledges.delivery-recorded carried the line's delivered total and the
+    pledge's status; version 3 leaves them to the projections. A log holding both: each
+    decodes to the same payload, the live rows are what a rebuild gives, and the status the
+    projections worked out is the pledge's own (domain.status_of)."""
+    api.client.headers.update(await api.as_("twinaid", Role.REGISTRY_ADMIN))
+    await demo.load(api.client)
+    pledge_id = "lille-kharkiv-generators-2023"
+    conn = await asyncpg.connect(api.url)
+    try:
+        first = {**line("m1", received="45", damaged="5"), "pledge_id": pledge_id}
+        event = incoming(
+            "shipments", "shipments.delivery-confirmed", {"convoy_id": "c1", "lines": [first]}
+        )
+        async with conn.transaction():  # recorded now: version 3
+            for loaded in loading(event):
+                await subscriptions.manifest_line_loaded(conn, loaded)
+            await subscriptions.delivery_confirmed(conn, event)
+        # a second delivery as version 2 recorded it: the figures it carried worked out from
+        # the pledge as it stood, as the domain did then
+        async with conn.transaction():
+            uow = handlers.reading(conn)
+            state = await handlers.PLEDGES.load(uow, pledge_id)
+            second = domain.DeliveredLine(
+                convoy_id="c2",
+                manifest_line_id="m2",
+                delivery_event_id=str(uuid.uuid4()),
+                line_id="generators",
+                unit="pieces",
+                loaded=Decimal(30),
+                received=Decimal(30),
+                damaged=Decimal(0),
+                short=Decimal(0),
+                lost=Decimal(0),
+            )
+            decided = domain.record_deliveries(state, [second], occurred_at=datetime.now(UTC))
+            after = domain.evolve_events(state, decided)
+            v3 = next(e for e in decided if e.event_type == ev.DELIVERY_RECORDED)
+            figures = {
+                "delivered_total": domain.quantities.fmt(after.line("generators").delivered),
+                "pledge_status": after.status.value,
+            }
+            v2 = replace(v3, data={**v3.data, **figures}, schema_version=2)
+            ev.PREVIOUS[ev.DELIVERY_RECORDED, 2].model_validate(v2.data)
+            recorded = await PostgresEventStore(conn).append(
+                stream_type=ev.STREAM_PLEDGE,
+                stream_id=handlers.PLEDGES.stream_id(pledge_id),
+                expected_version=state.version,
+                events=[v2 if e is v3 else e for e in decided],
+                metadata=Metadata(actor="test", correlation_id=state.correlation_id),
+                now=datetime.now(UTC),
+            )
+            await proj.project(conn, projections.ALL, recorded)
+        stored = await conn.fetch(
+            "SELECT schema_version FROM events WHERE event_type = $1 ORDER BY stream_version",
+            ev.DELIVERY_RECORDED,
+        )
+        assert [r["schema_version"] for r in stored] == [3, 2]
+        [as_stored] = [e for e in recorded if e.event_type == ev.DELIVERY_RECORDED]
+        assert ev.CODEC.decode(as_stored).payload == ev.CODEC.decode_data(
+            v3.event_type, v3.schema_version, v3.data
+        )
+        [row] = await conn.fetch("SELECT status FROM pledges WHERE pledge_id = $1", pledge_id)
+        [line_row] = await conn.fetch(
+            "SELECT delivered FROM pledge_lines WHERE pledge_id = $1 AND line_id = 'generators'",
+            pledge_id,
+        )
+        final = await handlers.PLEDGES.load(handlers.reading(conn), pledge_id)
+        assert row["status"] == final.status.value == figures["pledge_status"]
+        assert line_row["delivered"] == final.line("generators").delivered == 75
+        before = await dump(conn)
+        await proj.rebuild(conn, projections.ALL)
+        assert await dump(conn) == before
+    finally:
+        await conn.close()

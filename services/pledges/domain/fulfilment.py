@@ -226,13 +226,9 @@ def record_deliveries(
             unit=line.unit.value,
             confirmed_by=item.confirmed_by,
             document=item.document,
-            delivered_total=quantities.fmt(line.delivered + figures["received"]),
-            pledge_status=current.status.value,
             **{k: quantities.fmt(v) for k, v in figures.items()},
         )
-        status = evolve_events(current, [ev.new(data, occurred_at=occurred_at)]).status
-        final = data.model_copy(update={"pledge_status": status.value})
-        events.append(ev.new(final, occurred_at=occurred_at))
+        events.append(ev.new(data, occurred_at=occurred_at))
         if line.line_id not in touched:
             touched.append(line.line_id)
     if not events or not state.committed:

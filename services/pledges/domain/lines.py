@@ -15,7 +15,7 @@ from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.quantities import ZERO, Unit
 
-__all__ = ["Amendment", "Delivery", "Line", "LineKind", "Receipt", "line_from_event"]
+__all__ = ["Amendment", "Delivery", "Line", "LineKind", "Receipt", "line_from_event", "progress"]
 
 
 class LineKind(StrEnum):
@@ -46,6 +46,12 @@ class Amendment:
     previous: str
     new: str
     reason: str
+
+
+def progress(*, size: Decimal | int, arrived: Decimal | int) -> tuple[bool, bool]:
+    """(complete, started) of a line of `size` (a quantity in kind, an amount of money) of
+    which `arrived` was confirmed (received in good condition, or money received)."""
+    return arrived >= size, arrived > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +95,11 @@ class Line:
         return max(0, self.amount - self.received)
 
     @property
-    def complete(self) -> bool:
+    def progress(self) -> tuple[bool, bool]:
+        """(complete, started): see `progress`."""
         if self.kind is LineKind.MONEY:
-            return self.received >= self.amount
-        return self.delivered >= self.quantity
-
-    @property
-    def started(self) -> bool:
-        return bool(self.receipts) or self.delivered > 0
+            return progress(size=self.amount, arrived=self.received)
+        return progress(size=self.quantity, arrived=self.delivered)
 
     def delivery_keys(self) -> frozenset[tuple[str, str]]:
         return frozenset((d.convoy_id, d.manifest_line_id) for d in self.deliveries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -10,7 +11,7 @@ from typing import Any
 from services.pledges.domain.lines import Line
 from shared.errors import NotFound
 
-__all__ = ["Pledge", "PledgeStatus"]
+__all__ = ["Pledge", "PledgeStatus", "status_of"]
 
 
 class PledgeStatus(StrEnum):
@@ -47,15 +48,8 @@ class Pledge:
 
     @property
     def status(self) -> PledgeStatus:
-        if self.withdrawn:
-            return PledgeStatus.WITHDRAWN
-        if not self.committed:
-            return PledgeStatus.PLEDGED
-        if all(line.complete for line in self.lines):
-            return PledgeStatus.FULFILLED
-        if any(line.started for line in self.lines):
-            return PledgeStatus.PARTLY_FULFILLED
-        return PledgeStatus.COMMITTED
+        lines = [line.progress for line in self.lines]
+        return status_of(committed=self.committed, withdrawn=self.withdrawn, lines=lines)
 
     def line(self, line_id: str) -> Line:
         for line in self.lines:
@@ -67,3 +61,21 @@ class Pledge:
         return replace(
             self, lines=tuple(line if x.line_id == line.line_id else x for x in self.lines)
         )
+
+
+def status_of(
+    *, committed: bool, withdrawn: bool, lines: Iterable[tuple[bool, bool]]
+) -> PledgeStatus:
+    """A pledge's status from whether it was committed or withdrawn and, for each line,
+    whether it is complete and whether anything arrived on it (lines.progress): the one rule
+    the state and the read models (projections/pledges.py) both follow."""
+    if withdrawn:
+        return PledgeStatus.WITHDRAWN
+    if not committed:
+        return PledgeStatus.PLEDGED
+    progress = list(lines)
+    if all(complete for complete, _ in progress):
+        return PledgeStatus.FULFILLED
+    if any(started for _, started in progress):
+        return PledgeStatus.PARTLY_FULFILLED
+    return PledgeStatus.COMMITTED

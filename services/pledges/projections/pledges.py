@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
+from services.pledges import domain
 from services.pledges import events as ev
 from services.pledges.projections.needs import Changes, add_changes, count_changes
 from shared.events import RecordedEvent
@@ -180,7 +181,7 @@ async def delivery_recorded(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
     p = ev.decoded(event, ev.DeliveryRecordedRead)
-    if not await _advance(conn, event, p.pledge_id, p.pledge_status):
+    if not await _advance(conn, event, p.pledge_id, None):
         return
     figures = [p.loaded, p.received, p.damaged, p.short, p.lost]
     await conn.execute(
@@ -213,7 +214,33 @@ async def delivery_recorded(
         p.line_id,
         *figures,
     )
+    await _refigure_status(conn, p.pledge_id)
     await count_changes(conn, p.pledge_id, changes)
+
+
+async def _refigure_status(conn: asyncpg.Connection, pledge_id: str) -> None:
+    """The pledge's status from its lines, as its state has it (domain.status_of), once
+    something arrived: events since delivery-recorded 3 carry no status."""
+    rows = await conn.fetch(
+        "SELECT p.committed_at, p.withdrawn_at, l.kind, l.quantity, l.delivered, l.amount,"
+        " l.received FROM pledges p JOIN pledge_lines l USING (pledge_id)"
+        " WHERE pledge_id = $1",
+        pledge_id,
+    )
+    lines = [
+        domain.progress(size=r["amount"], arrived=r["received"])
+        if r["kind"] == "money"
+        else domain.progress(size=r["quantity"], arrived=r["delivered"])
+        for r in rows
+    ]
+    status = domain.status_of(
+        committed=rows[0]["committed_at"] is not None,
+        withdrawn=rows[0]["withdrawn_at"] is not None,
+        lines=lines,
+    )
+    await conn.execute(
+        "UPDATE pledges SET status = $2 WHERE pledge_id = $1", pledge_id, status.value
+    )
 
 
 async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:

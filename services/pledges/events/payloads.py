@@ -1,20 +1,12 @@
-"""Facts the pledges service records, with the JSON Schema of each (see schemas/).
-
-Quantities are decimals written as JSON strings ("13000", "12.5"); amounts are integers in the
-minor unit of an ISO 4217 currency. Names are stable; a changed shape gets a new schema version
-and an upcaster. `pledges.pledge-line-updated` is the contract shipments relies on
-(docs/cross-service-events.md).
-"""
+"""The current model of each event type pledges records (events/__init__.py has their
+schemas, older versions and the codec)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from datetime import date
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from shared.codec import EventCodec, event_type_of
-from shared.events import NewEvent, RecordedEvent
 
 STREAM_NEED = "need"
 STREAM_PLEDGE = "pledge"
@@ -60,9 +52,6 @@ Label = Annotated[str, Field(max_length=MAX_LABEL)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Note = Annotated[str, Field(max_length=MAX_NOTE)]
 Reason = Annotated[str, Field(max_length=MAX_REASON)]
-
-
-E = TypeVar("E", bound=BaseModel)
 
 
 class _Event(BaseModel):
@@ -131,10 +120,6 @@ class NeedPosted(_NeedPosted):
     contact: SealedContact | None = None
 
 
-class NeedPostedV1(_NeedPosted):
-    contact: Contact | None = None
-
-
 class NeedRevised(_Event):
     EVENT_TYPE: ClassVar[str] = NEED_REVISED
     need_id: Id
@@ -187,10 +172,6 @@ class PledgeMade(_PledgeMade):
     SCHEMA_VERSION: ClassVar[int] = 2
 
     contact: SealedContact | None = None
-
-
-class PledgeMadeV1(_PledgeMade):
-    contact: Contact | None = None
 
 
 class PledgeCommitted(_Event):
@@ -290,15 +271,15 @@ class _DeliveryRecorded(_Event):
     lost: Quantity
     confirmed_by: object  # who signed for the goods: each version says how (kept in place)
     document: Document | None
-    delivered_total: Quantity
-    pledge_status: PledgeStatus
 
 
 class DeliveryRecorded(_DeliveryRecorded):
-    __doc__ = _DeliveryRecorded.__doc__
+    """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
+    line's unit. Only `received` (good condition) counts towards fulfilment: the line's total
+    and the pledge's status are the read models' to work out (version 2 carried them)."""
 
     EVENT_TYPE: ClassVar[str] = DELIVERY_RECORDED
-    SCHEMA_VERSION: ClassVar[int] = 2  # who confirmed sealed (version 1: in clear, V1 below)
+    SCHEMA_VERSION: ClassVar[int] = 3  # 2: with delivered_total and pledge_status; 1: in clear
 
     confirmed_by: SealedConfirmedBy | None
 
@@ -322,6 +303,7 @@ class PledgeLineUpdated(_Event):
     status: Literal["committed", "withdrawn", "fulfilled"]
 
 
+# The current model of each type, by type (older versions: older.py)
 SCHEMAS: dict[str, type[_Event]] = {
     NEED_POSTED: NeedPosted,
     NEED_REVISED: NeedRevised,
@@ -336,72 +318,3 @@ SCHEMAS: dict[str, type[_Event]] = {
     DELIVERY_RECORDED: DeliveryRecorded,
     PLEDGE_LINE_UPDATED: PledgeLineUpdated,
 }
-
-
-def decoded(event: RecordedEvent, model: type[E]) -> E:
-    """A stored event's payload, decoded (CODEC, below) and known to be a `model`."""
-    payload = CODEC.decode(event).payload
-    if not isinstance(payload, model):
-        raise TypeError(f"{event.event_type} decodes to {type(payload).__name__}, not {model}")
-    return payload
-
-
-def new(event: BaseModel, *, occurred_at: datetime | None = None) -> NewEvent:
-    """An event to append: its model's type and schema version, its data as JSON."""
-    event_type, version = event_type_of(type(event))
-    return NewEvent(event_type, event.model_dump(mode="json"), occurred_at, version)
-
-
-class DeliveryRecordedV1(_DeliveryRecorded):
-    __doc__ = _DeliveryRecorded.__doc__
-
-    confirmed_by: ConfirmedBy | None
-
-
-# Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {
-    (NEED_POSTED, 1): NeedPostedV1,
-    (PLEDGE_MADE, 1): PledgeMadeV1,
-    (DELIVERY_RECORDED, 1): DeliveryRecordedV1,
-}
-
-
-# What readers get (shared/codec.py): the current model of each type, except the three whose
-# version 1 named a person in clear. Sealing needs the database (privacy.seal_v1 migrates such
-# events), so no upcaster can turn one into version 2: readers get these models instead, the
-# person sealed (version 2) or in clear (version 1), every other field as the current version.
-class NeedPostedRead(_NeedPosted):
-    EVENT_TYPE: ClassVar[str] = NEED_POSTED
-    SCHEMA_VERSION: ClassVar[int] = 2
-
-    contact: SealedContact | Contact | None = None
-
-
-class PledgeMadeRead(_PledgeMade):
-    EVENT_TYPE: ClassVar[str] = PLEDGE_MADE
-    SCHEMA_VERSION: ClassVar[int] = 2
-
-    contact: SealedContact | Contact | None = None
-
-
-class DeliveryRecordedRead(_DeliveryRecorded):
-    EVENT_TYPE: ClassVar[str] = DELIVERY_RECORDED
-    SCHEMA_VERSION: ClassVar[int] = 2
-
-    confirmed_by: SealedConfirmedBy | ConfirmedBy | None
-
-
-def _same(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 of a type whose version 2 only sealed its person: the fields are the same."""
-    return data
-
-
-READ: dict[str, type[_Event]] = {
-    NEED_POSTED: NeedPostedRead,
-    PLEDGE_MADE: PledgeMadeRead,
-    DELIVERY_RECORDED: DeliveryRecordedRead,
-}
-CODEC = EventCodec(
-    [READ.get(event_type, model) for event_type, model in SCHEMAS.items()],
-    upcasters={key: _same for key in PREVIOUS},
-)

@@ -1,0 +1,110 @@
+"""Older schema versions of pledges' event types, still in logs, and what readers get of them.
+
+Version 1 of need-posted, pledge-made and delivery-recorded named a person in clear; version 2
+sealed it (shared/privacy.py). Sealing needs the database (privacy.seal_v1 migrates such
+events in place), so no upcaster can turn one into version 2: readers get the READ models
+instead, the person sealed or in clear, every other field as the current version has it.
+Version 2 of delivery-recorded also carried the line's delivered total and the pledge's
+status, derived values the projections now work out: upcasting drops them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from services.pledges.events.payloads import (
+    DELIVERY_RECORDED,
+    NEED_POSTED,
+    PLEDGE_MADE,
+    ConfirmedBy,
+    Contact,
+    PledgeStatus,
+    Quantity,
+    SealedConfirmedBy,
+    SealedContact,
+    _DeliveryRecorded,
+    _Event,
+    _NeedPosted,
+    _PledgeMade,
+)
+
+
+class NeedPostedV1(_NeedPosted):
+    contact: Contact | None = None
+
+
+class PledgeMadeV1(_PledgeMade):
+    contact: Contact | None = None
+
+
+class DeliveryRecordedV1(_DeliveryRecorded):
+    __doc__ = _DeliveryRecorded.__doc__
+
+    confirmed_by: ConfirmedBy | None
+    delivered_total: Quantity
+    pledge_status: PledgeStatus
+
+
+class DeliveryRecordedV2(_DeliveryRecorded):
+    __doc__ = _DeliveryRecorded.__doc__
+
+    confirmed_by: SealedConfirmedBy | None
+    delivered_total: Quantity
+    pledge_status: PledgeStatus
+
+
+# {(type, version): model}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+    (NEED_POSTED, 1): NeedPostedV1,
+    (PLEDGE_MADE, 1): PledgeMadeV1,
+    (DELIVERY_RECORDED, 1): DeliveryRecordedV1,
+    (DELIVERY_RECORDED, 2): DeliveryRecordedV2,
+}
+
+
+class NeedPostedRead(_NeedPosted):
+    EVENT_TYPE: ClassVar[str] = NEED_POSTED
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    contact: SealedContact | Contact | None = None
+
+
+class PledgeMadeRead(_PledgeMade):
+    EVENT_TYPE: ClassVar[str] = PLEDGE_MADE
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    contact: SealedContact | Contact | None = None
+
+
+class DeliveryRecordedRead(_DeliveryRecorded):
+    EVENT_TYPE: ClassVar[str] = DELIVERY_RECORDED
+    SCHEMA_VERSION: ClassVar[int] = 3
+
+    confirmed_by: SealedConfirmedBy | ConfirmedBy | None
+
+
+READ: dict[str, type[_Event]] = {
+    NEED_POSTED: NeedPostedRead,
+    PLEDGE_MADE: PledgeMadeRead,
+    DELIVERY_RECORDED: DeliveryRecordedRead,
+}
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 of a type whose version 2 only sealed its person: the fields are the same."""
+    return data
+
+
+def _without_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """delivery-recorded 2 -> 3: the line's total and the pledge's status left to readers."""
+    data.pop("delivered_total", None)
+    data.pop("pledge_status", None)
+    return data
+
+
+UPCASTERS = {
+    (NEED_POSTED, 1): _same,
+    (PLEDGE_MADE, 1): _same,
+    (DELIVERY_RECORDED, 1): _same,
+    (DELIVERY_RECORDED, 2): _without_figures,
+}
