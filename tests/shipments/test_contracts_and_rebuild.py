@@ -19,7 +19,7 @@ from shared.auth import Role
 from shared.projections import rebuild
 from tests.shipments.conftest import ShipmentsApi, entry
 
-FOLDER = Path(ev.__file__).parent / "schemas"
+FOLDER = Path(ev.__file__).parent.parent / "schemas"  # services/shipments/schemas
 READ_MODELS = ("convoys", "manifest_lines", "convoy_timeline")
 
 

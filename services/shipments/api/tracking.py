@@ -14,7 +14,7 @@ from services.shipments import domain, queries, views
 from services.shipments import responses as R
 from services.shipments.formats import epcis
 from services.shipments.formats import hxl as tables
-from services.shipments.queries import deliveries as deliveries_query
+from services.shipments.queries import lines
 from services.shipments.requests import (
     AsOf,
     ConvoyId,
@@ -251,7 +251,7 @@ async def discrepancies(
     and carrier see every line of their convoys, a donor its own lines. Newest departure
     first, a page at a time (`next_cursor`; as CSV, the next page in a `Link` header)."""
     async with ctx.db.connection() as conn:
-        found = await queries.discrepancies(
+        found = await lines.discrepancies(
             conn, caller, organisation=organisation, cursor=cursor, limit=limit
         )
         if format == "json":
@@ -276,7 +276,7 @@ async def deliveries(
     `Link` header): loaded, lost, received, damaged, short. Another donor's line keeps what
     was loaded, not what became of it."""
     async with ctx.db.connection() as conn:
-        page = await deliveries_query.deliveries(
+        page = await lines.deliveries(
             conn, caller, organisation=organisation, cursor=cursor, limit=limit
         )
         if format == "json":

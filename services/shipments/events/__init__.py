@@ -16,112 +16,128 @@ in older logs and is published beside it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
+from services.shipments.events.parts import (
+    BORDER_CROSSED as BORDER_CROSSED,
+)
+from services.shipments.events.parts import (
+    CHECKPOINT_RECORDED as CHECKPOINT_RECORDED,
+)
+from services.shipments.events.parts import (
+    CONVOY_ARRIVED as CONVOY_ARRIVED,
+)
+from services.shipments.events.parts import (
+    CONVOY_CANCELLED as CONVOY_CANCELLED,
+)
+from services.shipments.events.parts import (
+    CONVOY_CLOSED as CONVOY_CLOSED,
+)
+from services.shipments.events.parts import (
+    CONVOY_DISPATCHED as CONVOY_DISPATCHED,
+)
+from services.shipments.events.parts import (
+    CONVOY_PLANNED as CONVOY_PLANNED,
+)
+from services.shipments.events.parts import (
+    CUSTODY_HANDED_OFF as CUSTODY_HANDED_OFF,
+)
+from services.shipments.events.parts import (
+    DELIVERY_CONFIRMED as DELIVERY_CONFIRMED,
+)
+from services.shipments.events.parts import (
+    INCIDENT_REPORTED as INCIDENT_REPORTED,
+)
+from services.shipments.events.parts import (
+    MANIFEST_LINE_LOADED as MANIFEST_LINE_LOADED,
+)
+from services.shipments.events.parts import (
+    MANIFEST_LINE_UNLOADED as MANIFEST_LINE_UNLOADED,
+)
+from services.shipments.events.parts import (
+    MAX_DRIVERS as MAX_DRIVERS,
+)
+from services.shipments.events.parts import (
+    MAX_ID as MAX_ID,
+)
+from services.shipments.events.parts import (
+    MAX_LABEL as MAX_LABEL,
+)
+from services.shipments.events.parts import (
+    MAX_LINES as MAX_LINES,
+)
+from services.shipments.events.parts import (
+    MAX_NAME as MAX_NAME,
+)
+from services.shipments.events.parts import (
+    MAX_ROUTE as MAX_ROUTE,
+)
+from services.shipments.events.parts import (
+    MAX_SEALED as MAX_SEALED,
+)
+from services.shipments.events.parts import (
+    MAX_VEHICLES as MAX_VEHICLES,
+)
+from services.shipments.events.parts import (
+    STREAM_CONVOY as STREAM_CONVOY,
+)
+from services.shipments.events.parts import (
+    SUBJECT_ID as SUBJECT_ID,
+)
+from services.shipments.events.parts import (
+    Coordinates as Coordinates,
+)
+from services.shipments.events.parts import (
+    Decimal as Decimal,
+)
+from services.shipments.events.parts import (
+    DeliveredLine as DeliveredLine,
+)
+from services.shipments.events.parts import (
+    Document as Document,
+)
+from services.shipments.events.parts import (
+    Driver as Driver,
+)
+from services.shipments.events.parts import (
+    Id as Id,
+)
+from services.shipments.events.parts import (
+    Label as Label,
+)
+from services.shipments.events.parts import (
+    Name as Name,
+)
+from services.shipments.events.parts import (
+    Party as Party,
+)
+from services.shipments.events.parts import (
+    Person as Person,
+)
+from services.shipments.events.parts import (
+    Text as Text,
+)
+from services.shipments.events.parts import (
+    Unit as Unit,
+)
+from services.shipments.events.parts import (
+    Vehicle as Vehicle,
+)
+from services.shipments.events.parts import (
+    _Entry as _Entry,
+)
+from services.shipments.events.parts import (
+    _Event as _Event,
+)
+from services.shipments.events.parts import (
+    _Sealed as _Sealed,
+)
+from services.shipments.events.v1 import PREVIOUS as PREVIOUS
+from services.shipments.events.v1 import V1 as V1
 from shared.codec import Event, EventCodec, UndecodableEvent
 from shared.events import RecordedEvent
-
-STREAM_CONVOY = "convoy"
-
-CONVOY_PLANNED = "shipments.convoy-planned"
-MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
-MANIFEST_LINE_UNLOADED = "shipments.manifest-line-unloaded"
-CONVOY_DISPATCHED = "shipments.convoy-dispatched"
-CHECKPOINT_RECORDED = "shipments.checkpoint-recorded"
-BORDER_CROSSED = "shipments.border-crossed"
-CUSTODY_HANDED_OFF = "shipments.custody-handed-off"
-INCIDENT_REPORTED = "shipments.incident-reported"
-CONVOY_ARRIVED = "shipments.convoy-arrived"
-DELIVERY_CONFIRMED = "shipments.delivery-confirmed"
-CONVOY_CLOSED = "shipments.convoy-closed"
-CONVOY_CANCELLED = "shipments.convoy-cancelled"
-
-Decimal = Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="a decimal")]
-Unit = Literal["pieces", "kg", "tonnes", "boxes", "litres"]
-Text = Annotated[str, Field(max_length=2000)]
-
-# Bounds a consumer enforces through the published schemas; never below what the API accepts
-# (services/shipments/requests.py: slugs and refs 100, names 200, registrations 20, at most 30
-# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident; pledge items 200).
-MAX_ID = 200
-MAX_NAME = 200
-MAX_LABEL = 100
-MAX_VEHICLES = 30
-MAX_DRIVERS = 60
-MAX_ROUTE = 50
-MAX_LINES = 500
-
-Id = Annotated[str, Field(max_length=MAX_ID)]
-Name = Annotated[str, Field(max_length=MAX_NAME)]
-Label = Annotated[str, Field(max_length=MAX_LABEL)]
-
-
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    SCHEMA_VERSION: ClassVar[int] = 1  # the version events of the type are written with
-
-
-class Coordinates(_Event):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-
-
-class Vehicle(_Event):
-    registration: str = Field(min_length=1, max_length=20)
-    type: str = Field(min_length=1, max_length=100)
-    capacity_kg: Decimal
-
-
-SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
-MAX_SEALED = 4096
-
-
-class _Sealed(_Event):
-    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
-    the person's own key, which erasure destroys; `personal` names them. Other fields (a
-    vehicle, a role) stay in clear. Views decrypt it for those who may see personal data."""
-
-    subject_id: str = Field(
-        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
-    )
-    sealed: str = Field(
-        max_length=MAX_SEALED,
-        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
-        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
-    )
-
-
-class Driver(_Sealed):
-    """Personal data (name, phone, licence number), sealed; shown only to the carrier, the
-    recipient and auditors."""
-
-    personal: list[Literal["name", "phone", "licence_number"]] = Field(max_length=3)
-    vehicle: str | None = Field(default=None, max_length=20, description="registration")
-
-
-class Person(_Sealed):
-    """Personal data (name), sealed, like drivers; the role in clear."""
-
-    personal: list[Literal["name"]] = Field(max_length=1)
-    role: str | None = Field(default=None, max_length=100)
-
-
-class Party(_Event):
-    """Who holds the goods: a registered organisation, a named other body, and/or a person."""
-
-    organisation_id: Id | None = None
-    name: str | None = Field(default=None, max_length=200)
-    person: Person | None = None
-
-
-class _Entry(_Event):
-    convoy_id: Id
-    entry_id: Id = Field(description="the client-generated id of the field entry")
-    entry_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="digest of the entry sent")
-    note: Text | None = None
 
 
 class ConvoyPlanned(_Event):
@@ -232,25 +248,6 @@ class ConfirmedBy(_Sealed):
     role: Label
 
 
-class Document(_Event):
-    name: Name
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class DeliveredLine(_Event):
-    manifest_line_id: Id
-    pledge_id: Id
-    line_id: Id
-    item: Name
-    unit: Unit
-    loaded: Decimal
-    received: Decimal = Field(description="in good condition: what pledges counts")
-    damaged: Decimal
-    short: Decimal
-    lost: Decimal = Field(description="recorded lost by incidents on the road")
-    correlation_id: Id | None
-
-
 class DeliveryConfirmed(_Event):
     """received + damaged + short == loaded - lost, on every line."""
 
@@ -325,83 +322,6 @@ def payload(event: _Event) -> dict[str, Any]:
 
 # Event types carrying persons (their current versions seal them)
 PERSONAL_TYPES = (CONVOY_PLANNED, CONVOY_DISPATCHED, CUSTODY_HANDED_OFF, DELIVERY_CONFIRMED)
-
-
-class V1:
-    """Version 1 of the event types that carry persons: names, phones and licence numbers in
-    clear. Logs written before persons were sealed hold them; they fold and show as ever."""
-
-    class Driver(_Event):
-        """Personal data: shown only to the carrier, the recipient and auditors."""
-
-        name: str = Field(min_length=1, max_length=200)
-        phone: str | None = Field(default=None, max_length=50)
-        licence_number: str | None = Field(default=None, max_length=50)
-        vehicle: str | None = Field(default=None, max_length=20, description="registration")
-
-    class Person(_Event):
-        """Personal data, like drivers."""
-
-        name: str = Field(min_length=1, max_length=200)
-        role: str | None = Field(default=None, max_length=100)
-
-    class Party(_Event):
-        """Who holds the goods: a registered organisation, a named other body, and/or a person."""
-
-        organisation_id: Id | None = None
-        name: str | None = Field(default=None, max_length=200)
-        person: V1.Person | None = None
-
-    class ConfirmedBy(_Event):
-        name: Name
-        role: Label
-
-    class ConvoyPlanned(_Event):
-        EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
-        convoy_id: Id
-        reference: Name = Field(description="a name people use for the convoy")
-        origin_id: Id
-        destination_id: Id = Field(description="the recipient organisation")
-        carrier_id: Id
-        planned_departure: AwareDatetime
-        vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
-        drivers: list[V1.Driver] = Field(default=[], max_length=MAX_DRIVERS)
-        route: list[Name] = Field(
-            default=[], max_length=MAX_ROUTE, description="planned places, in order"
-        )
-        note: Text | None = None
-
-    class ConvoyDispatched(_Entry):
-        EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
-        manifest_lines: int
-        weight_kg: Decimal
-        custody: V1.Party = Field(description="who holds the goods from now on")
-
-    class CustodyHandedOff(_Entry):
-        EVENT_TYPE: ClassVar[str] = CUSTODY_HANDED_OFF
-        from_party: V1.Party
-        to_party: V1.Party
-
-    class DeliveryConfirmed(_Event):
-        """received + damaged + short == loaded - lost, on every line."""
-
-        EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
-        convoy_id: Id
-        recipient_id: Id
-        origin_id: Id
-        carrier_id: Id
-        confirmed_by: V1.ConfirmedBy
-        document: Document | None
-        lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
-
-
-# Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {
-    (CONVOY_PLANNED, 1): V1.ConvoyPlanned,
-    (CONVOY_DISPATCHED, 1): V1.ConvoyDispatched,
-    (CUSTODY_HANDED_OFF, 1): V1.CustodyHandedOff,
-    (DELIVERY_CONFIRMED, 1): V1.DeliveryConfirmed,
-}
 
 
 class _Codec(EventCodec):

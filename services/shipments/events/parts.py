@@ -1,0 +1,128 @@
+"""What the shipments event models are made of: stream and event type names, bounded field
+types, and the parts several events share (vehicles, sealed persons, parties, road entries,
+documents, delivered lines)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STREAM_CONVOY = "convoy"
+
+CONVOY_PLANNED = "shipments.convoy-planned"
+MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
+MANIFEST_LINE_UNLOADED = "shipments.manifest-line-unloaded"
+CONVOY_DISPATCHED = "shipments.convoy-dispatched"
+CHECKPOINT_RECORDED = "shipments.checkpoint-recorded"
+BORDER_CROSSED = "shipments.border-crossed"
+CUSTODY_HANDED_OFF = "shipments.custody-handed-off"
+INCIDENT_REPORTED = "shipments.incident-reported"
+CONVOY_ARRIVED = "shipments.convoy-arrived"
+DELIVERY_CONFIRMED = "shipments.delivery-confirmed"
+CONVOY_CLOSED = "shipments.convoy-closed"
+CONVOY_CANCELLED = "shipments.convoy-cancelled"
+
+Decimal = Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="a decimal")]
+Unit = Literal["pieces", "kg", "tonnes", "boxes", "litres"]
+Text = Annotated[str, Field(max_length=2000)]
+
+# Bounds a consumer enforces through the published schemas; never below what the API accepts
+# (services/shipments/requests.py: slugs and refs 100, names 200, registrations 20, at most 30
+# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident; pledge items 200).
+MAX_ID = 200
+MAX_NAME = 200
+MAX_LABEL = 100
+MAX_VEHICLES = 30
+MAX_DRIVERS = 60
+MAX_ROUTE = 50
+MAX_LINES = 500
+
+Id = Annotated[str, Field(max_length=MAX_ID)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Label = Annotated[str, Field(max_length=MAX_LABEL)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    SCHEMA_VERSION: ClassVar[int] = 1  # the version events of the type are written with
+
+
+class Coordinates(_Event):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Vehicle(_Event):
+    registration: str = Field(min_length=1, max_length=20)
+    type: str = Field(min_length=1, max_length=100)
+    capacity_kg: Decimal
+
+
+SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
+MAX_SEALED = 4096
+
+
+class _Sealed(_Event):
+    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
+    the person's own key, which erasure destroys; `personal` names them. Other fields (a
+    vehicle, a role) stay in clear. Views decrypt it for those who may see personal data."""
+
+    subject_id: str = Field(
+        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
+    )
+    sealed: str = Field(
+        max_length=MAX_SEALED,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
+    )
+
+
+class Driver(_Sealed):
+    """Personal data (name, phone, licence number), sealed; shown only to the carrier, the
+    recipient and auditors."""
+
+    personal: list[Literal["name", "phone", "licence_number"]] = Field(max_length=3)
+    vehicle: str | None = Field(default=None, max_length=20, description="registration")
+
+
+class Person(_Sealed):
+    """Personal data (name), sealed, like drivers; the role in clear."""
+
+    personal: list[Literal["name"]] = Field(max_length=1)
+    role: str | None = Field(default=None, max_length=100)
+
+
+class Party(_Event):
+    """Who holds the goods: a registered organisation, a named other body, and/or a person."""
+
+    organisation_id: Id | None = None
+    name: str | None = Field(default=None, max_length=200)
+    person: Person | None = None
+
+
+class _Entry(_Event):
+    convoy_id: Id
+    entry_id: Id = Field(description="the client-generated id of the field entry")
+    entry_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="digest of the entry sent")
+    note: Text | None = None
+
+
+class Document(_Event):
+    name: Name
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DeliveredLine(_Event):
+    manifest_line_id: Id
+    pledge_id: Id
+    line_id: Id
+    item: Name
+    unit: Unit
+    loaded: Decimal
+    received: Decimal = Field(description="in good condition: what pledges counts")
+    damaged: Decimal
+    short: Decimal
+    lost: Decimal = Field(description="recorded lost by incidents on the road")
+    correlation_id: Id | None

@@ -1,0 +1,105 @@
+"""Version 1 of the event types that carry persons, still in older logs (events/__init__.py)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import AwareDatetime, Field
+
+from services.shipments.events.parts import (
+    CONVOY_DISPATCHED,
+    CONVOY_PLANNED,
+    CUSTODY_HANDED_OFF,
+    DELIVERY_CONFIRMED,
+    MAX_DRIVERS,
+    MAX_LINES,
+    MAX_ROUTE,
+    MAX_VEHICLES,
+    Decimal,
+    DeliveredLine,
+    Document,
+    Id,
+    Label,
+    Name,
+    Text,
+    Vehicle,
+    _Entry,
+    _Event,
+)
+
+
+class V1:
+    """Version 1 of the event types that carry persons: names, phones and licence numbers in
+    clear. Logs written before persons were sealed hold them; they fold and show as ever."""
+
+    class Driver(_Event):
+        """Personal data: shown only to the carrier, the recipient and auditors."""
+
+        name: str = Field(min_length=1, max_length=200)
+        phone: str | None = Field(default=None, max_length=50)
+        licence_number: str | None = Field(default=None, max_length=50)
+        vehicle: str | None = Field(default=None, max_length=20, description="registration")
+
+    class Person(_Event):
+        """Personal data, like drivers."""
+
+        name: str = Field(min_length=1, max_length=200)
+        role: str | None = Field(default=None, max_length=100)
+
+    class Party(_Event):
+        """Who holds the goods: a registered organisation, a named other body, and/or a person."""
+
+        organisation_id: Id | None = None
+        name: str | None = Field(default=None, max_length=200)
+        person: V1.Person | None = None
+
+    class ConfirmedBy(_Event):
+        name: Name
+        role: Label
+
+    class ConvoyPlanned(_Event):
+        EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
+        convoy_id: Id
+        reference: Name = Field(description="a name people use for the convoy")
+        origin_id: Id
+        destination_id: Id = Field(description="the recipient organisation")
+        carrier_id: Id
+        planned_departure: AwareDatetime
+        vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
+        drivers: list[V1.Driver] = Field(default=[], max_length=MAX_DRIVERS)
+        route: list[Name] = Field(
+            default=[], max_length=MAX_ROUTE, description="planned places, in order"
+        )
+        note: Text | None = None
+
+    class ConvoyDispatched(_Entry):
+        EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
+        manifest_lines: int
+        weight_kg: Decimal
+        custody: V1.Party = Field(description="who holds the goods from now on")
+
+    class CustodyHandedOff(_Entry):
+        EVENT_TYPE: ClassVar[str] = CUSTODY_HANDED_OFF
+        from_party: V1.Party
+        to_party: V1.Party
+
+    class DeliveryConfirmed(_Event):
+        """received + damaged + short == loaded - lost, on every line."""
+
+        EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
+        convoy_id: Id
+        recipient_id: Id
+        origin_id: Id
+        carrier_id: Id
+        confirmed_by: V1.ConfirmedBy
+        document: Document | None
+        lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
+
+
+# Older schema versions of event types still in logs: {(type, version): model}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+    (CONVOY_PLANNED, 1): V1.ConvoyPlanned,
+    (CONVOY_DISPATCHED, 1): V1.ConvoyDispatched,
+    (CUSTODY_HANDED_OFF, 1): V1.CustodyHandedOff,
+    (DELIVERY_CONFIRMED, 1): V1.DeliveryConfirmed,
+}
