@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.shipments import auth, domain
+from services.shipments.commands import OnConvoy
 from services.shipments.handlers.repositories import CONVOYS
 from shared import errors
 from shared.auth import Principal
@@ -22,16 +23,15 @@ HANDLERS = Handlers("shipments")
 
 async def existing(
     uow: UnitOfWork,
-    convoy_id: str,
-    caller: Principal,
+    command: OnConvoy,
     require: Callable[[Principal, auth.Parties], None],
-    if_match: int | None = None,
 ) -> domain.Convoy:
-    """The convoy (NotFound if it has no event), once `require` (one of auth.py's rules)
-    lets the caller act on it and it is at the version the caller read (If-Match)."""
-    state = domain.require_existing(await CONVOYS.load(uow, convoy_id))
-    require(caller, auth.parties(state))
-    errors.check_if_match(state.version, if_match)
+    """The convoy the command names (NotFound if it has no event), once `require` (one of
+    auth.py's rules) lets the caller act on it and it is at the version the caller read
+    (If-Match)."""
+    state = domain.require_existing(await CONVOYS.load(uow, command.convoy_id))
+    require(command.caller, auth.parties(state))
+    errors.check_if_match(state.version, command.if_match)
     return state
 
 

@@ -14,7 +14,7 @@ from shared.repository import UnitOfWork
 @HANDLERS.register(commands.ConfirmDelivery)
 async def confirm_delivery(command: commands.ConfirmDelivery, uow: UnitOfWork) -> dict[str, Any]:
     caller, delivery = command.caller, command.delivery
-    state = await existing(uow, command.convoy_id, caller, auth.require_recipient, command.if_match)
+    state = await existing(uow, command, auth.require_recipient)
     # the recipient's key, or a registry administrator's for it: the recipient records them
     recorder = auth.recorder(
         caller.organisation, (state.destination_id,), default=state.destination_id
@@ -38,7 +38,5 @@ async def confirm_delivery(command: commands.ConfirmDelivery, uow: UnitOfWork) -
 
 @HANDLERS.register(commands.CloseConvoy)
 async def close_convoy(command: commands.CloseConvoy, uow: UnitOfWork) -> dict[str, Any]:
-    state = await existing(
-        uow, command.convoy_id, command.caller, auth.require_closer, command.if_match
-    )
+    state = await existing(uow, command, auth.require_closer)
     return answer(await record(uow, state, domain.close(state, command.close, now=uow.now)))

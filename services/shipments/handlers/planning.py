@@ -36,9 +36,7 @@ async def plan_convoy(command: commands.PlanConvoy, uow: UnitOfWork) -> dict[str
 @HANDLERS.register(commands.LoadLine)
 async def load_line(command: commands.LoadLine, uow: UnitOfWork) -> dict[str, Any]:
     load, world = command.load, ports_of(uow)
-    state = await existing(
-        uow, command.convoy_id, command.caller, auth.require_planning, command.if_match
-    )
+    state = await existing(uow, command, auth.require_planning)
     line = await world.lock_pledge_line(load.pledge_id, load.line_id)
     taken = await world.allocated(load.pledge_id, load.line_id)
     events = domain.load(state, load, now=uow.now, pledge_line=line, allocated=taken)
@@ -60,9 +58,7 @@ async def load_line(command: commands.LoadLine, uow: UnitOfWork) -> dict[str, An
 @HANDLERS.register(commands.UnloadLine)
 async def unload_line(command: commands.UnloadLine, uow: UnitOfWork) -> dict[str, Any]:
     unload = command.unload
-    state = await existing(
-        uow, command.convoy_id, command.caller, auth.require_planning, command.if_match
-    )
+    state = await existing(uow, command, auth.require_planning)
     events = domain.unload(state, unload, now=uow.now)
     state = await record(uow, state, events)
     line = state.line(unload.manifest_line_id)
@@ -80,9 +76,7 @@ async def unload_line(command: commands.UnloadLine, uow: UnitOfWork) -> dict[str
 
 @HANDLERS.register(commands.CancelConvoy)
 async def cancel_convoy(command: commands.CancelConvoy, uow: UnitOfWork) -> dict[str, Any]:
-    before = await existing(
-        uow, command.convoy_id, command.caller, auth.require_planning, command.if_match
-    )
+    before = await existing(uow, command, auth.require_planning)
     state = await record(uow, before, domain.cancel(before, command.cancel, now=uow.now))
     released = [
         {

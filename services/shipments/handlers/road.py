@@ -86,7 +86,7 @@ def _answer(state: domain.Convoy, decision: domain.RoadDecision) -> dict[str, An
 async def record_entries(command: commands.RecordEntries, uow: UnitOfWork) -> dict[str, Any]:
     """A batch of field entries, all or nothing; re-sent entries are answered as before."""
     world = ports_of(uow)
-    state = await existing(uow, command.convoy_id, command.caller, auth.require_road_writer)
+    state = await existing(uow, command, auth.require_road_writer)
     known = await _known(world, state, command.entries)
     decision = await _decide(
         world, state, command.entries, known, caller=command.caller, now=uow.now
