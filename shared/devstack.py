@@ -128,7 +128,17 @@ class DevStack:
         self._load_demo_data()
 
     def _port(self, offset: int, what: str) -> int:
-        return claim_port(self.port_base + offset if self.port_base else 0, what)
+        """A port of the run; a free one picked (base 0) is never one already given to
+        another process of the run (the system may hand out a closed port again)."""
+        taken = {self.broker_port, *(int(u.rsplit(":", 1)[1]) for u in self._urls())}
+        for _ in range(100):
+            port = claim_port(self.port_base + offset if self.port_base else 0, what)
+            if self.port_base or port not in taken:
+                return port
+        raise StartupFailed(f"no free port for {what} apart from the run's others")
+
+    def _urls(self) -> list[str]:
+        return [*self.api_urls.values(), *self.worker_urls.values()]
 
     def _claim_ports(self, *, broker: bool) -> None:
         """Every port of the run, before anything starts: one that is taken fails the start."""

@@ -183,3 +183,17 @@ def test_a_port_the_previous_run_left_in_time_wait_is_claimed_again() -> None:
     with socket.socket() as plain, pytest.raises(OSError):
         plain.bind(("127.0.0.1", port))  # what the stack did before: it then took another port
     assert devstack.claim_port(port, "the registry API") == port
+
+
+def test_free_ports_picked_for_a_run_are_all_different(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the system may hand out a port it handed out a moment ago (its socket is closed): the
+    # broker and a worker's health endpoint once got the same one
+    handed = iter([5101, 5101, 5102, 5101, 5102, 5103, 5104, 5103, 5105, 5106, 5107, 5108])
+    monkeypatch.setattr(devstack, "free_port", lambda: next(handed))
+    stack = devstack.DevStack(data_dir=tmp_path, env={"TWINAID_PORT_BASE": "0"}, start_timeout=1.0)
+    stack._claim_ports(broker=True)
+    ports = [stack.broker_port, *(int(u.rsplit(":", 1)[1]) for u in stack._urls())]
+    assert len(ports) == 1 + 2 * len(devstack.SERVICES)
+    assert len(set(ports)) == len(ports)
