@@ -1,6 +1,6 @@
 """What a consumer spends on each upstream event, with verification and without, in process.
 
-`python -m bench.consumer_cost [--events 5000] [--pg system] [--profile]`
+`python -m bench.consumer_cost [--events 5000] [--rounds 3] [--pg system] [--profile]`
 
 N registry events (`organisation-registered`, as the registry's API writes them) are sealed
 and signed as the registry's relay publishes them (shared/outbox.py: RFC 8785 value, chain
@@ -18,8 +18,10 @@ shapes:
   steady phase.
 
 Printed: microseconds of this process's CPU and of wall time per event, events/s, database
-round trips (statements, BEGIN and COMMIT included) and connections taken per fetch, and the
-cost of each verification step alone per event (parsing, chain links, signatures, schemas).
+round trips (statements, BEGIN and COMMIT included) and connections taken per fetch (the best
+of `--rounds` runs of each); the CPU of the consumer's checks before applying, with
+verification and without (no database: the steadiest figure on a busy machine); and the cost
+of each verification step alone per event (parsing, chain links, signatures, schemas).
 Nothing is asserted: the figures are for comparing a change with its baseline on one machine.
 """
 
@@ -250,6 +252,38 @@ def steps(records: Sequence[Record], signer: Signer) -> list[list[object]]:
     return [[name, round(per_event_us(step, len(records)), 1)] for name, step in named]
 
 
+async def checks(records: Sequence[Record], signer: Signer) -> list[list[object]]:
+    """What the consumer's checks before applying (ConsumerRunner.checked: verification, the
+    published schema) cost an event, with verification and without, for each shape."""
+    rows: list[list[object]] = []
+    for shape, size in (("burst", BURST_FETCH), ("steady", STEADY_FETCH)):
+        batches = [
+            [(parse_record(r, upstream="registry"), r) for r in fetch]
+            for fetch in fetches(records, size)
+        ]
+        found = []
+        for verify in (False, True):
+            runner = ConsumerRunner(
+                service="pledges",
+                settings=Settings(
+                    consumer_verify=verify, trusted_keys={"registry": [signer.public_key]}
+                ),
+                db=Database("postgresql://unused"),  # no query: nothing fails a check
+                metrics=Metrics(f"bench{uuid.uuid4().hex[:6]}"),
+                handlers=subscriptions.HANDLERS,
+                contracts={u: SERVICES / u / "schemas" for u in subscriptions.HANDLERS},
+            )
+            best = float("inf")
+            for _ in range(3):
+                started = time.process_time()
+                for batch in batches:
+                    await runner.checked(list(batch))
+                best = min(best, time.process_time() - started)
+            found.append(1e6 * best / len(records))
+        rows.append([f"checks before applying, {shape}", *(round(us, 1) for us in found)])
+    return rows
+
+
 async def main_async(args: argparse.Namespace) -> None:
     server_url = pg_server(args.pg)
     signer = Signer.generate()
@@ -259,17 +293,11 @@ async def main_async(args: argparse.Namespace) -> None:
     shapes = {"burst": fetches(records, BURST_FETCH), "steady": fetches(records, STEADY_FETCH)}
     rows: list[list[object]] = []
     results: dict[tuple[str, bool], list[dict[str, Any]]] = {}
-    profile = cProfile.Profile() if args.profile else None
     for shape, batches in shapes.items():
-        for verify in (False, True, True, False):  # interleaved: drift weighs on both alike
-            found = await consume(
-                server_url,
-                signer,
-                batches,
-                verify=verify,
-                profile=profile if verify and shape == "burst" else None,
-            )
-            results.setdefault((shape, verify), []).append(found)
+        for n in range(args.rounds):  # interleaved: drift weighs on both alike
+            for verify in (False, True) if n % 2 == 0 else (True, False):
+                found = await consume(server_url, signer, batches, verify=verify)
+                results.setdefault((shape, verify), []).append(found)
     for (shape, verify), runs in results.items():
         best = min(runs, key=lambda r: r["cpu_us"])
         rows.append(
@@ -312,12 +340,21 @@ async def main_async(args: argparse.Namespace) -> None:
             f" ({on / off:.2f}x); events/s with / without {rate_on / rate_off:.3f}"
         )
     say()
+    say(
+        table(
+            ["CPU us/event", "verification off", "on"],
+            await checks(records, signer),
+        )
+    )
+    say()
     say(table(["each step alone", "CPU us/event"], steps(records, signer)))
-    if profile is not None:
+    if args.profile:
+        profile = cProfile.Profile()
+        await consume(server_url, signer, shapes["burst"], verify=True, profile=profile)
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
         say()
-        say("profile of the bursts with verification (by own time):")
+        say("profile of a burst with verification (by own time):")
         say(out.getvalue())
 
 
@@ -325,7 +362,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000, help="events consumed in each run")
     parser.add_argument("--pg", default="system", help="embedded | system | a server URL")
-    parser.add_argument("--profile", action="store_true", help="cProfile the verified bursts")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each shape and mode (the best counts)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="then cProfile a verified burst (not counted)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
