@@ -3,11 +3,11 @@ read everything and write nothing, every other key reads needs and pledges witho
 internal notes and contacts.
 
 The rules are plain functions (webhook_access.py and the queries use them too); routes take
-their result as a parameter through the dependencies `Writing` and `Viewing`."""
+their result as a parameter through the dependencies `Writing` (api/writing.py) and
+`Viewing`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
@@ -45,25 +45,13 @@ def require_party(caller: Principal, *organisations: str) -> None:
         caller.require(*READ_ALL)
 
 
-@dataclass(frozen=True, slots=True)
-class Writer:
-    """A caller allowed to write; `acting_for` is None for an administrator."""
-
-    principal: Principal
-    acting_for: str | None
-
-    def acting_as(self, organisation: str) -> str | None:
-        """`acting_for` once the caller may write for `organisation` (Forbidden otherwise)."""
-        return writer(self.principal, acting_as=organisation)
-
-
-async def _writer(caller: Caller) -> Writer:
-    return Writer(caller, writer(caller))
+async def _writer(caller: Caller) -> str | None:
+    return writer(caller)
 
 
 async def _viewer(caller: Caller) -> str | None:
     return viewer(caller)
 
 
-Writing = Annotated[Writer, Depends(_writer)]
+Writing = Annotated[str | None, Depends(_writer)]  # the acting_for of a key that may write
 Viewing = Annotated[str | None, Depends(_viewer)]

@@ -18,25 +18,31 @@ from services.pledges import domain
 from shared.commands import Command
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PostNeed(Command):
     need: domain.PostNeed
     acting_for: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class NeedChange(Command):
-    need_id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change(Command):
+    """A change to a record: who changes it (acting_for), at which version (if_match)."""
+
     acting_for: str | None
     if_match: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeedChange(Change):
+    need_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReviseNeed(NeedChange):
     revision: domain.ReviseNeed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndNeed(NeedChange):
     """Close (done with) or cancel (no longer wanted) an active need."""
 
@@ -45,31 +51,29 @@ class EndNeed(NeedChange):
     occurred_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MakePledge(Command):
     pledge: domain.MakePledge
     acting_for: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class PledgeChange(Command):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PledgeChange(Change):
     pledge_id: str
-    acting_for: str | None
-    if_match: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommitPledge(PledgeChange):
     occurred_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WithdrawPledge(PledgeChange):
     reason: str
     occurred_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AmendLine(PledgeChange):
     line_id: str
     size: Decimal | int  # a quantity in kind, an amount in minor units for money
@@ -77,17 +81,17 @@ class AmendLine(PledgeChange):
     occurred_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReceiveMoney(PledgeChange):
     receipt: domain.ReceiveMoney
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReportDonorFigure(PledgeChange):
     figure: domain.ReportFigure
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordDelivery(Command):
     """One confirmed delivery (shipments.delivery-confirmed) counted towards the pledges it
     names: {pledge id: its lines}; `correlation_ids` are the ones its lines carry."""

@@ -53,7 +53,7 @@ class World:
 def need(need_id: str = "n1", **fields: Any) -> commands.PostNeed:
     acting_for = fields.pop("acting_for", "kharkiv")
     return commands.PostNeed(
-        domain.PostNeed(
+        need=domain.PostNeed(
             need_id=need_id,
             recipient_id=fields.pop("recipient_id", "kharkiv"),
             kind=domain.NeedKind.ITEM,
@@ -82,7 +82,7 @@ def pledge(
         unit=Unit.PIECES,
     )
     return commands.MakePledge(
-        domain.MakePledge(
+        pledge=domain.MakePledge(
             pledge_id=pledge_id,
             donor_id="lille",
             recipient_id="kharkiv",
@@ -146,7 +146,12 @@ async def test_a_pledge_to_a_closed_need_or_under_an_unknown_partnership_is_refu
     await world.run(need())
     closed = await world.run(
         commands.EndNeed(
-            "n1", "kharkiv", None, to=domain.NeedState.CLOSED, reason="covered", occurred_at=None
+            need_id="n1",
+            acting_for="kharkiv",
+            if_match=None,
+            to=domain.NeedState.CLOSED,
+            reason="covered",
+            occurred_at=None,
         )
     )
     assert closed["version"] == 2
@@ -162,13 +167,15 @@ async def test_changes_answer_the_status_and_version_they_leave() -> None:
     world = World()
     await world.run(need())
     await world.run(pledge())
-    committed = await world.run(commands.CommitPledge("p1", "lille", 1, occurred_at=None))
+    committed = await world.run(
+        commands.CommitPledge(pledge_id="p1", acting_for="lille", if_match=1, occurred_at=None)
+    )
     assert (committed["status"], committed["version"]) == ("committed", 3)
     amended = await world.run(
         commands.AmendLine(
-            "p1",
-            "lille",
-            None,
+            pledge_id="p1",
+            acting_for="lille",
+            if_match=None,
             line_id="generators",
             size=Decimal(30),
             reason="fewer in stock",
@@ -177,7 +184,13 @@ async def test_changes_answer_the_status_and_version_they_leave() -> None:
     )
     assert (amended["status"], amended["version"]) == ("committed", 5)
     withdrawn = await world.run(
-        commands.WithdrawPledge("p1", "lille", 5, reason="convoy cancelled", occurred_at=None)
+        commands.WithdrawPledge(
+            pledge_id="p1",
+            acting_for="lille",
+            if_match=5,
+            reason="convoy cancelled",
+            occurred_at=None,
+        )
     )
     assert (withdrawn["status"], withdrawn["version"]) == ("withdrawn", 7)
 
@@ -188,16 +201,30 @@ async def test_rule_violations_are_refused_and_append_nothing() -> None:
     await world.run(pledge())
     before = await world.stream("pledge-p1")
     with pytest.raises(Forbidden):  # only the donor commits
-        await world.run(commands.CommitPledge("p1", "kharkiv", None, occurred_at=None))
+        await world.run(
+            commands.CommitPledge(
+                pledge_id="p1", acting_for="kharkiv", if_match=None, occurred_at=None
+            )
+        )
     with pytest.raises(PreconditionFailed):  # the caller read version 7, it is 1
-        await world.run(commands.CommitPledge("p1", "lille", 7, occurred_at=None))
+        await world.run(
+            commands.CommitPledge(pledge_id="p1", acting_for="lille", if_match=7, occurred_at=None)
+        )
     with pytest.raises(ValidationFailed, match="is in kind"):
         receipt = domain.ReceiveMoney(
             line_id="generators", amount=1, currency="EUR", received_on=NOW.date(), reference="r"
         )
-        await world.run(commands.ReceiveMoney("p1", "kharkiv", None, receipt=receipt))
+        await world.run(
+            commands.ReceiveMoney(
+                pledge_id="p1", acting_for="kharkiv", if_match=None, receipt=receipt
+            )
+        )
     with pytest.raises(NotFound):
-        await world.run(commands.CommitPledge("p9", "lille", None, occurred_at=None))
+        await world.run(
+            commands.CommitPledge(
+                pledge_id="p9", acting_for="lille", if_match=None, occurred_at=None
+            )
+        )
     assert await world.stream("pledge-p1") == before
 
 
@@ -217,13 +244,17 @@ async def test_a_delivery_counts_once_however_often_it_is_reported() -> None:
         short=Decimal(0),
         lost=Decimal(0),
     )
-    delivery = commands.RecordDelivery({"p1": [line]}, correlation_ids={}, occurred_at=NOW)
+    delivery = commands.RecordDelivery(
+        delivered={"p1": [line]}, correlation_ids={}, occurred_at=NOW
+    )
     assert await world.run(delivery) == 2  # the delivery, and the line's update to shipments
     assert await world.run(delivery) == 0
     state = await handlers.PLEDGES.load(PledgesUnitOfWork(world.store, world.ports, "c"), "p1")
     assert state.status is domain.PledgeStatus.FULFILLED
     with pytest.raises(domain.UnusableDelivery):
-        await world.run(commands.RecordDelivery({"p9": [line]}, {}, occurred_at=NOW))
+        await world.run(
+            commands.RecordDelivery(delivered={"p9": [line]}, correlation_ids={}, occurred_at=NOW)
+        )
 
 
 class RacingStore(InMemoryEventStore):
@@ -249,12 +280,20 @@ async def test_a_change_that_lost_the_race_for_the_next_version_is_a_concurrency
     await world.run(pledge())
     store.race = (
         "pledge-p1",
-        lambda: world.run(commands.CommitPledge("p1", "lille", None, occurred_at=None)),
+        lambda: world.run(
+            commands.CommitPledge(
+                pledge_id="p1", acting_for="lille", if_match=None, occurred_at=None
+            )
+        ),
     )
     with pytest.raises(ConcurrencyConflict):
         await world.run(
             commands.WithdrawPledge(
-                "p1", "lille", None, reason="changed our mind", occurred_at=None
+                pledge_id="p1",
+                acting_for="lille",
+                if_match=None,
+                reason="changed our mind",
+                occurred_at=None,
             )
         )
     events = await world.stream("pledge-p1")

@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import auth, commands, domain, handlers, privacy, queries
 from services.pledges import responses as R
-from services.pledges.auth import Viewing, Writing
+from services.pledges.api.writing import Changing, Creating
+from services.pledges.auth import Viewing
 from services.pledges.requests import (
     HISTORY_PAGE,
     After,
@@ -19,7 +20,6 @@ from services.pledges.requests import (
     Cursor,
     EndIn,
     HistoryLimit,
-    IfMatch,
     Limit,
     NeedIn,
     NeedRevisionIn,
@@ -29,7 +29,7 @@ from services.pledges.requests import (
 from shared import problems
 from shared.deps import etag
 from shared.routes import event_json
-from shared.web import Caller, Ctx, write
+from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["needs"])
 
@@ -44,12 +44,10 @@ CHANGED = problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers
     ),
     openapi_extra=problems.IDEMPOTENT,
 )
-async def post_need(
-    body: NeedIn, request: Request, ctx: Ctx, caller: Caller, writer: Writing
-) -> JSONResponse:
+async def post_need(body: NeedIn, w: Creating) -> JSONResponse:
     """Post a need for your own organisation: goods (quantity and unit) or money (amount in
     minor units and currency), with a priority, what it serves and an optional deadline."""
-    recipient = body.recipient_id or caller.organisation
+    recipient = body.recipient_id or w.caller.organisation
     need = domain.PostNeed(
         need_id=body.need_id or str(uuid.uuid4()),
         recipient_id=recipient,
@@ -67,8 +65,8 @@ async def post_need(
         internal_note=body.internal_note,
         contact=body.contact.model_dump() if body.contact else None,
     )
-    command = commands.PostNeed(need, acting_for=writer.acting_as(recipient))
-    return await write(ctx, request, caller, 201, command)
+    command = commands.PostNeed(need=need, acting_for=w.acting_as(recipient))
+    return await w.send(201, command)
 
 
 @router.get("/needs", responses=problems.documented(R.NeedPage, 422))
@@ -161,11 +159,7 @@ async def need_history(
 async def revise_need(
     need_id: RecordId,
     body: NeedRevisionIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
+    w: Changing,
 ) -> JSONResponse:
     """Revise a need, with a reason: description, quantity or amount, priority, what it serves,
     deadline, internal note. The unit, currency and kind stay: post a new need instead."""
@@ -173,8 +167,10 @@ async def revise_need(
     if "serves" in changes:
         changes["serves"] = tuple(s.value for s in body.serves or ())
     revision = domain.ReviseNeed(changes=changes, reason=body.reason, occurred_at=body.occurred_at)
-    command = commands.ReviseNeed(need_id, writer.acting_for, if_match, revision=revision)
-    return await write(ctx, request, caller, 200, command)
+    command = commands.ReviseNeed(
+        need_id=need_id, acting_for=w.acting_for, if_match=w.if_match, revision=revision
+    )
+    return await w.send(200, command)
 
 
 def _ending(to: domain.NeedState) -> Callable[..., Awaitable[JSONResponse]]:
@@ -183,21 +179,17 @@ def _ending(to: domain.NeedState) -> Callable[..., Awaitable[JSONResponse]]:
     async def end(
         need_id: RecordId,
         body: EndIn,
-        request: Request,
-        ctx: Ctx,
-        caller: Caller,
-        writer: Writing,
-        if_match: IfMatch = None,
+        w: Changing,
     ) -> JSONResponse:
         command = commands.EndNeed(
-            need_id,
-            writer.acting_for,
-            if_match,
+            need_id=need_id,
+            acting_for=w.acting_for,
+            if_match=w.if_match,
             to=to,
             reason=body.reason,
             occurred_at=body.occurred_at,
         )
-        return await write(ctx, request, caller, 200, command)
+        return await w.send(200, command)
 
     return end
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import auth, commands, domain, handlers, privacy, queries, views
 from services.pledges import events as ev
 from services.pledges import responses as R
-from services.pledges.auth import Viewing, Writing
+from services.pledges.api.writing import Changing, Creating
+from services.pledges.auth import Viewing
 from services.pledges.requests import (
     HISTORY_PAGE,
     After,
@@ -23,7 +24,6 @@ from services.pledges.requests import (
     DonorFigureIn,
     EndIn,
     HistoryLimit,
-    IfMatch,
     Limit,
     LineIn,
     PledgeIn,
@@ -34,7 +34,7 @@ from shared import problems
 from shared.deps import etag
 from shared.errors import NotFound
 from shared.routes import event_json
-from shared.web import Caller, Ctx, write
+from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["pledges"])
 
@@ -73,13 +73,11 @@ def _line(i: int, body: LineIn) -> domain.LineSpec:
     ),
     openapi_extra=problems.IDEMPOTENT,
 )
-async def make_pledge(
-    body: PledgeIn, request: Request, ctx: Ctx, caller: Caller, writer: Writing
-) -> JSONResponse:
+async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
     """Pledge as your own organisation to a recipient: in-kind lines (item, quantity, unit,
     optional weight and value) and money lines (amount in minor units, currency), optionally
     answering needs and under a partnership. `commit: true` makes it binding at once."""
-    donor = body.donor_id or caller.organisation
+    donor = body.donor_id or w.caller.organisation
     pledge = domain.MakePledge(
         pledge_id=body.pledge_id or str(uuid.uuid4()),
         donor_id=donor,
@@ -92,8 +90,8 @@ async def make_pledge(
         contact=body.contact.model_dump() if body.contact else None,
         commit=body.commit,
     )
-    command = commands.MakePledge(pledge, acting_for=writer.acting_as(donor))
-    return await write(ctx, request, caller, 201, command)
+    command = commands.MakePledge(pledge=pledge, acting_for=w.acting_as(donor))
+    return await w.send(201, command)
 
 
 @router.get("/pledges", responses=problems.documented(R.PledgePage, 422))
@@ -196,34 +194,32 @@ CHANGED = problems.documented(R.PledgeChanged, 403, 404, 409, 412, 413, 422, hea
 @router.post("/pledges/{pledge_id}/commit", responses=CHANGED, openapi_extra=problems.IDEMPOTENT)
 async def commit_pledge(
     pledge_id: RecordId,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
+    w: Changing,
     body: CommitIn | None = None,
-    if_match: IfMatch = None,
 ) -> JSONResponse:
     """The donor makes its pledge binding; in-kind lines become loadable by shipments."""
     at = body.occurred_at if body else None
-    command = commands.CommitPledge(pledge_id, writer.acting_for, if_match, occurred_at=at)
-    return await write(ctx, request, caller, 200, command)
+    command = commands.CommitPledge(
+        pledge_id=pledge_id, acting_for=w.acting_for, if_match=w.if_match, occurred_at=at
+    )
+    return await w.send(200, command)
 
 
 @router.post("/pledges/{pledge_id}/withdraw", responses=CHANGED, openapi_extra=problems.IDEMPOTENT)
 async def withdraw_pledge(
     pledge_id: RecordId,
     body: EndIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
+    w: Changing,
 ) -> JSONResponse:
     """The donor withdraws what remains of its pledge, with a reason."""
     command = commands.WithdrawPledge(
-        pledge_id, writer.acting_for, if_match, reason=body.reason, occurred_at=body.occurred_at
+        pledge_id=pledge_id,
+        acting_for=w.acting_for,
+        if_match=w.if_match,
+        reason=body.reason,
+        occurred_at=body.occurred_at,
     )
-    return await write(ctx, request, caller, 200, command)
+    return await w.send(200, command)
 
 
 @router.post(
@@ -236,23 +232,19 @@ async def amend_line(
     pledge_id: RecordId,
     line_id: RecordId,
     body: AmendIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
+    w: Changing,
 ) -> JSONResponse:
     """The donor changes a line's quantity or amount, with a reason; the old figure is kept."""
     command = commands.AmendLine(
-        pledge_id,
-        writer.acting_for,
-        if_match,
+        pledge_id=pledge_id,
+        acting_for=w.acting_for,
+        if_match=w.if_match,
         line_id=line_id,
         size=body.size,
         reason=body.reason,
         occurred_at=body.occurred_at,
     )
-    return await write(ctx, request, caller, 200, command)
+    return await w.send(200, command)
 
 
 @router.post(
@@ -264,11 +256,7 @@ async def receive_money(
     pledge_id: RecordId,
     line_id: RecordId,
     body: ReceiptIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
+    w: Changing,
 ) -> JSONResponse:
     """The recipient confirms money received on a money line; more than pledged is refused."""
     receipt = domain.ReceiveMoney(
@@ -279,8 +267,10 @@ async def receive_money(
         reference=body.reference,
         occurred_at=body.occurred_at,
     )
-    command = commands.ReceiveMoney(pledge_id, writer.acting_for, if_match, receipt=receipt)
-    return await write(ctx, request, caller, 200, command)
+    command = commands.ReceiveMoney(
+        pledge_id=pledge_id, acting_for=w.acting_for, if_match=w.if_match, receipt=receipt
+    )
+    return await w.send(200, command)
 
 
 @router.post(
@@ -292,11 +282,7 @@ async def report_donor_figure(
     pledge_id: RecordId,
     line_id: RecordId,
     body: DonorFigureIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    writer: Writing,
-    if_match: IfMatch = None,
+    w: Changing,
 ) -> JSONResponse:
     """The donor's own cumulative figure for a line (delivered or paid so far). Counted for
     nothing; shown beside the recipient's confirmed figure with the difference."""
@@ -309,5 +295,7 @@ async def report_donor_figure(
         currency=body.currency,
         note=body.note,
     )
-    command = commands.ReportDonorFigure(pledge_id, writer.acting_for, if_match, figure=figure)
-    return await write(ctx, request, caller, 200, command)
+    command = commands.ReportDonorFigure(
+        pledge_id=pledge_id, acting_for=w.acting_for, if_match=w.if_match, figure=figure
+    )
+    return await w.send(200, command)

@@ -3,7 +3,8 @@ rate table (`convert_to=EUR&rate=GBP:1.165:2023-02-20`), stating each rate and i
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -15,6 +16,7 @@ from services.pledges.formats.tables import Conversion, Table
 from services.pledges.queries import report_rows, reports, totals
 from services.pledges.requests import Cursor, Limit
 from shared import instants, problems
+from shared.responses import Out
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -54,115 +56,95 @@ Rate = Annotated[str, StringConstraints(max_length=60)]
 Rates = Annotated[list[Rate], Query(description="CUR:RATE:YYYY-MM-DD, repeated", max_length=40)]
 
 
-def _answer(
-    table: Table,
-    fmt: str,
-    money: list[str],
-    conversion: Conversion | None,
-    request: Request | None = None,
-) -> Response:
-    if conversion is not None:
-        conversion.apply(table, money)
-        if table.report.startswith("totals"):
-            table.summary = {"converted": totals.converted_summary(table, money)}
-    if fmt == "csv":
-        headers = {"Content-Disposition": f'attachment; filename="{table.report}.csv"'}
-        if request is not None and table.next_cursor:  # a page: the next one in a Link header
-            url = request.url.include_query_params(cursor=table.next_cursor)
-            headers["Link"] = f'<{url}>; rel="next"'
-        return Response(table.as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
-    return JSONResponse(table.as_json())
+@dataclass(frozen=True, slots=True)
+class Output:
+    """How a report answers: its page (cursor, limit), as JSON or CSV, money converted with
+    the caller's rates or not."""
+
+    request: Request
+    format: str
+    conversion: Conversion | None
+    cursor: str | None
+    limit: int
+
+    def answer(self, table: Table, money: list[str]) -> Response:
+        if self.conversion is not None:
+            self.conversion.apply(table, money)
+            if table.report.startswith("totals"):
+                table.summary = {"converted": totals.converted_summary(table, money)}
+        if self.format == "csv":
+            headers = {"Content-Disposition": f'attachment; filename="{table.report}.csv"'}
+            if table.next_cursor:  # a page: the next one in a Link header
+                url = self.request.url.include_query_params(cursor=table.next_cursor)
+                headers["Link"] = f'<{url}>; rel="next"'
+            return Response(table.as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
+        return JSONResponse(table.as_json())
 
 
-@router.get(
-    "/reports/needs",
-    response_model=None,
-    responses=problems.documented(
-        R.NeedsReport,
-        422,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
-    ),
-    operation_id="getNeedsReport",
-)
-async def needs_report(
+def _output(
     request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    filters: Filters,
     format: Format = "json",
     convert_to: ConvertTo = None,
     rate: Rates = [],  # noqa: B006 (FastAPI copies the default)
     cursor: Cursor = None,
     limit: Limit = PAGE,
-) -> Response:
+) -> Output:
+    return Output(request, format, Conversion.parse(convert_to, rate), cursor, limit)
+
+
+Answer = Annotated[Output, Depends(_output)]
+
+
+def _documented(model: type[Out]) -> dict[int | str, dict[str, Any]]:
+    csv = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
+    return problems.documented(model, 422, content=csv)
+
+
+@router.get(
+    "/reports/needs",
+    response_model=None,
+    responses=_documented(R.NeedsReport),
+    operation_id="getNeedsReport",
+)
+async def needs_report(ctx: Ctx, caller: Caller, filters: Filters, out: Answer) -> Response:
     """Per need: target, pledged, committed, delivered and gap, in its unit or currency; by
     posting date, a page at a time: pass `next_cursor` back as `cursor` (null: the last page).
     As CSV, the page's rows with the next page in a `Link` header."""
-    conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await reports.needs(conn, filters, cursor=cursor, limit=limit)
-    return _answer(table, format, reports.NEED_MONEY, conversion, request)
+        table = await reports.needs(conn, filters, cursor=out.cursor, limit=out.limit)
+    return out.answer(table, reports.NEED_MONEY)
 
 
 @router.get(
     "/reports/pledges",
     response_model=None,
-    responses=problems.documented(
-        R.PledgesReport,
-        422,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
-    ),
+    responses=_documented(R.PledgesReport),
     operation_id="getPledgesReport",
 )
-async def pledges_report(
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    filters: Filters,
-    format: Format = "json",
-    convert_to: ConvertTo = None,
-    rate: Rates = [],  # noqa: B006
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
-) -> Response:
+async def pledges_report(ctx: Ctx, caller: Caller, filters: Filters, out: Answer) -> Response:
     """One row per pledge line: donor, recipient, item, quantities (delivered, damaged, short,
     lost, remaining), value, currency, received, outstanding; by pledge date, a page at a
     time: pass `next_cursor` back as `cursor` (null: the last page). As CSV, the page's rows
     with the next page in a `Link` header."""
-    conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await reports.pledge_lines(conn, filters, cursor=cursor, limit=limit)
-    return _answer(table, format, reports.PLEDGE_MONEY, conversion, request)
+        table = await reports.pledge_lines(conn, filters, cursor=out.cursor, limit=out.limit)
+    return out.answer(table, reports.PLEDGE_MONEY)
 
 
 @router.get(
     "/reports/totals",
     response_model=None,
-    responses=problems.documented(
-        R.TotalsReport,
-        422,
-        content={"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}},
-    ),
+    responses=_documented(R.TotalsReport),
     operation_id="getTotalsReport",
 )
 async def totals_report(
-    ctx: Ctx,
-    caller: Caller,
-    filters: Filters,
-    request: Request,
-    by: totals.By = "recipient",
-    format: Format = "json",
-    convert_to: ConvertTo = None,
-    rate: Rates = [],  # noqa: B006
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
+    ctx: Ctx, caller: Caller, filters: Filters, out: Answer, by: totals.By = "recipient"
 ) -> Response:
     """Per recipient (with requested and funding gap from its needs) or per donor: in kind by
     category and unit, money by currency; a page of `limit` organisations by id with all
     their rows: pass `next_cursor` back as `cursor` (null: the last page). The converted
     summary sums the page's rows. As CSV, the page's rows with the next page in a `Link`
     header."""
-    conversion = Conversion.parse(convert_to, rate)
     async with ctx.db.connection() as conn:
-        table = await totals.totals(conn, filters, by=by, cursor=cursor, limit=limit)
-    return _answer(table, format, totals.TOTAL_MONEY, conversion, request)
+        table = await totals.totals(conn, filters, by=by, cursor=out.cursor, limit=out.limit)
+    return out.answer(table, totals.TOTAL_MONEY)

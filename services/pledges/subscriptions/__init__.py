@@ -158,7 +158,7 @@ async def delivery_confirmed(conn: asyncpg.Connection, event: Incoming) -> None:
         )
         correlation_ids.setdefault(line.pledge_id, line.correlation_id)
     command = commands.RecordDelivery(
-        by_pledge, correlation_ids=correlation_ids, occurred_at=event.occurred_at
+        delivered=by_pledge, correlation_ids=correlation_ids, occurred_at=event.occurred_at
     )
     caused = event.caused(actor=ACTOR)
     uow = PostgresUnitOfWork(conn, projections.ALL, caused, datetime.now(UTC))
