@@ -1,4 +1,5 @@
-"""A pledge as JSON, from its folded state: now, or as of an instant (the audit view).
+"""A pledge as JSON, from its folded state: now, or as of an instant (the audit view); a
+record's history, a page of its events.
 
 In kind, the recipient's confirmed figure is what shipments reported received in good
 condition; money, what the recipient confirmed received. The donor's own figure stands beside
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.pledges import domain
+import asyncpg
+
+from services.pledges import domain, handlers, privacy
+from services.pledges import events as ev
 from services.pledges.auth import sees_internal
 from services.pledges.queries import recent
+from shared.repository import Repository
+from shared.routes import event_json
 
 fmt = domain.quantities.fmt
 
@@ -121,3 +127,33 @@ def pledge_json(
         out["internal_note"] = state.internal_note
         out["contact"] = state.contact
     return out
+
+
+async def history(
+    conn: asyncpg.Connection,
+    repository: Repository[Any],
+    record_id: str,
+    *,
+    after: int,
+    limit: int,
+    withheld: bool = False,
+) -> dict[str, Any]:
+    """A page of a record's events as the history answers them (the versions after `after`,
+    at most `limit`, and `next_after` for the next page, None after the last), every person
+    opened for those who may see the record's; `withheld`: who signed for a delivery shown
+    as a pledge's donor sees it (privacy.receiver_withheld)."""
+    events = await repository.history(
+        handlers.reading(conn), record_id, after_version=after, limit=limit + 1
+    )
+    page = [event_json(e.recorded) for e in events[:limit]]
+    if withheld:
+        page = [
+            {**e, "data": privacy.receiver_withheld(e["data"])}
+            if e["event_type"] == ev.DELIVERY_RECORDED
+            else e
+            for e in page
+        ]
+    return {
+        "events": await privacy.revealed(conn, page),
+        "next_after": events[limit - 1].stream_version if len(events) > limit else None,
+    }

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import auth, commands, domain, handlers, privacy, queries
+from services.pledges import auth, commands, domain, handlers, queries, views
 from services.pledges import responses as R
 from services.pledges.api.writing import Changing, Creating
 from services.pledges.auth import Viewing
@@ -28,7 +28,6 @@ from services.pledges.requests import (
 )
 from shared import problems
 from shared.deps import etag
-from shared.routes import event_json
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["needs"])
@@ -139,16 +138,9 @@ async def need_history(
     async with ctx.db.connection() as conn:
         state = domain.require_need(await handlers.NEEDS.load(handlers.reading(conn), need_id))
         auth.require_party(caller, state.recipient_id)
-        events, next_after = await handlers.history_page(
-            handlers.NEEDS, conn, need_id, after=after, limit=limit
-        )
         # those who see the need's contact: opened, or "(erased)"
-        shown = await privacy.revealed(conn, [event_json(e) for e in events])
-    return {
-        "need_id": need_id,
-        "events": shown,
-        "next_after": next_after,
-    }
+        page = await views.history(conn, handlers.NEEDS, need_id, after=after, limit=limit)
+    return {"need_id": need_id, **page}
 
 
 @router.post(

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import auth, commands, domain, handlers, privacy, queries, views
-from services.pledges import events as ev
 from services.pledges import responses as R
 from services.pledges.api.writing import Changing, Creating
 from services.pledges.auth import Viewing
@@ -33,7 +32,6 @@ from services.pledges.requests import (
 from shared import problems
 from shared.deps import etag
 from shared.errors import NotFound
-from shared.routes import event_json
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["pledges"])
@@ -168,24 +166,17 @@ async def pledge_history(
         pledge = await handlers.PLEDGES.load(handlers.reading(conn), pledge_id)
         state = domain.require_pledge(pledge)
         auth.require_party(caller, state.donor_id, state.recipient_id)
-        events, next_after = await handlers.history_page(
-            handlers.PLEDGES, conn, pledge_id, after=after, limit=limit
+        # those who see the pledge's persons: each opened, "(erased)" or held by shipments; a
+        # donor sees who signed for the goods withheld (privacy.receiver_withheld)
+        page = await views.history(
+            conn,
+            handlers.PLEDGES,
+            pledge_id,
+            after=after,
+            limit=limit,
+            withheld=viewer not in (None, state.recipient_id),
         )
-        answer = [event_json(e) for e in events]
-        if viewer not in (None, state.recipient_id):  # the donor
-            answer = [
-                {**e, "data": privacy.receiver_withheld(e["data"])}
-                if e["event_type"] == ev.DELIVERY_RECORDED
-                else e
-                for e in answer
-            ]
-        # those who see the pledge's persons: each opened, "(erased)" or held by shipments
-        shown = await privacy.revealed(conn, answer)
-    return {
-        "pledge_id": pledge_id,
-        "events": shown,
-        "next_after": next_after,
-    }
+    return {"pledge_id": pledge_id, **page}
 
 
 CHANGED = problems.documented(R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)

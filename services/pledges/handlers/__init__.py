@@ -279,15 +279,3 @@ async def need_as_of(
     """The need as it stood at `as_of` (by occurred-at) and its events up to then."""
     history = [e for e in await NEEDS.history(reading(conn), need_id) if e.occurred_at <= as_of]
     return reduce(domain.evolve_need, history, domain.Need(need_id)), history
-
-
-async def history_page(
-    repository: Repository[Any], conn: asyncpg.Connection, record_id: str, *, after: int, limit: int
-) -> tuple[list[RecordedEvent], int | None]:
-    """A page of a record's events (the versions after `after`, at most `limit`) and the
-    version to pass as `after` for the next page (None: this was the last)."""
-    events = await repository.history(
-        reading(conn), record_id, after_version=after, limit=limit + 1
-    )
-    page = events[:limit]
-    return [e.recorded for e in page], page[-1].stream_version if len(events) > limit else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -69,15 +70,24 @@ async def pledge_made(
 
 
 async def _advance(
-    conn: asyncpg.Connection, event: RecordedEvent, pledge_id: str, status: str | None
+    conn: asyncpg.Connection,
+    event: RecordedEvent,
+    pledge_id: str,
+    status: str | None,
+    **also: Any,
 ) -> bool:
+    """The pledge's row at the event's version (False: it was there already); `status` if
+    given, and `also` the other columns the event sets, in the same statement."""
+    sets = "".join(f", {column} = ${i}" for i, column in enumerate(also, start=5))
     applied = await conn.fetchval(
         "UPDATE pledges SET version = $2, changed_at = greatest(changed_at, $3),"
-        " status = coalesce($4, status) WHERE pledge_id = $1 AND version < $2 RETURNING true",
+        f" status = coalesce($4, status){sets} WHERE pledge_id = $1 AND version < $2"
+        " RETURNING true",
         pledge_id,
         event.stream_version,
         event.occurred_at,
         status,
+        *also.values(),
     )
     return bool(applied)
 
@@ -86,12 +96,7 @@ async def pledge_committed(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
     p = ev.decoded(event, ev.PledgeCommitted)
-    if await _advance(conn, event, p.pledge_id, "committed"):
-        await conn.execute(
-            "UPDATE pledges SET committed_at = $2 WHERE pledge_id = $1",
-            p.pledge_id,
-            event.occurred_at,
-        )
+    if await _advance(conn, event, p.pledge_id, "committed", committed_at=event.occurred_at):
         await count_changes(conn, p.pledge_id, changes)
 
 
@@ -99,13 +104,10 @@ async def pledge_withdrawn(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
     p = ev.decoded(event, ev.PledgeWithdrawn)
-    if await _advance(conn, event, p.pledge_id, "withdrawn"):
-        await conn.execute(
-            "UPDATE pledges SET withdrawn_at = $2, withdrawal_reason = $3 WHERE pledge_id = $1",
-            p.pledge_id,
-            event.occurred_at,
-            p.reason,
-        )
+    at, reason = event.occurred_at, p.reason
+    if await _advance(
+        conn, event, p.pledge_id, "withdrawn", withdrawn_at=at, withdrawal_reason=reason
+    ):
         await count_changes(conn, p.pledge_id, changes)
 
 

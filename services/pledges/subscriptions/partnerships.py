@@ -22,39 +22,37 @@ class _Partnership(BaseModel):
     to_status: str = ""
 
 
-async def proposed(conn: asyncpg.Connection, event: Incoming) -> None:
+async def _keep(
+    conn: asyncpg.Connection, event: Incoming, *, update: str, status: str | None = None
+) -> None:
+    """The partnership's row as the event gives it (`status`, else the one it changed to), or
+    `update` (SQL) of the row already kept."""
     p = _Partnership.model_validate(event.data)
-    a, b = p.organisations
     await conn.execute(
         "INSERT INTO partnership_directory (partnership_id, org_a, org_b, kind, programme,"
-        " status, source_position) VALUES ($1, $2, $3, $4, $5, 'proposed', $6)"
-        # a later status change may have arrived first: keep its status, add the programme
-        " ON CONFLICT (partnership_id) DO UPDATE SET programme = excluded.programme",
+        " status, source_position) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        f" ON CONFLICT (partnership_id) DO UPDATE SET {update}",
         p.partnership_id,
-        a,
-        b,
+        *p.organisations,
         p.kind,
         p.programme,
+        status or p.to_status,
         event.position,
     )
 
 
+async def proposed(conn: asyncpg.Connection, event: Incoming) -> None:
+    # a later status change may have arrived first: keep its status, add the programme
+    await _keep(conn, event, update="programme = excluded.programme", status="proposed")
+
+
 async def status_changed(conn: asyncpg.Connection, event: Incoming) -> None:
-    p = _Partnership.model_validate(event.data)
-    a, b = p.organisations
     # a change may overtake its proposal (catching up from the feed): the row starts from it
-    await conn.execute(
-        "INSERT INTO partnership_directory (partnership_id, org_a, org_b, kind, status,"
-        " source_position) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (partnership_id) DO UPDATE SET status = excluded.status,"
-        " source_position = excluded.source_position"
+    await _keep(
+        conn,
+        event,
+        update="status = excluded.status, source_position = excluded.source_position"
         " WHERE partnership_directory.source_position < excluded.source_position",
-        p.partnership_id,
-        a,
-        b,
-        p.kind,
-        p.to_status,
-        event.position,
     )
 
 
