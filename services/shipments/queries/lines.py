@@ -30,19 +30,19 @@ AFTER = """
 async def line_page(
     conn: asyncpg.Connection,
     caller: Principal,
-    *,
     organisation: str | None,
     convoys: str,
     lines_of: LineRows,
-    cursor: str | None,
-    limit: int,
+    page: tuple[str | None, int],
 ) -> dict[str, Any]:
     """A page of lines of convoys (deliveries, discrepancies), keyset on (the convoy's instant,
     its id, the line's place in its manifest): the cursor names the last line given.
     `convoys` selects the convoys with such lines, `at` the instant they are ordered by
     (newest first), limited to those the caller reads ($1) and `organisation` plays a part
     in ($2); `lines_of` gives a convoy's lines as the caller sees them, in manifest order,
-    each with its manifest_line_id. Answers `items` and `next_cursor`."""
+    each with its manifest_line_id. `page`: (cursor, limit). Answers `items` and
+    `next_cursor`."""
+    cursor, limit = page
     after = pagination.decode(cursor, parts=(datetime, str, str))
     at, convoy_id = (after[0], after[1]) if after else (None, None)
     resume_line = after[2] if after else None
@@ -105,15 +105,7 @@ async def discrepancies(
         WHERE jsonb_array_length(c.document -> 'discrepancies') > 0
           AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
     """
-    return await line_page(
-        conn,
-        caller,
-        organisation=organisation,
-        convoys=convoys,
-        lines_of=lines_of,
-        cursor=cursor,
-        limit=limit,
-    )
+    return await line_page(conn, caller, organisation, convoys, lines_of, (cursor, limit))
 
 
 async def deliveries(
@@ -138,12 +130,4 @@ async def deliveries(
         WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
           AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
     """
-    return await line_page(
-        conn,
-        caller,
-        organisation=organisation,
-        convoys=convoys,
-        lines_of=lines_of,
-        cursor=cursor,
-        limit=limit,
-    )
+    return await line_page(conn, caller, organisation, convoys, lines_of, (cursor, limit))
