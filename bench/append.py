@@ -11,7 +11,9 @@ background load (it is shared) hits every target alike:
               asyncpg's reset query, the garbage collector tuned (shared/runtime.py): a second
               ratio, for reference, without what the service gains from those settings alone
   service     the real registry API (auth, validation, namesake check, append, projection;
-              registrations that arrive together share one statement: shared/batching.py)
+              registrations that arrive together share one transaction, each decided by the
+              registration handler, their events appended in one round trip: shared/batching.py,
+              services/registry/handlers/registrations.py)
   default GC  the same registry with GC_GEN0_THRESHOLD=0: CPython's collector as it comes,
               not tuned as the services tune it (shared/runtime.py): what the tuning gives
   +relay      the same, with the registry worker sealing and publishing to Tansu meanwhile
@@ -444,8 +446,9 @@ def report(
         if "group_commit" in r:
             g = r["group_commit"]
             say(
-                f"{labels[key]}: {g['writes']} registrations in {g['statements']} statements"
-                f" (group commit: {g['writes_per_statement']} a statement, warm-ups included)"
+                f"{labels[key]}: {g['writes']} registrations in {g['statements']} batches"
+                f" (group commit: {g['writes_per_statement']} a batch, one transaction each,"
+                " warm-ups included)"
             )
     for key, r in results.items():
         if "garbage_collector" in r:

@@ -57,24 +57,21 @@ async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await conn.execute(REGISTERED_SQL, *_registered_values(event))
 
 
-def new_organisation_row(events: Sequence[RecordedEvent]) -> tuple[Any, ...] | None:
-    """The organisations row DIRECTORY leaves after the first events of an organisation's
-    stream, registered and then maybe its contacts (what a registration appends), as the values
-    of registry_register_organisations's row (services/registry/schema.sql): REGISTERED_SQL's
-    $1 .. $12, then the contacts, as `_changed` would set them, then $13 (the name skeletons).
-    None for any other sequence."""
-    if not events or events[0].event_type != ev.ORGANISATION_REGISTERED:
-        return None
-    values = list(_registered_values(events[0]))
-    contacts: list[Any] = []
-    for event in events[1:]:
-        if event.event_type != ev.ORGANISATION_CONTACTS_CHANGED:
-            return None
-        contacts = _contacts(ev.CODEC.decode(event).payload)
-    values[10] = events[-1].stream_version  # _changed: version and updated_at of the last event
-    if events[-1].recorded_at != events[0].recorded_at:
-        return None
-    return (*values[:12], json.dumps(contacts), values[12])
+async def _directory(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """The organisations' events in order, each as its handler applies it, but the
+    registrations next to each other in one round trip (a batch of them: handlers/batches.py;
+    a rebuild)."""
+    registered: list[RecordedEvent] = []
+    for event in events:
+        if event.event_type == ev.ORGANISATION_REGISTERED:
+            registered.append(event)
+            continue
+        if registered:
+            await conn.executemany(REGISTERED_SQL, [_registered_values(e) for e in registered])
+            registered = []
+        await _changed(conn, event)
+    if registered:
+        await conn.executemany(REGISTERED_SQL, [_registered_values(e) for e in registered])
 
 
 def _contacts(
@@ -241,6 +238,7 @@ DIRECTORY = Projection(
         ev.ORGANISATION_CORRECTED: _changed,
         ev.ORGANISATION_CONTACTS_CHANGED: _changed,
     },
+    batch=_directory,
 )
 
 PARTNERSHIPS = Projection(

@@ -49,116 +49,32 @@ CREATE INDEX IF NOT EXISTS partnerships_b ON partnerships (org_b);
 CREATE INDEX IF NOT EXISTS partnerships_pair ON partnerships
     (least(org_a, org_b), greatest(org_a, org_b), kind) WHERE status = 'signed';
 
--- Registrations in one statement (handlers.register_together; several when they arrive
--- together: group commit, shared/batching.py): the ordinary path's name locks, namesake check,
--- append to a new stream and read-model row, for every item at once, with no round trip between
--- them and no transaction around them (one statement is atomic on its own). An item is a
--- registry_registration: the lock keys, the name keys to look for in its country (NULL: no
--- namesake check, `distinct`), twinaid_append's arguments (shared/schema.sql) and the
--- organisations row (projections.new_organisation_row), its name_skeletons last.
---
--- Every item's locks are taken first, in one order for the whole statement (byte order, as
--- Python sorts them for the ordinary path), so statements and ordinary registrations never wait
--- on each other in a cycle. The checks run after the locks, in a statement of their own with a
--- fresh snapshot: they see what a registration that held one of the locks before us committed.
--- Items of one statement never conflict with each other (handlers.register_together keeps
--- namesakes and repeated ids of one batch apart). Returns each item's outcome: NULL when
--- registered, else why not ('namesake': a namesake in the country; 'taken': the stream is not
--- new), and then that item wrote nothing: the ordinary path decides and explains.
-DO $$
-BEGIN
-    CREATE TYPE registry_registration AS (
-        locks text[], country text, namesakes text[],
-        stream_type text, stream_id text, expected integer, recorded_at timestamptz,
-        metadata text, event_ids uuid[], event_types text[], schema_versions integer[],
-        occurred_at timestamptz[], data text[],
-        organisation_id text, name text, name_folded text, kind text, org_country text,
-        region text, aliases text[], search_names text[], coordinates text,
-        parent_id text, version integer, registered_at timestamptz, contacts text,
-        name_skeletons text[]
-    );
-EXCEPTION WHEN duplicate_object THEN NULL;
-END $$;
--- a type made before name_skeletons existed gets it, last, as above
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_attribute
-        WHERE attrelid = 'registry_registration'::regclass AND attname = 'name_skeletons'
-    ) THEN
-        ALTER TYPE registry_registration ADD ATTRIBUTE name_skeletons text[];
-    END IF;
-END $$;
-
--- the one-registration function this replaced
-DROP FUNCTION IF EXISTS registry_register_organisation(
-    text[], text, text[], text, text, integer, timestamptz, text, uuid[], text[], integer[],
-    timestamptz[], text[], text, text, text, text, text, text, text[], text[], text, text,
-    integer, timestamptz, text);
-
--- enable_seqscan off while it runs: every lookup here is by key or name, through an index.
--- Where the table was never analysed (PostgreSQL's autovacuum off), the planner prices the
--- names probe by guesswork, and up to some tens of thousands of organisations a scan of all of
--- them came out cheaper on paper: 1.3 ms of a 2 ms statement at 4,500.
-CREATE OR REPLACE FUNCTION registry_register_organisations(p_items registry_registration[])
-RETURNS text[] LANGUAGE plpgsql SET enable_seqscan = off AS $$
+-- What a batch of registrations reads before the registration handler decides each of them
+-- (services/registry/handlers/registrations.py), in one round trip. First every name lock of
+-- the batch, in the order given (the order a registration alone takes its own: sorted), so
+-- batches and single registrations never wait on each other in a cycle. Then, in a statement
+-- of its own (a fresh snapshot: what a registration that held one of the locks committed is
+-- seen), the organisations one of whose names shares a key with `p_names` (through the names
+-- index alone: EXECUTE plans it with the names as values, and enable_seqscan is off, so a
+-- large directory is never walked; tests/registry/test_group_commit.py), and which of `p_ids`
+-- the registry holds. Reads only: every decision is the handler's.
+CREATE OR REPLACE FUNCTION registry_batch_reads(p_locks text[], p_names text[], p_ids text[])
+RETURNS TABLE (organisation_id text, country text, name_skeletons text[], taken boolean)
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     lock_key text;
-    names text[];
-    outcomes text[];
 BEGIN
-    FOR lock_key IN
-        SELECT DISTINCT k COLLATE "C" FROM unnest(p_items) AS i, unnest(i.locks) AS k
-        ORDER BY 1
-    LOOP
+    FOREACH lock_key IN ARRAY p_locks LOOP
         PERFORM pg_advisory_xact_lock(hashtext(lock_key));
     END LOOP;
-    -- Namesakes through the GIN index only, as in handlers._namesake: one probe for the name
-    -- keys of every item, then each item's own check among the few organisations found. EXECUTE
-    -- plans the probe at each call with the names as values: the planner estimates `&&` from
-    -- the column's statistics. Checked item by item against names known only per row, it
-    -- guessed that 1% of the table matched and, once ANALYZE had seen a large table, scanned
-    -- all of it for every item (tests/registry/test_group_commit.py).
-    SELECT array_agg(DISTINCT n) INTO names
-    FROM unnest(p_items) AS i, unnest(i.namesakes) AS n;
-    EXECUTE $q$
-        WITH named AS MATERIALIZED (
-            -- OFFSET 0: the names alone, never ANDed with the country index (which would walk
-            -- every organisation of the country)
-            SELECT o.country, o.name_skeletons FROM organisations o
-            WHERE o.name_skeletons && $2 OFFSET 0
-        )
-        SELECT array_agg(CASE
-            WHEN i.namesakes IS NOT NULL AND EXISTS (
-                SELECT 1 FROM named
-                WHERE named.country = i.country AND named.name_skeletons && i.namesakes)
-            THEN 'namesake'
-            WHEN EXISTS (SELECT 1 FROM events e WHERE e.stream_id = i.stream_id)
-            THEN 'taken'
-        END ORDER BY i.ordinality)
-        FROM unnest($1) WITH ORDINALITY AS i
-    $q$ INTO outcomes USING p_items, coalesce(names, '{}');
-    -- what twinaid_append would append, for the items that can be registered, in item order
-    INSERT INTO events (event_id, stream_type, stream_id, stream_version, event_type,
-                        schema_version, occurred_at, recorded_at, data, metadata)
-    SELECT ev.event_id, i.stream_type, i.stream_id, i.expected + ev.ord::integer, ev.event_type,
-           ev.schema_version, ev.occurred_at, i.recorded_at, ev.data::json, i.metadata::json
-    FROM unnest(p_items) WITH ORDINALITY AS i,
-         unnest(i.event_ids, i.event_types, i.schema_versions, i.occurred_at, i.data)
-             WITH ORDINALITY AS ev(event_id, event_type, schema_version, occurred_at, data, ord)
-    WHERE outcomes[i.ordinality::integer] IS NULL
-    ORDER BY i.ordinality, ev.ord;
-    INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
-                               aliases, search_names, coordinates, parent_id, version,
-                               registered_at, updated_at, contacts, name_skeletons)
-    SELECT i.organisation_id, i.name, i.name_folded, i.kind, i.org_country, i.region,
-           i.aliases, i.search_names, i.coordinates::jsonb, i.parent_id, i.version,
-           i.registered_at, i.registered_at, i.contacts::jsonb, i.name_skeletons
-    FROM unnest(p_items) WITH ORDINALITY AS i
-    WHERE outcomes[i.ordinality::integer] IS NULL
-    ORDER BY i.ordinality
-    ON CONFLICT (organisation_id) DO NOTHING;
-    RETURN outcomes;
+    RETURN QUERY EXECUTE
+        'WITH named AS MATERIALIZED ('
+        '  SELECT o.organisation_id, o.country, o.name_skeletons FROM organisations o'
+        '  WHERE o.name_skeletons && $1 OFFSET 0'
+        ') SELECT n.organisation_id, n.country, n.name_skeletons, false FROM named n'
+        ' UNION ALL SELECT o.organisation_id, o.country, NULL::text[], true FROM organisations o'
+        ' WHERE o.organisation_id = ANY($2)'
+        USING p_names, p_ids;
 END $$;
 
 -- When each key was last used at each other service (issue 21 point 4): the workers of pledges

@@ -1,17 +1,20 @@
-"""Registrations that arrive together are written as one statement (group commit), and each is
-decided exactly as it would be alone: real PostgreSQL, real registry app."""
+"""Registrations that arrive together run in one transaction (group commit), each decided by
+the registration handler exactly as it would be alone, their events appended in one round trip:
+real PostgreSQL, real registry app."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
-from services.registry import domain, handlers
+from services.registry import commands, domain, handlers
 from shared import db as dbmod
+from shared.event_store import ConcurrencyConflict
 from shared.events import Metadata
 from shared.testing import fresh_database
 from tests.registry.conftest import RegistryApi
@@ -33,20 +36,28 @@ async def conn(url: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-def prepared(slug: str, name: str, **extra: object) -> handlers.Registration:
-    registration = handlers.prepare_registration(
-        domain.RegisterOrganisation(
-            organisation_id=slug,
-            name=name,
-            kind=domain.OrganisationKind.MUNICIPALITY,
-            country="UA",
-            **extra,  # type: ignore[arg-type]
-        ),
-        metadata=META,
-        now=NOW,
+def prepared(slug: str, name: str, **extra: object) -> handlers.Batched:
+    registration = domain.RegisterOrganisation(
+        organisation_id=slug,
+        name=name,
+        kind=domain.OrganisationKind.MUNICIPALITY,
+        country="UA",
+        **extra,  # type: ignore[arg-type]
     )
-    assert registration is not None
-    return registration
+    return handlers.Batched(commands.RegisterOrganisation(registration), META, NOW)
+
+
+async def together(conn: asyncpg.Connection, batch: Sequence[handlers.Batched]) -> list[Any]:
+    """The batch in a transaction of its own, each outcome as a request would see it: the
+    answer, or the refusal's class and the namesake it names."""
+    async with conn.transaction():
+        outcomes = await handlers.register_together(conn, batch)
+    return [
+        (type(o).__name__, getattr(o, "extra", {}).get("existing_organisation_id"))
+        if isinstance(o, Exception)
+        else o
+        for o in outcomes
+    ]
 
 
 async def ids(conn: asyncpg.Connection) -> list[str]:
@@ -57,13 +68,13 @@ async def ids(conn: asyncpg.Connection) -> list[str]:
 async def test_each_registration_of_a_batch_is_decided_as_it_would_be_alone(
     conn: asyncpg.Connection,
 ) -> None:
-    """A namesake of an earlier item of the same batch, an id already taken: those two wrote
-    nothing and get None (the ordinary path decides and explains); the rest are registered,
-    events and read-model rows, in one statement."""
-    assert await handlers.register_together(conn, [prepared("kharkiv", "Kharkiv")]) == [
+    """A namesake of an earlier item of the same batch, an id already taken: those two are
+    refused as alone (409, naming the namesake) and wrote nothing; the rest are registered,
+    events and read-model rows, in one transaction."""
+    assert await together(conn, [prepared("kharkiv", "Kharkiv")]) == [
         {"organisation_id": "kharkiv", "version": 1}
     ]
-    answers = await handlers.register_together(
+    answers = await together(
         conn,
         [
             prepared("bucha", "Bucha"),
@@ -74,8 +85,8 @@ async def test_each_registration_of_a_batch_is_decided_as_it_would_be_alone(
     )
     assert answers == [
         {"organisation_id": "bucha", "version": 1},
-        None,
-        None,
+        ("Conflict", "bucha"),
+        ("Conflict", None),  # already registered
         {"organisation_id": "fastiv", "version": 1},
     ]
     assert await ids(conn) == ["bucha", "fastiv", "kharkiv"]
@@ -100,34 +111,22 @@ async def test_each_registration_of_a_batch_is_decided_as_it_would_be_alone(
 
 def test_a_registration_with_contacts_is_left_to_the_ordinary_path() -> None:
     """Contacts are sealed in the write's transaction (a subject and its key per person,
-    services/registry/privacy.py): not in a group commit, which has no transaction of its own
-    before the statement."""
-    command = domain.RegisterOrganisation(
-        organisation_id="fastiv",
-        name="Fastiv",
-        kind=domain.OrganisationKind.MUNICIPALITY,
-        country="UA",
-        contacts=({"role": "twinning", "name": "O. K."},),
-    )
-    assert handlers.prepare_registration(command, metadata=META, now=NOW) is None
-    assert handlers.prepare_registration(
-        domain.RegisterOrganisation(
-            organisation_id="fastiv",
-            name="Fastiv",
-            kind=domain.OrganisationKind.MUNICIPALITY,
-            country="UA",
-        ),
-        metadata=META,
-        now=NOW,
-    )
+    services/registry/privacy.py) before the registration is decided: not in a group commit,
+    where a refusal could not undo them alone."""
+    contacts = prepared("fastiv", "Fastiv", contacts=({"role": "twinning", "name": "O. K."},))
+    assert isinstance(contacts.command, commands.RegisterOrganisation)
+    assert not handlers.batchable(contacts.command)
+    plain = prepared("fastiv", "Fastiv")
+    assert isinstance(plain.command, commands.RegisterOrganisation)
+    assert handlers.batchable(plain.command)
 
 
 async def test_a_batch_that_fails_on_the_server_writes_nothing_and_sends_every_item_back(
     url: str, conn: asyncpg.Connection
 ) -> None:
     """Another transaction registers the id `lviv` under another name and commits while the
-    batch waits on it: the batch's insert breaks the stream's uniqueness, the whole statement
-    is rolled back (odesa too) and every item gets None, to be decided alone."""
+    batch waits on it: the batch's append breaks the stream's uniqueness, the whole batch is
+    rolled back (odesa too) and every item gets the lost race (each request runs again)."""
     other = await asyncpg.connect(url)
     try:
         transaction = other.transaction()
@@ -136,12 +135,13 @@ async def test_a_batch_that_fails_on_the_server_writes_nothing_and_sends_every_i
             {"organisation_id": "lviv", "version": 1}
         ]
         batch = asyncio.create_task(
-            handlers.register_together(conn, [prepared("odesa", "Odesa"), prepared("lviv", "Lviv")])
+            together(conn, [prepared("odesa", "Odesa"), prepared("lviv", "Lviv")])
         )
         await asyncio.sleep(0.3)
         assert not batch.done()  # waiting on the uncommitted lviv stream
         await transaction.commit()
-        assert await asyncio.wait_for(batch, 10) == [None, None]
+        with pytest.raises(ConcurrencyConflict):
+            await asyncio.wait_for(batch, 10)
     finally:
         await other.close()
     assert await ids(conn) == ["lviv"]
@@ -161,7 +161,7 @@ async def test_a_batch_waits_for_the_name_locks_and_then_sees_the_namesakes(
             other, [prepared("zaporizhzhia", "Zaporizhzhia"), prepared("mykolaiv", "Mykolaiv")]
         )
         batch = asyncio.create_task(
-            handlers.register_together(
+            together(
                 conn,
                 [prepared("mykolaiv-2", "Mykolaiv"), prepared("zaporizhzhia-2", "Zaporizhzhia")],
             )
@@ -169,7 +169,10 @@ async def test_a_batch_waits_for_the_name_locks_and_then_sees_the_namesakes(
         await asyncio.sleep(0.3)
         assert not batch.done()
         await transaction.commit()
-        assert await asyncio.wait_for(batch, 10) == [None, None]
+        assert await asyncio.wait_for(batch, 10) == [
+            ("Conflict", "mykolaiv"),
+            ("Conflict", "zaporizhzhia"),
+        ]
     finally:
         await other.close()
     assert await ids(conn) == ["mykolaiv", "zaporizhzhia"]
@@ -240,10 +243,12 @@ async def test_a_batch_finds_namesakes_through_the_index_in_a_large_directory(
         )
 
     before = await sequential_scans()
-    answers = await handlers.register_together(
+    answers = await together(
         conn,
         [prepared(f"new-{i}", f"New hromada {i}") for i in range(8)]
         + [prepared("namesake", "Hromada 777")],
     )
-    assert answers == [{"organisation_id": f"new-{i}", "version": 1} for i in range(8)] + [None]
+    assert answers == [{"organisation_id": f"new-{i}", "version": 1} for i in range(8)] + [
+        ("Conflict", "hromada-777")
+    ]
     assert await sequential_scans() == before

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
 from services.registry import commands, domain, handlers, projections, queries
 from shared import db as dbmod
+from shared.errors import Conflict, ValidationFailed
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata
 from shared.projections import rebuild
@@ -75,14 +77,28 @@ def _command(slug: str, name: str, **extra: object) -> domain.RegisterOrganisati
     )
 
 
-async def test_a_registration_in_one_statement_leaves_the_rows_a_rebuild_makes(
+async def _together(
+    conn: asyncpg.Connection, *registrations: domain.RegisterOrganisation, distinct: bool = False
+) -> list[Any]:
+    """Registrations as a group commit runs them: one transaction, each decided as alone."""
+    batch = [
+        handlers.Batched(
+            commands.RegisterOrganisation(r, distinct=distinct), Metadata(actor="admin"), NOW
+        )
+        for r in registrations
+    ]
+    async with conn.transaction():
+        return await handlers.register_together(conn, batch)
+
+
+async def test_registrations_together_leave_the_rows_a_rebuild_makes(
     conn: asyncpg.Connection,
 ) -> None:
-    """handlers.register_in_one_statement writes the read-model row itself (one round trip):
-    the same row as the projection, with aliases, coordinates and region. A registration with
-    contacts is left to the ordinary path (its people are sealed in a transaction): None,
-    nothing written."""
-    commands = [
+    """Registrations run together project in one round trip (their rows in one pipelined
+    statement): the same rows as a replay of the log, with aliases, coordinates and region. A
+    registration with contacts is left to the ordinary path (its people are sealed before it
+    is decided)."""
+    registrations = [
         _command("bucha", "Bucha"),
         _command(
             "kharkiv",
@@ -93,22 +109,13 @@ async def test_a_registration_in_one_statement_leaves_the_rows_a_rebuild_makes(
         ),
         _command("fastiv", "Fastiv"),
     ]
-    for command in commands:
-        done = await handlers.register_in_one_statement(
-            conn, command, metadata=Metadata(actor="admin"), now=NOW
-        )
-        assert done == {"organisation_id": command.organisation_id, "version": 1}
+    assert await _together(conn, *registrations) == [
+        {"organisation_id": r.organisation_id, "version": 1} for r in registrations
+    ]
     with_contacts = _command(
         "lviv", "Lviv", contacts=({"role": "mayor's office", "name": "Ihor Terekhov"},)
     )
-    events = await conn.fetchval("SELECT count(*) FROM events")
-    assert (
-        await handlers.register_in_one_statement(
-            conn, with_contacts, metadata=Metadata(actor="admin"), now=NOW
-        )
-        is None
-    )
-    assert await conn.fetchval("SELECT count(*) FROM events") == events
+    assert not handlers.batchable(commands.RegisterOrganisation(with_contacts))
     before = await snapshot(conn)
     assert [r[0] for r in before] == ["bucha", "fastiv", "kharkiv"]
     assert await rebuild(conn, projections.ALL) == 3
@@ -117,21 +124,20 @@ async def test_a_registration_in_one_statement_leaves_the_rows_a_rebuild_makes(
     assert history.version == 1 and history.aliases == ("Charkiw", "Kharkov")
 
 
-async def test_a_registration_in_one_statement_leaves_what_it_cannot_decide_untouched(
+async def test_registrations_together_refuse_what_the_handler_refuses_and_write_nothing_of_it(
     conn: asyncpg.Connection,
 ) -> None:
-    """A namesake, a taken id, a parent to check, a command the domain refuses: None, nothing
-    written, and the ordinary path (register_organisation) decides."""
-    meta = Metadata(actor="admin")
-    assert await handlers.register_in_one_statement(
-        conn, _command("kharkiv", "Kharkiv"), metadata=meta, now=NOW
-    )
+    """A namesake, a taken id, a command the domain refuses: each refused as alone, nothing of
+    it written; a parent the registry holds is checked as the ordinary path checks it."""
+    assert await _together(conn, _command("kharkiv", "Kharkiv")) == [
+        {"organisation_id": "kharkiv", "version": 1}
+    ]
     events = await conn.fetchval("SELECT count(*) FROM events")
-    undecided = [
+    refused = [
         _command("kharkiv-2", "KHARKIV"),  # a namesake in the country
         _command("kharkiv-3", "Kharkov", aliases=("Kharkiv",)),  # by an alias
         _command("kharkiv", "Somewhere else"),  # the id is taken
-        _command("kharkiv-oblast", "Kharkiv Oblast", parent_id="kharkiv"),  # a parent
+        _command("oblast", "Oblast", parent_id="nowhere"),  # an unknown parent
         domain.RegisterOrganisation(
             organisation_id="nowhere",
             name="Nowhere",
@@ -139,13 +145,23 @@ async def test_a_registration_in_one_statement_leaves_what_it_cannot_decide_unto
             country="XX",  # not a country
         ),
     ]
-    for command in undecided:
-        assert (
-            await handlers.register_in_one_statement(conn, command, metadata=meta, now=NOW) is None
-        ), command
+    outcomes = await _together(conn, *refused)
+    assert [type(o) for o in outcomes] == [
+        Conflict,
+        Conflict,
+        Conflict,
+        ValidationFailed,
+        ValidationFailed,
+    ]
     assert await conn.fetchval("SELECT count(*) FROM events") == events
     assert await conn.fetchval("SELECT count(*) FROM organisations") == 1
-    # `distinct` registers a namesake, as the ordinary path does
-    assert await handlers.register_in_one_statement(
-        conn, _command("kharkiv-2", "KHARKIV"), distinct=True, metadata=meta, now=NOW
-    ) == {"organisation_id": "kharkiv-2", "version": 1}
+    # `distinct` registers a namesake, and a parent the registry holds is taken, as alone
+    assert await _together(
+        conn,
+        _command("kharkiv-2", "KHARKIV"),
+        _command("oblast", "Oblast", parent_id="kharkiv"),
+        distinct=True,
+    ) == [
+        {"organisation_id": "kharkiv-2", "version": 1},
+        {"organisation_id": "oblast", "version": 1},
+    ]

@@ -81,28 +81,30 @@ async def register_organisation(
         contacts=tuple(c.model_dump() for c in body.contacts),
     )
     command = commands.RegisterOrganisation(registration, distinct=body.distinct)
-    now = ctx.clock()
 
     async def attempt(meta: Metadata) -> dict[str, Any] | None:
-        prepared = handlers.prepare_registration(
-            registration, distinct=body.distinct, metadata=meta, now=now
-        )
-        if prepared is None:
+        # without Idempotency-Key (write() then never attempts), registrations that arrive
+        # together run in one transaction (group commit), each decided as alone
+        if not handlers.batchable(command):
             return None
-        answer: dict[str, Any] | None = await ctx.group_commit(
-            "registrations", partial(_register_together, ctx)
-        ).submit(prepared)
-        return answer
+        together = ctx.group_commit("registrations", partial(_register_together, ctx))
+        answer = await together.submit(handlers.Batched(command, meta, ctx.clock()))
+        if isinstance(answer, Exception):
+            raise answer
+        result: dict[str, Any] = answer
+        return result
 
     return await write(ctx, request, caller, 201, command, attempt=attempt)
 
 
-async def _register_together(
-    ctx: ServiceContext, registrations: list[handlers.Registration]
-) -> list[dict[str, Any] | None]:
-    """Registrations that arrived together, in one statement (group commit)."""
-    async with ctx.db.connection() as conn:
-        return await handlers.register_together(conn, registrations)
+async def _register_together(ctx: ServiceContext, batch: list[handlers.Batched]) -> list[Any]:
+    """Registrations that arrived together, in one transaction (handlers/registrations.py)."""
+    try:
+        async with ctx.db.transaction() as conn:
+            return await handlers.register_together(conn, batch)
+    except handlers.SavepointsNeeded:
+        async with ctx.db.transaction() as conn:
+            return await handlers.register_together(conn, batch, savepoints=True)
 
 
 @router.get(

@@ -7,7 +7,7 @@ which carries ICU itself), built from Unicode's confusables.txt: no table of our
 from __future__ import annotations
 
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
 import icu  # type: ignore[import-untyped]
 
@@ -68,5 +68,10 @@ def name_keys(name: str) -> list[str]:
     case: Cyrillic a (U+0430) and Latin a look alike in lower case, Cyrillic Ka (U+041A) and
     Latin K only in upper case (U+043A looks like U+0138, kra). Names equal once folded always
     share their keys."""
+    return list(_name_keys(name))
+
+
+@lru_cache(maxsize=4096)  # a registration asks for its names' keys several times
+def _name_keys(name: str) -> tuple[str, ...]:
     folded = fold_name(name)
-    return sorted({_skeleton(folded), _skeleton(folded.upper())})
+    return tuple(sorted({_skeleton(folded), _skeleton(folded.upper())}))

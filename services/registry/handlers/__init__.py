@@ -4,10 +4,11 @@ run in a unit of work (shared/repository.py) whose transaction the caller owns.
 organisations.py and partnerships.py decide on what they load through the repositories
 (common.py) and append through them (which projects); api_keys.py keeps the keys' rows beside
 their events; ports.py has what handlers need beyond the event store; registrations.py runs
-registrations that arrive together as one transaction.
+registrations that arrive together as one transaction (batches.py).
 """
 
 from services.registry.handlers import api_keys, organisations, partnerships
+from services.registry.handlers.batches import Batched, SavepointsNeeded
 from services.registry.handlers.common import (
     API_KEYS,
     HANDLERS,
@@ -15,24 +16,19 @@ from services.registry.handlers.common import (
     PARTNERSHIPS,
     run,
 )
-from services.registry.handlers.registrations import (
-    Registration,
-    prepare_registration,
-    register_in_one_statement,
-    register_together,
-)
+from services.registry.handlers.registrations import batchable, register_together
 
 __all__ = [
     "API_KEYS",
     "HANDLERS",
     "ORGANISATIONS",
     "PARTNERSHIPS",
-    "Registration",
+    "Batched",
+    "SavepointsNeeded",
     "api_keys",
+    "batchable",
     "organisations",
     "partnerships",
-    "prepare_registration",
-    "register_in_one_statement",
     "register_together",
     "run",
 ]

@@ -1,145 +1,100 @@
-"""Registrations that arrive together, as one statement (registry_register_organisations)."""
+"""Registrations that arrive together (a group commit): one transaction, each decided by the
+registration handler itself (organisations.register_organisation), as it would be alone.
+
+Before the handlers run, the batch takes every name lock of every registration, in one
+statement and in the same order as a registration alone takes its own (so registrations
+sharing names cannot deadlock), and then reads, in one statement, the organisations that may
+be namesakes (through the names index) and which of the ids it registers or names as parents
+are taken. The handlers then decide on that, and on the registrations before them in the
+batch; their events are appended in one round trip (handlers/batches.py).
+
+A registration with contacts is not batched: its people are sealed (written) before it is
+decided, which a refusal must undo (`batchable`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.registry import domain, projections
-from services.registry import events as ev
-from shared import errors
-from shared.db import CONNECTION_LOST
-from shared.event_store import append_arguments, recorded
-from shared.events import Metadata
+from services.registry import commands, projections
+from services.registry.handlers import batches, organisations
+from services.registry.handlers.common import HANDLERS, ORGANISATIONS
+from services.registry.handlers.ports import PostgresPorts
+from shared.events import RecordedEvent
 
 
-def name_locks(country: str, keys: list[str]) -> list[str]:
-    """One registration per name key and country at a time (two namesakes cannot slip in
-    together); locks taken in a fixed order (`keys` sorted), so registrations sharing keys
-    cannot deadlock."""
-    return [f"organisation-name:{country}:{key}" for key in keys]
+def batchable(command: commands.RegisterOrganisation) -> bool:
+    return not command.registration.contacts
 
 
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """A registration ready for registry_register_organisations: its arguments (one
-    registry_registration, services/registry/schema.sql) and the answer once registered."""
+class _BatchPorts(PostgresPorts):
+    """The batch's locks are taken and its namesakes read: what a registration of the batch
+    asks is answered from them and from the registrations kept before it."""
 
-    arguments: tuple[Any, ...]
-    answer: dict[str, Any]
-    organisation_id: str
-    country: str
-    names: frozenset[str]  # its name keys: what makes a later registration its namesake
-    namesakes: frozenset[str] | None  # the name keys it must not share (None: `distinct`)
+    def __init__(
+        self, conn: asyncpg.Connection, now: datetime, named: list[tuple[str, str, set[str]]]
+    ) -> None:
+        super().__init__(conn, now=now)
+        self.named = named  # (organisation id, country, name keys) of every possible namesake
+
+    async def lock(self, names: Sequence[str]) -> None:
+        return None  # taken by the batch, before any registration was decided
+
+    async def namesake(self, country: str, keys: Sequence[str]) -> str | None:
+        wanted = set(keys)
+        return min((i for i, c, k in self.named if c == country and k & wanted), default=None)
+
+    def kept(self, item: batches.Batched, answer: Any) -> None:
+        registration = _command(item).registration
+        keys = set(organisations.name_keys(registration))
+        self.named.append((registration.organisation_id, registration.country, keys))
 
 
-def prepare_registration(
-    command: domain.RegisterOrganisation,
-    *,
-    distinct: bool = False,
-    metadata: Metadata,
-    now: datetime,
-) -> Registration | None:
-    """What the ordinary path decides when the id is new and there is no namesake, as the
-    arguments of one statement; None when that cannot be decided without reading (a parent to
-    check, contacts to seal) or the domain refuses the command: the ordinary path decides and
-    explains."""
-    if command.parent_id is not None or command.contacts:
-        return None  # a parent to check, contacts to seal in the transaction
-    stream_id = f"{ev.STREAM_ORGANISATION}-{command.organisation_id}"
-    try:
-        events = domain.register(domain.Organisation(command.organisation_id), command, now=now)
-        append = append_arguments(
-            stream_type=ev.STREAM_ORGANISATION,
-            stream_id=stream_id,
-            expected_version=0,
-            events=events,
-            metadata=metadata,
-            now=now,
-        )
-    except errors.TwinaidError:
-        return None  # the ordinary path raises it, after its own checks
-    row = projections.new_organisation_row(
-        recorded(
-            stream_type=ev.STREAM_ORGANISATION,
-            stream_id=stream_id,
-            expected_version=0,
-            events=events,
-            metadata=metadata,
-            now=now,
-        )
-    )
-    if row is None:
-        return None
-    names: list[str] = row[-1]  # its name_skeletons: _name_keys(command), computed once
-    namesakes = None if distinct else names
-    return Registration(
-        arguments=(name_locks(command.country, names), command.country, namesakes, *append, *row),
-        answer={"organisation_id": command.organisation_id, "version": len(events)},
-        organisation_id=command.organisation_id,
-        country=command.country,
-        names=frozenset(names),
-        namesakes=None if namesakes is None else frozenset(namesakes),
-    )
+def _command(item: batches.Batched) -> commands.RegisterOrganisation:
+    assert isinstance(item.command, commands.RegisterOrganisation)
+    return item.command
 
 
 async def register_together(
-    conn: asyncpg.Connection, registrations: Sequence[Registration]
-) -> list[dict[str, Any] | None]:
-    """Registrations as one statement (registry_register_organisations): the same locks,
-    checks, events and read-model rows as each would have alone, one round trip and one commit
-    for all. Each gets its answer, or None when it could not be decided here (a namesake, the
-    id taken, or a namesake or repeated id of an earlier item of the same call) and wrote
-    nothing. When the statement fails on the server (a concurrent registration of the same id,
-    a deadlock) nothing is written and every one gets None; a lost connection is raised, as
-    the statement may have committed."""
-    # Within one statement no item may be another's namesake or repeat its id: a later one
-    # stays out (None) and decides on the ordinary path, after this statement committed.
-    together: list[int] = []
-    ids: set[str] = set()
-    names: set[tuple[str, str]] = set()
-    for index, r in enumerate(registrations):
-        if r.organisation_id in ids or (
-            r.namesakes is not None and any((r.country, n) in names for n in r.namesakes)
-        ):
-            continue
-        together.append(index)
-        ids.add(r.organisation_id)
-        names.update((r.country, n) for n in r.names)
-    answers: list[dict[str, Any] | None] = [None] * len(registrations)
-    try:
-        outcomes = await conn.fetchval(
-            "SELECT registry_register_organisations($1::registry_registration[])",
-            [registrations[i].arguments for i in together],
-        )
-    except asyncpg.PostgresError as exc:
-        if isinstance(exc, CONNECTION_LOST):
-            raise
-        return answers
-    for index, outcome in zip(together, outcomes, strict=True):
-        if outcome is None:
-            answers[index] = registrations[index].answer
-    return answers
-
-
-async def register_in_one_statement(
-    conn: asyncpg.Connection,
-    command: domain.RegisterOrganisation,
-    *,
-    distinct: bool = False,
-    metadata: Metadata,
-    now: datetime,
-) -> dict[str, Any] | None:
-    """`register_organisation` as one statement, atomic without a transaction around it: the
-    usual registration is one round trip instead of eight. Same locks, checks, events and
-    read-model row. None when it cannot decide alone (a parent to check, a namesake, the id
-    taken, a command the domain refuses) and then nothing was written: run
-    `register_organisation`, which decides and explains."""
-    registration = prepare_registration(command, distinct=distinct, metadata=metadata, now=now)
-    if registration is None:
-        return None
-    return (await register_together(conn, [registration]))[0]
+    conn: asyncpg.Connection, batch: Sequence[batches.Batched], *, savepoints: bool = False
+) -> list[Any]:
+    """Each registration's answer, or the error it raised, in order (batches.run_together),
+    in the caller's transaction. Raises ConcurrencyConflict (an id registered meanwhile by
+    another transaction: nothing of the batch stays, each runs again) or SavepointsNeeded."""
+    registrations = [_command(item).registration for item in batch]
+    keys = [(r.country, organisations.name_keys(r)) for r in registrations]
+    ids = {r.organisation_id for r in registrations}
+    ids |= {r.parent_id for r in registrations if r.parent_id is not None}
+    # every name lock, then the names and ids, in one round trip (registry_batch_reads in
+    # schema.sql); the locks in the order a registration alone takes its own
+    rows = await conn.fetch(
+        "SELECT * FROM registry_batch_reads($1, $2, $3)",
+        sorted({x for country, k in keys for x in organisations.name_locks(country, k)}),
+        sorted({x for _, k in keys for x in k}),
+        sorted(ids),
+    )
+    named = [
+        (r["organisation_id"], r["country"], set(r["name_skeletons"]))
+        for r in rows
+        if not r["taken"]
+    ]
+    taken = {r["organisation_id"] for r in rows if r["taken"]}
+    # an id the registry does not hold has no stream yet (its registered event and its row
+    # are written together); the others are read from the log when a handler loads them
+    streams: dict[str, list[RecordedEvent]] = {ORGANISATIONS.stream_id(i): [] for i in ids - taken}
+    store = batches.BatchStore(conn, streams)
+    ports = _BatchPorts(conn, batch[0].now, named)
+    return await batches.run_together(
+        conn,
+        HANDLERS,
+        batch,
+        projections=projections.ALL,
+        store=store,
+        ports=ports,
+        kept=ports.kept,
+        savepoints=savepoints,
+    )
