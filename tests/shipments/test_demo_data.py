@@ -16,7 +16,7 @@ from services.shipments.demo.data import CONVOYS
 from shared.auth import Role
 from tests.shipments.conftest import ShipmentsApi
 
-# As the pledges demo commits them (services/pledges/demo_data.py), plus the in-kind line
+# As the pledges demo commits them (services/pledges/demo/data.py), plus the in-kind line
 # for the Leeds vans that demo does not make.
 LINES: list[dict[str, Any]] = [
     {

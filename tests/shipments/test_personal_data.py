@@ -4,7 +4,7 @@ withheld from others, erasable for good by the organisation that recorded them (
 verifies), exported on request, erased by retention once their convoys ended long enough ago.
 Real PostgreSQL, the shipments app over ASGI.
 
-The people are the demo's (services/shipments/demo_data.py): the June 2022 Lille - Kharkiv
+The people are the demo's (services/shipments/demo/data.py): the June 2022 Lille - Kharkiv
 medicines convoy's drivers Karim Benali and Sophie Lemaire and the escort team leader Andrii
 Melnyk who took the goods over (recorded by Lille, origin and carrier, whose key typed them),
 and Olha Kravchenko who signed for them (recorded by the recipient, Kharkiv).

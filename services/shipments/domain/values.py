@@ -98,7 +98,7 @@ def _kept(event_type: str, data: Mapping[str, Any]) -> Any:
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A road event from a field entry: `data` its payload as stored (what views show),
-    `payload` the same decoded (events.py; what rules read)."""
+    `payload` the same decoded (events/; what rules read)."""
 
     entry_id: str
     kind: str
