@@ -14,6 +14,7 @@ import pytest
 
 from services.registry import commands, domain, handlers
 from shared import db as dbmod
+from shared.errors import Conflict
 from shared.event_store import ConcurrencyConflict
 from shared.events import Metadata
 from shared.testing import fresh_database
@@ -252,3 +253,34 @@ async def test_a_batch_finds_namesakes_through_the_index_in_a_large_directory(
         ("Conflict", "hromada-777")
     ]
     assert await sequential_scans() == before
+
+
+async def test_a_batch_run_again_in_savepoints_answers_each_registration_as_before(
+    conn: asyncpg.Connection,
+) -> None:
+    """What a batch whose append the database refused is run again as (SavepointsNeeded):
+    each registration alone in a savepoint, appending at once; the answers are those of the
+    batch, and a refusal undoes only its own registration."""
+    assert await together(conn, [prepared("kharkiv", "Kharkiv")]) == [
+        {"organisation_id": "kharkiv", "version": 1}
+    ]
+    batch = [
+        prepared("bucha", "Bucha"),
+        prepared("bucha-2", "BUCHA"),
+        prepared("kharkiv", "Kharkiv city"),
+        prepared("fastiv", "Fastiv", parent_id="bucha"),
+    ]
+    async with conn.transaction():
+        outcomes = await handlers.register_together(conn, batch, savepoints=True)
+    assert outcomes[0] == {"organisation_id": "bucha", "version": 1}
+    assert isinstance(outcomes[1], Conflict) and isinstance(outcomes[2], Conflict)
+    assert outcomes[3] == {"organisation_id": "fastiv", "version": 1}
+    assert await ids(conn) == ["bucha", "fastiv", "kharkiv"]
+    assert await conn.fetchval("SELECT count(*) FROM events") == 3
+    # and as one batch, a parent registered by an earlier registration of the same batch
+    assert await together(
+        conn, [prepared("irpin", "Irpin"), prepared("irpin-lyceum", "Lyceum", parent_id="irpin")]
+    ) == [
+        {"organisation_id": "irpin", "version": 1},
+        {"organisation_id": "irpin-lyceum", "version": 1},
+    ]
