@@ -222,8 +222,15 @@ async def record_entries_together(
                     "metadata": request.metadata,
                     "now": request.now,
                 }
-                if savepoints:  # each request's append in its savepoint: refused alone
-                    await uow.store.append(**append)
+                if savepoints:  # each request's append in its savepoint: refused alone;
+                    # projected with the batch's, at its end
+                    unprojected = PostgresUnitOfWork(uow.conn, (), request.metadata, request.now)
+                    await CONVOYS.append(
+                        unprojected,
+                        convoy_id,
+                        expected_version=state.version,
+                        events=decision.events,
+                    )
                 elif decision.events:  # appended with the others' after the loop
                     pending.append(append_arguments(**append))  # Unstorable: refused
                 new = as_recorded(
