@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.registry import commands, domain, handlers, projections, queries, views
@@ -29,6 +30,8 @@ from services.registry.requests import (
     RenameIn,
 )
 from shared import problems
+from shared.auth import Principal
+from shared.commands import Command
 from shared.deps import etag
 from shared.events import Metadata
 from shared.web import Caller, Ctx, ServiceContext, write
@@ -158,92 +161,76 @@ async def get_organisation(
     return views.organisation_as_of(state, contacts=shown, as_of=as_of)
 
 
-@router.post(
-    "/organisations/{organisation_id}/rename",
-    tags=["organisations"],
-    responses=problems.documented(
-        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def rename_organisation(
+@dataclass(frozen=True, slots=True)
+class OrganisationWrite:
+    """A write to an existing organisation, by a caller allowed to make it: which one, who,
+    and the version they read (If-Match)."""
+
+    organisation_id: str
+    request: Request
+    ctx: ServiceContext
+    caller: Principal
+    if_match: int | None
+
+    async def send(self, command: Command) -> JSONResponse:
+        return await write(self.ctx, self.request, self.caller, 200, command)
+
+
+async def _by_admin(
+    organisation_id: OrgId, request: Request, ctx: Ctx, caller: Admin, if_match: IfMatch = None
+) -> OrganisationWrite:
+    return OrganisationWrite(organisation_id, request, ctx, caller, if_match)
+
+
+async def _by_contacts_editor(
     organisation_id: OrgId,
-    body: RenameIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Admin,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    """Rename (registry administrators); the previous name stays findable as an alias."""
-    rename = domain.RenameOrganisation(name=body.name, reason=body.reason)
-    command = commands.RenameOrganisation(organisation_id, rename, if_match)
-    return await write(ctx, request, caller, 200, command)
-
-
-@router.post(
-    "/organisations/{organisation_id}/aliases",
-    tags=["organisations"],
-    responses=problems.documented(
-        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def add_alias(
-    organisation_id: OrgId,
-    body: AliasIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Admin,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    """Record another name or spelling (registry administrators)."""
-    command = commands.AddAlias(organisation_id, domain.AddAlias(alias=body.alias), if_match)
-    return await write(ctx, request, caller, 200, command)
-
-
-@router.post(
-    "/organisations/{organisation_id}/corrections",
-    tags=["organisations"],
-    responses=problems.documented(
-        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def correct_organisation(
-    organisation_id: OrgId,
-    body: CorrectionIn,
-    request: Request,
-    ctx: Ctx,
-    caller: Admin,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    """Correct kind, country, region, coordinates or parent, with a reason (administrators)."""
-    changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
-    correction = domain.CorrectOrganisation(changes=changes, reason=body.reason)
-    command = commands.CorrectOrganisation(organisation_id, correction, if_match)
-    return await write(ctx, request, caller, 200, command)
-
-
-@router.put(
-    "/organisations/{organisation_id}/contacts",
-    tags=["organisations"],
-    responses=problems.documented(
-        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
-async def change_contacts(
-    organisation_id: OrgId,
-    body: ContactsIn,
     request: Request,
     ctx: Ctx,
     caller: ContactsEditor,
     if_match: IfMatch = None,
-) -> JSONResponse:
+) -> OrganisationWrite:
+    return OrganisationWrite(organisation_id, request, ctx, caller, if_match)
+
+
+ByAdmin = Annotated[OrganisationWrite, Depends(_by_admin)]
+ByContactsEditor = Annotated[OrganisationWrite, Depends(_by_contacts_editor)]
+# what a change of an organisation answers (the organisation's version, as its ETag)
+CHANGED: dict[str, Any] = {
+    "tags": ["organisations"],
+    "responses": problems.documented(
+        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
+    ),
+    "openapi_extra": problems.IDEMPOTENT,
+}
+
+
+@router.post("/organisations/{organisation_id}/rename", **CHANGED)
+async def rename_organisation(body: RenameIn, to: ByAdmin) -> JSONResponse:
+    """Rename (registry administrators); the previous name stays findable as an alias."""
+    rename = domain.RenameOrganisation(name=body.name, reason=body.reason)
+    return await to.send(commands.RenameOrganisation(to.organisation_id, rename, to.if_match))
+
+
+@router.post("/organisations/{organisation_id}/aliases", **CHANGED)
+async def add_alias(body: AliasIn, to: ByAdmin) -> JSONResponse:
+    """Record another name or spelling (registry administrators)."""
+    alias = domain.AddAlias(alias=body.alias)
+    return await to.send(commands.AddAlias(to.organisation_id, alias, to.if_match))
+
+
+@router.post("/organisations/{organisation_id}/corrections", **CHANGED)
+async def correct_organisation(body: CorrectionIn, to: ByAdmin) -> JSONResponse:
+    """Correct kind, country, region, coordinates or parent, with a reason (administrators)."""
+    changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
+    correction = domain.CorrectOrganisation(changes=changes, reason=body.reason)
+    return await to.send(commands.CorrectOrganisation(to.organisation_id, correction, to.if_match))
+
+
+@router.put("/organisations/{organisation_id}/contacts", **CHANGED)
+async def change_contacts(body: ContactsIn, to: ByContactsEditor) -> JSONResponse:
     """Replace the contacts (the organisation's own members or administrators)."""
     contacts = tuple(c.model_dump() for c in body.contacts)
-    command = commands.ChangeContacts(organisation_id, contacts, if_match)
-    return await write(ctx, request, caller, 200, command)
+    return await to.send(commands.ChangeContacts(to.organisation_id, contacts, to.if_match))
 
 
 @router.get(
