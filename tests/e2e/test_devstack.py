@@ -18,6 +18,7 @@ import pytest
 from services.registry import demo
 from shared import devstack
 from shared.db import with_database
+from shared.settings import SERVICES
 from tests.e2e.processes import Printed, read_until_ready, stack_env
 from tests.shared.kafka_helpers import read_topic
 
@@ -195,5 +196,5 @@ def test_free_ports_picked_for_a_run_are_all_different(
     stack = devstack.DevStack(data_dir=tmp_path, env={"TWINAID_PORT_BASE": "0"}, start_timeout=1.0)
     stack._claim_ports(broker=True)
     ports = [stack.broker_port, *(int(u.rsplit(":", 1)[1]) for u in stack._urls())]
-    assert len(ports) == 1 + 2 * len(devstack.SERVICES)
+    assert len(ports) == 1 + 2 * len(SERVICES)
     assert len(set(ports)) == len(ports)
