@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,9 +13,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.registry import commands, domain, handlers
 from services.registry.app import create_app
 from shared import db as dbmod
 from shared.auth import Role
+from shared.events import Metadata
 from shared.testing import fresh_database, issue_key
 from tests.conftest import settings_for
 
@@ -167,3 +170,19 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status and body["title"] and body["type"] and body["detail"]
     return body
+
+
+BATCHED_AT = datetime(2026, 11, 24, tzinfo=UTC)
+BATCHED_BY = Metadata(actor="admin", organisation="twinaid")
+
+
+def prepared(slug: str, name: str, **extra: Any) -> handlers.Batched:
+    """A registration in Ukraine as a group commit hands it to handlers.register_together."""
+    registration = domain.RegisterOrganisation(
+        organisation_id=slug,
+        name=name,
+        kind=domain.OrganisationKind.MUNICIPALITY,
+        country="UA",
+        **extra,
+    )
+    return handlers.Batched(commands.RegisterOrganisation(registration), BATCHED_BY, BATCHED_AT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -16,12 +15,8 @@ from services.registry import commands, domain, handlers
 from shared import db as dbmod
 from shared.errors import Conflict
 from shared.event_store import ConcurrencyConflict
-from shared.events import Metadata
 from shared.testing import fresh_database
-from tests.registry.conftest import RegistryApi
-
-NOW = datetime(2026, 11, 24, tzinfo=UTC)
-META = Metadata(actor="admin", organisation="twinaid")
+from tests.registry.conftest import RegistryApi, prepared
 
 
 @pytest.fixture
@@ -35,17 +30,6 @@ async def conn(url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(url)
     yield connection
     await connection.close()
-
-
-def prepared(slug: str, name: str, **extra: object) -> handlers.Batched:
-    registration = domain.RegisterOrganisation(
-        organisation_id=slug,
-        name=name,
-        kind=domain.OrganisationKind.MUNICIPALITY,
-        country="UA",
-        **extra,  # type: ignore[arg-type]
-    )
-    return handlers.Batched(commands.RegisterOrganisation(registration), META, NOW)
 
 
 async def together(conn: asyncpg.Connection, batch: Sequence[handlers.Batched]) -> list[Any]:

@@ -5,22 +5,17 @@ and an existing database brought up to date, on real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.registry import commands, domain, handlers
+from services.registry import domain, handlers
 from services.registry.app import create_app
 from shared import db as dbmod
 from shared.errors import Conflict
-from shared.events import Metadata
 from tests.conftest import settings_for
-from tests.registry.conftest import KHARKIV, RegistryApi, assert_problem
-
-NOW = datetime(2026, 11, 24, tzinfo=UTC)
-META = Metadata(actor="admin", organisation="twinaid")
+from tests.registry.conftest import KHARKIV, RegistryApi, assert_problem, prepared
 
 CYRILLIC_A = "Kh\u0430rkiv"  # Cyrillic small a
 CYRILLIC_KA = "\u041aharkiv"  # Cyrillic capital Ka
@@ -207,17 +202,6 @@ async def test_look_alikes_of_a_new_name_and_of_an_added_alias_are_namesakes(
 
 
 # The one-statement batch path
-
-
-def prepared(slug: str, name: str, **extra: object) -> handlers.Batched:
-    registration = domain.RegisterOrganisation(
-        organisation_id=slug,
-        name=name,
-        kind=domain.OrganisationKind.MUNICIPALITY,
-        country="UA",
-        **extra,  # type: ignore[arg-type]
-    )
-    return handlers.Batched(commands.RegisterOrganisation(registration), META, NOW)
 
 
 async def together(conn: asyncpg.Connection, batch: list[handlers.Batched]) -> list[Any]:

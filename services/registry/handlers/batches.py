@@ -192,7 +192,7 @@ async def run_together(
     projections: Sequence[Projection],
     store: BatchStore,
     ports: Any,
-    kept: Callable[[Batched, Any], None] = lambda item, answer: None,
+    kept: Callable[[Batched, Any], None] | None = None,
     savepoints: bool = False,
 ) -> list[Any]:
     """Each command's answer, or the error it raised, in order (see the module's doc). `ports`
@@ -226,7 +226,8 @@ async def run_together(
             store.undo_to(*marks)
             outcomes.append(failed)
             continue
-        kept(item, answer)
+        if kept is not None:
+            kept(item, answer)
         outcomes.append(answer)
     await store.flush()
     await project(conn, projections, store.appended)
