@@ -48,7 +48,7 @@ class Step:
         }
 
 
-# The fields of shipments' convoy events a trace tells (services/shipments/events.py), read
+# The fields of shipments' convoy events a trace tells (services/shipments/events/), read
 # through the audit's own models: version 2 of the types naming persons sealed them (version 1
 # held them in clear); a person is told by name when the event holds one, else by subject.
 class _Person(consumed.Tolerant):
