@@ -53,7 +53,7 @@ class Copy:
 
 
 # The fields of shipments' delivery-confirmed that pledges counts, with the bounds of its
-# published schema (services/shipments/events.py)
+# published schema (services/shipments/events/)
 _Id = Annotated[str, Field(max_length=200)]
 
 
