@@ -40,7 +40,7 @@ class Org(NamedTuple):
         return body
 
 
-# Kharkiv's municipal medical warehouse received Lille's convoy (services/shipments/demo_data.py)
+# Kharkiv's municipal medical warehouse received Lille's convoy (services/shipments/demo/data.py)
 OLHA_KRAVCHENKO = {"role": "head of the municipal medical warehouse", "name": "Olha Kravchenko"}
 
 
