@@ -54,7 +54,7 @@ META = Metadata(actor="k", organisation="org-lille", correlation_id="c")
 
 
 def demo_people() -> list[dict[str, Any]]:
-    """The demo's real people (services/shipments/demo_data.py) as v1 events held them: the
+    """The demo's real people (services/shipments/demo/data.py) as v1 events held them: the
     receiver, a driver, the escort leader."""
     assert MEDICINES.delivery is not None
     escort = next(e["to_party"]["person"] for e in MEDICINES.entries if "to_party" in e)
