@@ -4,7 +4,7 @@ delivery (shipments records them). Sealed in the log and the read models, shown 
 contacts today, erasable for good (the log still verifies), exported on request, erased after
 the retention period once their records ended. Real PostgreSQL, the pledges app over ASGI.
 
-The people are the demo's (services/shipments/demo_data.py): Olha Kravchenko, head of Kharkiv's
+The people are the demo's (services/shipments/demo/data.py): Olha Kravchenko, head of Kharkiv's
 municipal medical warehouse, Karim Benali, who drove Lille's convoy.
 """
 
