@@ -3,7 +3,7 @@ in the log and the read model, shown to the organisation itself and registry adm
 erasable for good (the log still verifies), exported on request, erased after the retention
 period once replaced. Real PostgreSQL, the registry app over ASGI.
 
-The people are the demo's (services/shipments/demo_data.py): Olha Kravchenko, head of Kharkiv's
+The people are the demo's (services/shipments/demo/data.py): Olha Kravchenko, head of Kharkiv's
 municipal medical warehouse, and Andrii Melnyk, the escort team leader.
 """
 
