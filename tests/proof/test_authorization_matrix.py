@@ -460,7 +460,7 @@ PLEDGES = {
 }
 
 
-# -- shipments (services/shipments/access.py): plan, load, unload, cancel: the logistics role
+# -- shipments (services/shipments/auth.py): plan, load, unload, cancel: the logistics role
 # of the origin or carrier; road entries: the carrier, or the logistics role of the origin or
 # recipient; delivery: the recipient; close: origin or recipient, or the carrier's logistics;
 # administrators (operators) anything --
