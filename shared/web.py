@@ -323,7 +323,7 @@ def _add_routes(app: FastAPI, router: APIRouter) -> None:
         openapi.name_operations([route])
         app.router.routes.append(route)
     # what else an include carries: the router's lifespan, run inside the app's (as
-    # include_router nests it; services/shipments/api/updates.py and queries/live.py need the service context open)
+    # include_router nests it; shipments' api/updates.py needs the service context open)
     if router.on_startup or router.on_shutdown:
         raise TypeError("give the router a lifespan instead of start-up or shutdown handlers")
     outer, inner = app.router.lifespan_context, router.lifespan_context
