@@ -95,7 +95,4 @@ def test_an_event_payload_that_breaks_its_contract_is_refused() -> None:
             currency="EUR",  # type: ignore[arg-type]
             received_on="2023-02-01",
             reference="r",
-            received_total=100,
-            outstanding=0,
-            pledge_status="fulfilled",
         )

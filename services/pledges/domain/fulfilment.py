@@ -126,7 +126,6 @@ def receive_money(
             f" {line.describe()} is outstanding",
             extra={"outstanding": outstanding, "currency": line.currency},
         )
-    after = line.received + command.amount
     data = ev.MoneyReceived(
         pledge_id=state.pledge_id,
         line_id=line.line_id,
@@ -134,14 +133,8 @@ def receive_money(
         currency=command.currency,
         received_on=command.received_on,
         reference=command.reference,
-        received_total=after,
-        outstanding=line.amount - after,
-        pledge_status=PledgeStatus.PARTLY_FULFILLED.value,
     )
-    status = evolve_events(state, [ev.new(data, occurred_at=occurred_at)]).status
-    return [
-        ev.new(data.model_copy(update={"pledge_status": status.value}), occurred_at=occurred_at)
-    ]
+    return [ev.new(data, occurred_at=occurred_at)]
 
 
 def report_figure(

@@ -164,7 +164,6 @@ def amend_line(
         amended = replace(line, quantity=size, weight_kg=_rescaled(line, size))
     else:
         amended = replace(line, amount=size)
-    after = state.with_line(amended)
     data = ev.PledgeLineAmended(
         pledge_id=state.pledge_id,
         line_id=line_id,
@@ -177,7 +176,6 @@ def amend_line(
         currency=line.currency,
         weight_kg=quantities.fmt(amended.weight_kg) if amended.weight_kg is not None else None,
         reason=reason,
-        pledge_status=after.status.value,
     )
     events = [ev.new(data, occurred_at=occurred_at)]
     if state.committed and line.kind is LineKind.IN_KIND:

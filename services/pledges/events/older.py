@@ -4,8 +4,9 @@ Version 1 of need-posted, pledge-made and delivery-recorded named a person in cl
 sealed it (shared/privacy.py). Sealing needs the database (privacy.seal_v1 migrates such
 events in place), so no upcaster can turn one into version 2: readers get the READ models
 instead, the person sealed or in clear, every other field as the current version has it.
-Version 2 of delivery-recorded also carried the line's delivered total and the pledge's
-status, derived values the projections now work out: upcasting drops them.
+Version 2 of delivery-recorded, version 1 of pledge-line-amended and money-received also
+carried values derived from the pledge's other events (a line's totals, the pledge's status),
+which the projections now work out: upcasting drops them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import Any, ClassVar
 
 from services.pledges.events.payloads import (
     DELIVERY_RECORDED,
+    MONEY_RECEIVED,
     NEED_POSTED,
+    PLEDGE_LINE_AMENDED,
     PLEDGE_MADE,
+    Amount,
     ConfirmedBy,
     Contact,
     PledgeStatus,
@@ -24,9 +28,12 @@ from services.pledges.events.payloads import (
     SealedContact,
     _DeliveryRecorded,
     _Event,
+    _MoneyReceived,
     _NeedPosted,
+    _PledgeLineAmended,
     _PledgeMade,
 )
+from shared.codec import Upcaster
 
 
 class NeedPostedV1(_NeedPosted):
@@ -53,12 +60,24 @@ class DeliveryRecordedV2(_DeliveryRecorded):
     pledge_status: PledgeStatus
 
 
+class PledgeLineAmendedV1(_PledgeLineAmended):
+    pledge_status: PledgeStatus
+
+
+class MoneyReceivedV1(_MoneyReceived):
+    received_total: Amount
+    outstanding: Amount
+    pledge_status: PledgeStatus
+
+
 # {(type, version): model}
 PREVIOUS: dict[tuple[str, int], type[_Event]] = {
     (NEED_POSTED, 1): NeedPostedV1,
     (PLEDGE_MADE, 1): PledgeMadeV1,
     (DELIVERY_RECORDED, 1): DeliveryRecordedV1,
     (DELIVERY_RECORDED, 2): DeliveryRecordedV2,
+    (PLEDGE_LINE_AMENDED, 1): PledgeLineAmendedV1,
+    (MONEY_RECEIVED, 1): MoneyReceivedV1,
 }
 
 
@@ -95,16 +114,21 @@ def _same(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _without_figures(data: dict[str, Any]) -> dict[str, Any]:
-    """delivery-recorded 2 -> 3: the line's total and the pledge's status left to readers."""
-    data.pop("delivered_total", None)
-    data.pop("pledge_status", None)
-    return data
+def _without(*derived: str) -> Upcaster:
+    """To the next version, without the values it no longer carries (derived from the
+    record's other events: the read models work them out)."""
+
+    def upcast(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in derived}
+
+    return upcast
 
 
-UPCASTERS = {
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (NEED_POSTED, 1): _same,
     (PLEDGE_MADE, 1): _same,
     (DELIVERY_RECORDED, 1): _same,
-    (DELIVERY_RECORDED, 2): _without_figures,
+    (DELIVERY_RECORDED, 2): _without("delivered_total", "pledge_status"),
+    (PLEDGE_LINE_AMENDED, 1): _without("pledge_status"),
+    (MONEY_RECEIVED, 1): _without("received_total", "outstanding", "pledge_status"),
 }

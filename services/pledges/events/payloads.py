@@ -181,8 +181,7 @@ class PledgeCommitted(_Event):
     recipient_id: Id
 
 
-class PledgeLineAmended(_Event):
-    EVENT_TYPE: ClassVar[str] = PLEDGE_LINE_AMENDED
+class _PledgeLineAmended(_Event):
     pledge_id: Id
     line_id: Id
     kind: LineKind
@@ -194,7 +193,14 @@ class PledgeLineAmended(_Event):
     currency: Currency | None
     weight_kg: Quantity | None = Field(description="the line's estimated weight, rescaled")
     reason: Reason
-    pledge_status: PledgeStatus
+
+
+class PledgeLineAmended(_PledgeLineAmended):
+    """A line's new quantity or amount; the pledge's status is the read models' to work out
+    (version 1 carried it)."""
+
+    EVENT_TYPE: ClassVar[str] = PLEDGE_LINE_AMENDED
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class PledgeWithdrawn(_Event):
@@ -204,17 +210,22 @@ class PledgeWithdrawn(_Event):
     previous_status: PledgeStatus
 
 
-class MoneyReceived(_Event):
-    EVENT_TYPE: ClassVar[str] = MONEY_RECEIVED
+class _MoneyReceived(_Event):
     pledge_id: Id
     line_id: Id
     amount: Amount
     currency: Currency
     received_on: date
     reference: Name
-    received_total: Amount
-    outstanding: Amount
-    pledge_status: PledgeStatus
+
+
+class MoneyReceived(_MoneyReceived):
+    """Money the recipient confirmed received on a money line; the line's total, what remains
+    outstanding and the pledge's status are the read models' to work out (version 1 carried
+    them)."""
+
+    EVENT_TYPE: ClassVar[str] = MONEY_RECEIVED
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class DonorFigureReported(_Event):

@@ -115,7 +115,7 @@ async def line_amended(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
     p = ev.decoded(event, ev.PledgeLineAmended)
-    if not await _advance(conn, event, p.pledge_id, p.pledge_status):
+    if not await _advance(conn, event, p.pledge_id, None):
         return
     in_kind = p.kind == "in_kind"
     amendment = {
@@ -135,6 +135,7 @@ async def line_amended(
         json.dumps([amendment]),
         p.weight_kg,
     )
+    await _refigure_status(conn, p.pledge_id)
     await count_changes(conn, p.pledge_id, changes)
 
 
@@ -142,7 +143,7 @@ async def money_received(
     conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
 ) -> None:
     p = ev.decoded(event, ev.MoneyReceived)
-    if not await _advance(conn, event, p.pledge_id, p.pledge_status):
+    if not await _advance(conn, event, p.pledge_id, None):
         return
     await conn.execute(
         "INSERT INTO receipts (event_id, pledge_id, line_id, amount, currency, received_on,"
@@ -161,6 +162,7 @@ async def money_received(
         p.line_id,
         p.amount,
     )
+    await _refigure_status(conn, p.pledge_id)
     await count_changes(conn, p.pledge_id, changes)
 
 
@@ -222,7 +224,8 @@ async def delivery_recorded(
 
 async def _refigure_status(conn: asyncpg.Connection, pledge_id: str) -> None:
     """The pledge's status from its lines, as its state has it (domain.status_of), once
-    something arrived: events since delivery-recorded 3 carry no status."""
+    something arrived or a line changed: the events carry no status since delivery-recorded 3,
+    pledge-line-amended 2 and money-received 2."""
     rows = await conn.fetch(
         "SELECT p.committed_at, p.withdrawn_at, l.kind, l.quantity, l.delivered, l.amount,"
         " l.received FROM pledges p JOIN pledge_lines l USING (pledge_id)"
