@@ -153,20 +153,19 @@ async def fill_name_skeletons(conn: asyncpg.Connection) -> int:
     return len(rows)
 
 
-def _evidence(evidence: ev.Evidence | None) -> dict[str, Any] | None:
-    return None if evidence is None else evidence.model_dump(mode="json")
+def _entry(event: RecordedEvent, evidence: ev.Evidence | None, **fields: str) -> dict[str, Any]:
+    """A line of a partnership's history or agreements: what, when, on what evidence, by whom."""
+    return {
+        **fields,
+        "occurred_at": event.occurred_at.isoformat(),
+        "evidence": None if evidence is None else evidence.model_dump(mode="json"),
+        "actor": event.metadata.actor,
+    }
 
 
 async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d: ev.PartnershipProposed = ev.CODEC.decode(event).payload
-    history = [
-        {
-            "status": "proposed",
-            "occurred_at": event.occurred_at.isoformat(),
-            "evidence": _evidence(d.evidence),
-            "actor": event.metadata.actor,
-        }
-    ]
+    history = [_entry(event, d.evidence, status="proposed")]
     await conn.execute(
         """
         INSERT INTO partnerships (partnership_id, org_a, org_b, kind, programme, phase, fields,
@@ -189,12 +188,7 @@ async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 
 async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d: ev.PartnershipStatusChanged = ev.CODEC.decode(event).payload
-    entry = {
-        "status": d.to_status,
-        "occurred_at": event.occurred_at.isoformat(),
-        "evidence": _evidence(d.evidence),
-        "actor": event.metadata.actor,
-    }
+    entry = _entry(event, d.evidence, status=d.to_status)
     await conn.execute(
         """
         UPDATE partnerships SET status = $2, changed_at = $3, version = $4,
@@ -212,13 +206,7 @@ async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> Non
 
 async def _agreement_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d: ev.PartnershipAgreementRecorded = ev.CODEC.decode(event).payload
-    entry = {
-        "organisation_id": d.organisation_id,
-        "to_status": d.to_status,
-        "occurred_at": event.occurred_at.isoformat(),
-        "evidence": _evidence(d.evidence),
-        "actor": event.metadata.actor,
-    }
+    entry = _entry(event, d.evidence, organisation_id=d.organisation_id, to_status=d.to_status)
     await conn.execute(
         "UPDATE partnerships SET agreements = agreements || $2::jsonb, version = $3"
         " WHERE partnership_id = $1 AND version < $3",
