@@ -176,32 +176,24 @@ async def write(
     request: Request,
     caller: Principal,
     status: int | Callable[[Any], int],
-    run: Command | Callable[[asyncpg.Connection, Metadata], Awaitable[Any]],
+    command: Command,
     *,
     attempt: Callable[[Metadata], Awaitable[Any | None]] | None = None,
 ) -> JSONResponse:
-    """`execute_write` for a command (its handler in ctx.handlers runs in a
-    PostgresUnitOfWork on the write's transaction, with ctx.projections) or a use case
-    callable, answering with the result and `status`, or the status `status(result)` gives
-    (an answer whose status depends on the outcome, e.g. 202 while waiting for another
-    party); `attempt` is its one-statement form (None: it cannot decide alone)."""
+    """`execute_write` for a command: its handler in ctx.handlers runs in a
+    PostgresUnitOfWork on the write's transaction, with ctx.projections, and the answer is
+    its result with `status`, or the status `status(result)` gives (an answer whose status
+    depends on the outcome, e.g. 202 while waiting for another party); `attempt` is the
+    command's one-statement form (None: it cannot decide alone)."""
     status_of = status if callable(status) else lambda _: status
-    if isinstance(run, Command):
-        command, handlers = run, ctx.handlers
-        if handlers is None:
-            raise LookupError(f"{ctx.service} has no command handlers")
+    handlers = ctx.handlers
+    if handlers is None:
+        raise LookupError(f"{ctx.service} has no command handlers")
 
-        async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-            uow = PostgresUnitOfWork(conn, ctx.projections, meta, ctx.clock())
-            result = await handlers.handle(command, uow)
-            return status_of(result), result
-
-    else:
-        call = run
-
-        async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-            result = await call(conn, meta)
-            return status_of(result), result
+    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
+        uow = PostgresUnitOfWork(conn, ctx.projections, meta, ctx.clock())
+        result = await handlers.handle(command, uow)
+        return status_of(result), result
 
     one_statement: Attempt | None = None
     if attempt is not None:
