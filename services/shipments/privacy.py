@@ -246,6 +246,6 @@ async def seal_v1(
         out = await seal_parties(conn, out, recorder=recorder, now=now)
         out["entry_sha256"] = _entry_digest(event_type, out, occurred_at=written["occurred_at"])
     try:
-        return ev.payload(ev.SCHEMAS[event_type].model_validate(out))
+        return ev.payload(ev.SEALED[event_type].model_validate(out))
     except ValueError as exc:  # pydantic's ValidationError is one
         raise ValueError(f"{event_type}: not a version 1 payload: {exc}") from exc

@@ -2,7 +2,9 @@
 instants in ISO 8601 with their offset. decode(encode(state)) == state.
 
 FORMAT names the shape: bump it whenever Convoy's fields, or what evolve folds into them, change
-(a snapshot of another format is ignored and the convoy folded from its log again).
+(a snapshot of another format is ignored and the convoy folded from its log again). A kept
+event's data goes with the schema version it was stored with, so it decodes as it would from
+the log (v2: entries and the delivery keep it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from services.shipments.domain.values import Delivery, Entry, Line, LineState, V
 
 __all__ = ["FORMAT", "decode", "encode"]
 
-FORMAT = "shipments.convoy.v1"
+FORMAT = "shipments.convoy.v2"
 
 
 def _t(value: datetime | None) -> str | None:
@@ -45,6 +47,7 @@ def _entry(e: Entry | None) -> dict[str, Any] | None:
         "digest": e.digest,
         "data": e.data,
         "version": e.version,
+        "schema_version": e.schema_version,
     }
 
 
@@ -61,6 +64,7 @@ def _entry_back(d: Mapping[str, Any] | None) -> Entry | None:
         digest=d["digest"],
         data=d["data"],
         version=d["version"],
+        schema_version=d["schema_version"],
     )
 
 
@@ -137,6 +141,7 @@ def encode(state: Convoy) -> dict[str, Any]:
                 "occurred_at": delivery.occurred_at.isoformat(),
                 "recorded_at": delivery.recorded_at.isoformat(),
                 "data": delivery.data,
+                "schema_version": delivery.schema_version,
             }
             if delivery is not None
             else None
@@ -182,6 +187,7 @@ def decode(d: Mapping[str, Any]) -> Convoy:
                 datetime.fromisoformat(delivery["occurred_at"]),
                 datetime.fromisoformat(delivery["recorded_at"]),
                 delivery["data"],
+                delivery["schema_version"],
             )
             if delivery is not None
             else None

@@ -248,6 +248,7 @@ def _entry(event: Event[Any], kind: str) -> Entry:
         digest=payload.entry_sha256,
         data=event.recorded.data,  # the stored form, as views show it
         version=event.stream_version,
+        schema_version=event.schema_version,
         decoded=payload,
     )
 
@@ -309,7 +310,9 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
                 state, lines=_set_line_state(state, {p.manifest_line_id}, LineState.UNLOADED)
             )
         case ev.DeliveryConfirmed() | ev.V1.DeliveryConfirmed() as p:
-            delivery = Delivery(event.occurred_at, event.recorded_at, event.recorded.data, p)
+            delivery = Delivery(
+                event.occurred_at, event.recorded_at, event.recorded.data, event.schema_version, p
+            )
             return replace(state, delivery=delivery)
         case ev.ConvoyClosed():
             return replace(state, closed_at=event.occurred_at)

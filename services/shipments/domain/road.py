@@ -153,11 +153,7 @@ def _dispatch(
             reason="before loading",
         )
     custody = entry.details.get("custody") or {"organisation_id": state.carrier_id}
-    return {
-        "manifest_lines": len(state.loaded),
-        "weight_kg": text(state.weight_kg),
-        "custody": custody,
-    }
+    return {"custody": custody}  # what left, and its weight, are the convoy's state
 
 
 def _incident(state: Convoy, entry: FieldEntry) -> None:

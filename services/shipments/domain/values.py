@@ -91,8 +91,8 @@ class Line:
     state: LineState = LineState.LOADED
 
 
-def _kept(event_type: str, data: Mapping[str, Any]) -> Any:
-    return ev.CODEC.decode_kept(event_type, data)
+def _kept(event_type: str, schema_version: int, data: Mapping[str, Any]) -> Any:
+    return ev.CODEC.decode_data(event_type, schema_version, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +109,16 @@ class Entry:
     digest: str
     data: Mapping[str, Any]
     version: int
+    schema_version: int  # of `data`, as stored
     # the decoded payload: given by the fold, decoded from `data` when first asked after a
-    # snapshot (which keeps `data` alone)
+    # snapshot (which keeps `data` and its schema version)
     decoded: Any = field(default=None, compare=False, repr=False)
 
     @property
     def payload(self) -> ev.EntryPayload:
         if self.decoded is None:
-            object.__setattr__(self, "decoded", _kept(self.event_type, self.data))
+            decoded = _kept(self.event_type, self.schema_version, self.data)
+            object.__setattr__(self, "decoded", decoded)
         payload: ev.EntryPayload = self.decoded
         return payload
 
@@ -139,12 +141,14 @@ class Delivery:
     occurred_at: datetime
     recorded_at: datetime
     data: Mapping[str, Any]
+    schema_version: int  # of `data`, as stored
     decoded: Any = field(default=None, compare=False, repr=False)  # as Entry's
 
     @property
     def payload(self) -> ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed:
         if self.decoded is None:
-            object.__setattr__(self, "decoded", _kept(ev.DELIVERY_CONFIRMED, self.data))
+            decoded = _kept(ev.DELIVERY_CONFIRMED, self.schema_version, self.data)
+            object.__setattr__(self, "decoded", decoded)
         payload: ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed = self.decoded
         return payload
 

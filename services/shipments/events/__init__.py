@@ -11,15 +11,25 @@ schema version 2 of the four types naming them (PERSONAL_TYPES) each is a sealed
 (shared/privacy.py, services/shipments/privacy.py), their name, phone and licence number
 encrypted under their own key, a vehicle or a role in clear. Version 1 (`V1`, in clear) stays
 in older logs and is published beside it.
+
+A changed shape gets a new schema version (older.py): move the model as it was into older.py
+(PREVIOUS, published beside the new one), write the new one here with SCHEMA_VERSION bumped,
+register the upcaster from the old version in UPCASTERS (it reads the event's own data alone:
+a value it cannot work out from them is dropped, and readers derive it from the convoy's
+state), regenerate schemas/ (tests/shipments/test_contracts_and_rebuild.py says how), and have
+every consumer of the type (shared/consumed.py models elsewhere) read both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, Field
 
+from services.shipments.events.older import AS_WRITTEN, UPCASTERS
+from services.shipments.events.older import PREVIOUS as PREVIOUS
+from services.shipments.events.older import V1 as V1
+from services.shipments.events.older import V2 as V2
 from services.shipments.events.parts import (
     BORDER_CROSSED as BORDER_CROSSED,
 )
@@ -134,10 +144,7 @@ from services.shipments.events.parts import (
 from services.shipments.events.parts import (
     _Sealed as _Sealed,
 )
-from services.shipments.events.v1 import PREVIOUS as PREVIOUS
-from services.shipments.events.v1 import V1 as V1
-from shared.codec import Event, EventCodec, UndecodableEvent
-from shared.events import RecordedEvent
+from shared.codec import EventCodec
 
 
 class ConvoyPlanned(_Event):
@@ -186,11 +193,12 @@ class ManifestLineUnloaded(_Event):
 
 
 class ConvoyDispatched(_Entry):
-    EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
-    SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
+    """What left is the convoy's loads: how many lines and their weight are the convoy's state
+    (version 2, V2, carried them too; version 1 also held persons in clear)."""
 
-    manifest_lines: int
-    weight_kg: Decimal
+    EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
+    SCHEMA_VERSION: ClassVar[int] = 3
+
     custody: Party = Field(description="who holds the goods from now on")
 
 
@@ -324,41 +332,14 @@ def payload(event: _Event) -> dict[str, Any]:
 PERSONAL_TYPES = (CONVOY_PLANNED, CONVOY_DISPATCHED, CUSTODY_HANDED_OFF, DELIVERY_CONFIRMED)
 
 
-class _Codec(EventCodec):
-    """The codec of the shipments log. Version 1 of the four types naming persons (PREVIOUS)
-    has no upcaster: version 2 seals each person under a key of their own, which only the
-    write path (or the privacy migration, privacy.seal_v1) can create. A version 1 event is
-    decoded with its own model instead: readers take both (e.g. `case ConvoyPlanned() |
-    V1.ConvoyPlanned()`), as they showed both before."""
+# The version 2 model of each type naming persons: what the privacy migration seals version 1
+# into (privacy.seal_v1; shared/privacy_migration.py writes schema version 2)
+SEALED: dict[str, type[_Event]] = {t: PREVIOUS.get((t, 2), SCHEMAS[t]) for t in PERSONAL_TYPES}
 
-    def decode(self, event: RecordedEvent) -> Event[Any]:
-        older = PREVIOUS.get((event.event_type, event.schema_version))
-        if older is None:
-            return super().decode(event)
-        try:
-            return Event(event, older.model_validate(event.data))
-        except ValidationError as exc:
-            raise UndecodableEvent(
-                event_type=event.event_type,
-                schema_version=event.schema_version,
-                reason=str(exc),
-                event_id=event.event_id,
-            ) from exc
-
-    def decode_kept(self, event_type: str, data: Mapping[str, Any]) -> BaseModel:
-        """A payload kept without its version (a convoy snapshot keeps an entry's data
-        alone): as the current version, else as the older one it is."""
-        try:
-            return self.decode_data(event_type, self.version(event_type), data)
-        except UndecodableEvent:
-            older = [m for (t, _), m in PREVIOUS.items() if t == event_type]
-            if not older:
-                raise
-            return older[0].model_validate(data)
-
-
-# Every event of the log decoded into its model (shared/codec.py)
-CODEC = _Codec(SCHEMAS.values())
+# Every event of the log decoded into its model (shared/codec.py): older versions upcast, but
+# version 1 of the types naming persons, decoded as written (readers match both, e.g.
+# `case ConvoyPlanned() | V1.ConvoyPlanned()`, as they showed both before)
+CODEC = EventCodec(SCHEMAS.values(), upcasters=UPCASTERS, previous=AS_WRITTEN)
 
 # a payload of a road entry, in either version
 EntryPayload = (

@@ -1,8 +1,17 @@
-"""Version 1 of the event types that carry persons, still in older logs (events/__init__.py)."""
+"""Older schema versions of shipments' event types, still in logs (events/__init__.py), and
+how readers get them.
+
+Version 1 of the four types naming persons held them in clear; version 2 sealed them
+(shared/privacy.py). Sealing needs the database (privacy.seal_v1 migrates such events in
+place), so no upcaster can make version 2 of one: readers get the version 1 model itself
+(AS_WRITTEN) and match both. Version 2 of convoy-dispatched also carried values derived from
+the convoy's loads (how many lines, their weight), which readers work out from the convoy's
+state: upcasting to version 3 drops them.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, Field
 
@@ -21,11 +30,13 @@ from services.shipments.events.parts import (
     Id,
     Label,
     Name,
+    Party,
     Text,
     Vehicle,
     _Entry,
     _Event,
 )
+from shared.codec import Upcaster
 
 
 class V1:
@@ -96,10 +107,45 @@ class V1:
         lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
-# Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+class V2:
+    """Version 2 of convoy-dispatched: persons sealed, and the number of manifest lines and
+    their weight, derived from the loads, carried along."""
+
+    class ConvoyDispatched(_Entry):
+        EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
+        SCHEMA_VERSION: ClassVar[int] = 2
+
+        manifest_lines: int
+        weight_kg: Decimal
+        custody: Party = Field(description="who holds the goods from now on")
+
+
+# Version 1 of the types naming persons, decoded as written (no upcaster can seal a person)
+AS_WRITTEN: dict[tuple[str, int], type[_Event]] = {
     (CONVOY_PLANNED, 1): V1.ConvoyPlanned,
     (CONVOY_DISPATCHED, 1): V1.ConvoyDispatched,
     (CUSTODY_HANDED_OFF, 1): V1.CustodyHandedOff,
     (DELIVERY_CONFIRMED, 1): V1.DeliveryConfirmed,
+}
+
+# Older schema versions of event types still in logs, published beside the current ones
+# (schemas/): {(type, version): model}
+PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+    **AS_WRITTEN,
+    (CONVOY_DISPATCHED, 2): V2.ConvoyDispatched,
+}
+
+
+def _without(*derived: str) -> Upcaster:
+    """An upcaster dropping values the next version leaves to readers to derive."""
+
+    def upcast(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in derived}
+
+    return upcast
+
+
+# {(type, version n): data of version n -> data of version n + 1} (shared/codec.py)
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    (CONVOY_DISPATCHED, 2): _without("manifest_lines", "weight_kg"),
 }
