@@ -567,7 +567,9 @@ CASES: dict[str, dict[str, Case]] = {
 }
 
 
-async def _feed(conn: asyncpg.Connection, handler: Handler, position: int, data: Body) -> None:
+async def _feed(
+    conn: asyncpg.Connection, handler: Handler, event_type: str, position: int, data: Body
+) -> None:
     """Apply an upstream event with the service's own consumer handler, as its worker would."""
     await handler(
         conn,
@@ -575,7 +577,7 @@ async def _feed(conn: asyncpg.Connection, handler: Handler, position: int, data:
             upstream="test",
             event_id=uuid.uuid4(),
             position=position,
-            event_type="",
+            event_type=event_type,
             stream_id="",
             stream_version=1,
             occurred_at=NOW - timedelta(days=30),
@@ -595,7 +597,13 @@ async def _seed(service: str, url: str) -> None:
     try:
         for n, org in enumerate((OWN, OTHER, PARTNER, DONOR, CARRIER), 1):
             data = {"organisation_id": org, "name": org.title(), "kind": "municipality"}
-            await _feed(conn, directory.registered, n, {**data, "country": "FR"})
+            await _feed(
+                conn,
+                directory.registered,
+                "registry.organisation-registered",
+                n,
+                {**data, "country": "FR"},
+            )
         if service == "shipments":
             for n, (pledge_id, donor, recipient) in enumerate((OUTBOUND, INBOUND), 10):
                 line = {
@@ -609,7 +617,13 @@ async def _seed(service: str, url: str) -> None:
                     "weight_kg": "100000",
                     "status": "committed",
                 }
-                await _feed(conn, subscriptions.pledge_line_updated, n, line)
+                await _feed(
+                    conn,
+                    subscriptions.pledge_line_updated,
+                    "pledges.pledge-line-updated",
+                    n,
+                    line,
+                )
     finally:
         await conn.close()
 
