@@ -1,13 +1,16 @@
 """The people a convoy names, sealed (shared/privacy.py): drivers, persons holding the goods,
 who signed for the delivery.
 
-Each is sealed in the write path, in the transaction, before the domain decides, as recorded by
-the organisation whose key typed them (services/shipments/auth.py `recorder`: the origin's
-or the carrier's logistics key planning the drivers, any road writer naming the persons of a
-custody at dispatch or hand-off, the recipient the receiver who confirmed the delivery); that
-organisation finds, exports and erases them. A registry administrator acting for others records
-drivers and custody persons as the carrier's, the receiver as the recipient's. Names, phones
-and licence numbers are personal; a driver's vehicle and a person's role stay in clear.
+Each is sealed in the write path (handlers/sealing.py), in the transaction, before the domain
+decides, as recorded by the organisation whose key typed them (services/shipments/auth.py
+`recorder`: the origin's or the carrier's logistics key planning the drivers, any road writer
+naming the persons of a custody at dispatch or hand-off, the recipient the receiver who
+confirmed the delivery); that organisation finds, exports and erases them. A registry
+administrator acting for others records drivers and custody persons as the carrier's, the
+receiver as the recipient's. Names, phones and licence numbers are personal; a driver's
+vehicle and a person's role stay in clear. Version 1 events, persons in clear, are sealed the
+same way by the privacy migration (seal_v1, here: it depends on the handlers' sealing and the
+convoys' repository, never the other way round).
 
 Retention (`RETENTION_DUE`, the worker's): a person is erased once every convoy naming them was
 closed or cancelled longer ago than the retention period.
@@ -16,7 +19,7 @@ closed or cancelled longer ago than the retention period.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,13 +27,16 @@ import asyncpg
 
 from services.shipments import auth, domain
 from services.shipments import events as ev
-from services.shipments.handlers.repositories import CONVOYS
+from services.shipments.handlers import CONVOYS
+from services.shipments.handlers.sealing import (
+    PARTIES,
+    in_clear,
+    seal_drivers,
+    seal_parties,
+    seal_receiver,
+)
 from shared import privacy
 
-SERVICE = "shipments"
-DRIVER = ("name", "phone", "licence_number")  # a driver's personal fields
-PERSON = ("name",)  # a person's (custody, receiver): the role stays in clear
-PARTIES = ("custody", "from_party", "to_party")  # where road entries name persons
 # the road entries naming persons: their kind and the fields sent (services/shipments/requests.py)
 ENTRIES = {
     ev.CONVOY_DISPATCHED: ("dispatch", ("note", "custody")),
@@ -59,110 +65,6 @@ WHERE s.erased_at IS NULL AND s.last_recorded_at < $1
 ORDER BY s.last_recorded_at, s.subject_id
 LIMIT $2
 """
-
-
-async def seal(
-    conn: asyncpg.Connection,
-    person: Mapping[str, Any],
-    *,
-    organisation: str,
-    personal: Sequence[str],
-    now: datetime,
-) -> dict[str, Any]:
-    """`person` sealed as `organisation` records them (sealed already: as it is)."""
-    return await privacy.seal_person(
-        conn, person, service=SERVICE, organisation=organisation, personal=personal, now=now
-    )
-
-
-async def seal_drivers(
-    conn: asyncpg.Connection, drivers: Sequence[Mapping[str, Any]], *, recorder: str, now: datetime
-) -> tuple[dict[str, Any], ...]:
-    return tuple(
-        [await seal(conn, d, organisation=recorder, personal=DRIVER, now=now) for d in drivers]
-    )
-
-
-async def seal_party(
-    conn: asyncpg.Connection, party: Mapping[str, Any] | None, *, recorder: str, now: datetime
-) -> Mapping[str, Any] | None:
-    """A custody party with its person sealed (a party naming no person: as it is)."""
-    if not party or not party.get("person"):
-        return party
-    person = await seal(conn, party["person"], organisation=recorder, personal=PERSON, now=now)
-    return {**party, "person": person}
-
-
-async def seal_parties(
-    conn: asyncpg.Connection, details: Mapping[str, Any], *, recorder: str, now: datetime
-) -> dict[str, Any]:
-    """A road entry's details with the persons of its parties sealed as `recorder` records
-    them."""
-    out = dict(details)
-    for key in PARTIES:
-        if out.get(key):
-            out[key] = await seal_party(conn, out[key], recorder=recorder, now=now)
-    return out
-
-
-async def as_recorded(
-    conn: asyncpg.Connection,
-    details: Mapping[str, Any],
-    recorded: Mapping[str, Any],
-    *,
-    sees_people: bool,
-) -> dict[str, Any]:
-    """The details of a road entry sent again, each person in clear replaced by the person
-    the entry recorded (sealed: its subject and clear fields, what its digest covers) when it
-    is the same: that name's subject as the organisation that recorded the entry recorded it
-    (whoever sends it again), or an erased subject (nothing is left to tell a name by).
-    Another person stays in clear, so the digests differ. Nobody is sealed anew: re-sending
-    an entry never records an erased person again.
-
-    A caller who may not see people (`sees_people` false: the origin's logistics key) gets
-    no comparison of names at all: the recorded person is taken as the one sent, whatever
-    name was sent, so a right and a wrong guess are answered alike (no name oracle)."""
-    out = dict(details)
-    for key in PARTIES:
-        party = out.get(key)
-        person = party.get("person") if isinstance(party, Mapping) else None
-        was = (recorded.get(key) or {}).get("person")
-        if not _clear(person):
-            continue
-        assert isinstance(party, Mapping) and isinstance(person, Mapping)
-        clear = {k: v for k, v in person.items() if k not in PERSON}
-        if not sees_people and _clear(was):
-            # recorded in clear (version 1, not migrated yet): its name, not the one sent
-            assert isinstance(was, Mapping)
-            out[key] = {**party, "person": {**clear, "name": was["name"]}}
-            continue
-        if not privacy.is_sealed(was):
-            continue
-        assert isinstance(was, Mapping)
-        subject_id = str(was["subject_id"])
-        if sees_people:
-            row = await conn.fetchrow(
-                "SELECT organisation_id, fingerprint FROM privacy_subjects WHERE subject_id = $1",
-                subject_id,
-            )
-            if row is None:
-                continue
-            if row["fingerprint"] is not None and bytes(row["fingerprint"]) != (
-                await privacy.fingerprint(conn, str(row["organisation_id"]), str(person["name"]))
-            ):
-                continue
-        out[key] = {**party, "person": {**clear, "subject_id": subject_id, "sealed": ""}}
-    return out
-
-
-async def seal_receiver(
-    conn: asyncpg.Connection, receiver: Mapping[str, Any], *, recorder: str, now: datetime
-) -> dict[str, Any]:
-    return await seal(conn, receiver, organisation=recorder, personal=PERSON, now=now)
-
-
-def _clear(person: Any) -> bool:
-    return isinstance(person, Mapping) and not privacy.is_sealed(person) and "name" in person
 
 
 async def _written(
@@ -220,7 +122,7 @@ async def seal_v1(
     out = dict(data)
     if event_type == ev.CONVOY_PLANNED:
         drivers = list(out.get("drivers") or [])
-        if not any(_clear(d) for d in drivers):
+        if not any(in_clear(d) for d in drivers):
             return None
         planned = await _written(conn, str(out["convoy_id"]), event_type)
         recorder = auth.recorder(
@@ -230,13 +132,13 @@ async def seal_v1(
         )
         out["drivers"] = list(await seal_drivers(conn, drivers, recorder=recorder, now=now))
     elif event_type == ev.DELIVERY_CONFIRMED:
-        if not _clear(out.get("confirmed_by")):
+        if not in_clear(out.get("confirmed_by")):
             return None
         out["confirmed_by"] = await seal_receiver(
             conn, out["confirmed_by"], recorder=out["recipient_id"], now=now
         )
     else:
-        if not any(_clear((out.get(k) or {}).get("person")) for k in PARTIES):
+        if not any(in_clear((out.get(k) or {}).get("person")) for k in PARTIES):
             return None
         convoy_id, entry_id = str(out["convoy_id"]), str(out["entry_id"])
         written = await _written(conn, convoy_id, event_type, entry_id)

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from services.shipments import domain, privacy
+from services.shipments import domain
 from services.shipments import events as ev
+from services.shipments.handlers import sealing
 from services.shipments.handlers.repositories import CONVOYS
 from services.shipments.queries import pledge_lines as ledger
 from shared import directory
@@ -71,7 +72,7 @@ class Ports(Protocol):
     async def as_recorded(
         self, details: Mapping[str, Any], recorded: Mapping[str, Any], *, sees_people: bool
     ) -> dict[str, Any]:
-        """privacy.as_recorded: a re-sent entry's persons as the entry recorded them."""
+        """sealing.as_recorded: a re-sent entry's persons as the entry recorded them."""
         ...
 
 
@@ -142,22 +143,22 @@ class PostgresPorts:
     async def seal_drivers(
         self, drivers: Sequence[Mapping[str, Any]], *, recorder: str, now: datetime
     ) -> tuple[dict[str, Any], ...]:
-        return await privacy.seal_drivers(self.conn, drivers, recorder=recorder, now=now)
+        return await sealing.seal_drivers(self.conn, drivers, recorder=recorder, now=now)
 
     async def seal_parties(
         self, details: Mapping[str, Any], *, recorder: str, now: datetime
     ) -> dict[str, Any]:
-        return await privacy.seal_parties(self.conn, details, recorder=recorder, now=now)
+        return await sealing.seal_parties(self.conn, details, recorder=recorder, now=now)
 
     async def seal_receiver(
         self, receiver: Mapping[str, Any], *, recorder: str, now: datetime
     ) -> dict[str, Any]:
-        return await privacy.seal_receiver(self.conn, receiver, recorder=recorder, now=now)
+        return await sealing.seal_receiver(self.conn, receiver, recorder=recorder, now=now)
 
     async def as_recorded(
         self, details: Mapping[str, Any], recorded: Mapping[str, Any], *, sees_people: bool
     ) -> dict[str, Any]:
-        return await privacy.as_recorded(self.conn, details, recorded, sees_people=sees_people)
+        return await sealing.as_recorded(self.conn, details, recorded, sees_people=sees_people)
 
 
 @dataclass
@@ -223,13 +224,13 @@ class InMemoryPorts:
     async def seal_drivers(
         self, drivers: Sequence[Mapping[str, Any]], *, recorder: str, now: datetime
     ) -> tuple[dict[str, Any], ...]:
-        return tuple(self._seal(d, recorder, privacy.DRIVER) for d in drivers)
+        return tuple(self._seal(d, recorder, sealing.DRIVER) for d in drivers)
 
     async def seal_parties(
         self, details: Mapping[str, Any], *, recorder: str, now: datetime
     ) -> dict[str, Any]:
         out = dict(details)
-        for key in privacy.PARTIES:
+        for key in sealing.PARTIES:
             party = out.get(key)
             if party and party.get("person"):
                 out[key] = {**party, "person": self._seal(party["person"], recorder, ("name",))}
@@ -238,22 +239,22 @@ class InMemoryPorts:
     async def seal_receiver(
         self, receiver: Mapping[str, Any], *, recorder: str, now: datetime
     ) -> dict[str, Any]:
-        sealed: dict[str, Any] = self._seal(receiver, recorder, privacy.PERSON)
+        sealed: dict[str, Any] = self._seal(receiver, recorder, sealing.PERSON)
         return sealed
 
     async def as_recorded(
         self, details: Mapping[str, Any], recorded: Mapping[str, Any], *, sees_people: bool
     ) -> dict[str, Any]:
-        """privacy.as_recorded's rule: a person in clear who is the recorded subject (for a
+        """sealing.as_recorded's rule: a person in clear who is the recorded subject (for a
         caller who may not see people: whoever was sent) becomes that subject."""
         out = dict(details)
-        for key in privacy.PARTIES:
+        for key in sealing.PARTIES:
             party = out.get(key) or {}
             person, was = party.get("person"), (recorded.get(key) or {}).get("person")
             if not person or "sealed" in person or not was or "subject_id" not in was:
                 continue
             if sees_people and self.subjects.get(was["subject_id"]) != person.get("name"):
                 continue
-            clear = {k: v for k, v in person.items() if k not in privacy.PERSON}
+            clear = {k: v for k, v in person.items() if k not in sealing.PERSON}
             out[key] = {**party, "person": {**clear, "subject_id": was["subject_id"], "sealed": ""}}
         return out

@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from services.shipments import auth, commands, domain, privacy
+from services.shipments import auth, commands, domain
+from services.shipments.handlers import sealing
 from services.shipments.handlers.common import HANDLERS, answer, as_recorded, existing, record
 from services.shipments.handlers.ports import Ports, ports_of
 from services.shipments.handlers.repositories import CONVOYS
@@ -104,7 +105,7 @@ async def _sealed(
 ) -> domain.FieldEntry:
     """A new entry with the persons it names sealed as the caller's organisation records them
     (auth.road_recorder); an entry sent again with them as it recorded them
-    (privacy.as_recorded), to compare digests. Its digest as sent is kept too: entries
+    (sealing.as_recorded), to compare digests. Its digest as sent is kept too: entries
     recorded before persons were sealed carry that one.
 
     A caller who may not see people re-sending an entry is answered on the recorded persons,
@@ -205,7 +206,7 @@ async def record_entries_together(
         # a savepoint when the request writes before it is decided (it seals the persons its
         # entries name), or when asked (see SavepointsNeeded); else its refusal wrote nothing
         guarded = savepoints or any(
-            entry.details.get(key) for entry in request.entries for key in privacy.PARTIES
+            entry.details.get(key) for entry in request.entries for key in sealing.PARTIES
         )
         try:
             async with uow.conn.transaction() if guarded else contextlib.nullcontext():
