@@ -115,6 +115,11 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def _example(example: dict[str, Any]) -> ConfigDict:
+    """A body's configuration with its example for the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
 class ContactIn(_In):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str | None, Field(max_length=100)] = None
@@ -125,20 +130,16 @@ class ContactIn(_In):
 
 
 class NeedIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "need_id": "kharkiv-generators-2023",
-                    "kind": "item",
-                    "category": "generators",
-                    "description": "Medium generators for heating points and water pumping",
-                    "quantity": "100",
-                    "unit": "pieces",
-                    "priority": "critical",
-                    "serves": ["heating", "water"],
-                }
-            ]
+    model_config = _example(
+        {
+            "need_id": "kharkiv-generators-2023",
+            "kind": "item",
+            "category": "generators",
+            "description": "Medium generators for heating points and water pumping",
+            "quantity": "100",
+            "unit": "pieces",
+            "priority": "critical",
+            "serves": ["heating", "water"],
         }
     )
 
@@ -162,11 +163,7 @@ class NeedIn(_In):
 class NeedRevisionIn(_In):
     """Give only the fields that change, and why."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"quantity": "120", "reason": "two more heating points opened"}]
-        }
-    )
+    model_config = _example({"quantity": "120", "reason": "two more heating points opened"})
 
     description: Text | None = None
     quantity: Quantity | None = None
@@ -180,9 +177,7 @@ class NeedRevisionIn(_In):
 
 
 class EndIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"reason": "covered by Lille's convoy of March 2023"}]}
-    )
+    model_config = _example({"reason": "covered by Lille's convoy of March 2023"})
 
     reason: Reason
     occurred_at: instants.PastInstant | None = None
@@ -208,30 +203,26 @@ class LineIn(_In):
 
 
 class PledgeIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = _example(
+        {
+            "pledge_id": "lille-kharkiv-generators-2023",
+            "recipient_id": "kharkiv",
+            "partnership_id": "lille-kharkiv-twinning",
+            "description": "Generators bought on the municipal budget",
+            "lines": [
                 {
-                    "pledge_id": "lille-kharkiv-generators-2023",
-                    "recipient_id": "kharkiv",
-                    "partnership_id": "lille-kharkiv-twinning",
-                    "description": "Generators bought on the municipal budget",
-                    "lines": [
-                        {
-                            "line_id": "generators",
-                            "kind": "in_kind",
-                            "need_id": "kharkiv-generators-2023",
-                            "item": "Medium generator 5 kVA",
-                            "category": "generators",
-                            "quantity": "50",
-                            "unit": "pieces",
-                            "weight_kg": "4750",
-                            "estimated_value": {"amount": 5000000, "currency": "EUR"},
-                        }
-                    ],
-                    "commit": True,
+                    "line_id": "generators",
+                    "kind": "in_kind",
+                    "need_id": "kharkiv-generators-2023",
+                    "item": "Medium generator 5 kVA",
+                    "category": "generators",
+                    "quantity": "50",
+                    "unit": "pieces",
+                    "weight_kg": "4750",
+                    "estimated_value": {"amount": 5000000, "currency": "EUR"},
                 }
-            ]
+            ],
+            "commit": True,
         }
     )
 
@@ -248,9 +239,7 @@ class PledgeIn(_In):
 
 
 class CommitIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"occurred_at": "2023-02-20T09:00:00Z"}]}
-    )
+    model_config = _example({"occurred_at": "2023-02-20T09:00:00Z"})
 
     occurred_at: instants.PastInstant | None = None
 
@@ -258,11 +247,7 @@ class CommitIn(_In):
 class AmendIn(_In):
     """The new quantity (an in-kind line) or amount (a money line), and why."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"quantity": "45", "reason": "five generators went to Bucha instead"}]
-        }
-    )
+    model_config = _example({"quantity": "45", "reason": "five generators went to Bucha instead"})
 
     quantity: Quantity | None = None
     amount: MinorUnits | None = None
@@ -281,16 +266,12 @@ class AmendIn(_In):
 
 
 class ReceiptIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "amount": 10000000,
-                    "currency": "EUR",
-                    "received_on": "2023-03-15",
-                    "reference": "donation call, second convoy",
-                }
-            ]
+    model_config = _example(
+        {
+            "amount": 10000000,
+            "currency": "EUR",
+            "received_on": "2023-03-15",
+            "reference": "donation call, second convoy",
         }
     )
 
@@ -304,15 +285,11 @@ class ReceiptIn(_In):
 class DonorFigureIn(_In):
     """Your cumulative figure: delivered so far (in kind) or paid so far (money)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "reported_on": "2023-03-20",
-                    "quantity": "50",
-                    "note": "all delivered by our count",
-                }
-            ]
+    model_config = _example(
+        {
+            "reported_on": "2023-03-20",
+            "quantity": "50",
+            "note": "all delivered by our count",
         }
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -33,6 +34,9 @@ from shared.web import Caller, Ctx
 router = APIRouter(prefix="/v1", tags=["needs"])
 
 CHANGED = problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)
+changes = partial(
+    router.post, responses=CHANGED, openapi_extra=problems.IDEMPOTENT
+)  # a change route
 
 
 @router.post(
@@ -143,11 +147,7 @@ async def need_history(
     return {"need_id": need_id, **page}
 
 
-@router.post(
-    "/needs/{need_id}/revisions",
-    responses=CHANGED,
-    openapi_extra=problems.IDEMPOTENT,
-)
+@changes("/needs/{need_id}/revisions")
 async def revise_need(
     need_id: RecordId,
     body: NeedRevisionIn,
@@ -197,10 +197,4 @@ ENDINGS = {
     ),
 }
 for _verb, (_to, _doc) in ENDINGS.items():
-    router.post(
-        f"/needs/{{need_id}}/{_verb}",
-        name=f"{_verb}_need",
-        description=_doc,
-        responses=CHANGED,
-        openapi_extra=problems.IDEMPOTENT,
-    )(_ending(_to))
+    changes(f"/needs/{{need_id}}/{_verb}", name=f"{_verb}_need", description=_doc)(_ending(_to))

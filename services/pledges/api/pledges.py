@@ -4,6 +4,7 @@ own figures; read one (now or as of an instant), list them, and their history.""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -180,9 +181,12 @@ async def pledge_history(
 
 
 CHANGED = problems.documented(R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)
+changes = partial(
+    router.post, responses=CHANGED, openapi_extra=problems.IDEMPOTENT
+)  # a change route
 
 
-@router.post("/pledges/{pledge_id}/commit", responses=CHANGED, openapi_extra=problems.IDEMPOTENT)
+@changes("/pledges/{pledge_id}/commit")
 async def commit_pledge(
     pledge_id: RecordId,
     w: Changing,
@@ -196,7 +200,7 @@ async def commit_pledge(
     return await w.send(200, command)
 
 
-@router.post("/pledges/{pledge_id}/withdraw", responses=CHANGED, openapi_extra=problems.IDEMPOTENT)
+@changes("/pledges/{pledge_id}/withdraw")
 async def withdraw_pledge(
     pledge_id: RecordId,
     body: EndIn,
@@ -213,12 +217,7 @@ async def withdraw_pledge(
     return await w.send(200, command)
 
 
-@router.post(
-    "/pledges/{pledge_id}/lines/{line_id}/amendments",
-    responses=CHANGED,
-    operation_id="amendPledgeLine",
-    openapi_extra=problems.IDEMPOTENT,
-)
+@changes("/pledges/{pledge_id}/lines/{line_id}/amendments", operation_id="amendPledgeLine")
 async def amend_line(
     pledge_id: RecordId,
     line_id: RecordId,
@@ -238,11 +237,7 @@ async def amend_line(
     return await w.send(200, command)
 
 
-@router.post(
-    "/pledges/{pledge_id}/lines/{line_id}/receipts",
-    responses=CHANGED,
-    openapi_extra=problems.IDEMPOTENT,
-)
+@changes("/pledges/{pledge_id}/lines/{line_id}/receipts")
 async def receive_money(
     pledge_id: RecordId,
     line_id: RecordId,
@@ -264,11 +259,7 @@ async def receive_money(
     return await w.send(200, command)
 
 
-@router.post(
-    "/pledges/{pledge_id}/lines/{line_id}/donor-figures",
-    responses=CHANGED,
-    openapi_extra=problems.IDEMPOTENT,
-)
+@changes("/pledges/{pledge_id}/lines/{line_id}/donor-figures")
 async def report_donor_figure(
     pledge_id: RecordId,
     line_id: RecordId,

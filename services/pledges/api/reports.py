@@ -3,11 +3,13 @@ rate table (`convert_to=EUR&rate=GBP:1.165:2023-02-20`), stating each rate and i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.types import DecoratedCallable
 from pydantic import StringConstraints
 
 from services.pledges import domain
@@ -95,17 +97,16 @@ def _output(
 Answer = Annotated[Output, Depends(_output)]
 
 
-def _documented(model: type[Out]) -> dict[int | str, dict[str, Any]]:
+def _report(
+    path: str, model: type[Out], *, operation_id: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A report's route: its JSON answer documented by `model`, or CSV (Output.answer)."""
     csv = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
-    return problems.documented(model, 422, content=csv)
+    responses = problems.documented(model, 422, content=csv)
+    return router.get(path, response_model=None, responses=responses, operation_id=operation_id)
 
 
-@router.get(
-    "/reports/needs",
-    response_model=None,
-    responses=_documented(R.NeedsReport),
-    operation_id="getNeedsReport",
-)
+@_report("/reports/needs", R.NeedsReport, operation_id="getNeedsReport")
 async def needs_report(ctx: Ctx, caller: Caller, filters: Filters, out: Answer) -> Response:
     """Per need: target, pledged, committed, delivered and gap, in its unit or currency; by
     posting date, a page at a time: pass `next_cursor` back as `cursor` (null: the last page).
@@ -115,12 +116,7 @@ async def needs_report(ctx: Ctx, caller: Caller, filters: Filters, out: Answer) 
     return out.answer(table, reports.NEED_MONEY)
 
 
-@router.get(
-    "/reports/pledges",
-    response_model=None,
-    responses=_documented(R.PledgesReport),
-    operation_id="getPledgesReport",
-)
+@_report("/reports/pledges", R.PledgesReport, operation_id="getPledgesReport")
 async def pledges_report(ctx: Ctx, caller: Caller, filters: Filters, out: Answer) -> Response:
     """One row per pledge line: donor, recipient, item, quantities (delivered, damaged, short,
     lost, remaining), value, currency, received, outstanding; by pledge date, a page at a
@@ -131,12 +127,7 @@ async def pledges_report(ctx: Ctx, caller: Caller, filters: Filters, out: Answer
     return out.answer(table, reports.PLEDGE_MONEY)
 
 
-@router.get(
-    "/reports/totals",
-    response_model=None,
-    responses=_documented(R.TotalsReport),
-    operation_id="getTotalsReport",
-)
+@_report("/reports/totals", R.TotalsReport, operation_id="getTotalsReport")
 async def totals_report(
     ctx: Ctx, caller: Caller, filters: Filters, out: Answer, by: totals.By = "recipient"
 ) -> Response:

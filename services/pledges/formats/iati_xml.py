@@ -39,6 +39,11 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return el
 
 
+def _activity_date(activity: ET.Element, kind: str, day: date) -> ET.Element:
+    """An activity's date of this kind (ACTIVITY_DATE: actual_start, planned_end, ...)."""
+    return _sub(activity, "activity-date", type=ACTIVITY_DATE[kind], iso_date=day.isoformat())
+
+
 def _narrative(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
     el = _sub(parent, tag, **attrs)
     _sub(el, "narrative", text)
@@ -61,20 +66,18 @@ class _Writer:
         row = self.data.orgs.get(org)
         return str(row["country"]) if row else None
 
-    def reporting(self, activity: ET.Element, org: str) -> None:
-        _narrative(
-            activity, "reporting-org", self.name(org), ref=org_ref(org), type=self.org_type(org)
+    def organisation(self, parent: ET.Element, tag: str, org: str, **attrs: str) -> ET.Element:
+        """`tag` for the organisation: its name, IATI identifier and type (and `attrs`)."""
+        return _narrative(
+            parent, tag, self.name(org), ref=org_ref(org), type=self.org_type(org), **attrs
         )
 
+    def reporting(self, activity: ET.Element, org: str) -> None:
+        self.organisation(activity, "reporting-org", org)
+
     def participant(self, activity: ET.Element, org: str, role: str, activity_id: str) -> None:
-        _narrative(
-            activity,
-            "participating-org",
-            self.name(org),
-            ref=org_ref(org),
-            type=self.org_type(org),
-            role=ROLE[role],
-            activity_id=activity_id,
+        self.organisation(
+            activity, "participating-org", org, role=ROLE[role], activity_id=activity_id
         )
 
     def head(
@@ -116,21 +119,9 @@ class _Writer:
             value_date=t.on.isoformat(),
         )
         _narrative(el, "description", t.description)
-        provider = _narrative(
-            el,
-            "provider-org",
-            self.name(t.provider),
-            ref=org_ref(t.provider),
-            type=self.org_type(t.provider),
-        )
+        provider = self.organisation(el, "provider-org", t.provider)
         provider.set("provider-activity-id", t.provider_activity)
-        receiver = _narrative(
-            el,
-            "receiver-org",
-            self.name(t.receiver),
-            ref=org_ref(t.receiver),
-            type=self.org_type(t.receiver),
-        )
+        receiver = self.organisation(el, "receiver-org", t.receiver)
         if t.receiver_activity:
             receiver.set("receiver-activity-id", t.receiver_activity)
 
@@ -152,26 +143,11 @@ class _Writer:
         for donor in donors:
             self.participant(activity, donor, "funding", identifier)
         _sub(activity, "activity-status", code=NEED_STATUS.get(n["status"], "2"))
-        _sub(
-            activity,
-            "activity-date",
-            type=ACTIVITY_DATE["actual_start"],
-            iso_date=n["posted_at"].date().isoformat(),
-        )
+        _activity_date(activity, "actual_start", n["posted_at"].date())
         if n["deadline"]:
-            _sub(
-                activity,
-                "activity-date",
-                type=ACTIVITY_DATE["planned_end"],
-                iso_date=n["deadline"].isoformat(),
-            )
+            _activity_date(activity, "planned_end", n["deadline"])
         if n["state"] != "active":
-            _sub(
-                activity,
-                "activity-date",
-                type=ACTIVITY_DATE["actual_end"],
-                iso_date=n["changed_at"].date().isoformat(),
-            )
+            _activity_date(activity, "actual_end", n["changed_at"].date())
         self.place(activity, recipient, [n["category"]])
         _sub(activity, "default-finance-type", code=FINANCE_TYPE_STANDARD_GRANT)
         for line in money_lines:
@@ -197,20 +173,10 @@ class _Writer:
         self.participant(activity, donor, "extending", identifier)
         self.participant(activity, recipient, "implementing", identifier)
         _sub(activity, "activity-status", code=PLEDGE_STATUS.get(p["status"], "2"))
-        _sub(
-            activity,
-            "activity-date",
-            type=ACTIVITY_DATE["actual_start"],
-            iso_date=p["made_at"].date().isoformat(),
-        )
+        _activity_date(activity, "actual_start", p["made_at"].date())
         end = p["withdrawn_at"] or (p["changed_at"] if p["status"] == "fulfilled" else None)
         if end:
-            _sub(
-                activity,
-                "activity-date",
-                type=ACTIVITY_DATE["actual_end"],
-                iso_date=end.date().isoformat(),
-            )
+            _activity_date(activity, "actual_end", end.date())
         self.place(activity, recipient, [r["category"] for r in lines])
         _sub(activity, "default-finance-type", code=FINANCE_TYPE_STANDARD_GRANT)
         for line in lines:

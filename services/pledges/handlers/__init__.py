@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -47,20 +47,29 @@ def _version(recorded: list[RecordedEvent], before: int) -> int:
     return recorded[-1].stream_version if recorded else before
 
 
+class _Loaded(Protocol):
+    """A record as loaded: the version a change appends after, the correlation id it carries."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+
+
 async def _append(
     repository: Repository[Any],
     uow: UnitOfWork,
     record_id: str,
-    *,
-    after: int,
-    correlation_id: str | None,
+    state: _Loaded,
     events: list[NewEvent],
+    *,
+    correlation_id: str | None = None,
 ) -> list[RecordedEvent]:
-    """Append after version `after`, with the record's correlation id (the request's if it
-    has none)."""
-    meta = _correlated(uow.metadata, correlation_id)
+    """Append after the version `state` was loaded at, with `correlation_id`, else the
+    record's, else the request's."""
+    meta = _correlated(uow.metadata, correlation_id or state.correlation_id)
     return await repository.append(
-        uow, record_id, expected_version=after, events=events, metadata=meta
+        uow, record_id, expected_version=state.version, events=events, metadata=meta
     )
 
 
@@ -94,14 +103,7 @@ async def _changing_need(command: commands.NeedChange, uow: UnitOfWork) -> domai
 async def _record_need(
     uow: UnitOfWork, state: domain.Need, events: list[NewEvent]
 ) -> dict[str, Any]:
-    recorded = await _append(
-        NEEDS,
-        uow,
-        state.need_id,
-        after=state.version,
-        correlation_id=state.correlation_id,
-        events=events,
-    )
+    recorded = await _append(NEEDS, uow, state.need_id, state, events)
     return {
         "need_id": state.need_id,
         "version": _version(recorded, state.version),
@@ -179,14 +181,7 @@ async def _changing_pledge(command: commands.PledgeChange, uow: UnitOfWork) -> d
 async def _record_pledge(
     uow: UnitOfWork, state: domain.Pledge, events: list[NewEvent]
 ) -> dict[str, Any]:
-    recorded = await _append(
-        PLEDGES,
-        uow,
-        state.pledge_id,
-        after=state.version,
-        correlation_id=state.correlation_id,
-        events=events,
-    )
+    recorded = await _append(PLEDGES, uow, state.pledge_id, state, events)
     after = PLEDGES.fold(state, recorded)
     return {
         "pledge_id": state.pledge_id,
@@ -261,9 +256,7 @@ async def record_delivery(command: commands.RecordDelivery, uow: UnitOfWork) -> 
             state, command.delivered[pledge_id], occurred_at=command.occurred_at
         )
         correlation = state.correlation_id or command.correlation_ids.get(pledge_id)
-        await _append(
-            PLEDGES, uow, pledge_id, after=state.version, correlation_id=correlation, events=events
-        )
+        await _append(PLEDGES, uow, pledge_id, state, events, correlation_id=correlation)
         appended += len(events)
     return appended
 

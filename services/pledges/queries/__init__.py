@@ -173,6 +173,23 @@ async def need_as_of(
     return out
 
 
+async def _newest_first(
+    conn: asyncpg.Connection,
+    query: str,
+    *filters: Any,
+    cursor: str | None,
+    limit: int,
+    key: tuple[str, str],
+) -> tuple[list[asyncpg.Record], str | None]:
+    """A page of rows newest first by `key` (an instant's column, an id's) and its next cursor:
+    `query` takes the filters, then the cursor's instant and id, then the limit (the page and
+    one more row, which tells whether another page follows)."""
+    after = pagination.decode(cursor, parts=(datetime, str))
+    rows = await conn.fetch(query, *filters, *(after or (None, None)), limit + 1)
+    at, record_id = key
+    return pagination.page(rows, limit=limit, key_of=lambda r: [r[at].isoformat(), r[record_id]])
+
+
 async def needs(
     conn: asyncpg.Connection,
     *,
@@ -185,8 +202,8 @@ async def needs(
     viewer: str | None,
 ) -> dict[str, Any]:
     """Newest first."""
-    after = pagination.decode(cursor, parts=(datetime, str))
-    rows = await conn.fetch(
+    items, next_cursor = await _newest_first(
+        conn,
         """
         SELECT * FROM needs
         WHERE ($1::text IS NULL OR recipient_id = $1) AND ($2::text IS NULL OR status = $2)
@@ -198,12 +215,9 @@ async def needs(
         status,
         category,
         priority,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["posted_at"].isoformat(), r["need_id"]]
+        cursor=cursor,
+        limit=limit,
+        key=("posted_at", "need_id"),
     )
     org_names = await names(conn, [r["recipient_id"] for r in items])
     answers = [_need(r, org_names, viewer) for r in items]
@@ -248,8 +262,8 @@ async def pledges(
     limit: int,
 ) -> dict[str, Any]:
     """Newest first, each with a summary of its lines (no internal notes: GET one for them)."""
-    after = pagination.decode(cursor, parts=(datetime, str))
-    rows = await conn.fetch(
+    items, next_cursor = await _newest_first(
+        conn,
         """
         SELECT * FROM pledges p
         WHERE ($1::text IS NULL OR donor_id = $1) AND ($2::text IS NULL OR recipient_id = $2)
@@ -264,12 +278,9 @@ async def pledges(
         status,
         partnership_id,
         need_id,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["made_at"].isoformat(), r["pledge_id"]]
+        cursor=cursor,
+        limit=limit,
+        key=("made_at", "pledge_id"),
     )
     ids = [r["pledge_id"] for r in items]
     lines = await conn.fetch(

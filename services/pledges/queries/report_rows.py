@@ -68,6 +68,18 @@ WHERE ($1::date IS NULL OR (n.posted_at AT TIME ZONE 'UTC')::date >= $1)
 ORDER BY n.posted_at, n.need_id
 LIMIT $9
 """
+
+
+def _line_filters(f: Filters) -> tuple[Any, ...]:
+    """$1-$7 of _LINES."""
+    return (f.date_from, f.date_to, f.donor, f.recipient, f.partnership, f.programme, f.category)
+
+
+def _need_filters(f: Filters) -> tuple[Any, ...]:
+    """$1-$6 of _NEEDS (needs have no donor)."""
+    return (f.date_from, f.date_to, f.recipient, f.category, f.partnership, f.programme)
+
+
 LINE_KEY: tuple[pagination.Part, ...] = (datetime, str, str)  # made at, pledge, line ordinal
 NEED_KEY: tuple[pagination.Part, ...] = (datetime, str)  # posted at, need
 
@@ -99,13 +111,7 @@ async def lines(
     most `limit` (None: all), of these donors and recipients only (None: any)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         _LINES,
-        f.date_from,
-        f.date_to,
-        f.donor,
-        f.recipient,
-        f.partnership,
-        f.programme,
-        f.category,
+        *_line_filters(f),
         *(after or (None, None, None)),
         limit,
         donors,
@@ -128,12 +134,7 @@ async def need_rows(
         return []  # needs have no donor
     rows: list[asyncpg.Record] = await conn.fetch(
         _NEEDS,
-        f.date_from,
-        f.date_to,
-        f.recipient,
-        f.category,
-        f.partnership,
-        f.programme,
+        *_need_filters(f),
         *(after or (None, None)),
         limit,
         recipients,
@@ -153,19 +154,8 @@ async def line_organisations(
             # in code point order, as the totals sort the merged ids (C collation)
             f' WHERE $14::text IS NULL OR {column} > $14 COLLATE "C"'
             " ORDER BY org LIMIT $15",
-            f.date_from,
-            f.date_to,
-            f.donor,
-            f.recipient,
-            f.partnership,
-            f.programme,
-            f.category,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
+            *_line_filters(f),
+            *[None] * 6,  # $8-$13: the inner query unpaged, of any donor and recipient
             after,
             limit,
         )
@@ -184,16 +174,8 @@ async def need_organisations(
             f'SELECT DISTINCT recipient_id COLLATE "C" AS org FROM ({_NEEDS}) y'
             ' WHERE $11::text IS NULL OR recipient_id > $11 COLLATE "C"'
             " ORDER BY org LIMIT $12",
-            f.date_from,
-            f.date_to,
-            f.recipient,
-            f.category,
-            f.partnership,
-            f.programme,
-            None,
-            None,
-            None,
-            None,
+            *_need_filters(f),
+            *[None] * 4,  # $7-$10: the inner query unpaged, of any recipient
             after,
             limit,
         )

@@ -59,7 +59,9 @@ class NeedPageItemContact(Out):
     erased: bool | None = Field(default=None, description="whether the person was erased")
 
 
-class NeedPageItem(Out):
+class _NeedFields(Out):
+    """What a need answers with, in the list and alone."""
+
     need_id: str
     recipient_id: str
     recipient_name: str | None
@@ -70,16 +72,19 @@ class NeedPageItem(Out):
     priority: str
     serves: list[str]
     deadline: str | None
-    status: str
-    coverage: NeedCoverage
     revisions: list[NeedRevision] = Field(description="the latest 100 (the history has all)")
     revisions_total: int = Field(description="how many revisions the need has")
     end_reason: str | None
     posted_at: str
     version: int
-    correlation_id: str
     internal_note: str | None = None
     contact: NeedPageItemContact | None = None
+
+
+class NeedPageItem(_NeedFields):
+    status: str
+    coverage: NeedCoverage
+    correlation_id: str
 
 
 class NeedPage(Out):
@@ -87,30 +92,13 @@ class NeedPage(Out):
     next_cursor: str | None
 
 
-class Need(Out):
-    need_id: str
-    recipient_id: str
-    recipient_name: str | None
-    kind: str
-    category: str
-    description: str
-    target: NeedTarget
-    priority: str
-    serves: list[str]
-    deadline: str | None
+class Need(_NeedFields):
     status: str | None = Field(
         description="open, partly_covered, covered, closed or cancelled; with `as_of`, closed"
         " or cancelled if the need had ended by then, else null (coverage is in the reports)"
     )
     coverage: NeedCoverage | None = Field(description="now; null with `as_of`")
-    revisions: list[NeedRevision] = Field(description="the latest 100 (the history has all)")
-    revisions_total: int = Field(description="how many revisions the need has")
-    end_reason: str | None
-    posted_at: str
-    version: int
     correlation_id: str | None
-    internal_note: str | None = None
-    contact: NeedPageItemContact | None = None
     state: str | None = Field(
         default=None, description="with `as_of`: active, closed or cancelled, as stated then"
     )

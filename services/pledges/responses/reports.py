@@ -17,6 +17,8 @@ class TotalsReportConversion(Out):
 
 
 class NeedsReportFilters(Out):
+    """The filters a report applied (every report takes the same ones)."""
+
     date_from: str | None = None
     date_to: str | None = None
     donor: str | None = None
@@ -69,14 +71,8 @@ class NeedsReport(Out):
     next_cursor: str | None
 
 
-class PledgesReportFilters(Out):
-    date_from: str | None
-    date_to: str | None
-    donor: str | None
-    recipient: str | None
-    partnership: str | None
-    programme: str | None
-    category: str | None
+class PledgesReportFilters(NeedsReportFilters):
+    pass
 
 
 class PledgesReportRow(Out):
@@ -121,18 +117,22 @@ class PledgesReport(Out):
     next_cursor: str | None
 
 
-class TotalsReportFilters(Out):
-    date_from: str | None = None
-    date_to: str | None = None
-    donor: str | None = None
-    recipient: str | None = None
-    partnership: str | None = None
-    programme: str | None = None
-    category: str | None = None
+class TotalsReportFilters(NeedsReportFilters):
     by: str | None = None
 
 
-class TotalsReportRow(Out):
+class TotalsMoney(Out):
+    """Money totals in minor units (requested and funding gap: per recipient, from its needs)."""
+
+    requested: int | None = None
+    pledged: int | None = None
+    committed: int | None = None
+    received: int | None = None
+    outstanding: int | None = None
+    funding_gap: int | None = None
+
+
+class TotalsReportRow(TotalsMoney):
     organisation_id: str
     kind: str
     category: str | None
@@ -149,12 +149,6 @@ class TotalsReportRow(Out):
     organisation: str
     country: str
     sector: str | None
-    requested: int | None = None
-    pledged: int | None = None
-    committed: int | None = None
-    received: int | None = None
-    outstanding: int | None = None
-    funding_gap: int | None = None
     converted_currency: str | None = None
     rate: str | None = None
     rate_date: str | None = None
@@ -166,14 +160,8 @@ class TotalsReportRow(Out):
     funding_gap_converted: int | None = None
 
 
-class TotalsReportSummaryConverted(Out):
+class TotalsReportSummaryConverted(TotalsMoney):
     currency: str | None = None
-    requested: int | None = None
-    pledged: int | None = None
-    committed: int | None = None
-    received: int | None = None
-    outstanding: int | None = None
-    funding_gap: int | None = None
 
 
 class TotalsReportSummary(Out):
