@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.shipments import domain, handlers, views
+from services.shipments import domain, handlers, projections, views
 from services.shipments.requests import EntriesIn
 from shared import event_store
 from shared import projections as shared_projections
@@ -32,7 +32,6 @@ from tests.shipments.conftest import (
     assert_problem,
     entry,
     load_convoy,
-    unit_of_work,
 )
 
 DISPATCH = "2022-06-07T06:10:00+02:00"
@@ -363,7 +362,9 @@ async def test_a_batch_whose_convoy_moved_on_before_its_appends_fails_as_a_lost_
     try:
         with pytest.raises(ConcurrencyConflict):
             async with conn.transaction():
-                await handlers.record_entries_together(unit_of_work(conn), "c1", requests)
+                await handlers.record_entries_together(
+                    conn, "c1", requests, projections=projections.ALL
+                )
     finally:
         await conn.close()
     monkeypatch.undo()
@@ -391,7 +392,9 @@ async def test_a_fault_of_one_request_of_a_batch_is_its_own_and_the_others_are_r
     conn = await asyncpg.connect(api.url)
     try:
         async with conn.transaction():
-            outcomes = await handlers.record_entries_together(unit_of_work(conn), "c1", requests)
+            outcomes = await handlers.record_entries_together(
+                conn, "c1", requests, projections=projections.ALL
+            )
     finally:
         await conn.close()
     monkeypatch.undo()

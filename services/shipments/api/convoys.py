@@ -36,7 +36,6 @@ from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import header
 from shared.events import Metadata
-from shared.repository import PostgresUnitOfWork
 from shared.web import Caller, Ctx, ServiceContext, write
 
 router = APIRouter(prefix="/v1", tags=["convoys"])
@@ -208,14 +207,13 @@ async def _entries_together(
     ctx: ServiceContext, convoy_id: str, requests: list[handlers.EntriesRequest]
 ) -> list[dict[str, Any] | Exception]:
     """Requests of road entries to one convoy that arrived together, in one transaction."""
+    together = partial(handlers.record_entries_together, projections=ctx.projections)
     try:
         async with ctx.db.transaction() as conn:
-            uow = PostgresUnitOfWork(conn, ctx.projections, Metadata(), ctx.clock())
-            return await handlers.record_entries_together(uow, convoy_id, requests)
+            return await together(conn, convoy_id, requests)
     except handlers.SavepointsNeeded:
         async with ctx.db.transaction() as conn:
-            uow = PostgresUnitOfWork(conn, ctx.projections, Metadata(), ctx.clock())
-            return await handlers.record_entries_together(uow, convoy_id, requests, savepoints=True)
+            return await together(conn, convoy_id, requests, savepoints=True)
 
 
 @router.post(

@@ -27,6 +27,7 @@ from shared.event_store import (
     append_conflict,
 )
 from shared.events import Metadata, RecordedEvent
+from shared.projections import Projection
 from shared.repository import PostgresUnitOfWork, UnitOfWork
 
 log = logging.getLogger("twinaid.shipments")
@@ -170,14 +171,16 @@ async def _append_all(
 
 
 async def record_entries_together(
-    uow: PostgresUnitOfWork,
+    conn: asyncpg.Connection,
     convoy_id: str,
     requests: Sequence[EntriesRequest],
     *,
+    projections: Sequence[Projection],
     savepoints: bool = False,
 ) -> list[dict[str, Any] | Exception]:
     """Requests of road entries to one convoy that arrived together (a group commit per
-    convoy), in one transaction the caller owns: the convoy loaded once, each request decided
+    convoy), in one transaction the caller owns on `conn` (the unit of work, with the
+    service's `projections`, is the handler's): the convoy loaded once, each request decided
     in turn on the state the previous ones left, its events appended with its own metadata,
     and everything projected once. Each request is answered as record_entries would have
     answered it alone, in this order: its answer, or the error it raises. A refusal undoes
@@ -193,8 +196,10 @@ async def record_entries_together(
         command = commands.RecordEntries(
             convoy_id=convoy_id, entries=tuple(alone.entries), caller=alone.caller
         )
-        one = PostgresUnitOfWork(uow.conn, uow.projections, alone.metadata, alone.now)
+        one = PostgresUnitOfWork(conn, projections, alone.metadata, alone.now)
         return [await record_entries(command, one)]
+    # the batch's (each request's events go with its own metadata and instant)
+    uow = PostgresUnitOfWork(conn, projections, Metadata(), requests[0].now)
     world = ports_of(uow)
     state = await CONVOYS.load(uow, convoy_id)
     stream_id = CONVOYS.stream_id(convoy_id)
