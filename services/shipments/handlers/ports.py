@@ -20,9 +20,8 @@ import asyncpg
 
 from services.shipments import domain
 from services.shipments import events as ev
-from services.shipments.handlers import sealing
+from services.shipments.handlers import ledger, sealing
 from services.shipments.handlers.repositories import CONVOYS
-from services.shipments.queries import pledge_lines as ledger
 from shared import directory
 from shared.errors import ValidationFailed
 from shared.event_store import EventStore
