@@ -14,13 +14,7 @@ from shared.web import Caller
 router = APIRouter(prefix="/v1", tags=["reference"])
 
 
-@router.get(
-    "/reference",
-    responses=problems.documented(
-        R.Reference,
-    ),
-    operation_id="getReference",
-)
+@router.get("/reference", responses=problems.documented(R.Reference), operation_id="getReference")
 async def reference(caller: Caller) -> dict[str, Any]:
     """The closed lists the API accepts: units, ISO 4217 currencies with their minor units,
     categories, what needs serve, priorities."""
