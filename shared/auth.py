@@ -7,6 +7,9 @@ refused with 401 saying which. Each API process records a key's last use in `las
 most once a minute (USE_RECORDED_EVERY), off the request's path: never a write per request; the
 workers of pledges and shipments report those uses to the registry (shared/worker.py
 KeyUseReporter), whose list shows the latest use in any service.
+
+The roles and the principal a key resolves to are pure and live in shared/principals.py (the
+domains and commands name them); they are importable from here too.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from functools import partial
 
 import asyncpg
 
-from shared.errors import Forbidden, Unauthenticated
+from shared.errors import Unauthenticated
+from shared.principals import Principal as Principal
+from shared.principals import Role as Role
 
 log = logging.getLogger("twinaid.auth")
 # a key's use is written to its row at most this often per API process (seconds)
@@ -36,42 +40,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Role(StrEnum):
-    MEMBER = "member"
-    LOGISTICS = "logistics"
-    AUDITOR = "auditor"
-    REGISTRY_ADMIN = "registry_admin"
-    # an organisation's administrator: issues, lists, rotates and revokes its own
-    # organisation's keys (services/registry/api_keys.py), nothing else
-    ORG_ADMIN = "org_admin"
-    # service-to-service: a worker catching up from another service's event feed
-    SERVICE = "service"
-
-
 _ROLES = frozenset(r.value for r in Role)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    key_id: str
-    organisation: str
-    roles: frozenset[Role]
-
-    def has(self, *roles: Role) -> bool:
-        return not self.roles.isdisjoint(roles)
-
-    def require(self, *roles: Role) -> None:
-        if not self.has(*roles):
-            wanted = ", ".join(r.value for r in roles)
-            raise Forbidden(f"this key lacks the role needed here (one of: {wanted})")
-
-    def require_acting_for(self, organisation: str, *, unless: tuple[Role, ...] = ()) -> None:
-        """A key acts only for its own organisation, unless it holds one of `unless`."""
-        if organisation != self.organisation and not self.has(*unless):
-            raise Forbidden(
-                f"this key belongs to organisation {self.organisation} and may not act for"
-                f" {organisation}"
-            )
 
 
 @dataclass(frozen=True, slots=True)

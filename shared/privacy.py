@@ -14,6 +14,9 @@ view, history, export, replay and rebuild shows the personal fields as ERASED, a
 `privacy.subject-erased` event records that it happened (who asked, when, the legal basis: no
 personal data).
 
+The pure part of this vocabulary (SUBJECT_ID, is_sealed, ERASED) is shared/sealed.py, which
+events import without the keys' driver; the names are importable from here too.
+
 A subject is one person as one organisation recorded them: the same name recorded again by the
 same organisation is the same subject (found through `fingerprint`, a keyed hash that is
 destroyed with the key, so an erased subject cannot be linked to a name again). Namesakes of
@@ -39,17 +42,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.events import RecordedEvent
 from shared.projections import Projection
+from shared.sealed import ERASED as ERASED
+from shared.sealed import SUBJECT_ID as SUBJECT_ID
+from shared.sealed import is_sealed as is_sealed
 
-ERASED = "(erased)"  # what a view shows in place of an erased personal field
-SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"
 RECORDED_GRAIN = timedelta(hours=1)  # how exactly a subject's last_recorded_at is kept
 
 
 # -- sealing --------------------------------------------------------------------------------
-
-
-def is_sealed(value: Any) -> bool:
-    return isinstance(value, Mapping) and "subject_id" in value and "sealed" in value
 
 
 def _normal(name: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import privacy
+from shared import privacy, sealed
 from shared.event_store import PostgresEventStore
 from shared.events import Metadata, NewEvent
 
@@ -42,7 +42,7 @@ class SubjectErased(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    subject_id: str = Field(pattern=privacy.SUBJECT_ID)
+    subject_id: str = Field(pattern=sealed.SUBJECT_ID)
     recorded_by: str = Field(max_length=100, description="the organisation that recorded them")
     requested_by: str = Field(
         max_length=100, description="who asked: an organisation or `retention`"
@@ -140,7 +140,7 @@ async def occurrences(conn: asyncpg.Connection, subject_id: str) -> list[dict[st
 
 def _collect(value: Any, subject_id: str, into: list[dict[str, Any]]) -> None:
     if isinstance(value, Mapping):
-        if privacy.is_sealed(value) and value["subject_id"] == subject_id:
+        if sealed.is_sealed(value) and value["subject_id"] == subject_id:
             into.append(dict(value))
             return
         for v in value.values():

@@ -16,8 +16,8 @@ from typing import Any
 
 from services.registry import domain
 from services.registry.domain import api_keys as keys
-from shared.auth import Role
 from shared.commands import Command
+from shared.principals import Role
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from shared.codec import Event, EventCodec, UndecodableEvent
 from shared.events import RecordedEvent
-from shared.privacy import SUBJECT_ID
+from shared.sealed import SUBJECT_ID
 
 STREAM_ORGANISATION = "organisation"
 STREAM_PARTNERSHIP = "partnership"

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.registry import events as ev
-from shared import api_keys as policy
-from shared.auth import Role
+from shared import key_policy as policy
 from shared.codec import Event
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import NewEvent
+from shared.principals import Role
 
 
 @dataclass(frozen=True, slots=True)
