@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.shipments import domain
-from shared.auth import Principal
 from shared.commands import Command
+from shared.principals import Principal
 
 __all__ = [
     "CancelConvoy",
