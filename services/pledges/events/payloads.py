@@ -8,6 +8,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.sealed import SUBJECT_ID
+
 STREAM_NEED = "need"
 STREAM_PLEDGE = "pledge"
 
@@ -66,7 +68,6 @@ class Contact(_Event):
     phone: str | None = Field(default=None, max_length=50)
 
 
-SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
 # base64 of nonce, tag and the fields' JSON: a contact's 504 characters may take 6 bytes each
 # in JSON (control characters escaped), about 4,100 characters of base64
 MAX_SEALED = 8192
