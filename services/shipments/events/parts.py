@@ -8,6 +8,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.sealed import SUBJECT_ID as SUBJECT_ID
+
 STREAM_CONVOY = "convoy"
 
 CONVOY_PLANNED = "shipments.convoy-planned"
@@ -60,7 +62,6 @@ class Vehicle(_Event):
     capacity_kg: Decimal
 
 
-SUBJECT_ID = r"^[a-z]+-[0-9a-f]{32}$"  # shared/privacy.py SUBJECT_ID
 MAX_SEALED = 4096
 
 
