@@ -8,8 +8,8 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.registry import domain
-from shared import api_keys as policy
 from shared import instants, pagination
+from shared import key_policy as policy
 from shared.auth import Role
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 
