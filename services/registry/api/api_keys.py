@@ -28,7 +28,7 @@ from services.registry.requests import (
 )
 from services.registry.requests import KeyOwnerId as OrgId
 from services.registry.responses import ApiKey, ApiKeyPage, ApiKeyUsesRecorded, IssuedApiKey
-from shared import api_keys as policy
+from shared import key_policy as policy
 from shared import pagination, problems
 from shared.auth import Principal
 from shared.commands import Command
