@@ -66,8 +66,12 @@ def evolve(state: Tally, event: Event[Any]) -> Tally:
 
 
 def encode(state: Tally) -> dict[str, Any]:
-    return {"record_id": state.record_id, "version": state.version, "total": state.total,
-            "count": state.count}  # fmt: skip
+    return {
+        "record_id": state.record_id,
+        "version": state.version,
+        "total": state.total,
+        "count": state.count,
+    }
 
 
 def decode(d: Mapping[str, Any]) -> Tally:
