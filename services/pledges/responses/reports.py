@@ -17,15 +17,16 @@ class TotalsReportConversion(Out):
 
 
 class NeedsReportFilters(Out):
-    """The filters a report applied (every report takes the same ones)."""
+    """The filters a report applied (every report takes the same ones, and answers each,
+    null when not given)."""
 
-    date_from: str | None = None
-    date_to: str | None = None
-    donor: str | None = None
-    recipient: str | None = None
-    partnership: str | None = None
-    programme: str | None = None
-    category: str | None = None
+    date_from: str | None
+    date_to: str | None
+    donor: str | None
+    recipient: str | None
+    partnership: str | None
+    programme: str | None
+    category: str | None
 
 
 class NeedsReportColumn(Out):
