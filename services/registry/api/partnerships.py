@@ -6,11 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.registry import commands, domain, handlers, queries, views
+from services.registry import commands, domain, queries, views
 from services.registry import events as ev
 from services.registry import responses as R
 from services.registry.auth import Member, acting_for
@@ -27,8 +26,7 @@ from services.registry.requests import (
 from shared import problems
 from shared.deps import etag
 from shared.errors import NotFound
-from shared.events import Metadata
-from shared.web import Caller, Ctx, execute_write, write
+from shared.web import Caller, Ctx, write
 
 router = APIRouter(prefix="/v1")
 
@@ -149,21 +147,18 @@ async def change_partnership_status(
     organisation's agreement (202 with `awaiting_agreement_of` until the other organisation
     agrees too; the request that completes the pair moves it, 200). A registry administrator
     moves it at once, with `evidence` of both organisations' agreement (422 without)."""
-    now = ctx.clock()
     change = domain.ChangeStatus(
-        to=body.to, occurred_at=body.occurred_at or now, evidence=_evidence(body.evidence)
+        to=body.to, occurred_at=body.occurred_at or ctx.clock(), evidence=_evidence(body.evidence)
     )
     command = commands.ChangePartnershipStatus(
         partnership_id, change, acting_for=acting_for(caller), if_match=if_match
     )
+    return await write(ctx, request, caller, _status_of_change, command)
 
-    # the answer's status depends on the outcome (202: waiting for the other organisation),
-    # which `write` cannot say: execute_write, with the handler run as `write` runs it
-    async def use_case(conn: asyncpg.Connection, meta: Metadata) -> tuple[int, Any]:
-        result = await handlers.run(conn, command, metadata=meta, now=now)
-        return (202 if "awaiting_agreement_of" in result else 200), result
 
-    return await execute_write(ctx, request, caller, use_case)
+def _status_of_change(result: dict[str, Any]) -> int:
+    """202 while the other organisation has not agreed, else 200."""
+    return 202 if "awaiting_agreement_of" in result else 200
 
 
 def _evidence(evidence: EvidenceIn | None) -> ev.Evidence | None:
