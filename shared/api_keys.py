@@ -10,7 +10,8 @@ change from the registry's events through their registry subscriptions (HANDLERS
 the relay's delay (RELAY_POLL_INTERVAL, woken at each commit) plus their key cache
 (AUTH_CACHE_TTL, 2 s): until then the others still answer as before the change.
 
-Policy:
+Policy (its figures and role sets are shared/key_policy.py's, pure, which the registry's domain
+decides with):
 - Lifetime: an HTTP-issued key expires DEFAULT_LIFETIME (90 days) after its issue or rotation
   unless the request names an earlier or later `expires_at`, at most MAX_LIFETIME (365 days)
   ahead. Keys the operator issues with `twinaid keys issue` expire at its `--expires`, never
@@ -27,22 +28,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 import asyncpg
 from pydantic import AwareDatetime, Field
 
 from shared import consumed
-from shared.auth import Role
 from shared.codec import EventCodec
 from shared.consumer import Handler, Incoming
 from shared.incoming import Implausible
-
-DEFAULT_LIFETIME = timedelta(days=90)
-MAX_LIFETIME = timedelta(days=365)
-ORG_GRANTABLE = frozenset({Role.MEMBER, Role.LOGISTICS, Role.ORG_ADMIN})
-MANAGERS = (Role.REGISTRY_ADMIN, Role.ORG_ADMIN)
 
 ISSUED = "registry.api-key-issued"
 ROTATED = "registry.api-key-rotated"
@@ -54,15 +49,6 @@ COLUMNS = (
 )
 
 log = logging.getLogger("twinaid.api_keys")
-
-
-def grantable(roles: frozenset[Role]) -> frozenset[Role]:
-    """The roles a key holding `roles` may put on a key it issues or rotates."""
-    if Role.REGISTRY_ADMIN in roles:
-        return frozenset(Role)
-    if Role.ORG_ADMIN in roles:
-        return ORG_GRANTABLE
-    return frozenset()
 
 
 # -- rows -------------------------------------------------------------------------------------
