@@ -50,20 +50,7 @@ def _instant(value: datetime) -> str:
 
 
 def canonical(event: RecordedEvent, *, position: int) -> bytes:
-    body: dict[str, Any] = {
-        "position": position,
-        "event_id": str(event.event_id),
-        "stream_type": event.stream_type,
-        "stream_id": event.stream_id,
-        "stream_version": event.stream_version,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": _instant(event.occurred_at),
-        "recorded_at": _instant(event.recorded_at),
-        "data": event.data,
-        "metadata": event.metadata.as_dict(),
-    }
-    return rfc8785.dumps(body)
+    return rfc8785.dumps(event.as_json(position=position, instant=_instant))
 
 
 # What the log holds, so that every stored row can be read back and sealed (the same rules as

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,29 @@ class RecordedEvent:
     metadata: Metadata
     position: int | None = None
     hash: bytes | None = None
+
+    def as_json(
+        self,
+        *,
+        position: int | None = None,
+        instant: Callable[[datetime], str] = datetime.isoformat,
+    ) -> dict[str, Any]:
+        """The event as JSON values, without its hash: what the chain hashes (at `position`,
+        its instants rendered by `instant`), and what the feed, the history and webhooks show
+        (at its own position, instants in ISO 8601)."""
+        return {
+            "position": self.position if position is None else position,
+            "event_id": str(self.event_id),
+            "stream_type": self.stream_type,
+            "stream_id": self.stream_id,
+            "stream_version": self.stream_version,
+            "event_type": self.event_type,
+            "schema_version": self.schema_version,
+            "occurred_at": instant(self.occurred_at),
+            "recorded_at": instant(self.recorded_at),
+            "data": self.data,
+            "metadata": self.metadata.as_dict(),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,20 +36,7 @@ def event_json(event: RecordedEvent, redaction: Mapping[str, Any] | None = None)
     place after it was sealed still links (shared/privacy_migration.py carried)."""
     if redaction is not None:
         return {**event_json(event), "redaction": dict(redaction)}
-    return {
-        "position": event.position,
-        "event_id": str(event.event_id),
-        "stream_type": event.stream_type,
-        "stream_id": event.stream_id,
-        "stream_version": event.stream_version,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "data": event.data,
-        "metadata": event.metadata.as_dict(),
-        "hash": event.hash.hex() if event.hash else None,
-    }
+    return {**event.as_json(), "hash": event.hash.hex() if event.hash else None}
 
 
 class Checkpoint(BaseModel):

@@ -259,22 +259,11 @@ async def payload(
     data = event.data if feed else seen.data
     if data is None:
         return None
-    body: dict[str, Any] = {
-        "service": service,
-        "position": event.position,
-        "event_id": str(event.event_id),
-        "stream_type": event.stream_type,
-        "stream_id": event.stream_id,
-        "stream_version": event.stream_version,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "data": data,
-    }
+    body: dict[str, Any] = {"service": service, **event.as_json(), "data": data}
     if feed:
-        body["metadata"] = event.metadata.as_dict()
         body["hash"] = event.hash.hex() if event.hash else None
+    else:  # who caused it, and the chain, are the feed roles' to see
+        del body["metadata"]
     return {"type": event.event_type, "timestamp": event.recorded_at.isoformat(), "data": body}
 
 

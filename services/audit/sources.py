@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -61,34 +60,6 @@ async def from_feed(
         if len(page["events"]) < PAGE:
             return
         after = page["next_after"]
-
-
-def from_record(headers: dict[str, str], value: bytes) -> RecordedEvent:
-    """Rebuild a stored event from a relayed message: CloudEvents headers plus the data."""
-
-    def opt(name: str) -> str | None:
-        return headers.get(name) or None
-
-    return RecordedEvent(
-        event_id=uuid.UUID(headers["ce_id"]),
-        stream_type=headers["ce_streamtype"],
-        stream_id=headers["ce_subject"],
-        stream_version=int(headers["ce_streamversion"]),
-        event_type=headers["ce_type"],
-        schema_version=int(headers["ce_schemaversion"]),
-        occurred_at=datetime.fromisoformat(headers["ce_time"]),
-        recorded_at=datetime.fromisoformat(headers["ce_recordedat"]),
-        data=json.loads(value),
-        metadata=Metadata(
-            actor=opt("ce_actor"),
-            organisation=opt("ce_organisation"),
-            correlation_id=opt("ce_correlationid"),
-            causation_id=opt("ce_causationid"),
-            idempotency_key=opt("ce_idempotencykey"),
-        ),
-        position=int(headers["ce_position"]),
-        hash=bytes.fromhex(headers["ce_chainhash"]) if headers.get("ce_chainhash") else None,
-    )
 
 
 @dataclass(frozen=True, slots=True)
