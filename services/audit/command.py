@@ -33,14 +33,7 @@ def register(commands: Any) -> None:
     audit = commands.add_parser("audit", help="replay, verify, compare, trace and export")
     actions = audit.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        action="append",
-        default=[],
-        metavar="SERVICE=URL",
-        help="a service's API (default: $TWINAID_<SERVICE>_URL, $TWINAID_PORT_BASE, the config"
-        " file, else the dev stack's ports)",
-    )
+    cli_support.add_url_option(common)
     common.add_argument(
         "--key",
         help="an auditor key (default: $TWINAID_AUDIT_KEY, $TWINAID_API_KEY, the config file)",
