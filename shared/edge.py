@@ -45,6 +45,22 @@ async def _reject(
     await problems.problem_response(status, body)(scope, receive, send)
 
 
+async def _refuse_nul(
+    scope: Scope, receive: Receive, send: Send, names: list[str], *, unnamed: str = ""
+) -> None:
+    """422 naming where the NUL characters are (`unnamed` when no name was found)."""
+    where = ", ".join(names) or unnamed
+    await _reject(
+        scope,
+        receive,
+        send,
+        422,
+        "The request is not valid",
+        "NUL characters are not accepted in text" + (f": {where}" if where else ""),
+        invalid=[{"name": n, "reason": "contains a NUL character"} for n in names],
+    )
+
+
 def _nul_parameters(scope: Scope) -> list[str]:
     """`query.<name>` of each query parameter with a NUL character in its name or value."""
     pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -212,16 +228,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, *, too_large: bool)
         await _too_large(scope, receive, send)
         return None
     if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
-        names = _nul_parameters(scope)
-        await _reject(
-            scope,
-            receive,
-            send,
-            422,
-            "The request is not valid",
-            "NUL characters are not accepted in text" + (": " + ", ".join(names) if names else ""),
-            invalid=[{"name": n, "reason": "contains a NUL character"} for n in names],
-        )
+        await _refuse_nul(scope, receive, send, _nul_parameters(scope))
         return None
     if scope["method"] in ("POST", "PUT", "PATCH"):
         body = await _read_body(receive)
@@ -230,16 +237,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, *, too_large: bool)
             return None
         # PostgreSQL cannot store NUL in text: refuse it here, once, for every service
         if b"\\u0000" in body or b"\x00" in body:
-            fields = _nul_fields(body)
-            await _reject(
-                scope,
-                receive,
-                send,
-                422,
-                "The request is not valid",
-                "NUL characters are not accepted in text: " + (", ".join(fields) or "body"),
-                invalid=[{"name": f, "reason": "contains a NUL character"} for f in fields],
-            )
+            await _refuse_nul(scope, receive, send, _nul_fields(body), unnamed="body")
             return None
         return _replay(body, receive)
     return receive
