@@ -20,7 +20,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import asyncpg
 import httpx
@@ -351,26 +351,20 @@ class Worker:
         return not_found(path)
 
 
-def main(
-    *,
-    service: str,
-    schema: Sequence[str],
-    handlers: Mapping[str, Mapping[str, Handler]],
-    contracts: Mapping[str, Path] | None = None,
-    webhook_access: webhooks.Access | None = None,
-    retention_due: str | None = None,
-) -> None:
+class Parts(TypedDict, total=False):
+    """What a service's worker is made of besides its name and settings (Worker's arguments)."""
+
+    schema: Required[Sequence[str]]
+    handlers: Required[Mapping[str, Mapping[str, Handler]]]
+    contracts: Mapping[str, Path] | None
+    webhook_access: webhooks.Access | None
+    retention_due: str | None
+
+
+def main(*, service: str, **parts: Unpack[Parts]) -> None:
     settings = Settings()
     logs.configure(f"{service}-worker", settings.log_level)
-    worker = Worker(
-        service=service,
-        settings=settings,
-        schema=schema,
-        handlers=handlers,
-        contracts=contracts,
-        webhook_access=webhook_access,
-        retention_due=retention_due,
-    )
+    worker = Worker(service=service, settings=settings, **parts)
 
     async def _run() -> None:
         stop = asyncio.Event()
