@@ -4,11 +4,10 @@ run in a unit of work (shared/repository.py) whose transaction the caller owns.
 organisations.py and partnerships.py decide on what they load through the repositories
 (common.py) and append through them (which projects); api_keys.py keeps the keys' rows beside
 their events; ports.py has what handlers need beyond the event store; registrations.py runs
-registrations that arrive together as one transaction (batches.py).
+registrations that arrive together as one transaction (shared/group_commit.py).
 """
 
 from services.registry.handlers import api_keys, organisations, partnerships
-from services.registry.handlers.batches import Batched, SavepointsNeeded
 from services.registry.handlers.common import (
     API_KEYS,
     HANDLERS,
@@ -17,6 +16,7 @@ from services.registry.handlers.common import (
     run,
 )
 from services.registry.handlers.registrations import batchable, register_together
+from shared.group_commit import Batched, SavepointsNeeded
 
 __all__ = [
     "API_KEYS",

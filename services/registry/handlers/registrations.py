@@ -6,7 +6,7 @@ statement and in the same order as a registration alone takes its own (so regist
 sharing names cannot deadlock), and then reads, in one statement, the organisations that may
 be namesakes (through the names index) and which of the ids it registers or names as parents
 are taken. The handlers then decide on that, and on the registrations before them in the
-batch; their events are appended in one round trip (handlers/batches.py).
+batch; their events are appended in one round trip (shared/group_commit.py).
 
 A registration with contacts is not batched: its people are sealed (written) before it is
 decided, which a refusal must undo (`batchable`).
@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 
 from services.registry import commands, projections
-from services.registry.handlers import batches, organisations
+from services.registry.handlers import organisations
 from services.registry.handlers.common import HANDLERS, ORGANISATIONS
 from services.registry.handlers.ports import PostgresPorts
+from shared import group_commit
 from shared.events import RecordedEvent
 
 
@@ -48,21 +49,21 @@ class _BatchPorts(PostgresPorts):
         wanted = set(keys)
         return min((i for i, c, k in self.named if c == country and k & wanted), default=None)
 
-    def kept(self, item: batches.Batched, answer: Any) -> None:
+    def kept(self, item: group_commit.Batched, answer: Any) -> None:
         registration = _command(item).registration
         keys = set(organisations.name_keys(registration))
         self.named.append((registration.organisation_id, registration.country, keys))
 
 
-def _command(item: batches.Batched) -> commands.RegisterOrganisation:
+def _command(item: group_commit.Batched) -> commands.RegisterOrganisation:
     assert isinstance(item.command, commands.RegisterOrganisation)
     return item.command
 
 
 async def register_together(
-    conn: asyncpg.Connection, batch: Sequence[batches.Batched], *, savepoints: bool = False
+    conn: asyncpg.Connection, batch: Sequence[group_commit.Batched], *, savepoints: bool = False
 ) -> list[Any]:
-    """Each registration's answer, or the error it raised, in order (batches.run_together),
+    """Each registration's answer, or the error it raised, in order (group_commit.run_together),
     in the caller's transaction. Raises ConcurrencyConflict (an id registered meanwhile by
     another transaction: nothing of the batch stays, each runs again) or SavepointsNeeded."""
     registrations = [_command(item).registration for item in batch]
@@ -86,9 +87,9 @@ async def register_together(
     # an id the registry does not hold has no stream yet (its registered event and its row
     # are written together); the others are read from the log when a handler loads them
     streams: dict[str, list[RecordedEvent]] = {ORGANISATIONS.stream_id(i): [] for i in ids - taken}
-    store = batches.BatchStore(conn, streams)
+    store = group_commit.BatchStore(conn, streams)
     ports = _BatchPorts(conn, batch[0].now, named)
-    return await batches.run_together(
+    return await group_commit.run_together(
         conn,
         HANDLERS,
         batch,
