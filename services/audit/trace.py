@@ -83,7 +83,7 @@ class _Loaded(consumed.Tolerant):
 
 class _Dispatched(consumed.Tolerant):
     EVENT_TYPE: ClassVar[str] = "shipments.convoy-dispatched"
-    SCHEMA_VERSION: ClassVar[int] = 2
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     custody: _Party | None = None
 
@@ -160,7 +160,11 @@ _ROAD: list[type[BaseModel]] = [
 ]
 ROAD = EventCodec(
     _ROAD,
-    upcasters={(m.EVENT_TYPE, 1): _same for m in (_Planned, _Dispatched, _HandedOff, _Confirmed)},
+    upcasters={
+        **{(m.EVENT_TYPE, 1): _same for m in (_Planned, _Dispatched, _HandedOff, _Confirmed)},
+        # version 3 dropped manifest_lines and weight_kg, which the trace does not read
+        (_Dispatched.EVENT_TYPE, 2): _same,
+    },
 )
 
 
