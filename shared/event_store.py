@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import asyncpg
 
@@ -45,17 +45,20 @@ class ConcurrencyConflict(Conflict):
         self.actual = actual
 
 
+class Append(TypedDict):
+    """What an append is given: the events to put after `expected_version` (0 for a new
+    stream) of the stream, with their metadata, recorded at `now`."""
+
+    stream_type: str
+    stream_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    metadata: Metadata
+    now: datetime
+
+
 class EventStore(Protocol):
-    async def append(
-        self,
-        *,
-        stream_type: str,
-        stream_id: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        metadata: Metadata,
-        now: datetime,
-    ) -> list[RecordedEvent]:
+    async def append(self, **append: Unpack[Append]) -> list[RecordedEvent]:
         """Append after `expected_version` (0 for a new stream). Raises ConcurrencyConflict."""
         ...
 
@@ -125,25 +128,18 @@ def check_storable(events: Sequence[NewEvent], *, now: datetime) -> None:
         raise Unstorable(problem)
 
 
-def append_arguments(
-    *,
-    stream_type: str,
-    stream_id: str,
-    expected_version: int,
-    events: Sequence[NewEvent],
-    metadata: Metadata,
-    now: datetime,
-) -> tuple[Any, ...]:
+def append_arguments(**append: Unpack[Append]) -> tuple[Any, ...]:
     """The arguments of twinaid_append. Data and metadata as RFC 8785 text, so the sealed body
     can be rendered from the columns (shared/chain.py); ValidationFailed (Unstorable) when a
     value has no canonical form or the log cannot hold it (check_storable)."""
+    events, now = append["events"], append["now"]
     check_storable(events, now=now)
     return (
-        stream_type,
-        stream_id,
-        expected_version,
+        append["stream_type"],
+        append["stream_id"],
+        append["expected_version"],
         now,
-        chain.encode(metadata.as_dict()),
+        chain.encode(append["metadata"].as_dict()),
         [e.event_id for e in events],
         [e.event_type for e in events],
         [e.schema_version for e in events],
@@ -152,30 +148,23 @@ def append_arguments(
     )
 
 
-def recorded(
-    *,
-    stream_type: str,
-    stream_id: str,
-    expected_version: int,
-    events: Sequence[NewEvent],
-    metadata: Metadata,
-    now: datetime,
-) -> list[RecordedEvent]:
+def recorded(**append: Unpack[Append]) -> list[RecordedEvent]:
     """The events as twinaid_append stored them."""
+    now, after = append["now"], append["expected_version"]
     return [
         RecordedEvent(
             event_id=e.event_id,
-            stream_type=stream_type,
-            stream_id=stream_id,
-            stream_version=expected_version + i + 1,
+            stream_type=append["stream_type"],
+            stream_id=append["stream_id"],
+            stream_version=after + i + 1,
             event_type=e.event_type,
             schema_version=e.schema_version,
             occurred_at=e.occurred_at or now,
             recorded_at=now,
             data=e.data,
-            metadata=metadata,
+            metadata=append["metadata"],
         )
-        for i, e in enumerate(events)
+        for i, e in enumerate(append["events"])
     ]
 
 
@@ -199,48 +188,25 @@ class PostgresEventStore:
         )
         return int(version)
 
-    async def append(
-        self,
-        *,
-        stream_type: str,
-        stream_id: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        metadata: Metadata,
-        now: datetime,
-    ) -> list[RecordedEvent]:
-        if not events:
+    async def append(self, **append: Unpack[Append]) -> list[RecordedEvent]:
+        if not append["events"]:
             return []
+        stream_id, expected = append["stream_id"], append["expected_version"]
         try:
             # The version check and the insert are one statement (twinaid_append in
             # shared/schema.sql); a concurrent writer that passes the check too is stopped by
             # UNIQUE (stream_id, stream_version).
             appended = await self.conn.fetchval(
-                f"SELECT {APPEND_CALL}",
-                *append_arguments(
-                    stream_type=stream_type,
-                    stream_id=stream_id,
-                    expected_version=expected_version,
-                    events=events,
-                    metadata=metadata,
-                    now=now,
-                ),
+                f"SELECT {APPEND_CALL}", *append_arguments(**append)
             )
         except asyncpg.UniqueViolationError as exc:
-            raise append_conflict(exc, stream_id=stream_id, expected=expected_version) from exc
+            raise append_conflict(exc, stream_id=stream_id, expected=expected) from exc
         except REFUSED_BY_DATABASE as exc:
             raise Unstorable(f"the database refused it: {exc}") from exc
-        if appended != len(events):
+        if appended != len(append["events"]):
             actual = await self.current_version(stream_id)
-            raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
-        return recorded(
-            stream_type=stream_type,
-            stream_id=stream_id,
-            expected_version=expected_version,
-            events=events,
-            metadata=metadata,
-            now=now,
-        )
+            raise ConcurrencyConflict(stream_id=stream_id, expected=expected, actual=actual)
+        return recorded(**append)
 
     async def read_stream(
         self,

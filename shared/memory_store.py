@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Unpack
 
 from shared import chain, chain_verifier
 from shared.errors import Conflict
-from shared.event_store import ConcurrencyConflict, check_storable
-from shared.events import Metadata, NewEvent, RecordedEvent, Selection
+from shared.event_store import Append, ConcurrencyConflict, check_storable, recorded
+from shared.events import Metadata, RecordedEvent, Selection
 
 
 class InMemoryEventStore:
@@ -20,45 +20,27 @@ class InMemoryEventStore:
         self._events: list[RecordedEvent] = []
         self._hash = chain.GENESIS
 
-    async def append(
-        self,
-        *,
-        stream_type: str,
-        stream_id: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        metadata: Metadata,
-        now: datetime,
-    ) -> list[RecordedEvent]:
+    async def append(self, **append: Unpack[Append]) -> list[RecordedEvent]:
+        stream_id, expected = append["stream_id"], append["expected_version"]
         actual = sum(1 for e in self._events if e.stream_id == stream_id)
-        if actual != expected_version:
-            raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
+        if actual != expected:
+            raise ConcurrencyConflict(stream_id=stream_id, expected=expected, actual=actual)
         known = {e.event_id for e in self._events}
-        if any(e.event_id in known for e in events):
+        if any(e.event_id in known for e in append["events"]):
             raise Conflict("an event with this id was already recorded")
         # what the database refuses (events_sealable_v1), refused here too, before anything
-        check_storable(events, now=now)
-        stored_metadata = Metadata.from_dict(json.loads(chain.encode(metadata.as_dict())))
-        stored = [json.loads(chain.encode(new.data)) for new in events]
-        recorded = []
-        for i, new in enumerate(events):
-            event = RecordedEvent(
-                event_id=new.event_id,
-                stream_type=stream_type,
-                stream_id=stream_id,
-                stream_version=expected_version + i + 1,
-                event_type=new.event_type,
-                schema_version=new.schema_version,
-                occurred_at=new.occurred_at or now,
-                recorded_at=now,
-                data=stored[i],
-                metadata=stored_metadata,
-            )
+        check_storable(append["events"], now=append["now"])
+        # as the database gives them back: data and metadata through their stored JSON text
+        metadata = Metadata.from_dict(json.loads(chain.encode(append["metadata"].as_dict())))
+        new = [
+            replace(event, data=json.loads(chain.encode(event.data)), metadata=metadata)
+            for event in recorded(**append)
+        ]
+        for event in new:
             position = len(self._events) + 1
             self._hash = chain.link(self._hash, event, position=position)
             self._events.append(replace(event, position=position, hash=self._hash))
-            recorded.append(event)
-        return recorded
+        return new
 
     async def read_stream(
         self,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Unpack
 
 import asyncpg
 
-from shared.event_store import PostgresEventStore
-from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.event_store import Append, PostgresEventStore
+from shared.events import RecordedEvent
 from shared.rows import COLUMNS, from_row
 
 Apply = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
@@ -48,28 +48,12 @@ async def project(
 
 
 async def record(
-    conn: asyncpg.Connection,
-    projections: Sequence[Projection],
-    *,
-    stream_type: str,
-    stream_id: str,
-    expected_version: int,
-    events: Sequence[NewEvent],
-    metadata: Metadata,
-    now: datetime,
+    conn: asyncpg.Connection, projections: Sequence[Projection], **append: Unpack[Append]
 ) -> list[RecordedEvent]:
-    """Append to `<stream_type>-<stream_id>` and project, in the caller's transaction.
-    No events: nothing happened (an idempotent no-op)."""
-    if not events:
-        return []
-    recorded = await PostgresEventStore(conn).append(
-        stream_type=stream_type,
-        stream_id=f"{stream_type}-{stream_id}",
-        expected_version=expected_version,
-        events=events,
-        metadata=metadata,
-        now=now,
-    )
+    """Append to `<stream_type>-<stream_id>` (`stream_id` the record's id) and project, in the
+    caller's transaction. No events: nothing happened (an idempotent no-op)."""
+    append["stream_id"] = f"{append['stream_type']}-{append['stream_id']}"
+    recorded = await PostgresEventStore(conn).append(**append)
     await project(conn, projections, recorded)
     return recorded
 
