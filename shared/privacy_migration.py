@@ -123,17 +123,7 @@ class Report:
     rebuilt: int | None = None  # events replayed into the read models, if rebuilt
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "examined": self.examined,
-            "rewritten": self.rewritten,
-            "positions": self.positions,
-            "statement_event_id": self.statement_event_id,
-            "statement_event_ids": self.statement_event_ids,
-            "head_position": self.head_position,
-            "unsealed": self.unsealed,
-            "rebuilt": self.rebuilt,
-        }
+        return dataclasses.asdict(self)
 
 
 class Refused(Exception):

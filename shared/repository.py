@@ -10,6 +10,7 @@ consumer's transaction), InMemoryUnitOfWork in fast handler tests.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -117,28 +118,19 @@ def _version(state: Any) -> int:
     return version
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)  # one repository per stream type: by identity
 class Repository(Generic[S]):
     """The records of one stream type: `initial(record_id)` is a record with no event,
     `evolve` folds one decoded event into a state, `version(state)` is the stream version the
     state was folded to. With a `snapshot` format, loads start from the record's snapshot
     (when the unit of work has a snapshot store) and `save_snapshot` keeps one."""
 
-    def __init__(
-        self,
-        *,
-        stream_type: str,
-        codec: EventCodec,
-        initial: Callable[[str], S],
-        evolve: Callable[[S, Event[Any]], S],
-        version: Callable[[S], int] = _version,
-        snapshot: SnapshotFormat[S] | None = None,
-    ) -> None:
-        self.stream_type = stream_type
-        self.codec = codec
-        self.initial = initial
-        self.evolve = evolve
-        self.version = version
-        self.snapshot = snapshot
+    stream_type: str
+    codec: EventCodec
+    initial: Callable[[str], S]
+    evolve: Callable[[S, Event[Any]], S]
+    version: Callable[[S], int] = _version
+    snapshot: SnapshotFormat[S] | None = None
 
     def stream_id(self, record_id: str) -> str:
         """The stream of a record: the only place stream ids are spelled."""
