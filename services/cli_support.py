@@ -214,6 +214,17 @@ def add_url_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_service_option(parser: argparse.ArgumentParser, *, text: str = "(default: all)") -> None:
+    """--service SERVICE, as often as needed: only these services (none given, [] : all)."""
+    parser.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        choices=SERVICES,
+        help=f"only these services {text}",
+    )
+
+
 def service_urls(given: Sequence[str], config: Config) -> dict[str, str]:
     """Every service's API: the --url given for it (add_url_option), else the configured one.
     Failed (2) on a --url that is not SERVICE=URL."""

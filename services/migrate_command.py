@@ -20,13 +20,7 @@ def register(commands: Any) -> None:
         help="apply the services' pending schema migrations (or --list them)",
         description=__doc__,
     )
-    m.add_argument(
-        "--service",
-        action="append",
-        default=[],
-        choices=SERVICES,
-        help="only these services (default: all)",
-    )
+    cli_support.add_service_option(m)
     m.add_argument(
         "--list",
         action="store_true",

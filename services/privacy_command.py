@@ -56,13 +56,7 @@ def register(commands: Any) -> None:
         " of the organisation that recorded the person (default: $TWINAID_API_KEY, the config"
         " file)",
     )
-    api.add_argument(
-        "--service",
-        action="append",
-        default=[],
-        choices=SERVICES,
-        help="look only in these services (default: all)",
-    )
+    cli_support.add_service_option(api, text="to look in (default: all)")
     by_name = argparse.ArgumentParser(add_help=False)
     by_name.add_argument(
         "--organisation",

@@ -46,13 +46,7 @@ def register(commands: Any) -> None:
         ' ({"registry": ["<base64>"], ...}); default: $TRUSTED_KEYS, else the file make run'
         " writes ($TWINAID_DATA_DIR/keys/trusted_keys.json) when it exists",
     )
-    common.add_argument(
-        "--service",
-        action="append",
-        default=[],
-        choices=SERVICES,
-        help="only these services (default: all)",
-    )
+    cli_support.add_service_option(common)
     for name in ("replay", "compare"):
         p = actions.add_parser(
             name,

@@ -25,7 +25,7 @@ def register(commands: Any) -> None:
         " directory or a .tar.gz, with a manifest",
     )
     b.add_argument("target", type=Path, help="a new directory, or a file ending in .tar.gz")
-    b.add_argument("--service", action="append", choices=SERVICES, help="default: every one")
+    cli_support.add_service_option(b)
     b.add_argument(
         "--key-file",
         action="append",
@@ -53,7 +53,7 @@ def register(commands: Any) -> None:
         " keys and the kept checkpoints and compare it with the manifest",
     )
     r.add_argument("source", type=Path, help="a backup directory or .tar.gz")
-    r.add_argument("--service", action="append", choices=SERVICES, help="default: every one")
+    cli_support.add_service_option(r)
     r.add_argument(
         "--replace", action="store_true", help="drop target databases (and key files) that hold"
     )
