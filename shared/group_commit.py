@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import asyncpg
 
@@ -33,12 +33,14 @@ from shared import projections as read_models
 from shared.commands import Command, Handlers
 from shared.event_store import (
     REFUSED_BY_DATABASE,
+    Append,
     ConcurrencyConflict,
     PostgresEventStore,
+    Window,
     append_conflict,
     recorded,
 )
-from shared.events import Metadata, NewEvent, RecordedEvent
+from shared.events import Metadata, RecordedEvent
 from shared.projections import Projection
 from shared.repository import PostgresUnitOfWork
 from shared.snapshots import PostgresSnapshots, Snapshot
@@ -116,23 +118,16 @@ class BatchStore(PostgresEventStore):
         self.appended: list[RecordedEvent] = []  # in order, every command kept so far
         self.pending: list[tuple[Any, ...]] = []  # their twinaid_append arguments
 
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        as_of: datetime | None = None,
-        known_at: datetime | None = None,
-        after_version: int = 0,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        if as_of is not None or known_at is not None:
+    async def read_stream(self, stream_id: str, **window: Unpack[Window]) -> list[RecordedEvent]:
+        if window.get("as_of") is not None or window.get("known_at") is not None:
             raise ValueError("a batch reads streams as they are now")
+        after, limit = window.get("after_version", 0), window.get("limit")
         read = self._read.get(stream_id)
-        if read is None or read[0] > after_version:
-            events = await super().read_stream(stream_id, after_version=after_version)
-            read = self._read[stream_id] = (after_version, events)
+        if read is None or read[0] > after:
+            events = await super().read_stream(stream_id, after_version=after)
+            read = self._read[stream_id] = (after, events)
         found = [*read[1], *(e for e in self.appended if e.stream_id == stream_id)]
-        found = [e for e in found if e.stream_version > after_version]
+        found = [e for e in found if e.stream_version > after]
         return found if limit is None else found[:limit]
 
     def _version(self, stream_id: str) -> int | None:
@@ -149,31 +144,15 @@ class BatchStore(PostgresEventStore):
         version = self._version(stream_id)
         return await super().current_version(stream_id) if version is None else version
 
-    async def append(
-        self,
-        *,
-        stream_type: str,
-        stream_id: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        metadata: Metadata,
-        now: datetime,
-    ) -> list[RecordedEvent]:
+    async def append(self, **append: Unpack[Append]) -> list[RecordedEvent]:
         """Kept back for `flush`. ConcurrencyConflict at once when the batch knows the stream
         is elsewhere (else `flush` finds out); Unstorable at once."""
-        if not events:
+        if not append["events"]:
             return []
+        stream_id, expected = append["stream_id"], append["expected_version"]
         actual = self._version(stream_id)
-        if actual is not None and actual != expected_version:
-            raise ConcurrencyConflict(stream_id=stream_id, expected=expected_version, actual=actual)
-        append: dict[str, Any] = {
-            "stream_type": stream_type,
-            "stream_id": stream_id,
-            "expected_version": expected_version,
-            "events": events,
-            "metadata": metadata,
-            "now": now,
-        }
+        if actual is not None and actual != expected:
+            raise ConcurrencyConflict(stream_id=stream_id, expected=expected, actual=actual)
         self.pending.append(event_store.append_arguments(**append))  # Unstorable: refused
         new = recorded(**append)
         self.appended.extend(new)
