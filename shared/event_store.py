@@ -57,23 +57,24 @@ class Append(TypedDict):
     now: datetime
 
 
+class Window(TypedDict, total=False):
+    """Which events of a stream to read: occurred by `as_of`, recorded by `known_at` (None,
+    the default: whenever), the versions after `after_version` (0: from the first), at most
+    `limit` of them (None, the default: all)."""
+
+    as_of: datetime | None
+    known_at: datetime | None
+    after_version: int
+    limit: int | None
+
+
 class EventStore(Protocol):
     async def append(self, **append: Unpack[Append]) -> list[RecordedEvent]:
         """Append after `expected_version` (0 for a new stream). Raises ConcurrencyConflict."""
         ...
 
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        as_of: datetime | None = None,
-        known_at: datetime | None = None,
-        after_version: int = 0,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        """Events of one stream in version order; `as_of` filters by occurred-at,
-        `known_at` by recorded-at; a page: the versions after `after_version`, at most
-        `limit` of them (None: all)."""
+    async def read_stream(self, stream_id: str, **window: Unpack[Window]) -> list[RecordedEvent]:
+        """The events of one stream in `window`, in version order."""
         ...
 
     async def read_all(
@@ -208,15 +209,7 @@ class PostgresEventStore:
             raise ConcurrencyConflict(stream_id=stream_id, expected=expected, actual=actual)
         return recorded(**append)
 
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        as_of: datetime | None = None,
-        known_at: datetime | None = None,
-        after_version: int = 0,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
+    async def read_stream(self, stream_id: str, **window: Unpack[Window]) -> list[RecordedEvent]:
         rows = await self.conn.fetch(
             f"""
             SELECT {COLUMNS}, c.position, c.hash FROM events e
@@ -229,10 +222,10 @@ class PostgresEventStore:
             LIMIT $5
             """,
             stream_id,
-            as_of,
-            known_at,
-            after_version,
-            limit,
+            window.get("as_of"),
+            window.get("known_at"),
+            window.get("after_version", 0),
+            window.get("limit"),
         )
         return [from_row(r, position=r["position"], hash=r["hash"]) for r in rows]
 

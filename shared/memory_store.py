@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime
 from typing import Unpack
 
 from shared import chain, chain_verifier
 from shared.errors import Conflict
-from shared.event_store import Append, ConcurrencyConflict, check_storable, recorded
+from shared.event_store import Append, ConcurrencyConflict, Window, check_storable, recorded
 from shared.events import Metadata, RecordedEvent, Selection
 
 
@@ -42,15 +41,9 @@ class InMemoryEventStore:
             self._events.append(replace(event, position=position, hash=self._hash))
         return new
 
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        as_of: datetime | None = None,
-        known_at: datetime | None = None,
-        after_version: int = 0,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
+    async def read_stream(self, stream_id: str, **window: Unpack[Window]) -> list[RecordedEvent]:
+        after_version, limit = window.get("after_version", 0), window.get("limit")
+        as_of, known_at = window.get("as_of"), window.get("known_at")
         found = [
             e
             for e in self._events
