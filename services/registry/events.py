@@ -195,11 +195,8 @@ class KeyActor(_Event):
     organisation: Id
 
 
-class ApiKeyIssued(_Event):
-    """A new API key of `organisation_id`. `secret_sha256` is what the other services check
-    the key's secret against (never the secret, which only its holder saw)."""
-
-    EVENT_TYPE: ClassVar[str] = API_KEY_ISSUED
+class _KeySecret(_Event):
+    """What an issued or rotated key holds: its roles, label, expiry and secret's digest."""
 
     key_id: KeyId
     organisation_id: Id
@@ -210,19 +207,20 @@ class ApiKeyIssued(_Event):
     by: KeyActor
 
 
-class ApiKeyRotated(_Event):
+class ApiKeyIssued(_KeySecret):
+    """A new API key of `organisation_id`. `secret_sha256` is what the other services check
+    the key's secret against (never the secret, which only its holder saw)."""
+
+    EVENT_TYPE: ClassVar[str] = API_KEY_ISSUED
+
+
+class ApiKeyRotated(_KeySecret):
     """The key's secret replaced (the previous one refused from now on) and its expiry
     renewed; roles and label as they are, repeated so the event stands on its own."""
 
     EVENT_TYPE: ClassVar[str] = API_KEY_ROTATED
 
-    key_id: KeyId
-    organisation_id: Id
-    roles: list[RoleName] = Field(min_length=1, max_length=10)
-    label: Label
-    expires_at: AwareDatetime | None = Field(description="when it stops working (null: never)")
     secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the new secret")
-    by: KeyActor
 
 
 class ApiKeyRevoked(_Event):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -52,6 +52,11 @@ class CoordinatesIn(_In):
     ]
 
 
+def _example(example: dict[str, Any]) -> ConfigDict:
+    """A request model's example in the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
 class ContactIn(_In):
     role: Annotated[str, Field(min_length=1, max_length=100)]
     name: Name
@@ -61,19 +66,15 @@ class ContactIn(_In):
 
 
 class OrganisationIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "organisation_id": "kharkiv",
-                    "name": "Kharkiv",
-                    "kind": "municipality",
-                    "country": "UA",
-                    "region": "Kharkiv Oblast",
-                    "aliases": ["Charkiw", "Kharkov"],
-                    "coordinates": {"lat": 49.9935, "lon": 36.2304},
-                }
-            ]
+    model_config = _example(
+        {
+            "organisation_id": "kharkiv",
+            "name": "Kharkiv",
+            "kind": "municipality",
+            "country": "UA",
+            "region": "Kharkiv Oblast",
+            "aliases": ["Charkiw", "Kharkov"],
+            "coordinates": {"lat": 49.9935, "lon": 36.2304},
         }
     )
 
@@ -90,32 +91,24 @@ class OrganisationIn(_In):
 
 
 class RenameIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"name": "Kyiv", "reason": "official transliteration since 1995"}]
-        }
-    )
+    model_config = _example({"name": "Kyiv", "reason": "official transliteration since 1995"})
 
     name: OrgName
     reason: Annotated[str | None, Field(max_length=500)] = None
 
 
 class AliasIn(_In):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"alias": "Charkiw"}]})
+    model_config = _example({"alias": "Charkiw"})
 
     alias: OrgName
 
 
 class CorrectionIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "region": "Kyiv Oblast",
-                    "coordinates": {"lat": 50.5436, "lon": 30.2131},
-                    "reason": "Bucha is in Kyiv Oblast",
-                }
-            ]
+    model_config = _example(
+        {
+            "region": "Kyiv Oblast",
+            "coordinates": {"lat": 50.5436, "lon": 30.2131},
+            "reason": "Bucha is in Kyiv Oblast",
         }
     )
 
@@ -128,17 +121,13 @@ class CorrectionIn(_In):
 
 
 class ContactsIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = _example(
+        {
+            "contacts": [
                 {
-                    "contacts": [
-                        {
-                            "role": "international relations",
-                            "name": "Marc Leroy",
-                            "email": "relations@lille.example",
-                        }
-                    ]
+                    "role": "international relations",
+                    "name": "Marc Leroy",
+                    "email": "relations@lille.example",
                 }
             ]
         }
@@ -153,17 +142,13 @@ class EvidenceIn(_In):
 
 
 class PartnershipIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "partnership_id": "lille-kharkiv-twinning",
-                    "organisations": ["lille", "kharkiv"],
-                    "kind": "twinning",
-                    "fields": ["humanitarian_aid"],
-                    "occurred_at": "1978-06-01T00:00:00Z",
-                }
-            ]
+    model_config = _example(
+        {
+            "partnership_id": "lille-kharkiv-twinning",
+            "organisations": ["lille", "kharkiv"],
+            "kind": "twinning",
+            "fields": ["humanitarian_aid"],
+            "occurred_at": "1978-06-01T00:00:00Z",
         }
     )
 
@@ -178,15 +163,11 @@ class PartnershipIn(_In):
 
 
 class TransitionIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "to": "signed",
-                    "occurred_at": "2022-05-19T10:00:00Z",
-                    "evidence": {"reference": "Twinning Pact, Bucha and Bergamo"},
-                }
-            ]
+    model_config = _example(
+        {
+            "to": "signed",
+            "occurred_at": "2022-05-19T10:00:00Z",
+            "evidence": {"reference": "Twinning Pact, Bucha and Bergamo"},
         }
     )
 

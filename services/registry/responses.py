@@ -9,6 +9,7 @@ as it is. Amounts in minor units are integers; quantities, weights and rates are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -49,16 +50,7 @@ class OrganisationContact(Out):
     erased: bool | None = Field(default=None, description="whether the person was erased")
 
 
-class Organisation(Out):
-    organisation_id: str
-    name: str
-    kind: str
-    country: str
-    region: str | None
-    aliases: list[str]
-    coordinates: OrganisationPageItemCoordinates | None
-    parent_id: str | None
-    version: int
+class Organisation(OrganisationPageItem):
     contacts: list[OrganisationContact] | None = None
     as_of: str | None = None
 
@@ -103,7 +95,7 @@ class NetworkPartnerPartnership(Out):
     proposed_at: str
     signed_at: str | None
     changed_at: str
-    history: list[NetworkPartnerPartnershipHistory] = Field(
+    history: Sequence[NetworkPartnerPartnershipHistory] = Field(
         description="the latest 100 status changes"
     )
     history_total: int = Field(description="how many status changes the partnership has")
@@ -126,34 +118,22 @@ class Network(Out):
     next_cursor: str | None
 
 
-class PartnershipPageItemHistoryEvidence(Out):
-    note: str | None = None
-    reference: str | None = None
+# a page's partnership is a network's, each schema under its own name
 
 
-class PartnershipPageItemHistory(Out):
-    actor: str
-    status: str
+class PartnershipPageItemHistoryEvidence(NetworkPartnerPartnershipHistoryEvidence):
+    pass
+
+
+class PartnershipPageItemHistory(NetworkPartnerPartnershipHistory):
     evidence: PartnershipPageItemHistoryEvidence | None
-    occurred_at: str
 
 
-class PartnershipPageItem(Out):
-    partnership_id: str
-    organisations: list[str]
-    kind: str
-    programme: str | None
-    phase: str | None
+class PartnershipPageItem(NetworkPartnerPartnership):
     fields: list[str]
-    status: str
-    proposed_at: str
-    signed_at: str | None
-    changed_at: str
-    history: list[PartnershipPageItemHistory] = Field(description="the latest 100 status changes")
-    history_total: int = Field(description="how many status changes the partnership has")
-    agreements: list[Any] = Field(description="the latest 100 agreements")
-    agreements_total: int = Field(description="how many agreements were recorded")
-    version: int
+    history: Sequence[PartnershipPageItemHistory] = Field(
+        description="the latest 100 status changes"
+    )
 
 
 class PartnershipPage(Out):
@@ -161,9 +141,8 @@ class PartnershipPage(Out):
     next_cursor: str | None
 
 
-class PartnershipHistoryEvidence(Out):
-    note: str | None = None
-    reference: str | None = None
+class PartnershipHistoryEvidence(NetworkPartnerPartnershipHistoryEvidence):
+    pass
 
 
 class PartnershipHistory(Out):
