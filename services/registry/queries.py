@@ -79,7 +79,6 @@ async def search_organisations(
     limit: int,
 ) -> dict[str, Any]:
     """Name or any alias, case- and accent-insensitive, substring match; ordered by name."""
-    after = pagination.decode(cursor, parts=(str, str))
     pattern = (
         None
         if not q
@@ -87,7 +86,8 @@ async def search_organisations(
         + domain.fold_name(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         + "%"
     )
-    rows = await conn.fetch(
+    items, next_cursor = await _keyset_page(
+        conn,
         f"""
         SELECT {_ORG_COLUMNS} FROM organisations
         WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM unnest(search_names) n
@@ -102,12 +102,9 @@ async def search_organisations(
         kind,
         country,
         region,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["name_folded"], r["organisation_id"]]
+        cursor=cursor,
+        limit=limit,
+        keys=("name_folded", "organisation_id"),
     )
     return {
         "items": [_organisation(r, with_contacts=False) for r in items],
@@ -166,8 +163,8 @@ async def partnerships(
     limit: int,
 ) -> dict[str, Any]:
     """`country` matches either side; `organisation` either side too."""
-    after = pagination.decode(cursor, parts=(str,))
-    rows = await conn.fetch(
+    items, next_cursor = await _keyset_page(
+        conn,
         f"""
         SELECT {_PARTNERSHIP_COLUMNS} FROM partnerships p
         LEFT JOIN organisations a ON a.organisation_id = p.org_a
@@ -187,10 +184,10 @@ async def partnerships(
         programme,
         country,
         signed_year,
-        after[0] if after else None,
-        limit + 1,
+        cursor=cursor,
+        limit=limit,
+        keys=("partnership_id",),
     )
-    items, next_cursor = pagination.page(rows, limit=limit, key_of=lambda r: [r["partnership_id"]])
     return {"items": [_partnership(r) for r in items], "next_cursor": next_cursor}
 
 
@@ -199,9 +196,8 @@ async def network(
 ) -> dict[str, Any]:
     """The partners around one organisation, each with the partnership that links them, by
     partner name (folded) then partnership id, a page at a time (keyset on that pair)."""
-    after = pagination.decode(cursor, parts=(str, str))
-    centre = await organisation(conn, organisation_id, with_contacts=False)
-    rows = await conn.fetch(
+    rows, next_cursor = await _keyset_page(
+        conn,
         f"""
         SELECT {_PARTNERSHIP_COLUMNS}, o.organisation_id AS partner_id, o.name AS partner_name,
                o.country AS partner_country, o.kind AS partner_kind,
@@ -214,13 +210,11 @@ async def network(
         ORDER BY o.name_folded, p.partnership_id LIMIT $4
         """,
         organisation_id,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
+        cursor=cursor,
+        limit=limit,
+        keys=("partner_folded", "partnership_id"),
     )
-    rows, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["partner_folded"], r["partnership_id"]]
-    )
+    centre = await organisation(conn, organisation_id, with_contacts=False)
     return {
         "next_cursor": next_cursor,
         "organisation": centre,
@@ -235,6 +229,21 @@ async def network(
             for r in rows
         ],
     }
+
+
+async def _keyset_page(
+    conn: asyncpg.Connection,
+    sql: str,
+    *args: Any,
+    cursor: str | None,
+    limit: int,
+    keys: tuple[str, ...],
+) -> tuple[list[asyncpg.Record], str | None]:
+    """A page of `sql` ordered by the text columns `keys` names: its parameters are `args`,
+    then the cursor's values (NULL on the first page), then the page's size plus one."""
+    after = pagination.decode(cursor, parts=(str,) * len(keys))
+    rows = await conn.fetch(sql, *args, *(after or [None] * len(keys)), limit + 1)
+    return pagination.page(rows, limit=limit, key_of=lambda r: [r[k] for k in keys])
 
 
 async def require_organisation(conn: asyncpg.Connection, organisation_id: str) -> None:
