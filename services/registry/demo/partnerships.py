@@ -161,32 +161,17 @@ PARTNERSHIPS: list[Partnership] = [
         ),
         fields=("humanitarian_aid",),
     ),
-    _signed(
-        "kharkiv-brno-twinning",
-        ("kharkiv", "brno"),
-        TWINNING,
-        LEEDS_SOURCE,
-        LEEDS_PUBLISHED,
-        _KHARKIV_TWINS,
-        "the article gives no signing date, only that it holds in April 2022 at the earliest",
-    ),
-    _signed(
-        "leeds-lille-twinning",
-        ("leeds", "lille"),
-        TWINNING,
-        LEEDS_SOURCE,
-        LEEDS_PUBLISHED,
-        _KHARKIV_TWINS,
-        "the article gives no signing date, only that it holds in April 2022 at the earliest",
-    ),
-    _signed(
-        "leeds-brno-twinning",
-        ("leeds", "brno"),
-        TWINNING,
-        LEEDS_SOURCE,
-        LEEDS_PUBLISHED,
-        _KHARKIV_TWINS,
-        "the article gives no signing date, only that it holds in April 2022 at the earliest",
+    *(
+        _signed(
+            f"{a}-{b}-twinning",
+            (a, b),
+            TWINNING,
+            LEEDS_SOURCE,
+            LEEDS_PUBLISHED,
+            _KHARKIV_TWINS,
+            "the article gives no signing date, only that it holds in April 2022 at the earliest",
+        )
+        for a, b in (("kharkiv", "brno"), ("leeds", "lille"), ("leeds", "brno"))
     ),
     # The 2022 wave of new sister cities
     *(

@@ -49,8 +49,12 @@ def idempotency_key(body: dict[str, Any]) -> str:
     return f"demo-organisation-{body['organisation_id']}-{_digest(body)}"
 
 
-def _keyed(key: str) -> dict[str, str]:
-    return {"Idempotency-Key": key}
+async def _post(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], key: str
+) -> httpx.Response:
+    """POST `body` with `key` as its Idempotency-Key: a key tied to the body (as
+    `idempotency_key`), so that a retry replays the first answer."""
+    return await _send(client, "POST", url, json=body, headers={"Idempotency-Key": key})
 
 
 def _refused(what: str, response: httpx.Response) -> httpx.HTTPStatusError:
@@ -85,9 +89,7 @@ async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int, int]:
     registered = present = located = 0
     for org in ORGANISATIONS:
         body = org.body()
-        response = await _send(
-            client, "POST", "/v1/organisations", json=body, headers=_keyed(idempotency_key(body))
-        )
+        response = await _post(client, "/v1/organisations", body, idempotency_key(body))
         if response.status_code == 409:
             present += 1
             located += await _locate(client, org)
@@ -116,13 +118,8 @@ async def _locate(client: httpx.AsyncClient, org: Org) -> bool:
     if response.json().get("coordinates") is not None:
         return False
     body = {"coordinates": org.coordinates, "reason": LOCATED_REASON}
-    corrected = await _send(
-        client,
-        "POST",
-        f"/v1/organisations/{oid}/corrections",
-        json=body,
-        headers=_keyed(f"demo-location-{oid}-{_digest(body)}"),
-    )
+    key = f"demo-location-{oid}-{_digest(body)}"
+    corrected = await _post(client, f"/v1/organisations/{oid}/corrections", body, key)
     if corrected.status_code != 200:
         raise _refused(f"{oid} (coordinates)", corrected)
     return not _replayed(corrected)
@@ -149,13 +146,8 @@ async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[
     status = await _status(client, pid)
     if status is None:
         body = p.proposal()
-        response = await _send(
-            client,
-            "POST",
-            "/v1/partnerships",
-            json=body,
-            headers=_keyed(f"demo-partnership-{pid}-{_digest(body)}"),
-        )
+        key = f"demo-partnership-{pid}-{_digest(body)}"
+        response = await _post(client, "/v1/partnerships", body, key)
         if response.status_code == 201:
             proposed = not _replayed(response)
         elif response.status_code != 409:  # 409: proposed meanwhile
@@ -170,13 +162,8 @@ async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[
         if FORWARD.index(status) >= FORWARD.index(step.to):
             continue
         body = p.transition(step)
-        response = await _send(
-            client,
-            "POST",
-            f"/v1/partnerships/{pid}/transitions",
-            json=body,
-            headers=_keyed(f"demo-partnership-{pid}-{step.to}-{_digest(body)}"),
-        )
+        key = f"demo-partnership-{pid}-{step.to}-{_digest(body)}"
+        response = await _post(client, f"/v1/partnerships/{pid}/transitions", body, key)
         if response.status_code == 200:
             changes += not _replayed(response)
             status = step.to
