@@ -149,6 +149,18 @@ def require_key_of(state: ApiKey, organisation_id: str) -> ApiKey:
     return state
 
 
+def _require_live_key_of(state: ApiKey, organisation_id: str, manager: Manager) -> None:
+    """What rotating or revoking a key needs: `manager` manages `organisation_id`, the key is
+    the organisation's (require_key_of) and is not revoked (409: a revoked key stays so)."""
+    check_manages(manager, organisation_id)
+    require_key_of(state, organisation_id)
+    if state.revoked_at is not None:
+        raise Conflict(
+            f"API key {state.key_id} was already revoked at {state.revoked_at.isoformat()}: a"
+            " revoked key stays revoked (issue a new one instead)"
+        )
+
+
 def rotate(
     state: ApiKey,
     *,
@@ -158,13 +170,7 @@ def rotate(
     manager: Manager,
     now: datetime,
 ) -> list[NewEvent]:
-    check_manages(manager, organisation_id)
-    require_key_of(state, organisation_id)
-    if state.revoked_at is not None:
-        raise Conflict(
-            f"API key {state.key_id} was revoked at {state.revoked_at.isoformat()}: issue a new"
-            " one instead"
-        )
+    _require_live_key_of(state, organisation_id, manager)
     _check_grants(manager, state.roles, doing="rotate")
     data = ev.ApiKeyRotated(
         key_id=state.key_id,
@@ -186,10 +192,7 @@ def revoke(
     manager: Manager,
     now: datetime,
 ) -> list[NewEvent]:
-    check_manages(manager, organisation_id)
-    require_key_of(state, organisation_id)
-    if state.revoked_at is not None:
-        raise Conflict(f"API key {state.key_id} was already revoked at {state.revoked_at}")
+    _require_live_key_of(state, organisation_id, manager)
     data = ev.ApiKeyRevoked(
         key_id=state.key_id, organisation_id=organisation_id, reason=reason, by=manager.actor()
     )
