@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -113,36 +114,52 @@ def header_map(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
 
 
+# the feed's field of each CloudEvents header a relay sets (shared/record_headers.py)
+_FEED_FIELDS = {
+    "event_id": "ce_id",
+    "position": "ce_position",
+    "event_type": "ce_type",
+    "stream_id": "ce_subject",
+    "stream_type": "ce_streamtype",
+    "schema_version": "ce_schemaversion",
+    "occurred_at": "ce_time",
+    "recorded_at": "ce_recordedat",
+    "hash": "ce_chainhash",
+}
+_OPTIONAL_FIELDS = {"stream_type", "schema_version", "recorded_at", "hash"}
+
+
 def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Incoming:
     """The message as an Incoming of `upstream`: the service whose topic it came from (never
-    a header of the message)."""
+    a header of the message). Its event is read as the feed's (parse_feed_event), from the
+    headers and the value; what only a message carries is added to it."""
     headers = header_map(record)
     try:
         data = json.loads(record.value or b"")
         if not isinstance(data, dict):
             raise Unparseable("the value is not a JSON object")
-        metadata = Metadata(**{k: headers.get(h) or None for k, h in _METADATA_HEADERS.items()})
-        recorded = headers.get("ce_recordedat")
         signature = headers.get("ce_signature")
         redaction = json.loads(headers["ce_redaction"]) if headers.get("ce_redaction") else None
         if redaction is not None and not isinstance(redaction, dict):
             raise Unparseable("the ce_redaction header is not a JSON object")
-        return Incoming(
-            upstream=upstream,
-            event_id=uuid.UUID(headers["ce_id"]),
-            position=int(headers["ce_position"]),
-            event_type=headers["ce_type"],
-            stream_id=headers["ce_subject"],
-            stream_version=int(headers.get("ce_streamversion", "0")),
-            occurred_at=datetime.fromisoformat(headers["ce_time"]),
-            data=data,
-            correlation_id=metadata.correlation_id,
-            organisation=metadata.organisation,
-            stream_type=headers.get("ce_streamtype", ""),
-            schema_version=int(headers.get("ce_schemaversion", "1")),
-            recorded_at=datetime.fromisoformat(recorded) if recorded else None,
-            metadata=metadata,
-            chain_hash=_hex(headers.get("ce_chainhash")),
+        # a missing header that every message has: KeyError naming it
+        as_feed = {
+            field: headers[h]
+            for field, h in _FEED_FIELDS.items()
+            if h in headers or field not in _OPTIONAL_FIELDS
+        }
+        event = parse_feed_event(
+            upstream,
+            {
+                **as_feed,
+                "stream_version": headers.get("ce_streamversion", "0"),
+                "data": data,
+                "metadata": {k: headers.get(h) or None for k, h in _METADATA_HEADERS.items()},
+                "redaction": redaction,
+            },
+        )
+        return dataclasses.replace(
+            event,
             previous_hash=_hex(headers.get("ce_prevhash")),
             signature=base64.b64decode(signature, validate=True) if signature else None,
             signing_key=headers.get("ce_signingkey") or None,
@@ -150,7 +167,6 @@ def parse_record(record: ConsumerRecord[bytes, bytes], *, upstream: str) -> Inco
             partition=record.partition,
             size=len(record.value or b""),
             raw_data=record.value,
-            redaction=redaction,
         )
     except Unparseable:
         raise
