@@ -59,7 +59,7 @@ async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 
 async def _directory(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
     """The organisations' events in order, each as its handler applies it, but the
-    registrations next to each other in one round trip (a batch of them: handlers/batches.py;
+    registrations next to each other in one round trip (a batch of them: shared/group_commit.py;
     a rebuild)."""
     registered: list[RecordedEvent] = []
     for event in events:

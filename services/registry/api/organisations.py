@@ -73,14 +73,10 @@ async def register_organisation(
     """Register an organisation (registry administrators). A namesake in the same country is
     refused with 409 naming it, unless `distinct` is true."""
     registration = domain.RegisterOrganisation(
+        # name, kind, country, region, coordinates (a dict) and parent as validated
+        **body.model_dump(exclude={"organisation_id", "aliases", "contacts", "distinct"}),
         organisation_id=body.organisation_id or str(uuid.uuid4()),
-        name=body.name,
-        kind=body.kind,
-        country=body.country,
-        region=body.region,
         aliases=tuple(body.aliases),
-        coordinates=body.coordinates.model_dump() if body.coordinates else None,
-        parent_id=body.parent_id,
         contacts=tuple(c.model_dump() for c in body.contacts),
     )
     command = commands.RegisterOrganisation(registration, distinct=body.distinct)
