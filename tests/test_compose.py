@@ -589,10 +589,11 @@ def expected_acls(svc: str) -> set[tuple[str, str, str, str]]:
 def test_the_acl_names_are_the_ones_the_code_uses() -> None:
     consumer = (ROOT / "shared" / "consumer.py").read_text()
     outbox = (ROOT / "shared" / "outbox.py").read_text()
+    parking = (ROOT / "shared" / "consumer_parking.py").read_text()  # dead letters
     assert 'f"{settings.kafka_topic_prefix}{service}.consumers"' in consumer
     assert 'marker=f"{group}.epoch"' in consumer
     assert 'marker=f"{self.topic}.epoch"' in outbox
-    assert 'f"{record.topic}.dlq"' in consumer
+    assert 'f"{record.topic}.dlq"' in parking
 
 
 def test_each_services_principal_may_do_exactly_what_its_worker_does_and_nothing_else() -> None:
