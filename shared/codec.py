@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import ValidationFailed
+from shared.errors import TwinaidError
 from shared.events import Metadata, NewEvent, RecordedEvent
 
 __all__ = ["Event", "EventCodec", "UndecodableEvent", "Upcaster", "event_type_of"]
@@ -88,12 +88,16 @@ class Event(Generic[P]):
         return self.recorded.position
 
 
-class UndecodableEvent(ValidationFailed):
+class UndecodableEvent(TwinaidError):
     """An event the codec cannot turn into its model: an unknown type, a version without an
-    upcaster path (or newer than the model), or data its model refuses."""
+    upcaster path (or newer than the model), or data its model refuses. Stored data, not the
+    caller's input: a request that meets one is answered 500 naming the event (the caller
+    did nothing wrong; an operator must look at the row), and a consumer retries it and then
+    parks it as a dead letter."""
 
+    status = 500
     type_slug = "undecodable-event"
-    title = "The event cannot be decoded"
+    title = "A stored event cannot be read"
 
     def __init__(
         self,
@@ -235,10 +239,17 @@ class EventCodec:
         return Event(event, payload)
 
     def decode_data(
-        self, event_type: str, schema_version: int, data: Mapping[str, Any]
+        self,
+        event_type: str,
+        schema_version: int,
+        data: Mapping[str, Any],
+        *,
+        newer: bool = False,
     ) -> BaseModel:
-        """A payload alone (a consumed message's), as the current model of its type."""
-        return self._decode(event_type, schema_version, data, event_id=None)
+        """A payload alone (a consumed message's), as the current model of its type. `newer`:
+        a version above the current one is read with the current model (a tolerant reader
+        of an upstream that moved on first: what it reads must still validate)."""
+        return self._decode(event_type, schema_version, data, event_id=None, newer=newer)
 
     def payload(self, event: RecordedEvent, model: type[P]) -> P:
         """The stored event's payload, known to be a `model` (for a reader bound to one type,
@@ -260,6 +271,7 @@ class EventCodec:
         data: Mapping[str, Any],
         *,
         event_id: uuid.UUID | None,
+        newer: bool = False,
     ) -> BaseModel:
         def undecodable(reason: str) -> UndecodableEvent:
             return UndecodableEvent(
@@ -273,7 +285,7 @@ class EventCodec:
         if model is None:
             raise undecodable("the type is unknown here")
         current = self._versions[event_type]
-        if schema_version > current:
+        if schema_version > current and not newer:
             raise undecodable(f"the newest version known here is {current}")
         if schema_version < 1:
             raise undecodable("versions start at 1")

@@ -37,8 +37,10 @@ def read(codec: EventCodec, event: Incoming, model: type[P]) -> P:
     a handler failure like any other, so the consumer retries it and then parks it as a dead
     letter (a model's validator may raise Implausible itself, for a value the consumer must
     not apply: the event is quarantined). TypeError when `model` is not the codec's model of
-    the event's type (a handler bound to the wrong type: a bug)."""
-    payload = codec.decode_data(event.event_type, event.schema_version, event.data)
+    the event's type (a handler bound to the wrong type: a bug). A version newer than the
+    model's is read with the model (the upstream moved on first; a revocation must not wait
+    for this service's upgrade): it applies if what the model reads still validates."""
+    payload = codec.decode_data(event.event_type, event.schema_version, event.data, newer=True)
     if not isinstance(payload, model):
         raise TypeError(f"{event.event_type} decodes to {type(payload).__name__}, not {model}")
     return payload

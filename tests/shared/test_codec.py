@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.codec import Event, EventCodec, UndecodableEvent
+from shared.consumed import Tolerant
 from shared.errors import ValidationFailed
 from shared.events import Metadata, RecordedEvent
 
@@ -120,7 +121,8 @@ def test_invalid_stored_data_is_undecodable_naming_the_event() -> None:
     with pytest.raises(UndecodableEvent) as caught:
         CODEC.decode(bad)
     error = caught.value
-    assert isinstance(error, ValidationFailed) and error.status == 422
+    # stored data, not the caller's input: never a 4xx blaming the request
+    assert not isinstance(error, ValidationFailed) and error.status == 500
     assert str(bad.event_id) in error.detail and "test.counted v1" in error.detail
     assert "n:" in error.detail  # which field the model refused
     assert error.problem()["event_id"] == str(bad.event_id)
@@ -235,3 +237,25 @@ def test_a_reader_bound_to_one_type_gets_its_payload_typed() -> None:
         CODEC.payload(weighed, Counted)
     with pytest.raises(UndecodableEvent):
         CODEC.payload(stored("test.counted", 1, {"n": "many"}), Counted)
+
+
+class Seen(Tolerant):
+    """A consumer's model of an upstream's event: what it reads, extra fields ignored."""
+
+    EVENT_TYPE: ClassVar[str] = "test.seen"
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    who: str = Field(max_length=20)
+
+
+def test_a_consumer_reads_an_upstream_s_newer_version_with_its_model_if_it_validates() -> None:
+    consumer = EventCodec([Seen], upcasters={("test.seen", 1): lambda d: d})
+    # the upstream moved to version 3 (a field added) before this consumer was upgraded
+    newer = {"who": "bucha", "since": "2026-12-01"}
+    assert consumer.decode_data("test.seen", 3, newer, newer=True) == Seen(who="bucha")
+    with pytest.raises(UndecodableEvent, match="newest version known here is 2"):
+        consumer.decode_data("test.seen", 3, newer)  # its own log: a version it cannot know
+    with pytest.raises(UndecodableEvent, match="who: Field required"):
+        consumer.decode_data("test.seen", 3, {"whom": "bucha"}, newer=True)
+    with pytest.raises(UndecodableEvent, match="who: String should have at most 20"):
+        consumer.decode_data("test.seen", 3, {"who": "x" * 21}, newer=True)
