@@ -166,10 +166,23 @@ class Repository(Generic[S]):
     ) -> list[Event[Any]]:
         """A page of the record's events, decoded: the versions after `after_version`, at most
         `limit` of them (None: all)."""
-        events = await uow.store.read_stream(
+        return self.codec.decode_all(
+            await self.stored(uow, record_id, after_version=after_version, limit=limit)
+        )
+
+    async def stored(
+        self,
+        uow: UnitOfWork,
+        record_id: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """The same page as stored, not decoded: for what shows events as written (a
+        record's history), which one event this code cannot read must not stop."""
+        return await uow.store.read_stream(
             self.stream_id(record_id), after_version=after_version, limit=limit
         )
-        return self.codec.decode_all(events)
 
     async def append(
         self,
@@ -197,6 +210,13 @@ class Repository(Generic[S]):
         )
         await uow.project(recorded)
         return recorded
+
+    async def opening(self, uow: UnitOfWork, record_id: str) -> S:
+        """The record as its first event made it: enough to know whose it is (parties fixed
+        when it is made) without reading its whole log, e.g. to decide who may read its
+        history, which then shows even an event this code cannot decode."""
+        first = await self.stored(uow, record_id, limit=1)
+        return self.fold(self.initial(record_id), first)
 
     def fold(self, state: S, events: Sequence[RecordedEvent]) -> S:
         """The state with these stored events decoded and evolved into it, in order."""

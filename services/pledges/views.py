@@ -142,10 +142,11 @@ async def history(
     at most `limit`, and `next_after` for the next page, None after the last), every person
     opened for those who may see the record's; `withheld`: who signed for a delivery shown
     as a pledge's donor sees it (privacy.receiver_withheld)."""
-    events = await repository.history(
+    # as stored: an event this code cannot decode is still shown as written
+    events = await repository.stored(
         handlers.reading(conn), record_id, after_version=after, limit=limit + 1
     )
-    page = [event_json(e.recorded) for e in events[:limit]]
+    page = [event_json(e) for e in events[:limit]]
     if withheld:
         page = [
             {**e, "data": privacy.receiver_withheld(e["data"])}

@@ -5,13 +5,11 @@ Names are stable; a changed shape gets a new schema version and an upcaster.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.codec import Event, EventCodec, UndecodableEvent
-from shared.events import RecordedEvent
+from shared.codec import EventCodec
 from shared.sealed import SUBJECT_ID
 
 STREAM_ORGANISATION = "organisation"
@@ -256,31 +254,7 @@ PREVIOUS: dict[tuple[str, int], type[_Event]] = {
 }
 
 
-class RegistryCodec(EventCodec):
-    """The registry's events as their models. A contacts change of version 1 holds its
-    contacts in clear: sealing them takes each person's key from the database (the privacy
-    migration seals them in place, as version 2), which no pure upcaster can do, so until
-    then it decodes as its own model, OrganisationContactsChangedV1 (readers take both)."""
-
-    def decode(self, event: RecordedEvent) -> Event[Any]:
-        if (event.event_type, event.schema_version) in PREVIOUS:
-            return Event(
-                event, self.decode_data(event.event_type, event.schema_version, event.data)
-            )
-        return super().decode(event)
-
-    def decode_data(
-        self, event_type: str, schema_version: int, data: Mapping[str, Any]
-    ) -> BaseModel:
-        previous = PREVIOUS.get((event_type, schema_version))
-        if previous is None:
-            return super().decode_data(event_type, schema_version, data)
-        try:
-            return previous.model_validate(data)
-        except ValidationError as exc:
-            raise UndecodableEvent(
-                event_type=event_type, schema_version=schema_version, reason=str(exc)
-            ) from exc
-
-
-CODEC = RegistryCodec(MODELS)
+# A contacts change of version 1 holds its contacts in clear: sealing them takes each person's
+# key from the database (the privacy migration seals them in place, as version 2), which no
+# pure upcaster can do, so until then it decodes as its own model (readers take both).
+CODEC = EventCodec(MODELS, previous=PREVIOUS)

@@ -8,6 +8,7 @@ events (checkpoints, key changes) reach the feed's readers only (shared/webhooks
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +17,13 @@ import asyncpg
 from services.registry.auth import sees_contacts
 from services.registry.events import CODEC, STREAM_ORGANISATION, STREAM_PARTNERSHIP
 from shared.auth import Principal
+from shared.codec import UndecodableEvent
 from shared.events import RecordedEvent
 from shared.webhooks import Seen
 
 NOTHING = Seen(frozenset(), None)
+STREAMS = (STREAM_ORGANISATION, STREAM_PARTNERSHIP)
+log = logging.getLogger("twinaid.registry")
 
 
 def _without_contacts(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,11 +36,17 @@ def _without_contacts(data: Mapping[str, Any]) -> dict[str, Any]:
 
 async def seen(conn: asyncpg.Connection, reader: Principal, event: RecordedEvent) -> Seen:
     del conn  # the event names its organisations
-    # the organisations from the typed payload; the data sent is the stored form's JSON
+    # the organisations from the typed payload; the data sent is the stored form's JSON. An
+    # event this code cannot read is seen by no subscriber (logged), never stops the others.
+    if event.stream_type not in STREAMS:
+        return NOTHING
+    try:
+        payload = CODEC.decode(event).payload
+    except UndecodableEvent as exc:
+        log.error("webhooks: %s is sent to no subscriber: %s", event.event_id, exc.detail)
+        return NOTHING
     if event.stream_type == STREAM_ORGANISATION:
-        organisation = CODEC.decode(event).payload.organisation_id
+        organisation = payload.organisation_id
         data = event.data if sees_contacts(reader, organisation) else _without_contacts(event.data)
         return Seen(frozenset({organisation}), data)
-    if event.stream_type == STREAM_PARTNERSHIP:
-        return Seen(frozenset(CODEC.decode(event).payload.organisations), event.data)
-    return NOTHING
+    return Seen(frozenset(payload.organisations), event.data)

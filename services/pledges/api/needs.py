@@ -140,7 +140,8 @@ async def need_history(
     `after` for the next page (null: that was the last). For the recipient, auditors and
     administrators."""
     async with ctx.db.connection() as conn:
-        state = domain.require_need(await handlers.NEEDS.load(handlers.reading(conn), need_id))
+        # whose it is, from its first event: the history shows even an event this code cannot read
+        state = domain.require_need(await handlers.NEEDS.opening(handlers.reading(conn), need_id))
         auth.require_party(caller, state.recipient_id)
         # those who see the need's contact: opened, or "(erased)"
         page = await views.history(conn, handlers.NEEDS, need_id, after=after, limit=limit)

@@ -164,7 +164,8 @@ async def pledge_history(
     as `after` for the next page (null: that was the last). For the donor, the recipient,
     auditors and administrators."""
     async with ctx.db.connection() as conn:
-        pledge = await handlers.PLEDGES.load(handlers.reading(conn), pledge_id)
+        # whose it is, from its first event: the history shows even an event this code cannot read
+        pledge = await handlers.PLEDGES.opening(handlers.reading(conn), pledge_id)
         state = domain.require_pledge(pledge)
         auth.require_party(caller, state.donor_id, state.recipient_id)
         # those who see the pledge's persons: each opened, "(erased)" or held by shipments; a

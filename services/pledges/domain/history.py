@@ -29,10 +29,12 @@ def evolve_pledge(state: Pledge, event: Event[Any]) -> Pledge:
 
 
 def evolve_events(state: Pledge, events: Sequence[NewEvent]) -> Pledge:
-    """The state after events decided but not yet recorded (to decide what follows them)."""
+    """The state after events decided but not yet recorded (to decide what follows them),
+    each a version further, as when they are recorded."""
     for event in events:
         payload = ev.CODEC.decode_data(event.event_type, event.schema_version, event.data)
         assert event.occurred_at is not None  # every decision dates its events
+        state = replace(state, version=state.version + 1)
         state = _apply(state, payload, event.occurred_at, state.correlation_id)
     return state
 
