@@ -40,6 +40,6 @@ async def test_an_event_this_code_cannot_read_is_seen_by_no_subscriber(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bad = _stored({"organisation_id": "bucha"}, version=7)
-    seen = await webhook_access.seen(None, READER, bad)  # type: ignore[arg-type]
+    seen = await webhook_access.seen(None, READER, bad)
     assert seen == webhook_access.NOTHING
     assert str(bad.event_id) in caplog.text
