@@ -132,25 +132,31 @@ async def registered(conn: asyncpg.Connection, event: Incoming) -> None:
     org = consumed.read(CODEC, event, Registered)
     values = (org.organisation_id, org.name, org.kind, org.country)
     lat, lon = org.coordinates or (None, None)
-    held = await conn.fetchrow(
-        "SELECT name, kind, country FROM directory WHERE organisation_id = $1", values[0]
-    )
-    if held is not None and tuple(held) != values[1:]:
-        raise Implausible(
-            f"organisation {values[0]} is already registered as {held['name']!r}"
-            f" ({held['kind']}, {held['country']}): a second registration may not overwrite it"
-        )
-    await conn.execute(
+    # one statement: a new organisation, or the same one republished; nothing when it would
+    # overwrite another (then, rarely, a second to say what the directory holds)
+    applied = await conn.fetchval(
         "INSERT INTO directory (organisation_id, name, kind, country, aliases, source_position,"
         " lat, lon) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (organisation_id)"
         " DO UPDATE SET aliases = excluded.aliases, source_position = excluded.source_position,"
-        " applied_events = directory.applied_events + 1",
+        " applied_events = directory.applied_events + 1"
+        " WHERE (directory.name, directory.kind, directory.country)"
+        " = (excluded.name, excluded.kind, excluded.country)"
+        " RETURNING true",
         *values,
         org.aliases,
         event.position,
         lat,
         lon,
     )
+    if applied is None:
+        held = await conn.fetchrow(
+            "SELECT name, kind, country FROM directory WHERE organisation_id = $1", values[0]
+        )
+        assert held is not None  # the conflict was on its row
+        raise Implausible(
+            f"organisation {values[0]} is already registered as {held['name']!r}"
+            f" ({held['kind']}, {held['country']}): a second registration may not overwrite it"
+        )
 
 
 async def _update(
