@@ -316,8 +316,7 @@ async def test_an_append_the_database_refuses_runs_the_batch_again_in_savepoints
             return (*arguments[:-1], ["{not json"])
         return arguments
 
-    monkeypatch.setattr(event_store, "append_arguments", spoiled)
-    monkeypatch.setattr(handlers.road, "append_arguments", spoiled)
+    monkeypatch.setattr(event_store, "append_arguments", spoiled)  # the group commit's too
     events = await api.count()
     first, answers = await held_batch(
         api,
@@ -405,3 +404,44 @@ async def test_a_fault_of_one_request_of_a_batch_is_its_own_and_the_others_are_r
     assert await api.count() == events + 2
     full = await read_models_match_a_full_fold(api)
     assert full.version == version + 2
+
+
+def handoff(minute: int, entry_id: str, to: str, person: str) -> dict[str, Any]:
+    """Custody handed from the carrier to `to`'s named person."""
+    return entry(
+        "custody_handoff",
+        f"2022-06-09T{minute // 60:02}:{minute % 60:02}:00+02:00",
+        entry_id,
+        from_party={"organisation_id": "transports-nord"},
+        to_party={"organisation_id": to, "person": {"name": person, "role": "escort"}},
+    )
+
+
+async def test_a_refused_request_of_a_batch_takes_the_persons_it_sealed_with_it(
+    api: ShipmentsApi,
+) -> None:
+    """A request whose entries name persons seals them (writes) before it is decided: in a
+    batch it runs in a savepoint of its own, so its refusal (an organisation the registry
+    does not know) takes its sealed person with it, and the others of the batch keep
+    theirs."""
+    await on_the_road(api)
+    subjects = await api.count("privacy_subjects")
+    events = await api.count()
+    batches = together(api)[0]
+    first, answers = await held_batch(
+        api,
+        ("escort", handoff(1, "escort", "kharkiv", "Andrii Melnyk")),
+        ("unknown", handoff(2, "unknown", "nowhere", "Olena Koval")),
+        ("later", checkpoint(3, "later")),
+    )
+    assert first.status_code == 200, first.text
+    version = first.json()["version"]
+    assert answers["escort"].status_code == 200, answers["escort"].text
+    assert answers["escort"].json()["version"] == version + 1
+    assert_problem(answers["unknown"], 422)
+    assert answers["later"].status_code == 200, answers["later"].text
+    assert answers["later"].json()["version"] == version + 2
+    assert together(api)[0] - batches == 2  # the held first, then the three at once
+    assert await api.count("privacy_subjects") == subjects + 1  # the escort's only
+    assert await api.count() == events + 3
+    await read_models_match_a_full_fold(api)

@@ -12,11 +12,8 @@ from services.shipments.handlers import delivery, planning, road
 from services.shipments.handlers.common import HANDLERS
 from services.shipments.handlers.ports import InMemoryPorts, Ports, PostgresPorts, ports_of
 from services.shipments.handlers.repositories import CONVOYS
-from services.shipments.handlers.road import (
-    EntriesRequest,
-    SavepointsNeeded,
-    record_entries_together,
-)
+from services.shipments.handlers.road import EntriesRequest, record_entries_together
+from shared.group_commit import SavepointsNeeded
 
 __all__ = [
     "CONVOYS",

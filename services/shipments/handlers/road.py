@@ -1,11 +1,11 @@
 """Field entries from the road: a batch of one request (RecordEntries), or the requests to one
-convoy that arrived together, decided in one transaction (record_entries_together)."""
+convoy that arrived together, each run by that handler in one transaction (a group commit,
+shared/group_commit.py: record_entries_together)."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -13,24 +13,16 @@ from typing import Any
 import asyncpg
 
 from services.shipments import auth, commands, domain
+from services.shipments import events as ev
 from services.shipments.handlers import sealing
-from services.shipments.handlers.common import HANDLERS, answer, as_recorded, existing, record
-from services.shipments.handlers.ports import Ports, ports_of
+from services.shipments.handlers.common import HANDLERS, answer, existing, record
+from services.shipments.handlers.ports import PledgeLines, Ports, PostgresPorts, ports_of
 from services.shipments.handlers.repositories import CONVOYS
-from shared import errors
+from shared import group_commit
 from shared.auth import Principal
-from shared.event_store import (
-    APPEND_CALL,
-    REFUSED_BY_DATABASE,
-    ConcurrencyConflict,
-    append_arguments,
-    append_conflict,
-)
-from shared.events import Metadata, RecordedEvent
+from shared.events import Metadata
 from shared.projections import Projection
-from shared.repository import PostgresUnitOfWork, UnitOfWork
-
-log = logging.getLogger("twinaid.shipments")
+from shared.repository import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,38 +128,63 @@ class EntriesRequest:
     now: datetime
 
 
-class SavepointsNeeded(Exception):
-    """A request of a batch was refused by the database outside a savepoint, which undid the
-    whole transaction: run the batch again in a new one, with `savepoints=True`."""
+ENTRY_EVENTS = frozenset(ev.ENTRY_EVENTS.values())
 
 
-async def _append_all(
-    uow: PostgresUnitOfWork,
-    stream_id: str,
-    pending: Sequence[tuple[Any, ...]],
-    appended: Sequence[RecordedEvent],
-) -> None:
-    """Every request's append (twinaid_append's arguments, each after the version the one
-    before leaves), in one round trip, then a check that each took its versions: an append
-    that found the stream moved on inserts nothing, and the events counted would be fewer."""
-    if not pending:
-        return
-    conn = uow.conn
-    try:
-        await conn.executemany(f"SELECT {APPEND_CALL}", pending)
-    except asyncpg.UniqueViolationError as exc:
-        expected = int(pending[0][2])
-        raise append_conflict(exc, stream_id=stream_id, expected=expected) from exc
-    except REFUSED_BY_DATABASE as exc:
-        raise SavepointsNeeded from exc
-    stored = await conn.fetchval(
-        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_id = ANY($2::uuid[])",
-        stream_id,
-        [e.event_id for e in appended],
-    )
-    if stored != len(appended):
-        actual = await uow.store.current_version(stream_id)
-        raise ConcurrencyConflict(stream_id=stream_id, expected=int(pending[0][2]), actual=actual)
+def _writes_first(entries: Sequence[domain.FieldEntry]) -> bool:
+    """The entries name persons, sealed (written) before the request is decided: the request
+    runs guarded, in a savepoint of its own, so that its refusal undoes them."""
+    return any(entry.details.get(key) for entry in entries for key in sealing.PARTIES)
+
+
+class _BatchPorts(PostgresPorts):
+    """What a batch of requests to one convoy asks is read once for the batch: the
+    organisations its entries name, the pledge lines on board and the entries already
+    recorded under their ids. A request is answered from that and from the entries the
+    requests before it recorded (the batch's appends, not projected yet)."""
+
+    def __init__(
+        self,
+        store: group_commit.BatchStore,
+        state: domain.Convoy,
+        entries: Sequence[domain.FieldEntry],
+        known: Known,
+    ) -> None:
+        super().__init__(store.conn)
+        self.store = store
+        self.stream_id = CONVOYS.stream_id(state.convoy_id)
+        self.named = {org for entry in entries for _, org in entry.organisations()}
+        self.on_board = {(x.pledge_id, x.line_id) for x in state.loaded}
+        self.asked = {entry.entry_id for entry in entries}
+        self.known = known
+        self.decoded: dict[uuid.UUID, domain.Entry] = {}  # the batch's entries, by event
+
+    async def known_organisations(self, organisation_ids: Collection[str]) -> set[str]:
+        if not set(organisation_ids) <= self.named:
+            return await super().known_organisations(organisation_ids)
+        return set(organisation_ids) & self.known.organisations
+
+    async def pledge_lines(self, keys: Sequence[tuple[str, str]]) -> PledgeLines:
+        if not set(keys) <= self.on_board:
+            return await super().pledge_lines(keys)
+        return {k: self.known.lines[k] for k in keys if k in self.known.lines}
+
+    async def recorded_entries(
+        self, convoy_id: str, entry_ids: Sequence[str]
+    ) -> dict[str, domain.Entry]:
+        wanted = set(entry_ids)
+        if CONVOYS.stream_id(convoy_id) != self.stream_id or not wanted <= self.asked:
+            return await super().recorded_entries(convoy_id, entry_ids)
+        found = {i: e for i, e in self.known.recorded.items() if i in wanted}
+        for event in self.store.appended:  # the first recorded under an id is the one
+            if event.stream_id == self.stream_id and event.event_type in ENTRY_EVENTS:
+                entry = self.decoded.get(event.event_id)
+                if entry is None:
+                    entry = domain.entry_of(CONVOYS.codec.decode(event))
+                    self.decoded[event.event_id] = entry
+                if entry.entry_id in wanted:
+                    found.setdefault(entry.entry_id, entry)
+        return found
 
 
 async def record_entries_together(
@@ -179,91 +196,42 @@ async def record_entries_together(
     savepoints: bool = False,
 ) -> list[dict[str, Any] | Exception]:
     """Requests of road entries to one convoy that arrived together (a group commit per
-    convoy), in one transaction the caller owns on `conn` (the unit of work, with the
-    service's `projections`, is the handler's): the convoy loaded once, each request decided
-    in turn on the state the previous ones left, its events appended with its own metadata,
-    and everything projected once. Each request is answered as record_entries would have
-    answered it alone, in this order: its answer, or the error it raises. A refusal undoes
-    that request only: a request that writes before it is decided (it seals persons) runs in
-    a savepoint. The appends go together, in one round trip, after every request is decided;
-    should the database refuse one of them (what check_storable lets through), the batch
-    raises SavepointsNeeded, to be run again with each request in a savepoint, appending
-    alone. A lost race for the convoy (ConcurrencyConflict) or a failure of the
-    database fails the whole batch. A batch of one is record_entries itself: its refusal is
-    raised (the caller's transaction undoes it)."""
-    if len(requests) == 1:
-        [alone] = requests
-        command = commands.RecordEntries(
-            convoy_id=convoy_id, entries=tuple(alone.entries), caller=alone.caller
+    convoy), in one transaction the caller owns on `conn`, with the service's `projections`
+    (shared/group_commit.py): each request is run by record_entries, in turn, on the convoy
+    as the requests before it left it, and answered as record_entries would have answered it
+    alone, in this order: its answer, or the error it raises (a refusal undoes that request
+    only; one whose entries name persons runs in a savepoint, as sealing them writes). The
+    convoy is loaded once and what the entries name read once, before any request is
+    decided; the appends go together, in one round trip, and everything is projected once.
+    Raises ConcurrencyConflict when the convoy moved on under the batch, SavepointsNeeded
+    when the database refused an append (run the batch again with `savepoints=True`: each
+    request as alone, in a savepoint), and the database's failures."""
+    batch = [
+        group_commit.Batched(
+            commands.RecordEntries(
+                convoy_id=convoy_id, entries=tuple(request.entries), caller=request.caller
+            ),
+            request.metadata,
+            request.now,
+            guarded=_writes_first(request.entries),
         )
-        one = PostgresUnitOfWork(conn, projections, alone.metadata, alone.now)
-        return [await record_entries(command, one)]
-    # the batch's (each request's events go with its own metadata and instant)
-    uow = PostgresUnitOfWork(conn, projections, Metadata(), requests[0].now)
-    world = ports_of(uow)
-    state = await CONVOYS.load(uow, convoy_id)
-    stream_id = CONVOYS.stream_id(convoy_id)
-    known = await _known(world, state, [e for request in requests for e in request.entries])
-    outcomes: list[dict[str, Any] | Exception] = []
-    appended: list[RecordedEvent] = []
-    pending: list[tuple[Any, ...]] = []  # the appends of the requests decided, in order
-    for request in requests:
-        # a savepoint when the request writes before it is decided (it seals the persons its
-        # entries name), or when asked (see SavepointsNeeded); else its refusal wrote nothing
-        guarded = savepoints or any(
-            entry.details.get(key) for entry in request.entries for key in sealing.PARTIES
-        )
-        try:
-            async with uow.conn.transaction() if guarded else contextlib.nullcontext():
-                domain.require_existing(state)
-                auth.require_road_writer(request.caller, auth.parties(state))
-                decision = await _decide(
-                    world, state, request.entries, known, caller=request.caller, now=request.now
-                )
-                append: dict[str, Any] = {
-                    "stream_type": CONVOYS.stream_type,
-                    "stream_id": stream_id,
-                    "expected_version": state.version,
-                    "events": decision.events,
-                    "metadata": request.metadata,
-                    "now": request.now,
-                }
-                if savepoints:  # each request's append in its savepoint: refused alone;
-                    # projected with the batch's, at its end
-                    unprojected = PostgresUnitOfWork(uow.conn, (), request.metadata, request.now)
-                    await CONVOYS.append(
-                        unprojected,
-                        convoy_id,
-                        expected_version=state.version,
-                        events=decision.events,
-                    )
-                elif decision.events:  # appended with the others' after the loop
-                    pending.append(append_arguments(**append))  # Unstorable: refused
-                new = as_recorded(
-                    state, decision.events, metadata=request.metadata, now=request.now
-                )
-        except ConcurrencyConflict:
-            raise  # the convoy moved on under the batch: every request runs again
-        except errors.TwinaidError as refused:
-            outcomes.append(refused)
-            continue
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            raise  # the database's trouble (the transaction may be lost): every request's
-        except Exception as failed:
-            # raised before anything of it was written (its appends wait for the loop's end;
-            # a savepoint undid what sealing wrote): the others are answered as alone
-            log.exception("road entries of one request of a batch failed")
-            outcomes.append(failed)
-            continue
-        decoded = CONVOYS.codec.decode_all(new)
-        for event in decoded:
-            state = CONVOYS.evolve(state, event)
-            entry = domain.entry_of(event)
-            known.recorded.setdefault(entry.entry_id, entry)  # later requests see it
-        appended.extend(new)
-        outcomes.append(_answer(state, decision))
-    await _append_all(uow, stream_id, pending, appended)
-    if appended:  # the projection starts from it (handlers/common.py record)
-        await CONVOYS.save_snapshot(uow, convoy_id, state)
-        await uow.project(appended)
-    return outcomes
+        for request in requests
+    ]
+    store = group_commit.BatchStore(conn)
+    ports: Ports | None = None  # as alone (savepoints): each reads what those before wrote
+    if not savepoints:
+        # the convoy first, before the transaction's first write (shared/event_store.py)
+        reader = group_commit.BatchUnitOfWork(store, None, Metadata(), requests[0].now)
+        state = await CONVOYS.load(reader, convoy_id)
+        entries = [entry for request in requests for entry in request.entries]
+        known = await _known(PostgresPorts(conn), state, entries)
+        ports = _BatchPorts(store, state, entries, known)
+    return await group_commit.run_together(
+        conn,
+        HANDLERS,
+        batch,
+        projections=projections,
+        store=store,
+        ports=ports,
+        savepoints=savepoints,
+    )
