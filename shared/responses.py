@@ -1,10 +1,16 @@
-"""What the routes every service has answer (shared/routes.py), and the models other modules
-share: documentation for the OpenAPI document and generated clients, not re-validated on the
-way out."""
+"""What the routes every service has answer (shared/routes.py), and the models and field types
+the services' answer models share.
+
+Documentation of what the routes answer (FastAPI puts them in the OpenAPI document; a generated
+client parses answers into them). The routes build their answers as they did and are not
+re-validated through these models on the way out: the write path answers with a JSONResponse
+as it is. Amounts in minor units are integers; quantities, weights and rates are decimal strings
+("6.5"); instants are RFC 3339 text.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +20,17 @@ class Out(BaseModel):
     client keep any it does not know (answers may grow)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+# a page's cursor, as every cursor-paged answer that documents it says it
+NextCursor = Annotated[
+    str | None, Field(description="pass as `cursor` for the next page; null on the last page")
+]
+# a named person's subject and erasure, as the pledges and registry answers document them
+SubjectId = Annotated[
+    str | None, Field(description="the person's id for access and erasure (/v1/privacy)")
+]
+Erased = Annotated[bool | None, Field(description="whether the person was erased")]
 
 
 class Health(Out):

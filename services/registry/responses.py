@@ -1,11 +1,5 @@
-"""What the registry API answers.
-
-Documentation of what the routes answer (FastAPI puts them in the OpenAPI document; a generated
-client parses answers into them). The routes build their answers as they did and are not
-re-validated through these models on the way out: the write path answers with a JSONResponse
-as it is. Amounts in minor units are integers; quantities, weights and rates are decimal strings
-("6.5"); instants are RFC 3339 text.
-"""
+"""What the registry API answers: documentation, not re-validated on the way out (how these
+models are used and how they write amounts, quantities and instants: shared/responses.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.responses import Out
+from shared.responses import Erased, Out, SubjectId
 
 
 class OrganisationPageItemCoordinates(Out):
@@ -44,10 +38,8 @@ class OrganisationContact(Out):
     name: str = Field(description='the name; "(erased)" once the person was erased')
     role: str
     email: str | None = Field(default=None, description='"(erased)" once erased')
-    subject_id: str | None = Field(
-        default=None, description="the person's id for access and erasure (/v1/privacy)"
-    )
-    erased: bool | None = Field(default=None, description="whether the person was erased")
+    subject_id: SubjectId = None
+    erased: Erased = None
 
 
 class Organisation(OrganisationPageItem):
@@ -190,10 +182,7 @@ class PartnershipChanged(Out):
     version: int
 
 
-class PartnershipAwaiting(Out):
-    partnership_id: str
-    status: str
-    version: int
+class PartnershipAwaiting(PartnershipChanged):
     agreed: list[str]
     awaiting_agreement_of: list[str]
 

@@ -1,18 +1,12 @@
-"""What the pledges API answers.
-
-Documentation of what the routes answer (FastAPI puts them in the OpenAPI document; a generated
-client parses answers into them). The routes build their answers as they did and are not
-re-validated through these models on the way out: the write path answers with a JSONResponse
-as it is. Amounts in minor units are integers; quantities, weights and rates are decimal strings
-("6.5"); instants are RFC 3339 text.
-"""
+"""What the pledges API answers: documentation, not re-validated on the way out (how these
+models are used and how they write amounts, quantities and instants: shared/responses.py)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from services.pledges.responses.reports import *  # noqa: F403
-from shared.responses import Out, RecordedEventOut
+from shared.responses import Erased, Out, RecordedEventOut, SubjectId
 
 
 class NeedTarget(Out):
@@ -53,10 +47,8 @@ class NeedPageItemContact(Out):
     role: str | None = None
     email: str | None = None
     phone: str | None = None
-    subject_id: str | None = Field(
-        default=None, description="the person's id for access and erasure (/v1/privacy)"
-    )
-    erased: bool | None = Field(default=None, description="whether the person was erased")
+    subject_id: SubjectId = None
+    erased: Erased = None
 
 
 class _NeedFields(Out):

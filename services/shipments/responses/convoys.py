@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from shared.responses import Out
+from shared.responses import NextCursor, Out
+
+# a named person's subject and erasure, as the shipments answers document them
+_SubjectId = Annotated[
+    str | None, Field(description="the person's subject (personal data export and erasure)")
+]
+_Erased = Annotated[bool | None, Field(description="true: erased, `(erased)` shown")]
 
 
 class ConvoyPageItemPositionCoordinates(Out):
@@ -28,10 +34,8 @@ class ConvoyPageItemCustodyPerson(Out):
 
     name: str
     role: str | None = None
-    subject_id: str | None = Field(
-        default=None, description="the person's subject (personal data export and erasure)"
-    )
-    erased: bool | None = Field(default=None, description="true: erased, `(erased)` shown")
+    subject_id: _SubjectId = None
+    erased: _Erased = None
 
 
 class ConvoyPageItemCustody(Out):
@@ -76,10 +80,8 @@ class ConvoyPage(Out):
 class ConvoyCustodyPerson(Out):
     name: str
     role: str | None
-    subject_id: str | None = Field(
-        default=None, description="the person's subject (personal data export and erasure)"
-    )
-    erased: bool | None = Field(default=None, description="true: erased, `(erased)` shown")
+    subject_id: _SubjectId = None
+    erased: _Erased = None
 
 
 class ConvoyCustody(Out):
@@ -95,10 +97,8 @@ class ConvoyDriver(Out):
     name: str
     phone: str | None = None
     licence_number: str | None = None
-    subject_id: str | None = Field(
-        default=None, description="the person's subject (personal data export and erasure)"
-    )
-    erased: bool | None = Field(default=None, description="true: erased, `(erased)` shown")
+    subject_id: _SubjectId = None
+    erased: _Erased = None
 
 
 class ConvoyDeliveryDocument(Out):
@@ -228,9 +228,7 @@ class Convoy(Out):
 class ConvoyManifestPage(Out):
     convoy_id: str
     items: list[ConvoyManifest]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
+    next_cursor: NextCursor
 
 
 class ConvoyTimelineEntry(Out):
@@ -246,6 +244,4 @@ class ConvoyTimelineEntry(Out):
 class ConvoyTimeline(Out):
     convoy_id: str
     entries: list[ConvoyTimelineEntry]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
+    next_cursor: NextCursor

@@ -3,10 +3,8 @@ answer them."""
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from services.shipments.responses.convoys import ConvoyPageItemCustodyPerson, ConvoyPageItemPosition
-from shared.responses import Out
+from shared.responses import NextCursor, Out
 
 
 class DeliveredLineFigures(Out):
@@ -49,9 +47,7 @@ class DeliveredLine(Out):
 
 class DeliveredLinePage(Out):
     items: list[DeliveredLine]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
+    next_cursor: NextCursor
 
 
 class DiscrepancyPageItem(Out):
@@ -75,9 +71,7 @@ class DiscrepancyPageItem(Out):
 
 class DiscrepancyPage(Out):
     items: list[DiscrepancyPageItem]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
+    next_cursor: NextCursor
 
 
 class PledgeLinePageItem(Out):
@@ -113,24 +107,7 @@ class PledgeLineAllocation(Out):
     convoy_status: str
 
 
-class PledgeLine(Out):
-    pledge_id: str
-    line_id: str
-    donor_id: str
-    recipient_id: str
-    partnership_id: str | None
-    item: str
-    category: str
-    unit: str
-    quantity: str
-    weight_kg: str | None
-    delivered: str
-    status: str
-    allocated: str
-    loadable: str
-    correlation_id: str
-    committed_at: str | None
-    updated_at: str
+class PledgeLine(PledgeLinePageItem):
     allocations: list[PledgeLineAllocation]
 
 
@@ -172,6 +149,4 @@ class InTransitItem(Out):
 class InTransit(Out):
     items: list[InTransitItem] | None = None
     as_of: str | None = None
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
+    next_cursor: NextCursor

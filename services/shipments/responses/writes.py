@@ -9,6 +9,8 @@ from pydantic import ConfigDict, Field
 from shared.responses import Out
 
 
+# a write to a convoy answers its id, status and new version; most add to that (no docstring:
+# it would become the schema's description)
 class ConvoyChanged(Out):
     convoy_id: str
     status: str
@@ -22,10 +24,7 @@ class ConvoyCancelledReleased(Out):
     quantity: str | None = None
 
 
-class ConvoyCancelled(Out):
-    convoy_id: str
-    status: str
-    version: int
+class ConvoyCancelled(ConvoyChanged):
     released: list[ConvoyCancelledReleased] | None = None
 
 
@@ -43,10 +42,7 @@ class DeliveryConfirmedDiscrepancie(Out):
     lost: str
 
 
-class DeliveryConfirmed(Out):
-    convoy_id: str
-    status: str
-    version: int
+class DeliveryConfirmed(ConvoyChanged):
     outcome: str
     discrepancies: list[DeliveryConfirmedDiscrepancie]
 
@@ -60,19 +56,13 @@ class EntriesRecordedEntry(Out):
     recorded_at: str
 
 
-class EntriesRecorded(Out):
-    convoy_id: str
-    status: str
-    version: int
+class EntriesRecorded(ConvoyChanged):
     recorded: int
     already_recorded: int
     entries: list[EntriesRecordedEntry]
 
 
-class LineLoaded(Out):
-    convoy_id: str
-    status: str
-    version: int
+class LineLoaded(ConvoyChanged):
     manifest_line_id: str
     quantity: str
     weight_kg: str
@@ -88,10 +78,7 @@ class LineUnloadedGivenBack(Out):
     reason: str
 
 
-class LineUnloaded(Out):
-    convoy_id: str
-    status: str
-    version: int
+class LineUnloaded(ConvoyChanged):
     manifest_line_id: str
     given_back: LineUnloadedGivenBack
 
