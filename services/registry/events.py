@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
 from shared.codec import EventCodec
+from shared.event_models import MAX_ID as MAX_ID
+from shared.event_models import MAX_LABEL as MAX_LABEL
+from shared.event_models import MAX_NAME as MAX_NAME
+from shared.event_models import Coordinates as Coordinates
+from shared.event_models import EventModel, Id, Label, Name, sealed_field
 from shared.sealed import SUBJECT_ID
 
 STREAM_ORGANISATION = "organisation"
@@ -30,40 +35,24 @@ API_KEY_REVOKED = "registry.api-key-revoked"
 
 
 # Bounds a consumer enforces through the published schemas; never below what the API accepts
-# (services/registry/requests.py: slugs 100, names 200, reasons 500, evidence 500/2000).
-MAX_ID = 200
-MAX_NAME = 200
-MAX_LABEL = 100
+# (services/registry/requests.py: slugs 100, names 200, reasons 500, evidence 500/2000); ids,
+# names and labels are bounded alike in every service (shared/event_models.py).
 MAX_REASON = 500
 MAX_ALIASES = 50
 MAX_CONTACTS = 20
 MAX_FIELDS = 20
 
-Id = Annotated[str, Field(max_length=MAX_ID)]
-Name = Annotated[str, Field(max_length=MAX_NAME)]
-Label = Annotated[str, Field(max_length=MAX_LABEL)]
 Reason = Annotated[str, Field(max_length=MAX_REASON)]
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    EVENT_TYPE: ClassVar[str]  # its stable dotted name (the codec's key)
-
-
-class Coordinates(_Event):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-
-
-class Contact(_Event):
+class Contact(EventModel):
     # a contact in clear: what version 1 of a contacts change held (still in older logs)
     role: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=254)
 
 
-class SealedContact(_Event):
+class SealedContact(EventModel):
     """A contact as the log holds it (shared/privacy.py): the role in clear, the name and
     email encrypted under the person's own key, which erasure destroys."""
 
@@ -72,19 +61,15 @@ class SealedContact(_Event):
     personal: list[Literal["name", "email"]] = Field(
         min_length=1, max_length=2, description="the fields sealed"
     )
-    sealed: str = Field(
-        max_length=4096,
-        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
-        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
-    )
+    sealed: str = sealed_field()
 
 
-class Evidence(_Event):
+class Evidence(EventModel):
     reference: str = Field(min_length=1, max_length=500, description="document or article")
     note: str | None = Field(default=None, max_length=2000)
 
 
-class OrganisationRegistered(_Event):
+class OrganisationRegistered(EventModel):
     EVENT_TYPE: ClassVar[str] = ORGANISATION_REGISTERED
 
     organisation_id: Id
@@ -97,7 +82,7 @@ class OrganisationRegistered(_Event):
     parent_id: Id | None = None
 
 
-class OrganisationRenamed(_Event):
+class OrganisationRenamed(EventModel):
     EVENT_TYPE: ClassVar[str] = ORGANISATION_RENAMED
 
     organisation_id: Id
@@ -106,14 +91,14 @@ class OrganisationRenamed(_Event):
     reason: Reason | None = None
 
 
-class OrganisationAliasAdded(_Event):
+class OrganisationAliasAdded(EventModel):
     EVENT_TYPE: ClassVar[str] = ORGANISATION_ALIAS_ADDED
 
     organisation_id: Id
     alias: Name
 
 
-class OrganisationCorrected(_Event):
+class OrganisationCorrected(EventModel):
     EVENT_TYPE: ClassVar[str] = ORGANISATION_CORRECTED
 
     organisation_id: Id
@@ -122,7 +107,7 @@ class OrganisationCorrected(_Event):
     reason: Reason
 
 
-class OrganisationContactsChanged(_Event):
+class OrganisationContactsChanged(EventModel):
     """The organisation's contacts now (replacing the previous ones), each sealed."""
 
     EVENT_TYPE: ClassVar[str] = ORGANISATION_CONTACTS_CHANGED
@@ -132,7 +117,7 @@ class OrganisationContactsChanged(_Event):
     contacts: list[SealedContact] = Field(max_length=MAX_CONTACTS)
 
 
-class OrganisationContactsChangedV1(_Event):
+class OrganisationContactsChangedV1(EventModel):
     # version 1: the contacts in clear (no docstring: its published schema stays as it was)
     EVENT_TYPE: ClassVar[str] = ORGANISATION_CONTACTS_CHANGED
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -141,7 +126,7 @@ class OrganisationContactsChangedV1(_Event):
     contacts: list[Contact] = Field(max_length=MAX_CONTACTS)
 
 
-class PartnershipProposed(_Event):
+class PartnershipProposed(EventModel):
     EVENT_TYPE: ClassVar[str] = PARTNERSHIP_PROPOSED
 
     partnership_id: Id
@@ -154,7 +139,7 @@ class PartnershipProposed(_Event):
     evidence: Evidence | None = None
 
 
-class PartnershipStatusChanged(_Event):
+class PartnershipStatusChanged(EventModel):
     EVENT_TYPE: ClassVar[str] = PARTNERSHIP_STATUS_CHANGED
 
     partnership_id: Id
@@ -167,7 +152,7 @@ class PartnershipStatusChanged(_Event):
     evidence: Evidence | None = None
 
 
-class PartnershipAgreementRecorded(_Event):
+class PartnershipAgreementRecorded(EventModel):
     """One organisation of the partnership agreed, with its own key, that it becomes
     `to_status`; the partnership moves there once both have (a status-changed event)."""
 
@@ -186,14 +171,14 @@ KeyId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$"
 RoleName = Annotated[str, Field(min_length=1, max_length=50)]
 
 
-class KeyActor(_Event):
+class KeyActor(EventModel):
     """Who made a key change: the key that asked, and its organisation."""
 
     key_id: Annotated[str, Field(min_length=1, max_length=64)]
     organisation: Id
 
 
-class _KeySecret(_Event):
+class _KeySecret(EventModel):
     """What an issued or rotated key holds: its roles, label, expiry and secret's digest."""
 
     key_id: KeyId
@@ -221,7 +206,7 @@ class ApiKeyRotated(_KeySecret):
     secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the new secret")
 
 
-class ApiKeyRevoked(_Event):
+class ApiKeyRevoked(EventModel):
     """The key stops working for good."""
 
     EVENT_TYPE: ClassVar[str] = API_KEY_REVOKED
@@ -232,7 +217,7 @@ class ApiKeyRevoked(_Event):
     by: KeyActor
 
 
-MODELS: tuple[type[_Event], ...] = (
+MODELS: tuple[type[EventModel], ...] = (
     OrganisationRegistered,
     OrganisationRenamed,
     OrganisationAliasAdded,
@@ -246,10 +231,10 @@ MODELS: tuple[type[_Event], ...] = (
     ApiKeyRevoked,
 )
 # the current model of each event type (its published schema: schemas/, `twinaid contracts`)
-SCHEMAS: dict[str, type[_Event]] = {m.EVENT_TYPE: m for m in MODELS}
+SCHEMAS: dict[str, type[EventModel]] = {m.EVENT_TYPE: m for m in MODELS}
 
 # Older schema versions of event types still in logs: {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+PREVIOUS: dict[tuple[str, int], type[EventModel]] = {
     (ORGANISATION_CONTACTS_CHANGED, 1): OrganisationContactsChangedV1,
 }
 

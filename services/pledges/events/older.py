@@ -11,7 +11,7 @@ which the projections now work out: upcasting drops them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from services.pledges.events.payloads import (
     DELIVERY_RECORDED,
@@ -27,13 +27,13 @@ from services.pledges.events.payloads import (
     SealedConfirmedBy,
     SealedContact,
     _DeliveryRecorded,
-    _Event,
     _MoneyReceived,
     _NeedPosted,
     _PledgeLineAmended,
     _PledgeMade,
 )
 from shared.codec import Upcaster
+from shared.event_models import EventModel, unchanged, without
 
 
 class NeedPostedV1(_NeedPosted):
@@ -71,7 +71,7 @@ class MoneyReceivedV1(_MoneyReceived):
 
 
 # {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+PREVIOUS: dict[tuple[str, int], type[EventModel]] = {
     (NEED_POSTED, 1): NeedPostedV1,
     (PLEDGE_MADE, 1): PledgeMadeV1,
     (DELIVERY_RECORDED, 1): DeliveryRecordedV1,
@@ -102,33 +102,18 @@ class DeliveryRecordedRead(_DeliveryRecorded):
     confirmed_by: SealedConfirmedBy | ConfirmedBy | None
 
 
-READ: dict[str, type[_Event]] = {
+READ: dict[str, type[EventModel]] = {
     NEED_POSTED: NeedPostedRead,
     PLEDGE_MADE: PledgeMadeRead,
     DELIVERY_RECORDED: DeliveryRecordedRead,
 }
 
 
-def _same(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 of a type whose version 2 only sealed its person: the fields are the same."""
-    return data
-
-
-def _without(*derived: str) -> Upcaster:
-    """To the next version, without the values it no longer carries (derived from the
-    record's other events: the read models work them out)."""
-
-    def upcast(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if k not in derived}
-
-    return upcast
-
-
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
-    (NEED_POSTED, 1): _same,
-    (PLEDGE_MADE, 1): _same,
-    (DELIVERY_RECORDED, 1): _same,
-    (DELIVERY_RECORDED, 2): _without("delivered_total", "pledge_status"),
-    (PLEDGE_LINE_AMENDED, 1): _without("pledge_status"),
-    (MONEY_RECEIVED, 1): _without("received_total", "outstanding", "pledge_status"),
+    (NEED_POSTED, 1): unchanged,
+    (PLEDGE_MADE, 1): unchanged,
+    (DELIVERY_RECORDED, 1): unchanged,
+    (DELIVERY_RECORDED, 2): without("delivered_total", "pledge_status"),
+    (PLEDGE_LINE_AMENDED, 1): without("pledge_status"),
+    (MONEY_RECEIVED, 1): without("received_total", "outstanding", "pledge_status"),
 }

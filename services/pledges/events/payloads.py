@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from shared.sealed import SUBJECT_ID
+from shared.event_models import MAX_ID as MAX_ID
+from shared.event_models import MAX_LABEL as MAX_LABEL
+from shared.event_models import MAX_NAME as MAX_NAME
+from shared.event_models import EventModel as EventModel
+from shared.event_models import Id as Id
+from shared.event_models import Label as Label
+from shared.event_models import Name as Name
+from shared.event_models import SealedPerson, sealed_field
 
 STREAM_NEED = "need"
 STREAM_PLEDGE = "pledge"
@@ -38,29 +45,20 @@ PledgeStatus = Literal["pledged", "committed", "partly_fulfilled", "fulfilled", 
 
 # Bounds a consumer enforces through the published schemas; never below what the API accepts
 # (services/pledges/requests.py: slugs 100, item 200, description 2000, notes 4000, reasons
-# 1000, receipt reference 200, at most MAX_LINES lines and 11 groups served).
-MAX_ID = 200
-MAX_NAME = 200
-MAX_LABEL = 100
+# 1000, receipt reference 200, at most MAX_LINES lines and 11 groups served); ids, names and
+# labels are bounded alike in every service (shared/event_models.py).
 MAX_TEXT = 2000
 MAX_NOTE = 4000
 MAX_REASON = 1000
 MAX_LINES = 100
 MAX_SERVES = 11
 
-Id = Annotated[str, Field(max_length=MAX_ID)]
-Name = Annotated[str, Field(max_length=MAX_NAME)]
-Label = Annotated[str, Field(max_length=MAX_LABEL)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Note = Annotated[str, Field(max_length=MAX_NOTE)]
 Reason = Annotated[str, Field(max_length=MAX_REASON)]
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Contact(_Event):
+class Contact(EventModel):
     # a contact in clear: what version 1 of need-posted and pledge-made held (older logs)
     name: str = Field(min_length=1, max_length=200)
     role: str | None = Field(default=None, max_length=100)
@@ -73,19 +71,10 @@ class Contact(_Event):
 MAX_SEALED = 8192
 
 
-class _Sealed(_Event):
-    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
-    the person's own key, which erasure destroys; `personal` names them. A role stays in
-    clear. Views decrypt it for those who may see personal data."""
+class _Sealed(SealedPerson):
+    """A person as the log holds them (shared/event_models.py), with room for a contact."""
 
-    subject_id: str = Field(
-        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
-    )
-    sealed: str = Field(
-        max_length=MAX_SEALED,
-        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
-        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
-    )
+    sealed: str = sealed_field(MAX_SEALED)
 
 
 class SealedContact(_Sealed):
@@ -96,7 +85,7 @@ class SealedContact(_Sealed):
     role: str | None = Field(default=None, max_length=100)
 
 
-class _NeedPosted(_Event):
+class _NeedPosted(EventModel):
     need_id: Id
     recipient_id: Id
     kind: Literal["item", "money"]
@@ -121,7 +110,7 @@ class NeedPosted(_NeedPosted):
     contact: SealedContact | None = None
 
 
-class NeedRevised(_Event):
+class NeedRevised(EventModel):
     EVENT_TYPE: ClassVar[str] = NEED_REVISED
     need_id: Id
     changes: dict[str, Any] = Field(description="field -> revised value")
@@ -129,19 +118,19 @@ class NeedRevised(_Event):
     reason: Reason
 
 
-class NeedClosed(_Event):
+class NeedClosed(EventModel):
     EVENT_TYPE: ClassVar[str] = NEED_CLOSED
     need_id: Id
     reason: Reason
 
 
-class NeedCancelled(_Event):
+class NeedCancelled(EventModel):
     EVENT_TYPE: ClassVar[str] = NEED_CANCELLED
     need_id: Id
     reason: Reason
 
 
-class Line(_Event):
+class Line(EventModel):
     line_id: Id
     kind: LineKind
     need_id: Id | None = Field(description="the need this line answers, if any")
@@ -156,7 +145,7 @@ class Line(_Event):
     currency: Currency | None
 
 
-class _PledgeMade(_Event):
+class _PledgeMade(EventModel):
     pledge_id: Id
     donor_id: Id
     recipient_id: Id
@@ -175,14 +164,14 @@ class PledgeMade(_PledgeMade):
     contact: SealedContact | None = None
 
 
-class PledgeCommitted(_Event):
+class PledgeCommitted(EventModel):
     EVENT_TYPE: ClassVar[str] = PLEDGE_COMMITTED
     pledge_id: Id
     donor_id: Id
     recipient_id: Id
 
 
-class _PledgeLineAmended(_Event):
+class _PledgeLineAmended(EventModel):
     pledge_id: Id
     line_id: Id
     kind: LineKind
@@ -204,14 +193,14 @@ class PledgeLineAmended(_PledgeLineAmended):
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
-class PledgeWithdrawn(_Event):
+class PledgeWithdrawn(EventModel):
     EVENT_TYPE: ClassVar[str] = PLEDGE_WITHDRAWN
     pledge_id: Id
     reason: Reason
     previous_status: PledgeStatus
 
 
-class _MoneyReceived(_Event):
+class _MoneyReceived(EventModel):
     pledge_id: Id
     line_id: Id
     amount: Amount
@@ -229,7 +218,7 @@ class MoneyReceived(_MoneyReceived):
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
-class DonorFigureReported(_Event):
+class DonorFigureReported(EventModel):
     """The donor's own figure for a line (delivered or paid so far); counted for nothing, kept
     beside the recipient's confirmed figure."""
 
@@ -245,7 +234,7 @@ class DonorFigureReported(_Event):
     note: Note | None
 
 
-class ConfirmedBy(_Event):
+class ConfirmedBy(EventModel):
     # who signed for the goods in clear: version 1 of delivery-recorded (older logs)
     name: Name
     role: Label | None = None
@@ -260,12 +249,12 @@ class SealedConfirmedBy(_Sealed):
     role: Label | None = None
 
 
-class Document(_Event):
+class Document(EventModel):
     name: Name
     sha256: str = Field(max_length=64)
 
 
-class _DeliveryRecorded(_Event):
+class _DeliveryRecorded(EventModel):
     """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
     line's unit. Only `received` (good condition) counts towards fulfilment."""
 
@@ -296,7 +285,7 @@ class DeliveryRecorded(_DeliveryRecorded):
     confirmed_by: SealedConfirmedBy | None
 
 
-class PledgeLineUpdated(_Event):
+class PledgeLineUpdated(EventModel):
     """What may still be loaded from a committed in-kind line (docs/cross-service-events.md)."""
 
     EVENT_TYPE: ClassVar[str] = PLEDGE_LINE_UPDATED
@@ -316,7 +305,7 @@ class PledgeLineUpdated(_Event):
 
 
 # The current model of each type, by type (older versions: older.py)
-SCHEMAS: dict[str, type[_Event]] = {
+SCHEMAS: dict[str, type[EventModel]] = {
     NEED_POSTED: NeedPosted,
     NEED_REVISED: NeedRevised,
     NEED_CLOSED: NeedClosed,

@@ -138,16 +138,12 @@ from services.shipments.events.parts import (
 from services.shipments.events.parts import (
     _Entry as _Entry,
 )
-from services.shipments.events.parts import (
-    _Event as _Event,
-)
-from services.shipments.events.parts import (
-    _Sealed as _Sealed,
-)
 from shared.codec import EventCodec
+from shared.event_models import EventModel as EventModel
+from shared.event_models import SealedPerson
 
 
-class ConvoyPlanned(_Event):
+class ConvoyPlanned(EventModel):
     EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
@@ -165,7 +161,7 @@ class ConvoyPlanned(_Event):
     note: Text | None = None
 
 
-class ManifestLineLoaded(_Event):
+class ManifestLineLoaded(EventModel):
     EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_LOADED
     convoy_id: Id
     manifest_line_id: Id
@@ -182,7 +178,7 @@ class ManifestLineLoaded(_Event):
     correlation_id: Id | None = Field(description="the pledge's correlation id")
 
 
-class ManifestLineUnloaded(_Event):
+class ManifestLineUnloaded(EventModel):
     EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_UNLOADED
     convoy_id: Id
     manifest_line_id: Id
@@ -226,7 +222,7 @@ class CustodyHandedOff(_Entry):
     to_party: Party
 
 
-class AffectedLine(_Event):
+class AffectedLine(EventModel):
     manifest_line_id: Id
     quantity: Decimal
 
@@ -249,14 +245,14 @@ class ConvoyArrived(_Entry):
     place: str | None = Field(default=None, max_length=200)
 
 
-class ConfirmedBy(_Sealed):
+class ConfirmedBy(SealedPerson):
     """Who signed for the goods: their name sealed (personal data), their role in clear."""
 
     personal: list[Literal["name"]] = Field(max_length=1)
     role: Label
 
 
-class DeliveryConfirmed(_Event):
+class DeliveryConfirmed(EventModel):
     """received + damaged + short == loaded - lost, on every line."""
 
     EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
@@ -271,28 +267,28 @@ class DeliveryConfirmed(_Event):
     lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
-class ConvoyClosed(_Event):
+class ConvoyClosed(EventModel):
     EVENT_TYPE: ClassVar[str] = CONVOY_CLOSED
     convoy_id: Id
     outcome: Literal["delivered", "lost"]
     note: Text | None = None
 
 
-class ReleasedLine(_Event):
+class ReleasedLine(EventModel):
     manifest_line_id: Id
     pledge_id: Id
     line_id: Id
     quantity: Decimal
 
 
-class ConvoyCancelled(_Event):
+class ConvoyCancelled(EventModel):
     EVENT_TYPE: ClassVar[str] = CONVOY_CANCELLED
     convoy_id: Id
     reason: Text
     released: list[ReleasedLine] = Field(description="quantities given back to pledge lines")
 
 
-SCHEMAS: dict[str, type[_Event]] = {
+SCHEMAS: dict[str, type[EventModel]] = {
     CONVOY_PLANNED: ConvoyPlanned,
     MANIFEST_LINE_LOADED: ManifestLineLoaded,
     MANIFEST_LINE_UNLOADED: ManifestLineUnloaded,
@@ -323,7 +319,7 @@ def version(event_type: str) -> int:
     return SCHEMAS[event_type].SCHEMA_VERSION
 
 
-def payload(event: _Event) -> dict[str, Any]:
+def payload(event: EventModel) -> dict[str, Any]:
     """The JSON data of an event, validated by its model."""
     return event.model_dump(mode="json")
 
@@ -334,7 +330,7 @@ PERSONAL_TYPES = (CONVOY_PLANNED, CONVOY_DISPATCHED, CUSTODY_HANDED_OFF, DELIVER
 
 # The version 2 model of each type naming persons: what the privacy migration seals version 1
 # into (privacy.seal_v1; shared/privacy_migration.py writes schema version 2)
-SEALED: dict[str, type[_Event]] = {t: PREVIOUS.get((t, 2), SCHEMAS[t]) for t in PERSONAL_TYPES}
+SEALED: dict[str, type[EventModel]] = {t: PREVIOUS.get((t, 2), SCHEMAS[t]) for t in PERSONAL_TYPES}
 
 # Every event of the log decoded into its model (shared/codec.py): older versions upcast, but
 # version 1 of the types naming persons, decoded as written (readers match both, e.g.

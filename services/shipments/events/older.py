@@ -11,7 +11,7 @@ state: upcasting to version 3 drops them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
@@ -34,16 +34,16 @@ from services.shipments.events.parts import (
     Text,
     Vehicle,
     _Entry,
-    _Event,
 )
 from shared.codec import Upcaster
+from shared.event_models import EventModel, without
 
 
 class V1:
     """Version 1 of the event types that carry persons: names, phones and licence numbers in
     clear. Logs written before persons were sealed hold them; they fold and show as ever."""
 
-    class Driver(_Event):
+    class Driver(EventModel):
         """Personal data: shown only to the carrier, the recipient and auditors."""
 
         name: str = Field(min_length=1, max_length=200)
@@ -51,24 +51,24 @@ class V1:
         licence_number: str | None = Field(default=None, max_length=50)
         vehicle: str | None = Field(default=None, max_length=20, description="registration")
 
-    class Person(_Event):
+    class Person(EventModel):
         """Personal data, like drivers."""
 
         name: str = Field(min_length=1, max_length=200)
         role: str | None = Field(default=None, max_length=100)
 
-    class Party(_Event):
+    class Party(EventModel):
         """Who holds the goods: a registered organisation, a named other body, and/or a person."""
 
         organisation_id: Id | None = None
         name: str | None = Field(default=None, max_length=200)
         person: V1.Person | None = None
 
-    class ConfirmedBy(_Event):
+    class ConfirmedBy(EventModel):
         name: Name
         role: Label
 
-    class ConvoyPlanned(_Event):
+    class ConvoyPlanned(EventModel):
         EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
         convoy_id: Id
         reference: Name = Field(description="a name people use for the convoy")
@@ -94,7 +94,7 @@ class V1:
         from_party: V1.Party
         to_party: V1.Party
 
-    class DeliveryConfirmed(_Event):
+    class DeliveryConfirmed(EventModel):
         """received + damaged + short == loaded - lost, on every line."""
 
         EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
@@ -121,7 +121,7 @@ class V2:
 
 
 # Version 1 of the types naming persons, decoded as written (no upcaster can seal a person)
-AS_WRITTEN: dict[tuple[str, int], type[_Event]] = {
+AS_WRITTEN: dict[tuple[str, int], type[EventModel]] = {
     (CONVOY_PLANNED, 1): V1.ConvoyPlanned,
     (CONVOY_DISPATCHED, 1): V1.ConvoyDispatched,
     (CUSTODY_HANDED_OFF, 1): V1.CustodyHandedOff,
@@ -130,22 +130,13 @@ AS_WRITTEN: dict[tuple[str, int], type[_Event]] = {
 
 # Older schema versions of event types still in logs, published beside the current ones
 # (schemas/): {(type, version): model}
-PREVIOUS: dict[tuple[str, int], type[_Event]] = {
+PREVIOUS: dict[tuple[str, int], type[EventModel]] = {
     **AS_WRITTEN,
     (CONVOY_DISPATCHED, 2): V2.ConvoyDispatched,
 }
 
 
-def _without(*derived: str) -> Upcaster:
-    """An upcaster dropping values the next version leaves to readers to derive."""
-
-    def upcast(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if k not in derived}
-
-    return upcast
-
-
 # {(type, version n): data of version n -> data of version n + 1} (shared/codec.py)
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
-    (CONVOY_DISPATCHED, 2): _without("manifest_lines", "weight_kg"),
+    (CONVOY_DISPATCHED, 2): without("manifest_lines", "weight_kg"),
 }

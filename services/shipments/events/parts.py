@@ -4,10 +4,20 @@ documents, delivered lines)."""
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from shared.event_models import MAX_ID as MAX_ID
+from shared.event_models import MAX_LABEL as MAX_LABEL
+from shared.event_models import MAX_NAME as MAX_NAME
+from shared.event_models import MAX_SEALED as MAX_SEALED
+from shared.event_models import Coordinates as Coordinates
+from shared.event_models import EventModel as EventModel
+from shared.event_models import Id as Id
+from shared.event_models import Label as Label
+from shared.event_models import Name as Name
+from shared.event_models import SealedPerson
 from shared.sealed import SUBJECT_ID as SUBJECT_ID
 
 STREAM_CONVOY = "convoy"
@@ -31,56 +41,22 @@ Text = Annotated[str, Field(max_length=2000)]
 
 # Bounds a consumer enforces through the published schemas; never below what the API accepts
 # (services/shipments/requests.py: slugs and refs 100, names 200, registrations 20, at most 30
-# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident; pledge items 200).
-MAX_ID = 200
-MAX_NAME = 200
-MAX_LABEL = 100
+# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident; pledge items 200);
+# ids, names, labels and sealed persons are bounded alike in every service
+# (shared/event_models.py).
 MAX_VEHICLES = 30
 MAX_DRIVERS = 60
 MAX_ROUTE = 50
 MAX_LINES = 500
 
-Id = Annotated[str, Field(max_length=MAX_ID)]
-Name = Annotated[str, Field(max_length=MAX_NAME)]
-Label = Annotated[str, Field(max_length=MAX_LABEL)]
 
-
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    SCHEMA_VERSION: ClassVar[int] = 1  # the version events of the type are written with
-
-
-class Coordinates(_Event):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-
-
-class Vehicle(_Event):
+class Vehicle(EventModel):
     registration: str = Field(min_length=1, max_length=20)
     type: str = Field(min_length=1, max_length=100)
     capacity_kg: Decimal
 
 
-MAX_SEALED = 4096
-
-
-class _Sealed(_Event):
-    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
-    the person's own key, which erasure destroys; `personal` names them. Other fields (a
-    vehicle, a role) stay in clear. Views decrypt it for those who may see personal data."""
-
-    subject_id: str = Field(
-        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
-    )
-    sealed: str = Field(
-        max_length=MAX_SEALED,
-        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
-        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
-    )
-
-
-class Driver(_Sealed):
+class Driver(SealedPerson):
     """Personal data (name, phone, licence number), sealed; shown only to the carrier, the
     recipient and auditors."""
 
@@ -88,14 +64,14 @@ class Driver(_Sealed):
     vehicle: str | None = Field(default=None, max_length=20, description="registration")
 
 
-class Person(_Sealed):
+class Person(SealedPerson):
     """Personal data (name), sealed, like drivers; the role in clear."""
 
     personal: list[Literal["name"]] = Field(max_length=1)
     role: str | None = Field(default=None, max_length=100)
 
 
-class Party(_Event):
+class Party(EventModel):
     """Who holds the goods: a registered organisation, a named other body, and/or a person."""
 
     organisation_id: Id | None = None
@@ -103,19 +79,19 @@ class Party(_Event):
     person: Person | None = None
 
 
-class _Entry(_Event):
+class _Entry(EventModel):
     convoy_id: Id
     entry_id: Id = Field(description="the client-generated id of the field entry")
     entry_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="digest of the entry sent")
     note: Text | None = None
 
 
-class Document(_Event):
+class Document(EventModel):
     name: Name
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class DeliveredLine(_Event):
+class DeliveredLine(EventModel):
     manifest_line_id: Id
     pledge_id: Id
     line_id: Id

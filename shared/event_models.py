@@ -1,0 +1,102 @@
+"""What every service's event models are made of: the base of a payload and its parts, the
+bounded identifier, name and label types, coordinates, a sealed person, and the upcasters
+that only keep or drop fields.
+
+One place, because these are one contract: a consumer enforces the bounds through the
+published schemas (services/*/schemas/), so an id, a name or a label is bounded alike in
+every service's events. Changing a bound here changes those schemas: never lower one below
+what an API accepts. Pure: pydantic only, no framework or driver imports.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.codec import Upcaster
+from shared.sealed import SUBJECT_ID
+
+__all__ = [
+    "MAX_ID",
+    "MAX_LABEL",
+    "MAX_NAME",
+    "MAX_SEALED",
+    "SEALED_BASE64",
+    "Coordinates",
+    "EventModel",
+    "Id",
+    "Label",
+    "Name",
+    "SealedPerson",
+    "sealed_field",
+    "unchanged",
+    "without",
+]
+
+MAX_ID = 200
+MAX_NAME = 200
+MAX_LABEL = 100
+
+Id = Annotated[str, Field(max_length=MAX_ID)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Label = Annotated[str, Field(max_length=MAX_LABEL)]
+
+
+class EventModel(BaseModel):
+    """Base of an event payload and of its parts: frozen, and refusing unknown fields (what
+    is written is exactly what the schema says). A payload declares its EVENT_TYPE and, from
+    version 2 on, its SCHEMA_VERSION (shared/codec.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    EVENT_TYPE: ClassVar[str]  # its stable dotted name (the codec's key)
+    SCHEMA_VERSION: ClassVar[int] = 1  # the version events of the type are written with
+
+
+class Coordinates(EventModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+# base64 of nonce, tag and the personal fields' JSON
+MAX_SEALED = 4096
+SEALED_BASE64 = r"^[A-Za-z0-9+/]+={0,2}$"
+
+
+def sealed_field(max_length: int = MAX_SEALED) -> Any:
+    """The `sealed` field of a sealed person: base64 of nonce, tag and ciphertext, at most
+    `max_length` characters (a service whose persons hold more gives more)."""
+    return Field(
+        max_length=max_length,
+        pattern=SEALED_BASE64,
+        description="base64: 12-byte nonce | AES-256-GCM ciphertext of the personal fields",
+    )
+
+
+class SealedPerson(EventModel):
+    """A person as the log holds them (shared/privacy.py): the personal fields encrypted under
+    the person's own key, which erasure destroys; a subclass's `personal` names them. Other
+    fields (a vehicle, a role) stay in clear. Views decrypt it for those who may see personal
+    data. A service whose persons hold more widens `sealed` (redeclaring it keeps its place)."""
+
+    subject_id: str = Field(
+        max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
+    )
+    sealed: str = sealed_field()
+
+
+def unchanged(data: dict[str, Any]) -> dict[str, Any]:
+    """The upcaster of a version whose next one only sealed its person: the fields are the
+    same (sealing itself needs the database: shared/privacy_migration.py)."""
+    return data
+
+
+def without(*derived: str) -> Upcaster:
+    """The upcaster to a next version that no longer carries `derived` values: readers work
+    them out from the record's other events."""
+
+    def upcast(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in derived}
+
+    return upcast
