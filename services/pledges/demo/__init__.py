@@ -9,16 +9,13 @@ that exists already (409) is fine, and later steps are made only if the record l
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import json
-import sys
 from typing import Any, NamedTuple
 
 import httpx
 
 from services.pledges.demo.data import NEEDS, PLEDGES, DemoPledge
+from shared import demo_client
 
 WAIT_FOR_REGISTRY = 30.0
 RETRY_EVERY = 1.0
@@ -33,20 +30,6 @@ class Summary(NamedTuple):
     changes: int
 
 
-def _key(kind: str, ident: str, body: dict[str, Any]) -> dict[str, str]:
-    # Tied to the body: a retry replays the first answer; edited demo data gets a new key.
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    return {"Idempotency-Key": f"demo-{kind}-{ident}-{digest}"}
-
-
-def _refused(what: str, response: httpx.Response) -> httpx.HTTPStatusError:
-    return httpx.HTTPStatusError(
-        f"{what}: {response.status_code} {response.text}",
-        request=response.request,
-        response=response,
-    )
-
-
 def _not_known_yet(response: httpx.Response) -> bool:
     if response.status_code != 422:
         return False
@@ -55,9 +38,11 @@ def _not_known_yet(response: httpx.Response) -> bool:
 
 
 async def _post(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str]
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], kind: str, ident: str
 ) -> httpx.Response:
-    """POST, retrying while the registry's organisations or partnerships are still arriving."""
+    """POST with a key of `kind` (demo_client.key), retrying while the registry's organisations
+    or partnerships are still arriving."""
+    headers = demo_client.keyed(kind, ident, body)
     deadline = asyncio.get_running_loop().time() + WAIT_FOR_REGISTRY
     while True:
         response = await client.post(path, json=body, headers=headers)
@@ -66,35 +51,25 @@ async def _post(
         await asyncio.sleep(RETRY_EVERY)
 
 
-def _new(response: httpx.Response) -> bool:
-    return bool(response.headers.get("Idempotent-Replayed") != "true")
-
-
 async def _load_need(client: httpx.AsyncClient, body: dict[str, Any]) -> bool:
     """Post a need unless it exists; returns whether it was posted now."""
-    response = await _post(client, "/v1/needs", body, _key("need", body["need_id"], body))
+    response = await _post(client, "/v1/needs", body, "need", body["need_id"])
     if response.status_code == 201:
-        return _new(response)
+        return not demo_client.replayed(response)
     if response.status_code == 409:
         return False
-    raise _refused(body["need_id"], response)
+    raise demo_client.refused(body["need_id"], response)
 
 
 async def _pledge(client: httpx.AsyncClient, pledge_id: str) -> dict[str, Any] | None:
-    response = await client.get(f"/v1/pledges/{pledge_id}")
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise _refused(pledge_id, response)
-    pledge: dict[str, Any] = response.json()
-    return pledge
+    return demo_client.found(pledge_id, await client.get(f"/v1/pledges/{pledge_id}"))
 
 
 async def _step(client: httpx.AsyncClient, path: str, body: dict[str, Any], what: str) -> int:
-    response = await _post(client, path, body, _key("step", path.replace("/", "-"), body))
+    response = await _post(client, path, body, "step", path.replace("/", "-"))
     if response.status_code not in (200, 201):
-        raise _refused(what, response)
-    return int(_new(response))
+        raise demo_client.refused(what, response)
+    return int(not demo_client.replayed(response))
 
 
 async def _load_pledge(client: httpx.AsyncClient, p: DemoPledge) -> tuple[bool, int]:
@@ -103,11 +78,11 @@ async def _load_pledge(client: httpx.AsyncClient, p: DemoPledge) -> tuple[bool, 
     pid = p.body["pledge_id"]
     made = False
     if await _pledge(client, pid) is None:
-        response = await _post(client, "/v1/pledges", p.body, _key("pledge", pid, p.body))
+        response = await _post(client, "/v1/pledges", p.body, "pledge", pid)
         if response.status_code == 201:
-            made = _new(response)
+            made = not demo_client.replayed(response)
         elif response.status_code != 409:
-            raise _refused(pid, response)
+            raise demo_client.refused(pid, response)
     state = await _pledge(client, pid)
     if state is None:
         raise RuntimeError(f"pledge {pid} is missing after it was made")
@@ -152,26 +127,13 @@ async def load(client: httpx.AsyncClient) -> Summary:
     return Summary(posted, present, made, already, changes)
 
 
-async def _load_from(url: str, key: str) -> Summary:
-    async with httpx.AsyncClient(
-        base_url=url, timeout=10, headers={"Authorization": f"Bearer {key}"}
-    ) as client:
-        return await load(client)
+def report(summary: Summary) -> list[str]:
+    return [
+        f"pledges: {summary.needs_posted} needs posted, {summary.needs_present} already present",
+        f"pledges: {summary.pledges_made} pledges made, {summary.pledges_present} already"
+        f" present, {summary.changes} later steps (amendments, commitments, figures, receipts)",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.pledges.demo", description=__doc__)
-    parser.add_argument("--url", required=True, help="the pledges API, http://host:port")
-    parser.add_argument("--key", required=True, help="an API key with the registry_admin role")
-    args = parser.parse_args(argv)
-    try:
-        summary = asyncio.run(_load_from(args.url, args.key))
-    except httpx.HTTPError as exc:
-        print(f"pledges demo data failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"pledges: {summary.needs_posted} needs posted, {summary.needs_present} already present")
-    print(
-        f"pledges: {summary.pledges_made} pledges made, {summary.pledges_present} already"
-        f" present, {summary.changes} later steps (amendments, commitments, figures, receipts)"
-    )
-    return 0
+    return demo_client.main(argv, service="pledges", doc=__doc__, load=load, report=report)

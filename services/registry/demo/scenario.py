@@ -8,17 +8,14 @@ steps it has not made yet (read first with GET).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import json
-import sys
 from typing import Any, NamedTuple
 
 import httpx
 
 from services.registry.demo.organisations import ORGANISATIONS, Org
 from services.registry.demo.partnerships import PARTNERSHIPS, Partnership
+from shared import demo_client
 
 # Forward order; a partnership suspended or ended since is not the demo's to undo.
 FORWARD = ("proposed", "under_discussion", "agreed", "signed")
@@ -39,30 +36,17 @@ class Summary(NamedTuple):
 RATE_LIMITED_RETRIES = 10
 
 
-def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def idempotency_key(body: dict[str, Any]) -> str:
-    # Tied to the body: a retry replays the first answer; edited demo data gets a new key
-    # (and a 409 if the organisation exists already) instead of a reused-key error.
-    return f"demo-organisation-{body['organisation_id']}-{_digest(body)}"
+    """An organisation's registration key (demo_client.key)."""
+    return demo_client.key("organisation", body["organisation_id"], body)
 
 
 async def _post(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], key: str
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], kind: str, ident: str
 ) -> httpx.Response:
-    """POST `body` with `key` as its Idempotency-Key: a key tied to the body (as
-    `idempotency_key`), so that a retry replays the first answer."""
-    return await _send(client, "POST", url, json=body, headers={"Idempotency-Key": key})
-
-
-def _refused(what: str, response: httpx.Response) -> httpx.HTTPStatusError:
-    return httpx.HTTPStatusError(
-        f"{what}: {response.status_code} {response.text}",
-        request=response.request,
-        response=response,
-    )
+    """POST `body` with a key of `kind` tied to it (demo_client.key), so that a retry replays
+    the first answer."""
+    return await _send(client, "POST", url, json=body, headers=demo_client.keyed(kind, ident, body))
 
 
 async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -76,10 +60,6 @@ async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     return response
 
 
-def _replayed(response: httpx.Response) -> bool:
-    return bool(response.headers.get("Idempotent-Replayed") == "true")
-
-
 async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int, int]:
     """Register every organisation; returns (newly registered, already present, present
     without coordinates and given them: `_locate`).
@@ -89,16 +69,18 @@ async def load_organisations(client: httpx.AsyncClient) -> tuple[int, int, int]:
     registered = present = located = 0
     for org in ORGANISATIONS:
         body = org.body()
-        response = await _post(client, "/v1/organisations", body, idempotency_key(body))
+        response = await _post(
+            client, "/v1/organisations", body, "organisation", body["organisation_id"]
+        )
         if response.status_code == 409:
             present += 1
             located += await _locate(client, org)
-        elif _replayed(response):
+        elif demo_client.replayed(response):
             present += 1
         elif response.status_code == 201:
             registered += 1
         else:
-            raise _refused(body["organisation_id"], response)
+            raise demo_client.refused(body["organisation_id"], response)
     return registered, present, located
 
 
@@ -114,25 +96,20 @@ async def _locate(client: httpx.AsyncClient, org: Org) -> bool:
     if response.status_code == 404 or org.coordinates is None:
         return False
     if response.status_code != 200:
-        raise _refused(oid, response)
+        raise demo_client.refused(oid, response)
     if response.json().get("coordinates") is not None:
         return False
     body = {"coordinates": org.coordinates, "reason": LOCATED_REASON}
-    key = f"demo-location-{oid}-{_digest(body)}"
-    corrected = await _post(client, f"/v1/organisations/{oid}/corrections", body, key)
+    corrected = await _post(client, f"/v1/organisations/{oid}/corrections", body, "location", oid)
     if corrected.status_code != 200:
-        raise _refused(f"{oid} (coordinates)", corrected)
-    return not _replayed(corrected)
+        raise demo_client.refused(f"{oid} (coordinates)", corrected)
+    return not demo_client.replayed(corrected)
 
 
 async def _status(client: httpx.AsyncClient, partnership_id: str) -> str | None:
     response = await _send(client, "GET", f"/v1/partnerships/{partnership_id}")
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise _refused(partnership_id, response)
-    status: str = response.json()["status"]
-    return status
+    partnership = demo_client.found(partnership_id, response)
+    return None if partnership is None else str(partnership["status"])
 
 
 async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[bool, int, bool]:
@@ -146,15 +123,14 @@ async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[
     status = await _status(client, pid)
     if status is None:
         body = p.proposal()
-        key = f"demo-partnership-{pid}-{_digest(body)}"
-        response = await _post(client, "/v1/partnerships", body, key)
+        response = await _post(client, "/v1/partnerships", body, "partnership", pid)
         if response.status_code == 201:
-            proposed = not _replayed(response)
+            proposed = not demo_client.replayed(response)
         elif response.status_code != 409:  # 409: proposed meanwhile
-            raise _refused(pid, response)
+            raise demo_client.refused(pid, response)
         status = await _status(client, pid)
         if status is None:
-            raise _refused(f"{pid} (missing after its proposal)", response)
+            raise demo_client.refused(f"{pid} (missing after its proposal)", response)
     changes = 0
     for step in p.history[1:]:
         if status not in FORWARD:
@@ -162,18 +138,18 @@ async def _load_partnership(client: httpx.AsyncClient, p: Partnership) -> tuple[
         if FORWARD.index(status) >= FORWARD.index(step.to):
             continue
         body = p.transition(step)
-        key = f"demo-partnership-{pid}-{step.to}-{_digest(body)}"
-        response = await _post(client, f"/v1/partnerships/{pid}/transitions", body, key)
+        path = f"/v1/partnerships/{pid}/transitions"
+        response = await _post(client, path, body, "partnership", f"{pid}-{step.to}")
         if response.status_code == 200:
-            changes += not _replayed(response)
+            changes += not demo_client.replayed(response)
             status = step.to
         elif response.status_code == 409:
             # made meanwhile, or refused for another reason (say an active twin): look again
             status = await _status(client, pid)
             if status in FORWARD and FORWARD.index(status) < FORWARD.index(step.to):
-                raise _refused(f"{pid} -> {step.to}", response)
+                raise demo_client.refused(f"{pid} -> {step.to}", response)
         else:
-            raise _refused(f"{pid} -> {step.to}", response)
+            raise demo_client.refused(f"{pid} -> {step.to}", response)
     return proposed, changes, status not in FORWARD
 
 
@@ -196,37 +172,22 @@ async def load(client: httpx.AsyncClient) -> Summary:
     return Summary(registered, present, proposed, already, changes, tuple(left_alone), located)
 
 
-async def _load_from(url: str, key: str) -> Summary:
-    async with httpx.AsyncClient(
-        base_url=url, timeout=10, headers={"Authorization": f"Bearer {key}"}
-    ) as client:
-        return await load(client)
+def report(summary: Summary) -> list[str]:
+    located = summary.organisations_located
+    return [
+        f"registry: {summary.organisations_registered} organisations registered,"
+        f" {summary.organisations_present} already present"
+        + (f", {located} given their coordinates" if located else ""),
+        f"registry: {summary.partnerships_proposed} partnerships proposed,"
+        f" {summary.partnerships_present} already present,"
+        f" {summary.status_changes} status changes",
+        *(
+            [f"registry: suspended or ended since, left alone: {', '.join(summary.left_alone)}"]
+            if summary.left_alone
+            else []
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.registry.demo", description=__doc__)
-    parser.add_argument("--url", required=True, help="the registry API, http://host:port")
-    parser.add_argument("--key", required=True, help="an API key with the registry_admin role")
-    args = parser.parse_args(argv)
-    try:
-        summary = asyncio.run(_load_from(args.url, args.key))
-    except httpx.HTTPError as exc:
-        print(f"registry demo data failed: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"registry: {summary.organisations_registered} organisations registered,"
-        f" {summary.organisations_present} already present"
-        + (
-            f", {summary.organisations_located} given their coordinates"
-            if summary.organisations_located
-            else ""
-        )
-    )
-    print(
-        f"registry: {summary.partnerships_proposed} partnerships proposed,"
-        f" {summary.partnerships_present} already present,"
-        f" {summary.status_changes} status changes"
-    )
-    if summary.left_alone:
-        print(f"registry: suspended or ended since, left alone: {', '.join(summary.left_alone)}")
-    return 0
+    return demo_client.main(argv, service="registry", doc=__doc__, load=load, report=report)

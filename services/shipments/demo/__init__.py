@@ -13,17 +13,14 @@ answered as before and records nothing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import json
-import sys
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, NamedTuple
 
 import httpx
 
 from services.shipments.demo.data import CONVOYS, DemoConvoy, Load, Want
+from shared import demo_client
 
 WAIT_FOR_LINES = 60.0
 SETTLED_AFTER = 5.0
@@ -50,20 +47,6 @@ class Skipped(Exception):
     """A convoy the demo cannot load: the reason is reported, the others go on."""
 
 
-def _key(kind: str, ident: str, body: dict[str, Any]) -> dict[str, str]:
-    # Tied to the body: a retry replays the first answer; edited demo data gets a new key.
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    return {"Idempotency-Key": f"demo-{kind}-{ident}-{digest}"}
-
-
-def _refused(what: str, response: httpx.Response) -> httpx.HTTPStatusError:
-    return httpx.HTTPStatusError(
-        f"{what}: {response.status_code} {response.text}",
-        request=response.request,
-        response=response,
-    )
-
-
 async def known_lines(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     """Every pledge line shipments has heard of."""
     lines: list[dict[str, Any]] = []
@@ -72,7 +55,7 @@ async def known_lines(client: httpx.AsyncClient) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
         response = await client.get("/v1/pledge-lines", params=params)
         if response.status_code != 200:
-            raise _refused("pledge lines", response)
+            raise demo_client.refused("pledge lines", response)
         page = response.json()
         lines += page["items"]
         cursor = page["next_cursor"]
@@ -118,13 +101,7 @@ async def wait_for_lines(
 
 
 async def _convoy(client: httpx.AsyncClient, convoy_id: str) -> dict[str, Any] | None:
-    response = await client.get(f"/v1/convoys/{convoy_id}")
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise _refused(convoy_id, response)
-    body: dict[str, Any] = response.json()
-    return body
+    return demo_client.found(convoy_id, await client.get(f"/v1/convoys/{convoy_id}"))
 
 
 async def _post(
@@ -136,10 +113,10 @@ async def _post(
     ok: int = 200,
     keyed: bool = True,
 ) -> dict[str, Any]:
-    headers = _key(what, path, body) if keyed else {}
+    headers = demo_client.keyed(what, path, body) if keyed else {}
     response = await client.post(path, json=body, headers=headers)
     if response.status_code != ok:
-        raise _refused(what, response)
+        raise demo_client.refused(what, response)
     answer: dict[str, Any] = response.json()
     return answer
 
@@ -180,7 +157,7 @@ async def _load_lines(
         assert found is not None
         response = await client.get(f"/v1/pledge-lines/{found['pledge_id']}/{found['line_id']}")
         if response.status_code != 200:
-            raise _refused(f"pledge line for {cid}", response)
+            raise demo_client.refused(f"pledge line for {cid}", response)
         vehicle = next(v for v in state["vehicles"] if v["registration"] == load.vehicle)
         quantity, weight = _quantity(load, response.json(), vehicle)
         if quantity <= 0:
@@ -288,13 +265,6 @@ async def load(
     return total
 
 
-async def _load_from(url: str, key: str) -> Summary:
-    async with httpx.AsyncClient(
-        base_url=url, timeout=15, headers={"Authorization": f"Bearer {key}"}
-    ) as client:
-        return await load(client)
-
-
 def report(summary: Summary) -> list[str]:
     if summary.convoys_planned + summary.convoys_present == 0:
         return [
@@ -313,15 +283,6 @@ def report(summary: Summary) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.shipments.demo", description=__doc__)
-    parser.add_argument("--url", required=True, help="the shipments API, http://host:port")
-    parser.add_argument("--key", required=True, help="an API key with the registry_admin role")
-    args = parser.parse_args(argv)
-    try:
-        summary = asyncio.run(_load_from(args.url, args.key))
-    except httpx.HTTPError as exc:
-        print(f"shipments demo data failed: {exc}", file=sys.stderr)
-        return 1
-    for line in report(summary):
-        print(line)
-    return 0
+    return demo_client.main(
+        argv, service="shipments", doc=__doc__, load=load, report=report, timeout=15
+    )
