@@ -13,6 +13,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +30,8 @@ from pydantic import SecretStr
 
 from shared.errors import Unauthenticated
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
 
 class Metrics:
     def __init__(self, service: str) -> None:
@@ -39,93 +42,85 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        labels = {"service": service}
-        self.requests = Counter(
-            "twinaid_http_requests",
-            "HTTP requests",
-            ["method", "route", "status"],
-            registry=self.registry,
+        series, own = self._series, self._own
+        self.requests = series(
+            Counter, "twinaid_http_requests", "HTTP requests", "method", "route", "status"
         ).labels
-        self.request_seconds = Histogram(
-            "twinaid_http_request_seconds",
-            "HTTP request duration",
-            ["route"],
-            registry=self.registry,
+        self.request_seconds = series(
+            Histogram, "twinaid_http_request_seconds", "HTTP request duration", "route"
         ).labels
-        self.appends = Counter(
+        self.appends = own(
+            Counter,
             "twinaid_events_committed",
             "Events appended and committed to the log (counted by the sealer)",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.relay_published = Counter(
-            "twinaid_relay_published",
-            "Events published by the relay",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.relay_lag_events = Gauge(
-            "twinaid_relay_lag_events",
-            "Committed events not yet published",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.relay_lag_seconds = Gauge(
-            "twinaid_relay_lag_seconds",
-            "Age of the oldest unpublished event",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.consumer_lag = Gauge(
+        )
+        self.relay_published = own(
+            Counter, "twinaid_relay_published", "Events published by the relay"
+        )
+        self.relay_lag_events = own(
+            Gauge, "twinaid_relay_lag_events", "Committed events not yet published"
+        )
+        self.relay_lag_seconds = own(
+            Gauge, "twinaid_relay_lag_seconds", "Age of the oldest unpublished event"
+        )
+        self.consumer_lag = series(
+            Gauge,
             "twinaid_consumer_lag_events",
             "Upstream events seen but not yet contiguous",
-            ["service", "upstream"],
-            registry=self.registry,
+            "service",
+            "upstream",
         ).labels
         # a committed event the sealer cannot seal (shared/sealer.py Watch): 1 with its
         # position, event id and reason as labels while it blocks the chain
-        self.sealer_blocked = Gauge(
+        self.sealer_blocked = series(
+            Gauge,
             "twinaid_sealer_blocked",
             "1 while a committed event cannot be sealed: nothing after it is published",
-            ["service", "position", "event_id", "reason"],
-            registry=self.registry,
+            "service",
+            "position",
+            "event_id",
+            "reason",
         )
-        self.sealer_blocked_position = Gauge(
+        self.sealer_blocked_position = own(
+            Gauge,
             "twinaid_sealer_blocked_position",
             "Chain position of the event the sealer cannot seal; 0 when none",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.sealer_failures = Counter(
+        )
+        self.sealer_failures = own(
+            Counter,
             "twinaid_sealer_failures",
             "Sealing rounds stopped by an event the chain cannot seal",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.quarantined = Counter(
+        )
+        self.quarantined = series(
+            Counter,
             "twinaid_quarantined",
             "Upstream messages quarantined: not authentic, inconsistent or implausible",
-            ["service", "upstream"],
-            registry=self.registry,
+            "service",
+            "upstream",
         )
-        self.dead_letters = Counter(
-            "twinaid_dead_letters",
-            "Messages sent to the dead-letter table",
-            ["service"],
-            registry=self.registry,
-        ).labels(**labels)
-        self.group_commit_batches = Counter(
+        self.dead_letters = own(
+            Counter, "twinaid_dead_letters", "Messages sent to the dead-letter table"
+        )
+        self.group_commit_batches = series(
+            Counter,
             "twinaid_group_commit_batches",
             "Statements run by a group commit (shared/batching.py)",
-            ["kind"],
-            registry=self.registry,
+            "kind",
         ).labels
-        self.group_commit_items = Counter(
+        self.group_commit_items = series(
+            Counter,
             "twinaid_group_commit_items",
             "Writes those statements carried (items / batches: the mean batch)",
-            ["kind"],
-            registry=self.registry,
+            "kind",
         ).labels
+
+    def _series(self, kind: type[M], name: str, documentation: str, *labels: str) -> M:
+        """A metric of this process's registry taking `labels`."""
+        return kind(name, documentation, labels, registry=self.registry)
+
+    def _own(self, kind: type[M], name: str, documentation: str) -> M:
+        """A metric labelled with this process's service only: that label given once here."""
+        return self._series(kind, name, documentation, "service").labels(service=self.service)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
