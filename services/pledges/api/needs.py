@@ -4,49 +4,37 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from services.pledges import auth, commands, domain, handlers, queries, views
+from services.pledges import auth, commands, domain, handlers, queries
 from services.pledges import responses as R
+from services.pledges.api import history
 from services.pledges.api.writing import Changing, Creating
 from services.pledges.auth import Viewing
 from services.pledges.requests import (
-    HISTORY_PAGE,
-    After,
     AsOf,
     Cursor,
     EndIn,
-    HistoryLimit,
     Limit,
     NeedIn,
     NeedRevisionIn,
     NeedStatus,
     RecordId,
 )
-from shared import problems
+from shared import route_docs
 from shared.deps import etag
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["needs"])
 
-CHANGED = problems.documented(R.NeedEnded, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)
-changes = partial(
-    router.post, responses=CHANGED, openapi_extra=problems.IDEMPOTENT
-)  # a change route
+reads = route_docs.reads(router)  # a read route
+changes = route_docs.changes(router, R.NeedEnded)  # a change route
 
 
-@router.post(
-    "/needs",
-    status_code=201,
-    responses=problems.documented(
-        R.NeedChanged, 403, 409, 413, 422, status=201, headers=problems.ETAG, description="Posted"
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
+@router.post("/needs", **route_docs.created(R.NeedChanged, "Posted", errors=(403, 409, 413, 422)))
 async def post_need(body: NeedIn, w: Creating) -> JSONResponse:
     """Post a need for your own organisation: goods (quantity and unit) or money (amount in
     minor units and currency), with a priority, what it serves and an optional deadline."""
@@ -72,7 +60,7 @@ async def post_need(body: NeedIn, w: Creating) -> JSONResponse:
     return await w.send(201, command)
 
 
-@router.get("/needs", responses=problems.documented(R.NeedPage, 422))
+@reads("/needs", R.NeedPage, 422)
 async def list_needs(
     ctx: Ctx,
     caller: Caller,
@@ -99,9 +87,7 @@ async def list_needs(
         )
 
 
-@router.get(
-    "/needs/{need_id}", responses=problems.documented(R.Need, 404, 422, headers=problems.ETAG)
-)
+@reads("/needs/{need_id}", R.Need, 404, 422, etag=True)
 async def get_need(
     need_id: RecordId,
     ctx: Ctx,
@@ -123,29 +109,19 @@ async def get_need(
         return await queries.need_as_of(conn, state, history, as_of=as_of, viewer=viewer)
 
 
-@router.get(
-    "/needs/{need_id}/history",
-    responses=problems.documented(R.NeedHistory, 403, 404, 422),
-    operation_id="getNeedHistory",
-)
+@reads("/needs/{need_id}/history", R.NeedHistory, 403, 404, 422, operation_id="getNeedHistory")
 async def need_history(
-    need_id: RecordId,
-    ctx: Ctx,
-    caller: Caller,
-    viewer: Viewing,
-    after: After = 0,
-    limit: HistoryLimit = HISTORY_PAGE,
+    need_id: RecordId, ctx: Ctx, caller: Caller, page: history.Page
 ) -> dict[str, Any]:
     """Every event of the need in version order, a page at a time: pass `next_after` back as
     `after` for the next page (null: that was the last). For the recipient, auditors and
     administrators."""
-    async with ctx.db.connection() as conn:
-        # whose it is, from its first event: the history shows even an event this code cannot read
-        state = domain.require_need(await handlers.NEEDS.opening(handlers.reading(conn), need_id))
-        auth.require_party(caller, state.recipient_id)
-        # those who see the need's contact: opened, or "(erased)"
-        page = await views.history(conn, handlers.NEEDS, need_id, after=after, limit=limit)
-    return {"need_id": need_id, **page}
+
+    def allowed(need: domain.Need) -> bool:
+        auth.require_party(caller, domain.require_need(need).recipient_id)
+        return False  # those who see the need's contact: opened, or "(erased)"
+
+    return {"need_id": need_id, **await page.of(ctx, handlers.NEEDS, need_id, allowed)}
 
 
 @changes("/needs/{need_id}/revisions")
@@ -160,10 +136,7 @@ async def revise_need(
     if "serves" in changes:
         changes["serves"] = tuple(s.value for s in body.serves or ())
     revision = domain.ReviseNeed(changes=changes, reason=body.reason, occurred_at=body.occurred_at)
-    command = commands.ReviseNeed(
-        need_id=need_id, acting_for=w.acting_for, if_match=w.if_match, revision=revision
-    )
-    return await w.send(200, command)
+    return await w.send(200, commands.ReviseNeed(**w.on(need_id=need_id), revision=revision))
 
 
 def _ending(to: domain.NeedState) -> Callable[..., Awaitable[JSONResponse]]:
@@ -174,14 +147,7 @@ def _ending(to: domain.NeedState) -> Callable[..., Awaitable[JSONResponse]]:
         body: EndIn,
         w: Changing,
     ) -> JSONResponse:
-        command = commands.EndNeed(
-            need_id=need_id,
-            acting_for=w.acting_for,
-            if_match=w.if_match,
-            to=to,
-            reason=body.reason,
-            occurred_at=body.occurred_at,
-        )
+        command = commands.EndNeed(**w.on(need_id=need_id), to=to, **body.model_dump())
         return await w.send(200, command)
 
     return end

@@ -4,7 +4,6 @@ own figures; read one (now or as of an instant), list them, and their history.""
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -12,30 +11,29 @@ from fastapi.responses import JSONResponse
 
 from services.pledges import auth, commands, domain, handlers, privacy, queries, views
 from services.pledges import responses as R
+from services.pledges.api import history
 from services.pledges.api.writing import Changing, Creating
 from services.pledges.auth import Viewing
 from services.pledges.requests import (
-    HISTORY_PAGE,
-    After,
     AmendIn,
     AsOf,
     CommitIn,
     Cursor,
     DonorFigureIn,
     EndIn,
-    HistoryLimit,
     Limit,
     LineIn,
     PledgeIn,
     ReceiptIn,
     RecordId,
 )
-from shared import problems
+from shared import route_docs
 from shared.deps import etag
 from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["pledges"])
+reads = route_docs.reads(router)  # a read route
 
 
 def _line(i: int, body: LineIn) -> domain.LineSpec:
@@ -56,22 +54,7 @@ def _line(i: int, body: LineIn) -> domain.LineSpec:
     )
 
 
-@router.post(
-    "/pledges",
-    status_code=201,
-    responses=problems.documented(
-        R.PledgeChanged,
-        403,
-        404,
-        409,
-        413,
-        422,
-        status=201,
-        headers=problems.ETAG,
-        description="Pledged",
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
+@router.post("/pledges", **route_docs.created(R.PledgeChanged, "Pledged"))
 async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
     """Pledge as your own organisation to a recipient: in-kind lines (item, quantity, unit,
     optional weight and value) and money lines (amount in minor units, currency), optionally
@@ -93,7 +76,7 @@ async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
     return await w.send(201, command)
 
 
-@router.get("/pledges", responses=problems.documented(R.PledgePage, 422))
+@reads("/pledges", R.PledgePage, 422)
 async def list_pledges(
     ctx: Ctx,
     caller: Caller,
@@ -119,9 +102,7 @@ async def list_pledges(
         )
 
 
-@router.get(
-    "/pledges/{pledge_id}", responses=problems.documented(R.Pledge, 404, 422, headers=problems.ETAG)
-)
+@reads("/pledges/{pledge_id}", R.Pledge, 404, 422, etag=True)
 async def get_pledge(
     pledge_id: RecordId,
     ctx: Ctx,
@@ -147,44 +128,27 @@ async def get_pledge(
     return out
 
 
-@router.get(
-    "/pledges/{pledge_id}/history",
-    responses=problems.documented(R.PledgeHistory, 403, 404, 422),
-    operation_id="getPledgeHistory",
+@reads(
+    "/pledges/{pledge_id}/history", R.PledgeHistory, 403, 404, 422, operation_id="getPledgeHistory"
 )
 async def pledge_history(
-    pledge_id: RecordId,
-    ctx: Ctx,
-    caller: Caller,
-    viewer: Viewing,
-    after: After = 0,
-    limit: HistoryLimit = HISTORY_PAGE,
+    pledge_id: RecordId, ctx: Ctx, caller: Caller, viewer: Viewing, page: history.Page
 ) -> dict[str, Any]:
     """Every event of the pledge in version order, a page at a time: pass `next_after` back
     as `after` for the next page (null: that was the last). For the donor, the recipient,
     auditors and administrators."""
-    async with ctx.db.connection() as conn:
-        # whose it is, from its first event: the history shows even an event this code cannot read
-        pledge = await handlers.PLEDGES.opening(handlers.reading(conn), pledge_id)
+
+    def allowed(pledge: domain.Pledge) -> bool:
         state = domain.require_pledge(pledge)
         auth.require_party(caller, state.donor_id, state.recipient_id)
         # those who see the pledge's persons: each opened, "(erased)" or held by shipments; a
         # donor sees who signed for the goods withheld (privacy.receiver_withheld)
-        page = await views.history(
-            conn,
-            handlers.PLEDGES,
-            pledge_id,
-            after=after,
-            limit=limit,
-            withheld=viewer not in (None, state.recipient_id),
-        )
-    return {"pledge_id": pledge_id, **page}
+        return viewer not in (None, state.recipient_id)
+
+    return {"pledge_id": pledge_id, **await page.of(ctx, handlers.PLEDGES, pledge_id, allowed)}
 
 
-CHANGED = problems.documented(R.PledgeChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG)
-changes = partial(
-    router.post, responses=CHANGED, openapi_extra=problems.IDEMPOTENT
-)  # a change route
+changes = route_docs.changes(router, R.PledgeChanged)  # a change route
 
 
 @changes("/pledges/{pledge_id}/commit")
@@ -195,10 +159,7 @@ async def commit_pledge(
 ) -> JSONResponse:
     """The donor makes its pledge binding; in-kind lines become loadable by shipments."""
     at = body.occurred_at if body else None
-    command = commands.CommitPledge(
-        pledge_id=pledge_id, acting_for=w.acting_for, if_match=w.if_match, occurred_at=at
-    )
-    return await w.send(200, command)
+    return await w.send(200, commands.CommitPledge(**w.on(pledge_id=pledge_id), occurred_at=at))
 
 
 @changes("/pledges/{pledge_id}/withdraw")
@@ -208,13 +169,7 @@ async def withdraw_pledge(
     w: Changing,
 ) -> JSONResponse:
     """The donor withdraws what remains of its pledge, with a reason."""
-    command = commands.WithdrawPledge(
-        pledge_id=pledge_id,
-        acting_for=w.acting_for,
-        if_match=w.if_match,
-        reason=body.reason,
-        occurred_at=body.occurred_at,
-    )
+    command = commands.WithdrawPledge(**w.on(pledge_id=pledge_id), **body.model_dump())
     return await w.send(200, command)
 
 
@@ -227,9 +182,7 @@ async def amend_line(
 ) -> JSONResponse:
     """The donor changes a line's quantity or amount, with a reason; the old figure is kept."""
     command = commands.AmendLine(
-        pledge_id=pledge_id,
-        acting_for=w.acting_for,
-        if_match=w.if_match,
+        **w.on(pledge_id=pledge_id),
         line_id=line_id,
         size=body.size,
         reason=body.reason,
@@ -246,18 +199,8 @@ async def receive_money(
     w: Changing,
 ) -> JSONResponse:
     """The recipient confirms money received on a money line; more than pledged is refused."""
-    receipt = domain.ReceiveMoney(
-        line_id=line_id,
-        amount=body.amount,
-        currency=body.currency,
-        received_on=body.received_on,
-        reference=body.reference,
-        occurred_at=body.occurred_at,
-    )
-    command = commands.ReceiveMoney(
-        pledge_id=pledge_id, acting_for=w.acting_for, if_match=w.if_match, receipt=receipt
-    )
-    return await w.send(200, command)
+    receipt = domain.ReceiveMoney(line_id=line_id, **body.model_dump())
+    return await w.send(200, commands.ReceiveMoney(**w.on(pledge_id=pledge_id), receipt=receipt))
 
 
 @changes("/pledges/{pledge_id}/lines/{line_id}/donor-figures")
@@ -269,16 +212,6 @@ async def report_donor_figure(
 ) -> JSONResponse:
     """The donor's own cumulative figure for a line (delivered or paid so far). Counted for
     nothing; shown beside the recipient's confirmed figure with the difference."""
-    figure = domain.ReportFigure(
-        line_id=line_id,
-        reported_on=body.reported_on,
-        occurred_at=body.occurred_at,
-        quantity=body.quantity,
-        amount=body.amount,
-        currency=body.currency,
-        note=body.note,
-    )
-    command = commands.ReportDonorFigure(
-        pledge_id=pledge_id, acting_for=w.acting_for, if_match=w.if_match, figure=figure
-    )
+    figure = domain.ReportFigure(line_id=line_id, **body.model_dump())
+    command = commands.ReportDonorFigure(**w.on(pledge_id=pledge_id), figure=figure)
     return await w.send(200, command)

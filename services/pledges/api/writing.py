@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
@@ -30,6 +30,11 @@ class Write:
     def acting_as(self, organisation: str) -> str | None:
         """`acting_for` once the caller may write for `organisation` (Forbidden otherwise)."""
         return auth.writer(self.caller, acting_as=organisation)
+
+    def on(self, **record: str) -> dict[str, Any]:
+        """The fields every command on an existing record carries (commands.NeedChange,
+        PledgeChange): the record (`pledge_id=...`), whom the caller acts for, the version read."""
+        return {**record, "acting_for": self.acting_for, "if_match": self.if_match}
 
     async def send(self, status: int, command: Command) -> JSONResponse:
         return await write(self.ctx, self.request, self.caller, status, command)

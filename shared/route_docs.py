@@ -1,0 +1,88 @@
+"""What the services' routes document about their answers, in one place: a read's answer
+model (with the record's ETag where it has one) and its problems; a write's answer under its
+status with the record's ETag, its problems and Idempotency-Key. Each route then says only what
+is its own (its path, model, errors, operation id), and every route of a kind documents the
+same way (the partner's generated client relies on it: tests/contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from fastapi import APIRouter
+from fastapi.types import DecoratedCallable
+
+from shared import problems
+
+
+class Route(Protocol):
+    """A route decorator, as `router.get(...)` answers it."""
+
+    def __call__(self, endpoint: DecoratedCallable, /) -> DecoratedCallable: ...
+
+
+# the errors of a change to an existing record (412: If-Match is stale), and of a creation
+CHANGE_ERRORS = (403, 404, 409, 412, 413, 422)
+CREATE_ERRORS = (403, 404, 409, 413, 422)
+# a read that also answers CSV (`format=csv`)
+CSV = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
+
+
+def read(
+    model: Any, *errors: int, etag: bool = False, content: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A read route's arguments: its answer `model` (with the record's version as its ETag
+    when `etag`; other media types in `content`) and its problems."""
+    headers = problems.ETAG if etag else None
+    return {"responses": problems.documented(model, *errors, headers=headers, content=content)}
+
+
+def reads(router: APIRouter, **common: Any) -> Callable[..., Route]:
+    """`router.get` for read routes, with `common` arguments (e.g. their tags): each route
+    then gives its path, answer model, errors and own arguments (read())."""
+
+    def route(
+        path: str,
+        model: Any,
+        *errors: int,
+        etag: bool = False,
+        content: dict[str, Any] | None = None,
+        **own: Any,
+    ) -> Route:
+        return router.get(path, **common, **read(model, *errors, etag=etag, content=content), **own)
+
+    return route
+
+
+def changes(router: APIRouter, model: Any, **common: Any) -> Callable[..., Route]:
+    """`router.post` for the routes that change an existing record, each answering `model`
+    (changed()), with `common` arguments; each route gives its path and own arguments."""
+
+    def route(path: str, **own: Any) -> Route:
+        return router.post(path, **common, **changed(model), **own)
+
+    return route
+
+
+def changed(
+    model: Any,
+    status: int = 200,
+    description: str = "",
+    *,
+    errors: Sequence[int] = CHANGE_ERRORS,
+    more: dict[int | str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A write route's arguments: `model` with the record's ETag under `status`, its
+    problems (`more`: other answers, e.g. a 202), and Idempotency-Key (shared/web.py `write`
+    reads it)."""
+    responses = problems.documented(
+        model, *errors, status=status, headers=problems.ETAG, description=description
+    )
+    return {"responses": {**responses, **(more or {})}, "openapi_extra": problems.IDEMPOTENT}
+
+
+def created(
+    model: Any, description: str, *, errors: Sequence[int] = CREATE_ERRORS
+) -> dict[str, Any]:
+    """A route creating a record: as changed(), answered 201."""
+    return {"status_code": 201, **changed(model, 201, description, errors=errors)}
