@@ -61,6 +61,17 @@ def position(state: domain.Convoy) -> dict[str, Any] | None:
     }
 
 
+def _named(line: domain.Line) -> dict[str, Any]:
+    """What names a manifest line and its goods, first in each view of the line."""
+    return {
+        "manifest_line_id": line.manifest_line_id,
+        "pledge_id": line.pledge_id,
+        "line_id": line.line_id,
+        "donor_id": line.donor_id,
+        "item": line.item,
+    }
+
+
 def _lines(state: domain.Convoy) -> list[dict[str, Any]]:
     lost = state.lost()
     delivered = _delivered(state)
@@ -72,11 +83,7 @@ def _lines(state: domain.Convoy) -> list[dict[str, Any]]:
         got = delivered.get(line.manifest_line_id)
         out.append(
             {
-                "manifest_line_id": line.manifest_line_id,
-                "pledge_id": line.pledge_id,
-                "line_id": line.line_id,
-                "donor_id": line.donor_id,
-                "item": line.item,
+                **_named(line),
                 "category": line.category,
                 "unit": line.unit,
                 "quantity": text(line.quantity),
@@ -112,11 +119,7 @@ def discrepancies(state: domain.Convoy) -> list[dict[str, Any]]:
             continue
         out.append(
             {
-                "manifest_line_id": line.manifest_line_id,
-                "pledge_id": line.pledge_id,
-                "line_id": line.line_id,
-                "donor_id": line.donor_id,
-                "item": line.item,
+                **_named(line),
                 "unit": line.unit,
                 "loaded": text(line.quantity),
                 "received": got.received if got else None,

@@ -52,10 +52,15 @@ FIGURES = [
     Column("damaged", "Damaged", "#indicator+num+damaged"),
     Column("short", "Short", "#indicator+num+short"),
 ]
+STATUS = Column("status", "Status", "#status")
+WEIGHT = Column("weight_kg", "Weight (kg)", "#indicator+num+weight")
+DELIVERED_AT = Column("delivered_at", "Delivered", "#date+delivered")
+# a loaded line and what became of it: deliveries and discrepancies end with it
+ARRIVAL = [*LINE, Column("loaded", "Loaded quantity", "#indicator+num+loaded"), *FIGURES]
 
 CONVOYS = [
     *CONVOY,
-    Column("status", "Status", "#status"),
+    STATUS,
     *ORIGIN,
     *RECIPIENT,
     Column("carrier_id", "Carrier id", "#org+carrier+code"),
@@ -65,8 +70,8 @@ CONVOYS = [
     Column("planned_departure", "Planned departure", "#date+planned"),
     Column("dispatched_at", "Dispatched", "#date+dispatched"),
     Column("arrived_at", "Arrived", "#date+arrived"),
-    Column("delivered_at", "Delivered", "#date+delivered"),
-    Column("weight_kg", "Weight (kg)", "#indicator+num+weight"),
+    DELIVERED_AT,
+    WEIGHT,
     Column("place", "Last seen at", "#loc+name"),
     Column("lat", "Latitude", "#geo+lat"),
     Column("lon", "Longitude", "#geo+lon"),
@@ -83,7 +88,7 @@ MANIFEST = [
     Column("state", "Line state", "#status"),
     Column("loaded_at", "Loaded", "#date+loaded"),
     Column("quantity", "Loaded quantity", "#indicator+num+loaded"),
-    Column("weight_kg", "Weight (kg)", "#indicator+num+weight"),
+    WEIGHT,
     Column("in_transit", "In transit", "#indicator+num+in_transit"),
     *FIGURES,
 ]
@@ -91,23 +96,13 @@ DELIVERIES = [
     *CONVOY,
     *ORIGIN,
     *RECIPIENT,
-    Column("delivered_at", "Delivered", "#date+delivered"),
+    DELIVERED_AT,
     Column("outcome", "Delivery", "#status+delivery"),
     Column("confirmed_by", "Confirmed by", "#contact+name"),
     Column("confirmed_role", "Role", "#contact+role"),
-    *LINE,
-    Column("loaded", "Loaded quantity", "#indicator+num+loaded"),
-    *FIGURES,
+    *ARRIVAL,
 ]
-DISCREPANCIES = [
-    *CONVOY,
-    Column("status", "Status", "#status"),
-    *ORIGIN,
-    *RECIPIENT,
-    *LINE,
-    Column("loaded", "Loaded quantity", "#indicator+num+loaded"),
-    *FIGURES,
-]
+DISCREPANCIES = [*CONVOY, STATUS, *ORIGIN, *RECIPIENT, *ARRIVAL]
 
 
 async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
@@ -162,21 +157,21 @@ def _line(line: Mapping[str, Any]) -> dict[str, Any]:
     return {**line, "item_code": epcis.class_uri(line["pledge_id"], line["line_id"])}
 
 
+def _of(document: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """What a line's row repeats of its convoy: the convoy and the parties named."""
+    return {k: document[k] for k in ("convoy_id", "reference", *keys)}
+
+
+def _figures(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A line's delivered figures as columns of their own (empty before a delivery)."""
+    delivered = line.get("delivered") or {}
+    return {k: delivered.get(k) for k in ("received", "damaged", "short")}
+
+
 def manifest_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per manifest line of a convoy document already cut for the caller."""
-    rows = []
-    for line in document["manifest"]:
-        delivered = line.get("delivered") or {}
-        rows.append(
-            {
-                "convoy_id": document["convoy_id"],
-                "reference": document["reference"],
-                "destination_id": document["destination_id"],
-                **_line(line),
-                **{k: delivered.get(k) for k in ("received", "damaged", "short")},
-            }
-        )
-    return rows
+    head = _of(document, "destination_id")
+    return [{**head, **_line(line), **_figures(line)} for line in document["manifest"]]
 
 
 def delivery_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -185,27 +180,18 @@ def delivery_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not delivery:
         return []
     confirmed = delivery.get("confirmed_by") or {}
-    rows = []
-    for line in document["manifest"]:
-        if line["state"] != "loaded":
-            continue
-        delivered = line.get("delivered") or {}
-        rows.append(
-            {
-                "convoy_id": document["convoy_id"],
-                "reference": document["reference"],
-                "origin_id": document["origin_id"],
-                "destination_id": document["destination_id"],
-                "delivered_at": delivery["occurred_at"],
-                "outcome": delivery["outcome"],
-                "confirmed_by": confirmed.get("name"),
-                "confirmed_role": confirmed.get("role"),
-                **_line(line),
-                "loaded": line["quantity"],
-                **{k: delivered.get(k) for k in ("received", "damaged", "short")},
-            }
-        )
-    return rows
+    head = {
+        **_of(document, "origin_id", "destination_id"),
+        "delivered_at": delivery["occurred_at"],
+        "outcome": delivery["outcome"],
+        "confirmed_by": confirmed.get("name"),
+        "confirmed_role": confirmed.get("role"),
+    }
+    return [
+        {**head, **_line(line), "loaded": line["quantity"], **_figures(line)}
+        for line in document["manifest"]
+        if line["state"] == "loaded"
+    ]
 
 
 def discrepancy_row(item: Mapping[str, Any]) -> dict[str, Any]:
