@@ -39,7 +39,7 @@ from typing import Any
 import asyncpg
 
 from shared import db as dbmod
-from shared import directory, signing
+from shared import service_schema, signing
 
 FORMAT = "twinaid-backup/1"
 MANIFEST = "manifest.json"
@@ -52,10 +52,9 @@ DEFAULT_CHECKPOINTS = 20
 
 
 def schema_scripts(service: str) -> list[str]:
-    """The DDL `service`'s API and worker hand to migrate (services/<service>/app.py)."""
-    own = dbmod.schema_text(f"services.{service}")
-    scripts = [own] if service == "registry" else [directory.SCHEMA, own]
-    return [dbmod.schema_text("shared"), *scripts]
+    """The DDL `service`'s API and worker hand to migrate (shared/service_schema.py), after the
+    shared tables."""
+    return [dbmod.schema_text("shared"), *service_schema.scripts(service)]
 
 
 def key_path(service: str) -> str:

@@ -5,20 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.registry import api, handlers, projections
-from shared import db, web
+from shared import service_app
 from shared.settings import Settings
 
 SERVICE = "registry"
+DESCRIPTION = "Organisations and the lifecycle of their partnerships."
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return web.create_app(
-        service=SERVICE,
-        settings=settings or Settings(),
-        routers=list(api.ROUTERS),
-        handlers=handlers.HANDLERS,
-        projections=projections.ALL,
-        schema=[db.schema_text("services.registry")],
-        title="twinaid registry",
-        description="Organisations and the lifecycle of their partnerships.",
+    return service_app.create(
+        SERVICE, settings, api.ROUTERS, handlers.HANDLERS, projections.ALL, description=DESCRIPTION
     )

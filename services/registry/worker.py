@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from services.registry import privacy, subscriptions, webhook_access
-from shared import db, worker
+from shared import service_worker
 
 
 def main() -> None:
-    worker.main(
-        service="registry",
-        schema=[db.schema_text("services.registry")],
-        handlers=subscriptions.HANDLERS,
-        webhook_access=webhook_access.seen,
-        retention_due=privacy.RETENTION_DUE,
+    service_worker.main(
+        "registry", subscriptions.HANDLERS, webhook_access.seen, privacy.RETENTION_DUE
     )
 
 

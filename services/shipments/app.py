@@ -5,20 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.shipments import api, handlers, projections
-from shared import db, directory, web
+from shared import service_app
 from shared.settings import Settings
 
 SERVICE = "shipments"
+DESCRIPTION = "Convoys from committed pledges to proof of delivery, tracked live."
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return web.create_app(
-        service=SERVICE,
-        settings=settings or Settings(),
-        routers=api.ROUTERS,
-        handlers=handlers.HANDLERS,
-        projections=projections.ALL,
-        schema=[directory.SCHEMA, db.schema_text("services.shipments")],
-        title="twinaid shipments",
-        description="Convoys from committed pledges to proof of delivery, tracked live.",
+    return service_app.create(
+        SERVICE, settings, api.ROUTERS, handlers.HANDLERS, projections.ALL, description=DESCRIPTION
     )
