@@ -5,8 +5,8 @@ coverage (projections/needs.py count_changes)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -253,7 +253,15 @@ async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await _advance(conn, event, p.pledge_id, None)  # derived from the events beside it
 
 
-Counting = Callable[[asyncpg.Connection, RecordedEvent, Changes | None], Awaitable[None]]
+class Counting(Protocol):
+    """A handler that also counts its changes to needs: applied alone (an Apply) it counts
+    them itself, in a batch it adds them to the batch's."""
+
+    def __call__(
+        self, conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None, /
+    ) -> Awaitable[None]: ...
+
+
 # the events that change what a pledge's lines count towards their needs
 COUNTING: dict[str, Counting] = {
     ev.PLEDGE_MADE: pledge_made,
@@ -264,12 +272,7 @@ COUNTING: dict[str, Counting] = {
     ev.DELIVERY_RECORDED: delivery_recorded,
 }
 HANDLERS: dict[str, Apply] = {
-    ev.PLEDGE_MADE: pledge_made,
-    ev.PLEDGE_COMMITTED: pledge_committed,
-    ev.PLEDGE_WITHDRAWN: pledge_withdrawn,
-    ev.PLEDGE_LINE_AMENDED: line_amended,
-    ev.MONEY_RECEIVED: money_received,
-    ev.DELIVERY_RECORDED: delivery_recorded,
+    **COUNTING,
     ev.DONOR_FIGURE_REPORTED: donor_figure,
     ev.PLEDGE_LINE_UPDATED: line_updated,
 }
