@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from services.pledges import events as ev
 from shared import privacy as core
+from shared import service_retention
 from shared.projections import Projection
 
 SERVICE = "pledges"
@@ -37,30 +38,21 @@ CONFIRMED_BY = ("name",)
 PERSONAL_TYPES = (ev.NEED_POSTED, ev.PLEDGE_MADE, ev.DELIVERY_RECORDED)
 HELD_ELSEWHERE = "(held by shipments)"
 
-# $1: the cut-off instant (now - retention), $2: a limit. Subjects (not erased) recorded only in
-# needs and pledges that ended before the cut-off: a need closed or cancelled, a pledge
-# fulfilled or withdrawn. A record still running, or one the read models do not know, keeps
-# its people.
-RETENTION_DUE = f"""
-SELECT s.subject_id FROM privacy_subjects s
-WHERE s.erased_at IS NULL AND s.last_recorded_at < $1
-  AND EXISTS (SELECT 1 FROM privacy_occurrences o WHERE o.subject_id = s.subject_id)
-  AND NOT EXISTS (
-      SELECT 1 FROM privacy_occurrences o
+# Due: persons named only in needs closed or cancelled and pledges fulfilled or withdrawn before
+# the cut-off (shared/service_retention.py)
+RETENTION_DUE = service_retention.due_once_ended(
+    joins=f"""
       LEFT JOIN needs n
         ON o.stream_id LIKE '{ev.STREAM_NEED}-%'
        AND n.need_id = substr(o.stream_id, {len(ev.STREAM_NEED) + 2})
       LEFT JOIN pledges p
         ON o.stream_id LIKE '{ev.STREAM_PLEDGE}-%'
-       AND p.pledge_id = substr(o.stream_id, {len(ev.STREAM_PLEDGE) + 2})
-      WHERE o.subject_id = s.subject_id
-        AND NOT coalesce(
+       AND p.pledge_id = substr(o.stream_id, {len(ev.STREAM_PLEDGE) + 2})""",
+    still_held="""NOT coalesce(
             (n.state IN ('closed', 'cancelled') AND n.changed_at < $1)
             OR (p.status IN ('fulfilled', 'withdrawn') AND p.changed_at < $1),
-            false))
-ORDER BY s.last_recorded_at, s.subject_id
-LIMIT $2
-"""
+            false)""",
+)
 
 
 def projection() -> Projection:

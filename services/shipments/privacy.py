@@ -35,7 +35,7 @@ from services.shipments.handlers.sealing import (
     seal_parties,
     seal_receiver,
 )
-from shared import privacy
+from shared import privacy, service_retention
 
 # the road entries naming persons: their kind and the fields sent (services/shipments/requests.py)
 ENTRIES = {
@@ -47,24 +47,16 @@ ENTRIES = {
 PERSONAL_TYPES = ev.PERSONAL_TYPES
 PROJECTION = privacy.projection(PERSONAL_TYPES)
 
-# Subjects (not erased) recorded only in convoys closed or cancelled before $1 (the cut-off),
-# at most $2. A convoy still open, or one the read model does not know, keeps its people.
-RETENTION_DUE = f"""
-SELECT s.subject_id FROM privacy_subjects s
-WHERE s.erased_at IS NULL AND s.last_recorded_at < $1
-  AND EXISTS (SELECT 1 FROM privacy_occurrences o WHERE o.subject_id = s.subject_id)
-  AND NOT EXISTS (
-      SELECT 1 FROM privacy_occurrences o
-      LEFT JOIN convoys c ON o.stream_id = '{ev.STREAM_CONVOY}-' || c.convoy_id
-      WHERE o.subject_id = s.subject_id
-        AND (c.convoy_id IS NULL OR c.status NOT IN ('closed', 'cancelled')
+# Due: persons named only in convoys closed or cancelled before the cut-off
+# (shared/service_retention.py)
+RETENTION_DUE = service_retention.due_once_ended(
+    joins=f"LEFT JOIN convoys c ON o.stream_id = '{ev.STREAM_CONVOY}-' || c.convoy_id",
+    still_held="""(c.convoy_id IS NULL OR c.status NOT IN ('closed', 'cancelled')
              OR coalesce((c.document ->> 'closed_at')::timestamptz,
                          (c.document ->> 'cancelled_at')::timestamptz) IS NULL
              OR coalesce((c.document ->> 'closed_at')::timestamptz,
-                         (c.document ->> 'cancelled_at')::timestamptz) >= $1))
-ORDER BY s.last_recorded_at, s.subject_id
-LIMIT $2
-"""
+                         (c.document ->> 'cancelled_at')::timestamptz) >= $1)""",
+)
 
 
 async def _written(
