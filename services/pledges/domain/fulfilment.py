@@ -14,9 +14,8 @@ from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
 from services.pledges.domain.lines import LineKind
 from services.pledges.domain.pledges import line_update, require_pledge
-from services.pledges.domain.quantities import invalid
 from services.pledges.domain.state import Pledge, PledgeStatus
-from services.pledges.domain.vocabulary import not_in_future
+from shared.domain_checks import invalid, not_in_future
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.events import NewEvent
 
@@ -92,23 +91,23 @@ def receive_money(
     line = state.line(command.line_id)
     if line.kind is not LineKind.MONEY:
         raise invalid(
-            "line_id",
-            "in kind",
             f"line {line.line_id} is in kind: it is fulfilled only by deliveries that shipments"
             " reports",
+            name="line_id",
+            reason="in kind",
         )
     money.require_currency(command.currency, field="currency")
     if command.currency != line.currency:
         raise invalid(
-            "currency",
-            "another currency",
             f"line {line.line_id} is in {line.currency}, not {command.currency}",
+            name="currency",
+            reason="another currency",
         )
     money.require_amount(command.amount, field="amount")
     occurred_at = command.occurred_at or now
     not_in_future(occurred_at, now)
     if command.received_on > now.date():
-        raise invalid("received_on", "in the future", "received_on lies in the future")
+        raise invalid("received_on lies in the future", name="received_on", reason="in the future")
     if state.status in (PledgeStatus.PLEDGED, PledgeStatus.WITHDRAWN):
         raise Conflict(
             f"pledge {state.pledge_id} is {state.status.value}: money is received only against"
@@ -150,16 +149,22 @@ def report_figure(
     not_in_future(occurred_at, now)
     if line.kind is LineKind.MONEY:
         if command.amount is None or command.quantity is not None:
-            raise invalid("amount", "required", f"line {line.line_id} is money: report an amount")
+            raise invalid(
+                f"line {line.line_id} is money: report an amount", name="amount", reason="required"
+            )
         if command.currency != line.currency:
             raise invalid(
-                "currency", "another currency", f"line {line.line_id} is in {line.currency}"
+                f"line {line.line_id} is in {line.currency}",
+                name="currency",
+                reason="another currency",
             )
         money.require_amount(command.amount, field="amount", allow_zero=True)
     else:
         if command.quantity is None or command.amount is not None:
             raise invalid(
-                "quantity", "required", f"line {line.line_id} is in kind: report a quantity"
+                f"line {line.line_id} is in kind: report a quantity",
+                name="quantity",
+                reason="required",
             )
         assert line.unit is not None
         quantities.require_quantity(command.quantity, line.unit, field="quantity", allow_zero=True)

@@ -14,10 +14,11 @@ from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
 from services.pledges.domain.lines import LineKind
 from services.pledges.domain.needs import Need, NeedState
-from services.pledges.domain.pledges import acting, commitment_events
-from services.pledges.domain.quantities import Unit, invalid
+from services.pledges.domain.pledges import commitment_events
+from services.pledges.domain.quantities import Unit
 from services.pledges.domain.state import Pledge
-from services.pledges.domain.vocabulary import NeedKind, not_in_future
+from services.pledges.domain.vocabulary import NeedKind, acting
+from shared.domain_checks import invalid, not_in_future
 from shared.errors import Conflict
 from shared.events import NewEvent
 
@@ -68,16 +69,22 @@ class MakePledge:
 
 def _check_in_kind(spec: LineSpec, f: str) -> None:
     if spec.quantity is None or spec.unit is None:
-        raise invalid(f"{f}.quantity", "required", f"{f} is in kind: give a quantity and a unit")
+        raise invalid(
+            f"{f} is in kind: give a quantity and a unit", name=f"{f}.quantity", reason="required"
+        )
     if spec.amount is not None or spec.currency is not None:
         raise invalid(
-            f"{f}.amount", "in kind", f"{f} is in kind: an amount belongs on a money line"
+            f"{f} is in kind: an amount belongs on a money line",
+            name=f"{f}.amount",
+            reason="in kind",
         )
     quantities.require_quantity(spec.quantity, spec.unit, field=f"{f}.quantity")
     if spec.weight_kg is not None:
         quantities.require_quantity(spec.weight_kg, Unit.KG, field=f"{f}.weight_kg")
     if (spec.value_amount is None) != (spec.value_currency is None):
-        raise invalid(f"{f}.value", "incomplete", f"{f}: an estimated value needs its currency")
+        raise invalid(
+            f"{f}: an estimated value needs its currency", name=f"{f}.value", reason="incomplete"
+        )
     if spec.value_amount is not None and spec.value_currency is not None:
         money.require_currency(spec.value_currency, field=f"{f}.value_currency")
         money.require_amount(spec.value_amount, field=f"{f}.value_amount")
@@ -85,16 +92,22 @@ def _check_in_kind(spec: LineSpec, f: str) -> None:
 
 def _check_money(spec: LineSpec, f: str) -> None:
     if spec.amount is None or spec.currency is None:
-        raise invalid(f"{f}.amount", "required", f"{f} is money: give an amount and a currency")
+        raise invalid(
+            f"{f} is money: give an amount and a currency", name=f"{f}.amount", reason="required"
+        )
     if spec.quantity is not None or spec.unit is not None or spec.weight_kg is not None:
-        raise invalid(f"{f}.quantity", "money", f"{f} is money: a quantity belongs in kind")
+        raise invalid(
+            f"{f} is money: a quantity belongs in kind", name=f"{f}.quantity", reason="money"
+        )
     money.require_currency(spec.currency, field=f"{f}.currency")
     money.require_amount(spec.amount, field=f"{f}.amount")
 
 
 def _check_answer(spec: LineSpec, f: str, need: Need | None, recipient: str) -> None:
     if need is None or not need.exists:
-        raise invalid(f"{f}.need_id", "unknown need", f"need {spec.need_id} does not exist")
+        raise invalid(
+            f"need {spec.need_id} does not exist", name=f"{f}.need_id", reason="unknown need"
+        )
     if need.state is not NeedState.ACTIVE:
         raise Conflict(
             f"need {need.need_id} is {need.state.value}: pledges can no longer answer it",
@@ -102,17 +115,17 @@ def _check_answer(spec: LineSpec, f: str, need: Need | None, recipient: str) -> 
         )
     if need.recipient_id != recipient:
         raise invalid(
-            f"{f}.need_id",
-            "another recipient",
             f"need {need.need_id} belongs to {need.recipient_id}, not to {recipient}",
+            name=f"{f}.need_id",
+            reason="another recipient",
         )
     if spec.kind is LineKind.MONEY:
         if need.kind is not NeedKind.MONEY or need.currency != spec.currency:
             raise invalid(
-                f"{f}.need_id",
-                "does not match",
                 f"need {need.need_id} asks for {need.currency or 'goods'}: a {spec.currency}"
                 " line cannot count towards it",
+                name=f"{f}.need_id",
+                reason="does not match",
             )
     elif (
         need.kind is not NeedKind.ITEM
@@ -121,10 +134,10 @@ def _check_answer(spec: LineSpec, f: str, need: Need | None, recipient: str) -> 
         or not quantities.comparable(need.unit, spec.unit)
     ):
         raise invalid(
-            f"{f}.need_id",
-            "does not match",
             f"need {need.need_id} is counted in {need.unit or need.currency}: a line in"
             f" {spec.unit} cannot count towards it",
+            name=f"{f}.need_id",
+            reason="does not match",
         )
 
 
@@ -144,16 +157,18 @@ def make_pledge(
         raise Conflict(f"pledge {state.pledge_id} already exists")
     acting(acting_for, command.donor_id, "pledge")
     if command.donor_id == command.recipient_id:
-        raise invalid("recipient_id", "the donor", "a donor cannot pledge to itself")
+        raise invalid("a donor cannot pledge to itself", name="recipient_id", reason="the donor")
     if not command.lines or len(command.lines) > MAX_LINES:
-        raise invalid("lines", "1 to 100", f"a pledge has 1 to {MAX_LINES} lines")
+        raise invalid(f"a pledge has 1 to {MAX_LINES} lines", name="lines", reason="1 to 100")
     occurred_at = command.occurred_at or now
     not_in_future(occurred_at, now)
     seen: set[str] = set()
     for i, spec in enumerate(command.lines):
         f = f"lines[{i}]"
         if spec.line_id in seen:
-            raise invalid(f"{f}.line_id", "duplicate", f"line id {spec.line_id} is used twice")
+            raise invalid(
+                f"line id {spec.line_id} is used twice", name=f"{f}.line_id", reason="duplicate"
+            )
         seen.add(spec.line_id)
         (_check_money if spec.kind is LineKind.MONEY else _check_in_kind)(spec, f)
         if spec.need_id is not None:
@@ -180,14 +195,16 @@ def make_pledge(
 def _check_partnership(command: MakePledge, partnership: PartnershipRef | None) -> None:
     pid = command.partnership_id
     if partnership is None:
-        raise invalid("partnership_id", "unknown partnership", f"partnership {pid} is unknown")
+        raise invalid(
+            f"partnership {pid} is unknown", name="partnership_id", reason="unknown partnership"
+        )
     if partnership.status == "terminated":
-        raise invalid("partnership_id", "ended", f"partnership {pid} has ended")
+        raise invalid(f"partnership {pid} has ended", name="partnership_id", reason="ended")
     if not {command.donor_id, command.recipient_id} & set(partnership.organisations):
         raise invalid(
-            "partnership_id",
-            "not a party",
             f"neither {command.donor_id} nor {command.recipient_id} is a party to {pid}",
+            name="partnership_id",
+            reason="not a party",
         )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from services.pledges.domain.quantities import invalid
+from shared.domain_checks import invalid
 
 __all__ = [
     "CURRENCIES",
@@ -49,9 +49,9 @@ def require_currency(code: str, *, field: str) -> str:
     """Raises ValidationFailed unless `code` is an active ISO 4217 currency."""
     if code not in CURRENCIES:
         raise invalid(
-            field,
-            "unknown currency",
             f"{field} {code!r} is not an ISO 4217 currency code (such as EUR, GBP, UAH)",
+            name=field,
+            reason="unknown currency",
         )
     return code
 
@@ -60,18 +60,20 @@ def require_amount(amount: int, *, field: str, allow_zero: bool = False) -> None
     """Raises ValidationFailed for an amount that is not a positive integer of minor units."""
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise invalid(
-            field,
-            "not an integer",
             f"{field} is counted in minor units (cents for EUR): {amount!r} is not an integer",
+            name=field,
+            reason="not an integer",
         )
     if amount < 0 or (amount == 0 and not allow_zero):
         raise invalid(
-            field,
-            "must be positive",
             f"{field} must be greater than zero, not {amount}",
+            name=field,
+            reason="must be positive",
         )
     if amount > MAX_AMOUNT:
-        raise invalid(field, "too large", f"{field} {amount} exceeds {MAX_AMOUNT} minor units")
+        raise invalid(
+            f"{field} {amount} exceeds {MAX_AMOUNT} minor units", name=field, reason="too large"
+        )
 
 
 def format_minor(amount: int, currency: str) -> str:

@@ -15,16 +15,17 @@ from typing import Any
 
 from services.pledges import events as ev
 from services.pledges.domain import money, quantities
-from services.pledges.domain.quantities import Unit, invalid
+from services.pledges.domain.quantities import Unit
 from services.pledges.domain.vocabulary import (
     Category,
     NeedKind,
     Priority,
     Serves,
-    not_in_future,
+    acting,
 )
 from shared.codec import Event
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.domain_checks import Record, invalid, not_in_future, require_exists
+from shared.errors import Conflict, ValidationFailed
 from shared.events import NewEvent
 
 __all__ = [
@@ -47,7 +48,7 @@ class NeedState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Need:
+class Need(Record):
     need_id: str
     version: int = 0
     recipient_id: str = ""
@@ -67,10 +68,6 @@ class Need:
     correlation_id: str | None = None
     posted_at: datetime | None = None
     last_changed_at: datetime | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.version > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +101,6 @@ class ReviseNeed:
 REVISABLE = ("description", "quantity", "amount", "priority", "serves", "deadline", "internal_note")
 
 
-def _acting(acting_for: str | None, organisation: str, what: str) -> None:
-    if acting_for is not None and acting_for != organisation:
-        raise Forbidden(f"{acting_for} may not {what} for {organisation}")
-
-
 def _check_target(
     kind: NeedKind,
     quantity: Decimal | None,
@@ -118,16 +110,18 @@ def _check_target(
 ) -> None:
     if kind is NeedKind.ITEM:
         if quantity is None or unit is None or amount is not None or currency is not None:
-            raise ValidationFailed(
+            raise invalid(
                 "an item need states a quantity and a unit, and no amount or currency",
-                extra={"invalid_params": [{"name": "quantity", "reason": "item need"}]},
+                name="quantity",
+                reason="item need",
             )
         quantities.require_quantity(quantity, unit, field="quantity")
     else:
         if amount is None or currency is None or quantity is not None or unit is not None:
-            raise ValidationFailed(
+            raise invalid(
                 "a money need states an amount and a currency, and no quantity or unit",
-                extra={"invalid_params": [{"name": "amount", "reason": "money need"}]},
+                name="amount",
+                reason="money need",
             )
         money.require_currency(currency, field="currency")
         money.require_amount(amount, field="amount")
@@ -140,12 +134,14 @@ def post_need(
     (id taken), Forbidden (another organisation's need), ValidationFailed."""
     if state.exists:
         raise Conflict(f"need {state.need_id} already exists")
-    _acting(acting_for, command.recipient_id, "post needs")
+    acting(acting_for, command.recipient_id, "post needs")
     _check_target(command.kind, command.quantity, command.unit, command.amount, command.currency)
     occurred_at = command.occurred_at or now
     not_in_future(occurred_at, now)
     if command.deadline is not None and command.deadline < occurred_at.date():
-        raise invalid("deadline", "before posting", "the deadline lies before the need was posted")
+        raise invalid(
+            "the deadline lies before the need was posted", name="deadline", reason="before posting"
+        )
     data = ev.NeedPosted(
         need_id=command.need_id,
         recipient_id=command.recipient_id,
@@ -166,9 +162,7 @@ def post_need(
 
 
 def require_need(state: Need) -> Need:
-    if not state.exists:
-        raise NotFound(f"need {state.need_id} does not exist")
-    return state
+    return require_exists(state, f"need {state.need_id}")
 
 
 def _require_active(state: Need, what: str) -> None:
@@ -197,17 +191,17 @@ def revise_need(
     """Raises NotFound, Forbidden, Conflict (closed or cancelled), ValidationFailed (a field
     that cannot be revised, such as the unit or currency, or nothing that changes)."""
     require_need(state)
-    _acting(acting_for, state.recipient_id, "revise needs")
+    acting(acting_for, state.recipient_id, "revise needs")
     _require_active(state, "revised")
     occurred_at = command.occurred_at or now
     not_in_future(occurred_at, now)
     unknown = sorted(set(command.changes) - set(REVISABLE))
     if unknown:
         raise invalid(
-            unknown[0],
-            "not revisable",
             f"{', '.join(unknown)} cannot be revised:"
             " post a new need for another unit, currency or kind",
+            name=unknown[0],
+            reason="not revisable",
         )
     changes = {k: v for k, v in command.changes.items() if getattr(state, k) != v}
     if not changes:
@@ -217,7 +211,9 @@ def revise_need(
     _check_target(state.kind, quantity, state.unit, amount, state.currency)
     deadline = changes.get("deadline")
     if deadline is not None and state.posted_at and deadline < state.posted_at.date():
-        raise invalid("deadline", "before posting", "the deadline lies before the need was posted")
+        raise invalid(
+            "the deadline lies before the need was posted", name="deadline", reason="before posting"
+        )
     data = ev.NeedRevised(
         need_id=state.need_id,
         changes={k: _json(v) for k, v in changes.items()},
@@ -238,7 +234,7 @@ def end_need(
 ) -> list[NewEvent]:
     """Close (done with) or cancel (no longer wanted) an active need, with a reason."""
     require_need(state)
-    _acting(acting_for, state.recipient_id, "close or cancel needs")
+    acting(acting_for, state.recipient_id, "close or cancel needs")
     _require_active(state, to.value)
     not_in_future(occurred_at, now)
     if to is NeedState.CLOSED:

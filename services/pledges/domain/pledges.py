@@ -15,10 +15,10 @@ from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
 from services.pledges.domain.lines import Line, LineKind
-from services.pledges.domain.quantities import invalid
 from services.pledges.domain.state import Pledge, PledgeStatus
-from services.pledges.domain.vocabulary import not_in_future
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from services.pledges.domain.vocabulary import acting
+from shared.domain_checks import invalid, not_before_last_change, not_in_future, require_exists
+from shared.errors import Conflict, ValidationFailed
 from shared.events import NewEvent
 
 __all__ = [
@@ -32,14 +32,7 @@ __all__ = [
 
 
 def require_pledge(state: Pledge) -> Pledge:
-    if not state.exists:
-        raise NotFound(f"pledge {state.pledge_id} does not exist")
-    return state
-
-
-def acting(acting_for: str | None, organisation: str, what: str) -> None:
-    if acting_for is not None and acting_for != organisation:
-        raise Forbidden(f"{acting_for} may not {what} for {organisation}")
+    return require_exists(state, f"pledge {state.pledge_id}")
 
 
 def line_update(state: Pledge, line: Line) -> NewEvent:
@@ -78,13 +71,9 @@ def _in_kind_updates(state: Pledge, occurred_at: datetime) -> list[NewEvent]:
 
 
 def _not_before_last_change(state: Pledge, occurred_at: datetime) -> None:
-    if state.last_changed_at is not None and occurred_at < state.last_changed_at:
-        raise invalid(
-            "occurred_at",
-            "before last change",
-            f"occurred_at {occurred_at.isoformat()} is before the pledge's previous change"
-            f" ({state.last_changed_at.isoformat()})",
-        )
+    not_before_last_change(
+        occurred_at, state.last_changed_at, previous="the pledge's previous change"
+    )
 
 
 def commitment_events(state: Pledge, occurred_at: datetime) -> list[NewEvent]:
@@ -140,13 +129,17 @@ def amend_line(
     _not_before_last_change(state, occurred_at)
     if line.kind is LineKind.MONEY:
         if not isinstance(size, int):
-            raise invalid("amount", "required", f"line {line_id} is money: amend its amount")
+            raise invalid(
+                f"line {line_id} is money: amend its amount", name="amount", reason="required"
+            )
         money.require_amount(size, field="amount")
         floor: Decimal | int = line.received
         unchanged = size == line.amount
     else:
         if not isinstance(size, Decimal):
-            raise invalid("quantity", "required", f"line {line_id} is in kind: amend its quantity")
+            raise invalid(
+                f"line {line_id} is in kind: amend its quantity", name="quantity", reason="required"
+            )
         assert line.unit is not None
         quantities.require_quantity(size, line.unit, field="quantity")
         floor = line.delivered

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-from shared.errors import ValidationFailed
+from shared.domain_checks import invalid
 
 __all__ = [
     "MAX_PLACES",
@@ -37,10 +37,6 @@ COUNTED = frozenset({Unit.PIECES, Unit.BOXES})
 _MASS = {Unit.KG: Decimal(1), Unit.TONNES: Decimal(1000)}
 
 
-def invalid(field: str, reason: str, detail: str) -> ValidationFailed:
-    return ValidationFailed(detail, extra={"invalid_params": [{"name": field, "reason": reason}]})
-
-
 def parse(text: str | int | Decimal) -> Decimal:
     """A decimal from its JSON form (a string such as "12.5", or an integer)."""
     try:
@@ -65,23 +61,27 @@ def require_quantity(
     quantity, or a fraction of a counted unit (pieces, boxes)."""
     if value < 0 or (value == 0 and not allow_zero):
         raise invalid(
-            field,
-            "must be positive" if not allow_zero else "must not be negative",
             f"{field} must be {'greater than' if not allow_zero else 'at least'} zero,"
             f" not {fmt(value)}",
+            name=field,
+            reason="must be positive" if not allow_zero else "must not be negative",
         )
     if value > MAX_QUANTITY:
-        raise invalid(field, "too large", f"{field} {fmt(value)} exceeds {fmt(MAX_QUANTITY)}")
+        raise invalid(
+            f"{field} {fmt(value)} exceeds {fmt(MAX_QUANTITY)}", name=field, reason="too large"
+        )
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > MAX_PLACES:
         raise invalid(
-            field, "too precise", f"{field} {value} has more than {MAX_PLACES} decimal places"
+            f"{field} {value} has more than {MAX_PLACES} decimal places",
+            name=field,
+            reason="too precise",
         )
     if Unit(unit) in COUNTED and value != value.to_integral_value():
         raise invalid(
-            field,
-            "not a whole number",
             f"{field} counts {unit}: {fmt(value)} is not a whole number",
+            name=field,
+            reason="not a whole number",
         )
 
 

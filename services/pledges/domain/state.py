@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.pledges.domain.lines import Line
+from shared.domain_checks import Record
 from shared.errors import NotFound
 
 __all__ = ["Pledge", "PledgeStatus", "status_of"]
@@ -23,7 +24,7 @@ class PledgeStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Pledge:
+class Pledge(Record):
     pledge_id: str
     version: int = 0
     donor_id: str = ""
@@ -41,10 +42,6 @@ class Pledge:
     committed_at: datetime | None = None
     withdrawn_at: datetime | None = None
     last_changed_at: datetime | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.version > 0
 
     @property
     def status(self) -> PledgeStatus:

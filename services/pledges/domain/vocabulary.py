@@ -1,13 +1,12 @@
-"""The closed lists needs and pledges are described with, and a rule every decision shares."""
+"""The closed lists needs and pledges are described with, and who may decide for whom."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from services.pledges.domain.quantities import invalid
+from shared.errors import Forbidden
 
-__all__ = ["Category", "NeedKind", "Priority", "Serves", "not_in_future"]
+__all__ = ["Category", "NeedKind", "Priority", "Serves", "acting"]
 
 
 class NeedKind(StrEnum):
@@ -51,10 +50,8 @@ class Serves(StrEnum):
     OTHER = "other"
 
 
-def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
-    if occurred_at > now:
-        raise invalid(
-            field,
-            "in the future",
-            f"{field} {occurred_at.isoformat()} lies in the future: record what already happened",
-        )
+def acting(acting_for: str | None, organisation: str, what: str) -> None:
+    """A member decides only for its own organisation (`acting_for` None: an administrator,
+    who may decide for anyone): Forbidden otherwise."""
+    if acting_for is not None and acting_for != organisation:
+        raise Forbidden(f"{acting_for} may not {what} for {organisation}")

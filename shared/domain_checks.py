@@ -1,0 +1,77 @@
+"""The checks every service's decisions share: a record that must exist, an input refused
+with the field it names, and the dates a recorded fact may carry.
+
+One place, so that the same refusal reads the same in every service (a client handles a 422
+naming `occurred_at`, or a 404 for a record that does not exist, alike everywhere). Pure: no
+framework or driver imports (domains import it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+from shared.errors import NotFound, ValidationFailed
+
+__all__ = [
+    "Record",
+    "invalid",
+    "not_before_last_change",
+    "not_in_future",
+    "require_exists",
+]
+
+
+class Record:
+    """Mixin of a record's state folded from its stream: it exists once an event was folded
+    (`version`, the stream version of the last one, is above 0)."""
+
+    __slots__ = ()
+    version: int
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+
+R = TypeVar("R", bound=Record)
+
+
+def require_exists(state: R, what: str) -> R:
+    """`state`, or NotFound "`what` does not exist" (`what` names it: "pledge p-1")."""
+    if not state.exists:
+        raise NotFound(f"{what} does not exist")
+    return state
+
+
+def invalid(detail: str, *, name: str, reason: str) -> ValidationFailed:
+    """A 422 naming the offending field, as the edge renders request validation."""
+    return ValidationFailed(detail, extra={"invalid_params": [{"name": name, "reason": reason}]})
+
+
+def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
+    """A fact is recorded once it happened: ValidationFailed naming `field` if it lies after
+    `now`."""
+    if occurred_at > now:
+        raise invalid(
+            f"{field} {occurred_at.isoformat()} lies in the future: record what already happened",
+            name=field,
+            reason="in the future",
+        )
+
+
+def not_before_last_change(
+    occurred_at: datetime,
+    last_changed_at: datetime | None,
+    *,
+    previous: str = "the previous change",
+) -> None:
+    """A change is dated no earlier than the record's `previous` one: ValidationFailed naming
+    `occurred_at` otherwise (a record's changes follow each other in time)."""
+    if last_changed_at is not None and occurred_at < last_changed_at:
+        raise invalid(
+            f"occurred_at {occurred_at.isoformat()} is before {previous}"
+            f" ({last_changed_at.isoformat()})",
+            name="occurred_at",
+            reason="before last change",
+        )
