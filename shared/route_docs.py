@@ -39,7 +39,8 @@ def read(
 
 def reads(router: APIRouter, **common: Any) -> Callable[..., Route]:
     """`router.get` for read routes, with `common` arguments (e.g. their tags): each route
-    then gives its path, answer model, errors and own arguments (read())."""
+    then gives its path, answer model, errors and own arguments (read()), which take the place
+    of common ones of the same name."""
 
     def route(
         path: str,
@@ -49,17 +50,20 @@ def reads(router: APIRouter, **common: Any) -> Callable[..., Route]:
         content: dict[str, Any] | None = None,
         **own: Any,
     ) -> Route:
-        return router.get(path, **common, **read(model, *errors, etag=etag, content=content), **own)
+        return router.get(
+            path, **{**common, **own}, **read(model, *errors, etag=etag, content=content)
+        )
 
     return route
 
 
 def changes(router: APIRouter, model: Any, **common: Any) -> Callable[..., Route]:
     """`router.post` for the routes that change an existing record, each answering `model`
-    (changed()), with `common` arguments; each route gives its path and own arguments."""
+    (changed()), with `common` arguments; each route gives its path and own arguments (in
+    the place of common ones of the same name)."""
 
     def route(path: str, **own: Any) -> Route:
-        return router.post(path, **common, **changed(model), **own)
+        return router.post(path, **{**common, **own}, **changed(model))
 
     return route
 

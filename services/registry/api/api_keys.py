@@ -11,6 +11,7 @@ its SHA-256), never in an event or a log line. Those two writes do not honour Id
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -36,7 +37,13 @@ from shared.deps import Caller, Ctx, ServiceContext, metadata_for
 from shared.problems import problem_responses
 from shared.web import write
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", tags=["api-keys"])
+
+
+def _example(body: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` showing an example request body."""
+    return {"requestBody": {"content": {"application/json": {"example": body}}}}
+
 
 LILLE_KEY = {
     "roles": ["member"],
@@ -50,7 +57,6 @@ LILLE_KEY = {
     status_code=201,
     operation_id="issueApiKey",
     response_model=IssuedApiKey,
-    tags=["api-keys"],
     summary="Issue an API key for the organisation",
     description="A new key of the organisation with the roles and label given, expiring at"
     f" `expires_at` (default {policy.DEFAULT_LIFETIME.days} days ahead, at most"
@@ -60,7 +66,7 @@ LILLE_KEY = {
     " `registry.api-key-issued`; the key works here at once, at pledges and shipments once"
     " their consumers applied the event (about a second). Idempotency-Key is not honoured.",
     responses=problem_responses(403, 404, 422),
-    openapi_extra={"requestBody": {"content": {"application/json": {"example": LILLE_KEY}}}},
+    openapi_extra=_example(LILLE_KEY),
 )
 async def issue_api_key(
     organisation_id: OrgId, body: IssueApiKeyIn, ctx: Ctx, caller: Caller
@@ -79,7 +85,6 @@ async def issue_api_key(
     "/organisations/{organisation_id}/api-keys",
     operation_id="listApiKeys",
     response_model=ApiKeyPage,
-    tags=["api-keys"],
     summary="List the organisation's API keys",
     description="The organisation's keys, oldest first, with label, roles, status, expiry and"
     " last use: never a secret. Revoked keys only with `include_revoked`. For the"
@@ -94,23 +99,21 @@ async def list_api_keys(
     cursor: Annotated[str | None, Query(max_length=500, pattern=r"^[A-Za-z0-9_-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
-    async with ctx.db.connection() as conn:
-        return await queries.api_keys_of(
-            conn,
-            organisation_id=organisation_id,
-            include_revoked=include_revoked,
-            cursor=cursor,
-            limit=limit,
-            manager=manager(caller),
-            now=ctx.clock(),
-        )
+    return await _as_seen(
+        ctx,
+        caller,
+        queries.api_keys_of,
+        organisation_id=organisation_id,
+        include_revoked=include_revoked,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get(
     "/organisations/{organisation_id}/api-keys/{key_id}",
     operation_id="getApiKey",
     response_model=ApiKey,
-    tags=["api-keys"],
     summary="One of the organisation's API keys",
     description="The key's label, roles, status, expiry and last use (never its secret). Another"
     " organisation's key is not found here.",
@@ -119,21 +122,15 @@ async def list_api_keys(
 async def get_api_key(
     organisation_id: OrgId, key_id: KeyId, ctx: Ctx, caller: Caller
 ) -> dict[str, Any]:
-    async with ctx.db.connection() as conn:
-        return await queries.api_key(
-            conn,
-            organisation_id=organisation_id,
-            key_id=key_id,
-            manager=manager(caller),
-            now=ctx.clock(),
-        )
+    return await _as_seen(
+        ctx, caller, queries.api_key, organisation_id=organisation_id, key_id=key_id
+    )
 
 
 @router.post(
     "/organisations/{organisation_id}/api-keys/{key_id}/rotate",
     operation_id="rotateApiKey",
     response_model=IssuedApiKey,
-    tags=["api-keys"],
     summary="Rotate an API key: a new secret, the old one refused",
     description="Replaces the key's secret (the new `token` is shown in this answer only) and"
     " renews its expiry (`expires_at`, default"
@@ -142,11 +139,7 @@ async def get_api_key(
     " `registry.api-key-rotated`. An expired key may be rotated, a revoked one not (409). An"
     " org_admin rotates only keys whose roles it could grant. Idempotency-Key is not honoured.",
     responses=problem_responses(403, 404, 409, 422),
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/json": {"example": {"expires_at": "2027-06-01T00:00:00Z"}}}
-        }
-    },
+    openapi_extra=_example({"expires_at": "2027-06-01T00:00:00Z"}),
 )
 async def rotate_api_key(
     organisation_id: OrgId,
@@ -170,7 +163,6 @@ async def rotate_api_key(
     "/organisations/{organisation_id}/api-keys/{key_id}/revoke",
     operation_id="revokeApiKey",
     response_model=ApiKey,
-    tags=["api-keys"],
     summary="Revoke an API key for good",
     description="The key stops working: here at once, at pledges and shipments once they"
     " applied `registry.api-key-revoked`. An org_admin revokes any key of its own organisation."
@@ -178,11 +170,7 @@ async def rotate_api_key(
     responses=problem_responses(403, 404, 409, 422),
     openapi_extra={
         **problems.IDEMPOTENT,
-        "requestBody": {
-            "content": {
-                "application/json": {"example": {"reason": "the laptop holding it was stolen"}}
-            }
-        },
+        **_example({"reason": "the laptop holding it was stolen"}),
     },
 )
 async def revoke_api_key(
@@ -209,7 +197,6 @@ async def revoke_api_key(
     "/api-key-uses",
     operation_id="reportApiKeyUses",
     response_model=ApiKeyUsesRecorded,
-    tags=["api-keys"],
     summary="Report when keys were last used at another service (service keys only)",
     description="What the workers of pledges and shipments send about once a minute (only"
     " the keys whose use changed): each key's last use at that service, from its own database."
@@ -218,20 +205,12 @@ async def revoke_api_key(
     " in any service. Keys the registry does not hold are left out. Not an event: using a key"
     " changes nothing in the domain. For `service` keys only.",
     responses=problem_responses(403, 422),
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {
-                    "example": {
-                        "service": "pledges",
-                        "uses": [
-                            {"key_id": "3f9a0c1d2e4b5a69", "last_used_at": "2026-03-01T09:12:00Z"}
-                        ],
-                    }
-                }
-            }
+    openapi_extra=_example(
+        {
+            "service": "pledges",
+            "uses": [{"key_id": "3f9a0c1d2e4b5a69", "last_used_at": "2026-03-01T09:12:00Z"}],
         }
-    },
+    ),
 )
 async def report_api_key_uses(
     body: ReportApiKeyUsesIn, ctx: Ctx, caller: Service
@@ -244,6 +223,17 @@ async def report_api_key_uses(
             now=ctx.clock(),
         )
     return {"recorded": recorded}
+
+
+async def _as_seen(
+    ctx: ServiceContext,
+    caller: Principal,
+    query: Callable[..., Awaitable[dict[str, Any]]],
+    **args: Any,
+) -> dict[str, Any]:
+    """A read of keys as the caller sees them (queries.py: who manages them, and now)."""
+    async with ctx.db.connection() as conn:
+        return await query(conn, manager=manager(caller), now=ctx.clock(), **args)
 
 
 async def _with_secret(ctx: ServiceContext, caller: Principal, command: Command) -> dict[str, Any]:

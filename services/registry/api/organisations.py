@@ -29,7 +29,7 @@ from services.registry.requests import (
     OrgId,
     RenameIn,
 )
-from shared import problems
+from shared import route_docs
 from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import etag
@@ -48,24 +48,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(prefix="/v1", lifespan=_lifespan)
+reads = route_docs.reads(router, tags=["organisations"])  # a read route
 PAGE = 100  # the default page of the organisation network (at most pagination.MAX_LIMIT)
 
 
 @router.post(
     "/organisations",
-    status_code=201,
     tags=["organisations"],
-    responses=problems.documented(
-        R.OrganisationChanged,
-        403,
-        409,
-        413,
-        422,
-        status=201,
-        headers=problems.ETAG,
-        description="Registered",
-    ),
-    openapi_extra=problems.IDEMPOTENT,
+    **route_docs.created(R.OrganisationChanged, "Registered", errors=(403, 409, 413, 422)),
 )
 async def register_organisation(
     body: OrganisationIn, request: Request, ctx: Ctx, caller: Admin
@@ -106,9 +96,7 @@ async def _register_together(ctx: ServiceContext, batch: list[handlers.Batched])
             return await handlers.register_together(conn, batch, savepoints=True)
 
 
-@router.get(
-    "/organisations", tags=["organisations"], responses=problems.documented(R.OrganisationPage, 422)
-)
+@reads("/organisations", R.OrganisationPage, 422)
 async def search_organisations(
     ctx: Ctx,
     caller: Caller,
@@ -132,11 +120,7 @@ async def search_organisations(
         )
 
 
-@router.get(
-    "/organisations/{organisation_id}",
-    tags=["organisations"],
-    responses=problems.documented(R.Organisation, 404, 422, headers=problems.ETAG),
-)
+@reads("/organisations/{organisation_id}", R.Organisation, 404, 422, etag=True)
 async def get_organisation(
     organisation_id: OrgId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -191,13 +175,7 @@ async def _by_contacts_editor(
 ByAdmin = Annotated[OrganisationWrite, Depends(_by_admin)]
 ByContactsEditor = Annotated[OrganisationWrite, Depends(_by_contacts_editor)]
 # what a change of an organisation answers (the organisation's version, as its ETag)
-CHANGED: dict[str, Any] = {
-    "tags": ["organisations"],
-    "responses": problems.documented(
-        R.OrganisationChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-    ),
-    "openapi_extra": problems.IDEMPOTENT,
-}
+CHANGED: dict[str, Any] = {"tags": ["organisations"], **route_docs.changed(R.OrganisationChanged)}
 
 
 @router.post("/organisations/{organisation_id}/rename", **CHANGED)
@@ -229,10 +207,12 @@ async def change_contacts(body: ContactsIn, to: ByContactsEditor) -> JSONRespons
     return await to.send(commands.ChangeContacts(to.organisation_id, contacts, to.if_match))
 
 
-@router.get(
+@reads(
     "/organisations/{organisation_id}/network",
+    R.Network,
+    404,
+    422,
     tags=["partnerships"],
-    responses=problems.documented(R.Network, 404, 422),
     operation_id="getOrganisationNetwork",
 )
 async def organisation_network(

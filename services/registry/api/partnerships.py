@@ -23,31 +23,16 @@ from services.registry.requests import (
     PartnershipIn,
     TransitionIn,
 )
-from shared import problems
+from shared import problems, route_docs
 from shared.deps import etag
 from shared.errors import NotFound
 from shared.web import Caller, Ctx, write
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", tags=["partnerships"])
+reads = route_docs.reads(router)  # a read route
 
 
-@router.post(
-    "/partnerships",
-    status_code=201,
-    tags=["partnerships"],
-    responses=problems.documented(
-        R.PartnershipChanged,
-        403,
-        404,
-        409,
-        413,
-        422,
-        status=201,
-        headers=problems.ETAG,
-        description="Proposed",
-    ),
-    openapi_extra=problems.IDEMPOTENT,
-)
+@router.post("/partnerships", **route_docs.created(R.PartnershipChanged, "Proposed"))
 async def propose_partnership(
     body: PartnershipIn, request: Request, ctx: Ctx, caller: Member
 ) -> JSONResponse:
@@ -66,9 +51,7 @@ async def propose_partnership(
     return await write(ctx, request, caller, 201, command)
 
 
-@router.get(
-    "/partnerships", tags=["partnerships"], responses=problems.documented(R.PartnershipPage, 422)
-)
+@reads("/partnerships", R.PartnershipPage, 422)
 async def list_partnerships(
     ctx: Ctx,
     caller: Caller,
@@ -96,11 +79,7 @@ async def list_partnerships(
         )
 
 
-@router.get(
-    "/partnerships/{partnership_id}",
-    tags=["partnerships"],
-    responses=problems.documented(R.Partnership, 404, 422, headers=problems.ETAG),
-)
+@reads("/partnerships/{partnership_id}", R.Partnership, 404, 422, etag=True)
 async def get_partnership(
     partnership_id: PartnershipId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -119,19 +98,17 @@ async def get_partnership(
 
 @router.post(
     "/partnerships/{partnership_id}/transitions",
-    tags=["partnerships"],
-    responses={
-        **problems.documented(
-            R.PartnershipChanged, 403, 404, 409, 412, 413, 422, headers=problems.ETAG
-        ),
-        202: {
-            "model": R.PartnershipAwaiting,
-            "description": "The caller's organisation agreed; the status waits for the other's"
-            " (`awaiting_agreement_of`)",
-            "headers": problems.ETAG,
+    **route_docs.changed(
+        R.PartnershipChanged,
+        more={
+            202: {
+                "model": R.PartnershipAwaiting,
+                "description": "The caller's organisation agreed; the status waits for the other's"
+                " (`awaiting_agreement_of`)",
+                "headers": problems.ETAG,
+            }
         },
-    },
-    openapi_extra=problems.IDEMPOTENT,
+    ),
 )
 async def change_partnership_status(
     partnership_id: PartnershipId,
