@@ -36,8 +36,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-import rfc8785
-
+from shared import canonical as jcs
 from shared import chain, keys, signing
 from shared.incoming import Incoming
 
@@ -51,7 +50,7 @@ def lane(previous: bytes, chain_hash: bytes) -> bytes:
 
 def signed_body(service: str, position: int, chain_hash: bytes, lane: bytes) -> bytes:
     """The bytes a relay signs for the event at `position` of `service`'s chain."""
-    return rfc8785.dumps(
+    return jcs.dumps(
         {"service": service, "position": position, "hash": chain_hash.hex(), "lane": lane.hex()}
     )
 
@@ -212,10 +211,10 @@ def head_problem(
             return f"the page's signed head is of {str(head['service'])[:100]!r}"
         if head["position"] != position or head["hash"] != (chain_hash or b"").hex():
             return f"the page's signed head does not name its last event (position {position})"
-        body = rfc8785.dumps({k: head[k] for k in signing.SIGNED_FIELDS})
+        body = jcs.dumps({k: head[k] for k in signing.SIGNED_FIELDS})
         signature = base64.b64decode(str(head["signature"]), validate=True)
         ring.verify(upstream, str(head["public_key"]), signature, body)
-    except (KeyError, ValueError, TypeError, rfc8785.CanonicalizationError):
+    except (KeyError, ValueError, TypeError, jcs.CanonicalizationError):
         return "the page's signed head is malformed"
     except keys.UntrustedKey as exc:
         return f"the page's signed head: {exc.reason}"

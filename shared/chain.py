@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
-
+from shared import canonical as jcs
 from shared import keys as keysmod
 from shared import signing
 from shared.errors import ValidationFailed
@@ -50,7 +49,7 @@ def _instant(value: datetime) -> str:
 
 
 def canonical(event: RecordedEvent, *, position: int) -> bytes:
-    return rfc8785.dumps(event.as_json(position=position, instant=_instant))
+    return jcs.dumps(event.as_json(position=position, instant=_instant))
 
 
 # What the log holds, so that every stored row can be read back and sealed (the same rules as
@@ -70,8 +69,8 @@ def encode(value: Any) -> str:
     (MAX_NUMBER, MAX_DEPTH, a NUL character), is refused (ValidationFailed) before anything is
     stored."""
     try:
-        text = rfc8785.dumps(value).decode()
-    except (rfc8785.CanonicalizationError, RecursionError) as exc:
+        text = jcs.text(value)
+    except (jcs.CanonicalizationError, RecursionError) as exc:
         raise ValidationFailed(f"the event cannot be stored as canonical JSON: {exc}") from exc
     if _SUSPECT.search(text) or text.count("[") + text.count("{") > MAX_DEPTH:
         problem = unstorable(json.loads(text))
@@ -168,13 +167,13 @@ class Redaction:
 def redaction_body(service: str, redaction: Redaction) -> bytes:
     """The bytes a service signs for ONE redaction (each entry of a statement carries its own
     signature, so a consumer that receives the redacted event again can check it alone)."""
-    return rfc8785.dumps({"service": service, **redaction.as_dict()})
+    return jcs.dumps({"service": service, **redaction.as_dict()})
 
 
 def redaction_statement_body(statement: Mapping[str, Any]) -> bytes:
     """The bytes a service signs in a `privacy.log-redacted` statement (KeyError if a field
     is missing)."""
-    return rfc8785.dumps({k: statement[k] for k in REDACTION_SIGNED_FIELDS})
+    return jcs.dumps({k: statement[k] for k in REDACTION_SIGNED_FIELDS})
 
 
 def sign_redactions(

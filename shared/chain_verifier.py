@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from shared import canonical as jcs
 from shared import keys as keysmod
 from shared import signing
 from shared.chain import (
@@ -170,10 +169,10 @@ class Verifier:
             if not ring.trusts(self.service, key):
                 return f"signed by key {key}, which is neither pinned nor announced"
         try:
-            body = rfc8785.dumps({k: document[k] for k in fields})
+            body = jcs.dumps({k: document[k] for k in fields})
             signature = base64.b64decode(str(document["signature"]), validate=True)
             ring.verify(service, key, signature, body)
-        except (KeyError, ValueError, TypeError, rfc8785.CanonicalizationError):
+        except (KeyError, ValueError, TypeError, jcs.CanonicalizationError):
             return "is malformed"
         except keysmod.UntrustedKey as exc:
             if self.keys is None:

@@ -35,23 +35,24 @@ def manager(caller: Principal) -> keys.Manager:
     return keys.Manager(key_id=caller.key_id, organisation=caller.organisation, roles=caller.roles)
 
 
-def _registry_admin(caller: Caller) -> Principal:
+# async: a plain def would run in FastAPI's thread pool, a thread hop on every request
+async def _registry_admin(caller: Caller) -> Principal:
     caller.require(Role.REGISTRY_ADMIN)
     return caller
 
 
-def _member(caller: Caller) -> Principal:
+async def _member(caller: Caller) -> Principal:
     caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
     return caller
 
 
-def _contacts_editor(organisation_id: OrgId, caller: Caller) -> Principal:
+async def _contacts_editor(organisation_id: OrgId, caller: Caller) -> Principal:
     caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
     caller.require_acting_for(organisation_id, unless=(Role.REGISTRY_ADMIN,))
     return caller
 
 
-def _service(caller: Caller) -> Principal:
+async def _service(caller: Caller) -> Principal:
     caller.require(Role.SERVICE)
     return caller
 
