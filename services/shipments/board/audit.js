@@ -3,7 +3,7 @@
 
 import { all, api, nameOf, session } from "./api.js";
 import { csvButton, fileName } from "./csv.js";
-import { announce, errorBox, h, hashValue, replace, time, utc, when } from "./dom.js";
+import { announce, errorBox, h, hashValue, replace, stackedTable, time, utc, when } from "./dom.js";
 import { t } from "./i18n.js";
 import { field } from "./forms.js";
 import { eventName, eventSummary } from "./labels.js";
@@ -85,6 +85,7 @@ function journey(steps) {
 }
 
 const TRACE_COLUMNS = ["col.occurred", "audit.service", "col.event", "col.record", "col.by", "col.recorded"];
+const CHAIN_COLUMNS = ["audit.service", "audit.chain", "audit.events_checked", "audit.head", "audit.head_hash", "audit.signed_checkpoints"];
 
 /** The trace as CSV: the table's columns, instants in UTC, and each event's chain hash. */
 function traceCsv(steps) {
@@ -106,41 +107,32 @@ function traceCsv(steps) {
 
 function stepsTable(steps) {
   const heads = TRACE_COLUMNS.map((key) => t(key));
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "stacked trace" },
-      h("caption", { class: "visually-hidden" }, t("audit.trace_caption")),
-      h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
+  return stackedTable(
+    "trace",
+    t("audit.trace_caption"),
+    heads,
+    steps.map(({ service, event }) =>
       h(
-        "tbody",
-        {},
-        steps.map(({ service, event }) =>
-          h(
-            "tr",
-            { "data-event-type": event.event_type },
-            h("td", { "data-label": t("col.occurred") }, time(event.occurred_at), h("span", { class: "sub utc" }, utc(event.occurred_at))),
-            h("td", { "data-label": t("audit.service") }, service),
-            h(
-              "td",
-              { "data-label": t("col.event") },
-              eventName(event.event_type),
-              eventSummary(event.event_type, event.data) ? h("span", { class: "what" }, `: ${eventSummary(event.event_type, event.data)}`) : null,
-              h("span", { class: "sub" }, event.event_type),
-            ),
-            h(
-              "td",
-              { "data-label": t("col.record") },
-              event.stream_id,
-              h("span", { class: "sub" }, t("chain.position_version", { position: event.position, version: event.stream_version })),
-              h("span", { class: "sub" }, hashValue(event.hash, { label: t("chain.hash_of", { position: event.position }) })),
-            ),
-            h("td", { "data-label": t("col.by") }, nameOf(event.metadata.organisation), h("span", { class: "sub" }, t("audit.key", { key: event.metadata.actor || "—" }))),
-            h("td", { "data-label": t("col.recorded") }, time(event.recorded_at), h("span", { class: "sub utc" }, utc(event.recorded_at))),
-          ),
+        "tr",
+        { "data-event-type": event.event_type },
+        h("td", { "data-label": t("col.occurred") }, time(event.occurred_at), h("span", { class: "sub utc" }, utc(event.occurred_at))),
+        h("td", { "data-label": t("audit.service") }, service),
+        h(
+          "td",
+          { "data-label": t("col.event") },
+          eventName(event.event_type),
+          eventSummary(event.event_type, event.data) ? h("span", { class: "what" }, `: ${eventSummary(event.event_type, event.data)}`) : null,
+          h("span", { class: "sub" }, event.event_type),
         ),
+        h(
+          "td",
+          { "data-label": t("col.record") },
+          event.stream_id,
+          h("span", { class: "sub" }, t("chain.position_version", { position: event.position, version: event.stream_version })),
+          h("span", { class: "sub" }, hashValue(event.hash, { label: t("chain.hash_of", { position: event.position }) })),
+        ),
+        h("td", { "data-label": t("col.by") }, nameOf(event.metadata.organisation), h("span", { class: "sub" }, t("audit.key", { key: event.metadata.actor || "—" }))),
+        h("td", { "data-label": t("col.recorded") }, time(event.recorded_at), h("span", { class: "sub utc" }, utc(event.recorded_at))),
       ),
     ),
   );
@@ -207,17 +199,7 @@ export async function auditPage(main, params) {
       "chains",
       t("audit.chains"),
       h("p", { class: "muted" }, t("audit.chains_intro")),
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          { class: "stacked chains" },
-          h("caption", { class: "visually-hidden" }, t("audit.chains_caption")),
-          h("thead", {}, h("tr", {}, ["audit.service", "audit.chain", "audit.events_checked", "audit.head", "audit.head_hash", "audit.signed_checkpoints"].map((key) => h("th", { scope: "col" }, t(key))))),
-          verifyBody,
-        ),
-      ),
+      stackedTable("chains", t("audit.chains_caption"), CHAIN_COLUMNS.map((key) => t(key)), verifyBody),
       stamp,
       again,
     ),

@@ -2,7 +2,7 @@
 
 import { ApiError, api, loadDirectory, nameOf, query, session } from "./api.js";
 import { csvButton, fileName } from "./csv.js";
-import { ago, announce, day, duration, errorBox, h, hashValue, label, loading, quantity, replace, time, utc, when } from "./dom.js";
+import { ago, announce, day, duration, errorBox, h, hashValue, label, loading, quantity, replace, stackedTable, time, utc, when } from "./dom.js";
 import { t, zone } from "./i18n.js";
 import { ON_THE_ROAD, eventName, eventSummary, party, place, statusBadge } from "./labels.js";
 import { subscribe } from "./live.js";
@@ -183,11 +183,7 @@ function manifest(c) {
   );
   const heads = MANIFEST_COLUMNS.map((key) => t(key));
   return [
-    h(
-      "div",
-      { class: "table-wrap" },
-      h("table", { class: "stacked manifest" }, h("caption", { class: "visually-hidden" }, t("convoy.manifest_caption")), h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
-    ),
+    stackedTable("manifest", t("convoy.manifest_caption"), heads, rows),
     h(
       "p",
       { class: "muted" },
@@ -262,31 +258,22 @@ function delivery(c) {
     const heads = ["col.line", "col.item", "col.donor", "col.loaded", "col.received", "col.damaged", "col.short", "col.lost"].map((key) => t(key));
     parts.push(
       h("h3", {}, t("convoy.discrepancies")),
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          { class: "stacked discrepancies" },
-          h("caption", { class: "visually-hidden" }, t("convoy.discrepancies_caption")),
-          h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
+      stackedTable(
+        "discrepancies",
+        t("convoy.discrepancies_caption"),
+        heads,
+        c.discrepancies.map((x) =>
           h(
-            "tbody",
+            "tr",
             {},
-            c.discrepancies.map((x) =>
-              h(
-                "tr",
-                {},
-                h("td", { "data-label": t("col.line") }, x.manifest_line_id),
-                h("td", { "data-label": t("col.item") }, x.item),
-                h("td", { "data-label": t("col.donor") }, nameOf(x.donor_id)),
-                h("td", { "data-label": t("col.loaded"), class: "num" }, quantity(x.loaded, x.unit)),
-                h("td", { "data-label": t("col.received"), class: "num" }, quantity(x.received)),
-                h("td", { "data-label": t("col.damaged"), class: "num" }, quantity(x.damaged)),
-                h("td", { "data-label": t("col.short"), class: "num" }, quantity(x.short)),
-                h("td", { "data-label": t("col.lost"), class: "num" }, quantity(x.lost)),
-              ),
-            ),
+            h("td", { "data-label": t("col.line") }, x.manifest_line_id),
+            h("td", { "data-label": t("col.item") }, x.item),
+            h("td", { "data-label": t("col.donor") }, nameOf(x.donor_id)),
+            h("td", { "data-label": t("col.loaded"), class: "num" }, quantity(x.loaded, x.unit)),
+            h("td", { "data-label": t("col.received"), class: "num" }, quantity(x.received)),
+            h("td", { "data-label": t("col.damaged"), class: "num" }, quantity(x.damaged)),
+            h("td", { "data-label": t("col.short"), class: "num" }, quantity(x.short)),
+            h("td", { "data-label": t("col.lost"), class: "num" }, quantity(x.lost)),
           ),
         ),
       ),

@@ -30,6 +30,25 @@ export function svg(tag, attrs = {}, ...children) {
   return build(document.createElementNS(SVG_NS, tag), attrs, children);
 }
 
+/**
+ * A table that scrolls in its wrapper on wide screens and stacks into cards on narrow ones
+ * (style.css `.stacked`, each cell labelled by its `data-label`): `caption` for screen readers,
+ * a column header for each of `heads`, then `rows` (or a <tbody> the caller fills later).
+ */
+export function stackedTable(kind, caption, heads, rows) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: kind ? `stacked ${kind}` : "stacked" },
+      h("caption", { class: "visually-hidden" }, caption),
+      h("thead", {}, h("tr", {}, heads.map((head) => h("th", { scope: "col" }, head)))),
+      rows instanceof Node ? rows : h("tbody", {}, rows),
+    ),
+  );
+}
+
 export function replace(el, ...children) {
   el.replaceChildren();
   return build(el, {}, children);

@@ -2,7 +2,7 @@
 // (pledges).
 
 import { all, api, loadDirectory, nameOf, organisation, session } from "./api.js";
-import { day, errorBox, h, label, loading, money, quantity, replace } from "./dom.js";
+import { day, errorBox, h, label, loading, money, quantity, replace, stackedTable } from "./dom.js";
 import { locale, t } from "./i18n.js";
 
 const OPEN = ["open", "partly_covered"];
@@ -35,28 +35,19 @@ async function networkOf(enc, max = 1000) {
 function partnerships(network) {
   if (!network.partners.length) return h("p", { class: "muted" }, t("municipality.no_partnership"));
   const heads = ["col.partner", "col.kind", "col.status", "col.since", "col.programme"].map((key) => t(key));
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "stacked" },
-      h("caption", { class: "visually-hidden" }, t("municipality.partnerships")),
-      h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
+  return stackedTable(
+    "",
+    t("municipality.partnerships"),
+    heads,
+    network.partners.map((p) =>
       h(
-        "tbody",
+        "tr",
         {},
-        network.partners.map((p) =>
-          h(
-            "tr",
-            {},
-            h("td", { "data-label": t("col.partner") }, p.name, h("span", { class: "sub" }, `${label(p.kind)} · ${p.country || ""}`)),
-            h("td", { "data-label": t("col.kind") }, label(p.partnership.kind)),
-            h("td", { "data-label": t("col.status") }, h("span", { class: `badge partnership-${p.partnership.status}` }, label(p.partnership.status))),
-            h("td", { "data-label": t("col.since") }, day(p.partnership.signed_at || p.partnership.changed_at || p.partnership.proposed_at)),
-            h("td", { "data-label": t("col.programme") }, [p.partnership.programme ? label(p.partnership.programme) : null, p.partnership.phase].filter(Boolean).join(", ") || "—"),
-          ),
-        ),
+        h("td", { "data-label": t("col.partner") }, p.name, h("span", { class: "sub" }, `${label(p.kind)} · ${p.country || ""}`)),
+        h("td", { "data-label": t("col.kind") }, label(p.partnership.kind)),
+        h("td", { "data-label": t("col.status") }, h("span", { class: `badge partnership-${p.partnership.status}` }, label(p.partnership.status))),
+        h("td", { "data-label": t("col.since") }, day(p.partnership.signed_at || p.partnership.changed_at || p.partnership.proposed_at)),
+        h("td", { "data-label": t("col.programme") }, [p.partnership.programme ? label(p.partnership.programme) : null, p.partnership.phase].filter(Boolean).join(", ") || "—"),
       ),
     ),
   );
@@ -148,25 +139,16 @@ function moneyTable(report, units) {
     ["outstanding", t("money.outstanding")],
     ["funding_gap", t("money.funding_gap")],
   ];
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "stacked money" },
-      h("caption", { class: "visually-hidden" }, t("municipality.money")),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("money.currency")), cols.map(([, t]) => h("th", { scope: "col" }, t)))),
+  return stackedTable(
+    "money",
+    t("municipality.money"),
+    [t("money.currency"), ...cols.map(([, t]) => t)],
+    rows.map((r) =>
       h(
-        "tbody",
+        "tr",
         {},
-        rows.map((r) =>
-          h(
-            "tr",
-            {},
-            h("th", { scope: "row", "data-label": t("money.currency") }, r.currency),
-            cols.map(([k, t]) => h("td", { "data-label": t, class: "num" }, money(r[k], r.currency, units[r.currency] ?? 2))),
-          ),
-        ),
+        h("th", { scope: "row", "data-label": t("money.currency") }, r.currency),
+        cols.map(([k, t]) => h("td", { "data-label": t, class: "num" }, money(r[k], r.currency, units[r.currency] ?? 2))),
       ),
     ),
   );
