@@ -16,6 +16,7 @@ from services.registry.views import recent
 from shared import api_keys, pagination
 from shared.errors import NotFound
 from shared.events import Metadata
+from shared.read_pages import keyset_page
 from shared.repository import PostgresUnitOfWork
 
 _ORG_COLUMNS = (
@@ -86,7 +87,7 @@ async def search_organisations(
         + domain.fold_name(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         + "%"
     )
-    items, next_cursor = await _keyset_page(
+    items, next_cursor = await keyset_page(
         conn,
         f"""
         SELECT {_ORG_COLUMNS} FROM organisations
@@ -104,7 +105,7 @@ async def search_organisations(
         region,
         cursor=cursor,
         limit=limit,
-        keys=("name_folded", "organisation_id"),
+        key=(("name_folded", str), ("organisation_id", str)),
     )
     return {
         "items": [_organisation(r, with_contacts=False) for r in items],
@@ -163,7 +164,7 @@ async def partnerships(
     limit: int,
 ) -> dict[str, Any]:
     """`country` matches either side; `organisation` either side too."""
-    items, next_cursor = await _keyset_page(
+    items, next_cursor = await keyset_page(
         conn,
         f"""
         SELECT {_PARTNERSHIP_COLUMNS} FROM partnerships p
@@ -186,7 +187,7 @@ async def partnerships(
         signed_year,
         cursor=cursor,
         limit=limit,
-        keys=("partnership_id",),
+        key=(("partnership_id", str),),
     )
     return {"items": [_partnership(r) for r in items], "next_cursor": next_cursor}
 
@@ -196,7 +197,7 @@ async def network(
 ) -> dict[str, Any]:
     """The partners around one organisation, each with the partnership that links them, by
     partner name (folded) then partnership id, a page at a time (keyset on that pair)."""
-    rows, next_cursor = await _keyset_page(
+    rows, next_cursor = await keyset_page(
         conn,
         f"""
         SELECT {_PARTNERSHIP_COLUMNS}, o.organisation_id AS partner_id, o.name AS partner_name,
@@ -212,7 +213,7 @@ async def network(
         organisation_id,
         cursor=cursor,
         limit=limit,
-        keys=("partner_folded", "partnership_id"),
+        key=(("partner_folded", str), ("partnership_id", str)),
     )
     centre = await organisation(conn, organisation_id, with_contacts=False)
     return {
@@ -229,21 +230,6 @@ async def network(
             for r in rows
         ],
     }
-
-
-async def _keyset_page(
-    conn: asyncpg.Connection,
-    sql: str,
-    *args: Any,
-    cursor: str | None,
-    limit: int,
-    keys: tuple[str, ...],
-) -> tuple[list[asyncpg.Record], str | None]:
-    """A page of `sql` ordered by the text columns `keys` names: its parameters are `args`,
-    then the cursor's values (NULL on the first page), then the page's size plus one."""
-    after = pagination.decode(cursor, parts=(str,) * len(keys))
-    rows = await conn.fetch(sql, *args, *(after or [None] * len(keys)), limit + 1)
-    return pagination.page(rows, limit=limit, key_of=lambda r: [r[k] for k in keys])
 
 
 async def require_organisation(conn: asyncpg.Connection, organisation_id: str) -> None:

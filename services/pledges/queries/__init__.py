@@ -17,9 +17,9 @@ import asyncpg
 
 from services.pledges import auth, domain, privacy
 from services.pledges import events as ev
-from shared import pagination
 from shared.codec import Event
 from shared.errors import NotFound
+from shared.read_pages import keyset_page
 
 fmt = domain.quantities.fmt
 
@@ -173,23 +173,6 @@ async def need_as_of(
     return out
 
 
-async def _newest_first(
-    conn: asyncpg.Connection,
-    query: str,
-    *filters: Any,
-    cursor: str | None,
-    limit: int,
-    key: tuple[str, str],
-) -> tuple[list[asyncpg.Record], str | None]:
-    """A page of rows newest first by `key` (an instant's column, an id's) and its next cursor:
-    `query` takes the filters, then the cursor's instant and id, then the limit (the page and
-    one more row, which tells whether another page follows)."""
-    after = pagination.decode(cursor, parts=(datetime, str))
-    rows = await conn.fetch(query, *filters, *(after or (None, None)), limit + 1)
-    at, record_id = key
-    return pagination.page(rows, limit=limit, key_of=lambda r: [r[at].isoformat(), r[record_id]])
-
-
 async def needs(
     conn: asyncpg.Connection,
     *,
@@ -202,7 +185,7 @@ async def needs(
     viewer: str | None,
 ) -> dict[str, Any]:
     """Newest first."""
-    items, next_cursor = await _newest_first(
+    items, next_cursor = await keyset_page(
         conn,
         """
         SELECT * FROM needs
@@ -217,7 +200,7 @@ async def needs(
         priority,
         cursor=cursor,
         limit=limit,
-        key=("posted_at", "need_id"),
+        key=(("posted_at", datetime), ("need_id", str)),
     )
     org_names = await names(conn, [r["recipient_id"] for r in items])
     answers = [_need(r, org_names, viewer) for r in items]
@@ -262,7 +245,7 @@ async def pledges(
     limit: int,
 ) -> dict[str, Any]:
     """Newest first, each with a summary of its lines (no internal notes: GET one for them)."""
-    items, next_cursor = await _newest_first(
+    items, next_cursor = await keyset_page(
         conn,
         """
         SELECT * FROM pledges p
@@ -280,7 +263,7 @@ async def pledges(
         need_id,
         cursor=cursor,
         limit=limit,
-        key=("made_at", "pledge_id"),
+        key=(("made_at", datetime), ("pledge_id", str)),
     )
     ids = [r["pledge_id"] for r in items]
     lines = await conn.fetch(

@@ -17,6 +17,7 @@ from shared import directory, pagination
 from shared.auth import Principal
 from shared.errors import NotFound, ValidationFailed
 from shared.events import Metadata
+from shared.read_pages import keyset_page
 from shared.repository import PostgresUnitOfWork
 
 # {o}: an organisation (NULL: any); true when it plays a part in the convoy c
@@ -115,8 +116,8 @@ async def convoys(
     limit: int = 50,
 ) -> dict[str, Any]:
     """Newest departure first (dispatch time, else planned departure)."""
-    after = pagination.decode(cursor, parts=(datetime, str))
-    rows = await conn.fetch(
+    items, next_cursor = await keyset_page(
+        conn,
         f"""
         SELECT {_CONVOY} FROM convoys c
         WHERE {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
@@ -143,12 +144,9 @@ async def convoys(
         origin,
         departs_from,
         departs_to,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["departs"].isoformat(), r["convoy_id"]]
+        cursor=cursor,
+        limit=limit,
+        key=(("departs", datetime), ("convoy_id", str)),
     )
     found = [summary(_document(caller, r)) for r in items]
     return {"items": await auth.revealed(conn, found), "next_cursor": next_cursor}

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 
 from services.shipments.domain import text
-from shared import pagination
 from shared.errors import NotFound
+from shared.read_pages import keyset_page
 
 
 def _pledge_line(row: asyncpg.Record) -> dict[str, Any]:
@@ -58,8 +58,8 @@ async def pledge_lines(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    after = pagination.decode(cursor, parts=(str, str))
-    rows = await conn.fetch(
+    items, next_cursor = await keyset_page(
+        conn,
         f"""
         SELECT * FROM ({_LINES}) l
         WHERE ($1::text IS NULL OR l.donor_id = $1) AND ($2::text IS NULL OR l.recipient_id = $2)
@@ -73,12 +73,9 @@ async def pledge_lines(
         status,
         category,
         loadable_only,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    items, next_cursor = pagination.page(
-        rows, limit=limit, key_of=lambda r: [r["pledge_id"], r["line_id"]]
+        cursor=cursor,
+        limit=limit,
+        key=(("pledge_id", str), ("line_id", str)),
     )
     return {"items": [_pledge_line(r) for r in items], "next_cursor": next_cursor}
 
