@@ -52,13 +52,45 @@ class DemoConvoy(NamedTuple):
         return convoy_id
 
 
-def _entry(convoy: str, n: int, kind: str, at: str, **fields: Any) -> dict[str, Any]:
-    return {"entry_id": f"{convoy}-{n:02d}", "kind": kind, "occurred_at": at, **fields}
+Entry = tuple[str, str, dict[str, Any]]  # a road entry's kind, when it occurred, its fields
 
 
-def _at(place: str, lat: float, lon: float) -> dict[str, Any]:
-    return {"place": place, "coordinates": {"lat": lat, "lon": lon}}
+def _road(convoy: str, *entries: Entry) -> tuple[dict[str, Any], ...]:
+    """A convoy's road entries in the order they occurred, numbered so: <convoy>-01, -02, ...
+    (fixed ids: a re-sent batch records nothing)."""
+    return tuple(
+        {"entry_id": f"{convoy}-{n:02d}", "kind": kind, "occurred_at": at, **fields}
+        for n, (kind, at, fields) in enumerate(entries, 1)
+    )
 
+
+def _seen(at: str, place: str, lat: float, lon: float, **more: Any) -> Entry:
+    """A checkpoint: where the convoy was seen."""
+    return "checkpoint", at, {"place": place, "coordinates": {"lat": lat, "lon": lon}, **more}
+
+
+def _border(
+    at: str,
+    crossing_point: str,
+    from_country: str,
+    to_country: str,
+    *,
+    customs_document: str | None = None,
+    outcome: str = "cleared",
+    **more: Any,
+) -> Entry:
+    """A border crossing, waited at or cleared (then with its customs document, if any)."""
+    fields: dict[str, Any] = {
+        "crossing_point": crossing_point,
+        "from_country": from_country,
+        "to_country": to_country,
+    }
+    if customs_document:
+        fields["customs_document"] = customs_document
+    return "border_crossing", at, {**fields, "outcome": outcome, **more}
+
+
+KRAKOVETS = {"lat": 49.9497, "lon": 23.0928}  # the Korczowa - Krakovets crossing
 
 MEDICINES_2022 = "lille-kharkiv-medicines-2022-06"
 MEDICINES = DemoConvoy(
@@ -85,102 +117,53 @@ MEDICINES = DemoConvoy(
         Load("medicines-truck-1", Want(MEDICINES_2022, "medicines"), "GH-482-LK", "7"),
         Load("medicines-truck-2", Want(MEDICINES_2022, "medicines"), "FD-117-PR", "6"),
     ),
-    entries=(
-        _entry(MEDICINES_2022, 1, "dispatch", "2022-06-14T06:20:00+02:00", note="Left Lille"),
-        _entry(
-            MEDICINES_2022,
-            2,
-            "checkpoint",
-            "2022-06-14T11:40:00+02:00",
-            **_at("Aachen", 50.7753, 6.0839),
-        ),
-        _entry(
-            MEDICINES_2022,
-            3,
-            "checkpoint",
-            "2022-06-14T21:15:00+02:00",
-            **_at("Dresden", 51.0504, 13.7373),
-            note="Night stop",
-        ),
-        _entry(
-            MEDICINES_2022,
-            4,
-            "checkpoint",
-            "2022-06-15T13:30:00+02:00",
-            **_at("Kraków", 50.0647, 19.9450),
-        ),
-        _entry(
-            MEDICINES_2022,
-            5,
-            "border_crossing",
+    entries=_road(
+        MEDICINES_2022,
+        ("dispatch", "2022-06-14T06:20:00+02:00", {"note": "Left Lille"}),
+        _seen("2022-06-14T11:40:00+02:00", "Aachen", 50.7753, 6.0839),
+        _seen("2022-06-14T21:15:00+02:00", "Dresden", 51.0504, 13.7373, note="Night stop"),
+        _seen("2022-06-15T13:30:00+02:00", "Kraków", 50.0647, 19.9450),
+        _border(
             "2022-06-15T19:00:00+02:00",
-            crossing_point="Korczowa - Krakovets",
-            from_country="PL",
-            to_country="UA",
+            "Korczowa - Krakovets",
+            "PL",
+            "UA",
             outcome="waiting",
-            coordinates={"lat": 49.9497, "lon": 23.0928},
+            coordinates=KRAKOVETS,
         ),
-        _entry(
-            MEDICINES_2022,
-            6,
-            "border_crossing",
+        _border(
             "2022-06-16T07:45:00+03:00",
-            crossing_point="Korczowa - Krakovets",
-            from_country="PL",
-            to_country="UA",
+            "Korczowa - Krakovets",
+            "PL",
+            "UA",
             customs_document="UA-209-2022-061447",
-            outcome="cleared",
-            coordinates={"lat": 49.9497, "lon": 23.0928},
+            coordinates=KRAKOVETS,
         ),
-        _entry(
-            MEDICINES_2022,
-            7,
-            "checkpoint",
-            "2022-06-16T11:00:00+03:00",
-            **_at("Lviv", 49.8397, 24.0297),
-        ),
-        _entry(
-            MEDICINES_2022,
-            8,
+        _seen("2022-06-16T11:00:00+03:00", "Lviv", 49.8397, 24.0297),
+        (
             "incident",
             "2022-06-16T23:00:00+03:00",
-            incident="delay",
-            description="Curfew: stopped for the night before Kyiv",
-            delay_minutes=420,
+            {
+                "incident": "delay",
+                "description": "Curfew: stopped for the night before Kyiv",
+                "delay_minutes": 420,
+            },
         ),
-        _entry(
-            MEDICINES_2022,
-            9,
-            "checkpoint",
-            "2022-06-17T10:30:00+03:00",
-            **_at("Kyiv", 50.4501, 30.5234),
-        ),
-        _entry(
-            MEDICINES_2022,
-            10,
+        _seen("2022-06-17T10:30:00+03:00", "Kyiv", 50.4501, 30.5234),
+        (
             "custody_handoff",
             "2022-06-17T12:00:00+03:00",
-            from_party={"organisation_id": "lille"},
-            to_party={
-                "organisation_id": "kharkiv",
-                "person": {"name": "Andrii Melnyk", "role": "escort team leader"},
+            {
+                "from_party": {"organisation_id": "lille"},
+                "to_party": {
+                    "organisation_id": "kharkiv",
+                    "person": {"name": "Andrii Melnyk", "role": "escort team leader"},
+                },
+                "note": "Kharkiv City Council escort takes over for the last leg",
             },
-            note="Kharkiv City Council escort takes over for the last leg",
         ),
-        _entry(
-            MEDICINES_2022,
-            11,
-            "checkpoint",
-            "2022-06-17T18:20:00+03:00",
-            **_at("Poltava", 49.5883, 34.5514),
-        ),
-        _entry(
-            MEDICINES_2022,
-            12,
-            "arrival",
-            "2022-06-18T09:10:00+03:00",
-            place="Kharkiv, municipal medical warehouse",
-        ),
+        _seen("2022-06-17T18:20:00+03:00", "Poltava", 49.5883, 34.5514),
+        ("arrival", "2022-06-18T09:10:00+03:00", {"place": "Kharkiv, municipal medical warehouse"}),
     ),
     # one carton of 12 kg crushed in the first truck
     delivery={
@@ -222,58 +205,31 @@ GENERATORS = DemoConvoy(
             weight_kg_per_unit="95",
         ),
     ),
-    entries=(
-        _entry(GENERATORS_2023, 1, "dispatch", "2023-03-06T06:30:00+01:00"),
-        _entry(
-            GENERATORS_2023,
-            2,
-            "checkpoint",
-            "2023-03-06T14:00:00+01:00",
-            **_at("Cologne", 50.9375, 6.9603),
-        ),
-        _entry(
-            GENERATORS_2023,
-            3,
-            "checkpoint",
-            "2023-03-07T09:30:00+01:00",
-            **_at("Wrocław", 51.1079, 17.0385),
-        ),
-        _entry(
-            GENERATORS_2023,
-            4,
-            "border_crossing",
+    entries=_road(
+        GENERATORS_2023,
+        ("dispatch", "2023-03-06T06:30:00+01:00", {}),
+        _seen("2023-03-06T14:00:00+01:00", "Cologne", 50.9375, 6.9603),
+        _seen("2023-03-07T09:30:00+01:00", "Wrocław", 51.1079, 17.0385),
+        _border(
             "2023-03-07T20:10:00+01:00",
-            crossing_point="Medyka - Shehyni",
-            from_country="PL",
-            to_country="UA",
+            "Medyka - Shehyni",
+            "PL",
+            "UA",
             customs_document="UA-209-2023-030771",
-            outcome="cleared",
             coordinates={"lat": 49.8050, "lon": 23.0000},
         ),
-        _entry(
-            GENERATORS_2023,
-            5,
-            "checkpoint",
-            "2023-03-08T10:00:00+02:00",
-            **_at("Lviv", 49.8397, 24.0297),
-        ),
-        _entry(
-            GENERATORS_2023,
-            6,
-            "checkpoint",
-            "2023-03-08T20:40:00+02:00",
-            **_at("Kyiv", 50.4501, 30.5234),
-        ),
-        _entry(
-            GENERATORS_2023,
-            7,
-            "checkpoint",
+        _seen("2023-03-08T10:00:00+02:00", "Lviv", 49.8397, 24.0297),
+        _seen("2023-03-08T20:40:00+02:00", "Kyiv", 50.4501, 30.5234),
+        _seen(
             "2023-03-09T08:15:00+02:00",
-            **_at("Poltava", 49.5883, 34.5514),
+            "Poltava",
+            49.5883,
+            34.5514,
             note="Waiting for the road to Kharkiv to open",
         ),
     ),
 )
+
 
 MEDICINES_2023 = "lille-kharkiv-medicines-2023-03"
 SECOND_MEDICINES = DemoConvoy(
@@ -331,54 +287,27 @@ LEEDS = DemoConvoy(
             weight_kg_per_unit="8",
         ),
     ),
-    entries=(
-        _entry(LEEDS_VANS, 1, "dispatch", "2022-03-19T07:30:00+00:00", note="Send-off in Leeds"),
-        _entry(
-            LEEDS_VANS,
-            2,
-            "border_crossing",
+    entries=_road(
+        LEEDS_VANS,
+        ("dispatch", "2022-03-19T07:30:00+00:00", {"note": "Send-off in Leeds"}),
+        _border(
             "2022-03-19T13:00:00+00:00",
-            crossing_point="Dover - Calais",
-            from_country="GB",
-            to_country="FR",
+            "Dover - Calais",
+            "GB",
+            "FR",
             customs_document="GB-EX-22-0319-4471",
-            outcome="cleared",
         ),
-        _entry(
-            LEEDS_VANS,
-            3,
-            "checkpoint",
-            "2022-03-20T18:00:00+01:00",
-            **_at("Berlin", 52.5200, 13.4050),
-        ),
-        _entry(
-            LEEDS_VANS,
-            4,
-            "checkpoint",
-            "2022-03-21T17:30:00+01:00",
-            **_at("Warsaw", 52.2297, 21.0122),
-        ),
-        _entry(
-            LEEDS_VANS,
-            5,
-            "border_crossing",
+        _seen("2022-03-20T18:00:00+01:00", "Berlin", 52.5200, 13.4050),
+        _seen("2022-03-21T17:30:00+01:00", "Warsaw", 52.2297, 21.0122),
+        _border(
             "2022-03-22T09:00:00+01:00",
-            crossing_point="Dorohusk - Yahodyn",
-            from_country="PL",
-            to_country="UA",
+            "Dorohusk - Yahodyn",
+            "PL",
+            "UA",
             customs_document="UA-205-2022-032241",
-            outcome="cleared",
         ),
-        _entry(
-            LEEDS_VANS,
-            6,
-            "checkpoint",
-            "2022-03-22T19:00:00+02:00",
-            **_at("Lviv", 49.8397, 24.0297),
-        ),
-        _entry(
-            LEEDS_VANS, 7, "arrival", "2022-03-25T15:00:00+02:00", place="Kharkiv, humanitarian hub"
-        ),
+        _seen("2022-03-22T19:00:00+02:00", "Lviv", 49.8397, 24.0297),
+        ("arrival", "2022-03-25T15:00:00+02:00", {"place": "Kharkiv, humanitarian hub"}),
     ),
     delivery={
         "receiver": {"name": "Iryna Bondarenko", "role": "humanitarian hub coordinator"},
