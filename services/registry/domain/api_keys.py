@@ -15,7 +15,8 @@ from typing import Any
 from services.registry import events as ev
 from shared import key_policy as policy
 from shared.codec import Event
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.domain_checks import invalid
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import NewEvent
 from shared.principals import Role
 
@@ -77,10 +78,7 @@ def expiry(requested: datetime | None, *, now: datetime) -> datetime:
             else f"must be at most {policy.MAX_LIFETIME.days} days ahead"
             f" (by {latest.astimezone(UTC).isoformat()})"
         )
-        raise ValidationFailed(
-            f"expires_at {reason}",
-            extra={"invalid_params": [{"name": "expires_at", "reason": reason}]},
-        )
+        raise invalid(f"expires_at {reason}", name="expires_at", reason=reason)
     return requested
 
 
@@ -98,10 +96,7 @@ def _operator_expiry(requested: datetime | None, *, now: datetime) -> datetime |
     """An operator's key expires when asked (None: never), not under the HTTP policy; it must
     lie ahead (ValidationFailed naming `expires_at`)."""
     if requested is not None and requested <= now:
-        raise ValidationFailed(
-            "expires_at must lie in the future",
-            extra={"invalid_params": [{"name": "expires_at", "reason": "in the past"}]},
-        )
+        raise invalid("expires_at must lie in the future", name="expires_at", reason="in the past")
     return requested
 
 
@@ -122,10 +117,7 @@ def issue(
     check_manages(manager, organisation_id)
     names = sorted({r.value for r in roles})
     if not names:
-        raise ValidationFailed(
-            "a key needs at least one role",
-            extra={"invalid_params": [{"name": "roles", "reason": "empty"}]},
-        )
+        raise invalid("a key needs at least one role", name="roles", reason="empty")
     _check_grants(manager, names, doing="issue")
     data = ev.ApiKeyIssued(
         key_id=key_id,

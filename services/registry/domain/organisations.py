@@ -10,7 +10,9 @@ from typing import Any
 from services.registry import events as ev
 from services.registry.domain.names import fold_name
 from shared.codec import Event
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.domain_checks import Record, invalid, require_exists
+from shared.errors import Conflict, ValidationFailed
+from shared.event_models import EventModel
 from shared.events import NewEvent
 
 __all__ = [
@@ -59,7 +61,7 @@ class OrganisationKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Organisation:
+class Organisation(Record):
     organisation_id: str
     version: int = 0
     name: str = ""
@@ -70,10 +72,6 @@ class Organisation:
     coordinates: dict[str, float] | None = None
     parent_id: str | None = None
     contacts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-
-    @property
-    def exists(self) -> bool:
-        return self.version > 0
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -117,9 +115,10 @@ class ChangeContacts:
 
 def _check_country(country: str) -> None:
     if country not in ISO_COUNTRIES:
-        raise ValidationFailed(
+        raise invalid(
             f"{country!r} is not an ISO 3166-1 alpha-2 country code",
-            extra={"invalid_params": [{"name": "country", "reason": "unknown country code"}]},
+            name="country",
+            reason="unknown country code",
         )
 
 
@@ -145,23 +144,19 @@ def register(
             " organisation",
             extra={"existing_organisation_id": namesake.organisation_id},
         )
-    events = [
-        ev.CODEC.new(
-            ev.OrganisationRegistered(
-                organisation_id=command.organisation_id,
-                name=command.name,
-                kind=command.kind.value,
-                country=command.country,
-                region=command.region,
-                aliases=list(command.aliases),
-                coordinates=ev.Coordinates(**command.coordinates) if command.coordinates else None,
-                parent_id=command.parent_id,
-            ),
-            occurred_at=now,
-        )
-    ]
+    registered = ev.OrganisationRegistered(
+        organisation_id=command.organisation_id,
+        name=command.name,
+        kind=command.kind.value,
+        country=command.country,
+        region=command.region,
+        aliases=list(command.aliases),
+        coordinates=ev.Coordinates(**command.coordinates) if command.coordinates else None,
+        parent_id=command.parent_id,
+    )
+    events = _at(now, registered)
     if command.contacts:
-        events.append(_contacts_event(command.organisation_id, command.contacts, now))
+        events += _contacts_event(command.organisation_id, command.contacts, now)
     return events
 
 
@@ -169,22 +164,26 @@ def _check_parent(organisation_id: str, parent_id: str, parent: Organisation | N
     if parent_id == organisation_id:
         raise ValidationFailed("an organisation cannot be its own parent")
     if parent is None or not parent.exists:
-        raise ValidationFailed(
+        raise invalid(
             f"parent organisation {parent_id} does not exist",
-            extra={"invalid_params": [{"name": "parent_id", "reason": "unknown organisation"}]},
+            name="parent_id",
+            reason="unknown organisation",
         )
+
+
+def _at(now: datetime, payload: EventModel) -> list[NewEvent]:
+    """What an organisation's decision records: one event, now."""
+    return [ev.CODEC.new(payload, occurred_at=now)]
 
 
 def _contacts_event(
     organisation_id: str, contacts: tuple[dict[str, Any], ...], now: datetime
-) -> NewEvent:
+) -> list[NewEvent]:
     """`contacts` sealed (shared/privacy.py: the handlers seal them before deciding)."""
-    return ev.CODEC.new(
-        ev.OrganisationContactsChanged(
-            organisation_id=organisation_id,
-            contacts=[ev.SealedContact(**c) for c in contacts],
-        ),
-        occurred_at=now,
+    contacts_now = [ev.SealedContact(**c) for c in contacts]
+    return _at(
+        now,
+        ev.OrganisationContactsChanged(organisation_id=organisation_id, contacts=contacts_now),
     )
 
 
@@ -198,29 +197,22 @@ def rename(
     require_existing(state)
     if command.name == state.name:
         return []
-    return [
-        ev.CODEC.new(
-            ev.OrganisationRenamed(
-                organisation_id=state.organisation_id,
-                name=command.name,
-                previous_name=state.name,
-                reason=command.reason,
-            ),
-            occurred_at=now,
-        )
-    ]
+    renamed = ev.OrganisationRenamed(
+        organisation_id=state.organisation_id,
+        name=command.name,
+        previous_name=state.name,
+        reason=command.reason,
+    )
+    return _at(now, renamed)
 
 
 def add_alias(state: Organisation, command: AddAlias, *, now: datetime) -> list[NewEvent]:
     require_existing(state)
     if fold_name(command.alias) in {fold_name(n) for n in state.names}:
         return []  # already known by that name: nothing new happened
-    return [
-        ev.CODEC.new(
-            ev.OrganisationAliasAdded(organisation_id=state.organisation_id, alias=command.alias),
-            occurred_at=now,
-        )
-    ]
+    return _at(
+        now, ev.OrganisationAliasAdded(organisation_id=state.organisation_id, alias=command.alias)
+    )
 
 
 def correct(
@@ -250,17 +242,13 @@ def correct(
     changes = {k: v for k, v in command.changes.items() if current[k] != v}
     if not changes:
         return []
-    return [
-        ev.CODEC.new(
-            ev.OrganisationCorrected(
-                organisation_id=state.organisation_id,
-                changes=changes,
-                previous={k: current[k] for k in changes},
-                reason=command.reason,
-            ),
-            occurred_at=now,
-        )
-    ]
+    corrected = ev.OrganisationCorrected(
+        organisation_id=state.organisation_id,
+        changes=changes,
+        previous={k: current[k] for k in changes},
+        reason=command.reason,
+    )
+    return _at(now, corrected)
 
 
 def change_contacts(
@@ -274,7 +262,7 @@ def change_contacts(
     require_existing(state)
     if tuple(command.contacts) == state.contacts:
         return []
-    return [_contacts_event(state.organisation_id, command.contacts, now)]
+    return _contacts_event(state.organisation_id, command.contacts, now)
 
 
 def evolve_organisation(state: Organisation, event: Event[Any]) -> Organisation:
@@ -305,6 +293,4 @@ def evolve_organisation(state: Organisation, event: Event[Any]) -> Organisation:
 
 
 def require_existing(state: Organisation) -> Organisation:
-    if not state.exists:
-        raise NotFound(f"organisation {state.organisation_id} does not exist")
-    return state
+    return require_exists(state, f"organisation {state.organisation_id}")

@@ -10,7 +10,14 @@ from typing import Any
 from services.registry import events as ev
 from services.registry.domain.organisations import Organisation
 from shared.codec import Event
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.domain_checks import (
+    Record,
+    invalid,
+    not_before_last_change,
+    not_in_future,
+    require_exists,
+)
+from shared.errors import Conflict, Forbidden
 from shared.events import NewEvent
 
 __all__ = [
@@ -91,7 +98,7 @@ class Agreement:
 
 
 @dataclass(frozen=True, slots=True)
-class Partnership:
+class Partnership(Record):
     partnership_id: str
     version: int = 0
     organisations: tuple[str, str] = ("", "")
@@ -104,10 +111,6 @@ class Partnership:
     history: tuple[tuple[str, datetime], ...] = ()
     agreements: tuple[Agreement, ...] = ()  # every one recorded, in order
     pending_from: int = 0  # agreements[pending_from:] were recorded since the last change
-
-    @property
-    def exists(self) -> bool:
-        return self.version > 0
 
     def agreement(self, organisation_id: str, to: PartnershipStatus) -> Agreement | None:
         """`organisation_id`'s agreement to move to `to`, recorded since the last change."""
@@ -140,14 +143,6 @@ class ChangeStatus:
     evidence: ev.Evidence | None = None
 
 
-def _not_in_future(occurred_at: datetime, now: datetime, field: str) -> None:
-    if occurred_at > now:
-        raise ValidationFailed(
-            f"{field} {occurred_at.isoformat()} lies in the future: record what already happened",
-            extra={"invalid_params": [{"name": field, "reason": "in the future"}]},
-        )
-
-
 def propose(
     state: Partnership,
     command: ProposePartnership,
@@ -164,23 +159,21 @@ def propose(
         raise Conflict(f"partnership {state.partnership_id} already exists")
     a, b = command.organisations
     if a == b:
-        raise ValidationFailed(
+        raise invalid(
             "a partnership needs two different organisations",
-            extra={"invalid_params": [{"name": "organisations", "reason": "the same twice"}]},
+            name="organisations",
+            reason="the same twice",
         )
     for party in parties:
         if not party.exists:
-            raise ValidationFailed(
+            raise invalid(
                 f"organisation {party.organisation_id} does not exist",
-                extra={
-                    "invalid_params": [
-                        {"name": "organisations", "reason": f"unknown {party.organisation_id}"}
-                    ]
-                },
+                name="organisations",
+                reason=f"unknown {party.organisation_id}",
             )
     if acting_for is not None and acting_for not in command.organisations:
         raise Forbidden(f"{acting_for} may only propose partnerships it is part of")
-    _not_in_future(command.occurred_at, now, "occurred_at")
+    not_in_future(command.occurred_at, now)
     return [
         ev.CODEC.new(
             ev.PartnershipProposed(
@@ -212,11 +205,10 @@ def change_status(
     (`acting_for` None) changes it at once, with evidence. Raises NotFound, Forbidden,
     ValidationFailed (no evidence from an administrator, dates), Conflict (a transition that
     does not make sense from the current status, naming the allowed ones)."""
-    if not state.exists:
-        raise NotFound(f"partnership {state.partnership_id} does not exist")
+    require_exists(state, f"partnership {state.partnership_id}")
     if acting_for is not None and acting_for not in state.organisations:
         raise Forbidden(f"{acting_for} is not part of partnership {state.partnership_id}")
-    _not_in_future(command.occurred_at, now, "occurred_at")
+    not_in_future(command.occurred_at, now)
     allowed = TRANSITIONS[state.status]
     if command.to not in allowed:
         names = ", ".join(s.value for s in allowed) or "none: it has ended"
@@ -228,12 +220,7 @@ def change_status(
                 "allowed_transitions": [s.value for s in allowed],
             },
         )
-    if state.last_changed_at is not None and command.occurred_at < state.last_changed_at:
-        raise ValidationFailed(
-            f"occurred_at {command.occurred_at.isoformat()} is before the previous change"
-            f" ({state.last_changed_at.isoformat()})",
-            extra={"invalid_params": [{"name": "occurred_at", "reason": "before last change"}]},
-        )
+    not_before_last_change(command.occurred_at, state.last_changed_at)
     if command.to is PartnershipStatus.SIGNED and active_twin is not None:
         raise Conflict(
             f"partnership {active_twin} of the same kind between these organisations is"
@@ -244,15 +231,12 @@ def change_status(
         return [_status_changed(state, command, command.occurred_at)]
     if acting_for is None:
         if command.evidence is None:
-            raise ValidationFailed(
+            raise invalid(
                 f"a registry administrator moves a partnership to {command.to.value} only with"
                 " evidence that both organisations agreed (a document or article); otherwise"
                 " each organisation records its agreement with its own key",
-                extra={
-                    "invalid_params": [
-                        {"name": "evidence", "reason": "required from a registry administrator"}
-                    ]
-                },
+                name="evidence",
+                reason="required from a registry administrator",
             )
         return [_status_changed(state, command, command.occurred_at)]
     if state.agreement(acting_for, command.to) is not None:
