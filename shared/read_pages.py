@@ -19,15 +19,16 @@ Key = Sequence[tuple[str, pagination.Part]]
 async def keyset_page(
     conn: asyncpg.Connection,
     sql: str,
-    *args: Any,
+    filters: Sequence[Any],
+    *,
     cursor: str | None,
     limit: int,
     key: Key,
 ) -> tuple[list[asyncpg.Record], str | None]:
-    """A page of `sql`, ordered by `key`, and its next cursor: `sql` takes `args`, then the
-    cursor's parts (NULL on the first page), then the page's size plus one."""
+    """A page of `sql`, ordered by `key`, and its next cursor: `sql` takes the `filters`, then
+    the cursor's parts (NULL on the first page), then the page's size plus one."""
     after = pagination.decode(cursor, parts=[part for _, part in key])
-    rows = await conn.fetch(sql, *args, *(after or [None] * len(key)), limit + 1)
+    rows = await conn.fetch(sql, *filters, *(after or [None] * len(key)), limit + 1)
     return pagination.page(rows, limit=limit, key_of=lambda row: _key_of(row, key))
 
 

@@ -99,10 +99,7 @@ async def search_organisations(
           AND ($5::text IS NULL OR (name_folded, organisation_id) > ($5, $6))
         ORDER BY name_folded, organisation_id LIMIT $7
         """,
-        pattern,
-        kind,
-        country,
-        region,
+        (pattern, kind, country, region),
         cursor=cursor,
         limit=limit,
         key=(("name_folded", str), ("organisation_id", str)),
@@ -179,12 +176,7 @@ async def partnerships(
           AND ($7::text IS NULL OR p.partnership_id > $7)
         ORDER BY p.partnership_id LIMIT $8
         """,
-        organisation,
-        status,
-        kind,
-        programme,
-        country,
-        signed_year,
+        (organisation, status, kind, programme, country, signed_year),
         cursor=cursor,
         limit=limit,
         key=(("partnership_id", str),),
@@ -210,7 +202,7 @@ async def network(
           AND ($2::text IS NULL OR (o.name_folded, p.partnership_id) > ($2, $3))
         ORDER BY o.name_folded, p.partnership_id LIMIT $4
         """,
-        organisation_id,
+        (organisation_id,),
         cursor=cursor,
         limit=limit,
         key=(("partner_folded", str), ("partnership_id", str)),

@@ -194,10 +194,7 @@ async def needs(
           AND ($5::timestamptz IS NULL OR (posted_at, need_id) < ($5, $6))
         ORDER BY posted_at DESC, need_id DESC LIMIT $7
         """,
-        recipient,
-        status,
-        category,
-        priority,
+        (recipient, status, category, priority),
         cursor=cursor,
         limit=limit,
         key=(("posted_at", datetime), ("need_id", str)),
@@ -256,11 +253,7 @@ async def pledges(
           AND ($6::timestamptz IS NULL OR (made_at, pledge_id) < ($6, $7))
         ORDER BY made_at DESC, pledge_id DESC LIMIT $8
         """,
-        donor,
-        recipient,
-        status,
-        partnership_id,
-        need_id,
+        (donor, recipient, status, partnership_id, need_id),
         cursor=cursor,
         limit=limit,
         key=(("made_at", datetime), ("pledge_id", str)),

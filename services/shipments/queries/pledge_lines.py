@@ -68,11 +68,7 @@ async def pledge_lines(
           AND ($6::text IS NULL OR (l.pledge_id, l.line_id) > ($6, $7))
         ORDER BY l.pledge_id, l.line_id LIMIT $8
         """,
-        donor,
-        recipient,
-        status,
-        category,
-        loadable_only,
+        (donor, recipient, status, category, loadable_only),
         cursor=cursor,
         limit=limit,
         key=(("pledge_id", str), ("line_id", str)),
