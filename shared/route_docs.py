@@ -6,26 +6,25 @@ same way (the partner's generated client relies on it: tests/contract)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter
 from fastapi.types import DecoratedCallable
 
 from shared import problems
 
-
-class Route(Protocol):
-    """A route decorator, as `router.get(...)` answers it."""
-
-    def __call__(self, endpoint: DecoratedCallable, /) -> DecoratedCallable: ...
-
-
 # the errors of a change to an existing record (412: If-Match is stale), and of a creation
 CHANGE_ERRORS = (403, 404, 409, 412, 413, 422)
 CREATE_ERRORS = (403, 404, 409, 413, 422)
 # a read that also answers CSV (`format=csv`)
 CSV = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
+
+
+class Route(Protocol):
+    """A route decorator, as `router.get(...)` answers it."""
+
+    def __call__(self, endpoint: DecoratedCallable, /) -> DecoratedCallable: ...
 
 
 def read(
@@ -35,37 +34,6 @@ def read(
     when `etag`; other media types in `content`) and its problems."""
     headers = problems.ETAG if etag else None
     return {"responses": problems.documented(model, *errors, headers=headers, content=content)}
-
-
-def reads(router: APIRouter, **common: Any) -> Callable[..., Route]:
-    """`router.get` for read routes, with `common` arguments (e.g. their tags): each route
-    then gives its path, answer model, errors and own arguments (read()), which take the place
-    of common ones of the same name."""
-
-    def route(
-        path: str,
-        model: Any,
-        *errors: int,
-        etag: bool = False,
-        content: dict[str, Any] | None = None,
-        **own: Any,
-    ) -> Route:
-        return router.get(
-            path, **{**common, **own}, **read(model, *errors, etag=etag, content=content)
-        )
-
-    return route
-
-
-def changes(router: APIRouter, model: Any, **common: Any) -> Callable[..., Route]:
-    """`router.post` for the routes that change an existing record, each answering `model`
-    (changed()), with `common` arguments; each route gives its path and own arguments (in
-    the place of common ones of the same name)."""
-
-    def route(path: str, **own: Any) -> Route:
-        return router.post(path, **{**common, **own}, **changed(model))
-
-    return route
 
 
 def changed(
@@ -90,3 +58,45 @@ def created(
 ) -> dict[str, Any]:
     """A route creating a record: as changed(), answered 201."""
     return {"status_code": 201, **changed(model, 201, description, errors=errors)}
+
+
+class Router(APIRouter):
+    """An APIRouter whose read and write routes document their answers as above: each route
+    gives its path, answer model, errors and own arguments (tags, operation id...)."""
+
+    def read(
+        self,
+        path: str,
+        model: Any,
+        *errors: int,
+        etag: bool = False,
+        content: dict[str, Any] | None = None,
+        **own: Any,
+    ) -> Route:
+        return self.get(path, **own, **read(model, *errors, etag=etag, content=content))
+
+    def change(
+        self,
+        path: str,
+        model: Any,
+        *,
+        errors: Sequence[int] = CHANGE_ERRORS,
+        more: dict[int | str, dict[str, Any]] | None = None,
+        method: Literal["post", "put"] = "post",
+        **own: Any,
+    ) -> Route:
+        """A change to an existing record (changed())."""
+        route = self.put if method == "put" else self.post
+        return route(path, **own, **changed(model, errors=errors, more=more))
+
+    def create(
+        self,
+        path: str,
+        model: Any,
+        description: str,
+        *,
+        errors: Sequence[int] = CREATE_ERRORS,
+        **own: Any,
+    ) -> Route:
+        """A new record, answered 201 (created())."""
+        return self.post(path, **own, **created(model, description, errors=errors))

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import auth, commands, domain, handlers, queries
@@ -28,13 +28,10 @@ from shared import route_docs
 from shared.deps import etag
 from shared.web import Caller, Ctx
 
-router = APIRouter(prefix="/v1", tags=["needs"])
-
-reads = route_docs.reads(router)  # a read route
-changes = route_docs.changes(router, R.NeedEnded)  # a change route
+router = route_docs.Router(prefix="/v1", tags=["needs"])
 
 
-@router.post("/needs", **route_docs.created(R.NeedChanged, "Posted", errors=(403, 409, 413, 422)))
+@router.create("/needs", R.NeedChanged, "Posted", errors=(403, 409, 413, 422))
 async def post_need(body: NeedIn, w: Creating) -> JSONResponse:
     """Post a need for your own organisation: goods (quantity and unit) or money (amount in
     minor units and currency), with a priority, what it serves and an optional deadline."""
@@ -60,7 +57,7 @@ async def post_need(body: NeedIn, w: Creating) -> JSONResponse:
     return await w.send(201, command)
 
 
-@reads("/needs", R.NeedPage, 422)
+@router.read("/needs", R.NeedPage, 422)
 async def list_needs(
     ctx: Ctx,
     caller: Caller,
@@ -87,7 +84,7 @@ async def list_needs(
         )
 
 
-@reads("/needs/{need_id}", R.Need, 404, 422, etag=True)
+@router.read("/needs/{need_id}", R.Need, 404, 422, etag=True)
 async def get_need(
     need_id: RecordId,
     ctx: Ctx,
@@ -109,7 +106,9 @@ async def get_need(
         return await queries.need_as_of(conn, state, history, as_of=as_of, viewer=viewer)
 
 
-@reads("/needs/{need_id}/history", R.NeedHistory, 403, 404, 422, operation_id="getNeedHistory")
+@router.read(
+    "/needs/{need_id}/history", R.NeedHistory, 403, 404, 422, operation_id="getNeedHistory"
+)
 async def need_history(
     need_id: RecordId, ctx: Ctx, caller: Caller, page: history.Page
 ) -> dict[str, Any]:
@@ -124,7 +123,7 @@ async def need_history(
     return {"need_id": need_id, **await page.of(ctx, handlers.NEEDS, need_id, allowed)}
 
 
-@changes("/needs/{need_id}/revisions")
+@router.change("/needs/{need_id}/revisions", R.NeedEnded)
 async def revise_need(
     need_id: RecordId,
     body: NeedRevisionIn,
@@ -164,4 +163,5 @@ ENDINGS = {
     ),
 }
 for _verb, (_to, _doc) in ENDINGS.items():
-    changes(f"/needs/{{need_id}}/{_verb}", name=f"{_verb}_need", description=_doc)(_ending(_to))
+    _path = f"/needs/{{need_id}}/{_verb}"
+    router.change(_path, R.NeedEnded, name=f"{_verb}_need", description=_doc)(_ending(_to))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from fastapi.responses import JSONResponse
 
 from services.pledges import auth, commands, domain, handlers, privacy, queries, views
@@ -32,8 +32,7 @@ from shared.deps import etag
 from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
-router = APIRouter(prefix="/v1", tags=["pledges"])
-reads = route_docs.reads(router)  # a read route
+router = route_docs.Router(prefix="/v1", tags=["pledges"])
 
 
 def _line(i: int, body: LineIn) -> domain.LineSpec:
@@ -54,7 +53,7 @@ def _line(i: int, body: LineIn) -> domain.LineSpec:
     )
 
 
-@router.post("/pledges", **route_docs.created(R.PledgeChanged, "Pledged"))
+@router.create("/pledges", R.PledgeChanged, "Pledged")
 async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
     """Pledge as your own organisation to a recipient: in-kind lines (item, quantity, unit,
     optional weight and value) and money lines (amount in minor units, currency), optionally
@@ -76,7 +75,7 @@ async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
     return await w.send(201, command)
 
 
-@reads("/pledges", R.PledgePage, 422)
+@router.read("/pledges", R.PledgePage, 422)
 async def list_pledges(
     ctx: Ctx,
     caller: Caller,
@@ -102,7 +101,7 @@ async def list_pledges(
         )
 
 
-@reads("/pledges/{pledge_id}", R.Pledge, 404, 422, etag=True)
+@router.read("/pledges/{pledge_id}", R.Pledge, 404, 422, etag=True)
 async def get_pledge(
     pledge_id: RecordId,
     ctx: Ctx,
@@ -128,7 +127,7 @@ async def get_pledge(
     return out
 
 
-@reads(
+@router.read(
     "/pledges/{pledge_id}/history", R.PledgeHistory, 403, 404, 422, operation_id="getPledgeHistory"
 )
 async def pledge_history(
@@ -148,10 +147,7 @@ async def pledge_history(
     return {"pledge_id": pledge_id, **await page.of(ctx, handlers.PLEDGES, pledge_id, allowed)}
 
 
-changes = route_docs.changes(router, R.PledgeChanged)  # a change route
-
-
-@changes("/pledges/{pledge_id}/commit")
+@router.change("/pledges/{pledge_id}/commit", R.PledgeChanged)
 async def commit_pledge(
     pledge_id: RecordId,
     w: Changing,
@@ -162,7 +158,7 @@ async def commit_pledge(
     return await w.send(200, commands.CommitPledge(**w.on(pledge_id=pledge_id), occurred_at=at))
 
 
-@changes("/pledges/{pledge_id}/withdraw")
+@router.change("/pledges/{pledge_id}/withdraw", R.PledgeChanged)
 async def withdraw_pledge(
     pledge_id: RecordId,
     body: EndIn,
@@ -173,7 +169,11 @@ async def withdraw_pledge(
     return await w.send(200, command)
 
 
-@changes("/pledges/{pledge_id}/lines/{line_id}/amendments", operation_id="amendPledgeLine")
+@router.change(
+    "/pledges/{pledge_id}/lines/{line_id}/amendments",
+    R.PledgeChanged,
+    operation_id="amendPledgeLine",
+)
 async def amend_line(
     pledge_id: RecordId,
     line_id: RecordId,
@@ -191,7 +191,7 @@ async def amend_line(
     return await w.send(200, command)
 
 
-@changes("/pledges/{pledge_id}/lines/{line_id}/receipts")
+@router.change("/pledges/{pledge_id}/lines/{line_id}/receipts", R.PledgeChanged)
 async def receive_money(
     pledge_id: RecordId,
     line_id: RecordId,
@@ -203,7 +203,7 @@ async def receive_money(
     return await w.send(200, commands.ReceiveMoney(**w.on(pledge_id=pledge_id), receipt=receipt))
 
 
-@changes("/pledges/{pledge_id}/lines/{line_id}/donor-figures")
+@router.change("/pledges/{pledge_id}/lines/{line_id}/donor-figures", R.PledgeChanged)
 async def report_donor_figure(
     pledge_id: RecordId,
     line_id: RecordId,

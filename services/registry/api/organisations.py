@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.registry import commands, domain, handlers, projections, queries, views
@@ -47,15 +47,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(prefix="/v1", lifespan=_lifespan)
-reads = route_docs.reads(router, tags=["organisations"])  # a read route
+router = route_docs.Router(prefix="/v1", lifespan=_lifespan)
+TAGS = ["organisations"]  # of every route here but the network around one
 PAGE = 100  # the default page of the organisation network (at most pagination.MAX_LIMIT)
 
 
-@router.post(
+@router.create(
     "/organisations",
-    tags=["organisations"],
-    **route_docs.created(R.OrganisationChanged, "Registered", errors=(403, 409, 413, 422)),
+    R.OrganisationChanged,
+    "Registered",
+    errors=(403, 409, 413, 422),
+    tags=TAGS,
 )
 async def register_organisation(
     body: OrganisationIn, request: Request, ctx: Ctx, caller: Admin
@@ -96,7 +98,7 @@ async def _register_together(ctx: ServiceContext, batch: list[handlers.Batched])
             return await handlers.register_together(conn, batch, savepoints=True)
 
 
-@reads("/organisations", R.OrganisationPage, 422)
+@router.read("/organisations", R.OrganisationPage, 422, tags=TAGS)
 async def search_organisations(
     ctx: Ctx,
     caller: Caller,
@@ -120,7 +122,7 @@ async def search_organisations(
         )
 
 
-@reads("/organisations/{organisation_id}", R.Organisation, 404, 422, etag=True)
+@router.read("/organisations/{organisation_id}", R.Organisation, 404, 422, etag=True, tags=TAGS)
 async def get_organisation(
     organisation_id: OrgId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -174,25 +176,23 @@ async def _by_contacts_editor(
 
 ByAdmin = Annotated[OrganisationWrite, Depends(_by_admin)]
 ByContactsEditor = Annotated[OrganisationWrite, Depends(_by_contacts_editor)]
-# what a change of an organisation answers (the organisation's version, as its ETag)
-CHANGED: dict[str, Any] = {"tags": ["organisations"], **route_docs.changed(R.OrganisationChanged)}
 
 
-@router.post("/organisations/{organisation_id}/rename", **CHANGED)
+@router.change("/organisations/{organisation_id}/rename", R.OrganisationChanged, tags=TAGS)
 async def rename_organisation(body: RenameIn, to: ByAdmin) -> JSONResponse:
     """Rename (registry administrators); the previous name stays findable as an alias."""
     rename = domain.RenameOrganisation(name=body.name, reason=body.reason)
     return await to.send(commands.RenameOrganisation(to.organisation_id, rename, to.if_match))
 
 
-@router.post("/organisations/{organisation_id}/aliases", **CHANGED)
+@router.change("/organisations/{organisation_id}/aliases", R.OrganisationChanged, tags=TAGS)
 async def add_alias(body: AliasIn, to: ByAdmin) -> JSONResponse:
     """Record another name or spelling (registry administrators)."""
     alias = domain.AddAlias(alias=body.alias)
     return await to.send(commands.AddAlias(to.organisation_id, alias, to.if_match))
 
 
-@router.post("/organisations/{organisation_id}/corrections", **CHANGED)
+@router.change("/organisations/{organisation_id}/corrections", R.OrganisationChanged, tags=TAGS)
 async def correct_organisation(body: CorrectionIn, to: ByAdmin) -> JSONResponse:
     """Correct kind, country, region, coordinates or parent, with a reason (administrators)."""
     changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
@@ -200,14 +200,16 @@ async def correct_organisation(body: CorrectionIn, to: ByAdmin) -> JSONResponse:
     return await to.send(commands.CorrectOrganisation(to.organisation_id, correction, to.if_match))
 
 
-@router.put("/organisations/{organisation_id}/contacts", **CHANGED)
+@router.change(
+    "/organisations/{organisation_id}/contacts", R.OrganisationChanged, method="put", tags=TAGS
+)
 async def change_contacts(body: ContactsIn, to: ByContactsEditor) -> JSONResponse:
     """Replace the contacts (the organisation's own members or administrators)."""
     contacts = tuple(c.model_dump() for c in body.contacts)
     return await to.send(commands.ChangeContacts(to.organisation_id, contacts, to.if_match))
 
 
-@reads(
+@router.read(
     "/organisations/{organisation_id}/network",
     R.Network,
     404,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.registry import commands, domain, queries, views
@@ -28,11 +28,10 @@ from shared.deps import etag
 from shared.errors import NotFound
 from shared.web import Caller, Ctx, write
 
-router = APIRouter(prefix="/v1", tags=["partnerships"])
-reads = route_docs.reads(router)  # a read route
+router = route_docs.Router(prefix="/v1", tags=["partnerships"])
 
 
-@router.post("/partnerships", **route_docs.created(R.PartnershipChanged, "Proposed"))
+@router.create("/partnerships", R.PartnershipChanged, "Proposed")
 async def propose_partnership(
     body: PartnershipIn, request: Request, ctx: Ctx, caller: Member
 ) -> JSONResponse:
@@ -51,7 +50,7 @@ async def propose_partnership(
     return await write(ctx, request, caller, 201, command)
 
 
-@reads("/partnerships", R.PartnershipPage, 422)
+@router.read("/partnerships", R.PartnershipPage, 422)
 async def list_partnerships(
     ctx: Ctx,
     caller: Caller,
@@ -79,7 +78,7 @@ async def list_partnerships(
         )
 
 
-@reads("/partnerships/{partnership_id}", R.Partnership, 404, 422, etag=True)
+@router.read("/partnerships/{partnership_id}", R.Partnership, 404, 422, etag=True)
 async def get_partnership(
     partnership_id: PartnershipId, ctx: Ctx, caller: Caller, response: Response, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -96,19 +95,17 @@ async def get_partnership(
     return views.partnership_as_of(state, as_of=as_of)
 
 
-@router.post(
+@router.change(
     "/partnerships/{partnership_id}/transitions",
-    **route_docs.changed(
-        R.PartnershipChanged,
-        more={
-            202: {
-                "model": R.PartnershipAwaiting,
-                "description": "The caller's organisation agreed; the status waits for the other's"
-                " (`awaiting_agreement_of`)",
-                "headers": problems.ETAG,
-            }
-        },
-    ),
+    R.PartnershipChanged,
+    more={
+        202: {
+            "model": R.PartnershipAwaiting,
+            "description": "The caller's organisation agreed; the status waits for the other's"
+            " (`awaiting_agreement_of`)",
+            "headers": problems.ETAG,
+        }
+    },
 )
 async def change_partnership_status(
     partnership_id: PartnershipId,

@@ -7,14 +7,13 @@ Every write accepts `Idempotency-Key`; writes to an existing convoy accept `If-M
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from services.shipments import commands, domain, handlers
@@ -31,32 +30,14 @@ from services.shipments.requests import (
     LoadIn,
     UnloadIn,
 )
-from shared import problems
+from shared import route_docs
 from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import header
 from shared.events import Metadata
 from shared.web import Caller, Ctx, ServiceContext, write
 
-router = APIRouter(prefix="/v1", tags=["convoys"])
-CHANGE_ERRORS = (403, 404, 409, 412, 413, 422)
-
-
-def _documented(
-    answer: type[Any],
-    status: int = 200,
-    description: str = "",
-    *,
-    errors: Sequence[int] = CHANGE_ERRORS,
-) -> dict[str, Any]:
-    """A write route's documented answers: `answer` with the convoy's ETag under `status`,
-    its problems, and Idempotency-Key."""
-    return {
-        "responses": problems.documented(
-            answer, *errors, status=status, headers=problems.ETAG, description=description
-        ),
-        "openapi_extra": problems.IDEMPOTENT,
-    }
+router = route_docs.Router(prefix="/v1", tags=["convoys"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +69,7 @@ async def _convoy_write(
 ToConvoy = Annotated[ConvoyWrite, Depends(_convoy_write)]
 
 
-@router.post(
-    "/convoys",
-    status_code=201,
-    **_documented(R.ConvoyChanged, 201, "Planned", errors=(403, 404, 409, 413, 422)),
-)
+@router.create("/convoys", R.ConvoyChanged, "Planned")
 async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     """Plan a convoy: origin, recipient, carrier, vehicles, drivers, departure (the logistics
     role of the origin or the carrier)."""
@@ -115,11 +92,12 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
     return await write(ctx, request, caller, 201, commands.PlanConvoy(plan=plan, caller=caller))
 
 
-@router.post(
+@router.create(
     "/convoys/{convoy_id}/manifest",
-    status_code=201,
+    R.LineLoaded,
+    "Loaded",
+    errors=route_docs.CHANGE_ERRORS,
     operation_id="loadManifestLine",
-    **_documented(R.LineLoaded, 201, "Loaded"),
 )
 async def load_line(body: LoadIn, to: ToConvoy) -> JSONResponse:
     """Load a quantity of a committed in-kind pledge line onto one of the convoy's vehicles.
@@ -137,10 +115,10 @@ async def load_line(body: LoadIn, to: ToConvoy) -> JSONResponse:
     return await to.send(201, commands.LoadLine(load=load, **to.target()))
 
 
-@router.post(
+@router.change(
     "/convoys/{convoy_id}/manifest/{manifest_line_id}/unload",
+    R.LineUnloaded,
     operation_id="unloadManifestLine",
-    **_documented(R.LineUnloaded),
 )
 async def unload_line(
     convoy_id: ConvoyId,
@@ -163,17 +141,14 @@ async def unload_line(
     return await write(ctx, request, caller, 200, command)
 
 
-@router.post("/convoys/{convoy_id}/cancel", **_documented(R.ConvoyCancelled))
+@router.change("/convoys/{convoy_id}/cancel", R.ConvoyCancelled)
 async def cancel_convoy(body: CancelIn, to: ToConvoy) -> JSONResponse:
     """Cancel before dispatch; everything loaded goes back to its pledge line."""
     cancel = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or to.now)
     return await to.send(200, commands.CancelConvoy(cancel=cancel, **to.target()))
 
 
-@router.post(
-    "/convoys/{convoy_id}/entries",
-    **_documented(R.EntriesRecorded, errors=(403, 404, 409, 413, 422)),
-)
+@router.change("/convoys/{convoy_id}/entries", R.EntriesRecorded, errors=(403, 404, 409, 413, 422))
 async def record_entries(
     convoy_id: ConvoyId, body: EntriesIn, request: Request, ctx: Ctx, caller: Caller
 ) -> JSONResponse:
@@ -216,10 +191,11 @@ async def _entries_together(
             return await together(conn, convoy_id, requests, savepoints=True)
 
 
-@router.post(
+@router.create(
     "/convoys/{convoy_id}/delivery",
-    status_code=201,
-    **_documented(R.DeliveryConfirmed, 201, "Delivery confirmed"),
+    R.DeliveryConfirmed,
+    "Delivery confirmed",
+    errors=route_docs.CHANGE_ERRORS,
 )
 async def confirm_delivery(body: DeliveryIn, to: ToConvoy) -> JSONResponse:
     """The recipient's proof of delivery: per manifest line, received in good condition,
@@ -242,7 +218,7 @@ async def confirm_delivery(body: DeliveryIn, to: ToConvoy) -> JSONResponse:
     return await to.send(201, commands.ConfirmDelivery(delivery=delivery, **to.target()))
 
 
-@router.post("/convoys/{convoy_id}/close", **_documented(R.ConvoyChanged))
+@router.change("/convoys/{convoy_id}/close", R.ConvoyChanged)
 async def close_convoy(body: CloseIn, to: ToConvoy) -> JSONResponse:
     """Close a delivered convoy (or one whose load was lost): no road event is taken after."""
     close = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or to.now)

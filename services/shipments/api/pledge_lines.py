@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from services.shipments import responses as R
 from services.shipments.queries import pledge_lines as ledger
 from services.shipments.requests import Cursor, Limit, LineRef, OrgFilter
-from shared import problems
+from shared import route_docs
 from shared.web import Caller, Ctx
 
-router = APIRouter(prefix="/v1")
+router = route_docs.Router(prefix="/v1", tags=["pledge lines"])
 
 
-@router.get(
-    "/pledge-lines",
-    tags=["pledge lines"],
-    responses=problems.documented(R.PledgeLinePage, 422),
-    operation_id="listPledgeLines",
-)
+@router.read("/pledge-lines", R.PledgeLinePage, 422, operation_id="listPledgeLines")
 async def pledge_lines(
     ctx: Ctx,
     caller: Caller,
@@ -47,11 +42,8 @@ async def pledge_lines(
         )
 
 
-@router.get(
-    "/pledge-lines/{pledge_id}/{line_id}",
-    tags=["pledge lines"],
-    responses=problems.documented(R.PledgeLine, 404, 422),
-    operation_id="getPledgeLine",
+@router.read(
+    "/pledge-lines/{pledge_id}/{line_id}", R.PledgeLine, 404, 422, operation_id="getPledgeLine"
 )
 async def pledge_line(
     pledge_id: LineRef, line_id: LineRef, ctx: Ctx, caller: Caller

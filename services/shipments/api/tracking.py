@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.shipments import domain, queries, views
@@ -23,11 +23,11 @@ from services.shipments.requests import (
     OrgFilter,
     TimelineLimit,
 )
-from shared import hxl, instants, problems
+from shared import hxl, instants, route_docs
 from shared.deps import etag
 from shared.web import Caller, Ctx
 
-router = APIRouter(prefix="/v1")
+router = route_docs.Router(prefix="/v1", tags=["tracking"])
 PAGE = 100  # the default page of the lists (at most pagination.MAX_LIMIT)
 TIMELINE_PAGE = 200  # a convoy's timeline (at most TIMELINE_MAX, requests.py)
 
@@ -37,16 +37,9 @@ Format = Annotated[
 ]
 
 
-CSV = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
-
-
-def _listing(answer: type[Any], *errors: int) -> dict[str, Any]:
+def _listing(path: str, answer: type[Any], **own: Any) -> route_docs.Route:
     """A read route answering JSON (`answer`) or HXL-tagged CSV (`format=csv`)."""
-    return {
-        "tags": ["tracking"],
-        "response_model": None,
-        "responses": problems.documented(answer, *errors, 422, content=CSV),
-    }
+    return router.read(path, answer, 422, content=route_docs.CSV, response_model=None, **own)
 
 
 async def _csv(
@@ -67,7 +60,7 @@ async def _csv(
     return Response(hxl.to_csv(columns, named), media_type=hxl.MEDIA_TYPE, headers=headers)
 
 
-@router.get("/convoys", **_listing(R.ConvoyPage))
+@_listing("/convoys", R.ConvoyPage)
 async def list_convoys(
     request: Request,
     ctx: Ctx,
@@ -111,12 +104,7 @@ async def list_convoys(
         return await _csv(conn, "convoys", tables.CONVOYS, rows, page=page, request=request)
 
 
-@router.get(
-    "/tracking/in-transit",
-    tags=["tracking"],
-    responses=problems.documented(R.InTransit, 422),
-    operation_id="listInTransit",
-)
+@router.read("/tracking/in-transit", R.InTransit, 422, operation_id="listInTransit")
 async def in_transit(
     ctx: Ctx,
     caller: Caller,
@@ -133,18 +121,15 @@ async def in_transit(
         )
 
 
-@router.get(
+@router.read(
     "/convoys/{convoy_id}",
-    tags=["tracking"],
+    R.Convoy,
+    403,
+    404,
+    422,
+    etag=True,
+    content=route_docs.CSV,
     response_model=None,
-    responses=problems.documented(
-        R.Convoy,
-        403,
-        404,
-        422,
-        headers=problems.ETAG,
-        content=CSV,
-    ),
 )
 async def get_convoy(
     convoy_id: ConvoyId,
@@ -177,12 +162,14 @@ class _JsonLd(JSONResponse):
     media_type = epcis.MEDIA_TYPE  # the document declares the model under it
 
 
-@router.get(
+@router.read(
     "/convoys/{convoy_id}/epcis",
-    tags=["tracking"],
+    R.EpcisDocument,
+    403,
+    404,
+    422,
     response_model=None,
     response_class=_JsonLd,
-    responses=problems.documented(R.EpcisDocument, 403, 404, 422),
     operation_id="exportConvoyEpcis",
 )
 async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Response:
@@ -197,10 +184,12 @@ async def convoy_epcis(convoy_id: ConvoyId, ctx: Ctx, caller: Caller) -> Respons
     )
 
 
-@router.get(
+@router.read(
     "/convoys/{convoy_id}/timeline",
-    tags=["tracking"],
-    responses=problems.documented(R.ConvoyTimeline, 403, 404, 422),
+    R.ConvoyTimeline,
+    403,
+    404,
+    422,
     operation_id="getConvoyTimeline",
 )
 async def timeline(
@@ -217,10 +206,12 @@ async def timeline(
         return await queries.timeline(conn, caller, convoy_id, cursor=cursor, limit=limit)
 
 
-@router.get(
+@router.read(
     "/convoys/{convoy_id}/manifest",
-    tags=["tracking"],
-    responses=problems.documented(R.ConvoyManifestPage, 403, 404, 422),
+    R.ConvoyManifestPage,
+    403,
+    404,
+    422,
     operation_id="listManifestLines",
 )
 async def manifest(
@@ -237,7 +228,7 @@ async def manifest(
         return await queries.manifest(conn, caller, convoy_id, cursor=cursor, limit=limit)
 
 
-@router.get("/discrepancies", operation_id="listDiscrepancies", **_listing(R.DiscrepancyPage))
+@_listing("/discrepancies", R.DiscrepancyPage, operation_id="listDiscrepancies")
 async def discrepancies(
     request: Request,
     ctx: Ctx,
@@ -261,7 +252,7 @@ async def discrepancies(
         return await _csv(conn, "discrepancies", columns, rows, page=found, request=request)
 
 
-@router.get("/deliveries", operation_id="listDeliveries", **_listing(R.DeliveredLinePage))
+@_listing("/deliveries", R.DeliveredLinePage, operation_id="listDeliveries")
 async def deliveries(
     request: Request,
     ctx: Ctx,
