@@ -8,7 +8,7 @@ administrators). Internal notes and contacts are shown only to the organisations
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,6 +19,7 @@ from services.pledges import auth, domain, privacy
 from services.pledges import events as ev
 from shared.codec import Event
 from shared.errors import NotFound
+from shared.read_directory import names as names  # re-exported: the api names them too
 from shared.read_pages import keyset_page
 
 fmt = domain.quantities.fmt
@@ -32,14 +33,6 @@ RECENT = 100
 def recent(items: list[Any]) -> list[Any]:
     """The latest RECENT of a record's list, in their order."""
     return items[-RECENT:]
-
-
-async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
-    rows = await conn.fetch(
-        "SELECT organisation_id, name FROM directory WHERE organisation_id = ANY($1)",
-        sorted(set(ids)),
-    )
-    return {r["organisation_id"]: r["name"] for r in rows}
 
 
 def figure(value: Decimal | int, *, unit: str | None) -> str | int:

@@ -182,15 +182,6 @@ async def need_organisations(
     ]
 
 
-async def countries(conn: asyncpg.Connection, ids: list[str]) -> dict[str, str]:
-    """Each organisation's country (ISO 3166-1 alpha-2) as the registry holds it."""
-    rows = await conn.fetch(
-        "SELECT organisation_id, country FROM directory WHERE organisation_id = ANY($1)",
-        sorted(set(ids)),
-    )
-    return {r["organisation_id"]: r["country"] for r in rows}
-
-
 def sector(category: str | None) -> str | None:
     """The category's OECD DAC 5-digit purpose code (services/pledges/formats/iati.py SECTORS)."""
     return SECTORS[category].code if category in SECTORS else None

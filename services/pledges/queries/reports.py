@@ -19,18 +19,18 @@ from typing import Any
 
 import asyncpg
 
-from services.pledges import domain, queries
+from services.pledges import domain
 from services.pledges.formats.tables import Column, Table
 from services.pledges.queries.report_rows import (
     NEED_KEY,
     Filters,
-    countries,
     line_after,
     lines,
     need_rows,
     sector,
 )
 from shared import pagination
+from shared.read_directory import countries, names
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
@@ -101,9 +101,7 @@ async def pledge_lines(
         limit=limit,
         key_of=lambda r: [r["made_at"].isoformat(), r["pledge_id"], str(r["ordinal"])],
     )
-    org_names = await queries.names(
-        conn, [o for r in rows for o in (r["donor_id"], r["recipient_id"])]
-    )
+    org_names = await names(conn, [o for r in rows for o in (r["donor_id"], r["recipient_id"])])
     org_countries = await countries(conn, [r["recipient_id"] for r in rows])
     out = []
     for r in rows:
@@ -200,7 +198,7 @@ async def needs(conn: asyncpg.Connection, f: Filters, *, cursor: str | None, lim
         limit=limit,
         key_of=lambda r: [r["posted_at"].isoformat(), r["need_id"]],
     )
-    org_names = await queries.names(conn, [r["recipient_id"] for r in rows])
+    org_names = await names(conn, [r["recipient_id"] for r in rows])
     org_countries = await countries(conn, [r["recipient_id"] for r in rows])
     out = []
     for r in rows:

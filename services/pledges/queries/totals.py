@@ -17,11 +17,10 @@ from typing import Any, Literal
 
 import asyncpg
 
-from services.pledges import domain, queries
+from services.pledges import domain
 from services.pledges.formats.tables import Column, Table
 from services.pledges.queries.report_rows import (
     Filters,
-    countries,
     line_organisations,
     lines,
     need_organisations,
@@ -29,6 +28,7 @@ from services.pledges.queries.report_rows import (
     sector,
 )
 from shared import pagination
+from shared.read_directory import countries, names
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
@@ -164,7 +164,7 @@ async def totals(
         _add_lines(groups, await lines(conn, f, donors=donors, recipients=recipients), by)
         if by == "recipient":
             _add_needs(groups, await need_rows(conn, f, recipients=organisations))
-    org_names = await queries.names(conn, [k[0] for k in groups])
+    org_names = await names(conn, [k[0] for k in groups])
     org_countries = await countries(conn, [k[0] for k in groups])
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], groups[k]["kind"], k[1], k[2])):

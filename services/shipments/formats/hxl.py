@@ -19,6 +19,7 @@ import asyncpg
 
 from services.shipments.formats import epcis
 from shared.hxl import Column
+from shared.read_directory import names
 
 CONVOY = [
     Column("convoy_id", "Convoy", "#activity+code"),
@@ -103,15 +104,6 @@ DELIVERIES = [
     *ARRIVAL,
 ]
 DISCREPANCIES = [*CONVOY, STATUS, *ORIGIN, *RECIPIENT, *ARRIVAL]
-
-
-async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
-    """Organisation id -> name as the registry holds it."""
-    rows = await conn.fetch(
-        "SELECT organisation_id, name FROM directory WHERE organisation_id = ANY($1)",
-        sorted(set(ids)),
-    )
-    return {r["organisation_id"]: r["name"] for r in rows}
 
 
 def _orgs(rows: Iterable[Mapping[str, Any]]) -> set[str]:
