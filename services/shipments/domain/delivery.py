@@ -72,13 +72,9 @@ def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) 
     WrongStatus (not arrived, or confirmed already), ValidationFailed (lines that do not match
     the manifest, future time), DeliveryArithmetic (with every line's sums)."""
     require_existing(state)
-    status = state.status
-    if status is not ConvoyStatus.ARRIVED:
+    if state.status is not ConvoyStatus.ARRIVED:
         hint = "it was confirmed already" if state.delivery else "record its arrival first"
-        raise errors.WrongStatus(
-            f"convoy {state.convoy_id} is {status.value}: {hint}",
-            extra={"current_status": status.value},
-        )
+        raise errors.status_forbids(state, hint)
     not_in_future(command.occurred_at, now)
     arrived_at = state.arrived_at
     if arrived_at is not None and command.occurred_at < arrived_at:
@@ -161,10 +157,10 @@ def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEven
     require_existing(state)
     status = state.status
     if status not in (ConvoyStatus.DELIVERED, ConvoyStatus.LOST):
-        raise errors.WrongStatus(
-            f"convoy {state.convoy_id} is {status.value}: a convoy is closed after its delivery"
-            " is confirmed, or when everything on board was lost",
-            extra={"current_status": status.value},
+        raise errors.status_forbids(
+            state,
+            "a convoy is closed after its delivery is confirmed, or when everything on board was"
+            " lost",
         )
     not_in_future(command.occurred_at, now)
     data = ev.ConvoyClosed(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from shared.domain_checks import invalid as invalid
 from shared.errors import Conflict, ValidationFailed
+
+if TYPE_CHECKING:
+    from services.shipments.domain.model import Convoy
 
 __all__ = [
     "ConvoyClosed",
@@ -15,6 +21,8 @@ __all__ = [
     "Overweight",
     "WrongStatus",
     "invalid",
+    "status_forbids",
+    "wrong_status",
 ]
 
 
@@ -65,6 +73,20 @@ class DeliveryArithmetic(ValidationFailed):
     title = "Delivered quantities do not add up"
 
 
-def invalid(detail: str, *, name: str, reason: str) -> ValidationFailed:
-    """A 422 naming the offending field, as the edge renders request validation."""
-    return ValidationFailed(detail, extra={"invalid_params": [{"name": name, "reason": reason}]})
+def wrong_status(
+    state: Convoy,
+    detail: str,
+    *,
+    entry_id: str | None = None,
+    error: type[WrongStatus] = WrongStatus,
+) -> WrongStatus:
+    """A refusal for the convoy's status: the problem names it (`current_status`), and the
+    field entry refused (`entry_id`) when one was."""
+    status = {"current_status": state.status.value}
+    return error(detail, extra=status if entry_id is None else {"entry_id": entry_id, **status})
+
+
+def status_forbids(state: Convoy, why: str, *, entry_id: str | None = None) -> WrongStatus:
+    """wrong_status, read as "convoy <id> is <status>: <why>"."""
+    detail = f"convoy {state.convoy_id} is {state.status.value}: {why}"
+    return wrong_status(state, detail, entry_id=entry_id)

@@ -31,6 +31,7 @@ from services.shipments.domain.values import (
     dec,
 )
 from shared.codec import Event
+from shared.domain_checks import Record
 
 __all__ = ["INCIDENTS_KEPT", "ON_THE_ROAD", "Convoy", "ConvoyStatus", "entry_of", "evolve"]
 
@@ -57,7 +58,7 @@ ON_THE_ROAD = (ConvoyStatus.IN_TRANSIT, ConvoyStatus.AT_BORDER, ConvoyStatus.HEL
 
 
 @dataclass(frozen=True, slots=True)
-class Convoy:
+class Convoy(Record):
     convoy_id: str
     version: int = 0
     reference: str = ""
@@ -90,10 +91,6 @@ class Convoy:
     closed_at: datetime | None = None
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.version > 0
 
     @property
     def loaded(self) -> tuple[Line, ...]:

@@ -12,6 +12,7 @@ from services.shipments import events as ev
 from services.shipments.domain import errors
 from services.shipments.domain.model import Convoy, ConvoyStatus
 from services.shipments.domain.values import CLOCK_SKEW, PledgeLine, Vehicle, text
+from shared.domain_checks import require_exists
 from shared.errors import Conflict, NotFound
 from shared.events import NewEvent
 
@@ -85,18 +86,12 @@ def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_a
 
 
 def require_existing(state: Convoy) -> Convoy:
-    if not state.exists:
-        raise NotFound(f"convoy {state.convoy_id} does not exist")
-    return state
+    return require_exists(state, f"convoy {state.convoy_id}")
 
 
 def _before_dispatch(state: Convoy, doing: str) -> None:
-    status = state.status
-    if status not in BEFORE_DISPATCH:
-        raise errors.WrongStatus(
-            f"convoy {state.convoy_id} is {status.value}: {doing} only before dispatch",
-            extra={"current_status": status.value},
-        )
+    if state.status not in BEFORE_DISPATCH:
+        raise errors.status_forbids(state, f"{doing} only before dispatch")
 
 
 def plan(state: Convoy, command: PlanConvoy, *, now: datetime) -> list[NewEvent]:

@@ -91,24 +91,27 @@ class RoadDecision:
 def _common(state: Convoy, entry: FieldEntry, now: datetime) -> None:
     status = state.status
     if status is ConvoyStatus.CLOSED:
-        raise errors.ConvoyClosed(
+        raise errors.wrong_status(
+            state,
             f"convoy {state.convoy_id} is closed: entry {entry.entry_id} ({entry.kind}) cannot"
             " be recorded any more",
-            extra={"entry_id": entry.entry_id, "current_status": status.value},
+            entry_id=entry.entry_id,
+            error=errors.ConvoyClosed,
         )
     if status is ConvoyStatus.CANCELLED:
-        raise errors.WrongStatus(
+        raise errors.wrong_status(
+            state,
             f"convoy {state.convoy_id} was cancelled: entry {entry.entry_id} cannot be recorded",
-            extra={"entry_id": entry.entry_id, "current_status": status.value},
+            entry_id=entry.entry_id,
         )
     not_in_future(entry.occurred_at, now, f"entries[{entry.entry_id}].occurred_at")
     if entry.kind == "dispatch":
         return
     if state.dispatched_at is None:
-        raise errors.WrongStatus(
-            f"convoy {state.convoy_id} is {status.value}: record its dispatch before entry"
-            f" {entry.entry_id} ({entry.kind})",
-            extra={"entry_id": entry.entry_id, "current_status": status.value},
+        raise errors.status_forbids(
+            state,
+            f"record its dispatch before entry {entry.entry_id} ({entry.kind})",
+            entry_id=entry.entry_id,
         )
     if entry.occurred_at < state.dispatched_at:
         raise errors.invalid(
@@ -123,10 +126,7 @@ def _dispatch(
     state: Convoy, entry: FieldEntry, pledge_lines: Mapping[tuple[str, str], PledgeLine]
 ) -> dict[str, Any]:
     if state.status not in BEFORE_DISPATCH:
-        raise errors.WrongStatus(
-            f"convoy {state.convoy_id} is {state.status.value}: it was dispatched already",
-            extra={"entry_id": entry.entry_id, "current_status": state.status.value},
-        )
+        raise errors.status_forbids(state, "it was dispatched already", entry_id=entry.entry_id)
     if not state.loaded:
         raise errors.EmptyConvoy(
             f"convoy {state.convoy_id} has nothing on its manifest: load pledge lines before"
@@ -159,10 +159,11 @@ def _dispatch(
 def _incident(state: Convoy, entry: FieldEntry) -> None:
     d = entry.details
     if d["kind"] in LOSS_KINDS and state.delivery is not None:
-        raise errors.WrongStatus(
+        raise errors.wrong_status(
+            state,
             f"the delivery of convoy {state.convoy_id} is confirmed: losses must be recorded"
             f" before it (entry {entry.entry_id})",
-            extra={"entry_id": entry.entry_id, "current_status": state.status.value},
+            entry_id=entry.entry_id,
         )
     lost = state.lost()
     for i, affected in enumerate(d.get("lines", ())):
@@ -188,9 +189,10 @@ def _incident(state: Convoy, entry: FieldEntry) -> None:
 
 def _arrival(state: Convoy, entry: FieldEntry) -> None:
     if state.arrived_at is not None:
-        raise errors.WrongStatus(
+        raise errors.wrong_status(
+            state,
             f"convoy {state.convoy_id} arrived already, at {state.arrived_at.isoformat()}",
-            extra={"entry_id": entry.entry_id, "current_status": state.status.value},
+            entry_id=entry.entry_id,
         )
 
 
