@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from shared.errors import TwinaidError
 from shared.events import Metadata, NewEvent, RecordedEvent
 
-__all__ = ["Event", "EventCodec", "UndecodableEvent", "Upcaster", "event_type_of"]
+__all__ = ["Event", "EventCodec", "UndecodableEvent", "Upcaster", "event_type_of", "unchanged"]
 
 P = TypeVar("P", bound=BaseModel)
 # the data of version n of an event type -> the data of version n + 1 (it may change its
@@ -36,6 +36,12 @@ P = TypeVar("P", bound=BaseModel)
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 NO_UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
 NO_PREVIOUS: Mapping[tuple[str, int], type[BaseModel]] = {}
+
+
+def unchanged(data: dict[str, Any]) -> dict[str, Any]:
+    """The upcaster of a version whose data a reader's own model takes as it is: what changed
+    in the next version is what that reader does not read."""
+    return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from services.pledges.subscriptions import partnerships
 from services.shipments import subscriptions as shipments_subscriptions
 from shared import api_keys, chain, chain_verifier, consumed, directory, published
 from shared import db as dbmod
-from shared.codec import EventCodec, UndecodableEvent
+from shared.codec import EventCodec, UndecodableEvent, unchanged
 from shared.consumer import Handler, Incoming
 from shared.events import RecordedEvent
 from shared.incoming import Implausible
@@ -79,11 +79,7 @@ class _Delivery(consumed.Tolerant):
     lines: list[_DeliveryLine] = Field(max_length=500)
 
 
-def _same(data: dict[str, Any]) -> dict[str, Any]:
-    return data
-
-
-_DELIVERIES = EventCodec([_Delivery], upcasters={(DELIVERY_CONFIRMED, 1): _same})
+_DELIVERIES = EventCodec([_Delivery], upcasters={(DELIVERY_CONFIRMED, 1): unchanged})
 
 
 async def _delivered(conn: asyncpg.Connection, event: Incoming) -> None:

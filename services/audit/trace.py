@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from services.audit import sources
 from shared import consumed
-from shared.codec import EventCodec, UndecodableEvent
+from shared.codec import EventCodec, UndecodableEvent, unchanged
 from shared.events import RecordedEvent
 
 CONVOY = "convoy"
@@ -141,10 +141,6 @@ class _Cancelled(consumed.Tolerant):
     reason: str | None = None
 
 
-def _same(data: dict[str, Any]) -> dict[str, Any]:
-    return data
-
-
 _ROAD: list[type[BaseModel]] = [
     _Planned,
     _Loaded,
@@ -161,9 +157,9 @@ _ROAD: list[type[BaseModel]] = [
 ROAD = EventCodec(
     _ROAD,
     upcasters={
-        **{(m.EVENT_TYPE, 1): _same for m in (_Planned, _Dispatched, _HandedOff, _Confirmed)},
+        **{(m.EVENT_TYPE, 1): unchanged for m in (_Planned, _Dispatched, _HandedOff, _Confirmed)},
         # version 3 dropped manifest_lines and weight_kg, which the trace does not read
-        (_Dispatched.EVENT_TYPE, 2): _same,
+        (_Dispatched.EVENT_TYPE, 2): unchanged,
     },
 )
 
