@@ -20,6 +20,7 @@ from shared.commands import Handlers
 from shared.events import Metadata
 from shared.metrics import Metrics
 from shared.notify import Notifier
+from shared.principals import Role
 from shared.projections import Projection
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings
@@ -113,28 +114,39 @@ Ctx = Annotated[ServiceContext, Depends(context)]
 
 class BearerKey(SecurityBase):
     """The caller of a route: its `Authorization: Bearer <API key>` resolved to a Principal
-    (401 without a valid key), then its rate limit spent.
+    (401 without a valid key), then its rate limit spent, then (403) the roles it must hold,
+    when given.
 
     A security scheme to FastAPI, so every route that takes a Caller says so in the OpenAPI
     document; it reads the header itself, with the Request as its only parameter: each
     declared parameter (a Header(), the context as a sub-dependency) costs a resolution and a
-    validation pass on every request, on the write path too."""
+    validation pass on every request, on the write path too, and so would a role check as a
+    dependency of its own (`BearerKey(Role.X)` does it in the same call). A request is
+    authenticated once: a second BearerKey of the same route (FastAPI caches dependencies per
+    callable) takes the principal the first one found, and spends no second token."""
 
-    def __init__(self) -> None:
+    def __init__(self, *roles: Role) -> None:
         self.model = HTTPBearerModel(
             description="an API key bound to one organisation and a set of roles; issue one"
             " with `twinaid keys issue`"
         )
         self.scheme_name = "apiKey"
+        self.roles = roles
 
     async def __call__(self, request: Request) -> Principal:
-        ctx: ServiceContext = request.app.state.ctx
-        assert ctx.auth is not None
-        principal = await ctx.auth.authenticate(header(request, b"authorization"))
-        await ctx.rate_limiter.take(principal.key_id)
+        principal: Principal | None = request.scope.get(_PRINCIPAL)
+        if principal is None:
+            ctx: ServiceContext = request.app.state.ctx
+            assert ctx.auth is not None
+            principal = await ctx.auth.authenticate(header(request, b"authorization"))
+            await ctx.rate_limiter.take(principal.key_id)
+            request.scope[_PRINCIPAL] = principal
+        if self.roles:
+            principal.require(*self.roles)
         return principal
 
 
+_PRINCIPAL = "twinaid.principal"  # where a request's principal is kept once authenticated
 authenticate = BearerKey()
 Caller = Annotated[Principal, Depends(authenticate)]
 

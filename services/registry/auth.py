@@ -16,7 +16,7 @@ from fastapi import Depends
 from services.registry.domain import api_keys as keys
 from services.registry.requests import OrgId
 from shared.auth import Principal, Role
-from shared.deps import Caller
+from shared.deps import BearerKey, Caller
 
 
 def acting_for(caller: Principal) -> str | None:
@@ -35,33 +35,17 @@ def manager(caller: Principal) -> keys.Manager:
     return keys.Manager(key_id=caller.key_id, organisation=caller.organisation, roles=caller.roles)
 
 
-# async: a plain def would run in FastAPI's thread pool, a thread hop on every request
-async def _registry_admin(caller: Caller) -> Principal:
-    caller.require(Role.REGISTRY_ADMIN)
-    return caller
-
-
-async def _member(caller: Caller) -> Principal:
-    caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
-    return caller
-
-
 async def _contacts_editor(organisation_id: OrgId, caller: Caller) -> Principal:
     caller.require(Role.REGISTRY_ADMIN, Role.MEMBER)
     caller.require_acting_for(organisation_id, unless=(Role.REGISTRY_ADMIN,))
     return caller
 
 
-async def _service(caller: Caller) -> Principal:
-    caller.require(Role.SERVICE)
-    return caller
-
-
 # a registry administrator's key
-Admin = Annotated[Principal, Depends(_registry_admin)]
+Admin = Annotated[Principal, Depends(BearerKey(Role.REGISTRY_ADMIN))]
 # a registry administrator's or a member's key (a member acts for its own organisation)
-Member = Annotated[Principal, Depends(_member)]
+Member = Annotated[Principal, Depends(BearerKey(Role.REGISTRY_ADMIN, Role.MEMBER))]
 # the organisation's own member or a registry administrator
 ContactsEditor = Annotated[Principal, Depends(_contacts_editor)]
 # a service's key (the workers of pledges and shipments)
-Service = Annotated[Principal, Depends(_service)]
+Service = Annotated[Principal, Depends(BearerKey(Role.SERVICE))]
