@@ -26,11 +26,7 @@ from shared.settings import Settings
 
 def _signing_key_file(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
     given: Path | None = args.key_file
-    if given is not None:
-        return given
-    if env.get("SIGNING_KEY_FILE"):
-        return Path(env["SIGNING_KEY_FILE"])
-    return devstack_keys.signing_key_file(devstack_keys.default_keys_dir(env), args.service)
+    return given or devstack_keys.worker_key_file(args.service, env)
 
 
 Connect = Callable[[str, str], Awaitable[asyncpg.Connection]]

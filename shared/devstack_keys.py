@@ -48,6 +48,14 @@ def signing_key_file(keys_dir: Path, service: str) -> Path:
     return keys_dir / f"{service}.ed25519"
 
 
+def worker_key_file(service: str, env: Mapping[str, str]) -> Path:
+    """Where a command on this machine finds `service`'s checkpoint signing key when none is
+    given: the worker's $SIGNING_KEY_FILE, else the dev stack's."""
+    if env.get("SIGNING_KEY_FILE"):
+        return Path(env["SIGNING_KEY_FILE"])
+    return signing_key_file(default_keys_dir(env), service)
+
+
 def pins_file(keys_dir: Path) -> Path:
     return keys_dir / "trusted_keys.json"
 

@@ -85,15 +85,11 @@ def backup_keys(args: argparse.Namespace, env: Mapping[str, str]) -> backupmod.K
         if not sep or service not in SERVICES or not path:
             raise SystemExit(f"twinaid: --key-file wants SERVICE=PATH, got {item!r}")
         files[service] = Path(path)
-    keys_dir = devstack_keys.default_keys_dir(env)
     for service in SERVICES:
-        default = devstack_keys.signing_key_file(keys_dir, service)
-        if service in files:
-            continue
-        if env.get("SIGNING_KEY_FILE"):
-            files[service] = Path(env["SIGNING_KEY_FILE"])
-        elif default.exists():
-            files[service] = default
+        found = devstack_keys.worker_key_file(service, env)
+        if service not in files and (env.get("SIGNING_KEY_FILE") or found.exists()):
+            files[service] = found
+    keys_dir = devstack_keys.default_keys_dir(env)
     pins: str | None = None
     if args.trusted_keys is not None or env.get("TRUSTED_KEYS"):
         pins = json.dumps(pinned_keys(args.trusted_keys, env), indent=2) + "\n"
