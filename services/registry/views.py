@@ -3,27 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
 from services.registry import domain
 from shared import api_keys
+from shared.read_recent import RECENT as RECENT
+from shared.read_recent import recent as recent
 
 REGISTRY = "registry"
-T = TypeVar("T")
-
-# a partnership's view embeds its latest status changes and agreements (signed and suspended
-# may alternate without end), and how many there are; its audit history has them all
-RECENT = 100
-
-
-def recent(items: Sequence[T]) -> list[T]:
-    """The latest RECENT of a record's list, in their order."""
-    return list(items[-RECENT:])
 
 
 def organisation_as_of(

@@ -21,18 +21,10 @@ from shared.codec import Event
 from shared.errors import NotFound
 from shared.read_directory import names as names  # re-exported: the api names them too
 from shared.read_pages import keyset_page
+from shared.read_recent import RECENT as RECENT
+from shared.read_recent import recent as recent
 
 fmt = domain.quantities.fmt
-
-
-# a record's view embeds its latest revisions, amendments, receipts and deliveries (and how
-# many there are, `<list>_total`): its history (GET .../history, paged) has them all
-RECENT = 100
-
-
-def recent(items: list[Any]) -> list[Any]:
-    """The latest RECENT of a record's list, in their order."""
-    return items[-RECENT:]
 
 
 def figure(value: Decimal | int, *, unit: str | None) -> str | int:
