@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import instants, keys, privacy_migration, problems, responses
+from shared import instants, keys, privacy_migration, problems, responses, route_docs
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound
@@ -75,7 +75,7 @@ class HeldCheckpoints(BaseModel):
 
 
 def common_router() -> APIRouter:
-    router = APIRouter()
+    router = route_docs.Router()
 
     @router.get(
         "/healthz",
@@ -117,11 +117,8 @@ def common_router() -> APIRouter:
             raise refused()
         return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get(
-        "/v1/events",
-        tags=["events"],
-        operation_id="listEvents",
-        responses=problems.documented(responses.EventPage, 403, 422),
+    @router.read(
+        "/v1/events", responses.EventPage, 403, 422, tags=["events"], operation_id="listEvents"
     )
     async def feed(
         ctx: Ctx,
@@ -165,11 +162,14 @@ def common_router() -> APIRouter:
             "signed_head": head,
         }
 
-    @router.get(
+    @router.read(
         "/v1/audit/streams/{stream_id}",
+        responses.StreamHistory,
+        403,
+        404,
+        422,
         tags=["audit"],
         operation_id="getStreamHistory",
-        responses=problems.documented(responses.StreamHistory, 403, 404, 422),
     )
     async def history(
         ctx: Ctx,
@@ -195,11 +195,8 @@ def common_router() -> APIRouter:
             "next_after": events[-1].stream_version if more else None,
         }
 
-    @router.get(
-        "/v1/audit/verify",
-        tags=["audit"],
-        operation_id="verifyChain",
-        responses=problems.documented(responses.Verdict, 403, 422),
+    @router.read(
+        "/v1/audit/verify", responses.Verdict, 403, 422, tags=["audit"], operation_id="verifyChain"
     )
     async def verify(ctx: Ctx, caller: Caller, deep: Deep = False) -> dict[str, Any]:
         """Recompute the hash chain: intact up to a head, or the first bad position. Signed

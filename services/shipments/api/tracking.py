@@ -4,10 +4,12 @@ convoy's steps as EPCIS 2.0 JSON-LD (docs/exports.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.shipments import domain, queries, views
@@ -42,6 +44,45 @@ def _listing(path: str, answer: type[Any], **own: Any) -> route_docs.Route:
     return router.read(path, answer, 422, content=route_docs.CSV, response_model=None, **own)
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list's page (`cursor`, `limit`) and how it answers: JSON, or HXL-tagged CSV."""
+
+    request: Request
+    cursor: str | None
+    limit: int
+    format: str
+
+    async def answer(
+        self,
+        conn: asyncpg.Connection,
+        page: dict[str, Any],
+        name: str,
+        columns: list[hxl.Column],
+        row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | Response:
+        """The page as asked: as it is, or its items (each as `row` makes it) as CSV with the
+        next page in a `Link` header."""
+        if self.format == "json":
+            return page
+        rows = [row(x) for x in page["items"]] if row else page["items"]
+        return await _csv(conn, name, columns, rows, page=page, request=self.request)
+
+
+def _listed(default: int) -> Any:
+    """The dependency reading a list's page and format, `default` items a page."""
+
+    def listing(
+        request: Request, cursor: Cursor = None, limit: Limit = default, format: Format = "json"
+    ) -> Listing:
+        return Listing(request, cursor, limit, format)
+
+    return Depends(listing)
+
+
+Listed = Annotated[Listing, _listed(PAGE)]
+
+
 async def _csv(
     conn: asyncpg.Connection,
     name: str,
@@ -62,9 +103,9 @@ async def _csv(
 
 @_listing("/convoys", R.ConvoyPage)
 async def list_convoys(
-    request: Request,
     ctx: Ctx,
     caller: Caller,
+    out: Annotated[Listing, _listed(50)],
     status: domain.ConvoyStatus | None = None,
     organisation: OrgFilter = None,
     pledge_id: Annotated[str | None, Query(max_length=100)] = None,
@@ -74,9 +115,6 @@ async def list_convoys(
     origin: OrgFilter = None,
     departs_from: Annotated[instants.QueryInstant | None, Query()] = None,
     departs_to: Annotated[instants.QueryInstant | None, Query()] = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-    format: Format = "json",
 ) -> dict[str, Any] | Response:
     """Convoys the caller plays a part in (auditors: all), by status, by any organisation's
     part (`organisation`), pledge, donor, recipient, carrier, origin and departure period;
@@ -95,13 +133,10 @@ async def list_convoys(
             origin=origin,
             departs_from=departs_from,
             departs_to=departs_to,
-            cursor=cursor,
-            limit=limit,
+            cursor=out.cursor,
+            limit=out.limit,
         )
-        if format == "json":
-            return page
-        rows = [tables.convoy_row(x) for x in page["items"]]
-        return await _csv(conn, "convoys", tables.CONVOYS, rows, page=page, request=request)
+        return await out.answer(conn, page, "convoys", tables.CONVOYS, tables.convoy_row)
 
 
 @router.read("/tracking/in-transit", R.InTransit, 422, operation_id="listInTransit")
@@ -230,37 +265,22 @@ async def manifest(
 
 @_listing("/discrepancies", R.DiscrepancyPage, operation_id="listDiscrepancies")
 async def discrepancies(
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    organisation: OrgFilter = None,
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
-    format: Format = "json",
+    ctx: Ctx, caller: Caller, out: Listed, organisation: OrgFilter = None
 ) -> dict[str, Any] | Response:
     """Lines that arrived damaged or short, or were lost on the road: the sender, recipient
     and carrier see every line of their convoys, a donor its own lines. Newest departure
     first, a page at a time (`next_cursor`; as CSV, the next page in a `Link` header)."""
     async with ctx.db.connection() as conn:
         found = await lines.discrepancies(
-            conn, caller, organisation=organisation, cursor=cursor, limit=limit
+            conn, caller, organisation=organisation, cursor=out.cursor, limit=out.limit
         )
-        if format == "json":
-            return found
-        rows = [tables.discrepancy_row(x) for x in found["items"]]
         columns = tables.DISCREPANCIES
-        return await _csv(conn, "discrepancies", columns, rows, page=found, request=request)
+        return await out.answer(conn, found, "discrepancies", columns, tables.discrepancy_row)
 
 
 @_listing("/deliveries", R.DeliveredLinePage, operation_id="listDeliveries")
 async def deliveries(
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    organisation: OrgFilter = None,
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
-    format: Format = "json",
+    ctx: Ctx, caller: Caller, out: Listed, organisation: OrgFilter = None
 ) -> dict[str, Any] | Response:
     """Every line of every confirmed delivery of the caller's convoys (by any organisation's
     part), newest delivery first, a page at a time (`next_cursor`; as CSV, the next page in a
@@ -268,9 +288,6 @@ async def deliveries(
     was loaded, not what became of it."""
     async with ctx.db.connection() as conn:
         page = await lines.deliveries(
-            conn, caller, organisation=organisation, cursor=cursor, limit=limit
+            conn, caller, organisation=organisation, cursor=out.cursor, limit=out.limit
         )
-        if format == "json":
-            return page
-        columns = tables.DELIVERIES
-        return await _csv(conn, "deliveries", columns, page["items"], page=page, request=request)
+        return await out.answer(conn, page, "deliveries", tables.DELIVERIES)
