@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -61,17 +62,13 @@ async def _directory(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) 
     """The organisations' events in order, each as its handler applies it, but the
     registrations next to each other in one round trip (a batch of them: shared/group_commit.py;
     a rebuild)."""
-    registered: list[RecordedEvent] = []
-    for event in events:
-        if event.event_type == ev.ORGANISATION_REGISTERED:
-            registered.append(event)
-            continue
-        if registered:
-            await conn.executemany(REGISTERED_SQL, [_registered_values(e) for e in registered])
-            registered = []
-        await _changed(conn, event)
-    if registered:
-        await conn.executemany(REGISTERED_SQL, [_registered_values(e) for e in registered])
+    runs = itertools.groupby(events, key=lambda e: e.event_type == ev.ORGANISATION_REGISTERED)
+    for registrations, run in runs:
+        if registrations:
+            await conn.executemany(REGISTERED_SQL, [_registered_values(e) for e in run])
+        else:
+            for event in run:
+                await _changed(conn, event)
 
 
 def _contacts(
