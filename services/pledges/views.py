@@ -15,7 +15,7 @@ import asyncpg
 from services.pledges import domain, handlers, privacy
 from services.pledges import events as ev
 from services.pledges.auth import sees_internal
-from services.pledges.queries import recent
+from services.pledges.queries import amount_json, recent
 from shared.repository import Repository
 from shared.routes import event_json
 
@@ -43,16 +43,14 @@ def line_json(line: domain.Line) -> dict[str, Any]:
         "category": line.category,
         "amendments": [
             {"previous": a.previous, "new": a.new, "reason": a.reason}
-            for a in recent(list(line.amendments))
+            for a in recent(line.amendments)
         ],
         "amendments_total": len(line.amendments),
     }
     if line.kind is domain.LineKind.MONEY:
         assert line.currency is not None
         out |= {
-            "amount": line.amount,
-            "currency": line.currency,
-            "formatted": domain.money.format_minor(line.amount, line.currency),
+            **amount_json(line.amount, line.currency),
             "recipient_confirmed": line.received,
             "outstanding": line.outstanding,
             "receipts": [
@@ -61,7 +59,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
                     "received_on": r.received_on.isoformat(),
                     "reference": r.reference,
                 }
-                for r in recent(list(line.receipts))
+                for r in recent(line.receipts)
             ],
             "receipts_total": len(line.receipts),
             "donor_reported": _donor_figure(line),
@@ -92,7 +90,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
                 "short": fmt(d.short),
                 "lost": fmt(d.lost),
             }
-            for d in recent(list(line.deliveries))
+            for d in recent(line.deliveries)
         ],
         "deliveries_total": len(line.deliveries),
         "donor_reported": _donor_figure(line),

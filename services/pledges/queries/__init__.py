@@ -27,6 +27,15 @@ from shared.read_recent import recent as recent
 fmt = domain.quantities.fmt
 
 
+def amount_json(amount: int, currency: str) -> dict[str, Any]:
+    """An amount in minor units with its currency and as formatted in major units."""
+    return {
+        "amount": amount,
+        "currency": currency,
+        "formatted": domain.money.format_minor(amount, currency),
+    }
+
+
 def figure(value: Decimal | int, *, unit: str | None) -> str | int:
     """A quantity (a need with a unit) as its decimal string, an amount as integer minor units."""
     return fmt(Decimal(value)) if unit is not None else int(value)
@@ -38,14 +47,10 @@ def _need(row: asyncpg.Record, org_names: dict[str, str], viewer: str | None) ->
     def f(value: Decimal) -> str | int:
         return figure(value, unit=unit)
 
-    target: dict[str, Any] = (
+    target = (
         {"quantity": f(row["target"]), "unit": unit}
         if unit
-        else {
-            "amount": f(row["target"]),
-            "currency": currency,
-            "formatted": domain.money.format_minor(int(row["target"]), currency),
-        }
+        else amount_json(int(row["target"]), currency)
     )
     out: dict[str, Any] = {
         "need_id": row["need_id"],
@@ -122,11 +127,7 @@ async def need_as_of(
         target: dict[str, Any] = {"quantity": fmt(state.quantity), "unit": state.unit.value}
     else:
         assert state.amount is not None and state.currency is not None
-        target = {
-            "amount": state.amount,
-            "currency": state.currency,
-            "formatted": domain.money.format_minor(state.amount, state.currency),
-        }
+        target = amount_json(state.amount, state.currency)
     ended = state.state is not domain.NeedState.ACTIVE
     org_names = await names(conn, [state.recipient_id])
     assert state.posted_at is not None
