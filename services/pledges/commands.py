@@ -19,16 +19,21 @@ from shared.commands import Command
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PostNeed(Command):
-    need: domain.PostNeed
+class Acting(Command):
+    """A decision someone takes: for which organisation (acting_for)."""
+
     acting_for: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Change(Command):
+class PostNeed(Acting):
+    need: domain.PostNeed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change(Acting):
     """A change to a record: who changes it (acting_for), at which version (if_match)."""
 
-    acting_for: str | None
     if_match: int | None
 
 
@@ -52,9 +57,8 @@ class EndNeed(NeedChange):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MakePledge(Command):
+class MakePledge(Acting):
     pledge: domain.MakePledge
-    acting_for: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
