@@ -128,9 +128,9 @@ class _Builder:
     def event(
         self,
         entry: Mapping[str, Any],
-        part: str | None,
         *,
-        action: str,
+        part: str | None = None,
+        action: str = "OBSERVE",
         biz_step: str,
         disposition: str | None,
         quantities: list[dict[str, Any]],
@@ -189,7 +189,6 @@ class _Builder:
                 return
             yield self.event(
                 entry,
-                None,
                 action="ADD",
                 biz_step="loading",
                 disposition="in_progress",
@@ -210,8 +209,6 @@ class _Builder:
                 return
             yield self.event(
                 entry,
-                None,
-                action="OBSERVE",
                 biz_step="unloading",
                 disposition=None,
                 quantities=[self.quantity(mid, d["quantity"])],
@@ -222,8 +219,6 @@ class _Builder:
             yield {
                 **self.event(
                     entry,
-                    None,
-                    action="OBSERVE",
                     biz_step="departing",
                     disposition="in_transit",
                     # what was loaded is on the manifest for every reader
@@ -241,8 +236,6 @@ class _Builder:
             coordinates = d.get("coordinates")
             yield self.event(
                 entry,
-                None,
-                action="OBSERVE",
                 biz_step="transporting",
                 disposition="in_transit",
                 quantities=self.still_on_board(),
@@ -254,8 +247,6 @@ class _Builder:
             coordinates = d.get("coordinates")
             yield self.event(
                 entry,
-                None,
-                action="OBSERVE",
                 biz_step=step,
                 disposition=disposition,
                 quantities=self.still_on_board(),
@@ -271,8 +262,6 @@ class _Builder:
         elif t == ev.CUSTODY_HANDED_OFF:
             out = self.event(
                 entry,
-                None,
-                action="OBSERVE",
                 biz_step="accepting",
                 disposition="in_transit",
                 quantities=self.still_on_board(),
@@ -301,8 +290,6 @@ class _Builder:
                 ]
             yield self.event(
                 entry,
-                None,
-                action="OBSERVE",
                 biz_step="transporting",
                 disposition=INCIDENT_DISPOSITION[kind],
                 quantities=quantities,
@@ -320,8 +307,6 @@ class _Builder:
         elif t == ev.CONVOY_ARRIVED:
             yield self.event(
                 entry,
-                None,
-                action="OBSERVE",
                 biz_step="arriving",
                 disposition="in_transit",
                 quantities=self.still_on_board(),
@@ -366,8 +351,7 @@ class _Builder:
                     continue
             out = self.event(
                 entry,
-                part,
-                action="OBSERVE",
+                part=part,
                 biz_step="receiving",
                 disposition=disposition,
                 quantities=quantities,
