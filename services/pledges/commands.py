@@ -19,21 +19,16 @@ from shared.commands import Command
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Acting(Command):
-    """A decision someone takes: for which organisation (acting_for)."""
-
+class PostNeed(Command):
+    need: domain.PostNeed
     acting_for: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PostNeed(Acting):
-    need: domain.PostNeed
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change(Acting):
+class Change(Command):
     """A change to a record: who changes it (acting_for), at which version (if_match)."""
 
+    acting_for: str | None
     if_match: int | None
 
 
@@ -57,8 +52,9 @@ class EndNeed(NeedChange):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MakePledge(Acting):
+class MakePledge(Command):
     pledge: domain.MakePledge
+    acting_for: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
