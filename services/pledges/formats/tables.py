@@ -8,26 +8,29 @@ in the major unit ("100000.00") beside its currency.
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from services.pledges import domain
-from shared import instants
+from shared import hxl, instants
 from shared.errors import ValidationFailed
 
 ColumnKind = Literal["text", "quantity", "money", "converted"]
 
 
 @dataclass(frozen=True, slots=True)
-class Column:
-    key: str
-    label: str
-    hxl: str
+class Column(hxl.Column):
+    """A report's column: an HXL-tagged one (shared/hxl.py) that knows what its cells hold."""
+
     kind: ColumnKind = "text"
+
+
+def money_keys(columns: Iterable[Column]) -> list[str]:
+    """The keys of the columns in minor units: what a conversion converts."""
+    return [c.key for c in columns if c.kind == "money"]
 
 
 @dataclass
@@ -53,13 +56,9 @@ class Table:
         }
 
     def as_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([c.label for c in self.columns])
-        writer.writerow([c.hxl for c in self.columns])
-        for row in self.rows:
-            writer.writerow([self._cell(c, row) for c in self.columns])
-        return out.getvalue()
+        """The table as HXL-tagged CSV (shared/hxl.py), each cell written as its column says."""
+        cells = [{c.key: self._cell(c, row) for c in self.columns} for row in self.rows]
+        return hxl.to_csv(self.columns, cells)
 
     def _cell(self, column: Column, row: dict[str, Any]) -> str:
         value = row.get(column.key)

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from services.pledges import domain
-from services.pledges.formats.tables import Column, Table
+from services.pledges.formats.tables import Column, Table, money_keys
 from services.pledges.queries.report_rows import (
     NEED_KEY,
     Filters,
@@ -89,7 +89,7 @@ PLEDGE_COLUMNS = [
     Column("donor_figure", "Donor's own figure", "#meta+donor_figure"),
 ]
 
-PLEDGE_MONEY = ["value", "committed", "received", "outstanding"]
+PLEDGE_MONEY = money_keys(PLEDGE_COLUMNS)
 
 
 async def pledge_lines(
@@ -182,13 +182,7 @@ NEED_COLUMNS = [
         )
     ),
 ]
-NEED_MONEY = [
-    "target_amount",
-    "pledged_amount",
-    "committed_amount",
-    "delivered_amount",
-    "gap_amount",
-]
+NEED_MONEY = money_keys(NEED_COLUMNS)
 
 
 async def needs(conn: asyncpg.Connection, f: Filters, *, cursor: str | None, limit: int) -> Table:
