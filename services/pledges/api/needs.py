@@ -16,9 +16,7 @@ from services.pledges.api.writing import Changing, Creating
 from services.pledges.auth import Viewing
 from services.pledges.requests import (
     AsOf,
-    Cursor,
     EndIn,
-    Limit,
     NeedIn,
     NeedRevisionIn,
     NeedStatus,
@@ -26,6 +24,7 @@ from services.pledges.requests import (
 )
 from shared import route_docs
 from shared.deps import etag
+from shared.route_params import Page, paged
 from shared.web import Caller, Ctx
 
 router = route_docs.Router(prefix="/v1", tags=["needs"])
@@ -62,12 +61,11 @@ async def list_needs(
     ctx: Ctx,
     caller: Caller,
     viewer: Viewing,
+    page: Annotated[Page, paged(50)],
     recipient: Annotated[str | None, Query(max_length=100)] = None,
     status: NeedStatus | None = None,
     category: domain.Category | None = None,
     priority: domain.Priority | None = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Needs, newest first, with their coverage; filter by recipient, status (open,
     partly_covered, covered, closed, cancelled), category and priority."""
@@ -78,9 +76,8 @@ async def list_needs(
             status=status,
             category=category.value if category else None,
             priority=priority.value if priority else None,
-            cursor=cursor,
-            limit=limit,
             viewer=viewer,
+            **page.args(),
         )
 
 

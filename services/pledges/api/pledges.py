@@ -18,10 +18,8 @@ from services.pledges.requests import (
     AmendIn,
     AsOf,
     CommitIn,
-    Cursor,
     DonorFigureIn,
     EndIn,
-    Limit,
     LineIn,
     PledgeIn,
     ReceiptIn,
@@ -30,6 +28,7 @@ from services.pledges.requests import (
 from shared import route_docs
 from shared.deps import etag
 from shared.errors import NotFound
+from shared.route_params import Page, paged
 from shared.web import Caller, Ctx
 
 router = route_docs.Router(prefix="/v1", tags=["pledges"])
@@ -79,13 +78,12 @@ async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
 async def list_pledges(
     ctx: Ctx,
     caller: Caller,
+    page: Annotated[Page, paged(50)],
     donor: Annotated[str | None, Query(max_length=100)] = None,
     recipient: Annotated[str | None, Query(max_length=100)] = None,
     status: domain.PledgeStatus | None = None,
     need: Annotated[str | None, Query(max_length=100)] = None,
     partnership: Annotated[str | None, Query(max_length=100)] = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Pledges, newest first, each with its lines' progress."""
     async with ctx.db.connection() as conn:
@@ -96,8 +94,7 @@ async def list_pledges(
             status=status.value if status else None,
             need_id=need,
             partnership_id=partnership,
-            cursor=cursor,
-            limit=limit,
+            **page.args(),
         )
 
 

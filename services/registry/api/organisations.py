@@ -22,9 +22,7 @@ from services.registry.requests import (
     AsOf,
     ContactsIn,
     CorrectionIn,
-    Cursor,
     IfMatch,
-    Limit,
     OrganisationIn,
     OrgId,
     RenameIn,
@@ -34,6 +32,7 @@ from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import etag
 from shared.events import Metadata
+from shared.route_params import Page, paged
 from shared.web import Caller, Ctx, ServiceContext, write
 
 
@@ -102,12 +101,11 @@ async def _register_together(ctx: ServiceContext, batch: list[handlers.Batched])
 async def search_organisations(
     ctx: Ctx,
     caller: Caller,
+    page: Annotated[Page, paged(50)],
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     kind: domain.OrganisationKind | None = None,
     country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
     region: Annotated[str | None, Query(max_length=200)] = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Search by name or alias (case- and accent-insensitive), kind, country and region."""
     async with ctx.db.connection() as conn:
@@ -117,8 +115,7 @@ async def search_organisations(
             kind=kind.value if kind else None,
             country=country,
             region=region,
-            cursor=cursor,
-            limit=limit,
+            **page.args(),
         )
 
 
@@ -218,13 +215,9 @@ async def change_contacts(body: ContactsIn, to: ByContactsEditor) -> JSONRespons
     operation_id="getOrganisationNetwork",
 )
 async def organisation_network(
-    organisation_id: OrgId,
-    ctx: Ctx,
-    caller: Caller,
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
+    organisation_id: OrgId, ctx: Ctx, caller: Caller, page: Annotated[Page, paged(PAGE)]
 ) -> dict[str, Any]:
     """The partners of an organisation with the partnership and its status, by partner name,
     a page at a time: pass `next_cursor` back as `cursor` (null: that was the last page)."""
     async with ctx.db.connection() as conn:
-        return await queries.network(conn, organisation_id, cursor=cursor, limit=limit)
+        return await queries.network(conn, organisation_id, **page.args())

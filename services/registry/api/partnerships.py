@@ -15,10 +15,8 @@ from services.registry import responses as R
 from services.registry.auth import Member, acting_for
 from services.registry.requests import (
     AsOf,
-    Cursor,
     EvidenceIn,
     IfMatch,
-    Limit,
     PartnershipId,
     PartnershipIn,
     TransitionIn,
@@ -26,6 +24,7 @@ from services.registry.requests import (
 from shared import problems, route_docs
 from shared.deps import etag
 from shared.errors import NotFound
+from shared.route_params import Page, paged
 from shared.web import Caller, Ctx, write
 
 router = route_docs.Router(prefix="/v1", tags=["partnerships"])
@@ -54,14 +53,13 @@ async def propose_partnership(
 async def list_partnerships(
     ctx: Ctx,
     caller: Caller,
+    page: Annotated[Page, paged(50)],
     organisation: Annotated[str | None, Query(max_length=100)] = None,
     status: domain.PartnershipStatus | None = None,
     kind: domain.PartnershipKind | None = None,
     programme: Annotated[str | None, Query(max_length=200)] = None,
     country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
     signed_year: Annotated[int | None, Query(ge=1900, le=2100)] = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Partnerships by organisation (either side), status, kind, programme, country, year."""
     async with ctx.db.connection() as conn:
@@ -73,8 +71,7 @@ async def list_partnerships(
             programme=programme,
             country=country,
             signed_year=signed_year,
-            cursor=cursor,
-            limit=limit,
+            **page.args(),
         )
 
 

@@ -8,8 +8,9 @@ from fastapi import Query
 
 from services.shipments import responses as R
 from services.shipments.queries import pledge_lines as ledger
-from services.shipments.requests import Cursor, Limit, LineRef, OrgFilter
+from services.shipments.requests import LineRef, OrgFilter
 from shared import route_docs
+from shared.route_params import Page, paged
 from shared.web import Caller, Ctx
 
 router = route_docs.Router(prefix="/v1", tags=["pledge lines"])
@@ -19,13 +20,12 @@ router = route_docs.Router(prefix="/v1", tags=["pledge lines"])
 async def pledge_lines(
     ctx: Ctx,
     caller: Caller,
+    page: Annotated[Page, paged(50)],
     donor: OrgFilter = None,
     recipient: OrgFilter = None,
     status: Annotated[str | None, Query(pattern=r"^(committed|withdrawn|fulfilled)$")] = None,
     category: Annotated[str | None, Query(max_length=100)] = None,
     loadable: bool = False,
-    cursor: Cursor = None,
-    limit: Limit = 50,
 ) -> dict[str, Any]:
     """In-kind pledge lines as pledges announced them, with what convoys hold of each
     (`allocated`) and what may still be loaded (`loadable`)."""
@@ -37,8 +37,7 @@ async def pledge_lines(
             status=status,
             category=category,
             loadable_only=loadable,
-            cursor=cursor,
-            limit=limit,
+            **page.args(),
         )
 
 

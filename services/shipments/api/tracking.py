@@ -18,15 +18,16 @@ from services.shipments.formats import epcis
 from services.shipments.formats import hxl as tables
 from services.shipments.queries import lines
 from services.shipments.requests import (
+    TIMELINE_MAX,
     AsOf,
     ConvoyId,
     Cursor,
     Limit,
     OrgFilter,
-    TimelineLimit,
 )
 from shared import hxl, instants, route_docs
 from shared.deps import etag
+from shared.route_params import Page, paged
 from shared.web import Caller, Ctx
 
 router = route_docs.Router(prefix="/v1", tags=["tracking"])
@@ -44,13 +45,11 @@ def _listing(path: str, answer: type[Any], **own: Any) -> route_docs.Route:
     return router.read(path, answer, 422, content=route_docs.CSV, response_model=None, **own)
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """A list's page (`cursor`, `limit`) and how it answers: JSON, or HXL-tagged CSV."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing(Page):
+    """A list's page and how it answers: JSON, or HXL-tagged CSV."""
 
     request: Request
-    cursor: str | None
-    limit: int
     format: str
 
     async def answer(
@@ -75,12 +74,13 @@ def _listed(default: int) -> Any:
     def listing(
         request: Request, cursor: Cursor = None, limit: Limit = default, format: Format = "json"
     ) -> Listing:
-        return Listing(request, cursor, limit, format)
+        return Listing(cursor=cursor, limit=limit, request=request, format=format)
 
     return Depends(listing)
 
 
 Listed = Annotated[Listing, _listed(PAGE)]
+Paged = Annotated[Page, paged(PAGE)]
 
 
 async def _csv(
@@ -133,26 +133,21 @@ async def list_convoys(
             origin=origin,
             departs_from=departs_from,
             departs_to=departs_to,
-            cursor=out.cursor,
-            limit=out.limit,
+            **out.args(),
         )
         return await out.answer(conn, page, "convoys", tables.CONVOYS, tables.convoy_row)
 
 
 @router.read("/tracking/in-transit", R.InTransit, 422, operation_id="listInTransit")
 async def in_transit(
-    ctx: Ctx,
-    caller: Caller,
-    organisation: OrgFilter = None,
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
+    ctx: Ctx, caller: Caller, page: Paged, organisation: OrgFilter = None
 ) -> dict[str, Any]:
     """Convoys on the road (in transit, at a border, held) with their last checkpoint,
     custody holder and the age of their last news, stalest first, a page at a time (follow
     `next_cursor`). Lost convoys are not here."""
     async with ctx.db.connection() as conn:
         return await queries.in_transit(
-            conn, caller, organisation=organisation, now=ctx.clock(), cursor=cursor, limit=limit
+            conn, caller, organisation=organisation, now=ctx.clock(), **page.args()
         )
 
 
@@ -231,14 +226,13 @@ async def timeline(
     convoy_id: ConvoyId,
     ctx: Ctx,
     caller: Caller,
-    cursor: Cursor = None,
-    limit: TimelineLimit = TIMELINE_PAGE,
+    page: Annotated[Page, paged(TIMELINE_PAGE, most=TIMELINE_MAX)],
 ) -> dict[str, Any]:
     """The convoy's events ordered by when they occurred, each with when it was recorded, a
     page at a time: follow `next_cursor` (null on the last page). An entry recorded late, with
     an earlier time than the page already read, is in the pages read again from the start."""
     async with ctx.db.connection() as conn:
-        return await queries.timeline(conn, caller, convoy_id, cursor=cursor, limit=limit)
+        return await queries.timeline(conn, caller, convoy_id, **page.args())
 
 
 @router.read(
@@ -249,18 +243,12 @@ async def timeline(
     422,
     operation_id="listManifestLines",
 )
-async def manifest(
-    convoy_id: ConvoyId,
-    ctx: Ctx,
-    caller: Caller,
-    cursor: Cursor = None,
-    limit: Limit = PAGE,
-) -> dict[str, Any]:
+async def manifest(convoy_id: ConvoyId, ctx: Ctx, caller: Caller, page: Paged) -> dict[str, Any]:
     """The convoy's manifest lines in the order they were loaded, each with what is lost, in
     transit and delivered of it, as the convoy's view shows them to the caller, a page at a
     time: follow `next_cursor` (null on the last page)."""
     async with ctx.db.connection() as conn:
-        return await queries.manifest(conn, caller, convoy_id, cursor=cursor, limit=limit)
+        return await queries.manifest(conn, caller, convoy_id, **page.args())
 
 
 @_listing("/discrepancies", R.DiscrepancyPage, operation_id="listDiscrepancies")
@@ -271,9 +259,7 @@ async def discrepancies(
     and carrier see every line of their convoys, a donor its own lines. Newest departure
     first, a page at a time (`next_cursor`; as CSV, the next page in a `Link` header)."""
     async with ctx.db.connection() as conn:
-        found = await lines.discrepancies(
-            conn, caller, organisation=organisation, cursor=out.cursor, limit=out.limit
-        )
+        found = await lines.discrepancies(conn, caller, organisation=organisation, **out.args())
         columns = tables.DISCREPANCIES
         return await out.answer(conn, found, "discrepancies", columns, tables.discrepancy_row)
 
@@ -287,7 +273,5 @@ async def deliveries(
     `Link` header): loaded, lost, received, damaged, short. Another donor's line keeps what
     was loaded, not what became of it."""
     async with ctx.db.connection() as conn:
-        page = await lines.deliveries(
-            conn, caller, organisation=organisation, cursor=out.cursor, limit=out.limit
-        )
+        page = await lines.deliveries(conn, caller, organisation=organisation, **out.args())
         return await out.answer(conn, page, "deliveries", tables.DELIVERIES)
