@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +31,7 @@ from shared.events import Metadata, NewEvent, RecordedEvent
 __all__ = ["Event", "EventCodec", "UndecodableEvent", "Upcaster", "event_type_of", "unchanged"]
 
 P = TypeVar("P", bound=BaseModel)
+V = TypeVar("V")
 # the data of version n of an event type -> the data of version n + 1 (it may change its
 # argument: the codec hands it a copy)
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -44,6 +45,19 @@ def unchanged(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+class _Stored(Generic[V]):
+    """An attribute of an Event that is its stored envelope's (the RecordedEvent's of the same
+    name), read through: the decoded event never holds a copy that could differ."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        if name not in RecordedEvent.__dataclass_fields__:
+            raise TypeError(f"a stored event has no {name}")
+        self.name = name
+
+    def __get__(self, event: Event[Any], owner: type[Any] | None = None) -> V:
+        return cast(V, getattr(event.recorded, self.name))
+
+
 @dataclass(frozen=True, slots=True)
 class Event(Generic[P]):
     """A stored or consumed event, decoded: the stored envelope, untouched (chain hashes,
@@ -52,46 +66,17 @@ class Event(Generic[P]):
     recorded: RecordedEvent
     payload: P
 
-    @property
-    def event_id(self) -> uuid.UUID:
-        return self.recorded.event_id
-
-    @property
-    def event_type(self) -> str:
-        return self.recorded.event_type
-
-    @property
-    def stream_type(self) -> str:
-        return self.recorded.stream_type
-
-    @property
-    def stream_id(self) -> str:
-        return self.recorded.stream_id
-
-    @property
-    def stream_version(self) -> int:
-        return self.recorded.stream_version
-
-    @property
-    def schema_version(self) -> int:
-        """The version the event was stored with (the payload is the current version's)."""
-        return self.recorded.schema_version
-
-    @property
-    def occurred_at(self) -> datetime:
-        return self.recorded.occurred_at
-
-    @property
-    def recorded_at(self) -> datetime:
-        return self.recorded.recorded_at
-
-    @property
-    def metadata(self) -> Metadata:
-        return self.recorded.metadata
-
-    @property
-    def position(self) -> int | None:
-        return self.recorded.position
+    event_id = _Stored[uuid.UUID]()
+    event_type = _Stored[str]()
+    stream_type = _Stored[str]()
+    stream_id = _Stored[str]()
+    stream_version = _Stored[int]()
+    # the version the event was stored with (the payload is the current version's)
+    schema_version = _Stored[int]()
+    occurred_at = _Stored[datetime]()
+    recorded_at = _Stored[datetime]()
+    metadata = _Stored[Metadata]()
+    position = _Stored[int | None]()
 
 
 class UndecodableEvent(TwinaidError):
