@@ -36,21 +36,11 @@ async def post_need(body: NeedIn, w: Creating) -> JSONResponse:
     minor units and currency), with a priority, what it serves and an optional deadline."""
     recipient = body.recipient_id or w.caller.organisation
     need = domain.PostNeed(
+        # kind, category, description, figures, priority, deadline, note, contact as validated
+        **body.model_dump(exclude={"need_id", "recipient_id", "serves"}),
         need_id=body.need_id or str(uuid.uuid4()),
         recipient_id=recipient,
-        kind=body.kind,
-        category=body.category,
-        description=body.description,
-        occurred_at=body.occurred_at,
-        quantity=body.quantity,
-        unit=body.unit,
-        amount=body.amount,
-        currency=body.currency,
-        priority=body.priority,
         serves=tuple(body.serves),
-        deadline=body.deadline,
-        internal_note=body.internal_note,
-        contact=body.contact.model_dump() if body.contact else None,
     )
     command = commands.PostNeed(need=need, acting_for=w.acting_as(recipient))
     return await w.send(201, command)

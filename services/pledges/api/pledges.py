@@ -37,18 +37,12 @@ router = route_docs.Router(prefix="/v1", tags=["pledges"])
 def _line(i: int, body: LineIn) -> domain.LineSpec:
     value = body.estimated_value
     return domain.LineSpec(
+        # kind, item, need, quantity, unit, weight, amount and currency as validated
+        **body.model_dump(exclude={"line_id", "category", "estimated_value"}),
         line_id=body.line_id or str(i + 1),
-        kind=body.kind,
-        item=body.item,
         category=body.category.value,
-        need_id=body.need_id,
-        quantity=body.quantity,
-        unit=body.unit,
-        weight_kg=body.weight_kg,
         value_amount=value.amount if value else None,
         value_currency=value.currency if value else None,
-        amount=body.amount,
-        currency=body.currency,
     )
 
 
@@ -59,16 +53,11 @@ async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
     answering needs and under a partnership. `commit: true` makes it binding at once."""
     donor = body.donor_id or w.caller.organisation
     pledge = domain.MakePledge(
+        # recipient, partnership, description, note, contact and commit as validated
+        **body.model_dump(exclude={"pledge_id", "donor_id", "lines"}),
         pledge_id=body.pledge_id or str(uuid.uuid4()),
         donor_id=donor,
-        recipient_id=body.recipient_id,
         lines=tuple(_line(i, line) for i, line in enumerate(body.lines)),
-        occurred_at=body.occurred_at,
-        partnership_id=body.partnership_id,
-        description=body.description,
-        internal_note=body.internal_note,
-        contact=body.contact.model_dump() if body.contact else None,
-        commit=body.commit,
     )
     command = commands.MakePledge(pledge=pledge, acting_for=w.acting_as(donor))
     return await w.send(201, command)

@@ -75,18 +75,14 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
     role of the origin or the carrier)."""
     now = ctx.clock()
     plan = domain.PlanConvoy(
+        # reference, origin, destination, carrier, planned departure and note as validated
+        **body.model_dump(exclude={"convoy_id", "vehicles", "drivers", "route", "occurred_at"}),
         convoy_id=body.convoy_id or str(uuid.uuid4()),
-        reference=body.reference,
-        origin_id=body.origin_id,
-        destination_id=body.destination_id,
-        carrier_id=body.carrier_id,
-        planned_departure=body.planned_departure,
         vehicles=tuple(
             domain.Vehicle(v.registration, v.type, Decimal(v.capacity_kg)) for v in body.vehicles
         ),
         drivers=tuple(d.model_dump() for d in body.drivers),  # sealed by the handler
         route=tuple(body.route),
-        note=body.note,
         occurred_at=body.occurred_at or now,
     )
     return await write(ctx, request, caller, 201, commands.PlanConvoy(plan=plan, caller=caller))
