@@ -126,12 +126,17 @@ class OrganisationContactsChangedV1(EventModel):
     contacts: list[Contact] = Field(max_length=MAX_CONTACTS)
 
 
-class PartnershipProposed(EventModel):
-    EVENT_TYPE: ClassVar[str] = PARTNERSHIP_PROPOSED
+class _PartnershipEvent(EventModel):
+    """What every event of a partnership names first: it, its two organisations, its kind."""
 
     partnership_id: Id
     organisations: list[Id] = Field(min_length=2, max_length=2)
     kind: Label
+
+
+class PartnershipProposed(_PartnershipEvent):
+    EVENT_TYPE: ClassVar[str] = PARTNERSHIP_PROPOSED
+
     programme: Name | None = None
     phase: Label | None = None
     fields: list[Label] = Field(default=[], max_length=MAX_FIELDS)
@@ -139,12 +144,9 @@ class PartnershipProposed(EventModel):
     evidence: Evidence | None = None
 
 
-class PartnershipStatusChanged(EventModel):
+class PartnershipStatusChanged(_PartnershipEvent):
     EVENT_TYPE: ClassVar[str] = PARTNERSHIP_STATUS_CHANGED
 
-    partnership_id: Id
-    organisations: list[Id] = Field(min_length=2, max_length=2)
-    kind: Label
     from_status: Label
     to_status: Literal[
         "proposed", "under_discussion", "agreed", "signed", "suspended", "terminated"
@@ -152,15 +154,12 @@ class PartnershipStatusChanged(EventModel):
     evidence: Evidence | None = None
 
 
-class PartnershipAgreementRecorded(EventModel):
+class PartnershipAgreementRecorded(_PartnershipEvent):
     """One organisation of the partnership agreed, with its own key, that it becomes
     `to_status`; the partnership moves there once both have (a status-changed event)."""
 
     EVENT_TYPE: ClassVar[str] = PARTNERSHIP_AGREEMENT_RECORDED
 
-    partnership_id: Id
-    organisations: list[Id] = Field(min_length=2, max_length=2)
-    kind: Label
     organisation_id: Id = Field(description="the organisation that agreed: one of the two")
     from_status: Label
     to_status: Literal["agreed", "signed"]

@@ -118,16 +118,17 @@ class NeedRevised(EventModel):
     reason: Reason
 
 
-class NeedClosed(EventModel):
+class _NeedEnded(EventModel):
+    need_id: Id
+    reason: Reason
+
+
+class NeedClosed(_NeedEnded):
     EVENT_TYPE: ClassVar[str] = NEED_CLOSED
-    need_id: Id
-    reason: Reason
 
 
-class NeedCancelled(EventModel):
+class NeedCancelled(_NeedEnded):
     EVENT_TYPE: ClassVar[str] = NEED_CANCELLED
-    need_id: Id
-    reason: Reason
 
 
 class Line(EventModel):
@@ -171,9 +172,14 @@ class PledgeCommitted(EventModel):
     recipient_id: Id
 
 
-class _PledgeLineAmended(EventModel):
+class _OnLine(EventModel):
+    """What every event of a pledge's line names first: the pledge and the line."""
+
     pledge_id: Id
     line_id: Id
+
+
+class _PledgeLineAmended(_OnLine):
     kind: LineKind
     previous_quantity: Quantity | None
     quantity: Quantity | None
@@ -200,9 +206,7 @@ class PledgeWithdrawn(EventModel):
     previous_status: PledgeStatus
 
 
-class _MoneyReceived(EventModel):
-    pledge_id: Id
-    line_id: Id
+class _MoneyReceived(_OnLine):
     amount: Amount
     currency: Currency
     received_on: date
@@ -218,13 +222,11 @@ class MoneyReceived(_MoneyReceived):
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
-class DonorFigureReported(EventModel):
+class DonorFigureReported(_OnLine):
     """The donor's own figure for a line (delivered or paid so far); counted for nothing, kept
     beside the recipient's confirmed figure."""
 
     EVENT_TYPE: ClassVar[str] = DONOR_FIGURE_REPORTED
-    pledge_id: Id
-    line_id: Id
     kind: LineKind
     quantity: Quantity | None
     unit: UnitName | None
@@ -254,12 +256,10 @@ class Document(EventModel):
     sha256: str = Field(max_length=64)
 
 
-class _DeliveryRecorded(EventModel):
+class _DeliveryRecorded(_OnLine):
     """One manifest line of a confirmed delivery (shipments.delivery-confirmed), in the pledge
     line's unit. Only `received` (good condition) counts towards fulfilment."""
 
-    pledge_id: Id
-    line_id: Id
     convoy_id: Id
     manifest_line_id: Id
     delivery_event_id: Id
@@ -285,12 +285,10 @@ class DeliveryRecorded(_DeliveryRecorded):
     confirmed_by: SealedConfirmedBy | None
 
 
-class PledgeLineUpdated(EventModel):
+class PledgeLineUpdated(_OnLine):
     """What may still be loaded from a committed in-kind line (docs/cross-service-events.md)."""
 
     EVENT_TYPE: ClassVar[str] = PLEDGE_LINE_UPDATED
-    pledge_id: Id
-    line_id: Id
     donor_id: Id
     recipient_id: Id
     partnership_id: Id | None

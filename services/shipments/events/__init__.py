@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from services.shipments.events.older import AS_WRITTEN, UPCASTERS
 from services.shipments.events.older import PREVIOUS as PREVIOUS
@@ -136,6 +136,11 @@ from services.shipments.events.parts import (
     Vehicle as Vehicle,
 )
 from services.shipments.events.parts import (
+    _ConvoyPlanned,
+    _CustodyHandedOff,
+    _DeliveryConfirmed,
+)
+from services.shipments.events.parts import (
     _Entry as _Entry,
 )
 from shared.codec import EventCodec
@@ -143,22 +148,9 @@ from shared.event_models import EventModel as EventModel
 from shared.event_models import SealedPerson
 
 
-class ConvoyPlanned(EventModel):
+class ConvoyPlanned(_ConvoyPlanned[Driver]):
     EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
-
-    convoy_id: Id
-    reference: Name = Field(description="a name people use for the convoy")
-    origin_id: Id
-    destination_id: Id = Field(description="the recipient organisation")
-    carrier_id: Id
-    planned_departure: AwareDatetime
-    vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
-    drivers: list[Driver] = Field(default=[], max_length=MAX_DRIVERS)
-    route: list[Name] = Field(
-        default=[], max_length=MAX_ROUTE, description="planned places, in order"
-    )
-    note: Text | None = None
 
 
 class ManifestLineLoaded(EventModel):
@@ -214,12 +206,9 @@ class BorderCrossed(_Entry):
     coordinates: Coordinates | None = None
 
 
-class CustodyHandedOff(_Entry):
+class CustodyHandedOff(_CustodyHandedOff[Party]):
     EVENT_TYPE: ClassVar[str] = CUSTODY_HANDED_OFF
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
-
-    from_party: Party
-    to_party: Party
 
 
 class AffectedLine(EventModel):
@@ -252,19 +241,11 @@ class ConfirmedBy(SealedPerson):
     role: Label
 
 
-class DeliveryConfirmed(EventModel):
+class DeliveryConfirmed(_DeliveryConfirmed[ConfirmedBy]):
     """received + damaged + short == loaded - lost, on every line."""
 
     EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
-
-    convoy_id: Id
-    recipient_id: Id
-    origin_id: Id
-    carrier_id: Id
-    confirmed_by: ConfirmedBy
-    document: Document | None
-    lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class ConvoyClosed(EventModel):

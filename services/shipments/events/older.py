@@ -13,27 +13,21 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from services.shipments.events.parts import (
     CONVOY_DISPATCHED,
     CONVOY_PLANNED,
     CUSTODY_HANDED_OFF,
     DELIVERY_CONFIRMED,
-    MAX_DRIVERS,
-    MAX_LINES,
-    MAX_ROUTE,
-    MAX_VEHICLES,
-    Decimal,
-    DeliveredLine,
-    Document,
     Id,
     Label,
     Name,
     Party,
-    Text,
-    Vehicle,
-    _Entry,
+    _ConvoyPlanned,
+    _CustodyHandedOff,
+    _DeliveryConfirmed,
+    _DispatchedWithLoads,
 )
 from shared.codec import Upcaster
 from shared.event_models import EventModel, without
@@ -68,56 +62,29 @@ class V1:
         name: Name
         role: Label
 
-    class ConvoyPlanned(EventModel):
+    # (in this class's body, Driver, Party and ConfirmedBy are V1's own, in clear)
+    class ConvoyPlanned(_ConvoyPlanned[Driver]):
         EVENT_TYPE: ClassVar[str] = CONVOY_PLANNED
-        convoy_id: Id
-        reference: Name = Field(description="a name people use for the convoy")
-        origin_id: Id
-        destination_id: Id = Field(description="the recipient organisation")
-        carrier_id: Id
-        planned_departure: AwareDatetime
-        vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
-        drivers: list[V1.Driver] = Field(default=[], max_length=MAX_DRIVERS)
-        route: list[Name] = Field(
-            default=[], max_length=MAX_ROUTE, description="planned places, in order"
-        )
-        note: Text | None = None
 
-    class ConvoyDispatched(_Entry):
+    class ConvoyDispatched(_DispatchedWithLoads[Party]):
         EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
-        manifest_lines: int
-        weight_kg: Decimal
-        custody: V1.Party = Field(description="who holds the goods from now on")
 
-    class CustodyHandedOff(_Entry):
+    class CustodyHandedOff(_CustodyHandedOff[Party]):
         EVENT_TYPE: ClassVar[str] = CUSTODY_HANDED_OFF
-        from_party: V1.Party
-        to_party: V1.Party
 
-    class DeliveryConfirmed(EventModel):
+    class DeliveryConfirmed(_DeliveryConfirmed[ConfirmedBy]):
         """received + damaged + short == loaded - lost, on every line."""
 
         EVENT_TYPE: ClassVar[str] = DELIVERY_CONFIRMED
-        convoy_id: Id
-        recipient_id: Id
-        origin_id: Id
-        carrier_id: Id
-        confirmed_by: V1.ConfirmedBy
-        document: Document | None
-        lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class V2:
     """Version 2 of convoy-dispatched: persons sealed, and the number of manifest lines and
     their weight, derived from the loads, carried along."""
 
-    class ConvoyDispatched(_Entry):
+    class ConvoyDispatched(_DispatchedWithLoads[Party]):
         EVENT_TYPE: ClassVar[str] = CONVOY_DISPATCHED
         SCHEMA_VERSION: ClassVar[int] = 2
-
-        manifest_lines: int
-        weight_kg: Decimal
-        custody: Party = Field(description="who holds the goods from now on")
 
 
 # Version 1 of the types naming persons, decoded as written (no upcaster can seal a person)

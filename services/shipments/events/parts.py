@@ -4,9 +4,9 @@ documents, delivered lines)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from shared.event_models import MAX_ID as MAX_ID
 from shared.event_models import MAX_LABEL as MAX_LABEL
@@ -103,3 +103,47 @@ class DeliveredLine(EventModel):
     short: Decimal
     lost: Decimal = Field(description="recorded lost by incidents on the road")
     correlation_id: Id | None
+
+
+# The shapes of the types naming persons, whatever those persons are: sealed (shared/privacy.py)
+# in the current versions, in clear in version 1 (older.py), each field in the same place.
+D = TypeVar("D", bound=EventModel)  # a driver
+H = TypeVar("H", bound=EventModel)  # who holds the goods (a party)
+S = TypeVar("S", bound=EventModel)  # who signed for them
+
+
+class _ConvoyPlanned(EventModel, Generic[D]):
+    convoy_id: Id
+    reference: Name = Field(description="a name people use for the convoy")
+    origin_id: Id
+    destination_id: Id = Field(description="the recipient organisation")
+    carrier_id: Id
+    planned_departure: AwareDatetime
+    vehicles: list[Vehicle] = Field(min_length=1, max_length=MAX_VEHICLES)
+    drivers: list[D] = Field(default=[], max_length=MAX_DRIVERS)
+    route: list[Name] = Field(
+        default=[], max_length=MAX_ROUTE, description="planned places, in order"
+    )
+    note: Text | None = None
+
+
+class _DispatchedWithLoads(_Entry, Generic[H]):
+    # versions 1 and 2 of convoy-dispatched: the loads' count and weight carried along
+    manifest_lines: int
+    weight_kg: Decimal
+    custody: H = Field(description="who holds the goods from now on")
+
+
+class _CustodyHandedOff(_Entry, Generic[H]):
+    from_party: H
+    to_party: H
+
+
+class _DeliveryConfirmed(EventModel, Generic[S]):
+    convoy_id: Id
+    recipient_id: Id
+    origin_id: Id
+    carrier_id: Id
+    confirmed_by: S
+    document: Document | None
+    lines: list[DeliveredLine] = Field(min_length=1, max_length=MAX_LINES)
