@@ -6,7 +6,8 @@ signing key. Failed (services/cli_support.py) on what the operator must fix."""
 from __future__ import annotations
 
 import getpass
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,7 @@ async def check_organisation(registry_url: str, organisation: str, roles: list[a
     message names registered organisations the text is a name or an alias of."""
     if set(roles) <= OPERATOR_ROLES:
         return
-    conn = await cli_databases.connect("registry", registry_url)
-    try:
+    async with _connected("registry", registry_url) as conn:
         if await conn.fetchval(
             "SELECT 1 FROM organisations WHERE organisation_id = $1", organisation
         ):
@@ -51,8 +51,6 @@ async def check_organisation(registry_url: str, organisation: str, roles: list[a
                 organisation,
             )
         ]
-    finally:
-        await conn.close()
     hint = f" (did you mean {' or '.join(similar)}?)" if similar else ""
     raise Failed(
         f"keys issue: no organisation {organisation!r} in the registry{hint}; register it"
@@ -75,6 +73,23 @@ def operator() -> keys_domain.Manager:
     )
 
 
+@asynccontextmanager
+async def _connected(service: str, url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a service's database, its schema applied (cli_databases.connect),
+    closed after."""
+    conn = await cli_databases.connect(service, url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _copies(urls: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The services holding a copy of the registry's keys (every one but the registry), and
+    where their databases are."""
+    return [(service, url) for service, url in urls.items() if service != "registry"]
+
+
 def _metadata(action: str, by: keys_domain.Manager) -> Metadata:
     return Metadata(actor=f"twinaid keys {action} ({by.key_id})", organisation=by.organisation)
 
@@ -84,13 +99,10 @@ async def _in_registry_log(
 ) -> dict[str, Any] | None:
     """`change` in one transaction of the registry's database, which its relay is then woken
     to publish (as the registry's API does after a write)."""
-    conn = await cli_databases.connect("registry", url)
-    try:
+    async with _connected("registry", url) as conn:
         async with conn.transaction():
             answer = await change(conn)
         await conn.execute(f"NOTIFY {notify.CHANNEL}")
-    finally:
-        await conn.close()
     return answer
 
 
@@ -131,11 +143,8 @@ async def keys_issue(
         raise Failed(f"keys issue: {exc}. Nothing was issued.", code=2) from None
     assert answer is not None
     key_id, digest = auth.digest_of(answer["token"])
-    for service, url in urls.items():
-        if service == "registry":
-            continue
-        conn = await cli_databases.connect(service, url)
-        try:
+    for service, url in _copies(urls):
+        async with _connected(service, url) as conn:
             held = await conn.fetchval("SELECT secret_hash FROM api_keys WHERE key_id = $1", key_id)
             if held is None:
                 await shared_api_keys.store_issued(
@@ -150,8 +159,6 @@ async def keys_issue(
                 )
             elif bytes(held) != digest:  # no event could have made it: never overwritten
                 raise Failed(f"{service} holds a key {key_id} with another secret")
-        finally:
-            await conn.close()
     return answer
 
 
@@ -179,20 +186,15 @@ async def keys_revoke(
         )
 
     revoked = ["registry"] if await _in_registry_log(urls["registry"], revoke) else []
-    for service, url in urls.items():
-        if service == "registry":
-            continue
-        conn = await cli_databases.connect(service, url)
-        try:
+    for service, url in _copies(urls):
+        async with _connected(service, url) as conn:
             status = await conn.execute(
                 "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
                 key_id,
                 now,
             )
-            if status.endswith(" 1"):
-                revoked.append(service)
-        finally:
-            await conn.close()
+        if status.endswith(" 1"):
+            revoked.append(service)
     return revoked
 
 
@@ -207,11 +209,8 @@ async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
     (its revocation is on its way to the others)."""
     keys: dict[str, dict[str, Any]] = {}
     for service, url in urls.items():
-        conn = await cli_databases.connect(service, url)
-        try:
+        async with _connected(service, url) as conn:
             rows = await conn.fetch("SELECT * FROM api_keys ORDER BY created_at, key_id")
-        finally:
-            await conn.close()
         for row in rows:
             shown = {c: row[c] for c in KEY_COLUMNS}
             shown.update({c: row[c] for c in OPTIONAL_KEY_COLUMNS if c in row})
@@ -228,10 +227,7 @@ async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
 
 
 async def rotate_signing(service: str, url: str, key_file: Path) -> signing_keys.Rotation:
-    conn = await cli_databases.connect(service, url)
-    try:
+    async with _connected(service, url) as conn:
         return await signing_keys.rotate(
             conn, service=service, key_file=key_file, now=datetime.now(UTC)
         )
-    finally:
-        await conn.close()
