@@ -77,17 +77,12 @@ class ConvoyPage(Out):
     next_cursor: str | None
 
 
-class ConvoyCustodyPerson(Out):
-    name: str
+class ConvoyCustodyPerson(ConvoyPageItemCustodyPerson):
     role: str | None
-    subject_id: _SubjectId = None
-    erased: _Erased = None
 
 
-class ConvoyCustody(Out):
-    name: str | None
+class ConvoyCustody(ConvoyPageItemCustody):
     person: ConvoyCustodyPerson | None
-    organisation_id: str | None
 
 
 class ConvoyDriver(Out):
