@@ -12,11 +12,26 @@ import asyncpg
 
 from services.pledges import domain
 from services.pledges.formats.iati import SECTORS
+from services.pledges.formats.tables import Column
 from shared import pagination
 from shared.errors import ValidationFailed
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
+
+# the columns every report that has them declares alike: who received, what kind of thing (with
+# its DAC sector), in which unit or currency
+RECIPIENT = [
+    Column("recipient_id", "Recipient id", "#org+impl+code"),
+    Column("recipient", "Recipient", "#org+impl"),
+]
+CLASS = [
+    Column("kind", "Kind", "#meta+kind"),
+    Column("category", "Category", "#item+type"),
+    Column("sector", "DAC sector", "#sector+code"),
+]
+UNIT = Column("unit", "Unit", "#item+unit")
+CURRENCY = Column("currency", "Currency", "#currency")
 
 
 @dataclass(frozen=True, slots=True)

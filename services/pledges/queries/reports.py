@@ -22,7 +22,11 @@ import asyncpg
 from services.pledges import domain
 from services.pledges.formats.tables import Column, Table, money_keys
 from services.pledges.queries.report_rows import (
+    CLASS,
+    CURRENCY,
     NEED_KEY,
+    RECIPIENT,
+    UNIT,
     Filters,
     line_after,
     lines,
@@ -62,18 +66,15 @@ PLEDGE_COLUMNS = [
     Column("date", "Pledged on", "#date+pledged"),
     Column("donor_id", "Donor id", "#org+funder+code"),
     Column("donor", "Donor", "#org+funder"),
-    Column("recipient_id", "Recipient id", "#org+impl+code"),
-    Column("recipient", "Recipient", "#org+impl"),
+    *RECIPIENT,
     Column("country", "Recipient country", "#country+code"),
     Column("partnership_id", "Partnership", "#activity+code+partnership"),
     Column("programme", "Programme", "#activity+name+programme"),
     Column("status", "Status", "#status"),
-    Column("kind", "Kind", "#meta+kind"),
-    Column("category", "Category", "#item+type"),
-    Column("sector", "DAC sector", "#sector+code"),
+    *CLASS,
     Column("item", "Item", "#item+name"),
     Column("need_id", "Need", "#meta+need"),
-    Column("unit", "Unit", "#item+unit"),
+    UNIT,
     Column("quantity", "Quantity", "#indicator+num+pledged", "quantity"),
     Column("delivered", "Delivered in good condition", "#indicator+num+delivered", "quantity"),
     Column("damaged", "Damaged", "#indicator+num+damaged", "quantity"),
@@ -81,7 +82,7 @@ PLEDGE_COLUMNS = [
     Column("lost", "Lost", "#indicator+num+lost", "quantity"),
     Column("remaining", "Remaining", "#indicator+num+remaining", "quantity"),
     Column("weight_kg", "Estimated weight (kg)", "#indicator+num+weight", "quantity"),
-    Column("currency", "Currency", "#currency"),
+    CURRENCY,
     Column("value", "Value", "#value+pledged", "money"),
     Column("committed", "Committed", "#value+committed", "money"),
     Column("received", "Received", "#value+received", "money"),
@@ -149,17 +150,14 @@ NEED_COLUMNS = [
     Column("need_id", "Need", "#meta+id"),
     Column("posted_on", "Posted on", "#date+posted"),
     Column("deadline", "Deadline", "#date+deadline"),
-    Column("recipient_id", "Recipient id", "#org+impl+code"),
-    Column("recipient", "Recipient", "#org+impl"),
+    *RECIPIENT,
     Column("country", "Country", "#country+code"),
-    Column("kind", "Kind", "#meta+kind"),
-    Column("category", "Category", "#item+type"),
-    Column("sector", "DAC sector", "#sector+code"),
+    *CLASS,
     Column("description", "Description", "#item+name"),
     Column("priority", "Priority", "#meta+priority"),
     Column("serves", "Serves", "#meta+serves"),
     Column("status", "Status", "#status"),
-    Column("unit", "Unit", "#item+unit"),
+    UNIT,
     *(
         Column(f"{k}_quantity", label, f"#indicator+num+{k}", "quantity")
         for k, label in (
@@ -170,7 +168,7 @@ NEED_COLUMNS = [
             ("gap", "Gap"),
         )
     ),
-    Column("currency", "Currency", "#currency"),
+    CURRENCY,
     *(
         Column(f"{k}_amount", label, f"#value+{tag}", "money")
         for k, tag, label in (

@@ -20,6 +20,9 @@ import asyncpg
 from services.pledges import domain
 from services.pledges.formats.tables import Column, Table
 from services.pledges.queries.report_rows import (
+    CLASS,
+    CURRENCY,
+    UNIT,
     Filters,
     line_organisations,
     lines,
@@ -65,10 +68,8 @@ def total_columns(by: By) -> list[Column]:
         Column("organisation_id", f"{by.title()} id", f"{ORG_TAG[by]}+code"),
         Column("organisation", by.title(), ORG_TAG[by]),
         Column("country", "Country", "#country+code"),
-        Column("kind", "Kind", "#meta+kind"),
-        Column("category", "Category", "#item+type"),
-        Column("sector", "DAC sector", "#sector+code"),
-        Column("unit", "Unit", "#item+unit"),
+        *CLASS,
+        UNIT,
         *(
             Column(
                 k,
@@ -78,7 +79,7 @@ def total_columns(by: By) -> list[Column]:
             )
             for k in _QTY
         ),
-        Column("currency", "Currency", "#currency"),
+        CURRENCY,
         *(
             Column(k, k.replace("_", " ").capitalize(), _money_tag(k, by), "money")
             for k in TOTAL_MONEY
