@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,9 +89,11 @@ def _operator(caller: Principal) -> bool:
     return caller.has(Role.REGISTRY_ADMIN)
 
 
-def _may_handle(
-    caller: Principal, subject: privacy_subjects.Subject | None, subject_id: str
+async def _handled(
+    conn: asyncpg.Connection, caller: Principal, subject_id: str
 ) -> privacy_subjects.Subject:
+    """The subject, if the caller may handle it; NotFound otherwise (as if it did not exist)."""
+    subject = await privacy_subjects.subject(conn, subject_id)
     if subject is None or not (
         _operator(caller)
         or (caller.organisation == subject.organisation_id and caller.has(*_RECORDERS))
@@ -134,9 +137,7 @@ def router() -> APIRouter:
     )
     async def export_subject(subject_id: SubjectId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
         async with ctx.db.connection() as conn:
-            subject = _may_handle(
-                caller, await privacy_subjects.subject(conn, subject_id), subject_id
-            )
+            subject = await _handled(conn, caller, subject_id)
             found = await privacy_subjects.occurrences(conn, subject_id)
         return {**subject.json(), "service": ctx.service, "occurrences": found}
 
@@ -154,7 +155,7 @@ def router() -> APIRouter:
         subject_id: SubjectId, body: ErasureIn, ctx: Ctx, caller: Caller
     ) -> dict[str, Any]:
         async with ctx.db.transaction() as conn:
-            _may_handle(caller, await privacy_subjects.subject(conn, subject_id), subject_id)
+            await _handled(conn, caller, subject_id)
             erased = await privacy_subjects.erase(
                 conn,
                 subject_id,

@@ -19,6 +19,7 @@ from shared import pagination, webhook_addresses, webhooks
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
+from shared.route_params import Page, paged
 
 TAG = "webhooks"
 
@@ -192,8 +193,13 @@ async def _subscription(ctx: ServiceContext, organisation: str, sid: str) -> asy
     async with ctx.db.connection() as conn:
         row = await webhooks.one(conn, organisation=organisation, subscription_id=sid)
     if row is None:
-        raise NotFound(f"no webhook {sid} for {organisation}")
+        raise _unknown(sid, organisation)
     return row
+
+
+def _unknown(sid: str, organisation: str) -> NotFound:
+    """As an unknown subscription answers, and another organisation's (as if it did not exist)."""
+    return NotFound(f"no webhook {sid} for {organisation}")
 
 
 def router() -> APIRouter:
@@ -242,25 +248,22 @@ def router() -> APIRouter:
         responses=_problems(401, 422, 429),
     )
     async def list_webhooks(
-        ctx: Ctx,
-        caller: Caller,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
-        limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 100,
+        ctx: Ctx, caller: Caller, page: Annotated[Page, paged(100)]
     ) -> dict[str, Any]:
-        after = pagination.decode(cursor, parts=(datetime, str))
+        after = pagination.decode(page.cursor, parts=(datetime, str))
         async with ctx.db.connection() as conn:
             rows = await webhooks.listed(
                 conn,
                 organisation=caller.organisation,
                 after=(after[0], after[1]) if after else None,
-                limit=limit + 1,
+                limit=page.limit + 1,
             )
-        page, next_cursor = pagination.page(
+        shown, next_cursor = pagination.page(
             rows,
-            limit=limit,
+            limit=page.limit,
             key_of=lambda row: [row["created_at"].isoformat(), row["subscription_id"]],
         )
-        return {"items": [_out(row) for row in page], "next_cursor": next_cursor}
+        return {"items": [_out(row) for row in shown], "next_cursor": next_cursor}
 
     @r.get(
         "/{subscription_id}",
@@ -288,7 +291,7 @@ def router() -> APIRouter:
                 conn, organisation=caller.organisation, subscription_id=subscription_id
             )
         if not gone:
-            raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
+            raise _unknown(subscription_id, caller.organisation)
         return Response(status_code=204)
 
     @r.get(
@@ -319,7 +322,7 @@ def router() -> APIRouter:
                     reader.has(*webhooks.FEED_ROLES)
                     or (reader.has(Role.REGISTRY_ADMIN) and not caller.has(Role.REGISTRY_ADMIN))
                 ):
-                    raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
+                    raise _unknown(subscription_id, caller.organisation)
             rows = await webhooks.deliveries(
                 conn, subscription_id=subscription_id, after=after, limit=limit
             )
@@ -347,7 +350,7 @@ def router() -> APIRouter:
                 from_position=body.from_position,
             )
         if row is None:
-            raise NotFound(f"no webhook {subscription_id} for {caller.organisation}")
+            raise _unknown(subscription_id, caller.organisation)
         return _out(row)
 
     return r
