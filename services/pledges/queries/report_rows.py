@@ -34,6 +34,23 @@ UNIT = Column("unit", "Unit", "#item+unit")
 CURRENCY = Column("currency", "Currency", "#currency")
 
 
+def recipient_cells(
+    row: asyncpg.Record, names: dict[str, str], countries: dict[str, str]
+) -> dict[str, Any]:
+    """A row's RECIPIENT columns and its country (the name its id where the directory has none)."""
+    recipient = row["recipient_id"]
+    return {
+        "recipient_id": recipient,
+        "recipient": names.get(recipient, recipient),
+        "country": countries.get(recipient),
+    }
+
+
+def class_cells(row: asyncpg.Record) -> dict[str, Any]:
+    """A row's CLASS columns."""
+    return {"kind": row["kind"], "category": row["category"], "sector": sector(row["category"])}
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     date_from: date | None = None
