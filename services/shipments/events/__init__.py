@@ -30,118 +30,36 @@ from services.shipments.events.older import AS_WRITTEN, UPCASTERS
 from services.shipments.events.older import PREVIOUS as PREVIOUS
 from services.shipments.events.older import V1 as V1
 from services.shipments.events.older import V2 as V2
+
+# the parts, and the names events are made of, are this package's too (ev.Vehicle, ev.MAX_ID)
+from services.shipments.events.parts import *  # noqa: F403
 from services.shipments.events.parts import (
-    BORDER_CROSSED as BORDER_CROSSED,
-)
-from services.shipments.events.parts import (
-    CHECKPOINT_RECORDED as CHECKPOINT_RECORDED,
-)
-from services.shipments.events.parts import (
-    CONVOY_ARRIVED as CONVOY_ARRIVED,
-)
-from services.shipments.events.parts import (
-    CONVOY_CANCELLED as CONVOY_CANCELLED,
-)
-from services.shipments.events.parts import (
-    CONVOY_CLOSED as CONVOY_CLOSED,
-)
-from services.shipments.events.parts import (
-    CONVOY_DISPATCHED as CONVOY_DISPATCHED,
-)
-from services.shipments.events.parts import (
-    CONVOY_PLANNED as CONVOY_PLANNED,
-)
-from services.shipments.events.parts import (
-    CUSTODY_HANDED_OFF as CUSTODY_HANDED_OFF,
-)
-from services.shipments.events.parts import (
-    DELIVERY_CONFIRMED as DELIVERY_CONFIRMED,
-)
-from services.shipments.events.parts import (
-    INCIDENT_REPORTED as INCIDENT_REPORTED,
-)
-from services.shipments.events.parts import (
-    MANIFEST_LINE_LOADED as MANIFEST_LINE_LOADED,
-)
-from services.shipments.events.parts import (
-    MANIFEST_LINE_UNLOADED as MANIFEST_LINE_UNLOADED,
-)
-from services.shipments.events.parts import (
-    MAX_DRIVERS as MAX_DRIVERS,
-)
-from services.shipments.events.parts import (
-    MAX_ID as MAX_ID,
-)
-from services.shipments.events.parts import (
-    MAX_LABEL as MAX_LABEL,
-)
-from services.shipments.events.parts import (
-    MAX_LINES as MAX_LINES,
-)
-from services.shipments.events.parts import (
-    MAX_NAME as MAX_NAME,
-)
-from services.shipments.events.parts import (
-    MAX_ROUTE as MAX_ROUTE,
-)
-from services.shipments.events.parts import (
-    MAX_SEALED as MAX_SEALED,
-)
-from services.shipments.events.parts import (
-    MAX_VEHICLES as MAX_VEHICLES,
-)
-from services.shipments.events.parts import (
-    STREAM_CONVOY as STREAM_CONVOY,
-)
-from services.shipments.events.parts import (
-    SUBJECT_ID as SUBJECT_ID,
-)
-from services.shipments.events.parts import (
-    Coordinates as Coordinates,
-)
-from services.shipments.events.parts import (
-    Decimal as Decimal,
-)
-from services.shipments.events.parts import (
-    DeliveredLine as DeliveredLine,
-)
-from services.shipments.events.parts import (
-    Document as Document,
-)
-from services.shipments.events.parts import (
-    Driver as Driver,
-)
-from services.shipments.events.parts import (
-    Id as Id,
-)
-from services.shipments.events.parts import (
-    Label as Label,
-)
-from services.shipments.events.parts import (
-    Name as Name,
-)
-from services.shipments.events.parts import (
-    Party as Party,
-)
-from services.shipments.events.parts import (
-    Person as Person,
-)
-from services.shipments.events.parts import (
-    Text as Text,
-)
-from services.shipments.events.parts import (
-    Unit as Unit,
-)
-from services.shipments.events.parts import (
-    Vehicle as Vehicle,
-)
-from services.shipments.events.parts import (
+    BORDER_CROSSED,
+    CHECKPOINT_RECORDED,
+    CONVOY_ARRIVED,
+    CONVOY_CANCELLED,
+    CONVOY_CLOSED,
+    CONVOY_DISPATCHED,
+    CONVOY_PLANNED,
+    CUSTODY_HANDED_OFF,
+    DELIVERY_CONFIRMED,
+    INCIDENT_REPORTED,
+    MANIFEST_LINE_LOADED,
+    MANIFEST_LINE_UNLOADED,
+    MAX_LINES,
+    Coordinates,
+    Decimal,
+    Driver,
+    Id,
+    Label,
+    Name,
+    Party,
+    Text,
+    Unit,
     _ConvoyPlanned,
     _CustodyHandedOff,
     _DeliveryConfirmed,
-)
-from services.shipments.events.parts import (
-    _Entry as _Entry,
+    _Entry,
 )
 from shared.codec import EventCodec
 from shared.event_models import EventModel as EventModel
