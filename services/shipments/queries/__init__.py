@@ -165,31 +165,24 @@ async def in_transit(
 ) -> dict[str, Any]:
     """Convoys on the road (in transit, at a border, held), stalest news first, a page at a
     time (keyset: time of the last news, convoy id)."""
-    after = pagination.decode(cursor, parts=(datetime, str))
-    rows = await conn.fetch(
+    page, next_cursor = await keyset_page(
+        conn,
         f"""
-        SELECT {_CONVOY} FROM convoys c
+        SELECT {_CONVOY}, coalesce(c.last_news_at, c.dispatched_at) AS news_at FROM convoys c
         WHERE c.status = ANY($3) AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
           AND ($4::timestamptz IS NULL
                OR (coalesce(c.last_news_at, c.dispatched_at), c.convoy_id) > ($4, $5))
         ORDER BY coalesce(c.last_news_at, c.dispatched_at), c.convoy_id
         LIMIT $6
         """,
-        auth.visible_to(caller),
-        organisation,
-        [s.value for s in ON_THE_ROAD],
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
-    page, next_cursor = pagination.page(
-        rows,
+        (auth.visible_to(caller), organisation, [s.value for s in ON_THE_ROAD]),
+        cursor=cursor,
         limit=limit,
-        key_of=lambda r: [(r["last_news_at"] or r["dispatched_at"]).isoformat(), r["convoy_id"]],
+        key=(("news_at", datetime), ("convoy_id", str)),
     )
     items = []
     for row in page:
-        last = row["last_news_at"] or row["dispatched_at"]
+        last = row["news_at"]
         item = summary(_document(caller, row))
         item["age_of_last_news_seconds"] = max(0, int((now - last).total_seconds()))
         items.append(item)
