@@ -27,7 +27,7 @@ from services.registry.requests import (
     OrgId,
     RenameIn,
 )
-from shared import route_docs
+from shared import route_batches, route_docs
 from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import etag
@@ -78,23 +78,17 @@ async def register_organisation(
         if not handlers.batchable(command):
             return None
         together = ctx.group_commit("registrations", partial(_register_together, ctx))
-        answer = await together.submit(handlers.Batched(command, meta, ctx.clock()))
-        if isinstance(answer, Exception):
-            raise answer
-        result: dict[str, Any] = answer
-        return result
+        return route_batches.answered(
+            await together.submit(handlers.Batched(command, meta, ctx.clock()))
+        )
 
     return await write(ctx, request, caller, 201, command, attempt=attempt)
 
 
 async def _register_together(ctx: ServiceContext, batch: list[handlers.Batched]) -> list[Any]:
     """Registrations that arrived together, in one transaction (handlers/registrations.py)."""
-    try:
-        async with ctx.db.transaction() as conn:
-            return await handlers.register_together(conn, batch)
-    except handlers.SavepointsNeeded:
-        async with ctx.db.transaction() as conn:
-            return await handlers.register_together(conn, batch, savepoints=True)
+    together = partial(handlers.register_together, batch=batch)
+    return await route_batches.in_transaction(ctx, together)
 
 
 @router.read("/organisations", R.OrganisationPage, 422, tags=TAGS)

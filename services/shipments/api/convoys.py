@@ -30,7 +30,7 @@ from services.shipments.requests import (
     LoadIn,
     UnloadIn,
 )
-from shared import route_docs
+from shared import route_batches, route_docs
 from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import header
@@ -162,13 +162,9 @@ async def record_entries(
         if header(request, b"if-match") is not None:
             return None
         together = ctx.keyed_group_commit("road-entries", partial(_entries_together, ctx))
-        answer = await together.submit(
-            convoy_id, handlers.EntriesRequest(entries, caller, meta, now)
+        return route_batches.answered(
+            await together.submit(convoy_id, handlers.EntriesRequest(entries, caller, meta, now))
         )
-        if isinstance(answer, Exception):
-            raise answer
-        result: dict[str, Any] = answer
-        return result
 
     command = commands.RecordEntries(convoy_id=convoy_id, entries=entries, caller=caller)
     return await write(ctx, request, caller, 200, command, attempt=attempt)
@@ -178,13 +174,13 @@ async def _entries_together(
     ctx: ServiceContext, convoy_id: str, requests: list[handlers.EntriesRequest]
 ) -> list[dict[str, Any] | Exception]:
     """Requests of road entries to one convoy that arrived together, in one transaction."""
-    together = partial(handlers.record_entries_together, projections=ctx.projections)
-    try:
-        async with ctx.db.transaction() as conn:
-            return await together(conn, convoy_id, requests)
-    except handlers.SavepointsNeeded:
-        async with ctx.db.transaction() as conn:
-            return await together(conn, convoy_id, requests, savepoints=True)
+    together = partial(
+        handlers.record_entries_together,
+        convoy_id=convoy_id,
+        requests=requests,
+        projections=ctx.projections,
+    )
+    return await route_batches.in_transaction(ctx, together)
 
 
 @router.create(
