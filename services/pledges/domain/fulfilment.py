@@ -172,7 +172,7 @@ def report_figure(
         pledge_id=state.pledge_id,
         line_id=line.line_id,
         kind=line.kind.value,
-        quantity=quantities.fmt(command.quantity) if command.quantity is not None else None,
+        quantity=quantities.fmt_or_none(command.quantity),
         unit=line.unit.value if line.unit is not None else None,
         amount=command.amount,
         currency=line.currency if line.kind is LineKind.MONEY else None,

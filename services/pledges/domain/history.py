@@ -109,7 +109,7 @@ def _amended(state: Pledge, p: ev.PledgeLineAmended, occurred_at: datetime) -> P
         line = replace(
             line,
             quantity=quantities.parse(p.quantity),
-            weight_kg=quantities.parse(p.weight_kg) if p.weight_kg is not None else None,
+            weight_kg=quantities.parse_or_none(p.weight_kg),
         )
     line = replace(line, amendments=(*line.amendments, change))
     state = replace(state, last_changed_at=_later(state.last_changed_at, occurred_at))

@@ -127,7 +127,7 @@ def line_from_event(line: ev.Line) -> Line:
         need_id=line.need_id,
         quantity=quantities.parse(line.quantity) if line.quantity is not None else ZERO,
         unit=Unit(line.unit) if line.unit else None,
-        weight_kg=quantities.parse(line.weight_kg) if line.weight_kg is not None else None,
+        weight_kg=quantities.parse_or_none(line.weight_kg),
         value_amount=line.value_amount,
         value_currency=line.value_currency,
         amount=line.amount or 0,

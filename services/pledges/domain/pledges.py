@@ -54,7 +54,7 @@ def line_update(state: Pledge, line: Line) -> NewEvent:
         category=line.category,
         unit=line.unit.value,
         quantity=quantities.fmt(line.quantity),
-        weight_kg=quantities.fmt(line.weight_kg) if line.weight_kg is not None else None,
+        weight_kg=quantities.fmt_or_none(line.weight_kg),
         delivered=quantities.fmt(line.delivered),
         remaining=quantities.fmt(line.remaining),
         status=status,
@@ -167,7 +167,7 @@ def amend_line(
         previous_amount=line.amount if line.kind is LineKind.MONEY else None,
         amount=amended.amount if line.kind is LineKind.MONEY else None,
         currency=line.currency,
-        weight_kg=quantities.fmt(amended.weight_kg) if amended.weight_kg is not None else None,
+        weight_kg=quantities.fmt_or_none(amended.weight_kg),
         reason=reason,
     )
     events = [ev.new(data, occurred_at=occurred_at)]

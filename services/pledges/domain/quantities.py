@@ -15,7 +15,9 @@ __all__ = [
     "comparable",
     "convert",
     "fmt",
+    "fmt_or_none",
     "parse",
+    "parse_or_none",
     "require_quantity",
 ]
 
@@ -52,6 +54,16 @@ def fmt(value: Decimal) -> str:
     """The canonical JSON string: no exponent, no trailing zeros ("13000", "12.5")."""
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "") else text
+
+
+def parse_or_none(text: str | int | Decimal | None) -> Decimal | None:
+    """`parse`, or None for an absent value."""
+    return None if text is None else parse(text)
+
+
+def fmt_or_none(value: Decimal | None) -> str | None:
+    """`fmt`, or None for an absent value."""
+    return None if value is None else fmt(value)
 
 
 def require_quantity(
