@@ -265,14 +265,15 @@ async def _revised(
         changes.get("deadline"),
         "internal_note" in changes,
         changes.get("internal_note"),
-        json.dumps(
-            [
-                {
-                    "occurred_at": at.isoformat(),
-                    "changes": changes,
-                    "previous": p.previous,
-                    "reason": p.reason,
-                }
-            ]
-        ),
+        json.dumps([revision(p, at)]),
     )
+
+
+def revision(p: ev.NeedRevised, at: datetime) -> dict[str, Any]:
+    """A revision as a need's row keeps it (and its view as of an instant shows it)."""
+    return {
+        "occurred_at": at.isoformat(),
+        "changes": p.changes,
+        "previous": p.previous,
+        "reason": p.reason,
+    }

@@ -17,6 +17,7 @@ import asyncpg
 
 from services.pledges import auth, domain, privacy
 from services.pledges import events as ev
+from services.pledges.projections.needs import revision
 from shared.codec import Event
 from shared.errors import NotFound
 from shared.read_directory import names as names  # re-exported: the api names them too
@@ -113,14 +114,7 @@ async def need_as_of(
     for event in history:
         match event.payload:
             case ev.NeedRevised() as p:
-                revisions.append(
-                    {
-                        "occurred_at": event.occurred_at.isoformat(),
-                        "changes": p.changes,
-                        "previous": p.previous,
-                        "reason": p.reason,
-                    }
-                )
+                revisions.append(revision(p, event.occurred_at))
             case ev.NeedClosed() | ev.NeedCancelled() as p:
                 end_reason = p.reason
     if state.unit is not None and state.quantity is not None:
