@@ -90,9 +90,8 @@ async def execute_write(
         digest = idempotency.request_hash(
             request.method, request.scope["path"], await request.body()
         )
-        stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
-        if stored is not None:
-            return _answer(stored.body, stored.status_code, replayed=True)
+        if (replayed := await _replayed(ctx, principal, key, digest)) is not None:
+            return replayed
     meta = metadata_for(principal, idempotency_key=key)
     # a caller that did not condition on a version (no If-Match, or `*`) asked for its write
     # whatever the record's version: a race lost to another writer is run again, on the state
@@ -109,13 +108,12 @@ async def execute_write(
             except ConcurrencyConflict:
                 if tries_left == 0:
                     raise
-                if key is not None:
-                    # the race may have been lost to this request's own twin: answer as it did
-                    stored = await idempotency.lookup(
-                        ctx.db.pool, caller=principal, key=key, digest=digest
-                    )
-                    if stored is not None:
-                        return _answer(stored.body, stored.status_code, replayed=True)
+                # the race may have been lost to this request's own twin: answer as it did
+                if (
+                    key is not None
+                    and (replayed := await _replayed(ctx, principal, key, digest)) is not None
+                ):
+                    return replayed
                 pause = min(RACE_PAUSE * 2 ** (retries - tries_left), RACE_PAUSE_MAX)
                 await asyncio.sleep(random.uniform(0, pause))  # noqa: S311 (a jitter, no secret)
     except (asyncpg.UniqueViolationError, TwinaidError):
@@ -123,10 +121,9 @@ async def execute_write(
             raise
         # A concurrent twin of this request may have won the race (and made ours conflict):
         # answer as it did.
-        stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
-        if stored is None:
+        if (replayed := await _replayed(ctx, principal, key, digest)) is None:
             raise
-        return _answer(stored.body, stored.status_code, replayed=True)
+        return replayed
     if ctx.notifier is not None:
         ctx.notifier.poke()  # committed: wake the relay
     return _answer(body, status)
@@ -159,6 +156,14 @@ async def _run_once(
                 response=idempotency.StoredResponse(status, body),
             )
     return status, body
+
+
+async def _replayed(
+    ctx: ServiceContext, principal: Principal, key: str, digest: bytes
+) -> JSONResponse | None:
+    """The answer stored for this request under its Idempotency-Key, replayed; None if none."""
+    stored = await idempotency.lookup(ctx.db.pool, caller=principal, key=key, digest=digest)
+    return None if stored is None else _answer(stored.body, stored.status_code, replayed=True)
 
 
 def _answer(body: Any, status: int, *, replayed: bool = False) -> JSONResponse:
