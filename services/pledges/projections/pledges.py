@@ -135,8 +135,7 @@ async def line_amended(
         json.dumps([amendment]),
         p.weight_kg,
     )
-    await _refigure_status(conn, p.pledge_id)
-    await count_changes(conn, p.pledge_id, changes)
+    await _refigure(conn, p.pledge_id, changes)
 
 
 async def money_received(
@@ -162,8 +161,7 @@ async def money_received(
         p.line_id,
         p.amount,
     )
-    await _refigure_status(conn, p.pledge_id)
-    await count_changes(conn, p.pledge_id, changes)
+    await _refigure(conn, p.pledge_id, changes)
 
 
 async def donor_figure(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -218,14 +216,14 @@ async def delivery_recorded(
         p.line_id,
         *figures,
     )
-    await _refigure_status(conn, p.pledge_id)
-    await count_changes(conn, p.pledge_id, changes)
+    await _refigure(conn, p.pledge_id, changes)
 
 
-async def _refigure_status(conn: asyncpg.Connection, pledge_id: str) -> None:
+async def _refigure(conn: asyncpg.Connection, pledge_id: str, changes: Changes | None) -> None:
     """The pledge's status from its lines, as its state has it (domain.status_of), once
-    something arrived or a line changed: the events carry no status since delivery-recorded 3,
-    pledge-line-amended 2 and money-received 2."""
+    something arrived or a line changed (the events carry no status since delivery-recorded 3,
+    pledge-line-amended 2 and money-received 2); then what its lines count towards their needs
+    (count_changes)."""
     rows = await conn.fetch(
         "SELECT p.committed_at, p.withdrawn_at, l.kind, l.quantity, l.delivered, l.amount,"
         " l.received FROM pledges p JOIN pledge_lines l USING (pledge_id)"
@@ -246,6 +244,7 @@ async def _refigure_status(conn: asyncpg.Connection, pledge_id: str) -> None:
     await conn.execute(
         "UPDATE pledges SET status = $2 WHERE pledge_id = $1", pledge_id, status.value
     )
+    await count_changes(conn, pledge_id, changes)
 
 
 async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
