@@ -3,7 +3,6 @@ and delivered lines (as JSON, or as the HXL rows of formats/hxl.py: the rows are
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ import asyncpg
 
 from services.shipments import auth
 from services.shipments.formats.hxl import delivery_rows
-from services.shipments.queries import _CONVOY, INVOLVES, _document, parties_of
+from services.shipments.queries import _CONVOY, INVOLVES, _document
 from shared import pagination
 from shared.auth import Principal
 
@@ -120,12 +119,10 @@ async def deliveries(
     id and manifest order, a page at a time: `items` and `next_cursor`."""
 
     async def lines_of(row: asyncpg.Record) -> list[dict[str, Any]]:
-        document = auth.convoy_for(caller, json.loads(row["document"]), parties_of(row))
-        return delivery_rows(await auth.revealed(conn, document))
+        return delivery_rows(await auth.revealed(conn, _document(caller, row)))
 
     convoys = f"""
-        SELECT c.convoy_id, c.origin_id, c.destination_id, c.carrier_id, c.donors, c.document,
-               (c.document -> 'delivery' ->> 'occurred_at')::timestamptz AS at
+        SELECT {_CONVOY}, (c.document -> 'delivery' ->> 'occurred_at')::timestamptz AS at
         FROM convoys c
         WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
           AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
