@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from services.pledges import domain
 from services.pledges import responses as R
-from shared import problems
+from shared import route_docs
 from shared.web import Caller
 
-router = APIRouter(prefix="/v1", tags=["reference"])
+router = route_docs.Router(prefix="/v1", tags=["reference"])
 
 
-@router.get("/reference", responses=problems.documented(R.Reference), operation_id="getReference")
+@router.read("/reference", R.Reference, operation_id="getReference")
 async def reference(caller: Caller) -> dict[str, Any]:
     """The closed lists the API accepts: units, ISO 4217 currencies with their minor units,
     categories, what needs serve, priorities."""

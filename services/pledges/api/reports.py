@@ -3,13 +3,11 @@ rate table (`convert_to=EUR&rate=GBP:1.165:2023-02-20`), stating each rate and i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.types import DecoratedCallable
 from pydantic import StringConstraints
 
 from services.pledges import domain
@@ -17,11 +15,11 @@ from services.pledges import responses as R
 from services.pledges.formats.tables import Conversion, Table
 from services.pledges.queries import report_rows, reports, totals
 from services.pledges.requests import Cursor, Limit
-from shared import instants, problems
+from shared import instants, route_docs
 from shared.responses import Out
 from shared.web import Caller, Ctx
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = route_docs.Router(prefix="/v1", tags=["reports"])
 
 Id = Annotated[str | None, Query(max_length=100)]
 PAGE = 100  # the default page of the needs and pledges reports (at most pagination.MAX_LIMIT)
@@ -97,13 +95,11 @@ def _output(
 Answer = Annotated[Output, Depends(_output)]
 
 
-def _report(
-    path: str, model: type[Out], *, operation_id: str
-) -> Callable[[DecoratedCallable], DecoratedCallable]:
+def _report(path: str, model: type[Out], *, operation_id: str) -> route_docs.Route:
     """A report's route: its JSON answer documented by `model`, or CSV (Output.answer)."""
-    csv = {"text/csv": {"schema": {"type": "string", "maxLength": 100_000_000}}}
-    responses = problems.documented(model, 422, content=csv)
-    return router.get(path, response_model=None, responses=responses, operation_id=operation_id)
+    return router.read(
+        path, model, 422, content=route_docs.CSV, response_model=None, operation_id=operation_id
+    )
 
 
 @_report("/reports/needs", R.NeedsReport, operation_id="getNeedsReport")

@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from services.shipments import responses as R
-from shared import problems
+from shared import problems, route_docs
 from shared.errors import NotFound
 from shared.settings import Settings
 from shared.web import Caller, Ctx
@@ -35,7 +35,7 @@ _TYPES = {
     "json": "application/json",
 }
 
-router = APIRouter(prefix="/board", tags=["board"])
+router = route_docs.Router(prefix="/board", tags=["board"])
 
 
 def public_urls(settings: Settings, request: Request) -> dict[str, str | None]:
@@ -79,13 +79,7 @@ async def board_config(request: Request, ctx: Ctx) -> dict[str, str | None]:
     return public_urls(ctx.settings, request)
 
 
-@router.get(
-    "/whoami",
-    responses=problems.documented(
-        R.WhoAmI,
-    ),
-    operation_id="getWhoAmI",
-)
+@router.read("/whoami", R.WhoAmI, operation_id="getWhoAmI")
 async def whoami(caller: Caller) -> dict[str, Any]:
     """The organisation and roles of the key sent: the board shows what they allow."""
     return {
