@@ -13,11 +13,9 @@ from services.registry import domain, views
 from services.registry.domain import api_keys as keys
 from services.registry.handlers.common import ORGANISATIONS, PARTNERSHIPS
 from services.registry.views import recent
-from shared import api_keys, pagination
+from shared import api_keys, pagination, read_states
 from shared.errors import NotFound
-from shared.events import Metadata
 from shared.read_pages import keyset_page
-from shared.repository import PostgresUnitOfWork
 
 _ORG_COLUMNS = (
     "organisation_id, name, kind, country, region, aliases, coordinates, parent_id, contacts,"
@@ -46,16 +44,14 @@ async def organisation_as_of(
     conn: asyncpg.Connection, organisation_id: str, as_of: datetime
 ) -> domain.Organisation:
     """The organisation as it stood at `as_of`, folded from its events."""
-    uow = PostgresUnitOfWork(conn, (), Metadata(), as_of)
-    return await ORGANISATIONS.load(uow, organisation_id, as_of=as_of)
+    return await read_states.as_of(conn, ORGANISATIONS, organisation_id, as_of)
 
 
 async def partnership_as_of(
     conn: asyncpg.Connection, partnership_id: str, as_of: datetime
 ) -> domain.Partnership:
     """The partnership as it stood at `as_of`, folded from its events."""
-    uow = PostgresUnitOfWork(conn, (), Metadata(), as_of)
-    return await PARTNERSHIPS.load(uow, partnership_id, as_of=as_of)
+    return await read_states.as_of(conn, PARTNERSHIPS, partnership_id, as_of)
 
 
 async def organisation(

@@ -13,12 +13,10 @@ import asyncpg
 from services.shipments import auth, views
 from services.shipments.domain import ON_THE_ROAD
 from services.shipments.handlers.repositories import CONVOYS
-from shared import directory, pagination
+from shared import directory, pagination, read_states
 from shared.auth import Principal
 from shared.errors import NotFound, ValidationFailed
-from shared.events import Metadata
 from shared.read_pages import keyset_page
-from shared.repository import PostgresUnitOfWork
 
 # {o}: an organisation (NULL: any); true when it plays a part in the convoy c
 INVOLVES = (
@@ -82,8 +80,7 @@ async def convoy_as_of(
 ) -> dict[str, Any]:
     """The convoy as its log stood at `as_of`, folded from the start (a snapshot holds only
     the latest state). Raises NotFound (no event by then), Forbidden."""
-    reading = PostgresUnitOfWork(conn, (), Metadata(), as_of)
-    state = await CONVOYS.load(reading, convoy_id, as_of=as_of)
+    state = await read_states.as_of(conn, CONVOYS, convoy_id, as_of)
     if not state.exists:
         raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
     parties = auth.parties(state)
