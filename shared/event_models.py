@@ -10,6 +10,7 @@ what an API accepts. Pure: pydantic only, no framework or driver imports.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,7 @@ __all__ = [
     "Label",
     "Name",
     "SealedPerson",
+    "decimal_text",
     "sealed_field",
     "unchanged",
     "without",
@@ -41,6 +43,13 @@ MAX_LABEL = 100
 Id = Annotated[str, Field(max_length=MAX_ID)]
 Name = Annotated[str, Field(max_length=MAX_NAME)]
 Label = Annotated[str, Field(max_length=MAX_LABEL)]
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as events write it (a JSON string): plain digits, no exponent, no trailing
+    zeros ("13000", "12.5"), zero as "0"."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
 
 
 class EventModel(BaseModel):

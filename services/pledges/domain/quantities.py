@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from shared.domain_checks import invalid
+from shared.event_models import decimal_text as fmt  # the canonical JSON string
 
 __all__ = [
     "MAX_PLACES",
@@ -48,12 +49,6 @@ def parse(text: str | int | Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError(f"{text!r} is not a finite number")
     return value
-
-
-def fmt(value: Decimal) -> str:
-    """The canonical JSON string: no exponent, no trailing zeros ("13000", "12.5")."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "") else text
 
 
 def parse_or_none(text: str | int | Decimal | None) -> Decimal | None:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.shipments import events as ev
+from shared.event_models import decimal_text as text  # a decimal as contracts write it
 
 __all__ = [
     "CLOCK_SKEW",
@@ -33,12 +34,6 @@ ZERO = Decimal(0)
 
 def dec(value: str | int | float | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def text(value: Decimal) -> str:
-    """A decimal as contracts write it: plain digits, no exponent, no trailing zeros."""
-    out = format(value.normalize(), "f")
-    return "0" if out in ("-0", "") else out
 
 
 class LineState(StrEnum):
