@@ -10,7 +10,6 @@ is the contract shipments relies on (docs/cross-service-events.md).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -20,17 +19,7 @@ from services.pledges.events.older import READ, UPCASTERS
 from services.pledges.events.payloads import *  # noqa: F403
 from services.pledges.events.payloads import SCHEMAS
 from shared.codec import EventCodec, event_type_of
-from shared.events import NewEvent, RecordedEvent
-
-E = TypeVar("E", bound=BaseModel)
-
-
-def decoded(event: RecordedEvent, model: type[E]) -> E:
-    """A stored event's payload, decoded (CODEC, below) and known to be a `model`."""
-    payload = CODEC.decode(event).payload
-    if not isinstance(payload, model):
-        raise TypeError(f"{event.event_type} decodes to {type(payload).__name__}, not {model}")
-    return payload
+from shared.events import NewEvent
 
 
 def new(event: BaseModel, *, occurred_at: datetime | None = None) -> NewEvent:
@@ -43,3 +32,6 @@ def new(event: BaseModel, *, occurred_at: datetime | None = None) -> NewEvent:
 CODEC = EventCodec(
     [READ.get(event_type, model) for event_type, model in SCHEMAS.items()], upcasters=UPCASTERS
 )
+
+# a stored event's payload, decoded and known to be a given model (TypeError otherwise)
+decoded = CODEC.payload
