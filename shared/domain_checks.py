@@ -18,6 +18,7 @@ __all__ = [
     "invalid",
     "not_before_last_change",
     "not_in_future",
+    "occurred",
     "require_exists",
 ]
 
@@ -58,6 +59,14 @@ def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_a
             name=field,
             reason="in the future",
         )
+
+
+def occurred(at: datetime | None, now: datetime) -> datetime:
+    """When a fact being recorded occurred: `at` as the caller dated it (None: now), never in
+    the future (not_in_future)."""
+    occurred_at = at or now
+    not_in_future(occurred_at, now)
+    return occurred_at
 
 
 def not_before_last_change(

@@ -13,9 +13,9 @@ from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
 from services.pledges.domain.lines import LineKind
-from services.pledges.domain.pledges import line_update, require_pledge
+from services.pledges.domain.pledges import line_update, require_pledge, status_conflict
 from services.pledges.domain.state import Pledge, PledgeStatus
-from shared.domain_checks import invalid, not_in_future
+from shared.domain_checks import invalid, occurred
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.events import NewEvent
 
@@ -104,15 +104,14 @@ def receive_money(
             reason="another currency",
         )
     money.require_amount(command.amount, field="amount")
-    occurred_at = command.occurred_at or now
-    not_in_future(occurred_at, now)
+    occurred_at = occurred(command.occurred_at, now)
     if command.received_on > now.date():
         raise invalid("received_on lies in the future", name="received_on", reason="in the future")
     if state.status in (PledgeStatus.PLEDGED, PledgeStatus.WITHDRAWN):
-        raise Conflict(
+        raise status_conflict(
+            state,
             f"pledge {state.pledge_id} is {state.status.value}: money is received only against"
             " a committed pledge",
-            extra={"pledge_status": state.status.value},
         )
     if any(r.reference == command.reference for r in line.receipts):
         raise Conflict(f"a receipt with reference {command.reference!r} is already recorded")
@@ -145,8 +144,7 @@ def report_figure(
     if acting_for is not None and acting_for != state.donor_id:
         raise Forbidden(f"only the donor, {state.donor_id}, reports its own figures")
     line = state.line(command.line_id)
-    occurred_at = command.occurred_at or now
-    not_in_future(occurred_at, now)
+    occurred_at = occurred(command.occurred_at, now)
     if line.kind is LineKind.MONEY:
         if command.amount is None or command.quantity is not None:
             raise invalid(

@@ -18,7 +18,7 @@ from services.pledges.domain.pledges import commitment_events
 from services.pledges.domain.quantities import Unit
 from services.pledges.domain.state import Pledge
 from services.pledges.domain.vocabulary import NeedKind, acting
-from shared.domain_checks import invalid, not_in_future
+from shared.domain_checks import invalid, occurred
 from shared.errors import Conflict
 from shared.events import NewEvent
 
@@ -160,8 +160,7 @@ def make_pledge(
         raise invalid("a donor cannot pledge to itself", name="recipient_id", reason="the donor")
     if not command.lines or len(command.lines) > MAX_LINES:
         raise invalid(f"a pledge has 1 to {MAX_LINES} lines", name="lines", reason="1 to 100")
-    occurred_at = command.occurred_at or now
-    not_in_future(occurred_at, now)
+    occurred_at = occurred(command.occurred_at, now)
     seen: set[str] = set()
     for i, spec in enumerate(command.lines):
         f = f"lines[{i}]"

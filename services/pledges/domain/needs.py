@@ -24,7 +24,7 @@ from services.pledges.domain.vocabulary import (
     acting,
 )
 from shared.codec import Event
-from shared.domain_checks import Record, invalid, not_in_future, require_exists
+from shared.domain_checks import Record, invalid, not_in_future, occurred, require_exists
 from shared.errors import Conflict, ValidationFailed
 from shared.events import NewEvent
 
@@ -136,8 +136,7 @@ def post_need(
         raise Conflict(f"need {state.need_id} already exists")
     acting(acting_for, command.recipient_id, "post needs")
     _check_target(command.kind, command.quantity, command.unit, command.amount, command.currency)
-    occurred_at = command.occurred_at or now
-    not_in_future(occurred_at, now)
+    occurred_at = occurred(command.occurred_at, now)
     if command.deadline is not None and command.deadline < occurred_at.date():
         raise invalid(
             "the deadline lies before the need was posted", name="deadline", reason="before posting"
@@ -193,8 +192,7 @@ def revise_need(
     require_need(state)
     acting(acting_for, state.recipient_id, "revise needs")
     _require_active(state, "revised")
-    occurred_at = command.occurred_at or now
-    not_in_future(occurred_at, now)
+    occurred_at = occurred(command.occurred_at, now)
     unknown = sorted(set(command.changes) - set(REVISABLE))
     if unknown:
         raise invalid(

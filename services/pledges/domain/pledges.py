@@ -35,6 +35,11 @@ def require_pledge(state: Pledge) -> Pledge:
     return require_exists(state, f"pledge {state.pledge_id}")
 
 
+def status_conflict(state: Pledge, detail: str) -> Conflict:
+    """A refusal for the pledge's status, which the problem names (`pledge_status`)."""
+    return Conflict(detail, extra={"pledge_status": state.status.value})
+
+
 def line_update(state: Pledge, line: Line) -> NewEvent:
     """`pledges.pledge-line-updated` for an in-kind line of a committed pledge, as it stands."""
     assert line.unit is not None
@@ -92,16 +97,13 @@ def commit(
     require_pledge(state)
     acting(acting_for, state.donor_id, "commit pledges")
     if state.withdrawn:
-        raise Conflict(
+        raise status_conflict(
+            state,
             f"pledge {state.pledge_id} was withdrawn ({state.withdrawal_reason}): it cannot be"
             " committed; make a new pledge",
-            extra={"pledge_status": state.status.value},
         )
     if state.committed:
-        raise Conflict(
-            f"pledge {state.pledge_id} is already {state.status.value}",
-            extra={"pledge_status": state.status.value},
-        )
+        raise status_conflict(state, f"pledge {state.pledge_id} is already {state.status.value}")
     not_in_future(occurred_at, now)
     _not_before_last_change(state, occurred_at)
     return commitment_events(state, occurred_at)
@@ -192,9 +194,8 @@ def withdraw(
     require_pledge(state)
     acting(acting_for, state.donor_id, "withdraw pledges")
     if state.status in (PledgeStatus.WITHDRAWN, PledgeStatus.FULFILLED):
-        raise Conflict(
-            f"pledge {state.pledge_id} is {state.status.value}: there is nothing to withdraw",
-            extra={"pledge_status": state.status.value},
+        raise status_conflict(
+            state, f"pledge {state.pledge_id} is {state.status.value}: there is nothing to withdraw"
         )
     not_in_future(occurred_at, now)
     _not_before_last_change(state, occurred_at)
