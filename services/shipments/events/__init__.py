@@ -213,11 +213,6 @@ ENTRY_EVENTS: dict[str, str] = {
 }
 
 
-def version(event_type: str) -> int:
-    """The schema version an event of this type is written with (NewEvent.schema_version)."""
-    return SCHEMAS[event_type].SCHEMA_VERSION
-
-
 def payload(event: EventModel) -> dict[str, Any]:
     """The JSON data of an event, validated by its model."""
     return event.model_dump(mode="json")
