@@ -30,6 +30,7 @@ __all__ = [
     "Label",
     "Name",
     "SealedPerson",
+    "by_type",
     "decimal_text",
     "sealed_field",
     "unchanged",
@@ -66,6 +67,12 @@ class EventModel(BaseModel):
 class Coordinates(EventModel):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
+
+
+def by_type(*models: type[EventModel]) -> dict[str, type[EventModel]]:
+    """The models of a service's event types, by the EVENT_TYPE each declares (its current
+    model of each type: its published schema)."""
+    return {m.EVENT_TYPE: m for m in models}
 
 
 # base64 of nonce, tag and the personal fields' JSON

@@ -14,7 +14,7 @@ from shared.event_models import MAX_ID as MAX_ID
 from shared.event_models import MAX_LABEL as MAX_LABEL
 from shared.event_models import MAX_NAME as MAX_NAME
 from shared.event_models import Coordinates as Coordinates
-from shared.event_models import EventModel, Id, Label, Name, sealed_field
+from shared.event_models import EventModel, Id, Label, Name, by_type, sealed_field
 from shared.sealed import SUBJECT_ID
 
 STREAM_ORGANISATION = "organisation"
@@ -216,7 +216,8 @@ class ApiKeyRevoked(EventModel):
     by: KeyActor
 
 
-MODELS: tuple[type[EventModel], ...] = (
+# the current model of each event type (its published schema: schemas/, `twinaid contracts`)
+SCHEMAS: dict[str, type[EventModel]] = by_type(
     OrganisationRegistered,
     OrganisationRenamed,
     OrganisationAliasAdded,
@@ -229,8 +230,6 @@ MODELS: tuple[type[EventModel], ...] = (
     ApiKeyRotated,
     ApiKeyRevoked,
 )
-# the current model of each event type (its published schema: schemas/, `twinaid contracts`)
-SCHEMAS: dict[str, type[EventModel]] = {m.EVENT_TYPE: m for m in MODELS}
 
 # Older schema versions of event types still in logs: {(type, version): model}
 PREVIOUS: dict[tuple[str, int], type[EventModel]] = {
@@ -241,4 +240,4 @@ PREVIOUS: dict[tuple[str, int], type[EventModel]] = {
 # A contacts change of version 1 holds its contacts in clear: sealing them takes each person's
 # key from the database (the privacy migration seals them in place, as version 2), which no
 # pure upcaster can do, so until then it decodes as its own model (readers take both).
-CODEC = EventCodec(MODELS, previous=PREVIOUS)
+CODEC = EventCodec(SCHEMAS.values(), previous=PREVIOUS)

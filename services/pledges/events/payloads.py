@@ -15,7 +15,7 @@ from shared.event_models import EventModel as EventModel
 from shared.event_models import Id as Id
 from shared.event_models import Label as Label
 from shared.event_models import Name as Name
-from shared.event_models import SealedPerson, sealed_field
+from shared.event_models import SealedPerson, by_type, sealed_field
 
 STREAM_NEED = "need"
 STREAM_PLEDGE = "pledge"
@@ -303,17 +303,17 @@ class PledgeLineUpdated(_OnLine):
 
 
 # The current model of each type, by type (older versions: older.py)
-SCHEMAS: dict[str, type[EventModel]] = {
-    NEED_POSTED: NeedPosted,
-    NEED_REVISED: NeedRevised,
-    NEED_CLOSED: NeedClosed,
-    NEED_CANCELLED: NeedCancelled,
-    PLEDGE_MADE: PledgeMade,
-    PLEDGE_COMMITTED: PledgeCommitted,
-    PLEDGE_LINE_AMENDED: PledgeLineAmended,
-    PLEDGE_WITHDRAWN: PledgeWithdrawn,
-    MONEY_RECEIVED: MoneyReceived,
-    DONOR_FIGURE_REPORTED: DonorFigureReported,
-    DELIVERY_RECORDED: DeliveryRecorded,
-    PLEDGE_LINE_UPDATED: PledgeLineUpdated,
-}
+SCHEMAS: dict[str, type[EventModel]] = by_type(
+    NeedPosted,
+    NeedRevised,
+    NeedClosed,
+    NeedCancelled,
+    PledgeMade,
+    PledgeCommitted,
+    PledgeLineAmended,
+    PledgeWithdrawn,
+    MoneyReceived,
+    DonorFigureReported,
+    DeliveryRecorded,
+    PledgeLineUpdated,
+)

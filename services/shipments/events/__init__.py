@@ -63,7 +63,7 @@ from services.shipments.events.parts import (
 )
 from shared.codec import EventCodec
 from shared.event_models import EventModel as EventModel
-from shared.event_models import SealedPerson
+from shared.event_models import SealedPerson, by_type
 
 
 class ConvoyPlanned(_ConvoyPlanned[Driver]):
@@ -187,20 +187,20 @@ class ConvoyCancelled(EventModel):
     released: list[ReleasedLine] = Field(description="quantities given back to pledge lines")
 
 
-SCHEMAS: dict[str, type[EventModel]] = {
-    CONVOY_PLANNED: ConvoyPlanned,
-    MANIFEST_LINE_LOADED: ManifestLineLoaded,
-    MANIFEST_LINE_UNLOADED: ManifestLineUnloaded,
-    CONVOY_DISPATCHED: ConvoyDispatched,
-    CHECKPOINT_RECORDED: CheckpointRecorded,
-    BORDER_CROSSED: BorderCrossed,
-    CUSTODY_HANDED_OFF: CustodyHandedOff,
-    INCIDENT_REPORTED: IncidentReported,
-    CONVOY_ARRIVED: ConvoyArrived,
-    DELIVERY_CONFIRMED: DeliveryConfirmed,
-    CONVOY_CLOSED: ConvoyClosed,
-    CONVOY_CANCELLED: ConvoyCancelled,
-}
+SCHEMAS: dict[str, type[EventModel]] = by_type(
+    ConvoyPlanned,
+    ManifestLineLoaded,
+    ManifestLineUnloaded,
+    ConvoyDispatched,
+    CheckpointRecorded,
+    BorderCrossed,
+    CustodyHandedOff,
+    IncidentReported,
+    ConvoyArrived,
+    DeliveryConfirmed,
+    ConvoyClosed,
+    ConvoyCancelled,
+)
 
 # The road events a field entry may produce, by the entry's kind.
 ENTRY_EVENTS: dict[str, str] = {
