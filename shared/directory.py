@@ -10,13 +10,13 @@ exactly once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 import asyncpg
 from pydantic import BeforeValidator, Field
 
 from shared import consumed
-from shared.codec import EventCodec
+from shared.codec import EventCodec, unchanged
 from shared.consumer import Handler, Incoming
 from shared.errors import ValidationFailed
 from shared.incoming import Implausible
@@ -115,13 +115,9 @@ class ContactsChanged(consumed.Tolerant):
     organisation_id: Id
 
 
-def _same(data: dict[str, Any]) -> dict[str, Any]:
-    return data
-
-
 CODEC = EventCodec(
     [Registered, Renamed, AliasAdded, Corrected, ContactsChanged],
-    upcasters={(ContactsChanged.EVENT_TYPE, 1): _same},  # only the contacts' form changed
+    upcasters={(ContactsChanged.EVENT_TYPE, 1): unchanged},  # only the contacts' form changed
 )
 
 

@@ -34,19 +34,19 @@ def decode(cursor: str | None, *, parts: Sequence[Part]) -> list[Any] | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
     except (binascii.Error, ValueError) as exc:
-        raise _invalid("it is not base64url JSON") from exc
+        raise not_given("it is not base64url JSON") from exc
     if not isinstance(key, list) or len(key) != len(parts):
-        raise _invalid(f"it does not hold a sort key of {len(parts)} parts")
+        raise not_given(f"it does not hold a sort key of {len(parts)} parts")
     return [_part(value, kind) for value, kind in zip(key, parts, strict=True)]
 
 
 def _part(value: Any, kind: Part) -> str | datetime:
     if not isinstance(value, str) or "\x00" in value:
-        raise _invalid("a part of its sort key is not text")
+        raise not_given("a part of its sort key is not text")
     try:
         value.encode()
     except UnicodeEncodeError as exc:
-        raise _invalid("a part of its sort key is not text") from exc
+        raise not_given("a part of its sort key is not text") from exc
     if kind is str:
         return value
     try:
@@ -55,10 +55,12 @@ def _part(value: Any, kind: Part) -> str | datetime:
             raise ValueError("no offset")
         return instant.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
-        raise _invalid("a part of its sort key is not an instant") from exc
+        raise not_given("a part of its sort key is not an instant") from exc
 
 
-def _invalid(why: str) -> ValidationFailed:
+def not_given(why: str) -> ValidationFailed:
+    """A cursor this list could not have given (malformed, or naming what the list does not
+    hold): 422 naming `cursor`."""
     reason = f"not a cursor this list gave ({why}): pass back next_cursor as given"
     return ValidationFailed(
         f"cursor: {reason}", extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]}

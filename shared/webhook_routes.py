@@ -19,6 +19,7 @@ from shared import pagination, webhook_addresses, webhooks
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
+from shared.responses import NextCursor
 from shared.route_params import Page, paged
 
 TAG = "webhooks"
@@ -142,9 +143,7 @@ class WebhookCreated(WebhookOut):
 
 class WebhookList(BaseModel):
     items: list[WebhookOut]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
+    next_cursor: NextCursor
 
 
 class DeliveryOut(BaseModel):

@@ -15,7 +15,7 @@ from services.shipments.domain import ON_THE_ROAD
 from services.shipments.handlers.repositories import CONVOYS
 from shared import directory, pagination, read_states
 from shared.auth import Principal
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import NotFound
 from shared.read_pages import keyset_page
 
 # {o}: an organisation (NULL: any); true when it plays a part in the convoy c
@@ -190,18 +190,10 @@ async def in_transit(
     }
 
 
-def _not_given(why: str) -> ValidationFailed:
-    """A cursor that decodes but that this list could not have given: 422, as for any other."""
-    reason = f"not a cursor this list gave ({why}): pass back next_cursor as given"
-    return ValidationFailed(
-        f"cursor: {reason}", extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]}
-    )
-
-
 def _version(text: str) -> int:
     """A stream version from a timeline cursor (written as digits)."""
     if not text.isdigit() or len(text) > 18:
-        raise _not_given("its version is not one")
+        raise pagination.not_given("its version is not one")
     return int(text)
 
 
@@ -223,7 +215,7 @@ async def manifest(
     if after:
         ids = [line["manifest_line_id"] for line in lines]
         if after[0] not in ids:
-            raise _not_given("it names no line of this convoy")
+            raise pagination.not_given("it names no line of this convoy")
         start = ids.index(after[0]) + 1
     items, next_cursor = pagination.page(
         lines[start : start + limit + 1],
