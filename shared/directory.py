@@ -9,7 +9,7 @@ exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, ClassVar
 
 import asyncpg
@@ -238,14 +238,32 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def require(conn: asyncpg.Connection, organisation_id: str, *, field: str) -> str:
-    """The organisation's name; ValidationFailed if the registry never announced it."""
-    name = await conn.fetchval(
-        "SELECT name FROM directory WHERE organisation_id = $1", organisation_id
+def unknown_organisation(organisation_id: str, field: str) -> ValidationFailed:
+    """422 naming `field`: the registry never announced the organisation it names."""
+    return ValidationFailed(
+        f"organisation {organisation_id} is not in the registry",
+        extra={"invalid_params": [{"name": field, "reason": "unknown organisation"}]},
     )
-    if name is None:
-        raise ValidationFailed(
-            f"organisation {organisation_id} is not in the registry",
-            extra={"invalid_params": [{"name": field, "reason": "unknown organisation"}]},
-        )
-    return str(name)
+
+
+def check_known(organisations: Mapping[str, str], known: Collection[str]) -> None:
+    """ValidationFailed for the first field, in the mapping's order, whose organisation is
+    not among `known`."""
+    for field, organisation_id in organisations.items():
+        if organisation_id not in known:
+            raise unknown_organisation(organisation_id, field)
+
+
+async def known(conn: asyncpg.Connection, organisation_ids: Collection[str]) -> set[str]:
+    """Those of the organisations the registry announced, in one query."""
+    rows = await conn.fetch(
+        "SELECT organisation_id FROM directory WHERE organisation_id = ANY($1::text[])",
+        sorted(set(organisation_ids)),
+    )
+    return {r["organisation_id"] for r in rows}
+
+
+async def require(conn: asyncpg.Connection, organisations: Mapping[str, str]) -> None:
+    """Each field's organisation announced by the registry (one query for them all), else
+    ValidationFailed naming the first field that names one it never announced."""
+    check_known(organisations, await known(conn, organisations.values()))

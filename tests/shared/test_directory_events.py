@@ -6,6 +6,7 @@ stored. Real PostgreSQL, the handlers called as the consumer calls them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ import pytest
 
 from shared import directory
 from shared.codec import UndecodableEvent
+from shared.errors import ValidationFailed
 from shared.incoming import Implausible, Incoming
 from shared.testing import fresh_database
 
@@ -194,3 +196,23 @@ def test_the_directory_knows_each_registry_event_it_reads_at_its_current_version
         "registry.organisation-renamed": 1,
     }
     assert set(directory.HANDLERS) == set(directory.CODEC.event_types())
+
+
+async def test_require_checks_every_field_in_one_query_and_names_the_first_unknown(
+    conn: asyncpg.Connection,
+) -> None:
+    feed = Feed(conn)
+    await feed.send("registered", LILLE)
+    await feed.send("registered", ROUBAIX)
+    statements: list[str] = []
+    conn.add_query_logger(lambda record: statements.append(record.query))
+    await directory.require(conn, {"donor_id": "lille", "recipient_id": "roubaix"})
+    await asyncio.sleep(0)  # asyncpg calls its query loggers soon after, not inline
+    assert len(statements) == 1
+    with pytest.raises(ValidationFailed) as refused:
+        await directory.require(conn, {"a": "lille", "b": "nowhere", "c": "elsewhere"})
+    assert refused.value.extra["invalid_params"] == [
+        {"name": "b", "reason": "unknown organisation"}
+    ]
+    assert "nowhere" in str(refused.value)
+    assert await directory.known(conn, ["lille", "lille", "nowhere"]) == {"lille"}

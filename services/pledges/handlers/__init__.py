@@ -77,7 +77,7 @@ async def _append(
 async def post_need(command: commands.PostNeed, uow: UnitOfWork) -> dict[str, Any]:
     need, port = command.need, ports(uow)
     state = await NEEDS.load(uow, need.need_id)
-    await port.require_organisation(need.recipient_id, field="recipient_id")
+    await port.require_organisations({"recipient_id": need.recipient_id})
     # the contact sealed in this transaction, as the recipient records it (shared/privacy.py)
     sealed = await port.seal_contact(need.recipient_id, need.contact, now=uow.now)
     need = replace(need, contact=sealed)
@@ -141,8 +141,9 @@ async def make_pledge(command: commands.MakePledge, uow: UnitOfWork) -> dict[str
         await port.lock_need(need_id, shared=True)
     state = await PLEDGES.load(uow, pledge.pledge_id)
     needs = {need_id: await NEEDS.load(uow, need_id) for need_id in answered}
-    await port.require_organisation(pledge.donor_id, field="donor_id")
-    await port.require_organisation(pledge.recipient_id, field="recipient_id")
+    await port.require_organisations(
+        {"donor_id": pledge.donor_id, "recipient_id": pledge.recipient_id}
+    )
     partnership = (
         await port.partnership(pledge.partnership_id) if pledge.partnership_id is not None else None
     )

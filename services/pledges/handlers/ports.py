@@ -19,13 +19,13 @@ import asyncpg
 
 from services.pledges import domain, privacy, queries
 from shared import directory
-from shared.errors import ValidationFailed
 from shared.repository import PostgresUnitOfWork, UnitOfWork
 
 
 class Ports(Protocol):
-    async def require_organisation(self, organisation_id: str, *, field: str) -> None:
-        """ValidationFailed if the registry never announced the organisation."""
+    async def require_organisations(self, organisations: Mapping[str, str]) -> None:
+        """ValidationFailed naming the first field (of field -> organisation id) whose
+        organisation the registry never announced."""
 
     async def partnership(self, partnership_id: str) -> domain.PartnershipRef | None: ...
 
@@ -47,8 +47,8 @@ class Ports(Protocol):
 class PostgresPorts:
     conn: asyncpg.Connection
 
-    async def require_organisation(self, organisation_id: str, *, field: str) -> None:
-        await directory.require(self.conn, organisation_id, field=field)
+    async def require_organisations(self, organisations: Mapping[str, str]) -> None:
+        await directory.require(self.conn, organisations)
 
     async def partnership(self, partnership_id: str) -> domain.PartnershipRef | None:
         return await queries.partnership(self.conn, partnership_id)
@@ -73,12 +73,8 @@ class MemoryPorts:
     partnerships: dict[str, domain.PartnershipRef] = field(default_factory=dict)
     locks: list[tuple[str, bool]] = field(default_factory=list)
 
-    async def require_organisation(self, organisation_id: str, *, field: str) -> None:
-        if organisation_id not in self.organisations:
-            raise ValidationFailed(
-                f"organisation {organisation_id} is not in the registry",
-                extra={"invalid_params": [{"name": field, "reason": "unknown organisation"}]},
-            )
+    async def require_organisations(self, organisations: Mapping[str, str]) -> None:
+        directory.check_known(organisations, self.organisations)
 
     async def partnership(self, partnership_id: str) -> domain.PartnershipRef | None:
         return self.partnerships.get(partnership_id)

@@ -23,8 +23,9 @@ async def plan_convoy(command: commands.PlanConvoy, uow: UnitOfWork) -> dict[str
     """Raises Forbidden, ValidationFailed (unknown organisations, bad plan), Conflict."""
     plan, caller, world = command.plan, command.caller, ports_of(uow)
     auth.require_planner(caller, origin_id=plan.origin_id, carrier_id=plan.carrier_id)
-    for field in ("origin_id", "destination_id", "carrier_id"):
-        await world.require_organisation(getattr(plan, field), field=field)
+    await world.require_organisations(
+        {f: getattr(plan, f) for f in ("origin_id", "destination_id", "carrier_id")}
+    )
     state = await CONVOYS.load(uow, plan.convoy_id)
     writers = (plan.origin_id, plan.carrier_id)
     recorder = auth.recorder(caller.organisation, writers, default=plan.carrier_id)

@@ -23,7 +23,6 @@ from services.shipments import events as ev
 from services.shipments.handlers import ledger, sealing
 from services.shipments.handlers.repositories import CONVOYS
 from shared import directory
-from shared.errors import ValidationFailed
 from shared.event_store import EventStore
 from shared.repository import UnitOfWork
 from shared.rows import COLUMNS, from_row
@@ -34,8 +33,9 @@ PledgeLines = dict[tuple[str, str], domain.PledgeLine]
 
 
 class Ports(Protocol):
-    async def require_organisation(self, organisation_id: str, *, field: str) -> None:
-        """ValidationFailed naming `field` unless the registry announced the organisation."""
+    async def require_organisations(self, organisations: Mapping[str, str]) -> None:
+        """ValidationFailed naming the first field (of field -> organisation id) whose
+        organisation the registry never announced."""
         ...
 
     async def known_organisations(self, organisation_ids: Collection[str]) -> set[str]: ...
@@ -115,15 +115,11 @@ class PostgresPorts:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def require_organisation(self, organisation_id: str, *, field: str) -> None:
-        await directory.require(self.conn, organisation_id, field=field)
+    async def require_organisations(self, organisations: Mapping[str, str]) -> None:
+        await directory.require(self.conn, organisations)
 
     async def known_organisations(self, organisation_ids: Collection[str]) -> set[str]:
-        rows = await self.conn.fetch(
-            "SELECT organisation_id FROM directory WHERE organisation_id = ANY($1)",
-            sorted(organisation_ids),
-        )
-        return {r["organisation_id"] for r in rows}
+        return await directory.known(self.conn, organisation_ids)
 
     async def lock_pledge_line(self, pledge_id: str, line_id: str) -> domain.PledgeLine | None:
         return await ledger.lock(self.conn, pledge_id, line_id)
@@ -175,12 +171,8 @@ class InMemoryPorts:
     locked: list[tuple[str, str]] = field(default_factory=list)
     subjects: dict[str, str] = field(default_factory=dict)  # subject id -> name sealed
 
-    async def require_organisation(self, organisation_id: str, *, field: str) -> None:
-        if organisation_id not in self.organisations:
-            raise ValidationFailed(
-                f"organisation {organisation_id} is not in the registry",
-                extra={"invalid_params": [{"name": field, "reason": "unknown organisation"}]},
-            )
+    async def require_organisations(self, organisations: Mapping[str, str]) -> None:
+        directory.check_known(organisations, self.organisations)
 
     async def known_organisations(self, organisation_ids: Collection[str]) -> set[str]:
         return set(organisation_ids) & self.organisations
