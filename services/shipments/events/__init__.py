@@ -60,6 +60,7 @@ from services.shipments.events.parts import (
     _CustodyHandedOff,
     _DeliveryConfirmed,
     _Entry,
+    _ManifestLine,
 )
 from shared.codec import EventCodec
 from shared.event_models import EventModel as EventModel
@@ -71,12 +72,17 @@ class ConvoyPlanned(_ConvoyPlanned[Driver]):
     SCHEMA_VERSION: ClassVar[int] = 2  # persons sealed (version 1: in clear, V1 below)
 
 
-class ManifestLineLoaded(EventModel):
-    EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_LOADED
+class _OnManifestLine(EventModel):
+    """What an event of a manifest line names first: the convoy, the line, its pledge line."""
+
     convoy_id: Id
     manifest_line_id: Id
     pledge_id: Id
     line_id: Id
+
+
+class ManifestLineLoaded(_OnManifestLine):
+    EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_LOADED
     donor_id: Id
     recipient_id: Id
     item: Name
@@ -88,12 +94,8 @@ class ManifestLineLoaded(EventModel):
     correlation_id: Id | None = Field(description="the pledge's correlation id")
 
 
-class ManifestLineUnloaded(EventModel):
+class ManifestLineUnloaded(_OnManifestLine):
     EVENT_TYPE: ClassVar[str] = MANIFEST_LINE_UNLOADED
-    convoy_id: Id
-    manifest_line_id: Id
-    pledge_id: Id
-    line_id: Id
     quantity: Decimal = Field(description="given back to the pledge line")
     reason: Text | None = None
 
@@ -173,10 +175,7 @@ class ConvoyClosed(EventModel):
     note: Text | None = None
 
 
-class ReleasedLine(EventModel):
-    manifest_line_id: Id
-    pledge_id: Id
-    line_id: Id
+class ReleasedLine(_ManifestLine):
     quantity: Decimal
 
 

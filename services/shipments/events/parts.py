@@ -91,10 +91,15 @@ class Document(EventModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class DeliveredLine(EventModel):
+class _ManifestLine(EventModel):
+    """A manifest line, and the pledge line it was loaded from."""
+
     manifest_line_id: Id
     pledge_id: Id
     line_id: Id
+
+
+class DeliveredLine(_ManifestLine):
     item: Name
     unit: Unit
     loaded: Decimal
