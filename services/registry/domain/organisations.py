@@ -232,13 +232,7 @@ def correct(
         _check_parent(state.organisation_id, str(command.changes["parent_id"]), parent)
     if "kind" in command.changes and command.changes["kind"] not in set(OrganisationKind):
         raise ValidationFailed(f"{command.changes['kind']!r} is not an organisation kind")
-    current = {
-        "kind": state.kind,
-        "country": state.country,
-        "region": state.region,
-        "coordinates": state.coordinates,
-        "parent_id": state.parent_id,
-    }
+    current = {k: getattr(state, k) for k in CORRECTABLE}
     changes = {k: v for k, v in command.changes.items() if current[k] != v}
     if not changes:
         return []
