@@ -1,5 +1,6 @@
-"""The query parameters every list route takes alike: the page it asks for (`cursor`, `limit`),
-read by one dependency instead of each route declaring and passing the two."""
+"""The query parameters every service's routes take alike: the page a list asks for (`cursor`,
+`limit`), read by one dependency instead of each route declaring and passing the two, and the
+instant a read is `as_of`, declared once for the three services."""
 
 # no `from __future__ import annotations`: the page's limit is annotated with its bounds, which
 # FastAPI must read from the annotation object itself (a string naming a closure's variable
@@ -9,9 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
-from shared import pagination
+from shared import instants, pagination
 
 Cursor = Annotated[str | None, Query(max_length=500)]
+Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,10 @@ def paged(default: int, most: int = pagination.MAX_LIMIT) -> Any:
     Use as `Annotated[Page, paged(50)]`: its two parameters come after the route's own in the
     OpenAPI document (as a dependency's do), where list routes declare them."""
 
-    def page(cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=most)] = default) -> Page:
+    async def page(
+        cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=most)] = default
+    ) -> Page:
+        """async: it blocks on nothing, so FastAPI runs it without a worker thread."""
         return Page(cursor, limit)
 
     return Depends(page)

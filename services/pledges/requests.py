@@ -20,8 +20,11 @@ from pydantic import (
 )
 
 from services.pledges import domain
-from shared import instants, pagination
+from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.route_params import AsOf as AsOf  # the routes import them from here
+from shared.route_params import Cursor as Cursor
+from shared.route_params import Limit as Limit
 
 
 def _quantity(value: Any) -> Any:
@@ -100,15 +103,12 @@ Text = Annotated[str, Field(min_length=1, max_length=2000)]
 Note = Annotated[str | None, Field(max_length=4000)]
 Reason = Annotated[str, Field(min_length=1, max_length=1000)]
 RecordId = Annotated[str, Path(min_length=1, max_length=100)]
-Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 HISTORY_PAGE = 500  # the default page of a need's or pledge's history
 HISTORY_MAX = 1000
 # a record's history, version-ordered as the audit history: `after` a version, `limit` events
 After = Annotated[int, Query(ge=0, le=2**31 - 1, description="the version to read after")]
 HistoryLimit = Annotated[int, Query(ge=1, le=HISTORY_MAX)]
-Cursor = Annotated[str | None, Query(max_length=500)]
 NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
-AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
 class _In(BaseModel):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.registry import domain
-from shared import instants, pagination
+from shared import instants
 from shared import key_policy as policy
 from shared.auth import Role
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.route_params import AsOf as AsOf  # the routes import it from here
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -31,9 +32,6 @@ OrgName = Annotated[Name, AfterValidator(_visible)]
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 OrgId = Annotated[str, Path(min_length=1, max_length=100)]
 PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
-Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=500)]
-AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
 class _In(BaseModel):

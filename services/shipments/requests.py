@@ -12,8 +12,11 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.shipments import domain
-from shared import instants, pagination
+from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.route_params import AsOf as AsOf  # the routes import them from here
+from shared.route_params import Cursor as Cursor
+from shared.route_params import Limit as Limit
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Note = Annotated[str | None, Field(max_length=2000)]
@@ -27,12 +30,9 @@ Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 ConvoyId = Annotated[str, Path(min_length=1, max_length=100)]
 LineRef = Annotated[str, Path(min_length=1, max_length=100)]
-Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 TIMELINE_MAX = 1000  # a timeline's entries are small and a convoy may have 10,000
 TimelineLimit = Annotated[int, Query(ge=1, le=TIMELINE_MAX)]
-Cursor = Annotated[str | None, Query(max_length=500)]
 OrgFilter = Annotated[str | None, Query(max_length=100)]
-AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
 
 
 def positive(value: str, field: str) -> Decimal:
