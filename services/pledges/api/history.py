@@ -44,7 +44,8 @@ class HistoryPage:
             )
 
 
-def _page(after: After = 0, limit: HistoryLimit = HISTORY_PAGE) -> HistoryPage:
+async def _page(after: After = 0, limit: HistoryLimit = HISTORY_PAGE) -> HistoryPage:
+    """The history page asked for (async: it blocks on nothing, so no worker thread)."""
     return HistoryPage(after, limit)
 
 

@@ -25,7 +25,7 @@ Id = Annotated[str | None, Query(max_length=100)]
 PAGE = 100  # the default page of the needs and pledges reports (at most pagination.MAX_LIMIT)
 
 
-def _filters(
+async def _filters(
     date_from: Annotated[
         instants.QueryDate | None, Query(alias="from", description="made or posted on")
     ] = None,
@@ -38,6 +38,7 @@ def _filters(
     programme: Annotated[str | None, Query(max_length=200)] = None,
     category: domain.Category | None = None,
 ) -> report_rows.Filters:
+    """A report's filters (async: it blocks on nothing, so no worker thread)."""
     return report_rows.Filters(
         date_from=date_from,
         date_to=date_to,
@@ -81,7 +82,7 @@ class Output:
         return JSONResponse(table.as_json())
 
 
-def _output(
+async def _output(
     request: Request,
     format: Format = "json",
     convert_to: ConvertTo = None,
@@ -89,6 +90,7 @@ def _output(
     cursor: Cursor = None,
     limit: Limit = PAGE,
 ) -> Output:
+    """How the report answers (async: it blocks on nothing, so no worker thread)."""
     return Output(request, format, Conversion.parse(convert_to, rate), cursor, limit)
 
 
