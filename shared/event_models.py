@@ -1,6 +1,6 @@
 """What every service's event models are made of: the base of a payload and its parts, the
-bounded identifier, name and label types, coordinates, a sealed person, and the upcasters
-that only keep or drop fields.
+bounded identifier, name and label types, decimals as text, coordinates, a sealed person, a
+service's models by type, and the upcasters that only keep or drop fields.
 
 One place, because these are one contract: a consumer enforces the bounds through the
 published schemas (services/*/schemas/), so an id, a name or a label is bounded alike in
