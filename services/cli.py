@@ -67,8 +67,7 @@ async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
     """Replay the log into empty read models; returns (events replayed, rows per table).
     A progress bar on a terminal (cli_support.bars)."""
     projections = cli_databases.projections_of(service)
-    conn = await cli_databases.connect(service, url)
-    try:
+    async with cli_databases.connected(service, url) as conn:
         total = int(await conn.fetchval("SELECT count(*) FROM events"))
         with cli_support.bars() as bars:
             shown = bars.task(f"rebuilding {service}", total=total)
@@ -79,8 +78,6 @@ async def rebuild(service: str, url: str) -> tuple[int, dict[str, int]]:
             for p in projections
             for table in p.tables
         }
-    finally:
-        await conn.close()
     return replayed, counts
 
 
@@ -258,12 +255,7 @@ def _on_databases(
     if args.command == "migrate":
         return migrate_command.run(args, databases=urls)
     if args.command == "privacy":
-        return privacy_migrate_command.run(
-            args,
-            databases=urls,
-            connect=cli_databases.connect,
-            projections=cli_databases.projections_of(args.service),
-        )
+        return privacy_migrate_command.run(args, databases=urls)
     if args.command == "catch-up":
         applied = asyncio.run(catch_up(args.service, urls[args.service], args.upstream, config))
         cli_support.emit(

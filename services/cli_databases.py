@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -71,3 +72,14 @@ async def connect(service: str, url: str) -> asyncpg.Connection:
         conn, service, dbmod.schema_text("shared"), dbmod.schema_text(f"services.{service}")
     )
     return conn
+
+
+@asynccontextmanager
+async def connected(service: str, url: str) -> AsyncIterator[asyncpg.Connection]:
+    """`connect`, the connection closed after however the commands' work ends: one place for
+    the open / work / close each command on one database repeats."""
+    conn = await connect(service, url)
+    try:
+        yield conn
+    finally:
+        await conn.close()

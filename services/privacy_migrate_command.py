@@ -11,16 +11,13 @@ import argparse
 import asyncio
 import importlib
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-
-from services import cli_support
+from services import cli_databases, cli_support
 from services.cli_support import Failed
 from shared import chain, devstack_keys, keys, outbox, privacy_migration, sealer
-from shared.projections import Projection
 from shared.settings import Settings
 
 
@@ -29,66 +26,48 @@ def _signing_key_file(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
     return given or devstack_keys.worker_key_file(args.service, env)
 
 
-Connect = Callable[[str, str], Awaitable[asyncpg.Connection]]
-
-
-async def _migrate(
-    service: str,
-    url: str,
-    key_file: Path,
-    connect: Connect,
-    projections: Sequence[Projection],
-) -> privacy_migration.Report:
+async def _migrate(service: str, url: str, key_file: Path) -> privacy_migration.Report:
     # the service's seal_v1 (services/<service>/privacy.py), found by name: the command serves
     # every service
     seal_v1 = importlib.import_module(f"services.{service}.privacy").seal_v1
     settings = Settings(database_url=url, signing_key_file=str(key_file))
     signer = outbox.signer_for(settings)
     pins = keys.KeyRing.pinned(settings.trusted_keys) if settings.trusted_keys else None
-    conn = await connect(service, url)
-    try:
-        report = await privacy_migration.migrate(
-            conn,
-            service=service,
-            signer=signer,
-            seal_v1=seal_v1,
-            now=datetime.now(UTC),
-            projections=list(projections),
-            trusted_keys=pins,
-        )
-        # the signed statement gets its position now (else at the worker's next sealing):
-        # a verify right after already finds it
-        while await sealer.seal(conn, limit=5000):
-            pass
-        return report
-    except privacy_migration.Refused as exc:
-        verdict: chain.Verdict = exc.verdict
-        raise Failed(
-            f"privacy migrate: {service}'s log does not verify: {verdict.problem} at position"
-            f" {verdict.bad_position}; nothing was rewritten (twinaid audit replay tells more)"
-        ) from None
-    finally:
-        await conn.close()
+    async with cli_databases.connected(service, url) as conn:
+        try:
+            report = await privacy_migration.migrate(
+                conn,
+                service=service,
+                signer=signer,
+                seal_v1=seal_v1,
+                now=datetime.now(UTC),
+                projections=list(cli_databases.projections_of(service)),
+                trusted_keys=pins,
+            )
+            # the signed statement gets its position now (else at the worker's next sealing):
+            # a verify right after already finds it
+            while await sealer.seal(conn, limit=5000):
+                pass
+            return report
+        except privacy_migration.Refused as exc:
+            verdict: chain.Verdict = exc.verdict
+            raise Failed(
+                f"privacy migrate: {service}'s log does not verify: {verdict.problem} at"
+                f" position {verdict.bad_position}; nothing was rewritten (twinaid audit replay"
+                " tells more)"
+            ) from None
 
 
-def run(
-    args: argparse.Namespace,
-    *,
-    databases: Mapping[str, str],
-    connect: Connect,
-    projections: Sequence[Projection],
-) -> int:
-    """`privacy migrate SERVICE` on the database `twinaid` resolved; `connect` opens it with
-    its schema applied, `projections` are the service's (rebuilt by the migration)."""
+def run(args: argparse.Namespace, *, databases: Mapping[str, str]) -> int:
+    """`privacy migrate SERVICE` on the database `twinaid` resolved, opened with its schema
+    applied (cli_databases.connected); the service's read models are rebuilt by the migration."""
     key_file = _signing_key_file(args, os.environ)
     if not key_file.is_file():
         raise Failed(
             f"no signing key {key_file}: the rewrite is signed with {args.service}'s key; give"
             " its file with --key-file or $SIGNING_KEY_FILE"
         )
-    report = asyncio.run(
-        _migrate(args.service, databases[args.service], key_file, connect, projections)
-    )
+    report = asyncio.run(_migrate(args.service, databases[args.service], key_file))
     cli_support.emit(args, report.as_dict(), lambda: _migrate_text(report))
     return 0
 
