@@ -6,7 +6,7 @@ Quantities and weights are decimals written as JSON strings ("13000", "12.5"), a
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -35,15 +35,19 @@ TimelineLimit = Annotated[int, Query(ge=1, le=TIMELINE_MAX)]
 OrgFilter = Annotated[str | None, Query(max_length=100)]
 
 
-def positive(value: str, field: str) -> Decimal:
-    amount = Decimal(value)
-    if amount <= 0:
-        raise ValueError(f"{field} must be more than zero")
-    return amount
-
-
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # the Amount fields that must be more than zero (an Amount alone may be zero)
+    more_than_zero: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _more_than_zero(self) -> Self:
+        """One check for every model naming fields in `more_than_zero`, once they are valid."""
+        for field in self.more_than_zero:
+            if Decimal(getattr(self, field)) <= 0:
+                raise ValueError(f"{field} must be more than zero")
+        return self
 
 
 class CoordinatesIn(_In):
@@ -56,10 +60,7 @@ class VehicleIn(_In):
     type: Annotated[str, Field(min_length=1, max_length=100, examples=["semi-trailer truck"])]
     capacity_kg: Amount
 
-    @model_validator(mode="after")
-    def _capacity(self) -> VehicleIn:
-        positive(self.capacity_kg, "capacity_kg")
-        return self
+    more_than_zero = ("capacity_kg",)
 
 
 class DriverIn(_In):
@@ -132,10 +133,7 @@ class LoadIn(_In):
     weight_kg: Amount | None = Field(default=None, description="else from the pledge's estimate")
     occurred_at: instants.PastInstant | None = None
 
-    @model_validator(mode="after")
-    def _quantity(self) -> LoadIn:
-        positive(self.quantity, "quantity")
-        return self
+    more_than_zero = ("quantity",)
 
 
 class UnloadIn(_In):
@@ -229,10 +227,7 @@ class AffectedLineIn(_In):
     manifest_line_id: Ref
     quantity: Amount
 
-    @model_validator(mode="after")
-    def _quantity(self) -> AffectedLineIn:
-        positive(self.quantity, "quantity")
-        return self
+    more_than_zero = ("quantity",)
 
 
 class IncidentIn(_Entry):
