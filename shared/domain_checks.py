@@ -16,6 +16,7 @@ from shared.errors import NotFound, ValidationFailed
 __all__ = [
     "Record",
     "invalid",
+    "invalid_field",
     "not_before_last_change",
     "not_in_future",
     "occurred",
@@ -48,6 +49,12 @@ def require_exists(state: R, what: str) -> R:
 def invalid(detail: str, *, name: str, reason: str) -> ValidationFailed:
     """A 422 naming the offending field, as the edge renders request validation."""
     return ValidationFailed(detail, extra={"invalid_params": [{"name": name, "reason": reason}]})
+
+
+def invalid_field(name: str, reason: str) -> ValidationFailed:
+    """invalid() whose detail is the field and its reason ("`name`: `reason`"), as a refused
+    query parameter or header reads."""
+    return invalid(f"{name}: {reason}", name=name, reason=reason)
 
 
 def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:

@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from shared.errors import ValidationFailed
+from shared.domain_checks import invalid_field
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 EARLIEST_DATE = EARLIEST.date()
@@ -207,9 +207,7 @@ def check_past_date(value: date, *, field: str) -> None:
         reason = (
             f"{value} is out of range{where}: accepted from {_iso(EARLIEST_DATE)} to {_iso(latest)}"
         )
-        raise ValidationFailed(
-            f"{field}: {reason}", extra={"invalid_params": [{"name": field, "reason": reason}]}
-        )
+        raise invalid_field(field, reason)
 
 
 def storable(value: datetime, *, field: str) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from shared.domain_checks import invalid
 from shared.errors import ValidationFailed
 
 MAX_LIMIT = 200
@@ -61,10 +62,13 @@ def _part(value: Any, kind: Part) -> str | datetime:
 def not_given(why: str) -> ValidationFailed:
     """A cursor this list could not have given (malformed, or naming what the list does not
     hold): 422 naming `cursor`."""
-    reason = f"not a cursor this list gave ({why}): pass back next_cursor as given"
-    return ValidationFailed(
-        f"cursor: {reason}", extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]}
-    )
+    return refused(f"not a cursor this list gave ({why}): pass back next_cursor as given")
+
+
+def refused(reason: str) -> ValidationFailed:
+    """A 422 naming the `cursor` query parameter for `reason` (not_given's, or a list's own
+    check of what its cursor holds)."""
+    return invalid(f"cursor: {reason}", name="query.cursor", reason=reason)
 
 
 def page(

@@ -10,7 +10,8 @@ from fastapi.responses import Response
 from services.pledges import queries
 from services.pledges.formats import iati, iati_xml
 from shared import problems
-from shared.errors import NotFound, ValidationFailed
+from shared.domain_checks import invalid
+from shared.errors import NotFound
 from shared.web import Caller, Ctx
 
 router = APIRouter(prefix="/v1", tags=["exports"])
@@ -43,10 +44,7 @@ async def iati_export(
     contacts are never exported."""
     if (organisation is None) == (partnership is None):
         detail = "name either organisation or partnership (one of them)"
-        raise ValidationFailed(
-            detail,
-            extra={"invalid_params": [{"name": "organisation", "reason": detail}]},
-        )
+        raise invalid(detail, name="organisation", reason=detail)
     async with ctx.db.connection() as conn:
         if organisation is not None and not await iati.organisation_known(conn, organisation):
             raise NotFound(f"organisation {organisation} is not in the registry")

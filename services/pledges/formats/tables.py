@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from services.pledges import domain
 from shared import hxl, instants
+from shared.domain_checks import invalid
 from shared.errors import ValidationFailed
 
 ColumnKind = Literal["text", "quantity", "money", "converted"]
@@ -178,4 +179,4 @@ def _hxl(table: Table, key: str) -> str:
 
 
 def _bad(name: str, detail: str) -> ValidationFailed:
-    return ValidationFailed(detail, extra={"invalid_params": [{"name": name, "reason": detail}]})
+    return invalid(detail, name=name, reason=detail)

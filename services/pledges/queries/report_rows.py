@@ -14,7 +14,6 @@ from services.pledges import domain
 from services.pledges.formats.iati import SECTORS
 from services.pledges.formats.tables import Column
 from shared import pagination
-from shared.errors import ValidationFailed
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
@@ -122,10 +121,7 @@ def line_after(cursor: str | None) -> list[Any] | None:
     if after is not None:
         if not (after[2].isascii() and after[2].isdigit() and len(after[2]) <= 9):
             reason = "not a cursor this list gave (its line is not a number): pass back next_cursor"
-            raise ValidationFailed(
-                f"cursor: {reason}",
-                extra={"invalid_params": [{"name": "query.cursor", "reason": reason}]},
-            )
+            raise pagination.refused(reason)
         after[2] = int(after[2])
     return after
 

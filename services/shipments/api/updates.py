@@ -23,7 +23,8 @@ from services.shipments.queries import live
 from services.shipments.requests import OrgFilter
 from shared import problems
 from shared.deps import ServiceContext, header
-from shared.errors import Unauthenticated, ValidationFailed
+from shared.domain_checks import invalid
+from shared.errors import Unauthenticated
 from shared.web import Caller, Ctx
 
 log = logging.getLogger("twinaid.shipments.live")
@@ -89,9 +90,10 @@ def _start(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is None:
         return after
     if not last_event_id.strip().isdigit() or int(last_event_id) > 2**63 - 1:
-        raise ValidationFailed(
+        raise invalid(
             "Last-Event-ID must be the id of an update this stream sent (a position)",
-            extra={"invalid_params": [{"name": "Last-Event-ID", "reason": "not a position"}]},
+            name="Last-Event-ID",
+            reason="not a position",
         )
     return int(last_event_id)
 
