@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.codec import Upcaster
+from shared.codec import Upcaster, unchanged
 from shared.sealed import SUBJECT_ID
 
 __all__ = [
@@ -100,12 +100,6 @@ class SealedPerson(EventModel):
         max_length=100, pattern=SUBJECT_ID, description="the person as one organisation"
     )
     sealed: str = sealed_field()
-
-
-def unchanged(data: dict[str, Any]) -> dict[str, Any]:
-    """The upcaster of a version whose next one only sealed its person: the fields are the
-    same (sealing itself needs the database: shared/privacy_migration.py)."""
-    return data
 
 
 def without(*derived: str) -> Upcaster:

@@ -69,7 +69,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
     out |= {
         "quantity": fmt(line.quantity),
         "unit": line.unit.value,
-        "weight_kg": fmt(line.weight_kg) if line.weight_kg is not None else None,
+        "weight_kg": domain.quantities.fmt_or_none(line.weight_kg),
         "estimated_value": (
             {"amount": line.value_amount, "currency": line.value_currency}
             if line.value_amount is not None

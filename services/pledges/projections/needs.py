@@ -14,10 +14,6 @@ from services.pledges import events as ev
 from shared.events import RecordedEvent
 
 
-def _dec(value: str | None) -> Decimal | None:
-    return domain.quantities.parse(value) if value is not None else None
-
-
 def line_contribution(row: asyncpg.Record) -> domain.Contribution:
     """A pledge line as the coverage counts it (row: the line's unit, quantity, amount,
     delivered, received and its pledge's status)."""
@@ -184,7 +180,9 @@ async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:
 
 async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     p = ev.decoded(event, ev.NeedPostedRead)
-    target = _dec(p.quantity) if p.kind == "item" else Decimal(p.amount or 0)
+    target = (
+        domain.quantities.parse_or_none(p.quantity) if p.kind == "item" else Decimal(p.amount or 0)
+    )
     await conn.execute(
         """
         INSERT INTO needs (need_id, recipient_id, kind, category, description, unit, currency,

@@ -41,10 +41,6 @@ fmt = domain.quantities.fmt
 ZERO = Decimal(0)
 
 
-def _q(value: Decimal | None) -> str | None:
-    return fmt(value) if value is not None else None
-
-
 def _committed(r: asyncpg.Record, value: int | None) -> int | None:
     """A line's committed value as the totals count it: all of it once binding, what arrived
     once withdrawn (goods valued pro rata from the donor's estimate), nothing while pledged."""
@@ -123,13 +119,13 @@ async def pledge_lines(
             "item": r["item"],
             "need_id": r["need_id"],
             "unit": r["unit"],
-            "quantity": _q(r["quantity"]),
+            "quantity": domain.quantities.fmt_or_none(r["quantity"]),
             "delivered": None if money else fmt(r["delivered"]),
             "damaged": None if money else fmt(r["damaged"]),
             "short": None if money else fmt(r["short"]),
             "lost": None if money else fmt(r["lost"]),
             "remaining": None if money else fmt(max(ZERO, r["quantity"] - r["delivered"])),
-            "weight_kg": _q(r["weight_kg"]),
+            "weight_kg": domain.quantities.fmt_or_none(r["weight_kg"]),
             "currency": r["currency"] if money else r["value_currency"],
             "value": value,
             "committed": _committed(r, value),
