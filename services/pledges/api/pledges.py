@@ -4,6 +4,7 @@ own figures; read one (now or as of an instant), list them, and their history.""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Query, Response
@@ -14,6 +15,7 @@ from services.pledges import responses as R
 from services.pledges.api import history
 from services.pledges.api.writing import Changing, Creating
 from services.pledges.auth import Viewing
+from services.pledges.handlers import pledging
 from services.pledges.requests import (
     AmendIn,
     AsOf,
@@ -25,9 +27,10 @@ from services.pledges.requests import (
     ReceiptIn,
     RecordId,
 )
-from shared import route_docs
-from shared.deps import etag
+from shared import group_commit, route_batches, route_docs
+from shared.deps import ServiceContext, etag
 from shared.errors import NotFound
+from shared.events import Metadata
 from shared.route_params import Page, paged
 from shared.web import Caller, Ctx
 
@@ -60,7 +63,25 @@ async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
         lines=tuple(_line(i, line) for i, line in enumerate(body.lines)),
     )
     command = commands.MakePledge(pledge=pledge, acting_for=w.acting_as(donor))
-    return await w.send(201, command)
+    ctx = w.ctx
+
+    async def attempt(meta: Metadata) -> dict[str, Any] | None:
+        # without Idempotency-Key (write() then never attempts), pledges that arrive together
+        # run in one transaction (group commit), each decided as alone
+        if not pledging.batchable(command):
+            return None
+        together = ctx.group_commit("pledges", partial(_pledges_together, ctx))
+        return route_batches.answered(
+            await together.submit(group_commit.Batched(command, meta, ctx.clock()))
+        )
+
+    return await w.send(201, command, attempt=attempt)
+
+
+async def _pledges_together(ctx: ServiceContext, batch: list[group_commit.Batched]) -> list[Any]:
+    """Pledges that arrived together, in one transaction (handlers/pledging.py)."""
+    together = partial(pledging.make_pledges_together, batch=batch)
+    return await route_batches.in_transaction(ctx, together)
 
 
 @router.read("/pledges", R.PledgePage, 422)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from services.pledges import auth
 from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import Caller, Ctx, IfMatch, ServiceContext
+from shared.events import Metadata
 from shared.web import write
 
 
@@ -36,8 +38,16 @@ class Write:
         PledgeChange): the record (`pledge_id=...`), whom the caller acts for, the version read."""
         return {**record, "acting_for": self.acting_for, "if_match": self.if_match}
 
-    async def send(self, status: int, command: Command) -> JSONResponse:
-        return await write(self.ctx, self.request, self.caller, status, command)
+    async def send(
+        self,
+        status: int,
+        command: Command,
+        *,
+        attempt: Callable[[Metadata], Awaitable[Any | None]] | None = None,
+    ) -> JSONResponse:
+        """`write` (shared/web.py); `attempt`: the command's one-statement form, e.g. joining
+        a group commit (None: it cannot decide alone)."""
+        return await write(self.ctx, self.request, self.caller, status, command, attempt=attempt)
 
 
 async def _creating(request: Request, ctx: Ctx, caller: Caller, acting_for: auth.Writing) -> Write:
