@@ -1,6 +1,7 @@
-"""The query parameters every service's routes take alike: the page a list asks for (`cursor`,
-`limit`), read by one dependency instead of each route declaring and passing the two, and the
-instant a read is `as_of`, declared once for the three services."""
+"""What every service's routes take alike: the page a list asks for (`cursor`, `limit`), read by
+one dependency instead of each route declaring and passing the two; the instant a read is
+`as_of`; and the request bodies' common ground (Body, example), declared once for the three
+services."""
 
 # no `from __future__ import annotations`: the page's limit is annotated with its bounds, which
 # FastAPI must read from the annotation object itself (a string naming a closure's variable
@@ -9,12 +10,25 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
+from pydantic import BaseModel, ConfigDict
 
 from shared import instants, pagination
 
 Cursor = Annotated[str | None, Query(max_length=500)]
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 AsOf = Annotated[instants.QueryInstant | None, Query(description="state as of this instant")]
+
+
+class Body(BaseModel):
+    """A request body: strict (an unknown field is refused, not silently dropped, so a misspelt
+    one is noticed), its strings stripped of surrounding whitespace."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def example(body: dict[str, Any]) -> ConfigDict:
+    """A body's configuration with its example for the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": [body]})
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     WithJsonSchema,
     model_validator,
@@ -23,6 +21,7 @@ from services.pledges import domain
 from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 from shared.route_params import AsOf as AsOf  # the routes import them from here
+from shared.route_params import Body, example
 from shared.route_params import Cursor as Cursor
 from shared.route_params import Limit as Limit
 
@@ -111,16 +110,7 @@ HistoryLimit = Annotated[int, Query(ge=1, le=HISTORY_MAX)]
 NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-def _example(example: dict[str, Any]) -> ConfigDict:
-    """A body's configuration with its example for the OpenAPI document."""
-    return ConfigDict(json_schema_extra={"examples": [example]})
-
-
-class ContactIn(_In):
+class ContactIn(Body):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str | None, Field(max_length=100)] = None
     email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
@@ -129,8 +119,8 @@ class ContactIn(_In):
     phone: Annotated[str | None, Field(max_length=50)] = None
 
 
-class NeedIn(_In):
-    model_config = _example(
+class NeedIn(Body):
+    model_config = example(
         {
             "need_id": "kharkiv-generators-2023",
             "kind": "item",
@@ -160,10 +150,10 @@ class NeedIn(_In):
     contact: ContactIn | None = None
 
 
-class NeedRevisionIn(_In):
+class NeedRevisionIn(Body):
     """Give only the fields that change, and why."""
 
-    model_config = _example({"quantity": "120", "reason": "two more heating points opened"})
+    model_config = example({"quantity": "120", "reason": "two more heating points opened"})
 
     description: Text | None = None
     quantity: Quantity | None = None
@@ -176,19 +166,19 @@ class NeedRevisionIn(_In):
     occurred_at: instants.PastInstant | None = None
 
 
-class EndIn(_In):
-    model_config = _example({"reason": "covered by Lille's convoy of March 2023"})
+class EndIn(Body):
+    model_config = example({"reason": "covered by Lille's convoy of March 2023"})
 
     reason: Reason
     occurred_at: instants.PastInstant | None = None
 
 
-class MoneyIn(_In):
+class MoneyIn(Body):
     amount: MinorUnits
     currency: Currency
 
 
-class LineIn(_In):
+class LineIn(Body):
     line_id: Slug | None = Field(default=None, description="default: 1, 2, 3 in order")
     kind: domain.LineKind
     need_id: Slug | None = None
@@ -202,8 +192,8 @@ class LineIn(_In):
     currency: Currency | None = None
 
 
-class PledgeIn(_In):
-    model_config = _example(
+class PledgeIn(Body):
+    model_config = example(
         {
             "pledge_id": "lille-kharkiv-generators-2023",
             "recipient_id": "kharkiv",
@@ -238,16 +228,16 @@ class PledgeIn(_In):
     contact: ContactIn | None = None
 
 
-class CommitIn(_In):
-    model_config = _example({"occurred_at": "2023-02-20T09:00:00Z"})
+class CommitIn(Body):
+    model_config = example({"occurred_at": "2023-02-20T09:00:00Z"})
 
     occurred_at: instants.PastInstant | None = None
 
 
-class AmendIn(_In):
+class AmendIn(Body):
     """The new quantity (an in-kind line) or amount (a money line), and why."""
 
-    model_config = _example({"quantity": "45", "reason": "five generators went to Bucha instead"})
+    model_config = example({"quantity": "45", "reason": "five generators went to Bucha instead"})
 
     quantity: Quantity | None = None
     amount: MinorUnits | None = None
@@ -265,8 +255,8 @@ class AmendIn(_In):
         return self.quantity if self.quantity is not None else int(self.amount or 0)
 
 
-class ReceiptIn(_In):
-    model_config = _example(
+class ReceiptIn(Body):
+    model_config = example(
         {
             "amount": 10000000,
             "currency": "EUR",
@@ -282,10 +272,10 @@ class ReceiptIn(_In):
     occurred_at: instants.PastInstant | None = None
 
 
-class DonorFigureIn(_In):
+class DonorFigureIn(Body):
     """Your cumulative figure: delivered so far (in kind) or paid so far (money)."""
 
-    model_config = _example(
+    model_config = example(
         {
             "reported_on": "2023-03-20",
             "quantity": "50",

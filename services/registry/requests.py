@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from services.registry import domain
 from shared import instants
@@ -13,6 +13,7 @@ from shared import key_policy as policy
 from shared.auth import Role
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 from shared.route_params import AsOf as AsOf  # the routes import it from here
+from shared.route_params import Body, example
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -34,11 +35,7 @@ OrgId = Annotated[str, Path(min_length=1, max_length=100)]
 PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CoordinatesIn(_In):
+class CoordinatesIn(Body):
     """Where an organisation is (its town's centre, its premises): WGS 84 degrees, JSON numbers
     only (no strings, booleans, NaN or infinities)."""
 
@@ -50,12 +47,7 @@ class CoordinatesIn(_In):
     ]
 
 
-def _example(example: dict[str, Any]) -> ConfigDict:
-    """A request model's example in the OpenAPI document."""
-    return ConfigDict(json_schema_extra={"examples": [example]})
-
-
-class ContactIn(_In):
+class ContactIn(Body):
     role: Annotated[str, Field(min_length=1, max_length=100)]
     name: Name
     email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
@@ -63,8 +55,8 @@ class ContactIn(_In):
     )
 
 
-class OrganisationIn(_In):
-    model_config = _example(
+class OrganisationIn(Body):
+    model_config = example(
         {
             "organisation_id": "kharkiv",
             "name": "Kharkiv",
@@ -88,21 +80,21 @@ class OrganisationIn(_In):
     distinct: bool = Field(default=False, description="register despite a namesake")
 
 
-class RenameIn(_In):
-    model_config = _example({"name": "Kyiv", "reason": "official transliteration since 1995"})
+class RenameIn(Body):
+    model_config = example({"name": "Kyiv", "reason": "official transliteration since 1995"})
 
     name: OrgName
     reason: Annotated[str | None, Field(max_length=500)] = None
 
 
-class AliasIn(_In):
-    model_config = _example({"alias": "Charkiw"})
+class AliasIn(Body):
+    model_config = example({"alias": "Charkiw"})
 
     alias: OrgName
 
 
-class CorrectionIn(_In):
-    model_config = _example(
+class CorrectionIn(Body):
+    model_config = example(
         {
             "region": "Kyiv Oblast",
             "coordinates": {"lat": 50.5436, "lon": 30.2131},
@@ -118,8 +110,8 @@ class CorrectionIn(_In):
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class ContactsIn(_In):
-    model_config = _example(
+class ContactsIn(Body):
+    model_config = example(
         {
             "contacts": [
                 {
@@ -134,13 +126,13 @@ class ContactsIn(_In):
     contacts: Annotated[list[ContactIn], Field(max_length=20)]
 
 
-class EvidenceIn(_In):
+class EvidenceIn(Body):
     reference: Annotated[str, Field(min_length=1, max_length=500)]
     note: Annotated[str | None, Field(max_length=2000)] = None
 
 
-class PartnershipIn(_In):
-    model_config = _example(
+class PartnershipIn(Body):
+    model_config = example(
         {
             "partnership_id": "lille-kharkiv-twinning",
             "organisations": ["lille", "kharkiv"],
@@ -160,8 +152,8 @@ class PartnershipIn(_In):
     evidence: EvidenceIn | None = None
 
 
-class TransitionIn(_In):
-    model_config = _example(
+class TransitionIn(Body):
+    model_config = example(
         {
             "to": "signed",
             "occurred_at": "2022-05-19T10:00:00Z",
@@ -206,7 +198,7 @@ Expiry = Annotated[
 ]
 
 
-class IssueApiKeyIn(_In):
+class IssueApiKeyIn(Body):
     roles: list[Role] = Field(
         min_length=1,
         max_length=5,
@@ -216,21 +208,21 @@ class IssueApiKeyIn(_In):
     expires_at: Expiry = None
 
 
-class RotateApiKeyIn(_In):
+class RotateApiKeyIn(Body):
     expires_at: Expiry = None
 
 
-class RevokeApiKeyIn(_In):
+class RevokeApiKeyIn(Body):
     reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
 
 
-class ApiKeyUse(_In):
+class ApiKeyUse(Body):
     key_id: str = Field(pattern=r"^[0-9a-f]+$", min_length=1, max_length=64)
     # bounded as every instant the API takes (shared/instants.py): one ahead of now counts as now
     last_used_at: instants.PlanInstant = Field(description="its last use at the reporting service")
 
 
-class ReportApiKeyUsesIn(_In):
+class ReportApiKeyUsesIn(Body):
     # only the services that hold copies of the keys report (a service key names no service
     # of its own: any name would let it grow api_key_uses without bound)
     service: Literal["pledges", "shipments"] = Field(

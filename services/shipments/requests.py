@@ -9,12 +9,13 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.shipments import domain
 from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 from shared.route_params import AsOf as AsOf  # the routes import them from here
+from shared.route_params import Body, example
 from shared.route_params import Cursor as Cursor
 from shared.route_params import Limit as Limit
 
@@ -35,10 +36,10 @@ TimelineLimit = Annotated[int, Query(ge=1, le=TIMELINE_MAX)]
 OrgFilter = Annotated[str | None, Query(max_length=100)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class _In(Body):
+    """A shipments request body: the amounts it names in `more_than_zero` (an Amount alone may
+    be zero) are checked by one validator."""
 
-    # the Amount fields that must be more than zero (an Amount alone may be zero)
     more_than_zero: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
@@ -71,26 +72,22 @@ class DriverIn(_In):
 
 
 class ConvoyIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "convoy_id": "lille-kharkiv-medicines-2023-03",
+            "reference": "Lille - Kharkiv medicines, second convoy",
+            "origin_id": "lille",
+            "destination_id": "kharkiv",
+            "carrier_id": "lille",
+            "planned_departure": "2030-03-06T06:00:00+01:00",
+            "vehicles": [
                 {
-                    "convoy_id": "lille-kharkiv-medicines-2023-03",
-                    "reference": "Lille - Kharkiv medicines, second convoy",
-                    "origin_id": "lille",
-                    "destination_id": "kharkiv",
-                    "carrier_id": "lille",
-                    "planned_departure": "2030-03-06T06:00:00+01:00",
-                    "vehicles": [
-                        {
-                            "registration": "GH-482-LK",
-                            "type": "semi-trailer truck",
-                            "capacity_kg": "13000",
-                        }
-                    ],
-                    "route": ["Lille", "Kraków", "Kharkiv"],
+                    "registration": "GH-482-LK",
+                    "type": "semi-trailer truck",
+                    "capacity_kg": "13000",
                 }
-            ]
+            ],
+            "route": ["Lille", "Kraków", "Kharkiv"],
         }
     )
 
@@ -110,18 +107,14 @@ class ConvoyIn(_In):
 
 
 class LoadIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "manifest_line_id": "antibiotics-1",
-                    "pledge_id": "chu-lille-antibiotics",
-                    "line_id": "1",
-                    "quantity": "300",
-                    "vehicle": "GH-482-LK",
-                    "weight_kg": "1800",
-                }
-            ]
+    model_config = example(
+        {
+            "manifest_line_id": "antibiotics-1",
+            "pledge_id": "chu-lille-antibiotics",
+            "line_id": "1",
+            "quantity": "300",
+            "vehicle": "GH-482-LK",
+            "weight_kg": "1800",
         }
     )
 
@@ -137,25 +130,21 @@ class LoadIn(_In):
 
 
 class UnloadIn(_In):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "no room left"}]})
+    model_config = example({"reason": "no room left"})
 
     reason: Note = None
     occurred_at: instants.PastInstant | None = None
 
 
 class CancelIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"reason": "the road through Rzeszów is closed"}]}
-    )
+    model_config = example({"reason": "the road through Rzeszów is closed"})
 
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
     occurred_at: instants.PastInstant | None = None
 
 
 class CloseIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"note": "delivered and signed for"}]}
-    )
+    model_config = example({"note": "delivered and signed for"})
 
     note: Note = None
     occurred_at: instants.PastInstant | None = None
@@ -261,19 +250,15 @@ FieldEntryIn = Annotated[
 
 
 class EntriesIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "entries": [
                 {
-                    "entries": [
-                        {
-                            "entry_id": "lille-kharkiv-2023-03-07",
-                            "kind": "checkpoint",
-                            "occurred_at": "2023-03-09T06:15:00Z",
-                            "place": "Poltava",
-                            "coordinates": {"lat": 49.5883, "lon": 34.5514},
-                        }
-                    ]
+                    "entry_id": "lille-kharkiv-2023-03-07",
+                    "kind": "checkpoint",
+                    "occurred_at": "2023-03-09T06:15:00Z",
+                    "place": "Poltava",
+                    "coordinates": {"lat": 49.5883, "lon": 34.5514},
                 }
             ]
         }
@@ -300,24 +285,20 @@ class DeliveredLineIn(_In):
 
 
 class DeliveryIn(_In):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "receiver": {
+                "name": "Olha Kravchenko",
+                "role": "head of the municipal medical warehouse",
+            },
+            "lines": [
                 {
-                    "receiver": {
-                        "name": "Olha Kravchenko",
-                        "role": "head of the municipal medical warehouse",
-                    },
-                    "lines": [
-                        {
-                            "manifest_line_id": "antibiotics-1",
-                            "received": "298",
-                            "damaged": "2",
-                            "short": "0",
-                        }
-                    ],
+                    "manifest_line_id": "antibiotics-1",
+                    "received": "298",
+                    "damaged": "2",
+                    "short": "0",
                 }
-            ]
+            ],
         }
     )
 
