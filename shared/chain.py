@@ -218,6 +218,12 @@ class ChainEntry:
     hash: bytes
     event: RecordedEvent | None
 
+    @classmethod
+    def of(cls, event: RecordedEvent) -> ChainEntry:
+        """The entry of an event that carries its own position and hash (read with them, or
+        from a feed or a broker): 0 and no hash where it has none, which the verifier refuses."""
+        return cls(event.position or 0, str(event.event_id), event.hash or b"", event)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

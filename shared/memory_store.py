@@ -64,10 +64,5 @@ class InMemoryEventStore:
         return 0
 
     async def verify(self) -> chain.Verdict:
-        entries = [
-            chain.ChainEntry(
-                position=e.position or 0, event_id=str(e.event_id), hash=e.hash or b"", event=e
-            )
-            for e in self._events
-        ]
+        entries = [chain.ChainEntry.of(e) for e in self._events]
         return chain_verifier.verify(entries, sealed_head=len(self._events))

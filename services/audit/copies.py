@@ -278,13 +278,7 @@ async def _rebuild(
             # the schemas the upstream publishes, which the live consumer holds events to
             contract = published.Contract(SERVICES_DIR / upstream / "schemas")
             async for event in events_of(upstream):
-                entry = chain.ChainEntry(
-                    position=event.position or 0,
-                    event_id=str(event.event_id),
-                    hash=event.hash or b"",
-                    event=event,
-                )
-                if verifier.add(entry) is not None:
+                if verifier.add(chain.ChainEntry.of(event)) is not None:
                     break
                 handler = handlers.get(event.event_type)
                 if handler is None:

@@ -100,14 +100,7 @@ async def replay(
     try:
         batch: list[RecordedEvent] = []
         async for event in events:
-            verifier.add(
-                chain.ChainEntry(
-                    position=event.position or 0,
-                    event_id=str(event.event_id),
-                    hash=event.hash or b"",
-                    event=event,
-                )
-            )
+            verifier.add(chain.ChainEntry.of(event))
             report.events += 1
             if conn is not None:
                 batch.append(event)
