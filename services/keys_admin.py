@@ -6,8 +6,7 @@ signing key. Failed (services/cli_support.py) on what the operator must fix."""
 from __future__ import annotations
 
 import getpass
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ async def check_organisation(registry_url: str, organisation: str, roles: list[a
     message names registered organisations the text is a name or an alias of."""
     if set(roles) <= OPERATOR_ROLES:
         return
-    async with _connected("registry", registry_url) as conn:
+    async with cli_databases.connected("registry", registry_url) as conn:
         if await conn.fetchval(
             "SELECT 1 FROM organisations WHERE organisation_id = $1", organisation
         ):
@@ -73,17 +72,6 @@ def operator() -> keys_domain.Manager:
     )
 
 
-@asynccontextmanager
-async def _connected(service: str, url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to a service's database, its schema applied (cli_databases.connect),
-    closed after."""
-    conn = await cli_databases.connect(service, url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 def _copies(urls: Mapping[str, str]) -> list[tuple[str, str]]:
     """The services holding a copy of the registry's keys (every one but the registry), and
     where their databases are."""
@@ -99,7 +87,7 @@ async def _in_registry_log(
 ) -> dict[str, Any] | None:
     """`change` in one transaction of the registry's database, which its relay is then woken
     to publish (as the registry's API does after a write)."""
-    async with _connected("registry", url) as conn:
+    async with cli_databases.connected("registry", url) as conn:
         async with conn.transaction():
             answer = await change(conn)
         await conn.execute(f"NOTIFY {notify.CHANNEL}")
@@ -144,7 +132,7 @@ async def keys_issue(
     assert answer is not None
     key_id, digest = auth.digest_of(answer["token"])
     for service, url in _copies(urls):
-        async with _connected(service, url) as conn:
+        async with cli_databases.connected(service, url) as conn:
             held = await conn.fetchval("SELECT secret_hash FROM api_keys WHERE key_id = $1", key_id)
             if held is None:
                 await shared_api_keys.store_issued(
@@ -187,7 +175,7 @@ async def keys_revoke(
 
     revoked = ["registry"] if await _in_registry_log(urls["registry"], revoke) else []
     for service, url in _copies(urls):
-        async with _connected(service, url) as conn:
+        async with cli_databases.connected(service, url) as conn:
             status = await conn.execute(
                 "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
                 key_id,
@@ -209,7 +197,7 @@ async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
     (its revocation is on its way to the others)."""
     keys: dict[str, dict[str, Any]] = {}
     for service, url in urls.items():
-        async with _connected(service, url) as conn:
+        async with cli_databases.connected(service, url) as conn:
             rows = await conn.fetch("SELECT * FROM api_keys ORDER BY created_at, key_id")
         for row in rows:
             shown = {c: row[c] for c in KEY_COLUMNS}
@@ -227,7 +215,7 @@ async def keys_list(urls: Mapping[str, str]) -> list[dict[str, object]]:
 
 
 async def rotate_signing(service: str, url: str, key_file: Path) -> signing_keys.Rotation:
-    async with _connected(service, url) as conn:
+    async with cli_databases.connected(service, url) as conn:
         return await signing_keys.rotate(
             conn, service=service, key_file=key_file, now=datetime.now(UTC)
         )

@@ -71,7 +71,7 @@ class Listing(Page):
 def _listed(default: int) -> Any:
     """The dependency reading a list's page and format, `default` items a page."""
 
-    def listing(
+    async def listing(  # async: a plain def would run in the thread pool
         request: Request, cursor: Cursor = None, limit: Limit = default, format: Format = "json"
     ) -> Listing:
         return Listing(cursor=cursor, limit=limit, request=request, format=format)
