@@ -9,9 +9,11 @@ exactly the same bytes:
 - keys: RFC 8785 orders them by UTF-16 code units, which for ASCII keys is Python's order;
 - strings: both escape `"`, `\\` and the controls below U+0020 alike (`\\b \\t \\n \\f \\r`,
   the others as `\\u00xx` in lower case) and write every other character as UTF-8;
-- integers: decimal digits, inside the range where RFC 8785 has them.
+- integers: decimal digits, inside the range where RFC 8785 has them;
+- floats that are not integral, from 1e-4 to 1e16 in magnitude (coordinates): both write the
+  shortest digits that read back as the same number, without an exponent.
 
-Anything else (a float, a non-ASCII key, a key that is not a string, another type, a value
+Anything else (another float, a non-ASCII key, a key that is not a string, another type, a value
 nested deeper than MAX_DEPTH, a string that is not valid Unicode) goes to `rfc8785`, which
 writes it or raises CanonicalizationError as before. tests/shared/test_canonical.py compares
 the two on generated values.
@@ -26,6 +28,7 @@ import rfc8785
 
 CanonicalizationError = rfc8785.CanonicalizationError
 MAX_INT = 2**53 - 1
+FLOAT_LOW, FLOAT_HIGH = 1e-4, 1e16  # floats written alike by both (coordinates, say)
 MAX_DEPTH = 64  # deeper values take the slow path (chain.MAX_DEPTH refuses them anyway)
 
 _ENCODER = json.JSONEncoder(
@@ -39,6 +42,11 @@ def plain(value: Any, depth: int = 0) -> bool:
         return True
     if isinstance(value, int):
         return -MAX_INT <= value <= MAX_INT
+    if isinstance(value, float):
+        # where both write the shortest digits that read back, without an exponent: Python
+        # from 1e-4 to 1e16, ECMAScript from 1e-6 to 1e21; an integral float is "2.0" to
+        # Python and "2" to RFC 8785
+        return FLOAT_LOW <= abs(value) < FLOAT_HIGH and not value.is_integer()
     if depth >= MAX_DEPTH:
         return False
     if isinstance(value, dict):

@@ -29,7 +29,12 @@ _INTS = st.one_of(
     st.integers(min_value=-(2**53) - 2, max_value=2**53 + 2),
     st.sampled_from([2**53 - 1, -(2**53) + 1, 2**53, -(2**53), 2**64]),
 )
-_SCALARS = st.one_of(st.none(), st.booleans(), _INTS, _TEXT, st.floats(width=64))
+_FLOATS = st.one_of(
+    st.floats(width=64),
+    st.floats(min_value=1e-4, max_value=1e16),
+    st.floats(min_value=-180, max_value=180).map(lambda f: round(f, 6)),  # coordinates
+)
+_SCALARS = st.one_of(st.none(), st.booleans(), _INTS, _TEXT, _FLOATS)
 _VALUES = st.recursive(
     _SCALARS,
     lambda inner: st.one_of(
@@ -80,6 +85,8 @@ class Size(enum.IntEnum):
         ("tuple", 1),
         [[[[]]]],
         {"deep": [[[[[[[[[[1]]]]]]]]]]},
+        {"lat": 49.5883, "lon": 34.5514, "tiny": 0.0001, "big": 1e15 + 0.5, "neg": -0.25},
+        {"integral": 2.0, "huge": 1e16 + 2, "small": 1e-5, "exp": 1.5e-7, "zero": -0.0},
     ],
 )
 def test_examples_match_rfc8785(value: Any) -> None:
@@ -88,7 +95,9 @@ def test_examples_match_rfc8785(value: Any) -> None:
 
 def test_plain_values_take_the_fast_path_and_others_do_not() -> None:
     assert canonical.plain({"a": [1, "b", None, True], "c": {"d": -(2**53) + 1}})
-    assert not canonical.plain({"a": 1.5})  # floats: rfc8785 writes them (ECMAScript form)
+    assert canonical.plain({"lat": 49.5883, "lon": -34.5514})  # coordinates
+    assert not canonical.plain({"a": 2.0})  # integral: "2.0" to Python, "2" to RFC 8785
+    assert not canonical.plain({"a": 1e-5})  # an exponent to Python, not to ECMAScript
     assert not canonical.plain({"a": 2**53})  # out of range: rfc8785 refuses it
     assert not canonical.plain({"é": 1})  # non-ASCII key: UTF-16 order
     assert not canonical.plain({1: 1})  # not a string key: rfc8785 refuses it
