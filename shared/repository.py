@@ -9,10 +9,12 @@ consumer's transaction), InMemoryUnitOfWork in fast handler tests.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
+from uuid import UUID
 
 import asyncpg
 from pydantic import BaseModel
@@ -118,6 +120,9 @@ def _version(state: Any) -> int:
     return version
 
 
+RECENT_STATES = 1024  # states a Repository remembers for the projection of their append
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)  # one repository per stream type: by identity
 class Repository(Generic[S]):
     """The records of one stream type: `initial(record_id)` is a record with no event,
@@ -131,6 +136,22 @@ class Repository(Generic[S]):
     evolve: Callable[[S, Event[Any]], S]
     version: Callable[[S], int] = _version
     snapshot: SnapshotFormat[S] | None = None
+    # states handlers computed after events about to be appended, by the last event's id
+    # (`remember`), for the projection of that append (`recall`); bounded, oldest out first
+    _recent: OrderedDict[UUID, S] = field(default_factory=OrderedDict, repr=False)
+
+    def remember(self, last_event_id: UUID, state: S) -> None:
+        """`state` is the record after the event `last_event_id` and those before it, about to
+        be appended (and kept as its snapshot): the projection of that append may start from it
+        (`recall`) instead of reading and decoding the snapshot again. An event id is never
+        used twice, so an append that is rolled back leaves an entry nothing asks for."""
+        self._recent[last_event_id] = state
+        while len(self._recent) > RECENT_STATES:
+            self._recent.popitem(last=False)
+
+    def recall(self, event_id: UUID) -> S | None:
+        """The state `remember` kept after this event, once (None: not kept, or asked already)."""
+        return self._recent.pop(event_id, None)
 
     def stream_id(self, record_id: str) -> str:
         """The stream of a record: the only place stream ids are spelled."""

@@ -29,12 +29,16 @@ async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) ->
     event. The same rows as one write per event: a convoy's row keeps its
     latest version, and its manifest lines are only ever added, with only their state changing
     afterwards. A few statements for the whole batch, however many convoys it touches."""
-    last: dict[str, int] = {}
+    last: dict[str, RecordedEvent] = {}
     for event in events:
-        last[REPOSITORY.record_id(event.stream_id)] = event.stream_version
-    folded = await REPOSITORY.load_many(conn, last)
+        last[REPOSITORY.record_id(event.stream_id)] = event
+    # the state the handler kept after these events (handlers/common.py record: its snapshot
+    # is saved already), else from the snapshot and the events after it (a rebuild, a replay)
+    kept = {c: s for c, e in last.items() if (s := REPOSITORY.recall(e.event_id)) is not None}
+    up_to = {c: e.stream_version for c, e in last.items() if c not in kept}
+    folded = await REPOSITORY.load_many(conn, up_to) if up_to else {}
     await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), folded)
-    states = list(folded.values())
+    states = [kept[c] if c in kept else folded[c] for c in last]
     await conn.executemany(
         """
         INSERT INTO convoys (convoy_id, reference, status, origin_id, destination_id, carrier_id,

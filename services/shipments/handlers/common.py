@@ -45,12 +45,14 @@ async def record(
     """Append `events` after the version `state` was loaded at and return the state after
     them. The new events are folded once, here, as they will be recorded, and the state kept
     as the convoy's snapshot before the append: the projection (projections.py) starts from
-    it, folds nothing, and renders the convoy once."""
+    it (remembered by its last event, so not read back and decoded), folds nothing, and renders
+    the convoy once."""
     if not events:
         return state
     meta = metadata if metadata is not None else uow.metadata
     after = CONVOYS.fold(state, as_recorded(state, events, metadata=meta, now=uow.now))
     await CONVOYS.save_snapshot(uow, state.convoy_id, after)
+    CONVOYS.remember(events[-1].event_id, after)
     await CONVOYS.append(
         uow, state.convoy_id, expected_version=state.version, events=events, metadata=meta
     )
