@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -54,7 +54,13 @@ class _Stored(Generic[V]):
             raise TypeError(f"a stored event has no {name}")
         self.name = name
 
-    def __get__(self, event: Event[Any], owner: type[Any] | None = None) -> V:
+    @overload
+    def __get__(self, event: None, owner: type[Any] | None = None) -> _Stored[V]: ...
+    @overload
+    def __get__(self, event: Event[Any], owner: type[Any] | None = None) -> V: ...
+    def __get__(self, event: Event[Any] | None, owner: type[Any] | None = None) -> V | _Stored[V]:
+        if event is None:  # on the class (introspection, hasattr): the descriptor itself
+            return self
         return cast(V, getattr(event.recorded, self.name))
 
 

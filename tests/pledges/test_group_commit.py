@@ -7,8 +7,10 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 
+from services.pledges.handlers.pledging import _BatchPorts
 from tests.pledges.conftest import GENERATORS_NEED, PledgesApi, assert_problem, generators_pledge
 
 
@@ -87,3 +89,22 @@ async def test_a_pledge_with_a_contact_runs_alone_and_keeps_its_sealed_person(
     assert set(made) == {*(f"q-{i}" for i in range(6)), "q-contact"}
     assert "sealed" in made["q-contact"]["contact"]
     assert "Jeanne" not in str(made["q-contact"])
+
+
+async def test_the_batch_ports_take_a_lock_the_batch_does_not_hold_yet(api: PledgesApi) -> None:
+    """A need the batch locked shared is not locked again; any other lock (another need, or
+    the need alone) is taken on the batch's transaction."""
+    conn = await asyncpg.connect(api.url)
+    try:
+        async with conn.transaction():
+            ports = _BatchPorts(conn, locked=frozenset({"n1"}))
+            await ports.lock_need("n1", shared=True)  # held by the batch already
+            await ports.lock_need("n2", shared=True)
+            await ports.lock_need("n1", shared=False)
+            held = await conn.fetch(
+                "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " ORDER BY mode"
+            )
+            assert [r["mode"] for r in held] == ["ExclusiveLock", "ShareLock"]
+    finally:
+        await conn.close()

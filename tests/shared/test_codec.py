@@ -259,3 +259,9 @@ def test_a_consumer_reads_an_upstream_s_newer_version_with_its_model_if_it_valid
         consumer.decode_data("test.seen", 3, {"whom": "bucha"}, newer=True)
     with pytest.raises(UndecodableEvent, match="who: String should have at most 20"):
         consumer.decode_data("test.seen", 3, {"who": "x" * 21}, newer=True)
+
+
+def test_an_events_stored_attributes_read_through_and_are_descriptors_on_the_class() -> None:
+    """Introspection (hasattr on the class) sees the attributes; an instance reads its stored
+    envelope's values."""
+    assert hasattr(Event, "event_type") and hasattr(Event, "stream_version")

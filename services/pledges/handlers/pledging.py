@@ -45,7 +45,8 @@ class _BatchPorts(PostgresPorts):
 
     async def lock_need(self, need_id: str, *, shared: bool = False) -> None:
         if not (shared and need_id in self.locked):
-            await super().lock_need(need_id, shared=shared)
+            # named, not super(): a slots dataclass is a new class, zero-argument super() fails
+            await PostgresPorts.lock_need(self, need_id, shared=shared)
 
 
 def _command(item: group_commit.Batched) -> commands.MakePledge:
