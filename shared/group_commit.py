@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 import asyncpg
 
@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("twinaid.group_commit")
+C = TypeVar("C", bound=Command)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,13 @@ class Batched:
     metadata: Metadata
     now: datetime
     guarded: bool = False
+
+    def command_as(self, kind: type[C]) -> C:
+        """The command as the one type a service's batch of this kind holds (TypeError for
+        another: a route handed the wrong batch a command)."""
+        if not isinstance(self.command, kind):
+            raise TypeError(f"a batch of {kind.__name__} got a {type(self.command).__name__}")
+        return self.command
 
 
 class SavepointsNeeded(Exception):

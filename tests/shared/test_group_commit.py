@@ -381,3 +381,10 @@ async def test_a_guarded_command_runs_in_a_savepoint_and_its_refusal_undoes_its_
         "snapshots": [("tally-a", 2)],
         "notes": ["a"],
     }
+
+
+def test_a_batched_command_is_read_as_the_type_its_batch_holds() -> None:
+    item = batched(Broken(), "a")
+    assert item.command_as(Broken) is item.command
+    with pytest.raises(TypeError, match="a batch of Add got a Broken"):
+        item.command_as(Add)

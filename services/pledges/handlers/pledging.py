@@ -49,18 +49,13 @@ class _BatchPorts(PostgresPorts):
             await PostgresPorts.lock_need(self, need_id, shared=shared)
 
 
-def _command(item: group_commit.Batched) -> commands.MakePledge:
-    assert isinstance(item.command, commands.MakePledge)
-    return item.command
-
-
 async def make_pledges_together(
     conn: asyncpg.Connection, batch: Sequence[group_commit.Batched], *, savepoints: bool = False
 ) -> list[Any]:
     """Each pledge's answer, or the error it raised, in order (group_commit.run_together), in
     the caller's transaction. Raises ConcurrencyConflict (a pledge id taken meanwhile by
     another transaction: nothing of the batch stays, each runs again) or SavepointsNeeded."""
-    pledges = [_command(item).pledge for item in batch]
+    pledges = [item.command_as(commands.MakePledge).pledge for item in batch]
     needs = sorted({s.need_id for p in pledges for s in p.lines if s.need_id is not None})
     if needs:  # in the order of the array: sorted, as a pledge alone takes its own
         await conn.execute(

@@ -50,14 +50,9 @@ class _BatchPorts(PostgresPorts):
         return min((i for i, c, k in self.named if c == country and k & wanted), default=None)
 
     def kept(self, item: group_commit.Batched, answer: Any) -> None:
-        registration = _command(item).registration
+        registration = item.command_as(commands.RegisterOrganisation).registration
         keys = set(organisations.name_keys(registration))
         self.named.append((registration.organisation_id, registration.country, keys))
-
-
-def _command(item: group_commit.Batched) -> commands.RegisterOrganisation:
-    assert isinstance(item.command, commands.RegisterOrganisation)
-    return item.command
 
 
 async def register_together(
@@ -66,7 +61,7 @@ async def register_together(
     """Each registration's answer, or the error it raised, in order (group_commit.run_together),
     in the caller's transaction. Raises ConcurrencyConflict (an id registered meanwhile by
     another transaction: nothing of the batch stays, each runs again) or SavepointsNeeded."""
-    registrations = [_command(item).registration for item in batch]
+    registrations = [item.command_as(commands.RegisterOrganisation).registration for item in batch]
     keys = [(r.country, organisations.name_keys(r)) for r in registrations]
     ids = {r.organisation_id for r in registrations}
     ids |= {r.parent_id for r in registrations if r.parent_id is not None}
