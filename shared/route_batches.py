@@ -1,17 +1,19 @@
 """What a write route does when its requests join a group commit (shared/batching.py; the
-registry's registrations, shipments' road entries): the batch runs in one transaction, and once
-more with savepoints when the database refused one of its appends; each request is answered
-what its own command answered, or raised."""
+registry's registrations, pledges, shipments' road entries): the batch runs in one
+transaction, and once more with savepoints when the database refused one of its appends; each
+request is answered what its own command answered, or raised (`join`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
+from shared.commands import Command
 from shared.deps import ServiceContext
-from shared.group_commit import SavepointsNeeded
+from shared.events import Metadata
+from shared.group_commit import Batched, SavepointsNeeded
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -42,3 +44,16 @@ def answered(answer: Any) -> dict[str, Any]:
         raise answer
     result: dict[str, Any] = answer
     return result
+
+
+async def join(
+    ctx: ServiceContext,
+    name: str,
+    run: Callable[[list[Batched]], Awaitable[Sequence[Any]]],
+    command: Command,
+    metadata: Metadata,
+) -> dict[str, Any]:
+    """The request's command sent to the service's group commit `name` (`run` runs a batch
+    of them), answered as it would be alone: its result, or its error raised."""
+    together = ctx.group_commit(name, run)
+    return answered(await together.submit(Batched(command, metadata, ctx.clock())))

@@ -70,9 +70,8 @@ async def make_pledge(body: PledgeIn, w: Creating) -> JSONResponse:
         # run in one transaction (group commit), each decided as alone
         if not pledging.batchable(command):
             return None
-        together = ctx.group_commit("pledges", partial(_pledges_together, ctx))
-        return route_batches.answered(
-            await together.submit(group_commit.Batched(command, meta, ctx.clock()))
+        return await route_batches.join(
+            ctx, "pledges", partial(_pledges_together, ctx), command, meta
         )
 
     return await w.send(201, command, attempt=attempt)

@@ -77,9 +77,8 @@ async def register_organisation(
         # together run in one transaction (group commit), each decided as alone
         if not handlers.batchable(command):
             return None
-        together = ctx.group_commit("registrations", partial(_register_together, ctx))
-        return route_batches.answered(
-            await together.submit(handlers.Batched(command, meta, ctx.clock()))
+        return await route_batches.join(
+            ctx, "registrations", partial(_register_together, ctx), command, meta
         )
 
     return await write(ctx, request, caller, 201, command, attempt=attempt)
