@@ -4,6 +4,7 @@ and delivered lines (as JSON, or as the HXL rows of formats/hxl.py: the rows are
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ from services.shipments.queries import _CONVOY, INVOLVES, _document
 from shared import pagination
 from shared.auth import Principal
 
-LineRows = Callable[[asyncpg.Record], Awaitable[list[dict[str, Any]]]]
+LinesOf = Awaitable[list[dict[str, Any]]]
+LineRows = Callable[[asyncpg.Record], LinesOf]
 # where a page resumes: the convoys after ($3 instant, $4 convoy id), that one too if $5
 AFTER = """
     SELECT * FROM ({convoys}) d
@@ -72,59 +74,76 @@ async def line_page(
     }
 
 
-async def discrepancies(
-    conn: asyncpg.Connection,
-    caller: Principal,
-    *,
-    organisation: str | None,
-    cursor: str | None = None,
-    limit: int = 100,
-) -> dict[str, Any]:
-    """Lines that arrived damaged, short or not at all, across the caller's convoys: newest
-    departure first, then by convoy id and manifest order, a page at a time."""
+@dataclass(frozen=True, slots=True)
+class LineList:
+    """A list of lines across the caller's convoys (line_page): `convoys` selects the convoys
+    with such lines and the instant `at` they are ordered by; `lines_of` gives a convoy's
+    lines, from its row, as the caller sees them, in manifest order."""
 
-    async def lines_of(row: asyncpg.Record) -> list[dict[str, Any]]:
-        doc = _document(caller, row)
-        order = {line["manifest_line_id"]: i for i, line in enumerate(doc["manifest"])}
-        lines = sorted(doc["discrepancies"], key=lambda x: order.get(x["manifest_line_id"], -1))
-        return [
-            {
-                "convoy_id": doc["convoy_id"],
-                "reference": doc["reference"],
-                "status": doc["status"],
-                "origin_id": doc["origin_id"],
-                "destination_id": doc["destination_id"],
-                **line,
-            }
-            for line in lines
-        ]
+    convoys: str
+    lines_of: Callable[[asyncpg.Connection, Principal, asyncpg.Record], LinesOf]
 
-    convoys = f"""
+    async def __call__(
+        self,
+        conn: asyncpg.Connection,
+        caller: Principal,
+        *,
+        organisation: str | None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """A page of the list: `items` and `next_cursor`."""
+
+        def lines_of(row: asyncpg.Record) -> LinesOf:
+            return self.lines_of(conn, caller, row)
+
+        return await line_page(conn, caller, organisation, self.convoys, lines_of, (cursor, limit))
+
+
+async def _discrepant(
+    conn: asyncpg.Connection, caller: Principal, row: asyncpg.Record
+) -> list[dict[str, Any]]:
+    doc = _document(caller, row)
+    order = {line["manifest_line_id"]: i for i, line in enumerate(doc["manifest"])}
+    lines = sorted(doc["discrepancies"], key=lambda x: order.get(x["manifest_line_id"], -1))
+    return [
+        {
+            "convoy_id": doc["convoy_id"],
+            "reference": doc["reference"],
+            "status": doc["status"],
+            "origin_id": doc["origin_id"],
+            "destination_id": doc["destination_id"],
+            **line,
+        }
+        for line in lines
+    ]
+
+
+async def _delivered(
+    conn: asyncpg.Connection, caller: Principal, row: asyncpg.Record
+) -> list[dict[str, Any]]:
+    return delivery_rows(await auth.revealed(conn, _document(caller, row)))
+
+
+# Lines that arrived damaged, short or not at all, across the caller's convoys: newest
+# departure first, then by convoy id and manifest order, a page at a time.
+discrepancies = LineList(
+    f"""
         SELECT {_CONVOY}, coalesce(c.dispatched_at, c.planned_departure) AS at FROM convoys c
         WHERE jsonb_array_length(c.document -> 'discrepancies') > 0
           AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
-    """
-    return await line_page(conn, caller, organisation, convoys, lines_of, (cursor, limit))
+    """,
+    _discrepant,
+)
 
-
-async def deliveries(
-    conn: asyncpg.Connection,
-    caller: Principal,
-    *,
-    organisation: str | None,
-    cursor: str | None = None,
-    limit: int = 100,
-) -> dict[str, Any]:
-    """Delivered lines of the convoys the caller reads, newest delivery first, then by convoy
-    id and manifest order, a page at a time: `items` and `next_cursor`."""
-
-    async def lines_of(row: asyncpg.Record) -> list[dict[str, Any]]:
-        return delivery_rows(await auth.revealed(conn, _document(caller, row)))
-
-    convoys = f"""
+# Delivered lines of the convoys the caller reads, newest delivery first, then by convoy id
+# and manifest order, a page at a time.
+deliveries = LineList(
+    f"""
         SELECT {_CONVOY}, (c.document -> 'delivery' ->> 'occurred_at')::timestamptz AS at
         FROM convoys c
         WHERE jsonb_typeof(c.document -> 'delivery') = 'object'
           AND {INVOLVES.format(o="$1")} AND {INVOLVES.format(o="$2")}
-    """
-    return await line_page(conn, caller, organisation, convoys, lines_of, (cursor, limit))
+    """,
+    _delivered,
+)
