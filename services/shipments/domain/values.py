@@ -21,6 +21,7 @@ __all__ = [
     "Line",
     "LineState",
     "PledgeLine",
+    "PledgedGoods",
     "Vehicle",
     "dec",
     "text",
@@ -50,8 +51,10 @@ class Vehicle:
 
 
 @dataclass(frozen=True, slots=True)
-class PledgeLine:
-    """An in-kind pledge line as pledges last announced it (pledges.pledge-line-updated)."""
+class PledgedGoods:
+    """The goods of an in-kind pledge line, as pledges announced them: whose line, from whom to
+    whom, what, counted in which unit, and the pledge's correlation id. A pledge line and every
+    manifest line loaded from it carry the same."""
 
     pledge_id: str
     line_id: str
@@ -60,28 +63,29 @@ class PledgeLine:
     item: str
     category: str | None
     unit: str
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PledgeLine(PledgedGoods):
+    """An in-kind pledge line as pledges last announced it (pledges.pledge-line-updated):
+    `quantity` committed."""
+
     quantity: Decimal
     weight_kg: Decimal | None
     status: str
-    correlation_id: str | None
     # None for a line shipments learned of before it kept the commitment instant
     committed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Line:
+class Line(PledgedGoods):
+    """A manifest line: `quantity` of a pledge line's goods loaded on a vehicle."""
+
     manifest_line_id: str
-    pledge_id: str
-    line_id: str
-    donor_id: str
-    recipient_id: str
-    item: str
-    category: str | None
-    unit: str
     quantity: Decimal
     weight_kg: Decimal
     vehicle: str
-    correlation_id: str | None
     loaded_at: datetime
     state: LineState = LineState.LOADED
 
