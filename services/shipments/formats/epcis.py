@@ -178,42 +178,46 @@ class _Builder:
             if class_uri(line["pledge_id"], line["line_id"]) in classes
         ]
 
+    def line_event(
+        self, entry: Mapping[str, Any], *, biz_step: str, disposition: str | None, **more: Any
+    ) -> Iterator[dict[str, Any]]:
+        """A manifest line loaded or unloaded: its quantity, at the origin (nothing for a line
+        the convoy view does not show the caller)."""
+        d = entry["data"]
+        mid = d["manifest_line_id"]
+        if mid in self.lines:
+            yield self.event(
+                entry,
+                biz_step=biz_step,
+                disposition=disposition,
+                quantities=[self.quantity(mid, d["quantity"])],
+                read_point=self.place(self.convoy["origin_id"], "origin"),
+                **{"twinaid:manifestLineId": mid},
+                **more,
+            )
+
     def events(self, entry: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         t = entry["event_type"]
         d = entry["data"]
         c = self.convoy
         if t == ev.MANIFEST_LINE_LOADED:
-            mid = d["manifest_line_id"]
-            self.on_board.append(mid)
-            if mid not in self.lines:
-                return
-            yield self.event(
+            self.on_board.append(d["manifest_line_id"])
+            yield from self.line_event(
                 entry,
                 action="ADD",
                 biz_step="loading",
                 disposition="in_progress",
-                quantities=[self.quantity(mid, d["quantity"])],
-                read_point=self.place(c["origin_id"], "origin"),
                 **{
-                    "twinaid:manifestLineId": mid,
                     "twinaid:item": d["item"],
                     "twinaid:donor": organisation_uri(d["donor_id"]),
                     "twinaid:vehicle": d.get("vehicle"),
                 },
             )
         elif t == ev.MANIFEST_LINE_UNLOADED:
-            mid = d["manifest_line_id"]
-            if mid in self.on_board:
-                self.on_board.remove(mid)
-            if mid not in self.lines:
-                return
-            yield self.event(
-                entry,
-                biz_step="unloading",
-                disposition=None,
-                quantities=[self.quantity(mid, d["quantity"])],
-                read_point=self.place(c["origin_id"], "origin"),
-                **{"twinaid:manifestLineId": mid, "twinaid:reason": d.get("reason")},
+            if d["manifest_line_id"] in self.on_board:
+                self.on_board.remove(d["manifest_line_id"])
+            yield from self.line_event(
+                entry, biz_step="unloading", disposition=None, **{"twinaid:reason": d.get("reason")}
             )
         elif t == ev.CONVOY_DISPATCHED:
             yield {
