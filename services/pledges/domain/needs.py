@@ -31,6 +31,7 @@ from shared.events import NewEvent
 __all__ = [
     "Need",
     "NeedState",
+    "NeedTerms",
     "PostNeed",
     "ReviseNeed",
     "end_need",
@@ -47,23 +48,32 @@ class NeedState(StrEnum):
     CANCELLED = "cancelled"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeedTerms:
+    """What a recipient states of a need beside its kind, category and description: how much
+    (a quantity in a unit, or an amount in a currency), how urgent, by when, a note for its own
+    staff and a contact (sealed: the handler seals it). Posting a need states them; the need
+    keeps them as last revised."""
+
+    quantity: Decimal | None = None
+    unit: Unit | None = None
+    amount: int | None = None
+    currency: str | None = None
+    priority: Priority = Priority.NORMAL
+    deadline: date | None = None
+    internal_note: str | None = None
+    contact: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True, slots=True)
-class Need(Record):
+class Need(NeedTerms, Record):
     need_id: str
     version: int = 0
     recipient_id: str = ""
     kind: NeedKind = NeedKind.ITEM
     category: str = ""
     description: str = ""
-    quantity: Decimal | None = None
-    unit: Unit | None = None
-    amount: int | None = None
-    currency: str | None = None
-    priority: Priority = Priority.NORMAL
     serves: tuple[str, ...] = ()
-    deadline: date | None = None
-    internal_note: str | None = None
-    contact: dict[str, Any] | None = None
     state: NeedState = NeedState.ACTIVE
     correlation_id: str | None = None
     posted_at: datetime | None = None
@@ -71,22 +81,14 @@ class Need(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class PostNeed:
+class PostNeed(NeedTerms):
     need_id: str
     recipient_id: str
     kind: NeedKind
     category: Category
     description: str
     occurred_at: datetime | None  # None: now
-    quantity: Decimal | None = None
-    unit: Unit | None = None
-    amount: int | None = None
-    currency: str | None = None
-    priority: Priority = Priority.NORMAL
     serves: tuple[Serves, ...] = ()
-    deadline: date | None = None
-    internal_note: str | None = None
-    contact: dict[str, Any] | None = None  # sealed (the handler seals it)
 
 
 @dataclass(frozen=True, slots=True)
