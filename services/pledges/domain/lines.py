@@ -15,7 +15,16 @@ from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.quantities import ZERO, Unit
 
-__all__ = ["Amendment", "Delivery", "Line", "LineKind", "Receipt", "line_from_event", "progress"]
+__all__ = [
+    "Amendment",
+    "Delivery",
+    "Line",
+    "LineKind",
+    "LineTerms",
+    "Receipt",
+    "line_from_event",
+    "progress",
+]
 
 
 class LineKind(StrEnum):
@@ -55,19 +64,28 @@ def progress(*, size: Decimal | int, arrived: Decimal | int) -> tuple[bool, bool
 
 
 @dataclass(frozen=True, slots=True)
-class Line:
+class LineTerms:
+    """What a donor states of a pledge line but its size: in kind or money, what, the need it
+    answers if any, the unit (in kind) or currency (money), and for goods an estimated weight
+    and value. The line as pledged (making.LineSpec) and as it stands (Line) both carry them;
+    the size is theirs: a LineSpec's may be missing, a Line's is 0 on the other kind."""
+
     line_id: str
     kind: LineKind
     item: str
     category: str
     need_id: str | None = None
-    quantity: Decimal = ZERO
     unit: Unit | None = None
     weight_kg: Decimal | None = None
     value_amount: int | None = None
     value_currency: str | None = None
-    amount: int = 0
     currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Line(LineTerms):
+    quantity: Decimal = ZERO
+    amount: int = 0
     deliveries: tuple[Delivery, ...] = ()
     receipts: tuple[Receipt, ...] = ()
     amendments: tuple[Amendment, ...] = ()

@@ -12,7 +12,7 @@ from typing import Any
 from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
-from services.pledges.domain.lines import LineKind
+from services.pledges.domain.lines import LineKind, LineTerms
 from services.pledges.domain.needs import Need, NeedState
 from services.pledges.domain.pledges import commitment_events
 from services.pledges.domain.quantities import Unit
@@ -38,19 +38,11 @@ class PartnershipRef:
 
 
 @dataclass(frozen=True, slots=True)
-class LineSpec:
-    line_id: str
-    kind: LineKind
-    item: str
-    category: str
-    need_id: str | None = None
+class LineSpec(LineTerms):
+    """A line as the donor pledges it: a quantity in kind, an amount in money."""
+
     quantity: Decimal | None = None
-    unit: Unit | None = None
-    weight_kg: Decimal | None = None
-    value_amount: int | None = None
-    value_currency: str | None = None
     amount: int | None = None
-    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
