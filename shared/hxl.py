@@ -11,7 +11,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 MEDIA_TYPE = "text/csv; charset=utf-8"
 
@@ -21,6 +21,12 @@ class Column:
     key: str
     label: str
     hxl: str
+
+    @classmethod
+    def organisation(cls, key: str, label: str, hxl: str, *, id_key: str = "") -> list[Self]:
+        """An organisation's two columns, FTS-style: its registry id (`id_key`, by default
+        `<key>_id`; "<label> id"; the tag with `+code`), then its name (`key`, `label`, `hxl`)."""
+        return [cls(id_key or f"{key}_id", f"{label} id", f"{hxl}+code"), cls(key, label, hxl)]
 
 
 def cell(value: Any) -> str:

@@ -20,10 +20,7 @@ ZERO = Decimal(0)
 
 # the columns every report that has them declares alike: who received, what kind of thing (with
 # its DAC sector), in which unit or currency
-RECIPIENT = [
-    Column("recipient_id", "Recipient id", "#org+impl+code"),
-    Column("recipient", "Recipient", "#org+impl"),
-]
+RECIPIENT = Column.organisation("recipient", "Recipient", "#org+impl")
 CLASS = [
     Column("kind", "Kind", "#meta+kind"),
     Column("category", "Category", "#item+type"),

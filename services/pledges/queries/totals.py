@@ -65,8 +65,7 @@ def _money_tag(key: str, by: By) -> str:
 
 def total_columns(by: By) -> list[Column]:
     return [
-        Column("organisation_id", f"{by.title()} id", f"{ORG_TAG[by]}+code"),
-        Column("organisation", by.title(), ORG_TAG[by]),
+        *Column.organisation("organisation", by.title(), ORG_TAG[by]),
         Column("country", "Country", "#country+code"),
         *CLASS,
         UNIT,

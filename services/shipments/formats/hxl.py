@@ -25,18 +25,9 @@ CONVOY = [
     Column("convoy_id", "Convoy", "#activity+code"),
     Column("reference", "Reference", "#activity+name"),
 ]
-RECIPIENT = [
-    Column("destination_id", "Recipient id", "#org+impl+code"),
-    Column("recipient", "Recipient", "#org+impl"),
-]
-ORIGIN = [
-    Column("origin_id", "Origin id", "#org+origin+code"),
-    Column("origin", "Origin", "#org+origin"),
-]
-DONOR = [
-    Column("donor_id", "Donor id", "#org+funder+code"),
-    Column("donor", "Donor", "#org+funder"),
-]
+RECIPIENT = Column.organisation("recipient", "Recipient", "#org+impl", id_key="destination_id")
+ORIGIN = Column.organisation("origin", "Origin", "#org+origin")
+DONOR = Column.organisation("donor", "Donor", "#org+funder")
 LINE = [
     Column("manifest_line_id", "Manifest line", "#meta+id+manifest_line"),
     Column("pledge_id", "Pledge", "#meta+id+pledge"),
@@ -64,8 +55,7 @@ CONVOYS = [
     STATUS,
     *ORIGIN,
     *RECIPIENT,
-    Column("carrier_id", "Carrier id", "#org+carrier+code"),
-    Column("carrier", "Carrier", "#org+carrier"),
+    *Column.organisation("carrier", "Carrier", "#org+carrier"),
     Column("donors", "Donor ids", "#org+funder+code"),
     Column("donor_names", "Donors", "#org+funder"),
     Column("planned_departure", "Planned departure", "#date+planned"),
