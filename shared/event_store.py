@@ -57,15 +57,20 @@ class Append(TypedDict):
     now: datetime
 
 
-class Window(TypedDict, total=False):
+class StreamPage(TypedDict, total=False):
+    """A page of a stream's events: the versions after `after_version` (0, the default: from
+    the first), at most `limit` of them (None, the default: all)."""
+
+    after_version: int
+    limit: int | None
+
+
+class Window(StreamPage, total=False):
     """Which events of a stream to read: occurred by `as_of`, recorded by `known_at` (None,
-    the default: whenever), the versions after `after_version` (0: from the first), at most
-    `limit` of them (None, the default: all)."""
+    the default: whenever), in a page of its versions (StreamPage)."""
 
     as_of: datetime | None
     known_at: datetime | None
-    after_version: int
-    limit: int | None
 
 
 class EventStore(Protocol):

@@ -13,14 +13,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, Unpack
 from uuid import UUID
 
 import asyncpg
 from pydantic import BaseModel
 
 from shared.codec import Event, EventCodec
-from shared.event_store import EventStore, PostgresEventStore
+from shared.event_store import EventStore, PostgresEventStore, StreamPage
 from shared.events import Metadata, NewEvent, RecordedEvent
 from shared.memory_store import InMemoryEventStore
 from shared.projections import Projection, project
@@ -178,32 +178,18 @@ class Repository(Generic[S]):
         return self.fold(state, events)
 
     async def history(
-        self,
-        uow: UnitOfWork,
-        record_id: str,
-        *,
-        after_version: int = 0,
-        limit: int | None = None,
+        self, uow: UnitOfWork, record_id: str, **page: Unpack[StreamPage]
     ) -> list[Event[Any]]:
         """A page of the record's events, decoded: the versions after `after_version`, at most
         `limit` of them (None: all)."""
-        return self.codec.decode_all(
-            await self.stored(uow, record_id, after_version=after_version, limit=limit)
-        )
+        return self.codec.decode_all(await self.stored(uow, record_id, **page))
 
     async def stored(
-        self,
-        uow: UnitOfWork,
-        record_id: str,
-        *,
-        after_version: int = 0,
-        limit: int | None = None,
+        self, uow: UnitOfWork, record_id: str, **page: Unpack[StreamPage]
     ) -> list[RecordedEvent]:
         """The same page as stored, not decoded: for what shows events as written (a
         record's history), which one event this code cannot read must not stop."""
-        return await uow.store.read_stream(
-            self.stream_id(record_id), after_version=after_version, limit=limit
-        )
+        return await uow.store.read_stream(self.stream_id(record_id), **page)
 
     async def append(
         self,
