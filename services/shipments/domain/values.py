@@ -90,8 +90,13 @@ class Line(PledgedGoods):
     state: LineState = LineState.LOADED
 
 
-def _kept(event_type: str, schema_version: int, data: Mapping[str, Any]) -> Any:
-    return ev.CODEC.decode_data(event_type, schema_version, data)
+def _decoded(kept: Entry | Delivery, event_type: str) -> Any:
+    """`kept.data` decoded as `event_type` at the schema version it was stored with, once:
+    kept in `decoded` (a cache, never written: snapshots keep `data` and its version)."""
+    if kept.decoded is None:
+        decoded = ev.CODEC.decode_data(event_type, kept.schema_version, kept.data)
+        object.__setattr__(kept, "decoded", decoded)
+    return kept.decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +120,7 @@ class Entry:
 
     @property
     def payload(self) -> ev.EntryPayload:
-        if self.decoded is None:
-            decoded = _kept(self.event_type, self.schema_version, self.data)
-            object.__setattr__(self, "decoded", decoded)
-        payload: ev.EntryPayload = self.decoded
+        payload: ev.EntryPayload = _decoded(self, self.event_type)
         return payload
 
     def answer(self) -> dict[str, Any]:
@@ -145,10 +147,9 @@ class Delivery:
 
     @property
     def payload(self) -> ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed:
-        if self.decoded is None:
-            decoded = _kept(ev.DELIVERY_CONFIRMED, self.schema_version, self.data)
-            object.__setattr__(self, "decoded", decoded)
-        payload: ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed = self.decoded
+        payload: ev.DeliveryConfirmed | ev.V1.DeliveryConfirmed = _decoded(
+            self, ev.DELIVERY_CONFIRMED
+        )
         return payload
 
     @property
