@@ -18,16 +18,12 @@ from shared.codec import Event
 from shared.domain_checks import invalid
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import NewEvent
-from shared.principals import Role
+from shared.principals import Principal, Role
 
 
 @dataclass(frozen=True, slots=True)
-class Manager:
-    """The key asking for a change."""
-
-    key_id: str
-    organisation: str
-    roles: frozenset[Role]
+class Manager(Principal):
+    """The key asking for a change: a principal, named in the key events it records."""
 
     def actor(self) -> ev.KeyActor:
         return ev.KeyActor(key_id=self.key_id, organisation=self.organisation)
@@ -48,7 +44,7 @@ class ApiKey:
 
 def check_manages(manager: Manager, organisation_id: str) -> None:
     """Forbidden unless `manager` may manage `organisation_id`'s keys."""
-    if manager.roles.isdisjoint(policy.MANAGERS):
+    if not manager.has(*policy.MANAGERS):
         raise Forbidden("this key lacks the role needed here (one of: org_admin, registry_admin)")
     if Role.REGISTRY_ADMIN not in manager.roles and organisation_id != manager.organisation:
         raise Forbidden(
