@@ -12,7 +12,7 @@ from typing import Any
 from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
-from services.pledges.domain.lines import LineKind
+from services.pledges.domain.lines import LineKind, ManifestDelivery
 from services.pledges.domain.pledges import line_update, require_pledge, status_conflict
 from services.pledges.domain.state import Pledge, PledgeStatus
 from shared.domain_checks import invalid, occurred
@@ -61,19 +61,13 @@ class ReportFigure:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveredLine:
-    """One line of a `shipments.delivery-confirmed`, as pledges reads it."""
+class DeliveredLine(ManifestDelivery):
+    """One line of a `shipments.delivery-confirmed`, as pledges reads it: the manifest line's
+    delivery in `unit`, the manifest's, for pledge line `line_id`."""
 
-    convoy_id: str
-    manifest_line_id: str
     delivery_event_id: str
     line_id: str
     unit: str
-    loaded: Decimal
-    received: Decimal
-    damaged: Decimal
-    short: Decimal
-    lost: Decimal
     recipient_id: str | None = None
     confirmed_by: dict[str, Any] | None = None
     document: dict[str, Any] | None = None

@@ -21,6 +21,7 @@ __all__ = [
     "Line",
     "LineKind",
     "LineTerms",
+    "ManifestDelivery",
     "Receipt",
     "line_from_event",
     "progress",
@@ -40,7 +41,10 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class ManifestDelivery:
+    """What became of a manifest line of a convoy, as its delivery was confirmed: the quantity
+    loaded, received in good condition, damaged, short and lost."""
+
     convoy_id: str
     manifest_line_id: str
     loaded: Decimal
@@ -48,6 +52,12 @@ class Delivery:
     damaged: Decimal
     short: Decimal
     lost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(ManifestDelivery):
+    """A manifest line's delivery counted on the pledge line it drew on, in the line's unit
+    (fulfilment.DeliveredLine, as shipments reports it, counts in the manifest's)."""
 
 
 @dataclass(frozen=True, slots=True)
