@@ -9,14 +9,7 @@ set -euo pipefail
 : "${KAFKA_REGISTRY_PASSWORD:?}" "${KAFKA_PLEDGES_PASSWORD:?}" "${KAFKA_SHIPMENTS_PASSWORD:?}"
 : "${KAFKA_AUDITOR_PASSWORD:?}"
 bin=${KAFKA_BIN:-/opt/kafka/bin}  # tests run the script against stand-ins
-umask 077
-admin=$(mktemp)
-trap 'rm -f "${admin}"' EXIT
-cat > "${admin}" <<PROPERTIES
-security.protocol=SASL_PLAINTEXT
-sasl.mechanism=PLAIN
-sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="${KAFKA_ADMIN_PASSWORD}";
-PROPERTIES
+source "$(dirname "${BASH_SOURCE[0]}")/kafka-admin-client.sh"
 
 declare -A passwords=(
   [registry]="${KAFKA_REGISTRY_PASSWORD}"

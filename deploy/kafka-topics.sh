@@ -7,14 +7,7 @@
 # listener), like deploy/kafka-access.sh.
 set -euo pipefail
 : "${BOOTSTRAP_SERVERS:?}" "${TOPICS:?}" "${TOPIC_PARTITIONS:?}" "${KAFKA_ADMIN_PASSWORD:?}"
-umask 077
-admin=$(mktemp)
-trap 'rm -f "${admin}"' EXIT
-cat > "${admin}" <<PROPERTIES
-security.protocol=SASL_PLAINTEXT
-sasl.mechanism=PLAIN
-sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="${KAFKA_ADMIN_PASSWORD}";
-PROPERTIES
+source "$(dirname "${BASH_SOURCE[0]}")/kafka-admin-client.sh"
 for topic in ${TOPICS}; do
   /opt/kafka/bin/kafka-topics.sh --bootstrap-server "${BOOTSTRAP_SERVERS}" \
     --command-config "${admin}" --create --if-not-exists --topic "${topic}" \
