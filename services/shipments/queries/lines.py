@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -16,8 +17,11 @@ from services.shipments.queries import _CONVOY, INVOLVES, _document
 from shared import pagination
 from shared.auth import Principal
 
-LinesOf = Awaitable[list[dict[str, Any]]]
-LineRows = Callable[[asyncpg.Record], LinesOf]
+LineRows = Callable[[asyncpg.Record], Awaitable[list[dict[str, Any]]]]
+# a convoy's lines from its row, as the caller sees them (conn, caller, row)
+ConvoyLines = Callable[
+    [asyncpg.Connection, Principal, asyncpg.Record], Awaitable[list[dict[str, Any]]]
+]
 # where a page resumes: the convoys after ($3 instant, $4 convoy id), that one too if $5
 AFTER = """
     SELECT * FROM ({convoys}) d
@@ -81,7 +85,7 @@ class LineList:
     lines, from its row, as the caller sees them, in manifest order."""
 
     convoys: str
-    lines_of: Callable[[asyncpg.Connection, Principal, asyncpg.Record], LinesOf]
+    lines_of: ConvoyLines
 
     async def __call__(
         self,
@@ -93,10 +97,7 @@ class LineList:
         limit: int = 100,
     ) -> dict[str, Any]:
         """A page of the list: `items` and `next_cursor`."""
-
-        def lines_of(row: asyncpg.Record) -> LinesOf:
-            return self.lines_of(conn, caller, row)
-
+        lines_of = partial(self.lines_of, conn, caller)
         return await line_page(conn, caller, organisation, self.convoys, lines_of, (cursor, limit))
 
 
