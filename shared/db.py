@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.resources
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,6 @@ import asyncpg
 from shared import migrations
 from shared.errors import ServiceUnavailable
 
-SHARED_SCHEMA = "schema.sql"
 log = logging.getLogger("twinaid.db")
 
 # What a restart or loss of the database looks like to a client: retry later, never crash.
@@ -55,8 +53,12 @@ async def ensure_database(url: str) -> None:
         await admin.close()
 
 
-def schema_text(package: str, resource: str = SHARED_SCHEMA) -> str:
-    return (importlib.resources.files(package) / resource).read_text()
+def schema_text(package: str) -> str:
+    """The schema `package` defines, as the SQL of its migration folder (<package>/migrations/:
+    "shared" the event log's, "services.pledges" the pledges' own tables) in the order yoyo
+    applies it: what a scratch database applies (apply_schema), after the folders it depends on
+    (shared/migrations.py SOURCES)."""
+    return migrations.source_sql(f"package:{package}:migrations")
 
 
 async def migrate(conn: asyncpg.Connection, service: str, *scripts: str) -> list[str]:
@@ -66,16 +68,17 @@ async def migrate(conn: asyncpg.Connection, service: str, *scripts: str) -> list
     own to the database `conn` reached; with nothing pending (every restart) it only reads.
     Returns the migration ids applied.
 
-    `scripts`, the caller's schema DDL, are no longer run here: they are the same schema
-    (tests/shared/test_migrations.py proves it) and what scratch databases use (apply_schema).
+    `scripts`, the caller's schema DDL, are not run here: they are the same migrations' SQL
+    (schema_text), what scratch databases are built from (apply_schema), with no bookkeeping.
     """
     del scripts
     return await migrations.migrate(conn, service)
 
 
 async def apply_schema(conn: asyncpg.Connection, *scripts: str) -> None:
-    """Apply DDL scripts once per distinct set: a restart with an unchanged schema takes no
-    lock at all (DDL takes exclusive table locks that would stall writers under load)."""
+    """Apply DDL scripts once per distinct set, in one transaction: how a scratch database is
+    built from its migrations' SQL (schema_text, migrations.sql_of) without yoyo. Applied again with
+    the same scripts it takes no lock at all (DDL takes exclusive table locks)."""
     digest = hashlib.sha256("\x00".join(scripts).encode()).hexdigest()
     if await conn.fetchval("SELECT to_regclass('twinaid_schema_applied') IS NOT NULL") and (
         await conn.fetchval("SELECT true FROM twinaid_schema_applied WHERE digest = $1", digest)

@@ -174,12 +174,7 @@ class DevStack:
         for service in SERVICES:
             conn = await asyncpg.connect(await self._database(service))
             try:
-                await dbmod.migrate(
-                    conn,
-                    service,
-                    dbmod.schema_text("shared"),
-                    dbmod.schema_text(f"services.{service}"),
-                )
+                await dbmod.migrate(conn, service)
                 await self._register_keys(conn)
             finally:
                 await conn.close()

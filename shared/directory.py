@@ -10,31 +10,21 @@ exactly once.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Final
 
 import asyncpg
 from pydantic import BeforeValidator, Field
 
-from shared import consumed
+from shared import consumed, migrations
 from shared.codec import EventCodec, unchanged
 from shared.consumer import Handler, Incoming
 from shared.errors import ValidationFailed
 from shared.incoming import Implausible
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS directory (
-    organisation_id text PRIMARY KEY,
-    name            text NOT NULL,
-    kind            text NOT NULL,
-    country         text NOT NULL,
-    source_position bigint NOT NULL,
-    applied_events  integer NOT NULL DEFAULT 1
-);
-ALTER TABLE directory ADD COLUMN IF NOT EXISTS aliases text[] NOT NULL DEFAULT '{}';
--- where the organisation is, WGS 84 degrees (the registry's `coordinates`); both or neither
-ALTER TABLE directory ADD COLUMN IF NOT EXISTS lat double precision;
-ALTER TABLE directory ADD COLUMN IF NOT EXISTS lon double precision;
-"""
+# The directory's tables as one text, read from their migrations (shared/migrations/directory/,
+# in the order yoyo applies them): what a scratch database of a consuming service applies after
+# the shared schema (db.schema_text("shared")), as tests and the audit build theirs.
+SCHEMA: Final[str] = migrations.source_sql(migrations.DIRECTORY)
 
 
 def _coordinates(value: object) -> tuple[float, float] | None:

@@ -7,10 +7,13 @@ shared/migrations/ (the event log, in every service's database), shared/migratio
 services/<service>/migrations/. A migration's id is its file name, unique across all of them
 (`<folder>_<number>_<what>`): yoyo records applied ids in the database (`_yoyo_migration`).
 
-The scripts (shared/schema.sql, services/<service>/schema.sql, shared/directory.py SCHEMA)
-stay the current schema at a glance, and what scratch databases are built from (tests, audit
-replay); tests/shared/test_migrations.py proves a database migrated from nothing has exactly
-their schema, so a change to a script without its migration (or the other way) fails there.
+The migration files are the only text of the schema: a change to it is a new migration file
+(`<folder>_<next number>_<what>.sql`, its `-- depends:` naming the last one), never an edit to
+one already released. Scratch databases (the tests' fresh databases, the audit's replay and
+copies, benchmarks) are built from the same files without yoyo: `sql_of` and `source_sql` give
+their SQL in the order yoyo applies them, run on the caller's connection (db.apply_schema), so
+a scratch database costs one round trip per file and no bookkeeping. tests/shared/test_migrations.py
+proves a database migrated by yoyo from nothing has exactly the schema of one built that way.
 
 Concurrency: processes start together (every API and worker runs `migrate` at start-up).
 Applying takes yoyo's lock, a row in `yoyo_lock`, which each other starter waits for; once it
@@ -50,6 +53,7 @@ from yoyo.migrations import (  # type: ignore[import-untyped]
     MigrationList,
     default_migration_table,
     read_migrations,
+    topological_sort,
 )
 
 log = logging.getLogger("twinaid.migrations")
@@ -106,8 +110,29 @@ def migrations_of(service: str) -> MigrationList:
         return _migrations[service]
 
 
+def in_order(service: str) -> list[Any]:
+    """The service's migrations in the order yoyo applies them to an empty database (its
+    `to_apply`): the sources' order and file names', a migration after what it `-- depends:` on."""
+    return list(topological_sort(migrations_of(service)))
+
+
 def ids_of(service: str) -> list[str]:
-    return [m.id for m in migrations_of(service)]
+    return [m.id for m in in_order(service)]
+
+
+def sql_of(service: str) -> tuple[str, ...]:
+    """The SQL of each of the service's migrations, in the order yoyo applies them: run one
+    after another on an empty database, the service's schema without yoyo (scratch databases)."""
+    return tuple(m.source for m in in_order(service))
+
+
+def source_sql(source: str) -> str:
+    """The SQL of one folder's migrations (a source of SOURCES, such as DIRECTORY), joined in
+    the order yoyo applies them: the part of the schema that folder defines."""
+    service = next((s for s, sources in SOURCES.items() if source in sources), None)
+    if service is None:
+        raise UnknownService(f"no service migrates from {source!r}")
+    return "\n".join(m.source for m in in_order(service) if m.source_dir == source)
 
 
 # -- where to connect ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ DIRECTORY_OWNER = "registry"
 
 def scripts(service: str) -> list[str]:
     """The DDL `service`'s API and worker hand to migrate: the directory's tables for a service
-    that copies the registry, then the service's own (services/<service>/schema.sql)."""
+    that copies the registry (shared/migrations/directory/), then the service's own
+    (services/<service>/migrations/), each its migrations' SQL in the order yoyo applies them."""
     own = db.schema_text(f"services.{service}")
     return [own] if service == DIRECTORY_OWNER else [directory.SCHEMA, own]

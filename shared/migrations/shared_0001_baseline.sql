@@ -1,8 +1,8 @@
 -- The event log every service keeps in its own database, as shared/schema.sql held it when
 -- versioned migrations began (unchanged from 1664b66 through c885eab). Idempotent like that
 -- script, so it also brings a database made by an earlier release (which applied the script at
--- every start) to this schema. Never edit it: a change to shared/schema.sql gets a new
--- migration here (shared_0002_..., depending on the last one).
+-- every start) to this schema. Never edit it: a change to the event log's schema is a new
+-- migration here (shared_0007_..., depending on the last one); shared/schema.sql is gone.
 
 -- The event log every service keeps in its own database. Idempotent: applied at every start.
 
@@ -229,7 +229,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 -- Append to one stream after an expected version: the statement PostgresEventStore.append
 -- runs (shared/event_store.py), kept here so that a service's own function can append within
 -- one statement too (lock, check, append and project in one round trip: see
--- services/registry/schema.sql). Returns how many events it appended: none when the stream is
+-- services/registry/migrations/). Returns how many events it appended: none when the stream is
 -- not at p_expected; a concurrent writer that passes the check too is stopped by
 -- UNIQUE (stream_id, stream_version). plpgsql, so the plan is cached per connection.
 CREATE OR REPLACE FUNCTION twinaid_append(

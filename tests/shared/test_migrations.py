@@ -1,6 +1,7 @@
-"""Versioned migrations (shared/migrations.py): a database migrated from nothing has exactly the
-schema of the current scripts; a database made by an earlier release, holding sealed events and
-read-model rows, is upgraded with its chain intact and its data kept; starters racing on one
+"""Versioned migrations (shared/migrations.py): a database migrated by yoyo from nothing has
+exactly the schema of a scratch database built from the same files without yoyo (their SQL in
+yoyo's order, `-- depends:` first); a database made by an earlier release, holding sealed events
+and read-model rows, is upgraded with its chain intact and its data kept; starters racing on one
 database apply each migration once; a start with nothing pending takes no lock; `twinaid
 migrate` lists and applies."""
 
@@ -34,8 +35,9 @@ BOOKKEEPING_OLD = ("twinaid_schema_applied",)
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
 
-def current_scripts(service: str) -> tuple[str, ...]:
-    """The scripts the release's processes hand to migrate, in their order (shared/web.py)."""
+def scratch_scripts(service: str) -> tuple[str, ...]:
+    """A scratch database's scripts as the tests' fresh databases and the audit name them, folder
+    by folder: the event log's migrations, the directory's for a consumer, the service's own."""
     consumer = (directory.SCHEMA,) if service != "registry" else ()
     return (dbmod.schema_text("shared"), *consumer, dbmod.schema_text(f"services.{service}"))
 
@@ -150,21 +152,23 @@ def differences(a: dict[str, set[tuple[Any, ...]]], b: dict[str, set[tuple[Any, 
 
 
 @pytest.mark.parametrize("service", SERVICES)
-async def test_migrations_build_exactly_the_current_scripts_schema(
+async def test_a_scratch_database_has_exactly_the_schema_yoyo_migrates_to(
     pg_server: str, service: str
 ) -> None:
-    """Drift: a change to a script without its migration, or to a migration without the
-    script, shows here as the objects only one side has."""
-    async with empty_database(pg_server) as migrated, empty_database(pg_server) as scripted:
+    """The fast path (the migrations' SQL run in one transaction, no yoyo) and yoyo's own run
+    from nothing agree object by object; the folder-by-folder texts scratch databases are named
+    by are the same SQL in the same order."""
+    async with empty_database(pg_server) as migrated, empty_database(pg_server) as scratch:
         async with connected(migrated) as conn:
             applied = await dbmod.migrate(conn, service)
             built = await catalog(conn)
-        async with connected(scripted) as conn:
-            await dbmod.apply_schema(conn, *current_scripts(service))
+        async with connected(scratch) as conn:
+            await dbmod.apply_schema(conn, *migrations.sql_of(service))
             expected = await catalog(conn)
     assert applied == migrations.ids_of(service)
     assert built["relations"], "the catalog query found no tables"
     assert built == expected, differences(built, expected)
+    assert "\n".join(scratch_scripts(service)) == "\n".join(migrations.sql_of(service))
 
 
 async def test_the_catalog_sees_a_missing_column(pg_server: str) -> None:
@@ -328,17 +332,20 @@ async def test_starters_racing_apply_each_migration_once(pg_server: str) -> None
 
 @pytest.fixture
 def extra_migration(tmp_path: Path) -> Any:
-    """Registry's migrations plus one more of the test's, written by `write(sql)`."""
+    """Registry's migrations plus more of the test's, each written by `write(sql)` (its id
+    `name`, after the migration it `depends` on)."""
     folder = tmp_path / "more"
     folder.mkdir()
     sources = dict(migrations.SOURCES)
     migrations.SOURCES = {**sources, "registry": (*sources["registry"], str(folder))}
     migrations._migrations.pop("registry", None)
 
-    def write(sql: str) -> str:
-        (folder / "test_9999_extra.sql").write_text(f"-- depends: registry_0001_baseline\n{sql}\n")
+    def write(
+        sql: str, name: str = "test_9999_extra", depends: str = "registry_0001_baseline"
+    ) -> str:
+        (folder / f"{name}.sql").write_text(f"-- depends: {depends}\n{sql}\n")
         migrations._migrations.pop("registry", None)
-        return "test_9999_extra"
+        return name
 
     yield write
     migrations.SOURCES = sources
@@ -347,6 +354,29 @@ def extra_migration(tmp_path: Path) -> Any:
 
 async def table_exists(conn: asyncpg.Connection, name: str) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
+
+
+async def test_a_scratch_database_applies_what_a_migration_depends_on_first(
+    pg_server: str, extra_migration: Any
+) -> None:
+    """A migration whose file name sorts first but which depends on a later one runs after it,
+    in yoyo's run and in a scratch database alike (in file order its reference would fail)."""
+    later = extra_migration(
+        "CREATE TABLE b_things (id integer PRIMARY KEY REFERENCES a_things);",
+        name="test_9998_b",
+        depends="test_9999_a",
+    )
+    earlier = extra_migration("CREATE TABLE a_things (id integer PRIMARY KEY);", "test_9999_a")
+    assert migrations.ids_of("registry")[-2:] == [earlier, later]
+    async with empty_database(pg_server) as migrated, empty_database(pg_server) as scratch:
+        async with connected(migrated) as conn:
+            assert (await dbmod.migrate(conn, "registry"))[-2:] == [earlier, later]
+            built = await catalog(conn)
+        async with connected(scratch) as conn:
+            await dbmod.apply_schema(conn, *migrations.sql_of("registry"))
+            assert await table_exists(conn, "b_things")
+            expected = await catalog(conn)
+    assert built == expected, differences(built, expected)
 
 
 async def test_nothing_pending_takes_no_lock(pg_server: str, extra_migration: Any) -> None:

@@ -1,5 +1,6 @@
 -- Pledges' read models and functions, as services/pledges/schema.sql held it when versioned
--- migrations began. Never edit it: a change to that script gets a new migration here.
+-- migrations began. Never edit it: a change to the pledges' schema is a new migration here
+-- (pledges_<next number>_..., depending on the last one).
 -- depends: shared_0001_baseline directory_0001_baseline
 
 -- Pledges read models. `needs`, `pledges`, `pledge_lines`, `receipts` and `deliveries` derive

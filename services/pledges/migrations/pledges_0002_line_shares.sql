@@ -2,6 +2,9 @@
 -- difference to the need's sums instead of summing every line of the need again (issue 19).
 -- depends: pledges_0001_baseline
 
+-- The line's part of its need's figures (domain.share), in the need's unit or currency: a change
+-- to the line adds the difference to the need's pledged, committed and delivered, which are
+-- never summed again over every line.
 ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS share_pledged numeric NOT NULL DEFAULT 0;
 ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS share_committed numeric NOT NULL DEFAULT 0;
 ALTER TABLE pledge_lines ADD COLUMN IF NOT EXISTS share_delivered numeric NOT NULL DEFAULT 0;

@@ -1,5 +1,6 @@
 -- The registry's read models and functions, as services/registry/schema.sql held it when
--- versioned migrations began. Never edit it: a change to that script gets a new migration here.
+-- versioned migrations began. Never edit it: a change to the registry's schema is a new
+-- migration here (registry_<next number>_..., depending on the last one).
 -- depends: shared_0001_baseline
 
 -- Registry read models: derived from the log in the same transaction; `twinaid rebuild registry`
@@ -58,7 +59,7 @@ CREATE INDEX IF NOT EXISTS partnerships_pair ON partnerships
 -- append to a new stream and read-model row, for every item at once, with no round trip between
 -- them and no transaction around them (one statement is atomic on its own). An item is a
 -- registry_registration: the lock keys, the name keys to look for in its country (NULL: no
--- namesake check, `distinct`), twinaid_append's arguments (shared/schema.sql) and the
+-- namesake check, `distinct`), twinaid_append's arguments (shared_0001_baseline) and the
 -- organisations row (projections.new_organisation_row), its name_skeletons last.
 --
 -- Every item's locks are taken first, in one order for the whole statement (byte order, as

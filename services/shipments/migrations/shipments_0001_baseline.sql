@@ -1,5 +1,6 @@
 -- Shipments' read models and functions, as services/shipments/schema.sql held it when versioned
--- migrations began. Never edit it: a change to that script gets a new migration here.
+-- migrations began. Never edit it: a change to the shipments' schema is a new migration here
+-- (shipments_<next number>_..., depending on the last one).
 -- depends: shared_0001_baseline directory_0001_baseline
 
 -- Shipments read models (the directory of organisations comes from shared/directory.py).
