@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -14,25 +16,26 @@ from services.pledges import events as ev
 from shared.events import RecordedEvent
 
 
-def line_contribution(row: asyncpg.Record) -> domain.Contribution:
+def line_contribution(row: Mapping[str, Any], status: str | None = None) -> domain.Contribution:
     """A pledge line as the coverage counts it (row: the line's unit, quantity, amount,
-    delivered, received and its pledge's status)."""
+    delivered, received and, unless given as `status`, its pledge's status)."""
     money = row["unit"] is None
     return domain.Contribution(
-        pledge_status=row["status"],
+        pledge_status=row["status"] if status is None else status,
         size=Decimal(row["amount"]) if money else row["quantity"],
         delivered=Decimal(row["received"]) if money else row["delivered"],
         unit=row["unit"],
     )
 
 
-def _shares(row: asyncpg.Record) -> domain.Share:
+def shares(row: Mapping[str, Any]) -> domain.Share:
+    """The share a line row (or a need's sums, named alike) holds."""
     return domain.Share(row["share_pledged"], row["share_committed"], row["share_delivered"])
 
 
 async def recompute_need(conn: asyncpg.Connection, need_id: str) -> None:
     """Every line's share of the need and the need's figures, from the lines (a need posted:
-    once; the lines are counted as they change, `count_changes`)."""
+    once; the lines are counted as they change, projections/pledges.py)."""
     need = await conn.fetchrow("SELECT target, unit, state FROM needs WHERE need_id = $1", need_id)
     if need is None:
         return
@@ -43,39 +46,28 @@ async def recompute_need(conn: asyncpg.Connection, need_id: str) -> None:
         need_id,
     )
     sums = domain.Share()
-    parts: dict[str, dict[str, domain.Share]] = {}
+    parts: list[tuple[str, str, domain.Share]] = []
     for r in rows:
         part = domain.share(line_contribution(r), unit=need["unit"])
-        parts.setdefault(r["pledge_id"], {})[r["line_id"]] = part
+        parts.append((r["pledge_id"], r["line_id"], part))
         sums += part
-    for pledge_id, lines in parts.items():
-        await _store_shares(conn, pledge_id, lines)
+    if parts:
+        await conn.execute(
+            "UPDATE pledge_lines l SET share_pledged = u.pledged, share_committed = u.committed,"
+            " share_delivered = u.delivered"
+            " FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[])"
+            " AS u(pledge_id, line_id, pledged, committed, delivered)"
+            " WHERE l.pledge_id = u.pledge_id AND l.line_id = u.line_id",
+            [pledge_id for pledge_id, _, _ in parts],
+            [line_id for _, line_id, _ in parts],
+            [s.pledged for _, _, s in parts],
+            [s.committed for _, _, s in parts],
+            [s.delivered for _, _, s in parts],
+        )
     await _store_figures(
         conn,
         need_id,
         domain.summarise(target=need["target"], need_state=need["state"], sums=sums),
-    )
-
-
-async def _store_shares(
-    conn: asyncpg.Connection, pledge_id: str, parts: dict[str, domain.Share]
-) -> None:
-    """The shares of a pledge's lines ({line id: share}), in one statement (through the
-    pledge's own lines: the need's may be many)."""
-    if not parts:
-        return
-    lines = sorted(parts)
-    await conn.execute(
-        "UPDATE pledge_lines l SET share_pledged = u.pledged, share_committed = u.committed,"
-        " share_delivered = u.delivered"
-        " FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[])"
-        " AS u(line_id, pledged, committed, delivered)"
-        " WHERE l.pledge_id = $1 AND l.line_id = u.line_id",
-        pledge_id,
-        lines,
-        [parts[k].pledged for k in lines],
-        [parts[k].committed for k in lines],
-        [parts[k].delivered for k in lines],
     )
 
 
@@ -94,7 +86,7 @@ async def _store_figures(conn: asyncpg.Connection, need_id: str, cov: domain.Cov
 
 async def _refigure(conn: asyncpg.Connection, need: asyncpg.Record) -> None:
     """Gap and status again from a need row's target, state and sums, where they changed."""
-    cov = domain.summarise(target=need["target"], need_state=need["state"], sums=_shares(need))
+    cov = domain.summarise(target=need["target"], need_state=need["state"], sums=shares(need))
     if (cov.gap, cov.status) != (need["gap"], need["status"]):
         await conn.execute(
             "UPDATE needs SET gap = $2, status = $3 WHERE need_id = $1",
@@ -104,67 +96,59 @@ async def _refigure(conn: asyncpg.Connection, need: asyncpg.Record) -> None:
         )
 
 
-# The difference a pledge makes to its need's sums ($2 pledged, $3 committed, $4 delivered); the
-# gap and status after it come from domain.summarise (_refigure), the one place that rule lives.
-# The need's row is the one every pledge to it writes, so these are the last statements before
-# the commit: the row is held from the update to the commit and no longer.
-ADD_CHANGE = """
-UPDATE needs SET
-    pledged = pledged + $2,
-    committed = committed + $3,
-    delivered = delivered + $4
-WHERE need_id = $1
-RETURNING need_id, target, state, gap, status, pledged AS share_pledged,
-          committed AS share_committed, delivered AS share_delivered
-"""
-
-
 Changes = dict[str, domain.Share]  # need id -> what its sums gain
+Deltas = dict[str, list[domain.Share]]  # need id -> what its sums gain, event after event
+
+# PostgreSQL adds numerics exactly: so do the sums kept here in its place
+EXACT = decimal.Context(prec=decimal.MAX_PREC)
 
 
-async def count_changes(
-    conn: asyncpg.Connection, pledge_id: str, into: Changes | None = None
-) -> None:
-    """A pledge changed (made, committed, withdrawn, a line amended, money or goods arrived):
-    each of its lines answering a need gets its share again, and the needs the difference,
-    now or, given `into`, gathered there for `add_changes` after the batch of events.
-    O(the pledge's lines), whatever the need."""
-    rows = await conn.fetch(
-        """
-        SELECT l.line_id, l.need_id, l.unit, l.quantity, l.amount, l.delivered, l.received,
-               l.share_pledged, l.share_committed, l.share_delivered, p.status,
-               n.unit AS need_unit, n.need_id IS NOT NULL AS known
-        FROM pledge_lines l JOIN pledges p USING (pledge_id)
-        LEFT JOIN needs n ON n.need_id = l.need_id
-        WHERE l.pledge_id = $1 AND l.need_id IS NOT NULL
-        """,
-        pledge_id,
+def lock(param: int) -> str:
+    """The needs named by the array parameter $`param`, locked in need order (as every writer
+    takes them) until the commit: a need's row is the one every pledge to it writes, so its
+    lock is the last a pledge takes. Their sums, as `shares` reads them, and figures."""
+    return (
+        "SELECT need_id, target, state, gap, status, pledged AS share_pledged,"
+        " committed AS share_committed, delivered AS share_delivered FROM needs"
+        f" WHERE need_id = ANY(${param}::text[]) ORDER BY need_id FOR NO KEY UPDATE"
     )
-    changes: Changes = {} if into is None else into
-    parts: dict[str, domain.Share] = {}
-    for r in rows:
-        if not r["known"]:
-            continue  # a need not posted yet (never, in log order) counts its lines when it is
-        part = domain.share(line_contribution(r), unit=r["need_unit"])
-        change = part - _shares(r)
-        if change:
-            parts[r["line_id"]] = part
-            changes[r["need_id"]] = changes.get(r["need_id"], domain.Share()) + change
-    await _store_shares(conn, pledge_id, parts)
-    if into is None:
-        await add_changes(conn, changes)
+
+
+def figured(need: Mapping[str, Any], deltas: Deltas) -> tuple[Any, ...]:
+    """A locked need's sums, gap and status once it gained each of its deltas in turn (the
+    gap and status worked out after each by domain.summarise, the one place that rule lives,
+    and changed only where it gives another figure), as `store_figures` takes them."""
+    sums, gap, status = shares(need), need["gap"], need["status"]
+    for delta in deltas[need["need_id"]]:
+        sums = domain.Share(
+            EXACT.add(sums.pledged, delta.pledged),
+            EXACT.add(sums.committed, delta.committed),
+            EXACT.add(sums.delivered, delta.delivered),
+        )
+        cov = domain.summarise(target=need["target"], need_state=need["state"], sums=sums)
+        if (cov.gap, cov.status) != (gap, status):
+            gap, status = cov.gap, cov.status
+    return (need["need_id"], sums.pledged, sums.committed, sums.delivered, gap, status)
+
+
+async def store_figures(conn: asyncpg.Connection, figures: Sequence[tuple[Any, ...]]) -> None:
+    """Needs' sums, gaps and statuses (`figured`), in one statement."""
+    if figures:
+        await conn.execute(
+            "UPDATE needs n SET pledged = u.pledged, committed = u.committed,"
+            " delivered = u.delivered, gap = u.gap, status = u.status"
+            " FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::numeric[],"
+            " $5::numeric[], $6::text[]) AS u(need_id, pledged, committed, delivered, gap, status)"
+            " WHERE n.need_id = u.need_id",
+            *[list(column) for column in zip(*figures, strict=True)],
+        )
 
 
 async def add_changes(conn: asyncpg.Connection, changes: Changes) -> None:
-    """Each need's sums gain their change, in need order (as every writer takes them)."""
-    for need_id in sorted(changes):
-        change = changes[need_id]
-        if change:
-            need = await conn.fetchrow(
-                ADD_CHANGE, need_id, change.pledged, change.committed, change.delivered
-            )
-            if need is not None:
-                await _refigure(conn, need)
+    """Each need's sums gain their change (those that change), in need order."""
+    deltas = {need_id: [change] for need_id, change in changes.items() if change}
+    locked = await conn.fetch(lock(1), sorted(deltas))
+    await store_figures(conn, [figured(row, deltas) for row in locked])
 
 
 async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:

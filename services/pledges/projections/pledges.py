@@ -1,291 +1,498 @@
-"""Pledge events -> `pledges`, `pledge_lines`, `receipts` and `deliveries` rows; each change
-to a line that answers a need adds the line's new share less its old one to that need's
-coverage (projections/needs.py count_changes)."""
+"""Pledge events -> `pledges`, `pledge_lines`, `receipts` and `deliveries` rows, set-based.
+
+A batch of events (a request's, a group commit's, a page of a rebuild; one event is a batch
+of one) costs three statements whatever its size: the rows it touches are read at once (the
+pledges named, their lines, the units of the needs they answer), the events are applied to
+them in memory in order, each exactly as it alone would change the rows (a pledge made once,
+every later event guarded by the pledge's version, so replaying one changes nothing), and
+what changed is written in one statement for every table, which also locks the needs whose
+coverage changed, in need order; their figures are written by the last (needs.py).
+
+Each change to a line that answers a need adds the line's new share less its old one to that
+need's coverage, once per event, as the need's figures would move event by event."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from services.pledges import domain
 from services.pledges import events as ev
-from services.pledges.projections.needs import Changes, add_changes, count_changes
+from services.pledges.projections import needs
 from shared.events import RecordedEvent
 from shared.projections import Apply
 
 
-async def pledge_made(
-    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
-) -> None:
-    p = ev.decoded(event, ev.PledgeMadeRead)
-    inserted = await conn.fetchval(
-        """
-        INSERT INTO pledges (pledge_id, donor_id, recipient_id, partnership_id, description,
-                             internal_note, contact, status, made_at, correlation_id,
-                             changed_at, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, 'pledged', $8, $9, $8, $10)
-        ON CONFLICT (pledge_id) DO NOTHING RETURNING true
-        """,
-        p.pledge_id,
-        p.donor_id,
-        p.recipient_id,
-        p.partnership_id,
-        p.description,
-        p.internal_note,
-        json.dumps(p.contact.model_dump(mode="json") if p.contact else None),
-        event.occurred_at,
-        event.metadata.correlation_id,
-        event.stream_version,
-    )
-    if not inserted:
-        return
-    for ordinal, line in enumerate(p.lines):
-        await conn.execute(
-            """
-            INSERT INTO pledge_lines (pledge_id, line_id, ordinal, kind, need_id, item, category,
-                                      unit, quantity, weight_kg, value_amount, value_currency,
-                                      currency, amount)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::numeric, $10::text::numeric, $11,
-                    $12, $13, $14)
-            """,
-            p.pledge_id,
-            line.line_id,
-            ordinal,
-            line.kind,
-            line.need_id,
-            line.item,
-            line.category,
-            line.unit,
-            line.quantity,
-            line.weight_kg,
-            line.value_amount,
-            line.value_currency,
-            line.currency,
-            line.amount,
+@dataclass(slots=True)
+class _Line:
+    row: dict[str, Any]  # the pledge_lines row as it stands after the events so far
+    amended: list[dict[str, Any]] = field(default_factory=list)  # amendments the batch adds
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Pledge:
+    row: dict[str, Any]  # the pledges row as it stands after the events so far
+    lines: dict[str, _Line] = field(default_factory=dict)
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The rows a batch touches, changed in memory event by event."""
+
+    pledges: dict[str, _Pledge]
+    units: dict[str, str | None]  # the needs posted that the lines answer -> their unit
+    receipts: list[tuple[Any, ...]] = field(default_factory=list)
+    deliveries: list[tuple[Any, ...]] = field(default_factory=list)
+    changes: needs.Deltas = field(default_factory=dict)
+
+    def advance(
+        self, event: RecordedEvent, pledge_id: str, status: str | None = None, **also: Any
+    ) -> _Pledge | None:
+        """The pledge at the event's version, `status` and `also` set (None: the pledge is
+        not there, or was at that version already)."""
+        pledge = self.pledges.get(pledge_id)
+        if pledge is None or pledge.row["version"] >= event.stream_version:
+            return None
+        row = pledge.row
+        row["version"] = event.stream_version
+        row["changed_at"] = max(row["changed_at"], event.occurred_at)
+        if status is not None:
+            row["status"] = status
+        row.update(also)
+        pledge.dirty = True
+        return pledge
+
+    def count(self, pledge: _Pledge) -> None:
+        """A pledge changed: each of its lines answering a posted need gets its share again,
+        and the need the difference (one change per event, as add_changes adds it)."""
+        event: dict[str, domain.Share] = {}
+        status = pledge.row["status"]
+        for line in pledge.lines.values():
+            row = line.row
+            need_id = row["need_id"]
+            if need_id is None or need_id not in self.units:
+                continue  # a need not posted yet (never, in log order) counts its lines then
+            part = domain.share(needs.line_contribution(row, status), unit=self.units[need_id])
+            change = part - needs.shares(row)
+            if change:
+                row["share_pledged"], row["share_committed"] = part.pledged, part.committed
+                row["share_delivered"] = part.delivered
+                line.dirty = True
+                event[need_id] = event.get(need_id, domain.Share()) + change
+        for need_id, change in event.items():
+            if change:
+                self.changes.setdefault(need_id, []).append(change)
+
+    def refigure(self, pledge: _Pledge) -> None:
+        """The pledge's status from its lines, as its state has it (domain.status_of), once
+        something arrived or a line changed (the events carry no status since delivery-recorded
+        3, pledge-line-amended 2 and money-received 2); then what its lines count."""
+        row = pledge.row
+        status = domain.status_of(
+            committed=row["committed_at"] is not None,
+            withdrawn=row["withdrawn_at"] is not None,
+            lines=[
+                domain.progress(size=r["amount"], arrived=r["received"])
+                if r["kind"] == "money"
+                else domain.progress(size=r["quantity"], arrived=r["delivered"])
+                for r in (line.row for line in pledge.lines.values())
+            ],
         )
-    await count_changes(conn, p.pledge_id, changes)
+        row["status"] = status.value
+        self.count(pledge)
 
 
-async def _advance(
-    conn: asyncpg.Connection,
-    event: RecordedEvent,
-    pledge_id: str,
-    status: str | None,
-    **also: Any,
-) -> bool:
-    """The pledge's row at the event's version (False: it was there already); `status` if
-    given, and `also` the other columns the event sets, in the same statement."""
-    sets = "".join(f", {column} = ${i}" for i, column in enumerate(also, start=5))
-    applied = await conn.fetchval(
-        "UPDATE pledges SET version = $2, changed_at = greatest(changed_at, $3),"
-        f" status = coalesce($4, status){sets} WHERE pledge_id = $1 AND version < $2"
-        " RETURNING true",
-        pledge_id,
-        event.stream_version,
-        event.occurred_at,
-        status,
-        *also.values(),
-    )
-    return bool(applied)
+def _numeric(text: str | None) -> Decimal | None:
+    """A quantity as PostgreSQL reads it from its text (`::text::numeric`)."""
+    return None if text is None else Decimal(text)
 
 
-async def pledge_committed(
-    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
-) -> None:
-    p = ev.decoded(event, ev.PledgeCommitted)
-    if await _advance(conn, event, p.pledge_id, "committed", committed_at=event.occurred_at):
-        await count_changes(conn, p.pledge_id, changes)
+def _json(model: Any) -> str:
+    return json.dumps(model.model_dump(mode="json") if model else None)
 
 
-async def pledge_withdrawn(
-    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
-) -> None:
-    p = ev.decoded(event, ev.PledgeWithdrawn)
-    at, reason = event.occurred_at, p.reason
-    if await _advance(
-        conn, event, p.pledge_id, "withdrawn", withdrawn_at=at, withdrawal_reason=reason
-    ):
-        await count_changes(conn, p.pledge_id, changes)
-
-
-async def line_amended(
-    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
-) -> None:
-    p = ev.decoded(event, ev.PledgeLineAmended)
-    if not await _advance(conn, event, p.pledge_id, None):
-        return
-    in_kind = p.kind == "in_kind"
-    amendment = {
-        "occurred_at": event.occurred_at.isoformat(),
-        "previous": p.previous_quantity if in_kind else p.previous_amount,
-        "new": p.quantity if in_kind else p.amount,
-        "reason": p.reason,
+def pledge_made(batch: _Batch, event: RecordedEvent, p: ev.PledgeMadeRead) -> None:
+    if p.pledge_id in batch.pledges:
+        return  # made already
+    at = event.occurred_at
+    row = {
+        "pledge_id": p.pledge_id,
+        "donor_id": p.donor_id,
+        "recipient_id": p.recipient_id,
+        "partnership_id": p.partnership_id,
+        "description": p.description,
+        "internal_note": p.internal_note,
+        "contact": _json(p.contact),
+        "status": "pledged",
+        "made_at": at,
+        "committed_at": None,
+        "withdrawn_at": None,
+        "withdrawal_reason": None,
+        "correlation_id": event.metadata.correlation_id,
+        "changed_at": at,
+        "version": event.stream_version,
     }
-    await conn.execute(
-        "UPDATE pledge_lines SET quantity = coalesce($3::text::numeric, quantity),"
-        " amount = coalesce($4, amount), amendments = amendments || $5::jsonb,"
-        " weight_kg = $6::text::numeric WHERE pledge_id = $1 AND line_id = $2",
-        p.pledge_id,
-        p.line_id,
-        p.quantity,
-        p.amount,
-        json.dumps([amendment]),
-        p.weight_kg,
-    )
-    await _refigure(conn, p.pledge_id, changes)
+    pledge = batch.pledges[p.pledge_id] = _Pledge(row, dirty=True)
+    for ordinal, line in enumerate(p.lines):
+        pledge.lines[line.line_id] = _Line(
+            {
+                "pledge_id": p.pledge_id,
+                "line_id": line.line_id,
+                "ordinal": ordinal,
+                "kind": line.kind,
+                "need_id": line.need_id,
+                "item": line.item,
+                "category": line.category,
+                "unit": line.unit,
+                "quantity": _numeric(line.quantity),
+                "weight_kg": _numeric(line.weight_kg),
+                "value_amount": line.value_amount,
+                "value_currency": line.value_currency,
+                "currency": line.currency,
+                "amount": line.amount,
+                **NEW_LINE,
+            },
+            dirty=True,
+        )
+    batch.count(pledge)
 
 
-async def money_received(
-    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
-) -> None:
-    p = ev.decoded(event, ev.MoneyReceived)
-    if not await _advance(conn, event, p.pledge_id, None):
-        return
-    await conn.execute(
-        "INSERT INTO receipts (event_id, pledge_id, line_id, amount, currency, received_on,"
-        " reference) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        event.event_id,
-        p.pledge_id,
-        p.line_id,
-        p.amount,
-        p.currency,
-        p.received_on,
-        p.reference,
-    )
-    await conn.execute(
-        "UPDATE pledge_lines SET received = received + $3 WHERE pledge_id = $1 AND line_id = $2",
-        p.pledge_id,
-        p.line_id,
-        p.amount,
-    )
-    await _refigure(conn, p.pledge_id, changes)
-
-
-async def donor_figure(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    p = ev.decoded(event, ev.DonorFigureReported)
-    if not await _advance(conn, event, p.pledge_id, None):
-        return
-    figure = p.quantity if p.quantity is not None else str(p.amount)
-    await conn.execute(
-        "UPDATE pledge_lines SET donor_figure = $3, donor_figure_on = $4"
-        " WHERE pledge_id = $1 AND line_id = $2",
-        p.pledge_id,
-        p.line_id,
-        figure,
-        p.reported_on,
-    )
-
-
-async def delivery_recorded(
-    conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None
-) -> None:
-    p = ev.decoded(event, ev.DeliveryRecordedRead)
-    if not await _advance(conn, event, p.pledge_id, None):
-        return
-    figures = [p.loaded, p.received, p.damaged, p.short, p.lost]
-    await conn.execute(
-        """
-        INSERT INTO deliveries (event_id, pledge_id, line_id, convoy_id, manifest_line_id, unit,
-                                loaded, received, damaged, short, lost, confirmed_by, document,
-                                occurred_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::text::numeric, $8::text::numeric, $9::text::numeric,
-                $10::text::numeric, $11::text::numeric, $12::jsonb, $13::jsonb, $14)
-        """,
-        event.event_id,
-        p.pledge_id,
-        p.line_id,
-        p.convoy_id,
-        p.manifest_line_id,
-        p.unit,
-        *figures,
-        json.dumps(p.confirmed_by.model_dump(mode="json") if p.confirmed_by else None),
-        json.dumps(p.document.model_dump(mode="json") if p.document else None),
-        event.occurred_at,
-    )
-    await conn.execute(
-        """
-        UPDATE pledge_lines SET loaded = loaded + $3::text::numeric,
-            delivered = delivered + $4::text::numeric, damaged = damaged + $5::text::numeric,
-            short = short + $6::text::numeric, lost = lost + $7::text::numeric
-        WHERE pledge_id = $1 AND line_id = $2
-        """,
-        p.pledge_id,
-        p.line_id,
-        *figures,
-    )
-    await _refigure(conn, p.pledge_id, changes)
-
-
-async def _refigure(conn: asyncpg.Connection, pledge_id: str, changes: Changes | None) -> None:
-    """The pledge's status from its lines, as its state has it (domain.status_of), once
-    something arrived or a line changed (the events carry no status since delivery-recorded 3,
-    pledge-line-amended 2 and money-received 2); then what its lines count towards their needs
-    (count_changes)."""
-    rows = await conn.fetch(
-        "SELECT p.committed_at, p.withdrawn_at, l.kind, l.quantity, l.delivered, l.amount,"
-        " l.received FROM pledges p JOIN pledge_lines l USING (pledge_id)"
-        " WHERE pledge_id = $1",
-        pledge_id,
-    )
-    lines = [
-        domain.progress(size=r["amount"], arrived=r["received"])
-        if r["kind"] == "money"
-        else domain.progress(size=r["quantity"], arrived=r["delivered"])
-        for r in rows
-    ]
-    status = domain.status_of(
-        committed=rows[0]["committed_at"] is not None,
-        withdrawn=rows[0]["withdrawn_at"] is not None,
-        lines=lines,
-    )
-    await conn.execute(
-        "UPDATE pledges SET status = $2 WHERE pledge_id = $1", pledge_id, status.value
-    )
-    await count_changes(conn, pledge_id, changes)
-
-
-async def line_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    p = ev.decoded(event, ev.PledgeLineUpdated)
-    await _advance(conn, event, p.pledge_id, None)  # derived from the events beside it
-
-
-class Counting(Protocol):
-    """A handler that also counts its changes to needs: applied alone (an Apply) it counts
-    them itself, in a batch it adds them to the batch's."""
-
-    def __call__(
-        self, conn: asyncpg.Connection, event: RecordedEvent, changes: Changes | None = None, /
-    ) -> Awaitable[None]: ...
-
-
-# the events that change what a pledge's lines count towards their needs
-COUNTING: dict[str, Counting] = {
-    ev.PLEDGE_MADE: pledge_made,
-    ev.PLEDGE_COMMITTED: pledge_committed,
-    ev.PLEDGE_WITHDRAWN: pledge_withdrawn,
-    ev.PLEDGE_LINE_AMENDED: line_amended,
-    ev.MONEY_RECEIVED: money_received,
-    ev.DELIVERY_RECORDED: delivery_recorded,
+# what a line holds before anything arrives (the columns' defaults)
+NEW_LINE: Mapping[str, Any] = {
+    "delivered": Decimal(0),
+    "loaded": Decimal(0),
+    "damaged": Decimal(0),
+    "short": Decimal(0),
+    "lost": Decimal(0),
+    "received": 0,
+    "donor_figure": None,
+    "donor_figure_on": None,
+    "share_pledged": Decimal(0),
+    "share_committed": Decimal(0),
+    "share_delivered": Decimal(0),
 }
-HANDLERS: dict[str, Apply] = {
-    **COUNTING,
-    ev.DONOR_FIGURE_REPORTED: donor_figure,
-    ev.PLEDGE_LINE_UPDATED: line_updated,
+
+
+def pledge_committed(batch: _Batch, event: RecordedEvent, p: ev.PledgeCommitted) -> None:
+    if pledge := batch.advance(event, p.pledge_id, "committed", committed_at=event.occurred_at):
+        batch.count(pledge)
+
+
+def pledge_withdrawn(batch: _Batch, event: RecordedEvent, p: ev.PledgeWithdrawn) -> None:
+    at, reason = event.occurred_at, p.reason
+    if pledge := batch.advance(
+        event, p.pledge_id, "withdrawn", withdrawn_at=at, withdrawal_reason=reason
+    ):
+        batch.count(pledge)
+
+
+def _line(pledge: _Pledge, line_id: str) -> _Line | None:
+    line = pledge.lines.get(line_id)
+    if line is not None:
+        line.dirty = True
+    return line
+
+
+def line_amended(batch: _Batch, event: RecordedEvent, p: ev.PledgeLineAmended) -> None:
+    if not (pledge := batch.advance(event, p.pledge_id)):
+        return
+    if line := _line(pledge, p.line_id):
+        in_kind = p.kind == "in_kind"
+        line.amended.append(
+            {
+                "occurred_at": event.occurred_at.isoformat(),
+                "previous": p.previous_quantity if in_kind else p.previous_amount,
+                "new": p.quantity if in_kind else p.amount,
+                "reason": p.reason,
+            }
+        )
+        row = line.row
+        if p.quantity is not None:
+            row["quantity"] = Decimal(p.quantity)
+        if p.amount is not None:
+            row["amount"] = p.amount
+        row["weight_kg"] = _numeric(p.weight_kg)
+    batch.refigure(pledge)
+
+
+def money_received(batch: _Batch, event: RecordedEvent, p: ev.MoneyReceived) -> None:
+    if not (pledge := batch.advance(event, p.pledge_id)):
+        return
+    batch.receipts.append(
+        (
+            event.event_id,
+            p.pledge_id,
+            p.line_id,
+            p.amount,
+            p.currency,
+            p.received_on,
+            p.reference,
+        )
+    )
+    if line := _line(pledge, p.line_id):
+        line.row["received"] += p.amount
+    batch.refigure(pledge)
+
+
+def donor_figure(batch: _Batch, event: RecordedEvent, p: ev.DonorFigureReported) -> None:
+    if not (pledge := batch.advance(event, p.pledge_id)):
+        return
+    if line := _line(pledge, p.line_id):
+        line.row["donor_figure"] = p.quantity if p.quantity is not None else str(p.amount)
+        line.row["donor_figure_on"] = p.reported_on
+
+
+FIGURES = ("loaded", "received", "damaged", "short", "lost")
+# a delivery's figures -> the line's totals they add to (`received` in good condition counts
+# as delivered)
+TOTALS = dict(zip(FIGURES, ("loaded", "delivered", "damaged", "short", "lost"), strict=True))
+
+
+def delivery_recorded(batch: _Batch, event: RecordedEvent, p: ev.DeliveryRecordedRead) -> None:
+    if not (pledge := batch.advance(event, p.pledge_id)):
+        return
+    figures = {f: Decimal(getattr(p, f)) for f in FIGURES}
+    batch.deliveries.append(
+        (
+            event.event_id,
+            p.pledge_id,
+            p.line_id,
+            p.convoy_id,
+            p.manifest_line_id,
+            p.unit,
+            *figures.values(),
+            _json(p.confirmed_by),
+            _json(p.document),
+            event.occurred_at,
+        )
+    )
+    if line := _line(pledge, p.line_id):
+        for figure, value in figures.items():
+            total = TOTALS[figure]
+            line.row[total] = needs.EXACT.add(line.row[total], value)
+    batch.refigure(pledge)
+
+
+def line_updated(batch: _Batch, event: RecordedEvent, p: ev.PledgeLineUpdated) -> None:
+    batch.advance(event, p.pledge_id)  # derived from the events beside it
+
+
+Step = Callable[[_Batch, RecordedEvent, Any], None]
+# by event type: the model its payload decodes to, and what it does to the rows
+STEPS: dict[str, tuple[type[BaseModel], Step]] = {
+    ev.PLEDGE_MADE: (ev.PledgeMadeRead, pledge_made),
+    ev.PLEDGE_COMMITTED: (ev.PledgeCommitted, pledge_committed),
+    ev.PLEDGE_WITHDRAWN: (ev.PledgeWithdrawn, pledge_withdrawn),
+    ev.PLEDGE_LINE_AMENDED: (ev.PledgeLineAmended, line_amended),
+    ev.MONEY_RECEIVED: (ev.MoneyReceived, money_received),
+    ev.DONOR_FIGURE_REPORTED: (ev.DonorFigureReported, donor_figure),
+    ev.DELIVERY_RECORDED: (ev.DeliveryRecordedRead, delivery_recorded),
+    ev.PLEDGE_LINE_UPDATED: (ev.PledgeLineUpdated, line_updated),
 }
+
+
+# --- reading and writing: a statement each, whatever the batch ------------------------------
+
+READ = """
+SELECT (SELECT array_agg(p) FROM pledges p WHERE p.pledge_id = ANY($1::text[])) AS pledges,
+       (SELECT array_agg(l ORDER BY l.pledge_id, l.ordinal) FROM pledge_lines l
+        WHERE l.pledge_id = ANY($1::text[])) AS lines,
+       (SELECT array_agg((n.need_id, n.unit)) FROM needs n
+        WHERE n.need_id = ANY($2::text[] || ARRAY(SELECT need_id FROM pledge_lines
+                                                  WHERE pledge_id = ANY($1::text[]))))
+       AS needs
+"""
+
+
+async def _read(
+    conn: asyncpg.Connection, pledge_ids: Iterable[str], need_ids: Iterable[str]
+) -> _Batch:
+    found = await conn.fetchrow(READ, list(pledge_ids), list(need_ids))
+    pledges = {r["pledge_id"]: _Pledge(dict(r)) for r in found["pledges"] or ()}
+    for r in found["lines"] or ():
+        line = dict(r)
+        del line["line_key"]  # generated
+        line["amendments"] = None  # never read: a batch appends its own
+        pledges[r["pledge_id"]].lines[r["line_id"]] = _Line(line)
+    return _Batch(pledges, dict(found["needs"] or ()))
+
+
+# column -> its type; a jsonb column travels as text
+PLEDGE_COLUMNS = {
+    "pledge_id": "text",
+    "donor_id": "text",
+    "recipient_id": "text",
+    "partnership_id": "text",
+    "description": "text",
+    "internal_note": "text",
+    "contact": "jsonb",
+    "status": "text",
+    "made_at": "timestamptz",
+    "committed_at": "timestamptz",
+    "withdrawn_at": "timestamptz",
+    "withdrawal_reason": "text",
+    "correlation_id": "text",
+    "changed_at": "timestamptz",
+    "version": "integer",
+}
+PLEDGE_CHANGES = ("status", "committed_at", "withdrawn_at", "withdrawal_reason", "changed_at")
+LINE_COLUMNS = {
+    "pledge_id": "text",
+    "line_id": "text",
+    "ordinal": "integer",
+    "kind": "text",
+    "need_id": "text",
+    "item": "text",
+    "category": "text",
+    "unit": "text",
+    "quantity": "numeric",
+    "weight_kg": "numeric",
+    "value_amount": "bigint",
+    "value_currency": "text",
+    "currency": "text",
+    "amount": "bigint",
+    "delivered": "numeric",
+    "loaded": "numeric",
+    "damaged": "numeric",
+    "short": "numeric",
+    "lost": "numeric",
+    "received": "bigint",
+    "donor_figure": "text",
+    "donor_figure_on": "date",
+    "share_pledged": "numeric",
+    "share_committed": "numeric",
+    "share_delivered": "numeric",
+    "amendments": "jsonb",  # those the batch adds, appended to the line's
+}
+LINE_CHANGES = (
+    "quantity",
+    "weight_kg",
+    "amount",
+    *TOTALS.values(),
+    "received",
+    "donor_figure",
+    "donor_figure_on",
+    "share_pledged",
+    "share_committed",
+    "share_delivered",
+)
+RECEIPT_COLUMNS = {
+    "event_id": "uuid",
+    "pledge_id": "text",
+    "line_id": "text",
+    "amount": "bigint",
+    "currency": "text",
+    "received_on": "date",
+    "reference": "text",
+}
+DELIVERY_COLUMNS = {
+    "event_id": "uuid",
+    "pledge_id": "text",
+    "line_id": "text",
+    "convoy_id": "text",
+    "manifest_line_id": "text",
+    "unit": "text",
+    **dict.fromkeys(FIGURES, "numeric"),
+    "confirmed_by": "jsonb",
+    "document": "jsonb",
+    "occurred_at": "timestamptz",
+}
+
+
+def _insert(table: str, columns: Mapping[str, str], first: int) -> str:
+    """INSERT of `columns`' arrays, one a parameter from $`first` on."""
+    arrays = ", ".join(
+        f"${i}::{'text' if kind == 'jsonb' else kind}[]"
+        for i, kind in enumerate(columns.values(), start=first)
+    )
+    values = ", ".join(f"{c}::jsonb" if k == "jsonb" else c for c, k in columns.items())
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values}"
+        f" FROM unnest({arrays}) AS u({', '.join(columns)})"
+    )
+
+
+def _write_statement() -> str:
+    at = 1
+    parts = []
+    for table, columns, conflict in (
+        (
+            "pledges",
+            PLEDGE_COLUMNS,
+            "ON CONFLICT (pledge_id) DO UPDATE SET version = EXCLUDED.version"
+            + "".join(f", {c} = EXCLUDED.{c}" for c in PLEDGE_CHANGES),
+        ),
+        (
+            "pledge_lines",
+            LINE_COLUMNS,
+            "ON CONFLICT (pledge_id, line_id) DO UPDATE SET"
+            " amendments = pledge_lines.amendments || EXCLUDED.amendments"
+            + "".join(f", {c} = EXCLUDED.{c}" for c in LINE_CHANGES),
+        ),
+        ("receipts", RECEIPT_COLUMNS, ""),
+        ("deliveries", DELIVERY_COLUMNS, ""),
+    ):
+        parts.append(f"written_{table} AS ({_insert(table, columns, at)} {conflict})")
+        at += len(columns)
+    return f"WITH {', '.join(parts)} {needs.lock(at)}"
+
+
+# every row the batch changed, in one statement, which locks the needs to change last
+WRITE = _write_statement()
+
+
+def _arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+async def _write(conn: asyncpg.Connection, batch: _Batch) -> None:
+    pledges = [p for p in batch.pledges.values() if p.dirty]
+    lines = [line for p in batch.pledges.values() for line in p.lines.values() if line.dirty]
+    for line in lines:
+        line.row["amendments"] = json.dumps(line.amended)
+    if not (pledges or lines or batch.receipts or batch.deliveries or batch.changes):
+        return
+    locked = await conn.fetch(
+        WRITE,
+        *_arrays([[p.row[c] for c in PLEDGE_COLUMNS] for p in pledges], len(PLEDGE_COLUMNS)),
+        *_arrays([[line.row[c] for c in LINE_COLUMNS] for line in lines], len(LINE_COLUMNS)),
+        *_arrays(batch.receipts, len(RECEIPT_COLUMNS)),
+        *_arrays(batch.deliveries, len(DELIVERY_COLUMNS)),
+        sorted(batch.changes),
+    )
+    await needs.store_figures(conn, [needs.figured(row, batch.changes) for row in locked])
 
 
 async def apply_batch(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-    """The events in order, as their handlers apply them, their needs' sums changed once at
-    the end: a pledge's request writes its need's row (the one every pledge to that need
-    writes) in its last statement, a rebuild once a need a batch."""
-    changes: Changes = {}
+    """The events in order, each as it alone would change the rows, in three statements: a
+    pledge's request, a group commit of pledges and a page of a rebuild alike."""
+    steps: list[tuple[Step, RecordedEvent, Any]] = []
+    pledge_ids: set[str] = set()
+    need_ids: set[str] = set()
     for event in events:
-        counting = COUNTING.get(event.event_type)
-        if counting is not None:
-            await counting(conn, event, changes)
-        else:
-            await HANDLERS[event.event_type](conn, event)
-    await add_changes(conn, changes)
+        model, step = STEPS[event.event_type]
+        p: Any = ev.decoded(event, model)
+        steps.append((step, event, p))
+        pledge_ids.add(p.pledge_id)
+        if isinstance(p, ev.PledgeMadeRead):
+            need_ids.update(line.need_id for line in p.lines if line.need_id is not None)
+    batch = await _read(conn, pledge_ids, need_ids)
+    for step, event, p in steps:
+        step(batch, event, p)
+    await _write(conn, batch)
+
+
+async def _alone(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await apply_batch(conn, [event])
+
+
+# by event type: each event alone is a batch of one (the projection hands over several)
+HANDLERS: dict[str, Apply] = dict.fromkeys(STEPS, _alone)
