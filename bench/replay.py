@@ -4,7 +4,8 @@ PostgreSQL read rate measured in the same run as the comparison.
 
 `python -m bench.replay [--events 1000000] [--pg embedded|system|URL] [--rebuild-events 0]
 [--replay-events 4000]
-[--es-events 200000] [--profile-events 30000]`
+[--es-events 200000] [--profile-events 30000]`; `--rebuild-only [--rebuild-events 50000]
+[--services registry,shipments] [--repeat 2] [--profile]` measures the rebuilds (c) alone.
 
 1. Generation: each service gets a fresh database (shared schema + its own) and a history shaped
    like its real one (the payloads of services/*/events.py, each event type's first occurrence
@@ -354,6 +355,21 @@ def partnership(w: World, pid: str) -> Iterator[Step]:
     )
     before = "proposed"
     for to in ("under_discussion", "agreed", "signed", "suspended")[: rng.randint(1, 4)]:
+        if to in ("agreed", "signed"):  # each organisation agrees with its own key first
+            for org in pair:
+                yield (
+                    rev.PARTNERSHIP_AGREEMENT_RECORDED,
+                    {
+                        "partnership_id": pid,
+                        "organisations": pair,
+                        "kind": kind,
+                        "organisation_id": org,
+                        "from_status": before,
+                        "to_status": to,
+                        "evidence": evidence if to == "signed" else None,
+                    },
+                    0,
+                )
         yield (
             rev.PARTNERSHIP_STATUS_CHANGED,
             {
@@ -785,9 +801,9 @@ class Draft:
     schema_version: int = 1
 
 
-def drafts(service: str, seed: int) -> Iterator[Draft]:
-    """A service's history in commit order, endless: IN_FLIGHT streams at a time, each advanced
-    a step at random, so events of many streams interleave as concurrent requests do."""
+def drafts(service: str, seed: int, in_flight: int = IN_FLIGHT) -> Iterator[Draft]:
+    """A service's history in commit order, endless: `in_flight` streams at a time, each
+    advanced a step at random, so events of many streams interleave as concurrent requests do."""
     rng = random.Random(f"{seed}-{service}")
     w = World(rng)
     keys: dict[str, str] = {}
@@ -805,7 +821,7 @@ def drafts(service: str, seed: int) -> Iterator[Draft]:
         return Stream(stream_type, sid, lifecycle(w, sid), actor, org, str(w.new_uuid()))
 
     while True:
-        if len(active) < IN_FLIGHT:
+        if len(active) < in_flight:
             active.append(start())
         i = rng.randrange(len(active))
         s = active[i]
@@ -890,11 +906,19 @@ EVENT_COLUMNS = [
 
 
 async def generate(
-    url: str, service: str, n: int, signer: signing.Signer, *, cross_check: int = 300
+    url: str,
+    service: str,
+    n: int,
+    signer: signing.Signer,
+    *,
+    cross_check: int = 300,
+    seed: int = SEED,
+    in_flight: int = IN_FLIGHT,
 ) -> Generated:
-    """COPY `n` events (signed checkpoints included) and their chain, as the sealer would."""
+    """COPY `n` events (signed checkpoints included) and their chain, as the sealer would
+    (the history of `drafts`: also what tests project from generated sequences)."""
     started = time.perf_counter()
-    source = drafts(service, SEED)
+    source = drafts(service, seed, in_flight)
     position, head = 0, chain.GENESIS
     checkpoint_version = 0
     streams: set[str] = set()
@@ -1307,6 +1331,81 @@ async def measure_rebuild(
     return out
 
 
+async def digest(
+    conn: asyncpg.Connection, projections: Sequence[proj.Projection]
+) -> dict[str, str]:
+    """A hash of each read-model table's rows (as text, sorted): two rebuilds of the same log
+    that leave the same rows have the same digests."""
+    out = {}
+    for p in projections:
+        for t in p.tables:
+            text = await conn.fetchval(
+                f"SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM \"{t}\" r"
+            )
+            out[t] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return out
+
+
+async def rebuild_only(clock: Clock, server: str, args: argparse.Namespace) -> dict[str, Any]:
+    """--rebuild-only: each service's first --rebuild-events events generated into a database
+    of their own, then shared.projections.rebuild with its real projections, --repeat times
+    (the rows' digest must be the same each time; with --profile, a cProfile of the last)."""
+    n = args.rebuild_events or 50_000
+    out: dict[str, Any] = {}
+    async with AsyncExitStack() as cleanup:
+        for service in args.services:
+            url = await cleanup.enter_async_context(
+                fresh_database(server, audit_replay.schema_of(service))
+            )
+            g = (await generate_all([(service, url, n)]))[service]
+            say(f"  {service}: {g.events:,} events in {g.streams:,} streams generated")
+            projections = audit_replay.projections_of(service)
+            runs, digests = [], set()
+            tables: dict[str, str] = {}
+            async with connection(url) as conn:
+                for i in range(args.repeat):
+                    m: dict[str, float] = {}
+                    profiler = cProfile.Profile() if args.profile and i == args.repeat - 1 else None
+                    with clock.measure(m):
+                        if profiler is not None:
+                            profiler.enable()
+                        replayed = await proj.rebuild(conn, projections)
+                        if profiler is not None:
+                            profiler.disable()
+                    t = _timing(replayed, m)
+                    runs.append(t.as_dict())
+                    tables = await digest(conn, projections)
+                    digests.add(json.dumps(tables, sort_keys=True))
+                    say(
+                        f"  {service:<9} rebuild {t.rate:>8,.0f} events/s,"
+                        f" {t.cpu_seconds / replayed * 1e6:,.0f} client CPU µs/event"
+                        f" (cores: {t.cores})"
+                    )
+                    if profiler is not None:
+                        stats = pstats.Stats(profiler, stream=sys.stderr)
+                        stats.sort_stats("tottime").print_stats(25)
+                rows = {
+                    t: int(await conn.fetchval(f'SELECT count(*) FROM "{t}"'))
+                    for p in projections
+                    for t in p.tables
+                }
+            best = max(runs, key=lambda r: r["events_per_second"])
+            out[service] = {
+                "events": n,
+                "streams": g.streams,
+                "runs": runs,
+                "best": best,
+                "us_client_cpu_per_event": round(best["client_cpu_seconds"] / n * 1e6, 1),
+                "rows": rows,
+                "rows_digest": tables,
+            }
+            if len(digests) != 1:
+                say(f"  !! {service}: the rebuilds left different rows: {sorted(digests)}")
+            say(f"  {service:<9} rows {rows}")
+            say(f"  {service:<9} digests {tables}")
+    return out
+
+
 async def _drop_scratch(server: str, service: str) -> None:
     """A replay that failed before returning leaves its scratch database behind: drop it."""
     async with connection(dbmod.with_database(server, "postgres")) as admin:
@@ -1591,6 +1690,17 @@ async def main_async(args: argparse.Namespace) -> None:
     meter.watch("bench", os.getpid())
     meter.watch("postgres", await postmaster_pid(server), children=True)
     clock = Clock(meter)
+    if args.rebuild_only:
+        header("replay benchmark: read-model rebuilds only", env)
+        only: dict[str, Any] = {
+            "benchmark": "replay-rebuild",
+            "environment": env,
+            "parameters": {"events_per_service": args.rebuild_events or 50_000, "seed": SEED},
+            "rebuild": await rebuild_only(clock, server, args),
+        }
+        if args.save:
+            say(f"results: {write_results(args.save, only)}")
+        return
     counts = split(args.events)
     results: dict[str, Any] = {
         "benchmark": "replay",
@@ -1896,6 +2006,24 @@ def main() -> None:
     )
     parser.add_argument("--always-profile", action="store_true", help="profile even when met")
     parser.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="only the rebuilds (c), of --rebuild-events events per service (default 50,000),"
+        " each in a database of its own; nothing saved unless --save is given",
+    )
+    parser.add_argument(
+        "--services",
+        type=lambda v: [s for s in v.split(",") if s],
+        default=list(SERVICES),
+        help="with --rebuild-only: which services, comma-separated (default: all)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="with --rebuild-only: rebuilds per service"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="with --rebuild-only: cProfile the last rebuild"
+    )
+    parser.add_argument(
         "--save",
         default="replay",
         metavar="NAME",
@@ -1906,6 +2034,12 @@ def main() -> None:
     if args.worker:
         asyncio.run(worker(json.loads(args.worker)))
         return
+    if args.rebuild_only:
+        unknown = set(args.services) - set(SERVICES)
+        if unknown:
+            parser.error(f"--services: unknown {sorted(unknown)} (one of {', '.join(SERVICES)})")
+        if args.save == "replay":
+            args.save = ""  # a partial run never overwrites the full results
     if args.es_events is None:
         args.es_events = min(args.events, ES_DEFAULT)
     try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Unpack
+from typing import Any, Unpack
 
 import asyncpg
 
@@ -14,7 +14,10 @@ from shared.rows import COLUMNS, from_row
 
 Apply = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 ApplyBatch = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
-REBUILD_BATCH = 500  # events handed to a projection at once while rebuilding
+# events handed to a projection at once while rebuilding: a set-based projection writes each
+# table once per page, so the more a page holds the less each event costs (a page of 5,000
+# decoded events takes a few megabytes)
+REBUILD_BATCH = 5_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,90 @@ class Projection:
             handler = self.handlers.get(event.event_type)
             if handler is not None:
                 await handler(conn, event)
+
+
+def pg_array(values: Iterable[object] | None) -> str | None:
+    """The text form of a one-dimensional array (each element quoted, None as NULL), for
+    `write_rows`: a page's rows cannot pass their arrays as one array of arrays (they are not
+    all the same length), so each goes as its text and is cast back on the server."""
+    if values is None:
+        return None
+    items = (
+        "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for v in values
+    )
+    return "{" + ",".join(items) + "}"
+
+
+async def write_rows(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Mapping[str, str],
+    rows: Sequence[Sequence[object]],
+    conflict: str = "",
+) -> None:
+    """Insert `rows` into `table` in one statement, however many: INSERT ... SELECT FROM
+    unnest(one array per column) followed by `conflict` (e.g. `ON CONFLICT (id) DO NOTHING`).
+    `columns` maps each column, in the rows' order, to its SQL type; an array column (`text[]`)
+    takes a sequence of its elements (or None), a `json`/`jsonb` column its JSON text. The
+    statement's text depends only on the arguments, so the connection prepares it once."""
+    if not rows:
+        return
+    params: list[str] = []
+    selects: list[str] = []
+    arrays: list[list[object]] = []
+    for i, type_ in enumerate(columns.values()):
+        values = [row[i] for row in rows]
+        if type_.endswith("[]"):  # each row's array as its text
+            arrays.append([pg_array(v) for v in values])  # type: ignore[arg-type]
+        else:
+            arrays.append(values)
+        as_text = type_.endswith("[]") or type_ in ("json", "jsonb")
+        params.append(f"${i + 1}::text[]" if as_text else f"${i + 1}::{type_}[]")
+        selects.append(f"c{i}::{type_}" if as_text else f"c{i}")
+    aliases = ", ".join(f"c{i}" for i in range(len(columns)))
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(selects)}"
+        f" FROM unnest({', '.join(params)}) AS u({aliases}) {conflict}",
+        *arrays,
+    )
+
+
+Row = dict[str, Any]
+
+
+async def fold_rows(
+    conn: asyncpg.Connection,
+    events: Sequence[tuple[RecordedEvent, Any]],
+    *,
+    key: Callable[[Any], str],
+    read: str,
+    opened: Callable[[RecordedEvent, Any], Row | None],
+    evolve: Callable[[Row, RecordedEvent, Any], None],
+    start: Callable[[asyncpg.Record], Row] = dict,
+) -> list[Row]:
+    """The rows of the records `events` (each with its decoded payload, in order) touch, each
+    folded as one event at a time would: `key(payload)` names the record; `read` selects the
+    existing rows (`$1::text[]` their keys, the key first) and `start` makes each a row; a
+    record's opening event (`opened` returns the row it makes, None for any other) makes the row
+    unless it exists, and every other event `evolve`s the row, only when the row is older than
+    it (its `version` below the event's). Returns the rows that changed, for one statement
+    (`write_rows`): two round trips however many events."""
+    keys = list(dict.fromkeys(key(payload) for _, payload in events))
+    rows = {r[0]: start(r) for r in await conn.fetch(read, keys)}
+    changed: dict[str, None] = {}
+    for event, payload in events:
+        k = key(payload)
+        row = rows.get(k)
+        new = opened(event, payload)
+        if new is not None:
+            if row is None:  # else opened already
+                rows[k] = new
+                changed[k] = None
+        elif row is not None and row["version"] < event.stream_version:  # else applied
+            evolve(row, event, payload)
+            changed[k] = None
+    return [rows[k] for k in changed]
 
 
 async def project(

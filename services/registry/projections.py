@@ -1,8 +1,11 @@
-"""Registry events -> read-model rows (idempotent upserts keyed by stream and version)."""
+"""Registry events -> read-model rows (idempotent upserts keyed by stream and version).
+
+Each projection takes any number of events at once (one, a batch of registrations, a rebuild's
+page of thousands): it reads the rows they touch in one statement, folds the events into them
+in order as one event at a time would, and writes the rows that changed in one statement."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -11,8 +14,9 @@ import asyncpg
 
 from services.registry import domain, privacy
 from services.registry import events as ev
+from services.registry.domain.organisations import CORRECTABLE
 from shared.events import RecordedEvent
-from shared.projections import Projection
+from shared.projections import Projection, fold_rows, write_rows
 
 
 def _search_names(names: list[str]) -> list[str]:
@@ -24,51 +28,51 @@ def name_skeletons(names: list[str]) -> list[str]:
     return sorted({k for n in names for k in domain.name_keys(n)})
 
 
-REGISTERED_SQL = """
-    INSERT INTO organisations (organisation_id, name, name_folded, kind, country, region,
-                               aliases, search_names, coordinates, parent_id, version,
-                               registered_at, updated_at, name_skeletons)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12, $13)
-    ON CONFLICT (organisation_id) DO NOTHING
-"""
+# the organisations row, column -> type (shared.projections.write_rows)
+ORGANISATION_COLUMNS = {
+    "organisation_id": "text",
+    "name": "text",
+    "name_folded": "text",
+    "kind": "text",
+    "country": "text",
+    "region": "text",
+    "aliases": "text[]",
+    "search_names": "text[]",
+    "coordinates": "jsonb",
+    "parent_id": "text",
+    "version": "int",
+    "registered_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "name_skeletons": "text[]",
+    "contacts": "jsonb",
+}
+# what an organisation's later events set besides its names: the correctable fields, contacts
+_SETTABLE = frozenset(CORRECTABLE) | {"contacts"}
+_UPSERT = (
+    "ON CONFLICT (organisation_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ORGANISATION_COLUMNS if c != "organisation_id")
+    + " WHERE organisations.version < excluded.version"
+)
 
 
-def _registered_values(event: RecordedEvent) -> tuple[Any, ...]:
-    """$1 .. $13 of REGISTERED_SQL."""
-    d: ev.OrganisationRegistered = ev.CODEC.decode(event).payload
-    names = [d.name, *d.aliases]
-    return (
-        d.organisation_id,
-        d.name,
-        domain.fold_name(d.name),
-        d.kind,
-        d.country,
-        d.region,
-        d.aliases,
-        _search_names(names),
-        json.dumps(d.coordinates.model_dump() if d.coordinates else None),
-        d.parent_id,
-        event.stream_version,
-        event.recorded_at,
-        name_skeletons(names),
-    )
-
-
-async def _registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    await conn.execute(REGISTERED_SQL, *_registered_values(event))
-
-
-async def _directory(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-    """The organisations' events in order, each as its handler applies it, but the
-    registrations next to each other in one round trip (a batch of them: shared/group_commit.py;
-    a rebuild)."""
-    runs = itertools.groupby(events, key=lambda e: e.event_type == ev.ORGANISATION_REGISTERED)
-    for registrations, run in runs:
-        if registrations:
-            await conn.executemany(REGISTERED_SQL, [_registered_values(e) for e in run])
-        else:
-            for event in run:
-                await _changed(conn, event)
+def _registered(event: RecordedEvent, d: Any) -> dict[str, Any] | None:
+    """The row an organisation's registration makes (its names' columns: `_named`)."""
+    if not isinstance(d, ev.OrganisationRegistered):
+        return None
+    return {
+        "organisation_id": d.organisation_id,
+        "name": d.name,
+        "kind": d.kind,
+        "country": d.country,
+        "region": d.region,
+        "aliases": list(d.aliases),
+        "coordinates": json.dumps(d.coordinates.model_dump() if d.coordinates else None),
+        "parent_id": d.parent_id,
+        "version": event.stream_version,
+        "registered_at": event.recorded_at,
+        "updated_at": event.recorded_at,
+        "contacts": "[]",
+    }
 
 
 def _contacts(
@@ -78,57 +82,60 @@ def _contacts(
     return [c.model_dump(mode="json", exclude_unset=True) for c in payload.contacts]
 
 
-async def _changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    """Every later organisation event: recompute the row from the event's own facts."""
-    payload = ev.CODEC.decode(event).payload
-    row = await conn.fetchrow(
-        "SELECT name, aliases, version FROM organisations WHERE organisation_id = $1",
-        payload.organisation_id,
-    )
-    if row is None or row["version"] >= event.stream_version:
-        return  # already applied
-    name, aliases = row["name"], list(row["aliases"])
-    sets: dict[str, object] = {}
+def _changed(row: dict[str, Any], event: RecordedEvent, payload: Any) -> None:
+    """Every later organisation event, into the row as it stood before it."""
     match payload:
         case ev.OrganisationRenamed():
-            name, aliases = payload.name, [*aliases, payload.previous_name]
+            row["aliases"] = [*row["aliases"], payload.previous_name]
+            row["name"] = payload.name
         case ev.OrganisationAliasAdded():
-            aliases = [*aliases, payload.alias]
+            row["aliases"] = [*row["aliases"], payload.alias]
         case ev.OrganisationCorrected():
-            sets = dict(payload.changes)
-            if "coordinates" in sets:
-                sets["coordinates"] = json.dumps(sets["coordinates"])
+            unknown = set(payload.changes) - _SETTABLE
+            if unknown:
+                raise ValueError(f"{event.event_id}: no column for {sorted(unknown)}")
+            for column, value in payload.changes.items():
+                row[column] = json.dumps(value) if column == "coordinates" else value
         case ev.OrganisationContactsChanged() | ev.OrganisationContactsChangedV1():
-            sets = {"contacts": json.dumps(_contacts(payload))}
-    columns = [
-        "name",
-        "name_folded",
-        "aliases",
-        "search_names",
-        "name_skeletons",
-        "version",
-        "updated_at",
-        *sets,
-    ]
-    values = [
-        name,
-        domain.fold_name(name),
-        aliases,
-        _search_names([name, *aliases]),
-        name_skeletons([name, *aliases]),
-        event.stream_version,
-        event.recorded_at,
-        *sets.values(),
-    ]
-    assignments = ", ".join(
-        f"{c} = ${i + 2}" + ("::jsonb" if c in ("coordinates", "contacts") else "")
-        for i, c in enumerate(columns)
+            row["contacts"] = json.dumps(_contacts(payload))
+    row["version"] = event.stream_version
+    row["updated_at"] = event.recorded_at
+
+
+def _named(row: dict[str, Any]) -> tuple[object, ...]:
+    """The row in ORGANISATION_COLUMNS' order, its names' columns computed from its name and
+    aliases."""
+    names = [row["name"], *row["aliases"]]
+    row["name_folded"] = domain.fold_name(row["name"])
+    row["search_names"] = _search_names(names)
+    row["name_skeletons"] = name_skeletons(names)
+    return tuple(row[c] for c in ORGANISATION_COLUMNS)
+
+
+async def _directory(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """The organisations' events in order (shared.projections.fold_rows): each organisation's
+    row read once, every event of it folded in (a registration makes the row unless it exists;
+    a later event applies only to a row older than it), and the rows that changed written in
+    one statement. The same rows as one event at a time, in two statements however many
+    events: a batch of registrations (shared/group_commit.py), a rebuild's page."""
+    rows = await fold_rows(
+        conn,
+        [(e, ev.CODEC.decode(e).payload) for e in events],
+        key=lambda payload: payload.organisation_id,
+        read="SELECT organisation_id, name, kind, country, region, aliases,"
+        " coordinates::text AS coordinates, parent_id, version, registered_at, updated_at,"
+        " contacts::text AS contacts"
+        " FROM organisations WHERE organisation_id = ANY($1::text[])",
+        opened=_registered,
+        evolve=_changed,
     )
-    await conn.execute(
-        f"UPDATE organisations SET {assignments} WHERE organisation_id = $1",
-        payload.organisation_id,
-        *values,
+    await write_rows(
+        conn, "organisations", ORGANISATION_COLUMNS, [_named(r) for r in rows], _UPSERT
     )
+
+
+async def _organisation(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await _directory(conn, [event])
 
 
 async def fill_name_skeletons(conn: asyncpg.Connection) -> int:
@@ -160,80 +167,131 @@ def _entry(event: RecordedEvent, evidence: ev.Evidence | None, **fields: str) ->
     }
 
 
-async def _proposed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d: ev.PartnershipProposed = ev.CODEC.decode(event).payload
-    history = [_entry(event, d.evidence, status="proposed")]
-    await conn.execute(
-        """
-        INSERT INTO partnerships (partnership_id, org_a, org_b, kind, programme, phase, fields,
-                                  status, proposed_at, changed_at, history, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, 'proposed', $8, $8, $9::jsonb, $10)
-        ON CONFLICT (partnership_id) DO NOTHING
-        """,
-        d.partnership_id,
-        d.organisations[0],
-        d.organisations[1],
-        d.kind,
-        d.programme,
-        d.phase,
-        d.fields,
-        event.occurred_at,
-        json.dumps(history),
-        event.stream_version,
+PARTNERSHIP_COLUMNS = {
+    "partnership_id": "text",
+    "org_a": "text",
+    "org_b": "text",
+    "kind": "text",
+    "programme": "text",
+    "phase": "text",
+    "fields": "text[]",
+    "status": "text",
+    "proposed_at": "timestamptz",
+    "signed_at": "timestamptz",
+    "changed_at": "timestamptz",
+    "version": "int",
+    "history": "jsonb",  # a row already written: the entries to add to it
+    "agreements": "jsonb",  # the same
+}
+_PARTNERSHIP_UPSERT = """
+    ON CONFLICT (partnership_id) DO UPDATE SET
+        status = excluded.status, signed_at = excluded.signed_at,
+        changed_at = excluded.changed_at, version = excluded.version,
+        history = partnerships.history || excluded.history,
+        agreements = partnerships.agreements || excluded.agreements
+    WHERE partnerships.version < excluded.version
+"""
+
+
+def _proposed(event: RecordedEvent, d: Any) -> dict[str, Any] | None:
+    """The row a partnership's proposal makes (its history and agreements as lists)."""
+    if not isinstance(d, ev.PartnershipProposed):
+        return None
+    return {
+        "partnership_id": d.partnership_id,
+        "org_a": d.organisations[0],
+        "org_b": d.organisations[1],
+        "kind": d.kind,
+        "programme": d.programme,
+        "phase": d.phase,
+        "fields": d.fields,
+        "status": "proposed",
+        "proposed_at": event.occurred_at,
+        "signed_at": None,
+        "changed_at": event.occurred_at,
+        "version": event.stream_version,
+        "history": [_entry(event, d.evidence, status="proposed")],
+        "agreements": [],
+    }
+
+
+def _partnership_changed(row: dict[str, Any], event: RecordedEvent, d: Any) -> None:
+    match d:
+        case ev.PartnershipStatusChanged():
+            row["status"] = d.to_status
+            row["changed_at"] = event.occurred_at
+            if d.to_status == "signed" and row["signed_at"] is None:
+                row["signed_at"] = event.occurred_at
+            row["history"].append(_entry(event, d.evidence, status=d.to_status))
+        case ev.PartnershipAgreementRecorded():
+            row["agreements"].append(
+                _entry(event, d.evidence, organisation_id=d.organisation_id, to_status=d.to_status)
+            )
+    row["version"] = event.stream_version
+
+
+async def _partnerships(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """The partnerships' events in order, as `_directory` takes the organisations': each row
+    read once (its history and agreements are only added to, so not read), the events folded
+    in, the rows that changed written in one statement."""
+    rows = await fold_rows(
+        conn,
+        [(e, ev.CODEC.decode(e).payload) for e in events],
+        key=lambda payload: payload.partnership_id,
+        read="SELECT partnership_id, org_a, org_b, kind, programme, phase, fields, status,"
+        " proposed_at, signed_at, changed_at, version"
+        " FROM partnerships WHERE partnership_id = ANY($1::text[])",
+        opened=_proposed,
+        evolve=_partnership_changed,
+        start=lambda r: dict(r) | {"history": [], "agreements": []},
+    )
+    await write_rows(
+        conn,
+        "partnerships",
+        PARTNERSHIP_COLUMNS,
+        [
+            tuple(
+                json.dumps(row[c]) if c in ("history", "agreements") else row[c]
+                for c in PARTNERSHIP_COLUMNS
+            )
+            for row in rows
+        ],
+        _PARTNERSHIP_UPSERT,
     )
 
 
-async def _status_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d: ev.PartnershipStatusChanged = ev.CODEC.decode(event).payload
-    entry = _entry(event, d.evidence, status=d.to_status)
-    await conn.execute(
-        """
-        UPDATE partnerships SET status = $2, changed_at = $3, version = $4,
-            history = history || $5::jsonb,
-            signed_at = CASE WHEN $2 = 'signed' THEN coalesce(signed_at, $3) ELSE signed_at END
-        WHERE partnership_id = $1 AND version < $4
-        """,
-        d.partnership_id,
-        d.to_status,
-        event.occurred_at,
-        event.stream_version,
-        json.dumps([entry]),
-    )
-
-
-async def _agreement_recorded(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    d: ev.PartnershipAgreementRecorded = ev.CODEC.decode(event).payload
-    entry = _entry(event, d.evidence, organisation_id=d.organisation_id, to_status=d.to_status)
-    await conn.execute(
-        "UPDATE partnerships SET agreements = agreements || $2::jsonb, version = $3"
-        " WHERE partnership_id = $1 AND version < $3",
-        d.partnership_id,
-        json.dumps([entry]),
-        event.stream_version,
-    )
+async def _partnership(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await _partnerships(conn, [event])
 
 
 DIRECTORY = Projection(
     name="organisations",
     tables=("organisations",),
-    handlers={
-        ev.ORGANISATION_REGISTERED: _registered,
-        ev.ORGANISATION_RENAMED: _changed,
-        ev.ORGANISATION_ALIAS_ADDED: _changed,
-        ev.ORGANISATION_CORRECTED: _changed,
-        ev.ORGANISATION_CONTACTS_CHANGED: _changed,
-    },
+    handlers=dict.fromkeys(
+        (
+            ev.ORGANISATION_REGISTERED,
+            ev.ORGANISATION_RENAMED,
+            ev.ORGANISATION_ALIAS_ADDED,
+            ev.ORGANISATION_CORRECTED,
+            ev.ORGANISATION_CONTACTS_CHANGED,
+        ),
+        _organisation,
+    ),
     batch=_directory,
 )
 
 PARTNERSHIPS = Projection(
     name="partnerships",
     tables=("partnerships",),
-    handlers={
-        ev.PARTNERSHIP_PROPOSED: _proposed,
-        ev.PARTNERSHIP_STATUS_CHANGED: _status_changed,
-        ev.PARTNERSHIP_AGREEMENT_RECORDED: _agreement_recorded,
-    },
+    handlers=dict.fromkeys(
+        (
+            ev.PARTNERSHIP_PROPOSED,
+            ev.PARTNERSHIP_STATUS_CHANGED,
+            ev.PARTNERSHIP_AGREEMENT_RECORDED,
+        ),
+        _partnership,
+    ),
+    batch=_partnerships,
 )
 
 # which events hold each person (privacy_occurrences): access requests, retention
