@@ -106,6 +106,22 @@ async def test_filters_by_period_partnership_programme_and_donor(api: PledgesApi
     assert (await report(api, "needs", programme="bridges of trust"))["rows"] == []
 
 
+async def test_a_period_that_ends_before_it_starts_is_refused(api: PledgesApi) -> None:
+    await loaded(api)
+    for name in ("pledges", "needs", "totals"):
+        response = await api.client.get(
+            f"/v1/reports/{name}",
+            params={"from": "2030-01-01", "to": "2020-01-01"},
+            headers=await api.as_("bucha", Role.MEMBER),
+        )
+        body = assert_problem(response, 422)
+        assert body["invalid_params"][0]["name"] == "query.to", body
+    june = (await report(api, "pledges", **{"from": "2022-06-01", "to": "2022-06-30"}))["rows"]
+    day = june[0]["date"]  # a one-day period is a period: from = to
+    same_day = await report(api, "pledges", **{"from": day, "to": day})
+    assert [r["pledge_id"] for r in same_day["rows"]] == [june[0]["pledge_id"]]
+
+
 async def test_csv_has_a_header_row_then_hxl_hashtags(api: PledgesApi) -> None:
     await loaded(api)
     response = await api.client.get(

@@ -15,7 +15,7 @@ from services.pledges import responses as R
 from services.pledges.formats.tables import Conversion, Table
 from services.pledges.queries import report_rows, reports, totals
 from services.pledges.requests import Cursor, Limit
-from shared import instants, route_docs
+from shared import domain_checks, instants, route_docs
 from shared.responses import Out
 from shared.web import Caller, Ctx
 
@@ -38,7 +38,10 @@ async def _filters(
     programme: Annotated[str | None, Query(max_length=200)] = None,
     category: domain.Category | None = None,
 ) -> report_rows.Filters:
-    """A report's filters (async: it blocks on nothing, so no worker thread)."""
+    """A report's filters (async: it blocks on nothing, so no worker thread); a range that
+    ends before it starts is refused rather than answered empty."""
+    if date_from is not None and date_to is not None and date_to < date_from:
+        raise domain_checks.invalid_field("query.to", f"{date_to} lies before from {date_from}")
     return report_rows.Filters(
         date_from=date_from,
         date_to=date_to,
