@@ -30,6 +30,7 @@ from services.pledges.formats.iati import (
     org_ref,
     pledge_activity_id,
 )
+from shared import xml_text
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -348,6 +349,4 @@ def document(data: Data, *, generated_at: datetime) -> bytes:
         writer.need(root, n)
     for p in data.pledges:
         writer.pledge(root, p)
-    ET.indent(root)
-    out: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return out
+    return xml_text.to_bytes(root)
