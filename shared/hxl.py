@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Self
 
 MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -29,15 +31,33 @@ class Column:
         return [cls(id_key or f"{key}_id", f"{label} id", f"{hxl}+code"), cls(key, label, hxl)]
 
 
-def cell(value: Any) -> str:
-    """None is an empty cell; a list is its items joined with "; "."""
+# A text cell a spreadsheet would read as a formula (OWASP "CSV injection"): one beginning with
+# = + - @, a tab or a carriage return. It is written with a single quote before it, so that the
+# spreadsheet shows the text; a plain number ("-20000.00", "+3", "-1.5E+3") stays as it is.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return "; ".join(cell(v) for v in value)
+        return "; ".join(_text(v) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def cell(value: Any) -> str:
+    """None is an empty cell; a list is its items joined with "; "; numbers (int, float,
+    Decimal) as they are; text a spreadsheet would take for a formula behind a single quote
+    (FORMULA_START)."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return str(value)
+    text = _text(value)
+    if text.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def to_csv(columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]) -> str:

@@ -6,9 +6,18 @@
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 
+// A text cell a spreadsheet would read as a formula (OWASP "CSV injection": beginning with
+// = + - @, a tab or a carriage return) gets a single quote before it, so the text is shown;
+// numbers, and text that is a plain number ("-20000.00"), stay as they are (as shared/hxl.py).
+const FORMULA_START = /^[=+\-@\t\r]/;
+const PLAIN_NUMBER = /^[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$/;
+
 export function cell(value) {
   if (value === null || value === undefined) return "";
-  const text = String(value);
+  let text = String(value);
+  if (typeof value !== "number" && typeof value !== "bigint" && FORMULA_START.test(text) && !PLAIN_NUMBER.test(text)) {
+    text = `'${text}`;
+  }
   return /[",\r\n]/.test(text) || /^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
