@@ -52,11 +52,11 @@ def canonical(event: RecordedEvent, *, position: int) -> bytes:
     return jcs.dumps(event.as_json(position=position, instant=_instant))
 
 
-# What the log holds, so that every stored row can be read back and sealed (the same rules as
-# the events_sealable CHECK constraint in shared/schema.sql): numbers within +-MAX_NUMBER (a
-# float such as 1e20 is written by RFC 8785 as 100000000000000000000, which reads back as an
-# integer beyond 2**53 that has no canonical form), no NUL character (PostgreSQL's jsonb and
-# text cannot hold it), nesting at most MAX_DEPTH deep.
+# What the log holds, so that every stored row can be read back and sealed (the same rules as the
+# events_sealable CHECK constraint, shared/migrations/shared_0001_baseline.sql): numbers within
+# +-MAX_NUMBER (a float such as 1e20 is written by RFC 8785 as 100000000000000000000, which reads
+# back as an integer beyond 2**53 that has no canonical form), no NUL character (PostgreSQL's jsonb
+# and text cannot hold it), nesting at most MAX_DEPTH deep.
 MAX_NUMBER = 2**53 - 1
 MAX_DEPTH = 64
 # Cheap signs that a canonical text may break a rule; only then is the value walked.

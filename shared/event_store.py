@@ -99,13 +99,15 @@ class EventStore(Protocol):
     async def verify(self) -> chain.Verdict: ...
 
 
-# twinaid_append (shared/schema.sql) with the arguments of `append_arguments`, from $1: for a
-# statement of its own, or inside a service's function that appends as part of one statement.
+# twinaid_append (shared/migrations/shared_0001_baseline.sql) with the arguments of
+# `append_arguments`, from $1: for a statement of its own, or inside a service's function that
+# appends as part of one statement.
 APPEND_CALL = "twinaid_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 
 # What the database answers to a row the chain could not seal (events_sealable_v1 in
-# shared/schema.sql; a JSON text jsonb cannot read fails the check with a data error).
+# shared/migrations/shared_0001_baseline.sql; a JSON text jsonb cannot read fails the check
+# with a data error).
 REFUSED_BY_DATABASE = (asyncpg.CheckViolationError, asyncpg.DataError)
 
 
@@ -200,8 +202,8 @@ class PostgresEventStore:
         stream_id, expected = append["stream_id"], append["expected_version"]
         try:
             # The version check and the insert are one statement (twinaid_append in
-            # shared/schema.sql); a concurrent writer that passes the check too is stopped by
-            # UNIQUE (stream_id, stream_version).
+            # shared/migrations/shared_0001_baseline.sql); a concurrent writer that passes the
+            # check too is stopped by UNIQUE (stream_id, stream_version).
             appended = await self.conn.fetchval(
                 f"SELECT {APPEND_CALL}", *append_arguments(**append)
             )

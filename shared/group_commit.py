@@ -201,11 +201,12 @@ class BatchStore(PostgresEventStore):
             raise ConcurrencyConflict(stream_id="(a batch)", expected=0, actual=-1)
 
 
-# Every append of a batch as twinaid_append would make each (shared/schema.sql), in one
-# statement: $1..$5 each append's stream type, stream, expected version, instant and
-# metadata, $6 how many events it has; $7..$12 every event (the number of its append, id,
-# type, schema version, occurrence, data). Counts the appends that found their stream moved on
-# (they insert nothing). The appends run in order: a later one of a stream sees the earlier.
+# Every append of a batch as twinaid_append would make each
+# (shared/migrations/shared_0001_baseline.sql), in one statement: $1..$5 each append's stream type,
+# stream, expected version, instant and metadata, $6 how many events it has; $7..$12 every event
+# (the number of its append, id, type, schema version, occurrence, data). Counts the appends that
+# found their stream moved on (they insert nothing). The appends run in order: a later one of a
+# stream sees the earlier.
 APPEND_ALL = """
 SELECT count(*) FILTER (
     WHERE twinaid_append(a.stream_type, a.stream_id, a.expected, a.recorded_at, a.metadata,

@@ -14,10 +14,10 @@ of range is a 422 naming the field. Only RFC 3339 / ISO 8601 strings are accepte
 (a Unix time in seconds or milliseconds, as pydantic would guess) is refused, and so are
 `infinity`-like words (pydantic refuses those anyway).
 
-Below the API, the event log holds instants in [1900-01-01, 2200-01-01) UTC only
-(`STORE_EARLIEST`, `STORE_LATEST`): checked by the stores at append and by a CHECK constraint in
-the database (shared/schema.sql), far inside what PostgreSQL, asyncpg, Python and the chain all
-represent alike. (asyncpg writes Python's smallest and largest datetimes as PostgreSQL's
+Below the API, the event log holds instants in [1900-01-01, 2200-01-01) UTC only (`STORE_EARLIEST`,
+`STORE_LATEST`): checked by the stores at append and by a CHECK constraint in the database
+(shared/migrations/shared_0001_baseline.sql), far inside what PostgreSQL, asyncpg, Python and the
+chain all represent alike. (asyncpg writes Python's smallest and largest datetimes as PostgreSQL's
 -infinity and infinity, and reads those back as naive datetimes the chain cannot seal.)
 """
 

@@ -1,11 +1,11 @@
 """A per-key rate limit: a token bucket per API key, shared by every replica of an API.
 
-The buckets live in the service's own database (`rate_limits` in shared/schema.sql), so N
-replicas of an API admit what ONE bucket allows, not N times it. Each request spends its
-token with one statement on a pooled connection (no explicit transaction): an upsert that
-refills the key's bucket by the time elapsed on the database's clock and spends a token only
-if a whole one is there. The row is locked for that statement alone, so two replicas cannot
-both spend the last token; a refused request changes nothing.
+The buckets live in the service's own database (`rate_limits`,
+shared/migrations/shared_0002_rate_limits.sql), so N replicas of an API admit what ONE bucket
+allows, not N times it. Each request spends its token with one statement on a pooled connection (no
+explicit transaction): an upsert that refills the key's bucket by the time elapsed on the database's
+clock and spends a token only if a whole one is there. The row is locked for that statement alone,
+so two replicas cannot both spend the last token; a refused request changes nothing.
 
 The table is UNLOGGED: no WAL, so a statement's commit waits for no disk flush, and the row
 lock that serialises one key's requests is held for microseconds (a logged table doubled the

@@ -33,8 +33,8 @@ async def head(conn: asyncpg.Connection) -> tuple[int, bytes]:
 
 class Unsealable(Exception):
     """A committed row the chain cannot seal: one written before the database refused such rows
-    (events_sealable_v1 in shared/schema.sql). Nothing after it can be sealed until it is dealt
-    with; every row before it was sealed."""
+    (events_sealable_v1 in shared/migrations/shared_0001_baseline.sql). Nothing after it can be
+    sealed until it is dealt with; every row before it was sealed."""
 
     def __init__(self, *, position: int, row_id: int, event_id: str, reason: str) -> None:
         super().__init__(f"the event at position {position} cannot be sealed: {reason}")

@@ -75,7 +75,8 @@ class SnapshotStore(Protocol):
 
 
 class PostgresSnapshots:
-    """The `snapshots` table (shared/schema.sql), on the caller's connection and transaction."""
+    """The `snapshots` table (shared/migrations/shared_0006_snapshots.sql), on the caller's
+    connection and transaction."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
