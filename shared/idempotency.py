@@ -1,18 +1,29 @@
-"""Idempotency-Key: a repeated write returns the first answer and appends nothing."""
+"""Idempotency-Key: a repeated write returns the first answer and appends nothing.
+
+shared/web.py `execute_write` runs the event-sourced writes with it; `written_once` runs a
+write of rows (a webhook subscription) the same way; `refused` answers the writes that may not
+keep their answer (one holding an API key's secret) with a 422 instead of ignoring the key.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from shared import canonical
 from shared.auth import Principal
-from shared.errors import Forbidden, IdempotencyKeyReused, ValidationFailed
+from shared.db import Database
+from shared.errors import Forbidden, IdempotencyKeyReused, TwinaidError, ValidationFailed
 
 MAX_KEY_LENGTH = 200
+HEADER = "Idempotency-Key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +32,38 @@ class StoredResponse:
     body: Any
 
 
-def request_hash(method: str, path: str, body: bytes) -> bytes:
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).digest()
+class RequestHash(bytes):
+    """A request's digest, as stored with its key: of its method, path and body, the body in
+    its RFC 8785 form when it is JSON (the same JSON re-sent with other spacing or key order is
+    the same request), else as sent. `raw` is the digest of the body as sent, which keys stored
+    before the canonical form hold: `lookup` takes either, so their retries still replay."""
+
+    raw: bytes
+
+    def __new__(cls, digest: bytes, *, raw: bytes) -> RequestHash:
+        made = super().__new__(cls, digest)
+        made.raw = raw
+        return made
+
+
+def request_hash(method: str, path: str, body: bytes) -> RequestHash:
+    """The digest `lookup` and `remember` take (RequestHash). A JSON body's duplicate keys count
+    as parsed (the last one), as the route reads them."""
+    head = method.encode() + b" " + path.encode() + b"\n"
+    raw = hashlib.sha256(head + body).digest()
+    form = _canonical(body)
+    return RequestHash(raw if form is None else hashlib.sha256(head + form).digest(), raw=raw)
+
+
+def _canonical(body: bytes) -> bytes | None:
+    """The RFC 8785 bytes of a JSON body; None for a body that is not JSON (or has no RFC 8785
+    form: NaN, a lone surrogate, nesting too deep), hashed as sent."""
+    if not body:
+        return None
+    try:
+        return canonical.dumps(json.loads(body))
+    except (ValueError, RecursionError, canonical.CanonicalizationError):
+        return None
 
 
 def check_key(key: str) -> str:
@@ -51,7 +92,7 @@ async def lookup(
     )
     if row is None:
         return None
-    if bytes(row["request_hash"]) != digest:
+    if bytes(row["request_hash"]) not in _forms(digest):
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used by your organisation for a different request"
         )
@@ -63,6 +104,11 @@ async def lookup(
                 f" lacks its role(s) {', '.join(lacking)}"
             )
     return StoredResponse(status_code=row["status_code"], body=json.loads(row["response"]))
+
+
+def _forms(digest: bytes) -> tuple[bytes, ...]:
+    """What a stored hash of this request may be: its digest, and its body's digest as sent."""
+    return (digest, digest.raw) if isinstance(digest, RequestHash) else (digest,)
 
 
 async def remember(
@@ -82,9 +128,62 @@ async def remember(
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
         caller.organisation,
         key,
-        digest,
+        bytes(digest),
         response.status_code,
         json.dumps(response.body),
         caller.key_id,
         sorted(r.value for r in caller.roles),
     )
+
+
+Write = Callable[[asyncpg.Connection], Awaitable[StoredResponse]]
+
+
+async def keyed(request: Request) -> tuple[str, RequestHash] | None:
+    """The request's Idempotency-Key (checked) and digest; None when it sends none."""
+    raw_key = request.headers.get(HEADER)
+    if raw_key is None:
+        return None
+    body = await request.body()
+    return check_key(raw_key), request_hash(request.method, request.scope["path"], body)
+
+
+async def written_once(
+    db: Database, request: Request, caller: Principal, write: Write
+) -> JSONResponse:
+    """`write` in a transaction of its own, its answer stored there under the request's
+    Idempotency-Key: a retry (or a concurrent twin) with the same key and body gets that answer
+    again (`Idempotent-Replayed: true`) and writes nothing; another body is a 422."""
+    key = await keyed(request)
+    if key is None:
+        async with db.transaction() as conn:
+            return _answer(await write(conn))
+    if (stored := await lookup(db.pool, caller=caller, key=key[0], digest=key[1])) is not None:
+        return _answer(stored, replayed=True)
+    try:
+        async with db.transaction() as conn:
+            answer = await write(conn)
+            await remember(conn, caller=caller, key=key[0], digest=key[1], response=answer)
+    except (asyncpg.UniqueViolationError, TwinaidError):
+        # a concurrent twin may have stored its answer first (and made ours fail): answer as it
+        stored = await lookup(db.pool, caller=caller, key=key[0], digest=key[1])
+        if stored is None:
+            raise
+        return _answer(stored, replayed=True)
+    return _answer(answer)
+
+
+def _answer(stored: StoredResponse, *, replayed: bool = False) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+
+
+def refused(request: Request, why: str) -> None:
+    """Raises ValidationFailed (422 naming the header) when the request sends an
+    Idempotency-Key to a write that cannot keep its answer (`why`), instead of ignoring it."""
+    if request.headers.get(HEADER) is not None:
+        name = f"header.{HEADER.lower()}"
+        raise ValidationFailed(
+            f"{HEADER} is not honoured here: {why}",
+            extra={"invalid_params": [{"name": name, "reason": why}]},
+        )

@@ -2,7 +2,8 @@
 
 An organisation's keys manage its organisation's subscriptions only (another organisation's
 answer 404, as if they did not exist). What a subscription delivers is decided by the key that
-created it (shared/webhooks.py says the rule); its signing secret is shown once, at creation.
+created it (shared/webhooks.py says the rule); its signing secret is shown at creation only (and
+to a retry of it under the same Idempotency-Key, shared/idempotency.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from shared import pagination, webhook_addresses, webhooks
+from shared import idempotency, pagination, problems, webhook_addresses, webhooks
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
@@ -136,7 +138,8 @@ class WebhookOut(BaseModel):
 
 class WebhookCreated(WebhookOut):
     secret: str = Field(
-        description="the Standard Webhooks signing secret (whsec_...): shown only this once",
+        description="the Standard Webhooks signing secret (whsec_...): shown only in this"
+        " answer (and its replays under the same Idempotency-Key)",
         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     )
 
@@ -213,16 +216,23 @@ def router() -> APIRouter:
         description="Deliveries follow the Standard Webhooks specification (webhook-id,"
         " webhook-timestamp, webhook-signature), in log order, retried with exponential backoff."
         " The subscription receives only what the calling key could read through this API,"
-        " redacted the same way. The signing secret is in this answer only.",
+        " redacted the same way. The signing secret is in this answer only. Honours"
+        " Idempotency-Key: a retry with the same key and body gets this answer again, the same"
+        " subscription and secret (kept with the key for IDEMPOTENCY_KEEP_HOURS, for the"
+        " organisation's keys holding the creating key's roles), and subscribes nothing more.",
         responses=_problems(401, 422, 429),
+        openapi_extra=problems.IDEMPOTENT,
     )
-    async def create_webhook(body: WebhookIn, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    async def create_webhook(
+        body: WebhookIn, request: Request, ctx: Ctx, caller: Caller
+    ) -> JSONResponse:
         try:
             webhook_addresses.check_url(body.url, allowed_hosts=ctx.settings.webhook_allowed_hosts)
         except ValueError as exc:
             raise _invalid("url", str(exc)) from None
         _check_types(ctx, body.event_types)
-        async with ctx.db.connection() as conn:
+
+        async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
             if body.from_position is not None:
                 await _check_position(conn, "from_position", body.from_position)
             row, secret = await webhooks.create(
@@ -235,7 +245,10 @@ def router() -> APIRouter:
                 description=body.description,
                 from_position=body.from_position,
             )
-        return {**_out(row), "secret": secret}
+            answer = WebhookCreated.model_validate({**_out(row), "secret": secret})
+            return idempotency.StoredResponse(201, answer.model_dump(mode="json"))
+
+        return await idempotency.written_once(ctx.db, request, caller, create)
 
     @r.get(
         "",

@@ -70,7 +70,7 @@ async def test_lille_s_admin_issues_lists_rotates_and_revokes_lille_s_keys_each_
     response = await api.client.post(
         keys_of("lille"),
         json={"roles": ["member"], "label": "Lille pledge sync (city hall ERP)"},
-        headers={**admin, "Idempotency-Key": "erp-key-1"},  # not honoured: kept nowhere
+        headers=admin,  # no Idempotency-Key: refused here (test_idempotent_creations.py)
     )
     assert response.status_code == 201, response.text
     key = response.json()

@@ -5,8 +5,12 @@ organisation's; auditors read the lists. Every change is an event of the registr
 (`registry.api-key-issued`, `-rotated`, `-revoked`); the key works at the registry at once and
 at pledges and shipments once they applied the event (shared/api_keys.py has the policy).
 The secret is in the answer of an issue or a rotation only: never listed, never stored (only
-its SHA-256), never in an event or a log line. Those two writes do not honour Idempotency-Key
-(a stored answer would keep the secret): a retry issues another key, which the list shows.
+its SHA-256), never in an event or a log line. Those two writes refuse Idempotency-Key with a
+422 naming the header (shared/idempotency.py `refused`) rather than ignore it: a stored answer
+to replay would keep the secret in clear for the key's retention, and hand it to any of the
+organisation's keys holding the caller's roles; an answer kept without it could not be the
+first answer. A retry without the header issues another key, which the list shows and which
+can be revoked.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from services.registry.requests import (
 )
 from services.registry.requests import KeyOwnerId as OrgId
 from services.registry.responses import ApiKey, ApiKeyPage, ApiKeyUsesRecorded, IssuedApiKey
+from shared import idempotency, pagination, problems
 from shared import key_policy as policy
-from shared import pagination, problems
 from shared.auth import Principal
 from shared.commands import Command
 from shared.deps import Caller, Ctx, ServiceContext, metadata_for
@@ -38,6 +42,11 @@ from shared.problems import problem_responses
 from shared.web import write
 
 router = APIRouter(prefix="/v1", tags=["api-keys"])
+# why an issue or a rotation refuses Idempotency-Key (their answer holds the key's secret)
+NO_KEY = (
+    "the answer holds the key's secret, which is kept nowhere, so it cannot be replayed;"
+    " a retry without the header makes another key (the list shows it; revoke the spare)"
+)
 
 
 def _example(body: dict[str, Any]) -> dict[str, Any]:
@@ -64,12 +73,13 @@ LILLE_KEY = {
     " issue for their own organisation, with the roles member, logistics or org_admin;"
     " registry administrators for any organisation, any role. Recorded as"
     " `registry.api-key-issued`; the key works here at once, at pledges and shipments once"
-    " their consumers applied the event (about a second). Idempotency-Key is not honoured.",
+    " their consumers applied the event (about a second). An Idempotency-Key is refused (422"
+    f" naming it): {NO_KEY}",
     responses=problem_responses(403, 404, 422),
     openapi_extra=_example(LILLE_KEY),
 )
 async def issue_api_key(
-    organisation_id: OrgId, body: IssueApiKeyIn, ctx: Ctx, caller: Caller
+    organisation_id: OrgId, body: IssueApiKeyIn, request: Request, ctx: Ctx, caller: Caller
 ) -> dict[str, Any]:
     command = commands.IssueApiKey(
         organisation_id=organisation_id,
@@ -78,7 +88,7 @@ async def issue_api_key(
         expires_at=body.expires_at,
         manager=manager(caller),
     )
-    return await _with_secret(ctx, caller, command)
+    return await _with_secret(ctx, request, caller, command)
 
 
 @router.get(
@@ -137,13 +147,15 @@ async def get_api_key(
     f" {policy.DEFAULT_LIFETIME.days} days ahead); the key id, roles and label stay. The old"
     " secret is refused here at once, at pledges and shipments once they applied"
     " `registry.api-key-rotated`. An expired key may be rotated, a revoked one not (409). An"
-    " org_admin rotates only keys whose roles it could grant. Idempotency-Key is not honoured.",
+    " org_admin rotates only keys whose roles it could grant. An Idempotency-Key is refused"
+    f" (422 naming it): {NO_KEY}",
     responses=problem_responses(403, 404, 409, 422),
     openapi_extra=_example({"expires_at": "2027-06-01T00:00:00Z"}),
 )
 async def rotate_api_key(
     organisation_id: OrgId,
     key_id: KeyId,
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     body: RotateApiKeyIn | None = None,
@@ -154,7 +166,7 @@ async def rotate_api_key(
         expires_at=body.expires_at if body else None,
         manager=manager(caller),
     )
-    answer = await _with_secret(ctx, caller, command)
+    answer = await _with_secret(ctx, request, caller, command)
     _forget(ctx, key_id)
     return answer
 
@@ -236,9 +248,13 @@ async def _as_seen(
         return await query(conn, manager=manager(caller), now=ctx.clock(), **args)
 
 
-async def _with_secret(ctx: ServiceContext, caller: Principal, command: Command) -> dict[str, Any]:
+async def _with_secret(
+    ctx: ServiceContext, request: Request, caller: Principal, command: Command
+) -> dict[str, Any]:
     """A command whose answer holds a key's secret, in a transaction of its own: never under
-    an Idempotency-Key (its stored answer would keep the secret)."""
+    an Idempotency-Key (its stored answer would keep the secret), which is refused (422) before
+    anything is written."""
+    idempotency.refused(request, NO_KEY)
     async with ctx.db.transaction() as conn:
         answer: dict[str, Any] = await handlers.run(
             conn, command, metadata=metadata_for(caller), now=ctx.clock()
