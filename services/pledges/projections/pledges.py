@@ -13,6 +13,7 @@ need's coverage, once per event, as the need's figures would move event by event
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -420,54 +421,55 @@ def _insert(table: str, columns: Mapping[str, str], first: int) -> str:
     )
 
 
-def _write_statement() -> str:
-    at = 1
-    parts = []
-    for table, columns, conflict in (
-        (
-            "pledges",
-            PLEDGE_COLUMNS,
-            "ON CONFLICT (pledge_id) DO UPDATE SET version = EXCLUDED.version"
-            + "".join(f", {c} = EXCLUDED.{c}" for c in PLEDGE_CHANGES),
-        ),
-        (
-            "pledge_lines",
-            LINE_COLUMNS,
-            "ON CONFLICT (pledge_id, line_id) DO UPDATE SET"
-            " amendments = pledge_lines.amendments || EXCLUDED.amendments"
-            + "".join(f", {c} = EXCLUDED.{c}" for c in LINE_CHANGES),
-        ),
-        ("receipts", RECEIPT_COLUMNS, ""),
-        ("deliveries", DELIVERY_COLUMNS, ""),
-    ):
+# table -> its columns and what a row already there takes from the batch's
+WRITTEN: dict[str, tuple[Mapping[str, str], str]] = {
+    "pledges": (
+        PLEDGE_COLUMNS,
+        "ON CONFLICT (pledge_id) DO UPDATE SET version = EXCLUDED.version"
+        + "".join(f", {c} = EXCLUDED.{c}" for c in PLEDGE_CHANGES),
+    ),
+    "pledge_lines": (
+        LINE_COLUMNS,
+        "ON CONFLICT (pledge_id, line_id) DO UPDATE SET"
+        " amendments = pledge_lines.amendments || EXCLUDED.amendments"
+        + "".join(f", {c} = EXCLUDED.{c}" for c in LINE_CHANGES),
+    ),
+    "receipts": (RECEIPT_COLUMNS, ""),
+    "deliveries": (DELIVERY_COLUMNS, ""),
+}
+
+
+@functools.cache
+def write_statement(tables: tuple[str, ...]) -> str:
+    """The rows a batch changed in `tables`, each table's columns as arrays, in one statement
+    that then locks the needs to change (the last parameter), in need order, and reads them."""
+    at, parts = 1, []
+    for table in tables:
+        columns, conflict = WRITTEN[table]
         parts.append(f"written_{table} AS ({_insert(table, columns, at)} {conflict})")
         at += len(columns)
-    return f"WITH {', '.join(parts)} {needs.lock(at)}"
+    return f"WITH {', '.join(parts)} {needs.lock(at)}" if parts else needs.lock(at)
 
 
-# every row the batch changed, in one statement, which locks the needs to change last
-WRITE = _write_statement()
-
-
-def _arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def _write(conn: asyncpg.Connection, batch: _Batch) -> None:
-    pledges = [p for p in batch.pledges.values() if p.dirty]
     lines = [line for p in batch.pledges.values() for line in p.lines.values() if line.dirty]
     for line in lines:
         line.row["amendments"] = json.dumps(line.amended)
-    if not (pledges or lines or batch.receipts or batch.deliveries or batch.changes):
+    rows: dict[str, Sequence[Sequence[Any]]] = {
+        "pledges": [[p.row[c] for c in PLEDGE_COLUMNS] for p in batch.pledges.values() if p.dirty],
+        "pledge_lines": [[line.row[c] for c in LINE_COLUMNS] for line in lines],
+        "receipts": batch.receipts,
+        "deliveries": batch.deliveries,
+    }
+    tables = tuple(table for table, written in rows.items() if written)
+    if not (tables or batch.changes):
         return
-    locked = await conn.fetch(
-        WRITE,
-        *_arrays([[p.row[c] for c in PLEDGE_COLUMNS] for p in pledges], len(PLEDGE_COLUMNS)),
-        *_arrays([[line.row[c] for c in LINE_COLUMNS] for line in lines], len(LINE_COLUMNS)),
-        *_arrays(batch.receipts, len(RECEIPT_COLUMNS)),
-        *_arrays(batch.deliveries, len(DELIVERY_COLUMNS)),
-        sorted(batch.changes),
-    )
+    arrays = [array for table in tables for array in _arrays(rows[table])]
+    locked = await conn.fetch(write_statement(tables), *arrays, sorted(batch.changes))
     await needs.store_figures(conn, [needs.figured(row, batch.changes) for row in locked])
 
 
