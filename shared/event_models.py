@@ -19,6 +19,7 @@ from shared.codec import Upcaster, unchanged
 from shared.sealed import SUBJECT_ID
 
 __all__ = [
+    "MAX_DECIMAL_TEXT",
     "MAX_ID",
     "MAX_LABEL",
     "MAX_NAME",
@@ -31,6 +32,7 @@ __all__ = [
     "Name",
     "SealedPerson",
     "by_type",
+    "decimal_places",
     "decimal_text",
     "sealed_field",
     "unchanged",
@@ -46,11 +48,58 @@ Name = Annotated[str, Field(max_length=MAX_NAME)]
 Label = Annotated[str, Field(max_length=MAX_LABEL)]
 
 
+# The longest plain text decimal_text writes: far beyond any figure an API accepts (a pledges
+# quantity has at most 19 digits), so only a value no check let through is written otherwise.
+MAX_DECIMAL_TEXT = 100
+_SHOWN_DIGITS = 20  # of such a value's coefficient
+
+
+def _exact(value: Decimal) -> tuple[str, str, int]:
+    """`value` as sign, coefficient without trailing zeros ("" for zero) and the exponent
+    that goes with it, exactly: no context's precision or exponent range is involved (as
+    normalize() would round to 28 digits, flush a tiny value to zero or overflow a huge one)."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"{value} is not a finite number")
+    coefficient = "".join(map(str, digits)).lstrip("0")
+    stripped = coefficient.rstrip("0")
+    return ("-" if sign else ""), stripped, exponent + len(coefficient) - len(stripped)
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many decimal places a finite `value` needs, counted exactly: trailing zeros do not
+    count ("12.500" has 1, "1E+3" none) and nothing is rounded ("1E-999999999" has 999999999)."""
+    _, coefficient, exponent = _exact(value)
+    return max(0, -exponent) if coefficient else 0
+
+
 def decimal_text(value: Decimal) -> str:
     """A decimal as events write it (a JSON string): plain digits, no exponent, no trailing
-    zeros ("13000", "12.5"), zero as "0"."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "") else text
+    zeros ("13000", "12.5"), zero as "0"; exact, whatever its number of digits.
+
+    Safe for any Decimal: a value whose plain text would be longer than MAX_DECIMAL_TEXT
+    characters (one no check accepts, named in a refusal) is written short in scientific form
+    ("1E+999999999"), its coefficient cut to 20 digits and an ellipsis if longer; NaN and the
+    infinities as str() writes them."""
+    if not value.is_finite():
+        return str(value)
+    sign, coefficient, exponent = _exact(value)
+    if not coefficient:
+        return "0"
+    point = len(coefficient) + exponent  # digits before the decimal point
+    if exponent >= 0:
+        length = point
+    else:  # "12.5", or "0.0125"
+        length = len(coefficient) + 1 if point > 0 else len(coefficient) - point + 2
+    if length > MAX_DECIMAL_TEXT:
+        shown = coefficient[:_SHOWN_DIGITS] + ("…" if len(coefficient) > _SHOWN_DIGITS else "")
+        mantissa = shown[0] + ("." + shown[1:] if len(shown) > 1 else "")
+        return f"{sign}{mantissa}E{point - 1:+d}"
+    if exponent >= 0:
+        return sign + coefficient + "0" * exponent
+    if point > 0:
+        return f"{sign}{coefficient[:point]}.{coefficient[point:]}"
+    return f"{sign}0.{'0' * -point}{coefficient}"
 
 
 class EventModel(BaseModel):

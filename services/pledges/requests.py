@@ -20,26 +20,44 @@ from pydantic import (
 from services.pledges import domain
 from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.event_models import decimal_places
+from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import them from here
 from shared.route_params import Body, example
 from shared.route_params import Cursor as Cursor
 from shared.route_params import Limit as Limit
 
 
+def _shown(value: Any) -> str:
+    """`value` as a refusal quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _quantity(value: Any) -> Any:
+    """A JSON number or decimal string as an exact Decimal, in the bounds of every quantity
+    (quantities.MAX_QUANTITY, MAX_PLACES): whatever its exponent or number of digits, a value
+    beyond them is refused here, counted exactly, never rounded or flushed to zero."""
     if isinstance(value, bool):
         raise ValueError('a quantity is a decimal such as "12.5", not a boolean')
     if isinstance(value, float):
         value = repr(value)
-    if isinstance(value, int | str):
-        try:
-            parsed = Decimal(value) if not isinstance(value, str) else Decimal(value.strip())
-        except InvalidOperation as exc:
-            raise ValueError(f'{value!r} is not a decimal number such as "12.5"') from exc
-        if not parsed.is_finite():
-            raise ValueError(f"{value!r} is not a finite number")
-        return parsed
-    return value
+    if not isinstance(value, int | str):
+        return value
+    try:
+        parsed = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation as exc:
+        raise ValueError(f'{_shown(value)} is not a decimal number such as "12.5"') from exc
+    if not parsed.is_finite():
+        raise ValueError(f"{_shown(value)} is not a finite number")
+    most = domain.quantities.MAX_QUANTITY
+    if parsed.copy_abs() > most:  # exact, as the comparison (abs() would round and overflow)
+        raise ValueError(
+            f"exceeds {domain.quantities.fmt(most)}" if parsed > 0 else "must not be negative"
+        )
+    if decimal_places(parsed) > domain.quantities.MAX_PLACES:
+        raise ValueError(f"has more than {domain.quantities.MAX_PLACES} decimal places")
+    return parsed
 
 
 MAX_MINOR_UNITS = 2**53 - 1  # RFC 8785 (and JavaScript) represent integers exactly up to this
@@ -64,8 +82,8 @@ def _minor_units(value: Any) -> Any:
     return value
 
 
-# as documented: the parser takes a JSON number or a decimal string; the domain then bounds it
-# (quantities.MAX_QUANTITY, MAX_PLACES) with a 422 naming the field
+# as documented: the parser takes a JSON number or a decimal string within the bounds of every
+# quantity; the domain then checks it for its field (sign, whole pieces) with a 422 naming it
 Quantity = Annotated[
     Decimal,
     BeforeValidator(_quantity),
@@ -98,9 +116,9 @@ MinorUnits = Annotated[
 ]
 Currency = Annotated[str, Field(min_length=1, max_length=8, description="ISO 4217, e.g. EUR")]
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-Text = Annotated[str, Field(min_length=1, max_length=2000)]
-Note = Annotated[str | None, Field(max_length=4000)]
-Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+Text = Annotated[str, Field(min_length=1, max_length=2000), PlainText]
+Note = Annotated[str | None, Field(max_length=4000), PlainText]
+Reason = Annotated[str, Field(min_length=1, max_length=1000), PlainText]
 RecordId = Annotated[str, Path(min_length=1, max_length=100)]
 HISTORY_PAGE = 500  # the default page of a need's or pledge's history
 HISTORY_MAX = 1000
@@ -111,12 +129,12 @@ NeedStatus = Literal["open", "partly_covered", "covered", "closed", "cancelled"]
 
 
 class ContactIn(Body):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    role: Annotated[str | None, Field(max_length=100)] = None
-    email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
-        None
-    )
-    phone: Annotated[str | None, Field(max_length=50)] = None
+    name: Annotated[str, Field(min_length=1, max_length=200), PlainText]
+    role: Annotated[str | None, Field(max_length=100), PlainText] = None
+    email: Annotated[
+        str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), PlainText
+    ] = None
+    phone: Annotated[str | None, Field(max_length=50), PlainText] = None
 
 
 class NeedIn(Body):
@@ -182,7 +200,7 @@ class LineIn(Body):
     line_id: Slug | None = Field(default=None, description="default: 1, 2, 3 in order")
     kind: domain.LineKind
     need_id: Slug | None = None
-    item: Annotated[str, Field(min_length=1, max_length=200)]
+    item: Annotated[str, Field(min_length=1, max_length=200), PlainText]
     category: domain.Category
     quantity: Quantity | None = None
     unit: domain.quantities.Unit | None = None
@@ -220,7 +238,7 @@ class PledgeIn(Body):
     donor_id: Slug | None = Field(default=None, description="default: your organisation")
     recipient_id: Slug
     partnership_id: Slug | None = None
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    description: Annotated[str | None, Field(max_length=2000), PlainText] = None
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=domain.MAX_LINES)]
     commit: bool = Field(default=False, description="make it binding at once")
     occurred_at: instants.PastInstant | None = None
@@ -268,7 +286,7 @@ class ReceiptIn(Body):
     amount: MinorUnits
     currency: Currency
     received_on: instants.PastDate
-    reference: Annotated[str, Field(min_length=1, max_length=200)]
+    reference: Annotated[str, Field(min_length=1, max_length=200), PlainText]
     occurred_at: instants.PastInstant | None = None
 
 

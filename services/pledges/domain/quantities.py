@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from shared.domain_checks import invalid
+from shared.event_models import decimal_places
 from shared.event_models import decimal_text as fmt  # the canonical JSON string
 
 __all__ = [
@@ -65,7 +66,9 @@ def require_quantity(
     value: Decimal, unit: Unit | str, *, field: str, allow_zero: bool = False
 ) -> None:
     """Raises ValidationFailed for a zero (unless allowed), negative, too precise or too large
-    quantity, or a fraction of a counted unit (pieces, boxes)."""
+    quantity, or a fraction of a counted unit (pieces, boxes). Exact whatever `value` is: its
+    decimal places are counted as written (nothing rounded or flushed to zero), and a refusal
+    names it in a few characters at most (fmt)."""
     if value < 0 or (value == 0 and not allow_zero):
         raise invalid(
             f"{field} must be {'greater than' if not allow_zero else 'at least'} zero,"
@@ -77,14 +80,14 @@ def require_quantity(
         raise invalid(
             f"{field} {fmt(value)} exceeds {fmt(MAX_QUANTITY)}", name=field, reason="too large"
         )
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_PLACES:
+    places = decimal_places(value)
+    if places > MAX_PLACES:
         raise invalid(
-            f"{field} {value} has more than {MAX_PLACES} decimal places",
+            f"{field} {fmt(value)} has more than {MAX_PLACES} decimal places",
             name=field,
             reason="too precise",
         )
-    if Unit(unit) in COUNTED and value != value.to_integral_value():
+    if Unit(unit) in COUNTED and places > 0:
         raise invalid(
             f"{field} counts {unit}: {fmt(value)} is not a whole number",
             name=field,
