@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
 
 import asyncpg
 
@@ -19,48 +22,135 @@ from services.shipments import domain, privacy, views
 from services.shipments import events as ev
 from services.shipments.handlers.repositories import CONVOYS as REPOSITORY
 from shared import snapshots
+from shared.codec import Event
 from shared.events import RecordedEvent
-from shared.projections import Projection
+from shared.projections import Projection, write_rows
+
+CONVOY_COLUMNS = {
+    "convoy_id": "text",
+    "reference": "text",
+    "status": "text",
+    "origin_id": "text",
+    "destination_id": "text",
+    "carrier_id": "text",
+    "donors": "text[]",
+    "pledges": "text[]",
+    "planned_departure": "timestamptz",
+    "dispatched_at": "timestamptz",
+    "last_news_at": "timestamptz",
+    "last_recorded_at": "timestamptz",
+    "document": "jsonb",
+    "version": "int",
+}
+LINE_COLUMNS = {
+    "convoy_id": "text",
+    "manifest_line_id": "text",
+    "pledge_id": "text",
+    "line_id": "text",
+    "donor_id": "text",
+    "item": "text",
+    "unit": "text",
+    "quantity": "numeric",
+    "weight_kg": "numeric",
+    "vehicle": "text",
+    "state": "text",
+    "loaded_at": "timestamptz",
+}
+TIMELINE_COLUMNS = {
+    "event_id": "uuid",
+    "convoy_id": "text",
+    "stream_version": "int",
+    "event_type": "text",
+    "entry_id": "text",
+    "occurred_at": "timestamptz",
+    "recorded_at": "timestamptz",
+    "data": "jsonb",
+}
+
+
+def _as_stored(event: Event[Any]) -> Event[Any]:
+    """The event with its instants in UTC, as the log gives them back: an append hands its
+    projection the instants it was given, and the state folded here must be the one folded
+    from the log (handlers/common.py as_recorded does the same for the handlers' states)."""
+    r = event.recorded
+    if r.occurred_at.tzinfo is UTC and r.recorded_at.tzinfo is UTC:
+        return event
+    at = replace(
+        r, occurred_at=r.occurred_at.astimezone(UTC), recorded_at=r.recorded_at.astimezone(UTC)
+    )
+    return Event(at, event.payload)
+
+
+async def _states(
+    conn: asyncpg.Connection, events: Sequence[Event[Any]]
+) -> dict[str, domain.Convoy]:
+    """Each convoy's state after the last of `events` (decoded, in order) that touch it: the
+    state its handler kept (handlers/common.py record: its snapshot is saved already), else
+    its snapshot with the events after it folded in, from `events` themselves when they start
+    right after the snapshot (a rebuild's or a replay's pages, each convoy's rows rendered once
+    per page), else folded from the log (Repository.load_many). The states folded here are
+    saved as the convoys' snapshots."""
+    mine: dict[str, list[Event[Any]]] = {}
+    for e in events:
+        mine.setdefault(REPOSITORY.record_id(e.stream_id), []).append(e)
+    states: dict[str, domain.Convoy] = {}
+    for convoy, its in mine.items():
+        kept = REPOSITORY.recall(its[-1].event_id)
+        if kept is not None:
+            states[convoy] = kept
+    rest = [c for c in mine if c not in states]
+    if not rest:
+        return states
+    assert REPOSITORY.snapshot is not None
+    fmt = REPOSITORY.snapshot
+    found = await snapshots.PostgresSnapshots(conn).get(
+        [REPOSITORY.stream_id(c) for c in rest], fmt.format
+    )
+    folded: dict[str, domain.Convoy] = {}
+    behind: dict[str, int] = {}
+    for convoy in rest:
+        its = mine[convoy]
+        first, last = its[0].stream_version, its[-1].stream_version
+        snapshot = found.get(REPOSITORY.stream_id(convoy))
+        after = 0 if snapshot is None else snapshot.stream_version
+        if after < first - 1 or after > last:  # events missing in between, or ahead
+            behind[convoy] = last
+            continue
+        state = REPOSITORY.initial(convoy) if snapshot is None else fmt.decode(snapshot.state)
+        for e in its:
+            if e.stream_version > after:
+                state = REPOSITORY.evolve(state, _as_stored(e))
+        folded[convoy] = state
+    if behind:
+        folded |= await REPOSITORY.load_many(conn, behind)
+    await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), folded)
+    return states | folded
 
 
 async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-    """The rows of every convoy `events` touch, from its state after the last of them (its
-    snapshot and the events after it; the new snapshot is saved), and one timeline row per
-    event. The same rows as one write per event: a convoy's row keeps its
-    latest version, and its manifest lines are only ever added, with only their state changing
-    afterwards. A few statements for the whole batch, however many convoys it touches."""
-    last: dict[str, RecordedEvent] = {}
-    for event in events:
-        last[REPOSITORY.record_id(event.stream_id)] = event
-    # the state the handler kept after these events (handlers/common.py record: its snapshot
-    # is saved already), else from the snapshot and the events after it (a rebuild, a replay)
-    kept = {c: s for c, e in last.items() if (s := REPOSITORY.recall(e.event_id)) is not None}
-    up_to = {c: e.stream_version for c, e in last.items() if c not in kept}
-    folded = await REPOSITORY.load_many(conn, up_to) if up_to else {}
-    await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), folded)
-    states = [kept[c] if c in kept else folded[c] for c in last]
-    await conn.executemany(
-        """
-        INSERT INTO convoys (convoy_id, reference, status, origin_id, destination_id, carrier_id,
-                             donors, pledges, planned_departure, dispatched_at, last_news_at,
-                             last_recorded_at, document, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14)
-        ON CONFLICT (convoy_id) DO UPDATE SET
+    """The rows of every convoy `events` touch, from its state after the last of them
+    (`_states`), and one timeline row per event. The same rows as one write per event: a
+    convoy's row keeps its latest version, and its manifest lines are only ever added, with
+    only their state changing afterwards. One statement per table however many events and
+    convoys (shared.projections.write_rows)."""
+    decoded = REPOSITORY.codec.decode_all(events)
+    states = list((await _states(conn, decoded)).values())
+    await write_rows(
+        conn,
+        "convoys",
+        CONVOY_COLUMNS,
+        [_convoy_row(state) for state in states],
+        """ON CONFLICT (convoy_id) DO UPDATE SET
             status = excluded.status, donors = excluded.donors, pledges = excluded.pledges,
             dispatched_at = excluded.dispatched_at, last_news_at = excluded.last_news_at,
             last_recorded_at = excluded.last_recorded_at, document = excluded.document,
             version = excluded.version
-        WHERE convoys.version < excluded.version
-        """,
-        [_convoy_row(state) for state in states],
+        WHERE convoys.version < excluded.version""",
     )
-    await conn.executemany(
-        """
-        INSERT INTO manifest_lines (convoy_id, manifest_line_id, pledge_id, line_id, donor_id,
-                                    item, unit, quantity, weight_kg, vehicle, state, loaded_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-        ON CONFLICT (convoy_id, manifest_line_id) DO UPDATE SET state = excluded.state
-        """,
+    await write_rows(
+        conn,
+        "manifest_lines",
+        LINE_COLUMNS,
         [
             (
                 state.convoy_id,
@@ -79,14 +169,12 @@ async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) ->
             for state in states
             for x in state.lines
         ],
+        "ON CONFLICT (convoy_id, manifest_line_id) DO UPDATE SET state = excluded.state",
     )
-    await conn.executemany(
-        """
-        INSERT INTO convoy_timeline (event_id, convoy_id, stream_version, event_type, entry_id,
-                                     occurred_at, recorded_at, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
-        ON CONFLICT (event_id) DO NOTHING
-        """,
+    await write_rows(
+        conn,
+        "convoy_timeline",
+        TIMELINE_COLUMNS,
         [
             (
                 e.event_id,
@@ -98,8 +186,9 @@ async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) ->
                 e.recorded_at,
                 json.dumps(e.recorded.data),  # the stored form, as the timeline shows it
             )
-            for e in REPOSITORY.codec.decode_all(events)
+            for e in decoded
         ],
+        "ON CONFLICT (event_id) DO NOTHING",
     )
 
 
