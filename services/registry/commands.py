@@ -31,16 +31,22 @@ class RegisterOrganisation(Command):
 
 @dataclass(frozen=True, slots=True)
 class RenameOrganisation(Command):
+    """`distinct`: rename despite a namesake (as a registration)."""
+
     organisation_id: str
     rename: domain.RenameOrganisation
     if_match: int | None = None
+    distinct: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class AddAlias(Command):
+    """`distinct`: add the alias despite a namesake (as a registration)."""
+
     organisation_id: str
     alias: domain.AddAlias
     if_match: int | None = None
+    distinct: bool = False
 
 
 @dataclass(frozen=True, slots=True)

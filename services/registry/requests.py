@@ -85,12 +85,22 @@ class RenameIn(Body):
 
     name: OrgName
     reason: Annotated[str | None, Field(max_length=500)] = None
+    distinct: bool = Field(
+        default=False,
+        description="rename despite a namesake (another organisation of the country known by"
+        " a name that looks like this one)",
+    )
 
 
 class AliasIn(Body):
     model_config = example({"alias": "Charkiw"})
 
     alias: OrgName
+    distinct: bool = Field(
+        default=False,
+        description="add the alias despite a namesake (another organisation of the country"
+        " known by a name that looks like it)",
+    )
 
 
 class CorrectionIn(Body):

@@ -170,16 +170,23 @@ ByContactsEditor = Annotated[OrganisationWrite, Depends(_by_contacts_editor)]
 
 @router.change("/organisations/{organisation_id}/rename", R.OrganisationChanged, tags=TAGS)
 async def rename_organisation(body: RenameIn, to: ByAdmin) -> JSONResponse:
-    """Rename (registry administrators); the previous name stays findable as an alias."""
+    """Rename (registry administrators); the previous name stays findable as an alias. A
+    namesake of the new name in the organisation's country (another organisation known by a
+    name that looks like it) is refused with 409 naming it, unless `distinct` is true."""
     rename = domain.RenameOrganisation(name=body.name, reason=body.reason)
-    return await to.send(commands.RenameOrganisation(to.organisation_id, rename, to.if_match))
+    command = commands.RenameOrganisation(
+        to.organisation_id, rename, to.if_match, distinct=body.distinct
+    )
+    return await to.send(command)
 
 
 @router.change("/organisations/{organisation_id}/aliases", R.OrganisationChanged, tags=TAGS)
 async def add_alias(body: AliasIn, to: ByAdmin) -> JSONResponse:
-    """Record another name or spelling (registry administrators)."""
+    """Record another name or spelling (registry administrators). A namesake of the alias in
+    the organisation's country is refused with 409 naming it, unless `distinct` is true."""
     alias = domain.AddAlias(alias=body.alias)
-    return await to.send(commands.AddAlias(to.organisation_id, alias, to.if_match))
+    command = commands.AddAlias(to.organisation_id, alias, to.if_match, distinct=body.distinct)
+    return await to.send(command)
 
 
 @router.change("/organisations/{organisation_id}/corrections", R.OrganisationChanged, tags=TAGS)

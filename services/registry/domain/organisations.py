@@ -137,13 +137,7 @@ def register(
     _check_country(command.country)
     if command.parent_id is not None:
         _check_parent(state.organisation_id, command.parent_id, parent)
-    if namesake is not None:
-        raise Conflict(
-            f"{namesake.name} ({namesake.organisation_id}) in {namesake.country} is already"
-            ' registered under this name or alias; send "distinct": true if this is another'
-            " organisation",
-            extra={"existing_organisation_id": namesake.organisation_id},
-        )
+    _check_namesake(namesake)
     registered = ev.OrganisationRegistered(
         organisation_id=command.organisation_id,
         name=command.name,
@@ -158,6 +152,18 @@ def register(
     if command.contacts:
         events += _contacts_event(command.organisation_id, command.contacts, now)
     return events
+
+
+def _check_namesake(namesake: Organisation | None) -> None:
+    """Raises Conflict naming `namesake`, another organisation of the country already known by
+    a name that looks like the one given (a registration's, a new name, an alias)."""
+    if namesake is not None:
+        raise Conflict(
+            f"{namesake.name} ({namesake.organisation_id}) in {namesake.country} is already"
+            ' registered under this name or alias; send "distinct": true if this is another'
+            " organisation",
+            extra={"existing_organisation_id": namesake.organisation_id},
+        )
 
 
 def _check_parent(organisation_id: str, parent_id: str, parent: Organisation | None) -> None:
@@ -192,11 +198,14 @@ def rename(
     command: RenameOrganisation,
     *,
     now: datetime,
+    namesake: Organisation | None = None,
 ) -> list[NewEvent]:
-    """The previous name stays findable as an alias."""
+    """The previous name stays findable as an alias. Raises Conflict if `namesake` (another
+    organisation of the country known by a look-alike of the new name) exists."""
     require_existing(state)
     if command.name == state.name:
         return []
+    _check_namesake(namesake)
     renamed = ev.OrganisationRenamed(
         organisation_id=state.organisation_id,
         name=command.name,
@@ -206,10 +215,19 @@ def rename(
     return _at(now, renamed)
 
 
-def add_alias(state: Organisation, command: AddAlias, *, now: datetime) -> list[NewEvent]:
+def add_alias(
+    state: Organisation,
+    command: AddAlias,
+    *,
+    now: datetime,
+    namesake: Organisation | None = None,
+) -> list[NewEvent]:
+    """Raises Conflict if `namesake` (another organisation of the country known by a look-alike
+    of the alias) exists."""
     require_existing(state)
     if fold_name(command.alias) in {fold_name(n) for n in state.names}:
         return []  # already known by that name: nothing new happened
+    _check_namesake(namesake)
     return _at(
         now, ev.OrganisationAliasAdded(organisation_id=state.organisation_id, alias=command.alias)
     )

@@ -59,14 +59,36 @@ async def register_organisation(
 async def rename_organisation(
     command: commands.RenameOrganisation, uow: UnitOfWork
 ) -> dict[str, Any]:
+    """Conflict for a namesake of the new name in the country (unless `distinct`)."""
     state = await _existing(uow, command.organisation_id, command.if_match)
-    return await _changed(uow, state, domain.rename(state, command.rename, now=uow.now))
+    namesake = await _namesake(uow, state, command.rename.name, distinct=command.distinct)
+    events = domain.rename(state, command.rename, now=uow.now, namesake=namesake)
+    return await _changed(uow, state, events)
 
 
 @HANDLERS.register(commands.AddAlias)
 async def add_alias(command: commands.AddAlias, uow: UnitOfWork) -> dict[str, Any]:
+    """Conflict for a namesake of the alias in the country (unless `distinct`)."""
     state = await _existing(uow, command.organisation_id, command.if_match)
-    return await _changed(uow, state, domain.add_alias(state, command.alias, now=uow.now))
+    namesake = await _namesake(uow, state, command.alias.alias, distinct=command.distinct)
+    events = domain.add_alias(state, command.alias, now=uow.now, namesake=namesake)
+    return await _changed(uow, state, events)
+
+
+async def _namesake(
+    uow: UnitOfWork, state: domain.Organisation, name: str, *, distinct: bool
+) -> domain.Organisation | None:
+    """Another organisation of `state`'s country known by a look-alike of `name` (None when
+    `distinct`; the organisation itself is no namesake of its own names). The name's locks are
+    taken as a registration takes them, and held to the commit, even when `distinct`: a
+    registration or another change of the same look in the country waits, then sees it."""
+    keys = sorted(domain.name_keys(name))
+    found = ports.of(uow)
+    await found.lock(name_locks(state.country, keys))
+    if distinct:
+        return None
+    other = await found.namesake(state.country, keys, other_than=state.organisation_id)
+    return None if other is None else await ORGANISATIONS.load(uow, other)
 
 
 @HANDLERS.register(commands.CorrectOrganisation)

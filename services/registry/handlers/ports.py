@@ -46,8 +46,11 @@ class Ports(Protocol):
         """Each name's lock until the transaction ends, in the order given."""
         ...
 
-    async def namesake(self, country: str, keys: Sequence[str]) -> str | None:
-        """The first organisation (by id) of `country` with a name sharing one of `keys`."""
+    async def namesake(
+        self, country: str, keys: Sequence[str], *, other_than: str | None = None
+    ) -> str | None:
+        """The first organisation (by id) of `country` with a name sharing one of `keys`, but
+        `other_than` (an organisation is no namesake of itself)."""
         ...
 
     async def signed_twin(self, pair: tuple[str, str], kind: str, other_than: str) -> str | None:
@@ -98,9 +101,11 @@ class PostgresPorts:
         for name in names:
             await self.conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
 
-    async def namesake(self, country: str, keys: Sequence[str]) -> str | None:
+    async def namesake(
+        self, country: str, keys: Sequence[str], *, other_than: str | None = None
+    ) -> str | None:
         found = await namesakes(self.conn, keys)
-        return min((i for i, c in found if c == country), default=None)
+        return min((i for i, c in found if c == country and i != other_than), default=None)
 
     async def signed_twin(self, pair: tuple[str, str], kind: str, other_than: str) -> str | None:
         twin: str | None = await self.conn.fetchval(
@@ -208,12 +213,15 @@ class InMemoryPorts:
             for stream_id, stream in streams.items()
         ]
 
-    async def namesake(self, country: str, keys: Sequence[str]) -> str | None:
+    async def namesake(
+        self, country: str, keys: Sequence[str], *, other_than: str | None = None
+    ) -> str | None:
         return min(
             (
                 o.organisation_id
                 for o in await self._records(ORGANISATIONS)
                 if o.country == country
+                and o.organisation_id != other_than
                 and {k for n in o.names for k in domain.name_keys(n)} & set(keys)
             ),
             default=None,

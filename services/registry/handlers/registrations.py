@@ -45,9 +45,14 @@ class _BatchPorts(PostgresPorts):
     async def lock(self, names: Sequence[str]) -> None:
         return None  # taken by the batch, before any registration was decided
 
-    async def namesake(self, country: str, keys: Sequence[str]) -> str | None:
+    async def namesake(
+        self, country: str, keys: Sequence[str], *, other_than: str | None = None
+    ) -> str | None:
         wanted = set(keys)
-        return min((i for i, c, k in self.named if c == country and k & wanted), default=None)
+        return min(
+            (i for i, c, k in self.named if c == country and k & wanted and i != other_than),
+            default=None,
+        )
 
     def kept(self, item: group_commit.Batched, answer: Any) -> None:
         registration = item.command_as(commands.RegisterOrganisation).registration
