@@ -14,13 +14,14 @@ from pydantic import Field, model_validator
 from services.shipments import domain
 from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import them from here
 from shared.route_params import Body, example
 from shared.route_params import Cursor as Cursor
 from shared.route_params import Limit as Limit
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Note = Annotated[str | None, Field(max_length=2000)]
+Name = Annotated[str, Field(min_length=1, max_length=200), PlainText]
+Note = Annotated[str | None, Field(max_length=2000), PlainText]
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 Ref = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Registration = Annotated[
@@ -58,7 +59,9 @@ class CoordinatesIn(_In):
 
 class VehicleIn(_In):
     registration: Registration
-    type: Annotated[str, Field(min_length=1, max_length=100, examples=["semi-trailer truck"])]
+    type: Annotated[
+        str, Field(min_length=1, max_length=100, examples=["semi-trailer truck"]), PlainText
+    ]
     capacity_kg: Amount
 
     more_than_zero = ("capacity_kg",)
@@ -66,8 +69,8 @@ class VehicleIn(_In):
 
 class DriverIn(_In):
     name: Name
-    phone: Annotated[str | None, Field(max_length=50)] = None
-    licence_number: Annotated[str | None, Field(max_length=50)] = None
+    phone: Annotated[str | None, Field(max_length=50), PlainText] = None
+    licence_number: Annotated[str | None, Field(max_length=50), PlainText] = None
     vehicle: Registration | None = None
 
 
@@ -139,7 +142,7 @@ class UnloadIn(_In):
 class CancelIn(_In):
     model_config = example({"reason": "the road through Rzeszów is closed"})
 
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000), PlainText]
     occurred_at: instants.PastInstant | None = None
 
 
@@ -152,7 +155,7 @@ class CloseIn(_In):
 
 class PersonIn(_In):
     name: Name
-    role: Annotated[str | None, Field(max_length=100)] = None
+    role: Annotated[str | None, Field(max_length=100), PlainText] = None
 
 
 class PartyIn(_In):
@@ -201,7 +204,7 @@ class BorderCrossingIn(_Entry):
     crossing_point: Name
     from_country: Country | None = None
     to_country: Country | None = None
-    customs_document: Annotated[str | None, Field(max_length=100)] = None
+    customs_document: Annotated[str | None, Field(max_length=100), PlainText] = None
     outcome: Literal["waiting", "cleared", "held"]
     coordinates: CoordinatesIn | None = None
 
@@ -222,7 +225,7 @@ class AffectedLineIn(_In):
 class IncidentIn(_Entry):
     kind: Literal["incident"]
     incident: Literal["delay", "damage", "theft", "loss", "seizure"]
-    description: Annotated[str, Field(min_length=1, max_length=2000)]
+    description: Annotated[str, Field(min_length=1, max_length=2000), PlainText]
     place: Name | None = None
     delay_minutes: Annotated[int | None, Field(ge=0, le=60 * 24 * 60)] = None
     lines: Annotated[list[AffectedLineIn], Field(max_length=500)] = []
@@ -269,7 +272,7 @@ class EntriesIn(_In):
 
 class ReceiverIn(_In):
     name: Name
-    role: Annotated[str, Field(min_length=1, max_length=100)]
+    role: Annotated[str, Field(min_length=1, max_length=100), PlainText]
 
 
 class DocumentIn(_In):
