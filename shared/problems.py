@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from shared import logs
 from shared.db import CONNECTION_LOST
@@ -174,11 +176,59 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+# what FastAPI answers (400, type about:blank) when the body cannot be decoded for a reason
+# other than a JSON syntax error: still a 400 (the body is not JSON the service reads), as the
+# project's own problem (TwinaidError: bad-request) naming the body and why
+BODY_NOT_PARSED = "There was an error parsing the body"
+
+
+def _unparsed_body(exc: StarletteHTTPException) -> JSONResponse | None:
+    """The problem of a body FastAPI could not parse (invalid UTF-8, JSON nested too deeply, an
+    integer with too many digits), None for any other HTTP error."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or exc.detail != BODY_NOT_PARSED or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        reason = f"the body is not valid UTF-8 (byte {cause.start})"
+    elif isinstance(cause, RecursionError):
+        reason = "the JSON is nested too deeply"
+    elif isinstance(cause, ValueError) and "digits" in str(cause):
+        reason = f"a JSON number has more than {sys.get_int_max_str_digits()} digits"
+    else:
+        reason = "the body could not be read as JSON"
+    refused = TwinaidError(
+        f"body: {reason}", extra={"invalid_params": [{"name": "body", "reason": reason}]}
+    )
+    return problem_response(refused.status, refused.problem())
+
+
 def _with_challenge(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
     """A 401's headers with `WWW-Authenticate` (every 401 carries it); others' as they are."""
     if status != 401:
         return headers or None
     return {"WWW-Authenticate": WWW_AUTHENTICATE, **(headers or {})}
+
+
+# the order methods are listed in an Allow header
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """The Allow header of a 405 (RFC 9110, 15.5.6): every method some route serves at the
+    request's path, HEAD wherever GET (shared/web.py: HeadAsGet)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            if route.matches(request.scope)[0] is not Match.NONE:  # PARTIAL: another method
+                methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods, key=_method_order))
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    known = method in METHOD_ORDER
+    return (METHOD_ORDER.index(method) if known else len(METHOD_ORDER), method)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -192,8 +242,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return _validation_problem(exc)
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if (unparsed := _unparsed_body(exc)) is not None:
+            return unparsed
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return problem_response(
             exc.status_code,
             {
@@ -202,7 +257,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "status": exc.status_code,
                 "detail": str(exc.detail),
             },
-            headers=_with_challenge(exc.status_code, getattr(exc, "headers", None)),
+            headers=_with_challenge(exc.status_code, headers),
         )
 
     async def on_db_down(_: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import (
     contract_routes,
@@ -280,6 +281,7 @@ def create_app(
     )
     app.state.ctx = ctx
     problems.install_error_handlers(app)
+    app.add_middleware(HeadAsGet)  # inside the edge: its metrics and access log say HEAD
     app.add_middleware(edge.EdgeMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -306,6 +308,39 @@ def create_app(
         _add_routes(app, router)
     openapi.install(app, service=service, settings=settings)
     return app
+
+
+class HeadAsGet:
+    """HEAD wherever GET is served (RFC 9110, 9.3.2): the request goes to the routes as a GET
+    (so HEAD is no operation of its own in the OpenAPI documents), and its answer is sent with
+    the GET's status and headers and no body. Once the head is sent the route hears that the
+    client is gone, so a stream (Server-Sent Events) ends."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        sent = False
+
+        async def head_receive() -> Message:
+            return {"type": "http.disconnect"} if sent else await receive()
+
+        async def head_send(message: Message) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.start" and not sent:
+                sent = True
+                await send(message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # the body (and anything after it) is not sent
+
+        scope["method"] = "GET"
+        try:
+            await self.app(scope, head_receive, head_send)
+        finally:
+            scope["method"] = "HEAD"  # what the edge counts and logs
 
 
 def _add_routes(app: FastAPI, router: APIRouter) -> None:

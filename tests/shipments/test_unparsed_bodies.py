@@ -1,0 +1,39 @@
+"""A body that cannot be read as JSON for other reasons than its syntax (not UTF-8, nested
+deeper than the parser goes, an integer with more digits than Python converts) is a 400 as
+before, now the project's own bad-request problem naming the body and why; nothing stored."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from shared.auth import Role
+from tests.shipments.conftest import ShipmentsApi, assert_problem
+
+
+async def refused(api: ShipmentsApi, body: bytes) -> dict[str, Any]:
+    answer = await api.client.post(
+        "/v1/convoys",
+        content=body,
+        headers={**await api.as_("lille", Role.LOGISTICS), "content-type": "application/json"},
+    )
+    problem: dict[str, Any] = assert_problem(answer, 400)
+    assert problem["type"] == "https://twinaid.example/problems/bad-request"
+    assert problem["title"] == "Bad request"
+    return problem
+
+
+async def test_a_body_that_cannot_be_parsed_is_a_400_naming_the_body(api: ShipmentsApi) -> None:
+    stored = await api.count()
+    digits = sys.get_int_max_str_digits()
+    for body, reason in (
+        (b'{"convoy_id": "c\xff1"}', "the body is not valid UTF-8 (byte 16)"),
+        (b"[" * 30_000 + b"]" * 30_000, "the JSON is nested too deeply"),
+        (b'{"convoy_id": ' + b"1" * 5_000 + b"}", f"a JSON number has more than {digits} digits"),
+    ):
+        problem = await refused(api, body)
+        assert problem["invalid_params"] == [{"name": "body", "reason": reason}]
+        assert problem["detail"] == f"body: {reason}"
+    assert await api.count() == stored
+    # the same convoy, well formed, is made
+    assert (await api.plan("c1"))["convoy_id"] == "c1"
