@@ -1,7 +1,8 @@
 """The pledges projections leave the same rows whether events come one at a time (a request's
 write) or in batches of any size (a group commit, a page of a rebuild): generated sequences of
 pledges made, committed, withdrawn and amended, money and goods received, donors' figures,
-line updates, a need posted after pledges to it and events delivered again, applied one by one
+line updates, needs revised, closed and cancelled, a need posted after pledges to it and events
+delivered again, applied one by one
 to one database and in batches of random sizes to another, leave every row of the read models
 identical, to the last digit of every numeric; delivered all over again they change nothing;
 and each need's kept figures are those summed again over its lines."""
@@ -91,6 +92,8 @@ op = st.one_of(  # the frequent ones more often
     st.tuples(st.just("updated"), pledge_index, line_index),
     st.tuples(st.just("again"), st.integers(0, 10_000)),  # an event delivered again
     st.tuples(st.just("post-late")),
+    st.tuples(st.just("revise"), st.sampled_from(sorted(NEEDS)), st.integers(1, 900_000)),
+    st.tuples(st.just("end"), st.sampled_from(sorted(NEEDS)), st.booleans()),
 )
 # each step also moves the clock: a few seconds back now and then (changed_at keeps the latest)
 clock = st.integers(-5, 90)
@@ -170,6 +173,21 @@ class History:
                 return None
             self.late_posted = True
             return self.post("late")
+        if name == "revise":
+            need_id, size = args
+            field = "amount" if NEEDS[need_id][0] == "money" else "quantity"
+            value = size if field == "amount" else str(Decimal(size).scaleb(-2))
+            revised = ev.NeedRevised(
+                need_id=need_id,
+                changes={field: value, "priority": "high"},
+                previous={field: NEEDS[need_id][2], "priority": "normal"},
+                reason="the winter",
+            )
+            return self.add(f"need-{need_id}", revised)
+        if name == "end":
+            need_id, closed = args
+            end = ev.NeedClosed if closed else ev.NeedCancelled
+            return self.add(f"need-{need_id}", end(need_id=need_id, reason="enough"))
         pledge_id = f"p{args[0]}"
         stream = f"pledge-{pledge_id}"
         if name == "make":
@@ -310,16 +328,16 @@ def histories(
 
 
 def batches(events: list[RecordedEvent], sizes: list[int]) -> list[list[RecordedEvent]]:
-    """`events` cut into batches of the sizes in turn; a need's event alone (the projections
-    take a batch one after another, a need's before the pledges' of its batch)."""
+    """`events` cut into batches of the sizes in turn, needs' events and pledges' apart (the
+    projections take a batch one after another: a need's events before the pledges' of its
+    batch, whatever their order)."""
     out: list[list[RecordedEvent]] = []
     current: list[RecordedEvent] = []
     turn = 0
     for event in events:
-        if event.stream_type == ev.STREAM_NEED:
-            out += [current, [event]] if current else [[event]]
-            current = []
-            continue
+        if current and current[0].stream_type != event.stream_type:
+            out.append(current)
+            current, turn = [], turn + 1
         current.append(event)
         if len(current) == sizes[turn % len(sizes)]:
             out.append(current)
@@ -384,8 +402,10 @@ async def test_one_by_one_and_in_batches_of_any_size_leave_the_same_rows(
         await apply(other, [[e] for e in first] + batches(rest, sizes))
         alone = await rows(one)
         assert await rows(other) == alone, (steps, sizes)
-        # every pledge event delivered again, in one batch: nothing changes
-        await apply(other, [[e for e in rest if e.stream_type == ev.STREAM_PLEDGE]])
+        # every change to a need and every pledge event delivered again: nothing changes
+        changes = [e for e in rest if e.stream_type == ev.STREAM_NEED]
+        changes = [e for e in changes if e.event_type != ev.NEED_POSTED]
+        await apply(other, [changes, [e for e in rest if e.stream_type == ev.STREAM_PLEDGE]])
         assert await rows(other) == alone, steps
         for need_id in NEEDS:
             if await one.fetchval("SELECT 1 FROM needs WHERE need_id = $1", need_id):
@@ -398,13 +418,14 @@ async def test_one_by_one_and_in_batches_of_any_size_leave_the_same_rows(
 
 
 def test_batches_cut_a_history_as_asked() -> None:
-    """The batches the test above applies: every event once, in order, a need's alone."""
+    """The batches the test above applies: every event once, in order, needs' and pledges'
+    apart."""
     _, rest = histories(
         [(("make", 0, [{"kind": "money", "need_id": "fuel", "amount": 5}]), 1)] * 3
         + [(("post-late",), 1), (("commit", 0), 1), (("again", 3), 1)]  # 3: the first made
     )
     chunks = batches(rest, [2, 1])
-    assert [len(c) for c in chunks] == [2, 1, 1, 2]
+    assert [len(c) for c in chunks] == [2, 1, 1, 1, 1]
     assert [e for c in chunks for e in c] == rest
     assert chunks[2][0].event_type == ev.NEED_POSTED
     assert rest[-1] is rest[0]

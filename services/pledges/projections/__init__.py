@@ -5,7 +5,6 @@ keeping its own (a change adds the difference).
 
 from __future__ import annotations
 
-from services.pledges import events as ev
 from services.pledges import privacy
 from services.pledges.projections import needs, pledges
 from shared.projections import Projection
@@ -13,12 +12,8 @@ from shared.projections import Projection
 NEEDS = Projection(
     name="needs",
     tables=("needs",),
-    handlers={
-        ev.NEED_POSTED: needs.need_posted,
-        ev.NEED_REVISED: needs.need_changed,
-        ev.NEED_CLOSED: needs.need_changed,
-        ev.NEED_CANCELLED: needs.need_changed,
-    },
+    handlers=needs.HANDLERS,
+    batch=needs.apply_batch,
 )
 
 PLEDGES = Projection(

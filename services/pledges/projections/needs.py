@@ -14,6 +14,7 @@ import asyncpg
 from services.pledges import domain
 from services.pledges import events as ev
 from shared.events import RecordedEvent
+from shared.projections import Apply
 
 
 def line_contribution(row: Mapping[str, Any], status: str | None = None) -> domain.Contribution:
@@ -151,31 +152,34 @@ async def add_changes(conn: asyncpg.Connection, changes: Changes) -> None:
     await store_figures(conn, [figured(row, deltas) for row in locked])
 
 
-async def _refigure_need(conn: asyncpg.Connection, need_id: str) -> None:
-    need = await conn.fetchrow(
-        "SELECT need_id, target, state, gap, status, pledged AS share_pledged,"
-        " committed AS share_committed, delivered AS share_delivered"
-        " FROM needs WHERE need_id = $1",
-        need_id,
-    )
-    if need is not None:
-        await _refigure(conn, need)
+# a need's row as _refigure reads it
+FIGURED = (
+    "need_id, target, state, gap, status, pledged AS share_pledged,"
+    " committed AS share_committed, delivered AS share_delivered"
+)
+
+POST = """
+INSERT INTO needs (need_id, recipient_id, kind, category, description, unit, currency,
+                   target, priority, serves, deadline, state, status, gap, internal_note,
+                   contact, correlation_id, posted_at, changed_at, version)
+SELECT need_id, recipient_id, kind, category, description, unit, currency, target, priority,
+       ARRAY(SELECT jsonb_array_elements_text(serves::jsonb)), deadline::date, 'active', 'open',
+       target, internal_note, contact::jsonb, correlation_id, posted_at, posted_at, version
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::numeric[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+            $14::text[], $15::timestamptz[], $16::integer[])
+     AS u(need_id, recipient_id, kind, category, description, unit, currency, target, priority,
+          serves, deadline, internal_note, contact, correlation_id, posted_at, version)
+ON CONFLICT (need_id) DO NOTHING
+"""
 
 
-async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    p = ev.decoded(event, ev.NeedPostedRead)
+def _posted(event: RecordedEvent, p: ev.NeedPostedRead) -> tuple[Any, ...]:
+    """A need posted as POST inserts it (its serves and contact as JSON, its deadline as text)."""
     target = (
         domain.quantities.parse_or_none(p.quantity) if p.kind == "item" else Decimal(p.amount or 0)
     )
-    await conn.execute(
-        """
-        INSERT INTO needs (need_id, recipient_id, kind, category, description, unit, currency,
-                           target, priority, serves, deadline, state, status, gap, internal_note,
-                           contact, correlation_id, posted_at, changed_at, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::date, 'active', 'open', $8,
-                $12, $13::jsonb, $14, $15, $15, $16)
-        ON CONFLICT (need_id) DO NOTHING
-        """,
+    return (
         p.need_id,
         p.recipient_id,
         p.kind,
@@ -185,50 +189,107 @@ async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         p.currency,
         target,
         p.priority,
-        p.serves,
-        p.deadline,
+        json.dumps(p.serves),
+        None if p.deadline is None else p.deadline.isoformat(),
         p.internal_note,
         json.dumps(p.contact.model_dump(mode="json") if p.contact else None),
         event.metadata.correlation_id,
         event.occurred_at,
         event.stream_version,
     )
+
+
+async def _post(conn: asyncpg.Connection, needs: list[tuple[Any, ...]]) -> None:
+    if needs:
+        await conn.execute(POST, *[list(column) for column in zip(*needs, strict=True)])
+        needs.clear()
+
+
+async def need_posted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    p = ev.decoded(event, ev.NeedPostedRead)
+    await _post(conn, [_posted(event, p)])
     await recompute_need(conn, p.need_id)
 
 
+def _as_posted(target: Decimal | None) -> bool:
+    """A new need of this target without lines has the figures it is posted with, those
+    recompute_need would give it (nothing pledged, the gap its target, exactly)."""
+    return target is not None and target > 0 and len(target.as_tuple().digits) <= 28
+
+
+# which of the needs named are there already, and which have lines answering them
+TAKEN = """
+SELECT (SELECT array_agg(need_id) FROM needs WHERE need_id = ANY($1::text[])) AS posted,
+       (SELECT array_agg(DISTINCT need_id) FROM pledge_lines WHERE need_id = ANY($1::text[]))
+       AS answered
+"""
+
+
+async def apply_batch(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """The events in order, as their handlers apply them alone, the needs posted that are new
+    and that no line answers yet (every need a rebuild posts, every need a request posts)
+    inserted together, in one statement, without counting lines they do not have."""
+    posted = [
+        (event, ev.decoded(event, ev.NeedPostedRead))
+        for event in events
+        if event.event_type == ev.NEED_POSTED
+    ]
+    taken: set[str] = set()
+    if posted:
+        found = await conn.fetchrow(TAKEN, [p.need_id for _, p in posted])
+        taken = {*(found["posted"] or ()), *(found["answered"] or ())}
+    payloads = {id(event): p for event, p in posted}
+    pending: list[tuple[Any, ...]] = []
+    for event in events:
+        p = payloads.get(id(event))
+        if p is not None and p.need_id not in taken:
+            values = _posted(event, p)
+            if _as_posted(values[7]):
+                taken.add(p.need_id)
+                pending.append(values)
+                continue
+        await _post(conn, pending)  # in order: what follows may read them
+        await HANDLERS[event.event_type](conn, event)
+    await _post(conn, pending)
+
+
 async def need_changed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    """The need at the event's version with what the event changes, in one statement (nothing
+    if it was at that version already), then its gap and status from its sums."""
     payload = ev.CODEC.decode(event).payload
     assert isinstance(payload, ev.NeedRevised | ev.NeedClosed | ev.NeedCancelled)
-    applied = await conn.fetchval(
-        "UPDATE needs SET version = $2, changed_at = $3 WHERE need_id = $1 AND version < $2"
-        " RETURNING true",
-        payload.need_id,
-        event.stream_version,
-        event.occurred_at,
-    )
-    if not applied:
-        return
+    at = event.occurred_at
     match payload:
         case ev.NeedRevised(changes=changes) as p:
-            await _revised(conn, p, changes, event.occurred_at)
+            need = await _revised(conn, p, changes, event.stream_version, at)
         case ev.NeedClosed() | ev.NeedCancelled() as p:
-            await conn.execute(
-                "UPDATE needs SET state = $2, end_reason = $3 WHERE need_id = $1",
+            need = await conn.fetchrow(
+                "UPDATE needs SET version = $2, changed_at = $3, state = $4, end_reason = $5"
+                f" WHERE need_id = $1 AND version < $2 RETURNING {FIGURED}",
                 p.need_id,
+                event.stream_version,
+                at,
                 "closed" if isinstance(p, ev.NeedClosed) else "cancelled",
                 p.reason,
             )
     # the target or the state changed, never the unit: the sums stand
-    await _refigure_need(conn, payload.need_id)
+    if need is not None:
+        await _refigure(conn, need)
 
 
 async def _revised(
-    conn: asyncpg.Connection, p: ev.NeedRevised, changes: dict[str, Any], at: datetime
-) -> None:
+    conn: asyncpg.Connection,
+    p: ev.NeedRevised,
+    changes: dict[str, Any],
+    version: int,
+    at: datetime,
+) -> asyncpg.Record | None:
     target = changes.get("quantity", changes.get("amount"))
-    await conn.execute(
-        """
+    need: asyncpg.Record | None = await conn.fetchrow(
+        f"""
         UPDATE needs SET
+            version = $11,
+            changed_at = $12,
             description = coalesce($2, description),
             target = coalesce($3::text::numeric, target),
             priority = coalesce($4, priority),
@@ -236,7 +297,8 @@ async def _revised(
             deadline = CASE WHEN $6 THEN $7::text::date ELSE deadline END,
             internal_note = CASE WHEN $8 THEN $9 ELSE internal_note END,
             revisions = revisions || $10::jsonb
-        WHERE need_id = $1
+        WHERE need_id = $1 AND version < $11
+        RETURNING {FIGURED}
         """,
         p.need_id,
         changes.get("description"),
@@ -248,7 +310,10 @@ async def _revised(
         "internal_note" in changes,
         changes.get("internal_note"),
         json.dumps([revision(p, at)]),
+        version,
+        at,
     )
+    return need
 
 
 def revision(p: ev.NeedRevised, at: datetime) -> dict[str, Any]:
@@ -259,3 +324,11 @@ def revision(p: ev.NeedRevised, at: datetime) -> dict[str, Any]:
         "previous": p.previous,
         "reason": p.reason,
     }
+
+
+HANDLERS: dict[str, Apply] = {
+    ev.NEED_POSTED: need_posted,
+    ev.NEED_REVISED: need_changed,
+    ev.NEED_CLOSED: need_changed,
+    ev.NEED_CANCELLED: need_changed,
+}
