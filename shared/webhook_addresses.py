@@ -25,6 +25,10 @@ log = logging.getLogger("twinaid.webhooks")
 # 64:ff9b:1::/48, the IPv4 address where the operator chose) is refused outright.
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+# a host whose last label is a number (decimal, or hexadecimal with 0x) is an IPv4 address to
+# URL parsers (WHATWG URL) and to resolvers (inet_aton), in any of its forms: 2130706433,
+# 0x7f000001, 017700000001 and 127.1 are all 127.0.0.1
+NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 HOST_NAME = re.compile(
     r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$"
 )
@@ -82,10 +86,35 @@ def _ascii_host(url: str) -> str:
     return host
 
 
+def _check_numeric(host: str) -> None:
+    """Raises ValueError for a host read as an IPv4 address (NUMERIC_LABEL) that is not written
+    as four decimal numbers (a.b.c.d), saying which address it denotes and, when that address is
+    not public, so."""
+    if ":" in host or not NUMERIC_LABEL.match(host.rstrip(".").rsplit(".", 1)[-1]):
+        return  # an IPv6 literal, or a name
+    try:
+        if str(ipaddress.IPv4Address(host)) == host:
+            return
+    except ValueError:
+        pass
+    try:
+        denoted = socket.inet_ntoa(socket.inet_aton(host.rstrip(".")))
+    except OSError:
+        raise ValueError(
+            f"{host} is not a valid IPv4 address: write one as four decimal numbers (a.b.c.d)"
+        ) from None
+    rule = "" if _public(denoted) else f", and {denoted} is not a public address"
+    raise ValueError(
+        f"{host} is the IPv4 address {denoted} written another way{rule}:"
+        " write IPv4 addresses as four decimal numbers (a.b.c.d)"
+    )
+
+
 def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
     """The URL as given, if a webhook may target it. Raises ValueError saying why not: not a URL
     httpx sends (control characters...), not http(s), no host or one no resolver takes (a label
-    over 63 characters...), credentials or a fragment in it, or a host that is loopback,
+    over 63 characters...), port 0, an IPv4 address written in another form than a.b.c.d
+    (2130706433, 0x7f000001, 127.1), credentials or a fragment in it, or a host that is loopback,
     private, link-local or otherwise not public (an IP literal, IPv4 inside IPv6 among them,
     or `localhost`) and not listed in WEBHOOK_ALLOWED_HOSTS. Names are resolved at each
     delivery, and the delivery goes to the address checked then (resolve_checked)."""
@@ -102,7 +131,10 @@ def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
         raise ValueError("the URL may not hold credentials: verify the signature instead")
     if parts.fragment:
         raise ValueError("the URL may not have a fragment (#...)")
+    if parts.port == 0:
+        raise ValueError("port 0 is not a port a delivery can be made to")
     host = _ascii_host(url)
+    _check_numeric(host)
     if host in allowed_hosts or parts.hostname in allowed_hosts:
         return url
     if host == "localhost" or host.endswith((".localhost", ".localhost.")):
