@@ -11,7 +11,7 @@ from functools import cache, lru_cache
 
 import icu  # type: ignore[import-untyped]
 
-__all__ = ["fold_name", "hidden_characters", "name_keys"]
+__all__ = ["MAX_MARKS", "fold_name", "hidden_characters", "name_keys"]
 
 # Characters that do not show, or show something other than what they are: controls, format
 # characters (zero-width space and joiners, the bidirectional embeddings, overrides and
@@ -40,17 +40,96 @@ def fold_name(name: str) -> str:
     return " ".join(stripped.casefold().split())
 
 
+# Characters that show as nothing though Unicode does not call them ignorable: the Braille
+# blank (U+2800) draws an empty cell.
+_BLANK = frozenset("\u2800")
+# A combining mark draws on the character before it; nonspacing and enclosing marks stack on it.
+_MARKS = frozenset(
+    (
+        icu.UCharCategory.NON_SPACING_MARK,
+        icu.UCharCategory.ENCLOSING_MARK,
+        icu.UCharCategory.COMBINING_SPACING_MARK,
+    )
+)
+_STACKING = frozenset((icu.UCharCategory.NON_SPACING_MARK, icu.UCharCategory.ENCLOSING_MARK))
+# What draws a character of its own: letters, numbers, punctuation and symbols.
+_BASES = frozenset(
+    (
+        icu.UCharCategory.UPPERCASE_LETTER,
+        icu.UCharCategory.LOWERCASE_LETTER,
+        icu.UCharCategory.TITLECASE_LETTER,
+        icu.UCharCategory.MODIFIER_LETTER,
+        icu.UCharCategory.OTHER_LETTER,
+        icu.UCharCategory.DECIMAL_DIGIT_NUMBER,
+        icu.UCharCategory.LETTER_NUMBER,
+        icu.UCharCategory.OTHER_NUMBER,
+        icu.UCharCategory.CONNECTOR_PUNCTUATION,
+        icu.UCharCategory.DASH_PUNCTUATION,
+        icu.UCharCategory.START_PUNCTUATION,
+        icu.UCharCategory.END_PUNCTUATION,
+        icu.UCharCategory.INITIAL_PUNCTUATION,
+        icu.UCharCategory.FINAL_PUNCTUATION,
+        icu.UCharCategory.OTHER_PUNCTUATION,
+        icu.UCharCategory.MATH_SYMBOL,
+        icu.UCharCategory.CURRENCY_SYMBOL,
+        icu.UCharCategory.MODIFIER_SYMBOL,
+        icu.UCharCategory.OTHER_SYMBOL,
+    )
+)
+# UTS #39 (5.4): no more than 4 nonspacing marks in a row, and not the same one twice, on one
+# character (decomposed): Vietnamese needs 2; 200 stacked marks draw a smear over the line.
+MAX_MARKS = 4
+
+
+def _named(c: str) -> str:
+    return f"U+{ord(c):04X} {icu.Char.charName(c) or 'unnamed'}"
+
+
+def _hidden(c: str) -> bool:
+    return (
+        icu.Char.charType(c) in _HIDDEN
+        or c in _BLANK
+        or icu.Char.hasBinaryProperty(c, icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT)
+    )
+
+
+def _stacked(decomposed: str) -> list[str]:
+    """The marks of `decomposed` beyond MAX_MARKS on one character, or repeating one it has."""
+    excess: list[str] = []
+    run: list[str] = []
+    for c in decomposed:
+        kind = icu.Char.charType(c)
+        if kind in _STACKING:
+            if len(run) >= MAX_MARKS or c in run:
+                excess.append(c)
+            run.append(c)
+        elif kind not in _MARKS:
+            run = []
+    return excess
+
+
 def hidden_characters(text: str) -> list[str]:
     """Each character of `text` a reader cannot see as itself, as 'U+202E RIGHT-TO-LEFT
-    OVERRIDE', in order of appearance (empty: every character shows)."""
-    if text.isascii() and text.isprintable():
-        return []
-    return [
-        f"U+{ord(c):04X} {icu.Char.charName(c) or 'unnamed'}"
-        for c in text
-        if icu.Char.charType(c) in _HIDDEN
-        or icu.Char.hasBinaryProperty(c, icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT)
-    ]
+    OVERRIDE', once each in order of appearance (empty: every character shows): a character
+    that does not show (or shows blank, as the Braille blank), a combining mark with no
+    character before it to draw on, marks stacked beyond MAX_MARKS (or one mark repeated) on
+    one character, and, when not a single character draws something of its own (a letter,
+    number, punctuation or symbol), every character."""
+    if text.isascii() and text.isprintable() and not text.isspace():
+        return []  # printable ASCII, and not only spaces: something shows, nothing hides
+    found: dict[str, str] = {}  # each character once, as first named, in order
+    for c in text:
+        if _hidden(c):
+            found.setdefault(c, _named(c))
+    decomposed = unicodedata.normalize("NFD", text)
+    if decomposed and icu.Char.charType(decomposed[0]) in _MARKS:
+        found.setdefault(decomposed[0], f"{_named(decomposed[0])} (a mark on no character)")
+    for c in _stacked(decomposed):
+        found.setdefault(c, f"{_named(c)} (stacked on one character)")
+    if not any(icu.Char.charType(c) in _BASES and not _hidden(c) for c in text):
+        for c in text:
+            found.setdefault(c, f"{_named(c)} (nothing visible)")
+    return list(found.values())
 
 
 @cache
