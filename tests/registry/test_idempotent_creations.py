@@ -6,6 +6,7 @@ order is the same request, and a key stored with the older raw-bytes hash still 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
@@ -47,6 +48,34 @@ async def test_a_webhook_retried_with_its_idempotency_key_subscribes_once(
     assert [w["subscription_id"] for w in listed.json()["items"]] == [
         first.json()["subscription_id"]
     ]
+    assert len(await fetch(api, "SELECT 1 FROM webhook_subscriptions")) == 1
+
+
+async def test_concurrent_twins_of_a_webhook_under_one_key_subscribe_once(
+    api: RegistryApi,
+) -> None:
+    headers = {**await api.as_("lille", Role.MEMBER), "Idempotency-Key": "burst"}
+    answers = await asyncio.gather(
+        *(api.client.post("/v1/webhooks", json=HOOK, headers=headers) for _ in range(6))
+    )
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
+    assert len({(a.json()["subscription_id"], a.json()["secret"]) for a in answers}) == 1
+    assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 5
+    assert len(await fetch(api, "SELECT 1 FROM webhook_subscriptions")) == 1
+
+
+async def test_a_webhook_s_answer_is_not_replayed_to_a_key_lacking_the_creator_s_roles(
+    api: RegistryApi,
+) -> None:
+    """The stored answer holds the subscription's secret: it goes only to a key that could
+    have made the subscription (shared/idempotency.py `lookup`)."""
+    logistics = {**await api.as_("lille", Role.LOGISTICS), "Idempotency-Key": "w1"}
+    member = {**await api.as_("lille", Role.MEMBER), "Idempotency-Key": "w1"}
+    first = await api.client.post("/v1/webhooks", json=HOOK, headers=logistics)
+    assert first.status_code == 201, first.text
+    other = await api.client.post("/v1/webhooks", json=HOOK, headers=member)
+    assert "logistics" in assert_problem(other, 403)["detail"]
+    assert first.json()["secret"] not in other.text
     assert len(await fetch(api, "SELECT 1 FROM webhook_subscriptions")) == 1
 
 
