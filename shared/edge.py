@@ -68,10 +68,11 @@ def _nul_parameters(scope: Scope) -> list[str]:
 
 
 def _nul_fields(body: bytes) -> list[str]:
-    """Dotted paths of the JSON strings that hold a NUL character."""
+    """Dotted paths of the JSON strings that hold a NUL character (none named for a body that
+    is not JSON or is nested too deeply to walk: the refusal names the body)."""
     try:
         document = json.loads(body, strict=False)  # a raw NUL is a control character
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     found: list[str] = []
 
@@ -86,7 +87,10 @@ def _nul_fields(body: bytes) -> list[str]:
             for i, v in enumerate(value):
                 walk(v, f"{path}.{i}" if path else str(i))
 
-    walk(document, "")
+    try:
+        walk(document, "")
+    except RecursionError:
+        return []
     return found
 
 

@@ -37,3 +37,17 @@ async def test_a_body_that_cannot_be_parsed_is_a_400_naming_the_body(api: Shipme
     assert await api.count() == stored
     # the same convoy, well formed, is made
     assert (await api.plan("c1"))["convoy_id"] == "c1"
+
+
+async def test_a_deeply_nested_body_holding_a_nul_is_refused_naming_the_body(
+    api: ShipmentsApi,
+) -> None:
+    stored = await api.count()
+    answer = await api.client.post(
+        "/v1/convoys",
+        content=b"[" * 30_000 + b'"\\u0000"' + b"]" * 30_000,
+        headers={**await api.as_("lille", Role.LOGISTICS), "content-type": "application/json"},
+    )
+    problem = assert_problem(answer, 422)
+    assert "NUL" in problem["detail"], problem
+    assert await api.count() == stored
