@@ -6,6 +6,7 @@ of minor units: a float is refused, so a fraction of a cent cannot slip in as 12
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -34,19 +35,26 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _quantity(value: Any) -> Any:
     """A JSON number or decimal string as an exact Decimal, in the bounds of every quantity
     (quantities.MAX_QUANTITY, MAX_PLACES): whatever its exponent or number of digits, a value
     beyond them is refused here, counted exactly, never rounded or flushed to zero."""
     if isinstance(value, bool):
         raise ValueError('a quantity is a decimal such as "12.5", not a boolean')
+    # Decimal() would also read "1_000" and digits of other scripts, and store them changed:
+    # a quantity is written as JSON writes a number, in ASCII digits
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+        raise ValueError(f'{_shown(value)} is not a decimal number such as "12.5"')
     if isinstance(value, float):
         value = repr(value)
     if not isinstance(value, int | str):
         return value
     try:
         parsed = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation as exc:
+    except InvalidOperation as exc:  # an exponent past what Decimal holds
         raise ValueError(f'{_shown(value)} is not a decimal number such as "12.5"') from exc
     if not parsed.is_finite():
         raise ValueError(f"{_shown(value)} is not a finite number")

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from fastapi import Path, Query
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from services.shipments import domain
 from shared import instants
@@ -27,7 +27,22 @@ Ref = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][
 Registration = Annotated[
     str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*$")
 ]
-Amount = Annotated[str, Field(pattern=r"^\d{1,9}(\.\d{1,3})?$", description="a decimal >= 0")]
+
+
+def _ascii_digits(amount: str) -> str:
+    """Digits 0 to 9 only: the pattern's \\d means them in the OpenAPI document (ECMA-262)
+    but any script's digits to the validator, which Decimal() reads too, so an amount written
+    in Arabic-Indic or fullwidth digits would be stored changed."""
+    if not amount.isascii():
+        raise ValueError('write a decimal in the digits 0 to 9, such as "12.5"')
+    return amount
+
+
+Amount = Annotated[
+    str,
+    Field(pattern=r"^\d{1,9}(\.\d{1,3})?$", description="a decimal >= 0"),
+    AfterValidator(_ascii_digits),
+]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 ConvoyId = Annotated[str, Path(min_length=1, max_length=100)]

@@ -116,6 +116,24 @@ async def test_a_revision_amendment_or_donor_figure_out_of_bounds_changes_nothin
 
 
 @pytest.mark.parametrize(
+    "quantity",
+    [
+        pytest.param("1_000", id="underscores"),
+        pytest.param("\u0661\u0662", id="arabic-indic-digits"),
+        pytest.param("\uff11\uff12", id="fullwidth-digits"),
+        pytest.param("12,5", id="decimal-comma"),
+        pytest.param("1E+99999999999999999999999", id="exponent-past-decimal"),
+    ],
+)
+async def test_a_quantity_not_written_as_a_json_number_is_refused_not_read_changed(
+    api: PledgesApi, quantity: str
+) -> None:
+    body = generators_pledge(lines=[_kg_line(quantity=quantity)], partnership_id=None)
+    _refused(await api.post("/v1/pledges", body, by="lille"), "lines.0.quantity", "not a decimal")
+    assert await api.count_events() == 0
+
+
+@pytest.mark.parametrize(
     ("quantity", "unit", "stored"),
     [
         ("1E+2", "pieces", "100"),
