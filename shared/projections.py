@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Unpack
 
@@ -20,22 +21,38 @@ ApplyBatch = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[N
 REBUILD_BATCH = 5_000
 
 
+# a rebuild's batch: entered once per rebuild on its connection, handed every page in order, it
+# may hold rows back until it exits (what records still change), as long as the rows it leaves
+# then are the ones `batch` would have left
+Rebuilding = Callable[[asyncpg.Connection], AbstractAsyncContextManager[ApplyBatch]]
+
+
 @dataclass(frozen=True)
 class Projection:
     """`handlers` by event type, one event at a time. `batch`, when given, takes the events
     of those types in order, several at once, and must leave the same rows as the handlers
-    would (rebuilds and replays hand over hundreds at a time)."""
+    would (rebuilds and replays hand over thousands at a time). `rebuilding`, when given,
+    takes a rebuild's pages instead of `batch` (see Rebuilding)."""
 
     name: str
     tables: tuple[str, ...]
     handlers: Mapping[str, Apply]
     batch: ApplyBatch | None = None
+    rebuilding: Rebuilding | None = None
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        if self.batch is not None:
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        batch: ApplyBatch | None = None,
+    ) -> None:
+        """The events of this projection's types, through `batch` (default: its own), else
+        each through its handler."""
+        batch = batch if batch is not None else self.batch
+        if batch is not None:
             mine = [e for e in events if e.event_type in self.handlers]
             if mine:
-                await self.batch(conn, mine)
+                await batch(conn, mine)
             return
         for event in events:
             handler = self.handlers.get(event.event_type)
@@ -155,11 +172,18 @@ async def rebuild(
 
     Runs in one transaction holding a SHARE lock on `events`: writers wait, readers do not.
     """
-    async with conn.transaction():
+    async with conn.transaction(), AsyncExitStack() as rebuilding:
         await conn.execute("LOCK TABLE events IN SHARE MODE")
         tables = [t for p in projections for t in p.tables]
         if tables:
             await conn.execute(f"TRUNCATE {', '.join(tables)}")
+        # what holds rows back writes them when the stack exits, before the commit
+        batches = [
+            None
+            if p.rebuilding is None
+            else await rebuilding.enter_async_context(p.rebuilding(conn))
+            for p in projections
+        ]
         count = 0
         # sealed events in position order, then the not yet sealed in commit-safe order
         cursor = await conn.cursor(
@@ -169,7 +193,9 @@ async def rebuild(
             """
         )
         while page := await cursor.fetch(REBUILD_BATCH):
-            await project(conn, projections, [from_row(row) for row in page])
+            events = [from_row(row) for row in page]
+            for projection, batch in zip(projections, batches, strict=True):
+                await projection.apply(conn, events, batch)
             count += len(page)
             if progress is not None:
                 progress(count)

@@ -11,7 +11,9 @@ appends them (handlers/common.py record): the projection then folds nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -24,7 +26,7 @@ from services.shipments.handlers.repositories import CONVOYS as REPOSITORY
 from shared import snapshots
 from shared.codec import Event
 from shared.events import RecordedEvent
-from shared.projections import Projection, write_rows
+from shared.projections import ApplyBatch, Projection, write_rows
 
 CONVOY_COLUMNS = {
     "convoy_id": "text",
@@ -82,59 +84,105 @@ def _as_stored(event: Event[Any]) -> Event[Any]:
 
 
 async def _states(
-    conn: asyncpg.Connection, events: Sequence[Event[Any]]
-) -> dict[str, domain.Convoy]:
-    """Each convoy's state after the last of `events` (decoded, in order) that touch it: the
-    state its handler kept (handlers/common.py record: its snapshot is saved already), else
-    its snapshot with the events after it folded in, from `events` themselves when they start
-    right after the snapshot (a rebuild's or a replay's pages, each convoy's rows rendered once
-    per page), else folded from the log (Repository.load_many). The states folded here are
-    saved as the convoys' snapshots."""
+    conn: asyncpg.Connection,
+    events: Sequence[Event[Any]],
+    held: Mapping[str, domain.Convoy] | None = None,
+) -> tuple[dict[str, domain.Convoy], dict[str, domain.Convoy]]:
+    """Each convoy's state after the last of `events` (decoded, in order) that touch it, and
+    those of them folded here (their snapshots are not saved yet). The state its handler kept
+    (handlers/common.py record: its snapshot is saved already); else the state a rebuild
+    `held` or the convoy's snapshot, with the events after it folded in, from `events`
+    themselves when they start right after it (a rebuild's or a replay's pages: each convoy
+    folded and rendered once per page); else folded from the log (Repository.load_many)."""
     mine: dict[str, list[Event[Any]]] = {}
     for e in events:
         mine.setdefault(REPOSITORY.record_id(e.stream_id), []).append(e)
-    states: dict[str, domain.Convoy] = {}
+    kept: dict[str, domain.Convoy] = {}
     for convoy, its in mine.items():
-        kept = REPOSITORY.recall(its[-1].event_id)
-        if kept is not None:
-            states[convoy] = kept
-    rest = [c for c in mine if c not in states]
-    if not rest:
-        return states
-    assert REPOSITORY.snapshot is not None
-    fmt = REPOSITORY.snapshot
-    found = await snapshots.PostgresSnapshots(conn).get(
-        [REPOSITORY.stream_id(c) for c in rest], fmt.format
-    )
+        state = REPOSITORY.recall(its[-1].event_id)
+        if state is not None:
+            kept[convoy] = state
+    held = held or {}
+    starts = {c: (held[c], held[c].version) for c in mine if c not in kept and c in held}
+    rest = [c for c in mine if c not in kept and c not in starts]
+    if rest:
+        assert REPOSITORY.snapshot is not None
+        fmt = REPOSITORY.snapshot
+        found = await snapshots.PostgresSnapshots(conn).get(
+            [REPOSITORY.stream_id(c) for c in rest], fmt.format
+        )
+        for convoy in rest:
+            snapshot = found.get(REPOSITORY.stream_id(convoy))
+            starts[convoy] = (
+                (REPOSITORY.initial(convoy), 0)
+                if snapshot is None
+                else (fmt.decode(snapshot.state), snapshot.stream_version)
+            )
     folded: dict[str, domain.Convoy] = {}
     behind: dict[str, int] = {}
-    for convoy in rest:
+    for convoy, (state, after) in starts.items():
         its = mine[convoy]
         first, last = its[0].stream_version, its[-1].stream_version
-        snapshot = found.get(REPOSITORY.stream_id(convoy))
-        after = 0 if snapshot is None else snapshot.stream_version
         if after < first - 1 or after > last:  # events missing in between, or ahead
             behind[convoy] = last
             continue
-        state = REPOSITORY.initial(convoy) if snapshot is None else fmt.decode(snapshot.state)
         for e in its:
             if e.stream_version > after:
                 state = REPOSITORY.evolve(state, _as_stored(e))
         folded[convoy] = state
     if behind:
         folded |= await REPOSITORY.load_many(conn, behind)
-    await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), folded)
-    return states | folded
+    return {c: kept[c] if c in kept else folded[c] for c in mine}, folded
 
 
 async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
     """The rows of every convoy `events` touch, from its state after the last of them
-    (`_states`), and one timeline row per event. The same rows as one write per event: a
-    convoy's row keeps its latest version, and its manifest lines are only ever added, with
-    only their state changing afterwards. One statement per table however many events and
-    convoys (shared.projections.write_rows)."""
+    (`_states`; those folded here are saved as the convoys' snapshots), and one timeline row
+    per event. The same rows as one write per event: a convoy's row keeps its latest version,
+    and its manifest lines are only ever added, with only their state changing afterwards.
+    One statement per table however many events and convoys (shared.projections.write_rows)."""
     decoded = REPOSITORY.codec.decode_all(events)
-    states = list((await _states(conn, decoded)).values())
+    states, folded = await _states(conn, decoded)
+    await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), folded)
+    await _rows(conn, states.values())
+    await _timeline(conn, decoded)
+
+
+# convoys a rebuild keeps folded in memory between its pages, their rows and snapshots not yet
+# written; past that, the least recently touched quarter is written and let go
+HELD = 2_000
+
+
+@asynccontextmanager
+async def _rebuilding(conn: asyncpg.Connection) -> AsyncIterator[ApplyBatch]:
+    """A rebuild's pages, as `_convoys` takes them, but each convoy's state kept from one page
+    to the next instead of written and read back: its rows and snapshot are written once it
+    has been left alone while HELD others were touched, or at the end. A convoy's rows and
+    snapshot are then written about once per rebuild, not once per page; the rows are the
+    ones `_convoys` leaves (the same states, rendered by the same code)."""
+    held: OrderedDict[str, domain.Convoy] = OrderedDict()
+
+    async def write(states: Mapping[str, domain.Convoy]) -> None:
+        await REPOSITORY.save_snapshots(snapshots.PostgresSnapshots(conn), states)
+        await _rows(conn, states.values())
+
+    async def page(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        decoded = REPOSITORY.codec.decode_all(events)
+        states, _ = await _states(conn, decoded, held)
+        for convoy, state in states.items():
+            held[convoy] = state
+            held.move_to_end(convoy)
+        await _timeline(conn, decoded)
+        if len(held) > HELD:
+            await write(dict(held.popitem(last=False) for _ in range(len(held) - HELD * 3 // 4)))
+
+    yield page
+    await write(held)
+
+
+async def _rows(conn: asyncpg.Connection, states: Iterable[domain.Convoy]) -> None:
+    """The convoys' rows and their manifest lines, from their states."""
+    states = list(states)
     await write_rows(
         conn,
         "convoys",
@@ -171,6 +219,10 @@ async def _convoys(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) ->
         ],
         "ON CONFLICT (convoy_id, manifest_line_id) DO UPDATE SET state = excluded.state",
     )
+
+
+async def _timeline(conn: asyncpg.Connection, decoded: Sequence[Event[Any]]) -> None:
+    """One timeline row per event, its data as stored."""
     await write_rows(
         conn,
         "convoy_timeline",
@@ -222,6 +274,7 @@ CONVOYS = Projection(
     tables=("convoys", "manifest_lines", "convoy_timeline", snapshots.TABLE),
     handlers=dict.fromkeys(ev.CODEC.event_types(), _convoy),
     batch=_convoys,
+    rebuilding=_rebuilding,
 )
 
 # privacy: which events hold each person (privacy_occurrences), for exports and retention
