@@ -6,6 +6,7 @@ of minor units: a float is refused, so a fraction of a cent cannot slip in as 12
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -73,7 +74,8 @@ MAX_MINOR_UNITS = 2**53 - 1  # RFC 8785 (and JavaScript) represent integers exac
 
 def _minor_units(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value != int(value):
+        # is_integer(), not int(): a JSON 1e400 reads as an infinity, which int() cannot take
+        if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
             raise ValueError(
                 f"{value!r} has a fraction of a minor unit: amounts are integers of minor units"
                 " (cents for EUR, pence for GBP)"

@@ -5,6 +5,7 @@ bounded for any Decimal."""
 
 from __future__ import annotations
 
+import json
 import random
 from decimal import Decimal
 from typing import Any
@@ -171,6 +172,37 @@ async def test_a_figure_at_the_bounds_is_accepted_exactly(api: PledgesApi) -> No
     )
     target = (await api.get("/v1/needs/kharkiv-generators"))["target"]
     assert target["quantity"] == "999999999999.999999"
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "Infinity", "-Infinity", "NaN"])
+async def test_an_amount_json_reads_as_infinite_or_nan_is_a_422_not_a_500(
+    api: PledgesApi, number: str
+) -> None:
+    """Python's JSON reader turns 1e400 into an infinity and takes the NaN and Infinity
+    literals: an amount of minor units refuses them as it refuses any non-integer."""
+    money = {"kind": "money", "category": "medicines", "description": "d", "currency": "EUR"}
+    line = {"line_id": "f", "kind": "money", "item": "Funds", "category": "food", "currency": "EUR"}
+    in_kind = _kg_line(estimated_value={"amount": 0, "currency": "EUR"})
+    for path, raw, by, field in [
+        ("/v1/needs", json.dumps({**money, "amount": 0}), "kharkiv", "amount"),
+        (
+            "/v1/pledges",
+            json.dumps(generators_pledge(lines=[{**line, "amount": 0}])),
+            "lille",
+            "lines.0.amount",
+        ),
+        (
+            "/v1/pledges",
+            json.dumps(generators_pledge(lines=[in_kind])),
+            "lille",
+            "lines.0.estimated_value.amount",
+        ),
+    ]:
+        body = raw.replace('"amount": 0', f'"amount": {number}')
+        headers = {**await api.as_(by), "Content-Type": "application/json"}
+        response = await api.client.post(path, content=body, headers=headers)
+        _refused(response, field, "not an integer")
+    assert await api.count_events() == 0
 
 
 # decimal_text and decimal_places: exact and bounded for any Decimal
