@@ -5,10 +5,12 @@ the field, with nothing stored."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared.auth import Role
-from tests.shipments.conftest import TRUCKS, ShipmentsApi, assert_problem, plan_body
+from tests.shipments.conftest import TRUCKS, ShipmentsApi, assert_problem, entry, plan_body
 
 OTHER_DIGITS = [
     pytest.param("\u0661\u0662", id="arabic-indic"),
@@ -51,3 +53,29 @@ async def test_amounts_in_ascii_digits_load_as_written(api: ShipmentsApi) -> Non
     loaded = await api.load(manifest_line_id="m1", quantity="12", weight_kg="30.5")
     assert loaded.status_code == 201, loaded.text
     assert (loaded.json()["quantity"], loaded.json()["weight_kg"]) == ("12", "30.5")
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "Infinity", "NaN"])
+async def test_a_coordinate_or_delay_json_reads_as_infinite_or_nan_is_a_422(
+    api: ShipmentsApi, number: str
+) -> None:
+    """Python's JSON reader turns 1e400 into an infinity and takes the NaN and Infinity
+    literals: coordinates and delays refuse them, never a 500."""
+    await api.plan()
+    before = await api.count()
+    at = "2022-06-08T18:30:00+02:00"
+    checkpoint = entry("checkpoint", at, place="Wroclaw", coordinates={"lat": 0, "lon": 17.0})
+    delay = entry("incident", at, incident="delay", description="queue", delay_minutes=0)
+    headers = {
+        **await api.as_("transports-nord", Role.LOGISTICS),
+        "Content-Type": "application/json",
+    }
+    for one, text, field in [
+        (checkpoint, '"lat": 0', "entries.0.checkpoint.coordinates.lat"),
+        (delay, '"delay_minutes": 0', "entries.0.incident.delay_minutes"),
+    ]:
+        raw = json.dumps({"entries": [one]}).replace(text, text.replace("0", number))
+        response = await api.client.post("/v1/convoys/c1/entries", content=raw, headers=headers)
+        problem = assert_problem(response, 422)
+        assert [p["name"] for p in problem["invalid_params"]] == [field], problem
+    assert await api.count() == before
