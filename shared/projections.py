@@ -126,14 +126,18 @@ async def fold_rows(
     record's opening event (`opened` returns the row it makes, None for any other) makes the row
     unless it exists, and every other event `evolve`s the row, only when the row is older than
     it (its `version` below the event's). Returns the rows that changed, for one statement
-    (`write_rows`): two round trips however many events."""
-    keys = list(dict.fromkeys(key(payload) for _, payload in events))
-    rows = {r[0]: start(r) for r in await conn.fetch(read, keys)}
+    (`write_rows`) that must leave a row as it is unless its version is below the new one's:
+    two round trips however many events, one when they all open their records (a batch of
+    registrations: no row is read, an existing one stays as it is)."""
+    made = [opened(event, payload) for event, payload in events]
+    rows: dict[str, Row] = {}
+    if any(new is None for new in made):
+        keys = list(dict.fromkeys(key(payload) for _, payload in events))
+        rows = {r[0]: start(r) for r in await conn.fetch(read, keys)}
     changed: dict[str, None] = {}
-    for event, payload in events:
+    for (event, payload), new in zip(events, made, strict=True):
         k = key(payload)
         row = rows.get(k)
-        new = opened(event, payload)
         if new is not None:
             if row is None:  # else opened already
                 rows[k] = new
