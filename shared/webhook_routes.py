@@ -21,6 +21,7 @@ from shared import idempotency, pagination, problems, webhook_addresses, webhook
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
+from shared.free_text import PlainText
 from shared.responses import NextCursor
 from shared.route_params import Page, paged
 
@@ -99,7 +100,7 @@ class WebhookIn(BaseModel):
     own_records: bool = Field(
         default=False, description="only records the caller's organisation is a party to"
     )
-    description: Annotated[str, Storable] = Field(default="", max_length=500)
+    description: Annotated[str, Storable, PlainText] = Field(default="", max_length=500)
     from_position: Position | None = Field(
         default=None,
         description="deliver from this log position on (1: the whole log the key may read);"

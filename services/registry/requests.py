@@ -12,6 +12,7 @@ from shared import instants
 from shared import key_policy as policy
 from shared.auth import Role
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import it from here
 from shared.route_params import Body, example
 
@@ -48,8 +49,8 @@ class CoordinatesIn(Body):
 
 
 class ContactIn(Body):
-    role: Annotated[str, Field(min_length=1, max_length=100)]
-    name: Name
+    role: Annotated[str, Field(min_length=1, max_length=100), PlainText]
+    name: Annotated[Name, PlainText]
     email: Annotated[str | None, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
         None
     )
@@ -72,7 +73,7 @@ class OrganisationIn(Body):
     name: OrgName
     kind: domain.OrganisationKind
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
-    region: Annotated[str | None, Field(max_length=200)] = None
+    region: Annotated[str | None, Field(max_length=200), PlainText] = None
     aliases: Annotated[list[OrgName], Field(max_length=50)] = []
     coordinates: CoordinatesIn | None = None
     parent_id: Slug | None = None
@@ -84,7 +85,7 @@ class RenameIn(Body):
     model_config = example({"name": "Kyiv", "reason": "official transliteration since 1995"})
 
     name: OrgName
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    reason: Annotated[str | None, Field(max_length=500), PlainText] = None
     distinct: bool = Field(
         default=False,
         description="rename despite a namesake (another organisation of the country known by"
@@ -114,10 +115,10 @@ class CorrectionIn(Body):
 
     kind: domain.OrganisationKind | None = None
     country: Annotated[str | None, Field(pattern=r"^[A-Z]{2}$")] = None
-    region: Annotated[str | None, Field(max_length=200)] = None
+    region: Annotated[str | None, Field(max_length=200), PlainText] = None
     coordinates: CoordinatesIn | None = None
     parent_id: Slug | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[str, Field(min_length=1, max_length=500), PlainText]
 
 
 class ContactsIn(Body):
@@ -137,8 +138,8 @@ class ContactsIn(Body):
 
 
 class EvidenceIn(Body):
-    reference: Annotated[str, Field(min_length=1, max_length=500)]
-    note: Annotated[str | None, Field(max_length=2000)] = None
+    reference: Annotated[str, Field(min_length=1, max_length=500), PlainText]
+    note: Annotated[str | None, Field(max_length=2000), PlainText] = None
 
 
 class PartnershipIn(Body):
@@ -155,8 +156,8 @@ class PartnershipIn(Body):
     partnership_id: Slug | None = None
     organisations: Annotated[list[Slug], Field(min_length=2, max_length=2)]
     kind: domain.PartnershipKind
-    programme: Annotated[str | None, Field(max_length=200)] = None
-    phase: Annotated[str | None, Field(max_length=100)] = None
+    programme: Annotated[str | None, Field(max_length=200), PlainText] = None
+    phase: Annotated[str | None, Field(max_length=100), PlainText] = None
     fields: Annotated[list[domain.CooperationField], Field(max_length=20)] = []
     occurred_at: instants.PastInstant | None = None
     evidence: EvidenceIn | None = None
@@ -198,7 +199,9 @@ KeyId = Annotated[
         description="the key's id: the part after `twa_` of the token",
     ),
 ]
-Label = Annotated[str, Field(min_length=1, max_length=100, description="what the key is for")]
+Label = Annotated[
+    str, Field(min_length=1, max_length=100, description="what the key is for"), PlainText
+]
 Expiry = Annotated[
     instants.PlanInstant | None,
     Field(
@@ -223,7 +226,7 @@ class RotateApiKeyIn(Body):
 
 
 class RevokeApiKeyIn(Body):
-    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+    reason: Annotated[str | None, Field(min_length=1, max_length=500), PlainText] = None
 
 
 class ApiKeyUse(Body):
