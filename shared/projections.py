@@ -40,6 +40,22 @@ class Projection:
     batch: ApplyBatch | None = None
     rebuilding: Rebuilding | None = None
 
+    @classmethod
+    def batched(
+        cls,
+        name: str,
+        tables: tuple[str, ...],
+        event_types: Iterable[str],
+        batch: ApplyBatch,
+        rebuilding: Rebuilding | None = None,
+    ) -> Projection:
+        """A projection whose rules are all in its `batch`: an event alone is a batch of one."""
+
+        async def one(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+            await batch(conn, [event])
+
+        return cls(name, tables, dict.fromkeys(event_types, one), batch, rebuilding)
+
     async def apply(
         self,
         conn: asyncpg.Connection,

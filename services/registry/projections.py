@@ -134,10 +134,6 @@ async def _directory(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) 
     )
 
 
-async def _organisation(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    await _directory(conn, [event])
-
-
 async def fill_name_skeletons(conn: asyncpg.Connection) -> int:
     """Computes name_skeletons where it is NULL (rows written before the column existed);
     returns how many rows it filled. Safe to run by several processes at once."""
@@ -260,38 +256,24 @@ async def _partnerships(conn: asyncpg.Connection, events: Sequence[RecordedEvent
     )
 
 
-async def _partnership(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    await _partnerships(conn, [event])
-
-
-DIRECTORY = Projection(
-    name="organisations",
-    tables=("organisations",),
-    handlers=dict.fromkeys(
-        (
-            ev.ORGANISATION_REGISTERED,
-            ev.ORGANISATION_RENAMED,
-            ev.ORGANISATION_ALIAS_ADDED,
-            ev.ORGANISATION_CORRECTED,
-            ev.ORGANISATION_CONTACTS_CHANGED,
-        ),
-        _organisation,
+DIRECTORY = Projection.batched(
+    "organisations",
+    ("organisations",),
+    (
+        ev.ORGANISATION_REGISTERED,
+        ev.ORGANISATION_RENAMED,
+        ev.ORGANISATION_ALIAS_ADDED,
+        ev.ORGANISATION_CORRECTED,
+        ev.ORGANISATION_CONTACTS_CHANGED,
     ),
-    batch=_directory,
+    _directory,
 )
 
-PARTNERSHIPS = Projection(
-    name="partnerships",
-    tables=("partnerships",),
-    handlers=dict.fromkeys(
-        (
-            ev.PARTNERSHIP_PROPOSED,
-            ev.PARTNERSHIP_STATUS_CHANGED,
-            ev.PARTNERSHIP_AGREEMENT_RECORDED,
-        ),
-        _partnership,
-    ),
-    batch=_partnerships,
+PARTNERSHIPS = Projection.batched(
+    "partnerships",
+    ("partnerships",),
+    (ev.PARTNERSHIP_PROPOSED, ev.PARTNERSHIP_STATUS_CHANGED, ev.PARTNERSHIP_AGREEMENT_RECORDED),
+    _partnerships,
 )
 
 # which events hold each person (privacy_occurrences): access requests, retention

@@ -244,10 +244,6 @@ async def _timeline(conn: asyncpg.Connection, decoded: Sequence[Event[Any]]) -> 
     )
 
 
-async def _convoy(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    await _convoys(conn, [event])
-
-
 def _convoy_row(state: domain.Convoy) -> tuple[object, ...]:
     news = state.last_news
     return (
@@ -268,13 +264,13 @@ def _convoy_row(state: domain.Convoy) -> tuple[object, ...]:
     )
 
 
-CONVOYS = Projection(
-    name="convoys",
+CONVOYS = Projection.batched(
+    "convoys",
     # snapshots: a rebuild empties them with the rows and recreates them
-    tables=("convoys", "manifest_lines", "convoy_timeline", snapshots.TABLE),
-    handlers=dict.fromkeys(ev.CODEC.event_types(), _convoy),
-    batch=_convoys,
-    rebuilding=_rebuilding,
+    ("convoys", "manifest_lines", "convoy_timeline", snapshots.TABLE),
+    ev.CODEC.event_types(),
+    _convoys,
+    _rebuilding,
 )
 
 # privacy: which events hold each person (privacy_occurrences), for exports and retention
