@@ -70,8 +70,9 @@ async def register_together(
     keys = [(r.country, organisations.name_keys(r)) for r in registrations]
     ids = {r.organisation_id for r in registrations}
     ids |= {r.parent_id for r in registrations if r.parent_id is not None}
-    # every name lock, then the names and ids, in one round trip (registry_batch_reads in
-    # schema.sql); the locks in the order a registration alone takes its own
+    # every name lock, then the names and ids, in one round trip (registry_batch_reads,
+    # services/registry/migrations/registry_0003_no_registration_function.sql); the locks in
+    # the order a registration alone takes its own
     rows = await conn.fetch(
         "SELECT * FROM registry_batch_reads($1, $2, $3)",
         sorted({x for country, k in keys for x in organisations.name_locks(country, k)}),
