@@ -76,8 +76,10 @@ async def execute_write(
     use_case: UseCase,
     *,
     attempt: Attempt | None = None,
+    if_match: bool = True,
 ) -> JSONResponse:
-    """Run one write use case in one transaction, honouring Idempotency-Key.
+    """Run one write use case in one transaction, honouring Idempotency-Key (and If-Match
+    unless `if_match` is False: a route that takes none ignores the header).
 
     The stored answer is written in the same transaction as the events, so a retried request
     after a timeout gets the first answer and appends nothing. Without a key, `attempt` (the
@@ -97,7 +99,7 @@ async def execute_write(
     # a caller that did not condition on a version (no If-Match, or `*`) asked for its write
     # whatever the record's version: a race lost to another writer is run again, on the state
     # that writer left, instead of being answered 409 (with If-Match it stays 409/412)
-    condition = header(request, b"if-match")
+    condition = header(request, b"if-match") if if_match else None
     retries = RACE_RETRIES if condition is None or condition.strip() == "*" else 0
     try:
         for tries_left in range(retries, -1, -1):
@@ -185,12 +187,14 @@ async def write(
     command: Command,
     *,
     attempt: Callable[[Metadata], Awaitable[Any | None]] | None = None,
+    if_match: bool = True,
 ) -> JSONResponse:
     """`execute_write` for a command: its handler in ctx.handlers runs in a
     PostgresUnitOfWork on the write's transaction, with ctx.projections, and the answer is
     its result with `status`, or the status `status(result)` gives (an answer whose status
     depends on the outcome, e.g. 202 while waiting for another party); `attempt` is the
-    command's one-statement form (None: it cannot decide alone)."""
+    command's one-statement form (None: it cannot decide alone); `if_match` False: the
+    command takes no If-Match (execute_write)."""
     status_of = status if callable(status) else lambda _: status
     handlers = ctx.handlers
     if handlers is None:
@@ -209,7 +213,9 @@ async def write(
             result = await tried(meta)
             return None if result is None else (status_of(result), result)
 
-    return await execute_write(ctx, request, caller, use_case, attempt=one_statement)
+    return await execute_write(
+        ctx, request, caller, use_case, attempt=one_statement, if_match=if_match
+    )
 
 
 def create_app(

@@ -1,7 +1,8 @@
 """Shipments write routes: each validates its request, builds a command (commands.py) and
 sends it with `write` to its handler (handlers/). No SQL, no rules.
 
-Every write accepts `Idempotency-Key`; writes to an existing convoy accept `If-Match`.
+Every write accepts `Idempotency-Key`; writes to an existing convoy accept `If-Match`, but
+road entries (recorded late and in any order) ignore it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from services.shipments.requests import (
 from shared import route_batches, route_docs
 from shared.auth import Principal
 from shared.commands import Command
-from shared.deps import header
 from shared.events import Metadata
 from shared.web import Caller, Ctx, ServiceContext, write
 
@@ -151,23 +151,23 @@ async def record_entries(
     """Field entries from the road (dispatch, checkpoint, border_crossing, custody_handoff,
     incident, arrival), one or a batch, late and in any order. All or nothing: a refused entry
     is named in the problem and nothing is stored. An entry sent again unchanged is answered as
-    the first time (`already_recorded` counts them)."""
+    the first time (`already_recorded` counts them). Entries are recorded late and in any
+    order, whatever the convoy's version: If-Match is ignored here (a request that loses a race
+    for the convoy is run again, as every request without If-Match)."""
     now = ctx.clock()
     entries = tuple(entry.command() for entry in body.entries)
 
     async def attempt(meta: Metadata) -> dict[str, Any] | None:
-        # without If-Match (and Idempotency-Key: write() then never attempts), the requests
-        # to one convoy that arrive together are decided in one transaction (group commit per
-        # convoy), each answered as alone
-        if header(request, b"if-match") is not None:
-            return None
+        # without Idempotency-Key (write() then never attempts), the requests to one convoy
+        # that arrive together are decided in one transaction (group commit per convoy), each
+        # answered as alone
         together = ctx.keyed_group_commit("road-entries", partial(_entries_together, ctx))
         return route_batches.answered(
             await together.submit(convoy_id, handlers.EntriesRequest(entries, caller, meta, now))
         )
 
     command = commands.RecordEntries(convoy_id=convoy_id, entries=entries, caller=caller)
-    return await write(ctx, request, caller, 200, command, attempt=attempt)
+    return await write(ctx, request, caller, 200, command, attempt=attempt, if_match=False)
 
 
 async def _entries_together(
