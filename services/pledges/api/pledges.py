@@ -121,7 +121,7 @@ async def get_pledge(
     is its version: send it in If-Match to change only what you read."""
     async with ctx.db.connection() as conn:
         state = await handlers.PLEDGES.load(handlers.reading(conn), pledge_id, as_of=as_of)
-        if not state.exists:
+        if not state.exists or state.made_at is None:  # as of before it was made
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"pledge {pledge_id} did not exist{when}")
         org_names = await queries.names(conn, [state.donor_id, state.recipient_id])

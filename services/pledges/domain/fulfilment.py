@@ -13,7 +13,12 @@ from services.pledges import events as ev
 from services.pledges.domain import money, quantities
 from services.pledges.domain.history import evolve_events
 from services.pledges.domain.lines import LineKind, ManifestDelivery
-from services.pledges.domain.pledges import line_update, require_pledge, status_conflict
+from services.pledges.domain.pledges import (
+    line_update,
+    not_before_previous_change,
+    require_pledge,
+    status_conflict,
+)
 from services.pledges.domain.state import Pledge, PledgeStatus
 from shared.domain_checks import invalid, occurred
 from shared.errors import Conflict, Forbidden, ValidationFailed
@@ -99,6 +104,7 @@ def receive_money(
         )
     money.require_amount(command.amount, field="amount")
     occurred_at = occurred(command.occurred_at, now)
+    not_before_previous_change(state, occurred_at)
     if command.received_on > now.date():
         raise invalid("received_on lies in the future", name="received_on", reason="in the future")
     if state.status in (PledgeStatus.PLEDGED, PledgeStatus.WITHDRAWN):
@@ -139,6 +145,7 @@ def report_figure(
         raise Forbidden(f"only the donor, {state.donor_id}, reports its own figures")
     line = state.line(command.line_id)
     occurred_at = occurred(command.occurred_at, now)
+    not_before_previous_change(state, occurred_at)
     if line.kind is LineKind.MONEY:
         if command.amount is None or command.quantity is not None:
             raise invalid(

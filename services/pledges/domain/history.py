@@ -42,6 +42,8 @@ def evolve_events(state: Pledge, events: Sequence[NewEvent]) -> Pledge:
 def _apply(
     state: Pledge, payload: BaseModel, occurred_at: datetime, correlation_id: str | None
 ) -> Pledge:
+    if not _has_line(state, payload):
+        return state  # a change to a line the pledge lacks: one dated before it was made
     match payload:
         case ev.PledgeMadeRead() as p:
             return replace(
@@ -74,14 +76,34 @@ def _apply(
             )
         case ev.PledgeLineAmended() as p:
             return _amended(state, p, occurred_at)
+    return _line_change(state, payload, occurred_at)
+
+
+def _has_line(state: Pledge, payload: BaseModel) -> bool:
+    """Whether the line a line's change names is the pledge's (True for other events). An
+    as-of read folds only the events dated by then: a change another version let be dated
+    before the pledge was made comes without the making, and is left out."""
+    line_id = getattr(payload, "line_id", None)
+    return line_id is None or any(line.line_id == line_id for line in state.lines)
+
+
+def _line_change(state: Pledge, payload: BaseModel, occurred_at: datetime) -> Pledge:
+    """Money received, a donor's figure or a delivery counted on one of the pledge's lines.
+    Receipts and figures are the pledge's changes (dated after the one before, as decided);
+    deliveries carry shipments' dates and leave `last_changed_at` as it was."""
+    match payload:
         case ev.MoneyReceived() as p:
             line = state.line(p.line_id)
             receipt = Receipt(p.amount, p.received_on, p.reference)
+            changed = _later(state.last_changed_at, occurred_at)
+            state = replace(state, last_changed_at=changed)
             return state.with_line(replace(line, receipts=(*line.receipts, receipt)))
         case ev.DonorFigureReported() as p:
             line = state.line(p.line_id)
             figure = p.quantity if p.quantity is not None else str(p.amount)
             on = p.reported_on
+            changed = _later(state.last_changed_at, occurred_at)
+            state = replace(state, last_changed_at=changed)
             return state.with_line(replace(line, donor_figure=figure, donor_figure_on=on))
         case ev.DeliveryRecordedRead() as p:
             line = state.line(p.line_id)

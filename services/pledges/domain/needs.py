@@ -24,7 +24,14 @@ from services.pledges.domain.vocabulary import (
     acting,
 )
 from shared.codec import Event
-from shared.domain_checks import Record, invalid, not_in_future, occurred, require_exists
+from shared.domain_checks import (
+    Record,
+    invalid,
+    not_before_last_change,
+    not_in_future,
+    occurred,
+    require_exists,
+)
 from shared.errors import Conflict, ValidationFailed
 from shared.events import NewEvent
 
@@ -174,6 +181,12 @@ def _require_active(state: Need, what: str) -> None:
         )
 
 
+def _not_before_last_change(state: Need, occurred_at: datetime) -> None:
+    not_before_last_change(
+        occurred_at, state.last_changed_at, previous="the need's previous change"
+    )
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, Decimal):
         return quantities.fmt(value)
@@ -195,6 +208,7 @@ def revise_need(
     acting(acting_for, state.recipient_id, "revise needs")
     _require_active(state, "revised")
     occurred_at = occurred(command.occurred_at, now)
+    _not_before_last_change(state, occurred_at)
     unknown = sorted(set(command.changes) - set(REVISABLE))
     if unknown:
         raise invalid(
@@ -237,6 +251,7 @@ def end_need(
     acting(acting_for, state.recipient_id, "close or cancel needs")
     _require_active(state, to.value)
     not_in_future(occurred_at, now)
+    _not_before_last_change(state, occurred_at)
     if to is NeedState.CLOSED:
         return [
             ev.new(ev.NeedClosed(need_id=state.need_id, reason=reason), occurred_at=occurred_at)
@@ -263,8 +278,15 @@ def _revised(state: Need, changes: dict[str, Any]) -> Need:
     return replace(state, **updates)
 
 
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
 def evolve_need(state: Need, event: Event[Any]) -> Need:
-    state = replace(state, version=event.stream_version, last_changed_at=event.occurred_at)
+    """The need after `event`. `last_changed_at` is the latest date of its changes (a history
+    that another version let run out of order keeps it from moving back)."""
+    changed = _later(state.last_changed_at, event.occurred_at)
+    state = replace(state, version=event.stream_version, last_changed_at=changed)
     match event.payload:
         case ev.NeedPostedRead() as p:
             return replace(

@@ -93,6 +93,21 @@ async def need(conn: asyncpg.Connection, need_id: str, *, viewer: str | None) ->
     return out
 
 
+def _target(state: domain.Need) -> dict[str, Any]:
+    """The need's target as its events state it: a quantity in a unit, or an amount in a
+    currency; any other mix (never written by this code) shown as it is."""
+    if state.unit is not None and state.quantity is not None:
+        return {"quantity": fmt(state.quantity), "unit": state.unit.value}
+    if state.amount is not None and state.currency is not None:
+        return amount_json(state.amount, state.currency)
+    return {
+        "quantity": fmt(state.quantity) if state.quantity is not None else None,
+        "unit": state.unit.value if state.unit is not None else None,
+        "amount": state.amount,
+        "currency": state.currency,
+    }
+
+
 async def need_as_of(
     conn: asyncpg.Connection,
     state: domain.Need,
@@ -106,9 +121,11 @@ async def need_as_of(
 
     Coverage is not kept per instant (the reports give it for a period), so `coverage` is null
     and `status` is null for a need still active then, closed or cancelled if it had ended;
-    `state` (active, closed, cancelled) says which. Raises NotFound if it was not posted yet.
+    `state` (active, closed, cancelled) says which. Raises NotFound if it was not posted by then
+    (even if the log holds a change dated earlier, as an older version let it be written).
     """
-    domain.require_need(state)
+    if state.posted_at is None:  # no posting by then: only changes dated before it
+        raise NotFound(f"need {state.need_id} does not exist")
     revisions: list[dict[str, Any]] = []
     end_reason: str | None = None
     for event in history:
@@ -117,14 +134,8 @@ async def need_as_of(
                 revisions.append(revision(p, event.occurred_at))
             case ev.NeedClosed() | ev.NeedCancelled() as p:
                 end_reason = p.reason
-    if state.unit is not None and state.quantity is not None:
-        target: dict[str, Any] = {"quantity": fmt(state.quantity), "unit": state.unit.value}
-    else:
-        assert state.amount is not None and state.currency is not None
-        target = amount_json(state.amount, state.currency)
     ended = state.state is not domain.NeedState.ACTIVE
     org_names = await names(conn, [state.recipient_id])
-    assert state.posted_at is not None
     out: dict[str, Any] = {
         "need_id": state.need_id,
         "recipient_id": state.recipient_id,
@@ -132,7 +143,7 @@ async def need_as_of(
         "kind": state.kind.value,
         "category": state.category,
         "description": state.description,
-        "target": target,
+        "target": _target(state),
         "priority": state.priority.value,
         "serves": list(state.serves),
         "deadline": state.deadline.isoformat() if state.deadline else None,
