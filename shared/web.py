@@ -34,8 +34,8 @@ from shared import db as dbmod
 from shared.auth import Authenticator, Principal
 from shared.commands import Command, Handlers
 from shared.deps import Caller, Ctx, ServiceContext, etag, header, metadata_for, utcnow
-from shared.errors import TwinaidError
-from shared.event_store import ConcurrencyConflict
+from shared.errors import PreconditionFailed, TwinaidError, check_if_match
+from shared.event_store import ConcurrencyConflict, PostgresEventStore
 from shared.events import Metadata
 from shared.metrics import Metrics, metrics_only
 from shared.metrics import serve as serve_metrics
@@ -98,7 +98,8 @@ async def execute_write(
     meta = metadata_for(principal, idempotency_key=key)
     # a caller that did not condition on a version (no If-Match, or `*`) asked for its write
     # whatever the record's version: a race lost to another writer is run again, on the state
-    # that writer left, instead of being answered 409 (with If-Match it stays 409/412)
+    # that writer left, instead of being answered 409; with If-Match on a version, the race
+    # lost is answered 412 as a stale If-Match is (the version it named is gone)
     condition = header(request, b"if-match") if if_match else None
     retries = RACE_RETRIES if condition is None or condition.strip() == "*" else 0
     try:
@@ -108,8 +109,10 @@ async def execute_write(
                     ctx, principal, use_case, attempt, meta, key=key, digest=digest
                 )
                 break
-            except ConcurrencyConflict:
+            except ConcurrencyConflict as lost:
                 if tries_left == 0:
+                    if retries == 0 and (stale := await _stale_if_match(ctx, lost)) is not None:
+                        raise stale from lost
                     raise
                 # the race may have been lost to this request's own twin: answer as it did
                 if (
@@ -130,6 +133,26 @@ async def execute_write(
     if ctx.notifier is not None:
         ctx.notifier.poke()  # committed: wake the relay
     return _answer(body, status)
+
+
+async def _stale_if_match(
+    ctx: ServiceContext, lost: ConcurrencyConflict
+) -> PreconditionFailed | None:
+    """What answers a change conditioned on a version (If-Match) that lost the race to
+    another writer of its record: the version it named is gone, as for a stale If-Match (412
+    naming the record's version now, RFC 9110), though it was current when the change was
+    decided. None for a race to create a record (no version was named) or a record still
+    at that version."""
+    stream_id = lost.extra.get("stream_id")
+    if lost.expected == 0 or not isinstance(stream_id, str):
+        return None
+    async with ctx.db.connection() as conn:
+        current = await PostgresEventStore(conn).current_version(stream_id)
+    try:
+        check_if_match(current, lost.expected)
+    except PreconditionFailed as refused:
+        return refused
+    return None
 
 
 async def _run_once(
