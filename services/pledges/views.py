@@ -48,9 +48,15 @@ def line_json(line: domain.Line) -> dict[str, Any]:
         "amendments_total": len(line.amendments),
     }
     if line.kind is domain.LineKind.MONEY:
-        assert line.currency is not None
+        # a line as its making stated it: one without a currency (never made by this code)
+        # shown as it is, unformatted
+        amount = (
+            amount_json(line.amount, line.currency)
+            if line.currency is not None
+            else {"amount": line.amount, "currency": None, "formatted": None}
+        )
         out |= {
-            **amount_json(line.amount, line.currency),
+            **amount,
             "recipient_confirmed": line.received,
             "outstanding": line.outstanding,
             "receipts": [
@@ -65,10 +71,9 @@ def line_json(line: domain.Line) -> dict[str, Any]:
             "donor_reported": _donor_figure(line),
         }
         return out
-    assert line.unit is not None
     out |= {
         "quantity": fmt(line.quantity),
-        "unit": line.unit.value,
+        "unit": line.unit.value if line.unit is not None else None,
         "weight_kg": domain.quantities.fmt_or_none(line.weight_kg),
         "estimated_value": (
             {"amount": line.value_amount, "currency": line.value_currency}

@@ -191,3 +191,83 @@ async def test_a_pledge_read_as_of_before_it_was_made_is_404_whatever_the_log_ho
     assert answer.status_code == 200, answer.text
     after = answer.json()
     assert (after["status"], after["lines"][0]["recipient_confirmed"]) == ("withdrawn", 2_500_000)
+
+
+async def test_a_commitment_dated_before_the_making_is_read_as_of_then_as_a_404(
+    api: PledgesApi,
+) -> None:
+    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    made = await api.ok("/v1/pledges", generators_pledge(occurred_at=POSTED), by="lille")
+    committed = ev.PledgeCommitted(
+        pledge_id="lille-generators", donor_id="lille", recipient_id="kharkiv"
+    )
+    await _append_as_an_older_version_did(
+        api,
+        ev.STREAM_PLEDGE,
+        PLEDGES.stream_id("lille-generators"),
+        made["version"],
+        [ev.new(committed, occurred_at=datetime.fromisoformat(EARLIER))],
+    )
+    missing = assert_problem(await _as_of(api, PLEDGE, BETWEEN), 404)
+    assert missing["detail"] == f"pledge lille-generators did not exist at {BETWEEN}"
+    answer = await _as_of(api, PLEDGE, "2023-03-02T00:00:00+00:00")
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["status"], answer.json()["made_at"]) == ("committed", POSTED)
+
+
+async def test_a_line_stored_without_its_currency_or_unit_is_shown_as_it_is(
+    api: PledgesApi,
+) -> None:
+    lines = [
+        ev.Line(
+            line_id="funds",
+            kind="money",
+            need_id=None,
+            item="Second convoy",
+            category="medicines",
+            quantity=None,
+            unit=None,
+            weight_kg=None,
+            value_amount=None,
+            value_currency=None,
+            amount=10_000_000,
+            currency=None,
+        ),
+        ev.Line(
+            line_id="goods",
+            kind="in_kind",
+            need_id=None,
+            item="Blankets",
+            category="shelter",
+            quantity="10",
+            unit=None,
+            weight_kg=None,
+            value_amount=None,
+            value_currency=None,
+            amount=None,
+            currency=None,
+        ),
+    ]
+    made = ev.PledgeMade(
+        pledge_id="odd",
+        donor_id="lille",
+        recipient_id="kharkiv",
+        partnership_id=None,
+        description=None,
+        lines=lines,
+    )
+    await _append_as_an_older_version_did(
+        api,
+        ev.STREAM_PLEDGE,
+        PLEDGES.stream_id("odd"),
+        0,
+        [ev.new(made, occurred_at=datetime.fromisoformat(POSTED))],
+    )
+    for params in ({}, {"as_of": "2023-03-02T00:00:00+00:00"}):
+        answer = await api.client.get(
+            "/v1/pledges/odd", params=params, headers=await api.as_("lille")
+        )
+        assert answer.status_code == 200, answer.text
+        funds, goods = answer.json()["lines"]
+        assert (funds["amount"], funds["currency"], funds["formatted"]) == (10_000_000, None, None)
+        assert (goods["quantity"], goods["unit"]) == ("10", None)
