@@ -6,6 +6,7 @@ FORMAT names the shape: bump it whenever Convoy's fields, or what evolve folds i
 (a snapshot of another format is ignored and the convoy folded from its log again). A kept
 event's data goes with the schema version it was stored with, so it decodes as it would from
 the log (v2: entries and the delivery keep it); its decoded payload is a cache, not written.
+v3: the instant the plan or manifest last changed (manifest_changed_at).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shared.domain_json import from_json, to_json
 
 __all__ = ["FORMAT", "decode", "encode"]
 
-FORMAT = "shipments.convoy.v2"
+FORMAT = "shipments.convoy.v3"
 
 
 def encode(state: Convoy) -> dict[str, Any]:

@@ -11,7 +11,12 @@ from typing import Any
 from services.shipments import events as ev
 from services.shipments.domain import errors
 from services.shipments.domain.model import Convoy, ConvoyStatus
-from services.shipments.domain.planning import not_in_future, require_existing
+from services.shipments.domain.planning import (
+    after_plan,
+    not_before,
+    not_in_future,
+    require_existing,
+)
 from services.shipments.domain.values import text
 from shared.events import NewEvent
 
@@ -72,12 +77,12 @@ def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) 
     WrongStatus (not arrived, or confirmed already), ValidationFailed (lines that do not match
     the manifest, future time), DeliveryArithmetic (with every line's sums)."""
     require_existing(state)
-    if state.status is not ConvoyStatus.ARRIVED:
+    arrived_at = state.arrived_at
+    if state.status is not ConvoyStatus.ARRIVED or arrived_at is None:
         hint = "it was confirmed already" if state.delivery else "record its arrival first"
         raise errors.status_forbids(state, hint)
     not_in_future(command.occurred_at, now)
-    arrived_at = state.arrived_at
-    if arrived_at is not None and command.occurred_at < arrived_at:
+    if command.occurred_at < arrived_at:
         raise errors.invalid(
             f"the delivery at {command.occurred_at.isoformat()} is before the arrival at"
             f" {arrived_at.isoformat()}",
@@ -152,17 +157,37 @@ def confirm_delivery(state: Convoy, command: ConfirmDelivery, *, now: datetime) 
     return [ev.CODEC.new(data, occurred_at=command.occurred_at)]
 
 
+def _last_facts(state: Convoy) -> list[tuple[datetime | None, str]]:
+    """What a closing follows: the plan and manifest, the road (its latest entry, whatever its
+    kind) and the delivery."""
+    facts = [
+        after_plan(state),
+        (state.manifest_changed_at, "the last load or unload"),
+        (state.dispatched_at, "the dispatch"),
+        (state.arrived_at, "the arrival"),
+    ]
+    if (road := state.last_news) is not None:
+        facts.append((road.occurred_at, f"road entry {road.entry_id} ({road.kind})"))
+    if state.delivery is not None:
+        facts.append((state.delivery.occurred_at, "the delivery"))
+    return facts
+
+
 def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEvent]:
-    """Once delivered, or once everything on board was lost. Raises NotFound, WrongStatus."""
+    """Once delivered, or once everything on board was lost (arrived or not), dated no earlier
+    than anything recorded of the convoy (the delivery, the arrival, the road's latest entry).
+    Raises NotFound, WrongStatus, ValidationFailed (a time in the future or before those)."""
     require_existing(state)
     status = state.status
-    if status not in (ConvoyStatus.DELIVERED, ConvoyStatus.LOST):
+    lost = status in (ConvoyStatus.LOST, ConvoyStatus.ARRIVED) and state.all_lost
+    if status is not ConvoyStatus.DELIVERED and not lost:
         raise errors.status_forbids(
             state,
             "a convoy is closed after its delivery is confirmed, or when everything on board was"
             " lost",
         )
     not_in_future(command.occurred_at, now)
+    not_before(command.occurred_at, *_last_facts(state))
     data = ev.ConvoyClosed(
         convoy_id=state.convoy_id,
         outcome="delivered" if status is ConvoyStatus.DELIVERED else "lost",

@@ -67,6 +67,9 @@ class Convoy(Record):
     carrier_id: str = ""
     planned_departure: datetime | None = None
     planned_at: datetime | None = None
+    # the latest instant the plan or the manifest changed (plan, load, unload): office writes
+    # that follow them (a cancellation) are dated no earlier
+    manifest_changed_at: datetime | None = None
     vehicles: tuple[Vehicle, ...] = ()
     drivers: tuple[Mapping[str, Any], ...] = ()
     route: tuple[str, ...] = ()
@@ -131,6 +134,8 @@ class Convoy(Record):
 
     @property
     def status(self) -> ConvoyStatus:
+        """An arrival outweighs losses: a convoy whose whole load was recorded lost and that
+        arrived is arrived (its delivery follows, giving loaded - lost per line)."""
         if self.cancelled_at is not None:
             return ConvoyStatus.CANCELLED
         if self.closed_at is not None:
@@ -139,10 +144,10 @@ class Convoy(Record):
             return ConvoyStatus.DELIVERED
         if self.dispatched_at is None:
             return ConvoyStatus.LOADING if self.loaded else ConvoyStatus.PLANNED
-        if self.all_lost:
-            return ConvoyStatus.LOST
         if self.first_arrival is not None:
             return ConvoyStatus.ARRIVED
+        if self.all_lost:
+            return ConvoyStatus.LOST
         if self.last_border is not None:
             border = self.last_border.payload
             assert isinstance(border, ev.BorderCrossed)
@@ -269,6 +274,10 @@ def _line(event: Event[ev.ManifestLineLoaded]) -> Line:
     )
 
 
+def _latest(kept: datetime | None, at: datetime) -> datetime:
+    return at if kept is None or at > kept else kept
+
+
 def _set_line_state(state: Convoy, ids: set[str], to: LineState) -> tuple[Line, ...]:
     return tuple(
         replace(x, state=to) if x.manifest_line_id in ids and x.state is LineState.LOADED else x
@@ -292,6 +301,7 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
                 carrier_id=p.carrier_id,
                 planned_departure=p.planned_departure,
                 planned_at=event.occurred_at,
+                manifest_changed_at=_latest(state.manifest_changed_at, event.occurred_at),
                 vehicles=tuple(
                     Vehicle(v.registration, v.type, dec(v.capacity_kg)) for v in p.vehicles
                 ),
@@ -301,10 +311,16 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
                 note=p.note,
             )
         case ev.ManifestLineLoaded():
-            return replace(state, lines=(*state.lines, _line(event)))
+            return replace(
+                state,
+                lines=(*state.lines, _line(event)),
+                manifest_changed_at=_latest(state.manifest_changed_at, event.occurred_at),
+            )
         case ev.ManifestLineUnloaded() as p:
             return replace(
-                state, lines=_set_line_state(state, {p.manifest_line_id}, LineState.UNLOADED)
+                state,
+                lines=_set_line_state(state, {p.manifest_line_id}, LineState.UNLOADED),
+                manifest_changed_at=_latest(state.manifest_changed_at, event.occurred_at),
             )
         case ev.DeliveryConfirmed() | ev.V1.DeliveryConfirmed() as p:
             delivery = Delivery(

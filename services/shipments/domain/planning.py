@@ -12,7 +12,7 @@ from services.shipments import events as ev
 from services.shipments.domain import errors
 from services.shipments.domain.model import Convoy, ConvoyStatus
 from services.shipments.domain.values import CLOCK_SKEW, PledgeLine, Vehicle, text
-from shared.domain_checks import require_exists
+from shared.domain_checks import not_before_last_change, require_exists
 from shared.errors import Conflict, NotFound
 from shared.events import NewEvent
 
@@ -24,6 +24,7 @@ __all__ = [
     "cancel",
     "line_weight",
     "load",
+    "not_before",
     "not_in_future",
     "plan",
     "require_existing",
@@ -83,6 +84,21 @@ def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_a
             name=field,
             reason="in the future",
         )
+
+
+def not_before(occurred_at: datetime, *facts: tuple[datetime | None, str]) -> None:
+    """An office write follows what it acts on: ValidationFailed naming `occurred_at` if it lies
+    before the latest of `facts` (when, what; None: not happened). Road entries, recorded late
+    and in any order, are not held to this."""
+    known = [(at, what) for at, what in facts if at is not None]
+    if known:
+        at, what = max(known, key=lambda fact: fact[0])
+        not_before_last_change(occurred_at, at, previous=what)
+
+
+def after_plan(state: Convoy) -> tuple[datetime | None, str]:
+    """The convoy's plan, as a fact office writes follow (not_before)."""
+    return state.planned_at, f"the plan of convoy {state.convoy_id}"
 
 
 def require_existing(state: Convoy) -> Convoy:
@@ -203,8 +219,8 @@ def load(
     """`allocated` is what every convoy has loaded from the pledge line so far (the caller holds
     the line's lock). Raises NotFound, WrongStatus, Conflict (manifest line id taken),
     ValidationFailed (unknown vehicle or pledge line, another recipient, weight unknown,
-    future time), NotLoadable, LoadBeforeCommitment (dated before the line's commitment),
-    ExceedsRemaining, Overweight."""
+    future time, before the plan), NotLoadable, LoadBeforeCommitment (dated before the line's
+    commitment), ExceedsRemaining, Overweight."""
     require_existing(state)
     _before_dispatch(state, "loading happens")
     if state.line(command.manifest_line_id) is not None:
@@ -218,6 +234,7 @@ def load(
             reason="unknown vehicle",
         )
     not_in_future(command.occurred_at, now)
+    not_before(command.occurred_at, after_plan(state))
     line = _check_loadable(state, command, pledge_line)
     remaining = line.quantity - allocated
     if command.quantity > remaining:
@@ -265,7 +282,8 @@ def load(
 
 
 def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEvent]:
-    """Gives the quantity back to the pledge line. Raises NotFound, WrongStatus."""
+    """Gives the quantity back to the pledge line. Raises NotFound, WrongStatus,
+    ValidationFailed (a time in the future, or before the plan or the line's load)."""
     require_existing(state)
     line = state.line(command.manifest_line_id)
     if line is None:
@@ -274,6 +292,11 @@ def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEven
     if line.state.value != "loaded":
         raise errors.WrongStatus(f"manifest line {line.manifest_line_id} was already unloaded")
     not_in_future(command.occurred_at, now)
+    not_before(
+        command.occurred_at,
+        after_plan(state),
+        (line.loaded_at, f"the load of manifest line {line.manifest_line_id}"),
+    )
     data = ev.ManifestLineUnloaded(
         convoy_id=state.convoy_id,
         manifest_line_id=line.manifest_line_id,
@@ -286,10 +309,16 @@ def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEven
 
 
 def cancel(state: Convoy, command: CancelConvoy, *, now: datetime) -> list[NewEvent]:
-    """Only before dispatch; every loaded quantity goes back to its pledge line."""
+    """Only before dispatch, dated no earlier than the plan and the manifest's last change;
+    every loaded quantity goes back to its pledge line."""
     require_existing(state)
     _before_dispatch(state, "a convoy can be cancelled")
     not_in_future(command.occurred_at, now)
+    not_before(
+        command.occurred_at,
+        after_plan(state),
+        (state.manifest_changed_at, "the last load or unload"),
+    )
     data = ev.ConvoyCancelled(
         convoy_id=state.convoy_id,
         reason=command.reason,

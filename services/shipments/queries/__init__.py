@@ -79,9 +79,10 @@ async def convoy_as_of(
     conn: asyncpg.Connection, caller: Principal, convoy_id: str, as_of: datetime
 ) -> dict[str, Any]:
     """The convoy as its log stood at `as_of`, folded from the start (a snapshot holds only
-    the latest state). Raises NotFound (no event by then), Forbidden."""
+    the latest state). Raises NotFound (not planned by then: the convoy did not exist, whatever
+    else its log dates earlier), Forbidden."""
     state = await read_states.as_of(conn, CONVOYS, convoy_id, as_of)
-    if not state.exists:
+    if not state.exists or state.planned_at is None:
         raise NotFound(f"convoy {convoy_id} did not exist at {as_of.isoformat()}")
     parties = auth.parties(state)
     auth.require_read(caller, parties, convoy_id)
