@@ -122,8 +122,70 @@ def _common(state: Convoy, entry: FieldEntry, now: datetime) -> None:
         )
 
 
+def _over_commitment(
+    state: Convoy,
+    entry: FieldEntry,
+    pledge_lines: Mapping[tuple[str, str], PledgeLine],
+    allocated: Mapping[tuple[str, str], Decimal],
+) -> None:
+    """What the convoy carries of each pledge line must still fit what the line commits beyond
+    what other convoys hold of it: the rule a load is held to (ExceedsRemaining), asked again
+    at dispatch, since pledges may have reduced the line since (the convoy's loads were
+    allowed then). `allocated`: what every convoy holds of each line, this one included (a
+    line missing: this convoy's only)."""
+    carried: dict[tuple[str, str], Decimal] = {}
+    for x in state.loaded:
+        key = (x.pledge_id, x.line_id)
+        carried[key] = carried.get(key, ZERO) + x.quantity
+    over = []
+    for key, quantity in carried.items():
+        line = pledge_lines.get(key)
+        if line is None:
+            continue
+        elsewhere = allocated.get(key, quantity) - quantity
+        may_carry = max(line.quantity - elsewhere, ZERO)
+        if quantity > may_carry:
+            over.append((line, quantity, elsewhere, may_carry))
+    if not over:
+        return
+    lines = [
+        {
+            "pledge_id": line.pledge_id,
+            "line_id": line.line_id,
+            "committed": text(line.quantity),
+            "allocated_elsewhere": text(elsewhere),
+            "remaining": text(may_carry),
+            "carried": text(quantity),
+            "manifest_line_ids": [
+                x.manifest_line_id
+                for x in state.loaded
+                if (x.pledge_id, x.line_id) == (line.pledge_id, line.line_id)
+            ],
+        }
+        for line, quantity, elsewhere, may_carry in over
+    ]
+    told = "; ".join(
+        f"pledge line {line.pledge_id}/{line.line_id} ({line.item}) now commits"
+        f" {text(line.quantity)} {line.unit}, other convoys hold {text(elsewhere)}, so"
+        f" {text(may_carry)} remain for this convoy, which carries {text(quantity)}"
+        for line, quantity, elsewhere, may_carry in over
+    )
+    raise errors.ExceedsRemaining(
+        f"convoy {state.convoy_id} carries more than its pledge lines commit: {told}; unload"
+        " the difference before dispatch",
+        extra={
+            "entry_id": entry.entry_id,
+            "manifest_line_ids": sorted(i for x in lines for i in x["manifest_line_ids"]),
+            "pledge_lines": lines,
+        },
+    )
+
+
 def _dispatch(
-    state: Convoy, entry: FieldEntry, pledge_lines: Mapping[tuple[str, str], PledgeLine]
+    state: Convoy,
+    entry: FieldEntry,
+    pledge_lines: Mapping[tuple[str, str], PledgeLine],
+    allocated: Mapping[tuple[str, str], Decimal],
 ) -> dict[str, Any]:
     if state.status not in BEFORE_DISPATCH:
         raise errors.status_forbids(state, "it was dispatched already", entry_id=entry.entry_id)
@@ -144,6 +206,7 @@ def _dispatch(
             " loading: unload them before dispatch",
             extra={"entry_id": entry.entry_id, "manifest_line_ids": withdrawn},
         )
+    _over_commitment(state, entry, pledge_lines, allocated)
     last_loaded = max(x.loaded_at for x in state.loaded)
     if entry.occurred_at < last_loaded:
         raise errors.invalid(
@@ -203,6 +266,7 @@ def _decide(
     now: datetime,
     known_organisations: Collection[str],
     pledge_lines: Mapping[tuple[str, str], PledgeLine],
+    allocated: Mapping[tuple[str, str], Decimal],
 ) -> tuple[NewEvent, ev.EntryPayload]:
     """The event recording the entry, and its payload."""
     _common(state, entry, now)
@@ -215,7 +279,7 @@ def _decide(
             )
     details = dict(entry.details)
     if entry.kind == "dispatch":
-        details.update(_dispatch(state, entry, pledge_lines))
+        details.update(_dispatch(state, entry, pledge_lines, allocated))
     elif entry.kind == "incident":
         _incident(state, entry)
     elif entry.kind == "arrival":
@@ -256,6 +320,7 @@ def record_entries(
     now: datetime,
     known_organisations: Collection[str] = (),
     pledge_lines: Mapping[tuple[str, str], PledgeLine] | None = None,
+    allocated: Mapping[tuple[str, str], Decimal] | None = None,
     recorded: Mapping[str, Entry] | None = None,
 ) -> RoadDecision:
     """Decide a batch, all or nothing, taking the entries in the order they occurred.
@@ -263,8 +328,10 @@ def record_entries(
     `recorded`: the entries of the convoy already recorded under the batch's ids, by id (the
     caller looks them up in the log; the state keeps no list of entries). `known_organisations`
     are the registered organisations among those the entries name; `pledge_lines` what
-    pledges last said of the lines on board. Raises NotFound,
-    EntryIdReused, ConvoyClosed, WrongStatus, EmptyConvoy, NotLoadable, ValidationFailed
+    pledges last said of the lines on board, `allocated` what every convoy holds of them (a
+    dispatch is refused when the convoy carries more of a line than it still commits beyond
+    the other convoys' share). Raises NotFound, EntryIdReused, ConvoyClosed, WrongStatus,
+    EmptyConvoy, NotLoadable, ExceedsRemaining, ValidationFailed
     (future or pre-dispatch times, unknown organisations or manifest lines, losses beyond
     what was loaded); the problem names the entry."""
     require_existing(state)
@@ -292,6 +359,7 @@ def record_entries(
             now=now,
             known_organisations=known_organisations,
             pledge_lines=pledge_lines or {},
+            allocated=allocated or {},
         )
         provisional = Event(_provisional(state, event, now), payload)
         state = evolve(state, provisional)

@@ -51,6 +51,21 @@ async def allocated(conn: asyncpg.Connection, pledge_id: str, line_id: str) -> D
     return Decimal(total)
 
 
+async def allocations(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Decimal]:
+    """What every convoy holds of each of these lines (allocated), in one statement; a line
+    no convoy holds is left out."""
+    rows = await conn.fetch(
+        "SELECT pledge_id, line_id, sum(quantity) AS held FROM manifest_lines"
+        " WHERE state = 'loaded' AND (pledge_id, line_id) IN"
+        " (SELECT * FROM unnest($1::text[], $2::text[])) GROUP BY pledge_id, line_id",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["pledge_id"], r["line_id"]): Decimal(r["held"]) for r in rows}
+
+
 async def lock(conn: asyncpg.Connection, pledge_id: str, line_id: str) -> domain.PledgeLine | None:
     """The line, row-locked until the transaction ends: every load of it, on any convoy,
     waits here for the one before, then sees its allocation. A lock is a write: take it only

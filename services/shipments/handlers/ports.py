@@ -48,6 +48,12 @@ class Ports(Protocol):
         """What every convoy holds of the line: loaded and not given back."""
         ...
 
+    async def allocated_lines(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decimal]:
+        """What every convoy holds of each of these lines (allocated), those held only."""
+        ...
+
     async def pledge_lines(self, keys: Sequence[tuple[str, str]]) -> PledgeLines: ...
 
     async def recorded_entries(
@@ -127,6 +133,11 @@ class PostgresPorts:
     async def allocated(self, pledge_id: str, line_id: str) -> Decimal:
         return await ledger.allocated(self.conn, pledge_id, line_id)
 
+    async def allocated_lines(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decimal]:
+        return await ledger.allocations(self.conn, keys)
+
     async def pledge_lines(self, keys: Sequence[tuple[str, str]]) -> PledgeLines:
         return await ledger.lines(self.conn, keys)
 
@@ -183,6 +194,11 @@ class InMemoryPorts:
 
     async def allocated(self, pledge_id: str, line_id: str) -> Decimal:
         return self.allocations.get((pledge_id, line_id), Decimal(0))
+
+    async def allocated_lines(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decimal]:
+        return {k: self.allocations[k] for k in keys if k in self.allocations}
 
     async def pledge_lines(self, keys: Sequence[tuple[str, str]]) -> PledgeLines:
         return {k: self.lines[k] for k in keys if k in self.lines}

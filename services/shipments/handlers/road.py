@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -28,19 +29,24 @@ from shared.repository import UnitOfWork
 @dataclass(frozen=True, slots=True)
 class Known:
     """What a batch of entries is decided on beside the convoy: the registered organisations
-    they name, the pledge lines on board, and the entries already recorded under their ids."""
+    they name, the pledge lines on board (and, for a dispatch, what every convoy holds of
+    them), and the entries already recorded under their ids."""
 
     organisations: set[str]
     lines: dict[tuple[str, str], domain.PledgeLine]
     recorded: dict[str, domain.Entry]
+    allocated: dict[tuple[str, str], Decimal] | None  # None: not read (no dispatch)
 
 
 async def _known(world: Ports, state: domain.Convoy, entries: Sequence[domain.FieldEntry]) -> Known:
     named = {org for entry in entries for _, org in entry.organisations()}
+    on_board = sorted({(x.pledge_id, x.line_id) for x in state.loaded})
+    dispatching = any(entry.kind == "dispatch" for entry in entries)
     return Known(
         await world.known_organisations(named),
-        await world.pledge_lines([(x.pledge_id, x.line_id) for x in state.loaded]),
+        await world.pledge_lines(on_board),
         await world.recorded_entries(state.convoy_id, [entry.entry_id for entry in entries]),
+        await world.allocated_lines(on_board) if dispatching else None,
     )
 
 
@@ -63,6 +69,7 @@ async def _decide(
         now=now,
         known_organisations=known.organisations,
         pledge_lines=known.lines,
+        allocated=known.allocated,
         recorded=known.recorded,
     )
 
@@ -168,6 +175,15 @@ class _BatchPorts(PostgresPorts):
         if not set(keys) <= self.on_board:
             return await super().pledge_lines(keys)
         return {k: self.known.lines[k] for k in keys if k in self.known.lines}
+
+    async def allocated_lines(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decimal]:
+        # road entries load nothing: what convoys hold is as it was before the batch
+        held = self.known.allocated
+        if held is None or not set(keys) <= self.on_board:
+            return await super().allocated_lines(keys)
+        return {k: held[k] for k in keys if k in held}
 
     async def recorded_entries(
         self, convoy_id: str, entry_ids: Sequence[str]
