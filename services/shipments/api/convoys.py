@@ -98,7 +98,8 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
 async def load_line(body: LoadIn, to: ToConvoy) -> JSONResponse:
     """Load a quantity of a committed in-kind pledge line onto one of the convoy's vehicles.
     Never more than remains on the line across all convoys (409 exceeds-remaining), never
-    over the vehicle's capacity (409 overweight)."""
+    over the vehicle's capacity (409 overweight). Dated no earlier than the convoy's plan (422
+    naming occurred_at)."""
     load = domain.LoadLine(
         manifest_line_id=body.manifest_line_id or str(uuid.uuid4()),
         pledge_id=body.pledge_id,
@@ -125,7 +126,8 @@ async def unload_line(
     caller: Caller,
     if_match: IfMatch = None,
 ) -> JSONResponse:
-    """Take a line off before dispatch: its quantity goes back to the pledge line."""
+    """Take a line off before dispatch: its quantity goes back to the pledge line. Dated no
+    earlier than the line's load (422 naming occurred_at)."""
     unload = domain.UnloadLine(
         manifest_line_id=manifest_line_id,
         reason=body.reason,
@@ -139,7 +141,8 @@ async def unload_line(
 
 @router.change("/convoys/{convoy_id}/cancel", R.ConvoyCancelled)
 async def cancel_convoy(body: CancelIn, to: ToConvoy) -> JSONResponse:
-    """Cancel before dispatch; everything loaded goes back to its pledge line."""
+    """Cancel before dispatch; everything loaded goes back to its pledge line. Dated no earlier
+    than the last load or unload (422 naming occurred_at)."""
     cancel = domain.CancelConvoy(reason=body.reason, occurred_at=body.occurred_at or to.now)
     return await to.send(200, commands.CancelConvoy(cancel=cancel, **to.target()))
 
@@ -151,9 +154,11 @@ async def record_entries(
     """Field entries from the road (dispatch, checkpoint, border_crossing, custody_handoff,
     incident, arrival), one or a batch, late and in any order. All or nothing: a refused entry
     is named in the problem and nothing is stored. An entry sent again unchanged is answered as
-    the first time (`already_recorded` counts them). Entries are recorded late and in any
-    order, whatever the convoy's version: If-Match is ignored here (a request that loses a race
-    for the convoy is run again, as every request without If-Match)."""
+    the first time (`already_recorded` counts them). A dispatch is refused while the convoy
+    carries more of a pledge line than the line still commits beyond what other convoys hold
+    of it (409 exceeds-remaining: pledges reduced it since loading). Entries are recorded late
+    and in any order, whatever the convoy's version: If-Match is ignored here (a request that
+    loses a race for the convoy is run again, as every request without If-Match)."""
     now = ctx.clock()
     entries = tuple(entry.command() for entry in body.entries)
 
@@ -212,6 +217,8 @@ async def confirm_delivery(body: DeliveryIn, to: ToConvoy) -> JSONResponse:
 
 @router.change("/convoys/{convoy_id}/close", R.ConvoyChanged)
 async def close_convoy(body: CloseIn, to: ToConvoy) -> JSONResponse:
-    """Close a delivered convoy (or one whose load was lost): no road event is taken after."""
+    """Close a delivered convoy (or one whose load was lost): no road event is taken after.
+    Dated no earlier than the delivery, the arrival and the road's latest entry (422 naming
+    occurred_at)."""
     close = domain.CloseConvoy(note=body.note, occurred_at=body.occurred_at or to.now)
     return await to.send(200, commands.CloseConvoy(close=close, **to.target()))

@@ -174,8 +174,9 @@ async def get_convoy(
     100 incidents (`incidents_total` counts them all; the timeline has every one), delivery
     and discrepancies. Drivers
     and named people only for the carrier, the recipient and auditors. `as_of` folds the
-    log up to that instant. As CSV: its manifest, a row per line with what became of it. Its
-    ETag (JSON, now) is its version: send it in If-Match to change only what you read."""
+    log up to that instant (before the convoy's plan it did not exist: 404). As CSV: its
+    manifest, a row per line with what became of it. Its ETag (JSON, now) is its version:
+    send it in If-Match to change only what you read."""
     async with ctx.db.connection() as conn:
         if as_of is None:
             document = await queries.convoy(conn, caller, convoy_id)

@@ -21,7 +21,7 @@ from services.shipments import events as ev
 from services.shipments.domain import errors
 from services.shipments.domain.model import Convoy, ConvoyStatus, entry_of, evolve
 from services.shipments.domain.planning import BEFORE_DISPATCH, not_in_future, require_existing
-from services.shipments.domain.values import LOSS_KINDS, Entry, PledgeLine, dec, text
+from services.shipments.domain.values import LOSS_KINDS, Entry, Line, PledgeLine, dec, text
 from shared.codec import Event
 from shared.events import Metadata, NewEvent, RecordedEvent
 
@@ -133,52 +133,44 @@ def _over_commitment(
     at dispatch, since pledges may have reduced the line since (the convoy's loads were
     allowed then). `allocated`: what every convoy holds of each line, this one included (a
     line missing: this convoy's only)."""
-    carried: dict[tuple[str, str], Decimal] = {}
+    carried: dict[tuple[str, str], list[Line]] = {}
     for x in state.loaded:
-        key = (x.pledge_id, x.line_id)
-        carried[key] = carried.get(key, ZERO) + x.quantity
-    over = []
-    for key, quantity in carried.items():
-        line = pledge_lines.get(key)
-        if line is None:
+        carried.setdefault((x.pledge_id, x.line_id), []).append(x)
+    over: list[dict[str, Any]] = []
+    told: list[str] = []
+    for key, on_board in carried.items():
+        if (line := pledge_lines.get(key)) is None:
             continue
+        quantity = sum((x.quantity for x in on_board), ZERO)
         elsewhere = allocated.get(key, quantity) - quantity
-        may_carry = max(line.quantity - elsewhere, ZERO)
-        if quantity > may_carry:
-            over.append((line, quantity, elsewhere, may_carry))
-    if not over:
-        return
-    lines = [
-        {
-            "pledge_id": line.pledge_id,
-            "line_id": line.line_id,
-            "committed": text(line.quantity),
-            "allocated_elsewhere": text(elsewhere),
-            "remaining": text(may_carry),
-            "carried": text(quantity),
-            "manifest_line_ids": [
-                x.manifest_line_id
-                for x in state.loaded
-                if (x.pledge_id, x.line_id) == (line.pledge_id, line.line_id)
-            ],
-        }
-        for line, quantity, elsewhere, may_carry in over
-    ]
-    told = "; ".join(
-        f"pledge line {line.pledge_id}/{line.line_id} ({line.item}) now commits"
-        f" {text(line.quantity)} {line.unit}, other convoys hold {text(elsewhere)}, so"
-        f" {text(may_carry)} remain for this convoy, which carries {text(quantity)}"
-        for line, quantity, elsewhere, may_carry in over
-    )
-    raise errors.ExceedsRemaining(
-        f"convoy {state.convoy_id} carries more than its pledge lines commit: {told}; unload"
-        " the difference before dispatch",
-        extra={
-            "entry_id": entry.entry_id,
-            "manifest_line_ids": sorted(i for x in lines for i in x["manifest_line_ids"]),
-            "pledge_lines": lines,
-        },
-    )
+        remaining = max(line.quantity - elsewhere, ZERO)
+        if quantity > remaining:
+            over.append(
+                {
+                    "pledge_id": line.pledge_id,
+                    "line_id": line.line_id,
+                    "committed": text(line.quantity),
+                    "allocated_elsewhere": text(elsewhere),
+                    "remaining": text(remaining),
+                    "carried": text(quantity),
+                    "manifest_line_ids": [x.manifest_line_id for x in on_board],
+                }
+            )
+            told.append(
+                f"pledge line {line.pledge_id}/{line.line_id} ({line.item}) now commits"
+                f" {text(line.quantity)} {line.unit}, other convoys hold {text(elsewhere)}, so"
+                f" {text(remaining)} remain for this convoy, which carries {text(quantity)}"
+            )
+    if over:
+        raise errors.ExceedsRemaining(
+            f"convoy {state.convoy_id} carries more than its pledge lines commit:"
+            f" {'; '.join(told)}; unload the difference before dispatch",
+            extra={
+                "entry_id": entry.entry_id,
+                "manifest_line_ids": sorted(i for x in over for i in x["manifest_line_ids"]),
+                "pledge_lines": over,
+            },
+        )
 
 
 def _dispatch(
