@@ -20,6 +20,14 @@ PLEDGE_LINE_COLUMNS = (
     " status, correlation_id, committed_at"
 )
 
+# a row's (pledge id, line id) among pairs given as two arrays ($1: pledge ids, $2: line ids)
+AMONG = "(pledge_id, line_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+
+
+def _pairs(keys: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(pledge id, line id) pairs as AMONG takes them."""
+    return [k[0] for k in keys], [k[1] for k in keys]
+
 
 def pledge_line(row: asyncpg.Record | None) -> domain.PledgeLine | None:
     if row is None:
@@ -58,10 +66,8 @@ async def allocations(
     no convoy holds is left out."""
     rows = await conn.fetch(
         "SELECT pledge_id, line_id, sum(quantity) AS held FROM manifest_lines"
-        " WHERE state = 'loaded' AND (pledge_id, line_id) IN"
-        " (SELECT * FROM unnest($1::text[], $2::text[])) GROUP BY pledge_id, line_id",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
+        f" WHERE state = 'loaded' AND {AMONG} GROUP BY pledge_id, line_id",
+        *_pairs(keys),
     )
     return {(r["pledge_id"], r["line_id"]): Decimal(r["held"]) for r in rows}
 
@@ -84,9 +90,6 @@ async def lines(
 ) -> dict[tuple[str, str], domain.PledgeLine]:
     """The known lines among (pledge id, line id) pairs, without locking them."""
     rows = await conn.fetch(
-        f"SELECT {PLEDGE_LINE_COLUMNS} FROM pledge_lines"
-        " WHERE (pledge_id, line_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
+        f"SELECT {PLEDGE_LINE_COLUMNS} FROM pledge_lines WHERE {AMONG}", *_pairs(keys)
     )
     return {(r["pledge_id"], r["line_id"]): line for r in rows if (line := pledge_line(r))}
