@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 
 from shared import db as dbmod
+from shared.auth import Principal
 from shared.event_store import PostgresEventStore
 from shared.events import RecordedEvent
 from shared.settings import Settings
@@ -194,53 +195,65 @@ class Dispatcher:
             log.exception("serving webhook %s failed", sub["subscription_id"])
 
     async def _serve(self, sub: asyncpg.Record) -> None:
+        """Deliver the events after the cursor, a batch at most. Before each event the filters
+        pass, the subscribing key is read again and the payload built (persons opened or
+        `(erased)`) as the API would answer now: a key revoked or expired mid-batch disables
+        the subscription before the next delivery, a person erased mid-batch is sent erased."""
         sid, revision, lease = sub["subscription_id"], sub["revision"], sub["leased_until"]
         claimed_at = time.monotonic()
         async with self.db.connection() as conn:
-            reader = await reader_of(conn, sub["key_id"])
-            if reader is None:
-                log.warning("webhook %s disabled: its API key was revoked or expired", sid)
-                await conn.execute(
-                    DISABLE,
-                    sid,
-                    revision,
-                    "the API key that subscribed was revoked or expired",
-                    lease,
-                )
+            if await self._reader(conn, sub, lease) is None:
                 return
             events = await PostgresEventStore(conn).read_all(
                 after=sub["after_position"], limit=self.settings.webhook_batch_size
             )
-            filters = Filters.of(sub)
-            plan = [
-                (
-                    event,
-                    await payload(
+        filters = Filters.of(sub)
+        position = sub["after_position"]
+        attempts = sub["attempts"]
+        for event in events:
+            assert event.position is not None
+            if filters.admit(event):
+                if time.monotonic() - claimed_at >= self.budget_s:
+                    break  # this claim's time is up: back in the queue, behind the others
+                async with self.db.connection() as conn:
+                    reader = await self._reader(conn, sub, lease)
+                    if reader is None:
+                        return
+                    body = await payload(
                         conn,
                         service=self.service,
                         reader=reader,
                         filters=filters,
                         event=event,
                         access=self.access,
-                    ),
-                )
-                for event in events
-            ]
-        position = sub["after_position"]
-        attempts = sub["attempts"]
-        for event, body in plan:
-            assert event.position is not None
-            if body is not None:
-                if time.monotonic() - claimed_at >= self.budget_s:
-                    break  # this claim's time is up: back in the queue, behind the others
-                outcome = await self._attempt(sub["url"], sub["secret"], event, body)
-                lease = await self._record(sub, lease, event, attempts + 1, outcome, position)
-                if lease is None:
-                    return
-                attempts = 0
+                    )
+                if body is not None:
+                    outcome = await self._attempt(sub["url"], sub["secret"], event, body)
+                    lease = await self._record(sub, lease, event, attempts + 1, outcome, position)
+                    if lease is None:
+                        return
+                    attempts = 0
             position = event.position
         async with self.db.connection() as conn:
             await conn.execute(RELEASE, sid, revision, position, lease)
+
+    async def _reader(
+        self, conn: asyncpg.Connection, sub: asyncpg.Record, lease: datetime
+    ) -> Principal | None:
+        """The subscribing key as it is now; None once it is revoked or expired, the
+        subscription then disabled (its cursor kept: the last event delivered)."""
+        reader = await reader_of(conn, sub["key_id"])
+        if reader is None:
+            sid = sub["subscription_id"]
+            log.warning("webhook %s disabled: its API key was revoked or expired", sid)
+            await conn.execute(
+                DISABLE,
+                sid,
+                sub["revision"],
+                "the API key that subscribed was revoked or expired",
+                lease,
+            )
+        return reader
 
     async def _attempt(
         self, url: str, secret: str, event: RecordedEvent, body: dict[str, Any]

@@ -236,6 +236,13 @@ class Filters:
     def of(cls, row: Mapping[str, Any]) -> Filters:
         return cls(frozenset(row["event_types"]), frozenset(row["streams"]), row["own_records"])
 
+    def admit(self, event: RecordedEvent) -> bool:
+        """Whether the event types and record ids let the event through (`own_records` needs
+        the reader's view: `payload` decides it)."""
+        return (not self.event_types or event.event_type in self.event_types) and (
+            not self.streams or event.stream_id in self.streams
+        )
+
 
 async def payload(
     conn: asyncpg.Connection,
@@ -248,9 +255,7 @@ async def payload(
 ) -> dict[str, Any] | None:
     """The Standard Webhooks payload of `event` for this reader, or None when the filters
     leave it out or the reader may not read it (see the module's rule)."""
-    if filters.event_types and event.event_type not in filters.event_types:
-        return None
-    if filters.streams and event.stream_id not in filters.streams:
+    if not filters.admit(event):
         return None
     feed = reader.has(*FEED_ROLES)
     seen = Seen(frozenset(), None) if access is None else await access(conn, reader, event)
