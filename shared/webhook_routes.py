@@ -63,6 +63,7 @@ class Problem(BaseModel):
 _REASONS = {
     401: "No valid API key (send `Authorization: Bearer <API key>`)",
     404: "No subscription by that id for the caller's organisation",
+    409: "The subscription is disabled (its key was revoked or expired): subscribe again",
     422: "The request is not valid",
     429: "Too many requests for this key",
 }
@@ -348,8 +349,10 @@ def router() -> APIRouter:
         response_model=WebhookOut,
         summary="Deliver again from a log position",
         description="Every event from `from_position` on that the subscription selects is"
-        " sent again, in order, with its same webhook-id; failures so far are forgotten.",
-        responses=_problems(401, 404, 422, 429),
+        " sent again, in order, with its same webhook-id; failures so far are forgotten."
+        " A disabled subscription (its key revoked or expired) cannot be replayed (409):"
+        " subscribe again with a valid key, from its `after_position` + 1.",
+        responses=_problems(401, 404, 409, 422, 429),
     )
     async def replay_webhook(
         subscription_id: SubscriptionId, body: ReplayIn, ctx: Ctx, caller: Caller

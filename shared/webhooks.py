@@ -51,6 +51,7 @@ import asyncpg
 from standardwebhooks import Webhook
 
 from shared.auth import Principal, Role
+from shared.errors import Conflict
 from shared.events import RecordedEvent
 
 log = logging.getLogger("twinaid.webhooks")
@@ -181,17 +182,25 @@ async def replay(
 ) -> asyncpg.Record | None:
     """Deliver again from `from_position` on (events already delivered are sent again, with
     their same webhook-id): the cursor moves back, failures are forgotten, the next round
-    starts at once."""
+    starts at once. None: no such subscription. A disabled subscription (its key revoked or
+    expired) is left as it is, its cursor and reason kept for resubscribing: Conflict."""
     row: asyncpg.Record | None = await conn.fetchrow(
         "UPDATE webhook_subscriptions SET after_position = $3, revision = revision + 1,"
         " attempts = 0, failing_since = NULL, last_error = NULL, next_attempt_at = now(),"
-        " leased_until = NULL, status = CASE WHEN status = 'disabled' THEN status ELSE 'active' END"
+        " leased_until = NULL, status = 'active'"
         " WHERE subscription_id = $1 AND organisation = $2 AND deleted_at IS NULL"
+        " AND status <> 'disabled'"
         f" RETURNING {SUBSCRIPTION}",
         subscription_id,
         organisation,
         from_position - 1,
     )
+    if row is None and await one(conn, organisation=organisation, subscription_id=subscription_id):
+        raise Conflict(
+            f"webhook subscription {subscription_id} is disabled (the API key that subscribed"
+            " was revoked or expired) and cannot be replayed: subscribe again with a valid key,"
+            " from_position = its after_position + 1"
+        )
     return row
 
 

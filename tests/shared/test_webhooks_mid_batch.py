@@ -1,7 +1,8 @@
 """A webhook claim serves a batch of events, one delivery after another; what changes while it
 does reaches the next delivery, not the next claim (shared/webhook_dispatch.py): a key revoked
 after the first delivery of a batch gets nothing more sent, a driver erased after it is sent as
-`(erased)` in the rest of the batch. The receiver itself revokes or erases while it holds
+`(erased)` in the rest of the batch. A disabled subscription cannot be replayed (409), its
+cursor and reason kept for resubscribing. The receiver itself revokes or erases while it holds
 the first delivery, so what happens before the second attempt is certain, not a race."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from shared import privacy
 from shared.auth import Role
 from tests.shared.test_webhooks import Receiver, Stack, stack  # noqa: F401  (the fixture)
-from tests.shipments.conftest import DRIVERS
+from tests.shipments.conftest import DRIVERS, assert_problem
 
 pytestmark = pytest.mark.once  # as tests/shared/test_webhooks.py: plain SQL
 
@@ -135,3 +136,55 @@ async def test_drivers_erased_mid_batch_are_sent_erased(stack: Stack) -> None:  
         assert DRIVER not in text, convoy_id
         assert all(d["name"] not in text for d in DRIVERS), convoy_id
         assert privacy.ERASED in text, convoy_id
+
+
+async def test_a_disabled_subscription_is_not_replayed_and_keeps_its_cursor(
+    stack: Stack,  # noqa: F811
+) -> None:
+    await stack.receiver.start()
+    sub = await stack.subscribe("kharkiv", Role.MEMBER, "/k")
+    sid = sub["subscription_id"]
+    key_id = await _key_id(stack, "kharkiv", Role.MEMBER)
+    await stack.api.plan("c1")
+    await stack.seal()
+    await stack.dispatcher.round()
+    assert len(stack.receiver.at("/k")) == 1
+    delivered = (await stack.positions("shipments.convoy-planned"))[0][0]
+    await _sql(
+        stack, "UPDATE api_keys SET expires_at = now() - interval '1 s' WHERE key_id = $1", key_id
+    )
+    await stack.api.plan("c2")
+    await stack.seal()
+    await stack.dispatcher.round()
+    before = await _subscription(stack, sid)
+    assert before["status"] == "disabled"
+    assert "revoked or expired" in before["last_error"]
+    assert before["after_position"] == delivered  # resubscribe from here + 1
+
+    answer = await stack.api.client.post(
+        f"/v1/webhooks/{sid}/replay",
+        json={"from_position": 1},
+        headers=await stack.api.as_("kharkiv", Role.LOGISTICS),
+    )
+    assert_problem(answer, 409, "conflict")
+    assert "disabled" in answer.json()["detail"]
+    assert await _subscription(stack, sid) == before  # nothing changed
+    revision = await _sql(
+        stack, "SELECT revision FROM webhook_subscriptions WHERE subscription_id = $1", sid
+    )
+    # the key renewed later: the subscription stays disabled, nothing is sent
+    await _sql(
+        stack, "UPDATE api_keys SET expires_at = now() + interval '1 day' WHERE key_id = $1", key_id
+    )
+    again = await stack.api.client.post(
+        f"/v1/webhooks/{sid}/replay",
+        json={"from_position": 1},
+        headers=await stack.api.as_("kharkiv", Role.MEMBER),
+    )
+    assert_problem(again, 409, "conflict")
+    assert await stack.dispatcher.round() == 0
+    assert len(stack.receiver.received) == 1  # c1's, before the key expired
+    assert await _subscription(stack, sid) == before
+    assert revision == await _sql(
+        stack, "SELECT revision FROM webhook_subscriptions WHERE subscription_id = $1", sid
+    )
