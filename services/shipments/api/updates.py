@@ -3,7 +3,11 @@
 A stream lives no longer than its key: the key is checked again through the authenticator
 requests use, about once a second and so at most the authenticator's cache lifetime
 (`auth_cache_ttl`) after it was revoked, and a refused key ends the stream with `event: closed`
-and a problem saying why."""
+and a problem saying why (its `reason`: key revoked, key expired or key not valid).
+
+A screen that resumes beyond the log's last position (its Last-Event-ID names events this log
+never wrote, as after a restore from an older backup) resumes from the last position, told so
+first by `event: reset`; an explicit `after` beyond it is refused (422)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from services.shipments.queries import live
 from services.shipments.requests import OrgFilter
 from shared import problems
+from shared.auth import KeyExpired, KeyRevoked
 from shared.deps import ServiceContext, header
 from shared.domain_checks import invalid
 from shared.errors import Unauthenticated
@@ -86,20 +91,56 @@ KEEPALIVE_SECONDS = 15.0
 RECHECK_SECONDS = 1.0  # how often the key is checked again (its cache answers in between)
 
 
-def _start(last_event_id: str | None, after: int | None) -> int | None:
-    if last_event_id is None:
-        return after
-    if not last_event_id.strip().isdigit() or int(last_event_id) > 2**63 - 1:
+def _last_event_id(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit() or int(value) > 2**63 - 1:
         raise invalid(
             "Last-Event-ID must be the id of an update this stream sent (a position)",
             name="Last-Event-ID",
             reason="not a position",
         )
-    return int(last_event_id)
+    return int(value)
+
+
+def _resume(head: int, last_event_id: int | None, after: int | None) -> tuple[int, str]:
+    """(the position the stream sends updates after, what it sends before them).
+
+    Last-Event-ID beyond `head` names events never written to this log (it was restored from
+    an older backup, or the id came from another deployment): the stream resumes from the
+    head, its first event `reset` saying so, with the head as its id so that the next
+    reconnection resumes from there. An explicit `after` beyond the head is refused."""
+    if last_event_id is not None:
+        if last_event_id <= head:
+            return last_event_id, ""
+        reset = {
+            "position": head,
+            "last_event_id": last_event_id,
+            "detail": f"Last-Event-ID {last_event_id} is beyond this log's last position"
+            f" {head}: the updates after {head} were never written here; the stream resumes"
+            " from there, reload what you show",
+        }
+        return head, f"id: {head}\nevent: reset\ndata: {json.dumps(reset)}\n\n"
+    if after is None:
+        return head, ""
+    if after > head:
+        raise invalid(
+            f"after: position {after} is beyond this log's last position {head}",
+            name="after",
+            reason="beyond the last position",
+        )
+    return after, ""
+
+
+_REASONS: tuple[tuple[type[Unauthenticated], str], ...] = (
+    (KeyRevoked, "key revoked"),
+    (KeyExpired, "key expired"),
+)
 
 
 async def _key_refused(ctx: ServiceContext, authorization: str | None) -> str | None:
-    """The closing event when the stream's key is no longer valid (revoked), else None."""
+    """The closing event when the stream's key is no longer accepted (revoked, expired, or not
+    valid: rotated, or gone), else None."""
     assert ctx.auth is not None
     try:
         await ctx.auth.authenticate(authorization)
@@ -107,7 +148,10 @@ async def _key_refused(ctx: ServiceContext, authorization: str | None) -> str | 
         problem = {
             **refused.problem(),
             "detail": f"{refused.detail}: this stream ends",
-            "reason": "key revoked",
+            "reason": next(
+                (reason for kind, reason in _REASONS if isinstance(refused, kind)),
+                "key not valid",
+            ),
         }
         return f"event: closed\ndata: {json.dumps(problem)}\n\n"
     return None
@@ -120,7 +164,9 @@ async def _key_refused(ctx: ServiceContext, authorization: str | None) -> str | 
     responses={
         200: {
             "description": "Server-Sent Events: `event: convoy-update` with the event's JSON as"
-            " data, each `id` a log position; a comment line every 15 s keeps it open",
+            " data, each `id` a log position; a comment line every 15 s keeps it open;"
+            " `event: reset` first when Last-Event-ID lies beyond the log's last position;"
+            " `event: closed` last when the key is no longer accepted",
             "content": {
                 "text/event-stream": {"schema": {"type": "string", "maxLength": 1_000_000_000}}
             },
@@ -136,26 +182,38 @@ async def updates(
     convoy_id: Annotated[str | None, Query(max_length=100)] = None,
     organisation: OrgFilter = None,
     after: Annotated[
-        int | None, Query(ge=0, le=2**63 - 1, description="replay from this position")
+        int | None,
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            description="replay from this position (422 beyond the log's last position)",
+        ),
     ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events (`event: convoy-update`), one per event of a convoy the caller may
     read, filtered by convoy or organisation. Each id is a log position: reconnect with
     `Last-Event-ID` (browsers do it themselves) to resume where the stream stopped. Without
-    it, the stream starts with what happens next (or after `after`). When the key is revoked
-    the stream ends within the key cache's lifetime with `event: closed`, a problem whose
-    `reason` says why; a screen should not reconnect with that key."""
-    start = _start(last_event_id, after)
+    it, the stream starts with what happens next (or after `after`; `after` beyond the log's
+    last position is a 422). A Last-Event-ID beyond the log's last position (the log was
+    restored from an older backup: those updates were never written here) resumes from that
+    last position, the stream's first event being `event: reset` (its id that position, its
+    data `position`, `last_event_id` and `detail`): reload what the screen shows. When the key
+    is revoked, expires or is no longer valid (rotated), the stream ends within the key
+    cache's lifetime with `event: closed`, a problem whose `reason` says why (`key revoked`,
+    `key expired`, `key not valid`); a screen should not reconnect with that key."""
+    resume_id = _last_event_id(last_event_id)
     who = live.Filter(caller=caller, convoy_id=convoy_id, organisation=organisation)
-    if start is None:
-        async with ctx.db.connection() as conn:
-            start = await live.head(conn)
+    async with ctx.db.connection() as conn:
+        head = await live.head(conn)
+    start, opening = _resume(head, resume_id, after)
     signal: SealedSignal = ctx.extras["sealed"]
     authorization = header(request, b"authorization")
 
     async def stream(position: int) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
+        if opening:
+            yield opening
         quiet_since = checked = time.monotonic()
         while True:
             if time.monotonic() - checked >= RECHECK_SECONDS:
