@@ -26,6 +26,11 @@ export function startLive() {
     url: `${urlOf("shipments")}/v1/tracking/updates`,
     key: session.key,
     onEvent(event) {
+      // the log is behind what this page saw (a restore from an older backup): reload it all
+      if (event.type === "reset") {
+        for (const listener of subscribers) listener({ resync: true });
+        return;
+      }
       if (event.type !== "convoy-update") return;
       let update;
       try {
