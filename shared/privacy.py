@@ -169,17 +169,25 @@ def subjects_in(value: Any) -> set[str]:
     found: set[str] = set()
 
     def walk(v: Any) -> None:
-        if isinstance(v, Mapping):
-            if is_sealed(v):
+        # JSON's containers first, by exact type: an abc isinstance check per leaf cost a
+        # rebuild a fifth of its time; other Mappings and tuples still count.
+        t = type(v)
+        if t is dict or (t is not list and t not in _LEAVES and isinstance(v, Mapping)):
+            if "subject_id" in v and "sealed" in v:
                 found.add(str(v["subject_id"]))
             for item in v.values():
-                walk(item)
-        elif isinstance(v, list | tuple):
+                if type(item) not in _LEAVES:
+                    walk(item)
+        elif t is list or t is tuple:
             for item in v:
-                walk(item)
+                if type(item) not in _LEAVES:
+                    walk(item)
 
     walk(value)
     return found
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 async def keys_of(conn: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, bytes | None]:

@@ -232,3 +232,24 @@ async def test_the_worker_erases_who_is_due_and_drops_old_stored_answers(db_url:
     finally:
         await worker.http.aclose()
         await worker.db.close()
+
+
+def test_subjects_are_found_at_any_depth_in_any_json_like_container() -> None:
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    sealed = {"subject_id": "pledges-a", "sealed": "x", "personal": ["name"]}
+    value = {
+        "n": 1,
+        "flag": True,
+        "none": None,
+        "text": "subject_id sealed",
+        "lines": [{"receiver": sealed}, ("t", {"subject_id": "pledges-b", "sealed": "y"})],
+        "deep": [[[MappingProxyType({"p": OrderedDict(subject_id="pledges-c", sealed="z")})]]],
+        # a subject id without its ciphertext is not a sealed person
+        "half": {"subject_id": "pledges-d"},
+    }
+    assert privacy.subjects_in(value) == {"pledges-a", "pledges-b", "pledges-c"}
+    assert privacy.subjects_in(sealed) == {"pledges-a"}
+    assert privacy.subjects_in("pledges-a") == set()
+    assert privacy.subjects_in([1, 2.5, None]) == set()

@@ -206,9 +206,11 @@ def _with_losses(
 
 
 def _on_the_road(state: Convoy, entry: Entry, payload: ev.EntryPayload) -> Convoy:
-    """`state` with one more road entry, whenever it occurred."""
+    """`state` with one more road entry, whenever it occurred (one copy of the state: the
+    entries are most of a convoy's log)."""
     kind = entry.kind
     changes: dict[str, Any] = {
+        "version": entry.version,
         "entry_count": state.entry_count + 1,
         "last_news": _later(state.last_news, entry),
         "last_recorded_at": (
@@ -225,6 +227,8 @@ def _on_the_road(state: Convoy, entry: Entry, payload: ev.EntryPayload) -> Convo
         changes["custody_change"] = _later(state.custody_change, entry)
     elif kind == "arrival":
         changes["first_arrival"] = _earlier(state.first_arrival, entry)
+    if kind == "dispatch":
+        changes["dispatched_at"] = entry.occurred_at
     elif isinstance(payload, ev.IncidentReported):
         changes["incidents"] = _with_incident(state.incidents, entry)
         changes["incident_count"] = state.incident_count + 1
@@ -290,11 +294,15 @@ _KIND_OF = {event_type: kind for kind, event_type in ev.ENTRY_EVENTS.items()}
 
 def evolve(state: Convoy, event: Event[Any]) -> Convoy:
     """`state` with one more event of its log, decoded (events.CODEC)."""
-    state = replace(state, version=event.stream_version)
+    kind = _KIND_OF.get(event.event_type)
+    if kind is not None:
+        return _on_the_road(state, _entry(event, kind), event.payload)
+    version = event.stream_version
     match event.payload:
         case ev.ConvoyPlanned() | ev.V1.ConvoyPlanned() as p:
             return replace(
                 state,
+                version=version,
                 reference=p.reference,
                 origin_id=p.origin_id,
                 destination_id=p.destination_id,
@@ -313,12 +321,14 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
         case ev.ManifestLineLoaded():
             return replace(
                 state,
+                version=version,
                 lines=(*state.lines, _line(event)),
                 manifest_changed_at=_latest(state.manifest_changed_at, event.occurred_at),
             )
         case ev.ManifestLineUnloaded() as p:
             return replace(
                 state,
+                version=version,
                 lines=_set_line_state(state, {p.manifest_line_id}, LineState.UNLOADED),
                 manifest_changed_at=_latest(state.manifest_changed_at, event.occurred_at),
             )
@@ -326,21 +336,16 @@ def evolve(state: Convoy, event: Event[Any]) -> Convoy:
             delivery = Delivery(
                 event.occurred_at, event.recorded_at, event.recorded.data, event.schema_version, p
             )
-            return replace(state, delivery=delivery)
+            return replace(state, version=version, delivery=delivery)
         case ev.ConvoyClosed():
-            return replace(state, closed_at=event.occurred_at)
+            return replace(state, version=version, closed_at=event.occurred_at)
         case ev.ConvoyCancelled() as p:
             released = {r.manifest_line_id for r in p.released}
             return replace(
                 state,
+                version=version,
                 cancelled_at=event.occurred_at,
                 cancel_reason=p.reason,
                 lines=_set_line_state(state, released, LineState.RELEASED),
             )
-    kind = _KIND_OF.get(event.event_type)
-    if kind is None:
-        return state
-    state = _on_the_road(state, _entry(event, kind), event.payload)
-    if isinstance(event.payload, ev.ConvoyDispatched | ev.V1.ConvoyDispatched):
-        state = replace(state, dispatched_at=event.occurred_at)
-    return state
+    return replace(state, version=version)
