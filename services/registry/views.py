@@ -59,7 +59,9 @@ def partnership_as_of(state: domain.Partnership, *, as_of: datetime) -> dict[str
 
 
 def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
+    """An instant in UTC as every answer writes it (`...Z`, as pydantic serialises the answers
+    that go through their model), also where a write's answer is sent as it is (a revocation)."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def api_key(

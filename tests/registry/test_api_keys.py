@@ -127,6 +127,10 @@ async def test_lille_s_admin_issues_lists_rotates_and_revokes_lille_s_keys_each_
     )
     one = await api.client.get(keys_of("lille", key["key_id"]), headers=admin)
     assert one.json()["revoked_at"] is not None and one.json()["label"] == key["label"]
+    # the revocation's answer writes its instants as every other answer does
+    times = ("created_at", "expires_at", "rotated_at", "revoked_at")
+    assert {t: revoked.json()[t] for t in times} == {t: one.json()[t] for t in times}
+    assert revoked.json()["revoked_at"].endswith("Z")
 
     # the log: who did what to which key, with the secrets' hashes and never a secret
     logged = await rows(
