@@ -285,8 +285,9 @@ def _keys_table(keys: list[dict[str, object]]) -> str:
 
 
 def _json_value(value: object) -> object:
+    """An instant in UTC as the API answers it (`...Z`)."""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dict):
         return {k: _json_value(v) for k, v in value.items()}
     return value

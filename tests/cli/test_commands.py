@@ -159,7 +159,7 @@ def test_key_changes_are_events_of_the_registry_s_log_with_the_operator_as_actor
         capsys, *db, "keys", "issue", "--organisation", "lille", "--roles", "logistics",
         "--expires", "2031-05-01T12:00:00Z", "--json",
     )  # fmt: skip
-    assert at["expires_at"] == "2031-05-01T12:00:00+00:00"
+    assert at["expires_at"] == "2031-05-01T12:00:00Z"
     operator = as_json(
         capsys, *db, "keys", "issue", "--organisation", "twinaid", "--roles", "service", "--json"
     )
@@ -222,8 +222,8 @@ def test_keys_list_shows_expiry_and_the_latest_use_in_any_service(
         time.sleep(0.1)
     pledges_use = datetime.fromisoformat(mine["last_used_in"]["pledges"])
     assert datetime.fromisoformat(mine["last_used_at"]) == pledges_use
-    assert mine["last_used_in"]["registry"] == "2026-01-02T03:04:05+00:00"
-    assert mine["expires_at"] == "2031-05-01T00:00:00+00:00"
+    assert mine["last_used_in"]["registry"] == "2026-01-02T03:04:05Z"
+    assert mine["expires_at"] == "2031-05-01T00:00:00Z"
 
     text = twinaid(capsys, *db, "keys", "list").out
     header, *lines = text.splitlines()
