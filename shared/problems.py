@@ -75,15 +75,15 @@ class Problem(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "The request is malformed (e.g. a body that is not JSON)",
+    400: "The request is malformed",
     401: "No valid API key: send `Authorization: Bearer <API key>`",
     403: "The key may not do this (a role it lacks, or another organisation's record)",
     404: "No such record, or none the key may see",
     409: "Conflicts with the record's current state (the problem says which rule)",
     412: "If-Match names a version that is no longer the record's current one",
     413: "The body is larger than the limit (1,000,000 bytes)",
-    422: "An input is not valid (`invalid_params` names each one) or an Idempotency-Key was"
-    " used before with another request",
+    422: "An input is not valid (`invalid_params` names each one; `body` for a body that is"
+    " not JSON) or an Idempotency-Key was used before with another request",
     429: "Too many requests for this key: wait `Retry-After` seconds",
     500: "A bug: quote the correlation id when reporting it",
     503: "A dependency (the database) is unavailable: retry after `Retry-After` seconds",
@@ -156,18 +156,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _validation_problem(exc: RequestValidationError) -> JSONResponse:
-    invalid = [
-        {
-            "name": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
-            "reason": err.get("msg", "invalid"),
-        }
-        for err in exc.errors()
-    ]
+VALIDATION_ERROR = "https://twinaid.example/problems/validation-error"
+
+
+def invalid_params_problem(invalid: list[dict[str, str]]) -> JSONResponse:
+    """The 422 validation problem naming each refused input (`name`, `reason`)."""
     return problem_response(
         422,
         {
-            "type": "https://twinaid.example/problems/validation-error",
+            "type": VALIDATION_ERROR,
             "title": "The request is not valid",
             "status": 422,
             "detail": "; ".join(f"{i['name']}: {i['reason']}" for i in invalid),
@@ -176,9 +173,29 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+def _invalid_param(err: Any) -> dict[str, str]:
+    """One of FastAPI's validation errors as an invalid parameter: its location dotted without
+    the leading `body`; a JSON syntax error (located `("body", <position>)`) names the body
+    and says where it broke, never the position as if it were a field."""
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid":
+        why = (err.get("ctx") or {}).get("error") or err.get("msg", "invalid")
+        at = f" at position {loc[-1]}" if len(loc) > 1 and isinstance(loc[-1], int) else ""
+        return {"name": "body", "reason": f"the body is not valid JSON: {why}{at}"}
+    return {
+        "name": ".".join(str(p) for p in loc if p != "body") or "body",
+        "reason": err.get("msg", "invalid"),
+    }
+
+
+def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+    return invalid_params_problem([_invalid_param(err) for err in exc.errors()])
+
+
 # what FastAPI answers (400, type about:blank) when the body cannot be decoded for a reason
-# other than a JSON syntax error: still a 400 (the body is not JSON the service reads), as the
-# project's own problem (TwinaidError: bad-request) naming the body and why
+# other than a JSON syntax error: answered as a syntax error is, the 422 validation problem
+# naming the body and why (one answer for every body that is not JSON the service reads, the
+# status every operation declares)
 BODY_NOT_PARSED = "There was an error parsing the body"
 
 
@@ -196,10 +213,7 @@ def _unparsed_body(exc: StarletteHTTPException) -> JSONResponse | None:
         reason = f"a JSON number has more than {sys.get_int_max_str_digits()} digits"
     else:
         reason = "the body could not be read as JSON"
-    refused = TwinaidError(
-        f"body: {reason}", extra={"invalid_params": [{"name": "body", "reason": reason}]}
-    )
-    return problem_response(refused.status, refused.problem())
+    return invalid_params_problem([{"name": "body", "reason": reason}])
 
 
 def _with_challenge(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:

@@ -182,13 +182,15 @@ async def test_bad_input_is_a_422_problem_naming_the_field_and_stores_nothing(
     assert await api.count_events() == 0
 
 
-async def test_a_body_that_is_not_json_is_a_400_problem(api: Api) -> None:
+async def test_a_body_that_is_not_json_is_a_422_problem_naming_the_body(api: Api) -> None:
     response = await api.client.post(
         "/v1/organisations",
         content=b"\xff\xfe{",
         headers={**api.auth(api.admin), "Content-Type": "application/json"},
     )
-    assert_problem(response, 400)
+    body = assert_problem(response, 422)
+    assert [p["name"] for p in body["invalid_params"]] == ["body"]
+    assert await api.count_events() == 0
 
 
 async def test_an_unexpected_error_is_a_500_problem_without_internals(api: Api) -> None:

@@ -1,6 +1,7 @@
 """A body that cannot be read as JSON for other reasons than its syntax (not UTF-8, nested
-deeper than the parser goes, an integer with more digits than Python converts) is a 400 as
-before, now the project's own bad-request problem naming the body and why; nothing stored."""
+deeper than the parser goes, an integer with more digits than Python converts) is answered as
+a syntax error is: the 422 validation problem every operation declares, naming the body and
+why; nothing stored."""
 
 from __future__ import annotations
 
@@ -17,19 +18,20 @@ async def refused(api: ShipmentsApi, body: bytes) -> dict[str, Any]:
         content=body,
         headers={**await api.as_("lille", Role.LOGISTICS), "content-type": "application/json"},
     )
-    problem: dict[str, Any] = assert_problem(answer, 400)
-    assert problem["type"] == "https://twinaid.example/problems/bad-request"
-    assert problem["title"] == "Bad request"
+    problem: dict[str, Any] = assert_problem(answer, 422)
+    assert problem["type"] == "https://twinaid.example/problems/validation-error"
+    assert problem["title"] == "The request is not valid"
     return problem
 
 
-async def test_a_body_that_cannot_be_parsed_is_a_400_naming_the_body(api: ShipmentsApi) -> None:
+async def test_a_body_that_cannot_be_parsed_is_a_422_naming_the_body(api: ShipmentsApi) -> None:
     stored = await api.count()
     digits = sys.get_int_max_str_digits()
     for body, reason in (
         (b'{"convoy_id": "c\xff1"}', "the body is not valid UTF-8 (byte 16)"),
         (b"[" * 30_000 + b"]" * 30_000, "the JSON is nested too deeply"),
         (b'{"convoy_id": ' + b"1" * 5_000 + b"}", f"a JSON number has more than {digits} digits"),
+        (b'{"convoy_id":', "the body is not valid JSON: Expecting value at position 13"),
     ):
         problem = await refused(api, body)
         assert problem["invalid_params"] == [{"name": "body", "reason": reason}]
