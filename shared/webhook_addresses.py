@@ -19,7 +19,8 @@ log = logging.getLogger("twinaid.webhooks")
 
 
 # IPv6 addresses that carry an IPv4 address a translator or a relay turns into a connection to
-# it are checked through that IPv4 address: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible
+# it are checked through that IPv4 address: IPv4-mapped (::ffff:a.b.c.d), IPv4-translated
+# (::ffff:0:a.b.c.d), IPv4-compatible
 # (::a.b.c.d), NAT64's well-known prefix (RFC 6052: 64:ff9b::/96, the last 32 bits), 6to4
 # (2002::/16) and Teredo (2001::/32, server and client). The local-use NAT64 prefix (RFC 8215:
 # 64:ff9b:1::/48, the IPv4 address where the operator chose) is refused outright.
@@ -38,6 +39,8 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo, compatible)."""
     if ip.ipv4_mapped is not None:
         return [ip.ipv4_mapped]
+    if int(ip) >> 32 == 0xFFFF0000:  # IPv4-translated (SIIT, RFC 2765): ::ffff:0:a.b.c.d
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
     if ip in NAT64:
         return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
     if ip.sixtofour is not None:
@@ -62,18 +65,22 @@ def _public(address: str) -> bool:
 
 def _ascii_host(url: str) -> str:
     """The URL's host as it goes on the wire (IDNA, lower case; an IPv6 literal without its
-    brackets). Raises ValueError for a URL httpx would not send or a host no resolver takes."""
+    brackets). Raises ValueError for a URL httpx would not send or a host no resolver takes:
+    an IPv6 zone (`%eth0`, meaningful on a link-local address only, which is not public), a
+    name over 253 characters or with a label over 63."""
     try:
         host = httpx.URL(url).raw_host.decode("ascii").lower()
     except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
         raise ValueError(f"not a valid URL: {exc}") from None
     if not host:
         raise ValueError("the URL names no host")
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        pass
-    else:
+    if ":" in host:
+        if "%" in host:
+            raise ValueError("the URL's IPv6 address may not name a zone (%...)")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not a valid URL: {host} is not an IPv6 address") from None
         return host
     try:
         host.encode("idna")  # every label 1 to 63 characters
@@ -81,9 +88,18 @@ def _ascii_host(url: str) -> str:
         raise ValueError(
             "the host name is not valid (a label empty or over 63 characters)"
         ) from None
-    if len(host) > 253 or not HOST_NAME.match(host):
+    if len(host.removesuffix(".")) > 253:
+        raise ValueError("the host name is not valid (over 253 characters)")
+    if not HOST_NAME.match(host):
         raise ValueError("the host name is not valid (letters, digits, hyphens, dots)")
     return host
+
+
+def _allowed(host: str, allowed_hosts: Sequence[str]) -> bool:
+    """Whether WEBHOOK_ALLOWED_HOSTS lists the host (a name with or without its final dot, in
+    any case: `Partner.Internal.` is `partner.internal`)."""
+    bare = host.removesuffix(".")
+    return any(bare == entry.lower().removesuffix(".") for entry in allowed_hosts)
 
 
 def _check_numeric(host: str) -> None:
@@ -113,11 +129,13 @@ def _check_numeric(host: str) -> None:
 def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
     """The URL as given, if a webhook may target it. Raises ValueError saying why not: not a URL
     httpx sends (control characters...), not http(s), no host or one no resolver takes (a label
-    over 63 characters...), port 0, an IPv4 address written in another form than a.b.c.d
-    (2130706433, 0x7f000001, 127.1), credentials or a fragment in it, or a host that is loopback,
-    private, link-local or otherwise not public (an IP literal, IPv4 inside IPv6 among them,
-    or `localhost`) and not listed in WEBHOOK_ALLOWED_HOSTS. Names are resolved at each
-    delivery, and the delivery goes to the address checked then (resolve_checked)."""
+    over 63 characters, a name over 253, an IPv6 zone...), port 0, an IPv4 address written in
+    another form than a.b.c.d (2130706433, 0x7f000001, 127.1), credentials (even empty: `@`) or
+    a fragment (even empty: `#`) in it, or - NotPublic - a host that is loopback, private,
+    link-local or otherwise not public (an IP literal, IPv4 inside IPv6 among them, or
+    `localhost` and its subdomains, with or without a final dot) and not listed in
+    WEBHOOK_ALLOWED_HOSTS. Names are resolved at each delivery, and the delivery goes to the
+    address checked then (resolve_checked, which checks the URL with this function first)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
@@ -129,23 +147,28 @@ def check_url(url: str, *, allowed_hosts: Sequence[str]) -> str:
         raise ValueError("the URL names no host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("the URL may not hold credentials: verify the signature instead")
-    if parts.fragment:
+    if "#" in url:  # a fragment, even an empty one (`#` can stand nowhere else in a URL)
         raise ValueError("the URL may not have a fragment (#...)")
     if parts.port == 0:
         raise ValueError("port 0 is not a port a delivery can be made to")
     host = _ascii_host(url)
     _check_numeric(host)
-    if host in allowed_hosts or parts.hostname in allowed_hosts:
+    if _allowed(host, allowed_hosts) or _allowed(parts.hostname, allowed_hosts):
         return url
-    if host == "localhost" or host.endswith((".localhost", ".localhost.")):
-        raise ValueError(f"{host} is not a public address (WEBHOOK_ALLOWED_HOSTS lists exceptions)")
+    bare = host.removesuffix(".")
+    if bare == "localhost" or bare.endswith(".localhost"):
+        raise NotPublic(f"{host} is not a public address (WEBHOOK_ALLOWED_HOSTS lists exceptions)")
     try:
         public = _public(host)
     except ValueError:
         return url  # a name: checked when resolved, at each delivery
     if not public:
-        raise ValueError(f"{host} is not a public address (WEBHOOK_ALLOWED_HOSTS lists exceptions)")
+        raise NotPublic(f"{host} is not a public address (WEBHOOK_ALLOWED_HOSTS lists exceptions)")
     return url
+
+
+class NotPublic(ValueError):
+    """A URL refused for where it leads (a host that is not public), not for its form."""
 
 
 class Refused(Exception):
@@ -169,8 +192,14 @@ async def system_resolver(host: str, port: int) -> list[str]:
 async def resolve_checked(
     url: str, *, allowed_hosts: Sequence[str], resolve: Resolver = system_resolver
 ) -> str:
-    """The one address a delivery to `url` connects to: its host resolved once, every address
-    it resolves to public (unless the host is in WEBHOOK_ALLOWED_HOSTS). Raises Refused."""
+    """The one address a delivery to `url` connects to: the URL checked as at subscription
+    (check_url: a URL stored before a rule refused it is refused now), its host resolved once,
+    every address it resolves to public (unless the host is in WEBHOOK_ALLOWED_HOSTS). Raises
+    Refused for a host that is not public, ValueError for a URL of another form."""
+    try:
+        check_url(url, allowed_hosts=allowed_hosts)
+    except NotPublic as exc:
+        raise Refused("address not allowed", str(exc)) from None
     target = httpx.URL(url)
     host = _ascii_host(url)
     port = target.port or (443 if target.scheme == "https" else 80)
@@ -180,7 +209,7 @@ async def resolve_checked(
         raise Refused("name not resolved", f"{host} does not resolve: {exc}") from None
     if not addresses:
         raise Refused("name not resolved", f"{host} resolves to no address")
-    if host not in allowed_hosts and target.host not in allowed_hosts:
+    if not (_allowed(host, allowed_hosts) or _allowed(target.host, allowed_hosts)):
         for address in addresses:
             if not _public(address):
                 raise Refused(
