@@ -159,7 +159,11 @@ class EdgeMiddleware:
                 cid = value.decode("latin-1")[:128]
             elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
                 too_large = True
-        if not cid or not cid.isprintable():
+        # a client's id is kept only if it is printable ASCII (space to `~`): what is echoed
+        # back, logged, stored in events' metadata and sent in Kafka headers is then the bytes
+        # it sent; any other (empty, a control character, a byte over 0x7f) is replaced by a
+        # fresh UUID, which the answer's X-Correlation-ID gives
+        if not cid or not (cid.isascii() and cid.isprintable()):
             cid = str(uuid.uuid4())
         token = logs.correlation_id.set(cid)
         started = time.perf_counter()
