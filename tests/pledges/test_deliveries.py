@@ -295,3 +295,43 @@ async def test_a_delivery_on_a_line_never_loaded_or_beyond_its_load_is_quarantin
     assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "0"
     assert await runner.apply(await loaded(runner, delivery(line(received="50"))))
     assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "50"
+
+
+async def test_a_line_cannot_be_amended_below_what_convoys_carry_until_they_give_it_back(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    path = f"{PLEDGE}/lines/generators/amendments"
+    # 60 loaded on convoy-1 (then on the road), 10 already delivered by convoy-2
+    for event in loading(delivery(line("m1", received="60"), convoy_id="convoy-1")):
+        assert await runner.apply(event)
+    await runner.apply(await loaded(runner, delivery(line("m2", received="10"), convoy_id="c-2")))
+    too_low = assert_problem(
+        await api.post(path, {"quantity": "20", "reason": "fewer"}, by="lille"), 409
+    )
+    assert "convoys carry of it, not yet delivered (60)" in too_low["detail"]
+    assert (too_low["confirmed"], too_low["carried"]) == ("10", "60")
+    assert (await api.get(PLEDGE))["lines"][0]["quantity"] == "100", "nothing stored"
+    await api.ok(path, {"quantity": "70", "reason": "what is on its way"}, by="lille")
+
+    # convoy-1 cancelled: what it held is given back, the line may go down to what arrived
+    cancelled = incoming(
+        "shipments",
+        "shipments.convoy-cancelled",
+        {
+            "convoy_id": "convoy-1",
+            "reason": "road closed",
+            "released": [
+                {
+                    "manifest_line_id": "m1",
+                    "pledge_id": "lille-generators",
+                    "line_id": "generators",
+                    "quantity": "60",
+                }
+            ],
+        },
+        stream_id="convoy-convoy-1",
+    )
+    assert await runner.apply(cancelled)
+    await api.ok(path, {"quantity": "10", "reason": "the rest stays home"}, by="lille")
+    assert (await updates(api))[-1] == ("10", "10", "0", "fulfilled")

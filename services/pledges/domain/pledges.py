@@ -122,10 +122,12 @@ def amend_line(
     occurred_at: datetime,
     now: datetime,
     acting_for: str | None,
+    carried: Decimal = Decimal(0),
 ) -> list[NewEvent]:
     """Change a line's quantity (in kind) or amount (money), keeping the old figure in the
-    event. Raises NotFound, Forbidden, Conflict (withdrawn; below what was already received),
-    ValidationFailed (a bad figure, or one that changes nothing)."""
+    event. Raises NotFound, Forbidden, Conflict (withdrawn; below what was already received,
+    or, in kind, below that and what convoys `carried` of it undelivered: goods loaded or on
+    the road were given), ValidationFailed (a bad figure, or one that changes nothing)."""
     require_pledge(state)
     acting(acting_for, state.donor_id, "amend pledges")
     line = state.line(line_id)
@@ -158,6 +160,14 @@ def amend_line(
         raise Conflict(
             f"line {line_id} cannot go below what the recipient already confirmed: {floor}",
             extra={"confirmed": str(floor)},
+        )
+    if line.kind is LineKind.IN_KIND and carried > 0 and size < line.delivered + carried:
+        raise Conflict(
+            f"line {line_id} cannot go below what was confirmed"
+            f" ({quantities.fmt(line.delivered)}) and what convoys carry of it, not yet"
+            f" delivered ({quantities.fmt(carried)}):"
+            f" {quantities.fmt(line.delivered + carried)}; unload it from a convoy first",
+            extra={"confirmed": quantities.fmt(line.delivered), "carried": quantities.fmt(carried)},
         )
     if isinstance(size, Decimal):
         amended = replace(line, quantity=size, weight_kg=_rescaled(line, size))

@@ -224,6 +224,7 @@ async def amend_line(command: commands.AmendLine, uow: UnitOfWork) -> dict[str, 
         occurred_at=command.occurred_at or uow.now,
         now=uow.now,
         acting_for=command.acting_for,
+        carried=await ports(uow).carried(state.pledge_id, command.line_id),
     )
     return await _record_pledge(uow, state, events)
 

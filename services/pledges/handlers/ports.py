@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol, cast
 
 import asyncpg
@@ -33,6 +34,10 @@ class Ports(Protocol):
         self, organisation_id: str, contact: Mapping[str, Any] | None, *, now: datetime
     ) -> dict[str, Any] | None:
         """The contact as `organisation_id` records it, sealed (already sealed: as it is)."""
+
+    async def carried(self, pledge_id: str, line_id: str) -> Decimal:
+        """How much of a line convoys hold that no delivery has confirmed yet (loaded, on the
+        road or lost on the way), as shipments announced it: an amendment cannot go below it."""
 
     async def lock_need(self, need_id: str, *, shared: bool = False) -> None:
         """A pledge answering a need and the need's closing (or revision, or cancellation)
@@ -58,6 +63,16 @@ class PostgresPorts:
     ) -> dict[str, Any] | None:
         return await privacy.seal_contact(self.conn, organisation_id, contact, now=now)
 
+    async def carried(self, pledge_id: str, line_id: str) -> Decimal:
+        found = await self.conn.fetchval(
+            "SELECT coalesce(sum(c.loaded), 0) FROM convoy_lines c"
+            " WHERE c.pledge_id = $1 AND c.line_id = $2 AND NOT EXISTS (SELECT 1 FROM deliveries d"
+            " WHERE d.convoy_id = c.convoy_id AND d.manifest_line_id = c.manifest_line_id)",
+            pledge_id,
+            line_id,
+        )
+        return Decimal(found)
+
     async def lock_need(self, need_id: str, *, shared: bool = False) -> None:
         lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         await self.conn.execute(f"SELECT {lock}(hashtext('need:' || $1))", need_id)
@@ -72,6 +87,8 @@ class MemoryPorts:
     organisations: set[str] = field(default_factory=set)
     partnerships: dict[str, domain.PartnershipRef] = field(default_factory=dict)
     locks: list[tuple[str, bool]] = field(default_factory=list)
+    # (pledge id, line id) -> what convoys hold of it, undelivered
+    on_convoys: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
     async def require_organisations(self, organisations: Mapping[str, str]) -> None:
         directory.check_known(organisations, self.organisations)
@@ -89,6 +106,9 @@ class MemoryPorts:
         subject = f"{privacy.SERVICE}-{uuid.uuid4().hex}"
         out = {"subject_id": subject, "personal": list(personal), "sealed": sealed}
         return out | {"role": contact.get("role")}
+
+    async def carried(self, pledge_id: str, line_id: str) -> Decimal:
+        return self.on_convoys.get((pledge_id, line_id), Decimal(0))
 
     async def lock_need(self, need_id: str, *, shared: bool = False) -> None:
         self.locks.append((need_id, shared))

@@ -1,7 +1,8 @@
 """Reactions to other services' events: {upstream: {event type: handler}}.
 
 Registry events keep the local directory of organisations and partnerships. Shipments' loaded
-and unloaded manifest lines keep what each convoy carries (convoy_lines); a confirmed delivery
+and unloaded manifest lines, and cancelled convoys, keep what each convoy carries
+(convoy_lines: an amendment cannot go below what convoys carry undelivered); a confirmed delivery
 counts towards the pledge lines it names, once per (convoy, manifest line), and only for a line
 loaded on its convoy, never more than was loaded (else it is quarantined: Implausible); an
 unknown event type is ignored.
@@ -26,6 +27,7 @@ from shared.repository import PostgresUnitOfWork
 ACTOR = "pledges-consumer"
 MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
 MANIFEST_LINE_UNLOADED = "shipments.manifest-line-unloaded"
+CONVOY_CANCELLED = "shipments.convoy-cancelled"
 Figure = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -103,6 +105,32 @@ async def manifest_line_unloaded(conn: asyncpg.Connection, event: Incoming) -> N
     )
 
 
+class _Released(_Tolerant):
+    manifest_line_id: str
+    quantity: Figure
+
+
+class _Cancelled(_Tolerant):
+    """The fields of `shipments.convoy-cancelled` that pledges reads."""
+
+    convoy_id: str
+    released: list[_Released]
+
+
+async def convoy_cancelled(conn: asyncpg.Connection, event: Incoming) -> None:
+    """A cancelled convoy gives back what it held of each line, as unloading does."""
+    cancelled = _Cancelled.model_validate(event.data)
+    for line in cancelled.released:
+        await conn.execute(
+            "UPDATE convoy_lines SET loaded = greatest(loaded - $3, 0), source_position = $4"
+            " WHERE convoy_id = $1 AND manifest_line_id = $2",
+            cancelled.convoy_id,
+            line.manifest_line_id,
+            line.quantity,
+            event.position,
+        )
+
+
 async def _plausible(conn: asyncpg.Connection, delivery: _Delivery) -> None:
     """Raises Implausible unless each line of the delivery was loaded on its convoy, for the
     pledge line it names, and claims no more than was loaded."""
@@ -171,6 +199,7 @@ HANDLERS: dict[str, dict[str, Handler]] = {
     "shipments": {
         MANIFEST_LINE_LOADED: manifest_line_loaded,
         MANIFEST_LINE_UNLOADED: manifest_line_unloaded,
+        CONVOY_CANCELLED: convoy_cancelled,
         "shipments.delivery-confirmed": delivery_confirmed,
     },
 }
