@@ -39,6 +39,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from shared.domain_checks import ascii_digits
 from shared.settings import SERVICES
 
 PORT_BASE = 8100  # the dev stack's (shared/devstack.py): service n of SERVICES on PORT_BASE + n
@@ -157,9 +158,10 @@ def load(env: Mapping[str, str], given: Path | None = None) -> Config:
     base, base_from = PORT_BASE, "default"
     if env.get("TWINAID_PORT_BASE"):
         text = env["TWINAID_PORT_BASE"]
-        if not text.isdigit() or not _port_base_ok(int(text)):
+        number = ascii_digits(text, max_digits=5)
+        if number is None or not _port_base_ok(number):
             raise Failed(f"TWINAID_PORT_BASE wants a number from 1 to 65000, not {text!r}")
-        base, base_from = int(text), "TWINAID_PORT_BASE"
+        base, base_from = number, "TWINAID_PORT_BASE"
     elif "port_base" in values:
         base, base_from = values["port_base"], f"{shown} (port_base)"
     urls: dict[str, str] = {}

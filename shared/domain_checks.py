@@ -1,5 +1,6 @@
 """The checks every service's decisions share: a record that must exist, an input refused
-with the field it names, and the dates a recorded fact may carry.
+with the field it names, the dates a recorded fact may carry, and a number written in digits
+by an outside caller (a cursor's part, a header, a setting).
 
 One place, so that the same refusal reads the same in every service (a client handles a 422
 naming `occurred_at`, or a 404 for a record that does not exist, alike everywhere). Pure: no
@@ -15,6 +16,7 @@ from shared.errors import NotFound, ValidationFailed
 
 __all__ = [
     "Record",
+    "ascii_digits",
     "invalid",
     "invalid_field",
     "not_before_last_change",
@@ -44,6 +46,18 @@ def require_exists(state: R, what: str) -> R:
     if not state.exists:
         raise NotFound(f"{what} does not exist")
     return state
+
+
+def ascii_digits(text: str, *, max_digits: int) -> int | None:
+    """The whole number `text` writes in 1 to `max_digits` ASCII digits 0-9, nothing else
+    (no sign, space or underscore); None otherwise.
+
+    The one reading of digits from outside input: str.isdigit() also holds for "²" or "٣"
+    (int() then fails, or reads another script's digit), int() also takes " 1", "+1" or "1_0",
+    and a bound on the length keeps int() cheap (and below Python's limit on digits)."""
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
 
 
 def invalid(detail: str, *, name: str, reason: str) -> ValidationFailed:

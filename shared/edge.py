@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import logs, problems
+from shared.domain_checks import ascii_digits
 from shared.metrics import Metrics
 
 __all__ = ["MAX_BODY_BYTES", "EdgeMiddleware"]
@@ -157,8 +158,10 @@ class EdgeMiddleware:
         for name, value in scope.get("headers", ()):
             if name == b"x-correlation-id":
                 cid = value.decode("latin-1")[:128]
-            elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                too_large = True
+            elif name == b"content-length":
+                # longer than 18 digits: left to the read, which stops past MAX_BODY_BYTES
+                length = ascii_digits(value.decode("latin-1"), max_digits=18)
+                too_large = too_large or (length is not None and length > MAX_BODY_BYTES)
         # a client's id is kept only if it is printable ASCII (space to `~`): what is echoed
         # back, logged, stored in events' metadata and sent in Kafka headers is then the bytes
         # it sent; any other (empty, a control character, a byte over 0x7f) is replaced by a

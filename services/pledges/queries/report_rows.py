@@ -14,6 +14,7 @@ from services.pledges import domain
 from services.pledges.formats.iati import SECTORS
 from services.pledges.formats.tables import Column
 from shared import pagination
+from shared.domain_checks import ascii_digits
 
 fmt = domain.quantities.fmt
 ZERO = Decimal(0)
@@ -116,10 +117,11 @@ def line_after(cursor: str | None) -> list[Any] | None:
     """The sort key of a pledges report's cursor: made at, pledge id, the line's ordinal."""
     after = pagination.decode(cursor, parts=LINE_KEY)
     if after is not None:
-        if not (after[2].isascii() and after[2].isdigit() and len(after[2]) <= 9):
+        ordinal = ascii_digits(after[2], max_digits=9)
+        if ordinal is None:
             reason = "not a cursor this list gave (its line is not a number): pass back next_cursor"
             raise pagination.refused(reason)
-        after[2] = int(after[2])
+        after[2] = ordinal
     return after
 
 

@@ -28,7 +28,7 @@ from services.shipments.requests import OrgFilter
 from shared import problems
 from shared.auth import KeyExpired, KeyRevoked
 from shared.deps import ServiceContext, header
-from shared.domain_checks import invalid
+from shared.domain_checks import ascii_digits, invalid
 from shared.errors import Unauthenticated
 from shared.web import Caller, Ctx
 
@@ -94,13 +94,15 @@ RECHECK_SECONDS = 1.0  # how often the key is checked again (its cache answers i
 def _last_event_id(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.strip().isdigit() or int(value) > 2**63 - 1:
+    # the header as sent, surrounding blanks aside; a position is a bigint (at most 19 digits)
+    position = ascii_digits(value.strip(" \t"), max_digits=19)
+    if position is None or position > 2**63 - 1:
         raise invalid(
             "Last-Event-ID must be the id of an update this stream sent (a position)",
             name="Last-Event-ID",
             reason="not a position",
         )
-    return int(value)
+    return position
 
 
 def _resume(head: int, last_event_id: int | None, after: int | None) -> tuple[int, str]:

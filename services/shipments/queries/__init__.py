@@ -15,6 +15,7 @@ from services.shipments.domain import ON_THE_ROAD
 from services.shipments.handlers.repositories import CONVOYS
 from shared import directory, pagination, read_states
 from shared.auth import Principal
+from shared.domain_checks import ascii_digits
 from shared.errors import NotFound
 from shared.read_pages import keyset_page
 
@@ -192,10 +193,11 @@ async def in_transit(
 
 
 def _version(text: str) -> int:
-    """A stream version from a timeline cursor (written as digits)."""
-    if not text.isdigit() or len(text) > 18:
+    """A stream version from a timeline cursor (written as ASCII digits, at most 18: a bigint)."""
+    version = ascii_digits(text, max_digits=18)
+    if version is None:
         raise pagination.not_given("its version is not one")
-    return int(text)
+    return version
 
 
 async def manifest(
