@@ -268,14 +268,15 @@ def test_a_re_sent_entry_is_answered_as_the_first_time_and_decides_nothing() -> 
         road(first, checkpoint(3, "Dresden", "cp-1"), recorded=log)
 
 
-def test_entries_of_one_batch_see_each_other() -> None:
+def test_one_id_twice_in_a_batch_is_one_entry() -> None:
     _, decision = road(
         dispatched(), checkpoint(3, "Wrocław", "cp-1"), checkpoint(3, "Wrocław", "cp-1")
     )
-    assert len(decision.events) == 1 and decision.replayed == 1
+    assert len(decision.events) == 1 and decision.replayed == 0  # nothing was recorded before
     assert decision.answers[0] == decision.answers[1]
-    with pytest.raises(domain.EntryIdReused):
+    with pytest.raises(ValidationFailed) as refused:
         road(dispatched(), checkpoint(3, "Wrocław", "cp-1"), checkpoint(4, "Dresden", "cp-1"))
+    assert refused.value.extra["invalid_params"][0]["name"] == "entries[1].entry_id"
 
 
 def test_the_digest_of_an_entry_does_not_depend_on_the_time_zone_it_was_written_in() -> None:

@@ -154,11 +154,14 @@ async def record_entries(
     """Field entries from the road (dispatch, checkpoint, border_crossing, custody_handoff,
     incident, arrival), one or a batch, late and in any order. All or nothing: a refused entry
     is named in the problem and nothing is stored. An entry sent again unchanged is answered as
-    the first time (`already_recorded` counts them). A dispatch is refused while the convoy
-    carries more of a pledge line than the line still commits beyond what other convoys hold
-    of it (409 exceeds-remaining: pledges reduced it since loading). Entries are recorded late
-    and in any order, whatever the convoy's version: If-Match is ignored here (a request that
-    loses a race for the convoy is run again, as every request without If-Match)."""
+    the first time (`already_recorded` counts them). An entry_id is one entry within a request
+    too: the same entry twice is recorded once, both places answered alike (counted once, in
+    `recorded` or `already_recorded`); the same entry_id with other content is refused (422
+    naming `entries[i].entry_id`, the later place), nothing stored. A dispatch is refused while
+    the convoy carries more of a pledge line than the line still commits beyond what other
+    convoys hold of it (409 exceeds-remaining: pledges reduced it since loading). Entries are
+    recorded late and in any order, whatever the convoy's version: If-Match is ignored here (a
+    request that loses a race for the convoy is run again, as every request without If-Match)."""
     now = ctx.clock()
     entries = tuple(entry.command() for entry in body.entries)
 

@@ -5,6 +5,11 @@ Each entry carries the client's id. An entry sent again with the same content is
 the first time and records nothing; the same id with other content is refused. The convoy's
 state does not keep every entry: the caller looks the batch's ids up in the log and hands the
 entries found to record_entries (`recorded`).
+
+Within one batch an id is one entry: the same entry twice (a client's queue that sent it twice)
+is recorded once, both places answered alike and neither counted as recorded before; the same
+id with other content is refused as the batch's own mistake (422 naming the later place), not
+as a reuse of an entry recorded before (nothing of the batch is recorded, or ever was).
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ class FieldEntry:
     def same_as(self, digest: str) -> bool:
         """Whether an entry recorded with `digest` is this one sent again."""
         return digest in (self.digest, self.sent_digest)
+
+    @property
+    def as_sent(self) -> str:
+        """The digest of the entry as its sender wrote it (persons in clear, before sealing):
+        two places of one request hold the same entry when these agree."""
+        return self.sent_digest or self.digest
 
     def organisations(self) -> list[tuple[str, str]]:
         """(field, organisation id) of every registered organisation the entry names."""
@@ -305,6 +316,27 @@ def _provisional(state: Convoy, event: NewEvent, now: datetime) -> RecordedEvent
     )
 
 
+def _once_each(entries: Sequence[FieldEntry]) -> dict[int, int]:
+    """The place of each entry that repeats an earlier place of the batch (the same id and
+    content): the earlier place, by the later. ValidationFailed naming the later place's
+    `entry_id` when an id is used twice with other content."""
+    first: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for i, entry in enumerate(entries):
+        j = first.setdefault(entry.entry_id, i)
+        if j == i:
+            continue
+        if entries[j].as_sent != entry.as_sent:
+            raise errors.invalid(
+                f"entry id {entry.entry_id} is used twice in this request, with other content"
+                f" (entries[{j}] and entries[{i}]): a new entry needs a new id",
+                name=f"entries[{i}].entry_id",
+                reason="duplicate",
+            )
+        repeats[i] = j
+    return repeats
+
+
 def record_entries(
     state: Convoy,
     entries: Sequence[FieldEntry],
@@ -322,16 +354,20 @@ def record_entries(
     are the registered organisations among those the entries name; `pledge_lines` what
     pledges last said of the lines on board, `allocated` what every convoy holds of them (a
     dispatch is refused when the convoy carries more of a line than it still commits beyond
-    the other convoys' share). Raises NotFound, EntryIdReused, ConvoyClosed, WrongStatus,
+    the other convoys' share). An id used twice in the batch is one entry (_once_each):
+    recorded once, counted once. Raises NotFound, EntryIdReused, ConvoyClosed, WrongStatus,
     EmptyConvoy, NotLoadable, ExceedsRemaining, ValidationFailed
     (future or pre-dispatch times, unknown organisations or manifest lines, losses beyond
     what was loaded); the problem names the entry."""
     require_existing(state)
-    order = sorted(range(len(entries)), key=lambda i: entries[i].occurred_at)
+    repeats = _once_each(entries)
+    order = sorted(
+        (i for i in range(len(entries)) if i not in repeats), key=lambda i: entries[i].occurred_at
+    )
     answers: dict[int, dict[str, Any]] = {}
     events: list[NewEvent] = []
     replayed = 0
-    seen_by_id: dict[str, Entry] = dict(recorded or {})
+    seen_by_id: Mapping[str, Entry] = recorded or {}  # before this batch: its ids are its own
     for i in order:
         entry = entries[i]
         seen = seen_by_id.get(entry.entry_id)
@@ -354,9 +390,9 @@ def record_entries(
             allocated=allocated or {},
         )
         provisional = Event(_provisional(state, event, now), payload)
-        state = evolve(state, provisional)
+        state = evolve(state, provisional)  # later entries of the batch see it
         events.append(event)
-        new = entry_of(provisional)
-        seen_by_id[new.entry_id] = new  # later entries of the batch see it
-        answers[i] = new.answer()
+        answers[i] = entry_of(provisional).answer()
+    for i, j in repeats.items():
+        answers[i] = answers[j]
     return RoadDecision(events, [answers[i] for i in range(len(entries))], replayed)
