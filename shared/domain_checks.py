@@ -4,7 +4,8 @@ by an outside caller (a cursor's part, a header, a setting).
 
 One place, so that the same refusal reads the same in every service (a client handles a 422
 naming `occurred_at`, or a 404 for a record that does not exist, alike everywhere). Pure: no
-framework or driver imports (domains import it).
+framework or driver imports (domains import it); the clock skew a recorded fact's date is
+allowed comes from shared.instants, the one setting the request edge reads too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar
 
+from shared import instants
 from shared.errors import NotFound, ValidationFailed
 
 __all__ = [
@@ -73,10 +75,15 @@ def invalid_field(name: str, reason: str) -> ValidationFailed:
 
 def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
     """A fact is recorded once it happened: ValidationFailed naming `field` if it lies after
-    `now`."""
-    if occurred_at > now:
+    `now` by more than the clock skew every service allows (instants.clock_skew(), the setting
+    CLOCK_SKEW_SECONDS: a field device's clock runs a little ahead), as the request edge does
+    (instants.PastInstant)."""
+    skew = instants.clock_skew()
+    if occurred_at > now + skew:
         raise invalid(
-            f"{field} {occurred_at.isoformat()} lies in the future: record what already happened",
+            f"{field} {occurred_at.isoformat()} lies in the future (it is now {now.isoformat()},"
+            f" and clocks may run ahead by {skew.total_seconds():g} s at most): record what"
+            " already happened",
             name=field,
             reason="in the future",
         )

@@ -9,8 +9,10 @@
   years.
 
 The bounds are evaluated when a value is validated, never at import. The clock skew is a
-setting (`CLOCK_SKEW_SECONDS`, default 5 minutes: field devices' clocks run a little ahead). Out
-of range is a 422 naming the field. Only RFC 3339 / ISO 8601 strings are accepted: a JSON number
+setting (`CLOCK_SKEW_SECONDS`, default 5 minutes: field devices' clocks run a little ahead), the
+one allowance of every service: the request edge here, and the domains' own check of a recorded
+fact's date (shared/domain_checks.py not_in_future reads clock_skew()). Out of range is a 422
+naming the field. Only RFC 3339 / ISO 8601 strings are accepted: a JSON number
 (a Unix time in seconds or milliseconds, as pydantic would guess) is refused, and so are
 `infinity`-like words (pydantic refuses those anyway).
 
@@ -38,8 +40,6 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
-
-from shared.domain_checks import invalid_field
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 EARLIEST_DATE = EARLIEST.date()
@@ -201,6 +201,9 @@ PastInstantText = Annotated[
 def check_past_date(value: date, *, field: str) -> None:
     """The same range as PastDate for a date parsed by hand (inside a compound parameter).
     Raises ValidationFailed naming `field`."""
+    # here, not at the top: shared.domain_checks imports this module (clock_skew)
+    from shared.domain_checks import invalid_field
+
     latest = past_latest_date()
     if not EARLIEST_DATE <= value <= latest:
         where = " (in the future)" if value > latest else ""

@@ -12,6 +12,7 @@ import pytest
 
 from services.registry import domain
 from services.registry import events as ev
+from shared import instants
 from shared.codec import Event
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.events import Metadata, NewEvent, RecordedEvent
@@ -177,9 +178,10 @@ def test_a_partnership_with_an_unknown_organisation_is_refused() -> None:
         )
 
 
-def test_a_proposal_dated_in_the_future_is_refused() -> None:
+def test_a_proposal_dated_in_the_future_beyond_the_clock_skew_is_refused() -> None:
+    assert len(propose(occurred_at=NOW + instants.clock_skew())) == 1
     with pytest.raises(ValidationFailed, match="future"):
-        propose(occurred_at=NOW + timedelta(seconds=1))
+        propose(occurred_at=NOW + instants.clock_skew() + timedelta(seconds=1))
 
 
 def test_a_proposal_dated_exactly_now_is_accepted() -> None:

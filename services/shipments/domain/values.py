@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from services.shipments import events as ev
+from shared import instants
 from shared.event_models import decimal_text as text  # a decimal as contracts write it
 
 __all__ = [
@@ -27,8 +28,23 @@ __all__ = [
     "text",
 ]
 
+
+class _ClockSkew:
+    """How far ahead of now a recorded fact may be dated: `now + CLOCK_SKEW` is now plus the
+    allowance every service shares (the setting CLOCK_SKEW_SECONDS, shared.instants.clock_skew),
+    read when the sum is made, never fixed at import."""
+
+    __slots__ = ()
+
+    def __radd__(self, other: datetime) -> datetime:
+        return other + instants.clock_skew()
+
+    def __repr__(self) -> str:
+        return f"CLOCK_SKEW({instants.clock_skew()})"
+
+
 # Field devices' clocks run a little ahead at times; an entry further in the future is refused.
-CLOCK_SKEW = timedelta(minutes=2)
+CLOCK_SKEW = _ClockSkew()
 LOSS_KINDS = frozenset({"theft", "loss", "seizure"})
 ZERO = Decimal(0)
 
