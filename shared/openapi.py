@@ -182,10 +182,14 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 def _edge_statuses(operation: dict[str, Any], *, method: str) -> list[int]:
     """What the edge (shared/web.py EdgeMiddleware) may answer before the route runs: 413 for
-    a body over the limit on any POST, PUT or PATCH, 422 for a NUL in the path or query."""
+    a body over the limit on any POST, PUT or PATCH, 422 for a NUL in the path or query; and
+    415 for a JSON body sent as another media type (shared/problems.py), on an operation whose
+    body is JSON."""
     out = []
     if "requestBody" in operation or method in ("post", "put", "patch"):
         out.append(413)
+    if problems.JSON_MEDIA_TYPE in operation.get("requestBody", {}).get("content", {}):
+        out.append(415)
     if any(p.get("in") in ("path", "query") for p in operation.get("parameters", [])):
         out.append(422)
     return out

@@ -82,6 +82,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the record's current state (the problem says which rule)",
     412: "If-Match names a version that is no longer the record's current one",
     413: "The body is larger than the limit (1,000,000 bytes)",
+    415: "The body is JSON: send it with `Content-Type: application/json`",
     422: "An input is not valid (`invalid_params` names each one; `body` for a body that is"
     " not JSON) or an Idempotency-Key was used before with another request",
     429: "Too many requests for this key: wait `Retry-After` seconds",
@@ -188,7 +189,33 @@ def _invalid_param(err: Any) -> dict[str, str]:
     }
 
 
+# the JSON body of an operation sent without `Content-Type: application/json` (none, or
+# text/plain): FastAPI does not parse it and validates the raw bytes against the model
+JSON_MEDIA_TYPE = "application/json"
+
+
+def _unsupported_media_type(exc: RequestValidationError) -> JSONResponse | None:
+    """The 415 of a JSON body sent as another media type (FastAPI hands its model the raw
+    bytes, never parsed), None for any other validation error. Only an operation whose body is
+    a JSON model gets here: an upload of another type (CSV) reads its body itself."""
+    raw = [e for e in exc.errors() if tuple(e.get("loc", ())) == ("body",)]
+    if not raw or not all(isinstance(e.get("input"), bytes) for e in raw):
+        return None
+    return problem_response(
+        415,
+        {
+            "type": "https://twinaid.example/problems/unsupported-media-type",
+            "title": "Unsupported media type",
+            "status": 415,
+            "detail": f"the body is read as JSON: send it with Content-Type: {JSON_MEDIA_TYPE}",
+            "accept": JSON_MEDIA_TYPE,
+        },
+    )
+
+
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+    if (unsupported := _unsupported_media_type(exc)) is not None:
+        return unsupported
     return invalid_params_problem([_invalid_param(err) for err in exc.errors()])
 
 
