@@ -53,3 +53,17 @@ async def test_a_deeply_nested_body_holding_a_nul_is_refused_naming_the_body(
     problem = assert_problem(answer, 422)
     assert "NUL" in problem["detail"], problem
     assert await api.count() == stored
+
+
+async def test_a_json_body_sent_as_text_is_a_415_naming_json(api: ShipmentsApi) -> None:
+    stored = await api.count()
+    for content_type in ("text/plain", None):
+        headers = {**await api.as_("lille", Role.LOGISTICS)}
+        if content_type:
+            headers["content-type"] = content_type
+        answer = await api.client.post(
+            "/v1/convoys", content=b'{"convoy_id": "c1"}', headers=headers
+        )
+        problem = assert_problem(answer, 415)
+        assert problem["accept"] == "application/json"
+    assert await api.count() == stored
