@@ -3,7 +3,8 @@
 The story of a need or a pledge includes the road of every convoy that carried its lines: the
 convoy's whole stream (planned, dispatched, checkpoints, border crossings, custody hand-offs,
 incidents, arrival, delivery, closing), leaving out only what was loaded or unloaded there for
-other pledges."""
+other pledges. The story of a pledge leaves out the other pledges answering the same need and
+their convoys; that of a convoy, the other convoys and the pledges it does not carry (`story`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from shared.codec import EventCodec, UndecodableEvent, unchanged
 from shared.events import RecordedEvent
 
 CONVOY = "convoy"
+PLEDGE = "pledge"
+NEED = "need"
 # a convoy's events about one manifest line: in a trace only when the line is the traced one's
 LINE_EVENTS = frozenset({"shipments.manifest-line-loaded", "shipments.manifest-line-unloaded"})
 
@@ -238,29 +241,100 @@ def _about(event: RecordedEvent, target: str) -> bool:
 async def trace(
     client: httpx.AsyncClient, feeds: Mapping[str, str], *, key: str, target: str
 ) -> list[Step]:
-    """Every event that shares a correlation id with an event about `target`, plus the events
-    about it, from every service, ordered by when they happened (then by when recorded)."""
+    """The story of `target` (see `story`) from every service's feed."""
     histories: dict[str, list[RecordedEvent]] = {}
     for service, url in feeds.items():
         histories[service] = [e async for e in sources.from_feed(client, url, key=key)]
+    return story(histories, target)
+
+
+def _pledges_loaded(events: Iterable[RecordedEvent]) -> set[str]:
+    """The pledges whose lines `events` (a convoy's) loaded or unloaded."""
+    return {
+        str(e.data["pledge_id"])
+        for e in events
+        if e.event_type in LINE_EVENTS and isinstance(e.data, Mapping) and "pledge_id" in e.data
+    }
+
+
+def _values(value: Any, field: str) -> set[str]:
+    """Every string held under `field` anywhere in `value` (a need_id in a pledge's lines)."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if k == field and isinstance(v, str):
+                found.add(v)
+            else:
+                found |= _values(v, field)
+    elif isinstance(value, list):
+        for v in value:
+            found |= _values(v, field)
+    return found
+
+
+def story(histories: Mapping[str, Iterable[RecordedEvent]], target: str) -> list[Step]:
+    """Every event about `target` and every event sharing a correlation id with one, from every
+    service, ordered by when they happened (then by when recorded), then the road of each
+    convoy that carried its lines.
+
+    A correlation id is shared by more than one record: a need's reaches every pledge line
+    answering it and every convoy loading one. So a convoy's or a pledge's story keeps, of the
+    other records sharing it, only its own: a convoy's are the pledges whose lines it carries
+    (their streams) and the needs they answer; a pledge's, the convoys carrying its lines. The
+    story of a need or of a correlation id is the whole of it: every pledge, every convoy."""
+    events = [(service, e) for service, history in histories.items() for e in history]
+    streams: dict[str, list[RecordedEvent]] = {}
+    for _, e in events:
+        streams.setdefault(e.stream_id, []).append(e)
+    about = {e.event_id for _, e in events if _about(e, target)}
     correlations = {
         e.metadata.correlation_id
-        for events in histories.values()
-        for e in events
-        if _about(e, target) and e.metadata.correlation_id
+        for _, e in events
+        if e.event_id in about and e.metadata.correlation_id
     }
+    pledges: set[str] | None = None  # None: every one the correlations reach
+    convoys: set[str] | None = None
+    needs: set[str] = set()
+    if f"{CONVOY}-{target}" in streams:
+        convoys = {f"{CONVOY}-{target}"}
+        pledges = _pledges_loaded(streams[f"{CONVOY}-{target}"])
+        for pledge in pledges:
+            for e in streams.get(f"{PLEDGE}-{pledge}", []):
+                about.add(e.event_id)
+                needs |= _values(e.data, "need_id")
+        for need in needs:
+            about |= {e.event_id for e in streams.get(f"{NEED}-{need}", [])}
+    elif f"{PLEDGE}-{target}" in streams:
+        pledges = {target}
+        convoys = {
+            stream_id
+            for stream_id, found in streams.items()
+            if found[0].stream_type == CONVOY and target in _pledges_loaded(found)
+        }
+
+    def ours(e: RecordedEvent) -> bool:
+        """An event sharing a correlation id: in the story unless another record's."""
+        if e.stream_type == PLEDGE and pledges is not None:
+            return e.stream_id.removeprefix(f"{PLEDGE}-") in pledges
+        if e.stream_type == CONVOY and convoys is not None:
+            if e.stream_id not in convoys:
+                return False
+            return e.event_type not in LINE_EVENTS or bool(
+                _pledges_loaded([e]) & (pledges or set())
+            )
+        return True
+
     steps = [
         Step(service, e)
-        for service, events in histories.items()
-        for e in events
-        if _about(e, target) or e.metadata.correlation_id in correlations
+        for service, e in events
+        if e.event_id in about or (e.metadata.correlation_id in correlations and ours(e))
     ]
     found = {s.event.event_id for s in steps}
-    convoys = {s.event.stream_id for s in steps if s.event.stream_type == CONVOY}
+    if convoys is None:
+        convoys = {s.event.stream_id for s in steps if s.event.stream_type == CONVOY}
     steps += [
         Step(service, e)
-        for service, events in histories.items()
-        for e in events
+        for service, e in events
         if e.stream_type == CONVOY
         and e.stream_id in convoys
         and e.event_id not in found
