@@ -1,6 +1,7 @@
 """The HTTP edge of every request, before any route: correlation id in and out, request
-metrics and the access log, a cap on body size, and NUL characters refused (PostgreSQL cannot
-store them in text), each refusal a problem+json."""
+metrics and the access log, a cap on body size, NUL characters refused (PostgreSQL cannot
+store them in text) and a query parameter a route takes once sent twice refused
+(shared/query_repeats.py), each refusal a problem+json."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import logs, problems
+from shared import logs, problems, query_repeats
 from shared.domain_checks import ascii_digits
 from shared.metrics import Metrics
 
@@ -240,6 +241,18 @@ async def _admit(scope: Scope, receive: Receive, send: Send, *, too_large: bool)
         return None
     if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope["path"]:
         await _refuse_nul(scope, receive, send, _nul_parameters(scope))
+        return None
+    twice = query_repeats.repeated(scope)
+    if twice:
+        await _reject(
+            scope,
+            receive,
+            send,
+            422,
+            "The request is not valid",
+            f"send each of these query parameters once: {', '.join(twice)}",
+            invalid=[{"name": n, "reason": "given more than once"} for n in twice],
+        )
         return None
     if scope["method"] in ("POST", "PUT", "PATCH"):
         body = await _read_body(receive)
