@@ -89,6 +89,15 @@ def register(commands: Any) -> None:
         e.add_argument(f"--{option}", help=f"only the events of this {option.replace('-', ' ')}")
     v = actions.add_parser("verify-export", help="check an export on its own")
     v.add_argument("file", type=Path, help="a file `audit export` wrote")
+    v.add_argument(
+        "--trusted-keys",
+        type=Path,
+        metavar="FILE",
+        help="the pinned public keys that sign for each service (the export's signed head,"
+        " checkpoints, key changes and redaction statements), JSON like TRUSTED_KEYS; default:"
+        " $TRUSTED_KEYS, else $TWINAID_DATA_DIR/keys/trusted_keys.json when it exists. Without"
+        " them a redacted line is not accepted",
+    )
 
 
 def _feeds(given: list[str], config: cli_support.Config) -> dict[str, str]:
@@ -172,7 +181,13 @@ async def _run(
     args: argparse.Namespace, databases: Mapping[str, str], scratch_server: str
 ) -> tuple[int, Any]:
     if args.action == "verify-export":
-        result = export.verify_export(args.file)
+        pins = pinned_keys(args.trusted_keys, os.environ)
+        try:
+            result = export.verify_export(
+                args.file, trusted=keys.KeyRing.pinned(pins) if pins else None
+            )
+        except export.Unreadable as exc:
+            raise cli_support.Failed(f"{args.file} is not an export: {exc}", code=2) from None
         return (0 if result["intact"] else 1), result
     config = cli_support.config_of(args)
     feeds = _feeds(getattr(args, "url", []), config)
@@ -274,20 +289,41 @@ async def _export(
         correlation_id=args.correlation_id,
     )
     fmt = args.format or ("csv" if args.file.suffix == ".csv" else "jsonl")
+    trailer: dict[str, Any] = {}
     with cli_support.bars() as bars:
         total = await feed_head(client, url, key=key) if bars.shown else None
         shown = bars.task(f"exporting {args.service}", total=total)
         with args.file.open("w", newline="") as out:
+
+            async def signed_head(position: int) -> dict[str, Any] | None:
+                # the feed signs its page's last event: a page of one, the head
+                response = await client.get(
+                    f"{url}/v1/events",
+                    params={"after": position - 1, "limit": 1},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                )
+                response.raise_for_status()
+                page = response.json()
+                head = page.get("signed_head") if isinstance(page, dict) else None
+                return head if isinstance(head, dict) else None
+
             n = await export.export(
                 counted(sources.from_feed(client, url, key=key), shown),
                 where,
                 fmt=fmt,
                 out=out,
+                service=args.service,
+                signed_head=signed_head,
+                summary=trailer,
             )
-    result = {"exported": n, "file": str(args.file), "format": fmt}
+    result = {"exported": n, "file": str(args.file), "format": fmt, "sha256": trailer["sha256"]}
     if cli_support.wants_json(args):
         return 0, result
-    return 0, f"{n} events of {args.service} exported to {args.file} ({fmt})"
+    return 0, (
+        f"{n} events of {args.service} exported to {args.file} ({fmt});"
+        f" its digest (verify-export shows it): sha256 {trailer['sha256']}"
+    )
 
 
 def kafka_security() -> dict[str, Any]:

@@ -291,14 +291,27 @@ def test_replay_compare_and_export_answer_json_and_show_whole_hashes(
 
     out = tmp_path / "registry.jsonl"
     exported = as_json(capsys, "audit", "export", "registry", str(out), "--json")
-    assert exported == {"exported": report["events"], "file": str(out), "format": "jsonl"}
-    assert as_json(capsys, "audit", "verify-export", str(out), "--json") == {
-        "intact": True,
-        "checked": report["events"],
+    assert exported == {
+        "exported": report["events"],
+        "file": str(out),
+        "format": "jsonl",
+        "sha256": exported["sha256"],
     }
+    assert re.fullmatch(HEX64, exported["sha256"])
+    verdict = as_json(capsys, "audit", "verify-export", str(out), "--json")
+    assert verdict["intact"] is True and verdict["checked"] == report["events"]
+    assert verdict["complete"] is True and verdict["filtered"] is False
+    assert verdict["trusted_keys"] is True and verdict["warnings"] == []
+    assert verdict["sha256"] == exported["sha256"]
     ran = twinaid(capsys, "audit", "export", "registry", str(tmp_path / "r.csv"))
+    assert ran.out.startswith(
+        f"{report['events']} events of registry exported to {tmp_path / 'r.csv'} (csv);"
+        " its digest (verify-export shows it): sha256 "
+    )
+    digest = ran.out.split()[-1]
     assert (
-        ran.out == f"{report['events']} events of registry exported to {tmp_path / 'r.csv'} (csv)\n"
+        as_json(capsys, "audit", "verify-export", str(tmp_path / "r.csv"), "--json")["sha256"]
+        == digest
     )
 
 

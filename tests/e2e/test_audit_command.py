@@ -241,10 +241,10 @@ async def test_an_export_verifies_on_its_own_and_an_edited_line_is_caught(
         "--stream-type",
         "partnership",
     )
-    assert json.loads(running.audit("verify-export", str(path), "--json")) == {
-        "intact": True,
-        "checked": 2,
-    }
+    verdict = json.loads(running.audit("verify-export", str(path), "--json"))
+    assert verdict["intact"] is True and verdict["checked"] == 2
+    assert verdict["filtered"] is True and verdict["complete"] is False
+    assert verdict["selection"] == {"stream_type": "partnership"}
     path.write_text(path.read_text().replace("2022-06-02", "2022-06-03"))
     result = json.loads(running.audit("verify-export", str(path), "--json", expect=1))
     assert result["intact"] is False and result["problem"].startswith("hash mismatch")

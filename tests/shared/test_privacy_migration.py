@@ -581,19 +581,33 @@ async def test_an_export_of_a_migrated_log_verifies_on_its_own(
     )
     await seal_everything(conn)
     events = await logged(conn)
+    pins = KeyRing.pinned({SERVICE: [signer.public_key]})
+
+    async def signed_head(position: int) -> dict[str, Any]:  # as the feed signs its last event
+        assert position == events[-1].position and events[-1].hash is not None
+        return signer.checkpoint(service=SERVICE, position=position, head=events[-1].hash, at=LATER)
+
     for fmt in ("jsonl", "csv"):
         path = tmp_path / f"contacts.{fmt}"
         with path.open("w", newline="") as out:
             count = await export.export(
-                stream_of(events), Selection(event_type=CONTACT_TYPE), fmt=fmt, out=out
+                stream_of(events),
+                Selection(event_type=CONTACT_TYPE),
+                fmt=fmt,
+                out=out,
+                signed_head=signed_head,
             )
         # the five contact events and the statement that covers the four rewritten
         assert count == 6
         assert not any(name in path.read_text() for name in NAMES)
-        assert export.verify_export(path) == {"intact": True, "checked": 6}
+        verdict = export.verify_export(path, trusted=pins)
+        assert verdict["intact"] is True and verdict["checked"] == 6, verdict
+        assert verdict["redactions_checked"] == 4
+        # without a trusted key, who signed the statement cannot be told: not intact
+        unpinned = export.verify_export(path)
+        assert not unpinned["intact"] and "cannot be checked" in unpinned["problem"]
         # a rewritten line altered: caught, at its line
         lines = path.read_text().splitlines(keepends=True)
-        first = 1 if fmt == "csv" else 0  # the csv header
         wanted = report.positions[1]
         at = next(
             n
@@ -602,9 +616,9 @@ async def test_an_export_of_a_migrated_log_verifies_on_its_own(
         )
         lines[at] = lines[at].replace("org-", "org-x", 1)
         path.write_text("".join(lines))
-        verdict = export.verify_export(path)
+        verdict = export.verify_export(path, trusted=pins)
         assert not verdict["intact"] and verdict["position"] == report.positions[1], verdict
-        assert verdict["line"] == at - first + 1
+        assert verdict["line"] == at + 1
     # without the statement (cut out of the export), the rewritten lines do not verify
     path = tmp_path / "cut.jsonl"
     with path.open("w") as out:
@@ -613,7 +627,7 @@ async def test_an_export_of_a_migrated_log_verifies_on_its_own(
         )
     kept = [t for t in path.read_text().splitlines(keepends=True) if chain.LOG_REDACTED not in t]
     path.write_text("".join(kept))
-    verdict = export.verify_export(path)
+    verdict = export.verify_export(path, trusted=pins)
     assert not verdict["intact"] and verdict["position"] == report.positions[0]
 
 
