@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from services.registry import domain
 from shared import instants
@@ -56,6 +56,21 @@ class ContactIn(Body):
     )
 
 
+def _aliases_once(aliases: list[str], info: ValidationInfo) -> list[str]:
+    """The aliases, each once and none the organisation's name: folded as the registry compares
+    an added alias with the names it knows (domain.fold_name), a repeat adds nothing and is
+    left out (the first spelling kept), as adding an alias it is already known by adds nothing.
+    Registering with aliases stores what registering and then adding each alias would."""
+    known = {domain.fold_name(info.data["name"])} if "name" in info.data else set()
+    once: list[str] = []
+    for alias in aliases:
+        folded = domain.fold_name(alias)
+        if folded not in known:
+            known.add(folded)
+            once.append(alias)
+    return once
+
+
 class OrganisationIn(Body):
     model_config = example(
         {
@@ -74,7 +89,15 @@ class OrganisationIn(Body):
     kind: domain.OrganisationKind
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
     region: Annotated[str | None, Field(max_length=200), PlainText] = None
-    aliases: Annotated[list[OrgName], Field(max_length=50)] = []
+    aliases: Annotated[
+        list[OrgName],
+        Field(
+            max_length=50,
+            description="other names it is known by; one that repeats the name or an earlier"
+            " alias (case, accents and blanks aside) adds nothing and is left out",
+        ),
+        AfterValidator(_aliases_once),
+    ] = []
     coordinates: CoordinatesIn | None = None
     parent_id: Slug | None = None
     contacts: Annotated[list[ContactIn], Field(max_length=20)] = []
