@@ -5,6 +5,11 @@ Run by the relay leader. Only events whose transaction is older than every trans
 running anywhere on the server (transaction ids are server-wide) are sealed, in (transaction
 id, row id) order, so a reader that follows sealed positions never passes an event that could
 still commit behind it. See shared/event_store.py for the trade-off.
+
+Positions never go back: a head behind a position the relay already published
+(relay_checkpoint) means sealed events were cut from the log's tail (which verify cannot see
+when no kept checkpoint reaches them). The sealer then seals nothing, so nothing is chained,
+published or signed on top of the cut head, until an operator deals with it (ChainCut).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from shared.chain_walk import ROW_FAILURES, redactions, verify, why
 from shared.metrics import Metrics
 from shared.rows import COLUMNS, from_row
 
-__all__ = ["Unsealable", "Watch", "head", "redactions", "seal", "verify"]
+__all__ = ["ChainCut", "Unsealable", "Watch", "head", "redactions", "seal", "verify"]
 log = logging.getLogger("twinaid.sealer")
 
 
@@ -57,6 +62,26 @@ class Unsealable(Exception):
         }
 
 
+class ChainCut(Unsealable):
+    """The chain's head is behind a position already published: events sealed before were
+    removed from the log's tail. Reported and retried as an Unsealable row is (Watch)."""
+
+    def __init__(self, *, head: int, published: int) -> None:
+        super().__init__(
+            position=head + 1,
+            row_id=0,
+            event_id="-",
+            reason=f"the chain's head is at position {head} but position {published} was"
+            " already published: sealed events were removed from the log's tail (bring them"
+            " back, or restore a backup); nothing is sealed over a cut head",
+        )
+        self.head = head
+        self.published = published
+
+    def at(self, position: int) -> Unsealable:
+        return self
+
+
 async def seal(conn: asyncpg.Connection, *, limit: int = 1000) -> int:
     """Seal up to `limit` committed events; returns how many. Raises Unsealable when the next
     event in commit order cannot be sealed (the events before it are sealed first)."""
@@ -68,6 +93,9 @@ async def _seal(conn: asyncpg.Connection, limit: int) -> int:
     state = await conn.fetchrow(
         "SELECT last_tx, last_id, position, hash FROM sealer_state FOR UPDATE"
     )
+    published = await conn.fetchval("SELECT max(position) FROM relay_checkpoint")
+    if published is not None and published > state["position"]:
+        raise ChainCut(head=int(state["position"]), published=int(published))
     # Only transactions older than every one still running: none of them can commit an
     # event that sorts before what we seal now.
     args = (state["last_tx"], state["last_id"], limit)
@@ -184,16 +212,24 @@ class Watch:
         self.attempts += 1
         self.metrics.sealer_blocked_position.set(exc.position)
         self.metrics.sealer_failures.inc()
-        (log.warning if again else log.error)(
-            "cannot seal the event at position %d (events.id %d, event %s): %s; nothing after"
-            " it is sealed or published until it is dealt with; attempt %d, next in %.0f s",
-            exc.position,
-            exc.row_id,
-            exc.event_id,
-            exc.reason,
-            self.attempts,
-            self._delay,
-        )
+        if isinstance(exc, ChainCut):
+            (log.warning if again else log.error)(
+                "cannot seal: %s; attempt %d, next in %.0f s",
+                exc.reason,
+                self.attempts,
+                self._delay,
+            )
+        else:
+            (log.warning if again else log.error)(
+                "cannot seal the event at position %d (events.id %d, event %s): %s; nothing after"
+                " it is sealed or published until it is dealt with; attempt %d, next in %.0f s",
+                exc.position,
+                exc.row_id,
+                exc.event_id,
+                exc.reason,
+                self.attempts,
+                self._delay,
+            )
         self._retry_at = self.clock() + self._delay
         self._delay = min(self._delay * 2, self.RETRY_MAX)
 
@@ -201,12 +237,19 @@ class Watch:
         """A round of sealing went through: the event that blocked it, if any, is sealed."""
         if self.blocked is None:
             return
-        log.warning(
-            "the event at position %d (event %s) was sealed after %d failed attempts",
-            self.blocked.position,
-            self.blocked.event_id,
-            self.attempts,
-        )
+        if isinstance(self.blocked, ChainCut):
+            log.warning(
+                "the chain's head is no longer behind what was published: sealing again after"
+                " %d failed attempts",
+                self.attempts,
+            )
+        else:
+            log.warning(
+                "the event at position %d (event %s) was sealed after %d failed attempts",
+                self.blocked.position,
+                self.blocked.event_id,
+                self.attempts,
+            )
         self.blocked = None
         self.since = None
         self.attempts = 0
