@@ -22,6 +22,7 @@ from shared import (
     edge,
     idempotency,
     instants,
+    json_body,
     logs,
     openapi,
     privacy_routes,
@@ -382,6 +383,7 @@ def _add_routes(app: FastAPI, router: APIRouter) -> None:
         if not isinstance(route, APIRoute):
             raise TypeError(f"{route!r}: only plain API routes are added to an app here")
         openapi.name_operations([route])
+        json_body.read_numbers_as_written(route)
         app.router.routes.append(route)
     # what else an include carries: the router's lifespan, run inside the app's (as
     # include_router nests it; shipments' api/updates.py needs the service context open)

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from services.pledges import domain
-from shared import instants
+from shared import instants, json_body
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
 from shared.event_models import decimal_places
 from shared.free_text import PlainText
@@ -36,25 +36,48 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# the documented pattern of a quantity written as a string (Quantity's schema below): ASCII
+# digits with at most one decimal point, no sign, exponent or trailing point ("1e3", "+5", "5."
+# and "-5" are refused), blanks around allowed; at most MAX_QUANTITY_TEXT characters
+QUANTITY_PATTERN = r"^\s*[0-9]*\.?[0-9]+\s*$"
+MAX_QUANTITY_TEXT = 40
+_DECIMAL = re.compile(QUANTITY_PATTERN)
+_EXPONENT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
+
+
+def _not_a_quantity_text(value: str) -> str:
+    """Why a string is not a quantity as documented (QUANTITY_PATTERN, MAX_QUANTITY_TEXT)."""
+    text = value.strip()
+    why = f"digits and at most one decimal point, up to {MAX_QUANTITY_TEXT} characters"
+    if text[:1] == "-" and _DECIMAL.fullmatch(text[1:]):
+        why = "a quantity must not be negative"
+    elif text[:1] == "+":
+        why = "write it without a sign"
+    elif "e" in text.lower() and _EXPONENT.fullmatch(text):
+        why = 'write it in plain digits, without an exponent ("1000", not "1e3")'
+    return f'{_shown(value)} is not a decimal number such as "12.5" ({why})'
 
 
 def _quantity(value: Any) -> Any:
     """A JSON number or decimal string as an exact Decimal, in the bounds of every quantity
     (quantities.MAX_QUANTITY, MAX_PLACES): whatever its exponent or number of digits, a value
-    beyond them is refused here, counted exactly, never rounded or flushed to zero."""
+    beyond them is refused here, counted exactly, never rounded or flushed to zero. A JSON
+    number is taken as written (shared/json_body.py), never through its float; a string follows
+    the documented pattern (QUANTITY_PATTERN)."""
     if isinstance(value, bool):
         raise ValueError('a quantity is a decimal such as "12.5", not a boolean')
-    # Decimal() would also read "1_000" and digits of other scripts, and store them changed:
-    # a quantity is written as JSON writes a number, in ASCII digits
-    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
-        raise ValueError(f'{_shown(value)} is not a decimal number such as "12.5"')
+    if isinstance(value, str):
+        # Decimal() would also read "1_000", "1e3", "+5" and digits of other scripts, and store
+        # them changed: a quantity string is written in ASCII digits, as documented
+        if len(value) > MAX_QUANTITY_TEXT or not _DECIMAL.fullmatch(value):
+            raise ValueError(_not_a_quantity_text(value))
+        value = value.strip()
     if isinstance(value, float):
-        value = repr(value)
-    if not isinstance(value, int | str):
+        value = json_body.written(value)
+    if not isinstance(value, int | str | Decimal):
         return value
     try:
-        parsed = Decimal(value.strip() if isinstance(value, str) else value)
+        parsed = Decimal(value)
     except InvalidOperation as exc:  # an exponent past what Decimal holds
         raise ValueError(f'{_shown(value)} is not a decimal number such as "12.5"') from exc
     if not parsed.is_finite():
@@ -103,8 +126,8 @@ Quantity = Annotated[
                 {"type": "number", "minimum": 0, "maximum": 1e12},
                 {
                     "type": "string",
-                    "maxLength": 40,
-                    "pattern": r"^\s*[0-9]*\.?[0-9]+\s*$",
+                    "maxLength": MAX_QUANTITY_TEXT,
+                    "pattern": QUANTITY_PATTERN,
                 },
             ],
             "description": 'a decimal quantity: a JSON number or a string such as "12.5"',

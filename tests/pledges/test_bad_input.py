@@ -45,7 +45,7 @@ def _money_line(**changes: Any) -> dict[str, Any]:
     ("change", "field", "says"),
     [
         ({"quantity": "0"}, "quantity", "greater than zero"),
-        ({"quantity": "-5"}, "quantity", "greater than zero"),
+        ({"quantity": -5}, "quantity", "greater than zero"),
         ({"quantity": "lots"}, "quantity", "not a decimal"),
         ({"quantity": "2.5"}, "quantity", "not a whole number"),
         ({"unit": "crates"}, "unit", "pieces"),
@@ -102,10 +102,10 @@ async def test_posting_a_need_for_another_organisation_is_forbidden(api: Pledges
     ("line", "field", "says"),
     [
         (_line(quantity="0"), "lines[0].quantity", "greater than zero"),
-        (_line(quantity="-1"), "lines[0].quantity", "greater than zero"),
+        (_line(quantity=-1), "lines[0].quantity", "greater than zero"),
         (_line(quantity="50.5"), "lines[0].quantity", "not a whole number"),
         (_line(unit="barrels"), "lines.0.unit", "pieces"),
-        (_line(weight_kg="-3"), "lines[0].weight_kg", "greater than zero"),
+        (_line(weight_kg=-3), "lines[0].weight_kg", "greater than zero"),
         (_money_line(currency="ECU"), "lines[0].currency", "ISO 4217"),
         (_money_line(amount=1234.5), "lines.0.amount", "fraction of a minor unit"),
         (_money_line(amount=-100), "lines[0].amount", "greater than zero"),
