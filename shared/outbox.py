@@ -236,6 +236,8 @@ class Relay:
         interval = self.settings.checkpoint_interval
         if self.checkpoint_signer is None or interval <= 0:
             return False
+        if self.sealing.blocked is not None:  # never sign a head sealing refused (a cut tail)
+            return False
         if time.monotonic() - self._checkpointed_at < interval:
             return False
         async with self.db.transaction() as conn:

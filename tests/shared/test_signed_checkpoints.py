@@ -288,3 +288,32 @@ async def test_a_key_change_signed_by_an_untrusted_key_fails_and_trusts_nothing(
     )
     assert verdict.checkpoints_checked == 1
     assert verdict.problem == "checkpoint at 2 is of pledges, in registry's log"
+
+
+async def test_no_checkpoint_is_signed_while_sealing_is_refused(
+    db_url: str, conn: asyncpg.Connection
+) -> None:
+    """A head the sealer refuses (a cut tail: shared/sealer.py ChainCut) is never signed."""
+    from shared import sealer
+
+    await append(conn, 3)
+    await seal_everything(conn)
+    db = Database(db_url, max_size=2)
+    await db.open()
+    try:
+        relay = Relay(
+            service="registry",
+            settings=settings_for(db_url, checkpoint_interval=0.01),
+            db=db,
+            metrics=Metrics("registry"),
+            signer=signing.Signer.generate(),
+        )
+        await asyncio.sleep(0.02)
+        relay.sealing.failed(sealer.ChainCut(head=3, published=5))
+        assert not await relay.checkpoint_if_due()
+        assert await held_checkpoints(conn) == []
+        relay.sealing.passed()  # sealing goes through again: the head is signed
+        assert await relay.checkpoint_if_due()
+        assert len(await held_checkpoints(conn)) == 1
+    finally:
+        await db.close()
