@@ -11,8 +11,8 @@ from typing import Any
 from services.shipments import events as ev
 from services.shipments.domain import errors
 from services.shipments.domain.model import Convoy, ConvoyStatus
-from services.shipments.domain.values import CLOCK_SKEW, PledgeLine, Vehicle, text
-from shared.domain_checks import not_before_last_change, require_exists
+from services.shipments.domain.values import PledgeLine, Vehicle, text
+from shared.domain_checks import not_before_last_change, not_in_future, require_exists
 from shared.errors import Conflict, NotFound
 from shared.events import NewEvent
 
@@ -74,16 +74,6 @@ class UnloadLine:
 class CancelConvoy:
     reason: str
     occurred_at: datetime
-
-
-def not_in_future(occurred_at: datetime, now: datetime, field: str = "occurred_at") -> None:
-    if occurred_at > now + CLOCK_SKEW:
-        raise errors.invalid(
-            f"{field} {occurred_at.isoformat()} lies in the future (it is now"
-            f" {now.isoformat()}): record what already happened",
-            name=field,
-            reason="in the future",
-        )
 
 
 def not_before(occurred_at: datetime, *facts: tuple[datetime | None, str]) -> None:

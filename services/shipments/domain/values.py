@@ -11,11 +11,9 @@ from enum import StrEnum
 from typing import Any
 
 from services.shipments import events as ev
-from shared import instants
 from shared.event_models import decimal_text as text  # a decimal as contracts write it
 
 __all__ = [
-    "CLOCK_SKEW",
     "LOSS_KINDS",
     "Delivery",
     "Entry",
@@ -29,22 +27,6 @@ __all__ = [
 ]
 
 
-class _ClockSkew:
-    """How far ahead of now a recorded fact may be dated: `now + CLOCK_SKEW` is now plus the
-    allowance every service shares (the setting CLOCK_SKEW_SECONDS, shared.instants.clock_skew),
-    read when the sum is made, never fixed at import."""
-
-    __slots__ = ()
-
-    def __radd__(self, other: datetime) -> datetime:
-        return other + instants.clock_skew()
-
-    def __repr__(self) -> str:
-        return f"CLOCK_SKEW({instants.clock_skew()})"
-
-
-# Field devices' clocks run a little ahead at times; an entry further in the future is refused.
-CLOCK_SKEW = _ClockSkew()
 LOSS_KINDS = frozenset({"theft", "loss", "seizure"})
 ZERO = Decimal(0)
 
