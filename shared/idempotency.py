@@ -11,13 +11,14 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from shared import canonical
+from shared import canonical, json_body
 from shared.auth import Principal
 from shared.db import Database
 from shared.errors import Forbidden, IdempotencyKeyReused, TwinaidError, ValidationFailed
@@ -61,9 +62,28 @@ def _canonical(body: bytes) -> bytes | None:
     if not body:
         return None
     try:
-        return canonical.dumps(json.loads(body))
+        parsed = json_body.loads(body)
+        if not _floats_exact(parsed):
+            # a number its float does not hold exactly (a quantity's 18th digit): two such
+            # bodies can share one RFC 8785 form while the routes read them apart
+            return None
+        return canonical.dumps(parsed)
     except (ValueError, RecursionError, canonical.CanonicalizationError):
         return None
+
+
+def _floats_exact(value: Any) -> bool:
+    """Whether every fractional number in `value` is its float exactly, as written."""
+    if isinstance(value, json_body.JsonNumber):
+        try:
+            return json_body.written(value) == Decimal(repr(float(value)))
+        except ArithmeticError:
+            return False
+    if isinstance(value, dict):
+        return all(_floats_exact(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_floats_exact(v) for v in value)
+    return True
 
 
 def check_key(key: str) -> str:

@@ -32,3 +32,29 @@ async def test_a_pledge_re_sent_indented_with_its_key_is_replayed(api: PledgesAp
     )
     assert assert_problem(refused, 422)["type"].endswith("/idempotency-key-reused")
     assert await api.count_events() == 1
+
+
+async def test_numbers_one_float_apart_under_one_key_are_two_requests(api: PledgesApi) -> None:
+    """A quantity is read as written (shared/json_body.py): 123456789012.123456 and
+    123456789012.12346 are two quantities, though one float; the second under the first's key
+    is refused, not answered with the first's answer."""
+    line = {**generators_pledge()["lines"][0], "need_id": None, "item": "Diesel", "unit": "kg"}
+    del line["weight_kg"]
+    body = generators_pledge(partnership_id=None, lines=[line])
+    text = json.dumps(body)
+    quoted = json.dumps(line["quantity"])
+    headers = {
+        **await api.as_("lille"),
+        "Idempotency-Key": "lille-2027-002",
+        "Content-Type": "application/json",
+    }
+    exact = text.replace(f'"quantity": {quoted}', '"quantity": 123456789012.123456')
+    assert exact != text
+    first = await api.client.post("/v1/pledges", content=exact, headers=headers)
+    assert first.status_code == 201, first.text
+    replay = await api.client.post("/v1/pledges", content=exact, headers=headers)
+    assert replay.headers.get("idempotent-replayed") == "true"
+    rounded = exact.replace("123456789012.123456", "123456789012.12346")
+    refused = await api.client.post("/v1/pledges", content=rounded, headers=headers)
+    assert assert_problem(refused, 422)["type"].endswith("/idempotency-key-reused")
+    assert await api.count_events() == 1
