@@ -217,18 +217,28 @@ def _texts(path: Path) -> Iterator[str]:
             yield text
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key[:100]!r} is repeated")
+        found[key] = value
+    return found
+
+
 def _json(text: str, number: int, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique)
     except RecursionError:
         raise Unreadable(f"line {number}: its {what} is nested too deep") from None
     except ValueError as exc:
         raise Unreadable(f"line {number}: its {what} is not JSON ({exc})") from None
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for each record: an event line as the feed gives it (strings
-    for CSV's columns), or a header or trailer (a dict with RECORD)."""
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str] | None]]:
+    """(line number, record, CSV cells) for each record: an event line as the feed gives it
+    (strings for CSV's columns), or a header or trailer (a dict with RECORD); the cells of
+    its CSV row as written (None for JSON Lines)."""
     if path.suffix == ".csv":
         rows = csv.reader(_texts(path), strict=True)
         try:
@@ -254,13 +264,17 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     record = _json(fields["data"], number, "data column")
                     if not isinstance(record, dict):
                         raise Unreadable(f"line {number}: its data column is not a JSON object")
-                    yield number, {**record, RECORD: str(record.get(RECORD))}
+                    kind = str(record.get(RECORD))
+                    written = {"event_type": f"{RECORD}.{kind}", "data": _js(record)}
+                    if any(fields[c] != written.get(c, "") for c in CSV_COLUMNS):
+                        raise Unreadable(f"line {number}: an export {kind} not as written")
+                    yield number, {**record, RECORD: kind}, None
                     continue
                 for column in ("data", "metadata"):
                     fields[column] = _json(fields[column], number, f"{column} column")
                 if not fields["position"].isdigit() or len(fields["position"]) > 19:
                     raise Unreadable(f"line {number}: its position is not a positive integer")
-                yield number, {**fields, "position": int(fields["position"])}
+                yield number, {**fields, "position": int(fields["position"])}, row
         except csv.Error as exc:
             raise Unreadable(f"line {rows.line_num}: not CSV ({exc})") from None
     else:
@@ -269,7 +283,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 record = _json(text, number, "text")
                 if not isinstance(record, dict):
                     raise Unreadable(f"line {number} is not a JSON object: not an export line")
-                yield number, record
+                yield number, record, None
 
 
 def _hex32(raw: Mapping[str, Any], name: str, number: int) -> bytes:
@@ -282,7 +296,9 @@ def _hex32(raw: Mapping[str, Any], name: str, number: int) -> bytes:
         raise Unreadable(f"line {number}: its {name} is not a SHA-256 in hex") from None
 
 
-def _event(raw: Mapping[str, Any], number: int) -> tuple[RecordedEvent, bytes, bytes]:
+def _event(
+    raw: Mapping[str, Any], number: int, cells: list[str] | None
+) -> tuple[RecordedEvent, bytes, bytes]:
     """The event of an export line, its previous hash and its hash; Unreadable naming what
     is wrong with it."""
     missing = [c for c in CSV_COLUMNS if c not in raw]
@@ -306,6 +322,20 @@ def _event(raw: Mapping[str, Any], number: int) -> tuple[RecordedEvent, bytes, b
     except (KeyError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         raise Unreadable(f"line {number} is not an event: {type(e).__name__}: {e}") from None
     return event, prev, sealed
+
+
+def _as_written(event: RecordedEvent, raw: Mapping[str, Any], cells: list[str] | None) -> bool:
+    """Whether the line is exactly what `export` writes for `event` (what is hashed is the
+    event read from the line: a field it ignores, an extra key or a value spelled otherwise,
+    such as 1.0 for 1 or another separator in an instant, would pass unseen)."""
+    line = {**event_json(event), "prev_hash": raw["prev_hash"]}
+    if cells is None:
+        return json.dumps(raw, sort_keys=True) == json.dumps(line, sort_keys=True)
+    written = [
+        _js(line[c]) if c in ("data", "metadata") else "" if line[c] is None else str(line[c])
+        for c in CSV_COLUMNS
+    ]
+    return written == cells
 
 
 # -- verifying ----------------------------------------------------------------------------------
@@ -360,14 +390,14 @@ def verify_export(path: Path, *, trusted: keys.KeyRing | None = None) -> dict[st
     walk = _Walk(ring=trusted)
     read = 0
     try:
-        for number, raw in _records(path):
+        for number, raw, cells in _records(path):
             read += 1
             if walk.trailer is not None:
                 raise _Failed(number, None, "a line follows the trailer: lines were appended")
             if RECORD in raw:
                 _meta(walk, number, raw)
             else:
-                _line(walk, number, raw)
+                _line(walk, number, raw, cells)
         if not read:
             raise Unreadable("it holds no export line (an empty file)")
         _finish(walk)
@@ -418,8 +448,15 @@ def _check_selection(chosen: Mapping[str, Any], number: int) -> None:
                 raise Unreadable(f"line {number}: the header's {name} is not an instant")
 
 
-def _line(walk: _Walk, number: int, raw: dict[str, Any]) -> None:
-    event, prev, sealed = _event(raw, number)
+def _line(walk: _Walk, number: int, raw: dict[str, Any], cells: list[str] | None) -> None:
+    event, prev, sealed = _event(raw, number, cells)
+    if not _as_written(event, raw, cells):
+        raise _Failed(
+            number,
+            event.position,
+            "the line was altered: it is not how an export writes the event it reads as"
+            " (a field added, renamed, retyped or respelled)",
+        )
     position = event.position or 0
     if walk.last is not None and position <= walk.last[0]:
         raise _Failed(number, position, "lines out of position order")

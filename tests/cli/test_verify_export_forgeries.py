@@ -290,7 +290,13 @@ def test_hostile_files_are_refused_in_one_line(
         "occurred_at": "2022-06-01T00:00:00+00:00",
         "recorded_at": "2022-06-01T00:00:00+00:00",
         "data": {},
-        "metadata": {},
+        "metadata": {
+            "actor": None,
+            "organisation": None,
+            "correlation_id": None,
+            "causation_id": None,
+            "idempotency_key": None,
+        },
         "hash": "00" * 32,
         "prev_hash": "00" * 32,
     }
@@ -328,3 +334,32 @@ def test_hostile_files_are_refused_in_one_line(
         path = tmp_path / name
         path.write_bytes(content)
         assert problem in refused(capsys, path), name
+
+
+def test_a_line_spelled_otherwise_than_written_is_altered(
+    capsys: pytest.CaptureFixture[str], exported: Path, tmp_path: Path
+) -> None:
+    """What is hashed is the event read from the line: a key the reader ignores, or a value
+    written another way, would change what a person reads and not the hash."""
+    records = lines_of(exported)
+    line = records[3]
+    spelled = {
+        "note": {**line, "metadata": {**line["metadata"], "note": "paid twice"}},
+        "renamed": {**line, "metadata": {**line["metadata"], "approved_by": None}},
+        "float": {**line, "stream_version": float(line["stream_version"])},
+        "boolean": {**line, "schema_version": True} if line["schema_version"] == 1 else None,
+        "instant": {**line, "recorded_at": line["recorded_at"].replace("T", " ")},
+        "extra": {**line, "verified_by": "the auditor"},
+    }
+    for name, altered in spelled.items():
+        if altered is None:
+            continue
+        path = write(tmp_path / f"{name}.jsonl", [*records[:3], altered, *records[4:]])
+        verdict = verify(capsys, path, code=1)
+        assert verdict["line"] == 4 and "not how an export writes" in verdict["problem"], name
+    # a key given twice, the second one what the hash covers
+    text = exported.read_text().splitlines(keepends=True)
+    key = json.dumps(next(iter(line["data"])))
+    text[3] = text[3].replace('"data": {', f'"data": {{{key}: "someone else", ', 1)
+    (tmp_path / "twice.jsonl").write_text("".join(text))
+    assert "is repeated" in refused(capsys, tmp_path / "twice.jsonl")
