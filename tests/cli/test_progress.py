@@ -3,6 +3,7 @@ TWINAID_PROGRESS=1 asks), with the count, the total and the time left; never in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -11,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from services import cli_support
+from shared.testing import seal_everything
 from tests.cli.conftest import Stack, twinaid
 
 # the command's behaviour, not SQL that differs between PostgreSQL versions: one CI pass
@@ -38,6 +41,16 @@ def test_bars_show_count_total_and_time_left_when_asked_and_leave_json_alone(
     environment.setenv("TWINAID_PROGRESS", "1")
     db = stack.database_flags()
 
+    async def sealed() -> None:
+        # the export reads the feed (sealed events only); this stack runs no sealer, and the
+        # package's other tests (tests/cli/test_commands.py) append to the registry's log
+        conn = await asyncpg.connect(stack.databases["registry"])
+        try:
+            await seal_everything(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(sealed())
     ran = twinaid(capsys, *db, "rebuild", "registry", "--json")
     events = json.loads(ran.out)["events_replayed"]
     shown = plain(ran.err)
