@@ -5,9 +5,13 @@ record (consumer, event id) in the inbox and run the handler (shared/consumer_in
 Kafka offset is committed only after that transaction. A message that cannot be parsed, or
 whose handler still fails after bounded retries, goes to the dead-letter table and the
 `<topic>.dlq` topic with the reason; one that fails a check, to the quarantine
-(shared/consumer_parking.py); and the consumer goes on. Gaps in an upstream's positions that do
-not fill, and a broker that restarted empty, are caught up from the upstream's HTTP feed
-(shared/consumer_catch_up.py).
+(shared/consumer_parking.py), each message parked once however often it is fetched; and the
+consumer goes on. A batch the database refuses for a value a message brought
+(consumer_inbox.message_fault) is handled again a message at a time, and a message still
+refused is dead-lettered as it came; only trouble of the database itself (down, unreachable)
+makes the loop fetch the batch again, and `stalled` says so for the worker's readiness once that
+lasts. Gaps in an upstream's positions that do not fill, and a broker that restarted empty, are
+caught up from the upstream's HTTP feed (shared/consumer_catch_up.py).
 
 The runner is built in layers, each a module of its own: parking <- checks <- inbox <- catch up
 <- this module's Kafka loop.
@@ -31,6 +35,7 @@ from aiokafka.errors import KafkaError
 from shared import kafka, published
 from shared.consumer_catch_up import BrokerReset, CatchingUp
 from shared.consumer_checks import Batch
+from shared.consumer_inbox import message_fault
 from shared.db import CONNECTION_LOST, Database
 from shared.errors import ServiceUnavailable
 from shared.incoming import (
@@ -55,6 +60,8 @@ __all__ = [
 ]
 # how often every upstream's prefix is looked at, records or not
 GAP_CHECK_INTERVAL = 10.0
+# retrying the same batch for longer than this (seconds), the consumer is not ready
+STALLED_AFTER = 60.0
 
 
 class _RewindIfReset(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -111,6 +118,20 @@ class ConsumerRunner(CatchingUp):
         self.rewinding = False
         self.resync = set()
         self.broker_resets = 0
+        # since when (monotonic) the loop has been fetching the same batch again, and why
+        self.retrying_since: float | None = None
+        self.retrying_why = ""
+        self.stalled_after = STALLED_AFTER
+
+    def stalled(self) -> str | None:
+        """Why the consumer is not ready, when it has been retrying the same batch (the
+        database failing) for longer than `stalled_after` seconds."""
+        if self.retrying_since is None:
+            return None
+        waited = time.monotonic() - self.retrying_since
+        if waited < self.stalled_after:
+            return None
+        return f"the consumer has retried the same batch for {waited:.0f} s: {self.retrying_why}"
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """The upstream of a message is the topic it came from, never one of its headers."""
@@ -142,7 +163,13 @@ class ConsumerRunner(CatchingUp):
         may have moved (those of the upstreams they came from), those with a gap still open,
         and with `every_upstream` (every GAP_CHECK_INTERVAL) every upstream's."""
         if records:
-            await self.handle_batch(records)
+            try:
+                await self.handle_batch(records)
+            except Exception as exc:
+                if not message_fault(exc):
+                    raise
+                log.warning("the database refused a value of the batch (%r): one by one", exc)
+                await self._one_by_one(records)
         if every_upstream:
             await self.check_gaps()
         elif records or self.resync or self._gap_since:
@@ -150,6 +177,20 @@ class ConsumerRunner(CatchingUp):
             await self.check_gaps(
                 [u for u in self.handlers if u in touched or u in self._gap_since]
             )
+
+    async def _one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Each message of a batch the database refused for a value one of them brought, on
+        its own: what is parked already is not parked again (shared/consumer_parking.py), what
+        was applied is a duplicate, and the message still refused is dead-lettered as it came
+        (its headers and value, no position or event id: those may be what was refused)."""
+        for record in records:
+            try:
+                await self.handle_batch([record])
+            except Exception as exc:
+                if not message_fault(exc):
+                    raise
+                reason = f"the database refuses a value of the message: {exc!r}"[:2000]
+                await self.dead_letter(record, reason)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -209,12 +250,17 @@ class ConsumerRunner(CatchingUp):
                     # The database's trouble, not the broker's: keep our place in the group
                     # (leaving and joining again costs seconds) and fetch the batch again.
                     log.warning("database unavailable, will retry the batch: %r", exc)
+                    if self.retrying_since is None:
+                        self.retrying_since = now
+                    self.retrying_why = repr(exc)[:300]
                     for tp, part in batches.items():
                         if part:
                             consumer.seek(tp, part[0].offset)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 1.0)
                     continue
+                if records or due:  # a round that reached the database went through
+                    self.retrying_since = None
                 if records:
                     # After the database commits, never before.
                     await consumer.commit()

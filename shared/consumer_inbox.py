@@ -18,6 +18,20 @@ from shared.incoming import Implausible, Incoming
 
 # not the message's fault: retry the batch later rather than park the message
 DATABASE_TROUBLE: tuple[type[Exception], ...] = (ServiceUnavailable, *CONNECTION_LOST)
+# SQLSTATE classes of an error a message's values cause: data exception (out of range, a NUL
+# character, too long), integrity constraint violation, program limit exceeded (a row or an
+# index entry too large)
+MESSAGE_FAULT_CLASSES = frozenset({"22", "23", "54"})
+
+
+def message_fault(exc: BaseException) -> bool:
+    """Whether the database refused a value a message brought (asyncpg's DataError for an
+    argument beyond its column's type, "invalid input for query argument", is SQLSTATE 22000;
+    or the server's data or constraint error), so that the same message can only fail again:
+    it is to be parked, not its batch fetched again as if the database were down."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in MESSAGE_FAULT_CLASSES
+    return False
 
 
 class _Duplicate(Exception):

@@ -5,7 +5,8 @@ On WORKER_HEALTH_PORT (once the database is migrated and the broker answered):
   `GET /` answers the same (the dev stack and tests wait for a worker on its bare URL);
 - `GET /readyz` readiness: 503 naming its reasons unless the database answers a `SELECT 1`
   within 2 s, the sealer is not blocked by an event the chain cannot seal (position, event id,
-  reason), and the consumer loop is not stuck restarting after failures;
+  reason), and the consumer loop is not stuck restarting after failures nor retrying the same
+  batch for over a minute (shared/consumer.py STALLED_AFTER);
 - `GET /metrics` the Prometheus metrics (with METRICS_TOKEN: to a bearer of it only);
 - 404 elsewhere. A blocked sealer or an unreachable database never stops the process.
 """
@@ -70,13 +71,14 @@ class WatchedConsumers(ConsumerRunner):
         await super().check_broker(running=running)
 
     def stuck(self) -> str | None:
-        """Why the loop is not consuming, when it keeps failing before it does."""
+        """Why the loop is not consuming, when it keeps failing before it does, or has been
+        retrying the same batch too long (ConsumerRunner.stalled)."""
         if self.failures_in_a_row >= STUCK_AFTER_FAILURES:
             return (
                 f"the consumer loop failed {self.failures_in_a_row} times in a row,"
                 f" last: {self.last_failure}"
             )
-        return None
+        return self.stalled()
 
 
 class KeyUseReporter:
