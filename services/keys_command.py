@@ -18,7 +18,7 @@ from services import cli_support, keys_admin
 from services.audit import signing_keys
 from services.cli_support import Failed
 from services.registry import events as registry_events
-from shared import auth, devstack_keys, signing
+from shared import api_keys, auth, devstack_keys, signing
 from shared.settings import SERVICES
 
 DURATION = re.compile(r"^(\d+)([mhdw])$")
@@ -253,6 +253,13 @@ def _when(value: object, absent: str) -> str:
     return absent
 
 
+def _status(key: dict[str, object], now: datetime) -> str:
+    """As the API's key answers say (a table without expiries: none expires)."""
+    return api_keys.status_of(
+        {"revoked_at": key["revoked_at"], "expires_at": key.get("expires_at")}, now
+    )
+
+
 def _keys_table(keys: list[dict[str, object]]) -> str:
     """One line a key, every id in full: key id, organisation, roles, label, status, when it
     expires (never), when it was last used in any service (- : not yet), the services."""
@@ -262,9 +269,7 @@ def _keys_table(keys: list[dict[str, object]]) -> str:
     for k in keys:
         roles = ",".join(k["roles"]) if isinstance(k["roles"], list) else ""
         expires = k.get("expires_at")
-        status = "revoked" if k["revoked_at"] else "active"
-        if status == "active" and isinstance(expires, datetime) and expires <= now:
-            status = "expired"
+        status = _status(k, now)
         lines.append(
             (
                 str(k["key_id"]),
@@ -294,4 +299,6 @@ def _json_value(value: object) -> object:
 
 
 def _keys_json(keys: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [{c: _json_value(v) for c, v in k.items()} for k in keys]
+    """Each key as the table shows it, its status included."""
+    now = datetime.now(UTC)
+    return [{**{c: _json_value(v) for c, v in k.items()}, "status": _status(k, now)} for k in keys]

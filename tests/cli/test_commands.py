@@ -98,6 +98,8 @@ def test_keys_are_issued_for_registered_organisations_only_and_listed_in_json(
     assert revoked == {"key_id": issued["key_id"], "revoked_in": list(stack.databases)}
     ran = twinaid(capsys, *db, "keys", "revoke", issued["key_id"])
     assert (ran.code, ran.err) == (1, f"twinaid: no active key {issued['key_id']}\n")
+    listed = as_json(capsys, *db, "keys", "list", "--json")
+    assert next(k for k in listed if k["key_id"] == issued["key_id"])["status"] == "revoked"
 
 
 async def _fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -224,6 +226,7 @@ def test_keys_list_shows_expiry_and_the_latest_use_in_any_service(
     assert datetime.fromisoformat(mine["last_used_at"]) == pledges_use
     assert mine["last_used_in"]["registry"] == "2026-01-02T03:04:05Z"
     assert mine["expires_at"] == "2031-05-01T00:00:00Z"
+    assert mine["status"] == "active"
 
     text = twinaid(capsys, *db, "keys", "list").out
     header, *lines = text.splitlines()
