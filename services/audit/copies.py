@@ -149,6 +149,7 @@ COPIES: dict[str, tuple[Copy, ...]] = {
                 pledges_subscriptions.MANIFEST_LINE_UNLOADED: (
                     pledges_subscriptions.manifest_line_unloaded
                 ),
+                pledges_subscriptions.CONVOY_CANCELLED: pledges_subscriptions.convoy_cancelled,
             },
         ),
     ),
