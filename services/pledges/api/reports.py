@@ -57,7 +57,16 @@ Filters = Annotated[report_rows.Filters, Depends(_filters)]
 Format = Annotated[Literal["json", "csv"], Query(description="csv: header row, then HXL tags")]
 ConvertTo = Annotated[str | None, Query(max_length=3, description="ISO 4217 code")]
 Rate = Annotated[str, StringConstraints(max_length=60)]
-Rates = Annotated[list[Rate], Query(description="CUR:RATE:YYYY-MM-DD, repeated", max_length=40)]
+Rates = Annotated[
+    list[Rate],
+    Query(
+        description="CUR:RATE:YYYY-MM-DD, repeated: RATE a plain decimal (ASCII digits, no"
+        f" exponent) of at most {domain.money.RATE_DIGITS} significant digits, above 0 and at"
+        f" most {domain.money.MAX_RATE}; a converted figure above {domain.money.MAX_AMOUNT}"
+        " minor units is refused (422)",
+        max_length=40,
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)

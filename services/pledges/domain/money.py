@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from shared.domain_checks import invalid
 
 __all__ = [
     "CURRENCIES",
     "MAX_AMOUNT",
+    "MAX_RATE",
+    "RATE_DIGITS",
     "Rate",
     "convert",
     "format_minor",
@@ -23,6 +25,8 @@ __all__ = [
 ]
 
 MAX_AMOUNT = 10**15
+MAX_RATE = 10**6  # one unit of a currency is worth at most a million of another
+RATE_DIGITS = 12  # significant digits of a rate
 
 _TWO_PLACES = """
 AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP BYN
@@ -95,8 +99,29 @@ class Rate:
     on: date
 
 
-def convert(amount: int, currency: str, *, target: str, rate: Decimal) -> int:
-    """Minor units of `currency` in minor units of `target`, rounded half to even."""
-    major = Decimal(amount) / (Decimal(10) ** CURRENCIES[currency])
-    converted = major * rate * (Decimal(10) ** CURRENCIES[target])
-    return int(converted.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+_POWERS: dict[int, int] = {places: 10**places for places in set(CURRENCIES.values())}
+
+
+def convert(amount: int, currency: str, *, target: str, rate: Decimal, field: str = "rate") -> int:
+    """Minor units of `currency` in minor units of `target`, rounded half to even, computed
+    exactly (integers: no decimal context to overflow, whatever the rate). Raises
+    ValidationFailed naming `field` if the figure exceeds MAX_AMOUNT minor units (a figure no
+    amount of the service holds), or if the rate is not a finite positive number."""
+    if currency == target and rate == 1:
+        return amount
+    if not rate.is_finite() or rate <= 0:
+        raise invalid(f"{field}: a rate is a positive number", name=field, reason="not positive")
+    numerator, denominator = rate.as_integer_ratio()
+    numerator *= amount * _POWERS[CURRENCIES[target]]
+    denominator *= _POWERS[CURRENCIES[currency]]
+    whole, rest = divmod(numerator, denominator)
+    if 2 * rest > denominator or (2 * rest == denominator and whole % 2):
+        whole += 1
+    if abs(whole) > MAX_AMOUNT:
+        raise invalid(
+            f"{field}: {format_minor(amount, currency)} {currency} at {rate} is more than"
+            f" {format_minor(MAX_AMOUNT, target)} {target}, the most a report converts",
+            name=field,
+            reason="converted amount too large",
+        )
+    return whole

@@ -8,10 +8,11 @@ in the major unit ("100000.00") beside its currency.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
 from services.pledges import domain
@@ -84,32 +85,32 @@ class Conversion:
     @classmethod
     def parse(cls, target: str | None, rates: list[str]) -> Conversion | None:
         """`rates` as CUR:RATE:YYYY-MM-DD (one unit of CUR is worth RATE of the target on that
-        day). Raises ValidationFailed on a malformed entry, an unknown currency, or rates
-        without a target."""
+        day). Raises ValidationFailed on a malformed entry, an unknown currency, a rate that
+        is not a plain decimal (ASCII digits, no exponent) of at most RATE_DIGITS significant
+        digits above 0 and at most MAX_RATE, or rates without a target."""
         if target is None:
             if rates:
-                raise _bad("convert_to", "name the currency to convert to with convert_to")
+                raise _bad("query.convert_to", "name the currency to convert to with convert_to")
             return None
-        domain.money.require_currency(target, field="convert_to")
+        domain.money.require_currency(target, field="query.convert_to")
         parsed: dict[str, domain.money.Rate] = {}
         for text in rates:
             parts = text.split(":")
             if len(parts) != 3:
                 raise _bad(
-                    "rate", f"{text!r}: write CUR:RATE:YYYY-MM-DD, e.g. GBP:1.165:2023-02-20"
+                    "query.rate",
+                    f"{text!r}: write CUR:RATE:YYYY-MM-DD, e.g. GBP:1.165:2023-02-20",
                 )
             code, rate_text, on_text = parts
-            domain.money.require_currency(code, field="rate")
+            domain.money.require_currency(code, field="query.rate")
+            rate = _rate(text, rate_text)
             try:
-                rate = Decimal(rate_text)
                 on = date.fromisoformat(on_text)
-            except (InvalidOperation, ValueError) as exc:
-                raise _bad("rate", f"{text!r}: the rate or the date is malformed") from exc
-            if not rate.is_finite() or rate <= 0:
-                raise _bad("rate", f"{text!r}: a rate is a positive number")
-            instants.check_past_date(on, field="rate")
+            except ValueError as exc:
+                raise _bad("query.rate", f"{text!r}: the date is malformed") from exc
+            instants.check_past_date(on, field="query.rate")
             if code in parsed:
-                raise _bad("rate", f"two rates for {code}")
+                raise _bad("query.rate", f"two rates for {code}")
             parsed[code] = domain.money.Rate(currency=code, rate=rate, on=on)
         return cls(target=target, rates=parsed)
 
@@ -117,7 +118,7 @@ class Conversion:
         return {
             "to": self.target,
             "rates": [
-                {"currency": r.currency, "rate": str(r.rate), "date": r.on.isoformat()}
+                {"currency": r.currency, "rate": _plain(r.rate), "date": r.on.isoformat()}
                 for r in self.rates.values()
             ],
         }
@@ -135,12 +136,12 @@ class Conversion:
             }
         )
         if missing:
-            raise _bad("rate", f"the rate table has no rate for {', '.join(missing)}")
+            raise _bad("query.rate", f"the rate table has no rate for {', '.join(missing)}")
         for row in table.rows:
             currency = row.get("currency")
             rate = self.rates.get(currency) if currency else None
             row["converted_currency"] = self.target if currency else None
-            row["rate"] = str(rate.rate) if rate else ("1" if currency else None)
+            row["rate"] = _plain(rate.rate) if rate else ("1" if currency else None)
             row["rate_date"] = rate.on.isoformat() if rate else None
             for key in keys:
                 value = row.get(key)
@@ -152,6 +153,7 @@ class Conversion:
                         currency,
                         target=self.target,
                         rate=rate.rate if rate else Decimal(1),
+                        field="query.rate",
                     )
                 )
         table.conversion = self
@@ -176,6 +178,34 @@ def _label(table: Table, key: str) -> str:
 
 def _hxl(table: Table, key: str) -> str:
     return next(c.hxl for c in table.columns if c.key == key)
+
+
+_RATE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def _rate(entry: str, text: str) -> Decimal:
+    """A rate as written: a plain decimal of ASCII digits (no sign, no exponent, no spaces),
+    of at most RATE_DIGITS significant digits, above 0 and at most MAX_RATE; a rate that
+    passes converts any amount without overflow (money.convert)."""
+    if not _RATE.fullmatch(text):
+        raise _bad("query.rate", f"{entry!r}: a rate is a plain decimal number such as 1.165")
+    whole, _, fraction = text.partition(".")
+    if len((whole + fraction.rstrip("0")).lstrip("0")) > domain.money.RATE_DIGITS:
+        raise _bad(
+            "query.rate",
+            f"{entry!r}: a rate has at most {domain.money.RATE_DIGITS} significant digits",
+        )
+    rate = Decimal(text)
+    if rate <= 0:
+        raise _bad("query.rate", f"{entry!r}: a rate is a positive number")
+    if rate > domain.money.MAX_RATE:
+        raise _bad("query.rate", f"{entry!r}: a rate is at most {domain.money.MAX_RATE}")
+    return rate
+
+
+def _plain(rate: Decimal) -> str:
+    """A rate as a plain decimal, never in exponent notation (0.0000001, not 1E-7)."""
+    return format(rate, "f")
 
 
 def _bad(name: str, detail: str) -> ValidationFailed:
