@@ -8,6 +8,7 @@ to a retry of it under the same Idempotency-Key, shared/idempotency.py).
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from shared import idempotency, pagination, problems, webhook_addresses, webhooks
-from shared.auth import Role
+from shared import idempotency, pagination, problems, published, webhook_addresses, webhooks
+from shared.auth import Principal, Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
 from shared.free_text import PlainText
@@ -90,13 +91,18 @@ class WebhookIn(BaseModel):
         " service's WEBHOOK_ALLOWED_HOSTS lists them",
     )
     event_types: list[EventType] = Field(
-        default=[], max_length=100, description="only these event types (none: every type)"
+        default=[],
+        max_length=100,
+        description="only these event types (none: every type): the service's own (GET"
+        " /schemas lists them), or `audit.*` (checkpoints, key changes) for a key that reads the"
+        " raw event feed, the only keys they reach; any other is refused (422)",
     )
     streams: list[StreamId] = Field(
         default=[],
         max_length=100,
         description="only events of these records, by stream id (e.g. `convoy-<id>`,"
-        " `need-<id>`, `pledge-<id>`, `organisation-<id>`; none: every record)",
+        " `need-<id>`, `pledge-<id>`, `organisation-<id>`; none: every record); a stream of"
+        " another service's records is refused (422): this service's log never holds it",
     )
     own_records: bool = Field(
         default=False, description="only records the caller's organisation is a party to"
@@ -185,11 +191,69 @@ async def _check_position(conn: asyncpg.Connection, name: str, position: int) ->
         raise _invalid(name, f"the log's last position is {head}: start at {head + 1} at most")
 
 
-def _check_types(ctx: ServiceContext, event_types: list[str]) -> None:
-    for t in event_types:
-        if not t.startswith((f"{ctx.service}.", "audit.")):
+@functools.cache
+def _published_types() -> dict[str, tuple[str, ...]]:
+    """{owner: the event types it publishes}: each service's, and `shared` (audit.*,
+    privacy.*), from the published schema files (shared/published.py)."""
+    return {
+        owner: tuple(sorted({p.name.rsplit(".v", 1)[0] for p in folder.glob("*.v*.json")}))
+        for owner, folder in published.folders().items()
+    }
+
+
+def _check_types(ctx: ServiceContext, caller: Principal, event_types: list[str]) -> None:
+    """Every type a subscription names is one it can receive (docs/webhooks.md): one of the
+    service's own event types, or an `audit.*` type (checkpoints, key changes) for a key that
+    reads the raw feed, the only keys they reach (shared/webhooks.py)."""
+    own = _published_types().get(ctx.service, ())
+    audit = tuple(t for t in _published_types().get("shared", ()) if t.startswith("audit."))
+    for i, t in enumerate(event_types):
+        name = f"event_types.{i}"
+        if t.startswith("audit."):
+            if t not in audit:
+                raise _invalid(name, f"{t} is no audit event type (they are: {', '.join(audit)})")
+            if not caller.has(*webhooks.FEED_ROLES):
+                roles = " and ".join(r.value for r in webhooks.FEED_ROLES)
+                raise _invalid(
+                    name,
+                    f"{t} reaches keys that read the raw event feed only ({roles} roles):"
+                    " a subscription of this key would never receive it",
+                )
+        elif not t.startswith(f"{ctx.service}."):
             raise _invalid(
-                "event_types", f"{t} is not an event of {ctx.service} (its types: {ctx.service}.*)"
+                name, f"{t} is not an event of {ctx.service} (its types: {ctx.service}.*)"
+            )
+        elif t not in own:
+            raise _invalid(
+                name,
+                f"{ctx.service} records no {t} events (its types: {', '.join(own)})",
+            )
+
+
+def _check_streams(ctx: ServiceContext, streams: list[str]) -> None:
+    """No stream id of another service's records (or of its own log's checkpoints, key
+    changes and redactions): this service's log never holds them, so they never match."""
+    own = webhooks.RECORD_STREAMS.get(ctx.service, ())
+    others = {
+        kind: service
+        for service, kinds in webhooks.RECORD_STREAMS.items()
+        if service != ctx.service
+        for kind in kinds
+        if kind not in own
+    }
+    for i, stream in enumerate(streams):
+        kind = stream.partition("-")[0]
+        service = others.get(kind)
+        for shared_kind in webhooks.SERVICE_STREAMS:
+            other = stream.removeprefix(f"{shared_kind}-")
+            if other != stream and other != ctx.service and other in webhooks.RECORD_STREAMS:
+                service = other
+        if service is not None:
+            kinds = ", ".join(f"{k}-<id>" for k in own)
+            raise _invalid(
+                f"streams.{i}",
+                f"{stream} is a stream of {service}, never in {ctx.service}'s log (its records:"
+                f" {kinds})",
             )
 
 
@@ -232,7 +296,8 @@ def router() -> APIRouter:
             webhook_addresses.check_url(body.url, allowed_hosts=ctx.settings.webhook_allowed_hosts)
         except ValueError as exc:
             raise _invalid("url", str(exc)) from None
-        _check_types(ctx, body.event_types)
+        _check_types(ctx, caller, body.event_types)
+        _check_streams(ctx, body.streams)
 
         async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
             if body.from_position is not None:

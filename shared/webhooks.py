@@ -58,6 +58,16 @@ log = logging.getLogger("twinaid.webhooks")
 
 # the roles that read the raw event feed (shared/routes.py, GET /v1/events)
 FEED_ROLES = (Role.AUDITOR, Role.SERVICE)
+# each service's record streams, by stream type (a record's stream id is `<type>-<id>`): a
+# subscription to another service's record can never match (tests/shared/test_webhook_filters.py
+# holds this to the services' own STREAM_* constants)
+RECORD_STREAMS: dict[str, tuple[str, ...]] = {
+    "registry": ("organisation", "partnership", "api_key"),
+    "pledges": ("need", "pledge"),
+    "shipments": ("convoy",),
+}
+# the streams of the events every service appends to its own log, by service: `<kind>-<service>`
+SERVICE_STREAMS = ("checkpoint", "signing-key", "redactions")
 MAX_ERROR = 500
 
 

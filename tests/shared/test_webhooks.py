@@ -440,7 +440,7 @@ async def test_the_secret_is_shown_once_and_another_organisation_sees_no_subscri
         ({"url": "https://partner.example:99999/hook"}, "url"),
         (
             {"url": "https://partner.example/hook", "event_types": ["pledges.pledge-made"]},
-            "event_types",
+            "event_types.0",
         ),
         ({"url": "https://partner.example/hook", "event_types": ["Not A Type"]}, "event_types.0"),
         ({"url": "https://partner.example/hook", "from_position": 99}, "from_position"),
