@@ -1,6 +1,6 @@
 """The checks every service's decisions share: a record that must exist, an input refused
-with the field it names, the dates a recorded fact may carry, and a number written in digits
-by an outside caller (a cursor's part, a header, a setting).
+with the field it names, the dates a recorded fact may carry, a period a query asks for, and a
+number written in digits by an outside caller (a cursor's part, a header, a setting).
 
 One place, so that the same refusal reads the same in every service (a client handles a 422
 naming `occurred_at`, or a 404 for a record that does not exist, alike everywhere). Pure: no
@@ -10,7 +10,7 @@ allowed comes from shared.instants, the one setting the request edge reads too.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 
 from shared import instants
@@ -24,6 +24,7 @@ __all__ = [
     "not_before_last_change",
     "not_in_future",
     "occurred",
+    "ordered_range",
     "require_exists",
 ]
 
@@ -41,6 +42,7 @@ class Record:
 
 
 R = TypeVar("R", bound=Record)
+D = TypeVar("D", bound=date)  # a date or an instant (datetime is a date)
 
 
 def require_exists(state: R, what: str) -> R:
@@ -111,4 +113,30 @@ def not_before_last_change(
             f" ({last_changed_at.isoformat()})",
             name="occurred_at",
             reason="before last change",
+        )
+
+
+def ordered_range(
+    start: D | None,
+    end: D | None,
+    *,
+    start_name: str,
+    end_name: str,
+    end_excluded: bool = False,
+) -> None:
+    """A period a query asks for (dates or instants) ends no earlier than it starts:
+    ValidationFailed naming `end_name` (invalid_field) otherwise, rather than an empty answer
+    to a reversed range. `end_excluded`: the period stops before `end` (a half-open range), so
+    an `end` equal to `start` is an empty period, refused too. Either bound absent: no check."""
+    if start is None or end is None:
+        return
+    if end < start:
+        raise invalid_field(
+            end_name, f"{end.isoformat()} lies before {start_name} {start.isoformat()}"
+        )
+    if end_excluded and end == start:
+        raise invalid_field(
+            end_name,
+            f"{end.isoformat()} is {start_name}: the period stops before {end_name}, so it"
+            " would be empty",
         )

@@ -23,7 +23,11 @@ __all__ = [
     "MAX_ID",
     "MAX_LABEL",
     "MAX_NAME",
+    "MAX_PLACES",
+    "MAX_QUANTITY",
+    "MAX_QUANTITY_TEXT",
     "MAX_SEALED",
+    "QUANTITY_PATTERN",
     "SEALED_BASE64",
     "Coordinates",
     "EventModel",
@@ -34,6 +38,7 @@ __all__ = [
     "by_type",
     "decimal_places",
     "decimal_text",
+    "quantity_refusal",
     "sealed_field",
     "unchanged",
     "without",
@@ -100,6 +105,33 @@ def decimal_text(value: Decimal) -> str:
     if point > 0:
         return f"{sign}{coefficient[:point]}.{coefficient[point:]}"
     return f"{sign}0.{'0' * -point}{coefficient}"
+
+
+# The one rule of a quantity (a pledged, loaded or delivered amount, a weight), in every service:
+# a decimal >= 0, at most MAX_QUANTITY, with at most MAX_PLACES decimal places (trailing zeros
+# not counted), written in ASCII digits. What pledges commits, shipments loads and delivers.
+MAX_QUANTITY = Decimal(10) ** 12
+MAX_PLACES = 6
+MAX_QUANTITY_TEXT = 40  # the longest text of a quantity a request may send (leading zeros...)
+# every quantity as decimal_text writes it into an event (no trailing zeros, no exponent):
+# up to 12 digits and 6 decimal places, or MAX_QUANTITY itself
+QUANTITY_PATTERN = r"^([0-9]{1,12}(\.[0-9]{1,6})?|1000000000000)$"
+
+
+def quantity_refusal(value: Decimal) -> str | None:
+    """Why `value` is no quantity (negative, above MAX_QUANTITY, more than MAX_PLACES decimal
+    places, not finite), None if it is one; counted exactly (nothing rounded or flushed to
+    zero) and quoted short (decimal_text). Zero is a quantity: a field that must be positive
+    checks that itself."""
+    if not value.is_finite():
+        return f"{decimal_text(value)} is not a finite number"
+    if value < 0:
+        return f"{decimal_text(value)} must not be negative"
+    if value > MAX_QUANTITY:
+        return f"{decimal_text(value)} exceeds {decimal_text(MAX_QUANTITY)}"
+    if decimal_places(value) > MAX_PLACES:
+        return f"{decimal_text(value)} has more than {MAX_PLACES} decimal places"
+    return None
 
 
 class EventModel(BaseModel):

@@ -14,6 +14,13 @@ from pydantic import AfterValidator, Field, model_validator
 from services.shipments import domain
 from shared import instants
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
+from shared.event_models import (
+    MAX_PLACES,
+    MAX_QUANTITY,
+    MAX_QUANTITY_TEXT,
+    decimal_text,
+    quantity_refusal,
+)
 from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import them from here
 from shared.route_params import Body, example
@@ -38,10 +45,27 @@ def _ascii_digits(amount: str) -> str:
     return amount
 
 
+def _a_quantity(amount: str) -> str:
+    """Within the bounds of every quantity (shared.event_models.quantity_refusal): what pledges
+    commits, shipments loads and delivers, to the last of its 6 decimal places."""
+    why = quantity_refusal(Decimal(amount))
+    if why is not None:
+        raise ValueError(why)
+    return amount
+
+
 Amount = Annotated[
     str,
-    Field(pattern=r"^\d{1,9}(\.\d{1,3})?$", description="a decimal >= 0"),
+    Field(
+        max_length=MAX_QUANTITY_TEXT,
+        pattern=r"^\d+(\.\d+)?$",
+        description=(
+            f"a decimal >= 0 and at most {decimal_text(MAX_QUANTITY)}, with at most"
+            f" {MAX_PLACES} decimal places, as pledges commits it"
+        ),
+    ),
     AfterValidator(_ascii_digits),
+    AfterValidator(_a_quantity),
 ]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
@@ -243,7 +267,7 @@ class IncidentIn(_Entry):
     description: Annotated[str, Field(min_length=1, max_length=2000), PlainText]
     place: Name | None = None
     delay_minutes: Annotated[int | None, Field(ge=0, le=60 * 24 * 60)] = None
-    lines: Annotated[list[AffectedLineIn], Field(max_length=500)] = []
+    lines: Annotated[list[AffectedLineIn], Field(max_length=domain.MAX_MANIFEST_LINES)] = []
 
     @model_validator(mode="after")
     def _lines(self) -> IncidentIn:
@@ -322,5 +346,7 @@ class DeliveryIn(_In):
 
     receiver: ReceiverIn
     document: DocumentIn | None = Field(default=None, description="a scanned receipt")
-    lines: Annotated[list[DeliveredLineIn], Field(min_length=1, max_length=500)]
+    lines: Annotated[
+        list[DeliveredLineIn], Field(min_length=1, max_length=domain.MAX_MANIFEST_LINES)
+    ]
     occurred_at: instants.PastInstant | None = None

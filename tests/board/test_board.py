@@ -273,7 +273,7 @@ async def test_the_delivery_form_shows_an_impossible_quantity_next_to_its_field(
     await received.fill("-2")
     await form.get_by_role("button", name="Confirm delivery").click()
     await expect(error).to_have_text(
-        "Enter a number of 0 or more, with at most 3 decimals (e.g. 12.5)"
+        "Enter a number of 0 or more, with at most 6 decimals (e.g. 12.5)"
     )
 
     await received.fill("6.4")

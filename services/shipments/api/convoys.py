@@ -98,8 +98,10 @@ async def plan_convoy(body: ConvoyIn, request: Request, ctx: Ctx, caller: Caller
 async def load_line(body: LoadIn, to: ToConvoy) -> JSONResponse:
     """Load a quantity of a committed in-kind pledge line onto one of the convoy's vehicles.
     Never more than remains on the line across all convoys (409 exceeds-remaining), never
-    over the vehicle's capacity (409 overweight). Dated no earlier than the convoy's plan (422
-    naming occurred_at)."""
+    over the vehicle's capacity (409 overweight), never a line more than one delivery can give
+    (409 manifest-full: at most 500 lines loaded at once, unloaded ones not counted). A
+    quantity is what pledges commits: at most 1000000000000, at most 6 decimal places. Dated
+    no earlier than the convoy's plan (422 naming occurred_at)."""
     load = domain.LoadLine(
         manifest_line_id=body.manifest_line_id or str(uuid.uuid4()),
         pledge_id=body.pledge_id,

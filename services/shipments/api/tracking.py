@@ -25,7 +25,7 @@ from services.shipments.requests import (
     Limit,
     OrgFilter,
 )
-from shared import hxl, instants, route_docs
+from shared import domain_checks, hxl, instants, route_docs
 from shared.deps import etag
 from shared.route_params import Page, paged
 from shared.web import Caller, Ctx
@@ -117,9 +117,17 @@ async def list_convoys(
     departs_to: Annotated[instants.QueryInstant | None, Query()] = None,
 ) -> dict[str, Any] | Response:
     """Convoys the caller plays a part in (auditors: all), by status, by any organisation's
-    part (`organisation`), pledge, donor, recipient, carrier, origin and departure period;
-    newest departure first. As CSV, the page's convoys with the next page in a `Link`
-    header."""
+    part (`organisation`), pledge, donor, recipient, carrier, origin and departure period
+    (from `departs_from` up to, not including, `departs_to`: a period ending where or before
+    it starts is a 422 naming query.departs_to); newest departure first. As CSV, the page's
+    convoys with the next page in a `Link` header."""
+    domain_checks.ordered_range(
+        departs_from,
+        departs_to,
+        start_name="query.departs_from",
+        end_name="query.departs_to",
+        end_excluded=True,
+    )
     async with ctx.db.connection() as conn:
         page = await queries.convoys(
             conn,

@@ -42,7 +42,7 @@ export function summary() {
 /** A friendlier sentence for the validation messages people meet most. */
 export function reasonText(reason) {
   const text = String(reason || t("form.not_valid"));
-  if (text.includes("should match pattern") && text.includes("\\d{1,9}")) {
+  if (text.includes("should match pattern") && text.includes("\\d+(\\.\\d+)?$")) {
     return t("form.decimal");
   }
   if (text.includes("should match pattern")) return t("form.format");

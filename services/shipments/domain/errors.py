@@ -17,6 +17,7 @@ __all__ = [
     "EntryIdReused",
     "ExceedsRemaining",
     "LoadBeforeCommitment",
+    "ManifestFull",
     "NotLoadable",
     "Overweight",
     "WrongStatus",
@@ -51,6 +52,11 @@ class ExceedsRemaining(Conflict):
 class LoadBeforeCommitment(Conflict):
     type_slug = "load-before-commitment"
     title = "The load is dated before the pledge line was committed"
+
+
+class ManifestFull(Conflict):
+    type_slug = "manifest-full"
+    title = "The convoy carries as many manifest lines as a delivery can give"
 
 
 class Overweight(Conflict):

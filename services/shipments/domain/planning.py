@@ -17,6 +17,7 @@ from shared.errors import Conflict, NotFound
 from shared.events import NewEvent
 
 __all__ = [
+    "MAX_MANIFEST_LINES",
     "CancelConvoy",
     "LoadLine",
     "PlanConvoy",
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 GRAMS = Decimal("0.001")
+# The lines a convoy carries at once (loaded, not unloaded): its delivery gives every one of
+# them, in one request and one event of at most this many lines, so a convoy never holds
+# more than it can deliver. Unloaded lines do not count: they are off the convoy, given back.
+MAX_MANIFEST_LINES = ev.MAX_LINES
 BEFORE_DISPATCH = (ConvoyStatus.PLANNED, ConvoyStatus.LOADING)
 
 
@@ -198,6 +203,19 @@ def _check_loadable(state: Convoy, command: LoadLine, line: PledgeLine | None) -
     return line
 
 
+def _room_for_a_line(state: Convoy) -> None:
+    """ManifestFull once the convoy carries MAX_MANIFEST_LINES lines (unloaded ones not
+    counted): one more could never be delivered."""
+    carried = len(state.loaded)
+    if carried >= MAX_MANIFEST_LINES:
+        raise errors.ManifestFull(
+            f"convoy {state.convoy_id} carries {carried} manifest lines, the most a convoy may"
+            f" carry ({MAX_MANIFEST_LINES}, what one delivery can give): load onto another"
+            " convoy, or unload a line first",
+            extra={"max_manifest_lines": MAX_MANIFEST_LINES, "manifest_lines": carried},
+        )
+
+
 def load(
     state: Convoy,
     command: LoadLine,
@@ -208,13 +226,14 @@ def load(
 ) -> list[NewEvent]:
     """`allocated` is what every convoy has loaded from the pledge line so far (the caller holds
     the line's lock). Raises NotFound, WrongStatus, Conflict (manifest line id taken),
-    ValidationFailed (unknown vehicle or pledge line, another recipient, weight unknown,
-    future time, before the plan), NotLoadable, LoadBeforeCommitment (dated before the line's
-    commitment), ExceedsRemaining, Overweight."""
+    ManifestFull (MAX_MANIFEST_LINES carried already), ValidationFailed (unknown vehicle or
+    pledge line, another recipient, weight unknown, future time, before the plan), NotLoadable,
+    LoadBeforeCommitment (dated before the line's commitment), ExceedsRemaining, Overweight."""
     require_existing(state)
     _before_dispatch(state, "loading happens")
     if state.line(command.manifest_line_id) is not None:
         raise Conflict(f"manifest line {command.manifest_line_id} already exists on this convoy")
+    _room_for_a_line(state)
     vehicle = state.vehicle(command.vehicle)
     if vehicle is None:
         known = ", ".join(v.registration for v in state.vehicles)

@@ -12,12 +12,12 @@ from shared.event_models import MAX_ID as MAX_ID
 from shared.event_models import MAX_LABEL as MAX_LABEL
 from shared.event_models import MAX_NAME as MAX_NAME
 from shared.event_models import MAX_SEALED as MAX_SEALED
+from shared.event_models import QUANTITY_PATTERN, SealedPerson
 from shared.event_models import Coordinates as Coordinates
 from shared.event_models import EventModel as EventModel
 from shared.event_models import Id as Id
 from shared.event_models import Label as Label
 from shared.event_models import Name as Name
-from shared.event_models import SealedPerson
 from shared.sealed import SUBJECT_ID as SUBJECT_ID
 
 STREAM_CONVOY = "convoy"
@@ -35,19 +35,21 @@ DELIVERY_CONFIRMED = "shipments.delivery-confirmed"
 CONVOY_CLOSED = "shipments.convoy-closed"
 CONVOY_CANCELLED = "shipments.convoy-cancelled"
 
-Decimal = Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="a decimal")]
+# every quantity and weight, as decimal_text writes it: the bounds of a quantity in every service
+Decimal = Annotated[str, Field(pattern=QUANTITY_PATTERN, description="a decimal")]
 Unit = Literal["pieces", "kg", "tonnes", "boxes", "litres"]
 Text = Annotated[str, Field(max_length=2000)]
 
 # Bounds a consumer enforces through the published schemas; never below what the API accepts
 # (services/shipments/requests.py: slugs and refs 100, names 200, registrations 20, at most 30
-# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident; pledge items 200);
+# vehicles, 60 drivers, 50 route places, 500 lines a delivery or incident, as on a manifest;
+# pledge items 200);
 # ids, names, labels and sealed persons are bounded alike in every service
 # (shared/event_models.py).
 MAX_VEHICLES = 30
 MAX_DRIVERS = 60
 MAX_ROUTE = 50
-MAX_LINES = 500
+MAX_LINES = 500  # lines loaded on a convoy at once, hence given by a delivery or an incident
 
 
 class Vehicle(EventModel):
