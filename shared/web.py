@@ -313,21 +313,6 @@ def create_app(
     problems.install_error_handlers(app)
     app.add_middleware(HeadAsGet)  # inside the edge: its metrics and access log say HEAD
     app.add_middleware(edge.EdgeMiddleware, metrics=metrics)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "Idempotency-Key",
-                "If-Match",
-                "X-Correlation-ID",
-                "Last-Event-ID",
-            ],
-            expose_headers=["X-Correlation-ID", "Retry-After", "ETag", "WWW-Authenticate"],
-        )
     for router in (
         *routers,
         routes.common_router(),
@@ -336,8 +321,46 @@ def create_app(
         privacy_routes.router(),
     ):
         _add_routes(app, router)
+    if settings.cors_origins:  # the outermost layer: a preflight is answered before the edge
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=cors_methods(app),
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+        )
     openapi.install(app, service=service, settings=settings)
     return app
+
+
+# what a browser's script may send (beyond the CORS-safelisted ones) and read of an answer
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "X-Correlation-ID",
+    "Last-Event-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "X-Correlation-ID",  # every answer (shared/edge.py)
+    "Retry-After",  # 429, 503
+    "ETag",  # a record's version, for If-Match
+    "WWW-Authenticate",  # 401
+    "Link",  # the next page of a CSV report or a feed
+    "Idempotent-Replayed",  # a write answered again under its Idempotency-Key
+    "Content-Disposition",  # a CSV download's file name
+    "Allow",  # 405
+]
+
+
+def cors_methods(app: FastAPI) -> list[str]:
+    """Every method the app's routes serve (HEAD wherever GET is, HeadAsGet), so a browser's
+    preflight lets through every operation the API documents, DELETE included."""
+    methods = {m for r in app.router.routes if isinstance(r, APIRoute) for m in r.methods}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 class HeadAsGet:
