@@ -357,7 +357,7 @@ CORS_EXPOSED_HEADERS = [
 def cors_methods(app: FastAPI) -> list[str]:
     """Every method the app's routes serve (HEAD wherever GET is, HeadAsGet), so a browser's
     preflight lets through every operation the API documents, DELETE included."""
-    methods = {m for r in app.router.routes if isinstance(r, APIRoute) for m in r.methods}
+    methods = {m for r in app.router.routes if isinstance(r, APIRoute) for m in r.methods or ()}
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)
