@@ -51,9 +51,12 @@ class AddAlias(Command):
 
 @dataclass(frozen=True, slots=True)
 class CorrectOrganisation(Command):
+    """`distinct`: move to another country despite a namesake there (as a registration)."""
+
     organisation_id: str
     correction: domain.CorrectOrganisation
     if_match: int | None = None
+    distinct: bool = False
 
 
 @dataclass(frozen=True, slots=True)

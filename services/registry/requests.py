@@ -92,7 +92,7 @@ class OrganisationIn(Body):
     aliases: Annotated[
         list[OrgName],
         Field(
-            max_length=50,
+            max_length=domain.MAX_ALIASES,
             description="other names it is known by; one that repeats the name or an earlier"
             " alias (case, accents and blanks aside) adds nothing and is left out",
         ),
@@ -142,6 +142,11 @@ class CorrectionIn(Body):
     coordinates: CoordinatesIn | None = None
     parent_id: Slug | None = None
     reason: Annotated[str, Field(min_length=1, max_length=500), PlainText]
+    distinct: bool = Field(
+        default=False,
+        description="move to another country despite a namesake there (another organisation"
+        " of that country known by a name that looks like one of this one's)",
+    )
 
 
 class ContactsIn(Body):

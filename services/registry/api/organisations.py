@@ -172,7 +172,9 @@ ByContactsEditor = Annotated[OrganisationWrite, Depends(_by_contacts_editor)]
 async def rename_organisation(body: RenameIn, to: ByAdmin) -> JSONResponse:
     """Rename (registry administrators); the previous name stays findable as an alias. A
     namesake of the new name in the organisation's country (another organisation known by a
-    name that looks like it) is refused with 409 naming it, unless `distinct` is true."""
+    name that looks like it) is refused with 409 naming it, unless `distinct` is true. The
+    previous name is kept as an alias: an organisation already known by as many aliases as it
+    may have is a 409 naming the limit (`max_aliases`)."""
     rename = domain.RenameOrganisation(name=body.name, reason=body.reason)
     command = commands.RenameOrganisation(
         to.organisation_id, rename, to.if_match, distinct=body.distinct
@@ -183,7 +185,9 @@ async def rename_organisation(body: RenameIn, to: ByAdmin) -> JSONResponse:
 @router.change("/organisations/{organisation_id}/aliases", R.OrganisationChanged, tags=TAGS)
 async def add_alias(body: AliasIn, to: ByAdmin) -> JSONResponse:
     """Record another name or spelling (registry administrators). A namesake of the alias in
-    the organisation's country is refused with 409 naming it, unless `distinct` is true."""
+    the organisation's country is refused with 409 naming it, unless `distinct` is true. An
+    organisation already known by as many aliases as it may have is a 409 naming the limit
+    (`max_aliases`)."""
     alias = domain.AddAlias(alias=body.alias)
     command = commands.AddAlias(to.organisation_id, alias, to.if_match, distinct=body.distinct)
     return await to.send(command)
@@ -191,10 +195,16 @@ async def add_alias(body: AliasIn, to: ByAdmin) -> JSONResponse:
 
 @router.change("/organisations/{organisation_id}/corrections", R.OrganisationChanged, tags=TAGS)
 async def correct_organisation(body: CorrectionIn, to: ByAdmin) -> JSONResponse:
-    """Correct kind, country, region, coordinates or parent, with a reason (administrators)."""
-    changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="json")
+    """Correct kind, country, region, coordinates or parent, with a reason (administrators).
+    A new country where another organisation is known by a name that looks like one of this
+    one's (its name or an alias) is refused with 409 naming it, unless `distinct` is true; a
+    parent that is under the organisation (a cycle) is refused with 422."""
+    changes = body.model_dump(exclude_unset=True, exclude={"reason", "distinct"}, mode="json")
     correction = domain.CorrectOrganisation(changes=changes, reason=body.reason)
-    return await to.send(commands.CorrectOrganisation(to.organisation_id, correction, to.if_match))
+    command = commands.CorrectOrganisation(
+        to.organisation_id, correction, to.if_match, distinct=body.distinct
+    )
+    return await to.send(command)
 
 
 @router.change(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,8 @@ from shared.events import NewEvent
 
 __all__ = [
     "ISO_COUNTRIES",
+    "MAX_ALIASES",
+    "MAX_PARENT_CHAIN",
     "AddAlias",
     "ChangeContacts",
     "CorrectOrganisation",
@@ -47,6 +50,12 @@ TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
 )
 
 CORRECTABLE = ("kind", "country", "region", "coordinates", "parent_id")
+# the most aliases an organisation is known by (a registration's body takes as many): its
+# answer embeds them all, and a rename keeps the previous name as one
+MAX_ALIASES = 50
+# the most organisations a parent's chain holds (the parent, its parent, ...): how far a
+# correction of the parent walks up looking for a cycle
+MAX_PARENT_CHAIN = 32
 
 
 class OrganisationKind(StrEnum):
@@ -135,6 +144,12 @@ def register(
     if state.exists:
         raise Conflict(f"organisation {state.organisation_id} is already registered")
     _check_country(command.country)
+    if len(command.aliases) > MAX_ALIASES:
+        raise invalid(
+            f"an organisation is known by at most {MAX_ALIASES} aliases",
+            name="aliases",
+            reason=f"more than {MAX_ALIASES}",
+        )
     if command.parent_id is not None:
         _check_parent(state.organisation_id, command.parent_id, parent)
     _check_namesake(namesake)
@@ -166,9 +181,25 @@ def _check_namesake(namesake: Organisation | None) -> None:
         )
 
 
+def _check_room(state: Organisation, doing: str) -> None:
+    """Raises Conflict naming MAX_ALIASES when `state` is known by as many aliases: `doing`
+    (adding one, a rename keeping the previous name as one) would add another."""
+    if len(state.aliases) >= MAX_ALIASES:
+        raise Conflict(
+            f"organisation {state.organisation_id} is already known by {len(state.aliases)}"
+            f" aliases, the most an organisation may have ({MAX_ALIASES}); {doing} would add"
+            " another",
+            extra={"max_aliases": MAX_ALIASES},
+        )
+
+
 def _check_parent(organisation_id: str, parent_id: str, parent: Organisation | None) -> None:
     if parent_id == organisation_id:
-        raise ValidationFailed("an organisation cannot be its own parent")
+        raise invalid(
+            "an organisation cannot be its own parent",
+            name="parent_id",
+            reason="the organisation itself",
+        )
     if parent is None or not parent.exists:
         raise invalid(
             f"parent organisation {parent_id} does not exist",
@@ -205,6 +236,7 @@ def rename(
     require_existing(state)
     if command.name == state.name:
         return []
+    _check_room(state, "a rename, which keeps the previous name as an alias,")
     _check_namesake(namesake)
     renamed = ev.OrganisationRenamed(
         organisation_id=state.organisation_id,
@@ -227,6 +259,7 @@ def add_alias(
     require_existing(state)
     if fold_name(command.alias) in {fold_name(n) for n in state.names}:
         return []  # already known by that name: nothing new happened
+    _check_room(state, "this alias")
     _check_namesake(namesake)
     return _at(
         now, ev.OrganisationAliasAdded(organisation_id=state.organisation_id, alias=command.alias)
@@ -239,21 +272,42 @@ def correct(
     *,
     now: datetime,
     parent: Organisation | None = None,
+    above_parent: Sequence[str] = (),
+    namesake: Organisation | None = None,
 ) -> list[NewEvent]:
+    """`parent`: the new parent's state, `above_parent` the organisations above it (its
+    parent, that one's parent, ...: the handler reads up to MAX_PARENT_CHAIN of them); a new
+    parent among which the organisation is (a cycle), or whose chain is longer than
+    MAX_PARENT_CHAIN, is refused naming parent_id. `namesake`: another organisation of the new
+    country known by a look-alike of one of the organisation's names (Conflict, as a
+    registration)."""
     require_existing(state)
-    unknown = set(command.changes) - set(CORRECTABLE)
+    unknown = sorted(set(command.changes) - set(CORRECTABLE))
     if unknown:
-        raise ValidationFailed(f"these fields cannot be corrected: {', '.join(sorted(unknown))}")
+        raise ValidationFailed(
+            f"these fields cannot be corrected: {', '.join(unknown)}"
+            f" (only {', '.join(CORRECTABLE)})",
+            extra={"invalid_params": [{"name": f, "reason": "not correctable"} for f in unknown]},
+        )
     if "country" in command.changes:
         _check_country(str(command.changes["country"]))
     if command.changes.get("parent_id") is not None:
-        _check_parent(state.organisation_id, str(command.changes["parent_id"]), parent)
+        parent_id = str(command.changes["parent_id"])
+        _check_parent(state.organisation_id, parent_id, parent)
+        if parent_id != state.parent_id:
+            _check_no_cycle(state.organisation_id, [parent_id, *above_parent])
     if "kind" in command.changes and command.changes["kind"] not in set(OrganisationKind):
-        raise ValidationFailed(f"{command.changes['kind']!r} is not an organisation kind")
+        raise invalid(
+            f"{command.changes['kind']!r} is not an organisation kind",
+            name="kind",
+            reason="unknown organisation kind",
+        )
     current = {k: getattr(state, k) for k in CORRECTABLE}
     changes = {k: v for k, v in command.changes.items() if current[k] != v}
     if not changes:
         return []
+    if "country" in changes:
+        _check_namesake(namesake)
     corrected = ev.OrganisationCorrected(
         organisation_id=state.organisation_id,
         changes=changes,
@@ -261,6 +315,27 @@ def correct(
         reason=command.reason,
     )
     return _at(now, corrected)
+
+
+def _check_no_cycle(organisation_id: str, chain: Sequence[str]) -> None:
+    """`chain`: the new parent, then the organisations above it. Raises ValidationFailed
+    naming parent_id if the organisation is among them (it would be its own ancestor) or the
+    chain holds more than MAX_PARENT_CHAIN organisations."""
+    if organisation_id in chain:
+        cycle = [organisation_id, *chain[: chain.index(organisation_id) + 1]]
+        raise invalid(
+            f"{chain[0]} cannot be the parent of {organisation_id}: it is under it, and the"
+            f" parents would go round in a cycle ({' -> '.join(cycle)})",
+            name="parent_id",
+            reason="a cycle of parents",
+        )
+    if len(chain) > MAX_PARENT_CHAIN:
+        raise invalid(
+            f"{chain[0]} has more than {MAX_PARENT_CHAIN - 1} organisations above it: a parent's"
+            f" chain holds at most {MAX_PARENT_CHAIN}",
+            name="parent_id",
+            reason=f"a chain of parents longer than {MAX_PARENT_CHAIN}",
+        )
 
 
 def change_contacts(

@@ -7,6 +7,7 @@ organisation's id and version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -61,7 +62,7 @@ async def rename_organisation(
 ) -> dict[str, Any]:
     """Conflict for a namesake of the new name in the country (unless `distinct`)."""
     state = await _existing(uow, command.organisation_id, command.if_match)
-    namesake = await _namesake(uow, state, command.rename.name, distinct=command.distinct)
+    namesake = await _namesake(uow, state, [command.rename.name], distinct=command.distinct)
     events = domain.rename(state, command.rename, now=uow.now, namesake=namesake)
     return await _changed(uow, state, events)
 
@@ -70,35 +71,68 @@ async def rename_organisation(
 async def add_alias(command: commands.AddAlias, uow: UnitOfWork) -> dict[str, Any]:
     """Conflict for a namesake of the alias in the country (unless `distinct`)."""
     state = await _existing(uow, command.organisation_id, command.if_match)
-    namesake = await _namesake(uow, state, command.alias.alias, distinct=command.distinct)
+    namesake = await _namesake(uow, state, [command.alias.alias], distinct=command.distinct)
     events = domain.add_alias(state, command.alias, now=uow.now, namesake=namesake)
     return await _changed(uow, state, events)
 
 
 async def _namesake(
-    uow: UnitOfWork, state: domain.Organisation, name: str, *, distinct: bool
+    uow: UnitOfWork,
+    state: domain.Organisation,
+    names: Sequence[str],
+    *,
+    distinct: bool,
+    country: str | None = None,
 ) -> domain.Organisation | None:
-    """Another organisation of `state`'s country known by a look-alike of `name` (None when
-    `distinct`; the organisation itself is no namesake of its own names). The name's locks are
-    taken as a registration takes them, and held to the commit, even when `distinct`: a
-    registration or another change of the same look in the country waits, then sees it."""
-    keys = sorted(domain.name_keys(name))
+    """Another organisation of `country` (by default `state`'s) known by a look-alike of one of
+    `names` (None when `distinct`; the organisation itself is no namesake of its own names).
+    The names' locks are taken as a registration takes them, and held to the commit, even when
+    `distinct`: a registration or another change of the same look in the country waits, then
+    sees it."""
+    country = state.country if country is None else country
+    keys = sorted({k for name in names for k in domain.name_keys(name)})
     found = ports.of(uow)
-    await found.lock(name_locks(state.country, keys))
+    await found.lock(name_locks(country, keys))
     if distinct:
         return None
-    other = await found.namesake(state.country, keys, other_than=state.organisation_id)
+    other = await found.namesake(country, keys, other_than=state.organisation_id)
     return None if other is None else await ORGANISATIONS.load(uow, other)
+
+
+# one correction of a parent at a time: two that would close a cycle together (a under b, b
+# under a) cannot both miss it; the second waits, then walks the first's parent
+PARENTS_LOCK = "organisation-parents"
 
 
 @HANDLERS.register(commands.CorrectOrganisation)
 async def correct_organisation(
     command: commands.CorrectOrganisation, uow: UnitOfWork
 ) -> dict[str, Any]:
-    parent_id = command.correction.changes.get("parent_id")
+    """Conflict for a namesake of any of its names in a new country (unless `distinct`); a new
+    parent is refused if the organisation is above it (a cycle)."""
+    changes = command.correction.changes
+    parent_id = changes.get("parent_id")
     parent = await ORGANISATIONS.load(uow, str(parent_id)) if parent_id else None
     state = await _existing(uow, command.organisation_id, command.if_match)
-    events = domain.correct(state, command.correction, now=uow.now, parent=parent)
+    found = ports.of(uow)
+    namesake = None
+    country = changes.get("country")
+    if isinstance(country, str) and country != state.country:
+        namesake = await _namesake(
+            uow, state, state.names, distinct=command.distinct, country=country
+        )
+    above: list[str] = []
+    if parent is not None and parent.exists and parent_id != state.parent_id:
+        await found.lock([PARENTS_LOCK])
+        above = await found.parents(parent.organisation_id, limit=domain.MAX_PARENT_CHAIN)
+    events = domain.correct(
+        state,
+        command.correction,
+        now=uow.now,
+        parent=parent,
+        above_parent=above,
+        namesake=namesake,
+    )
     return await _changed(uow, state, events)
 
 

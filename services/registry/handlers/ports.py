@@ -53,6 +53,11 @@ class Ports(Protocol):
         `other_than` (an organisation is no namesake of itself)."""
         ...
 
+    async def parents(self, organisation_id: str, *, limit: int) -> list[str]:
+        """The organisations above `organisation_id`, nearest first (its parent, that one's
+        parent, ...), at most `limit`, ending before one already listed."""
+        ...
+
     async def signed_twin(self, pair: tuple[str, str], kind: str, other_than: str) -> str | None:
         """A signed partnership of `kind` between the pair (sorted), other than `other_than`."""
         ...
@@ -106,6 +111,24 @@ class PostgresPorts:
     ) -> str | None:
         found = await namesakes(self.conn, keys)
         return min((i for i, c in found if c == country and i != other_than), default=None)
+
+    async def parents(self, organisation_id: str, *, limit: int) -> list[str]:
+        # the read model's parent_id, written in the transaction that appends (so up to date
+        # with every commit); one round trip, walking at most `limit` rows
+        rows = await self.conn.fetch(
+            "WITH RECURSIVE up(organisation_id, depth, seen) AS ("
+            " SELECT parent_id, 1, ARRAY[organisation_id, parent_id] FROM organisations"
+            " WHERE organisation_id = $1 AND parent_id IS NOT NULL"
+            " UNION ALL"
+            " SELECT o.parent_id, up.depth + 1, up.seen || o.parent_id"
+            " FROM up JOIN organisations o ON o.organisation_id = up.organisation_id"
+            " WHERE o.parent_id IS NOT NULL AND up.depth < $2"
+            " AND NOT (o.parent_id = ANY(up.seen))"
+            ") SELECT organisation_id FROM up ORDER BY depth",
+            organisation_id,
+            limit,
+        )
+        return [r["organisation_id"] for r in rows]
 
     async def signed_twin(self, pair: tuple[str, str], kind: str, other_than: str) -> str | None:
         twin: str | None = await self.conn.fetchval(
@@ -226,6 +249,15 @@ class InMemoryPorts:
             ),
             default=None,
         )
+
+    async def parents(self, organisation_id: str, *, limit: int) -> list[str]:
+        parent_of = {o.organisation_id: o.parent_id for o in await self._records(ORGANISATIONS)}
+        found: list[str] = []
+        at = parent_of.get(organisation_id)
+        while at is not None and at != organisation_id and at not in found and len(found) < limit:
+            found.append(at)
+            at = parent_of.get(at)
+        return found
 
     async def signed_twin(self, pair: tuple[str, str], kind: str, other_than: str) -> str | None:
         for p in await self._records(PARTNERSHIPS):
