@@ -22,7 +22,7 @@ from pydantic import (
 from services.pledges import domain
 from shared import instants, json_body
 from shared.deps import IfMatch as IfMatch  # the routes import it from here
-from shared.event_models import decimal_places
+from shared.event_models import MAX_QUANTITY_TEXT, decimal_places
 from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import them from here
 from shared.route_params import Body, example
@@ -40,7 +40,6 @@ def _shown(value: Any) -> str:
 # digits with at most one decimal point, no sign, exponent or trailing point ("1e3", "+5", "5."
 # and "-5" are refused), blanks around allowed; at most MAX_QUANTITY_TEXT characters
 QUANTITY_PATTERN = r"^\s*[0-9]*\.?[0-9]+\s*$"
-MAX_QUANTITY_TEXT = 40
 _DECIMAL = re.compile(QUANTITY_PATTERN)
 _EXPONENT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
 

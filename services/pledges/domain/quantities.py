@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from shared.domain_checks import invalid
-from shared.event_models import decimal_places
+from shared.event_models import MAX_PLACES, MAX_QUANTITY, decimal_places
 from shared.event_models import decimal_text as fmt  # the canonical JSON string
 
 __all__ = [
@@ -24,8 +24,8 @@ __all__ = [
 ]
 
 ZERO = Decimal(0)
-MAX_PLACES = 6
-MAX_QUANTITY = Decimal(10) ** 12
+# MAX_QUANTITY, MAX_PLACES: shared/event_models.py, the one rule of what pledges commits and
+# shipments loads and delivers
 
 
 class Unit(StrEnum):
