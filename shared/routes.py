@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared import instants, keys, privacy_migration, problems, responses, route_docs
 from shared.auth import Role
 from shared.deps import Caller, Ctx, ServiceContext
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.event_store import PostgresEventStore
 from shared.events import RecordedEvent, Selection
 from shared.metrics import refused, scrape_allowed
@@ -29,6 +30,24 @@ Deep = Annotated[
 
 
 HISTORY_PAGE = 500  # events of a record's history per page, unless asked otherwise
+
+
+def _window(recorded_from: datetime, recorded_to: datetime) -> ValidationFailed:
+    """A feed window that holds no instant (recorded_to is exclusive): refused, as a report's
+    reversed period is, rather than answered with an empty page."""
+    reason = (
+        f"recorded_to {recorded_to.isoformat()} does not lie after recorded_from"
+        f" {recorded_from.isoformat()} (recorded_to is exclusive): the window holds no event"
+    )
+    return ValidationFailed(
+        reason,
+        extra={
+            "invalid_params": [
+                {"name": "query.recorded_from", "reason": reason},
+                {"name": "query.recorded_to", "reason": reason},
+            ]
+        },
+    )
 
 
 def event_json(event: RecordedEvent, redaction: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -127,16 +146,35 @@ def common_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         stream_type: Annotated[str | None, Query(max_length=100)] = None,
         event_type: Annotated[str | None, Query(max_length=200)] = None,
-        organisation: Annotated[str | None, Query(max_length=100)] = None,
+        organisation: Annotated[
+            str | None,
+            Query(
+                max_length=100,
+                description="the organisation that acted: the organisation of the API key that"
+                " caused the event (its metadata's `organisation`), not the organisations the"
+                " record concerns; events no key caused (a consumer's, a relay's) have none",
+            ),
+        ] = None,
         correlation_id: Annotated[str | None, Query(max_length=128)] = None,
-        recorded_from: instants.QueryInstant | None = None,
-        recorded_to: instants.QueryInstant | None = None,
+        recorded_from: Annotated[
+            instants.QueryInstant | None,
+            Query(description="recorded at or after this instant (RFC 3339, with its offset)"),
+        ] = None,
+        recorded_to: Annotated[
+            instants.QueryInstant | None,
+            Query(
+                description="recorded before this instant (exclusive), which lies after"
+                " recorded_from: an empty or reversed window is refused (422)"
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """The sealed event log after a global position, in position order: the cursor
         (`next_after`) is stable; consumers catch up from this same feed. `signed_head` is the
         page's last position and chain hash signed with the service's key (the data of a chain
         checkpoint): with the hash links of the page, it shows every event of it authentic."""
         caller.require(Role.AUDITOR, Role.SERVICE)
+        if recorded_from is not None and recorded_to is not None and recorded_to <= recorded_from:
+            raise _window(recorded_from, recorded_to)
         where = Selection(
             stream_type=stream_type,
             event_type=event_type,

@@ -284,6 +284,6 @@ async def test_the_dates_inside_a_report_s_rates_are_in_range_too(api: Api) -> N
         params = {"convert_to": "EUR", "rate": f"GBP:1.165:{day}"}
         answer = await api.client.get("/v1/reports/needs", params=params)
         assert answer.status_code == 422, (day, answer.text[:300])
-        assert [p["name"] for p in answer.json()["invalid_params"]] == ["rate"]
+        assert [p["name"] for p in answer.json()["invalid_params"]] == ["query.rate"]
     params = {"convert_to": "EUR", "rate": "GBP:1.165:1900-01-01"}
     assert (await api.client.get("/v1/reports/needs", params=params)).status_code == 200
