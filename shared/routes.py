@@ -152,7 +152,7 @@ def common_router() -> APIRouter:
                 max_length=100,
                 description="the organisation that acted: the organisation of the API key that"
                 " caused the event (its metadata's `organisation`), not the organisations the"
-                " record concerns; events no key caused (a consumer's, a relay's) have none",
+                " record concerns; an event no API key caused (e.g. a chain checkpoint) has none",
             ),
         ] = None,
         correlation_id: Annotated[str | None, Query(max_length=128)] = None,
