@@ -178,7 +178,10 @@ async def test_a_rewritten_log_resigned_with_a_new_key_fails_plain_verify_naming
                   AND event_type = 'registry.organisation-registered';
             DELETE FROM event_chain WHERE event_id IN
                 (SELECT event_id FROM events WHERE event_type = '{signing.CHECKPOINT}');
-            DELETE FROM events WHERE event_type = '{signing.CHECKPOINT}'""",
+            DELETE FROM events WHERE event_type = '{signing.CHECKPOINT}';
+            -- and what the relay published of them, or the sealer sees a cut tail (ChainCut)
+            UPDATE relay_checkpoint
+                SET position = (SELECT coalesce(max(position), 0) FROM event_chain)""",
         )
         forger = signing.Signer.generate()
         position, head = await conn.fetchrow("SELECT position, hash FROM sealer_state")
