@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared import instants, pagination
 
@@ -55,3 +55,15 @@ def paged(default: int, most: int = pagination.MAX_LIMIT) -> Any:
         return Page(cursor, limit)
 
     return Depends(page)
+
+
+class CoordinatesIn(Body):
+    """Where a place is (an organisation's town or premises, a checkpoint on the road): WGS 84
+    degrees, JSON numbers only (no strings, booleans, NaN or infinities)."""
+
+    lat: Annotated[
+        float, Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="latitude")
+    ]
+    lon: Annotated[
+        float, Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="longitude")
+    ]

@@ -15,6 +15,7 @@ from shared.deps import IfMatch as IfMatch  # the routes import it from here
 from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import it from here
 from shared.route_params import Body, example
+from shared.route_params import CoordinatesIn as CoordinatesIn
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -34,18 +35,6 @@ OrgName = Annotated[Name, AfterValidator(_visible)]
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 OrgId = Annotated[str, Path(min_length=1, max_length=100)]
 PartnershipId = Annotated[str, Path(min_length=1, max_length=100)]
-
-
-class CoordinatesIn(Body):
-    """Where an organisation is (its town's centre, its premises): WGS 84 degrees, JSON numbers
-    only (no strings, booleans, NaN or infinities)."""
-
-    lat: Annotated[
-        float, Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="latitude")
-    ]
-    lon: Annotated[
-        float, Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="longitude")
-    ]
 
 
 class ContactIn(Body):

@@ -24,6 +24,7 @@ from shared.event_models import (
 from shared.free_text import PlainText
 from shared.route_params import AsOf as AsOf  # the routes import them from here
 from shared.route_params import Body, example
+from shared.route_params import CoordinatesIn as CoordinatesIn
 from shared.route_params import Cursor as Cursor
 from shared.route_params import Limit as Limit
 
@@ -89,11 +90,6 @@ class _In(Body):
             if Decimal(getattr(self, field)) <= 0:
                 raise ValueError(f"{field} must be more than zero")
         return self
-
-
-class CoordinatesIn(_In):
-    lat: Annotated[float, Field(ge=-90, le=90)]
-    lon: Annotated[float, Field(ge=-180, le=180)]
 
 
 class VehicleIn(_In):
