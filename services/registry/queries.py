@@ -12,7 +12,6 @@ import asyncpg
 from services.registry import domain, views
 from services.registry.domain import api_keys as keys
 from services.registry.handlers.common import ORGANISATIONS, PARTNERSHIPS
-from services.registry.views import recent
 from shared import api_keys, pagination, read_states
 from shared.errors import NotFound
 from shared.read_pages import keyset_page
@@ -24,20 +23,18 @@ _ORG_COLUMNS = (
 
 
 def _organisation(row: asyncpg.Record, *, with_contacts: bool) -> dict[str, Any]:
-    out = {
-        "organisation_id": row["organisation_id"],
-        "name": row["name"],
-        "kind": row["kind"],
-        "country": row["country"],
-        "region": row["region"],
-        "aliases": list(row["aliases"]),
-        "coordinates": json.loads(row["coordinates"]) if row["coordinates"] else None,
-        "parent_id": row["parent_id"],
-        "version": row["version"],
-    }
-    if with_contacts:
-        out["contacts"] = json.loads(row["contacts"])
-    return out
+    return views.organisation(
+        organisation_id=row["organisation_id"],
+        name=row["name"],
+        kind=row["kind"],
+        country=row["country"],
+        region=row["region"],
+        aliases=row["aliases"],
+        coordinates=json.loads(row["coordinates"]) if row["coordinates"] else None,
+        parent_id=row["parent_id"],
+        version=row["version"],
+        contacts=json.loads(row["contacts"]) if with_contacts else None,
+    )
 
 
 async def organisation_as_of(
@@ -113,25 +110,21 @@ _PARTNERSHIP_COLUMNS = (
 
 
 def _partnership(row: asyncpg.Record) -> dict[str, Any]:
-    history = json.loads(row["history"])
-    agreements = json.loads(row["agreements"])
-    return {
-        "partnership_id": row["partnership_id"],
-        "organisations": [row["org_a"], row["org_b"]],
-        "kind": row["kind"],
-        "programme": row["programme"],
-        "phase": row["phase"],
-        "fields": list(row["fields"]),
-        "status": row["status"],
-        "proposed_at": row["proposed_at"].isoformat(),
-        "signed_at": row["signed_at"].isoformat() if row["signed_at"] else None,
-        "changed_at": row["changed_at"].isoformat(),
-        "history": recent(history),
-        "history_total": len(history),
-        "agreements": recent(agreements),
-        "agreements_total": len(agreements),
-        "version": row["version"],
-    }
+    return views.partnership(
+        partnership_id=row["partnership_id"],
+        organisations=[row["org_a"], row["org_b"]],
+        kind=row["kind"],
+        programme=row["programme"],
+        phase=row["phase"],
+        fields=row["fields"],
+        status=row["status"],
+        proposed_at=row["proposed_at"],
+        signed_at=row["signed_at"],
+        changed_at=row["changed_at"],
+        history=json.loads(row["history"]),
+        agreements=json.loads(row["agreements"]),
+        version=row["version"],
+    )
 
 
 async def partnership(conn: asyncpg.Connection, partnership_id: str) -> dict[str, Any]:

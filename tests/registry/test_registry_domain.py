@@ -125,7 +125,7 @@ def test_an_allowed_transition_records_one_status_change_from_and_to(
     after = apply(state, events, domain.evolve_partnership)
     assert after.status is dst
     assert after.last_changed_at == when
-    assert after.history[-1] == (dst.value, when)
+    assert after.history[-1] == domain.StatusChange(dst.value, when, None, BOTH_AGREED)
 
 
 @pytest.mark.parametrize(("src", "dst"), REFUSED, ids=[f"{a}->{b}" for a, b in REFUSED])
@@ -298,8 +298,14 @@ def test_a_full_lifecycle_folds_into_its_dated_history() -> None:
         state = apply(state, events, domain.evolve_partnership)
     assert state.status is S.TERMINATED
     assert state.version == 7
-    assert [s for s, _ in state.history] == ["proposed", *(s.value for s in path)]
-    assert [t for _, t in state.history] == days
+    assert [h.status for h in state.history] == ["proposed", *(s.value for s in path)]
+    assert [h.occurred_at for h in state.history] == days
+    assert [h.evidence for h in state.history] == [None, *(BOTH_AGREED for _ in path)]
+    assert (state.proposed_at, state.signed_at, state.last_changed_at) == (
+        days[0],
+        days[3],  # the first signing: the resumption keeps it
+        days[6],
+    )
 
 
 def test_the_pair_key_ignores_the_order_of_the_organisations() -> None:

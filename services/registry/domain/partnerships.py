@@ -30,6 +30,7 @@ __all__ = [
     "PartnershipKind",
     "PartnershipStatus",
     "ProposePartnership",
+    "StatusChange",
     "change_status",
     "evolve_partnership",
     "pair_key",
@@ -95,6 +96,18 @@ class Agreement:
     to_status: str
     occurred_at: datetime
     actor: str | None  # the key that recorded it
+    evidence: ev.Evidence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A line of a partnership's history: the status it took, when, by which key, on what
+    evidence (the proposal is its first)."""
+
+    status: str
+    occurred_at: datetime
+    actor: str | None
+    evidence: ev.Evidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +120,10 @@ class Partnership(Record):
     phase: str | None = None
     fields: tuple[str, ...] = ()
     status: PartnershipStatus = PartnershipStatus.PROPOSED
+    proposed_at: datetime | None = None
+    signed_at: datetime | None = None  # the first signing: a resumption keeps it
     last_changed_at: datetime | None = None
-    history: tuple[tuple[str, datetime], ...] = ()
+    history: tuple[StatusChange, ...] = ()
     agreements: tuple[Agreement, ...] = ()  # every one recorded, in order
     pending_from: int = 0  # agreements[pending_from:] were recorded since the last change
 
@@ -288,16 +303,19 @@ def evolve_partnership(state: Partnership, event: Event[Any]) -> Partnership:
                 phase=e.phase,
                 fields=tuple(e.fields),
                 status=S.PROPOSED,
+                proposed_at=event.occurred_at,
                 last_changed_at=event.occurred_at,
-                history=((S.PROPOSED.value, event.occurred_at),),
+                history=(_change(S.PROPOSED, event, e.evidence),),
             )
         case ev.PartnershipStatusChanged() as e:
             to = PartnershipStatus(e.to_status)
             return replace(
                 state,
                 status=to,
+                signed_at=state.signed_at
+                or (event.occurred_at if to is PartnershipStatus.SIGNED else None),
                 last_changed_at=event.occurred_at,
-                history=(*state.history, (to.value, event.occurred_at)),
+                history=(*state.history, _change(to, event, e.evidence)),
                 pending_from=len(state.agreements),
             )
         case ev.PartnershipAgreementRecorded() as e:
@@ -306,6 +324,16 @@ def evolve_partnership(state: Partnership, event: Event[Any]) -> Partnership:
                 to_status=e.to_status,
                 occurred_at=event.occurred_at,
                 actor=event.metadata.actor,
+                evidence=e.evidence,
             )
             return replace(state, agreements=(*state.agreements, agreement))
     return state
+
+
+def _change(to: PartnershipStatus, event: Event[Any], evidence: ev.Evidence | None) -> StatusChange:
+    return StatusChange(
+        status=to.value,
+        occurred_at=event.occurred_at,
+        actor=event.metadata.actor,
+        evidence=evidence,
+    )
