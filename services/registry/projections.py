@@ -14,7 +14,7 @@ import asyncpg
 
 from services.registry import domain, privacy
 from services.registry import events as ev
-from services.registry.domain.organisations import CORRECTABLE
+from services.registry.domain.organisations import CORRECTABLE, renamed_aliases, with_alias
 from shared.events import RecordedEvent
 from shared.projections import Projection, fold_rows, write_rows
 
@@ -86,10 +86,12 @@ def _changed(row: dict[str, Any], event: RecordedEvent, payload: Any) -> None:
     """Every later organisation event, into the row as it stood before it."""
     match payload:
         case ev.OrganisationRenamed():
-            row["aliases"] = [*row["aliases"], payload.previous_name]
+            row["aliases"] = list(
+                renamed_aliases(row["aliases"], payload.previous_name, payload.name)
+            )
             row["name"] = payload.name
         case ev.OrganisationAliasAdded():
-            row["aliases"] = [*row["aliases"], payload.alias]
+            row["aliases"] = list(with_alias(row["aliases"], payload.alias, row["name"]))
         case ev.OrganisationCorrected():
             unknown = set(payload.changes) - _SETTABLE
             if unknown:

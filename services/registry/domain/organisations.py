@@ -182,11 +182,13 @@ def _check_namesake(namesake: Organisation | None) -> None:
 
 
 def _check_room(state: Organisation, doing: str) -> None:
-    """Raises Conflict naming MAX_ALIASES when `state` is known by as many aliases: `doing`
-    (adding one, a rename keeping the previous name as one) would add another."""
-    if len(state.aliases) >= MAX_ALIASES:
+    """Raises Conflict naming MAX_ALIASES when `state` is known by as many aliases (distinct as
+    fold_name compares them): `doing` (adding one, a rename keeping the previous name as one)
+    would add another."""
+    known = len({fold_name(a) for a in state.aliases})
+    if known >= MAX_ALIASES:
         raise Conflict(
-            f"organisation {state.organisation_id} is already known by {len(state.aliases)}"
+            f"organisation {state.organisation_id} is already known by {known}"
             f" aliases, the most an organisation may have ({MAX_ALIASES}); {doing} would add"
             " another",
             extra={"max_aliases": MAX_ALIASES},
@@ -236,7 +238,8 @@ def rename(
     require_existing(state)
     if command.name == state.name:
         return []
-    _check_room(state, "a rename, which keeps the previous name as an alias,")
+    if len(renamed_aliases(state.aliases, state.name, command.name)) > len(state.aliases):
+        _check_room(state, "a rename, which keeps the previous name as an alias,")
     _check_namesake(namesake)
     renamed = ev.OrganisationRenamed(
         organisation_id=state.organisation_id,
@@ -352,6 +355,27 @@ def change_contacts(
     return _contacts_event(state.organisation_id, command.contacts, now)
 
 
+def renamed_aliases(aliases: Sequence[str], previous_name: str, name: str) -> tuple[str, ...]:
+    """The aliases after a rename from `previous_name` to `name`: those that fold (fold_name,
+    as registration's dedupe compares) to the new name are dropped (it is the name now), and the
+    previous name is kept as an alias unless it folds to the new name or to an alias kept.
+
+    A history whose aliases never repeated a name or each other (what registration and
+    add_alias allow) folds to what it did before this dedupe (the previous name appended); one
+    that did (renames back and forth before it) folds to its aliases once each, the name not
+    among them."""
+    kept: tuple[str, ...] = ()
+    for alias in aliases:
+        kept = with_alias(kept, alias, name)
+    return with_alias(kept, previous_name, name)
+
+
+def with_alias(aliases: Sequence[str], alias: str, name: str) -> tuple[str, ...]:
+    """`aliases` and `alias` after them, unless it folds to `name` or to one of them."""
+    known = {fold_name(name), *(fold_name(a) for a in aliases)}
+    return tuple(aliases) if fold_name(alias) in known else (*aliases, alias)
+
+
 def evolve_organisation(state: Organisation, event: Event[Any]) -> Organisation:
     state = replace(state, version=event.stream_version)
     match event.payload:
@@ -367,9 +391,10 @@ def evolve_organisation(state: Organisation, event: Event[Any]) -> Organisation:
                 parent_id=e.parent_id,
             )
         case ev.OrganisationRenamed() as e:
-            return replace(state, name=e.name, aliases=(*state.aliases, e.previous_name))
+            aliases = renamed_aliases(state.aliases, e.previous_name, e.name)
+            return replace(state, name=e.name, aliases=aliases)
         case ev.OrganisationAliasAdded() as e:
-            return replace(state, aliases=(*state.aliases, e.alias))
+            return replace(state, aliases=with_alias(state.aliases, e.alias, state.name))
         case ev.OrganisationCorrected() as e:
             return replace(state, **e.changes)
         case ev.OrganisationContactsChanged() | ev.OrganisationContactsChangedV1() as e:
