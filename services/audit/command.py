@@ -98,6 +98,12 @@ def register(commands: Any) -> None:
         " $TRUSTED_KEYS, else $TWINAID_DATA_DIR/keys/trusted_keys.json when it exists. Without"
         " them a redacted line is not accepted",
     )
+    v.add_argument(
+        "--filtered",
+        action="store_true",
+        help="an export without header and trailer (written before them) was cut with a"
+        " selection: positions missing between its lines are then a warning, not a failure",
+    )
 
 
 def _feeds(given: list[str], config: cli_support.Config) -> dict[str, str]:
@@ -184,7 +190,9 @@ async def _run(
         pins = pinned_keys(args.trusted_keys, os.environ)
         try:
             result = export.verify_export(
-                args.file, trusted=keys.KeyRing.pinned(pins) if pins else None
+                args.file,
+                trusted=keys.KeyRing.pinned(pins) if pins else None,
+                filtered=args.filtered,
             )
         except export.Unreadable as exc:
             raise cli_support.Failed(f"{args.file} is not an export: {exc}", code=2) from None

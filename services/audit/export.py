@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +53,11 @@ HEADER, TRAILER = "header", "trailer"
 ALWAYS = (keys.KEY_CHANGED,)
 MAX_LINE = 16 * 1024 * 1024  # a line longer than this is no export line
 SHOWN_GAPS = 20  # missing ranges named in a verdict; the count is always given
+# The feed signs the head when asked, so an export's signed head is signed as it is written, after
+# its header's exported_at; one signed this much earlier is an older head (a relay's checkpoint
+# interval, 60 s by default, and clocks that differ by a few minutes)
+STALE_HEAD = timedelta(minutes=6)
+SKEW = timedelta(minutes=1)  # between the clocks of a service's relay and its API
 
 
 class Unreadable(Exception):
@@ -103,6 +108,7 @@ async def export(
     service: str | None = None,
     signed_head: Callable[[int], Awaitable[dict[str, Any] | None]] | None = None,
     summary: dict[str, Any] | None = None,
+    exported_at: datetime | None = None,
 ) -> int:
     """Write the selected events between a header and a trailer (see the module); reads the
     whole log so each line knows the hash before it. A selected event rewritten by a redaction
@@ -110,7 +116,8 @@ async def export(
     statement that covers it is exported too, selected or not, and so is every signed key
     change (`audit.signing-key-changed`), so the export still verifies on its own.
     `signed_head(position)` gives the service's signature of the log's head (a feed page's
-    `signed_head`), if it can; `summary` gets the trailer written."""
+    `signed_head`), if it can; `summary` gets the trailer written. The header records when
+    the export began (`exported_at`, now unless given): its signed head is signed after it."""
     header = {
         RECORD: HEADER,
         "version": VERSION,
@@ -118,6 +125,7 @@ async def export(
         "format": fmt,
         "filtered": bool(selection_of(where)),
         "selection": selection_of(where),
+        "exported_at": (exported_at or datetime.now(UTC)).isoformat(),
     }
     digest = _digest_start(header)
     previous = chain.GENESIS
@@ -376,18 +384,26 @@ class _Walk:
     checkpoints: int = 0
     redactions: int = 0
     warnings: list[str] = field(default_factory=list)
+    # (line, position signed, signed_at) of each checkpoint line that hashes
+    signed: list[tuple[int, int, datetime]] = field(default_factory=list)
+    head_signed_at: datetime | None = None  # of the trailer's signed head, once checked
+    said_filtered: bool = False  # the operator says a headerless export was filtered
 
     def trusted(self, service: str) -> bool:
         return self.ring is not None and bool(self.ring.keys(service))
 
 
-def verify_export(path: Path, *, trusted: keys.KeyRing | None = None) -> dict[str, Any]:
+def verify_export(
+    path: Path, *, trusted: keys.KeyRing | None = None, filtered: bool = False
+) -> dict[str, Any]:
     """The verdict on an export (see the module): `intact`, how many lines were `checked`,
     what it covers and what is missing, and on failure the `line`, `position` and `problem`.
     `trusted` pins the keys that may sign for each service (checked: the signed head, the
     checkpoints, the key changes and the redaction statements of the export); without it a
-    redacted line cannot be accepted. Unreadable when the file is not an export."""
-    walk = _Walk(ring=trusted)
+    redacted line cannot be accepted. `filtered`: the operator says an export without header
+    and trailer was cut with a selection (else positions missing between its lines make it not
+    intact). Unreadable when the file is not an export."""
+    walk = _Walk(ring=trusted, said_filtered=filtered)
     read = 0
     try:
         for number, raw, cells in _records(path):
@@ -421,6 +437,8 @@ def _meta(walk: _Walk, number: int, raw: dict[str, Any]) -> None:
         if raw.get("filtered") is not bool(raw["selection"]):
             raise Unreadable(f"line {number}: the header's filtered and selection disagree")
         _check_selection(raw["selection"], number)
+        if "exported_at" in raw and _instant(raw["exported_at"]) is None:
+            raise Unreadable(f"line {number}: the header's exported_at is not an instant")
         walk.header = raw
         walk.service = service
         try:
@@ -432,6 +450,17 @@ def _meta(walk: _Walk, number: int, raw: dict[str, Any]) -> None:
         walk.trailer_line = number
     else:
         raise Unreadable(f"line {number}: a {RECORD} record that is neither header nor trailer")
+
+
+def _instant(value: object) -> datetime | None:
+    """An RFC 3339 instant with its offset, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def _check_selection(chosen: Mapping[str, Any], number: int) -> None:
@@ -512,13 +541,15 @@ def _service_of(walk: _Walk, number: int, position: int, document: Mapping[str, 
 
 def _checkpoint(walk: _Walk, number: int, position: int, checkpoint: Mapping[str, Any]) -> None:
     service = _service_of(walk, number, position, checkpoint)
+    at, signed_at = checkpoint.get("position"), _instant(checkpoint.get("signed_at"))
+    if isinstance(at, int) and not isinstance(at, bool) and signed_at is not None:
+        walk.signed.append((number, at, signed_at))
     if not walk.trusted(service):
         return
     assert walk.ring is not None
     problem = _signature(walk.ring, service, checkpoint, signing.SIGNED_FIELDS)
     if problem is not None:
         raise _Failed(number, position, f"the checkpoint here {problem}")
-    at = checkpoint.get("position")
     if isinstance(at, int) and at in walk.hashes:
         if walk.hashes[at].hex() != checkpoint.get("hash"):
             raise _Failed(number, at, "the chain does not match the checkpoint signed here")
@@ -626,7 +657,8 @@ def _finish(walk: _Walk) -> None:
     if walk.header is None and walk.trailer is None:
         walk.warnings.append(
             "this export has no header and trailer (written before version 2, or both cut off):"
-            " whether lines were deleted from it cannot be checked"
+            " it cannot prove it is complete, whether lines were deleted from it cannot be"
+            " checked"
             + (
                 f"; positions missing between its lines: {_missing(walk)}"
                 if walk.gaps
@@ -635,6 +667,14 @@ def _finish(walk: _Walk) -> None:
                 else ""
             )
         )
+        if walk.gaps and not walk.said_filtered:
+            raise _Failed(
+                None,
+                walk.gaps[0][0],
+                f"positions missing between the lines of an export without header and trailer:"
+                f" {_missing(walk)} (lines were deleted, or it was filtered: if it was, say so"
+                " with --filtered)",
+            )
         return
     if walk.header is None:
         raise _Failed(1, None, "the export's header is missing: its beginning was cut off")
@@ -700,6 +740,20 @@ def _signed_head(walk: _Walk, number: int, head: int, head_hash: Any) -> None:
         return
     if signed.get("position") != head or signed.get("hash") != head_hash:
         raise _Failed(number, head, "the signed head is not the head the trailer names")
+    signed_at = _instant(signed.get("signed_at"))
+    if signed_at is None:
+        raise _Failed(number, head, "the signed head has no signed_at instant: malformed")
+    for line, at, when in walk.signed:
+        # a checkpoint of the export signed at or after the trailer's head, or later than it:
+        # the trailer's head is not the newest the export itself shows
+        if at >= head or when > signed_at + SKEW:
+            raise _Failed(
+                number,
+                head,
+                f"the signed head (position {head}, signed at {signed_at.isoformat()}) is older"
+                f" than the checkpoint on line {line} (position {at}, signed at"
+                f" {when.isoformat()}): it is not the log's newest head, the end was cut",
+            )
     if service is None or not walk.trusted(service):
         walk.warnings.append(
             f"no trusted key for {service or 'the service'} was given (--trusted-keys,"
@@ -711,6 +765,16 @@ def _signed_head(walk: _Walk, number: int, head: int, head_hash: Any) -> None:
     problem = _signature(walk.ring, service, signed, signing.SIGNED_FIELDS)
     if problem is not None or signed.get("service") != service:
         raise _Failed(number, head, f"the signed head {problem or 'is of another service'}")
+    walk.head_signed_at = signed_at
+    made = _instant(walk.header.get("exported_at")) if walk.header is not None else None
+    if made is not None and signed_at < made - STALE_HEAD:
+        walk.warnings.append(
+            f"the signed head (position {head}) was signed at {signed_at.isoformat()}, well"
+            f" before the export says it was made ({made.isoformat()}): an export signs the"
+            " head as it is written, so this is an older head, the data of a checkpoint; the"
+            " events after it may have been cut with its trailer rewritten (the header is not"
+            " signed either: compare with the service's live head)"
+        )
 
 
 def _missing(walk: _Walk) -> str:
@@ -737,6 +801,11 @@ def _verdict(walk: _Walk, *, intact: bool) -> dict[str, Any]:
         "missing": _missing(walk) if walk.gaps else None,
         # every position of the log up to its head is in the export (None: cannot be told)
         "complete": None if header is None or trailer is None else intact and not filtered,
+        "exported_at": header.get("exported_at") if header is not None else None,
+        # when the service signed the head the export claims (trusted keys only): complete
+        # means complete up to there; events appended after it cannot be seen offline
+        "head_signed_at": walk.head_signed_at.isoformat() if walk.head_signed_at else None,
+        "complete_as_of": None,
         "trusted_keys": walk.service is not None and walk.trusted(walk.service),
         "checkpoints_checked": walk.checkpoints,
         "redactions_checked": walk.redactions,
@@ -744,6 +813,12 @@ def _verdict(walk: _Walk, *, intact: bool) -> dict[str, Any]:
         # the digest `audit export` printed, to compare: it covers the header and every line
         "sha256": trailer.get("sha256") if trailer is not None else None,
     }
+    if intact and not filtered and walk.head_signed_at is not None and trailer is not None:
+        verdict["complete_as_of"] = (
+            f"complete as of {walk.head_signed_at.isoformat()}, position"
+            f" {trailer.get('head_position')}: the head the service signed then; whether events"
+            " after it were cut cannot be told offline, compare with the service's live head"
+        )
     if filtered and walk.gaps:
         verdict["warnings"].append(
             f"a filtered export ({_js(header['selection'] if header else {})}): it holds"

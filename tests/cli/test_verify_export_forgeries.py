@@ -241,10 +241,14 @@ def test_deleted_and_cut_lines_are_not_intact(
     # lines added after the trailer
     verdict = verify(capsys, write(tmp_path / "a.jsonl", [*records, events[-1]]), code=1)
     assert "follows the trailer" in verdict["problem"]
-    # an old export (no header, no trailer): its lines verify, but deletions cannot be told
-    verdict = verify(capsys, write(tmp_path / "o.jsonl", events[:3] + events[4:]), code=0)
-    assert verdict["intact"] is True and verdict["complete"] is None
+    # an old export (no header, no trailer) with a position missing between its lines: it
+    # cannot show that nothing was deleted, so not intact unless it is said to be filtered
+    old = write(tmp_path / "o.jsonl", events[:3] + events[4:])
+    verdict = verify(capsys, old, code=1)
+    assert verdict["intact"] is False and verdict["complete"] is None
     assert verdict["missing"] == "4" and "cannot be checked" in verdict["warnings"][0]
+    verdict = verify(capsys, old, "--filtered", code=0)
+    assert verdict["intact"] is True and verdict["complete"] is None
     assert "positions missing between its lines: 4" in verdict["warnings"][0]
 
 
