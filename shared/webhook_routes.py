@@ -18,7 +18,15 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from shared import idempotency, pagination, problems, published, webhook_addresses, webhooks
+from shared import (
+    idempotency,
+    pagination,
+    privacy_subjects,
+    problems,
+    published,
+    webhook_addresses,
+    webhooks,
+)
 from shared.auth import Principal, Role
 from shared.deps import Caller, Ctx, ServiceContext
 from shared.errors import NotFound, ValidationFailed
@@ -203,15 +211,20 @@ def _published_types() -> dict[str, tuple[str, ...]]:
 
 def _check_types(ctx: ServiceContext, caller: Principal, event_types: list[str]) -> None:
     """Every type a subscription names is one it can receive (docs/webhooks.md): one of the
-    service's own event types, or an `audit.*` type (checkpoints, key changes) for a key that
-    reads the raw feed, the only keys they reach (shared/webhooks.py)."""
+    service's own event types, or an `audit.*` (checkpoints, key changes) or `privacy.*` type
+    (erasures, redactions: every service's log holds them) for a key that reads the raw feed,
+    the only keys they reach (shared/webhooks.py)."""
     own = _published_types().get(ctx.service, ())
-    audit = tuple(t for t in _published_types().get("shared", ()) if t.startswith("audit."))
+    shared_types = _published_types().get("shared", ())
     for i, t in enumerate(event_types):
         name = f"event_types.{i}"
-        if t.startswith("audit."):
-            if t not in audit:
-                raise _invalid(name, f"{t} is no audit event type (they are: {', '.join(audit)})")
+        family = t.partition(".")[0]
+        if family in ("audit", "privacy"):
+            known = tuple(x for x in shared_types if x.startswith(f"{family}."))
+            if t not in known:
+                raise _invalid(
+                    name, f"{t} is no {family} event type (they are: {', '.join(known)})"
+                )
             if not caller.has(*webhooks.FEED_ROLES):
                 roles = " and ".join(r.value for r in webhooks.FEED_ROLES)
                 raise _invalid(
@@ -230,9 +243,12 @@ def _check_types(ctx: ServiceContext, caller: Principal, event_types: list[str])
             )
 
 
-def _check_streams(ctx: ServiceContext, streams: list[str]) -> None:
-    """No stream id of another service's records (or of its own log's checkpoints, key
-    changes and redactions): this service's log never holds them, so they never match."""
+def _check_streams(ctx: ServiceContext, caller: Principal, streams: list[str]) -> None:
+    """Every stream a subscription names is one this service's log holds and this key can
+    receive: one of its records (`<kind>-<id>`), or, for a key that reads the raw feed, its
+    own checkpoints, key changes and redactions (`<kind>-<service>`) or a person's stream
+    (`subject-<service>-...`) it recorded. Another service's record, an unknown kind, or a
+    stream only feed readers receive, is refused: it would never match."""
     own = webhooks.RECORD_STREAMS.get(ctx.service, ())
     others = {
         kind: service
@@ -241,20 +257,36 @@ def _check_streams(ctx: ServiceContext, streams: list[str]) -> None:
         for kind in kinds
         if kind not in own
     }
+    kinds = ", ".join(f"{k}-<id>" for k in own)
+    feed_kinds = (*webhooks.SERVICE_STREAMS, privacy_subjects.STREAM_TYPE)
     for i, stream in enumerate(streams):
-        kind = stream.partition("-")[0]
-        service = others.get(kind)
-        for shared_kind in webhooks.SERVICE_STREAMS:
-            other = stream.removeprefix(f"{shared_kind}-")
-            if other != stream and other != ctx.service and other in webhooks.RECORD_STREAMS:
-                service = other
+        name = f"streams.{i}"
+        if any(stream.startswith(f"{k}-") and len(stream) > len(k) + 1 for k in own):
+            continue
+        feed_kind = next((k for k in feed_kinds if stream.startswith(f"{k}-")), None)
+        if feed_kind is not None:
+            rest = stream.removeprefix(f"{feed_kind}-")
+            owner = rest.partition("-")[0] if feed_kind == privacy_subjects.STREAM_TYPE else rest
+            if owner != ctx.service:
+                raise _invalid(
+                    name, f"{stream} is a stream of {owner}, never in {ctx.service}'s log"
+                )
+            if not caller.has(*webhooks.FEED_ROLES):
+                roles = " and ".join(r.value for r in webhooks.FEED_ROLES)
+                raise _invalid(
+                    name,
+                    f"{stream} reaches keys that read the raw event feed only ({roles} roles):"
+                    " a subscription of this key would never receive it",
+                )
+            continue
+        service = others.get(stream.partition("-")[0])
         if service is not None:
-            kinds = ", ".join(f"{k}-<id>" for k in own)
             raise _invalid(
-                f"streams.{i}",
+                name,
                 f"{stream} is a stream of {service}, never in {ctx.service}'s log (its records:"
                 f" {kinds})",
             )
+        raise _invalid(name, f"{stream} is no stream of {ctx.service}'s log (its records: {kinds})")
 
 
 async def _subscription(ctx: ServiceContext, organisation: str, sid: str) -> asyncpg.Record:
@@ -297,7 +329,7 @@ def router() -> APIRouter:
         except ValueError as exc:
             raise _invalid("url", str(exc)) from None
         _check_types(ctx, caller, body.event_types)
-        _check_streams(ctx, body.streams)
+        _check_streams(ctx, caller, body.streams)
 
         async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
             if body.from_position is not None:

@@ -48,7 +48,13 @@ async def listed(api: PledgesApi) -> list[dict[str, Any]]:
             "pledges.pledge-made",  # the list of its types
         ),
         (Role.MEMBER, {"event_types": ["shipments.convoy-dispatched"]}, "event_types.0", "*"),
-        (Role.MEMBER, {"event_types": ["privacy.subject-erased"]}, "event_types.0", "pledges"),
+        (Role.MEMBER, {"event_types": ["privacy.subject-erased"]}, "event_types.0", "feed"),
+        (Role.AUDITOR, {"event_types": ["privacy.nothing-such"]}, "event_types.0", "privacy"),
+        (Role.MEMBER, {"streams": ["redactions-pledges"]}, "streams.0", "feed"),
+        (Role.MEMBER, {"streams": ["subject-pledges-ab12"]}, "streams.0", "feed"),
+        (Role.AUDITOR, {"streams": ["subject-shipments-ab12"]}, "streams.0", "shipments"),
+        (Role.MEMBER, {"streams": ["needs-x"]}, "streams.0", "no stream of pledges"),
+        (Role.MEMBER, {"streams": ["need-"]}, "streams.0", "no stream of pledges"),
         (Role.MEMBER, {"streams": ["need-n1", "convoy-x"]}, "streams.1", "shipments"),
         (Role.MEMBER, {"streams": ["organisation-lille"]}, "streams.0", "registry"),
         (Role.MEMBER, {"streams": ["partnership-p1"]}, "streams.0", "registry"),
@@ -73,6 +79,8 @@ async def test_a_filter_that_can_never_match_is_refused_and_nothing_stored(
         (Role.SERVICE, {"event_types": ["audit.signing-key-changed"]}),
         (Role.MEMBER, {"streams": ["need-kharkiv-generators", "pledge-p1"]}),
         (Role.AUDITOR, {"streams": ["checkpoint-pledges", "signing-key-pledges"]}),
+        (Role.AUDITOR, {"event_types": ["privacy.subject-erased", "privacy.log-redacted"]}),
+        (Role.AUDITOR, {"streams": ["redactions-pledges", "subject-pledges-ab12"]}),
     ],
 )
 async def test_filters_the_service_can_match_are_accepted(
