@@ -34,7 +34,9 @@ def _donor_figure(line: domain.Line) -> dict[str, Any] | None:
     return {"figure": fmt(sent), "reported_on": on, "difference": fmt(sent - line.delivered)}
 
 
-def line_json(line: domain.Line) -> dict[str, Any]:
+def line_json(line: domain.Line, pledge_status: str) -> dict[str, Any]:
+    """A line of a pledge whose status is `pledge_status`: what is still due of it
+    (outstanding, remaining) as domain.due counts it, the lists' and the reports' figure."""
     out: dict[str, Any] = {
         "line_id": line.line_id,
         "kind": line.kind.value,
@@ -58,7 +60,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
         out |= {
             **amount,
             "recipient_confirmed": line.received,
-            "outstanding": line.outstanding,
+            "outstanding": line.outstanding_for(pledge_status),
             "receipts": [
                 {
                     "amount": r.amount,
@@ -84,7 +86,7 @@ def line_json(line: domain.Line) -> dict[str, Any]:
         "damaged": fmt(line.total("damaged")),
         "short": fmt(line.total("short")),
         "lost": fmt(line.total("lost")),
-        "remaining": fmt(line.remaining),
+        "remaining": fmt(line.remaining_for(pledge_status)),
         "deliveries": [
             {
                 "convoy_id": d.convoy_id,
@@ -122,7 +124,7 @@ def pledge_json(
         "committed_at": at(state.committed_at),
         "withdrawn_at": at(state.withdrawn_at),
         "withdrawal_reason": state.withdrawal_reason,
-        "lines": [line_json(line) for line in state.lines],
+        "lines": [line_json(line, state.status.value) for line in state.lines],
         "version": state.version,
         "correlation_id": state.correlation_id,
     }

@@ -4,7 +4,9 @@ pledged   every line answering the need that is not withdrawn (a withdrawn line 
           had already arrived), in the need's unit or currency
 committed the part of it whose pledge is binding (committed, partly fulfilled, fulfilled)
 delivered goods received in good condition, or money received
-gap       target - pledged, never below zero: what nobody has promised yet
+gap       target - pledged, never below zero, while the need is active: what nobody has
+          promised yet; 0 once it is closed or cancelled (it asks for nothing more), in every
+          view (the need, the lists, the needs report, the totals, IATI)
 status    open (nothing pledged), partly_covered, covered; or the need's own closed/cancelled
 
 Each line's part (`share`) depends on that line and its pledge's status alone, so the read model
@@ -88,7 +90,8 @@ def share(c: Contribution, *, unit: str | None) -> Share:
 
 
 def summarise(*, target: Decimal, need_state: str, sums: Share) -> Coverage:
-    """A need's figures from its target, state and the sums of its lines' shares."""
+    """A need's figures from its target, state (active, closed, cancelled) and the sums of
+    its lines' shares: an ended need has no gap (see the module's docstring)."""
     pledged = sums.pledged
     if need_state != "active":
         status = need_state
@@ -103,7 +106,7 @@ def summarise(*, target: Decimal, need_state: str, sums: Share) -> Coverage:
         pledged=pledged,
         committed=sums.committed,
         delivered=sums.delivered,
-        gap=max(ZERO, target - pledged),
+        gap=max(ZERO, target - pledged) if need_state == "active" else ZERO,
         status=status,
     )
 

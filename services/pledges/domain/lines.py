@@ -2,6 +2,12 @@
 
 Progress is what the recipient confirmed: goods received in good condition from deliveries
 reported by shipments, money received. The donor's own figure is kept beside it, never counted.
+
+What is still due of a line (`due`: money outstanding, goods remaining) is what its pledge binds
+the donor to and has not arrived: its size less what arrived while the pledge is committed or
+partly fulfilled, nothing once fulfilled or withdrawn, and nothing while it is only pledged (a
+promise not yet binding, which the totals count as committed nothing): outstanding is committed
+less received, in every view that shows it.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeVar
 
 from services.pledges import events as ev
 from services.pledges.domain import money, quantities
+from services.pledges.domain.coverage import BINDING
 from services.pledges.domain.quantities import ZERO, Unit
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "LineTerms",
     "ManifestDelivery",
     "Receipt",
+    "due",
     "line_from_event",
     "progress",
 ]
@@ -73,6 +82,21 @@ def progress(*, size: Decimal | int, arrived: Decimal | int) -> tuple[bool, bool
     return arrived >= size, arrived > 0
 
 
+N = TypeVar("N", int, Decimal)
+
+
+def due(*, size: N, arrived: N, pledge_status: str) -> N:
+    """What is still due of a line of `size` (an amount of money, a quantity of goods) of which
+    `arrived` was confirmed, its pledge's status being `pledge_status` (PledgeStatus values):
+    size less arrived, never below zero, while the pledge binds the donor (coverage.BINDING);
+    nothing while it is only pledged or once withdrawn. The one rule of the pledge view, the
+    lists, the pledges report and the totals (see the module's docstring)."""
+    nothing = size - size
+    if pledge_status not in BINDING:
+        return nothing
+    return max(nothing, size - arrived)
+
+
 @dataclass(frozen=True, slots=True)
 class LineTerms:
     """What a donor states of a pledge line but its size: in kind or money, what, the need it
@@ -116,11 +140,24 @@ class Line(LineTerms):
 
     @property
     def remaining(self) -> Decimal:
+        """Quantity less delivered, never below zero, whatever the pledge's status: what
+        `pledges.pledge-line-updated` carries (its status says whether any may be loaded).
+        What the views show is `remaining_for` the pledge's status."""
         return max(ZERO, self.quantity - self.delivered)
 
     @property
     def outstanding(self) -> int:
+        """Amount less received, never below zero, whatever the pledge's status: what a
+        receipt may still add. What the views show is `outstanding_for` the pledge's status."""
         return max(0, self.amount - self.received)
+
+    def remaining_for(self, pledge_status: str) -> Decimal:
+        """The goods still due of the line of a pledge of this status (`due`)."""
+        return due(size=self.quantity, arrived=self.delivered, pledge_status=pledge_status)
+
+    def outstanding_for(self, pledge_status: str) -> int:
+        """The money still due of the line of a pledge of this status (`due`)."""
+        return due(size=self.amount, arrived=self.received, pledge_status=pledge_status)
 
     @property
     def progress(self) -> tuple[bool, bool]:

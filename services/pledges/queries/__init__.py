@@ -196,7 +196,9 @@ async def needs(
     return {"items": answers, "next_cursor": next_cursor}
 
 
-def _line_summary(row: asyncpg.Record) -> dict[str, Any]:
+def _line_summary(row: asyncpg.Record, pledge_status: str) -> dict[str, Any]:
+    """A line of a pledge whose status is `pledge_status`, what is still due of it as
+    domain.due counts it (the pledge view's, the reports')."""
     base = {
         "line_id": row["line_id"],
         "kind": row["kind"],
@@ -210,14 +212,18 @@ def _line_summary(row: asyncpg.Record) -> dict[str, Any]:
             "amount": row["amount"],
             "currency": row["currency"],
             "received": row["received"],
-            "outstanding": max(0, row["amount"] - row["received"]),
+            "outstanding": domain.due(
+                size=row["amount"], arrived=row["received"], pledge_status=pledge_status
+            ),
         }
     return {
         **base,
         "quantity": fmt(row["quantity"]),
         "unit": row["unit"],
         "delivered": fmt(row["delivered"]),
-        "remaining": fmt(max(Decimal(0), row["quantity"] - row["delivered"])),
+        "remaining": fmt(
+            domain.due(size=row["quantity"], arrived=row["delivered"], pledge_status=pledge_status)
+        ),
     }
 
 
@@ -267,7 +273,9 @@ async def pledges(
                 "status": r["status"],
                 "made_at": r["made_at"].isoformat(),
                 "version": r["version"],
-                "lines": [_line_summary(x) for x in lines if x["pledge_id"] == r["pledge_id"]],
+                "lines": [
+                    _line_summary(x, r["status"]) for x in lines if x["pledge_id"] == r["pledge_id"]
+                ],
             }
             for r in items
         ],

@@ -4,7 +4,9 @@ gap). Filters: period, donor, recipient, partnership, programme, category.
 
 The period applies to when a pledge was made and a need posted (UTC dates, inclusive). A
 partnership or programme filter keeps pledges made under it, and needs of its parties.
-Totals (totals.py) count lines as need coverage does.
+Totals (totals.py) count lines as need coverage does. A line's outstanding (money) and
+remaining (goods) are what is still due of it (domain.due): nothing while its pledge is only
+pledged or once it is withdrawn, as the pledge view, the lists and the totals show them.
 
 HXL hashtags follow the FTS style (docs/exports.md, "HXL for pledges"): the donor is
 `#org+funder`, the recipient `#org+impl` (each with `+code` for the registry id), money
@@ -55,6 +57,13 @@ def _committed(r: asyncpg.Record, value: int | None) -> int | None:
     if not r["quantity"]:
         return 0
     return int((Decimal(value) * r["delivered"] / r["quantity"]).to_integral_value())
+
+
+def _due(r: asyncpg.Record) -> Any:
+    """What is still due of a line (domain.due): money outstanding, goods remaining."""
+    if r["kind"] == "money":
+        return domain.due(size=r["amount"], arrived=r["received"], pledge_status=r["status"])
+    return domain.due(size=r["quantity"], arrived=r["delivered"], pledge_status=r["status"])
 
 
 PLEDGE_COLUMNS = [
@@ -123,13 +132,13 @@ async def pledge_lines(
             "damaged": None if money else fmt(r["damaged"]),
             "short": None if money else fmt(r["short"]),
             "lost": None if money else fmt(r["lost"]),
-            "remaining": None if money else fmt(max(ZERO, r["quantity"] - r["delivered"])),
+            "remaining": None if money else fmt(_due(r)),
             "weight_kg": domain.quantities.fmt_or_none(r["weight_kg"]),
             "currency": r["currency"] if money else r["value_currency"],
             "value": value,
             "committed": _committed(r, value),
             "received": r["received"] if money else None,
-            "outstanding": max(0, r["amount"] - r["received"]) if money else None,
+            "outstanding": _due(r) if money else None,
             "donor_figure": r["donor_figure"],
         }
         out.append(row)

@@ -1,8 +1,11 @@
 """Totals per recipient or per donor: in kind by category and unit, money by currency.
 
-Lines count as need coverage counts them (domain.coverage): withdrawn lines keep only what
-arrived. Requested and gap come from the recipient's needs: cancelled ones are left out, closed
-ones count as requested with no gap left to find. A donor's totals have neither.
+Lines count as need coverage counts them (domain.share): withdrawn lines keep only what
+arrived, committed is all of a line once its pledge is binding; outstanding is what is still
+due of each line (domain.due: committed less received), as the pledge view, the lists and the
+pledges report show it. Requested and gap come from the recipient's needs: cancelled ones are
+left out (the request was withdrawn), closed ones count as requested with their gap, 0 as every
+view shows it (domain.summarise). A donor's totals have neither.
 
 HXL (FTS style): the organisation is `#org+impl` per recipient, `#org+funder` per donor; what
 arrived is `#value+received` for a recipient and `#value+paid` for a donor; requested is
@@ -103,25 +106,40 @@ def _group(
     return groups[key]
 
 
+def _line_figures(r: asyncpg.Record) -> tuple[domain.Share, Decimal | int]:
+    """A line's pledged, committed and arrived as need coverage counts them (domain.share:
+    withdrawn, only what arrived; committed once binding) and what is still due of it
+    (domain.due), in its own unit or currency."""
+    money = r["kind"] == "money"
+    size = Decimal(r["amount"]) if money else r["quantity"]
+    arrived = Decimal(r["received"]) if money else r["delivered"]
+    part = domain.share(
+        domain.Contribution(pledge_status=r["status"], size=size, delivered=arrived), unit=None
+    )
+    due = (
+        domain.due(size=r["amount"], arrived=r["received"], pledge_status=r["status"])
+        if money
+        else domain.due(size=r["quantity"], arrived=r["delivered"], pledge_status=r["status"])
+    )
+    return part, due
+
+
 def _add_lines(
     groups: dict[tuple[str, ...], dict[str, Any]], rows: Iterable[asyncpg.Record], by: By
 ) -> None:
     for r in rows:
         org = r[f"{by}_id"]
-        binding = r["status"] in domain.BINDING
-        withdrawn = r["status"] == "withdrawn"
+        part, due = _line_figures(r)
         if r["kind"] == "money":
             g = _group(groups, (org, "", r["currency"]), "money")
-            size = r["received"] if withdrawn else r["amount"]
-            g["pledged"] += size
-            g["committed"] += size if (binding or withdrawn) else 0
+            g["pledged"] += int(part.pledged)
+            g["committed"] += int(part.committed)
             g["received"] += r["received"]
-            g["outstanding"] += max(0, r["amount"] - r["received"]) if binding else 0
+            g["outstanding"] += due
             continue
         g = _group(groups, (org, r["category"], r["unit"]), "in_kind")
-        size = r["delivered"] if withdrawn else r["quantity"]
-        g["pledged_quantity"] += size
-        g["committed_quantity"] += size if (binding or withdrawn) else ZERO
+        g["pledged_quantity"] += part.pledged
+        g["committed_quantity"] += part.committed
         for k in ("damaged", "short", "lost"):
             g[k] += r[k]
         g["delivered_quantity"] += r["delivered"]
@@ -132,8 +150,8 @@ def _add_needs(
 ) -> None:
     for r in rows:
         if r["state"] == "cancelled":
-            continue
-        gap = r["gap"] if r["state"] == "active" else ZERO
+            continue  # withdrawn by its recipient: nothing was requested
+        gap = r["gap"]  # domain.summarise: none left once the need is closed
         if r["kind"] == "money":
             g = _group(groups, (r["recipient_id"], "", r["currency"]), "money")
             g["requested"] += int(r["target"])
