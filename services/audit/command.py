@@ -104,6 +104,15 @@ def register(commands: Any) -> None:
         help="an export without header and trailer (written before them) was cut with a"
         " selection: positions missing between its lines are then a warning, not a failure",
     )
+    v.add_argument(
+        "--against-live",
+        action="store_true",
+        help="also ask the service's feed (its URL and auditor key as for `audit export`)"
+        " whether its log has the export's head and what was appended after it: an event"
+        " recorded before the export was made and missing from it means its tail was cut",
+    )
+    cli_support.add_url_option(v)
+    v.add_argument("--key", help="an auditor key, for --against-live")
 
 
 def _feeds(given: list[str], config: cli_support.Config) -> dict[str, str]:
@@ -196,6 +205,8 @@ async def _run(
             )
         except export.Unreadable as exc:
             raise cli_support.Failed(f"{args.file} is not an export: {exc}", code=2) from None
+        if args.against_live:
+            await _against_live(args, result)
         return (0 if result["intact"] else 1), result
     config = cli_support.config_of(args)
     feeds = _feeds(getattr(args, "url", []), config)
@@ -258,6 +269,75 @@ async def _run(
             [r.as_dict() for r in reports]
             if cli_support.wants_json(args)
             else _table(reports, args.action)
+        )
+
+
+async def _against_live(args: argparse.Namespace, verdict: dict[str, Any]) -> None:
+    """Compare an intact export's head with the service's live log: the event at the head must
+    have the head's hash; an event after it recorded before the export was made (its header's
+    exported_at, less a minute for clocks) was left out, so the tail was cut. Events recorded
+    since are a warning (`live` says what was found)."""
+    service, head = verdict["service"], verdict["head_position"]
+    if not verdict["intact"] or service not in SERVICES or not head:
+        verdict["live"] = None
+        return
+    config = cli_support.config_of(args)
+    url = _feeds(getattr(args, "url", None) or [], config)[service]
+    key = config.key(args.key, audit=True)
+    if not key:
+        raise cli_support.Failed("--against-live needs an auditor key: --key, $TWINAID_AUDIT_KEY")
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{url}/v1/events",
+                params={"after": head - 1, "limit": 2},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+        response.raise_for_status()
+        events = response.json()["events"]
+        at = next((e for e in events if e["position"] == head), None)
+        after = next((e for e in events if e["position"] > head), None)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise cli_support.Failed(
+            f"--against-live: the live {service} at {url} could not be asked for its head: {exc}",
+            code=2,
+        ) from None
+    made = export.instant(verdict.get("exported_at"))
+    verdict["live"] = {
+        "url": url,
+        "has_head": at is not None and at.get("hash") == verdict["head_hash"],
+        "next_position": after["position"] if after else None,
+        "next_recorded_at": after.get("recorded_at") if after else None,
+    }
+    problem = None
+    if not verdict["live"]["has_head"]:
+        problem = (
+            f"the live log of {service} does not hold the export's head (position {head},"
+            f" hash {verdict['head_hash']}): the export is not of this log"
+        )
+    elif after is not None:
+        recorded = export.instant(after.get("recorded_at"))
+        if made is not None and recorded is not None and recorded < made - export.SKEW:
+            problem = (
+                f"the live log's position {after['position']} was recorded at"
+                f" {recorded.isoformat()}, before the export was made ({made.isoformat()}),"
+                " and is not in it: its tail was cut"
+            )
+        else:
+            verdict["warnings"].append(
+                f"the live log of {service} has events after the export's head {head}"
+                f" (position {after['position']} recorded at {after.get('recorded_at')}):"
+                " appended since the export was made, or its tail was cut"
+            )
+    if problem is not None:
+        verdict.update(
+            intact=False,
+            complete=False,
+            complete_as_of=None,
+            line=None,
+            position=head,
+            problem=problem,
         )
 
 

@@ -9,8 +9,14 @@ unfiltered export to the whole chain from position 1 to the signed head: a delet
 cut line is not intact. A redacted line counts only when a `privacy.log-redacted` statement of
 the export signed by a key trusted for the service (pinned: --trusted-keys, $TRUSTED_KEYS, the
 file `make run` writes; or announced since by a key change of the export) covers it. An export
-written before version 2 has neither record: its lines are checked and the positions missing
-between them named, but whether lines were deleted cannot be told (a warning says so)."""
+written before version 2 has neither record: its lines are checked, but whether lines were
+deleted cannot be told (a warning says so), and positions missing between them make it not
+intact unless the operator says it was filtered.
+
+Offline, a head signed earlier (the data of a chain checkpoint) cannot be told from the newest:
+an unfiltered export is complete as of its signed head's `signed_at` (the verdict says so), a
+signed head older than a checkpoint the export holds is refused, and one signed well before the
+header's `exported_at` warns; `audit verify-export --against-live` asks the service."""
 
 from __future__ import annotations
 
@@ -437,7 +443,7 @@ def _meta(walk: _Walk, number: int, raw: dict[str, Any]) -> None:
         if raw.get("filtered") is not bool(raw["selection"]):
             raise Unreadable(f"line {number}: the header's filtered and selection disagree")
         _check_selection(raw["selection"], number)
-        if "exported_at" in raw and _instant(raw["exported_at"]) is None:
+        if "exported_at" in raw and instant(raw["exported_at"]) is None:
             raise Unreadable(f"line {number}: the header's exported_at is not an instant")
         walk.header = raw
         walk.service = service
@@ -452,7 +458,7 @@ def _meta(walk: _Walk, number: int, raw: dict[str, Any]) -> None:
         raise Unreadable(f"line {number}: a {RECORD} record that is neither header nor trailer")
 
 
-def _instant(value: object) -> datetime | None:
+def instant(value: object) -> datetime | None:
     """An RFC 3339 instant with its offset, else None."""
     if not isinstance(value, str):
         return None
@@ -541,7 +547,7 @@ def _service_of(walk: _Walk, number: int, position: int, document: Mapping[str, 
 
 def _checkpoint(walk: _Walk, number: int, position: int, checkpoint: Mapping[str, Any]) -> None:
     service = _service_of(walk, number, position, checkpoint)
-    at, signed_at = checkpoint.get("position"), _instant(checkpoint.get("signed_at"))
+    at, signed_at = checkpoint.get("position"), instant(checkpoint.get("signed_at"))
     if isinstance(at, int) and not isinstance(at, bool) and signed_at is not None:
         walk.signed.append((number, at, signed_at))
     if not walk.trusted(service):
@@ -740,7 +746,7 @@ def _signed_head(walk: _Walk, number: int, head: int, head_hash: Any) -> None:
         return
     if signed.get("position") != head or signed.get("hash") != head_hash:
         raise _Failed(number, head, "the signed head is not the head the trailer names")
-    signed_at = _instant(signed.get("signed_at"))
+    signed_at = instant(signed.get("signed_at"))
     if signed_at is None:
         raise _Failed(number, head, "the signed head has no signed_at instant: malformed")
     for line, at, when in walk.signed:
@@ -766,7 +772,7 @@ def _signed_head(walk: _Walk, number: int, head: int, head_hash: Any) -> None:
     if problem is not None or signed.get("service") != service:
         raise _Failed(number, head, f"the signed head {problem or 'is of another service'}")
     walk.head_signed_at = signed_at
-    made = _instant(walk.header.get("exported_at")) if walk.header is not None else None
+    made = instant(walk.header.get("exported_at")) if walk.header is not None else None
     if made is not None and signed_at < made - STALE_HEAD:
         walk.warnings.append(
             f"the signed head (position {head}) was signed at {signed_at.isoformat()}, well"
@@ -801,6 +807,7 @@ def _verdict(walk: _Walk, *, intact: bool) -> dict[str, Any]:
         "missing": _missing(walk) if walk.gaps else None,
         # every position of the log up to its head is in the export (None: cannot be told)
         "complete": None if header is None or trailer is None else intact and not filtered,
+        "head_hash": trailer.get("head_hash") if trailer is not None else None,
         "exported_at": header.get("exported_at") if header is not None else None,
         # when the service signed the head the export claims (trusted keys only): complete
         # means complete up to there; events appended after it cannot be seen offline

@@ -127,8 +127,18 @@ def cut_at(records: list[dict[str, Any]], signs: int) -> list[dict[str, Any]]:
     )
 
 
+async def _sealed(stack: Stack) -> None:
+    conn = await asyncpg.connect(stack.databases["registry"])
+    try:
+        await seal_everything(conn)
+    finally:
+        await conn.close()
+
+
 def test_a_whole_export_says_as_of_when_it_is_complete(
-    capsys: pytest.CaptureFixture[str], checkpointed: tuple[Path, int, int]
+    capsys: pytest.CaptureFixture[str],
+    checkpointed: tuple[Path, int, int],
+    stack: Stack,
 ) -> None:
     path, _, _ = checkpointed
     records = lines_of(path)
@@ -142,6 +152,20 @@ def test_a_whole_export_says_as_of_when_it_is_complete(
     assert verdict["complete_as_of"].startswith(
         f"complete as of {verdict['head_signed_at']}, position {verdict['head_position']}"
     ), verdict
+    # against the live log: it holds the head, nothing after it
+    live = verify(capsys, path, "--against-live", code=0)
+    assert live["intact"] is True and live["warnings"] == [], live
+    assert live["live"]["has_head"] is True and live["live"]["next_position"] is None, live
+    # an event appended since the export was made: a warning, still intact
+    asyncio.run(_organisations(stack, 1))
+    asyncio.run(_sealed(stack))
+    live = verify(capsys, path, "--against-live", code=0)
+    assert live["live"]["next_position"] == verdict["head_position"] + 1, live
+    assert any("appended since the export was made" in w for w in live["warnings"]), live
+    # a log that does not hold the export's head: pledges' asked as if it were the registry's
+    other = f"registry={stack.urls['pledges']}"
+    live = verify(capsys, path, "--against-live", "--url", other, code=1)
+    assert "does not hold the export's head" in live["problem"], live
 
 
 def test_a_cut_tail_signed_by_an_older_checkpoint_is_complete_only_as_of_it(
@@ -162,6 +186,14 @@ def test_a_cut_tail_signed_by_an_older_checkpoint_is_complete_only_as_of_it(
         "well before the export says it was made" in w and "may have been cut" in w
         for w in verdict["warnings"]
     ), verdict
+    # against the live log: the event after the cut head was recorded before the export
+    verdict = verify(capsys, cut, "--against-live", code=1)
+    assert verdict["intact"] is False and verdict["complete"] is False, verdict
+    assert verdict["live"]["has_head"] is True, verdict
+    assert verdict["live"]["next_position"] == first + 1, verdict
+    assert f"the live log's position {first + 1} was recorded at" in verdict["problem"]
+    assert "before the export was made" in verdict["problem"], verdict
+    assert verdict["problem"].endswith("its tail was cut"), verdict
 
 
 def test_a_signed_head_older_than_a_checkpoint_of_the_export_is_not_intact(
