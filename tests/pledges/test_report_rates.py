@@ -102,3 +102,18 @@ def test_convert_is_exact_and_never_raises_from_the_decimal_context() -> None:
             money.convert(10**15, "EUR", target="CLF", rate=Decimal(rate), field="query.rate")
         params = raised.value.extra["invalid_params"]
         assert params == [{"name": "query.rate", "reason": "converted amount too large"}]
+
+
+async def test_a_rate_for_the_currency_converted_to_is_refused_by_every_report(
+    api: PledgesApi,
+) -> None:
+    """EUR converted to EUR is the figure itself: a rate EUR:2 used to double it."""
+    await loaded(api)
+    for name in REPORTS:
+        response = await api.client.get(
+            f"/v1/reports/{name}",
+            params={"convert_to": "EUR", "rate": ["EUR:2:2023-01-01", "GBP:1.16:2023-01-01"]},
+        )
+        problem = assert_problem(response, 422)
+        assert _names(problem) == ["query.rate"], (name, problem)
+        assert "EUR is the currency converted to" in str(problem["detail"])

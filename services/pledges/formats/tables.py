@@ -103,6 +103,9 @@ class Conversion:
                 )
             code, rate_text, on_text = parts
             domain.money.require_currency(code, field="query.rate")
+            if code == target:
+                # the target converts to itself at 1: a rate for it would scale its own figures
+                raise _bad("query.rate", f"{text!r}: {code} is the currency converted to")
             rate = _rate(text, rate_text)
             try:
                 on = date.fromisoformat(on_text)
