@@ -11,7 +11,7 @@ position order after their chain (and its checkpoints, against the pinned keys) 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -195,6 +195,8 @@ class Copies:
 
     rows: dict[str, int] = field(default_factory=dict)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    # the tables (of a compare that was asked to repair) whose live rows were replaced
+    repaired: list[str] = field(default_factory=list)
 
 
 async def compare(
@@ -204,13 +206,21 @@ async def compare(
     scratch_server: str,
     events_of: Callable[[str], AsyncIterator[RecordedEvent]],
     pins: Mapping[str, Sequence[str]],
+    upstreams: Collection[str] | None = None,
+    repair: bool = False,
 ) -> Copies:
     """Rebuild `service`'s copies from each upstream's log (`events_of(upstream)`, verified
     against `pins`) and diff them with the live ones (see replay.diff_table; each difference
     also names the upstream). A copy whose upstream log does not verify is not compared: one
-    difference says why."""
+    difference says why. Only the copies of `upstreams` (default: all).
+
+    `repair`: each copy that differed is set to the rebuilt one (see _repair), and named in
+    `repaired`; except a copy matched on a key of its own (pledges' deliveries, a read model of
+    pledges' own log), which is only reported."""
     found = Copies()
-    copies = COPIES.get(service, ())
+    copies = tuple(
+        c for c in COPIES.get(service, ()) if upstreams is None or c.upstream in upstreams
+    )
     if not copies:
         return found
     scratch = dbmod.with_database(
@@ -240,7 +250,7 @@ async def compare(
                 found.rows[copy.table] = int(
                     await rebuilt.fetchval(f'SELECT count(*) FROM "{copy.table}"')
                 )
-                found.differences += await replay.diff_table(
+                differed = await replay.diff_table(
                     live,
                     rebuilt,
                     where,
@@ -249,12 +259,64 @@ async def compare(
                     columns=copy.columns or None,
                     logged_only=copy.logged_only,
                 )
+                found.differences += differed
+                if repair and differed and not copy.key:
+                    await _repair(live_url, scratch, copy)
+                    found.repaired.append(copy.table)
         finally:
             await live.close()
             await rebuilt.close()
     finally:
         await replay.drop(scratch_server, scratch)
     return found
+
+
+async def _repair(live_url: str, scratch: str, copy: Copy) -> None:
+    """The live copy set to the rebuilt one, in one transaction: every row replaced; or, for a
+    copy that also holds rows written by other means (`logged_only`), each logged row inserted,
+    or its compared columns set (the others, such as when a key was last used, kept)."""
+    source = await asyncpg.connect(scratch)
+    target = await asyncpg.connect(live_url)
+    try:
+        rows = await source.fetch(f'SELECT * FROM "{copy.table}"')
+        present = {
+            r["attname"]
+            for r in await target.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0"
+                " AND NOT attisdropped",
+                f'"{copy.table}"',
+            )
+        }
+        columns = [c for c in (rows[0].keys() if rows else ()) if c in present]
+        records = [tuple(r[c] for c in columns) for r in rows]
+        async with target.transaction():
+            if not copy.logged_only:
+                await target.execute(f'DELETE FROM "{copy.table}"')
+                if records:
+                    await target.copy_records_to_table(copy.table, records=records, columns=columns)
+                return
+            if not records:
+                return
+            key = await replay.primary_key(target, copy.table)
+            names = ", ".join(f'"{c}"' for c in columns)
+            await target.execute(
+                f"CREATE TEMP TABLE twinaid_rebuilt_copy ON COMMIT DROP AS SELECT {names}"
+                f' FROM "{copy.table}" WITH NO DATA'
+            )
+            await target.copy_records_to_table(
+                "twinaid_rebuilt_copy", records=records, columns=columns
+            )
+            chosen = [c for c in (copy.columns or columns) if c in columns and c not in key]
+            on_key = ", ".join(f'"{c}"' for c in key)
+            update = ", ".join(f'"{c}" = excluded."{c}"' for c in chosen)
+            await target.execute(
+                f'INSERT INTO "{copy.table}" ({names}) SELECT {names} FROM twinaid_rebuilt_copy'
+                f" ON CONFLICT ({on_key}) "
+                + (f"DO UPDATE SET {update}" if update else "DO NOTHING")
+            )
+    finally:
+        await source.close()
+        await target.close()
 
 
 async def _rebuild(

@@ -50,8 +50,9 @@ def register(commands: Any) -> None:
     r = commands.add_parser(
         "restore",
         help="load a backup into empty databases, verify each log against the pinned keys and"
-        " the kept checkpoints, compare it with the manifest, and rebuild the read models"
-        " from the log",
+        " the kept checkpoints, compare it with the manifest, rebuild the read models"
+        " from the log, and set the copies of upstream facts to what the upstreams restored"
+        " with it say",
     )
     r.add_argument("source", type=Path, help="a backup directory or .tar.gz")
     cli_support.add_service_option(r)
@@ -157,6 +158,7 @@ def _restore(args: argparse.Namespace, urls: Mapping[str, str], env: Mapping[str
     result = {
         "verdict": "same history" if ok else "DIFFERS",
         "read_models": "rebuilt from the log",
+        "copies": restoremod.copies_verdict(reports),
         "ok": ok,
         "seconds": round(time.monotonic() - started, 3),
         "backup_created_at": manifest["created_at"],
@@ -212,13 +214,43 @@ def _table(result: Mapping[str, Any]) -> str:
                 " " * 11 + f"WARNING: {table}: {rows} rows of the backup differed from what the"
                 " log says (the backup or its source database was changed); rebuilt from the log"
             )
+        lines += _copies_lines(r["copies"])
     lines += [f"keys installed: {path}" for path in result["keys_installed"]]
     lines.append(
-        f"verdict: {result['verdict']}, read models rebuilt from the log (restored in"
-        f" {result['seconds']:.1f} s; backup of {result['backup_created_at']};"
-        f" pins: {result['pins']})"
+        f"verdict: {result['verdict']}, read models rebuilt from the log, copies of upstream"
+        f" facts {result['copies']} (restored in {result['seconds']:.1f} s; backup of"
+        f" {result['backup_created_at']}; pins: {result['pins']})"
     )
     return "\n".join(lines)
+
+
+def _copies_lines(found: Mapping[str, Any]) -> list[str]:
+    pad = " " * 11
+    lines = []
+    if found["checked_against"]:
+        rows = ", ".join(f"{t} {n}" for t, n in found["rows"].items())
+        lines.append(
+            pad + f"copies checked against the logs of {', '.join(found['checked_against'])}:"
+            f" {rows}"
+        )
+    if found["not_checked"]:
+        lines.append(
+            pad + f"WARNING: copies of {', '.join(found['not_checked'])}'s facts NOT checked"
+            " (not restored in this run)"
+        )
+    for d in found["differences"]:
+        column = f" {d['column']}" if d["column"] else ""
+        done = (
+            "set to the log's"
+            if d["table"] in found["rebuilt"]
+            else "NOT repaired (the restore differs)"
+        )
+        lines.append(
+            pad + f"WARNING: {d['table']} {json.dumps(d['key'])}: {d['kind']}{column}: the"
+            f" backup held {json.dumps(d['live'])}, {d['copy_of']}'s log says"
+            f" {json.dumps(d['rebuilt'])}; {done}"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace, *, urls: Mapping[str, str], env: Mapping[str, str]) -> int:

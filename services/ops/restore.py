@@ -23,6 +23,15 @@ sha256 in the manifest, and nothing signs a read model; the log is what the pinn
 the checkpoints vouch for. The rows the backup held are compared with the rebuilt ones first,
 and each table where they differed is reported (such a backup was changed, or its source
 database was).
+
+Nor can a service's own log rebuild its copies of upstream facts (the keys and the directory
+the registry's events give, the pledge lines pledges' give: services/audit/copies.py). Those
+are checked against the upstream's restored and verified log when the upstream is restored in
+the same run, as `twinaid audit compare` checks them: a copy that differs is set to the one
+rebuilt from the upstream's log, each difference reported (a forged key in a backup is not
+restored as it was). A copy matched on a key of its own (pledges' deliveries, a read model of
+pledges' log) cannot be set so: a difference there is reported and makes the restore differ.
+A copy whose upstream is not restored with it is not checked, and the verdict says so.
 """
 
 from __future__ import annotations
@@ -35,14 +44,14 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from services import cli_databases
-from services.audit import replay
+from services.audit import copies, replay
 from services.ops.backup import (
     APPEND_ONLY,
     CHECKPOINTS,
@@ -60,6 +69,7 @@ from shared import db as dbmod
 from shared import devstack_keys
 from shared import projections as proj
 from shared.event_store import PostgresEventStore
+from shared.events import RecordedEvent
 from shared.keys import KeyRing
 
 
@@ -298,6 +308,70 @@ async def rebuild_read_models(service: str, url: str) -> dict[str, Any]:
     return {"events_replayed": replayed, "rows": counts, "differed_from_backup": differed}
 
 
+async def _log_of(url: str) -> AsyncIterator[RecordedEvent]:
+    """The chained events of the database at `url`, in position order."""
+    conn = await asyncpg.connect(url)
+    try:
+        after = 0
+        while events := await PostgresEventStore(conn).read_all(after=after, limit=1000):
+            for event in events:
+                yield event
+            after = events[-1].position or after
+    finally:
+        await conn.close()
+
+
+async def check_copies(
+    service: str, urls: Mapping[str, str], pins: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """`service`'s copies of upstream facts checked against each upstream restored in this run
+    (`urls`), and set to the rebuilt ones where they differ (copies.compare with repair):
+    the upstreams checked against and not, the differences, the tables rebuilt, and whether
+    every difference was repaired."""
+    upstreams = list(dict.fromkeys(c.upstream for c in copies.COPIES.get(service, ())))
+    checked = [u for u in upstreams if u in urls]
+    result: dict[str, Any] = {
+        "checked_against": checked,
+        "not_checked": [u for u in upstreams if u not in urls],
+        "rows": {},
+        "differences": [],
+        "rebuilt": [],
+        "ok": True,
+    }
+    if not checked:
+        return result
+    found = await copies.compare(
+        service,
+        live_url=urls[service],
+        scratch_server=urls[service],
+        events_of=lambda upstream: _log_of(urls[upstream]),
+        pins=pins,
+        upstreams=checked,
+        repair=True,
+    )
+    result["rows"] = found.rows
+    result["differences"] = found.differences
+    result["rebuilt"] = found.repaired
+    result["ok"] = all(d["table"] in found.repaired for d in found.differences)
+    return result
+
+
+def copies_verdict(reports: Sequence[Mapping[str, Any]]) -> str:
+    """What the restore says of the copies of upstream facts: checked, or which were not."""
+    missing = [
+        f"{r['service']}'s of {', '.join(r['copies']['not_checked'])}"
+        for r in reports
+        if r["copies"]["not_checked"]
+    ]
+    if missing:
+        return (
+            "NOT checked: "
+            + "; ".join(missing)
+            + " (not restored in this run: restore the upstreams with it to check them)"
+        )
+    return "checked against the upstreams' restored logs"
+
+
 def held_checkpoints(folder: Path, given: Path | None) -> list[dict[str, Any]]:
     """The backup's checkpoints (if still with it) and those in `given` (a JSON list, or
     {"checkpoints": [...]} as POST /v1/audit/verify takes)."""
@@ -354,7 +428,8 @@ async def restore(
     pins: Mapping[str, Sequence[str]],
     held: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Load every service of `urls`, verify it and rebuild its read models from its log;
+    """Load every service of `urls`, verify it, rebuild its read models from its log and check
+    its copies of upstream facts against the upstreams restored with it (check_copies);
     Refused before writing anything if a target holds data (without `replace`)."""
     for service, url in urls.items():
         table = await holds_data(url)
@@ -379,4 +454,10 @@ async def restore(
         report["seconds_verify"] = round(verified_at - loaded_at, 3)
         report["seconds_rebuild"] = round(time.monotonic() - verified_at, 3)
         reports.append(report)
+    # once every log is in: a copy is checked against its upstream's restored log
+    for report in reports:
+        started = time.monotonic()
+        report["copies"] = await check_copies(report["service"], urls, pins)
+        report["seconds_copies"] = round(time.monotonic() - started, 3)
+        report["ok"] = report["ok"] and report["copies"]["ok"]
     return reports
