@@ -130,7 +130,8 @@ async def test_a_change_against_a_stale_version_is_refused(api: PledgesApi) -> N
 
 
 async def test_a_pledge_as_of_an_instant_shows_it_before_later_changes(api: PledgesApi) -> None:
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    need = {**GENERATORS_NEED, "occurred_at": "2023-01-01T00:00:00+00:00"}
+    await api.ok("/v1/needs", need, by="kharkiv")
     await api.ok(
         "/v1/pledges", generators_pledge(occurred_at="2023-01-15T00:00:00+00:00"), by="lille"
     )
@@ -172,7 +173,10 @@ async def test_money_received_and_the_donors_own_figure_are_shown_side_by_side(
         "amount": 10_000_000,
         "currency": "EUR",
     }
-    await api.ok("/v1/pledges", generators_pledge(lines=[line], commit=True), by="lille")
+    made = "2023-02-01T00:00:00+00:00"
+    await api.ok(
+        "/v1/pledges", generators_pledge(lines=[line], commit=True, occurred_at=made), by="lille"
+    )
     await api.ok(
         f"{PLEDGE}/lines/funds/donor-figures",
         {"amount": 10_000_000, "currency": "EUR", "reported_on": "2023-02-20"},

@@ -151,7 +151,8 @@ async def test_committing_a_withdrawn_pledge_is_a_conflict(api: PledgesApi) -> N
 
 
 async def test_receiving_more_money_than_pledged_is_a_conflict(api: PledgesApi) -> None:
-    body = generators_pledge(lines=[_money_line(amount=10_000)], commit=True)
+    made = "2023-02-01T00:00:00+00:00"
+    body = generators_pledge(lines=[_money_line(amount=10_000)], commit=True, occurred_at=made)
     await api.ok("/v1/pledges", body, by="lille")
     path = "/v1/pledges/lille-generators/lines/funds/receipts"
     receipt = {

@@ -129,14 +129,14 @@ async def test_money_received_or_a_figure_dated_before_the_pledges_last_change_i
     receipt = {
         "amount": 7_500_000,
         "currency": "EUR",
-        "received_on": "2023-01-01",
+        "received_on": "2023-03-01",
         "reference": "SEPA 2023-0042",
     }
     refused = await api.post(
         f"{PLEDGE}/lines/funds/receipts", {**receipt, "occurred_at": EARLIER}, by="kharkiv"
     )
     _refused_as_before_last_change(assert_problem(refused, 422), "pledge")
-    figure = {"amount": 10_000_000, "currency": "EUR", "reported_on": "2023-01-01"}
+    figure = {"amount": 10_000_000, "currency": "EUR", "reported_on": "2023-03-01"}
     refused = await api.post(
         f"{PLEDGE}/lines/funds/donor-figures", {**figure, "occurred_at": EARLIER}, by="lille"
     )
@@ -196,7 +196,7 @@ async def test_a_pledge_read_as_of_before_it_was_made_is_404_whatever_the_log_ho
 async def test_a_commitment_dated_before_the_making_is_read_as_of_then_as_a_404(
     api: PledgesApi,
 ) -> None:
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    await api.ok("/v1/needs", {**GENERATORS_NEED, "occurred_at": EARLIER}, by="kharkiv")
     made = await api.ok("/v1/pledges", generators_pledge(occurred_at=POSTED), by="lille")
     committed = ev.PledgeCommitted(
         pledge_id="lille-generators", donor_id="lille", recipient_id="kharkiv"

@@ -134,9 +134,14 @@ async def scenario(api: PledgesApi, runner: ConsumerRunner) -> None:
     EUR 60,000) and EUR 150,000 under its twinning; 25 generators arrive, EUR 100,000 is
     received. Leeds pledges EUR 30,000 without committing; CHU de Lille commits EUR 20,000,
     then withdraws it."""
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
-    await api.ok("/v1/needs", MONEY_NEED, by="kharkiv")
-    body = generators_pledge(commit=True, internal_note="do not publish: board minutes 7")
+    posted = "2023-01-15T00:00:00+00:00"
+    await api.ok("/v1/needs", {**GENERATORS_NEED, "occurred_at": posted}, by="kharkiv")
+    await api.ok("/v1/needs", {**MONEY_NEED, "occurred_at": posted}, by="kharkiv")
+    body = generators_pledge(
+        commit=True,
+        internal_note="do not publish: board minutes 7",
+        occurred_at="2023-02-01T00:00:00+00:00",
+    )
     body["lines"][0]["estimated_value"] = {"amount": 6_000_000, "currency": "EUR"}
     body["lines"].append(money_line("funds", 15_000_000))
     await api.ok("/v1/pledges", body, by="lille")

@@ -90,8 +90,9 @@ async def test_the_changes_that_lose_the_race_for_the_version_they_named_get_412
 async def test_without_if_match_the_same_race_is_run_again_and_both_are_recorded(
     api: PledgesApi,
 ) -> None:
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
-    await api.ok("/v1/pledges", generators_pledge(), by="lille")
+    made = "2023-01-01T00:00:00+00:00"  # the donor's figure is dated no earlier
+    await api.ok("/v1/needs", {**GENERATORS_NEED, "occurred_at": made}, by="kharkiv")
+    await api.ok("/v1/pledges", generators_pledge(occurred_at=made), by="lille")
     responses = await _racing(
         api,
         {

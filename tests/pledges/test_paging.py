@@ -71,6 +71,9 @@ async def history(api: PledgesApi, path: str, **params: Any) -> tuple[list[dict[
         after = body["next_after"]
 
 
+SOONER = "2022-12-01T00:00:00Z"  # before any pledge below, which answer the need
+
+
 def need(need_id: str, at: str) -> dict[str, Any]:
     return {**GENERATORS_NEED, "need_id": need_id, "occurred_at": at}
 
@@ -121,7 +124,7 @@ async def test_the_needs_report_walked_a_page_at_a_time_gives_every_need_once_in
 async def test_the_pledges_report_walked_a_page_at_a_time_gives_every_line_once_in_order(
     api: PledgesApi,
 ) -> None:
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    await api.ok("/v1/needs", need("kharkiv-generators", SOONER), by="kharkiv")
     expected = await pledges(
         api,
         [
@@ -138,7 +141,7 @@ async def test_the_pledges_report_walked_a_page_at_a_time_gives_every_line_once_
 
 
 async def test_the_reports_answer_a_bounded_page_by_default(api: PledgesApi) -> None:
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    await api.ok("/v1/needs", need("kharkiv-generators", SOONER), by="kharkiv")
     posted = [(f"n-{k:03}", f"2023-01-01T00:{k // 60:02}:{k % 60:02}Z") for k in range(PAGE + 2)]
     expected_needs = await needs(api, posted)
     expected_lines = await pledges(
@@ -164,7 +167,7 @@ async def test_the_reports_answer_a_bounded_page_by_default(api: PledgesApi) -> 
 async def test_a_report_as_csv_is_a_page_naming_the_next_in_a_link_header(
     api: PledgesApi,
 ) -> None:
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    await api.ok("/v1/needs", need("kharkiv-generators", SOONER), by="kharkiv")
     expected = await pledges(api, [(f"p-{k}", f"2023-02-0{k + 1}T00:00:00Z") for k in range(3)])
     headers = await api.as_("bucha")
     url: str | None = "http://t/v1/reports/pledges?format=csv&limit=4"
@@ -348,7 +351,7 @@ async def test_a_pledge_line_embeds_its_latest_amendments_and_receipts_only(
 ) -> None:
     """A line's view is bounded however long its history: the latest RECENT amendments and
     receipts, with how many there are (the pledge's history pages through them all)."""
-    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
+    await api.ok("/v1/needs", need("kharkiv-generators", SOONER), by="kharkiv")
     money = {
         "line_id": "funds",
         "kind": "money",
@@ -358,7 +361,8 @@ async def test_a_pledge_line_embeds_its_latest_amendments_and_receipts_only(
         "currency": "EUR",
     }
     lines = [*generators_pledge()["lines"], money]
-    await api.ok("/v1/pledges", generators_pledge(lines=lines, commit=True), by="lille")
+    body = generators_pledge(lines=lines, commit=True, occurred_at="2023-02-01T00:00:00Z")
+    await api.ok("/v1/pledges", body, by="lille")
     count = RECENT + 2
     for k in range(count):
         await api.ok(

@@ -396,7 +396,14 @@ def _need(n: int) -> Body:
 
 
 def _pledge(n: int, *, donor: str = OWN, recipient: str = PARTNER, line: Body = GOODS) -> Body:
-    return {"pledge_id": f"pl-{n}", "donor_id": donor, "recipient_id": recipient, "lines": [line]}
+    # made two days ago: money received and the donor's figures, dated YESTERDAY, follow it
+    return {
+        "pledge_id": f"pl-{n}",
+        "donor_id": donor,
+        "recipient_id": recipient,
+        "lines": [line],
+        "occurred_at": _ago(2),
+    }
 
 
 async def _posted_need(s: Setup, n: int) -> str:

@@ -117,8 +117,11 @@ async def test_a_pledges_events_never_reach_an_unrelated_organisations_subscript
                 transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
                 async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                     api = PledgesApi(client, app, url)
-                    await api.ok("/v1/needs", GENERATORS_NEED, by="kharkiv")
-                    await api.ok("/v1/pledges", generators_pledge(commit=True), by="lille")
+                    made = "2023-02-01T00:00:00+00:00"  # the figure below is dated after
+                    need = {**GENERATORS_NEED, "occurred_at": made}
+                    await api.ok("/v1/needs", need, by="kharkiv")
+                    pledge = generators_pledge(commit=True, occurred_at=made)
+                    await api.ok("/v1/pledges", pledge, by="lille")
                     await api.ok(
                         "/v1/pledges/lille-generators/lines/generators/donor-figures",
                         {"quantity": "40", "reported_on": "2023-02-20", "note": NOTE},

@@ -78,11 +78,25 @@ class DeliveredLine(ManifestDelivery):
     document: dict[str, Any] | None = None
 
 
+def _not_before_making(state: Pledge, day: date, name: str, what: str) -> None:
+    """A date of the pledge's fulfilment (money received, a donor's figure) is no earlier than
+    the day the pledge was made: ValidationFailed naming `name` otherwise."""
+    made_on = state.made_at.date() if state.made_at is not None else None
+    if made_on is not None and day < made_on:
+        raise invalid(
+            f"{name} {day.isoformat()} lies before pledge {state.pledge_id} was made"
+            f" ({made_on.isoformat()}): {what} cannot date from before the pledge",
+            name=name,
+            reason="before the pledge",
+        )
+
+
 def receive_money(
     state: Pledge, command: ReceiveMoney, *, now: datetime, acting_for: str | None
 ) -> list[NewEvent]:
     """The recipient confirms money received on a money line. Raises NotFound, Forbidden (not
-    the recipient), ValidationFailed (an in-kind line, another currency, a bad amount), Conflict
+    the recipient), ValidationFailed (an in-kind line, another currency, a bad amount, a
+    date before the pledge was made), Conflict
     (not committed, withdrawn, a reference recorded already, more than pledged)."""
     require_pledge(state)
     if acting_for is not None and acting_for != state.recipient_id:
@@ -107,6 +121,7 @@ def receive_money(
     not_before_previous_change(state, occurred_at)
     if command.received_on > now.date():
         raise invalid("received_on lies in the future", name="received_on", reason="in the future")
+    _not_before_making(state, command.received_on, "received_on", "money received")
     if state.status in (PledgeStatus.PLEDGED, PledgeStatus.WITHDRAWN):
         raise status_conflict(
             state,
@@ -139,13 +154,15 @@ def report_figure(
     state: Pledge, command: ReportFigure, *, now: datetime, acting_for: str | None
 ) -> list[NewEvent]:
     """The donor's own cumulative figure. Raises NotFound, Forbidden (not the donor),
-    ValidationFailed (a figure of the wrong kind, unit or currency)."""
+    ValidationFailed (a figure of the wrong kind, unit or currency, a date before the pledge
+    was made)."""
     require_pledge(state)
     if acting_for is not None and acting_for != state.donor_id:
         raise Forbidden(f"only the donor, {state.donor_id}, reports its own figures")
     line = state.line(command.line_id)
     occurred_at = occurred(command.occurred_at, now)
     not_before_previous_change(state, occurred_at)
+    _not_before_making(state, command.reported_on, "reported_on", "a figure reported")
     if line.kind is LineKind.MONEY:
         if command.amount is None or command.quantity is not None:
             raise invalid(

@@ -91,14 +91,29 @@ def _check_money(spec: LineSpec, f: str) -> None:
         raise invalid(
             f"{f} is money: a quantity belongs in kind", name=f"{f}.quantity", reason="money"
         )
+    if spec.value_amount is not None or spec.value_currency is not None:
+        raise invalid(
+            f"{f} is money: its amount is its value; an estimated value belongs in kind",
+            name=f"{f}.estimated_value",
+            reason="money",
+        )
     money.require_currency(spec.currency, field=f"{f}.currency")
     money.require_amount(spec.amount, field=f"{f}.amount")
 
 
-def _check_answer(spec: LineSpec, f: str, need: Need | None, recipient: str) -> None:
+def _check_answer(
+    spec: LineSpec, f: str, need: Need | None, recipient: str, occurred_at: datetime
+) -> None:
     if need is None or not need.exists:
         raise invalid(
             f"need {spec.need_id} does not exist", name=f"{f}.need_id", reason="unknown need"
+        )
+    if need.posted_at is not None and occurred_at < need.posted_at:
+        raise invalid(
+            f"the pledge is dated {occurred_at.isoformat()}, before need {need.need_id} was"
+            f" posted ({need.posted_at.isoformat()}): it cannot answer a need not yet posted",
+            name="occurred_at",
+            reason="before the need",
         )
     if need.state is not NeedState.ACTIVE:
         raise Conflict(
@@ -129,6 +144,13 @@ def _check_answer(spec: LineSpec, f: str, need: Need | None, recipient: str) -> 
             f"need {need.need_id} is counted in {need.unit or need.currency}: a line in"
             f" {spec.unit} cannot count towards it",
             name=f"{f}.need_id",
+            reason="does not match",
+        )
+    if spec.category != need.category:
+        raise invalid(
+            f"need {need.need_id} asks for {need.category}: a line of {spec.category} cannot"
+            " count towards it",
+            name=f"{f}.category",
             reason="does not match",
         )
 
@@ -163,7 +185,7 @@ def make_pledge(
         seen.add(spec.line_id)
         (_check_money if spec.kind is LineKind.MONEY else _check_in_kind)(spec, f)
         if spec.need_id is not None:
-            _check_answer(spec, f, needs.get(spec.need_id), command.recipient_id)
+            _check_answer(spec, f, needs.get(spec.need_id), command.recipient_id, occurred_at)
     if command.partnership_id is not None:
         _check_partnership(command, partnership)
     made = ev.PledgeMade(
@@ -191,11 +213,15 @@ def _check_partnership(command: MakePledge, partnership: PartnershipRef | None) 
         )
     if partnership.status == "terminated":
         raise invalid(f"partnership {pid} has ended", name="partnership_id", reason="ended")
-    if not {command.donor_id, command.recipient_id} & set(partnership.organisations):
+    if command.recipient_id not in partnership.organisations:
+        # the aid flows to a partner: a third donor may give under the partnership (a Leeds
+        # charity under the Leeds-Kharkiv twinning, to Kharkiv), not to a city outside it
         raise invalid(
-            f"neither {command.donor_id} nor {command.recipient_id} is a party to {pid}",
+            f"{command.recipient_id} is not a party to {pid}"
+            f" ({' and '.join(partnership.organisations)}): a pledge under a partnership goes"
+            " to one of its parties",
             name="partnership_id",
-            reason="not a party",
+            reason="recipient not a party",
         )
 
 
