@@ -179,6 +179,7 @@ class Flow:
     donor: str
     partnership: str
     need_id: str = ""
+    category: str = ""  # the need's: a line answering it has the same
     pledge_id: str = ""
     quantity: int = 0
     money: int = 0
@@ -375,10 +376,11 @@ class LoadGen:
     async def _need_post(self, flow: Flow) -> None:
         flow.quantity = self.rng.randrange(40, 400)
         flow.need_id = f"need-{self.world.run}-{flow.n}"
+        flow.category = self.rng.choice(["medicines", "generators", "food", "hygiene"])
         body = {
             "need_id": flow.need_id,
             "kind": "item",
-            "category": self.rng.choice(["medicines", "generators", "food", "hygiene"]),
+            "category": flow.category,
             "description": f"Supplies for {flow.city}, request {flow.n}",
             "quantity": str(flow.quantity),
             "unit": "boxes",
@@ -397,7 +399,7 @@ class LoadGen:
                 "kind": "in_kind",
                 "need_id": flow.need_id,
                 "item": "Boxes of supplies",
-                "category": "medicines",
+                "category": flow.category,
                 "quantity": str(flow.quantity),
                 "unit": "boxes",
                 "weight_kg": str(flow.quantity * 12),
