@@ -104,10 +104,16 @@ def not_before_last_change(
     last_changed_at: datetime | None,
     *,
     previous: str = "the previous change",
+    now: datetime | None = None,
 ) -> None:
     """A change is dated no earlier than the record's `previous` one: ValidationFailed naming
-    `occurred_at` otherwise (a record's changes follow each other in time)."""
+    `occurred_at` otherwise (a record's changes follow each other in time). Except where the
+    previous change was dated ahead of `now` (a device's clock running ahead, within the
+    allowance not_in_future grants) and this one is dated now or later: the clocks disagree,
+    not the order, and a write left undated (dated now) is never refused for it."""
     if last_changed_at is not None and occurred_at < last_changed_at:
+        if now is not None and last_changed_at > now and occurred_at >= now:
+            return
         raise invalid(
             f"occurred_at {occurred_at.isoformat()} is before {previous}"
             f" ({last_changed_at.isoformat()})",

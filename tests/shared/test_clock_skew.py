@@ -245,3 +245,47 @@ def test_every_domain_check_allows_the_configured_skew_and_no_more(skew: float) 
     domain_checks.occurred(now + timedelta(seconds=skew), now)
     with pytest.raises(ValidationFailed):
         domain_checks.occurred(now + timedelta(seconds=skew + 1), now)
+
+
+# -- a change after one dated ahead ----------------------------------------------------------
+
+
+def test_a_change_dated_now_follows_one_dated_ahead_but_not_one_dated_before_now() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    ahead_of_now = now + timedelta(seconds=290)
+    # dated now (or left undated): the clocks disagree, not the order
+    domain_checks.not_before_last_change(now, ahead_of_now, now=now)
+    domain_checks.not_before_last_change(now + timedelta(seconds=10), ahead_of_now, now=now)
+    # dated before now, and before the previous change: refused
+    with pytest.raises(ValidationFailed):
+        domain_checks.not_before_last_change(now - timedelta(seconds=1), ahead_of_now, now=now)
+    # a previous change in the past: the order holds as before
+    with pytest.raises(ValidationFailed):
+        domain_checks.not_before_last_change(now - timedelta(1), now - timedelta(hours=1), now=now)
+
+
+async def test_an_undated_revision_follows_a_need_posted_with_a_clock_ahead(pg_server: str) -> None:
+    schemas = (directory.SCHEMA, dbmod.schema_text("services.pledges"))
+    async with fresh_database(pg_server, *schemas) as url:
+        app = pledges_app(settings_for(url))
+        async with client_on(app) as client:
+            await seed_registry(url)
+            key = await issue_key(url, organisation="kharkiv", roles=[Role.MEMBER])
+            headers = {"Authorization": f"Bearer {key}"}
+            body = {**GENERATORS_NEED, "need_id": "n-ahead", "occurred_at": ahead(290)}
+            response = await client.post("/v1/needs", json=body, headers=headers)
+            assert response.status_code == 201, response.text
+            revised = await client.post(
+                "/v1/needs/n-ahead/revisions",
+                json={"quantity": "60", "reason": "more hospitals"},
+                headers=headers,
+            )
+            assert revised.status_code == 200, revised.text
+            before = await count(url)
+            dated_back = await client.post(
+                "/v1/needs/n-ahead/revisions",
+                json={"quantity": "70", "reason": "x", "occurred_at": ahead(-3600)},
+                headers=headers,
+            )
+            assert dated_back.status_code == 422, dated_back.text
+            assert await count(url) == before

@@ -118,7 +118,7 @@ def receive_money(
         )
     money.require_amount(command.amount, field="amount")
     occurred_at = occurred(command.occurred_at, now)
-    not_before_previous_change(state, occurred_at)
+    not_before_previous_change(state, occurred_at, now)
     if command.received_on > now.date():
         raise invalid("received_on lies in the future", name="received_on", reason="in the future")
     _not_before_making(state, command.received_on, "received_on", "money received")
@@ -161,7 +161,7 @@ def report_figure(
         raise Forbidden(f"only the donor, {state.donor_id}, reports its own figures")
     line = state.line(command.line_id)
     occurred_at = occurred(command.occurred_at, now)
-    not_before_previous_change(state, occurred_at)
+    not_before_previous_change(state, occurred_at, now)
     _not_before_making(state, command.reported_on, "reported_on", "a figure reported")
     if line.kind is LineKind.MONEY:
         if command.amount is None or command.quantity is not None:

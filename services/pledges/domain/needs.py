@@ -181,9 +181,9 @@ def _require_active(state: Need, what: str) -> None:
         )
 
 
-def _not_before_last_change(state: Need, occurred_at: datetime) -> None:
+def _not_before_last_change(state: Need, occurred_at: datetime, now: datetime) -> None:
     not_before_last_change(
-        occurred_at, state.last_changed_at, previous="the need's previous change"
+        occurred_at, state.last_changed_at, previous="the need's previous change", now=now
     )
 
 
@@ -208,7 +208,7 @@ def revise_need(
     acting(acting_for, state.recipient_id, "revise needs")
     _require_active(state, "revised")
     occurred_at = occurred(command.occurred_at, now)
-    _not_before_last_change(state, occurred_at)
+    _not_before_last_change(state, occurred_at, now)
     unknown = sorted(set(command.changes) - set(REVISABLE))
     if unknown:
         raise invalid(
@@ -251,7 +251,7 @@ def end_need(
     acting(acting_for, state.recipient_id, "close or cancel needs")
     _require_active(state, to.value)
     not_in_future(occurred_at, now)
-    _not_before_last_change(state, occurred_at)
+    _not_before_last_change(state, occurred_at, now)
     if to is NeedState.CLOSED:
         return [
             ev.new(ev.NeedClosed(need_id=state.need_id, reason=reason), occurred_at=occurred_at)

@@ -76,12 +76,12 @@ def _in_kind_updates(state: Pledge, occurred_at: datetime) -> list[NewEvent]:
     ]
 
 
-def not_before_previous_change(state: Pledge, occurred_at: datetime) -> None:
+def not_before_previous_change(state: Pledge, occurred_at: datetime, now: datetime) -> None:
     """A change to the pledge is dated no earlier than its previous one (made, committed,
     amended, withdrawn, money received, a donor's figure): ValidationFailed naming
-    `occurred_at` otherwise."""
+    `occurred_at` otherwise (shared.domain_checks.not_before_last_change)."""
     not_before_last_change(
-        occurred_at, state.last_changed_at, previous="the pledge's previous change"
+        occurred_at, state.last_changed_at, previous="the pledge's previous change", now=now
     )
 
 
@@ -109,7 +109,7 @@ def commit(
     if state.committed:
         raise status_conflict(state, f"pledge {state.pledge_id} is already {state.status.value}")
     not_in_future(occurred_at, now)
-    not_before_previous_change(state, occurred_at)
+    not_before_previous_change(state, occurred_at, now)
     return commitment_events(state, occurred_at)
 
 
@@ -134,7 +134,7 @@ def amend_line(
     if state.withdrawn:
         raise Conflict(f"pledge {state.pledge_id} was withdrawn: it cannot be amended")
     not_in_future(occurred_at, now)
-    not_before_previous_change(state, occurred_at)
+    not_before_previous_change(state, occurred_at, now)
     if line.kind is LineKind.MONEY:
         if not isinstance(size, int):
             raise invalid(
@@ -212,7 +212,7 @@ def withdraw(
             state, f"pledge {state.pledge_id} is {state.status.value}: there is nothing to withdraw"
         )
     not_in_future(occurred_at, now)
-    not_before_previous_change(state, occurred_at)
+    not_before_previous_change(state, occurred_at, now)
     data = ev.PledgeWithdrawn(
         pledge_id=state.pledge_id, reason=reason, previous_status=state.status.value
     )

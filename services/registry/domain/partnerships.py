@@ -235,7 +235,7 @@ def change_status(
                 "allowed_transitions": [s.value for s in allowed],
             },
         )
-    not_before_last_change(command.occurred_at, state.last_changed_at)
+    not_before_last_change(command.occurred_at, state.last_changed_at, now=now)
     if command.to is PartnershipStatus.SIGNED and active_twin is not None:
         raise Conflict(
             f"partnership {active_twin} of the same kind between these organisations is"

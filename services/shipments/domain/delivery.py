@@ -187,7 +187,7 @@ def close(state: Convoy, command: CloseConvoy, *, now: datetime) -> list[NewEven
             " lost",
         )
     not_in_future(command.occurred_at, now)
-    not_before(command.occurred_at, *_last_facts(state))
+    not_before(command.occurred_at, *_last_facts(state), now=now)
     data = ev.ConvoyClosed(
         convoy_id=state.convoy_id,
         outcome="delivered" if status is ConvoyStatus.DELIVERED else "lost",

@@ -81,14 +81,15 @@ class CancelConvoy:
     occurred_at: datetime
 
 
-def not_before(occurred_at: datetime, *facts: tuple[datetime | None, str]) -> None:
+def not_before(occurred_at: datetime, *facts: tuple[datetime | None, str], now: datetime) -> None:
     """An office write follows what it acts on: ValidationFailed naming `occurred_at` if it lies
-    before the latest of `facts` (when, what; None: not happened). Road entries, recorded late
-    and in any order, are not held to this."""
+    before the latest of `facts` (when, what; None: not happened), unless that was dated ahead
+    of `now` and this is dated now or later (shared.domain_checks.not_before_last_change). Road
+    entries, recorded late and in any order, are not held to this."""
     known = [(at, what) for at, what in facts if at is not None]
     if known:
         at, what = max(known, key=lambda fact: fact[0])
-        not_before_last_change(occurred_at, at, previous=what)
+        not_before_last_change(occurred_at, at, previous=what, now=now)
 
 
 def after_plan(state: Convoy) -> tuple[datetime | None, str]:
@@ -243,7 +244,7 @@ def load(
             reason="unknown vehicle",
         )
     not_in_future(command.occurred_at, now)
-    not_before(command.occurred_at, after_plan(state))
+    not_before(command.occurred_at, after_plan(state), now=now)
     line = _check_loadable(state, command, pledge_line)
     remaining = line.quantity - allocated
     if command.quantity > remaining:
@@ -305,6 +306,7 @@ def unload(state: Convoy, command: UnloadLine, *, now: datetime) -> list[NewEven
         command.occurred_at,
         after_plan(state),
         (line.loaded_at, f"the load of manifest line {line.manifest_line_id}"),
+        now=now,
     )
     data = ev.ManifestLineUnloaded(
         convoy_id=state.convoy_id,
@@ -327,6 +329,7 @@ def cancel(state: Convoy, command: CancelConvoy, *, now: datetime) -> list[NewEv
         command.occurred_at,
         after_plan(state),
         (state.manifest_changed_at, "the last load or unload"),
+        now=now,
     )
     data = ev.ConvoyCancelled(
         convoy_id=state.convoy_id,
