@@ -12,7 +12,7 @@ from shared.event_models import MAX_ID as MAX_ID
 from shared.event_models import MAX_LABEL as MAX_LABEL
 from shared.event_models import MAX_NAME as MAX_NAME
 from shared.event_models import MAX_SEALED as MAX_SEALED
-from shared.event_models import QUANTITY_PATTERN, SealedPerson
+from shared.event_models import MAX_QUANTITY_TEXT, QUANTITY_PATTERN, SealedPerson
 from shared.event_models import Coordinates as Coordinates
 from shared.event_models import EventModel as EventModel
 from shared.event_models import Id as Id
@@ -36,7 +36,10 @@ CONVOY_CLOSED = "shipments.convoy-closed"
 CONVOY_CANCELLED = "shipments.convoy-cancelled"
 
 # every quantity and weight, as decimal_text writes it: the bounds of a quantity in every service
-Decimal = Annotated[str, Field(pattern=QUANTITY_PATTERN, description="a decimal")]
+# bounded as the requests' amounts are (MAX_QUANTITY_TEXT; the pattern allows 20 at most)
+Decimal = Annotated[
+    str, Field(pattern=QUANTITY_PATTERN, max_length=MAX_QUANTITY_TEXT, description="a decimal")
+]
 Unit = Literal["pieces", "kg", "tonnes", "boxes", "litres"]
 Text = Annotated[str, Field(max_length=2000)]
 
