@@ -11,8 +11,8 @@ from pydantic import AwareDatetime, Field
 from shared.event_models import MAX_ID as MAX_ID
 from shared.event_models import MAX_LABEL as MAX_LABEL
 from shared.event_models import MAX_NAME as MAX_NAME
-from shared.event_models import MAX_SEALED as MAX_SEALED
 from shared.event_models import MAX_QUANTITY_TEXT, QUANTITY_PATTERN, SealedPerson
+from shared.event_models import MAX_SEALED as MAX_SEALED
 from shared.event_models import Coordinates as Coordinates
 from shared.event_models import EventModel as EventModel
 from shared.event_models import Id as Id
