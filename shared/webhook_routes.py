@@ -209,6 +209,18 @@ def _published_types() -> dict[str, tuple[str, ...]]:
     }
 
 
+def _feed_only(caller: Principal, name: str, what: str) -> None:
+    """ValidationFailed naming `name` unless `caller` reads the raw feed, the only keys `what`
+    (an audit.* or privacy.* type, a log's own stream) reaches."""
+    if not caller.has(*webhooks.FEED_ROLES):
+        roles = " and ".join(r.value for r in webhooks.FEED_ROLES)
+        raise _invalid(
+            name,
+            f"{what} reaches keys that read the raw event feed only ({roles} roles):"
+            " a subscription of this key would never receive it",
+        )
+
+
 def _check_types(ctx: ServiceContext, caller: Principal, event_types: list[str]) -> None:
     """Every type a subscription names is one it can receive (docs/webhooks.md): one of the
     service's own event types, or an `audit.*` (checkpoints, key changes) or `privacy.*` type
@@ -225,13 +237,7 @@ def _check_types(ctx: ServiceContext, caller: Principal, event_types: list[str])
                 raise _invalid(
                     name, f"{t} is no {family} event type (they are: {', '.join(known)})"
                 )
-            if not caller.has(*webhooks.FEED_ROLES):
-                roles = " and ".join(r.value for r in webhooks.FEED_ROLES)
-                raise _invalid(
-                    name,
-                    f"{t} reaches keys that read the raw event feed only ({roles} roles):"
-                    " a subscription of this key would never receive it",
-                )
+            _feed_only(caller, name, t)
         elif not t.startswith(f"{ctx.service}."):
             raise _invalid(
                 name, f"{t} is not an event of {ctx.service} (its types: {ctx.service}.*)"
@@ -271,13 +277,7 @@ def _check_streams(ctx: ServiceContext, caller: Principal, streams: list[str]) -
                 raise _invalid(
                     name, f"{stream} is a stream of {owner}, never in {ctx.service}'s log"
                 )
-            if not caller.has(*webhooks.FEED_ROLES):
-                roles = " and ".join(r.value for r in webhooks.FEED_ROLES)
-                raise _invalid(
-                    name,
-                    f"{stream} reaches keys that read the raw event feed only ({roles} roles):"
-                    " a subscription of this key would never receive it",
-                )
+            _feed_only(caller, name, stream)
             continue
         service = others.get(stream.partition("-")[0])
         if service is not None:
