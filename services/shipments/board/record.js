@@ -36,8 +36,10 @@ function value(form, name) {
   return control ? control.value.trim() : "";
 }
 
-async function keyFor(prefix, body) {
-  return `board-${prefix}-${(await digest(JSON.stringify(body))).slice(0, 24)}`;
+/** One write's Idempotency-Key: a retry of it (same route, same record, same body) is the same
+ * key; the same form content sent to another convoy is another write, so another key. */
+async function keyFor(prefix, convoyId, body) {
+  return `board-${prefix}-${(await digest(JSON.stringify([convoyId, body]))).slice(0, 24)}`;
 }
 
 /** "entries.0.checkpoint.place" and "entries[<id>].occurred_at" name the inputs "place", "occurred_at". */
@@ -108,7 +110,7 @@ export function checkpointForm(getConvoy, reload) {
         await api("shipments", `/v1/convoys/${encodeURIComponent(convoy.convoy_id)}/entries`, {
           method: "POST",
           body,
-          headers: { "Idempotency-Key": await keyFor("entries", body) },
+          headers: { "Idempotency-Key": await keyFor("entries", convoy.convoy_id, body) },
         });
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
@@ -207,7 +209,7 @@ export function deliveryForm(getConvoy, reload) {
         await api("shipments", `/v1/convoys/${encodeURIComponent(current.convoy_id)}/delivery`, {
           method: "POST",
           body,
-          headers: { "If-Match": String(current.version), "Idempotency-Key": await keyFor("delivery", body) },
+          headers: { "If-Match": String(current.version), "Idempotency-Key": await keyFor("delivery", current.convoy_id, body) },
         });
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
