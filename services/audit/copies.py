@@ -150,6 +150,7 @@ COPIES: dict[str, tuple[Copy, ...]] = {
                     pledges_subscriptions.manifest_line_unloaded
                 ),
                 pledges_subscriptions.CONVOY_CANCELLED: pledges_subscriptions.convoy_cancelled,
+                pledges_subscriptions.CONVOY_CLOSED: pledges_subscriptions.convoy_closed,
             },
         ),
     ),

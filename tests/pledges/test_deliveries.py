@@ -335,3 +335,58 @@ async def test_a_line_cannot_be_amended_below_what_convoys_carry_until_they_give
     assert await runner.apply(cancelled)
     await api.ok(path, {"quantity": "10", "reason": "the rest stays home"}, by="lille")
     assert (await updates(api))[-1] == ("10", "10", "0", "fulfilled")
+
+
+def closed(convoy_id: str, outcome: str) -> Incoming:
+    return incoming(
+        "shipments",
+        "shipments.convoy-closed",
+        {"convoy_id": convoy_id, "outcome": outcome, "note": None},
+        stream_id=f"convoy-{convoy_id}",
+    )
+
+
+async def test_a_convoy_closed_with_everything_lost_gives_its_lines_back(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    path = f"{PLEDGE}/lines/generators/amendments"
+    # 60 loaded on convoy-1, all lost on the road; 10 delivered by c-2
+    for event in loading(delivery(line("m1", received="60"), convoy_id="convoy-1")):
+        assert await runner.apply(event)
+    await runner.apply(await loaded(runner, delivery(line("m2", received="10"), convoy_id="c-2")))
+    too_low = assert_problem(
+        await api.post(path, {"quantity": "10", "reason": "fewer"}, by="lille"), 409
+    )
+    assert (too_low["confirmed"], too_low["carried"]) == ("10", "60")
+    assert await runner.apply(closed("convoy-1", "lost"))
+    held = await api.fetch(
+        "SELECT loaded, source_position FROM convoy_lines WHERE convoy_id = 'convoy-1'"
+    )
+    assert [r["loaded"] for r in held] == [0]
+    assert held[0]["source_position"] is not None
+    await api.ok(path, {"quantity": "10", "reason": "the rest was lost"}, by="lille")
+    assert (await updates(api))[-1] == ("10", "10", "0", "fulfilled")
+
+
+async def test_a_convoy_closed_after_its_delivery_changes_nothing(
+    api: PledgesApi, runner: ConsumerRunner
+) -> None:
+    await committed(api)
+    path = f"{PLEDGE}/lines/generators/amendments"
+    await runner.apply(await loaded(runner, delivery(line("m1", received="10"), convoy_id="c-2")))
+    # 60 still on the road on convoy-1
+    for event in loading(delivery(line("m1", received="60"), convoy_id="convoy-1")):
+        assert await runner.apply(event)
+    before = await api.fetch("SELECT * FROM convoy_lines ORDER BY convoy_id, manifest_line_id")
+    events = await api.count_events()
+    assert await runner.apply(closed("c-2", "delivered"))
+    assert await api.fetch("SELECT * FROM convoy_lines ORDER BY convoy_id, manifest_line_id") == (
+        before
+    )
+    assert await api.count_events() == events
+    assert (await api.get(PLEDGE))["lines"][0]["recipient_confirmed"] == "10"
+    too_low = assert_problem(
+        await api.post(path, {"quantity": "20", "reason": "fewer"}, by="lille"), 409
+    )
+    assert (too_low["confirmed"], too_low["carried"]) == ("10", "60")

@@ -1,8 +1,9 @@
 """Reactions to other services' events: {upstream: {event type: handler}}.
 
 Registry events keep the local directory of organisations and partnerships. Shipments' loaded
-and unloaded manifest lines, and cancelled convoys, keep what each convoy carries
-(convoy_lines: an amendment cannot go below what convoys carry undelivered); a confirmed delivery
+and unloaded manifest lines, cancelled convoys and convoys closed with everything on board lost
+keep what each convoy carries (convoy_lines: an amendment cannot go below what convoys carry
+undelivered); a confirmed delivery
 counts towards the pledge lines it names, once per (convoy, manifest line), and only for a line
 loaded on its convoy, never more than was loaded (else it is quarantined: Implausible); an
 unknown event type is ignored.
@@ -28,6 +29,7 @@ ACTOR = "pledges-consumer"
 MANIFEST_LINE_LOADED = "shipments.manifest-line-loaded"
 MANIFEST_LINE_UNLOADED = "shipments.manifest-line-unloaded"
 CONVOY_CANCELLED = "shipments.convoy-cancelled"
+CONVOY_CLOSED = "shipments.convoy-closed"
 Figure = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -131,6 +133,27 @@ async def convoy_cancelled(conn: asyncpg.Connection, event: Incoming) -> None:
         )
 
 
+class _Closed(_Tolerant):
+    """The fields of `shipments.convoy-closed` that pledges reads."""
+
+    convoy_id: str
+    outcome: str
+
+
+async def convoy_closed(conn: asyncpg.Connection, event: Incoming) -> None:
+    """A convoy closed with everything on board lost (no delivery will ever come: shipments closes
+    a convoy only once delivered, or once all it held was lost) gives back what it held, as
+    cancelling does. Closed after its delivery: nothing to give back, the delivery counts."""
+    closed = _Closed.model_validate(event.data)
+    if closed.outcome != "lost":
+        return
+    await conn.execute(
+        "UPDATE convoy_lines SET loaded = 0, source_position = $2 WHERE convoy_id = $1",
+        closed.convoy_id,
+        event.position,
+    )
+
+
 async def _plausible(conn: asyncpg.Connection, delivery: _Delivery) -> None:
     """Raises Implausible unless each line of the delivery was loaded on its convoy, for the
     pledge line it names, and claims no more than was loaded."""
@@ -200,6 +223,7 @@ HANDLERS: dict[str, dict[str, Handler]] = {
         MANIFEST_LINE_LOADED: manifest_line_loaded,
         MANIFEST_LINE_UNLOADED: manifest_line_unloaded,
         CONVOY_CANCELLED: convoy_cancelled,
+        CONVOY_CLOSED: convoy_closed,
         "shipments.delivery-confirmed": delivery_confirmed,
     },
 }
