@@ -241,6 +241,10 @@ async def test_discrepancies_as_hxl(two_convoys: ShipmentsApi) -> None:
     ]
     listed = await get_json(api, "/v1/discrepancies", ORIGIN)
     assert len(listed["items"]) == len(rows(dataset, "#activity+code"))
+    # the goods' category, as the manifest line and the deliveries' rows give it
+    categories = rows(dataset, "#item+type")
+    assert categories and all(c != ("",) for c in categories), categories
+    assert [x["category"] for x in listed["items"]] == [c for (c,) in categories]
 
     chu, _ = await get_csv(api, "/v1/discrepancies", CHU)  # a donor: its own lines only
     assert rows(chu, *tags) == [

@@ -106,6 +106,8 @@ async def _discrepant(
 ) -> list[dict[str, Any]]:
     doc = _document(caller, row)
     order = {line["manifest_line_id"]: i for i, line in enumerate(doc["manifest"])}
+    # the goods' category, as the manifest line gives it (the deliveries' rows carry it too)
+    category = {line["manifest_line_id"]: line.get("category") for line in doc["manifest"]}
     lines = sorted(doc["discrepancies"], key=lambda x: order.get(x["manifest_line_id"], -1))
     return [
         {
@@ -114,6 +116,7 @@ async def _discrepant(
             "status": doc["status"],
             "origin_id": doc["origin_id"],
             "destination_id": doc["destination_id"],
+            "category": category.get(line["manifest_line_id"]),
             **line,
         }
         for line in lines

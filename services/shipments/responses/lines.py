@@ -57,6 +57,7 @@ class DiscrepancyPageItem(Out):
     origin_id: str
     destination_id: str
     item: str
+    category: str | None
     lost: str
     unit: str
     short: str
