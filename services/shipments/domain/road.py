@@ -10,6 +10,13 @@ Within one batch an id is one entry: the same entry twice (a client's queue that
 is recorded once, both places answered alike and neither counted as recorded before; the same
 id with other content is refused as the batch's own mistake (422 naming the later place), not
 as a reuse of an entry recorded before (nothing of the batch is recorded, or ever was).
+
+The road ends: an entry dated after the confirmed delivery is refused, and an arrived convoy no
+longer moves (a checkpoint or border crossing dated after its arrival is refused; a hand-off or
+an incident may still come until the delivery, losses only before it). Entries dated before
+the arrival or delivery are taken whenever they are recorded (devices that were offline). An
+incident names each affected manifest line once; its losses, with those recorded before and
+the batch's earlier entries', never exceed what was loaded.
 """
 
 from __future__ import annotations
@@ -133,6 +140,36 @@ def _common(state: Convoy, entry: FieldEntry, now: datetime) -> None:
         )
 
 
+# what may still happen to an arrived convoy before its delivery is confirmed: a hand-off at the
+# destination, an incident (damage, a theft in the warehouse); it no longer moves (a second
+# arrival has its own refusal, _arrival)
+AFTER_ARRIVAL = frozenset({"custody_handoff", "incident", "arrival"})
+
+
+def _after_the_end(state: Convoy, entry: FieldEntry) -> None:
+    """Nothing happens on the road after the delivery, and an arrived convoy does not move: an
+    entry dated later is refused. One dated before, recorded late (a device that was offline),
+    is taken as any other."""
+    at = entry.occurred_at
+    if state.delivery is not None and at > state.delivery.occurred_at:
+        raise errors.invalid(
+            f"entry {entry.entry_id} ({entry.kind}) occurred at {at.isoformat()}, but the"
+            f" convoy was delivered at {state.delivery.occurred_at.isoformat()}: nothing"
+            " happens on its road after that",
+            name=f"entries[{entry.entry_id}].occurred_at",
+            reason="after delivery",
+        )
+    arrived_at = state.arrived_at
+    if arrived_at is not None and at > arrived_at and entry.kind not in AFTER_ARRIVAL:
+        raise errors.invalid(
+            f"entry {entry.entry_id} ({entry.kind}) occurred at {at.isoformat()}, but the"
+            f" convoy arrived at {arrived_at.isoformat()}: an arrived convoy does not move"
+            " (a hand-off or an incident may still be recorded until its delivery)",
+            name=f"entries[{entry.entry_id}].occurred_at",
+            reason="after arrival",
+        )
+
+
 def _over_commitment(
     state: Convoy,
     entry: FieldEntry,
@@ -232,16 +269,27 @@ def _incident(state: Convoy, entry: FieldEntry) -> None:
             entry_id=entry.entry_id,
         )
     lost = state.lost()
+    named: dict[str, int] = {}
     for i, affected in enumerate(d.get("lines", ())):
         field = f"entries[{entry.entry_id}].lines.{i}"
-        line = state.line(affected["manifest_line_id"])
+        manifest_line_id = affected["manifest_line_id"]
+        if (j := named.setdefault(manifest_line_id, i)) != i:
+            raise errors.invalid(
+                f"manifest line {manifest_line_id} is given twice in entry {entry.entry_id}"
+                f" (lines.{j} and lines.{i}): give each affected line once, with its whole"
+                " quantity",
+                name=f"{field}.manifest_line_id",
+                reason="given twice",
+            )
+        line = state.line(manifest_line_id)
         if line is None or line.state.value != "loaded":
             raise errors.invalid(
-                f"manifest line {affected['manifest_line_id']} is not on convoy {state.convoy_id}",
+                f"manifest line {manifest_line_id} is not on convoy {state.convoy_id}",
                 name=f"{field}.manifest_line_id",
                 reason="unknown manifest line",
             )
         quantity = dec(affected["quantity"])
+        # what the batch's earlier entries lost is in `state` (folded entry by entry)
         already = lost.get(line.manifest_line_id, ZERO) if d["kind"] in LOSS_KINDS else ZERO
         if already + quantity > line.quantity:
             raise errors.invalid(
@@ -287,6 +335,7 @@ def _decide(
         _incident(state, entry)
     elif entry.kind == "arrival":
         _arrival(state, entry)
+    _after_the_end(state, entry)  # after the kinds' own refusals (a loss after delivery...)
     event_type = ev.ENTRY_EVENTS[entry.kind]
     data: ev.EntryPayload = ev.SCHEMAS[event_type].model_validate(  # type: ignore[assignment]
         {
@@ -357,8 +406,9 @@ def record_entries(
     the other convoys' share). An id used twice in the batch is one entry (_once_each):
     recorded once, counted once. Raises NotFound, EntryIdReused, ConvoyClosed, WrongStatus,
     EmptyConvoy, NotLoadable, ExceedsRemaining, ValidationFailed
-    (future or pre-dispatch times, unknown organisations or manifest lines, losses beyond
-    what was loaded); the problem names the entry."""
+    (future or pre-dispatch times, times after the delivery or, for what moves the convoy,
+    after its arrival, unknown organisations or manifest lines, a line named twice in an
+    incident, losses beyond what was loaded); the problem names the entry."""
     require_existing(state)
     repeats = _once_each(entries)
     order = sorted(
