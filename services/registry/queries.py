@@ -264,7 +264,13 @@ async def api_keys_of(
     """An organisation's keys, oldest first, a page at a time (`next_cursor`)."""
     keys.check_reads(manager, organisation_id)
     after = pagination.decode(cursor, parts=(datetime, str))
-    await require_organisation(conn, organisation_id)
+    # the operator's own organisations (twinaid, twinaid-audit: their administrator, auditor
+    # and service keys) are in no directory but hold keys: listed as a registered one is, so a
+    # leaked operator key can be found and revoked; an id holding neither is unknown (404)
+    if not await conn.fetchval(
+        "SELECT true FROM api_keys WHERE organisation = $1 LIMIT 1", organisation_id
+    ):
+        await require_organisation(conn, organisation_id)
     rows = await api_keys.rows_of(
         conn,
         organisation_id,

@@ -389,3 +389,17 @@ def test_the_routes_are_declared_for_partners() -> None:
     assert "Idempotency-Key" in {
         p["name"] for p in operations["revokeApiKey"][2].get("parameters", [])
     }
+
+
+async def test_the_operator_s_own_keys_are_listed_though_it_is_in_no_directory(
+    api: RegistryApi,
+) -> None:
+    """twinaid (the operator, its administrator key here) registers no organisation but holds
+    keys: a registry administrator lists them as any organisation's, so a leaked one can be
+    found and revoked; an id holding neither an organisation nor a key is unknown."""
+    listed = await api.client.get(keys_of("twinaid"), headers=api.as_admin)
+    assert listed.status_code == 200, listed.text
+    assert [k["organisation_id"] for k in listed.json()["items"]] == ["twinaid"]
+    assert listed.json()["items"][0]["roles"] == ["registry_admin"]
+    unknown = await api.client.get(keys_of("atlantis"), headers=api.as_admin)
+    assert "atlantis does not exist" in assert_problem(unknown, 404)["detail"]
