@@ -98,6 +98,22 @@ def test_nothing_dated_after_the_delivery_is_taken(late: domain.FieldEntry) -> N
     ]
 
 
+def test_a_delay_noted_after_the_delivery_is_taken() -> None:
+    """Paperwork at the warehouse: it touches no goods and moves nothing."""
+    state = delivered()
+    delay = e(
+        "incident",
+        50,
+        kind="delay",
+        description="paperwork at the warehouse",
+        place=None,
+        delay_minutes=90,
+        lines=[],
+    )
+    state, _ = road(state, delay)
+    assert state.status is domain.ConvoyStatus.DELIVERED
+
+
 def test_entries_dated_before_the_delivery_recorded_late_are_taken() -> None:
     state = delivered()
     state, _ = road(state, checkpoint(20, "Lviv"), handoff(40), damage(45))

@@ -11,7 +11,8 @@ is recorded once, both places answered alike and neither counted as recorded bef
 id with other content is refused as the batch's own mistake (422 naming the later place), not
 as a reuse of an entry recorded before (nothing of the batch is recorded, or ever was).
 
-The road ends: an entry dated after the confirmed delivery is refused, and an arrived convoy no
+The road ends: an entry dated after the confirmed delivery is refused (but a delay noted, which
+touches no goods), and an arrived convoy no
 longer moves (a checkpoint or border crossing dated after its arrival is refused; a hand-off or
 an incident may still come until the delivery, losses only before it). Entries dated before
 the arrival or delivery are taken whenever they are recorded (devices that were offline). An
@@ -151,11 +152,14 @@ def _after_the_end(state: Convoy, entry: FieldEntry) -> None:
     entry dated later is refused. One dated before, recorded late (a device that was offline),
     is taken as any other."""
     at = entry.occurred_at
-    if state.delivery is not None and at > state.delivery.occurred_at:
+    # a delay noted after the delivery (paperwork at the warehouse) touches no goods and moves
+    # nothing: still the road's to record, and what a closing follows
+    noted = entry.kind == "incident" and entry.details.get("kind") == "delay"
+    if state.delivery is not None and at > state.delivery.occurred_at and not noted:
         raise errors.invalid(
             f"entry {entry.entry_id} ({entry.kind}) occurred at {at.isoformat()}, but the"
             f" convoy was delivered at {state.delivery.occurred_at.isoformat()}: nothing"
-            " happens on its road after that",
+            " happens on its road after that but a delay noted",
             name=f"entries[{entry.entry_id}].occurred_at",
             reason="after delivery",
         )
